@@ -1,0 +1,94 @@
+"""The canonical internal job value (DESIGN section 7, jobs CSV), and pool eligibility.
+
+A :class:`Job` is what the planner, the simulator and both executors see: frozen, units in names,
+times in seconds from the simulation or plan start. An inference *service* whose demand varies over
+time is represented as a chain of inference jobs, one per slot, each with the GPUs that slot needs:
+the jobs CSV contract then holds inference traces unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scheduler.errors import InputError
+from scheduler.models import CLEARANCE_LEVELS, Pool, Site
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: str
+    tenant: str
+    kind: str  # "training" | "batch" | "inference"
+    submit_s: float
+    gpus: int
+    duration_s: float  # run time at full power
+    deadline_s: float | None = None
+    preemptible: bool = True
+    pool: str | None = None  # pool name or label selector "k=v,k=v"; None: any pool
+    priority: int = 0
+    checkpoint_interval_s: float = 1800.0
+    jurisdiction: str | None = None  # hard requirement on the pool's `jurisdiction` label
+    clearance: str | None = None  # hard requirement: pool clearance level >= this
+    entrypoint: str | None = None
+
+    @property
+    def must_run(self) -> bool:
+        """Inference is served when it is demanded: it is never deferred."""
+        return self.kind == "inference"
+
+
+def parse_selector(selector: str) -> dict[str, str]:
+    """``"gpu=h100,jurisdiction=nl"`` -> ``{"gpu": "h100", "jurisdiction": "nl"}``."""
+    out: dict[str, str] = {}
+    for part in selector.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise InputError(f"pool selector {selector!r}: {part!r} is not key=value")
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def pool_matches(pool: Pool, job: Job) -> bool:
+    """Does ``pool`` satisfy the job's pool field and its jurisdiction / clearance requirements?"""
+    if job.pool:
+        if "=" in job.pool:
+            sel = parse_selector(job.pool)
+            if any(pool.labels.get(k) != v for k, v in sel.items()):
+                return False
+        elif job.pool != pool.name:
+            return False
+    if job.jurisdiction is not None and pool.labels.get("jurisdiction") != job.jurisdiction:
+        return False
+    if job.clearance is not None:
+        have = pool.labels.get("clearance", "public")
+        if CLEARANCE_LEVELS.index(have) < CLEARANCE_LEVELS.index(job.clearance):
+            return False
+    return True
+
+
+def eligible_pools(site: Site, job: Job) -> list[int]:
+    """Indices of the site's pools that may hold ``job`` (labels) and are large enough for it."""
+    return [i for i, p in enumerate(site.pools) if pool_matches(p, job) and p.gpus >= job.gpus]
+
+
+def check_jobs_fit(site: Site, jobs: Sequence[Job], source: str) -> None:
+    """Raise InputError for the first job that names an unknown pool or that no eligible pool can hold."""
+    names = {p.name for p in site.pools}
+    for job in jobs:
+        if job.pool and "=" not in job.pool and job.pool not in names:
+            raise InputError(f"{source}: job {job.job_id!r}: unknown pool {job.pool!r}; allowed: {sorted(names)}")
+        if not eligible_pools(site, job):
+            matching = [p for p in site.pools if pool_matches(p, job)]
+            if matching:
+                biggest = max(p.gpus for p in matching)
+                raise InputError(
+                    f"{source}: job {job.job_id!r} needs {job.gpus} GPUs but the largest eligible pool has {biggest}"
+                )
+            raise InputError(
+                f"{source}: job {job.job_id!r}: no pool matches pool={job.pool!r}, "
+                f"jurisdiction={job.jurisdiction!r}, clearance={job.clearance!r}"
+            )

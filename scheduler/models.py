@@ -1,0 +1,311 @@
+"""Pydantic models for every input at the edges: site file, tenants file, job specs, jobs CSV rows.
+
+Types only (the Kueue habit): validation of shapes and ranges lives here, logic lives elsewhere.
+Loading helpers at the bottom turn YAML files into these models and wrap every failure in an
+:class:`~scheduler.errors.InputError` that names the file and the field.
+
+Units are in the field names (DESIGN section 1).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scheduler.errors import InputError
+
+#: Clearance levels in increasing order; a pool's ``clearance`` label and a tenant's ``clearance`` use these.
+CLEARANCE_LEVELS: tuple[str, ...] = ("public", "internal", "confidential", "secret")
+
+#: Default speed curve for H100-class GPUs: (power fraction, throughput relative to full power).
+DEFAULT_SPEED_CURVE: tuple[tuple[float, float], ...] = ((0.4, 0.62), (0.6, 0.82), (0.8, 0.95), (1.0, 1.0))
+
+_NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------- site
+
+
+class Pool(_Strict):
+    """A set of identical GPU nodes with the same labels."""
+
+    name: Annotated[str, Field(pattern=_NAME_RE)]
+    gpus: Annotated[int, Field(gt=0)]
+    gpus_per_node: Annotated[int, Field(gt=0)] = 8
+    tdp_w: Annotated[float, Field(gt=0)]
+    idle_w: Annotated[float, Field(ge=0)]
+    host_w_per_gpu: Annotated[float, Field(ge=0)] = 0.0
+    min_power_fraction: Annotated[float, Field(gt=0, le=1)] = 0.4
+    speed_curve: tuple[tuple[float, float], ...] = DEFAULT_SPEED_CURVE
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("speed_curve")
+    @classmethod
+    def _check_curve(cls, v: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        if len(v) < 1:
+            raise ValueError("speed_curve needs at least one [fraction, speed] point")
+        fs = [p[0] for p in v]
+        ss = [p[1] for p in v]
+        if any(b <= a for a, b in zip(fs, fs[1:])):
+            raise ValueError(f"speed_curve fractions must increase strictly, got {fs}")
+        if any(b < a for a, b in zip(ss, ss[1:])):
+            raise ValueError(f"speed_curve speeds must not decrease, got {ss}")
+        if abs(fs[-1] - 1.0) > 1e-9 or abs(ss[-1] - 1.0) > 1e-9:
+            raise ValueError(f"speed_curve must end at [1.0, 1.0], got {list(v[-1])}")
+        if not all(0 < f <= 1 and 0 < s <= 1 for f, s in v):
+            raise ValueError("speed_curve fractions and speeds must lie in (0, 1]")
+        return v
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> Pool:
+        if self.gpus % self.gpus_per_node:
+            raise ValueError(
+                f"pool {self.name!r}: gpus ({self.gpus}) must be a multiple of gpus_per_node ({self.gpus_per_node})"
+            )
+        if self.idle_w >= self.tdp_w:
+            raise ValueError(f"pool {self.name!r}: idle_w ({self.idle_w}) must be below tdp_w ({self.tdp_w})")
+        if self.min_power_fraction < self.speed_curve[0][0] - 1e-9:
+            raise ValueError(
+                f"pool {self.name!r}: min_power_fraction ({self.min_power_fraction}) lies below the first "
+                f"speed_curve point ({self.speed_curve[0][0]})"
+            )
+        clearance = self.labels.get("clearance")
+        if clearance is not None and clearance not in CLEARANCE_LEVELS:
+            raise ValueError(
+                f"pool {self.name!r}: label clearance={clearance!r} is not one of {list(CLEARANCE_LEVELS)}"
+            )
+        return self
+
+    @property
+    def nodes(self) -> int:
+        return self.gpus // self.gpus_per_node
+
+
+class TimeBlock(_Strict):
+    """Extra grid import allowed in a window of UTC hours (a time-bound transport right).
+
+    ``hours`` is ``"A-B"`` with A, B in 0..24: the block covers hours h with A <= h < B, wrapping over
+    midnight when B <= A (``"22-06"`` covers 22:00-06:00).
+    """
+
+    hours: str
+    extra_mw: Annotated[float, Field(ge=0)]
+
+    @field_validator("hours")
+    @classmethod
+    def _check_hours(cls, v: str) -> str:
+        m = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", v)
+        if not m or not (0 <= int(m.group(1)) <= 24 and 0 <= int(m.group(2)) <= 24) or m.group(1) == m.group(2):
+            raise ValueError(f'hours must look like "22-06" (two different hours 0..24), got {v!r}')
+        return v
+
+    @property
+    def hour_range(self) -> tuple[int, int]:
+        a, b = self.hours.split("-")
+        return int(a) % 24, int(b) % 24
+
+
+class GridContract(_Strict):
+    firm_mw: Annotated[float, Field(ge=0)]
+    time_blocks: tuple[TimeBlock, ...] = ()
+
+
+class WindContract(_Strict):
+    contract_mw: Annotated[float, Field(ge=0)]
+
+
+class Site(_Strict):
+    """The site file (DESIGN section 7)."""
+
+    name: Annotated[str, Field(min_length=1)]
+    slot_minutes: Annotated[int, Field(gt=0, le=60)] = 15
+    pue: Annotated[float, Field(ge=1.0, le=3.0)] = 1.15
+    site_max_mw: Annotated[float, Field(gt=0)]
+    grid: GridContract
+    wind: WindContract
+    pools: tuple[Pool, ...]
+
+    @field_validator("slot_minutes")
+    @classmethod
+    def _check_slot(cls, v: int) -> int:
+        if 60 % v:
+            raise ValueError(f"slot_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60), got {v}")
+        return v
+
+    @field_validator("pools")
+    @classmethod
+    def _check_pools(cls, v: tuple[Pool, ...]) -> tuple[Pool, ...]:
+        if not v:
+            raise ValueError("a site needs at least one pool")
+        names = [p.name for p in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pool names must be unique, repeated: {dupes}")
+        return v
+
+    @property
+    def slot_s(self) -> int:
+        return self.slot_minutes * 60
+
+    @property
+    def total_gpus(self) -> int:
+        return sum(p.gpus for p in self.pools)
+
+    def pool(self, name: str) -> Pool:
+        for p in self.pools:
+            if p.name == name:
+                return p
+        raise InputError(f"unknown pool {name!r}; this site has {[p.name for p in self.pools]}")
+
+
+# ------------------------------------------------------------------------------------------ tenants
+
+
+class Tenant(_Strict):
+    name: Annotated[str, Field(pattern=_NAME_RE)]
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    priority: Annotated[int, Field(ge=0, le=10)] = 1
+    quota_gpus: Annotated[int, Field(ge=0)] | None = None
+    commitment_gpu_hours_per_day: Annotated[float, Field(ge=0)] = 0.0
+    commitment_gpu_hours_per_week: Annotated[float, Field(ge=0)] = 0.0
+    fair_share_weight: Annotated[float, Field(gt=0)] = 1.0
+    clearance: Literal["public", "internal", "confidential", "secret"] = "public"
+    jurisdictions: tuple[str, ...] = ()
+
+
+class Operator(_Strict):
+    name: Annotated[str, Field(pattern=_NAME_RE)]
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class TenantsFile(_Strict):
+    tenants: tuple[Tenant, ...] = ()
+    operators: tuple[Operator, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> TenantsFile:
+        names = [t.name for t in self.tenants] + [o.name for o in self.operators]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tenant and operator names must be unique, repeated: {dupes}")
+        tokens = [t.token_sha256 for t in self.tenants] + [o.token_sha256 for o in self.operators]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("two tenants or operators share a token_sha256")
+        return self
+
+
+# --------------------------------------------------------------------------------------------- jobs
+
+JobKind = Literal["training", "batch", "inference"]
+
+
+class Requires(_Strict):
+    jurisdiction: str | None = None
+    clearance: Literal["public", "internal", "confidential", "secret"] | None = None
+
+
+class JobSpec(_Strict):
+    """A job as a tenant submits it (YAML for the CLI, JSON for the API). Unknown fields are refused."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    kind: JobKind = "training"
+    gpus: Annotated[int, Field(gt=0, le=1_000_000)]
+    duration_s: Annotated[float, Field(gt=0, le=365 * 86400)]
+    deadline: datetime | None = None
+    preemptible: bool = True
+    checkpoint_interval_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
+    pool: Annotated[str, Field(max_length=256)] | None = None
+    requires: Requires = Requires()
+    entrypoint: Annotated[str, Field(max_length=1024)] | None = None
+    priority: Annotated[int, Field(ge=-100, le=100)] = 0
+
+    @field_validator("deadline")
+    @classmethod
+    def _tz(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("deadline must carry a time zone, e.g. 2026-12-01T18:00:00Z")
+        return v
+
+
+class JobRow(_Strict):
+    """One row of the canonical jobs CSV (DESIGN section 7)."""
+
+    job_id: Annotated[str, Field(min_length=1)]
+    tenant: str = "default"
+    kind: JobKind = "training"
+    submit_s: Annotated[float, Field(ge=0)]
+    gpus: Annotated[int, Field(gt=0)]
+    duration_s: Annotated[float, Field(gt=0)]
+    deadline_s: Annotated[float, Field(ge=0)] | None = None
+    preemptible: bool = True
+    pool: str | None = None
+    priority: int = 0
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        parts.append(f"{source}: field {loc}: {e['msg']}{got_s}")
+    return "\n".join(parts)
+
+
+def parse_model(model: type[BaseModel], data: Any, source: str) -> Any:
+    """Validate ``data`` against ``model``; on failure raise InputError naming ``source`` and each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise InputError(_format_validation_error(source, e)) from e
+
+
+def read_yaml(path: str | Path) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InputError(f"{p}: cannot read file: {e.strerror}") from e
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"{p}: not valid YAML: {e}") from e
+
+
+SITES_DIR = Path(__file__).parent / "sites"
+BUILTIN_SITES = ("demo", "rotterdam-100k")
+
+
+def site_path(name_or_path: str | Path) -> Path:
+    """A built-in site name (``demo``, ``rotterdam-100k``) or a path to a site YAML file."""
+    s = str(name_or_path)
+    if s in BUILTIN_SITES:
+        return SITES_DIR / f"{s}.yaml"
+    return Path(s)
+
+
+def load_site(name_or_path: str | Path = "demo") -> Site:
+    p = site_path(name_or_path)
+    return parse_model(Site, read_yaml(p), str(p))
+
+
+def load_tenants(path: str | Path | None = None) -> TenantsFile:
+    p = Path(path) if path is not None else SITES_DIR / "demo-tenants.yaml"
+    return parse_model(TenantsFile, read_yaml(p), str(p))
+
+
+def load_job_spec(path: str | Path) -> JobSpec:
+    p = Path(path)
+    return parse_model(JobSpec, read_yaml(p), str(p))
