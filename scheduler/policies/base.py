@@ -1,0 +1,74 @@
+"""The policy interface: an immutable snapshot in, decisions for the current slot out (pure request -> reply).
+
+Baselines (``backfill``, ``greedy-green``) and the optimiser-backed ``windward`` policy implement it; the
+same control loop calls it for the simulated and the Ray executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from scheduler.energy import EnergySeries
+from scheduler.jobs import Job
+from scheduler.models import Site
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A job the scheduler still has to deal with (queued, or running now)."""
+
+    job: Job
+    state: str  # "queued" | "running"
+    work_done_s: float = 0.0  # work done so far, in seconds at full speed (from reported progress)
+    checkpoint_work_s: float = 0.0  # work safe in the last checkpoint; preempting now loses the rest
+    pool: str | None = None  # where it runs (running) or last ran
+    power_fraction: float = 1.0
+    nodes: tuple[int, ...] = ()
+
+    @property
+    def remaining_s(self) -> float:
+        return max(self.job.duration_s - self.work_done_s, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a policy may look at, frozen at the start of a tick.
+
+    ``forecast`` starts at the current slot and spans the planning horizon: it is a *forecast* of wind and
+    carbon (the policy never sees actuals); caps in it are the contract plus known congestion events.
+    ``now_s`` is seconds since the run's epoch (simulation or service start), ``slot`` the current slot.
+    """
+
+    now_s: float
+    slot: int
+    site: Site
+    jobs: tuple[JobState, ...]
+    healthy_gpus: Mapping[str, int]
+    forecast: EnergySeries
+    tenant_info: Mapping[str, Any] = field(default_factory=dict)  # quotas, commitments (control plane)
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    pool: str
+    power_fraction: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    """Jobs to run in the current slot and at which pool / power fraction.
+
+    A running job that is absent is to be preempted (checkpoint, then stop). ``plan`` carries the
+    optimiser result when there is one (dual prices, gap, iterations) for reports and metrics.
+    """
+
+    run: Mapping[str, Assignment]
+    plan: Any | None = None
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, snapshot: Snapshot) -> Decisions: ...
