@@ -62,6 +62,9 @@ class PlanProblem:
     tenant_quota_gpus: NDArray[np.floating]
     price_eur_per_mwh: NDArray[np.floating] | None = None
     energy_cost_weight_g_per_eur: float = 0.0  # optional carbon + weight x energy cost objective
+    #: work done in a slot at or after the job's deadline is charged ``tardiness_factor * weight`` per
+    #: GPU-second (late work still beats no work; see kernels.planner for the exact objective)
+    tardiness_factor: float = 0.5
 
     @property
     def n_slots(self) -> int:

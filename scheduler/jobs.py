@@ -31,6 +31,9 @@ class Job:
     jurisdiction: str | None = None  # hard requirement on the pool's `jurisdiction` label
     clearance: str | None = None  # hard requirement: pool clearance level >= this
     entrypoint: str | None = None
+    # Pools the job's tenant may use at all (sovereignty: tenant clearance and jurisdictions, set by the
+    # control plane); empty: no tenant restriction.
+    pools_allowed: tuple[str, ...] = ()
 
     @property
     def must_run(self) -> bool:
@@ -54,6 +57,8 @@ def parse_selector(selector: str) -> dict[str, str]:
 
 def pool_matches(pool: Pool, job: Job) -> bool:
     """Does ``pool`` satisfy the job's pool field and its jurisdiction / clearance requirements?"""
+    if job.pools_allowed and pool.name not in job.pools_allowed:
+        return False
     if job.pool:
         if "=" in job.pool:
             sel = parse_selector(job.pool)

@@ -1,0 +1,111 @@
+"""API load: sustained job submissions per second from many concurrent clients (p50/p99 latency) against a
+real ``windward server`` on loopback, and the control-loop tick time with many queued jobs.
+
+    .venv/bin/python benchmarks/api_load.py --clients 32 --seconds 10 --queued 50000
+
+Prints one JSON object. Target from issue 5: 1,000 submissions/s with p99 < 50 ms. The server is a
+subprocess (simulated executor, demo site, backfill policy unless --policy); clients are asyncio tasks over
+httpx keep-alive connections, each POSTing keyed submissions back to back (closed loop).
+The tick benchmark builds a Service in-process on a fresh state file holding ``--queued`` jobs and times
+``Service.tick()`` (median of ``--ticks``); its ``plan_s`` part is the policy's own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from server_process import auth, start_server  # noqa: E402
+
+
+async def _load(url: str, clients: int, seconds: float) -> dict[str, float]:
+    lat: list[float] = []
+    errors = 0
+    tenants = ["science", "education", "companies", "public-services"]
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as c:
+
+        async def worker(k: int) -> None:
+            nonlocal errors
+            tenant = tenants[k % len(tenants)]
+            h = auth(tenant)
+            i = 0
+            while time.perf_counter() < stop_at:
+                spec = {"name": f"load-{k}-{i}", "gpus": 1 + i % 4, "duration_s": 3600}
+                t0 = time.perf_counter()
+                r = await c.post("/v1/jobs", json=spec, headers=h | {"Idempotency-Key": f"{k}-{i}"})
+                lat.append(time.perf_counter() - t0)
+                if r.status_code != 201:
+                    errors += 1
+                i += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(clients)))
+        wall = time.perf_counter() - t0
+    lat.sort()
+    q = statistics.quantiles(lat, n=100)
+    return {"clients": clients, "submissions": len(lat), "errors": errors, "seconds": wall,
+            "submissions_per_s": len(lat) / wall, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3,
+            "max_ms": lat[-1] * 1e3}  # fmt: skip
+
+
+def _tick_bench(queued: int, ticks: int, policy: str) -> dict[str, float]:
+    from scheduler.models import JobSpec, load_site, load_tenants
+    from scheduler.service import Service, ServiceConfig
+
+    with tempfile.TemporaryDirectory() as d:
+        site = load_site("rotterdam-100k")
+        cfg = ServiceConfig(site=site, tenants=load_tenants(), state_path=f"{d}/s.sqlite", policy=policy,
+                            tick_seconds=3600.0)  # fmt: skip
+        svc = Service(cfg)
+        tenants = list(svc.tenants.values())
+        t0 = time.perf_counter()
+        for i in range(queued):
+            t = tenants[i % len(tenants)]
+            req = {"clearance": "secret"} if t.name == "defence" else {}
+            svc.store.submit(t.name, JobSpec(name=f"q{i}", gpus=1 + i % 8, duration_s=1800 + 60 * (i % 97),
+                                             requires=req), f"k{i}", svc.clock.now_unix_s())  # fmt: skip
+        fill_s = time.perf_counter() - t0
+        times, plans = [], []
+        for _ in range(ticks):
+            out = svc.tick()
+            times.append(out.tick_s)
+            plans.append(out.plan_s)
+        svc.stop()
+    return {"queued_jobs": queued, "policy": policy, "fill_s": fill_s, "tick_median_s": statistics.median(times),
+            "tick_max_s": max(times), "plan_median_s": statistics.median(plans), "ticks": ticks}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--queued", type=int, default=50_000)
+    ap.add_argument("--ticks", type=int, default=3)
+    ap.add_argument("--policy", default="backfill")
+    ap.add_argument("--skip-tick", action="store_true")
+    a = ap.parse_args()
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as d:
+        srv = start_server(Path(d) / "s.sqlite", Path(d) / "server.log", "--tick-seconds", "60")
+        try:
+            out["submit"] = asyncio.run(_load(srv.url, a.clients, a.seconds))
+        finally:
+            srv.kill()
+    if not a.skip_tick:
+        out["tick"] = _tick_bench(a.queued, a.ticks, a.policy)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

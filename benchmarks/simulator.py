@@ -1,0 +1,113 @@
+"""Simulator speed: how long a replay takes, and what dominates it (cProfile).
+
+Cases (issue 2):
+
+1. ``itp60``: 60 days of the real ITP cluster04 trace plus the Azure-derived inference service on the
+   1,024-GPU site ``benchmarks/sites/itp-1024.yaml``, real NL energy from 2023-01-02, policy backfill.
+   Aim: under 60 s on the 2-core development machines.
+2. ``r100k``: 7 days on ``rotterdam-100k`` with cluster04 amplified by ``site GPUs / 1024`` (traces.amplify:
+   each training job replicated that many times with a seeded +-1 h submit jitter); the inference service
+   is sized to 10 % of the site by traces.load_workload already, so offered load per GPU matches case 1.
+
+Prints one JSON object: per case the wall time, slots per second, jobs, and the top functions by
+cumulative time. Run: ``.venv/bin/python benchmarks/simulator.py [--case itp60|r100k|all] [--days N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from scheduler import signals, traces
+from scheduler.control import run_simulation, slots_for_days
+from scheduler.models import load_site
+from scheduler.paths import nl_energy_csv
+from scheduler.policies import get_policy
+from scheduler.report import summary
+
+HERE = Path(__file__).resolve().parent
+START = datetime(2023, 1, 2, tzinfo=timezone.utc)
+
+
+def _top(prof: cProfile.Profile, n: int = 12) -> list[dict[str, object]]:
+    st = pstats.Stats(prof, stream=io.StringIO())
+    rows = []
+    for (file, line, fn), (_cc, _nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        rows.append({"function": f"{Path(file).name}:{line}({fn})", "tottime_s": round(tt, 3), "cumtime_s": round(ct, 3)})
+    rows.sort(key=lambda r: -float(r["tottime_s"]))  # type: ignore[arg-type]
+    return rows[:n]
+
+
+def run_case(name: str, site_spec: str, days: float, amplify: float | None, policy: str, profile: bool) -> dict:
+    site = load_site(site_spec)
+    t_load = time.perf_counter()
+    actual = signals.load_energy(str(nl_energy_csv()), site, START, days + 1)
+    jobs, desc = traces.load_workload("itp:cluster04", site, days, start_utc=START)
+    factor = amplify if amplify is not None else 1.0
+    if factor != 1.0:
+        # the inference service is already sized to the site (10 % of its GPUs); only training is amplified
+        train = [j for j in jobs if j.kind != "inference"]
+        inf = [j for j in jobs if j.kind == "inference"]
+        jobs = sorted([*traces.amplify(train, factor, seed=0), *inf], key=lambda j: (j.submit_s, j.job_id))
+        desc += f"; training amplified x{factor:.2f} (traces.amplify)"
+    load_s = time.perf_counter() - t_load
+    n_slots = slots_for_days(site, days)
+    prof = cProfile.Profile() if profile else None
+    if prof:
+        prof.enable()
+    t0 = time.perf_counter()
+    res = run_simulation(site, jobs, actual, get_policy(policy), n_slots=n_slots)
+    wall = time.perf_counter() - t0
+    if prof:
+        prof.disable()
+    s = summary(res)
+    return {
+        "case": name,
+        "site": site.name,
+        "gpus": site.total_gpus,
+        "days": days,
+        "slots": n_slots,
+        "policy": policy,
+        "amplify": factor,
+        "jobs": len(jobs),
+        "workload": desc,
+        "load_s": round(load_s, 3),
+        "simulate_s": round(wall, 3),
+        "slots_per_s": round(n_slots / wall, 1),
+        "policy_s": round(s["policy_s"], 3),
+        "profiled": profile,
+        "result": {k: s[k] for k in ("grid_carbon_kg", "cap_violations", "jobs_done", "jobs_submitted",
+                                     "gpu_utilisation", "inference_served_pct")},
+        "top_tottime": _top(prof) if prof else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=["itp60", "r100k", "all"], default="all")
+    ap.add_argument("--days", type=float, default=None, help="override the case's days")
+    ap.add_argument("--policy", default="backfill")
+    ap.add_argument("--no-profile", action="store_true", help="time without cProfile overhead")
+    a = ap.parse_args(argv)
+    out = []
+    if a.case in ("itp60", "all"):
+        out.append(run_case("itp60", str(HERE / "sites" / "itp-1024.yaml"), a.days or 60.0, None, a.policy,
+                            not a.no_profile))
+    if a.case in ("r100k", "all"):
+        site = load_site("rotterdam-100k")
+        out.append(run_case("r100k", "rotterdam-100k", a.days or 7.0, site.total_gpus / 1024.0, a.policy,
+                            not a.no_profile))
+    json.dump({"machine_cores": __import__("os").cpu_count(), "cases": out}, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""The objective of any plan (``evaluate``) and the re-verification of every hard constraint (``check_result``).
+
+Both are independent of how the plan was made: they recompute everything from ``run``, ``power_fraction``
+and ``pool`` with :mod:`kernels.power` in float64. The objective is defined in :mod:`kernels.planner`
+(``OBJECTIVE``) and is the one ``benchmarks.reference`` minimises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kernels import power
+from kernels.problem import PlanProblem, PlanResult
+
+_EPS = 1e-9
+
+
+def levels(problem: PlanProblem) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Power levels per pool ``(P, K)``: speed-curve points ``>= min_power_fraction`` (repeats dropped)."""
+    f = np.asarray(problem.curve_f, dtype=np.float64)
+    valid = f >= np.asarray(problem.min_power_fraction, dtype=np.float64)[:, None] - _EPS
+    dup = np.zeros_like(valid)
+    dup[:, 1:] = np.abs(np.diff(f, axis=1)) < _EPS
+    return f, valid & ~dup
+
+
+def pool_gpus_pt(problem: PlanProblem) -> NDArray[np.float64]:
+    h = np.asarray(problem.pool_gpus, dtype=np.float64)
+    if h.ndim == 1:
+        h = np.repeat(h[:, None], problem.n_slots, axis=1)
+    return h
+
+
+def must_window(problem: PlanProblem) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``[start, end)`` slots (clipped to the horizon) in which each must-run job has to run."""
+    T = problem.n_slots
+    rel = np.asarray(problem.release, dtype=np.int64)
+    n = np.ceil(np.asarray(problem.remaining_s, dtype=np.float64) / float(problem.slot_s) - _EPS).astype(np.int64)
+    start = np.clip(rel, 0, T)
+    end = np.clip(rel + np.maximum(n, 0), 0, T)
+    must = np.asarray(problem.must_run, dtype=bool)
+    return np.where(must, start, 0), np.where(must, end, 0)
+
+
+def evaluate(
+    problem: PlanProblem, run: NDArray[np.bool_], power_fraction: NDArray[np.floating], pool: NDArray[np.integer]
+) -> dict[str, Any]:
+    """Objective parts of any plan (float64; see ``kernels.planner.OBJECTIVE``).
+
+    Returns ``carbon_g, energy_cost_eur, unfinished_gpu_s, unfinished_penalty_g, tardiness_penalty_g,
+    lost_work_s`` (per job), ``objective`` and the per-slot ``facility_w, grid_import_w, carbon_g_slot,
+    busy_gpus, active_gpu_w`` and per-job ``work_done_s, work_on_time_s, finished``.
+    """
+    T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
+    run = np.asarray(run, dtype=bool)
+    pf = np.where(run, np.asarray(power_fraction, dtype=np.float64), 0.0)
+    pool = np.asarray(pool, dtype=np.int64)
+    gpus = np.asarray(problem.gpus, dtype=np.float64)
+    tdp = np.asarray(problem.tdp_w, dtype=np.float64)
+    runs_any = run.any(axis=1)
+    pool_c = np.clip(pool, 0, P - 1)
+    onehot = np.zeros((J, P))
+    onehot[np.arange(J)[runs_any & (pool >= 0)], pool_c[runs_any & (pool >= 0)]] = 1.0
+    busy = (onehot * gpus[:, None]).T @ run.astype(np.float64)
+    active = (onehot * (gpus * tdp[pool_c])[:, None]).T @ pf
+    tl = power.facility_timeline(
+        problem.pue, problem.slot_s, active, busy, pool_gpus_pt(problem), problem.idle_w,
+        problem.host_w_per_gpu, problem.wind_w, problem.carbon_g_per_kwh,
+    )
+    slot_h = float(problem.slot_s) / 3600.0
+    cost_eur = 0.0
+    if problem.price_eur_per_mwh is not None:
+        price = np.maximum(np.asarray(problem.price_eur_per_mwh, dtype=np.float64), 0.0)
+        cost_eur = float((tl["grid_import_w"] * price).sum() * slot_h / 1e6)
+    spd = np.zeros((J, T))
+    for p in range(P):  # P pools: a loop over pools, never over jobs
+        m = (pool_c == p)[:, None] & run
+        if m.any():
+            spd[m] = power.speed(problem.curve_f[p], problem.curve_s[p], pf[m])
+    work_slot = spd * float(problem.slot_s)
+    work = work_slot.sum(axis=1)
+    dl = np.asarray(problem.deadline, dtype=np.int64)
+    on_time_mask = np.arange(T)[None, :] < np.minimum(dl, T)[:, None]
+    work_on = np.where(on_time_mask, work_slot, 0.0).sum(axis=1)
+    must = np.asarray(problem.must_run, dtype=bool)
+    rpool = np.asarray(problem.running_pool, dtype=np.int64)
+    lost = np.where((rpool >= 0) & ~((pool == rpool) & run[:, 0]), np.asarray(problem.preempt_loss_s, dtype=np.float64), 0.0)
+    need = np.asarray(problem.remaining_s, dtype=np.float64) + lost
+    unfinished_s = np.maximum(need - work, 0.0)
+    has_dl = (dl < T) & ~must
+    late_s = np.where(has_dl, np.maximum(need - work_on, 0.0), 0.0)
+    weight = np.asarray(problem.weight, dtype=np.float64)
+    unf_pen = float(np.where(must, 0.0, weight * gpus * unfinished_s).sum())
+    late_pen = float((weight * gpus * late_s).sum())
+    carbon = float(tl["carbon_g"].sum())
+    ecw = float(problem.energy_cost_weight_g_per_eur)
+    objective = carbon + ecw * cost_eur + unf_pen + late_pen
+    return {
+        "objective": objective,
+        "carbon_g": carbon,
+        "energy_cost_eur": cost_eur,
+        "unfinished_penalty_g": unf_pen,
+        "tardiness_penalty_g": late_pen,
+        "unfinished_gpu_s": float((gpus * unfinished_s).sum()),
+        "lost_work_s": lost,
+        "facility_w": tl["facility_w"],
+        "grid_import_w": tl["grid_import_w"],
+        "carbon_g_slot": tl["carbon_g"],
+        "busy_gpus": busy,
+        "active_gpu_w": active,
+        "work_done_s": work,
+        "work_on_time_s": work_on,
+        "finished": work >= need - 1e-6 * np.maximum(need, 1.0),
+    }
+
+
+def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) -> list[str]:
+    """Re-verify every hard constraint of ``result`` on ``problem``; returns the violations (empty: OK).
+
+    Checks: shapes; facility <= site_max_w and grid import <= grid_cap_w per slot; busy GPUs <= pool_gpus per
+    pool and slot; tenant quota per slot; must-run jobs served at full power in their window; eligibility of
+    the pool; power fractions on the pool's levels within [min_power_fraction, 1] where running and 0
+    elsewhere; no run before release; a non-preemptible job runs one unbroken block that ends only when it
+    is finished or at the horizon end, and a running one keeps running in its pool in slot 0; the reported
+    aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
+    relative (watts, grams) and absolute on fractions.
+    """
+    out: list[str] = []
+    T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
+    if result.status == "infeasible":
+        return out
+    run = np.asarray(result.run, dtype=bool)
+    if run.shape != (J, T) or np.shape(result.power_fraction) != (J, T) or np.shape(result.pool) != (J,):
+        return [f"shapes: run {run.shape}, power_fraction {np.shape(result.power_fraction)}, pool "
+                f"{np.shape(result.pool)}; expected ({J}, {T}) and ({J},)"]
+    pf = np.asarray(result.power_fraction, dtype=np.float64)
+    pool = np.asarray(result.pool, dtype=np.int64)
+    runs_any = run.any(axis=1)
+    bad = np.flatnonzero(runs_any & ((pool < 0) | (pool >= P)))
+    if bad.size:
+        out.append(f"job {bad[0]} runs but has pool {pool[bad[0]]} ({bad.size} such jobs)")
+        return out
+    elig = np.asarray(problem.eligible, dtype=bool)
+    pc = np.clip(pool, 0, P - 1)
+    bad = np.flatnonzero(runs_any & ~elig[np.arange(J), pc])
+    if bad.size:
+        out.append(f"job {bad[0]} runs in pool {pool[bad[0]]}, which it is not eligible for ({bad.size} jobs)")
+    bad = np.flatnonzero((pf != 0) & ~run)
+    if bad.size:
+        out.append(f"job {bad[0] // T} has power fraction {pf.flat[bad[0]]} in slot {bad[0] % T} but does not run")
+    lev_f, lev_ok = levels(problem)
+    on_level = np.zeros((J, T), dtype=bool)
+    for k in range(lev_f.shape[1]):
+        on_level |= (np.abs(pf - lev_f[pc, k][:, None]) <= 1e-5) & lev_ok[pc, k][:, None]
+    jj, tt = np.nonzero(run & ~on_level)
+    if jj.size:
+        out.append(f"job {jj[0]} runs at power fraction {pf[jj[0], tt[0]]:.4f} in slot {tt[0]}, not a level of pool "
+                   f"{pool[jj[0]]} in [min_power_fraction, 1] ({jj.size} cells)")
+    rel = np.asarray(problem.release, dtype=np.int64)
+    jj, tt = np.nonzero(run & (np.arange(T)[None, :] < rel[:, None]))
+    if jj.size:
+        out.append(f"job {jj[0]} runs in slot {tt[0]} before its release slot {rel[jj[0]]}")
+    must = np.asarray(problem.must_run, dtype=bool)
+    ms, me = must_window(problem)
+    win = (np.arange(T)[None, :] >= ms[:, None]) & (np.arange(T)[None, :] < me[:, None]) & must[:, None]
+    jj, tt = np.nonzero(win & ~(run & (np.abs(pf - 1.0) <= 1e-5)))
+    if jj.size:
+        out.append(f"must-run job {jj[0]} is not served at full power in slot {tt[0]} ({jj.size} cells)")
+    ev = evaluate(problem, run, pf, pool)
+    cap_site = np.asarray(problem.site_max_w, dtype=np.float64)
+    cap_grid = np.asarray(problem.grid_cap_w, dtype=np.float64)
+    fac, imp = ev["facility_w"], ev["grid_import_w"]
+    for name, val, cap in (("facility_w", fac, cap_site), ("grid_import_w", imp, cap_grid)):
+        over = np.flatnonzero(val > cap * (1 + tol) + tol)
+        if over.size:
+            t = over[0]
+            out.append(f"slot {t}: {name} {val[t] / 1e6:.4f} MW exceeds its cap {cap[t] / 1e6:.4f} MW ({over.size} slots)")
+    H = pool_gpus_pt(problem)
+    pp, tt = np.nonzero(ev["busy_gpus"] > H + 1e-9)
+    if pp.size:
+        out.append(f"pool {pp[0]} slot {tt[0]}: {ev['busy_gpus'][pp[0], tt[0]]:.0f} busy GPUs > {H[pp[0], tt[0]]:.0f} healthy")
+    quota = np.asarray(problem.tenant_quota_gpus, dtype=np.float64)
+    if np.isfinite(quota).any():
+        ten = np.asarray(problem.tenant, dtype=np.int64)
+        gpus = np.asarray(problem.gpus, dtype=np.float64)
+        oh = np.zeros((J, quota.size))
+        oh[np.arange(J), ten] = gpus
+        use = oh.T @ run.astype(np.float64)
+        nn, tt = np.nonzero(use > quota[:, None] + 1e-9)
+        if nn.size:
+            out.append(f"tenant {nn[0]} slot {tt[0]}: {use[nn[0], tt[0]]:.0f} GPUs > quota {quota[nn[0]]:.0f}")
+    # non-preemptible: one block, ending only when finished or at the horizon end
+    npj = np.flatnonzero(~np.asarray(problem.preemptible, dtype=bool) & ~must & runs_any)
+    if npj.size:
+        r = run[npj].astype(np.int8)
+        starts = (np.diff(r, axis=1, prepend=0) == 1).sum(axis=1)
+        multi = npj[starts > 1]
+        if multi.size:
+            out.append(f"non-preemptible job {multi[0]} runs in {int(starts[starts > 1][0])} separate blocks")
+        last = T - 1 - np.argmax(r[:, ::-1], axis=1)
+        need = np.asarray(problem.remaining_s, dtype=np.float64)[npj] + ev["lost_work_s"][npj]
+        early = (last < T - 1) & (ev["work_done_s"][npj] < need - 1e-6 * np.maximum(need, 1.0))
+        if early.any():
+            j = npj[early][0]
+            out.append(f"non-preemptible job {j} stops in slot {int(last[early][0]) + 1} before it is finished")
+    rpool = np.asarray(problem.running_pool, dtype=np.int64)
+    keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must)
+    bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size else keep
+    if bad.size:
+        out.append(f"running non-preemptible job {bad[0]} does not keep running in its pool {rpool[bad[0]]} in slot 0")
+    # reported aggregates
+    rtol = 1e-6
+    for name, mine in (("facility_w", fac), ("grid_import_w", imp), ("carbon_g", ev["carbon_g_slot"])):
+        theirs = np.asarray(getattr(result, name), dtype=np.float64)
+        if theirs.shape != mine.shape or not np.allclose(theirs, mine, rtol=rtol, atol=1e-3):
+            out.append(f"reported {name} differs from the recomputed one (max abs diff "
+                       f"{np.max(np.abs(theirs - mine)) if theirs.shape == mine.shape else 'shape'})")
+    if not np.array_equal(np.asarray(result.busy_gpus, dtype=np.float64), ev["busy_gpus"]):
+        out.append("reported busy_gpus differs from the recomputed one")
+    if not np.allclose(np.asarray(result.work_done_s, dtype=np.float64), ev["work_done_s"], rtol=1e-5, atol=1e-3):
+        out.append("reported work_done_s differs from the recomputed one")
+    if not np.isclose(result.carbon_g_total, ev["carbon_g"], rtol=rtol, atol=1e-3):
+        out.append(f"reported carbon_g_total {result.carbon_g_total} != recomputed {ev['carbon_g']}")
+    if not np.isclose(result.objective, ev["objective"], rtol=1e-5, atol=1e-3):
+        out.append(f"reported objective {result.objective} != recomputed {ev['objective']}")
+    if np.isfinite(result.lower_bound) and result.lower_bound > result.objective * (1 + 1e-6) + 1e-6:
+        out.append(f"lower bound {result.lower_bound} exceeds the objective {result.objective}")
+    return out

@@ -1,0 +1,775 @@
+"""The vectorised carbon- and power-cap planner: Lagrangian slot prices, per-job fractional knapsacks
+solved in O(1) table look-ups, a certified lower bound, and a vectorised repair.
+
+Objective (``OBJECTIVE``; ``benchmarks.reference`` minimises exactly this, ``kernels.evaluate`` computes it)
+------------------------------------------------------------------------------------------------------------
+::
+
+    objective = carbon_g + energy_cost_weight_g_per_eur * cost_eur
+              + sum_{j not must_run} weight_j * gpus_j * (unfinished_s_j + late_s_j)
+
+    carbon_g        = sum_t grid_import_w[t] * slot_h / 1000 * carbon_g_per_kwh[t]
+    grid_import_w   = max(0, facility_w - wind_w)             (facility from kernels.power)
+    cost_eur        = sum_t max(price_eur_per_mwh[t], 0) * grid_import_w[t] * slot_h / 1e6
+    unfinished_s_j  = max(0, remaining_s_j + lost_s_j - work_s_j)        at the horizon end
+    late_s_j        = max(0, remaining_s_j + lost_s_j - work_on_time_s_j) if deadline_j < T, else 0
+    work_on_time_s  = work done in slots t < deadline_j;  work per slot = speed_pool(f) * slot_s
+    lost_s_j        = preempt_loss_s_j if the job runs now (running_pool >= 0) and does not run in its
+                      pool in slot 0, else 0 (the switching cost: work lost since the last checkpoint)
+
+A job that runs a slot runs (and draws power for) the whole slot. ``tardiness_factor`` of PlanProblem is
+not used by this objective (late work is charged through ``late_s``, i.e. an on-time GPU-second is worth
+``2 * weight`` and a late one ``weight`` for a job with a deadline inside the horizon).
+
+Method
+------
+1. Relax the coupling constraints of each slot with prices: ``lam[t] >= 0`` on facility watts and
+   ``mu[p, t] >= 0`` on busy GPUs. The slot's own part, ``min_{F in [idle, cap]} kappa (F - wind)^+ -
+   lam F``, is piecewise linear and convex: solved exactly (price 0 under the wind, ``kappa`` above it,
+   more where a cap binds). ``cap = min(site_max, wind + grid_cap)``.
+2. Given prices, every job is a fractional knapsack over (slot, power level, pool) choices: per GPU, a slot
+   at level ``l`` in pool ``p`` gives ``speed * slot_s`` seconds of work for ``lam pue (f tdp - idle) + mu``
+   grams. Per (eligibility class, slot) the best choice as a function of the job's marginal value of work
+   ``a`` is the upper envelope of a few lines (one per distinct speed); a job's total work at threshold
+   ``tau`` is then ``Gw[class, deadline, rank(tau)] - Gw[class, release, rank(tau)] + (late part)``, with
+   ``Gw`` a (slots x breakpoints) prefix-sum table per class. Bisection on ``tau`` per job costs O(log)
+   look-ups, independent of T; the dual value and the per-slot loads (the subgradient) come from the same
+   tables. One dual iteration is O(E T^2 K + J log) for E classes: no (J, T) array is touched.
+3. Prices move by sign-adaptive (Rprop-like) projected subgradient steps; the best dual value is the
+   certified ``lower_bound`` (any prices give a valid bound; the relaxation also drops integrality, single
+   pool, contiguity, tenant quotas and switching losses, so it is below the LP relaxation too).
+4. The plan: each job's envelope choice at its threshold, one pool per job (cheapest at the prices, its
+   current pool if running), non-preemptible jobs in the best contiguous window (cumsum sliding windows),
+   trimmed to the work needed, then made feasible by prefix sums in priority order (must-run and running
+   non-preemptible first): pool GPUs, then facility / grid watts, then tenant quotas; a non-preemptible job
+   that loses a slot is dropped whole. Then a fill pass hands left-over headroom to unfinished work.
+
+No Python loop over jobs or slots: loops run over eligibility classes, pools, power levels, iterations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kernels.backend import Ops, get_ops
+from kernels.check import evaluate, levels, must_window, pool_gpus_pt
+from kernels.problem import PlanProblem, PlanResult
+
+OBJECTIVE = (
+    "carbon_g + sum_j weight_j * gpus_j * (unfinished_s_j + late_s_j) + energy_cost_weight * cost_eur, "
+    "with unfinished_s_j = max(0, remaining_s_j + lost_s_j - work_s_j) at the horizon end, late_s_j the "
+    "same quantity counting only work done before the deadline slot (jobs whose deadline lies inside the "
+    "horizon), lost_s_j = preempt_loss_s_j when a running job does not run in its pool in slot 0, and "
+    "cost_eur = sum_t max(price_t, 0) * grid_import_w_t * slot_h / 1e6"
+)
+
+_BIG = 1e30
+_EPS = 1e-9
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True, slots=True)
+class _Clean:
+    """Validated float64 / int64 copies of the problem plus derived per-slot quantities."""
+
+    T: int
+    J: int
+    P: int
+    slot_s: float
+    pue: float
+    wind_w: NDArray[np.float64]
+    kappa: NDArray[np.float64]  # grams per facility watt held for one slot (carbon + energy cost)
+    cap_w: NDArray[np.float64]  # min(site_max, wind + grid_cap)
+    base_w: NDArray[np.float64]  # facility watts with every healthy GPU idle
+    H: NDArray[np.float64]  # (P, T)
+    tdp: NDArray[np.float64]
+    idle: NDArray[np.float64]
+    lev_f: NDArray[np.float64]  # (P, K)
+    lev_ok: NDArray[np.bool_]
+    lev_s: NDArray[np.float64]
+    gpus: NDArray[np.float64]
+    R: NDArray[np.float64]
+    rel: NDArray[np.int64]  # clipped to [0, T]
+    dl: NDArray[np.int64]  # clipped to [rel, T]
+    has_dl: NDArray[np.bool_]
+    weight: NDArray[np.float64]
+    eligible: NDArray[np.bool_]
+    must: NDArray[np.bool_]
+    preempt: NDArray[np.bool_]
+    rpool: NDArray[np.int64]
+    loss: NDArray[np.float64]
+    tenant: NDArray[np.int64]
+    quota: NDArray[np.float64]
+    ms: NDArray[np.int64]
+    me: NDArray[np.int64]
+
+
+def _clean_inputs(pb: PlanProblem) -> _Clean | str:
+    """Shapes, dtypes, finiteness and the obvious infeasibilities; a string is the reason it is refused."""
+    try:
+        T = int(np.shape(pb.wind_w)[0])
+        J = int(np.shape(pb.gpus)[0])
+        P = int(np.shape(pb.tdp_w)[0])
+    except (IndexError, TypeError):
+        return "wind_w, gpus and tdp_w must be 1-d arrays"
+    if T < 1 or P < 1:
+        return f"need at least one slot and one pool, got T={T}, P={P}"
+
+    def arr(name: str, shape: tuple[int, ...], dtype: Any, *, lo: float | None = None, allow_inf: bool = False) -> Any:
+        a = getattr(pb, name)
+        if a is None:
+            raise ValueError(f"{name} is missing")
+        a = np.asarray(a)
+        if a.shape != shape:
+            raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{name} has dtype {a.dtype}, expected numbers")
+        a = a.astype(dtype)
+        if a.dtype.kind == "f":
+            bad = np.isnan(a) | (np.isinf(a) if not allow_inf else np.isneginf(a))
+            if bad.any():
+                i = int(np.flatnonzero(bad.reshape(-1))[0])
+                raise ValueError(f"{name}[{np.unravel_index(i, shape)}] is {a.reshape(-1)[i]}: must be finite")
+        if lo is not None and (a < lo).any():
+            i = int(np.flatnonzero((a < lo).reshape(-1))[0])
+            raise ValueError(f"{name}[{np.unravel_index(i, shape)}] = {a.reshape(-1)[i]} is below {lo}")
+        return a
+
+    try:
+        slot_s = float(pb.slot_s)
+        pue = float(pb.pue)
+        if not (slot_s > 0 and math.isfinite(slot_s)):
+            raise ValueError(f"slot_s = {pb.slot_s} must be positive")
+        if not (pue >= 1.0 and math.isfinite(pue)):
+            raise ValueError(f"pue = {pb.pue} must be >= 1")
+        wind = arr("wind_w", (T,), np.float64, lo=0.0)
+        carbon = arr("carbon_g_per_kwh", (T,), np.float64, lo=0.0)
+        gcap = arr("grid_cap_w", (T,), np.float64, lo=0.0)
+        smax = arr("site_max_w", (T,), np.float64, lo=0.0)
+        Hraw = np.asarray(pb.pool_gpus)
+        H = arr("pool_gpus", (P, T) if Hraw.ndim == 2 else (P,), np.float64, lo=0.0)
+        if H.ndim == 1:
+            H = np.repeat(H[:, None], T, axis=1)
+        tdp = arr("tdp_w", (P,), np.float64, lo=0.0)
+        idle = arr("idle_w", (P,), np.float64, lo=0.0)
+        host = arr("host_w_per_gpu", (P,), np.float64, lo=0.0)
+        mpf = arr("min_power_fraction", (P,), np.float64, lo=0.0)
+        K = int(np.shape(pb.curve_f)[1]) if np.ndim(pb.curve_f) == 2 else 0
+        cf = arr("curve_f", (P, K), np.float64, lo=0.0)
+        cs = arr("curve_s", (P, K), np.float64, lo=0.0)
+        if (np.diff(cf, axis=1) < -_EPS).any():
+            raise ValueError("curve_f must be non-decreasing along each pool's curve")
+        gpus = arr("gpus", (J,), np.float64, lo=1.0)
+        rem = arr("remaining_s", (J,), np.float64, lo=0.0)
+        rel = arr("release", (J,), np.int64)
+        dl = arr("deadline", (J,), np.int64)
+        weight = arr("weight", (J,), np.float64, lo=0.0)
+        elig = np.asarray(pb.eligible)
+        if elig.shape != (J, P):
+            raise ValueError(f"eligible has shape {elig.shape}, expected {(J, P)}")
+        elig = elig.astype(bool)
+        must = arr("must_run", (J,), bool)
+        preempt = arr("preemptible", (J,), bool)
+        rpool = arr("running_pool", (J,), np.int64, lo=-1)
+        if (rpool >= P).any():
+            j = int(np.flatnonzero(rpool >= P)[0])
+            raise ValueError(f"job {j}: running_pool {rpool[j]} is not a pool index (0..{P - 1})")
+        loss = arr("preempt_loss_s", (J,), np.float64, lo=0.0)
+        quota = arr("tenant_quota_gpus", (int(np.shape(pb.tenant_quota_gpus)[0]),), np.float64, lo=0.0, allow_inf=True)
+        tenant = arr("tenant", (J,), np.int64, lo=0)
+        if J and (tenant >= quota.shape[0]).any():
+            j = int(np.flatnonzero(tenant >= quota.shape[0])[0])
+            raise ValueError(f"job {j}: tenant {tenant[j]} has no entry in tenant_quota_gpus (N={quota.shape[0]})")
+        price = None
+        if pb.price_eur_per_mwh is not None:
+            price = arr("price_eur_per_mwh", (T,), np.float64)
+        ecw = float(pb.energy_cost_weight_g_per_eur)
+        if not (math.isfinite(ecw) and ecw >= 0):
+            raise ValueError(f"energy_cost_weight_g_per_eur = {ecw} must be finite and >= 0")
+    except ValueError as e:
+        return f"bad input: {e}"
+
+    lev_f, lev_ok = levels(pb)
+    if not lev_ok.any(axis=1).all():
+        p = int(np.flatnonzero(~lev_ok.any(axis=1))[0])
+        return f"pool {p}: no speed-curve point at or above min_power_fraction {mpf[p]}"
+    has_full = (lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1)
+    lev_s = np.stack([np.interp(lev_f[p], np.r_[0.0, cf[p]], np.r_[0.0, cs[p]]) for p in range(P)])
+    slot_h = slot_s / 3600.0
+    kappa = carbon * slot_h / 1000.0
+    if price is not None and ecw > 0:
+        kappa = kappa + ecw * np.maximum(price, 0.0) * slot_h / 1e6
+    cap = np.minimum(smax, wind + gcap)
+    base = pue * (H * (idle + host)[:, None]).sum(axis=0)
+
+    # --- obvious infeasibilities, each naming the slot or the job
+    gmax = (H.max(axis=1)[None, :] * elig).max(axis=1) if J else np.zeros(0)
+    noel = np.flatnonzero(~elig.any(axis=1)) if J else np.zeros(0, np.int64)
+    if noel.size:
+        return f"job {noel[0]} has no eligible pool"
+    big = np.flatnonzero(gpus > gmax)
+    if big.size:
+        j = int(big[0])
+        return f"job {j} needs {gpus[j]:.0f} GPUs but its largest eligible pool has {gmax[j]:.0f}"
+    over = np.flatnonzero(base > cap * (1 + 1e-9))
+    if over.size:
+        t = int(over[0])
+        return (f"idle load alone needs {base[t] / 1e6:.1f} MW in slot {t} but the caps allow {cap[t] / 1e6:.1f} MW "
+                f"(site max {smax[t] / 1e6:.1f} MW, wind {wind[t] / 1e6:.1f} MW + grid cap {gcap[t] / 1e6:.1f} MW)")
+    ms, me = must_window(pb)
+    mrows = np.flatnonzero(must)
+    if mrows.size:
+        nofull = mrows[~(elig[mrows] & has_full[None, :]).any(axis=1)]
+        if nofull.size:
+            return f"must-run job {nofull[0]} has no eligible pool with a full-power (f = 1) level"
+        mload = np.where(elig[mrows], pue * (tdp - idle)[None, :], np.inf).min(axis=1) * gpus[mrows]
+        diff = np.zeros(T + 1)
+        np.add.at(diff, ms[mrows], mload)
+        np.add.at(diff, me[mrows], -mload)
+        need = base + np.cumsum(diff)[:T]
+        over = np.flatnonzero(need > cap * (1 + 1e-9))
+        if over.size:
+            t = int(over[0])
+            return (f"inference alone needs {need[t] / 1e6:.1f} MW in slot {t} but the grid cap allows "
+                    f"{cap[t] / 1e6:.1f} MW")
+        dg = np.zeros(T + 1)
+        np.add.at(dg, ms[mrows], gpus[mrows])
+        np.add.at(dg, me[mrows], -gpus[mrows])
+        ng = np.cumsum(dg)[:T]
+        tot = H[elig[mrows].any(axis=0)].sum(axis=0)
+        over = np.flatnonzero(ng > tot)
+        if over.size:
+            t = int(over[0])
+            return f"inference needs {ng[t]:.0f} GPUs in slot {t} but its eligible pools have {tot[t]:.0f}"
+    relc = np.clip(rel, 0, T)
+    dlc = np.clip(dl, relc, T)
+    return _Clean(
+        T=T, J=J, P=P, slot_s=slot_s, pue=pue, wind_w=wind, kappa=kappa, cap_w=cap, base_w=base, H=H,
+        tdp=tdp, idle=idle, lev_f=lev_f, lev_ok=lev_ok, lev_s=lev_s, gpus=gpus, R=rem, rel=relc, dl=dlc,
+        has_dl=(dl < T) & ~must, weight=weight, eligible=elig, must=must, preempt=preempt, rpool=rpool,
+        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me,
+    )
+
+
+# ------------------------------------------------------------------------------------------ structure
+@dataclass(frozen=True, slots=True)
+class _Prep:
+    """Problem structure that does not change with the prices (numpy, small) plus device copies."""
+
+    E: int  # eligibility classes
+    S: int  # distinct speeds (lines per class, besides "off")
+    cls: NDArray[np.int64]  # (J,) class of each job
+    line_p: NDArray[np.int64]  # (NL,) pool of each (pool, level) line
+    line_k: NDArray[np.int64]
+    line_load: NDArray[np.float64]  # facility watts per GPU above idle
+    line_w: NDArray[np.float64]  # work seconds per GPU per slot
+    line_full: NDArray[np.bool_]
+    slopes: NDArray[np.float64]  # (S,) distinct works
+    member: NDArray[np.bool_]  # (E, S, NL): line belongs to class e and slope s
+    full_member: NDArray[np.bool_]  # (E, NL): full-power lines of class e
+    fv: NDArray[np.float64]  # (V,) distinct power fractions, fv[0] = 0 (off)
+    line_v: NDArray[np.int64]  # (NL,) index into fv
+    spd_pv: NDArray[np.float64]  # (P, V) speed of pool p at fraction fv (0 where not a level of p)
+    map_pv: NDArray[np.int64]  # (P, V) the pool's own level (as fv index) used for fraction fv
+    ks: NDArray[np.bool_]  # (J,) knapsack jobs (not must-run, work left, released in the horizon)
+    rho_on: NDArray[np.float64]  # (J,) grams per GPU-second of on-time work
+    ldrop: NDArray[np.float64]  # (J,) rho_on - rho_late
+    mcnt: NDArray[np.float64]  # (E, T) must-run GPUs per class and slot
+
+
+def _prepare(c: _Clean) -> _Prep:
+    T, P = c.T, c.P
+    uniq, cls = np.unique(c.eligible, axis=0, return_inverse=True) if c.J else (np.ones((1, P), bool), np.zeros(0, np.int64))
+    cls = cls.reshape(-1).astype(np.int64)
+    E = uniq.shape[0]
+    pp, kk = np.nonzero(c.lev_ok)
+    line_load = c.pue * (c.lev_f[pp, kk] * c.tdp[pp] - c.idle[pp])
+    line_w = c.lev_s[pp, kk] * c.slot_s
+    line_full = np.abs(c.lev_f[pp, kk] - 1.0) < 1e-9
+    slopes, sl_idx = np.unique(np.round(line_w, 9), return_inverse=True)
+    S = slopes.size
+    member = np.zeros((E, S, pp.size), dtype=bool)
+    member[:, sl_idx, np.arange(pp.size)] = uniq[:, pp]
+    full_member = uniq[:, pp] & line_full[None, :]
+    fvals = np.unique(np.round(c.lev_f[c.lev_ok], 9))
+    fv = np.concatenate([[0.0], fvals])
+    line_v = 1 + np.searchsorted(fvals, np.round(c.lev_f[pp, kk], 9))
+    V = fv.size
+    spd_pv = np.zeros((P, V))
+    map_pv = np.zeros((P, V), dtype=np.int64)
+    for p in range(P):  # pools
+        own = 1 + np.searchsorted(fvals, np.round(c.lev_f[p][c.lev_ok[p]], 9))
+        own_f = fv[own]
+        # fraction fv -> the pool's smallest level >= it (or its largest)
+        j = np.clip(np.searchsorted(own_f, fv - 1e-9), 0, own.size - 1)
+        map_pv[p] = own[j]
+        map_pv[p, 0] = 0
+        spd_pv[p, own] = c.lev_s[p][c.lev_ok[p]]
+    ks = ~c.must & (c.R > 0) & (c.rel < T)
+    rho_on = c.weight * (1.0 + c.has_dl)
+    ldrop = c.weight * c.has_dl
+    mcnt = np.zeros((E, T + 1))
+    mr = np.flatnonzero(c.must)
+    np.add.at(mcnt, (cls[mr], c.ms[mr]), c.gpus[mr])
+    np.add.at(mcnt, (cls[mr], c.me[mr]), -c.gpus[mr])
+    mcnt = np.cumsum(mcnt, axis=1)[:, :T]
+    return _Prep(E=E, S=S, cls=cls, line_p=pp, line_k=kk, line_load=line_load, line_w=line_w,
+                 line_full=line_full, slopes=slopes, member=member, full_member=full_member, fv=fv,
+                 line_v=line_v, spd_pv=spd_pv, map_pv=map_pv, ks=ks, rho_on=rho_on, ldrop=ldrop, mcnt=mcnt)
+
+
+# ------------------------------------------------------------------------------------------- envelope
+@dataclass(frozen=True, slots=True)
+class _Env:
+    """Per (class, slot) upper envelope of the choice lines at given prices (small numpy arrays)."""
+
+    b: NDArray[np.float64]  # (E, T, S) breakpoint of line i+1 (BIG: never chosen)
+    dw: NDArray[np.float64]  # (E, T, S) work step at that breakpoint
+    dload: NDArray[np.float64]  # (E, T, S) facility watt step
+    pool_in: NDArray[np.int64]  # (E, T, S) pool entered at the breakpoint (P: none)
+    pool_out: NDArray[np.int64]  # (E, T, S) pool left (P: none)
+    act_line: NDArray[np.int64]  # (E, T, S+1) c-th active line (global line id, -1 off)
+    mr_cost: NDArray[np.float64]  # (E, T) cheapest full-power cost per GPU (must-run)
+    mr_line: NDArray[np.int64]  # (E, T)
+
+
+def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.float64]) -> _Env:
+    E, S, T, P = pr.E, pr.S, c.T, c.P
+    cost = lam[None, :] * pr.line_load[:, None] + mu[pr.line_p]  # (NL, T)
+    cm = np.where(pr.member[..., None], cost[None, None], np.inf)  # (E, S, NL, T)
+    best = cm.argmin(axis=2)  # (E, S, T)
+    cbest = np.take_along_axis(cm, best[:, :, None, :], axis=2)[:, :, 0, :]
+    valid = np.isfinite(cbest)
+    # lines i = 0 (off) .. S, slopes W
+    W = np.concatenate([[0.0], pr.slopes])
+    C = np.concatenate([np.zeros((E, T, 1)), np.where(valid, cbest, 0.0).transpose(0, 2, 1)], axis=2)  # (E,T,m)
+    ok = np.concatenate([np.ones((E, T, 1), bool), valid.transpose(0, 2, 1)], axis=2)
+    m = S + 1
+    dW = W[None, :] - W[:, None]  # (h, i)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (C[:, :, None, :] - C[:, :, :, None]) / np.where(dW > 0, dW, 1.0)[None, None]  # x[h, i]
+    x = np.where(ok[:, :, None, :], x, np.inf)  # i invalid: never
+    x = np.where(ok[:, :, :, None], x, -np.inf)  # h invalid: no constraint
+    up = np.triu(np.ones((m, m), bool), 1)  # h < i
+    lo = np.where(up[None, None], x, -np.inf).max(axis=2)  # (E,T,m) over h
+    hi = np.where(up[None, None], x, np.inf).min(axis=3)  # (E,T,m) over i>h  (x[h=i, k])
+    active = ok & (lo < hi)
+    active[:, :, 0] = True
+    idx = np.arange(m)
+    prev_src = np.where(active, idx[None, None], -1)
+    prev = np.maximum.accumulate(prev_src, axis=2)
+    prev = np.concatenate([np.full((E, T, 1), -1), prev[:, :, :-1]], axis=2)[:, :, 1:]  # for i >= 1
+    act1 = active[:, :, 1:]
+    b = np.where(act1, lo[:, :, 1:], _BIG)
+    Wi = W[1:][None, None, :]
+    dw = np.where(act1, Wi - W[np.maximum(prev, 0)], 0.0)
+    gl = np.concatenate([np.full((E, 1, T), -1), np.where(valid, best, -1)], axis=1).transpose(0, 2, 1)  # (E,T,m)
+    load_ext = np.concatenate([pr.line_load, [0.0]])
+    pool_ext = np.concatenate([pr.line_p, [P]])
+    li = gl[:, :, 1:]
+    lp = np.take_along_axis(gl, np.maximum(prev, 0), axis=2)
+    dload = np.where(act1, load_ext[li] - load_ext[lp], 0.0)
+    pool_in = np.where(act1, pool_ext[li], P)
+    pool_out = np.where(act1, pool_ext[lp], P)
+    order = np.argsort(np.where(active, idx[None, None], m + idx[None, None]), axis=2, kind="stable")
+    act_line = np.where(np.take_along_axis(active, order, axis=2), np.take_along_axis(gl, order, axis=2), -1)
+    fm = np.where(pr.full_member[:, :, None], cost[None], np.inf)  # (E, NL, T)
+    mr_line = fm.argmin(axis=1)
+    mr_cost = np.take_along_axis(fm, mr_line[:, None, :], axis=1)[:, 0, :]
+    mr_cost = np.where(np.isfinite(mr_cost), mr_cost, 0.0)
+    return _Env(b=b, dw=dw, dload=dload, pool_in=pool_in, pool_out=pool_out, act_line=act_line,
+                mr_cost=mr_cost, mr_line=mr_line)
+
+
+# --------------------------------------------------------------------------------------- dual tables
+class _Jobs:
+    """Knapsack jobs, sorted by class, on the backend (device) once per solve."""
+
+    def __init__(self, xp: Ops, c: _Clean, pr: _Prep) -> None:
+        ks = np.flatnonzero(pr.ks)
+        order = ks[np.argsort(pr.cls[ks], kind="stable")]
+        self.rows = order  # original job indices, class-sorted
+        cl = pr.cls[order]
+        self.bounds = np.searchsorted(cl, np.arange(pr.E + 1))
+        self.n = order.size
+        self.cls = xp.asarray(cl, xp.i64)
+        self.g = xp.asarray(c.gpus[order], xp.f64)
+        self.R = xp.asarray(c.R[order], xp.f64)
+        self.rel = xp.asarray(c.rel[order], xp.i64)
+        self.dl = xp.asarray(c.dl[order], xp.i64)
+        self.rho = xp.asarray(pr.rho_on[order], xp.f64)
+        self.ld = xp.asarray(pr.ldrop[order], xp.f64)
+        self.const = float((c.gpus[order] * pr.rho_on[order] * c.R[order]).sum())
+        # jobs that can do nothing in the horizon pay their penalty in full
+        dead = ~c.must & (c.R > 0) & (c.rel >= c.T)
+        self.dead_const = float((c.gpus * pr.rho_on * c.R)[dead].sum())
+
+
+@dataclass
+class _DualOut:
+    value: float
+    g_lam: NDArray[np.float64]
+    g_mu: NDArray[np.float64]
+    tau: Any  # backend (n,)
+    load: NDArray[np.float64]
+    busy: NDArray[np.float64]
+
+
+def _dual(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
+          n_bisect: int = 24) -> tuple[_DualOut, _Env]:
+    """Dual value, subgradient and job thresholds at prices (lam, mu), by table look-ups."""
+    env = _envelope(c, pr, lam, mu)
+    E, T, S, P = pr.E, c.T, pr.S, c.P
+    G = T * S
+    # --- per-class breakpoint grids and prefix tables (E, T+1, G+1)
+    bflat = env.b.reshape(E, G)
+    order = np.argsort(bflat, axis=1, kind="stable")
+    grid = np.take_along_axis(bflat, order, axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(G)[None, :], axis=1)
+    tt = np.repeat(np.arange(T), S)
+    flat_idx = (np.arange(E)[:, None] * (T * G) + tt[None, :] * G + rank).reshape(-1)
+    dwf = env.dw.reshape(E, G)
+    dwb = np.where(dwf != 0, dwf * np.where(bflat < _BIG, bflat, 0.0), 0.0)
+    fi = xp.asarray(flat_idx, xp.i64)
+    nEG = E * T * G
+
+    def table(vals: NDArray[np.float64]) -> Any:
+        m = xp.scatter_add(nEG, fi, xp.asarray(vals.reshape(-1), xp.f64), xp.f64).reshape(E, T, G)
+        m = xp.cumsum(xp.cumsum(m, axis=2), axis=1)
+        z = xp.zeros((E, T + 1, G + 1), xp.f64)
+        z[:, 1:, 1:] = m
+        return z
+
+    Gw = table(dwf)
+    Gb = table(dwb)
+    gridd = xp.asarray(grid, xp.f64)
+    n = jb.n
+    tau = xp.zeros(n, xp.f64)
+    tau_lo = xp.zeros(n, xp.f64)
+    dual_jobs = 0.0
+    Hh_idx = []
+    Hh_w = []
+    for e in range(E):  # eligibility classes (a handful)
+        a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
+        if z <= a:
+            continue
+        ge = gridd[e]
+        Gwe, Gbe = Gw[e], Gb[e]
+        rel, dl, R, rho, ld = jb.rel[a:z], jb.dl[a:z], jb.R[a:z], jb.rho[a:z], jb.ld[a:z]
+
+        def work(t: Any) -> Any:
+            r1 = xp.searchsorted(ge, t)
+            r2 = xp.searchsorted(ge, t - ld)
+            return (Gwe[dl, r1] - Gwe[rel, r1]) + (Gwe[T, r2] - Gwe[dl, r2])
+
+        def val(t: Any) -> Any:
+            r1 = xp.searchsorted(ge, t)
+            t2 = t - ld
+            r2 = xp.searchsorted(ge, t2)
+            v1 = t * (Gwe[dl, r1] - Gwe[rel, r1]) - (Gbe[dl, r1] - Gbe[rel, r1])
+            v2 = t2 * (Gwe[T, r2] - Gwe[dl, r2]) - (Gbe[T, r2] - Gbe[dl, r2])
+            return v1 + v2 + (rho - t) * R
+
+        hi = xp.copy(rho)
+        full = work(hi) <= R
+        lo = xp.full((z - a,), float(grid[e, 0]) - 1.0, xp.f64)
+        lo = xp.minimum(lo, hi)
+        for _ in range(n_bisect):  # bisection steps
+            mid = 0.5 * (lo + hi)
+            big = work(mid) >= R
+            hi = xp.where(big, mid, hi)
+            lo = xp.where(big, lo, mid)
+        hi = xp.where(full, rho, hi)
+        lo = xp.where(full, rho, lo)
+        d = xp.minimum(val(hi), val(lo))
+        dual_jobs += float(xp.to_numpy(xp.sum(jb.g[a:z] * d)))
+        tau[a:z] = hi
+        tau_lo[a:z] = lo
+        # histogram entries for the loads: (+g at (rel, r(tau))), (-g at (dl, r(tau))), (+g at (dl, r(tau')))
+        r1 = xp.searchsorted(ge, hi)
+        r2 = xp.searchsorted(ge, hi - ld)
+        base = e * (T + 1) * (G + 1)
+        g = jb.g[a:z]
+        Hh_idx += [base + rel * (G + 1) + r1, base + dl * (G + 1) + r1, base + dl * (G + 1) + r2]
+        Hh_w += [g, -g, g]
+    nH = E * (T + 1) * (G + 1)
+    if Hh_idx:
+        Hh = xp.scatter_add(nH, xp.concatenate(Hh_idx), xp.concatenate(Hh_w), xp.f64).reshape(E, T + 1, G + 1)
+        A = xp.cumsum(Hh, axis=1)[:, :T, :]
+        suf = xp.flip(xp.cumsum(xp.flip(A, 2), axis=2), 2)  # suf[r] = sum_{r' >= r}
+        Nidx = (np.arange(E)[:, None] * (T * (G + 1)) + tt[None, :] * (G + 1) + rank + 1).reshape(-1)
+        N = xp.to_numpy(xp.take(suf, xp.asarray(Nidx, xp.i64))).reshape(E, T, S)
+    else:
+        N = np.zeros((E, T, S))
+    # --- loads and busy GPUs from the envelope steps
+    load = (N * env.dload).sum(axis=(0, 2))
+    busy = np.zeros((P + 1, T))
+    np.add.at(busy, (env.pool_in, np.broadcast_to(np.arange(T)[None, :, None], env.pool_in.shape)), N)
+    np.add.at(busy, (env.pool_out, np.broadcast_to(np.arange(T)[None, :, None], env.pool_out.shape)), -N)
+    busy = busy[:P]
+    # must-run: fixed full-power rows in their cheapest eligible line
+    mr_val = float((pr.mcnt * env.mr_cost).sum())
+    mload = pr.mcnt * pr.line_load[env.mr_line]
+    load = load + mload.sum(axis=0)
+    np.add.at(busy, (pr.line_p[env.mr_line], np.broadcast_to(np.arange(T)[None, :], env.mr_line.shape)), pr.mcnt)
+    # --- slot part: min over F in [base, cap] of kappa (F - wind)^+ - lam F
+    base, cap, wind, kap = c.base_w, c.cap_w, c.wind_w, c.kappa
+    wc = np.clip(wind, base, cap)
+    phi = lambda F: kap * np.maximum(F - wind, 0.0) - lam * F  # noqa: E731
+    slot_val = np.minimum(np.minimum(phi(base), phi(wc)), phi(cap)) + lam * base
+    demand = base + load
+    lo_set = np.where(lam <= 0, base, np.where(lam < kap, wc, np.where(lam == kap, wc, cap)))
+    hi_set = np.where(lam < kap, wc, cap)
+    Fstar = np.clip(demand, lo_set, hi_set)
+    g_lam = demand - Fstar
+    g_mu = busy - c.H
+    value = float(slot_val.sum()) - float((mu * c.H).sum()) + mr_val + jb.const - dual_jobs + jb.dead_const
+    return _DualOut(value=value, g_lam=g_lam, g_mu=g_mu, tau=tau, load=load, busy=busy), env
+
+
+# -------------------------------------------------------------------------------------------- primal
+def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
+            lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.float32], NDArray[np.int32]]:
+    """Integer plan from the thresholds at prices (lam, mu), repaired to satisfy every hard constraint."""
+    T, P, J, S = c.T, c.P, c.J, pr.S
+    m = S + 1
+    V = pr.fv.size
+    # (E, T, m) -> fraction index of the c-th active line
+    lv = np.concatenate([pr.line_v, [0]])
+    v_tab = lv[env.act_line]  # act_line -1 -> last entry 0
+    b32 = xp.asarray(env.b.astype(np.float32), xp.f32)
+    vt_d = xp.asarray(v_tab.reshape(pr.E, T * m), xp.i64)
+    tcol = xp.arange(T, xp.i64)[None, :]
+    # full (J, T) fraction index matrix, original job order
+    vmat = xp.zeros((J, T), xp.i64)
+    rows_d = xp.asarray(jb.rows, xp.i64)
+    for e in range(pr.E):  # classes
+        a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
+        if z <= a:
+            continue
+        ta = xp.astype(tau[a:z], xp.f32)[:, None]
+        late = tcol >= jb.dl[a:z][:, None]
+        x = ta - xp.astype(jb.ld[a:z], xp.f32)[:, None] * xp.astype(late, xp.f32)
+        cnt = xp.zeros((z - a, T), xp.i64)
+        for i in range(S):  # envelope lines
+            cnt = cnt + xp.astype(x > b32[e, :, i][None, :], xp.i64)
+        cnt = xp.where(tcol >= jb.rel[a:z][:, None], cnt, 0)
+        vmat[rows_d[a:z]] = xp.take(vt_d[e], tcol * m + cnt)
+    vmat = xp.to_numpy(vmat)
+    # must-run windows at full power (fraction index of 1.0)
+    v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
+    tt = np.arange(T)[None, :]
+    mrow = np.flatnonzero(c.must)
+    if mrow.size:
+        win = (tt >= c.ms[mrow, None]) & (tt < c.me[mrow, None])
+        vmat[mrow] = np.where(win, v_full, 0)
+    run = vmat > 0
+    # --- one pool per job: cheapest at the prices over its run slots (full-power cost), current if running
+    cfull = lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T  # (T, P)
+    jc = run.astype(np.float32) @ cfull.astype(np.float32)  # (J, P)
+    jc = np.where(c.eligible, jc, np.inf)
+    pool = jc.argmin(axis=1)
+    keep_run = (c.rpool >= 0) & c.eligible[np.arange(J), np.maximum(c.rpool, 0)]
+    pool = np.where(keep_run, c.rpool, pool)
+    # map fractions to the chosen pool's levels
+    vmat = pr.map_pv[pool[:, None], vmat]
+    # --- non-preemptible jobs: one contiguous window at full power (running ones start now)
+    npj = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0))
+    if npj.size:
+        vfp = pr.map_pv[pool[npj], v_full]
+        spd = pr.spd_pv[pool[npj], vfp]
+        n = np.ceil(c.R[npj] / (spd * c.slot_s) - 1e-9).astype(np.int64)
+        rho_t = np.where(tt < c.dl[npj, None], pr.rho_on[npj, None], (pr.rho_on - pr.ldrop)[npj, None])
+        val = rho_t * (spd * c.slot_s)[:, None] - cfull.T[pool[npj]]
+        val = np.where(tt >= c.rel[npj, None], val, -np.inf)
+        cs = np.concatenate([np.zeros((npj.size, 1)), np.cumsum(np.where(np.isfinite(val), val, 0.0), axis=1)], axis=1)
+        s = np.arange(T)[None, :]
+        endi = np.minimum(s + n[:, None], T)
+        wv = np.take_along_axis(cs, endi, axis=1) - cs[:, :T]
+        wv = np.where(s >= c.rel[npj, None], wv, -np.inf)
+        best = wv.argmax(axis=1)
+        bval = wv[np.arange(npj.size), best]
+        running = c.rpool[npj] >= 0
+        best = np.where(running, 0, best)
+        go = running | (bval > 0)
+        win = (tt >= best[:, None]) & (tt < np.minimum(best + n, T)[:, None]) & go[:, None]
+        vmat[npj] = np.where(win, vfp[:, None], 0)
+    # running preemptible jobs keep slot 0 (no switching loss) when they run at all
+    rp = np.flatnonzero((c.rpool >= 0) & c.preempt & ~c.must & (vmat > 0).any(axis=1) & (vmat[:, 0] == 0) & (pool == c.rpool))
+    if rp.size:
+        first = np.argmax(vmat[rp] > 0, axis=1)
+        vmat[rp, 0] = vmat[rp, first]
+    # --- trim to the work needed (earliest slots first)
+    flat_pv = pool[:, None] * V + vmat
+    work = pr.spd_pv.reshape(-1)[flat_pv] * c.slot_s
+    before = np.cumsum(work, axis=1) - work
+    trim = ~c.must[:, None] & (before >= c.R[:, None] - 1e-6)
+    vmat = np.where(trim, 0, vmat)
+    # --- priority order: forced first, then running, then value density
+    forced = c.must | ((c.rpool >= 0) & ~c.preempt)
+    cls_key = np.where(forced, 0, np.where(c.rpool >= 0, 1, 2))
+    prio = np.lexsort((c.rel, c.gpus, c.R, c.dl, -pr.rho_on, cls_key))
+    vmat = _repair(c, pr, vmat, pool, prio, forced)
+    run = vmat > 0
+    pf = pr.fv.astype(np.float32)[vmat]
+    pool_out = np.where(run.any(axis=1), pool, -1).astype(np.int32)
+    return run, pf, pool_out
+
+
+def _repair(c: _Clean, pr: _Prep, vmat: NDArray[np.int64], pool: NDArray[np.int64], prio: NDArray[np.int64],
+            forced: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Prefix-sum repair in priority order: pool GPUs, facility watts, tenant quotas; NP jobs all or nothing."""
+    T, P = c.T, c.P
+    V = pr.fv.size
+    v = vmat[prio]
+    pl = pool[prio]
+    g = c.gpus[prio]
+    run = v > 0
+    keep = np.ones_like(run)
+    # pool GPUs
+    for p in range(P):  # pools
+        rows = np.flatnonzero(pl == p)
+        if rows.size:
+            cum = np.cumsum(np.where(run[rows], g[rows, None], 0.0), axis=0)
+            keep[rows] &= cum <= c.H[p][None, :] + 1e-9
+    run &= keep
+    # facility watts (site max and grid cap)
+    load_pv = c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])  # (P, V)
+    ld = np.where(run, load_pv.reshape(-1)[pl[:, None] * V + v] * g[:, None], 0.0)
+    cum = np.cumsum(ld, axis=0)
+    run &= c.base_w[None, :] + cum <= c.cap_w[None, :] * (1 + 1e-12)
+    # tenant quotas
+    if np.isfinite(c.quota).any():
+        ten = c.tenant[prio]
+        for n in np.flatnonzero(np.isfinite(c.quota)):  # tenants with a quota
+            rows = np.flatnonzero(ten == n)
+            if rows.size:
+                cum = np.cumsum(np.where(run[rows], g[rows, None], 0.0), axis=0)
+                run[rows] &= cum <= c.quota[n] + 1e-9
+    # non-preemptible (not forced): a lost slot drops the whole job
+    npm = (~c.preempt & ~c.must)[prio] & ~forced[prio]
+    lost = ((v > 0) & ~run).any(axis=1) & npm
+    run[lost] = False
+    v = np.where(run, v, 0)
+    out = np.empty_like(v)
+    out[prio] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- plan
+def _infeasible(c_or_pb: Any, reason: str, J: int, T: int, P: int) -> PlanResult:
+    return PlanResult(
+        status="infeasible", reason=reason, run=np.zeros((J, T), bool), power_fraction=np.zeros((J, T), np.float32),
+        pool=np.full(J, -1, np.int32), work_done_s=np.zeros(J), finished=np.zeros(J, bool), facility_w=np.zeros(T),
+        grid_import_w=np.zeros(T), carbon_g=np.zeros(T), busy_gpus=np.zeros((P, T), np.int64),
+        dual_price_g_per_gpu_h=np.zeros(T), carbon_g_total=0.0, unfinished_gpu_s=0.0, objective=math.inf,
+        lower_bound=-math.inf, gap=math.inf, iterations=0, diagnostics={},
+    )
+
+
+def _shift(a: NDArray[np.float64], k: int, T: int) -> NDArray[np.float64]:
+    """Previous tick's per-slot array moved ``k`` slots earlier, the last value held."""
+    a = np.asarray(a, dtype=np.float64)
+    idx = np.minimum(np.arange(T) + k, a.shape[-1] - 1)
+    return a[..., idx]
+
+
+def plan(
+    problem: PlanProblem,
+    *,
+    warm_start: PlanResult | None = None,
+    max_iters: int = 40,
+    tol: float = 0.01,
+    backend: str = "numpy",
+    device: str = "cpu",
+    warm_shift: int = 1,
+) -> PlanResult:
+    """Plan ``problem``; see the module docstring for the objective and the method.
+
+    ``warm_start``: the previous tick's result (its prices are shifted by ``warm_shift`` slots).
+    ``max_iters``: dual iterations; stops early when the dual gap estimate is below ``tol / 4``.
+    ``backend``/``device``: ``"numpy"``/``"cpu"`` or ``"torch"``/``"cpu"|"cuda"`` (same algorithm).
+    """
+    T = int(np.shape(problem.wind_w)[0]) if np.ndim(problem.wind_w) == 1 else 0
+    J = int(np.shape(problem.gpus)[0]) if np.ndim(problem.gpus) == 1 else 0
+    P = int(np.shape(problem.tdp_w)[0]) if np.ndim(problem.tdp_w) == 1 else 0
+    c = _clean_inputs(problem)
+    if isinstance(c, str):
+        return _infeasible(problem, c, J, T, P)
+    xp = get_ops(backend, device)
+    pr = _prepare(c)
+    jb = _Jobs(xp, c, pr)
+    lam = c.kappa.copy()
+    mu = np.zeros((P, T))
+    if warm_start is not None and "lam" in warm_start.diagnostics:
+        lam = _shift(warm_start.diagnostics["lam"], warm_shift, T)
+        mu = _shift(warm_start.diagnostics["mu"], warm_shift, T)
+        if mu.shape != (P, T) or lam.shape != (T,):
+            lam, mu = c.kappa.copy(), np.zeros((P, T))
+    kbar = max(float(c.kappa.mean()), 1e-12)
+    lscale = float(np.abs(pr.line_load).max()) if pr.line_load.size else 1.0
+    d_lam = np.full(T, 0.25 * kbar) if warm_start is None else np.full(T, 0.05 * kbar)
+    d_mu = np.full((P, T), 0.25 * kbar * lscale) if warm_start is None else np.full((P, T), 0.05 * kbar * lscale)
+    s_lam = np.zeros(T)
+    s_mu = np.zeros((P, T))
+    best = (-math.inf, lam, mu)
+    it = 0
+    hist: list[float] = []
+    for it in range(1, max_iters + 1):  # dual iterations
+        out, _ = _dual(xp, c, pr, jb, lam, mu)
+        hist.append(out.value)
+        if out.value > best[0]:
+            best = (out.value, lam.copy(), mu.copy())
+        sg_l = np.sign(out.g_lam)
+        sg_m = np.sign(np.where((mu <= 0) & (out.g_mu < 0), 0.0, out.g_mu))
+        d_lam = np.where(sg_l * s_lam > 0, d_lam * 1.4, np.where(sg_l * s_lam < 0, d_lam * 0.5, d_lam))
+        d_mu = np.where(sg_m * s_mu > 0, d_mu * 1.4, np.where(sg_m * s_mu < 0, d_mu * 0.5, d_mu))
+        s_lam, s_mu = sg_l, sg_m
+        lam = np.maximum(lam + d_lam * sg_l, 0.0)
+        mu = np.maximum(mu + d_mu * sg_m, 0.0)
+        if it >= 5 and (np.abs(sg_l).sum() + np.abs(sg_m).sum() == 0):
+            break
+    lb, lam_b, mu_b = best
+    out, env = _dual(xp, c, pr, jb, lam_b, mu_b)
+    run, pf, pool = _primal(xp, c, pr, jb, env, out.tau, lam_b, mu_b)
+    return _result(problem, c, pr, run, pf, pool, lb, lam_b, mu_b, it, tol, {"dual_history": hist, "backend": xp.name, "device": xp.device})
+
+
+def _result(pb: PlanProblem, c: _Clean, pr: _Prep, run: NDArray[np.bool_], pf: NDArray[np.float32],
+            pool: NDArray[np.int32], lb: float, lam: NDArray[np.float64], mu: NDArray[np.float64], iters: int,
+            tol: float, diag: dict[str, Any]) -> PlanResult:
+    ev = evaluate(pb, run, pf, pool)
+    obj = ev["objective"]
+    lb = min(lb, obj)
+    gap = (obj - lb) / max(abs(obj), 1e-9)
+    tt = np.arange(c.T)[None, :]
+    win = c.must[:, None] & (tt >= c.ms[:, None]) & (tt < c.me[:, None])
+    jj, ts = np.nonzero(win & ~run)
+    if jj.size:
+        return _infeasible(pb, f"must-run job {jj[0]} cannot be served in slot {ts[0]} within the pool GPUs and "
+                               f"power caps", c.J, c.T, c.P)
+    keep = np.flatnonzero((c.rpool >= 0) & ~c.preempt & ~c.must & (c.R > 0))
+    bad = keep[~run[keep, 0]] if keep.size else keep
+    if bad.size:
+        return _infeasible(pb, f"running non-preemptible job {bad[0]} cannot keep running in slot 0 within the "
+                               f"pool GPUs and power caps", c.J, c.T, c.P)
+    w = c.H.sum(axis=1)
+    wt = w / max(w.sum(), 1.0)
+    per_gpu_w = (c.pue * (c.tdp - c.idle) * wt).sum()
+    price = (lam * per_gpu_w + (mu * wt[:, None]).sum(axis=0)) * 3600.0 / c.slot_s
+    diag = dict(diag, lam=lam, mu=mu, objective_parts={k: ev[k] for k in (
+        "carbon_g", "energy_cost_eur", "unfinished_penalty_g", "tardiness_penalty_g")})
+    return PlanResult(
+        status="optimal" if gap <= tol else "feasible", reason="", run=run, power_fraction=pf, pool=pool,
+        work_done_s=ev["work_done_s"], finished=ev["finished"], facility_w=ev["facility_w"],
+        grid_import_w=ev["grid_import_w"], carbon_g=ev["carbon_g_slot"],
+        busy_gpus=np.rint(ev["busy_gpus"]).astype(np.int64), dual_price_g_per_gpu_h=price,
+        carbon_g_total=ev["carbon_g"], unfinished_gpu_s=ev["unfinished_gpu_s"], objective=obj, lower_bound=lb,
+        gap=gap, iterations=iters, diagnostics=diag,
+    )

@@ -1,0 +1,227 @@
+"""``windward plan``: plan one horizon once and write the DESIGN section-7 plan JSON.
+
+Reads the site (a built-in name or a YAML file), the energy (a CSV, or the embedded seeded model when
+``--energy`` is omitted), the canonical jobs CSV (``submit_s`` relative to ``--start``), flattens them into
+one :class:`~kernels.problem.PlanProblem` (``scheduler.planner``), solves it with ``kernels.plan``,
+re-verifies the plan with ``kernels.check_result``, and writes every field of DESIGN section 7 plus extras
+(per-slot dual prices, iterations, the checker's verdict, data provenance). Bad input exits with code 2 and
+a message naming the file, the field and the value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+_FORECASTS = ("perfect", "persistence", "noisy")
+
+
+def _parse_start(s: str) -> Any:
+    from datetime import datetime, timezone
+
+    from scheduler.errors import InputError
+
+    try:
+        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InputError(f"--start: {s!r} is not an ISO 8601 time such as 2023-06-01T00:00:00Z") from e
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc)
+
+
+def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: Any, jobs: Any, *,
+                    solve_s: float, violations: list[str], provenance: dict[str, str]) -> dict[str, Any]:
+    """The DESIGN section-7 plan dict (through ``scheduler.planjson.plan_dict``) plus extras: per-slot dual
+    prices and energy price, the objective's parts, iterations, the checker's verdict and data provenance."""
+    import numpy as np
+
+    from scheduler.planjson import job_entry, plan_dict
+
+    names = index.pool_names
+    T = problem.n_slots
+    run = np.asarray(result.run, dtype=bool)
+    have = run.shape == (len(jobs), T)
+    entries = []
+    for j, job in enumerate(jobs):
+        slots = np.flatnonzero(run[j]).tolist() if have else []
+        p = int(result.pool[j]) if have else -1
+        entries.append(
+            job_entry(
+                job.job_id,
+                names[p] if p >= 0 and slots else None,
+                job.gpus,
+                slots,
+                [float(result.power_fraction[j, t]) for t in slots],
+                float(result.work_done_s[j]) if have else 0.0,
+                job.duration_s,
+                bool(result.finished[j]) if have else False,
+                tenant=job.tenant,
+                kind=job.kind,
+                submit_s=float(job.submit_s),
+                deadline_s=job.deadline_s,
+            )
+        )
+    busy = np.asarray(result.busy_gpus)
+    busy_ok = busy.shape == (len(names), T)
+    zeros = np.zeros(T)
+    fac = np.asarray(result.facility_w) if have else zeros
+    return plan_dict(
+        status=result.status,
+        start_utc=forecast.start_utc,
+        slot_s=problem.slot_s,
+        pue=problem.pue,
+        solve_s=solve_s,
+        pools=list(site.pools),
+        facility_w=fac,
+        wind_w=problem.wind_w,
+        grid_import_w=np.asarray(result.grid_import_w) if have else zeros,
+        grid_cap_w=problem.grid_cap_w,
+        site_max_w=problem.site_max_w,
+        carbon_g_per_kwh=problem.carbon_g_per_kwh,
+        carbon_g=np.asarray(result.carbon_g) if have else zeros,
+        busy_gpus={n: busy[i] if busy_ok else zeros for i, n in enumerate(names)},
+        healthy_gpus={n: np.asarray(problem.pool_gpus[i], dtype=np.float64) for i, n in enumerate(names)},
+        jobs=entries,
+        lower_bound_carbon_g=float(result.lower_bound),
+        gap=float(result.gap),
+        unfinished_gpu_s=float(result.unfinished_gpu_s),
+        extra_timeline={
+            "dual_price_g_per_gpu_h": np.asarray(result.dual_price_g_per_gpu_h) if have else zeros,
+            "price_eur_per_mwh": forecast.price_eur_per_mwh[:T],
+        },
+        extra={
+            "reason": result.reason,
+            "objective_parts": {
+                "objective_g": float(result.objective),
+                "penalty_g": float(result.objective) - float(result.carbon_g_total),
+                "lower_bound_g": float(result.lower_bound),
+                "note": "lower_bound_carbon_g is the certified lower bound on objective_g = carbon_g + "
+                "penalty_g (priority-weighted unfinished and late work in g CO2-eq, kernels.planner); it "
+                "bounds carbon_g itself whenever penalty_g is 0",
+            },
+            "iterations": int(result.iterations),
+            "check": {"ok": not violations, "violations": violations},
+            "provenance": provenance,
+        },
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plan")
+    def plan(
+        site: str = typer.Option("demo", "--site", help="Site: a built-in name (demo, rotterdam-100k) or a YAML file."),
+        energy: Optional[str] = typer.Option(
+            None, "--energy", help="Energy CSV (DESIGN section 7). Omitted: the embedded seeded NL model."
+        ),
+        jobs: Path = typer.Option(..., "--jobs", help="Canonical jobs CSV; submit_s/deadline_s relative to --start."),
+        start: str = typer.Option("2023-06-01T00:00:00Z", "--start", help="Plan start, ISO 8601 UTC."),
+        horizon_hours: float = typer.Option(48.0, "--horizon-hours", help="Planning horizon in hours."),
+        slot_minutes: Optional[int] = typer.Option(
+            None, "--slot-minutes", help="Slot length in minutes (overrides the site's slot_minutes)."
+        ),
+        forecast: str = typer.Option("perfect", "--forecast", help=f"Forecast kind: {', '.join(_FORECASTS)}."),
+        seed: int = typer.Option(0, "--seed", help="Seed for the embedded energy model and noisy forecasts."),
+        out: Path = typer.Option(Path("plan.json"), "--out", help="Where to write the plan JSON."),
+    ) -> None:
+        """Plan the horizon once (carbon- and power-cap optimiser) and write the plan JSON.
+
+        Every slot of the output carries facility power, wind, grid import, both caps, carbon intensity,
+        carbon and busy GPUs per pool; every job its pool, slots and power fractions, so the plan can be
+        re-checked from the file alone. Exit codes: 0 plan written, 1 no feasible plan (file still written,
+        with the reason), 2 bad input.
+        """
+        from scheduler.errors import WindwardError
+
+        try:
+            code = _run_plan(site, energy, jobs, start, horizon_hours, slot_minutes, forecast, seed, out)
+        except WindwardError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        if code:
+            raise typer.Exit(code)
+
+
+def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, horizon_hours: float,
+              slot_minutes: int | None, forecast_kind: str, seed: int, out: Path) -> int:
+    import math
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    import kernels
+    from scheduler import signals, traces
+    from scheduler.errors import InputError
+    from scheduler.jobs import check_jobs_fit
+    from scheduler.models import Site, load_site, parse_model
+    from scheduler.planner import build_problem
+    from scheduler.policies.base import JobState, Snapshot
+
+    console = Console()
+    site = load_site(site_arg)
+    if slot_minutes is not None:
+        site = parse_model(Site, {**site.model_dump(), "slot_minutes": slot_minutes}, "--slot-minutes")
+    if not (0 < horizon_hours <= 24 * 14):
+        raise InputError(f"--horizon-hours: {horizon_hours} is outside (0, 336]")
+    if forecast_kind not in _FORECASTS:
+        raise InputError(f"--forecast: {forecast_kind!r} is not one of {list(_FORECASTS)}")
+    t0 = _parse_start(start_s)
+    T = max(1, int(math.ceil(horizon_hours * 3600.0 / site.slot_s - 1e-9)))
+    days = T * site.slot_s / 86400.0
+    actual = signals.load_energy(energy, site, t0, days, seed=seed)
+    fc = signals.make_forecaster(forecast_kind, actual, seed=seed).forecast(0, T)
+    job_list = traces.read_jobs_csv(jobs_path)
+    check_jobs_fit(site, job_list, str(jobs_path))
+
+    snapshot = Snapshot(
+        now_s=0.0,
+        slot=0,
+        site=site,
+        jobs=tuple(JobState(job=j, state="queued") for j in job_list),
+        healthy_gpus={p.name: p.gpus for p in site.pools},
+        forecast=fc,
+    )
+    problem, index = build_problem(snapshot, T)
+    t1 = time.perf_counter()
+    result = kernels.plan(problem)
+    solve_s = time.perf_counter() - t1
+    violations = list(kernels.check_result(problem, result)) if result.status != "infeasible" else []
+    provenance = {
+        "site": site_arg,
+        "energy": actual.source,
+        "energy_gaps_filled": "; ".join(actual.gaps),
+        "forecast": forecast_kind,
+        "jobs": str(jobs_path),
+        "weights": "scheduler.planner.job_weights (see its docstring)",
+    }
+    doc = build_plan_json(problem, index, result, site, fc, job_list, solve_s=solve_s, violations=violations,
+                          provenance=provenance)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1, allow_nan=False))
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot write: {e.strerror}") from e
+
+    table = Table(title=f"windward plan: {site.name}, {T} slots of {site.slot_s // 60} min from {doc['start_utc']}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("status", result.status)
+    table.add_row("grid carbon", f"{result.carbon_g_total / 1000:.1f} kg")
+    table.add_row("lower bound / gap", f"{result.lower_bound / 1000:.1f} kg / {result.gap * 100:.2f}%")
+    table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:.1f} GPU-h")
+    table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0} / {len(job_list)}")
+    table.add_row("solve time", f"{solve_s:.3f} s ({result.iterations} iterations)")
+    table.add_row("checker", "ok" if not violations else f"{len(violations)} violations")
+    console.print(table)
+    console.print(f"wrote {out}")
+    if result.status == "infeasible":
+        typer.secho(f"no feasible plan: {result.reason}", fg=typer.colors.RED, err=True)
+        return 1
+    if violations:
+        typer.secho("checker found violations:\n  " + "\n  ".join(violations[:10]), fg=typer.colors.RED, err=True)
+        return 1
+    return 0

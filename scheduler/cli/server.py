@@ -1,0 +1,96 @@
+"""``windward server``: the control plane (HTTP API + control loop) on one site."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("server")
+    def server(
+        site: str = typer.Option(None, "--site", help="Site YAML file or built-in name (demo, rotterdam-100k). "
+                                 "Without --site and --tenants: the demo site and demo tenants (dev server)."),
+        tenants: Path = typer.Option(None, "--tenants", help="Tenants YAML (DESIGN section 7: sha256 of each token)."),
+        address: str = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
+        executor: str = typer.Option("simulated", "--executor", help="ray | simulated"),
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+        port: int = typer.Option(8470, "--port", help="TCP port (0: any free port; the chosen one is printed)."),
+        state: Path = typer.Option(Path("windward-state.sqlite"), "--state", help="SQLite state file (created)."),
+        tick_seconds: float = typer.Option(None, "--tick-seconds", help="Wall seconds per slot (compresses "
+                                           "time for demos and tests); default: real time."),
+        energy: str = typer.Option(None, "--energy", help="Energy CSV (DESIGN section 7); default: the embedded "
+                                   "synthetic NL model."),
+        energy_start: str = typer.Option(None, "--energy-start", help="ISO time in the energy data that the "
+                                         "service's first slot maps to (for historical CSVs)."),
+        forecast: str = typer.Option("perfect", "--forecast", help="perfect | persistence | noisy"),
+        policy: str = typer.Option("windward", "--policy", help="Scheduling policy (windward, or a baseline)."),
+        horizon_hours: float = typer.Option(24.0, "--horizon-hours", help="Planning horizon."),
+        log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    ) -> None:
+        """Run the Windward control plane: HTTP API (OpenAPI at /docs), control loop, /metrics.
+
+        Example (dev server, demo site, one slot every 2 s):  windward server --tick-seconds 2
+        """
+        import logging
+        import socket
+        from datetime import datetime
+
+        import uvicorn
+
+        from scheduler.auth import dev_token
+        from scheduler.errors import InputError
+        from scheduler.models import load_site, load_tenants
+        from scheduler.service import Service, ServiceConfig, create_app
+
+        dev = site is None and tenants is None
+        site_m = load_site(site or "demo")
+        tenants_m = load_tenants(tenants)
+        start = None
+        if energy_start:
+            try:
+                start = datetime.fromisoformat(energy_start.replace("Z", "+00:00"))
+            except ValueError as e:
+                raise InputError(f"--energy-start: {energy_start!r} is not an ISO 8601 time") from e
+        if tick_seconds is not None and not tick_seconds > 0:
+            raise InputError(f"--tick-seconds must be > 0, got {tick_seconds}")
+        logging.getLogger("scheduler").setLevel(logging.INFO if log_level in ("info", "debug") else logging.WARNING)
+        cfg = ServiceConfig(
+            site=site_m, tenants=tenants_m, state_path=str(state), executor=executor, ray_address=address,
+            tick_seconds=tick_seconds, energy=energy, energy_start=start, forecast=forecast, policy=policy,
+            horizon_hours=horizon_hours,
+        )  # fmt: skip
+        service = Service(cfg)
+        app_ = create_app(service)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            service.stop()
+            raise InputError(f"--host {host} --port {port}: cannot listen: {e.strerror}") from e
+        bound = sock.getsockname()[1]
+        typer.echo(f"windward server: site {site_m.name}, executor {executor}, policy {policy}, state {state}")
+        if service.recovery.adopted or service.recovery.requeued:
+            typer.echo(
+                f"recovered: {len(service.recovery.adopted)} running job(s) re-adopted, "
+                f"{len(service.recovery.requeued)} resumed from checkpoints"
+            )
+        if dev:
+            typer.echo("development server: demo tenants, tokens (never use these outside development):")
+            for t in tenants_m.tenants:
+                typer.echo(f"  tenant   {t.name:<16} {dev_token(t.name)}")
+            for o in tenants_m.operators:
+                typer.echo(f"  operator {o.name:<16} {dev_token(o.name)}")
+        typer.echo(f"listening on http://{host}:{bound}  (API docs: http://{host}:{bound}/docs)", err=False)
+        import sys
+
+        sys.stdout.flush()
+        service.start()
+        config = uvicorn.Config(app_, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+        srv = uvicorn.Server(config)
+        try:
+            srv.run(sockets=[sock])
+        finally:
+            service.stop()

@@ -1,0 +1,127 @@
+"""``windward simulate``: replay a workload on a site against energy signals with a policy, on a virtual clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+DEFAULT_START = "2023-03-01T00:00:00Z"
+
+
+def _parse_start(s: str) -> Any:
+    from datetime import datetime, timezone
+
+    from scheduler.errors import InputError
+
+    try:
+        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InputError(f"--start: {s!r} is not an ISO 8601 time such as 2023-03-01T00:00:00Z") from e
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "simulate",
+        help=(
+            "Replay a workload on a site on a virtual clock and report grid carbon, energy, cap violations, "
+            "job completion and inference service. With no arguments: the demo site, the embedded energy year "
+            "(synthetic, calibrated to NL 2021-2023) and the embedded workload, 2 days. Real data: "
+            "--energy ../shared/data/energy/nl-2021-2023-hourly.csv --trace itp:cluster04."
+        ),
+    )
+    def simulate(
+        site: str = typer.Option("demo", "--site", help="Built-in site name (demo, rotterdam-100k) or site YAML path."),
+        trace: str = typer.Option(
+            "embedded", "--trace", help="Workload: 'embedded', 'itp:clusterNN', an ITP CSV or a canonical jobs CSV."
+        ),
+        energy: str = typer.Option("embedded", "--energy", help="Energy: 'embedded' or an energy CSV path."),
+        start: str = typer.Option(DEFAULT_START, "--start", help="Simulation start, ISO 8601 UTC."),
+        days: float = typer.Option(2.0, "--days", min=0.01, help="Days to simulate."),
+        policy: str = typer.Option("backfill", "--policy", help="backfill, greedy-green or windward."),
+        forecast: str = typer.Option("perfect", "--forecast", help="What the policy sees: perfect, persistence, noisy."),
+        out: Path = typer.Option(Path("report.json"), "--out", help="Report JSON to write."),
+        seed: int = typer.Option(0, "--seed", help="Seed for embedded data, trace assignment and noisy forecasts."),
+        plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of power vs caps, wind and carbon."),
+        horizon_hours: float = typer.Option(24.0, "--horizon-hours", min=0.25, help="Planning horizon."),
+        trace_offset_days: float = typer.Option(0.0, "--trace-offset-days", min=0.0, help="Where the trace slice starts."),
+        amplify: float = typer.Option(1.0, "--amplify", min=0.001, help="Replicate training jobs by this factor."),
+        compare: str | None = typer.Option(
+            None, "--compare", help="Comma-separated policies to run on the same slice and tabulate, e.g. backfill,greedy-green."
+        ),
+    ) -> None:
+        import json
+
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.table import Table
+
+        from scheduler import signals, traces
+        from scheduler.control import run_simulation, slots_for_days
+        from scheduler.errors import InputError
+        from scheduler.models import load_site
+        from scheduler.policies import POLICIES, get_policy
+        from scheduler.report import build_report, summary, summary_rows, write_plot
+
+        console = Console()
+        names = [policy] + [p.strip() for p in (compare or "").split(",") if p.strip() and p.strip() != policy]
+        for n in names:
+            if n not in POLICIES:
+                raise InputError(f"--policy/--compare: unknown policy {n!r}; allowed: {sorted(POLICIES)}")
+        if forecast not in ("perfect", "persistence", "noisy"):
+            raise InputError(f"--forecast: {forecast!r}; allowed: perfect, persistence, noisy")
+        site_m = load_site(site)
+        t0 = _parse_start(start)
+        n_slots = slots_for_days(site_m, days)
+        horizon_slots = max(1, int(round(horizon_hours * 3600 / site_m.slot_s)))
+        # energy for the run plus one horizon, so the last ticks' forecasts look at real data
+        actual = signals.load_energy(None if energy == "embedded" else energy, site_m, t0, days + horizon_hours / 24.0, seed=seed)
+        jobs, desc = traces.load_workload(
+            None if trace == "embedded" else trace, site_m, days, seed=seed, start_s=trace_offset_days * 86400.0,
+            start_utc=t0,
+        )
+        if amplify != 1.0:
+            jobs = traces.amplify(jobs, amplify, seed=seed)
+            desc += f"; amplified x{amplify:g} (traces.amplify)"
+        out.parent.mkdir(parents=True, exist_ok=True) if str(out.parent) not in ("", ".") else None
+        console.print(
+            f"[bold]windward simulate[/] site={site_m.name} ({site_m.total_gpus:,} GPUs) days={days:g} "
+            f"slots={n_slots} jobs={len(jobs):,} forecast={forecast}\n  energy: {actual.source}\n  workload: {desc}"
+        )
+        results = []
+        for name in names:
+            pol = get_policy(name, horizon_hours=horizon_hours)
+            fc = signals.make_forecaster(forecast, actual, seed=seed, wind_capacity_w=site_m.wind.contract_mw * 1e6)
+            with Progress(
+                TextColumn(f"[cyan]{name:>13}"), BarColumn(), TextColumn("{task.completed}/{task.total} slots"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+            ) as prog:
+                task = prog.add_task(name, total=n_slots)
+                res = run_simulation(
+                    site_m, jobs, actual, pol, n_slots=n_slots, forecaster=fc, forecast_name=forecast,
+                    horizon_slots=horizon_slots, progress=lambda i, n: prog.update(task, completed=i),
+                )
+            results.append(res)
+        summaries = [summary(r) for r in results]
+        report = build_report(
+            results[0], workload_description=desc, assignment_rule=traces.ASSIGNMENT_RULE,
+            extra={"comparison": summaries} if len(results) > 1 else None,
+        )
+        out.write_text(json.dumps(report, allow_nan=False))
+        table = Table(title=f"{site_m.name}: {days:g} days from {report['start_utc']} ({forecast} forecast)")
+        table.add_column("")
+        for s in summaries:
+            table.add_column(s["policy"], justify="right")
+        for label, vals in summary_rows(summaries):
+            table.add_row(label, *vals)
+        console.print(table)
+        console.print(f"report: {out}")
+        if plot is not None:
+            write_plot(report, plot)
+            console.print(f"plot: {plot}")
+        if any(s["cap_violations"] for s in summaries):
+            console.print("[red]cap violations: must-run or non-preemptible work alone broke a cap (see report)")

@@ -1,0 +1,307 @@
+"""The simulated executor: a virtual clock and per-node free-GPU arrays, any scale, no Ray.
+
+State per pool is two numpy arrays over its nodes (``free`` GPUs as int32, ``up`` as bool), so a
+100,000-GPU site is 12,500 integers, never per-GPU objects. Running jobs are small records keyed by job id.
+
+Semantics (DESIGN sections 2 and 4):
+
+- Gang placement, all or nothing. A job of ``g <= gpus_per_node`` GPUs packs on one node, best fit (the
+  node with the fewest free GPUs that still holds it, lowest index on ties). A larger job needs
+  ``ceil(g / gpus_per_node)`` *whole* free nodes; it uses ``gpus_per_node`` GPUs on each but the last, and
+  the remainder of the last node stays free for others.
+- Progress: a job at power fraction ``f`` in pool ``p`` does ``speed_p(f) * dt`` seconds of full-speed work
+  in ``dt`` seconds (``kernels.power.speed``). It is finished when its work reaches ``duration_s``; the
+  ``finished`` event carries the exact completion time inside the step.
+- Checkpoints are taken every ``checkpoint_interval_s`` of *work* (at work = k * interval) and when the job
+  finishes; a preemption or a node failure loses the work since the last checkpoint (``lost_s``).
+- ``fail_node`` / ``repair_node`` inject failures: jobs on a failed node stop, lose the work since their
+  checkpoint and are reported as ``failed`` events (the control loop requeues them).
+
+Events produced between steps (failures, repairs, preemptions) are queued and returned by the next
+``step`` call; ``step(0.0)`` returns them without letting time pass. ``event_log`` keeps every event.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kernels.power import speed
+from scheduler.errors import ExecutorError, InputError
+from scheduler.executors.base import ExecutorEvent, Placement, RunningInfo
+from scheduler.jobs import Job
+from scheduler.models import Site
+
+log = logging.getLogger(__name__)
+
+#: Work (seconds) below which a job counts as finished, to absorb float rounding.
+_EPS_S = 1e-6
+
+
+class VirtualClock:
+    """A clock that only moves when told to (the Clock protocol of executors.base)."""
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        self._now_s = float(start_s)
+
+    def now_s(self) -> float:
+        return self._now_s
+
+    def advance(self, dt_s: float) -> None:
+        if not dt_s >= 0.0:
+            raise ValueError(f"VirtualClock.advance: dt_s must be >= 0, got {dt_s!r}")
+        self._now_s += float(dt_s)
+
+
+@dataclass(slots=True)
+class _PoolState:
+    name: str
+    gpus_per_node: int
+    free: NDArray[np.int32]  # (nodes,) free GPUs per node; 0 on nodes that are down
+    up: NDArray[np.bool_]  # (nodes,)
+    curve_f: NDArray[np.float64]
+    curve_s: NDArray[np.float64]
+    min_power_fraction: float
+
+
+@dataclass(slots=True)
+class _Run:
+    """A running job's mutable record inside the executor."""
+
+    job: Job
+    pool: str
+    nodes: tuple[int, ...]
+    per_node: tuple[int, ...]
+    power_fraction: float
+    speed: float  # relative throughput at power_fraction
+    work_done_s: float
+    checkpoint_work_s: float
+    started_s: float
+
+
+class SimulatedExecutor:
+    """Executor on a virtual clock. ``step(dt)`` advances the clock it was given (a :class:`VirtualClock`)."""
+
+    def __init__(self, site: Site, clock: VirtualClock) -> None:
+        self.site = site
+        self.clock = clock
+        self._pools: dict[str, _PoolState] = {}
+        for p in site.pools:
+            self._pools[p.name] = _PoolState(
+                name=p.name,
+                gpus_per_node=p.gpus_per_node,
+                free=np.full(p.nodes, p.gpus_per_node, dtype=np.int32),
+                up=np.ones(p.nodes, dtype=np.bool_),
+                curve_f=np.array([c[0] for c in p.speed_curve], dtype=np.float64),
+                curve_s=np.array([c[1] for c in p.speed_curve], dtype=np.float64),
+                min_power_fraction=p.min_power_fraction,
+            )
+        self._runs: dict[str, _Run] = {}
+        self._pending: list[ExecutorEvent] = []
+        self.event_log: list[ExecutorEvent] = []
+        self._speed_cache: dict[tuple[str, float], float] = {}
+
+    # ------------------------------------------------------------------------------------ queries
+
+    def _pool(self, pool: str) -> _PoolState:
+        try:
+            return self._pools[pool]
+        except KeyError:
+            raise InputError(f"unknown pool {pool!r}; this site has {sorted(self._pools)}") from None
+
+    def healthy_gpus(self) -> dict[str, int]:
+        return {name: int(ps.up.sum()) * ps.gpus_per_node for name, ps in self._pools.items()}
+
+    def free_gpus_by_node(self, pool: str) -> NDArray[np.int32]:
+        return self._pool(pool).free.copy()
+
+    def running(self) -> Mapping[str, RunningInfo]:
+        return {
+            jid: RunningInfo(
+                job_id=jid,
+                pool=r.pool,
+                nodes=r.nodes,
+                power_fraction=r.power_fraction,
+                work_done_s=r.work_done_s,
+                checkpoint_work_s=r.checkpoint_work_s,
+            )
+            for jid, r in self._runs.items()
+        }
+
+    def is_running(self, job_id: str) -> bool:
+        return job_id in self._runs
+
+    def node_of(self, job_id: str) -> tuple[int, ...]:
+        return self._runs[job_id].nodes
+
+    def _speed(self, pool: str, f: float) -> float:
+        key = (pool, f)
+        s = self._speed_cache.get(key)
+        if s is None:
+            ps = self._pools[pool]
+            s = float(speed(ps.curve_f, ps.curve_s, f))
+            if len(self._speed_cache) < 100_000:
+                self._speed_cache[key] = s
+        return s
+
+    def _check_fraction(self, pool: str, power_fraction: float, job_id: str) -> None:
+        ps = self._pools[pool]
+        if not (ps.min_power_fraction - 1e-9 <= power_fraction <= 1.0 + 1e-9):
+            raise ExecutorError(
+                f"job {job_id!r}: power_fraction {power_fraction!r} outside pool {pool!r}'s allowed range "
+                f"[{ps.min_power_fraction}, 1.0]"
+            )
+
+    # ------------------------------------------------------------------------------------ actions
+
+    def _record(self, ev: ExecutorEvent) -> None:
+        self._pending.append(ev)
+        self.event_log.append(ev)
+
+    def start(self, job: Job, pool: str, power_fraction: float, work_done_s: float) -> Placement | None:
+        if job.job_id in self._runs:
+            raise ExecutorError(f"job {job.job_id!r} is already running in pool {self._runs[job.job_id].pool!r}")
+        ps = self._pool(pool)
+        self._check_fraction(pool, power_fraction, job.job_id)
+        if not (0.0 <= work_done_s < job.duration_s):
+            raise ExecutorError(
+                f"job {job.job_id!r}: work_done_s {work_done_s!r} must lie in [0, duration_s={job.duration_s})"
+            )
+        g, gpn = job.gpus, ps.gpus_per_node
+        if g <= gpn:
+            cand = ps.free >= g
+            if not cand.any():
+                return None
+            # best fit: the fewest free GPUs that still hold the job (argmin returns the lowest index on ties)
+            masked = np.where(cand, ps.free, np.iinfo(np.int32).max)
+            node = int(np.argmin(masked))
+            nodes: tuple[int, ...] = (node,)
+            per_node: tuple[int, ...] = (g,)
+        else:
+            n = math.ceil(g / gpn)
+            whole = np.flatnonzero(ps.free == gpn)
+            if whole.shape[0] < n:
+                return None
+            chosen = whole[:n]
+            nodes = tuple(int(x) for x in chosen)
+            per_node = tuple([gpn] * (n - 1) + [g - (n - 1) * gpn])
+        for nd, k in zip(nodes, per_node):
+            ps.free[nd] -= k
+        now = self.clock.now_s()
+        ckpt = work_done_s  # resumed from a checkpoint: that is the work that is safe
+        self._runs[job.job_id] = _Run(
+            job=job,
+            pool=pool,
+            nodes=nodes,
+            per_node=per_node,
+            power_fraction=float(power_fraction),
+            speed=self._speed(pool, float(power_fraction)),
+            work_done_s=float(work_done_s),
+            checkpoint_work_s=float(ckpt),
+            started_s=now,
+        )
+        if work_done_s > 0:
+            self.event_log.append(ExecutorEvent("resumed", now, job.job_id, pool, nodes[0]))
+        return Placement(job_id=job.job_id, pool=pool, nodes=nodes, gpus_per_node=per_node)
+
+    def _release(self, r: _Run) -> None:
+        ps = self._pools[r.pool]
+        for nd, k in zip(r.nodes, r.per_node):
+            if ps.up[nd]:
+                ps.free[nd] += k
+
+    def preempt(self, job_id: str, reason: str) -> float:
+        r = self._runs.pop(job_id, None)
+        if r is None:
+            raise ExecutorError(f"cannot preempt job {job_id!r}: it is not running")
+        lost = max(r.work_done_s - r.checkpoint_work_s, 0.0)
+        self._release(r)
+        self._record(
+            ExecutorEvent("preempted", self.clock.now_s(), job_id, r.pool, r.nodes[0], lost_s=lost, detail=reason)
+        )
+        return lost
+
+    def set_power_fraction(self, job_id: str, power_fraction: float) -> None:
+        r = self._runs.get(job_id)
+        if r is None:
+            raise ExecutorError(f"cannot set the power of job {job_id!r}: it is not running")
+        self._check_fraction(r.pool, power_fraction, job_id)
+        r.power_fraction = float(power_fraction)
+        r.speed = self._speed(r.pool, float(power_fraction))
+
+    def fail_node(self, pool: str, node: int) -> list[ExecutorEvent]:
+        """Take ``node`` of ``pool`` down. Jobs on it stop, losing the work since their last checkpoint."""
+        ps = self._pool(pool)
+        if not (0 <= node < ps.up.shape[0]):
+            raise InputError(f"pool {pool!r} has nodes 0..{ps.up.shape[0] - 1}, got node {node}")
+        if not ps.up[node]:
+            return []
+        now = self.clock.now_s()
+        events = [ExecutorEvent("node_down", now, None, pool, node)]
+        victims = [jid for jid, r in self._runs.items() if r.pool == pool and node in r.nodes]
+        ps.up[node] = False
+        ps.free[node] = 0
+        for jid in victims:
+            r = self._runs.pop(jid)
+            self._release(r)
+            lost = max(r.work_done_s - r.checkpoint_work_s, 0.0)
+            events.append(
+                ExecutorEvent("failed", now, jid, pool, node, lost_s=lost, detail=f"node {pool}/{node} went down")
+            )
+        for ev in events:
+            self._record(ev)
+        log.info("node %s/%d down; %d job(s) stopped", pool, node, len(victims))
+        return events
+
+    def repair_node(self, pool: str, node: int) -> list[ExecutorEvent]:
+        ps = self._pool(pool)
+        if not (0 <= node < ps.up.shape[0]):
+            raise InputError(f"pool {pool!r} has nodes 0..{ps.up.shape[0] - 1}, got node {node}")
+        if ps.up[node]:
+            return []
+        ps.up[node] = True
+        ps.free[node] = ps.gpus_per_node
+        ev = ExecutorEvent("node_up", self.clock.now_s(), None, pool, node)
+        self._record(ev)
+        return [ev]
+
+    def step(self, dt_s: float) -> list[ExecutorEvent]:
+        """Advance the virtual clock by ``dt_s``; return queued events plus the finishes inside the step."""
+        if not dt_s >= 0.0:
+            raise ValueError(f"step: dt_s must be >= 0, got {dt_s!r}")
+        events = self._pending
+        self._pending = []
+        if dt_s > 0.0:
+            t0 = self.clock.now_s()
+            done: list[tuple[float, str]] = []
+            for jid, r in self._runs.items():
+                rem = r.job.duration_s - r.work_done_s
+                gain = r.speed * dt_s
+                if gain >= rem - _EPS_S:
+                    done.append((t0 + rem / r.speed, jid))
+                    r.work_done_s = r.job.duration_s
+                    r.checkpoint_work_s = r.job.duration_s
+                else:
+                    r.work_done_s += gain
+                    ci = r.job.checkpoint_interval_s
+                    ck = math.floor(r.work_done_s / ci) * ci
+                    if ck > r.checkpoint_work_s:
+                        r.checkpoint_work_s = ck
+            done.sort()
+            for t_end, jid in done:
+                r = self._runs.pop(jid)
+                self._release(r)
+                ev = ExecutorEvent("finished", min(t_end, t0 + dt_s), jid, r.pool, r.nodes[0])
+                events.append(ev)
+                self.event_log.append(ev)
+            self.clock.advance(dt_s)
+        return events
+
+    def close(self) -> None:
+        self._runs.clear()
+        self._pending.clear()

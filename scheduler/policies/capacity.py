@@ -1,0 +1,253 @@
+"""Power and GPU capacity bookkeeping shared by the baseline policies and the control loop's fast path.
+
+:class:`SitePower` binds the DESIGN section-2 power model (``kernels.power``) to one site: facility power of
+a set of busy GPUs, and the *incremental* facility power of one busy GPU at fraction ``f`` (the model is
+linear in busy GPUs and in ``f``, so the two coefficients are taken from ``kernels.power.it_power_w`` once).
+
+:class:`CapacityProfile` projects free GPUs per pool and facility load per slot over a horizon from a
+snapshot, against a power budget ``min(site_max_w, grid_cap_w + wind_w)`` per slot (the largest facility
+power that breaks neither the substation limit nor the grid contract).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kernels.power import it_power_w, speed
+from scheduler.jobs import Job, eligible_pools
+from scheduler.models import Site
+from scheduler.policies.base import JobState, Snapshot
+
+
+class SitePower:
+    """The power model of one site, as small per-pool arrays (P pools)."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.pue = float(site.pue)
+        self.slot_s = float(site.slot_s)
+        self.names: tuple[str, ...] = tuple(p.name for p in site.pools)
+        self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+        self.tdp_w = np.array([p.tdp_w for p in site.pools], dtype=np.float64)
+        self.idle_w = np.array([p.idle_w for p in site.pools], dtype=np.float64)
+        self.host_w_per_gpu = np.array([p.host_w_per_gpu for p in site.pools], dtype=np.float64)
+        self.min_power_fraction = np.array([p.min_power_fraction for p in site.pools], dtype=np.float64)
+        self.curves = [
+            (np.array([c[0] for c in p.speed_curve]), np.array([c[1] for c in p.speed_curve])) for p in site.pools
+        ]
+        self._speed_cache: dict[tuple[int, float], float] = {}
+        n = len(self.names)
+        # One busy GPU at f=0 and at f=1 in each pool, against one healthy GPU: the model is affine in f.
+        zero = np.zeros((n, 1))
+        one = np.ones((n, 1))
+        eye = np.eye(n)
+        base = np.array([self._it(zero, zero, one * e[:, None]) for e in eye])
+        at0 = np.array([self._it(zero, one * e[:, None], one * e[:, None]) for e in eye])
+        at1 = np.array([self._it(self.tdp_w[:, None] * e[:, None], one * e[:, None], one * e[:, None]) for e in eye])
+        self._gpu_w0 = self.pue * (at0 - base)  # (P,) facility W of a busy GPU at f=0 beyond an idle one
+        self._gpu_w_slope = self.pue * (at1 - at0)  # (P,) per unit of f
+
+    def _it(self, active: NDArray, busy: NDArray, healthy: NDArray) -> float:
+        return float(it_power_w(active, busy, healthy, self.idle_w, self.host_w_per_gpu)[0])
+
+    def gpu_w(self, pool_idx: int, f: float) -> float:
+        """Facility watts one busy GPU at fraction ``f`` adds over an idle GPU in pool ``pool_idx``."""
+        return float(self._gpu_w0[pool_idx] + self._gpu_w_slope[pool_idx] * f)
+
+    def facility_w(self, active_gpu_w: NDArray, busy_gpus: NDArray, healthy_gpus: NDArray) -> float:
+        """Facility power for one slot: ``(P,)`` sums of ``gpus * f * tdp_w``, busy and healthy GPUs."""
+        return self.pue * self._it(
+            np.asarray(active_gpu_w, dtype=np.float64)[:, None],
+            np.asarray(busy_gpus, dtype=np.float64)[:, None],
+            np.asarray(healthy_gpus, dtype=np.float64)[:, None],
+        )
+
+    def base_w(self, healthy_gpus: NDArray) -> float:
+        """Facility power with every healthy GPU idle."""
+        z = np.zeros(len(self.names))
+        return self.facility_w(z, z, healthy_gpus)
+
+    def healthy_array(self, healthy: Mapping[str, int]) -> NDArray[np.float64]:
+        return np.array([float(healthy.get(n, 0)) for n in self.names])
+
+    def speed(self, pool_idx: int, f: float) -> float:
+        key = (pool_idx, f)
+        got = self._speed_cache.get(key)
+        if got is None:
+            cf, cs = self.curves[pool_idx]
+            got = float(speed(cf, cs, f))
+            if len(self._speed_cache) < 100_000:
+                self._speed_cache[key] = got
+        return got
+
+    @staticmethod
+    def budget_w(wind_w: NDArray | float, grid_cap_w: NDArray | float, site_max_w: NDArray | float) -> NDArray:
+        """Largest facility power allowed: ``min(site_max_w, grid_cap_w + wind_w)`` (elementwise)."""
+        return np.minimum(np.asarray(site_max_w, dtype=np.float64), np.asarray(grid_cap_w) + np.asarray(wind_w))
+
+
+class CapacityProfile:
+    """Free GPUs per pool ``(P, T)`` and facility load ``(T,)`` over the horizon, with the forecast budget.
+
+    Built from a snapshot: every healthy GPU idle, then each running job added from slot 0 for the slots
+    its remaining work needs at its current power fraction.
+    """
+
+    def __init__(self, power: SitePower, snapshot: Snapshot, horizon_slots: int) -> None:
+        fc = snapshot.forecast
+        t = max(1, min(int(horizon_slots), fc.n_slots))
+        self.power = power
+        self.n_slots = t
+        self.slot_s = float(fc.slot_s)
+        healthy = power.healthy_array(snapshot.healthy_gpus)
+        self.free = np.repeat(healthy[:, None], t, axis=1)
+        self.load_w = np.full(t, power.base_w(healthy))
+        self.wind_w = np.asarray(fc.wind_w[:t], dtype=np.float64)
+        self.carbon_g_per_kwh = np.asarray(fc.carbon_g_per_kwh[:t], dtype=np.float64)
+        self.budget_w = SitePower.budget_w(self.wind_w, fc.grid_cap_w[:t], fc.site_max_w[:t])
+
+    def slots_needed(self, remaining_s: float, pool_idx: int, f: float = 1.0) -> int:
+        sp = self.power.speed(pool_idx, f)
+        return max(1, math.ceil(remaining_s / (self.slot_s * sp) - 1e-9))
+
+    def add(self, pool_idx: int, gpus: int, f: float, t0: int, n: int) -> None:
+        t1 = min(t0 + n, self.n_slots)
+        if t1 <= t0:
+            return
+        self.free[pool_idx, t0:t1] -= gpus
+        self.load_w[t0:t1] += gpus * self.power.gpu_w(pool_idx, f)
+
+    def fits(self, pool_idx: int, gpus: int, f: float, n_gpu: int, n_power: int) -> bool:
+        """Does the job fit from slot 0: GPUs for ``n_gpu`` slots, power for ``n_power`` slots?"""
+        if self.free[pool_idx, 0] < gpus:
+            return False
+        dw = gpus * self.power.gpu_w(pool_idx, f)
+        if self.load_w[0] + dw > self.budget_w[0] + 1e-6:
+            return False
+        g1 = min(n_gpu, self.n_slots)
+        p1 = min(n_power, self.n_slots)
+        return bool((self.free[pool_idx, :g1] >= gpus).all() and (self.load_w[:p1] + dw <= self.budget_w[:p1] + 1e-6).all())
+
+    def slot_mask(self, pool_idx: int, gpus: int, f: float) -> NDArray[np.bool_]:
+        """(T,) True where the job's GPUs and power would fit in that slot."""
+        dw = gpus * self.power.gpu_w(pool_idx, f)
+        return (self.free[pool_idx] >= gpus) & (self.load_w + dw <= self.budget_w + 1e-6)
+
+    def marginal_carbon_g(self, pool_idx: int, gpus: int, f: float) -> NDArray[np.float64]:
+        """(T,) grams of grid carbon the job would add in each slot (zero where wind covers it)."""
+        dw = gpus * self.power.gpu_w(pool_idx, f)
+        extra_import = np.maximum(self.load_w + dw - self.wind_w, 0.0) - np.maximum(self.load_w - self.wind_w, 0.0)
+        return extra_import * (self.slot_s / 3600.0) / 1000.0 * self.carbon_g_per_kwh
+
+    def earliest_window(self, pool_idx: int, gpus: int, f: float, n: int) -> int | None:
+        """Earliest slot s with the job fitting in every slot of ``[s, s + n)`` (clipped to the horizon)."""
+        mask = self.slot_mask(pool_idx, gpus, f)
+        bad = np.concatenate([[0], np.cumsum(~mask)])
+        t = self.n_slots
+        for s in np.flatnonzero(mask):
+            e = min(int(s) + n, t)
+            if bad[e] - bad[s] == 0:
+                return int(s)
+        return None
+
+
+class EligibilityCache:
+    """``eligible_pools`` per job id (jobs are immutable, so the answer never changes)."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    def __call__(self, job: Job) -> tuple[int, ...]:
+        got = self._cache.get(job.job_id)
+        if got is None:
+            got = tuple(eligible_pools(self.site, job))
+            self._cache[job.job_id] = got
+        return got
+
+
+def running_first_slot_shed(
+    profile: CapacityProfile, power: SitePower, running: Iterable[JobState]
+) -> tuple[list[JobState], list[JobState]]:
+    """Add running jobs to ``profile``; if their load breaks the forecast budget in slot 0, shed the lowest
+    priority preemptible non-inference ones (latest submitted first) until it fits.
+
+    Returns (kept, shed). Inference and non-preemptible jobs are always kept.
+    """
+    running = list(running)
+    excess = profile.load_w[0] - profile.budget_w[0]
+    for js in running:
+        p = power.index[js.pool] if js.pool is not None else 0
+        excess += js.job.gpus * power.gpu_w(p, js.power_fraction)
+    shed: set[str] = set()
+    if excess > 1e-6:
+        cands = [js for js in running if js.job.preemptible and not js.job.must_run]
+        cands.sort(key=lambda js: (js.job.priority, -js.job.submit_s))
+        for js in cands:
+            if excess <= 1e-6:
+                break
+            shed.add(js.job.job_id)
+            excess -= js.job.gpus * power.gpu_w(power.index[js.pool or power.names[0]], js.power_fraction)
+    kept = []
+    for js in running:
+        if js.job.job_id in shed:
+            continue
+        p = power.index[js.pool] if js.pool is not None else 0
+        n = profile.slots_needed(js.remaining_s, p, js.power_fraction)
+        profile.add(p, js.job.gpus, js.power_fraction, 0, n)
+        kept.append(js)
+    return kept, [js for js in running if js.job.job_id in shed]
+
+
+def start_inference(
+    profile: CapacityProfile,
+    power: SitePower,
+    eligible: EligibilityCache,
+    queued: Iterable[JobState],
+    kept: list[JobState],
+    run: dict[str, object],
+    make_assignment: object,
+) -> list[str]:
+    """Start every queued inference job now (must-run). Where no eligible pool has the GPUs free, preempt
+    the lowest-priority preemptible non-inference running work in the pool that can make the most room.
+
+    Updates ``profile``, ``kept`` and ``run`` in place (``make_assignment(pool_name)`` builds the entry);
+    returns the ids of the running jobs displaced.
+    """
+    displaced: list[str] = []
+    for js in queued:
+        job = js.job
+        if not job.must_run:
+            continue
+        pools = eligible(job)
+        target = next((p for p in pools if profile.free[p, 0] >= job.gpus), None)
+        if target is None:
+            best_room, best_p = -1.0, None
+            for p in pools:
+                room = profile.free[p, 0] + sum(
+                    k.job.gpus for k in kept if k.pool == power.names[p] and k.job.preemptible and not k.job.must_run
+                )
+                if room >= job.gpus and room > best_room:
+                    best_room, best_p = room, p
+            if best_p is None:
+                continue
+            victims = sorted(
+                (k for k in kept if k.pool == power.names[best_p] and k.job.preemptible and not k.job.must_run),
+                key=lambda k: (k.job.priority, -k.job.submit_s),
+            )
+            for v in victims:
+                if profile.free[best_p, 0] >= job.gpus:
+                    break
+                n = profile.slots_needed(v.remaining_s, best_p, v.power_fraction)
+                profile.add(best_p, -v.job.gpus, v.power_fraction, 0, n)
+                kept.remove(v)
+                run.pop(v.job.job_id, None)
+                displaced.append(v.job.job_id)
+            target = best_p
+        profile.add(target, job.gpus, 1.0, 0, profile.slots_needed(js.remaining_s, target))
+        run[job.job_id] = make_assignment(power.names[target])  # type: ignore[operator]
+    return displaced

@@ -1,0 +1,14 @@
+"""Real example workloads and the job-side runtime they run in (no ray import here).
+
+``training``: a numpy MLP on scikit-learn's digits data, checkpointing and resuming.
+``inference``: a digits classifier answering requests at a rate replayed from the Azure LLM trace.
+"""
+
+from __future__ import annotations
+
+#: The entrypoint used when a job names none, by job kind.
+DEFAULT_ENTRYPOINTS: dict[str, str] = {
+    "training": "scheduler.workloads.training:run",
+    "batch": "scheduler.workloads.training:run",
+    "inference": "scheduler.workloads.inference:run",
+}

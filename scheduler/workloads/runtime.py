@@ -1,0 +1,264 @@
+"""The job-side runtime every Windward workload runs inside: checkpoint directory, progress channel,
+preemption signal, and the pace of a (simulated) GPU under a power cap.
+
+No ray import: the Ray job actor (``scheduler.executors.ray_executor``) builds a :class:`JobContext` and
+calls the workload's ``module:function`` with it; a command entrypoint gets the same context through
+:func:`JobContext.from_env` and stops on SIGTERM.
+
+Files in a job's directory (all written atomically: temp file + ``os.replace``):
+
+    config.json        the job's config (written by the executor)
+    checkpoint.npz     arrays of the workload + ``__meta__`` (JSON: work_done_s, step, ...)
+    progress.json      {"work_done_s", "checkpoint_work_s", "step", "done", "result", ...}
+    stop               present: the scheduler asks the job to checkpoint and stop (preemption)
+
+Work is measured in *full-speed seconds* (DESIGN section 2): a job is done when its work reaches its
+``duration_s``. ``time_scale`` is virtual seconds per wall second (1 on a real cluster; ~500 in the demo,
+where one 15-minute slot passes in under 2 s): a workload that has done ``w`` full-speed seconds of work
+at power fraction f has spent ``w / (time_scale * speed(f))`` wall seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernels.power import speed as speed_of
+from scheduler.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.npz"
+PROGRESS_FILE = "progress.json"
+STOP_FILE = "stop"
+_META_KEY = "__meta__"
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfig:
+    """What a workload needs to know about its job (JSON-serialisable)."""
+
+    job_id: str
+    kind: str
+    duration_s: float  # work to do, full-speed seconds
+    job_dir: str
+    checkpoint_interval_s: float = 1800.0  # full-speed seconds of work between checkpoints
+    time_scale: float = 1.0  # virtual seconds per wall second
+    speed_curve: tuple[tuple[float, float], ...] = ((0.4, 0.62), (0.6, 0.82), (0.8, 0.95), (1.0, 1.0))
+    power_fraction: float = 1.0
+    seed: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["params"] = dict(self.params)
+        return json.dumps(d)
+
+    @staticmethod
+    def from_json(text: str) -> JobConfig:
+        d = json.loads(text)
+        d["speed_curve"] = tuple(tuple(p) for p in d.get("speed_curve", ()))
+        return JobConfig(**d)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_progress(job_dir: str | Path) -> dict[str, Any] | None:
+    """The last progress the job wrote, or None (no progress yet, or the file is unreadable)."""
+    p = Path(job_dir) / PROGRESS_FILE
+    try:
+        return dict(json.loads(p.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def read_checkpoint_meta(job_dir: str | Path) -> dict[str, Any] | None:
+    p = Path(job_dir) / CHECKPOINT_FILE
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return dict(json.loads(str(z[_META_KEY])))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def checkpoint_work_s(job_dir: str | Path) -> float:
+    meta = read_checkpoint_meta(job_dir)
+    return float(meta.get("work_done_s", 0.0)) if meta else 0.0
+
+
+class JobContext:
+    """A running job's view of the world. Thread-safe: the executor sets the power fraction and the
+    stop request from other threads while the workload runs."""
+
+    def __init__(self, config: JobConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.job_dir = Path(config.job_dir)
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._power_fraction = float(config.power_fraction)
+        self._curve_f = np.array([p[0] for p in config.speed_curve])
+        self._curve_s = np.array([p[1] for p in config.speed_curve])
+        ck = read_checkpoint_meta(self.job_dir)
+        self._progress: dict[str, Any] = {
+            "job_id": config.job_id,
+            "work_done_s": float(ck["work_done_s"]) if ck else 0.0,
+            "checkpoint_work_s": float(ck["work_done_s"]) if ck else 0.0,
+            "step": int(ck.get("step", 0)) if ck else 0,
+            "done": False,
+            "stopped": False,
+            "result": None,
+            "error": None,
+            "resumed_from_s": float(ck["work_done_s"]) if ck else 0.0,
+        }
+
+    # ------------------------------------------------------------------ control from the executor
+
+    @property
+    def power_fraction(self) -> float:
+        with self._lock:
+            return self._power_fraction
+
+    def set_power_fraction(self, power_fraction: float) -> None:
+        with self._lock:
+            self._power_fraction = float(power_fraction)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def should_stop(self) -> bool:
+        """True once the scheduler asked for a checkpoint-and-stop (event, stop file, or SIGTERM)."""
+        if not self._stop.is_set() and (self.job_dir / STOP_FILE).exists():
+            self._stop.set()
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM / SIGINT -> checkpoint and stop (for command entrypoints, which run in the main thread)."""
+
+        def _handler(signum: int, _frame: Any) -> None:
+            log.info("job %s: signal %d, will checkpoint and stop", self.config.job_id, signum)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, _handler)
+        signal.signal(signal.SIGINT, _handler)
+
+    @staticmethod
+    def from_env() -> JobContext:
+        """For a command entrypoint: ``$WINDWARD_JOB_DIR/config.json`` describes the job."""
+        d = os.environ.get("WINDWARD_JOB_DIR")
+        if not d:
+            raise InputError("WINDWARD_JOB_DIR is not set: a command entrypoint must be started by Windward")
+        ctx = JobContext(JobConfig.from_json((Path(d) / CONFIG_FILE).read_text()))
+        ctx.install_signal_handlers()
+        return ctx
+
+    # ------------------------------------------------------------------ pacing and progress
+
+    def speed(self) -> float:
+        return float(speed_of(self._curve_f, self._curve_s, self.power_fraction))
+
+    def pace(self, work_s: float, compute_wall_s: float = 0.0) -> None:
+        """Spend the wall time ``work_s`` full-speed seconds take at the current power fraction (a simulated
+        GPU's speed; on a real GPU the power limit itself slows the job and ``time_scale`` is 1). Wakes early
+        on a stop request."""
+        wall_s = work_s / (self.config.time_scale * max(self.speed(), 1e-6)) - compute_wall_s
+        while wall_s > 0 and not self.should_stop():
+            chunk = min(wall_s, 0.05)
+            self._sleep(chunk)
+            wall_s -= chunk
+
+    def wait_virtual(self, virtual_s: float) -> None:
+        """Let ``virtual_s`` seconds of (scaled) time pass whatever the power fraction (a service answers
+        requests as they arrive; the power cap changes its capacity, not the clock). Wakes on a stop."""
+        wall_s = virtual_s / self.config.time_scale
+        while wall_s > 0 and not self.should_stop():
+            chunk = min(wall_s, 0.05)
+            self._sleep(chunk)
+            wall_s -= chunk
+
+    def report(self, work_done_s: float, step: int, **extra: Any) -> None:
+        """Record progress (in memory for the executor, and atomically in progress.json)."""
+        with self._lock:
+            self._progress.update(work_done_s=float(work_done_s), step=int(step), **extra)
+            snap = dict(self._progress)
+        atomic_write_bytes(self.job_dir / PROGRESS_FILE, json.dumps(snap).encode())
+
+    def progress(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._progress)
+
+    def finish(self, result: Any) -> None:
+        with self._lock:
+            self._progress.update(done=True, result=result)
+            snap = dict(self._progress)
+        atomic_write_bytes(self.job_dir / PROGRESS_FILE, json.dumps(snap).encode())
+
+    def mark_stopped(self, error: str | None = None) -> None:
+        with self._lock:
+            self._progress.update(stopped=True, error=error)
+            snap = dict(self._progress)
+        atomic_write_bytes(self.job_dir / PROGRESS_FILE, json.dumps(snap).encode())
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, arrays: Mapping[str, np.ndarray], work_done_s: float, step: int, **meta: Any) -> None:
+        """Write arrays + meta atomically; after this, preempting loses nothing done before it."""
+        import io
+
+        buf = io.BytesIO()
+        payload = {k: np.asarray(v) for k, v in arrays.items()}
+        payload[_META_KEY] = np.array(json.dumps({"work_done_s": float(work_done_s), "step": int(step), **meta}))
+        np.savez(buf, **payload)  # type: ignore[arg-type]
+        atomic_write_bytes(self.job_dir / CHECKPOINT_FILE, buf.getvalue())
+        with self._lock:
+            self._progress["checkpoint_work_s"] = float(work_done_s)
+        log.debug("job %s: checkpoint at step %d (%.0f s of work)", self.config.job_id, step, work_done_s)
+
+    def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        p = self.job_dir / CHECKPOINT_FILE
+        if not p.exists():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: np.array(z[k]) for k in z.files if k != _META_KEY}
+            meta = dict(json.loads(str(z[_META_KEY])))
+        return arrays, meta
+
+
+def resolve_entrypoint(entrypoint: str) -> Callable[[JobContext], Any]:
+    """``"package.module:function"`` -> the function. Commands are run by the executor, not here."""
+    import importlib
+
+    if ":" not in entrypoint:
+        raise InputError(f"entrypoint {entrypoint!r}: expected 'module:function'")
+    mod_name, fn_name = entrypoint.split(":", 1)
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise InputError(f"entrypoint {entrypoint!r}: cannot import {mod_name!r}: {e}") from e
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        raise InputError(f"entrypoint {entrypoint!r}: {mod_name!r} has no function {fn_name!r}")
+    return fn  # type: ignore[no-any-return]

@@ -1,0 +1,60 @@
+"""Start and stop a real ``windward server`` subprocess on loopback (shared by the test_server_* tests)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[str]
+    url: str
+    log_path: Path
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(state: Path, log_path: Path, *extra: str, timeout_s: float = 60.0) -> ServerProcess:
+    """``windward server --executor simulated --port 0`` (demo site and tenants); waits for /readyz."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WINDWARD_LOG": "WARNING"}
+    cmd = [str(Path(sys.executable).parent / "windward"), "server", "--executor", "simulated", "--port", "0",
+           "--state", str(state), "--policy", "backfill", "--log-level", "warning", *extra]
+    fh = log_path.open("a")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout_s
+    url = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+        m = re.findall(r"listening on (http://[0-9.]+:\d+)", log_path.read_text())
+        if m:
+            url = m[-1]
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    return ServerProcess(proc, url, log_path)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server not ready in {timeout_s} s (url {url}):\n{log_path.read_text()}")
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer windward-dev-{name}"}

@@ -1,0 +1,40 @@
+"""GPU power limits: the node agents set exactly what the plan asks (simulated devices here, NVML on GPU nodes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.errors import ExecutorError
+from scheduler.jobs import Job
+
+pytestmark = pytest.mark.integration
+
+POOL = "h100-eu-public"
+TDP_W = 700.0
+
+
+def test_agent_limits_equal_the_planned_fraction(ray_ex) -> None:
+    backends = ray_ex.power_backends()
+    assert len(backends) == 4 and all(b in ("simulated", "nvml") for b, _ in backends.values())
+    p = ray_ex.start(Job("pw", "acme", "training", 0.0, 3, 36000.0), POOL, 0.7, 0.0)
+    assert p is not None
+    node = p.nodes[0]
+    st = ray_ex.node_power_state(POOL, node)
+    mine = st["jobs"]["pw"]
+    assert len(mine) == 3
+    assert [st["limits_w"][i] for i in mine] == pytest.approx([0.7 * TDP_W] * 3)
+    others = [i for i in range(8) if i not in mine]
+    assert [st["limits_w"][i] for i in others] == pytest.approx([TDP_W] * 5)
+    for frac in (0.45, 1.0, 0.6):
+        ray_ex.set_power_fraction("pw", frac)
+        st = ray_ex.node_power_state(POOL, node)
+        assert [st["limits_w"][i] for i in mine] == pytest.approx([frac * TDP_W] * 3)
+    if st["backend"] == "simulated":  # the DESIGN model: busy GPUs draw their limit, idle ones idle_w
+        assert [st["draws_w"][i] for i in mine] == pytest.approx([0.6 * TDP_W] * 3)
+        assert [st["draws_w"][i] for i in others] == pytest.approx([75.0] * 5)
+    assert ray_ex.running()["pw"].power_fraction == 0.6
+    with pytest.raises(ExecutorError, match="outside pool"):
+        ray_ex.set_power_fraction("pw", 0.2)  # below the pool's min_power_fraction (0.4)
+    ray_ex.preempt("pw", "test")
+    st = ray_ex.node_power_state(POOL, node)
+    assert "pw" not in st["jobs"] and st["limits_w"] == pytest.approx([TDP_W] * 8)

@@ -1,0 +1,170 @@
+"""scheduler.planner: snapshot -> PlanProblem arrays -> decisions (the keyed/dense border)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from kernels.problem import NO_DEADLINE, PlanResult
+from scheduler.energy import EnergySeries
+from scheduler.errors import InputError
+from scheduler.jobs import Job
+from scheduler.models import load_site
+from scheduler.planner import build_problem, decisions_from_result, max_carbon_g_per_gpu_s
+from scheduler.policies.base import JobState, Snapshot
+
+SLOT_S = 900
+
+
+def _forecast(n: int = 8, ci: float = 300.0) -> EnergySeries:
+    return EnergySeries(
+        start_utc=datetime(2023, 6, 1, tzinfo=timezone.utc),
+        slot_s=SLOT_S,
+        wind_w=np.linspace(0.0, 30_000.0, n),
+        carbon_g_per_kwh=np.full(n, ci) + np.arange(n),
+        price_eur_per_mwh=np.full(n, 80.0),
+        grid_cap_w=np.full(n, 25_000.0),
+        site_max_w=np.full(n, 50_000.0),
+        source="hand-made",
+    )
+
+
+def _snapshot(jobs: tuple[JobState, ...], **kw: object) -> Snapshot:
+    site = load_site("demo")
+    args: dict[str, object] = dict(
+        now_s=3600.0, slot=4, site=site, jobs=jobs, healthy_gpus={"h100-eu-public": 8, "h100-nl-secret": 16},
+        forecast=_forecast(),
+    )
+    args.update(kw)
+    return Snapshot(**args)  # type: ignore[arg-type]
+
+
+def _jobs() -> tuple[JobState, ...]:
+    return (
+        JobState(Job("train-a", "science", "training", 0.0, 4, 7200.0, deadline_s=3600.0 + 5.5 * SLOT_S,
+                     priority=1), "queued", work_done_s=1800.0),
+        JobState(Job("run-b", "acme", "training", 0.0, 8, 36000.0, preemptible=True), "running",
+                 work_done_s=5000.0, checkpoint_work_s=4000.0, pool="h100-nl-secret", power_fraction=0.8),
+        JobState(Job("inf-c", "public", "inference", 3600.0 + 2 * SLOT_S + 10, 2, 1000.0,
+                     preemptible=False), "queued"),
+        JobState(Job("sov-d", "gov", "batch", 0.0, 16, 900.0, pool="jurisdiction=nl,clearance=secret",
+                     preemptible=False), "queued"),
+    )
+
+
+def test_slot_and_pool_arrays_come_from_forecast_and_health() -> None:
+    problem, index = build_problem(_snapshot(_jobs()), 8)
+    assert problem.n_slots == 8 and problem.slot_s == SLOT_S and problem.pue == 1.15
+    np.testing.assert_allclose(problem.wind_w, np.linspace(0.0, 30_000.0, 8))
+    np.testing.assert_allclose(problem.grid_cap_w, 25_000.0)
+    assert index.pool_names == ("h100-eu-public", "h100-nl-secret")
+    assert problem.pool_gpus.shape == (2, 8)
+    assert problem.pool_gpus[:, 0].tolist() == [8, 16]  # healthy, not nominal
+    assert problem.curve_f.shape == (2, 4) and problem.curve_s[0, 0] == pytest.approx(0.62)
+
+
+def test_longer_horizon_than_forecast_holds_last_slot() -> None:
+    problem, _ = build_problem(_snapshot(_jobs()), 12)
+    assert problem.n_slots == 12
+    assert problem.carbon_g_per_kwh[-1] == problem.carbon_g_per_kwh[7]
+
+
+def test_job_arrays() -> None:
+    problem, index = build_problem(_snapshot(_jobs()), 8)
+    assert index.job_ids == ("train-a", "run-b", "inf-c", "sov-d")
+    np.testing.assert_allclose(problem.remaining_s, [5400.0, 31000.0, 1000.0, 900.0])
+    # released 2 slots + 10 s after now -> slot 3; others already submitted -> slot 0
+    assert problem.release.tolist() == [0, 0, 3, 0]
+    # deadline 5.5 slots after now: on time in slots 0..4 -> deadline slot 5
+    assert problem.deadline[0] == 5 and problem.deadline[1] == NO_DEADLINE
+    assert problem.must_run.tolist() == [False, False, True, False]
+    assert problem.preemptible.tolist() == [True, True, False, False]
+    assert problem.running_pool.tolist() == [-1, 1, -1, -1]
+    np.testing.assert_allclose(problem.preempt_loss_s, [0.0, 1000.0, 0.0, 0.0])
+    # eligibility: the selector restricts sov-d to the nl-secret pool; others may go anywhere
+    assert problem.eligible.tolist() == [[True, True], [True, True], [True, True], [False, True]]
+
+
+def test_weights_follow_priority_and_stay_above_carbon() -> None:
+    snap = _snapshot(_jobs())
+    problem, _ = build_problem(snap, 8)
+    dearest = max_carbon_g_per_gpu_s(snap, problem.carbon_g_per_kwh)
+    assert np.all(problem.weight > dearest)  # any work that fits is worth doing within the horizon
+    assert problem.weight[0] > problem.weight[3]  # priority 1 vs 0 (same age)
+
+
+def test_tenant_quota_and_owed_commitment() -> None:
+    info = {"acme": {"quota_gpus": 8}, "science": {"commitment_owed_gpu_h": 50.0, "priority": 1}}
+    base, _ = build_problem(_snapshot(_jobs()), 8)
+    problem, index = build_problem(_snapshot(_jobs(), tenant_info=info), 8)
+    q = dict(zip(index.tenants, problem.tenant_quota_gpus.tolist()))
+    assert q["acme"] == 8 and np.isinf(q["gov"])
+    assert problem.tenant[1] == index.tenants.index("acme")
+    # owed commitment: much heavier weight and a deadline at its earliest possible finish (6 slots of work)
+    assert problem.weight[0] > 10 * base.weight[0]
+    assert problem.deadline[0] == 5 == min(base.deadline[0], 0 + 6)
+
+
+def test_unknown_running_pool_is_input_error() -> None:
+    bad = (JobState(Job("x", "t", "training", 0.0, 1, 10.0), "running", pool="nope"),)
+    with pytest.raises(InputError, match="unknown pool 'nope'"):
+        build_problem(_snapshot(bad), 4)
+
+
+def _result(run: np.ndarray, pf: np.ndarray, pool: np.ndarray) -> PlanResult:
+    J, T = run.shape
+    z = np.zeros(T)
+    return PlanResult("feasible", "", run, pf.astype(np.float32), pool.astype(np.int32), np.zeros(J),
+                      np.zeros(J, bool), z, z, z, np.zeros((2, T), np.int64), z, 0.0, 0.0, 0.0, 0.0, 0.0, 1)
+
+
+def test_decisions_take_first_slot_only() -> None:
+    _, index = build_problem(_snapshot(_jobs()), 3)
+    run = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 0], [0, 0, 1]], dtype=bool)
+    pf = np.where(run, 0.6, 0.0)
+    res = _result(run, pf, np.array([1, 1, 0, 1]))
+    dec = decisions_from_result(res, index)
+    assert set(dec.run) == {"train-a", "inf-c"}
+    assert dec.run["train-a"].pool == "h100-nl-secret"
+    assert dec.run["inf-c"].pool == "h100-eu-public"
+    assert dec.run["train-a"].power_fraction == pytest.approx(0.6)
+    assert dec.plan is res
+
+
+def test_warm_start_shift_rematches_jobs_and_slots() -> None:
+    from dataclasses import replace
+
+    from scheduler.policies.windward import shift_result
+
+    _, prev_index = build_problem(_snapshot(_jobs()), 4)
+    run = np.array([[1, 1, 0, 0], [0, 1, 1, 1], [0, 0, 1, 0], [1, 0, 0, 1]], dtype=bool)
+    prev = replace(_result(run, np.where(run, 0.8, 0.0), np.array([0, 1, 0, 1])),
+                   dual_price_g_per_gpu_h=np.array([1.0, 2.0, 3.0, 4.0]))
+    # next tick: one slot later, run-b finished, a new job arrived first
+    new_jobs = (JobState(Job("new-e", "t", "training", 0.0, 1, 900.0), "queued"),) + tuple(
+        js for js in _jobs() if js.job.job_id != "run-b"
+    )
+    _, index = build_problem(_snapshot(new_jobs, slot=5, now_s=3600.0 + SLOT_S), 4)
+    warm = shift_result(prev, prev_index, index, 4)
+    assert warm.run.shape == (4, 4)
+    assert warm.run[0].tolist() == [False] * 4  # new job: empty row
+    assert warm.run[1].tolist() == [True, False, False, False]  # train-a, shifted left
+    assert warm.run[3].tolist() == [False, False, True, False]  # sov-d
+    assert warm.pool.tolist() == [-1, 0, 0, 1]
+    assert warm.dual_price_g_per_gpu_h.tolist() == [2.0, 3.0, 4.0, 4.0]  # last price held
+    assert warm.diagnostics["shifted_by_slots"] == 1
+
+
+def test_policy_fallback_keeps_inference_and_non_preemptible_running() -> None:
+    from scheduler.policies.windward import WindwardPolicy
+
+    jobs = _jobs() + (
+        JobState(Job("np-f", "t", "training", 0.0, 2, 9000.0, preemptible=False), "running", pool="h100-eu-public"),
+        JobState(Job("inf-g", "public", "inference", 0.0, 2, 900.0, preemptible=False), "queued"),
+    )
+    res = _result(np.zeros((6, 1), bool), np.zeros((6, 1)), np.full(6, -1))
+    dec = WindwardPolicy._fallback(_snapshot(jobs), res)
+    assert set(dec.run) == {"np-f", "inf-g"}  # inf-c is not submitted yet; preemptible run-b waits
+    assert dec.run["np-f"].pool == "h100-eu-public" and dec.run["inf-g"].power_fraction == 1.0

@@ -1,0 +1,61 @@
+"""``windward simulate``: the no-argument run, the report contract, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from scheduler.cli import app
+from scheduler.planjson import check_plan
+
+SECTION7 = ("status", "start_utc", "slot_s", "n_slots", "pue", "solve_s", "objective", "pools", "timeline", "jobs")
+
+
+def test_simulate_defaults_write_a_recomputable_report(tmp_path: Path) -> None:
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    res = CliRunner().invoke(app, ["simulate", "--days", "0.5", "--out", str(out), "--plot", str(png),
+                                   "--compare", "greedy-green"])
+    assert res.exit_code == 0, res.output
+    assert "grid carbon" in res.output and "greedy-green" in res.output
+    rep = json.loads(out.read_text())
+    assert all(k in rep for k in SECTION7)
+    assert set(rep["objective"]) >= {"carbon_g", "lower_bound_carbon_g", "gap", "unfinished_gpu_s"}
+    tl = rep["timeline"]
+    assert len(tl["facility_w"]) == rep["n_slots"] == 48
+    assert "synthetic, calibrated to NL 2021-2023" in rep["data"]["energy_source"]
+    assert rep["data"]["workload"] and rep["data"]["trace_assignment_rule"]
+    # carbon recomputed from the timeline alone
+    slot_h = rep["slot_s"] / 3600
+    carbon = np.asarray(tl["grid_import_w"]) * slot_h / 1000 * np.asarray(tl["carbon_g_per_kwh"])
+    assert carbon.sum() == pytest.approx(rep["summary"]["grid_carbon_kg"] * 1000, rel=1e-3)
+    assert check_plan(rep) == []
+    assert rep["summary"]["jobs_total"] == len(rep["jobs"])
+    assert [c["policy"] for c in rep["comparison"]] == ["backfill", "greedy-green"]
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--policy", "fifo"], "unknown policy 'fifo'"),
+        (["--forecast", "psychic"], "--forecast"),
+        (["--start", "yesterday"], "--start"),
+        (["--site", "/nonexistent/site.yaml"], "/nonexistent/site.yaml"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_problem(tmp_path: Path, args: list[str], needle: str) -> None:
+    out = tmp_path / "r.json"
+    p = subprocess.run(
+        [sys.executable, "-c", "from scheduler.cli import main; main()", "simulate", "--days", "0.1",
+         "--out", str(out), *args],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr
+    assert not out.exists()  # nothing half-done
