@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -185,7 +186,7 @@ def main() -> None:
         drawn = render(prom, a.dashboard, end - a.minutes * 60, end, a.out, step_s=a.step, time_scale=a.time_scale)
     finally:
         prom.close()
-    print(json.dumps({"out": str(a.out), "series_per_panel": drawn}, indent=2))
+    sys.stdout.write(json.dumps({"out": str(a.out), "series_per_panel": drawn}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,6 @@ def register(app: typer.Typer) -> None:
         if amplify != 1.0:
             jobs = traces.amplify(jobs, amplify, seed=seed)
             desc += f"; amplified x{amplify:g} (traces.amplify)"
-        out.parent.mkdir(parents=True, exist_ok=True) if str(out.parent) not in ("", ".") else None
         console.print(
             f"[bold]windward simulate[/] site={site_m.name} ({site_m.total_gpus:,} GPUs) days={days:g} "
             f"slots={n_slots} jobs={len(jobs):,} forecast={forecast}\n  energy: {actual.source}\n  workload: {desc}"
@@ -111,6 +110,7 @@ def register(app: typer.Typer) -> None:
             results[0], workload_description=desc, assignment_rule=traces.ASSIGNMENT_RULE,
             extra={"comparison": summaries} if len(results) > 1 else None,
         )
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, allow_nan=False))
         table = Table(title=f"{site_m.name}: {days:g} days from {report['start_utc']} ({forecast} forecast)")
         table.add_column("")

@@ -300,7 +300,7 @@ def test_site_overview_picture(stack: dict[str, Any], tmp_path: Path) -> None:
     out = (PICTURE or tmp_path) / "site-overview.png"
     drawn = rd.render(
         stack["prom"], DASH_DIR / "site-overview.json", stack["t0"], stack["t0"] + DAY_WALL_S, out,
-        step_s=TICK_SECONDS, time_scale=TIME_SCALE,
+        step_s=TICK_SECONDS, time_scale=TIME_SCALE, variables={"__rate_interval": "2s"},  # 4 scrapes = 1 site hour
         subtitle="a simulated day on the demo site (windward server, greedy-green, congestion event at +2 h)",
     )  # fmt: skip
     assert out.stat().st_size > 20_000
