@@ -148,9 +148,15 @@ def make_problem(J: int, T: int = 192, site: str = "rotterdam-100k", seed: int =
     gpus = np.where(must, np.minimum(8, gmax), gpus)
     preempt = np.where(must, True, preempt)
     deadline = np.where(must, NO_DEADLINE, deadline)
-    rpool = np.full(J, -1, dtype=np.int64)
-    first_elig = np.argmax(elig * (pool_gpus[None, :] >= gpus[:, None]), axis=1)
-    rpool[running] = first_elig[running]
+    # running jobs sit in a random eligible pool that holds them; at most 60% of each pool is running
+    fits = elig & (pool_gpus[None, :] >= gpus[:, None])
+    pick = np.argmax(fits * rng.random((J, P)), axis=1)
+    rpool = np.where(running, pick, -1).astype(np.int64)
+    for p in range(P):  # pools
+        rows = np.flatnonzero(rpool == p)
+        over = rows[np.cumsum(gpus[rows]) > 0.6 * pool_gpus[p]]
+        rpool[over] = -1
+    running = rpool >= 0
     loss = np.where(running, rng.uniform(0, 1800, J), 0.0)
     prio = rng.choice(3, size=J, p=[0.5, 0.35, 0.15])
     weight = np.array([0.1, 0.2, 0.5])[prio]

@@ -333,6 +333,7 @@ class _Env:
     dload: NDArray[np.float64]  # (E, T, S) facility watt step
     pool_in: NDArray[np.int64]  # (E, T, S) pool entered at the breakpoint (P: none)
     pool_out: NDArray[np.int64]  # (E, T, S) pool left (P: none)
+    dv: NDArray[np.int64]  # (E, T, S) step of the power-fraction index (into Prep.fv) at the breakpoint
     act_line: NDArray[np.int64]  # (E, T, S+1) c-th active line (global line id, -1 off)
     mr_cost: NDArray[np.float64]  # (E, T) cheapest full-power cost per GPU (must-run)
     mr_line: NDArray[np.int64]  # (E, T)
@@ -376,13 +377,15 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     dload = np.where(act1, load_ext[li] - load_ext[lp], 0.0)
     pool_in = np.where(act1, pool_ext[li], P)
     pool_out = np.where(act1, pool_ext[lp], P)
+    v_ext = np.concatenate([pr.line_v, [0]])
+    dv = np.where(act1, v_ext[li] - v_ext[lp], 0)
     order = np.argsort(np.where(active, idx[None, None], m + idx[None, None]), axis=2, kind="stable")
     act_line = np.where(np.take_along_axis(active, order, axis=2), np.take_along_axis(gl, order, axis=2), -1)
     fm = np.where(pr.full_member[:, :, None], cost[None], np.inf)  # (E, NL, T)
     mr_line = fm.argmin(axis=1)
     mr_cost = np.take_along_axis(fm, mr_line[:, None, :], axis=1)[:, 0, :]
     mr_cost = np.where(np.isfinite(mr_cost), mr_cost, 0.0)
-    return _Env(b=b, dw=dw, dload=dload, pool_in=pool_in, pool_out=pool_out, act_line=act_line,
+    return _Env(b=b, dw=dw, dload=dload, pool_in=pool_in, pool_out=pool_out, dv=dv, act_line=act_line,
                 mr_cost=mr_cost, mr_line=mr_line)
 
 
@@ -412,163 +415,242 @@ class _Jobs:
 
 @dataclass
 class _DualOut:
-    value: float
+    value: float  # dual value (exact in _bound_exact, an estimate in _dual_coarse)
     g_lam: NDArray[np.float64]
     g_mu: NDArray[np.float64]
-    tau: Any  # backend (n,)
-    load: NDArray[np.float64]
-    busy: NDArray[np.float64]
+    tau: Any  # backend (n,) job thresholds (grams per GPU-second of work)
+    tau_w: Any = None  # backend (n,) width of the iteration-grid cell of each threshold
 
 
-def _dual(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
-          n_bisect: int = 24) -> tuple[_DualOut, _Env]:
-    """Dual value, subgradient and job thresholds at prices (lam, mu), by table look-ups."""
-    env = _envelope(c, pr, lam, mu)
-    E, T, S, P = pr.E, c.T, pr.S, c.P
-    G = T * S
-    # --- per-class breakpoint grids and prefix tables (E, T+1, G+1)
-    bflat = env.b.reshape(E, G)
-    order = np.argsort(bflat, axis=1, kind="stable")
-    grid = np.take_along_axis(bflat, order, axis=1)
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(G)[None, :], axis=1)
-    tt = np.repeat(np.arange(T), S)
-    flat_idx = (np.arange(E)[:, None] * (T * G) + tt[None, :] * G + rank).reshape(-1)
-    dwf = env.dw.reshape(E, G)
-    dwb = np.where(dwf != 0, dwf * np.where(bflat < _BIG, bflat, 0.0), 0.0)
-    fi = xp.asarray(flat_idx, xp.i64)
-    nEG = E * T * G
-
-    def table(vals: NDArray[np.float64]) -> Any:
-        m = xp.scatter_add(nEG, fi, xp.asarray(vals.reshape(-1), xp.f64), xp.f64).reshape(E, T, G)
-        m = xp.cumsum(xp.cumsum(m, axis=2), axis=1)
-        z = xp.zeros((E, T + 1, G + 1), xp.f64)
-        z[:, 1:, 1:] = m
-        return z
-
-    Gw = table(dwf)
-    Gb = table(dwb)
-    gridd = xp.asarray(grid, xp.f64)
-    n = jb.n
-    tau = xp.zeros(n, xp.f64)
-    tau_lo = xp.zeros(n, xp.f64)
-    dual_jobs = 0.0
-    Hh_idx = []
-    Hh_w = []
-    for e in range(E):  # eligibility classes (a handful)
-        a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
-        if z <= a:
-            continue
-        ge = gridd[e]
-        Gwe, Gbe = Gw[e], Gb[e]
-        rel, dl, R, rho, ld = jb.rel[a:z], jb.dl[a:z], jb.R[a:z], jb.rho[a:z], jb.ld[a:z]
-
-        def work(t: Any) -> Any:
-            r1 = xp.searchsorted(ge, t)
-            r2 = xp.searchsorted(ge, t - ld)
-            return (Gwe[dl, r1] - Gwe[rel, r1]) + (Gwe[T, r2] - Gwe[dl, r2])
-
-        def val(t: Any) -> Any:
-            r1 = xp.searchsorted(ge, t)
-            t2 = t - ld
-            r2 = xp.searchsorted(ge, t2)
-            v1 = t * (Gwe[dl, r1] - Gwe[rel, r1]) - (Gbe[dl, r1] - Gbe[rel, r1])
-            v2 = t2 * (Gwe[T, r2] - Gwe[dl, r2]) - (Gbe[T, r2] - Gbe[dl, r2])
-            return v1 + v2 + (rho - t) * R
-
-        hi = xp.copy(rho)
-        full = work(hi) <= R
-        lo = xp.full((z - a,), float(grid[e, 0]) - 1.0, xp.f64)
-        lo = xp.minimum(lo, hi)
-        for _ in range(n_bisect):  # bisection steps
-            mid = 0.5 * (lo + hi)
-            big = work(mid) >= R
-            hi = xp.where(big, mid, hi)
-            lo = xp.where(big, lo, mid)
-        hi = xp.where(full, rho, hi)
-        lo = xp.where(full, rho, lo)
-        d = xp.minimum(val(hi), val(lo))
-        dual_jobs += float(xp.to_numpy(xp.sum(jb.g[a:z] * d)))
-        tau[a:z] = hi
-        tau_lo[a:z] = lo
-        # histogram entries for the loads: (+g at (rel, r(tau))), (-g at (dl, r(tau))), (+g at (dl, r(tau')))
-        r1 = xp.searchsorted(ge, hi)
-        r2 = xp.searchsorted(ge, hi - ld)
-        base = e * (T + 1) * (G + 1)
-        g = jb.g[a:z]
-        Hh_idx += [base + rel * (G + 1) + r1, base + dl * (G + 1) + r1, base + dl * (G + 1) + r2]
-        Hh_w += [g, -g, g]
-    nH = E * (T + 1) * (G + 1)
-    if Hh_idx:
-        Hh = xp.scatter_add(nH, xp.concatenate(Hh_idx), xp.concatenate(Hh_w), xp.f64).reshape(E, T + 1, G + 1)
-        A = xp.cumsum(Hh, axis=1)[:, :T, :]
-        suf = xp.flip(xp.cumsum(xp.flip(A, 2), axis=2), 2)  # suf[r] = sum_{r' >= r}
-        Nidx = (np.arange(E)[:, None] * (T * (G + 1)) + tt[None, :] * (G + 1) + rank + 1).reshape(-1)
-        N = xp.to_numpy(xp.take(suf, xp.asarray(Nidx, xp.i64))).reshape(E, T, S)
-    else:
-        N = np.zeros((E, T, S))
-    # --- loads and busy GPUs from the envelope steps
+def _slot_and_grad(c: _Clean, pr: _Prep, env: _Env, lam: NDArray[np.float64], mu: NDArray[np.float64],
+                   N: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+    """Slot part of the dual, must-run part, and the subgradient from the envelope step counts ``N``."""
+    T, P = c.T, c.P
     load = (N * env.dload).sum(axis=(0, 2))
     busy = np.zeros((P + 1, T))
-    np.add.at(busy, (env.pool_in, np.broadcast_to(np.arange(T)[None, :, None], env.pool_in.shape)), N)
-    np.add.at(busy, (env.pool_out, np.broadcast_to(np.arange(T)[None, :, None], env.pool_out.shape)), -N)
+    tix = np.broadcast_to(np.arange(T)[None, :, None], env.pool_in.shape)
+    np.add.at(busy, (env.pool_in, tix), N)
+    np.add.at(busy, (env.pool_out, tix), -N)
     busy = busy[:P]
-    # must-run: fixed full-power rows in their cheapest eligible line
     mr_val = float((pr.mcnt * env.mr_cost).sum())
-    mload = pr.mcnt * pr.line_load[env.mr_line]
-    load = load + mload.sum(axis=0)
+    load = load + (pr.mcnt * pr.line_load[env.mr_line]).sum(axis=0)
     np.add.at(busy, (pr.line_p[env.mr_line], np.broadcast_to(np.arange(T)[None, :], env.mr_line.shape)), pr.mcnt)
-    # --- slot part: min over F in [base, cap] of kappa (F - wind)^+ - lam F
     base, cap, wind, kap = c.base_w, c.cap_w, c.wind_w, c.kappa
     wc = np.clip(wind, base, cap)
     phi = lambda F: kap * np.maximum(F - wind, 0.0) - lam * F  # noqa: E731
     slot_val = np.minimum(np.minimum(phi(base), phi(wc)), phi(cap)) + lam * base
     demand = base + load
-    lo_set = np.where(lam <= 0, base, np.where(lam < kap, wc, np.where(lam == kap, wc, cap)))
+    lo_set = np.where(lam <= 0, base, np.where(lam <= kap, wc, cap))
     hi_set = np.where(lam < kap, wc, cap)
-    Fstar = np.clip(demand, lo_set, hi_set)
-    g_lam = demand - Fstar
+    g_lam = demand - np.clip(demand, lo_set, hi_set)
     g_mu = busy - c.H
-    value = float(slot_val.sum()) - float((mu * c.H).sum()) + mr_val + jb.const - dual_jobs + jb.dead_const
-    return _DualOut(value=value, g_lam=g_lam, g_mu=g_mu, tau=tau, load=load, busy=busy), env
+    value = float(slot_val.sum()) - float((mu * c.H).sum()) + mr_val
+    return value, g_lam, g_mu
+
+
+def _tables(xp: Ops, E: int, T: int, G: int, cell: NDArray[np.int64], vals: list[NDArray[np.float64]]) -> list[Any]:
+    """Prefix tables ``Tab[e, s, r] = sum over slots t < s and cells < r`` of ``vals`` scattered at ``cell``.
+
+    ``cell : (E, T, S)`` the cell of each envelope step; returns backend arrays ``(E, T + 1, G + 1)``.
+    """
+    S = cell.shape[2]
+    flat = (np.arange(E)[:, None, None] * (T * G) + np.arange(T)[None, :, None] * G + cell).reshape(-1)
+    fi = xp.asarray(flat, xp.i64)
+    out = []
+    for v in vals:  # two or three tables
+        m = xp.scatter_add(E * T * G, fi, xp.asarray(v.reshape(-1), xp.f64), xp.f64).reshape(E, T, G)
+        m = xp.cumsum(xp.cumsum(m, axis=2), axis=1)
+        z = xp.zeros((E, T + 1, G + 1), xp.f64)
+        z[:, 1:, 1:] = m
+        out.append(z)
+    _ = S
+    return out
+
+
+class _Grid:
+    """A uniform grid in ``u = asinh(x / xs)``: O(1) cell of any value, no search (the iteration grid)."""
+
+    def __init__(self, lo: float, hi: float, xs: float, n: int) -> None:
+        self.xs = xs
+        self.u0 = math.asinh(lo / xs) - 1e-9
+        u1 = math.asinh(hi / xs) + 1e-9
+        self.n = n
+        self.du = max((u1 - self.u0) / n, 1e-12)
+
+    def rank_np(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
+        r = np.floor((np.arcsinh(x / self.xs) - self.u0) / self.du)
+        return np.clip(r, 0, self.n).astype(np.int64)
+
+    def rank(self, xp: Ops, x: Any) -> Any:
+        if xp.name == "numpy":
+            return self.rank_np(x)
+        t = xp.torch  # type: ignore[attr-defined]
+        r = t.floor((t.asinh(x / self.xs) - self.u0) / self.du)
+        return t.clamp(r, 0, self.n).to(t.int64)
+
+    def low(self, xp: Ops, r: Any) -> Any:
+        """Smallest x of cell ``r``."""
+        u = self.u0 + r * self.du
+        if xp.name == "numpy":
+            return self.xs * np.sinh(u)
+        return self.xs * xp.torch.sinh(u)  # type: ignore[attr-defined]
+
+
+def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
+                 n_cells: int = 256) -> tuple[_DualOut, _Env]:
+    """One dual iteration on the uniform iteration grid: thresholds by integer bisection, loads by histogram.
+
+    Breakpoints are counted from the next cell up (an approximation used only to move prices; the bound
+    is computed exactly by :func:`_bound_exact`).
+    """
+    env = _envelope(c, pr, lam, mu)
+    E, T, S = pr.E, c.T, pr.S
+    act = env.b < _BIG / 2
+    ab = np.abs(env.b[act])
+    xs = float(np.median(ab)) if ab.size else 1.0
+    xs = max(xs, 1e-12)
+    lo = float(env.b[act].min()) if ab.size else 0.0
+    hi = max(float(pr.rho_on.max()) if pr.rho_on.size else 1.0, lo + 1e-12)
+    gr = _Grid(lo, hi, xs, n_cells)
+    Gc = n_cells
+    cell = np.where(act, np.minimum(gr.rank_np(np.where(act, env.b, hi)), Gc - 1), Gc - 1)
+    (Gw,) = _tables(xp, E, T, Gc, cell, [env.dw])
+    n = jb.n
+    tau = xp.zeros(n, xp.f64)
+    tau_w = xp.zeros(n, xp.f64)
+    Hh = xp.zeros(E * (T + 1) * (Gc + 1), xp.f64)
+    if n:
+        W = Gw.reshape(-1)
+        off = jb.cls * ((T + 1) * (Gc + 1))
+        o_rel = off + jb.rel * (Gc + 1)
+        o_dl = off + jb.dl * (Gc + 1)
+        o_T = off + T * (Gc + 1)
+
+        def work(r: Any) -> Any:
+            x2 = gr.low(xp, r) - jb.ld
+            r2 = gr.rank(xp, x2)
+            return (xp.take(W, o_dl + r) - xp.take(W, o_rel + r)) + (xp.take(W, o_T + r2) - xp.take(W, o_dl + r2)), r2
+
+        rmax = gr.rank(xp, jb.rho)
+        wmax, _ = work(rmax)
+        full = wmax <= jb.R
+        lo_r = xp.zeros(n, xp.i64)
+        hi_r = rmax
+        for _ in range(int(math.ceil(math.log2(Gc + 1))) + 1):  # integer bisection steps
+            mid = (lo_r + hi_r) // 2
+            wm, _ = work(mid)
+            ok = wm >= jb.R
+            hi_r = xp.where(ok, mid, hi_r)
+            lo_r = xp.where(ok, lo_r, mid)
+        r1 = xp.where(full, rmax, hi_r)
+        r1f = xp.astype(r1, xp.f64)
+        tau = xp.where(full, jb.rho, gr.low(xp, r1f))
+        tau_w = gr.low(xp, r1f + 1.0) - gr.low(xp, r1f - 1.0)
+        r2 = gr.rank(xp, tau - jb.ld)
+        Hh = xp.scatter_add(
+            E * (T + 1) * (Gc + 1),
+            xp.concatenate([o_rel + r1, o_dl + r1, o_dl + r2]),
+            xp.concatenate([jb.g, -jb.g, jb.g]),
+            xp.f64,
+        )
+    A = xp.cumsum(Hh.reshape(E, T + 1, Gc + 1), axis=1)[:, :T, :]
+    suf = xp.flip(xp.cumsum(xp.flip(A, 2), axis=2), 2)
+    Nidx = (np.arange(E)[:, None, None] * (T * (Gc + 1)) + np.arange(T)[None, :, None] * (Gc + 1) + cell + 1).reshape(-1)
+    N = xp.to_numpy(xp.take(suf, xp.asarray(Nidx, xp.i64))).reshape(E, T, S)
+    N = np.where(act, N, 0.0)
+    value, g_lam, g_mu = _slot_and_grad(c, pr, env, lam, mu, N)
+    return _DualOut(value=value, g_lam=g_lam, g_mu=g_mu, tau=tau, tau_w=tau_w), env
+
+
+def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
+                 tau0: Any, tau_w: Any, n_refine: int = 6) -> tuple[float, Any, _Env]:
+    """The certified dual value at (lam, mu): exact envelope tables; each job's threshold refined around
+    ``tau0`` by a few bisection steps (any threshold gives a valid bound; better ones a tighter one)."""
+    env = _envelope(c, pr, lam, mu)
+    E, T, S = pr.E, c.T, pr.S
+    G = T * S
+    bflat = env.b.reshape(E, G)
+    order = np.argsort(bflat, axis=1, kind="stable")
+    grid = np.take_along_axis(bflat, order, axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(G)[None, :], axis=1)
+    dwb = np.where(env.dw != 0, env.dw * np.where(env.b < _BIG / 2, env.b, 0.0), 0.0)
+    Gw, Gb = _tables(xp, E, T, G, rank.reshape(E, T, S), [env.dw, dwb])
+    gridd = xp.asarray(grid, xp.f64)
+    value, _, _ = _slot_and_grad(c, pr, env, lam, mu, np.zeros((E, T, S)))
+    tau = xp.copy(tau0)
+    dual_jobs = 0.0
+    for e in range(E):  # eligibility classes (a handful)
+        a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
+        if z <= a:
+            continue
+        ge, Gwe, Gbe = gridd[e], Gw[e], Gb[e]
+        rel, dl, R, rho, ld = jb.rel[a:z], jb.dl[a:z], jb.R[a:z], jb.rho[a:z], jb.ld[a:z]
+
+        def parts(t: Any) -> tuple[Any, Any]:
+            r1 = xp.searchsorted(ge, t)
+            t2 = t - ld
+            r2 = xp.searchsorted(ge, t2)
+            w1 = Gwe[dl, r1] - Gwe[rel, r1]
+            w2 = Gwe[T, r2] - Gwe[dl, r2]
+            v = t * w1 - (Gbe[dl, r1] - Gbe[rel, r1]) + t2 * w2 - (Gbe[T, r2] - Gbe[dl, r2])
+            return w1 + w2, v + (rho - t) * R
+
+        t0 = tau0[a:z]
+        w0, d0 = parts(t0)
+        # bracket around tau0 and a few bisection steps on the exact work function
+        step = xp.maximum(tau_w[a:z], 1e-12)
+        lo = xp.where(w0 >= R, t0 - step, t0)
+        hi = xp.where(w0 >= R, t0, xp.minimum(t0 + step, rho))
+        best_t, best_d = t0, d0
+        for _ in range(n_refine):  # refinement steps
+            mid = 0.5 * (lo + hi)
+            wm, dm = parts(mid)
+            better = dm < best_d
+            best_d = xp.where(better, dm, best_d)
+            best_t = xp.where(better, mid, best_t)
+            big = wm >= R
+            hi = xp.where(big, mid, hi)
+            lo = xp.where(big, lo, mid)
+        dual_jobs += float(xp.to_numpy(xp.sum(jb.g[a:z] * best_d)))
+        tau[a:z] = best_t
+    value += jb.const - dual_jobs + jb.dead_const
+    return value, tau, env
 
 
 # -------------------------------------------------------------------------------------------- primal
 def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
-            lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.float32], NDArray[np.int32]]:
-    """Integer plan from the thresholds at prices (lam, mu), repaired to satisfy every hard constraint."""
+            lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
+    """Integer plan from the thresholds at prices (lam, mu), repaired to satisfy every hard constraint.
+
+    Returns ``vmat : (J, T) int8`` (index into ``Prep.fv``; 0 = not running) and ``pool : (J,)``.
+    """
     T, P, J, S = c.T, c.P, c.J, pr.S
-    m = S + 1
     V = pr.fv.size
-    # (E, T, m) -> fraction index of the c-th active line
-    lv = np.concatenate([pr.line_v, [0]])
-    v_tab = lv[env.act_line]  # act_line -1 -> last entry 0
-    b32 = xp.asarray(env.b.astype(np.float32), xp.f32)
-    vt_d = xp.asarray(v_tab.reshape(pr.E, T * m), xp.i64)
-    tcol = xp.arange(T, xp.i64)[None, :]
-    # full (J, T) fraction index matrix, original job order
-    vmat = xp.zeros((J, T), xp.i64)
-    rows_d = xp.asarray(jb.rows, xp.i64)
+    tau_np = xp.to_numpy(tau).astype(np.float32)
+    tt = np.arange(T)[None, :]
+    vmat = np.zeros((J, T), dtype=np.int8)
+    b32 = env.b.astype(np.float32)
     for e in range(pr.E):  # classes
         a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
         if z <= a:
             continue
-        ta = xp.astype(tau[a:z], xp.f32)[:, None]
-        late = tcol >= jb.dl[a:z][:, None]
-        x = ta - xp.astype(jb.ld[a:z], xp.f32)[:, None] * xp.astype(late, xp.f32)
-        cnt = xp.zeros((z - a, T), xp.i64)
-        for i in range(S):  # envelope lines
-            cnt = cnt + xp.astype(x > b32[e, :, i][None, :], xp.i64)
-        cnt = xp.where(tcol >= jb.rel[a:z][:, None], cnt, 0)
-        vmat[rows_d[a:z]] = xp.take(vt_d[e], tcol * m + cnt)
-    vmat = xp.to_numpy(vmat)
-    # must-run windows at full power (fraction index of 1.0)
+        rows = jb.rows[a:z]
+        x = np.repeat(tau_np[a:z, None], T, axis=1)
+        ldj = pr.ldrop[rows].astype(np.float32)
+        if (ldj > 0).any():
+            x -= ldj[:, None] * (tt >= c.dl[rows, None])
+        x[tt < c.rel[rows, None]] = -np.inf
+        v = np.zeros((z - a, T), dtype=np.int8)
+        for i in range(S):  # envelope lines: v(x) = sum_i [x > b_i] * dv_i (telescoping)
+            d = env.dv[e, :, i].astype(np.int8)
+            if d.any():
+                v += (x > b32[e, :, i][None, :]).astype(np.int8) * d[None, :]
+        vmat[rows] = v
     v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
-    tt = np.arange(T)[None, :]
     mrow = np.flatnonzero(c.must)
     if mrow.size:
-        win = (tt >= c.ms[mrow, None]) & (tt < c.me[mrow, None])
-        vmat[mrow] = np.where(win, v_full, 0)
+        vmat[mrow] = np.where((tt >= c.ms[mrow, None]) & (tt < c.me[mrow, None]), v_full, 0)
     run = vmat > 0
     # --- one pool per job: cheapest at the prices over its run slots (full-power cost), current if running
     cfull = lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T  # (T, P)
@@ -577,8 +659,9 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     pool = jc.argmin(axis=1)
     keep_run = (c.rpool >= 0) & c.eligible[np.arange(J), np.maximum(c.rpool, 0)]
     pool = np.where(keep_run, c.rpool, pool)
-    # map fractions to the chosen pool's levels
-    vmat = pr.map_pv[pool[:, None], vmat]
+    same_levels = bool((pr.map_pv == np.arange(V)[None, :]).all() or (pr.map_pv == pr.map_pv[:1]).all())
+    if not same_levels:
+        vmat = pr.map_pv[pool[:, None], vmat].astype(np.int8)
     # --- non-preemptible jobs: one contiguous window at full power (running ones start now)
     npj = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0))
     if npj.size:
@@ -587,12 +670,11 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
         n = np.ceil(c.R[npj] / (spd * c.slot_s) - 1e-9).astype(np.int64)
         rho_t = np.where(tt < c.dl[npj, None], pr.rho_on[npj, None], (pr.rho_on - pr.ldrop)[npj, None])
         val = rho_t * (spd * c.slot_s)[:, None] - cfull.T[pool[npj]]
-        val = np.where(tt >= c.rel[npj, None], val, -np.inf)
-        cs = np.concatenate([np.zeros((npj.size, 1)), np.cumsum(np.where(np.isfinite(val), val, 0.0), axis=1)], axis=1)
-        s = np.arange(T)[None, :]
-        endi = np.minimum(s + n[:, None], T)
+        val = np.where(tt >= c.rel[npj, None], val, 0.0)
+        cs = np.concatenate([np.zeros((npj.size, 1)), np.cumsum(val, axis=1)], axis=1)
+        endi = np.minimum(tt + n[:, None], T)
         wv = np.take_along_axis(cs, endi, axis=1) - cs[:, :T]
-        wv = np.where(s >= c.rel[npj, None], wv, -np.inf)
+        wv = np.where(tt >= c.rel[npj, None], wv, -np.inf)
         best = wv.argmax(axis=1)
         bval = wv[np.arange(npj.size), best]
         running = c.rpool[npj] >= 0
@@ -601,49 +683,163 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
         win = (tt >= best[:, None]) & (tt < np.minimum(best + n, T)[:, None]) & go[:, None]
         vmat[npj] = np.where(win, vfp[:, None], 0)
     # running preemptible jobs keep slot 0 (no switching loss) when they run at all
-    rp = np.flatnonzero((c.rpool >= 0) & c.preempt & ~c.must & (vmat > 0).any(axis=1) & (vmat[:, 0] == 0) & (pool == c.rpool))
+    rp = np.flatnonzero((c.rpool >= 0) & c.preempt & ~c.must & (vmat[:, 0] == 0) & (pool == c.rpool))
     if rp.size:
+        anyrun = (vmat[rp] > 0).any(axis=1)
+        rp = rp[anyrun]
         first = np.argmax(vmat[rp] > 0, axis=1)
         vmat[rp, 0] = vmat[rp, first]
-    # --- trim to the work needed (earliest slots first)
-    flat_pv = pool[:, None] * V + vmat
-    work = pr.spd_pv.reshape(-1)[flat_pv] * c.slot_s
-    before = np.cumsum(work, axis=1) - work
-    trim = ~c.must[:, None] & (before >= c.R[:, None] - 1e-6)
-    vmat = np.where(trim, 0, vmat)
+    vmat = _trim(c, pr, vmat, pool)
     # --- priority order: forced first, then running, then value density
     forced = c.must | ((c.rpool >= 0) & ~c.preempt)
     cls_key = np.where(forced, 0, np.where(c.rpool >= 0, 1, 2))
     prio = np.lexsort((c.rel, c.gpus, c.R, c.dl, -pr.rho_on, cls_key))
-    vmat = _repair(c, pr, vmat, pool, prio, forced)
-    run = vmat > 0
-    pf = pr.fv.astype(np.float32)[vmat]
-    pool_out = np.where(run.any(axis=1), pool, -1).astype(np.int32)
-    return run, pf, pool_out
+    vmat, pool = _repair(c, pr, vmat, pool, prio, forced)
+    vmat = _fill(c, pr, vmat, pool, prio, lam, mu)
+    return vmat, pool
 
 
-def _repair(c: _Clean, pr: _Prep, vmat: NDArray[np.int64], pool: NDArray[np.int64], prio: NDArray[np.int64],
-            forced: NDArray[np.bool_]) -> NDArray[np.int64]:
-    """Prefix-sum repair in priority order: pool GPUs, facility watts, tenant quotas; NP jobs all or nothing."""
+def _work_slot(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.float32]:
+    """Work seconds per (job, slot) from the fraction index and the pool (a small table look-up)."""
+    V = pr.fv.size
+    tab = (pr.spd_pv * c.slot_s).astype(np.float32)
+    if (tab == tab[:1]).all():
+        return tab[0][vmat]
+    return tab.reshape(-1)[pool[:, None] * V + vmat]
+
+
+def _trim(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.int8]:
+    """Drop the slots after a job has done all its work (earliest slots kept)."""
+    work = _work_slot(c, pr, vmat, pool)
+    before = np.cumsum(work, axis=1) - work
+    trim = (before >= (c.R + c.loss - 1e-3).astype(np.float32)[:, None]) & ~c.must[:, None]
+    vmat[trim] = 0
+    return vmat
+
+
+def _usage(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Busy GPUs ``(P, T)`` and facility watts ``(T,)`` of a plan, by two small matrix products."""
+    J = c.J
+    V = pr.fv.size
+    oh = np.zeros((J, c.P), dtype=np.float32)
+    oh[np.arange(J), pool] = c.gpus
+    busy = oh.T @ (vmat > 0).astype(np.float32)
+    load_pv = (c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])).astype(np.float32)
+    load_pv[:, 0] = 0.0
+    if (load_pv == load_pv[:1]).all():
+        ld = load_pv[0][vmat]
+    else:
+        ld = load_pv.reshape(-1)[pool[:, None] * V + vmat]
+    fac = c.base_w + c.gpus @ ld.astype(np.float64)
+    return busy.astype(np.float64), fac
+
+
+def _fill(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64], prio: NDArray[np.int64],
+          lam: NDArray[np.float64], mu: NDArray[np.float64]) -> NDArray[np.int8]:
+    """Hand the headroom left after the repair to unfinished preemptible work (priority order, prefix sums)."""
     T, P = c.T, c.P
     V = pr.fv.size
-    v = vmat[prio]
-    pl = pool[prio]
-    g = c.gpus[prio]
-    run = v > 0
-    keep = np.ones_like(run)
-    # pool GPUs
+    work = _work_slot(c, pr, vmat, pool)
+    done = work.sum(axis=1)
+    cand_j = np.flatnonzero(c.preempt & ~c.must & (done < c.R - 1e-3) & (c.rel < T))
+    if cand_j.size == 0:
+        return vmat
+    busy, fac = _usage(c, pr, vmat, pool)
+    tt = np.arange(T)[None, :]
+    v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
+    vf = pr.map_pv[pool[cand_j], v_full]
+    wfull = pr.spd_pv[pool[cand_j], vf] * c.slot_s
+    cfull = lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T  # (T, P)
+    rho_t = np.where(tt < c.dl[cand_j, None], pr.rho_on[cand_j, None], (pr.rho_on - pr.ldrop)[cand_j, None])
+    gain = rho_t * wfull[:, None] - np.minimum(cfull.T[pool[cand_j]], c.kappa[None, :] * (c.pue * (c.tdp - c.idle))[pool[cand_j], None])
+    cand = (vmat[cand_j] == 0) & (tt >= c.rel[cand_j, None]) & (gain > 0)
+    # priority order among candidates
+    rank = np.empty(c.J, dtype=np.int64)
+    rank[prio] = np.arange(c.J)
+    o = np.argsort(rank[cand_j], kind="stable")
+    cj, cd, vf_o = cand_j[o], cand[o], vf[o]
+    g = c.gpus[cj]
+    pl = pool[cj]
+    ok = cd.copy()
     for p in range(P):  # pools
         rows = np.flatnonzero(pl == p)
         if rows.size:
-            cum = np.cumsum(np.where(run[rows], g[rows, None], 0.0), axis=0)
-            keep[rows] &= cum <= c.H[p][None, :] + 1e-9
-    run &= keep
-    # facility watts (site max and grid cap)
-    load_pv = c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])  # (P, V)
-    ld = np.where(run, load_pv.reshape(-1)[pl[:, None] * V + v] * g[:, None], 0.0)
+            cum = np.cumsum(np.where(ok[rows], g[rows, None], 0.0).astype(np.float32), axis=0)
+            ok[rows] &= cum <= (c.H[p] - busy[p])[None, :] + 1e-3
+    load_pv = c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])
+    ld = np.where(ok, (load_pv[pl, vf_o] * g)[:, None], 0.0)
     cum = np.cumsum(ld, axis=0)
-    run &= c.base_w[None, :] + cum <= c.cap_w[None, :] * (1 + 1e-12)
+    ok &= fac[None, :] + cum <= c.cap_w[None, :] * (1 - 1e-9)
+    if np.isfinite(c.quota).any():
+        oh = np.zeros((c.J, c.quota.size))
+        oh[np.arange(c.J), c.tenant] = c.gpus
+        used = oh.T @ (vmat > 0).astype(np.float64)
+        ten = c.tenant[cj]
+        for n in np.flatnonzero(np.isfinite(c.quota)):  # tenants with a quota
+            rows = np.flatnonzero(ten == n)
+            if rows.size:
+                cum = np.cumsum(np.where(ok[rows], g[rows, None], 0.0), axis=0)
+                ok[rows] &= cum <= c.quota[n] - used[n][None, :] + 1e-9
+    sub = vmat[cj]
+    sub[ok] = np.broadcast_to(vf_o[:, None], ok.shape)[ok].astype(np.int8)
+    vmat[cj] = sub
+    return _trim(c, pr, vmat, pool)
+
+
+def _pool_prefix(c: _Clean, run: NDArray[np.bool_], g: NDArray[np.float64], pl: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Rows in priority order; keep a row's slot while the pool's running GPU sum stays within its GPUs."""
+    keep = np.ones_like(run)
+    for p in range(c.P):  # pools
+        rows = np.flatnonzero(pl == p)
+        if rows.size:
+            cum = np.cumsum(np.where(run[rows], g[rows, None].astype(np.float32), np.float32(0)), axis=0)
+            keep[rows] = cum <= c.H[p][None, :] + 1e-3
+    return keep
+
+
+def _repair(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64], prio: NDArray[np.int64],
+            forced: NDArray[np.bool_], rounds: int = 2) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
+    """Prefix-sum repair in priority order: pool GPUs (jobs that do not fit move to the eligible pool with
+    the most room, ``rounds`` times), facility watts, tenant quotas; NP jobs all or nothing."""
+    T, P = c.T, c.P
+    V = pr.fv.size
+    v = vmat[prio]
+    pl = pool[prio].copy()
+    g = c.gpus[prio]
+    el = c.eligible[prio]
+    rp = c.rpool[prio]
+    run = v > 0
+    for _ in range(rounds):  # re-assignment rounds
+        keep = _pool_prefix(c, run, g, pl)
+        short = np.flatnonzero((run & ~keep).any(axis=1) & ~((rp >= 0) & ~c.preempt[prio]))
+        if short.size == 0:
+            break
+        oh = np.zeros((c.J, P), dtype=np.float32)
+        oh[np.arange(c.J), pl] = g
+        used = oh.T @ (run & keep).astype(np.float32)
+        room = c.H - used
+        rs = run[short]
+        lack = np.stack([(rs & (room[p][None, :] < g[short, None])).sum(axis=1) for p in range(P)], axis=1)
+        lack = np.where(el[short], lack, T + 1)
+        lack[np.arange(short.size), pl[short]] = T + 1  # its current pool is full: move
+        best = lack.argmin(axis=1)
+        cur_bad = (run[short] & ~keep[short]).sum(axis=1)
+        move = lack[np.arange(short.size), best] < cur_bad
+        pl[short[move]] = best[move]
+        if move.any():
+            v[short[move]] = pr.map_pv[best[move][:, None], v[short[move]]].astype(np.int8)
+    run &= _pool_prefix(c, run, g, pl)
+    # facility watts (site max and grid cap), float32 prefix sums with a margin for their rounding
+    load_pv = (c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])).astype(np.float32)
+    load_pv[:, 0] = 0.0  # not running: nothing above idle
+    if (load_pv == load_pv[:1]).all():
+        ld = load_pv[0][np.where(run, v, 0)]
+    else:
+        ld = load_pv.reshape(-1)[pl[:, None] * V + np.where(run, v, 0)]
+    ld *= g.astype(np.float32)[:, None]
+    cum = np.cumsum(ld, axis=0)
+    room = (c.cap_w - c.base_w) * (1 - 1e-6) - 1.0
+    run &= cum <= room.astype(np.float32)[None, :]
     # tenant quotas
     if np.isfinite(c.quota).any():
         ten = c.tenant[prio]
@@ -656,10 +852,12 @@ def _repair(c: _Clean, pr: _Prep, vmat: NDArray[np.int64], pool: NDArray[np.int6
     npm = (~c.preempt & ~c.must)[prio] & ~forced[prio]
     lost = ((v > 0) & ~run).any(axis=1) & npm
     run[lost] = False
-    v = np.where(run, v, 0)
+    v = np.where(run, v, 0).astype(np.int8)
     out = np.empty_like(v)
     out[prio] = v
-    return out
+    pout = np.empty_like(pl)
+    pout[prio] = pl
+    return out, pout
 
 
 # ---------------------------------------------------------------------------------------------- plan
@@ -718,14 +916,14 @@ def plan(
     d_mu = np.full((P, T), 0.25 * kbar * lscale) if warm_start is None else np.full((P, T), 0.05 * kbar * lscale)
     s_lam = np.zeros(T)
     s_mu = np.zeros((P, T))
-    best = (-math.inf, lam, mu)
+    best = (-math.inf, lam, mu, None)
     it = 0
     hist: list[float] = []
     for it in range(1, max_iters + 1):  # dual iterations
-        out, _ = _dual(xp, c, pr, jb, lam, mu)
+        out, _ = _dual_coarse(xp, c, pr, jb, lam, mu)
         hist.append(out.value)
         if out.value > best[0]:
-            best = (out.value, lam.copy(), mu.copy())
+            best = (out.value, lam.copy(), mu.copy(), out)
         sg_l = np.sign(out.g_lam)
         sg_m = np.sign(np.where((mu <= 0) & (out.g_mu < 0), 0.0, out.g_mu))
         d_lam = np.where(sg_l * s_lam > 0, d_lam * 1.4, np.where(sg_l * s_lam < 0, d_lam * 0.5, d_lam))
@@ -735,10 +933,16 @@ def plan(
         mu = np.maximum(mu + d_mu * sg_m, 0.0)
         if it >= 5 and (np.abs(sg_l).sum() + np.abs(sg_m).sum() == 0):
             break
-    lb, lam_b, mu_b = best
-    out, env = _dual(xp, c, pr, jb, lam_b, mu_b)
-    run, pf, pool = _primal(xp, c, pr, jb, env, out.tau, lam_b, mu_b)
-    return _result(problem, c, pr, run, pf, pool, lb, lam_b, mu_b, it, tol, {"dual_history": hist, "backend": xp.name, "device": xp.device})
+    _, lam_b, mu_b, out_b = best
+    if out_b is None:
+        out_b, _ = _dual_coarse(xp, c, pr, jb, lam_b, mu_b)
+    lb, tau, env = _bound_exact(xp, c, pr, jb, lam_b, mu_b, out_b.tau, out_b.tau_w)
+    vmat, pool = _primal(xp, c, pr, jb, env, tau, lam_b, mu_b)
+    run = vmat > 0
+    pf = pr.fv.astype(np.float32)[vmat]
+    pool = np.where(run.any(axis=1), pool, -1).astype(np.int32)
+    return _result(problem, c, pr, run, pf, pool, lb, lam_b, mu_b, it, tol,
+                   {"dual_history": hist, "backend": xp.name, "device": xp.device})
 
 
 def _result(pb: PlanProblem, c: _Clean, pr: _Prep, run: NDArray[np.bool_], pf: NDArray[np.float32],

@@ -37,7 +37,7 @@ MAX_TRAINING_JOBS = 16  # keeps live Ray job actors around ten on a 2-core machi
 @dataclass(frozen=True, slots=True)
 class DemoConfig:
     n_slots: int = 96
-    seconds_per_slot: float = 1.5
+    seconds_per_slot: float = 1.25
     energy: str | None = None  # None: the embedded calibrated model; else an energy CSV path
     trace: str | None = None  # None: the embedded workload model; else a trace spec (see traces.load_workload)
     seed: int = 0

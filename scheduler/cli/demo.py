@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         energy: str = typer.Option("embedded", "--energy", help="'embedded' (calibrated NL model) or an energy CSV."),
         trace: str = typer.Option("embedded", "--trace", help="'embedded', 'itp:clusterNN', or a trace CSV."),
         slots: int = typer.Option(96, "--slots", min=1, max=672, help="Slots to replay (96 = 24 hours)."),
-        seconds_per_slot: float = typer.Option(1.5, "--seconds-per-slot", min=0.2, help="Wall seconds per slot."),
+        seconds_per_slot: float = typer.Option(1.25, "--seconds-per-slot", min=0.2, help="Wall seconds per slot."),
         policy: str = typer.Option("windward", "--policy", help="windward (falls back to backfill), backfill, greedy-green."),
         start: str = typer.Option("2024-03-04T00:00:00Z", "--start", help="Replay start, ISO 8601 UTC."),
         seed: int = typer.Option(0, "--seed", help="Seed of the embedded energy and workload."),
