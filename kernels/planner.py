@@ -753,6 +753,12 @@ def _fill(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64],
     rho_t = np.where(tt < c.dl[cand_j, None], pr.rho_on[cand_j, None], (pr.rho_on - pr.ldrop)[cand_j, None])
     gain = rho_t * wfull[:, None] - np.minimum(cfull.T[pool[cand_j]], c.kappa[None, :] * (c.pue * (c.tdp - c.idle))[pool[cand_j], None])
     cand = (vmat[cand_j] == 0) & (tt >= c.rel[cand_j, None]) & (gain > 0)
+    # each job asks only for the slots it still needs, its most valuable ones first
+    need = np.ceil((c.R[cand_j] + c.loss[cand_j] - done[cand_j]) / wfull - 1e-9)
+    order = np.argsort(np.where(cand, -gain, np.inf), axis=1, kind="stable")
+    pos = np.empty_like(order)
+    np.put_along_axis(pos, order, np.arange(T)[None, :], axis=1)
+    cand &= pos < need[:, None]
     # priority order among candidates
     rank = np.empty(c.J, dtype=np.int64)
     rank[prio] = np.arange(c.J)
@@ -783,7 +789,7 @@ def _fill(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64],
     sub = vmat[cj]
     sub[ok] = np.broadcast_to(vf_o[:, None], ok.shape)[ok].astype(np.int8)
     vmat[cj] = sub
-    return _trim(c, pr, vmat, pool)
+    return vmat
 
 
 def _pool_prefix(c: _Clean, run: NDArray[np.bool_], g: NDArray[np.float64], pl: NDArray[np.int64]) -> NDArray[np.bool_]:

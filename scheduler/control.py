@@ -299,6 +299,7 @@ class ControlLoop:
         self._pending: list[JobRecord] = []  # not yet submitted, sorted by submit_s descending (pop from end)
         self._active: dict[str, JobRecord] = {}  # queued or running, in release order
         self._running: dict[str, JobRecord] = {}
+        self._queued_inference: dict[str, JobRecord] = {}  # released must-run jobs not yet started
         self.reports: list[TickReport] = []
         self.violations: list[str] = []
         self.keep_reports = True
@@ -383,13 +384,18 @@ class ControlLoop:
             rec = self._pending.pop()
             rec.state = "queued"
             self._active[rec.job.job_id] = rec
+            if rec.job.must_run:
+                self._queued_inference[rec.job.job_id] = rec
         expired = []
-        for jid, rec in list(self._active.items()):
+        for jid, rec in list(self._queued_inference.items()):
             j = rec.job
-            if j.must_run and rec.state == "queued" and rec.first_start_s is None and now >= j.submit_s + j.duration_s - 1e-9:
+            if rec.state != "queued" or rec.first_start_s is not None:
+                del self._queued_inference[jid]  # started (or cancelled): no longer waiting
+            elif now >= j.submit_s + j.duration_s - 1e-9:
                 rec.state = "expired"
                 rec.end_s = now
                 del self._active[jid]
+                del self._queued_inference[jid]
                 expired.append(jid)
         return expired
 

@@ -192,14 +192,18 @@ def running_first_slot_shed(
                 break
             shed.add(js.job.job_id)
             excess -= js.job.gpus * power.gpu_w(power.index[js.pool or power.names[0]], js.power_fraction)
-    kept = []
-    for js in running:
-        if js.job.job_id in shed:
-            continue
+    kept = [js for js in running if js.job.job_id not in shed]
+    # add the kept jobs in one pass: per pool, GPUs and watts ending after n slots, then a reverse cumsum
+    t = profile.n_slots
+    end_gpus = np.zeros((len(power.names), t + 1))
+    end_w = np.zeros(t + 1)
+    for js in kept:
         p = power.index[js.pool] if js.pool is not None else 0
-        n = profile.slots_needed(js.remaining_s, p, js.power_fraction)
-        profile.add(p, js.job.gpus, js.power_fraction, 0, n)
-        kept.append(js)
+        n = min(profile.slots_needed(js.remaining_s, p, js.power_fraction), t)
+        end_gpus[p, n] += js.job.gpus
+        end_w[n] += js.job.gpus * power.gpu_w(p, js.power_fraction)
+    profile.free -= np.cumsum(end_gpus[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    profile.load_w += np.cumsum(end_w[::-1])[::-1][1:]
     return kept, [js for js in running if js.job.job_id in shed]
 
 
@@ -239,14 +243,17 @@ def start_inference(
                 (k for k in kept if k.pool == power.names[best_p] and k.job.preemptible and not k.job.must_run),
                 key=lambda k: (k.job.priority, -k.job.submit_s),
             )
+            gone: set[str] = set()
             for v in victims:
                 if profile.free[best_p, 0] >= job.gpus:
                     break
                 n = profile.slots_needed(v.remaining_s, best_p, v.power_fraction)
                 profile.add(best_p, -v.job.gpus, v.power_fraction, 0, n)
-                kept.remove(v)
                 run.pop(v.job.job_id, None)
                 displaced.append(v.job.job_id)
+                gone.add(v.job.job_id)
+            if gone:
+                kept[:] = [k for k in kept if k.job.job_id not in gone]
             target = best_p
         profile.add(target, job.gpus, 1.0, 0, profile.slots_needed(js.remaining_s, target))
         run[job.job_id] = make_assignment(power.names[target])  # type: ignore[operator]

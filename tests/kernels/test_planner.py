@@ -1,0 +1,350 @@
+"""kernels.plan: one common suite over numpy / torch-cpu / torch-cuda, slow references, invariants.
+
+Backend parity tolerance (stated): the torch backend runs the same algorithm in float64, so plans must be
+identical and objective / lower bound equal to a relative 1e-9 (CUDA: 1e-6, and run cells equal in at
+least 99.9% of the cells, since GPU reductions sum in a different order).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels import planner as P
+from kernels.problem import NO_DEADLINE, PlanProblem
+
+SLOT_S = 900.0
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _cuda() -> bool:
+    if not HAS_TORCH:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+BACKENDS = [
+    pytest.param(("numpy", "cpu"), id="numpy"),
+    pytest.param(("torch", "cpu"), id="torch-cpu", marks=pytest.mark.skipif(not HAS_TORCH, reason="no torch")),
+    pytest.param(("torch", "cuda"), id="torch-cuda", marks=pytest.mark.skipif(not _cuda(), reason="no CUDA")),
+]
+
+
+def small_problem(seed: int, J: int = 8, T: int = 12, P_: int = 2, *, quota: bool = False, weight_scale: float = 1.0,
+                  cap_frac: float = 0.5) -> PlanProblem:
+    """A small random instance with every job kind: must-run, non-preemptible, running, deadlines."""
+    rng = np.random.default_rng(seed)
+    gpp = 8
+    idle_all = 1.15 * gpp * P_ * (75 + 450)
+    full = 1.15 * gpp * P_ * (700 + 450)
+    gpus = rng.integers(1, 5, J)
+    rem = rng.uniform(0.5, 4, J) * SLOT_S
+    release = rng.integers(0, T // 3, J)
+    eligible = rng.random((J, P_)) < 0.6
+    eligible[np.arange(J), rng.integers(0, P_, J)] = True
+    must = np.zeros(J, bool)
+    must[0] = True
+    gpus[0], rem[0] = 2, 2 * SLOT_S
+    preemptible = np.ones(J, bool)
+    preemptible[1] = False
+    running = np.full(J, -1)
+    loss = np.zeros(J)
+    running[2] = int(np.flatnonzero(eligible[2])[0])
+    release[2] = 0
+    loss[2] = 300.0
+    return PlanProblem(
+        slot_s=SLOT_S, pue=1.15,
+        wind_w=rng.uniform(0, full, T), carbon_g_per_kwh=rng.uniform(100, 500, T),
+        grid_cap_w=np.full(T, idle_all + cap_frac * (full - idle_all)), site_max_w=np.full(T, full * 1.01),
+        pool_gpus=np.full((P_, T), gpp), tdp_w=np.full(P_, 700.0), idle_w=np.full(P_, 75.0),
+        host_w_per_gpu=np.full(P_, 450.0), min_power_fraction=np.full(P_, 0.4),
+        curve_f=np.tile([0.4, 0.6, 0.8, 1.0], (P_, 1)), curve_s=np.tile([0.62, 0.82, 0.95, 1.0], (P_, 1)),
+        gpus=gpus, remaining_s=rem, release=release,
+        deadline=np.where(rng.random(J) < 0.4, rng.integers(2, T, J), NO_DEADLINE),
+        weight=rng.uniform(0.1, 0.5, J) * weight_scale, eligible=eligible, must_run=must,
+        preemptible=preemptible, running_pool=running, preempt_loss_s=loss,
+        tenant=rng.integers(0, 2, J),
+        tenant_quota_gpus=np.array([6.0, np.inf]) if quota else np.array([np.inf, np.inf]),
+        price_eur_per_mwh=rng.uniform(-10, 150, T), energy_cost_weight_g_per_eur=float(rng.uniform(0, 2)),
+    )
+
+
+seeds = st.integers(0, 10_000)
+FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --------------------------------------------------------------------------------- common suite
+@pytest.mark.parametrize("be", BACKENDS)
+@FAST
+@given(seed=seeds, quota=st.booleans())
+def test_every_plan_passes_the_checker_and_the_bound_is_below(be: tuple[str, str], seed: int, quota: bool) -> None:
+    pb = small_problem(seed, quota=quota)
+    r = kernels.plan(pb, backend=be[0], device=be[1])
+    assert r.status in ("optimal", "feasible"), r.reason
+    assert kernels.check_result(pb, r) == []
+    assert r.lower_bound <= r.objective * (1 + 1e-9) + 1e-9
+    assert 0.0 <= r.gap <= 1.0
+    assert r.run.shape == (pb.n_jobs, pb.n_slots) and r.power_fraction.dtype == np.float32
+    assert r.dual_price_g_per_gpu_h.shape == (pb.n_slots,) and np.all(r.dual_price_g_per_gpu_h >= 0)
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_backends_give_the_same_plan(be: tuple[str, str], seed: int) -> None:
+    from benchmarks.instances import make_problem
+
+    for pb in (small_problem(seed, quota=True), make_problem(300, 48, seed=seed)):
+        a = kernels.plan(pb)
+        b = kernels.plan(pb, backend=be[0], device=be[1])
+        rtol = 1e-9 if be[1] == "cpu" else 1e-6
+        assert b.objective == pytest.approx(a.objective, rel=rtol)
+        assert b.lower_bound == pytest.approx(a.lower_bound, rel=rtol)
+        assert (a.run == b.run).mean() >= (1.0 if be[1] == "cpu" else 0.999)
+        assert kernels.check_result(pb, b) == []
+
+
+# --------------------------------------------------------------------------------- slow references
+def _slow_dual(pb: PlanProblem, lam: np.ndarray, mu: np.ndarray, tau: dict[int, float]) -> float:
+    """The Lagrangian dual value by plain Python loops over jobs, slots, pools and levels."""
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    T, J = c.T, c.J
+    total = 0.0
+    for t in range(T):
+        def phi(F: float) -> float:
+            return c.kappa[t] * max(F - c.wind_w[t], 0.0) - lam[t] * F
+        w = min(max(c.wind_w[t], c.base_w[t]), c.cap_w[t])
+        total += min(phi(c.base_w[t]), phi(w), phi(c.cap_w[t])) + lam[t] * c.base_w[t]
+        for p in range(c.P):
+            total -= mu[p, t] * c.H[p, t]
+    lines = []  # (pool, work per slot, load per GPU)
+    for p in range(c.P):
+        for k in range(c.lev_f.shape[1]):
+            if c.lev_ok[p, k]:
+                lines.append((p, c.lev_s[p, k] * c.slot_s, c.pue * (c.lev_f[p, k] * c.tdp[p] - c.idle[p]), c.lev_f[p, k]))
+    for j in range(J):
+        if c.must[j]:
+            for t in range(int(c.ms[j]), int(c.me[j])):
+                total += c.gpus[j] * min(lam[t] * ld + mu[p, t] for p, _, ld, f in lines if c.eligible[j, p] and f == 1.0)
+            continue
+        if not (c.R[j] > 0):
+            continue
+        rho_on = c.weight[j] * (1 + c.has_dl[j])
+        if c.rel[j] >= T:
+            total += c.gpus[j] * rho_on * c.R[j]
+            continue
+        sigma = rho_on - tau[j]
+        d = sigma * c.R[j]
+        for t in range(int(c.rel[j]), T):
+            rho = rho_on if t < c.dl[j] else c.weight[j]
+            best = 0.0
+            for p, w, ld, _ in lines:
+                if c.eligible[j, p]:
+                    best = max(best, (rho - sigma) * w - (lam[t] * ld + mu[p, t]))
+            d += best
+        total += c.gpus[j] * (rho_on * c.R[j] - d)
+    return total
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=seeds)
+def test_dual_tables_equal_a_slow_per_job_loop(seed: int) -> None:
+    pb = small_problem(seed, J=7, T=9)
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    rng = np.random.default_rng(seed)
+    lam = c.kappa * rng.uniform(0, 2, c.T)
+    mu = np.where(rng.random((c.P, c.T)) < 0.5, 0.0, rng.uniform(0, 0.2, (c.P, c.T)))
+    pr = P._prepare(c)
+    xp = P.get_ops()
+    jb = P._Jobs(xp, c, pr)
+    tau0 = pr.rho_on[jb.rows] * rng.uniform(-0.5, 1.0, jb.n)
+    val, tau, _ = P._bound_exact(xp, c, pr, jb, lam, mu, tau0, np.ones(jb.n), n_refine=0)
+    slow = _slow_dual(pb, lam, mu, {int(j): float(t) for j, t in zip(jb.rows, tau0)})
+    assert val == pytest.approx(slow, rel=1e-9, abs=1e-6)
+    # any prices and thresholds give a lower bound on every plan (weak duality)
+    r = kernels.plan(pb)
+    assert val <= r.objective + 1e-6
+
+
+def _slow_objective(pb: PlanProblem, run: np.ndarray, pf: np.ndarray, pool: np.ndarray) -> float:
+    T, J = pb.n_slots, pb.n_jobs
+    slot_h = pb.slot_s / 3600
+    total = 0.0
+    for t in range(T):
+        it = 0.0
+        for p in range(pb.n_pools):
+            busy = sum(pb.gpus[j] for j in range(J) if run[j, t] and pool[j] == p)
+            act = sum(pb.gpus[j] * pf[j, t] * pb.tdp_w[p] for j in range(J) if run[j, t] and pool[j] == p)
+            it += act + (pb.pool_gpus[p, t] - busy) * pb.idle_w[p] + pb.pool_gpus[p, t] * pb.host_w_per_gpu[p]
+        imp = max(pb.pue * it - pb.wind_w[t], 0.0)
+        total += imp * slot_h / 1000 * pb.carbon_g_per_kwh[t]
+        total += pb.energy_cost_weight_g_per_eur * max(pb.price_eur_per_mwh[t], 0.0) * imp * slot_h / 1e6
+    for j in range(J):
+        if pb.must_run[j]:
+            continue
+        p = pool[j]
+        work = on = 0.0
+        for t in range(T):
+            if run[j, t]:
+                s = float(np.interp(pf[j, t], np.r_[0, pb.curve_f[p]], np.r_[0, pb.curve_s[p]])) * pb.slot_s
+                work += s
+                on += s if t < pb.deadline[j] else 0.0
+        lost = pb.preempt_loss_s[j] if pb.running_pool[j] >= 0 and not (run[j, 0] and pool[j] == pb.running_pool[j]) else 0
+        need = pb.remaining_s[j] + lost
+        total += pb.weight[j] * pb.gpus[j] * max(need - work, 0.0)
+        if pb.deadline[j] < T:
+            total += pb.weight[j] * pb.gpus[j] * max(need - on, 0.0)
+    return total
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds)
+def test_evaluate_equals_a_slow_loop(seed: int) -> None:
+    pb = small_problem(seed, J=6, T=8)
+    r = kernels.plan(pb)
+    assert r.objective == pytest.approx(_slow_objective(pb, r.run, r.power_fraction, r.pool), rel=1e-9, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------- invariants
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds)
+def test_the_result_does_not_depend_on_job_order(seed: int) -> None:
+    pb = small_problem(seed, J=9, T=10, quota=seed % 2 == 0)
+    perm = np.random.default_rng(seed + 1).permutation(pb.n_jobs)
+    fields = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible", "must_run", "preemptible",
+              "running_pool", "preempt_loss_s", "tenant")
+    q = replace(pb, **{f: np.asarray(getattr(pb, f))[perm] for f in fields})
+    a, b = kernels.plan(pb), kernels.plan(q)
+    assert b.objective == pytest.approx(a.objective, rel=1e-9)
+    assert b.lower_bound == pytest.approx(a.lower_bound, rel=1e-9)
+    assert np.array_equal(a.run[perm], b.run)
+    assert np.array_equal(a.power_fraction[perm], b.power_fraction)
+    assert np.array_equal(a.pool[perm], b.pool)
+
+
+def test_deterministic() -> None:
+    pb = small_problem(7, quota=True)
+    a, b = kernels.plan(pb), kernels.plan(pb)
+    assert a.objective == b.objective and np.array_equal(a.run, b.run)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lower_bound_never_exceeds_the_milp_optimum(seed: int) -> None:
+    ref = pytest.importorskip("benchmarks.reference")
+    pb = small_problem(seed, J=6, T=8, quota=seed % 2 == 0)
+    r = kernels.plan(pb)
+    mip = ref.solve_milp(pb, time_limit_s=30)
+    assert mip.status == "optimal"
+    assert r.lower_bound <= mip.objective * (1 + 1e-7) + 1e-6
+    assert r.objective >= mip.objective * (1 - 1e-7) - 1e-6  # nothing beats the optimum
+    lp = ref.solve_lp(pb)
+    assert r.lower_bound <= lp.objective * (1 + 1e-7) + 1e-6  # the Lagrangian relaxes the LP
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_more_wind_or_cleaner_grid_never_raises_the_optimum_carbon(seed: int) -> None:
+    """With work worth doing at any carbon price and loose caps, the optimum runs all the work; more wind
+    or a lower carbon intensity can then only lower its carbon (checked on the exact MILP optimum and on
+    the planner's certified lower bound)."""
+    ref = pytest.importorskip("benchmarks.reference")
+    pb = small_problem(seed, J=5, T=8, weight_scale=100.0, cap_frac=1.0)
+    pb = replace(pb, energy_cost_weight_g_per_eur=0.0)
+    more_wind = replace(pb, wind_w=pb.wind_w * 1.5)
+    cleaner = replace(pb, carbon_g_per_kwh=pb.carbon_g_per_kwh * 0.7)
+    base = ref.solve_milp(pb, time_limit_s=30)
+    for q in (more_wind, cleaner):
+        m = ref.solve_milp(q, time_limit_s=30)
+        assert m.carbon_g <= base.carbon_g * (1 + 1e-7) + 1e-6
+        assert kernels.plan(q).lower_bound <= base.objective * (1 + 1e-7) + 1e-6
+
+
+def test_warm_start_from_the_previous_tick() -> None:
+    from benchmarks.instances import make_problem, shift_problem
+
+    pb = make_problem(400, 48, seed=3)
+    r0 = kernels.plan(pb)
+    nxt = shift_problem(pb, 1)
+    r1 = kernels.plan(nxt, warm_start=r0, max_iters=10)
+    assert kernels.check_result(nxt, r1) == []
+    assert r1.lower_bound <= r1.objective
+
+
+# --------------------------------------------------------------------------------- bad problems
+def test_inference_alone_over_the_cap_is_infeasible_naming_the_slot() -> None:
+    pb = small_problem(0)
+    cap = np.asarray(pb.grid_cap_w).copy()
+    T = pb.n_slots
+    rel = int(pb.release[0])
+    # the must-run job needs 2 GPUs at full power in slots [rel, rel + 2): cap that slot below it
+    idle = 1.15 * 8 * 2 * (75 + 450)
+    cap[rel] = idle + 0.5 * 1.15 * 2 * (700 - 75)
+    q = replace(pb, grid_cap_w=cap, wind_w=np.zeros(T), site_max_w=np.full(T, 1e9))
+    r = kernels.plan(q)
+    assert r.status == "infeasible"
+    assert f"slot {rel}" in r.reason and "inference alone needs" in r.reason
+    assert kernels.check_result(q, r) == []
+
+
+def test_job_larger_than_any_eligible_pool_is_infeasible_naming_the_job() -> None:
+    pb = small_problem(1)
+    gpus = np.asarray(pb.gpus).copy()
+    gpus[3] = 64
+    r = kernels.plan(replace(pb, gpus=gpus))
+    assert r.status == "infeasible"
+    assert r.reason.startswith("job 3 needs 64 GPUs but its largest eligible pool has 8")
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"wind_w": np.full(5, np.nan)}, "wind_w"),
+        ({"gpus": np.ones(3)}, "gpus has shape"),
+        ({"carbon_g_per_kwh": -np.ones(12)}, "carbon_g_per_kwh"),
+        ({"running_pool": np.full(8, 5)}, "running_pool"),
+    ],
+)
+def test_malformed_input_is_refused_with_a_reason(change: dict, words: str) -> None:
+    pb = small_problem(2)
+    if "wind_w" in change:
+        change = {"wind_w": np.where(np.arange(12) == 4, np.nan, pb.wind_w)}
+    r = kernels.plan(replace(pb, **change))
+    assert r.status == "infeasible" and words in r.reason and not math.isfinite(r.objective)
+
+
+def test_checker_finds_violations() -> None:
+    pb = small_problem(4)
+    r = kernels.plan(pb)
+    run = r.run.copy()
+    pf = r.power_fraction.copy()
+    run[:, :] = True
+    pf[:, :] = 0.5  # not a level, everything running: pools and caps broken
+    bad = replace(r, run=run, power_fraction=pf, pool=np.zeros(pb.n_jobs, np.int32))
+    v = kernels.check_result(pb, bad)
+    text = "\n".join(v)
+    assert "not a level" in text and "busy GPUs" in text and "before its release" in text
+    assert "reported" in text
+
+
+def test_import_kernels_does_not_import_torch_even_after_planning() -> None:
+    code = (
+        "import sys, numpy as np, kernels\n"
+        "sys.path.insert(0, 'tests/kernels')\n"
+        "from test_planner import small_problem\n"
+        "r = kernels.plan(small_problem(0))\n"
+        "bad = [m for m in ('torch', 'ray', 'pydantic') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", out.stdout
