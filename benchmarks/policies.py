@@ -71,20 +71,20 @@ class PolicyRow:
     wall_s: float
 
 
-def itp_site() -> Any:
+def itp_site(slot_minutes: int = 15) -> Any:
     from scheduler.models import Site, parse_model
 
-    return parse_model(Site, ITP_1024_SITE, "benchmarks.policies.ITP_1024_SITE")
+    return parse_model(Site, {**ITP_1024_SITE, "slot_minutes": slot_minutes}, "benchmarks.policies.ITP_1024_SITE")
 
 
 def load_case(days: float, drain_days: float, start: datetime, cluster: str, horizon_h: float,
               seed: int = 0, trace_start_day: float = 0.0,
-              inference_share: float = 0.05) -> tuple[Any, list[Any], Any, str]:
+              inference_share: float = 0.05, slot_minutes: int = 15) -> tuple[Any, list[Any], Any, str]:
     """(site, jobs, actual energy, description) for one comparison."""
     from scheduler import signals, traces
     from scheduler.paths import azure_llm_csv, itp_trace_csv, nl_energy_csv
 
-    site = itp_site()
+    site = itp_site(slot_minutes)
     jobs = traces.itp_jobs(itp_trace_csv(cluster), site, start_s=trace_start_day * 86400.0, days=days, seed=seed,
                            clip=True)
     n_train = len(jobs)
@@ -94,7 +94,8 @@ def load_case(days: float, drain_days: float, start: datetime, cluster: str, hor
     energy_days = days + drain_days + horizon_h / 24.0 + 1.0 / 24.0
     actual = signals.load_energy(str(nl_energy_csv()), site, start, energy_days, seed=seed)
     desc = (f"ITP {cluster} day {trace_start_day:g}+{days:g} ({n_train} jobs) + Azure LLM inference "
-            f"({len(jobs) - n_train} slot jobs, {100 * inference_share:g}% of the site) on {site.name}; "
+            f"({len(jobs) - n_train} slot jobs, {100 * inference_share:g}% of the site) on {site.name} "
+            f"({site.slot_minutes}-min slots, horizon {horizon_h:g} h); "
             f"energy {actual.source} from {start.isoformat()}")
     return site, jobs, actual, desc
 
@@ -144,7 +145,7 @@ def summarise(name: str, sim: Any, jobs: list[Any]) -> PolicyRow:
 def compare(days: float = 3.0, drain_days: float = 1.0, start: str = "2023-03-06T00:00:00Z",
             cluster: str = "cluster04", horizon_h: float = 48.0, policies: tuple[str, ...] = POLICY_NAMES,
             seed: int = 0, trace_start_day: float = 0.0,
-            inference_share: float = 0.05) -> tuple[list[PolicyRow], str]:
+            inference_share: float = 0.05, slot_minutes: int = 15) -> tuple[list[PolicyRow], str]:
     """Replay the same case once per policy; returns the rows and the case description."""
     from scheduler.control import run_simulation, slots_for_days
     from scheduler.policies import get_policy
@@ -152,7 +153,7 @@ def compare(days: float = 3.0, drain_days: float = 1.0, start: str = "2023-03-06
 
     t0 = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(timezone.utc)
     site, jobs, actual, desc = load_case(days, drain_days, t0, cluster, horizon_h, seed, trace_start_day,
-                                         inference_share)
+                                         inference_share, slot_minutes)
     n = slots_for_days(site, days + drain_days)
     hslots = int(math.ceil(horizon_h * 3600 / site.slot_s))
     rows = []
@@ -188,11 +189,14 @@ def main() -> None:
     ap.add_argument("--cluster", default="cluster04")
     ap.add_argument("--horizon-hours", type=float, default=48.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--slot-minutes", type=int, default=15)
+    ap.add_argument("--inference-share", type=float, default=0.05)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     t = time.perf_counter()
     rows, desc = compare(a.days, a.drain_days, a.start, a.cluster, a.horizon_hours, seed=a.seed,
-                         trace_start_day=a.trace_start_day)
+                         trace_start_day=a.trace_start_day, inference_share=a.inference_share,
+                         slot_minutes=a.slot_minutes)
     md = markdown(rows)
     print(desc)
     print(md)

@@ -15,7 +15,9 @@ How the keyed fields become arrays
 - Jobs ``(J,)``, in ``snapshot.jobs`` order:
   ``remaining_s = duration_s - work_done_s`` (reported progress); ``release = ceil((submit_s - now_s) /
   slot_s)`` clipped at 0; ``deadline = floor((deadline_s - now_s) / slot_s)`` clipped at 0 (work is on
-  time in slots that end by the deadline), ``NO_DEADLINE`` when none; ``eligible`` from
+  time in slots that end by the deadline), moved to the earliest possible finish ``release +
+  ceil(remaining_s / slot_s)`` when it lies before it (a missed or unreachable deadline: finish as soon as
+  possible rather than drift to a greener slot), ``NO_DEADLINE`` when none; ``eligible`` from
   :func:`scheduler.jobs.pool_matches` and the pool's size (as :func:`scheduler.jobs.eligible_pools`);
   ``must_run`` for inference (the kernels run it in ``ceil(remaining_s / slot_s)`` slots from release);
   ``running_pool`` the pool index of a running job; ``preempt_loss_s = work_done_s - checkpoint_work_s``.
@@ -197,10 +199,13 @@ def build_problem(
 
     carbon = np.asarray(fc.carbon_g_per_kwh, dtype=np.float64)
     weight, owed = job_weights(snapshot, carbon, weights)
-    if owed.any():
-        # Owed commitments: due at their earliest possible finish, so any delay costs their (large) weight.
-        earliest = release + np.ceil(remaining / slot_s).astype(np.int64)
-        deadline = np.where(owed, np.minimum(deadline, earliest), deadline)
+    # A deadline that can no longer be met (it falls before the earliest possible finish at full speed) and
+    # the work of a tenant owed a commitment are due at the earliest possible finish: every slot of delay
+    # then costs late work, so the job runs as soon as it can instead of drifting to a greener slot.
+    earliest = release + np.ceil(remaining / slot_s - 1e-9).astype(np.int64)
+    has_deadline = deadline != NO_DEADLINE
+    deadline = np.where(has_deadline & (deadline < earliest), earliest, deadline)
+    deadline = np.where(owed, np.minimum(deadline, earliest), deadline)
 
     tenants = tuple(sorted({js.job.tenant for js in jobs}))
     t_index = {t: i for i, t in enumerate(tenants)}

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 import kernels
 from kernels import planner as P
-from kernels.problem import NO_DEADLINE, PlanProblem
+from kernels.problem import PlanProblem
 
-SLOT_S = 900.0
+from _problems import small_problem  # noqa: E402  (tests/kernels is on sys.path)
+
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
@@ -39,45 +40,6 @@ BACKENDS = [
     pytest.param(("torch", "cpu"), id="torch-cpu", marks=pytest.mark.skipif(not HAS_TORCH, reason="no torch")),
     pytest.param(("torch", "cuda"), id="torch-cuda", marks=pytest.mark.skipif(not _cuda(), reason="no CUDA")),
 ]
-
-
-def small_problem(seed: int, J: int = 8, T: int = 12, P_: int = 2, *, quota: bool = False, weight_scale: float = 1.0,
-                  cap_frac: float = 0.5) -> PlanProblem:
-    """A small random instance with every job kind: must-run, non-preemptible, running, deadlines."""
-    rng = np.random.default_rng(seed)
-    gpp = 8
-    idle_all = 1.15 * gpp * P_ * (75 + 450)
-    full = 1.15 * gpp * P_ * (700 + 450)
-    gpus = rng.integers(1, 5, J)
-    rem = rng.uniform(0.5, 4, J) * SLOT_S
-    release = rng.integers(0, T // 3, J)
-    eligible = rng.random((J, P_)) < 0.6
-    eligible[np.arange(J), rng.integers(0, P_, J)] = True
-    must = np.zeros(J, bool)
-    must[0] = True
-    gpus[0], rem[0] = 2, 2 * SLOT_S
-    preemptible = np.ones(J, bool)
-    preemptible[1] = False
-    running = np.full(J, -1)
-    loss = np.zeros(J)
-    running[2] = int(np.flatnonzero(eligible[2])[0])
-    release[2] = 0
-    loss[2] = 300.0
-    return PlanProblem(
-        slot_s=SLOT_S, pue=1.15,
-        wind_w=rng.uniform(0, full, T), carbon_g_per_kwh=rng.uniform(100, 500, T),
-        grid_cap_w=np.full(T, idle_all + cap_frac * (full - idle_all)), site_max_w=np.full(T, full * 1.01),
-        pool_gpus=np.full((P_, T), gpp), tdp_w=np.full(P_, 700.0), idle_w=np.full(P_, 75.0),
-        host_w_per_gpu=np.full(P_, 450.0), min_power_fraction=np.full(P_, 0.4),
-        curve_f=np.tile([0.4, 0.6, 0.8, 1.0], (P_, 1)), curve_s=np.tile([0.62, 0.82, 0.95, 1.0], (P_, 1)),
-        gpus=gpus, remaining_s=rem, release=release,
-        deadline=np.where(rng.random(J) < 0.4, rng.integers(2, T, J), NO_DEADLINE),
-        weight=rng.uniform(0.1, 0.5, J) * weight_scale, eligible=eligible, must_run=must,
-        preemptible=preemptible, running_pool=running, preempt_loss_s=loss,
-        tenant=rng.integers(0, 2, J),
-        tenant_quota_gpus=np.array([6.0, np.inf]) if quota else np.array([np.inf, np.inf]),
-        price_eur_per_mwh=rng.uniform(-10, 150, T), energy_cost_weight_g_per_eur=float(rng.uniform(0, 2)),
-    )
 
 
 seeds = st.integers(0, 10_000)
@@ -310,7 +272,7 @@ def test_job_larger_than_any_eligible_pool_is_infeasible_naming_the_job() -> Non
     "change, words",
     [
         ({"wind_w": np.full(5, np.nan)}, "wind_w"),
-        ({"gpus": np.ones(3)}, "gpus has shape"),
+        ({"gpus": np.ones(3)}, "has shape (8,), expected (3,)"),
         ({"carbon_g_per_kwh": -np.ones(12)}, "carbon_g_per_kwh"),
         ({"running_pool": np.full(8, 5)}, "running_pool"),
     ],
@@ -341,7 +303,7 @@ def test_import_kernels_does_not_import_torch_even_after_planning() -> None:
     code = (
         "import sys, numpy as np, kernels\n"
         "sys.path.insert(0, 'tests/kernels')\n"
-        "from test_planner import small_problem\n"
+        "from _problems import small_problem\n"
         "r = kernels.plan(small_problem(0))\n"
         "bad = [m for m in ('torch', 'ray', 'pydantic') if m in sys.modules]\n"
         "print(','.join(bad))\n"

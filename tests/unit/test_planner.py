@@ -43,7 +43,7 @@ def _snapshot(jobs: tuple[JobState, ...], **kw: object) -> Snapshot:
 
 def _jobs() -> tuple[JobState, ...]:
     return (
-        JobState(Job("train-a", "science", "training", 0.0, 4, 7200.0, deadline_s=3600.0 + 5.5 * SLOT_S,
+        JobState(Job("train-a", "science", "training", 0.0, 4, 7200.0, deadline_s=3600.0 + 7.5 * SLOT_S,
                      priority=1), "queued", work_done_s=1800.0),
         JobState(Job("run-b", "acme", "training", 0.0, 8, 36000.0, preemptible=True), "running",
                  work_done_s=5000.0, checkpoint_work_s=4000.0, pool="h100-nl-secret", power_fraction=0.8),
@@ -77,8 +77,8 @@ def test_job_arrays() -> None:
     np.testing.assert_allclose(problem.remaining_s, [5400.0, 31000.0, 1000.0, 900.0])
     # released 2 slots + 10 s after now -> slot 3; others already submitted -> slot 0
     assert problem.release.tolist() == [0, 0, 3, 0]
-    # deadline 5.5 slots after now: on time in slots 0..4 -> deadline slot 5
-    assert problem.deadline[0] == 5 and problem.deadline[1] == NO_DEADLINE
+    # deadline 7.5 slots after now: on time in slots 0..6 -> deadline slot 7
+    assert problem.deadline[0] == 7 and problem.deadline[1] == NO_DEADLINE
     assert problem.must_run.tolist() == [False, False, True, False]
     assert problem.preemptible.tolist() == [True, True, False, False]
     assert problem.running_pool.tolist() == [-1, 1, -1, -1]
@@ -104,7 +104,17 @@ def test_tenant_quota_and_owed_commitment() -> None:
     assert problem.tenant[1] == index.tenants.index("acme")
     # owed commitment: much heavier weight and a deadline at its earliest possible finish (6 slots of work)
     assert problem.weight[0] > 10 * base.weight[0]
-    assert problem.deadline[0] == 5 == min(base.deadline[0], 0 + 6)
+    assert base.deadline[0] == 7 and problem.deadline[0] == 6
+
+
+def test_unreachable_or_missed_deadline_moves_to_earliest_finish() -> None:
+    late = (
+        JobState(Job("soon", "t", "training", 0.0, 1, 4 * SLOT_S, deadline_s=3600.0 + 2.5 * SLOT_S), "queued"),
+        JobState(Job("past", "t", "training", 0.0, 1, 3 * SLOT_S, deadline_s=1800.0), "queued"),
+        JobState(Job("ok", "t", "training", 0.0, 1, 1 * SLOT_S, deadline_s=3600.0 + 2.5 * SLOT_S), "queued"),
+    )
+    problem, _ = build_problem(_snapshot(late), 8)
+    assert problem.deadline.tolist() == [4, 3, 2]
 
 
 def test_unknown_running_pool_is_input_error() -> None:
