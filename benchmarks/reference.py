@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from kernels import power
-from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
+from kernels.problem import PlanProblem, PlanResult
 
 #: The objective both reference solvers minimise: ``kernels.planner.OBJECTIVE`` (``kernels.evaluate``'s
 #: ``objective``); a test checks the MILP optimum against ``kernels.evaluate`` of its plan.
@@ -213,8 +213,6 @@ def _build(problem: PlanProblem, *, integer: bool) -> _Model:
     slot_lo[mr] = 1.0
     if integer:
         # MILP: sum_l x[j,p,t,l] <= z[j,p] implies sum over p,l <= 1 via sum_p z <= 1
-        pair_id = np.full((J, P), -1, dtype=np.int64)
-        pair_id[je, pe] = np.arange(E)
         add(
             np.concatenate([ei * T + vt, np.repeat(np.arange(E) * T, T) + np.tile(tt, E)]),
             np.concatenate([np.arange(n_x), iz + np.repeat(np.arange(E), T)]),
@@ -281,15 +279,15 @@ def _build(problem: PlanProblem, *, integer: bool) -> _Model:
             )
             add(
                 np.repeat(np_jobs, T),
-                i_s + np.repeat(np_jobs * T, T) + np.tile(tt, np_jobs.size),
+                i_s + cells,
                 np.ones(np_jobs.size * T),
                 np.full(J, -inf),
                 np.ones(J),
             )
             # end rows (j, t) for t >= 1: r[j,t-1] - r[j,t] - e[j,t] <= 0
             add(
-                np.concatenate([xj[nxt] * T + xt[nxt] + 1, xj * T + xt, np.repeat(np_jobs * T, T) + np.tile(tt, np_jobs.size)]),
-                np.concatenate([xs[nxt], xs, i_e + np.repeat(np_jobs * T, T) + np.tile(tt, np_jobs.size)]),
+                np.concatenate([xj[nxt] * T + xt[nxt] + 1, xj * T + xt, cells]),
+                np.concatenate([xs[nxt], xs, i_e + cells]),
                 np.concatenate([np.ones(int(nxt.sum())), -np.ones(xs.size), -np.ones(np_jobs.size * T)]),
                 np.full(J * T, -inf),
                 np.zeros(J * T),
@@ -303,11 +301,11 @@ def _build(problem: PlanProblem, *, integer: bool) -> _Model:
                 tri_t.append(np.full(int(m.sum()), t))
             tx = np.concatenate(tri_x) if tri_x else np.zeros(0, np.int64)
             trow = np.concatenate(tri_t) if tri_t else np.zeros(0, np.int64)
-            ends = np.repeat(np_jobs * T, T) + np.tile(tt, np_jobs.size)
             add(
-                np.concatenate([vj[tx] * T + trow, ends]),
-                np.concatenate([tx, i_e + ends]),
-                np.concatenate([work_x[tx] + np.where(r0[tx], loss[vj[tx]], 0.0), -np.repeat((rem + loss)[np_jobs], T)]),
+                np.concatenate([vj[tx] * T + trow, cells]),
+                np.concatenate([tx, i_e + cells]),
+                np.concatenate([work_x[tx] + np.where(r0[tx], loss[vj[tx]], 0.0),
+                                -np.repeat((rem + loss)[np_jobs], T)]),
                 np.where(np.repeat(npm, T), 0.0, -inf),
                 np.full(J * T, inf),
             )
@@ -337,7 +335,8 @@ def _build(problem: PlanProblem, *, integer: bool) -> _Model:
     if integer:
         integrality[:n_x] = 1
         integrality[iz:] = 1
-    return _Model(c, a, np.concatenate(lo), np.concatenate(hi), lb, ub, integrality, vj, vp, vt, vf, n_x, iy, iu, iv, 0.0, carbon_coef)
+    return _Model(c, a, np.concatenate(lo), np.concatenate(hi), lb, ub, integrality, vj, vp, vt, vf, n_x, iy, iu, iv,
+                  0.0, carbon_coef)
 
 
 def _job_slot_share(m: _Model, problem: PlanProblem, sol: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -17,7 +17,8 @@ How the keyed fields become arrays
   slot_s)`` clipped at 0; ``deadline = floor((deadline_s - now_s) / slot_s)`` clipped at 0 (work is on
   time in slots that end by the deadline), moved to the earliest possible finish ``release +
   ceil(remaining_s / slot_s)`` when it lies before it (a missed or unreachable deadline: finish as soon as
-  possible rather than drift to a greener slot), ``NO_DEADLINE`` when none; ``eligible`` from
+  possible rather than drift to a greener slot), and otherwise brought ``deadline_margin_slots`` (1) slots
+  forward where that still leaves room, ``NO_DEADLINE`` when none; ``eligible`` from
   :func:`scheduler.jobs.pool_matches` and the pool's size (as :func:`scheduler.jobs.eligible_pools`);
   ``must_run`` for inference (the kernels run it in ``ceil(remaining_s / slot_s)`` slots from release);
   ``running_pool`` the pool index of a running job; ``preempt_loss_s = work_done_s - checkpoint_work_s``.
@@ -82,6 +83,7 @@ class WeightSettings:
     max_priority_exponent: float = 8.0
     age_h: float = 24.0
     commitment_weight_factor: float = 10.0
+    deadline_margin_slots: int = 1  # plan to finish this many slots before a reachable deadline
 
 
 def _tenant_field(info: Any, key: str) -> Any:
@@ -204,6 +206,9 @@ def build_problem(
     # then costs late work, so the job runs as soon as it can instead of drifting to a greener slot.
     earliest = release + np.ceil(remaining / slot_s - 1e-9).astype(np.int64)
     has_deadline = deadline != NO_DEADLINE
+    # a safety margin against slippage between ticks (progress, checkpoints), where the deadline allows it
+    margin = weights.deadline_margin_slots
+    deadline = np.where(has_deadline & (deadline - margin >= earliest), deadline - margin, deadline)
     deadline = np.where(has_deadline & (deadline < earliest), earliest, deadline)
     deadline = np.where(owed, np.minimum(deadline, earliest), deadline)
 

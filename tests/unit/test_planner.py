@@ -12,7 +12,7 @@ from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
 from scheduler.jobs import Job
 from scheduler.models import load_site
-from scheduler.planner import build_problem, decisions_from_result, max_carbon_g_per_gpu_s
+from scheduler.planner import WeightSettings, build_problem, decisions_from_result, max_carbon_g_per_gpu_s
 from scheduler.policies.base import JobState, Snapshot
 
 SLOT_S = 900
@@ -77,8 +77,8 @@ def test_job_arrays() -> None:
     np.testing.assert_allclose(problem.remaining_s, [5400.0, 31000.0, 1000.0, 900.0])
     # released 2 slots + 10 s after now -> slot 3; others already submitted -> slot 0
     assert problem.release.tolist() == [0, 0, 3, 0]
-    # deadline 7.5 slots after now: on time in slots 0..6 -> deadline slot 7
-    assert problem.deadline[0] == 7 and problem.deadline[1] == NO_DEADLINE
+    # deadline 7.5 slots after now: on time in slots 0..6 -> deadline slot 7, planned one slot early
+    assert problem.deadline[0] == 6 and problem.deadline[1] == NO_DEADLINE
     assert problem.must_run.tolist() == [False, False, True, False]
     assert problem.preemptible.tolist() == [True, True, False, False]
     assert problem.running_pool.tolist() == [-1, 1, -1, -1]
@@ -104,7 +104,11 @@ def test_tenant_quota_and_owed_commitment() -> None:
     assert problem.tenant[1] == index.tenants.index("acme")
     # owed commitment: much heavier weight and a deadline at its earliest possible finish (6 slots of work)
     assert problem.weight[0] > 10 * base.weight[0]
-    assert base.deadline[0] == 7 and problem.deadline[0] == 6
+    assert base.deadline[0] == 6 and problem.deadline[0] == 6
+    tight, _ = build_problem(_snapshot(_jobs()[:1], tenant_info={"science": {"commitment_owed_gpu_h": 5}}), 8,
+                             weights=WeightSettings(deadline_margin_slots=0))
+    loose, _ = build_problem(_snapshot(_jobs()[:1]), 8, weights=WeightSettings(deadline_margin_slots=0))
+    assert loose.deadline[0] == 7 and tight.deadline[0] == 6  # owed: due at the earliest finish
 
 
 def test_unreachable_or_missed_deadline_moves_to_earliest_finish() -> None:
@@ -114,7 +118,7 @@ def test_unreachable_or_missed_deadline_moves_to_earliest_finish() -> None:
         JobState(Job("ok", "t", "training", 0.0, 1, 1 * SLOT_S, deadline_s=3600.0 + 2.5 * SLOT_S), "queued"),
     )
     problem, _ = build_problem(_snapshot(late), 8)
-    assert problem.deadline.tolist() == [4, 3, 2]
+    assert problem.deadline.tolist() == [4, 3, 1]  # "ok" fits with one slot of margin
 
 
 def test_unknown_running_pool_is_input_error() -> None:
