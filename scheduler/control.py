@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from kernels.power import facility_timeline
 from scheduler.energy import EnergySeries
@@ -41,7 +42,7 @@ from scheduler.executors.base import Clock, Executor, ExecutorEvent
 from scheduler.jobs import Job, check_jobs_fit, pool_matches
 from scheduler.models import Site
 from scheduler.policies.base import Assignment, Decisions, JobState, Policy, Snapshot
-from scheduler.policies.capacity import SitePower
+from scheduler.policies.capacity import EligibilityCache, SitePower, inference_pool_order
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class TickReport:
     inference_served_gpus: int
     decide_s: float
     plan: Mapping[str, Any]
+    held: tuple[str, ...] = ()  # non-preemptible starts held back to keep the inference reserve free
+    made_room: tuple[str, ...] = ()  # preemptible jobs preempted so that inference found GPUs
 
 
 def plan_diagnostics(plan: Any) -> dict[str, Any]:
@@ -259,6 +262,220 @@ def enforce_caps(
     )
 
 
+# ------------------------------------------------------------------- steps shared with the service
+
+
+def sanitize_run(
+    site: Site, run: Mapping[str, Assignment], active: Mapping[str, JobState]
+) -> tuple[dict[str, Assignment], list[str]]:
+    """The decisions a tick may act on. Drops decisions for unknown / inactive jobs, unknown pools and pools
+    the job may not use (labels, sovereignty, size): sovereignty is never left to the policy. Running
+    non-preemptible work cannot move (it stays in its pool at the decided fraction), and running must-run
+    or non-preemptible work the policy left out keeps running as it is. Returns (run, refused ids).
+
+    ``active``: the queued and running jobs by id. Pure; used by :class:`ControlLoop` and the service.
+    """
+    pools = {p.name: p for p in site.pools}
+    out: dict[str, Assignment] = {}
+    refused: list[str] = []
+    for jid, a in run.items():
+        js = active.get(jid)
+        pool = pools.get(a.pool)
+        if js is None or pool is None:
+            refused.append(jid)
+            continue
+        if pool.gpus < js.job.gpus or not pool_matches(pool, js.job):
+            log.warning("policy placed job %s in ineligible pool %s: refused", jid, a.pool)
+            refused.append(jid)
+            continue
+        if js.state == "running" and a.pool != js.pool and not js.job.preemptible:
+            out[jid] = Assignment(js.pool or a.pool, a.power_fraction)  # cannot move: stays
+            continue
+        out[jid] = a
+    for jid, js in active.items():
+        if js.state == "running" and jid not in out and (js.job.must_run or not js.job.preemptible):
+            out[jid] = Assignment(js.pool or site.pools[0].name, js.power_fraction)
+    return out, refused
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPlan:
+    """What a tick does to the executor, in the order it must be done: stop first (frees GPUs and power),
+    then change power limits, then start."""
+
+    preempt: tuple[str, ...]  # running jobs absent from the run set, or moved to another pool
+    set_power: tuple[tuple[str, float], ...]  # (job_id, new fraction) of jobs that keep running
+    start: tuple[tuple[str, Assignment], ...]  # queued (or moved) jobs to start
+
+
+def order_actions(run: Mapping[str, Assignment], running: Mapping[str, tuple[str, float]]) -> ActionPlan:
+    """The :class:`ActionPlan` that turns ``running`` (job id -> (pool, fraction)) into ``run``. Pure."""
+    preempt = tuple(jid for jid, (pool, _) in running.items() if jid not in run or run[jid].pool != pool)
+    moved = set(preempt)
+    set_power: list[tuple[str, float]] = []
+    start: list[tuple[str, Assignment]] = []
+    for jid, a in run.items():
+        cur = running.get(jid)
+        if cur is None or jid in moved:
+            start.append((jid, a))
+        elif abs(a.power_fraction - cur[1]) > 1e-12:
+            set_power.append((jid, a.power_fraction))
+    return ActionPlan(preempt, tuple(set_power), tuple(start))
+
+
+def start_candidates(site: Site, job: Job, a: Assignment) -> list[Assignment]:
+    """Where to try to start ``job``: the decided pool, then (inference only: it is served where it fits,
+    because the policy plans at pool level and nodes may be fragmented) every other eligible pool at full
+    power."""
+    out = [a]
+    if job.must_run:
+        out += [
+            Assignment(p.name, 1.0)
+            for p in site.pools
+            if p.name != a.pool and p.gpus >= job.gpus and pool_matches(p, job)
+        ]
+    return out
+
+
+# ------------------------------------------------------------------------------ inference reserve
+
+
+class InferenceReserve:
+    """Expected inference GPUs per pool over the planning horizon, from the demand seen so far.
+
+    Inference is released slot by slot (one job per slot of the service), so a policy never sees next
+    slot's demand. This forecaster keeps the demand observed at each tick, per *home pool* (the first of
+    :func:`~scheduler.policies.capacity.inference_pool_order`: the largest eligible pool), and predicts slot
+    ``s + h`` as ``ceil((1 + margin) * max(recent, seasonal))``, where ``recent`` is the peak of the last
+    ``lookback_s`` and ``seasonal`` the peak within ``+-season_window_s`` of the same time of day on the
+    latest observed day (diurnal traffic). Observed slots only; pure (no clock, no I/O), so the service can
+    use it as the simulator does.
+    """
+
+    def __init__(
+        self,
+        pool_names: Sequence[str],
+        slot_s: float,
+        *,
+        margin: float = 0.2,
+        lookback_s: float = 4 * 3600.0,
+        season_s: float = 86400.0,
+        season_window_s: float = 3600.0,
+    ) -> None:
+        if margin < 0 or lookback_s <= 0 or season_s <= 0 or season_window_s < 0 or slot_s <= 0:
+            raise InputError(
+                f"InferenceReserve: margin {margin} must be >= 0, lookback_s {lookback_s}, season_s {season_s} and "
+                f"slot_s {slot_s} > 0, season_window_s {season_window_s} >= 0"
+            )
+        self.pool_names = tuple(pool_names)
+        self.margin = float(margin)
+        self.lookback = max(1, int(math.ceil(lookback_s / slot_s)))
+        self.season = max(1, int(round(season_s / slot_s)))
+        self.window = int(math.ceil(season_window_s / slot_s))
+        self._keep = 3 * self.season + self.lookback + 2 * self.window
+        self._origin: int | None = None
+        self._hist = np.zeros((len(self.pool_names), 0))
+        self._seen = np.zeros(0, dtype=bool)
+
+    def observe(self, slot: int, demand_gpus: Mapping[str, float]) -> None:
+        """Record the inference GPUs demanded at ``slot`` per home pool (missing pools: 0)."""
+        if self._origin is None:
+            self._origin = int(slot)
+        i = int(slot) - self._origin
+        if i < 0:
+            return
+        if i >= self._hist.shape[1]:
+            grow = max(i + 1 - self._hist.shape[1], self._hist.shape[1], 64)
+            self._hist = np.concatenate([self._hist, np.zeros((self._hist.shape[0], grow))], axis=1)
+            self._seen = np.concatenate([self._seen, np.zeros(grow, dtype=bool)])
+        self._hist[:, i] = [float(demand_gpus.get(n, 0.0)) for n in self.pool_names]
+        self._seen[i] = True
+        if i >= 2 * self._keep:  # forget what no forecast looks at any more
+            drop = i - self._keep
+            self._hist = self._hist[:, drop:]
+            self._seen = self._seen[drop:]
+            self._origin += drop
+
+    def forecast(self, slot: int, horizon_slots: int) -> dict[str, NDArray[np.int64]]:
+        """Pool name -> ``(horizon_slots,)`` GPUs to keep for inference, index 0 = ``slot``."""
+        n = max(int(horizon_slots), 1)
+        p = len(self.pool_names)
+        if self._origin is None or p == 0:
+            return {name: np.zeros(n, dtype=np.int64) for name in self.pool_names}
+        now = int(slot) - self._origin
+        hist = np.where(self._seen, self._hist, 0.0)[:, : max(now + 1, 0)]
+        if hist.shape[1] == 0:
+            return {name: np.zeros(n, dtype=np.int64) for name in self.pool_names}
+        recent = hist[:, max(0, now + 1 - self.lookback) :].max(axis=1)  # (P,)
+        # seasonal: peak around the same time of day on the latest day that is observed for each h
+        h = np.arange(n)
+        k = np.maximum(1, np.ceil((h + self.window) / self.season)).astype(np.int64)
+        centre = now + h - k * self.season
+        w = self.window
+        padded = np.concatenate([np.zeros((p, w)), hist, np.zeros((p, w))], axis=1)
+        if w:
+            win = np.lib.stride_tricks.sliding_window_view(padded, 2 * w + 1, axis=1).max(axis=2)  # (P, L)
+        else:
+            win = padded
+        ok = (centre >= 0) & (centre < hist.shape[1])
+        seasonal = np.zeros((p, n))
+        seasonal[:, ok] = win[:, centre[ok]]
+        expected = np.maximum(recent[:, None], seasonal)
+        out = np.ceil((1.0 + self.margin) * expected - 1e-9).astype(np.int64)
+        return {name: out[i] for i, name in enumerate(self.pool_names)}
+
+
+def hold_for_reserve(
+    power: SitePower,
+    run: Mapping[str, Assignment],
+    jobs: Mapping[str, Job],
+    running: Mapping[str, str],
+    healthy_gpus: Mapping[str, int],
+    reserve: Mapping[str, Any],
+) -> tuple[dict[str, Assignment], tuple[str, ...]]:
+    """Hold back new starts of non-preemptible work that would take GPUs inference will need.
+
+    In each pool, running and newly started non-preemptible non-inference work may hold at most
+    ``healthy - max(inference now, peak of the reserve over the horizon)`` GPUs: what is left is inference's,
+    plus preemptible work that inference displaces when it comes. New starts are admitted highest priority
+    first (then submit time); the others stay queued. Returns (run, held ids). Pure: no executor calls.
+    """
+    healthy = power.healthy_array(healthy_gpus)
+    need = np.zeros(len(power.names))
+    for name, series in reserve.items():
+        i = power.index.get(name)
+        a = np.asarray(series, dtype=np.float64)
+        if i is not None and a.size:
+            need[i] = float(a.max())
+    inf_now = np.zeros(len(power.names))
+    fixed = np.zeros(len(power.names))
+    new: list[str] = []
+    for jid, a in run.items():
+        j = jobs[jid]
+        p = power.index[a.pool]
+        if j.must_run:
+            inf_now[p] += j.gpus
+        elif not j.preemptible:
+            if jid in running:
+                fixed[p] += j.gpus
+            else:
+                new.append(jid)
+    if not new:
+        return dict(run), ()
+    room = healthy - np.maximum(need, inf_now) - fixed
+    held: list[str] = []
+    for jid in sorted(new, key=lambda j: (-jobs[j].priority, jobs[j].submit_s, j)):
+        p = power.index[run[jid].pool]
+        if jobs[jid].gpus <= room[p] + 1e-9:
+            room[p] -= jobs[jid].gpus
+        else:
+            held.append(jid)
+    if not held:
+        return dict(run), ()
+    hs = set(held)
+    return {j: a for j, a in run.items() if j not in hs}, tuple(held)
+
+
 # ---------------------------------------------------------------------------------------- the loop
 
 TickObserver = Callable[[TickReport], None]
@@ -284,6 +501,8 @@ class ControlLoop:
         observers: Iterable[TickObserver] = (),
         tenant_info: Mapping[str, Any] | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        reserve: InferenceReserve | None = None,
+        tenant_info_fn: Callable[[ControlLoop], Mapping[str, Any]] | None = None,
     ) -> None:
         self.site = site
         self.executor = executor
@@ -294,7 +513,13 @@ class ControlLoop:
         self.slot_s = float(site.slot_s)
         self.observers: list[TickObserver] = list(observers)
         self.tenant_info: Mapping[str, Any] = tenant_info or {}
+        self.tenant_info_fn = tenant_info_fn  # when given: called each tick for Snapshot.tenant_info
         self._timer = timer
+        self.reserve = reserve if reserve is not None else InferenceReserve(self.power.names, self.slot_s)
+        self._elig = EligibilityCache(site)
+        self._must_run: dict[str, JobRecord] = {}  # released inference (queued or running)
+        self.usage_gpu_s: dict[tuple[str, int], float] = {}  # (tenant, day index since the epoch) -> GPU-s
+        self._made_room: list[str] = []
         self.records: dict[str, JobRecord] = {}
         self._pending: list[JobRecord] = []  # not yet submitted, sorted by submit_s descending (pop from end)
         self._active: dict[str, JobRecord] = {}  # queued or running, in release order
@@ -336,6 +561,7 @@ class ControlLoop:
         if rec.state == "pending":
             self._pending.remove(rec)
         if rec.state in ("pending", "queued", "running"):
+            self._must_run.pop(job_id, None)
             rec.state = "cancelled"
             rec.end_s = self.clock.now_s()
             rec.touch()
@@ -363,6 +589,7 @@ class ControlLoop:
                 rec.end_s = ev.time_s
                 del self._running[ev.job_id]
                 del self._active[ev.job_id]
+                self._must_run.pop(ev.job_id, None)
                 finished.append(ev.job_id)
             elif ev.kind == "failed":
                 rec.state = "queued"
@@ -386,6 +613,7 @@ class ControlLoop:
             self._active[rec.job.job_id] = rec
             if rec.job.must_run:
                 self._queued_inference[rec.job.job_id] = rec
+                self._must_run[rec.job.job_id] = rec
         expired = []
         for jid, rec in list(self._queued_inference.items()):
             j = rec.job
@@ -396,8 +624,20 @@ class ControlLoop:
                 rec.end_s = now
                 del self._active[jid]
                 del self._queued_inference[jid]
+                self._must_run.pop(jid, None)
                 expired.append(jid)
+        demand: dict[str, float] = {}
+        for rec in self._must_run.values():
+            home = self.home_pool(rec.job)
+            if home is not None:
+                demand[home] = demand.get(home, 0.0) + rec.job.gpus
+        self.reserve.observe(self.slot, demand)
         return expired
+
+    def home_pool(self, job: Job) -> str | None:
+        """Where inference is placed first and its expected demand booked: the largest eligible pool."""
+        order = inference_pool_order(self.site, self._elig(job))
+        return self.power.names[order[0]] if order else None
 
     def snapshot(self, forecast: EnergySeries) -> Snapshot:
         return Snapshot(
@@ -407,7 +647,8 @@ class ControlLoop:
             jobs=tuple(r.job_state() for r in self._active.values()),
             healthy_gpus=dict(self.executor.healthy_gpus()),
             forecast=forecast,
-            tenant_info=self.tenant_info,
+            tenant_info=self.tenant_info_fn(self) if self.tenant_info_fn is not None else self.tenant_info,
+            inference_reserve_gpus=self.reserve.forecast(self.slot, forecast.n_slots),
         )
 
     def decide(self, snapshot: Snapshot) -> tuple[Decisions, float]:
@@ -436,7 +677,24 @@ class ControlLoop:
         for jid, rec in self._running.items():
             if jid not in out and (rec.job.must_run or not rec.job.preemptible):
                 out[jid] = Assignment(rec.pool or self.power.names[0], rec.power_fraction)
+        # inference is served whatever the policy said: released demand it left out starts in its home pool
+        for jid, rec in self._must_run.items():
+            if jid not in out and rec.state == "queued":
+                home = self.home_pool(rec.job)
+                if home is not None:
+                    out[jid] = Assignment(home, 1.0)
         return out, refused
+
+    def hold(self, run: Mapping[str, Assignment], reserve: Mapping[str, Any]) -> tuple[dict[str, Assignment], tuple[str, ...]]:
+        """:func:`hold_for_reserve` on this loop's state (non-preemptible starts keep the reserve free)."""
+        return hold_for_reserve(
+            self.power,
+            run,
+            {jid: self.records[jid].job for jid in run},
+            self._running,
+            self.executor.healthy_gpus(),
+            reserve,
+        )
 
     def enforce(self, run: Mapping[str, Assignment], actual: EnergySeries) -> FastPathResult:
         return enforce_caps(
@@ -451,7 +709,11 @@ class ControlLoop:
         )
 
     def apply(self, run: Mapping[str, Assignment]) -> ApplyResult:
-        """Preempt running jobs absent from ``run`` (or moved pool), set power fractions, start new ones."""
+        """Preempt running jobs absent from ``run`` (or moved pool), set power fractions, start new ones.
+
+        Inference starts first; where its GPUs are not free on the nodes (the policy planned per pool, or it
+        did not see the demand coming), preemptible non-inference work in an eligible pool is preempted,
+        lowest priority and latest submitted first, until the inference fits (:meth:`make_room`)."""
         now = self.clock.now_s()
         preempted: list[tuple[str, float]] = []
         for jid in list(self._running):
@@ -460,18 +722,13 @@ class ControlLoop:
             if a is not None and a.pool == rec.pool:
                 continue
             lost = self.executor.preempt(jid, "policy" if a is None else f"move to {a.pool}")
-            rec.state = "queued"
-            rec.preemptions += 1
-            rec.lost_work_s += lost
-            rec.work_done_s = max(rec.work_done_s - lost, 0.0)
-            rec.checkpoint_work_s = rec.work_done_s
-            rec.nodes = ()
-            rec.touch()
-            del self._running[jid]
+            self._stopped(rec, lost)
             preempted.append((jid, lost))
         changed: list[str] = []
         starts: list[str] = []
         failed: list[str] = []
+        self._made_room: list[str] = []
+        new_starts: list[tuple[str, Assignment]] = []
         for jid, a in run.items():
             rec = self._active[jid]
             if rec.state == "running":
@@ -481,15 +738,14 @@ class ControlLoop:
                     rec.touch()
                     changed.append(jid)
                 continue
+            new_starts.append((jid, a))
+        new_starts.sort(key=lambda x: not self._active[x[0]].job.must_run)  # stable: inference first
+        for jid, a in new_starts:
+            rec = self._active[jid]
             placement = self.executor.start(rec.job, a.pool, a.power_fraction, rec.work_done_s)
             if placement is None and rec.job.must_run:
-                # inference is served where it fits: the policy planned at pool level, nodes may be fragmented
-                for p in self.site.pools:
-                    if p.name != a.pool and p.gpus >= rec.job.gpus and pool_matches(p, rec.job):
-                        placement = self.executor.start(rec.job, p.name, 1.0, rec.work_done_s)
-                        if placement is not None:
-                            a = Assignment(p.name, 1.0)
-                            break
+                placement, a, lost_list = self.make_room(rec, a)
+                preempted.extend(lost_list)
             if placement is None:
                 failed.append(jid)
                 continue
@@ -503,6 +759,63 @@ class ControlLoop:
             self._running[jid] = rec
             starts.append(jid)
         return ApplyResult(tuple(starts), tuple(preempted), tuple(changed), tuple(failed))
+
+    def _stopped(self, rec: JobRecord, lost: float) -> None:
+        """Bookkeeping of a running job the loop preempted (it goes back to the queue)."""
+        rec.state = "queued"
+        rec.preemptions += 1
+        rec.lost_work_s += lost
+        rec.work_done_s = max(rec.work_done_s - lost, 0.0)
+        rec.checkpoint_work_s = rec.work_done_s
+        rec.nodes = ()
+        rec.touch()
+        del self._running[rec.job.job_id]
+
+    def make_room(self, rec: JobRecord, a: Assignment) -> tuple[Any, Assignment, list[tuple[str, float]]]:
+        """Start inference ``rec`` somewhere: the planned pool, then every eligible pool in
+        :func:`inference_pool_order`, preempting preemptible non-inference work there when the free GPUs
+        (plus that work's) can hold it. Returns (placement or None, assignment used, [(preempted id, lost_s)])."""
+        job = rec.job
+        order = [self.power.index[a.pool]] + [
+            p for p in inference_pool_order(self.site, self._elig(job)) if self.power.names[p] != a.pool
+        ]
+        for p in order:  # without preempting anything
+            name = self.power.names[p]
+            if name != a.pool:
+                placement = self.executor.start(job, name, 1.0, rec.work_done_s)
+                if placement is not None:
+                    return placement, Assignment(name, 1.0), []
+        for p in order:
+            name = self.power.names[p]
+            if not pool_matches(self.site.pools[p], job) or self.site.pools[p].gpus < job.gpus:
+                continue
+            free = int(self.executor.free_gpus_by_node(name).sum())
+            victims = sorted(
+                (r for r in self._running.values() if r.pool == name and r.job.preemptible and not r.job.must_run),
+                key=lambda r: (r.job.priority, -r.job.submit_s, r.job.job_id),
+            )
+            if free + sum(v.job.gpus for v in victims) < job.gpus:
+                continue
+            lost_list: list[tuple[str, float]] = []
+            for v in victims:
+                # an executor that places inference as a gang of whole nodes may need more than the count:
+                # go on while the start fails, but never free more than twice what the inference needs
+                if free >= 2 * job.gpus:
+                    break
+                lost = self.executor.preempt(v.job.job_id, f"room for inference {job.job_id}")
+                self._stopped(v, lost)
+                free += v.job.gpus
+                lost_list.append((v.job.job_id, lost))
+                self._made_room.append(v.job.job_id)
+                if free < job.gpus:
+                    continue
+                placement = self.executor.start(job, name, 1.0, rec.work_done_s)
+                if placement is not None:
+                    log.info("inference %s: preempted %d job(s) in %s to make room", job.job_id, len(lost_list), name)
+                    return placement, Assignment(name, 1.0), lost_list
+            return None, a, lost_list
+        log.warning("inference %s (%d GPUs): no eligible pool can make room", job.job_id, job.gpus)
+        return None, a, []
 
     def advance(self, actual: EnergySeries) -> tuple[list[str], dict[str, Any]]:
         """Let one slot pass; account the slot. Returns (finished ids, slot accounting)."""
@@ -592,6 +905,7 @@ class ControlLoop:
         snap = self.snapshot(forecast)
         decisions, decide_s = self.decide(snap)
         run, refused = self.sanitize(decisions.run)
+        run, held = self.hold(run, snap.inference_reserve_gpus)
         fp = self.enforce(run, actual)
         applied = self.apply(fp.run)
         violations: list[str] = []
@@ -644,6 +958,8 @@ class ControlLoop:
             inference_served_gpus=int(inf_served),
             decide_s=float(decide_s),
             plan=plan_diagnostics(decisions.plan),
+            held=held,
+            made_room=tuple(self._made_room),
         )
         log.info(
             "tick slot=%d facility=%.0fW import=%.0fW cap=%.0fW wind=%.0fW starts=%d preempt=%d finish=%d queued=%d",

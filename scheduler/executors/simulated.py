@@ -9,6 +9,9 @@ Semantics (DESIGN sections 2 and 4):
   node with the fewest free GPUs that still holds it, lowest index on ties). A larger job needs
   ``ceil(g / gpus_per_node)`` *whole* free nodes; it uses ``gpus_per_node`` GPUs on each but the last, and
   the remainder of the last node stays free for others.
+- Inference (``job.must_run``) is a service of independent replicas, not a gang: its GPUs may come from any
+  nodes of the pool (still all or nothing), the most occupied nodes first so whole nodes stay free for
+  training gangs. Node fragmentation therefore never keeps inference out of a pool with enough free GPUs.
 - Progress: a job at power fraction ``f`` in pool ``p`` does ``speed_p(f) * dt`` seconds of full-speed work
   in ``dt`` seconds (``kernels.power.speed``). It is finished when its work reaches ``duration_s``; the
   ``finished`` event carries the exact completion time inside the step.
@@ -173,7 +176,18 @@ class SimulatedExecutor:
                 f"job {job.job_id!r}: work_done_s {work_done_s!r} must lie in [0, duration_s={job.duration_s})"
             )
         g, gpn = job.gpus, ps.gpus_per_node
-        if g <= gpn:
+        if job.must_run and g > 1:
+            # an inference service is replicas, not a gang: its GPUs may come from any nodes of the pool.
+            # Take the most occupied nodes first, so whole nodes stay free for training gangs.
+            have = np.flatnonzero(ps.free > 0)
+            if int(ps.free[have].sum()) < g:
+                return None
+            order = have[np.argsort(ps.free[have], kind="stable")]
+            take = np.minimum(ps.free[order], np.maximum(g - (np.cumsum(ps.free[order]) - ps.free[order]), 0))
+            used = take > 0
+            nodes = tuple(int(x) for x in order[used])
+            per_node = tuple(int(x) for x in take[used])
+        elif g <= gpn:
             cand = ps.free >= g
             if not cand.any():
                 return None

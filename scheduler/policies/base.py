@@ -48,6 +48,12 @@ class Snapshot:
     healthy_gpus: Mapping[str, int]
     forecast: EnergySeries
     tenant_info: Mapping[str, Any] = field(default_factory=dict)  # quotas, commitments (control plane)
+    # Expected inference demand per pool over the horizon: pool name -> (T,) GPUs, index 0 = the current
+    # slot, safety margin included (scheduler.control.InferenceReserve). Inference arrives slot by slot, so
+    # policies never see next slot's inference jobs: non-preemptible work must leave these GPUs free (the
+    # control loop holds back starts that would not), and a planner can treat them as must-run load.
+    # Empty: no reserve known.
+    inference_reserve_gpus: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

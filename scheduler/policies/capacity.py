@@ -54,6 +54,11 @@ class SitePower:
     def _it(self, active: NDArray, busy: NDArray, healthy: NDArray) -> float:
         return float(it_power_w(active, busy, healthy, self.idle_w, self.host_w_per_gpu)[0])
 
+    @property
+    def gpu_w_full(self) -> NDArray[np.float64]:
+        """(P,) facility watts one busy GPU at full power adds over an idle GPU, per pool."""
+        return self._gpu_w0 + self._gpu_w_slope
+
     def gpu_w(self, pool_idx: int, f: float) -> float:
         """Facility watts one busy GPU at fraction ``f`` adds over an idle GPU in pool ``pool_idx``."""
         return float(self._gpu_w0[pool_idx] + self._gpu_w_slope[pool_idx] * f)
@@ -109,6 +114,12 @@ class CapacityProfile:
         self.wind_w = np.asarray(fc.wind_w[:t], dtype=np.float64)
         self.carbon_g_per_kwh = np.asarray(fc.carbon_g_per_kwh[:t], dtype=np.float64)
         self.budget_w = SitePower.budget_w(self.wind_w, fc.grid_cap_w[:t], fc.site_max_w[:t])
+        # inference expected in later slots (slot 0's is known: it is queued or running): its GPUs and
+        # power are booked from slot 1 on, so no job is started into capacity the next slots' inference needs
+        self.reserve = reserve_array(power, snapshot.inference_reserve_gpus, t)
+        if t > 1 and self.reserve.any():
+            self.free[:, 1:] -= self.reserve[:, 1:]
+            self.load_w[1:] += (self.reserve[:, 1:] * power.gpu_w_full[:, None]).sum(axis=0)
 
     def slots_needed(self, remaining_s: float, pool_idx: int, f: float = 1.0) -> int:
         sp = self.power.speed(pool_idx, f)
@@ -153,6 +164,29 @@ class CapacityProfile:
             if bad[e] - bad[s] == 0:
                 return int(s)
         return None
+
+
+def reserve_array(power: SitePower, reserve: Mapping[str, object], n_slots: int) -> NDArray[np.float64]:
+    """``Snapshot.inference_reserve_gpus`` as a ``(P, n_slots)`` array (missing pools and slots: 0; a
+    shorter series holds its last value)."""
+    out = np.zeros((len(power.names), n_slots))
+    for name, series in reserve.items():
+        p = power.index.get(name)
+        if p is None:
+            continue
+        a = np.asarray(series, dtype=np.float64).reshape(-1)
+        if a.size == 0:
+            continue
+        k = min(a.size, n_slots)
+        out[p, :k] = a[:k]
+        out[p, k:] = a[-1]
+    return out
+
+
+def inference_pool_order(site: Site, pools: Iterable[int]) -> list[int]:
+    """Eligible pools in the order inference is placed: largest first (the first is its *home* pool, where
+    :class:`scheduler.control.InferenceReserve` books its expected demand), site order on ties."""
+    return sorted(pools, key=lambda p: (-site.pools[p].gpus, p))
 
 
 class EligibilityCache:
@@ -227,7 +261,7 @@ def start_inference(
         job = js.job
         if not job.must_run:
             continue
-        pools = eligible(job)
+        pools = inference_pool_order(power.site, eligible(job))
         target = next((p for p in pools if profile.free[p, 0] >= job.gpus), None)
         if target is None:
             best_room, best_p = -1.0, None
