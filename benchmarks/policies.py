@@ -68,6 +68,8 @@ class PolicyRow:
     deadline_jobs: int
     deadline_misses: int
     cap_violations: int
+    preemptions: int
+    lost_work_gpu_h: float
     inference_served_pct: float
     decide_ms_mean: float
     wall_s: float
@@ -112,6 +114,8 @@ def summarise(name: str, sim: Any, jobs: list[Any]) -> PolicyRow:
     records = sim.loop.records
     jobs = [j for j in jobs if not j.must_run]  # training / batch work; inference is reported as served %
     work_s = 0.0
+    lost_gpu_s = 0.0
+    preemptions = 0
     done = 0
     dl_jobs = 0
     misses = 0
@@ -119,6 +123,8 @@ def summarise(name: str, sim: Any, jobs: list[Any]) -> PolicyRow:
         rec = records[j.job_id]
         work_s += j.gpus * (j.duration_s if rec.state == "done" else rec.work_done_s)
         done += rec.state == "done"
+        preemptions += rec.preemptions
+        lost_gpu_s += j.gpus * rec.lost_work_s
         if j.deadline_s is not None and j.deadline_s <= end_s and not j.must_run:
             dl_jobs += 1
             if rec.state != "done" or rec.end_s is None or rec.end_s > j.deadline_s + 1e-6:
@@ -138,6 +144,8 @@ def summarise(name: str, sim: Any, jobs: list[Any]) -> PolicyRow:
         deadline_jobs=dl_jobs,
         deadline_misses=misses,
         cap_violations=sum(1 for r in reps if r.violations),
+        preemptions=preemptions,
+        lost_work_gpu_h=lost_gpu_s / 3600.0,
         inference_served_pct=100.0 * served / demand if demand else 100.0,
         decide_ms_mean=1000.0 * sum(r.decide_s for r in reps) / max(len(reps), 1),
         wall_s=float(sim.wall_s),

@@ -514,11 +514,13 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
     gr = _Grid(lo, hi, xs, n_cells)
     Gc = n_cells
     cell = np.where(act, np.minimum(gr.rank_np(np.where(act, env.b, hi)), Gc - 1), Gc - 1)
-    (Gw,) = _tables(xp, E, T, Gc, cell, [env.dw])
+    dwb = np.where(act, env.dw * np.where(act, env.b, 0.0), 0.0)
+    Gw, Gb = _tables(xp, E, T, Gc, cell, [env.dw, dwb])
     n = jb.n
     tau = xp.zeros(n, xp.f64)
     tau_w = xp.zeros(n, xp.f64)
     Hh = xp.zeros(E * (T + 1) * (Gc + 1), xp.f64)
+    jobs_val = 0.0
     if n:
         W = Gw.reshape(-1)
         off = jb.cls * ((T + 1) * (Gc + 1))
@@ -547,6 +549,14 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
         tau = xp.where(full, jb.rho, gr.low(xp, r1f))
         tau_w = gr.low(xp, r1f + 1.0) - gr.low(xp, r1f - 1.0)
         r2 = gr.rank(xp, tau - jb.ld)
+        # the jobs' part of the dual at these thresholds (exact for the on-time part: tau is a cell edge)
+        B = Gb.reshape(-1)
+        w1 = xp.take(W, o_dl + r1) - xp.take(W, o_rel + r1)
+        w2 = xp.take(W, o_T + r2) - xp.take(W, o_dl + r2)
+        b1 = xp.take(B, o_dl + r1) - xp.take(B, o_rel + r1)
+        b2 = xp.take(B, o_T + r2) - xp.take(B, o_dl + r2)
+        d = tau * w1 - b1 + (tau - jb.ld) * w2 - b2 + (jb.rho - tau) * jb.R
+        jobs_val = float(xp.to_numpy(xp.sum(jb.g * d)))
         Hh = xp.scatter_add(
             E * (T + 1) * (Gc + 1),
             xp.concatenate([o_rel + r1, o_dl + r1, o_dl + r2]),
@@ -559,6 +569,7 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
     N = xp.to_numpy(xp.take(suf, xp.asarray(Nidx, xp.i64))).reshape(E, T, S)
     N = np.where(act, N, 0.0)
     value, g_lam, g_mu = _slot_and_grad(c, pr, env, lam, mu, N)
+    value += jb.const - jobs_val + jb.dead_const
     return _DualOut(value=value, g_lam=g_lam, g_mu=g_mu, tau=tau, tau_w=tau_w), env
 
 
@@ -619,14 +630,88 @@ def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
 
 
 # -------------------------------------------------------------------------------------------- primal
+def _lookup(tab: NDArray[Any], pool: NDArray[np.int64], v: NDArray[np.int8]) -> NDArray[Any]:
+    """``tab[pool[j], v[j, t]]`` for a small per-pool table ``tab : (P, V)``, without (J, T) index arrays."""
+    if (tab == tab[:1]).all():
+        return tab[0][v]
+    out = np.empty(v.shape, dtype=tab.dtype)
+    for p in range(tab.shape[0]):  # pools
+        rows = pool == p
+        if rows.any():
+            out[rows] = tab[p][v[rows]]
+    return out
+
+
+def _group_rowsum(groups: NDArray[np.int64], n: int, w: NDArray[np.float64], m: NDArray[Any]) -> NDArray[np.float64]:
+    """``out[k] = sum_{j: groups[j] == k} w[j] * m[j]`` ``(n, T)`` by einsum (no BLAS threads: on a shared
+    machine OpenBLAS's threaded gemv can be 10x slower than this single-threaded kernel)."""
+    out = np.zeros((n, m.shape[1]))
+    mm = m.view(np.int8) if m.dtype == np.bool_ else m
+    for k in range(n):  # pools or tenants
+        rows = np.flatnonzero(groups == k)
+        if rows.size:
+            out[k] = np.einsum("j,jt->t", w[rows], mm[rows])
+    return out
+
+
+def _prefix_keep(d: NDArray[np.float32], cap: NDArray[np.float64], tol: float) -> NDArray[np.bool_]:
+    """Rows in priority order, ``d : (n, T)`` demand (0 where a row does not ask): keep a row's slot while
+    the prefix sum through that row stays within ``cap[t] + tol``. Only over-full slots need the prefix
+    sum, so only those columns are scanned."""
+    keep = np.ones(d.shape, dtype=bool)
+    if d.shape[0] == 0:
+        return keep
+    tot = d.sum(axis=0, dtype=np.float64)
+    cols = np.flatnonzero(tot > cap + tol)
+    if cols.size:
+        cs = np.cumsum(d[:, cols], axis=0, dtype=np.float64)
+        keep[:, cols] = cs <= cap[cols][None, :] + tol
+    return keep
+
+
+@dataclass(frozen=True, slots=True)
+class _Tabs:
+    """Per (pool, fraction index) tables for the primal."""
+
+    load: NDArray[np.float32]  # (P, V) facility watts per GPU above idle (0 at v = 0)
+    work: NDArray[np.float32]  # (P, V) work seconds per GPU and slot
+    down: NDArray[np.int8]  # (P, V) next lower level of the pool (itself at its lowest)
+    up: NDArray[np.int8]  # (P, V) next higher level of the pool (itself at its highest)
+    vmin: NDArray[np.int8]  # (P,) lowest level
+    vfull: NDArray[np.int8]  # (P,) the level used for f = 1
+
+
+def _tabs(c: _Clean, pr: _Prep) -> _Tabs:
+    P, V = c.P, pr.fv.size
+    load = (c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])).astype(np.float32)
+    load[:, 0] = 0.0
+    work = (pr.spd_pv * c.slot_s).astype(np.float32)
+    down = np.tile(np.arange(V, dtype=np.int8), (P, 1))
+    up = down.copy()
+    vmin = np.zeros(P, np.int8)
+    for p in range(P):  # pools
+        own = np.flatnonzero(pr.spd_pv[p] > 0)
+        vmin[p] = own[0]
+        for i, v in enumerate(own):  # a pool's few levels
+            down[p, v] = own[max(i - 1, 0)]
+            up[p, v] = own[min(i + 1, own.size - 1)]
+    v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
+    return _Tabs(load=load, work=work, down=down, up=up, vmin=vmin, vfull=pr.map_pv[:, v_full].astype(np.int8))
+
+
 def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
             lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
     """Integer plan from the thresholds at prices (lam, mu), repaired to satisfy every hard constraint.
 
     Returns ``vmat : (J, T) int8`` (index into ``Prep.fv``; 0 = not running) and ``pool : (J,)``.
+    Steps: each job's envelope choice at its threshold; a first-choice pool; NP windows; trim to the work
+    needed; a capacity-aware pool assignment (priority order, prefix sums per pool); the repair (pool GPUs,
+    then facility watts by LOWERING power levels before dropping, tenant quotas); fill rounds that hand the
+    headroom left to unfinished work at full and at the lowest power level; a final raise of power levels
+    where watts are left.
     """
     T, P, J, S = c.T, c.P, c.J, pr.S
-    V = pr.fv.size
+    tb = _tabs(c, pr)
     tau_np = xp.to_numpy(tau).astype(np.float32)
     tt = np.arange(T)[None, :]
     vmat = np.zeros((J, T), dtype=np.int8)
@@ -652,16 +737,14 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     if mrow.size:
         vmat[mrow] = np.where((tt >= c.ms[mrow, None]) & (tt < c.me[mrow, None]), v_full, 0)
     run = vmat > 0
-    # --- one pool per job: cheapest at the prices over its run slots (full-power cost), current if running
+    # --- first-choice pool: cheapest at the prices over its run slots (full-power cost), current if running
     cfull = lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T  # (T, P)
-    jc = run.astype(np.float32) @ cfull.astype(np.float32)  # (J, P)
+    jc = np.einsum("jt,tp->jp", run.view(np.int8), cfull.astype(np.float32))
     jc = np.where(c.eligible, jc, np.inf)
-    pool = jc.argmin(axis=1)
+    pref = np.argsort(jc, axis=1, kind="stable")  # (J, P) pools in order of cost
     keep_run = (c.rpool >= 0) & c.eligible[np.arange(J), np.maximum(c.rpool, 0)]
-    pool = np.where(keep_run, c.rpool, pool)
-    same_levels = bool((pr.map_pv == np.arange(V)[None, :]).all() or (pr.map_pv == pr.map_pv[:1]).all())
-    if not same_levels:
-        vmat = pr.map_pv[pool[:, None], vmat].astype(np.int8)
+    pool = np.where(keep_run, c.rpool, pref[:, 0])
+    vmat = _remap(pr, vmat, pool)
     # --- non-preemptible jobs: one contiguous window at full power (running ones start now)
     npj = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0))
     if npj.size:
@@ -689,174 +772,160 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
         rp = rp[anyrun]
         first = np.argmax(vmat[rp] > 0, axis=1)
         vmat[rp, 0] = vmat[rp, first]
-    vmat = _trim(c, pr, vmat, pool)
+    vmat = _trim(c, tb, vmat, pool)
     # --- priority order: forced first, then running, then value density
     forced = c.must | ((c.rpool >= 0) & ~c.preempt)
     cls_key = np.where(forced, 0, np.where(c.rpool >= 0, 1, 2))
     prio = np.lexsort((c.rel, c.gpus, c.R, c.dl, -pr.rho_on, cls_key))
-    vmat, pool = _repair(c, pr, vmat, pool, prio, forced)
-    vmat = _fill(c, pr, vmat, pool, prio, lam, mu)
+    pool = _assign_pools(c, vmat > 0, pool, pref, keep_run, prio)
+    vmat = _remap(pr, vmat, pool)
+    vmat, pool = _repair(c, pr, tb, vmat, pool, prio, forced)
+    for lowest in (False, True):  # fill rounds: full power, then the lowest level (more work per watt)
+        vmat = _fill(c, pr, tb, vmat, pool, prio, lam, mu, lowest=lowest)
+    vmat = _raise(c, pr, tb, vmat, pool, prio)
     return vmat, pool
 
 
-def _work_slot(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.float32]:
-    """Work seconds per (job, slot) from the fraction index and the pool (a small table look-up)."""
+def _remap(pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.int8]:
+    """Power-fraction indices moved onto each job's pool's own levels (a no-op when pools share levels)."""
     V = pr.fv.size
-    tab = (pr.spd_pv * c.slot_s).astype(np.float32)
-    if (tab == tab[:1]).all():
-        return tab[0][vmat]
-    return tab.reshape(-1)[pool[:, None] * V + vmat]
-
-
-def _trim(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.int8]:
-    """Drop the slots after a job has done all its work (earliest slots kept)."""
-    work = _work_slot(c, pr, vmat, pool)
-    before = np.cumsum(work, axis=1) - work
-    trim = (before >= (c.R + c.loss - 1e-3).astype(np.float32)[:, None]) & ~c.must[:, None]
-    vmat[trim] = 0
-    return vmat
-
-
-def _usage(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Busy GPUs ``(P, T)`` and facility watts ``(T,)`` of a plan, by two small matrix products."""
-    J = c.J
-    V = pr.fv.size
-    oh = np.zeros((J, c.P), dtype=np.float32)
-    oh[np.arange(J), pool] = c.gpus
-    busy = oh.T @ (vmat > 0).astype(np.float32)
-    load_pv = (c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])).astype(np.float32)
-    load_pv[:, 0] = 0.0
-    if (load_pv == load_pv[:1]).all():
-        ld = load_pv[0][vmat]
-    else:
-        ld = load_pv.reshape(-1)[pool[:, None] * V + vmat]
-    fac = c.base_w + c.gpus @ ld.astype(np.float64)
-    return busy.astype(np.float64), fac
-
-
-def _fill(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64], prio: NDArray[np.int64],
-          lam: NDArray[np.float64], mu: NDArray[np.float64]) -> NDArray[np.int8]:
-    """Hand the headroom left after the repair to unfinished preemptible work (priority order, prefix sums)."""
-    T, P = c.T, c.P
-    V = pr.fv.size
-    work = _work_slot(c, pr, vmat, pool)
-    done = work.sum(axis=1)
-    cand_j = np.flatnonzero(c.preempt & ~c.must & (done < c.R - 1e-3) & (c.rel < T))
-    if cand_j.size == 0:
+    if bool((pr.map_pv == np.arange(V)[None, :]).all() or (pr.map_pv == pr.map_pv[:1]).all()):
         return vmat
-    busy, fac = _usage(c, pr, vmat, pool)
-    tt = np.arange(T)[None, :]
-    v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
-    vf = pr.map_pv[pool[cand_j], v_full]
-    wfull = pr.spd_pv[pool[cand_j], vf] * c.slot_s
-    cfull = lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T  # (T, P)
-    rho_t = np.where(tt < c.dl[cand_j, None], pr.rho_on[cand_j, None], (pr.rho_on - pr.ldrop)[cand_j, None])
-    gain = rho_t * wfull[:, None] - np.minimum(cfull.T[pool[cand_j]], c.kappa[None, :] * (c.pue * (c.tdp - c.idle))[pool[cand_j], None])
-    cand = (vmat[cand_j] == 0) & (tt >= c.rel[cand_j, None]) & (gain > 0)
-    # each job asks only for the slots it still needs, its most valuable ones first
-    need = np.ceil((c.R[cand_j] + c.loss[cand_j] - done[cand_j]) / wfull - 1e-9)
-    order = np.argsort(np.where(cand, -gain, np.inf), axis=1, kind="stable")
-    pos = np.empty_like(order)
-    np.put_along_axis(pos, order, np.arange(T)[None, :], axis=1)
-    cand &= pos < need[:, None]
-    # priority order among candidates
-    rank = np.empty(c.J, dtype=np.int64)
-    rank[prio] = np.arange(c.J)
-    o = np.argsort(rank[cand_j], kind="stable")
-    cj, cd, vf_o = cand_j[o], cand[o], vf[o]
-    g = c.gpus[cj]
-    pl = pool[cj]
-    ok = cd.copy()
-    for p in range(P):  # pools
-        rows = np.flatnonzero(pl == p)
-        if rows.size:
-            cum = np.cumsum(np.where(ok[rows], g[rows, None], 0.0).astype(np.float32), axis=0)
-            ok[rows] &= cum <= (c.H[p] - busy[p])[None, :] + 1e-3
-    load_pv = c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])
-    ld = np.where(ok, (load_pv[pl, vf_o] * g)[:, None], 0.0)
-    cum = np.cumsum(ld, axis=0)
-    ok &= fac[None, :] + cum <= c.cap_w[None, :] * (1 - 1e-9)
-    if np.isfinite(c.quota).any():
-        oh = np.zeros((c.J, c.quota.size))
-        oh[np.arange(c.J), c.tenant] = c.gpus
-        used = oh.T @ (vmat > 0).astype(np.float64)
-        ten = c.tenant[cj]
-        for n in np.flatnonzero(np.isfinite(c.quota)):  # tenants with a quota
-            rows = np.flatnonzero(ten == n)
-            if rows.size:
-                cum = np.cumsum(np.where(ok[rows], g[rows, None], 0.0), axis=0)
-                ok[rows] &= cum <= c.quota[n] - used[n][None, :] + 1e-9
-    sub = vmat[cj]
-    sub[ok] = np.broadcast_to(vf_o[:, None], ok.shape)[ok].astype(np.int8)
-    vmat[cj] = sub
+    return _lookup(pr.map_pv.astype(np.int8), pool, vmat)
+
+
+def _trim(c: _Clean, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.int8]:
+    """Drop the slots after a job has done all its work (earliest slots kept)."""
+    rows = np.flatnonzero(~c.must & (vmat > 0).any(axis=1))
+    if rows.size == 0:
+        return vmat
+    sub = vmat[rows]
+    work = _lookup(tb.work, pool[rows], sub)
+    before = np.cumsum(work, axis=1) - work
+    sub[before >= (c.R + c.loss - 1e-3).astype(np.float32)[rows, None]] = 0
+    vmat[rows] = sub
     return vmat
 
 
-def _pool_prefix(c: _Clean, run: NDArray[np.bool_], g: NDArray[np.float64], pl: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """Rows in priority order; keep a row's slot while the pool's running GPU sum stays within its GPUs."""
-    keep = np.ones_like(run)
-    for p in range(c.P):  # pools
-        rows = np.flatnonzero(pl == p)
-        if rows.size:
-            cum = np.cumsum(np.where(run[rows], g[rows, None].astype(np.float32), np.float32(0)), axis=0)
-            keep[rows] = cum <= c.H[p][None, :] + 1e-3
-    return keep
+def _assign_pools(c: _Clean, run: NDArray[np.bool_], pool: NDArray[np.int64], pref: NDArray[np.int64],
+                  fixed: NDArray[np.bool_], prio: NDArray[np.int64]) -> NDArray[np.int64]:
+    """One pool per job that fits: jobs in (preference rank, pool) groups, most restrictive eligibility and
+    then priority first, each accepted while the pool's per-slot GPU prefix sum stays within its GPUs (two
+    passes per group). Running jobs keep their pool; a job that fits nowhere keeps its first choice (the
+    repair then trims it). Avoids the herding of every job of a class onto the pool that is cheapest by
+    a hair at the prices."""
+    P = c.P
+    asks = run.any(axis=1)
+    pool = pool.copy()
+    room = c.H - _group_rowsum(np.where(fixed & asks, pool, P), P, c.gpus, run)
+    todo = asks & ~fixed
+    if not todo.any() or P == 1:
+        return pool
+    rank = np.empty(c.J, np.int64)
+    rank[prio] = np.arange(c.J)
+    n_el = c.eligible.sum(axis=1)
+    key = n_el * (c.J + 1) + rank
+    done = ~todo
+    for k in range(P):  # preference rank
+        for p in range(P):  # pools
+            rows = np.flatnonzero(~done & (pref[:, k] == p) & c.eligible[:, p])
+            if rows.size == 0:
+                continue
+            rows = rows[np.argsort(key[rows], kind="stable")]
+            d = np.where(run[rows], c.gpus[rows, None].astype(np.float32), np.float32(0))
+            for _ in range(2):  # passes: accept, then retry the rest on the room left
+                ok = _prefix_keep(d, room[p], 1e-3).all(axis=1) if rows.size else np.zeros(0, bool)
+                acc = rows[ok]
+                if acc.size:
+                    pool[acc] = p
+                    done[acc] = True
+                    room[p] -= d[ok].sum(axis=0)
+                rows, d = rows[~ok], d[~ok]
+                if rows.size == 0:
+                    break
+    return pool
 
 
-def _repair(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64], prio: NDArray[np.int64],
-            forced: NDArray[np.bool_], rounds: int = 2) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
-    """Prefix-sum repair in priority order: pool GPUs (jobs that do not fit move to the eligible pool with
-    the most room, ``rounds`` times), facility watts, tenant quotas; NP jobs all or nothing."""
+def _repair(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64],
+            prio: NDArray[np.int64], forced: NDArray[np.bool_], rounds: int = 2) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
+    """Make the plan feasible, rows in priority order: pool GPUs (jobs that do not fit move to the eligible
+    pool with the most room, ``rounds`` times), facility watts (first lower power levels of the lowest-
+    priority preemptible jobs in over-full slots, top levels first, then drop), tenant quotas; a non-
+    preemptible job that loses a slot is dropped whole."""
     T, P = c.T, c.P
-    V = pr.fv.size
     v = vmat[prio]
     pl = pool[prio].copy()
     g = c.gpus[prio]
+    g32 = g.astype(np.float32)
     el = c.eligible[prio]
     rp = c.rpool[prio]
+    npre = ~c.preempt[prio]
+
+    def pool_keep(run: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        keep = np.ones_like(run)
+        for p in range(P):  # pools
+            rows = np.flatnonzero(pl == p)
+            if rows.size:
+                keep[rows] = _prefix_keep(np.where(run[rows], g32[rows, None], np.float32(0)), c.H[p], 1e-3)
+        return keep
+
     run = v > 0
     for _ in range(rounds):  # re-assignment rounds
-        keep = _pool_prefix(c, run, g, pl)
-        short = np.flatnonzero((run & ~keep).any(axis=1) & ~((rp >= 0) & ~c.preempt[prio]))
+        keep = pool_keep(run)
+        bad = run & ~keep
+        short = np.flatnonzero(bad.any(axis=1) & ~((rp >= 0) & npre))
         if short.size == 0:
             break
-        oh = np.zeros((c.J, P), dtype=np.float32)
-        oh[np.arange(c.J), pl] = g
-        used = oh.T @ (run & keep).astype(np.float32)
-        room = c.H - used
+        room = c.H - _group_rowsum(pl, P, g, run & keep)
         rs = run[short]
         lack = np.stack([(rs & (room[p][None, :] < g[short, None])).sum(axis=1) for p in range(P)], axis=1)
         lack = np.where(el[short], lack, T + 1)
         lack[np.arange(short.size), pl[short]] = T + 1  # its current pool is full: move
         best = lack.argmin(axis=1)
-        cur_bad = (run[short] & ~keep[short]).sum(axis=1)
+        cur_bad = bad[short].sum(axis=1)
         move = lack[np.arange(short.size), best] < cur_bad
         pl[short[move]] = best[move]
         if move.any():
             v[short[move]] = pr.map_pv[best[move][:, None], v[short[move]]].astype(np.int8)
-    run &= _pool_prefix(c, run, g, pl)
-    # facility watts (site max and grid cap), float32 prefix sums with a margin for their rounding
-    load_pv = (c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])).astype(np.float32)
-    load_pv[:, 0] = 0.0  # not running: nothing above idle
-    if (load_pv == load_pv[:1]).all():
-        ld = load_pv[0][np.where(run, v, 0)]
-    else:
-        ld = load_pv.reshape(-1)[pl[:, None] * V + np.where(run, v, 0)]
-    ld *= g.astype(np.float32)[:, None]
-    cum = np.cumsum(ld, axis=0)
-    room = (c.cap_w - c.base_w) * (1 - 1e-6) - 1.0
-    run &= cum <= room.astype(np.float32)[None, :]
+    run &= pool_keep(run)
+    v = np.where(run, v, 0).astype(np.int8)
+    run0 = run.copy()
+    # facility watts (site max and grid cap)
+    room_w = (c.cap_w - c.base_w) * (1 - 1e-6) - 1.0
+    ld = _lookup(tb.load, pl, v) * g32[:, None]
+    exc = ld.sum(axis=0, dtype=np.float64) - room_w
+    cols = np.flatnonzero(exc > 0)
+    if cols.size:
+        vs, lds, ex = v[:, cols], ld[:, cols], exc[cols]
+        can = (c.preempt & ~c.must)[prio]
+        for top in range(pr.fv.size - 1, 1, -1):  # lower the top levels first (least work lost per watt)
+            over = ex > 0
+            if not over.any():
+                break
+            cand = can[:, None] & (vs >= top) & over[None, :]
+            vd = _lookup(tb.down, pl, vs)
+            cand &= vd < vs
+            freed = np.where(cand, lds - _lookup(tb.load, pl, vd) * g32[:, None], np.float32(0))
+            below = np.cumsum(freed[::-1], axis=0, dtype=np.float64)[::-1] - freed  # freed by lower rows
+            low = cand & (below < ex[None, :])
+            vs = np.where(low, vd, vs)
+            ex = ex - np.where(low, freed, 0).sum(axis=0)
+            lds = np.where(low, lds - freed, lds)
+        keep = _prefix_keep(lds, room_w[cols], 0.0)
+        vs = np.where(keep, vs, 0).astype(np.int8)
+        v[:, cols] = vs
+    run = v > 0
     # tenant quotas
     if np.isfinite(c.quota).any():
         ten = c.tenant[prio]
         for n in np.flatnonzero(np.isfinite(c.quota)):  # tenants with a quota
             rows = np.flatnonzero(ten == n)
             if rows.size:
-                cum = np.cumsum(np.where(run[rows], g[rows, None], 0.0), axis=0)
-                run[rows] &= cum <= c.quota[n] + 1e-9
+                run[rows] &= _prefix_keep(np.where(run[rows], g32[rows, None], np.float32(0)),
+                                          np.full(T, c.quota[n]), 1e-9)
     # non-preemptible (not forced): a lost slot drops the whole job
     npm = (~c.preempt & ~c.must)[prio] & ~forced[prio]
-    lost = ((v > 0) & ~run).any(axis=1) & npm
+    lost = (run0 & ~run).any(axis=1) & npm
     run[lost] = False
     v = np.where(run, v, 0).astype(np.int8)
     out = np.empty_like(v)
@@ -864,6 +933,105 @@ def _repair(c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64
     pout = np.empty_like(pl)
     pout[prio] = pl
     return out, pout
+
+
+def _usage(c: _Clean, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Busy GPUs ``(P, T)`` and facility watts ``(T,)`` of a plan (per-pool einsums, no (J, T) index arrays)."""
+    busy = _group_rowsum(pool, c.P, c.gpus, vmat > 0)
+    fac = c.base_w.copy()
+    for p in range(c.P):  # pools
+        rows = np.flatnonzero(pool == p)
+        if rows.size:
+            fac += np.einsum("j,jt->t", c.gpus[rows], tb.load[p][vmat[rows]])
+    return busy, fac
+
+
+def _fill(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64], prio: NDArray[np.int64],
+          lam: NDArray[np.float64], mu: NDArray[np.float64], *, lowest: bool = False) -> NDArray[np.int8]:
+    """Hand the headroom left to unfinished preemptible work: each job asks for the slots it still needs,
+    its most valuable ones first (at full power, or at its pool's lowest level with ``lowest``); slots
+    accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas)."""
+    T, P = c.T, c.P
+    cand_j = np.flatnonzero(c.preempt & ~c.must & (c.rel < T) & (pool >= 0))
+    if cand_j.size == 0:
+        return vmat
+    sub = vmat[cand_j]
+    done = _lookup(tb.work, pool[cand_j], sub).sum(axis=1, dtype=np.float64)
+    short = done < c.R[cand_j] + c.loss[cand_j] - 1e-3
+    cand_j, sub, done = cand_j[short], sub[short], done[short]
+    if cand_j.size == 0:
+        return vmat
+    busy, fac = _usage(c, tb, vmat, pool)
+    tt = np.arange(T)[None, :]
+    pl = pool[cand_j]
+    vf = (tb.vmin if lowest else tb.vfull)[pl]
+    wlev = tb.work[pl, vf].astype(np.float64)
+    ldlev = tb.load[pl, vf].astype(np.float64)
+    rho_t = np.where(tt < c.dl[cand_j, None], pr.rho_on[cand_j, None], (pr.rho_on - pr.ldrop)[cand_j, None])
+    gain = rho_t * wlev[:, None] - (np.minimum(lam, c.kappa)[None, :] * ldlev[:, None] + mu[pl])
+    cand = (sub == 0) & (tt >= c.rel[cand_j, None]) & (gain > 0)
+    need = np.ceil((c.R[cand_j] + c.loss[cand_j] - done) / wlev - 1e-9)
+    order = np.argsort(np.where(cand, -gain, np.inf), axis=1, kind="stable")
+    pos = np.empty_like(order)
+    np.put_along_axis(pos, order, np.arange(T)[None, :], axis=1)
+    cand &= pos < need[:, None]
+    keep_rows = cand.any(axis=1)
+    if not keep_rows.any():
+        return vmat
+    rank = np.empty(c.J, dtype=np.int64)
+    rank[prio] = np.arange(c.J)
+    o = np.flatnonzero(keep_rows)
+    o = o[np.argsort(rank[cand_j[o]], kind="stable")]
+    cj, ok, vf_o, pl_o = cand_j[o], cand[o], vf[o], pl[o]
+    g = c.gpus[cj].astype(np.float32)
+    for p in range(P):  # pools
+        rows = np.flatnonzero(pl_o == p)
+        if rows.size:
+            ok[rows] &= _prefix_keep(np.where(ok[rows], g[rows, None], np.float32(0)), c.H[p] - busy[p], 1e-3)
+    ld = np.where(ok, (tb.load[pl_o, vf_o] * g)[:, None], np.float32(0))
+    ok &= _prefix_keep(ld, c.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0)
+    if np.isfinite(c.quota).any():
+        used = _group_rowsum(c.tenant, c.quota.size, c.gpus, vmat > 0)
+        ten = c.tenant[cj]
+        for n in np.flatnonzero(np.isfinite(c.quota)):  # tenants with a quota
+            rows = np.flatnonzero(ten == n)
+            if rows.size:
+                ok[rows] &= _prefix_keep(np.where(ok[rows], g[rows, None], np.float32(0)), c.quota[n] - used[n], 1e-9)
+    s2 = vmat[cj]
+    s2[ok] = np.broadcast_to(vf_o[:, None].astype(np.int8), ok.shape)[ok]
+    vmat[cj] = s2
+    return vmat
+
+
+def _raise(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64], prio: NDArray[np.int64]) -> NDArray[np.int8]:
+    """Watts left in a slot go to unfinished preemptible jobs running there below full power: one level up,
+    priority order, while the slot's facility prefix sum stays within its cap."""
+    rows = np.flatnonzero(c.preempt & ~c.must & (pool >= 0))
+    if rows.size == 0:
+        return vmat
+    sub = vmat[rows]
+    pl = pool[rows]
+    done = _lookup(tb.work, pl, sub).sum(axis=1, dtype=np.float64)
+    short = done < c.R[rows] + c.loss[rows] - 1e-3
+    up = _lookup(tb.up, pl, sub)
+    cand = short[:, None] & (sub > 0) & (up > sub)
+    if cand.any():  # worth it: the work gained beats the carbon of the extra watts (above the wind)
+        dw = _lookup(tb.work, pl, up) - _lookup(tb.work, pl, sub)
+        dl = _lookup(tb.load, pl, up) - _lookup(tb.load, pl, sub)
+        cand &= (pr.rho_on[rows, None] - pr.ldrop[rows, None]) * dw > c.kappa[None, :] * dl
+    if not cand.any():
+        return vmat
+    _, fac = _usage(c, tb, vmat, pool)
+    room = c.cap_w * (1 - 1e-6) - 1.0 - fac
+    rank = np.empty(c.J, dtype=np.int64)
+    rank[prio] = np.arange(c.J)
+    o = np.argsort(rank[rows], kind="stable")
+    rows, sub, up, cand, pl = rows[o], sub[o], up[o], cand[o], pl[o]
+    g = c.gpus[rows].astype(np.float32)
+    d = np.where(cand, (_lookup(tb.load, pl, up) - _lookup(tb.load, pl, sub)) * g[:, None], np.float32(0))
+    ok = cand & _prefix_keep(d, room, 0.0)
+    vmat[rows] = np.where(ok, up, sub)
+    return vmat
 
 
 # ---------------------------------------------------------------------------------------------- plan

@@ -7,12 +7,18 @@ One tick, for the current slot, is a pipeline of steps each callable alone in a 
    window has passed unserved is expired.
 3. :meth:`ControlLoop.snapshot` — an immutable :class:`~scheduler.policies.base.Snapshot`.
 4. :meth:`ControlLoop.decide` — ``policy.decide(snapshot)`` (the policy sees the forecast only).
+4b. :meth:`ControlLoop.sanitize` / :meth:`ControlLoop.hold` — drop what the policy may not do, start every
+   released inference job the policy left out (inference never misses capacity), and hold back starts of
+   non-preemptible work that would take GPUs the inference reserve keeps (:class:`InferenceReserve`: the
+   expected inference demand per pool over the horizon, also given to the policy in
+   ``Snapshot.inference_reserve_gpus``; :func:`hold_for_reserve`).
 5. :func:`enforce_caps` — the FAST PATH: the facility power of the decided set against the *actual* wind
    and caps of this slot; lower power fractions first (to each pool's minimum, lowest priority first),
    then drop new starts and preempt preemptible work, lowest priority first. Inference (must-run) and
    running non-preemptible jobs are never touched; if they alone break a cap it is recorded as a violation.
 6. :meth:`ControlLoop.apply` — preempt running jobs absent from the decisions, set power fractions, start
-   new ones (``start`` may return None: the job stays queued).
+   new ones (``start`` may return None: the job stays queued). Inference starts first; where its GPUs are
+   not free, :meth:`ControlLoop.make_room` preempts preemptible work of an eligible pool until it fits.
 7. :meth:`ControlLoop.advance` — let the slot pass (``executor.step``), account energy and carbon per slot
    and per job, and publish a :class:`TickReport` to the observers.
 
@@ -54,7 +60,11 @@ _TOL_W = 1e-6
 
 @dataclass(slots=True)
 class JobRecord:
-    """The control loop's bookkeeping for one job (mutable state, owned by the loop)."""
+    """The control loop's bookkeeping for one job (mutable state, owned by the loop).
+
+    Where and how the job ran is kept as run segments ``(first slot, n slots, power fraction, pool)``, not
+    one entry per slot; ``slots``, ``fractions``, ``run_fractions`` and ``pools_by_slot`` expand them (the
+    segment of a job running now reaches up to the loop's current slot)."""
 
     job: Job
     state: str = "pending"  # pending | queued | running | done | expired | cancelled
@@ -70,11 +80,11 @@ class JobRecord:
     lost_work_s: float = 0.0
     energy_j: float = 0.0
     carbon_g: float = 0.0
-    slots: list[int] = field(default_factory=list)
-    fractions: list[float] = field(default_factory=list)
-    run_fractions: list[float] = field(default_factory=list)
-    pools_by_slot: list[str] = field(default_factory=list)
+    segments: list[tuple[int, int, float, str]] = field(default_factory=list)
+    last_run_fraction: float = 1.0  # the share of its final slot a finished job ran
     _js: JobState | None = None
+    _open: tuple[int, float, str] | None = None  # (first slot, fraction, pool) of the segment running now
+    _now: list[int] | None = None  # the loop's current slot, shared by its records
 
     def job_state(self) -> JobState:
         js = self._js
@@ -93,6 +103,79 @@ class JobRecord:
 
     def touch(self) -> None:
         self._js = None
+
+    def _all_segments(self) -> list[tuple[int, int, float, str]]:
+        segs = list(self.segments)
+        if self._open is not None and self._now is not None:
+            first, f, pool = self._open
+            if self._now[0] > first:
+                segs.append((first, self._now[0] - first, f, pool))
+        return segs
+
+    @property
+    def slots(self) -> list[int]:
+        return [t for first, n, _, _ in self._all_segments() for t in range(first, first + n)]
+
+    @property
+    def fractions(self) -> list[float]:
+        return [f for _, n, f, _ in self._all_segments() for _ in range(n)]
+
+    @property
+    def pools_by_slot(self) -> list[str]:
+        return [p for _, n, _, p in self._all_segments() for _ in range(n)]
+
+    @property
+    def run_fractions(self) -> list[float]:
+        out = [1.0] * sum(n for _, n, _, _ in self._all_segments())
+        if out and self.state == "done":
+            out[-1] = self.last_run_fraction
+        return out
+
+
+class _RunTable:
+    """The running jobs as arrays (one row each), for the per-slot power and usage accounting."""
+
+    def __init__(self) -> None:
+        self.row: dict[str, int] = {}
+        self.free_rows: list[int] = []
+        self.n = 0
+        cap = 1024
+        self.used = np.zeros(cap, dtype=bool)
+        self.gpus = np.zeros(cap)
+        self.pool = np.zeros(cap, dtype=np.int64)
+        self.frac = np.zeros(cap)
+        self.tenant = np.zeros(cap, dtype=np.int64)
+        self.energy_j = np.zeros(cap)  # since the last flush into the record
+        self.carbon_g = np.zeros(cap)
+
+    def _grow(self) -> None:
+        cap = self.used.shape[0] * 2
+        for name in ("used", "gpus", "pool", "frac", "tenant", "energy_j", "carbon_g"):
+            a = getattr(self, name)
+            b = np.zeros(cap, dtype=a.dtype)
+            b[: a.shape[0]] = a
+            setattr(self, name, b)
+
+    def add(self, job_id: str, gpus: int, pool: int, frac: float, tenant: int) -> None:
+        if self.free_rows:
+            r = self.free_rows.pop()
+        else:
+            if self.n == self.used.shape[0]:
+                self._grow()
+            r = self.n
+            self.n += 1
+        self.row[job_id] = r
+        self.used[r] = True
+        self.gpus[r], self.pool[r], self.frac[r], self.tenant[r] = gpus, pool, frac, tenant
+        self.energy_j[r] = 0.0
+        self.carbon_g[r] = 0.0
+
+    def remove(self, job_id: str) -> tuple[float, float]:
+        """Free the job's row; returns its energy and carbon since the last flush."""
+        r = self.row.pop(job_id)
+        self.used[r] = False
+        self.free_rows.append(r)
+        return float(self.energy_j[r]), float(self.carbon_g[r])
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +258,7 @@ def enforce_caps(
     power: SitePower,
     run: Mapping[str, Assignment],
     jobs: Mapping[str, Job],
-    running: Mapping[str, str],
+    running: Mapping[str, Any],  # job id -> pool (only membership is used)
     healthy_gpus: Mapping[str, int],
     wind_w: float,
     grid_cap_w: float,
@@ -194,11 +277,17 @@ def enforce_caps(
     fr: dict[str, float] = {}
     pidx: dict[str, int] = {}
     load = power.base_w(healthy)
+    index = power.index
+    w0 = power._gpu_w0.tolist()
+    ws = power._gpu_w_slope.tolist()
+    fmin_p = power.min_power_fraction.tolist()
     for jid, a in run.items():
-        p = power.index[a.pool]
-        f = min(max(float(a.power_fraction), float(power.min_power_fraction[p])), 1.0)
-        fr[jid], pidx[jid] = f, p
-        load += jobs[jid].gpus * power.gpu_w(p, f)
+        p = index[a.pool]
+        f = a.power_fraction
+        f = fmin_p[p] if f < fmin_p[p] else (1.0 if f > 1.0 else float(f))
+        fr[jid] = f
+        pidx[jid] = p
+        load += jobs[jid].gpus * (w0[p] + ws[p] * f)
     lowered: list[tuple[str, float, float]] = []
     dropped: list[str] = []
     if load > budget + _TOL_W:
@@ -250,7 +339,9 @@ def enforce_caps(
                     fr[jid] += up
                     load += up * per_f
         lowered = [(j, f0, fr[j]) for j, f0, _ in lowered if j in fr and fr[j] < f0 - 1e-12]
-    new_run = {jid: Assignment(run[jid].pool, fr[jid]) for jid in run if jid in fr}
+    new_run = {
+        jid: a if a.power_fraction == fr[jid] else Assignment(a.pool, fr[jid]) for jid, a in run.items() if jid in fr
+    }
     violation = max(load - budget, 0.0) if load > budget + _TOL_W else 0.0
     return FastPathResult(
         run=new_run,
@@ -429,7 +520,7 @@ def hold_for_reserve(
     power: SitePower,
     run: Mapping[str, Assignment],
     jobs: Mapping[str, Job],
-    running: Mapping[str, str],
+    running: Mapping[str, Any],  # the jobs running now (membership only)
     healthy_gpus: Mapping[str, int],
     reserve: Mapping[str, Any],
 ) -> tuple[dict[str, Assignment], tuple[str, ...]]:
@@ -476,6 +567,24 @@ def hold_for_reserve(
     return {j: a for j, a in run.items() if j not in hs}, tuple(held)
 
 
+class _JobsOf(Mapping[str, Job]):
+    """``records`` seen as job id -> Job, without building a dict each tick."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: Mapping[str, JobRecord]) -> None:
+        self._records = records
+
+    def __getitem__(self, job_id: str) -> Job:
+        return self._records[job_id].job
+
+    def __iter__(self) -> Any:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
 # ---------------------------------------------------------------------------------------- the loop
 
 TickObserver = Callable[[TickReport], None]
@@ -518,8 +627,13 @@ class ControlLoop:
         self.reserve = reserve if reserve is not None else InferenceReserve(self.power.names, self.slot_s)
         self._elig = EligibilityCache(site)
         self._must_run: dict[str, JobRecord] = {}  # released inference (queued or running)
-        self.usage_gpu_s: dict[tuple[str, int], float] = {}  # (tenant, day index since the epoch) -> GPU-s
         self._made_room: list[str] = []
+        self._tab = _RunTable()
+        self._now = [self.slot]  # shared with the records: the end of their open run segments
+        self._slot_t0 = 0.0
+        self._tenants: list[str] = []
+        self._tenant_idx: dict[str, int] = {}
+        self.usage: dict[tuple[str, str], list[float]] = {}  # (tenant, UTC day) -> [gpu_s, energy_j, carbon_g]
         self.records: dict[str, JobRecord] = {}
         self._pending: list[JobRecord] = []  # not yet submitted, sorted by submit_s descending (pop from end)
         self._active: dict[str, JobRecord] = {}  # queued or running, in release order
@@ -544,6 +658,7 @@ class ControlLoop:
         check_jobs_fit(self.site, new, "jobs")
         for j in new:
             rec = JobRecord(job=j)
+            rec._now = self._now
             self.records[j.job_id] = rec
             self._pending.append(rec)
         if new:
@@ -555,7 +670,7 @@ class ControlLoop:
             raise InputError(f"unknown job {job_id!r}")
         if rec.state == "running":
             self.executor.preempt(job_id, "cancelled")
-            self._running.pop(job_id, None)
+            self._run_stop(rec, self.slot)
         if rec.state in ("running", "queued"):
             self._active.pop(job_id, None)
         if rec.state == "pending":
@@ -587,7 +702,8 @@ class ControlLoop:
                 rec.work_done_s = rec.job.duration_s
                 rec.checkpoint_work_s = rec.job.duration_s
                 rec.end_s = ev.time_s
-                del self._running[ev.job_id]
+                rec.last_run_fraction = min(max((ev.time_s - self._slot_t0) / self.slot_s, 0.0), 1.0)
+                self._run_stop(rec, self.slot + 1)
                 del self._active[ev.job_id]
                 self._must_run.pop(ev.job_id, None)
                 finished.append(ev.job_id)
@@ -598,7 +714,7 @@ class ControlLoop:
                 rec.work_done_s = max(rec.work_done_s - ev.lost_s, 0.0)
                 rec.checkpoint_work_s = rec.work_done_s
                 rec.nodes = ()
-                del self._running[ev.job_id]
+                self._run_stop(rec, self.slot)
                 failed.append(ev.job_id)
             rec.touch()
         return finished, failed
@@ -666,7 +782,7 @@ class ControlLoop:
             if rec is None or a.pool not in self.power.index:
                 refused.append(jid)
                 continue
-            if not pool_matches(self.site.pool(a.pool), rec.job) or self.site.pool(a.pool).gpus < rec.job.gpus:
+            if self.power.index[a.pool] not in self._elig(rec.job):  # labels, sovereignty, size (cached)
                 log.warning("policy placed job %s in ineligible pool %s: refused", jid, a.pool)
                 refused.append(jid)
                 continue
@@ -685,12 +801,14 @@ class ControlLoop:
                     out[jid] = Assignment(home, 1.0)
         return out, refused
 
-    def hold(self, run: Mapping[str, Assignment], reserve: Mapping[str, Any]) -> tuple[dict[str, Assignment], tuple[str, ...]]:
+    def hold(
+        self, run: Mapping[str, Assignment], reserve: Mapping[str, Any]
+    ) -> tuple[dict[str, Assignment], tuple[str, ...]]:
         """:func:`hold_for_reserve` on this loop's state (non-preemptible starts keep the reserve free)."""
         return hold_for_reserve(
             self.power,
             run,
-            {jid: self.records[jid].job for jid in run},
+            _JobsOf(self.records),
             self._running,
             self.executor.healthy_gpus(),
             reserve,
@@ -700,8 +818,8 @@ class ControlLoop:
         return enforce_caps(
             self.power,
             run,
-            {jid: self.records[jid].job for jid in run},
-            {jid: r.pool or "" for jid, r in self._running.items()},
+            _JobsOf(self.records),
+            self._running,
             self.executor.healthy_gpus(),
             float(actual.wind_w[0]),
             float(actual.grid_cap_w[0]),
@@ -727,14 +845,14 @@ class ControlLoop:
         changed: list[str] = []
         starts: list[str] = []
         failed: list[str] = []
-        self._made_room: list[str] = []
+        self._made_room = []
         new_starts: list[tuple[str, Assignment]] = []
         for jid, a in run.items():
             rec = self._active[jid]
             if rec.state == "running":
                 if abs(a.power_fraction - rec.power_fraction) > 1e-12:
                     self.executor.set_power_fraction(jid, a.power_fraction)
-                    rec.power_fraction = a.power_fraction
+                    self._run_power(rec, a.power_fraction)
                     rec.touch()
                     changed.append(jid)
                 continue
@@ -749,14 +867,11 @@ class ControlLoop:
             if placement is None:
                 failed.append(jid)
                 continue
-            rec.state = "running"
-            rec.pool = a.pool
-            rec.power_fraction = a.power_fraction
+            self._run_start(rec, a)
             rec.nodes = placement.nodes
             if rec.first_start_s is None:
                 rec.first_start_s = now
             rec.touch()
-            self._running[jid] = rec
             starts.append(jid)
         return ApplyResult(tuple(starts), tuple(preempted), tuple(changed), tuple(failed))
 
@@ -769,7 +884,82 @@ class ControlLoop:
         rec.checkpoint_work_s = rec.work_done_s
         rec.nodes = ()
         rec.touch()
+        self._run_stop(rec, self.slot)
+
+    def _run_start(self, rec: JobRecord, a: Assignment) -> None:
+        rec.state = "running"
+        rec.pool = a.pool
+        rec.power_fraction = a.power_fraction
+        rec._open = (self.slot, a.power_fraction, a.pool)
+        self._tab.add(rec.job.job_id, rec.job.gpus, self.power.index[a.pool], a.power_fraction,
+                      self._tenant_index(rec.job.tenant))  # fmt: skip
+        self._running[rec.job.job_id] = rec
+
+    def _close_segment(self, rec: JobRecord, end_slot: int) -> None:
+        if rec._open is not None:
+            first, f, pool = rec._open
+            if end_slot > first:
+                rec.segments.append((first, end_slot - first, f, pool))
+            rec._open = None
+
+    def _run_stop(self, rec: JobRecord, end_slot: int) -> None:
+        """The job no longer runs: close its segment at ``end_slot`` (exclusive), flush its energy."""
+        self._close_segment(rec, end_slot)
+        e, c = self._tab.remove(rec.job.job_id)
+        rec.energy_j += e
+        rec.carbon_g += c
         del self._running[rec.job.job_id]
+
+    def _run_power(self, rec: JobRecord, f: float) -> None:
+        self._close_segment(rec, self.slot)
+        rec.power_fraction = f
+        rec._open = (self.slot, f, rec.pool or "")
+        self._tab.frac[self._tab.row[rec.job.job_id]] = f
+
+    def _tenant_index(self, tenant: str) -> int:
+        i = self._tenant_idx.get(tenant)
+        if i is None:
+            i = self._tenant_idx[tenant] = len(self._tenants)
+            self._tenants.append(tenant)
+        return i
+
+    def flush_usage(self) -> None:
+        """Move the energy and carbon of jobs running now into their records (reports read records)."""
+        tab = self._tab
+        for jid, r in tab.row.items():
+            rec = self.records[jid]
+            rec.energy_j += float(tab.energy_j[r])
+            rec.carbon_g += float(tab.carbon_g[r])
+            tab.energy_j[r] = 0.0
+            tab.carbon_g[r] = 0.0
+
+    def tenant_usage(self) -> dict[str, Any]:
+        """Per-tenant usage in the shapes of the state store (``scheduler.accounting.accounts`` inputs):
+        ``totals`` {tenant: {gpu_s, energy_j, carbon_g}}, ``daily`` [{tenant, day, gpu_s, energy_j, carbon_g}],
+        ``running_gpus`` and ``demand_gpus`` (queued + running) {tenant: GPUs}, and ``slot_demand_gpu_s``
+        {tenant: GPU-seconds its queued and running work could use in the next slot at full power}."""
+        totals: dict[str, dict[str, float]] = {}
+        daily = []
+        for (t, day), (gs, ej, cg) in sorted(self.usage.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            daily.append({"tenant": t, "day": day, "gpu_s": gs, "energy_j": ej, "carbon_g": cg})
+            tot = totals.setdefault(t, {"gpu_s": 0.0, "energy_j": 0.0, "carbon_g": 0.0})
+            tot["gpu_s"] += gs
+            tot["energy_j"] += ej
+            tot["carbon_g"] += cg
+        running: dict[str, int] = {}
+        demand: dict[str, int] = {}
+        slot_demand: dict[str, float] = {}
+        dt = self.slot_s
+        for rec in self._active.values():
+            j = rec.job
+            t = j.tenant
+            demand[t] = demand.get(t, 0) + j.gpus
+            rem = j.duration_s - rec.work_done_s
+            slot_demand[t] = slot_demand.get(t, 0.0) + j.gpus * (dt if rem > dt else max(rem, 0.0))
+            if rec.state == "running":
+                running[t] = running.get(t, 0) + j.gpus
+        return {"totals": totals, "daily": daily, "running_gpus": running, "demand_gpus": demand,
+                "slot_demand_gpu_s": slot_demand}  # fmt: skip
 
     def make_room(self, rec: JobRecord, a: Assignment) -> tuple[Any, Assignment, list[tuple[str, float]]]:
         """Start inference ``rec`` somewhere: the planned pool, then every eligible pool in
@@ -818,70 +1008,82 @@ class ControlLoop:
         return None, a, []
 
     def advance(self, actual: EnergySeries) -> tuple[list[str], dict[str, Any]]:
-        """Let one slot pass; account the slot. Returns (finished ids, slot accounting)."""
+        """Let one slot pass; account the slot. Returns (finished ids, slot accounting).
+
+        Vectorised over the running jobs (:class:`_RunTable`): peak power at the slot start, mean power with
+        the run fraction of jobs that finish inside the slot, per-job energy and carbon, per-tenant usage."""
         t0 = self.clock.now_s()
         dt = self.slot_s
+        pw = self.power
         healthy = self.executor.healthy_gpus()
-        healthy_a = self.power.healthy_array(healthy)
-        at_start = list(self._running.values())
-        n_p = len(self.power.names)
-        peak_active = np.zeros(n_p)
-        peak_busy = np.zeros(n_p)
-        for rec in at_start:
-            p = self.power.index[rec.pool or ""]
-            peak_active[p] += rec.job.gpus * rec.power_fraction * self.power.tdp_w[p]
-            peak_busy[p] += rec.job.gpus
-        peak_w = self.power.facility_w(peak_active, peak_busy, healthy_a)
-        finished, _ = self.ingest(self.executor.step(dt))
-        end_of: dict[str, float] = {jid: self.records[jid].end_s or t0 + dt for jid in finished}
-        active = np.zeros(n_p)
-        busy = np.zeros(n_p)
-        fracs: list[tuple[JobRecord, int, float]] = []
-        for rec in at_start:
-            p = self.power.index[rec.pool or ""]
-            frac = 1.0
-            if rec.job.job_id in end_of:
-                frac = min(max((end_of[rec.job.job_id] - t0) / dt, 0.0), 1.0)
-            active[p] += rec.job.gpus * rec.power_fraction * self.power.tdp_w[p] * frac
-            busy[p] += rec.job.gpus * frac
-            fracs.append((rec, p, frac))
+        healthy_a = pw.healthy_array(healthy)
+        tab = self._tab
+        m = tab.n
+        n_p = len(pw.names)
+        pool = tab.pool[:m]
+        g = tab.gpus[:m]
+        frac = tab.frac[:m]
+        runf = tab.used[:m].astype(np.float64)
+        gpu_w = g * frac * pw.tdp_w[pool]
+        peak_w = pw.facility_w(
+            np.bincount(pool, weights=gpu_w * runf, minlength=n_p),
+            np.bincount(pool, weights=g * runf, minlength=n_p),
+            healthy_a,
+        )
+        self._slot_t0 = t0
+        events = self.executor.step(dt)
+        for ev in events:
+            if ev.kind == "finished" and ev.job_id in tab.row:
+                runf[tab.row[ev.job_id]] = min(max((ev.time_s - t0) / dt, 0.0), 1.0)
+        active = np.bincount(pool, weights=gpu_w * runf, minlength=n_p)
+        busy = np.bincount(pool, weights=g * runf, minlength=n_p)
         wind = float(actual.wind_w[0])
         ci = float(actual.carbon_g_per_kwh[0])
         tl = facility_timeline(
-            self.power.pue,
-            dt,
-            active[:, None],
-            busy[:, None],
-            healthy_a[:, None],
-            self.power.idle_w,
-            self.power.host_w_per_gpu,
-            np.array([wind]),
-            np.array([ci]),
-        )
+            pw.pue, dt, active[:, None], busy[:, None], healthy_a[:, None], pw.idle_w, pw.host_w_per_gpu,
+            np.array([wind]), np.array([ci]),
+        )  # fmt: skip
         fac = float(tl["facility_w"][0])
         imp = float(tl["grid_import_w"][0])
         carbon = float(tl["carbon_g"][0])
-        for rec, p, frac in fracs:
-            job_w = self.power.pue * rec.job.gpus * (rec.power_fraction * self.power.tdp_w[p] + self.power.host_w_per_gpu[p])
-            rec.energy_j += job_w * dt * frac
-            if fac > 0:
-                rec.carbon_g += carbon * (job_w * frac) / fac
-            rec.slots.append(self.slot)
-            rec.fractions.append(rec.power_fraction)
-            rec.run_fractions.append(frac)
-            rec.pools_by_slot.append(rec.pool or "")
+        # per job: its GPUs at their fraction plus their hosts' share, and that share of the slot's carbon
+        job_w = pw.pue * g * (frac * pw.tdp_w[pool] + pw.host_w_per_gpu[pool]) * runf
+        job_c = carbon * job_w / fac if fac > 0 else np.zeros(m)
+        tab.energy_j[:m] += job_w * dt
+        tab.carbon_g[:m] += job_c
+        if m:
+            day = actual.start_utc.date().isoformat()
+            nt = len(self._tenants)
+            ten = tab.tenant[:m]
+            by_t = (
+                np.bincount(ten, weights=g * runf * dt, minlength=nt),
+                np.bincount(ten, weights=job_w * dt, minlength=nt),
+                np.bincount(ten, weights=job_c, minlength=nt),
+            )
+            for i in np.flatnonzero(by_t[0] > 0).tolist():
+                u = self.usage.setdefault((self._tenants[i], day), [0.0, 0.0, 0.0])
+                u[0] += float(by_t[0][i])
+                u[1] += float(by_t[1][i])
+                u[2] += float(by_t[2][i])
+        finished, _ = self.ingest(events)
         # progress of jobs still running, from the executor's progress channel
         if self._running:
-            info = self.executor.running()
-            for jid, rec in self._running.items():
-                ri = info.get(jid)
-                if ri is not None:
-                    rec.work_done_s = ri.work_done_s
-                    rec.checkpoint_work_s = ri.checkpoint_work_s
-                    rec.touch()
+            prog = getattr(self.executor, "progress", None)
+            if prog is not None:
+                for jid, rec in self._running.items():
+                    rec.work_done_s, rec.checkpoint_work_s = prog(jid)
+                    rec._js = None
+            else:
+                info = self.executor.running()
+                for jid, rec in self._running.items():
+                    ri = info.get(jid)
+                    if ri is not None:
+                        rec.work_done_s = ri.work_done_s
+                        rec.checkpoint_work_s = ri.checkpoint_work_s
+                        rec._js = None
         acc = {
             "healthy": healthy,
-            "busy": {n: float(busy[i]) for i, n in enumerate(self.power.names)},
+            "busy": {n: float(busy[i]) for i, n in enumerate(pw.names)},
             "facility_w": fac,
             "facility_peak_w": peak_w,
             "grid_import_w": imp,
@@ -967,6 +1169,7 @@ class ControlLoop:
             len(report.preemptions), len(report.finishes), queued,
         )  # fmt: skip
         self.slot += 1
+        self._now[0] = self.slot
         if self.keep_reports:
             self.reports.append(report)
         for obs in self.observers:
@@ -1046,6 +1249,8 @@ def run_simulation(
     observers: Iterable[TickObserver] = (),
     progress: Callable[[int, int], None] | None = None,
     timer: Callable[[], float] = time.perf_counter,
+    tenant_info_fn: Callable[[ControlLoop], Mapping[str, Any]] | None = None,
+    reserve: InferenceReserve | None = None,
 ) -> SimulationResult:
     """Replay ``jobs`` on ``site`` against ``actual`` energy with the simulated executor and ``policy``.
 
@@ -1070,7 +1275,8 @@ def run_simulation(
     fc = forecaster if forecaster is not None else PerfectForecast(actual)
     clock = VirtualClock(0.0)
     ex = SimulatedExecutor(site, clock)
-    loop = ControlLoop(site, ex, policy, clock, jobs=jobs, observers=observers, timer=timer)
+    loop = ControlLoop(site, ex, policy, clock, jobs=jobs, observers=observers, timer=timer,
+                       tenant_info_fn=tenant_info_fn, reserve=reserve)  # fmt: skip
     by_slot: dict[int, list[NodeEvent]] = {}
     for ev in node_events:
         by_slot.setdefault(ev.slot, []).append(ev)
@@ -1081,6 +1287,7 @@ def run_simulation(
         loop.tick(actual.window(s, 1), fc.forecast(s, horizon_slots))
         if progress is not None:
             progress(s + 1, n)
+    loop.flush_usage()
     wall = timer() - t_start
     name = getattr(policy, "name", type(policy).__name__)
     return SimulationResult(site, name, loop, actual, n, horizon_slots, forecast_name, wall, loop.reports)

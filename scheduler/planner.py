@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,14 +69,32 @@ class PlanIndex:
     slot_s: float
     now_s: float
     slot: int
+    #: trailing rows that are not jobs of the snapshot (expected inference held as must-run load)
+    n_synthetic: int = 0
+    #: how the terminal value was set (clearing price, demand, capacity; empty for ``"max"``)
+    terminal: Mapping[str, float] = field(default_factory=dict)
 
     def job_row(self, job_id: str) -> int:
         return self.job_ids.index(job_id)
 
+    @property
+    def n_real(self) -> int:
+        return len(self.job_ids) - self.n_synthetic
+
 
 @dataclass(frozen=True, slots=True)
 class WeightSettings:
-    """How priorities, waiting time and tenant commitments become per-job weights (see module docstring)."""
+    """How priorities, waiting time, deadlines and tenant commitments become per-job weights, and what a
+    rolling horizon adds to the problem (see the module docstring).
+
+    ``terminal_value``: ``"max"`` values every GPU-second of work at ``weight_margin`` times the dearest
+    slot of the horizon (everything that fits is done within the horizon; what ``windward plan`` does);
+    ``"clearing"`` values work that may wait past the horizon at the horizon's *clearing price*
+    (:func:`clearing_value_g_per_gpu_s`: the marginal carbon at which the horizon's cheapest capacity
+    holds the backlog plus ``arrival_share`` of the expected arrivals), so work is deferred beyond the
+    horizon when the horizon's remaining slots are dearer than what the future is expected to offer.
+    Jobs that must start inside the horizon to meet their deadline keep the ``"max"`` weight.
+    """
 
     weight_margin: float = 2.0
     priority_base: float = 2.0
@@ -84,6 +102,24 @@ class WeightSettings:
     age_h: float = 24.0
     commitment_weight_factor: float = 10.0
     deadline_margin_slots: int = 1  # plan to finish this many slots before a reachable deadline
+    terminal_value: str = "max"  # "max" | "clearing"
+    clearing_margin: float = 1.0  # multiplies the clearing price
+    arrival_share: float = 0.5  # share of the expected arrivals' work counted as demand on the horizon
+    floor_quantile: float = 0.1  # value floor: this quantile of the horizon's per-GPU-second grid cost
+    restart_overhead_s: float = 0.0  # charged (as lost work) for preempting a running job: hysteresis
+    reserve_inference: bool = False  # expected inference (snapshot.inference_reserve_gpus) as must-run load
+
+    def __post_init__(self) -> None:
+        if self.terminal_value not in ("max", "clearing"):
+            raise InputError(f"WeightSettings.terminal_value: got {self.terminal_value!r}; allowed: 'max', 'clearing'")
+        for name in ("weight_margin", "priority_base", "age_h", "clearing_margin"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"WeightSettings.{name}: got {getattr(self, name)!r}; must be > 0")
+        for name in ("arrival_share", "restart_overhead_s", "max_priority_exponent"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"WeightSettings.{name}: got {getattr(self, name)!r}; must be >= 0")
+        if not 0.0 <= self.floor_quantile <= 1.0:
+            raise InputError(f"WeightSettings.floor_quantile: got {self.floor_quantile!r}; must be in [0, 1]")
 
 
 def _tenant_field(info: Any, key: str) -> Any:
@@ -124,6 +160,11 @@ def max_carbon_g_per_gpu_s(snapshot: Snapshot, carbon_g_per_kwh: np.ndarray) -> 
     return marginal_w / 3.6e6 * max(ci, 1.0)
 
 
+def settings_base(snapshot: Snapshot, carbon_g_per_kwh: np.ndarray, settings: WeightSettings) -> float:
+    """The base of :func:`job_weights` (g per GPU-second), before priority, age and commitment factors."""
+    return settings.weight_margin * max_carbon_g_per_gpu_s(snapshot, carbon_g_per_kwh)
+
+
 def job_weights(
     snapshot: Snapshot,
     carbon_g_per_kwh: np.ndarray,
@@ -147,14 +188,124 @@ def job_weights(
     return w, owed
 
 
+#: Job-id prefix of the must-run rows that stand for expected inference (never decisions).
+RESERVE_PREFIX = "~inference-reserve:"
+
+
+def _efficient_level(curve_f: np.ndarray, curve_s: np.ndarray, tdp_w: np.ndarray, idle_w: np.ndarray,
+                     min_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pool, the speed-curve point with the least marginal watts per unit of work: (fraction, speed)."""
+    ok = curve_f >= min_f[:, None] - 1e-9
+    per_work = np.where(ok, (curve_f * tdp_w[:, None] - idle_w[:, None]) / np.maximum(curve_s, 1e-9), np.inf)
+    k = np.argmin(per_work, axis=1)
+    rows = np.arange(curve_f.shape[0])
+    return curve_f[rows, k], curve_s[rows, k]
+
+
+def clearing_value_g_per_gpu_s(
+    problem: PlanProblem,
+    demand_gpu_s: float,
+    reserve_gpus: np.ndarray | None = None,
+    floor_quantile: float = 0.1,
+) -> tuple[float, dict[str, float]]:
+    """The horizon's clearing price of work (grams per GPU-second at full speed) and how it was found.
+
+    Capacity of the horizon, slot by slot, at each pool's most energy-efficient power level: the busy GPUs
+    that the site's wind covers above the base load (every healthy GPU idle plus host power, plus the
+    expected inference ``reserve_gpus : (P, T)`` at full power) cost nothing; the rest, up to the free GPUs
+    and the power budget ``min(site_max_w, grid_cap_w + wind_w)``, cost ``carbon_g_per_kwh`` per kWh of
+    their marginal power. Sorted by cost, the cheapest capacity that holds ``demand_gpu_s`` of work sets
+    the price (the dearest slot when the horizon cannot hold it). The result is at least the
+    ``floor_quantile`` of the per-slot grid cost, so work is never worth nothing. Pure numpy, O(T log T).
+    """
+    T = problem.n_slots
+    slot_s = float(problem.slot_s)
+    H = np.asarray(problem.pool_gpus, dtype=np.float64).reshape(problem.n_pools, -1)
+    if H.shape[1] != T:
+        H = np.repeat(H[:, :1], T, axis=1)
+    R = np.zeros_like(H) if reserve_gpus is None else np.minimum(np.asarray(reserve_gpus, dtype=np.float64), H)
+    tdp = np.asarray(problem.tdp_w, dtype=np.float64)
+    idle = np.asarray(problem.idle_w, dtype=np.float64)
+    host = np.asarray(problem.host_w_per_gpu, dtype=np.float64)
+    f_eff, s_eff = _efficient_level(np.asarray(problem.curve_f, dtype=np.float64),
+                                    np.asarray(problem.curve_s, dtype=np.float64), tdp, idle,
+                                    np.asarray(problem.min_power_fraction, dtype=np.float64))
+    pue = float(problem.pue)
+    free_gpus = np.maximum(H - R, 0.0)  # (P, T)
+    share = free_gpus / np.maximum(free_gpus.sum(axis=0, keepdims=True), 1e-9)
+    w_gpu = (share * (pue * (f_eff * tdp - idle))[:, None]).sum(axis=0)  # (T,) marginal W per busy GPU
+    w_gpu = np.maximum(w_gpu, 1e-9)
+    s_gpu = np.maximum((share * s_eff[:, None]).sum(axis=0), 1e-9)  # (T,) work per GPU-second
+    base_w = pue * ((H * (idle + host)[:, None]).sum(axis=0) + (R * (tdp - idle)[:, None]).sum(axis=0))
+    wind = np.asarray(problem.wind_w, dtype=np.float64)
+    budget = np.minimum(np.asarray(problem.site_max_w, dtype=np.float64),
+                        np.asarray(problem.grid_cap_w, dtype=np.float64) + wind)
+    avail = np.clip(np.minimum(free_gpus.sum(axis=0), (budget - base_w) / w_gpu), 0.0, None)
+    green = np.clip((wind - base_w) / w_gpu, 0.0, avail)
+    cost = np.asarray(problem.carbon_g_per_kwh, dtype=np.float64) * w_gpu / (3.6e6 * s_gpu)  # g / GPU-s
+    costs = np.concatenate([np.zeros(T), cost])
+    caps = np.concatenate([green * s_gpu, (avail - green) * s_gpu]) * slot_s
+    order = np.argsort(costs, kind="stable")
+    cum = np.cumsum(caps[order])
+    i = int(np.searchsorted(cum, demand_gpu_s, side="left"))
+    price = float(costs[order][i]) if i < cum.size else float(cost.max(initial=0.0))
+    floor = float(np.quantile(cost, floor_quantile)) if cost.size else 0.0
+    info = {"clearing_g_per_gpu_s": price, "floor_g_per_gpu_s": floor, "demand_gpu_s": float(demand_gpu_s),
+            "green_capacity_gpu_s": float((green * s_gpu).sum() * slot_s),
+            "capacity_gpu_s": float((avail * s_gpu).sum() * slot_s)}
+    return max(price, floor), info
+
+
+def _reserve_rows(snapshot: Snapshot, T: int, slot_s: float, nonpre_running: np.ndarray,
+                  pool_gpus: np.ndarray) -> tuple[list[tuple[str, int, int, int, int]], np.ndarray]:
+    """Expected inference as must-run rows: (id, pool, gpus, first slot, n slots), and the (P, T) GPUs.
+
+    Slot 0 is left out (this slot's inference is in the snapshot as jobs). The series is held at its peak
+    over blocks of ``ceil(T / 24)`` slots and run-length encoded, so a horizon adds a few dozen rows per
+    pool at most. GPUs are capped at what running non-preemptible work leaves of the pool.
+    """
+    pools = snapshot.site.pools
+    out = np.zeros((len(pools), T))
+    rows: list[tuple[str, int, int, int, int]] = []
+    if not snapshot.inference_reserve_gpus or T < 2:
+        return rows, out
+    block = max(1, math.ceil(T / 24))
+    for p, pool in enumerate(pools):
+        series = snapshot.inference_reserve_gpus.get(pool.name)
+        if series is None:
+            continue
+        r = np.asarray(series, dtype=np.float64).reshape(-1)
+        if r.size == 0:
+            continue
+        r = r[np.minimum(np.arange(T), r.size - 1)]
+        r = np.ceil(np.clip(r, 0.0, None) - 1e-9)
+        r[0] = 0.0
+        nb = math.ceil((T - 1) / block)
+        pad = np.concatenate([r[1:], np.zeros(nb * block - (T - 1))]).reshape(nb, block).max(axis=1)
+        r[1:] = np.repeat(pad, block)[: T - 1]
+        r = np.minimum(r, np.maximum(pool_gpus[p] - nonpre_running[p], 0.0))
+        out[p] = r
+        change = np.flatnonzero(np.diff(np.concatenate([[0.0], r, [0.0]])) != 0)
+        for a, b in zip(change[:-1], change[1:], strict=True):
+            g = int(r[a])
+            if g > 0:
+                rows.append((f"{RESERVE_PREFIX}{pool.name}:{snapshot.slot + a}", p, g, int(a), int(b - a)))
+    return rows, out
+
+
 def build_problem(
     snapshot: Snapshot,
     horizon_slots: int,
     *,
     weights: WeightSettings = WeightSettings(),
     energy_cost_weight_g_per_eur: float = 0.0,
+    expected_arrival_gpu_s_per_s: float = 0.0,
 ) -> tuple[PlanProblem, PlanIndex]:
-    """Flatten a snapshot into the optimiser's arrays (see the module docstring for each field)."""
+    """Flatten a snapshot into the optimiser's arrays (see the module docstring for each field).
+
+    ``expected_arrival_gpu_s_per_s``: the rate at which new (non-inference) work is expected to arrive
+    (GPU-seconds of work per second), used by ``terminal_value="clearing"`` to anticipate arrivals.
+    """
     if horizon_slots < 1:
         raise InputError(f"horizon_slots must be >= 1, got {horizon_slots}")
     site = snapshot.site
@@ -195,7 +346,8 @@ def build_problem(
                 raise InputError(f"snapshot: running job {js.job.job_id!r} is in unknown pool {js.pool!r}")
             running_pool[i] = pool_index[js.pool]
     preempt_loss = np.array(
-        [max(js.work_done_s - js.checkpoint_work_s, 0.0) if js.state == "running" else 0.0 for js in jobs],
+        [max(js.work_done_s - js.checkpoint_work_s, 0.0) + weights.restart_overhead_s if js.state == "running"
+         else 0.0 for js in jobs],
         dtype=np.float64,
     )
 
@@ -211,6 +363,62 @@ def build_problem(
     deadline = np.where(has_deadline & (deadline - margin >= earliest), deadline - margin, deadline)
     deadline = np.where(has_deadline & (deadline < earliest), earliest, deadline)
     deadline = np.where(owed, np.minimum(deadline, earliest), deadline)
+    # work that must start inside the horizon to meet its deadline, or is owed, keeps the full weight
+    needed = np.ceil(remaining / slot_s - 1e-9).astype(np.int64)
+    urgent = owed | (has_deadline & (deadline - needed < T))
+
+    # expected inference over the horizon as must-run load (it arrives slot by slot, so the snapshot holds
+    # only this slot's); rows go after the snapshot's jobs and never become decisions
+    nonpre = np.zeros(P)
+    np.add.at(nonpre, running_pool[(running_pool >= 0) & ~preemptible], gpus[(running_pool >= 0) & ~preemptible])
+    reserve_rows, reserve_pt = _reserve_rows(snapshot, T, slot_s, nonpre, pool_gpus[:, 0].astype(np.float64))
+    if not weights.reserve_inference:
+        reserve_rows = []
+
+    diag: dict[str, float] = {}
+    if weights.terminal_value == "clearing" and J:
+        horizon_end_s = T * slot_s
+        doable = np.minimum(remaining, np.maximum(horizon_end_s - release * slot_s, 0.0))
+        backlog = float((gpus * np.where(must_run, 0.0, doable)).sum())
+        demand = backlog + weights.arrival_share * max(expected_arrival_gpu_s_per_s, 0.0) * horizon_end_s
+        probe = PlanProblem(
+            slot_s=slot_s, pue=float(site.pue), wind_w=np.asarray(fc.wind_w, dtype=np.float64),
+            carbon_g_per_kwh=carbon, grid_cap_w=np.asarray(fc.grid_cap_w, dtype=np.float64),
+            site_max_w=np.asarray(fc.site_max_w, dtype=np.float64), pool_gpus=pool_gpus,
+            tdp_w=np.array([p.tdp_w for p in pools], dtype=np.float64),
+            idle_w=np.array([p.idle_w for p in pools], dtype=np.float64),
+            host_w_per_gpu=np.array([p.host_w_per_gpu for p in pools], dtype=np.float64),
+            min_power_fraction=np.array([p.min_power_fraction for p in pools], dtype=np.float64),
+            curve_f=curve_f, curve_s=curve_s, gpus=gpus[:0], remaining_s=remaining[:0], release=release[:0],
+            deadline=deadline[:0], weight=weight[:0], eligible=eligible[:0], must_run=must_run[:0],
+            preemptible=preemptible[:0], running_pool=running_pool[:0], preempt_loss_s=preempt_loss[:0],
+            tenant=np.zeros(0, dtype=np.int64), tenant_quota_gpus=np.zeros(0),
+        )
+        inference_now = np.zeros((P, T))
+        for i in np.flatnonzero(must_run & (release == 0)):
+            p_home = int(np.flatnonzero(eligible[i])[0]) if eligible[i].any() else 0
+            inference_now[p_home, 0] += gpus[i]
+        value, diag = clearing_value_g_per_gpu_s(probe, demand, reserve_pt + inference_now, weights.floor_quantile)
+        value *= weights.clearing_margin
+        factor = weight / max(settings_base(snapshot, carbon, weights), 1e-30)  # priority x age x commitment
+        weight = np.where(urgent, weight, np.minimum(value * factor, weight))
+        diag = {**diag, "value_g_per_gpu_s": value, "urgent_jobs": float(urgent.sum())}
+
+    if reserve_rows:
+        n = len(reserve_rows)
+        rp = np.array([r[1] for r in reserve_rows], dtype=np.int64)
+        gpus = np.concatenate([gpus, np.array([r[2] for r in reserve_rows], dtype=np.int64)])
+        remaining = np.concatenate([remaining, np.array([r[4] * slot_s for r in reserve_rows])])
+        release = np.concatenate([release, np.array([r[3] for r in reserve_rows], dtype=np.int64)])
+        deadline = np.concatenate([deadline, np.full(n, NO_DEADLINE, dtype=np.int64)])
+        weight = np.concatenate([weight, np.zeros(n)])
+        el = np.zeros((n, P), dtype=bool)
+        el[np.arange(n), rp] = True
+        eligible = np.concatenate([eligible, el])
+        must_run = np.concatenate([must_run, np.ones(n, dtype=bool)])
+        preemptible = np.concatenate([preemptible, np.zeros(n, dtype=bool)])
+        running_pool = np.concatenate([running_pool, np.full(n, -1, dtype=np.int64)])
+        preempt_loss = np.concatenate([preempt_loss, np.zeros(n)])
 
     tenants = tuple(sorted({js.job.tenant for js in jobs}))
     t_index = {t: i for i, t in enumerate(tenants)}
@@ -220,6 +428,9 @@ def build_problem(
         q = _tenant_field(snapshot.tenant_info.get(t) if snapshot.tenant_info else None, "quota_gpus")
         if q is not None:
             quota[i] = float(q)
+    if reserve_rows:  # inference counts against no tenant's quota
+        tenant = np.concatenate([tenant, np.full(len(reserve_rows), len(tenants), dtype=np.int64)])
+        quota = np.concatenate([quota, [np.inf]])
 
     problem = PlanProblem(
         slot_s=slot_s,
@@ -251,12 +462,14 @@ def build_problem(
         energy_cost_weight_g_per_eur=energy_cost_weight_g_per_eur,
     )
     index = PlanIndex(
-        job_ids=tuple(js.job.job_id for js in jobs),
+        job_ids=tuple(js.job.job_id for js in jobs) + tuple(r[0] for r in reserve_rows),
         pool_names=tuple(p.name for p in pools),
         tenants=tenants,
         slot_s=slot_s,
         now_s=float(snapshot.now_s),
         slot=int(snapshot.slot),
+        n_synthetic=len(reserve_rows),
+        terminal=diag,
     )
     return problem, index
 
@@ -265,7 +478,7 @@ def decisions_from_result(result: PlanResult, index: PlanIndex) -> Decisions:
     """Unflatten the first slot of a plan: every job with ``run[j, 0]`` runs in ``pool[j]`` at its fraction."""
     run: dict[str, Assignment] = {}
     if result.run.ndim == 2 and result.run.shape[0] == len(index.job_ids) and result.run.shape[1] > 0:
-        rows = np.flatnonzero(result.run[:, 0])
+        rows = np.flatnonzero(result.run[: index.n_real, 0])
         for j in rows.tolist():
             p = int(result.pool[j])
             if p < 0:

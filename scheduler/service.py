@@ -6,17 +6,32 @@ than the wall clock (``--tick-seconds S``: one slot of the site every ``S`` wall
 time). Its *epoch* (slot 0, the energy series' start) is fixed at the first start and kept in the state
 store, so a restart continues the same timeline. Inside the loop, times are seconds since the epoch.
 
-The tick (DESIGN section 4), every slot and at once (coalesced) on a submission, a cancel or a congestion
-event::
+The tick (DESIGN section 4), every slot and on events (a submission, a cancel, a congestion event), at most
+one event tick per ``min_event_tick_interval_s`` after the previous one ended (a burst costs one tick)::
 
-    1. advance the executor to now; persist finished / failed / preempted events and the usage accrued
-    2. stop running jobs whose tenant cancelled them (journalled)
-    3. snapshot: active jobs from the store + executor progress, forecast with congestion caps, tenant_info
+    1. intake: new rows of the store (by sequence number) join the in-memory ledger; cancellations
+    2. advance the executor to now; record finished / failed jobs (one transaction); accrue usage
+    3. snapshot: the ledger's JobStates, forecast with congestion caps, tenant_info
     4. decide: the policy plans the horizon and returns the first slot
-    5. apply: preempt, change power, start (each action journalled: intent row before, outcome after)
-    6. fast path: if the *actual* power of what now runs breaks a cap (wind short of forecast, a congestion
-       event), lower GPU power limits first, then preempt the lowest-priority preemptible work
-    7. publish: plan summary (per-slot dual prices), metrics
+    5. control.sanitize_run (eligible pools only, running must-run / non-preemptible work keeps running),
+       control.enforce_caps (the FAST PATH against this slot's ACTUAL wind and caps, congestion included:
+       lower GPU power limits first, then drop new starts / preempt the lowest-priority preemptible work),
+       control.order_actions (stop, then power, then start)
+    6. apply, journalled: ONE transaction of intents (durable before the executor is asked anything),
+       the executor calls, ONE transaction of outcomes (job states, audit rows)
+    7. one transaction of usage (per tenant every tick; per job and progress every ``progress_flush_s``),
+       then publish: plan summary (per-slot dual prices), metrics (job counts from the store's counters)
+
+One control loop, two ledgers. The decision steps are the functions :mod:`scheduler.control` shares with
+:class:`~scheduler.control.ControlLoop` (the simulator and ``windward demo``): ``enforce_caps``,
+``sanitize_run``, ``order_actions``, ``start_candidates``; the policy sees the same ``Snapshot``. The service
+does not run ``ControlLoop.tick`` itself because it owns a different ledger: (a) its jobs live in SQLite,
+the one source of truth, and every executor action must be journalled (intent before, outcome after) in
+batched transactions, which ``ControlLoop.apply`` (direct executor calls, in-memory records) has no place
+for; (b) it runs on wall time and ticks at arbitrary instants (events), while ``ControlLoop.advance`` steps
+exactly one slot and accounts it as a whole; (c) cancellations and submissions arrive from API threads at
+any moment. So the service keeps the journalled apply and the real-time accounting, and everything that
+decides is shared.
 
 ``Snapshot.tenant_info`` passed to the policy (one entry per tenant; built by
 :func:`scheduler.accounting.tenant_info`)::
@@ -34,6 +49,7 @@ and requeues the rest from its last checkpoint (the simulated executor loses eve
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -42,8 +58,10 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
@@ -55,19 +73,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler import accounting
 from scheduler.auth import Authenticator, Principal, admit_job, tenant_pools
+from scheduler.control import ActionPlan, enforce_caps, order_actions, sanitize_run, start_candidates
 from scheduler.energy import EnergySeries
 from scheduler.errors import ExecutorError, InputError
-from scheduler.control import enforce_caps
-from scheduler.jobs import Job, pool_matches
+from scheduler.jobs import Job
 from scheduler.models import JobSpec, Site, Tenant, TenantsFile
-from scheduler.policies.base import Assignment, JobState, Snapshot
+from scheduler.policies.base import JobState, Snapshot
 from scheduler.state import (
+    ActionIntent,
     Congestion,
     IdempotencyConflict,
     JobProgress,
     JobRecord,
+    PlainOutcome,
+    StartOutcome,
     StateStore,
+    StopOutcome,
+    SubmitQueue,
+    SubmitRequest,
     SubmitResult,
+    UsageDelta,
     iso_utc,
 )
 
@@ -108,7 +133,14 @@ class ServiceClock:
 
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
-    """What ``windward server`` was asked to run (``--tick-seconds``: wall seconds per slot; None: real time)."""
+    """What ``windward server`` was asked to run (``--tick-seconds``: wall seconds per slot; None: real time).
+
+    ``min_event_tick_interval_s``: an event (submission, cancel, congestion) never triggers a tick sooner
+    than this many wall seconds after the previous tick ended, so a burst of submissions costs one tick.
+    ``progress_flush_s``: running jobs' progress and per-job usage are written at most this often (and at
+    every stop); per-tenant usage is written every tick. A crash loses at most that much per-job display
+    progress, never a checkpoint the executor reported (resuming from an older one only repeats work).
+    """
 
     site: Site
     tenants: TenantsFile
@@ -122,7 +154,8 @@ class ServiceConfig:
     forecast: str = "perfect"
     policy: str = "windward"
     horizon_hours: float = 24.0
-    min_event_tick_interval_s: float = 0.25
+    min_event_tick_interval_s: float = 0.3
+    progress_flush_s: float = 5.0
     seed: int = 0
 
 
@@ -145,6 +178,7 @@ class TickOutcome:
     finished: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
     fast_path_power: int = 0
     fast_path_preempted: int = 0
     facility_w: float = 0.0
@@ -156,6 +190,7 @@ class TickOutcome:
     n_jobs: int = 0
     actual: EnergySeries | None = None
     busy_gpus: dict[str, int] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 def make_policy(name: str, horizon_hours: float) -> Policy:
@@ -166,20 +201,34 @@ def make_policy(name: str, horizon_hours: float) -> Policy:
 
 
 def make_executor(config: ServiceConfig, now_s: float) -> Executor:
-    """``simulated`` (virtual clock started at ``now_s``) or ``ray`` (connects to ``--address``)."""
+    """``simulated`` (virtual clock started at ``now_s``) or ``ray``: ``--address`` names a running cluster
+    (its live jobs are re-adopted); without it a local cluster of simulated GPU nodes is started from the
+    site file. Ray job actors run ``time_scale`` = the service clock's speed-up, and keep their checkpoints
+    next to the state file (``<state>.ray/``) so that a restarted server resumes them."""
     if config.executor == "simulated":
         from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
 
         return SimulatedExecutor(config.site, VirtualClock(now_s))
     if config.executor == "ray":
-        from scheduler.executors.ray_executor import RayExecutor  # type: ignore[import-not-found]
+        from scheduler.executors.ray_executor import RayExecutor
 
-        return RayExecutor(config.site, address=config.ray_address)  # type: ignore[no-any-return]
+        speedup = config.site.slot_s / config.tick_seconds if config.tick_seconds else 1.0
+        state_dir = None if config.state_path == ":memory:" else Path(config.state_path + ".ray")
+        ex = RayExecutor(config.site, address=config.ray_address, time_scale=speedup, state_dir=state_dir)
+        if config.ray_address is not None:
+            ex.adopt()
+        return ex  # type: ignore[return-value]
     raise InputError(f"--executor {config.executor!r}: allowed: ['ray', 'simulated']")
 
 
 class Service:
-    """The state-backed control plane. Thread-safe: API threads submit/cancel, one loop thread ticks."""
+    """The state-backed control plane. Thread-safe: API threads submit/cancel, one loop thread ticks.
+
+    The service holds an in-memory *ledger* of the active (queued and running) jobs: a
+    ``JobState`` per job, rebuilt from the store on every start, then kept current by the tick (new rows
+    are read by sequence number, cancellations arrive through :meth:`cancel`). The store stays the one
+    source of truth; the ledger only spares every tick a read of every active row.
+    """
 
     def __init__(
         self,
@@ -194,6 +243,7 @@ class Service:
         self.auth = Authenticator(config.tenants)
         self.tenants: dict[str, Tenant] = {t.name: t for t in config.tenants.tenants}
         self.tenant_pools: dict[str, tuple[str, ...]] = {t.name: tenant_pools(self.site, t) for t in config.tenants.tenants}
+        self._pool_labels = {p.name: dict(p.labels) for p in self.site.pools}
         self.store = StateStore(config.state_path)
         slot_s = self.site.slot_s
         wall_now = wall()
@@ -215,13 +265,16 @@ class Service:
 
         self._power = SitePower(self.site)
         self.executor: Executor = executor if executor is not None else make_executor(config, self.now_s())
+        # an executor on real time (Ray) advances by itself: the loop polls it; a simulated one is stepped
+        self._executor_self_timed = getattr(self.executor, "time_scale", None) is not None
         self._exec_now_s = self.now_s()
-        rec = self.store.recover(self.executor.running().keys(), self.clock.now_unix_s())
-        if rec.requeued or rec.adopted or rec.open_actions:
+        running_info = dict(self.executor.running())
+        rec = self.store.recover(running_info, self.clock.now_unix_s(), self._pool_labels)
+        if rec.requeued or rec.adopted or rec.open_actions or rec.orphans:
             log.warning(
                 "recovered state: %d running job(s) re-adopted, %d requeued from checkpoints (%.0f s of work "
-                "lost), %d interrupted action(s) closed",
-                len(rec.adopted), len(rec.requeued), rec.lost_work_s, rec.open_actions,
+                "lost), %d interrupted action(s) closed, %d orphan(s) stopped",
+                len(rec.adopted), len(rec.requeued), rec.lost_work_s, rec.open_actions, len(rec.orphans),
             )  # fmt: skip
         self.recovery = rec
         self._tick_lock = threading.Lock()
@@ -234,6 +287,22 @@ class Service:
         self._last_error: str | None = None
         self._metrics: Any = None
         self._metrics_lock = threading.Lock()
+        # the ledger of active jobs (class docstring), cancellations to act on, usage not yet written
+        self._ledger: dict[str, JobState] = {}
+        self._seen_seq = 0
+        self._cancels: set[str] = set()
+        self._cancels_lock = threading.Lock()
+        self._unflushed: dict[str, list[float]] = {}  # job id -> [gpu_s, energy_j, carbon_g] not yet written
+        self._tenant_pending: dict[str, list[float]] = {}  # tenant -> the same, accrued this tick
+        self._gone: dict[str, Job] = {}  # jobs that stopped running this tick (their usage is written now)
+        self._usage_day = accounting.day_key(self.clock.now_unix_s())
+        self._flushed_wall = -math.inf
+        self._tick_accounts: list[accounting.TenantAccount] = []
+        self._congestion_now: list[Congestion] = []
+        self._rebuild_ledger(running_info)
+        for jid in rec.orphans:  # running on the executor but finished / unknown in the store: stop it
+            self._journalled_stop_orphan(jid, "orphan after restart")
+        self.submissions = SubmitQueue(self.store, self.clock.now_unix_s, on_commit=self._on_commit)
 
     # ----------------------------------------------------------------------------------- time
 
@@ -263,21 +332,33 @@ class Service:
 
     # ------------------------------------------------------------------------------- API side
 
-    def submit(self, tenant: Tenant, spec: JobSpec, idempotency_key: str | None) -> SubmitResult:
-        """Admit (sovereignty, fit) and persist a job; wake the loop. Raises InputError / IdempotencyConflict."""
+    def _admit(self, tenant: Tenant, spec: JobSpec) -> None:
         probe = Job(
             job_id=spec.name, tenant=tenant.name, kind=spec.kind, submit_s=0.0, gpus=spec.gpus,
             duration_s=spec.duration_s, preemptible=spec.preemptible, pool=spec.pool,
             priority=spec.priority, jurisdiction=spec.requires.jurisdiction, clearance=spec.requires.clearance,
         )  # fmt: skip
         admit_job(self.site, tenant, probe)
-        res = self.store.submit(tenant.name, spec, idempotency_key, self.clock.now_unix_s())
-        if res.created:
+
+    def submit_future(self, tenant: Tenant, spec: JobSpec, idempotency_key: str | None) -> Future[SubmitResult]:
+        """Admit (sovereignty, fit: raises InputError at once) and queue the job for the group commit; the
+        future resolves once its row is on disk (or raises IdempotencyConflict)."""
+        self._admit(tenant, spec)
+        return self.submissions.put(SubmitRequest(tenant.name, spec, idempotency_key))
+
+    def submit(self, tenant: Tenant, spec: JobSpec, idempotency_key: str | None) -> SubmitResult:
+        """Admit and persist a job (blocking until durable); wakes the loop. Raises InputError /
+        IdempotencyConflict."""
+        return self.submit_future(tenant, spec, idempotency_key).result()
+
+    def _on_commit(self, results: Any) -> None:
+        if any(getattr(r, "created", False) for r in results):
             self._wake.set()
-        return res
 
     def cancel(self, job_id: str) -> JobRecord:
         rec = self.store.request_cancel(job_id, self.clock.now_unix_s())
+        with self._cancels_lock:
+            self._cancels.add(job_id)
         self._wake.set()
         return rec
 
@@ -304,16 +385,36 @@ class Service:
             "counts": {"running": len(running), "queued": len(queued)},
         }
 
+    def _since_day(self, now_unix_s: float) -> str:
+        """The first day any commitment period that contains now starts (the ISO week's Monday)."""
+        return accounting.period_start("week", now_unix_s).date().isoformat()
+
     def accounts(self) -> list[accounting.TenantAccount]:
+        """Every tenant's standing now, from the store (aggregate queries; the API's view)."""
+        now = self.clock.now_unix_s()
         return accounting.accounts(
             self.site,
             list(self.tenants.values()),
             self.store.usage_by_tenant(),
-            self.store.usage_daily(),
+            self.store.usage_daily(since_day=self._since_day(now)),
             self.store.running_gpus_by_tenant(),
             self.store.demand_gpus_by_tenant(),
-            self.clock.now_unix_s(),
+            now,
         )
+
+    def _ledger_accounts(self, now_unix_s: float) -> list[accounting.TenantAccount]:
+        """The same standing for the tick: GPUs running and demanded from the ledger (no scan of jobs)."""
+        running: dict[str, int] = {}
+        demand: dict[str, int] = {}
+        for s in self._ledger.values():
+            t = s.job.tenant
+            demand[t] = demand.get(t, 0) + s.job.gpus
+            if s.state == "running":
+                running[t] = running.get(t, 0) + s.job.gpus
+        return accounting.accounts(
+            self.site, list(self.tenants.values()), self.store.usage_by_tenant(),
+            self.store.usage_daily(since_day=self._since_day(now_unix_s)), running, demand, now_unix_s,
+        )  # fmt: skip
 
     def usage(self, tenant: str | None) -> dict[str, Any]:
         accts = [a for a in self.accounts() if tenant is None or a.tenant == tenant]
@@ -366,7 +467,8 @@ class Service:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=60)
+        self.submissions.close()
         self.executor.close()
         self.store.close()
 
@@ -379,11 +481,14 @@ class Service:
             except Exception as e:  # noqa: BLE001 - the loop must survive a bad tick and say why
                 self._last_error = f"{type(e).__name__}: {e}"
                 log.exception("tick failed")
+            ended = time.monotonic()
             next_slot_unix = self.epoch_unix_s + (math.floor(self.now_s() / slot_s) + 1) * slot_s
             wait_s = max(self.clock.wall_s_until(next_slot_unix), 0.0)
-            if self._wake.wait(timeout=wait_s):
-                # coalesce a burst of submissions into one tick
-                self._stop.wait(self.config.min_event_tick_interval_s)
+            if self._wake.wait(timeout=wait_s) and not self._stop.is_set():
+                # coalesce: a burst of events since the last tick costs one tick, at most one per interval
+                rest = self.config.min_event_tick_interval_s - (time.monotonic() - ended)
+                if rest > 0:
+                    self._stop.wait(rest)
             self._wake.clear()
 
     def tick(self) -> TickOutcome:
@@ -394,8 +499,9 @@ class Service:
             out.tick_s = time.perf_counter() - t0
             self._ticks += 1
             self._last_outcome = out
-            self.store.set_meta("last_tick_unix_s", repr(self.clock.now_unix_s()))
+            tp = time.perf_counter()
             self._publish_metrics(out)
+            out.timings_s["publish"] = time.perf_counter() - tp
             log.info(
                 "tick slot %d: %d jobs, %d started, %d preempted, %d finished, fast path %d/%d, "
                 "facility %.0f W (grid %.0f / cap %.0f W), plan %.3f s, tick %.3f s",
@@ -405,201 +511,335 @@ class Service:
             )  # fmt: skip
             return out
 
+    # -- the ledger
+    def _rebuild_ledger(self, running_info: Mapping[str, Any]) -> None:
+        """The active jobs from the store (after recovery), with the executor's view of running ones."""
+        self._ledger.clear()
+        self._seen_seq = 0
+        self._ingest(self.store.list_jobs(), running_info)
+
+    def _ingest(self, recs: list[JobRecord], running_info: Mapping[str, Any]) -> None:
+        for r in recs:
+            self._seen_seq = max(self._seen_seq, r.seq)
+            if r.state not in ("queued", "running") or r.id in self._ledger:
+                continue
+            job = r.to_job(self.epoch_unix_s, self.tenant_pools.get(r.tenant, ()))
+            ri = running_info.get(r.id) if r.state == "running" else None
+            if ri is not None:
+                self._ledger[r.id] = JobState(job, "running", ri.work_done_s, ri.checkpoint_work_s, ri.pool,
+                                              ri.power_fraction, tuple(ri.nodes))  # fmt: skip
+            elif r.state == "running":
+                self._ledger[r.id] = JobState(job, "running", r.work_done_s, r.checkpoint_work_s, r.pool,
+                                              r.power_fraction, r.nodes)  # fmt: skip
+            else:
+                self._ledger[r.id] = JobState(job, "queued", r.work_done_s, r.checkpoint_work_s, None)
+            if r.cancel_requested and r.state == "running":
+                with self._cancels_lock:
+                    self._cancels.add(r.id)
+
+    def _intake(self) -> list[str]:
+        """New submissions (by sequence number) and cancellations since the last tick. Returns the ids of
+        running jobs to stop because their tenant cancelled them (queued ones simply leave the ledger)."""
+        with self._cancels_lock:
+            cancels, self._cancels = self._cancels, set()
+        self._ingest(self.store.list_jobs(after_seq=self._seen_seq), {})
+        stop: list[str] = []
+        for jid in sorted(cancels):
+            s = self._ledger.get(jid)
+            if s is None:
+                continue
+            if s.state == "running":
+                stop.append(jid)
+            else:
+                del self._ledger[jid]  # the store cancelled it already (request_cancel)
+        return stop
+
     # -- 1. advance the executor
-    def _advance(self, out: TickOutcome, now_s: float) -> None:
+    def _advance(self, out: TickOutcome, now_s: float) -> dict[str, Any]:
+        """Let the executor reach ``now_s``; record finished / failed jobs (one transaction) and accrue the
+        usage of what ran since the last tick. Returns the executor's running jobs now."""
         dt = max(now_s - self._exec_now_s, 0.0)
-        running_before = dict(self.executor.running())
-        events = self.executor.step(dt)
+        # what ran since the last tick, as the ledger knows it (pool, power fraction, GPUs)
+        running_before = {j: s for j, s in self._ledger.items() if s.state == "running"}
+        events = self.executor.step(0.0 if self._executor_self_timed else dt)
         t_prev = self._exec_now_s
         self._exec_now_s = now_s
         now_unix = self.epoch_unix_s + now_s
         end_of: dict[str, float] = {}
+        stops: list[StopOutcome] = []
         for ev in events:
-            if ev.job_id is None:
+            if ev.job_id is None or ev.job_id not in self._ledger:
                 continue
+            t_ev = min(max(ev.time_s, t_prev), now_s) if not self._executor_self_timed else now_s
             if ev.kind == "finished":
-                end_of[ev.job_id] = ev.time_s
-                self.store.record_stopped(None, ev.job_id, "finished", 0.0, self.epoch_unix_s + ev.time_s, "finished")
+                end_of[ev.job_id] = t_ev
+                stops.append(StopOutcome(None, ev.job_id, "finished", 0.0, "finished"))
                 out.finished.append(ev.job_id)
+                self._leave(ev.job_id)
+                del self._ledger[ev.job_id]
             elif ev.kind == "failed":
-                end_of[ev.job_id] = ev.time_s
+                end_of[ev.job_id] = t_ev
                 # a failure of the node, not of the job: it resumes from its checkpoint elsewhere
-                self.store.record_stopped(None, ev.job_id, "queued", ev.lost_s, now_unix, ev.detail or "node failure")
+                s = self._ledger[ev.job_id]
+                ckpt = min(s.checkpoint_work_s, s.job.duration_s)
+                stops.append(StopOutcome(None, ev.job_id, "queued", ev.lost_s, ev.detail or "node failure", ckpt))
                 out.failed.append(ev.job_id)
-        if dt <= 0 or not running_before:
-            return
-        recs = {r.id: r for r in (self.store.get(j) for j in running_before) if r is not None}
+                self._leave(ev.job_id)
+                self._ledger[ev.job_id] = JobState(s.job, "queued", ckpt, ckpt, None)
+        if stops:
+            self.store.record_outcomes(stopped=stops, now_unix_s=now_unix)
+        run_now = dict(self.executor.running())
+        if dt > 0 and running_before:
+            self._accrue(running_before, end_of, t_prev, now_s, dt)
+        return run_now
+
+    def _accrue(self, running_before: Mapping[str, JobState], end_of: Mapping[str, float], t_prev: float,
+                now_s: float, dt: float) -> None:  # fmt: skip
+        """Usage of each job that ran in ``[t_prev, now_s]`` (accounting module docstring), kept in memory
+        per job until the next flush and per tenant for this tick's write."""
+        now_unix = self.epoch_unix_s + now_s
         slot = min(int(t_prev // self.site.slot_s), self._energy.n_slots - 1)
         actual = self._caps(self._energy.window(slot, 1), slot, self.store.congestion_events(now_unix - dt))
-        healthy = self.executor.healthy_gpus()
-        runs = [(ri.pool, recs[j].gpus, ri.power_fraction) for j, ri in running_before.items() if j in recs]
-        sp = accounting.site_power(self.site, runs, healthy, float(actual.wind_w[0]))
-        deltas = []
+        runs = [(s.pool or "", s.job.gpus, s.power_fraction) for s in running_before.values()]
+        sp = accounting.site_power(self.site, runs, self.executor.healthy_gpus(), float(actual.wind_w[0]))
+        ci = float(actual.carbon_g_per_kwh[0])
+        pools = {p.name: p for p in self.site.pools}
+        pue = self.site.pue
+        share = sp.grid_share
+        tenant_acc = self._tenant_pending
         for j, ri in running_before.items():
-            if j not in recs:
-                continue
+            job = ri.job
+            g = job.gpus
             span = max(min(end_of.get(j, now_s), now_s) - t_prev, 0.0)
-            deltas += accounting.job_usage(
-                self.site,
-                [JobProgress(j, ri.pool, ri.nodes, ri.power_fraction, ri.work_done_s, ri.checkpoint_work_s)],
-                {j: recs[j].gpus}, {j: recs[j].tenant}, span, sp.grid_share, float(actual.carbon_g_per_kwh[0]),
-            )  # fmt: skip
-        progress = [
-            JobProgress(j, ri.pool, ri.nodes, ri.power_fraction, ri.work_done_s, ri.checkpoint_work_s)
-            for j, ri in self.executor.running().items()
-        ]
-        self.store.record_progress(progress, deltas, accounting.day_key(now_unix - dt / 2), now_unix)
+            pool = pools[ri.pool or ""]
+            energy = pue * g * (ri.power_fraction * pool.tdp_w + pool.host_w_per_gpu) * span
+            carbon = energy / 3.6e6 * ci * share
+            acc = self._unflushed.get(j)
+            if acc is None:
+                acc = self._unflushed[j] = [0.0, 0.0, 0.0]
+            acc[0] += g * span
+            acc[1] += energy
+            acc[2] += carbon
+            tacc = tenant_acc.get(job.tenant)
+            if tacc is None:
+                tacc = tenant_acc[job.tenant] = [0.0, 0.0, 0.0]
+            tacc[0] += g * span
+            tacc[1] += energy
+            tacc[2] += carbon
+        self._usage_day = accounting.day_key(now_unix - dt / 2)
 
-    # -- journalled actions
-    def _start(self, job: Job, a: Assignment, work_done_s: float, out: TickOutcome) -> bool:
-        now_unix = self.clock.now_unix_s()
-        aid = self.store.intend("start", job.job_id, {"pool": a.pool, "power_fraction": a.power_fraction,
-                                                      "work_done_s": work_done_s}, now_unix)  # fmt: skip
-        try:
-            placement = self.executor.start(job, a.pool, a.power_fraction, work_done_s)
-        except ExecutorError as e:
-            self.store.record_outcome(aid, "error", {"error": str(e)}, now_unix)
-            log.warning("start of %s in %s failed: %s", job.job_id, a.pool, e)
-            return False
-        if placement is None:
-            self.store.record_outcome(aid, "no_fit", {}, now_unix)
-            return False
-        labels = dict(self.site.pool(a.pool).labels)
-        self.store.record_started(aid, job.job_id, a.pool, labels, placement.nodes, a.power_fraction, now_unix)
-        out.started.append(job.job_id)
-        return True
+    def _job_of(self, job_id: str) -> Job | None:
+        s = self._ledger.get(job_id)
+        return s.job if s is not None else self._gone.get(job_id)
 
-    def _preempt(self, job_id: str, reason: str, final_state: str) -> float:
-        now_unix = self.clock.now_unix_s()
-        aid = self.store.intend("preempt", job_id, {"reason": reason}, now_unix)
-        try:
-            lost = self.executor.preempt(job_id, reason)
-        except ExecutorError as e:
-            self.store.record_outcome(aid, "error", {"error": str(e)}, now_unix)
-            raise
-        self.store.record_stopped(aid, job_id, final_state, lost, now_unix, reason)
-        return lost
-
-    def _set_power(self, job_id: str, f: float) -> None:
-        now_unix = self.clock.now_unix_s()
-        aid = self.store.intend("set_power", job_id, {"power_fraction": f}, now_unix)
-        self.executor.set_power_fraction(job_id, f)
-        self.store.record_outcome(aid, "ok", {"power_fraction": f}, now_unix)
+    def _leave(self, job_id: str) -> None:
+        """A job stops running (finished, failed, preempted, cancelled): its usage is written this tick."""
+        s = self._ledger.get(job_id)
+        if s is not None:
+            self._gone[job_id] = s.job
 
     # -- the tick
     def _tick(self) -> TickOutcome:
+        tm: dict[str, float] = {}
+        t = time.perf_counter()
         now_s = self.now_s()
         slot_s = self.site.slot_s
         slot = int(now_s // slot_s)
         out = TickOutcome(slot=slot, now_s=now_s)
-        self._advance(out, now_s)
+        out.timings_s = tm
         now_unix = self.epoch_unix_s + now_s
+        # 1. intake and advance
+        cancel_running = self._intake()
+        run_now = self._advance(out, now_s)
+        for jid, ri in run_now.items():  # progress of what still runs
+            s = self._ledger.get(jid)
+            if s is not None and s.state == "running":
+                if (s.work_done_s, s.checkpoint_work_s) != (ri.work_done_s, ri.checkpoint_work_s):
+                    self._ledger[jid] = replace(s, work_done_s=ri.work_done_s, checkpoint_work_s=ri.checkpoint_work_s)
+        tm["intake_advance"] = time.perf_counter() - t
 
-        # 2. cancellations of running jobs
-        active = self.store.active_jobs()
-        for r in active:
-            if r.state == "running" and r.cancel_requested:
-                if self._is_running(r.id):
-                    self._preempt(r.id, "cancelled", "cancelled")
-                else:
-                    self.store.record_stopped(None, r.id, "cancelled", 0.0, now_unix, "cancelled")
-                out.cancelled.append(r.id)
-        if out.cancelled:
-            active = self.store.active_jobs()
-
-        # 3. snapshot
-        running_now = self.executor.running()
-        states: list[JobState] = []
-        for r in active:
-            job = r.to_job(self.epoch_unix_s, self.tenant_pools.get(r.tenant, ()))
-            ri = running_now.get(r.id)
-            if r.state == "running" and ri is not None:
-                states.append(JobState(job, "running", ri.work_done_s, ri.checkpoint_work_s, ri.pool,
-                                       ri.power_fraction, ri.nodes))  # fmt: skip
-            else:
-                states.append(JobState(job, "queued", r.work_done_s, r.checkpoint_work_s, r.pool))
+        # 2. snapshot
+        t = time.perf_counter()
+        cancelling = set(cancel_running)
+        active = {j: s for j, s in self._ledger.items() if j not in cancelling} if cancelling else self._ledger
+        states = tuple(active.values())
         out.n_jobs = len(states)
         e_slot = min(slot, self._energy.n_slots - 1)
         congestion = self.store.congestion_events(active_after_unix_s=now_unix)
         forecast = self._caps(self._forecaster.forecast(e_slot, self._horizon_slots), slot, congestion)
-        accts = self.accounts()
+        accts = self._ledger_accounts(now_unix)
+        self._tick_accounts = accts
+        self._congestion_now = [c for c in congestion if c.start_unix_s <= now_unix]
         info = accounting.tenant_info(accts, self.tenants, self.tenant_pools)
-        snap = Snapshot(
-            now_s=now_s, slot=slot, site=self.site, jobs=tuple(states),
-            healthy_gpus=self.executor.healthy_gpus(), forecast=forecast, tenant_info=info,
-        )  # fmt: skip
+        healthy = self.executor.healthy_gpus()
+        snap = Snapshot(now_s=now_s, slot=slot, site=self.site, jobs=states, healthy_gpus=healthy,
+                        forecast=forecast, tenant_info=info)  # fmt: skip
+        tm["snapshot"] = time.perf_counter() - t
 
-        # 4. decide
-        tp = time.perf_counter()
+        # 3. decide
+        t = time.perf_counter()
         decisions = self.policy.decide(snap)
-        out.plan_s = time.perf_counter() - tp
+        out.plan_s = tm["decide"] = time.perf_counter() - t
 
-        # 5. sanitize (eligible pools only; running must-run / non-preemptible work keeps running) and the
-        #    FAST PATH against this slot's ACTUAL wind and caps (congestion included): lower power limits
-        #    first, then drop new starts / preempt the lowest-priority preemptible work (control.enforce_caps)
-        by_id = {s.job.job_id: s for s in states}
-        run = self._sanitize(decisions.run, by_id)
+        # 4. sanitize (control.sanitize_run) and the FAST PATH (control.enforce_caps) against this slot's
+        #    ACTUAL wind and caps (congestion included), then the ordered actions (control.order_actions)
+        t = time.perf_counter()
+        run, refused = sanitize_run(self.site, decisions.run, active)
+        out.refused = refused
         actual = self._caps(self._energy.window(e_slot, 1), slot, congestion)
-        running_pool = {s.job.job_id: s.pool or "" for s in states if s.state == "running"}
+        running_pool = {j: s.pool or "" for j, s in active.items() if s.state == "running"}
         fp = enforce_caps(
-            self._power, run, {j: by_id[j].job for j in run}, running_pool, snap.healthy_gpus,
+            self._power, run, {j: active[j].job for j in run}, running_pool, healthy,
             float(actual.wind_w[0]), float(actual.grid_cap_w[0]), float(actual.site_max_w[0]),
         )  # fmt: skip
         out.fast_path_power = len(fp.lowered)
         out.fast_path_preempted = sum(1 for j in fp.dropped if j in running_pool)
+        plan = order_actions(fp.run, {j: (s.pool or "", s.power_fraction) for j, s in active.items()
+                                      if s.state == "running"})  # fmt: skip
+        tm["sanitize_enforce"] = time.perf_counter() - t
 
-        # 6. apply: preempt, then power changes, then starts (each journalled)
-        for s in states:
-            if s.state != "running":
-                continue
-            a = fp.run.get(s.job.job_id)
-            if a is None or a.pool != s.pool:
-                reason = "power_cap" if s.job.job_id in fp.dropped else "plan"
-                self._preempt(s.job.job_id, reason, "queued")
-                out.preempted.append(s.job.job_id)
-        for jid, a in fp.run.items():
-            s = by_id[jid]
-            if s.state == "running" and a.pool == s.pool and abs(s.power_fraction - a.power_fraction) > 1e-9:
-                self._set_power(jid, a.power_fraction)
-        for jid, a in fp.run.items():
-            s = by_id[jid]
-            if s.state == "queued" or a.pool != s.pool:
-                self._start(s.job, a, s.checkpoint_work_s if s.state == "running" else s.work_done_s, out)
+        # 5. apply, journalled: ONE transaction of intents, act, ONE transaction of outcomes
+        t = time.perf_counter()
+        self._apply(plan, cancel_running, fp.dropped, run_now, out, now_unix)
+        tm["apply"] = time.perf_counter() - t
 
-        # 7. publish
-        run_now = self.executor.running()
+        # 6. write progress and usage (one transaction), publish
+        t = time.perf_counter()
+        self._flush(now_unix)
         sp = accounting.site_power(
-            self.site, [(ri.pool, by_id[j].job.gpus, ri.power_fraction) for j, ri in run_now.items() if j in by_id],
-            snap.healthy_gpus, float(actual.wind_w[0]),
+            self.site,
+            [(s.pool or "", s.job.gpus, s.power_fraction) for s in self._ledger.values() if s.state == "running"],
+            healthy, float(actual.wind_w[0]),
         )  # fmt: skip
         out.facility_w, out.grid_import_w = sp.facility_w, sp.grid_import_w
         out.grid_cap_w, out.site_max_w = float(actual.grid_cap_w[0]), float(actual.site_max_w[0])
         out.actual = actual
         out.busy_gpus = dict(sp.busy_gpus)
         self._plan = _PlanView(now_unix, slot, "ok", self._summarise(decisions.plan, forecast, slot, now_unix))
+        tm["flush_summary"] = time.perf_counter() - t
         return out
 
-    def _sanitize(self, run: Mapping[str, Assignment], by_id: Mapping[str, JobState]) -> dict[str, Assignment]:
-        """Drop decisions for unknown jobs or ineligible pools (sovereignty is never left to the policy);
-        running must-run or non-preemptible jobs keep running where they are."""
-        pools = {p.name: p for p in self.site.pools}
-        out: dict[str, Assignment] = {}
-        for jid, a in run.items():
-            s = by_id.get(jid)
-            pool = pools.get(a.pool)
-            if s is None or pool is None or pool.gpus < s.job.gpus or not pool_matches(pool, s.job):
-                log.warning("decision for job %s in pool %s refused (unknown job or ineligible pool)", jid, a.pool)
+    def _apply(self, plan: ActionPlan, cancel_running: list[str], dropped: tuple[str, ...],
+               run_now: Mapping[str, Any], out: TickOutcome, now_unix: float) -> None:  # fmt: skip
+        """Carry out ``plan`` (and the stops of cancelled running jobs) with the journal around it."""
+        dropped_set = set(dropped)
+        preempts = [(j, "cancelled", "cancelled") for j in cancel_running] + [
+            (j, "power_cap" if j in dropped_set else "plan", "queued") for j in plan.preempt
+        ]
+        starts = [(j, a, self._ledger[j]) for j, a in plan.start]
+        intents = (
+            [ActionIntent("preempt", j, {"reason": r}) for j, r, _ in preempts]
+            + [ActionIntent("set_power", j, {"power_fraction": f}) for j, f in plan.set_power]
+            + [ActionIntent("start", j, {"pool": a.pool, "power_fraction": a.power_fraction,
+                                          "work_done_s": s.work_done_s if s.state == "queued" else None})
+               for j, a, s in starts]
+        )  # fmt: skip
+        ids = iter(self.store.intend_many(intents, now_unix))  # durable before anything is done
+        stopped: list[StopOutcome] = []
+        started: list[StartOutcome] = []
+        plain: list[PlainOutcome] = []
+        for jid, reason, final in preempts:
+            aid = next(ids)
+            s = self._ledger[jid]
+            ri = run_now.get(jid)
+            if ri is None:  # the executor no longer runs it (finished or lost in between): nothing to stop
+                stopped.append(StopOutcome(aid, jid, final, 0.0, reason, s.checkpoint_work_s))
+            else:
+                try:
+                    lost = self.executor.preempt(jid, reason)
+                except ExecutorError as e:
+                    plain.append(PlainOutcome(aid, "error", {"error": str(e)}))
+                    log.warning("preempt of %s failed: %s", jid, e)
+                    continue
+                resume = min(max(ri.work_done_s - lost, 0.0), s.job.duration_s)
+                stopped.append(StopOutcome(aid, jid, final, lost, reason, resume))
+                s = replace(s, work_done_s=resume, checkpoint_work_s=resume)
+            self._leave(jid)
+            if final == "cancelled":
+                out.cancelled.append(jid)
+                del self._ledger[jid]
+            else:
+                out.preempted.append(jid)
+                self._ledger[jid] = JobState(s.job, "queued", s.work_done_s, s.checkpoint_work_s, None)
+        for jid, f in plan.set_power:
+            aid = next(ids)
+            try:
+                self.executor.set_power_fraction(jid, f)
+            except ExecutorError as e:
+                plain.append(PlainOutcome(aid, "error", {"error": str(e)}))
                 continue
-            if s.state == "running" and a.pool != s.pool and not s.job.preemptible:
-                a = Assignment(s.pool or a.pool, a.power_fraction)
-            out[jid] = a
-        for jid, s in by_id.items():
-            if s.state == "running" and jid not in out and (s.job.must_run or not s.job.preemptible):
-                out[jid] = Assignment(s.pool or "", s.power_fraction)
-        return out
+            plain.append(PlainOutcome(aid, "ok", {"power_fraction": f}))
+            self._ledger[jid] = replace(self._ledger[jid], power_fraction=f)
+        for jid, a, _ in starts:
+            aid = next(ids)
+            s = self._ledger[jid]  # after the preempts above (a moved job resumes from its checkpoint)
+            placement = None
+            error = None
+            for cand in start_candidates(self.site, s.job, a):
+                try:
+                    placement = self.executor.start(s.job, cand.pool, cand.power_fraction, s.work_done_s)
+                except ExecutorError as e:
+                    error = str(e)
+                    log.warning("start of %s in %s failed: %s", jid, cand.pool, e)
+                    continue
+                if placement is not None:
+                    a = cand
+                    break
+            if placement is None:
+                plain.append(PlainOutcome(aid, "error" if error else "no_fit", {"error": error} if error else {}))
+                continue
+            started.append(StartOutcome(aid, jid, a.pool, self._pool_labels[a.pool], tuple(placement.nodes),
+                                        a.power_fraction))  # fmt: skip
+            self._ledger[jid] = JobState(s.job, "running", s.work_done_s, s.checkpoint_work_s, a.pool,
+                                         a.power_fraction, tuple(placement.nodes))  # fmt: skip
+            out.started.append(jid)
+        gone = self.store.record_outcomes(started=started, stopped=stopped, plain=plain, now_unix_s=now_unix)
+        for jid in gone:  # cancelled while this tick started it: stop it again at once, journalled
+            self._leave(jid)
+            self._ledger.pop(jid, None)
+            out.started.remove(jid)
+            self._journalled_stop_orphan(jid, "cancelled")
+            out.cancelled.append(jid)
 
-    def _is_running(self, job_id: str) -> bool:
-        return job_id in self.executor.running()
+    def _journalled_stop_orphan(self, job_id: str, reason: str) -> None:
+        """Stop something the executor runs that the store does not hold as running (intent, act, outcome)."""
+        now_unix = self.clock.now_unix_s()
+        aid = self.store.intend_many([ActionIntent("preempt", job_id, {"reason": reason})], now_unix)[0]
+        try:
+            lost = self.executor.preempt(job_id, reason)
+            self.store.record_outcomes(plain=[PlainOutcome(aid, "stopped", {"lost_work_s": lost})], now_unix_s=now_unix)
+        except ExecutorError as e:
+            self.store.record_outcomes(plain=[PlainOutcome(aid, "error", {"error": str(e)})], now_unix_s=now_unix)
+
+    def _flush(self, now_unix: float) -> None:
+        """One transaction per tick: usage per tenant and day (always), per-job usage and the progress of
+        running jobs (every ``progress_flush_s`` wall seconds, and at once for jobs that stopped running),
+        and the time of this tick."""
+        due = time.monotonic() - self._flushed_wall >= self.config.progress_flush_s
+        if due:
+            self._flushed_wall = time.monotonic()
+            ids = list(self._unflushed)
+        else:
+            ids = [j for j in self._gone if j in self._unflushed]
+        usage = []
+        for jid in ids:
+            acc = self._unflushed.pop(jid)
+            job = self._job_of(jid)
+            usage.append(UsageDelta(jid, job.tenant if job is not None else "", acc[0], acc[1], acc[2]))
+        progress = []
+        if due:
+            progress = [
+                JobProgress(j, s.pool or "", s.nodes, s.power_fraction, s.work_done_s, s.checkpoint_work_s)
+                for j, s in self._ledger.items()
+                if s.state == "running"
+            ]
+        tenant_usage = [UsageDelta("", t, a[0], a[1], a[2]) for t, a in self._tenant_pending.items()]
+        self.store.record_progress(
+            progress, usage, self._usage_day, now_unix, tenant_usage=tenant_usage,
+            meta={"last_tick_unix_s": repr(self.clock.now_unix_s())},
+        )  # fmt: skip
+        self._tenant_pending = {}
+        self._gone = {}
 
     def _summarise(self, plan: Any, forecast: EnergySeries, slot: int, now_unix: float) -> dict[str, Any]:
         n = forecast.n_slots
@@ -649,14 +889,12 @@ class Service:
             carbon_g_per_kwh=float(actual.carbon_g_per_kwh[0]) if actual is not None else 0.0,
             busy_gpus=dict(out.busy_gpus), healthy_gpus=self.executor.healthy_gpus(),
             plan_s=out.plan_s, plan=self._plan_obj_for_metrics(), tick_s=out.tick_s,
-            congestion_active=bool(self.active_congestion_now()),
+            congestion_active=bool(self._congestion_now),
         )  # fmt: skip
-        counts: dict[tuple[str, str], int] = {}
-        for r in self.store.list_jobs():  # small in the demo; fine up to ~1e5 rows
-            key = ("done" if r.state == "finished" else r.state, r.tenant)
-            counts[key] = counts.get(key, 0) + 1
+        # job counts by (state, tenant) are kept by the store as states change: no scan of the jobs table
+        counts = {("done" if st == "finished" else st, t): n for (st, t), n in self.store.counts().items()}
         # TenantAccount carries every field of metrics.TenantUsage (demand, period and commitment included)
-        usage = self.accounts()
+        usage = self._tick_accounts
         with self._metrics_lock:
             m.observe_tick(report)
             m.observe_jobs(counts)
@@ -809,7 +1047,8 @@ def _service(request: Request) -> Service:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
-def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    # async: runs on the event loop (a sync dependency would cost every request a thread-pool hop)
     service = _service(request)
     token = service.auth.bearer(authorization)
     if token is None:
@@ -820,7 +1059,7 @@ def _principal(request: Request, authorization: Annotated[str | None, Header()] 
     return p
 
 
-def _operator(p: Annotated[Principal, Depends(_principal)]) -> Principal:
+async def _operator(p: Annotated[Principal, Depends(_principal)]) -> Principal:
     if not p.is_operator:
         raise HTTPException(status_code=403, detail="this action needs an operator token")
     return p
@@ -832,12 +1071,16 @@ OperatorCaller = Annotated[Principal, Depends(_operator)]
 
 def create_app(service: Service) -> FastAPI:
     """The FastAPI application over a running :class:`~scheduler.service.Service`."""
-    app = FastAPI(
-        title="Windward",
-        version="0.1.0",
-        description="Carbon- and power-cap aware GPU scheduling for a wind-powered AI factory. "
+    meta: dict[str, Any] = {
+        "title": "Windward",
+        "version": "0.1.0",
+        "description": "Carbon- and power-cap aware GPU scheduling for a wind-powered AI factory. "
         "Every /v1 route needs `Authorization: Bearer <token>` (a tenant's or an operator's).",
-    )
+    }
+    try:  # FastAPI >= 0.16x checks for OpenTelemetry providers on every request unless told not to
+        app = FastAPI(**meta, telemetry={"tracing": False, "metrics": False, "logs": False})
+    except TypeError:
+        app = FastAPI(**meta)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.state.service = service
 
@@ -881,18 +1124,18 @@ def create_app(service: Service) -> FastAPI:
             422: {"description": "malformed spec, or a job no pool this tenant may use can hold"},
         },
     )
-    def submit(
+    async def submit(
         spec: JobSpec,
-        response: Response,
         p: Caller,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Submit a job (the YAML job spec as JSON). 201 with ``{"id": ...}``; with an ``Idempotency-Key``
-        header, a retry returns the same job (200)."""
+        header, a retry returns the same job (200). The reply is sent only once the job is on disk."""
         if p.tenant is None:
             raise HTTPException(status_code=403, detail="operators do not submit jobs; use a tenant token")
         try:
-            res = service.submit(p.tenant, spec, idempotency_key)
+            # admission is checked here; the row joins the next group commit and we await its fsync
+            res = await asyncio.wrap_future(service.submit_future(p.tenant, spec, idempotency_key))
         except IdempotencyConflict as e:
             raise HTTPException(status_code=409, detail=str(e)) from None
         except InputError as e:
@@ -900,9 +1143,8 @@ def create_app(service: Service) -> FastAPI:
                 status_code=422,
                 detail=[{"loc": ["body", *_field_of(str(e))], "msg": str(e), "type": "value_error.sovereignty"}],
             ) from None
-        if not res.created:
-            response.status_code = 200
-        return {"id": res.record.id, "state": res.record.state, "created": res.created, "job": res.record.view()}
+        body = {"id": res.record.id, "state": res.record.state, "created": res.created, "job": res.record.view()}
+        return JSONResponse(body, status_code=201 if res.created else 200)
 
     @app.get("/v1/jobs", tags=["jobs"])
     def list_jobs(

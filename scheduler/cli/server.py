@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
         policy: str = typer.Option("windward", "--policy", help="Scheduling policy (windward, or a baseline)."),
         horizon_hours: float = typer.Option(24.0, "--horizon-hours", help="Planning horizon."),
         log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+        event_tick_interval: float = typer.Option(0.3, "--event-tick-interval", help="Wall seconds between "
+                                                  "the end of a tick and the next tick an event (submission, "
+                                                  "cancel, congestion) triggers: a burst costs one tick."),
     ) -> None:
         """Run the Windward control plane: HTTP API (OpenAPI at /docs), control loop, /metrics.
 
@@ -55,11 +58,13 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--energy-start: {energy_start!r} is not an ISO 8601 time") from e
         if tick_seconds is not None and not tick_seconds > 0:
             raise InputError(f"--tick-seconds must be > 0, got {tick_seconds}")
+        if not event_tick_interval >= 0:
+            raise InputError(f"--event-tick-interval must be >= 0 seconds, got {event_tick_interval}")
         logging.getLogger("scheduler").setLevel(logging.INFO if log_level in ("info", "debug") else logging.WARNING)
         cfg = ServiceConfig(
             site=site_m, tenants=tenants_m, state_path=str(state), executor=executor, ray_address=address,
             tick_seconds=tick_seconds, energy=energy, energy_start=start, forecast=forecast, policy=policy,
-            horizon_hours=horizon_hours,
+            horizon_hours=horizon_hours, min_event_tick_interval_s=event_tick_interval,
         )  # fmt: skip
         service = Service(cfg)
         app_ = create_app(service)
@@ -87,10 +92,21 @@ def register(app: typer.Typer) -> None:
         import sys
 
         sys.stdout.flush()
+        import signal
+
+        def _terminate(signum: int, frame: object) -> None:
+            # uvicorn handles SIGTERM while it serves, then re-raises it: leave through the finally below so
+            # the loop stops, the state closes and the executor (a local Ray cluster) shuts down cleanly
+            raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, _terminate)  # after Service(): ray.init installs a handler of its own
         service.start()
-        config = uvicorn.Config(app_, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+        # httptools / uvloop when installed ("auto"); no access log: a line per request costs throughput
+        config = uvicorn.Config(app_, log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
+                                http="auto", loop="auto")  # fmt: skip
         srv = uvicorn.Server(config)
         try:
             srv.run(sockets=[sock])
         finally:
             service.stop()
+            typer.echo("windward server: stopped (loop stopped, state closed, executor closed)")

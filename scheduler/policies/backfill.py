@@ -59,7 +59,8 @@ class BackfillPolicy:
         running = [js for js in snapshot.jobs if js.state == "running"]
         queued = [js for js in snapshot.jobs if js.state != "running"]
         kept, _shed = running_first_slot_shed(prof, power, running)
-        run: dict[str, Assignment] = {js.job.job_id: Assignment(js.pool or power.names[0], 1.0) for js in kept}
+        full = {name: Assignment(name, 1.0) for name in power.names}  # immutable: one per pool, shared
+        run: dict[str, Assignment] = {js.job.job_id: full[js.pool or power.names[0]] for js in kept}
         # inference first: must run now (displacing preemptible training if GPUs are short)
         start_inference(prof, power, elig, queued, kept, run, lambda pool: Assignment(pool, 1.0))
         look = max(1, math.ceil(self.power_lookahead_s / slot_s))

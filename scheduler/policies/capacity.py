@@ -213,31 +213,47 @@ def running_first_slot_shed(
     Returns (kept, shed). Inference and non-preemptible jobs are always kept.
     """
     running = list(running)
-    excess = profile.load_w[0] - profile.budget_w[0]
-    for js in running:
-        p = power.index[js.pool] if js.pool is not None else 0
-        excess += js.job.gpus * power.gpu_w(p, js.power_fraction)
+    n_p = len(power.names)
+    index = power.index
+    w0 = power._gpu_w0.tolist()
+    ws = power._gpu_w_slope.tolist()
+    # per job, as arrays: pool, GPUs, facility watts over idle, slots of work left at its fraction
+    pidx = np.fromiter((index[js.pool] if js.pool is not None else 0 for js in running), np.int64, len(running))
+    gpus = np.fromiter((js.job.gpus for js in running), np.float64, len(running))
+    frac = np.fromiter((js.power_fraction for js in running), np.float64, len(running))
+    rem = np.fromiter((js.remaining_s for js in running), np.float64, len(running))
+    watts = gpus * (np.asarray(w0)[pidx] + np.asarray(ws)[pidx] * frac) if running else np.zeros(0)
+    excess = float(profile.load_w[0] - profile.budget_w[0] + watts.sum())
     shed: set[str] = set()
+    keep = np.ones(len(running), dtype=bool)
     if excess > 1e-6:
-        cands = [js for js in running if js.job.preemptible and not js.job.must_run]
-        cands.sort(key=lambda js: (js.job.priority, -js.job.submit_s))
-        for js in cands:
+        cands = [i for i, js in enumerate(running) if js.job.preemptible and not js.job.must_run]
+        cands.sort(key=lambda i: (running[i].job.priority, -running[i].job.submit_s))
+        for i in cands:
             if excess <= 1e-6:
                 break
-            shed.add(js.job.job_id)
-            excess -= js.job.gpus * power.gpu_w(power.index[js.pool or power.names[0]], js.power_fraction)
-    kept = [js for js in running if js.job.job_id not in shed]
+            shed.add(running[i].job.job_id)
+            keep[i] = False
+            excess -= float(watts[i])
+    kept = [js for js, k in zip(running, keep.tolist()) if k] if shed else running
     # add the kept jobs in one pass: per pool, GPUs and watts ending after n slots, then a reverse cumsum
     t = profile.n_slots
-    end_gpus = np.zeros((len(power.names), t + 1))
-    end_w = np.zeros(t + 1)
-    for js in kept:
-        p = power.index[js.pool] if js.pool is not None else 0
-        n = min(profile.slots_needed(js.remaining_s, p, js.power_fraction), t)
-        end_gpus[p, n] += js.job.gpus
-        end_w[n] += js.job.gpus * power.gpu_w(p, js.power_fraction)
-    profile.free -= np.cumsum(end_gpus[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    profile.load_w += np.cumsum(end_w[::-1])[::-1][1:]
+    if running:
+        speed = np.array([power.speed(p, 1.0) for p in range(n_p)])
+        sp = np.where(frac >= 1.0, speed[pidx], 0.0)
+        slow = frac < 1.0
+        if slow.any():
+            sp[slow] = [power.speed(int(p), float(f)) for p, f in zip(pidx[slow], frac[slow])]
+        n = np.maximum(1, np.ceil(rem / (profile.slot_s * sp) - 1e-9)).astype(np.int64)
+        n = np.minimum(n, t)
+        end_gpus = np.zeros((n_p, t + 1))
+        end_w = np.zeros(t + 1)
+        np.add.at(end_gpus, (pidx[keep], n[keep]), gpus[keep])
+        np.add.at(end_w, n[keep], watts[keep])
+        profile.free -= np.cumsum(end_gpus[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        profile.load_w += np.cumsum(end_w[::-1])[::-1][1:]
+    if not shed:
+        return kept, []
     return kept, [js for js in running if js.job.job_id in shed]
 
 

@@ -68,7 +68,8 @@ class GreedyGreenPolicy:
         running = [js for js in snapshot.jobs if js.state == "running"]
         queued = [js for js in snapshot.jobs if js.state != "running"]
         kept, _ = running_first_slot_shed(prof, power, running)
-        run: dict[str, Assignment] = {js.job.job_id: Assignment(js.pool or power.names[0], 1.0) for js in kept}
+        full = {name: Assignment(name, 1.0) for name in power.names}  # immutable: one per pool, shared
+        run: dict[str, Assignment] = {js.job.job_id: full[js.pool or power.names[0]] for js in kept}
         # inference first: must run now (displacing preemptible training if GPUs are short)
         start_inference(prof, power, elig, queued, kept, run, lambda pool: Assignment(pool, 1.0))
         rest = [js for js in queued if not js.job.must_run]

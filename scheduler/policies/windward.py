@@ -20,11 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from kernels.problem import PlanResult
+from kernels.problem import PlanProblem, PlanResult
 from scheduler.planner import PlanIndex, WeightSettings, build_problem, decisions_from_result
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 
 log = logging.getLogger(__name__)
+
+#: The policy's defaults (measured by benchmarks.policies; see that module for the table): work that may
+#: wait is valued at the horizon's clearing price, expected inference is planned as must-run load, and a
+#: preemption is charged a restart overhead on top of the work it loses.
+DEFAULT_WEIGHTS = WeightSettings(terminal_value="clearing", reserve_inference=True, restart_overhead_s=600.0)
 
 
 def shift_result(prev: PlanResult, prev_index: PlanIndex, index: PlanIndex, n_slots: int) -> PlanResult:
@@ -87,43 +92,168 @@ class WindwardPolicy:
         energy_cost_weight_g_per_eur: float = 0.0,
         warm_start: bool = True,
         plan_kwargs: dict[str, Any] | None = None,
+        arrival_window_s: float = 24 * 3600.0,
+        slot0_admission: bool = True,
     ) -> None:
         if horizon_hours <= 0:
             from scheduler.errors import InputError
 
             raise InputError(f"horizon_hours must be > 0, got {horizon_hours}")
         self.horizon_hours = float(horizon_hours)
-        self.weights = weights or WeightSettings()
+        self.weights = weights or DEFAULT_WEIGHTS
         self.energy_cost_weight_g_per_eur = float(energy_cost_weight_g_per_eur)
         self.warm_start = warm_start
         self.plan_kwargs = dict(plan_kwargs or {})
+        self.arrival_window_s = float(arrival_window_s)
+        self.slot0_admission = bool(slot0_admission)
         self._last: tuple[PlanResult, PlanIndex] | None = None
+        self._arrivals: dict[str, tuple[float, float]] = {}  # job id -> (submit_s, GPU-seconds of work)
+        self._first_now_s: float | None = None
 
     def horizon_slots(self, slot_s: float) -> int:
         return max(1, int(round(self.horizon_hours * 3600.0 / slot_s)))
 
-    def decide(self, snapshot: Snapshot) -> Decisions:
+    def arrival_rate_gpu_s_per_s(self, snapshot: Snapshot) -> float:
+        """Work (GPU-seconds at full speed) submitted per second over the last ``arrival_window_s``, from the
+        jobs this policy has seen appear (inference excluded: it is held by the inference reserve)."""
+        if self._first_now_s is None:
+            self._first_now_s = snapshot.now_s
+        lo = snapshot.now_s - self.arrival_window_s
+        for js in snapshot.jobs:
+            j = js.job
+            if not j.must_run and j.submit_s >= lo and j.job_id not in self._arrivals:
+                self._arrivals[j.job_id] = (j.submit_s, j.gpus * j.duration_s)
+        for jid in [k for k, (t, _) in self._arrivals.items() if t < lo]:
+            del self._arrivals[jid]
+        observed_s = min(snapshot.now_s - self._first_now_s + snapshot.forecast.slot_s, self.arrival_window_s)
+        # a short history is spread over at least a quarter of the window, so the first ticks do not
+        # mistake the initial queue for a steady arrival rate
+        return sum(w for _, w in self._arrivals.values()) / max(observed_s, 0.25 * self.arrival_window_s)
+
+    def _solve(self, snapshot: Snapshot, T: int, weights: WeightSettings,
+               rate: float) -> tuple[PlanResult, PlanIndex, PlanProblem]:
         import kernels
 
-        # plan over the forecast the caller gives, up to this policy's horizon (never invent slots)
-        T = min(self.horizon_slots(snapshot.forecast.slot_s), max(snapshot.forecast.n_slots, 1))
         problem, index = build_problem(
-            snapshot, T, weights=self.weights, energy_cost_weight_g_per_eur=self.energy_cost_weight_g_per_eur
+            snapshot, T, weights=weights, energy_cost_weight_g_per_eur=self.energy_cost_weight_g_per_eur,
+            expected_arrival_gpu_s_per_s=rate,
         )
         warm = None
         if self.warm_start and self._last is not None and problem.n_jobs:
             warm = shift_result(self._last[0], self._last[1], index, T)
-        result: PlanResult = kernels.plan(problem, warm_start=warm, **self.plan_kwargs)
+        return kernels.plan(problem, warm_start=warm, **self.plan_kwargs), index, problem
+
+    def decide(self, snapshot: Snapshot) -> Decisions:
+        # plan over the forecast the caller gives, up to this policy's horizon (never invent slots)
+        T = min(self.horizon_slots(snapshot.forecast.slot_s), max(snapshot.forecast.n_slots, 1))
+        rate = self.arrival_rate_gpu_s_per_s(snapshot)
+        result, index, problem = self._solve(snapshot, T, self.weights, rate)
+        if result.status == "infeasible" and self.weights.reserve_inference:
+            # the expected inference (a forecast, with a margin) may not fit beside work that cannot move:
+            # plan without it rather than fall back
+            log.info("windward slot %d: infeasible with the inference reserve (%s); planning without it",
+                     snapshot.slot, result.reason)
+            result, index, problem = self._solve(snapshot, T, replace(self.weights, reserve_inference=False), rate)
+        problem_jobs = len(index.job_ids)
         log.info(
-            "windward slot %d: %d jobs, status %s, carbon %.0f g, gap %.4f, %d iterations",
-            snapshot.slot, problem.n_jobs, result.status, result.carbon_g_total, result.gap, result.iterations,
+            "windward slot %d: %d rows, status %s, carbon %.0f g, gap %.4f, %d iterations, value %.3g g/GPU-s",
+            snapshot.slot, problem_jobs, result.status, result.carbon_g_total, result.gap, result.iterations,
+            index.terminal.get("value_g_per_gpu_s", float("nan")),
         )
         if result.status == "infeasible":
             log.warning("windward slot %d: optimiser infeasible: %s", snapshot.slot, result.reason)
             self._last = None
             return self._fallback(snapshot, result)
+        if index.terminal:
+            result = replace(result, diagnostics={**result.diagnostics, "terminal": dict(index.terminal)})
         self._last = (result, index)
-        return decisions_from_result(result, index)
+        decisions = decisions_from_result(result, index)
+        if self.slot0_admission:
+            decisions = self._admit_slot0(snapshot, problem, index, result, decisions)
+        return self._meet_deadlines_within_slot(snapshot, decisions)
+
+    @staticmethod
+    def _admit_slot0(snapshot: Snapshot, problem: PlanProblem, index: PlanIndex, result: PlanResult,
+                     decisions: Decisions) -> Decisions:
+        """Hold back new starts in the current slot whose *actual* marginal grid carbon exceeds their value.
+
+        The optimiser's repair and fill passes price a slot's watts at its dual price, which sits anywhere
+        between 0 and the grid's carbon when the facility load is right at the wind: headroom there looks
+        cheap and gets filled. Only the current slot is applied, so it is checked here against its
+        forecast: new starts of queued preemptible work, least valuable first, each costing
+        ``carbon_g_per_kwh`` for the part of its marginal watts above the wind, are dropped while that cost
+        per GPU-second of work exceeds the job's weight (the value the plan gives its work). Jobs due
+        inside the horizon carry a weight above any slot's carbon and are never dropped.
+        """
+        from kernels.power import speed
+
+        if not decisions.run or problem.n_jobs == 0:
+            return decisions
+        pools = snapshot.site.pools
+        p_index = {p.name: i for i, p in enumerate(pools)}
+        rows = {jid: i for i, jid in enumerate(index.job_ids[: index.n_real])}
+        pue = float(problem.pue)
+        wind_w = float(problem.wind_w[0])
+        ci = float(problem.carbon_g_per_kwh[0])
+        fac_w = float(result.facility_w[0])
+        cands = []
+        for jid, a in decisions.run.items():
+            i = rows.get(jid)
+            if i is None or problem.must_run[i] or problem.running_pool[i] >= 0 or not problem.preemptible[i]:
+                continue
+            p = p_index[a.pool]
+            pool = pools[p]
+            pts = np.asarray(pool.speed_curve, dtype=np.float64)
+            load_w = pue * problem.gpus[i] * (a.power_fraction * pool.tdp_w - pool.idle_w)
+            work = problem.gpus[i] * float(speed(pts[:, 0], pts[:, 1], a.power_fraction))
+            cands.append((float(problem.weight[i]), jid, load_w, work))
+        dropped = []
+        for w, jid, load_w, work in sorted(cands):
+            grid_w = min(load_w, max(fac_w - wind_w, 0.0))
+            cost = ci * grid_w / 3.6e6 / max(work, 1e-9)  # g per GPU-second of work
+            if cost <= w:
+                continue  # sorted by value, but costs differ per job: keep looking
+            dropped.append(jid)
+            fac_w -= load_w
+        if not dropped:
+            return decisions
+        log.debug("windward slot %d: held back %d start(s) whose marginal carbon exceeds their value",
+                  snapshot.slot, len(dropped))
+        drop = set(dropped)
+        return Decisions(run={j: a for j, a in decisions.run.items() if j not in drop}, plan=decisions.plan)
+
+    @staticmethod
+    def _meet_deadlines_within_slot(snapshot: Snapshot, decisions: Decisions) -> Decisions:
+        """Raise the power of a job that finishes in this slot just enough that it ends by its deadline.
+
+        The plan counts work per slot, so a job due inside the slot it finishes in looks on time at any
+        power level; at a low level it may end minutes late. Such a job gets the lowest level of its pool's
+        speed curve at which ``now + remaining / speed <= deadline`` (full power when none does).
+        """
+        from kernels.power import speed
+
+        by_id = {js.job.job_id: js for js in snapshot.jobs}
+        pools = {p.name: p for p in snapshot.site.pools}
+        run = dict(decisions.run)
+        slot_s = float(snapshot.forecast.slot_s)
+        for jid, a in decisions.run.items():
+            js = by_id.get(jid)
+            if js is None or js.job.deadline_s is None or a.power_fraction >= 1.0 or js.remaining_s > slot_s:
+                continue
+            pool = pools.get(a.pool)
+            if pool is None:
+                continue
+            left_s = js.job.deadline_s - snapshot.now_s
+            pts = np.asarray(pool.speed_curve, dtype=np.float64)
+            f_levels = pts[(pts[:, 0] >= a.power_fraction - 1e-9) & (pts[:, 0] >= pool.min_power_fraction - 1e-9), 0]
+            need_f = 1.0
+            for f in np.sort(f_levels):
+                if js.remaining_s / max(float(speed(pts[:, 0], pts[:, 1], f)), 1e-9) <= left_s + 1e-6:
+                    need_f = float(f)
+                    break
+            if need_f > a.power_fraction:
+                run[jid] = Assignment(pool=a.pool, power_fraction=need_f)
+        return Decisions(run=run, plan=decisions.plan)
 
     @staticmethod
     def _fallback(snapshot: Snapshot, result: PlanResult) -> Decisions:

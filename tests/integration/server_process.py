@@ -31,11 +31,16 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(state: Path, log_path: Path, *extra: str, timeout_s: float = 60.0) -> ServerProcess:
-    """``windward server --executor simulated --port 0`` (demo site and tenants); waits for /readyz."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WINDWARD_LOG": "WARNING"}
-    cmd = [str(Path(sys.executable).parent / "windward"), "server", "--executor", "simulated", "--port", "0",
-           "--state", str(state), "--policy", "backfill", "--log-level", "warning", *extra]
+def start_server(
+    state: Path, log_path: Path, *extra: str, timeout_s: float = 60.0, executor: str = "simulated",
+    policy: str | None = "backfill",
+) -> ServerProcess:  # fmt: skip
+    """``windward server --executor EXECUTOR --port 0`` (demo site and tenants); waits for /readyz.
+    ``policy`` None: the server's default policy."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WINDWARD_LOG": "WARNING", "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+    cmd = [str(Path(sys.executable).parent / "windward"), "server", "--executor", executor, "--port", "0",
+           "--state", str(state), *(["--policy", policy] if policy else []), "--log-level", "warning", *extra]
     fh = log_path.open("a")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout_s

@@ -199,3 +199,83 @@ def test_bad_input_is_refused_before_anything_runs() -> None:
         run_simulation(SITE, [tj("x", 1)], energy(4), get_policy("backfill"), n_slots=10)
     with pytest.raises(InputError, match="node event"):
         run_simulation(SITE, [tj("x", 1)], energy(4), get_policy("backfill"), node_events=[NodeEvent(0, PUB, 7)])
+
+
+# ------------------------------------------------------------------------- inference always served
+
+
+def test_inference_reserve_forecasts_recent_and_seasonal_peaks() -> None:
+    from scheduler.control import InferenceReserve
+
+    r = InferenceReserve((PUB, SEC), 900.0, margin=0.25, lookback_s=3600.0, season_window_s=0.0)
+    assert (r.forecast(0, 4)[PUB] == 0).all()  # nothing seen yet
+    # a day of demand with a peak of 40 GPUs at slot 50, then 10 GPUs
+    for s in range(96):
+        r.observe(s, {PUB: 40.0 if s == 50 else 10.0})
+    fc = r.forecast(96, 60)
+    assert fc[PUB].shape == (60,) and (fc[SEC] == 0).all()
+    assert fc[PUB][0] == 13  # ceil(1.25 * recent peak 10)
+    assert fc[PUB][50] == 50  # yesterday's peak at the same time of day, with the margin
+    assert fc[PUB][49] == 13 and fc[PUB][51] == 13
+    r.observe(96, {PUB: 30.0})
+    assert r.forecast(97, 1)[PUB][0] == 38  # the recent peak (30) now leads
+
+
+def test_hold_for_reserve_keeps_non_preemptible_work_out_of_inference_gpus() -> None:
+    from scheduler.control import hold_for_reserve
+
+    power = SitePower(SITE)
+    jobs = {
+        "inf": tj("inf", 4, kind="inference", preemptible=False),
+        "np_run": tj("np_run", 4, preemptible=False),
+        "np_new": tj("np_new", 8, preemptible=False, prio=1),
+        "np_new2": tj("np_new2", 4, preemptible=False),
+        "pre": tj("pre", 8),
+    }
+    run = {k: Assignment(PUB, 1.0) for k in jobs}
+    # 16 GPUs, the reserve peaks at 6 over the horizon: non-preemptible work may hold 10 (4 running already)
+    out, held = hold_for_reserve(power, run, jobs, {"np_run": PUB, "inf": PUB}, {PUB: 16, SEC: 16},
+                                 {PUB: np.array([4, 6, 5])})
+    assert held == ("np_new",)  # 4 + 8 > 10: held; then 4 + 4 <= 10 fits
+    assert set(out) == {"inf", "np_run", "np_new2", "pre"}  # preemptible work may use the reserve
+    out, held = hold_for_reserve(power, run, jobs, {"np_run": PUB}, {PUB: 16, SEC: 16}, {})
+    assert held == ("np_new2",)  # no reserve: 4 running + 8 + 4 > 16 - 4 (inference now)
+
+
+def test_inference_preempts_preemptible_work_to_find_gpus_on_fragmented_nodes() -> None:
+    # two nodes of 8 in the public pool, each holding preemptible training of 6 GPUs; 4 GPUs are free but
+    # on two nodes; the inference service may only use this pool. The policy does not even place it: the
+    # loop serves it anyway (another eligible pool with free GPUs would have been tried before preempting).
+    jobs = [tj("t1", 6, prio=2), tj("t2", 6, prio=0),
+            tj("inf", 6, kind="inference", preemptible=False, dur=900.0, submit_s=900.0, pool="jurisdiction=eu")]
+    loop = loop_with(jobs, {"t1": Assignment(PUB, 1.0), "t2": Assignment(PUB, 1.0)})
+    e = energy(4, wind_w=1e6, cap_w=1e6)
+    loop.tick(e.window(0, 1), e.window(0, 4))
+    assert loop.records["t1"].state == loop.records["t2"].state == "running"
+    rep = loop.tick(e.window(1, 1), e.window(1, 4))
+    assert loop.records["inf"].first_start_s == 900.0 and "inf" in rep.starts
+    assert rep.made_room == ("t2",) and loop.records["t2"].preemptions == 1  # lowest priority goes first
+    assert loop.records["t1"].state == "running"
+    assert rep.inference_served_gpus == rep.inference_demand_gpus == 6
+
+
+def test_backfill_serves_every_slot_of_inference_next_to_non_preemptible_training() -> None:
+    # inference 6-10 GPUs a slot in the demo site, and a flood of non-preemptible 8-GPU training: without
+    # the reserve the training would fill both pools and the next slot's inference would not fit
+    n = 12
+    inf = [tj(f"inf{s}", 6 + (s % 5), kind="inference", preemptible=False, dur=900.0, submit_s=s * 900.0)
+           for s in range(n)]
+    train = [tj(f"np{i}", 8, dur=4 * 3600.0, preemptible=False, submit_s=900.0) for i in range(6)]
+    e = energy(n + 8, wind_w=1e6, cap_w=1e6)
+    res = run_simulation(SITE, [*inf, *train], e, get_policy("backfill"), n_slots=n)
+    served = [r.inference_served_gpus == r.inference_demand_gpus for r in res.reports]
+    assert all(served), [(r.slot, r.inference_served_gpus, r.inference_demand_gpus) for r in res.reports]
+    assert all(res.loop.records[j.job_id].state == "done" for j in inf)
+    started = [j for j in train if res.loop.records[j.job_id].first_start_s is not None]
+    assert 2 <= len(started) < len(train)  # training ran, but not into the GPUs inference needs
+    # a policy that ignores the reserve (it starts every training job at once): the loop holds them back
+    greedy = Fixed({j.job_id: Assignment(PUB if i % 2 else SEC, 1.0) for i, j in enumerate(train)})
+    res = run_simulation(SITE, [*inf, *train], e, greedy, n_slots=n)
+    assert all(r.inference_served_gpus == r.inference_demand_gpus for r in res.reports)
+    assert sum(len(r.held) for r in res.reports) > 0
+    assert res.reports[1].held and res.reports[1].starts  # some training started, the rest was held

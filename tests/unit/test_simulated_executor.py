@@ -137,3 +137,22 @@ def test_100k_gpus_are_arrays_not_objects() -> None:
     assert int(site.pool(pool).gpus - ex.free_gpus_by_node(pool).sum()) == 1000 * 16 + 1000
     ex.step(3600.0)
     assert len(ex.running()) == 0  # all 1-hour jobs finished
+
+
+def test_inference_is_placed_as_replicas_across_partly_used_nodes() -> None:
+    site = load_site("demo")
+    clock = VirtualClock()
+    ex = SimulatedExecutor(site, clock)
+    pub = "h100-eu-public"
+    assert ex.start(Job("a", "t", "training", 0.0, 5, 3600.0), pub, 1.0, 0.0) is not None
+    assert ex.start(Job("b", "t", "training", 0.0, 5, 3600.0), pub, 1.0, 0.0) is not None
+    # 6 GPUs free, 3 + 3 on two nodes: a 6-GPU training gang does not fit, a 6-GPU inference service does
+    assert sorted(ex.free_gpus_by_node(pub).tolist()) == [3, 3]
+    assert ex.start(Job("g", "t", "training", 0.0, 6, 3600.0), pub, 1.0, 0.0) is None
+    pl = ex.start(Job("inf", "t", "inference", 0.0, 6, 900.0, preemptible=False), pub, 1.0, 0.0)
+    assert pl is not None and pl.gpus_per_node == (3, 3) and len(set(pl.nodes)) == 2
+    assert ex.free_gpus_by_node(pub).sum() == 0
+    assert ex.start(Job("inf2", "t", "inference", 0.0, 1, 900.0, preemptible=False), pub, 1.0, 0.0) is None
+    ev = ex.step(900.0)
+    assert [e.job_id for e in ev if e.kind == "finished"] == ["inf"]
+    assert ex.free_gpus_by_node(pub).sum() == 6

@@ -123,3 +123,115 @@ def test_auth_and_sovereignty() -> None:
         admit_job(site, tenants["companies"], Job("j", "companies", "training", 0.0, 4, 3600.0, clearance="secret"))
     with pytest.raises(InputError, match="no pool matches"):
         admit_job(site, tenants["companies"], Job("j", "companies", "training", 0.0, 4, 3600.0, pool="h100-nl-secret"))
+
+
+# ----------------------------------------------------------------------- batching (group commit, journal)
+
+
+def _sql_counts(path: Path) -> dict[tuple[str, str], int]:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return {(st, t): n for st, t, n in db.execute("SELECT state, tenant, COUNT(*) FROM jobs GROUP BY 1, 2")}
+    finally:
+        db.close()
+
+
+def test_submit_many_is_one_batch_with_per_request_results(tmp_path: Path) -> None:
+    from scheduler.state import SubmitRequest
+
+    s = StateStore(tmp_path / "s.sqlite")
+    first = s.submit("science", spec(name="a"), "k1", T0)
+    out = s.submit_many(
+        [
+            SubmitRequest("science", spec(name="a"), "k1"),  # retry of an earlier key: the same job
+            SubmitRequest("science", spec(name="b"), "k2"),  # new
+            SubmitRequest("science", spec(name="b"), "k2"),  # the same key twice in one batch: one job
+            SubmitRequest("science", spec(name="c"), "k2"),  # that key, another spec: conflict, alone
+            SubmitRequest("education", spec(name="b"), "k2"),  # keys are per tenant
+            SubmitRequest("science", spec(name="d"), None),
+        ],
+        T0 + 1,
+    )
+    assert not out[0].created and out[0].record.id == first.record.id
+    assert out[1].created and not out[2].created and out[2].record.id == out[1].record.id
+    assert isinstance(out[3], IdempotencyConflict)
+    assert out[4].created and out[4].record.id != out[1].record.id
+    assert out[5].created
+    # what the batch returned is exactly what is stored (the record is built without a read back)
+    for r in (out[1], out[4], out[5]):
+        assert s.get(r.record.id) == r.record
+    assert len(s.list_jobs()) == 4
+    assert s.counts() == _sql_counts(tmp_path / "s.sqlite") == {("queued", "science"): 3, ("queued", "education"): 1}
+
+
+def test_submit_queue_groups_concurrent_submissions(tmp_path: Path) -> None:
+    from scheduler.state import SubmitQueue, SubmitRequest
+
+    s = StateStore(tmp_path / "s.sqlite")
+    q = SubmitQueue(s, lambda: T0)
+    futs = []
+    lock = threading.Lock()
+
+    def client(t: int) -> None:
+        for i in range(40):
+            f = q.put(SubmitRequest(f"t{t}", spec(name=f"{i % 20}"), f"k{i % 20}"))  # every key used twice
+            with lock:
+                futs.append(f)
+            f.result(timeout=30)
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    ids = {f.result().record.id for f in futs}
+    assert len(ids) == 8 * 20 and len(s.list_jobs()) == 160
+    assert q.submissions == 320 and q.batches < 320  # several clients shared a commit
+    q.close()
+    s.close()
+    # all of it is on disk for the next process
+    assert len(StateStore(tmp_path / "s.sqlite").list_jobs()) == 160
+
+
+def test_batched_journal_and_counts(tmp_path: Path) -> None:
+    from scheduler.state import ActionIntent, PlainOutcome, StartOutcome, StopOutcome
+
+    s = StateStore(tmp_path / "s.sqlite")
+    a, b, c = (s.submit("science", spec(name=n), None, T0).record.id for n in "abc")
+    ids = s.intend_many([ActionIntent("start", j, {"pool": "p"}) for j in (a, b, c)], T0)
+    assert len(ids) == 3 and [o.id for o in s.open_actions()] == ids  # all durable before acting
+    s.request_cancel(c, T0)  # cancelled while the tick was starting it
+    gone = s.record_outcomes(
+        started=[StartOutcome(ids[0], a, "p", {"clearance": "public"}, (0,), 1.0),
+                 StartOutcome(ids[2], c, "p", {}, (1,), 1.0)],
+        plain=[PlainOutcome(ids[1], "no_fit", {})],
+        now_unix_s=T0 + 1,
+    )  # fmt: skip
+    assert gone == [c] and s.open_actions() == []
+    assert (s.get(a).state, s.get(b).state, s.get(c).state) == ("running", "queued", "cancelled")
+    assert [r["job_id"] for r in s.audit()] == [a]  # no audit row for a start that did not take
+    # a preemption resumes from the checkpoint the executor reported
+    s.record_progress([JobProgress(a, "p", (0,), 1.0, 900.0, 600.0)], [], "2027-01-15", T0 + 900)
+    s.record_outcomes(stopped=[StopOutcome(None, a, "queued", 100.0, "plan", 800.0)], now_unix_s=T0 + 901)
+    r = s.get(a)
+    assert (r.state, r.work_done_s, r.checkpoint_work_s, r.lost_work_s) == ("queued", 800.0, 800.0, 100.0)
+    assert s.counts() == _sql_counts(tmp_path / "s.sqlite")
+
+
+def test_recover_adopts_a_start_the_crash_left_unrecorded(tmp_path: Path) -> None:
+    from scheduler.executors.base import RunningInfo
+
+    s = StateStore(tmp_path / "s.sqlite")
+    a = s.submit("science", spec(name="a"), None, T0).record.id
+    done = s.submit("science", spec(name="d"), None, T0).record.id
+    s.intend("start", a, {"pool": "p"}, T0)  # crash: the executor started it, the outcome never landed
+    s.request_cancel(done, T0)
+    running = {a: RunningInfo(a, "p", (2,), 0.8, 50.0, 0.0), done: RunningInfo(done, "p", (3,), 1.0, 0.0, 0.0)}
+    rep = s.recover(running, T0 + 5, pool_labels={"p": {"clearance": "public"}})
+    assert rep.adopted == (a,) and rep.orphans == (done,) and rep.open_actions == 0
+    r = s.get(a)
+    assert (r.state, r.pool, r.nodes, r.starts) == ("running", "p", (2,), 1)
+    assert [x["job_id"] for x in s.audit()] == [a]
+    assert s.counts() == _sql_counts(tmp_path / "s.sqlite")

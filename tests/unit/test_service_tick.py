@@ -1,0 +1,91 @@
+"""The service's tick in-process (simulated executor, real SQLite): the ledger, the batched journal, the
+shared decision steps of scheduler.control, cancellations, and the usage written."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from scheduler.control import order_actions, sanitize_run, start_candidates
+from scheduler.jobs import Job
+from scheduler.models import JobSpec, load_site, load_tenants
+from scheduler.policies.base import Assignment, JobState
+from scheduler.service import Service, ServiceConfig
+
+
+class Wall:
+    """A wall clock the test moves."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_order_actions_and_sanitize() -> None:
+    site = load_site("demo")
+    pub, sec = (p.name for p in site.pools)
+    jobs = {
+        "run-move": JobState(Job("run-move", "t", "training", 0, 2, 3600), "running", 10, 0, pub, 1.0),
+        "run-np": JobState(Job("run-np", "t", "training", 0, 2, 3600, preemptible=False), "running", 10, 0, pub, 1.0),
+        "run-keep": JobState(Job("run-keep", "t", "training", 0, 2, 3600), "running", 10, 0, pub, 1.0),
+        "q-secret": JobState(Job("q-secret", "t", "training", 0, 2, 3600, clearance="secret"), "queued", 0, 0),
+        "q": JobState(Job("q", "t", "training", 0, 2, 3600), "queued", 0, 0),
+    }
+    decided = {"run-move": Assignment(sec, 1.0), "run-keep": Assignment(pub, 0.6), "q-secret": Assignment(pub, 1.0),
+               "q": Assignment(pub, 1.0), "ghost": Assignment(pub, 1.0)}  # fmt: skip
+    run, refused = sanitize_run(site, decided, jobs)
+    assert set(refused) == {"q-secret", "ghost"}  # ineligible pool (sovereignty), unknown job
+    assert run["run-np"] == Assignment(pub, 1.0)  # non-preemptible running work keeps running
+    plan = order_actions(run, {j: (s.pool or "", s.power_fraction) for j, s in jobs.items() if s.state == "running"})
+    assert plan.preempt == ("run-move",) and plan.set_power == (("run-keep", 0.6),)
+    assert [j for j, _ in plan.start] == ["run-move", "q"]
+    inf = Job("inf", "t", "inference", 0, 2, 3600)
+    assert [a.pool for a in start_candidates(site, inf, Assignment(pub, 0.7))] == [pub, sec]
+    assert [a.pool for a in start_candidates(site, jobs["q"].job, Assignment(pub, 0.7))] == [pub]
+
+
+def test_tick_journals_in_batches_and_keeps_the_ledger(tmp_path: Path) -> None:
+    wall = Wall(1_900_000_000.0)
+    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
+                        policy="backfill", tick_seconds=1.0, progress_flush_s=0.0)  # fmt: skip
+    svc = Service(cfg, wall=wall)
+    try:
+        science = svc.tenants["science"]
+        ids = [svc.submit(science, JobSpec(name=f"j{i}", gpus=4, duration_s=1800), None).record.id for i in range(6)]
+        out = svc.tick()
+        assert len(out.started) == 4  # the public pool holds 16 GPUs: four 4-GPU jobs
+        db = sqlite3.connect(tmp_path / "s.sqlite")
+        intents = db.execute("SELECT DISTINCT intent_unix_s FROM actions WHERE kind='start'").fetchall()
+        assert len(intents) == 1  # one transaction of intents for the whole tick
+        assert db.execute("SELECT COUNT(*) FROM actions WHERE outcome IS NULL").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 4
+        # cancel one running and one queued job: the queued one leaves at once, the running one next tick
+        running = out.started[0]
+        queued = next(j for j in ids if j not in out.started)
+        svc.cancel(queued)
+        svc.cancel(running)
+        wall.t += 0.5  # half a slot
+        out2 = svc.tick()
+        assert out2.cancelled == [running]
+        assert svc.store.get(running).state == "cancelled" and svc.store.get(queued).state == "cancelled"
+        assert running not in svc._ledger and queued not in svc._ledger
+        # usage accrued for the half slot is written per tenant and per job
+        usage = svc.store.usage_by_tenant()["science"]
+        assert usage["gpu_s"] > 0 and usage["energy_j"] > 0
+        per_job = db.execute("SELECT SUM(gpu_s) FROM jobs").fetchone()[0]
+        assert abs(per_job - usage["gpu_s"]) < 1e-6
+        # counts kept by the store match the table
+        sql = {(st, t): n for st, t, n in db.execute("SELECT state, tenant, COUNT(*) FROM jobs GROUP BY 1, 2")}
+        assert svc.store.counts() == sql
+        # the jobs finish (1800 s = 2 slots): the ledger empties of them and the store agrees
+        for _ in range(6):
+            wall.t += 1.0
+            svc.tick()
+        states = {svc.store.get(j).state for j in ids if j not in (running, queued)}
+        assert states == {"finished"}
+        assert not svc._ledger
+        db.close()
+    finally:
+        svc.stop()
