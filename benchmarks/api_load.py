@@ -1,13 +1,18 @@
 """API load: sustained job submissions per second from many concurrent clients (p50/p99 latency) against a
 real ``windward server`` on loopback, and the control-loop tick time with many queued jobs.
 
-    .venv/bin/python benchmarks/api_load.py --clients 32 --seconds 10 --queued 50000
+    .venv/bin/python benchmarks/api_load.py --clients 32 --seconds 10 --queued 50000 [--policy windward]
 
 Prints one JSON object. Target from issue 5: 1,000 submissions/s with p99 < 50 ms. The server is a
-subprocess (simulated executor, demo site, backfill policy unless --policy); clients are asyncio tasks over
-httpx keep-alive connections, each POSTing keyed submissions back to back (closed loop).
+subprocess (simulated executor, demo site, backfill policy); clients are closed-loop asyncio tasks, each
+POSTing keyed submissions back to back over its own keep-alive connection, from a lean raw-asyncio HTTP/1.1
+client (``--client raw``, the default: ~0.06 ms of CPU per request) or ``--client httpx`` (~1-3 ms, which
+on 2 shared cores measures the client more than the server). ``fsync_ms_before`` / ``fsync_ms_after``: the
+median cost of one synchronous=FULL commit in the same temp directory at that moment (the shared disk's
+fsync varies several-fold with the machine's load; every acknowledged submission waits for one).
 The tick benchmark builds a Service in-process on a fresh state file holding ``--queued`` jobs and times
-``Service.tick()`` (median of ``--ticks``); its ``plan_s`` part is the policy's own time.
+``Service.tick()`` (median of ``--ticks``); ``plan_median_s`` is the policy's own time and ``tick_parts_s``
+the time of each step of each tick.
 """
 
 from __future__ import annotations
@@ -135,7 +140,7 @@ def _tick_bench(queued: int, ticks: int, policy: str) -> dict[str, float]:
             out = svc.tick()
             times.append(out.tick_s)
             plans.append(out.plan_s)
-            parts.append({k: round(v, 4) for k, v in out.timings_s.items()} | {"started": len(out.started)})
+            parts.append({k: round(v, 4) for k, v in getattr(out, "timings_s", {}).items()} | {"started": len(out.started)})
         svc.stop()
     return {"queued_jobs": queued, "policy": policy, "fill_s": fill_s, "tick_median_s": statistics.median(times),
             "tick_max_s": max(times), "plan_median_s": statistics.median(plans), "ticks": ticks,

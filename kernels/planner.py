@@ -57,7 +57,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kernels.backend import Ops, get_ops
-from kernels.check import evaluate, levels, must_window, pool_gpus_pt
+from kernels.check import levels, must_window, pool_gpus_pt
 from kernels.problem import PlanProblem, PlanResult
 
 OBJECTIVE = (
@@ -69,6 +69,8 @@ OBJECTIVE = (
 )
 
 _BIG = 1e30
+_STEP0 = 0.0003  # first Rprop step, relative to the mean carbon price (cold start)
+_STEP0_WARM = 0.002  # the same from a warm start
 _EPS = 1e-9
 
 
@@ -669,6 +671,20 @@ def _prefix_keep(d: NDArray[np.float32], cap: NDArray[np.float64], tol: float) -
     return keep
 
 
+def _level_counts(vmat: NDArray[np.int8], V: int) -> NDArray[np.int64]:
+    """``(n, V)`` slots each row runs at each fraction index (one int8 compare and count per level)."""
+    cnt = np.zeros((vmat.shape[0], V), np.int64)
+    for v in range(1, V):  # power levels
+        cnt[:, v] = np.count_nonzero(vmat == v, axis=1)
+    return cnt
+
+
+def _job_work(tb: "_Tabs", pool: NDArray[np.int64], vmat: NDArray[np.int8]) -> NDArray[np.float64]:
+    """Work seconds per row from its level counts (no (J, T) float temporaries)."""
+    cnt = _level_counts(vmat, tb.work.shape[1])
+    return (cnt * tb.work[np.maximum(pool, 0)].astype(np.float64)).sum(axis=1)
+
+
 @dataclass(frozen=True, slots=True)
 class _Tabs:
     """Per (pool, fraction index) tables for the primal."""
@@ -699,6 +715,109 @@ def _tabs(c: _Clean, pr: _Prep) -> _Tabs:
     return _Tabs(load=load, work=work, down=down, up=up, vmin=vmin, vfull=pr.map_pv[:, v_full].astype(np.int8))
 
 
+def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env) -> NDArray[np.int8]:
+    """Each knapsack job's envelope choice in rank space: per class the envelope steps of every slot sorted
+    by breakpoint (ties: earliest slot first) are one order; a job takes the shortest prefix of it (inside
+    its window) whose work covers what it needs, only steps worth their price (breakpoint below the value
+    of its work), late steps against the value of late work. So a job overshoots by less than one step,
+    where a threshold on the breakpoint VALUE takes every tied step at once (hourly energy data: four
+    slots share a price). Returns ``vmat : (J, T) int8`` (rows of other jobs 0)."""
+    E, T, S = pr.E, c.T, pr.S
+    G = T * S
+    vmat = np.zeros((c.J, T), dtype=np.int8)
+    bflat = env.b.reshape(E, G)
+    order = np.argsort(bflat, axis=1, kind="stable")
+    grid = np.take_along_axis(bflat, order, axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(G)[None, :], axis=1)
+    rank = rank.reshape(E, T, S).astype(np.int32)
+    (Gw,) = _tables(get_ops(), E, T, G, rank, [env.dw])
+    tt = np.arange(T)[None, :]
+    for e in range(E):  # classes
+        a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
+        if z <= a:
+            continue
+        rows = jb.rows[a:z]
+        ge, W = grid[e], Gw[e].reshape(-1)
+        rel, dl, R, rho, ld = c.rel[rows], c.dl[rows], c.R[rows], pr.rho_on[rows], pr.ldrop[rows]
+        o_rel, o_dl, o_T = rel * (G + 1), dl * (G + 1), T * (G + 1)
+        rmax = np.searchsorted(ge, rho, side="left")  # steps worth their price
+
+        def late_rank(r1: NDArray[np.int64]) -> NDArray[np.int64]:
+            x = np.where(r1 > 0, ge[np.maximum(r1 - 1, 0)] + _EPS, -_BIG)
+            return np.searchsorted(ge, np.minimum(x, rho) - ld, side="left")
+
+        def work(r1: NDArray[np.int64]) -> NDArray[np.float64]:
+            r2 = late_rank(r1)
+            return (W[o_dl + r1] - W[o_rel + r1]) + (W[o_T + r2] - W[o_dl + r2])
+
+        lo = np.zeros(rows.size, np.int64)
+        hi = rmax.astype(np.int64)
+        full = work(hi) < R - 1e-6
+        for _ in range(int(math.ceil(math.log2(G + 1))) + 1):  # integer bisection on the prefix length
+            mid = (lo + hi) // 2
+            ok = work(mid) >= R - 1e-6
+            hi = np.where(ok, mid, hi)
+            lo = np.where(ok, lo, mid)
+        r1 = np.where(full, rmax, hi)
+        r1 = np.where(work(lo) >= R - 1e-6, lo, r1)
+        r2 = late_rank(r1)
+        rk = rank[e]
+        late = tt >= dl[:, None]
+        v = np.zeros((rows.size, T), dtype=np.int8)
+        r1c = r1.astype(np.int32)[:, None]
+        r2c = r2.astype(np.int32)[:, None]
+        has_late = bool(late.any())
+        for i in range(S):  # envelope steps of a slot: v = sum_i [rank_i < prefix] * dv_i (telescoping)
+            d = env.dv[e, :, i].astype(np.int8)
+            if not d.any():
+                continue
+            take = rk[None, :, i] < r1c
+            if has_late:
+                take = np.where(late, rk[None, :, i] < r2c, take)
+            v += take.astype(np.int8) * d[None, :]
+        v[tt < rel[:, None]] = 0
+        vmat[rows] = v
+    return vmat
+
+
+def _np_windows(c: _Clean, pr: _Prep, tb: _Tabs, npj: NDArray[np.int64], pool: NDArray[np.int64],
+                lam: NDArray[np.float64], mu: NDArray[np.float64]) -> NDArray[np.int8]:
+    """Non-preemptible jobs: the best single block of slots at one power level of the pool (value of the
+    work done minus its price, by cumsum sliding windows per level); running ones start now; a job whose
+    best block is worth nothing does not run. Returns the rows ``(len(npj), T)`` of fraction indices."""
+    T = c.T
+    tt = np.arange(T)[None, :]
+    pl = pool[npj]
+    rho_t = np.where(tt < c.dl[npj, None], pr.rho_on[npj, None], (pr.rho_on - pr.ldrop)[npj, None])
+    running = c.rpool[npj] >= 0
+    best_val = np.full(npj.size, -np.inf)
+    best_start = np.zeros(npj.size, np.int64)
+    best_n = np.zeros(npj.size, np.int64)
+    best_v = np.zeros(npj.size, np.int8)
+    for v in range(1, pr.fv.size):  # power levels (the same few for every pool)
+        vv = pr.map_pv[pl, v]
+        w = tb.work[pl, vv].astype(np.float64)
+        n = np.ceil(c.R[npj] / np.maximum(w, 1e-9) - 1e-9).astype(np.int64)
+        val = rho_t * w[:, None] - (lam[None, :] * (tb.load[pl, vv].astype(np.float64))[:, None] + mu[pl])
+        val = np.where(tt >= c.rel[npj, None], val, 0.0)
+        cs = np.concatenate([np.zeros((npj.size, 1)), np.cumsum(val, axis=1)], axis=1)
+        endi = np.minimum(tt + n[:, None], T)
+        wv = np.take_along_axis(cs, endi, axis=1) - cs[:, :T]
+        wv = np.where(tt >= c.rel[npj, None], wv, -np.inf)
+        wv[running, 1:] = -np.inf  # running: start now
+        st = wv.argmax(axis=1)
+        bv = wv[np.arange(npj.size), st]
+        better = bv > best_val + 1e-9
+        best_val = np.where(better, bv, best_val)
+        best_start = np.where(better, st, best_start)
+        best_n = np.where(better, n, best_n)
+        best_v = np.where(better, vv, best_v).astype(np.int8)
+    go = running | (best_val > 0)
+    win = (tt >= best_start[:, None]) & (tt < np.minimum(best_start + best_n, T)[:, None]) & go[:, None]
+    return np.where(win, best_v[:, None], 0).astype(np.int8)
+
+
 def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
             lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
     """Integer plan from the thresholds at prices (lam, mu), repaired to satisfy every hard constraint.
@@ -712,26 +831,8 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     """
     T, P, J, S = c.T, c.P, c.J, pr.S
     tb = _tabs(c, pr)
-    tau_np = xp.to_numpy(tau).astype(np.float32)
     tt = np.arange(T)[None, :]
-    vmat = np.zeros((J, T), dtype=np.int8)
-    b32 = env.b.astype(np.float32)
-    for e in range(pr.E):  # classes
-        a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
-        if z <= a:
-            continue
-        rows = jb.rows[a:z]
-        x = np.repeat(tau_np[a:z, None], T, axis=1)
-        ldj = pr.ldrop[rows].astype(np.float32)
-        if (ldj > 0).any():
-            x -= ldj[:, None] * (tt >= c.dl[rows, None])
-        x[tt < c.rel[rows, None]] = -np.inf
-        v = np.zeros((z - a, T), dtype=np.int8)
-        for i in range(S):  # envelope lines: v(x) = sum_i [x > b_i] * dv_i (telescoping)
-            d = env.dv[e, :, i].astype(np.int8)
-            if d.any():
-                v += (x > b32[e, :, i][None, :]).astype(np.int8) * d[None, :]
-        vmat[rows] = v
+    vmat = _rank_plan(c, pr, jb, env)
     v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
     mrow = np.flatnonzero(c.must)
     if mrow.size:
@@ -748,23 +849,7 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     # --- non-preemptible jobs: one contiguous window at full power (running ones start now)
     npj = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0))
     if npj.size:
-        vfp = pr.map_pv[pool[npj], v_full]
-        spd = pr.spd_pv[pool[npj], vfp]
-        n = np.ceil(c.R[npj] / (spd * c.slot_s) - 1e-9).astype(np.int64)
-        rho_t = np.where(tt < c.dl[npj, None], pr.rho_on[npj, None], (pr.rho_on - pr.ldrop)[npj, None])
-        val = rho_t * (spd * c.slot_s)[:, None] - cfull.T[pool[npj]]
-        val = np.where(tt >= c.rel[npj, None], val, 0.0)
-        cs = np.concatenate([np.zeros((npj.size, 1)), np.cumsum(val, axis=1)], axis=1)
-        endi = np.minimum(tt + n[:, None], T)
-        wv = np.take_along_axis(cs, endi, axis=1) - cs[:, :T]
-        wv = np.where(tt >= c.rel[npj, None], wv, -np.inf)
-        best = wv.argmax(axis=1)
-        bval = wv[np.arange(npj.size), best]
-        running = c.rpool[npj] >= 0
-        best = np.where(running, 0, best)
-        go = running | (bval > 0)
-        win = (tt >= best[:, None]) & (tt < np.minimum(best + n, T)[:, None]) & go[:, None]
-        vmat[npj] = np.where(win, vfp[:, None], 0)
+        vmat[npj] = _np_windows(c, pr, tb, npj, pool, lam, mu)
     # running preemptible jobs keep slot 0 (no switching loss) when they run at all
     rp = np.flatnonzero((c.rpool >= 0) & c.preempt & ~c.must & (vmat[:, 0] == 0) & (pool == c.rpool))
     if rp.size:
@@ -775,12 +860,14 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     vmat = _trim(c, tb, vmat, pool)
     # --- priority order: forced first, then running, then value density
     forced = c.must | ((c.rpool >= 0) & ~c.preempt)
-    cls_key = np.where(forced, 0, np.where(c.rpool >= 0, 1, 2))
+    # (non-preemptible jobs before preemptible ones: a lost slot drops them whole, while preemptible work
+    # that loses a slot is lowered or moved by the fill rounds)
+    cls_key = np.where(forced, 0, np.where(c.rpool >= 0, 1, np.where(c.preempt, 3, 2)))
     prio = np.lexsort((c.rel, c.gpus, c.R, c.dl, -pr.rho_on, cls_key))
     pool = _assign_pools(c, vmat > 0, pool, pref, keep_run, prio)
     vmat = _remap(pr, vmat, pool)
     vmat, pool = _repair(c, pr, tb, vmat, pool, prio, forced)
-    for lowest in (False, True):  # fill rounds: full power, then the lowest level (more work per watt)
+    for lowest in (True,):  # fill rounds: the lowest level (most work per watt)
         vmat = _fill(c, pr, tb, vmat, pool, prio, lam, mu, lowest=lowest)
     vmat = _raise(c, pr, tb, vmat, pool, prio)
     return vmat, pool
@@ -796,7 +883,9 @@ def _remap(pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArra
 
 def _trim(c: _Clean, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.int8]:
     """Drop the slots after a job has done all its work (earliest slots kept)."""
-    rows = np.flatnonzero(~c.must & (vmat > 0).any(axis=1))
+    done = _job_work(tb, pool, vmat)
+    rows = np.flatnonzero(~c.must & (done - tb.work[np.maximum(pool, 0), tb.vfull[np.maximum(pool, 0)]]
+                                     >= c.R + c.loss - 1e-3) & (done > 0))
     if rows.size == 0:
         return vmat
     sub = vmat[rows]
@@ -870,6 +959,7 @@ def _repair(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArr
         return keep
 
     run = v > 0
+    run0 = run.copy()
     for _ in range(rounds):  # re-assignment rounds
         keep = pool_keep(run)
         bad = run & ~keep
@@ -889,14 +979,16 @@ def _repair(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArr
             v[short[move]] = pr.map_pv[best[move][:, None], v[short[move]]].astype(np.int8)
     run &= pool_keep(run)
     v = np.where(run, v, 0).astype(np.int8)
-    run0 = run.copy()
     # facility watts (site max and grid cap)
     room_w = (c.cap_w - c.base_w) * (1 - 1e-6) - 1.0
-    ld = _lookup(tb.load, pl, v) * g32[:, None]
-    exc = ld.sum(axis=0, dtype=np.float64) - room_w
+    fac = np.zeros(T)
+    for lv in range(1, pr.fv.size):  # power levels
+        fac += np.einsum("j,jt->t", g * tb.load[pl, lv].astype(np.float64), (v == lv).view(np.int8))
+    exc = fac - room_w
     cols = np.flatnonzero(exc > 0)
     if cols.size:
-        vs, lds, ex = v[:, cols], ld[:, cols], exc[cols]
+        vs, ex = v[:, cols], exc[cols]
+        lds = _lookup(tb.load, pl, vs) * g32[:, None]
         can = (c.preempt & ~c.must)[prio]
         for top in range(pr.fv.size - 1, 1, -1):  # lower the top levels first (least work lost per watt)
             over = ex > 0
@@ -939,10 +1031,9 @@ def _usage(c: _Clean, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64]
     """Busy GPUs ``(P, T)`` and facility watts ``(T,)`` of a plan (per-pool einsums, no (J, T) index arrays)."""
     busy = _group_rowsum(pool, c.P, c.gpus, vmat > 0)
     fac = c.base_w.copy()
-    for p in range(c.P):  # pools
-        rows = np.flatnonzero(pool == p)
-        if rows.size:
-            fac += np.einsum("j,jt->t", c.gpus[rows], tb.load[p][vmat[rows]])
+    pc = np.maximum(pool, 0)
+    for v in range(1, tb.load.shape[1]):  # power levels
+        fac += np.einsum("j,jt->t", c.gpus * tb.load[pc, v].astype(np.float64), (vmat == v).view(np.int8))
     return busy, fac
 
 
@@ -955,23 +1046,35 @@ def _fill(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray
     cand_j = np.flatnonzero(c.preempt & ~c.must & (c.rel < T) & (pool >= 0))
     if cand_j.size == 0:
         return vmat
-    sub = vmat[cand_j]
-    done = _lookup(tb.work, pool[cand_j], sub).sum(axis=1, dtype=np.float64)
+    done = _job_work(tb, pool[cand_j], vmat[cand_j])
     short = done < c.R[cand_j] + c.loss[cand_j] - 1e-3
-    cand_j, sub, done = cand_j[short], sub[short], done[short]
+    cand_j, done = cand_j[short], done[short]
+    sub = vmat[cand_j]
     if cand_j.size == 0:
         return vmat
     busy, fac = _usage(c, tb, vmat, pool)
     tt = np.arange(T)[None, :]
     pl = pool[cand_j]
     vf = (tb.vmin if lowest else tb.vfull)[pl]
-    wlev = tb.work[pl, vf].astype(np.float64)
-    ldlev = tb.load[pl, vf].astype(np.float64)
-    rho_t = np.where(tt < c.dl[cand_j, None], pr.rho_on[cand_j, None], (pr.rho_on - pr.ldrop)[cand_j, None])
-    gain = rho_t * wlev[:, None] - (np.minimum(lam, c.kappa)[None, :] * ldlev[:, None] + mu[pl])
-    cand = (sub == 0) & (tt >= c.rel[cand_j, None]) & (gain > 0)
+    g0 = c.gpus[cand_j].astype(np.float32)
+    ldlev = tb.load[pl, vf]
+    # only free slots after release with room for the job (GPUs of its pool, facility watts) can take it
+    room_w = (c.cap_w * (1 - 1e-6) - 1.0 - fac).astype(np.float32)
+    cand = (sub == 0) & (tt >= c.rel[cand_j, None]) & ((c.H - busy).astype(np.float32)[pl] >= g0[:, None])
+    cand &= room_w[None, :] >= (ldlev * g0)[:, None]
+    rows_any = np.flatnonzero(cand.any(axis=1))
+    if rows_any.size == 0:
+        return vmat
+    cand_j, done, pl, vf, cand, ldlev = (cand_j[rows_any], done[rows_any], pl[rows_any], vf[rows_any],
+                                         cand[rows_any], ldlev[rows_any])
+    wlev = tb.work[pl, vf]
+    rho_on = pr.rho_on[cand_j].astype(np.float32)
+    rho_t = np.where(tt < c.dl[cand_j, None], rho_on[:, None], (rho_on - pr.ldrop[cand_j].astype(np.float32))[:, None])
+    price = (np.minimum(lam, c.kappa)[None, :] * ldlev.astype(np.float64)[:, None] + mu[pl]).astype(np.float32)
+    gain = rho_t * wlev[:, None] - price
+    cand &= gain > 0
     need = np.ceil((c.R[cand_j] + c.loss[cand_j] - done) / wlev - 1e-9)
-    order = np.argsort(np.where(cand, -gain, np.inf), axis=1, kind="stable")
+    order = np.argsort(np.where(cand, -gain, np.float32(np.inf)), axis=1, kind="stable")
     pos = np.empty_like(order)
     np.put_along_axis(pos, order, np.arange(T)[None, :], axis=1)
     cand &= pos < need[:, None]
@@ -1009,18 +1112,30 @@ def _raise(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArra
     rows = np.flatnonzero(c.preempt & ~c.must & (pool >= 0))
     if rows.size == 0:
         return vmat
+    done = _job_work(tb, pool[rows], vmat[rows])
+    short = done < c.R[rows] + c.loss[rows] - 1e-3
+    rows, done = rows[short], done[short]
+    if rows.size == 0:
+        return vmat
     sub = vmat[rows]
     pl = pool[rows]
-    done = _lookup(tb.work, pl, sub).sum(axis=1, dtype=np.float64)
-    short = done < c.R[rows] + c.loss[rows] - 1e-3
     up = _lookup(tb.up, pl, sub)
-    cand = short[:, None] & (sub > 0) & (up > sub)
+    cand = (sub > 0) & (up > sub)
+    dw = np.zeros(sub.shape, np.float32)
     if cand.any():  # worth it: the work gained beats the carbon of the extra watts (above the wind)
         dw = _lookup(tb.work, pl, up) - _lookup(tb.work, pl, sub)
         dl = _lookup(tb.load, pl, up) - _lookup(tb.load, pl, sub)
         cand &= (pr.rho_on[rows, None] - pr.ldrop[rows, None]) * dw > c.kappa[None, :] * dl
     if not cand.any():
         return vmat
+    # only as many steps as the job still needs, cleanest slots first
+    deficit = c.R[rows] + c.loss[rows] - done
+    oc = np.argsort(c.kappa, kind="stable")
+    gain = np.where(cand, dw, np.float32(0))[:, oc]
+    before = np.cumsum(gain, axis=1, dtype=np.float64) - gain
+    need = np.empty_like(cand)
+    need[:, oc] = before < deficit[:, None] - 1e-3
+    cand &= need
     _, fac = _usage(c, tb, vmat, pool)
     room = c.cap_w * (1 - 1e-6) - 1.0 - fac
     rank = np.empty(c.J, dtype=np.int64)
@@ -1086,8 +1201,8 @@ def plan(
             lam, mu = c.kappa.copy(), np.zeros((P, T))
     kbar = max(float(c.kappa.mean()), 1e-12)
     lscale = float(np.abs(pr.line_load).max()) if pr.line_load.size else 1.0
-    d_lam = np.full(T, 0.25 * kbar) if warm_start is None else np.full(T, 0.05 * kbar)
-    d_mu = np.full((P, T), 0.25 * kbar * lscale) if warm_start is None else np.full((P, T), 0.05 * kbar * lscale)
+    d_lam = np.full(T, (_STEP0 if warm_start is None else _STEP0_WARM) * kbar)
+    d_mu = np.full((P, T), (_STEP0 if warm_start is None else _STEP0_WARM) * kbar * lscale)
     s_lam = np.zeros(T)
     s_mu = np.zeros((P, T))
     best = (-math.inf, lam, mu, None)
@@ -1115,14 +1230,69 @@ def plan(
     run = vmat > 0
     pf = pr.fv.astype(np.float32)[vmat]
     pool = np.where(run.any(axis=1), pool, -1).astype(np.int32)
-    return _result(problem, c, pr, run, pf, pool, lb, lam_b, mu_b, it, tol,
+    return _result(problem, c, pr, vmat, run, pf, pool, lb, lam_b, mu_b, it, tol,
                    {"dual_history": hist, "backend": xp.name, "device": xp.device})
 
 
-def _result(pb: PlanProblem, c: _Clean, pr: _Prep, run: NDArray[np.bool_], pf: NDArray[np.float32],
-            pool: NDArray[np.int32], lb: float, lam: NDArray[np.float64], mu: NDArray[np.float64], iters: int,
-            tol: float, diag: dict[str, Any]) -> PlanResult:
-    ev = evaluate(pb, run, pf, pool)
+def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int32]) -> dict[str, Any]:
+    """The objective parts and aggregates of ``kernels.evaluate`` computed from the plan's level counts and
+    per-level einsums (no (J, T) float arrays; the same formulas via :mod:`kernels.power`). The checker
+    re-verifies them independently with ``kernels.evaluate``."""
+    from kernels import power
+
+    T, J, P = c.T, c.J, c.P
+    V = pr.fv.size
+    fv32 = pr.fv.astype(np.float32).astype(np.float64)
+    pc = np.clip(pool, 0, P - 1).astype(np.int64)
+    cf = np.asarray(pb.curve_f, dtype=np.float64)
+    cs = np.asarray(pb.curve_s, dtype=np.float64)
+    spd = np.stack([power.speed(cf[p], cs[p], fv32) for p in range(P)])  # (P, V)
+    spd[:, 0] = 0.0
+    run = vmat > 0
+    busy = _group_rowsum(pc, P, c.gpus, run)
+    active = np.zeros((P, T))
+    for v in range(1, V):  # power levels
+        m = vmat == v
+        if m.any():
+            active += _group_rowsum(pc, P, c.gpus * c.tdp[pc] * fv32[v], m)
+    tl = power.facility_timeline(pb.pue, pb.slot_s, active, busy, c.H, pb.idle_w, pb.host_w_per_gpu, pb.wind_w,
+                                 pb.carbon_g_per_kwh)
+    slot_h = c.slot_s / 3600.0
+    cost_eur = 0.0
+    if pb.price_eur_per_mwh is not None:
+        price = np.maximum(np.asarray(pb.price_eur_per_mwh, dtype=np.float64), 0.0)
+        cost_eur = float((tl["grid_import_w"] * price).sum() * slot_h / 1e6)
+    wtab = spd * c.slot_s
+    work = (_level_counts(vmat, V) * wtab[pc]).sum(axis=1)
+    dl_raw = np.asarray(pb.deadline, dtype=np.int64)
+    work_on = work.copy()
+    rows = np.flatnonzero(dl_raw < T)
+    if rows.size:
+        sub = np.where(np.arange(T)[None, :] < dl_raw[rows, None], vmat[rows], 0).astype(np.int8)
+        work_on[rows] = (_level_counts(sub, V) * wtab[pc[rows]]).sum(axis=1)
+    pl64 = np.asarray(pool, dtype=np.int64)
+    lost = np.where((c.rpool >= 0) & ~((pl64 == c.rpool) & run[:, 0]), np.asarray(pb.preempt_loss_s, np.float64), 0.0)
+    need = np.asarray(pb.remaining_s, dtype=np.float64) + lost
+    unfinished_s = np.maximum(need - work, 0.0)
+    has_dl = (dl_raw < T) & ~c.must
+    late_s = np.where(has_dl, np.maximum(need - work_on, 0.0), 0.0)
+    unf_pen = float(np.where(c.must, 0.0, c.weight * c.gpus * unfinished_s).sum())
+    late_pen = float((c.weight * c.gpus * late_s).sum())
+    carbon = float(tl["carbon_g"].sum())
+    objective = carbon + float(pb.energy_cost_weight_g_per_eur) * cost_eur + unf_pen + late_pen
+    return {
+        "objective": objective, "carbon_g": carbon, "energy_cost_eur": cost_eur,
+        "unfinished_penalty_g": unf_pen, "tardiness_penalty_g": late_pen,
+        "unfinished_gpu_s": float((c.gpus * unfinished_s).sum()), "facility_w": tl["facility_w"],
+        "grid_import_w": tl["grid_import_w"], "carbon_g_slot": tl["carbon_g"], "busy_gpus": busy,
+        "work_done_s": work, "finished": work >= need - 1e-6 * np.maximum(need, 1.0),
+    }
+
+
+def _result(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8], run: NDArray[np.bool_],
+            pf: NDArray[np.float32], pool: NDArray[np.int32], lb: float, lam: NDArray[np.float64],
+            mu: NDArray[np.float64], iters: int, tol: float, diag: dict[str, Any]) -> PlanResult:
+    ev = _evaluate_plan(pb, c, pr, vmat, pool)
     obj = ev["objective"]
     lb = min(lb, obj)
     gap = (obj - lb) / max(abs(obj), 1e-9)

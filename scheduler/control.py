@@ -357,14 +357,19 @@ def enforce_caps(
 
 
 def sanitize_run(
-    site: Site, run: Mapping[str, Assignment], active: Mapping[str, JobState]
+    site: Site,
+    run: Mapping[str, Assignment],
+    active: Mapping[str, JobState],
+    home_pool: Callable[[Job], str | None] | None = None,
 ) -> tuple[dict[str, Assignment], list[str]]:
     """The decisions a tick may act on. Drops decisions for unknown / inactive jobs, unknown pools and pools
     the job may not use (labels, sovereignty, size): sovereignty is never left to the policy. Running
     non-preemptible work cannot move (it stays in its pool at the decided fraction), and running must-run
     or non-preemptible work the policy left out keeps running as it is. Returns (run, refused ids).
 
-    ``active``: the queued and running jobs by id. Pure; used by :class:`ControlLoop` and the service.
+    ``active``: the queued and running jobs by id. With ``home_pool`` (:meth:`ControlLoop.home_pool`),
+    inference is served whatever the policy said: queued must-run work it left out starts in its home pool
+    at full power. Pure; used by the service (and meant for :meth:`ControlLoop.sanitize`).
     """
     pools = {p.name: p for p in site.pools}
     out: dict[str, Assignment] = {}
@@ -386,6 +391,12 @@ def sanitize_run(
     for jid, js in active.items():
         if js.state == "running" and jid not in out and (js.job.must_run or not js.job.preemptible):
             out[jid] = Assignment(js.pool or site.pools[0].name, js.power_fraction)
+    if home_pool is not None:
+        for jid, js in active.items():
+            if js.job.must_run and js.state == "queued" and jid not in out:
+                home = home_pool(js.job)
+                if home is not None:
+                    out[jid] = Assignment(home, 1.0)
     return out, refused
 
 

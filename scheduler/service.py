@@ -13,8 +13,9 @@ one event tick per ``min_event_tick_interval_s`` after the previous one ended (a
     2. advance the executor to now; record finished / failed jobs (one transaction); accrue usage
     3. snapshot: the ledger's JobStates, forecast with congestion caps, tenant_info
     4. decide: the policy plans the horizon and returns the first slot
-    5. control.sanitize_run (eligible pools only, running must-run / non-preemptible work keeps running),
-       control.enforce_caps (the FAST PATH against this slot's ACTUAL wind and caps, congestion included:
+    5. control.sanitize_run (eligible pools only, running must-run / non-preemptible work keeps running,
+       inference is served in its home pool), control.hold_for_reserve (non-preemptible starts keep the
+       InferenceReserve free), control.enforce_caps (the FAST PATH against this slot's ACTUAL wind and caps, congestion included:
        lower GPU power limits first, then drop new starts / preempt the lowest-priority preemptible work),
        control.order_actions (stop, then power, then start)
     6. apply, journalled: ONE transaction of intents (durable before the executor is asked anything),
@@ -24,14 +25,15 @@ one event tick per ``min_event_tick_interval_s`` after the previous one ended (a
 
 One control loop, two ledgers. The decision steps are the functions :mod:`scheduler.control` shares with
 :class:`~scheduler.control.ControlLoop` (the simulator and ``windward demo``): ``enforce_caps``,
-``sanitize_run``, ``order_actions``, ``start_candidates``; the policy sees the same ``Snapshot``. The service
+``sanitize_run``, ``hold_for_reserve``, ``order_actions``, ``start_candidates``; the policy sees the same
+``Snapshot``. The service
 does not run ``ControlLoop.tick`` itself because it owns a different ledger: (a) its jobs live in SQLite,
 the one source of truth, and every executor action must be journalled (intent before, outcome after) in
 batched transactions, which ``ControlLoop.apply`` (direct executor calls, in-memory records) has no place
 for; (b) it runs on wall time and ticks at arbitrary instants (events), while ``ControlLoop.advance`` steps
 exactly one slot and accounts it as a whole; (c) cancellations and submissions arrive from API threads at
 any moment. So the service keeps the journalled apply and the real-time accounting, and everything that
-decides is shared.
+decides is shared (and so is the InferenceReserve that the snapshot carries).
 
 ``Snapshot.tenant_info`` passed to the policy (one entry per tenant; built by
 :func:`scheduler.accounting.tenant_info`)::
@@ -73,12 +75,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler import accounting
 from scheduler.auth import Authenticator, Principal, admit_job, tenant_pools
-from scheduler.control import ActionPlan, enforce_caps, order_actions, sanitize_run, start_candidates
+from scheduler.control import (
+    ActionPlan,
+    InferenceReserve,
+    enforce_caps,
+    hold_for_reserve,
+    order_actions,
+    sanitize_run,
+    start_candidates,
+)
 from scheduler.energy import EnergySeries
 from scheduler.errors import ExecutorError, InputError
 from scheduler.jobs import Job
 from scheduler.models import JobSpec, Site, Tenant, TenantsFile
 from scheduler.policies.base import JobState, Snapshot
+from scheduler.policies.capacity import inference_pool_order
 from scheduler.state import (
     ActionIntent,
     Congestion,
@@ -179,6 +190,7 @@ class TickOutcome:
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    held: tuple[str, ...] = ()  # non-preemptible starts held back to keep the inference reserve free
     fast_path_power: int = 0
     fast_path_preempted: int = 0
     facility_w: float = 0.0
@@ -264,6 +276,10 @@ class Service:
         from scheduler.policies.capacity import SitePower
 
         self._power = SitePower(self.site)
+        from scheduler.policies.capacity import EligibilityCache
+
+        self._elig = EligibilityCache(self.site)
+        self._reserve = InferenceReserve(self._power.names, slot_s)  # as ControlLoop: GPUs kept for inference
         self.executor: Executor = executor if executor is not None else make_executor(config, self.now_s())
         # an executor on real time (Ray) advances by itself: the loop polls it; a simulated one is stepped
         self._executor_self_timed = getattr(self.executor, "time_scale", None) is not None
@@ -302,6 +318,7 @@ class Service:
         self._rebuild_ledger(running_info)
         for jid in rec.orphans:  # running on the executor but finished / unknown in the store: stop it
             self._journalled_stop_orphan(jid, "orphan after restart")
+        self._admitted: set[tuple[Any, ...]] = set()
         self.submissions = SubmitQueue(self.store, self.clock.now_unix_s, on_commit=self._on_commit)
 
     # ----------------------------------------------------------------------------------- time
@@ -333,18 +350,31 @@ class Service:
     # ------------------------------------------------------------------------------- API side
 
     def _admit(self, tenant: Tenant, spec: JobSpec) -> None:
+        """Sovereignty and fit (auth.admit_job). Its verdict depends only on the tenant and the spec's
+        gpus / pool / requires, all static, so admitted combinations are remembered (refusals are not:
+        each gets its own message)."""
+        key = (tenant.name, spec.gpus, spec.pool, spec.requires.jurisdiction, spec.requires.clearance)
+        if key in self._admitted:
+            return
         probe = Job(
             job_id=spec.name, tenant=tenant.name, kind=spec.kind, submit_s=0.0, gpus=spec.gpus,
             duration_s=spec.duration_s, preemptible=spec.preemptible, pool=spec.pool,
             priority=spec.priority, jurisdiction=spec.requires.jurisdiction, clearance=spec.requires.clearance,
         )  # fmt: skip
         admit_job(self.site, tenant, probe)
+        if len(self._admitted) < 100_000:
+            self._admitted.add(key)
 
     def submit_future(self, tenant: Tenant, spec: JobSpec, idempotency_key: str | None) -> Future[SubmitResult]:
         """Admit (sovereignty, fit: raises InputError at once) and queue the job for the group commit; the
         future resolves once its row is on disk (or raises IdempotencyConflict)."""
         self._admit(tenant, spec)
         return self.submissions.put(SubmitRequest(tenant.name, spec, idempotency_key))
+
+    def submit_async(self, tenant: Tenant, spec: JobSpec, idempotency_key: str | None) -> asyncio.Future[SubmitResult]:
+        """:meth:`submit_future` for the API's event loop (resolved on the loop, once per committed batch)."""
+        self._admit(tenant, spec)
+        return self.submissions.put_async(SubmitRequest(tenant.name, spec, idempotency_key), asyncio.get_running_loop())
 
     def submit(self, tenant: Tenant, spec: JobSpec, idempotency_key: str | None) -> SubmitResult:
         """Admit and persist a job (blocking until durable); wakes the loop. Raises InputError /
@@ -628,6 +658,11 @@ class Service:
             tacc[2] += carbon
         self._usage_day = accounting.day_key(now_unix - dt / 2)
 
+    def _home_pool(self, job: Job) -> str | None:
+        """Where inference is placed first and its demand booked: the largest eligible pool (as ControlLoop)."""
+        order = inference_pool_order(self.site, self._elig(job))
+        return self._power.names[order[0]] if order else None
+
     def _job_of(self, job_id: str) -> Job | None:
         s = self._ledger.get(job_id)
         return s.job if s is not None else self._gone.get(job_id)
@@ -651,6 +686,15 @@ class Service:
         # 1. intake and advance
         cancel_running = self._intake()
         run_now = self._advance(out, now_s)
+        # a cancelled job that finished or failed while the executor advanced: nothing left to stop
+        late = [j for j in cancel_running if j in self._ledger and self._ledger[j].state != "running"]
+        if late:  # failed (requeued): complete the cancel in the store
+            self.store.record_outcomes(stopped=[StopOutcome(None, j, "cancelled", 0.0, "cancelled") for j in late],
+                                       now_unix_s=now_unix)  # fmt: skip
+            for j in late:
+                del self._ledger[j]
+                out.cancelled.append(j)
+        cancel_running = [j for j in cancel_running if j in self._ledger]
         for jid, ri in run_now.items():  # progress of what still runs
             s = self._ledger.get(jid)
             if s is not None and s.state == "running":
@@ -664,6 +708,13 @@ class Service:
         active = {j: s for j, s in self._ledger.items() if j not in cancelling} if cancelling else self._ledger
         states = tuple(active.values())
         out.n_jobs = len(states)
+        demand: dict[str, float] = {}  # inference demand per home pool, for the reserve (as ControlLoop)
+        for s in states:
+            if s.job.must_run:
+                home = self._home_pool(s.job)
+                if home is not None:
+                    demand[home] = demand.get(home, 0.0) + s.job.gpus
+        self._reserve.observe(slot, demand)
         e_slot = min(slot, self._energy.n_slots - 1)
         congestion = self.store.congestion_events(active_after_unix_s=now_unix)
         forecast = self._caps(self._forecaster.forecast(e_slot, self._horizon_slots), slot, congestion)
@@ -673,7 +724,8 @@ class Service:
         info = accounting.tenant_info(accts, self.tenants, self.tenant_pools)
         healthy = self.executor.healthy_gpus()
         snap = Snapshot(now_s=now_s, slot=slot, site=self.site, jobs=states, healthy_gpus=healthy,
-                        forecast=forecast, tenant_info=info)  # fmt: skip
+                        forecast=forecast, tenant_info=info,
+                        inference_reserve_gpus=self._reserve.forecast(slot, forecast.n_slots))  # fmt: skip
         tm["snapshot"] = time.perf_counter() - t
 
         # 3. decide
@@ -684,10 +736,12 @@ class Service:
         # 4. sanitize (control.sanitize_run) and the FAST PATH (control.enforce_caps) against this slot's
         #    ACTUAL wind and caps (congestion included), then the ordered actions (control.order_actions)
         t = time.perf_counter()
-        run, refused = sanitize_run(self.site, decisions.run, active)
+        run, refused = sanitize_run(self.site, decisions.run, active, self._home_pool)
         out.refused = refused
         actual = self._caps(self._energy.window(e_slot, 1), slot, congestion)
         running_pool = {j: s.pool or "" for j, s in active.items() if s.state == "running"}
+        run, out.held = hold_for_reserve(self._power, run, {j: active[j].job for j in run}, running_pool, healthy,
+                                         snap.inference_reserve_gpus)  # fmt: skip
         fp = enforce_caps(
             self._power, run, {j: active[j].job for j in run}, running_pool, healthy,
             float(actual.wind_w[0]), float(actual.grid_cap_w[0]), float(actual.site_max_w[0]),
@@ -1135,7 +1189,7 @@ def create_app(service: Service) -> FastAPI:
             raise HTTPException(status_code=403, detail="operators do not submit jobs; use a tenant token")
         try:
             # admission is checked here; the row joins the next group commit and we await its fsync
-            res = await asyncio.wrap_future(service.submit_future(p.tenant, spec, idempotency_key))
+            res = await service.submit_async(p.tenant, spec, idempotency_key)
         except IdempotencyConflict as e:
             raise HTTPException(status_code=409, detail=str(e)) from None
         except InputError as e:

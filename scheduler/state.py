@@ -29,6 +29,7 @@ actions a crash interrupted; :meth:`StateStore.recover` reconciles them with wha
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -1076,7 +1077,8 @@ class SubmitQueue:
         self._now = now_unix_s
         self._max_batch = int(max_batch)
         self._on_commit = on_commit
-        self._q: queue.SimpleQueue[tuple[SubmitRequest, Future[SubmitResult]] | None] = queue.SimpleQueue()
+        # each item: the request and its waiter, a concurrent Future or (event loop, asyncio Future)
+        self._q: queue.SimpleQueue[tuple[SubmitRequest, Any] | None] = queue.SimpleQueue()
         self._closed = False
         self.batches = 0
         self.submissions = 0
@@ -1090,6 +1092,16 @@ class SubmitQueue:
             fut.set_exception(WindwardError("the server is shutting down; retry with the same Idempotency-Key"))
             return fut
         self._q.put((req, fut))
+        return fut
+
+    def put_async(self, req: SubmitRequest, loop: asyncio.AbstractEventLoop) -> asyncio.Future[SubmitResult]:
+        """Like :meth:`put` for a caller on an event loop: the committer settles every waiter of one loop
+        with a single ``call_soon_threadsafe`` per batch (one wake-up of the loop, not one per request)."""
+        fut: asyncio.Future[SubmitResult] = loop.create_future()
+        if self._closed:
+            fut.set_exception(WindwardError("the server is shutting down; retry with the same Idempotency-Key"))
+            return fut
+        self._q.put((req, (loop, fut)))
         return fut
 
     def close(self) -> None:
@@ -1116,22 +1128,43 @@ class SubmitQueue:
                     stop = True
                     break
                 batch.append(nxt)
+            failed = False
             try:
-                results = self._store.submit_many([r for r, _ in batch], self._now())
+                results: list[Any] = list(self._store.submit_many([r for r, _ in batch], self._now()))
             except BaseException as e:  # noqa: BLE001 - every waiting client gets the reason
                 log.exception("group commit of %d submission(s) failed", len(batch))
-                for _, fut in batch:
-                    fut.set_exception(e)
-                continue
-            self.batches += 1
-            self.submissions += len(batch)
-            for (_, fut), res in zip(batch, results):
-                if isinstance(res, BaseException):
-                    fut.set_exception(res)
+                results = [e] * len(batch)
+                failed = True
+            else:
+                self.batches += 1
+                self.submissions += len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+            for (_, waiter), res in zip(batch, results):
+                if isinstance(waiter, Future):
+                    if isinstance(res, BaseException):
+                        waiter.set_exception(res)
+                    else:
+                        waiter.set_result(res)
                 else:
-                    fut.set_result(res)
-            if self._on_commit is not None:
+                    by_loop.setdefault(waiter[0], []).append((waiter[1], res))
+            for loop, items in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, items)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    pass
+            if self._on_commit is not None and not failed:
                 try:
                     self._on_commit(results)
                 except Exception:  # noqa: BLE001 - a hook must not stop the committer
                     log.exception("on_commit hook failed")
+
+
+def _settle(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    """On the event loop: resolve the waiters of one committed batch."""
+    for fut, res in items:
+        if fut.done():
+            continue
+        if isinstance(res, BaseException):
+            fut.set_exception(res)
+        else:
+            fut.set_result(res)

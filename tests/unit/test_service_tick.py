@@ -42,6 +42,10 @@ def test_order_actions_and_sanitize() -> None:
     assert plan.preempt == ("run-move",) and plan.set_power == (("run-keep", 0.6),)
     assert [j for j, _ in plan.start] == ["run-move", "q"]
     inf = Job("inf", "t", "inference", 0, 2, 3600)
+    # inference the policy left out is served in its home pool, at full power
+    with_inf = {**jobs, "inf": JobState(inf, "queued", 0, 0)}
+    run2, _ = sanitize_run(site, decided, with_inf, home_pool=lambda j: sec)
+    assert run2["inf"] == Assignment(sec, 1.0) and "inf" not in sanitize_run(site, decided, with_inf)[0]
     assert [a.pool for a in start_candidates(site, inf, Assignment(pub, 0.7))] == [pub, sec]
     assert [a.pool for a in start_candidates(site, jobs["q"].job, Assignment(pub, 0.7))] == [pub]
 
