@@ -3,18 +3,23 @@
     python benchmarks/optimizer.py --sizes 1000,5000,20000,50000 --slots 96,192 --runs 3 --out out/opt
     python benchmarks/optimizer.py --backend torch --device cuda --sizes 5000,20000,50000,100000 --slots 192
 
-For every (J, T): median cold solve time over ``--runs`` runs, median warm re-plan time (the next tick:
-the same instance one slot later, warm-started from the previous result), carbon, objective, certified gap
-to its own lower bound, peak traced memory of one solve, and where J <= ``--highs-max-j`` the HiGHS LP
-relaxation (``benchmarks.reference.solve_lp``, time-limited) timed in the same run: gap to the LP optimum,
-carbon against the LP's carbon, and the speed-up. With ``--baseline-numpy`` (torch runs) the numpy backend
-is timed on the same instance in the same run. Writes ``optimizer.json`` and ``optimizer.md`` to ``--out``.
+For every (J, T): median cold solve time over ``--runs`` runs; median warm re-plan time over a chain of
+``--ticks`` ticks as the rolling-horizon policy does it (each tick the instance one slot later, warm-started
+from the previous tick's result, ``--warm-iters`` dual iterations), wall clock AND process CPU time (the
+machine is shared: CPU time is what the solve costs, wall time what it took under the load); carbon,
+objective, certified gap to its own lower bound (cold and the warm ticks' median); peak traced memory of one
+solve; one dual iteration's time against the bytes it must stream and this machine's memory bandwidth
+(a large numpy copy measured in the same run); and where J <= ``--highs-max-j`` the HiGHS LP relaxation
+(``benchmarks.reference.solve_lp``, time-limited) timed in the same run: gap to the LP optimum, carbon
+against the LP's carbon, and the speed-up. With ``--baseline-numpy`` (torch runs) the numpy backend is timed
+on the same instance in the same run. Writes ``optimizer.json`` and ``optimizer.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -41,10 +46,54 @@ def _timed(fn: Any, sync: Any = None) -> tuple[Any, float]:
     return r, time.perf_counter() - t0
 
 
+def _timed_cpu(fn: Any, sync: Any = None) -> tuple[Any, float, float]:
+    """(result, wall s, process CPU s)."""
+    c0 = time.process_time()
+    r, wall = _timed(fn, sync)
+    return r, wall, time.process_time() - c0
+
+
+def memory_bandwidth_gb_s(n_bytes: int = 400 * 2**20, reps: int = 5) -> float:
+    """Copy bandwidth of this machine now (read + write bytes per second, median of ``reps``): the
+    streaming ceiling one numpy pass can reach, measured in the same run as the solves."""
+    a = np.ones(n_bytes // 8)
+    b = np.empty_like(a)
+    ts = []
+    for _ in range(reps):  # repeated copies for the median
+        t0 = time.perf_counter()
+        np.copyto(b, a)
+        ts.append(time.perf_counter() - t0)
+    return 2 * a.nbytes / statistics.median(ts) / 1e9
+
+
+def dual_iteration_stream(pb: Any, reps: int = 5) -> dict[str, float]:
+    """One coarse dual iteration (numpy) timed alone, and the bytes it must stream at least: the per-job
+    arrays it reads (class, release, deadline, work, value, late drop, GPUs: 7 x 8 B per job, each read once
+    per bisection step: 10 steps) and its prefix tables (E x (T + 1) x 257 x 8 B, written and read twice)."""
+    from kernels import planner as P
+
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    pr = P._prepare(c)
+    xp = P.get_ops()
+    jb = P._Jobs(xp, c, pr)
+    lam, mu = c.kappa.copy(), np.zeros((c.P, c.T))
+    ts = []
+    for _ in range(reps):  # repeated iterations for the median
+        t0 = time.perf_counter()
+        P._dual_coarse(xp, c, pr, jb, lam, mu)
+        ts.append(time.perf_counter() - t0)
+    it_s = statistics.median(ts)
+    job_bytes = 7 * 8 * jb.n * 10
+    table_bytes = 2 * 4 * pr.E * (c.T + 1) * 257 * 8
+    return {"dual_iteration_s": it_s, "dual_iteration_bytes": float(job_bytes + table_bytes),
+            "dual_iteration_gb_s": (job_bytes + table_bytes) / it_s / 1e9}
+
+
 def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_j: int, highs_limit_s: float,
-             baseline_numpy: bool, seed: int, max_iters: int) -> dict[str, Any]:
+             baseline_numpy: bool, seed: int, max_iters: int, warm_iters: int = 10, ticks: int = 5,
+             bandwidth_gb_s: float | None = None) -> dict[str, Any]:
     pb = make_problem(J, T, seed=seed)
-    nxt = shift_problem(pb, 1)
     sync = None
     if backend == "torch" and device.startswith("cuda"):
         import torch
@@ -55,28 +104,46 @@ def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_
         return kernels.plan(q, backend=backend, device=device, **kw)
 
     solve(pb)  # warm-up (imports, CUDA context, allocator)
-    cold, warm = [], []
+    cold, cold_cpu = [], []
     res = None
     for _ in range(runs):  # repeated runs for the median
-        res, dt = _timed(lambda: solve(pb), sync)
+        res, dt, cpu = _timed_cpu(lambda: solve(pb), sync)
         cold.append(dt)
-        r2, dt2 = _timed(lambda: solve(nxt, warm_start=res, max_iters=max(5, max_iters // 4)), sync)
-        warm.append(dt2)
+        cold_cpu.append(cpu)
     assert res is not None
     viol = kernels.check_result(pb, res)
+    # the rolling horizon: a chain of ticks, each one slot later, warm-started from the previous tick
+    warm, warm_cpu, warm_gap = [], [], []
+    prev, q = res, pb
+    for _ in range(ticks):  # policy ticks
+        q = shift_problem(q, 1)
+        r2, dt2, cpu2 = _timed_cpu(lambda: solve(q, warm_start=prev, max_iters=warm_iters), sync)
+        viol += kernels.check_result(q, r2)
+        warm.append(dt2)
+        warm_cpu.append(cpu2)
+        warm_gap.append(r2.gap)
+        prev = r2
     row: dict[str, Any] = {
         "J": J, "T": T, "gpus": int(np.asarray(pb.pool_gpus)[:, 0].sum()), "backend": backend, "device": device,
         "energy": problem_source(pb), "solve_s_median": statistics.median(cold), "solve_s_all": cold,
-        "replan_warm_s_median": statistics.median(warm), "iterations": res.iterations, "status": res.status,
+        "solve_cpu_s_median": statistics.median(cold_cpu),
+        "replan_warm_s_median": statistics.median(warm), "replan_warm_s_all": warm,
+        "replan_warm_cpu_s_median": statistics.median(warm_cpu), "warm_iters": warm_iters,
+        "iterations": res.iterations, "status": res.status,
         "objective": res.objective, "lower_bound": res.lower_bound, "gap": res.gap,
         "carbon_g": res.carbon_g_total, "unfinished_gpu_s": res.unfinished_gpu_s,
-        "replan_warm_gap": r2.gap, "violations": viol,
+        "replan_warm_gap": statistics.median(warm_gap), "replan_warm_gap_max": max(warm_gap), "violations": viol,
     }
     if backend == "numpy":
         tracemalloc.start()
         kernels.plan(pb, max_iters=max_iters)
         row["peak_mem_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
+        row.update(dual_iteration_stream(pb))
+        if bandwidth_gb_s:
+            row["dual_iteration_share_of_bandwidth"] = row["dual_iteration_gb_s"] / bandwidth_gb_s
+            # the plan as int8 (J, T) streamed once at the measured bandwidth vs the primal's time
+            row["plan_stream_once_s"] = J * T / (bandwidth_gb_s * 1e9)
     if baseline_numpy and backend != "numpy":
         base = [_timed(lambda: kernels.plan(pb, max_iters=max_iters))[1] for _ in range(max(1, runs // 2))]
         row["numpy_solve_s_median"] = statistics.median(base)
@@ -86,7 +153,7 @@ def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_
 
         lp, lp_s = _timed(lambda: solve_lp(pb, time_limit_s=highs_limit_s))
         row.update({"highs_status": lp.status, "highs_s": lp_s, "highs_objective": lp.objective,
-                    "highs_carbon_g": lp.carbon_g})
+                    "highs_carbon_g": lp.carbon_g, "highs_time_limit_s": highs_limit_s})
         if lp.status == "optimal":
             row["gap_to_highs_lp"] = (res.objective - lp.objective) / abs(lp.objective)
             row["carbon_vs_highs_lp"] = res.carbon_g_total / lp.carbon_g - 1.0
@@ -94,24 +161,38 @@ def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_
     return row
 
 
-def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    head = ("| J | T | GPUs | backend | solve s (median) | warm re-plan s | gap to own bound | carbon t | "
-            "HiGHS LP s | gap to LP | carbon vs LP | speed-up vs HiGHS | peak MB |")
-    out = [f"Machine: {meta['machine']}; runs per size: {meta['runs']}; energy: {rows[0]['energy'] if rows else ''}",
-           "", head, "|" + "---|" * 13]
+def f(x: Any, fmt: str) -> str:
+    return format(x, fmt) if isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x)) else "–"
 
-    def f(x: Any, fmt: str) -> str:
-        return format(x, fmt) if isinstance(x, (int, float)) else "–"
+
+def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    head = ("| J | T | GPUs | backend | cold s wall / CPU | warm re-plan s wall / CPU | gap cold | gap warm (max) | "
+            "carbon t | HiGHS LP s | gap to LP | carbon vs LP | speed-up vs HiGHS | peak MB |")
+    out = [f"Machine: {meta['machine']}; runs per size: {meta['runs']}; warm ticks: {meta.get('ticks')}; "
+           f"copy bandwidth {f(meta.get('bandwidth_gb_s'), '.1f')} GB/s; energy: {rows[0]['energy'] if rows else ''}",
+           "", head, "|" + "---|" * 14]
 
     for r in rows:
         out.append(
-            f"| {r['J']} | {r['T']} | {r['gpus']} | {r['backend']}/{r['device']} | {f(r['solve_s_median'], '.3f')} | "
-            f"{f(r['replan_warm_s_median'], '.3f')} | {f(100 * r['gap'], '.2f')}% | {f(r['carbon_g'] / 1e6, '.2f')} | "
+            f"| {r['J']} | {r['T']} | {r['gpus']} | {r['backend']}/{r['device']} | "
+            f"{f(r['solve_s_median'], '.3f')} / {f(r.get('solve_cpu_s_median'), '.3f')} | "
+            f"{f(r['replan_warm_s_median'], '.3f')} / {f(r.get('replan_warm_cpu_s_median'), '.3f')} | "
+            f"{f(100 * r['gap'], '.2f')}% | {f(100 * r['replan_warm_gap'], '.2f')}% ({f(100 * r.get('replan_warm_gap_max', math.nan), '.2f')}%) | "
+            f"{f(r['carbon_g'] / 1e6, '.2f')} | "
             f"{f(r.get('highs_s'), '.1f')}{'' if r.get('highs_status', 'optimal') == 'optimal' else ' (' + r['highs_status'] + ')'} | "
             f"{f(100 * r['gap_to_highs_lp'], '.2f') + '%' if 'gap_to_highs_lp' in r else '–'} | "
             f"{f(100 * r['carbon_vs_highs_lp'], '+.2f') + '%' if 'carbon_vs_highs_lp' in r else '–'} | "
             f"{f(r.get('speedup_vs_highs'), '.0f')} | {f(r.get('peak_mem_mb'), '.0f')} |"
         )
+    if any("dual_iteration_s" in r for r in rows):
+        out += ["", "| J | T | one dual iteration ms | MB it must stream | GB/s | share of copy bandwidth | "
+                "plan (J x T int8) streamed once ms |", "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if "dual_iteration_s" in r:
+                out.append(f"| {r['J']} | {r['T']} | {1e3 * r['dual_iteration_s']:.1f} | "
+                           f"{r['dual_iteration_bytes'] / 1e6:.1f} | {r['dual_iteration_gb_s']:.2f} | "
+                           f"{f(100 * r.get('dual_iteration_share_of_bandwidth', math.nan), '.1f')}% | "
+                           f"{f(1e3 * r.get('plan_stream_once_s', math.nan), '.2f')} |")
     if any("speedup_vs_numpy" in r for r in rows):
         out += ["", "| J | numpy s (same run) | torch s | GPU/CPU speed-up |", "|---|---|---|---|"]
         for r in rows:
@@ -129,21 +210,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--baseline-numpy", action="store_true", help="time numpy on the same instance too")
     ap.add_argument("--highs-max-j", type=int, default=5000)
-    ap.add_argument("--highs-time-limit", type=float, default=120.0)
+    ap.add_argument("--highs-time-limit", type=float, default=150.0)
     ap.add_argument("--max-iters", type=int, default=40)
+    ap.add_argument("--warm-iters", type=int, default=10, help="dual iterations of a warm-started re-plan")
+    ap.add_argument("--ticks", type=int, default=5, help="warm-started re-plans (policy ticks) per size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out/optimizer")
     a = ap.parse_args(argv)
+    bw = memory_bandwidth_gb_s()
     rows = []
     for T in (int(x) for x in a.slots.split(",")):
         for J in (int(x) for x in a.sizes.split(",")):
             row = run_case(J, T, runs=a.runs, backend=a.backend, device=a.device, highs_max_j=a.highs_max_j,
                            highs_limit_s=a.highs_time_limit, baseline_numpy=a.baseline_numpy, seed=a.seed,
-                           max_iters=a.max_iters)
+                           max_iters=a.max_iters, warm_iters=a.warm_iters, ticks=a.ticks, bandwidth_gb_s=bw)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "solve_s_all"}), flush=True)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}", "runs": a.runs,
-            "argv": sys.argv[1:]}
+            "ticks": a.ticks, "bandwidth_gb_s": bw, "load_average": os.getloadavg(), "argv": sys.argv[1:]}
     if a.backend == "torch" and a.device.startswith("cuda"):
         import torch
 

@@ -1179,7 +1179,8 @@ def plan(
 ) -> PlanResult:
     """Plan ``problem``; see the module docstring for the objective and the method.
 
-    ``warm_start``: the previous tick's result (its prices are shifted by ``warm_shift`` slots).
+    ``warm_start``: the previous tick's result; its prices are shifted by ``warm_shift`` slots, or by its
+    ``diagnostics["shifted_by_slots"]`` when the caller moved the plan to the new slot origin itself.
     ``max_iters``: dual iterations; stops early when the dual gap estimate is below ``tol / 4``.
     ``backend``/``device``: ``"numpy"``/``"cpu"`` or ``"torch"``/``"cpu"|"cuda"`` (same algorithm).
     """
@@ -1195,8 +1196,10 @@ def plan(
     lam = c.kappa.copy()
     mu = np.zeros((P, T))
     if warm_start is not None and "lam" in warm_start.diagnostics:
-        lam = _shift(warm_start.diagnostics["lam"], warm_shift, T)
-        mu = _shift(warm_start.diagnostics["mu"], warm_shift, T)
+        # a result already moved to the new slot origin (scheduler's shift_result) says by how much
+        k = int(warm_start.diagnostics.get("shifted_by_slots", warm_shift))
+        lam = _shift(warm_start.diagnostics["lam"], k, T)
+        mu = _shift(warm_start.diagnostics["mu"], k, T)
         if mu.shape != (P, T) or lam.shape != (T,):
             lam, mu = c.kappa.copy(), np.zeros((P, T))
     kbar = max(float(c.kappa.mean()), 1e-12)

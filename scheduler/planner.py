@@ -104,6 +104,7 @@ class WeightSettings:
     deadline_margin_slots: int = 1  # plan to finish this many slots before a reachable deadline
     terminal_value: str = "max"  # "max" | "clearing"
     clearing_margin: float = 1.0  # multiplies the clearing price
+    clearing_priority_base: float = 1.2  # priority factor of work valued at the clearing price
     arrival_share: float = 0.5  # share of the expected arrivals' work counted as demand on the horizon
     floor_quantile: float = 0.1  # value floor: this quantile of the horizon's per-GPU-second grid cost
     restart_overhead_s: float = 0.0  # charged (as lost work) for preempting a running job: hysteresis
@@ -112,7 +113,7 @@ class WeightSettings:
     def __post_init__(self) -> None:
         if self.terminal_value not in ("max", "clearing"):
             raise InputError(f"WeightSettings.terminal_value: got {self.terminal_value!r}; allowed: 'max', 'clearing'")
-        for name in ("weight_margin", "priority_base", "age_h", "clearing_margin"):
+        for name in ("weight_margin", "priority_base", "age_h", "clearing_margin", "clearing_priority_base"):
             if not getattr(self, name) > 0:
                 raise InputError(f"WeightSettings.{name}: got {getattr(self, name)!r}; must be > 0")
         for name in ("arrival_share", "restart_overhead_s", "max_priority_exponent"):
@@ -165,13 +166,8 @@ def settings_base(snapshot: Snapshot, carbon_g_per_kwh: np.ndarray, settings: We
     return settings.weight_margin * max_carbon_g_per_gpu_s(snapshot, carbon_g_per_kwh)
 
 
-def job_weights(
-    snapshot: Snapshot,
-    carbon_g_per_kwh: np.ndarray,
-    settings: WeightSettings = WeightSettings(),
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-job weight (g per GPU-second) and a bool mask of jobs whose tenant is owed a commitment."""
-    base = settings.weight_margin * max_carbon_g_per_gpu_s(snapshot, carbon_g_per_kwh)
+def _weight_factors(snapshot: Snapshot, settings: WeightSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per job: priority exponent (job priority + tenant class, clipped), hours waited, owed commitment."""
     n = len(snapshot.jobs)
     prio = np.zeros(n)
     waited_h = np.zeros(n)
@@ -183,6 +179,17 @@ def job_weights(
         waited_h[i] = max(snapshot.now_s - js.job.submit_s, 0.0) / 3600.0
         owed[i] = _owed_gpu_h(info) > 0.0
     exp = np.clip(prio, -settings.max_priority_exponent, settings.max_priority_exponent)
+    return exp, waited_h, owed
+
+
+def job_weights(
+    snapshot: Snapshot,
+    carbon_g_per_kwh: np.ndarray,
+    settings: WeightSettings = WeightSettings(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-job weight (g per GPU-second) and a bool mask of jobs whose tenant is owed a commitment."""
+    base = settings_base(snapshot, carbon_g_per_kwh, settings)
+    exp, waited_h, owed = _weight_factors(snapshot, settings)
     w = base * settings.priority_base**exp * (1.0 + waited_h / settings.age_h)
     w = np.where(owed, w * settings.commitment_weight_factor, w)
     return w, owed
@@ -400,7 +407,9 @@ def build_problem(
             inference_now[p_home, 0] += gpus[i]
         value, diag = clearing_value_g_per_gpu_s(probe, demand, reserve_pt + inference_now, weights.floor_quantile)
         value *= weights.clearing_margin
-        factor = weight / max(settings_base(snapshot, carbon, weights), 1e-30)  # priority x age x commitment
+        exp, waited_h, _ = _weight_factors(snapshot, weights)
+        # priority orders work that may wait (a mild factor), it does not buy dirty slots
+        factor = weights.clearing_priority_base**exp * (1.0 + waited_h / weights.age_h)
         weight = np.where(urgent, weight, np.minimum(value * factor, weight))
         diag = {**diag, "value_g_per_gpu_s": value, "urgent_jobs": float(urgent.sum())}
 
