@@ -220,7 +220,8 @@ def write_plot(report: Mapping[str, Any], path: str | Path, title: str | None = 
     ax.set_title(
         title
         or f"{report.get('site', '')} — {report.get('policy', '')}: grid carbon {s.get('grid_carbon_kg', 0):.1f} kg, "
-        f"{s.get('cap_violations', 0)} cap violations"
+        f"{s.get('cap_violations', 0)} cap violations\nenergy: {report.get('data', {}).get('energy_source', 'unknown')}",
+        fontsize=10,
     )
     fig.tight_layout()
     p = Path(path)

@@ -46,7 +46,10 @@ def register(app: typer.Typer) -> None:
         forecast: str = typer.Option("perfect", "--forecast", help="What the policy sees: perfect, persistence, noisy."),
         out: Path = typer.Option(Path("report.json"), "--out", help="Report JSON to write."),
         seed: int = typer.Option(0, "--seed", help="Seed for embedded data, trace assignment and noisy forecasts."),
-        plot: Path | None = typer.Option(None, "--plot", help="Also write a PNG of power vs caps, wind and carbon."),
+        plot: Path | None = typer.Option(
+            None, "--plot", help="PNG of power vs caps, wind and carbon (default: the report path with .png)."
+        ),
+        no_plot: bool = typer.Option(False, "--no-plot", help="Do not write the PNG."),
         horizon_hours: float = typer.Option(24.0, "--horizon-hours", min=0.25, help="Planning horizon."),
         trace_offset_days: float = typer.Option(0.0, "--trace-offset-days", min=0.0, help="Where the trace slice starts."),
         amplify: float = typer.Option(1.0, "--amplify", min=0.001, help="Replicate training jobs by this factor."),
@@ -120,7 +123,8 @@ def register(app: typer.Typer) -> None:
             table.add_row(label, *vals)
         console.print(table)
         console.print(f"report: {out}")
-        if plot is not None:
+        if not no_plot:
+            plot = plot if plot is not None else out.with_suffix(".png")
             write_plot(report, plot)
             console.print(f"plot: {plot}")
         if any(s["cap_violations"] for s in summaries):
