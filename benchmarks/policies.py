@@ -1,22 +1,26 @@
-"""Policy comparison on real data: ``windward`` vs ``backfill`` vs ``greedy-green``.
+"""Policy comparison on real data: ``windward`` vs ``backfill`` vs ``greedy-green``, over several windows.
 
 The same slice of the real NL energy data (../shared/data, read in place) and the same real ITP trace
 (jobs submitted during ``--days``; tenants, deadlines and preemptibility by
-``scheduler.traces.ASSIGNMENT_RULE``) replayed by the simulated executor and the shared control loop
-(``scheduler.control.run_simulation``) once per policy, with a perfect forecast by default. Submissions stop
-after ``--days``; the replay goes on for ``--drain-days`` more so that deferred work has a chance to run and
-every policy is charged for the work it does. Energy is loaded ``horizon`` beyond the replay so the planner
-never looks past the data.
+``scheduler.traces.ASSIGNMENT_RULE``) plus the Azure LLM inference service, replayed by the simulated
+executor and the shared control loop (``scheduler.control.run_simulation``) once per policy, with a perfect
+forecast by default (``--forecast noisy|persistence``: the same seeded forecast for every policy).
+Submissions stop after ``--days``; the replay goes on for ``--drain-days`` more so that deferred work has a
+chance to run and every policy is charged for the work it does. Energy is loaded beyond the replay so the
+planner never looks past the data.
 
-Reported per policy: grid carbon (kg), grid and wind energy (MWh), GPU-hours of work done, grams of grid
-carbon per GPU-hour of work, jobs done, deadline misses (a job with a deadline that is not finished by it;
-deadlines after the replay's end do not count), cap violations (ticks whose actual facility power broke the
-grid cap or the site maximum), and the policy's compute time per tick.
+By default (``--windows all``) it runs the four 2023 windows of :data:`WINDOWS` (January, March, June,
+October, each with its own slice of the trace), windward at 24 h and 48 h horizons, 30-minute slots, and
+prints one table: grid carbon (kg) with windward's cut against each baseline, work done (GPU-hours),
+deadline misses (a job with a deadline that is not finished by it; deadlines after the replay's end do not
+count), preemptions and the work they lost, cap violations (ticks whose actual facility power broke the
+grid cap or the site maximum), inference served and the policy's mean compute time per tick; then how many
+window x horizon cases windward wins cleanly (:func:`verdicts`). ``--windows one`` runs the single case
+given by ``--start``, ``--trace-start-day``, ``--horizon-hours``.
 
-Run: ``python -m benchmarks.policies [--days 3] [--drain-days 2] [--start 2023-03-06T00:00:00Z]
-[--cluster cluster04] [--horizon-hours 48] [--slot-minutes 15] [--out DIR]`` (prints a markdown table and
-the carbon cut; ``--out`` writes policies.json and policies.md). The integration test runs the same
-comparison with 30-minute slots and a 24-hour horizon to stay under a minute.
+Run: ``python -m benchmarks.policies [--windows all|one] [--horizons 24,48] [--slot-minutes 30]
+[--forecast perfect] [--days 3] [--drain-days 2] [--cluster cluster04] [--out DIR]`` (``--out`` writes
+policies.json and policies.md). tests/integration/test_policy_comparison.py runs two of the windows at 24 h.
 """
 
 from __future__ import annotations
@@ -152,61 +156,185 @@ def summarise(name: str, sim: Any, jobs: list[Any]) -> PolicyRow:
     )
 
 
+#: Four windows of 2023 in different seasons (Monday starts), each with its own day of the ITP trace so that
+#: the workload differs too: (name, energy start, first trace day).
+WINDOWS: tuple[tuple[str, str, float], ...] = (
+    ("jan", "2023-01-09T00:00:00Z", 7.0),
+    ("mar", "2023-03-06T00:00:00Z", 0.0),
+    ("jun", "2023-06-05T00:00:00Z", 14.0),
+    ("oct", "2023-10-02T00:00:00Z", 21.0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    """One policy in one window at one windward horizon (baselines repeat across horizons)."""
+
+    window: str
+    start: str
+    horizon_h: float
+    slot_minutes: int
+    row: PolicyRow
+
+
 def compare(days: float = 3.0, drain_days: float = 2.0, start: str = "2023-03-06T00:00:00Z",
             cluster: str = "cluster04", horizon_h: float = 48.0, policies: tuple[str, ...] = POLICY_NAMES,
             seed: int = 0, trace_start_day: float = 0.0,
-            inference_share: float = 0.05, slot_minutes: int = 15) -> tuple[list[PolicyRow], str]:
-    """Replay the same case once per policy; returns the rows and the case description."""
+            inference_share: float = 0.05, slot_minutes: int = 15,
+            windward_horizons_h: tuple[float, ...] | None = None,
+            windward_kw: dict[str, Any] | None = None, forecast: str = "perfect") -> tuple[list[PolicyRow], str]:
+    """Replay the same case once per policy; returns the rows and the case description.
+
+    ``horizon_h`` is windward's horizon; with ``windward_horizons_h`` windward runs once per horizon (rows
+    named ``windward-<H>h``) while the baselines, which keep their own horizons, run once. Every policy gets
+    a forecast as long as the longest horizon asked for, of kind ``forecast`` (``perfect``, ``persistence``
+    or ``noisy``, scheduler.signals; the same seeded forecast for every policy).
+    """
     from scheduler.control import run_simulation, slots_for_days
     from scheduler.policies import get_policy
     from scheduler.signals import make_forecaster
 
+    horizons = tuple(windward_horizons_h) if windward_horizons_h else (horizon_h,)
+    longest_h = max(max(horizons), 48.0)  # backfill looks 48 h ahead
     t0 = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(timezone.utc)
-    site, jobs, actual, desc = load_case(days, drain_days, t0, cluster, horizon_h, seed, trace_start_day,
+    site, jobs, actual, desc = load_case(days, drain_days, t0, cluster, longest_h, seed, trace_start_day,
                                          inference_share, slot_minutes)
     n = slots_for_days(site, days + drain_days)
-    hslots = int(math.ceil(horizon_h * 3600 / site.slot_s))
     rows = []
     for name in policies:
-        kw: dict[str, Any] = {"horizon_hours": horizon_h} if name == "windward" else {}
-        policy = get_policy(name, **kw)
-        sim = run_simulation(site, jobs, actual, policy, n_slots=n, forecaster=make_forecaster("perfect", actual),
-                             horizon_slots=hslots)
-        rows.append(summarise(name, sim, jobs))
+        runs: list[tuple[str, dict[str, Any], float]] = [(name, {}, longest_h)]
+        if name == "windward":
+            runs = [(name if windward_horizons_h is None else f"windward-{h:g}h",
+                     {"horizon_hours": h, **(windward_kw or {})}, h) for h in horizons]
+        for label, kw, h in runs:
+            policy = get_policy(name, **kw)
+            sim = run_simulation(site, jobs, actual, policy, n_slots=n,
+                                 forecaster=make_forecaster(forecast, actual, seed,
+                                                            wind_capacity_w=site.wind.contract_mw * 1e6),
+                                 horizon_slots=int(math.ceil(h * 3600 / site.slot_s)))
+            rows.append(summarise(label, sim, jobs))
     return rows, desc
+
+
+def compare_windows(windows: tuple[tuple[str, str, float], ...] = WINDOWS, horizons_h: tuple[float, ...] = (24.0, 48.0),
+                    slot_minutes: int = 30, days: float = 3.0, drain_days: float = 2.0, cluster: str = "cluster04",
+                    seed: int = 0, inference_share: float = 0.05, forecast: str = "perfect",
+                    progress: Any = None) -> tuple[list[CaseRow], list[str]]:
+    """:func:`compare` over several windows and windward horizons; returns the rows and case descriptions."""
+    out: list[CaseRow] = []
+    descs: list[str] = []
+    for name, start, trace_day in windows:
+        rows, desc = compare(days, drain_days, start, cluster, seed=seed, trace_start_day=trace_day,
+                             inference_share=inference_share, slot_minutes=slot_minutes,
+                             windward_horizons_h=horizons_h, forecast=forecast)
+        descs.append(f"{name}: {desc}")
+        for r in rows:
+            h = float(r.policy.split("-")[1][:-1]) if r.policy.startswith("windward-") else 0.0
+            out.append(CaseRow(name, start, h, slot_minutes, r))
+        if progress is not None:
+            progress(name, rows)
+    return out, descs
+
+
+def verdicts(cases: list[CaseRow]) -> list[dict[str, Any]]:
+    """Per window and windward horizon: carbon cut against each baseline and whether windward wins cleanly
+    (less carbon than both, no more deadline misses, no cap violations, at least 97% of their work)."""
+    out = []
+    for w in dict.fromkeys(c.window for c in cases):
+        rows = [c for c in cases if c.window == w]
+        base = {c.row.policy: c.row for c in rows if not c.row.policy.startswith("windward")}
+        for c in rows:
+            if not c.row.policy.startswith("windward"):
+                continue
+            r = c.row
+            cuts = {b: 1 - r.grid_carbon_kg / max(x.grid_carbon_kg, 1e-9) for b, x in base.items()}
+            ok = (all(r.grid_carbon_kg < x.grid_carbon_kg for x in base.values())
+                  and all(r.deadline_misses <= x.deadline_misses for x in base.values())
+                  and r.cap_violations == 0
+                  and all(r.work_gpu_h >= 0.97 * x.work_gpu_h for x in base.values()))
+            out.append({"window": w, "horizon_h": c.horizon_h, "cut_vs": cuts, "clean_win": ok})
+    return out
 
 
 def markdown(rows: list[PolicyRow]) -> str:
     head = ("| policy | grid carbon kg | g/GPU-h | work GPU-h | grid MWh | wind MWh | jobs done | deadline misses "
-            "| cap violations | inference served | decide ms/tick |")
-    out = [head, "|" + "---|" * 11]
+            "| preemptions | work lost GPU-h | cap violations | inference served | decide ms/tick |")
+    out = [head, "|" + "---|" * 13]
     for r in rows:
         out.append(
             f"| {r.policy} | {r.grid_carbon_kg:,.1f} | {r.carbon_g_per_gpu_h:,.1f} | {r.work_gpu_h:,.0f} | "
             f"{r.grid_mwh:,.2f} | {r.wind_mwh:,.2f} | {r.jobs_done}/{r.jobs_total} | "
-            f"{r.deadline_misses}/{r.deadline_jobs} | {r.cap_violations} | {r.inference_served_pct:.1f}% | "
-            f"{r.decide_ms_mean:.1f} |"
+            f"{r.deadline_misses}/{r.deadline_jobs} | {r.preemptions} | {r.lost_work_gpu_h:,.1f} | "
+            f"{r.cap_violations} | {r.inference_served_pct:.1f}% | {r.decide_ms_mean:.1f} |"
         )
+    return "\n".join(out)
+
+
+def markdown_windows(cases: list[CaseRow]) -> str:
+    """One table over every window: carbon, work done, misses, preemptions, work lost, cap violations,
+    inference served, mean tick time; windward rows carry their carbon cut against both baselines."""
+    head = ("| window | policy | grid carbon kg | vs backfill | vs greedy-green | work GPU-h | deadline misses "
+            "| preemptions | work lost GPU-h | cap violations | inference served | decide ms/tick |")
+    out = [head, "|" + "---|" * 12]
+    for w in dict.fromkeys(c.window for c in cases):
+        rows = [c.row for c in cases if c.window == w]
+        base = {r.policy: r for r in rows}
+        for r in rows:
+            cut = ["", ""]
+            if r.policy.startswith("windward"):
+                for i, b in enumerate(("backfill", "greedy-green")):
+                    if b in base:
+                        cut[i] = f"{-100 * (1 - r.grid_carbon_kg / max(base[b].grid_carbon_kg, 1e-9)):+.1f}%"
+            out.append(
+                f"| {w} | {r.policy} | {r.grid_carbon_kg:,.0f} | {cut[0]} | {cut[1]} | {r.work_gpu_h:,.0f} | "
+                f"{r.deadline_misses}/{r.deadline_jobs} | {r.preemptions} | {r.lost_work_gpu_h:,.1f} | "
+                f"{r.cap_violations} | {r.inference_served_pct:.1f}% | {r.decide_ms_mean:.0f} |"
+            )
     return "\n".join(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--windows", default="all",
+                    help="'all' (the four 2023 windows of WINDOWS, both horizons) or 'one' (the single case below)")
+    ap.add_argument("--horizons", default="24,48", help="windward horizons in hours for --windows all")
     ap.add_argument("--days", type=float, default=3.0)
     ap.add_argument("--drain-days", type=float, default=2.0)
     ap.add_argument("--start", default="2023-03-06T00:00:00Z")
     ap.add_argument("--trace-start-day", type=float, default=0.0)
     ap.add_argument("--cluster", default="cluster04")
-    ap.add_argument("--horizon-hours", type=float, default=48.0)
+    ap.add_argument("--horizon-hours", type=float, default=24.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--slot-minutes", type=int, default=15)
+    ap.add_argument("--slot-minutes", type=int, default=30)
     ap.add_argument("--inference-share", type=float, default=0.05)
+    ap.add_argument("--forecast", default="perfect", help="perfect | persistence | noisy (what every policy sees)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     t = time.perf_counter()
+    if a.windows == "all":
+        horizons = tuple(float(x) for x in a.horizons.split(","))
+        cases, descs = compare_windows(horizons_h=horizons, slot_minutes=a.slot_minutes, days=a.days,
+                                       drain_days=a.drain_days, cluster=a.cluster, seed=a.seed,
+                                       inference_share=a.inference_share, forecast=a.forecast,
+                                       progress=lambda w, rows: print(f"window {w} done ({time.perf_counter() - t:.0f} s)",
+                                                                      flush=True))
+        md = markdown_windows(cases)
+        print("\n".join(descs))
+        print(md)
+        ver = verdicts(cases)
+        print(f"windward wins cleanly in {sum(v['clean_win'] for v in ver)}/{len(ver)} window x horizon cases")
+        print(f"total wall {time.perf_counter() - t:.1f} s")
+        if a.out:
+            a.out.mkdir(parents=True, exist_ok=True)
+            (a.out / "policies.json").write_text(json.dumps(
+                {"cases": descs, "rows": [{**asdict(c.row), "window": c.window, "start": c.start,
+                                           "windward_horizon_h": c.horizon_h, "slot_minutes": c.slot_minutes}
+                                          for c in cases], "verdicts": ver}, indent=1))
+            (a.out / "policies.md").write_text("\n".join(descs) + "\n\n" + md + "\n")
+        return
     rows, desc = compare(a.days, a.drain_days, a.start, a.cluster, a.horizon_hours, seed=a.seed,
                          trace_start_day=a.trace_start_day, inference_share=a.inference_share,
-                         slot_minutes=a.slot_minutes)
+                         slot_minutes=a.slot_minutes, forecast=a.forecast)
     md = markdown(rows)
     print(desc)
     print(md)

@@ -35,14 +35,30 @@ Method
    ``Gw`` a (slots x breakpoints) prefix-sum table per class. Bisection on ``tau`` per job costs O(log)
    look-ups, independent of T; the dual value and the per-slot loads (the subgradient) come from the same
    tables. One dual iteration is O(E T^2 K + J log) for E classes: no (J, T) array is touched.
-3. Prices move by sign-adaptive (Rprop-like) projected subgradient steps; the best dual value is the
-   certified ``lower_bound`` (any prices give a valid bound; the relaxation also drops integrality, single
+3. Prices move by sign-adaptive (Rprop-like) projected subgradient steps from ``lam = kappa, mu = 0``
+   (small first steps, ``_STEP0``: the dual is flat near its optimum and the plan is best from prices
+   near it); the iterate with the best coarse dual value (slot part AND jobs' part) is kept and its exact
+   value is the certified ``lower_bound`` (any prices give a valid bound; the relaxation also drops integrality, single
    pool, contiguity, tenant quotas and switching losses, so it is below the LP relaxation too).
-4. The plan: each job's envelope choice at its threshold, one pool per job (cheapest at the prices, its
-   current pool if running), non-preemptible jobs in the best contiguous window (cumsum sliding windows),
-   trimmed to the work needed, then made feasible by prefix sums in priority order (must-run and running
-   non-preemptible first): pool GPUs, then facility / grid watts, then tenant quotas; a non-preemptible job
-   that loses a slot is dropped whole. Then a fill pass hands left-over headroom to unfinished work.
+4. The plan (numpy, :func:`_primal`), built in rank space and repaired price-aware:
+   a. per class, the envelope steps of every slot sorted by breakpoint (ties: earliest slot) are one
+      order; each job takes the shortest prefix of it (inside its window, only steps below its value of
+      work) whose work covers its need (:func:`_rank_plan`): it overshoots by less than one step, where a
+      threshold on the breakpoint value takes every tied step at once (hourly data: 4 slots share a price);
+   b. non-preemptible jobs: the best single block at one power level (cumsum sliding windows per level,
+      levels whose watts cannot fit a slot excluded); running preemptible jobs keep slot 0;
+   c. one pool per job, capacity-aware (:func:`_assign_pools`): (preference, pool) groups, most
+      restrictive eligibility and priority first, accepted while the pool's per-slot GPU prefix sum fits
+      (jobs of a class no longer herd onto the pool that is cheapest by a hair);
+   d. repair in priority order (forced, running, non-preemptible, then value density) by prefix sums that
+      touch only the over-full slots (:func:`_prefix_keep`): pool GPUs (moves to the pool with most room),
+      facility watts by LOWERING the power of the lowest-priority preemptible jobs, top levels first,
+      before dropping anything; tenant quotas; a non-preemptible job that loses a slot is dropped whole;
+   e. fill: unfinished preemptible work takes free slots with room at its pool's lowest level (the most
+      work per watt), most valuable first; raise: watts left go one level up to unfinished jobs, cleanest
+      slots first, only as many steps as the job still needs and only where the work beats the carbon.
+   The objective parts are computed from level counts and per-level sums (:func:`_evaluate_plan`, the
+   same formulas as ``kernels.evaluate``, which the tests and the checker use independently).
 
 No Python loop over jobs or slots: loops run over eligibility classes, pools, power levels, iterations.
 """
@@ -70,6 +86,8 @@ OBJECTIVE = (
 
 _BIG = 1e30
 _STEP0 = 0.0003  # first Rprop step, relative to the mean carbon price (cold start)
+_LOWER_ALL = False  # in over-full slots lower every preemptible job to its lowest level (most work per watt)
+_STEP0_NU = 0.01  # first step of the tenant-quota prices (cold start; they start at 0, far from optimal)
 _STEP0_WARM = 0.002  # the same from a warm start
 _EPS = 1e-9
 
@@ -282,11 +300,17 @@ class _Prep:
     rho_on: NDArray[np.float64]  # (J,) grams per GPU-second of on-time work
     ldrop: NDArray[np.float64]  # (J,) rho_on - rho_late
     mcnt: NDArray[np.float64]  # (E, T) must-run GPUs per class and slot
+    cls_ten: NDArray[np.int64]  # (E,) the quota tenant of class e (-1: its tenant has no quota)
 
 
 def _prepare(c: _Clean) -> _Prep:
     T, P = c.T, c.P
-    uniq, cls = np.unique(c.eligible, axis=0, return_inverse=True) if c.J else (np.ones((1, P), bool), np.zeros(0, np.int64))
+    # classes: eligibility and, for tenants with a finite GPU quota, the tenant (its price nu applies)
+    qt = np.where(np.isfinite(c.quota)[c.tenant], c.tenant, -1) if c.J else np.zeros(0, np.int64)
+    key = np.concatenate([c.eligible.astype(np.int64), qt[:, None]], axis=1)
+    ukey, cls = np.unique(key, axis=0, return_inverse=True) if c.J else (np.concatenate([np.ones((1, P), np.int64), -np.ones((1, 1), np.int64)], axis=1), np.zeros(0, np.int64))
+    uniq = ukey[:, :P].astype(bool)
+    cls_ten = ukey[:, P].astype(np.int64)
     cls = cls.reshape(-1).astype(np.int64)
     E = uniq.shape[0]
     pp, kk = np.nonzero(c.lev_ok)
@@ -322,7 +346,8 @@ def _prepare(c: _Clean) -> _Prep:
     mcnt = np.cumsum(mcnt, axis=1)[:, :T]
     return _Prep(E=E, S=S, cls=cls, line_p=pp, line_k=kk, line_load=line_load, line_w=line_w,
                  line_full=line_full, slopes=slopes, member=member, full_member=full_member, fv=fv,
-                 line_v=line_v, spd_pv=spd_pv, map_pv=map_pv, ks=ks, rho_on=rho_on, ldrop=ldrop, mcnt=mcnt)
+                 line_v=line_v, spd_pv=spd_pv, map_pv=map_pv, ks=ks, rho_on=rho_on, ldrop=ldrop, mcnt=mcnt,
+                 cls_ten=cls_ten)
 
 
 # ------------------------------------------------------------------------------------------- envelope
@@ -341,10 +366,19 @@ class _Env:
     mr_line: NDArray[np.int64]  # (E, T)
 
 
-def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.float64]) -> _Env:
+def _class_nu(c: _Clean, pr: _Prep, nu: NDArray[np.float64] | None) -> NDArray[np.float64]:
+    """``(E, T)`` tenant-quota price per GPU and slot of each class (0 for tenants without a quota)."""
+    if nu is None:
+        return np.zeros((pr.E, c.T))
+    return np.where(pr.cls_ten[:, None] >= 0, nu[np.maximum(pr.cls_ten, 0)], 0.0)
+
+
+def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.float64],
+              nu: NDArray[np.float64] | None = None) -> _Env:
     E, S, T, P = pr.E, pr.S, c.T, c.P
     cost = lam[None, :] * pr.line_load[:, None] + mu[pr.line_p]  # (NL, T)
-    cm = np.where(pr.member[..., None], cost[None, None], np.inf)  # (E, S, NL, T)
+    cost_e = cost[None] + _class_nu(c, pr, nu)[:, None, :]  # (E, NL, T)
+    cm = np.where(pr.member[..., None], cost_e[:, None], np.inf)  # (E, S, NL, T)
     best = cm.argmin(axis=2)  # (E, S, T)
     cbest = np.take_along_axis(cm, best[:, :, None, :], axis=2)[:, :, 0, :]
     valid = np.isfinite(cbest)
@@ -383,7 +417,7 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     dv = np.where(act1, v_ext[li] - v_ext[lp], 0)
     order = np.argsort(np.where(active, idx[None, None], m + idx[None, None]), axis=2, kind="stable")
     act_line = np.where(np.take_along_axis(active, order, axis=2), np.take_along_axis(gl, order, axis=2), -1)
-    fm = np.where(pr.full_member[:, :, None], cost[None], np.inf)  # (E, NL, T)
+    fm = np.where(pr.full_member[:, :, None], cost_e, np.inf)  # (E, NL, T)
     mr_line = fm.argmin(axis=1)
     mr_cost = np.take_along_axis(fm, mr_line[:, None, :], axis=1)[:, 0, :]
     mr_cost = np.where(np.isfinite(mr_cost), mr_cost, 0.0)
@@ -422,11 +456,14 @@ class _DualOut:
     g_mu: NDArray[np.float64]
     tau: Any  # backend (n,) job thresholds (grams per GPU-second of work)
     tau_w: Any = None  # backend (n,) width of the iteration-grid cell of each threshold
+    g_nu: Any = None  # (N, T) tenant-quota subgradient
 
 
 def _slot_and_grad(c: _Clean, pr: _Prep, env: _Env, lam: NDArray[np.float64], mu: NDArray[np.float64],
-                   N: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
-    """Slot part of the dual, must-run part, and the subgradient from the envelope step counts ``N``."""
+                   N: NDArray[np.float64], nu: NDArray[np.float64] | None = None
+                   ) -> tuple[float, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Slot part of the dual, must-run part, and the subgradient (watts, pool GPUs, tenant GPUs) from the
+    envelope step counts ``N``."""
     T, P = c.T, c.P
     load = (N * env.dload).sum(axis=(0, 2))
     busy = np.zeros((P + 1, T))
@@ -447,7 +484,17 @@ def _slot_and_grad(c: _Clean, pr: _Prep, env: _Env, lam: NDArray[np.float64], mu
     g_lam = demand - np.clip(demand, lo_set, hi_set)
     g_mu = busy - c.H
     value = float(slot_val.sum()) - float((mu * c.H).sum()) + mr_val
-    return value, g_lam, g_mu
+    # tenant GPUs: a step from "off" starts the class's GPUs; must-run GPUs count too
+    nq = c.quota.size
+    use_e = (N * (env.pool_out == P)).sum(axis=2) + pr.mcnt  # (E, T)
+    use = np.zeros((nq, T))
+    qe = np.flatnonzero(pr.cls_ten >= 0)
+    np.add.at(use, pr.cls_ten[qe], use_e[qe])
+    qcap = np.where(np.isfinite(c.quota), c.quota, 0.0)
+    g_nu = np.where(np.isfinite(c.quota)[:, None], use - qcap[:, None], 0.0)
+    if nu is not None:
+        value -= float((nu * qcap[:, None]).sum())
+    return value, g_lam, g_mu, g_nu
 
 
 def _tables(xp: Ops, E: int, T: int, G: int, cell: NDArray[np.int64], vals: list[NDArray[np.float64]]) -> list[Any]:
@@ -499,13 +546,13 @@ class _Grid:
 
 
 def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
-                 n_cells: int = 256) -> tuple[_DualOut, _Env]:
+                 n_cells: int = 256, nu: NDArray[np.float64] | None = None) -> tuple[_DualOut, _Env]:
     """One dual iteration on the uniform iteration grid: thresholds by integer bisection, loads by histogram.
 
     Breakpoints are counted from the next cell up (an approximation used only to move prices; the bound
     is computed exactly by :func:`_bound_exact`).
     """
-    env = _envelope(c, pr, lam, mu)
+    env = _envelope(c, pr, lam, mu, nu)
     E, T, S = pr.E, c.T, pr.S
     act = env.b < _BIG / 2
     ab = np.abs(env.b[act])
@@ -570,16 +617,17 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
     Nidx = (np.arange(E)[:, None, None] * (T * (Gc + 1)) + np.arange(T)[None, :, None] * (Gc + 1) + cell + 1).reshape(-1)
     N = xp.to_numpy(xp.take(suf, xp.asarray(Nidx, xp.i64))).reshape(E, T, S)
     N = np.where(act, N, 0.0)
-    value, g_lam, g_mu = _slot_and_grad(c, pr, env, lam, mu, N)
+    value, g_lam, g_mu, g_nu = _slot_and_grad(c, pr, env, lam, mu, N, nu)
     value += jb.const - jobs_val + jb.dead_const
-    return _DualOut(value=value, g_lam=g_lam, g_mu=g_mu, tau=tau, tau_w=tau_w), env
+    return _DualOut(value=value, g_lam=g_lam, g_mu=g_mu, tau=tau, tau_w=tau_w, g_nu=g_nu), env
 
 
 def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
-                 tau0: Any, tau_w: Any, n_refine: int = 6) -> tuple[float, Any, _Env]:
+                 tau0: Any, tau_w: Any, n_refine: int = 6, nu: NDArray[np.float64] | None = None
+                 ) -> tuple[float, Any, _Env]:
     """The certified dual value at (lam, mu): exact envelope tables; each job's threshold refined around
     ``tau0`` by a few bisection steps (any threshold gives a valid bound; better ones a tighter one)."""
-    env = _envelope(c, pr, lam, mu)
+    env = _envelope(c, pr, lam, mu, nu)
     E, T, S = pr.E, c.T, pr.S
     G = T * S
     bflat = env.b.reshape(E, G)
@@ -590,7 +638,7 @@ def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
     dwb = np.where(env.dw != 0, env.dw * np.where(env.b < _BIG / 2, env.b, 0.0), 0.0)
     Gw, Gb = _tables(xp, E, T, G, rank.reshape(E, T, S), [env.dw, dwb])
     gridd = xp.asarray(grid, xp.f64)
-    value, _, _ = _slot_and_grad(c, pr, env, lam, mu, np.zeros((E, T, S)))
+    value, _, _, _ = _slot_and_grad(c, pr, env, lam, mu, np.zeros((E, T, S)), nu)
     tau = xp.copy(tau0)
     dual_jobs = 0.0
     for e in range(E):  # eligibility classes (a handful)
@@ -799,12 +847,19 @@ def _np_windows(c: _Clean, pr: _Prep, tb: _Tabs, npj: NDArray[np.int64], pool: N
         vv = pr.map_pv[pl, v]
         w = tb.work[pl, vv].astype(np.float64)
         n = np.ceil(c.R[npj] / np.maximum(w, 1e-9) - 1e-9).astype(np.int64)
-        val = rho_t * w[:, None] - (lam[None, :] * (tb.load[pl, vv].astype(np.float64))[:, None] + mu[pl])
+        ldv = tb.load[pl, vv].astype(np.float64)
+        # work beyond the need is worth nothing: the value of the block's work is scaled to the need
+        scale = np.minimum(1.0, c.R[npj] / np.maximum(n * w, 1e-9))
+        val = rho_t * (w * scale)[:, None] - (lam[None, :] * ldv[:, None] + mu[pl])
         val = np.where(tt >= c.rel[npj, None], val, 0.0)
+        # a level whose watts alone exceed a slot's room above idle cannot use that slot
+        bad = (ldv * c.gpus[npj])[:, None] > (c.cap_w - c.base_w)[None, :]
         cs = np.concatenate([np.zeros((npj.size, 1)), np.cumsum(val, axis=1)], axis=1)
+        cb = np.concatenate([np.zeros((npj.size, 1), np.int64), np.cumsum(bad, axis=1)], axis=1)
         endi = np.minimum(tt + n[:, None], T)
         wv = np.take_along_axis(cs, endi, axis=1) - cs[:, :T]
-        wv = np.where(tt >= c.rel[npj, None], wv, -np.inf)
+        nbad = np.take_along_axis(cb, endi, axis=1) - cb[:, :T]
+        wv = np.where((tt >= c.rel[npj, None]) & (nbad == 0), wv, -np.inf)
         wv[running, 1:] = -np.inf  # running: start now
         st = wv.argmax(axis=1)
         bv = wv[np.arange(npj.size), st]
@@ -813,6 +868,12 @@ def _np_windows(c: _Clean, pr: _Prep, tb: _Tabs, npj: NDArray[np.int64], pool: N
         best_start = np.where(better, st, best_start)
         best_n = np.where(better, n, best_n)
         best_v = np.where(better, vv, best_v).astype(np.int8)
+    stuck = running & ~np.isfinite(best_val)  # a running job keeps going at full power (the repair decides)
+    if stuck.any():
+        vfs = tb.vfull[pl[stuck]]
+        best_v[stuck] = vfs
+        best_start[stuck] = 0
+        best_n[stuck] = np.ceil(c.R[npj[stuck]] / np.maximum(tb.work[pl[stuck], vfs], 1e-9) - 1e-9).astype(np.int64)
     go = running | (best_val > 0)
     win = (tt >= best_start[:, None]) & (tt < np.minimum(best_start + best_n, T)[:, None]) & go[:, None]
     return np.where(win, best_v[:, None], 0).astype(np.int8)
@@ -867,7 +928,7 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     pool = _assign_pools(c, vmat > 0, pool, pref, keep_run, prio)
     vmat = _remap(pr, vmat, pool)
     vmat, pool = _repair(c, pr, tb, vmat, pool, prio, forced)
-    for lowest in (True,):  # fill rounds: the lowest level (most work per watt)
+    for lowest in (True, True):  # fill rounds at the lowest level (most work per watt)
         vmat = _fill(c, pr, tb, vmat, pool, prio, lam, mu, lowest=lowest)
     vmat = _raise(c, pr, tb, vmat, pool, prio)
     return vmat, pool
@@ -999,7 +1060,7 @@ def _repair(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArr
             cand &= vd < vs
             freed = np.where(cand, lds - _lookup(tb.load, pl, vd) * g32[:, None], np.float32(0))
             below = np.cumsum(freed[::-1], axis=0, dtype=np.float64)[::-1] - freed  # freed by lower rows
-            low = cand & (below < ex[None, :])
+            low = cand if _LOWER_ALL else cand & (below < ex[None, :])
             vs = np.where(low, vd, vs)
             ex = ex - np.where(low, freed, 0).sum(axis=0)
             lds = np.where(low, lds - freed, lds)
@@ -1087,12 +1148,8 @@ def _fill(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray
     o = o[np.argsort(rank[cand_j[o]], kind="stable")]
     cj, ok, vf_o, pl_o = cand_j[o], cand[o], vf[o], pl[o]
     g = c.gpus[cj].astype(np.float32)
-    for p in range(P):  # pools
-        rows = np.flatnonzero(pl_o == p)
-        if rows.size:
-            ok[rows] &= _prefix_keep(np.where(ok[rows], g[rows, None], np.float32(0)), c.H[p] - busy[p], 1e-3)
-    ld = np.where(ok, (tb.load[pl_o, vf_o] * g)[:, None], np.float32(0))
-    ok &= _prefix_keep(ld, c.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0)
+    # tenant quotas first, then pool GPUs, then watts: each prefix counts only what the earlier ones let
+    # through (a cell a later check rejects still holds room in the earlier prefixes: ``rounds`` repeat)
     if np.isfinite(c.quota).any():
         used = _group_rowsum(c.tenant, c.quota.size, c.gpus, vmat > 0)
         ten = c.tenant[cj]
@@ -1100,6 +1157,12 @@ def _fill(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray
             rows = np.flatnonzero(ten == n)
             if rows.size:
                 ok[rows] &= _prefix_keep(np.where(ok[rows], g[rows, None], np.float32(0)), c.quota[n] - used[n], 1e-9)
+    for p in range(P):  # pools
+        rows = np.flatnonzero(pl_o == p)
+        if rows.size:
+            ok[rows] &= _prefix_keep(np.where(ok[rows], g[rows, None], np.float32(0)), c.H[p] - busy[p], 1e-3)
+    ld = np.where(ok, (tb.load[pl_o, vf_o] * g)[:, None], np.float32(0))
+    ok &= _prefix_keep(ld, c.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0)
     s2 = vmat[cj]
     s2[ok] = np.broadcast_to(vf_o[:, None].astype(np.int8), ok.shape)[ok]
     vmat[cj] = s2
@@ -1176,6 +1239,7 @@ def plan(
     backend: str = "numpy",
     device: str = "cpu",
     warm_shift: int = 1,
+    primal_tries: int = 2,
 ) -> PlanResult:
     """Plan ``problem``; see the module docstring for the objective and the method.
 
@@ -1183,6 +1247,9 @@ def plan(
     ``diagnostics["shifted_by_slots"]`` when the caller moved the plan to the new slot origin itself.
     ``max_iters``: dual iterations; stops early when the dual gap estimate is below ``tol / 4``.
     ``backend``/``device``: ``"numpy"``/``"cpu"`` or ``"torch"``/``"cpu"|"cuda"`` (same algorithm).
+    ``primal_tries``: the plan is sensitive to the prices where the dual is flat, so it is built at the
+    best dual prices, with 2 also without their tenant-quota part, with 3 also at the starting prices
+    (kappa, or the previous tick's), and the best plan is kept; 1: only at the best prices.
     """
     T = int(np.shape(problem.wind_w)[0]) if np.ndim(problem.wind_w) == 1 else 0
     J = int(np.shape(problem.gpus)[0]) if np.ndim(problem.gpus) == 1 else 0
@@ -1193,8 +1260,10 @@ def plan(
     xp = get_ops(backend, device)
     pr = _prepare(c)
     jb = _Jobs(xp, c, pr)
+    NQ = c.quota.size
     lam = c.kappa.copy()
     mu = np.zeros((P, T))
+    nu = np.zeros((NQ, T))  # tenant-quota prices (stay 0 for tenants without a quota)
     if warm_start is not None and "lam" in warm_start.diagnostics:
         # a result already moved to the new slot origin (scheduler's shift_result) says by how much
         k = int(warm_start.diagnostics.get("shifted_by_slots", warm_shift))
@@ -1202,39 +1271,65 @@ def plan(
         mu = _shift(warm_start.diagnostics["mu"], k, T)
         if mu.shape != (P, T) or lam.shape != (T,):
             lam, mu = c.kappa.copy(), np.zeros((P, T))
+        if "nu" in warm_start.diagnostics:
+            nu = _shift(warm_start.diagnostics["nu"], k, T)
+            if nu.shape != (NQ, T):
+                nu = np.zeros((NQ, T))
+    has_q = np.isfinite(c.quota)[:, None]
+    start = (lam.copy(), mu.copy(), nu.copy())
     kbar = max(float(c.kappa.mean()), 1e-12)
     lscale = float(np.abs(pr.line_load).max()) if pr.line_load.size else 1.0
     d_lam = np.full(T, (_STEP0 if warm_start is None else _STEP0_WARM) * kbar)
     d_mu = np.full((P, T), (_STEP0 if warm_start is None else _STEP0_WARM) * kbar * lscale)
+    d_nu = np.full((NQ, T), (_STEP0_NU if warm_start is None else _STEP0_WARM) * kbar * lscale)
     s_lam = np.zeros(T)
     s_mu = np.zeros((P, T))
-    best = (-math.inf, lam, mu, None)
+    s_nu = np.zeros((NQ, T))
+    best = (-math.inf, lam, mu, nu, None)
     it = 0
     hist: list[float] = []
     for it in range(1, max_iters + 1):  # dual iterations
-        out, _ = _dual_coarse(xp, c, pr, jb, lam, mu)
+        out, _ = _dual_coarse(xp, c, pr, jb, lam, mu, nu=nu)
         hist.append(out.value)
         if out.value > best[0]:
-            best = (out.value, lam.copy(), mu.copy(), out)
+            best = (out.value, lam.copy(), mu.copy(), nu.copy(), out)
         sg_l = np.sign(out.g_lam)
         sg_m = np.sign(np.where((mu <= 0) & (out.g_mu < 0), 0.0, out.g_mu))
         d_lam = np.where(sg_l * s_lam > 0, d_lam * 1.4, np.where(sg_l * s_lam < 0, d_lam * 0.5, d_lam))
         d_mu = np.where(sg_m * s_mu > 0, d_mu * 1.4, np.where(sg_m * s_mu < 0, d_mu * 0.5, d_mu))
-        s_lam, s_mu = sg_l, sg_m
+        sg_n = np.sign(np.where(((nu <= 0) & (out.g_nu < 0)) | ~has_q, 0.0, out.g_nu))
+        d_nu = np.where(sg_n * s_nu > 0, d_nu * 1.4, np.where(sg_n * s_nu < 0, d_nu * 0.5, d_nu))
+        s_lam, s_mu, s_nu = sg_l, sg_m, sg_n
         lam = np.maximum(lam + d_lam * sg_l, 0.0)
         mu = np.maximum(mu + d_mu * sg_m, 0.0)
-        if it >= 5 and (np.abs(sg_l).sum() + np.abs(sg_m).sum() == 0):
+        nu = np.maximum(nu + d_nu * sg_n, 0.0)
+        if it >= 5 and (np.abs(sg_l).sum() + np.abs(sg_m).sum() + np.abs(sg_n).sum() == 0):
             break
-    _, lam_b, mu_b, out_b = best
+    _, lam_b, mu_b, nu_b, out_b = best
     if out_b is None:
-        out_b, _ = _dual_coarse(xp, c, pr, jb, lam_b, mu_b)
-    lb, tau, env = _bound_exact(xp, c, pr, jb, lam_b, mu_b, out_b.tau, out_b.tau_w)
-    vmat, pool = _primal(xp, c, pr, jb, env, tau, lam_b, mu_b)
+        out_b, _ = _dual_coarse(xp, c, pr, jb, lam_b, mu_b, nu=nu_b)
+    lb, tau, env = _bound_exact(xp, c, pr, jb, lam_b, mu_b, out_b.tau, out_b.tau_w, nu=nu_b)
+    # the plan is sensitive to the prices where the dual is flat: build it at the best prices and, with
+    # primal_tries=2, also at the starting ones (kappa, or the previous tick's), and keep the better one
+    cands = [(lam_b, mu_b, nu_b, env)]
+    if primal_tries > 1 and nu_b.any():  # the same prices without the tenant-quota prices
+        cands.append((lam_b, mu_b, np.zeros_like(nu_b), _envelope(c, pr, lam_b, mu_b)))
+    if primal_tries > 2 and not all(np.array_equal(a, b) for a, b in zip(start, (lam_b, mu_b, nu_b))):
+        cands.append((*start, _envelope(c, pr, *start)))
+    best_plan: tuple[float, Any, Any, Any] | None = None
+    for lam_c, mu_c, _nu_c, env_c in cands:  # one or two price vectors
+        vm, pl = _primal(xp, c, pr, jb, env_c, tau, lam_c, mu_c)
+        pl = np.where((vm > 0).any(axis=1), pl, -1).astype(np.int32)
+        ev = _evaluate_plan(problem, c, pr, vm, pl)
+        if best_plan is None or ev["objective"] < best_plan[0]:
+            best_plan = (ev["objective"], vm, pl, ev)
+    assert best_plan is not None
+    _, vmat, pool, ev = best_plan
     run = vmat > 0
     pf = pr.fv.astype(np.float32)[vmat]
-    pool = np.where(run.any(axis=1), pool, -1).astype(np.int32)
     return _result(problem, c, pr, vmat, run, pf, pool, lb, lam_b, mu_b, it, tol,
-                   {"dual_history": hist, "backend": xp.name, "device": xp.device})
+                   {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
+                    "primal_candidates": len(cands)}, ev=ev)
 
 
 def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int32]) -> dict[str, Any]:
@@ -1294,8 +1389,10 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8]
 
 def _result(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8], run: NDArray[np.bool_],
             pf: NDArray[np.float32], pool: NDArray[np.int32], lb: float, lam: NDArray[np.float64],
-            mu: NDArray[np.float64], iters: int, tol: float, diag: dict[str, Any]) -> PlanResult:
-    ev = _evaluate_plan(pb, c, pr, vmat, pool)
+            mu: NDArray[np.float64], iters: int, tol: float, diag: dict[str, Any],
+            ev: dict[str, Any] | None = None) -> PlanResult:
+    if ev is None:
+        ev = _evaluate_plan(pb, c, pr, vmat, pool)
     obj = ev["objective"]
     lb = min(lb, obj)
     gap = (obj - lb) / max(abs(obj), 1e-9)

@@ -29,7 +29,21 @@ How the keyed fields become arrays
   ``1 + waited_h / age_h`` (rolling horizons never starve a job). Work of a tenant with an owed commitment
   gets ``commitment_weight_factor`` times that weight and a deadline at its earliest possible finish, so it
   runs ahead of carbon savings.
-- Tenants ``(N,)``: ``tenant_quota_gpus`` from ``snapshot.tenant_info`` (``inf`` when absent).
+- Rolling-horizon terms (``WeightSettings``; ``windward plan`` keeps the defaults, the ``windward`` policy
+  turns them on): with ``terminal_value="clearing"`` work that need not start inside the horizon (no
+  deadline there, no owed commitment) is valued at the horizon's *clearing price*
+  (:func:`clearing_value_g_per_gpu_s`: the marginal carbon at which the horizon's cheapest capacity, wind
+  first, holds the backlog plus ``arrival_share`` of the work expected to arrive) times a mild priority
+  factor ``clearing_priority_base ** priority`` and the same ageing factor. Work is then deferred past the
+  horizon when the horizon's slots are dearer than that, instead of being crammed into it, and the
+  capacity expected arrivals will need is left to them. ``restart_overhead_s`` is added to a running
+  job's ``preempt_loss_s`` (hysteresis: a running job is stopped only when the saving beats a restart).
+  ``reserve_inference`` appends must-run rows for ``snapshot.inference_reserve_gpus`` (expected inference
+  per pool, slots 1.. of the horizon; slot 0's inference is in the snapshot), held at their peak over
+  blocks of ``ceil(T / 24)`` slots and run-length encoded; they come after the snapshot's jobs
+  (``PlanIndex.n_synthetic``) and never become decisions.
+- Tenants ``(N,)``: ``tenant_quota_gpus`` from ``snapshot.tenant_info`` (``inf`` when absent; the inference
+  reserve rows get a tenant of their own without quota).
 
 ``snapshot.tenant_info`` shape read here (every key optional; a mapping or an object with attributes)::
 

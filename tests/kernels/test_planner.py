@@ -77,12 +77,20 @@ def test_backends_give_the_same_plan(be: tuple[str, str], seed: int) -> None:
 
 
 # --------------------------------------------------------------------------------- slow references
-def _slow_dual(pb: PlanProblem, lam: np.ndarray, mu: np.ndarray, tau: dict[int, float]) -> float:
-    """The Lagrangian dual value by plain Python loops over jobs, slots, pools and levels."""
+def _slow_dual(pb: PlanProblem, lam: np.ndarray, mu: np.ndarray, tau: dict[int, float],
+               nu: np.ndarray | None = None) -> float:
+    """The Lagrangian dual value by plain Python loops over jobs, slots, pools and levels (``nu``: prices of
+    the tenants' GPU quotas, per GPU and slot)."""
     c = P._clean_inputs(pb)
     assert not isinstance(c, str)
     T, J = c.T, c.J
-    total = 0.0
+    nu = np.zeros((c.quota.size, T)) if nu is None else nu
+    q = np.isfinite(c.quota)
+
+    def nut(j: int, t: int) -> float:
+        return float(nu[c.tenant[j], t]) if q[c.tenant[j]] else 0.0
+
+    total = -float(sum(nu[n, t] * c.quota[n] for n in range(c.quota.size) if q[n] for t in range(T)))
     for t in range(T):
         def phi(F: float) -> float:
             return c.kappa[t] * max(F - c.wind_w[t], 0.0) - lam[t] * F
@@ -98,7 +106,8 @@ def _slow_dual(pb: PlanProblem, lam: np.ndarray, mu: np.ndarray, tau: dict[int, 
     for j in range(J):
         if c.must[j]:
             for t in range(int(c.ms[j]), int(c.me[j])):
-                total += c.gpus[j] * min(lam[t] * ld + mu[p, t] for p, _, ld, f in lines if c.eligible[j, p] and f == 1.0)
+                total += c.gpus[j] * min(lam[t] * ld + mu[p, t] + nut(j, t) for p, _, ld, f in lines
+                                         if c.eligible[j, p] and f == 1.0)
             continue
         if not (c.R[j] > 0):
             continue
@@ -113,16 +122,16 @@ def _slow_dual(pb: PlanProblem, lam: np.ndarray, mu: np.ndarray, tau: dict[int, 
             best = 0.0
             for p, w, ld, _ in lines:
                 if c.eligible[j, p]:
-                    best = max(best, (rho - sigma) * w - (lam[t] * ld + mu[p, t]))
+                    best = max(best, (rho - sigma) * w - (lam[t] * ld + mu[p, t] + nut(j, t)))
             d += best
         total += c.gpus[j] * (rho_on * c.R[j] - d)
     return total
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=seeds)
-def test_dual_tables_equal_a_slow_per_job_loop(seed: int) -> None:
-    pb = small_problem(seed, J=7, T=9)
+@given(seed=seeds, quota=st.booleans())
+def test_dual_tables_equal_a_slow_per_job_loop(seed: int, quota: bool) -> None:
+    pb = small_problem(seed, J=7, T=9, quota=quota)
     c = P._clean_inputs(pb)
     assert not isinstance(c, str)
     rng = np.random.default_rng(seed)
@@ -132,8 +141,9 @@ def test_dual_tables_equal_a_slow_per_job_loop(seed: int) -> None:
     xp = P.get_ops()
     jb = P._Jobs(xp, c, pr)
     tau0 = pr.rho_on[jb.rows] * rng.uniform(-0.5, 1.0, jb.n)
-    val, tau, _ = P._bound_exact(xp, c, pr, jb, lam, mu, tau0, np.ones(jb.n), n_refine=0)
-    slow = _slow_dual(pb, lam, mu, {int(j): float(t) for j, t in zip(jb.rows, tau0)})
+    nu = np.where(np.isfinite(c.quota)[:, None], rng.uniform(0, 0.3, (c.quota.size, c.T)), 0.0)
+    val, tau, _ = P._bound_exact(xp, c, pr, jb, lam, mu, tau0, np.ones(jb.n), n_refine=0, nu=nu)
+    slow = _slow_dual(pb, lam, mu, {int(j): float(t) for j, t in zip(jb.rows, tau0)}, nu)
     assert val == pytest.approx(slow, rel=1e-9, abs=1e-6)
     # any prices and thresholds give a lower bound on every plan (weak duality)
     r = kernels.plan(pb)
@@ -310,3 +320,162 @@ def test_import_kernels_does_not_import_torch_even_after_planning() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", out.stdout
+
+
+# --------------------------------------------------------------------------------- primal pieces
+def _vmat_of(pb: PlanProblem, r: kernels.PlanResult) -> np.ndarray:
+    """The plan's fraction indices (into the planner's level table) recovered from its power fractions."""
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    fv = P._prepare(c).fv.astype(np.float32)
+    return np.where(r.run, np.searchsorted(fv, r.power_fraction), 0).astype(np.int8)
+
+
+@FAST
+@given(seed=seeds, random_plan=st.booleans())
+def test_fast_evaluation_equals_the_independent_one(seed: int, random_plan: bool) -> None:
+    """plan() evaluates its result from level counts and per-level sums; kernels.evaluate recomputes it
+    cell by cell: both must agree on plans and on arbitrary (infeasible) assignments."""
+    pb = small_problem(seed, J=10, T=9, quota=seed % 2 == 1)
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    pr = P._prepare(c)
+    if random_plan:
+        rng = np.random.default_rng(seed)
+        pool = rng.integers(0, pb.n_pools, pb.n_jobs).astype(np.int32)
+        vmat = np.where(rng.random((pb.n_jobs, pb.n_slots)) < 0.5, rng.integers(1, pr.fv.size, (pb.n_jobs, pb.n_slots)), 0).astype(np.int8)
+    else:
+        r = kernels.plan(pb)
+        vmat, pool = _vmat_of(pb, r), r.pool
+    run = vmat > 0
+    pool = np.where(run.any(axis=1), pool, -1).astype(np.int32)
+    pf = pr.fv.astype(np.float32)[vmat]
+    fast = P._evaluate_plan(pb, c, pr, vmat, pool)
+    ref = kernels.evaluate(pb, run, pf, pool)
+    for k in ("objective", "carbon_g", "energy_cost_eur", "unfinished_penalty_g", "tardiness_penalty_g", "unfinished_gpu_s"):
+        assert fast[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-6), k
+    for k in ("facility_w", "grid_import_w", "carbon_g_slot", "work_done_s"):
+        np.testing.assert_allclose(fast[k], ref[k], rtol=1e-9, atol=1e-6, err_msg=k)
+    assert np.array_equal(fast["busy_gpus"], ref["busy_gpus"]) and np.array_equal(fast["finished"], ref["finished"])
+
+
+def _slow_rank_plan(c: P._Clean, pr: P._Prep, jb: P._Jobs, env: P._Env) -> np.ndarray:
+    """The rank-space plan by plain loops: per class the envelope steps sorted by (breakpoint, slot, step);
+    each job takes the shortest prefix (on-time steps) whose work covers its need, only steps below its
+    value of work, late steps below the last taken breakpoint minus the late drop."""
+    T, S = c.T, pr.S
+    vmat = np.zeros((c.J, T), np.int8)
+    for e in range(pr.E):
+        steps = sorted((env.b[e, t, i], t * S + i, t, i) for t in range(T) for i in range(S))
+        grid = [s[0] for s in steps]
+        for j in jb.rows[int(jb.bounds[e]):int(jb.bounds[e + 1])]:
+            rel, dl, R, rho, ld = int(c.rel[j]), int(c.dl[j]), c.R[j], pr.rho_on[j], pr.ldrop[j]
+            rmax = sum(1 for g in grid if g < rho)
+
+            def taken(r1: int) -> list[tuple[int, int]]:
+                x = min(grid[r1 - 1] + P._EPS, rho) if r1 > 0 else -P._BIG
+                out = [(t, i) for k, (_, _, t, i) in enumerate(steps) if rel <= t < dl and k < r1]
+                return out + [(t, i) for b, _, t, i in steps if t >= dl and t >= rel and b < x - ld]
+
+            def work(r1: int) -> float:
+                return sum(env.dw[e, t, i] for t, i in taken(r1))
+
+            r1 = next((r for r in range(rmax + 1) if work(r) >= R - 1e-6), rmax)
+            for t, i in taken(r1):
+                vmat[j, t] += env.dv[e, t, i]
+    return vmat
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=seeds)
+def test_rank_plan_equals_a_slow_per_job_prefix(seed: int) -> None:
+    pb = small_problem(seed, J=8, T=8)
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    rng = np.random.default_rng(seed)
+    lam = c.kappa * rng.uniform(0.5, 1.5, c.T)
+    mu = np.where(rng.random((c.P, c.T)) < 0.5, 0.0, rng.uniform(0, 50, (c.P, c.T)))
+    pr = P._prepare(c)
+    jb = P._Jobs(P.get_ops(), c, pr)
+    env = P._envelope(c, pr, lam, mu)
+    assert np.array_equal(P._rank_plan(c, pr, jb, env), _slow_rank_plan(c, pr, jb, env))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, n=st.integers(1, 40), T=st.integers(1, 12))
+def test_prefix_keep_equals_the_full_prefix_sum(seed: int, n: int, T: int) -> None:
+    rng = np.random.default_rng(seed)
+    d = np.where(rng.random((n, T)) < 0.6, rng.integers(1, 9, (n, T)), 0).astype(np.float32)
+    cap = rng.uniform(0, 4 * n, T)
+    assert np.array_equal(P._prefix_keep(d, cap, 1e-3), np.cumsum(d, axis=0) <= cap[None, :] + 1e-3)
+
+
+def _two_pool_problem(J: int, gpus: int, *, cap_w: float | None = None, T: int = 4, preemptible: bool = True) -> PlanProblem:
+    """Two identical 8-GPU pools, J jobs of ``gpus`` GPUs with a slot of work each, released now."""
+    P_ = 2
+    return PlanProblem(
+        slot_s=900.0, pue=1.15, wind_w=np.zeros(T), carbon_g_per_kwh=np.full(T, 300.0),
+        grid_cap_w=np.full(T, cap_w if cap_w is not None else 1e9), site_max_w=np.full(T, 1e9),
+        pool_gpus=np.full((P_, T), 8), tdp_w=np.full(P_, 700.0), idle_w=np.full(P_, 75.0),
+        host_w_per_gpu=np.full(P_, 450.0), min_power_fraction=np.full(P_, 0.4),
+        curve_f=np.tile([0.4, 0.6, 0.8, 1.0], (P_, 1)), curve_s=np.tile([0.62, 0.82, 0.95, 1.0], (P_, 1)),
+        gpus=np.full(J, gpus), remaining_s=np.full(J, 900.0 * (T - 1)), release=np.zeros(J, np.int64),
+        deadline=np.full(J, kernels.NO_DEADLINE), weight=np.full(J, 5.0), eligible=np.ones((J, P_), bool),
+        must_run=np.zeros(J, bool), preemptible=np.full(J, preemptible), running_pool=np.full(J, -1),
+        preempt_loss_s=np.zeros(J), tenant=np.zeros(J, np.int64), tenant_quota_gpus=np.array([np.inf]),
+    )
+
+
+def test_tied_pools_share_the_jobs_instead_of_herding() -> None:
+    """Four 4-GPU jobs, two identical 8-GPU pools, valuable work and no power limit: every job runs every
+    slot (two per pool). Picking the cheapest pool per job alone would put all four in pool 0."""
+    pb = _two_pool_problem(4, 4)
+    r = kernels.plan(pb)
+    assert kernels.check_result(pb, r) == []
+    assert r.run.all()
+    assert sorted(np.bincount(r.pool, minlength=2).tolist()) == [2, 2]
+
+
+def test_repair_lowers_power_before_dropping_work() -> None:
+    """Two 8-GPU jobs at full power overflow the grid cap by a little; at 0.8 both fit. The repair lowers
+    a power level instead of dropping a job from the slot."""
+    idle = 1.15 * 16 * (75 + 450)
+    full = 1.15 * 8 * (700 - 75)
+    low = 1.15 * 8 * (0.8 * 700 - 75)
+    pb = _two_pool_problem(2, 8, cap_w=idle + full + low + 10.0, T=2)
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    pr = P._prepare(c)
+    tb = P._tabs(c, pr)
+    vmat = np.full((2, 2), tb.vfull[0], np.int8)
+    pool = np.array([0, 1])
+    prio = np.arange(2)
+    v, pl = P._repair(c, pr, tb, vmat.copy(), pool, prio, np.zeros(2, bool))
+    assert (v > 0).all(), "no job lost a slot"
+    assert (v < tb.vfull[0]).any(), "a power level was lowered"
+    _, fac = P._usage(c, tb, v, pl)
+    assert (fac <= c.cap_w).all()
+
+
+def test_non_preemptible_job_runs_at_a_lower_level_when_full_power_does_not_fit() -> None:
+    """One non-preemptible 8-GPU job: the grid cap allows it at 0.6 but not at full power. It runs one
+    unbroken block at a lower level rather than not at all."""
+    idle = 1.15 * 16 * (75 + 450)
+    pb = _two_pool_problem(1, 8, cap_w=idle + 1.15 * 8 * (0.6 * 700 - 75) + 10.0, T=6, preemptible=False)
+    pb = replace(pb, remaining_s=np.array([900.0 * 2]))
+    r = kernels.plan(pb)
+    assert kernels.check_result(pb, r) == []
+    assert r.run[0].any() and r.finished[0]
+    assert r.power_fraction[0][r.run[0]].max() <= 0.6 + 1e-6
+
+
+def test_warm_start_uses_the_callers_shift() -> None:
+    """A result the caller already moved to the new origin (``shifted_by_slots``) gets its prices moved
+    by that many slots, not by the default one."""
+    pb = small_problem(3, T=12)
+    r0 = kernels.plan(pb)
+    lam = np.arange(12, dtype=float) + 1.0
+    moved = replace(r0, diagnostics={**r0.diagnostics, "lam": lam, "shifted_by_slots": 3})
+    r1 = kernels.plan(pb, warm_start=moved, max_iters=1)
+    # one iteration moves each price by at most its first (tiny) step
+    assert np.allclose(r1.diagnostics["lam"], np.minimum(np.arange(12) + 3, 11) + 1.0, rtol=0.05)

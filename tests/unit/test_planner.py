@@ -182,3 +182,146 @@ def test_policy_fallback_keeps_inference_and_non_preemptible_running() -> None:
     dec = WindwardPolicy._fallback(_snapshot(jobs), res)
     assert set(dec.run) == {"np-f", "inf-g"}  # inf-c is not submitted yet; preemptible run-b waits
     assert dec.run["np-f"].pool == "h100-eu-public" and dec.run["inf-g"].power_fraction == 1.0
+
+
+# ------------------------------------------------------------------ rolling-horizon terms (clearing value)
+
+
+def test_clearing_value_rises_with_demand_and_falls_with_wind() -> None:
+    from dataclasses import replace
+
+    from scheduler.planner import clearing_value_g_per_gpu_s
+
+    problem, _ = build_problem(_snapshot(_jobs()), 8)
+    grid_g_per_gpu_s = problem.carbon_g_per_kwh  # (T,) up to a constant per GPU-second
+    low, info = clearing_value_g_per_gpu_s(problem, 0.0, floor_quantile=0.0)
+    assert info["capacity_gpu_s"] > 0.0 and info["demand_gpu_s"] == 0.0
+    prices = [clearing_value_g_per_gpu_s(problem, d, floor_quantile=0.0)[1]["clearing_g_per_gpu_s"]
+              for d in (0.0, 1e4, 1e5, 1e6, 1e9)]
+    assert prices == sorted(prices) and prices[-1] > prices[0]
+    # more demand than the horizon holds: the dearest slot sets the price; the floor is the cheapest slot
+    per_kwh = prices[-1] / grid_g_per_gpu_s.max()
+    assert low == pytest.approx(grid_g_per_gpu_s.min() * per_kwh)
+    windy = replace(problem, wind_w=problem.wind_w + 1e6)
+    w_price, w_info = clearing_value_g_per_gpu_s(windy, 1e5, floor_quantile=0.0)
+    assert w_info["clearing_g_per_gpu_s"] == 0.0 and w_info["green_capacity_gpu_s"] > 0.0  # wind covers it
+    assert w_price == pytest.approx(low)  # ... and the floor keeps work worth something
+    assert clearing_value_g_per_gpu_s(windy, 1e5, floor_quantile=0.5)[0] > w_price
+
+
+def test_clearing_weights_keep_deadline_work_urgent_and_value_the_rest_lower() -> None:
+    snap = _snapshot(_jobs())
+    legacy, _ = build_problem(snap, 8)
+    clear, index = build_problem(snap, 8, weights=WeightSettings(terminal_value="clearing"))
+    # train-a must start inside the horizon to meet its deadline: full weight; run-b and sov-d may wait
+    assert clear.weight[0] == pytest.approx(legacy.weight[0])
+    assert clear.weight[1] < legacy.weight[1] and clear.weight[3] < legacy.weight[3]
+    assert index.terminal["value_g_per_gpu_s"] > 0.0 and index.terminal["urgent_jobs"] == 1.0
+    # expected arrivals raise the demand on the horizon, hence the value
+    busy, index2 = build_problem(snap, 8, weights=WeightSettings(terminal_value="clearing", arrival_share=1.0),
+                                 expected_arrival_gpu_s_per_s=1e3)
+    assert index2.terminal["demand_gpu_s"] > index.terminal["demand_gpu_s"]
+    assert busy.weight[1] >= clear.weight[1]
+
+
+def test_restart_overhead_is_charged_to_running_jobs_only() -> None:
+    problem, _ = build_problem(_snapshot(_jobs()), 8, weights=WeightSettings(restart_overhead_s=600.0))
+    np.testing.assert_allclose(problem.preempt_loss_s, [0.0, 1600.0, 0.0, 0.0])
+
+
+def test_bad_weight_settings_are_input_errors() -> None:
+    with pytest.raises(InputError, match="terminal_value: got 'median'"):
+        WeightSettings(terminal_value="median")
+    with pytest.raises(InputError, match="floor_quantile"):
+        WeightSettings(floor_quantile=1.5)
+    with pytest.raises(InputError, match="restart_overhead_s"):
+        WeightSettings(restart_overhead_s=-1.0)
+
+
+def test_inference_reserve_becomes_must_run_rows_that_never_become_decisions() -> None:
+    reserve = {"h100-eu-public": np.array([3, 3, 3, 5, 5, 0, 0, 2]), "h100-nl-secret": np.zeros(8)}
+    snap = _snapshot(_jobs(), inference_reserve_gpus=reserve)
+    plain, _ = build_problem(snap, 8)
+    problem, index = build_problem(snap, 8, weights=WeightSettings(reserve_inference=True))
+    J = plain.n_jobs
+    assert index.n_real == J and index.n_synthetic == problem.n_jobs - J > 0
+    assert all(j.startswith("~inference-reserve:h100-eu-public:") for j in index.job_ids[J:])
+    # slot 0 is the snapshot's own inference; later slots are held at their block peak (T=8: one slot each)
+    load = np.zeros(8)
+    for i in range(J, problem.n_jobs):
+        assert problem.must_run[i] and problem.eligible[i].tolist() == [True, False] and problem.weight[i] == 0
+        n = int(problem.remaining_s[i] // SLOT_S)
+        load[problem.release[i] : problem.release[i] + n] += problem.gpus[i]
+    assert load.tolist() == [0, 3, 3, 5, 5, 0, 0, 2]
+    assert np.isinf(problem.tenant_quota_gpus[problem.tenant[J:]]).all()
+    run = np.zeros((problem.n_jobs, 8), dtype=bool)
+    run[:, 0] = True
+    dec = decisions_from_result(_result(run, np.where(run, 1.0, 0.0), np.zeros(problem.n_jobs, int)), index)
+    assert set(dec.run) == set(index.job_ids[:J])
+
+
+def test_policy_holds_back_starts_whose_slot_carbon_beats_their_value() -> None:
+    from dataclasses import replace
+
+    from scheduler.policies.base import Assignment, Decisions
+    from scheduler.policies.windward import WindwardPolicy
+
+    jobs = (
+        JobState(Job("cheap", "t", "training", 0.0, 8, 36000.0), "queued"),
+        JobState(Job("due", "t", "training", 0.0, 8, 1800.0, deadline_s=3600.0 + 2 * SLOT_S), "queued"),
+        JobState(Job("runs", "t", "training", 0.0, 8, 36000.0), "running", pool="h100-nl-secret"),
+    )
+    no_wind = replace(_forecast(), wind_w=np.zeros(8))
+    snap = _snapshot(jobs, forecast=no_wind)
+    problem, index = build_problem(snap, 8, weights=WeightSettings(terminal_value="clearing"))
+    problem = replace(problem, weight=np.array([1e-6, problem.weight[1], 1e-6]))
+    run = {"cheap": Assignment("h100-eu-public", 1.0), "due": Assignment("h100-nl-secret", 1.0),
+           "runs": Assignment("h100-nl-secret", 1.0)}
+    res = _result(np.ones((3, 8), bool), np.ones((3, 8)), np.array([0, 1, 1]))
+    res = replace(res, facility_w=np.full(8, 40_000.0))
+    out = WindwardPolicy._admit_slot0(snap, problem, index, res, Decisions(run=run))
+    # the cheap-valued new start goes; work due soon and work already running stay
+    assert set(out.run) == {"due", "runs"}
+    # with wind covering the whole facility the same start costs nothing and stays
+    windy = replace(problem, wind_w=np.full(8, 1e6))
+    assert set(WindwardPolicy._admit_slot0(snap, windy, index, res, Decisions(run=run)).run) == set(run)
+
+
+def test_policy_raises_power_when_the_planned_level_would_miss_a_deadline() -> None:
+    from scheduler.policies.base import Assignment, Decisions
+    from scheduler.policies.windward import WindwardPolicy
+
+    # 20 min of work due in 25 min: at 0.6 (speed 0.82) it takes 24.4 min, at 0.4 (0.62) 32 min
+    jobs = (JobState(Job("tight", "t", "training", 0.0, 1, 1200.0, deadline_s=3600.0 + 1500.0), "queued"),
+            JobState(Job("loose", "t", "training", 0.0, 1, 1200.0, deadline_s=3600.0 + 9000.0), "queued"))
+    dec = Decisions(run={"tight": Assignment("h100-eu-public", 0.4), "loose": Assignment("h100-eu-public", 0.4)})
+    out = WindwardPolicy._meet_deadlines_within_slot(_snapshot(jobs), dec)
+    assert out.run["tight"].power_fraction == pytest.approx(0.6)
+    assert out.run["loose"].power_fraction == pytest.approx(0.4)
+
+
+def test_policy_estimates_the_arrival_rate_from_jobs_it_has_seen() -> None:
+    from scheduler.policies.windward import WindwardPolicy
+
+    pol = WindwardPolicy(24.0, arrival_window_s=4 * 3600.0)
+    first = (JobState(Job("a", "t", "training", 0.0, 2, 3600.0), "queued"),)
+    assert pol.arrival_rate_gpu_s_per_s(_snapshot(first, now_s=0.0)) == pytest.approx(7200.0 / 3600.0)
+    later = first + (JobState(Job("b", "t", "training", 5000.0, 1, 1800.0), "queued"),
+                     JobState(Job("inf", "p", "inference", 5000.0, 4, 900.0, preemptible=False), "queued"))
+    # 2 h observed (plus one slot): a + b over max(2.25 h, a quarter of the 4 h window)
+    assert pol.arrival_rate_gpu_s_per_s(_snapshot(later, now_s=7200.0)) == pytest.approx(9000.0 / 8100.0)
+    # a leaves the 4 h window
+    assert pol.arrival_rate_gpu_s_per_s(_snapshot(later, now_s=18000.0)) == pytest.approx(1800.0 / 14400.0)
+
+
+def test_policy_plans_up_to_the_run_end_and_values_work_left_there_in_full() -> None:
+    from scheduler.policies.windward import WindwardPolicy
+
+    jobs = (JobState(Job("w", "t", "training", 0.0, 4, 2 * SLOT_S), "queued"),)
+    snap = _snapshot(jobs)
+    open_ended = WindwardPolicy(2.0).decide(snap)
+    assert open_ended.plan.run.shape[1] == 8  # 2 h of 15-minute slots
+    ends = WindwardPolicy(2.0, run_end_s=snap.now_s + 3 * SLOT_S).decide(snap)
+    assert ends.plan.run.shape[1] == 3
+    assert "terminal" not in ends.plan.diagnostics  # full weight: everything that fits is done by the end
+    assert ends.plan.finished[0] and ends.plan.work_done_s[0] >= 2 * SLOT_S - 1e-6
