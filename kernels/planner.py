@@ -1239,7 +1239,7 @@ def plan(
     backend: str = "numpy",
     device: str = "cpu",
     warm_shift: int = 1,
-    primal_tries: int = 2,
+    primal_tries: int | None = None,
 ) -> PlanResult:
     """Plan ``problem``; see the module docstring for the objective and the method.
 
@@ -1249,7 +1249,8 @@ def plan(
     ``backend``/``device``: ``"numpy"``/``"cpu"`` or ``"torch"``/``"cpu"|"cuda"`` (same algorithm).
     ``primal_tries``: the plan is sensitive to the prices where the dual is flat, so it is built at the
     best dual prices, with 2 also without their tenant-quota part, with 3 also at the starting prices
-    (kappa, or the previous tick's), and the best plan is kept; 1: only at the best prices.
+    (kappa, or the previous tick's), and the best plan is kept; 1: only at the best prices. Default: 2 for
+    a cold solve, 1 for a warm-started re-plan (the hot path of the rolling horizon).
     """
     T = int(np.shape(problem.wind_w)[0]) if np.ndim(problem.wind_w) == 1 else 0
     J = int(np.shape(problem.gpus)[0]) if np.ndim(problem.gpus) == 1 else 0
@@ -1277,6 +1278,8 @@ def plan(
                 nu = np.zeros((NQ, T))
     has_q = np.isfinite(c.quota)[:, None]
     start = (lam.copy(), mu.copy(), nu.copy())
+    if primal_tries is None:
+        primal_tries = 1 if warm_start is not None else 2
     kbar = max(float(c.kappa.mean()), 1e-12)
     lscale = float(np.abs(pr.line_load).max()) if pr.line_load.size else 1.0
     d_lam = np.full(T, (_STEP0 if warm_start is None else _STEP0_WARM) * kbar)
