@@ -81,12 +81,17 @@ class FallbackPolicy:
         return self.fallback.decide(snapshot)  # type: ignore[no-any-return]
 
 
-def make_policy(name: str, horizon_hours: float) -> Any:
+def make_policy(name: str, horizon_hours: float, run_end_s: float | None = None) -> Any:
+    """The demo's policy. A demo run ends, so the optimiser plans up to the run's end (``run_end_s``) and
+    values work left undone then at full weight, instead of deferring it to greener hours after the run."""
     fallback = get_policy("backfill", horizon_hours=horizon_hours)
     if name == "backfill":
         return fallback
+    kw: dict[str, Any] = {"horizon_hours": horizon_hours}
+    if name == "windward" and run_end_s is not None:
+        kw["run_end_s"] = run_end_s
     try:
-        primary = get_policy(name, horizon_hours=horizon_hours)
+        primary = get_policy(name, **kw)
     except WindwardError as e:
         log.warning("policy %s unavailable (%s); using backfill", name, e)
         return fallback
@@ -177,7 +182,7 @@ def run_demo(
     actual = signals.load_energy(cfg.energy, site, cfg.start_utc, days, seed=cfg.seed)
     jobs, desc, rates, rate_src = demo_workload(site, cfg)
     horizon_h = cfg.horizon_slots * site.slot_s / 3600.0
-    policy = make_policy(cfg.policy, horizon_h)
+    policy = make_policy(cfg.policy, horizon_h, run_end_s=cfg.n_slots * site.slot_s)
     time_scale = site.slot_s / cfg.seconds_per_slot
     params = {"inference": {"rates_per_s": rates, "rate_period_s": float(site.slot_s), "capacity_rps": 100.0}}
     t0 = timer()

@@ -98,12 +98,18 @@ def summary(res: SimulationResult) -> dict[str, Any]:
     busy = sum(sum(x.busy_gpus.values()) for x in rs)
     healthy = sum(sum(x.healthy_gpus.values()) for x in rs)
     counts = res.loop.counts()
+    carbon_kg = sum(x.carbon_g for x in rs) / 1000.0
+    work_gpu_h = sum(r.job.gpus * r.work_done_s for r in submitted) / 3600.0
     return {
         "policy": res.policy,
         "forecast": res.forecast,
         "slots": len(rs),
         "days": len(rs) * dt / 86400,
-        "grid_carbon_kg": sum(x.carbon_g for x in rs) / 1000.0,
+        "grid_carbon_kg": carbon_kg,
+        # useful work done (full-speed GPU-hours, training and inference): policies that defer work are
+        # compared per unit of work, not only in total
+        "work_done_gpu_h": work_gpu_h,
+        "grid_carbon_g_per_gpu_h": 1000.0 * carbon_kg / work_gpu_h if work_gpu_h > 0 else None,
         "energy_wind_mwh": sum(x.energy_wind_j for x in rs) / 3.6e9,
         "energy_grid_mwh": sum(x.energy_grid_j for x in rs) / 3.6e9,
         "energy_total_mwh": sum(x.facility_w * dt for x in rs) / 3.6e9,
@@ -238,6 +244,8 @@ def summary_rows(summaries: Sequence[Mapping[str, Any]]) -> list[tuple[str, list
 
     rows: list[tuple[str, Any, str]] = [
         ("grid carbon (kg CO2)", "grid_carbon_kg", ",.1f"),
+        ("work done (GPU-h)", "work_done_gpu_h", ",.1f"),
+        ("grid carbon per GPU-h of work (g)", "grid_carbon_g_per_gpu_h", ",.1f"),
         ("energy from wind (MWh)", "energy_wind_mwh", ",.3f"),
         ("energy from grid (MWh)", "energy_grid_mwh", ",.3f"),
         ("cap violations", "cap_violations", "d"),

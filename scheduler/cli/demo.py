@@ -130,9 +130,14 @@ def register(app: typer.Typer) -> None:
         table.add_row("sovereign jobs placed / outside their pool", f"{e['sovereign_jobs_placed']} / "
                       f"{len(e['sovereign_placements_outside'])}", "—")
         console.print(table)
-        if b.get("grid_carbon_kg"):
-            saved = 1.0 - s["grid_carbon_kg"] / b["grid_carbon_kg"]
-            console.print(f"grid carbon vs carbon-agnostic: {saved:+.1%} saved")
+        if b.get("grid_carbon_g_per_gpu_h") and s.get("grid_carbon_g_per_gpu_h"):
+            per_work = s["grid_carbon_g_per_gpu_h"] / b["grid_carbon_g_per_gpu_h"] - 1.0
+            total = s["grid_carbon_kg"] / b["grid_carbon_kg"] - 1.0 if b["grid_carbon_kg"] else float("nan")
+            work = s["work_done_gpu_h"] / b["work_done_gpu_h"] - 1.0 if b["work_done_gpu_h"] else float("nan")
+            console.print(
+                f"grid carbon per GPU-hour of work vs the carbon-agnostic run: {per_work:+.1%} "
+                f"(total grid carbon {total:+.1%}, work done {work:+.1%})"
+            )
         console.print(f"report: {result.report_path}\nplot: {result.plot_path}")
         if e["sovereign_placements_outside"]:
             console.print(f"[red]sovereign jobs placed outside their pool: {e['sovereign_placements_outside']}")
