@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         energy: str = typer.Option("embedded", "--energy", help="Energy: 'embedded' or an energy CSV path."),
         start: str = typer.Option(DEFAULT_START, "--start", help="Simulation start, ISO 8601 UTC."),
         days: float = typer.Option(2.0, "--days", min=0.01, help="Days to simulate."),
-        policy: str = typer.Option("backfill", "--policy", help="backfill, greedy-green or windward."),
+        policy: str = typer.Option("windward", "--policy", help="windward (the optimiser), backfill or greedy-green."),
         forecast: str = typer.Option("perfect", "--forecast", help="What the policy sees: perfect, persistence, noisy."),
         out: Path = typer.Option(Path("report.json"), "--out", help="Report JSON to write."),
         seed: int = typer.Option(0, "--seed", help="Seed for embedded data, trace assignment and noisy forecasts."),
@@ -53,8 +53,10 @@ def register(app: typer.Typer) -> None:
         horizon_hours: float = typer.Option(24.0, "--horizon-hours", min=0.25, help="Planning horizon."),
         trace_offset_days: float = typer.Option(0.0, "--trace-offset-days", min=0.0, help="Where the trace slice starts."),
         amplify: float = typer.Option(1.0, "--amplify", min=0.001, help="Replicate training jobs by this factor."),
-        compare: str | None = typer.Option(
-            None, "--compare", help="Comma-separated policies to run on the same slice and tabulate, e.g. backfill,greedy-green."
+        compare: str = typer.Option(
+            "backfill,greedy-green",
+            "--compare",
+            help="Comma-separated policies to run on the same slice and tabulate beside --policy ('' for none).",
         ),
     ) -> None:
         import json

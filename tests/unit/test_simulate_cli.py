@@ -20,7 +20,7 @@ SECTION7 = ("status", "start_utc", "slot_s", "n_slots", "pue", "solve_s", "objec
 def test_simulate_defaults_write_a_recomputable_report(tmp_path: Path) -> None:
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     res = CliRunner().invoke(app, ["simulate", "--days", "0.5", "--out", str(out), "--plot", str(png),
-                                   "--compare", "greedy-green"])
+                                   "--policy", "backfill", "--compare", "greedy-green"])
     assert res.exit_code == 0, res.output
     assert "grid carbon" in res.output and "greedy-green" in res.output
     rep = json.loads(out.read_text())
@@ -59,3 +59,15 @@ def test_bad_input_exits_2_naming_the_problem(tmp_path: Path, args: list[str], n
     assert p.returncode == 2, p.stderr
     assert needle in p.stderr
     assert not out.exists()  # nothing half-done
+
+
+def test_simulate_with_no_policy_arguments_compares_windward_with_both_baselines(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["simulate", "--days", "0.25", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert rep["policy"] == "windward"
+    assert [c["policy"] for c in rep["comparison"]] == ["windward", "backfill", "greedy-green"]
+    assert all(c["cap_violations"] == 0 for c in rep["comparison"])
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert check_plan(rep) == []
