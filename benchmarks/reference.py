@@ -144,7 +144,6 @@ def _build(problem: PlanProblem, *, integer: bool) -> _Model:
         pool_gpus = np.repeat(pool_gpus[:, None], T, axis=1)
 
     lev_f, lev_ok = _levels(problem)
-    L = lev_f.shape[1]
     lev_s = power.pool_speed(problem.curve_f, problem.curve_s, np.arange(P)[:, None], lev_f)
     full = np.abs(lev_f - 1.0) < _EPS
 

@@ -24,15 +24,14 @@ import math
 
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 from scheduler.policies.capacity import (
+    SiteTools,
     CapacityProfile,
-    EligibilityCache,
-    SitePower,
     running_first_slot_shed,
     start_inference,
 )
 
 
-class BackfillPolicy:
+class BackfillPolicy(SiteTools):
     name = "backfill"
 
     def __init__(self, horizon_hours: float = 48.0, power_lookahead_s: float = 4 * 3600.0) -> None:
@@ -42,15 +41,6 @@ class BackfillPolicy:
             )
         self.horizon_hours = float(horizon_hours)
         self.power_lookahead_s = float(power_lookahead_s)
-        self._power: SitePower | None = None
-        self._elig: EligibilityCache | None = None
-
-    def _setup(self, snap: Snapshot) -> tuple[SitePower, EligibilityCache]:
-        if self._power is None or self._power.site is not snap.site:
-            self._power = SitePower(snap.site)
-            self._elig = EligibilityCache(snap.site)
-        assert self._elig is not None
-        return self._power, self._elig
 
     def decide(self, snapshot: Snapshot) -> Decisions:
         power, elig = self._setup(snapshot)

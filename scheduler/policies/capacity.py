@@ -189,6 +189,21 @@ def inference_pool_order(site: Site, pools: Iterable[int]) -> list[int]:
     return sorted(pools, key=lambda p: (-site.pools[p].gpus, p))
 
 
+class SiteTools:
+    """The per-site helpers a baseline policy keeps between ticks (power model and eligibility cache),
+    rebuilt when the snapshot's site changes."""
+
+    _power: SitePower | None = None
+    _elig: EligibilityCache | None = None
+
+    def _setup(self, snap: Snapshot) -> tuple[SitePower, EligibilityCache]:
+        if self._power is None or self._power.site is not snap.site:
+            self._power = SitePower(snap.site)
+            self._elig = EligibilityCache(snap.site)
+        assert self._elig is not None
+        return self._power, self._elig
+
+
 class EligibilityCache:
     """``eligible_pools`` per job id (jobs are immutable, so the answer never changes)."""
 

@@ -27,15 +27,14 @@ import numpy as np
 
 from scheduler.policies.base import Assignment, Decisions, JobState, Snapshot
 from scheduler.policies.capacity import (
+    SiteTools,
     CapacityProfile,
-    EligibilityCache,
-    SitePower,
     running_first_slot_shed,
     start_inference,
 )
 
 
-class GreedyGreenPolicy:
+class GreedyGreenPolicy(SiteTools):
     name = "greedy-green"
 
     def __init__(self, horizon_hours: float = 24.0, max_delay_s: float = 24 * 3600.0) -> None:
@@ -43,15 +42,6 @@ class GreedyGreenPolicy:
             raise ValueError(f"horizon_hours must be > 0 and max_delay_s >= 0, got {horizon_hours}, {max_delay_s}")
         self.horizon_hours = float(horizon_hours)
         self.max_delay_s = float(max_delay_s)
-        self._power: SitePower | None = None
-        self._elig: EligibilityCache | None = None
-
-    def _setup(self, snap: Snapshot) -> tuple[SitePower, EligibilityCache]:
-        if self._power is None or self._power.site is not snap.site:
-            self._power = SitePower(snap.site)
-            self._elig = EligibilityCache(snap.site)
-        assert self._elig is not None
-        return self._power, self._elig
 
     def _due_s(self, js: JobState) -> float:
         j = js.job

@@ -7,7 +7,6 @@ import csv
 import io
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
