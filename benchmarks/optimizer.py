@@ -90,8 +90,68 @@ def dual_iteration_stream(pb: Any, reps: int = 5) -> dict[str, float]:
             "dual_iteration_gb_s": (job_bytes + table_bytes) / it_s / 1e9}
 
 
+def highs_only(J: int, T: int, *, seed: int, time_limit_s: float, method: str = "ipm") -> dict[str, Any]:
+    """The LP relaxation (``benchmarks.reference``'s model, objective unchanged) solved by highspy with
+    ``method`` (``ipm``: interior point WITHOUT crossover, so the value is the IPM's to its tolerances),
+    against ``kernels.plan`` (cold, default iterations) on the same instance in the same process."""
+    import highspy
+
+    from benchmarks.reference import _build
+
+    pb = make_problem(J, T, seed=seed)
+    res, plan_s = _timed(lambda: kernels.plan(pb))
+    cb = kernels.carbon_bound(pb, res)
+    t0 = time.perf_counter()
+    m = _build(pb, integer=False)
+    build_s = time.perf_counter() - t0
+    a = m.a.tocsc()
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = int(a.shape[1]), int(a.shape[0])
+    inf = highspy.kHighsInf
+    lp.col_cost_ = np.asarray(m.c, np.float64)
+    lp.col_lower_ = np.where(np.isfinite(m.lb), m.lb, -inf)
+    lp.col_upper_ = np.where(np.isfinite(m.ub), m.ub, inf)
+    lp.row_lower_ = np.where(np.isfinite(m.lo), m.lo, -inf)
+    lp.row_upper_ = np.where(np.isfinite(m.hi), m.hi, inf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = a.indices.astype(np.int32)
+    lp.a_matrix_.value_ = a.data.astype(np.float64)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("solver", method)
+    if method == "ipm":
+        h.setOptionValue("run_crossover", "off")
+    h.passModel(lp)
+    t1 = time.perf_counter()
+    h.run()
+    highs_s = time.perf_counter() - t1
+    status = h.modelStatusToString(h.getModelStatus())
+    row: dict[str, Any] = {
+        "J": J, "T": T, "gpus": int(np.asarray(pb.pool_gpus)[:, 0].sum()), "highs_method": method,
+        "highs_crossover": method != "ipm", "highs_time_limit_s": time_limit_s, "highs_status": status,
+        "highs_s": highs_s, "highs_build_s": build_s, "lp_cols": lp.num_col_, "lp_rows": lp.num_row_,
+        "plan_s": plan_s, "plan_objective": res.objective, "plan_lower_bound": res.lower_bound,
+        "plan_gap": res.gap, "plan_carbon_g": res.carbon_g_total,
+        "plan_lower_bound_carbon_g": cb["lower_bound_carbon_g"], "plan_carbon_gap": cb["carbon_gap"],
+        "load_average": os.getloadavg(),
+    }
+    if status == "Optimal":
+        sol = np.asarray(h.getSolution().col_value)
+        lp_obj = float(m.c @ sol)
+        lp_carbon = float(m.carbon_coef @ sol[m.iy : m.iy + T])
+        row.update({"highs_objective": lp_obj, "highs_carbon_g": lp_carbon,
+                    "plan_above_lp": (res.objective - lp_obj) / abs(lp_obj),
+                    "bound_below_lp": (lp_obj - res.lower_bound) / abs(lp_obj),
+                    "carbon_vs_lp_carbon": res.carbon_g_total / lp_carbon - 1.0,
+                    "speedup_vs_highs": highs_s / plan_s})
+    return row
+
+
 def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_j: int, highs_limit_s: float,
-             baseline_numpy: bool, seed: int, max_iters: int, warm_iters: int = 10, ticks: int = 5,
+             baseline_numpy: bool, seed: int, max_iters: int | None, warm_iters: int | None = None, ticks: int = 5,
+             warm_patience: int | None = -1,
              bandwidth_gb_s: float | None = None) -> dict[str, Any]:
     pb = make_problem(J, T, seed=seed)
     sync = None
@@ -117,7 +177,8 @@ def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_
     prev, q = res, pb
     for _ in range(ticks):  # policy ticks
         q = shift_problem(q, 1)
-        r2, dt2, cpu2 = _timed_cpu(lambda: solve(q, warm_start=prev, max_iters=warm_iters), sync)
+        r2, dt2, cpu2 = _timed_cpu(
+            lambda: solve(q, warm_start=prev, max_iters=warm_iters, warm_patience=warm_patience), sync)
         viol += kernels.check_result(q, r2)
         warm.append(dt2)
         warm_cpu.append(cpu2)
@@ -128,7 +189,8 @@ def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_
         "energy": problem_source(pb), "solve_s_median": statistics.median(cold), "solve_s_all": cold,
         "solve_cpu_s_median": statistics.median(cold_cpu),
         "replan_warm_s_median": statistics.median(warm), "replan_warm_s_all": warm,
-        "replan_warm_cpu_s_median": statistics.median(warm_cpu), "warm_iters": warm_iters,
+        "replan_warm_cpu_s_median": statistics.median(warm_cpu), "warm_iters": warm_iters if warm_iters is not None else kernels.planner.WARM_ITERS,
+        "warm_patience": warm_patience,
         "iterations": res.iterations, "status": res.status,
         "objective": res.objective, "lower_bound": res.lower_bound, "gap": res.gap,
         "carbon_g": res.carbon_g_total, "unfinished_gpu_s": res.unfinished_gpu_s,
@@ -211,19 +273,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-numpy", action="store_true", help="time numpy on the same instance too")
     ap.add_argument("--highs-max-j", type=int, default=5000)
     ap.add_argument("--highs-time-limit", type=float, default=150.0)
-    ap.add_argument("--max-iters", type=int, default=40)
-    ap.add_argument("--warm-iters", type=int, default=10, help="dual iterations of a warm-started re-plan")
+    ap.add_argument("--max-iters", type=int, default=None, help="dual iterations of a cold solve "
+                    "(default: kernels.planner.COLD_ITERS)")
+    ap.add_argument("--warm-iters", type=int, default=None, help="most dual iterations of a warm-started re-plan "
+                    "(default: kernels.planner.WARM_ITERS; it stops after WARM_PATIENCE without progress)")
+    ap.add_argument("--warm-patience", type=int, default=-1, help="warm re-plans stop after this many dual "
+                    "iterations without progress (-1: kernels.planner.WARM_PATIENCE, 0: never stop early)")
+    ap.add_argument("--highs-only", type=int, default=None, metavar="J",
+                    help="only the HiGHS LP at J jobs (first of --slots) against kernels.plan on the same instance; "
+                    "--highs-method, --highs-time-limit (default 300 s here); writes highs_J_T.json to --out")
+    ap.add_argument("--highs-method", default="ipm", choices=["ipm", "simplex", "choose", "pdlp"],
+                    help="HiGHS solver for --highs-only (ipm runs without crossover)")
     ap.add_argument("--ticks", type=int, default=5, help="warm-started re-plans (policy ticks) per size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out/optimizer")
     a = ap.parse_args(argv)
+    if a.highs_only is not None:
+        T0 = int(a.slots.split(",")[0])
+        limit = a.highs_time_limit if "--highs-time-limit" in (argv if argv is not None else sys.argv) else 300.0
+        row = highs_only(a.highs_only, T0, seed=a.seed, time_limit_s=limit, method=a.highs_method)
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"highs_{a.highs_only}_{T0}.json").write_text(json.dumps(row, indent=1, default=str))
+        print(json.dumps(row, default=str))
+        return 0
     bw = memory_bandwidth_gb_s()
     rows = []
     for T in (int(x) for x in a.slots.split(",")):
         for J in (int(x) for x in a.sizes.split(",")):
             row = run_case(J, T, runs=a.runs, backend=a.backend, device=a.device, highs_max_j=a.highs_max_j,
                            highs_limit_s=a.highs_time_limit, baseline_numpy=a.baseline_numpy, seed=a.seed,
-                           max_iters=a.max_iters, warm_iters=a.warm_iters, ticks=a.ticks, bandwidth_gb_s=bw)
+                           max_iters=a.max_iters, warm_iters=a.warm_iters, ticks=a.ticks, bandwidth_gb_s=bw,
+                           warm_patience=None if a.warm_patience == 0 else a.warm_patience)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "solve_s_all"}), flush=True)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}", "runs": a.runs,

@@ -8,7 +8,7 @@ hard constraint of any plan; ``evaluate`` gives the objective parts of any plan 
 from __future__ import annotations
 
 from kernels.check import check_result, evaluate
-from kernels.planner import OBJECTIVE, plan
+from kernels.planner import OBJECTIVE, carbon_bound, plan
 from kernels.power import carbon_g, facility_timeline, grid_import_w, it_power_w, pool_speed, speed
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
@@ -17,6 +17,7 @@ __all__ = [
     "OBJECTIVE",
     "PlanProblem",
     "PlanResult",
+    "carbon_bound",
     "carbon_g",
     "check_result",
     "evaluate",

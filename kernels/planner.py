@@ -66,7 +66,7 @@ No Python loop over jobs or slots: loops run over eligibility classes, pools, po
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -74,7 +74,7 @@ from numpy.typing import NDArray
 
 from kernels.backend import Ops, get_ops
 from kernels.check import levels, must_window, pool_gpus_pt
-from kernels.problem import PlanProblem, PlanResult
+from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
 OBJECTIVE = (
     "carbon_g + sum_j weight_j * gpus_j * (unfinished_s_j + late_s_j) + energy_cost_weight * cost_eur, "
@@ -90,6 +90,9 @@ _LOWER_ALL = False  # in over-full slots lower every preemptible job to its lowe
 _STEP0_NU = 0.01  # first step of the tenant-quota prices (cold start; they start at 0, far from optimal)
 _STEP0_WARM = 0.002  # the same from a warm start
 _EPS = 1e-9
+COLD_ITERS = 60  # default dual iterations of a cold solve
+WARM_ITERS = 10  # default dual iterations of a warm-started re-plan (an upper limit: see WARM_PATIENCE)
+WARM_PATIENCE = 2  # a warm-started ascent stops after this many iterations without a better dual value
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -1230,22 +1233,70 @@ def _shift(a: NDArray[np.float64], k: int, T: int) -> NDArray[np.float64]:
     return a[..., idx]
 
 
+def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
+            nu: NDArray[np.float64], max_iters: int, *, warm: bool, patience: int | None = None
+            ) -> tuple[tuple[float, Any, Any, Any, Any], int, list[float]]:
+    """Sign-adaptive projected subgradient ascent on the coarse dual from ``(lam, mu, nu)``; returns the
+    best iterate ``(value, lam, mu, nu, _DualOut | None)``, the iterations run and the value history.
+    ``patience``: stop after that many iterations in a row without a better coarse value (None: never)."""
+    T, P, NQ = c.T, c.P, c.quota.size
+    has_q = np.isfinite(c.quota)[:, None]
+    kbar = max(float(c.kappa.mean()), 1e-12)
+    lscale = float(np.abs(pr.line_load).max()) if pr.line_load.size else 1.0
+    d_lam = np.full(T, (_STEP0 if not warm else _STEP0_WARM) * kbar)
+    d_mu = np.full((P, T), (_STEP0 if not warm else _STEP0_WARM) * kbar * lscale)
+    d_nu = np.full((NQ, T), (_STEP0_NU if not warm else _STEP0_WARM) * kbar * lscale)
+    s_lam = np.zeros(T)
+    s_mu = np.zeros((P, T))
+    s_nu = np.zeros((NQ, T))
+    best: tuple[float, Any, Any, Any, Any] = (-math.inf, lam, mu, nu, None)
+    it = best_it = 0
+    hist: list[float] = []
+    for it in range(1, max_iters + 1):  # dual iterations
+        out, _ = _dual_coarse(xp, c, pr, jb, lam, mu, nu=nu)
+        hist.append(out.value)
+        if out.value > best[0]:
+            best = (out.value, lam.copy(), mu.copy(), nu.copy(), out)
+            best_it = it
+        elif patience is not None and it - best_it >= patience:
+            break
+        sg_l = np.sign(out.g_lam)
+        sg_m = np.sign(np.where((mu <= 0) & (out.g_mu < 0), 0.0, out.g_mu))
+        d_lam = np.where(sg_l * s_lam > 0, d_lam * 1.4, np.where(sg_l * s_lam < 0, d_lam * 0.5, d_lam))
+        d_mu = np.where(sg_m * s_mu > 0, d_mu * 1.4, np.where(sg_m * s_mu < 0, d_mu * 0.5, d_mu))
+        sg_n = np.sign(np.where(((nu <= 0) & (out.g_nu < 0)) | ~has_q, 0.0, out.g_nu))
+        d_nu = np.where(sg_n * s_nu > 0, d_nu * 1.4, np.where(sg_n * s_nu < 0, d_nu * 0.5, d_nu))
+        s_lam, s_mu, s_nu = sg_l, sg_m, sg_n
+        lam = np.maximum(lam + d_lam * sg_l, 0.0)
+        mu = np.maximum(mu + d_mu * sg_m, 0.0)
+        nu = np.maximum(nu + d_nu * sg_n, 0.0)
+        if it >= 5 and (np.abs(sg_l).sum() + np.abs(sg_m).sum() + np.abs(sg_n).sum() == 0):
+            break
+    return best, it, hist
+
+
 def plan(
     problem: PlanProblem,
     *,
     warm_start: PlanResult | None = None,
-    max_iters: int = 40,
+    max_iters: int | None = None,
     tol: float = 0.01,
     backend: str = "numpy",
     device: str = "cpu",
     warm_shift: int = 1,
     primal_tries: int | None = None,
+    warm_patience: int | None = -1,
 ) -> PlanResult:
     """Plan ``problem``; see the module docstring for the objective and the method.
 
     ``warm_start``: the previous tick's result; its prices are shifted by ``warm_shift`` slots, or by its
     ``diagnostics["shifted_by_slots"]`` when the caller moved the plan to the new slot origin itself.
-    ``max_iters``: dual iterations; stops early when the dual gap estimate is below ``tol / 4``.
+    ``max_iters``: dual iterations (default ``COLD_ITERS`` = 60 cold, ``WARM_ITERS`` = 10 warm-started). A
+    warm-started ascent stops early after ``WARM_PATIENCE`` iterations in a row without a better dual value
+    (from the previous tick's prices the first iterate is nearly always the best: measured, see
+    benchmarks/README.md at T = 192; at T = 96 the ascent still gains after 8-11 warm iterations, so a
+    caller that prefers the gap there passes ``warm_patience=None``: no early stop); a cold one runs until the
+    steps vanish or ``max_iters``. ``warm_patience``: -1 (default) means ``WARM_PATIENCE``.
     ``backend``/``device``: ``"numpy"``/``"cpu"`` or ``"torch"``/``"cpu"|"cuda"`` (same algorithm).
     ``primal_tries``: the plan is sensitive to the prices where the dual is flat, so it is built at the
     best dual prices, with 2 also without their tenant-quota part, with 3 also at the starting prices
@@ -1276,63 +1327,106 @@ def plan(
             nu = _shift(warm_start.diagnostics["nu"], k, T)
             if nu.shape != (NQ, T):
                 nu = np.zeros((NQ, T))
-    has_q = np.isfinite(c.quota)[:, None]
     start = (lam.copy(), mu.copy(), nu.copy())
     if primal_tries is None:
         primal_tries = 1 if warm_start is not None else 2
-    kbar = max(float(c.kappa.mean()), 1e-12)
-    lscale = float(np.abs(pr.line_load).max()) if pr.line_load.size else 1.0
-    d_lam = np.full(T, (_STEP0 if warm_start is None else _STEP0_WARM) * kbar)
-    d_mu = np.full((P, T), (_STEP0 if warm_start is None else _STEP0_WARM) * kbar * lscale)
-    d_nu = np.full((NQ, T), (_STEP0_NU if warm_start is None else _STEP0_WARM) * kbar * lscale)
-    s_lam = np.zeros(T)
-    s_mu = np.zeros((P, T))
-    s_nu = np.zeros((NQ, T))
-    best = (-math.inf, lam, mu, nu, None)
-    it = 0
-    hist: list[float] = []
-    for it in range(1, max_iters + 1):  # dual iterations
-        out, _ = _dual_coarse(xp, c, pr, jb, lam, mu, nu=nu)
-        hist.append(out.value)
-        if out.value > best[0]:
-            best = (out.value, lam.copy(), mu.copy(), nu.copy(), out)
-        sg_l = np.sign(out.g_lam)
-        sg_m = np.sign(np.where((mu <= 0) & (out.g_mu < 0), 0.0, out.g_mu))
-        d_lam = np.where(sg_l * s_lam > 0, d_lam * 1.4, np.where(sg_l * s_lam < 0, d_lam * 0.5, d_lam))
-        d_mu = np.where(sg_m * s_mu > 0, d_mu * 1.4, np.where(sg_m * s_mu < 0, d_mu * 0.5, d_mu))
-        sg_n = np.sign(np.where(((nu <= 0) & (out.g_nu < 0)) | ~has_q, 0.0, out.g_nu))
-        d_nu = np.where(sg_n * s_nu > 0, d_nu * 1.4, np.where(sg_n * s_nu < 0, d_nu * 0.5, d_nu))
-        s_lam, s_mu, s_nu = sg_l, sg_m, sg_n
-        lam = np.maximum(lam + d_lam * sg_l, 0.0)
-        mu = np.maximum(mu + d_mu * sg_m, 0.0)
-        nu = np.maximum(nu + d_nu * sg_n, 0.0)
-        if it >= 5 and (np.abs(sg_l).sum() + np.abs(sg_m).sum() + np.abs(sg_n).sum() == 0):
-            break
+    warm = warm_start is not None
+    if max_iters is None:
+        max_iters = WARM_ITERS if warm else COLD_ITERS
+    best, it, hist = _ascend(xp, c, pr, jb, lam, mu, nu, max_iters, warm=warm,
+                             patience=(WARM_PATIENCE if warm_patience == -1 else warm_patience) if warm else None)
     _, lam_b, mu_b, nu_b, out_b = best
     if out_b is None:
         out_b, _ = _dual_coarse(xp, c, pr, jb, lam_b, mu_b, nu=nu_b)
     lb, tau, env = _bound_exact(xp, c, pr, jb, lam_b, mu_b, out_b.tau, out_b.tau_w, nu=nu_b)
     # the plan is sensitive to the prices where the dual is flat: build it at the best prices and, with
     # primal_tries=2, also at the starting ones (kappa, or the previous tick's), and keep the better one
-    cands = [(lam_b, mu_b, nu_b, env)]
+    # a warm re-plan with one try builds at the variant (with / without quota prices) that won last time
+    prev_variant = warm_start.diagnostics.get("primal_variant", "best") if warm_start is not None else "best"
+    if primal_tries == 1 and prev_variant == "no_quota" and nu_b.any():
+        cands = [(lam_b, mu_b, np.zeros_like(nu_b), _envelope(c, pr, lam_b, mu_b), "no_quota")]
+    else:
+        cands = [(lam_b, mu_b, nu_b, env, "best")]
     if primal_tries > 1 and nu_b.any():  # the same prices without the tenant-quota prices
-        cands.append((lam_b, mu_b, np.zeros_like(nu_b), _envelope(c, pr, lam_b, mu_b)))
+        cands.append((lam_b, mu_b, np.zeros_like(nu_b), _envelope(c, pr, lam_b, mu_b), "no_quota"))
     if primal_tries > 2 and not all(np.array_equal(a, b) for a, b in zip(start, (lam_b, mu_b, nu_b))):
-        cands.append((*start, _envelope(c, pr, *start)))
-    best_plan: tuple[float, Any, Any, Any] | None = None
-    for lam_c, mu_c, _nu_c, env_c in cands:  # one or two price vectors
+        cands.append((*start, _envelope(c, pr, *start), "start"))
+    best_plan: tuple[float, Any, Any, Any, str] | None = None
+    for lam_c, mu_c, _nu_c, env_c, variant in cands:  # one to three price vectors
         vm, pl = _primal(xp, c, pr, jb, env_c, tau, lam_c, mu_c)
         pl = np.where((vm > 0).any(axis=1), pl, -1).astype(np.int32)
         ev = _evaluate_plan(problem, c, pr, vm, pl)
         if best_plan is None or ev["objective"] < best_plan[0]:
-            best_plan = (ev["objective"], vm, pl, ev)
+            best_plan = (ev["objective"], vm, pl, ev, variant)
     assert best_plan is not None
-    _, vmat, pool, ev = best_plan
+    _, vmat, pool, ev, variant = best_plan
     run = vmat > 0
     pf = pr.fv.astype(np.float32)[vmat]
     return _result(problem, c, pr, vmat, run, pf, pool, lb, lam_b, mu_b, it, tol,
                    {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
+                    "primal_variant": variant,
                     "primal_candidates": len(cands)}, ev=ev)
+
+
+def carbon_bound(problem: PlanProblem, result: PlanResult, *, max_iters: int = 5, backend: str = "numpy",
+                 device: str = "cpu") -> dict[str, Any]:
+    """A certified lower bound on the grid carbon of ANY feasible plan that does at least the work
+    ``result`` does, job by job (``result.work_done_s``; must-run jobs as in ``problem``).
+
+    It is the Lagrangian dual value of the carbon-only problem ``problem'``: remaining_s = the plan's work,
+    no deadlines, no switching loss, no energy-cost term, and a weight per GPU-second of unfinished work
+    above every breakpoint of the prices (so the dual asks each job for all of its work). Every plan that does
+    the work has no penalty in ``problem'``, so its objective there is its carbon, and every dual value of
+    ``problem'`` is at most that. The dual ascent starts from the plan's own prices (``result.diagnostics``)
+    and runs ``max_iters`` coarse iterations; the certified value is the exact one at the better of the
+    start and the best iterate. Returns ``lower_bound_carbon_g`` (clamped to the plan's carbon, which is
+    attained), ``lower_bound_carbon_raw_g``, ``carbon_gap`` and ``iterations``."""
+    carbon = float(result.carbon_g_total)
+    out: dict[str, Any] = {"lower_bound_carbon_g": None, "lower_bound_carbon_raw_g": None, "carbon_gap": None,
+                           "iterations": 0}
+    if result.status == "infeasible":
+        return out
+    must = np.asarray(problem.must_run, dtype=bool)
+    J = must.size
+    rem = np.where(must, np.asarray(problem.remaining_s, np.float64),
+                   np.maximum(np.asarray(result.work_done_s, np.float64), 0.0))
+    q = replace(problem, remaining_s=rem, deadline=np.full(J, NO_DEADLINE, np.int64),
+                preempt_loss_s=np.zeros(J), energy_cost_weight_g_per_eur=0.0, weight=np.zeros(J))
+    c = _clean_inputs(q)
+    if isinstance(c, str):
+        return out
+    pr = _prepare(c)
+    T, P, NQ = c.T, c.P, c.quota.size
+    d = result.diagnostics
+    lam = np.asarray(d.get("lam", c.kappa), np.float64).reshape(-1)
+    mu = np.asarray(d.get("mu", np.zeros((P, T))), np.float64)
+    nu = np.asarray(d.get("nu", np.zeros((NQ, T))), np.float64)
+    if lam.shape != (T,) or mu.shape != (P, T):
+        lam, mu = c.kappa.copy(), np.zeros((P, T))
+    if nu.shape != (NQ, T):
+        nu = np.zeros((NQ, T))
+    # a value of work above every breakpoint at these prices (x10 headroom for the ascent's moves)
+    b = _envelope(c, pr, lam, mu, nu).b
+    fin = b[b < _BIG / 2]
+    top = float(np.abs(fin).max()) if fin.size else 0.0
+    top = max(top, float(c.kappa.max()) * c.pue * float(c.tdp.max()) / max(c.slot_s, 1e-9), 1e-9)
+    wbig = 10.0 * top
+    c = replace(c, weight=np.full(c.J, wbig))
+    pr = replace(pr, rho_on=np.full(c.J, wbig), ldrop=np.zeros(c.J))
+    xp = get_ops(backend, device)
+    jb = _Jobs(xp, c, pr)
+    start = (lam.copy(), mu.copy(), nu.copy())
+    best, it, _ = _ascend(xp, c, pr, jb, lam, mu, nu, max_iters, warm=True, patience=2)
+    o0, _ = _dual_coarse(xp, c, pr, jb, *start[:2], nu=start[2])
+    lb, _, _ = _bound_exact(xp, c, pr, jb, start[0], start[1], o0.tau, o0.tau_w, nu=start[2])
+    if best[4] is not None and not all(np.array_equal(a, b_) for a, b_ in zip(start, best[1:4])):
+        lb2, _, _ = _bound_exact(xp, c, pr, jb, best[1], best[2], best[4].tau, best[4].tau_w, nu=best[3])
+        lb = max(lb, lb2)
+    lbc = min(lb, carbon)
+    out.update(lower_bound_carbon_g=lbc, lower_bound_carbon_raw_g=float(lb),
+               carbon_gap=(carbon - lbc) / max(abs(carbon), 1e-9), iterations=it,
+               work_value_g_per_gpu_s=wbig)
+    return out
 
 
 def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int32]) -> dict[str, Any]:

@@ -108,8 +108,14 @@ def plan_dict(
     healthy_gpus: Mapping[str, ArrayLike] | None = None,
     extra_timeline: Mapping[str, ArrayLike] | None = None,
     extra: Mapping[str, Any] | None = None,
+    objective_extra: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
-    """The section-7 dict from plain arrays (one value per slot). ``carbon_g`` total is the timeline sum."""
+    """The section-7 dict from plain arrays (one value per slot). ``carbon_g`` total is the timeline sum.
+
+    ``lower_bound_carbon_g`` must bound the grid carbon itself (of any plan doing at least this plan's
+    work; ``kernels.carbon_bound``) and ``gap = (carbon_g - lower_bound_carbon_g) / carbon_g``.
+    ``objective_extra``: further ``objective`` fields (e.g. ``objective_g``, ``lower_bound_objective_g``,
+    ``objective_gap``: the penalised objective, its certified bound and gap)."""
     n = int(np.asarray(facility_w).shape[0])
     tl_in = {
         "facility_w": facility_w,
@@ -145,6 +151,7 @@ def plan_dict(
             "lower_bound_carbon_g": None if lower_bound_carbon_g is None else float(lower_bound_carbon_g),
             "gap": None if gap is None else float(gap),
             "unfinished_gpu_s": float(unfinished_gpu_s),
+            **{k: None if v is None else float(v) for k, v in (objective_extra or {}).items()},
         },
         "pools": [pool_dict(p) if isinstance(p, Pool) else dict(p) for p in pools],
         "timeline": timeline,

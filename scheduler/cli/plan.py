@@ -34,11 +34,17 @@ def _parse_start(s: str) -> Any:
 
 
 def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: Any, jobs: Any, *,
-                    solve_s: float, violations: list[str], provenance: dict[str, str]) -> dict[str, Any]:
+                    solve_s: float, violations: list[str], provenance: dict[str, str],
+                    carbon_bound: dict[str, Any] | None = None) -> dict[str, Any]:
     """The DESIGN section-7 plan dict (through ``scheduler.planjson.plan_dict``) plus extras: per-slot dual
-    prices and energy price, the objective's parts, iterations, the checker's verdict and data provenance."""
+    prices and energy price, the objective's parts, iterations, the checker's verdict and data provenance.
+
+    ``objective.lower_bound_carbon_g`` / ``gap`` are the certified bound on grid carbon of any plan doing at
+    least this plan's work (``kernels.carbon_bound``; computed here when ``carbon_bound`` is not given);
+    ``objective.objective_g`` / ``lower_bound_objective_g`` / ``objective_gap`` the penalised objective's."""
     import numpy as np
 
+    import kernels
     from scheduler.planjson import job_entry, plan_dict
 
     names = index.pool_names
@@ -69,6 +75,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
     busy_ok = busy.shape == (len(names), T)
     zeros = np.zeros(T)
     fac = np.asarray(result.facility_w) if have else zeros
+    cb = carbon_bound if carbon_bound is not None else kernels.carbon_bound(problem, result)
     return plan_dict(
         status=result.status,
         start_utc=forecast.start_utc,
@@ -86,9 +93,14 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         busy_gpus={n: busy[i] if busy_ok else zeros for i, n in enumerate(names)},
         healthy_gpus={n: np.asarray(problem.pool_gpus[i], dtype=np.float64) for i, n in enumerate(names)},
         jobs=entries,
-        lower_bound_carbon_g=float(result.lower_bound),
-        gap=float(result.gap),
+        lower_bound_carbon_g=cb["lower_bound_carbon_g"],
+        gap=cb["carbon_gap"],
         unfinished_gpu_s=float(result.unfinished_gpu_s),
+        objective_extra={
+            "objective_g": float(result.objective),
+            "lower_bound_objective_g": float(result.lower_bound),
+            "objective_gap": float(result.gap),
+        },
         extra_timeline={
             "dual_price_g_per_gpu_h": np.asarray(result.dual_price_g_per_gpu_h) if have else zeros,
             "price_eur_per_mwh": forecast.price_eur_per_mwh[:T],
@@ -99,9 +111,11 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
                 "objective_g": float(result.objective),
                 "penalty_g": float(result.objective) - float(result.carbon_g_total),
                 "lower_bound_g": float(result.lower_bound),
-                "note": "lower_bound_carbon_g is the certified lower bound on objective_g = carbon_g + "
-                "penalty_g (priority-weighted unfinished and late work in g CO2-eq, kernels.planner); it "
-                "bounds carbon_g itself whenever penalty_g is 0",
+                "note": "objective.lower_bound_carbon_g is a certified lower bound on the grid carbon of any "
+                "feasible plan that does at least this plan's work per job (kernels.carbon_bound: the "
+                "Lagrangian dual of the carbon-only problem with that work required); lower_bound_g = "
+                "objective.lower_bound_objective_g is the certified lower bound on objective_g = carbon_g + "
+                "penalty_g (priority-weighted unfinished and late work in g CO2-eq, kernels.planner)",
             },
             "iterations": int(result.iterations),
             "check": {"ok": not violations, "violations": violations},
@@ -189,6 +203,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     t1 = time.perf_counter()
     result = kernels.plan(problem)
     solve_s = time.perf_counter() - t1
+    cbound = kernels.carbon_bound(problem, result)
     violations = list(kernels.check_result(problem, result)) if result.status != "infeasible" else []
     provenance = {
         "site": site_arg,
@@ -199,7 +214,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         "weights": "scheduler.planner.job_weights (see its docstring)",
     }
     doc = build_plan_json(problem, index, result, site, fc, job_list, solve_s=solve_s, violations=violations,
-                          provenance=provenance)
+                          provenance=provenance, carbon_bound=cbound)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=1, allow_nan=False))
@@ -211,7 +226,11 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     table.add_column("value", justify="right")
     table.add_row("status", result.status)
     table.add_row("grid carbon", f"{result.carbon_g_total / 1000:.1f} kg")
-    table.add_row("lower bound / gap", f"{result.lower_bound / 1000:.1f} kg / {result.gap * 100:.2f}%")
+    lbc, cgap = cbound["lower_bound_carbon_g"], cbound["carbon_gap"]
+    if lbc is not None and cgap is not None:
+        table.add_row("carbon lower bound / gap", f"{lbc / 1000:.1f} kg / {cgap * 100:.2f}%")
+    table.add_row("objective / bound / gap", f"{result.objective / 1000:.1f} kg / {result.lower_bound / 1000:.1f} kg"
+                  f" / {result.gap * 100:.2f}%")
     table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:.1f} GPU-h")
     table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0} / {len(job_list)}")
     table.add_row("solve time", f"{solve_s:.3f} s ({result.iterations} iterations)")

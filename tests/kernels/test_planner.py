@@ -251,6 +251,15 @@ def test_warm_start_from_the_previous_tick() -> None:
     r1 = kernels.plan(nxt, warm_start=r0, max_iters=10)
     assert kernels.check_result(nxt, r1) == []
     assert r1.lower_bound <= r1.objective
+    # early stop: the ascent ran until WARM_PATIENCE iterations in a row brought no better dual value
+    h = r1.diagnostics["dual_history"]
+    assert r1.iterations == len(h) <= 10
+    assert r1.iterations == 10 or r1.iterations - (int(np.argmax(h)) + 1) == P.WARM_PATIENCE
+    # without early stop it runs every iteration (or stops where the steps vanish) and is never worse in bound
+    r2 = kernels.plan(nxt, warm_start=r0, max_iters=10, warm_patience=None)
+    assert len(r2.diagnostics["dual_history"]) >= len(h)
+    assert max(r2.diagnostics["dual_history"]) >= max(h)
+    assert r1.diagnostics["primal_variant"] in ("best", "no_quota")
 
 
 # --------------------------------------------------------------------------------- bad problems
@@ -479,3 +488,37 @@ def test_warm_start_uses_the_callers_shift() -> None:
     r1 = kernels.plan(pb, warm_start=moved, max_iters=1)
     # one iteration moves each price by at most its first (tiny) step
     assert np.allclose(r1.diagnostics["lam"], np.minimum(np.arange(12) + 3, 11) + 1.0, rtol=0.05)
+
+
+# ------------------------------------------------------------------------------ carbon lower bound
+@pytest.mark.parametrize("be", BACKENDS[:2])
+@FAST
+@given(seed=seeds, quota=st.booleans())
+def test_carbon_bound_is_below_the_plans_carbon(be: tuple[str, str], seed: int, quota: bool) -> None:
+    pb = small_problem(seed, quota=quota)
+    r = kernels.plan(pb)
+    cb = kernels.carbon_bound(pb, r, backend=be[0], device=be[1])
+    # the raw dual value itself (before clamping to the attained carbon) is below the plan's carbon
+    assert cb["lower_bound_carbon_raw_g"] <= r.carbon_g_total * (1 + 1e-9) + 1e-6
+    assert cb["lower_bound_carbon_g"] <= r.carbon_g_total
+    assert 0.0 <= cb["carbon_gap"] <= 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_carbon_bound_never_exceeds_the_milp_carbon_for_the_same_work(seed: int) -> None:
+    """The MILP that must do (at least) the plan's work per job, with no deadlines, losses or cost term,
+    minimises carbon alone: the certified carbon bound must lie below its optimum."""
+    ref = pytest.importorskip("benchmarks.reference")
+    pb = small_problem(seed, J=6, T=8, quota=seed % 2 == 0)
+    r = kernels.plan(pb)
+    cb = kernels.carbon_bound(pb, r)
+    J = pb.n_jobs
+    must = np.asarray(pb.must_run, bool)
+    q = replace(pb, remaining_s=np.where(must, pb.remaining_s, r.work_done_s),
+                deadline=np.full(J, kernels.NO_DEADLINE, np.int64), preempt_loss_s=np.zeros(J),
+                energy_cost_weight_g_per_eur=0.0, weight=np.full(J, 10.0 * cb["work_value_g_per_gpu_s"]))
+    mip = ref.solve_milp(q, time_limit_s=30)
+    assert mip.status == "optimal"
+    assert mip.unfinished_gpu_s <= 1e-6 * max(1.0, float((pb.gpus * r.work_done_s).sum()))  # does the work
+    assert cb["lower_bound_carbon_raw_g"] <= mip.carbon_g * (1 + 1e-7) + 1e-6
+    assert mip.carbon_g <= r.carbon_g_total * (1 + 1e-7) + 1e-6  # our plan is one such plan
