@@ -371,7 +371,7 @@ class _Env:
 
 def _class_nu(c: _Clean, pr: _Prep, nu: NDArray[np.float64] | None) -> NDArray[np.float64]:
     """``(E, T)`` tenant-quota price per GPU and slot of each class (0 for tenants without a quota)."""
-    if nu is None:
+    if nu is None or nu.shape[0] == 0 or not (pr.cls_ten >= 0).any():
         return np.zeros((pr.E, c.T))
     return np.where(pr.cls_ten[:, None] >= 0, nu[np.maximum(pr.cls_ten, 0)], 0.0)
 
