@@ -73,7 +73,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kernels.backend import Ops, get_ops
-from kernels.check import levels, must_window, pool_gpus_pt
+from kernels.check import levels, must_window
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
 OBJECTIVE = (
@@ -893,7 +893,7 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     headroom left to unfinished work at full and at the lowest power level; a final raise of power levels
     where watts are left.
     """
-    T, P, J, S = c.T, c.P, c.J, pr.S
+    T, J = c.T, c.J
     tb = _tabs(c, pr)
     tt = np.arange(T)[None, :]
     vmat = _rank_plan(c, pr, jb, env)
@@ -1435,7 +1435,7 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8]
     re-verifies them independently with ``kernels.evaluate``."""
     from kernels import power
 
-    T, J, P = c.T, c.J, c.P
+    T, P = c.T, c.P
     V = pr.fv.size
     fv32 = pr.fv.astype(np.float32).astype(np.float64)
     pc = np.clip(pool, 0, P - 1).astype(np.int64)
