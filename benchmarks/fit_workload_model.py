@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.fit_energy_model import dump_json
 from scheduler.paths import REPO_ROOT, azure_llm_csv, itp_trace_csv
 
 OUT_DEFAULT = REPO_ROOT / "scheduler" / "data" / "workload_model.json"
@@ -32,19 +32,6 @@ CLUSTERS = ("cluster01", "cluster02", "cluster03", "cluster04", "cluster05", "cl
 DURATION_LEVELS = [i / 20 for i in range(20)] + [0.99, 0.999, 1.0]
 #: GPU-count classes for the conditional duration distribution: (name, lowest gpus, highest gpus).
 GPU_CLASSES = (("1", 1, 1), ("2-4", 2, 4), ("8", 5, 8), ("16+", 9, 1 << 30))
-
-
-def dump_json(obj: object) -> str:
-    """Indented JSON with lists of numbers kept on one line (a readable, diff-friendly parameter file)."""
-    text = json.dumps(obj, indent=1)
-    return (
-        re.sub(
-            r"\[\s+([-0-9.eE,\s]+?)\s+\]",
-            lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
-            text,
-        )
-        + "\n"
-    )
 
 
 def _read_itp(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

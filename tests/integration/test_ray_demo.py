@@ -11,31 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import descendants, raylets
 
 pytestmark = pytest.mark.integration
 
 WINDWARD = str(Path(sys.executable).parent / "windward")
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "120"}
-
-
-def _descendants(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True, check=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        c, p = (int(x) for x in line.split())
-        children.setdefault(p, []).append(c)
-    seen, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
-    return seen
-
-
-def _raylets() -> set[int]:
-    r = subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, text=True)
-    return {int(x) for x in r.stdout.split()}
 
 
 def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout_s: float) -> None:
@@ -75,8 +56,8 @@ def test_ctrl_c_leaves_no_ray_processes(tmp_path: Path) -> None:
     try:
         _wait_for_line(proc, "RAY READY", 120)
         time.sleep(3)  # a few slots into the replay, jobs running
-        ours = _descendants(proc.pid)
-        our_raylets = ours & _raylets()
+        ours = descendants(proc.pid)
+        our_raylets = ours & raylets()
         assert len(our_raylets) >= 5  # head + 4 simulated GPU nodes
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=90)
@@ -85,6 +66,6 @@ def test_ctrl_c_leaves_no_ray_processes(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 130
     time.sleep(1)
-    assert not (our_raylets & _raylets()), "raylets left behind after Ctrl-C"
+    assert not (our_raylets & raylets()), "raylets left behind after Ctrl-C"
     alive = [p for p in ours if Path(f"/proc/{p}").exists()]
     assert not alive, f"processes left behind: {alive}"

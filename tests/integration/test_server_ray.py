@@ -5,44 +5,23 @@ behind. Runs the server as a subprocess: it shares nothing with the Ray session 
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from procs import descendants, raylets
 
 from server_process import auth, start_server
 
 pytestmark = pytest.mark.integration
 
 
-def _descendants(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True, check=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        c, p = (int(x) for x in line.split())
-        children.setdefault(p, []).append(c)
-    seen: set[int] = set()
-    todo = [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
-    return seen
-
-
-def _raylets() -> set[int]:
-    r = subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, text=True)
-    return {int(x) for x in r.stdout.split()}
-
-
 def test_ray_server_places_a_job_and_shuts_down_clean(tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite"
     srv = start_server(state, tmp_path / "server.log", "--tick-seconds", "2", executor="ray", timeout_s=300)
     try:
-        mine = _descendants(srv.proc.pid) & _raylets()
+        mine = descendants(srv.proc.pid) & raylets()
         assert mine, "the server should run its own local Ray cluster (raylets under its process tree)"
         with httpx.Client(base_url=srv.url, timeout=30) as c:
             assert c.get("/readyz").json()["checks"]["executor_ready"]
@@ -69,6 +48,6 @@ def test_ray_server_places_a_job_and_shuts_down_clean(tmp_path: Path) -> None:
         srv.kill(signal.SIGTERM)  # clean shutdown: uvicorn stops, the service closes the executor and Ray
     assert srv.proc.returncode == 0 and "windward server: stopped" in srv.log(), srv.log()[-3000:]
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and mine & _raylets():
+    while time.monotonic() < deadline and mine & raylets():
         time.sleep(0.5)
-    assert not (mine & _raylets()), f"raylets left behind: {sorted(mine & _raylets())}\n{srv.log()[-3000:]}"
+    assert not (mine & raylets()), f"raylets left behind: {sorted(mine & raylets())}\n{srv.log()[-3000:]}"
