@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from scheduler.cli.options import parse_utc
 
 
 def register(app: typer.Typer) -> None:
@@ -37,16 +38,10 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from scheduler.demo import DemoConfig, run_demo
-        from scheduler.errors import InputError
         from scheduler.report import summary_rows
 
         console = Console()
-        try:
-            start_utc = datetime.fromisoformat(start.replace("Z", "+00:00"))
-        except ValueError as e:
-            raise InputError(f"--start {start!r}: not an ISO 8601 date-time") from e
-        if start_utc.tzinfo is None:
-            raise InputError(f"--start {start!r}: needs a time zone, e.g. 2024-03-04T00:00:00Z")
+        start_utc = parse_utc(start, "--start")
         cfg = DemoConfig(
             n_slots=slots, seconds_per_slot=seconds_per_slot, energy=None if energy == "embedded" else energy,
             trace=None if trace == "embedded" else trace, seed=seed, start_utc=start_utc, policy=policy, out_dir=out,

@@ -16,21 +16,9 @@ from typing import Any, Optional
 
 import typer
 
+from scheduler.cli.options import parse_utc
+
 _FORECASTS = ("perfect", "persistence", "noisy")
-
-
-def _parse_start(s: str) -> Any:
-    from datetime import datetime, timezone
-
-    from scheduler.errors import InputError
-
-    try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise InputError(f"--start: {s!r} is not an ISO 8601 time such as 2023-06-01T00:00:00Z") from e
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc)
 
 
 def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: Any, jobs: Any, *,
@@ -183,7 +171,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         raise InputError(f"--horizon-hours: {horizon_hours} is outside (0, 336]")
     if forecast_kind not in _FORECASTS:
         raise InputError(f"--forecast: {forecast_kind!r} is not one of {list(_FORECASTS)}")
-    t0 = _parse_start(start_s)
+    t0 = parse_utc(start_s, "--start")
     T = max(1, int(math.ceil(horizon_hours * 3600.0 / site.slot_s - 1e-9)))
     days = T * site.slot_s / 86400.0
     actual = signals.load_energy(energy, site, t0, days, seed=seed)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from scheduler.cli.options import parse_utc
+
 
 def register(app: typer.Typer) -> None:
     @app.command("server")
@@ -38,7 +40,6 @@ def register(app: typer.Typer) -> None:
         """
         import logging
         import socket
-        from datetime import datetime
 
         import uvicorn
 
@@ -50,12 +51,7 @@ def register(app: typer.Typer) -> None:
         dev = site is None and tenants is None
         site_m = load_site(site or "demo")
         tenants_m = load_tenants(tenants)
-        start = None
-        if energy_start:
-            try:
-                start = datetime.fromisoformat(energy_start.replace("Z", "+00:00"))
-            except ValueError as e:
-                raise InputError(f"--energy-start: {energy_start!r} is not an ISO 8601 time") from e
+        start = parse_utc(energy_start, "--energy-start") if energy_start else None
         if tick_seconds is not None and not tick_seconds > 0:
             raise InputError(f"--tick-seconds must be > 0, got {tick_seconds}")
         if not event_tick_interval >= 0:

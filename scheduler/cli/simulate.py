@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from scheduler.cli.options import parse_utc
+
 DEFAULT_START = "2023-03-01T00:00:00Z"
-
-
-def _parse_start(s: str) -> Any:
-    from datetime import datetime, timezone
-
-    from scheduler.errors import InputError
-
-    try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise InputError(f"--start: {s!r} is not an ISO 8601 time such as 2023-03-01T00:00:00Z") from e
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc)
 
 
 def register(app: typer.Typer) -> None:
@@ -80,7 +67,7 @@ def register(app: typer.Typer) -> None:
         if forecast not in ("perfect", "persistence", "noisy"):
             raise InputError(f"--forecast: {forecast!r}; allowed: perfect, persistence, noisy")
         site_m = load_site(site)
-        t0 = _parse_start(start)
+        t0 = parse_utc(start, "--start")
         n_slots = slots_for_days(site_m, days)
         horizon_slots = max(1, int(round(horizon_hours * 3600 / site_m.slot_s)))
         # energy for the run plus one horizon, so the last ticks' forecasts look at real data
