@@ -32,6 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from server_process import auth, start_server  # noqa: E402
 
 
+def _latency_stats(lat: list[float], errors: int, clients: int, wall: float) -> dict[str, float]:
+    lat = sorted(lat)
+    q = statistics.quantiles(lat, n=100)
+    return {"clients": clients, "submissions": len(lat), "errors": errors, "seconds": wall,
+            "submissions_per_s": len(lat) / wall, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3,
+            "max_ms": lat[-1] * 1e3}  # fmt: skip
+
+
 async def _load(url: str, clients: int, seconds: float) -> dict[str, float]:
     lat: list[float] = []
     errors = 0
@@ -57,11 +65,7 @@ async def _load(url: str, clients: int, seconds: float) -> dict[str, float]:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(k) for k in range(clients)))
         wall = time.perf_counter() - t0
-    lat.sort()
-    q = statistics.quantiles(lat, n=100)
-    return {"clients": clients, "submissions": len(lat), "errors": errors, "seconds": wall,
-            "submissions_per_s": len(lat) / wall, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3,
-            "max_ms": lat[-1] * 1e3}  # fmt: skip
+    return _latency_stats(lat, errors, clients, wall)
 
 
 async def _load_raw(url: str, clients: int, seconds: float) -> dict[str, float]:
@@ -108,11 +112,7 @@ async def _load_raw(url: str, clients: int, seconds: float) -> dict[str, float]:
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(clients)))
     wall = time.perf_counter() - t0
-    lat.sort()
-    q = statistics.quantiles(lat, n=100)
-    return {"clients": clients, "submissions": len(lat), "errors": errors, "seconds": wall,
-            "submissions_per_s": len(lat) / wall, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3,
-            "max_ms": lat[-1] * 1e3}  # fmt: skip
+    return _latency_stats(lat, errors, clients, wall)
 
 
 def _tick_bench(queued: int, ticks: int, policy: str) -> dict[str, float]:
