@@ -19,6 +19,7 @@ class Ops:
     device = "cpu"
     f32: Any = np.float32
     f64: Any = np.float64
+    i8: Any = np.int8
     i32: Any = np.int32
     i64: Any = np.int64
     bool_: Any = np.bool_
@@ -104,6 +105,100 @@ class Ops:
     def synchronize(self) -> None:
         return None
 
+    # -- used by the plan construction (kernels.planner._primal and its steps)
+    def empty(self, shape: Any, dtype: Any) -> Any:
+        return np.empty(shape, dtype=dtype)
+
+    def ones(self, shape: Any, dtype: Any) -> Any:
+        return np.ones(shape, dtype=dtype)
+
+    def nonzero(self, m: Any) -> Any:
+        """Indices of the true entries of a 1-d mask (int64)."""
+        return np.flatnonzero(m)
+
+    def index(self, a: Any) -> Any:
+        """``a`` usable as an index array (numpy takes int8 indices as they are; torch needs int64)."""
+        return a
+
+    def take_along(self, a: Any, idx: Any, axis: int) -> Any:
+        return np.take_along_axis(a, idx, axis=axis)
+
+    def inv_perm_rows(self, order: Any) -> Any:
+        """``pos`` with ``pos[i, order[i, k]] = k`` for a ``(n, m)`` permutation per row."""
+        pos = np.empty_like(order)
+        np.put_along_axis(pos, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
+        return pos
+
+    def lexsort(self, keys: Any) -> Any:
+        """numpy's ``lexsort``: the last key is the primary one; ties keep their order (stable)."""
+        return np.lexsort(keys)
+
+    def ceil(self, a: Any) -> Any:
+        return np.ceil(a)
+
+    def isfinite(self, a: Any) -> Any:
+        return np.isfinite(a)
+
+    def any(self, a: Any, axis: int | None = None) -> Any:
+        return a.any(axis=axis)
+
+    def all(self, a: Any, axis: int | None = None) -> Any:
+        return a.all(axis=axis)
+
+    def argmax(self, a: Any, axis: int) -> Any:
+        """First index of the maximum along ``axis`` (booleans allowed)."""
+        return a.argmax(axis=axis)
+
+    def argmin(self, a: Any, axis: int) -> Any:
+        return a.argmin(axis=axis)
+
+    def count_nonzero(self, m: Any, axis: int) -> Any:
+        return np.count_nonzero(m, axis=axis)
+
+    def cumsum64(self, a: Any, axis: int) -> Any:
+        """Cumulative sum accumulated in float64."""
+        return np.cumsum(a, axis=axis, dtype=np.float64)
+
+    def sum64(self, a: Any, axis: int | None = None) -> Any:
+        """Sum accumulated in float64."""
+        return a.sum(axis=axis, dtype=np.float64)
+
+    def item(self, a: Any) -> float:
+        return float(a)
+
+    def rowsum_w(self, w: Any, m: Any) -> Any:
+        """``sum_j w[j] * m[j, :]`` in float64 for a ``(J, T)`` mask or int8 matrix (einsum: on a shared
+        machine OpenBLAS's threaded gemv can be 10x slower than this single-threaded kernel)."""
+        mm = m.view(np.int8) if m.dtype == np.bool_ else m
+        return np.einsum("j,jt->t", np.asarray(w, dtype=np.float64), mm)
+
+    def mask_matmul(self, m: Any, b: Any) -> Any:
+        """``m @ b`` for a boolean ``(J, T)`` mask and a float32 ``(T, P)`` matrix."""
+        return np.einsum("jt,tp->jp", m.view(np.int8), b)
+
+    def group_rowsum(self, groups: Any, n: int, w: Any, m: Any) -> Any:
+        """``out[k] = sum_{j: groups[j] == k} w[j] * m[j]`` ``(n, T)`` float64; rows outside 0..n-1 count
+        nowhere."""
+        out = np.zeros((n, m.shape[1]))
+        mm = m.view(np.int8) if m.dtype == np.bool_ else m
+        for k in range(n):  # pools or tenants
+            rows = np.flatnonzero(groups == k)
+            if rows.size:
+                out[k] = np.einsum("j,jt->t", w[rows], mm[rows])
+        return out
+
+    def lookup(self, tab: Any, pool: Any, v: Any) -> Any:
+        """``tab[pool[j], v[j, t]]`` for a small per-pool table ``tab : (P, V)`` and a ``(J, T)`` int8 index
+        matrix, without (J, T) int64 index arrays (one pass per pool)."""
+        if (tab == tab[:1]).all():
+            return tab[0][v]
+        out = np.empty(v.shape, dtype=tab.dtype)
+        for p in range(tab.shape[0]):  # pools
+            rows = pool == p
+            if rows.any():
+                out[rows] = tab[p][v[rows]]
+        return out
+
 
 class TorchOps(Ops):
     """The same functions on torch tensors (``device`` ``"cpu"`` or ``"cuda"``); torch is imported here."""
@@ -117,6 +212,7 @@ class TorchOps(Ops):
         self._dev = torch.device(device)
         self.f32 = torch.float32
         self.f64 = torch.float64
+        self.i8 = torch.int8
         self.i32 = torch.int32
         self.i64 = torch.int64
         self.bool_ = torch.bool
@@ -230,6 +326,85 @@ class TorchOps(Ops):
     def synchronize(self) -> None:
         if self._dev.type == "cuda":
             self.torch.cuda.synchronize()
+
+    def empty(self, shape: Any, dtype: Any) -> Any:
+        return self.torch.empty(shape, dtype=self._dt(dtype), device=self._dev)
+
+    def ones(self, shape: Any, dtype: Any) -> Any:
+        return self.torch.ones(shape, dtype=self._dt(dtype), device=self._dev)
+
+    def nonzero(self, m: Any) -> Any:
+        return self.torch.nonzero(m).reshape(-1)
+
+    def index(self, a: Any) -> Any:
+        return a.long()
+
+    def take_along(self, a: Any, idx: Any, axis: int) -> Any:
+        return self.torch.gather(a, axis, idx.long())
+
+    def inv_perm_rows(self, order: Any) -> Any:
+        src = self.torch.arange(order.shape[1], device=self._dev).expand(order.shape[0], -1).to(order.dtype)
+        return self.torch.empty_like(order).scatter_(1, order, src)
+
+    def lexsort(self, keys: Any) -> Any:
+        t = self.torch
+        keys = [k if isinstance(k, t.Tensor) else self.asarray(k) for k in keys]
+        idx = t.arange(keys[0].shape[0], device=self._dev)
+        for k in keys:  # least significant key first, each a stable sort
+            idx = idx[t.sort(k[idx], stable=True).indices]
+        return idx
+
+    def ceil(self, a: Any) -> Any:
+        return self.torch.ceil(a)
+
+    def isfinite(self, a: Any) -> Any:
+        return self.torch.isfinite(a)
+
+    def any(self, a: Any, axis: int | None = None) -> Any:
+        return a.any() if axis is None else a.any(dim=axis)
+
+    def all(self, a: Any, axis: int | None = None) -> Any:
+        return a.all() if axis is None else a.all(dim=axis)
+
+    def argmax(self, a: Any, axis: int) -> Any:
+        if a.dtype == self.torch.bool:
+            a = a.to(self.torch.uint8)
+        return self.torch.argmax(a, dim=axis)
+
+    def argmin(self, a: Any, axis: int) -> Any:
+        return self.torch.argmin(a, dim=axis)
+
+    def count_nonzero(self, m: Any, axis: int) -> Any:
+        return self.torch.count_nonzero(m, dim=axis)
+
+    def cumsum64(self, a: Any, axis: int) -> Any:
+        return self.torch.cumsum(a, dim=axis, dtype=self.torch.float64)
+
+    def sum64(self, a: Any, axis: int | None = None) -> Any:
+        return a.sum(dtype=self.torch.float64) if axis is None else a.sum(dim=axis, dtype=self.torch.float64)
+
+    def item(self, a: Any) -> float:
+        return float(a.item()) if isinstance(a, self.torch.Tensor) else float(a)
+
+    def rowsum_w(self, w: Any, m: Any) -> Any:
+        return w.to(self.torch.float64) @ m.to(self.torch.float64)
+
+    def mask_matmul(self, m: Any, b: Any) -> Any:
+        return m.to(b.dtype) @ b
+
+    def group_rowsum(self, groups: Any, n: int, w: Any, m: Any) -> Any:
+        t = self.torch
+        J = m.shape[0]
+        g = t.where((groups >= 0) & (groups < n), groups.long(), n)
+        W = t.zeros((n + 1, J), dtype=t.float64, device=self._dev)
+        W[g, t.arange(J, device=self._dev)] = w.to(t.float64)
+        return W[:n] @ m.to(t.float64)
+
+    def lookup(self, tab: Any, pool: Any, v: Any) -> Any:
+        V = tab.shape[1]
+        if bool((tab == tab[:1]).all()):
+            return tab[0][v.long()]
+        return tab.reshape(-1)[(pool.long() * V)[:, None] + v.long()]
 
 
 def get_ops(backend: str = "numpy", device: str = "cpu") -> Ops:

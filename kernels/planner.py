@@ -310,10 +310,21 @@ def _prepare(c: _Clean) -> _Prep:
     T, P = c.T, c.P
     # classes: eligibility and, for tenants with a finite GPU quota, the tenant (its price nu applies)
     qt = np.where(np.isfinite(c.quota)[c.tenant], c.tenant, -1) if c.J else np.zeros(0, np.int64)
-    key = np.concatenate([c.eligible.astype(np.int64), qt[:, None]], axis=1)
-    ukey, cls = np.unique(key, axis=0, return_inverse=True) if c.J else (np.concatenate([np.ones((1, P), np.int64), -np.ones((1, 1), np.int64)], axis=1), np.zeros(0, np.int64))
-    uniq = ukey[:, :P].astype(bool)
-    cls_ten = ukey[:, P].astype(np.int64)
+    if not c.J:
+        uniq, cls_ten, cls = np.ones((1, P), bool), -np.ones(1, np.int64), np.zeros(0, np.int64)
+    elif P + math.log2(c.quota.size + 2) < 62:
+        # one int64 per job, ordered as the rows (eligible[0], ..., eligible[P-1], tenant) sort: a 1-d
+        # unique is ~20x faster than a row-wise one at 50k jobs
+        bits = c.eligible.astype(np.int64) @ (np.int64(1) << np.arange(P - 1, -1, -1, dtype=np.int64))
+        ukey1, cls = np.unique(bits * (c.quota.size + 1) + (qt + 1), return_inverse=True)
+        ub, uq = np.divmod(ukey1, c.quota.size + 1)
+        uniq = ((ub[:, None] >> np.arange(P - 1, -1, -1, dtype=np.int64)[None, :]) & 1).astype(bool)
+        cls_ten = (uq - 1).astype(np.int64)
+    else:
+        key = np.concatenate([c.eligible.astype(np.int64), qt[:, None]], axis=1)
+        ukey, cls = np.unique(key, axis=0, return_inverse=True)
+        uniq = ukey[:, :P].astype(bool)
+        cls_ten = ukey[:, P].astype(np.int64)
     cls = cls.reshape(-1).astype(np.int64)
     E = uniq.shape[0]
     pp, kk = np.nonzero(c.lev_ok)
@@ -436,6 +447,7 @@ class _Jobs:
         ks = np.flatnonzero(pr.ks)
         order = ks[np.argsort(pr.cls[ks], kind="stable")]
         self.rows = order  # original job indices, class-sorted
+        self.rows_d = xp.asarray(order, xp.i64)
         cl = pr.cls[order]
         self.bounds = np.searchsorted(cl, np.arange(pr.E + 1))
         self.n = order.size
@@ -683,72 +695,95 @@ def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
 
 
 # -------------------------------------------------------------------------------------------- primal
-def _lookup(tab: NDArray[Any], pool: NDArray[np.int64], v: NDArray[np.int8]) -> NDArray[Any]:
-    """``tab[pool[j], v[j, t]]`` for a small per-pool table ``tab : (P, V)``, without (J, T) index arrays."""
-    if (tab == tab[:1]).all():
-        return tab[0][v]
-    out = np.empty(v.shape, dtype=tab.dtype)
-    for p in range(tab.shape[0]):  # pools
-        rows = pool == p
-        if rows.any():
-            out[rows] = tab[p][v[rows]]
-    return out
+# The plan construction runs on the backend too (numpy, or torch on CPU / CUDA): every (J, T) array lives
+# on the device; only per-class, per-pool and per-slot tables (a few KB) are built on the host.
+_NP = get_ops()
 
 
-def _group_rowsum(groups: NDArray[np.int64], n: int, w: NDArray[np.float64], m: NDArray[Any]) -> NDArray[np.float64]:
-    """``out[k] = sum_{j: groups[j] == k} w[j] * m[j]`` ``(n, T)`` by einsum (no BLAS threads: on a shared
-    machine OpenBLAS's threaded gemv can be 10x slower than this single-threaded kernel)."""
-    out = np.zeros((n, m.shape[1]))
-    mm = m.view(np.int8) if m.dtype == np.bool_ else m
-    for k in range(n):  # pools or tenants
-        rows = np.flatnonzero(groups == k)
-        if rows.size:
-            out[k] = np.einsum("j,jt->t", w[rows], mm[rows])
-    return out
+@dataclass(frozen=True, slots=True)
+class _Dev:
+    """The per-job and per-slot arrays the plan construction reads, on the backend's device (numpy: the
+    host arrays themselves, no copies)."""
+
+    gpus: Any
+    R: Any
+    rel: Any
+    dl: Any
+    dl_raw: Any  # the problem's own deadline (not clipped)
+    eligible: Any
+    must: Any
+    preempt: Any
+    rpool: Any
+    loss: Any
+    tenant: Any
+    ms: Any
+    me: Any
+    cap_w: Any
+    base_w: Any
+    kappa: Any
+    H: Any
+    tdp: Any
+    rho_on: Any
+    ldrop: Any
+    map_pv: Any  # (P, V) int64
+    map_pv8: Any  # (P, V) int8
+    fv32: Any  # (V,) float32
 
 
-def _prefix_keep(d: NDArray[np.float32], cap: NDArray[np.float64], tol: float) -> NDArray[np.bool_]:
+def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
+    a = xp.asarray
+    dl_raw = np.asarray(deadline if deadline is not None else c.dl, dtype=np.int64)
+    return _Dev(
+        gpus=a(c.gpus), R=a(c.R), rel=a(c.rel), dl=a(c.dl), dl_raw=a(dl_raw), eligible=a(c.eligible),
+        must=a(c.must), preempt=a(c.preempt), rpool=a(c.rpool), loss=a(c.loss), tenant=a(c.tenant), ms=a(c.ms),
+        me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
+        rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
+        fv32=a(pr.fv.astype(np.float32)),
+    )
+
+
+def _prefix_keep(d: Any, cap: Any, tol: float, xp: Ops = _NP) -> Any:
     """Rows in priority order, ``d : (n, T)`` demand (0 where a row does not ask): keep a row's slot while
     the prefix sum through that row stays within ``cap[t] + tol``. Only over-full slots need the prefix
     sum, so only those columns are scanned."""
-    keep = np.ones(d.shape, dtype=bool)
+    keep = xp.ones(d.shape, xp.bool_)
     if d.shape[0] == 0:
         return keep
-    tot = d.sum(axis=0, dtype=np.float64)
-    cols = np.flatnonzero(tot > cap + tol)
-    if cols.size:
-        cs = np.cumsum(d[:, cols], axis=0, dtype=np.float64)
-        keep[:, cols] = cs <= cap[cols][None, :] + tol
+    tot = xp.sum64(d, 0)
+    cols = xp.nonzero(tot > cap + tol)
+    if cols.shape[0]:
+        cs = xp.cumsum64(d[:, cols], 0)
+        keep[:, cols] = cs <= (cap[cols] + tol)[None, :]
     return keep
 
 
-def _level_counts(vmat: NDArray[np.int8], V: int) -> NDArray[np.int64]:
+def _level_counts(vmat: Any, V: int, xp: Ops = _NP) -> Any:
     """``(n, V)`` slots each row runs at each fraction index (one int8 compare and count per level)."""
-    cnt = np.zeros((vmat.shape[0], V), np.int64)
+    cnt = xp.zeros((vmat.shape[0], V), xp.i64)
     for v in range(1, V):  # power levels
-        cnt[:, v] = np.count_nonzero(vmat == v, axis=1)
+        cnt[:, v] = xp.count_nonzero(vmat == v, 1)
     return cnt
 
 
-def _job_work(tb: "_Tabs", pool: NDArray[np.int64], vmat: NDArray[np.int8]) -> NDArray[np.float64]:
+def _job_work(tb: "_Tabs", pool: Any, vmat: Any, xp: Ops = _NP) -> Any:
     """Work seconds per row from its level counts (no (J, T) float temporaries)."""
-    cnt = _level_counts(vmat, tb.work.shape[1])
-    return (cnt * tb.work[np.maximum(pool, 0)].astype(np.float64)).sum(axis=1)
+    cnt = _level_counts(vmat, tb.work.shape[1], xp)
+    return xp.sum(cnt * xp.astype(tb.work[xp.maximum(pool, 0)], xp.f64), 1)
 
 
 @dataclass(frozen=True, slots=True)
 class _Tabs:
-    """Per (pool, fraction index) tables for the primal."""
+    """Per (pool, fraction index) tables for the primal (on the backend's device)."""
 
-    load: NDArray[np.float32]  # (P, V) facility watts per GPU above idle (0 at v = 0)
-    work: NDArray[np.float32]  # (P, V) work seconds per GPU and slot
-    down: NDArray[np.int8]  # (P, V) next lower level of the pool (itself at its lowest)
-    up: NDArray[np.int8]  # (P, V) next higher level of the pool (itself at its highest)
-    vmin: NDArray[np.int8]  # (P,) lowest level
-    vfull: NDArray[np.int8]  # (P,) the level used for f = 1
+    load: Any  # (P, V) float32 facility watts per GPU above idle (0 at v = 0)
+    work: Any  # (P, V) float32 work seconds per GPU and slot
+    down: Any  # (P, V) int8 next lower level of the pool (itself at its lowest)
+    up: Any  # (P, V) int8 next higher level of the pool (itself at its highest)
+    vmin: Any  # (P,) int8 lowest level
+    vfull: Any  # (P,) int8 the level used for f = 1
 
 
-def _tabs(c: _Clean, pr: _Prep) -> _Tabs:
+def _tabs(c: _Clean, pr: _Prep, xp: Ops = _NP) -> _Tabs:
     P, V = c.P, pr.fv.size
     load = (c.pue * (pr.fv[None, :] * c.tdp[:, None] - c.idle[:, None])).astype(np.float32)
     load[:, 0] = 0.0
@@ -763,10 +798,12 @@ def _tabs(c: _Clean, pr: _Prep) -> _Tabs:
             down[p, v] = own[max(i - 1, 0)]
             up[p, v] = own[min(i + 1, own.size - 1)]
     v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
-    return _Tabs(load=load, work=work, down=down, up=up, vmin=vmin, vfull=pr.map_pv[:, v_full].astype(np.int8))
+    vfull = pr.map_pv[:, v_full].astype(np.int8)
+    a = xp.asarray
+    return _Tabs(load=a(load), work=a(work), down=a(down), up=a(up), vmin=a(vmin), vfull=a(vfull))
 
 
-def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env) -> NDArray[np.int8]:
+def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any:
     """Each knapsack job's envelope choice in rank space: per class the envelope steps of every slot sorted
     by breakpoint (ties: earliest slot first) are one order; a job takes the shortest prefix of it (inside
     its window) whose work covers what it needs, only steps worth their price (breakpoint below the value
@@ -775,443 +812,457 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env) -> NDArray[np.int8]:
     slots share a price). Returns ``vmat : (J, T) int8`` (rows of other jobs 0)."""
     E, T, S = pr.E, c.T, pr.S
     G = T * S
-    vmat = np.zeros((c.J, T), dtype=np.int8)
+    vmat = xp.zeros((c.J, T), xp.i8)
     bflat = env.b.reshape(E, G)
     order = np.argsort(bflat, axis=1, kind="stable")
     grid = np.take_along_axis(bflat, order, axis=1)
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(G)[None, :], axis=1)
     rank = rank.reshape(E, T, S).astype(np.int32)
-    (Gw,) = _tables(get_ops(), E, T, G, rank, [env.dw])
-    tt = np.arange(T)[None, :]
+    (Gw,) = _tables(xp, E, T, G, rank, [env.dw])
+    gridd, rankd = xp.asarray(grid, xp.f64), xp.asarray(rank)
+    dv8 = env.dv.astype(np.int8)
+    dvd = xp.asarray(dv8)
+    tt = xp.arange(T)[None, :]
     for e in range(E):  # classes
         a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
         if z <= a:
             continue
-        rows = jb.rows[a:z]
-        ge, W = grid[e], Gw[e].reshape(-1)
-        rel, dl, R, rho, ld = c.rel[rows], c.dl[rows], c.R[rows], pr.rho_on[rows], pr.ldrop[rows]
+        rows = jb.rows_d[a:z]
+        ge, W = gridd[e], Gw[e].reshape(-1)
+        rel, dl, R, rho, ld = jb.rel[a:z], jb.dl[a:z], jb.R[a:z], jb.rho[a:z], jb.ld[a:z]
         o_rel, o_dl, o_T = rel * (G + 1), dl * (G + 1), T * (G + 1)
-        rmax = np.searchsorted(ge, rho, side="left")  # steps worth their price
+        rmax = xp.searchsorted(ge, rho)  # steps worth their price
 
-        def late_rank(r1: NDArray[np.int64]) -> NDArray[np.int64]:
-            x = np.where(r1 > 0, ge[np.maximum(r1 - 1, 0)] + _EPS, -_BIG)
-            return np.searchsorted(ge, np.minimum(x, rho) - ld, side="left")
+        def late_rank(r1: Any) -> Any:
+            x = xp.where(r1 > 0, ge[xp.maximum(r1 - 1, 0)] + _EPS, -_BIG)
+            return xp.searchsorted(ge, xp.minimum(x, rho) - ld)
 
-        def work(r1: NDArray[np.int64]) -> NDArray[np.float64]:
+        def work(r1: Any) -> Any:
             r2 = late_rank(r1)
             return (W[o_dl + r1] - W[o_rel + r1]) + (W[o_T + r2] - W[o_dl + r2])
 
-        lo = np.zeros(rows.size, np.int64)
-        hi = rmax.astype(np.int64)
+        lo = xp.zeros(z - a, xp.i64)
+        hi = xp.astype(rmax, xp.i64)
         full = work(hi) < R - 1e-6
         for _ in range(int(math.ceil(math.log2(G + 1))) + 1):  # integer bisection on the prefix length
             mid = (lo + hi) // 2
             ok = work(mid) >= R - 1e-6
-            hi = np.where(ok, mid, hi)
-            lo = np.where(ok, lo, mid)
-        r1 = np.where(full, rmax, hi)
-        r1 = np.where(work(lo) >= R - 1e-6, lo, r1)
+            hi = xp.where(ok, mid, hi)
+            lo = xp.where(ok, lo, mid)
+        r1 = xp.where(full, rmax, hi)
+        r1 = xp.where(work(lo) >= R - 1e-6, lo, r1)
         r2 = late_rank(r1)
-        rk = rank[e]
+        rk = rankd[e]
         late = tt >= dl[:, None]
-        v = np.zeros((rows.size, T), dtype=np.int8)
-        r1c = r1.astype(np.int32)[:, None]
-        r2c = r2.astype(np.int32)[:, None]
-        has_late = bool(late.any())
+        v = xp.zeros((z - a, T), xp.i8)
+        r1c = xp.astype(r1, xp.i32)[:, None]
+        r2c = xp.astype(r2, xp.i32)[:, None]
+        has_late = bool(xp.any(late))
         for i in range(S):  # envelope steps of a slot: v = sum_i [rank_i < prefix] * dv_i (telescoping)
-            d = env.dv[e, :, i].astype(np.int8)
-            if not d.any():
+            if not dv8[e, :, i].any():
                 continue
             take = rk[None, :, i] < r1c
             if has_late:
-                take = np.where(late, rk[None, :, i] < r2c, take)
-            v += take.astype(np.int8) * d[None, :]
+                take = xp.where(late, rk[None, :, i] < r2c, take)
+            v += xp.astype(take, xp.i8) * dvd[e, :, i][None, :]
         v[tt < rel[:, None]] = 0
         vmat[rows] = v
     return vmat
 
 
-def _np_windows(c: _Clean, pr: _Prep, tb: _Tabs, npj: NDArray[np.int64], pool: NDArray[np.int64],
-                lam: NDArray[np.float64], mu: NDArray[np.float64]) -> NDArray[np.int8]:
+def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu: Any,
+                xp: Ops = _NP) -> Any:
     """Non-preemptible jobs: the best single block of slots at one power level of the pool (value of the
     work done minus its price, by cumsum sliding windows per level); running ones start now; a job whose
     best block is worth nothing does not run. Returns the rows ``(len(npj), T)`` of fraction indices."""
     T = c.T
-    tt = np.arange(T)[None, :]
+    n = npj.shape[0]
+    V = d.map_pv.shape[1]
+    tt = xp.arange(T)[None, :]
     pl = pool[npj]
-    rho_t = np.where(tt < c.dl[npj, None], pr.rho_on[npj, None], (pr.rho_on - pr.ldrop)[npj, None])
-    running = c.rpool[npj] >= 0
-    best_val = np.full(npj.size, -np.inf)
-    best_start = np.zeros(npj.size, np.int64)
-    best_n = np.zeros(npj.size, np.int64)
-    best_v = np.zeros(npj.size, np.int8)
-    for v in range(1, pr.fv.size):  # power levels (the same few for every pool)
-        vv = pr.map_pv[pl, v]
-        w = tb.work[pl, vv].astype(np.float64)
-        n = np.ceil(c.R[npj] / np.maximum(w, 1e-9) - 1e-9).astype(np.int64)
-        ldv = tb.load[pl, vv].astype(np.float64)
+    Rn, gn, reln = d.R[npj], d.gpus[npj], d.rel[npj]
+    rho_t = xp.where(tt < d.dl[npj][:, None], d.rho_on[npj][:, None], (d.rho_on - d.ldrop)[npj][:, None])
+    running = d.rpool[npj] >= 0
+    best_val = xp.full((n,), -np.inf, xp.f64)
+    best_start = xp.zeros(n, xp.i64)
+    best_n = xp.zeros(n, xp.i64)
+    best_v = xp.zeros(n, xp.i8)
+    room = (d.cap_w - d.base_w)[None, :]
+    for v in range(1, V):  # power levels (the same few for every pool)
+        vv = d.map_pv[pl, v]
+        w = xp.astype(tb.work[pl, vv], xp.f64)
+        nn = xp.astype(xp.ceil(Rn / xp.maximum(w, 1e-9) - 1e-9), xp.i64)
+        ldv = xp.astype(tb.load[pl, vv], xp.f64)
         # work beyond the need is worth nothing: the value of the block's work is scaled to the need
-        scale = np.minimum(1.0, c.R[npj] / np.maximum(n * w, 1e-9))
+        scale = xp.minimum(Rn / xp.maximum(nn * w, 1e-9), 1.0)
         val = rho_t * (w * scale)[:, None] - (lam[None, :] * ldv[:, None] + mu[pl])
-        val = np.where(tt >= c.rel[npj, None], val, 0.0)
+        val = xp.where(tt >= reln[:, None], val, 0.0)
         # a level whose watts alone exceed a slot's room above idle cannot use that slot
-        bad = (ldv * c.gpus[npj])[:, None] > (c.cap_w - c.base_w)[None, :]
-        cs = np.concatenate([np.zeros((npj.size, 1)), np.cumsum(val, axis=1)], axis=1)
-        cb = np.concatenate([np.zeros((npj.size, 1), np.int64), np.cumsum(bad, axis=1)], axis=1)
-        endi = np.minimum(tt + n[:, None], T)
-        wv = np.take_along_axis(cs, endi, axis=1) - cs[:, :T]
-        nbad = np.take_along_axis(cb, endi, axis=1) - cb[:, :T]
-        wv = np.where((tt >= c.rel[npj, None]) & (nbad == 0), wv, -np.inf)
+        bad = (ldv * gn)[:, None] > room
+        cs = xp.concatenate([xp.zeros((n, 1), xp.f64), xp.cumsum(val, 1)], 1)
+        cb = xp.concatenate([xp.zeros((n, 1), xp.i64), xp.cumsum(xp.astype(bad, xp.i64), 1)], 1)
+        endi = xp.minimum(tt + nn[:, None], T)
+        wv = xp.take_along(cs, endi, 1) - cs[:, :T]
+        nbad = xp.take_along(cb, endi, 1) - cb[:, :T]
+        wv = xp.where((tt >= reln[:, None]) & (nbad == 0), wv, -np.inf)
         wv[running, 1:] = -np.inf  # running: start now
-        st = wv.argmax(axis=1)
-        bv = wv[np.arange(npj.size), st]
+        st = xp.argmax(wv, 1)
+        bv = wv[xp.arange(n), st]
         better = bv > best_val + 1e-9
-        best_val = np.where(better, bv, best_val)
-        best_start = np.where(better, st, best_start)
-        best_n = np.where(better, n, best_n)
-        best_v = np.where(better, vv, best_v).astype(np.int8)
-    stuck = running & ~np.isfinite(best_val)  # a running job keeps going at full power (the repair decides)
-    if stuck.any():
-        vfs = tb.vfull[pl[stuck]]
+        best_val = xp.where(better, bv, best_val)
+        best_start = xp.where(better, st, best_start)
+        best_n = xp.where(better, nn, best_n)
+        best_v = xp.astype(xp.where(better, vv, best_v), xp.i8)
+    stuck = running & ~xp.isfinite(best_val)  # a running job keeps going at full power (the repair decides)
+    if bool(xp.any(stuck)):
+        ps = pl[stuck]
+        vfs = tb.vfull[ps]
         best_v[stuck] = vfs
         best_start[stuck] = 0
-        best_n[stuck] = np.ceil(c.R[npj[stuck]] / np.maximum(tb.work[pl[stuck], vfs], 1e-9) - 1e-9).astype(np.int64)
+        best_n[stuck] = xp.astype(xp.ceil(Rn[stuck] / xp.maximum(tb.work[ps, xp.index(vfs)], 1e-9) - 1e-9), xp.i64)
     go = running | (best_val > 0)
-    win = (tt >= best_start[:, None]) & (tt < np.minimum(best_start + best_n, T)[:, None]) & go[:, None]
-    return np.where(win, best_v[:, None], 0).astype(np.int8)
+    win = (tt >= best_start[:, None]) & (tt < xp.minimum(best_start + best_n, T)[:, None]) & go[:, None]
+    return xp.astype(xp.where(win, best_v[:, None], 0), xp.i8)
 
 
 def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
-            lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
+            lam: NDArray[np.float64], mu: NDArray[np.float64], d: _Dev | None = None,
+            tb: _Tabs | None = None) -> tuple[Any, Any]:
     """Integer plan from the thresholds at prices (lam, mu), repaired to satisfy every hard constraint.
 
-    Returns ``vmat : (J, T) int8`` (index into ``Prep.fv``; 0 = not running) and ``pool : (J,)``.
-    Steps: each job's envelope choice at its threshold; a first-choice pool; NP windows; trim to the work
-    needed; a capacity-aware pool assignment (priority order, prefix sums per pool); the repair (pool GPUs,
-    then facility watts by LOWERING power levels before dropping, tenant quotas); fill rounds that hand the
-    headroom left to unfinished work at full and at the lowest power level; a final raise of power levels
-    where watts are left.
+    Returns backend arrays ``vmat : (J, T) int8`` (index into ``Prep.fv``; 0 = not running) and
+    ``pool : (J,)``. Steps: each job's envelope choice at its threshold; a first-choice pool; NP windows;
+    trim to the work needed; a capacity-aware pool assignment (priority order, prefix sums per pool); the
+    repair (pool GPUs, then facility watts by LOWERING power levels before dropping, tenant quotas); fill
+    rounds that hand the headroom left to unfinished work at the lowest power level; a final raise of
+    power levels where watts are left.
     """
     T, J = c.T, c.J
-    tb = _tabs(c, pr)
-    tt = np.arange(T)[None, :]
-    vmat = _rank_plan(c, pr, jb, env)
+    d = d if d is not None else _to_dev(xp, c, pr)
+    tb = tb if tb is not None else _tabs(c, pr, xp)
+    lam_d, mu_d = xp.asarray(lam, xp.f64), xp.asarray(mu, xp.f64)
+    tt = xp.arange(T)[None, :]
+    vmat = _rank_plan(c, pr, jb, env, xp)
     v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
-    mrow = np.flatnonzero(c.must)
-    if mrow.size:
-        vmat[mrow] = np.where((tt >= c.ms[mrow, None]) & (tt < c.me[mrow, None]), v_full, 0)
+    mrow = xp.nonzero(d.must)
+    if mrow.shape[0]:
+        vmat[mrow] = xp.astype(xp.where((tt >= d.ms[mrow][:, None]) & (tt < d.me[mrow][:, None]), v_full, 0), xp.i8)
     run = vmat > 0
     # --- first-choice pool: cheapest at the prices over its run slots (full-power cost), current if running
-    cfull = lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T  # (T, P)
-    jc = np.einsum("jt,tp->jp", run.view(np.int8), cfull.astype(np.float32))
-    jc = np.where(c.eligible, jc, np.inf)
-    pref = np.argsort(jc, axis=1, kind="stable")  # (J, P) pools in order of cost
-    keep_run = (c.rpool >= 0) & c.eligible[np.arange(J), np.maximum(c.rpool, 0)]
-    pool = np.where(keep_run, c.rpool, pref[:, 0])
-    vmat = _remap(pr, vmat, pool)
+    cfull = xp.asarray((lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T).astype(np.float32))  # (T, P)
+    jc = xp.where(d.eligible, xp.mask_matmul(run, cfull), np.inf)
+    pref = xp.argsort(jc, 1)  # (J, P) pools in order of cost
+    keep_run = (d.rpool >= 0) & d.eligible[xp.arange(J), xp.maximum(d.rpool, 0)]
+    pool = xp.where(keep_run, d.rpool, pref[:, 0])
+    vmat = _remap(pr, d, vmat, pool, xp)
     # --- non-preemptible jobs: one contiguous window at full power (running ones start now)
-    npj = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0))
-    if npj.size:
-        vmat[npj] = _np_windows(c, pr, tb, npj, pool, lam, mu)
+    npj = xp.nonzero(~d.preempt & ~d.must & (d.R > 0))
+    if npj.shape[0]:
+        vmat[npj] = _np_windows(c, d, tb, npj, pool, lam_d, mu_d, xp)
     # running preemptible jobs keep slot 0 (no switching loss) when they run at all
-    rp = np.flatnonzero((c.rpool >= 0) & c.preempt & ~c.must & (vmat[:, 0] == 0) & (pool == c.rpool))
-    if rp.size:
-        anyrun = (vmat[rp] > 0).any(axis=1)
-        rp = rp[anyrun]
-        first = np.argmax(vmat[rp] > 0, axis=1)
+    rp = xp.nonzero((d.rpool >= 0) & d.preempt & ~d.must & (vmat[:, 0] == 0) & (pool == d.rpool))
+    if rp.shape[0]:
+        rp = rp[xp.any(vmat[rp] > 0, 1)]
+        first = xp.argmax(vmat[rp] > 0, 1)
         vmat[rp, 0] = vmat[rp, first]
-    vmat = _trim(c, tb, vmat, pool)
+    vmat = _trim(d, tb, vmat, pool, xp)
     # --- priority order: forced first, then running, then value density
-    forced = c.must | ((c.rpool >= 0) & ~c.preempt)
+    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
     # (non-preemptible jobs before preemptible ones: a lost slot drops them whole, while preemptible work
     # that loses a slot is lowered or moved by the fill rounds)
-    cls_key = np.where(forced, 0, np.where(c.rpool >= 0, 1, np.where(c.preempt, 3, 2)))
-    prio = np.lexsort((c.rel, c.gpus, c.R, c.dl, -pr.rho_on, cls_key))
-    pool = _assign_pools(c, vmat > 0, pool, pref, keep_run, prio)
-    vmat = _remap(pr, vmat, pool)
-    vmat, pool = _repair(c, pr, tb, vmat, pool, prio, forced)
+    cls_key = xp.where(forced, 0, xp.where(d.rpool >= 0, 1, xp.where(d.preempt, 3, 2)))
+    prio = xp.lexsort((d.rel, d.gpus, d.R, d.dl, -d.rho_on, cls_key))
+    pool = _assign_pools(c, d, vmat > 0, pool, pref, keep_run, prio, xp)
+    vmat = _remap(pr, d, vmat, pool, xp)
+    vmat, pool = _repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
     for lowest in (True, True):  # fill rounds at the lowest level (most work per watt)
-        vmat = _fill(c, pr, tb, vmat, pool, prio, lam, mu, lowest=lowest)
-    vmat = _raise(c, pr, tb, vmat, pool, prio)
+        vmat = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=lowest, xp=xp)
+    vmat = _raise(c, d, tb, vmat, pool, prio, xp)
     return vmat, pool
 
 
-def _remap(pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.int8]:
+def _remap(pr: _Prep, d: _Dev, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
     """Power-fraction indices moved onto each job's pool's own levels (a no-op when pools share levels)."""
     V = pr.fv.size
     if bool((pr.map_pv == np.arange(V)[None, :]).all() or (pr.map_pv == pr.map_pv[:1]).all()):
         return vmat
-    return _lookup(pr.map_pv.astype(np.int8), pool, vmat)
+    return xp.lookup(d.map_pv8, pool, vmat)
 
 
-def _trim(c: _Clean, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> NDArray[np.int8]:
+def _trim(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
     """Drop the slots after a job has done all its work (earliest slots kept)."""
-    done = _job_work(tb, pool, vmat)
-    rows = np.flatnonzero(~c.must & (done - tb.work[np.maximum(pool, 0), tb.vfull[np.maximum(pool, 0)]]
-                                     >= c.R + c.loss - 1e-3) & (done > 0))
-    if rows.size == 0:
+    pc = xp.maximum(pool, 0)
+    done = _job_work(tb, pool, vmat, xp)
+    need = d.R + d.loss - 1e-3
+    rows = xp.nonzero(~d.must & (done - tb.work[pc, xp.index(tb.vfull[pc])] >= need) & (done > 0))
+    if rows.shape[0] == 0:
         return vmat
     sub = vmat[rows]
-    work = _lookup(tb.work, pool[rows], sub)
-    before = np.cumsum(work, axis=1) - work
-    sub[before >= (c.R + c.loss - 1e-3).astype(np.float32)[rows, None]] = 0
+    work = xp.lookup(tb.work, pool[rows], sub)
+    before = xp.cumsum(work, 1) - work
+    sub[before >= xp.astype(need, xp.f32)[rows][:, None]] = 0
     vmat[rows] = sub
     return vmat
 
 
-def _assign_pools(c: _Clean, run: NDArray[np.bool_], pool: NDArray[np.int64], pref: NDArray[np.int64],
-                  fixed: NDArray[np.bool_], prio: NDArray[np.int64]) -> NDArray[np.int64]:
+def _assign_pools(c: _Clean, d: _Dev, run: Any, pool: Any, pref: Any, fixed: Any, prio: Any,
+                  xp: Ops = _NP) -> Any:
     """One pool per job that fits: jobs in (preference rank, pool) groups, most restrictive eligibility and
     then priority first, each accepted while the pool's per-slot GPU prefix sum stays within its GPUs (two
     passes per group). Running jobs keep their pool; a job that fits nowhere keeps its first choice (the
     repair then trims it). Avoids the herding of every job of a class onto the pool that is cheapest by
     a hair at the prices."""
-    P = c.P
-    asks = run.any(axis=1)
-    pool = pool.copy()
-    room = c.H - _group_rowsum(np.where(fixed & asks, pool, P), P, c.gpus, run)
+    P, J = c.P, c.J
+    asks = xp.any(run, 1)
+    pool = xp.copy(pool)
+    room = d.H - xp.group_rowsum(xp.where(fixed & asks, pool, P), P, d.gpus, run)
     todo = asks & ~fixed
-    if not todo.any() or P == 1:
+    if P == 1 or not bool(xp.any(todo)):
         return pool
-    rank = np.empty(c.J, np.int64)
-    rank[prio] = np.arange(c.J)
-    n_el = c.eligible.sum(axis=1)
-    key = n_el * (c.J + 1) + rank
+    rank = xp.empty(J, xp.i64)
+    rank[prio] = xp.arange(J)
+    key = xp.sum(d.eligible, 1) * (J + 1) + rank
     done = ~todo
+    g32 = xp.astype(d.gpus, xp.f32)
     for k in range(P):  # preference rank
         for p in range(P):  # pools
-            rows = np.flatnonzero(~done & (pref[:, k] == p) & c.eligible[:, p])
-            if rows.size == 0:
+            rows = xp.nonzero(~done & (pref[:, k] == p) & d.eligible[:, p])
+            if rows.shape[0] == 0:
                 continue
-            rows = rows[np.argsort(key[rows], kind="stable")]
-            d = np.where(run[rows], c.gpus[rows, None].astype(np.float32), np.float32(0))
+            rows = rows[xp.argsort(key[rows])]
+            dd = xp.where(run[rows], g32[rows][:, None], 0.0)
             for _ in range(2):  # passes: accept, then retry the rest on the room left
-                ok = _prefix_keep(d, room[p], 1e-3).all(axis=1) if rows.size else np.zeros(0, bool)
+                ok = xp.all(_prefix_keep(dd, room[p], 1e-3, xp), 1)
                 acc = rows[ok]
-                if acc.size:
+                if acc.shape[0]:
                     pool[acc] = p
                     done[acc] = True
-                    room[p] -= d[ok].sum(axis=0)
-                rows, d = rows[~ok], d[~ok]
-                if rows.size == 0:
+                    room[p] -= xp.sum(dd[ok], 0)
+                rows, dd = rows[~ok], dd[~ok]
+                if rows.shape[0] == 0:
                     break
     return pool
 
 
-def _repair(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64],
-            prio: NDArray[np.int64], forced: NDArray[np.bool_], rounds: int = 2) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
+def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forced: Any, rounds: int = 2,
+            xp: Ops = _NP) -> tuple[Any, Any]:
     """Make the plan feasible, rows in priority order: pool GPUs (jobs that do not fit move to the eligible
     pool with the most room, ``rounds`` times), facility watts (first lower power levels of the lowest-
     priority preemptible jobs in over-full slots, top levels first, then drop), tenant quotas; a non-
     preemptible job that loses a slot is dropped whole."""
     T, P = c.T, c.P
+    V = d.map_pv.shape[1]
     v = vmat[prio]
-    pl = pool[prio].copy()
-    g = c.gpus[prio]
-    g32 = g.astype(np.float32)
-    el = c.eligible[prio]
-    rp = c.rpool[prio]
-    npre = ~c.preempt[prio]
+    pl = pool[prio]
+    g = d.gpus[prio]
+    g32 = xp.astype(g, xp.f32)
+    el = d.eligible[prio]
+    rp = d.rpool[prio]
+    npre = ~d.preempt[prio]
 
-    def pool_keep(run: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        keep = np.ones_like(run)
+    def pool_keep(run: Any) -> Any:
+        keep = xp.ones(run.shape, xp.bool_)
         for p in range(P):  # pools
-            rows = np.flatnonzero(pl == p)
-            if rows.size:
-                keep[rows] = _prefix_keep(np.where(run[rows], g32[rows, None], np.float32(0)), c.H[p], 1e-3)
+            rows = xp.nonzero(pl == p)
+            if rows.shape[0]:
+                keep[rows] = _prefix_keep(xp.where(run[rows], g32[rows][:, None], 0.0), d.H[p], 1e-3, xp)
         return keep
 
     run = v > 0
-    run0 = run.copy()
+    run0 = xp.copy(run)
     for _ in range(rounds):  # re-assignment rounds
         keep = pool_keep(run)
         bad = run & ~keep
-        short = np.flatnonzero(bad.any(axis=1) & ~((rp >= 0) & npre))
-        if short.size == 0:
+        short = xp.nonzero(xp.any(bad, 1) & ~((rp >= 0) & npre))
+        ns = short.shape[0]
+        if ns == 0:
             break
-        room = c.H - _group_rowsum(pl, P, g, run & keep)
+        room = d.H - xp.group_rowsum(pl, P, g, run & keep)
         rs = run[short]
-        lack = np.stack([(rs & (room[p][None, :] < g[short, None])).sum(axis=1) for p in range(P)], axis=1)
-        lack = np.where(el[short], lack, T + 1)
-        lack[np.arange(short.size), pl[short]] = T + 1  # its current pool is full: move
-        best = lack.argmin(axis=1)
-        cur_bad = bad[short].sum(axis=1)
-        move = lack[np.arange(short.size), best] < cur_bad
-        pl[short[move]] = best[move]
-        if move.any():
-            v[short[move]] = pr.map_pv[best[move][:, None], v[short[move]]].astype(np.int8)
-    run &= pool_keep(run)
-    v = np.where(run, v, 0).astype(np.int8)
+        gs = g[short][:, None]
+        lack = xp.stack([xp.sum(rs & (room[p][None, :] < gs), 1) for p in range(P)], 1)
+        lack = xp.where(el[short], lack, T + 1)
+        lack[xp.arange(ns), pl[short]] = T + 1  # its current pool is full: move
+        best = xp.argmin(lack, 1)
+        cur_bad = xp.sum(bad[short], 1)
+        move = lack[xp.arange(ns), best] < cur_bad
+        sm = short[move]
+        if sm.shape[0]:
+            pl[sm] = best[move]
+            v[sm] = d.map_pv8[best[move][:, None], xp.index(v[sm])]
+    run = run & pool_keep(run)
+    v = xp.astype(xp.where(run, v, 0), xp.i8)
     # facility watts (site max and grid cap)
-    room_w = (c.cap_w - c.base_w) * (1 - 1e-6) - 1.0
-    fac = np.zeros(T)
-    for lv in range(1, pr.fv.size):  # power levels
-        fac += np.einsum("j,jt->t", g * tb.load[pl, lv].astype(np.float64), (v == lv).view(np.int8))
+    room_w = (d.cap_w - d.base_w) * (1 - 1e-6) - 1.0
+    fac = xp.zeros(T, xp.f64)
+    for lv in range(1, V):  # power levels
+        fac = fac + xp.rowsum_w(g * xp.astype(tb.load[pl, lv], xp.f64), v == lv)
     exc = fac - room_w
-    cols = np.flatnonzero(exc > 0)
-    if cols.size:
+    cols = xp.nonzero(exc > 0)
+    if cols.shape[0]:
         vs, ex = v[:, cols], exc[cols]
-        lds = _lookup(tb.load, pl, vs) * g32[:, None]
-        can = (c.preempt & ~c.must)[prio]
-        for top in range(pr.fv.size - 1, 1, -1):  # lower the top levels first (least work lost per watt)
+        lds = xp.lookup(tb.load, pl, vs) * g32[:, None]
+        can = (d.preempt & ~d.must)[prio]
+        for top in range(V - 1, 1, -1):  # lower the top levels first (least work lost per watt)
             over = ex > 0
-            if not over.any():
+            if not bool(xp.any(over)):
                 break
             cand = can[:, None] & (vs >= top) & over[None, :]
-            vd = _lookup(tb.down, pl, vs)
-            cand &= vd < vs
-            freed = np.where(cand, lds - _lookup(tb.load, pl, vd) * g32[:, None], np.float32(0))
-            below = np.cumsum(freed[::-1], axis=0, dtype=np.float64)[::-1] - freed  # freed by lower rows
+            vd = xp.lookup(tb.down, pl, vs)
+            cand = cand & (vd < vs)
+            freed = xp.where(cand, lds - xp.lookup(tb.load, pl, vd) * g32[:, None], 0.0)
+            below = xp.flip(xp.cumsum64(xp.flip(freed, 0), 0), 0) - freed  # freed by lower rows
             low = cand if _LOWER_ALL else cand & (below < ex[None, :])
-            vs = np.where(low, vd, vs)
-            ex = ex - np.where(low, freed, 0).sum(axis=0)
-            lds = np.where(low, lds - freed, lds)
-        keep = _prefix_keep(lds, room_w[cols], 0.0)
-        vs = np.where(keep, vs, 0).astype(np.int8)
-        v[:, cols] = vs
+            vs = xp.where(low, vd, vs)
+            ex = ex - xp.sum(xp.where(low, freed, 0.0), 0)
+            lds = xp.where(low, lds - freed, lds)
+        keep = _prefix_keep(lds, room_w[cols], 0.0, xp)
+        v[:, cols] = xp.astype(xp.where(keep, vs, 0), xp.i8)
     run = v > 0
     # tenant quotas
-    if np.isfinite(c.quota).any():
-        ten = c.tenant[prio]
-        for n in np.flatnonzero(np.isfinite(c.quota)):  # tenants with a quota
-            rows = np.flatnonzero(ten == n)
-            if rows.size:
-                run[rows] &= _prefix_keep(np.where(run[rows], g32[rows, None], np.float32(0)),
-                                          np.full(T, c.quota[n]), 1e-9)
+    fq = np.flatnonzero(np.isfinite(c.quota))
+    if fq.size:
+        ten = d.tenant[prio]
+        for n in fq:  # tenants with a quota
+            rows = xp.nonzero(ten == int(n))
+            if rows.shape[0]:
+                capq = xp.full((T,), float(c.quota[n]), xp.f64)
+                run[rows] = run[rows] & _prefix_keep(xp.where(run[rows], g32[rows][:, None], 0.0), capq, 1e-9, xp)
     # non-preemptible (not forced): a lost slot drops the whole job
-    npm = (~c.preempt & ~c.must)[prio] & ~forced[prio]
-    lost = (run0 & ~run).any(axis=1) & npm
+    npm = (~d.preempt & ~d.must)[prio] & ~forced[prio]
+    lost = xp.any(run0 & ~run, 1) & npm
     run[lost] = False
-    v = np.where(run, v, 0).astype(np.int8)
-    out = np.empty_like(v)
+    v = xp.astype(xp.where(run, v, 0), xp.i8)
+    out = xp.empty(v.shape, xp.i8)
     out[prio] = v
-    pout = np.empty_like(pl)
+    pout = xp.empty(pl.shape, pl.dtype)
     pout[prio] = pl
     return out, pout
 
 
-def _usage(c: _Clean, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Busy GPUs ``(P, T)`` and facility watts ``(T,)`` of a plan (per-pool einsums, no (J, T) index arrays)."""
-    busy = _group_rowsum(pool, c.P, c.gpus, vmat > 0)
-    fac = c.base_w.copy()
-    pc = np.maximum(pool, 0)
+def _usage(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> tuple[Any, Any]:
+    """Busy GPUs ``(P, T)`` and facility watts ``(T,)`` of a plan (per-pool sums, no (J, T) index arrays)."""
+    P = d.H.shape[0]
+    busy = xp.group_rowsum(pool, P, d.gpus, vmat > 0)
+    fac = xp.copy(d.base_w)
+    pc = xp.maximum(pool, 0)
     for v in range(1, tb.load.shape[1]):  # power levels
-        fac += np.einsum("j,jt->t", c.gpus * tb.load[pc, v].astype(np.float64), (vmat == v).view(np.int8))
+        fac = fac + xp.rowsum_w(d.gpus * xp.astype(tb.load[pc, v], xp.f64), vmat == v)
     return busy, fac
 
 
-def _fill(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64], prio: NDArray[np.int64],
-          lam: NDArray[np.float64], mu: NDArray[np.float64], *, lowest: bool = False) -> NDArray[np.int8]:
+def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: Any, mu: Any, *,
+          lowest: bool = False, xp: Ops = _NP) -> Any:
     """Hand the headroom left to unfinished preemptible work: each job asks for the slots it still needs,
     its most valuable ones first (at full power, or at its pool's lowest level with ``lowest``); slots
     accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas)."""
-    T, P = c.T, c.P
-    cand_j = np.flatnonzero(c.preempt & ~c.must & (c.rel < T) & (pool >= 0))
-    if cand_j.size == 0:
+    T, P, J = c.T, c.P, c.J
+    cand_j = xp.nonzero(d.preempt & ~d.must & (d.rel < T) & (pool >= 0))
+    if cand_j.shape[0] == 0:
         return vmat
-    done = _job_work(tb, pool[cand_j], vmat[cand_j])
-    short = done < c.R[cand_j] + c.loss[cand_j] - 1e-3
+    done = _job_work(tb, pool[cand_j], vmat[cand_j], xp)
+    short = done < (d.R + d.loss)[cand_j] - 1e-3
     cand_j, done = cand_j[short], done[short]
-    sub = vmat[cand_j]
-    if cand_j.size == 0:
+    if cand_j.shape[0] == 0:
         return vmat
-    busy, fac = _usage(c, tb, vmat, pool)
-    tt = np.arange(T)[None, :]
+    sub = vmat[cand_j]
+    busy, fac = _usage(d, tb, vmat, pool, xp)
+    tt = xp.arange(T)[None, :]
     pl = pool[cand_j]
     vf = (tb.vmin if lowest else tb.vfull)[pl]
-    g0 = c.gpus[cand_j].astype(np.float32)
-    ldlev = tb.load[pl, vf]
+    g0 = xp.astype(d.gpus[cand_j], xp.f32)
+    ldlev = tb.load[pl, xp.index(vf)]
     # only free slots after release with room for the job (GPUs of its pool, facility watts) can take it
-    room_w = (c.cap_w * (1 - 1e-6) - 1.0 - fac).astype(np.float32)
-    cand = (sub == 0) & (tt >= c.rel[cand_j, None]) & ((c.H - busy).astype(np.float32)[pl] >= g0[:, None])
-    cand &= room_w[None, :] >= (ldlev * g0)[:, None]
-    rows_any = np.flatnonzero(cand.any(axis=1))
-    if rows_any.size == 0:
+    room_w = xp.astype(d.cap_w * (1 - 1e-6) - 1.0 - fac, xp.f32)
+    cand = (sub == 0) & (tt >= d.rel[cand_j][:, None]) & (xp.astype(d.H - busy, xp.f32)[pl] >= g0[:, None])
+    cand = cand & (room_w[None, :] >= (ldlev * g0)[:, None])
+    rows_any = xp.nonzero(xp.any(cand, 1))
+    if rows_any.shape[0] == 0:
         return vmat
     cand_j, done, pl, vf, cand, ldlev = (cand_j[rows_any], done[rows_any], pl[rows_any], vf[rows_any],
                                          cand[rows_any], ldlev[rows_any])
-    wlev = tb.work[pl, vf]
-    rho_on = pr.rho_on[cand_j].astype(np.float32)
-    rho_t = np.where(tt < c.dl[cand_j, None], rho_on[:, None], (rho_on - pr.ldrop[cand_j].astype(np.float32))[:, None])
-    price = (np.minimum(lam, c.kappa)[None, :] * ldlev.astype(np.float64)[:, None] + mu[pl]).astype(np.float32)
+    wlev = tb.work[pl, xp.index(vf)]
+    rho_on = xp.astype(d.rho_on[cand_j], xp.f32)
+    rho_t = xp.where(tt < d.dl[cand_j][:, None], rho_on[:, None],
+                     (rho_on - xp.astype(d.ldrop[cand_j], xp.f32))[:, None])
+    price = xp.astype(xp.minimum(lam, d.kappa)[None, :] * xp.astype(ldlev, xp.f64)[:, None] + mu[pl], xp.f32)
     gain = rho_t * wlev[:, None] - price
-    cand &= gain > 0
-    need = np.ceil((c.R[cand_j] + c.loss[cand_j] - done) / wlev - 1e-9)
-    order = np.argsort(np.where(cand, -gain, np.float32(np.inf)), axis=1, kind="stable")
-    pos = np.empty_like(order)
-    np.put_along_axis(pos, order, np.arange(T)[None, :], axis=1)
-    cand &= pos < need[:, None]
-    keep_rows = cand.any(axis=1)
-    if not keep_rows.any():
+    cand = cand & (gain > 0)
+    need = xp.ceil((d.R[cand_j] + d.loss[cand_j] - done) / wlev - 1e-9)
+    order = xp.argsort(xp.where(cand, -gain, np.inf), 1)
+    pos = xp.inv_perm_rows(order)
+    cand = cand & (pos < need[:, None])
+    keep_rows = xp.any(cand, 1)
+    if not bool(xp.any(keep_rows)):
         return vmat
-    rank = np.empty(c.J, dtype=np.int64)
-    rank[prio] = np.arange(c.J)
-    o = np.flatnonzero(keep_rows)
-    o = o[np.argsort(rank[cand_j[o]], kind="stable")]
+    rank = xp.empty(J, xp.i64)
+    rank[prio] = xp.arange(J)
+    o = xp.nonzero(keep_rows)
+    o = o[xp.argsort(rank[cand_j[o]])]
     cj, ok, vf_o, pl_o = cand_j[o], cand[o], vf[o], pl[o]
-    g = c.gpus[cj].astype(np.float32)
+    g = xp.astype(d.gpus[cj], xp.f32)
     # tenant quotas first, then pool GPUs, then watts: each prefix counts only what the earlier ones let
     # through (a cell a later check rejects still holds room in the earlier prefixes: ``rounds`` repeat)
-    if np.isfinite(c.quota).any():
-        used = _group_rowsum(c.tenant, c.quota.size, c.gpus, vmat > 0)
-        ten = c.tenant[cj]
-        for n in np.flatnonzero(np.isfinite(c.quota)):  # tenants with a quota
-            rows = np.flatnonzero(ten == n)
-            if rows.size:
-                ok[rows] &= _prefix_keep(np.where(ok[rows], g[rows, None], np.float32(0)), c.quota[n] - used[n], 1e-9)
+    fq = np.flatnonzero(np.isfinite(c.quota))
+    if fq.size:
+        used = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
+        ten = d.tenant[cj]
+        for n in fq:  # tenants with a quota
+            rows = xp.nonzero(ten == int(n))
+            if rows.shape[0]:
+                ok[rows] = ok[rows] & _prefix_keep(xp.where(ok[rows], g[rows][:, None], 0.0),
+                                                   float(c.quota[n]) - used[n], 1e-9, xp)
     for p in range(P):  # pools
-        rows = np.flatnonzero(pl_o == p)
-        if rows.size:
-            ok[rows] &= _prefix_keep(np.where(ok[rows], g[rows, None], np.float32(0)), c.H[p] - busy[p], 1e-3)
-    ld = np.where(ok, (tb.load[pl_o, vf_o] * g)[:, None], np.float32(0))
-    ok &= _prefix_keep(ld, c.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0)
-    s2 = vmat[cj]
-    s2[ok] = np.broadcast_to(vf_o[:, None].astype(np.int8), ok.shape)[ok]
-    vmat[cj] = s2
+        rows = xp.nonzero(pl_o == p)
+        if rows.shape[0]:
+            ok[rows] = ok[rows] & _prefix_keep(xp.where(ok[rows], g[rows][:, None], 0.0), d.H[p] - busy[p], 1e-3, xp)
+    ld = xp.where(ok, (tb.load[pl_o, xp.index(vf_o)] * g)[:, None], 0.0)
+    ok = ok & _prefix_keep(ld, d.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0, xp)
+    vmat[cj] = xp.astype(xp.where(ok, vf_o[:, None], vmat[cj]), xp.i8)
     return vmat
 
 
-def _raise(c: _Clean, pr: _Prep, tb: _Tabs, vmat: NDArray[np.int8], pool: NDArray[np.int64], prio: NDArray[np.int64]) -> NDArray[np.int8]:
+def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP) -> Any:
     """Watts left in a slot go to unfinished preemptible jobs running there below full power: one level up,
     priority order, while the slot's facility prefix sum stays within its cap."""
-    rows = np.flatnonzero(c.preempt & ~c.must & (pool >= 0))
-    if rows.size == 0:
+    rows = xp.nonzero(d.preempt & ~d.must & (pool >= 0))
+    if rows.shape[0] == 0:
         return vmat
-    done = _job_work(tb, pool[rows], vmat[rows])
-    short = done < c.R[rows] + c.loss[rows] - 1e-3
+    done = _job_work(tb, pool[rows], vmat[rows], xp)
+    short = done < (d.R + d.loss)[rows] - 1e-3
     rows, done = rows[short], done[short]
-    if rows.size == 0:
+    if rows.shape[0] == 0:
         return vmat
     sub = vmat[rows]
     pl = pool[rows]
-    up = _lookup(tb.up, pl, sub)
+    up = xp.lookup(tb.up, pl, sub)
     cand = (sub > 0) & (up > sub)
-    dw = np.zeros(sub.shape, np.float32)
-    if cand.any():  # worth it: the work gained beats the carbon of the extra watts (above the wind)
-        dw = _lookup(tb.work, pl, up) - _lookup(tb.work, pl, sub)
-        dl = _lookup(tb.load, pl, up) - _lookup(tb.load, pl, sub)
-        cand &= (pr.rho_on[rows, None] - pr.ldrop[rows, None]) * dw > c.kappa[None, :] * dl
-    if not cand.any():
+    dw = xp.zeros(sub.shape, xp.f32)
+    if bool(xp.any(cand)):  # worth it: the work gained beats the carbon of the extra watts (above the wind)
+        dw = xp.lookup(tb.work, pl, up) - xp.lookup(tb.work, pl, sub)
+        dl = xp.lookup(tb.load, pl, up) - xp.lookup(tb.load, pl, sub)
+        cand = cand & ((d.rho_on[rows] - d.ldrop[rows])[:, None] * dw > d.kappa[None, :] * dl)
+    if not bool(xp.any(cand)):
         return vmat
     # only as many steps as the job still needs, cleanest slots first
-    deficit = c.R[rows] + c.loss[rows] - done
-    oc = np.argsort(c.kappa, kind="stable")
-    gain = np.where(cand, dw, np.float32(0))[:, oc]
-    before = np.cumsum(gain, axis=1, dtype=np.float64) - gain
-    need = np.empty_like(cand)
+    deficit = (d.R + d.loss)[rows] - done
+    oc = xp.argsort(d.kappa)
+    gain = xp.where(cand, dw, 0.0)[:, oc]
+    before = xp.cumsum64(gain, 1) - gain
+    need = xp.empty(cand.shape, xp.bool_)
     need[:, oc] = before < deficit[:, None] - 1e-3
-    cand &= need
-    _, fac = _usage(c, tb, vmat, pool)
-    room = c.cap_w * (1 - 1e-6) - 1.0 - fac
-    rank = np.empty(c.J, dtype=np.int64)
-    rank[prio] = np.arange(c.J)
-    o = np.argsort(rank[rows], kind="stable")
+    cand = cand & need
+    _, fac = _usage(d, tb, vmat, pool, xp)
+    room = d.cap_w * (1 - 1e-6) - 1.0 - fac
+    rank = xp.empty(c.J, xp.i64)
+    rank[prio] = xp.arange(c.J)
+    o = xp.argsort(rank[rows])
     rows, sub, up, cand, pl = rows[o], sub[o], up[o], cand[o], pl[o]
-    g = c.gpus[rows].astype(np.float32)
-    d = np.where(cand, (_lookup(tb.load, pl, up) - _lookup(tb.load, pl, sub)) * g[:, None], np.float32(0))
-    ok = cand & _prefix_keep(d, room, 0.0)
-    vmat[rows] = np.where(ok, up, sub)
+    g = xp.astype(d.gpus[rows], xp.f32)
+    dd = xp.where(cand, (xp.lookup(tb.load, pl, up) - xp.lookup(tb.load, pl, sub)) * g[:, None], 0.0)
+    ok = cand & _prefix_keep(dd, room, 0.0, xp)
+    vmat[rows] = xp.astype(xp.where(ok, up, sub), xp.i8)
     return vmat
 
 
@@ -1352,17 +1403,20 @@ def plan(
     if primal_tries > 2 and not all(np.array_equal(a, b) for a, b in zip(start, (lam_b, mu_b, nu_b))):
         cands.append((*start, _envelope(c, pr, *start), "start"))
     best_plan: tuple[float, Any, Any, Any, str] | None = None
+    d = _to_dev(xp, c, pr, problem.deadline)
+    tb = _tabs(c, pr, xp)
     for lam_c, mu_c, _nu_c, env_c, variant in cands:  # one to three price vectors
-        vm, pl = _primal(xp, c, pr, jb, env_c, tau, lam_c, mu_c)
-        pl = np.where((vm > 0).any(axis=1), pl, -1).astype(np.int32)
-        ev = _evaluate_plan(problem, c, pr, vm, pl)
+        vm, pl = _primal(xp, c, pr, jb, env_c, tau, lam_c, mu_c, d=d, tb=tb)
+        pl = xp.astype(xp.where(xp.any(vm > 0, 1), pl, -1), xp.i32)
+        ev = _evaluate_plan(problem, c, pr, vm, pl, xp=xp, d=d)
         if best_plan is None or ev["objective"] < best_plan[0]:
             best_plan = (ev["objective"], vm, pl, ev, variant)
     assert best_plan is not None
     _, vmat, pool, ev, variant = best_plan
-    run = vmat > 0
-    pf = pr.fv.astype(np.float32)[vmat]
-    return _result(problem, c, pr, vmat, run, pf, pool, lb, lam_b, mu_b, it, tol,
+    # the plan leaves the device once, as the contract's host arrays
+    pf = xp.to_numpy(d.fv32[xp.index(vmat)])
+    run = xp.to_numpy(vmat > 0)
+    return _result(problem, c, run, pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
                    {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
                     "primal_variant": variant,
                     "primal_candidates": len(cands)}, ev=ev)
@@ -1429,27 +1483,41 @@ def carbon_bound(problem: PlanProblem, result: PlanResult, *, max_iters: int = 5
     return out
 
 
-def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8], pool: NDArray[np.int32]) -> dict[str, Any]:
+def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, *, xp: Ops = _NP,
+                   d: _Dev | None = None) -> dict[str, Any]:
     """The objective parts and aggregates of ``kernels.evaluate`` computed from the plan's level counts and
-    per-level einsums (no (J, T) float arrays; the same formulas via :mod:`kernels.power`). The checker
-    re-verifies them independently with ``kernels.evaluate``."""
+    per-level sums on the backend (no (J, T) float arrays; the same formulas via :mod:`kernels.power`, on
+    the host, for the (P, T) and (J,) results). The checker re-verifies them independently with
+    ``kernels.evaluate``."""
     from kernels import power
 
+    d = d if d is not None else _to_dev(xp, c, pr, pb.deadline)
     T, P = c.T, c.P
     V = pr.fv.size
     fv32 = pr.fv.astype(np.float32).astype(np.float64)
-    pc = np.clip(pool, 0, P - 1).astype(np.int64)
+    pc = xp.astype(xp.minimum(xp.maximum(pool, 0), P - 1), xp.i64)
     cf = np.asarray(pb.curve_f, dtype=np.float64)
     cs = np.asarray(pb.curve_s, dtype=np.float64)
     spd = np.stack([power.speed(cf[p], cs[p], fv32) for p in range(P)])  # (P, V)
     spd[:, 0] = 0.0
     run = vmat > 0
-    busy = _group_rowsum(pc, P, c.gpus, run)
-    active = np.zeros((P, T))
+    busy_d = xp.group_rowsum(pc, P, d.gpus, run)
+    active_d = xp.zeros((P, T), xp.f64)
+    gtdp = d.gpus * d.tdp[pc]
     for v in range(1, V):  # power levels
         m = vmat == v
-        if m.any():
-            active += _group_rowsum(pc, P, c.gpus * c.tdp[pc] * fv32[v], m)
+        if bool(xp.any(m)):
+            active_d = active_d + xp.group_rowsum(pc, P, gtdp * float(fv32[v]), m)
+    wtab = xp.asarray(spd * c.slot_s, xp.f64)
+    work_d = xp.sum(_level_counts(vmat, V, xp) * wtab[pc], 1)
+    work_on_d = xp.copy(work_d)
+    rows = xp.nonzero(d.dl_raw < T)
+    if rows.shape[0]:
+        sub = xp.astype(xp.where(xp.arange(T)[None, :] < d.dl_raw[rows][:, None], vmat[rows], 0), xp.i8)
+        work_on_d[rows] = xp.sum(_level_counts(sub, V, xp) * wtab[pc[rows]], 1)
+    stay_d = (xp.astype(pool, xp.i64) == d.rpool) & run[:, 0]
+    busy, active = xp.to_numpy(busy_d), xp.to_numpy(active_d)
+    work, work_on, stay = xp.to_numpy(work_d), xp.to_numpy(work_on_d), xp.to_numpy(stay_d)
     tl = power.facility_timeline(pb.pue, pb.slot_s, active, busy, c.H, pb.idle_w, pb.host_w_per_gpu, pb.wind_w,
                                  pb.carbon_g_per_kwh)
     slot_h = c.slot_s / 3600.0
@@ -1457,16 +1525,8 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8]
     if pb.price_eur_per_mwh is not None:
         price = np.maximum(np.asarray(pb.price_eur_per_mwh, dtype=np.float64), 0.0)
         cost_eur = float((tl["grid_import_w"] * price).sum() * slot_h / 1e6)
-    wtab = spd * c.slot_s
-    work = (_level_counts(vmat, V) * wtab[pc]).sum(axis=1)
     dl_raw = np.asarray(pb.deadline, dtype=np.int64)
-    work_on = work.copy()
-    rows = np.flatnonzero(dl_raw < T)
-    if rows.size:
-        sub = np.where(np.arange(T)[None, :] < dl_raw[rows, None], vmat[rows], 0).astype(np.int8)
-        work_on[rows] = (_level_counts(sub, V) * wtab[pc[rows]]).sum(axis=1)
-    pl64 = np.asarray(pool, dtype=np.int64)
-    lost = np.where((c.rpool >= 0) & ~((pl64 == c.rpool) & run[:, 0]), np.asarray(pb.preempt_loss_s, np.float64), 0.0)
+    lost = np.where((c.rpool >= 0) & ~stay, np.asarray(pb.preempt_loss_s, np.float64), 0.0)
     need = np.asarray(pb.remaining_s, dtype=np.float64) + lost
     unfinished_s = np.maximum(need - work, 0.0)
     has_dl = (dl_raw < T) & ~c.must
@@ -1484,21 +1544,20 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8]
     }
 
 
-def _result(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: NDArray[np.int8], run: NDArray[np.bool_],
-            pf: NDArray[np.float32], pool: NDArray[np.int32], lb: float, lam: NDArray[np.float64],
-            mu: NDArray[np.float64], iters: int, tol: float, diag: dict[str, Any],
-            ev: dict[str, Any] | None = None) -> PlanResult:
-    if ev is None:
-        ev = _evaluate_plan(pb, c, pr, vmat, pool)
+def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.float32], pool: NDArray[np.int32],
+            lb: float, lam: NDArray[np.float64], mu: NDArray[np.float64], iters: int, tol: float,
+            diag: dict[str, Any], ev: dict[str, Any]) -> PlanResult:
     obj = ev["objective"]
     lb = min(lb, obj)
     gap = (obj - lb) / max(abs(obj), 1e-9)
-    tt = np.arange(c.T)[None, :]
-    win = c.must[:, None] & (tt >= c.ms[:, None]) & (tt < c.me[:, None])
-    jj, ts = np.nonzero(win & ~run)
-    if jj.size:
-        return _infeasible(pb, f"must-run job {jj[0]} cannot be served in slot {ts[0]} within the pool GPUs and "
-                               f"power caps", c.J, c.T, c.P)
+    mrows = np.flatnonzero(c.must)
+    if mrows.size:  # only the must-run rows: no (J, T) temporaries
+        tt = np.arange(c.T)[None, :]
+        win = (tt >= c.ms[mrows, None]) & (tt < c.me[mrows, None])
+        jj, ts = np.nonzero(win & ~run[mrows])
+        if jj.size:
+            return _infeasible(pb, f"must-run job {mrows[jj[0]]} cannot be served in slot {ts[0]} within the pool "
+                                   f"GPUs and power caps", c.J, c.T, c.P)
     keep = np.flatnonzero((c.rpool >= 0) & ~c.preempt & ~c.must & (c.R > 0))
     bad = keep[~run[keep, 0]] if keep.size else keep
     if bad.size:

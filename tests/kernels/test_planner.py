@@ -445,9 +445,10 @@ def test_tied_pools_share_the_jobs_instead_of_herding() -> None:
     assert sorted(np.bincount(r.pool, minlength=2).tolist()) == [2, 2]
 
 
-def test_repair_lowers_power_before_dropping_work() -> None:
+@pytest.mark.parametrize("be", BACKENDS)
+def test_repair_lowers_power_before_dropping_work(be: tuple[str, str]) -> None:
     """Two 8-GPU jobs at full power overflow the grid cap by a little; at 0.8 both fit. The repair lowers
-    a power level instead of dropping a job from the slot."""
+    a power level instead of dropping a job from the slot (on every backend: the step runs on the device)."""
     idle = 1.15 * 16 * (75 + 450)
     full = 1.15 * 8 * (700 - 75)
     low = 1.15 * 8 * (0.8 * 700 - 75)
@@ -455,14 +456,18 @@ def test_repair_lowers_power_before_dropping_work() -> None:
     c = P._clean_inputs(pb)
     assert not isinstance(c, str)
     pr = P._prepare(c)
-    tb = P._tabs(c, pr)
-    vmat = np.full((2, 2), tb.vfull[0], np.int8)
-    pool = np.array([0, 1])
-    prio = np.arange(2)
-    v, pl = P._repair(c, pr, tb, vmat.copy(), pool, prio, np.zeros(2, bool))
+    xp = P.get_ops(*be)
+    d = P._to_dev(xp, c, pr)
+    tb = P._tabs(c, pr, xp)
+    vfull = int(xp.to_numpy(tb.vfull)[0])
+    vmat = xp.asarray(np.full((2, 2), vfull, np.int8))
+    pool = xp.asarray(np.array([0, 1]))
+    prio = xp.asarray(np.arange(2))
+    v, pl = P._repair(c, d, tb, vmat, pool, prio, xp.asarray(np.zeros(2, bool)), xp=xp)
+    _, fac = P._usage(d, tb, v, pl, xp)
+    v, fac = xp.to_numpy(v), xp.to_numpy(fac)
     assert (v > 0).all(), "no job lost a slot"
-    assert (v < tb.vfull[0]).any(), "a power level was lowered"
-    _, fac = P._usage(c, tb, v, pl)
+    assert (v < vfull).any(), "a power level was lowered"
     assert (fac <= c.cap_w).all()
 
 
