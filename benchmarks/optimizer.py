@@ -66,28 +66,100 @@ def memory_bandwidth_gb_s(n_bytes: int = 400 * 2**20, reps: int = 5) -> float:
     return 2 * a.nbytes / statistics.median(ts) / 1e9
 
 
-def dual_iteration_stream(pb: Any, reps: int = 5) -> dict[str, float]:
-    """One coarse dual iteration (numpy) timed alone, and the bytes it must stream at least: the per-job
-    arrays it reads (class, release, deadline, work, value, late drop, GPUs: 7 x 8 B per job, each read once
-    per bisection step: 10 steps) and its prefix tables (E x (T + 1) x 257 x 8 B, written and read twice)."""
+def dual_iteration_stream(pb: Any, reps: int = 5, backend: str = "numpy", device: str = "cpu",
+                          sync: Any = None) -> dict[str, float]:
+    """One coarse dual iteration on ``backend``/``device`` timed alone (median of ``reps``, the device
+    synchronised), and the bytes it must stream at least: the per-job arrays it reads (class, release,
+    deadline, work, value, late drop, GPUs: 7 x 8 B per job, each read once per bisection step: 10 steps)
+    and its prefix tables (E x (T + 1) x 257 x 8 B, written and read twice)."""
     from kernels import planner as P
 
+    sync = sync or (lambda: None)
     c = P._clean_inputs(pb)
     assert not isinstance(c, str)
     pr = P._prepare(c)
-    xp = P.get_ops()
+    xp = P.get_ops(backend, device)
     jb = P._Jobs(xp, c, pr)
     lam, mu = c.kappa.copy(), np.zeros((c.P, c.T))
+    P._dual_coarse(xp, c, pr, jb, lam, mu)  # warm-up
     ts = []
     for _ in range(reps):  # repeated iterations for the median
+        sync()
         t0 = time.perf_counter()
         P._dual_coarse(xp, c, pr, jb, lam, mu)
+        sync()
         ts.append(time.perf_counter() - t0)
     it_s = statistics.median(ts)
     job_bytes = 7 * 8 * jb.n * 10
     table_bytes = 2 * 4 * pr.E * (c.T + 1) * 257 * 8
     return {"dual_iteration_s": it_s, "dual_iteration_bytes": float(job_bytes + table_bytes),
             "dual_iteration_gb_s": (job_bytes + table_bytes) / it_s / 1e9}
+
+
+STAGES = ("_ascend", "_bound_exact", "_primal", "_evaluate_plan")
+STAGE_NAMES = {"_ascend": "dual ascent", "_bound_exact": "certified bound", "_primal": "plan construction",
+               "_evaluate_plan": "plan evaluation"}
+
+
+def stage_times(q: Any, warm_start: Any, *, backend: str, device: str, sync: Any = None, reps: int = 3,
+                **kw: Any) -> dict[str, float]:
+    """Where one warm re-plan spends its time: ``kernels.plan`` run ``reps`` times with its four stages
+    (dual ascent, certified bound, plan construction, plan evaluation) wrapped in timers that synchronise
+    the device; ``other`` is the rest (input checks, problem structure, the copy of the plan to the host).
+    Medians in seconds. Timed in a separate pass so the wrappers do not touch the main timings."""
+    from kernels import planner as P
+
+    sync = sync or (lambda: None)
+    orig = {k: getattr(P, k) for k in STAGES}
+    acc: dict[str, float] = {}
+
+    def wrap(name: str, fn: Any) -> Any:
+        def timed(*a: Any, **k: Any) -> Any:
+            sync()
+            t0 = time.perf_counter()
+            r = fn(*a, **k)
+            sync()
+            acc[name] = acc.get(name, 0.0) + time.perf_counter() - t0
+            return r
+        return timed
+
+    per: dict[str, list[float]] = {k: [] for k in (*STAGES, "other", "total")}
+    try:
+        for k in STAGES:  # the four stages
+            setattr(P, k, wrap(k, orig[k]))
+        for _ in range(reps):  # repeated re-plans for the median
+            acc.clear()
+            sync()
+            t0 = time.perf_counter()
+            kernels.plan(q, warm_start=warm_start, backend=backend, device=device, **kw)
+            sync()
+            tot = time.perf_counter() - t0
+            for k in STAGES:  # the four stages
+                per[k].append(acc.get(k, 0.0))
+            per["other"].append(tot - sum(acc.values()))
+            per["total"].append(tot)
+    finally:
+        for k in STAGES:  # restore
+            setattr(P, k, orig[k])
+    return {k: statistics.median(v) for k, v in per.items()}
+
+
+def device_bandwidth_gb_s(device: str, n_bytes: int = 2 * 2**30, reps: int = 5) -> float:
+    """Copy bandwidth of a torch device (read + write bytes per second, median of ``reps``), measured in the
+    same run as the solves: the ceiling one dual iteration's streaming is compared with."""
+    import torch
+
+    a = torch.ones(n_bytes // 8, dtype=torch.float64, device=device)
+    b = torch.empty_like(a)
+    ts = []
+    for _ in range(reps + 1):  # first copy warms up
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        b.copy_(a)
+        torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    del a, b
+    return 2 * (n_bytes // 8) * 8 / statistics.median(ts[1:]) / 1e9
 
 
 def highs_only(J: int, T: int, *, seed: int, time_limit_s: float, method: str = "ipm") -> dict[str, Any]:
@@ -149,16 +221,10 @@ def highs_only(J: int, T: int, *, seed: int, time_limit_s: float, method: str = 
     return row
 
 
-def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_j: int, highs_limit_s: float,
-             baseline_numpy: bool, seed: int, max_iters: int | None, warm_iters: int | None = None, ticks: int = 5,
-             warm_patience: int | None = -1,
-             bandwidth_gb_s: float | None = None) -> dict[str, Any]:
-    pb = make_problem(J, T, seed=seed)
-    sync = None
-    if backend == "torch" and device.startswith("cuda"):
-        import torch
-
-        sync = torch.cuda.synchronize
+def _chain(pb: Any, *, runs: int, ticks: int, backend: str, device: str, sync: Any, max_iters: int | None,
+           warm_iters: int | None, warm_patience: int | None) -> dict[str, Any]:
+    """Cold solves (``runs``, after a warm-up) and a rolling-horizon chain of ``ticks`` warm re-plans, each
+    tick the instance one slot later, warm-started from the previous tick's result."""
     def solve(q: Any, **kw: Any) -> Any:
         kw.setdefault("max_iters", max_iters)
         return kernels.plan(q, backend=backend, device=device, **kw)
@@ -172,8 +238,7 @@ def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_
         cold_cpu.append(cpu)
     assert res is not None
     viol = kernels.check_result(pb, res)
-    # the rolling horizon: a chain of ticks, each one slot later, warm-started from the previous tick
-    warm, warm_cpu, warm_gap = [], [], []
+    warm, warm_cpu, warm_gap, warm_res = [], [], [], []
     prev, q = res, pb
     for _ in range(ticks):  # policy ticks
         q = shift_problem(q, 1)
@@ -183,33 +248,73 @@ def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_
         warm.append(dt2)
         warm_cpu.append(cpu2)
         warm_gap.append(r2.gap)
+        warm_res.append(r2)
         prev = r2
+    return {"cold": cold, "cold_cpu": cold_cpu, "res": res, "warm": warm, "warm_cpu": warm_cpu,
+            "warm_gap": warm_gap, "warm_res": warm_res, "viol": viol, "last_q": q}
+
+
+def _parity(a: Any, b: Any) -> dict[str, float]:
+    """How far two backends' plans of the same instance are apart."""
+    return {"objective_rel_diff": abs(a.objective - b.objective) / max(abs(a.objective), 1e-9),
+            "run_cells_equal": float((a.run == b.run).mean()), "pool_equal": float((a.pool == b.pool).mean()),
+            "power_equal": float((a.power_fraction == b.power_fraction).mean())}
+
+
+def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_j: int, highs_limit_s: float,
+             baseline_numpy: bool, seed: int, max_iters: int | None, warm_iters: int | None = None, ticks: int = 5,
+             warm_patience: int | None = -1, bandwidth_gb_s: float | None = None,
+             stages: bool = True) -> dict[str, Any]:
+    pb = make_problem(J, T, seed=seed)
+    sync = None
+    if backend == "torch" and device.startswith("cuda"):
+        import torch
+
+        sync = torch.cuda.synchronize
+    kw = dict(runs=runs, ticks=ticks, max_iters=max_iters, warm_iters=warm_iters, warm_patience=warm_patience)
+    ch = _chain(pb, backend=backend, device=device, sync=sync, **kw)
+    res, cold, warm, warm_gap = ch["res"], ch["cold"], ch["warm"], ch["warm_gap"]
     row: dict[str, Any] = {
         "J": J, "T": T, "gpus": int(np.asarray(pb.pool_gpus)[:, 0].sum()), "backend": backend, "device": device,
         "energy": problem_source(pb), "solve_s_median": statistics.median(cold), "solve_s_all": cold,
-        "solve_cpu_s_median": statistics.median(cold_cpu),
+        "solve_cpu_s_median": statistics.median(ch["cold_cpu"]),
         "replan_warm_s_median": statistics.median(warm), "replan_warm_s_all": warm,
-        "replan_warm_cpu_s_median": statistics.median(warm_cpu), "warm_iters": warm_iters if warm_iters is not None else kernels.planner.WARM_ITERS,
+        "replan_warm_cpu_s_median": statistics.median(ch["warm_cpu"]),
+        "warm_iters": warm_iters if warm_iters is not None else kernels.planner.WARM_ITERS,
         "warm_patience": warm_patience,
         "iterations": res.iterations, "status": res.status,
         "objective": res.objective, "lower_bound": res.lower_bound, "gap": res.gap,
         "carbon_g": res.carbon_g_total, "unfinished_gpu_s": res.unfinished_gpu_s,
-        "replan_warm_gap": statistics.median(warm_gap), "replan_warm_gap_max": max(warm_gap), "violations": viol,
+        "replan_warm_gap": statistics.median(warm_gap), "replan_warm_gap_max": max(warm_gap),
+        "violations": ch["viol"],
     }
+    if stages and ticks:
+        q, prev = ch["last_q"], ch["warm_res"][-2] if ticks > 1 else res
+        row["stages_s"] = stage_times(q, prev, backend=backend, device=device, sync=sync, max_iters=warm_iters,
+                                      warm_patience=warm_patience)
     if backend == "numpy":
         tracemalloc.start()
         kernels.plan(pb, max_iters=max_iters)
         row["peak_mem_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        row.update(dual_iteration_stream(pb))
-        if bandwidth_gb_s:
-            row["dual_iteration_share_of_bandwidth"] = row["dual_iteration_gb_s"] / bandwidth_gb_s
-            # the plan as int8 (J, T) streamed once at the measured bandwidth vs the primal's time
-            row["plan_stream_once_s"] = J * T / (bandwidth_gb_s * 1e9)
+    row.update(dual_iteration_stream(pb, backend=backend, device=device, sync=sync))
+    if bandwidth_gb_s:
+        row["bandwidth_gb_s"] = bandwidth_gb_s
+        row["dual_iteration_share_of_bandwidth"] = row["dual_iteration_gb_s"] / bandwidth_gb_s
+        # the plan as int8 (J, T) streamed once at the measured bandwidth vs the primal's time
+        row["plan_stream_once_s"] = J * T / (bandwidth_gb_s * 1e9)
     if baseline_numpy and backend != "numpy":
-        base = [_timed(lambda: kernels.plan(pb, max_iters=max_iters))[1] for _ in range(max(1, runs // 2))]
-        row["numpy_solve_s_median"] = statistics.median(base)
+        base = _chain(pb, backend="numpy", device="cpu", sync=None, **kw)
+        row["numpy_solve_s_median"] = statistics.median(base["cold"])
+        row["numpy_replan_warm_s_median"] = statistics.median(base["warm"])
         row["speedup_vs_numpy"] = row["numpy_solve_s_median"] / row["solve_s_median"]
+        row["replan_speedup_vs_numpy"] = row["numpy_replan_warm_s_median"] / row["replan_warm_s_median"]
+        row["parity_cold"] = _parity(base["res"], res)
+        row["parity_warm_last"] = _parity(base["warm_res"][-1], ch["warm_res"][-1]) if ticks else None
+        if stages and ticks:
+            q, prev = base["last_q"], base["warm_res"][-2] if ticks > 1 else base["res"]
+            row["numpy_stages_s"] = stage_times(q, prev, backend="numpy", device="cpu", max_iters=warm_iters,
+                                                warm_patience=warm_patience)
     if J <= highs_max_j:
         from benchmarks.reference import solve_lp
 
@@ -256,10 +361,26 @@ def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                            f"{f(100 * r.get('dual_iteration_share_of_bandwidth', math.nan), '.1f')}% | "
                            f"{f(1e3 * r.get('plan_stream_once_s', math.nan), '.2f')} |")
     if any("speedup_vs_numpy" in r for r in rows):
-        out += ["", "| J | numpy s (same run) | torch s | GPU/CPU speed-up |", "|---|---|---|---|"]
+        out += ["", "Same instances, same run: the numpy backend on this machine's CPU against the backend above.", "",
+                "| J | T | numpy cold s | backend cold s | cold speed-up | numpy warm re-plan s | backend warm re-plan s | "
+                "re-plan speed-up | objective rel. diff | run cells equal |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if "speedup_vs_numpy" in r:
-                out.append(f"| {r['J']} | {r['numpy_solve_s_median']:.3f} | {r['solve_s_median']:.4f} | {r['speedup_vs_numpy']:.1f}x |")
+                par = r.get("parity_cold") or {}
+                out.append(f"| {r['J']} | {r['T']} | {r['numpy_solve_s_median']:.3f} | {r['solve_s_median']:.4f} | "
+                           f"{r['speedup_vs_numpy']:.1f}x | {r['numpy_replan_warm_s_median']:.3f} | "
+                           f"{r['replan_warm_s_median']:.4f} | {r['replan_speedup_vs_numpy']:.1f}x | "
+                           f"{f(par.get('objective_rel_diff'), '.1e')} | {f(100 * par.get('run_cells_equal', math.nan), '.3f')}% |")
+    if any("stages_s" in r for r in rows):
+        out += ["", "Where one warm re-plan spends its time (median of 3, ms; the device synchronised around each stage):",
+                "", "| J | T | backend | " + " | ".join(STAGE_NAMES[k] for k in STAGES) + " | other | total |",
+                "|---|---|---|" + "---|" * (len(STAGES) + 2)]
+        for r in rows:
+            for key, be in (("stages_s", f"{r['backend']}/{r['device']}"), ("numpy_stages_s", "numpy/cpu")):
+                st = r.get(key)
+                if st:
+                    out.append(f"| {r['J']} | {r['T']} | {be} | " + " | ".join(f"{1e3 * st[k]:.1f}" for k in STAGES)
+                               + f" | {1e3 * st['other']:.1f} | {1e3 * st['total']:.1f} |")
     return "\n".join(out) + "\n"
 
 
@@ -286,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="HiGHS solver for --highs-only (ipm runs without crossover)")
     ap.add_argument("--ticks", type=int, default=5, help="warm-started re-plans (policy ticks) per size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-stages", action="store_true", help="skip the per-stage timing of a warm re-plan")
     ap.add_argument("--out", default="out/optimizer")
     a = ap.parse_args(argv)
     if a.highs_only is not None:
@@ -298,13 +420,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row, default=str))
         return 0
     bw = memory_bandwidth_gb_s()
+    if a.backend == "torch" and a.device.startswith("cuda"):
+        bw = device_bandwidth_gb_s(a.device)  # a dual iteration runs on the GPU: compare with its bandwidth
     rows = []
     for T in (int(x) for x in a.slots.split(",")):
         for J in (int(x) for x in a.sizes.split(",")):
             row = run_case(J, T, runs=a.runs, backend=a.backend, device=a.device, highs_max_j=a.highs_max_j,
                            highs_limit_s=a.highs_time_limit, baseline_numpy=a.baseline_numpy, seed=a.seed,
                            max_iters=a.max_iters, warm_iters=a.warm_iters, ticks=a.ticks, bandwidth_gb_s=bw,
-                           warm_patience=None if a.warm_patience == 0 else a.warm_patience)
+                           warm_patience=None if a.warm_patience == 0 else a.warm_patience,
+                           stages=not a.no_stages)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "solve_s_all"}), flush=True)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}", "runs": a.runs,

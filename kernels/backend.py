@@ -7,6 +7,7 @@ torch). Only the operations the planner needs are here, each with the same seman
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -185,6 +186,21 @@ class Ops:
             rows = np.flatnonzero(groups == k)
             if rows.size:
                 out[k] = np.einsum("j,jt->t", w[rows], mm[rows])
+        return out
+
+    def row_layout(self, bounds: Any) -> Any:
+        """What :meth:`searchsorted_rows` needs to know of the class blocks ``bounds`` (host ints, E + 1),
+        computed once per solve."""
+        return np.asarray(bounds, dtype=np.int64)
+
+    def searchsorted_rows(self, grid: Any, x: Any, layout: Any) -> Any:
+        """Per-row ``searchsorted`` (side left) of class-sorted values: ``x[bounds[e]:bounds[e + 1]]`` are
+        searched in row ``e`` of ``grid : (E, G)`` (each row sorted)."""
+        out = np.empty(x.shape[0], np.int64)
+        for e in range(grid.shape[0]):  # classes (a handful)
+            a, z = int(layout[e]), int(layout[e + 1])
+            if z > a:
+                out[a:z] = np.searchsorted(grid[e], x[a:z], side="left")
         return out
 
     def lookup(self, tab: Any, pool: Any, v: Any) -> Any:
@@ -399,6 +415,25 @@ class TorchOps(Ops):
         W = t.zeros((n + 1, J), dtype=t.float64, device=self._dev)
         W[g, t.arange(J, device=self._dev)] = w.to(t.float64)
         return W[:n] @ m.to(t.float64)
+
+    def row_layout(self, bounds: Any) -> Any:
+        t = self.torch
+        b = np.asarray(bounds, dtype=np.int64)
+        cnt = np.diff(b)
+        n = int(b[-1]) if b.size else 0
+        cls = t.as_tensor(np.repeat(np.arange(cnt.size), cnt), device=self._dev)
+        pos = t.as_tensor(np.arange(n) - np.repeat(b[:-1], cnt), device=self._dev)
+        return cls, pos, int(cnt.max()) if cnt.size else 0
+
+    def searchsorted_rows(self, grid: Any, x: Any, layout: Any) -> Any:
+        # one batched search: the values padded into an (E, M) matrix, one row per class
+        t = self.torch
+        cls, pos, M = layout
+        if x.shape[0] == 0 or M == 0:
+            return t.zeros(x.shape[0], dtype=t.int64, device=self._dev)
+        Q = t.full((grid.shape[0], M), math.inf, dtype=x.dtype, device=self._dev)
+        Q[cls, pos] = x
+        return t.searchsorted(grid.contiguous(), Q, side="left")[cls, pos]
 
     def lookup(self, tab: Any, pool: Any, v: Any) -> Any:
         V = tab.shape[1]

@@ -450,6 +450,7 @@ class _Jobs:
         self.rows_d = xp.asarray(order, xp.i64)
         cl = pr.cls[order]
         self.bounds = np.searchsorted(cl, np.arange(pr.E + 1))
+        self.layout = xp.row_layout(self.bounds)  # for per-class searches in one batched call
         self.n = order.size
         self.cls = xp.asarray(cl, xp.i64)
         self.g = xp.asarray(c.gpus[order], xp.f64)
@@ -656,26 +657,25 @@ def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
     value, _, _, _ = _slot_and_grad(c, pr, env, lam, mu, np.zeros((E, T, S)), nu)
     tau = xp.copy(tau0)
     dual_jobs = 0.0
-    for e in range(E):  # eligibility classes (a handful)
-        a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
-        if z <= a:
-            continue
-        ge, Gwe, Gbe = gridd[e], Gw[e], Gb[e]
-        rel, dl, R, rho, ld = jb.rel[a:z], jb.dl[a:z], jb.R[a:z], jb.rho[a:z], jb.ld[a:z]
+    if jb.n:  # every class in one batched pass (flat tables, per-class searches in one call)
+        Wf, Bf = Gw.reshape(-1), Gb.reshape(-1)
+        off = jb.cls * ((T + 1) * (G + 1))
+        o_rel, o_dl, o_T = off + jb.rel * (G + 1), off + jb.dl * (G + 1), off + T * (G + 1)
+        R, rho, ld = jb.R, jb.rho, jb.ld
 
         def parts(t: Any) -> tuple[Any, Any]:
-            r1 = xp.searchsorted(ge, t)
+            r1 = xp.searchsorted_rows(gridd, t, jb.layout)
             t2 = t - ld
-            r2 = xp.searchsorted(ge, t2)
-            w1 = Gwe[dl, r1] - Gwe[rel, r1]
-            w2 = Gwe[T, r2] - Gwe[dl, r2]
-            v = t * w1 - (Gbe[dl, r1] - Gbe[rel, r1]) + t2 * w2 - (Gbe[T, r2] - Gbe[dl, r2])
+            r2 = xp.searchsorted_rows(gridd, t2, jb.layout)
+            w1 = Wf[o_dl + r1] - Wf[o_rel + r1]
+            w2 = Wf[o_T + r2] - Wf[o_dl + r2]
+            v = t * w1 - (Bf[o_dl + r1] - Bf[o_rel + r1]) + t2 * w2 - (Bf[o_T + r2] - Bf[o_dl + r2])
             return w1 + w2, v + (rho - t) * R
 
-        t0 = tau0[a:z]
+        t0 = tau0
         w0, d0 = parts(t0)
         # bracket around tau0 and a few bisection steps on the exact work function
-        step = xp.maximum(tau_w[a:z], 1e-12)
+        step = xp.maximum(tau_w, 1e-12)
         lo = xp.where(w0 >= R, t0 - step, t0)
         hi = xp.where(w0 >= R, t0, xp.minimum(t0 + step, rho))
         best_t, best_d = t0, d0
@@ -688,8 +688,8 @@ def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
             big = wm >= R
             hi = xp.where(big, mid, hi)
             lo = xp.where(big, lo, mid)
-        dual_jobs += float(xp.to_numpy(xp.sum(jb.g[a:z] * best_d)))
-        tau[a:z] = best_t
+        dual_jobs = xp.item(xp.sum(jb.g * best_d))
+        tau = best_t
     value += jb.const - dual_jobs + jb.dead_const
     return value, tau, env
 
@@ -820,54 +820,55 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
     np.put_along_axis(rank, order, np.arange(G)[None, :], axis=1)
     rank = rank.reshape(E, T, S).astype(np.int32)
     (Gw,) = _tables(xp, E, T, G, rank, [env.dw])
+    n = jb.n
+    if n == 0:
+        return vmat
     gridd, rankd = xp.asarray(grid, xp.f64), xp.asarray(rank)
     dv8 = env.dv.astype(np.int8)
     dvd = xp.asarray(dv8)
     tt = xp.arange(T)[None, :]
-    for e in range(E):  # classes
-        a, z = int(jb.bounds[e]), int(jb.bounds[e + 1])
-        if z <= a:
-            continue
-        rows = jb.rows_d[a:z]
-        ge, W = gridd[e], Gw[e].reshape(-1)
-        rel, dl, R, rho, ld = jb.rel[a:z], jb.dl[a:z], jb.R[a:z], jb.rho[a:z], jb.ld[a:z]
-        o_rel, o_dl, o_T = rel * (G + 1), dl * (G + 1), T * (G + 1)
-        rmax = xp.searchsorted(ge, rho)  # steps worth their price
+    # every class in one batched pass: flat prefix tables, per-class searches in one call
+    gflat, W = gridd.reshape(-1), Gw.reshape(-1)
+    gi = jb.cls * G
+    rel, dl, R, rho, ld = jb.rel, jb.dl, jb.R, jb.rho, jb.ld
+    off = jb.cls * ((T + 1) * (G + 1))
+    o_rel, o_dl, o_T = off + rel * (G + 1), off + dl * (G + 1), off + T * (G + 1)
+    rmax = xp.searchsorted_rows(gridd, rho, jb.layout)  # steps worth their price
 
-        def late_rank(r1: Any) -> Any:
-            x = xp.where(r1 > 0, ge[xp.maximum(r1 - 1, 0)] + _EPS, -_BIG)
-            return xp.searchsorted(ge, xp.minimum(x, rho) - ld)
+    def late_rank(r1: Any) -> Any:
+        x = xp.where(r1 > 0, gflat[gi + xp.maximum(r1 - 1, 0)] + _EPS, -_BIG)
+        return xp.searchsorted_rows(gridd, xp.minimum(x, rho) - ld, jb.layout)
 
-        def work(r1: Any) -> Any:
-            r2 = late_rank(r1)
-            return (W[o_dl + r1] - W[o_rel + r1]) + (W[o_T + r2] - W[o_dl + r2])
-
-        lo = xp.zeros(z - a, xp.i64)
-        hi = xp.astype(rmax, xp.i64)
-        full = work(hi) < R - 1e-6
-        for _ in range(int(math.ceil(math.log2(G + 1))) + 1):  # integer bisection on the prefix length
-            mid = (lo + hi) // 2
-            ok = work(mid) >= R - 1e-6
-            hi = xp.where(ok, mid, hi)
-            lo = xp.where(ok, lo, mid)
-        r1 = xp.where(full, rmax, hi)
-        r1 = xp.where(work(lo) >= R - 1e-6, lo, r1)
+    def work(r1: Any) -> Any:
         r2 = late_rank(r1)
-        rk = rankd[e]
-        late = tt >= dl[:, None]
-        v = xp.zeros((z - a, T), xp.i8)
-        r1c = xp.astype(r1, xp.i32)[:, None]
-        r2c = xp.astype(r2, xp.i32)[:, None]
-        has_late = bool(xp.any(late))
-        for i in range(S):  # envelope steps of a slot: v = sum_i [rank_i < prefix] * dv_i (telescoping)
-            if not dv8[e, :, i].any():
-                continue
-            take = rk[None, :, i] < r1c
-            if has_late:
-                take = xp.where(late, rk[None, :, i] < r2c, take)
-            v += xp.astype(take, xp.i8) * dvd[e, :, i][None, :]
-        v[tt < rel[:, None]] = 0
-        vmat[rows] = v
+        return (W[o_dl + r1] - W[o_rel + r1]) + (W[o_T + r2] - W[o_dl + r2])
+
+    lo = xp.zeros(n, xp.i64)
+    hi = xp.astype(rmax, xp.i64)
+    full = work(hi) < R - 1e-6
+    for _ in range(int(math.ceil(math.log2(G + 1))) + 1):  # integer bisection on the prefix length
+        mid = (lo + hi) // 2
+        ok = work(mid) >= R - 1e-6
+        hi = xp.where(ok, mid, hi)
+        lo = xp.where(ok, lo, mid)
+    r1 = xp.where(full, rmax, hi)
+    r1 = xp.where(work(lo) >= R - 1e-6, lo, r1)
+    r2 = late_rank(r1)
+    late = tt >= dl[:, None]
+    v = xp.zeros((n, T), xp.i8)
+    r1c = xp.astype(r1, xp.i32)[:, None]
+    r2c = xp.astype(r2, xp.i32)[:, None]
+    has_late = bool(xp.any(late))
+    for i in range(S):  # envelope steps of a slot: v = sum_i [rank_i < prefix] * dv_i (telescoping)
+        if not dv8[:, :, i].any():
+            continue
+        rk = rankd[:, :, i][jb.cls]  # (n, T) the step's rank in its class's order
+        take = rk < r1c
+        if has_late:
+            take = xp.where(late, rk < r2c, take)
+        v += xp.astype(take, xp.i8) * dvd[:, :, i][jb.cls]
+    v[tt < rel[:, None]] = 0
+    vmat[jb.rows_d] = v
     return vmat
 
 

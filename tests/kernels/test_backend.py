@@ -1,0 +1,160 @@
+"""kernels.backend: every array function the planner uses gives the numpy result on torch (CPU, and CUDA
+where there is one), and a torch plan keeps its (J, T) arrays on the device until the result is handed back.
+
+Tolerance (stated): integer, boolean and index results are equal; float results agree to a relative 1e-12
+on CPU and 1e-9 on CUDA (GPU reductions sum in another order)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels import backend as B
+from kernels import planner as P
+
+from _problems import small_problem  # noqa: E402  (tests/kernels is on sys.path)
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _cuda() -> bool:
+    if not HAS_TORCH:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+DEVICES = [
+    pytest.param("cpu", id="torch-cpu", marks=pytest.mark.skipif(not HAS_TORCH, reason="no torch")),
+    pytest.param("cuda", id="torch-cuda", marks=pytest.mark.skipif(not _cuda(), reason="no CUDA")),
+]
+OPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.function_scoped_fixture])
+NP = B.get_ops()
+
+
+def _eq(a: np.ndarray, b: object, xp: B.Ops, device: str) -> None:
+    got = xp.to_numpy(b)
+    assert got.shape == np.shape(a)
+    if np.asarray(a).dtype.kind == "f":
+        np.testing.assert_allclose(got, a, rtol=1e-12 if device == "cpu" else 1e-9, atol=1e-9)
+    else:
+        assert np.array_equal(got, a)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), T=st.integers(1, 24), E=st.integers(1, 5))
+def test_index_and_search_functions_equal_numpy(device: str, seed: int, n: int, T: int, E: int) -> None:
+    xp = B.get_ops("torch", device)
+    rng = np.random.default_rng(seed)
+    # per-class searches: class-sorted values against one sorted row per class, with ties and infinities
+    grid = np.sort(np.round(rng.normal(size=(E, T)), 1), axis=1)
+    grid[:, -1] = np.where(rng.random(E) < 0.5, 1e30, grid[:, -1])
+    cls = np.sort(rng.integers(0, E, n))
+    bounds = np.searchsorted(cls, np.arange(E + 1))
+    x = np.round(rng.normal(size=n), 1)
+    _eq(NP.searchsorted_rows(grid, x, NP.row_layout(bounds)),
+        xp.searchsorted_rows(xp.asarray(grid), xp.asarray(x), xp.row_layout(bounds)), xp, device)
+    # lexsort with ties on every key, stable argsort along rows, inverse permutations, first argmax
+    keys = [rng.integers(0, 3, n), np.round(rng.normal(size=n), 0), rng.integers(0, 2, n)]
+    _eq(NP.lexsort(keys), xp.lexsort([xp.asarray(k) for k in keys]), xp, device)
+    m = np.round(rng.normal(size=(n, T)), 0).astype(np.float32)
+    order = NP.argsort(m, 1)
+    _eq(order, xp.argsort(xp.asarray(m), 1), xp, device)
+    _eq(NP.inv_perm_rows(order), xp.inv_perm_rows(xp.asarray(order)), xp, device)
+    mask = rng.random((n, T)) < 0.3
+    _eq(NP.argmax(mask, 1), xp.argmax(xp.asarray(mask), 1), xp, device)
+    idx = rng.integers(0, T, (n, T))
+    _eq(NP.take_along(m, idx, 1), xp.take_along(xp.asarray(m), xp.asarray(idx), 1), xp, device)
+    _eq(NP.nonzero(mask[:, 0]), xp.nonzero(xp.asarray(mask[:, 0])), xp, device)
+    _eq(NP.count_nonzero(mask, 1), xp.count_nonzero(xp.asarray(mask), 1), xp, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), T=st.integers(1, 24), P_=st.integers(1, 4),
+       uniform=st.booleans())
+def test_reductions_and_tables_equal_numpy(device: str, seed: int, n: int, T: int, P_: int, uniform: bool) -> None:
+    xp = B.get_ops("torch", device)
+    rng = np.random.default_rng(seed)
+    V = 5
+    tab = rng.uniform(0, 1000, (P_, V)).astype(np.float32)
+    if uniform:
+        tab[:] = tab[:1]
+    pool = rng.integers(0, P_, n)
+    v = rng.integers(0, V, (n, T)).astype(np.int8)
+    _eq(NP.lookup(tab, pool, v), xp.lookup(xp.asarray(tab), xp.asarray(pool), xp.asarray(v)), xp, device)
+    w = rng.integers(1, 9, n).astype(np.float64) * rng.uniform(100, 1000)
+    mask = rng.random((n, T)) < 0.5
+    _eq(NP.rowsum_w(w, mask), xp.rowsum_w(xp.asarray(w), xp.asarray(mask)), xp, device)
+    groups = rng.integers(-1, P_ + 1, n)  # -1 and P_ count nowhere
+    _eq(NP.group_rowsum(groups, P_, w, mask), xp.group_rowsum(xp.asarray(groups), P_, xp.asarray(w), xp.asarray(mask)),
+        xp, device)
+    b = rng.uniform(0, 10, (T, P_)).astype(np.float32)
+    np.testing.assert_allclose(xp.to_numpy(xp.mask_matmul(xp.asarray(mask), xp.asarray(b))), NP.mask_matmul(mask, b),
+                               rtol=1e-5)
+    d = np.where(mask, rng.integers(1, 9, (n, T)), 0).astype(np.float32)
+    cap = rng.uniform(0, 4 * n, T)
+    _eq(P._prefix_keep(d, cap, 1e-3), P._prefix_keep(xp.asarray(d), xp.asarray(cap), 1e-3, xp), xp, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_torch_plan_moves_no_job_by_slot_array_between_host_and_device(device: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the finished plan (power fractions and the run mask) leaves the device; every (J, T) array of
+    the price search and the plan construction is made and used there."""
+    from benchmarks.instances import make_problem
+
+    pb = make_problem(300, 48, seed=3)
+    J, T = pb.n_jobs, pb.n_slots
+    moves: list[tuple[str, tuple[int, ...]]] = []
+    to_dev, to_host = B.TorchOps.asarray, B.TorchOps.to_numpy
+
+    def asarray(self: B.TorchOps, a: object, dtype: object = None) -> object:
+        if not isinstance(a, self.torch.Tensor):
+            moves.append(("to device", tuple(np.shape(a))))
+        return to_dev(self, a, dtype)
+
+    def to_numpy(self: B.TorchOps, a: object) -> np.ndarray:
+        out = to_host(self, a)
+        moves.append(("to host", tuple(out.shape)))
+        return out
+
+    monkeypatch.setattr(B.TorchOps, "asarray", asarray)
+    monkeypatch.setattr(B.TorchOps, "to_numpy", to_numpy)
+    r = kernels.plan(pb, backend="torch", device=device)
+    assert r.status in ("optimal", "feasible") and kernels.check_result(pb, r) == []
+    big = [(way, shape) for way, shape in moves if int(np.prod(shape)) >= J * T]
+    assert big == [("to host", (J, T)), ("to host", (J, T))], big
+    assert any(way == "to device" and shape == (J,) for way, shape in moves)  # the jobs went over once
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_warm_started_chain_is_the_same_on_numpy_and_torch(device: str, seed: int) -> None:
+    """Three rolling-horizon ticks, each warm-started from the backend's own previous result: the same plans."""
+    from benchmarks.instances import make_problem, shift_problem
+
+    q = make_problem(400, 48, seed=seed)
+    a = b = None
+    for _ in range(3):  # policy ticks
+        a = kernels.plan(q, warm_start=a)
+        b = kernels.plan(q, warm_start=b, backend="torch", device=device)
+        assert b.objective == pytest.approx(a.objective, rel=1e-9 if device == "cpu" else 1e-6)
+        assert (a.run == b.run).mean() >= (1.0 if device == "cpu" else 0.999)
+        assert kernels.check_result(q, b) == []
+        q = shift_problem(q, 1)
+
+
+def test_small_problem_parity_covers_every_job_kind() -> None:
+    """The parity suites' small instances hold must-run, non-preemptible, running and deadline jobs."""
+    pb = small_problem(0)
+    assert pb.must_run.any() and (~pb.preemptible).any() and (pb.running_pool >= 0).any()
+    assert (pb.deadline < pb.n_slots).any()
