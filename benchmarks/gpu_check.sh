@@ -1,38 +1,73 @@
 #!/usr/bin/env bash
-# GPU check for the torch backend of kernels.plan (issue 7): parity tests on the GPU, then the scaling
-# table J = 5k, 20k, 50k, 100k at T = 192 with torch/cuda, numpy on this machine's CPU timed in the same
-# run as the baseline. Writes JSON + markdown to ${OUT:-out/gpu_check}.
+# GPU check for the torch backend of kernels.plan (issue 7), as one prepared run:
+#   1. which device, torch and numpy this is;
+#   2. the backend parity suite on the GPU (tests/kernels/test_backend.py and the common planner suite over
+#      numpy / torch-cpu / torch-cuda; the CUDA cases skip only where there is no GPU);
+#   3. the scaling table J = 5k, 20k, 50k, 100k at T = 192 (up to 100,000 GPUs) with torch on the GPU, and
+#      numpy on this machine's CPU timed on the same instances in the same run as the baseline: cold solves,
+#      warm re-plans, their ratio, plan parity, per-stage times and one dual iteration against the GPU's
+#      copy bandwidth.
+# Writes device.txt, parity.txt, parity.xml, scaling.txt, optimizer.json and optimizer.md to ${OUT:-out/gpu_check}.
 #
-# Assumes only Python + PyTorch on the machine. Everything else (numpy, pyyaml, pydantic, pytest,
-# hypothesis, scipy, highspy) comes from a wheel directory prepared beforehand on a connected machine:
-#     pip download -d wheels numpy pyyaml pydantic pytest pytest-timeout hypothesis scipy highspy
-# and found through $WHEELS (default: ./wheels). Without shared/data the instances use the embedded
-# synthetic energy and job models (the JSON says which).
+# Needs Python with PyTorch (the GPU machines have it, with numpy, pyyaml, pytest and hypothesis). Whatever
+# else is missing (pydantic, on those machines) is installed from the wheels in ${WHEELS:-.whl}, fetched
+# beforehand on a connected machine by benchmarks/fetch_gpu_wheels.sh, into a scratch folder outside $OUT.
+# Without ../shared/data the instances come from the embedded synthetic energy and job models, and the
+# JSON says so ("energy"). On a machine without CUDA everything runs with torch on the CPU instead, so the
+# script can be checked anywhere (tests/integration/test_gpu_check_script.py runs it in CI, small).
+#
+#   bash benchmarks/gpu_check.sh                      # the full table (a few minutes on an H100)
+#   SIZES=2000 RUNS=1 TICKS=2 PARITY=quick bash benchmarks/gpu_check.sh   # a quick look
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/gpu_check}"
-WHEELS="${WHEELS:-wheels}"
+WHEELS="${WHEELS:-.whl}"
 PY="${PYTHON:-python3}"
+SITE_DIR="${WINDWARD_GPU_SITE:-${TMPDIR:-/tmp}/windward-gpu-site}"
 mkdir -p "$OUT"
-if ! "$PY" -c "import numpy, yaml, pydantic, pytest, hypothesis" 2>/dev/null; then
-  if [ -d "$WHEELS" ]; then
-    "$PY" -m pip install --no-index --find-links "$WHEELS" numpy pyyaml pydantic pytest pytest-timeout hypothesis \
-      scipy highspy >"$OUT/pip.log" 2>&1 || { echo "installing from $WHEELS failed, see $OUT/pip.log"; exit 2; }
-  else
-    echo "missing numpy/pyyaml/pydantic/pytest/hypothesis and no wheel dir $WHEELS"; exit 2
-  fi
-fi
-"$PY" - <<'PY' | tee "$OUT/device.txt"
-import torch
-print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
-      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
+
+missing=$("$PY" - <<'PY'
+import importlib.util
+need = {"numpy": "numpy", "yaml": "pyyaml", "pydantic": "pydantic", "pytest": "pytest", "hypothesis": "hypothesis",
+        "torch": "torch"}
+print(" ".join(pkg for mod, pkg in need.items() if importlib.util.find_spec(mod) is None))
 PY
+)
+if [ -n "$missing" ]; then
+  if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    echo "missing Python packages: $missing, and no wheels in $WHEELS (run benchmarks/fetch_gpu_wheels.sh on a connected machine)"
+    exit 2
+  fi
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE_DIR" \
+    "$WHEELS"/*.whl >"$OUT/pip.log" 2>&1 || { echo "installing the wheels in $WHEELS failed, see $OUT/pip.log"; exit 2; }
+  export PYTHONPATH="$SITE_DIR${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# 1. parity: the common suite on numpy / torch-cpu / torch-cuda (CUDA cases skip only without a GPU)
-"$PY" -m pytest -q -p no:cacheprovider tests/kernels/test_planner.py -k "backends or every_plan" \
-  --junitxml="$OUT/parity.xml" 2>&1 | tee "$OUT/parity.txt"
-# 2. scaling table, numpy CPU baseline in the same run
-DEV=cpu; "$PY" -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" && DEV=cuda
-"$PY" benchmarks/optimizer.py --backend torch --device "$DEV" --baseline-numpy --sizes "${SIZES:-5000,20000,50000,100000}" \
-  --slots 192 --runs "${RUNS:-3}" --highs-max-j 0 --out "$OUT" 2>&1 | tee "$OUT/scaling.txt"
-echo "results in $OUT: optimizer.json, optimizer.md, parity.xml"
+
+"$PY" - <<'PY' | tee "$OUT/device.txt"
+import os, platform
+import numpy, torch
+cuda = torch.cuda.is_available()
+print("torch", torch.__version__, "numpy", numpy.__version__, "python", platform.python_version(),
+      "cpus", os.cpu_count(), "cuda", cuda, torch.cuda.get_device_name(0) if cuda else "-")
+PY
+
+# 2. parity on every backend this machine has
+if [ "${PARITY:-full}" = "quick" ]; then
+  sel=(tests/kernels/test_backend.py -k "move or warm")
+else
+  sel=(tests/kernels/test_backend.py tests/kernels/test_planner.py)
+fi
+set +e
+"$PY" -m pytest -q -p no:cacheprovider "${sel[@]}" --junitxml="$OUT/parity.xml" 2>&1 | tee "$OUT/parity.txt"
+parity_rc=${PIPESTATUS[0]}
+set -e
+
+# 3. scaling table, numpy on this machine's CPU in the same run as the baseline
+DEV=cpu
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && DEV=cuda
+"$PY" benchmarks/optimizer.py --backend torch --device "$DEV" --baseline-numpy \
+  --sizes "${SIZES:-5000,20000,50000,100000}" --slots "${SLOTS:-192}" --runs "${RUNS:-3}" --ticks "${TICKS:-5}" \
+  --highs-max-j 0 --out "$OUT" 2>&1 | tee "$OUT/scaling.txt"
+echo "results in $OUT: optimizer.json, optimizer.md, parity.xml (parity exit code $parity_rc)"
+exit "$parity_rc"

@@ -58,7 +58,18 @@ class Ops:
         return np.minimum(a, b)
 
     def cumsum(self, a: Any, axis: int) -> Any:
-        return np.cumsum(a, axis=axis)
+        ax = axis % a.ndim
+        if ax == a.ndim - 1 or a.ndim < 2 or a.shape[ax] > 1024 or a.dtype.kind != "f":
+            return np.cumsum(a, axis=axis)
+        # along an outer axis numpy's accumulate walks strided memory (5 ms for a 10 x 192 x 256 table on
+        # these machines); adding whole slices in a loop is the same sequence of sums, 8x faster
+        out = np.empty_like(a)
+        o, src = np.moveaxis(out, ax, 0), np.moveaxis(a, ax, 0)
+        if o.shape[0]:
+            o[0] = src[0]
+        for i in range(1, o.shape[0]):  # along the axis (slots: a few hundred)
+            np.add(o[i - 1], src[i], out=o[i])
+        return out
 
     def cummax(self, a: Any, axis: int) -> Any:
         return np.maximum.accumulate(a, axis=axis)
