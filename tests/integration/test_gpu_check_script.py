@@ -1,0 +1,54 @@
+"""benchmarks/gpu_check.sh, the prepared GPU run of issue 7, run here as CI runs it: without CUDA it does
+every part with torch on the CPU (small sizes), so the script is known to work before a GPU machine is lent."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
+
+
+def _run(env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_the_gpu_check_runs_its_cpu_parts_and_writes_json_and_markdown(tmp_path: Path) -> None:
+    out = tmp_path / "gpu"
+    p = _run({"PYTHON": sys.executable, "OUT": str(out), "SIZES": "300", "SLOTS": "48", "RUNS": "1", "TICKS": "2",
+              "PARITY": "quick"})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for name in ("device.txt", "parity.txt", "parity.xml", "scaling.txt", "optimizer.json", "optimizer.md"):
+        assert (out / name).is_file(), name
+    assert "passed" in (out / "parity.txt").read_text()
+    data = json.loads((out / "optimizer.json").read_text())
+    (row,) = data["rows"]
+    cuda = "cuda True" in (out / "device.txt").read_text()
+    assert (row["J"], row["T"], row["backend"], row["device"]) == (300, 48, "torch", "cuda" if cuda else "cpu")
+    assert row["violations"] == []
+    # the numpy baseline on the same instances in the same run, and how far the plans are apart
+    assert row["numpy_replan_warm_s_median"] > 0 and row["replan_speedup_vs_numpy"] > 0
+    assert row["parity_cold"]["run_cells_equal"] >= (0.999 if cuda else 1.0)
+    assert set(row["stages_s"]) == {"_ascend", "_bound_exact", "_primal", "_evaluate_plan", "other", "total"}
+    md = (out / "optimizer.md").read_text()
+    assert "re-plan speed-up" in md and "plan construction" in md and "| 300 | 48 |" in md
+
+
+def test_the_gpu_check_names_what_is_missing_when_there_are_no_wheels(tmp_path: Path) -> None:
+    """A bare Python (no numpy, no torch) and no wheel folder: exit 2 and a message naming the packages."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    p = _run({"PYTHON": str(bare / "bin" / "python"), "OUT": str(tmp_path / "o"), "WHEELS": str(tmp_path / "none")},
+             timeout=120)
+    assert p.returncode == 2
+    assert "numpy" in p.stdout and "torch" in p.stdout and "fetch_gpu_wheels.sh" in p.stdout
