@@ -144,6 +144,34 @@ def stage_times(q: Any, warm_start: Any, *, backend: str, device: str, sync: Any
     return {k: statistics.median(v) for k, v in per.items()}
 
 
+_VIEWS = {"aten::reshape", "aten::select", "aten::unsqueeze", "aten::lift_fresh", "aten::view", "aten::slice",
+          "aten::detach", "aten::alias", "aten::expand", "aten::t", "aten::transpose", "aten::as_strided",
+          "aten::numpy_T", "aten::permute", "aten::squeeze", "aten::_reshape_alias", "aten::empty_like",
+          "aten::empty", "aten::empty_strided", "aten::resolve_conj", "aten::resolve_neg"}
+_SYNCS = {"aten::nonzero", "aten::_local_scalar_dense", "aten::item", "aten::repeat_interleave"}
+
+
+def torch_op_count(q: Any, warm_start: Any, *, device: str, **kw: Any) -> dict[str, int]:
+    """What one warm re-plan on torch asks of the device, counted by torch's profiler: the top-level operators
+    that run a kernel (views and allocations left out: on a GPU each of the rest is one launch or more, so
+    their number times the launch cost is the floor of a re-plan's time), the points where the host waits
+    for the device (nonzero, item / bool: data-dependent shapes and branches), and on CUDA the kernel
+    launches themselves."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with profile(activities=acts) as prof:
+        kernels.plan(q, warm_start=warm_start, backend="torch", device=device, **kw)
+    evs = prof.events()
+    top = [e for e in evs if e.cpu_parent is None and e.name.startswith("aten::")]
+    out = {"torch_ops": sum(1 for e in top if e.name not in _VIEWS),
+           "torch_sync_points": sum(1 for e in evs if e.name in _SYNCS)}
+    if device.startswith("cuda"):
+        out["cuda_kernel_launches"] = sum(1 for e in evs if e.name in ("cudaLaunchKernel", "cuLaunchKernel",
+                                                                       "cudaLaunchKernelExC", "cuLaunchKernelEx"))
+    return out
+
+
 def device_bandwidth_gb_s(device: str, n_bytes: int = 2 * 2**30, reps: int = 5) -> float:
     """Copy bandwidth of a torch device (read + write bytes per second, median of ``reps``), measured in the
     same run as the solves: the ceiling one dual iteration's streaming is compared with."""
@@ -292,6 +320,8 @@ def run_case(J: int, T: int, *, runs: int, backend: str, device: str, highs_max_
         q, prev = ch["last_q"], ch["warm_res"][-2] if ticks > 1 else res
         row["stages_s"] = stage_times(q, prev, backend=backend, device=device, sync=sync, max_iters=warm_iters,
                                       warm_patience=warm_patience)
+        if backend == "torch":
+            row.update(torch_op_count(q, prev, device=device, max_iters=warm_iters, warm_patience=warm_patience))
     if backend == "numpy":
         tracemalloc.start()
         kernels.plan(pb, max_iters=max_iters)
@@ -371,6 +401,16 @@ def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                            f"{r['speedup_vs_numpy']:.1f}x | {r['numpy_replan_warm_s_median']:.3f} | "
                            f"{r['replan_warm_s_median']:.4f} | {r['replan_speedup_vs_numpy']:.1f}x | "
                            f"{f(par.get('objective_rel_diff'), '.1e')} | {f(100 * par.get('run_cells_equal', math.nan), '.3f')}% |")
+    if any("torch_ops" in r for r in rows):
+        out += ["", "What one warm re-plan asks of the device (torch profiler): operators that run a kernel, points "
+                "where the host waits for the device, CUDA kernel launches.", "",
+                "| J | T | backend | operators | sync points | kernel launches | warm re-plan ms | µs per operator |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if "torch_ops" in r:
+                out.append(f"| {r['J']} | {r['T']} | {r['backend']}/{r['device']} | {r['torch_ops']} | "
+                           f"{r['torch_sync_points']} | {r.get('cuda_kernel_launches', '–')} | "
+                           f"{1e3 * r['replan_warm_s_median']:.1f} | {1e6 * r['replan_warm_s_median'] / r['torch_ops']:.1f} |")
     if any("stages_s" in r for r in rows):
         out += ["", "Where one warm re-plan spends its time (median of 3, ms; the device synchronised around each stage):",
                 "", "| J | T | backend | " + " | ".join(STAGE_NAMES[k] for k in STAGES) + " | other | total |",

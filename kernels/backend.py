@@ -454,13 +454,26 @@ class TorchOps(Ops):
 
 
 def get_ops(backend: str = "numpy", device: str = "cpu") -> Ops:
-    """The namespace for ``backend`` (``"numpy"`` or ``"torch"``) on ``device`` (``"cpu"`` or ``"cuda"``)."""
+    """The namespace for ``backend`` (``"numpy"`` or ``"torch"``) on ``device`` (``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"``). Raises ValueError naming what is wrong: an unknown backend or device, torch not installed,
+    or a CUDA device torch does not see."""
     if backend == "numpy":
         if device != "cpu":
             raise ValueError(f"backend 'numpy' runs on device 'cpu' only, got device={device!r}")
         return Ops()
     if backend == "torch":
-        if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        try:
+            import torch
+        except ImportError:
+            raise ValueError("backend 'torch' needs PyTorch, which is not installed: pip install 'windward[torch]' "
+                             "(or torch==2.13.0 for the CPU build)") from None
+        if device != "cpu":
+            n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            idx = int(device[5:]) if ":" in device else 0
+            if idx >= n:
+                raise ValueError(f"device {device!r}: torch {torch.__version__} sees "
+                                 f"{n} CUDA device(s){'' if n else ' (a CPU build, or no GPU or driver)'}")
         return TorchOps(device)
     raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
