@@ -543,15 +543,14 @@ class _Grid:
         self.du = max((u1 - self.u0) / n, 1e-12)
 
     def rank_np(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
-        r = np.floor((np.arcsinh(x / self.xs) - self.u0) / self.du)
-        return np.clip(r, 0, self.n).astype(np.int64)
+        # clipped to [0, n] first, so truncation is the floor
+        return np.clip((np.arcsinh(x / self.xs) - self.u0) / self.du, 0, self.n).astype(np.int64)
 
     def rank(self, xp: Ops, x: Any) -> Any:
         if xp.name == "numpy":
             return self.rank_np(x)
         t = xp.torch  # type: ignore[attr-defined]
-        r = t.floor((t.asinh(x / self.xs) - self.u0) / self.du)
-        return t.clamp(r, 0, self.n).to(t.int64)
+        return t.clamp((t.asinh(x / self.xs) - self.u0) / self.du, 0, self.n).to(t.int64)
 
     def low(self, xp: Ops, r: Any) -> Any:
         """Smallest x of cell ``r``."""
@@ -593,10 +592,17 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
         o_dl = off + jb.dl * (Gc + 1)
         o_T = off + T * (Gc + 1)
 
+        # the lowest value of every cell r = -1 .. Gc + 1 once (float64 on every backend), and the two
+        # pairs of table offsets a job's work reads (on time: deadline - release; late: end - deadline)
+        lowx = gr.low(xp, xp.astype(xp.arange(Gc + 3), xp.f64) - 1.0)
+        low = lowx[1:]  # low[r]: the smallest x of cell r
+        o_on = xp.stack([o_dl, o_rel])
+        o_late = xp.stack([o_T, o_dl])
+
         def work(r: Any) -> Any:
-            x2 = gr.low(xp, r) - jb.ld
-            r2 = gr.rank(xp, x2)
-            return (xp.take(W, o_dl + r) - xp.take(W, o_rel + r)) + (xp.take(W, o_T + r2) - xp.take(W, o_dl + r2)), r2
+            r2 = gr.rank(xp, low[r] - jb.ld)
+            a, b = W[o_on + r], W[o_late + r2]
+            return (a[0] - a[1]) + (b[0] - b[1]), r2
 
         rmax = gr.rank(xp, jb.rho)
         wmax, _ = work(rmax)
@@ -610,18 +616,16 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
             hi_r = xp.where(ok, mid, hi_r)
             lo_r = xp.where(ok, lo_r, mid)
         r1 = xp.where(full, rmax, hi_r)
-        r1f = xp.astype(r1, xp.f64)
-        tau = xp.where(full, jb.rho, gr.low(xp, r1f))
-        tau_w = gr.low(xp, r1f + 1.0) - gr.low(xp, r1f - 1.0)
+        tau = xp.where(full, jb.rho, low[r1])
+        tau_w = lowx[r1 + 2] - lowx[r1]
         r2 = gr.rank(xp, tau - jb.ld)
         # the jobs' part of the dual at these thresholds (exact for the on-time part: tau is a cell edge)
         B = Gb.reshape(-1)
-        w1 = xp.take(W, o_dl + r1) - xp.take(W, o_rel + r1)
-        w2 = xp.take(W, o_T + r2) - xp.take(W, o_dl + r2)
-        b1 = xp.take(B, o_dl + r1) - xp.take(B, o_rel + r1)
-        b2 = xp.take(B, o_T + r2) - xp.take(B, o_dl + r2)
+        i1, i2 = o_on + r1, o_late + r2
+        a, b, ab, bb = W[i1], W[i2], B[i1], B[i2]
+        w1, w2, b1, b2 = a[0] - a[1], b[0] - b[1], ab[0] - ab[1], bb[0] - bb[1]
         d = tau * w1 - b1 + (tau - jb.ld) * w2 - b2 + (jb.rho - tau) * jb.R
-        jobs_val = float(xp.to_numpy(xp.sum(jb.g * d)))
+        jobs_val = xp.item(xp.sum(jb.g * d))
         Hh = xp.scatter_add(
             E * (T + 1) * (Gc + 1),
             xp.concatenate([o_rel + r1, o_dl + r1, o_dl + r2]),
@@ -663,13 +667,15 @@ def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
         o_rel, o_dl, o_T = off + jb.rel * (G + 1), off + jb.dl * (G + 1), off + T * (G + 1)
         R, rho, ld = jb.R, jb.rho, jb.ld
 
+        o_on, o_late = xp.stack([o_dl, o_rel]), xp.stack([o_T, o_dl])
+
         def parts(t: Any) -> tuple[Any, Any]:
-            r1 = xp.searchsorted_rows(gridd, t, jb.layout)
             t2 = t - ld
-            r2 = xp.searchsorted_rows(gridd, t2, jb.layout)
-            w1 = Wf[o_dl + r1] - Wf[o_rel + r1]
-            w2 = Wf[o_T + r2] - Wf[o_dl + r2]
-            v = t * w1 - (Bf[o_dl + r1] - Bf[o_rel + r1]) + t2 * w2 - (Bf[o_T + r2] - Bf[o_dl + r2])
+            i1 = o_on + xp.searchsorted_rows(gridd, t, jb.layout)
+            i2 = o_late + xp.searchsorted_rows(gridd, t2, jb.layout)
+            a, b, ab, bb = Wf[i1], Wf[i2], Bf[i1], Bf[i2]
+            w1, w2 = a[0] - a[1], b[0] - b[1]
+            v = t * w1 - (ab[0] - ab[1]) + t2 * w2 - (bb[0] - bb[1])
             return w1 + w2, v + (rho - t) * R
 
         t0 = tau0
@@ -828,20 +834,22 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
     dvd = xp.asarray(dv8)
     tt = xp.arange(T)[None, :]
     # every class in one batched pass: flat prefix tables, per-class searches in one call
-    gflat, W = gridd.reshape(-1), Gw.reshape(-1)
-    gi = jb.cls * G
+    W = Gw.reshape(-1)
+    # the breakpoint just below a prefix of length r (-BIG for r = 0), per class: (E, G + 1) flat
+    below = xp.asarray(np.concatenate([np.full((E, 1), -_BIG), grid + _EPS], axis=1).reshape(-1), xp.f64)
+    gi = jb.cls * (G + 1)
     rel, dl, R, rho, ld = jb.rel, jb.dl, jb.R, jb.rho, jb.ld
     off = jb.cls * ((T + 1) * (G + 1))
-    o_rel, o_dl, o_T = off + rel * (G + 1), off + dl * (G + 1), off + T * (G + 1)
+    o_on = xp.stack([off + dl * (G + 1), off + rel * (G + 1)])
+    o_late = xp.stack([off + T * (G + 1), off + dl * (G + 1)])
     rmax = xp.searchsorted_rows(gridd, rho, jb.layout)  # steps worth their price
 
     def late_rank(r1: Any) -> Any:
-        x = xp.where(r1 > 0, gflat[gi + xp.maximum(r1 - 1, 0)] + _EPS, -_BIG)
-        return xp.searchsorted_rows(gridd, xp.minimum(x, rho) - ld, jb.layout)
+        return xp.searchsorted_rows(gridd, xp.minimum(below[gi + r1], rho) - ld, jb.layout)
 
     def work(r1: Any) -> Any:
-        r2 = late_rank(r1)
-        return (W[o_dl + r1] - W[o_rel + r1]) + (W[o_T + r2] - W[o_dl + r2])
+        a, b = W[o_on + r1], W[o_late + late_rank(r1)]
+        return (a[0] - a[1]) + (b[0] - b[1])
 
     lo = xp.zeros(n, xp.i64)
     hi = xp.astype(rmax, xp.i64)
@@ -1027,6 +1035,8 @@ def _assign_pools(c: _Clean, d: _Dev, run: Any, pool: Any, pref: Any, fixed: Any
     done = ~todo
     g32 = xp.astype(d.gpus, xp.f32)
     for k in range(P):  # preference rank
+        if k and not bool(xp.any(~done)):
+            break
         for p in range(P):  # pools
             rows = xp.nonzero(~done & (pref[:, k] == p) & d.eligible[:, p])
             if rows.shape[0] == 0:
