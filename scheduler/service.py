@@ -151,6 +151,9 @@ class ServiceConfig:
     ``progress_flush_s``: running jobs' progress and per-job usage are written at most this often (and at
     every stop); per-tenant usage is written every tick. A crash loses at most that much per-job display
     progress, never a checkpoint the executor reported (resuming from an older one only repeats work).
+    ``planner_backend`` / ``planner_device``: the array backend of the windward policy's optimiser
+    (``kernels.plan(backend=..., device=...)``: numpy on cpu, or torch on cpu / cuda / cuda:N); the baselines
+    ignore them. ``windward server`` checks them (``scheduler.cli.options.planner_backend``) before it starts.
     """
 
     site: Site
@@ -168,6 +171,8 @@ class ServiceConfig:
     min_event_tick_interval_s: float = 0.3
     progress_flush_s: float = 5.0
     seed: int = 0
+    planner_backend: str = "numpy"
+    planner_device: str = "cpu"
 
 
 @dataclass(slots=True)
@@ -205,11 +210,15 @@ class TickOutcome:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def make_policy(name: str, horizon_hours: float) -> Policy:
-    """The policy by name (``scheduler.policies.get_policy``: windward, backfill, greedy-green)."""
+def make_policy(name: str, horizon_hours: float, plan_kwargs: Mapping[str, Any] | None = None) -> Policy:
+    """The policy by name (``scheduler.policies.get_policy``: windward, backfill, greedy-green).
+
+    ``plan_kwargs`` (e.g. ``{"backend": "torch", "device": "cuda"}``) go to every ``kernels.plan`` call of the
+    windward policy; the baselines plan nothing and take none."""
     from scheduler.policies import get_policy
 
-    return get_policy(name, horizon_hours=horizon_hours)  # type: ignore[no-any-return]
+    extra: dict[str, Any] = {"plan_kwargs": dict(plan_kwargs or {})} if name == "windward" else {}
+    return get_policy(name, horizon_hours=horizon_hours, **extra)  # type: ignore[no-any-return]
 
 
 def make_executor(config: ServiceConfig, now_s: float) -> Executor:
@@ -265,7 +274,10 @@ class Service:
         speedup = slot_s / config.tick_seconds if config.tick_seconds else 1.0
         self.clock = ServiceClock(start, speedup, wall)
         self._wall = wall
-        self.policy: Policy = policy if policy is not None else make_policy(config.policy, config.horizon_hours)
+        self.policy: Policy = policy if policy is not None else make_policy(
+            config.policy, config.horizon_hours,
+            {"backend": config.planner_backend, "device": config.planner_device},
+        )  # fmt: skip
         self._energy = self._load_energy()
         from scheduler.signals import make_forecaster
 

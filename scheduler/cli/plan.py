@@ -2,8 +2,9 @@
 
 Reads the site (a built-in name or a YAML file), the energy (a CSV, or the embedded seeded model when
 ``--energy`` is omitted), the canonical jobs CSV (``submit_s`` relative to ``--start``), flattens them into
-one :class:`~kernels.problem.PlanProblem` (``scheduler.planner``), solves it with ``kernels.plan``,
-re-verifies the plan with ``kernels.check_result``, and writes every field of DESIGN section 7 plus extras
+one :class:`~kernels.problem.PlanProblem` (``scheduler.planner``), solves it with ``kernels.plan`` on the
+array backend ``--backend``/``--device`` chooses (numpy on cpu by default; torch on cpu or cuda runs the same
+optimiser, ``kernels.backend``), re-verifies the plan with ``kernels.check_result``, and writes every field of DESIGN section 7 plus extras
 (per-slot dual prices, iterations, the checker's verdict, data provenance). Bad input exits with code 2 and
 a message naming the file, the field and the value.
 """
@@ -16,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from scheduler.cli.options import parse_utc
+from scheduler.cli.options import parse_utc, planner_backend
 
 _FORECASTS = ("perfect", "persistence", "noisy")
 
@@ -128,18 +129,26 @@ def register(app: typer.Typer) -> None:
         forecast: str = typer.Option("perfect", "--forecast", help=f"Forecast kind: {', '.join(_FORECASTS)}."),
         seed: int = typer.Option(0, "--seed", help="Seed for the embedded energy model and noisy forecasts."),
         out: Path = typer.Option(Path("plan.json"), "--out", help="Where to write the plan JSON."),
+        backend: str = typer.Option(
+            "numpy", "--backend", help="Optimiser array backend: numpy or torch (same optimiser, kernels.backend)."
+        ),
+        device: str = typer.Option(
+            "cpu", "--device", help="Device for --backend: cpu, cuda or cuda:N (cuda needs torch with CUDA)."
+        ),
     ) -> None:
         """Plan the horizon once (carbon- and power-cap optimiser) and write the plan JSON.
 
         Every slot of the output carries facility power, wind, grid import, both caps, carbon intensity,
         carbon and busy GPUs per pool; every job its pool, slots and power fractions, so the plan can be
-        re-checked from the file alone. Exit codes: 0 plan written, 1 no feasible plan (file still written,
+        re-checked from the file alone. --backend torch --device cuda solves on a GPU (provenance.planner_backend
+        in the file records which backend solved). Exit codes: 0 plan written, 1 no feasible plan (file still written,
         with the reason), 2 bad input.
         """
         from scheduler.errors import WindwardError
 
         try:
-            code = _run_plan(site, energy, jobs, start, horizon_hours, slot_minutes, forecast, seed, out)
+            code = _run_plan(site, energy, jobs, start, horizon_hours, slot_minutes, forecast, seed, out,
+                             backend, device)
         except WindwardError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
@@ -148,7 +157,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, horizon_hours: float,
-              slot_minutes: int | None, forecast_kind: str, seed: int, out: Path) -> int:
+              slot_minutes: int | None, forecast_kind: str, seed: int, out: Path, backend: str = "numpy",
+              device: str = "cpu") -> int:
     import math
     import time
 
@@ -172,6 +182,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     if forecast_kind not in _FORECASTS:
         raise InputError(f"--forecast: {forecast_kind!r} is not one of {list(_FORECASTS)}")
     t0 = parse_utc(start_s, "--start")
+    plan_kw = planner_backend(backend, device, "--backend")
     T = max(1, int(math.ceil(horizon_hours * 3600.0 / site.slot_s - 1e-9)))
     days = T * site.slot_s / 86400.0
     actual = signals.load_energy(energy, site, t0, days, seed=seed)
@@ -189,9 +200,9 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     )
     problem, index = build_problem(snapshot, T)
     t1 = time.perf_counter()
-    result = kernels.plan(problem)
+    result = kernels.plan(problem, **plan_kw)
     solve_s = time.perf_counter() - t1
-    cbound = kernels.carbon_bound(problem, result)
+    cbound = kernels.carbon_bound(problem, result, **plan_kw)
     violations = list(kernels.check_result(problem, result)) if result.status != "infeasible" else []
     provenance = {
         "site": site_arg,
@@ -200,6 +211,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         "forecast": forecast_kind,
         "jobs": str(jobs_path),
         "weights": "scheduler.planner.job_weights (see its docstring)",
+        "planner_backend": f"{plan_kw['backend']}/{plan_kw['device']}",
     }
     doc = build_plan_json(problem, index, result, site, fc, job_list, solve_s=solve_s, violations=violations,
                           provenance=provenance, carbon_bound=cbound)
@@ -221,7 +233,8 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
                   f" / {result.gap * 100:.2f}%")
     table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:.1f} GPU-h")
     table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0} / {len(job_list)}")
-    table.add_row("solve time", f"{solve_s:.3f} s ({result.iterations} iterations)")
+    table.add_row("solve time", f"{solve_s:.3f} s ({result.iterations} iterations, "
+                  f"{plan_kw['backend']}/{plan_kw['device']})")
     table.add_row("checker", "ok" if not violations else f"{len(violations)} violations")
     console.print(table)
     console.print(f"wrote {out}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from scheduler.cli.options import parse_utc
+from scheduler.cli.options import parse_utc, planner_backend
 
 
 def register(app: typer.Typer) -> None:
@@ -33,10 +33,17 @@ def register(app: typer.Typer) -> None:
         event_tick_interval: float = typer.Option(0.3, "--event-tick-interval", help="Wall seconds between "
                                                   "the end of a tick and the next tick an event (submission, "
                                                   "cancel, congestion) triggers: a burst costs one tick."),
+        planner_backend_: str = typer.Option("numpy", "--planner-backend", help="Array backend of the windward "
+                                             "policy's optimiser: numpy or torch."),
+        planner_device: str = typer.Option("cpu", "--planner-device", help="Device for --planner-backend: cpu, "
+                                           "cuda or cuda:N (torch with CUDA)."),
     ) -> None:
         """Run the Windward control plane: HTTP API (OpenAPI at /docs), control loop, /metrics.
 
         Example (dev server, demo site, one slot every 2 s):  windward server --tick-seconds 2
+
+        The windward policy's optimiser runs on --planner-backend/--planner-device (numpy on cpu by default;
+        torch on cuda plans on a GPU), checked before the service starts or the port is bound.
         """
         import logging
         import socket
@@ -56,11 +63,13 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"--tick-seconds must be > 0, got {tick_seconds}")
         if not event_tick_interval >= 0:
             raise InputError(f"--event-tick-interval must be >= 0 seconds, got {event_tick_interval}")
+        plan_kw = planner_backend(planner_backend_, planner_device)
         logging.getLogger("scheduler").setLevel(logging.INFO if log_level in ("info", "debug") else logging.WARNING)
         cfg = ServiceConfig(
             site=site_m, tenants=tenants_m, state_path=str(state), executor=executor, ray_address=address,
             tick_seconds=tick_seconds, energy=energy, energy_start=start, forecast=forecast, policy=policy,
             horizon_hours=horizon_hours, min_event_tick_interval_s=event_tick_interval,
+            planner_backend=plan_kw["backend"], planner_device=plan_kw["device"],
         )  # fmt: skip
         service = Service(cfg)
         app_ = create_app(service)
@@ -72,7 +81,8 @@ def register(app: typer.Typer) -> None:
             service.stop()
             raise InputError(f"--host {host} --port {port}: cannot listen: {e.strerror}") from e
         bound = sock.getsockname()[1]
-        typer.echo(f"windward server: site {site_m.name}, executor {executor}, policy {policy}, state {state}")
+        typer.echo(f"windward server: site {site_m.name}, executor {executor}, policy {policy}, "
+                   f"planner {plan_kw['backend']}/{plan_kw['device']}, state {state}")
         if service.recovery.adopted or service.recovery.requeued:
             typer.echo(
                 f"recovered: {len(service.recovery.adopted)} running job(s) re-adopted, "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from scheduler.cli.options import parse_utc
+from scheduler.cli.options import parse_utc, planner_backend
 
 DEFAULT_START = "2023-03-01T00:00:00Z"
 
@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
             "Replay a workload on a site on a virtual clock and report grid carbon, energy, cap violations, "
             "job completion and inference service. With no arguments: the demo site, the embedded energy year "
             "(synthetic, calibrated to NL 2021-2023) and the embedded workload, 2 days. Real data: "
-            "--energy ../shared/data/energy/nl-2021-2023-hourly.csv --trace itp:cluster04."
+            "--energy ../shared/data/energy/nl-2021-2023-hourly.csv --trace itp:cluster04. "
+            "--planner-backend torch --planner-device cuda runs the windward policy's optimiser on a GPU."
         ),
     )
     def simulate(
@@ -45,6 +46,12 @@ def register(app: typer.Typer) -> None:
             "--compare",
             help="Comma-separated policies to run on the same slice and tabulate beside --policy ('' for none).",
         ),
+        planner_backend_: str = typer.Option(
+            "numpy", "--planner-backend", help="Array backend of the windward policy's optimiser: numpy or torch."
+        ),
+        planner_device: str = typer.Option(
+            "cpu", "--planner-device", help="Device for --planner-backend: cpu, cuda or cuda:N (torch with CUDA)."
+        ),
     ) -> None:
         import json
 
@@ -66,6 +73,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--policy/--compare: unknown policy {n!r}; allowed: {sorted(POLICIES)}")
         if forecast not in ("perfect", "persistence", "noisy"):
             raise InputError(f"--forecast: {forecast!r}; allowed: perfect, persistence, noisy")
+        plan_kw = planner_backend(planner_backend_, planner_device)
         site_m = load_site(site)
         t0 = parse_utc(start, "--start")
         n_slots = slots_for_days(site_m, days)
@@ -81,11 +89,15 @@ def register(app: typer.Typer) -> None:
             desc += f"; amplified x{amplify:g} (traces.amplify)"
         console.print(
             f"[bold]windward simulate[/] site={site_m.name} ({site_m.total_gpus:,} GPUs) days={days:g} "
-            f"slots={n_slots} jobs={len(jobs):,} forecast={forecast}\n  energy: {actual.source}\n  workload: {desc}"
+            f"slots={n_slots} jobs={len(jobs):,} forecast={forecast}"
+            + (f" planner={plan_kw['backend']}/{plan_kw['device']}" if plan_kw["backend"] != "numpy" else "")
+            + f"\n  energy: {actual.source}\n  workload: {desc}"
         )
         results = []
         for name in names:
-            pol = get_policy(name, horizon_hours=horizon_hours)
+            # only the optimiser-backed policy takes kernels.plan arguments; the baselines' constructors do not
+            extra_kw = {"plan_kwargs": plan_kw} if name == "windward" else {}
+            pol = get_policy(name, horizon_hours=horizon_hours, **extra_kw)
             fc = signals.make_forecaster(forecast, actual, seed=seed, wind_capacity_w=site_m.wind.contract_mw * 1e6)
             with Progress(
                 TextColumn(f"[cyan]{name:>13}"), BarColumn(), TextColumn("{task.completed}/{task.total} slots"),
@@ -100,7 +112,10 @@ def register(app: typer.Typer) -> None:
         summaries = [summary(r) for r in results]
         report = build_report(
             results[0], workload_description=desc, assignment_rule=traces.ASSIGNMENT_RULE,
-            extra={"comparison": summaries} if len(results) > 1 else None,
+            extra={
+                "planner_backend": f"{plan_kw['backend']}/{plan_kw['device']}",  # the windward policy's optimiser
+                **({"comparison": summaries} if len(results) > 1 else {}),
+            },
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, allow_nan=False))
