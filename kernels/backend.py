@@ -1,8 +1,11 @@
 """A small array namespace so that the planner runs THE SAME code on numpy and on torch (CPU or CUDA).
 
-The planner's hot path is written against :class:`Ops`: a handful of array functions with numpy names.
-``numpy_ops()`` is the default; ``torch_ops(device)`` imports torch lazily (``import kernels`` never imports
-torch). Only the operations the planner needs are here, each with the same semantics on both backends.
+The planner (price search, certified bound AND plan construction) is written against :class:`Ops`: array
+functions with numpy names and numpy semantics. ``get_ops("numpy")`` is the default; ``get_ops("torch",
+device)`` imports torch lazily (``import kernels`` never imports torch). Only the operations the planner
+needs are here; tests/kernels/test_backend.py checks each against numpy on random inputs. Where the best
+way differs (a per-class loop of searches on numpy, one padded batched search on torch; einsum on numpy, a
+matrix product on torch) the results are the same numbers.
 """
 
 from __future__ import annotations

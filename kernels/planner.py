@@ -40,7 +40,8 @@ Method
    near it); the iterate with the best coarse dual value (slot part AND jobs' part) is kept and its exact
    value is the certified ``lower_bound`` (any prices give a valid bound; the relaxation also drops integrality, single
    pool, contiguity, tenant quotas and switching losses, so it is below the LP relaxation too).
-4. The plan (numpy, :func:`_primal`), built in rank space and repaired price-aware:
+4. The plan (:func:`_primal`, on the same backend as the prices: every (J, T) array is made and used on the
+   device, and only the finished plan comes back to the host), built in rank space and repaired price-aware:
    a. per class, the envelope steps of every slot sorted by breakpoint (ties: earliest slot) are one
       order; each job takes the shortest prefix of it (inside its window, only steps below its value of
       work) whose work covers its need (:func:`_rank_plan`): it overshoots by less than one step, where a
@@ -60,7 +61,13 @@ Method
    The objective parts are computed from level counts and per-level sums (:func:`_evaluate_plan`, the
    same formulas as ``kernels.evaluate``, which the tests and the checker use independently).
 
-No Python loop over jobs or slots: loops run over eligibility classes, pools, power levels, iterations.
+No Python loop over jobs or slots: loops run over pools, power levels, iterations (per-class searches run
+as one batched call, :meth:`kernels.backend.Ops.searchsorted_rows`).
+
+Backends (``backend=``/``device=``): ``numpy`` on the CPU, or ``torch`` on ``cpu`` / ``cuda`` through
+:mod:`kernels.backend` — one code path, the same algorithm and the same plan (tests/kernels/test_backend.py:
+equal plans on numpy and torch-cpu; CUDA within the tolerance stated there). Torch is imported only when
+asked for. The host keeps what is per class, pool or slot (the envelope, the price steps: a few KB).
 """
 
 from __future__ import annotations

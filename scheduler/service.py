@@ -259,6 +259,11 @@ class Service:
         executor: Executor | None = None,
         policy: Policy | None = None,
     ) -> None:
+        if policy is None and config.policy == "windward":
+            # a backend that cannot run is refused before anything (the state file) is created
+            from scheduler.cli.options import planner_backend
+
+            planner_backend(config.planner_backend, config.planner_device, "ServiceConfig.planner_backend")
         self.config = config
         self.site = config.site
         self.auth = Authenticator(config.tenants)

@@ -164,3 +164,17 @@ def test_service_config_gives_the_windward_policy_its_planner_backend(tmp_path: 
         svc.stop()
     default = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=":memory:")
     assert (default.planner_backend, default.planner_device) == ("numpy", "cpu")
+
+
+def test_a_service_built_in_code_refuses_a_backend_that_cannot_run_before_creating_its_state(tmp_path: Path) -> None:
+    """Library use (no CLI in front): the Service checks the backend itself and creates no state file."""
+    from scheduler.errors import InputError
+    from scheduler.models import load_site, load_tenants
+    from scheduler.service import Service, ServiceConfig
+
+    state = tmp_path / "s.sqlite"
+    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(state), policy="windward",
+                        planner_backend="torch", planner_device="cuda:7")
+    with pytest.raises(InputError, match="ServiceConfig.planner_device 'cuda:7'"):
+        Service(cfg)
+    assert not state.exists()
