@@ -6,7 +6,6 @@ on CPU and 1e-9 on CUDA (GPU reductions sum in another order)."""
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -17,23 +16,11 @@ import kernels
 from kernels import backend as B
 from kernels import planner as P
 
-from _problems import small_problem  # noqa: E402  (tests/kernels is on sys.path)
-
-HAS_TORCH = importlib.util.find_spec("torch") is not None
-
-
-def _cuda() -> bool:
-    if not HAS_TORCH:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
+from _backends import TORCH_DEVICES  # noqa: E402  (tests/kernels is on sys.path)
+from _problems import small_problem  # noqa: E402
 
 
-DEVICES = [
-    pytest.param("cpu", id="torch-cpu", marks=pytest.mark.skipif(not HAS_TORCH, reason="no torch")),
-    pytest.param("cuda", id="torch-cuda", marks=pytest.mark.skipif(not _cuda(), reason="no CUDA")),
-]
+DEVICES = TORCH_DEVICES
 OPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                       HealthCheck.function_scoped_fixture])
 NP = B.get_ops()

@@ -7,7 +7,6 @@ least 99.9% of the cells, since GPU reductions sum in a different order).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -22,24 +21,8 @@ import kernels
 from kernels import planner as P
 from kernels.problem import PlanProblem
 
-from _problems import small_problem  # noqa: E402  (tests/kernels is on sys.path)
-
-HAS_TORCH = importlib.util.find_spec("torch") is not None
-
-
-def _cuda() -> bool:
-    if not HAS_TORCH:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-BACKENDS = [
-    pytest.param(("numpy", "cpu"), id="numpy"),
-    pytest.param(("torch", "cpu"), id="torch-cpu", marks=pytest.mark.skipif(not HAS_TORCH, reason="no torch")),
-    pytest.param(("torch", "cuda"), id="torch-cuda", marks=pytest.mark.skipif(not _cuda(), reason="no CUDA")),
-]
+from _backends import BACKENDS  # noqa: E402  (tests/kernels is on sys.path)
+from _problems import small_problem  # noqa: E402
 
 
 seeds = st.integers(0, 10_000)
