@@ -770,6 +770,42 @@ def _prefix_keep(d: Any, cap: Any, tol: float, xp: Ops = _NP) -> Any:
     return keep
 
 
+def _prefix_keep_grouped(w: Any, mask: Any, grp: Any, caps: Any, tol: float, xp: Ops = _NP, *,
+                         is_sorted: bool = False) -> Any:
+    """:func:`_prefix_keep` for every group at once, with demand ``w[j]`` where ``mask[j, t]``: rows in
+    priority order within their group ``grp`` (``0..G-1``), ``caps : (G, T)``; a row's slot is kept while
+    the prefix sum through it over the rows of its group stays within its group's cap. One segmented prefix
+    sum over the slots where some group is over its cap, instead of a loop over groups. ``w`` must hold
+    whole numbers (GPU counts): then the segmented sums are exact and equal the per-group ones.
+    ``is_sorted``: the rows are already sorted by group (else a stable sort by group is done and undone)."""
+    n = mask.shape[0]
+    keep = xp.ones(mask.shape, xp.bool_)
+    if n == 0:
+        return keep
+    tot = xp.group_rowsum(grp, caps.shape[0], w, mask)
+    cols = xp.nonzero(xp.any(tot > caps + tol, 0))
+    if cols.shape[0] == 0:
+        return keep
+    mc = mask[:, cols]
+    if is_sorted:
+        order, gs, ws = None, grp, w
+    else:
+        order = xp.argsort(grp)
+        gs, ws, mc = grp[order], w[order], mc[order]
+    cs = xp.cumsum64(xp.where(mc, xp.astype(ws, xp.f64)[:, None], 0.0), 0)
+    G = caps.shape[0]
+    first = xp.searchsorted(gs, xp.arange(G))  # each group's first row (n: an empty group)
+    before = xp.where((first > 0)[:, None], cs[xp.maximum(first - 1, 0)], 0.0)  # (G, C) sums of earlier groups
+    ks = (cs - before[gs]) <= (caps[:, cols] + tol)[gs]
+    if order is None:
+        keep[:, cols] = ks
+    else:
+        sub = xp.ones(ks.shape, xp.bool_)
+        sub[order] = ks
+        keep[:, cols] = sub
+    return keep
+
+
 def _level_counts(vmat: Any, V: int, xp: Ops = _NP) -> Any:
     """``(n, V)`` slots each row runs at each fraction index (one int8 compare and count per level)."""
     cnt = xp.zeros((vmat.shape[0], V), xp.i64)
@@ -1040,26 +1076,27 @@ def _assign_pools(c: _Clean, d: _Dev, run: Any, pool: Any, pref: Any, fixed: Any
     rank[prio] = xp.arange(J)
     key = xp.sum(d.eligible, 1) * (J + 1) + rank
     done = ~todo
-    g32 = xp.astype(d.gpus, xp.f32)
-    for k in range(P):  # preference rank
-        if k and not bool(xp.any(~done)):
-            break
-        for p in range(P):  # pools
-            rows = xp.nonzero(~done & (pref[:, k] == p) & d.eligible[:, p])
+    jj = xp.arange(J)
+    for k in range(P):  # preference rank: every pool's group at once (a job is in one group per rank)
+        pk = pref[:, k]
+        rows = xp.nonzero(~done & d.eligible[jj, pk])
+        if rows.shape[0] == 0:
+            continue
+        grp = pk[rows]
+        o = xp.lexsort((key[rows], grp))  # by pool, then eligibility and priority
+        rows, grp = rows[o], grp[o]
+        gr, mr = d.gpus[rows], run[rows]
+        for _ in range(2):  # passes: accept, then retry the rest on the room left
+            ok = xp.all(_prefix_keep_grouped(gr, mr, grp, room, 1e-3, xp, is_sorted=True), 1)
+            acc = rows[ok]
+            if acc.shape[0]:
+                pool[acc] = grp[ok]
+                done[acc] = True
+                room = room - xp.group_rowsum(grp[ok], P, gr[ok], mr[ok])
+            nok = ~ok
+            rows, grp, gr, mr = rows[nok], grp[nok], gr[nok], mr[nok]
             if rows.shape[0] == 0:
-                continue
-            rows = rows[xp.argsort(key[rows])]
-            dd = xp.where(run[rows], g32[rows][:, None], 0.0)
-            for _ in range(2):  # passes: accept, then retry the rest on the room left
-                ok = xp.all(_prefix_keep(dd, room[p], 1e-3, xp), 1)
-                acc = rows[ok]
-                if acc.shape[0]:
-                    pool[acc] = p
-                    done[acc] = True
-                    room[p] -= xp.sum(dd[ok], 0)
-                rows, dd = rows[~ok], dd[~ok]
-                if rows.shape[0] == 0:
-                    break
+                break
     return pool
 
 
@@ -1079,13 +1116,8 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
     rp = d.rpool[prio]
     npre = ~d.preempt[prio]
 
-    def pool_keep(run: Any) -> Any:
-        keep = xp.ones(run.shape, xp.bool_)
-        for p in range(P):  # pools
-            rows = xp.nonzero(pl == p)
-            if rows.shape[0]:
-                keep[rows] = _prefix_keep(xp.where(run[rows], g32[rows][:, None], 0.0), d.H[p], 1e-3, xp)
-        return keep
+    def pool_keep(run: Any) -> Any:  # every pool's prefix at once (rows in priority order within a pool)
+        return _prefix_keep_grouped(g, run, pl, d.H, 1e-3, xp)
 
     run = v > 0
     run0 = xp.copy(run)
@@ -1139,14 +1171,9 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
         v[:, cols] = xp.astype(xp.where(keep, vs, 0), xp.i8)
     run = v > 0
     # tenant quotas
-    fq = np.flatnonzero(np.isfinite(c.quota))
-    if fq.size:
-        ten = d.tenant[prio]
-        for n in fq:  # tenants with a quota
-            rows = xp.nonzero(ten == int(n))
-            if rows.shape[0]:
-                capq = xp.full((T,), float(c.quota[n]), xp.f64)
-                run[rows] = run[rows] & _prefix_keep(xp.where(run[rows], g32[rows][:, None], 0.0), capq, 1e-9, xp)
+    if np.isfinite(c.quota).any():  # every tenant's prefix at once (no quota: an infinite cap)
+        capq = xp.asarray(np.repeat(c.quota[:, None], T, axis=1), xp.f64)
+        run = run & _prefix_keep_grouped(g, run, d.tenant[prio], capq, 1e-9, xp)
     # non-preemptible (not forced): a lost slot drops the whole job
     npm = (~d.preempt & ~d.must)[prio] & ~forced[prio]
     lost = xp.any(run0 & ~run, 1) & npm
@@ -1175,7 +1202,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     """Hand the headroom left to unfinished preemptible work: each job asks for the slots it still needs,
     its most valuable ones first (at full power, or at its pool's lowest level with ``lowest``); slots
     accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas)."""
-    T, P, J = c.T, c.P, c.J
+    T, J = c.T, c.J
     cand_j = xp.nonzero(d.preempt & ~d.must & (d.rel < T) & (pool >= 0))
     if cand_j.shape[0] == 0:
         return vmat
@@ -1222,19 +1249,11 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     g = xp.astype(d.gpus[cj], xp.f32)
     # tenant quotas first, then pool GPUs, then watts: each prefix counts only what the earlier ones let
     # through (a cell a later check rejects still holds room in the earlier prefixes: ``rounds`` repeat)
-    fq = np.flatnonzero(np.isfinite(c.quota))
-    if fq.size:
+    if np.isfinite(c.quota).any():  # every tenant's prefix at once (no quota: an infinite cap)
         used = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
-        ten = d.tenant[cj]
-        for n in fq:  # tenants with a quota
-            rows = xp.nonzero(ten == int(n))
-            if rows.shape[0]:
-                ok[rows] = ok[rows] & _prefix_keep(xp.where(ok[rows], g[rows][:, None], 0.0),
-                                                   float(c.quota[n]) - used[n], 1e-9, xp)
-    for p in range(P):  # pools
-        rows = xp.nonzero(pl_o == p)
-        if rows.shape[0]:
-            ok[rows] = ok[rows] & _prefix_keep(xp.where(ok[rows], g[rows][:, None], 0.0), d.H[p] - busy[p], 1e-3, xp)
+        capq = xp.asarray(c.quota, xp.f64)[:, None] - used
+        ok = ok & _prefix_keep_grouped(g, ok, d.tenant[cj], capq, 1e-9, xp)
+    ok = ok & _prefix_keep_grouped(g, ok, pl_o, d.H - busy, 1e-3, xp)
     ld = xp.where(ok, (tb.load[pl_o, xp.index(vf_o)] * g)[:, None], 0.0)
     ok = ok & _prefix_keep(ld, d.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0, xp)
     vmat[cj] = xp.astype(xp.where(ok, vf_o[:, None], vmat[cj]), xp.i8)
