@@ -16,7 +16,7 @@ import kernels
 from kernels import backend as B
 from kernels import planner as P
 
-from _backends import TORCH_DEVICES  # noqa: E402  (tests/kernels is on sys.path)
+from _backends import BACKENDS, TORCH_DEVICES  # noqa: E402  (tests/kernels is on sys.path)
 from _problems import small_problem  # noqa: E402
 
 
@@ -90,6 +90,31 @@ def test_reductions_and_tables_equal_numpy(device: str, seed: int, n: int, T: in
     d = np.where(mask, rng.integers(1, 9, (n, T)), 0).astype(np.float32)
     cap = rng.uniform(0, 4 * n, T)
     _eq(P._prefix_keep(d, cap, 1e-3), P._prefix_keep(xp.asarray(d), xp.asarray(cap), 1e-3, xp), xp, device)
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 50), T=st.integers(1, 12), G=st.integers(1, 4),
+       is_sorted=st.booleans())
+def test_grouped_prefix_keep_equals_one_prefix_per_group(be: tuple[str, str], seed: int, n: int, T: int, G: int,
+                                                         is_sorted: bool) -> None:
+    """The segmented prefix (every pool or tenant at once) keeps exactly what one prefix per group keeps."""
+    xp = B.get_ops(*be)
+    rng = np.random.default_rng(seed)
+    grp = rng.integers(0, G, n)
+    if is_sorted:
+        grp = np.sort(grp)
+    w = rng.integers(1, 9, n).astype(np.float64)
+    mask = rng.random((n, T)) < 0.6
+    caps = rng.integers(0, 3 * n, (G, T)).astype(np.float64)
+    caps[rng.random((G, T)) < 0.2] = np.inf
+    want = np.ones((n, T), bool)
+    for g in range(G):  # the reference: one prefix per group, rows in their order
+        rows = np.flatnonzero(grp == g)
+        want[rows] = P._prefix_keep(np.where(mask[rows], w[rows, None], 0.0).astype(np.float32), caps[g], 1e-3)
+    got = P._prefix_keep_grouped(xp.asarray(w), xp.asarray(mask), xp.asarray(grp), xp.asarray(caps), 1e-3, xp,
+                                 is_sorted=is_sorted)
+    assert np.array_equal(xp.to_numpy(got), want)
 
 
 @pytest.mark.parametrize("device", DEVICES)
