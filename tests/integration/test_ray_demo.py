@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,16 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout_s: float) -
         if not line and proc.poll() is not None:
             break
     raise AssertionError(f"{needle!r} not seen within {timeout_s} s (rc={proc.poll()})")
+
+
+def _drain(proc: subprocess.Popen[str]) -> list[str]:
+    """Keep reading the demo's output in the background: a pipe nobody reads fills up (64 KB), and a demo
+    blocked writing its live view or its shutdown messages could never finish its Ctrl-C handling."""
+    lines: list[str] = []
+    assert proc.stdout is not None
+    out = proc.stdout
+    threading.Thread(target=lambda: lines.extend(out), daemon=True).start()
+    return lines
 
 
 def test_short_demo_runs_end_to_end(tmp_path: Path) -> None:
@@ -55,6 +66,7 @@ def test_ctrl_c_leaves_no_ray_processes(tmp_path: Path) -> None:
     )
     try:
         _wait_for_line(proc, "RAY READY", 120)
+        lines = _drain(proc)
         time.sleep(3)  # a few slots into the replay, jobs running
         ours = descendants(proc.pid)
         our_raylets = ours & raylets()
@@ -64,7 +76,7 @@ def test_ctrl_c_leaves_no_ray_processes(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130
+    assert proc.returncode == 130, "".join(lines[-40:])
     time.sleep(1)
     assert not (our_raylets & raylets()), "raylets left behind after Ctrl-C"
     alive = [p for p in ours if Path(f"/proc/{p}").exists()]
