@@ -168,9 +168,12 @@ def run_demo(
     on_tick: Callable[[TickReport, ControlLoop, EnergySeries], None] | None = None,
     on_start: Callable[[Mapping[str, Any]], None] | None = None,
     timer: Callable[[], float] = time.perf_counter,
+    should_stop: Callable[[], bool] | None = None,
 ) -> DemoResult:
     """Run the demo. ``make_executor(site, time_scale=..., workload_params=...)`` builds the executor; it is
-    closed here, in a ``finally``, whatever happens (Ctrl-C included)."""
+    closed here, in a ``finally``, whatever happens (Ctrl-C included). ``should_stop``: asked before every
+    slot; when it says yes the run ends there with KeyboardInterrupt, at a point where no Ray call is in
+    flight (the CLI's Ctrl-C sets it, so the interrupt never lands inside Ray's client code)."""
     from scheduler.report import build_report, summary, write_plot
 
     if cfg.n_slots < 1 or cfg.n_slots > 96 * 7:
@@ -194,6 +197,8 @@ def run_demo(
         loop = ControlLoop(site, ex, policy, _ExecClock(ex), jobs=jobs)
         fc = PerfectForecast(actual)
         for s in range(cfg.n_slots):
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt("stop requested")
             rep = loop.tick(actual.window(s, 1), fc.forecast(s, cfg.horizon_slots))
             if on_tick is not None:
                 on_tick(rep, loop, actual)

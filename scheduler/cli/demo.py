@@ -47,10 +47,18 @@ def register(app: typer.Typer) -> None:
             trace=None if trace == "embedded" else trace, seed=seed, start_utc=start_utc, policy=policy, out_dir=out,
         )
 
-        def _sigterm(signum: int, _frame: Any) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
+        # Ctrl-C (or SIGTERM) asks the run to stop at the next slot, where no Ray call is in flight: an
+        # interrupt raised inside Ray's client code can leave it unable to shut down. A second one forces.
+        stop = {"asked": False}
 
-        signal.signal(signal.SIGTERM, _sigterm)
+        def _on_signal(signum: int, _frame: Any) -> None:
+            if stop["asked"]:
+                raise KeyboardInterrupt(f"signal {signum}")
+            stop["asked"] = True
+            console.print("[yellow]stopping at the end of this slot (Ctrl-C again to force)...[/]")
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
 
         def make_executor(site: Any, time_scale: float, workload_params: Any) -> Any:
             from scheduler.executors.ray_executor import RayExecutor
@@ -102,7 +110,8 @@ def register(app: typer.Typer) -> None:
             live.update(Group(head, f"power [{bar}] facility '#', allowed (grid cap + wind) '.'", where))
 
         try:
-            result = run_demo(make_executor, cfg, on_tick=on_tick, on_start=on_start)
+            result = run_demo(make_executor, cfg, on_tick=on_tick, on_start=on_start,
+                              should_stop=lambda: stop["asked"])
         except KeyboardInterrupt:
             live.stop()
             signal.signal(signal.SIGINT, signal.SIG_IGN)
