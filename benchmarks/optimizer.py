@@ -459,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         (out / f"highs_{a.highs_only}_{T0}.json").write_text(json.dumps(row, indent=1, default=str))
         print(json.dumps(row, default=str))
         return 0
+    try:
+        kernels.backend.get_ops(a.backend, a.device)
+    except ValueError as e:
+        print(f"--backend {a.backend} --device {a.device}: {e}", file=sys.stderr)
+        return 2
     bw = memory_bandwidth_gb_s()
     if a.backend == "torch" and a.device.startswith("cuda"):
         bw = device_bandwidth_gb_s(a.device)  # a dual iteration runs on the GPU: compare with its bandwidth
