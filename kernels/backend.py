@@ -74,14 +74,8 @@ class Ops:
             np.add(o[i - 1], src[i], out=o[i])
         return out
 
-    def cummax(self, a: Any, axis: int) -> Any:
-        return np.maximum.accumulate(a, axis=axis)
-
     def sum(self, a: Any, axis: int | None = None) -> Any:
         return a.sum(axis=axis)
-
-    def matmul(self, a: Any, b: Any) -> Any:
-        return a @ b
 
     def concatenate(self, arrs: list[Any], axis: int = 0) -> Any:
         return np.concatenate(arrs, axis=axis)
@@ -105,17 +99,8 @@ class Ops:
         """``out[idx] += weights`` over a flat zero array of length ``n``."""
         return np.bincount(idx, weights=weights, minlength=n).astype(dtype, copy=False)[:n]
 
-    def argsort_stable(self, key: Any) -> Any:
-        return np.argsort(key, kind="stable")
-
-    def sort(self, a: Any, axis: int = -1) -> Any:
-        return np.sort(a, axis=axis)
-
     def argsort(self, a: Any, axis: int = -1) -> Any:
         return np.argsort(a, axis=axis, kind="stable")
-
-    def take_rows(self, a: Any, rows: Any) -> Any:
-        return a[rows]
 
     def synchronize(self) -> None:
         return None
@@ -319,9 +304,6 @@ class TorchOps(Ops):
     def cumsum(self, a: Any, axis: int) -> Any:
         return self.torch.cumsum(a, dim=axis)
 
-    def cummax(self, a: Any, axis: int) -> Any:
-        return self.torch.cummax(a, dim=axis).values
-
     def sum(self, a: Any, axis: int | None = None) -> Any:
         return a.sum() if axis is None else a.sum(dim=axis)
 
@@ -343,12 +325,6 @@ class TorchOps(Ops):
     def scatter_add(self, n: int, idx: Any, weights: Any, dtype: Any) -> Any:
         out = self.torch.zeros(n, dtype=self._dt(dtype), device=self._dev)
         return out.index_add_(0, idx, weights.to(out.dtype))
-
-    def argsort_stable(self, key: Any) -> Any:
-        return self.torch.sort(key, stable=True).indices
-
-    def sort(self, a: Any, axis: int = -1) -> Any:
-        return self.torch.sort(a, dim=axis).values
 
     def argsort(self, a: Any, axis: int = -1) -> Any:
         return self.torch.sort(a, dim=axis, stable=True).indices

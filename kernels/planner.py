@@ -1197,18 +1197,25 @@ def _usage(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> tuple[Any
     return busy, fac
 
 
+def _unfinished(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, also: Any, xp: Ops) -> tuple[Any, Any]:
+    """Preemptible, not must-run jobs with a pool (and ``also``, when given) whose plan does less work than
+    they need: their rows and the work their plan does."""
+    ok = d.preempt & ~d.must & (pool >= 0)
+    rows = xp.nonzero(ok if also is None else ok & also)
+    if rows.shape[0] == 0:
+        return rows, xp.zeros(0, xp.f64)
+    done = _job_work(tb, pool[rows], vmat[rows], xp)
+    short = done < (d.R + d.loss)[rows] - 1e-3
+    return rows[short], done[short]
+
+
 def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: Any, mu: Any, *,
           lowest: bool = False, xp: Ops = _NP) -> Any:
     """Hand the headroom left to unfinished preemptible work: each job asks for the slots it still needs,
     its most valuable ones first (at full power, or at its pool's lowest level with ``lowest``); slots
     accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas)."""
     T, J = c.T, c.J
-    cand_j = xp.nonzero(d.preempt & ~d.must & (d.rel < T) & (pool >= 0))
-    if cand_j.shape[0] == 0:
-        return vmat
-    done = _job_work(tb, pool[cand_j], vmat[cand_j], xp)
-    short = done < (d.R + d.loss)[cand_j] - 1e-3
-    cand_j, done = cand_j[short], done[short]
+    cand_j, done = _unfinished(d, tb, vmat, pool, d.rel < T, xp)
     if cand_j.shape[0] == 0:
         return vmat
     sub = vmat[cand_j]
@@ -1263,12 +1270,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
 def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP) -> Any:
     """Watts left in a slot go to unfinished preemptible jobs running there below full power: one level up,
     priority order, while the slot's facility prefix sum stays within its cap."""
-    rows = xp.nonzero(d.preempt & ~d.must & (pool >= 0))
-    if rows.shape[0] == 0:
-        return vmat
-    done = _job_work(tb, pool[rows], vmat[rows], xp)
-    short = done < (d.R + d.loss)[rows] - 1e-3
-    rows, done = rows[short], done[short]
+    rows, done = _unfinished(d, tb, vmat, pool, None, xp)
     if rows.shape[0] == 0:
         return vmat
     sub = vmat[rows]
