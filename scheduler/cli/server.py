@@ -50,10 +50,11 @@ def register(app: typer.Typer) -> None:
 
         import uvicorn
 
+        from scheduler.api import create_app
         from scheduler.auth import dev_token
         from scheduler.errors import InputError
         from scheduler.models import load_site, load_tenants
-        from scheduler.service import Service, ServiceConfig, create_app
+        from scheduler.service import Service, ServiceConfig
 
         dev = site is None and tenants is None
         site_m = load_site(site or "demo")
