@@ -814,7 +814,7 @@ def _level_counts(vmat: Any, V: int, xp: Ops = _NP) -> Any:
     return cnt
 
 
-def _job_work(tb: "_Tabs", pool: Any, vmat: Any, xp: Ops = _NP) -> Any:
+def _job_work(tb: _Tabs, pool: Any, vmat: Any, xp: Ops = _NP) -> Any:
     """Work seconds per row from its level counts (no (J, T) float temporaries)."""
     cnt = _level_counts(vmat, tb.work.shape[1], xp)
     return xp.sum(cnt * xp.astype(tb.work[xp.maximum(pool, 0)], xp.f64), 1)

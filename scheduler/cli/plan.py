@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -117,13 +117,13 @@ def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
         site: str = typer.Option("demo", "--site", help="Site: a built-in name (demo, rotterdam-100k) or a YAML file."),
-        energy: Optional[str] = typer.Option(
+        energy: str | None = typer.Option(
             None, "--energy", help="Energy CSV (DESIGN section 7). Omitted: the embedded seeded NL model."
         ),
         jobs: Path = typer.Option(..., "--jobs", help="Canonical jobs CSV; submit_s/deadline_s relative to --start."),
         start: str = typer.Option("2023-06-01T00:00:00Z", "--start", help="Plan start, ISO 8601 UTC."),
         horizon_hours: float = typer.Option(48.0, "--horizon-hours", help="Planning horizon in hours."),
-        slot_minutes: Optional[int] = typer.Option(
+        slot_minutes: int | None = typer.Option(
             None, "--slot-minutes", help="Slot length in minutes (overrides the site's slot_minutes)."
         ),
         forecast: str = typer.Option("perfect", "--forecast", help=f"Forecast kind: {', '.join(_FORECASTS)}."),

@@ -24,8 +24,8 @@ import math
 
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 from scheduler.policies.capacity import (
-    SiteTools,
     CapacityProfile,
+    SiteTools,
     running_first_slot_shed,
     start_inference,
 )

@@ -27,8 +27,8 @@ import numpy as np
 
 from scheduler.policies.base import Assignment, Decisions, JobState, Snapshot
 from scheduler.policies.capacity import (
-    SiteTools,
     CapacityProfile,
+    SiteTools,
     running_first_slot_shed,
     start_inference,
 )
