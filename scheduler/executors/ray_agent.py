@@ -2,7 +2,9 @@
 GPU power limits and draw through :mod:`scheduler.power_devices` (NVML where it works, simulated devices
 with the DESIGN power model where not; the choice is made when the agent starts and logged).
 
-It also remembers which of its GPUs each job holds, so a restarted scheduler can rebuild that map.
+The GPUs it acts on are the ones Ray assigned to the job's worker on this node (``ray.get_gpu_ids()``, the
+physical indices NVML uses when the raylet sees every GPU of the node). It also remembers which GPUs each
+job holds, so a restarted scheduler can rebuild that map.
 """
 
 from __future__ import annotations
@@ -10,9 +12,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from scheduler.errors import InputError
 from scheduler.power_devices import NodeGpus, open_node_gpus
 
 log = logging.getLogger(__name__)
+
+
+def _index(gpu_id: int | str) -> int:
+    s = str(gpu_id)
+    if not s.isdigit():
+        raise InputError(f"GPU id {gpu_id!r} from Ray is not an index; set CUDA_VISIBLE_DEVICES to indices on the node")
+    return int(s)
 
 
 class NodeAgent:
@@ -29,8 +39,10 @@ class NodeAgent:
     def backend(self) -> tuple[str, str]:
         return self._gpus.backend, self._gpus.reason
 
-    def assign(self, job_id: str, indices: list[int], power_fraction: float) -> list[float]:
-        """Mark ``indices`` busy for ``job_id`` at ``power_fraction``; returns their limits (W)."""
+    def assign(self, job_id: str, gpu_ids: list[int | str], power_fraction: float) -> list[float]:
+        """Mark the GPUs Ray assigned (``gpu_ids``) busy for ``job_id`` at ``power_fraction``; returns their
+        limits (W)."""
+        indices = [_index(g) for g in gpu_ids]
         self._gpus.set_fraction(indices, power_fraction)
         self._gpus.set_busy(indices, True)
         self._jobs[job_id] = list(indices)

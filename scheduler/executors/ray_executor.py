@@ -1,20 +1,26 @@
 """The Ray executor: the same :class:`~scheduler.executors.base.Executor` interface as the simulated one,
 carried out on a real Ray cluster.
 
-- **Nodes.** Pool nodes are Ray nodes labelled ``windward.pool`` / ``windward.node`` with a custom resource
-  ``windward_pool_<pool>`` (see :mod:`scheduler.executors.ray_cluster`); either a local
-  ``ray.cluster_utils.Cluster`` started from the site file (``address=None``) or an existing cluster.
+- **Nodes.** Pool nodes are Ray nodes labelled ``windward.pool`` with a custom resource
+  ``windward_pool_<pool>`` (:func:`~scheduler.executors.ray_cluster.node_spec`, the one definition the
+  deploy files are rendered from); either a local ``ray.cluster_utils.Cluster`` started from the site file
+  (``address=None``) or an existing cluster. A node's identity is Ray's node id (and host name, the pod
+  name on Kubernetes); the executor numbers each pool's nodes 0, 1, ... in (host name, node id) order, and a
+  node that joins later takes the place of a dead one.
 - **Placement.** Every job is a *named, detached* placement group ``windward-<job_id>``: one bundle with
   ``STRICT_PACK`` when it fits one node, else one bundle per node with ``STRICT_SPREAD`` (all or nothing).
   Bundles ask for GPUs and the pool resource and carry a label selector for the pool. Waiting for a group
   always has a timeout; on timeout the group is removed and ``start`` returns None, changing nothing.
-- **Workloads.** A detached named actor ``windward-job-<job_id>`` (:class:`~.ray_job.JobActor`) in bundle 0
-  runs the job's entrypoint with a checkpoint directory ``<state_dir>/jobs/<job_id>`` and a progress
-  channel (polled by :meth:`step`; also written to ``progress.json``). See docs/architecture-ray.md for why
-  actors rather than the Jobs API.
-- **Preemption.** ``stop`` asks the job to checkpoint, waits ``grace_s``, then the actor is killed and the
-  group removed; the work lost (progress minus checkpoint) is returned and recorded.
-- **Power.** One node agent per node (:class:`~.ray_agent.NodeAgent`) sets GPU power limits.
+- **Workloads.** One detached named actor per bundle (:class:`~.ray_job.JobActor`; ``windward-job-<job_id>``
+  is rank 0, ``windward-job-<job_id>.r<k>`` rank k) runs the job's entrypoint with its rank, the world size,
+  rank 0's address and a free port there, and the GPUs Ray assigned to its bundle (``ray.get_gpu_ids()``),
+  a checkpoint directory ``<state_dir>/jobs/<job_id>`` (shared by every node) and a progress channel (polled
+  by :meth:`step`; also written to ``progress.json``). See docs/architecture-ray.md for why actors rather
+  than the Jobs API.
+- **Preemption.** ``stop`` asks every rank to checkpoint, waits ``grace_s``, then the actors are killed and
+  the group removed; the work lost (progress minus checkpoint) is returned and recorded.
+- **Power.** One node agent per node (:class:`~.ray_agent.NodeAgent`) sets the power limits of the GPUs Ray
+  assigned to each rank (NVML on real GPUs, the DESIGN model on simulated ones) and reads back their draw.
 - **Failures.** A node that Ray reports dead leaves :meth:`healthy_gpus`; its jobs come back from
   :meth:`step` as ``failed`` events with the work since their checkpoint lost, and resume from the
   checkpoint when the control loop starts them again.
@@ -33,7 +39,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +53,10 @@ from scheduler.errors import ExecutorError, InputError
 from scheduler.executors.base import ExecutorEvent, Placement, RunningInfo
 from scheduler.executors.ray_agent import NodeAgent
 from scheduler.executors.ray_cluster import (
-    NODE_LABEL,
     POOL_LABEL,
     LocalSiteCluster,
+    node_identity,
+    pool_of,
     pool_resource,
     set_ray_env,
     start_local_cluster,
@@ -71,14 +78,18 @@ _RemoteJobActor = ray.remote(JobActor)
 _RemoteNodeAgent = ray.remote(NodeAgent)
 
 
+POWER_MODES = ("nvml", "simulated")
+
+
 @dataclass(slots=True)
 class _Node:
     pool: str
     index: int
     node_id: str | None
     alive: bool
+    hostname: str = ""
     agent: Any = None  # actor handle
-    used_devices: set[int] = field(default_factory=set)
+    power_mode: str = ""  # "nvml" | "simulated", from the agent
 
 
 @dataclass(slots=True)
@@ -87,13 +98,22 @@ class _Run:
     pool: str
     nodes: tuple[int, ...]
     per_node: tuple[int, ...]
-    devices: tuple[tuple[int, ...], ...]  # GPU indices per node
+    devices: tuple[tuple[int | str, ...], ...]  # the GPUs Ray assigned to each rank (ray.get_gpu_ids())
     power_fraction: float
     work_done_s: float
     checkpoint_work_s: float
     pg: PlacementGroup
-    actor: Any
+    actors: list[Any]  # rank k -> actor handle
     job_dir: Path
+    node_ids: tuple[str, ...] = ()
+
+    @property
+    def actor(self) -> Any:
+        return self.actors[0]
+
+
+def actor_name(job_id: str, rank: int) -> str:
+    return f"{ACTOR_PREFIX}{job_id}" if rank == 0 else f"{ACTOR_PREFIX}{job_id}.r{rank}"
 
 
 def _safe(job_id: str) -> str:
@@ -107,6 +127,12 @@ def _seed(job_id: str) -> int:
 
 def _job_from_dict(d: Mapping[str, Any]) -> Job:
     return Job(**dict(d))
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost error's message (Ray wraps an actor's exception in RayTaskError / RayActorError)."""
+    cause = getattr(e, "cause", None) or e.__cause__
+    return _root_cause(cause) if isinstance(cause, BaseException) and cause is not e else f"{e.__class__.__name__}: {e}"
 
 
 class RayExecutor:
@@ -148,8 +174,12 @@ class RayExecutor:
         self.local: LocalSiteCluster | None = None
         self._owns_ray = False
         self._closed = False
+        if power_backend not in ("auto", *POWER_MODES):
+            raise InputError(f"power backend {power_backend!r}: allowed are 'auto', 'nvml', 'simulated'")
         self._power_backend = power_backend
-        self._nodes: dict[str, list[_Node]] = {p.name: [] for p in site.pools}
+        self._nodes: dict[str, list[_Node]] = {
+            p.name: [_Node(p.name, i, None, False) for i in range(p.nodes)] for p in site.pools
+        }
 
         if address is None:
             self.local = start_local_cluster(site)
@@ -169,49 +199,52 @@ class RayExecutor:
     # ----------------------------------------------------------------------------- nodes and agents
 
     def _refresh_nodes(self, initial: bool = False) -> list[ExecutorEvent]:
-        """Match Ray's node table to pool nodes; return node_down / node_up transitions."""
-        seen: dict[tuple[str, int], tuple[str, bool]] = {}
+        """Match Ray's node table to pool nodes; return node_down / node_up transitions. Identity is Ray's
+        node id: a known id keeps its index, a new live node takes the first dead (or never filled) index of
+        its pool in (host name, node id) order, or a new index past the end."""
+        rows: dict[str, tuple[str, str, bool]] = {}  # node id -> (pool, host name, alive)
         for n in ray.nodes():
-            labels = n.get("Labels") or {}
-            pool = labels.get(POOL_LABEL)
-            if pool not in self._pools:
+            pool = pool_of(n, self._pools)
+            if pool is None:
                 continue
-            idx_s = labels.get(NODE_LABEL)
-            if idx_s is None or not idx_s.isdigit():
-                continue
-            key = (pool, int(idx_s))
-            alive = bool(n.get("Alive"))
-            # a replaced node (new raylet, same pool/index) wins over the dead one
-            if key not in seen or (alive and not seen[key][1]):
-                seen[key] = (n["NodeID"], alive)
+            node_id, host = node_identity(n)
+            rows[node_id] = (pool, host, bool(n.get("Alive")))
         events: list[ExecutorEvent] = []
         now = self.now_s
-        for name, pool in self._pools.items():
-            nodes = self._nodes[name]
-            n_nodes = max([pool.nodes] + [i + 1 for (p, i) in seen if p == name])
-            while len(nodes) < n_nodes:
-                nodes.append(_Node(name, len(nodes), None, False))
+        for name, nodes in self._nodes.items():
             for nd in nodes:
-                node_id, alive = seen.get((name, nd.index), (None, False))
-                if initial:
-                    nd.node_id, nd.alive = node_id, alive
-                    continue
-                if nd.alive and (not alive or node_id != nd.node_id):
+                if nd.alive and not (nd.node_id in rows and rows[nd.node_id][2]):
                     nd.alive = False
                     nd.agent = None
-                    nd.used_devices.clear()
                     events.append(ExecutorEvent("node_down", now, None, name, nd.index, detail="Ray reports the node dead"))
-                    log.warning("node %s/%d is down", name, nd.index)
-                if not nd.alive and alive:
-                    nd.node_id, nd.alive = node_id, True
-                    events.append(ExecutorEvent("node_up", now, None, name, nd.index))
-                    log.info("node %s/%d is up", name, nd.index)
+                    log.warning("node %s/%d (%s, %s) is down", name, nd.index, nd.hostname, nd.node_id)
+            known = {nd.node_id for nd in nodes if nd.alive}
+            new = sorted((host, nid) for nid, (pool, host, alive) in rows.items()
+                         if pool == name and alive and nid not in known)  # fmt: skip
+            for host, nid in new:
+                free = next((x for x in nodes if not x.alive), None)
+                if free is None:
+                    free = _Node(name, len(nodes), None, False)
+                    nodes.append(free)
+                nd = free
+                nd.node_id, nd.hostname, nd.alive, nd.power_mode = nid, host, True, ""
+                if not initial:
+                    events.append(ExecutorEvent("node_up", now, None, name, nd.index, detail=f"{host} ({nid[:12]})"))
+                    log.info("node %s/%d is up: %s (%s)", name, nd.index, host, nid)
                     self._start_agent(nd, self._power_backend)
         if initial:
-            missing = [f"{n.pool}/{n.index}" for ns in self._nodes.values() for n in ns if not n.alive]
-            if missing:
-                log.warning("pool nodes not found alive in the Ray cluster: %s", missing)
+            short = [f"{name}: {sum(nd.alive for nd in ns)} of {self._pools[name].nodes}"
+                     for name, ns in self._nodes.items() if sum(nd.alive for nd in ns) < self._pools[name].nodes]  # fmt: skip
+            if short:
+                log.warning("pool nodes found alive in the Ray cluster: %s", "; ".join(short))
         return events
+
+    def node_id(self, pool: str, index: int) -> str | None:
+        """Ray's node id of node ``index`` of ``pool`` (None: never seen)."""
+        return self._node(pool, index).node_id
+
+    def _index_of(self, pool: str, node_id: str) -> int | None:
+        return next((nd.index for nd in self._nodes[pool] if nd.node_id == node_id), None)
 
     def _start_agents(self, backend: str) -> None:
         self._power_backend = backend
@@ -219,23 +252,28 @@ class RayExecutor:
             for nd in nodes:
                 if nd.alive:
                     self._start_agent(nd, backend)
-        # agents of a re-adopted cluster remember which GPUs jobs hold
+        problems = []
         for nodes in self._nodes.values():
             for nd in nodes:
-                if nd.agent is not None:
-                    held = ray.get(nd.agent.jobs.remote(), timeout=30)
-                    nd.used_devices = {i for idx in held.values() for i in idx}
+                if nd.agent is None:
+                    continue
+                try:
+                    nd.power_mode = str(ray.get(nd.agent.backend.remote(), timeout=60)[0])
+                except Exception as e:  # the agent could not open its GPUs (NVML asked for and not usable)
+                    problems.append(f"{nd.pool}/{nd.index} ({nd.hostname}): {_root_cause(e)}")
+        if problems:
+            raise ExecutorError(f"power control {backend!r} is not usable on every node: " + "; ".join(problems))
 
     def _start_agent(self, nd: _Node, backend: str) -> None:
         pool = self._pools[nd.pool]
         nd.agent = _RemoteNodeAgent.options(
-            name=f"{AGENT_PREFIX}{nd.pool}-{nd.index}-{(nd.node_id or '')[:12]}",
+            name=f"{AGENT_PREFIX}{nd.pool}-{(nd.node_id or '')[:16]}",
             namespace=NAMESPACE,
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
             max_concurrency=4,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=nd.node_id, soft=False),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=str(nd.node_id), soft=False),
         ).remote(nd.pool, nd.index, pool.gpus_per_node, pool.tdp_w, pool.idle_w, pool.min_power_fraction, backend)
 
     def power_backends(self) -> dict[str, tuple[str, str]]:
@@ -245,7 +283,51 @@ class RayExecutor:
             for nd in nodes:
                 if nd.agent is not None:
                     out[f"{nd.pool}/{nd.index}"] = tuple(ray.get(nd.agent.backend.remote(), timeout=30))
-        return out  # type: ignore[return-value]
+                    nd.power_mode = out[f"{nd.pool}/{nd.index}"][0]
+        return out
+
+    def power_control_modes(self) -> dict[str, int]:
+        """How many live GPU nodes have their power limits set by each mode (``nvml``: real limits on real
+        GPUs; ``simulated``: the DESIGN power model). The ``windward_power_control_mode`` metric."""
+        out = dict.fromkeys(POWER_MODES, 0)
+        unknown = [nd for ns in self._nodes.values() for nd in ns if nd.alive and nd.agent is not None and not nd.power_mode]
+        if unknown:
+            refs = [nd.agent.backend.remote() for nd in unknown]
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=5)
+            for nd, ref in zip(unknown, refs):
+                if ref in ready:
+                    try:
+                        nd.power_mode = str(ray.get(ref)[0])
+                    except Exception as e:
+                        log.warning("node %s/%d: power agent: %s", nd.pool, nd.index, _root_cause(e))
+        for nodes in self._nodes.values():
+            for nd in nodes:
+                if nd.alive and nd.power_mode in out:
+                    out[nd.power_mode] += 1
+        return out
+
+    def measured_gpu_power_w(self) -> dict[str, float]:
+        """GPU power measured on NVML nodes, per pool (W): the sum of ``nvmlDeviceGetPowerUsage`` over every
+        GPU of the pool's live NVML nodes. Pools without an NVML node are absent (their power is modelled).
+        The control loop's hook for measured power beside the model (DESIGN section 2)."""
+        refs, pools = [], []
+        for name, nodes in self._nodes.items():
+            for nd in nodes:
+                if nd.alive and nd.agent is not None and nd.power_mode == "nvml":
+                    refs.append(nd.agent.state.remote())
+                    pools.append(name)
+        out: dict[str, float] = {}
+        if not refs:
+            return out
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=5)
+        ready_set = set(ready)
+        for name, ref in zip(pools, refs):
+            if ref in ready_set:
+                try:
+                    out[name] = out.get(name, 0.0) + float(sum(ray.get(ref)["draws_w"]))
+                except Exception as e:  # a node dying now: its power is left out, and it is reported down
+                    log.warning("pool %s: no power readback: %s", name, e)
+        return out
 
     def node_power_state(self, pool: str, index: int) -> dict[str, Any]:
         """The agent's view of a node: limits_w, draws_w and which job holds which GPU."""
@@ -352,21 +434,6 @@ class RayExecutor:
             remove_placement_group(pg)
             log.warning("job %s: placement group landed on a node Windward does not know; removed", job.job_id)
             return None
-        devices: list[tuple[int, ...]] = []
-        for nd, k in zip(placed, sizes):
-            free_idx = [i for i in range(gpn) if i not in nd.used_devices][:k]
-            nd.used_devices.update(free_idx)
-            devices.append(tuple(free_idx))
-        try:
-            ray.get(
-                [nd.agent.assign.remote(job.job_id, list(dev), power_fraction) for nd, dev in zip(placed, devices)],
-                timeout=30,
-            )
-        except Exception as e:
-            for nd, dev in zip(placed, devices):
-                nd.used_devices.difference_update(dev)
-            remove_placement_group(pg)
-            raise ExecutorError(f"job {job.job_id!r}: node agents could not set power limits: {e}") from e
 
         job_dir = self.job_dir(job.job_id)
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -383,29 +450,59 @@ class RayExecutor:
             seed=_seed(job.job_id), params=params,
         )
         nodes = tuple(nd.index for nd in placed)
-        meta = {"job": asdict(job), "pool": pool, "nodes": list(nodes), "per_node": sizes,
-                "devices": [list(d) for d in devices], "power_fraction": power_fraction}
-        (job_dir / "meta.json").write_text(json.dumps(meta))
-        actor = _RemoteJobActor.options(
-            name=f"{ACTOR_PREFIX}{job.job_id}",
-            namespace=NAMESPACE,
-            lifetime="detached",
-            num_cpus=0,
-            num_gpus=sizes[0],
-            resources={res: float(sizes[0])},
-            max_concurrency=4,
-            max_restarts=0,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=0),
-        ).remote(cfg.to_json(), job.entrypoint or DEFAULT_ENTRYPOINTS[job.kind], meta)
+        node_ids = tuple(str(nd.node_id) for nd in placed)
+        entrypoint = job.entrypoint or DEFAULT_ENTRYPOINTS[job.kind]
+        meta: dict[str, Any] = {"job": asdict(job), "pool": pool, "per_node": sizes, "node_ids": list(node_ids),
+                                "power_fraction": power_fraction, "world_size": len(sizes)}  # fmt: skip
+        # one worker per bundle, created idle; each says where Ray put it and which GPUs it got
+        actors: list[Any] = [
+            _RemoteJobActor.options(
+                name=actor_name(job.job_id, rank),
+                namespace=NAMESPACE,
+                lifetime="detached",
+                num_cpus=0,
+                num_gpus=size,
+                resources={res: float(size)},
+                max_concurrency=4,
+                max_restarts=0,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=rank),
+            ).remote(cfg.to_json(), entrypoint, meta, rank)
+            for rank, size in enumerate(sizes)
+        ]
+        try:
+            where = ray.get([a.placement.remote() for a in actors], timeout=max(30.0, self.placement_timeout_s))
+            devices = [tuple(w["gpu_ids"]) for w in where]
+            for rank, (w, k) in enumerate(zip(where, sizes)):
+                if len(w["gpu_ids"]) != k or w["node_id"] != node_ids[rank]:
+                    raise ExecutorError(f"rank {rank} got GPUs {w['gpu_ids']} on node {w['node_id']}; its bundle "
+                                        f"asks {k} on {node_ids[rank]}")  # fmt: skip
+            ray.get([nd.agent.assign.remote(job.job_id, list(dev), power_fraction) for nd, dev in zip(placed, devices)],
+                    timeout=30)  # fmt: skip
+            meta["devices"] = [list(d) for d in devices]
+            meta["master"] = [where[0]["ip"], where[0]["port"]]
+            for a in actors:
+                a.set_meta.remote(meta)
+            (job_dir / "meta.json").write_text(json.dumps(meta))
+            ray.get([a.run.remote(len(sizes), where[0]["ip"], where[0]["port"], list(dev))
+                     for a, dev in zip(actors, devices)], timeout=30)  # fmt: skip
+        except Exception as e:
+            for a in actors:
+                ray.kill(a, no_restart=True)
+            for nd in placed:
+                if nd.agent is not None:
+                    nd.agent.release.remote(job.job_id)
+            remove_placement_group(pg)
+            raise ExecutorError(f"job {job.job_id!r}: its workers could not start: {_root_cause(e)}") from e
         self._runs[job.job_id] = _Run(
             job=job, pool=pool, nodes=nodes, per_node=tuple(sizes), devices=tuple(devices),
             power_fraction=float(power_fraction), work_done_s=ckpt_s, checkpoint_work_s=ckpt_s,
-            pg=pg, actor=actor, job_dir=job_dir,
+            pg=pg, actors=actors, job_dir=job_dir, node_ids=node_ids,
         )
         if ckpt_s > 0:
             self._record(ExecutorEvent("resumed", self.now_s, job.job_id, pool, nodes[0],
                                        detail=f"from checkpoint at {ckpt_s:.0f} s"), pending=False)
-        log.info("job %s: started in %s on nodes %s (%s, f=%.2f)", job.job_id, pool, nodes, strategy, power_fraction)
+        log.info("job %s: started in %s on nodes %s (%s, %d rank(s), GPUs %s, f=%.2f)", job.job_id, pool, nodes,
+                 strategy, len(sizes), devices, power_fraction)  # fmt: skip
         return Placement(job_id=job.job_id, pool=pool, nodes=nodes, gpus_per_node=tuple(sizes))
 
     # ----------------------------------------------------------------------------- actions
@@ -423,19 +520,19 @@ class RayExecutor:
         self.event_log.append(ev)
 
     def _teardown(self, r: _Run) -> None:
-        """Kill the actor, remove the group, give the GPUs back (idempotent, tolerant of dead nodes)."""
-        try:
-            ray.kill(r.actor, no_restart=True)
-        except Exception as e:  # already dead
-            log.debug("job %s: kill: %s", r.job.job_id, e)
+        """Kill the actors, remove the group, give the GPUs back (idempotent, tolerant of dead nodes)."""
+        for a in r.actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception as e:  # already dead
+                log.debug("job %s: kill: %s", r.job.job_id, e)
         try:
             remove_placement_group(r.pg)
         except Exception as e:
             log.debug("job %s: remove pg: %s", r.job.job_id, e)
         refs = []
-        for i, dev in zip(r.nodes, r.devices):
+        for i in r.nodes:
             nd = self._nodes[r.pool][i]
-            nd.used_devices.difference_update(dev)
             if nd.alive and nd.agent is not None:
                 refs.append(nd.agent.release.remote(r.job.job_id))
         if refs:
@@ -446,12 +543,12 @@ class RayExecutor:
         if r is None:
             raise ExecutorError(f"cannot preempt job {job_id!r}: it is not running")
         (r.job_dir / STOP_FILE).touch()
-        ref = r.actor.stop.remote(self.grace_s)
-        ready, _ = ray.wait([ref], timeout=self.grace_s + 5.0)
+        refs = [a.stop.remote(self.grace_s) for a in r.actors]  # every rank: they stop at the same step
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.grace_s + 5.0)
         before_s = r.work_done_s
-        if ready:
+        if refs[0] in ready:
             try:
-                prog = ray.get(ready[0])
+                prog = ray.get(refs[0])
                 before_s = max(before_s, float(prog["work_done_s"]))
             except Exception as e:
                 log.warning("job %s: no answer to the stop request: %s", job_id, e)
@@ -468,7 +565,7 @@ class RayExecutor:
         if r is None:
             raise ExecutorError(f"cannot set the power of job {job_id!r}: it is not running")
         self._check_fraction(r.pool, power_fraction, job_id)
-        refs = [r.actor.set_power_fraction.remote(power_fraction)]
+        refs = [a.set_power_fraction.remote(power_fraction) for a in r.actors]
         for i in r.nodes:
             nd = self._nodes[r.pool][i]
             if nd.alive and nd.agent is not None:
@@ -515,18 +612,34 @@ class RayExecutor:
         if not self._runs:
             return
         jids = list(self._runs)
-        refs = [self._runs[j].actor.progress.remote() for j in jids]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=max(self.poll_s, 1.0))
+        refs = {j: [a.progress.remote() for a in self._runs[j].actors] for j in jids}
+        flat = [ref for rs in refs.values() for ref in rs]
+        ready, _ = ray.wait(flat, num_returns=len(flat), timeout=max(self.poll_s, 1.0))
         ready_set = set(ready)
-        for jid, ref in zip(jids, refs):
-            if ref not in ready_set or jid not in self._runs:
+        for jid in jids:
+            if jid not in self._runs:
                 continue
             r = self._runs[jid]
-            try:
-                prog = ray.get(ref)
-            except ray.exceptions.RayActorError as e:
-                self._fail(jid, f"job actor died: {e.__class__.__name__}")
+            progs: dict[int, dict[str, Any]] = {}
+            dead = None
+            for rank, ref in enumerate(refs[jid]):
+                if ref not in ready_set:
+                    continue
+                try:
+                    progs[rank] = ray.get(ref)
+                except ray.exceptions.RayActorError as e:
+                    dead = f"job actor of rank {rank} died: {e.__class__.__name__}"
+                    break
+            if dead is not None:
+                self._fail(jid, dead)
                 continue
+            bad = next((k for k, q in progs.items() if k > 0 and q.get("error")), None)
+            if bad is not None:
+                self._fail(jid, f"rank {bad} stopped: {progs[bad].get('error')}")
+                continue
+            if 0 not in progs:
+                continue
+            prog = progs[0]
             r.work_done_s = min(float(prog["work_done_s"]), r.job.duration_s)
             r.checkpoint_work_s = float(prog.get("checkpoint_work_s", r.checkpoint_work_s))
             if prog.get("done"):
@@ -549,8 +662,9 @@ class RayExecutor:
 
     def adopt(self) -> list[str]:
         """Rebuild :meth:`running` from the live ``windward-*`` placement groups and job actors (after a
-        scheduler restart). Groups without an actor are removed. Returns the adopted job ids."""
-        adopted = []
+        scheduler restart): every rank of a gang is found by name and keeps running. Groups missing an actor,
+        or whose actors never started, are removed. Returns the adopted job ids."""
+        adopted: list[str] = []
         for entry in placement_group_table().values():
             name = entry.get("name") or ""
             if not name.startswith(PG_PREFIX) or entry.get("state") not in ("CREATED", "RESCHEDULING"):
@@ -560,26 +674,37 @@ class RayExecutor:
                 continue
             pg = ray.util.get_placement_group(name)
             try:
-                actor = ray.get_actor(f"{ACTOR_PREFIX}{jid}", namespace=NAMESPACE)
-                info = ray.get(actor.info.remote(), timeout=30)
+                actor0 = ray.get_actor(actor_name(jid, 0), namespace=NAMESPACE)
+                info: dict[str, Any] = dict(ray.get(actor0.info.remote(), timeout=30))
+                meta = info["meta"]
+                world = int(meta.get("world_size", 1))
+                actors = [actor0] + [ray.get_actor(actor_name(jid, k), namespace=NAMESPACE) for k in range(1, world)]
+                if not info.get("started") or "devices" not in meta:
+                    raise ExecutorError("its workers were created but never started (a crash inside start)")
+                pool = meta["pool"]
+                nodes = tuple(self._index_of(pool, nid) for nid in meta["node_ids"])
+                if any(i is None for i in nodes):
+                    raise ExecutorError(f"its nodes {meta['node_ids']} are not all live pool nodes")
             except Exception as e:
-                log.warning("placement group %s has no live job actor (%s); removing it", name, e)
+                log.warning("placement group %s cannot be adopted (%s); removing it and its actors", name, e)
+                for k in range(0, 64):
+                    try:
+                        ray.kill(ray.get_actor(actor_name(jid, k), namespace=NAMESPACE), no_restart=True)
+                    except ValueError:
+                        if k > 0:
+                            break
                 remove_placement_group(pg)
                 continue
-            meta = info["meta"]
             job = _job_from_dict(meta["job"])
-            pool = meta["pool"]
-            nodes = tuple(int(x) for x in meta["nodes"])
-            devices = tuple(tuple(int(i) for i in d) for d in meta["devices"])
-            for i, dev in zip(nodes, devices):
-                self._nodes[pool][i].used_devices.update(dev)
             job_dir = Path(info["job_dir"])
             ck = checkpoint_work_s(job_dir)
             self._runs[jid] = _Run(
-                job=job, pool=pool, nodes=nodes, per_node=tuple(int(x) for x in meta["per_node"]), devices=devices,
-                power_fraction=float(meta["power_fraction"]), work_done_s=ck, checkpoint_work_s=ck, pg=pg,
-                actor=actor, job_dir=job_dir,
-            )
+                job=job, pool=pool, nodes=tuple(int(i) for i in nodes if i is not None),
+                per_node=tuple(int(x) for x in meta["per_node"]),
+                devices=tuple(tuple(d) for d in meta["devices"]), power_fraction=float(meta["power_fraction"]),
+                work_done_s=ck, checkpoint_work_s=ck, pg=pg, actors=actors, job_dir=job_dir,
+                node_ids=tuple(meta["node_ids"]),
+            )  # fmt: skip
             adopted.append(jid)
         if adopted:
             self._poll()

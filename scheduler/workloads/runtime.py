@@ -8,9 +8,15 @@ calls the workload's ``module:function`` with it; a command entrypoint gets the 
 Files in a job's directory (all written atomically: temp file + ``os.replace``):
 
     config.json        the job's config (written by the executor)
-    checkpoint.npz     arrays of the workload + ``__meta__`` (JSON: work_done_s, step, ...)
-    progress.json      {"work_done_s", "checkpoint_work_s", "step", "done", "result", ...}
+    checkpoint.npz     arrays of the workload + ``__meta__`` (JSON: work_done_s, step, ...); written by rank 0
+    progress.json      {"work_done_s", "checkpoint_work_s", "step", "done", "result", ...} (rank 0;
+                       rank k > 0 writes progress.r<k>.json)
     stop               present: the scheduler asks the job to checkpoint and stop (preemption)
+
+A job over several nodes (a *gang*) runs one worker per placement-group bundle: ``rank`` 0..``world_size``-1,
+all reaching each other at ``master_addr:master_port`` (rank 0's node), each on the GPUs Ray assigned to its
+bundle (``gpu_ids``, from ``ray.get_gpu_ids()``). The job directory lies on a file system every node shares
+(deploy/kuberay mounts a ReadWriteMany volume there), so every rank resumes from rank 0's checkpoint.
 
 Work is measured in *full-speed seconds* (DESIGN section 2): a job is done when its work reaches its
 ``duration_s``. ``time_scale`` is virtual seconds per wall second (1 on a real cluster; ~500 in the demo,
@@ -60,17 +66,47 @@ class JobConfig:
     power_fraction: float = 1.0
     seed: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
+    # the gang: this worker's rank, how many there are, where rank 0 listens, and this worker's GPUs
+    rank: int = 0
+    world_size: int = 1
+    master_addr: str = ""
+    master_port: int = 0
+    gpu_ids: tuple[int | str, ...] = ()
 
     def to_json(self) -> str:
         d = asdict(self)
         d["params"] = dict(self.params)
+        d["gpu_ids"] = list(self.gpu_ids)
         return json.dumps(d)
 
     @staticmethod
     def from_json(text: str) -> JobConfig:
         d = json.loads(text)
         d["speed_curve"] = tuple(tuple(p) for p in d.get("speed_curve", ()))
+        d["gpu_ids"] = tuple(d.get("gpu_ids", ()))
         return JobConfig(**d)
+
+    def for_rank(self, rank: int, world_size: int, master_addr: str, master_port: int,
+                 gpu_ids: tuple[int | str, ...]) -> JobConfig:  # fmt: skip
+        from dataclasses import replace
+
+        if not 0 <= rank < world_size:
+            raise InputError(f"rank {rank} outside 0..{world_size - 1}")
+        return replace(self, rank=rank, world_size=world_size, master_addr=master_addr, master_port=master_port,
+                       gpu_ids=tuple(gpu_ids))  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        """The torch.distributed environment of this worker (also given to command entrypoints)."""
+        return {
+            "RANK": str(self.rank), "WORLD_SIZE": str(self.world_size), "LOCAL_RANK": "0",
+            "MASTER_ADDR": self.master_addr, "MASTER_PORT": str(self.master_port),
+            "WINDWARD_RANK": str(self.rank), "WINDWARD_WORLD_SIZE": str(self.world_size),
+            "WINDWARD_GPU_IDS": ",".join(str(g) for g in self.gpu_ids),
+        }  # fmt: skip
+
+
+def progress_file(rank: int) -> str:
+    return PROGRESS_FILE if rank == 0 else f"progress.r{rank}.json"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -85,9 +121,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def read_progress(job_dir: str | Path) -> dict[str, Any] | None:
-    """The last progress the job wrote, or None (no progress yet, or the file is unreadable)."""
-    p = Path(job_dir) / PROGRESS_FILE
+def read_progress(job_dir: str | Path, rank: int = 0) -> dict[str, Any] | None:
+    """The last progress the job (its worker ``rank``) wrote, or None (none yet, or the file is unreadable)."""
+    p = Path(job_dir) / progress_file(rank)
     try:
         return dict(json.loads(p.read_text()))
     except (OSError, ValueError):
@@ -122,9 +158,11 @@ class JobContext:
         self._power_fraction = float(config.power_fraction)
         self._curve_f = np.array([p[0] for p in config.speed_curve])
         self._curve_s = np.array([p[1] for p in config.speed_curve])
+        self._progress_path = self.job_dir / progress_file(config.rank)
         ck = read_checkpoint_meta(self.job_dir)
         self._progress: dict[str, Any] = {
             "job_id": config.job_id,
+            "rank": config.rank,
             "work_done_s": float(ck["work_done_s"]) if ck else 0.0,
             "checkpoint_work_s": float(ck["work_done_s"]) if ck else 0.0,
             "step": int(ck.get("step", 0)) if ck else 0,
@@ -171,11 +209,23 @@ class JobContext:
         d = os.environ.get("WINDWARD_JOB_DIR")
         if not d:
             raise InputError("WINDWARD_JOB_DIR is not set: a command entrypoint must be started by Windward")
-        ctx = JobContext(JobConfig.from_json((Path(d) / CONFIG_FILE).read_text()))
+        cfg = JobConfig.from_json((Path(d) / CONFIG_FILE).read_text())
+        if "WINDWARD_RANK" in os.environ:  # a gang's worker: the shared config.json is rank 0's
+            gpu_s = os.environ.get("WINDWARD_GPU_IDS", "")
+            cfg = cfg.for_rank(
+                int(os.environ["WINDWARD_RANK"]), int(os.environ["WINDWARD_WORLD_SIZE"]),
+                os.environ.get("MASTER_ADDR", ""), int(os.environ.get("MASTER_PORT", "0")),
+                tuple(int(g) if g.isdigit() else g for g in gpu_s.split(",") if g),
+            )
+        ctx = JobContext(cfg)
         ctx.install_signal_handlers()
         return ctx
 
     # ------------------------------------------------------------------ pacing and progress
+
+    @property
+    def is_leader(self) -> bool:
+        return self.config.rank == 0
 
     def speed(self) -> float:
         return float(speed_of(self._curve_f, self._curve_s, self.power_fraction))
@@ -204,7 +254,7 @@ class JobContext:
         with self._lock:
             self._progress.update(work_done_s=float(work_done_s), step=int(step), **extra)
             snap = dict(self._progress)
-        atomic_write_bytes(self.job_dir / PROGRESS_FILE, json.dumps(snap).encode())
+        atomic_write_bytes(self._progress_path, json.dumps(snap).encode())
 
     def progress(self) -> dict[str, Any]:
         with self._lock:
@@ -214,19 +264,25 @@ class JobContext:
         with self._lock:
             self._progress.update(done=True, result=result)
             snap = dict(self._progress)
-        atomic_write_bytes(self.job_dir / PROGRESS_FILE, json.dumps(snap).encode())
+        atomic_write_bytes(self._progress_path, json.dumps(snap).encode())
 
     def mark_stopped(self, error: str | None = None) -> None:
         with self._lock:
             self._progress.update(stopped=True, error=error)
             snap = dict(self._progress)
-        atomic_write_bytes(self.job_dir / PROGRESS_FILE, json.dumps(snap).encode())
+        atomic_write_bytes(self._progress_path, json.dumps(snap).encode())
 
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self, arrays: Mapping[str, np.ndarray], work_done_s: float, step: int, **meta: Any) -> None:
-        """Write arrays + meta atomically; after this, preempting loses nothing done before it."""
+        """Write arrays + meta atomically; after this, preempting loses nothing done before it. In a gang only
+        rank 0 writes (every rank holds the same state); the others just note that it was written."""
         import io
+
+        if self.config.rank != 0:
+            with self._lock:
+                self._progress["checkpoint_work_s"] = float(work_done_s)
+            return
 
         buf = io.BytesIO()
         payload = {k: np.asarray(v) for k, v in arrays.items()}

@@ -6,6 +6,13 @@ checkpoint. Minibatch k is drawn from ``default_rng([seed, k])``, so a run that 
 ends with *exactly* the weights of an uninterrupted run (tests compare :func:`reference_result`).
 
 Params (``JobConfig.params``): ``steps`` (default 200), ``hidden`` (32), ``batch`` (64), ``lr`` (0.3).
+
+A gang (``world_size > 1``: one worker per node) trains data-parallel with ``torch.distributed``: every rank
+draws the same minibatch, computes the gradient of its shard (rows ``rank::world_size``) and one
+``all_reduce`` sums the shards' gradients (gloo on CPU, NCCL when Ray assigned the rank GPUs and CUDA is
+there). The same ``all_reduce`` carries each rank's stop flag, so all ranks stop at the same step, rank 0
+writes the checkpoint and every rank resumes from it. The summed gradient equals the single-process one up
+to float rounding, so a gang reaches the reference accuracy, not its exact weights.
 """
 
 from __future__ import annotations
@@ -58,6 +65,26 @@ def init_weights(seed: int, hidden: int) -> dict[str, _F64]:
 def predict(w: dict[str, _F64], x: _F64) -> NDArray[np.int64]:
     h = np.maximum(x @ w["w1"] + w["b1"], 0.0)
     return np.argmax(h @ w["w2"] + w["b2"], axis=1)
+
+
+def _shard_grads(
+    w: dict[str, _F64], x: _F64, y: NDArray[np.int64], batch: int
+) -> tuple[dict[str, _F64], float]:
+    """Gradients of the mean cross-entropy over a full batch of ``batch`` rows, from the rows ``x, y`` (a
+    shard of it): shard gradients sum to the full batch's. Returns (gradients, the shard's loss sum)."""
+    z1 = x @ w["w1"] + w["b1"]
+    h = np.maximum(z1, 0.0)
+    logits = h @ w["w2"] + w["b2"]
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    n = x.shape[0]
+    loss_sum = float(-np.log(p[np.arange(n), y] + 1e-12).sum())
+    g = p
+    g[np.arange(n), y] -= 1.0
+    g /= batch
+    gh = (g @ w["w2"].T) * (z1 > 0)
+    return {"w1": x.T @ gh, "b1": gh.sum(axis=0), "w2": h.T @ g, "b2": g.sum(axis=0)}, loss_sum
 
 
 def sgd_step(w: dict[str, _F64], data: Digits, seed: int, k: int, batch: int, lr: float) -> float:
@@ -117,9 +144,87 @@ def reference_result(seed: int = 0, params: dict[str, Any] | None = None) -> dic
     return _result(w, data, steps)
 
 
+class _Gang:
+    """torch.distributed for one gang worker: one all_reduce per step of [gradients..., loss, stop flag]."""
+
+    def __init__(self, ctx: JobContext, w: dict[str, _F64]) -> None:
+        from datetime import timedelta
+
+        import torch
+        import torch.distributed as dist
+
+        cfg = ctx.config
+        self.torch, self.dist = torch, dist
+        use_cuda = bool(cfg.gpu_ids) and torch.cuda.is_available()
+        self.device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")  # Ray set CUDA_VISIBLE_DEVICES
+        self.backend = "nccl" if use_cuda else "gloo"
+        dist.init_process_group(
+            self.backend, init_method=f"tcp://{cfg.master_addr}:{cfg.master_port}", rank=cfg.rank,
+            world_size=cfg.world_size, timeout=timedelta(seconds=float(cfg.params.get("dist_timeout_s", 600))),
+        )  # fmt: skip
+        self.keys = sorted(w)
+        self.shapes = [w[k].shape for k in self.keys]
+        log.info("job %s: rank %d/%d joined %s:%d (%s, GPUs %s)", cfg.job_id, cfg.rank, cfg.world_size,
+                 cfg.master_addr, cfg.master_port, self.backend, list(cfg.gpu_ids))  # fmt: skip
+
+    def all_reduce(self, grads: dict[str, _F64], loss_sum: float, stop: bool) -> tuple[dict[str, _F64], float, bool]:
+        flat = np.concatenate([grads[k].ravel() for k in self.keys] + [np.array([loss_sum, 1.0 if stop else 0.0])])
+        t = self.torch.from_numpy(flat).to(self.device)
+        self.dist.all_reduce(t, op=self.dist.ReduceOp.SUM)
+        out = t.cpu().numpy()
+        g, i = {}, 0
+        for k, shp in zip(self.keys, self.shapes):
+            n = int(np.prod(shp))
+            g[k] = out[i : i + n].reshape(shp)
+            i += n
+        return g, float(out[i]), bool(out[i + 1] > 0)
+
+    def close(self) -> None:
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
+
+
+def _run_gang(ctx: JobContext, steps: int, hidden: int, batch: int, lr: float) -> dict[str, Any] | None:
+    cfg = ctx.config
+    work_per_step_s = cfg.duration_s / steps
+    ckpt_every = max(1, int(cfg.checkpoint_interval_s // work_per_step_s))
+    data = load_data()
+    restored = ctx.load_checkpoint()
+    w, k = (restored[0], int(restored[1]["step"])) if restored is not None else (init_weights(cfg.seed, hidden), 0)
+    ctx.report(k * work_per_step_s, k, world_size=cfg.world_size)
+    gang = _Gang(ctx, w)
+    try:
+        loss = float("nan")
+        while k < steps:
+            idx = np.random.default_rng([cfg.seed, k]).choice(data.x_train.shape[0], size=batch, replace=False)
+            mine = idx[cfg.rank :: cfg.world_size]
+            t0 = time.perf_counter()
+            g, loss_sum = _shard_grads(w, data.x_train[mine], data.y_train[mine], batch)
+            g, loss_sum, stop = gang.all_reduce(g, loss_sum, ctx.should_stop())
+            if stop:  # every rank saw the same flag: all stop before this step, rank 0 keeps the state
+                ctx.save_checkpoint(w, k * work_per_step_s, k)
+                ctx.report(k * work_per_step_s, k, loss=loss)
+                return None
+            for key in w:
+                w[key] -= lr * g[key]
+            loss = loss_sum / batch
+            ctx.pace(work_per_step_s, time.perf_counter() - t0)
+            k += 1
+            if k % ckpt_every == 0 or k == steps:
+                ctx.save_checkpoint(w, k * work_per_step_s, k)
+            ctx.report(k * work_per_step_s, k, loss=loss)
+    finally:
+        gang.close()
+    result = {**_result(w, data, steps), "world_size": cfg.world_size, "backend": gang.backend}
+    ctx.finish(result)
+    return result
+
+
 def run(ctx: JobContext) -> dict[str, Any] | None:
     """Train until done or asked to stop; returns the result when done, None when stopped."""
     cfg = ctx.config
+    if cfg.world_size > 1:
+        return _run_gang(ctx, *_params(cfg.params))
     steps, hidden, batch, lr = _params(cfg.params)
     work_per_step_s = cfg.duration_s / steps
     ckpt_every = max(1, int(cfg.checkpoint_interval_s // work_per_step_s))

@@ -25,7 +25,8 @@ def test_killed_nodes_jobs_resume_elsewhere_from_checkpoint(ray_ex) -> None:
             break
     ck = ray_ex.running()["victim"].checkpoint_work_s
     assert ck >= 720.0
-    ray_ex.local.kill_node(POOL, node)
+    dead_id = ray_ex.node_id(POOL, node)
+    assert ray_ex.local.kill_node(dead_id) == POOL
     events = []
     for _ in range(60):  # Ray marks the node dead after ~3 s
         events += ray_ex.step(300.0)
@@ -48,8 +49,11 @@ def test_killed_nodes_jobs_resume_elsewhere_from_checkpoint(ray_ex) -> None:
                 break
         assert ray_ex.result("victim") == training.reference_result(seed=_seed("victim"))
     finally:
-        ray_ex.local.add_node(ray_ex.site.pool(POOL), node)
+        new_id = ray_ex.local.add_node(ray_ex.site.pool(POOL))
         for _ in range(40):
             if any(e.kind == "node_up" for e in ray_ex.step(300.0)):
                 break
     assert ray_ex.healthy_gpus()[POOL] == 16
+    # the new node (a new Ray node id) takes the dead one's place: the pool keeps two nodes
+    assert ray_ex.node_id(POOL, node) == new_id != dead_id
+    assert ray_ex.free_gpus_by_node(POOL).tolist() == [8, 8]
