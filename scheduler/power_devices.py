@@ -20,6 +20,11 @@ from scheduler.errors import ExecutorError, InputError
 
 log = logging.getLogger(__name__)
 
+#: How a node's GPU power limits are applied: real limits through NVML, or the DESIGN power model.
+POWER_BACKENDS: tuple[str, ...] = ("nvml", "simulated")
+#: What an operator may ask for (``windward server --power-control``): ``auto`` = NVML where usable.
+POWER_CONTROL_CHOICES: tuple[str, ...] = ("auto", *POWER_BACKENDS)
+
 
 class GpuPowerDevice(Protocol):
     """One GPU's power controls."""
@@ -166,8 +171,8 @@ def open_node_gpus(
 ) -> NodeGpus:
     """Open the node's GPU power controls: NVML if ``pynvml.nvmlInit()`` works and sees enough GPUs
     (``prefer="auto"`` or ``"nvml"``), else simulated devices. The choice and its reason are logged."""
-    if prefer not in ("auto", "nvml", "simulated"):
-        raise InputError(f"power backend {prefer!r}: allowed are 'auto', 'nvml', 'simulated'")
+    if prefer not in POWER_CONTROL_CHOICES:
+        raise InputError(f"power backend {prefer!r}: allowed are {list(POWER_CONTROL_CHOICES)}")
     if n_gpus <= 0:
         raise InputError(f"n_gpus must be positive, got {n_gpus}")
     reason = "simulated devices requested"

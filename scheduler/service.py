@@ -162,6 +162,7 @@ class ServiceConfig:
     seed: int = 0
     planner_backend: str = "numpy"
     planner_device: str = "cpu"
+    power_control: str = "auto"  # GPU power limits: auto | nvml | simulated (scheduler.power_devices)
 
 
 @dataclass(slots=True)
@@ -218,13 +219,16 @@ def make_executor(config: ServiceConfig, now_s: float) -> Executor:
     if config.executor == "simulated":
         from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
 
+        if config.power_control == "nvml":
+            raise InputError("--power-control nvml needs --executor ray: NVML limits are set by Ray node agents")
         return SimulatedExecutor(config.site, VirtualClock(now_s))
     if config.executor == "ray":
         from scheduler.executors.ray_executor import RayExecutor
 
         speedup = config.site.slot_s / config.tick_seconds if config.tick_seconds else 1.0
         state_dir = None if config.state_path == ":memory:" else Path(config.state_path + ".ray")
-        ex = RayExecutor(config.site, address=config.ray_address, time_scale=speedup, state_dir=state_dir)
+        ex = RayExecutor(config.site, address=config.ray_address, time_scale=speedup, state_dir=state_dir,
+                         power_backend=config.power_control)  # fmt: skip
         if config.ray_address is not None:
             ex.adopt()
         return ex  # type: ignore[return-value]
@@ -959,6 +963,8 @@ class Service:
             m.observe_tick(report)
             m.observe_jobs(counts)
             m.observe_usage(usage)
+            modes = getattr(self.executor, "power_control_modes", None)
+            m.observe_power_control(modes() if modes is not None else {"simulated": sum(p.nodes for p in self.site.pools)})
 
     def _plan_obj_for_metrics(self) -> Any:
         p = self._plan

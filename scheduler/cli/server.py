@@ -12,9 +12,15 @@ from scheduler.cli.options import parse_utc, planner_backend
 def register(app: typer.Typer) -> None:
     @app.command("server")
     def server(
-        site: str = typer.Option(None, "--site", help="Site YAML file or built-in name (demo, rotterdam-100k). "
-                                 "Without --site and --tenants: the demo site and demo tenants (dev server)."),
-        tenants: Path = typer.Option(None, "--tenants", help="Tenants YAML (DESIGN section 7: sha256 of each token)."),
+        site: str = typer.Option(None, "--site", help="Site YAML file or built-in name (demo, rotterdam-100k); "
+                                 "default: demo."),
+        tenants: Path = typer.Option(None, "--tenants", help="Tenants YAML (DESIGN section 7: sha256 of each token). "
+                                     "Required unless --demo."),
+        demo: bool = typer.Option(False, "--demo", help="Run with the built-in demo tenants, whose tokens are "
+                                  "public (printed at start; a warning is logged at every start). Development only."),
+        power_control: str = typer.Option("auto", "--power-control", help="GPU power limits: nvml (real limits "
+                                          "through NVML on every node, refused at start where NVML is not "
+                                          "usable), simulated (the power model only), auto (NVML where usable)."),
         address: str = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
         executor: str = typer.Option("simulated", "--executor", help="ray | simulated"),
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
@@ -40,7 +46,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the Windward control plane: HTTP API (OpenAPI at /docs), control loop, /metrics.
 
-        Example (dev server, demo site, one slot every 2 s):  windward server --tick-seconds 2
+        Example (dev server, demo site and tenants, one slot every 2 s):  windward server --demo --tick-seconds 2
 
         The windward policy's optimiser runs on --planner-backend/--planner-device (numpy on cpu by default;
         torch on cuda plans on a GPU), checked before the service starts or the port is bound.
@@ -54,9 +60,20 @@ def register(app: typer.Typer) -> None:
         from scheduler.auth import dev_token
         from scheduler.errors import InputError
         from scheduler.models import load_site, load_tenants
+        from scheduler.power_devices import POWER_CONTROL_CHOICES
         from scheduler.service import Service, ServiceConfig
 
-        dev = site is None and tenants is None
+        if tenants is None and not demo:
+            raise InputError("--tenants is required: a tenants file with the sha256 of each token (DESIGN "
+                             "section 7); or --demo for the demo tenants, whose tokens are public")
+        if tenants is not None and demo:
+            raise InputError(f"--demo and --tenants {tenants}: choose one (--demo runs the public demo tenants)")
+        if power_control not in POWER_CONTROL_CHOICES:
+            raise InputError(f"--power-control {power_control!r}: allowed are {'|'.join(POWER_CONTROL_CHOICES)}")
+        if power_control == "nvml" and executor != "ray":
+            raise InputError(f"--power-control nvml needs --executor ray (got {executor!r}): NVML limits are set "
+                             "by the Ray node agents on GPU nodes")
+        dev = demo
         site_m = load_site(site or "demo")
         tenants_m = load_tenants(tenants)
         start = parse_utc(energy_start, "--energy-start") if energy_start else None
@@ -70,7 +87,7 @@ def register(app: typer.Typer) -> None:
             site=site_m, tenants=tenants_m, state_path=str(state), executor=executor, ray_address=address,
             tick_seconds=tick_seconds, energy=energy, energy_start=start, forecast=forecast, policy=policy,
             horizon_hours=horizon_hours, min_event_tick_interval_s=event_tick_interval,
-            planner_backend=plan_kw["backend"], planner_device=plan_kw["device"],
+            planner_backend=plan_kw["backend"], planner_device=plan_kw["device"], power_control=power_control,
         )  # fmt: skip
         service = Service(cfg)
         app_ = create_app(service)
@@ -90,6 +107,8 @@ def register(app: typer.Typer) -> None:
                 f"{len(service.recovery.requeued)} resumed from checkpoints"
             )
         if dev:
+            logging.getLogger("scheduler.cli.server").warning(
+                "--demo: serving the demo tenants, whose tokens are public; never expose this server")
             typer.echo("development server: demo tenants, tokens (never use these outside development):")
             for t in tenants_m.tenants:
                 typer.echo(f"  tenant   {t.name:<16} {dev_token(t.name)}")

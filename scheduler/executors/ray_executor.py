@@ -64,6 +64,7 @@ from scheduler.executors.ray_cluster import (
 from scheduler.executors.ray_job import JobActor
 from scheduler.jobs import Job, check_jobs_fit, pool_matches
 from scheduler.models import Site
+from scheduler.power_devices import POWER_BACKENDS, POWER_CONTROL_CHOICES
 from scheduler.workloads import DEFAULT_ENTRYPOINTS
 from scheduler.workloads.runtime import STOP_FILE, JobConfig, checkpoint_work_s
 
@@ -78,7 +79,6 @@ _RemoteJobActor = ray.remote(JobActor)
 _RemoteNodeAgent = ray.remote(NodeAgent)
 
 
-POWER_MODES = ("nvml", "simulated")
 
 
 @dataclass(slots=True)
@@ -174,8 +174,8 @@ class RayExecutor:
         self.local: LocalSiteCluster | None = None
         self._owns_ray = False
         self._closed = False
-        if power_backend not in ("auto", *POWER_MODES):
-            raise InputError(f"power backend {power_backend!r}: allowed are 'auto', 'nvml', 'simulated'")
+        if power_backend not in POWER_CONTROL_CHOICES:
+            raise InputError(f"power backend {power_backend!r}: allowed are {list(POWER_CONTROL_CHOICES)}")
         self._power_backend = power_backend
         self._nodes: dict[str, list[_Node]] = {
             p.name: [_Node(p.name, i, None, False) for i in range(p.nodes)] for p in site.pools
@@ -289,7 +289,7 @@ class RayExecutor:
     def power_control_modes(self) -> dict[str, int]:
         """How many live GPU nodes have their power limits set by each mode (``nvml``: real limits on real
         GPUs; ``simulated``: the DESIGN power model). The ``windward_power_control_mode`` metric."""
-        out = dict.fromkeys(POWER_MODES, 0)
+        out = dict.fromkeys(POWER_BACKENDS, 0)
         unknown = [nd for ns in self._nodes.values() for nd in ns if nd.alive and nd.agent is not None and not nd.power_mode]
         if unknown:
             refs = [nd.agent.backend.remote() for nd in unknown]

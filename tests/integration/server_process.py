@@ -35,11 +35,11 @@ def start_server(
     state: Path, log_path: Path, *extra: str, timeout_s: float = 60.0, executor: str = "simulated",
     policy: str | None = "backfill",
 ) -> ServerProcess:  # fmt: skip
-    """``windward server --executor EXECUTOR --port 0`` (demo site and tenants); waits for /readyz.
+    """``windward server --demo --executor EXECUTOR --port 0`` (demo site and tenants); waits for /readyz.
     ``policy`` None: the server's default policy."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WINDWARD_LOG": "WARNING", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
-    cmd = [str(Path(sys.executable).parent / "windward"), "server", "--executor", executor, "--port", "0",
+    cmd = [str(Path(sys.executable).parent / "windward"), "server", "--demo", "--executor", executor, "--port", "0",
            "--state", str(state), *(["--policy", policy] if policy else []), "--log-level", "warning", *extra]
     fh = log_path.open("a")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)

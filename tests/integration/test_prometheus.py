@@ -121,7 +121,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         # the real control plane
         server = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "windward") if (ROOT / ".venv" / "bin" / "windward").exists() else "windward",
-             "server", "--executor", "simulated", "--host", "127.0.0.1", "--port", str(srv_port),
+             "server", "--demo", "--executor", "simulated", "--host", "127.0.0.1", "--port", str(srv_port),
              "--state", str(tmp / "state.sqlite"), "--tick-seconds", str(TICK_SECONDS),
              "--policy", "greedy-green", "--log-level", "warning"],
             stdout=(tmp / "server.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=tmp,

@@ -133,7 +133,7 @@ def test_simulate_and_server_refuse_a_bad_planner_backend_before_starting(tmp_pa
     assert "--planner-backend 'jax'" in p.stderr and "numpy|torch" in p.stderr
     assert not out.exists()
     state = tmp_path / "s.sqlite"
-    p = _windward("server", "--port", "0", "--state", str(state), "--planner-backend", "numpy",
+    p = _windward("server", "--demo", "--port", "0", "--state", str(state), "--planner-backend", "numpy",
                   "--planner-device", "cuda:0")
     assert p.returncode == 2, p.stderr
     assert "--planner-device 'cuda:0'" in p.stderr
