@@ -3,7 +3,7 @@
 Units: ``gpu_s`` GPU-seconds, ``energy_j`` facility joules (PUE included), ``carbon_g`` grams CO2-eq.
 
 How one running job's usage over an interval of ``dt_s`` seconds is attributed (DESIGN section 2, through
-:mod:`kernels.power`):
+:mod:`kernels.power`; computed in one place, :func:`integrate`):
 
 * ``gpu_s = gpus * dt_s``
 * ``energy_j = pue * gpus * (f * tdp_w + host_w_per_gpu) * dt_s`` — its GPUs at their power fraction plus
@@ -26,72 +26,73 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from kernels import power as kpower
 from scheduler.models import Site, Tenant
-from scheduler.state import JobProgress, UsageDelta
+from scheduler.policies.base import TenantInfo
+from scheduler.policies.capacity import SitePower as CapacitySitePower
 
 
 @dataclass(frozen=True, slots=True)
-class SitePower:
-    """Site power over an interval from what runs (kernels.power): the basis of carbon attribution."""
+class IntervalUsage:
+    """Site power and usage over one interval of ``dt_s`` seconds (:func:`integrate`). Powers are the
+    interval's mean; per-job arrays follow the rows given to :func:`integrate`."""
 
+    dt_s: float
     facility_w: float
-    it_w: float
     grid_import_w: float
-    busy_gpus: Mapping[str, int]
+    wind_w: float
+    carbon_g: float
+    busy_gpus: NDArray[np.float64]  # (P,) mean busy GPUs per pool
+    job_energy_j: NDArray[np.float64]  # (m,) facility joules of each job (its GPUs at f plus their hosts)
+    job_carbon_g: NDArray[np.float64]  # (m,) its share of the interval's grid carbon
+    job_gpu_s: NDArray[np.float64]  # (m,) GPU-seconds
 
     @property
-    def grid_share(self) -> float:
-        return self.grid_import_w / self.facility_w if self.facility_w > 0 else 0.0
+    def energy_wind_j(self) -> float:
+        return min(self.facility_w, self.wind_w) * self.dt_s
+
+    @property
+    def energy_grid_j(self) -> float:
+        return self.grid_import_w * self.dt_s
 
 
-def site_power(
-    site: Site,
-    running: Sequence[tuple[str, int, float]],
-    healthy_gpus: Mapping[str, int],
+def integrate(
+    power: CapacitySitePower,
+    pool: NDArray[np.int64],
+    gpus: NDArray[np.float64],
+    power_fraction: NDArray[np.float64],
+    run_fraction: NDArray[np.float64],
+    healthy_gpus: NDArray[np.float64],
     wind_w: float,
-) -> SitePower:
-    """Facility power and grid import for ``running`` = ``[(pool, gpus, power_fraction), ...]``."""
-    names = [p.name for p in site.pools]
-    idx = {n: i for i, n in enumerate(names)}
-    active = np.zeros((len(names), 1))
-    busy = np.zeros((len(names), 1))
-    tdp = np.array([p.tdp_w for p in site.pools])
-    for pool, gpus, f in running:
-        i = idx[pool]
-        active[i, 0] += gpus * f * tdp[i]
-        busy[i, 0] += gpus
-    healthy = np.array([float(healthy_gpus.get(p.name, p.gpus)) for p in site.pools])
-    it = kpower.it_power_w(
-        active, busy, healthy, np.array([p.idle_w for p in site.pools]), np.array([p.host_w_per_gpu for p in site.pools])
-    )
-    fac = float(site.pue * it[0])
-    imp = float(kpower.grid_import_w(fac, wind_w))
-    return SitePower(fac, float(it[0]), imp, {n: int(busy[idx[n], 0]) for n in names})
-
-
-def job_usage(
-    site: Site,
-    progress: Sequence[JobProgress],
-    gpus_by_job: Mapping[str, int],
-    tenant_by_job: Mapping[str, str],
-    dt_s: float,
-    grid_share: float,
     carbon_g_per_kwh: float,
-) -> list[UsageDelta]:
-    """Usage of each running job over ``dt_s`` seconds (module docstring for the attribution rule)."""
-    if dt_s <= 0:
-        return []
-    pools = {p.name: p for p in site.pools}
-    out = []
-    for p in progress:
-        pool = pools[p.pool]
-        g = gpus_by_job[p.job_id]
-        energy_j = site.pue * g * (p.power_fraction * pool.tdp_w + pool.host_w_per_gpu) * dt_s
-        carbon_g = energy_j / 3.6e6 * carbon_g_per_kwh * grid_share
-        out.append(UsageDelta(p.job_id, tenant_by_job[p.job_id], g * dt_s, energy_j, carbon_g))
-    return out
+    dt_s: float,
+) -> IntervalUsage:
+    """THE energy and carbon integrator (DESIGN section 2, through :func:`kernels.power.facility_timeline`):
+    the simulation's slots, the service's ticks, the reports and the metrics all account through it.
+
+    Rows are the jobs that ran in the interval: pool index, GPUs, power fraction, and the share of the
+    interval each ran (``run_fraction``: 1, or less for a job that finished or stopped inside it). Per job
+    (module docstring): ``energy_j = pue * gpus * (f * tdp_w + host_w_per_gpu) * run_fraction * dt_s`` and
+    ``carbon_g`` = that energy's share of the site's facility energy times the interval's grid carbon."""
+    n_p = len(power.names)
+    active_w = gpus * power_fraction * power.tdp_w[pool]
+    active = np.bincount(pool, weights=active_w * run_fraction, minlength=n_p)
+    busy = np.bincount(pool, weights=gpus * run_fraction, minlength=n_p)
+    tl = kpower.facility_timeline(
+        power.pue, dt_s, active[:, None], busy[:, None], healthy_gpus[:, None], power.idle_w, power.host_w_per_gpu,
+        np.array([wind_w]), np.array([carbon_g_per_kwh]),
+    )  # fmt: skip
+    fac = float(tl["facility_w"][0])
+    carbon = float(tl["carbon_g"][0])
+    job_w = power.pue * gpus * (power_fraction * power.tdp_w[pool] + power.host_w_per_gpu[pool]) * run_fraction
+    job_c = carbon * job_w / fac if fac > 0 else np.zeros(job_w.shape[0])
+    return IntervalUsage(
+        dt_s=float(dt_s), facility_w=fac, grid_import_w=float(tl["grid_import_w"][0]), wind_w=float(wind_w),
+        carbon_g=carbon, busy_gpus=busy, job_energy_j=job_w * dt_s, job_carbon_g=job_c,
+        job_gpu_s=gpus * run_fraction * dt_s,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ commitments
@@ -215,41 +216,53 @@ def accounts(
     return out
 
 
-def tenant_info(accts: Sequence[TenantAccount], tenants: Mapping[str, Tenant], pools: Mapping[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
-    """The ``Snapshot.tenant_info`` mapping the service passes to the policy (one entry per tenant)::
-
-        {"<tenant>": {
-            "priority": 2,                      # priority class (0..10), added to each job's priority
-            "quota_gpus": 512,                  # max concurrent GPUs; None: no quota
-            "commitment_owed_gpu_h": 120.0,     # pre-ordered GPU-hours still owed now (0 without demand)
-            "commitment_period": "day",         # "day" | "week" | None
-            "commitment_gpu_h": 2000.0,         # pre-ordered GPU-hours per period
-            "delivered_gpu_h": 1880.0,          # GPU-hours used in the current period
-            "fair_share_weight": 1.0,           # weight in the fair share of what commitments leave
-            "fair_share": 0.25,                 # that share now, among tenants with demand (0..1)
-            "running_gpus": 64, "demand_gpus": 96,
-            "clearance": "public", "jurisdictions": ["nl", "eu"],
-            "pools_allowed": ["h100-eu-public"]}}   # sovereignty: the pools its work may land on
-    """
-    out: dict[str, dict[str, Any]] = {}
+def tenant_info(
+    accts: Sequence[TenantAccount], tenants: Mapping[str, Tenant], pools: Mapping[str, tuple[str, ...]]
+) -> dict[str, TenantInfo]:
+    """``Snapshot.tenant_info``: one :class:`~scheduler.policies.base.TenantInfo` per tenant, from its
+    standing (``accts``), its settings (``tenants``) and the pools it may use (``pools``, sovereignty)."""
+    out: dict[str, TenantInfo] = {}
     for a in accts:
         t = tenants[a.tenant]
-        out[a.tenant] = {
-            "priority": t.priority,
-            "quota_gpus": t.quota_gpus,
-            "commitment_owed_gpu_h": a.commitment_owed_gpu_s / 3600.0,
-            "commitment_period": a.commitment_period,
-            "commitment_gpu_h": a.commitment_gpu_s / 3600.0,
-            "delivered_gpu_h": a.commitment_delivered_gpu_s / 3600.0,
-            "fair_share_weight": a.fair_share_weight,
-            "fair_share": a.fair_share,
-            "running_gpus": a.running_gpus,
-            "demand_gpus": a.demand_gpus,
-            "clearance": t.clearance,
-            "jurisdictions": list(t.jurisdictions),
-            "pools_allowed": list(pools.get(a.tenant, ())),
-        }
+        out[a.tenant] = TenantInfo(
+            priority=t.priority,
+            quota_gpus=t.quota_gpus,
+            commitment_owed_gpu_h=a.commitment_owed_gpu_s / 3600.0,
+            commitment_period=a.commitment_period,
+            commitment_gpu_h=a.commitment_gpu_s / 3600.0,
+            delivered_gpu_h=a.commitment_delivered_gpu_s / 3600.0,
+            fair_share_weight=a.fair_share_weight,
+            fair_share=a.fair_share,
+            running_gpus=a.running_gpus,
+            demand_gpus=a.demand_gpus,
+            clearance=t.clearance,
+            jurisdictions=tuple(t.jurisdictions),
+            pools_allowed=tuple(pools.get(a.tenant, ())),
+        )
     return out
+
+
+class LoopTenantInfo:
+    """``Snapshot.tenant_info`` for a :class:`~scheduler.control.ControlLoop` (its ``tenant_info_fn``), from the
+    loop's own usage accounting (``ControlLoop.tenant_usage``), so that a simulation sees quotas, owed
+    commitments and fair shares exactly as ``windward server`` computes them from its store.
+    ``epoch_unix_s``: the Unix time of the loop's time 0 (commitment periods are UTC days / ISO weeks)."""
+
+    def __init__(self, site: Site, tenants: Sequence[Tenant], epoch_unix_s: float) -> None:
+        from scheduler.auth import tenant_pools
+
+        self.site = site
+        self.tenants = list(tenants)
+        self.by_name = {t.name: t for t in self.tenants}
+        self.pools = {t.name: tenant_pools(site, t) for t in self.tenants}
+        self.epoch_unix_s = float(epoch_unix_s)
+
+    def __call__(self, loop: Any) -> dict[str, TenantInfo]:
+        now_unix = self.epoch_unix_s + loop.clock.now_s()
+        u = loop.tenant_usage()
+        accts = accounts(self.site, self.tenants, u["totals"], u["daily"], u["running_gpus"], u["demand_gpus"],
+                         now_unix)  # fmt: skip
+        return tenant_info(accts, self.by_name, self.pools)
 
 
 def quota_breaches(running_gpus: Mapping[str, int], tenants: Mapping[str, Tenant]) -> dict[str, int]:

@@ -41,14 +41,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from kernels.power import facility_timeline
+from scheduler.accounting import integrate
 from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
 from scheduler.executors.base import Clock, Executor, ExecutorEvent
-from scheduler.jobs import Job, check_jobs_fit, pool_matches
+from scheduler.jobs import Job, check_jobs_fit, eligible_pools
 from scheduler.models import Site
 from scheduler.policies.base import Assignment, Decisions, JobState, Policy, Snapshot
 from scheduler.policies.capacity import EligibilityCache, SitePower, inference_pool_order
+from scheduler.rules import RulesResult, enforce_rules
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,14 @@ class TickReport:
     plan: Mapping[str, Any]
     held: tuple[str, ...] = ()  # non-preemptible starts held back to keep the inference reserve free
     made_room: tuple[str, ...] = ()  # preemptible jobs preempted so that inference found GPUs
+    over_quota: tuple[str, ...] = ()  # dropped / preempted to keep a tenant's quota (scheduler.rules)
+    owed_started: tuple[str, ...] = ()  # started by the rules: the tenant is owed a commitment
+    fair_started: tuple[str, ...] = ()  # started by the rules: the tenant is below its fair share
+    displaced: tuple[str, ...] = ()  # dropped / preempted to make room for owed or fair-share work
+    expired: tuple[str, ...] = ()  # inference whose demand window passed before it was served
+    interval_s: float = 0.0  # seconds of the accounted energy / carbon (the slot; the service: since last tick)
+    tick_s: float | None = None  # wall seconds the whole tick took (the service measures it)
+    congestion_active: bool | None = None  # a congestion event caps the grid now (None: not known here)
 
 
 def plan_diagnostics(plan: Any) -> dict[str, Any]:
@@ -361,26 +370,33 @@ def sanitize_run(
     run: Mapping[str, Assignment],
     active: Mapping[str, JobState],
     home_pool: Callable[[Job], str | None] | None = None,
+    *,
+    elig: Callable[[Job], Sequence[int]] | None = None,
+    running: Iterable[JobState] | None = None,
+    queued_must_run: Iterable[JobState] | None = None,
 ) -> tuple[dict[str, Assignment], list[str]]:
     """The decisions a tick may act on. Drops decisions for unknown / inactive jobs, unknown pools and pools
-    the job may not use (labels, sovereignty, size): sovereignty is never left to the policy. Running
-    non-preemptible work cannot move (it stays in its pool at the decided fraction), and running must-run
-    or non-preemptible work the policy left out keeps running as it is. Returns (run, refused ids).
+    the job may not use (:func:`scheduler.jobs.eligible_pools`: labels, sovereignty, size): sovereignty is
+    never left to the policy. Running non-preemptible work cannot move (it stays in its pool at the decided
+    fraction), and running must-run or non-preemptible work the policy left out keeps running as it is.
+    Returns (run, refused ids).
 
     ``active``: the queued and running jobs by id. With ``home_pool`` (:meth:`ControlLoop.home_pool`),
     inference is served whatever the policy said: queued must-run work it left out starts in its home pool
-    at full power. Pure; used by the service (and meant for :meth:`ControlLoop.sanitize`).
+    at full power. ``elig`` (an :class:`EligibilityCache`), ``running`` (the running jobs) and
+    ``queued_must_run`` (queued inference) spare a scan of ``active`` where the caller keeps them. Pure.
     """
-    pools = {p.name: p for p in site.pools}
+    elig = elig if elig is not None else EligibilityCache(site)
+    index = {p.name: i for i, p in enumerate(site.pools)}
     out: dict[str, Assignment] = {}
     refused: list[str] = []
     for jid, a in run.items():
         js = active.get(jid)
-        pool = pools.get(a.pool)
-        if js is None or pool is None:
+        p = index.get(a.pool)
+        if js is None or p is None:
             refused.append(jid)
             continue
-        if pool.gpus < js.job.gpus or not pool_matches(pool, js.job):
+        if p not in elig(js.job):
             log.warning("policy placed job %s in ineligible pool %s: refused", jid, a.pool)
             refused.append(jid)
             continue
@@ -388,16 +404,67 @@ def sanitize_run(
             out[jid] = Assignment(js.pool or a.pool, a.power_fraction)  # cannot move: stays
             continue
         out[jid] = a
-    for jid, js in active.items():
-        if js.state == "running" and jid not in out and (js.job.must_run or not js.job.preemptible):
+    for js in running if running is not None else (s for s in active.values() if s.state == "running"):
+        jid = js.job.job_id
+        if jid not in out and (js.job.must_run or not js.job.preemptible):
             out[jid] = Assignment(js.pool or site.pools[0].name, js.power_fraction)
     if home_pool is not None:
-        for jid, js in active.items():
-            if js.job.must_run and js.state == "queued" and jid not in out:
+        waiting = (
+            queued_must_run
+            if queued_must_run is not None
+            else (s for s in active.values() if s.job.must_run and s.state == "queued")
+        )
+        for js in waiting:
+            jid = js.job.job_id
+            if jid not in out:
                 home = home_pool(js.job)
                 if home is not None:
                     out[jid] = Assignment(home, 1.0)
     return out, refused
+
+
+@dataclass(frozen=True, slots=True)
+class Constrained:
+    """A policy's decisions after every step that makes them safe and fair (:func:`constrain`)."""
+
+    run: dict[str, Assignment]  # what apply carries out
+    refused: tuple[str, ...]  # unknown / inactive jobs, unknown or ineligible pools
+    held: tuple[str, ...]  # non-preemptible starts held back to keep the inference reserve free
+    rules: RulesResult  # quotas, owed commitments, weighted fair share
+    fast_path: FastPathResult  # the actual caps of this slot
+
+
+def constrain(
+    power: SitePower,
+    elig: Callable[[Job], Sequence[int]],
+    decided: Mapping[str, Assignment],
+    snapshot: Snapshot,
+    *,
+    active: Mapping[str, JobState],
+    running: Mapping[str, JobState],
+    queued_must_run: Iterable[JobState],
+    queued: Iterable[Job],
+    jobs: Mapping[str, Job],
+    healthy_gpus: Mapping[str, int],
+    actual: EnergySeries,
+    home_pool: Callable[[Job], str | None],
+) -> Constrained:
+    """THE steps between a policy's decision and the executor, for the simulation, the demo and the server
+    alike: sanitize (sovereignty; inference served) -> hold for the inference reserve -> tenants' rights
+    (:func:`scheduler.rules.enforce_rules`) -> the fast path against this slot's ACTUAL caps
+    (:func:`enforce_caps`). ``active``: queued and running jobs; ``running``: the running ones;
+    ``queued_must_run``: queued inference; ``queued``: the queued jobs; ``jobs``: every active job by id."""
+    run, refused = sanitize_run(power.site, decided, active, home_pool, elig=elig, running=running.values(),
+                                queued_must_run=queued_must_run)  # fmt: skip
+    run, held = hold_for_reserve(power, run, jobs, running, healthy_gpus, snapshot.inference_reserve_gpus)
+    rules = enforce_rules(
+        run, jobs, running, queued, healthy_gpus, snapshot.tenant_info, elig, power.names,
+        float(snapshot.forecast.slot_s), exclude=(*refused, *held),
+        reserve_gpus=reserve_peaks(snapshot.inference_reserve_gpus),
+    )  # fmt: skip
+    fp = enforce_caps(power, rules.run, jobs, running, healthy_gpus, float(actual.wind_w[0]),
+                      float(actual.grid_cap_w[0]), float(actual.site_max_w[0]))  # fmt: skip
+    return Constrained(fp.run, tuple(refused), held, rules, fp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,11 +498,7 @@ def start_candidates(site: Site, job: Job, a: Assignment) -> list[Assignment]:
     power."""
     out = [a]
     if job.must_run:
-        out += [
-            Assignment(p.name, 1.0)
-            for p in site.pools
-            if p.name != a.pool and p.gpus >= job.gpus and pool_matches(p, job)
-        ]
+        out += [Assignment(site.pools[p].name, 1.0) for p in eligible_pools(site, job) if site.pools[p].name != a.pool]
     return out
 
 
@@ -576,6 +639,54 @@ def hold_for_reserve(
         return dict(run), ()
     hs = set(held)
     return {j: a for j, a in run.items() if j not in hs}, tuple(held)
+
+
+def room_victims(job: Job, free_gpus: int, running: Iterable[tuple[str, Job]]) -> list[str] | None:
+    """Which running jobs of one pool to preempt so that inference ``job`` fits: preemptible non-inference
+    work, lowest priority and latest submitted first, until the free GPUs plus theirs hold it (an executor
+    that places a gang of whole nodes may need more than the count: never more than twice what it needs).
+    None: even all of them would not make room. Pure; the loop and the service both use it."""
+    victims = sorted(
+        ((jid, j) for jid, j in running if j.preemptible and not j.must_run),
+        key=lambda v: (v[1].priority, -v[1].submit_s, v[0]),
+    )
+    if free_gpus + sum(j.gpus for _, j in victims) < job.gpus:
+        return None
+    out: list[str] = []
+    free = free_gpus
+    for jid, j in victims:  # the caller tries the start after each preemption and stops once it fits
+        if free >= 2 * job.gpus:
+            break
+        out.append(jid)
+        free += j.gpus
+    return out
+
+
+def reserve_peaks(reserve: Mapping[str, Any]) -> dict[str, float]:
+    """Pool -> the most GPUs the inference reserve keeps over the horizon."""
+    out: dict[str, float] = {}
+    for name, series in reserve.items():
+        a = np.asarray(series, dtype=np.float64)
+        out[name] = float(a.max()) if a.size else 0.0
+    return out
+
+
+class _StatesOf(Mapping[str, JobState]):
+    """``records`` seen as job id -> JobState (cached per record), without building a dict each tick."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: Mapping[str, JobRecord]) -> None:
+        self._records = records
+
+    def __getitem__(self, job_id: str) -> JobState:
+        return self._records[job_id].job_state()
+
+    def __iter__(self) -> Any:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 class _JobsOf(Mapping[str, Job]):
@@ -783,34 +894,24 @@ class ControlLoop:
         d = self.policy.decide(snapshot)
         return d, self._timer() - t0
 
+    def constrain(self, decided: Mapping[str, Assignment], snap: Snapshot, actual: EnergySeries) -> Constrained:
+        """:func:`constrain` (sanitize -> hold -> rules -> fast path) on this loop's state."""
+        return constrain(
+            self.power, self._elig, decided, snap,
+            active=_StatesOf(self._active), running=_StatesOf(self._running),
+            queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
+            queued=[r.job for r in self._active.values() if r.state == "queued"],
+            jobs=_JobsOf(self.records), healthy_gpus=self.executor.healthy_gpus(), actual=actual,
+            home_pool=self.home_pool,
+        )  # fmt: skip
+
     def sanitize(self, run: Mapping[str, Assignment]) -> tuple[dict[str, Assignment], list[str]]:
-        """Drop decisions for unknown / inactive jobs and ineligible pools; keep every running must-run or
-        non-preemptible job (they cannot be stopped). Returns (run, refused ids)."""
-        out: dict[str, Assignment] = {}
-        refused: list[str] = []
-        for jid, a in run.items():
-            rec = self._active.get(jid)
-            if rec is None or a.pool not in self.power.index:
-                refused.append(jid)
-                continue
-            if self.power.index[a.pool] not in self._elig(rec.job):  # labels, sovereignty, size (cached)
-                log.warning("policy placed job %s in ineligible pool %s: refused", jid, a.pool)
-                refused.append(jid)
-                continue
-            if rec.state == "running" and a.pool != rec.pool and not rec.job.preemptible:
-                out[jid] = Assignment(rec.pool or a.pool, a.power_fraction)  # cannot move: stays
-                continue
-            out[jid] = a
-        for jid, rec in self._running.items():
-            if jid not in out and (rec.job.must_run or not rec.job.preemptible):
-                out[jid] = Assignment(rec.pool or self.power.names[0], rec.power_fraction)
-        # inference is served whatever the policy said: released demand it left out starts in its home pool
-        for jid, rec in self._must_run.items():
-            if jid not in out and rec.state == "queued":
-                home = self.home_pool(rec.job)
-                if home is not None:
-                    out[jid] = Assignment(home, 1.0)
-        return out, refused
+        """:func:`sanitize_run` on this loop's state. Returns (run, refused ids)."""
+        return sanitize_run(
+            self.site, run, _StatesOf(self._active), self.home_pool, elig=self._elig,
+            running=_StatesOf(self._running).values(),
+            queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
+        )  # fmt: skip
 
     def hold(
         self, run: Mapping[str, Assignment], reserve: Mapping[str, Any]
@@ -988,26 +1089,20 @@ class ControlLoop:
                     return placement, Assignment(name, 1.0), []
         for p in order:
             name = self.power.names[p]
-            if not pool_matches(self.site.pools[p], job) or self.site.pools[p].gpus < job.gpus:
+            if p not in self._elig(job):
                 continue
             free = int(self.executor.free_gpus_by_node(name).sum())
-            victims = sorted(
-                (r for r in self._running.values() if r.pool == name and r.job.preemptible and not r.job.must_run),
-                key=lambda r: (r.job.priority, -r.job.submit_s, r.job.job_id),
-            )
-            if free + sum(v.job.gpus for v in victims) < job.gpus:
+            victims = room_victims(job, free, ((r.job.job_id, r.job) for r in self._running.values() if r.pool == name))
+            if victims is None:
                 continue
             lost_list: list[tuple[str, float]] = []
-            for v in victims:
-                # an executor that places inference as a gang of whole nodes may need more than the count:
-                # go on while the start fails, but never free more than twice what the inference needs
-                if free >= 2 * job.gpus:
-                    break
-                lost = self.executor.preempt(v.job.job_id, f"room for inference {job.job_id}")
+            for vid in victims:
+                v = self._running[vid]
+                lost = self.executor.preempt(vid, f"room for inference {job.job_id}")
                 self._stopped(v, lost)
                 free += v.job.gpus
-                lost_list.append((v.job.job_id, lost))
-                self._made_room.append(v.job.job_id)
+                lost_list.append((vid, lost))
+                self._made_room.append(vid)
                 if free < job.gpus:
                     continue
                 placement = self.executor.start(job, name, 1.0, rec.work_done_s)
@@ -1046,30 +1141,19 @@ class ControlLoop:
         for ev in events:
             if ev.kind == "finished" and ev.job_id in tab.row:
                 runf[tab.row[ev.job_id]] = min(max((ev.time_s - t0) / dt, 0.0), 1.0)
-        active = np.bincount(pool, weights=gpu_w * runf, minlength=n_p)
-        busy = np.bincount(pool, weights=g * runf, minlength=n_p)
         wind = float(actual.wind_w[0])
-        ci = float(actual.carbon_g_per_kwh[0])
-        tl = facility_timeline(
-            pw.pue, dt, active[:, None], busy[:, None], healthy_a[:, None], pw.idle_w, pw.host_w_per_gpu,
-            np.array([wind]), np.array([ci]),
-        )  # fmt: skip
-        fac = float(tl["facility_w"][0])
-        imp = float(tl["grid_import_w"][0])
-        carbon = float(tl["carbon_g"][0])
-        # per job: its GPUs at their fraction plus their hosts' share, and that share of the slot's carbon
-        job_w = pw.pue * g * (frac * pw.tdp_w[pool] + pw.host_w_per_gpu[pool]) * runf
-        job_c = carbon * job_w / fac if fac > 0 else np.zeros(m)
-        tab.energy_j[:m] += job_w * dt
-        tab.carbon_g[:m] += job_c
+        iv = integrate(pw, pool, g, frac, runf, healthy_a, wind, float(actual.carbon_g_per_kwh[0]), dt)
+        fac, imp, carbon, busy = iv.facility_w, iv.grid_import_w, iv.carbon_g, iv.busy_gpus
+        tab.energy_j[:m] += iv.job_energy_j
+        tab.carbon_g[:m] += iv.job_carbon_g
         if m:
             day = actual.start_utc.date().isoformat()
             nt = len(self._tenants)
             ten = tab.tenant[:m]
             by_t = (
-                np.bincount(ten, weights=g * runf * dt, minlength=nt),
-                np.bincount(ten, weights=job_w * dt, minlength=nt),
-                np.bincount(ten, weights=job_c, minlength=nt),
+                np.bincount(ten, weights=iv.job_gpu_s, minlength=nt),
+                np.bincount(ten, weights=iv.job_energy_j, minlength=nt),
+                np.bincount(ten, weights=iv.job_carbon_g, minlength=nt),
             )
             for i in np.flatnonzero(by_t[0] > 0).tolist():
                 u = self.usage.setdefault((self._tenants[i], day), [0.0, 0.0, 0.0])
@@ -1100,8 +1184,8 @@ class ControlLoop:
             "grid_import_w": imp,
             "grid_import_peak_w": max(peak_w - wind, 0.0),
             "carbon_g": carbon,
-            "energy_wind_j": min(fac, wind) * dt,
-            "energy_grid_j": imp * dt,
+            "energy_wind_j": iv.energy_wind_j,
+            "energy_grid_j": iv.energy_grid_j,
         }
         return finished, acc
 
@@ -1114,13 +1198,12 @@ class ControlLoop:
             raise InputError(f"energy slot_s {actual.slot_s} differs from the site's slot ({self.site.slot_s} s)")
         now = self.clock.now_s()
         failed = self.collect()
-        self.release()
+        expired = self.release()
         snap = self.snapshot(forecast)
         decisions, decide_s = self.decide(snap)
-        run, refused = self.sanitize(decisions.run)
-        run, held = self.hold(run, snap.inference_reserve_gpus)
-        fp = self.enforce(run, actual)
-        applied = self.apply(fp.run)
+        c = self.constrain(decisions.run, snap, actual)
+        fp, rules = c.fast_path, c.rules
+        applied = self.apply(c.run)
         violations: list[str] = []
         inf_demand = sum(r.job.gpus for r in self._active.values() if r.job.must_run)
         inf_served = sum(r.job.gpus for r in self._running.values() if r.job.must_run)
@@ -1165,14 +1248,20 @@ class ControlLoop:
             lowered=fp.lowered,
             dropped=fp.dropped,
             start_failed=applied.start_failed,
-            refused=tuple(refused),
+            refused=c.refused,
             violations=tuple(violations),
             inference_demand_gpus=int(inf_demand),
             inference_served_gpus=int(inf_served),
             decide_s=float(decide_s),
             plan=plan_diagnostics(decisions.plan),
-            held=held,
+            held=c.held,
             made_room=tuple(self._made_room),
+            over_quota=rules.over_quota,
+            owed_started=rules.owed_started,
+            fair_started=rules.fair_started,
+            displaced=rules.displaced,
+            expired=tuple(expired),
+            interval_s=self.slot_s,
         )
         log.info(
             "tick slot=%d facility=%.0fW import=%.0fW cap=%.0fW wind=%.0fW starts=%d preempt=%d finish=%d queued=%d",

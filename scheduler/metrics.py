@@ -12,10 +12,9 @@ Naming: ``windward_<thing>_<unit>`` with Prometheus base units (``_watts``, ``_j
 
 Conventions
 -----------
-* Power gauges hold the value of the *current* tick (the power the site draws from now until the next
-  tick). Energy and carbon counters integrate the previous tick's power over the time that passed
-  between two ticks (in the run's own seconds, ``TickReport.now_s``), so a tick that comes early (on a
-  submission) does not count a slot twice.
+* Power gauges hold the value of the *current* tick. Energy and carbon counters add what the tick report
+  accounted (:func:`scheduler.accounting.integrate`, the one integrator): the simulation's slot, or the
+  service's time since its previous tick, so a tick that comes early (on a submission) counts nothing twice.
 * ``source`` is ``wind`` or ``grid``: the wind share of facility power is ``min(facility_w, wind_w)``,
   the grid share is ``grid_import_w = max(0, facility_w - wind_w)`` (kernels.power). Wind energy carries
   no operational carbon in the model of DESIGN section 2, so ``windward_carbon_grams_total{source="wind"}``
@@ -32,13 +31,15 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from kernels import power as kpower
 from scheduler.models import Site
+
+if TYPE_CHECKING:
+    from scheduler.control import TickReport
 from scheduler.power_devices import POWER_BACKENDS
 
 logger = logging.getLogger(__name__)
@@ -293,7 +294,6 @@ class Metrics:
             registry=r,
         )
 
-        self._prev: _PrevTick | None = None
         self._pools: list[str] = []
         self._tenants_seen: set[str] = set()
         self._job_keys: set[tuple[str, str]] = set()
@@ -333,25 +333,15 @@ class Metrics:
 
     # ------------------------------------------------------------------------------------ feeding
 
-    def observe_tick(self, report: Any, tick_duration_s: float | None = None) -> None:
-        """Publish one control-loop tick.
-
-        Two report shapes are read, by field name:
-
-        * ``scheduler.control.TickReport`` (the simulator's loop): one whole slot that has passed, with
-          the slot's ``energy_wind_j``, ``energy_grid_j``, ``carbon_g`` (added to the counters as they
-          are), ``facility_peak_w`` / ``grid_import_peak_w`` (the caps are checked against these),
-          ``starts, finishes, preemptions, failures, dropped`` (job ids), ``lost_work_s``,
-          ``inference_demand_gpus, inference_served_gpus``, ``decide_s`` and ``plan`` (diagnostics dict).
-        * the service's per-tick report (``scheduler.service``): the power *now* with ``now_s``, and
-          ``plan_s``, ``tick_s``, ``plan``, ``congestion_active``; energy and carbon are then integrated
-          here over the time since the previous tick at the previous tick's power.
-
-        Both carry ``slot, facility_w, wind_w, grid_import_w, grid_cap_w, site_max_w, carbon_g_per_kwh,
-        busy_gpus, healthy_gpus`` (per pool). ``tick_duration_s`` overrides the report's ``tick_s``.
+    def observe_tick(self, report: TickReport, tick_duration_s: float | None = None) -> None:
+        """Publish one control-loop tick: the one :class:`scheduler.control.TickReport`, from the simulation's
+        loop (a whole slot that has passed) or from the service (the power drawn from now on, and what was
+        accounted since the previous tick). Energy and carbon are the report's own (``energy_wind_j``,
+        ``energy_grid_j``, ``carbon_g``: computed once, by :func:`scheduler.accounting.integrate`), added to
+        the counters as they are; the caps are checked against ``facility_peak_w`` / ``grid_import_peak_w``.
+        ``tick_duration_s`` overrides the report's ``tick_s``.
         """
         site = self._site
-        now_s = float(report.now_s if hasattr(report, "now_s") else report.time_s)
         facility_w = float(report.facility_w)
         wind_w = float(report.wind_w)
         grid_import_w = float(report.grid_import_w)
@@ -360,27 +350,15 @@ class Metrics:
         ci = float(report.carbon_g_per_kwh)
 
         # --- energy and carbon
-        if hasattr(report, "energy_wind_j"):
-            self.energy.labels(source="wind").inc(max(float(report.energy_wind_j), 0.0))
-            self.energy.labels(source="grid").inc(max(float(report.energy_grid_j), 0.0))
-            self.carbon.labels(source="grid").inc(max(float(report.carbon_g), 0.0))
-        else:
-            prev = self._prev
-            if prev is not None and now_s > prev.now_s:
-                dt_s = now_s - prev.now_s
-                self.energy.labels(source="wind").inc(max(min(prev.facility_w, prev.wind_w), 0.0) * dt_s)
-                self.energy.labels(source="grid").inc(prev.grid_import_w * dt_s)
-                self.carbon.labels(source="grid").inc(
-                    float(kpower.carbon_g(prev.grid_import_w, prev.carbon_g_per_kwh, dt_s))
-                )
-            self._prev = _PrevTick(now_s, facility_w, wind_w, grid_import_w, ci)
+        self.energy.labels(source="wind").inc(max(float(report.energy_wind_j), 0.0))
+        self.energy.labels(source="grid").inc(max(float(report.energy_grid_j), 0.0))
+        self.carbon.labels(source="grid").inc(max(float(report.carbon_g), 0.0))
 
         # --- power, caps, headroom (against the peak where the report has one)
-        peak_w = float(getattr(report, "facility_peak_w", facility_w))
-        peak_import_w = float(getattr(report, "grid_import_peak_w", grid_import_w))
+        peak_w = float(report.facility_peak_w)
+        peak_import_w = float(report.grid_import_peak_w)
         self.facility_power.set(facility_w)
-        it_w = getattr(report, "it_w", None)
-        self.it_power.set(float(it_w) if it_w is not None else facility_w / (site.pue if site else 1.0))
+        self.it_power.set(facility_w / (site.pue if site else 1.0))
         self.wind_available.set(wind_w)
         self.grid_import.set(grid_import_w)
         self.grid_cap.set(grid_cap_w)
@@ -400,8 +378,8 @@ class Metrics:
                 self.cap_violations.labels(reason=reason).inc()
 
         # --- pools
-        busy = dict(getattr(report, "busy_gpus", {}) or {})
-        healthy = dict(getattr(report, "healthy_gpus", {}) or {})
+        busy = dict(report.busy_gpus)
+        healthy = dict(report.healthy_gpus)
         for name in [p.name for p in site.pools] if site else sorted(set(busy) | set(healthy)):
             self._ensure_pool(name)
             pool = site.pool(name) if site else None
@@ -425,39 +403,37 @@ class Metrics:
             )
             frac = (it_now_w - fixed_w) / busy_tdp_w if busy_tdp_w > 0 else 0.0
             self.power_fraction.set(min(max(frac, 0.0), 1.0))
-        self.inference_demand.set(float(getattr(report, "inference_demand_gpus", 0) or 0))
-        self.inference_served.set(float(getattr(report, "inference_served_gpus", 0) or 0))
+        self.inference_demand.set(float(report.inference_demand_gpus))
+        self.inference_served.set(float(report.inference_served_gpus))
 
         # --- job events (ids only: counted, never exported as labels)
-        self.job_starts.inc(len(getattr(report, "starts", ()) or ()))
-        self.job_finishes.inc(len(getattr(report, "finishes", ()) or ()))
-        preempted = tuple(getattr(report, "preemptions", ()) or ())
+        self.job_starts.inc(len(report.starts))
+        self.job_finishes.inc(len(report.finishes))
+        preempted = tuple(report.preemptions)
         if preempted:
-            by_fast_path = set(getattr(report, "dropped", ()) or ())
+            by_fast_path = set(report.dropped)
             n_cap = sum(1 for j in preempted if j in by_fast_path)
             n_plan = len(preempted) - n_cap
-            lost_s = max(float(getattr(report, "lost_work_s", 0.0) or 0.0), 0.0)
+            lost_s = max(float(report.lost_work_s), 0.0)
             # the report gives the work lost in total: shared out by the number of jobs of each reason
             for reason, n in (("power_cap", n_cap), ("plan", n_plan)):
                 if n:
                     self.preemptions.labels(reason=reason).inc(n)
                     self.work_lost.labels(reason=reason).inc(lost_s * n / len(preempted))
-        n_failed = len(getattr(report, "failures", ()) or ())
+        n_failed = len(report.failures)
         if n_failed:
             self.preemptions.labels(reason="node_down").inc(n_failed)
-        active = getattr(report, "congestion_active", None)
+        active = report.congestion_active
         if active is not None:
             self.congestion_active.set(1.0 if active else 0.0)
 
         # --- planning and the tick itself
         wall = float(self._wall_clock())
-        plan_s = getattr(report, "plan_s", getattr(report, "decide_s", None))
-        if plan_s is not None:
-            self.plan_duration.observe(float(plan_s))
-            self.plans.inc()
-            self.last_plan_ts.set(wall)
-        self.observe_plan(getattr(report, "plan", None))
-        tick_s = tick_duration_s if tick_duration_s is not None else getattr(report, "tick_s", None)
+        self.plan_duration.observe(float(report.decide_s))
+        self.plans.inc()
+        self.last_plan_ts.set(wall)
+        self.observe_plan(report.plan)
+        tick_s = tick_duration_s if tick_duration_s is not None else report.tick_s
         if tick_s is not None:
             self.tick_duration.observe(float(tick_s))
         self.ticks.inc()
@@ -541,14 +517,3 @@ class Metrics:
             out |= {fam.name + sfx for sfx in suffixes.get(fam.type, ("",))}
             out |= {s.name for s in fam.samples}
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class _PrevTick:
-    now_s: float
-    facility_w: float
-    wind_w: float
-    grid_import_w: float
-    carbon_g_per_kwh: float
-
-

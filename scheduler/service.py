@@ -66,22 +66,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scheduler import accounting
+from scheduler.accounting import IntervalUsage
 from scheduler.auth import Authenticator, admit_job, tenant_pools
 from scheduler.control import (
     ActionPlan,
+    FastPathResult,
     InferenceReserve,
-    enforce_caps,
-    hold_for_reserve,
+    TickReport,
+    constrain,
     order_actions,
-    sanitize_run,
+    plan_diagnostics,
+    room_victims,
     start_candidates,
 )
 from scheduler.energy import EnergySeries
 from scheduler.errors import ExecutorError, InputError
 from scheduler.jobs import Job
 from scheduler.models import JobSpec, Site, Tenant, TenantsFile
-from scheduler.policies.base import JobState, Snapshot
+from scheduler.policies.base import Assignment, JobState, Snapshot
 from scheduler.policies.capacity import inference_pool_order
+from scheduler.rules import RulesResult
 from scheduler.state import (
     ActionIntent,
     Congestion,
@@ -198,6 +202,18 @@ class TickOutcome:
     actual: EnergySeries | None = None
     busy_gpus: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    expired: list[str] = field(default_factory=list)  # inference whose demand window passed unserved
+    made_room: list[str] = field(default_factory=list)  # preempted so that inference found GPUs
+    violations: list[str] = field(default_factory=list)
+    lost_work_s: float = 0.0
+    inference_demand_gpus: int = 0
+    inference_served_gpus: int = 0
+    queued: int = 0
+    running: int = 0
+    plan: dict[str, Any] = field(default_factory=dict)
+    rules: RulesResult | None = None
+    fast_path: FastPathResult | None = None
+    report: TickReport | None = None  # the one report type (scheduler.control.TickReport), for the metrics
 
 
 def make_policy(name: str, horizon_hours: float, plan_kwargs: Mapping[str, Any] | None = None) -> Policy:
@@ -321,6 +337,8 @@ class Service:
         self._unflushed: dict[str, list[float]] = {}  # job id -> [gpu_s, energy_j, carbon_g] not yet written
         self._tenant_pending: dict[str, list[float]] = {}  # tenant -> the same, accrued this tick
         self._gone: dict[str, Job] = {}  # jobs that stopped running this tick (their usage is written now)
+        self._served: set[str] = set()  # inference started at least once (never expired)
+        self._interval: IntervalUsage | None = None  # what the last advance accounted
         self._usage_day = accounting.day_key(self.clock.now_unix_s())
         self._flushed_wall = -math.inf
         self._tick_accounts: list[accounting.TenantAccount] = []
@@ -537,6 +555,7 @@ class Service:
             t0 = time.perf_counter()
             out = self._tick()
             out.tick_s = time.perf_counter() - t0
+            out.report = self._report(out)
             self._ticks += 1
             self._last_outcome = out
             tp = time.perf_counter()
@@ -565,6 +584,8 @@ class Service:
                 continue
             job = r.to_job(self.epoch_unix_s, self.tenant_pools.get(r.tenant, ()))
             ri = running_info.get(r.id) if r.state == "running" else None
+            if r.state == "running":
+                self._served.add(r.id)
             if ri is not None:
                 self._ledger[r.id] = JobState(job, "running", ri.work_done_s, ri.checkpoint_work_s, ri.pool,
                                               ri.power_fraction, tuple(ri.nodes))  # fmt: skip
@@ -629,44 +650,40 @@ class Service:
         if stops:
             self.store.record_outcomes(stopped=stops, now_unix_s=now_unix)
         run_now = dict(self.executor.running())
-        if dt > 0 and running_before:
-            self._accrue(running_before, end_of, t_prev, now_s, dt)
+        self._interval = self._accrue(running_before, end_of, t_prev, now_s, dt) if dt > 0 else None
         return run_now
 
     def _accrue(self, running_before: Mapping[str, JobState], end_of: Mapping[str, float], t_prev: float,
-                now_s: float, dt: float) -> None:  # fmt: skip
-        """Usage of each job that ran in ``[t_prev, now_s]`` (accounting module docstring), kept in memory
-        per job until the next flush and per tenant for this tick's write."""
+                now_s: float, dt: float) -> IntervalUsage:  # fmt: skip
+        """Usage over ``[t_prev, now_s]`` through the one integrator (:func:`scheduler.accounting.integrate`):
+        the site's energy and carbon for the tick report, and each job's, kept in memory per job until the
+        next flush and per tenant for this tick's write."""
         now_unix = self.epoch_unix_s + now_s
         slot = min(int(t_prev // self.site.slot_s), self._energy.n_slots - 1)
         actual = self._caps(self._energy.window(slot, 1), slot, self.store.congestion_events(now_unix - dt))
-        runs = [(s.pool or "", s.job.gpus, s.power_fraction) for s in running_before.values()]
-        sp = accounting.site_power(self.site, runs, self.executor.healthy_gpus(), float(actual.wind_w[0]))
-        ci = float(actual.carbon_g_per_kwh[0])
-        pools = {p.name: p for p in self.site.pools}
-        pue = self.site.pue
-        share = sp.grid_share
+        ids = list(running_before)
+        pw = self._power
+        states = [running_before[j] for j in ids]
+        pool = np.array([pw.index[s.pool or ""] for s in states], dtype=np.int64)
+        gpus = np.array([float(s.job.gpus) for s in states])
+        frac = np.array([s.power_fraction for s in states])
+        runf = np.array([max(min(end_of.get(j, now_s), now_s) - t_prev, 0.0) / dt for j in ids])
+        iv = accounting.integrate(pw, pool, gpus, frac, runf, pw.healthy_array(self.executor.healthy_gpus()),
+                                  float(actual.wind_w[0]), float(actual.carbon_g_per_kwh[0]), dt)  # fmt: skip
         tenant_acc = self._tenant_pending
-        for j, ri in running_before.items():
-            job = ri.job
-            g = job.gpus
-            span = max(min(end_of.get(j, now_s), now_s) - t_prev, 0.0)
-            pool = pools[ri.pool or ""]
-            energy = pue * g * (ri.power_fraction * pool.tdp_w + pool.host_w_per_gpu) * span
-            carbon = energy / 3.6e6 * ci * share
+        for k, j in enumerate(ids):
+            vals = (float(iv.job_gpu_s[k]), float(iv.job_energy_j[k]), float(iv.job_carbon_g[k]))
             acc = self._unflushed.get(j)
             if acc is None:
                 acc = self._unflushed[j] = [0.0, 0.0, 0.0]
-            acc[0] += g * span
-            acc[1] += energy
-            acc[2] += carbon
-            tacc = tenant_acc.get(job.tenant)
+            tacc = tenant_acc.get(states[k].job.tenant)
             if tacc is None:
-                tacc = tenant_acc[job.tenant] = [0.0, 0.0, 0.0]
-            tacc[0] += g * span
-            tacc[1] += energy
-            tacc[2] += carbon
+                tacc = tenant_acc[states[k].job.tenant] = [0.0, 0.0, 0.0]
+            for x in range(3):
+                acc[x] += vals[x]
+                tacc[x] += vals[x]
         self._usage_day = accounting.day_key(now_unix - dt / 2)
+        return iv
 
     def _home_pool(self, job: Job) -> str | None:
         """Where inference is placed first and its demand booked: the largest eligible pool (as ControlLoop)."""
@@ -710,6 +727,7 @@ class Service:
             if s is not None and s.state == "running":
                 if (s.work_done_s, s.checkpoint_work_s) != (ri.work_done_s, ri.checkpoint_work_s):
                     self._ledger[jid] = replace(s, work_done_s=ri.work_done_s, checkpoint_work_s=ri.checkpoint_work_s)
+        self._expire_inference(out, now_s, now_unix)
         tm["intake_advance"] = time.perf_counter() - t
 
         # 2. snapshot
@@ -743,23 +761,24 @@ class Service:
         decisions = self.policy.decide(snap)
         out.plan_s = tm["decide"] = time.perf_counter() - t
 
-        # 4. sanitize (control.sanitize_run) and the FAST PATH (control.enforce_caps) against this slot's
-        #    ACTUAL wind and caps (congestion included), then the ordered actions (control.order_actions)
+        # 4. control.constrain, the steps the simulation's loop runs too: sanitize (sovereignty, inference
+        #    served), hold for the inference reserve, tenants' rights (scheduler.rules), the FAST PATH against
+        #    this slot's ACTUAL wind and caps (congestion included); then the ordered actions
         t = time.perf_counter()
-        run, refused = sanitize_run(self.site, decisions.run, active, self._home_pool)
-        out.refused = refused
         actual = self._caps(self._energy.window(e_slot, 1), slot, congestion)
-        running_pool = {j: s.pool or "" for j, s in active.items() if s.state == "running"}
-        run, out.held = hold_for_reserve(self._power, run, {j: active[j].job for j in run}, running_pool, healthy,
-                                         snap.inference_reserve_gpus)  # fmt: skip
-        fp = enforce_caps(
-            self._power, run, {j: active[j].job for j in run}, running_pool, healthy,
-            float(actual.wind_w[0]), float(actual.grid_cap_w[0]), float(actual.site_max_w[0]),
+        running_states = {j: s for j, s in active.items() if s.state == "running"}
+        running_pool = {j: s.pool or "" for j, s in running_states.items()}
+        c = constrain(
+            self._power, self._elig, decisions.run, snap, active=active, running=running_states,
+            queued_must_run=[s for s in states if s.job.must_run and s.state == "queued"],
+            queued=[s.job for s in states if s.state == "queued"], jobs={j: s.job for j, s in active.items()},
+            healthy_gpus=healthy, actual=actual, home_pool=self._home_pool,
         )  # fmt: skip
+        out.refused, out.held, out.rules, out.fast_path = list(c.refused), c.held, c.rules, c.fast_path
+        fp = c.fast_path
         out.fast_path_power = len(fp.lowered)
         out.fast_path_preempted = sum(1 for j in fp.dropped if j in running_pool)
-        plan = order_actions(fp.run, {j: (s.pool or "", s.power_fraction) for j, s in active.items()
-                                      if s.state == "running"})  # fmt: skip
+        plan = order_actions(c.run, {j: (s.pool or "", s.power_fraction) for j, s in running_states.items()})
         tm["sanitize_enforce"] = time.perf_counter() - t
 
         # 5. apply, journalled: ONE transaction of intents, act, ONE transaction of outcomes
@@ -770,18 +789,50 @@ class Service:
         # 6. write progress and usage (one transaction), publish
         t = time.perf_counter()
         self._flush(now_unix)
-        sp = accounting.site_power(
-            self.site,
-            [(s.pool or "", s.job.gpus, s.power_fraction) for s in self._ledger.values() if s.state == "running"],
-            healthy, float(actual.wind_w[0]),
+        runs = [s for s in self._ledger.values() if s.state == "running"]
+        pw = self._power
+        now_iv = accounting.integrate(  # the power drawn from now on (no time has passed: dt 0)
+            pw, np.array([pw.index[s.pool or ""] for s in runs], dtype=np.int64),
+            np.array([float(s.job.gpus) for s in runs]), np.array([s.power_fraction for s in runs]),
+            np.ones(len(runs)), pw.healthy_array(self.executor.healthy_gpus()), float(actual.wind_w[0]),
+            float(actual.carbon_g_per_kwh[0]), 0.0,
         )  # fmt: skip
-        out.facility_w, out.grid_import_w = sp.facility_w, sp.grid_import_w
+        out.facility_w, out.grid_import_w = now_iv.facility_w, now_iv.grid_import_w
         out.grid_cap_w, out.site_max_w = float(actual.grid_cap_w[0]), float(actual.site_max_w[0])
         out.actual = actual
-        out.busy_gpus = dict(sp.busy_gpus)
+        out.busy_gpus = {n: int(round(float(b))) for n, b in zip(pw.names, now_iv.busy_gpus)}
+        tol = 1e-6 * max(1.0, out.site_max_w)
+        if out.facility_w > out.site_max_w + tol:
+            out.violations.append(f"slot {slot}: facility {out.facility_w:.0f} W > site max {out.site_max_w:.0f} W")
+        if out.grid_import_w > out.grid_cap_w + tol:
+            out.violations.append(f"slot {slot}: grid import {out.grid_import_w:.0f} W > cap {out.grid_cap_w:.0f} W")
+        for v in out.violations:
+            log.warning("cap violation (must-run / non-preemptible work alone): %s", v)
+        out.inference_demand_gpus = sum(s.job.gpus for s in self._ledger.values() if s.job.must_run)
+        out.inference_served_gpus = sum(s.job.gpus for s in runs if s.job.must_run)
+        out.queued = len(self._ledger) - len(runs)
+        out.running = len(runs)
         self._plan = _PlanView(now_unix, slot, "ok", self._summarise(decisions.plan, forecast, slot, now_unix))
+        out.plan = plan_diagnostics(decisions.plan)
         tm["flush_summary"] = time.perf_counter() - t
         return out
+
+    def _expire_inference(self, out: TickOutcome, now_s: float, now_unix: float) -> None:
+        """Inference demand whose window (``submit_s + duration_s``) passed before it was ever served is
+        expired, as in the simulation: it leaves the queue (stored as ``failed``, detail ``expired``)."""
+        expired = [
+            j for j, s in self._ledger.items()
+            if s.job.must_run and s.state == "queued" and j not in self._served
+            and now_s >= s.job.submit_s + s.job.duration_s - 1e-9
+        ]  # fmt: skip
+        if not expired:
+            return
+        detail = "expired: the inference demand window passed unserved"
+        self.store.record_outcomes(stopped=[StopOutcome(None, j, "failed", 0.0, detail) for j in expired],
+                                   now_unix_s=now_unix)  # fmt: skip
+        for j in expired:
+            del self._ledger[j]
+            out.expired.append(j)
 
     def _apply(self, plan: ActionPlan, cancel_running: list[str], dropped: tuple[str, ...],
                run_now: Mapping[str, Any], out: TickOutcome, now_unix: float) -> None:  # fmt: skip
@@ -849,6 +900,8 @@ class Service:
                 if placement is not None:
                     a = cand
                     break
+            if placement is None and s.job.must_run:
+                placement, a = self._make_room(s.job, a, run_now, stopped, out, now_unix)
             if placement is None:
                 plain.append(PlainOutcome(aid, "error" if error else "no_fit", {"error": error} if error else {}))
                 continue
@@ -857,6 +910,8 @@ class Service:
             self._ledger[jid] = JobState(s.job, "running", s.work_done_s, s.checkpoint_work_s, a.pool,
                                          a.power_fraction, tuple(placement.nodes))  # fmt: skip
             out.started.append(jid)
+            if s.job.must_run:
+                self._served.add(jid)
         gone = self.store.record_outcomes(started=started, stopped=stopped, plain=plain, now_unix_s=now_unix)
         for jid in gone:  # cancelled while this tick started it: stop it again at once, journalled
             self._leave(jid)
@@ -864,6 +919,47 @@ class Service:
             out.started.remove(jid)
             self._journalled_stop_orphan(jid, "cancelled")
             out.cancelled.append(jid)
+
+    def _make_room(self, job: Job, a: Assignment, run_now: Mapping[str, Any], stopped: list[StopOutcome],
+                   out: TickOutcome, now_unix: float) -> tuple[Any, Assignment]:  # fmt: skip
+        """Inference that found no free GPUs: preempt preemptible non-inference work in an eligible pool
+        (:func:`scheduler.control.room_victims`: lowest priority, latest submitted first), journalled, until
+        it starts, as the simulation's loop does. Returns (placement or None, assignment used)."""
+        order = [self._power.index[a.pool]] + [
+            p for p in inference_pool_order(self.site, self._elig(job)) if self._power.names[p] != a.pool
+        ]
+        for p in order:
+            name = self._power.names[p]
+            free = int(self.executor.free_gpus_by_node(name).sum())
+            running = [(j, s.job) for j, s in self._ledger.items() if s.state == "running" and s.pool == name]
+            victims = room_victims(job, free, running)
+            if victims is None:
+                continue
+            for vid in victims:
+                v = self._ledger[vid]
+                reason = f"room for inference {job.job_id}"
+                aid = self.store.intend_many([ActionIntent("preempt", vid, {"reason": reason})], now_unix)[0]
+                try:
+                    lost = self.executor.preempt(vid, reason)
+                except ExecutorError as e:
+                    self.store.record_outcomes(plain=[PlainOutcome(aid, "error", {"error": str(e)})],
+                                               now_unix_s=now_unix)  # fmt: skip
+                    continue
+                ri = run_now.get(vid)
+                done = ri.work_done_s if ri is not None else v.work_done_s
+                resume = min(max(done - lost, 0.0), v.job.duration_s)
+                stopped.append(StopOutcome(aid, vid, "queued", lost, reason, resume))
+                self._leave(vid)
+                self._ledger[vid] = JobState(v.job, "queued", resume, resume, None)
+                out.preempted.append(vid)
+                out.made_room.append(vid)
+                out.lost_work_s += lost
+                placement = self.executor.start(job, name, 1.0, 0.0)
+                if placement is not None:
+                    log.info("inference %s: preempted %d job(s) in %s to make room", job.job_id, len(out.made_room), name)
+                    return placement, Assignment(name, 1.0)
+        log.warning("inference %s (%d GPUs): no eligible pool can make room", job.job_id, job.gpus)
+        return None, a
 
     def _journalled_stop_orphan(self, job_id: str, reason: str) -> None:
         """Stop something the executor runs that the store does not hold as running (intent, act, outcome)."""
@@ -941,24 +1037,47 @@ class Service:
             "slots": slots,
         }
 
+    def _report(self, out: TickOutcome) -> TickReport:
+        """The tick as the one :class:`~scheduler.control.TickReport` (what the simulation's loop publishes).
+        Powers are those drawn from now on; energy and carbon are what the one integrator accounted for the
+        time since the previous tick (``interval_s``)."""
+        iv = self._interval
+        actual = out.actual
+        fp = out.fast_path
+        rules = out.rules
+        return TickReport(
+            slot=out.slot, time_s=out.now_s, slot_s=float(self.site.slot_s), facility_w=out.facility_w,
+            facility_peak_w=out.facility_w, grid_import_w=out.grid_import_w, grid_import_peak_w=out.grid_import_w,
+            wind_w=float(actual.wind_w[0]) if actual is not None else 0.0, grid_cap_w=out.grid_cap_w,
+            site_max_w=out.site_max_w,
+            carbon_g_per_kwh=float(actual.carbon_g_per_kwh[0]) if actual is not None else 0.0,
+            carbon_g=iv.carbon_g if iv is not None else 0.0,
+            energy_wind_j=iv.energy_wind_j if iv is not None else 0.0,
+            energy_grid_j=iv.energy_grid_j if iv is not None else 0.0,
+            busy_gpus=dict(out.busy_gpus), healthy_gpus=self.executor.healthy_gpus(), queued=out.queued,
+            running=out.running, starts=tuple(out.started), preemptions=tuple(out.preempted),
+            finishes=tuple(out.finished), failures=tuple(out.failed), lost_work_s=out.lost_work_s,
+            lowered=fp.lowered if fp is not None else (), dropped=fp.dropped if fp is not None else (),
+            start_failed=(), refused=tuple(out.refused), violations=tuple(out.violations),
+            inference_demand_gpus=out.inference_demand_gpus, inference_served_gpus=out.inference_served_gpus,
+            decide_s=out.plan_s, plan=out.plan, held=tuple(out.held), made_room=tuple(out.made_room),
+            over_quota=rules.over_quota if rules is not None else (),
+            owed_started=rules.owed_started if rules is not None else (),
+            fair_started=rules.fair_started if rules is not None else (),
+            displaced=rules.displaced if rules is not None else (),
+            expired=tuple(out.expired), interval_s=iv.dt_s if iv is not None else 0.0, tick_s=out.tick_s,
+            congestion_active=bool(self._congestion_now),
+        )  # fmt: skip
+
     def _publish_metrics(self, out: TickOutcome) -> None:
         m = self._metrics_obj()
         if m is None:
             return
-        actual = out.actual
-        report = _TickReport(
-            now_s=out.now_s, slot=out.slot, facility_w=out.facility_w,
-            it_w=out.facility_w / self.site.pue, wind_w=float(actual.wind_w[0]) if actual is not None else 0.0,
-            grid_import_w=out.grid_import_w, grid_cap_w=out.grid_cap_w, site_max_w=out.site_max_w,
-            carbon_g_per_kwh=float(actual.carbon_g_per_kwh[0]) if actual is not None else 0.0,
-            busy_gpus=dict(out.busy_gpus), healthy_gpus=self.executor.healthy_gpus(),
-            plan_s=out.plan_s, plan=self._plan_obj_for_metrics(), tick_s=out.tick_s,
-            congestion_active=bool(self._congestion_now),
-        )  # fmt: skip
         # job counts by (state, tenant) are kept by the store as states change: no scan of the jobs table
         counts = {("done" if st == "finished" else st, t): n for (st, t), n in self.store.counts().items()}
         # TenantAccount carries every field of metrics.TenantUsage (demand, period and commitment included)
         usage = self._tick_accounts
+        report = out.report if out.report is not None else self._report(out)
         with self._metrics_lock:
             m.observe_tick(report)
             m.observe_jobs(counts)
@@ -966,40 +1085,9 @@ class Service:
             modes = getattr(self.executor, "power_control_modes", None)
             m.observe_power_control(modes() if modes is not None else {"simulated": sum(p.nodes for p in self.site.pools)})
 
-    def _plan_obj_for_metrics(self) -> Any:
-        p = self._plan
-        if p is None or p.summary.get("gap") is None:
-            return None
-        return _PlanDiag(iterations=int(p.summary.get("iterations") or 0), gap=float(p.summary["gap"]))
-
     def active_congestion_now(self) -> list[Congestion]:
         now = self.clock.now_unix_s()
         return [c for c in self.store.congestion_events(active_after_unix_s=now) if c.start_unix_s <= now]
-
-
-@dataclass(frozen=True, slots=True)
-class _TickReport:
-    now_s: float
-    slot: int
-    facility_w: float
-    it_w: float
-    wind_w: float
-    grid_import_w: float
-    grid_cap_w: float
-    site_max_w: float
-    carbon_g_per_kwh: float
-    busy_gpus: dict[str, int]
-    healthy_gpus: dict[str, int]
-    plan_s: float
-    plan: Any
-    tick_s: float
-    congestion_active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _PlanDiag:
-    iterations: int
-    gap: float
 
 
 def _finite(x: Any) -> float | None:

@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
                 task = prog.add_task(name, total=n_slots)
                 res = run_simulation(
                     site_m, jobs, actual, pol, n_slots=n_slots, forecaster=fc, forecast_name=forecast,
-                    horizon_slots=horizon_slots, progress=lambda i, n: prog.update(task, completed=i),
+                    horizon_slots=horizon_slots, progress=lambda i, n, task=task: prog.update(task, completed=i),
                 )
             results.append(res)
         summaries = [summary(r) for r in results]

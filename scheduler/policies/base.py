@@ -33,6 +33,27 @@ class JobState:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantInfo:
+    """What the control plane knows of one tenant at a tick (``Snapshot.tenant_info`` values; built by
+    :func:`scheduler.accounting.tenant_info`). The policy may use it; :mod:`scheduler.rules` enforces quota,
+    owed commitment and fair share on every policy's decisions whatever the policy did with it."""
+
+    priority: int = 0  # priority class (0..10), added to each job's priority
+    quota_gpus: int | None = None  # max concurrent non-inference GPUs; None: no quota
+    commitment_owed_gpu_h: float = 0.0  # pre-ordered GPU-hours still owed now (0 without demand)
+    commitment_period: str | None = None  # "day" | "week" | None
+    commitment_gpu_h: float = 0.0  # pre-ordered GPU-hours per period
+    delivered_gpu_h: float = 0.0  # GPU-hours used in the current period
+    fair_share_weight: float = 1.0  # weight in the fair share of what inference and commitments leave
+    fair_share: float = 0.0  # weight / sum of weights of tenants with demand (0..1)
+    running_gpus: int = 0
+    demand_gpus: int = 0
+    clearance: str = "public"
+    jurisdictions: tuple[str, ...] = ()
+    pools_allowed: tuple[str, ...] = ()  # sovereignty: the pools its work may land on
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a policy may look at, frozen at the start of a tick.
 
@@ -47,7 +68,7 @@ class Snapshot:
     jobs: tuple[JobState, ...]
     healthy_gpus: Mapping[str, int]
     forecast: EnergySeries
-    tenant_info: Mapping[str, Any] = field(default_factory=dict)  # quotas, commitments (control plane)
+    tenant_info: Mapping[str, TenantInfo] = field(default_factory=dict)  # quotas, commitments (control plane)
     # Expected inference demand per pool over the horizon: pool name -> (T,) GPUs, index 0 = the current
     # slot, safety margin included (scheduler.control.InferenceReserve). Inference arrives slot by slot, so
     # policies never see next slot's inference jobs: non-preemptible work must leave these GPUs free (the

@@ -159,32 +159,38 @@ def test_power_fraction_is_recovered_from_facility_power() -> None:
         )[0]
     )
     m = Metrics(site)
-    m.observe_tick(_ServiceReport(now_s=0.0, facility_w=site.pue * it, busy_gpus=busy, healthy_gpus=healthy))
+    m.observe_tick(_service_report(0.0, facility_w=site.pue * it, busy_gpus=busy, healthy_gpus=healthy))
     assert _get(m, "windward_gpu_power_fraction") == pytest.approx(0.6)
 
 
-class _ServiceReport:
-    """The shape the service (scheduler.service) publishes: power now, no slot energy fields."""
+def _service_report(now_s: float, facility_w: float = 30_000.0, wind_w: float = 10_000.0, cap_w: float = 25_000.0,
+                    ci: float = 300.0, busy_gpus: dict[str, float] | None = None,
+                    healthy_gpus: dict[str, int] | None = None, energy_grid_j: float = 0.0,
+                    energy_wind_j: float = 0.0, carbon_g: float = 0.0) -> TickReport:  # fmt: skip
+    """A TickReport as the service publishes it: the power drawn from now on, and the energy accounted for
+    the time since its previous tick."""
+    imp = max(facility_w - wind_w, 0.0)
+    return TickReport(
+        slot=int(now_s // 900), time_s=now_s, slot_s=900.0, facility_w=facility_w, facility_peak_w=facility_w,
+        grid_import_w=imp, grid_import_peak_w=imp, wind_w=wind_w, grid_cap_w=cap_w, site_max_w=50_000.0,
+        carbon_g_per_kwh=ci, carbon_g=carbon_g, energy_wind_j=energy_wind_j, energy_grid_j=energy_grid_j,
+        busy_gpus=busy_gpus or {"h100-eu-public": 8, "h100-nl-secret": 0},
+        healthy_gpus=healthy_gpus or {"h100-eu-public": 16, "h100-nl-secret": 8}, queued=0, running=1, starts=(),
+        preemptions=(), finishes=(), failures=(), lost_work_s=0.0, lowered=(), dropped=(), start_failed=(),
+        refused=(), violations=(), inference_demand_gpus=0, inference_served_gpus=0, decide_s=0.01,
+        plan={"gap": 0.05, "iterations": 40}, tick_s=0.02, congestion_active=True,
+    )  # fmt: skip
 
-    def __init__(self, now_s: float, facility_w: float = 30_000.0, wind_w: float = 10_000.0, cap_w: float = 25_000.0,
-                 ci: float = 300.0, busy_gpus: dict[str, float] | None = None,
-                 healthy_gpus: dict[str, int] | None = None) -> None:  # fmt: skip
-        self.now_s, self.slot = now_s, int(now_s // 900)
-        self.facility_w, self.wind_w = facility_w, wind_w
-        self.grid_import_w = max(facility_w - wind_w, 0.0)
-        self.grid_cap_w, self.site_max_w, self.carbon_g_per_kwh = cap_w, 50_000.0, ci
-        self.busy_gpus = busy_gpus or {"h100-eu-public": 8, "h100-nl-secret": 0}
-        self.healthy_gpus = healthy_gpus or {"h100-eu-public": 16, "h100-nl-secret": 8}
-        self.plan_s, self.tick_s, self.plan, self.congestion_active = 0.01, 0.02, {"gap": 0.05, "iterations": 40}, True
 
-
-def test_service_reports_integrate_energy_between_ticks_and_flag_violations() -> None:
+def test_service_reports_add_their_accounted_energy_and_flag_violations() -> None:
     site = load_site("demo")
     m = Metrics(site)
-    m.observe_tick(_ServiceReport(0.0, facility_w=30_000.0, wind_w=10_000.0))
+    m.observe_tick(_service_report(0.0, facility_w=30_000.0, wind_w=10_000.0))
     assert _get(m, "windward_energy_joules_total", source="grid") == 0.0
-    m.observe_tick(_ServiceReport(600.0, facility_w=20_000.0, wind_w=25_000.0, ci=100.0))
-    # first interval at the first tick's power: 10 kW wind + 20 kW grid for 600 s, at 300 g/kWh
+    m.observe_tick(_service_report(600.0, facility_w=20_000.0, wind_w=25_000.0, ci=100.0,
+                                   energy_wind_j=10_000.0 * 600, energy_grid_j=20_000.0 * 600,
+                                   carbon_g=20.0 * 600 / 3600 * 300))  # fmt: skip
+    # the counters add what the report accounted (the one integrator), nothing of their own
     assert _get(m, "windward_energy_joules_total", source="wind") == pytest.approx(10_000.0 * 600)
     assert _get(m, "windward_energy_joules_total", source="grid") == pytest.approx(20_000.0 * 600)
     assert _get(m, "windward_carbon_grams_total", source="grid") == pytest.approx(20.0 * 600 / 3600 * 300)
@@ -196,7 +202,7 @@ def test_service_reports_integrate_energy_between_ticks_and_flag_violations() ->
     assert _get(m, "windward_congestion_active") == 1.0
     assert _get(m, "windward_cap_violation_watts", reason="grid_cap") == 0.0
     # a third tick whose grid import (40 kW - 5 kW) breaks the 25 kW cap
-    m.observe_tick(_ServiceReport(1200.0, facility_w=40_000.0, wind_w=5_000.0))
+    m.observe_tick(_service_report(1200.0, facility_w=40_000.0, wind_w=5_000.0))
     assert _get(m, "windward_cap_violation_watts", reason="grid_cap") == pytest.approx(10_000.0)
     assert _get(m, "windward_cap_violations_total", reason="grid_cap") == 1
     assert _get(m, "windward_cap_violations_total", reason="site_max") == 0
