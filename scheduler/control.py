@@ -900,7 +900,7 @@ class ControlLoop:
             self.power, self._elig, decided, snap,
             active=_StatesOf(self._active), running=_StatesOf(self._running),
             queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
-            queued=[r.job for r in self._active.values() if r.state == "queued"],
+            queued=(r.job for r in self._active.values() if r.state == "queued"),  # read only with tenants
             jobs=_JobsOf(self.records), healthy_gpus=self.executor.healthy_gpus(), actual=actual,
             home_pool=self.home_pool,
         )  # fmt: skip

@@ -8,7 +8,7 @@ that, and every cap.
 Extensions beyond section 7 (all optional on input): ``timeline.healthy_gpus{pool: [...]}`` (GPUs on
 nodes that are up; default: the pool's size), ``timeline.facility_peak_w`` (power at slot start, what caps
 are checked against), ``jobs[].run_fraction`` (share of each listed slot the job ran; default 1: a job that
-finishes inside a slot runs only part of it), ``jobs[].pool_by_slot`` (only for a job that ran in more
+finishes inside a slot runs only part of it), ``jobs[].slot_pools`` (DESIGN section 7: only for a job that ran in more
 than one pool) and ``pools[].min_power_fraction`` / ``gpus_per_node`` /
 ``labels``.
 """
@@ -180,7 +180,7 @@ def recompute_timeline(plan: Mapping[str, Any]) -> dict[str, NDArray[np.float64]
             continue
         f = np.asarray(j["power_fraction"], dtype=np.float64)
         r = np.asarray(j.get("run_fraction", np.ones(slots.size)), dtype=np.float64)
-        by_slot = j.get("pool_by_slot")
+        by_slot = j.get("slot_pools")
         p = np.array([idx[x] for x in by_slot]) if by_slot else np.full(slots.size, idx[j["pool"]])
         np.add.at(active, (p, slots), j["gpus"] * f * tdp[p] * r)
         np.add.at(busy, (p, slots), j["gpus"] * r)

@@ -55,7 +55,7 @@ def _job_entry(rec: JobRecord) -> dict[str, Any]:
         j.duration_s,
         done,
         run_fraction=rec.run_fractions,
-        **({"pool_by_slot": list(rec.pools_by_slot)} if len(set(rec.pools_by_slot)) > 1 else {}),
+        **({"slot_pools": list(rec.pools_by_slot)} if len(set(rec.pools_by_slot)) > 1 else {}),
         tenant=j.tenant,
         kind=j.kind,
         priority=j.priority,
