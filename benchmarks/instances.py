@@ -1,6 +1,24 @@
-"""Real-shaped planning instances for the optimiser benchmarks and tests.
+"""Planning instances for the optimiser benchmarks and tests: a seeded family with knobs, the legacy
+large-scale shape, and the two published real-shaped instances.
 
-``make_problem(J, T, site="rotterdam-100k", seed=0)`` builds a :class:`~kernels.problem.PlanProblem`:
+**The family** (issue 11): ``make(seed, knobs) -> PlanProblem`` with :class:`Knobs` (frozen, validated)
+and ``describe(problem) -> dict`` (what the instance really is, measured from its arrays: capacity, demand
+share, share of slots where grid + wind is below full load, widest job against its pool, job kinds,
+infeasible slots). Knobs: job width relative to the pool (node multiples up to a quarter of a pool), share
+of non-preemptible jobs (0-30%), share of tight deadlines, demand (20-90% of GPU capacity over the
+horizon), how often grid + wind is below full load, congestion events (and one below the idle floor:
+infeasible slots announced for later), 1-6 pools with label selectors, tenant quotas, must-run inference,
+running jobs at slot 0 (preemptible and not). ``energy="nl"`` / ``trace="itp"`` make the real-shaped
+variant: NL 2021-2023 hourly wind (capacity factor per calendar year) and carbon from a seeded start hour,
+ITP job widths and durations widened to node multiples (``x 2^u``, ``u`` in -2..2, as the published
+instances are made), read in place from ``../shared/data`` (``scheduler.paths``). Every instance without a
+below-idle event is feasible by construction: in every slot grid + wind covers the idle floor plus the
+must-run inference and the running non-preemptible jobs at full power (with a margin), the pools and the
+tenant quotas hold them, and no job is wider than a quarter of its smallest eligible pool.
+``corpus(n, seed)`` spans the knobs with a Latin hypercube: the small instances the test suite plans
+(tests/kernels/test_corpus.py) and ``benchmarks/optimizer.py --corpus`` reports.
+
+**Legacy shape** ``make_problem(J, T, site="rotterdam-100k", seed=0)`` (the 50,000-job scale benchmark):
 
 - energy: T slots of the real NL 2021-2023 hourly data (``scheduler.paths.nl_energy_csv()``, read in place)
   from a seeded start hour: offshore wind turned into the site's wind by the wind contract (capacity factor
@@ -12,14 +30,20 @@
   deadline (30%) and must-run inference (5%) jobs over label-selector eligibility classes of the site.
 - the site's pools are scaled to about 2 GPUs per job (never above the site's own size: 100,000 GPUs at
   J = 50,000), and the grid, wind and substation figures with them.
+
+**Published instances** ``load_shared(name)``: ``../shared/data/instances/NAME`` (site.yaml, energy.csv,
+jobs.csv) built into a problem exactly as ``windward plan --forecast perfect`` builds it, with the
+instance's ``lp_bound.json`` (``shared_lp_bound(name)``).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -215,3 +239,449 @@ def shift_problem(pb: PlanProblem, k: int = 1) -> PlanProblem:
         deadline=np.where(pb.deadline == NO_DEADLINE, NO_DEADLINE, pb.deadline - k),
     )
 
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The family (issue 11)
+# ---------------------------------------------------------------------------------------------------------
+
+#: GPU pool kinds the family draws from: (tdp_w, idle_w, host_w_per_gpu, min_power_fraction, speed curve).
+POOL_KINDS: dict[str, tuple[float, float, float, float, tuple[tuple[float, float], ...]]] = {
+    "h100": (700.0, 75.0, 450.0, 0.4, ((0.4, 0.62), (0.6, 0.82), (0.8, 0.95), (1.0, 1.0))),
+    "b200": (1000.0, 110.0, 600.0, 0.4, ((0.4, 0.6), (0.6, 0.8), (0.8, 0.94), (1.0, 1.0))),
+    "a100": (400.0, 50.0, 300.0, 0.5, ((0.5, 0.7), (0.75, 0.9), (1.0, 1.0))),
+}
+GPUS_PER_NODE = 8
+_PUE = 1.15
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """What a family instance looks like; ``make(seed, knobs)`` draws one. Ranges are checked on creation.
+
+    ``n_jobs, n_slots, slot_minutes``: size. ``n_pools`` 1-6 GPU pools of ``pool_nodes`` (low, high) 8-GPU
+    nodes each, kinds drawn from :data:`POOL_KINDS`, with labels ``gpu``, ``jurisdiction``, ``clearance``.
+    ``max_width_share`` (0, 0.25]: the widest job as a share of its smallest eligible pool (node
+    multiples from 8 GPUs up; ``sub_node_share`` of the jobs use 1-4 GPUs). ``np_share`` 0-0.3
+    non-preemptible. ``tight_share`` 0-1 jobs with a deadline 1.2-2.5x their full-speed duration after
+    release. ``demand_share`` 0.2-0.9: work (GPU-seconds at full speed, must-run included) over GPU capacity
+    of the horizon. ``short_share`` 0-1: share of slots where grid + wind is below the site's full load.
+    ``congestion_events`` 0-4 events of 1-4 h with the grid cap between the mandatory floor and the firm
+    cap. ``below_idle_event``: one more event, announced for later, with a 1 kW cap and little wind: those
+    slots cannot hold the idle site (``describe()["infeasible_slots"]``). ``selectors``: jobs carry label
+    selectors (eligible for a subset of the pools). ``n_tenants`` 1-8, ``quota_share`` 0-1 of them with a
+    concurrent-GPU quota. ``must_share`` 0-0.2 must-run inference rows (pinned to one pool, full power).
+    ``running_share`` 0-0.5 jobs running at slot 0 (a third of them non-preemptible when ``np_share`` > 0).
+    ``energy``: ``"synthetic"`` (seeded weather model) or ``"nl"`` (real NL hourly wind and carbon);
+    ``trace``: ``"synthetic"`` (lognormal fit of the ITP trace) or ``"itp"`` (resampled real jobs).
+    """
+
+    n_jobs: int = 30
+    n_slots: int = 48
+    slot_minutes: int = 15
+    n_pools: int = 2
+    pool_nodes: tuple[int, int] = (4, 16)
+    max_width_share: float = 0.25
+    sub_node_share: float = 0.3
+    np_share: float = 0.13
+    tight_share: float = 0.2
+    demand_share: float = 0.55
+    short_share: float = 0.5
+    congestion_events: int = 1
+    below_idle_event: bool = False
+    selectors: bool = True
+    n_tenants: int = 4
+    quota_share: float = 0.5
+    must_share: float = 0.05
+    running_share: float = 0.15
+    energy: str = "synthetic"
+    trace: str = "synthetic"
+
+    def __post_init__(self) -> None:
+        def rng_(name: str, lo: float, hi: float, *, lo_open: bool = False) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo < v <= hi if lo_open else lo <= v <= hi):
+                raise ValueError(f"Knobs.{name}: got {v!r}; allowed: a number in {'(' if lo_open else '['}{lo}, {hi}]")
+
+        for name, lo, hi in (("n_jobs", 1, 10**6), ("n_slots", 2, 10**4), ("n_pools", 1, 6),
+                             ("congestion_events", 0, 4), ("n_tenants", 1, 8)):
+            rng_(name, lo, hi)
+            if not isinstance(getattr(self, name), int):
+                raise ValueError(f"Knobs.{name}: got {getattr(self, name)!r}; allowed: an integer in [{lo}, {hi}]")
+        if self.slot_minutes not in (5, 10, 15, 30, 60):
+            raise ValueError(f"Knobs.slot_minutes: got {self.slot_minutes!r}; allowed: 5, 10, 15, 30 or 60")
+        lo_n, hi_n = self.pool_nodes
+        if not (isinstance(lo_n, int) and isinstance(hi_n, int) and 1 <= lo_n <= hi_n <= 10**5):
+            raise ValueError(f"Knobs.pool_nodes: got {self.pool_nodes!r}; allowed: (low, high) integers, "
+                             "1 <= low <= high <= 100000")
+        rng_("max_width_share", 0.0, 0.25, lo_open=True)
+        rng_("np_share", 0.0, 0.3)
+        rng_("demand_share", 0.2, 0.9)
+        for name in ("sub_node_share", "tight_share", "short_share", "quota_share"):
+            rng_(name, 0.0, 1.0)
+        rng_("must_share", 0.0, 0.2)
+        rng_("running_share", 0.0, 0.5)
+        if self.energy not in ("synthetic", "nl"):
+            raise ValueError(f"Knobs.energy: got {self.energy!r}; allowed: 'synthetic' or 'nl'")
+        if self.trace not in ("synthetic", "itp"):
+            raise ValueError(f"Knobs.trace: got {self.trace!r}; allowed: 'synthetic' or 'itp'")
+        if self.below_idle_event and self.n_slots < 8:
+            raise ValueError(f"Knobs.below_idle_event: needs n_slots >= 8 (got {self.n_slots})")
+
+
+def _pools(rng: np.random.Generator, k: Knobs) -> tuple[list[str], np.ndarray, list[dict[str, str]]]:
+    """Pool kinds, GPUs and labels. Pool 0 is an NL public H100 pool; the rest vary."""
+    P = k.n_pools
+    kinds = ["h100"] + list(rng.choice(list(POOL_KINDS), size=P - 1))
+    nodes = rng.integers(k.pool_nodes[0], k.pool_nodes[1] + 1, P)
+    labels = [{"gpu": kinds[0], "jurisdiction": "nl", "clearance": "public"}]
+    for p in range(1, P):  # pools
+        labels.append({"gpu": kinds[p], "jurisdiction": "nl" if rng.random() < 0.4 else "eu",
+                       "clearance": "secret" if (P >= 3 and rng.random() < 0.25) else "public"})
+    return kinds, nodes * GPUS_PER_NODE, labels
+
+
+def _selectors(rng: np.random.Generator, k: Knobs, labels: list[dict[str, str]], J: int) -> np.ndarray:
+    """Eligibility ``(J, P)`` from label selectors: any pool, a GPU kind, jurisdiction=nl, clearance=public,
+    clearance=secret, or one named pool (each non-empty by construction: a selector matching nothing is
+    replaced by 'any pool')."""
+    P = len(labels)
+    elig = np.ones((J, P), dtype=bool)
+    if not k.selectors or P == 1:
+        return elig
+    masks = [np.ones(P, bool)]
+    for key, val in {(key, lab[key]) for lab in labels for key in ("gpu", "jurisdiction", "clearance")}:
+        masks.append(np.array([lab[key] == val for lab in labels]))
+    masks += [np.eye(P, dtype=bool)[p] for p in range(P)]
+    masks = [m for m in masks if m.any()]
+    prob = np.array([4.0] + [1.0] * (len(masks) - 1))
+    pick = rng.choice(len(masks), size=J, p=prob / prob.sum())
+    return np.stack(masks)[pick]
+
+
+def _energy(rng: np.random.Generator, k: Knobs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """Per slot: wind capacity factor, carbon g/kWh, price EUR/MWh, UTC hour; and the source."""
+    T, spm = k.n_slots, k.slot_minutes
+    hours_f = np.arange(T) * spm / 60.0
+    if k.energy == "nl":
+        nl = _nl_energy()
+        if nl is None:
+            raise ValueError("Knobs.energy: 'nl' needs the shared data (../shared/data or $WINDWARD_DATA_DIR); "
+                             "not found here")
+        n_h = int(math.ceil(hours_f[-1])) + 2
+        start = int(rng.integers(0, nl["cf"].size - n_h))
+        hi = start + np.floor(hours_f).astype(np.int64)
+        return nl["cf"][hi], nl["carbon"][hi], nl["price"][hi], nl["hour"][hi], f"NL 2021-2023 hourly, hour {start}"
+    h0 = int(rng.integers(0, 24))
+    hour = ((h0 + hours_f) % 24).astype(np.int64)
+    # wind: an AR(1) weather state (persistence 0.97 per hour) through a logistic curve
+    n_h = int(math.ceil(hours_f[-1])) + 2
+    z = np.empty(n_h)
+    z[0] = rng.normal(0, 1)
+    e = rng.normal(0, math.sqrt(1 - 0.97**2), n_h)
+    for i in range(1, n_h):  # hours of the horizon (a few dozen)
+        z[i] = 0.97 * z[i - 1] + e[i]
+    cf_h = 1 / (1 + np.exp(-(1.6 * z + rng.normal(0.3, 0.5))))
+    cf = cf_h[np.floor(hours_f).astype(np.int64)]
+    carbon = np.clip(390 - 230 * cf + 40 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 15, T), 40, 700)
+    price = np.clip(45 + 90 * (1 - cf) + 25 * np.sin(2 * np.pi * (hour - 8) / 24) + rng.normal(0, 10, T), -20, 400)
+    return cf, carbon, price, hour, "synthetic weather model (seeded)"
+
+
+def _raw_jobs(rng: np.random.Generator, k: Knobs, J: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Raw widths (GPUs, before the pool limit) and durations (s) of ``J`` jobs."""
+    if k.trace == "itp":
+        itp = _itp_jobs()
+        if itp is None:
+            raise ValueError("Knobs.trace: 'itp' needs the shared data (../shared/data or $WINDWARD_DATA_DIR); "
+                             "not found here")
+        i = rng.integers(0, itp[0].size, J)
+        g = itp[0][i] * 2.0 ** rng.integers(-2, 3, J)  # widened as the published instances are
+        return np.maximum(g, 1.0), itp[1][i].astype(np.float64), "ITP cluster04 (resampled, widened x 2^u)"
+    sub = rng.random(J) < k.sub_node_share
+    g = np.where(sub, rng.choice([1, 2, 3, 4], size=J), GPUS_PER_NODE * np.exp(rng.uniform(0, math.log(64), J)))
+    dur = np.exp(rng.normal(math.log(2.9 * 3600), 1.0, J))
+    return g, dur, "synthetic jobs (lognormal fit of ITP durations)"
+
+
+def _scale_to(dur: np.ndarray, weight: np.ndarray, cap: np.ndarray, target: float) -> np.ndarray:
+    """``clip(s * dur, 60, cap)`` with ``s`` found by bisection so that ``sum(weight * result)`` hits
+    ``target`` (or as close as the caps allow)."""
+    lo, hi = 1e-6, 1e6
+    for _ in range(80):  # bisection on a log scale
+        mid = math.sqrt(lo * hi)
+        if (weight * np.clip(mid * dur, 60.0, cap)).sum() < target:
+            lo = mid
+        else:
+            hi = mid
+    return np.clip(hi * dur, 60.0, np.maximum(cap, 60.0))
+
+
+def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
+    """One instance of the family (see :class:`Knobs` and the module docstring); deterministic in
+    ``(seed, knobs)``. ``describe(problem)`` says what it is."""
+    k = knobs if knobs is not None else Knobs()
+    if not isinstance(k, Knobs):
+        raise ValueError(f"knobs: got {type(k).__name__}; allowed: benchmarks.instances.Knobs")
+    rng = np.random.default_rng(seed)
+    J, T = k.n_jobs, k.n_slots
+    slot_s = 60.0 * k.slot_minutes
+    tt = np.arange(T)
+    kinds, pool_gpus, labels = _pools(rng, k)
+    P = pool_gpus.size
+    tdp = np.array([POOL_KINDS[x][0] for x in kinds])
+    idle = np.array([POOL_KINDS[x][1] for x in kinds])
+    host = np.array([POOL_KINDS[x][2] for x in kinds])
+    minf = np.array([POOL_KINDS[x][3] for x in kinds])
+    K = max(len(POOL_KINDS[x][4]) for x in kinds)
+    curve = [list(POOL_KINDS[x][4]) + [POOL_KINDS[x][4][-1]] * (K - len(POOL_KINDS[x][4])) for x in kinds]
+    curve_f = np.array([[a for a, _ in c] for c in curve])
+    curve_s = np.array([[b for _, b in c] for c in curve])
+    cf, carbon, price, hour, e_src = _energy(rng, k)
+
+    # --- jobs: eligibility, widths (node multiples up to a quarter of the smallest eligible pool)
+    elig = _selectors(rng, k, labels, J)
+    gmin = np.where(elig, pool_gpus[None, :], np.iinfo(np.int64).max).min(axis=1)
+    raw_g, raw_dur, j_src = _raw_jobs(rng, k, J)
+    max_nodes = np.maximum(np.floor(k.max_width_share * gmin / GPUS_PER_NODE), 1).astype(np.int64)
+    nodes = np.clip(np.ceil(raw_g / GPUS_PER_NODE - 1e-9), 1, max_nodes).astype(np.int64)
+    gpus = np.where(raw_g < GPUS_PER_NODE, np.minimum(np.ceil(raw_g), max_nodes * GPUS_PER_NODE),
+                    nodes * GPUS_PER_NODE).astype(np.int64)
+    # kinds: must-run inference (pinned to one pool), running at slot 0, non-preemptible, tight deadline
+    must = rng.random(J) < k.must_share
+    running = (rng.random(J) < k.running_share) & ~must
+    preempt = (rng.random(J) >= k.np_share) | must
+    if k.np_share > 0:  # a third of the running jobs are non-preemptible
+        preempt = np.where(running, rng.random(J) >= 1 / 3, preempt)
+    tight = (rng.random(J) < k.tight_share) & ~must
+    release = np.where(running | (rng.random(J) < 0.5), 0, rng.integers(0, max(T // 2, 1), J))
+    # durations: lognormal/trace shape scaled so that the work hits demand_share of the GPU capacity
+    m_slots = rng.integers(1, max(2, min(9, T // 2)), J)
+    m_gpus = np.minimum(rng.choice([1, 2, 4, 8], size=J), gmin)
+    m_pool = np.argmax(elig * rng.random((J, P)), axis=1)
+    gpus = np.where(must, m_gpus, gpus)
+    release = np.where(must, rng.integers(0, np.maximum(T - m_slots, 1)), release)
+    horizon_left_s = (T - release) * slot_s
+    cap_s = np.where(tight, horizon_left_s / 1.3, np.where(preempt, 0.9, 0.6) * horizon_left_s)
+    cap_s = np.where(running, np.minimum(cap_s, 0.35 * T * slot_s), cap_s)
+    capacity_gpu_s = float(pool_gpus.sum()) * T * slot_s
+    must_gpu_s = float((m_gpus * m_slots * slot_s)[must].sum())
+    target = max(k.demand_share * capacity_gpu_s - must_gpu_s, 0.0)
+    # widths grow (node multiples, within the width limit) only when the durations alone cannot hit the demand
+    base_dur = np.where(must, 0.0, raw_dur)
+    wide = ~must & (gpus >= GPUS_PER_NODE)
+    lo_f, hi_f = 1.0, 64.0
+    for _ in range(12 if wide.any() else 0):  # bisection on the width factor
+        f_w = math.sqrt(lo_f * hi_f) if hi_f / lo_f > 1.01 else hi_f
+        g_try = np.where(wide, np.minimum(np.ceil(gpus * f_w / GPUS_PER_NODE), max_nodes) * GPUS_PER_NODE, gpus)
+        if (g_try * _scale_to(base_dur, g_try.astype(np.float64), cap_s, target)).sum() >= 0.99 * target:
+            hi_f = f_w
+        else:
+            lo_f = f_w
+    if wide.any() and (gpus * _scale_to(base_dur, gpus.astype(np.float64), cap_s, target)).sum() < 0.99 * target:
+        gpus = np.where(wide, np.minimum(np.ceil(gpus * hi_f / GPUS_PER_NODE), max_nodes) * GPUS_PER_NODE, gpus)
+    gpus = gpus.astype(np.int64)
+    dur = _scale_to(base_dur, np.where(must, 0.0, gpus.astype(np.float64)), cap_s, target)
+    rem = np.where(must, m_slots * slot_s, dur)
+    deadline = np.where(tight, release + np.ceil(rem / slot_s * rng.uniform(1.2, 2.5, J)), NO_DEADLINE)
+    deadline = np.where(tight, np.minimum(deadline, T), deadline).astype(np.int64)
+    # running jobs sit in an eligible pool that holds them: at most 60% of a pool is running
+    fits = elig & (pool_gpus[None, :] >= gpus[:, None])
+    rpool = np.where(running, np.argmax(fits * rng.random((J, P)), axis=1), -1).astype(np.int64)
+    for p in range(P):  # pools
+        rows = np.flatnonzero(rpool == p)
+        rpool[rows[np.cumsum(gpus[rows]) > 0.6 * pool_gpus[p]]] = -1
+    running = rpool >= 0
+    release = np.where(running, 0, release)
+    loss = np.where(running, rng.uniform(0, 1800, J), 0.0)
+    # must-run rows pinned to one pool: with the running jobs at most 80% of the pool in every slot
+    elig = np.where(must[:, None], np.eye(P, dtype=bool)[m_pool], elig)
+    m_end = release + m_slots
+    use = np.zeros((P, T))
+    use += np.array([gpus[running & (rpool == p)].sum() for p in range(P)])[:, None]
+    keep_must = np.zeros(J, bool)
+    for j in np.flatnonzero(must):  # must-run rows (a few percent of the jobs)
+        win = (tt >= release[j]) & (tt < m_end[j])
+        if (use[m_pool[j], win] + gpus[j] <= 0.8 * pool_gpus[m_pool[j]]).all():
+            use[m_pool[j], win] += gpus[j]
+            keep_must[j] = True
+    dropped = must & ~keep_must  # no room: an ordinary preemptible job instead
+    must = keep_must
+    preempt = preempt | dropped
+    # mandatory IT power on top of the idle site: must-run at full power in its window; a running
+    # non-preemptible job at full power for as long as it could take at its slowest level
+    pool_of = np.where(must, m_pool, np.where(running, rpool, 0))
+    marg_w = gpus * (tdp[pool_of] - idle[pool_of])
+    slow = curve_s[:, 0][pool_of]
+    np_run = running & ~preempt
+    np_end = np.where(np_run, np.ceil((rem + loss) / (slot_s * slow)), 0).astype(np.int64)
+    act = ((must[:, None] & (tt >= release[:, None]) & (tt < m_end[:, None]))
+           | (np_run[:, None] & (tt < np_end[:, None])))
+    mand_w = _PUE * (marg_w[:, None] * act).sum(axis=0)
+    idle_w = _PUE * float((pool_gpus * (idle + host)).sum())
+    full_w = _PUE * float((pool_gpus * (tdp + host)).sum())
+    head_w = full_w - idle_w
+    floor_w = idle_w + mand_w + 0.03 * head_w  # what grid + wind must hold in every slot
+    # --- wind and grid: firm cap set so that grid + wind < full load in short_share of the slots
+    wind_w = cf * rng.uniform(0.3, 0.8) * full_w
+    night = (hour >= 22) | (hour < 6)
+    extra_w = np.where(night, rng.uniform(0.05, 0.2) * full_w, 0.0)
+    need = full_w - wind_w - extra_w  # firm below need[t]: slot t is short
+    firm = float(np.quantile(need, 1 - k.short_share)) - 1.0 if k.short_share > 0 else float(need.max()) + 1.0
+    firm = max(firm, float((floor_w - wind_w - extra_w).max()), 0.0)
+    grid_cap_w = firm + extra_w
+    infeasible = np.zeros(T, bool)
+    for _ in range(k.congestion_events):  # a few events
+        L = int(rng.integers(max(1, 60 // k.slot_minutes), max(2, 240 // k.slot_minutes) + 1))
+        a = int(rng.integers(0, max(T - L, 1)))
+        ev = (tt >= a) & (tt < a + L)
+        low = np.maximum(floor_w - wind_w, 0.0) + rng.uniform(0.0, 0.4) * head_w
+        grid_cap_w = np.where(ev, np.maximum(np.minimum(grid_cap_w, low), floor_w - wind_w), grid_cap_w)
+    if k.below_idle_event:
+        L = int(rng.integers(2, max(3, T // 8) + 1))
+        first = max(T // 4, int(np_end.max(initial=0)) + 1, int(m_end[must].max(initial=0)))
+        a = int(rng.integers(min(first, T - L), T - L + 1))
+        ev = (tt >= a) & (tt < a + L)
+        must &= ~(ev[None, :] & (tt >= release[:, None]) & (tt < m_end[:, None])).any(axis=1)
+        wind_w = np.where(ev, np.minimum(wind_w, 0.3 * idle_w), wind_w)
+        grid_cap_w = np.where(ev, 1000.0, grid_cap_w)
+        infeasible = ev
+    site_max_w = np.full(T, max(full_w * rng.uniform(0.9, 1.05), float(floor_w.max())))
+    # --- weights: the product's (scheduler.planner.job_weights with terminal_value "max")
+    from scheduler.planner import WeightSettings
+
+    ws = WeightSettings()
+    base = ws.weight_margin * float((_PUE * (tdp - idle)).max()) / 3.6e6 * max(float(carbon.max()), 1.0)
+    prio = rng.choice(4, size=J, p=[0.4, 0.3, 0.2, 0.1])
+    weight = base * ws.priority_base**prio
+    # --- tenants and quotas (a quota always holds the tenant's mandatory load plus its widest job)
+    N = k.n_tenants
+    tenant = rng.integers(0, N, J).astype(np.int64)
+    quota = np.full(N, np.inf)
+    total = float(pool_gpus.sum())
+    mand_gpus = gpus[:, None] * act
+    for n in np.flatnonzero(rng.random(N) < k.quota_share):  # tenants with a quota
+        mine = tenant == n
+        need_q = float(mand_gpus[mine].sum(axis=0).max(initial=0)) + float(gpus[mine].max(initial=0))
+        quota[n] = float(max(np.floor(rng.uniform(0.25, 0.6) * total), need_q))
+    pb = PlanProblem(
+        slot_s=slot_s, pue=_PUE, wind_w=wind_w, carbon_g_per_kwh=carbon, grid_cap_w=grid_cap_w,
+        site_max_w=site_max_w, pool_gpus=np.repeat(pool_gpus[:, None], T, axis=1).astype(np.int64),
+        tdp_w=tdp, idle_w=idle, host_w_per_gpu=host, min_power_fraction=minf, curve_f=curve_f,
+        curve_s=curve_s, gpus=gpus.astype(np.int64), remaining_s=rem, release=release.astype(np.int64),
+        deadline=np.where(must, NO_DEADLINE, deadline).astype(np.int64), weight=weight, eligible=elig,
+        must_run=must, preemptible=preempt | must, running_pool=rpool, preempt_loss_s=loss, tenant=tenant,
+        tenant_quota_gpus=quota, price_eur_per_mwh=price,
+    )
+    object.__setattr__(pb, "_source", f"family seed {seed}: {e_src}; {j_src}")
+    object.__setattr__(pb, "_family", {"seed": seed, "knobs": asdict(k), "infeasible_slots": np.flatnonzero(
+        infeasible).tolist(), "pool_kinds": kinds, "pool_labels": labels})
+    return pb
+
+
+def describe(pb: PlanProblem) -> dict[str, Any]:
+    """What an instance is, measured from its arrays (and, for family instances, the knobs and seed)."""
+    T, J = pb.n_slots, pb.n_jobs
+    H = np.asarray(pb.pool_gpus, dtype=np.float64).reshape(pb.n_pools, -1)
+    H = np.repeat(H[:, :1], T, axis=1) if H.shape[1] != T else H
+    tdp, idle, host = (np.asarray(a, dtype=np.float64) for a in (pb.tdp_w, pb.idle_w, pb.host_w_per_gpu))
+    idle_w = pb.pue * (H * (idle + host)[:, None]).sum(axis=0)
+    full_w = pb.pue * (H * (tdp + host)[:, None]).sum(axis=0)
+    supply = np.asarray(pb.grid_cap_w) + np.asarray(pb.wind_w)
+    gpus = np.asarray(pb.gpus, dtype=np.float64)
+    must = np.asarray(pb.must_run, bool)
+    elig = np.asarray(pb.eligible, bool)
+    gmin = np.where(elig, H[:, :1].T, np.inf).min(axis=1)
+    running = np.asarray(pb.running_pool) >= 0
+    pre = np.asarray(pb.preemptible, bool)
+    dl = np.asarray(pb.deadline)
+    fam = getattr(pb, "_family", None) or {}
+    quota = np.asarray(pb.tenant_quota_gpus, dtype=np.float64)
+    return {
+        "source": problem_source(pb), "n_jobs": J, "n_slots": T, "slot_s": float(pb.slot_s), "n_pools": pb.n_pools,
+        "gpus": int(H[:, 0].sum()), "pool_gpus": H[:, 0].astype(int).tolist(),
+        "idle_floor_mw": float(idle_w.max() / 1e6), "full_load_mw": float(full_w.max() / 1e6),
+        "demand_share": float((gpus * np.asarray(pb.remaining_s)).sum() / max(H.sum() * pb.slot_s, 1e-9)),
+        "share_slots_grid_plus_wind_below_full_load": float((supply < full_w).mean()),
+        "share_slots_site_max_below_full_load": float((np.asarray(pb.site_max_w) < full_w).mean()),
+        "widest_job_share_of_pool": float((gpus / gmin).max(initial=0)),
+        "jobs_eligible_for_a_subset": int((~elig.all(axis=1)).sum()),
+        "non_preemptible": int((~pre & ~must).sum()), "tight_deadlines": int(((dl < T) & ~must).sum()),
+        "must_run": int(must.sum()), "running": int(running.sum()),
+        "running_non_preemptible": int((running & ~pre & ~must).sum()),
+        "tenants_with_quota": int(np.isfinite(quota).sum()),
+        "infeasible_slots": fam.get("infeasible_slots", []), "seed": fam.get("seed"), "knobs": fam.get("knobs"),
+    }
+
+
+def corpus(n: int = 200, seed: int = 0, *, n_jobs: tuple[int, int] = (8, 40),
+           n_slots: tuple[int, int] = (16, 48), **fixed: Any) -> list[tuple[int, Knobs]]:
+    """``n`` (seed, knobs) pairs spanning the knobs: a Latin hypercube over the continuous knobs (each
+    range cut into ``n`` strata, one draw per stratum, the strata shuffled per knob) and the discrete ones
+    cycled with co-prime periods. ``fixed`` knobs override (e.g. ``energy="nl"``)."""
+    rng = np.random.default_rng(seed)
+    cont = {"max_width_share": (0.02, 0.25), "np_share": (0.0, 0.3), "tight_share": (0.0, 0.6),
+            "demand_share": (0.2, 0.9), "short_share": (0.0, 0.9), "must_share": (0.0, 0.15),
+            "running_share": (0.0, 0.4), "quota_share": (0.0, 1.0), "sub_node_share": (0.0, 0.6)}
+    u = {name: (rng.permutation(n) + rng.random(n)) / n for name in cont}
+    out = []
+    for i in range(n):  # corpus cases
+        kw: dict[str, Any] = {name: lo + (hi - lo) * float(u[name][i]) for name, (lo, hi) in cont.items()}
+        kw.update(
+            n_jobs=int(rng.integers(n_jobs[0], n_jobs[1] + 1)), n_slots=int(rng.integers(n_slots[0], n_slots[1] + 1)),
+            slot_minutes=(15, 30, 60)[i % 3], n_pools=1 + i % 6, congestion_events=i % 4, selectors=i % 7 != 0,
+            n_tenants=1 + i % 5, pool_nodes=((2, 6), (4, 12), (6, 20))[i % 11 % 3],
+        )
+        kw.update(fixed)
+        out.append((seed * 100_003 + i, Knobs(**kw)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The published real-shaped instances (../shared/data/instances)
+# ---------------------------------------------------------------------------------------------------------
+
+SHARED_INSTANCES = ("nl2022-winter-600", "nl2023-summer-1500")
+
+
+def shared_instance_dir(name: str) -> Path:
+    from scheduler.paths import shared_data_dir
+
+    d = shared_data_dir() / "instances" / name
+    if not d.is_dir():
+        raise ValueError(f"instance: got {name!r}; allowed: a folder of {shared_data_dir() / 'instances'} "
+                         f"(published: {', '.join(SHARED_INSTANCES)})")
+    return d
+
+
+def load_shared(name: str) -> PlanProblem:
+    """A published instance built into a problem as ``windward plan --forecast perfect`` builds it (its
+    meta.json gives the start, horizon and slot length)."""
+    import json
+
+    from scheduler import signals, traces
+    from scheduler.cli.options import parse_utc
+    from scheduler.planner import build_problem
+    from scheduler.policies.base import JobState, Snapshot
+
+    d = shared_instance_dir(name)
+    meta = json.loads((d / "meta.json").read_text())
+    site = load_site(str(d / "site.yaml"))
+    T = int(meta["n_slots"])
+    t0 = parse_utc(meta["start_utc"], "start_utc")
+    actual = signals.load_energy(str(d / "energy.csv"), site, t0, T * site.slot_s / 86400.0, seed=0)
+    fc = signals.make_forecaster("perfect", actual, seed=0).forecast(0, T)
+    jobs = traces.read_jobs_csv(d / "jobs.csv")
+    snap = Snapshot(now_s=0.0, slot=0, site=site, jobs=tuple(JobState(job=j, state="queued") for j in jobs),
+                    healthy_gpus={p.name: p.gpus for p in site.pools}, forecast=fc)
+    pb, _ = build_problem(snap, T)
+    object.__setattr__(pb, "_source", f"published instance {name} ({actual.source})")
+    return pb
+
+
+def shared_lp_bound(name: str) -> dict[str, Any]:
+    """The instance's lp_bound.json: a certified lower bound on grid carbon (g) for plans that obey every
+    cap and finish every job by its deadline."""
+    import json
+
+    return dict(json.loads((shared_instance_dir(name) / "lp_bound.json").read_text()))

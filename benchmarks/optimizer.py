@@ -13,6 +13,23 @@ solve; one dual iteration's time against the bytes it must stream and this machi
 (``benchmarks.reference.solve_lp``, time-limited) timed in the same run: gap to the LP optimum, carbon
 against the LP's carbon, and the speed-up. With ``--baseline-numpy`` (torch runs) the numpy backend is timed
 on the same instance in the same run. Writes ``optimizer.json`` and ``optimizer.md`` to ``--out``.
+
+Corpus mode (issue 11: completeness on a family, not on one generator)::
+
+    python benchmarks/optimizer.py --corpus 200 --family-sizes 300,600,1500 --shared --out out/corpus
+
+plans ``--corpus`` small seeded instances of ``benchmarks.instances.corpus`` (the test suite's kind, other
+seeds), ``--family-sizes`` real-shaped family instances at scale (NL energy, ITP jobs, two pools of about
+3,000 GPUs, 192 slots) and with ``--shared`` the two published instances (carbon against their
+lp_bound.json). Per instance and in aggregate: jobs finished by the plan and by the EDF greedy witness
+(``kernels.greedy_plan``), jobs the greedy finishes that the plan does not, late jobs, whether the greedy
+fallback carried the plan, checker violations; where J <= ``--highs-max-j``, the HiGHS LP relaxation
+(``benchmarks.reference.solve_lp``): the penalised-objective gap ``(objective - LP) / objective`` and,
+where the plan finishes every job, carbon / the carbon LP bound (the LP minimising carbon alone with every
+job finished and the plan's on-time jobs on time: a lower bound on the carbon of any such plan); and the
+HiGHS time against Windward's (``kernels.plan``, cold, same process, same run). ``--milp N``: the first N
+corpus instances also get the exact MILP (``solve_milp``, time-limited) to separate the LP's integrality gap
+from the plan's. Writes ``corpus.json`` and ``corpus.md``.
 """
 
 from __future__ import annotations
@@ -271,7 +288,7 @@ def _chain(pb: Any, *, runs: int, ticks: int, backend: str, device: str, sync: A
     for _ in range(ticks):  # policy ticks
         q = shift_problem(q, 1)
         r2, dt2, cpu2 = _timed_cpu(
-            lambda: solve(q, warm_start=prev, max_iters=warm_iters, warm_patience=warm_patience), sync)
+            lambda q=q, prev=prev: solve(q, warm_start=prev, max_iters=warm_iters, warm_patience=warm_patience), sync)
         viol += kernels.check_result(q, r2)
         warm.append(dt2)
         warm_cpu.append(cpu2)
@@ -424,6 +441,241 @@ def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Corpus mode (issue 11)
+# ---------------------------------------------------------------------------------------------------------
+
+def scale_knobs(J: int) -> Any:
+    """The real-shaped family member at scale: issue 11's kind of site (two pools, about 3,000 GPUs, 192
+    slots of 15 minutes), NL energy and ITP jobs where the shared data is present."""
+    from benchmarks.instances import Knobs
+    from scheduler.paths import shared_data_available
+
+    real = shared_data_available()
+    return Knobs(n_jobs=J, n_slots=192, slot_minutes=15, n_pools=2, pool_nodes=(128, 256), max_width_share=0.125,
+                 sub_node_share=0.3, np_share=0.13, tight_share=0.2, demand_share=0.55, short_share=0.5,
+                 congestion_events=1, n_tenants=6, quota_share=0.3, must_share=0.02, running_share=0.1,
+                 energy="nl" if real else "synthetic", trace="itp" if real else "synthetic")
+
+
+def corpus_row(pb: Any, name: str, *, highs_max_j: int, highs_limit_s: float, milp_limit_s: float | None = None,
+               file_bound_g: float | None = None) -> dict[str, Any]:
+    """One instance: kernels.plan (cold) and kernels.greedy_plan timed, both judged from their plans
+    (tests/kernels/_family.py), the checker, and the HiGHS references (see the module docstring)."""
+    from benchmarks.instances import describe
+    from tests.kernels._family import dominance_failures, outcome
+
+    res, plan_s = _timed(lambda: kernels.plan(pb))
+    gr, greedy_s = _timed(lambda: kernels.greedy_plan(pb))
+    d = describe(pb)
+    row: dict[str, Any] = {
+        "name": name, "J": pb.n_jobs, "T": pb.n_slots, "P": pb.n_pools, "gpus": d["gpus"], "source": d["source"],
+        "demand_share": d["demand_share"], "short_share": d["share_slots_grid_plus_wind_below_full_load"],
+        "status": res.status, "plan_s": plan_s, "greedy_s": greedy_s,
+    }
+    if res.status == "infeasible":
+        row.update(violations=[f"infeasible: {res.reason}"], n_violations=1)
+        return row
+    viol = list(kernels.check_result(pb, res))
+    po, go = outcome(pb, res), outcome(pb, gr)
+    w = res.diagnostics.get("witness") or {}
+    lost = np.flatnonzero(go["finished"] & ~po["finished"])
+    row.update({
+        "violations": viol[:3], "n_violations": len(viol), "greedy_violations": len(kernels.check_result(pb, gr)),
+        "witness_used": w.get("used"), "plan_finished": int(po["finished"].sum()),
+        "greedy_finished": int(go["finished"].sum()), "lost_jobs": int(lost.size),
+        "plan_late": po["late_jobs"], "greedy_late": go["late_jobs"],
+        "plan_unfinished_gpu_h": po["unfinished_gpu_s"] / 3600, "greedy_unfinished_gpu_h": go["unfinished_gpu_s"] / 3600,
+        "plan_carbon_g": po["carbon_g"], "greedy_carbon_g": go["carbon_g"], "objective": res.objective,
+        "lower_bound": res.lower_bound, "own_gap": res.gap, "dominance": dominance_failures(po, go),
+    })
+    if file_bound_g is not None:
+        row["file_lp_bound_g"] = file_bound_g
+        if po["unfinished_jobs"] == 0 and po["late_jobs"] == 0:  # the file's bound holds for such plans only
+            row["carbon_vs_file_bound"] = po["carbon_g"] / file_bound_g
+    if pb.n_jobs <= highs_max_j:
+        from benchmarks.reference import solve_lp
+
+        lp, lp_s = _timed(lambda: solve_lp(pb, time_limit_s=highs_limit_s))
+        row.update({"highs_status": lp.status, "highs_s": lp_s, "highs_objective": lp.objective,
+                    "highs_vs_windward_time": lp_s / plan_s})
+        if lp.status == "optimal":
+            row["objective_gap_vs_lp"] = (res.objective - lp.objective) / max(abs(res.objective), 1e-9)
+        if po["unfinished_jobs"] == 0:
+            on_time = ~po["late"]
+            cl, cl_s = _timed(lambda: solve_lp(pb, time_limit_s=highs_limit_s, carbon_only=True,
+                                              require_finished=np.ones(pb.n_jobs, bool), require_on_time=on_time))
+            row.update({"carbon_lp_status": cl.status, "carbon_lp_s": cl_s, "carbon_lp_g": cl.carbon_g})
+            if cl.status == "optimal":
+                row["carbon_vs_lp"] = po["carbon_g"] / cl.carbon_g
+    if milp_limit_s:
+        from benchmarks.reference import solve_milp
+
+        mi = solve_milp(pb, time_limit_s=milp_limit_s)
+        row.update({"milp_status": mi.status, "milp_objective": mi.objective, "milp_bound": mi.lower_bound})
+        if np.isfinite(mi.objective):
+            row["objective_vs_milp"] = res.objective / mi.objective - 1.0
+        if np.isfinite(mi.lower_bound):
+            row["objective_gap_vs_milp_bound"] = (res.objective - mi.lower_bound) / max(abs(res.objective), 1e-9)
+    return row
+
+
+def _q(xs: list[float], fn: Any) -> float:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(fn(xs)) if xs else math.nan
+
+
+def corpus_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate of ``corpus_row`` rows against issue 11's targets."""
+    ok = [r for r in rows if r["status"] != "infeasible"]
+    all_g = [r for r in ok if r["greedy_finished"] == r["J"]]
+    cv = [r["carbon_vs_lp"] for r in ok if "carbon_vs_lp" in r]
+    gaps = [r["objective_gap_vs_lp"] for r in ok if "objective_gap_vs_lp" in r]
+    at_max = max((r["J"] for r in ok if "highs_vs_windward_time" in r), default=None)
+    return {
+        "instances": len(rows), "infeasible": len(rows) - len(ok),
+        "with_violations": sum(r["n_violations"] > 0 for r in rows), "violations": sum(r["n_violations"] for r in rows),
+        "greedy_violations": sum(r.get("greedy_violations", 0) for r in ok),
+        "witness_used": sum(bool(r["witness_used"]) for r in ok),
+        "witness_missing": sum(r["witness_used"] is None for r in ok),
+        "jobs": sum(r["J"] for r in ok), "plan_finished": sum(r["plan_finished"] for r in ok),
+        "greedy_finished": sum(r["greedy_finished"] for r in ok),
+        "greedy_finishes_all": len(all_g), "plan_finishes_all_there": sum(r["plan_finished"] == r["J"] for r in all_g),
+        "lost_jobs": sum(r["lost_jobs"] for r in ok), "instances_with_lost_jobs": sum(r["lost_jobs"] > 0 for r in ok),
+        "plan_late": sum(r["plan_late"] for r in ok), "greedy_late": sum(r["greedy_late"] for r in ok),
+        "instances_more_late": sum(r["plan_late"] > r["greedy_late"] for r in ok),
+        "instances_more_unfinished_work": sum(r["plan_unfinished_gpu_h"] > r["greedy_unfinished_gpu_h"] * (1 + 1e-6) + 1e-9
+                                              for r in ok),
+        "instances_not_dominating": sum(bool(r["dominance"]) for r in ok),
+        "carbon_vs_lp_n": len(cv), "carbon_vs_lp_median": _q(cv, statistics.median), "carbon_vs_lp_max": _q(cv, max),
+        "carbon_vs_lp_within_1_02": sum(c <= 1.02 for c in cv),
+        "objective_gap_vs_lp_n": len(gaps), "objective_gap_vs_lp_median": _q(gaps, statistics.median),
+        "objective_gap_vs_lp_max": _q(gaps, max),
+        "own_gap_median": _q([r["own_gap"] for r in ok], statistics.median), "own_gap_max": _q([r["own_gap"] for r in ok], max),
+        "plan_s_median": _q([r["plan_s"] for r in ok], statistics.median),
+        "greedy_s_median": _q([r["greedy_s"] for r in ok], statistics.median),
+        "highs_s_median": _q([r.get("highs_s") for r in ok], statistics.median),
+        "highs_vs_windward_time_at_max_j": _q([r["highs_vs_windward_time"] for r in ok
+                                               if r["J"] == at_max and "highs_vs_windward_time" in r], statistics.median),
+        "max_j_with_highs": at_max,
+        "objective_gap_vs_milp_bound_median": _q([r.get("objective_gap_vs_milp_bound") for r in ok], statistics.median),
+        "objective_vs_milp_median": _q([r.get("objective_vs_milp") for r in ok], statistics.median),
+        "milp_n": sum("milp_status" in r for r in ok),
+    }
+
+
+def corpus_markdown(groups: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> str:
+    pct = lambda x: f(100 * x, ".2f") + "%" if isinstance(x, float) and not math.isnan(x) else "–"  # noqa: E731
+    out = [f"Machine: {meta['machine']}; commit {meta.get('commit')}; load average {meta.get('load_average')}; "
+           f"command: `python benchmarks/optimizer.py {' '.join(meta.get('argv', []))}`", "",
+           "| set | instances | violations (instances) | greedy fallback used | jobs finished plan / greedy / all | "
+           "greedy finishes all: plan too | jobs greedy finishes, plan not | late plan / greedy | "
+           "carbon / LP bound (all finish): median, max, <= 1.02 | penalised gap to HiGHS LP: median, max | "
+           "own certified gap: median, max | Windward s (median) | HiGHS s (median) | HiGHS / Windward time at max J |",
+           "|" + "---|" * 14]
+    for name, rows in groups.items():
+        if not rows:
+            continue
+        sm = corpus_summary(rows)
+        out.append(
+            f"| {name} | {sm['instances']} | {sm['violations']} ({sm['with_violations']}) | {sm['witness_used']}"
+            f"{' (' + str(sm['witness_missing']) + ' without witness)' if sm['witness_missing'] else ''} | "
+            f"{sm['plan_finished']} / {sm['greedy_finished']} / {sm['jobs']} | "
+            f"{sm['plan_finishes_all_there']} of {sm['greedy_finishes_all']} | {sm['lost_jobs']} in "
+            f"{sm['instances_with_lost_jobs']} | {sm['plan_late']} / {sm['greedy_late']} | "
+            f"{f(sm['carbon_vs_lp_median'], '.3f')}, {f(sm['carbon_vs_lp_max'], '.3f')}, "
+            f"{sm['carbon_vs_lp_within_1_02']} of {sm['carbon_vs_lp_n']} | "
+            f"{pct(sm['objective_gap_vs_lp_median'])}, {pct(sm['objective_gap_vs_lp_max'])} (n={sm['objective_gap_vs_lp_n']}) | "
+            f"{pct(sm['own_gap_median'])}, {pct(sm['own_gap_max'])} | {f(sm['plan_s_median'], '.3f')} | "
+            f"{f(sm['highs_s_median'], '.2f')} | "
+            f"{f(sm['highs_vs_windward_time_at_max_j'], '.1f')} (J={sm['max_j_with_highs']}) |")
+    big = [r for name, rows in groups.items() if name != "corpus" for r in rows]
+    if big:
+        out += ["", "| instance | J | T | GPUs | status | violations | fallback | finished plan / greedy | late plan / "
+                "greedy | unfinished GPU-h plan / greedy | carbon t plan / greedy | carbon / LP bound | carbon / "
+                "file bound | gap to HiGHS LP | own gap | Windward s | greedy s | HiGHS s | HiGHS / Windward |",
+                "|" + "---|" * 19]
+        for r in big:
+            out.append(
+                f"| {r['name']} | {r['J']} | {r['T']} | {r['gpus']} | {r['status']} | {r.get('n_violations')} | "
+                f"{r.get('witness_used')} | {r.get('plan_finished')} / {r.get('greedy_finished')} | "
+                f"{r.get('plan_late')} / {r.get('greedy_late')} | {f(r.get('plan_unfinished_gpu_h'), '.1f')} / "
+                f"{f(r.get('greedy_unfinished_gpu_h'), '.1f')} | {f((r.get('plan_carbon_g') or math.nan) / 1e6, '.2f')} / "
+                f"{f((r.get('greedy_carbon_g') or math.nan) / 1e6, '.2f')} | {f(r.get('carbon_vs_lp'), '.3f')} | "
+                f"{f(r.get('carbon_vs_file_bound'), '.3f')} | {pct(r.get('objective_gap_vs_lp', math.nan))} | "
+                f"{pct(r.get('own_gap', math.nan))} | {f(r['plan_s'], '.2f')} | {f(r['greedy_s'], '.2f')} | "
+                f"{f(r.get('highs_s'), '.1f')}{'' if r.get('highs_status', 'optimal') == 'optimal' else ' (' + str(r.get('highs_status')) + ')'} | "
+                f"{f(r.get('highs_vs_windward_time'), '.1f')} |")
+    small = groups.get("corpus") or []
+    worst = sorted((r for r in small if "objective_gap_vs_lp" in r), key=lambda r: -r["objective_gap_vs_lp"])[:8]
+    bad = [r for r in small if r.get("dominance") or r.get("n_violations") or r.get("witness_used")]
+    if worst or bad:
+        out += ["", "Corpus instances that miss (first 12 not dominating / with violations / carried by the fallback), "
+                "then the 8 largest gaps to the HiGHS LP:", "",
+                "| instance | J | T | P | demand | short slots | finished plan / greedy | late plan / greedy | "
+                "fallback | violations | gap to LP | gap to MILP bound | carbon / LP | what fails |",
+                "|" + "---|" * 14]
+        for r in bad[:12] + [r for r in worst if r not in bad[:12]]:
+            out.append(f"| {r['name']} | {r['J']} | {r['T']} | {r['P']} | {f(r['demand_share'], '.2f')} | "
+                       f"{f(r['short_share'], '.2f')} | {r.get('plan_finished')} / {r.get('greedy_finished')} | "
+                       f"{r.get('plan_late')} / {r.get('greedy_late')} | {r.get('witness_used')} | {r.get('n_violations')} | "
+                       f"{pct(r.get('objective_gap_vs_lp', math.nan))} | {pct(r.get('objective_gap_vs_milp_bound', math.nan))} | "
+                       f"{f(r.get('carbon_vs_lp'), '.3f')} | {'; '.join(r.get('dominance') or []) or '–'} |")
+    return "\n".join(out) + "\n"
+
+
+def run_corpus(a: Any) -> int:
+    import subprocess
+
+    from benchmarks.instances import SHARED_INSTANCES, corpus, load_shared, make, shared_lp_bound
+    from scheduler.paths import shared_data_available
+
+    try:
+        kernels.greedy_plan  # noqa: B018  (issue 11's witness: the corpus is judged against it)
+    except AttributeError:
+        print("kernels.greedy_plan is missing: the corpus mode needs issue 11's greedy witness", file=sys.stderr)
+        return 2
+    groups: dict[str, list[dict[str, Any]]] = {"corpus": [], "family at scale": [], "published": []}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lo_j, hi_j = (int(x) for x in a.corpus_jobs.split(","))
+    lo_t, hi_t = (int(x) for x in a.corpus_slots.split(","))
+    for i, (seed, k) in enumerate(corpus(a.corpus, seed=a.seed, n_jobs=(lo_j, hi_j), n_slots=(lo_t, hi_t))):
+        row = corpus_row(make(seed, k), f"corpus-{seed}", highs_max_j=a.highs_max_j, highs_limit_s=a.highs_time_limit,
+                         milp_limit_s=a.milp_time_limit if i < a.milp else None)
+        groups["corpus"].append(row)
+        print(json.dumps({k2: v for k2, v in row.items() if k2 != "violations"}, default=str), flush=True)
+    for J in (int(x) for x in a.family_sizes.split(",") if x):
+        for s in range(a.family_seeds):
+            row = corpus_row(make(700 + s, scale_knobs(J)), f"family-J{J}-s{700 + s}", highs_max_j=a.highs_max_j,
+                             highs_limit_s=a.highs_time_limit)
+            groups["family at scale"].append(row)
+            print(json.dumps(row, default=str), flush=True)
+    if a.shared and shared_data_available():
+        for name in SHARED_INSTANCES:
+            row = corpus_row(load_shared(name), name, highs_max_j=a.highs_max_j, highs_limit_s=a.highs_time_limit,
+                             file_bound_g=float(shared_lp_bound(name)["bound_g"]))
+            groups["published"].append(row)
+            print(json.dumps(row, default=str), flush=True)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "kernels"], capture_output=True, text=True,
+                               cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+        commit += " (kernels/ with uncommitted changes)" if dirty else ""
+    except OSError:
+        commit = "unknown"
+    meta = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}", "commit": commit,
+            "load_average": tuple(round(x, 2) for x in os.getloadavg()), "argv": sys.argv[1:]}
+    summary = {name: corpus_summary(rows) for name, rows in groups.items() if rows}
+    (out / "corpus.json").write_text(json.dumps({"meta": meta, "summary": summary, "groups": groups}, indent=1,
+                                                default=str))
+    md = corpus_markdown(groups, meta)
+    (out / "corpus.md").write_text(md)
+    print(md)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,5000,20000,50000")
@@ -449,7 +701,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-stages", action="store_true", help="skip the per-stage timing of a warm re-plan")
     ap.add_argument("--out", default="out/optimizer")
+    ap.add_argument("--corpus", type=int, default=None, metavar="N",
+                    help="corpus mode: N small seeded family instances (see the module docstring)")
+    ap.add_argument("--corpus-jobs", default="8,32", help="corpus mode: jobs per instance, low,high")
+    ap.add_argument("--corpus-slots", default="12,32", help="corpus mode: slots per instance, low,high")
+    ap.add_argument("--family-sizes", default="", help="corpus mode: real-shaped family instances at scale, "
+                    "e.g. 300,600,1500 (192 slots)")
+    ap.add_argument("--family-seeds", type=int, default=1, help="corpus mode: instances per --family-sizes size")
+    ap.add_argument("--shared", action="store_true", help="corpus mode: also the published instances")
+    ap.add_argument("--milp", type=int, default=0, metavar="N", help="corpus mode: the exact MILP on the first N")
+    ap.add_argument("--milp-time-limit", type=float, default=5.0)
     a = ap.parse_args(argv)
+    if a.corpus is not None:
+        if a.corpus < 0:
+            print(f"--corpus: got {a.corpus}; allowed: an integer >= 0", file=sys.stderr)
+            return 2
+        return run_corpus(a)
     if a.highs_only is not None:
         T0 = int(a.slots.split(",")[0])
         limit = a.highs_time_limit if "--highs-time-limit" in (argv if argv is not None else sys.argv) else 300.0

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -348,17 +348,39 @@ def _status(code: int) -> str:
     return {0: "optimal", 1: "time_limit", 2: "infeasible", 3: "unbounded"}.get(code, "error")
 
 
-def solve_lp(problem: PlanProblem, time_limit_s: float | None = None) -> RefResult:
-    """The LP relaxation with HiGHS (a lower bound on every plan's objective)."""
+def solve_lp(problem: PlanProblem, time_limit_s: float | None = None, *, carbon_only: bool = False,
+             require_finished: NDArray[np.bool_] | None = None, require_on_time: NDArray[np.bool_] | None = None,
+             method: str = "highs") -> RefResult:
+    """The LP relaxation with HiGHS (a lower bound on every plan's objective).
+
+    ``carbon_only``: minimise grid carbon alone (no penalties, no energy cost). ``require_finished : (J,)``
+    jobs that must do all their work (their unfinished work fixed at 0), ``require_on_time : (J,)`` jobs
+    with a deadline inside the horizon that must do it before the deadline. With both, the optimum is a
+    lower bound on the carbon of every plan that finishes (on time) at least those jobs: what a plan's
+    carbon is measured against (``status`` "infeasible" when no relaxed plan can). ``method``: scipy's
+    HiGHS method (``"highs"``, ``"highs-ds"``, ``"highs-ipm"``)."""
     t0 = time.perf_counter()
     m = _build(problem, integer=False)
+    J = problem.n_jobs
+    if carbon_only or require_finished is not None or require_on_time is not None:
+        c, ub = m.c.copy(), m.ub.copy()
+        if carbon_only:
+            c[:] = 0.0
+            c[m.iy : m.iy + problem.n_slots] = m.carbon_coef
+        for mask, first in ((require_finished, m.iu), (require_on_time, m.iv)):
+            if mask is not None:
+                mask = np.asarray(mask, dtype=bool)
+                if mask.shape != (J,):
+                    raise ValueError(f"solve_lp: a requirement mask has shape {mask.shape}; expected ({J},)")
+                ub[first : first + J] = np.where(mask, 0.0, ub[first : first + J])
+        m = replace(m, c=c, ub=ub)
     build_s = time.perf_counter() - t0
     opts: dict[str, Any] = {"presolve": True}
     if time_limit_s is not None:
         opts["time_limit"] = float(time_limit_s)
     t1 = time.perf_counter()
     res = linprog(
-        m.c, bounds=np.stack([m.lb, m.ub], axis=1), method="highs",
+        m.c, bounds=np.stack([m.lb, m.ub], axis=1), method=method,
         options=opts, **_as_ub_eq(m),
     )
     solve_s = time.perf_counter() - t1

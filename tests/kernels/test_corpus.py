@@ -1,0 +1,235 @@
+"""Issue 11: the optimiser is complete and dominates the EDF greedy on a corpus of seeded instances that
+span the family's knobs (benchmarks.instances), not only on its own old generator.
+
+For every instance: the plan passes the checker; it finishes every job the greedy finishes, never leaves
+more work unfinished or more jobs late, and emits no more carbon where both finish everything; the greedy
+fallback did not carry it (``diagnostics["witness"]["used"]`` is False: the optimiser's own plan won); its
+lower bound lies below its objective; what it reports about unfinished and late jobs is what the plan
+does. Plus the worst cases we can construct, and instances with a congestion event below the idle floor
+announced for later (infeasible future slots). Judging lives in tests/kernels/_family.py (shared with
+benchmarks/optimizer.py --corpus).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+from _family import dominance_failures, judge, outcome, require, witness_diag
+
+from benchmarks.instances import Knobs, corpus, describe, make
+from kernels.problem import NO_DEADLINE, PlanProblem
+
+N_CORPUS = 200
+#: small instances: each plans well under a second on one core
+CORPUS = corpus(N_CORPUS, seed=11, n_jobs=(8, 32), n_slots=(12, 32))
+#: real-shaped members (NL hourly wind and carbon, ITP jobs), when the shared data is there
+REAL = corpus(12, seed=12, n_jobs=(8, 32), n_slots=(16, 32), energy="nl", trace="itp")
+
+
+def _id(case: tuple[int, Knobs]) -> str:
+    s, k = case
+    return f"s{s}-J{k.n_jobs}-T{k.n_slots}-P{k.n_pools}"
+
+
+@cache
+def _problem(i: int) -> PlanProblem:
+    return make(*CORPUS[i])
+
+
+def assert_sound(problem: PlanProblem, j: dict[str, Any], *, allow_cap_slots: tuple[int, ...] = ()) -> None:
+    """Everything issue 11 asks of one plan (see the module docstring)."""
+    res = j["result"]
+    assert res.status in ("optimal", "feasible"), f"status {res.status}: {res.reason}"
+    if allow_cap_slots:  # infeasible slots: checked on the problem with those caps at the idle site's need
+        viol = [v for v in j["violations"] if not any(v.startswith(f"slot {t}: grid_import_w") for t in allow_cap_slots)]
+    else:
+        viol = j["violations"]
+    assert viol == [], f"checker violations: {viol}"
+    assert j["greedy_violations"] == [], f"the greedy witness itself breaks a rule: {j['greedy_violations']}"
+    assert j["dominance"] == [], f"plan does not dominate the greedy: {j['dominance']}"
+    w = j["witness"]
+    assert w["used"] is False, "the greedy fallback carried this instance (the optimiser's own plan lost)"
+    assert np.isfinite(res.lower_bound) and res.lower_bound <= res.objective * (1 + 1e-9) + 1e-6, \
+        f"lower bound {res.lower_bound} above objective {res.objective}"
+    plan, greedy = j["plan"], j["greedy_outcome"]
+    assert res.diagnostics.get("unfinished_jobs") == plan["unfinished_jobs"], \
+        f"reports {res.diagnostics.get('unfinished_jobs')} unfinished jobs, the plan leaves {plan['unfinished_jobs']}"
+    assert res.diagnostics.get("late_jobs") == plan["late_jobs"], \
+        f"reports {res.diagnostics.get('late_jobs')} late jobs, the plan has {plan['late_jobs']}"
+    assert (w["unfinished_jobs"], w["late_jobs"]) == (greedy["unfinished_jobs"], greedy["late_jobs"]), \
+        f"witness reports {w['unfinished_jobs']} unfinished / {w['late_jobs']} late, greedy_plan gives " \
+        f"{greedy['unfinished_jobs']} / {greedy['late_jobs']}"
+
+
+@pytest.mark.parametrize("i", range(N_CORPUS), ids=[_id(c) for c in CORPUS])
+def test_corpus_instance(i: int) -> None:
+    pb = _problem(i)
+    assert_sound(pb, judge(pb))
+
+
+@pytest.mark.parametrize("i", range(len(REAL)), ids=[_id(c) for c in REAL])
+def test_real_shaped_instance(i: int, shared_data: None) -> None:
+    pb = make(*REAL[i])
+    assert "NL 2021-2023" in describe(pb)["source"]
+    assert_sound(pb, judge(pb))
+
+
+def test_corpus_spans_the_knobs() -> None:
+    """The corpus really spans the family (measured from the instances, not only the knobs)."""
+    d = [describe(_problem(i)) for i in range(N_CORPUS)]
+    assert {x["n_pools"] for x in d} == set(range(1, 7))
+    assert min(x["demand_share"] for x in d) < 0.3 and max(x["demand_share"] for x in d) > 0.8
+    short = [x["share_slots_grid_plus_wind_below_full_load"] for x in d]
+    assert min(short) < 0.1 and sum(s >= 0.5 for s in short) >= 40
+    assert sum(x["widest_job_share_of_pool"] >= 0.2 for x in d) >= 40
+    assert sum(x["jobs_eligible_for_a_subset"] > 0 for x in d) >= 100
+    assert sum(x["non_preemptible"] / x["n_jobs"] >= 0.2 for x in d) >= 30 and min(x["non_preemptible"] for x in d) == 0
+    assert sum(x["tight_deadlines"] > 0 for x in d) >= 100
+    assert sum(x["must_run"] > 0 for x in d) >= 60
+    assert sum(x["running_non_preemptible"] > 0 for x in d) >= 30
+    assert sum(x["running"] - x["running_non_preemptible"] > 0 for x in d) >= 60
+    assert sum(x["tenants_with_quota"] > 0 for x in d) >= 60
+
+
+def test_family_is_deterministic_and_knobs_are_checked() -> None:
+    a, b = make(*CORPUS[3]), make(*CORPUS[3])
+    assert np.array_equal(a.gpus, b.gpus) and np.array_equal(a.grid_cap_w, b.grid_cap_w)
+    with pytest.raises(ValueError, match=r"Knobs.np_share: got 0.5; allowed"):
+        Knobs(np_share=0.5)
+    with pytest.raises(ValueError, match=r"Knobs.n_pools: got 7"):
+        Knobs(n_pools=7)
+    with pytest.raises(ValueError, match=r"Knobs.max_width_share"):
+        Knobs(max_width_share=0.3)
+
+
+# --- the worst cases we can construct -------------------------------------------------------------------
+
+def _one_pool(T: int, jobs: int, *, supply_w: np.ndarray | float, gpus: np.ndarray, rem_s: np.ndarray,
+              preemptible: np.ndarray, must: np.ndarray | None = None, deadline: np.ndarray | None = None,
+              running_pool: np.ndarray | None = None) -> PlanProblem:
+    """One 64-GPU H100 pool, no wind: the grid cap is ``supply_w``; site max at full load."""
+    slot_s = 900.0
+    full = 1.15 * 64 * (700 + 450)
+    carbon = 200 + 150 * np.sin(np.arange(T) / 3.0)
+    must = np.zeros(jobs, bool) if must is None else must
+    return PlanProblem(
+        slot_s=slot_s, pue=1.15, wind_w=np.zeros(T), carbon_g_per_kwh=carbon,
+        grid_cap_w=np.broadcast_to(np.asarray(supply_w, dtype=np.float64), (T,)).copy(),
+        site_max_w=np.full(T, full), pool_gpus=np.full((1, T), 64), tdp_w=np.array([700.0]),
+        idle_w=np.array([75.0]), host_w_per_gpu=np.array([450.0]), min_power_fraction=np.array([0.4]),
+        curve_f=np.array([[0.4, 0.6, 0.8, 1.0]]), curve_s=np.array([[0.62, 0.82, 0.95, 1.0]]),
+        gpus=gpus.astype(np.int64), remaining_s=rem_s.astype(np.float64), release=np.zeros(jobs, np.int64),
+        deadline=np.full(jobs, NO_DEADLINE, np.int64) if deadline is None else deadline.astype(np.int64),
+        weight=np.full(jobs, 0.5), eligible=np.ones((jobs, 1), bool), must_run=must,
+        preemptible=preemptible | must,
+        running_pool=np.full(jobs, -1, np.int64) if running_pool is None else running_pool,
+        preempt_loss_s=np.zeros(jobs), tenant=np.zeros(jobs, np.int64), tenant_quota_gpus=np.array([np.inf]),
+    )
+
+
+IDLE_W = 1.15 * 64 * (75 + 450)
+JOB64_FULL_W = 1.15 * 64 * (700 - 75)
+
+
+@pytest.mark.parametrize("T", [8, 24])
+def test_worst_case_whole_pool_non_preemptible_whole_horizon(T: int) -> None:
+    """One non-preemptible job needs the whole pool for the whole horizon at full power, and the cap holds
+    exactly that: the plan must run it at full power in every slot (the greedy does), and the small jobs
+    that cannot fit stay unfinished without breaking a rule."""
+    J = 4
+    pb = _one_pool(T, J, supply_w=IDLE_W + JOB64_FULL_W + 1.0, gpus=np.array([64, 8, 8, 1]),
+                   rem_s=np.array([T * 900.0, 1800.0, 900.0, 900.0]), preemptible=np.array([False, True, True, False]))
+    j = judge(pb)
+    assert j["greedy_outcome"]["finished"][0], "the greedy should finish the whole-pool job (test premise)"
+    assert_sound(pb, j)
+    assert j["plan"]["finished"][0]
+
+
+@pytest.mark.parametrize("T", [8, 24])
+def test_worst_case_caps_at_the_idle_floor(T: int) -> None:
+    """The grid cap holds the idle site and nothing more (no wind): no job can run; the plan is valid, runs
+    nothing, and says every job is unfinished."""
+    J = 5
+    pb = _one_pool(T, J, supply_w=IDLE_W * (1 + 1e-9), gpus=np.array([64, 16, 8, 1, 1]),
+                   rem_s=np.full(J, 1800.0), preemptible=np.array([False, True, True, False, True]),
+                   deadline=np.array([NO_DEADLINE, 3, NO_DEADLINE, 2, 4]))
+    j = judge(pb)
+    assert_sound(pb, j)
+    assert not j["result"].run.any()
+    assert j["plan"]["unfinished_jobs"] == J and j["plan"]["late_jobs"] == 3
+
+
+def test_worst_case_idle_floor_plus_inference() -> None:
+    """The cap holds the idle site plus must-run inference at full power and nothing more: inference is
+    served, nothing else runs."""
+    T, J = 12, 4
+    must = np.array([True, False, False, False])
+    supply = np.full(T, IDLE_W * (1 + 1e-9))
+    supply[2:6] += 1.15 * 8 * (700 - 75)
+    pb = _one_pool(T, J, supply_w=supply, gpus=np.array([8, 8, 1, 64]),
+                   rem_s=np.array([4 * 900.0, 900.0, 900.0, 3600.0]), preemptible=np.array([True, True, False, False]),
+                   must=must)
+    pb = replace(pb, release=np.array([2, 0, 0, 0]))
+    j = judge(pb)
+    assert_sound(pb, j)
+    assert j["result"].run[0, 2:6].all() and not j["result"].run[1:].any()
+
+
+EXTREME = Knobs(n_jobs=32, n_slots=32, n_pools=3, pool_nodes=(2, 6), max_width_share=0.25, sub_node_share=0.0,
+                np_share=0.3, tight_share=0.6, demand_share=0.9, short_share=0.9, congestion_events=4,
+                must_share=0.15, running_share=0.4, quota_share=1.0, n_tenants=3)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_worst_case_family_extremes(seed: int) -> None:
+    """Every knob at its hardest: quarter-pool gangs, 30% non-preemptible, tight deadlines, 90% demand,
+    grid + wind short of full load in 90% of the slots, four congestion events, quotas on every tenant."""
+    pb = make(1000 + seed, EXTREME)
+    assert_sound(pb, judge(pb))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_congestion_below_the_idle_floor_announced_for_later(seed: int) -> None:
+    """A 1 kW cap announced for later: those slots cannot hold even the idle site. The optimiser plans
+    every other slot (and still dominates the greedy there), marks the infeasible slots, runs nothing in
+    them, and breaks no other rule."""
+    k = replace(CORPUS[seed * 17 % N_CORPUS][1], below_idle_event=True)
+    pb = make(5000 + seed, k)
+    bad = tuple(describe(pb)["infeasible_slots"])
+    assert bad and min(bad) > 0
+    j = judge(pb)
+    assert_sound(pb, j, allow_cap_slots=bad)
+    res = j["result"]
+    marked = res.diagnostics.get("infeasible_slots")
+    assert marked is not None, "diagnostics['infeasible_slots'] is missing (issue 11, item 5)"
+    assert set(np.asarray(marked).tolist()) == set(bad)
+    assert not res.run[:, list(bad)].any(), "jobs run in slots that cannot hold the idle site"
+    deficit = np.asarray(res.diagnostics.get("slot_deficit_w"))
+    assert deficit.shape == (pb.n_slots,) and (deficit[list(bad)] > 0).all()
+    assert res.run[:, : min(bad)].any() or not j["greedy"].run[:, : min(bad)].any(), "work before the event stopped"
+
+
+def test_dominance_judge_catches_a_losing_plan() -> None:
+    """The judge itself can fail: a plan that drops a job the greedy finishes, or emits more carbon where
+    both finish, is reported."""
+    require("greedy_plan")
+    pb = _problem(0)
+    j = judge(pb)
+    g = j["greedy_outcome"]
+    worse = dict(g, finished=g["finished"].copy(), unfinished_gpu_s=g["unfinished_gpu_s"] + 10.0,
+                 unfinished_jobs=g["unfinished_jobs"] + 1)
+    done = np.flatnonzero(g["finished"])
+    worse["finished"][done[0]] = False
+    assert len(dominance_failures(worse, g)) == 2
+    both = dict(g, unfinished_jobs=0, carbon_g=10.0)
+    assert dominance_failures(dict(both, carbon_g=11.0), both) and not dominance_failures(both, both)
+    assert dominance_failures(dict(g, late_jobs=g["late_jobs"] + 1), g)
+    # and the plan's outcome is recomputed from the plan: an empty plan leaves everything unfinished
+    empty = replace(j["result"], run=np.zeros_like(j["result"].run), power_fraction=np.zeros_like(
+        j["result"].power_fraction))
+    assert outcome(pb, empty)["unfinished_jobs"] == int((~np.asarray(pb.must_run)).sum())
+    assert witness_diag(j["result"])["used"] in (True, False)
