@@ -261,9 +261,25 @@ def test_dashboard_variables_have_values(stack: dict[str, Any]) -> None:
     p = stack["prom"]
     for path in sorted(DASH_DIR.glob("*.json")):
         for v in json.loads(path.read_text())["templating"]["list"]:
+            if v["type"] == "datasource":  # $datasource picks the Prometheus itself, not a label value
+                continue
             metric, label = v["query"]["query"][len("label_values(") : -1].split(",")
             values = p._get(f"/api/v1/label/{label.strip()}/values", {"match[]": metric.strip()})
             assert values, f"{path.name}: variable {v['name']} has no values"
+
+
+def annotation_exprs() -> list[tuple[str, str, str]]:
+    return [(path.stem, a["name"], a["expr"]) for path in sorted(DASH_DIR.glob("*.json"))
+            for a in json.loads(path.read_text())["annotations"]["list"] if a.get("expr")]  # fmt: skip
+
+
+@pytest.mark.parametrize("dashboard,name,expr", annotation_exprs(), ids=lambda x: str(x)[:60])
+def test_every_annotation_query_has_its_series(stack: dict[str, Any], dashboard: str, name: str, expr: str) -> None:
+    """Annotations mark events (congestion, preemption bursts): normally empty, so as for the alerts the series
+    under the comparison must exist."""
+    p = stack["prom"]
+    result = p.query(rd.substitute(expr)) or p.query(bool_comparisons(rd.substitute(expr)))
+    assert result, f"{dashboard} / annotation {name}: neither {expr} nor its bool form returned a series"
 
 
 @pytest.mark.parametrize("alert,expr", alert_exprs(), ids=lambda x: str(x)[:40])

@@ -4,9 +4,11 @@ provisioning, the compose file, and the KubeRay manifests against the site file.
 What is checked against what (the failure modes of deployment files are inconsistencies between them):
 every ``windward_*`` metric a dashboard or an alert names is one that ``scheduler.metrics.Metrics``
 exports; job names agree between prometheus.yml, the ServiceMonitor/PodMonitor relabelings and the alert
-rules; ports and host names agree between prometheus.yml, compose and the KubeRay pods; worker groups,
-replicas, GPU limits and labels agree with scheduler/sites/rotterdam-100k.yaml. Whether each query really
-returns data is tests/integration/test_prometheus.py's job.
+rules; ports and host names agree between prometheus.yml, compose and the KubeRay pods; the KubeRay and
+compose files are the render of scheduler/executors/manifests.py, the RayCluster is valid against KubeRay's
+CRD schema (v1.7.0, deploy/kuberay/schema/) with unknown fields refused, and what `ray start` makes of each
+worker's parameters is exactly the pool node the executor looks for (ray_cluster.node_spec). Whether each
+query really returns data is tests/integration/test_prometheus.py's job.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def test_scrape_jobs_and_rule_files() -> None:
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     assert set(jobs) == {"windward", "ray"}
     assert jobs["windward"]["static_configs"][0]["targets"] == [f"windward:{WINDWARD_PORT}"]
-    assert jobs["ray"]["static_configs"][0]["targets"] == [f"windward:{RAY_METRICS_PORT}"]
+    assert jobs["ray"]["static_configs"][0]["targets"][0] == f"windward:{RAY_METRICS_PORT}"  # + compose workers
     for f in cfg["rule_files"]:
         assert (PROM_DIR / f).is_file(), f"rule file {f} named in prometheus.yml is missing"
 
@@ -207,36 +209,116 @@ def test_grafana_provisioning_matches_compose_mounts() -> None:
     assert ds["url"] == f"http://prometheus:{prom_port}"
 
 
+# ------------------------------------------------------------------------------------------ rendered files
+#
+# deploy/kuberay/{base,redis,raycluster}.yaml and deploy/compose/docker-compose.yml are rendered by
+# scheduler/executors/manifests.py from ray_cluster.node_spec (the one definition of a pool node) and the
+# site files; tests/integration/test_ray_manifest_nodes.py and test_ray_server_restart.py start real Ray
+# nodes with the parameters parsed from these files.
+
+
+def test_committed_deploy_files_are_the_render() -> None:
+    from scheduler.executors import manifests
+
+    for path, text in manifests.rendered().items():
+        assert path.read_text() == text, f"{path.relative_to(ROOT)} differs: python -m scheduler.executors.manifests --write"
+    assert manifests.main(["--check"]) == 0
+
+
+def test_render_check_catches_a_hand_edit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scheduler.executors import manifests
+
+    files = manifests.rendered()
+    edited = {p: t for p, t in files.items()}
+    rc = next(p for p in files if p.name == "raycluster.yaml")
+    edited[rc] = files[rc].replace("windward_pool_h100-eu-public", "pool_h100_eu_public")  # the old defect
+    assert edited[rc] != files[rc]
+    monkeypatch.setattr(manifests, "rendered", lambda: {tmp_path / p.name: t for p, t in files.items()})
+    for p, t in edited.items():
+        (tmp_path / p.name).write_text(t)
+    assert manifests.main(["--check"]) == 1
+
+
 # ------------------------------------------------------------------------------------------ compose
+
+
+def _compose_worker_specs(compose: dict[str, Any]) -> dict[str, Any]:
+    """Service name -> the NodeSpec its `ray start` command makes (parsed from the compose file)."""
+    from scheduler.executors.ray_cluster import parse_ray_start, parse_ray_start_args
+
+    out = {}
+    for name, svc in compose["services"].items():
+        cmd = svc.get("entrypoint") or []
+        if cmd[:2] == ["ray", "start"]:
+            out[name] = parse_ray_start(parse_ray_start_args(cmd[2:]))
+    return out
+
+
+def test_compose_workers_join_the_demo_pools_as_the_executor_expects() -> None:
+    from scheduler.executors.ray_cluster import node_spec
+
+    compose = _yaml(COMPOSE)
+    site = load_site("demo")
+    specs = _compose_worker_specs(compose)
+    assert len(specs) == len(site.pools) == 2  # a head and two workers
+    by_pool = {s.labels["windward.pool"]: s for s in specs.values()}
+    for pool in site.pools:
+        assert by_pool[pool.name] == node_spec(pool)  # GPUs, the pool resource and every label
+    for name in specs:
+        svc = compose["services"][name]
+        assert f"--address={'windward'}:6379" in svc["entrypoint"] and svc["entrypoint"][-1] == "--block"
+        assert any(v.endswith(":/var/lib/windward/state/windward.sqlite.ray") for v in svc["volumes"])
+
+
+def test_compose_server_needs_a_tenants_file_and_shares_checkpoints() -> None:
+    compose = _yaml(COMPOSE)
+    ww = compose["services"]["windward"]
+    assert ww["environment"]["WINDWARD_TENANTS"] == "/etc/windward/tenants.yaml"
+    assert any(v.endswith(":/etc/windward/tenants.yaml:ro") for v in ww["volumes"])
+    assert "WINDWARD_DEMO" not in ww["environment"]
+    vols = {v.split(":")[1]: v.split(":")[0] for v in ww["volumes"]}
+    # the server reads the checkpoints the workers write: the same volume at the same path
+    assert vols["/var/lib/windward/state/windward.sqlite.ray"] == "windward-checkpoints"
+    entry = (COMPOSE.parent / "entrypoint.sh").read_text()
+    assert "--tenants" in entry and "--demo" in entry and "WINDWARD_DEMO" in entry
+    assert "--state /var/lib/windward/state/windward.sqlite" in entry  # <state>.ray is the checkpoint volume
+    assert "ray start --head --port=6379 --num-gpus=0" in entry and "--metrics-export-port=8080" in entry
+    assert "GRAFANA_ADMIN_PASSWORD:?" in compose["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
+    assert "'.[nvml]'" in dockerfile and "torch" in dockerfile
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^nvml = \["nvidia-ml-py', pyproject, re.M)
 
 
 def test_compose_runs_windward_beside_prometheus_and_grafana() -> None:
     compose = _yaml(COMPOSE)
     svcs = compose["services"]
-    assert set(svcs) == {"windward", "prometheus", "grafana"}
+    assert set(svcs) == {"windward", "prometheus", "grafana", *_compose_worker_specs(compose)}
     ww = svcs["windward"]
     assert (COMPOSE.parent / ww["build"]["context"] / ww["build"]["dockerfile"]).resolve().is_file()
-    published = {int(p.split(":")[-1]) for p in ww["ports"]}
-    reachable = published | {int(p) for p in ww.get("expose", [])}
-    # every scrape target is a compose service on a port that service opens
     cfg = _yaml(PROM_DIR / "prometheus.yml")
+    ray_targets = set(next(j for j in cfg["scrape_configs"] if j["job_name"] == "ray")["static_configs"][0]["targets"])
+    # Prometheus scrapes Ray on the head and on every worker
+    assert ray_targets == {f"{s}:{RAY_METRICS_PORT}" for s in ["windward", *_compose_worker_specs(compose)]}
     for job in cfg["scrape_configs"]:
         for target in job["static_configs"][0]["targets"]:
             host, port = target.split(":")
             assert host in svcs, f"scrape target {target}: no compose service {host}"
+            svc = svcs[host]
+            reachable = {int(p.split(":")[-1]) for p in svc.get("ports", [])} | {int(p) for p in svc.get("expose", [])}
             assert int(port) in reachable, f"scrape target {target}: service {host} does not open {port}"
-    # prometheus mounts the same config and rules this repo checks
     prom_mounts = {m.split(":")[1]: (COMPOSE.parent / m.split(":")[0]).resolve() for m in svcs["prometheus"]["volumes"] if m.startswith(".")}
     assert prom_mounts["/etc/prometheus/prometheus.yml"] == (PROM_DIR / "prometheus.yml").resolve()
     for rf in cfg["rule_files"]:
         assert prom_mounts[f"/etc/prometheus/{rf}"] == (PROM_DIR / rf).resolve()
-    # the entrypoint serves on the ports the compose file and the scrape config expect
     entry = (COMPOSE.parent / "entrypoint.sh").read_text()
     assert f"--port {WINDWARD_PORT}" in entry and f"--metrics-export-port={RAY_METRICS_PORT}" in entry
     assert "windward server" in entry
 
 
 # ------------------------------------------------------------------------------------------ KubeRay
+
+SCHEMA = KUBERAY / "schema" / "raycluster-v1.7.0.schema.json.gz"
 
 
 @pytest.fixture(scope="module")
@@ -245,24 +327,130 @@ def raycluster() -> dict[str, Any]:
     return rc
 
 
-def test_raycluster_head_runs_windward_server(raycluster: dict[str, Any]) -> None:
-    assert raycluster["apiVersion"] == "ray.io/v1"
+def _strict(schema: Any) -> Any:
+    """The CRD's OpenAPI schema as JSON Schema that refuses unknown fields (kubectl --validate=strict)."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+    if ("properties" in schema and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")):  # fmt: skip
+        out["additionalProperties"] = False
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    return out
+
+
+@pytest.fixture(scope="module")
+def rc_validator() -> Any:
+    import gzip
+
+    import jsonschema
+
+    schema = _strict(json.loads(gzip.decompress(SCHEMA.read_bytes())))
+    return jsonschema.Draft7Validator(schema)
+
+
+def _errors(validator: Any, doc: dict[str, Any]) -> list[str]:
+    return [f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def test_raycluster_is_valid_against_the_kuberay_crd_schema(raycluster: dict[str, Any], rc_validator: Any) -> None:
+    assert _errors(rc_validator, raycluster) == []
+
+
+@pytest.mark.parametrize("breakage", [
+    ("'workerGroupSpec' was unexpected", lambda rc: rc["spec"].update(workerGroupSpec=rc["spec"].pop("workerGroupSpecs"))),
+    ("replicas", lambda rc: rc["spec"]["workerGroupSpecs"][0].update(replicas="1024")),
+    ("rayStartParams", lambda rc: rc["spec"]["workerGroupSpecs"][1]["rayStartParams"].update({"num-gpus": 8})),
+    ("containers", lambda rc: rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][1].update(probe={})),
+    ("backend", lambda rc: rc["spec"]["gcsFaultToleranceOptions"].update(backend="etcd")),
+])  # fmt: skip
+def test_the_schema_check_rejects_broken_clusters(raycluster: dict[str, Any], rc_validator: Any, breakage: Any) -> None:
+    import copy
+
+    where, breaks = breakage
+    rc = copy.deepcopy(raycluster)
+    breaks(rc)
+    errs = _errors(rc_validator, rc)
+    assert errs and any(where in e for e in errs), errs
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kubectl_kustomize_builds_every_object() -> None:
+    r = subprocess.run(["kubectl", "kustomize", str(KUBERAY)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    assert ("RayCluster", "windward") in kinds and ("Deployment", "windward-redis") in kinds
+    assert ("PersistentVolumeClaim", "windward-checkpoints") in kinds
+    assert all(d["metadata"].get("namespace") == "windward" for d in docs if d["kind"] != "Namespace")
+
+
+def _containers(group: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in group["template"]["spec"]["containers"]}
+
+
+def _mounts(c: dict[str, Any]) -> dict[str, str]:
+    return {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+
+
+def _claims(group: dict[str, Any]) -> dict[str, str]:
+    return {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName", "") for v in group["template"]["spec"]["volumes"]}
+
+
+def test_raycluster_head_runs_windward_server_as_its_own_container(raycluster: dict[str, Any]) -> None:
+    from scheduler.executors import manifests
+
     head = raycluster["spec"]["headGroupSpec"]
-    (c,) = head["template"]["spec"]["containers"]
-    cmd = " ".join(c["command"] + c["args"])
+    cs = _containers(head)
+    assert list(cs) == ["ray-head", "windward-server"]  # KubeRay runs `ray start` in the first container
+    srv = cs["windward-server"]
+    cmd = " ".join(srv["command"])
     assert "windward server" in cmd and "--executor ray" in cmd and "--site rotterdam-100k" in cmd
-    assert f"--port {WINDWARD_PORT}" in cmd
-    # the head's `ray start` comes from KubeRay's generated command, so the annotation must be set
-    assert "$KUBERAY_GEN_RAY_START_CMD" in cmd or "${KUBERAY_GEN_RAY_START_CMD" in cmd
-    assert raycluster["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
-    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports["windward"] == WINDWARD_PORT and ports["metrics"] == RAY_METRICS_PORT
+    assert f"--port {WINDWARD_PORT}" in cmd and "--address 127.0.0.1:6379" in cmd and "--demo" not in cmd
+    assert "--tenants /etc/windward/tenants/tenants.yaml" in cmd
+    assert f"--state {manifests.STATE_FILE}" in cmd
+    assert srv["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert srv["livenessProbe"]["httpGet"]["path"] == "/healthz" and srv["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert {p["name"]: p["containerPort"] for p in srv["ports"]} == {"windward": WINDWARD_PORT}
+    ray_head = cs["ray-head"]
+    assert "command" not in ray_head  # KubeRay's generated `ray start --head ...` with rayStartParams
+    assert {p["name"]: p["containerPort"] for p in ray_head["ports"]}["metrics"] == RAY_METRICS_PORT
     assert head["rayStartParams"]["metrics-export-port"] == str(RAY_METRICS_PORT)
     assert head["rayStartParams"]["num-gpus"] == "0"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # the server is a driver on the head's node: it shares the head's /tmp/ray
+    assert _mounts(ray_head)["/tmp/ray"] == _mounts(srv)["/tmp/ray"]
+    claims = _claims(head)
+    m = _mounts(srv)
+    assert claims[m[manifests.STATE_DIR]] == "windward-state" and claims[m[manifests.CHECKPOINT_DIR]] == "windward-checkpoints"
+    assert manifests.CHECKPOINT_DIR == manifests.STATE_FILE + ".ray"  # scheduler.service.make_executor's <state>.ray
+    vols = {v["name"]: v for v in head["template"]["spec"]["volumes"]}
+    assert vols[m["/etc/windward/tenants"]]["secret"]["secretName"] == "windward-tenants"
+    pvcs = {d["metadata"]["name"]: d for d in _kind("PersistentVolumeClaim")}
+    assert pvcs["windward-state"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvcs["windward-checkpoints"]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_gcs_fault_tolerance_uses_the_external_redis(raycluster: dict[str, Any]) -> None:
+    ft = raycluster["spec"]["gcsFaultToleranceOptions"]
+    (svc,) = [s for s in _kind("Service") if s["metadata"]["name"] == "windward-redis"]
+    (dep,) = [d for d in _kind("Deployment") if d["metadata"]["name"] == "windward-redis"]
+    host_port = ft["redisAddress"].removeprefix("redis://")
+    assert host_port == f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc:{svc['spec']['ports'][0]['port']}"
+    assert all(dep["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items())
+    secret = ft["redisPassword"]["valueFrom"]["secretKeyRef"]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["env"][0]["valueFrom"]["secretKeyRef"] == secret and "--requirepass" in " ".join(c["command"])
+    assert "--appendonly yes" in " ".join(c["command"])
 
 
 def test_worker_groups_are_the_site_pools(raycluster: dict[str, Any]) -> None:
+    from scheduler.executors import manifests
+    from scheduler.executors.ray_cluster import node_spec, parse_ray_start
+
     site = load_site("rotterdam-100k")
     groups = {g["groupName"]: g for g in raycluster["spec"]["workerGroupSpecs"]}
     assert list(groups) == [p.name for p in site.pools]
@@ -270,20 +458,23 @@ def test_worker_groups_are_the_site_pools(raycluster: dict[str, Any]) -> None:
     for pool in site.pools:
         g = groups[pool.name]
         assert g["replicas"] == g["minReplicas"] == g["maxReplicas"] == pool.nodes
+        rsp = g["rayStartParams"]
+        # what `ray start` makes of these is exactly the pool node the executor looks for
+        assert parse_ray_start(rsp) == node_spec(pool)
+        assert rsp["metrics-export-port"] == str(RAY_METRICS_PORT)
         (c,) = g["template"]["spec"]["containers"]
         limits = c["resources"]["limits"]
-        assert int(limits["nvidia.com/gpu"]) == pool.gpus_per_node
-        assert int(c["resources"]["requests"]["nvidia.com/gpu"]) == pool.gpus_per_node
-        rsp = g["rayStartParams"]
-        assert int(rsp["num-gpus"]) == pool.gpus_per_node
-        assert rsp["metrics-export-port"] == str(RAY_METRICS_PORT)
-        ray_labels = dict(kv.split("=", 1) for kv in rsp["labels"].split(","))
-        assert ray_labels == {"pool": pool.name, **pool.labels}
+        assert int(limits["nvidia.com/gpu"]) == int(c["resources"]["requests"]["nvidia.com/gpu"]) == pool.gpus_per_node
+        assert "SYS_ADMIN" in c["securityContext"]["capabilities"]["add"]  # NVML may set power limits
         pod_labels = g["template"]["metadata"]["labels"]
         assert pod_labels["windward.io/pool"] == pool.name
         for k, v in pool.labels.items():
             assert pod_labels[f"windward.io/{k}"] == v
+        assert not any("node" in k and k != "windward.io/pool" for k in pod_labels)  # identity comes from Ray
         assert g["template"]["spec"]["nodeSelector"] == {"windward.io/pool": pool.name}
+        tols = {(t["key"], t.get("value")) for t in g["template"]["spec"]["tolerations"]}
+        assert ("nvidia.com/gpu", None) in tols and ("windward.io/pool", pool.name) in tols
+        assert _claims(g)[_mounts(c)[manifests.CHECKPOINT_DIR]] == "windward-checkpoints"
         assert {p["name"]: p["containerPort"] for p in c["ports"]}["metrics"] == RAY_METRICS_PORT
         total_gpus += g["replicas"] * int(limits["nvidia.com/gpu"])
     assert total_gpus == site.total_gpus == 100_000
@@ -291,14 +482,13 @@ def test_worker_groups_are_the_site_pools(raycluster: dict[str, Any]) -> None:
 
 def test_monitors_select_the_pods_and_ports_and_keep_the_job_names(raycluster: dict[str, Any]) -> None:
     cluster = raycluster["metadata"]["name"]
-    (svc,) = _kind("Service")
+    (svc,) = [s for s in _kind("Service") if s["metadata"]["name"] == "windward"]
     (sm,) = _kind("ServiceMonitor")
     (pm,) = _kind("PodMonitor")
     # KubeRay labels every pod with ray.io/cluster and the head with ray.io/node-type=head
     head_labels = {"ray.io/cluster": cluster, "ray.io/node-type": "head", **raycluster["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]}
     assert all(head_labels.get(k) == v for k, v in svc["spec"]["selector"].items())
-    (head_c,) = raycluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
-    head_ports = {p["name"] for p in head_c["ports"]}
+    head_ports = {p["name"] for c in _containers(raycluster["spec"]["headGroupSpec"]).values() for p in c["ports"]}
     (sp,) = svc["spec"]["ports"]
     assert sp["targetPort"] in head_ports and sp["port"] == WINDWARD_PORT
     assert all(svc["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())
@@ -307,8 +497,7 @@ def test_monitors_select_the_pods_and_ports_and_keep_the_job_names(raycluster: d
     assert pm["spec"]["selector"]["matchLabels"] == {"ray.io/cluster": cluster}
     (pep,) = pm["spec"]["podMetricsEndpoints"]
     for g in [raycluster["spec"]["headGroupSpec"], *raycluster["spec"]["workerGroupSpecs"]]:
-        (c,) = g["template"]["spec"]["containers"]
-        assert pep["port"] in {p["name"] for p in c["ports"]}
+        assert pep["port"] in {p["name"] for c in _containers(g).values() for p in c["ports"]}
     jobs = {j["job_name"] for j in _yaml(PROM_DIR / "prometheus.yml")["scrape_configs"]}
 
     def job_of(endpoint: dict[str, Any]) -> str:
