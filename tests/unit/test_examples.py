@@ -20,6 +20,7 @@ from scheduler.models import JobSpec, load_job_spec, load_site, load_tenants, pa
 from scheduler.planjson import check_plan, recompute_timeline
 from scheduler.signals import read_energy_csv
 from scheduler.slurm import read_script
+from scheduler.sources.config import load_live_signals
 from scheduler.sources.congestion import parse_feed
 from scheduler.traces import read_jobs_csv
 
@@ -97,6 +98,11 @@ def check_slurm(p: Path) -> None:
     assert len(script.ignored) == 1
 
 
+def check_live_signals(p: Path) -> None:
+    cfg = load_live_signals(p)
+    assert [s.kind for s in cfg.sources] == ["ned", "entsoe", "electricitymaps", "congestion"]
+
+
 def check_feed(p: Path) -> None:
     (ev,) = parse_feed(p.read_text())
     assert ev.cap_mw == 0.03
@@ -111,6 +117,7 @@ LOADERS: dict[str, Callable[[Path], None]] = {
     "plan.json": check_plan_json,
     "slurm-train.sh": check_slurm,
     "congestion-feed.json": check_feed,
+    "live-signals.yaml": check_live_signals,
     "api/submit-job.json": check_submit,
     "api/congestion.json": check_congestion_api,
 }

@@ -549,3 +549,78 @@ def test_an_announced_cap_above_the_contract_never_raises_it() -> None:
     assert (s.grid_cap_w[8:] == base.grid_cap_w[8:]).all()
     with pytest.raises(ValueError, match="not on the series' 900 s slot grid"):
         merge(base, site, [frame], T0 + timedelta(seconds=60), 4)
+
+
+# ------------------------------------------------------------------------------------ live-signals file
+
+
+def route_any(url: str, params: Mapping[str, str]) -> tuple[int, str]:
+    if "entsoe" in url:
+        return entsoe_route(url, params)
+    if "ned.nl" in url:
+        return ned_route(url, params)
+    if "electricitymap" in url:
+        return em_route(url, params)
+    return 200, "congestion_feed.json"
+
+
+ENV = {"ENTSOE_API_KEY": "e", "NED_API_KEY": "n", "ELECTRICITYMAPS_API_KEY": "m"}
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "live-signals.yaml"
+
+
+def test_the_live_signals_file_builds_a_refresher_of_every_source(tmp_path: Path) -> None:
+    from scheduler.sources.config import build_refresher, load_live_signals
+
+    cfg = load_live_signals(EXAMPLE)
+    cfg = cfg.model_copy(update={"cache_dir": str(tmp_path / "cache")})
+    site = load_site("rotterdam-100k")
+    rec = Recorder(route_any)
+    r = build_refresher(cfg, site, embedded_energy(site, T0, 28), Clock(NOW), http=rec, environ=ENV)
+    assert [s.name for s in r.sources] == ["ned", "entsoe", "electricitymaps", "congestion"]
+    assert (r.refresh_s, r.lookback_s, r.horizon_s) == (900.0, 86400.0, 172800.0)
+    s = r.refresh()
+    assert all(f"{n} 2026-12-03T16:00Z" in s.source for n in ("ned", "entsoe", "electricitymaps", "congestion"))
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
+        "congestion.json", "electricitymaps.json", "entsoe.json", "ned.json"]  # fmt: skip
+    ned_call = next(c for c in rec.calls if "ned.nl" in c[0])
+    assert ned_call[1]["granularity"] == "4" and ned_call[2]["X-AUTH-TOKEN"] == "n"
+    assert r.sources[0].min_interval_s == 60.0
+
+
+def test_the_live_signals_file_needs_every_key_at_build_time(tmp_path: Path) -> None:
+    from scheduler.sources.config import build_refresher, load_live_signals
+
+    cfg = load_live_signals(EXAMPLE).model_copy(update={"cache_dir": str(tmp_path)})
+    site = load_site("rotterdam-100k")
+    for var in ENV:
+        with pytest.raises(InputError, match=f"environment variable {var} is not set"):
+            build_refresher(
+                cfg, site, embedded_energy(site, T0, 1), Clock(NOW), environ={k: v for k, v in ENV.items() if k != var}
+            )
+
+
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        (lambda d: d["sources"].append({"kind": "ned"}), "each source kind at most once"),
+        (lambda d: d["sources"].append({"kind": "weather"}), "field sources.4"),
+        (lambda d: d["sources"][1].pop("offshore_capacity_mw"), "field sources.1.entsoe.offshore_capacity_mw"),
+        (lambda d: d["sources"][3].update(url="ftp://x"), "field sources.3.congestion.url"),
+        (lambda d: d["sources"][0].update(granularity="hourly"), "field sources.0.ned.granularity"),
+        (lambda d: d.update(refresh_s=0), "field refresh_s"),
+        (lambda d: d.update(sources=[]), "field sources"),
+        (lambda d: d.update(cache_dir=""), "field cache_dir"),
+        (lambda d: d.update(refresh_every=5), "field refresh_every"),
+    ],
+)
+def test_a_bad_live_signals_file_names_the_field(tmp_path: Path, edit: Callable[[dict], None], needle: str) -> None:  # type: ignore[type-arg]
+    import yaml
+
+    from scheduler.sources.config import load_live_signals
+
+    d = yaml.safe_load(EXAMPLE.read_text())
+    edit(d)
+    p = tmp_path / "live.yaml"
+    p.write_text(yaml.safe_dump(d))
+    with pytest.raises(InputError, match=re.escape(needle)):
+        load_live_signals(p)
