@@ -125,6 +125,7 @@ class Refresher:
         self.series = base
         self.last_refresh_unix_s: float | None = None
         self.refreshes = 0
+        self._frames: list[EnergyFrame] = []
 
     def due(self) -> bool:
         return self.last_refresh_unix_s is None or self.clock() - self.last_refresh_unix_s >= self.refresh_s
@@ -132,6 +133,16 @@ class Refresher:
     def maybe_refresh(self) -> EnergySeries | None:
         """The new series when a refresh was due (and ran), else None."""
         return self.refresh() if self.due() else None
+
+    def announced_caps(self) -> list[tuple[datetime, datetime, float, str]]:
+        """``(start, end, cap_mw, source)`` of every grid cap the sources announced at the last refresh (the
+        congestion feed's events), for the service to record as congestion events (API, metrics, alerts)."""
+        out = []
+        for f in self._frames:
+            pts = f.columns.get("grid_cap_mw")
+            for a, step, v in pts.rows() if pts is not None else ():
+                out.append((datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(a + step, UTC), v, f.source))
+        return sorted(out)
 
     def staleness_s(self) -> dict[str, float]:
         """Per source, seconds since its last good fetch (``inf`` when it never had one): the metric's value."""
@@ -158,6 +169,7 @@ class Refresher:
             at = datetime.fromtimestamp(res.fetched_unix_s, UTC).strftime("%Y-%m-%dT%H:%MZ")
             parts.append(f"{src.name} {at}" + ("" if res.fresh else f" (stale {now - res.fetched_unix_s:.0f} s)"))
         self.series = merge(self.series, self.site, frames, w_start, last - first, ", ".join(parts))
+        self._frames = frames
         self.last_refresh_unix_s = now
         self.refreshes += 1
         log.info("live signals refreshed: %s", ", ".join(parts) or "no sources")

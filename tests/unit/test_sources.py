@@ -487,6 +487,11 @@ def test_refresher_merges_every_source_into_the_series(tmp_path: Path) -> None:
     i16, i185, i20 = 16 * 4, int(18.5 * 4), 20 * 4
     assert (s.grid_cap_w[i16:i185] == 40e6).all() and (s.grid_cap_w[i185:i20] == 25e6).all()
     assert (s.grid_cap_w[:i16] == contract[:i16]).all() and (s.grid_cap_w[i20:] == contract[i20:]).all()
+    # the feed's events, for the service to record as congestion events
+    assert r.announced_caps() == [
+        (datetime(2026, 12, 3, 16, tzinfo=UTC), datetime(2026, 12, 3, 19, tzinfo=UTC), 40.0, "congestion"),
+        (datetime(2026, 12, 3, 18, 30, tzinfo=UTC), datetime(2026, 12, 3, 20, tzinfo=UTC), 25.0, "congestion"),
+    ]
     # outside the window the base is untouched
     far = (NOW + timedelta(days=3) - T0) // timedelta(seconds=900)
     assert s.wind_w[far:].tolist() == base.wind_w[far:].tolist()
