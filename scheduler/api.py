@@ -1,45 +1,84 @@
 """The HTTP API of ``windward server``: the FastAPI application over a running
-:class:`~scheduler.service.Service` (DESIGN section 7 paths), its body-size limit and request models."""
+:class:`~scheduler.service.Service` (DESIGN section 7 paths), its limits and request models.
+
+Hostile input and overload (issue 16). What a request meets, in order:
+
+1. :class:`EdgeLimits` (ASGI, before any routing, parsing or hashing): 431 for request headers over
+   ``ApiLimits.max_header_bytes`` (a 1 MB ``Authorization`` header is refused unread), 413 for a body over
+   ``ApiLimits.max_body_bytes`` (declared or streamed).
+2. Authentication (a token is hashed only once the headers passed 1), then, for ``POST /v1/jobs``, the
+   tenant's token bucket (``submit_rate_per_s``, ``submit_burst``) and its queued-jobs limit
+   (``max_queued_per_tenant``): 429 with ``Retry-After``.
+3. Strict request models (:mod:`scheduler.models`): 400 for a body that is not JSON, 422 naming the field for
+   anything else; the error handlers echo input only through :func:`safe_echo` (finite, valid UTF-8,
+   bounded), so they cannot fail on what they describe.
+
+Lists page with an opaque ``cursor`` (``next_cursor`` in every page, null on the last) and a default page
+size, so no read costs more than one page.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from datetime import datetime
+import logging
+import math
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.auth import Principal
 from scheduler.errors import InputError
-from scheduler.models import JobSpec
+from scheduler.limits import MAX_BODY_BYTES, ApiLimits, TokenBuckets
+from scheduler.models import DEADLINE_MAX_AHEAD_S, IsoTime, JobSpec, PrintableText
 from scheduler.service import Service
 from scheduler.state import IdempotencyConflict
 
-#: Largest request body accepted (bytes); larger ones get 413 before parsing.
-MAX_BODY_BYTES = 64 * 1024
+log = logging.getLogger(__name__)
+
+#: Default and largest page of ``GET /v1/jobs`` and ``GET /v1/queue``.
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 5000
+#: Longest text echoed back in an error message (characters), and the nesting shown of a list or object.
+_ECHO_CHARS = 120
+_ECHO_DEPTH = 3
+#: Longest message of ours (not input) in an error reply.
+_MSG_CHARS = 1000
+
 
 # ====================================================================================== HTTP API
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a declared ``Content-Length`` over the limit, and for a streamed body that
-    grows over it (counted as it arrives, so nothing large is ever buffered)."""
+class EdgeLimits:
+    """ASGI middleware, the first thing a request meets: 431 for headers over ``max_header_bytes``; 413 for a
+    declared ``Content-Length`` over ``max_body_bytes`` and for a streamed body that grows over it (counted as
+    it arrives, so nothing large is ever buffered)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, max_header_bytes: int = 16 * 1024) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for k, v in scope.get("headers", ()):
+        headers = scope.get("headers", ())
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in headers)
+        if header_bytes > self.max_header_bytes:
+            await _send_json(send, 431, {"detail": f"request headers of {header_bytes} bytes are over the "
+                                                   f"{self.max_header_bytes}-byte limit"})  # fmt: skip
+            return
+        for k, v in headers:
             if k == b"content-length":
                 try:
                     n = int(v)
@@ -80,6 +119,10 @@ class BodyLimit:
         await self.app(scope, limited_receive, guarded_send)
 
 
+#: The old name of :class:`EdgeLimits` (it checked the body only).
+BodyLimit = EdgeLimits
+
+
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode()
     await send(
@@ -92,22 +135,156 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+# ================================================================================= error replies
+
+
+def safe_echo(v: Any, depth: int = 0, max_chars: int = _ECHO_CHARS) -> Any:
+    """A JSON-safe, bounded rendering of any input, for error messages: non-finite floats and huge integers
+    become text, strings are cut to ``_ECHO_CHARS`` with lone surrogates and other unencodable characters
+    escaped, lists and objects are cut in length and depth. Never raises."""
+    try:
+        if v is None or isinstance(v, bool):
+            return v
+        if isinstance(v, float):
+            return v if math.isfinite(v) else repr(v)
+        if isinstance(v, int):
+            return v if v.bit_length() <= 63 else f"<an integer of {v.bit_length()} bits>"
+        if isinstance(v, str | bytes):
+            s = v if isinstance(v, str) else v.decode("utf-8", "backslashreplace")
+            cut = s[:max_chars].encode("utf-8", "backslashreplace").decode("utf-8")
+            return cut + (f"... ({len(s)} characters)" if len(s) > max_chars else "")
+        if isinstance(v, list | tuple):
+            if depth >= _ECHO_DEPTH:
+                return f"<a list of {len(v)}>"
+            return [safe_echo(x, depth + 1) for x in v[:10]] + ([f"... ({len(v)} items)"] if len(v) > 10 else [])
+        if isinstance(v, dict):
+            if depth >= _ECHO_DEPTH:
+                return f"<an object of {len(v)} keys>"
+            items = list(v.items())[:20]
+            return {str(safe_echo(str(k))): safe_echo(x, depth + 1) for k, x in items}
+        return f"<{type(v).__name__}>"
+    except Exception:  # noqa: BLE001 -- an echo must never fail; the type alone is still a clue
+        return "<unprintable>"
+
+
+def _error_item(e: dict[str, Any]) -> dict[str, Any]:
+    loc = [x if isinstance(x, int) and not isinstance(x, bool) else safe_echo(str(x)) for x in e.get("loc", ())]
+    msg = safe_echo(str(e.get("msg", "invalid")), max_chars=_MSG_CHARS)
+    out: dict[str, Any] = {"loc": loc, "msg": msg, "type": safe_echo(str(e.get("type", "value_error")))}
+    if "input" in e and e.get("type") != "json_invalid":
+        out["input"] = safe_echo(e["input"])
+    ctx = e.get("ctx")
+    if isinstance(ctx, dict) and ctx:
+        out["ctx"] = {
+            str(k): safe_echo(x if isinstance(x, int | float | str | bool) else str(x), max_chars=_MSG_CHARS)
+            for k, x in ctx.items()
+        }
+    return out
+
+
+_FALLBACK_422 = b'{"detail":[{"loc":["body"],"msg":"invalid request","type":"value_error"}]}'
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    """422 naming each field (400 when the body is not JSON). Input is echoed through :func:`safe_echo`
+    only; if describing the error fails anyway, a fixed 422 is sent (this handler cannot fail)."""
+    try:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        items = [_error_item(e) for e in errors][:50]
+        status = 400 if any(e.get("type") == "json_invalid" for e in errors) else 422
+        if status == 400:
+            for it, e in zip(items, errors, strict=False):
+                ctx = e.get("ctx") or {}
+                it["msg"] = f"the request body is not JSON: {safe_echo(str(ctx.get('error', 'decode error')))}"
+        body = json.dumps({"detail": items}, ensure_ascii=True, allow_nan=False).encode()
+        return Response(body, status_code=status, media_type="application/json")
+    except Exception:  # noqa: BLE001 -- the last line of defence: a fixed, valid reply
+        log.exception("error handler failed; sent the fixed 422")
+        return Response(_FALLBACK_422, status_code=422, media_type="application/json")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """HTTP errors as ``{"detail": ...}`` (safe to encode); a 405 lists every method of the path in ``Allow``
+    (Starlette would list only the first route's)."""
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", None)
+    headers = dict(getattr(exc, "headers", None) or {})
+    try:
+        if status == 405:
+            methods = _path_methods(request)
+            headers["Allow"] = ", ".join(methods)
+            detail = f"method {request.method} is not allowed on this path; allowed: {methods}"
+        if isinstance(detail, list):
+            detail = [_error_item(d) if isinstance(d, dict) else safe_echo(d) for d in detail]
+        else:
+            detail = safe_echo(detail if detail is not None else "error", max_chars=_MSG_CHARS)
+        body = json.dumps({"detail": detail}, ensure_ascii=True, allow_nan=False).encode()
+    except Exception:  # noqa: BLE001 -- cannot fail: send the status with a fixed detail
+        log.exception("HTTP error handler failed for status %s", status)
+        body = b'{"detail":"error"}'
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _path_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE or _matches_path(route, request.scope):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def _matches_path(route: Any, scope: Scope) -> bool:
+    regex = getattr(route, "path_regex", None)
+    return bool(regex is not None and regex.match(scope.get("path", "")))
+
+
+# ===================================================================================== models
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx: ``detail`` is a message, or (400, 422) a list of items naming the field in ``loc``."""
+
+    detail: str | list[ErrorItem]
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+#: Replies every route can give: headers or body over the limit (EdgeLimits, before routing).
+_EDGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: _err("request body over the server's limit (ApiLimits.max_body_bytes)"),
+    431: _err("request headers over the server's limit (ApiLimits.max_header_bytes)"),
+}
+_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {**_err("missing or unknown bearer token"), "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+}
+_OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {403: _err("operators only")}
+_QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {422: _err("a query or path parameter is invalid (named in loc)")}
+_BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _err("the body is not JSON (or not UTF-8, or nested too deeply)"),
+    422: _err("the body is invalid: the field is named in loc"),
+}
+
+
 class CongestionIn(BaseModel):
     """A congestion event announced by the grid operator: cap grid import at ``cap_mw`` from start to end."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    cap_mw: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
-    start: datetime
-    end: datetime
-    reason: Annotated[str, Field(max_length=512)] = ""
-
-    @field_validator("start", "end")
-    @classmethod
-    def _tz(cls, v: datetime) -> datetime:
-        if v.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. 2026-12-01T18:00:00Z")
-        return v
+    cap_mw: Annotated[float, Field(strict=True, ge=0, le=1e6)]
+    start: IsoTime
+    end: IsoTime
+    reason: Annotated[PrintableText, Field(max_length=512)] = ""
 
 
 class JobCreated(BaseModel):
@@ -117,16 +294,37 @@ class JobCreated(BaseModel):
     job: dict[str, Any]
 
 
+class JobsPage(BaseModel):
+    """One page of jobs in submission order. ``next_cursor``: pass it as ``cursor`` for the next page (null on
+    the last); ``next_after`` is the same position as a sequence number (the older ``after`` parameter)."""
+
+    jobs: list[dict[str, Any]]
+    next_cursor: str | None
+    next_after: int
+
+
+class QueuePage(BaseModel):
+    """One page of the active jobs in submission order (``running`` and ``queued`` of this page; a queued
+    job's ``position`` counts every queued job before it), ``counts`` of all of them, ``next_cursor``."""
+
+    running: list[dict[str, Any]]
+    queued: list[dict[str, Any]]
+    counts: dict[str, int]
+    next_cursor: str | None
+
+
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    service: Service = request.app.state.service
+    return service
 
 
 async def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    # async: runs on the event loop (a sync dependency would cost every request a thread-pool hop)
+    # async: runs on the event loop (a sync dependency would cost every request a thread-pool hop); the
+    # header's size was bounded by EdgeLimits before this hashes it
     service = _service(request)
     token = service.auth.bearer(authorization)
     if token is None:
@@ -146,21 +344,58 @@ async def _operator(p: Annotated[Principal, Depends(_principal)]) -> Principal:
 Caller = Annotated[Principal, Depends(_principal)]
 OperatorCaller = Annotated[Principal, Depends(_operator)]
 
+_CURSOR_RE = r"^[0-9]{1,18}$"
+Cursor = Annotated[
+    str | None,
+    Query(pattern=_CURSOR_RE, description="the next_cursor of the previous page (omit for the first page)"),
+]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="jobs per page")]
 
-def create_app(service: Service) -> FastAPI:
-    """The FastAPI application over a running :class:`~scheduler.service.Service`."""
+
+def _refuse(status: int, loc: list[str], msg: str, kind: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=[{"loc": loc, "msg": msg, "type": kind}])
+
+
+def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
+    """The FastAPI application over a running :class:`~scheduler.service.Service`, with ``limits``
+    (:class:`ApiLimits`; default: its defaults)."""
+    lim = limits if limits is not None else ApiLimits()
     meta: dict[str, Any] = {
         "title": "Windward",
         "version": "0.1.0",
         "description": "Carbon- and power-cap aware GPU scheduling for a wind-powered AI factory. "
-        "Every /v1 route needs `Authorization: Bearer <token>` (a tenant's or an operator's).",
+        "Every /v1 route needs `Authorization: Bearer <token>` (a tenant's or an operator's). "
+        f"Limits: request headers {lim.max_header_bytes} bytes (431), body {lim.max_body_bytes} bytes (413), "
+        f"{lim.max_queued_per_tenant} queued jobs per tenant and {lim.submit_rate_per_s:g} submissions/s per "
+        f"tenant (burst {lim.submit_burst}) (429). Lists page with `cursor` / `next_cursor`.",
+        "responses": _EDGE_RESPONSES,
     }
     try:  # FastAPI >= 0.16x checks for OpenTelemetry providers on every request unless told not to
         app = FastAPI(**meta, telemetry={"tracing": False, "metrics": False, "logs": False})
     except TypeError:
         app = FastAPI(**meta)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(EdgeLimits, max_bytes=lim.max_body_bytes, max_header_bytes=lim.max_header_bytes)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.state.service = service
+    app.state.limits = lim
+    buckets = TokenBuckets(lim.submit_rate_per_s, lim.submit_burst)
+    in_flight: dict[str, int] = {}  # tenant -> submissions admitted and not yet committed (event loop only)
+
+    async def submitter(p: Caller) -> Principal:
+        """A tenant within its submission rate. A dependency, so the token bucket is charged before the body
+        is validated: a flood of invalid bodies is refused as cheaply as one of valid ones."""
+        if p.tenant is None:
+            raise HTTPException(status_code=403, detail="operators do not submit jobs; use a tenant token")
+        wait_s = buckets.take(p.tenant.name)
+        if wait_s > 0:
+            raise HTTPException(
+                status_code=429,
+                detail=f"tenant {p.tenant.name!r} is over its submission rate of {lim.submit_rate_per_s:g}/s "
+                f"(burst {lim.submit_burst}); retry in {wait_s:.2f} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
+        return p
 
     def own_job(p: Principal, job_id: str) -> Any:
         rec = service.store.get(job_id)
@@ -170,8 +405,8 @@ def create_app(service: Service) -> FastAPI:
 
     # ------------------------------------------------------------------------------ liveness
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        """The process is alive."""
+    async def healthz() -> dict[str, str]:
+        """The process is alive (answered on the event loop: no thread-pool queue in front of it)."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready yet"}})
@@ -194,95 +429,160 @@ def create_app(service: Service) -> FastAPI:
         status_code=201,
         response_model=JobCreated,
         responses={
-            200: {"description": "the same Idempotency-Key returned the job it created first"},
-            401: {"description": "missing or unknown token"},
-            403: {"description": "operators do not submit jobs"},
-            409: {"description": "Idempotency-Key reused for a different spec"},
-            413: {"description": "body too large"},
-            422: {"description": "malformed spec, or a job no pool this tenant may use can hold"},
+            200: {"model": JobCreated, "description": "the same Idempotency-Key returned the job it created first"},
+            **_BODY_RESPONSES,
+            **_AUTH_RESPONSES,
+            403: _err("operators do not submit jobs"),
+            409: _err("Idempotency-Key reused for a different spec"),
+            422: _err("malformed spec (the field is named in loc), a deadline before submission, or a job no "
+                      "pool this tenant may use can hold"),
+            429: {**_err("the tenant's submission rate or queued-jobs limit (ApiLimits)"),
+                  "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
         },
-    )
+    )  # fmt: skip
     async def submit(
         spec: JobSpec,
-        p: Caller,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200, pattern=r"^[!-~]+$")] = None,
+        p: Principal = Depends(submitter),  # a default, not Annotated: submitter is local to create_app
     ) -> Response:
         """Submit a job (the YAML job spec as JSON). 201 with ``{"id": ...}``; with an ``Idempotency-Key``
-        header, a retry returns the same job (200). The reply is sent only once the job is on disk."""
-        if p.tenant is None:
-            raise HTTPException(status_code=403, detail="operators do not submit jobs; use a tenant token")
+        header (visible ASCII), a retry returns the same job (200). The reply is sent only once the job is on
+        disk."""
+        assert p.tenant is not None  # submitter() refused operators
+        tenant = p.tenant.name
+        queued = service.store.counts().get(("queued", tenant), 0) + in_flight.get(tenant, 0)
+        if queued >= lim.max_queued_per_tenant:
+            raise HTTPException(
+                status_code=429,
+                detail=f"tenant {tenant!r} has {queued} queued jobs, the limit is {lim.max_queued_per_tenant}; "
+                "wait for some to start or cancel some",
+                headers={"Retry-After": "10"},
+            )
+        if spec.deadline is not None:
+            now = service.clock.now_unix_s()
+            d = spec.deadline.timestamp()
+            if d <= now or d > now + DEADLINE_MAX_AHEAD_S:
+                raise _refuse(422, ["body", "deadline"],
+                              f"deadline {spec.deadline.isoformat()} must lie after submission "
+                              f"({datetime.fromtimestamp(now, UTC).isoformat()}) and at most "
+                              f"{DEADLINE_MAX_AHEAD_S // 86400} days after it", "value_error.deadline")  # fmt: skip
+        in_flight[tenant] = in_flight.get(tenant, 0) + 1
         try:
             # admission is checked here; the row joins the next group commit and we await its fsync
             res = await service.submit_async(p.tenant, spec, idempotency_key)
         except IdempotencyConflict as e:
             raise HTTPException(status_code=409, detail=str(e)) from None
         except InputError as e:
-            raise HTTPException(
-                status_code=422,
-                detail=[{"loc": ["body", *_field_of(str(e))], "msg": str(e), "type": "value_error.sovereignty"}],
-            ) from None
+            raise _refuse(422, ["body", *_field_of(str(e))], str(e), "value_error.sovereignty") from None
+        finally:
+            in_flight[tenant] -= 1
         body = {"id": res.record.id, "state": res.record.state, "created": res.created, "job": res.record.view()}
         return JSONResponse(body, status_code=201 if res.created else 200)
 
-    @app.get("/v1/jobs", tags=["jobs"])
+    @app.get("/v1/jobs", tags=["jobs"], response_model=JobsPage, responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES})
     def list_jobs(
         p: Caller,
         state: Annotated[Literal["queued", "running", "finished", "failed", "cancelled"] | None, Query()] = None,
         tenant: Annotated[str | None, Query(max_length=64, description="operators only")] = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-        after: Annotated[int, Query(ge=0, le=2**62, description="return jobs after this sequence number")] = 0,
+        limit: PageSize = DEFAULT_PAGE_SIZE,
+        cursor: Cursor = None,
+        after: Annotated[int, Query(ge=0, le=2**62, description="return jobs after this sequence number "
+                                    "(the older form of cursor)")] = 0,  # fmt: skip
     ) -> dict[str, Any]:
-        """Jobs in submission order: a tenant's own, or (operator) every tenant's."""
+        """Jobs in submission order, one page at a time: a tenant's own, or (operator) every tenant's."""
         who = (tenant if p.is_operator else p.name) if (tenant or not p.is_operator) else None
-        recs = service.store.list_jobs(tenant=who, states=[state] if state else None, limit=limit, after_seq=after)
-        return {"jobs": [r.view() for r in recs], "next_after": recs[-1].seq if recs else after}
+        start = max(after, int(cursor) if cursor is not None else 0)
+        recs = service.store.list_jobs(tenant=who, states=[state] if state else None, limit=limit + 1, after_seq=start)
+        more = len(recs) > limit
+        recs = recs[:limit]
+        last = recs[-1].seq if recs else start
+        return {"jobs": [r.view() for r in recs], "next_cursor": str(last) if more else None, "next_after": last}
 
-    @app.get("/v1/jobs/{job_id}", tags=["jobs"], responses={404: {"description": "no such job (for you)"}})
+    @app.get(
+        "/v1/jobs/{job_id}",
+        tags=["jobs"],
+        responses={**_AUTH_RESPONSES, 404: _err("no such job (for you)"), **_QUERY_RESPONSES},
+    )
     def get_job(job_id: Annotated[str, PathParam(max_length=64)], p: Caller) -> dict[str, Any]:
         """One job: state, pool, progress, energy and carbon so far."""
-        return own_job(p, job_id).view()  # type: ignore[no-any-return]
+        return own_job(p, job_id).view()
 
-    @app.delete("/v1/jobs/{job_id}", tags=["jobs"], responses={404: {"description": "no such job (for you)"}})
+    @app.delete(
+        "/v1/jobs/{job_id}",
+        tags=["jobs"],
+        responses={**_AUTH_RESPONSES, 404: _err("no such job (for you)"), **_QUERY_RESPONSES},
+    )
     def cancel_job(job_id: Annotated[str, PathParam(max_length=64)], p: Caller) -> dict[str, Any]:
         """Cancel: a queued job at once; a running one is stopped (checkpointed) on the next tick."""
         own_job(p, job_id)
         return service.cancel(job_id).view()
 
-    @app.get("/v1/queue", tags=["jobs"])
-    def queue(p: Caller) -> dict[str, Any]:
-        """Queued and running jobs (own, or all for an operator), with the planner's view of them."""
-        return service.queue(None if p.is_operator else p.name)
+    @app.get("/v1/queue", tags=["jobs"], response_model=QueuePage, responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES})
+    def queue(p: Caller, limit: PageSize = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> dict[str, Any]:
+        """Running and queued jobs (own, or all for an operator) in submission order, one page at a time."""
+        who = None if p.is_operator else p.name
+        recs, before, more = service.store.active_page(who, int(cursor) if cursor is not None else 0, limit)
+        running, queued = [], []
+        for r in recs:
+            if r.state == "running":
+                running.append(r.view())
+            else:
+                before += 1
+                queued.append(dict(r.view(), position=before))
+        counts = {"running": 0, "queued": 0}
+        for (st, t), n in service.store.counts().items():
+            if st in counts and (who is None or t == who):
+                counts[st] += n
+        return {"running": running, "queued": queued, "counts": counts,
+                "next_cursor": str(recs[-1].seq) if more and recs else None}  # fmt: skip
 
-    @app.get("/v1/usage", tags=["tenants"])
+    @app.get("/v1/usage", tags=["tenants"], responses=_AUTH_RESPONSES)
     def usage(p: Caller) -> dict[str, Any]:
         """Usage (GPU-seconds, energy, carbon) against quota and commitment: own, or every tenant's."""
         return service.usage(None if p.is_operator else p.name)
 
-    @app.get("/v1/plan", tags=["plan"])
+    @app.get("/v1/plan", tags=["plan"], responses=_AUTH_RESPONSES)
     def plan(p: Caller) -> dict[str, Any]:
         """Current plan summary and per-slot marginal carbon prices (g CO2-eq per GPU-hour)."""
         return service.plan_summary()
 
     # ---------------------------------------------------------------------------- congestion
-    @app.post("/v1/congestion", tags=["grid"], status_code=201, responses={403: {"description": "operators only"}})
+    @app.post(
+        "/v1/congestion",
+        tags=["grid"],
+        status_code=201,
+        responses={**_BODY_RESPONSES, **_AUTH_RESPONSES, **_OPERATOR_RESPONSES,
+                   422: _err("invalid event (the field is named in loc), or end not after start")},
+    )  # fmt: skip
     def add_congestion(ev: CongestionIn, p: OperatorCaller) -> dict[str, Any]:
         """Cap grid import at ``cap_mw`` from ``start`` to ``end`` (honoured by the next tick's plan and by
         the fast path at once: a tick is triggered)."""
         if ev.end <= ev.start:
-            raise HTTPException(
-                status_code=422,
-                detail=[{"loc": ["body", "end"], "msg": f"end ({ev.end.isoformat()}) must be after start "
-                         f"({ev.start.isoformat()})", "type": "value_error"}],
-            )  # fmt: skip
+            raise _refuse(422, ["body", "end"], f"end ({ev.end.isoformat()}) must be after start "
+                          f"({ev.start.isoformat()})", "value_error")  # fmt: skip
         return service.add_congestion(ev.cap_mw, ev.start.timestamp(), ev.end.timestamp(), p.name, ev.reason).view()
 
-    @app.get("/v1/congestion", tags=["grid"])
+    @app.get("/v1/congestion", tags=["grid"], responses=_AUTH_RESPONSES)
     def list_congestion(p: Caller) -> dict[str, Any]:
         """Congestion events that are active now or announced for later."""
         return {"events": [c.view() for c in service.active_congestion()]}
 
     # --------------------------------------------------------------------------------- audit
-    @app.get("/v1/audit", tags=["ops"], responses={403: {"description": "operators only"}})
+    @app.get(
+        "/v1/audit",
+        tags=["ops"],
+        responses={
+            200: {
+                "description": "placements as JSON (format=json) or CSV (format=csv)",
+                "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "placements": {"type": "array", "items": {"type": "object"}}}, "required": ["placements"]}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            },
+            **_AUTH_RESPONSES, **_OPERATOR_RESPONSES, **_QUERY_RESPONSES,
+        },
+    )  # fmt: skip
     def audit(
         p: OperatorCaller,
         format: Annotated[Literal["json", "csv"], Query()] = "json",

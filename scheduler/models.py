@@ -10,12 +10,23 @@ Units are in the field names (DESIGN section 1).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import shlex
+import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from scheduler.errors import InputError
 
@@ -207,33 +218,114 @@ class TenantsFile(_Strict):
 
 JobKind = Literal["training", "batch", "inference"]
 
+#: Bidirectional-text controls (Trojan Source, CVE-2021-42574): refused in every text field of a request.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Unicode categories refused in text fields: controls, format characters (bidi, zero-width), lone
+#: surrogates, private use, unassigned, line and paragraph separators.
+_UNPRINTABLE_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
+#: Deadlines are refused before this instant (a year-1 or year-2000 deadline is a typo, not a plan).
+DEADLINE_MIN_UTC = datetime(2020, 1, 1, tzinfo=UTC)
+#: ... and more than this far after submission (the API checks it against the service clock).
+DEADLINE_MAX_AHEAD_S = 10 * 365 * 86400
+
+#: ``module:function`` entrypoints (called with a JobContext); anything with whitespace or no colon is a
+#: command (``shlex.split``, run as a subprocess) -- the same split as ``scheduler.executors.ray_job``.
+ENTRYPOINT_FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+ENTRYPOINT_MAX_CHARS = 1024
+
+
+def check_printable(v: str) -> str:
+    """Refuse text with a character that is not printable (category in ``_UNPRINTABLE_CATEGORIES``, which
+    covers NUL, newlines, bidi overrides and lone surrogates), naming its position and code point."""
+    for i, ch in enumerate(v):
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES:
+            raise ValueError(
+                f"character {i} is U+{ord(ch):04X} ({unicodedata.name(ch, unicodedata.category(ch))}); "
+                "allowed: printable text without control, format (bidi, zero-width) or surrogate characters"
+            )
+    return v
+
+
+def check_entrypoint(v: str) -> str:
+    """``module:function`` (dotted identifiers) or a command line that ``shlex.split`` reads as at least one
+    word; printable, at most ``ENTRYPOINT_MAX_CHARS``."""
+    check_printable(v)
+    if ":" in v and not any(c.isspace() for c in v):
+        if not ENTRYPOINT_FUNCTION_RE.match(v):
+            raise ValueError(
+                f"{v[:80]!r} is neither 'module:function' (dotted Python identifiers, e.g. "
+                "'scheduler.workloads.train:main') nor a command with arguments"
+            )
+        return v
+    try:
+        words = shlex.split(v)
+    except ValueError as e:
+        raise ValueError(f"not a command line shlex can read ({e}); allowed: 'module:function' or a command") from e
+    if not words:
+        raise ValueError("empty command; allowed: 'module:function' or a command")
+    return v
+
+
+_ISO_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def iso_time_only(v: Any) -> Any:
+    """A time is an ISO 8601 string (or a datetime, as YAML reads one), never a number or a numeric string
+    (pydantic would read ``"2"`` as 1970-01-01T00:00:02Z); and not before ``DEADLINE_MIN_UTC``."""
+    if isinstance(v, datetime):
+        t = v
+    elif isinstance(v, str) and _ISO_TIME_RE.match(v):
+        try:
+            t = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError as e:
+            raise ValueError(f"{v[:40]!r} is not an ISO 8601 time such as 2026-12-01T18:00:00Z") from e
+    else:
+        shown = repr(v[:40]) if isinstance(v, str) else f"a {type(v).__name__}"
+        raise ValueError(f"{shown} is not an ISO 8601 time such as 2026-12-01T18:00:00Z")
+    if t.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. 2026-12-01T18:00:00Z")
+    if t < DEADLINE_MIN_UTC:
+        raise ValueError(f"{t.isoformat()} is before {DEADLINE_MIN_UTC.isoformat()}; allowed: a current time")
+    return t
+
+
+#: A time at the API's edges: ISO 8601 with a zone, after ``DEADLINE_MIN_UTC`` (see :func:`iso_time_only`).
+IsoTime = Annotated[datetime, BeforeValidator(iso_time_only)]
+
+#: Text at the API's edges: printable (see :func:`check_printable`).
+PrintableText = Annotated[str, AfterValidator(check_printable)]
+
 
 class Requires(_Strict):
-    jurisdiction: str | None = None
+    jurisdiction: Annotated[PrintableText, Field(min_length=1, max_length=64)] | None = None
     clearance: Literal["public", "internal", "confidential", "secret"] | None = None
 
 
 class JobSpec(_Strict):
-    """A job as a tenant submits it (YAML for the CLI, JSON for the API). Unknown fields are refused."""
+    """A job as a tenant submits it (YAML for the CLI, JSON for the API). Unknown fields are refused.
 
-    name: Annotated[str, Field(min_length=1, max_length=128)]
+    Strict: numbers are never parsed from strings or booleans (``"gpus": "2"``, ``"gpus": true`` and
+    ``"gpus": 2.0`` are refused), floats must be finite, text must be printable, a deadline must carry a time
+    zone and lie after ``DEADLINE_MIN_UTC`` (the API also refuses one before submission or more than
+    ``DEADLINE_MAX_AHEAD_S`` after it), an entrypoint is ``module:function`` or a command.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: Annotated[PrintableText, Field(min_length=1, max_length=128)]
     kind: JobKind = "training"
-    gpus: Annotated[int, Field(gt=0, le=1_000_000)]
-    duration_s: Annotated[float, Field(gt=0, le=365 * 86400)]
-    deadline: datetime | None = None
-    preemptible: bool = True
-    checkpoint_interval_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
-    pool: Annotated[str, Field(max_length=256)] | None = None
+    gpus: Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
+    duration_s: Annotated[float, Field(strict=True, gt=0, le=365 * 86400)]
+    deadline: IsoTime | None = None
+    preemptible: Annotated[bool, Field(strict=True)] = True
+    checkpoint_interval_s: Annotated[float, Field(strict=True, gt=0, le=86400)] = 1800.0
+    pool: Annotated[PrintableText, Field(min_length=1, max_length=256)] | None = None
     requires: Requires = Requires()
-    entrypoint: Annotated[str, Field(max_length=1024)] | None = None
-    priority: Annotated[int, Field(ge=-100, le=100)] = 0
-
-    @field_validator("deadline")
-    @classmethod
-    def _tz(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("deadline must carry a time zone, e.g. 2026-12-01T18:00:00Z")
-        return v
+    entrypoint: (
+        Annotated[str, Field(min_length=1, max_length=ENTRYPOINT_MAX_CHARS), AfterValidator(check_entrypoint)] | None
+    ) = None
+    priority: Annotated[int, Field(strict=True, ge=-100, le=100)] = 0
 
 
 class JobRow(_Strict):
@@ -272,12 +364,26 @@ def parse_model(model: type[BaseModel], data: Any, source: str) -> Any:
         raise InputError(_format_validation_error(source, e)) from e
 
 
+def decode_utf8(data: bytes, source: str | Path) -> str:
+    """``data`` as UTF-8 text (a BOM is dropped); bytes that are not UTF-8 raise InputError naming ``source``,
+    the byte offset and its line (every file reader decodes through here)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(
+            f"{source}: not UTF-8 text: byte {e.start} (line {line}) is {data[e.start : e.start + 1]!r} ({e.reason}); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def read_yaml(path: str | Path) -> Any:
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as e:
         raise InputError(f"{p}: cannot read file: {e.strerror}") from e
+    text = decode_utf8(data, p)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

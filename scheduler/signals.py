@@ -313,11 +313,9 @@ _PARSED: dict[tuple[str, str], tuple[_RawEnergy, tuple[tuple[int, int, str], ...
 
 
 def _parse_filled(path_s: str, data: bytes) -> tuple[_RawEnergy, tuple[tuple[int, int, str], ...]]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path_s}: not UTF-8 text: {e}") from e
-    raw = _read_raw(path_s, text)
+    from scheduler.models import decode_utf8
+
+    raw = _read_raw(path_s, decode_utf8(data, path_s))
     gaps: list[tuple[int, int, str]] = []
     cols = dict(raw.cols)
     for c in ("wind_mw", "offshore_wind_mw", "carbon_g_per_kwh", "price_eur_per_mwh"):
@@ -345,12 +343,14 @@ def _capacity_factor_per_year(mw: NDArray[np.float64], t0_s: int, step_s: int) -
 
 
 def read_energy_csv(
-    path: str | Path, site: Site, start: datetime | None = None, days: float | None = None
+    path: str | Path, site: Site, start: datetime | None = None, days: float | None = None, *, strict: bool = False
 ) -> EnergySeries:
     """Read an energy CSV (module docstring: contract, gap rule, resampling) into per-slot site signals.
 
     ``start`` (default: the file's first timestamp) and ``days`` (default: to the end of the file) cut a
-    slice; a slice that leaves the file is an InputError.
+    slice; a slice that leaves the file is an InputError. Gaps filled in the slice are logged as one WARNING
+    with their count (the CLI shows it on stderr) and listed in ``EnergySeries.gaps``; ``strict`` refuses them
+    (InputError naming the file, the count and each gap).
     """
     p = Path(path)
     raw, gaps = _read_filled(p)
@@ -435,6 +435,13 @@ def read_energy_csv(
     # Only report gaps that touch the slice.
     slice_end = start_s + n_slots * slot_s
     in_slice = tuple(text for a, b, text in gaps if a < slice_end and b > start_s)
+    if in_slice and strict:
+        raise InputError(
+            f"{p}: {len(in_slice)} gap(s) in the data (strict: none is filled): " + "; ".join(in_slice)
+            + "; allowed with --strict: a file with a value in every column for every time step"
+        )  # fmt: skip
+    if in_slice:
+        log.warning("%s: %d gap(s) filled: %s", p, len(in_slice), "; ".join(in_slice))
     return EnergySeries(
         start_utc=datetime.fromtimestamp(start_s, UTC),
         slot_s=slot_s,
@@ -455,7 +462,7 @@ def read_energy_csv(
 def energy_model() -> dict[str, Any]:
     """The fitted parameters of the embedded energy model (scheduler/data/energy_model.json)."""
     try:
-        return json.loads(ENERGY_MODEL_PATH.read_text())  # type: ignore[no-any-return]
+        return json.loads(ENERGY_MODEL_PATH.read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"{ENERGY_MODEL_PATH}: cannot load the embedded energy model: {e}") from e
 
@@ -544,11 +551,14 @@ def embedded_energy(site: Site, start: datetime, days: float, seed: int = 0) -> 
     )
 
 
-def load_energy(spec: str | None, site: Site, start: datetime, days: float, seed: int = 0) -> EnergySeries:
-    """``None`` or ``"embedded"``: the synthetic NL series; anything else: a path to an energy CSV."""
+def load_energy(
+    spec: str | None, site: Site, start: datetime, days: float, seed: int = 0, *, strict: bool = False
+) -> EnergySeries:
+    """``None`` or ``"embedded"``: the synthetic NL series; anything else: a path to an energy CSV (``strict``:
+    refuse gaps instead of filling them, :func:`read_energy_csv`)."""
     if spec is None or spec == "embedded":
         return embedded_energy(site, start, days, seed=seed)
-    return read_energy_csv(spec, site, start=start, days=days)
+    return read_energy_csv(spec, site, start=start, days=days, strict=strict)
 
 
 # ---------------------------------------------------------------------------------------- forecasts

@@ -99,6 +99,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_tenant_seq ON jobs(tenant, seq);
+-- paging of the active jobs (/v1/queue) and of every job (/v1/jobs) in submission order, without a sort
+CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);
+CREATE INDEX IF NOT EXISTS jobs_active_seq ON jobs(seq) WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_active_tenant_seq ON jobs(tenant, seq) WHERE state IN ('queued', 'running');
 CREATE TABLE IF NOT EXISTS actions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT,
@@ -642,6 +646,30 @@ class StateStore:
             q += " LIMIT ?"
             args.append(int(limit))
         return [_record(r) for r in self._reader().execute(q, args)]
+
+    def active_page(self, tenant: str | None, after_seq: int, limit: int) -> tuple[list[JobRecord], int, bool]:
+        """One page of the active (queued and running) jobs in submission order: at most ``limit`` jobs with
+        ``seq > after_seq`` (``tenant`` None: every tenant's), the number of queued jobs before the page (so a
+        queued job's position is that plus its rank among the page's queued jobs), and whether more follow.
+        Bounded work per page (partial indexes on the active rows), never a read of the whole queue."""
+        # the literal state list must match the partial indexes' WHERE for SQLite to use them
+        active = "state IN ('queued', 'running')"
+        where = f"{active} AND seq > ?"
+        args: list[Any] = [after_seq]
+        if tenant is not None:
+            where += " AND tenant = ?"
+            args.append(tenant)
+        c = self._reader()
+        rows = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE {where} ORDER BY seq LIMIT ?", [*args, limit + 1]).fetchall()
+        more = len(rows) > limit
+        recs = [_record(r) for r in rows[:limit]]
+        q = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND state = 'queued' AND seq <= ?"
+        qargs: list[Any] = [after_seq]
+        if tenant is not None:
+            q += " AND tenant = ?"
+            qargs.append(tenant)
+        before = int(c.execute(q, qargs).fetchone()[0]) if after_seq > 0 else 0
+        return recs, before, more
 
     def active_jobs(self) -> list[JobRecord]:
         return self.list_jobs(states=ACTIVE_STATES)

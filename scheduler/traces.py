@@ -139,17 +139,46 @@ def _sorted(jobs: Iterable[Job]) -> list[Job]:
     return sorted(jobs, key=lambda j: (j.submit_s, j.job_id))
 
 
+class _Utf8Rows:
+    """``csv.reader`` over a file opened as strict UTF-8: bytes that are not UTF-8 raise InputError naming the
+    file and the line (not a UnicodeDecodeError traceback). ``line_num`` as csv.reader's."""
+
+    def __init__(self, f: Any, path: Path, what: str) -> None:
+        self._reader = csv.reader(f)
+        self._path = path
+        self._what = what
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def __iter__(self) -> _Utf8Rows:
+        return self
+
+    def __next__(self) -> list[str]:
+        try:
+            return next(self._reader)
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{self._path}: not UTF-8 text near line {self._reader.line_num + 1} ({e.reason}: "
+                f"{e.object[e.start : e.start + 1]!r}); save the {self._what} as UTF-8"
+            ) from None
+
+
 def _open_csv(path: Path, what: str) -> tuple[Any, list[str]]:
     try:
-        f = path.open(newline="")
+        f = path.open(newline="", encoding="utf-8-sig", errors="strict")
     except OSError as e:
         raise InputError(f"{path}: cannot read {what}: {e.strerror}") from e
-    reader = csv.reader(f)
+    reader = _Utf8Rows(f, path, what)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         f.close()
         raise InputError(f"{path}: empty file; a {what} needs a header row") from None
+    except InputError:
+        f.close()
+        raise
     return (f, reader), header
 
 
@@ -217,13 +246,23 @@ def _largest_eligible(site: Site, job: Job) -> int:
 # ------------------------------------------------------------------------------------ canonical CSV
 
 
-def read_jobs_csv(path: str | Path) -> list[Job]:
+#: Columns whose empty cell is a gap filled with JobRow's default (an empty deadline_s, pool, jurisdiction,
+#: clearance or entrypoint means "none" by the contract, and is not a gap).
+FILLED_COLUMNS: tuple[str, ...] = ("tenant", "kind", "preemptible", "priority")
+
+
+def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
     """Read the canonical jobs CSV (DESIGN section 7). Each row is validated with :class:`JobRow`; errors name
     the file, the row (file line number) and the field. Required columns: job_id, submit_s, gpus,
     duration_s; the other canonical columns default as in JobRow; empty ``deadline_s`` / ``pool`` cells mean
     none; extension columns (checkpoint_interval_s, jurisdiction, clearance, entrypoint) are read when present.
-    Duplicate job ids are refused."""
+    Duplicate job ids are refused. Bytes that are not UTF-8 are refused naming the file.
+
+    An empty cell in a present column of :data:`FILLED_COLUMNS` is a gap: it takes JobRow's default and the
+    gaps are logged as one WARNING with their count per column (the CLI shows it on stderr); ``strict``
+    refuses the first one (InputError naming the row and the column)."""
     p = Path(path)
+    filled: dict[str, int] = {}
     (f, reader), header = _open_csv(p, "jobs CSV")
     with f:
         missing = [c for c in _REQUIRED if c not in header]
@@ -244,6 +283,13 @@ def read_jobs_csv(path: str | Path) -> list[Job]:
             for c in CANONICAL_COLUMNS:
                 if c in cell and cell[c] != "":
                     data[c] = cell[c]
+                elif c in cell and c in FILLED_COLUMNS:
+                    if strict:
+                        raise InputError(
+                            f"{p}: row {line}, field {c}: empty (strict: gaps are not filled); allowed: a value, "
+                            f"or no --strict to take the default {JobRow.model_fields[c].default!r}"
+                        )
+                    filled[c] = filled.get(c, 0) + 1
             for c in _REQUIRED:
                 if c not in data:
                     raise InputError(f"{p}: row {line}, field {c}: empty; a value is required")
@@ -293,6 +339,11 @@ def read_jobs_csv(path: str | Path) -> list[Job]:
                     **ext,
                 )
             )
+    if filled:
+        log.warning(
+            "%s: %d empty cell(s) filled with defaults: %s", p, sum(filled.values()),
+            ", ".join(f"{c} x{n} (-> {JobRow.model_fields[c].default!r})" for c, n in filled.items()),
+        )  # fmt: skip
     return _sorted(jobs)
 
 
@@ -561,7 +612,7 @@ def azure_inference_jobs(
 def workload_model() -> dict[str, Any]:
     """The fitted distributions of the embedded workload (scheduler/data/workload_model.json)."""
     try:
-        return json.loads(WORKLOAD_MODEL_PATH.read_text())  # type: ignore[no-any-return]
+        return json.loads(WORKLOAD_MODEL_PATH.read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"{WORKLOAD_MODEL_PATH}: cannot load the embedded workload model: {e}") from e
 
@@ -694,8 +745,10 @@ def load_workload(
     clip: bool = True,
     share_of_site: float | None = 0.10,
     start_utc: datetime | None = None,
+    strict: bool = False,
 ) -> tuple[list[Job], str]:
-    """Jobs and a one-line description of where they come from.
+    """Jobs and a one-line description of where they come from (``strict``: a canonical jobs CSV with an
+    empty cell that would take a default is refused, :func:`read_jobs_csv`).
 
     * ``None`` / ``"embedded"``: :func:`embedded_workload`;
     * ``"itp:clusterNN"``: that real ITP trace from the shared data (jobs submitted in
@@ -743,7 +796,7 @@ def load_workload(
                 submit_s=j.submit_s - start_s,
                 deadline_s=None if j.deadline_s is None else j.deadline_s - start_s,
             )
-            for j in read_jobs_csv(path)
+            for j in read_jobs_csv(path, strict=strict)
             if start_s <= j.submit_s < end
         ]
         desc = f"jobs CSV {path} ({len(jobs)} jobs)"

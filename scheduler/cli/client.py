@@ -20,6 +20,8 @@ DEFAULT_SERVER = "http://127.0.0.1:8470"
 _server_opt = typer.Option(None, "--server", help="API base URL (env WINDWARD_SERVER, config file).")
 _token_opt = typer.Option(None, "--token", help="Bearer token (env WINDWARD_TOKEN, config file).")
 _json_opt = typer.Option(False, "--json", help="Print the API's JSON instead of a table.")
+_page_opt = typer.Option(None, "--page-size", min=1, max=5000, help="Jobs per request (default: the "
+                         "server's page size); every page is fetched.")
 
 
 def _config() -> dict[str, Any]:
@@ -73,6 +75,29 @@ def _call(method: str, server: str | None, token: str | None, path: str, **kw: A
     return r.text
 
 
+def _pages(server: str | None, token: str | None, path: str, list_keys: tuple[str, ...]) -> dict[str, Any]:
+    """Every page of a paged list (``GET path?cursor=...`` until ``next_cursor`` is null), merged: the lists
+    under ``list_keys`` are concatenated, other fields are those of the last page."""
+    merged: dict[str, Any] = {}
+    cursor: str | None = None
+    sep = "&" if "?" in path else "?"
+    for _ in range(1_000_000):  # bounded: a server that never ends its pages cannot hang the CLI forever
+        page = _call("GET", server, token, path + (f"{sep}cursor={cursor}" if cursor else ""))
+        for k in list_keys:
+            merged.setdefault(k, []).extend(page.get(k, []))
+        merged.update({k: v for k, v in page.items() if k not in list_keys})
+        nxt = page.get("next_cursor")
+        if not nxt or nxt == cursor:
+            break
+        cursor = str(nxt)
+    merged["next_cursor"] = None
+    return merged
+
+
+def _paged(path: str, page_size: int | None) -> str:
+    return path if page_size is None else f"{path}?limit={int(page_size)}"
+
+
 def _table(title: str, cols: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -123,9 +148,10 @@ def register(app: typer.Typer) -> None:
         server: str = _server_opt,
         token: str = _token_opt,
         as_json: bool = _json_opt,
+        page_size: int = _page_opt,
     ) -> None:
-        """Show one job, or all of yours."""
-        res = _call("GET", server, token, f"/v1/jobs/{job_id}" if job_id else "/v1/jobs")
+        """Show one job, or all of yours (every page of them)."""
+        res = _call("GET", server, token, f"/v1/jobs/{job_id}") if job_id else _pages(server, token, _paged("/v1/jobs", page_size), ("jobs",))
         jobs = [res] if job_id else res["jobs"]
         if as_json:
             typer.echo(json.dumps(res, indent=2))
@@ -133,9 +159,11 @@ def register(app: typer.Typer) -> None:
             _table("jobs", _JOB_COLS, _job_rows(jobs))
 
     @app.command("queue")
-    def queue(server: str = _server_opt, token: str = _token_opt, as_json: bool = _json_opt) -> None:
-        """Running and queued jobs."""
-        res = _call("GET", server, token, "/v1/queue")
+    def queue(
+        server: str = _server_opt, token: str = _token_opt, as_json: bool = _json_opt, page_size: int = _page_opt
+    ) -> None:
+        """Running and queued jobs (every page of them)."""
+        res = _pages(server, token, _paged("/v1/queue", page_size), ("running", "queued"))
         if as_json:
             typer.echo(json.dumps(res, indent=2))
         else:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+from scheduler.backends import planner_backend  # noqa: F401 (one definition, re-exported for the commands)
 from scheduler.errors import InputError
 
 
@@ -19,24 +21,33 @@ def parse_utc(value: str, option: str) -> datetime:
     return t.astimezone(UTC)
 
 
-def planner_backend(backend: str, device: str, option: str = "--planner-backend") -> dict[str, str]:
-    """The optimiser's array backend chosen on the command line, checked, as ``kernels.plan`` keyword
-    arguments ``{"backend": ..., "device": ...}``.
+#: ``windward server`` options for :class:`scheduler.limits.ApiLimits` fields: (option, help).
+_API_LIMIT_OPTIONS: dict[str, tuple[str, str]] = {
+    "max_queued_per_tenant": ("--max-queued-per-tenant", "Queued jobs a tenant may have (429 beyond)."),
+    "submit_rate_per_s": ("--submit-rate", "Submissions per second per tenant (token bucket; 429 beyond; 0: off)."),
+    "submit_burst": ("--submit-burst", "Submissions a tenant may send at once before --submit-rate applies."),
+    "max_body_bytes": ("--max-body-bytes", "Largest request body (413 beyond, before parsing)."),
+    "max_header_bytes": ("--max-header-bytes", "Largest request headers, all together (431 beyond, before any "
+                         "work: a token is never hashed past it)."),
+}
 
-    ``option`` names the backend option (``--backend`` for ``windward plan``, ``--planner-backend`` for
-    ``simulate`` and ``server``); its device option is the same name with ``device`` for ``backend``. A value
-    ``kernels.backend.get_ops`` refuses (unknown backend or device, torch not installed, a CUDA device torch
-    does not see) raises :class:`InputError` naming both options, the values, get_ops's reason and what is
-    allowed."""
-    from kernels.backend import get_ops
 
-    device_option = option.replace("backend", "device")
+def api_limit_option(field: str) -> Any:
+    """The typer option of an :class:`~scheduler.limits.ApiLimits` field, its default taken from ApiLimits."""
+    import typer
+
+    from scheduler.limits import ApiLimits
+
+    name, help_ = _API_LIMIT_OPTIONS[field]
+    return typer.Option(getattr(ApiLimits(), field), name, help=help_)
+
+
+def api_limits(**values: Any) -> Any:
+    """:class:`~scheduler.limits.ApiLimits` from option values; a bad one raises InputError naming the option."""
+    from scheduler.limits import ApiLimits
+
     try:
-        get_ops(backend, device)
-    except ValueError as e:
-        raise InputError(
-            f"{option} {backend!r} {device_option} {device!r}: {e}; allowed: {option} numpy|torch, "
-            f"{device_option} cpu|cuda|cuda:N (numpy runs on cpu only; cuda needs a CUDA build of torch that "
-            "sees the GPU)"
-        ) from e
-    return {"backend": backend, "device": device}
+        return ApiLimits(**values)
+    except InputError as e:
+        field = str(e).split(":", 1)[0]
+        raise InputError(f"{_API_LIMIT_OPTIONS.get(field, (field,))[0]}: {str(e).split(':', 1)[1].strip()}") from e

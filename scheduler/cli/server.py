@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from scheduler.cli.options import parse_utc, planner_backend
+from scheduler.cli.options import api_limit_option, api_limits, parse_utc, planner_backend
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +43,11 @@ def register(app: typer.Typer) -> None:
                                              "policy's optimiser: numpy or torch."),
         planner_device: str = typer.Option("cpu", "--planner-device", help="Device for --planner-backend: cpu, "
                                            "cuda or cuda:N (torch with CUDA)."),
+        max_queued_per_tenant: int = api_limit_option("max_queued_per_tenant"),
+        submit_rate: float = api_limit_option("submit_rate_per_s"),
+        submit_burst: int = api_limit_option("submit_burst"),
+        max_body_bytes: int = api_limit_option("max_body_bytes"),
+        max_header_bytes: int = api_limit_option("max_header_bytes"),
     ) -> None:
         """Run the Windward control plane: HTTP API (OpenAPI at /docs), control loop, /metrics.
 
@@ -82,6 +87,8 @@ def register(app: typer.Typer) -> None:
         if not event_tick_interval >= 0:
             raise InputError(f"--event-tick-interval must be >= 0 seconds, got {event_tick_interval}")
         plan_kw = planner_backend(planner_backend_, planner_device)
+        limits = api_limits(max_queued_per_tenant=max_queued_per_tenant, submit_rate_per_s=submit_rate,
+                            submit_burst=submit_burst, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes)
         logging.getLogger("scheduler").setLevel(logging.INFO if log_level in ("info", "debug") else logging.WARNING)
         cfg = ServiceConfig(
             site=site_m, tenants=tenants_m, state_path=str(state), executor=executor, ray_address=address,
@@ -90,7 +97,7 @@ def register(app: typer.Typer) -> None:
             planner_backend=plan_kw["backend"], planner_device=plan_kw["device"], power_control=power_control,
         )  # fmt: skip
         service = Service(cfg)
-        app_ = create_app(service)
+        app_ = create_app(service, limits)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -97,3 +97,50 @@ def test_selectors_and_eligibility() -> None:
         check_jobs_fit(site, [Job("x", "t", "training", 0, 1, 100, pool="nowhere")], "jobs.csv")
     with pytest.raises(InputError, match="no pool matches"):
         check_jobs_fit(site, [Job("y", "t", "training", 0, 1, 100, jurisdiction="de")], "jobs.csv")
+
+
+# ------------------------------------------------------------------ strict job specs (issue 16)
+
+_OK = {"name": "train", "gpus": 2, "duration_s": 3600.0}
+
+#: (field, value) pairs a strict spec refuses: coercion from strings and booleans, non-finite and huge
+#: numbers, unprintable text (NUL, newline, bidi overrides, zero-width, lone surrogates), absurd deadlines,
+#: entrypoints that are neither module:function nor a command.
+_REFUSED = [
+    ("gpus", "2"), ("gpus", True), ("gpus", 2.0), ("gpus", 10**30), ("gpus", float("inf")),
+    ("duration_s", "3600"), ("duration_s", True), ("duration_s", float("nan")), ("duration_s", float("inf")),
+    ("duration_s", float("-inf")), ("duration_s", 1e400),
+    ("checkpoint_interval_s", float("nan")), ("checkpoint_interval_s", "60"),
+    ("priority", float("nan")), ("priority", "1"), ("priority", False),
+    ("preemptible", "yes"), ("preemptible", 1),
+    ("name", "a\x00b"), ("name", "line\nbreak"), ("name", "evil\u202etxt.exe"), ("name", "\ud800"),
+    ("name", "zero\u200bwidth"), ("name", "bell\x07"), ("name", "del\x7f"), ("name", "c1\x85"),
+    ("pool", "h100\u2066"), ("deadline", "2000-01-01T00:00:00Z"), ("deadline", "0001-01-01T00:00:00Z"),
+    ("entrypoint", "os:system;rm"), ("entrypoint", "a b 'unclosed"), ("entrypoint", "   "),
+    ("entrypoint", "1mod:fn"), ("entrypoint", "mod:fn\x00"), ("entrypoint", "x" * 1025),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), _REFUSED, ids=[f"{f}-{i}" for i, (f, _) in enumerate(_REFUSED)])
+def test_strict_job_spec_refuses_and_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(InputError) as e:
+        parse_model(JobSpec, {**_OK, field: value}, "spec")
+    assert f"field {field}" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("gpus", 8), ("duration_s", 60), ("duration_s", 1.5), ("name", "Ünïcødé träining 训练 🚀"),
+     ("entrypoint", "scheduler.workloads.training:main"), ("entrypoint", "python train.py --lr 0.1"),
+     ("entrypoint", "bash -c 'echo a:b'"), ("deadline", "2030-06-01T12:00:00+02:00"), ("preemptible", False),
+     ("pool", "jurisdiction=nl,clearance=secret")],
+)  # fmt: skip
+def test_strict_job_spec_accepts_ordinary_values(field: str, value: object) -> None:
+    parse_model(JobSpec, {**_OK, field: value}, "spec")
+
+
+def test_yaml_job_spec_integers_still_load_as_floats(tmp_path: Path) -> None:
+    p = tmp_path / "job.yaml"
+    p.write_text("name: t\ngpus: 8\nduration_s: 3600\ncheckpoint_interval_s: 600\npreemptible: no\n")
+    spec = load_job_spec(p)
+    assert spec.duration_s == 3600.0 and spec.checkpoint_interval_s == 600.0 and spec.preemptible is False

@@ -312,3 +312,40 @@ def test_timestamps_with_offsets_converted_to_utc(tmp_path: Path) -> None:
     s = read_energy_csv(_csv(tmp_path, "\n".join(lines) + "\n"), DEMO)
     assert s.start_utc == datetime(2023, 1, 1, tzinfo=UTC) and s.n_slots == 12
     assert s.wind_w[4] == pytest.approx(1e6)
+
+
+# ------------------------------------------------------------- UTF-8 and gaps (issue 16)
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3\x28", b"\xe2\x82", b"\xed\xa0\x80", b"\x80abc"])
+def test_energy_csv_not_utf8_names_the_file_and_line(tmp_path: Path, bad: bytes) -> None:
+    ts = _hours(3)
+    p = tmp_path / "energy.csv"
+    p.write_bytes(f"timestamp_utc,wind_mw,carbon_g_per_kwh\n{ts[0]},1,100\n".encode() + bad + b"\n")
+    with pytest.raises(InputError, match=rf"{p.name}: not UTF-8 text: byte \d+ \(line 3\)"):
+        read_energy_csv(p, DEMO)
+
+
+@pytest.mark.parametrize("missing", [[3], [3, 4, 5], [1, 7]])
+def test_energy_gaps_are_said_with_their_count_and_strict_refuses_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, missing: list[int]
+) -> None:
+    ts = _hours(12)
+    rows = [f"{t},1.0,{100 + i}" for i, t in enumerate(ts) if i not in missing]
+    p = _csv(tmp_path, "timestamp_utc,wind_mw,carbon_g_per_kwh\n" + "\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="scheduler.signals"):
+        s = read_energy_csv(p, DEMO)
+    runs = len([i for i in missing if i - 1 not in missing])
+    assert len(s.gaps) == 2 * runs  # both columns of each missing run
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"{2 * runs} gap(s) filled" in m and str(p) in m for m in warned), warned
+    with pytest.raises(InputError, match=rf"{2 * runs} gap\(s\) in the data \(strict"):
+        read_energy_csv(p, DEMO, strict=True)
+
+
+def test_energy_without_gaps_says_nothing_and_passes_strict(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ts = _hours(6)
+    p = _csv(tmp_path, "timestamp_utc,wind_mw,carbon_g_per_kwh\n" + "\n".join(f"{t},1,100" for t in ts) + "\n")
+    with caplog.at_level("WARNING", logger="scheduler.signals"):
+        s = read_energy_csv(p, DEMO, strict=True)
+    assert s.gaps == () and not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -297,3 +297,56 @@ def test_amplify(shared_data: None) -> None:
     assert 2.2 * len(train) < len(frac) < 2.8 * len(train)
     with pytest.raises(InputError, match="factor must be > 0"):
         amplify(base, 0)
+
+
+# ------------------------------------------------------------- UTF-8 and gaps (issue 16)
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"caf\xe9"])
+def test_jobs_csv_not_utf8_names_the_file(tmp_path: Path, bad: bytes) -> None:
+    p = tmp_path / "jobs.csv"
+    p.write_bytes(f"{HEADER}\nj1,science,training,0,8,3600,,1,,0\nj2,".encode() + bad + b",training,0,8,3600,,1,,0\n")
+    with pytest.raises(InputError, match=rf"{p.name}: not UTF-8 text near line"):
+        read_jobs_csv(p)
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_workload(str(p), DEMO, 1.0)
+
+
+def test_itp_and_detect_not_utf8_named(tmp_path: Path) -> None:
+    p = tmp_path / "itp.csv"
+    p.write_bytes(b"job_id,submission_time,duration,num_gpu\nj\xff1,0,60,1\n")
+    with pytest.raises(InputError, match=r"itp.csv: not UTF-8"):
+        itp_jobs(p, DEMO)
+    p.write_bytes(b"job_id,submission\xfftime,duration,num_gpu\n")
+    with pytest.raises(InputError, match=r"itp.csv: not UTF-8"):
+        load_workload(str(p), DEMO, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expect"),
+    [
+        (["j1,,training,0,8,3600,,1,,0"], "tenant x1"),
+        (["j1,science,,0,8,3600,,1,,0", "j2,science,,5,8,3600,,1,,0"], "kind x2"),
+        (["j1,science,training,0,8,3600,,,,", "j2,,training,0,8,3600,,1,,0"], "3 empty cell(s)"),
+    ],
+)
+def test_jobs_csv_filled_cells_said_with_count_and_strict_refuses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, rows: list[str], expect: str
+) -> None:
+    p = _csv(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="scheduler.traces"):
+        jobs = read_jobs_csv(p)
+    assert len(jobs) == len(rows)
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert expect in warned and str(p) in warned, warned
+    with pytest.raises(InputError, match=r"row \d, field \w+: empty \(strict"):
+        read_jobs_csv(p, strict=True)
+    with pytest.raises(InputError, match=r"strict"):
+        load_workload(str(p), DEMO, 1.0, strict=True)
+
+
+def test_jobs_csv_empty_none_cells_are_not_gaps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = _csv(tmp_path, HEADER + "\nj1,science,training,0,8,3600,,1,,0\n")  # empty deadline_s and pool: none
+    with caplog.at_level("WARNING", logger="scheduler.traces"):
+        assert read_jobs_csv(p, strict=True)[0].deadline_s is None
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
