@@ -44,7 +44,7 @@ class IntervalUsage:
     grid_import_w: float
     wind_w: float
     carbon_g: float
-    busy_gpus: NDArray[np.float64]  # (P,) mean busy GPUs per pool
+    busy_gpus: NDArray[Any]  # (P,) mean busy GPUs per pool
     job_energy_j: NDArray[np.float64]  # (m,) facility joules of each job (its GPUs at f plus their hosts)
     job_carbon_g: NDArray[np.float64]  # (m,) its share of the interval's grid carbon
     job_gpu_s: NDArray[np.float64]  # (m,) GPU-seconds
@@ -193,7 +193,7 @@ def accounts(
     with_demand = [t for t in tenants if demand_gpus.get(t.name, 0) > 0]
     weight_sum = sum(t.fair_share_weight for t in with_demand)
     out = []
-    for t, kind, commit_s, delivered, owed in info:
+    for t, period, commit_s, delivered, owed in info:
         tot = totals.get(t.name, {})
         share = t.fair_share_weight / weight_sum if (weight_sum > 0 and t in with_demand) else 0.0
         out.append(
@@ -205,7 +205,7 @@ def accounts(
                 running_gpus=int(running_gpus.get(t.name, 0)),
                 demand_gpus=int(demand_gpus.get(t.name, 0)),
                 quota_gpus=t.quota_gpus,
-                commitment_period=kind,
+                commitment_period=period,
                 commitment_gpu_s=commit_s,
                 commitment_delivered_gpu_s=delivered,
                 commitment_owed_gpu_s=owed,

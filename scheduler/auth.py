@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scheduler.errors import InputError
 from scheduler.jobs import Job, check_jobs_fit
@@ -114,10 +114,6 @@ def admit_job(site: Site, tenant: Tenant, job: Job) -> Job:
         raise InputError(
             f"gpus: {job.gpus} is above tenant {tenant.name!r}'s quota of {tenant.quota_gpus} concurrent GPUs"
         )
-    admitted = Job(**{**_fields(job), "pools_allowed": allowed})
+    admitted = replace(job, pools_allowed=allowed)
     check_jobs_fit(site, [admitted], source=f"job spec (tenant {tenant.name!r}, pools it may use: {list(allowed)})")
     return admitted
-
-
-def _fields(job: Job) -> dict[str, object]:
-    return {name: getattr(job, name) for name in job.__slots__}  # type: ignore[attr-defined]

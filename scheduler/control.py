@@ -464,7 +464,7 @@ def constrain(
     )  # fmt: skip
     fp = enforce_caps(power, rules.run, jobs, running, healthy_gpus, float(actual.wind_w[0]),
                       float(actual.grid_cap_w[0]), float(actual.site_max_w[0]))  # fmt: skip
-    return Constrained(fp.run, tuple(refused), held, rules, fp)
+    return Constrained(dict(fp.run), tuple(refused), held, rules, fp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,9 +615,9 @@ def hold_for_reserve(
     inf_now = np.zeros(len(power.names))
     fixed = np.zeros(len(power.names))
     new: list[str] = []
-    for jid, a in run.items():
+    for jid, asg in run.items():
         j = jobs[jid]
-        p = power.index[a.pool]
+        p = power.index[asg.pool]
         if j.must_run:
             inf_now[p] += j.gpus
         elif not j.preemptible:

@@ -74,11 +74,11 @@ class FallbackPolicy:
     def decide(self, snapshot: Snapshot) -> Decisions:
         if self.failed is None:
             try:
-                return self.primary.decide(snapshot)  # type: ignore[no-any-return]
+                return self.primary.decide(snapshot)
             except Exception as e:
                 self.failed = f"{e.__class__.__name__}: {e}"
                 log.warning("policy %s failed (%s); using backfill from now on", self.primary.name, self.failed)
-        return self.fallback.decide(snapshot)  # type: ignore[no-any-return]
+        return self.fallback.decide(snapshot)
 
 
 def make_policy(name: str, horizon_hours: float, run_end_s: float | None = None) -> Any:

@@ -228,15 +228,15 @@ def check_plan(plan: Mapping[str, Any], rel_tol: float = 1e-6) -> list[str]:
     wind = np.asarray(tl["wind_w"], dtype=np.float64)
     cap = np.asarray(tl["grid_cap_w"], dtype=np.float64)
     smax = np.asarray(tl["site_max_w"], dtype=np.float64)
-    for t in np.flatnonzero(peak > smax * (1 + rel_tol) + 1e-6):
-        problems.append(f"slot {int(t)}: facility {peak[t]:.0f} W > site max {smax[t]:.0f} W")
+    for s in np.flatnonzero(peak > smax * (1 + rel_tol) + 1e-6):
+        problems.append(f"slot {int(s)}: facility {peak[s]:.0f} W > site max {smax[s]:.0f} W")
     imp = np.maximum(peak - wind, 0.0)
-    for t in np.flatnonzero(imp > cap * (1 + rel_tol) + 1e-6):
-        problems.append(f"slot {int(t)}: grid import {imp[t]:.0f} W > grid cap {cap[t]:.0f} W")
+    for s in np.flatnonzero(imp > cap * (1 + rel_tol) + 1e-6):
+        problems.append(f"slot {int(s)}: grid import {imp[s]:.0f} W > grid cap {cap[s]:.0f} W")
     for pool in plan["pools"]:
         b = rc["busy_gpus"][[p["name"] for p in plan["pools"]].index(pool["name"])]
         hg = tl.get("healthy_gpus", {}).get(pool["name"])
         limit = np.asarray(hg, dtype=np.float64) if hg is not None else np.full(b.shape, float(pool["gpus"]))
-        for t in np.flatnonzero(b > limit + 1e-6):
-            problems.append(f"slot {int(t)}: pool {pool['name']} busy {b[t]:.1f} GPUs > healthy {limit[t]:.0f}")
+        for s in np.flatnonzero(b > limit + 1e-6):
+            problems.append(f"slot {int(s)}: pool {pool['name']} busy {b[s]:.1f} GPUs > healthy {limit[s]:.0f}")
     return problems

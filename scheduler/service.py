@@ -146,7 +146,7 @@ class ServiceConfig:
     progress, never a checkpoint the executor reported (resuming from an older one only repeats work).
     ``planner_backend`` / ``planner_device``: the array backend of the windward policy's optimiser
     (``kernels.plan(backend=..., device=...)``: numpy on cpu, or torch on cpu / cuda / cuda:N); the baselines
-    ignore them. ``windward server`` checks them (``scheduler.cli.options.planner_backend``) before it starts.
+    ignore them. ``windward server`` checks them (``scheduler.backends.planner_backend``) before it starts.
     """
 
     site: Site
@@ -224,7 +224,8 @@ def make_policy(name: str, horizon_hours: float, plan_kwargs: Mapping[str, Any] 
     from scheduler.policies import get_policy
 
     extra: dict[str, Any] = {"plan_kwargs": dict(plan_kwargs or {})} if name == "windward" else {}
-    return get_policy(name, horizon_hours=horizon_hours, **extra)  # type: ignore[no-any-return]
+    policy: Policy = get_policy(name, horizon_hours=horizon_hours, **extra)
+    return policy
 
 
 def make_executor(config: ServiceConfig, now_s: float) -> Executor:
@@ -247,7 +248,7 @@ def make_executor(config: ServiceConfig, now_s: float) -> Executor:
                          power_backend=config.power_control)  # fmt: skip
         if config.ray_address is not None:
             ex.adopt()
-        return ex  # type: ignore[return-value]
+        return ex
     raise InputError(f"--executor {config.executor!r}: allowed: ['ray', 'simulated']")
 
 
@@ -270,7 +271,7 @@ class Service:
     ) -> None:
         if policy is None and config.policy == "windward":
             # a backend that cannot run is refused before anything (the state file) is created
-            from scheduler.cli.options import planner_backend
+            from scheduler.backends import planner_backend
 
             planner_backend(config.planner_backend, config.planner_device, "ServiceConfig.planner_backend")
         self.config = config

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -106,7 +108,7 @@ def register(app: typer.Typer) -> None:
                 task = prog.add_task(name, total=n_slots)
                 res = run_simulation(
                     site_m, jobs, actual, pol, n_slots=n_slots, forecaster=fc, forecast_name=forecast,
-                    horizon_slots=horizon_slots, progress=lambda i, n, task=task: prog.update(task, completed=i),
+                    horizon_slots=horizon_slots, progress=_bar(prog, task),
                 )
             results.append(res)
         summaries = [summary(r) for r in results]
@@ -133,3 +135,12 @@ def register(app: typer.Typer) -> None:
             console.print(f"plot: {plot}")
         if any(s["cap_violations"] for s in summaries):
             console.print("[red]cap violations: must-run or non-preemptible work alone broke a cap (see report)")
+
+
+def _bar(prog: Any, task: Any) -> Callable[[int, int], None]:
+    """``run_simulation``'s progress callback for one rich task (bound here, not to a loop variable)."""
+
+    def update(done: int, total: int) -> None:
+        prog.update(task, completed=done)
+
+    return update

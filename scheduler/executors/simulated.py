@@ -245,8 +245,8 @@ class SimulatedExecutor:
             # best fit: the fewest free GPUs that still hold the job (argmin returns the lowest index on ties)
             masked = np.where(cand, ps.free, np.iinfo(np.int32).max)
             node = int(np.argmin(masked))
-            nodes: tuple[int, ...] = (node,)
-            per_node: tuple[int, ...] = (g,)
+            nodes = (node,)
+            per_node = (g,)
         else:
             n = math.ceil(g / gpn)
             whole = np.flatnonzero(ps.free == gpn)

@@ -12,7 +12,7 @@ power that breaks neither the substation limit nor the grid contract).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from kernels.power import it_power_w, speed
 from scheduler.jobs import Job, eligible_pools
 from scheduler.models import Site
-from scheduler.policies.base import JobState, Snapshot
+from scheduler.policies.base import Assignment, JobState, Snapshot
 
 
 class SitePower:
@@ -278,8 +278,8 @@ def start_inference(
     eligible: EligibilityCache,
     queued: Iterable[JobState],
     kept: list[JobState],
-    run: dict[str, object],
-    make_assignment: object,
+    run: MutableMapping[str, Assignment],
+    make_assignment: Callable[[str], Assignment],
 ) -> list[str]:
     """Start every queued inference job now (must-run). Where no eligible pool has the GPUs free, preempt
     the lowest-priority preemptible non-inference running work in the pool that can make the most room.
@@ -321,5 +321,5 @@ def start_inference(
                 kept[:] = [k for k in kept if k.job.job_id not in gone]
             target = best_p
         profile.add(target, job.gpus, 1.0, 0, profile.slots_needed(js.remaining_s, target))
-        run[job.job_id] = make_assignment(power.names[target])  # type: ignore[operator]
+        run[job.job_id] = make_assignment(power.names[target])
     return displaced

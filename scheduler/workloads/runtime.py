@@ -317,4 +317,4 @@ def resolve_entrypoint(entrypoint: str) -> Callable[[JobContext], Any]:
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise InputError(f"entrypoint {entrypoint!r}: {mod_name!r} has no function {fn_name!r}")
-    return fn  # type: ignore[no-any-return]
+    return fn
