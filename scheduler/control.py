@@ -495,10 +495,11 @@ def order_actions(run: Mapping[str, Assignment], running: Mapping[str, tuple[str
 def start_candidates(site: Site, job: Job, a: Assignment) -> list[Assignment]:
     """Where to try to start ``job``: the decided pool, then (inference only: it is served where it fits,
     because the policy plans at pool level and nodes may be fragmented) every other eligible pool at full
-    power."""
+    power, in :func:`inference_pool_order`. The loop and the server try the same places in the same order."""
     out = [a]
     if job.must_run:
-        out += [Assignment(site.pools[p].name, 1.0) for p in eligible_pools(site, job) if site.pools[p].name != a.pool]
+        order = inference_pool_order(site, eligible_pools(site, job))
+        out += [Assignment(site.pools[p].name, 1.0) for p in order if site.pools[p].name != a.pool]
     return out
 
 
@@ -1081,12 +1082,10 @@ class ControlLoop:
         order = [self.power.index[a.pool]] + [
             p for p in inference_pool_order(self.site, self._elig(job)) if self.power.names[p] != a.pool
         ]
-        for p in order:  # without preempting anything
-            name = self.power.names[p]
-            if name != a.pool:
-                placement = self.executor.start(job, name, 1.0, rec.work_done_s)
-                if placement is not None:
-                    return placement, Assignment(name, 1.0), []
+        for cand in start_candidates(self.site, job, a)[1:]:  # without preempting anything
+            placement = self.executor.start(job, cand.pool, 1.0, rec.work_done_s)
+            if placement is not None:
+                return placement, cand, []
         for p in order:
             name = self.power.names[p]
             if p not in self._elig(job):

@@ -340,6 +340,9 @@ class Service:
         self._gone: dict[str, Job] = {}  # jobs that stopped running this tick (their usage is written now)
         self._served: set[str] = set()  # inference started at least once (never expired)
         self._interval: IntervalUsage | None = None  # what the last advance accounted
+        # GPUs healthy since the previous tick (a node that failed since is accounted from the next tick on,
+        # as the simulation's loop does)
+        self._healthy_then: dict[str, int] = dict(self.executor.healthy_gpus())
         self._usage_day = accounting.day_key(self.clock.now_unix_s())
         self._flushed_wall = -math.inf
         self._tick_accounts: list[accounting.TenantAccount] = []
@@ -470,10 +473,17 @@ class Service:
             demand[t] = demand.get(t, 0) + s.job.gpus
             if s.state == "running":
                 running[t] = running.get(t, 0) + s.job.gpus
-        return accounting.accounts(
-            self.site, list(self.tenants.values()), self.store.usage_by_tenant(),
-            self.store.usage_daily(since_day=self._since_day(now_unix_s)), running, demand, now_unix_s,
-        )  # fmt: skip
+        # the store plus what this tick accounted and has not written yet (written in _flush, after apply)
+        totals = {t: dict(v) for t, v in self.store.usage_by_tenant().items()}
+        daily = list(self.store.usage_daily(since_day=self._since_day(now_unix_s)))
+        for t, (gpu_s, energy_j, carbon_g) in self._tenant_pending.items():
+            tot = totals.setdefault(t, {"gpu_s": 0.0, "energy_j": 0.0, "carbon_g": 0.0})
+            tot["gpu_s"] = tot.get("gpu_s", 0.0) + gpu_s
+            tot["energy_j"] = tot.get("energy_j", 0.0) + energy_j
+            tot["carbon_g"] = tot.get("carbon_g", 0.0) + carbon_g
+            daily.append({"tenant": t, "day": self._usage_day, "gpu_s": gpu_s, "energy_j": energy_j,
+                          "carbon_g": carbon_g})  # fmt: skip
+        return accounting.accounts(self.site, list(self.tenants.values()), totals, daily, running, demand, now_unix_s)
 
     def usage(self, tenant: str | None) -> dict[str, Any]:
         accts = [a for a in self.accounts() if tenant is None or a.tenant == tenant]
@@ -643,7 +653,10 @@ class Service:
                 end_of[ev.job_id] = t_ev
                 # a failure of the node, not of the job: it resumes from its checkpoint elsewhere
                 s = self._ledger[ev.job_id]
-                ckpt = min(s.checkpoint_work_s, s.job.duration_s)
+                # the work safe at the failure: the executor's own figure where it reports one (the ledger's
+                # checkpoint is as of the previous tick), as the simulation's loop resumes it
+                at_fail = s.checkpoint_work_s if ev.work_done_s is None else ev.work_done_s - ev.lost_s
+                ckpt = min(max(at_fail, s.checkpoint_work_s), s.job.duration_s)
                 stops.append(StopOutcome(None, ev.job_id, "queued", ev.lost_s, ev.detail or "node failure", ckpt))
                 out.failed.append(ev.job_id)
                 self._leave(ev.job_id)
@@ -669,7 +682,7 @@ class Service:
         gpus = np.array([float(s.job.gpus) for s in states])
         frac = np.array([s.power_fraction for s in states])
         runf = np.array([max(min(end_of.get(j, now_s), now_s) - t_prev, 0.0) / dt for j in ids])
-        iv = accounting.integrate(pw, pool, gpus, frac, runf, pw.healthy_array(self.executor.healthy_gpus()),
+        iv = accounting.integrate(pw, pool, gpus, frac, runf, pw.healthy_array(self._healthy_then),
                                   float(actual.wind_w[0]), float(actual.carbon_g_per_kwh[0]), dt)  # fmt: skip
         tenant_acc = self._tenant_pending
         for k, j in enumerate(ids):
@@ -792,10 +805,11 @@ class Service:
         self._flush(now_unix)
         runs = [s for s in self._ledger.values() if s.state == "running"]
         pw = self._power
+        self._healthy_then = dict(self.executor.healthy_gpus())
         now_iv = accounting.integrate(  # the power drawn from now on (no time has passed: dt 0)
             pw, np.array([pw.index[s.pool or ""] for s in runs], dtype=np.int64),
             np.array([float(s.job.gpus) for s in runs]), np.array([s.power_fraction for s in runs]),
-            np.ones(len(runs)), pw.healthy_array(self.executor.healthy_gpus()), float(actual.wind_w[0]),
+            np.ones(len(runs)), pw.healthy_array(self._healthy_then), float(actual.wind_w[0]),
             float(actual.carbon_g_per_kwh[0]), 0.0,
         )  # fmt: skip
         out.facility_w, out.grid_import_w = now_iv.facility_w, now_iv.grid_import_w
@@ -842,7 +856,8 @@ class Service:
         preempts = [(j, "cancelled", "cancelled") for j in cancel_running] + [
             (j, "power_cap" if j in dropped_set else "plan", "queued") for j in plan.preempt
         ]
-        starts = [(j, a, self._ledger[j]) for j, a in plan.start]
+        # inference first (as the simulation's loop): it takes its GPUs before other work fragments the nodes
+        starts = sorted(((j, a, self._ledger[j]) for j, a in plan.start), key=lambda x: not x[2].job.must_run)
         intents = (
             [ActionIntent("preempt", j, {"reason": r}) for j, r, _ in preempts]
             + [ActionIntent("set_power", j, {"power_fraction": f}) for j, f in plan.set_power]

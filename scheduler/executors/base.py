@@ -53,6 +53,7 @@ class ExecutorEvent:
     node: int | None = None
     lost_s: float = 0.0
     detail: str = ""
+    work_done_s: float | None = None  # a stopped job's work at that moment (full-speed seconds), if known
 
 
 class Executor(Protocol):

@@ -318,9 +318,11 @@ class SimulatedExecutor:
         for jid in victims:
             r = self._runs.pop(jid)
             lost = self._lost(r)
+            work = float(self._prog.work[r.row])
             self._release(r)
             events.append(
-                ExecutorEvent("failed", now, jid, pool, node, lost_s=lost, detail=f"node {pool}/{node} went down")
+                ExecutorEvent("failed", now, jid, pool, node, lost_s=lost, detail=f"node {pool}/{node} went down",
+                              work_done_s=work)  # fmt: skip
             )
         for ev in events:
             self._record(ev)
