@@ -132,7 +132,11 @@ def _job_from_dict(d: Mapping[str, Any]) -> Job:
 def _root_cause(e: BaseException) -> str:
     """The innermost error's message (Ray wraps an actor's exception in RayTaskError / RayActorError)."""
     cause = getattr(e, "cause", None) or e.__cause__
-    return _root_cause(cause) if isinstance(cause, BaseException) and cause is not e else f"{e.__class__.__name__}: {e}"
+    if isinstance(cause, BaseException) and cause is not e:
+        return _root_cause(cause)
+    # an actor that died in its constructor carries the remote traceback as text: its last line is the error
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[-1] if len(lines) > 1 else f"{e.__class__.__name__}: {e}"
 
 
 class RayExecutor:
@@ -232,6 +236,10 @@ class RayExecutor:
                     events.append(ExecutorEvent("node_up", now, None, name, nd.index, detail=f"{host} ({nid[:12]})"))
                     log.info("node %s/%d is up: %s (%s)", name, nd.index, host, nid)
                     self._start_agent(nd, self._power_backend)
+            # nodes beyond the site file's count come and go: a dead one at the end holding no job is dropped
+            used = {i for r in self._runs.values() if r.pool == name for i in r.nodes}
+            while len(nodes) > self._pools[name].nodes and not nodes[-1].alive and nodes[-1].index not in used:
+                nodes.pop()
         if initial:
             short = [f"{name}: {sum(nd.alive for nd in ns)} of {self._pools[name].nodes}"
                      for name, ns in self._nodes.items() if sum(nd.alive for nd in ns) < self._pools[name].nodes]  # fmt: skip

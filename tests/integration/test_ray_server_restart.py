@@ -15,6 +15,7 @@ pool resource and the labels, parsed from the file, not restated), the public po
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -27,7 +28,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from server_process import auth, start_server
 
 pytestmark = pytest.mark.integration
@@ -57,10 +57,8 @@ def _compose_worker_args() -> dict[str, list[str]]:
 
 
 def _ray_nodes(address: str) -> list[dict]:
-    code = "import json, ray; ray.init(address=%r, logging_level='ERROR'); print(json.dumps(ray.nodes()))" % address
+    code = f"import json, ray; ray.init(address={address!r}, logging_level='ERROR'); print(json.dumps(ray.nodes()))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
-    import json
-
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

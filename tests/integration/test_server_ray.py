@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 from procs import descendants, raylets
-
 from server_process import auth, start_server
 
 pytestmark = pytest.mark.integration
@@ -51,3 +50,25 @@ def test_ray_server_places_a_job_and_shuts_down_clean(tmp_path: Path) -> None:
     while time.monotonic() < deadline and mine & raylets():
         time.sleep(0.5)
     assert not (mine & raylets()), f"raylets left behind: {sorted(mine & raylets())}\n{srv.log()[-3000:]}"
+
+
+def test_ray_server_refuses_nvml_power_control_where_nvml_cannot_act(tmp_path: Path) -> None:
+    """`--power-control nvml` on nodes without NVML (here: no nvidia-ml-py, no driver): the server does not
+    start and names every node and the reason."""
+    import os
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [str(Path(sys.executable).parent / "windward"), "server", "--demo", "--executor", "ray", "--power-control",
+         "nvml", "--port", "0", "--state", str(tmp_path / "s.sqlite")],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"},
+    )  # fmt: skip
+    assert p.returncode == 2, p.stdout + p.stderr
+    (err,) = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert "power control 'nvml' is not usable on every node" in err
+    for node in ("h100-eu-public/0", "h100-eu-public/1", "h100-nl-secret/0", "h100-nl-secret/1"):
+        assert node in err
+    assert "ExecutorError: NVML power control requested but unavailable: nvidia-ml-py is not installed" in err
+    assert "listening on" not in p.stdout
