@@ -10,6 +10,14 @@ client (``--client raw``, the default: ~0.06 ms of CPU per request) or ``--clien
 on 2 shared cores measures the client more than the server). ``fsync_ms_before`` / ``fsync_ms_after``: the
 median cost of one synchronous=FULL commit in the same temp directory at that moment (the shared disk's
 fsync varies several-fold with the machine's load; every acknowledged submission waits for one).
+``--baseline DIR`` (issue 16) also runs every measurement against the code in DIR (an older checkout,
+e.g. ``git archive <rev> | tar -x -C DIR``; its ``scheduler`` package is put first on the server's
+PYTHONPATH) in the same run, alternating old and new ``--repeats`` times, and reports medians and new/old
+ratios. ``--readers N`` adds N operator clients reading ``GET /v1/queue`` back to back during the submission
+load (their latency and that of ``/healthz`` are reported: queue reads must not slow submissions).
+``--recovery-jobs N`` measures recovery: a state file holding N queued jobs, the server started on it,
+SIGKILLed once ready, and started again: the seconds from the restart to ``/readyz`` answering 200.
+``os.getloadavg()`` is recorded before and after (the machine is shared).
 The tick benchmark builds a Service in-process on a fresh state file holding ``--queued`` jobs and times
 ``Service.tick()`` (median of ``--ticks``); ``plan_median_s`` is the policy's own time and ``tick_parts_s``
 the time of each step of each tick.
@@ -20,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,6 +76,36 @@ async def _load(url: str, clients: int, seconds: float) -> dict[str, float]:
         await asyncio.gather(*(worker(k) for k in range(clients)))
         wall = time.perf_counter() - t0
     return _latency_stats(lat, errors, clients, wall)
+
+
+async def _readers(url: str, readers: int, stop_at: float) -> dict[str, float]:
+    """``readers`` operator clients reading /v1/queue back to back, and one probe of /healthz every 50 ms,
+    until ``stop_at``: their latencies (what a queue read costs, and whether it stalls the event loop)."""
+    q_lat: list[float] = []
+    h_lat: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+
+        async def reader() -> None:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                r = await c.get("/v1/queue", headers=auth("ops"))
+                q_lat.append(time.perf_counter() - t0)
+                r.raise_for_status()
+
+        async def probe() -> None:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                await c.get("/healthz")
+                h_lat.append(time.perf_counter() - t0)
+                await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(reader() for _ in range(readers)), probe())
+    out: dict[str, float] = {"queue_reads": len(q_lat)}
+    if q_lat:
+        out |= {"queue_read_p50_ms": statistics.median(q_lat) * 1e3, "queue_read_max_ms": max(q_lat) * 1e3}
+    if len(h_lat) > 1:
+        out |= {"healthz_p50_ms": statistics.median(h_lat) * 1e3, "healthz_max_ms": max(h_lat) * 1e3}
+    return out
 
 
 async def _load_raw(url: str, clients: int, seconds: float) -> dict[str, float]:
@@ -167,6 +207,134 @@ def _fsync_ms(directory: str, n: int = 50) -> float:
     return statistics.median(lat) * 1e3
 
 
+def _fill_state(path: Path, n_jobs: int) -> None:
+    """A state file holding ``n_jobs`` queued jobs of the demo tenants (written by the code under test: the
+    file format is the same for both; a server opening it adds what indexes it lacks)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from scheduler.models import JobSpec, load_tenants\n"
+        "from scheduler.state import StateStore, SubmitRequest\n"
+        "st = StateStore(sys.argv[1]); st._w.execute('PRAGMA synchronous=OFF')\n"
+        "ts = [t.name for t in load_tenants().tenants if t.name != 'defence']\n"
+        "n = int(sys.argv[2]); reqs = []\n"
+        "for i in range(n):\n"
+        "    reqs.append(SubmitRequest(ts[i % len(ts)], JobSpec(name=f'r{i}', gpus=1 + i % 8, "
+        "duration_s=3600.0 + i % 97), f'k{i}'))\n"
+        "    if len(reqs) == 2000 or i == n - 1:\n"
+        "        st.submit_many(reqs, 1.7e9); reqs = []\n"
+        "st.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path), str(n_jobs)], check=True, env=os.environ.copy())
+
+
+def _recovery(d: Path, n_jobs: int, repeats: int) -> dict[str, object]:
+    """Seconds from starting ``windward server`` on a state of ``n_jobs`` queued jobs to /readyz = 200, after
+    a SIGKILL of a server that was ready on it (``repeats`` kills)."""
+    import signal
+
+    state = d / "rec.sqlite"
+    _fill_state(state, n_jobs)
+    times: list[float] = []
+    srv = start_server(state, d / "rec.log", "--tick-seconds", "60", timeout_s=300)
+    for _ in range(repeats):
+        srv.kill(signal.SIGKILL)
+        t0 = time.perf_counter()
+        srv = start_server(state, d / "rec.log", "--tick-seconds", "60", timeout_s=300)
+        times.append(time.perf_counter() - t0)
+    srv.kill(signal.SIGKILL)
+    return {"jobs": n_jobs, "restarts": repeats, "ready_s": times, "ready_median_s": statistics.median(times),
+            "ready_max_s": max(times)}  # fmt: skip
+
+
+#: The new server's limits for the load run: checked on every submission, set so that none refuses (the
+#: default 10,000 queued jobs per tenant would stop a 60 s run at 1,000/s; the baseline has no limits).
+LOAD_LIMIT_ARGS = ("--max-queued-per-tenant", "1000000", "--submit-rate", "100000", "--submit-burst", "100000")
+
+
+def _submit_run(d: Path, a: argparse.Namespace, tag: str, extra: tuple[str, ...] = ()) -> dict[str, object]:
+    srv = start_server(d / f"s-{tag}.sqlite", d / f"server-{tag}.log", "--tick-seconds", "60", *extra)
+    try:
+        load = _load_raw if a.client == "raw" else _load
+
+        async def both() -> tuple[dict[str, float], dict[str, float]]:
+            stop_at = time.perf_counter() + a.seconds
+            if a.readers:
+                sub, rd = await asyncio.gather(load(srv.url, a.clients, a.seconds), _readers(srv.url, a.readers, stop_at))
+            else:
+                sub, rd = await load(srv.url, a.clients, a.seconds), {}
+            return sub, rd
+
+        sub, rd = asyncio.run(both())
+        return dict(sub) | {"client": a.client, "readers": a.readers} | rd
+    finally:
+        srv.kill()
+
+
+def _with_code(code_dir: str | None) -> Any:
+    """A context in which servers started run the code in ``code_dir`` (None: this checkout)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        old = os.environ.get("PYTHONPATH")
+        if code_dir is not None:
+            os.environ["PYTHONPATH"] = str(Path(code_dir).resolve()) + (os.pathsep + old if old else "")
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = old
+
+    return ctx()
+
+
+def _compare(a: argparse.Namespace) -> dict[str, object]:
+    """Old (``--baseline``) and new alternately, ``--repeats`` times each, in one temp directory."""
+    versions = [("new", None)] + ([("old", a.baseline)] if a.baseline else [])
+    runs: dict[str, list[dict[str, object]]] = {v: [] for v, _ in versions}
+    rec: dict[str, list[dict[str, object]]] = {v: [] for v, _ in versions}
+    with tempfile.TemporaryDirectory() as d:
+        for k in range(a.repeats):
+            for v, code in versions if k % 2 == 0 else versions[::-1]:
+                with _with_code(code):
+                    if not a.skip_submit:
+                        extra = LOAD_LIMIT_ARGS if code is None else ()
+                        runs[v].append(_submit_run(Path(d), a, f"{v}{k}", extra))
+                    if a.recovery_jobs:
+                        sub = Path(d) / f"rec-{v}{k}"
+                        sub.mkdir()
+                        rec[v].append(_recovery(sub, a.recovery_jobs, a.recovery_kills))
+    out: dict[str, object] = {}
+    keys = ("submissions_per_s", "p50_ms", "p99_ms", "errors", "queue_read_p50_ms", "queue_read_max_ms",
+            "healthz_p50_ms", "healthz_max_ms", "queue_reads")  # fmt: skip
+    for v, _ in versions:
+        summary: dict[str, object] = {"runs": runs[v]}
+        for key in keys:
+            vals = [float(r[key]) for r in runs[v] if key in r]  # type: ignore[arg-type]
+            if vals:
+                summary[f"median_{key}"] = statistics.median(vals)
+        if rec[v]:
+            all_s = [t for r in rec[v] for t in r["ready_s"]]  # type: ignore[attr-defined]
+            summary["recovery"] = {"runs": rec[v], "ready_median_s": statistics.median(all_s), "ready_max_s": max(all_s)}
+        out[v] = summary
+    if a.baseline:
+        ratio: dict[str, float] = {}
+        for key in ("submissions_per_s", "p50_ms", "p99_ms", "queue_read_p50_ms", "healthz_max_ms"):
+            n, o = out["new"].get(f"median_{key}"), out["old"].get(f"median_{key}")  # type: ignore[union-attr]
+            if n is not None and o:
+                ratio[key] = float(n) / float(o)  # type: ignore[arg-type]
+        if rec["new"] and rec["old"]:
+            ratio["recovery_ready_median_s"] = (
+                out["new"]["recovery"]["ready_median_s"] / out["old"]["recovery"]["ready_median_s"]  # type: ignore[index]
+            )
+        out["new_over_old"] = ratio
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=32)
@@ -178,8 +346,22 @@ def main() -> None:
     ap.add_argument("--skip-submit", action="store_true")
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw",
                     help="load generator: lean raw-asyncio HTTP/1.1 (default) or httpx.AsyncClient")
+    ap.add_argument("--baseline", default=None, help="a checkout of older code to measure in the same run")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each version (alternating)")
+    ap.add_argument("--readers", type=int, default=0, help="operator clients reading /v1/queue meanwhile")
+    ap.add_argument("--recovery-jobs", type=int, default=0, help="queued jobs in the state for the recovery run")
+    ap.add_argument("--recovery-kills", type=int, default=3, help="SIGKILL + restart cycles per recovery run")
     a = ap.parse_args()
-    out: dict[str, object] = {}
+    out: dict[str, object] = {"loadavg_before": os.getloadavg(), "cpus": os.cpu_count()}
+    if a.baseline or a.readers or a.recovery_jobs:
+        with tempfile.TemporaryDirectory() as d:
+            out["fsync_ms_before"] = _fsync_ms(d)
+        out |= _compare(a)
+        out["loadavg_after"] = os.getloadavg()
+        if not a.skip_tick:
+            out["tick"] = _tick_bench(a.queued, a.ticks, a.policy)
+        print(json.dumps(out, indent=2))
+        return
     if not a.skip_submit:
         with tempfile.TemporaryDirectory() as d:
             out["fsync_ms_before"] = _fsync_ms(d)

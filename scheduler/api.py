@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from scheduler.auth import Principal
 from scheduler.errors import InputError
 from scheduler.limits import MAX_BODY_BYTES, ApiLimits, TokenBuckets
-from scheduler.models import DEADLINE_MAX_AHEAD_S, IsoTime, JobSpec, PrintableText
+from scheduler.models import DEADLINE_MAX_AHEAD_S, IsoTime, JobSpec, Number, PrintableText
 from scheduler.service import Service
 from scheduler.state import IdempotencyConflict
 
@@ -281,7 +281,7 @@ class CongestionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    cap_mw: Annotated[float, Field(strict=True, ge=0, le=1e6)]
+    cap_mw: Annotated[float, Field(ge=0, le=1e6), Number]
     start: IsoTime
     end: IsoTime
     reason: Annotated[PrintableText, Field(max_length=512)] = ""

@@ -29,8 +29,8 @@ class ApiLimits:
     max_body_bytes: int = MAX_BODY_BYTES
     max_header_bytes: int = 16 * 1024
     max_queued_per_tenant: int = 10_000
-    submit_rate_per_s: float = 200.0
-    submit_burst: int = 400
+    submit_rate_per_s: float = 500.0
+    submit_burst: int = 1000
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_header_bytes", "max_queued_per_tenant", "submit_burst"):

@@ -293,6 +293,17 @@ def iso_time_only(v: Any) -> Any:
 #: A time at the API's edges: ISO 8601 with a zone, after ``DEADLINE_MIN_UTC`` (see :func:`iso_time_only`).
 IsoTime = Annotated[datetime, BeforeValidator(iso_time_only)]
 
+def no_text_or_bool(v: Any) -> Any:
+    """A number must be a JSON number: text (``"2"``) and booleans (``true``) are refused, never read as one.
+    (An integral float such as ``2.0`` is an integer in JSON Schema and is taken as one.)"""
+    if isinstance(v, str | bytes | bool):
+        raise ValueError(f"{v!r} is a {type(v).__name__}; allowed: a JSON number")
+    return v
+
+
+#: Numbers at the API's edges: JSON numbers only (see :func:`no_text_or_bool`); floats must be finite.
+Number = BeforeValidator(no_text_or_bool)
+
 #: Text at the API's edges: printable (see :func:`check_printable`).
 PrintableText = Annotated[str, AfterValidator(check_printable)]
 
@@ -305,8 +316,8 @@ class Requires(_Strict):
 class JobSpec(_Strict):
     """A job as a tenant submits it (YAML for the CLI, JSON for the API). Unknown fields are refused.
 
-    Strict: numbers are never parsed from strings or booleans (``"gpus": "2"``, ``"gpus": true`` and
-    ``"gpus": 2.0`` are refused), floats must be finite, text must be printable, a deadline must carry a time
+    Strict: numbers are never parsed from strings or booleans (``"gpus": "2"`` and ``"gpus": true`` are
+    refused; ``2.0`` is an integer, as in JSON Schema, ``2.5`` is not), floats must be finite, text must be printable, a deadline must carry a time
     zone and lie after ``DEADLINE_MIN_UTC`` (the API also refuses one before submission or more than
     ``DEADLINE_MAX_AHEAD_S`` after it), an entrypoint is ``module:function`` or a command.
     """
@@ -315,17 +326,17 @@ class JobSpec(_Strict):
 
     name: Annotated[PrintableText, Field(min_length=1, max_length=128)]
     kind: JobKind = "training"
-    gpus: Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
-    duration_s: Annotated[float, Field(strict=True, gt=0, le=365 * 86400)]
+    gpus: Annotated[int, Field(gt=0, le=1_000_000), Number]
+    duration_s: Annotated[float, Field(gt=0, le=365 * 86400), Number]
     deadline: IsoTime | None = None
     preemptible: Annotated[bool, Field(strict=True)] = True
-    checkpoint_interval_s: Annotated[float, Field(strict=True, gt=0, le=86400)] = 1800.0
+    checkpoint_interval_s: Annotated[float, Field(gt=0, le=86400), Number] = 1800.0
     pool: Annotated[PrintableText, Field(min_length=1, max_length=256)] | None = None
     requires: Requires = Requires()
     entrypoint: (
         Annotated[str, Field(min_length=1, max_length=ENTRYPOINT_MAX_CHARS), AfterValidator(check_entrypoint)] | None
     ) = None
-    priority: Annotated[int, Field(strict=True, ge=-100, le=100)] = 0
+    priority: Annotated[int, Field(ge=-100, le=100), Number] = 0
 
 
 class JobRow(_Strict):

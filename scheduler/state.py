@@ -270,12 +270,17 @@ _JOB_COLS = (
 )
 
 
+def _nodes(nodes_json: str) -> tuple[int, ...]:
+    # most rows are queued jobs on no node: skip the JSON parser for them (a restart reads every active row)
+    return () if nodes_json == "[]" else tuple(json.loads(nodes_json))
+
+
 def _record(r: Sequence[Any]) -> JobRecord:
     return JobRecord(
         id=r[0], seq=r[1], tenant=r[2], name=r[3], kind=r[4], gpus=r[5], duration_s=r[6],
         deadline_unix_s=r[7], preemptible=bool(r[8]), checkpoint_interval_s=r[9], pool_selector=r[10],
         jurisdiction=r[11], clearance=r[12], entrypoint=r[13], priority=r[14], spec_json=r[15], state=r[16],
-        cancel_requested=bool(r[17]), pool=r[18], nodes=tuple(json.loads(r[19])), power_fraction=r[20],
+        cancel_requested=bool(r[17]), pool=r[18], nodes=_nodes(r[19]), power_fraction=r[20],
         work_done_s=r[21], checkpoint_work_s=r[22], lost_work_s=r[23], starts=r[24], gpu_s=r[25],
         energy_j=r[26], carbon_g=r[27], submitted_unix_s=r[28], started_unix_s=r[29], ended_unix_s=r[30],
         updated_unix_s=r[31], detail=r[32], idempotency_key=r[33],

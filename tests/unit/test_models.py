@@ -107,7 +107,7 @@ _OK = {"name": "train", "gpus": 2, "duration_s": 3600.0}
 #: numbers, unprintable text (NUL, newline, bidi overrides, zero-width, lone surrogates), absurd deadlines,
 #: entrypoints that are neither module:function nor a command.
 _REFUSED = [
-    ("gpus", "2"), ("gpus", True), ("gpus", 2.0), ("gpus", 10**30), ("gpus", float("inf")),
+    ("gpus", "2"), ("gpus", True), ("gpus", 2.5), ("gpus", 10**30), ("gpus", float("inf")),
     ("duration_s", "3600"), ("duration_s", True), ("duration_s", float("nan")), ("duration_s", float("inf")),
     ("duration_s", float("-inf")), ("duration_s", 1e400),
     ("checkpoint_interval_s", float("nan")), ("checkpoint_interval_s", "60"),
@@ -130,7 +130,7 @@ def test_strict_job_spec_refuses_and_names_the_field(field: str, value: object) 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("gpus", 8), ("duration_s", 60), ("duration_s", 1.5), ("name", "Ünïcødé träining 训练 🚀"),
+    [("gpus", 8), ("gpus", 4.0), ("duration_s", 60), ("duration_s", 1.5), ("name", "Ünïcødé träining 训练 🚀"),
      ("entrypoint", "scheduler.workloads.training:main"), ("entrypoint", "python train.py --lr 0.1"),
      ("entrypoint", "bash -c 'echo a:b'"), ("deadline", "2030-06-01T12:00:00+02:00"), ("preemptible", False),
      ("pool", "jurisdiction=nl,clearance=secret")],
