@@ -18,6 +18,8 @@ POLICIES: dict[str, str] = {
     "backfill": "scheduler.policies.backfill:BackfillPolicy",
     "greedy-green": "scheduler.policies.greedy_green:GreedyGreenPolicy",
     "windward": "scheduler.policies.windward:WindwardPolicy",
+    "threshold": "scheduler.policies.threshold:ThresholdPolicy",
+    "cics": "scheduler.policies.cics:CicsPolicy",
 }
 
 
@@ -43,7 +45,7 @@ def available_policies() -> list[str]:
 
 
 def get_policy(name: str, **kw: Any) -> Any:
-    """A policy instance by name (``backfill``, ``greedy-green``, ``windward``); ``kw`` go to its constructor."""
+    """A policy instance by name (``backfill``, ``greedy-green``, ``windward``, ``threshold``, ``cics``); ``kw`` go to its constructor."""
     if name not in POLICIES:
         raise InputError(f"unknown policy {name!r}; allowed: {sorted(POLICIES)}")
     return _load(name)(**kw)
