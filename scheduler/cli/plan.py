@@ -135,6 +135,8 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(
             "cpu", "--device", help="Device for --backend: cpu, cuda or cuda:N (cuda needs torch with CUDA)."
         ),
+        strict: bool = typer.Option(False, "--strict", help="Refuse gaps in the energy CSV and empty cells in the "
+                                    "jobs CSV instead of filling them (each fill is said on stderr)."),
     ) -> None:
         """Plan the horizon once (carbon- and power-cap optimiser) and write the plan JSON.
 
@@ -148,7 +150,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             code = _run_plan(site, energy, jobs, start, horizon_hours, slot_minutes, forecast, seed, out,
-                             backend, device)
+                             backend, device, strict=strict)
         except WindwardError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
@@ -158,7 +160,7 @@ def register(app: typer.Typer) -> None:
 
 def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, horizon_hours: float,
               slot_minutes: int | None, forecast_kind: str, seed: int, out: Path, backend: str = "numpy",
-              device: str = "cpu") -> int:
+              device: str = "cpu", *, strict: bool = False) -> int:
     import math
     import time
 
@@ -185,9 +187,9 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     plan_kw = planner_backend(backend, device, "--backend")
     T = max(1, int(math.ceil(horizon_hours * 3600.0 / site.slot_s - 1e-9)))
     days = T * site.slot_s / 86400.0
-    actual = signals.load_energy(energy, site, t0, days, seed=seed)
+    actual = signals.load_energy(energy, site, t0, days, seed=seed, strict=strict)
     fc = signals.make_forecaster(forecast_kind, actual, seed=seed).forecast(0, T)
-    job_list = traces.read_jobs_csv(jobs_path)
+    job_list = traces.read_jobs_csv(jobs_path, strict=strict)
     check_jobs_fit(site, job_list, str(jobs_path))
 
     snapshot = Snapshot(

@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
         planner_device: str = typer.Option(
             "cpu", "--planner-device", help="Device for --planner-backend: cpu, cuda or cuda:N (torch with CUDA)."
         ),
+        strict: bool = typer.Option(False, "--strict", help="Refuse gaps in the energy CSV and empty cells in a "
+                                    "jobs CSV instead of filling them (each fill is said on stderr)."),
     ) -> None:
         import json
 
@@ -81,10 +83,11 @@ def register(app: typer.Typer) -> None:
         n_slots = slots_for_days(site_m, days)
         horizon_slots = max(1, int(round(horizon_hours * 3600 / site_m.slot_s)))
         # energy for the run plus one horizon, so the last ticks' forecasts look at real data
-        actual = signals.load_energy(None if energy == "embedded" else energy, site_m, t0, days + horizon_hours / 24.0, seed=seed)
+        actual = signals.load_energy(None if energy == "embedded" else energy, site_m, t0, days + horizon_hours / 24.0,
+                                     seed=seed, strict=strict)  # fmt: skip
         jobs, desc = traces.load_workload(
             None if trace == "embedded" else trace, site_m, days, seed=seed, start_s=trace_offset_days * 86400.0,
-            start_utc=t0,
+            start_utc=t0, strict=strict,
         )
         if amplify != 1.0:
             jobs = traces.amplify(jobs, amplify, seed=seed)
