@@ -606,7 +606,7 @@ def describe(pb: PlanProblem) -> dict[str, Any]:
         "share_slots_site_max_below_full_load": float((np.asarray(pb.site_max_w) < full_w).mean()),
         "widest_job_share_of_pool": float((gpus / gmin).max(initial=0)),
         "jobs_eligible_for_a_subset": int((~elig.all(axis=1)).sum()),
-        "non_preemptible": int((~pre & ~must).sum()), "tight_deadlines": int(((dl < T) & ~must).sum()),
+        "non_preemptible": int((~pre & ~must).sum()), "deadlines_inside_horizon": int(((dl < T) & ~must).sum()),
         "must_run": int(must.sum()), "running": int(running.sum()),
         "running_non_preemptible": int((running & ~pre & ~must).sum()),
         "tenants_with_quota": int(np.isfinite(quota).sum()),

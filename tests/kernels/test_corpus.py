@@ -102,7 +102,7 @@ def test_corpus_spans_the_knobs() -> None:
     assert sum(x["widest_job_share_of_pool"] >= 0.2 for x in d) >= 40
     assert sum(x["jobs_eligible_for_a_subset"] > 0 for x in d) >= 100
     assert sum(x["non_preemptible"] / x["n_jobs"] >= 0.2 for x in d) >= 30 and min(x["non_preemptible"] for x in d) == 0
-    assert sum(x["tight_deadlines"] > 0 for x in d) >= 100
+    assert sum(x["deadlines_inside_horizon"] > 0 for x in d) >= 100
     assert sum(x["must_run"] > 0 for x in d) >= 60
     assert sum(x["running_non_preemptible"] > 0 for x in d) >= 30
     assert sum(x["running"] - x["running_non_preemptible"] > 0 for x in d) >= 60
