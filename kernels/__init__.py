@@ -8,6 +8,7 @@ hard constraint of any plan; ``evaluate`` gives the objective parts of any plan 
 from __future__ import annotations
 
 from kernels.check import check_result, evaluate
+from kernels.listsched import greedy_plan
 from kernels.planner import OBJECTIVE, carbon_bound, plan
 from kernels.power import carbon_g, facility_timeline, grid_import_w, it_power_w, pool_speed, speed
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
@@ -22,6 +23,7 @@ __all__ = [
     "check_result",
     "evaluate",
     "facility_timeline",
+    "greedy_plan",
     "grid_import_w",
     "it_power_w",
     "plan",

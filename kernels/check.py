@@ -45,6 +45,18 @@ def must_window(problem: PlanProblem) -> tuple[NDArray[np.int64], NDArray[np.int
     return np.where(must, start, 0), np.where(must, end, 0)
 
 
+def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """Slots no plan can keep within their caps: the facility with every healthy GPU idle (the idle floor)
+    already exceeds ``min(site_max_w, wind_w + grid_cap_w)``. Returns the mask ``(T,)`` and the deficit in
+    watts (floor minus cap there, 0 elsewhere). A valid plan runs nothing in those slots."""
+    H = pool_gpus_pt(problem)
+    floor = problem.pue * (H * (np.asarray(problem.idle_w, np.float64) + np.asarray(problem.host_w_per_gpu, np.float64))[:, None]).sum(axis=0)
+    cap = np.minimum(np.asarray(problem.site_max_w, np.float64),
+                     np.asarray(problem.wind_w, np.float64) + np.asarray(problem.grid_cap_w, np.float64))
+    bad = np.asarray(floor > cap * (1 + 1e-9), dtype=bool)
+    return bad, np.where(bad, floor - cap, 0.0)
+
+
 def evaluate(
     problem: PlanProblem, run: NDArray[np.bool_], power_fraction: NDArray[np.floating], pool: NDArray[np.integer]
 ) -> dict[str, Any]:
@@ -124,7 +136,9 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     pool and slot; tenant quota per slot; must-run jobs served at full power in their window; eligibility of
     the pool; power fractions on the pool's levels within [min_power_fraction, 1] where running and 0
     elsewhere; no run before release; a non-preemptible job runs one unbroken block that ends only when it
-    is finished or at the horizon end, and a running one keeps running in its pool in slot 0; the reported
+    is finished, at the horizon end or before an infeasible slot, and a running one keeps running in its pool in
+    slot 0; in an infeasible slot (:func:`infeasible_slots`: the idle floor alone breaks a cap) nothing runs
+    (its cap is not checked: no plan meets it; nor are must-run cells there); the reported
     aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
     relative (watts, grams) and absolute on fractions.
     """
@@ -164,8 +178,14 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     if jj.size:
         out.append(f"job {jj[0]} runs in slot {tt[0]} before its release slot {rel[jj[0]]}")
     must = np.asarray(problem.must_run, dtype=bool)
+    infeas, _ = infeasible_slots(problem)
+    tt_ = np.flatnonzero(infeas & run.any(axis=0))
+    if tt_.size:
+        out.append(f"slot {tt_[0]}: its idle floor alone breaks a cap (infeasible slot) but jobs run there "
+                   f"({tt_.size} such slots)")
     ms, me = must_window(problem)
     win = (np.arange(T)[None, :] >= ms[:, None]) & (np.arange(T)[None, :] < me[:, None]) & must[:, None]
+    win &= ~infeas[None, :]
     jj, tt = np.nonzero(win & ~(run & (np.abs(pf - 1.0) <= 1e-5)))
     if jj.size:
         out.append(f"must-run job {jj[0]} is not served at full power in slot {tt[0]} ({jj.size} cells)")
@@ -174,7 +194,7 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     cap_grid = np.asarray(problem.grid_cap_w, dtype=np.float64)
     fac, imp = ev["facility_w"], ev["grid_import_w"]
     for name, val, cap in (("facility_w", fac, cap_site), ("grid_import_w", imp, cap_grid)):
-        over = np.flatnonzero(val > cap * (1 + tol) + tol)
+        over = np.flatnonzero((val > cap * (1 + tol) + tol) & ~infeas)
         if over.size:
             t = over[0]
             out.append(f"slot {t}: {name} {val[t] / 1e6:.4f} MW exceeds its cap {cap[t] / 1e6:.4f} MW ({over.size} slots)")
@@ -202,13 +222,14 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
             out.append(f"non-preemptible job {multi[0]} runs in {int(starts[starts > 1][0])} separate blocks")
         last = T - 1 - np.argmax(r[:, ::-1], axis=1)
         need = np.asarray(problem.remaining_s, dtype=np.float64)[npj] + ev["lost_work_s"][npj]
-        early = (last < T - 1) & (ev["work_done_s"][npj] < need - 1e-6 * np.maximum(need, 1.0))
+        open_end = (last == T - 1) | infeas[np.minimum(last + 1, T - 1)]
+        early = ~open_end & (ev["work_done_s"][npj] < need - 1e-6 * np.maximum(need, 1.0))
         if early.any():
             j = npj[early][0]
             out.append(f"non-preemptible job {j} stops in slot {int(last[early][0]) + 1} before it is finished")
     rpool = np.asarray(problem.running_pool, dtype=np.int64)
     keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must)
-    bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size else keep
+    bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not infeas[0] else keep[:0]
     if bad.size:
         out.append(f"running non-preemptible job {bad[0]} does not keep running in its pool {rpool[bad[0]]} in slot 0")
     # reported aggregates
@@ -228,4 +249,67 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
         out.append(f"reported objective {result.objective} != recomputed {ev['objective']}")
     if np.isfinite(result.lower_bound) and result.lower_bound > result.objective * (1 + 1e-6) + 1e-6:
         out.append(f"lower bound {result.lower_bound} exceeds the objective {result.objective}")
+    return out
+
+
+#: why a job is unfinished (:func:`explain_unfinished`)
+UNFINISHED_REASONS = ("deadline", "capacity", "cap", "other")
+
+
+def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, Any]:
+    """Why each job (not must-run) with work left is unfinished in ``result``, from the plan alone.
+
+    ``deadline``: the slots from its release to the horizon end cannot hold its work even alone at full
+    speed; ``capacity``: in the slots after its release where it does not run, more often none of its
+    eligible pools has its GPUs free than the facility lacks the watts; ``cap``: the reverse (GPUs free but the
+    watts left under the site max / grid cap cannot carry it at its pool's lowest level, or the slot's idle
+    floor alone breaks a cap); ``other``: there was room in some slot (the optimiser judged the work not
+    worth its carbon, or a non-preemptible job found no unbroken block). Returns ``reason`` (one string per
+    job, "" where nothing is left), ``jobs`` and ``gpu_h`` (count and unfinished GPU-hours per reason)."""
+    T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
+    jobs = dict.fromkeys(UNFINISHED_REASONS, 0)
+    gpu_h = dict.fromkeys(UNFINISHED_REASONS, 0.0)
+    out: dict[str, Any] = {"reason": [""] * J, "jobs": jobs, "gpu_h": gpu_h}
+    run = np.asarray(result.run, dtype=bool)
+    if run.shape != (J, T) or result.status == "infeasible" or J == 0:
+        return out
+    ev = evaluate(problem, run, result.power_fraction, result.pool)
+    must = np.asarray(problem.must_run, dtype=bool)
+    gpus = np.asarray(problem.gpus, dtype=np.float64)
+    need = np.asarray(problem.remaining_s, dtype=np.float64) + ev["lost_work_s"]
+    left = np.maximum(need - ev["work_done_s"], 0.0)
+    rows = np.flatnonzero(~np.asarray(ev["finished"], bool) & ~must & (need > 0))
+    if rows.size == 0:
+        return out
+    rel = np.clip(np.asarray(problem.release, dtype=np.int64)[rows], 0, T)
+    slots_left = (T - rel) * float(problem.slot_s)
+    H = pool_gpus_pt(problem)
+    free_g = H - ev["busy_gpus"]  # (P, T)
+    cap = np.minimum(np.asarray(problem.site_max_w, np.float64),
+                     np.asarray(problem.wind_w, np.float64) + np.asarray(problem.grid_cap_w, np.float64))
+    room_w = cap - ev["facility_w"]
+    lev_f, lev_ok = levels(problem)
+    fmin = np.where(lev_ok, lev_f, np.inf).min(axis=1)  # (P,)
+    pool_w = problem.pue * (fmin * np.asarray(problem.tdp_w, np.float64) - np.asarray(problem.idle_w, np.float64))
+    elig = np.asarray(problem.eligible, dtype=bool)[rows]  # (n, P)
+    g = gpus[rows]
+    gpu_ok = np.zeros((rows.size, T), dtype=bool)
+    watt_ok = np.zeros((rows.size, T), dtype=bool)
+    for p in range(P):  # pools
+        fits = elig[:, p][:, None] & (free_g[p][None, :] >= g[:, None])
+        gpu_ok |= fits
+        watt_ok |= fits & (room_w[None, :] >= (pool_w[p] * g)[:, None])
+    cand = (np.arange(T)[None, :] >= rel[:, None]) & ~run[rows]
+    no_gpu = (cand & ~gpu_ok).sum(axis=1)
+    no_watt = (cand & gpu_ok & ~watt_ok).sum(axis=1)
+    room = (cand & watt_ok).sum(axis=1)
+    why = np.where(slots_left < need[rows] - 1e-6, "deadline",
+                   np.where(room > 0, "other", np.where(no_gpu >= no_watt, "capacity", "cap")))
+    lab = np.full(J, "", dtype=object)
+    lab[rows] = why
+    out["reason"] = lab.tolist()
+    for r in UNFINISHED_REASONS:  # the four reasons
+        m = why == r
+        jobs[r] = int(m.sum())
+        gpu_h[r] = float((gpus[rows] * left[rows])[m].sum() / 3600.0)
     return out

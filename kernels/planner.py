@@ -80,7 +80,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kernels.backend import Ops, get_ops
-from kernels.check import levels, must_window
+from kernels.check import infeasible_slots, levels, must_window
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
 OBJECTIVE = (
@@ -137,6 +137,8 @@ class _Clean:
     quota: NDArray[np.float64]
     ms: NDArray[np.int64]
     me: NDArray[np.int64]
+    infeas: NDArray[np.bool_]  # (T,) slots whose idle floor alone breaks a cap: nothing runs there
+    deficit_w: NDArray[np.float64]  # (T,) idle floor minus the cap in those slots (0 elsewhere)
 
 
 def _clean_inputs(pb: PlanProblem) -> _Clean | str:
@@ -228,7 +230,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     if not lev_ok.any(axis=1).all():
         p = int(np.flatnonzero(~lev_ok.any(axis=1))[0])
         return f"pool {p}: no speed-curve point at or above min_power_fraction {mpf[p]}"
-    has_full = (lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1)
+    has_full: NDArray[np.bool_] = np.asarray((lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1), dtype=bool)
     lev_s = np.stack([np.interp(lev_f[p], np.r_[0.0, cf[p]], np.r_[0.0, cs[p]]) for p in range(P)])
     slot_h = slot_s / 3600.0
     kappa = carbon * slot_h / 1000.0
@@ -246,11 +248,10 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     if big.size:
         j = int(big[0])
         return f"job {j} needs {gpus[j]:.0f} GPUs but its largest eligible pool has {gmax[j]:.0f}"
-    over = np.flatnonzero(base > cap * (1 + 1e-9))
-    if over.size:
-        t = int(over[0])
-        return (f"idle load alone needs {base[t] / 1e6:.1f} MW in slot {t} but the caps allow {cap[t] / 1e6:.1f} MW "
-                f"(site max {smax[t] / 1e6:.1f} MW, wind {wind[t] / 1e6:.1f} MW + grid cap {gcap[t] / 1e6:.1f} MW)")
+    # a slot whose idle floor alone breaks a cap cannot be met by any plan: it is marked, nothing runs
+    # there (its cap is held at the floor, so it has no room), and every other slot is planned as usual
+    infeas, deficit = infeasible_slots(pb)
+    cap = np.where(infeas, base, cap)
     ms, me = must_window(pb)
     mrows = np.flatnonzero(must)
     if mrows.size:
@@ -261,7 +262,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         diff = np.zeros(T + 1)
         np.add.at(diff, ms[mrows], mload)
         np.add.at(diff, me[mrows], -mload)
-        need = base + np.cumsum(diff)[:T]
+        need = base + np.where(infeas, 0.0, np.cumsum(diff)[:T])
         over = np.flatnonzero(need > cap * (1 + 1e-9))
         if over.size:
             t = int(over[0])
@@ -270,7 +271,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         dg = np.zeros(T + 1)
         np.add.at(dg, ms[mrows], gpus[mrows])
         np.add.at(dg, me[mrows], -gpus[mrows])
-        ng = np.cumsum(dg)[:T]
+        ng = np.where(infeas, 0.0, np.cumsum(dg)[:T])
         tot = H[elig[mrows].any(axis=0)].sum(axis=0)
         over = np.flatnonzero(ng > tot)
         if over.size:
@@ -282,7 +283,8 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         T=T, J=J, P=P, slot_s=slot_s, pue=pue, wind_w=wind, kappa=kappa, cap_w=cap, base_w=base, H=H,
         tdp=tdp, idle=idle, lev_f=lev_f, lev_ok=lev_ok, lev_s=lev_s, gpus=gpus, R=rem, rel=relc, dl=dlc,
         has_dl=(dl < T) & ~must, weight=weight, eligible=elig, must=must, preempt=preempt, rpool=rpool,
-        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me,
+        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me, infeas=infeas,
+        deficit_w=deficit,
     )
 
 
@@ -741,6 +743,8 @@ class _Dev:
     map_pv: Any  # (P, V) int64
     map_pv8: Any  # (P, V) int8
     fv32: Any  # (V,) float32
+    infeas: Any  # (T,) bool: slots where nothing can run
+    has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
 
 
 def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
@@ -751,7 +755,7 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         must=a(c.must), preempt=a(c.preempt), rpool=a(c.rpool), loss=a(c.loss), tenant=a(c.tenant), ms=a(c.ms),
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
-        fv32=a(pr.fv.astype(np.float32)),
+        fv32=a(pr.fv.astype(np.float32)), infeas=a(c.infeas), has_dl=a(c.has_dl),
     )
 
 
@@ -999,7 +1003,8 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
     mrow = xp.nonzero(d.must)
     if mrow.shape[0]:
-        vmat[mrow] = xp.astype(xp.where((tt >= d.ms[mrow][:, None]) & (tt < d.me[mrow][:, None]), v_full, 0), xp.i8)
+        mwin = (tt >= d.ms[mrow][:, None]) & (tt < d.me[mrow][:, None]) & ~d.infeas[None, :]
+        vmat[mrow] = xp.astype(xp.where(mwin, v_full, 0), xp.i8)
     run = vmat > 0
     # --- first-choice pool: cheapest at the prices over its run slots (full-power cost), current if running
     cfull = xp.asarray((lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T).astype(np.float32))  # (T, P)
@@ -1030,7 +1035,49 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     vmat, pool = _repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
     for lowest in (True, True):  # fill rounds at the lowest level (most work per watt)
         vmat = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=lowest, xp=xp)
+    vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu)
     vmat = _raise(c, d, tb, vmat, pool, prio, xp)
+    return vmat, pool
+
+
+def _np_valid(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
+    """Drop every non-preemptible (not must-run) plan row that is not one unbroken block doing all the
+    job's work (a block may end unfinished only at the horizon end or before an infeasible slot): the
+    checker's rule, enforced on the plan itself (a pool move or a level remap can leave a block short)."""
+    T = c.T
+    rows = xp.nonzero(~d.preempt & ~d.must & xp.any(vmat > 0, 1))
+    if rows.shape[0] == 0:
+        return vmat
+    r = xp.astype(vmat[rows] > 0, xp.i8)
+    prev = xp.concatenate([xp.zeros((rows.shape[0], 1), xp.i8), r[:, :-1]], 1)
+    blocks = xp.count_nonzero((r == 1) & (prev == 0), 1)
+    last = T - 1 - xp.argmax(xp.flip(r, 1) > 0, 1)
+    nxt = xp.minimum(last + 1, T - 1)
+    open_end = (last == T - 1) | d.infeas[nxt]
+    done = _job_work(tb, pool[rows], vmat[rows], xp)
+    stay = (pool[rows] == d.rpool[rows]) & (vmat[rows, 0] > 0)
+    need = d.R[rows] + xp.where(stay, 0.0, d.loss[rows])
+    bad = (blocks > 1) | (~open_end & (done < need * (1 - 1e-7)))
+    if bool(xp.any(bad)):
+        vmat[rows[bad]] = 0
+    return vmat
+
+
+def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam: NDArray[np.float64],
+              mu: NDArray[np.float64]) -> tuple[Any, Any]:
+    """The completion pass: broken non-preemptible rows dropped (:func:`_np_valid`), then what the prices
+    left undone placed by list scheduling (:func:`kernels.listsched.list_schedule`) in price order
+    (``lam * watts + mu`` per pool and slot), jobs earliest deadline first, at full power and then at the
+    lowest level (most work per watt where watts are what is short)."""
+    from kernels import listsched  # imports this module: bound at call time
+
+    vmat = _np_valid(c, d, tb, vmat, pool, xp)
+    rank = listsched.edf_rank(xp, c, d)
+    for lowest in (False, True):  # power levels: full, then the pool's lowest
+        lv = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
+        load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lv]
+        cost = xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64)
+        vmat, pool = listsched.list_schedule(xp, c, d, tb, vmat, pool, rank, cost, lowest=lowest)
     return vmat, pool
 
 
@@ -1452,13 +1499,55 @@ def plan(
             best_plan = (ev["objective"], vm, pl, ev, variant)
     assert best_plan is not None
     _, vmat, pool, ev, variant = best_plan
+    # the EDF greedy witness (kernels.listsched): the plan returned must dominate it; where the optimiser's
+    # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
+    from kernels import listsched  # imports this module: bound at call time
+
+    gv, gp = listsched.greedy_vmat(xp, c, pr, d, tb)
+    gp = xp.astype(xp.where(xp.any(gv > 0, 1), gp, -1), xp.i32)
+    gev = _evaluate_plan(problem, c, pr, gv, gp, xp=xp, d=d)
+    wit, own = _summary(c, gev), _summary(c, ev)
+    used = _witness_wins(own, wit) and _serves_forced(c, xp.to_numpy(gv > 0))
+    if used:
+        vmat, pool, ev = gv, gp, gev
     # the plan leaves the device once, as the contract's host arrays
     pf = xp.to_numpy(d.fv32[xp.index(vmat)])
     run = xp.to_numpy(vmat > 0)
     return _result(problem, c, run, pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
                    {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
-                    "primal_variant": variant,
+                    "primal_variant": variant if not used else "greedy_witness",
+                    "witness": {"used": bool(used), **wit}, "own_plan": own,
                     "primal_candidates": len(cands)}, ev=ev)
+
+
+def _summary(c: _Clean, ev: dict[str, Any]) -> dict[str, Any]:
+    """What the domination test compares: objective, carbon, unfinished jobs and work, late jobs."""
+    return {"objective": float(ev["objective"]), "carbon_g": float(ev["carbon_g"]),
+            "unfinished_jobs": _n_unfinished(c, ev), "late_jobs": _n_late(c, ev),
+            "unfinished_gpu_s": float(ev["unfinished_gpu_s"])}
+
+
+def _witness_wins(own: dict[str, Any], wit: dict[str, Any]) -> bool:
+    """The witness is no worse on unfinished work and late jobs and strictly better on one of them, or
+    on carbon where both finish every job (work compared to a relative 1e-6)."""
+    tol = 1e-6 * max(own["unfinished_gpu_s"], wit["unfinished_gpu_s"], 1.0)
+    no_worse = wit["unfinished_gpu_s"] <= own["unfinished_gpu_s"] + tol and wit["late_jobs"] <= own["late_jobs"]
+    all_done = own["unfinished_jobs"] == 0 and wit["unfinished_jobs"] == 0
+    better = (wit["unfinished_gpu_s"] < own["unfinished_gpu_s"] - tol or wit["late_jobs"] < own["late_jobs"]
+              or (all_done and wit["carbon_g"] < own["carbon_g"] * (1 - 1e-9)))
+    return bool(no_worse and better)
+
+
+def _serves_forced(c: _Clean, run: NDArray[np.bool_]) -> bool:
+    """Inference runs in every feasible slot of its window and running non-preemptible jobs in slot 0."""
+    mrows = np.flatnonzero(c.must)
+    if mrows.size:
+        tt = np.arange(c.T)[None, :]
+        win = (tt >= c.ms[mrows, None]) & (tt < c.me[mrows, None]) & ~c.infeas[None, :]
+        if (win & ~run[mrows]).any():
+            return False
+    keep = np.flatnonzero((c.rpool >= 0) & ~c.preempt & ~c.must & (c.R > 0))
+    return bool(c.infeas[0] or run[keep, 0].all())
 
 
 def carbon_bound(problem: PlanProblem, result: PlanResult, *, max_iters: int = 5, backend: str = "numpy",
@@ -1579,8 +1668,22 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
         "unfinished_penalty_g": unf_pen, "tardiness_penalty_g": late_pen,
         "unfinished_gpu_s": float((c.gpus * unfinished_s).sum()), "facility_w": tl["facility_w"],
         "grid_import_w": tl["grid_import_w"], "carbon_g_slot": tl["carbon_g"], "busy_gpus": busy,
-        "work_done_s": work, "finished": work >= need - 1e-6 * np.maximum(need, 1.0),
+        "work_done_s": work, "work_on_time_s": work_on, "need_s": need,
+        "finished": work >= need - 1e-6 * np.maximum(need, 1.0),
     }
+
+
+def _n_unfinished(c: _Clean, ev: dict[str, Any]) -> int:
+    """Jobs (not must-run) with work left that the plan does not finish by the horizon end."""
+    return int((~np.asarray(ev["finished"], bool) & ~c.must & (c.R > 0)).sum())
+
+
+def _n_late(c: _Clean, ev: dict[str, Any]) -> int:
+    """Jobs with a deadline inside the horizon whose work is not all done before it (``OBJECTIVE``'s late_s
+    > 0; the same tolerance as ``finished``)."""
+    need = np.asarray(ev["need_s"], np.float64)
+    won = np.asarray(ev["work_on_time_s"], np.float64)
+    return int((c.has_dl & (c.R > 0) & (won < need - 1e-6 * np.maximum(need, 1.0))).sum())
 
 
 def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.float32], pool: NDArray[np.int32],
@@ -1592,13 +1695,13 @@ def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.f
     mrows = np.flatnonzero(c.must)
     if mrows.size:  # only the must-run rows: no (J, T) temporaries
         tt = np.arange(c.T)[None, :]
-        win = (tt >= c.ms[mrows, None]) & (tt < c.me[mrows, None])
+        win = (tt >= c.ms[mrows, None]) & (tt < c.me[mrows, None]) & ~c.infeas[None, :]
         jj, ts = np.nonzero(win & ~run[mrows])
         if jj.size:
             return _infeasible(pb, f"must-run job {mrows[jj[0]]} cannot be served in slot {ts[0]} within the pool "
                                    f"GPUs and power caps", c.J, c.T, c.P)
     keep = np.flatnonzero((c.rpool >= 0) & ~c.preempt & ~c.must & (c.R > 0))
-    bad = keep[~run[keep, 0]] if keep.size else keep
+    bad = keep[~run[keep, 0]] if keep.size and not c.infeas[0] else keep[:0]
     if bad.size:
         return _infeasible(pb, f"running non-preemptible job {bad[0]} cannot keep running in slot 0 within the "
                                f"pool GPUs and power caps", c.J, c.T, c.P)
@@ -1606,8 +1709,12 @@ def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.f
     wt = w / max(w.sum(), 1.0)
     per_gpu_w = (c.pue * (c.tdp - c.idle) * wt).sum()
     price = (lam * per_gpu_w + (mu * wt[:, None]).sum(axis=0)) * 3600.0 / c.slot_s
+    inf_slots = np.flatnonzero(c.infeas)
     diag = dict(diag, lam=lam, mu=mu, objective_parts={k: ev[k] for k in (
-        "carbon_g", "energy_cost_eur", "unfinished_penalty_g", "tardiness_penalty_g")})
+        "carbon_g", "energy_cost_eur", "unfinished_penalty_g", "tardiness_penalty_g")},
+        unfinished_jobs=_n_unfinished(c, ev), late_jobs=_n_late(c, ev),
+        infeasible_slots=[int(t) for t in inf_slots],
+        slot_deficit_w=[float(c.deficit_w[t]) for t in inf_slots])
     return PlanResult(
         status="optimal" if gap <= tol else "feasible", reason="", run=run, power_fraction=pf, pool=pool,
         work_done_s=ev["work_done_s"], finished=ev["finished"], facility_w=ev["facility_w"],

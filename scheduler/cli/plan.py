@@ -22,15 +22,25 @@ from scheduler.cli.options import parse_utc, planner_backend
 _FORECASTS = ("perfect", "persistence", "noisy")
 
 
+def plan_status(result: Any, violations: list[str]) -> str:
+    """The plan JSON's ``status``: the optimiser's, except that a plan its checker rejects reads
+    ``"invalid"`` (never "optimal" or "feasible" over a violation)."""
+    return "invalid" if violations and result.status != "infeasible" else str(result.status)
+
+
 def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: Any, jobs: Any, *,
                     solve_s: float, violations: list[str], provenance: dict[str, str],
-                    carbon_bound: dict[str, Any] | None = None) -> dict[str, Any]:
+                    carbon_bound: dict[str, Any] | None = None,
+                    unfinished: dict[str, Any] | None = None) -> dict[str, Any]:
     """The DESIGN section-7 plan dict (through ``scheduler.planjson.plan_dict``) plus extras: per-slot dual
     prices and energy price, the objective's parts, iterations, the checker's verdict and data provenance.
 
     ``objective.lower_bound_carbon_g`` / ``gap`` are the certified bound on grid carbon of any plan doing at
     least this plan's work (``kernels.carbon_bound``; computed here when ``carbon_bound`` is not given);
-    ``objective.objective_g`` / ``lower_bound_objective_g`` / ``objective_gap`` the penalised objective's."""
+    ``objective.objective_g`` / ``lower_bound_objective_g`` / ``objective_gap`` the penalised objective's.
+    ``status`` is :func:`plan_status`; ``unfinished`` (``kernels.check.explain_unfinished``, computed here
+    when not given) gives the top-level ``unfinished`` block (jobs, GPU-hours and jobs / GPU-hours per
+    reason, late jobs, infeasible slots and their deficit) and each unfinished job's ``unfinished_reason``."""
     import numpy as np
 
     import kernels
@@ -40,6 +50,8 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
     T = problem.n_slots
     run = np.asarray(result.run, dtype=bool)
     have = run.shape == (len(jobs), T)
+    unf = unfinished if unfinished is not None else kernels.check.explain_unfinished(problem, result)
+    why = unf["reason"]
     entries = []
     for j, job in enumerate(jobs):
         slots = np.flatnonzero(run[j]).tolist() if have else []
@@ -58,6 +70,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
                 kind=job.kind,
                 submit_s=float(job.submit_s),
                 deadline_s=job.deadline_s,
+                **({"unfinished_reason": why[j]} if j < len(why) and why[j] else {}),
             )
         )
     busy = np.asarray(result.busy_gpus)
@@ -65,8 +78,24 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
     zeros = np.zeros(T)
     fac = np.asarray(result.facility_w) if have else zeros
     cb = carbon_bound if carbon_bound is not None else kernels.carbon_bound(problem, result)
+    diag = result.diagnostics
+    unfinished_block = {
+        "jobs": int(sum(unf["jobs"].values())),
+        "gpu_h": float(sum(unf["gpu_h"].values())),
+        "jobs_by_reason": dict(unf["jobs"]),
+        "gpu_h_by_reason": dict(unf["gpu_h"]),
+        "late_jobs": int(diag.get("late_jobs", 0)),
+        "infeasible_slots": [int(t) for t in diag.get("infeasible_slots", [])],
+        "slot_deficit_w": [float(w) for w in diag.get("slot_deficit_w", [])],
+        "note": "reasons (kernels.check.explain_unfinished): deadline = its release leaves too few slots even "
+        "alone at full speed; capacity = no eligible pool had its GPUs free where it did not run; cap = GPUs "
+        "free but the facility watts under the site max / grid cap were not; other = room existed (the work "
+        "was not worth its carbon, or a non-preemptible job found no unbroken block). infeasible_slots: slots "
+        "whose idle floor alone breaks a cap (deficit in watts): nothing runs there",
+    }
+    wit = diag.get("witness")
     return plan_dict(
-        status=result.status,
+        status=plan_status(result, violations),
         start_utc=forecast.start_utc,
         slot_s=problem.slot_s,
         pue=problem.pue,
@@ -107,6 +136,8 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
                 "penalty_g (priority-weighted unfinished and late work in g CO2-eq, kernels.planner)",
             },
             "iterations": int(result.iterations),
+            "unfinished": unfinished_block,
+            **({"witness": {k: (bool(v) if k == "used" else float(v)) for k, v in wit.items()}} if wit else {}),
             "check": {"ok": not violations, "violations": violations},
             "provenance": provenance,
         },
@@ -143,8 +174,14 @@ def register(app: typer.Typer) -> None:
         Every slot of the output carries facility power, wind, grid import, both caps, carbon intensity,
         carbon and busy GPUs per pool; every job its pool, slots and power fractions, so the plan can be
         re-checked from the file alone. --backend torch --device cuda solves on a GPU (provenance.planner_backend
-        in the file records which backend solved). Exit codes: 0 plan written, 1 no feasible plan (file still written,
-        with the reason), 2 bad input.
+        in the file records which backend solved).
+
+        Exit codes: 0 a complete valid plan (every job finishes, every slot meets its caps); 3 a valid plan that
+        leaves work undone (printed: how many jobs and GPU-hours, and why: capacity, cap, deadline, other) or
+        has slots whose idle floor alone breaks a cap (nothing runs there; their deficit is printed); 1 an
+        internal error (the plan's own checker found a violation; status "invalid" in the file); 2 bad input,
+        or input that admits no plan at all (the reason names the job or slot). The file is written for 0,
+        1 and 3 and for a refused plan.
         """
         from scheduler.errors import WindwardError
 
@@ -215,8 +252,9 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         "weights": "scheduler.planner.job_weights (see its docstring)",
         "planner_backend": f"{plan_kw['backend']}/{plan_kw['device']}",
     }
+    unf = kernels.check.explain_unfinished(problem, result)
     doc = build_plan_json(problem, index, result, site, fc, job_list, solve_s=solve_s, violations=violations,
-                          provenance=provenance, carbon_bound=cbound)
+                          provenance=provenance, carbon_bound=cbound, unfinished=unf)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=1, allow_nan=False))
@@ -226,14 +264,20 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     table = Table(title=f"windward plan: {site.name}, {T} slots of {site.slot_s // 60} min from {doc['start_utc']}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    table.add_row("status", result.status)
+    table.add_row("status", doc["status"])
     table.add_row("grid carbon", f"{result.carbon_g_total / 1000:.1f} kg")
     lbc, cgap = cbound["lower_bound_carbon_g"], cbound["carbon_gap"]
     if lbc is not None and cgap is not None:
         table.add_row("carbon lower bound / gap", f"{lbc / 1000:.1f} kg / {cgap * 100:.2f}%")
     table.add_row("objective / bound / gap", f"{result.objective / 1000:.1f} kg / {result.lower_bound / 1000:.1f} kg"
                   f" / {result.gap * 100:.2f}%")
-    table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:.1f} GPU-h")
+    ub = doc["unfinished"]
+    table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:.1f} GPU-h ({ub['jobs']} jobs)")
+    table.add_row("late jobs", str(ub["late_jobs"]))
+    wit = result.diagnostics.get("witness")
+    if wit:
+        table.add_row("EDF greedy witness", f"{wit['carbon_g'] / 1000:.1f} kg, {wit['unfinished_jobs']} unfinished, "
+                      f"{wit['late_jobs']} late" + (" (its plan is returned)" if wit["used"] else ""))
     table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0} / {len(job_list)}")
     table.add_row("solve time", f"{solve_s:.3f} s ({result.iterations} iterations, "
                   f"{plan_kw['backend']}/{plan_kw['device']})")
@@ -242,8 +286,23 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     console.print(f"wrote {out}")
     if result.status == "infeasible":
         typer.secho(f"no feasible plan: {result.reason}", fg=typer.colors.RED, err=True)
-        return 1
+        return 2
     if violations:
-        typer.secho("checker found violations:\n  " + "\n  ".join(violations[:10]), fg=typer.colors.RED, err=True)
+        typer.secho("internal error: the plan's checker found violations:\n  " + "\n  ".join(violations[:10]),
+                    fg=typer.colors.RED, err=True)
         return 1
+    undone = []
+    if ub["jobs"]:
+        parts = ", ".join(f"{n} {why} ({ub['gpu_h_by_reason'][why]:.1f} GPU-h)"
+                          for why, n in ub["jobs_by_reason"].items() if n)
+        undone.append(f"{ub['jobs']} jobs unfinished at the horizon end, {ub['gpu_h']:.1f} GPU-h of work left "
+                      f"undone; by reason: {parts}")
+    if ub["infeasible_slots"]:
+        worst = max(ub["slot_deficit_w"])
+        undone.append(f"{len(ub['infeasible_slots'])} slots (first {ub['infeasible_slots'][0]}) cannot meet their "
+                      f"cap even with every GPU idle (deficit up to {worst / 1e6:.3f} MW): nothing runs there")
+    if undone:
+        typer.secho("valid plan that leaves work undone:\n  " + "\n  ".join(undone), fg=typer.colors.YELLOW,
+                    err=True)
+        return 3
     return 0

@@ -325,3 +325,31 @@ def test_policy_plans_up_to_the_run_end_and_values_work_left_there_in_full() -> 
     assert ends.plan.run.shape[1] == 3
     assert "terminal" not in ends.plan.diagnostics  # full weight: everything that fits is done by the end
     assert ends.plan.finished[0] and ends.plan.work_done_s[0] >= 2 * SLOT_S - 1e-6
+
+
+def test_policy_keeps_running_work_when_a_later_slot_cannot_meet_its_cap() -> None:
+    """A 1 kW grid cap announced for +6 h (below the idle floor: no schedule meets it) must not stop work
+    now: the optimiser marks those slots and the policy still runs the preemptible job in the current slot."""
+    from dataclasses import replace as dc_replace
+
+    from scheduler.policies.windward import WindwardPolicy
+
+    n = 32
+    fc = _forecast(n)
+    cap = np.full(n, 25_000.0)
+    cap[24:28] = 1_000.0  # slots 24..27 = +6 h .. +7 h with 15-minute slots
+    fc = dc_replace(fc, grid_cap_w=cap, wind_w=np.zeros(n), site_max_w=np.full(n, 50_000.0))
+    jobs = (JobState(Job("run-b", "acme", "training", 0.0, 8, 36000.0, preemptible=True), "running",
+                     work_done_s=5000.0, checkpoint_work_s=4000.0, pool="h100-nl-secret", power_fraction=0.8),)
+    snap = _snapshot(jobs, forecast=fc)
+    problem, _ = build_problem(snap, n)
+    import kernels
+
+    res = kernels.plan(problem)
+    assert res.status != "infeasible" and kernels.check_result(problem, res) == []
+    assert res.diagnostics["infeasible_slots"] == [24, 25, 26, 27]
+    assert all(w > 0 for w in res.diagnostics["slot_deficit_w"])
+    assert not res.run[:, 24:28].any() and res.run[0, 0]
+    assert np.isfinite(res.dual_price_g_per_gpu_h).all()
+    dec = WindwardPolicy(horizon_hours=8.0).decide(snap)
+    assert "run-b" in dec.run  # not preempted now

@@ -1,0 +1,236 @@
+"""Vectorised list scheduling: the completion pass of the optimiser's plan and the EDF greedy witness.
+
+One mechanism, two orders (:func:`list_schedule`). Rounds: every job that still lacks work proposes, in each
+pool it may use (a loop over pools), the slots it needs at one power level against the residual capacity
+(free pool GPUs, facility watts under both caps, tenant quota, free slots after its release, outside the
+infeasible slots): a preemptible job its cheapest feasible slots in the caller's slot order (on-time slots
+before late ones), a non-preemptible one the cheapest feasible single block (one that finishes before one
+that is cut off by the horizon end, on time before late; a running one starts now in its pool). Each job
+keeps the pool whose proposal misses fewest slots, then is latest least, then costs least. The proposals
+are accepted in the caller's job order by prefix sums (tenant quotas, pool GPUs, facility watts; a
+non-preemptible block all or nothing). A cell rejected in a round still counted in the prefix sums of
+later rows, so acceptance is conservative and never overfills a slot; the next round proposes again.
+
+- The optimiser (:func:`kernels.planner._primal`) runs it after its price-driven repair and fill, with
+  slots in order of the dual prices (``lam * watts + mu``) and jobs earliest deadline first: whatever the
+  prices leave undone is placed if there is room for it anywhere.
+- :func:`greedy_plan` runs it from an empty plan (inference and running non-preemptible jobs first) with
+  slots in order of grid carbon intensity ("greenest first") and jobs earliest deadline first, at full
+  power: the witness that ``kernels.plan`` must dominate.
+
+No Python loop over jobs or slots: loops run over rounds, pools and power levels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from kernels import planner as _pl
+from kernels.backend import Ops, get_ops
+from kernels.problem import PlanProblem, PlanResult
+
+#: key added per late slot (every on-time choice first) and per slot a proposal misses (complete first)
+_LATE = 1e12
+_SHORT = 1e15
+ROUNDS = 12  # at most this many list-scheduling rounds per completion call (each stops when nothing is placed)
+GREEDY_ROUNDS = 48  # the greedy places every job from an empty plan: more rounds
+
+
+def edf_rank(xp: Ops, c: Any, d: Any) -> Any:
+    """``(J,)`` rank of every job in earliest-deadline-first order: inference and running non-preemptible
+    jobs first, then by deadline, value of work (higher first), fewer GPUs, release, index."""
+    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    order = xp.lexsort((d.rel, d.gpus, -d.rho_on, d.dl_raw, xp.where(forced, 0, 1)))
+    rank = xp.empty(c.J, xp.i64)
+    rank[order] = xp.arange(c.J)
+    return rank
+
+
+def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: Any, cost: Any, *,
+                  lowest: bool = False, rounds: int = ROUNDS) -> tuple[Any, Any]:
+    """Place the work still missing from ``vmat``/``pool`` (module docstring).
+
+    ``rank : (J,)`` job order (lower first); ``cost : (P, T)`` float64 slot order per pool (lower first);
+    ``lowest``: propose at each pool's lowest power level (most work per watt) instead of full power.
+    Returns the new ``(vmat, pool)``; rows that cannot be placed keep what they had."""
+    T, P = c.T, c.P
+    if c.J == 0:
+        return vmat, pool
+    vmat, pool = xp.copy(vmat), xp.copy(pool)
+    lv_host = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
+    work_h = xp.to_numpy(tb.work).astype(np.float64)
+    load_h = xp.to_numpy(tb.load).astype(np.float64)
+    tt = xp.arange(T)[None, :]
+    has_q = bool(np.isfinite(c.quota).any())
+    quota = xp.asarray(c.quota, xp.f64)
+    feasible_slot = ~d.infeas
+    dead = xp.zeros(c.J, xp.bool_)  # rows with no feasible proposal: the residual only shrinks, so none later
+    for _ in range(rounds):  # rounds
+        busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+        runs = xp.any(vmat > 0, 1)
+        done = _pl._job_work(tb, pool, vmat, xp)
+        stay = (pool == d.rpool) & (vmat[:, 0] > 0)
+        need = d.R + xp.where(stay, 0.0, d.loss)
+        short = ~d.must & (d.R > 0) & (d.rel < T) & xp.where(d.preempt, done < need * (1 - 1e-7) - 1e-6, ~runs)
+        # a preemptible job that finishes but late asks for on-time slots (its late tail is trimmed after)
+        late_rows = xp.nonzero(~short & d.preempt & ~d.must & d.has_dl & runs)
+        done_on = xp.copy(done)
+        if late_rows.shape[0]:
+            sub = xp.astype(xp.where(tt < d.dl[late_rows][:, None], vmat[late_rows], 0), xp.i8)
+            done_on[late_rows] = _pl._job_work(tb, pool[late_rows], sub, xp)
+            short = short | (d.preempt & ~d.must & d.has_dl & runs & (done_on < need * (1 - 1e-7) - 1e-6))
+        rows = xp.nonzero(short & ~dead)
+        n = rows.shape[0]
+        if n == 0:
+            break
+        g = d.gpus[rows]
+        rel, dl = d.rel[rows], d.dl[rows]
+        npre = ~d.preempt[rows]
+        rp = d.rpool[rows]
+        fixed = xp.where(rp >= 0, rp, xp.where(runs[rows], pool[rows], -1))
+        deficit = need[rows] - done[rows]
+        deficit_on = xp.where(d.has_dl[rows], need[rows] - done_on[rows], 0.0)
+        free = (vmat[rows] == 0) & (tt >= rel[:, None]) & feasible_slot[None, :]
+        room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
+        if has_q:
+            used_q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
+            free = free & ((quota[:, None] - used_q)[d.tenant[rows]] >= g[:, None] - 1e-9)
+        late = tt >= dl[:, None]
+        start_ok = (tt >= rel[:, None]) & ((rp < 0)[:, None] | (tt == 0))  # running NP: start now
+        best_key = xp.full((n,), np.inf, xp.f64)
+        best_p = xp.full((n,), -1, xp.i64)
+        best_prop = xp.zeros((n, T), xp.bool_)
+        for p in range(P):  # pools
+            okp = d.eligible[rows, p] & ((fixed < 0) | (fixed == p))
+            if not bool(xp.any(okp)):
+                continue
+            w = float(work_h[p, lv_host[p]])
+            ldw = float(load_h[p, lv_host[p]])
+            if w <= 0:
+                continue
+            feas = free & okp[:, None] & ((d.H[p] - busy[p])[None, :] >= g[:, None] - 1e-6)
+            feas = feas & (room_w[None, :] >= (ldw * g)[:, None])
+            nslots = xp.maximum(xp.ceil(deficit / w - 1e-9), 0.0)
+            n_on_want = xp.maximum(nslots, xp.ceil(deficit_on / w - 1e-9))
+            cp = cost[p]
+            key = xp.full((n,), np.inf, xp.f64)
+            prop = xp.zeros((n, T), xp.bool_)
+            ip = xp.nonzero(~npre & okp)
+            if ip.shape[0]:  # preemptible: the first feasible cells in slot order, on-time ones before late
+                Fp, Lp = feas[ip], late[ip]
+                ns, nw = nslots[ip], n_on_want[ip]
+                ordp = xp.argsort(cp)
+                F, L = Fp[:, ordp], Lp[:, ordp]
+                on = F & ~L
+                c1 = xp.cumsum(xp.astype(on, xp.i32), 1)
+                n_on = xp.minimum(xp.astype(c1[:, T - 1], xp.f64), nw)
+                take_on = on & (xp.astype(c1, xp.f64) <= nw[:, None])
+                lt = F & L
+                c2 = xp.cumsum(xp.astype(lt, xp.i32), 1)
+                take_lt = lt & (xp.astype(c2, xp.f64) <= (ns - n_on)[:, None])
+                tp = take_on | take_lt
+                pp = xp.zeros((ip.shape[0], T), xp.bool_)
+                pp[:, ordp] = tp
+                ntake = xp.astype(xp.count_nonzero(tp, 1), xp.f64)
+                kp = ((xp.maximum(ns, nw) - ntake) * _SHORT + xp.astype(xp.count_nonzero(take_lt, 1), xp.f64) * _LATE
+                      + xp.sum(xp.where(pp, cp[None, :], 0.0), 1))
+                key[ip] = xp.where(ntake > 0, kp, np.inf)
+                prop[ip] = pp
+            inp = xp.nonzero(npre & okp)
+            if inp.shape[0]:  # non-preemptible: the cheapest feasible single block (cut off at the horizon end)
+                m = inp.shape[0]
+                nb = xp.astype(nslots[inp], xp.i64)
+                bad = xp.astype(~feas[inp], xp.i32)
+                cb = xp.concatenate([xp.zeros((m, 1), xp.i32), xp.cumsum(bad, 1)], 1)
+                cc = xp.concatenate([xp.zeros((1,), xp.f64), xp.cumsum(cp, 0)], 0)
+                end = xp.minimum(tt + nb[:, None], T)
+                nbad = xp.take_along(cb, end, 1) - cb[:, :T]
+                bcost = cc[end] - cc[:T][None, :]
+                miss = xp.astype(xp.maximum(tt + nb[:, None] - T, 0), xp.f64)
+                blate = (tt + nb[:, None]) > dl[inp][:, None]
+                key_np = miss * _SHORT + xp.where(blate, _LATE, 0.0) + bcost
+                key_np = xp.where(start_ok[inp] & (nbad == 0) & (end > tt), key_np, np.inf)
+                st = xp.argmin(key_np, 1)
+                kbest = xp.take_along(key_np, st[:, None], 1)[:, 0]
+                key[inp] = kbest
+                prop[inp] = (tt >= st[:, None]) & (tt < xp.minimum(st + nb, T)[:, None]) & xp.isfinite(kbest)[:, None]
+            key = xp.where(okp, key, np.inf)
+            better = key < best_key
+            best_key = xp.where(better, key, best_key)
+            best_p = xp.where(better, p, best_p)
+            best_prop = xp.where(better[:, None], prop, best_prop)
+        fin = xp.isfinite(best_key)
+        dead[rows[~fin]] = True
+        sel = xp.nonzero(fin)
+        if sel.shape[0] == 0:
+            break
+        sel = sel[xp.argsort(rank[rows[sel]])]
+        rs, pl, prop = rows[sel], best_p[sel], best_prop[sel]
+        gs = g[sel]
+        lvl = xp.asarray(lv_host, xp.i64)[pl]
+        ok = prop
+        if has_q:
+            used_q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
+            ok = ok & _pl._prefix_keep_grouped(gs, ok, d.tenant[rs], quota[:, None] - used_q, 1e-9, xp)
+        ok = ok & _pl._prefix_keep_grouped(gs, ok, pl, d.H - busy, 1e-3, xp)
+        ld = xp.where(ok, (xp.astype(tb.load[pl, xp.index(lvl)], xp.f64) * gs)[:, None], 0.0)
+        ok = ok & _pl._prefix_keep(ld, room_w, 0.0, xp)
+        whole = xp.all(ok == prop, 1)
+        ok = ok & (whole | ~npre[sel])[:, None]
+        got = xp.any(ok, 1)
+        if not bool(xp.any(got)):
+            break
+        vmat[rs] = xp.astype(xp.where(ok, lvl[:, None], vmat[rs]), xp.i8)
+        pool[rs] = xp.astype(xp.where(got, pl, pool[rs]), pool.dtype)
+    if bool(xp.any(d.has_dl)):
+        vmat = _pl._trim(d, tb, vmat, pool, xp)  # late tails that on-time slots made unneeded
+    return vmat, pool
+
+
+def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "cpu") -> PlanResult:
+    """The EDF greedy witness: inference in its windows and running non-preemptible jobs first, then every
+    job earliest deadline first at full power in the greenest feasible slots (grid carbon intensity), a
+    non-preemptible one in one contiguous block; obeys pool GPUs, site max, grid cap, tenant quotas,
+    must-run inference, eligibility and the infeasible slots. Pure arrays on every backend; the same
+    :func:`list_schedule` as the optimiser's completion pass. ``lower_bound`` is ``-inf`` (no certificate)."""
+    T = int(np.shape(problem.wind_w)[0]) if np.ndim(problem.wind_w) == 1 else 0
+    J = int(np.shape(problem.gpus)[0]) if np.ndim(problem.gpus) == 1 else 0
+    P = int(np.shape(problem.tdp_w)[0]) if np.ndim(problem.tdp_w) == 1 else 0
+    c = _pl._clean_inputs(problem)
+    if isinstance(c, str):
+        return _pl._infeasible(problem, c, J, T, P)
+    xp = get_ops(backend, device)
+    pr = _pl._prepare(c)
+    d = _pl._to_dev(xp, c, pr, problem.deadline)
+    tb = _pl._tabs(c, pr, xp)
+    vmat, pool = greedy_vmat(xp, c, pr, d, tb)
+    pool = xp.astype(xp.where(xp.any(vmat > 0, 1), pool, -1), xp.i32)
+    ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d)
+    pf = xp.to_numpy(d.fv32[xp.index(vmat)])
+    return _pl._result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), -math.inf, c.kappa,
+                       np.zeros((c.P, c.T)), 0, 0.0, {"backend": xp.name, "device": xp.device, "greedy": True},
+                       ev=ev)
+
+
+def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any) -> tuple[Any, Any]:
+    """The greedy plan on the backend: ``(vmat, pool)`` (see :func:`greedy_plan`)."""
+    T, J = c.T, c.J
+    tt = xp.arange(T)[None, :]
+    vmat = xp.zeros((J, T), xp.i8)
+    has_full = (c.lev_ok & (np.abs(c.lev_f - 1.0) < 1e-9)).any(axis=1)  # (P,) pools with an f = 1 level
+    first = xp.argmax(d.eligible & xp.asarray(has_full)[None, :], 1)
+    pool = xp.where(d.rpool >= 0, d.rpool, first)
+    mrow = xp.nonzero(d.must)
+    if mrow.shape[0]:
+        win = (tt >= d.ms[mrow][:, None]) & (tt < d.me[mrow][:, None]) & ~d.infeas[None, :]
+        vmat[mrow] = xp.astype(xp.where(win, tb.vfull[pool[mrow]][:, None], 0), xp.i8)
+    rank = edf_rank(xp, c, d)
+    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    prio = xp.argsort(rank)
+    if mrow.shape[0]:
+        vmat, pool = _pl._repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
+    carbon = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, T)).copy(), xp.f64)
+    return list_schedule(xp, c, d, tb, vmat, pool, rank, carbon, rounds=GREEDY_ROUNDS)

@@ -1,0 +1,141 @@
+"""The optimiser's plan is complete and valid on a seeded family, dominates the EDF greedy witness where it
+should, keeps non-preemptible jobs in one unbroken block, and plans around slots no schedule can meet."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from _backends import BACKENDS  # noqa: E402  (tests/kernels is on sys.path)
+from _problems import SLOT_S, small_problem  # noqa: E402
+
+import kernels
+from kernels.problem import PlanProblem
+
+FAMILY = range(24)
+
+
+def _family(seed: int) -> PlanProblem:
+    """small_problem with more non-preemptible jobs, two pools with different speed curves (a block sized
+    for one pool's levels does less work on the other's), tight caps on some seeds and work worth its carbon."""
+    rng = np.random.default_rng(1000 + seed)
+    pb = small_problem(seed, J=14, T=24, quota=bool(seed % 3 == 0), weight_scale=40.0,
+                       cap_frac=float(rng.uniform(0.3, 0.9)))
+    J = pb.n_jobs
+    pre = np.asarray(pb.preemptible).copy()
+    pre[rng.random(J) < 0.3] = False
+    pre[0] = True  # the must-run row
+    cs = np.array([[0.62, 0.82, 0.95, 1.0], [0.5, 0.75, 0.92, 1.0]])
+    return replace(pb, preemptible=pre, curve_s=cs)
+
+
+def _np_blocks(pb: PlanProblem, r: kernels.PlanResult) -> np.ndarray:
+    rows = np.flatnonzero(~np.asarray(pb.preemptible) & ~np.asarray(pb.must_run) & r.run.any(axis=1))
+    x = r.run[rows].astype(np.int8)
+    return (np.diff(x, axis=1, prepend=0) == 1).sum(axis=1)
+
+
+#: family members where the optimiser's own plan still loses to the greedy (measured 17:40 UTC, issue 11 item 2
+#: open): 5 on carbon (both finish everything), 7 and 10 on late jobs (its objective is lower: it trades late
+#: work for carbon). kernels.plan returns the greedy's plan there (diagnostics["witness"]["used"]).
+LOSES = {5, 7, 10}
+
+
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="own plan loses to the "
+                                  "greedy witness here (see LOSES)")) if s in LOSES else s for s in FAMILY])
+def test_plan_is_valid_complete_where_the_greedy_is_and_dominates_it(seed: int) -> None:
+    pb = _family(seed)
+    r = kernels.plan(pb)
+    g = kernels.greedy_plan(pb)
+    assert r.status != "infeasible"
+    assert kernels.check_result(pb, r) == []
+    assert kernels.check_result(pb, g) == []
+    assert (_np_blocks(pb, r) <= 1).all() and (_np_blocks(pb, g) <= 1).all()
+    w = r.diagnostics["witness"]
+    # whichever plan is returned, it is never worse than the greedy on unfinished work and late jobs
+    assert r.diagnostics["unfinished_jobs"] <= w["unfinished_jobs"] and r.diagnostics["late_jobs"] <= w["late_jobs"]
+    assert w["unfinished_jobs"] == int((~g.finished & ~np.asarray(pb.must_run) & (np.asarray(pb.remaining_s) > 0)).sum())
+    assert w["used"] is False, (seed, w, r.diagnostics["own_plan"])
+    # every job the greedy finishes, the plan finishes too (or at least as much work overall)
+    assert r.diagnostics["unfinished_jobs"] <= w["unfinished_jobs"]
+    assert r.unfinished_gpu_s <= w["unfinished_gpu_s"] * (1 + 1e-6) + 1e-3
+    if w["unfinished_jobs"] == 0 and r.diagnostics["unfinished_jobs"] == 0:
+        assert r.carbon_g_total <= w["carbon_g"] * (1 + 1e-9)
+
+
+def test_a_block_sized_for_one_pool_is_never_left_short_on_another() -> None:
+    """Two pools whose lowest level runs at different speeds: the non-preemptible job's plan (whatever pool it
+    ends up in) is one block that does all its work (the bug of issue 11: a block remapped to a slower pool)."""
+    T, J = 16, 3
+    pb = PlanProblem(
+        slot_s=SLOT_S, pue=1.15, wind_w=np.zeros(T), carbon_g_per_kwh=np.linspace(100, 400, T),
+        grid_cap_w=np.full(T, 1e7), site_max_w=np.full(T, 1e7), pool_gpus=np.array([4, 4]),
+        tdp_w=np.array([700.0, 1000.0]), idle_w=np.array([75.0, 100.0]), host_w_per_gpu=np.array([450.0, 600.0]),
+        min_power_fraction=np.array([0.4, 0.4]), curve_f=np.tile([0.4, 0.6, 0.8, 1.0], (2, 1)),
+        curve_s=np.array([[0.62, 0.82, 0.95, 1.0], [0.5, 0.8, 0.94, 1.0]]),
+        gpus=np.array([4, 4, 4]), remaining_s=np.array([6 * 0.62 * SLOT_S, 6 * 0.62 * SLOT_S, 3 * SLOT_S]),
+        release=np.zeros(J, np.int64), deadline=np.full(J, kernels.NO_DEADLINE), weight=np.full(J, 5.0),
+        eligible=np.ones((J, 2), bool), must_run=np.zeros(J, bool), preemptible=np.array([False, False, True]),
+        running_pool=np.full(J, -1), preempt_loss_s=np.zeros(J), tenant=np.zeros(J, np.int64),
+        tenant_quota_gpus=np.array([np.inf]),
+    )
+    r = kernels.plan(pb)
+    assert kernels.check_result(pb, r) == []
+    assert r.finished.all() and (_np_blocks(pb, r) == 1).all()
+
+
+@pytest.mark.parametrize("t", range(1, 7))
+def test_the_checker_catches_a_broken_non_preemptible_block_at_any_slot(t: int) -> None:
+    pb = replace(_family(3), preemptible=np.array([True] + [False] * 13))
+    J, T = pb.n_jobs, pb.n_slots
+    run = np.zeros((J, T), bool)
+    run[5, 0:8] = True  # one block, then broken at slot t
+    run[5, t] = False
+    pf = np.where(run, 1.0, 0.0).astype(np.float32)
+    pool = np.where(run.any(axis=1), int(np.flatnonzero(pb.eligible[5])[0]), -1).astype(np.int32)
+    ev = kernels.evaluate(pb, run, pf, pool)
+    res = kernels.PlanResult(
+        status="feasible", reason="", run=run, power_fraction=pf, pool=pool, work_done_s=ev["work_done_s"],
+        finished=ev["finished"], facility_w=ev["facility_w"], grid_import_w=ev["grid_import_w"],
+        carbon_g=ev["carbon_g_slot"], busy_gpus=ev["busy_gpus"].astype(np.int64),
+        dual_price_g_per_gpu_h=np.zeros(T), carbon_g_total=ev["carbon_g"], unfinished_gpu_s=ev["unfinished_gpu_s"],
+        objective=ev["objective"], lower_bound=0.0, gap=1.0, iterations=0,
+    )
+    v = kernels.check_result(pb, res)
+    assert any("non-preemptible job 5" in s for s in v), v
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_later_slot_below_the_idle_floor_does_not_stop_work_now(seed: int) -> None:
+    pb = _family(seed)
+    T = pb.n_slots
+    cap = np.asarray(pb.grid_cap_w, np.float64).copy()
+    wind = np.asarray(pb.wind_w, np.float64).copy()
+    bad = np.arange(T) >= 12
+    bad &= np.arange(T) < 15
+    cap[bad], wind[bad] = 1000.0, 0.0  # a 1 kW cap announced for +3 h: below the idle floor
+    q = replace(pb, grid_cap_w=cap, wind_w=wind)
+    r0 = kernels.plan(pb)
+    r = kernels.plan(q)
+    assert r.status != "infeasible", r.reason
+    assert kernels.check_result(q, r) == []
+    assert r.diagnostics["infeasible_slots"] == [12, 13, 14]
+    assert len(r.diagnostics["slot_deficit_w"]) == 3 and min(r.diagnostics["slot_deficit_w"]) > 0
+    assert not r.run[:, bad].any()
+    assert np.isfinite(r.dual_price_g_per_gpu_h).all()
+    # work now is not shed: slot 0 runs at least as many jobs as half of the unconstrained plan's
+    assert r.run[:, 0].sum() >= max(1, r0.run[:, 0].sum() // 2)
+    assert kernels.check_result(q, kernels.greedy_plan(q)) == []
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:2])
+@pytest.mark.parametrize("seed", [0, 4, 7])
+def test_greedy_and_completion_give_the_same_plans_on_torch(be: tuple[str, str], seed: int) -> None:
+    pb = _family(seed)
+    a, b = kernels.greedy_plan(pb), kernels.greedy_plan(pb, backend=be[0], device=be[1])
+    assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
+    np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
+    pa, pt = kernels.plan(pb), kernels.plan(pb, backend=be[0], device=be[1])
+    assert np.array_equal(pa.run, pt.run) and np.array_equal(pa.pool, pt.pool)
+    assert pa.diagnostics["witness"] == pt.diagnostics["witness"]
