@@ -59,8 +59,8 @@ class TokenBuckets:
         now = self._clock()
         tokens, at = self._buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - at) * self.rate_per_s)
-        if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now)
+        if tokens >= 1.0 - 1e-9:  # refills are sums of float products: one token may come out as 0.99999...
+            self._buckets[key] = (max(tokens - 1.0, 0.0), now)
             return 0.0
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / self.rate_per_s
