@@ -454,7 +454,7 @@ class RayExecutor:
         cfg = JobConfig(
             job_id=job.job_id, kind=job.kind, duration_s=job.duration_s, job_dir=str(job_dir),
             checkpoint_interval_s=job.checkpoint_interval_s, time_scale=self.time_scale,
-            speed_curve=tuple(tuple(x) for x in p.speed_curve), power_fraction=power_fraction,
+            speed_curve=tuple((float(x[0]), float(x[1])) for x in p.speed_curve), power_fraction=power_fraction,
             seed=_seed(job.job_id), params=params,
         )
         nodes = tuple(nd.index for nd in placed)
