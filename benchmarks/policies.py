@@ -29,10 +29,12 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 #: A 1,024-GPU site shaped like rotterdam-100k (same per-GPU power figures, see that file's sources),
 #: sized for one ITP cluster (cluster04 offers ~300-500 busy GPUs on average). The grid contract lies
@@ -77,6 +79,11 @@ class PolicyRow:
     inference_served_pct: float
     decide_ms_mean: float
     wall_s: float
+    # the run's carbon over the clairvoyant lower bound of the same work (scheduler.clairvoyant), and the
+    # same ratio on the carbon the work adds over the idle site
+    carbon_over_bound: float | None = None
+    work_carbon_over_bound: float | None = None
+    bound_kg: float | None = None
 
 
 def itp_site(slot_minutes: int = 15) -> Any:
@@ -109,8 +116,11 @@ def load_case(days: float, drain_days: float, start: datetime, cluster: str, hor
 
 
 def summarise(name: str, sim: Any, jobs: list[Any]) -> PolicyRow:
-    """Numbers for one replay, from the loop's reports and job records alone."""
+    """Numbers for one replay, from the loop's reports and job records alone (and its clairvoyant bound)."""
+    from scheduler.clairvoyant import bound_of_run
+
     reps = sim.reports
+    b = bound_of_run(sim, time_limit_s=120.0)
     end_s = sim.n_slots * sim.site.slot_s
     carbon_g = sum(r.carbon_g for r in reps)
     grid_j = sum(r.energy_grid_j for r in reps)
@@ -153,6 +163,9 @@ def summarise(name: str, sim: Any, jobs: list[Any]) -> PolicyRow:
         inference_served_pct=100.0 * served / demand if demand else 100.0,
         decide_ms_mean=1000.0 * sum(r.decide_s for r in reps) / max(len(reps), 1),
         wall_s=float(sim.wall_s),
+        carbon_over_bound=b.ratio(carbon_g),
+        work_carbon_over_bound=b.work_ratio(carbon_g),
+        bound_kg=b.bound_carbon_g / 1000.0 if math.isfinite(b.bound_carbon_g) else None,
     )
 
 
@@ -196,7 +209,7 @@ def compare(days: float = 3.0, drain_days: float = 2.0, start: str = "2023-03-06
 
     horizons = tuple(windward_horizons_h) if windward_horizons_h else (horizon_h,)
     longest_h = max(max(horizons), 48.0)  # backfill looks 48 h ahead
-    t0 = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(timezone.utc)
+    t0 = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(UTC)
     site, jobs, actual, desc = load_case(days, drain_days, t0, cluster, longest_h, seed, trace_start_day,
                                          inference_share, slot_minutes)
     n = slots_for_days(site, days + drain_days)
@@ -236,6 +249,62 @@ def compare_windows(windows: tuple[tuple[str, str, float], ...] = WINDOWS, horiz
     return out, descs
 
 
+def decompose(days: float = 2.0, drain_days: float = 3.0, start: str = "2023-04-12T00:00:00Z",
+              cluster: str = "cluster04", trace_start_day: float = 7.0, horizon_h: float = 48.0, seed: int = 0,
+              slot_minutes: int = 60, policy: str = "windward") -> list[dict[str, Any]]:
+    """The gap between ``policy`` and the clairvoyant bound, step by step (issue 13), on one case:
+
+    - ``offline plan``: perfect forecast and known arrivals -- the optimiser (``kernels.plan``) handed the
+      whole run at once (every job with its release slot, the actual energy), its planned carbon;
+    - ``online, perfect forecast``: arrivals revealed as they come, energy known;
+    - ``online, noisy forecast``: what a site would see.
+
+    Each row's ``carbon_over_bound`` is against the clairvoyant LP bound of that row's own work (deadlines
+    relaxed for the offline plan), so rows that do different work stay comparable."""
+    import kernels
+    from scheduler import clairvoyant
+    from scheduler.control import run_simulation, slots_for_days
+    from scheduler.policies import get_policy
+    from scheduler.signals import make_forecaster
+
+    t0 = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(UTC)
+    site, jobs, actual, desc = load_case(days, drain_days, t0, cluster, horizon_h, seed, trace_start_day, 0.05,
+                                         slot_minutes)
+    n = slots_for_days(site, days + drain_days)
+    end_s = n * site.slot_s
+    out: list[dict[str, Any]] = []
+    # offline: everything known, planned in one solve
+    items = [clairvoyant.WorkItem(j, j.duration_s, j.deadline_s is not None and j.deadline_s <= end_s
+                                  and not j.must_run) for j in jobs if j.submit_s < end_s]
+    pb, _ = clairvoyant.build_problem(site, items, actual, n, merge=False)
+    top = float(np.max(pb.carbon_g_per_kwh)) * float(np.max(pb.tdp_w)) * pb.pue / 3.6e6  # g per GPU-s, roughly
+    pb = replace(pb, weight=np.full(pb.n_jobs, 10.0 * top + 1e-3))
+    t = time.perf_counter()
+    res = kernels.plan(pb)
+    plan_s = time.perf_counter() - t
+    work = np.minimum(np.asarray(res.work_done_s, dtype=np.float64), np.asarray(pb.remaining_s))
+    done_items = [clairvoyant.WorkItem(it.job, float(w), False) for it, w in zip(items, work) if w > 0]
+    b = clairvoyant.bound(site, done_items, actual, n)
+    out.append({"step": "offline plan (perfect forecast, known arrivals)", "carbon_kg": res.carbon_g_total / 1000,
+                "bound_kg": b.bound_carbon_g / 1000, "carbon_over_bound": b.ratio(res.carbon_g_total),
+                "work_carbon_over_bound": b.work_ratio(res.carbon_g_total),
+                "work_gpu_h": float(np.asarray(pb.gpus) @ work) / 3600, "jobs_done": int(np.sum(res.finished)),
+                "plan_status": res.status, "solve_s": plan_s})
+    for fc_name in ("perfect", "noisy"):
+        fc = make_forecaster(fc_name, actual, seed, wind_capacity_w=site.wind.contract_mw * 1e6)
+        kw = {"horizon_hours": horizon_h} if policy in ("windward", "greedy-green", "backfill", "threshold") else {}
+        sim = run_simulation(site, jobs, actual, get_policy(policy, **kw), n_slots=n, forecaster=fc,
+                             horizon_slots=int(math.ceil(horizon_h * 3600 / site.slot_s)))
+        row = summarise(policy, sim, jobs)
+        out.append({"step": f"{policy} online, {fc_name} forecast", "carbon_kg": row.grid_carbon_kg,
+                    "bound_kg": row.bound_kg, "carbon_over_bound": row.carbon_over_bound,
+                    "work_carbon_over_bound": row.work_carbon_over_bound, "work_gpu_h": row.work_gpu_h,
+                    "jobs_done": row.jobs_done, "deadline_misses": row.deadline_misses})
+    for r in out:
+        r["case"] = desc
+    return out
+
+
 def verdicts(cases: list[CaseRow]) -> list[dict[str, Any]]:
     """Per window and windward horizon: carbon cut against each baseline and whether windward wins cleanly
     (less carbon than both, no more deadline misses, no cap violations, at least 97% of their work)."""
@@ -256,13 +325,18 @@ def verdicts(cases: list[CaseRow]) -> list[dict[str, Any]]:
     return out
 
 
+def _ratio(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
 def markdown(rows: list[PolicyRow]) -> str:
-    head = ("| policy | grid carbon kg | g/GPU-h | work GPU-h | grid MWh | wind MWh | jobs done | deadline misses "
-            "| preemptions | work lost GPU-h | cap violations | inference served | decide ms/tick |")
-    out = [head, "|" + "---|" * 13]
+    head = ("| policy | grid carbon kg | carbon / bound | g/GPU-h | work GPU-h | grid MWh | wind MWh | jobs done "
+            "| deadline misses | preemptions | work lost GPU-h | cap violations | inference served | decide ms/tick |")
+    out = [head, "|" + "---|" * 14]
     for r in rows:
         out.append(
-            f"| {r.policy} | {r.grid_carbon_kg:,.1f} | {r.carbon_g_per_gpu_h:,.1f} | {r.work_gpu_h:,.0f} | "
+            f"| {r.policy} | {r.grid_carbon_kg:,.1f} | {_ratio(r.carbon_over_bound)} | {r.carbon_g_per_gpu_h:,.1f} | "
+            f"{r.work_gpu_h:,.0f} | "
             f"{r.grid_mwh:,.2f} | {r.wind_mwh:,.2f} | {r.jobs_done}/{r.jobs_total} | "
             f"{r.deadline_misses}/{r.deadline_jobs} | {r.preemptions} | {r.lost_work_gpu_h:,.1f} | "
             f"{r.cap_violations} | {r.inference_served_pct:.1f}% | {r.decide_ms_mean:.1f} |"
@@ -273,9 +347,9 @@ def markdown(rows: list[PolicyRow]) -> str:
 def markdown_windows(cases: list[CaseRow]) -> str:
     """One table over every window: carbon, work done, misses, preemptions, work lost, cap violations,
     inference served, mean tick time; windward rows carry their carbon cut against both baselines."""
-    head = ("| window | policy | grid carbon kg | vs backfill | vs greedy-green | work GPU-h | deadline misses "
-            "| preemptions | work lost GPU-h | cap violations | inference served | decide ms/tick |")
-    out = [head, "|" + "---|" * 12]
+    head = ("| window | policy | grid carbon kg | carbon / bound | vs backfill | vs greedy-green | work GPU-h "
+            "| deadline misses | preemptions | work lost GPU-h | cap violations | inference served | decide ms/tick |")
+    out = [head, "|" + "---|" * 13]
     for w in dict.fromkeys(c.window for c in cases):
         rows = [c.row for c in cases if c.window == w]
         base = {r.policy: r for r in rows}
@@ -286,7 +360,8 @@ def markdown_windows(cases: list[CaseRow]) -> str:
                     if b in base:
                         cut[i] = f"{-100 * (1 - r.grid_carbon_kg / max(base[b].grid_carbon_kg, 1e-9)):+.1f}%"
             out.append(
-                f"| {w} | {r.policy} | {r.grid_carbon_kg:,.0f} | {cut[0]} | {cut[1]} | {r.work_gpu_h:,.0f} | "
+                f"| {w} | {r.policy} | {r.grid_carbon_kg:,.0f} | {_ratio(r.carbon_over_bound)} | {cut[0]} | {cut[1]} | "
+                f"{r.work_gpu_h:,.0f} | "
                 f"{r.deadline_misses}/{r.deadline_jobs} | {r.preemptions} | {r.lost_work_gpu_h:,.1f} | "
                 f"{r.cap_violations} | {r.inference_served_pct:.1f}% | {r.decide_ms_mean:.0f} |"
             )
@@ -296,7 +371,8 @@ def markdown_windows(cases: list[CaseRow]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--windows", default="all",
-                    help="'all' (the four 2023 windows of WINDOWS, both horizons) or 'one' (the single case below)")
+                    help="'all' (the four 2023 windows of WINDOWS, both horizons), 'one' (the single case below) or "
+                         "'decompose' (the gap to the clairvoyant bound step by step for that case, decompose())")
     ap.add_argument("--horizons", default="24,48", help="windward horizons in hours for --windows all")
     ap.add_argument("--days", type=float, default=3.0)
     ap.add_argument("--drain-days", type=float, default=2.0)
@@ -309,8 +385,21 @@ def main() -> None:
     ap.add_argument("--inference-share", type=float, default=0.05)
     ap.add_argument("--forecast", default="perfect", help="perfect | persistence | noisy (what every policy sees)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--policies", default=",".join(POLICY_NAMES),
+                    help=f"policies for --windows one (default {','.join(POLICY_NAMES)}; also threshold, cics)")
     a = ap.parse_args()
     t = time.perf_counter()
+    if a.windows == "decompose":
+        steps = decompose(a.days, a.drain_days, a.start, a.cluster, a.trace_start_day, a.horizon_hours, a.seed,
+                          a.slot_minutes)
+        print(steps[0]["case"])
+        print("| step | grid carbon kg | bound kg | carbon / bound | work carbon / bound | work GPU-h | jobs done |")
+        print("|---|---|---|---|---|---|---|")
+        for r in steps:
+            print(f"| {r['step']} | {r['carbon_kg']:,.0f} | {r['bound_kg']:,.0f} | {_ratio(r['carbon_over_bound'])} | "
+                  f"{_ratio(r['work_carbon_over_bound'])} | {r['work_gpu_h']:,.0f} | {r['jobs_done']} |")
+        print(f"total wall {time.perf_counter() - t:.1f} s")
+        return
     if a.windows == "all":
         horizons = tuple(float(x) for x in a.horizons.split(","))
         cases, descs = compare_windows(horizons_h=horizons, slot_minutes=a.slot_minutes, days=a.days,
@@ -334,7 +423,8 @@ def main() -> None:
         return
     rows, desc = compare(a.days, a.drain_days, a.start, a.cluster, a.horizon_hours, seed=a.seed,
                          trace_start_day=a.trace_start_day, inference_share=a.inference_share,
-                         slot_minutes=a.slot_minutes, forecast=a.forecast)
+                         slot_minutes=a.slot_minutes, forecast=a.forecast,
+                         policies=tuple(p.strip() for p in a.policies.split(",") if p.strip()))
     md = markdown(rows)
     print(desc)
     print(md)

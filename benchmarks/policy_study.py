@@ -10,11 +10,12 @@ beside it.
 
 Sets (``--set``):
 
-- ``seasons``: the four seasons of 2021, 2022 and 2023 (12 windows, each its own ITP cluster and trace
-  day), 2 days of submissions, noisy forecast, seed 0;
-- ``horizons``: 4 and 7 days of submissions on one window per season of 2022, noisy forecast;
+- ``seasons``: the four seasons of 2021, 2022 and 2023 (12 windows, ITP cluster04, each window its own
+  trace day), 2 days of submissions, noisy forecast, seed 0;
+- ``clusters``: the other five ITP clusters on the 2023 spring window;
+- ``horizons``: 4 and 7 days of submissions on the 2022 spring and autumn windows;
 - ``forecast``: the perfect forecast on the 2023 windows of ``seasons`` (the forecast's share of the gap);
-- ``seeds``: seeds 1 and 2 on the 2023 windows (noisy);
+- ``seeds``: seeds 1 and 2 on the 2023 spring and autumn windows;
 - ``small``: one 1-day case (the integration test's).
 
 Rows are appended to ``--out``/study.jsonl as they finish (a partial study is usable); ``--table`` prints
@@ -56,24 +57,34 @@ class Case:
     slot_minutes: int = 60
 
 
+#: ITP slices (cluster, first trace day) with work in 2 days: cluster04 is the one sized for the site
+#: (20-45k GPU-hours in 2 days); the others are lighter
+SEASON_DAYS = (7.0, 21.0, 28.0, 0.0)
+OTHER_CLUSTERS = (("cluster01", 28.0), ("cluster02", 7.0), ("cluster03", 35.0), ("cluster05", 21.0),
+                  ("cluster06", 28.0))
+
+
 def cases(which: str) -> Iterator[Case]:
     k = 0
     for y in (2021, 2022, 2023):
         for s, md in SEASONS:
-            c = CLUSTERS[k % len(CLUSTERS)]
-            day = float(7 * (k % 4))
+            day = SEASON_DAYS[k % len(SEASON_DAYS)]
             k += 1
             start = f"{y}-{md}T00:00:00Z"
+            w = f"{y}-{s}"
             if which == "seasons":
-                yield Case("seasons", f"{y}-{s}", start, c, day, 2.0, 3.0, "noisy", 0)
-            if which == "horizons" and y == 2022:
+                yield Case("seasons", w, start, "cluster04", day, 2.0, 3.0, "noisy", 0)
+            if which == "horizons" and y == 2022 and s in ("spring", "autumn"):
                 for d in (4.0, 7.0):
-                    yield Case("horizons", f"{y}-{s}", start, c, day, d, 3.0, "noisy", 0)
+                    yield Case("horizons", w, start, "cluster04", day, d, 3.0, "noisy", 0)
             if which == "forecast" and y == 2023:
-                yield Case("forecast", f"{y}-{s}", start, c, day, 2.0, 3.0, "perfect", 0)
-            if which == "seeds" and y == 2023:
+                yield Case("forecast", w, start, "cluster04", day, 2.0, 3.0, "perfect", 0)
+            if which == "seeds" and y == 2023 and s in ("spring", "autumn"):
                 for seed in (1, 2):
-                    yield Case("seeds", f"{y}-{s}", start, c, day, 2.0, 3.0, "noisy", seed)
+                    yield Case("seeds", w, start, "cluster04", day, 2.0, 3.0, "noisy", seed)
+            if which == "clusters" and y == 2023 and s == "spring":
+                for c, d in OTHER_CLUSTERS:
+                    yield Case("clusters", w, start, c, d, 2.0, 3.0, "noisy", 0)
     if which == "small":
         yield Case("small", "2023-spring", "2023-04-12T00:00:00Z", "cluster04", 0.0, 1.0, 1.0, "noisy", 0)
 
@@ -133,11 +144,13 @@ def _med(xs: list[float | None]) -> float | None:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Medians per set and policy: carbon / bound, carbon vs backfill (paired by case), work done, deadline
+    """Medians per set and policy: carbon / bound, the same on the carbon the work adds over the idle site,
+    carbon vs backfill (paired by case), work done, deadline
     misses (total), work lost, p95 completion, policy ms per tick; plus the number of cases."""
-    head = ("| set | policy | cases | carbon / bound (median) | carbon vs backfill (median) | work done vs backfill "
-            "| jobs done | deadline misses | work lost GPU-h | p95 completion h | cap violations | policy ms/tick |")
-    out = [head, "|" + "---|" * 12]
+    head = ("| set | policy | cases | carbon / bound (median) | work carbon / bound (median) "
+            "| carbon vs backfill (median) | work done vs backfill | jobs done | deadline misses | work lost GPU-h "
+            "| p95 completion h | cap violations | policy ms/tick |")
+    out = [head, "|" + "---|" * 13]
     key = ("set", "window", "cluster", "days", "forecast", "seed")
     base = {tuple(r[k] for k in key): r for r in rows if r["policy"] == "backfill"}
     sets = list(dict.fromkeys(r["set"] for r in rows))
@@ -148,15 +161,16 @@ def table(rows: list[dict[str, Any]]) -> str:
             if not rs:
                 continue
             vs = [r["grid_carbon_kg"] / base[tuple(r[k] for k in key)]["grid_carbon_kg"] - 1
-                  for r in rs if tuple(r[k] for k in key) in base]
+                  for r in rs if base.get(tuple(r[k] for k in key), {}).get("grid_carbon_kg", 0) > 0]
             ws = [r["work_gpu_h"] / max(base[tuple(r[k] for k in key)]["work_gpu_h"], 1e-9) - 1
-                  for r in rs if tuple(r[k] for k in key) in base]
+                  for r in rs if base.get(tuple(r[k] for k in key), {}).get("work_gpu_h", 0) > 0]
 
             def f(v: float | None, fmt: str) -> str:
                 return "—" if v is None else format(v, fmt)
 
             out.append(
                 f"| {st} | {p} | {len(rs)} | {f(_med([r['carbon_over_bound'] for r in rs]), '.3f')} | "
+                f"{f(_med([r.get('work_carbon_over_bound') for r in rs]), '.3f')} | "
                 f"{f(_med(vs), '+.1%')} | {f(_med(ws), '+.1%')} | "
                 f"{sum(r['jobs_done'] for r in rs)}/{sum(r['jobs_total'] for r in rs)} | "
                 f"{sum(r['deadline_misses'] for r in rs)}/{sum(r['deadline_jobs'] for r in rs)} | "
