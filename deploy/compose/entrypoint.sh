@@ -4,7 +4,7 @@
 # 0.0.0.0:8470 attached to it as a driver. Tenants come from a file (WINDWARD_TENANTS); the public demo
 # tenants only with WINDWARD_DEMO=1, and the server then warns at every start.
 set -eu
-set -- --executor ray --address 127.0.0.1:6379 --host 0.0.0.0 --port 8470 \
+set -- --executor ray --address auto --host 0.0.0.0 --port 8470 \
     --state /var/lib/windward/state/windward.sqlite --power-control "${WINDWARD_POWER_CONTROL:-auto}"
 if [ -n "${WINDWARD_SITE:-}" ]; then set -- "$@" --site "$WINDWARD_SITE"; fi
 if [ "${WINDWARD_DEMO:-0}" = "1" ]; then

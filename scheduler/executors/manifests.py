@@ -150,10 +150,11 @@ def raycluster(site: Site, image: str = IMAGE) -> dict[str, Any]:
                         "volumeMounts": [{"name": "ray-tmp", "mountPath": RAY_TMP}],
                     },
                     {
-                        # the control plane, a Ray driver on the head's node (same pod network, same /tmp/ray)
+                        # the control plane, a Ray driver on the head's node: same pod network, and the same /tmp/ray,
+                        # where `ray start --head` leaves the cluster address that --address auto reads
                         "name": "windward-server",
                         "image": image,
-                        "command": _server_args(site, f"127.0.0.1:{GCS_PORT}"),
+                        "command": _server_args(site, "auto"),
                         "env": [*_RAY_ENV, {"name": "WINDWARD_LOG", "value": "INFO"}],
                         "ports": [{"name": "windward", "containerPort": WINDWARD_PORT}],
                         "startupProbe": {"httpGet": {"path": "/healthz", "port": "windward"}, "failureThreshold": 60,

@@ -412,7 +412,7 @@ def test_raycluster_head_runs_windward_server_as_its_own_container(raycluster: d
     srv = cs["windward-server"]
     cmd = " ".join(srv["command"])
     assert "windward server" in cmd and "--executor ray" in cmd and "--site rotterdam-100k" in cmd
-    assert f"--port {WINDWARD_PORT}" in cmd and "--address 127.0.0.1:6379" in cmd and "--demo" not in cmd
+    assert f"--port {WINDWARD_PORT}" in cmd and "--address auto" in cmd and "--demo" not in cmd
     assert "--tenants /etc/windward/tenants/tenants.yaml" in cmd
     assert f"--state {manifests.STATE_FILE}" in cmd
     assert srv["readinessProbe"]["httpGet"]["path"] == "/readyz"
