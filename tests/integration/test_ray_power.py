@@ -38,3 +38,11 @@ def test_agent_limits_equal_the_planned_fraction(ray_ex) -> None:
     ray_ex.preempt("pw", "test")
     st = ray_ex.node_power_state(POOL, node)
     assert "pw" not in st["jobs"] and st["limits_w"] == pytest.approx([TDP_W] * 8)
+
+
+def test_power_mode_is_reported_and_nothing_is_measured_on_simulated_nodes(ray_ex) -> None:
+    # every node of the demo cluster is simulated: the metric says so, and no pool has a measured draw
+    # (the model stays the only source); NVML nodes are exercised against a faked NVML in
+    # tests/unit/test_power_nvml.py
+    assert ray_ex.power_control_modes() == {"nvml": 0, "simulated": 4}
+    assert ray_ex.measured_gpu_power_w() == {}
