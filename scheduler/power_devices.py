@@ -12,7 +12,7 @@ simulated device follows DESIGN section 2: a busy GPU at power fraction f draws 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -189,3 +189,32 @@ def open_node_gpus(
     ]
     log.info("GPU power control: simulated %d GPU(s) with the DESIGN power model (%s)", n_gpus, reason)
     return NodeGpus(backend="simulated", reason=reason, devices=sim, tdp_w=tdp_w)
+
+
+def it_power_with_measured_w(
+    modelled_it_w: Mapping[str, float],
+    measured_gpu_w: Mapping[str, float],
+    host_w_per_gpu: Mapping[str, float],
+    healthy_gpus: Mapping[str, int],
+) -> tuple[dict[str, float], dict[str, str]]:
+    """IT power per pool (W) with measured GPU power where there is some: a pool with an NVML readback
+    (``RayExecutor.measured_gpu_power_w``) counts its measured GPU draw plus its hosts
+    (``host_w_per_gpu * healthy GPUs``, DESIGN section 2); any other pool keeps the model's value.
+    Returns (watts per pool, ``"measured"`` or ``"model"`` per pool). Facility power is ``pue`` times the
+    sum; the control loop's fast path and the cap alerts take it where a pool is measured."""
+    unknown = set(measured_gpu_w) - set(modelled_it_w)
+    if unknown:
+        raise InputError(f"measured power for pool(s) {sorted(unknown)} that the model does not know")
+    watts: dict[str, float] = {}
+    source: dict[str, str] = {}
+    for pool, model_w in modelled_it_w.items():
+        if pool in measured_gpu_w:
+            gpu_w = float(measured_gpu_w[pool])
+            if not gpu_w >= 0.0:
+                raise InputError(f"measured GPU power of pool {pool!r} is {gpu_w!r} W; it must be >= 0")
+            watts[pool] = gpu_w + float(host_w_per_gpu[pool]) * int(healthy_gpus.get(pool, 0))
+            source[pool] = "measured"
+        else:
+            watts[pool] = float(model_w)
+            source[pool] = "model"
+    return watts, source

@@ -162,3 +162,25 @@ def test_simulated_backend_never_touches_nvml(monkeypatch: pytest.MonkeyPatch) -
     agent.assign("j", [0, 1], 0.5)
     assert agent.backend()[0] == "simulated" and fake.set_calls == [] and not fake.initialised
     assert agent.state()["draws_w"][:3] == pytest.approx([0.5 * TDP_W, 0.5 * TDP_W, IDLE_W])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_measured_gpu_power_replaces_the_model_only_where_measured(seed: int) -> None:
+    from scheduler.power_devices import it_power_with_measured_w
+
+    rng = np.random.default_rng(seed)
+    pools = [f"p{i}" for i in range(4)]
+    model = {p: float(rng.uniform(1e3, 1e5)) for p in pools}
+    host = {p: float(rng.uniform(100, 500)) for p in pools}
+    healthy = {p: int(rng.integers(0, 64)) for p in pools}
+    measured = {p: float(rng.uniform(0, 5e4)) for p in pools if rng.random() < 0.5}
+    watts, source = it_power_with_measured_w(model, measured, host, healthy)
+    for p in pools:
+        if p in measured:
+            assert source[p] == "measured" and watts[p] == pytest.approx(measured[p] + host[p] * healthy[p])
+        else:
+            assert source[p] == "model" and watts[p] == model[p]
+    with pytest.raises(InputError, match=r"pool\(s\) \['nope'\]"):
+        it_power_with_measured_w(model, {"nope": 1.0}, host, healthy)
+    with pytest.raises(InputError, match="measured GPU power of pool 'p0' is nan W"):
+        it_power_with_measured_w(model, {"p0": float("nan")}, host, healthy)
