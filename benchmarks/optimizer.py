@@ -459,8 +459,21 @@ def scale_knobs(J: int) -> Any:
                  energy="nl" if real else "synthetic", trace="itp" if real else "synthetic")
 
 
-def corpus_row(pb: Any, name: str, *, highs_max_j: int, highs_limit_s: float, milp_limit_s: float | None = None,
-               file_bound_g: float | None = None) -> dict[str, Any]:
+def corpus_row(pb: Any, name: str, **kw: Any) -> dict[str, Any]:
+    """``_corpus_row``; an exception is recorded in the row (``error``) and counted, not raised, so one
+    instance cannot lose a long run."""
+    try:
+        return _corpus_row(pb, name, **kw)
+    except Exception as e:  # noqa: BLE001  (recorded and reported as an error row)
+        import traceback
+
+        return {"name": name, "J": pb.n_jobs, "T": pb.n_slots, "P": pb.n_pools, "status": "error",
+                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:],
+                "n_violations": 0, "plan_s": math.nan, "greedy_s": math.nan}
+
+
+def _corpus_row(pb: Any, name: str, *, highs_max_j: int, highs_limit_s: float, milp_limit_s: float | None = None,
+                file_bound_g: float | None = None) -> dict[str, Any]:
     """One instance: kernels.plan (cold) and kernels.greedy_plan timed, both judged from their plans
     (tests/kernels/_family.py), the checker, and the HiGHS references (see the module docstring)."""
     from benchmarks.instances import describe
@@ -508,8 +521,9 @@ def corpus_row(pb: Any, name: str, *, highs_max_j: int, highs_limit_s: float, mi
             cl, cl_s = _timed(lambda: solve_lp(pb, time_limit_s=highs_limit_s, carbon_only=True, method=method,
                                               require_finished=np.ones(pb.n_jobs, bool), require_on_time=on_time))
             row.update({"carbon_lp_status": cl.status, "carbon_lp_s": cl_s, "carbon_lp_g": cl.carbon_g})
-            if cl.status == "optimal":
-                row["carbon_vs_lp"] = po["carbon_g"] / cl.carbon_g
+            if cl.status == "optimal":  # a bound of 0 (wind covers everything): the plan must emit 0 too
+                row["carbon_vs_lp"] = (po["carbon_g"] / cl.carbon_g if cl.carbon_g > 1e-6
+                                       else 1.0 if po["carbon_g"] <= 1e-6 else math.inf)
     if milp_limit_s:
         from benchmarks.reference import solve_milp
 
@@ -529,13 +543,14 @@ def _q(xs: list[float], fn: Any) -> float:
 
 def corpus_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregate of ``corpus_row`` rows against issue 11's targets."""
-    ok = [r for r in rows if r["status"] != "infeasible"]
+    ok = [r for r in rows if r["status"] not in ("infeasible", "error")]
     all_g = [r for r in ok if r["greedy_finished"] == r["J"]]
     cv = [r["carbon_vs_lp"] for r in ok if "carbon_vs_lp" in r]
     gaps = [r["objective_gap_vs_lp"] for r in ok if "objective_gap_vs_lp" in r]
     at_max = max((r["J"] for r in ok if "highs_vs_windward_time" in r), default=None)
     return {
-        "instances": len(rows), "infeasible": len(rows) - len(ok),
+        "instances": len(rows), "infeasible": sum(r["status"] == "infeasible" for r in rows),
+        "errors": sum(r["status"] == "error" for r in rows),
         "with_violations": sum(r["n_violations"] > 0 for r in rows), "violations": sum(r["n_violations"] for r in rows),
         "greedy_violations": sum(r.get("greedy_violations", 0) for r in ok),
         "witness_used": sum(bool(r["witness_used"]) for r in ok),
@@ -580,7 +595,9 @@ def corpus_markdown(groups: dict[str, list[dict[str, Any]]], meta: dict[str, Any
             continue
         sm = corpus_summary(rows)
         out.append(
-            f"| {name} | {sm['instances']} | {sm['violations']} ({sm['with_violations']}) | {sm['witness_used']}"
+            f"| {name} | {sm['instances']}{' (' + str(sm['errors']) + ' errors)' if sm['errors'] else ''}"
+            f"{' (' + str(sm['infeasible']) + ' infeasible)' if sm['infeasible'] else ''} | "
+            f"{sm['violations']} ({sm['with_violations']}) | {sm['witness_used']}"
             f"{' (' + str(sm['witness_missing']) + ' without witness)' if sm['witness_missing'] else ''} | "
             f"{sm['plan_finished']} / {sm['greedy_finished']} / {sm['jobs']} | "
             f"{sm['plan_finishes_all_there']} of {sm['greedy_finishes_all']} | {sm['lost_jobs']} in "
@@ -655,7 +672,8 @@ def run_corpus(a: Any) -> int:
             print(json.dumps(row, default=str), flush=True)
     if a.shared and shared_data_available():
         for name in SHARED_INSTANCES:
-            row = corpus_row(load_shared(name), name, highs_max_j=a.highs_max_j, highs_limit_s=a.highs_time_limit,
+            row = corpus_row(load_shared(name), name, highs_max_j=a.highs_max_j if a.shared_highs else 0,
+                             highs_limit_s=a.highs_time_limit,
                              file_bound_g=float(shared_lp_bound(name)["bound_g"]))
             groups["published"].append(row)
             print(json.dumps(row, default=str), flush=True)
@@ -711,6 +729,8 @@ def main(argv: list[str] | None = None) -> int:
                     "e.g. 300,600,1500 (192 slots)")
     ap.add_argument("--family-seeds", type=int, default=1, help="corpus mode: instances per --family-sizes size")
     ap.add_argument("--shared", action="store_true", help="corpus mode: also the published instances")
+    ap.add_argument("--shared-highs", action="store_true", help="corpus mode: the HiGHS LPs on the published "
+                    "instances too (their lp_bound.json carbon bound is always used)")
     ap.add_argument("--milp", type=int, default=0, metavar="N", help="corpus mode: the exact MILP on the first N")
     ap.add_argument("--milp-time-limit", type=float, default=5.0)
     a = ap.parse_args(argv)
