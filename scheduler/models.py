@@ -238,6 +238,8 @@ ENTRYPOINT_MAX_CHARS = 1024
 def check_printable(v: str) -> str:
     """Refuse text with a character that is not printable (category in ``_UNPRINTABLE_CATEGORIES``, which
     covers NUL, newlines, bidi overrides and lone surrogates), naming its position and code point."""
+    if v.isprintable():  # the common case, in C: no category of "Other" or "Separator" but the ASCII space
+        return v
     for i, ch in enumerate(v):
         if ch in BIDI_CONTROLS or unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES:
             raise ValueError(
