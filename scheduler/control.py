@@ -32,163 +32,42 @@ that share of the slot's grid carbon (the rest is idle and host power of idle GP
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from scheduler.accounting import integrate
 from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
 from scheduler.executors.base import Clock, Executor, ExecutorEvent
-from scheduler.jobs import Job, check_jobs_fit, eligible_pools
+from scheduler.fastpath import FastPathResult, enforce_caps
+from scheduler.jobs import Job, check_jobs_fit
+from scheduler.ledger import JobsOf, LoopJob, RunTable, StatesOf
 from scheduler.models import Site
-from scheduler.policies.base import Assignment, Decisions, JobState, Policy, Snapshot
+from scheduler.pipeline import (
+    ActionPlan,
+    Constrained,
+    constrain,
+    order_actions,
+    sanitize_run,
+    start_candidates,
+)
+from scheduler.policies.base import Assignment, Decisions, Policy, Snapshot, TenantInfo
 from scheduler.policies.capacity import EligibilityCache, SitePower, inference_pool_order
-from scheduler.rules import RulesResult, enforce_rules
+from scheduler.reserve import InferenceReserve, hold_for_reserve, reserve_peaks, room_victims
+from scheduler.simulation import NodeEvent, SimulationResult, run_simulation, slots_for_days
+
+__all__ = [  # the loop, and (one definition each, elsewhere) the names callers import from here
+    "ActionPlan", "ApplyResult", "Constrained", "ControlLoop", "FastPathResult", "InferenceReserve", "LoopJob",
+    "NodeEvent", "SimulationResult", "TickObserver", "TickReport", "constrain", "enforce_caps", "hold_for_reserve",
+    "order_actions", "plan_diagnostics", "reserve_peaks", "room_victims", "run_simulation", "sanitize_run",
+    "slots_for_days", "start_candidates",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-_TOL_W = 1e-6
-
-
-# ------------------------------------------------------------------------------------------ values
-
-
-@dataclass(slots=True)
-class JobRecord:
-    """The control loop's bookkeeping for one job (mutable state, owned by the loop).
-
-    Where and how the job ran is kept as run segments ``(first slot, n slots, power fraction, pool)``, not
-    one entry per slot; ``slots``, ``fractions``, ``run_fractions`` and ``pools_by_slot`` expand them (the
-    segment of a job running now reaches up to the loop's current slot)."""
-
-    job: Job
-    state: str = "pending"  # pending | queued | running | done | expired | cancelled
-    work_done_s: float = 0.0
-    checkpoint_work_s: float = 0.0
-    pool: str | None = None
-    power_fraction: float = 1.0
-    nodes: tuple[int, ...] = ()
-    first_start_s: float | None = None
-    end_s: float | None = None
-    preemptions: int = 0
-    failures: int = 0
-    lost_work_s: float = 0.0
-    energy_j: float = 0.0
-    carbon_g: float = 0.0
-    segments: list[tuple[int, int, float, str]] = field(default_factory=list)
-    last_run_fraction: float = 1.0  # the share of its final slot a finished job ran
-    _js: JobState | None = None
-    _open: tuple[int, float, str] | None = None  # (first slot, fraction, pool) of the segment running now
-    _now: list[int] | None = None  # the loop's current slot, shared by its records
-
-    def job_state(self) -> JobState:
-        js = self._js
-        if js is None:
-            js = JobState(
-                job=self.job,
-                state="running" if self.state == "running" else "queued",
-                work_done_s=self.work_done_s,
-                checkpoint_work_s=self.checkpoint_work_s,
-                pool=self.pool,
-                power_fraction=self.power_fraction,
-                nodes=self.nodes,
-            )
-            self._js = js
-        return js
-
-    def touch(self) -> None:
-        self._js = None
-
-    def _all_segments(self) -> list[tuple[int, int, float, str]]:
-        segs = list(self.segments)
-        if self._open is not None and self._now is not None:
-            first, f, pool = self._open
-            if self._now[0] > first:
-                segs.append((first, self._now[0] - first, f, pool))
-        return segs
-
-    @property
-    def slots(self) -> list[int]:
-        return [t for first, n, _, _ in self._all_segments() for t in range(first, first + n)]
-
-    @property
-    def fractions(self) -> list[float]:
-        return [f for _, n, f, _ in self._all_segments() for _ in range(n)]
-
-    @property
-    def pools_by_slot(self) -> list[str]:
-        return [p for _, n, _, p in self._all_segments() for _ in range(n)]
-
-    @property
-    def run_fractions(self) -> list[float]:
-        out = [1.0] * sum(n for _, n, _, _ in self._all_segments())
-        if out and self.state == "done":
-            out[-1] = self.last_run_fraction
-        return out
-
-
-class _RunTable:
-    """The running jobs as arrays (one row each), for the per-slot power and usage accounting."""
-
-    def __init__(self) -> None:
-        self.row: dict[str, int] = {}
-        self.free_rows: list[int] = []
-        self.n = 0
-        cap = 1024
-        self.used = np.zeros(cap, dtype=bool)
-        self.gpus = np.zeros(cap)
-        self.pool = np.zeros(cap, dtype=np.int64)
-        self.frac = np.zeros(cap)
-        self.tenant = np.zeros(cap, dtype=np.int64)
-        self.energy_j = np.zeros(cap)  # since the last flush into the record
-        self.carbon_g = np.zeros(cap)
-
-    def _grow(self) -> None:
-        cap = self.used.shape[0] * 2
-        for name in ("used", "gpus", "pool", "frac", "tenant", "energy_j", "carbon_g"):
-            a = getattr(self, name)
-            b = np.zeros(cap, dtype=a.dtype)
-            b[: a.shape[0]] = a
-            setattr(self, name, b)
-
-    def add(self, job_id: str, gpus: int, pool: int, frac: float, tenant: int) -> None:
-        if self.free_rows:
-            r = self.free_rows.pop()
-        else:
-            if self.n == self.used.shape[0]:
-                self._grow()
-            r = self.n
-            self.n += 1
-        self.row[job_id] = r
-        self.used[r] = True
-        self.gpus[r], self.pool[r], self.frac[r], self.tenant[r] = gpus, pool, frac, tenant
-        self.energy_j[r] = 0.0
-        self.carbon_g[r] = 0.0
-
-    def remove(self, job_id: str) -> tuple[float, float]:
-        """Free the job's row; returns its energy and carbon since the last flush."""
-        r = self.row.pop(job_id)
-        self.used[r] = False
-        self.free_rows.append(r)
-        return float(self.energy_j[r]), float(self.carbon_g[r])
-
-
-@dataclass(frozen=True, slots=True)
-class FastPathResult:
-    """What the fast path did to the policy's decisions for this slot."""
-
-    run: Mapping[str, Assignment]
-    lowered: tuple[tuple[str, float, float], ...]  # (job_id, from, to)
-    dropped: tuple[str, ...]  # new starts not made or running jobs preempted to fit
-    facility_w: float  # predicted peak facility power after the fast path
-    budget_w: float  # min(site_max_w, grid_cap_w + wind_w) of this slot, actual
-    violation_w: float  # > 0 when must-run / non-preemptible work alone breaks a cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,454 +139,6 @@ def plan_diagnostics(plan: Any) -> dict[str, Any]:
     return out
 
 
-# --------------------------------------------------------------------------------------- fast path
-
-
-def enforce_caps(
-    power: SitePower,
-    run: Mapping[str, Assignment],
-    jobs: Mapping[str, Job],
-    running: Mapping[str, Any],  # job id -> pool (only membership is used)
-    healthy_gpus: Mapping[str, int],
-    wind_w: float,
-    grid_cap_w: float,
-    site_max_w: float,
-) -> FastPathResult:
-    """Make the decided set fit this slot's ACTUAL budget ``min(site_max_w, grid_cap_w + wind_w)``.
-
-    ``run``: the decided jobs (pool, fraction); ``jobs``: job values by id; ``running``: job id -> pool of
-    jobs running now. Steps: (1) lower fractions of non-inference jobs, lowest priority first, down to the
-    pool minimum; (2) drop new starts and preempt preemptible running work, lowest priority first (at equal
-    priority a new start goes before running work, later submissions first); (3) raise fractions back,
-    highest priority first, where the freed headroom allows. Pure: no executor calls.
-    """
-    budget = float(SitePower.budget_w(wind_w, grid_cap_w, site_max_w))
-    healthy = power.healthy_array(healthy_gpus)
-    fr: dict[str, float] = {}
-    pidx: dict[str, int] = {}
-    load = power.base_w(healthy)
-    index = power.index
-    w0 = power._gpu_w0.tolist()
-    ws = power._gpu_w_slope.tolist()
-    fmin_p = power.min_power_fraction.tolist()
-    for jid, a in run.items():
-        p = index[a.pool]
-        f = a.power_fraction
-        f = fmin_p[p] if f < fmin_p[p] else (1.0 if f > 1.0 else float(f))
-        fr[jid] = f
-        pidx[jid] = p
-        load += jobs[jid].gpus * (w0[p] + ws[p] * f)
-    lowered: list[tuple[str, float, float]] = []
-    dropped: list[str] = []
-    if load > budget + _TOL_W:
-        # (1) lower power fractions, lowest priority first
-        order = sorted(
-            (jid for jid in fr if not jobs[jid].must_run),
-            key=lambda j: (jobs[j].priority, j in running, -jobs[j].submit_s),
-        )
-        for jid in order:
-            if load <= budget + _TOL_W:
-                break
-            p, g = pidx[jid], jobs[jid].gpus
-            fmin = float(power.min_power_fraction[p])
-            per_f = g * (power.gpu_w(p, 1.0) - power.gpu_w(p, 0.0))
-            can = (fr[jid] - fmin) * per_f
-            if can <= 0:
-                continue
-            cut = min(can, load - budget)
-            new_f = fr[jid] - cut / per_f
-            load -= cut
-            lowered.append((jid, fr[jid], new_f))
-            fr[jid] = new_f
-        # (2) drop or preempt, lowest priority first
-        if load > budget + _TOL_W:
-            order = sorted(
-                (
-                    jid
-                    for jid in fr
-                    if not jobs[jid].must_run and (jid not in running or jobs[jid].preemptible)
-                ),
-                key=lambda j: (jobs[j].priority, j in running, -jobs[j].submit_s),
-            )
-            for jid in order:
-                if load <= budget + _TOL_W:
-                    break
-                load -= jobs[jid].gpus * power.gpu_w(pidx[jid], fr[jid])
-                dropped.append(jid)
-                del fr[jid]
-            # (3) give headroom back, highest priority first
-            if load < budget - _TOL_W:
-                low = {j: f0 for j, f0, _ in lowered}
-                for jid in sorted((j for j in fr if j in low), key=lambda j: (-jobs[j].priority, jobs[j].submit_s)):
-                    p, g = pidx[jid], jobs[jid].gpus
-                    per_f = g * (power.gpu_w(p, 1.0) - power.gpu_w(p, 0.0))
-                    room = budget - load
-                    if room <= _TOL_W:
-                        break
-                    up = min(low[jid] - fr[jid], room / per_f)
-                    fr[jid] += up
-                    load += up * per_f
-        lowered = [(j, f0, fr[j]) for j, f0, _ in lowered if j in fr and fr[j] < f0 - 1e-12]
-    new_run = {
-        jid: a if a.power_fraction == fr[jid] else Assignment(a.pool, fr[jid]) for jid, a in run.items() if jid in fr
-    }
-    violation = max(load - budget, 0.0) if load > budget + _TOL_W else 0.0
-    return FastPathResult(
-        run=new_run,
-        lowered=tuple(lowered),
-        dropped=tuple(dropped),
-        facility_w=load,
-        budget_w=budget,
-        violation_w=violation,
-    )
-
-
-# ------------------------------------------------------------------- steps shared with the service
-
-
-def sanitize_run(
-    site: Site,
-    run: Mapping[str, Assignment],
-    active: Mapping[str, JobState],
-    home_pool: Callable[[Job], str | None] | None = None,
-    *,
-    elig: Callable[[Job], Sequence[int]] | None = None,
-    running: Iterable[JobState] | None = None,
-    queued_must_run: Iterable[JobState] | None = None,
-) -> tuple[dict[str, Assignment], list[str]]:
-    """The decisions a tick may act on. Drops decisions for unknown / inactive jobs, unknown pools and pools
-    the job may not use (:func:`scheduler.jobs.eligible_pools`: labels, sovereignty, size): sovereignty is
-    never left to the policy. Running non-preemptible work cannot move (it stays in its pool at the decided
-    fraction), and running must-run or non-preemptible work the policy left out keeps running as it is.
-    Returns (run, refused ids).
-
-    ``active``: the queued and running jobs by id. With ``home_pool`` (:meth:`ControlLoop.home_pool`),
-    inference is served whatever the policy said: queued must-run work it left out starts in its home pool
-    at full power. ``elig`` (an :class:`EligibilityCache`), ``running`` (the running jobs) and
-    ``queued_must_run`` (queued inference) spare a scan of ``active`` where the caller keeps them. Pure.
-    """
-    elig = elig if elig is not None else EligibilityCache(site)
-    index = {p.name: i for i, p in enumerate(site.pools)}
-    out: dict[str, Assignment] = {}
-    refused: list[str] = []
-    for jid, a in run.items():
-        js = active.get(jid)
-        p = index.get(a.pool)
-        if js is None or p is None:
-            refused.append(jid)
-            continue
-        if p not in elig(js.job):
-            log.warning("policy placed job %s in ineligible pool %s: refused", jid, a.pool)
-            refused.append(jid)
-            continue
-        if js.state == "running" and a.pool != js.pool and not js.job.preemptible:
-            out[jid] = Assignment(js.pool or a.pool, a.power_fraction)  # cannot move: stays
-            continue
-        out[jid] = a
-    for js in running if running is not None else (s for s in active.values() if s.state == "running"):
-        jid = js.job.job_id
-        if jid not in out and (js.job.must_run or not js.job.preemptible):
-            out[jid] = Assignment(js.pool or site.pools[0].name, js.power_fraction)
-    if home_pool is not None:
-        waiting = (
-            queued_must_run
-            if queued_must_run is not None
-            else (s for s in active.values() if s.job.must_run and s.state == "queued")
-        )
-        for js in waiting:
-            jid = js.job.job_id
-            if jid not in out:
-                home = home_pool(js.job)
-                if home is not None:
-                    out[jid] = Assignment(home, 1.0)
-    return out, refused
-
-
-@dataclass(frozen=True, slots=True)
-class Constrained:
-    """A policy's decisions after every step that makes them safe and fair (:func:`constrain`)."""
-
-    run: dict[str, Assignment]  # what apply carries out
-    refused: tuple[str, ...]  # unknown / inactive jobs, unknown or ineligible pools
-    held: tuple[str, ...]  # non-preemptible starts held back to keep the inference reserve free
-    rules: RulesResult  # quotas, owed commitments, weighted fair share
-    fast_path: FastPathResult  # the actual caps of this slot
-
-
-def constrain(
-    power: SitePower,
-    elig: Callable[[Job], Sequence[int]],
-    decided: Mapping[str, Assignment],
-    snapshot: Snapshot,
-    *,
-    active: Mapping[str, JobState],
-    running: Mapping[str, JobState],
-    queued_must_run: Iterable[JobState],
-    queued: Iterable[Job],
-    jobs: Mapping[str, Job],
-    healthy_gpus: Mapping[str, int],
-    actual: EnergySeries,
-    home_pool: Callable[[Job], str | None],
-) -> Constrained:
-    """THE steps between a policy's decision and the executor, for the simulation, the demo and the server
-    alike: sanitize (sovereignty; inference served) -> hold for the inference reserve -> tenants' rights
-    (:func:`scheduler.rules.enforce_rules`) -> the fast path against this slot's ACTUAL caps
-    (:func:`enforce_caps`). ``active``: queued and running jobs; ``running``: the running ones;
-    ``queued_must_run``: queued inference; ``queued``: the queued jobs; ``jobs``: every active job by id."""
-    run, refused = sanitize_run(power.site, decided, active, home_pool, elig=elig, running=running.values(),
-                                queued_must_run=queued_must_run)  # fmt: skip
-    run, held = hold_for_reserve(power, run, jobs, running, healthy_gpus, snapshot.inference_reserve_gpus)
-    rules = enforce_rules(
-        run, jobs, running, queued, healthy_gpus, snapshot.tenant_info, elig, power.names,
-        float(snapshot.forecast.slot_s), exclude=(*refused, *held),
-        reserve_gpus=reserve_peaks(snapshot.inference_reserve_gpus),
-    )  # fmt: skip
-    fp = enforce_caps(power, rules.run, jobs, running, healthy_gpus, float(actual.wind_w[0]),
-                      float(actual.grid_cap_w[0]), float(actual.site_max_w[0]))  # fmt: skip
-    return Constrained(dict(fp.run), tuple(refused), held, rules, fp)
-
-
-@dataclass(frozen=True, slots=True)
-class ActionPlan:
-    """What a tick does to the executor, in the order it must be done: stop first (frees GPUs and power),
-    then change power limits, then start."""
-
-    preempt: tuple[str, ...]  # running jobs absent from the run set, or moved to another pool
-    set_power: tuple[tuple[str, float], ...]  # (job_id, new fraction) of jobs that keep running
-    start: tuple[tuple[str, Assignment], ...]  # queued (or moved) jobs to start
-
-
-def order_actions(run: Mapping[str, Assignment], running: Mapping[str, tuple[str, float]]) -> ActionPlan:
-    """The :class:`ActionPlan` that turns ``running`` (job id -> (pool, fraction)) into ``run``. Pure."""
-    preempt = tuple(jid for jid, (pool, _) in running.items() if jid not in run or run[jid].pool != pool)
-    moved = set(preempt)
-    set_power: list[tuple[str, float]] = []
-    start: list[tuple[str, Assignment]] = []
-    for jid, a in run.items():
-        cur = running.get(jid)
-        if cur is None or jid in moved:
-            start.append((jid, a))
-        elif abs(a.power_fraction - cur[1]) > 1e-12:
-            set_power.append((jid, a.power_fraction))
-    return ActionPlan(preempt, tuple(set_power), tuple(start))
-
-
-def start_candidates(site: Site, job: Job, a: Assignment) -> list[Assignment]:
-    """Where to try to start ``job``: the decided pool, then (inference only: it is served where it fits,
-    because the policy plans at pool level and nodes may be fragmented) every other eligible pool at full
-    power, in :func:`inference_pool_order`. The loop and the server try the same places in the same order."""
-    out = [a]
-    if job.must_run:
-        order = inference_pool_order(site, eligible_pools(site, job))
-        out += [Assignment(site.pools[p].name, 1.0) for p in order if site.pools[p].name != a.pool]
-    return out
-
-
-# ------------------------------------------------------------------------------ inference reserve
-
-
-class InferenceReserve:
-    """Expected inference GPUs per pool over the planning horizon, from the demand seen so far.
-
-    Inference is released slot by slot (one job per slot of the service), so a policy never sees next
-    slot's demand. This forecaster keeps the demand observed at each tick, per *home pool* (the first of
-    :func:`~scheduler.policies.capacity.inference_pool_order`: the largest eligible pool), and predicts slot
-    ``s + h`` as ``ceil((1 + margin) * max(recent, seasonal))``, where ``recent`` is the peak of the last
-    ``lookback_s`` and ``seasonal`` the peak within ``+-season_window_s`` of the same time of day on the
-    latest observed day (diurnal traffic). Observed slots only; pure (no clock, no I/O), so the service can
-    use it as the simulator does.
-    """
-
-    def __init__(
-        self,
-        pool_names: Sequence[str],
-        slot_s: float,
-        *,
-        margin: float = 0.2,
-        lookback_s: float = 4 * 3600.0,
-        season_s: float = 86400.0,
-        season_window_s: float = 3600.0,
-    ) -> None:
-        if margin < 0 or lookback_s <= 0 or season_s <= 0 or season_window_s < 0 or slot_s <= 0:
-            raise InputError(
-                f"InferenceReserve: margin {margin} must be >= 0, lookback_s {lookback_s}, season_s {season_s} and "
-                f"slot_s {slot_s} > 0, season_window_s {season_window_s} >= 0"
-            )
-        self.pool_names = tuple(pool_names)
-        self.margin = float(margin)
-        self.lookback = max(1, int(math.ceil(lookback_s / slot_s)))
-        self.season = max(1, int(round(season_s / slot_s)))
-        self.window = int(math.ceil(season_window_s / slot_s))
-        self._keep = 3 * self.season + self.lookback + 2 * self.window
-        self._origin: int | None = None
-        self._hist = np.zeros((len(self.pool_names), 0))
-        self._seen = np.zeros(0, dtype=bool)
-
-    def observe(self, slot: int, demand_gpus: Mapping[str, float]) -> None:
-        """Record the inference GPUs demanded at ``slot`` per home pool (missing pools: 0)."""
-        if self._origin is None:
-            self._origin = int(slot)
-        i = int(slot) - self._origin
-        if i < 0:
-            return
-        if i >= self._hist.shape[1]:
-            grow = max(i + 1 - self._hist.shape[1], self._hist.shape[1], 64)
-            self._hist = np.concatenate([self._hist, np.zeros((self._hist.shape[0], grow))], axis=1)
-            self._seen = np.concatenate([self._seen, np.zeros(grow, dtype=bool)])
-        self._hist[:, i] = [float(demand_gpus.get(n, 0.0)) for n in self.pool_names]
-        self._seen[i] = True
-        if i >= 2 * self._keep:  # forget what no forecast looks at any more
-            drop = i - self._keep
-            self._hist = self._hist[:, drop:]
-            self._seen = self._seen[drop:]
-            self._origin += drop
-
-    def forecast(self, slot: int, horizon_slots: int) -> dict[str, NDArray[np.int64]]:
-        """Pool name -> ``(horizon_slots,)`` GPUs to keep for inference, index 0 = ``slot``."""
-        n = max(int(horizon_slots), 1)
-        p = len(self.pool_names)
-        if self._origin is None or p == 0:
-            return {name: np.zeros(n, dtype=np.int64) for name in self.pool_names}
-        now = int(slot) - self._origin
-        hist = np.where(self._seen, self._hist, 0.0)[:, : max(now + 1, 0)]
-        if hist.shape[1] == 0:
-            return {name: np.zeros(n, dtype=np.int64) for name in self.pool_names}
-        recent = hist[:, max(0, now + 1 - self.lookback) :].max(axis=1)  # (P,)
-        # seasonal: peak around the same time of day on the latest day that is observed for each h
-        h = np.arange(n)
-        k = np.maximum(1, np.ceil((h + self.window) / self.season)).astype(np.int64)
-        centre = now + h - k * self.season
-        w = self.window
-        padded = np.concatenate([np.zeros((p, w)), hist, np.zeros((p, w))], axis=1)
-        if w:
-            win = np.lib.stride_tricks.sliding_window_view(padded, 2 * w + 1, axis=1).max(axis=2)  # (P, L)
-        else:
-            win = padded
-        ok = (centre >= 0) & (centre < hist.shape[1])
-        seasonal = np.zeros((p, n))
-        seasonal[:, ok] = win[:, centre[ok]]
-        expected = np.maximum(recent[:, None], seasonal)
-        out = np.ceil((1.0 + self.margin) * expected - 1e-9).astype(np.int64)
-        return {name: out[i] for i, name in enumerate(self.pool_names)}
-
-
-def hold_for_reserve(
-    power: SitePower,
-    run: Mapping[str, Assignment],
-    jobs: Mapping[str, Job],
-    running: Mapping[str, Any],  # the jobs running now (membership only)
-    healthy_gpus: Mapping[str, int],
-    reserve: Mapping[str, Any],
-) -> tuple[dict[str, Assignment], tuple[str, ...]]:
-    """Hold back new starts of non-preemptible work that would take GPUs inference will need.
-
-    In each pool, running and newly started non-preemptible non-inference work may hold at most
-    ``healthy - max(inference now, peak of the reserve over the horizon)`` GPUs: what is left is inference's,
-    plus preemptible work that inference displaces when it comes. New starts are admitted highest priority
-    first (then submit time); the others stay queued. Returns (run, held ids). Pure: no executor calls.
-    """
-    healthy = power.healthy_array(healthy_gpus)
-    need = np.zeros(len(power.names))
-    for name, series in reserve.items():
-        i = power.index.get(name)
-        a = np.asarray(series, dtype=np.float64)
-        if i is not None and a.size:
-            need[i] = float(a.max())
-    inf_now = np.zeros(len(power.names))
-    fixed = np.zeros(len(power.names))
-    new: list[str] = []
-    for jid, asg in run.items():
-        j = jobs[jid]
-        p = power.index[asg.pool]
-        if j.must_run:
-            inf_now[p] += j.gpus
-        elif not j.preemptible:
-            if jid in running:
-                fixed[p] += j.gpus
-            else:
-                new.append(jid)
-    if not new:
-        return dict(run), ()
-    room = healthy - np.maximum(need, inf_now) - fixed
-    held: list[str] = []
-    for jid in sorted(new, key=lambda j: (-jobs[j].priority, jobs[j].submit_s, j)):
-        p = power.index[run[jid].pool]
-        if jobs[jid].gpus <= room[p] + 1e-9:
-            room[p] -= jobs[jid].gpus
-        else:
-            held.append(jid)
-    if not held:
-        return dict(run), ()
-    hs = set(held)
-    return {j: a for j, a in run.items() if j not in hs}, tuple(held)
-
-
-def room_victims(job: Job, free_gpus: int, running: Iterable[tuple[str, Job]]) -> list[str] | None:
-    """Which running jobs of one pool to preempt so that inference ``job`` fits: preemptible non-inference
-    work, lowest priority and latest submitted first, until the free GPUs plus theirs hold it (an executor
-    that places a gang of whole nodes may need more than the count: never more than twice what it needs).
-    None: even all of them would not make room. Pure; the loop and the service both use it."""
-    victims = sorted(
-        ((jid, j) for jid, j in running if j.preemptible and not j.must_run),
-        key=lambda v: (v[1].priority, -v[1].submit_s, v[0]),
-    )
-    if free_gpus + sum(j.gpus for _, j in victims) < job.gpus:
-        return None
-    out: list[str] = []
-    free = free_gpus
-    for jid, j in victims:  # the caller tries the start after each preemption and stops once it fits
-        if free >= 2 * job.gpus:
-            break
-        out.append(jid)
-        free += j.gpus
-    return out
-
-
-def reserve_peaks(reserve: Mapping[str, Any]) -> dict[str, float]:
-    """Pool -> the most GPUs the inference reserve keeps over the horizon."""
-    out: dict[str, float] = {}
-    for name, series in reserve.items():
-        a = np.asarray(series, dtype=np.float64)
-        out[name] = float(a.max()) if a.size else 0.0
-    return out
-
-
-class _StatesOf(Mapping[str, JobState]):
-    """``records`` seen as job id -> JobState (cached per record), without building a dict each tick."""
-
-    __slots__ = ("_records",)
-
-    def __init__(self, records: Mapping[str, JobRecord]) -> None:
-        self._records = records
-
-    def __getitem__(self, job_id: str) -> JobState:
-        return self._records[job_id].job_state()
-
-    def __iter__(self) -> Any:
-        return iter(self._records)
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-
-class _JobsOf(Mapping[str, Job]):
-    """``records`` seen as job id -> Job, without building a dict each tick."""
-
-    __slots__ = ("_records",)
-
-    def __init__(self, records: Mapping[str, JobRecord]) -> None:
-        self._records = records
-
-    def __getitem__(self, job_id: str) -> Job:
-        return self._records[job_id].job
-
-    def __iter__(self) -> Any:
-        return iter(self._records)
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-
 # ---------------------------------------------------------------------------------------- the loop
 
 TickObserver = Callable[[TickReport], None]
@@ -731,10 +162,10 @@ class ControlLoop:
         jobs: Iterable[Job] = (),
         start_slot: int = 0,
         observers: Iterable[TickObserver] = (),
-        tenant_info: Mapping[str, Any] | None = None,
+        tenant_info: Mapping[str, TenantInfo] | None = None,
         timer: Callable[[], float] = time.perf_counter,
         reserve: InferenceReserve | None = None,
-        tenant_info_fn: Callable[[ControlLoop], Mapping[str, Any]] | None = None,
+        tenant_info_fn: Callable[[ControlLoop], Mapping[str, TenantInfo]] | None = None,
     ) -> None:
         self.site = site
         self.executor = executor
@@ -744,24 +175,24 @@ class ControlLoop:
         self.slot = int(start_slot)
         self.slot_s = float(site.slot_s)
         self.observers: list[TickObserver] = list(observers)
-        self.tenant_info: Mapping[str, Any] = tenant_info or {}
+        self.tenant_info: Mapping[str, TenantInfo] = tenant_info or {}
         self.tenant_info_fn = tenant_info_fn  # when given: called each tick for Snapshot.tenant_info
         self._timer = timer
         self.reserve = reserve if reserve is not None else InferenceReserve(self.power.names, self.slot_s)
         self._elig = EligibilityCache(site)
-        self._must_run: dict[str, JobRecord] = {}  # released inference (queued or running)
+        self._must_run: dict[str, LoopJob] = {}  # released inference (queued or running)
         self._made_room: list[str] = []
-        self._tab = _RunTable()
+        self._tab = RunTable()
         self._now = [self.slot]  # shared with the records: the end of their open run segments
         self._slot_t0 = 0.0
         self._tenants: list[str] = []
         self._tenant_idx: dict[str, int] = {}
         self.usage: dict[tuple[str, str], list[float]] = {}  # (tenant, UTC day) -> [gpu_s, energy_j, carbon_g]
-        self.records: dict[str, JobRecord] = {}
-        self._pending: list[JobRecord] = []  # not yet submitted, sorted by submit_s descending (pop from end)
-        self._active: dict[str, JobRecord] = {}  # queued or running, in release order
-        self._running: dict[str, JobRecord] = {}
-        self._queued_inference: dict[str, JobRecord] = {}  # released must-run jobs not yet started
+        self.records: dict[str, LoopJob] = {}
+        self._pending: list[LoopJob] = []  # not yet submitted, sorted by submit_s descending (pop from end)
+        self._active: dict[str, LoopJob] = {}  # queued or running, in release order
+        self._running: dict[str, LoopJob] = {}
+        self._queued_inference: dict[str, LoopJob] = {}  # released must-run jobs not yet started
         self.reports: list[TickReport] = []
         self.violations: list[str] = []
         self.keep_reports = True
@@ -780,7 +211,7 @@ class ControlLoop:
             seen.add(j.job_id)
         check_jobs_fit(self.site, new, "jobs")
         for j in new:
-            rec = JobRecord(job=j)
+            rec = LoopJob(job=j)
             rec._now = self._now
             self.records[j.job_id] = rec
             self._pending.append(rec)
@@ -896,21 +327,21 @@ class ControlLoop:
         return d, self._timer() - t0
 
     def constrain(self, decided: Mapping[str, Assignment], snap: Snapshot, actual: EnergySeries) -> Constrained:
-        """:func:`constrain` (sanitize -> hold -> rules -> fast path) on this loop's state."""
+        """:func:`scheduler.pipeline.constrain` (sanitize -> hold -> rules -> fast path) on this loop's state."""
         return constrain(
             self.power, self._elig, decided, snap,
-            active=_StatesOf(self._active), running=_StatesOf(self._running),
+            active=StatesOf(self._active), running=StatesOf(self._running),
             queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
             queued=(r.job for r in self._active.values() if r.state == "queued"),  # read only with tenants
-            jobs=_JobsOf(self.records), healthy_gpus=self.executor.healthy_gpus(), actual=actual,
+            jobs=JobsOf(self.records), healthy_gpus=self.executor.healthy_gpus(), actual=actual,
             home_pool=self.home_pool,
         )  # fmt: skip
 
     def sanitize(self, run: Mapping[str, Assignment]) -> tuple[dict[str, Assignment], list[str]]:
         """:func:`sanitize_run` on this loop's state. Returns (run, refused ids)."""
         return sanitize_run(
-            self.site, run, _StatesOf(self._active), self.home_pool, elig=self._elig,
-            running=_StatesOf(self._running).values(),
+            self.site, run, StatesOf(self._active), self.home_pool, elig=self._elig,
+            running=StatesOf(self._running).values(),
             queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
         )  # fmt: skip
 
@@ -921,7 +352,7 @@ class ControlLoop:
         return hold_for_reserve(
             self.power,
             run,
-            _JobsOf(self.records),
+            JobsOf(self.records),
             self._running,
             self.executor.healthy_gpus(),
             reserve,
@@ -931,7 +362,7 @@ class ControlLoop:
         return enforce_caps(
             self.power,
             run,
-            _JobsOf(self.records),
+            JobsOf(self.records),
             self._running,
             self.executor.healthy_gpus(),
             float(actual.wind_w[0]),
@@ -988,7 +419,7 @@ class ControlLoop:
             starts.append(jid)
         return ApplyResult(tuple(starts), tuple(preempted), tuple(changed), tuple(failed))
 
-    def _stopped(self, rec: JobRecord, lost: float) -> None:
+    def _stopped(self, rec: LoopJob, lost: float) -> None:
         """Bookkeeping of a running job the loop preempted (it goes back to the queue)."""
         rec.state = "queued"
         rec.preemptions += 1
@@ -999,7 +430,7 @@ class ControlLoop:
         rec.touch()
         self._run_stop(rec, self.slot)
 
-    def _run_start(self, rec: JobRecord, a: Assignment) -> None:
+    def _run_start(self, rec: LoopJob, a: Assignment) -> None:
         rec.state = "running"
         rec.pool = a.pool
         rec.power_fraction = a.power_fraction
@@ -1008,14 +439,14 @@ class ControlLoop:
                       self._tenant_index(rec.job.tenant))  # fmt: skip
         self._running[rec.job.job_id] = rec
 
-    def _close_segment(self, rec: JobRecord, end_slot: int) -> None:
+    def _close_segment(self, rec: LoopJob, end_slot: int) -> None:
         if rec._open is not None:
             first, f, pool = rec._open
             if end_slot > first:
                 rec.segments.append((first, end_slot - first, f, pool))
             rec._open = None
 
-    def _run_stop(self, rec: JobRecord, end_slot: int) -> None:
+    def _run_stop(self, rec: LoopJob, end_slot: int) -> None:
         """The job no longer runs: close its segment at ``end_slot`` (exclusive), flush its energy."""
         self._close_segment(rec, end_slot)
         e, c = self._tab.remove(rec.job.job_id)
@@ -1023,7 +454,7 @@ class ControlLoop:
         rec.carbon_g += c
         del self._running[rec.job.job_id]
 
-    def _run_power(self, rec: JobRecord, f: float) -> None:
+    def _run_power(self, rec: LoopJob, f: float) -> None:
         self._close_segment(rec, self.slot)
         rec.power_fraction = f
         rec._open = (self.slot, f, rec.pool or "")
@@ -1074,7 +505,7 @@ class ControlLoop:
         return {"totals": totals, "daily": daily, "running_gpus": running, "demand_gpus": demand,
                 "slot_demand_gpu_s": slot_demand}  # fmt: skip
 
-    def make_room(self, rec: JobRecord, a: Assignment) -> tuple[Any, Assignment, list[tuple[str, float]]]:
+    def make_room(self, rec: LoopJob, a: Assignment) -> tuple[Any, Assignment, list[tuple[str, float]]]:
         """Start inference ``rec`` somewhere: the planned pool, then every eligible pool in
         :func:`inference_pool_order`, preempting preemptible non-inference work there when the free GPUs
         (plus that work's) can hold it. Returns (placement or None, assignment used, [(preempted id, lost_s)])."""
@@ -1115,7 +546,7 @@ class ControlLoop:
     def advance(self, actual: EnergySeries) -> tuple[list[str], dict[str, Any]]:
         """Let one slot pass; account the slot. Returns (finished ids, slot accounting).
 
-        Vectorised over the running jobs (:class:`_RunTable`): peak power at the slot start, mean power with
+        Vectorised over the running jobs (:class:`RunTable`): peak power at the slot start, mean power with
         the run fraction of jobs that finish inside the slot, per-job energy and carbon, per-tenant usage."""
         t0 = self.clock.now_s()
         dt = self.slot_s
@@ -1290,107 +721,3 @@ class ControlLoop:
     @property
     def queued_ids(self) -> tuple[str, ...]:
         return tuple(j for j, r in self._active.items() if r.state == "queued")
-
-
-# ----------------------------------------------------------------------------------- simulation
-
-
-class Forecaster:
-    """Protocol-like base: ``forecast(slot, horizon_slots) -> EnergySeries``. ``PerfectForecast`` is the
-    fallback when scheduler.signals is not given one."""
-
-    def forecast(self, slot: int, horizon_slots: int) -> EnergySeries:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class PerfectForecast(Forecaster):
-    def __init__(self, actual: EnergySeries) -> None:
-        self.actual = actual
-
-    def forecast(self, slot: int, horizon_slots: int) -> EnergySeries:
-        return self.actual.window(slot, horizon_slots)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeEvent:
-    """A node failure or repair injected before the tick of ``slot``."""
-
-    slot: int
-    pool: str
-    node: int
-    kind: str = "fail"  # fail | repair
-
-
-@dataclass
-class SimulationResult:
-    site: Site
-    policy: str
-    loop: ControlLoop
-    energy: EnergySeries
-    n_slots: int
-    horizon_slots: int
-    forecast: str
-    wall_s: float
-    reports: list[TickReport]
-
-
-def run_simulation(
-    site: Site,
-    jobs: Sequence[Job],
-    actual: EnergySeries,
-    policy: Policy,
-    *,
-    n_slots: int | None = None,
-    forecaster: Any | None = None,
-    forecast_name: str = "perfect",
-    horizon_slots: int = 96,
-    node_events: Sequence[NodeEvent] = (),
-    observers: Iterable[TickObserver] = (),
-    progress: Callable[[int, int], None] | None = None,
-    timer: Callable[[], float] = time.perf_counter,
-    tenant_info_fn: Callable[[ControlLoop], Mapping[str, Any]] | None = None,
-    reserve: InferenceReserve | None = None,
-) -> SimulationResult:
-    """Replay ``jobs`` on ``site`` against ``actual`` energy with the simulated executor and ``policy``.
-
-    ``forecaster.forecast(slot, horizon_slots)`` gives what the policy sees (perfect when None). Input is
-    checked before anything runs: slot length, energy length, job ids, pool eligibility.
-    """
-    from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
-
-    if actual.slot_s != site.slot_s:
-        raise InputError(
-            f"energy series has slot_s={actual.slot_s} but site {site.name!r} has slot_minutes={site.slot_minutes}"
-        )
-    n = actual.n_slots if n_slots is None else int(n_slots)
-    if n <= 0 or n > actual.n_slots:
-        raise InputError(f"n_slots={n}: must be in 1..{actual.n_slots} (the energy series length)")
-    if horizon_slots < 1:
-        raise InputError(f"horizon_slots={horizon_slots}: must be >= 1")
-    pools = {p.name: p.nodes for p in site.pools}
-    for ev in node_events:
-        if ev.pool not in pools or not (0 <= ev.node < pools[ev.pool]) or ev.kind not in ("fail", "repair"):
-            raise InputError(f"node event {ev}: unknown pool/node or kind (pools: {pools}, kinds: fail, repair)")
-    fc = forecaster if forecaster is not None else PerfectForecast(actual)
-    clock = VirtualClock(0.0)
-    ex = SimulatedExecutor(site, clock)
-    loop = ControlLoop(site, ex, policy, clock, jobs=jobs, observers=observers, timer=timer,
-                       tenant_info_fn=tenant_info_fn, reserve=reserve)  # fmt: skip
-    by_slot: dict[int, list[NodeEvent]] = {}
-    for ev in node_events:
-        by_slot.setdefault(ev.slot, []).append(ev)
-    t_start = timer()
-    for s in range(n):
-        for ev in by_slot.get(s, ()):
-            (ex.fail_node if ev.kind == "fail" else ex.repair_node)(ev.pool, ev.node)
-        loop.tick(actual.window(s, 1), fc.forecast(s, horizon_slots))
-        if progress is not None:
-            progress(s + 1, n)
-    loop.flush_usage()
-    wall = timer() - t_start
-    name = getattr(policy, "name", type(policy).__name__)
-    return SimulationResult(site, name, loop, actual, n, horizon_slots, forecast_name, wall, loop.reports)
-
-
-def slots_for_days(site: Site, days: float) -> int:
-    return int(math.ceil(days * 86400 / site.slot_s))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from scheduler import signals, traces
-from scheduler.control import ControlLoop, PerfectForecast, SimulationResult, TickReport, run_simulation
+from scheduler.control import ControlLoop, SimulationResult, TickReport, run_simulation
 from scheduler.energy import EnergySeries
 from scheduler.errors import InputError, WindwardError
 from scheduler.jobs import Job, pool_matches
@@ -195,7 +195,7 @@ def run_demo(
             on_start({"site": site, "energy": actual.source, "workload": desc, "jobs": len(jobs),
                       "policy": getattr(policy, "name", cfg.policy), "time_scale": time_scale})
         loop = ControlLoop(site, ex, policy, _ExecClock(ex), jobs=jobs)
-        fc = PerfectForecast(actual)
+        fc = signals.PerfectForecaster(actual)
         for s in range(cfg.n_slots):
             if should_stop is not None and should_stop():
                 raise KeyboardInterrupt("stop requested")

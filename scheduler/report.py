@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from scheduler.control import JobRecord, SimulationResult
+from scheduler.control import LoopJob, SimulationResult
 from scheduler.planjson import job_entry, plan_dict
 
 
@@ -42,7 +42,7 @@ def job_results(res: SimulationResult) -> list[dict[str, Any]]:
     return out
 
 
-def _job_entry(rec: JobRecord) -> dict[str, Any]:
+def _job_entry(rec: LoopJob) -> dict[str, Any]:
     j = rec.job
     done = rec.state == "done"
     return job_entry(
