@@ -36,6 +36,7 @@ from kernels.problem import PlanProblem, PlanResult
 _LATE = 1e12
 _SHORT = 1e15
 ROUNDS = 12  # at most this many list-scheduling rounds per completion call (each stops when nothing is placed)
+ACCEPT_PASSES = 3  # prefix-sum acceptance passes per round
 GREEDY_ROUNDS = 48  # the greedy places every job from an empty plan: more rounds
 
 
@@ -68,20 +69,24 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     quota = xp.asarray(c.quota, xp.f64)
     feasible_slot = ~d.infeas
     dead = xp.zeros(c.J, xp.bool_)  # rows with no feasible proposal: the residual only shrinks, so none later
+    # usage, work and on-time work once; each round adds what it placed (no (J, T) pass per round)
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    runs = xp.any(vmat > 0, 1)
+    done = _pl._job_work(tb, pool, vmat, xp)
+    done_on = xp.copy(done)
+    dlr = xp.nonzero(d.has_dl & runs)
+    if dlr.shape[0]:
+        sub = xp.astype(xp.where(tt < d.dl[dlr][:, None], vmat[dlr], 0), xp.i8)
+        done_on[dlr] = _pl._job_work(tb, pool[dlr], sub, xp)
+    used_q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0) if has_q else None
+    work_d = xp.astype(tb.work, xp.f64)
+    load_d = xp.astype(tb.load, xp.f64)
     for _ in range(rounds):  # rounds
-        busy, fac = _pl._usage(d, tb, vmat, pool, xp)
-        runs = xp.any(vmat > 0, 1)
-        done = _pl._job_work(tb, pool, vmat, xp)
         stay = (pool == d.rpool) & (vmat[:, 0] > 0)
         need = d.R + xp.where(stay, 0.0, d.loss)
         short = ~d.must & (d.R > 0) & (d.rel < T) & xp.where(d.preempt, done < need * (1 - 1e-7) - 1e-6, ~runs)
         # a preemptible job that finishes but late asks for on-time slots (its late tail is trimmed after)
-        late_rows = xp.nonzero(~short & d.preempt & ~d.must & d.has_dl & runs)
-        done_on = xp.copy(done)
-        if late_rows.shape[0]:
-            sub = xp.astype(xp.where(tt < d.dl[late_rows][:, None], vmat[late_rows], 0), xp.i8)
-            done_on[late_rows] = _pl._job_work(tb, pool[late_rows], sub, xp)
-            short = short | (d.preempt & ~d.must & d.has_dl & runs & (done_on < need * (1 - 1e-7) - 1e-6))
+        short = short | (d.preempt & ~d.must & d.has_dl & runs & (done_on < need * (1 - 1e-7) - 1e-6))
         rows = xp.nonzero(short & ~dead)
         n = rows.shape[0]
         if n == 0:
@@ -95,14 +100,15 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         deficit_on = xp.where(d.has_dl[rows], need[rows] - done_on[rows], 0.0)
         free = (vmat[rows] == 0) & (tt >= rel[:, None]) & feasible_slot[None, :]
         room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
-        if has_q:
-            used_q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
+        if used_q is not None:
             free = free & ((quota[:, None] - used_q)[d.tenant[rows]] >= g[:, None] - 1e-9)
         late = tt >= dl[:, None]
         start_ok = (tt >= rel[:, None]) & ((rp < 0)[:, None] | (tt == 0))  # running NP: start now
         best_key = xp.full((n,), np.inf, xp.f64)
         best_p = xp.full((n,), -1, xp.i64)
         best_prop = xp.zeros((n, T), xp.bool_)
+        best_on = xp.zeros(n, xp.f64)
+        best_all = xp.zeros(n, xp.f64)
         for p in range(P):  # pools
             okp = d.eligible[rows, p] & ((fixed < 0) | (fixed == p))
             if not bool(xp.any(okp)):
@@ -118,6 +124,8 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             cp = cost[p]
             key = xp.full((n,), np.inf, xp.f64)
             prop = xp.zeros((n, T), xp.bool_)
+            want_on = xp.zeros(n, xp.f64)
+            want_all = xp.zeros(n, xp.f64)
             ip = xp.nonzero(~npre & okp)
             if ip.shape[0]:  # preemptible: the first feasible cells in slot order, on-time ones before late
                 Fp, Lp = feas[ip], late[ip]
@@ -125,12 +133,10 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
                 ordp = xp.argsort(cp)
                 F, L = Fp[:, ordp], Lp[:, ordp]
                 on = F & ~L
-                c1 = xp.cumsum(xp.astype(on, xp.i32), 1)
-                n_on = xp.minimum(xp.astype(c1[:, T - 1], xp.f64), nw)
-                take_on = on & (xp.astype(c1, xp.f64) <= nw[:, None])
+                n_on = xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), nw)
+                take_on = _first_k(xp, on, nw)
                 lt = F & L
-                c2 = xp.cumsum(xp.astype(lt, xp.i32), 1)
-                take_lt = lt & (xp.astype(c2, xp.f64) <= (ns - n_on)[:, None])
+                take_lt = _first_k(xp, lt, ns - n_on)
                 tp = take_on | take_lt
                 pp = xp.zeros((ip.shape[0], T), xp.bool_)
                 pp[:, ordp] = tp
@@ -138,7 +144,8 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
                 kp = ((xp.maximum(ns, nw) - ntake) * _SHORT + xp.astype(xp.count_nonzero(take_lt, 1), xp.f64) * _LATE
                       + xp.sum(xp.where(pp, cp[None, :], 0.0), 1))
                 key[ip] = xp.where(ntake > 0, kp, np.inf)
-                prop[ip] = pp
+                prop[ip] = Fp  # every feasible cell: acceptance trims to the cheapest ones it needs
+                want_on[ip], want_all[ip] = nw, ns
             inp = xp.nonzero(npre & okp)
             if inp.shape[0]:  # non-preemptible: the cheapest feasible single block (cut off at the horizon end)
                 m = inp.shape[0]
@@ -162,6 +169,8 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             best_key = xp.where(better, key, best_key)
             best_p = xp.where(better, p, best_p)
             best_prop = xp.where(better[:, None], prop, best_prop)
+            best_on = xp.where(better, want_on, best_on)
+            best_all = xp.where(better, want_all, best_all)
         fin = xp.isfinite(best_key)
         dead[rows[~fin]] = True
         sel = xp.nonzero(fin)
@@ -171,23 +180,66 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         rs, pl, prop = rows[sel], best_p[sel], best_prop[sel]
         gs = g[sel]
         lvl = xp.asarray(lv_host, xp.i64)[pl]
-        ok = prop
-        if has_q:
-            used_q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
-            ok = ok & _pl._prefix_keep_grouped(gs, ok, d.tenant[rs], quota[:, None] - used_q, 1e-9, xp)
-        ok = ok & _pl._prefix_keep_grouped(gs, ok, pl, d.H - busy, 1e-3, xp)
-        ld = xp.where(ok, (xp.astype(tb.load[pl, xp.index(lvl)], xp.f64) * gs)[:, None], 0.0)
-        ok = ok & _pl._prefix_keep(ld, room_w, 0.0, xp)
+        ldr = xp.astype(tb.load[pl, xp.index(lvl)], xp.f64) * gs
+        ok = xp.zeros(prop.shape, xp.bool_)
+        ask = prop
+        for _ in range(ACCEPT_PASSES):  # acceptance passes: cells a prefix rejected retry on the room left
+            acc = ask
+            if used_q is not None:
+                left_q = quota[:, None] - used_q - xp.group_rowsum(d.tenant[rs], c.quota.size, gs, ok)
+                acc = acc & _pl._prefix_keep_grouped(gs, acc, d.tenant[rs], left_q, 1e-9, xp)
+            acc = acc & _pl._prefix_keep_grouped(gs, acc, pl, d.H - busy - xp.group_rowsum(pl, P, gs, ok), 1e-3, xp)
+            acc = acc & _pl._prefix_keep(xp.where(acc, ldr[:, None], 0.0), room_w - xp.rowsum_w(ldr, ok), 0.0, xp)
+            ok = ok | acc
+            ask = ask & ~acc
+            if not bool(xp.any(acc)) or not bool(xp.any(ask)):
+                break
+        # preemptible rows keep the cheapest accepted cells they need (on-time first): the rest is freed
+        pre_s = ~npre[sel]
+        for p in range(P):  # pools
+            ip = xp.nonzero(pre_s & (pl == p))
+            if ip.shape[0] == 0:
+                continue
+            ordp = xp.argsort(cost[p])
+            okp_ = ok[ip][:, ordp]
+            lp_ = (ordp[None, :] >= dl[sel][ip][:, None])
+            on = okp_ & ~lp_
+            won = best_on[sel][ip]
+            n_on = xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), won)
+            kept = _first_k(xp, on, won) | _first_k(xp, okp_ & lp_, best_all[sel][ip] - n_on)
+            back = xp.zeros(kept.shape, xp.bool_)
+            back[:, ordp] = kept
+            ok[ip] = back
         whole = xp.all(ok == prop, 1)
-        ok = ok & (whole | ~npre[sel])[:, None]
+        ok = ok & (whole | pre_s)[:, None]
         got = xp.any(ok, 1)
         if not bool(xp.any(got)):
             break
         vmat[rs] = xp.astype(xp.where(ok, lvl[:, None], vmat[rs]), xp.i8)
         pool[rs] = xp.astype(xp.where(got, pl, pool[rs]), pool.dtype)
+        # what this round placed, added to the usage, the tenants' GPUs and the jobs' work
+        busy = busy + xp.group_rowsum(pl, P, gs, ok)
+        fac = fac + xp.rowsum_w(load_d[pl, xp.index(lvl)] * gs, ok)
+        if used_q is not None:
+            used_q = used_q + xp.group_rowsum(d.tenant[rs], c.quota.size, gs, ok)
+        wr = work_d[pl, xp.index(lvl)]
+        done[rs] = done[rs] + xp.astype(xp.count_nonzero(ok, 1), xp.f64) * wr
+        done_on[rs] = done_on[rs] + xp.astype(xp.count_nonzero(ok & (tt < d.dl[rs][:, None]), 1), xp.f64) * wr
+        runs[rs] = runs[rs] | got
     if bool(xp.any(d.has_dl)):
         vmat = _pl._trim(d, tb, vmat, pool, xp)  # late tails that on-time slots made unneeded
     return vmat, pool
+
+
+def _first_k(xp: Ops, m: Any, k: Any) -> Any:
+    """The first ``k[i]`` true cells of each row of the mask ``m : (n, T)`` (a prefix count only for the rows
+    that have more than ``k`` of them: the others keep all)."""
+    out = xp.copy(m)
+    rows = xp.nonzero(xp.astype(xp.count_nonzero(m, 1), xp.f64) > k)
+    if rows.shape[0]:
+        cs = xp.cumsum(xp.astype(m[rows], xp.i32), 1)
+        out[rows] = m[rows] & (xp.astype(cs, xp.f64) <= k[rows][:, None])
+    return out
 
 
 def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "cpu") -> PlanResult:
