@@ -56,6 +56,7 @@ from scheduler.jobs import Job, pool_matches
 from scheduler.models import CLEARANCE_LEVELS, Site, Tenant, load_site
 from scheduler.paths import nl_energy_csv
 from scheduler.policies import get_policy
+from scheduler.policies.base import Policy
 from scheduler.report import summary
 
 HERE = Path(__file__).resolve().parent
@@ -180,7 +181,7 @@ def sovereignty_breaches(site: Site, tenants: Sequence[Tenant], loop: ControlLoo
 def run_week(
     site: Site,
     days: int,
-    policy: str,
+    policy: str | Policy,
     *,
     start: datetime = START,
     amplify: float | None = None,
@@ -203,7 +204,7 @@ def run_week(
     week = TenantWeek(site, tenants, start.timestamp(), float(site.slot_s))
     kw = dict(policy_kw or {})
     kw.setdefault("horizon_hours", horizon_hours)
-    pol = get_policy(policy, **kw)
+    pol = get_policy(policy, **kw) if isinstance(policy, str) else policy
     t0 = time.perf_counter()
     res = run_simulation(site, admitted, actual, pol, n_slots=slots_for_days(site, days),
                          horizon_slots=round(horizon_hours * 3600 / site.slot_s), tenant_info_fn=week)  # fmt: skip
@@ -215,7 +216,7 @@ def run_week(
     for (tenant, _day), u in res.loop.usage.items():
         delivered[tenant] = delivered.get(tenant, 0.0) + u[0] / 3600.0
     return {
-        "policy": policy,
+        "policy": policy if isinstance(policy, str) else policy.name,
         "site": site.name,
         "gpus": site.total_gpus,
         "days": days,

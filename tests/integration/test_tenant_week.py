@@ -13,14 +13,35 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module", params=["backfill", "windward"])
+class CommitmentBlind:
+    """A policy that ignores commitments outright: backfill over a snapshot without the committed tenants'
+    queued work, so it never starts science or education jobs. The loop's rules (scheduler.rules) must
+    deliver their commitments anyway; without them this case fails the commitment check."""
+
+    name = "commitment-blind"
+
+    def __init__(self) -> None:
+        from scheduler.policies.backfill import BackfillPolicy
+
+        self.inner = BackfillPolicy(horizon_hours=12.0)
+
+    def decide(self, snapshot):  # noqa: ANN001, ANN201
+        from dataclasses import replace
+
+        keep = tuple(js for js in snapshot.jobs
+                     if js.state == "running" or js.job.tenant not in ("science", "education"))  # fmt: skip
+        return self.inner.decide(replace(snapshot, jobs=keep))
+
+
+@pytest.fixture(scope="module", params=["backfill", "windward", "commitment-blind"])
 def week(request: pytest.FixtureRequest, shared_data: None) -> dict:
     from benchmarks.tenant_week import run_week
     from scheduler.models import load_site
     from scheduler.paths import REPO_ROOT
 
     site = load_site(Path(REPO_ROOT) / "benchmarks" / "sites" / "itp-1024.yaml")
-    return run_week(site, 1, request.param, horizon_hours=12.0, trace_start_s=35 * 86400.0)
+    policy = CommitmentBlind() if request.param == "commitment-blind" else request.param
+    return run_week(site, 1, policy, horizon_hours=12.0, trace_start_s=35 * 86400.0)
 
 
 def test_every_tenant_admitted_and_served(week: dict) -> None:
