@@ -237,3 +237,21 @@ def test_observe_usage_takes_the_accounting_records() -> None:
     assert m.registry.get_sample_value("windward_tenant_quota_gpus", {"tenant": "companies"}) is None
     assert _get(m, "windward_commitment_rate_gpus", tenant="companies") == 0.0
     assert not math.isnan(_get(m, "windward_tenant_fair_share_ratio", tenant="science"))
+
+
+def test_inference_gauges_follow_every_tick() -> None:
+    """While the 2-GPU inference service runs, windward_inference_served_gpus reads 2 at every tick (a gauge
+    that stayed 0, as the server's once did, fails here), and demand and served are the report's own."""
+    site = load_site("demo")
+    m = Metrics(site)
+    seen: list[tuple[int, int, float, float]] = []
+
+    def observe(r: TickReport) -> None:
+        m.observe_tick(r)
+        seen.append((r.inference_demand_gpus, r.inference_served_gpus, _get(m, "windward_inference_demand_gpus"),
+                     _get(m, "windward_inference_served_gpus")))  # fmt: skip
+
+    energy = _energy("demo", 24, wind_w=30_000.0, cap_w=25_000.0)
+    run_simulation(site, _jobs(), energy, get_policy("backfill"), observers=[observe], horizon_slots=8)
+    assert all(d == gd and s == gs for d, s, gd, gs in seen)
+    assert sum(1 for *_, gs in seen if gs == 2) == 24  # the service (6 h = 24 slots) was served at every tick
