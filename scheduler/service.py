@@ -10,30 +10,33 @@ The tick (DESIGN section 4), every slot and on events (a submission, a cancel, a
 one event tick per ``min_event_tick_interval_s`` after the previous one ended (a burst costs one tick)::
 
     1. intake: new rows of the store (by sequence number) join the in-memory ledger; cancellations
-    2. advance the executor to now; record finished / failed jobs (one transaction); accrue usage
-    3. snapshot: the ledger's JobStates, forecast with congestion caps, tenant_info
+    2. advance the executor to now; record finished / failed jobs (one transaction); account the interval
+       since the previous tick through the one integrator (:func:`scheduler.accounting.integrate`);
+       expire inference whose demand window passed unserved
+    3. snapshot: the ledger's JobStates, forecast with congestion caps, tenant_info (the store's usage plus
+       what step 2 accounted)
     4. decide: the policy plans the horizon and returns the first slot
-    5. control.sanitize_run (eligible pools only, running must-run / non-preemptible work keeps running,
-       inference is served in its home pool), control.hold_for_reserve (non-preemptible starts keep the
-       InferenceReserve free), control.enforce_caps (the FAST PATH against this slot's ACTUAL wind and caps, congestion included:
-       lower GPU power limits first, then drop new starts / preempt the lowest-priority preemptible work),
-       control.order_actions (stop, then power, then start)
+    5. :func:`scheduler.pipeline.constrain`, the same steps the simulation's loop runs: sanitize
+       (sovereignty, inference served in its home pool), hold for the inference reserve, tenants' rights
+       (:mod:`scheduler.rules`: quotas, owed commitments, weighted fair share), the FAST PATH against this
+       slot's ACTUAL wind and caps (congestion included); then ``order_actions`` (stop, power, start)
     6. apply, journalled: ONE transaction of intents (durable before the executor is asked anything),
-       the executor calls, ONE transaction of outcomes (job states, audit rows)
+       the executor calls (inference first; where it finds no GPUs, preemptible work is preempted to make
+       room, :func:`scheduler.reserve.room_victims`, each preemption journalled), ONE transaction of
+       outcomes (job states, audit rows); cap violations by must-run work alone are recorded
     7. one transaction of usage (per tenant every tick; per job and progress every ``progress_flush_s``),
-       then publish: plan summary (per-slot dual prices), metrics (job counts from the store's counters)
+       then publish: plan summary (per-slot dual prices) and the tick's
+       :class:`~scheduler.control.TickReport` to the metrics (job counts from the store's counters)
 
-One control loop, two ledgers. The decision steps are the functions :mod:`scheduler.control` shares with
-:class:`~scheduler.control.ControlLoop` (the simulator and ``windward demo``): ``enforce_caps``,
-``sanitize_run``, ``hold_for_reserve``, ``order_actions``, ``start_candidates``; the policy sees the same
-``Snapshot``. The service
-does not run ``ControlLoop.tick`` itself because it owns a different ledger: (a) its jobs live in SQLite,
-the one source of truth, and every executor action must be journalled (intent before, outcome after) in
-batched transactions, which ``ControlLoop.apply`` (direct executor calls, in-memory records) has no place
-for; (b) it runs on wall time and ticks at arbitrary instants (events), while ``ControlLoop.advance`` steps
-exactly one slot and accounts it as a whole; (c) cancellations and submissions arrive from API threads at
-any moment. So the service keeps the journalled apply and the real-time accounting, and everything that
-decides is shared (and so is the InferenceReserve that the snapshot carries).
+One control loop, two ledgers. Everything that decides and everything that accounts is shared with
+:class:`~scheduler.control.ControlLoop` (the simulator and ``windward demo``): ``constrain``,
+``order_actions``, ``start_candidates``, ``room_victims``, the ``InferenceReserve``, ``integrate`` and the
+``TickReport``; tests/unit/test_parity.py runs one workload through both and gets the same run slot by slot.
+What differs are the seams: (a) the service's jobs live in SQLite, the one source of truth, and every
+executor action is journalled (intent before, outcome after) in batched transactions; (b) it runs on wall
+time and accounts the time since its previous tick at the start of a tick (so its report at slot s+1 carries
+slot s's energy), ticking also at events; (c) submissions and cancellations arrive from API threads and are
+drained at the start of a tick.
 
 ``Snapshot.tenant_info`` passed to the policy (one entry per tenant; built by
 :func:`scheduler.accounting.tenant_info`)::
