@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 DEFAULT_START_UTC = datetime(2024, 3, 4, tzinfo=UTC)
 SERVICE_ID = "inference-service"
 MAX_TRAINING_JOBS = 16  # keeps live Ray job actors around ten on a 2-core machine
+#: a demo job must be able to finish by this share of the run at full power (submit + duration), so the
+#: workload drains within the window with room to shift and both runs do the same work (issue 13)
+DRAIN_SHARE = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +102,22 @@ def make_policy(name: str, horizon_hours: float, run_end_s: float | None = None)
 
 
 def demo_workload(site: Site, cfg: DemoConfig) -> tuple[list[Job], str, list[float], str]:
-    """Training jobs from the workload model (at most MAX_TRAINING_JOBS, earliest first) plus one inference
-    service for the whole run. Returns (jobs, description, request rates per second per slot, rate source)."""
+    """Training jobs from the workload model that can finish by ``DRAIN_SHARE`` of the run (at most
+    MAX_TRAINING_JOBS, earliest first) plus one inference service for the whole run: the workload drains, so
+    the demo compares equal work. Returns (jobs, description, request rates per second per slot, rate
+    source)."""
     days = cfg.n_slots * site.slot_s / 86400.0
     jobs, desc = traces.load_workload(cfg.trace, site, days, seed=cfg.seed, start_utc=cfg.start_utc)
-    training = [j for j in jobs if j.kind != "inference"][:MAX_TRAINING_JOBS]
+    run_s = cfg.n_slots * site.slot_s
+    fits = [j for j in jobs if j.kind != "inference" and j.submit_s + j.duration_s <= DRAIN_SHARE * run_s]
+    training = fits[:MAX_TRAINING_JOBS]
     chain = [j for j in jobs if j.kind == "inference"]
     service_gpus = max((j.gpus for j in chain), default=2)
     service = Job(SERVICE_ID, "inference", "inference", 0.0, service_gpus, cfg.n_slots * site.slot_s,
                   preemptible=False, priority=10)
     rates, rate_src = _service_rates(site, cfg, chain)
-    desc += f"; first {len(training)} training jobs + one {service_gpus}-GPU inference service ({rate_src})"
+    desc += (f"; first {len(training)} training jobs that can finish by {DRAIN_SHARE:.0%} of the run + one "
+             f"{service_gpus}-GPU inference service ({rate_src})")
     return [*training, service], desc, rates, rate_src
 
 

@@ -134,13 +134,20 @@ def register(app: typer.Typer) -> None:
         table.add_row("sovereign jobs placed / outside their pool", f"{e['sovereign_jobs_placed']} / "
                       f"{len(e['sovereign_placements_outside'])}", "—")
         console.print(table)
-        if b.get("grid_carbon_g_per_gpu_h") and s.get("grid_carbon_g_per_gpu_h"):
-            per_work = s["grid_carbon_g_per_gpu_h"] / b["grid_carbon_g_per_gpu_h"] - 1.0
-            total = s["grid_carbon_kg"] / b["grid_carbon_kg"] - 1.0 if b["grid_carbon_kg"] else float("nan")
-            work = s["work_done_gpu_h"] / b["work_done_gpu_h"] - 1.0 if b["work_done_gpu_h"] else float("nan")
+        if b.get("grid_carbon_kg") and b.get("work_done_gpu_h"):
+            total = s["grid_carbon_kg"] / b["grid_carbon_kg"] - 1.0
+            work = s["work_done_gpu_h"] / b["work_done_gpu_h"] - 1.0
+            equal = abs(work) < 0.005 and s["training_done"] == s["training_total"] == b["training_done"]
             console.print(
-                f"grid carbon per GPU-hour of work vs the carbon-agnostic run: {per_work:+.1%} "
-                f"(total grid carbon {total:+.1%}, work done {work:+.1%})"
+                f"total grid carbon vs the carbon-agnostic run: {total:+.1%} "
+                + ("(same work: every job finished in both runs)" if equal else
+                   f"[yellow](unequal work: {work:+.1%} GPU-hours, jobs done {s['training_done']}/"
+                   f"{s['training_total']} vs {b['training_done']}/{b['training_total']}; compare carbon / bound)[/]")
+            )
+        if s.get("carbon_over_bound") and b.get("carbon_over_bound"):
+            console.print(
+                f"carbon / clairvoyant bound of the same work (everything known in advance): "
+                f"{s['carbon_over_bound']:.3f} ({result.policy_used}) vs {b['carbon_over_bound']:.3f} (backfill)"
             )
         console.print(f"report: {result.report_path}\nplot: {result.plot_path}")
         if e["sovereign_placements_outside"]:
