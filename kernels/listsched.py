@@ -267,8 +267,9 @@ def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "
                        ev=ev)
 
 
-def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any) -> tuple[Any, Any]:
-    """The greedy plan on the backend: ``(vmat, pool)`` (see :func:`greedy_plan`)."""
+def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None) -> tuple[Any, Any]:
+    """The greedy plan on the backend: ``(vmat, pool)`` (see :func:`greedy_plan`); ``cost : (P, T)`` another
+    slot order than grid carbon intensity (the optimiser's price-order list schedule)."""
     T, J = c.T, c.J
     tt = xp.arange(T)[None, :]
     vmat = xp.zeros((J, T), xp.i8)
@@ -284,5 +285,6 @@ def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any) -> tuple[Any, Any]:
     prio = xp.argsort(rank)
     if mrow.shape[0]:
         vmat, pool = _pl._repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
-    carbon = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, T)).copy(), xp.f64)
-    return list_schedule(xp, c, d, tb, vmat, pool, rank, carbon, rounds=GREEDY_ROUNDS)
+    if cost is None:
+        cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, T)).copy(), xp.f64)
+    return list_schedule(xp, c, d, tb, vmat, pool, rank, cost, rounds=GREEDY_ROUNDS)
