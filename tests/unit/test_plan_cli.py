@@ -145,3 +145,40 @@ def test_bad_start_and_slot_minutes_exit_2(tmp_path: Path) -> None:
     out = tmp_path / "p.json"
     res = CliRunner().invoke(app, ["plan", "--jobs", str(jobs), "--start", "yesterday", "--out", str(out)])
     assert res.exit_code == 2 and "--start" in res.output
+
+
+def _energy_csv(tmp_path: Path, n: int, cap_mw: list[float]) -> Path:
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime(2023, 3, 6, tzinfo=timezone.utc)
+    rows = [f"{(t0 + timedelta(minutes=15 * i)).strftime('%Y-%m-%dT%H:%M:%SZ')},0.0,{cap_mw[i]},{300 + i}"
+            for i in range(n)]
+    p = tmp_path / "energy.csv"
+    p.write_text("timestamp_utc,wind_mw,grid_cap_mw,carbon_g_per_kwh\n" + "\n".join(rows) + "\n")
+    return p
+
+
+def test_a_later_cap_below_the_idle_floor_plans_around_it_and_exits_3(tmp_path: Path) -> None:
+    """A 1 kW cap announced for +6 h: a valid plan (exit 3, not 1 or 2) that runs work now, runs nothing in
+    those slots and names them with their deficit."""
+    caps = [10.0] * 48
+    caps[24:28] = [0.001] * 4
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, JOBS[:4]), "--energy", str(_energy_csv(tmp_path, 48, caps)))
+    assert code == 3, output
+    assert "cannot meet their cap" in output
+    doc = json.loads(out.read_text())
+    assert doc["status"] in ("optimal", "feasible") and doc["check"]["ok"]
+    assert doc["unfinished"]["infeasible_slots"] == [24, 25, 26, 27]
+    assert min(doc["unfinished"]["slot_deficit_w"]) > 0
+    assert any(0 in j["slots"] for j in doc["jobs"])
+    assert not any(set(j["slots"]) & {24, 25, 26, 27} for j in doc["jobs"])
+
+
+def test_work_the_horizon_cannot_hold_exits_3_and_says_why(tmp_path: Path) -> None:
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, ["long,science,training,0,8,86400,,true,,0"]),
+                              "--energy", str(_energy_csv(tmp_path, 48, [10.0] * 48)))
+    assert code == 3, output
+    assert "1 deadline" in output and "GPU-h" in output
+    doc = json.loads(out.read_text())
+    assert doc["unfinished"]["jobs"] == 1 and doc["unfinished"]["jobs_by_reason"]["deadline"] == 1
+    assert doc["jobs"][0]["unfinished_reason"] == "deadline" and doc["check"]["ok"]
