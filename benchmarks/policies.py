@@ -288,7 +288,7 @@ def decompose(days: float = 2.0, drain_days: float = 3.0, start: str = "2023-04-
     out.append({"step": "offline plan (perfect forecast, known arrivals)", "carbon_kg": res.carbon_g_total / 1000,
                 "bound_kg": b.bound_carbon_g / 1000, "carbon_over_bound": b.ratio(res.carbon_g_total),
                 "work_carbon_over_bound": b.work_ratio(res.carbon_g_total),
-                "work_gpu_h": float(np.asarray(pb.gpus) @ work) / 3600, "jobs_done": int(np.sum(res.finished)),
+                "work_gpu_h": float(np.asarray(pb.gpus) @ work) / 3600, "jobs_done": int(np.sum(np.asarray(res.finished) & ~np.asarray(pb.must_run))),
                 "plan_status": res.status, "solve_s": plan_s})
     for fc_name in ("perfect", "noisy"):
         fc = make_forecaster(fc_name, actual, seed, wind_capacity_w=site.wind.contract_mw * 1e6)
