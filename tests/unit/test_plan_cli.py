@@ -172,6 +172,12 @@ def test_a_later_cap_below_the_idle_floor_plans_around_it_and_exits_3(tmp_path: 
     assert min(doc["unfinished"]["slot_deficit_w"]) > 0
     assert any(0 in j["slots"] for j in doc["jobs"])
     assert not any(set(j["slots"]) & {24, 25, 26, 27} for j in doc["jobs"])
+    from scheduler.planjson import check_plan
+
+    assert check_plan(doc) == []  # the auditor exempts only listed slots where nothing runs
+    doc["jobs"][0]["slots"].append(25)
+    doc["jobs"][0]["power_fraction"].append(1.0)
+    assert any("slot 25" in p for p in check_plan(doc))
 
 
 def test_work_the_horizon_cannot_hold_exits_3_and_says_why(tmp_path: Path) -> None:
