@@ -28,6 +28,19 @@ def _spec(tenant: str, i: int) -> dict:
     return spec
 
 
+def _all_jobs(c: httpx.Client, tenant: str) -> list[dict]:
+    """Every page of GET /v1/jobs (issue 16: lists page with a cursor)."""
+    jobs: list[dict] = []
+    cursor = None
+    while True:
+        page = c.get("/v1/jobs", params={"limit": 5000} | ({"cursor": cursor} if cursor else {}),
+                     headers=auth(tenant)).json()  # fmt: skip
+        jobs += page["jobs"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return jobs
+
+
 def test_sigkill_loses_nothing_duplicates_nothing(tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite"
     log = tmp_path / "server.log"
@@ -78,7 +91,7 @@ def test_sigkill_loses_nothing_duplicates_nothing(tmp_path: Path) -> None:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             # every acknowledged id is there, for its tenant
             for tenant in TENANTS:
-                jobs = c.get("/v1/jobs?limit=10000", headers=auth(tenant)).json()["jobs"]
+                jobs = _all_jobs(c, tenant)
                 names = [j["name"] for j in jobs]
                 assert len(names) == len(set(names)), f"{tenant}: a submission was stored twice"
                 ids = {j["id"] for j in jobs}
@@ -122,6 +135,6 @@ def test_sigkill_loses_nothing_duplicates_nothing(tmp_path: Path) -> None:
         starts = db.execute("SELECT starts FROM jobs WHERE id=?", (jid,)).fetchone()[0]
         assert n == starts, (jid, n, starts)
     # secret work only ever on the secret pool
-    for tenant, pool, clearance in db.execute("SELECT tenant, pool, clearance_required FROM audit"):
+    for tenant, pool, _clearance in db.execute("SELECT tenant, pool, clearance_required FROM audit"):
         assert (pool == "h100-nl-secret") == (tenant == "defence"), (tenant, pool)
     db.close()
