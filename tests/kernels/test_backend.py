@@ -170,3 +170,18 @@ def test_small_problem_parity_covers_every_job_kind() -> None:
     pb = small_problem(0)
     assert pb.must_run.any() and (~pb.preemptible).any() and (pb.running_pool >= 0).any()
     assert (pb.deadline < pb.n_slots).any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_greedy_witness_and_completion_give_the_numpy_plan(device: str, seed: int) -> None:
+    """The list-scheduling passes (kernels.listsched: the completion inside kernels.plan and the EDF greedy
+    witness) give the numpy plan on torch: equal run, pool and power fractions (CUDA: within the module's
+    tolerance on the aggregates)."""
+    pb = small_problem(seed, J=12, T=16, quota=bool(seed % 2), weight_scale=30.0, cap_frac=0.35)
+    for fn in (kernels.greedy_plan, kernels.plan):
+        a, b = fn(pb), fn(pb, backend="torch", device=device)
+        assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
+        np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
+        np.testing.assert_allclose(a.carbon_g_total, b.carbon_g_total, rtol=1e-9 if device == "cpu" else 1e-6)
+    assert a.diagnostics["witness"] == b.diagnostics["witness"]
