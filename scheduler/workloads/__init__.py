@@ -1,7 +1,7 @@
 """Real example workloads and the job-side runtime they run in (no ray import here).
 
-``training``: a numpy MLP on scikit-learn's digits data, checkpointing and resuming.
-``inference``: a digits classifier answering requests at a rate replayed from the Azure LLM trace.
+``training``: a numpy MLP on seeded synthetic 8x8 glyph images (10 classes), checkpointing and resuming.
+``inference``: a glyph classifier answering requests at a rate replayed from the Azure LLM trace.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Example inference service: answers digit-classification requests at a rate replayed from the Azure LLM
+"""Example inference service: answers glyph-classification requests at a rate replayed from the Azure LLM
 inference trace.
 
 The request rate is an array of requests per second, one value per ``rate_period_s`` of (virtual) time,
 replayed cyclically; :func:`azure_request_rates_per_s` builds it from the real trace (per-minute arrival
 counts). Each tick the service draws the requests that arrived, classifies them with a small MLP (trained
-at start-up on the digits data set, see :mod:`scheduler.workloads.training`) and counts what it answered.
+at start-up on the synthetic glyph data set, see :mod:`scheduler.workloads.training`) and counts what it answered.
 Its capacity scales with the speed of its GPUs at their power fraction (DESIGN speed curve): requests above
 capacity are counted as ``dropped``. Work done is seconds of service; counters are checkpointed so a
 restarted service continues its totals.

@@ -1,6 +1,13 @@
-"""Example training workload: a small numpy MLP trained on scikit-learn's bundled digits data set.
+"""Example training workload: a small numpy MLP trained on a synthetic 8x8 glyph data set (10 classes).
 
-Real training (forward, backward, SGD) on real data that ships with a package, on CPU. It checkpoints its
+The data are *synthetic*, not the UCI handwritten digits: :func:`load_data` draws 1797 images from a fixed
+seed, each one of the ten constant 8x8 bitmaps of :data:`GLYPHS` (digit shapes 0-9) with some stroke
+pixels dropped, a random stroke intensity, a shift of at most one pixel in each direction and Gaussian
+pixel noise, clipped to [0, 1]. The same seed gives the same images on every node, so nothing is
+downloaded or shipped. The noise is set so the default run (200 steps) lands near 0.93 test accuracy, a
+task about as hard for this network as the UCI digits (0.89), not a solved one.
+
+Real training (forward, backward, SGD) on CPU, no data set package needed. It checkpoints its
 weights every ``checkpoint_interval_s`` of work and when asked to stop, and resumes from the last
 checkpoint. Minibatch k is drawn from ``default_rng([seed, k])``, so a run that is preempted and resumed
 ends with *exactly* the weights of an uninterrupted run (tests compare :func:`reference_result`).
@@ -34,22 +41,73 @@ log = logging.getLogger(__name__)
 _F64 = NDArray[np.float64]
 
 
+#: The ten glyphs (class k is row k), 8x8, '#' a stroke pixel. The bottom row and the outer columns are empty,
+#: so a one-pixel shift keeps almost every stroke in the frame.
+GLYPHS: tuple[tuple[str, ...], ...] = (
+    ("..####..", ".##..##.", ".##..##.", ".##..##.", ".##..##.", ".##..##.", "..####..", "........"),
+    ("...##...", "..###...", ".####...", "...##...", "...##...", "...##...", ".######.", "........"),
+    ("..####..", ".##..##.", ".....##.", "....##..", "...##...", "..##....", ".######.", "........"),
+    ("..####..", ".##..##.", ".....##.", "...###..", ".....##.", ".##..##.", "..####..", "........"),
+    ("....##..", "...###..", "..####..", ".##.##..", ".######.", "....##..", "....##..", "........"),
+    (".######.", ".##.....", ".#####..", ".....##.", ".....##.", ".##..##.", "..####..", "........"),
+    ("..####..", ".##.....", ".#####..", ".##..##.", ".##..##.", ".##..##.", "..####..", "........"),
+    (".######.", ".....##.", "....##..", "...##...", "..##....", "..##....", "..##....", "........"),
+    ("..####..", ".##..##.", ".##..##.", "..####..", ".##..##.", ".##..##.", "..####..", "........"),
+    ("..####..", ".##..##.", ".##..##.", "..#####.", ".....##.", "....##..", "..###...", "........"),
+)
+N_CLASSES = 10
+DATA_SEED = 1797  # one fixed data set for every job and node (the job's seed only draws weights and batches)
+N_IMAGES = 1797
+N_TRAIN = 1400  # fixed split: the first 1400 images train, the remaining 397 test
+STROKE_DROP_P = 0.05  # each stroke pixel is blanked with this probability
+MIN_INTENSITY = 0.7  # an image's strokes have one intensity, uniform in [MIN_INTENSITY, 1]
+NOISE_SIGMA = 0.1  # Gaussian noise on every pixel before clipping to [0, 1]
+
+
 @dataclass(frozen=True, slots=True)
 class Digits:
+    """Train and test split of the synthetic glyph images: ``x_*`` (n, 64) float64 in [0, 1] (row-major 8x8),
+    ``y_*`` (n,) int64 class labels 0..9."""
+
     x_train: _F64
     y_train: NDArray[np.int64]
     x_test: _F64
     y_test: NDArray[np.int64]
 
 
-def load_data() -> Digits:
-    from sklearn.datasets import load_digits
+def _glyph_bitmaps() -> _F64:
+    """(10, 8, 8) float64 of 0/1 from :data:`GLYPHS`."""
+    return np.array([[[c == "#" for c in row] for row in g] for g in GLYPHS], dtype=np.float64)
 
-    d = load_digits()
-    x = np.asarray(d.data, dtype=np.float64) / 16.0
-    y = np.asarray(d.target, dtype=np.int64)
-    n_train = 1400  # fixed split: the first 1400 images train, the remaining 397 test
-    return Digits(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+def synthetic_glyphs(n_images: int, seed: int) -> tuple[_F64, NDArray[np.int64]]:
+    """``n_images`` noisy glyph images and their labels, drawn from ``default_rng(seed)`` (module docstring).
+
+    Returns ``x`` (n_images, 64) float64 in [0, 1] and ``y`` (n_images,) int64; every class has
+    ``n_images // 10`` or one more images, in a seeded random order."""
+    if n_images < 1:
+        raise ValueError(f"n_images={n_images}: must be >= 1")
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n_images, dtype=np.int64) % N_CLASSES)
+    img = _glyph_bitmaps()[y]
+    img *= rng.random(img.shape) >= STROKE_DROP_P
+    img *= rng.uniform(MIN_INTENSITY, 1.0, (n_images, 1, 1))
+    # shift by (dy, dx) in {-1, 0, 1}^2 with zeros shifted in: read the zero-padded image at an offset window
+    padded = np.pad(img, ((0, 0), (1, 1), (1, 1)))
+    dy = rng.integers(-1, 2, n_images)
+    dx = rng.integers(-1, 2, n_images)
+    r = np.arange(8)
+    rows = (1 - dy)[:, None, None] + r[None, :, None]
+    cols = (1 - dx)[:, None, None] + r[None, None, :]
+    img = padded[np.arange(n_images)[:, None, None], rows, cols]
+    img += rng.normal(0.0, NOISE_SIGMA, img.shape)
+    return np.clip(img, 0.0, 1.0).reshape(n_images, 64), y
+
+
+def load_data() -> Digits:
+    """The fixed synthetic data set (:data:`DATA_SEED`): :data:`N_TRAIN` training and 397 test images."""
+    x, y = synthetic_glyphs(N_IMAGES, DATA_SEED)
+    return Digits(x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:])
 
 
 def init_weights(seed: int, hidden: int) -> dict[str, _F64]:
