@@ -330,7 +330,8 @@ class ControlLoop:
         """:func:`scheduler.pipeline.constrain` (sanitize -> hold -> rules -> fast path) on this loop's state."""
         return constrain(
             self.power, self._elig, decided, snap,
-            active=StatesOf(self._active), running=StatesOf(self._running),
+            active=StatesOf(self._active), running=self._running,
+            running_states=[r.job_state() for r in self._running.values()],
             queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
             queued=(r.job for r in self._active.values() if r.state == "queued"),  # read only with tenants
             jobs=JobsOf(self.records), healthy_gpus=self.executor.healthy_gpus(), actual=actual,

@@ -145,6 +145,13 @@ class StatesOf(Mapping[str, JobState]):
     def __getitem__(self, job_id: str) -> JobState:
         return self._records[job_id].job_state()
 
+    def get(self, job_id: str, default: JobState | None = None) -> JobState | None:  # type: ignore[override]
+        rec = self._records.get(job_id)
+        return rec.job_state() if rec is not None else default
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._records
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._records)
 
@@ -162,6 +169,9 @@ class JobsOf(Mapping[str, Job]):
 
     def __getitem__(self, job_id: str) -> Job:
         return self._records[job_id].job
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._records
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._records)

@@ -96,7 +96,8 @@ def constrain(
     snapshot: Snapshot,
     *,
     active: Mapping[str, JobState],
-    running: Mapping[str, JobState],
+    running: Mapping[str, object],
+    running_states: Iterable[JobState],
     queued_must_run: Iterable[JobState],
     queued: Iterable[Job],
     jobs: Mapping[str, Job],
@@ -107,9 +108,10 @@ def constrain(
     """THE steps between a policy's decision and the executor, for the simulation, the demo and the server
     alike: sanitize (sovereignty; inference served) -> hold for the inference reserve -> tenants' rights
     (:func:`scheduler.rules.enforce_rules`) -> the fast path against this slot's ACTUAL caps
-    (:func:`enforce_caps`). ``active``: queued and running jobs; ``running``: the running ones;
+    (:func:`enforce_caps`). ``active``: queued and running jobs; ``running``: the ids of the running ones
+    (membership only: a plain dict is fastest); ``running_states``: their JobStates;
     ``queued_must_run``: queued inference; ``queued``: the queued jobs; ``jobs``: every active job by id."""
-    run, refused = sanitize_run(power.site, decided, active, home_pool, elig=elig, running=running.values(),
+    run, refused = sanitize_run(power.site, decided, active, home_pool, elig=elig, running=running_states,
                                 queued_must_run=queued_must_run)  # fmt: skip
     run, held = hold_for_reserve(power, run, jobs, running, healthy_gpus, snapshot.inference_reserve_gpus)
     rules = enforce_rules(

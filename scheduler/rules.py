@@ -130,17 +130,28 @@ def enforce_rules(
         used[pool] = used.get(pool, 0) + job.gpus
         alloc[job.tenant] = alloc.get(job.tenant, 0) + job.gpus
 
-    # 2. quotas
+    # 2. quotas (a baseline policy may decide thousands of starts a quota cuts to a few: grouped, dropped at once)
     over_quota: list[str] = []
-    for tenant, info in tenant_info.items():
-        q = info.quota_gpus
-        if q is None or alloc.get(tenant, 0) <= q:
-            continue
-        for jid in sorted((j for j in out if jobs[j].tenant == tenant and removable(j)), key=victim_key):
-            if alloc[tenant] <= q:
-                break
-            remove(jid)
-            over_quota.append(jid)
+    over_q = {t for t, i in tenant_info.items() if i.quota_gpus is not None and alloc.get(t, 0) > i.quota_gpus}
+    if over_q:
+        by_tenant: dict[str, list[str]] = {t: [] for t in over_q}
+        for jid in out:
+            lst = by_tenant.get(jobs[jid].tenant)
+            if lst is not None and removable(jid):
+                lst.append(jid)
+        for tenant in sorted(over_q):
+            excess = alloc[tenant] - int(tenant_info[tenant].quota_gpus or 0)
+            for jid in sorted(by_tenant[tenant], key=victim_key):
+                if excess <= 0:
+                    break
+                over_quota.append(jid)
+                excess -= jobs[jid].gpus
+        gone = set(over_quota)
+        for jid in over_quota:
+            a, j = out[jid], jobs[jid]
+            used[a.pool] -= j.gpus
+            alloc[j.tenant] -= j.gpus
+        out = {jid: a for jid, a in out.items() if jid not in gone}
 
     def quota_left(tenant: str) -> float:
         info = tenant_info.get(tenant)
@@ -186,14 +197,21 @@ def enforce_rules(
     if owed:
         slot_h = slot_s / 3600.0
         given: dict[str, float] = {}
+        # jobs alike (tenant, pools, size, preemptible) fail alike until a move changes the decisions: a
+        # failure is remembered, so a long queue costs one placement attempt per kind of job, not per job
+        failed: set[tuple[object, ...]] = set()
         for job in cands:
             t = job.tenant
             if t not in owed or job.gpus > quota_left(t):
                 continue
             if given.get(t, 0.0) >= tenant_info[t].commitment_owed_gpu_h:
                 continue
+            kind = (t, tuple(eligible(job)), job.gpus, job.preemptible)
+            if kind in failed:
+                continue
             got = place(job, lambda v: removable(v) and jobs[v].tenant not in owed)
             if got is None:
+                failed.add(kind)
                 continue
             pool, victims = got
             for v in victims:
@@ -202,6 +220,7 @@ def enforce_rules(
             add(job, pool)
             owed_started.append(job.job_id)
             given[t] = given.get(t, 0.0) + job.gpus * slot_h
+            failed.clear()
 
     # 4. weighted fair share under contention
     fair_started: list[str] = []
@@ -221,9 +240,13 @@ def enforce_rules(
         def dev2(t: str, delta: int = 0) -> float:
             return (alloc.get(t, 0) + delta - ent.get(t, 0.0)) ** 2
 
+        failed = set()  # as for commitments: one attempt per kind of job until a move succeeds
         for job in cands:
             t = job.tenant
             if t not in ent or job.job_id in out or alloc.get(t, 0) >= ent[t] or job.gpus > quota_left(t):
+                continue
+            kind = (t, tuple(eligible(job)), job.gpus, job.preemptible)
+            if kind in failed:
                 continue
 
             def over(v: str, t: str = t) -> bool:
@@ -242,6 +265,7 @@ def enforce_rules(
 
             got = place(job, over, better)
             if got is None:
+                failed.add(kind)
                 continue
             pool, victims = got
             for v in victims:
@@ -249,4 +273,5 @@ def enforce_rules(
                 displaced.append(v)
             add(job, pool)
             fair_started.append(job.job_id)
+            failed.clear()
     return RulesResult(out, tuple(over_quota), tuple(owed_started), tuple(fair_started), tuple(displaced))

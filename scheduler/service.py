@@ -787,6 +787,7 @@ class Service:
         running_pool = {j: s.pool or "" for j, s in running_states.items()}
         c = constrain(
             self._power, self._elig, decisions.run, snap, active=active, running=running_states,
+            running_states=running_states.values(),
             queued_must_run=[s for s in states if s.job.must_run and s.state == "queued"],
             queued=[s.job for s in states if s.state == "queued"], jobs={j: s.job for j, s in active.items()},
             healthy_gpus=healthy, actual=actual, home_pool=self._home_pool,
