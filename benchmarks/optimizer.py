@@ -654,6 +654,15 @@ def run_corpus(a: Any) -> int:
     except AttributeError:
         print("kernels.greedy_plan is missing: the corpus mode needs issue 11's greedy witness", file=sys.stderr)
         return 2
+    try:  # the code measured: read before the run (kernels is imported already)
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=root).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "kernels"], capture_output=True, text=True,
+                               cwd=root).stdout.strip()
+        commit += " (kernels/ with uncommitted changes)" if dirty else ""
+    except OSError:
+        commit = "unknown"
     groups: dict[str, list[dict[str, Any]]] = {"corpus": [], "family at scale": [], "published": []}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -677,14 +686,6 @@ def run_corpus(a: Any) -> int:
                              file_bound_g=float(shared_lp_bound(name)["bound_g"]))
             groups["published"].append(row)
             print(json.dumps(row, default=str), flush=True)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent.parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "kernels"], capture_output=True, text=True,
-                               cwd=Path(__file__).resolve().parent.parent).stdout.strip()
-        commit += " (kernels/ with uncommitted changes)" if dirty else ""
-    except OSError:
-        commit = "unknown"
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}", "commit": commit,
             "load_average": tuple(round(x, 2) for x in os.getloadavg()), "argv": sys.argv[1:]}
     summary = {name: corpus_summary(rows) for name, rows in groups.items() if rows}
