@@ -88,6 +88,10 @@ class EdgeLimits:
                 if n > self.max_bytes:
                     await _send_json(send, 413, {"detail": f"request body of {n} bytes is over the {self.max_bytes}-byte limit"})
                     return
+                # a declared length within the limit is all the server reads (the HTTP parser stops there):
+                # no per-message counting needed
+                await self.app(scope, receive, send)
+                return
         seen = 0
         started = False
         refused = False
@@ -382,9 +386,11 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
     buckets = TokenBuckets(lim.submit_rate_per_s, lim.submit_burst)
     in_flight: dict[str, int] = {}  # tenant -> submissions admitted and not yet committed (event loop only)
 
-    async def submitter(p: Caller) -> Principal:
+    async def submitter(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
         """A tenant within its submission rate. A dependency, so the token bucket is charged before the body
-        is validated: a flood of invalid bodies is refused as cheaply as one of valid ones."""
+        is validated: a flood of invalid bodies is refused as cheaply as one of valid ones. (It authenticates
+        itself rather than depending on :func:`_principal`: one dependency level less on the hottest route.)"""
+        p = await _principal(request, authorization)
         if p.tenant is None:
             raise HTTPException(status_code=403, detail="operators do not submit jobs; use a tenant token")
         wait_s = buckets.take(p.tenant.name)
