@@ -58,6 +58,9 @@ class WorkItem:
     job: Job
     work_s: float  # full-speed seconds of work the run did on it (the bound asks for the same)
     on_time: bool  # the run finished it by its deadline (the bound must too)
+    # must-run (inference) only: the slots it ran whole in the run (None: from its submit slot on, as long
+    # as ``work_s`` needs); the bound serves it in exactly these slots
+    slots: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +111,17 @@ class ClairvoyantBound:
 
 def work_of_run(records: Mapping[str, Any], end_s: float) -> list[WorkItem]:
     """The work a run did, per job, from the control loop's records (``JobRecord``: state, work_done_s,
-    end_s). Jobs with no work are left out; a finished job counts its whole duration."""
+    end_s, slots, run_fractions). Jobs with no work are left out; a finished job counts its whole duration;
+    inference counts the slots it ran whole (what it drew power for: a real-time executor can serve it in
+    fewer slots than its duration, and the bound must not ask for more)."""
     out: list[WorkItem] = []
     for rec in records.values():
         job: Job = rec.job
+        if job.must_run:
+            whole = tuple(t for t, f in zip(rec.slots, rec.run_fractions) if f >= 1.0 - 1e-9)
+            if whole:
+                out.append(WorkItem(job, min(float(rec.work_done_s), float(job.duration_s)), False, whole))
+            continue
         done = rec.state == "done"
         work = float(job.duration_s) if done else min(float(rec.work_done_s), float(job.duration_s))
         if work <= 0:
@@ -160,6 +170,15 @@ def _rows(site: Site, items: Sequence[WorkItem], n_slots: int, bucket: int, merg
         if not el:
             continue
         if job.must_run:
+            if it.slots is not None:
+                for s0, n_run in _runs_of(it.slots, n_slots):
+                    mkey: tuple[Any, ...] = ("m", s0, n_run, el) if merge else ("m", k, s0)
+                    g = groups.get(mkey)
+                    if g is None:
+                        g = groups[mkey] = [0.0, 0.0, s0, NO_DEADLINE, el, True, False, n_run * slot_s]
+                        order.append(mkey)
+                    g[0] += job.gpus
+                continue
             n_must = max(1, math.ceil(it.work_s / slot_s - 1e-9))
             key: tuple[Any, ...] = ("m", rel, n_must, el) if merge else ("m", k)
             dl = NO_DEADLINE
@@ -192,6 +211,17 @@ def _rows(site: Site, items: Sequence[WorkItem], n_slots: int, bucket: int, merg
         rel_a[i], dl_a[i], must[i], on_time[i] = rel, dl, m, ot
         elig[i, list(el)] = True
     return _Rows(gpus, rem, rel_a, dl_a, elig, must, on_time)
+
+
+def _runs_of(slots: Sequence[int], n_slots: int) -> list[tuple[int, int]]:
+    """Contiguous runs ``(first slot, length)`` of sorted slots inside ``[0, n_slots)``."""
+    out: list[tuple[int, int]] = []
+    for t in sorted(set(int(x) for x in slots if 0 <= int(x) < n_slots)):
+        if out and out[-1][0] + out[-1][1] == t:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((t, 1))
+    return out
 
 
 def build_problem(site: Site, items: Sequence[WorkItem], energy: EnergySeries, n_slots: int, *,

@@ -136,6 +136,28 @@ def test_less_work_gives_a_smaller_bound_and_bad_input_is_named() -> None:
         cv.build_problem(SITE, [], e, 0)
 
 
+def test_inference_is_served_in_the_slots_it_ran() -> None:
+    """A must-run service that ran in fewer slots than its duration (a real-time executor that started it
+    late) is bound in exactly those slots: the bound stays below a run that served it less."""
+    n = 32
+    e = energy(n, 5)
+    svc = Job("svc", "t", "inference", 0.0, 6, n * SITE.slot_s, preemptible=False)
+    ran = tuple(range(4, n))
+    few = cv.bound(SITE, [cv.WorkItem(svc, len(ran) * SITE.slot_s, False, ran)], e, n, solver="highs-lp")
+    full = cv.bound(SITE, [cv.WorkItem(svc, n * SITE.slot_s, False)], e, n, solver="highs-lp")
+    gap = cv.bound(SITE, [cv.WorkItem(svc, 8 * SITE.slot_s, False, (0, 1, 2, 3, 10, 11, 12, 13))], e, n,
+                   solver="highs-lp")
+    assert few.status == full.status == gap.status == "optimal"
+    assert gap.bound_carbon_g < few.bound_carbon_g < full.bound_carbon_g
+    power = SitePower(SITE)
+    slot_h = SITE.slot_s / H
+    healthy = np.array([float(p.gpus) for p in SITE.pools])
+    # exact: the idle site plus 6 GPUs at full power in exactly the slots it ran
+    fac = power.base_w(healthy) + np.where(np.isin(np.arange(n), ran), 6 * power.gpu_w_full.max(), 0.0)
+    want = float(np.sum(np.maximum(fac - e.wind_w[:n], 0.0) * e.carbon_g_per_kwh[:n])) * slot_h / 1000.0
+    assert few.bound_carbon_g == pytest.approx(want, rel=1e-6)
+
+
 def test_work_of_run_counts_done_partial_and_on_time() -> None:
     n = 48
     e = energy(n + 4, 1)
@@ -143,6 +165,12 @@ def test_work_of_run_counts_done_partial_and_on_time() -> None:
     res = run_simulation(SITE, jobs, e, get_policy("backfill"), n_slots=n, horizon_slots=16)
     items = {it.job.job_id: it for it in cv.work_of_run(res.loop.records, n * SITE.slot_s)}
     for jid, rec in res.loop.records.items():
+        if rec.job.must_run:
+            if rec.slots:
+                assert items[jid].slots == tuple(rec.slots)  # whole slots (inference runs whole slots here)
+            else:
+                assert jid not in items
+            continue
         if rec.state == "done":
             assert items[jid].work_s == rec.job.duration_s
         elif rec.work_done_s > 0:
