@@ -237,6 +237,10 @@ class _Gang:
             i += n
         return g, float(out[i]), bool(out[i + 1] > 0)
 
+    def barrier(self) -> None:
+        """Wait until every rank gets here (an all_reduce of one number: works on gloo and NCCL alike)."""
+        self.dist.all_reduce(self.torch.zeros(1, dtype=self.torch.float64, device=self.device))
+
     def close(self) -> None:
         if self.dist.is_initialized():
             self.dist.destroy_process_group()
@@ -271,10 +275,16 @@ def _run_gang(ctx: JobContext, steps: int, hidden: int, batch: int, lr: float) -
             if k % ckpt_every == 0 or k == steps:
                 ctx.save_checkpoint(w, k * work_per_step_s, k)
             ctx.report(k * work_per_step_s, k, loss=loss)
+        result = {**_result(w, data, steps), "world_size": cfg.world_size, "backend": gang.backend}
+        # the executor tears the whole gang down once rank 0 reports done: every other rank writes its result
+        # first, and rank 0 writes its own only after the barrier says they all have
+        if cfg.rank != 0:
+            ctx.finish(result)
+        gang.barrier()
+        if cfg.rank == 0:
+            ctx.finish(result)
     finally:
         gang.close()
-    result = {**_result(w, data, steps), "world_size": cfg.world_size, "backend": gang.backend}
-    ctx.finish(result)
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import tomllib
@@ -123,3 +124,48 @@ def test_core_dependencies_leave_out_scikit_learn_and_nothing_imports_it() -> No
                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])  # fmt: skip
                 users += [f"{f.relative_to(ROOT)}:{node.lineno}" for m in mods if m.split(".")[0] == "sklearn"]
     assert users == []
+
+
+_GANG_RANK = """
+import json, sys, time
+from scheduler.workloads import training
+from scheduler.workloads.runtime import JobConfig, JobContext, read_progress
+rank, world, port, job_dir = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+cfg = JobConfig(job_id="g", kind="training", duration_s=100.0, job_dir=job_dir, checkpoint_interval_s=50.0,
+                time_scale=1e9, params={"steps": 10}).for_rank(rank, world, "127.0.0.1", port, ())
+ctx = JobContext(cfg)
+finish = ctx.finish
+def late_finish(result):  # the last rank is slow to write its result
+    time.sleep(1.5)
+    finish(result)
+def checked_finish(result):  # rank 0 notes what the other ranks had written when it reports done
+    seen = {k: bool((read_progress(job_dir, rank=k) or {}).get("done")) for k in range(1, world)}
+    with open(job_dir + "/rank0_saw.json", "w") as f:
+        json.dump(seen, f)
+    finish(result)
+ctx.finish = checked_finish if rank == 0 else late_finish if rank == world - 1 else finish
+assert training.run(ctx) is not None
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_gang_ranks_write_their_results_before_rank_0_reports_done(tmp_path: Path, world_size: int) -> None:
+    """The executor tears a gang down as soon as rank 0's progress says done, so every other rank must have
+    written its result by then, even a slow one (real torch.distributed over gloo, one process per rank)."""
+    pytest.importorskip("torch")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    job_dir = tmp_path / "g"
+    job_dir.mkdir()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _GANG_RANK, str(r), str(world_size), str(port), str(job_dir)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        for r in range(world_size)
+    ]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * world_size, outs
+    assert json.loads((job_dir / "rank0_saw.json").read_text()) == {str(k): True for k in range(1, world_size)}
