@@ -1037,7 +1037,21 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
         vmat = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=lowest, xp=xp)
     vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu)
     vmat = _raise(c, d, tb, vmat, pool, prio, xp)
+    # completion: jobs still short run their slots at higher levels where the watts allow (a level per pass),
+    # their surplus slots are trimmed, and what is freed is list-scheduled again
+    V = pr.fv.size
+    for _ in range(V - 2):  # power levels
+        vmat = _raise(c, d, tb, vmat, pool, prio, xp, force=True)
+    if bool(xp.any(_short_rows(d, tb, vmat, pool, xp))):
+        vmat = _trim(d, tb, vmat, pool, xp)
+        vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu)
     return vmat, pool
+
+
+def _short_rows(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops) -> Any:
+    """``(J,)`` preemptible, not must-run jobs with work left in the plan."""
+    done = _job_work(tb, pool, vmat, xp)
+    return d.preempt & ~d.must & (d.R > 0) & (done < (d.R + d.loss) * (1 - 1e-7) - 1e-6)
 
 
 def _np_valid(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
@@ -1314,9 +1328,11 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     return vmat
 
 
-def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP) -> Any:
+def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP, *,
+           force: bool = False) -> Any:
     """Watts left in a slot go to unfinished preemptible jobs running there below full power: one level up,
-    priority order, while the slot's facility prefix sum stays within its cap."""
+    priority order, while the slot's facility prefix sum stays within its cap. ``force``: also where the
+    work gained does not beat the carbon (the completion: finish a job rather than save its carbon)."""
     rows, done = _unfinished(d, tb, vmat, pool, None, xp)
     if rows.shape[0] == 0:
         return vmat
@@ -1328,7 +1344,8 @@ def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: O
     if bool(xp.any(cand)):  # worth it: the work gained beats the carbon of the extra watts (above the wind)
         dw = xp.lookup(tb.work, pl, up) - xp.lookup(tb.work, pl, sub)
         dl = xp.lookup(tb.load, pl, up) - xp.lookup(tb.load, pl, sub)
-        cand = cand & ((d.rho_on[rows] - d.ldrop[rows])[:, None] * dw > d.kappa[None, :] * dl)
+        if not force:
+            cand = cand & ((d.rho_on[rows] - d.ldrop[rows])[:, None] * dw > d.kappa[None, :] * dl)
     if not bool(xp.any(cand)):
         return vmat
     # only as many steps as the job still needs, cleanest slots first
