@@ -137,7 +137,8 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
             },
             "iterations": int(result.iterations),
             "unfinished": unfinished_block,
-            **({"witness": {k: (bool(v) if k == "used" else float(v)) for k, v in wit.items()}} if wit else {}),
+            **({"witness": {k: (bool(v) if k == "used" else int(v) if k.endswith("_jobs") else float(v))
+                             for k, v in wit.items()}} if wit else {}),
             "check": {"ok": not violations, "violations": violations},
             "provenance": provenance,
         },
