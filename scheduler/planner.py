@@ -416,9 +416,9 @@ def build_problem(
             tenant=np.zeros(0, dtype=np.int64), tenant_quota_gpus=np.zeros(0),
         )
         inference_now = np.zeros((P, T))
-        for i in np.flatnonzero(must_run & (release == 0)):
-            p_home = int(np.flatnonzero(eligible[i])[0]) if eligible[i].any() else 0
-            inference_now[p_home, 0] += gpus[i]
+        for row in np.flatnonzero(must_run & (release == 0)):
+            p_home = int(np.flatnonzero(eligible[row])[0]) if eligible[row].any() else 0
+            inference_now[p_home, 0] += gpus[row]
         value, diag = clearing_value_g_per_gpu_s(probe, demand, reserve_pt + inference_now, weights.floor_quantile)
         value *= weights.clearing_margin
         exp, waited_h, _ = _weight_factors(snapshot, weights)

@@ -222,7 +222,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     if forecast_kind not in _FORECASTS:
         raise InputError(f"--forecast: {forecast_kind!r} is not one of {list(_FORECASTS)}")
     t0 = parse_utc(start_s, "--start")
-    plan_kw = planner_backend(backend, device, "--backend")
+    planner_backend(backend, device, "--backend")  # checked: a clear error before any work
     T = max(1, int(math.ceil(horizon_hours * 3600.0 / site.slot_s - 1e-9)))
     days = T * site.slot_s / 86400.0
     actual = signals.load_energy(energy, site, t0, days, seed=seed, strict=strict)
@@ -240,9 +240,9 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     )
     problem, index = build_problem(snapshot, T)
     t1 = time.perf_counter()
-    result = kernels.plan(problem, **plan_kw)
+    result = kernels.plan(problem, backend=backend, device=device)
     solve_s = time.perf_counter() - t1
-    cbound = kernels.carbon_bound(problem, result, **plan_kw)
+    cbound = kernels.carbon_bound(problem, result, backend=backend, device=device)
     violations = list(kernels.check_result(problem, result)) if result.status != "infeasible" else []
     provenance = {
         "site": site_arg,
@@ -251,7 +251,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         "forecast": forecast_kind,
         "jobs": str(jobs_path),
         "weights": "scheduler.planner.job_weights (see its docstring)",
-        "planner_backend": f"{plan_kw['backend']}/{plan_kw['device']}",
+        "planner_backend": f"{backend}/{device}",
     }
     unf = kernels.check.explain_unfinished(problem, result)
     doc = build_plan_json(problem, index, result, site, fc, job_list, solve_s=solve_s, violations=violations,
@@ -281,7 +281,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
                       f"{wit['late_jobs']} late" + (" (its plan is returned)" if wit["used"] else ""))
     table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0} / {len(job_list)}")
     table.add_row("solve time", f"{solve_s:.3f} s ({result.iterations} iterations, "
-                  f"{plan_kw['backend']}/{plan_kw['device']})")
+                  f"{backend}/{device})")
     table.add_row("checker", "ok" if not violations else f"{len(violations)} violations")
     console.print(table)
     console.print(f"wrote {out}")
