@@ -7,8 +7,8 @@ default one) built when the object is built, never at import time. The service s
 through :meth:`Metrics.observe_usage`.
 
 Naming: ``windward_<thing>_<unit>`` with Prometheus base units (``_watts``, ``_joules_total``,
-``_seconds``, ``_grams_total``); counts carry no unit. Labels are low-cardinality only: ``pool``,
-``tenant``, ``state``, ``source``, ``reason`` — never a job id.
+``_seconds``, ``_grams_total``); counts carry no unit. Labels are low-cardinality only: :data:`METRIC_LABELS`
+(``pool``, ``tenant``, ``state``, ``source``, ``reason``, ``mode``) — never a job id.
 
 Conventions
 -----------
@@ -61,6 +61,10 @@ VIOLATION_REASONS: tuple[str, ...] = ("grid_cap", "site_max")
 POWER_CONTROL_MODES: tuple[str, ...] = POWER_BACKENDS
 
 ENERGY_SOURCES: tuple[str, ...] = ("wind", "grid")
+
+#: Every label name a Windward metric may carry (all low-cardinality: pools, tenants, the fixed state,
+#: source, reason and mode sets above; never a job id). The one list tests and reviews check against.
+METRIC_LABELS: frozenset[str] = frozenset({"pool", "tenant", "state", "source", "reason", "mode"})
 
 _TICK_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PLAN_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)

@@ -17,11 +17,10 @@ from scheduler.accounting import TenantAccount
 from scheduler.control import TickReport, run_simulation
 from scheduler.energy import EnergySeries
 from scheduler.jobs import Job
-from scheduler.metrics import JOB_STATES, Metrics, TenantUsage
+from scheduler.metrics import JOB_STATES, METRIC_LABELS, Metrics, TenantUsage
 from scheduler.models import load_site
 from scheduler.policies import get_policy
 
-ALLOWED_LABELS = {"pool", "tenant", "state", "source", "reason"}
 NAME_RE = re.compile(r"^windward_[a-z0-9_]+$")
 
 
@@ -82,21 +81,49 @@ def test_no_registry_at_import_and_registries_are_private() -> None:
     assert _get(b, "windward_facility_power_watts") == 0.0
 
 
+def _rule_violations(fams: list, job_ids: set[str]) -> list[str]:
+    """Every breach of the naming and label rules in ``fams``: a name outside ``windward_...``, a label
+    outside :data:`scheduler.metrics.METRIC_LABELS` (``le`` is the histograms' own), a job id as a value."""
+    bad = []
+    for fam in fams:
+        if not NAME_RE.match(fam.name):
+            bad.append(f"name {fam.name}")
+        for s in fam.samples:
+            if set(s.labels) - {"le"} - METRIC_LABELS:
+                bad.append(f"{s.name} has labels {sorted(s.labels)}")
+            if job_ids & set(s.labels.values()):
+                bad.append(f"{s.name} has a job id in {s.labels}")
+    return bad
+
+
 def test_names_units_and_labels_follow_the_rules(simulated: tuple[Metrics, list[TickReport]]) -> None:
     m, _ = simulated
     m.observe_jobs({("running", "science"): 2})
     fams = list(text_string_to_metric_families(m.exposition().decode()))
     assert len(fams) >= 40
-    for fam in fams:
-        assert NAME_RE.match(fam.name), fam.name
-        for s in fam.samples:
-            assert set(s.labels) - {"le"} <= ALLOWED_LABELS, f"{s.name} has labels {set(s.labels)}"
-            # never a job id: no label value equals one of the simulated jobs' ids
-            assert not {"t1", "t2", "b1", "i1"} & set(s.labels.values()), s
+    assert _rule_violations(fams, {"t1", "t2", "b1", "i1"}) == []
     types = {f.name: f.type for f in fams}
     assert types["windward_energy_joules"] == "counter" and types["windward_carbon_grams"] == "counter"
     assert types["windward_tick_duration_seconds"] == "histogram"
     assert types["windward_plan_duration_seconds"] == "histogram"
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "values", "expect"),
+    [
+        ("windward_job_progress", ["job_id"], ["t1"], "labels"),  # a label outside METRIC_LABELS
+        ("windward_last_job", ["pool"], ["t2"], "job id"),  # an allowed label holding a job id
+        ("windward_node_power_watts", ["pool", "node"], ["gpu-a", "n3"], "labels"),
+        ("WindwardBad", ["mode"], ["nvml"], "name"),
+    ],
+)
+def test_the_rule_check_catches_a_real_violation(name: str, labels: list[str], values: list[str], expect: str) -> None:
+    """The check of the test above fails on a metric that breaks a rule (added to a real registry)."""
+    m = Metrics(load_site("demo"))
+    prometheus_client.Gauge(name, "a metric that breaks a rule", labels, registry=m.registry).labels(*values).set(1)
+    fams = list(text_string_to_metric_families(m.exposition().decode()))
+    bad = _rule_violations(fams, {"t1", "t2", "b1", "i1"})
+    assert bad and any(expect in b for b in bad), bad
 
 
 def test_counters_add_up_to_the_ticks(simulated: tuple[Metrics, list[TickReport]]) -> None:
