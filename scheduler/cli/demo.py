@@ -149,6 +149,9 @@ def register(app: typer.Typer) -> None:
                 f"carbon / clairvoyant bound of the same work (everything known in advance): "
                 f"{s['carbon_over_bound']:.3f} ({result.policy_used}) vs {b['carbon_over_bound']:.3f} (backfill)"
             )
+            if s["carbon_over_bound"] < 1.0:
+                console.print("[yellow]below 1: the Ray run's real-time accounting departs from the slot model the "
+                              "bound assumes (the bound is certified for simulated runs only)[/]")
         console.print(f"report: {result.report_path}\nplot: {result.plot_path}")
         if e["sovereign_placements_outside"]:
             console.print(f"[red]sovereign jobs placed outside their pool: {e['sovereign_placements_outside']}")
