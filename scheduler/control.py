@@ -42,7 +42,7 @@ import numpy as np
 from scheduler.accounting import integrate
 from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
-from scheduler.executors.base import Clock, Executor, ExecutorEvent
+from scheduler.executors.base import Clock, Executor, ExecutorEvent, measured_gpu_power_w
 from scheduler.fastpath import FastPathResult, enforce_caps
 from scheduler.jobs import Job, check_jobs_fit
 from scheduler.ledger import JobsOf, LoopJob, RunTable, StatesOf
@@ -125,6 +125,10 @@ class TickReport:
     interval_s: float = 0.0  # seconds of the accounted energy / carbon (the slot; the service: since last tick)
     tick_s: float | None = None  # wall seconds the whole tick took (the service measures it)
     congestion_active: bool | None = None  # a congestion event caps the grid now (None: not known here)
+    # facility W with the GPU draw measured where the executor measures it (the model elsewhere), read at the
+    # tick's start, before its actions: what the fast path checked the caps against (None: nothing measured)
+    measured_facility_w: float | None = None
+    power_source: str = "model"  # "measured" when some pool's GPU draw was measured this tick, else "model"
 
 
 def plan_diagnostics(plan: Any) -> dict[str, Any]:
@@ -335,7 +339,7 @@ class ControlLoop:
             queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
             queued=(r.job for r in self._active.values() if r.state == "queued"),  # read only with tenants
             jobs=JobsOf(self.records), healthy_gpus=self.executor.healthy_gpus(), actual=actual,
-            home_pool=self.home_pool,
+            home_pool=self.home_pool, measured_gpu_w=measured_gpu_power_w(self.executor),
         )  # fmt: skip
 
     def sanitize(self, run: Mapping[str, Assignment]) -> tuple[dict[str, Assignment], list[str]]:
@@ -693,6 +697,8 @@ class ControlLoop:
             displaced=rules.displaced,
             expired=tuple(expired),
             interval_s=self.slot_s,
+            measured_facility_w=c.measured.facility_w if c.measured is not None else None,
+            power_source="measured" if c.measured is not None else "model",
         )
         log.info(
             "tick slot=%d facility=%.0fW import=%.0fW cap=%.0fW wind=%.0fW starts=%d preempt=%d finish=%d queued=%d",

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scheduler.errors import InputError
 from scheduler.jobs import Job
 from scheduler.policies.base import Assignment
 from scheduler.policies.capacity import SitePower
@@ -36,6 +37,7 @@ def enforce_caps(
     wind_w: float,
     grid_cap_w: float,
     site_max_w: float,
+    unmodelled_w: float = 0.0,
 ) -> FastPathResult:
     """Make the decided set fit this slot's ACTUAL budget ``min(site_max_w, grid_cap_w + wind_w)``.
 
@@ -44,12 +46,18 @@ def enforce_caps(
     pool minimum; (2) drop new starts and preempt preemptible running work, lowest priority first (at equal
     priority a new start goes before running work, later submissions first); (3) raise fractions back,
     highest priority first, where the freed headroom allows. Pure: no executor calls.
+
+    ``unmodelled_w``: facility watts measured now beyond what the model gives for what runs now
+    (:func:`scheduler.pipeline.measured_power`; 0 without a measurement). It is added to the decided set's
+    modelled load and stays there whatever is shed: the fast path cannot know which job draws it.
     """
     budget = float(SitePower.budget_w(wind_w, grid_cap_w, site_max_w))
     healthy = power.healthy_array(healthy_gpus)
     fr: dict[str, float] = {}
     pidx: dict[str, int] = {}
-    load = power.base_w(healthy)
+    if not 0.0 <= unmodelled_w < float("inf"):
+        raise InputError(f"unmodelled_w is {unmodelled_w!r} W; it must be a finite number >= 0")
+    load = power.base_w(healthy) + float(unmodelled_w)
     index = power.index
     w0 = power._gpu_w0.tolist()
     ws = power._gpu_w_slope.tolist()

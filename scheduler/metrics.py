@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from scheduler.models import Site
@@ -102,6 +103,24 @@ class TenantUsage:
 COMMITMENT_PERIOD_S: dict[str, float] = {"day": 86400.0, "week": 7 * 86400.0}
 
 
+class _GaugeWhileMeasured:
+    """One unlabelled gauge that is exported only while it holds a value (a custom collector): a
+    measurement that is not there must be absent, not 0, so that PromQL's ``or`` falls back to the model."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value: float | None = None
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        v = self.value
+        if v is not None:
+            yield GaugeMetricFamily(self.name, self.documentation, value=v)
+
+
 class Metrics:
     """All metrics of one Windward process. Build one per service (or per simulation run).
 
@@ -121,6 +140,13 @@ class Metrics:
             "windward_facility_power_watts", "Facility power (PUE x IT) drawn now.", registry=r
         )
         self.it_power = Gauge("windward_it_power_watts", "IT power (GPUs + hosts) drawn now.", registry=r)
+        self.measured_facility_power = _GaugeWhileMeasured(
+            "windward_measured_facility_power_watts",
+            "Facility power (PUE x IT) with the GPU draw measured (NVML) where the executor measures it, the "
+            "model elsewhere; absent while nothing is measured. The cap alerts take the larger of this and the "
+            "model's windward_facility_power_watts.",
+        )
+        r.register(self.measured_facility_power)
         self.site_max = Gauge(
             "windward_site_max_watts", "Substation limit on facility power (site cap).", registry=r
         )
@@ -362,6 +388,8 @@ class Metrics:
         peak_w = float(report.facility_peak_w)
         peak_import_w = float(report.grid_import_peak_w)
         self.facility_power.set(facility_w)
+        measured_w = report.measured_facility_w
+        self.measured_facility_power.value = float(measured_w) if measured_w is not None else None
         self.it_power.set(facility_w / (site.pue if site else 1.0))
         self.wind_available.set(wind_w)
         self.grid_import.set(grid_import_w)
@@ -520,4 +548,5 @@ class Metrics:
         for fam in self.registry.collect():
             out |= {fam.name + sfx for sfx in suffixes.get(fam.type, ("",))}
             out |= {s.name for s in fam.samples}
+        out.add(self.measured_facility_power.name)  # exported while the executor measures power
         return out

@@ -8,12 +8,15 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from scheduler.energy import EnergySeries
 from scheduler.fastpath import FastPathResult, enforce_caps
 from scheduler.jobs import Job, eligible_pools
 from scheduler.models import Site
 from scheduler.policies.base import Assignment, JobState, Snapshot
 from scheduler.policies.capacity import EligibilityCache, SitePower, inference_pool_order
+from scheduler.power_devices import it_power_with_measured_w
 from scheduler.reserve import hold_for_reserve, reserve_peaks
 from scheduler.rules import RulesResult, enforce_rules
 
@@ -79,6 +82,56 @@ def sanitize_run(
 
 
 @dataclass(frozen=True, slots=True)
+class MeasuredPower:
+    """Facility power with measured GPU draw where the executor measures it (:func:`measured_power`)."""
+
+    facility_w: float  # pue * (measured GPUs + hosts in measured pools, the model in the others)
+    model_facility_w: float  # pue * the model's IT power of what runs now
+    unmodelled_w: float  # facility W the fast path adds to its model: sum over pools of max(0, measured - model)
+    source: Mapping[str, str]  # pool -> "measured" or "model"
+
+
+def measured_power(
+    power: SitePower,
+    running_states: Iterable[JobState],
+    healthy_gpus: Mapping[str, int],
+    measured_gpu_w: Mapping[str, float],
+) -> MeasuredPower:
+    """Measured power beside the model, for the fast path and the cap alerts (DESIGN section 2).
+
+    Per pool, the IT power of what runs now is taken from the model (``SitePower``) and, where the pool is
+    measured, from :func:`scheduler.power_devices.it_power_with_measured_w` (measured GPU draw + hosts).
+    The fast path counts ``max(model, measured)`` per pool: a measured draw above the model (an unmodelled
+    load, a GPU that ignores its limit, a wrong site file) is real and must be shed; a measured draw below
+    the model is not credited, because a GPU below its power limit may rise to it within the slot (the model
+    is the limit the scheduler set, the bound the caps rely on). The excess stays fixed while the fast path
+    sheds modelled load, so what it sheds is at least what the excess needs. Pure."""
+    n_p = len(power.names)
+    active = np.zeros(n_p)
+    busy = np.zeros(n_p)
+    for js in running_states:
+        p = power.index.get(js.pool or "")
+        if p is not None:
+            active[p] += js.job.gpus * js.power_fraction * power.tdp_w[p]
+            busy[p] += js.job.gpus
+    healthy = power.healthy_array(healthy_gpus)
+    model_it: dict[str, float] = {}
+    for p, name in enumerate(power.names):
+        one = np.zeros(n_p)
+        one[p] = 1.0
+        model_it[name] = power.facility_w(active * one, busy * one, healthy * one) / power.pue
+    host = {name: float(power.host_w_per_gpu[p]) for p, name in enumerate(power.names)}
+    watts, source = it_power_with_measured_w(model_it, measured_gpu_w, host, healthy_gpus)
+    excess = sum(max(watts[n] - model_it[n], 0.0) for n in power.names)
+    return MeasuredPower(
+        facility_w=power.pue * sum(watts.values()),
+        model_facility_w=power.pue * sum(model_it.values()),
+        unmodelled_w=power.pue * excess,
+        source=source,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Constrained:
     """A policy's decisions after every step that makes them safe and fair (:func:`constrain`)."""
 
@@ -87,6 +140,7 @@ class Constrained:
     held: tuple[str, ...]  # non-preemptible starts held back to keep the inference reserve free
     rules: RulesResult  # quotas, owed commitments, weighted fair share
     fast_path: FastPathResult  # the actual caps of this slot
+    measured: MeasuredPower | None = None  # None: the executor measures nothing; the model alone
 
 
 def constrain(
@@ -104,13 +158,21 @@ def constrain(
     healthy_gpus: Mapping[str, int],
     actual: EnergySeries,
     home_pool: Callable[[Job], str | None],
+    measured_gpu_w: Mapping[str, float] | None = None,
 ) -> Constrained:
     """THE steps between a policy's decision and the executor, for the simulation, the demo and the server
     alike: sanitize (sovereignty; inference served) -> hold for the inference reserve -> tenants' rights
     (:func:`scheduler.rules.enforce_rules`) -> the fast path against this slot's ACTUAL caps
     (:func:`enforce_caps`). ``active``: queued and running jobs; ``running``: the ids of the running ones
     (membership only: a plain dict is fastest); ``running_states``: their JobStates;
-    ``queued_must_run``: queued inference; ``queued``: the queued jobs; ``jobs``: every active job by id."""
+    ``queued_must_run``: queued inference; ``queued``: the queued jobs; ``jobs``: every active job by id;
+    ``measured_gpu_w``: GPU draw per measured pool (:func:`scheduler.executors.base.measured_gpu_power_w`;
+    None or empty: nothing measured): the fast path then checks the caps against ``max(model, measured)``
+    per pool (:func:`measured_power`)."""
+    measured = None
+    if measured_gpu_w:
+        running_states = list(running_states)
+        measured = measured_power(power, running_states, healthy_gpus, measured_gpu_w)
     run, refused = sanitize_run(power.site, decided, active, home_pool, elig=elig, running=running_states,
                                 queued_must_run=queued_must_run)  # fmt: skip
     run, held = hold_for_reserve(power, run, jobs, running, healthy_gpus, snapshot.inference_reserve_gpus)
@@ -120,8 +182,9 @@ def constrain(
         reserve_gpus=reserve_peaks(snapshot.inference_reserve_gpus),
     )  # fmt: skip
     fp = enforce_caps(power, rules.run, jobs, running, healthy_gpus, float(actual.wind_w[0]),
-                      float(actual.grid_cap_w[0]), float(actual.site_max_w[0]))  # fmt: skip
-    return Constrained(dict(fp.run), tuple(refused), held, rules, fp)
+                      float(actual.grid_cap_w[0]), float(actual.site_max_w[0]),
+                      measured.unmodelled_w if measured is not None else 0.0)  # fmt: skip
+    return Constrained(dict(fp.run), tuple(refused), held, rules, fp, measured)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,8 +84,10 @@ from scheduler.control import (
 )
 from scheduler.energy import EnergySeries
 from scheduler.errors import ExecutorError, InputError
+from scheduler.executors.base import measured_gpu_power_w
 from scheduler.jobs import Job
 from scheduler.models import JobSpec, Site, Tenant, TenantsFile
+from scheduler.pipeline import MeasuredPower
 from scheduler.policies.base import Assignment, JobState, Snapshot
 from scheduler.policies.capacity import inference_pool_order
 from scheduler.rules import RulesResult
@@ -216,6 +218,7 @@ class TickOutcome:
     plan: dict[str, Any] = field(default_factory=dict)
     rules: RulesResult | None = None
     fast_path: FastPathResult | None = None
+    measured: MeasuredPower | None = None  # measured power beside the model (None: nothing measured)
     report: TickReport | None = None  # the one report type (scheduler.control.TickReport), for the metrics
 
 
@@ -791,8 +794,10 @@ class Service:
             queued_must_run=[s for s in states if s.job.must_run and s.state == "queued"],
             queued=[s.job for s in states if s.state == "queued"], jobs={j: s.job for j, s in active.items()},
             healthy_gpus=healthy, actual=actual, home_pool=self._home_pool,
+            measured_gpu_w=measured_gpu_power_w(self.executor),
         )  # fmt: skip
         out.refused, out.held, out.rules, out.fast_path = list(c.refused), c.held, c.rules, c.fast_path
+        out.measured = c.measured
         fp = c.fast_path
         out.fast_path_power = len(fp.lowered)
         out.fast_path_preempted = sum(1 for j in fp.dropped if j in running_pool)
@@ -1087,6 +1092,8 @@ class Service:
             displaced=rules.displaced if rules is not None else (),
             expired=tuple(out.expired), interval_s=iv.dt_s if iv is not None else 0.0, tick_s=out.tick_s,
             congestion_active=bool(self._congestion_now),
+            measured_facility_w=out.measured.facility_w if out.measured is not None else None,
+            power_source="measured" if out.measured is not None else "model",
         )  # fmt: skip
 
     def _publish_metrics(self, out: TickOutcome) -> None:

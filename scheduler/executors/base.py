@@ -83,3 +83,16 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def measured_gpu_power_w(self) -> Mapping[str, float] | None:
+        """GPU power measured now per pool (W), for the pools the executor can measure (NVML readback);
+        None (or an empty mapping) where nothing is measured. Optional: the default measures nothing."""
+        return None
+
+
+def measured_gpu_power_w(executor: object) -> dict[str, float] | None:
+    """``executor.measured_gpu_power_w()`` where the executor has it, else None; an empty answer is None.
+    The control loop and the server call this once per tick (:func:`scheduler.pipeline.constrain`)."""
+    fn = getattr(executor, "measured_gpu_power_w", None)
+    got = fn() if fn is not None else None
+    return dict(got) if got else None

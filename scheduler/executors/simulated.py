@@ -181,6 +181,10 @@ class SimulatedExecutor:
             for jid, r in self._runs.items()
         }
 
+    def measured_gpu_power_w(self) -> None:
+        """Nothing is measured here: the simulated site's power is the model (DESIGN section 2)."""
+        return None
+
     def progress(self, job_id: str) -> tuple[float, float]:
         """(work done, work safe in the last checkpoint) of a running job, in seconds at full speed: the
         cheap form of ``running()[job_id]`` that the control loop uses every slot."""

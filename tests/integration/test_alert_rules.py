@@ -27,6 +27,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,7 +39,7 @@ import pytest
 import yaml
 
 from scheduler import accounting
-from scheduler.control import NodeEvent, run_simulation
+from scheduler.control import NodeEvent, TickReport, run_simulation
 from scheduler.energy import EnergySeries
 from scheduler.jobs import Job
 from scheduler.metrics import METRICS_CONTENT_TYPE, Metrics
@@ -91,8 +92,10 @@ def _energy(n: int, cap_w: float) -> EnergySeries:
                         site_max_w=np.full(n, 80_000.0), source="test")  # fmt: skip
 
 
-def world(trouble: bool) -> Metrics:
-    """Run the demo site for 8 slots and return the Metrics the run fed."""
+def world(trouble: bool, meter_w: float | None = None) -> Metrics:
+    """Run the demo site for 8 slots and return the Metrics the run fed. ``meter_w``: every tick report also
+    carries a measured facility power ``meter_w`` above the grid cap (what an NVML readback puts in
+    ``TickReport.measured_facility_w``; negative: that far below the model's facility power)."""
     science = Tenant(name="science", token_sha256=hashlib.sha256(b"s").hexdigest(), clearance="public",
                      jurisdictions=("eu",), commitment_gpu_hours_per_day=96.0)  # 4 GPUs around the clock  # fmt: skip
     web = Tenant(name="web", token_sha256=hashlib.sha256(b"w").hexdigest(), clearance="public", jurisdictions=("eu",))
@@ -106,8 +109,15 @@ def world(trouble: bool) -> Metrics:
     # trouble: a grid cap below the idle site's draw (32 GPUs idle plus hosts), and the public pool's nodes down
     cap_w = 5_000.0 if trouble else 60_000.0
     events = [NodeEvent(1, PUB, 0), NodeEvent(1, PUB, 1)] if trouble else []
+
+    def observe(r: TickReport) -> None:
+        if meter_w is not None:
+            base_w = r.grid_cap_w if meter_w >= 0 else r.facility_w
+            r = replace(r, measured_facility_w=base_w + meter_w, power_source="measured")
+        m.observe_tick(r)
+
     res = run_simulation(SITE, jobs, _energy(16, cap_w), get_policy("backfill"), n_slots=8, horizon_slots=8,
-                         node_events=events, observers=[m.observe_tick], tenant_info_fn=info)  # fmt: skip
+                         node_events=events, observers=[observe], tenant_info_fn=info)  # fmt: skip
     u = res.loop.tenant_usage()
     now_unix = START.timestamp() + res.loop.clock.now_s()
     m.observe_usage(accounting.accounts(SITE, tenants, u["totals"], u["daily"], u["running_gpus"], u["demand_gpus"],
@@ -226,3 +236,30 @@ def test_the_alerts_name_what_broke(trouble: dict[str, list[dict]]) -> None:
 @pytest.mark.parametrize("alert", sorted(alert_names()))
 def test_alert_stays_silent_without_its_condition(calm: dict[str, list[dict]], alert: str) -> None:
     assert alert not in calm, calm.get(alert)
+
+
+# ------------------------------------------------------------------- measured power (issue 14 item 5)
+
+
+@pytest.fixture(scope="module")
+def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[dict]]]:
+    """The calm world, but the meter reads 5 kW above the grid cap (the model's draw is well below it)."""
+    yield active_alerts(tmp_path_factory.mktemp("metered"), world(trouble=False, meter_w=5_000.0), targets_up=True)
+
+
+@pytest.fixture(scope="module")
+def metered_low(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[dict]]]:
+    """The calm world with a meter reading 3 kW below the model: the model's draw stays what counts."""
+    yield active_alerts(tmp_path_factory.mktemp("metered_low"), world(trouble=False, meter_w=-3_000.0),
+                        targets_up=True)  # fmt: skip
+
+
+def test_cap_alerts_use_the_measured_power_where_there_is_one(metered: dict[str, list[dict]]) -> None:
+    assert {a["reason"] for a in metered.get("WindwardCapViolated", [])} == {"grid_cap"}, sorted(metered)
+    assert "WindwardCapHeadroomLow" in metered
+    # nothing else of the calm world changed
+    assert set(metered) == {"WindwardCapViolated", "WindwardCapHeadroomLow"}
+
+
+def test_a_meter_below_the_model_raises_no_cap_alert(metered_low: dict[str, list[dict]]) -> None:
+    assert metered_low == {}
