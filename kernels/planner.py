@@ -100,6 +100,8 @@ _EPS = 1e-9
 COLD_ITERS = 60  # default dual iterations of a cold solve
 WARM_ITERS = 10  # default dual iterations of a warm-started re-plan (an upper limit: see WARM_PATIENCE)
 WARM_PATIENCE = 2  # a warm-started ascent stops after this many iterations without a better dual value
+WITNESS_MODES = ("auto", "always", "never")  # plan(witness=...)
+WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undone runs it at least this often
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -796,11 +798,14 @@ def _prefix_keep_grouped(w: Any, mask: Any, grp: Any, caps: Any, tol: float, xp:
     else:
         order = xp.argsort(grp)
         gs, ws, mc = grp[order], w[order], mc[order]
-    cs = xp.cumsum64(xp.where(mc, xp.astype(ws, xp.f64)[:, None], 0.0), 0)
+    # integer sums (exact, as the float64 ones were; less memory traffic): whole-number demands
+    cs = xp.cumsum(xp.where(mc, xp.astype(ws, xp.i32)[:, None], 0), 0)
     G = caps.shape[0]
     first = xp.searchsorted(gs, xp.arange(G))  # each group's first row (n: an empty group)
-    before = xp.where((first > 0)[:, None], cs[xp.maximum(first - 1, 0)], 0.0)  # (G, C) sums of earlier groups
-    ks = (cs - before[gs]) <= (caps[:, cols] + tol)[gs]
+    before = xp.where((first > 0)[:, None], xp.astype(cs[xp.maximum(first - 1, 0)], xp.f64), 0.0)  # (G, C)
+    # a row's slot is kept while (its prefix - the earlier groups' sum) <= cap + tol: one (G, C) limit
+    # table gathered once per row (integer sums: the same comparison)
+    ks = cs <= ((caps[:, cols] + tol) + before)[gs]
     if order is None:
         keep[:, cols] = ks
     else:
@@ -1440,6 +1445,7 @@ def plan(
     warm_shift: int = 1,
     primal_tries: int | None = None,
     warm_patience: int | None = -1,
+    witness: str = "auto",
 ) -> PlanResult:
     """Plan ``problem``; see the module docstring for the objective and the method.
 
@@ -1456,10 +1462,24 @@ def plan(
     best dual prices, with 2 also without their tenant-quota part, with 3 also at the starting prices
     (kappa, or the previous tick's), and the best plan is kept; 1: only at the best prices. Default: 2 for
     a cold solve, 1 for a warm-started re-plan (the hot path of the rolling horizon).
+    ``witness``: when the EDF greedy witness (:func:`kernels.listsched.greedy_vmat`) is built and the plan
+    checked against it (the plan returned dominates it: the optimiser's own, its price-order list schedule,
+    or the greedy's). ``"always"``: every call. ``"never"``: no check (the plan is the optimiser's own).
+    ``"auto"`` (default): every cold solve (``windward plan``, the first tick); a warm-started re-plan runs
+    it only where its own plan leaves work undone or late (a plan that finishes every job on time can lose
+    to the greedy on carbon only: not checked on the hot path) AND the last check is at least
+    ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm start's diagnostics). So between
+    checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy: it is the
+    optimiser's own plan, fast (the greedy costs 5-10 s CPU at 50,000 jobs; benchmarks/README.md, issue 11).
+    ``diagnostics["witness"]``: ``ran`` (bool), ``used`` (the greedy's plan is returned), ``reason`` and
+    ``age_ticks`` (ticks since a check ran; 0 when it ran now), plus the greedy's objective, carbon_g,
+    unfinished_jobs, late_jobs and unfinished_gpu_s when it ran.
     """
     T = int(np.shape(problem.wind_w)[0]) if np.ndim(problem.wind_w) == 1 else 0
     J = int(np.shape(problem.gpus)[0]) if np.ndim(problem.gpus) == 1 else 0
     P = int(np.shape(problem.tdp_w)[0]) if np.ndim(problem.tdp_w) == 1 else 0
+    if witness not in WITNESS_MODES:
+        raise ValueError(f"witness={witness!r}: allowed {', '.join(WITNESS_MODES)}")
     c = _clean_inputs(problem)
     if isinstance(c, str):
         return _infeasible(problem, c, J, T, P)
@@ -1516,6 +1536,16 @@ def plan(
             best_plan = (ev["objective"], vm, pl, ev, variant)
     assert best_plan is not None
     _, vmat, pool, ev, variant = best_plan
+    own = _summary(c, ev)
+    run_wit, why = _witness_due(witness, warm_start, own)
+    if not run_wit:
+        age = _witness_age(warm_start) + 1 if warm_start is not None else 1
+        pf = xp.to_numpy(d.fv32[xp.index(vmat)])
+        return _result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
+                       {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
+                        "primal_variant": variant,
+                        "witness": {"ran": False, "used": False, "reason": why, "age_ticks": age},
+                        "own_plan": own, "primal_candidates": len(cands)}, ev=ev)
     # the EDF greedy witness (kernels.listsched): the plan returned must dominate it; where the optimiser's
     # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
     from kernels import listsched  # imports this module: bound at call time
@@ -1523,7 +1553,7 @@ def plan(
     gv, gp = listsched.greedy_vmat(xp, c, pr, d, tb)
     gp = xp.astype(xp.where(xp.any(gv > 0, 1), gp, -1), xp.i32)
     gev = _evaluate_plan(problem, c, pr, gv, gp, xp=xp, d=d)
-    wit, own = _summary(c, gev), _summary(c, ev)
+    wit = _summary(c, gev)
     if not _dominates(own, wit):
         # the optimiser's own list schedule: the greedy's mechanism and job order, slots in price order
         lvf = xp.to_numpy(tb.vfull).astype(np.int64)
@@ -1544,7 +1574,8 @@ def plan(
     return _result(problem, c, run, pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
                    {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
                     "primal_variant": variant if not used else "greedy_witness",
-                    "witness": {"used": bool(used), **wit}, "own_plan": own,
+                    "witness": {"ran": True, "used": bool(used), "reason": why, "age_ticks": 0, **wit},
+                    "own_plan": own,
                     "primal_candidates": len(cands)}, ev=ev)
 
 
@@ -1553,6 +1584,30 @@ def _summary(c: _Clean, ev: dict[str, Any]) -> dict[str, Any]:
     return {"objective": float(ev["objective"]), "carbon_g": float(ev["carbon_g"]),
             "unfinished_jobs": _n_unfinished(c, ev), "late_jobs": _n_late(c, ev),
             "unfinished_gpu_s": float(ev["unfinished_gpu_s"])}
+
+
+def _witness_age(warm_start: PlanResult) -> int:
+    """Ticks since the warm start's chain last ran the witness (a large number when it never did)."""
+    w = warm_start.diagnostics.get("witness")
+    if not isinstance(w, dict) or "age_ticks" not in w:
+        return 1 << 30
+    return int(w["age_ticks"])
+
+
+def _witness_due(mode: str, warm_start: PlanResult | None, own: dict[str, Any]) -> tuple[bool, str]:
+    """Whether ``plan(witness=mode)`` builds the greedy witness now, and why (``plan``'s docstring)."""
+    if mode == "always":
+        return True, "witness='always'"
+    if mode == "never":
+        return False, "witness='never'"
+    if warm_start is None:
+        return True, "cold solve"
+    if own["unfinished_jobs"] == 0 and own["late_jobs"] == 0:
+        return False, "warm re-plan finishes every job on time (the greedy could win on carbon only)"
+    age = _witness_age(warm_start) + 1
+    if age >= WITNESS_EVERY_TICKS:
+        return True, f"warm re-plan leaves work undone or late; last check {min(age, WITNESS_EVERY_TICKS)}+ ticks ago"
+    return False, f"warm re-plan leaves work undone or late; last check {age} ticks ago (every {WITNESS_EVERY_TICKS})"
 
 
 def _witness_wins(own: dict[str, Any], wit: dict[str, Any]) -> bool:

@@ -28,6 +28,18 @@ def plan_status(result: Any, violations: list[str]) -> str:
     return "invalid" if violations and result.status != "infeasible" else str(result.status)
 
 
+def _witness_value(key: str, value: Any) -> Any:
+    """One ``diagnostics["witness"]`` entry as JSON: flags bool, the reason a string, counts int, the rest
+    float (kernels.plan's docstring lists the keys)."""
+    if key in ("ran", "used"):
+        return bool(value)
+    if key == "reason":
+        return str(value)
+    if key.endswith("_jobs") or key == "age_ticks":
+        return int(value)
+    return float(value)
+
+
 def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: Any, jobs: Any, *,
                     solve_s: float, violations: list[str], provenance: dict[str, str],
                     carbon_bound: dict[str, Any] | None = None,
@@ -137,8 +149,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
             },
             "iterations": int(result.iterations),
             "unfinished": unfinished_block,
-            **({"witness": {k: (bool(v) if k == "used" else int(v) if k.endswith("_jobs") else float(v))
-                             for k, v in wit.items()}} if wit else {}),
+            **({"witness": {k: _witness_value(k, v) for k, v in wit.items()}} if wit else {}),
             "check": {"ok": not violations, "violations": violations},
             "provenance": provenance,
         },
@@ -276,9 +287,11 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:.1f} GPU-h ({ub['jobs']} jobs)")
     table.add_row("late jobs", str(ub["late_jobs"]))
     wit = result.diagnostics.get("witness")
-    if wit:
+    if wit and wit.get("ran", True):
         table.add_row("EDF greedy witness", f"{wit['carbon_g'] / 1000:.1f} kg, {wit['unfinished_jobs']} unfinished, "
                       f"{wit['late_jobs']} late" + (" (its plan is returned)" if wit["used"] else ""))
+    elif wit:
+        table.add_row("EDF greedy witness", f"not run ({wit.get('reason', '')})")
     table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0} / {len(job_list)}")
     table.add_row("solve time", f"{solve_s:.3f} s ({result.iterations} iterations, "
                   f"{backend}/{device})")

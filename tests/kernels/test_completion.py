@@ -139,3 +139,43 @@ def test_greedy_and_completion_give_the_same_plans_on_torch(be: tuple[str, str],
     pa, pt = kernels.plan(pb), kernels.plan(pb, backend=be[0], device=be[1])
     assert np.array_equal(pa.run, pt.run) and np.array_equal(pa.pool, pt.pool)
     assert pa.diagnostics["witness"] == pt.diagnostics["witness"]
+
+
+def _with_age(r: kernels.PlanResult, age: int) -> kernels.PlanResult:
+    """``r`` as a warm start whose last witness check was ``age`` ticks ago."""
+    return replace(r, diagnostics={**r.diagnostics, "witness": {**r.diagnostics["witness"], "age_ticks": age}})
+
+
+@pytest.mark.parametrize("seed", range(0, 24, 3))
+def test_witness_auto_runs_cold_and_on_warm_replans_only_when_due(seed: int) -> None:
+    """witness="auto": every cold solve checks against the greedy; a warm re-plan skips the check where its
+    own plan finishes every job on time, and otherwise runs it once the last check is WITNESS_EVERY_TICKS
+    ticks old (then it returns exactly what witness="always" returns). Every plan passes the checker."""
+    pb = _family(seed)
+    cold = kernels.plan(pb)
+    w = cold.diagnostics["witness"]
+    assert w["ran"] is True and w["age_ticks"] == 0 and "unfinished_gpu_s" in w
+    warm = kernels.plan(pb, warm_start=cold, warm_shift=0)
+    ww = warm.diagnostics["witness"]
+    assert kernels.check_result(pb, warm) == []
+    assert ww["ran"] is False and ww["used"] is False and ww["age_ticks"] == 1, ww
+    complete = warm.diagnostics["unfinished_jobs"] == 0 and warm.diagnostics["late_jobs"] == 0
+    assert ("finishes every job" in ww["reason"]) == complete, ww
+    assert "unfinished_gpu_s" not in ww  # no stale greedy numbers where it did not run
+    due = kernels.plan(pb, warm_start=_with_age(cold, kernels.planner.WITNESS_EVERY_TICKS - 1), warm_shift=0)
+    always = kernels.plan(pb, warm_start=cold, warm_shift=0, witness="always")
+    assert always.diagnostics["witness"]["ran"] is True
+    assert due.diagnostics["witness"]["ran"] is (not complete)
+    if not complete:
+        assert due.diagnostics["witness"]["age_ticks"] == 0
+        assert np.array_equal(due.run, always.run) and np.array_equal(due.pool, always.pool)
+        assert due.diagnostics["unfinished_jobs"] <= due.diagnostics["witness"]["unfinished_jobs"]
+    never = kernels.plan(pb, witness="never")
+    assert never.diagnostics["witness"] == {"ran": False, "used": False, "reason": "witness='never'", "age_ticks": 1}
+    assert never.diagnostics["primal_variant"] != "greedy_witness"
+    assert kernels.check_result(pb, never) == []
+
+
+def test_witness_rejects_an_unknown_mode() -> None:
+    with pytest.raises(ValueError, match=r"witness='sometimes': allowed auto, always, never"):
+        kernels.plan(_family(0), witness="sometimes")
