@@ -16,7 +16,8 @@ carried out on a real Ray cluster.
   rank 0's address and a free port there, and the GPUs Ray assigned to its bundle (``ray.get_gpu_ids()``),
   a checkpoint directory ``<state_dir>/jobs/<job_id>`` (shared by every node) and a progress channel (polled
   by :meth:`step`; also written to ``progress.json``). See docs/architecture-ray.md for why actors rather
-  than the Jobs API.
+  than the Jobs API. :meth:`start` returns once every rank's workload is ready (its first progress report,
+  after its imports, data and model; at most ``ready_timeout_s``): start-up is not counted as work time.
 - **Preemption.** ``stop`` asks every rank to checkpoint, waits ``grace_s``, then the actors are killed and
   the group removed; the work lost (progress minus checkpoint) is returned and recorded.
 - **Power.** One node agent per node (:class:`~.ray_agent.NodeAgent`) sets the power limits of the GPUs Ray
@@ -151,6 +152,7 @@ class RayExecutor:
         time_scale: float = 1.0,
         grace_s: float = 5.0,
         placement_timeout_s: float = 10.0,
+        ready_timeout_s: float = 120.0,
         poll_s: float = 0.25,
         power_backend: str = "auto",
         workload_params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -163,6 +165,7 @@ class RayExecutor:
         self.time_scale = float(time_scale)
         self.grace_s = float(grace_s)
         self.placement_timeout_s = float(placement_timeout_s)
+        self.ready_timeout_s = float(ready_timeout_s)  # start() waits this long for a workload's start-up
         self.poll_s = float(poll_s)
         self._wall = wall
         self._sleep = sleep
@@ -493,6 +496,13 @@ class RayExecutor:
             (job_dir / "meta.json").write_text(json.dumps(meta))
             ray.get([a.run.remote(len(sizes), where[0]["ip"], where[0]["port"], list(dev))
                      for a, dev in zip(actors, devices)], timeout=30)  # fmt: skip
+            # the job's clock starts once every rank's start-up (imports, data, model) is over: start-up is
+            # not work, and on a loaded machine it can outlast a short demo's slots
+            ready = ray.get([a.wait_ready.remote(self.ready_timeout_s) for a in actors],
+                            timeout=self.ready_timeout_s + 30.0)  # fmt: skip
+            if not all(ready):
+                log.warning("job %s: not ready after %.0f s of start-up; its clock starts anyway", job.job_id,
+                            self.ready_timeout_s)  # fmt: skip
         except Exception as e:
             for a in actors:
                 ray.kill(a, no_restart=True)

@@ -145,6 +145,18 @@ class JobActor:
         out["started"] = True
         return out
 
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until the workload's start-up is over (its first progress report) or it ended, at most
+        ``timeout_s``; True if it is ready. The executor starts the job's clock only then."""
+        deadline = time.monotonic() + float(timeout_s)
+        while True:
+            if self._ctx is not None and (self._ctx.progress()["ready"] or self._done.is_set()):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.02, left))
+
     def set_power_fraction(self, power_fraction: float) -> None:
         if self._ctx is not None:
             self._ctx.set_power_fraction(power_fraction)

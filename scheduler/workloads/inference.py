@@ -78,6 +78,7 @@ def run(ctx: JobContext) -> dict[str, Any] | None:
         counters.update({k: float(v) for k, v in zip(("served", "correct", "dropped"), arr["counters"])})
         t_s = float(meta["work_done_s"])
     rng = np.random.default_rng([cfg.seed, int(t_s)])
+    ctx.report(t_s, int(counters["served"]), **counters)  # start-up done (model trained): serving starts now
     carry = 0.0
     latencies_ms: list[float] = []
     while t_s < cfg.duration_s:

@@ -171,6 +171,8 @@ class JobContext:
             "result": None,
             "error": None,
             "resumed_from_s": float(ck["work_done_s"]) if ck else 0.0,
+            # False until the workload's first report: its start-up (imports, data, model) is over
+            "ready": False,
         }
 
     # ------------------------------------------------------------------ control from the executor
@@ -250,9 +252,11 @@ class JobContext:
             wall_s -= chunk
 
     def report(self, work_done_s: float, step: int, **extra: Any) -> None:
-        """Record progress (in memory for the executor, and atomically in progress.json)."""
+        """Record progress (in memory for the executor, and atomically in progress.json). The first report
+        also says the workload is ready: its start-up is over and its work begins (a workload reports once
+        before its first step; the executor counts the job as started on its clock from then on)."""
         with self._lock:
-            self._progress.update(work_done_s=float(work_done_s), step=int(step), **extra)
+            self._progress.update(extra, work_done_s=float(work_done_s), step=int(step), ready=True)
             snap = dict(self._progress)
         atomic_write_bytes(self._progress_path, json.dumps(snap).encode())
 
