@@ -74,7 +74,10 @@ def _job_entry(rec: LoopJob) -> dict[str, Any]:
     )
 
 
-def summary(res: SimulationResult) -> dict[str, Any]:
+def summary(res: SimulationResult, *, clairvoyant: bool = True) -> dict[str, Any]:
+    """The run's figures. ``clairvoyant=False`` leaves out ``carbon_over_bound``, ``work_carbon_over_bound``
+    and ``clairvoyant`` (the HiGHS LP bound of the run's own work: seconds to a minute of CPU on a long
+    replay; benchmarks/simulator.py times the simulator, not the bound)."""
     rs = res.reports
     dt = res.site.slot_s
     end_s = len(rs) * dt
@@ -138,7 +141,7 @@ def summary(res: SimulationResult) -> dict[str, Any]:
         "fast_path_dropped": sum(len(x.dropped) for x in rs),
         "policy_s": sum(x.decide_s for x in rs),
         "wall_s": res.wall_s,
-        **_clairvoyant(res, carbon_kg),
+        **(_clairvoyant(res, carbon_kg) if clairvoyant else {}),
     }
 
 
