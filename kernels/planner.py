@@ -1470,7 +1470,7 @@ def plan(
     to the greedy on carbon only: not checked on the hot path) AND the last check is at least
     ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm start's diagnostics). So between
     checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy: it is the
-    optimiser's own plan, fast (the greedy costs 5-10 s CPU at 50,000 jobs; benchmarks/README.md, issue 11).
+    optimiser's own plan, fast (the greedy costs 4-8 s CPU at 50,000 jobs; benchmarks/README.md, issue 11).
     ``diagnostics["witness"]``: ``ran`` (bool), ``used`` (the greedy's plan is returned), ``reason`` and
     ``age_ticks`` (ticks since a check ran; 0 when it ran now), plus the greedy's objective, carbon_g,
     unfinished_jobs, late_jobs and unfinished_gpu_s when it ran.
