@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 #: Above this many LP columns (estimated), releases and deadlines are coarsened (see the module docstring).
 MAX_LP_VARS = 400_000
+#: The optimiser's dual bound (the fallback) plans the run's jobs over its slots: (jobs x slots) cells cost
+#: about 170 bytes each at its peak (measured: a 60-day 1,024-GPU replay, 21,562 jobs x 5,760 slots, grew to
+#: 21 GB). Above this many cells no fallback bound is computed (status "skipped", the ratio is None).
+MAX_DUAL_CELLS = 4_000_000
 SOLVERS = ("auto", "highs-lp", "kernels-dual")
 
 
@@ -68,7 +72,7 @@ class ClairvoyantBound:
     """A lower bound on the grid carbon of any schedule doing a run's work (module docstring)."""
 
     bound_carbon_g: float  # NaN when no bound could be computed (status says why)
-    status: str  # "optimal" | "time_limit" | "infeasible" | "error" | "empty"
+    status: str  # "optimal" | "time_limit" | "infeasible" | "error" | "empty" | "skipped"
     method: str  # "highs-lp" | "kernels-dual"
     n_jobs: int  # jobs with work in the run
     n_rows: int  # rows of the problem after merging
@@ -334,6 +338,11 @@ def _bound(site: Site, items: Sequence[WorkItem], energy: EnergySeries, n_slots:
 
     pb, _ = build_problem(site, items, energy, n_slots, merge=False)
     J = pb.n_jobs
+    if J * n_slots > MAX_DUAL_CELLS:
+        return ClairvoyantBound(math.nan, "skipped", "kernels-dual", n_jobs, J, n_slots, 1, 0,
+                                time.perf_counter() - t0,
+                                f"{J} jobs x {n_slots} slots is over the {MAX_DUAL_CELLS:,}-cell limit of the "
+                                "dual bound (memory); run benchmarks/policy_study.py for a bound of a long run")
     # the optimiser plans the work (deadlines kept, a weight that asks for all of it), then its certified
     # dual bound is taken on the carbon of doing exactly the run's work (kernels.carbon_bound)
     slot_h = pb.slot_s / 3600.0

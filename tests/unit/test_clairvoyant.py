@@ -178,3 +178,16 @@ def test_work_of_run_counts_done_partial_and_on_time() -> None:
             assert not items[jid].on_time
         else:
             assert jid not in items
+
+
+def test_a_run_too_large_for_the_dual_bound_is_skipped_not_planned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback bound plans the run's jobs x slots: above MAX_DUAL_CELLS it is skipped (a 60-day replay
+    once grew to 21 GB there), with a ratio of None and the reason named; below, it is computed."""
+    n = 48
+    res = run_simulation(SITE, workload(0, 6), energy(n + 8, 0), get_policy("backfill"), n_slots=n, horizon_slots=16)
+    ok = cv.bound_of_run(res, solver="kernels-dual")
+    assert ok.status == "optimal" and math.isfinite(ok.bound_carbon_g)
+    monkeypatch.setattr(cv, "MAX_DUAL_CELLS", ok.n_rows * n - 1)
+    big = cv.bound_of_run(res, solver="kernels-dual")
+    assert big.status == "skipped" and math.isnan(big.bound_carbon_g) and "cell limit" in big.message
+    assert big.ratio(1e6) is None and big.as_dict()["bound_carbon_kg"] is None
