@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -202,6 +203,34 @@ class SiteTools:
             self._elig = EligibilityCache(snap.site)
         assert self._elig is not None
         return self._power, self._elig
+
+    def _begin(self, snap: Snapshot, horizon_slots: int) -> TickStart:
+        """The prologue every baseline policy shares: the capacity profile over ``horizon_slots``, the
+        running jobs that still fit the first slot (kept at full power in their pool), and every queued
+        inference job started now (displacing preemptible training where GPUs are short)."""
+        power, elig = self._setup(snap)
+        prof = CapacityProfile(power, snap, horizon_slots)
+        running = [js for js in snap.jobs if js.state == "running"]
+        queued = [js for js in snap.jobs if js.state != "running"]
+        kept, _ = running_first_slot_shed(prof, power, running)
+        full = {name: Assignment(name, 1.0) for name in power.names}  # immutable: one per pool, shared
+        run: dict[str, Assignment] = {js.job.job_id: full[js.pool or power.names[0]] for js in kept}
+        start_inference(prof, power, elig, queued, kept, run, full.__getitem__)
+        return TickStart(power, elig, prof, running, queued, kept, run)
+
+
+@dataclass(slots=True)
+class TickStart:
+    """What :meth:`SiteTools._begin` hands a policy: the profile already holds ``kept`` and the inference
+    started in ``run``; ``queued`` still lists that inference (policies skip ``job.must_run``)."""
+
+    power: SitePower
+    elig: EligibilityCache
+    prof: CapacityProfile
+    running: list[JobState]
+    queued: list[JobState]
+    kept: list[JobState]
+    run: dict[str, Assignment]
 
 
 class EligibilityCache:

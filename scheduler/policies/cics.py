@@ -29,10 +29,7 @@ import numpy as np
 from scheduler.arrivals import ArrivalModel
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 from scheduler.policies.capacity import (
-    CapacityProfile,
     SiteTools,
-    running_first_slot_shed,
-    start_inference,
 )
 from scheduler.policies.threshold import due_s
 
@@ -74,17 +71,12 @@ class CicsPolicy(SiteTools):
         self.last_vcc: np.ndarray | None = None  # the curve of the last tick (GPUs per slot), for reports
 
     def decide(self, snapshot: Snapshot) -> Decisions:
-        power, elig = self._setup(snapshot)
         self.arrivals.observe(snapshot)
         slot_s = float(snapshot.forecast.slot_s)
         now = snapshot.now_s
-        prof = CapacityProfile(power, snapshot, math.ceil(self.day_hours * 3600 / slot_s))
+        start = self._begin(snapshot, math.ceil(self.day_hours * 3600 / slot_s))
+        power, elig, prof, queued, run = start.power, start.elig, start.prof, start.queued, start.run
         t_h = prof.n_slots
-        running = [js for js in snapshot.jobs if js.state == "running"]
-        queued = [js for js in snapshot.jobs if js.state != "running"]
-        kept, _ = running_first_slot_shed(prof, power, running)
-        run: dict[str, Assignment] = {js.job.job_id: Assignment(js.pool or power.names[0], 1.0) for js in kept}
-        start_inference(prof, power, elig, queued, kept, run, lambda pool: Assignment(pool, 1.0))
         rest = [js for js in queued if not js.job.must_run]
         # flexible demand of the day in GPU-slots (running work is in the profile already, so it is not
         # counted again: the curve is for what is still to be placed)

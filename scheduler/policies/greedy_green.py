@@ -27,10 +27,7 @@ import numpy as np
 
 from scheduler.policies.base import Assignment, Decisions, JobState, Snapshot
 from scheduler.policies.capacity import (
-    CapacityProfile,
     SiteTools,
-    running_first_slot_shed,
-    start_inference,
 )
 
 
@@ -50,18 +47,12 @@ class GreedyGreenPolicy(SiteTools):
         return j.submit_s + j.duration_s + self.max_delay_s
 
     def decide(self, snapshot: Snapshot) -> Decisions:
-        power, elig = self._setup(snapshot)
         slot_s = float(snapshot.forecast.slot_s)
         now = snapshot.now_s
-        prof = CapacityProfile(power, snapshot, math.ceil(self.horizon_hours * 3600 / slot_s))
-        t_h = prof.n_slots
-        running = [js for js in snapshot.jobs if js.state == "running"]
-        queued = [js for js in snapshot.jobs if js.state != "running"]
-        kept, _ = running_first_slot_shed(prof, power, running)
-        full = {name: Assignment(name, 1.0) for name in power.names}  # immutable: one per pool, shared
-        run: dict[str, Assignment] = {js.job.job_id: full[js.pool or power.names[0]] for js in kept}
         # inference first: must run now (displacing preemptible training if GPUs are short)
-        start_inference(prof, power, elig, queued, kept, run, lambda pool: Assignment(pool, 1.0))
+        start = self._begin(snapshot, math.ceil(self.horizon_hours * 3600 / slot_s))
+        power, elig, prof, queued, run = start.power, start.elig, start.prof, start.queued, start.run
+        t_h = prof.n_slots
         rest = [js for js in queued if not js.job.must_run]
         rest.sort(key=lambda js: (self._due_s(js) - now - js.remaining_s, -js.job.priority, js.job.submit_s))
         ramp = np.arange(t_h) * 1e-9  # prefer earlier slots on equal cost

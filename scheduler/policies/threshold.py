@@ -26,10 +26,7 @@ import numpy as np
 
 from scheduler.policies.base import Assignment, Decisions, JobState, Snapshot
 from scheduler.policies.capacity import (
-    CapacityProfile,
     SiteTools,
-    running_first_slot_shed,
-    start_inference,
 )
 
 
@@ -67,16 +64,11 @@ class ThresholdPolicy(SiteTools):
         return float(np.quantile(w, self.quantile))
 
     def decide(self, snapshot: Snapshot) -> Decisions:
-        power, elig = self._setup(snapshot)
         slot_s = float(snapshot.forecast.slot_s)
         now = snapshot.now_s
-        prof = CapacityProfile(power, snapshot, math.ceil(self.horizon_hours * 3600 / slot_s))
+        start = self._begin(snapshot, math.ceil(self.horizon_hours * 3600 / slot_s))
+        power, elig, prof, queued, kept, run = start.power, start.elig, start.prof, start.queued, start.kept, start.run
         t_h = prof.n_slots
-        running = [js for js in snapshot.jobs if js.state == "running"]
-        queued = [js for js in snapshot.jobs if js.state != "running"]
-        kept, _ = running_first_slot_shed(prof, power, running)
-        run: dict[str, Assignment] = {js.job.job_id: Assignment(js.pool or power.names[0], 1.0) for js in kept}
-        start_inference(prof, power, elig, queued, kept, run, lambda pool: Assignment(pool, 1.0))
         if self.interrupt:
             for js in kept:
                 job = js.job
