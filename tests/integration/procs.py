@@ -23,3 +23,13 @@ def descendants(pid: int) -> set[int]:
 def raylets() -> set[int]:
     r = subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, text=True)
     return {int(x) for x in r.stdout.split()}
+
+
+def step_until(ex, pred, max_steps: int = 60, dt_s: float = 300.0) -> list:
+    """Step an executor ``dt_s`` at a time until ``pred(events so far)`` holds; fail naming the events."""
+    events: list = []
+    for _ in range(max_steps):
+        events += ex.step(dt_s)
+        if pred(events):
+            return events
+    raise AssertionError(f"condition not reached after {max_steps} steps of {dt_s} s; events: {events}")

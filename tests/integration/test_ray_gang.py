@@ -8,6 +8,7 @@ import json
 
 import pytest
 import ray
+from procs import step_until
 
 from scheduler.executors.ray_executor import NAMESPACE, _seed, actor_name
 from scheduler.jobs import Job
@@ -20,12 +21,7 @@ POOL = "h100-eu-public"
 
 
 def _until(ex, pred, max_steps: int = 120, dt_s: float = 300.0) -> list:
-    events = []
-    for _ in range(max_steps):
-        events += ex.step(dt_s)
-        if pred(events):
-            return events
-    raise AssertionError(f"condition not reached; events: {events}")
+    return step_until(ex, pred, max_steps, dt_s)
 
 
 def _gang_state(ex, job_id: str) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from procs import step_until
 
 from scheduler.executors.ray_executor import _seed
 from scheduler.jobs import Job
@@ -15,12 +16,7 @@ POOL = "h100-eu-public"
 
 
 def _run_until(ex, pred, max_steps: int = 60, dt_s: float = 300.0) -> list:
-    events = []
-    for _ in range(max_steps):
-        events += ex.step(dt_s)
-        if pred(events):
-            return events
-    raise AssertionError(f"condition not reached; events: {events}")
+    return step_until(ex, pred, max_steps, dt_s)
 
 
 def test_preempted_training_resumes_from_checkpoint_and_finishes_right(ray_ex) -> None:
