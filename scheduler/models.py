@@ -315,6 +315,42 @@ class Requires(_Strict):
     clearance: Literal["public", "internal", "confidential", "secret"] | None = None
 
 
+#: Environment variable names a job spec may set (portable shell names), and the limits on env and args.
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_ENV_VARS = 256
+MAX_ARGS = 1024
+ARG_MAX_CHARS = 4096
+
+
+def check_env_name(v: str) -> str:
+    if not ENV_NAME_RE.match(v):
+        raise ValueError(f"{v[:64]!r} is not an environment variable name; allowed: letters, digits and _, "
+                         "not starting with a digit")  # fmt: skip
+    return v
+
+
+def check_workdir(v: str) -> str:
+    if not v.startswith("/"):
+        raise ValueError(f"{v[:80]!r} is not an absolute path; allowed: a directory such as /home/me/run")
+    return v
+
+
+EnvName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(check_env_name)]
+ArgText = Annotated[PrintableText, Field(max_length=ARG_MAX_CHARS)]
+
+#: Dependency kinds (Slurm's ``--dependency``): ``afterok`` waits for the job to finish OK (and fails the
+#: dependent job if it failed or was cancelled), ``afternotok`` for it to fail or be cancelled (and fails
+#: the dependent job if it finished OK), ``afterany`` for it to end either way, ``after`` for it to start.
+DependencyKind = Literal["after", "afterany", "afterok", "afternotok"]
+
+
+class JobDependency(_Strict):
+    """One dependency of a job: wait on ``job_id`` (an earlier job of the same tenant) as ``kind`` says."""
+
+    kind: DependencyKind = "afterok"
+    job_id: Annotated[PrintableText, Field(min_length=1, max_length=64)]
+
+
 class JobSpec(_Strict):
     """A job as a tenant submits it (YAML for the CLI, JSON for the API). Unknown fields are refused.
 
@@ -339,6 +375,14 @@ class JobSpec(_Strict):
         Annotated[str, Field(min_length=1, max_length=ENTRYPOINT_MAX_CHARS), AfterValidator(check_entrypoint)] | None
     ) = None
     priority: Annotated[int, Field(ge=-100, le=100), Number] = 0
+    # how the job runs (a Ray runtime_env under the Ray executor): environment, arguments appended to a
+    # command entrypoint, the working directory (absolute)
+    env: Annotated[dict[EnvName, ArgText], Field(max_length=MAX_ENV_VARS)] | None = None
+    args: Annotated[tuple[ArgText, ...], Field(max_length=MAX_ARGS)] | None = None
+    workdir: Annotated[PrintableText, Field(min_length=1, max_length=1024), AfterValidator(check_workdir)] | None = None
+    # when it may start: after its dependencies (held by the control loop) and not before ``begin``
+    dependencies: Annotated[tuple[JobDependency, ...], Field(max_length=64)] | None = None
+    begin: IsoTime | None = None
 
 
 class JobRow(_Strict):

@@ -93,6 +93,9 @@ class Decisions:
 
     run: Mapping[str, Assignment]
     plan: Any | None = None
+    # the plan's per-job schedule over the horizon (job id -> scheduler.reasons.PlannedRun), for
+    # "when will it run" (planned_start in /v1/queue); None: the policy has no plan beyond this slot
+    schedule: Mapping[str, Any] | None = None
 
 
 class Policy(Protocol):

@@ -46,6 +46,7 @@ import numpy as np
 from kernels.problem import PlanProblem, PlanResult
 from scheduler.planner import PlanIndex, WeightSettings, build_problem, decisions_from_result
 from scheduler.policies.base import Assignment, Decisions, Snapshot
+from scheduler.reasons import LazySchedule
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,8 @@ class WindwardPolicy:
         decisions = decisions_from_result(result, index)
         if self.slot0_admission:
             decisions = self._admit_slot0(snapshot, problem, index, result, decisions)
-        return self._meet_deadlines_within_slot(snapshot, decisions)
+        # the plan's per-job schedule, computed only when asked (scheduler.reasons: planned_start)
+        return replace(self._meet_deadlines_within_slot(snapshot, decisions), schedule=LazySchedule(result, index))
 
     @staticmethod
     def _admit_slot0(snapshot: Snapshot, problem: PlanProblem, index: PlanIndex, result: PlanResult,

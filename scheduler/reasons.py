@@ -1,0 +1,372 @@
+"""Why a queued job waits, and when the plan starts it (issue 15 item 1): the one source of truth.
+
+:class:`HoldReason` is the closed set of reasons ``/v1/queue``, ``/v1/jobs`` and ``windward queue`` / ``status``
+show (DESIGN section 7; docs/contracts.md lists them). A reason is never guessed: :func:`explain` reads what
+held the job in the last tick, from the tick's own record (:class:`~scheduler.control.TickReport`: what the
+reserve held, what the rules dropped, what the fast path dropped, which starts found no GPUs), the gate
+(:func:`gate`: dependencies and ``begin``, held by the loop before the policy sees the job) and the plan
+(:func:`planned_runs`: the first slot the policy's plan runs the job). In order of precedence:
+
+========================  ===================================================================================
+reason                    the job did not start in the last tick because ...
+========================  ===================================================================================
+``new``                   it was submitted after the last tick (no tick has considered it yet)
+``waiting_on_dependency``  a dependency (``afterok`` ...) has not ended as required yet (held by the loop)
+``not_before``            its ``begin`` time has not come (held by the loop)
+``no_eligible_pool``      the policy placed it in a pool it may not use (sovereignty, labels): refused
+``inference_reserve``     a non-preemptible start would take GPUs the expected inference needs
+``quota``                 its tenant is at its GPU quota (:mod:`scheduler.rules`)
+``fair_share``            dropped to make room for tenants owed a commitment or below their fair share
+``grid_cap``              this slot's power budget (grid cap + wind, site maximum) has no room for it: the
+                          fast path dropped it, or the policy left it out with GPUs free but no power left
+``pool_full``             no eligible pool has enough free healthy GPUs now (or the executor found none)
+``deferred_for_wind``     GPUs and power are free now, but the policy waits for cleaner energy (more wind,
+                          a lower grid carbon intensity): ``planned_start`` says when (null: beyond the horizon)
+========================  ===================================================================================
+
+``planned_start`` / ``planned_end`` (ISO 8601, UTC) come from the current plan of an optimising policy (the
+``windward`` policy's horizon); null when the plan does not run the job within its horizon or the policy has
+no plan (the baseline policies decide one slot at a time). Pure, except :class:`WhyBoard` (a lock).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class HoldReason(StrEnum):
+    """Why a queued job waits (module docstring: the table, in order of precedence)."""
+
+    NEW = "new"
+    WAITING_ON_DEPENDENCY = "waiting_on_dependency"
+    NOT_BEFORE = "not_before"
+    NO_ELIGIBLE_POOL = "no_eligible_pool"
+    INFERENCE_RESERVE = "inference_reserve"
+    QUOTA = "quota"
+    FAIR_SHARE = "fair_share"
+    GRID_CAP = "grid_cap"
+    POOL_FULL = "pool_full"
+    DEFERRED_FOR_WIND = "deferred_for_wind"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRun:
+    """Where a plan runs one job: slots are offsets from the plan's first slot (0 = the tick's slot)."""
+
+    start_slot: int  # first slot the plan runs it
+    end_slot: int  # one past the last slot it runs
+    pool: str
+    mean_power_fraction: float
+    next_start_slot: int | None = None  # first slot >= 1 it runs (for a job held in slot 0); None: none
+
+
+@dataclass(frozen=True, slots=True)
+class Why:
+    reason: HoldReason
+    detail: str = ""
+    planned: PlannedRun | None = None
+
+
+class _PlanIndexLike(Protocol):
+    @property
+    def job_ids(self) -> Sequence[str]: ...
+
+    @property
+    def pool_names(self) -> Sequence[str]: ...
+
+    @property
+    def n_real(self) -> int: ...
+
+
+def planned_runs(result: Any, index: _PlanIndexLike) -> dict[str, PlannedRun]:
+    """Per job of a plan (a kernels ``PlanResult`` and its ``PlanIndex``): its first and last slot, pool and
+    mean power fraction; jobs the plan never runs are absent. Vectorised over jobs."""
+    run = np.asarray(getattr(result, "run", np.zeros((0, 0), dtype=bool)), dtype=bool)
+    n = index.n_real
+    if run.ndim != 2 or run.shape[0] < n or run.shape[1] == 0 or n == 0:
+        return {}
+    run = run[:n]
+    T = run.shape[1]
+    any_run = run.any(axis=1)
+    first = np.argmax(run, axis=1)
+    last = T - 1 - np.argmax(run[:, ::-1], axis=1)
+    later = run[:, 1:]
+    has_later: np.ndarray = np.asarray(later.any(axis=1)) if T > 1 else np.zeros(n, dtype=bool)
+    nxt: np.ndarray = (np.argmax(later, axis=1) + 1) if T > 1 else np.zeros(n, dtype=np.int64)
+    frac = np.asarray(result.power_fraction, dtype=np.float64)[:n]
+    n_on = np.maximum(run.sum(axis=1), 1)
+    mean_f = np.where(run, frac, 0.0).sum(axis=1) / n_on
+    pool = np.asarray(result.pool)[:n]
+    out: dict[str, PlannedRun] = {}
+    for j in np.flatnonzero(any_run & (pool >= 0)).tolist():
+        out[index.job_ids[j]] = PlannedRun(
+            int(first[j]), int(last[j]) + 1, index.pool_names[int(pool[j])], float(mean_f[j]),
+            int(nxt[j]) if has_later[j] else None,
+        )  # fmt: skip
+    return out
+
+
+class LazySchedule(Mapping[str, PlannedRun]):
+    """:func:`planned_runs` computed row by row on demand: a policy attaches one to every decision at no cost
+    (nothing is computed until someone asks when a job runs)."""
+
+    def __init__(self, result: Any, index: _PlanIndexLike) -> None:
+        self._result, self._index = result, index
+        self._rows: dict[str, int] | None = None
+
+    def _row_of(self) -> dict[str, int]:
+        if self._rows is None:
+            n = self._index.n_real
+            self._rows = {jid: j for j, jid in enumerate(self._index.job_ids[:n])}
+        return self._rows
+
+    def __getitem__(self, job_id: str) -> PlannedRun:
+        j = self._row_of()[job_id]  # KeyError: not in the plan
+        run = np.asarray(self._result.run[j], dtype=bool)
+        p = int(self._result.pool[j])
+        on = np.flatnonzero(run)
+        if on.size == 0 or p < 0:
+            raise KeyError(job_id)
+        frac = np.asarray(self._result.power_fraction[j], dtype=np.float64)
+        later = on[on >= 1]
+        return PlannedRun(int(on[0]), int(on[-1]) + 1, self._index.pool_names[p], float(frac[on].mean()),
+                          int(later[0]) if later.size else None)  # fmt: skip
+
+    def __iter__(self) -> Any:
+        return iter(planned_runs(self._result, self._index))
+
+    def __len__(self) -> int:
+        return len(planned_runs(self._result, self._index))
+
+
+def schedule_of(decisions: Any) -> Mapping[str, PlannedRun]:
+    """The plan's per-job schedule carried by ``Decisions.schedule`` (empty when the policy has no plan)."""
+    return getattr(decisions, "schedule", None) or {}
+
+
+# ------------------------------------------------------------------------------------------ the gate
+
+
+@dataclass(frozen=True, slots=True)
+class GateItem:
+    """What the gate needs of a queued job: its dependencies ``(kind, job_id)`` and its ``begin`` time."""
+
+    job_id: str
+    dependencies: tuple[tuple[str, str], ...] = ()
+    begin_unix_s: float | None = None
+
+
+#: Public job states (DESIGN section 7) the gate reads: terminal ones, and what counts as "started".
+_TERMINAL = frozenset({"finished", "done", "failed", "cancelled"})
+_OK = frozenset({"finished", "done"})
+_NOT_OK = frozenset({"failed", "cancelled"})
+
+
+def gate(
+    items: Iterable[GateItem], now_unix_s: float, state_of: Callable[[str], str | None]
+) -> tuple[dict[str, Why], dict[str, str]]:
+    """Dependencies and ``begin``, held by the control loop before the policy sees a job.
+
+    Returns ``(held, failed)``: ``held`` job id -> :class:`Why` (``waiting_on_dependency`` or ``not_before``),
+    kept out of the snapshot; ``failed`` job id -> the detail to record it ``failed`` with (a dependency that
+    can never be satisfied: ``afterok`` on a job that failed or was cancelled, ``afternotok`` on one that
+    finished, or no such job). ``state_of(job_id)``: the job's public state, None when there is no such job
+    (of this tenant). A job with no dependencies and no future ``begin`` is in neither."""
+    held: dict[str, Why] = {}
+    failed: dict[str, str] = {}
+    for it in items:
+        waiting: list[str] = []
+        bad: str | None = None
+        for kind, dep in it.dependencies:
+            st = state_of(dep)
+            if st is None:
+                bad = f"dependency {kind}:{dep}: no such job"
+            elif kind == "afterok":
+                if st in _NOT_OK:
+                    bad = f"dependency afterok:{dep} can never be met: {dep} is {st}"
+                elif st not in _OK:
+                    waiting.append(f"afterok:{dep} ({st})")
+            elif kind == "afternotok":
+                if st in _OK:
+                    bad = f"dependency afternotok:{dep} can never be met: {dep} finished OK"
+                elif st not in _NOT_OK:
+                    waiting.append(f"afternotok:{dep} ({st})")
+            elif kind == "afterany":
+                if st not in _TERMINAL:
+                    waiting.append(f"afterany:{dep} ({st})")
+            elif kind == "after":
+                if st == "queued":
+                    waiting.append(f"after:{dep} (queued)")
+            else:
+                bad = f"dependency {kind}:{dep}: unknown kind; allowed: after, afterany, afterok, afternotok"
+            if bad:
+                break
+        if bad:
+            failed[it.job_id] = bad
+        elif waiting:
+            held[it.job_id] = Why(HoldReason.WAITING_ON_DEPENDENCY, "waiting on " + ", ".join(waiting))
+        elif it.begin_unix_s is not None and it.begin_unix_s > now_unix_s:
+            held[it.job_id] = Why(HoldReason.NOT_BEFORE, f"not before {iso_utc(it.begin_unix_s)}")
+    return held, failed
+
+
+def gate_item_from_spec(job_id: str, spec: Mapping[str, Any]) -> GateItem | None:
+    """The gate's view of a stored job spec (the JSON of :class:`scheduler.models.JobSpec`); None when the
+    spec has neither dependencies nor ``begin`` (most jobs: nothing to check)."""
+    deps = spec.get("dependencies") or ()
+    begin = spec.get("begin")
+    if not deps and not begin:
+        return None
+    b = datetime.fromisoformat(str(begin).replace("Z", "+00:00")).timestamp() if begin else None
+    return GateItem(job_id, tuple((str(d["kind"]), str(d["job_id"])) for d in deps), b)
+
+
+# ------------------------------------------------------------------------------------------ explain
+
+
+class _ReportLike(Protocol):
+    starts: tuple[str, ...]
+    dropped: tuple[str, ...]
+    start_failed: tuple[str, ...]
+    refused: tuple[str, ...]
+    held: tuple[str, ...]
+    over_quota: tuple[str, ...]
+    displaced: tuple[str, ...]
+    busy_gpus: Mapping[str, float]
+    healthy_gpus: Mapping[str, int]
+    wind_w: float
+    grid_cap_w: float
+    site_max_w: float
+    facility_peak_w: float
+
+
+class _PowerLike(Protocol):
+    names: Sequence[str]
+
+    def gpu_w(self, pool_idx: int, f: float) -> float: ...
+
+    @property
+    def min_power_fraction(self) -> Any: ...
+
+
+def explain(
+    report: _ReportLike,
+    queued: Iterable[Any],
+    power: _PowerLike,
+    elig: Callable[[Any], Sequence[int]],
+    *,
+    schedule: Mapping[str, PlannedRun] | None = None,
+    gated: Mapping[str, Why] | None = None,
+) -> dict[str, Why]:
+    """Why each job in ``queued`` (the :class:`~scheduler.jobs.Job` of every job still queued after the
+    tick's apply, gated ones included) did not start in the tick ``report`` describes (module docstring:
+    the reasons in order of precedence). ``power``: the tick's :class:`SitePower`; ``elig``: pool indices a
+    job may use; ``schedule``: :func:`planned_runs` of the policy's plan; ``gated``: :func:`gate`'s held."""
+    schedule = schedule or {}
+    gated = gated or {}
+    sets = [
+        (set(report.refused), HoldReason.NO_ELIGIBLE_POOL, "the policy placed it in a pool it may not use"),
+        (set(report.held), HoldReason.INFERENCE_RESERVE, "its GPUs are kept for the expected inference"),
+        (set(report.over_quota), HoldReason.QUOTA, "its tenant is at its GPU quota"),
+        (set(report.displaced), HoldReason.FAIR_SHARE, "room was given to tenants owed a commitment or "
+                                                       "below their fair share"),
+        (set(report.dropped), HoldReason.GRID_CAP, "this slot's power budget (grid cap + wind, site "
+                                                   "maximum) has no room for it"),
+        (set(report.start_failed), HoldReason.POOL_FULL, "the executor found no free GPUs for it"),
+    ]  # fmt: skip
+    names = list(power.names)
+    free = {n: float(report.healthy_gpus.get(n, 0)) - float(report.busy_gpus.get(n, 0.0)) for n in names}
+    budget_w = min(float(report.site_max_w), float(report.grid_cap_w) + float(report.wind_w))
+    headroom_w = budget_w - float(report.facility_peak_w)
+    min_f = np.asarray(power.min_power_fraction, dtype=np.float64)
+    out: dict[str, Why] = {}
+    for job in queued:
+        jid = job.job_id
+        planned = schedule.get(jid)
+        if planned is not None and planned.start_slot == 0:  # the plan ran it now but it was held: next run
+            planned = (
+                PlannedRun(planned.next_start_slot, planned.end_slot, planned.pool, planned.mean_power_fraction)
+                if planned.next_start_slot is not None else None
+            )  # fmt: skip
+        g = gated.get(jid)
+        if g is not None:
+            out[jid] = Why(g.reason, g.detail, planned)
+            continue
+        why: Why | None = None
+        for ids, reason, detail in sets:
+            if jid in ids:
+                why = Why(reason, detail, planned)
+                break
+        if why is None:
+            pools = [p for p in elig(job) if 0 <= p < len(names)]
+            fits = [p for p in pools if free[names[p]] >= job.gpus]
+            if not fits:
+                most = max((free[names[p]] for p in pools), default=0.0)
+                why = Why(HoldReason.POOL_FULL, f"needs {job.gpus} GPUs; the most free in an eligible pool is "
+                                                f"{max(int(most), 0)}", planned)  # fmt: skip
+            else:
+                need_w = min(job.gpus * power.gpu_w(p, float(min_f[p])) for p in fits)
+                if headroom_w < need_w:
+                    why = Why(HoldReason.GRID_CAP, f"needs {need_w / 1e3:.0f} kW at its lowest power; "
+                                                   f"{max(headroom_w, 0.0) / 1e3:.0f} kW left under this slot's "
+                                                   "budget", planned)  # fmt: skip
+                else:
+                    why = Why(HoldReason.DEFERRED_FOR_WIND, "GPUs and power are free now; the policy waits for "
+                                                            "cleaner energy", planned)  # fmt: skip
+        out[jid] = why
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the board
+
+
+def iso_utc(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class WhyBoard:
+    """The last tick's reasons, for the API threads: :meth:`publish` swaps one dict under a lock (each tick),
+    :meth:`fields` reads a job's ``reason`` / ``reason_detail`` / ``planned_start`` / ``planned_end``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._why: Mapping[str, Why] = {}
+        self._slot = 0
+        self._epoch_unix_s = 0.0
+        self._slot_s = 1.0
+        self._ticked = False
+
+    def publish(self, why: Mapping[str, Why], *, slot: int, epoch_unix_s: float, slot_s: float) -> None:
+        with self._lock:
+            self._why, self._slot, self._epoch_unix_s, self._slot_s = why, slot, epoch_unix_s, slot_s
+            self._ticked = True
+
+    def get(self, job_id: str) -> Why | None:
+        with self._lock:
+            return self._why.get(job_id)
+
+    def fields(self, job_id: str, state: str) -> dict[str, Any]:
+        """The JSON fields of a job's view: for a queued job its reason (``new`` when no tick has seen it)
+        and planned start / end; null for any other state."""
+        if state != "queued":
+            return {"reason": None, "reason_detail": None, "planned_start": None, "planned_end": None}
+        with self._lock:
+            w = self._why.get(job_id)
+            slot, epoch, slot_s = self._slot, self._epoch_unix_s, self._slot_s
+        if w is None:
+            return {"reason": HoldReason.NEW.value, "reason_detail": "submitted after the last tick",
+                    "planned_start": None, "planned_end": None}  # fmt: skip
+        p = w.planned
+        return {
+            "reason": w.reason.value,
+            "reason_detail": w.detail,
+            "planned_start": iso_utc(epoch + (slot + p.start_slot) * slot_s) if p else None,
+            "planned_end": iso_utc(epoch + (slot + p.end_slot) * slot_s) if p else None,
+        }
