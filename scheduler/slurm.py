@@ -441,3 +441,34 @@ def read_script(path: str | Path, *, now: datetime) -> SlurmScript:
     except UnicodeDecodeError as e:
         raise InputError(f"{p}: not a text file ({e.reason} at byte {e.start})") from e
     return parse_script(text, str(p), now=now)
+
+
+def job_specs(script: SlurmScript, path: str | Path, workdir: str | Path) -> list[JobSpec]:
+    """The job specs ``windward submit script.sh`` sends, one per array index: the script's spec with its
+    dependencies and ``begin`` (held by the server's control loop), the working directory (sbatch's default:
+    where it is submitted from) and, without ``#WINDWARD --entrypoint``, ``bash <the script>`` as the
+    command (the script must be readable where the job runs, as with sbatch on a shared file system). An
+    array task gets ``SLURM_ARRAY_TASK_ID`` (and ``WINDWARD_ARRAY_TASK_ID``) in its environment.
+    ``singleton`` is refused: the server has no per-name dependency."""
+    script_path = Path(path).resolve()
+    out = []
+    for sj in script.jobs:
+        deps = []
+        for d in sj.dependencies:
+            if d.kind == "singleton":
+                raise InputError(f"{path}: --dependency=singleton: not supported by the Windward server; allowed: "
+                                 "after, afterany, afterok, afternotok with job ids")  # fmt: skip
+            deps += [{"kind": d.kind, "job_id": j} for j in d.job_ids]
+        data = sj.spec.model_dump(mode="json", exclude_none=True)
+        if deps:
+            data["dependencies"] = deps
+        if sj.begin is not None:
+            data["begin"] = sj.begin.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        data.setdefault("entrypoint", f"bash {shlex.quote(str(script_path))}")
+        data.setdefault("workdir", str(Path(workdir).resolve()))
+        if sj.array_index is not None:
+            data["env"] = {**data.get("env", {}), "SLURM_ARRAY_TASK_ID": str(sj.array_index),
+                           "WINDWARD_ARRAY_TASK_ID": str(sj.array_index)}  # fmt: skip
+        src = f"{path}" + ("" if sj.array_index is None else f" (array index {sj.array_index})")
+        out.append(parse_model(JobSpec, data, src))
+    return out

@@ -12,9 +12,11 @@ import os
 
 import typer
 
+from scheduler.cli.exitcodes import EXIT_CODES_HELP
+
 app = typer.Typer(
     name="windward",
-    help="Windward: carbon- and power-cap aware GPU scheduling for a wind-powered AI factory.",
+    help="Windward: carbon- and power-cap aware GPU scheduling for a wind-powered AI factory.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -22,7 +24,7 @@ app = typer.Typer(
 
 # Command modules, in the order they appear in --help. A module that is missing is skipped, so the
 # CLI keeps working while a command is being built.
-_MODULES = ("simulate", "plan", "demo", "server", "client", "bench")
+_MODULES = ("simulate", "plan", "demo", "server", "client", "ops", "bench")
 
 
 def _register_all() -> None:
@@ -36,8 +38,20 @@ def _register_all() -> None:
         mod.register(app)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from scheduler import __version__
+
+        typer.echo(f"windward {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),  # fmt: skip
+) -> None:
     level = logging.DEBUG if verbose else getattr(logging, os.environ.get("WINDWARD_LOG", "WARNING").upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -46,10 +60,11 @@ _register_all()
 
 
 def main() -> None:
+    from scheduler.cli.exitcodes import exit_code_of
     from scheduler.errors import WindwardError
 
     try:
         app()
     except WindwardError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(exit_code_of(e)) from None

@@ -9,6 +9,7 @@ Every command prints a readable table, or the API's JSON with ``--json``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -51,25 +52,45 @@ def _conn(server: str | None, token: str | None) -> tuple[str, str]:
     return str(srv).rstrip("/"), str(tok)
 
 
+def _detail_text(detail: Any) -> str:
+    """The server's ``detail`` as one line: a 422 list becomes ``field: message; ...``. A message that
+    already names its field (``gpus: 64 is above ...``) is not prefixed again."""
+    if not isinstance(detail, list):
+        return str(detail)
+    parts = []
+    for d in detail:
+        if not isinstance(d, dict):
+            parts.append(str(d))
+            continue
+        loc = [str(x) for x in d.get("loc", [])]
+        field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+        msg = str(d.get("msg", ""))
+        parts.append(msg if not field or msg.startswith(f"{field}:") or msg.startswith(f"{field} ") else f"{field}: {msg}")
+    return "; ".join(parts)
+
+
 def _call(method: str, server: str | None, token: str | None, path: str, **kw: Any) -> Any:
+    """One request. Raises :class:`ServerError` (exit 1) when the server cannot be reached or answers 5xx,
+    :class:`Rejected` (exit 3) on 4xx; :class:`InputError` (exit 2) for a missing token (nothing sent)."""
     import httpx
 
-    from scheduler.errors import WindwardError
+    from scheduler.cli.exitcodes import Rejected, ServerError
 
     srv, tok = _conn(server, token)
     headers = {"Authorization": f"Bearer {tok}", **kw.pop("headers", {})}
     try:
-        r = httpx.request(method, srv + path, headers=headers, timeout=30.0, **kw)
+        r = httpx.request(method, srv + path, headers=headers, timeout=kw.pop("timeout", 30.0), **kw)
     except httpx.HTTPError as e:
-        raise WindwardError(f"cannot reach {srv}: {e}") from e
+        raise ServerError(f"cannot reach {srv}: {e}") from e
     if r.status_code >= 400:
         try:
-            detail = r.json().get("detail")
-        except ValueError:
-            detail = r.text
-        if isinstance(detail, list):
-            detail = "; ".join(f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
-        raise WindwardError(f"{method} {path}: HTTP {r.status_code}: {detail}")
+            detail = _detail_text(r.json().get("detail"))
+        except (ValueError, AttributeError):
+            detail = r.text[:500]
+        msg = f"{method} {path}: HTTP {r.status_code}: {detail}"
+        if r.status_code >= 500:
+            raise ServerError(msg)
+        raise Rejected(msg, r.status_code)
     if r.headers.get("content-type", "").startswith("application/json"):
         return r.json()
     return r.text
@@ -114,33 +135,156 @@ def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     return [
         [j["id"], j["tenant"], j["name"], j["kind"], j["state"], j["gpus"], j["pool"] or "-",
          f"{100 * j['progress']:.1f}%", f"{j['power_fraction']:.2f}", f"{j['gpu_s'] / 3600:.2f}",
-         f"{j['energy_j'] / 3.6e6:.2f}", f"{j['carbon_g'] / 1000:.3f}"]
+         f"{j['energy_j'] / 3.6e6:.2f}", f"{j['carbon_g'] / 1000:.3f}", j.get("reason") or "-",
+         _short_time(j.get("planned_start")), _short_time(j.get("planned_end"))]
         for j in jobs
     ]  # fmt: skip
 
 
-_JOB_COLS = ["id", "tenant", "name", "kind", "state", "gpus", "pool", "progress", "power", "GPU-h", "kWh", "kg CO2"]
+def _short_time(iso: str | None) -> str:
+    """``2026-12-04T03:15:00Z`` -> ``12-04 03:15`` (UTC), ``-`` for none."""
+    return f"{iso[5:10]} {iso[11:16]}" if iso else "-"
+
+
+_JOB_COLS = ["id", "tenant", "name", "kind", "state", "gpus", "pool", "progress", "power", "GPU-h", "kWh", "kg CO2",
+             "reason", "planned start", "planned end"]  # fmt: skip
+
+
+#: Job states after which nothing changes (DESIGN section 7).
+TERMINAL_STATES = ("finished", "done", "failed", "cancelled")
+
+
+def _is_script(path: Path) -> bool:
+    if path.suffix in (".sh", ".sbatch", ".slurm", ".bash"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def _specs_of(path: Path, key: str | None) -> tuple[list[Any], list[str | None]]:
+    """The job specs of a YAML spec or a Slurm script (scheduler.slurm), validated here first (errors name the
+    file, the line or the field: exit 2), and their idempotency keys."""
+    from datetime import UTC, datetime
+
+    from scheduler.models import load_job_spec
+
+    if not _is_script(path):
+        return [load_job_spec(path)], [key]
+    from scheduler import slurm
+
+    script = slurm.read_script(path, now=datetime.now(UTC))
+    for line in script.ignored:
+        typer.secho(f"note: {path}: {line}", err=True)
+    if any(j.deadline_policy == "hard" for j in script.jobs):
+        typer.secho(f"note: {path}: --deadline-policy=hard: the server weighs the deadline in its plan; it does "
+                    "not refuse a start that cannot finish by it", err=True)  # fmt: skip
+    specs = slurm.job_specs(script, path, Path.cwd())
+    keys = [key if (key is None or j.array_index is None) else f"{key}-{j.array_index}" for j in script.jobs]
+    return specs, keys
+
+
+def _wait_for(ids: list[str], server: str | None, token: str | None, poll_s: float) -> None:
+    """Poll each job until it ends; print each change of state (stderr). Raises JobFailed (exit 4) when one
+    failed or was cancelled; returns when all finished."""
+    import time
+
+    from scheduler.cli.exitcodes import JobFailed
+
+    last: dict[str, str] = {}
+    left = list(ids)
+    while left:
+        for jid in list(left):
+            v = _call("GET", server, token, f"/v1/jobs/{jid}")
+            st = str(v["state"])
+            if last.get(jid) != st:
+                extra = f" ({v['reason']}; planned start {v.get('planned_start') or '-'})" if v.get("reason") else ""
+                typer.echo(f"{jid}: {st}{extra}", err=True)
+                last[jid] = st
+            if st in TERMINAL_STATES:
+                left.remove(jid)
+        if left:
+            time.sleep(poll_s)
+    bad = {j: s for j, s in last.items() if s not in ("finished", "done")}
+    if bad:
+        raise JobFailed("; ".join(f"{j} {s}" for j, s in bad.items()))
+
+
+def _when(value: str, opt: str) -> float:
+    """An ISO 8601 time (UTC when it has no zone) as Unix seconds; a bad one is a usage error naming ``opt``."""
+    from datetime import UTC, datetime
+
+    from scheduler.errors import InputError
+
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InputError(f"{opt} {value!r}: not an ISO 8601 time; allowed: e.g. 2026-12-04 or "
+                         "2026-12-04T10:00:00Z") from e  # fmt: skip
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+
+def _usage_jobs(since: str | None, until: str | None, server: str | None, token: str | None, as_json: bool,
+                page_size: int | None) -> None:  # fmt: skip
+    """sacct: the jobs that ran in [since, until) (started before ``until`` and not ended before ``since``),
+    each with its whole usage so far (the server keeps usage per job, not per interval), and totals."""
+    import time
+
+    lo = _when(since, "--since") if since else -math.inf
+    hi = _when(until, "--until") if until else time.time()
+    if lo >= hi:
+        from scheduler.errors import InputError
+
+        raise InputError(f"--since {since!r} is not before --until {until or 'now'!r}")
+    res = _pages(server, token, _paged("/v1/jobs", page_size), ("jobs",))
+
+    def t(iso: str | None, default: float) -> float:
+        return _when(iso, "time") if iso else default
+
+    jobs = [j for j in res["jobs"] if j.get("started_utc") and t(j["started_utc"], math.inf) < hi
+            and t(j.get("ended_utc"), math.inf) >= lo]  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps({"since": since, "until": until, "jobs": jobs}, indent=2))
+        return
+    rows = [[j["id"], j["tenant"], j["name"], j["state"], j["gpus"], _short_time(j["started_utc"]),
+             _short_time(j.get("ended_utc")), f"{j['gpu_s'] / 3600:.2f}", f"{j['energy_j'] / 3.6e6:.2f}",
+             f"{j['carbon_g'] / 1000:.3f}"] for j in jobs]  # fmt: skip
+    rows.append(["total", "", f"{len(jobs)} jobs", "", "", "", "", f"{sum(j['gpu_s'] for j in jobs) / 3600:.2f}",
+                 f"{sum(j['energy_j'] for j in jobs) / 3.6e6:.2f}", f"{sum(j['carbon_g'] for j in jobs) / 1000:.3f}"])  # fmt: skip
+    _table(f"jobs that ran from {since or 'the start'} to {until or 'now'} (UTC)",
+           ["id", "tenant", "name", "state", "gpus", "start", "end", "GPU-h", "kWh", "kg CO2"], rows)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
     @app.command("submit")
     def submit(
-        spec: Path = typer.Argument(..., help="Job spec YAML (DESIGN section 7)."),
-        idempotency_key: str = typer.Option(None, "--idempotency-key", help="Retry-safe key (default: none)."),
+        spec: Path = typer.Argument(..., help="Job spec YAML (docs/contracts.md), or a Slurm batch script "
+                                              "(#SBATCH / #WINDWARD lines; .sh, .sbatch, .slurm or a #! line)."),
+        idempotency_key: str = typer.Option(None, "--idempotency-key", help="Retry-safe key (default: none); "
+                                            "an array's task i uses KEY-i."),
+        wait: bool = typer.Option(False, "--wait", help="Poll until every submitted job ends; exit 0 if all "
+                                  "finished, 4 if one failed or was cancelled."),
+        poll_s: float = typer.Option(5.0, "--poll-seconds", min=0.2, max=3600, help="Poll interval of --wait."),
         server: str = _server_opt,
         token: str = _token_opt,
         as_json: bool = _json_opt,
     ) -> None:
-        """Submit a job spec; prints the job id."""
-        from scheduler.models import load_job_spec
-
-        s = load_job_spec(spec)  # validated here first: errors name the file and the field
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        res = _call("POST", server, token, "/v1/jobs", json=s.model_dump(mode="json", exclude_none=True), headers=headers)
+        """Submit a job spec or a Slurm script (a job array submits one job per index); prints the job ids."""
+        specs, keys = _specs_of(spec, idempotency_key)
+        results = []
+        for s_, key in zip(specs, keys, strict=True):
+            headers = {"Idempotency-Key": key} if key else {}
+            results.append(_call("POST", server, token, "/v1/jobs",
+                                 json=s_.model_dump(mode="json", exclude_none=True), headers=headers))  # fmt: skip
         if as_json:
-            typer.echo(json.dumps(res, indent=2))
+            typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         else:
-            typer.echo(f"{res['id']} {'submitted' if res['created'] else 'already submitted (same key)'}")
+            for res in results:
+                typer.echo(f"{res['id']} {'submitted' if res['created'] else 'already submitted (same key)'}")
+        if wait:
+            _wait_for([r["id"] for r in results], server, token, poll_s)
 
     @app.command("status")
     def status(
@@ -157,6 +301,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(res, indent=2))
         else:
             _table("jobs", _JOB_COLS, _job_rows(jobs))
+            if job_id and res.get("reason"):
+                typer.echo(f"waiting: {res['reason']}: {res.get('reason_detail') or ''}; planned start "
+                           f"{res.get('planned_start') or 'not within the plan'}")  # fmt: skip
+            if job_id and res.get("detail"):
+                typer.echo(f"detail: {res['detail']}")
 
     @app.command("queue")
     def queue(
@@ -186,8 +335,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{res['id']}: {res['state']}{pending}")
 
     @app.command("usage")
-    def usage(server: str = _server_opt, token: str = _token_opt, as_json: bool = _json_opt) -> None:
-        """Usage against quota and commitment."""
+    def usage(
+        since: str = typer.Option(None, "--since", "-S", help="sacct-like: jobs that ran or ended from this "
+                                  "ISO 8601 time (UTC when no zone) on, with their usage."),
+        until: str = typer.Option(None, "--until", "-E", help="... up to this time (default: now)."),
+        server: str = _server_opt,
+        token: str = _token_opt,
+        as_json: bool = _json_opt,
+        page_size: int = _page_opt,
+    ) -> None:
+        """Usage against quota and commitment; with --since/--until, per job like sacct (every page)."""
+        if since is not None or until is not None:
+            _usage_jobs(since, until, server, token, as_json, page_size)
+            return
         res = _call("GET", server, token, "/v1/usage")
         if as_json:
             typer.echo(json.dumps(res, indent=2))

@@ -386,6 +386,11 @@ class RayExecutor:
     def job_dir(self, job_id: str) -> Path:
         return self.state_dir / "jobs" / _safe(job_id)
 
+    def log_path(self, job_id: str) -> Path | None:
+        """Rank 0's output (its command's stdout/stderr and the workload's log): ``job.log`` in the job's
+        directory (scheduler.executors.ray_job.JobActor.run)."""
+        return self.job_dir(job_id) / "job.log"
+
     def set_workload_params(self, job_id: str, params: Mapping[str, Any]) -> None:
         """Parameters handed to the job's workload (``JobConfig.params``) at its next start."""
         self._job_params[job_id] = dict(params)

@@ -81,9 +81,9 @@ def test_submit_status_queue_cancel_with_env_token(server: ServerProcess, tmp_pa
     ct = run(["cancel", jid], env)
     assert ct.returncode == 0 and ct.stdout.startswith(f"{jid}: ")
 
-    # another tenant cannot see it: 404, exit code 2, and the job id is not confirmed to exist
+    # another tenant cannot see it: 404, exit code 3 (rejected by the server), the id not confirmed to exist
     other = run(["status", jid], tenant_env(server, "companies"))
-    assert other.returncode == 2 and "HTTP 404" in other.stderr
+    assert other.returncode == 3 and "HTTP 404" in other.stderr
 
 
 def test_usage_and_congestion_with_config_file_token(server: ServerProcess, tmp_path: Path) -> None:
@@ -119,16 +119,16 @@ def test_usage_and_congestion_with_config_file_token(server: ServerProcess, tmp_
     assert any(e["id"] == ev["id"] for e in json.loads(lst.stdout)["events"])
     table = run(["congestion"], ops).stdout
     assert "congestion events" in table and "cli test" in table
-    # a tenant may list, not announce: 403, exit code 2
+    # a tenant may list, not announce: 403, exit code 3
     t = run(["congestion", "--cap-mw", "1", "--from", "2099-01-01T00:00:00Z", "--to", "2099-01-02T00:00:00Z"],
             tenant_env(server, "science"))  # fmt: skip
-    assert t.returncode == 2 and "HTTP 403" in t.stderr
+    assert t.returncode == 3 and "HTTP 403" in t.stderr
     # a missing --to is refused before anything is sent
     m = run(["congestion", "--cap-mw", "1", "--from", "2099-01-01T00:00:00Z"], ops)
     assert m.returncode == 2 and "--to" in m.stderr
 
 
-def test_bad_spec_and_bad_token_exit_2(server: ServerProcess, tmp_path: Path) -> None:
+def test_bad_spec_exits_2_and_refusals_by_the_server_exit_3(server: ServerProcess, tmp_path: Path) -> None:
     env = tenant_env(server, "companies")
     before = json.loads(run(["status", "--json"], env).stdout)["jobs"]
     cases = {
@@ -142,15 +142,38 @@ def test_bad_spec_and_bad_token_exit_2(server: ServerProcess, tmp_path: Path) ->
         r = run(["submit", str(spec)], env)
         assert r.returncode == 2, (fieldname, r.stdout, r.stderr)
         assert fieldname in r.stderr and str(spec) in r.stderr, (fieldname, r.stderr)
-    # refused by the server (sovereignty): exit code 2 and the field named
+    # refused by the server (sovereignty): exit code 3 and the field named once
     spec = write_spec(tmp_path / "secret.yaml", "name: s\ngpus: 1\nduration_s: 60\nrequires: {clearance: secret}\n")
     r = run(["submit", str(spec)], env)
-    assert r.returncode == 2 and "HTTP 422" in r.stderr and "requires.clearance" in r.stderr
+    assert r.returncode == 3 and "HTTP 422" in r.stderr and "requires.clearance" in r.stderr
+    assert "requires.clearance: requires.clearance" not in r.stderr
     # nothing was half-applied
     assert json.loads(run(["status", "--json"], env).stdout)["jobs"] == before
     # a wrong token, and no token at all
     ok = write_spec(tmp_path / "ok.yaml", "name: ok\ngpus: 1\nduration_s: 60\n")
     r = run(["submit", str(ok)], {"WINDWARD_SERVER": server.url, "WINDWARD_TOKEN": "nope"})
-    assert r.returncode == 2 and "HTTP 401" in r.stderr
+    assert r.returncode == 3 and "HTTP 401" in r.stderr
     r = run(["queue"], {"WINDWARD_SERVER": server.url, "WINDWARD_CONFIG": str(tmp_path / "absent.toml")})
     assert r.returncode == 2 and "no token" in r.stderr
+
+
+def test_exit_codes_server_down_usage_version_and_help(tmp_path: Path) -> None:
+    """0 ok, 1 server unreachable, 2 usage (bad flag, no token), documented in --help; --version."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = {"WINDWARD_SERVER": f"http://127.0.0.1:{port}", "WINDWARD_TOKEN": "windward-dev-science"}
+    for args in (["queue"], ["status"], ["usage"], ["pools"]):
+        r = run(args, down)
+        assert r.returncode == 1 and "cannot reach" in r.stderr, (args, r.returncode, r.stderr)
+    r = run(["queue", "--no-such-flag"], down)
+    assert r.returncode == 2, r.stderr
+    v = run(["--version"], {})
+    from scheduler import __version__
+
+    assert v.returncode == 0 and v.stdout.strip() == f"windward {__version__}"
+    h = run(["--help"], {})
+    text = " ".join(h.stdout.replace("│", " ").split())  # the help box wraps lines
+    assert h.returncode == 0 and all(code in text for code in ("0 ok;", "1 server", "2 usage", "3 rejected", "4 a waited"))
