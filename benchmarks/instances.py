@@ -350,7 +350,8 @@ def _selectors(rng: np.random.Generator, k: Knobs, labels: list[dict[str, str]],
     if not k.selectors or P == 1:
         return elig
     masks = [np.ones(P, bool)]
-    for key, val in {(key, lab[key]) for lab in labels for key in ("gpu", "jurisdiction", "clearance")}:
+    # sorted: a set of strings iterates in an order that changes with PYTHONHASHSEED (per process)
+    for key, val in sorted({(key, lab[key]) for lab in labels for key in ("gpu", "jurisdiction", "clearance")}):
         masks.append(np.array([lab[key] == val for lab in labels]))
     masks += [np.eye(P, dtype=bool)[p] for p in range(P)]
     masks = [m for m in masks if m.any()]
