@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from scheduler.models import Site
@@ -65,7 +65,9 @@ ENERGY_SOURCES: tuple[str, ...] = ("wind", "grid")
 
 #: Every label name a Windward metric may carry (all low-cardinality: pools, tenants, the fixed state,
 #: source, reason and mode sets above; never a job id). The one list tests and reviews check against.
-METRIC_LABELS: frozenset[str] = frozenset({"pool", "tenant", "state", "source", "reason", "mode"})
+METRIC_LABELS: frozenset[str] = frozenset({"pool", "tenant", "state", "source", "reason", "mode", "version",
+                                          "git_sha"})  # fmt: skip
+#: ``version`` and ``git_sha`` appear only on ``windward_build_info`` (one series per process).
 
 _TICK_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PLAN_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -119,6 +121,60 @@ class _GaugeWhileMeasured:
         v = self.value
         if v is not None:
             yield GaugeMetricFamily(self.name, self.documentation, value=v)
+
+
+#: Cumulative per-tenant usage as counters (``_total``): GPU-seconds, facility energy in joules, operational
+#: carbon in grams -- all time, from the state store (the gauges ``windward_tenant_usage_gpu_seconds`` etc. hold
+#: the same values and stay for dashboards that read them).
+TENANT_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("windward_tenant_gpu_seconds", "gpu_s", "GPU-seconds used by a tenant (all time)."),
+    ("windward_tenant_facility_energy_joules", "energy_j", "Facility energy (joules) attributed to a tenant (all time)."),
+    ("windward_tenant_operational_carbon_grams", "carbon_g", "Operational CO2-eq (grams) attributed to a tenant "
+                                                            "(all time)."),
+)  # fmt: skip
+
+
+class _TenantCounters:
+    """The accounting's cumulative per-tenant totals exported as counters (a custom collector: the values are
+    the store's all-time sums, monotonic across restarts, so they are exported as they are, never re-added)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, dict[str, float]] = {}
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(name, doc, labels=["tenant"]) for name, _, doc in TENANT_COUNTERS]
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        totals = dict(self.totals)
+        for name, key, doc in TENANT_COUNTERS:
+            fam = CounterMetricFamily(name, doc, labels=["tenant"])
+            for t, v in sorted(totals.items()):
+                fam.add_metric([t], v[key])
+            yield fam
+
+
+_BUILD: dict[str, str] = {}
+
+
+def build_info() -> dict[str, str]:
+    """``{"version", "git_sha"}`` of this process: the package version, and the commit from
+    ``$WINDWARD_GIT_SHA`` or the checkout it runs from (``unknown`` where neither says). Cached."""
+    if not _BUILD:
+        import os
+        import subprocess
+        from pathlib import Path
+
+        from scheduler import __version__
+
+        sha = os.environ.get("WINDWARD_GIT_SHA", "")
+        if not sha:
+            try:
+                sha = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short=12",
+                                      "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()  # fmt: skip
+            except (OSError, subprocess.SubprocessError):
+                sha = ""
+        _BUILD.update(version=__version__, git_sha=sha or "unknown")
+    return dict(_BUILD)
 
 
 class Metrics:
@@ -324,6 +380,20 @@ class Metrics:
             registry=r,
         )
 
+        # --- cumulative per-tenant usage (counters), live signals, the build, the process
+        self.tenant_counters = _TenantCounters()
+        r.register(self.tenant_counters)
+        self.signal_staleness = Gauge(
+            "windward_signal_staleness_seconds",
+            "Age of the last good fetch of each live energy-signal source (+Inf before any; scheduler.sources).",
+            ["source"],
+            registry=r,
+        )
+        self.build = Gauge("windward_build_info", "Constant 1, labelled with the version and git commit.",
+                           ["version", "git_sha"], registry=r)  # fmt: skip
+        self.build.labels(**build_info()).set(1)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+
         self._pools: list[str] = []
         self._tenants_seen: set[str] = set()
         self._job_keys: set[tuple[str, str]] = set()
@@ -517,6 +587,8 @@ class Metrics:
             self.tenant_gpu_s.labels(tenant=t).set(u.gpu_s)
             self.tenant_energy_j.labels(tenant=t).set(u.energy_j)
             self.tenant_carbon_g.labels(tenant=t).set(u.carbon_g)
+            self.tenant_counters.totals[t] = {"gpu_s": float(u.gpu_s), "energy_j": float(u.energy_j),
+                                              "carbon_g": float(u.carbon_g)}  # fmt: skip
             self.tenant_running_gpus.labels(tenant=t).set(u.running_gpus)
             self.tenant_demand_gpus.labels(tenant=t).set(getattr(u, "demand_gpus", 0))
             if u.quota_gpus is not None:
@@ -528,6 +600,11 @@ class Metrics:
             self.commitment_owed.labels(tenant=t).set(u.commitment_owed_gpu_s)
             self.commitment_delivered.labels(tenant=t).set(u.commitment_delivered_gpu_s)
             self.fair_share.labels(tenant=t).set(u.fair_share)
+
+    def observe_signals(self, staleness_s: Mapping[str, float]) -> None:
+        """Seconds since each live signal source's last good fetch (``Refresher.staleness_s()``)."""
+        for source, age in staleness_s.items():
+            self.signal_staleness.labels(source=source).set(float(age))
 
     def observe_power_control(self, nodes_by_mode: Mapping[str, int]) -> None:
         """How many GPU nodes each power-control mode drives (``RayExecutor.power_control_modes``)."""

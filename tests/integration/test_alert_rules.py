@@ -122,6 +122,8 @@ def world(trouble: bool, meter_w: float | None = None) -> Metrics:
     now_unix = START.timestamp() + res.loop.clock.now_s()
     m.observe_usage(accounting.accounts(SITE, tenants, u["totals"], u["daily"], u["running_gpus"], u["demand_gpus"],
                                         now_unix))  # fmt: skip
+    # live signals (scheduler.sources): ENTSO-E has had no good fetch for 4 hours in trouble, all fresh in calm
+    m.observe_signals({"entsoe": 4 * 3600.0, "ned": 60.0} if trouble else {"entsoe": 600.0, "ned": 60.0})
     last = res.reports[-1]
     assert (last.inference_served_gpus < last.inference_demand_gpus) is trouble  # the world is what it claims
     assert bool(res.loop.violations) is trouble
@@ -231,6 +233,7 @@ def test_the_alerts_name_what_broke(trouble: dict[str, list[dict]]) -> None:
     assert {a["reason"] for a in trouble["WindwardCapViolated"]} == {"grid_cap"}
     assert {a["pool"] for a in trouble["WindwardNodeDown"]} == {PUB}
     assert {a["tenant"] for a in trouble["WindwardCommitmentAtRisk"]} == {"science"}
+    assert {a["source"] for a in trouble["WindwardSignalStale"]} == {"entsoe"}
 
 
 @pytest.mark.parametrize("alert", sorted(alert_names()))

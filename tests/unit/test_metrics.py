@@ -21,7 +21,8 @@ from scheduler.metrics import JOB_STATES, METRIC_LABELS, Metrics, TenantUsage
 from scheduler.models import load_site
 from scheduler.policies import get_policy
 
-NAME_RE = re.compile(r"^windward_[a-z0-9_]+$")
+#: Windward's own metrics, and the standard process_* metrics of prometheus_client's ProcessCollector
+NAME_RE = re.compile(r"^(windward|process)_[a-z0-9_]+$")
 
 
 def _energy(site_name: str, n: int, wind_w: float, cap_w: float, seed: int = 0) -> EnergySeries:
