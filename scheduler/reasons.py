@@ -332,41 +332,58 @@ def iso_utc(unix_s: float) -> str:
 
 
 class WhyBoard:
-    """The last tick's reasons, for the API threads: :meth:`publish` swaps one dict under a lock (each tick),
-    :meth:`fields` reads a job's ``reason`` / ``reason_detail`` / ``planned_start`` / ``planned_end``."""
+    """The last tick's reasons and plan, for the API threads: :meth:`publish` swaps them under a lock (each
+    tick), :meth:`fields` reads a job's ``reason`` / ``reason_detail`` / ``planned_start`` / ``planned_end`` /
+    ``planned_pool`` / ``planned_power_fraction``."""
+
+    _NULL: dict[str, Any] = {"reason": None, "reason_detail": None, "planned_start": None, "planned_end": None,
+                             "planned_pool": None, "planned_power_fraction": None}  # fmt: skip
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._why: Mapping[str, Why] = {}
+        self._schedule: Mapping[str, PlannedRun] = {}
         self._slot = 0
         self._epoch_unix_s = 0.0
         self._slot_s = 1.0
-        self._ticked = False
 
-    def publish(self, why: Mapping[str, Why], *, slot: int, epoch_unix_s: float, slot_s: float) -> None:
+    def publish(self, why: Mapping[str, Why], *, slot: int, epoch_unix_s: float, slot_s: float,
+                schedule: Mapping[str, PlannedRun] | None = None) -> None:  # fmt: skip
+        """``why``: :func:`explain` of the tick; ``schedule``: the tick's plan (running jobs' planned end)."""
         with self._lock:
-            self._why, self._slot, self._epoch_unix_s, self._slot_s = why, slot, epoch_unix_s, slot_s
-            self._ticked = True
+            self._why, self._schedule = why, schedule or {}
+            self._slot, self._epoch_unix_s, self._slot_s = slot, epoch_unix_s, slot_s
 
     def get(self, job_id: str) -> Why | None:
         with self._lock:
             return self._why.get(job_id)
 
+    def _iso(self, slot_offset: int, slot: int, epoch: float, slot_s: float) -> str:
+        return iso_utc(epoch + (slot + slot_offset) * slot_s)
+
     def fields(self, job_id: str, state: str) -> dict[str, Any]:
-        """The JSON fields of a job's view: for a queued job its reason (``new`` when no tick has seen it)
-        and planned start / end; null for any other state."""
-        if state != "queued":
-            return {"reason": None, "reason_detail": None, "planned_start": None, "planned_end": None}
+        """The JSON fields of a job's view: a queued job's reason (``new`` when no tick has seen it) and planned
+        run; a running job's planned end (where the plan runs it on); nulls otherwise."""
+        if state not in ("queued", "running"):
+            return dict(self._NULL)
         with self._lock:
-            w = self._why.get(job_id)
+            w = self._why.get(job_id) if state == "queued" else None
+            sched = self._schedule
             slot, epoch, slot_s = self._slot, self._epoch_unix_s, self._slot_s
+        if state == "running":
+            p = sched.get(job_id)
+            if p is None or p.start_slot != 0:
+                return dict(self._NULL)
+            return {**self._NULL, "planned_end": self._iso(p.end_slot, slot, epoch, slot_s), "planned_pool": p.pool,
+                    "planned_power_fraction": p.mean_power_fraction}  # fmt: skip
         if w is None:
-            return {"reason": HoldReason.NEW.value, "reason_detail": "submitted after the last tick",
-                    "planned_start": None, "planned_end": None}  # fmt: skip
+            return {**self._NULL, "reason": HoldReason.NEW.value, "reason_detail": "submitted after the last tick"}
         p = w.planned
         return {
             "reason": w.reason.value,
             "reason_detail": w.detail,
-            "planned_start": iso_utc(epoch + (slot + p.start_slot) * slot_s) if p else None,
-            "planned_end": iso_utc(epoch + (slot + p.end_slot) * slot_s) if p else None,
+            "planned_start": self._iso(p.start_slot, slot, epoch, slot_s) if p else None,
+            "planned_end": self._iso(p.end_slot, slot, epoch, slot_s) if p else None,
+            "planned_pool": p.pool if p else None,
+            "planned_power_fraction": p.mean_power_fraction if p else None,
         }

@@ -171,5 +171,7 @@ def test_board_fields_for_queued_new_and_other_states() -> None:
               slot_s=900.0)  # fmt: skip
     f = b.fields("x", "queued")
     assert f == {"reason": "quota", "reason_detail": "q", "planned_start": "2026-12-04T03:00:00Z",
-                 "planned_end": "2026-12-04T03:30:00Z"}  # fmt: skip
-    assert b.fields("x", "running")["reason"] is None
+                 "planned_end": "2026-12-04T03:30:00Z", "planned_pool": "p", "planned_power_fraction": 1.0}  # fmt: skip
+    assert b.fields("x", "running")["reason"] is None and b.fields("x", "finished")["planned_start"] is None
+    b.publish({}, slot=10, epoch_unix_s=1796342400.0, slot_s=900.0, schedule={"r": PlannedRun(0, 3, "p", 0.5)})
+    assert b.fields("r", "running")["planned_end"] == "2026-12-04T03:15:00Z"
