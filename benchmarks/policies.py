@@ -135,13 +135,13 @@ def summarise(name: str, sim: Any, jobs: list[Any]) -> PolicyRow:
     misses = 0
     for j in jobs:
         rec = records[j.job_id]
-        work_s += j.gpus * (j.duration_s if rec.state == "done" else rec.work_done_s)
-        done += rec.state == "done"
+        work_s += j.gpus * (j.duration_s if rec.state == "finished" else rec.work_done_s)
+        done += rec.state == "finished"
         preemptions += rec.preemptions
         lost_gpu_s += j.gpus * rec.lost_work_s
         if j.deadline_s is not None and j.deadline_s <= end_s and not j.must_run:
             dl_jobs += 1
-            if rec.state != "done" or rec.end_s is None or rec.end_s > j.deadline_s + 1e-6:
+            if rec.state != "finished" or rec.end_s is None or rec.end_s > j.deadline_s + 1e-6:
                 misses += 1
     demand = sum(r.inference_demand_gpus for r in reps)
     served = sum(r.inference_served_gpus for r in reps)

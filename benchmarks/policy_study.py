@@ -113,10 +113,10 @@ def run_case(case: Case, policies: tuple[str, ...] = POLICIES, bound_solver: str
         b = clairvoyant.bound_of_run(sim, solver=bound_solver, max_lp_vars=150_000, time_limit_s=60.0)
         recs = sim.loop.records
         train = [r for r in recs.values() if not r.job.must_run and r.state != "pending"]
-        done = [r for r in train if r.state == "done"]
+        done = [r for r in train if r.state == "finished"]
         comp_h = np.array([(r.end_s - r.job.submit_s) / 3600 for r in done if r.end_s is not None])
         misses = sum(1 for r in train if r.job.deadline_s is not None and r.job.deadline_s <= end_s
-                     and not (r.state == "done" and r.end_s is not None and r.end_s <= r.job.deadline_s + 1e-6))
+                     and not (r.state == "finished" and r.end_s is not None and r.end_s <= r.job.deadline_s + 1e-6))
         dl_jobs = sum(1 for r in train if r.job.deadline_s is not None and r.job.deadline_s <= end_s)
         out.append({
             **asdict(case), "policy": name, "workload": desc,

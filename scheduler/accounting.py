@@ -172,10 +172,14 @@ def accounts(
     demand_gpus: Mapping[str, int],
     now_unix_s: float,
 ) -> list[TenantAccount]:
-    """Every tenant's standing now. ``totals``: state.usage_by_tenant(); ``daily``: state.usage_daily()."""
+    """Every tenant's standing now. ``totals``: state.usage_by_tenant(); ``daily``: state.usage_daily(), rows
+    of (tenant, day) that may repeat (the server adds what its tick accounted and has not written yet):
+    repeated rows are summed."""
     per_tenant_days: dict[str, dict[str, float]] = {}
     for row in daily:
-        per_tenant_days.setdefault(str(row["tenant"]), {})[str(row["day"])] = float(row["gpu_s"])
+        days = per_tenant_days.setdefault(str(row["tenant"]), {})
+        day = str(row["day"])
+        days[day] = days.get(day, 0.0) + float(row["gpu_s"])
     committed_gpus = 0.0
     info: list[tuple[Tenant, str | None, float, float, float]] = []
     for t in tenants:

@@ -126,7 +126,7 @@ def work_of_run(records: Mapping[str, Any], end_s: float) -> list[WorkItem]:
             if whole:
                 out.append(WorkItem(job, min(float(rec.work_done_s), float(job.duration_s)), False, whole))
             continue
-        done = rec.state == "done"
+        done = rec.state == "finished"
         work = float(job.duration_s) if done else min(float(rec.work_done_s), float(job.duration_s))
         if work <= 0:
             continue

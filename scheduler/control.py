@@ -2,6 +2,9 @@
 
 One tick, for the current slot, is a pipeline of steps each callable alone in a test:
 
+0. :meth:`ControlLoop.settle` — only where time passes outside the loop (the server: ``drive_time=False``):
+   account the interval since the previous tick (module docstring, "Time"); then the inbox is drained
+   (``inbox``: the server's submissions and cancellations, which arrived from API threads).
 1. :meth:`ControlLoop.collect` — take the executor's events since the last tick (failures, repairs).
 2. :meth:`ControlLoop.release` — jobs whose submit time has come join the queue; inference demand whose
    window has passed unserved is expired.
@@ -19,8 +22,23 @@ One tick, for the current slot, is a pipeline of steps each callable alone in a 
 6. :meth:`ControlLoop.apply` — preempt running jobs absent from the decisions, set power fractions, start
    new ones (``start`` may return None: the job stays queued). Inference starts first; where its GPUs are
    not free, :meth:`ControlLoop.make_room` preempts preemptible work of an eligible pool until it fits.
-7. :meth:`ControlLoop.advance` — let the slot pass (``executor.step``), account energy and carbon per slot
-   and per job, and publish a :class:`TickReport` to the observers.
+   With a :class:`~scheduler.ledger.Journal` (the server's SQLite journal) every action's intent is written
+   before the executor is asked anything (one batch) and the outcomes after (one batch).
+7. :meth:`ControlLoop.advance` — where the loop drives time (the simulation, the demo): let the slot pass
+   (``executor.step``), account it; then publish a :class:`TickReport` to the observers.
+
+Time. ``drive_time=True`` (simulation, demo): the loop owns the clock; a tick is one slot, accounted at its
+end, and the report of slot s carries slot s's energy. ``drive_time=False`` (the server): time passes
+outside the loop on an injected wall clock and a tick may come at any moment (every slot, and on events);
+the slot is ``floor(now / slot_s)``. What runs after a tick's apply draws power until the next tick, and
+that interval ``[t_prev, now]`` is accounted at the next tick's start (:meth:`settle`) through the one
+integrator, with the wind and carbon of the slot the interval began in (the values the tick that opened it
+acted on): a tick late past a slot boundary accounts those few seconds with the previous slot's wind and
+carbon, and mid-slot ticks split a slot into intervals that each carry their own share. A job that
+finished inside the interval is charged up to its finish time (a self-timed executor such as Ray reports
+finishes without a virtual time: up to the tick). So the server's report at tick k carries the energy of
+the interval that ended at k; its powers (``facility_w`` = ``facility_peak_w``) are those drawn from
+now on, what the caps are checked against in both modes.
 
 Energy accounting is exact for jobs that finish inside a slot: each job's run time in the slot is kept as
 ``run_fraction`` so that ``facility_w`` in the timeline is the slot's mean power. Caps are checked against
@@ -33,19 +51,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from scheduler.accounting import integrate
+from scheduler.accounting import IntervalUsage, integrate
 from scheduler.energy import EnergySeries
-from scheduler.errors import InputError
+from scheduler.errors import ExecutorError, InputError
 from scheduler.executors.base import Clock, Executor, ExecutorEvent, measured_gpu_power_w
 from scheduler.fastpath import FastPathResult, enforce_caps
 from scheduler.jobs import Job, check_jobs_fit
-from scheduler.ledger import JobsOf, LoopJob, RunTable, StatesOf
+from scheduler.ledger import Intent, JobsOf, Journal, LoopJob, Outcome, RunTable, StatesOf
 from scheduler.models import Site
 from scheduler.pipeline import (
     ActionPlan,
@@ -57,11 +76,12 @@ from scheduler.pipeline import (
 )
 from scheduler.policies.base import Assignment, Decisions, Policy, Snapshot, TenantInfo
 from scheduler.policies.capacity import EligibilityCache, SitePower, inference_pool_order
-from scheduler.reserve import InferenceReserve, hold_for_reserve, reserve_peaks, room_victims
+from scheduler.reserve import InferenceReserve, hold_for_reserve, node_victims, reserve_peaks, room_victims
 from scheduler.simulation import NodeEvent, SimulationResult, run_simulation, slots_for_days
 
 __all__ = [  # the loop, and (one definition each, elsewhere) the names callers import from here
-    "ActionPlan", "ApplyResult", "Constrained", "ControlLoop", "FastPathResult", "InferenceReserve", "LoopJob",
+    "ActionPlan", "ApplyResult", "Constrained", "ControlLoop", "FastPathResult", "InferenceReserve", "Intent",
+    "Journal", "LoopJob", "Outcome",
     "NodeEvent", "SimulationResult", "TickObserver", "TickReport", "constrain", "enforce_caps", "hold_for_reserve",
     "order_actions", "plan_diagnostics", "reserve_peaks", "room_victims", "run_simulation", "sanitize_run",
     "slots_for_days", "start_candidates",
@@ -129,6 +149,7 @@ class TickReport:
     # tick's start, before its actions: what the fast path checked the caps against (None: nothing measured)
     measured_facility_w: float | None = None
     power_source: str = "model"  # "measured" when some pool's GPU draw was measured this tick, else "model"
+    cancelled: tuple[str, ...] = ()  # running or queued jobs cancelled through the inbox this tick
 
 
 def plan_diagnostics(plan: Any) -> dict[str, Any]:
@@ -151,9 +172,16 @@ TickObserver = Callable[[TickReport], None]
 class ControlLoop:
     """snapshot -> decide -> fast path -> apply -> advance, over any :class:`Executor`.
 
-    ``clock`` gives seconds since the run's epoch. ``horizon_slots`` is only used by callers that build
-    forecasts (the loop takes whatever forecast a tick is given). ``timer`` measures the policy's compute
-    time for reports (``time.perf_counter``; never used for decisions).
+    ``clock`` gives seconds since the run's epoch (virtual, or the server's wall clock). ``timer`` measures
+    the policy's compute time for reports (``time.perf_counter``; never used for decisions).
+
+    The seams (module docstring): ``drive_time`` (True: each tick lets its slot pass; False: time passes
+    outside, each tick first settles the interval since the previous one), ``journal`` (intents before,
+    outcomes after; None: nothing is journalled), ``inbox`` (called with the loop at the start of each tick,
+    after the settle: submissions and cancellations that arrived meanwhile), ``usage_sink`` (called with each
+    accounted interval's per-job rows ``{job id: row}`` and the :class:`~scheduler.accounting.IntervalUsage`:
+    the server writes per-job and per-tenant usage from it) and ``keep_records`` (False: a job that reached
+    a final state leaves ``records`` at the end of the tick that ended it; the server, whose store keeps it).
     """
 
     def __init__(
@@ -170,6 +198,11 @@ class ControlLoop:
         timer: Callable[[], float] = time.perf_counter,
         reserve: InferenceReserve | None = None,
         tenant_info_fn: Callable[[ControlLoop], Mapping[str, TenantInfo]] | None = None,
+        drive_time: bool = True,
+        journal: Journal | None = None,
+        inbox: Callable[[ControlLoop], None] | None = None,
+        usage_sink: Callable[[Mapping[str, int], IntervalUsage], None] | None = None,
+        keep_records: bool = True,
     ) -> None:
         self.site = site
         self.executor = executor
@@ -200,6 +233,21 @@ class ControlLoop:
         self.reports: list[TickReport] = []
         self.violations: list[str] = []
         self.keep_reports = True
+        self.drive_time = drive_time
+        self.journal = journal
+        self.inbox = inbox
+        self.usage_sink = usage_sink
+        self.keep_records = keep_records
+        # an executor on real time (Ray) advances by itself: where time passes outside the loop it is polled
+        self._self_timed = getattr(executor, "time_scale", None) is not None
+        self._open_t0: float | None = None if drive_time else clock.now_s()  # start of the unaccounted interval
+        self._open_healthy: dict[str, int] = dict(executor.healthy_gpus())
+        self._open_actual: EnergySeries | None = None
+        self._cancelled: list[str] = []  # this tick's cancellations
+        self._ended: list[str] = []  # jobs that reached a final state this tick (forgotten without keep_records)
+        self.settled: IntervalUsage | None = None  # what the last settle accounted
+        self.last_constrained: Constrained | None = None
+        self.last_plan: Any = None  # the policy's plan of the last tick (Decisions.plan)
         self.submit(jobs)
 
     # --------------------------------------------------------------------------------- job intake
@@ -222,22 +270,81 @@ class ControlLoop:
         if new:
             self._pending.sort(key=lambda r: (r.job.submit_s, r.job.job_id), reverse=True)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, already_final: bool = False) -> bool:
+        """Cancel a job. A running one is stopped, journalled (``already_final``: the journal's store holds
+        it as cancelled already, so the stop changes no job there). Returns False, changing nothing, when the
+        executor could not stop it (it stays running; the caller may try again) or the job has ended."""
         rec = self.records.get(job_id)
         if rec is None:
             raise InputError(f"unknown job {job_id!r}")
         if rec.state == "running":
-            self.executor.preempt(job_id, "cancelled")
-            self._run_stop(rec, self.slot)
-        if rec.state in ("running", "queued"):
+            if not self._act_stop(rec, "cancelled", "cancelled", after_cancel=already_final):
+                return False
+        if rec.state == "queued":
             self._active.pop(job_id, None)
+            self._queued_inference.pop(job_id, None)
         if rec.state == "pending":
             self._pending.remove(rec)
-        if rec.state in ("pending", "queued", "running"):
+        if rec.state in ("pending", "queued"):
             self._must_run.pop(job_id, None)
             rec.state = "cancelled"
             rec.end_s = self.clock.now_s()
             rec.touch()
+            self._cancelled.append(job_id)
+            self._ended.append(job_id)
+            return True
+        return False
+
+    def _act_stop(self, rec: LoopJob, reason: str, final: str, *, after_cancel: bool = False) -> bool:
+        """Stop a running job now, journalled on its own (intent, act, outcome): a cancellation. It goes
+        back to the queue (the caller then ends it). Returns False when the executor refused."""
+        jid = rec.job.job_id
+        jn = self.journal
+        aid = jn.intend([Intent("preempt", jid, {"reason": reason})])[0] if jn is not None else None
+        try:
+            lost = self.executor.preempt(jid, reason)
+        except ExecutorError as e:
+            log.warning("stop of %s failed: %s", jid, e)
+            if jn is not None:
+                jn.record([Outcome(aid, jid, "error", data={"error": str(e)})])
+            return False
+        resume = min(max(rec.work_done_s - lost, 0.0), rec.job.duration_s)
+        rec.state = "queued"
+        rec.lost_work_s += lost
+        rec.work_done_s = rec.checkpoint_work_s = resume
+        rec.nodes = ()
+        rec.touch()
+        self._run_stop(rec, self.slot)
+        if jn is not None:
+            if after_cancel:
+                jn.record([Outcome(aid, jid, "stopped_after_cancel", data={"lost_work_s": lost})])
+            else:
+                jn.record([Outcome(aid, jid, "stopped", final_state=final, lost_s=lost, detail=reason,
+                                   resume_work_s=resume)])  # fmt: skip
+        return True
+
+    def adopt(self, job: Job, *, work_done_s: float = 0.0, checkpoint_work_s: float = 0.0,
+              running: Assignment | None = None, nodes: tuple[int, ...] = ()) -> None:  # fmt: skip
+        """Take over an active job at a restart (the server rebuilds its loop from the store): queued now,
+        or ``running`` in that pool at that fraction (re-adopted from the executor). Its energy from now on
+        is accounted; what it used before is in the store."""
+        if job.job_id in self.records:
+            raise InputError(f"job id {job.job_id!r} is adopted twice; job ids must be unique")
+        rec = LoopJob(job=job, work_done_s=work_done_s, checkpoint_work_s=checkpoint_work_s)
+        rec._now = self._now
+        self.records[job.job_id] = rec
+        rec.state = "queued"
+        self._active[job.job_id] = rec
+        if job.must_run:
+            self._must_run[job.job_id] = rec
+        if running is not None:
+            rec.first_start_s = self.clock.now_s()
+            rec.nodes = tuple(nodes)
+            self._run_start(rec, running)
+            if not self.drive_time:
+                self._open_healthy = dict(self.executor.healthy_gpus())
+        elif job.must_run:
+            self._queued_inference[job.job_id] = rec
 
     # ------------------------------------------------------------------------------ tick steps
 
@@ -251,12 +358,13 @@ class ControlLoop:
         ``preempted`` events are informational here: :meth:`apply` accounts preemptions it asks for."""
         finished: list[str] = []
         failed: list[str] = []
+        stops: list[Outcome] = []
         for ev in events:
             if ev.job_id is None or ev.job_id not in self._running:
                 continue
             rec = self._running[ev.job_id]
             if ev.kind == "finished":
-                rec.state = "done"
+                rec.state = "finished"
                 rec.work_done_s = rec.job.duration_s
                 rec.checkpoint_work_s = rec.job.duration_s
                 rec.end_s = ev.time_s
@@ -265,16 +373,26 @@ class ControlLoop:
                 del self._active[ev.job_id]
                 self._must_run.pop(ev.job_id, None)
                 finished.append(ev.job_id)
-            elif ev.kind == "failed":
+                self._ended.append(ev.job_id)
+                if self.journal is not None:
+                    stops.append(Outcome(None, ev.job_id, "stopped", final_state="finished", detail="finished"))
+            elif ev.kind == "failed":  # a failure of the node, not of the job: it resumes from its checkpoint
                 rec.state = "queued"
                 rec.failures += 1
                 rec.lost_work_s += ev.lost_s
-                rec.work_done_s = max(rec.work_done_s - ev.lost_s, 0.0)
+                # the work safe at the failure: the executor's own figure where it reports one
+                at_fail = rec.work_done_s if ev.work_done_s is None else ev.work_done_s
+                rec.work_done_s = min(max(at_fail - ev.lost_s, 0.0), rec.job.duration_s)
                 rec.checkpoint_work_s = rec.work_done_s
                 rec.nodes = ()
                 self._run_stop(rec, self.slot)
                 failed.append(ev.job_id)
+                if self.journal is not None:
+                    stops.append(Outcome(None, ev.job_id, "stopped", final_state="queued", lost_s=ev.lost_s,
+                                         detail=ev.detail or "node failure", resume_work_s=rec.work_done_s))  # fmt: skip
             rec.touch()
+        if stops and self.journal is not None:
+            self.journal.record(stops)
         return finished, failed
 
     def release(self) -> list[str]:
@@ -300,6 +418,10 @@ class ControlLoop:
                 del self._queued_inference[jid]
                 self._must_run.pop(jid, None)
                 expired.append(jid)
+                self._ended.append(jid)
+        if expired and self.journal is not None:
+            detail = "expired: the inference demand window passed unserved"
+            self.journal.record([Outcome(None, j, "stopped", final_state="failed", detail=detail) for j in expired])
         demand: dict[str, float] = {}
         for rec in self._must_run.values():
             home = self.home_pool(rec.job)
@@ -375,61 +497,132 @@ class ControlLoop:
             float(actual.site_max_w[0]),
         )
 
-    def apply(self, run: Mapping[str, Assignment]) -> ApplyResult:
+    def apply(self, run: Mapping[str, Assignment], dropped: Iterable[str] = (), owed: Iterable[str] = ()) -> ApplyResult:
         """Preempt running jobs absent from ``run`` (or moved pool), set power fractions, start new ones.
 
         Inference starts first; where its GPUs are not free on the nodes (the policy planned per pool, or it
         did not see the demand coming), preemptible non-inference work in an eligible pool is preempted,
-        lowest priority and latest submitted first, until the inference fits (:meth:`make_room`)."""
+        lowest priority and latest submitted first, until the inference fits (:meth:`make_room`).
+        ``dropped``: what the fast path took out (a preemption's reason is then ``power_cap``). ``owed``: starts
+        the rules made for a tenant owed its commitment (``RulesResult.owed_started``): the rules counted GPUs
+        per pool, so where the gang finds no node room, :meth:`make_room` preempts other tenants' preemptible
+        work in that pool until it fits (without this an owed job waits for nodes to drain).
+
+        With a journal: ONE batch of intents (stops, power changes, starts) before the executor is asked
+        anything, ONE batch of outcomes after; a preemption to make room for inference is journalled on its
+        own when it is decided. An executor error leaves the job as it was (recorded as the outcome)."""
         now = self.clock.now_s()
-        preempted: list[tuple[str, float]] = []
-        for jid in list(self._running):
+        jn = self.journal
+        cut = set(dropped)
+        stops: list[tuple[str, str]] = []
+        for jid in self._running:
             a = run.get(jid)
-            rec = self._running[jid]
-            if a is not None and a.pool == rec.pool:
+            if a is not None and a.pool == self._running[jid].pool:
                 continue
-            lost = self.executor.preempt(jid, "policy" if a is None else f"move to {a.pool}")
+            stops.append((jid, "power_cap" if jid in cut else ("plan" if a is None else f"move to {a.pool}")))
+        changes: list[tuple[str, float]] = []
+        new_starts: list[tuple[str, Assignment]] = []
+        moved = {j for j, _ in stops}
+        for jid, a in run.items():
+            rec = self._active[jid]
+            if rec.state == "running" and jid not in moved:
+                if abs(a.power_fraction - rec.power_fraction) > 1e-12:
+                    changes.append((jid, a.power_fraction))
+                continue
+            new_starts.append((jid, a))
+        # inference first, then the larger gangs (first fit decreasing: fewer nodes left fragmented); stable
+        new_starts.sort(key=lambda x: (not self._active[x[0]].job.must_run, -self._active[x[0]].job.gpus))
+        aids: Iterator[Any] = iter(())
+        if jn is not None:
+            aids = iter(jn.intend(
+                [Intent("preempt", j, {"reason": r}) for j, r in stops]
+                + [Intent("set_power", j, {"power_fraction": f}) for j, f in changes]
+                + [Intent("start", j, {"pool": a.pool, "power_fraction": a.power_fraction,
+                                       "work_done_s": self._active[j].work_done_s}) for j, a in new_starts]
+            ))  # fmt: skip
+        outcomes: list[Outcome] = []
+        preempted: list[tuple[str, float]] = []
+        for jid, reason in stops:
+            aid = next(aids, None)
+            rec = self._running[jid]
+            try:
+                lost = self.executor.preempt(jid, reason)
+            except ExecutorError as e:
+                log.warning("preempt of %s failed: %s", jid, e)
+                if jn is not None:
+                    outcomes.append(Outcome(aid, jid, "error", data={"error": str(e)}))
+                continue
             self._stopped(rec, lost)
             preempted.append((jid, lost))
+            if jn is not None:
+                outcomes.append(Outcome(aid, jid, "stopped", final_state="queued", lost_s=lost, detail=reason,
+                                        resume_work_s=rec.work_done_s))  # fmt: skip
         changed: list[str] = []
+        for jid, f in changes:
+            aid = next(aids, None)
+            rec = self._active[jid]
+            try:
+                self.executor.set_power_fraction(jid, f)
+            except ExecutorError as e:
+                if jn is not None:
+                    outcomes.append(Outcome(aid, jid, "error", data={"error": str(e)}))
+                continue
+            self._run_power(rec, f)
+            rec.touch()
+            changed.append(jid)
+            if jn is not None:
+                outcomes.append(Outcome(aid, jid, "ok", data={"power_fraction": f}))
         starts: list[str] = []
         failed: list[str] = []
         self._made_room = []
-        new_starts: list[tuple[str, Assignment]] = []
-        for jid, a in run.items():
-            rec = self._active[jid]
-            if rec.state == "running":
-                if abs(a.power_fraction - rec.power_fraction) > 1e-12:
-                    self.executor.set_power_fraction(jid, a.power_fraction)
-                    self._run_power(rec, a.power_fraction)
-                    rec.touch()
-                    changed.append(jid)
-                continue
-            new_starts.append((jid, a))
-        new_starts.sort(key=lambda x: not self._active[x[0]].job.must_run)  # stable: inference first
+        owed_set = set(owed)
+        protect = frozenset(self._active[j].job.tenant for j in owed_set if j in self._active)
         for jid, a in new_starts:
+            aid = next(aids, None)
             rec = self._active[jid]
-            placement = self.executor.start(rec.job, a.pool, a.power_fraction, rec.work_done_s)
-            if placement is None and rec.job.must_run:
-                placement, a, lost_list = self.make_room(rec, a)
+            if rec.state == "running":  # its stop above failed: it keeps running where it is
+                if jn is not None:
+                    outcomes.append(Outcome(aid, jid, "error", data={"error": "still running: its stop failed"}))
+                continue
+            placement, error = self._try_start(rec, a)
+            if placement is None and (rec.job.must_run or jid in owed_set):
+                placement, a, lost_list = self.make_room(rec, a, outcomes, protect=protect, started=starts)
                 preempted.extend(lost_list)
             if placement is None:
                 failed.append(jid)
+                if jn is not None:
+                    outcomes.append(Outcome(aid, jid, "error" if error else "no_fit",
+                                            data={"error": error} if error else {}))  # fmt: skip
                 continue
             self._run_start(rec, a)
-            rec.nodes = placement.nodes
+            rec.nodes = tuple(placement.nodes)
             if rec.first_start_s is None:
                 rec.first_start_s = now
             rec.touch()
             starts.append(jid)
+            if jn is not None:
+                outcomes.append(Outcome(aid, jid, "started", pool=a.pool, nodes=rec.nodes,
+                                        power_fraction=a.power_fraction))  # fmt: skip
+        if jn is not None and outcomes:
+            for jid in jn.record(outcomes):  # cancelled while this tick started it: stop it again at once
+                if jid in self._running and self.cancel(jid, already_final=True):
+                    starts.remove(jid)
         return ApplyResult(tuple(starts), tuple(preempted), tuple(changed), tuple(failed))
+
+    def _try_start(self, rec: LoopJob, a: Assignment) -> tuple[Any, str | None]:
+        """``executor.start`` in the decided pool; an executor error is (None, its message)."""
+        try:
+            return self.executor.start(rec.job, a.pool, a.power_fraction, rec.work_done_s), None
+        except ExecutorError as e:
+            log.warning("start of %s in %s failed: %s", rec.job.job_id, a.pool, e)
+            return None, str(e)
 
     def _stopped(self, rec: LoopJob, lost: float) -> None:
         """Bookkeeping of a running job the loop preempted (it goes back to the queue)."""
         rec.state = "queued"
         rec.preemptions += 1
         rec.lost_work_s += lost
-        rec.work_done_s = max(rec.work_done_s - lost, 0.0)
+        rec.work_done_s = min(max(rec.work_done_s - lost, 0.0), rec.job.duration_s)
         rec.checkpoint_work_s = rec.work_done_s
         rec.nodes = ()
         rec.touch()
@@ -510,75 +703,109 @@ class ControlLoop:
         return {"totals": totals, "daily": daily, "running_gpus": running, "demand_gpus": demand,
                 "slot_demand_gpu_s": slot_demand}  # fmt: skip
 
-    def make_room(self, rec: LoopJob, a: Assignment) -> tuple[Any, Assignment, list[tuple[str, float]]]:
-        """Start inference ``rec`` somewhere: the planned pool, then every eligible pool in
-        :func:`inference_pool_order`, preempting preemptible non-inference work there when the free GPUs
-        (plus that work's) can hold it. Returns (placement or None, assignment used, [(preempted id, lost_s)])."""
+    def make_room(self, rec: LoopJob, a: Assignment, outcomes: list[Outcome] | None = None, *,
+                  protect: Collection[str] = (), started: Collection[str] = (),
+                  ) -> tuple[Any, Assignment, list[tuple[str, float]]]:  # fmt: skip
+        """Start ``rec`` whose gang found no node room, preempting preemptible non-inference work
+        (:func:`room_victims`) when the free GPUs plus that work's can hold it. Inference: the planned pool,
+        then every eligible pool in :func:`inference_pool_order` (first without preempting anything). Work
+        the rules started for an owed commitment: its decided pool only, on one node (:func:`node_victims`:
+        only work whose preemption makes the gang fit), never preempting jobs of a tenant in ``protect``
+        (tenants owed now) nor ones ``started`` this tick. Returns (placement or None,
+        assignment used, [(preempted id, lost_s)]). With a journal each preemption's intent is written when
+        it is decided; its outcome joins ``outcomes`` (the apply's batch)."""
         job = rec.job
-        order = [self.power.index[a.pool]] + [
-            p for p in inference_pool_order(self.site, self._elig(job)) if self.power.names[p] != a.pool
-        ]
-        for cand in start_candidates(self.site, job, a)[1:]:  # without preempting anything
-            placement = self.executor.start(job, cand.pool, 1.0, rec.work_done_s)
-            if placement is not None:
-                return placement, cand, []
+        jn = self.journal
+        inference = job.must_run
+        f = 1.0 if inference else a.power_fraction
+        order = [self.power.index[a.pool]]
+        if inference:
+            order += [p for p in inference_pool_order(self.site, self._elig(job)) if self.power.names[p] != a.pool]
+            for cand in start_candidates(self.site, job, a)[1:]:  # without preempting anything
+                placement, _ = self._try_start(rec, cand)
+                if placement is not None:
+                    return placement, cand, []
         for p in order:
             name = self.power.names[p]
             if p not in self._elig(job):
                 continue
-            free = int(self.executor.free_gpus_by_node(name).sum())
-            victims = room_victims(job, free, ((r.job.job_id, r.job) for r in self._running.values() if r.pool == name))
+            free_by_node = self.executor.free_gpus_by_node(name)
+            free = int(free_by_node.sum())
+            if inference:
+                victims = room_victims(job, free, ((r.job.job_id, r.job) for r in self._running.values()
+                                                   if r.pool == name))  # fmt: skip
+            else:
+                victims = node_victims(job, free_by_node.tolist(), (
+                    (r.job.job_id, r.job, r.nodes) for r in self._running.values()
+                    if r.pool == name and r.job.tenant not in protect and r.job.job_id not in started
+                ), self.site.pool(name).gpus_per_node)  # fmt: skip
             if victims is None:
                 continue
             lost_list: list[tuple[str, float]] = []
             for vid in victims:
                 v = self._running[vid]
-                lost = self.executor.preempt(vid, f"room for inference {job.job_id}")
+                reason = f"room for {'inference' if inference else 'owed work'} {job.job_id}"
+                aid = jn.intend([Intent("preempt", vid, {"reason": reason})])[0] if jn is not None else None
+                try:
+                    lost = self.executor.preempt(vid, reason)
+                except ExecutorError as e:
+                    if jn is not None and outcomes is not None:
+                        outcomes.append(Outcome(aid, vid, "error", data={"error": str(e)}))
+                    continue
                 self._stopped(v, lost)
+                if jn is not None and outcomes is not None:
+                    outcomes.append(Outcome(aid, vid, "stopped", final_state="queued", lost_s=lost, detail=reason,
+                                            resume_work_s=v.work_done_s))  # fmt: skip
                 free += v.job.gpus
                 lost_list.append((vid, lost))
                 self._made_room.append(vid)
                 if free < job.gpus:
                     continue
-                placement = self.executor.start(job, name, 1.0, rec.work_done_s)
+                placement, _ = self._try_start(rec, Assignment(name, f))
                 if placement is not None:
-                    log.info("inference %s: preempted %d job(s) in %s to make room", job.job_id, len(lost_list), name)
-                    return placement, Assignment(name, 1.0), lost_list
+                    log.info("%s: preempted %d job(s) in %s to make room", job.job_id, len(lost_list), name)
+                    return placement, Assignment(name, f), lost_list
             return None, a, lost_list
-        log.warning("inference %s (%d GPUs): no eligible pool can make room", job.job_id, job.gpus)
+        log.warning("%s (%d GPUs): no eligible pool can make room", job.job_id, job.gpus)
         return None, a, []
 
-    def advance(self, actual: EnergySeries) -> tuple[list[str], dict[str, Any]]:
-        """Let one slot pass; account the slot. Returns (finished ids, slot accounting).
-
-        Vectorised over the running jobs (:class:`RunTable`): peak power at the slot start, mean power with
-        the run fraction of jobs that finish inside the slot, per-job energy and carbon, per-tenant usage."""
-        t0 = self.clock.now_s()
-        dt = self.slot_s
+    def power_now(self, healthy: Mapping[str, int]) -> tuple[float, NDArray[Any]]:
+        """Facility W drawn by what runs now (every running job at its power fraction) and the busy GPUs per
+        pool: the peak of the interval that starts now, what the caps are checked against."""
         pw = self.power
-        healthy = self.executor.healthy_gpus()
-        healthy_a = pw.healthy_array(healthy)
         tab = self._tab
         m = tab.n
         n_p = len(pw.names)
         pool = tab.pool[:m]
         g = tab.gpus[:m]
+        used = tab.used[:m].astype(np.float64)
+        busy = np.bincount(pool, weights=g * used, minlength=n_p)
+        active = np.bincount(pool, weights=g * tab.frac[:m] * pw.tdp_w[pool] * used, minlength=n_p)
+        return float(pw.facility_w(active, busy, pw.healthy_array(healthy))), busy
+
+    def _account(self, t0: float, dt: float, step_s: float, actual: EnergySeries,
+                 healthy: Mapping[str, int]) -> tuple[list[str], list[str], IntervalUsage]:  # fmt: skip
+        """Let the executor run ``step_s`` seconds and account the interval ``[t0, t0 + dt]`` (``dt`` > 0)
+        through the one integrator with the running set as it was at ``t0``: a job that finished or failed
+        inside it is charged up to that moment. Vectorised over the running jobs (:class:`RunTable`): per-job
+        energy and carbon, per-tenant usage by UTC day, the ``usage_sink``. Returns (finished, failed, usage)."""
+        pw = self.power
+        tab = self._tab
+        m = tab.n
+        pool = tab.pool[:m]
+        g = tab.gpus[:m]
         frac = tab.frac[:m]
         runf = tab.used[:m].astype(np.float64)
-        gpu_w = g * frac * pw.tdp_w[pool]
-        peak_w = pw.facility_w(
-            np.bincount(pool, weights=gpu_w * runf, minlength=n_p),
-            np.bincount(pool, weights=g * runf, minlength=n_p),
-            healthy_a,
-        )
         self._slot_t0 = t0
-        events = self.executor.step(dt)
+        events = self.executor.step(step_s)
+        t_end = t0 + dt
+        ev_time = self.drive_time or not self._self_timed  # a self-timed executor's event times are its own
         for ev in events:
-            if ev.kind == "finished" and ev.job_id in tab.row:
-                runf[tab.row[ev.job_id]] = min(max((ev.time_s - t0) / dt, 0.0), 1.0)
-        wind = float(actual.wind_w[0])
-        iv = integrate(pw, pool, g, frac, runf, healthy_a, wind, float(actual.carbon_g_per_kwh[0]), dt)
-        fac, imp, carbon, busy = iv.facility_w, iv.grid_import_w, iv.carbon_g, iv.busy_gpus
+            if ev.kind in ("finished", "failed") and ev.job_id in tab.row:
+                t_ev = min(max(ev.time_s, t0), t_end) if ev_time else t_end
+                runf[tab.row[ev.job_id]] = (t_ev - t0) / dt
+        iv = integrate(pw, pool, g, frac, runf, pw.healthy_array(healthy), float(actual.wind_w[0]),
+                       float(actual.carbon_g_per_kwh[0]), dt)  # fmt: skip
         tab.energy_j[:m] += iv.job_energy_j
         tab.carbon_g[:m] += iv.job_carbon_g
         if m:
@@ -595,57 +822,115 @@ class ControlLoop:
                 u[0] += float(by_t[0][i])
                 u[1] += float(by_t[1][i])
                 u[2] += float(by_t[2][i])
-        finished, _ = self.ingest(events)
-        # progress of jobs still running, from the executor's progress channel
-        if self._running:
-            prog = getattr(self.executor, "progress", None)
-            if prog is not None:
-                for jid, rec in self._running.items():
-                    rec.work_done_s, rec.checkpoint_work_s = prog(jid)
+        if self.usage_sink is not None:
+            self.usage_sink(tab.row, iv)
+        finished, failed = self.ingest(events)
+        self._read_progress()
+        return finished, failed, iv
+
+    def _read_progress(self) -> None:
+        """Progress of jobs still running, from the executor's progress channel."""
+        if not self._running:
+            return
+        prog = getattr(self.executor, "progress", None)
+        if prog is not None:
+            for jid, rec in self._running.items():
+                rec.work_done_s, rec.checkpoint_work_s = prog(jid)
+                rec._js = None
+        else:
+            info = self.executor.running()
+            for jid, rec in self._running.items():
+                ri = info.get(jid)
+                if ri is not None:
+                    rec.work_done_s = ri.work_done_s
+                    rec.checkpoint_work_s = ri.checkpoint_work_s
                     rec._js = None
-            else:
-                info = self.executor.running()
-                for jid, rec in self._running.items():
-                    ri = info.get(jid)
-                    if ri is not None:
-                        rec.work_done_s = ri.work_done_s
-                        rec.checkpoint_work_s = ri.checkpoint_work_s
-                        rec._js = None
-        acc = {
+
+    def advance(self, actual: EnergySeries) -> tuple[list[str], dict[str, Any]]:
+        """Let one slot pass (the loop drives time); account the slot. Returns (finished ids, accounting):
+        peak power at the slot start, mean power with the run fraction of jobs that finish inside the slot."""
+        healthy = self.executor.healthy_gpus()
+        peak_w, _ = self.power_now(healthy)
+        finished, _, iv = self._account(self.clock.now_s(), self.slot_s, self.slot_s, actual, healthy)
+        return finished, self._accounting(healthy, peak_w, iv, float(actual.wind_w[0]))
+
+    def settle(self, fallback: EnergySeries) -> tuple[list[str], list[str]]:
+        """Where time passes outside the loop (``drive_time=False``): bring the executor to now (a simulated
+        one is stepped by the time passed, a self-timed one polled) and account the interval since the
+        previous tick (module docstring, "Time"; ``fallback``: the energy of the first interval, which no
+        tick opened). Returns (finished ids, failed ids)."""
+        now = self.clock.now_s()
+        t0 = self._open_t0 if self._open_t0 is not None else now
+        dt = now - t0
+        self._open_t0 = now
+        self.settled = None
+        if dt <= 0:
+            return self.ingest(self.executor.step(0.0))
+        actual = self._open_actual if self._open_actual is not None else fallback
+        finished, failed, iv = self._account(t0, dt, 0.0 if self._self_timed else dt, actual, self._open_healthy)
+        self.settled = iv
+        return finished, failed
+
+    def _accounting(self, healthy: Mapping[str, int], peak_w: float, iv: IntervalUsage | None,
+                    wind_w: float) -> dict[str, Any]:  # fmt: skip
+        return {
             "healthy": healthy,
-            "busy": {n: float(busy[i]) for i, n in enumerate(pw.names)},
-            "facility_w": fac,
+            "busy": {n: float(iv.busy_gpus[i]) for i, n in enumerate(self.power.names)} if iv is not None else {},
+            "facility_w": iv.facility_w if iv is not None else peak_w,
             "facility_peak_w": peak_w,
-            "grid_import_w": imp,
-            "grid_import_peak_w": max(peak_w - wind, 0.0),
-            "carbon_g": carbon,
-            "energy_wind_j": iv.energy_wind_j,
-            "energy_grid_j": iv.energy_grid_j,
+            "grid_import_w": iv.grid_import_w if iv is not None else max(peak_w - wind_w, 0.0),
+            "grid_import_peak_w": max(peak_w - wind_w, 0.0),
+            "carbon_g": iv.carbon_g if iv is not None else 0.0,
+            "energy_wind_j": iv.energy_wind_j if iv is not None else 0.0,
+            "energy_grid_j": iv.energy_grid_j if iv is not None else 0.0,
+            "interval_s": iv.dt_s if iv is not None else 0.0,
         }
-        return finished, acc
 
     # -------------------------------------------------------------------------------- one tick
 
     def tick(self, actual: EnergySeries, forecast: EnergySeries) -> TickReport:
-        """One slot: ``actual`` holds this slot's real values at index 0 (wind, caps, carbon);
-        ``forecast`` starts at this slot and spans the planning horizon."""
+        """One tick: ``actual`` holds this slot's real values at index 0 (wind, caps, carbon); ``forecast``
+        starts at this slot and spans the planning horizon. The same steps for the simulation, the demo and
+        the server (module docstring); the seams decide only how time passes and what is journalled."""
         if actual.slot_s != self.site.slot_s:
             raise InputError(f"energy slot_s {actual.slot_s} differs from the site's slot ({self.site.slot_s} s)")
+        self._cancelled = []
+        self._ended = []
+        settled_fin: list[str] = []
+        failed: list[str] = []
+        if not self.drive_time:
+            settled_fin, failed = self.settle(actual)
+            self.slot = int(self.clock.now_s() // self.slot_s)
+            self._now[0] = self.slot
+        if self.inbox is not None:
+            self.inbox(self)
         now = self.clock.now_s()
-        failed = self.collect()
+        failed += self.collect()
         expired = self.release()
         snap = self.snapshot(forecast)
         decisions, decide_s = self.decide(snap)
         c = self.constrain(decisions.run, snap, actual)
+        self.last_constrained = c
+        self.last_plan = decisions.plan
         fp, rules = c.fast_path, c.rules
-        applied = self.apply(c.run)
+        applied = self.apply(c.run, fp.dropped, rules.owed_started)
         violations: list[str] = []
-        inf_demand = sum(r.job.gpus for r in self._active.values() if r.job.must_run)
+        inf_demand = sum(r.job.gpus for r in self._must_run.values())
         inf_served = sum(r.job.gpus for r in self._running.values() if r.job.must_run)
         queued = len(self._active) - len(self._running)
         n_running = len(self._running)
-        finished, acc = self.advance(actual)
         wind = float(actual.wind_w[0])
+        if self.drive_time:
+            finished, acc = self.advance(actual)
+        else:  # the interval opened now is accounted at the next tick (settle)
+            healthy = self.executor.healthy_gpus()
+            peak_w, busy_now = self.power_now(healthy)
+            self._open_healthy = dict(healthy)
+            self._open_actual = actual
+            finished = settled_fin
+            acc = self._accounting(healthy, peak_w, self.settled, wind)
+            acc.update(facility_w=peak_w, grid_import_w=acc["grid_import_peak_w"],
+                       busy={n: float(busy_now[i]) for i, n in enumerate(self.power.names)})  # fmt: skip
         cap = float(actual.grid_cap_w[0])
         smax = float(actual.site_max_w[0])
         tol = 1e-6 * max(1.0, smax)
@@ -696,22 +981,34 @@ class ControlLoop:
             fair_started=rules.fair_started,
             displaced=rules.displaced,
             expired=tuple(expired),
-            interval_s=self.slot_s,
+            interval_s=acc["interval_s"],
             measured_facility_w=c.measured.facility_w if c.measured is not None else None,
             power_source="measured" if c.measured is not None else "model",
+            cancelled=tuple(self._cancelled),
         )
         log.info(
             "tick slot=%d facility=%.0fW import=%.0fW cap=%.0fW wind=%.0fW starts=%d preempt=%d finish=%d queued=%d",
             self.slot, report.facility_w, report.grid_import_w, cap, wind, len(report.starts),
             len(report.preemptions), len(report.finishes), queued,
         )  # fmt: skip
-        self.slot += 1
-        self._now[0] = self.slot
+        if self.drive_time:
+            self.slot += 1
+            self._now[0] = self.slot
+        if not self.keep_records:
+            self.forget(self._ended)
         if self.keep_reports:
             self.reports.append(report)
         for obs in self.observers:
             obs(report)
         return report
+
+    def forget(self, job_ids: Iterable[str]) -> None:
+        """Drop the records of jobs in a final state (finished, expired, cancelled): the server's store
+        keeps them; its loop keeps only what is active."""
+        for jid in job_ids:
+            rec = self.records.get(jid)
+            if rec is not None and rec.state in ("finished", "expired", "cancelled"):
+                del self.records[jid]
 
     # ------------------------------------------------------------------------------- accounting
 
@@ -720,6 +1017,16 @@ class ControlLoop:
         for r in self.records.values():
             out[r.state] = out.get(r.state, 0) + 1
         return out
+
+    @property
+    def active_records(self) -> Mapping[str, LoopJob]:
+        """The queued and running jobs (read only)."""
+        return self._active
+
+    @property
+    def running_records(self) -> Mapping[str, LoopJob]:
+        """The running jobs (read only)."""
+        return self._running
 
     @property
     def running_ids(self) -> tuple[str, ...]:

@@ -21,11 +21,10 @@ import numpy as np
 from scheduler import signals, traces
 from scheduler.control import ControlLoop, SimulationResult, TickReport, run_simulation
 from scheduler.energy import EnergySeries
-from scheduler.errors import InputError, WindwardError
+from scheduler.errors import InputError
 from scheduler.jobs import Job, pool_matches
 from scheduler.models import Site, load_site
-from scheduler.policies import get_policy
-from scheduler.policies.base import Decisions, Snapshot
+from scheduler.policies import make_policy
 
 log = logging.getLogger(__name__)
 
@@ -59,46 +58,6 @@ class DemoResult:
     ray_summary: dict[str, Any]
     policy_used: str
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class FallbackPolicy:
-    """The requested policy, falling back to ``backfill`` (logged, and named in the report) the first time it
-    fails — so the demo runs while the optimiser is still being built."""
-
-    def __init__(self, primary: Any, fallback: Any) -> None:
-        self.primary, self.fallback = primary, fallback
-        self.failed: str | None = None
-
-    @property
-    def name(self) -> str:
-        p = getattr(self.primary, "name", "primary")
-        return p if self.failed is None else f"{self.fallback.name} (fallback: {p} failed)"
-
-    def decide(self, snapshot: Snapshot) -> Decisions:
-        if self.failed is None:
-            try:
-                return self.primary.decide(snapshot)
-            except Exception as e:
-                self.failed = f"{e.__class__.__name__}: {e}"
-                log.warning("policy %s failed (%s); using backfill from now on", self.primary.name, self.failed)
-        return self.fallback.decide(snapshot)
-
-
-def make_policy(name: str, horizon_hours: float, run_end_s: float | None = None) -> Any:
-    """The demo's policy. A demo run ends, so the optimiser plans up to the run's end (``run_end_s``) and
-    values work left undone then at full weight, instead of deferring it to greener hours after the run."""
-    fallback = get_policy("backfill", horizon_hours=horizon_hours)
-    if name == "backfill":
-        return fallback
-    kw: dict[str, Any] = {"horizon_hours": horizon_hours}
-    if name == "windward" and run_end_s is not None:
-        kw["run_end_s"] = run_end_s
-    try:
-        primary = get_policy(name, **kw)
-    except WindwardError as e:
-        log.warning("policy %s unavailable (%s); using backfill", name, e)
-        return fallback
-    return FallbackPolicy(primary, fallback)
 
 
 def demo_workload(site: Site, cfg: DemoConfig) -> tuple[list[Job], str, list[float], str]:
@@ -164,7 +123,7 @@ def execution_summary(site: Site, loop: ControlLoop, event_log: list[Any]) -> di
         "sovereign_jobs_placed": len(placed),
         "sovereign_slots_in_pool": sum(len(r.pools_by_slot) for r in placed),
         "sovereign_placements_outside": outside,
-        "jobs_done": sum(1 for r in loop.records.values() if r.state == "done"),
+        "jobs_done": sum(1 for r in loop.records.values() if r.state == "finished"),
         "jobs_submitted": len(loop.records),
         "cap_violations": len(loop.violations),
     }
@@ -193,7 +152,7 @@ def run_demo(
     actual = signals.load_energy(cfg.energy, site, cfg.start_utc, days, seed=cfg.seed)
     jobs, desc, rates, rate_src = demo_workload(site, cfg)
     horizon_h = cfg.horizon_slots * site.slot_s / 3600.0
-    policy = make_policy(cfg.policy, horizon_h, run_end_s=cfg.n_slots * site.slot_s)
+    policy = make_policy(cfg.policy, horizon_h, run_end_s=cfg.n_slots * site.slot_s, fallback=True)
     time_scale = site.slot_s / cfg.seconds_per_slot
     params = {"inference": {"rates_per_s": rates, "rate_period_s": float(site.slot_s), "capacity_rps": 100.0}}
     t0 = timer()
@@ -216,7 +175,7 @@ def run_demo(
         ex.close()
     policy_used = getattr(policy, "name", cfg.policy)
     res = SimulationResult(site, policy_used, loop, actual, cfg.n_slots, cfg.horizon_slots, "perfect", wall, loop.reports)
-    base = run_simulation(site, jobs, actual, get_policy("backfill", horizon_hours=horizon_h), n_slots=cfg.n_slots,
+    base = run_simulation(site, jobs, actual, make_policy("backfill", horizon_h), n_slots=cfg.n_slots,
                           horizon_slots=cfg.horizon_slots)
     base_summary = summary(base)
     base_exec = execution_summary(site, base.loop, list(base.loop.executor.event_log))  # type: ignore[attr-defined]

@@ -1,12 +1,18 @@
 """The control loop's job ledger: one :class:`LoopJob` per job (its state machine: pending -> queued ->
-running -> done | expired | cancelled, back to queued when preempted or its node fails), where and how it
-ran as run segments, and the running jobs as arrays (:class:`RunTable`) for the per-slot accounting.
-Mutable, owned by :class:`scheduler.control.ControlLoop`; nothing here calls an executor."""
+running -> finished | expired | cancelled, back to queued when preempted or its node fails), where and how
+it ran as run segments, and the running jobs as arrays (:class:`RunTable`) for the per-slot accounting.
+Mutable, owned by :class:`scheduler.control.ControlLoop`; nothing here calls an executor.
+
+The journal seam (:class:`Journal`): the loop writes the *intent* of every executor action before it acts
+and the *outcome* after (:class:`Intent`, :class:`Outcome`), and reports job stops that no action caused
+(finished, node failure, expired inference). The simulation journals nothing (``journal=None``); the server
+journals into SQLite (``scheduler.service``), which is how its crash recovery knows what was under way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,7 +29,7 @@ class LoopJob:
     segment of a job running now reaches up to the loop's current slot)."""
 
     job: Job
-    state: str = "pending"  # pending | queued | running | done | expired | cancelled
+    state: str = "pending"  # pending | queued | running | finished | expired | cancelled
     work_done_s: float = 0.0
     checkpoint_work_s: float = 0.0
     pool: str | None = None
@@ -83,9 +89,54 @@ class LoopJob:
     @property
     def run_fractions(self) -> list[float]:
         out = [1.0] * sum(n for _, n, _, _ in self._all_segments())
-        if out and self.state == "done":
+        if out and self.state == "finished":
             out[-1] = self.last_run_fraction
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """An executor action the loop is about to take: ``kind`` start | preempt | set_power."""
+
+    kind: str
+    job_id: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of an action (``action``: the journal's handle of its :class:`Intent`) or of a job without
+    one (``action`` None: finished, failed with its node, expired).
+
+    ``kind``: ``started`` (the job runs in ``pool`` on ``nodes`` at ``power_fraction``), ``stopped`` (the
+    job's state is now ``final_state``: queued (it resumes from ``resume_work_s``), finished, failed or
+    cancelled, having lost ``lost_s`` of work), or any other word for an action that changed no job's state
+    (``ok``, ``error``, ``no_fit``, ``stopped_after_cancel``) with ``data``."""
+
+    action: Any
+    job_id: str
+    kind: str
+    pool: str = ""
+    nodes: tuple[int, ...] = ()
+    power_fraction: float = 1.0
+    final_state: str = ""
+    lost_s: float = 0.0
+    detail: str = ""
+    resume_work_s: float | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Journal(Protocol):
+    """Where the loop writes intents before it acts and outcomes after (module docstring)."""
+
+    def intend(self, intents: Sequence[Intent]) -> Sequence[Any]:
+        """Make the intents durable before any is carried out; returns one handle per intent, in order."""
+        ...
+
+    def record(self, outcomes: Sequence[Outcome]) -> Sequence[str]:
+        """Record outcomes (one batch). Returns the ids of jobs reported ``started`` that may no longer run
+        (cancelled meanwhile): the loop stops them again at once."""
+        ...
 
 
 class RunTable:

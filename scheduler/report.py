@@ -44,7 +44,7 @@ def job_results(res: SimulationResult) -> list[dict[str, Any]]:
 
 def _job_entry(rec: LoopJob) -> dict[str, Any]:
     j = rec.job
-    done = rec.state == "done"
+    done = rec.state == "finished"
     return job_entry(
         j.job_id,
         rec.pools_by_slot[-1] if rec.pools_by_slot else rec.pool,
@@ -63,7 +63,7 @@ def _job_entry(rec: LoopJob) -> dict[str, Any]:
         state=rec.state,
         submit_s=j.submit_s,
         start_s=rec.first_start_s,
-        end_s=rec.end_s if rec.state in ("done", "expired", "cancelled") else None,
+        end_s=rec.end_s if rec.state in ("finished", "expired", "cancelled") else None,
         deadline_s=j.deadline_s,
         completion_s=(rec.end_s - j.submit_s) if done and rec.end_s is not None else None,
         preemptions=rec.preemptions,
@@ -83,7 +83,7 @@ def summary(res: SimulationResult, *, clairvoyant: bool = True) -> dict[str, Any
     end_s = len(rs) * dt
     recs = list(res.loop.records.values())
     submitted = [r for r in recs if r.state != "pending"]
-    done = [r for r in recs if r.state == "done"]
+    done = [r for r in recs if r.state == "finished"]
     training_done = [r for r in done if not r.job.must_run]
     comp = np.array([r.end_s - r.job.submit_s for r in training_done if r.end_s is not None])
     misses = 0
@@ -91,7 +91,7 @@ def summary(res: SimulationResult, *, clairvoyant: bool = True) -> dict[str, Any
         d = r.job.deadline_s
         if d is None or r.job.must_run:
             continue
-        if (r.state == "done" and r.end_s is not None and r.end_s > d + 1e-6) or (
+        if (r.state == "finished" and r.end_s is not None and r.end_s > d + 1e-6) or (
             r.state in ("queued", "running") and end_s > d
         ):
             misses += 1

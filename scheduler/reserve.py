@@ -181,3 +181,32 @@ def reserve_peaks(reserve: Mapping[str, Any]) -> dict[str, float]:
         a = np.asarray(series, dtype=np.float64)
         out[name] = float(a.max()) if a.size else 0.0
     return out
+
+
+def node_victims(job: Job, free_by_node: Sequence[int], running: Iterable[tuple[str, Job, tuple[int, ...]]],
+                 gpus_per_node: int) -> list[str] | None:  # fmt: skip
+    """Which running jobs of one pool to preempt so that the gang ``job`` (at most one node's GPUs) finds a
+    node: on each node, preemptible non-inference work placed on that node alone, lowest priority and latest
+    submitted first, until the node's free GPUs hold the gang; the node that needs the fewest GPUs preempted
+    wins (the lowest index on ties). None: no node can be made to hold it (a gang wider than a node, or the
+    work on every node is protected). Unlike :func:`room_victims` (inference: replicas on any nodes), it
+    never preempts work that would not make the start succeed. Pure."""
+    g = job.gpus
+    if g > gpus_per_node:
+        return None
+    per: dict[int, list[tuple[str, Job]]] = {}
+    for jid, j, nodes in running:
+        if j.preemptible and not j.must_run and len(nodes) == 1:
+            per.setdefault(nodes[0], []).append((jid, j))
+    best: tuple[int, list[str]] | None = None
+    for n, free in enumerate(free_by_node):
+        got, cost, out = int(free), 0, []
+        for jid, j in sorted(per.get(n, []), key=lambda v: (v[1].priority, -v[1].submit_s, v[0])):
+            if got >= g:
+                break
+            out.append(jid)
+            got += j.gpus
+            cost += j.gpus
+        if got >= g and (best is None or cost < best[0]):
+            best = (cost, out)
+    return best[1] if best is not None else None

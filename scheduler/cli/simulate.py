@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         from scheduler.control import run_simulation, slots_for_days
         from scheduler.errors import InputError
         from scheduler.models import load_site
-        from scheduler.policies import POLICIES, get_policy
+        from scheduler.policies import POLICIES, make_policy
         from scheduler.report import build_report, summary, summary_rows, write_plot
 
         console = Console()
@@ -100,9 +100,7 @@ def register(app: typer.Typer) -> None:
         )
         results = []
         for name in names:
-            # only the optimiser-backed policy takes kernels.plan arguments; the baselines' constructors do not
-            extra_kw = {"plan_kwargs": plan_kw} if name == "windward" else {}
-            pol = get_policy(name, horizon_hours=horizon_hours, **extra_kw)
+            pol = make_policy(name, horizon_hours, plan_kwargs=plan_kw)
             fc = signals.make_forecaster(forecast, actual, seed=seed, wind_capacity_w=site_m.wind.contract_mw * 1e6)
             with Progress(
                 TextColumn(f"[cyan]{name:>13}"), BarColumn(), TextColumn("{task.completed}/{task.total} slots"),

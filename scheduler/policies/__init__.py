@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
+from collections.abc import Mapping
 from typing import Any
 
-from scheduler.errors import InputError
+from scheduler.errors import InputError, WindwardError
+
+log = logging.getLogger(__name__)
 
 #: policy name -> "module:ClassName"
 POLICIES: dict[str, str] = {
@@ -49,3 +53,56 @@ def get_policy(name: str, **kw: Any) -> Any:
     if name not in POLICIES:
         raise InputError(f"unknown policy {name!r}; allowed: {sorted(POLICIES)}")
     return _load(name)(**kw)
+
+
+class FallbackPolicy:
+    """The requested policy, falling back to ``backfill`` (logged, and named in ``name``) the first time it
+    fails — the demo runs while the optimiser is still being built."""
+
+    def __init__(self, primary: Any, fallback: Any) -> None:
+        self.primary, self.fallback = primary, fallback
+        self.failed: str | None = None
+
+    @property
+    def name(self) -> str:
+        p = getattr(self.primary, "name", "primary")
+        return p if self.failed is None else f"{self.fallback.name} (fallback: {p} failed)"
+
+    def decide(self, snapshot: Any) -> Any:
+        if self.failed is None:
+            try:
+                return self.primary.decide(snapshot)
+            except Exception as e:  # noqa: BLE001 - any failure of the primary falls back, logged
+                self.failed = f"{e.__class__.__name__}: {e}"
+                log.warning("policy %s failed (%s); using backfill from now on", self.primary.name, self.failed)
+        return self.fallback.decide(snapshot)
+
+
+def make_policy(
+    name: str,
+    horizon_hours: float,
+    *,
+    plan_kwargs: Mapping[str, Any] | None = None,
+    run_end_s: float | None = None,
+    fallback: bool = False,
+) -> Any:
+    """THE way ``windward simulate``, ``windward demo`` and ``windward server`` build a policy by name.
+
+    ``plan_kwargs`` (e.g. ``{"backend": "torch", "device": "cuda"}``) go to every ``kernels.plan`` call of the
+    windward policy; ``run_end_s`` (a run that ends: the demo) lets it plan up to the run's end and value work
+    left undone then at full weight. The baselines plan nothing and take neither. ``fallback``: wrap the
+    policy in :class:`FallbackPolicy` (backfill from its first failure on; also when it cannot be built)."""
+    kw: dict[str, Any] = {"horizon_hours": horizon_hours}
+    if name == "windward":
+        kw["plan_kwargs"] = dict(plan_kwargs or {})
+        if run_end_s is not None:
+            kw["run_end_s"] = run_end_s
+    if not fallback or name == "backfill":
+        return get_policy(name, **kw)
+    base = get_policy("backfill", horizon_hours=horizon_hours)
+    try:
+        primary = get_policy(name, **kw)
+    except WindwardError as e:
+        log.warning("policy %s unavailable (%s); using backfill", name, e)
+        return base
+    return FallbackPolicy(primary, base)

@@ -40,7 +40,7 @@ def test_replay_three_days_itp_cluster04_on_nl_2023(shared_data: None, policy: s
     # every job accounted for, each in exactly one final state
     assert len(rep["jobs"]) == len(jobs) == s["jobs_total"]
     assert sum(s["jobs_by_state"].values()) == len(jobs)
-    assert set(s["jobs_by_state"]) <= {"done", "queued", "running", "expired", "pending"}
+    assert set(s["jobs_by_state"]) <= {"finished", "queued", "running", "expired", "pending"}
     assert s["jobs_done"] > 0.5 * len(jobs)
     # zero cap violations against actual wind and caps, also as an auditor recomputes them from the file
     assert s["cap_violations"] == 0

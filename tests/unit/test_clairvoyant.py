@@ -171,7 +171,7 @@ def test_work_of_run_counts_done_partial_and_on_time() -> None:
             else:
                 assert jid not in items
             continue
-        if rec.state == "done":
+        if rec.state == "finished":
             assert items[jid].work_s == rec.job.duration_s
         elif rec.work_done_s > 0:
             assert items[jid].work_s == pytest.approx(rec.work_done_s)

@@ -140,9 +140,10 @@ def test_start_that_does_not_fit_stays_queued_and_ineligible_pool_is_refused() -
     jobs = [tj("big", 16), tj("small", 1), tj("secret", 1, pool="jurisdiction=nl")]
     loop = loop_with(jobs, {"small": Assignment(PUB, 1.0), "big": Assignment(PUB, 1.0), "secret": Assignment(PUB, 1.0)})
     rep = loop.tick(energy(4).window(0, 1), energy(4))
-    assert rep.start_failed == ("big",) and loop.records["big"].state == "queued"
+    # larger gangs start first (first fit decreasing): big takes the whole public pool, small finds no GPU
+    assert rep.start_failed == ("small",) and loop.records["small"].state == "queued"
     assert rep.refused == ("secret",) and loop.records["secret"].state == "queued"
-    assert rep.starts == ("small",)
+    assert rep.starts == ("big",)
 
 
 def test_fast_path_in_tick_uses_actual_not_forecast() -> None:
@@ -165,9 +166,9 @@ def test_accounting_matches_the_power_model_and_every_job_is_accounted() -> None
     res = run_simulation(SITE, jobs, energy(6), get_policy("backfill"), observers=[seen.append])
     assert len(seen) == 6 and seen[0].starts == ("a",)
     loop = res.loop
-    assert loop.records["a"].state == "done" and loop.records["a"].end_s == pytest.approx(1350.0)
+    assert loop.records["a"].state == "finished" and loop.records["a"].end_s == pytest.approx(1350.0)
     assert loop.records["a"].run_fractions == [1.0, 0.5]
-    assert loop.counts() == {"done": 2, "pending": 1}
+    assert loop.counts() == {"finished": 2, "pending": 1}
     report = build_report(res)
     assert check_plan(report) == []
     rc = recompute_timeline(report)
@@ -182,7 +183,7 @@ def test_node_failure_requeues_and_the_job_finishes_later() -> None:
     res = run_simulation(SITE, jobs, energy(12), get_policy("backfill"), node_events=[NodeEvent(2, PUB, 0)])
     rec = res.loop.records["a"]
     assert rec.failures == 1 and rec.lost_work_s == pytest.approx(800.0)  # 1800 done, checkpoint at 1000
-    assert rec.state == "done"
+    assert rec.state == "finished"
     assert res.reports[2].failures == ("a",) and res.reports[2].healthy_gpus[PUB] == 8
     # restarted on the healthy node at 1800 s from the checkpoint: 2600 s of work left
     assert rec.end_s == pytest.approx(1800.0 + 2600.0)
@@ -270,7 +271,7 @@ def test_backfill_serves_every_slot_of_inference_next_to_non_preemptible_trainin
     res = run_simulation(SITE, [*inf, *train], e, get_policy("backfill"), n_slots=n)
     served = [r.inference_served_gpus == r.inference_demand_gpus for r in res.reports]
     assert all(served), [(r.slot, r.inference_served_gpus, r.inference_demand_gpus) for r in res.reports]
-    assert all(res.loop.records[j.job_id].state == "done" for j in inf)
+    assert all(res.loop.records[j.job_id].state == "finished" for j in inf)
     started = [j for j in train if res.loop.records[j.job_id].first_start_s is not None]
     assert 2 <= len(started) < len(train)  # training ran, but not into the GPUs inference needs
     # a policy that ignores the reserve (it starts every training job at once): the loop holds them back

@@ -144,10 +144,12 @@ def test_simulate_and_server_refuse_a_bad_planner_backend_before_starting(tmp_pa
 def test_service_config_gives_the_windward_policy_its_planner_backend(tmp_path: Path) -> None:
     from scheduler.models import JobSpec, load_site, load_tenants
     from scheduler.policies.windward import WindwardPolicy
-    from scheduler.service import Service, ServiceConfig, make_policy
+    from scheduler.policies import make_policy
+    from scheduler.service import Service, ServiceConfig
 
     # the baselines take no plan arguments; make_policy gives them none
-    assert type(make_policy("backfill", 24.0, {"backend": "torch", "device": "cpu"})).__name__ == "BackfillPolicy"
+    plan_kw = {"backend": "torch", "device": "cpu"}
+    assert type(make_policy("backfill", 24.0, plan_kwargs=plan_kw)).__name__ == "BackfillPolicy"
     cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
                         policy="windward", horizon_hours=2.0, tick_seconds=1.0, planner_backend="torch")
     assert cfg.planner_device == "cpu"

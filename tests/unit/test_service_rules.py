@@ -71,7 +71,7 @@ def test_server_keeps_a_quota_under_any_policy(tmp_path: Path, policy: str) -> N
             svc.submit(t, JobSpec(name=f"j{i}", gpus=4, duration_s=4 * 3600.0), None)
         for _ in range(4):
             out = svc.tick()
-            running = sum(s.job.gpus for s in svc._ledger.values() if s.state == "running")
+            running = sum(s.job.gpus for s in svc.loop.records.values() if s.state == "running")
             assert running <= 8, (policy, out.started, out.report.over_quota if out.report else None)
             wall.t += 1.0  # one slot (tick_seconds=1)
         if policy == "backfill":

@@ -72,9 +72,11 @@ def test_tick_journals_in_batches_and_keeps_the_ledger(tmp_path: Path) -> None:
         svc.cancel(running)
         wall.t += 0.5  # half a slot
         out2 = svc.tick()
-        assert out2.cancelled == [running]
+        assert sorted(out2.cancelled) == sorted([running, queued])  # the tick took both out of its ledger
+        stops = db.execute("SELECT job_id, outcome FROM actions WHERE kind='preempt'").fetchall()
+        assert stops == [(running, "cancelled")]  # only the running one needed the executor (journalled)
         assert svc.store.get(running).state == "cancelled" and svc.store.get(queued).state == "cancelled"
-        assert running not in svc._ledger and queued not in svc._ledger
+        assert running not in svc.loop.records and queued not in svc.loop.records
         # usage accrued for the half slot is written per tenant and per job
         usage = svc.store.usage_by_tenant()["science"]
         assert usage["gpu_s"] > 0 and usage["energy_j"] > 0
@@ -89,7 +91,7 @@ def test_tick_journals_in_batches_and_keeps_the_ledger(tmp_path: Path) -> None:
             svc.tick()
         states = {svc.store.get(j).state for j in ids if j not in (running, queued)}
         assert states == {"finished"}
-        assert not svc._ledger
+        assert not svc.loop.records
         db.close()
     finally:
         svc.stop()
