@@ -385,6 +385,14 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
     app.state.limits = lim
     buckets = TokenBuckets(lim.submit_rate_per_s, lim.submit_burst)
     in_flight: dict[str, int] = {}  # tenant -> submissions admitted and not yet committed (event loop only)
+    in_flight_keys: dict[tuple[str, str], int] = {}  # (tenant, Idempotency-Key) of those (event loop only)
+
+    def is_retry(tenant: str, key: str | None) -> bool:
+        """Is this the retry of a job already accepted (or being committed) under the same Idempotency-Key?
+        Asked only where a limit would refuse: the limits count new jobs only (ApiLimits)."""
+        if not key:
+            return False
+        return (tenant, key) in in_flight_keys or service.store.idempotency_known(tenant, key)
 
     async def submitter(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
         """A tenant within its submission rate. A dependency, so the token bucket is charged before the body
@@ -394,7 +402,8 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
         if p.tenant is None:
             raise HTTPException(status_code=403, detail="operators do not submit jobs; use a tenant token")
         wait_s = buckets.take(p.tenant.name)
-        if wait_s > 0:
+        request.state.charged = wait_s <= 0
+        if wait_s > 0 and not is_retry(p.tenant.name, request.headers.get("idempotency-key")):
             raise HTTPException(
                 status_code=429,
                 detail=f"tenant {p.tenant.name!r} is over its submission rate of {lim.submit_rate_per_s:g}/s "
@@ -447,17 +456,19 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
         },
     )  # fmt: skip
     async def submit(
+        request: Request,
         spec: JobSpec,
         idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200, pattern=r"^[!-~]+$")] = None,
         p: Principal = Depends(submitter),  # a default, not Annotated: submitter is local to create_app
     ) -> Response:
         """Submit a job (the YAML job spec as JSON). 201 with ``{"id": ...}``; with an ``Idempotency-Key``
-        header (visible ASCII), a retry returns the same job (200). The reply is sent only once the job is on
-        disk."""
+        header (visible ASCII), a retry returns the same job (200), whatever the rate and queue limits say (they
+        count new jobs only); the same key with another spec is a 409. The reply is sent only once the job is
+        on disk."""
         assert p.tenant is not None  # submitter() refused operators
         tenant = p.tenant.name
         queued = service.store.counts().get(("queued", tenant), 0) + in_flight.get(tenant, 0)
-        if queued >= lim.max_queued_per_tenant:
+        if queued >= lim.max_queued_per_tenant and not is_retry(tenant, idempotency_key):
             raise HTTPException(
                 status_code=429,
                 detail=f"tenant {tenant!r} has {queued} queued jobs, the limit is {lim.max_queued_per_tenant}; "
@@ -473,6 +484,9 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
                               f"({datetime.fromtimestamp(now, UTC).isoformat()}) and at most "
                               f"{DEADLINE_MAX_AHEAD_S // 86400} days after it", "value_error.deadline")  # fmt: skip
         in_flight[tenant] = in_flight.get(tenant, 0) + 1
+        ikey = (tenant, idempotency_key) if idempotency_key else None
+        if ikey is not None:
+            in_flight_keys[ikey] = in_flight_keys.get(ikey, 0) + 1
         try:
             # admission is checked here; the row joins the next group commit and we await its fsync
             res = await service.submit_async(p.tenant, spec, idempotency_key)
@@ -482,6 +496,12 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
             raise _refuse(422, ["body", *_field_of(str(e))], str(e), "value_error.sovereignty") from None
         finally:
             in_flight[tenant] -= 1
+            if ikey is not None:
+                n = in_flight_keys.pop(ikey) - 1
+                if n:
+                    in_flight_keys[ikey] = n
+        if not res.created and getattr(request.state, "charged", False):
+            buckets.refund(tenant)  # a retry of an accepted job is not a new job: its token comes back
         body = {"id": res.record.id, "state": res.record.state, "created": res.created, "job": res.record.view()}
         return JSONResponse(body, status_code=201 if res.created else 200)
 
@@ -542,6 +562,31 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
         return {"running": running, "queued": queued, "counts": counts,
                 "next_cursor": str(recs[-1].seq) if more and recs else None}  # fmt: skip
 
+    @app.get(
+        "/v1/jobs/{job_id}/logs",
+        tags=["jobs"],
+        responses={**_AUTH_RESPONSES, 404: _err("no such job (for you)"), **_QUERY_RESPONSES},
+    )
+    def job_logs(
+        job_id: Annotated[str, PathParam(max_length=64)],
+        p: Caller,
+        offset: Annotated[int, Query(ge=0, le=2**62, description="byte offset to read from")] = 0,
+    ) -> dict[str, Any]:
+        """A chunk of the job's output (rank 0's stdout/stderr) from ``offset``, as the executor captured it
+        (scheduler.opsviews.read_log); ``state`` tells a follower when to stop."""
+        from scheduler.opsviews import job_log_path, read_log
+
+        rec = own_job(p, job_id)
+        return {"id": rec.id, "state": rec.state, **read_log(job_log_path(service.executor, rec.id), offset)}
+
+    @app.get("/v1/pools", tags=["ops"], responses=_AUTH_RESPONSES)
+    def pools(p: Caller) -> dict[str, Any]:
+        """Pools (like sinfo): labels, GPUs by state (running, free, down), power limits (scheduler.opsviews)."""
+        from scheduler.opsviews import pools_view
+
+        running = [(r.pool, r.gpus, r.power_fraction) for r in service.store.list_jobs(states=("running",))]
+        return pools_view(service.site, service.executor.healthy_gpus(), running)
+
     @app.get("/v1/usage", tags=["tenants"], responses=_AUTH_RESPONSES)
     def usage(p: Caller) -> dict[str, Any]:
         """Usage (GPU-seconds, energy, carbon) against quota and commitment: own, or every tenant's."""
@@ -574,15 +619,27 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
         return {"events": [c.view() for c in service.active_congestion()]}
 
     # --------------------------------------------------------------------------------- audit
+    next_cursor_header = {
+        "X-Next-Cursor": {"description": "the next page's cursor; absent on the last page",
+                          "schema": {"type": "string"}},
+        "Link": {"description": 'the next page as `<url>; rel="next"` (RFC 8288); absent on the last page',
+                 "schema": {"type": "string"}},
+    }  # fmt: skip
+
     @app.get(
         "/v1/audit",
         tags=["ops"],
         responses={
             200: {
-                "description": "placements as JSON (format=json) or CSV (format=csv)",
+                "description": "one page of placements in order of their id, as JSON (format=json) or CSV "
+                "(format=csv); the next page's cursor is next_cursor (JSON) and, for both, the X-Next-Cursor "
+                "and Link headers",
+                "headers": next_cursor_header,
                 "content": {
                     "application/json": {"schema": {"type": "object", "properties": {
-                        "placements": {"type": "array", "items": {"type": "object"}}}, "required": ["placements"]}},
+                        "placements": {"type": "array", "items": {"type": "object"}},
+                        "next_cursor": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+                        "required": ["placements", "next_cursor"]}},
                     "text/csv": {"schema": {"type": "string"}},
                 },
             },
@@ -590,14 +647,25 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
         },
     )  # fmt: skip
     def audit(
+        request: Request,
         p: OperatorCaller,
         format: Annotated[Literal["json", "csv"], Query()] = "json",
-        limit: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
+        limit: PageSize = DEFAULT_PAGE_SIZE,
+        cursor: Cursor = None,
     ) -> Response:
-        """Every placement (job, tenant, pool and its labels, nodes, time): JSON or CSV."""
-        rows = service.store.audit(limit=limit)
+        """Placements (job, tenant, pool and its labels, nodes, time), JSON or CSV, one page at a time in order
+        of their id: pass ``next_cursor`` (or the ``X-Next-Cursor`` header of a CSV page) as ``cursor``."""
+        rows = service.store.audit(limit=limit + 1, after_id=int(cursor) if cursor is not None else 0)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = str(rows[-1]["id"]) if more and rows else None
+        headers: dict[str, str] = {}
+        if nxt is not None:
+            headers["X-Next-Cursor"] = nxt
+            link = request.url.include_query_params(cursor=nxt)
+            headers["Link"] = f'<{link.path}?{link.query}>; rel="next"'
         if format == "json":
-            return JSONResponse({"placements": rows})
+            return JSONResponse({"placements": rows, "next_cursor": nxt}, headers=headers)
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["id", "time_utc", "job_id", "tenant", "pool", "jurisdiction", "clearance", "labels", "nodes",
@@ -608,7 +676,7 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
                 r["labels"].get("clearance", ""), json.dumps(r["labels"], sort_keys=True),
                 " ".join(str(n) for n in r["nodes"]), r["jurisdiction_required"] or "", r["clearance_required"] or "",
             ])  # fmt: skip
-        return Response(content=buf.getvalue(), media_type="text/csv")
+        return Response(content=buf.getvalue(), media_type="text/csv", headers=headers)
 
     return app
 

@@ -24,6 +24,8 @@ class ApiLimits:
     ``max_queued_per_tenant``: a tenant's queued jobs, counting submissions not yet committed (429).
     ``submit_rate_per_s`` / ``submit_burst``: a token bucket per tenant on ``POST /v1/jobs`` (429 with
     ``Retry-After``); 0 turns the rate limit off.
+    Both 429 limits count new jobs only: a retry with the ``Idempotency-Key`` of a job already accepted is
+    answered with that job (200) whatever the limits say, and costs no token.
     """
 
     max_body_bytes: int = MAX_BODY_BYTES
@@ -64,3 +66,12 @@ class TokenBuckets:
             return 0.0
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / self.rate_per_s
+
+    def refund(self, key: str) -> None:
+        """Give back one token taken by :meth:`take` for a request that turned out not to be new work (an
+        idempotent retry answered with the job it created first): the rate counts new jobs only."""
+        if self.rate_per_s <= 0:
+            return
+        got = self._buckets.get(key)
+        if got is not None:
+            self._buckets[key] = (min(self.burst, got[0] + 1.0), got[1])

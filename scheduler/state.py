@@ -625,6 +625,14 @@ class StateStore:
             updated_unix_s=now, detail="", idempotency_key=req.idempotency_key,
         )  # fmt: skip
 
+    def idempotency_known(self, tenant: str, key: str) -> bool:
+        """Has ``tenant`` a committed job under this Idempotency-Key? (one lookup in the unique index: the
+        API asks it only where a limit would refuse, so that a retry of an accepted job is never refused)"""
+        row = self._reader().execute(
+            "SELECT 1 FROM jobs WHERE tenant=? AND idempotency_key=?", (tenant, key)
+        ).fetchone()
+        return row is not None
+
     def get(self, job_id: str) -> JobRecord | None:
         row = self._reader().execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id=?", (job_id,)).fetchone()
         return None if row is None else _record(row)
@@ -1039,14 +1047,18 @@ class StateStore:
 
     # ------------------------------------------------------------------------------------ audit
 
-    def audit(self, since_unix_s: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def audit(
+        self, since_unix_s: float | None = None, limit: int | None = None, after_id: int = 0
+    ) -> list[dict[str, Any]]:
+        """Placements in order of their ``id``: those after ``after_id`` (a page's cursor: the id of the
+        previous page's last row), at most ``limit`` (the primary key: bounded work per page)."""
         q = (
             "SELECT id, job_id, tenant, pool, labels_json, nodes_json, jurisdiction_required, clearance_required, "
-            "time_unix_s, time_utc FROM audit"
+            "time_unix_s, time_utc FROM audit WHERE id > ?"
         )
-        args: list[Any] = []
+        args: list[Any] = [int(after_id)]
         if since_unix_s is not None:
-            q += " WHERE time_unix_s >= ?"
+            q += " AND time_unix_s >= ?"
             args.append(since_unix_s)
         q += " ORDER BY id"
         if limit is not None:

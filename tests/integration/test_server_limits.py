@@ -5,6 +5,8 @@ and the OpenAPI document describes what the routes return."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 import urllib.parse
@@ -40,6 +42,20 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=s.url, timeout=30) as client:
         yield client
     s.kill()
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A server with very tight limits: 8 tokens that never refill in a test's time (0.01/s), 3 queued jobs
+    per tenant."""
+    d = tmp_path_factory.mktemp("strict")
+    s = start_server(d / "state.sqlite", d / "server.log", "--tick-seconds", "600", "--submit-rate", "0.01",
+                     "--submit-burst", "8", "--max-queued-per-tenant", "3")  # fmt: skip
+    with httpx.Client(base_url=s.url, timeout=30) as client:
+        yield client
+    log = s.log()
+    s.kill()
+    assert "Traceback" not in log, log[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +213,64 @@ def test_submission_rate_and_queue_depth_are_429(limited: httpx.Client) -> None:
     assert r.status_code == 201, r.text
 
 
+def _keyed(c: httpx.Client, who: str, key: str, name: str) -> httpx.Response:
+    # 16 GPUs: the tenant's whole quota, so at most one of its jobs runs and the rest stay queued
+    body = json.dumps({**SPEC, "name": name, "gpus": 16}).encode()
+    return c.post("/v1/jobs", content=body, headers=auth(who) | {"content-type": "application/json",
+                                                                  "Idempotency-Key": key})  # fmt: skip
+
+
+@pytest.mark.parametrize("who", ["science", "companies"])
+def test_idempotent_retries_get_the_original_answer_at_both_limits(strict: httpx.Client, who: str) -> None:
+    """The limits count new jobs only: a retry (same key, same body) of an accepted job gets that job (200)
+    at the queued-jobs limit and past the rate limit, and costs no token; the same key with another body
+    is a 409 there too; a new job is refused (429)."""
+    first = _keyed(strict, who, "k0", "j0")
+    assert first.status_code == 201, first.text
+    jid = first.json()["id"]
+    for _ in range(10):  # more retries than the bucket holds tokens (8)
+        r = _keyed(strict, who, "k0", "j0")
+        assert r.status_code == 200 and r.json()["id"] == jid and r.json()["created"] is False, r.text
+    # the retries took no token: two new jobs still pass the rate (7 tokens left, not 0)
+    accepted = {"k0": jid}
+    for k in ("k1", "k2"):
+        r = _keyed(strict, who, k, f"j{k[1:]}")
+        assert r.status_code == 201, (k, r.text)
+        accepted[k] = r.json()["id"]
+    # at the queued-jobs limit (3 queued; at most one runs: the tenant's quota)
+    details = []
+    for i in range(3, 8):
+        r = _keyed(strict, who, f"k{i}", f"j{i}")
+        if r.status_code == 201:
+            accepted[f"k{i}"] = r.json()["id"]
+            continue
+        assert r.status_code == 429, r.text
+        details.append(r.json()["detail"])
+        break
+    assert details and "queued jobs, the limit is 3" in details[0], details
+    for k, j in accepted.items():
+        r = _keyed(strict, who, k, f"j{k[1:]}")  # the same body as the first time
+        assert r.status_code == 200 and r.json()["id"] == j, (k, r.status_code, r.text)
+    r = _keyed(strict, who, "k0", "another body")
+    assert r.status_code == 409 and "different job spec" in r.json()["detail"], r.text
+    # past the rate limit: new jobs drain the bucket (refused at the queue limit, but charged)
+    for i in range(20):
+        r = _keyed(strict, who, f"new{i}", "new")
+        assert r.status_code == 429, r.text
+        if "submission rate" in r.json()["detail"]:
+            break
+    else:
+        pytest.fail("the bucket never emptied")
+    assert int(r.headers["retry-after"]) >= 1
+    for k, j in accepted.items():
+        r = _keyed(strict, who, k, f"j{k[1:]}")  # the same body as the first time
+        assert r.status_code == 200 and r.json()["id"] == j, (k, r.status_code, r.text)
+    r = _keyed(strict, who, "k1", "another body")
+    assert r.status_code == 409, r.text
+    r = _keyed(strict, who, "brand-new", "new")
+    assert r.status_code == 429 and "submission rate" in r.json()["detail"], r.text
+
+
 # ------------------------------------------------------------------------------------------ paging
 
 
@@ -233,6 +307,58 @@ def test_jobs_and_queue_page_with_a_cursor(c: httpx.Client) -> None:
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "limit"]
 
 
+def test_audit_pages_with_a_cursor_in_json_and_csv(c: httpx.Client) -> None:
+    """/v1/audit pages like /v1/jobs: ``next_cursor`` in JSON, ``X-Next-Cursor`` and ``Link`` headers on both
+    media types; the pages of JSON and of CSV list the same placements as one big page, in order, each once."""
+    # defence's own pool is free for them (no other tenant may use it): placements follow
+    secret = {"clearance": "secret", "jurisdiction": "nl"}
+    for i in range(6):
+        assert _raw_post(c, "/v1/jobs", json.dumps({**SPEC, "name": f"au{i}", "gpus": 2, "requires": secret}).encode(),
+                         "defence").status_code == 201  # fmt: skip
+    ops = auth("ops")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        everything = c.get("/v1/audit", params={"limit": 5000}, headers=ops).json()
+        if len(everything["placements"]) >= 5:
+            break
+        time.sleep(0.3)
+    ids = [a["id"] for a in everything["placements"]]
+    assert len(ids) >= 5 and everything["next_cursor"] is None, everything
+    assert ids == sorted(ids)
+    for size in (1, 2, 3):
+        for fmt in ("json", "csv"):
+            got: list[int] = []
+            cursor = None
+            pages = 0
+            while pages <= len(ids) + 5:  # bounded: a cursor that does not advance fails, never hangs
+                params = {"limit": size, "format": fmt} | ({"cursor": cursor} if cursor else {})
+                r = c.get("/v1/audit", params=params, headers=ops)
+                assert r.status_code == 200, r.text
+                if fmt == "json":
+                    page = [a["id"] for a in r.json()["placements"]]
+                    assert r.json()["next_cursor"] == r.headers.get("x-next-cursor"), r.headers
+                else:
+                    assert r.headers["content-type"].startswith("text/csv")
+                    page = [int(row["id"]) for row in csv.DictReader(io.StringIO(r.text))]
+                assert 0 < len(page) <= size, (size, fmt, page)
+                got += page
+                pages += 1
+                cursor = r.headers.get("x-next-cursor")
+                if cursor is None:
+                    assert "link" not in r.headers
+                    break
+                assert cursor == str(page[-1]) and f"cursor={cursor}" in r.headers["link"], r.headers
+                assert f"format={fmt}" in r.headers["link"] and r.headers["link"].endswith('rel="next"')
+            snapshot = [i for i in got if i <= ids[-1]]  # placements made while paging come after the snapshot
+            assert snapshot == ids, (size, fmt, got, ids)
+            assert len(got) == len(set(got))
+            assert pages >= -(-len(ids) // size), (size, fmt, pages)
+    # the default page is bounded, and a bad cursor or page size is a 422 naming it
+    assert c.get("/v1/audit", params={"cursor": "x"}, headers=ops).json()["detail"][0]["loc"] == ["query", "cursor"]
+    r = c.get("/v1/audit", params={"limit": 100_000}, headers=ops)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
 # ------------------------------------------------------------------------------------- contract
 
 
@@ -254,9 +380,11 @@ def test_openapi_describes_every_status_and_media_type(c: httpx.Client) -> None:
     assert {"400", "401", "403", "413", "422"} <= set(paths["/v1/congestion"]["post"]["responses"])
     audit = paths["/v1/audit"]["get"]["responses"]
     assert {"application/json", "text/csv"} <= set(audit["200"]["content"])
+    assert {"X-Next-Cursor", "Link"} <= set(audit["200"]["headers"])
+    assert "next_cursor" in audit["200"]["content"]["application/json"]["schema"]["properties"]
     for p in ("/v1/jobs/{job_id}",):
         for m in ("get", "delete"):
             assert {"401", "404", "422"} <= set(paths[p][m]["responses"])
-    for p in ("/v1/jobs", "/v1/queue"):
+    for p in ("/v1/jobs", "/v1/queue", "/v1/audit"):
         params = {q["name"] for q in paths[p]["get"]["parameters"]}
         assert {"cursor", "limit"} <= params, p

@@ -77,3 +77,23 @@ def test_safe_echo_deep_and_huge() -> None:
     assert json.dumps(safe_echo(deep))
     assert "bits" in safe_echo(10**400)
     assert safe_echo(float("nan")) == "nan" and safe_echo("\ud800") == "\\ud800"
+
+
+@pytest.mark.parametrize(("rate", "burst", "seed"), [(1.0, 1, 0), (5.0, 10, 1), (0.5, 3, 2), (200.0, 400, 3)])
+def test_token_bucket_refund_gives_back_a_taken_token_never_above_the_burst(rate: float, burst: int, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    clock = _Clock()
+    b = TokenBuckets(rate, burst, clock)
+    taken = rng.randint(1, burst)
+    assert all(b.take("a") == 0.0 for _ in range(taken))
+    for _ in range(taken):
+        b.refund("a")  # each taken token comes back (retries of accepted jobs are not new work)
+    assert sum(b.take("a") == 0.0 for _ in range(burst + 3)) == burst  # a full bucket again, not more
+    for _ in range(burst + 5):
+        b.refund("a")
+    assert sum(b.take("a") == 0.0 for _ in range(burst + 3)) == burst  # refunds never exceed the burst
+    b.refund("never-taken")  # a key that took nothing has nothing to get back
+    assert sum(b.take("never-taken") == 0.0 for _ in range(burst + 3)) == burst
+    TokenBuckets(0.0, 1, clock).refund("a")  # off: a no-op
