@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from scheduler.errors import InputError
 from scheduler.models import CLEARANCE_LEVELS, Pool, Site
@@ -34,11 +35,49 @@ class Job:
     # Pools the job's tenant may use at all (sovereignty: tenant clearance and jurisdictions, set by the
     # control plane); empty: no tenant restriction.
     pools_allowed: tuple[str, ...] = ()
+    # how it runs (JobSpec env / args / workdir: a Ray runtime_env and the command's arguments and working
+    # directory under the Ray executor) and when it may start (held by the control loop's gate,
+    # scheduler.reasons.gate): dependencies (kind, job_id), not before begin_s (seconds since the epoch)
+    env: tuple[tuple[str, str], ...] = ()
+    args: tuple[str, ...] = ()
+    workdir: str | None = None
+    dependencies: tuple[tuple[str, str], ...] = ()
+    begin_s: float | None = None
 
     @property
     def must_run(self) -> bool:
         """Inference is served when it is demanded: it is never deferred."""
         return self.kind == "inference"
+
+
+#: What a stored spec without env, args, workdir, dependencies or begin has for them (canonical JSON,
+#: scheduler.state._canonical): such a spec is not parsed again for them (most specs).
+_NO_EXTRAS = ('"args":null', '"begin":null', '"dependencies":null', '"env":null', '"workdir":null')
+
+
+def job_extras(spec_json: str, epoch_unix_s: float) -> dict[str, Any]:
+    """The :class:`Job` fields a stored job spec (its canonical JSON) carries beyond the table's columns:
+    ``env``, ``args``, ``workdir``, ``dependencies`` and ``begin_s``; empty when it has none."""
+    if all(k in spec_json for k in _NO_EXTRAS) or not any(
+        k in spec_json for k in ('"args"', '"begin"', '"dependencies"', '"env"', '"workdir"')
+    ):
+        return {}
+    import json
+    from datetime import datetime
+
+    spec = json.loads(spec_json)
+    out: dict[str, Any] = {}
+    if spec.get("env"):
+        out["env"] = tuple(sorted((str(k), str(v)) for k, v in spec["env"].items()))
+    if spec.get("args"):
+        out["args"] = tuple(str(a) for a in spec["args"])
+    if spec.get("workdir"):
+        out["workdir"] = str(spec["workdir"])
+    if spec.get("dependencies"):
+        out["dependencies"] = tuple((str(d["kind"]), str(d["job_id"])) for d in spec["dependencies"])
+    if spec.get("begin"):
+        out["begin_s"] = datetime.fromisoformat(str(spec["begin"]).replace("Z", "+00:00")).timestamp() - epoch_unix_s
+    return out
 
 
 def parse_selector(selector: str) -> dict[str, str]:

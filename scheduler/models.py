@@ -384,6 +384,14 @@ class JobSpec(_Strict):
     dependencies: Annotated[tuple[JobDependency, ...], Field(max_length=64)] | None = None
     begin: IsoTime | None = None
 
+    @model_validator(mode="after")
+    def _args_need_a_command(self) -> JobSpec:
+        if self.args and (self.entrypoint is None or ENTRYPOINT_FUNCTION_RE.match(self.entrypoint)):
+            raise ValueError(f"args: given {len(self.args)} argument(s), but the entrypoint "
+                             f"{self.entrypoint!r} is not a command; allowed: args with a command entrypoint "
+                             "such as 'python train.py'")  # fmt: skip
+        return self
+
 
 class JobRow(_Strict):
     """One row of the canonical jobs CSV (DESIGN section 7)."""

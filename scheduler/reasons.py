@@ -217,15 +217,14 @@ def gate(
     return held, failed
 
 
-def gate_item_from_spec(job_id: str, spec: Mapping[str, Any]) -> GateItem | None:
-    """The gate's view of a stored job spec (the JSON of :class:`scheduler.models.JobSpec`); None when the
-    spec has neither dependencies nor ``begin`` (most jobs: nothing to check)."""
-    deps = spec.get("dependencies") or ()
-    begin = spec.get("begin")
-    if not deps and not begin:
+def gate_item(job: Any, epoch_unix_s: float) -> GateItem | None:
+    """The gate's view of a :class:`~scheduler.jobs.Job` (its ``dependencies`` and ``begin_s``, seconds since
+    the epoch); None when it has neither (most jobs: nothing to check)."""
+    deps = getattr(job, "dependencies", ())
+    begin_s = getattr(job, "begin_s", None)
+    if not deps and begin_s is None:
         return None
-    b = datetime.fromisoformat(str(begin).replace("Z", "+00:00")).timestamp() if begin else None
-    return GateItem(job_id, tuple((str(d["kind"]), str(d["job_id"])) for d in deps), b)
+    return GateItem(job.job_id, tuple(deps), None if begin_s is None else epoch_unix_s + begin_s)
 
 
 # ------------------------------------------------------------------------------------------ explain

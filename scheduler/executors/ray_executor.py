@@ -482,6 +482,8 @@ class RayExecutor:
                 max_concurrency=4,
                 max_restarts=0,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=rank),
+                # the job spec's environment (env_vars only: nothing is packaged or uploaded)
+                runtime_env={"env_vars": dict(job.env)} if job.env else None,
             ).remote(cfg.to_json(), entrypoint, meta, rank)
             for rank, size in enumerate(sizes)
         ]

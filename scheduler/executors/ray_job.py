@@ -97,6 +97,9 @@ class JobActor:
             log.info("job %s: starting %s (resume from %.0f s)", cfg.job_id, self._entrypoint,
                      self._ctx.progress()["resumed_from_s"])
             if ":" in self._entrypoint and " " not in self._entrypoint:
+                workdir = self._meta.get("job", {}).get("workdir")
+                if workdir:  # the actor runs this job only: its working directory is the job's
+                    os.chdir(workdir)
                 resolve_entrypoint(self._entrypoint)(self._ctx)
             else:
                 self._run_command()
@@ -112,7 +115,9 @@ class JobActor:
         assert self._ctx is not None
         env = {**os.environ, "WINDWARD_JOB_DIR": str(self._ctx.job_dir), **self._ctx.config.env()}
         with open(self._log_path, "ab") as out:
-            self._proc = subprocess.Popen(shlex.split(self._entrypoint), env=env, stdout=out, stderr=out)
+            job = self._meta.get("job", {})  # the spec's args follow the command; it runs in the spec's workdir
+            argv = shlex.split(self._entrypoint) + [str(a) for a in job.get("args") or ()]
+            self._proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out, cwd=job.get("workdir") or None)
             signalled = False
             while self._proc.poll() is None:
                 if self._ctx.should_stop() and not signalled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -22,7 +23,7 @@ from scheduler.reasons import (
     WhyBoard,
     explain,
     gate,
-    gate_item_from_spec,
+    gate_item,
     planned_runs,
 )
 
@@ -66,9 +67,24 @@ def test_gate_begin_and_unknown_dependency() -> None:
                         1500.0, {}.get)  # fmt: skip
     assert held["a"].reason is HoldReason.NOT_BEFORE and "b" not in held and "b" not in failed
     assert failed["c"] == "dependency afterok:nope: no such job"
-    assert gate_item_from_spec("x", {"name": "n"}) is None
-    it = gate_item_from_spec("x", {"dependencies": [{"kind": "afterok", "job_id": "j-1"}], "begin": "2026-12-04T00:00:00Z"})
-    assert it == GateItem("x", (("afterok", "j-1"),), 1796342400.0)
+    assert gate_item(_job(1), 0.0) is None
+
+
+def test_a_stored_spec_reaches_the_gate_through_the_job() -> None:
+    """JobSpec (API) -> canonical JSON (store) -> Job (jobs.job_extras) -> GateItem: dependencies and begin."""
+    from scheduler.jobs import job_extras
+    from scheduler.models import JobSpec
+
+    plain = JobSpec.model_validate({"name": "n", "gpus": 1, "duration_s": 60})
+    assert job_extras(json.dumps(plain.model_dump(mode="json"), sort_keys=True, separators=(",", ":")), 0.0) == {}
+    spec = JobSpec.model_validate({"name": "n", "gpus": 1, "duration_s": 60, "begin": "2026-12-04T00:00:00Z",
+                                   "dependencies": [{"kind": "afterok", "job_id": "j-1"}], "env": {"A": "1"},
+                                   "args": ["--x"], "workdir": "/srv", "entrypoint": "python run.py"})  # fmt: skip
+    extras = job_extras(json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":")), 1796342000.0)
+    assert extras == {"env": (("A", "1"),), "args": ("--x",), "workdir": "/srv", "dependencies": (("afterok", "j-1"),),
+                      "begin_s": 400.0}  # fmt: skip
+    job = Job("x", "t", "training", 0.0, 1, 60.0, **extras)
+    assert gate_item(job, 1796342000.0) == GateItem("x", (("afterok", "j-1"),), 1796342400.0)
 
 
 @dataclass
