@@ -280,3 +280,64 @@ def test_backfill_serves_every_slot_of_inference_next_to_non_preemptible_trainin
     assert all(r.inference_served_gpus == r.inference_demand_gpus for r in res.reports)
     assert sum(len(r.held) for r in res.reports) > 0
     assert res.reports[1].held and res.reports[1].starts  # some training started, the rest was held
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_node_victims_make_one_node_hold_the_gang_or_say_none(seed: int) -> None:
+    """reserve.node_victims (room for owed work): a seeded family of pools (nodes of 8 GPUs, jobs on one
+    node each, some not preemptible, some inference). Its answer either frees one node enough for the gang,
+    preempting only eligible work of that node, lowest priority / latest first, and no more than needed, at
+    the least GPU cost over the nodes; or is None exactly when no node can be made to hold it."""
+    from scheduler.reserve import node_victims
+
+    rng = np.random.default_rng(seed)
+    gpn, n_nodes = 8, int(rng.integers(1, 5))
+    free = [gpn] * n_nodes
+    running: list[tuple[str, Job, tuple[int, ...]]] = []
+    for i in range(int(rng.integers(0, 12))):
+        n = int(rng.integers(0, n_nodes))
+        g = int(rng.choice([1, 2, 4]))
+        if free[n] < g:
+            continue
+        free[n] -= g
+        kind = "inference" if rng.random() < 0.15 else "training"
+        job = Job(f"r{i}", "t", kind, float(rng.uniform(0, 1000)), g, 3600.0, preemptible=bool(rng.random() < 0.7),
+                  priority=int(rng.integers(0, 3)))  # fmt: skip
+        running.append((job.job_id, job, (n,)))
+    gang = Job("owed", "o", "training", 0.0, int(rng.choice([1, 2, 4, 8])), 3600.0)
+    got = node_victims(gang, free, running, gpn)
+    ok = {jid: (j, nodes[0]) for jid, j, nodes in running if j.preemptible and not j.must_run}
+    reach = [free[n] + sum(j.gpus for j, m in ok.values() if m == n) for n in range(n_nodes)]
+    if got is None:
+        assert all(r < gang.gpus for r in reach), (free, reach)
+        return
+    assert got is not None and all(v in ok for v in got)
+    nodes = {ok[v][1] for v in got}
+    assert len(nodes) <= 1
+    n = nodes.pop() if got else next(k for k in range(n_nodes) if free[k] >= gang.gpus)
+    freed = free[n] + sum(ok[v][0].gpus for v in got)
+    assert freed >= gang.gpus
+    if got:  # no more than needed: without the last victim the node would not hold the gang
+        assert freed - ok[got[-1]][0].gpus < gang.gpus
+        order = sorted((j for j, m in ok.values() if m == n), key=lambda j: (j.priority, -j.submit_s, j.job_id))
+        assert [j.job_id for j in order[: len(got)]] == got
+    cost = sum(ok[v][0].gpus for v in got)
+    for k in range(n_nodes):  # the cheapest node (greedy order on each)
+        have, c = free[k], 0
+        for j in sorted((j for j, m in ok.values() if m == k), key=lambda j: (j.priority, -j.submit_s, j.job_id)):
+            if have >= gang.gpus:
+                break
+            have += j.gpus
+            c += j.gpus
+        if have >= gang.gpus:
+            assert cost <= c
+
+
+def test_larger_gangs_start_first_so_a_smaller_one_does_not_fragment_the_nodes() -> None:
+    """Two nodes of 8 GPUs, decided in the order 3, 3, 5, 5 GPUs: placed in that order (best fit) the two
+    3s share a node and the second 5 finds no node with 5 free; the loop starts larger gangs first (first
+    fit decreasing), so 5 + 3 fill each node and all four start."""
+    jobs = [tj("a3", 3), tj("b3", 3), tj("c5", 5), tj("d5", 5)]
+    loop = loop_with(jobs, {j.job_id: Assignment(PUB, 1.0) for j in jobs})
+    rep = loop.tick(energy(4).window(0, 1), energy(4))
+    assert set(rep.starts) == {"a3", "b3", "c5", "d5"} and not rep.start_failed

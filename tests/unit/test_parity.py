@@ -2,9 +2,10 @@
 (``Service``: real SQLite journal, the simulated executor, a fake wall clock that ticks once per slot) gives
 the same starts, preemptions, finishes, expiries, power, energy and carbon, slot by slot.
 
-The two differ only in their seams: the server journals every action in SQLite and accounts the time since
-its previous tick at the start of a tick (so its report at slot s+1 carries the energy of slot s), while the
-simulation accounts slot s at its end. Tenants with a quota, a commitment and fair-share weights, inference
+Both run the same ``ControlLoop.tick``; they differ only in its seams: the server journals every action in
+SQLite, drains its inbox of API submissions, and (``drive_time=False``) accounts the time since its previous
+tick at the start of a tick (so its report at slot s+1 carries the energy of slot s), while the simulation
+accounts slot s at its end. Tenants with a quota, a commitment and fair-share weights, inference
 every slot and a node failure make every rule of the loop act."""
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def test_simulation_and_server_make_the_same_run(tmp_path: Path, policy: str, se
     def nm(ids: object) -> list[str]:
         return sorted(names[j] for j in ids)  # type: ignore[attr-defined]
 
+    names_of = names
+
     for s in range(N_SLOTS):
         a, b = sim[s], srv[s].report
         assert b is not None
@@ -158,6 +161,11 @@ def test_simulation_and_server_make_the_same_run(tmp_path: Path, policy: str, se
         assert sorted(a.expired) == nm(b.expired), where
         assert sorted(a.failures) == nm(b.failures), where
         assert sorted(a.over_quota) == nm(b.over_quota) and sorted(a.displaced) == nm(b.displaced), where
+        assert sorted(a.owed_started) == nm(b.owed_started) and sorted(a.fair_started) == nm(b.fair_started), where
+        assert sorted(a.made_room) == nm(b.made_room) and sorted(a.held) == nm(b.held), where
+        assert sorted(a.dropped) == nm(b.dropped) and sorted(a.start_failed) == nm(b.start_failed), where
+        assert sorted((names_of[j], lo, hi) for j, lo, hi in b.lowered) == sorted(a.lowered), where
+        assert a.violations == b.violations and a.refused == b.refused, where
         assert (a.inference_demand_gpus, a.inference_served_gpus) == (b.inference_demand_gpus,
                                                                       b.inference_served_gpus), where  # fmt: skip
         assert a.facility_peak_w == pytest.approx(b.facility_w, rel=1e-9), where
@@ -174,5 +182,8 @@ def test_simulation_and_server_make_the_same_run(tmp_path: Path, policy: str, se
     # and the server's metrics are those reports: counters equal the sums of the server's own reports
     reports = [o.report for o in srv]
     assert metrics.registry.get_sample_value("windward_job_starts_total") == sum(len(r.starts) for r in reports)
+    assert metrics.registry.get_sample_value("windward_inference_served_gpus") == reports[-1].inference_served_gpus
+    assert sum(r.inference_served_gpus for r in reports) > 0  # inference ran, and the gauge saw it
+    assert metrics.registry.get_sample_value("windward_job_finishes_total") == sum(len(r.finishes) for r in reports)
     grid = metrics.registry.get_sample_value("windward_energy_joules_total", {"source": "grid"})
     assert grid == pytest.approx(sum(r.energy_grid_j for r in sim[:N_SLOTS]), rel=1e-9)

@@ -135,3 +135,31 @@ def test_server_expires_inference_it_could_not_serve(tmp_path: Path) -> None:
         assert {r.id: r.state for r in svc.store.list_jobs()}[jid] == "failed"
     finally:
         svc.stop()
+
+
+@pytest.mark.parametrize("cap_mw", [0.0, 0.004, 50.0])
+def test_server_records_a_cap_violation_by_must_run_work_alone(tmp_path: Path, cap_mw: float) -> None:
+    """Non-preemptible training runs; a congestion event then caps the grid below what that work alone
+    draws. The fast path may not stop it, so the server records the violation in its report and its metrics, as
+    the simulation's loop does; a cap above the draw records none."""
+    svc, wall = service(tmp_path, "backfill", [tenant("train")])
+    try:
+        for i in range(2):
+            svc.submit(svc.tenants["train"],
+                       JobSpec(name=f"t{i}", gpus=8, duration_s=8 * SLOT_S, preemptible=False), None)  # fmt: skip
+        out = svc.tick()
+        assert len(out.started) == 2 and not out.report.violations
+        now = svc.clock.now_unix_s()
+        svc.add_congestion(cap_mw, now - 1.0, now + 4 * SLOT_S, "test", "congestion below must-run load")
+        wall.t += 1.0
+        out = svc.tick()
+        rep = out.report
+        assert len(rep.starts) == 0 and not rep.preemptions  # nothing may be stopped
+        broken = rep.grid_import_peak_w > rep.grid_cap_w + 1e-6 * max(1.0, rep.site_max_w)
+        assert bool(rep.violations) == broken
+        assert (metric(svc, "windward_cap_violations_total", reason="grid_cap") > 0) == broken
+        assert broken == (cap_mw < 1.0)  # 16 GPUs draw some 15 kW: 4 kW is broken, 50 MW is not
+        if broken:
+            assert "grid import" in rep.violations[0] and rep.grid_cap_w == pytest.approx(cap_mw * 1e6)
+    finally:
+        svc.stop()
