@@ -618,15 +618,14 @@ class Service:
         """The active jobs of the store (after recovery) join the loop: running ones as the executor runs
         them (re-adopted), queued ones from their checkpoint. A running job whose cancel was requested is
         stopped at the first tick."""
-        for r in self.store.list_jobs():
-            self._seen_seq = max(self._seen_seq, r.seq)
-            if r.state not in ("queued", "running"):
-                continue
-            job = r.to_job(self.epoch_unix_s, self.tenant_pools.get(r.tenant, ()))
+        # only the active rows, lean (StateStore.active_for_restart): recovery to ready is bounded by them
+        self._seen_seq = self.store.last_seq
+        for r in self.store.active_for_restart(self.epoch_unix_s, self.tenant_pools):
+            job = r.job
             if r.state == "queued":
                 self.loop.adopt(job, work_done_s=r.work_done_s, checkpoint_work_s=r.checkpoint_work_s)
                 continue
-            ri = running_info.get(r.id)
+            ri = running_info.get(job.job_id)
             if ri is not None:
                 self.loop.adopt(job, work_done_s=ri.work_done_s, checkpoint_work_s=ri.checkpoint_work_s,
                                 running=Assignment(ri.pool, ri.power_fraction), nodes=tuple(ri.nodes))  # fmt: skip
@@ -635,7 +634,7 @@ class Service:
                                 running=Assignment(r.pool or "", r.power_fraction), nodes=r.nodes)  # fmt: skip
             if r.cancel_requested:
                 with self._cancels_lock:
-                    self._cancels.add(r.id)
+                    self._cancels.add(job.job_id)
 
     def _drain_inbox(self, loop: ControlLoop) -> None:
         """The inbox, drained at the start of a tick (after the settle): new rows of the store (by sequence

@@ -43,10 +43,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from scheduler.errors import InputError, WindwardError
-from scheduler.jobs import Job
+from scheduler.jobs import Job, job_extras
 from scheduler.models import JobSpec
 
 log = logging.getLogger(__name__)
@@ -213,23 +213,11 @@ class JobRecord:
         ``priority`` is the spec's priority within the tenant's class; the class itself reaches the planner
         through ``Snapshot.tenant_info``. ``pools_allowed`` is the tenant's sovereignty restriction.
         """
-        return Job(
-            job_id=self.id,
-            tenant=self.tenant,
-            kind=self.kind,
-            submit_s=max(self.submitted_unix_s - epoch_unix_s, 0.0),
-            gpus=self.gpus,
-            duration_s=self.duration_s,
-            deadline_s=None if self.deadline_unix_s is None else max(self.deadline_unix_s - epoch_unix_s, 0.0),
-            preemptible=self.preemptible,
-            pool=self.pool_selector,
-            priority=self.priority,
-            checkpoint_interval_s=self.checkpoint_interval_s,
-            jurisdiction=self.jurisdiction,
-            clearance=self.clearance,
-            entrypoint=self.entrypoint,
-            pools_allowed=pools_allowed,
-        )
+        return _job(
+            self.id, self.tenant, self.kind, self.submitted_unix_s, self.gpus, self.duration_s, self.deadline_unix_s,
+            self.preemptible, self.pool_selector, self.priority, self.checkpoint_interval_s, self.jurisdiction,
+            self.clearance, self.entrypoint, self.spec_json, epoch_unix_s, pools_allowed,
+        )  # fmt: skip
 
     def view(self) -> dict[str, Any]:
         """The API shape of a job (DESIGN section 7: state, pool, progress, energy and carbon so far)."""
@@ -268,6 +256,55 @@ _JOB_COLS = (
     "nodes_json, power_fraction, work_done_s, checkpoint_work_s, lost_work_s, starts, gpu_s, energy_j, "
     "carbon_g, submitted_unix_s, started_unix_s, ended_unix_s, updated_unix_s, detail, idempotency_key"
 )
+
+
+#: The columns :func:`_job` reads, in its order (the one mapping of a row to a :class:`Job`).
+_JOB_INPUT_COLS = (
+    "id, tenant, kind, submitted_unix_s, gpus, duration_s, deadline_unix_s, preemptible, pool_selector, priority, "
+    "checkpoint_interval_s, jurisdiction, clearance, entrypoint, spec_json"
+)
+
+
+def _job(
+    job_id: str, tenant: str, kind: str, submitted_unix_s: float, gpus: int, duration_s: float,
+    deadline_unix_s: float | None, preemptible: Any, pool_selector: str | None, priority: int,
+    checkpoint_interval_s: float, jurisdiction: str | None, clearance: str | None, entrypoint: str | None,
+    spec_json: str, epoch_unix_s: float, pools_allowed: tuple[str, ...],
+) -> Job:  # fmt: skip
+    """A stored job as the internal :class:`Job` (:meth:`JobRecord.to_job` and :meth:`StateStore.active_for_restart`)."""
+    return Job(
+        job_id=job_id,
+        tenant=tenant,
+        kind=kind,
+        submit_s=max(submitted_unix_s - epoch_unix_s, 0.0),
+        gpus=gpus,
+        duration_s=duration_s,
+        deadline_s=None if deadline_unix_s is None else max(deadline_unix_s - epoch_unix_s, 0.0),
+        preemptible=bool(preemptible),
+        pool=pool_selector,
+        priority=priority,
+        checkpoint_interval_s=checkpoint_interval_s,
+        jurisdiction=jurisdiction,
+        clearance=clearance,
+        entrypoint=entrypoint,
+        pools_allowed=pools_allowed,
+        **job_extras(spec_json, epoch_unix_s),  # env, args, workdir, dependencies, begin (C, issue 15)
+    )
+
+
+class ActiveRow(NamedTuple):
+    """What a restart needs of one active job (:meth:`StateStore.active_for_restart`): the :class:`Job` and
+    where it stands; a tuple, not a :class:`JobRecord` (30,000 of them are built before the server is ready)."""
+
+    job: Job
+    seq: int
+    state: str
+    cancel_requested: bool
+    pool: str | None
+    nodes: tuple[int, ...]
+    power_fraction: float
+    work_done_s: float
+    checkpoint_work_s: float
 
 
 def _nodes(nodes_json: str) -> tuple[int, ...]:
@@ -686,6 +723,31 @@ class StateStore:
 
     def active_jobs(self) -> list[JobRecord]:
         return self.list_jobs(states=ACTIVE_STATES)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last job committed (0: none)."""
+        return self._seq
+
+    def active_for_restart(self, epoch_unix_s: float, pools_allowed: Mapping[str, tuple[str, ...]]) -> list[ActiveRow]:
+        """The active (queued and running) jobs in submission order as :class:`ActiveRow`, for the service's
+        start: one read of the active rows through their partial index, only the columns a restart needs
+        (finished jobs, the bulk of a long-lived state, are not read at all; neither are the columns only the
+        API shows). ``pools_allowed``: tenant -> the pools it may use (sovereignty)."""
+        rows = self._reader().execute(
+            f"SELECT {_JOB_INPUT_COLS}, seq, state, cancel_requested, pool, nodes_json, power_fraction, work_done_s, "
+            "checkpoint_work_s FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq"
+        ).fetchall()
+        no_pools: tuple[str, ...] = ()
+        return [
+            ActiveRow(
+                _job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+                     epoch_unix_s, pools_allowed.get(r[1], no_pools)),
+                r[15], r[16], bool(r[17]), r[18],
+                _nodes(r[19]), r[20], r[21], r[22],
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def count_by_state(self, tenant: str | None = None) -> dict[str, int]:
         q = "SELECT state, COUNT(*) FROM jobs"

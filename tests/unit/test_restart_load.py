@@ -1,0 +1,99 @@
+"""Recovery to ready with a large state (issue 16): what a restart reads is the lean read of the active rows
+(:meth:`StateStore.active_for_restart`) and it must give exactly what the full records give; the eligibility
+cache keyed by a job's needs must answer exactly what ``eligible_pools`` answers."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from scheduler.auth import tenant_pools
+from scheduler.jobs import Job, eligible_pools
+from scheduler.models import JobSpec, load_site, load_tenants
+from scheduler.policies.capacity import EligibilityCache
+from scheduler.state import ACTIVE_STATES, StateStore, StopOutcome
+
+T0 = 1_800_000_000.0
+
+
+def _spec(rng: random.Random, i: int) -> JobSpec:
+    d: dict[str, object] = {"name": f"j{i}", "gpus": rng.choice([1, 2, 4, 8, 16]),
+                            "duration_s": rng.choice([60.0, 3600.0, 7200.5])}  # fmt: skip
+    if rng.random() < 0.3:
+        d["deadline"] = "2027-01-20T00:00:00Z"
+    if rng.random() < 0.3:
+        d["priority"] = rng.randint(-5, 5)
+    if rng.random() < 0.3:
+        d["preemptible"] = False
+    if rng.random() < 0.2:
+        d["checkpoint_interval_s"] = 600.0
+    if rng.random() < 0.2:
+        d["pool"] = rng.choice(["h100-eu-public", "gpu=h100,jurisdiction=eu"])
+    if rng.random() < 0.2:
+        d["requires"] = {"jurisdiction": "eu"}
+    if rng.random() < 0.2:
+        d["kind"] = rng.choice(["batch", "inference"])
+    if rng.random() < 0.2:
+        d["entrypoint"] = "python train.py"
+        if rng.random() < 0.5:
+            d["args"] = ["--lr", "0.1"]
+            d["env"] = {"A": "1"}
+    if rng.random() < 0.1:
+        d["begin"] = "2027-01-16T00:00:00Z"
+    return JobSpec.model_validate(d)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_active_for_restart_is_the_active_records_as_jobs(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    site = load_site("demo")
+    tenants = [t for t in load_tenants().tenants if t.name != "defence"]
+    pools = {t.name: tenant_pools(site, t) for t in tenants}
+    s = StateStore(tmp_path / "s.sqlite")
+    ids = []
+    for i in range(rng.randint(20, 80)):
+        t = rng.choice(tenants).name
+        ids.append(s.submit(t, _spec(rng, i), None if rng.random() < 0.5 else f"k{i}", T0 + i).record.id)
+    # some run, some of those finish, fail or are preempted, some queued ones are cancelled
+    for jid in rng.sample(ids, len(ids) // 2):
+        aid = s.intend("start", jid, {}, T0 + 100)
+        s.record_started(aid, jid, "h100-eu-public", {"jurisdiction": "eu"}, (rng.randint(0, 3),), 0.8, T0 + 100)
+        end = rng.choice(["running", "finished", "failed", "queued"])
+        if end != "running":
+            s.record_outcomes(stopped=[StopOutcome(None, jid, end, 10.0, "x", 5.0 if end == "queued" else None)],
+                              now_unix_s=T0 + 200)  # fmt: skip
+    for jid in rng.sample(ids, len(ids) // 5):
+        s.request_cancel(jid, T0 + 300)
+    epoch = T0 - 3600.0 * rng.randint(0, 5)
+    lean = s.active_for_restart(epoch, pools)
+    full = s.list_jobs(states=ACTIVE_STATES)
+    assert [r.job.job_id for r in lean] == [r.id for r in full]  # the same rows, in submission order
+    assert len(full) < len(ids)  # the family has ended jobs, and they are not read
+    for a, r in zip(lean, full, strict=True):
+        assert a.job == r.to_job(epoch, pools.get(r.tenant, ())), r.id
+        assert (a.seq, a.state, a.cancel_requested, a.pool, a.nodes, a.power_fraction, a.work_done_s,
+                a.checkpoint_work_s) == (r.seq, r.state, r.cancel_requested, r.pool, r.nodes, r.power_fraction,
+                                         r.work_done_s, r.checkpoint_work_s)  # fmt: skip
+    assert s.last_seq == max(r.seq for r in s.list_jobs())
+    s.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_eligibility_cache_answers_what_eligible_pools_answers(seed: int) -> None:
+    rng = random.Random(seed)
+    site = load_site(rng.choice(["demo", "rotterdam-100k"]))
+    names = [p.name for p in site.pools]
+    labels = sorted({f"{k}={v}" for p in site.pools for k, v in p.labels.items()})
+    cache = EligibilityCache(site)
+    for i in range(400):
+        job = Job(
+            job_id=f"j{i}", tenant="t", kind="training", submit_s=0.0, gpus=rng.choice([1, 2, 8, 16, 64, 10**6]),
+            duration_s=60.0, pool=rng.choice([None, None, rng.choice(names), rng.choice(labels)]),
+            jurisdiction=rng.choice([None, "eu", "nl"]), clearance=rng.choice([None, "public", "secret"]),
+            pools_allowed=tuple(rng.sample(names, rng.randint(0, len(names)))),
+        )  # fmt: skip
+        want = tuple(eligible_pools(site, job))
+        assert cache(job) == want, job
+        assert cache(job) == want  # and again, from the cache
