@@ -418,6 +418,10 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"no job {job_id!r}")
         return rec
 
+    def job_view(r: Any) -> dict[str, Any]:
+        """A job's view with why it waits and when the plan starts it (scheduler.reasons; null unless queued)."""
+        return {**r.view(), **service.why.fields(r.id, r.state)}
+
     # ------------------------------------------------------------------------------ liveness
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -522,7 +526,7 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
         more = len(recs) > limit
         recs = recs[:limit]
         last = recs[-1].seq if recs else start
-        return {"jobs": [r.view() for r in recs], "next_cursor": str(last) if more else None, "next_after": last}
+        return {"jobs": [job_view(r) for r in recs], "next_cursor": str(last) if more else None, "next_after": last}
 
     @app.get(
         "/v1/jobs/{job_id}",
@@ -531,7 +535,7 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
     )
     def get_job(job_id: Annotated[str, PathParam(max_length=64)], p: Caller) -> dict[str, Any]:
         """One job: state, pool, progress, energy and carbon so far."""
-        return own_job(p, job_id).view()
+        return job_view(own_job(p, job_id))
 
     @app.delete(
         "/v1/jobs/{job_id}",
@@ -551,10 +555,10 @@ def create_app(service: Service, limits: ApiLimits | None = None) -> FastAPI:
         running, queued = [], []
         for r in recs:
             if r.state == "running":
-                running.append(r.view())
+                running.append(job_view(r))
             else:
                 before += 1
-                queued.append(dict(r.view(), position=before))
+                queued.append(dict(job_view(r), position=before))
         counts = {"running": 0, "queued": 0}
         for (st, t), n in service.store.counts().items():
             if st in counts and (who is None or t == who):
