@@ -324,13 +324,16 @@ class ControlLoop:
         return True
 
     def adopt(self, job: Job, *, work_done_s: float = 0.0, checkpoint_work_s: float = 0.0,
-              running: Assignment | None = None, nodes: tuple[int, ...] = ()) -> None:  # fmt: skip
+              running: Assignment | None = None, nodes: tuple[int, ...] = (),
+              first_start_s: float | None = None) -> None:  # fmt: skip
         """Take over an active job at a restart (the server rebuilds its loop from the store): queued now,
         or ``running`` in that pool at that fraction (re-adopted from the executor). Its energy from now on
-        is accounted; what it used before is in the store."""
+        is accounted; what it used before is in the store. ``first_start_s``: when it first started, if it
+        ever did (inference once served never expires)."""
         if job.job_id in self.records:
             raise InputError(f"job id {job.job_id!r} is adopted twice; job ids must be unique")
-        rec = LoopJob(job=job, work_done_s=work_done_s, checkpoint_work_s=checkpoint_work_s)
+        rec = LoopJob(job=job, work_done_s=work_done_s, checkpoint_work_s=checkpoint_work_s,
+                      first_start_s=first_start_s)  # fmt: skip
         rec._now = self._now
         self.records[job.job_id] = rec
         rec.state = "queued"
@@ -338,12 +341,12 @@ class ControlLoop:
         if job.must_run:
             self._must_run[job.job_id] = rec
         if running is not None:
-            rec.first_start_s = self.clock.now_s()
+            rec.first_start_s = self.clock.now_s() if first_start_s is None else first_start_s
             rec.nodes = tuple(nodes)
             self._run_start(rec, running)
             if not self.drive_time:
                 self._open_healthy = dict(self.executor.healthy_gpus())
-        elif job.must_run:
+        elif job.must_run and first_start_s is None:
             self._queued_inference[job.job_id] = rec
 
     # ------------------------------------------------------------------------------ tick steps
@@ -940,7 +943,8 @@ class ControlLoop:
             violations.append(f"slot {self.slot}: grid import {acc['grid_import_peak_w']:.0f} W > cap {cap:.0f} W")
         for v in violations:
             log.warning("cap violation (must-run / non-preemptible work alone): %s", v)
-        self.violations.extend(violations)
+        if self.keep_reports:  # the server's reports (and their violations) go to its metrics and logs
+            self.violations.extend(violations)
         report = TickReport(
             slot=self.slot,
             time_s=now,
