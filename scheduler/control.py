@@ -20,9 +20,10 @@ One tick, for the current slot, is a pipeline of steps each callable alone in a 
    then drop new starts and preempt preemptible work, lowest priority first. Inference (must-run) and
    running non-preemptible jobs are never touched; if they alone break a cap it is recorded as a violation.
 6. :meth:`ControlLoop.apply` — preempt running jobs absent from the decisions, set power fractions, start
-   new ones (``start`` may return None: the job stays queued). Inference starts first; where its GPUs are
-   not free, :meth:`ControlLoop.make_room` preempts preemptible work of an eligible pool until it fits.
-   With a :class:`~scheduler.ledger.Journal` (the server's SQLite journal) every action's intent is written
+   new ones (``start`` may return None: the job stays queued). Inference starts first, then larger gangs
+   before smaller (first fit decreasing); where inference finds no GPUs, :meth:`ControlLoop.make_room`
+   preempts preemptible work of an eligible pool until it fits, and where work the rules started for an
+   owed commitment finds no node, it frees one node of other tenants' preemptible work. With a :class:`~scheduler.ledger.Journal` (the server's SQLite journal) every action's intent is written
    before the executor is asked anything (one batch) and the outcomes after (one batch).
 7. :meth:`ControlLoop.advance` — where the loop drives time (the simulation, the demo): let the slot pass
    (``executor.step``), account it; then publish a :class:`TickReport` to the observers.
