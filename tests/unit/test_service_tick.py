@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from scheduler.control import order_actions, sanitize_run, start_candidates
 from scheduler.jobs import Job
 from scheduler.models import JobSpec, load_site, load_tenants
@@ -95,3 +97,44 @@ def test_tick_journals_in_batches_and_keeps_the_ledger(tmp_path: Path) -> None:
         db.close()
     finally:
         svc.stop()
+
+
+def test_mid_slot_ticks_account_the_same_energy_as_one_tick_per_slot(tmp_path: Path) -> None:
+    """Partial slots (scheduler/control.py, "Time"): a server that also ticks mid-slot splits each slot into
+    intervals, each settled through the one integrator with its slot's wind and carbon; with the same work
+    running (everything fits at once, jobs finishing inside slots) the energy, carbon and per-job GPU-seconds
+    are those of a server that ticks once per slot. A family of tick splits (1, 2, 3 and 4 ticks a slot)."""
+    totals = {}
+    for split in (1, 2, 3, 4):
+        wall = Wall(1_900_000_000.0 - 1_900_000_000.0 % 900.0)
+        cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(),
+                            state_path=str(tmp_path / f"s{split}.sqlite"), policy="backfill", tick_seconds=1.0,
+                            progress_flush_s=0.0)  # fmt: skip
+        svc = Service(cfg, wall=wall)
+        try:
+            science = svc.tenants["science"]
+            for i, dur in enumerate((700.0, 1500.0, 2000.0, 2600.0)):  # 4 x 4 GPUs: all start at once
+                svc.submit(science, JobSpec(name=f"j{i}", gpus=4, duration_s=dur), None)
+            reports = []
+            for k in range(4 * split + 1):
+                wall.t = cfg_t0(wall, k, split)
+                reports.append(svc.tick().report)
+            assert len(reports[0].starts) == 4
+            db = sqlite3.connect(tmp_path / f"s{split}.sqlite")
+            gpu_s = db.execute("SELECT SUM(gpu_s) FROM jobs").fetchone()[0]
+            db.close()
+            totals[split] = (sum(r.energy_grid_j + r.energy_wind_j for r in reports), sum(r.carbon_g for r in reports),
+                             gpu_s, sum(len(r.finishes) for r in reports))  # fmt: skip
+        finally:
+            svc.stop()
+    e1, c1, g1, f1 = totals[1]
+    assert f1 == 4 and g1 == pytest.approx(4 * (700.0 + 1500.0 + 2000.0 + 2600.0), rel=1e-9)
+    for split, (e, c, g, f) in totals.items():
+        assert (e, c, g, f) == (pytest.approx(e1, rel=1e-9), pytest.approx(c1, rel=1e-9),
+                                pytest.approx(g1, rel=1e-9), f1), split  # fmt: skip
+
+
+def cfg_t0(wall: Wall, k: int, split: int) -> float:
+    """The wall time of the k-th tick when a slot (one wall second) is split into ``split`` ticks."""
+    base = 1_900_000_000.0 - 1_900_000_000.0 % 900.0
+    return base + k / split
