@@ -117,7 +117,7 @@ def test_mid_slot_ticks_account_the_same_energy_as_one_tick_per_slot(tmp_path: P
                 svc.submit(science, JobSpec(name=f"j{i}", gpus=4, duration_s=dur), None)
             reports = []
             for k in range(4 * split + 1):
-                wall.t = cfg_t0(wall, k, split)
+                wall.t = tick_wall_s(k, split)
                 reports.append(svc.tick().report)
             assert len(reports[0].starts) == 4
             db = sqlite3.connect(tmp_path / f"s{split}.sqlite")
@@ -134,7 +134,7 @@ def test_mid_slot_ticks_account_the_same_energy_as_one_tick_per_slot(tmp_path: P
                                 pytest.approx(g1, rel=1e-9), f1), split  # fmt: skip
 
 
-def cfg_t0(wall: Wall, k: int, split: int) -> float:
+def tick_wall_s(k: int, split: int) -> float:
     """The wall time of the k-th tick when a slot (one wall second) is split into ``split`` ticks."""
     base = 1_900_000_000.0 - 1_900_000_000.0 % 900.0
     return base + k / split
