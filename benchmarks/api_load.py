@@ -253,8 +253,18 @@ def _recovery(d: Path, n_jobs: int, repeats: int) -> dict[str, object]:
 LOAD_LIMIT_ARGS = ("--max-queued-per-tenant", "1000000", "--submit-rate", "100000", "--submit-burst", "100000")
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _submit_run(d: Path, a: argparse.Namespace, tag: str, extra: tuple[str, ...] = ()) -> dict[str, object]:
     srv = start_server(d / f"s-{tag}.sqlite", d / f"server-{tag}.log", "--tick-seconds", "60", *extra)
+    cpu0 = _cpu_s(srv.proc.pid)
     try:
         load = _load_raw if a.client == "raw" else _load
 
@@ -267,7 +277,10 @@ def _submit_run(d: Path, a: argparse.Namespace, tag: str, extra: tuple[str, ...]
             return sub, rd
 
         sub, rd = asyncio.run(both())
-        return dict(sub) | {"client": a.client, "readers": a.readers} | rd
+        # the server's own CPU per request served: what a submission costs, whatever share of the shared
+        # cores the process got (the machine's load moves the rate, far less this)
+        cpu_ms = (_cpu_s(srv.proc.pid) - cpu0) * 1e3 / max(float(sub["submissions"]) + float(rd.get("queue_reads", 0)), 1.0)
+        return dict(sub) | {"client": a.client, "readers": a.readers, "server_cpu_ms_per_request": cpu_ms} | rd
     finally:
         srv.kill()
 
@@ -310,7 +323,7 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
                         rec[v].append(_recovery(sub, a.recovery_jobs, a.recovery_kills))
     out: dict[str, object] = {}
     keys = ("submissions_per_s", "p50_ms", "p99_ms", "errors", "queue_read_p50_ms", "queue_read_max_ms",
-            "healthz_p50_ms", "healthz_max_ms", "queue_reads")  # fmt: skip
+            "healthz_p50_ms", "healthz_max_ms", "queue_reads", "server_cpu_ms_per_request")  # fmt: skip
     for v, _ in versions:
         summary: dict[str, object] = {"runs": runs[v]}
         for key in keys:
@@ -323,7 +336,8 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
         out[v] = summary
     if a.baseline:
         ratio: dict[str, float] = {}
-        for key in ("submissions_per_s", "p50_ms", "p99_ms", "queue_read_p50_ms", "healthz_max_ms"):
+        for key in ("submissions_per_s", "p50_ms", "p99_ms", "queue_read_p50_ms", "healthz_max_ms",
+                    "server_cpu_ms_per_request"):
             n, o = out["new"].get(f"median_{key}"), out["old"].get(f"median_{key}")  # type: ignore[union-attr]
             if n is not None and o:
                 ratio[key] = float(n) / float(o)  # type: ignore[arg-type]

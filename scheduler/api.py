@@ -503,8 +503,9 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
                     in_flight_keys[ikey] = n
         if not res.created and charged:
             buckets.refund(tenant)  # a retry of an accepted job is not a new job: its token comes back
-        body = {"id": res.record.id, "state": res.record.state, "created": res.created, "job": res.record.view()}
-        return (201 if res.created else 200), _json_bytes(body)
+        head = _json_bytes({"id": res.record.id, "state": res.record.state, "created": res.created})
+        body = head[:-1] + b',"job":' + res.record.view_json(_json_bytes) + b"}"  # = JobCreated, spec spliced
+        return (201 if res.created else 200), body
 
     async def fast_submit(scope: Scope, receive: Receive, send: Send) -> bool | bytes | None:
         """``POST /v1/jobs`` without the framework's per-request machinery (middleware layers, routing,

@@ -235,3 +235,42 @@ def test_recover_adopts_a_start_the_crash_left_unrecorded(tmp_path: Path) -> Non
     assert (r.state, r.pool, r.nodes, r.starts) == ("running", "p", (2,), 1)
     assert [x["job_id"] for x in s.audit()] == [a]
     assert s.counts() == _sql_counts(tmp_path / "s.sqlite")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_view_json_is_the_view(tmp_path: Path, seed: int) -> None:
+    """The submission reply splices the stored spec into the view's JSON: the same document as view()."""
+    import json
+    import random
+
+    from scheduler.api import _json_bytes
+
+    rng = random.Random(seed)
+    s = StateStore(tmp_path / "s.sqlite")
+    for i in range(30):
+        name = rng.choice(["plain", "caf\u00e9 \u00fc\u00df", "\u6f22\u5b57", 'quote " and \\ backslash', f"n{i}"])
+        kw: dict[str, object] = {"name": name, "gpus": rng.randint(1, 8), "priority": rng.randint(-3, 3)}
+        if rng.random() < 0.4:
+            kw["deadline"] = "2027-01-20T00:00:00Z"
+        if rng.random() < 0.3:
+            kw["entrypoint"] = "python train.py"
+            kw["env"] = {"K": "v\u00e9"}
+            kw["args"] = ["--x", "1"]
+        rec = s.submit(rng.choice(["science", "education"]), spec(**kw), None, T0 + rng.random() * 1e5).record
+        assert json.loads(rec.view_json(_json_bytes)) == rec.view()
+        assert json.loads(rec.view_json(_json_bytes)) == json.loads(json.dumps(rec.view()))
+    s.close()
+
+
+def test_authenticator_remembers_known_tokens_only() -> None:
+    a = Authenticator(load_tenants())
+    sci = a.authenticate(dev_token("science"))
+    assert sci is not None and sci.name == "science" and not sci.is_operator
+    for _ in range(3):
+        assert a.authenticate(dev_token("science")) is sci
+    ops = a.authenticate(dev_token("ops"))
+    assert ops is not None and ops.is_operator
+    for i in range(500):  # unknown tokens: refused every time, none remembered
+        assert a.authenticate(f"windward-dev-nobody-{i}") is None
+    assert a.authenticate(dev_token("science") + "x") is None
+    assert set(a._verified) == {dev_token("science"), dev_token("ops")}
