@@ -77,6 +77,7 @@ from scheduler.pipeline import (
 )
 from scheduler.policies.base import Assignment, Decisions, Policy, Snapshot, TenantInfo
 from scheduler.policies.capacity import EligibilityCache, SitePower, inference_pool_order
+from scheduler.reasons import Explainer, Why, gate, gate_item, schedule_of
 from scheduler.reserve import InferenceReserve, hold_for_reserve, node_victims, reserve_peaks, room_victims
 from scheduler.simulation import NodeEvent, SimulationResult, run_simulation, slots_for_days
 
@@ -204,6 +205,8 @@ class ControlLoop:
         inbox: Callable[[ControlLoop], None] | None = None,
         usage_sink: Callable[[Mapping[str, int], IntervalUsage], None] | None = None,
         keep_records: bool = True,
+        state_of: Callable[[str, str], str | None] | None = None,
+        epoch_unix_s: float = 0.0,
     ) -> None:
         self.site = site
         self.executor = executor
@@ -249,6 +252,15 @@ class ControlLoop:
         self.settled: IntervalUsage | None = None  # what the last settle accounted
         self.last_constrained: Constrained | None = None
         self.last_plan: Any = None  # the policy's plan of the last tick (Decisions.plan)
+        # the dependency / begin gate (scheduler.reasons.gate): released jobs with dependencies or a begin time
+        # wait here, out of the snapshot, until met; ``state_of(job_id, tenant)`` answers for jobs the loop no
+        # longer holds (the server's store; None: only the loop's records count)
+        self.state_of = state_of
+        self.epoch_unix_s = float(epoch_unix_s)  # Unix time of the loop's time 0 (times in the gate's messages)
+        self._gated: dict[str, LoopJob] = {}
+        self.last_gated: dict[str, Why] = {}
+        self.last_schedule: Mapping[str, Any] = {}  # the plan's per-job schedule (Decisions.schedule)
+        self.last_tenant_info: Mapping[str, TenantInfo] = {}  # the last snapshot's (quotas, for the reasons)
         self.submit(jobs)
 
     # --------------------------------------------------------------------------------- job intake
@@ -283,6 +295,7 @@ class ControlLoop:
                 return False
         if rec.state == "queued":
             self._active.pop(job_id, None)
+            self._gated.pop(job_id, None)
             self._queued_inference.pop(job_id, None)
         if rec.state == "pending":
             self._pending.remove(rec)
@@ -338,6 +351,9 @@ class ControlLoop:
         rec._now = self._now
         self.records[job.job_id] = rec
         rec.state = "queued"
+        if running is None and gate_item(job, self.epoch_unix_s) is not None:
+            self._gated[job.job_id] = rec  # released by the gate at the next tick, when met
+            return
         self._active[job.job_id] = rec
         if job.must_run:
             self._must_run[job.job_id] = rec
@@ -406,10 +422,11 @@ class ControlLoop:
         while self._pending and self._pending[-1].job.submit_s <= now + 1e-9:
             rec = self._pending.pop()
             rec.state = "queued"
-            self._active[rec.job.job_id] = rec
-            if rec.job.must_run:
-                self._queued_inference[rec.job.job_id] = rec
-                self._must_run[rec.job.job_id] = rec
+            if gate_item(rec.job, self.epoch_unix_s) is not None:
+                self._gated[rec.job.job_id] = rec
+                continue
+            self._queue(rec)
+        self._gate(now)
         expired = []
         for jid, rec in list(self._queued_inference.items()):
             j = rec.job
@@ -433,6 +450,61 @@ class ControlLoop:
                 demand[home] = demand.get(home, 0.0) + rec.job.gpus
         self.reserve.observe(self.slot, demand)
         return expired
+
+    def _queue(self, rec: LoopJob) -> None:
+        self._active[rec.job.job_id] = rec
+        if rec.job.must_run:
+            self._queued_inference[rec.job.job_id] = rec
+            self._must_run[rec.job.job_id] = rec
+
+    def _dep_state(self, job_id: str, tenant: str) -> str | None:
+        """A dependency's public state for the gate: the loop's record, else ``state_of`` (the store)."""
+        rec = self.records.get(job_id)
+        if rec is not None:
+            if rec.job.tenant != tenant:
+                return None
+            return {"pending": "queued", "expired": "failed"}.get(rec.state, rec.state)
+        return self.state_of(job_id, tenant) if self.state_of is not None else None
+
+    def _gate(self, now: float) -> None:
+        """Release gated jobs whose dependencies and begin time are met; fail those whose dependency can never
+        be met (journalled ``failed`` with the reason, like expiry); the rest stay held (``last_gated``)."""
+        if not self._gated:
+            self.last_gated = {}
+            return
+        items = [it for r in self._gated.values() if (it := gate_item(r.job, self.epoch_unix_s)) is not None]
+        held, failed = gate(items, self.epoch_unix_s + now, self._dep_state)
+        self.last_gated = held
+        outcomes = []
+        for jid in [j for j in self._gated if j not in held]:
+            rec = self._gated.pop(jid)
+            if jid in failed:
+                rec.state = "failed"
+                rec.end_s = now
+                rec.touch()
+                self._must_run.pop(jid, None)
+                self._ended.append(jid)
+                outcomes.append(Outcome(None, jid, "stopped", final_state="failed", detail=failed[jid]))
+                log.info("job %s failed: %s", jid, failed[jid])
+            else:
+                self._queue(rec)
+        if outcomes and self.journal is not None:
+            self.journal.record(outcomes)
+
+    def explainer(self, report: TickReport) -> tuple[Explainer, dict[str, Job]]:
+        """Why each job queued after the tick ``report`` describes waits (scheduler.reasons), and those jobs
+        (gated ones included): what :class:`scheduler.reasons.WhyBoard` publishes."""
+        queued = {j: r.job for j, r in self._active.items() if r.state == "queued"}
+        queued.update((j, r.job) for j, r in self._gated.items())
+        held: dict[str, int] = {}  # non-inference GPUs each tenant holds after the tick (what quotas count)
+        for r in self._running.values():
+            if not r.job.must_run:
+                held[r.job.tenant] = held.get(r.job.tenant, 0) + r.job.gpus
+        room = {t: float(q) - held.get(t, 0) for t, info in self.last_tenant_info.items()
+                if (q := getattr(info, "quota_gpus", None)) is not None}  # fmt: skip
+        ex = Explainer(report, self.power, self._elig, schedule=self.last_schedule, gated=self.last_gated,
+                       quota_room=room)  # fmt: skip
+        return ex, queued
 
     def home_pool(self, job: Job) -> str | None:
         """Where inference is placed first and its expected demand booked: the largest eligible pool."""
@@ -912,10 +984,12 @@ class ControlLoop:
         failed += self.collect()
         expired = self.release()
         snap = self.snapshot(forecast)
+        self.last_tenant_info = snap.tenant_info
         decisions, decide_s = self.decide(snap)
         c = self.constrain(decisions.run, snap, actual)
         self.last_constrained = c
         self.last_plan = decisions.plan
+        self.last_schedule = schedule_of(decisions)
         fp, rules = c.fast_path, c.rules
         applied = self.apply(c.run, fp.dropped, rules.owed_started)
         violations: list[str] = []
@@ -1012,7 +1086,7 @@ class ControlLoop:
         keeps them; its loop keeps only what is active."""
         for jid in job_ids:
             rec = self.records.get(jid)
-            if rec is not None and rec.state in ("finished", "expired", "cancelled"):
+            if rec is not None and rec.state in ("finished", "expired", "cancelled", "failed"):
                 del self.records[jid]
 
     # ------------------------------------------------------------------------------- accounting

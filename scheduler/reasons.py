@@ -36,9 +36,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:  # types only: the loop imports this module
+    from scheduler.control import TickReport
+    from scheduler.policies.capacity import SitePower
 
 
 class HoldReason(StrEnum):
@@ -161,6 +165,7 @@ class GateItem:
     job_id: str
     dependencies: tuple[tuple[str, str], ...] = ()
     begin_unix_s: float | None = None
+    tenant: str = ""  # a dependency must be a job of the same tenant
 
 
 #: Public job states (DESIGN section 7) the gate reads: terminal ones, and what counts as "started".
@@ -170,22 +175,22 @@ _NOT_OK = frozenset({"failed", "cancelled"})
 
 
 def gate(
-    items: Iterable[GateItem], now_unix_s: float, state_of: Callable[[str], str | None]
+    items: Iterable[GateItem], now_unix_s: float, state_of: Callable[[str, str], str | None]
 ) -> tuple[dict[str, Why], dict[str, str]]:
     """Dependencies and ``begin``, held by the control loop before the policy sees a job.
 
     Returns ``(held, failed)``: ``held`` job id -> :class:`Why` (``waiting_on_dependency`` or ``not_before``),
     kept out of the snapshot; ``failed`` job id -> the detail to record it ``failed`` with (a dependency that
     can never be satisfied: ``afterok`` on a job that failed or was cancelled, ``afternotok`` on one that
-    finished, or no such job). ``state_of(job_id)``: the job's public state, None when there is no such job
-    (of this tenant). A job with no dependencies and no future ``begin`` is in neither."""
+    finished, or no such job). ``state_of(job_id, tenant)``: the job's public state, None when ``tenant`` has
+    no such job. A job with no dependencies and no future ``begin`` is in neither."""
     held: dict[str, Why] = {}
     failed: dict[str, str] = {}
     for it in items:
         waiting: list[str] = []
         bad: str | None = None
         for kind, dep in it.dependencies:
-            st = state_of(dep)
+            st = state_of(dep, it.tenant)
             if st is None:
                 bad = f"dependency {kind}:{dep}: no such job"
             elif kind == "afterok":
@@ -224,103 +229,104 @@ def gate_item(job: Any, epoch_unix_s: float) -> GateItem | None:
     begin_s = getattr(job, "begin_s", None)
     if not deps and begin_s is None:
         return None
-    return GateItem(job.job_id, tuple(deps), None if begin_s is None else epoch_unix_s + begin_s)
+    return GateItem(job.job_id, tuple(deps), None if begin_s is None else epoch_unix_s + begin_s, job.tenant)
 
 
 # ------------------------------------------------------------------------------------------ explain
 
 
-class _ReportLike(Protocol):
-    starts: tuple[str, ...]
-    dropped: tuple[str, ...]
-    start_failed: tuple[str, ...]
-    refused: tuple[str, ...]
-    held: tuple[str, ...]
-    over_quota: tuple[str, ...]
-    displaced: tuple[str, ...]
-    busy_gpus: Mapping[str, float]
-    healthy_gpus: Mapping[str, int]
-    wind_w: float
-    grid_cap_w: float
-    site_max_w: float
-    facility_peak_w: float
+class Explainer:
+    """What one tick tells about its queued jobs, built once from the tick (cost: the lengths of the report's
+    lists), asked per job (:meth:`why`) only when someone looks (the API), so a tick with 50,000 queued jobs
+    pays nothing for reasons nobody reads. Arguments as :func:`explain`."""
 
+    def __init__(
+        self,
+        report: TickReport,
+        power: SitePower,
+        elig: Callable[[Any], Sequence[int]],
+        *,
+        schedule: Mapping[str, PlannedRun] | None = None,
+        gated: Mapping[str, Why] | None = None,
+        quota_room: Mapping[str, float] | None = None,
+    ) -> None:
+        self.schedule = schedule or {}
+        self.quota_room = quota_room or {}  # tenant -> GPUs its quota leaves after the tick (absent: no quota)
+        self.gated = gated or {}
+        self.power, self.elig = power, elig
+        self.sets = [
+            (frozenset(report.refused), HoldReason.NO_ELIGIBLE_POOL, "the policy placed it in a pool it may not use"),
+            (frozenset(report.held), HoldReason.INFERENCE_RESERVE, "its GPUs are kept for the expected inference"),
+            (frozenset(report.over_quota), HoldReason.QUOTA, "its tenant is at its GPU quota"),
+            (frozenset(report.displaced), HoldReason.FAIR_SHARE, "room was given to tenants owed a commitment or "
+                                                                 "below their fair share"),
+            (frozenset(report.dropped), HoldReason.GRID_CAP, "this slot's power budget (grid cap + wind, site "
+                                                             "maximum) has no room for it"),
+            (frozenset(report.start_failed), HoldReason.POOL_FULL, "the executor found no free GPUs for it"),
+        ]  # fmt: skip
+        self.names = list(power.names)
+        self.free = {n: float(report.healthy_gpus.get(n, 0)) - float(report.busy_gpus.get(n, 0.0)) for n in self.names}
+        budget_w = min(float(report.site_max_w), float(report.grid_cap_w) + float(report.wind_w))
+        self.headroom_w = budget_w - float(report.facility_peak_w)
+        self.min_f = np.asarray(power.min_power_fraction, dtype=np.float64)
 
-class _PowerLike(Protocol):
-    names: Sequence[str]
+    def planned(self, job_id: str) -> PlannedRun | None:
+        planned = self.schedule.get(job_id)
+        if planned is not None and planned.start_slot == 0:  # the plan ran it now but it was held: next run
+            return (
+                PlannedRun(planned.next_start_slot, planned.end_slot, planned.pool, planned.mean_power_fraction)
+                if planned.next_start_slot is not None else None
+            )  # fmt: skip
+        return planned
 
-    def gpu_w(self, pool_idx: int, f: float) -> float: ...
-
-    @property
-    def min_power_fraction(self) -> Any: ...
+    def why(self, job: Any) -> Why:
+        """Why the queued ``job`` (a :class:`~scheduler.jobs.Job`) did not start in the tick."""
+        jid = job.job_id
+        planned = self.planned(jid)
+        g = self.gated.get(jid)
+        if g is not None:
+            return Why(g.reason, g.detail, planned)
+        for ids, reason, detail in self.sets:
+            if jid in ids:
+                return Why(reason, detail, planned)
+        room = self.quota_room.get(job.tenant)
+        if room is not None and not job.must_run and job.gpus > room:
+            return Why(HoldReason.QUOTA, f"needs {job.gpus} GPUs; its tenant's quota leaves {max(int(room), 0)}",
+                       planned)  # fmt: skip
+        names, free = self.names, self.free
+        pools = [p for p in self.elig(job) if 0 <= p < len(names)]
+        fits = [p for p in pools if free[names[p]] >= job.gpus]
+        if not fits:
+            most = max((free[names[p]] for p in pools), default=0.0)
+            return Why(HoldReason.POOL_FULL, f"needs {job.gpus} GPUs; the most free in an eligible pool is "
+                                             f"{max(int(most), 0)}", planned)  # fmt: skip
+        need_w = min(job.gpus * self.power.gpu_w(p, float(self.min_f[p])) for p in fits)
+        if self.headroom_w < need_w:
+            return Why(HoldReason.GRID_CAP, f"needs {need_w / 1e3:.0f} kW at its lowest power; "
+                                            f"{max(self.headroom_w, 0.0) / 1e3:.0f} kW left under this slot's budget",
+                       planned)  # fmt: skip
+        return Why(HoldReason.DEFERRED_FOR_WIND, "GPUs and power are free now; the policy waits for cleaner energy",
+                   planned)  # fmt: skip
 
 
 def explain(
-    report: _ReportLike,
+    report: TickReport,
     queued: Iterable[Any],
-    power: _PowerLike,
+    power: SitePower,
     elig: Callable[[Any], Sequence[int]],
     *,
     schedule: Mapping[str, PlannedRun] | None = None,
     gated: Mapping[str, Why] | None = None,
+    quota_room: Mapping[str, float] | None = None,
 ) -> dict[str, Why]:
     """Why each job in ``queued`` (the :class:`~scheduler.jobs.Job` of every job still queued after the
     tick's apply, gated ones included) did not start in the tick ``report`` describes (module docstring:
     the reasons in order of precedence). ``power``: the tick's :class:`SitePower`; ``elig``: pool indices a
-    job may use; ``schedule``: :func:`planned_runs` of the policy's plan; ``gated``: :func:`gate`'s held."""
-    schedule = schedule or {}
-    gated = gated or {}
-    sets = [
-        (set(report.refused), HoldReason.NO_ELIGIBLE_POOL, "the policy placed it in a pool it may not use"),
-        (set(report.held), HoldReason.INFERENCE_RESERVE, "its GPUs are kept for the expected inference"),
-        (set(report.over_quota), HoldReason.QUOTA, "its tenant is at its GPU quota"),
-        (set(report.displaced), HoldReason.FAIR_SHARE, "room was given to tenants owed a commitment or "
-                                                       "below their fair share"),
-        (set(report.dropped), HoldReason.GRID_CAP, "this slot's power budget (grid cap + wind, site "
-                                                   "maximum) has no room for it"),
-        (set(report.start_failed), HoldReason.POOL_FULL, "the executor found no free GPUs for it"),
-    ]  # fmt: skip
-    names = list(power.names)
-    free = {n: float(report.healthy_gpus.get(n, 0)) - float(report.busy_gpus.get(n, 0.0)) for n in names}
-    budget_w = min(float(report.site_max_w), float(report.grid_cap_w) + float(report.wind_w))
-    headroom_w = budget_w - float(report.facility_peak_w)
-    min_f = np.asarray(power.min_power_fraction, dtype=np.float64)
-    out: dict[str, Why] = {}
-    for job in queued:
-        jid = job.job_id
-        planned = schedule.get(jid)
-        if planned is not None and planned.start_slot == 0:  # the plan ran it now but it was held: next run
-            planned = (
-                PlannedRun(planned.next_start_slot, planned.end_slot, planned.pool, planned.mean_power_fraction)
-                if planned.next_start_slot is not None else None
-            )  # fmt: skip
-        g = gated.get(jid)
-        if g is not None:
-            out[jid] = Why(g.reason, g.detail, planned)
-            continue
-        why: Why | None = None
-        for ids, reason, detail in sets:
-            if jid in ids:
-                why = Why(reason, detail, planned)
-                break
-        if why is None:
-            pools = [p for p in elig(job) if 0 <= p < len(names)]
-            fits = [p for p in pools if free[names[p]] >= job.gpus]
-            if not fits:
-                most = max((free[names[p]] for p in pools), default=0.0)
-                why = Why(HoldReason.POOL_FULL, f"needs {job.gpus} GPUs; the most free in an eligible pool is "
-                                                f"{max(int(most), 0)}", planned)  # fmt: skip
-            else:
-                need_w = min(job.gpus * power.gpu_w(p, float(min_f[p])) for p in fits)
-                if headroom_w < need_w:
-                    why = Why(HoldReason.GRID_CAP, f"needs {need_w / 1e3:.0f} kW at its lowest power; "
-                                                   f"{max(headroom_w, 0.0) / 1e3:.0f} kW left under this slot's "
-                                                   "budget", planned)  # fmt: skip
-                else:
-                    why = Why(HoldReason.DEFERRED_FOR_WIND, "GPUs and power are free now; the policy waits for "
-                                                            "cleaner energy", planned)  # fmt: skip
-        out[jid] = why
-    return out
+    job may use; ``schedule``: :func:`planned_runs` of the policy's plan; ``gated``: :func:`gate`'s held;
+    ``quota_room``: per tenant with a quota, the GPUs it leaves after the tick (a job the policy left out that
+    needs more waits for ``quota`` whatever the pools have free)."""
+    ex = Explainer(report, power, elig, schedule=schedule, gated=gated, quota_room=quota_room)
+    return {j.job_id: ex.why(j) for j in queued}
 
 
 # ------------------------------------------------------------------------------------------ the board
@@ -331,31 +337,35 @@ def iso_utc(unix_s: float) -> str:
 
 
 class WhyBoard:
-    """The last tick's reasons and plan, for the API threads: :meth:`publish` swaps them under a lock (each
-    tick), :meth:`fields` reads a job's ``reason`` / ``reason_detail`` / ``planned_start`` / ``planned_end`` /
-    ``planned_pool`` / ``planned_power_fraction``."""
+    """The last tick's reasons and plan, for the API threads. :meth:`publish` swaps, under a lock, the tick's
+    :class:`Explainer` and the Job of each job queued after it (a dict the tick hands over and no longer
+    touches); :meth:`fields` works a job's reason out on first read (then cached for that tick)."""
 
     _NULL: dict[str, Any] = {"reason": None, "reason_detail": None, "planned_start": None, "planned_end": None,
                              "planned_pool": None, "planned_power_fraction": None}  # fmt: skip
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._why: Mapping[str, Why] = {}
-        self._schedule: Mapping[str, PlannedRun] = {}
+        self._explainer: Explainer | None = None
+        self._queued: Mapping[str, Any] = {}
+        self._cache: dict[str, Why] = {}
         self._slot = 0
         self._epoch_unix_s = 0.0
         self._slot_s = 1.0
 
-    def publish(self, why: Mapping[str, Why], *, slot: int, epoch_unix_s: float, slot_s: float,
-                schedule: Mapping[str, PlannedRun] | None = None) -> None:  # fmt: skip
-        """``why``: :func:`explain` of the tick; ``schedule``: the tick's plan (running jobs' planned end)."""
+    def publish(self, explainer: Explainer, queued: Mapping[str, Any], *, slot: int, epoch_unix_s: float,
+                slot_s: float) -> None:  # fmt: skip
+        """``queued``: job id -> Job of every job queued after the tick (gated ones included)."""
         with self._lock:
-            self._why, self._schedule = why, schedule or {}
+            self._explainer, self._queued, self._cache = explainer, queued, {}
             self._slot, self._epoch_unix_s, self._slot_s = slot, epoch_unix_s, slot_s
 
     def get(self, job_id: str) -> Why | None:
         with self._lock:
-            return self._why.get(job_id)
+            w = self._cache.get(job_id)
+            if w is None and self._explainer is not None and job_id in self._queued:
+                w = self._cache[job_id] = self._explainer.why(self._queued[job_id])
+            return w
 
     def _iso(self, slot_offset: int, slot: int, epoch: float, slot_s: float) -> str:
         return iso_utc(epoch + (slot + slot_offset) * slot_s)
@@ -365,12 +375,12 @@ class WhyBoard:
         run; a running job's planned end (where the plan runs it on); nulls otherwise."""
         if state not in ("queued", "running"):
             return dict(self._NULL)
+        w = self.get(job_id) if state == "queued" else None
         with self._lock:
-            w = self._why.get(job_id) if state == "queued" else None
-            sched = self._schedule
+            ex = self._explainer
             slot, epoch, slot_s = self._slot, self._epoch_unix_s, self._slot_s
         if state == "running":
-            p = sched.get(job_id)
+            p = ex.schedule.get(job_id) if ex is not None else None
             if p is None or p.start_slot != 0:
                 return dict(self._NULL)
             return {**self._NULL, "planned_end": self._iso(p.end_slot, slot, epoch, slot_s), "planned_pool": p.pool,

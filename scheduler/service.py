@@ -71,6 +71,7 @@ from scheduler.models import JobSpec, Site, Tenant, TenantsFile
 from scheduler.policies import make_policy
 from scheduler.policies.base import Assignment, TenantInfo
 from scheduler.reasons import WhyBoard
+from scheduler.sources.live import LiveSignals
 from scheduler.state import (
     ActionIntent,
     Congestion,
@@ -152,6 +153,7 @@ class ServiceConfig:
     planner_backend: str = "numpy"
     planner_device: str = "cpu"
     power_control: str = "auto"  # GPU power limits: auto | nvml | simulated (scheduler.power_devices)
+    live_signals: str | None = None  # a live-signals file (scheduler.sources.config); None: the energy read once
 
 
 @dataclass(slots=True)
@@ -322,6 +324,15 @@ class Service:
             config.forecast, self._energy, seed=config.seed, wind_capacity_w=self.site.wind.contract_mw * 1e6
         )
         self._horizon_slots = max(1, int(round(config.horizon_hours * 3600 / slot_s)))
+        # live energy signals (issue 15): a thread refreshes them; each tick plans on the latest merged series
+        self.live: LiveSignals | None = None
+        if config.live_signals is not None:
+            from scheduler.sources.config import build_refresher, load_live_signals
+
+            cfg = load_live_signals(config.live_signals)
+            # the thread asks "due?" ten times per refresh_s of the service's clock (which may run compressed)
+            poll_s = min(max(cfg.refresh_s / 10.0 / self.clock.speedup, 0.05), 60.0)
+            self.live = LiveSignals(build_refresher(cfg, self.site, self._energy, self.clock.now_unix_s), poll_s=poll_s)
         self.executor: Executor = executor if executor is not None else make_executor(config, self.now_s())
         running_info = dict(self.executor.running())
         rec = self.store.recover(running_info, self.clock.now_unix_s(), self._pool_labels)
@@ -359,6 +370,7 @@ class Service:
             self.site, self.executor, self.policy, self._loop_clock,
             start_slot=int(self._loop_clock.t // slot_s), tenant_info_fn=self._tenant_info, drive_time=False,
             journal=_StoreJournal(self), inbox=self._drain_inbox, usage_sink=self._on_usage, keep_records=False,
+            state_of=self._stored_state, epoch_unix_s=self.epoch_unix_s,
         )  # fmt: skip
         self.loop.keep_reports = False
         self._adopt_active(running_info)
@@ -543,12 +555,16 @@ class Service:
 
     def start(self) -> None:
         """Run the first tick now, then tick in a background thread."""
+        if self.live is not None:
+            self.live.start()
         self._thread = threading.Thread(target=self._run, name="windward-loop", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self.live is not None:
+            self.live.stop()
         if self._thread is not None:
             self._thread.join(timeout=60)
         self.submissions.close()
@@ -583,6 +599,7 @@ class Service:
             self._loop_clock.t = now_s
             now_unix = self.epoch_unix_s + now_s
             slot = int(now_s // self.site.slot_s)
+            self._use_live_series()
             e_slot = min(slot, self._energy.n_slots - 1)
             congestion = self.store.congestion_events(active_after_unix_s=now_unix)
             self._congestion_now = [c for c in congestion if c.start_unix_s <= now_unix]
@@ -596,6 +613,8 @@ class Service:
             t_flush = time.perf_counter() - t
             tick_s = time.perf_counter() - t0
             report = replace(report, tick_s=tick_s, congestion_active=bool(self._congestion_now))
+            explainer, queued = self.loop.explainer(report)  # why each queued job waits (worked out when read)
+            self.why.publish(explainer, queued, slot=slot, epoch_unix_s=self.epoch_unix_s, slot_s=self.site.slot_s)
             c = self.loop.last_constrained
             timings = {"loop": t_loop, "decide": report.decide_s, "flush_summary": t_flush}
             out = TickOutcome(report, c.fast_path if c is not None else None, tick_s, timings)
@@ -739,6 +758,9 @@ class Service:
             [float(x) for x in np.asarray(duals, dtype=np.float64)[:n]] if duals is not None else [None] * n
         )
         duals_l += [None] * (n - len(duals_l))
+        imp = getattr(plan, "grid_import_w", None)
+        imports: list[float | None] = [float(x) for x in np.asarray(imp, dtype=np.float64)[:n]] if imp is not None else []
+        imports += [None] * (n - len(imports))
         slots = [
             {
                 "slot": slot + i,
@@ -748,6 +770,7 @@ class Service:
                 "wind_w": float(forecast.wind_w[i]),
                 "grid_cap_w": float(forecast.grid_cap_w[i]),
                 "site_max_w": float(forecast.site_max_w[i]),
+                "grid_import_w": imports[i],  # the plan's grid import (null without an optimiser's plan)
             }
             for i in range(n)
         ]
@@ -768,6 +791,23 @@ class Service:
             "slots": slots,
         }
 
+    def _use_live_series(self) -> None:
+        """Plan on the live signals' latest series (when the server has them and they changed)."""
+        if self.live is None:
+            return
+        series = self.live.series()
+        if series is not self._energy:
+            from scheduler.signals import make_forecaster
+
+            self._energy = series
+            self._forecaster = make_forecaster(self.config.forecast, series, seed=self.config.seed,
+                                               wind_capacity_w=self.site.wind.contract_mw * 1e6)  # fmt: skip
+
+    def _stored_state(self, job_id: str, tenant: str) -> str | None:
+        """A dependency's state from the store, for the loop's gate (None: ``tenant`` has no such job)."""
+        r = self.store.get(job_id)
+        return r.state if r is not None and r.tenant == tenant else None
+
     def _publish_metrics(self, out: TickOutcome) -> None:
         m = self._metrics_obj()
         if m is None:
@@ -780,6 +820,8 @@ class Service:
             m.observe_tick(out.report)
             m.observe_jobs(counts)
             m.observe_usage(usage)
+            if self.live is not None:
+                m.observe_signals(self.live.staleness_s())
             modes = getattr(self.executor, "power_control_modes", None)
             m.observe_power_control(modes() if modes is not None else {"simulated": sum(p.nodes for p in self.site.pools)})
 

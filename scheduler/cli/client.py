@@ -187,22 +187,25 @@ def _specs_of(path: Path, key: str | None) -> tuple[list[Any], list[str | None]]
 
 
 def _wait_for(ids: list[str], server: str | None, token: str | None, poll_s: float) -> None:
-    """Poll each job until it ends; print each change of state (stderr). Raises JobFailed (exit 4) when one
+    """Poll each job until it ends; print each change of state or reason (stderr). Raises JobFailed (exit 4) when one
     failed or was cancelled; returns when all finished."""
     import time
 
     from scheduler.cli.exitcodes import JobFailed
 
     last: dict[str, str] = {}
+    seen: dict[str, tuple[str, Any]] = {}
     left = list(ids)
     while left:
         for jid in list(left):
             v = _call("GET", server, token, f"/v1/jobs/{jid}")
             st = str(v["state"])
-            if last.get(jid) != st:
+            said = (st, v.get("reason"))
+            if seen.get(jid) != said:  # each change of state or of the reason it waits
                 extra = f" ({v['reason']}; planned start {v.get('planned_start') or '-'})" if v.get("reason") else ""
                 typer.echo(f"{jid}: {st}{extra}", err=True)
-                last[jid] = st
+                seen[jid] = said
+            last[jid] = st
             if st in TERMINAL_STATES:
                 left.remove(jid)
         if left:
@@ -230,10 +233,8 @@ def _usage_jobs(since: str | None, until: str | None, server: str | None, token:
                 page_size: int | None) -> None:  # fmt: skip
     """sacct: the jobs that ran in [since, until) (started before ``until`` and not ended before ``since``),
     each with its whole usage so far (the server keeps usage per job, not per interval), and totals."""
-    import time
-
     lo = _when(since, "--since") if since else -math.inf
-    hi = _when(until, "--until") if until else time.time()
+    hi = _when(until, "--until") if until else math.inf  # the server's now (its clock may run compressed)
     if lo >= hi:
         from scheduler.errors import InputError
 
@@ -338,7 +339,7 @@ def register(app: typer.Typer) -> None:
     def usage(
         since: str = typer.Option(None, "--since", "-S", help="sacct-like: jobs that ran or ended from this "
                                   "ISO 8601 time (UTC when no zone) on, with their usage."),
-        until: str = typer.Option(None, "--until", "-E", help="... up to this time (default: now)."),
+        until: str = typer.Option(None, "--until", "-E", help="... up to this time (default: the server's now)."),
         server: str = _server_opt,
         token: str = _token_opt,
         as_json: bool = _json_opt,

@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
         energy_start: str = typer.Option(None, "--energy-start", help="ISO time in the energy data that the "
                                          "service's first slot maps to (for historical CSVs)."),
         forecast: str = typer.Option("perfect", "--forecast", help="perfect | persistence | noisy"),
+        live_signals: Path = typer.Option(None, "--live-signals", help="Live energy signals file (ENTSO-E, NED, "
+                                          "Electricity Maps, a congestion feed; docs/contracts.md), refreshed "
+                                          "in the server over --energy; default: none (the energy read once)."),
         policy: str = typer.Option("windward", "--policy", help="Scheduling policy (windward, or a baseline)."),
         horizon_hours: float = typer.Option(24.0, "--horizon-hours", help="Planning horizon."),
         log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
@@ -95,6 +98,7 @@ def register(app: typer.Typer) -> None:
             tick_seconds=tick_seconds, energy=energy, energy_start=start, forecast=forecast, policy=policy,
             horizon_hours=horizon_hours, min_event_tick_interval_s=event_tick_interval,
             planner_backend=plan_kw["backend"], planner_device=plan_kw["device"], power_control=power_control,
+            live_signals=str(live_signals) if live_signals is not None else None,
         )  # fmt: skip
         service = Service(cfg)
         app_ = create_app(service, limits)

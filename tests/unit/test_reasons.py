@@ -15,6 +15,7 @@ from scheduler.jobs import Job
 from scheduler.models import load_site
 from scheduler.policies.capacity import EligibilityCache, SitePower
 from scheduler.reasons import (
+    Explainer,
     GateItem,
     HoldReason,
     LazySchedule,
@@ -52,7 +53,7 @@ def test_gate_holds_and_fails_as_each_dependency_kind_says(seed: int) -> None:
         # the first dependency that can never be met fails the job; else any wait holds it
         first_fail = next((i for i, v in enumerate(verdicts) if v == "fail"), None)
         expect[f"j{k}"] = "fail" if first_fail is not None else ("wait" if "wait" in verdicts else "ok")
-    held, failed = gate(items, 1e9, states.get)
+    held, failed = gate(items, 1e9, lambda dep, tenant: states.get(dep))
     for jid, v in expect.items():
         assert (jid in failed) == (v == "fail"), (jid, v)
         assert (jid in held) == (v == "wait"), (jid, v)
@@ -64,7 +65,7 @@ def test_gate_holds_and_fails_as_each_dependency_kind_says(seed: int) -> None:
 
 def test_gate_begin_and_unknown_dependency() -> None:
     held, failed = gate([GateItem("a", (), 2000.0), GateItem("b", (), 1000.0), GateItem("c", (("afterok", "nope"),))],
-                        1500.0, {}.get)  # fmt: skip
+                        1500.0, lambda dep, tenant: None)  # fmt: skip
     assert held["a"].reason is HoldReason.NOT_BEFORE and "b" not in held and "b" not in failed
     assert failed["c"] == "dependency afterok:nope: no such job"
     assert gate_item(_job(1), 0.0) is None
@@ -84,7 +85,7 @@ def test_a_stored_spec_reaches_the_gate_through_the_job() -> None:
     assert extras == {"env": (("A", "1"),), "args": ("--x",), "workdir": "/srv", "dependencies": (("afterok", "j-1"),),
                       "begin_s": 400.0}  # fmt: skip
     job = Job("x", "t", "training", 0.0, 1, 60.0, **extras)
-    assert gate_item(job, 1796342000.0) == GateItem("x", (("afterok", "j-1"),), 1796342400.0)
+    assert gate_item(job, 1796342000.0) == GateItem("x", (("afterok", "j-1"),), 1796342400.0, "t")
 
 
 @dataclass
@@ -146,6 +147,9 @@ def test_explain_without_a_list_tells_pool_full_grid_cap_and_deferred_apart() ->
                       facility_peak_w=900.0)  # fmt: skip
     assert explain(no_power, [_job(3)], POWER, ELIG)["j3"].reason is HoldReason.GRID_CAP
     room = Report(busy_gpus={p: 0.0 for p in pools}, healthy_gpus=healthy)
+    # left out by a policy that knows its tenant's quota: quota, whatever is free
+    assert explain(room, [_job(7, 4)], POWER, ELIG, quota_room={"t": 3.0})["j7"].reason is HoldReason.QUOTA
+    assert explain(room, [_job(8, 3)], POWER, ELIG, quota_room={"t": 3.0})["j8"].reason is HoldReason.DEFERRED_FOR_WIND
     w = explain(room, [_job(4)], POWER, ELIG, schedule={"j4": PlannedRun(3, 5, pools[0], 1.0)})["j4"]
     assert w.reason is HoldReason.DEFERRED_FOR_WIND and w.planned == PlannedRun(3, 5, pools[0], 1.0)
     # the plan ran it in slot 0 but the tick held it: the next planned run, or none
@@ -181,13 +185,17 @@ def test_planned_runs_and_the_lazy_schedule_agree_with_the_plan_arrays(seed: int
 
 
 def test_board_fields_for_queued_new_and_other_states() -> None:
+    pools = [p.name for p in SITE.pools]
+    healthy = {p.name: p.gpus for p in SITE.pools}
+    rep = Report(busy_gpus={p: 0.0 for p in pools}, healthy_gpus=healthy, over_quota=("j1",))
+    sched = {"j1": PlannedRun(2, 4, "p", 1.0), "r": PlannedRun(0, 3, "p", 0.5)}
     b = WhyBoard()
-    assert b.fields("x", "queued")["reason"] == "new"
-    b.publish({"x": Why(HoldReason.QUOTA, "q", PlannedRun(2, 4, "p", 1.0))}, slot=10, epoch_unix_s=1796342400.0,
+    assert b.fields("j1", "queued")["reason"] == "new"
+    b.publish(Explainer(rep, POWER, ELIG, schedule=sched), {"j1": _job(1)}, slot=10, epoch_unix_s=1796342400.0,
               slot_s=900.0)  # fmt: skip
-    f = b.fields("x", "queued")
-    assert f == {"reason": "quota", "reason_detail": "q", "planned_start": "2026-12-04T03:00:00Z",
-                 "planned_end": "2026-12-04T03:30:00Z", "planned_pool": "p", "planned_power_fraction": 1.0}  # fmt: skip
-    assert b.fields("x", "running")["reason"] is None and b.fields("x", "finished")["planned_start"] is None
-    b.publish({}, slot=10, epoch_unix_s=1796342400.0, slot_s=900.0, schedule={"r": PlannedRun(0, 3, "p", 0.5)})
+    assert b.fields("j1", "queued") == {
+        "reason": "quota", "reason_detail": "its tenant is at its GPU quota", "planned_start": "2026-12-04T03:00:00Z",
+        "planned_end": "2026-12-04T03:30:00Z", "planned_pool": "p", "planned_power_fraction": 1.0}  # fmt: skip
+    assert b.fields("j1", "running")["reason"] is None and b.fields("j1", "finished")["planned_start"] is None
     assert b.fields("r", "running")["planned_end"] == "2026-12-04T03:15:00Z"
+    assert b.fields("zz", "queued")["reason"] == "new"  # queued after the tick: no tick has seen it
