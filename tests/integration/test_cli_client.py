@@ -147,6 +147,10 @@ def test_bad_spec_exits_2_and_refusals_by_the_server_exit_3(server: ServerProces
     r = run(["submit", str(spec)], env)
     assert r.returncode == 3 and "HTTP 422" in r.stderr and "requires.clearance" in r.stderr
     assert "requires.clearance: requires.clearance" not in r.stderr
+    # over the tenant's quota: the message names the field once (it was "gpus: gpus: 64 is above ...")
+    spec = write_spec(tmp_path / "wide.yaml", "name: w\ngpus: 64\nduration_s: 60\n")
+    r = run(["submit", str(spec)], env)
+    assert r.returncode == 3 and "gpus: 64 is above" in r.stderr and "gpus: gpus" not in r.stderr, r.stderr
     # nothing was half-applied
     assert json.loads(run(["status", "--json"], env).stdout)["jobs"] == before
     # a wrong token, and no token at all
