@@ -265,16 +265,19 @@ class ControlLoop:
 
     # --------------------------------------------------------------------------------- job intake
 
-    def submit(self, jobs: Iterable[Job]) -> None:
+    def submit(self, jobs: Iterable[Job], *, admitted: bool = False) -> None:
         """Add jobs (they join the queue at their ``submit_s``). Duplicate ids and unfit jobs are refused
-        before anything is added."""
+        before anything is added. ``admitted``: the caller checked the fit at admission already (the server's
+        API, :func:`scheduler.auth.admit_job`), so a stored job is never refused here (a site file changed
+        since would otherwise stop every tick); it waits, and the executor's start says whether it fits."""
         new = list(jobs)
         seen: set[str] = set()
         for j in new:
             if j.job_id in self.records or j.job_id in seen:
                 raise InputError(f"job id {j.job_id!r} is submitted twice; job ids must be unique")
             seen.add(j.job_id)
-        check_jobs_fit(self.site, new, "jobs")
+        if not admitted:
+            check_jobs_fit(self.site, new, "jobs")
         for j in new:
             rec = LoopJob(job=j)
             rec._now = self._now

@@ -668,7 +668,7 @@ class Service:
             if r.state == "queued" and r.id not in loop.records:
                 jobs.append(r.to_job(self.epoch_unix_s, self.tenant_pools.get(r.tenant, ())))
         if jobs:
-            loop.submit(jobs)
+            loop.submit(jobs, admitted=True)
         late: list[str] = []
         for jid in sorted(cancels):
             rec = loop.records.get(jid)
