@@ -272,3 +272,43 @@ def test_last_value_wins_like_sbatch_and_read_script(tmp_path: Path) -> None:
     (tmp_path / "bin.sh").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(InputError, match="not a text file"):
         read_script(tmp_path / "bin.sh", now=NOW)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_job_specs_carry_dependencies_begin_workdir_and_the_array_index(seed: int, tmp_path: Path) -> None:
+    """What `windward submit script.sh` sends (scheduler.slurm.job_specs): a family of seeded scripts."""
+    from scheduler.slurm import job_specs
+
+    rng = random.Random(seed)
+    n = rng.randint(1, 4)
+    deps = [f"j-{rng.randint(1, 999)}" for _ in range(rng.randint(0, 3))]
+    lines = ["#!/bin/bash", "#SBATCH --job-name=fam", f"#SBATCH --gpus={rng.randint(1, 8)}", "#SBATCH --time=30"]
+    if n > 1:
+        lines.append(f"#SBATCH --array=0-{n - 1}")
+    if deps:
+        lines.append("#SBATCH --dependency=" + ",".join(f"{rng.choice(['afterok', 'afterany'])}:{d}" for d in deps))
+    if rng.random() < 0.5:
+        lines.append("#SBATCH --begin=now+2hours")
+    entry = rng.random() < 0.3
+    if entry:
+        lines.append("#WINDWARD --entrypoint=train.main:run")
+    script = tmp_path / "fam.sh"
+    script.write_text("\n".join([*lines, "", "echo run"]) + "\n")
+    parsed = parse_script(script.read_text(), str(script), now=NOW)
+    specs = job_specs(parsed, script, tmp_path)
+    assert len(specs) == n
+    for i, (sj, spec) in enumerate(zip(parsed.jobs, specs, strict=True)):
+        assert [d.job_id for d in spec.dependencies or ()] == deps
+        assert spec.begin == sj.begin
+        assert spec.workdir == str(tmp_path.resolve())
+        assert spec.entrypoint == ("train.main:run" if entry else f"bash {script.resolve()}")
+        env = spec.env or {}
+        assert (env.get("SLURM_ARRAY_TASK_ID") == str(i)) if n > 1 else "SLURM_ARRAY_TASK_ID" not in env
+
+
+def test_job_specs_refuse_singleton(tmp_path: Path) -> None:
+    from scheduler.slurm import job_specs
+
+    parsed = parse_script("#SBATCH --gpus=1 --time=5 --dependency=singleton\nrun\n", "job.sh", now=NOW)
+    with pytest.raises(InputError, match="singleton: not supported"):
+        job_specs(parsed, tmp_path / "job.sh", tmp_path)
