@@ -211,6 +211,9 @@ def test_pools_logs_schedule_and_paging(server: ServerProcess, tmp_path: Path) -
     assert set(ids) <= {j["id"] for j in all_jobs}
     for j in ids:
         run(["cancel", j], env)
+    # a follower stops when the job has ended (here: cancelled), after saying there is no output
+    fl = run(["logs", "-f", "--poll-seconds", "0.2", ids[0]], env)
+    assert fl.returncode == 0 and "simulated" in fl.stderr
 
 
 def test_live_signal_cap_in_the_plan_and_the_metrics(server: ServerProcess) -> None:
