@@ -326,6 +326,7 @@ class Service:
         self._horizon_slots = max(1, int(round(config.horizon_hours * 3600 / slot_s)))
         # live energy signals (issue 15): a thread refreshes them; each tick plans on the latest merged series
         self.live: LiveSignals | None = None
+        self._announced: set[tuple[datetime, datetime, float, str]] = set()  # feed caps recorded as events
         if config.live_signals is not None:
             from scheduler.sources.config import build_refresher, load_live_signals
 
@@ -795,6 +796,7 @@ class Service:
         """Plan on the live signals' latest series (when the server has them and they changed)."""
         if self.live is None:
             return
+        self._record_announced_caps()
         series = self.live.series()
         if series is not self._energy:
             from scheduler.signals import make_forecaster
@@ -802,6 +804,21 @@ class Service:
             self._energy = series
             self._forecaster = make_forecaster(self.config.forecast, series, seed=self.config.seed,
                                                wind_capacity_w=self.site.wind.contract_mw * 1e6)  # fmt: skip
+
+    def _record_announced_caps(self) -> None:
+        """Caps a live source announced (the grid operator's congestion feed) become congestion events once
+        each (``created_by`` ``feed:<source>``): in ``/v1/congestion``, the metrics and the dashboards'
+        annotations, as if an operator had typed them in. The merged series already carries them."""
+        assert self.live is not None
+        new = [c for c in self.live.announced_caps() if c not in self._announced]
+        if not new:
+            return
+        stored = {(c.start_unix_s, c.end_unix_s, c.cap_mw, c.created_by) for c in self.store.congestion_events()}
+        for start, end, cap_mw, source in new:
+            self._announced.add((start, end, cap_mw, source))
+            by = f"feed:{source}"
+            if (start.timestamp(), end.timestamp(), cap_mw, by) not in stored:  # not recorded before a restart
+                self.add_congestion(cap_mw, start.timestamp(), end.timestamp(), by, "announced by the live feed")
 
     def _stored_state(self, job_id: str, tenant: str) -> str | None:
         """A dependency's state from the store, for the loop's gate (None: ``tenant`` has no such job)."""

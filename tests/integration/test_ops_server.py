@@ -225,6 +225,9 @@ def test_live_signal_cap_in_the_plan_and_the_metrics(server: ServerProcess) -> N
 
     plan = wait_for("the feed's cap in the plan", plan_capped)
     assert "congestion" in plan["energy_source"]
+    # the feed's event is a congestion event like an operator's (API, metrics, annotations), recorded once
+    events = [e for e in cli_json(["congestion"], env)["events"] if e["created_by"] == "feed:congestion"]
+    assert len(events) == 1 and events[0]["cap_mw"] == CAP_MW
     text = httpx.get(server.url + "/metrics", timeout=10).text
     lines = {ln.split(" ")[0]: ln.split(" ")[-1] for ln in text.splitlines() if ln and not ln.startswith("#")}
     assert float(lines['windward_signal_staleness_seconds{source="congestion"}']) < 3 * 3600
