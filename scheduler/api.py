@@ -157,6 +157,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
+def _json_page(head: bytes, lists: dict[str, list[bytes]]) -> Response:
+    """A JSON object ``head`` (encoded, not empty) with lists of already encoded items added."""
+    parts = [head[:-1]]
+    for key, items in lists.items():
+        parts.append(b',"' + key.encode() + b'":[' + b",".join(items) + b"]")
+    parts.append(b"}")
+    return Response(b"".join(parts), media_type="application/json")
+
+
 def _json_bytes(obj: Any) -> bytes:
     """JSON as Starlette's JSONResponse renders it (UTF-8, compact, no NaN)."""
     return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
@@ -575,6 +584,11 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
         """A job's view with why it waits and when the plan starts it (scheduler.reasons; null unless queued)."""
         return {**r.view(), **service.why.fields(r.id, r.state)}
 
+    def job_view_json(r: Any, **extra: Any) -> bytes:
+        """:func:`job_view` (and ``extra``) as JSON, the stored spec spliced in (JobRecord.view_json): a page
+        of 500 jobs is not parsed, validated against its response model and encoded again."""
+        return r.view_json(_json_bytes, {**service.why.fields(r.id, r.state), **extra})
+
     # ------------------------------------------------------------------------------ liveness
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -637,7 +651,7 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
         cursor: Cursor = None,
         after: Annotated[int, Query(ge=0, le=2**62, description="return jobs after this sequence number "
                                     "(the older form of cursor)")] = 0,  # fmt: skip
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Jobs in submission order, one page at a time: a tenant's own, or (operator) every tenant's."""
         who = (tenant if p.is_operator else p.name) if (tenant or not p.is_operator) else None
         start = max(after, int(cursor) if cursor is not None else 0)
@@ -645,7 +659,8 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
         more = len(recs) > limit
         recs = recs[:limit]
         last = recs[-1].seq if recs else start
-        return {"jobs": [job_view(r) for r in recs], "next_cursor": str(last) if more else None, "next_after": last}
+        head = _json_bytes({"next_cursor": str(last) if more else None, "next_after": last})
+        return _json_page(head, {"jobs": [job_view_json(r) for r in recs]})  # = JobsPage
 
     @app.get(
         "/v1/jobs/{job_id}",
@@ -667,23 +682,23 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
         return service.cancel(job_id).view()
 
     @app.get("/v1/queue", tags=["jobs"], response_model=QueuePage, responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES})
-    def queue(p: Caller, limit: PageSize = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> dict[str, Any]:
+    def queue(p: Caller, limit: PageSize = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Response:
         """Running and queued jobs (own, or all for an operator) in submission order, one page at a time."""
         who = None if p.is_operator else p.name
         recs, before, more = service.store.active_page(who, int(cursor) if cursor is not None else 0, limit)
         running, queued = [], []
         for r in recs:
             if r.state == "running":
-                running.append(job_view(r))
+                running.append(job_view_json(r))
             else:
                 before += 1
-                queued.append(dict(job_view(r), position=before))
+                queued.append(job_view_json(r, position=before))
         counts = {"running": 0, "queued": 0}
         for (st, t), n in service.store.counts().items():
             if st in counts and (who is None or t == who):
                 counts[st] += n
-        return {"running": running, "queued": queued, "counts": counts,
-                "next_cursor": str(recs[-1].seq) if more and recs else None}  # fmt: skip
+        head = _json_bytes({"counts": counts, "next_cursor": str(recs[-1].seq) if more and recs else None})
+        return _json_page(head, {"running": running, "queued": queued})  # = QueuePage
 
     @app.get(
         "/v1/jobs/{job_id}/logs",

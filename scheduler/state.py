@@ -259,11 +259,11 @@ class JobRecord:
             out["spec"] = json.loads(self.spec_json)
         return out
 
-    def view_json(self, dumps: Callable[[Any], bytes]) -> bytes:
-        """:meth:`view` as JSON (``dumps``: the encoder of the reply), its ``spec`` spliced in as stored (the
-        canonical JSON of a validated spec), not parsed and encoded again: the same document, cheaper on the
-        submission path."""
-        head = dumps(self.view(spec=False))
+    def view_json(self, dumps: Callable[[Any], bytes], extra: Mapping[str, Any] | None = None) -> bytes:
+        """:meth:`view` (with ``extra`` keys) as JSON (``dumps``: the encoder of the reply), its ``spec``
+        spliced in as stored (the canonical JSON of a validated spec), not parsed and encoded again: the same
+        document, cheaper on the submission path and in every page of a list."""
+        head = dumps(self.view(spec=False) | dict(extra) if extra else self.view(spec=False))
         return head[:-1] + b',"spec":' + self.spec_json.encode() + b"}"
 
 
@@ -727,7 +727,11 @@ class StateStore:
             where += " AND tenant = ?"
             args.append(tenant)
         c = self._reader()
-        rows = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE {where} ORDER BY seq LIMIT ?", [*args, limit + 1]).fetchall()
+        # named: without statistics SQLite takes jobs_state and sorts every active row (48 ms at 30,000)
+        index = "jobs_active_seq" if tenant is None else "jobs_active_tenant_seq"
+        rows = c.execute(
+            f"SELECT {_JOB_COLS} FROM jobs INDEXED BY {index} WHERE {where} ORDER BY seq LIMIT ?", [*args, limit + 1]
+        ).fetchall()
         more = len(rows) > limit
         recs = [_record(r) for r in rows[:limit]]
         q = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND state = 'queued' AND seq <= ?"
@@ -753,7 +757,7 @@ class StateStore:
         API shows). ``pools_allowed``: tenant -> the pools it may use (sovereignty)."""
         rows = self._reader().execute(
             f"SELECT {_JOB_INPUT_COLS}, seq, state, cancel_requested, pool, nodes_json, power_fraction, work_done_s, "
-            "checkpoint_work_s FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq"
+            "checkpoint_work_s FROM jobs INDEXED BY jobs_active_seq WHERE state IN ('queued', 'running') ORDER BY seq"
         ).fetchall()
         no_pools: tuple[str, ...] = ()
         return [

@@ -258,6 +258,8 @@ def test_view_json_is_the_view(tmp_path: Path, seed: int) -> None:
             kw["args"] = ["--x", "1"]
         rec = s.submit(rng.choice(["science", "education"]), spec(**kw), None, T0 + rng.random() * 1e5).record
         assert json.loads(rec.view_json(_json_bytes)) == rec.view()
+        extra = {"position": i, "reason": rng.choice([None, "waits for wind", "\u00e9"])}
+        assert json.loads(rec.view_json(_json_bytes, extra)) == {**rec.view(), **extra}
         assert json.loads(rec.view_json(_json_bytes)) == json.loads(json.dumps(rec.view()))
     s.close()
 
