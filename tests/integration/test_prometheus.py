@@ -105,6 +105,37 @@ ray.shutdown()
 """
 
 
+class _Feed:
+    def __init__(self, body: bytes) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feed.json"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _empty_feed() -> _Feed:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _Feed(json.dumps({"format": "windward.congestion/v1", "operator": "test", "connection": "test",
+                             "published_utc": now, "events": []}).encode())  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("prom")
@@ -118,12 +149,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             stdout=(tmp / "ray.log").open("wb"), stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
         procs.append(ray_node)
+        # a grid operator's congestion feed on loopback (no events): the server's live signals, so that the
+        # staleness series (and its alert's expression) exists as in a deployment with --live-signals
+        feed = _empty_feed()
+        live = tmp / "live-signals.yaml"
+        live.write_text(f"refresh_s: 900\ncache_dir: {tmp / 'signal-cache'}\nsources:\n"
+                        f"  - {{kind: congestion, url: '{feed.url}'}}\n")  # fmt: skip
         # the real control plane
         server = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "windward") if (ROOT / ".venv" / "bin" / "windward").exists() else "windward",
              "server", "--demo", "--executor", "simulated", "--host", "127.0.0.1", "--port", str(srv_port),
              "--state", str(tmp / "state.sqlite"), "--tick-seconds", str(TICK_SECONDS),
-             "--policy", "greedy-green", "--log-level", "warning"],
+             "--policy", "greedy-green", "--log-level", "warning", "--live-signals", str(live)],
             stdout=(tmp / "server.log").open("wb"), stderr=subprocess.STDOUT, env=env, cwd=tmp,
         )  # fmt: skip
         procs.append(server)
@@ -157,6 +194,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         p.close()
         srv.close()
     finally:
+        if "feed" in locals():
+            feed.close()
         for proc in reversed(procs):
             if proc is procs[0] and proc.stdin is not None and proc.poll() is None:
                 proc.stdin.close()  # the Ray node shuts Ray down cleanly on EOF
