@@ -496,7 +496,8 @@ def _corpus_row(pb: Any, name: str, *, highs_max_j: int, highs_limit_s: float, m
     lost = np.flatnonzero(go["finished"] & ~po["finished"])
     row.update({
         "violations": viol[:3], "n_violations": len(viol), "greedy_violations": len(kernels.check_result(pb, gr)),
-        "witness_used": w.get("used"), "plan_finished": int(po["finished"].sum()),
+        "witness_used": w.get("used"), "same_as_greedy": w.get("same_plan"),
+        "variant": res.diagnostics.get("primal_variant"), "plan_finished": int(po["finished"].sum()),
         "greedy_finished": int(go["finished"].sum()), "lost_jobs": int(lost.size),
         "plan_late": po["late_jobs"], "greedy_late": go["late_jobs"],
         "plan_unfinished_gpu_h": po["unfinished_gpu_s"] / 3600, "greedy_unfinished_gpu_h": go["unfinished_gpu_s"] / 3600,
@@ -554,6 +555,7 @@ def corpus_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "with_violations": sum(r["n_violations"] > 0 for r in rows), "violations": sum(r["n_violations"] for r in rows),
         "greedy_violations": sum(r.get("greedy_violations", 0) for r in ok),
         "witness_used": sum(bool(r["witness_used"]) for r in ok),
+        "same_as_greedy": sum(bool(r.get("same_as_greedy")) and not r["witness_used"] for r in ok),
         "witness_missing": sum(r["witness_used"] is None for r in ok),
         "jobs": sum(r["J"] for r in ok), "plan_finished": sum(r["plan_finished"] for r in ok),
         "greedy_finished": sum(r["greedy_finished"] for r in ok),
@@ -597,7 +599,8 @@ def corpus_markdown(groups: dict[str, list[dict[str, Any]]], meta: dict[str, Any
         out.append(
             f"| {name} | {sm['instances']}{' (' + str(sm['errors']) + ' errors)' if sm['errors'] else ''}"
             f"{' (' + str(sm['infeasible']) + ' infeasible)' if sm['infeasible'] else ''} | "
-            f"{sm['violations']} ({sm['with_violations']}) | {sm['witness_used']}"
+            f"{sm['violations']} ({sm['with_violations']}) | {sm['witness_used']} (own plan equal to the greedy's: "
+            f"{sm['same_as_greedy']})"
             f"{' (' + str(sm['witness_missing']) + ' without witness)' if sm['witness_missing'] else ''} | "
             f"{sm['plan_finished']} / {sm['greedy_finished']} / {sm['jobs']} | "
             f"{sm['plan_finishes_all_there']} of {sm['greedy_finishes_all']} | {sm['lost_jobs']} in "

@@ -18,6 +18,16 @@ later rows, so acceptance is conservative and never overfills a slot; the next r
   slots in order of grid carbon intensity ("greenest first") and jobs earliest deadline first, at full
   power: the witness that ``kernels.plan`` must dominate.
 
+- :func:`slack_rank`: another job order (least slack first, non-preemptible and wider first on ties) for the
+  optimiser's own list schedules in price order, where the greedy leaves work undone.
+- :func:`improve` / :func:`shift_cells`: a price-order local search on a valid plan: each preemptible job's
+  dearest slots move to its cheapest free ones that hold it, at the same power level and never past its
+  deadline, so every job finished (on time) stays finished (on time); a round is kept only where the exact
+  carbon and objective do not rise. ``kernels.plan`` runs it where the witness runs (``plan``'s docstring).
+
+Costs are put on a 2^-30 grid of their magnitude first (:func:`_grid`): sums of them are exact, so ties
+between equal-cost slots break the same way on every backend.
+
 No Python loop over jobs or slots: loops run over rounds, pools and power levels.
 """
 
@@ -50,6 +60,26 @@ def edf_rank(xp: Ops, c: Any, d: Any) -> Any:
     return rank
 
 
+def slack_rank(xp: Ops, c: Any, d: Any, tb: Any, first: Any = None) -> Any:
+    """``(J,)`` rank of every job in least-slack-first order: inference and running non-preemptible jobs
+    first, then by slack (deadline, or the horizon end, minus release minus the slots the job needs at full
+    power in its fastest eligible pool), non-preemptible before preemptible, wider first, index. Long and
+    wide gangs without a deadline are placed before the room they need is cut up. ``first : (J,) bool``:
+    those jobs before the others (after the forced ones)."""
+    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    wfull = xp.astype(tb.work[xp.arange(c.P), xp.index(tb.vfull)], xp.f64)  # (P,) work per GPU-slot at f = 1
+    best_w = xp.zeros(c.J, xp.f64)
+    for p in range(c.P):  # pools
+        best_w = xp.maximum(best_w, xp.where(d.eligible[:, p], wfull[p], 0.0))
+    nslots = xp.ceil((d.R + d.loss) / xp.maximum(best_w, 1e-9) - 1e-9)
+    slack = xp.astype(d.dl - d.rel, xp.f64) - nslots
+    later = xp.zeros(c.J, xp.i64) if first is None else xp.where(first, 0, 1)
+    order = xp.lexsort((xp.arange(c.J), -d.gpus, xp.where(d.preempt, 1, 0), slack, later, xp.where(forced, 0, 1)))
+    rank = xp.empty(c.J, xp.i64)
+    rank[order] = xp.arange(c.J)
+    return rank
+
+
 def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: Any, cost: Any, *,
                   lowest: bool = False, rounds: int = ROUNDS) -> tuple[Any, Any]:
     """Place the work still missing from ``vmat``/``pool`` (module docstring).
@@ -61,6 +91,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     if c.J == 0:
         return vmat, pool
     vmat, pool = xp.copy(vmat), xp.copy(pool)
+    cost = _grid(xp, cost)
     lv_host = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
     work_h = xp.to_numpy(tb.work).astype(np.float64)
     load_h = xp.to_numpy(tb.load).astype(np.float64)
@@ -231,6 +262,20 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     return vmat, pool
 
 
+def _grid(xp: Ops, cost: Any) -> Any:
+    """``cost : (P, T)`` rounded to multiples of a power of two 2^-30 of its largest magnitude: every sum of
+    up to 2^22 of them is then exact in float64 whatever the order, so the proposals' keys (sums of slot
+    costs, prefix-sum block costs) and their ties are the same on every backend (numpy and torch add in
+    different orders: last-bit differences had broken ties between equal-cost slots differently)."""
+    h = xp.to_numpy(cost).astype(np.float64)
+    fin = np.isfinite(h)
+    top = float(np.abs(h[fin]).max()) if fin.any() else 0.0
+    if top <= 0:
+        return cost
+    q = 2.0 ** (math.floor(math.log2(top)) - 30)
+    return xp.asarray(np.where(fin, np.round(h / q) * q, h), xp.f64)
+
+
 def _first_k(xp: Ops, m: Any, k: Any) -> Any:
     """The first ``k[i]`` true cells of each row of the mask ``m : (n, T)`` (a prefix count only for the rows
     that have more than ``k`` of them: the others keep all)."""
@@ -267,9 +312,10 @@ def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "
                        ev=ev)
 
 
-def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None) -> tuple[Any, Any]:
+def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None, rank: Any = None) -> tuple[Any, Any]:
     """The greedy plan on the backend: ``(vmat, pool)`` (see :func:`greedy_plan`); ``cost : (P, T)`` another
-    slot order than grid carbon intensity (the optimiser's price-order list schedule)."""
+    slot order than grid carbon intensity (the optimiser's price-order list schedule); ``rank : (J,)``
+    another job order than earliest deadline first (:func:`slack_rank`)."""
     T, J = c.T, c.J
     tt = xp.arange(T)[None, :]
     vmat = xp.zeros((J, T), xp.i8)
@@ -280,7 +326,7 @@ def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None) -> 
     if mrow.shape[0]:
         win = (tt >= d.ms[mrow][:, None]) & (tt < d.me[mrow][:, None]) & ~d.infeas[None, :]
         vmat[mrow] = xp.astype(xp.where(win, tb.vfull[pool[mrow]][:, None], 0), xp.i8)
-    rank = edf_rank(xp, c, d)
+    rank = edf_rank(xp, c, d) if rank is None else rank
     forced = d.must | ((d.rpool >= 0) & ~d.preempt)
     prio = xp.argsort(rank)
     if mrow.shape[0]:
@@ -288,3 +334,97 @@ def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None) -> 
     if cost is None:
         cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, T)).copy(), xp.f64)
     return list_schedule(xp, c, d, tb, vmat, pool, rank, cost, rounds=GREEDY_ROUNDS)
+
+
+IMPROVE_ROUNDS = _pl.IMPROVE_ROUNDS  # at most this many cell-moving rounds per improve() call
+
+
+def shift_cells(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: Any, wind: Any) -> tuple[Any, int]:
+    """One round of moving preemptible jobs' slots to cheaper ones, each job's own work kept: per job its
+    most expensive run cells (the carbon they cost at the slot's current facility watts and wind) pair with
+    its cheapest free cells that hold it (pool GPUs, facility watts, tenant quota, after its release, before
+    its deadline when it has one in the horizon, outside the infeasible slots), the k-th with the k-th,
+    while the pair saves carbon; the target cells are accepted in job order by prefix sums (a freed source
+    is not counted as room until the next round: conservative). A moved cell keeps its power level, so a
+    job's work is unchanged and its on-time work never falls: the set of finished and of on-time jobs is
+    the same or larger. Slot 0 of a running job in its pool stays (no switching loss). Returns the new
+    ``vmat`` and the number of cells moved. No loop over jobs or slots."""
+    T = c.T
+    rows = xp.nonzero(d.preempt & ~d.must & (pool >= 0) & xp.any(vmat > 0, 1))
+    n = rows.shape[0]
+    if n == 0:
+        return vmat, 0
+    tt = xp.arange(T)[None, :]
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    sub = vmat[rows]
+    pl = xp.astype(pool[rows], xp.i64)
+    g = xp.astype(d.gpus[rows], xp.f64)
+    L = xp.astype(xp.lookup(tb.load, pl, sub), xp.f64) * g[:, None]  # (n, T) facility watts of each cell
+    Lmax = xp.take_along(L, xp.argmax(L, 1)[:, None], 1)[:, 0]  # (n,) its widest cell: what a target must hold
+    imp = xp.maximum(fac - wind, 0.0)
+    kap = d.kappa
+    keep0 = (d.rpool[rows] == pl) & (sub[:, 0] > 0)
+    src = (sub > 0) & ~((tt == 0) & keep0[:, None])
+    rem = xp.where(src, kap[None, :] * (imp[None, :] - xp.maximum(fac[None, :] - L - wind[None, :], 0.0)), -np.inf)
+    room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
+    tgt = (sub == 0) & (tt >= d.rel[rows][:, None]) & (tt < d.dl[rows][:, None]) & ~d.infeas[None, :]
+    tgt = tgt & ((d.H - busy)[pl] >= g[:, None] - 1e-6) & (room_w[None, :] >= Lmax[:, None])
+    has_q = bool(np.isfinite(c.quota).any())
+    quota = xp.asarray(c.quota, xp.f64)
+    if has_q:
+        used_q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
+        tgt = tgt & ((quota[:, None] - used_q)[d.tenant[rows]] >= g[:, None] - 1e-9)
+    add = xp.where(tgt, kap[None, :] * (xp.maximum(fac[None, :] + Lmax[:, None] - wind[None, :], 0.0) - imp[None, :]),
+                   np.inf)
+    ord_s = xp.argsort(-rem, 1)  # most expensive source first
+    ord_t = xp.argsort(add, 1)  # cheapest target first
+    rem_k = xp.take_along(rem, ord_s, 1)
+    add_k = xp.take_along(add, ord_t, 1)
+    pair = xp.isfinite(rem_k) & xp.isfinite(add_k) & (rem_k - add_k > 1e-9 * xp.maximum(rem_k, 1.0))
+    if not bool(xp.any(pair)):
+        return vmat, 0
+    pos_t = xp.inv_perm_rows(ord_t)
+    ask = xp.take_along(pair, pos_t, 1)  # target cells of the pairs, in slot space
+    o = xp.argsort(rank[rows])
+    rows_o, ask, pl_o, g_o = rows[o], ask[o], pl[o], g[o]
+    ok = ask
+    if has_q:
+        ok = ok & _pl._prefix_keep_grouped(g_o, ok, d.tenant[rows_o], quota[:, None] - used_q, 1e-9, xp)
+    ok = ok & _pl._prefix_keep_grouped(g_o, ok, pl_o, d.H - busy, 1e-3, xp)
+    ok = ok & _pl._prefix_keep(xp.where(ok, Lmax[o][:, None], 0.0), room_w, 0.0, xp)
+    # accepted targets, in pair order; each frees its paired source and takes its power level
+    inv_o = xp.inv_perm_rows(o[None, :])[0]
+    ok = ok[inv_o]
+    ok_k = xp.take_along(ok, ord_t, 1) & pair
+    nmov = int(xp.to_numpy(xp.count_nonzero(ok_k, 1)).sum())
+    if nmov == 0:
+        return vmat, 0
+    lvl_k = xp.take_along(sub, ord_s, 1)
+    pos_s = xp.inv_perm_rows(ord_s)
+    freed = xp.take_along(ok_k, pos_s, 1)
+    new_lvl = xp.take_along(xp.where(ok_k, lvl_k, 0), pos_t, 1)
+    new_sub = xp.where(ok, new_lvl, xp.where(freed, 0, sub))
+    vmat = xp.copy(vmat)
+    vmat[rows] = xp.astype(new_sub, xp.i8)
+    return vmat, nmov
+
+
+def improve(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+            rounds: int = IMPROVE_ROUNDS) -> tuple[Any, dict[str, Any], int]:
+    """Rounds of :func:`shift_cells` on a valid plan, each kept only where the plan's carbon AND objective
+    do not rise (evaluated exactly: moves made together can saturate the same wind); the first round that
+    would raise either ends it. Every job finished (on time) before is finished (on time) after. Returns the
+    plan, its evaluation and the cells moved."""
+    rank = edf_rank(xp, c, d)
+    wind = xp.asarray(c.wind_w, xp.f64)
+    ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d)
+    moved = 0
+    for _ in range(rounds):  # improvement rounds
+        nv, k = shift_cells(xp, c, d, tb, vmat, pool, rank, wind)
+        if k == 0:
+            break
+        nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
+        if nev["carbon_g"] > ev["carbon_g"] * (1 + 1e-12) or nev["objective"] > ev["objective"] * (1 + 1e-12):
+            break
+        vmat, ev, moved = nv, nev, moved + k
+    return vmat, ev, moved

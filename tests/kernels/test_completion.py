@@ -36,10 +36,10 @@ def _np_blocks(pb: PlanProblem, r: kernels.PlanResult) -> np.ndarray:
     return (np.diff(x, axis=1, prepend=0) == 1).sum(axis=1)
 
 
-#: family members where the optimiser's own plan still loses to the greedy (measured 17:05 UTC, issue 11 item 2
-#: open): 5 on carbon (both finish everything), 7 on late jobs (its objective is lower: it trades late
-#: work for carbon). kernels.plan returns the greedy's plan there (diagnostics["witness"]["used"]).
-LOSES = {5, 7}
+#: family members where the optimiser's own plan still loses to the greedy witness (kernels.plan returns the
+#: greedy's plan there, diagnostics["witness"]["used"]): none since the price-order local search from the
+#: EDF plan (2026-12-03; 5 and 7 lost before). Add a seed here only with the reason.
+LOSES: set[int] = set()
 
 
 @pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="own plan loses to the "
@@ -124,8 +124,11 @@ def test_a_later_slot_below_the_idle_floor_does_not_stop_work_now(seed: int) -> 
     assert len(r.diagnostics["slot_deficit_w"]) == 3 and min(r.diagnostics["slot_deficit_w"]) > 0
     assert not r.run[:, bad].any()
     assert np.isfinite(r.dual_price_g_per_gpu_h).all()
-    # work now is not shed: slot 0 runs at least as many jobs as half of the unconstrained plan's
-    assert r.run[:, 0].sum() >= max(1, r0.run[:, 0].sum() // 2)
+    # work before the event is not shed: the GPU-slots run before it are at least half of the unconstrained
+    # plan's (slot 0 alone may be the dearest slot: a plan may rightly start there less than another)
+    g = np.asarray(pb.gpus)[:, None]
+    before = int((r.run[:, :12] * g).sum())
+    assert before >= max(1, int((r0.run[:, :12] * g).sum()) // 2), before
     assert kernels.check_result(q, kernels.greedy_plan(q)) == []
 
 
