@@ -258,6 +258,7 @@ class ControlLoop:
         self.state_of = state_of
         self.epoch_unix_s = float(epoch_unix_s)  # Unix time of the loop's time 0 (times in the gate's messages)
         self._gated: dict[str, LoopJob] = {}
+        self._hard: dict[str, LoopJob] = {}  # released jobs with deadline_policy hard (checked while queued)
         self.last_gated: dict[str, Why] = {}
         self.last_schedule: Mapping[str, Any] = {}  # the plan's per-job schedule (Decisions.schedule)
         self.last_tenant_info: Mapping[str, TenantInfo] = {}  # the last snapshot's (quotas, for the reasons)
@@ -299,6 +300,7 @@ class ControlLoop:
         if rec.state == "queued":
             self._active.pop(job_id, None)
             self._gated.pop(job_id, None)
+            self._hard.pop(job_id, None)
             self._queued_inference.pop(job_id, None)
         if rec.state == "pending":
             self._pending.remove(rec)
@@ -354,6 +356,8 @@ class ControlLoop:
         rec._now = self._now
         self.records[job.job_id] = rec
         rec.state = "queued"
+        if job.deadline_hard and job.deadline_s is not None:
+            self._hard[job.job_id] = rec
         if running is None and gate_item(job, self.epoch_unix_s) is not None:
             self._gated[job.job_id] = rec  # released by the gate at the next tick, when met
             return
@@ -425,11 +429,14 @@ class ControlLoop:
         while self._pending and self._pending[-1].job.submit_s <= now + 1e-9:
             rec = self._pending.pop()
             rec.state = "queued"
+            if rec.job.deadline_hard and rec.job.deadline_s is not None:
+                self._hard[rec.job.job_id] = rec
             if gate_item(rec.job, self.epoch_unix_s) is not None:
                 self._gated[rec.job.job_id] = rec
                 continue
             self._queue(rec)
         self._gate(now)
+        self._fail_hard_deadlines(now)
         expired = []
         for jid, rec in list(self._queued_inference.items()):
             j = rec.job
@@ -491,6 +498,34 @@ class ControlLoop:
                 log.info("job %s failed: %s", jid, failed[jid])
             else:
                 self._queue(rec)
+        if outcomes and self.journal is not None:
+            self.journal.record(outcomes)
+
+    def _fail_hard_deadlines(self, now: float) -> None:
+        """A queued job with ``deadline_policy: hard`` that can no longer finish by its deadline (its remaining
+        work at full power from now) is failed, naming why (journalled like expiry); a running one runs on."""
+        if not self._hard:
+            return
+        outcomes = []
+        for jid, rec in list(self._hard.items()):
+            if rec.state not in ("queued", "running"):
+                del self._hard[jid]  # ended
+                continue
+            deadline = rec.job.deadline_s
+            left_s = rec.job.duration_s - rec.work_done_s
+            if rec.state != "queued" or deadline is None or now + left_s <= deadline + 1e-9:
+                continue
+            del self._hard[jid]
+            for d in (self._active, self._gated, self._queued_inference, self._must_run):
+                d.pop(jid, None)
+            rec.state = "failed"
+            rec.end_s = now
+            rec.touch()
+            self._ended.append(jid)
+            detail = (f"deadline_policy hard: cannot finish by the deadline ({left_s:.0f} s of work at full power, "
+                      f"{max(deadline - now, 0.0):.0f} s left)")  # fmt: skip
+            outcomes.append(Outcome(None, jid, "stopped", final_state="failed", detail=detail))
+            log.info("job %s failed: %s", jid, detail)
         if outcomes and self.journal is not None:
             self.journal.record(outcomes)
 

@@ -43,6 +43,7 @@ class Job:
     workdir: str | None = None
     dependencies: tuple[tuple[str, str], ...] = ()
     begin_s: float | None = None
+    deadline_hard: bool = False  # JobSpec deadline_policy "hard": failed once it cannot finish by deadline_s
 
     @property
     def must_run(self) -> bool:
@@ -52,14 +53,15 @@ class Job:
 
 #: What a stored spec without env, args, workdir, dependencies or begin has for them (canonical JSON,
 #: scheduler.state._canonical): such a spec is not parsed again for them (most specs).
-_NO_EXTRAS = ('"args":null', '"begin":null', '"dependencies":null', '"env":null', '"workdir":null')
+_NO_EXTRAS = ('"args":null', '"begin":null', '"deadline_policy":null', '"dependencies":null', '"env":null',
+              '"workdir":null')
 
 
 def job_extras(spec_json: str, epoch_unix_s: float) -> dict[str, Any]:
     """The :class:`Job` fields a stored job spec (its canonical JSON) carries beyond the table's columns:
-    ``env``, ``args``, ``workdir``, ``dependencies`` and ``begin_s``; empty when it has none."""
+    ``env``, ``args``, ``workdir``, ``dependencies``, ``begin_s`` and ``deadline_hard``; empty when it has none."""
     if all(k in spec_json for k in _NO_EXTRAS) or not any(
-        k in spec_json for k in ('"args"', '"begin"', '"dependencies"', '"env"', '"workdir"')
+        k in spec_json for k in ('"args"', '"begin"', '"deadline_policy"', '"dependencies"', '"env"', '"workdir"')
     ):
         return {}
     import json
@@ -75,6 +77,8 @@ def job_extras(spec_json: str, epoch_unix_s: float) -> dict[str, Any]:
         out["workdir"] = str(spec["workdir"])
     if spec.get("dependencies"):
         out["dependencies"] = tuple((str(d["kind"]), str(d["job_id"])) for d in spec["dependencies"])
+    if spec.get("deadline_policy") == "hard":
+        out["deadline_hard"] = True
     if spec.get("begin"):
         out["begin_s"] = datetime.fromisoformat(str(spec["begin"]).replace("Z", "+00:00")).timestamp() - epoch_unix_s
     return out

@@ -383,9 +383,14 @@ class JobSpec(_Strict):
     # when it may start: after its dependencies (held by the control loop) and not before ``begin``
     dependencies: Annotated[tuple[JobDependency, ...], Field(max_length=64)] | None = None
     begin: IsoTime | None = None
+    # hard: the control loop fails the job, naming why, once it can no longer finish by its deadline (at full
+    # power from now); soft (default): the deadline weighs in the plan, late work still runs
+    deadline_policy: Literal["soft", "hard"] | None = None
 
     @model_validator(mode="after")
     def _args_need_a_command(self) -> JobSpec:
+        if self.deadline_policy == "hard" and self.deadline is None:
+            raise ValueError("deadline_policy: 'hard' needs a deadline; allowed: soft without one")
         if self.args and (self.entrypoint is None or ENTRYPOINT_FUNCTION_RE.match(self.entrypoint)):
             raise ValueError(f"args: given {len(self.args)} argument(s), but the entrypoint "
                              f"{self.entrypoint!r} is not a command; allowed: args with a command entrypoint "

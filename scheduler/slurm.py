@@ -464,6 +464,8 @@ def job_specs(script: SlurmScript, path: str | Path, workdir: str | Path) -> lis
             data["dependencies"] = deps
         if sj.begin is not None:
             data["begin"] = sj.begin.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if sj.deadline_policy == "hard":
+            data["deadline_policy"] = "hard"
         data.setdefault("entrypoint", f"bash {shlex.quote(str(script_path))}")
         data.setdefault("workdir", str(Path(workdir).resolve()))
         if sj.array_index is not None:

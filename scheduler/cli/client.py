@@ -178,9 +178,6 @@ def _specs_of(path: Path, key: str | None) -> tuple[list[Any], list[str | None]]
     script = slurm.read_script(path, now=datetime.now(UTC))
     for line in script.ignored:
         typer.secho(f"note: {path}: {line}", err=True)
-    if any(j.deadline_policy == "hard" for j in script.jobs):
-        typer.secho(f"note: {path}: --deadline-policy=hard: the server weighs the deadline in its plan; it does "
-                    "not refuse a start that cannot finish by it", err=True)  # fmt: skip
     specs = slurm.job_specs(script, path, Path.cwd())
     keys = [key if (key is None or j.array_index is None) else f"{key}-{j.array_index}" for j in script.jobs]
     return specs, keys

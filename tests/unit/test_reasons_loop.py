@@ -69,3 +69,65 @@ def test_quota_with_a_quota_aware_planner_and_with_a_baseline() -> None:
         assert len(rep.starts) == 1 and len(queued) == 1, name  # type: ignore[attr-defined]
         (waiting,) = queued.values()
         assert ex.why(waiting).reason is HoldReason.QUOTA, name
+
+
+class Journal:
+    """Records what the loop journals (the server's is the SQLite store)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[object] = []
+
+    def intend(self, intents: list[object]) -> list[int]:
+        return list(range(len(intents)))
+
+    def record(self, outcomes: list[object]) -> list[str]:
+        self.outcomes += outcomes
+        return []
+
+
+@pytest.mark.parametrize("slack_slots", [0, 1, 3])
+def test_a_hard_deadline_fails_the_job_once_it_cannot_be_met_and_a_soft_one_waits(slack_slots: int) -> None:
+    """Tenant quota 8 and an 8-GPU job running: the queued hard-deadline job fails, naming why, in the first
+    tick after which its work no longer fits before its deadline; its soft twin stays queued; a hard job that
+    is late from the start fails at once; the running job is never stopped."""
+    e = series(48, 0, 0)
+    clock = VirtualClock()
+    dur = 2 * 900.0
+    deadline = dur + slack_slots * 900.0
+    jobs = [Job("blocker", "t", "batch", 0.0, 8, 40 * 900.0, deadline_s=1.0, deadline_hard=False),
+            Job("hard", "t", "batch", 1.0, 8, dur, deadline_s=deadline, deadline_hard=True),
+            Job("soft", "t", "batch", 1.0, 8, dur, deadline_s=deadline),
+            Job("late", "t", "batch", 1.0, 8, dur, deadline_s=dur / 2, deadline_hard=True)]  # fmt: skip
+    journal = Journal()
+    loop = ControlLoop(SITE, SimulatedExecutor(SITE, clock), get_policy("backfill"), clock, jobs=jobs,
+                       tenant_info={"t": TenantInfo(quota_gpus=8)}, journal=journal)  # fmt: skip
+    tick(loop, e, 8)  # the blocker starts; the others are released at the next tick
+    states = []
+    for _ in range(slack_slots + 3):
+        tick(loop, e, 8)
+        states.append((loop.records["hard"].state, loop.records["late"].state))
+    assert loop.records["blocker"].state == "running" and loop.records["soft"].state == "queued"
+    assert states[0][1] == "failed"  # late from the start
+    first_failed = [h for h, _ in states].index("failed")
+    # released at t=900 with dur + slack slots to go: fits while now + dur <= deadline
+    assert first_failed == slack_slots, states
+    details = {o.job_id: o.detail for o in journal.outcomes if getattr(o, "final_state", None) == "failed"}  # type: ignore[attr-defined]
+    assert set(details) == {"hard", "late"} and all("deadline_policy hard: cannot finish" in d for d in details.values())
+
+
+def test_a_running_hard_deadline_job_is_never_stopped_for_it() -> None:
+    """deadline_policy hard refuses starts that cannot finish; what already runs (here: adopted at a restart,
+    already past its deadline) runs on."""
+    from scheduler.policies.base import Assignment
+
+    e = series(48, 0, 0)
+    clock = VirtualClock()
+    ex = SimulatedExecutor(SITE, clock)
+    r = Job("r", "t", "batch", 0.0, 4, 20 * 900.0, deadline_s=1.0, deadline_hard=True)
+    placed = ex.start(r, PUB, 1.0, 0.0)  # it ran before the restart
+    assert placed is not None
+    loop = ControlLoop(SITE, ex, get_policy("backfill"), clock)
+    loop.adopt(r, running=Assignment(PUB, 1.0), nodes=tuple(placed.nodes))
+    loop.adopt(Job("q", "t", "batch", 0.0, 4, 20 * 900.0, deadline_s=1.0, deadline_hard=True))
+    tick(loop, e, 8)
+    assert loop.records["r"].state == "running" and loop.records["q"].state == "failed"
