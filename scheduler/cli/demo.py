@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         "demo",
         help=(
             "Start a local Ray cluster of 4 simulated 8-GPU nodes (the demo site: a public pool and a sovereign "
-            "nl/secret pool), replay 24 hours of wind and grid carbon (one 15-minute slot every ~1.5 s), run real "
+            "nl/secret pool), replay 24 hours of wind and grid carbon (one 15-minute slot a second), run real "
             "training and inference workloads through the planner, and compare grid carbon with a carbon-agnostic "
             "run of the same slice. Writes demo-report.json and demo-report.png. Leaves no Ray process behind, "
             "also on Ctrl-C."
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         energy: str = typer.Option("embedded", "--energy", help="'embedded' (calibrated NL model) or an energy CSV."),
         trace: str = typer.Option("embedded", "--trace", help="'embedded', 'itp:clusterNN', or a trace CSV."),
         slots: int = typer.Option(96, "--slots", min=1, max=672, help="Slots to replay (96 = 24 hours)."),
-        seconds_per_slot: float = typer.Option(1.25, "--seconds-per-slot", min=0.2, help="Wall seconds per slot."),
+        seconds_per_slot: float = typer.Option(1.0, "--seconds-per-slot", min=0.2, help="Wall seconds per slot."),
         policy: str = typer.Option("windward", "--policy", help="windward (falls back to backfill), backfill, greedy-green."),
         start: str = typer.Option("2024-03-04T00:00:00Z", "--start", help="Replay start, ISO 8601 UTC."),
         seed: int = typer.Option(0, "--seed", help="Seed of the embedded energy and workload."),
@@ -152,6 +152,14 @@ def register(app: typer.Typer) -> None:
             if s["carbon_over_bound"] < 1.0:
                 console.print("[yellow]below 1: the Ray run's real-time accounting departs from the slot model the "
                               "bound assumes (the bound is certified for simulated runs only)[/]")
+        ph = result.report["phases_s"]
+        console.print(
+            f"wall time {ph['total_s']:.0f} s: Ray start {ph['ray_start_s']:.0f} s, replay {ph['replay_s']:.0f} s, "
+            f"Ray shutdown {ph['ray_shutdown_s']:.0f} s, carbon-agnostic run {ph['baseline_s']:.0f} s (beside the "
+            f"Ray start; {ph['baseline_wait_s']:.0f} s waited for), report and bound {ph['report_s']:.0f} s, "
+            f"plot {ph['plot_s']:.0f} s",
+            highlight=False,
+        )
         console.print(f"report: {result.report_path}\nplot: {result.plot_path}")
         if e["sovereign_placements_outside"]:
             console.print(f"[red]sovereign jobs placed outside their pool: {e['sovereign_placements_outside']}")

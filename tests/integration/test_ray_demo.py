@@ -58,6 +58,12 @@ def test_short_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "grid_carbon_kg" in rep["carbon_agnostic_baseline"]["summary"]
     assert (tmp_path / "demo-report.png").stat().st_size > 1000
     assert "grid carbon" in r.stdout
+    # where the wall time goes, step by step (issue 13: the demo stays under 3 minutes on 2 cores)
+    ph = rep["phases_s"]
+    steps = ("ray_start_s", "replay_s", "ray_shutdown_s", "baseline_s", "baseline_wait_s", "report_s", "plot_s")
+    assert all(ph[k] >= 0.0 for k in steps), ph
+    assert ph["total_s"] >= ph["ray_start_s"] + ph["replay_s"] + ph["report_s"] + ph["plot_s"], ph
+    assert "wall time" in r.stdout and "Ray start" in r.stdout
 
 
 def test_ctrl_c_leaves_no_ray_processes(tmp_path: Path) -> None:
