@@ -60,9 +60,13 @@ _NO_EXTRAS = ('"args":null', '"begin":null', '"deadline_policy":null', '"depende
 def job_extras(spec_json: str, epoch_unix_s: float) -> dict[str, Any]:
     """The :class:`Job` fields a stored job spec (its canonical JSON) carries beyond the table's columns:
     ``env``, ``args``, ``workdir``, ``dependencies``, ``begin_s`` and ``deadline_hard``; empty when it has none."""
-    if all(k in spec_json for k in _NO_EXTRAS) or not any(
-        k in spec_json for k in ('"args"', '"begin"', '"deadline_policy"', '"dependencies"', '"env"', '"workdir"')
-    ):
+    # a spec stored before a field existed lacks its key: parse only where some key holds a value (a restart
+    # reads every active row through here)
+    for k in _NO_EXTRAS:
+        at = spec_json.find(k[:-4])
+        if at >= 0 and not spec_json.startswith("null", at + len(k) - 4):
+            break
+    else:
         return {}
     import json
     from datetime import datetime

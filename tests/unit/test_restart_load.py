@@ -97,3 +97,35 @@ def test_eligibility_cache_answers_what_eligible_pools_answers(seed: int) -> Non
         want = tuple(eligible_pools(site, job))
         assert cache(job) == want, job
         assert cache(job) == want  # and again, from the cache
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_job_extras_parses_only_specs_that_carry_extras(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart turns every active row into a Job through jobs.job_extras: a spec without extras (also one
+    stored before a field existed, its key absent) is not parsed; one with extras gives them."""
+    import json as json_mod
+
+    from scheduler.jobs import _NO_EXTRAS, job_extras
+    from scheduler.state import _canonical
+
+    rng = random.Random(seed)
+    parsed = []
+    real_loads = json_mod.loads
+    monkeypatch.setattr(json_mod, "loads", lambda s, *a, **k: parsed.append(s) or real_loads(s, *a, **k))
+    for i in range(60):
+        sp = _spec(rng, i)
+        canon = _canonical(sp)[0]
+        old = canon
+        for k in _NO_EXTRAS:  # as stored by an older version: some null keys absent
+            if k in old and rng.random() < 0.5:
+                old = old.replace("," + k, "").replace(k + ",", "")
+        has = bool(sp.env or sp.args or sp.begin)
+        for text in (canon, old):
+            parsed.clear()
+            got = job_extras(text, T0)
+            assert bool(parsed) == has, (text, parsed)
+            assert bool(got) == has, (text, got)
+            if sp.args:
+                assert got["args"] == tuple(sp.args)
+            if sp.env:
+                assert dict(got["env"]) == dict(sp.env)
