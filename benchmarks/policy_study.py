@@ -89,12 +89,39 @@ def cases(which: str) -> Iterator[Case]:
         yield Case("small", "2023-spring", "2023-04-12T00:00:00Z", "cluster04", 0.0, 1.0, 1.0, "noisy", 0)
 
 
+def make_study_policy(name: str) -> Any:
+    """A policy by name, or a windward variant ``windward:FIELD=VALUE+FIELD=VALUE`` (fields of
+    :class:`~scheduler.planner.WeightSettings` changed from the policy's defaults, or ``slot0=0|1`` for its
+    slot-0 admission): old and new defaults in the same run, e.g. ``windward:clearing_margin=1.0``."""
+    from dataclasses import replace
+
+    from scheduler.errors import InputError
+    from scheduler.policies import get_policy
+    from scheduler.policies.windward import DEFAULT_WEIGHTS, WindwardPolicy
+
+    if not name.startswith("windward:"):
+        return get_policy(name)
+    wkw: dict[str, Any] = {}
+    pkw: dict[str, Any] = {}
+    for kv in name.split(":", 1)[1].split("+"):
+        k, _, v = kv.partition("=")
+        if k == "slot0":
+            pkw["slot0_admission"] = bool(int(v))
+        elif k in DEFAULT_WEIGHTS.__dataclass_fields__:
+            wkw[k] = type(getattr(DEFAULT_WEIGHTS, k))(v)
+        else:
+            raise InputError(f"policy variant {name!r}: unknown field {k!r}; allowed: slot0 and the fields of "
+                             f"WeightSettings")
+    p = WindwardPolicy(48.0, weights=replace(DEFAULT_WEIGHTS, **wkw), **pkw)
+    p.name = name
+    return p
+
+
 def run_case(case: Case, policies: tuple[str, ...] = POLICIES, bound_solver: str = "auto") -> list[dict[str, Any]]:
     """Replay one case once per policy; one dict per policy (the case's fields and the measures)."""
     from benchmarks.policies import load_case
     from scheduler import clairvoyant
     from scheduler.control import run_simulation, slots_for_days
-    from scheduler.policies import get_policy
     from scheduler.signals import make_forecaster
 
     horizon_h = 48.0
@@ -106,7 +133,7 @@ def run_case(case: Case, policies: tuple[str, ...] = POLICIES, bound_solver: str
     out = []
     for name in policies:
         fc = make_forecaster(case.forecast, actual, case.seed, wind_capacity_w=site.wind.contract_mw * 1e6)
-        sim = run_simulation(site, jobs, actual, get_policy(name), n_slots=n, forecaster=fc,
+        sim = run_simulation(site, jobs, actual, make_study_policy(name), n_slots=n, forecaster=fc,
                              forecast_name=case.forecast, horizon_slots=h_slots)
         end_s = n * site.slot_s
         carbon_g = clairvoyant.run_carbon_g(sim)
@@ -209,6 +236,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", default="seasons", help="comma-separated: seasons, horizons, forecast, seeds, small")
     ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--index", default="", help="comma-separated case indices within each set (default: all)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/policy-study"))
     ap.add_argument("--table", type=Path, default=None, help="print the table (and write the plot) of a JSONL file")
     ap.add_argument("--plot", type=Path, default=None)
@@ -224,7 +252,10 @@ def main() -> None:
     pols = tuple(p.strip() for p in a.policies.split(",") if p.strip())
     t = time.perf_counter()
     for which in a.set.split(","):
-        for case in cases(which.strip()):
+        picked = {int(x) for x in a.index.split(",") if x.strip()}
+        for i, case in enumerate(cases(which.strip())):
+            if picked and i not in picked:
+                continue
             rows = run_case(case, pols)
             with path.open("a") as f:
                 for r in rows:
