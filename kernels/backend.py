@@ -155,6 +155,27 @@ class Ops:
     def count_nonzero(self, m: Any, axis: int) -> Any:
         return np.count_nonzero(m, axis=axis)
 
+    def level_counts(self, vmat: Any, V: int) -> Any:
+        """``(n, V)`` int64: cells of each row of the int8 matrix ``vmat : (n, T)`` equal to each level
+        ``1..V-1`` (column 0 left 0). One compare per level into a reused byte buffer padded to a multiple of
+        8 columns, summed 8 cells at a time as uint64 words (each byte lane counts at most T / 8 <= 255
+        cells), then the 8 lanes of each row: the same counts as ``count_nonzero(vmat == v, 1)`` at a
+        fraction of its cost (NumPy's axis count is a bool-to-int64 reduction)."""
+        n, T = vmat.shape
+        cnt = np.zeros((n, V), np.int64)
+        Tp = -(-T // 8) * 8
+        if n == 0 or Tp // 8 > 255:
+            for v in range(1, V):  # power levels
+                cnt[:, v] = np.count_nonzero(vmat == v, 1)
+            return cnt
+        eq = np.zeros((n, Tp), np.bool_)
+        words = eq.view(np.uint64)  # (n, Tp / 8)
+        for v in range(1, V):  # power levels
+            np.equal(vmat, v, out=eq[:, :T])
+            lanes = words.sum(1, dtype=np.uint64)
+            cnt[:, v] = lanes.view(np.uint8).reshape(n, 8).sum(1, dtype=np.int64)
+        return cnt
+
     def cumsum64(self, a: Any, axis: int) -> Any:
         """Cumulative sum accumulated in float64."""
         return np.cumsum(a, axis=axis, dtype=np.float64)
@@ -382,6 +403,12 @@ class TorchOps(Ops):
 
     def count_nonzero(self, m: Any, axis: int) -> Any:
         return self.torch.count_nonzero(m, dim=axis)
+
+    def level_counts(self, vmat: Any, V: int) -> Any:
+        cnt = self.torch.zeros((vmat.shape[0], V), dtype=self.torch.int64, device=vmat.device)
+        for v in range(1, V):  # power levels
+            cnt[:, v] = self.torch.count_nonzero(vmat == v, dim=1)
+        return cnt
 
     def cumsum64(self, a: Any, axis: int) -> Any:
         return self.torch.cumsum(a, dim=axis, dtype=self.torch.float64)

@@ -258,7 +258,8 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         done_on[rs] = done_on[rs] + xp.astype(xp.count_nonzero(ok & (tt < d.dl[rs][:, None]), 1), xp.f64) * wr
         runs[rs] = runs[rs] | got
     if bool(xp.any(d.has_dl)):
-        vmat = _pl._trim(d, tb, vmat, pool, xp)  # late tails that on-time slots made unneeded
+        # late tails that on-time slots made unneeded (``done``: kept up to date by every round)
+        vmat = _pl._trim(d, tb, vmat, pool, xp, done=done)
     return vmat, pool
 
 

@@ -823,10 +823,7 @@ def _prefix_keep_grouped(w: Any, mask: Any, grp: Any, caps: Any, tol: float, xp:
 
 def _level_counts(vmat: Any, V: int, xp: Ops = _NP) -> Any:
     """``(n, V)`` slots each row runs at each fraction index (one int8 compare and count per level)."""
-    cnt = xp.zeros((vmat.shape[0], V), xp.i64)
-    for v in range(1, V):  # power levels
-        cnt[:, v] = xp.count_nonzero(vmat == v, 1)
-    return cnt
+    return xp.level_counts(vmat, V)
 
 
 def _job_work(tb: _Tabs, pool: Any, vmat: Any, xp: Ops = _NP) -> Any:
@@ -1045,7 +1042,9 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     vmat = _remap(pr, d, vmat, pool, xp)
     vmat, pool = _repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
     for lowest in (True, True):  # fill rounds at the lowest level (most work per watt)
-        vmat = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=lowest, xp=xp)
+        vmat, placed = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=lowest, xp=xp)
+        if not placed:  # the same round again would place nothing either
+            break
     return _finish(xp, c, pr, d, tb, vmat, pool, prio, lam, mu)
 
 
@@ -1059,17 +1058,19 @@ def _finish(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, tb: _Tabs, vmat: Any, pool: 
     vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu)
     vmat = _raise(c, d, tb, vmat, pool, prio, xp)
     V = pr.fv.size
-    for _ in range(V - 2):  # power levels
-        vmat = _raise(c, d, tb, vmat, pool, prio, xp, force=True)
-    if bool(xp.any(_short_rows(d, tb, vmat, pool, xp))):
-        vmat = _trim(d, tb, vmat, pool, xp)
+    for _ in range(V - 2):  # power levels (a pass that raises nothing leaves the next one the same input)
+        vmat, raised = _raise_any(c, d, tb, vmat, pool, prio, xp, force=True)
+        if not raised:
+            break
+    done = _job_work(tb, pool, vmat, xp)
+    if bool(xp.any(_short_rows(d, done))):
+        vmat = _trim(d, tb, vmat, pool, xp, done=done)
         vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu)
     return vmat, pool
 
 
-def _short_rows(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops) -> Any:
-    """``(J,)`` preemptible, not must-run jobs with work left in the plan."""
-    done = _job_work(tb, pool, vmat, xp)
+def _short_rows(d: _Dev, done: Any) -> Any:
+    """``(J,)`` preemptible, not must-run jobs with work left in the plan (``done``: its work per row)."""
     return d.preempt & ~d.must & (d.R > 0) & (done < (d.R + d.loss) * (1 - 1e-7) - 1e-6)
 
 
@@ -1122,10 +1123,11 @@ def _remap(pr: _Prep, d: _Dev, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
     return xp.lookup(d.map_pv8, pool, vmat)
 
 
-def _trim(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
-    """Drop the slots after a job has done all its work (earliest slots kept)."""
+def _trim(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP, done: Any = None) -> Any:
+    """Drop the slots after a job has done all its work (earliest slots kept). ``done : (J,)``: the plan's
+    work per row where the caller already holds it (:func:`_job_work` of this ``vmat``)."""
     pc = xp.maximum(pool, 0)
-    done = _job_work(tb, pool, vmat, xp)
+    done = _job_work(tb, pool, vmat, xp) if done is None else done
     need = d.R + d.loss - 1e-3
     rows = xp.nonzero(~d.must & (done - tb.work[pc, xp.index(tb.vfull[pc])] >= need) & (done > 0))
     if rows.shape[0] == 0:
@@ -1270,11 +1272,16 @@ def _usage(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> tuple[Any
     """Busy GPUs ``(P, T)`` and facility watts ``(T,)`` of a plan (per-pool sums, no (J, T) index arrays)."""
     P = d.H.shape[0]
     busy = xp.group_rowsum(pool, P, d.gpus, vmat > 0)
+    return busy, _fac(d, tb, vmat, pool, xp)
+
+
+def _fac(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
+    """Facility watts ``(T,)`` of a plan (the second half of :func:`_usage`, for callers that need no GPUs)."""
     fac = xp.copy(d.base_w)
     pc = xp.maximum(pool, 0)
     for v in range(1, tb.load.shape[1]):  # power levels
         fac = fac + xp.rowsum_w(d.gpus * xp.astype(tb.load[pc, v], xp.f64), vmat == v)
-    return busy, fac
+    return fac
 
 
 def _unfinished(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, also: Any, xp: Ops) -> tuple[Any, Any]:
@@ -1290,14 +1297,15 @@ def _unfinished(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, also: Any, xp: Ops) ->
 
 
 def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: Any, mu: Any, *,
-          lowest: bool = False, xp: Ops = _NP) -> Any:
+          lowest: bool = False, xp: Ops = _NP) -> tuple[Any, bool]:
     """Hand the headroom left to unfinished preemptible work: each job asks for the slots it still needs,
     its most valuable ones first (at full power, or at its pool's lowest level with ``lowest``); slots
-    accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas)."""
+    accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas). Returns the plan and
+    whether any cell was placed (none placed: ``vmat`` is as it was)."""
     T, J = c.T, c.J
     cand_j, done = _unfinished(d, tb, vmat, pool, d.rel < T, xp)
     if cand_j.shape[0] == 0:
-        return vmat
+        return vmat, False
     sub = vmat[cand_j]
     busy, fac = _usage(d, tb, vmat, pool, xp)
     tt = xp.arange(T)[None, :]
@@ -1311,7 +1319,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     cand = cand & (room_w[None, :] >= (ldlev * g0)[:, None])
     rows_any = xp.nonzero(xp.any(cand, 1))
     if rows_any.shape[0] == 0:
-        return vmat
+        return vmat, False
     cand_j, done, pl, vf, cand, ldlev = (cand_j[rows_any], done[rows_any], pl[rows_any], vf[rows_any],
                                          cand[rows_any], ldlev[rows_any])
     wlev = tb.work[pl, xp.index(vf)]
@@ -1322,12 +1330,14 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     gain = rho_t * wlev[:, None] - price
     cand = cand & (gain > 0)
     need = xp.ceil((d.R[cand_j] + d.loss[cand_j] - done) / wlev - 1e-9)
-    order = xp.argsort(xp.where(cand, -gain, np.inf), 1)
-    pos = xp.inv_perm_rows(order)
-    cand = cand & (pos < need[:, None])
+    # rows with more candidate slots than they need keep their most valuable ones (a sort only for those)
+    over = xp.nonzero(xp.astype(xp.count_nonzero(cand, 1), xp.f64) > need)
+    if over.shape[0]:
+        pos = xp.inv_perm_rows(xp.argsort(xp.where(cand[over], -gain[over], np.inf), 1))
+        cand[over] = cand[over] & (pos < need[over][:, None])
     keep_rows = xp.any(cand, 1)
     if not bool(xp.any(keep_rows)):
-        return vmat
+        return vmat, False
     rank = xp.empty(J, xp.i64)
     rank[prio] = xp.arange(J)
     o = xp.nonzero(keep_rows)
@@ -1343,8 +1353,10 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     ok = ok & _prefix_keep_grouped(g, ok, pl_o, d.H - busy, 1e-3, xp)
     ld = xp.where(ok, (tb.load[pl_o, xp.index(vf_o)] * g)[:, None], 0.0)
     ok = ok & _prefix_keep(ld, d.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0, xp)
+    if not bool(xp.any(ok)):
+        return vmat, False
     vmat[cj] = xp.astype(xp.where(ok, vf_o[:, None], vmat[cj]), xp.i8)
-    return vmat
+    return vmat, True
 
 
 def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP, *,
@@ -1352,9 +1364,16 @@ def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: O
     """Watts left in a slot go to unfinished preemptible jobs running there below full power: one level up,
     priority order, while the slot's facility prefix sum stays within its cap. ``force``: also where the
     work gained does not beat the carbon (the completion: finish a job rather than save its carbon)."""
+    return _raise_any(c, d, tb, vmat, pool, prio, xp, force=force)[0]
+
+
+def _raise_any(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP, *,
+               force: bool = False) -> tuple[Any, bool]:
+    """:func:`_raise`, and whether it raised any cell (a pass that raised none leaves ``vmat`` as it was,
+    so the same pass again would raise none either)."""
     rows, done = _unfinished(d, tb, vmat, pool, None, xp)
     if rows.shape[0] == 0:
-        return vmat
+        return vmat, False
     sub = vmat[rows]
     pl = pool[rows]
     up = xp.lookup(tb.up, pl, sub)
@@ -1366,7 +1385,7 @@ def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: O
         if not force:
             cand = cand & ((d.rho_on[rows] - d.ldrop[rows])[:, None] * dw > d.kappa[None, :] * dl)
     if not bool(xp.any(cand)):
-        return vmat
+        return vmat, False
     # only as many steps as the job still needs, cleanest slots first
     deficit = (d.R + d.loss)[rows] - done
     oc = xp.argsort(d.kappa)
@@ -1375,8 +1394,7 @@ def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: O
     need = xp.empty(cand.shape, xp.bool_)
     need[:, oc] = before < deficit[:, None] - 1e-3
     cand = cand & need
-    _, fac = _usage(d, tb, vmat, pool, xp)
-    room = d.cap_w * (1 - 1e-6) - 1.0 - fac
+    room = d.cap_w * (1 - 1e-6) - 1.0 - _fac(d, tb, vmat, pool, xp)
     rank = xp.empty(c.J, xp.i64)
     rank[prio] = xp.arange(c.J)
     o = xp.argsort(rank[rows])
@@ -1384,8 +1402,10 @@ def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: O
     g = xp.astype(d.gpus[rows], xp.f32)
     dd = xp.where(cand, (xp.lookup(tb.load, pl, up) - xp.lookup(tb.load, pl, sub)) * g[:, None], 0.0)
     ok = cand & _prefix_keep(dd, room, 0.0, xp)
+    if not bool(xp.any(ok)):
+        return vmat, False
     vmat[rows] = xp.astype(xp.where(ok, up, sub), xp.i8)
-    return vmat
+    return vmat, True
 
 
 # ---------------------------------------------------------------------------------------------- plan

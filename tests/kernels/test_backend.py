@@ -185,3 +185,26 @@ def test_greedy_witness_and_completion_give_the_numpy_plan(device: str, seed: in
         np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
         np.testing.assert_allclose(a.carbon_g_total, b.carbon_g_total, rtol=1e-9 if device == "cpu" else 1e-6)
     assert a.diagnostics["witness"] == b.diagnostics["witness"]
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("T", [1, 7, 8, 13, 192, 2040, 2041, 2100])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_level_counts_equal_one_count_per_level(be: tuple[str, str], T: int, seed: int) -> None:
+    """The byte-lane level counts (numpy) and the torch ones equal ``count_nonzero(vmat == v, 1)`` per level:
+    widths off a multiple of 8 (padding), past the lane limit (2,040 columns: the plain count), rows with
+    every cell at one level (a full lane), no rows, and a non-contiguous slice."""
+    xp = B.get_ops(*be)
+    rng = np.random.default_rng(seed * 7919 + T)
+    V = 5
+    n = 37
+    vm = np.where(rng.random((n, T)) < 0.6, rng.integers(0, V, (n, T)), 0).astype(np.int8)
+    vm[0] = V - 1  # every cell one level
+    vm[1] = 0
+    for m in (vm, vm[::2], vm[:, ::-1], vm[:0]):
+        want = np.zeros((m.shape[0], V), np.int64)
+        for v in range(1, V):  # power levels
+            want[:, v] = np.count_nonzero(m == v, 1)
+        got = xp.to_numpy(xp.level_counts(xp.asarray(m.copy() if be[0] != "numpy" else m), V))
+        assert got.dtype == np.int64
+        assert np.array_equal(got, want), (T, m.shape)
