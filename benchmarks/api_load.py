@@ -18,7 +18,9 @@ load (their latency and that of ``/healthz`` are reported: queue reads must not 
 ``--recovery-jobs N`` measures recovery: a state file holding N queued jobs, the server started on it,
 SIGKILLed once ready, and started again: the seconds from the restart to ``/readyz`` answering 200, and the
 CPU seconds the restarted process used to get there (``ready_cpu_s``: on a shared machine the wall time is a
-multiple of it that follows the load). ``server_cpu_ms_per_request``: the server's CPU per request served.
+multiple of it that follows the load), and ``cpu_parts_s``: the CPU of each step to the first tick in a
+fresh interpreter on a state like it (imports, the Service with its jobs, the app, the first tick).
+``server_cpu_ms_per_request``: the server's CPU per request served.
 ``os.getloadavg()`` is recorded before and after (the machine is shared).
 The tick benchmark builds a Service in-process on a fresh state file holding ``--queued`` jobs and times
 ``Service.tick()`` (median of ``--ticks``); ``plan_median_s`` is the policy's own time and ``tick_parts_s``
@@ -36,7 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -254,6 +256,46 @@ def _recovery(d: Path, n_jobs: int, repeats: int) -> dict[str, object]:
             "ready_max_s": max(times), "ready_cpu_s": cpus}  # fmt: skip
 
 
+_PARTS_CODE = """
+import json, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c0 = cpu()
+import scheduler.cli, uvicorn
+from scheduler.api import create_app
+from scheduler.models import load_site, load_tenants
+from scheduler.service import Service, ServiceConfig
+c1 = cpu()
+cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(None), state_path=sys.argv[1], policy="backfill",
+                    tick_seconds=60.0)
+svc = Service(cfg)
+c2 = cpu()
+app = create_app(svc)
+c3 = cpu()
+svc.tick()
+c4 = cpu()
+svc.stop()
+print(json.dumps({"imports": c1 - c0, "service": c2 - c1, "app": c3 - c2, "first_tick": c4 - c3, "total": c4 - c0}))
+"""
+
+
+def _recovery_parts(d: Path, n_jobs: int) -> dict[str, float]:
+    """CPU seconds of each step from a fresh interpreter to the first tick on a state of ``n_jobs`` queued
+    jobs, in-process (imports, the Service with its jobs, the app, the first tick): where a restart's time
+    goes, apart from the machine's load."""
+    import subprocess
+
+    state = d / "parts.sqlite"
+    if not state.exists():
+        _fill_state(state, n_jobs)
+    # cwd: not the checkout (``-c`` puts the working directory first on sys.path, before PYTHONPATH's baseline)
+    out = subprocess.run([sys.executable, "-c", _PARTS_CODE, str(state)], check=True, capture_output=True, text=True,
+                         env=os.environ.copy(), cwd=d)  # fmt: skip
+    parts: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return parts
+
+
 #: The new server's limits for the load run: checked on every submission, set so that none refuses (the
 #: default 10,000 queued jobs per tenant would stop a 60 s run at 1,000/s; the baseline has no limits).
 LOAD_LIMIT_ARGS = ("--max-queued-per-tenant", "1000000", "--submit-rate", "100000", "--submit-burst", "100000")
@@ -327,6 +369,7 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
                         sub = Path(d) / f"rec-{v}{k}"
                         sub.mkdir()
                         rec[v].append(_recovery(sub, a.recovery_jobs, a.recovery_kills))
+                        rec[v][-1]["cpu_parts_s"] = _recovery_parts(sub, a.recovery_jobs)
     out: dict[str, object] = {}
     keys = ("submissions_per_s", "p50_ms", "p99_ms", "errors", "queue_read_p50_ms", "queue_read_max_ms",
             "healthz_p50_ms", "healthz_max_ms", "queue_reads", "server_cpu_ms_per_request")  # fmt: skip
@@ -339,8 +382,10 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
         if rec[v]:
             all_s = [t for r in rec[v] for t in r["ready_s"]]  # type: ignore[attr-defined]
             all_cpu = [t for r in rec[v] for t in r["ready_cpu_s"]]  # type: ignore[attr-defined]
+            parts = [cast(dict[str, float], r["cpu_parts_s"]) for r in rec[v]]
             summary["recovery"] = {"runs": rec[v], "ready_median_s": statistics.median(all_s), "ready_max_s": max(all_s),
-                                   "ready_cpu_median_s": statistics.median(all_cpu)}  # fmt: skip
+                                   "ready_cpu_median_s": statistics.median(all_cpu),
+                                   "cpu_parts_median_s": {k: statistics.median(p[k] for p in parts) for k in parts[0]}}  # fmt: skip
         out[v] = summary
     if a.baseline:
         ratio: dict[str, float] = {}
