@@ -642,16 +642,22 @@ class Service:
         self._seen_seq = self.store.last_seq
         for r in self.store.active_for_restart(self.epoch_unix_s, self.tenant_pools):
             job = r.job
+            # when it first started, on the loop's clock: a queued inference job that was served before the
+            # restart (and preempted since) is not expired as if it never had been
+            first = None if r.started_unix_s is None else r.started_unix_s - self.epoch_unix_s
             if r.state == "queued":
-                self.loop.adopt(job, work_done_s=r.work_done_s, checkpoint_work_s=r.checkpoint_work_s)
+                self.loop.adopt(job, work_done_s=r.work_done_s, checkpoint_work_s=r.checkpoint_work_s,
+                                first_start_s=first)  # fmt: skip
                 continue
             ri = running_info.get(job.job_id)
             if ri is not None:
                 self.loop.adopt(job, work_done_s=ri.work_done_s, checkpoint_work_s=ri.checkpoint_work_s,
-                                running=Assignment(ri.pool, ri.power_fraction), nodes=tuple(ri.nodes))  # fmt: skip
+                                running=Assignment(ri.pool, ri.power_fraction), nodes=tuple(ri.nodes),
+                                first_start_s=first)  # fmt: skip
             else:
                 self.loop.adopt(job, work_done_s=r.work_done_s, checkpoint_work_s=r.checkpoint_work_s,
-                                running=Assignment(r.pool or "", r.power_fraction), nodes=r.nodes)  # fmt: skip
+                                running=Assignment(r.pool or "", r.power_fraction), nodes=r.nodes,
+                                first_start_s=first)  # fmt: skip
             if r.cancel_requested:
                 with self._cancels_lock:
                     self._cancels.add(job.job_id)

@@ -322,6 +322,7 @@ class ActiveRow(NamedTuple):
     power_fraction: float
     work_done_s: float
     checkpoint_work_s: float
+    started_unix_s: float | None  # when it first started, if it ever did (inference once served never expires)
 
 
 def _nodes(nodes_json: str) -> tuple[int, ...]:
@@ -757,7 +758,7 @@ class StateStore:
         API shows). ``pools_allowed``: tenant -> the pools it may use (sovereignty)."""
         rows = self._reader().execute(
             f"SELECT {_JOB_INPUT_COLS}, seq, state, cancel_requested, pool, nodes_json, power_fraction, work_done_s, "
-            "checkpoint_work_s FROM jobs INDEXED BY jobs_active_seq WHERE state IN ('queued', 'running') ORDER BY seq"
+            "checkpoint_work_s, started_unix_s FROM jobs INDEXED BY jobs_active_seq WHERE state IN ('queued', 'running') ORDER BY seq"
         ).fetchall()
         no_pools: tuple[str, ...] = ()
         return [
@@ -765,7 +766,7 @@ class StateStore:
                 _job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
                      epoch_unix_s, pools_allowed.get(r[1], no_pools)),
                 r[15], r[16], bool(r[17]), r[18],
-                _nodes(r[19]), r[20], r[21], r[22],
+                _nodes(r[19]), r[20], r[21], r[22], r[23],
             )
             for r in rows
         ]  # fmt: skip

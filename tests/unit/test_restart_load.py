@@ -74,8 +74,9 @@ def test_active_for_restart_is_the_active_records_as_jobs(tmp_path: Path, seed: 
     for a, r in zip(lean, full, strict=True):
         assert a.job == r.to_job(epoch, pools.get(r.tenant, ())), r.id
         assert (a.seq, a.state, a.cancel_requested, a.pool, a.nodes, a.power_fraction, a.work_done_s,
-                a.checkpoint_work_s) == (r.seq, r.state, r.cancel_requested, r.pool, r.nodes, r.power_fraction,
-                                         r.work_done_s, r.checkpoint_work_s)  # fmt: skip
+                a.checkpoint_work_s, a.started_unix_s) == (r.seq, r.state, r.cancel_requested, r.pool, r.nodes,
+                                                           r.power_fraction, r.work_done_s, r.checkpoint_work_s,
+                                                           r.started_unix_s)  # fmt: skip
     assert s.last_seq == max(r.seq for r in s.list_jobs())
     s.close()
 

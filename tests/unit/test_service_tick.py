@@ -138,3 +138,32 @@ def tick_wall_s(k: int, split: int) -> float:
     """The wall time of the k-th tick when a slot (one wall second) is split into ``split`` ticks."""
     base = 1_900_000_000.0 - 1_900_000_000.0 % 900.0
     return base + k / split
+
+
+def test_restart_keeps_served_inference_from_expiring(tmp_path: Path) -> None:
+    """Inference that was served before a restart, and is queued again (preempted), is not expired by the
+    restarted server as if it had never run: the restart carries when it first started into the loop."""
+    from scheduler.state import StateStore, StopOutcome
+
+    wall = Wall(1_900_000_000.0)
+    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
+                        policy="backfill", tick_seconds=1.0, progress_flush_s=0.0)  # fmt: skip
+    svc = Service(cfg, wall=wall)
+    try:
+        science = svc.tenants["science"]
+        served = svc.submit(science, JobSpec(name="serve", kind="inference", gpus=2, duration_s=1800), None).record.id
+        out = svc.tick()
+        assert served in out.started
+    finally:
+        svc.stop()
+    store = StateStore(tmp_path / "s.sqlite")
+    store.record_outcomes(stopped=[StopOutcome(None, served, "queued", 60.0, "preempted", 0.0)], now_unix_s=wall.t + 60)
+    store.close()
+    wall.t += 3600.0  # past the job's demand window: a job that never ran would expire now
+    svc2 = Service(cfg, wall=wall)
+    try:
+        out2 = svc2.tick()
+        assert served not in out2.report.expired
+        assert svc2.store.get(served).state != "failed", svc2.store.get(served).detail
+    finally:
+        svc2.stop()
