@@ -16,6 +16,14 @@ from typing import Any
 import numpy as np
 
 
+def _cumsum_rows(a: Any, dtype: Any = None) -> Any:
+    """``np.cumsum(a, axis=0, dtype=dtype)`` of a 2-D array, accumulated along the rows of its transposed
+    contiguous copy (numpy's accumulate along axis 0 walks strided memory: 2x slower on a 20,000 x 192 int
+    prefix table here). The same sequence of additions per column: the same sums, bit for bit; the result
+    is the transposed view (Fortran order)."""
+    return np.cumsum(np.ascontiguousarray(a.T), axis=1, dtype=dtype).T
+
+
 class Ops:
     """numpy implementation; :class:`TorchOps` overrides what differs."""
 
@@ -62,6 +70,8 @@ class Ops:
 
     def cumsum(self, a: Any, axis: int) -> Any:
         ax = axis % a.ndim
+        if a.ndim == 2 and ax == 0 and (a.shape[0] > 1024 or a.dtype.kind != "f"):
+            return _cumsum_rows(a)
         if ax == a.ndim - 1 or a.ndim < 2 or a.shape[ax] > 1024 or a.dtype.kind != "f":
             return np.cumsum(a, axis=axis)
         # along an outer axis numpy's accumulate walks strided memory (5 ms for a 10 x 192 x 256 table on
@@ -178,6 +188,8 @@ class Ops:
 
     def cumsum64(self, a: Any, axis: int) -> Any:
         """Cumulative sum accumulated in float64."""
+        if a.ndim == 2 and axis % 2 == 0:
+            return _cumsum_rows(a, np.float64)
         return np.cumsum(a, axis=axis, dtype=np.float64)
 
     def sum64(self, a: Any, axis: int | None = None) -> Any:

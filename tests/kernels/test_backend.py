@@ -208,3 +208,22 @@ def test_level_counts_equal_one_count_per_level(be: tuple[str, str], T: int, see
         got = xp.to_numpy(xp.level_counts(xp.asarray(m.copy() if be[0] != "numpy" else m), V))
         assert got.dtype == np.int64
         assert np.array_equal(got, want), (T, m.shape)
+
+
+@pytest.mark.parametrize("n", [1, 5, 1024, 1025, 3000])
+@pytest.mark.parametrize("dtype", [np.int32, np.int8, np.bool_, np.float32, np.float64])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prefix_sums_down_the_rows_equal_numpy_bit_for_bit(n: int, dtype: type, seed: int) -> None:
+    """numpy Ops' ``cumsum`` / ``cumsum64`` along axis 0 (the transposed-copy path for long or integer
+    tables, the slice loop for short float ones) give numpy's own prefix sums exactly: same dtype, same
+    bits (the acceptance prefix sums decide which cells fit; a last-bit change would move a plan)."""
+    rng = np.random.default_rng(seed * 31 + n)
+    C = 13 + seed * 180
+    a = (rng.random((n, C)) * 1e3).astype(dtype) if np.dtype(dtype).kind == "f" else \
+        rng.integers(0, 2 if dtype is np.bool_ else 100, (n, C)).astype(dtype)
+    for src in (a, a[::-1], a[:, ::2]):
+        got, want = NP.cumsum(src, 0), np.cumsum(src, axis=0)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        got64, want64 = NP.cumsum64(src, 0), np.cumsum(src, axis=0, dtype=np.float64)
+        assert got64.dtype == np.float64 and np.array_equal(got64, want64)
+        assert np.array_equal(NP.cumsum(src, 1), np.cumsum(src, axis=1))
