@@ -300,6 +300,10 @@ def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "
     c = _pl._clean_inputs(problem)
     if isinstance(c, str):
         return _pl._infeasible(problem, c, J, T, P)
+    perm = _pl.canonical_job_order(problem)
+    if perm is not None:  # the jobs in the order kernels.plan takes them (its witness is this plan)
+        r = greedy_plan(_pl.permute_jobs(problem, perm), backend=backend, device=device)
+        return _pl._rows(r, np.argsort(perm), perm)
     xp = get_ops(backend, device)
     pr = _pl._prepare(c)
     d = _pl._to_dev(xp, c, pr, problem.deadline)

@@ -73,6 +73,7 @@ asked for. The host keeps what is per class, pool or slot (the envelope, the pri
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -1468,6 +1469,54 @@ def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], 
     return best, it, hist
 
 
+#: the per-job fields of a PlanProblem (axis 0 is the job)
+JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible", "must_run", "preemptible",
+              "running_pool", "preempt_loss_s", "tenant")
+#: the keys of the canonical job order, most significant first
+_ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
+               "preempt_loss_s", "tenant", "eligible")
+_JOB_REF = re.compile(r"\bjob (\d+)")
+
+
+def canonical_job_order(problem: PlanProblem) -> NDArray[np.int64] | None:
+    """The order in which :func:`plan` takes the jobs: by deadline, release, work, width, weight and the rest
+    of what defines a job (a stable lexicographic sort), so that the plan is the same however the caller
+    lists them (tie-breaks in the list schedules follow the row order). None when the jobs are already in it."""
+    cols = [np.asarray(getattr(problem, f)) for f in _ORDER_KEYS]
+    keys: list[NDArray[Any]] = []
+    for a in reversed(cols):  # np.lexsort: the last key is the primary one
+        if a.ndim == 2:
+            keys.extend(a[:, p] for p in range(a.shape[1] - 1, -1, -1))
+        else:
+            keys.append(a)
+    if not keys or cols[0].shape[0] < 2:
+        return None
+    perm = np.lexsort(keys)
+    return None if bool((perm == np.arange(perm.size)).all()) else perm
+
+
+def permute_jobs(problem: PlanProblem, perm: NDArray[np.int64]) -> PlanProblem:
+    """``problem`` with its jobs in the order ``perm`` (row k is the caller's job ``perm[k]``)."""
+    fields: dict[str, Any] = {f: np.asarray(getattr(problem, f))[perm] for f in JOB_FIELDS}
+    return replace(problem, **fields)
+
+
+def _rows(r: PlanResult, take: NDArray[np.int64], names: NDArray[np.int64] | None = None) -> PlanResult:
+    """``r`` with its per-job rows taken in the order ``take``; ``names`` maps the job numbers its reason
+    names (``job k``) back to the caller's (row k of the planned problem is the caller's job ``names[k]``)."""
+    reason = r.reason
+    if names is not None and reason:
+        reason = _JOB_REF.sub(lambda m: f"job {int(names[int(m.group(1))])}"
+                              if int(m.group(1)) < names.size else m.group(0), reason)  # fmt: skip
+
+    def rows(a: Any) -> Any:
+        a = np.asarray(a)
+        return a[take] if a.ndim >= 1 and a.shape[0] == take.size else a
+
+    return replace(r, reason=reason, run=rows(r.run), power_fraction=rows(r.power_fraction), pool=rows(r.pool),
+                   work_done_s=rows(r.work_done_s), finished=rows(r.finished))
+
+
 def plan(
     problem: PlanProblem,
     *,
@@ -1527,6 +1576,12 @@ def plan(
     c = _clean_inputs(problem)
     if isinstance(c, str):
         return _infeasible(problem, c, J, T, P)
+    perm = canonical_job_order(problem)
+    if perm is not None:  # plan the jobs in their canonical order: the result cannot depend on how they are listed
+        w = None if warm_start is None else _rows(warm_start, perm)
+        r = plan(permute_jobs(problem, perm), warm_start=w, max_iters=max_iters, tol=tol, backend=backend, device=device, warm_shift=warm_shift,
+                 primal_tries=primal_tries, warm_patience=warm_patience, witness=witness)
+        return _rows(r, np.argsort(perm), perm)
     xp = get_ops(backend, device)
     pr = _prepare(c)
     jb = _Jobs(xp, c, pr)

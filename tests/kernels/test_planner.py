@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import kernels
@@ -175,6 +175,8 @@ def test_evaluate_equals_a_slow_loop(seed: int) -> None:
 # --------------------------------------------------------------------------------- invariants
 @settings(max_examples=15, deadline=None)
 @given(seed=seeds)
+@example(seed=173)  # the same objective, other rows, before the canonical job order (kernels.canonical_job_order)
+@example(seed=230)  # objective 3589.9 against 3379.2 for the same jobs listed in another order, before it
 def test_the_result_does_not_depend_on_job_order(seed: int) -> None:
     pb = small_problem(seed, J=9, T=10, quota=seed % 2 == 0)
     perm = np.random.default_rng(seed + 1).permutation(pb.n_jobs)
