@@ -33,3 +33,37 @@ def step_until(ex, pred, max_steps: int = 60, dt_s: float = 300.0) -> list:
         if pred(events):
             return events
     raise AssertionError(f"condition not reached after {max_steps} steps of {dt_s} s; events: {events}")
+
+
+class StaticHTTP:
+    """A loopback HTTP server that answers every GET with one body (a recorded feed, a /metrics exposition);
+    ``hits`` counts the requests, ``url`` is ``path`` on it."""
+
+    def __init__(self, body: bytes, content_type: str = "application/json", path: str = "/") -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                outer.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}{path}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

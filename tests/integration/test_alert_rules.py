@@ -24,12 +24,10 @@ import hashlib
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from procs import StaticHTTP
 
 from scheduler import accounting
 from scheduler.control import NodeEvent, TickReport, run_simulation
@@ -130,31 +129,13 @@ def world(trouble: bool, meter_w: float | None = None) -> Metrics:
     return m
 
 
-class Exporter:
+class Exporter(StaticHTTP):
     """/metrics of one Metrics object over HTTP on loopback (what `windward server` serves)."""
 
     def __init__(self, metrics: Metrics | None) -> None:
         body = metrics.exposition() if metrics is not None else b""  # None: a target with no series of ours
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                self.send_response(200)
-                self.send_header("Content-Type", METRICS_CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(body, METRICS_CONTENT_TYPE, "/metrics")
 
 
 def active_alerts(tmp: Path, metrics: Metrics, targets_up: bool, evaluations: int = 6) -> dict[str, list[dict]]:

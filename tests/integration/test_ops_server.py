@@ -10,16 +10,15 @@ metrics on ``/metrics``."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from procs import StaticHTTP
 from server_process import ServerProcess, start_server
 from test_cli_client import run, tenant_env, write_spec
 
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.integration
 CAP_MW = 0.024  # the feed's cap: below the demo's firm 25 kW contract
 
 
-class Feed:
+class Feed(StaticHTTP):
     """A grid operator's congestion feed (docs/contracts.md) on loopback: one event around now."""
 
     def __init__(self) -> None:
@@ -40,28 +39,7 @@ class Feed:
                         "end_utc": (now + timedelta(days=3)).strftime("%Y-%m-%dT%H:00:00Z"), "cap_mw": CAP_MW,
                         "reason": "test congestion"}],
         }).encode()  # fmt: skip
-        self.hits = 0
-        feed = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                feed.hits += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feed.json"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(body, path="/feed.json")
 
 
 @pytest.fixture(scope="module")

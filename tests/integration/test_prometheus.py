@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from procs import StaticHTTP
 
 pytestmark = [
     pytest.mark.integration,
@@ -105,29 +106,9 @@ ray.shutdown()
 """
 
 
-class _Feed:
+class _Feed(StaticHTTP):
     def __init__(self, body: bytes) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feed.json"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(body, path="/feed.json")
 
 
 def _empty_feed() -> _Feed:
