@@ -302,8 +302,9 @@ def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "
         return _pl._infeasible(problem, c, J, T, P)
     perm = _pl.canonical_job_order(problem)
     if perm is not None:  # the jobs in the order kernels.plan takes them (its witness is this plan)
-        r = greedy_plan(_pl.permute_jobs(problem, perm), backend=backend, device=device)
-        return _pl._rows(r, np.argsort(perm), perm)
+        problem = _pl.permute_jobs(problem, perm)
+        c = _pl._clean_inputs(problem)
+        assert not isinstance(c, str), c  # the checked values, in another row order
     xp = get_ops(backend, device)
     pr = _pl._prepare(c)
     d = _pl._to_dev(xp, c, pr, problem.deadline)
@@ -312,9 +313,9 @@ def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "
     pool = xp.astype(xp.where(xp.any(vmat > 0, 1), pool, -1), xp.i32)
     ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d)
     pf = xp.to_numpy(d.fv32[xp.index(vmat)])
-    return _pl._result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), -math.inf, c.kappa,
-                       np.zeros((c.P, c.T)), 0, 0.0, {"backend": xp.name, "device": xp.device, "greedy": True},
-                       ev=ev)
+    r = _pl._result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), -math.inf, c.kappa,
+                    np.zeros((c.P, c.T)), 0, 0.0, {"backend": xp.name, "device": xp.device, "greedy": True}, ev=ev)
+    return r if perm is None else _pl._rows(r, np.argsort(perm), perm)  # the caller's row order
 
 
 def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None, rank: Any = None) -> tuple[Any, Any]:

@@ -1576,12 +1576,26 @@ def plan(
     c = _clean_inputs(problem)
     if isinstance(c, str):
         return _infeasible(problem, c, J, T, P)
+    opts: dict[str, Any] = {"max_iters": max_iters, "tol": tol, "backend": backend, "device": device,
+                            "warm_shift": warm_shift, "primal_tries": primal_tries, "warm_patience": warm_patience,
+                            "witness": witness}
     perm = canonical_job_order(problem)
-    if perm is not None:  # plan the jobs in their canonical order: the result cannot depend on how they are listed
-        w = None if warm_start is None else _rows(warm_start, perm)
-        r = plan(permute_jobs(problem, perm), warm_start=w, max_iters=max_iters, tol=tol, backend=backend, device=device, warm_shift=warm_shift,
-                 primal_tries=primal_tries, warm_patience=warm_patience, witness=witness)
-        return _rows(r, np.argsort(perm), perm)
+    if perm is None:
+        return _plan_in_order(problem, c, warm_start, **opts)
+    # plan the jobs in their canonical order (the result cannot depend on how they are listed) and hand the
+    # rows back in the caller's; the inputs were checked above, the permuted ones are the same values
+    q = permute_jobs(problem, perm)
+    w = None if warm_start is None else _rows(warm_start, perm)
+    cq = _clean_inputs(q)
+    assert not isinstance(cq, str), cq  # the same values as the checked ones, in another row order
+    return _rows(_plan_in_order(q, cq, w, **opts), np.argsort(perm), perm)
+
+
+def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | None, *, max_iters: int | None,
+                   tol: float, backend: str, device: str, warm_shift: int, primal_tries: int | None,
+                   warm_patience: int | None, witness: str) -> PlanResult:
+    """:func:`plan` of checked inputs (``c``) whose jobs are in their canonical order."""
+    T, P = c.T, c.P
     xp = get_ops(backend, device)
     pr = _prepare(c)
     jb = _Jobs(xp, c, pr)

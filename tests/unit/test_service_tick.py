@@ -25,6 +25,12 @@ class Wall:
         return self.t
 
 
+def _backfill_config(tmp_path: Path) -> ServiceConfig:
+    """The demo site and tenants, backfill, one tick a second, state in ``tmp_path``."""
+    return ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
+                         policy="backfill", tick_seconds=1.0, progress_flush_s=0.0)
+
+
 def test_order_actions_and_sanitize() -> None:
     site = load_site("demo")
     pub, sec = (p.name for p in site.pools)
@@ -54,8 +60,7 @@ def test_order_actions_and_sanitize() -> None:
 
 def test_tick_journals_in_batches_and_keeps_the_ledger(tmp_path: Path) -> None:
     wall = Wall(1_900_000_000.0)
-    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
-                        policy="backfill", tick_seconds=1.0, progress_flush_s=0.0)  # fmt: skip
+    cfg = _backfill_config(tmp_path)
     svc = Service(cfg, wall=wall)
     try:
         science = svc.tenants["science"]
@@ -146,8 +151,7 @@ def test_restart_keeps_served_inference_from_expiring(tmp_path: Path) -> None:
     from scheduler.state import StateStore, StopOutcome
 
     wall = Wall(1_900_000_000.0)
-    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
-                        policy="backfill", tick_seconds=1.0, progress_flush_s=0.0)  # fmt: skip
+    cfg = _backfill_config(tmp_path)
     svc = Service(cfg, wall=wall)
     try:
         science = svc.tenants["science"]
