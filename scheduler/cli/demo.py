@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
             console.print("[dim]starting Ray (local cluster of simulated GPU nodes)...[/]" if address is None
                           else f"[dim]connecting to Ray at {address}...[/]")
             return RayExecutor(site, address, state_dir=out / "ray-state", time_scale=time_scale, grace_s=1.0,
-                               placement_timeout_s=3.0, poll_s=0.25, workload_params=workload_params)
+                               slot_clock=True, placement_timeout_s=3.0, poll_s=0.25, workload_params=workload_params)
 
         live = Live(console=console, refresh_per_second=4, transient=False)
 

@@ -27,7 +27,11 @@ carried out on a real Ray cluster.
   checkpoint when the control loop starts them again.
 
 Time: ``time_scale`` virtual seconds pass per wall second (1 on a real cluster; the demo compresses a
-15-minute slot into under 2 s). ``step(dt_s)`` waits ``dt_s / time_scale`` wall seconds.
+15-minute slot into under 2 s). ``step(dt_s)`` waits ``dt_s / time_scale`` wall seconds. With ``slot_clock=True``
+(for a control loop that drives time, as the demo's) it waits until ``dt_s / time_scale`` wall seconds have
+passed since the previous step's slot ended instead, so the loop's work between steps (a tick: planning,
+starting jobs) falls inside the slot that is accounted, and the jobs do the work the accounting charges for:
+without it, every slot ran for its own length plus the tick, and the run did more work than it was charged.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ AGENT_PREFIX = "windward-agent-"
 _RemoteJobActor = ray.remote(JobActor)
 _RemoteNodeAgent = ray.remote(NodeAgent)
 
-
+CATCH_UP_SLOTS = 10  # ``step``: how far behind the slot grid the caller may fall and still be caught up
 
 
 @dataclass(slots=True)
@@ -158,11 +162,13 @@ class RayExecutor:
         workload_params: Mapping[str, Mapping[str, Any]] | None = None,
         wall: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        slot_clock: bool = False,
     ) -> None:
         if not time_scale > 0:
             raise InputError(f"time_scale must be > 0 (virtual seconds per wall second), got {time_scale!r}")
         self.site = site
         self.time_scale = float(time_scale)
+        self.slot_clock = bool(slot_clock)  # step() keeps to a grid of slots for a loop that drives time (Time)
         self.grace_s = float(grace_s)
         self.placement_timeout_s = float(placement_timeout_s)
         self.ready_timeout_s = float(ready_timeout_s)  # start() waits this long for a workload's start-up
@@ -178,6 +184,7 @@ class RayExecutor:
         self._pending: list[ExecutorEvent] = []
         self.event_log: list[ExecutorEvent] = []
         self._virtual_s = 0.0
+        self._slot_end_wall: float | None = None  # wall time at which the last stepped slot ended (``step``)
         self.local: LocalSiteCluster | None = None
         self._owns_ray = False
         self._closed = False
@@ -606,8 +613,21 @@ class RayExecutor:
         if not dt_s >= 0.0:
             raise ValueError(f"step: dt_s must be >= 0, got {dt_s!r}")
         t0_virtual = self._virtual_s
-        wall0 = self._wall()
-        deadline = wall0 + dt_s / self.time_scale
+        now = self._wall()
+        span = dt_s / self.time_scale
+        # The slot's wall time counts from where the previous step's slot ended, not from this call: the jobs
+        # ran through the caller's work between steps (the tick), and the slot's energy is charged for dt_s.
+        # Waiting dt_s from the call would let them work longer than the accounted slot (with ``slot_clock``;
+        # without it, each step waits dt_s from its call, for callers that step by hand). A tick that took
+        # longer than a slot is caught up by the next steps (they return at once until wall time is back on
+        # the slot grid); a caller that was away for more than CATCH_UP_SLOTS slots starts a new grid.
+        prev = self._slot_end_wall if self.slot_clock else None
+        behind = now - prev if prev is not None else math.inf
+        wall0 = prev if dt_s > 0 and prev is not None and behind <= CATCH_UP_SLOTS * span else now
+        if dt_s > 0 and prev is not None and wall0 == now:
+            log.info("step: %.1f s behind the slot grid (more than %d slots): the next slot starts now", behind,
+                     CATCH_UP_SLOTS)
+        deadline = wall0 + span
         while True:
             self._virtual_s = min(t0_virtual + (self._wall() - wall0) * self.time_scale, t0_virtual + dt_s)
             self._poll()
@@ -616,6 +636,8 @@ class RayExecutor:
                 break
             self._sleep(min(self.poll_s, left))
         self._virtual_s = t0_virtual + dt_s
+        if dt_s > 0 and self.slot_clock:
+            self._slot_end_wall = deadline
         events, self._pending = self._pending, []
         return events
 
