@@ -185,6 +185,10 @@ class RayExecutor:
         self.event_log: list[ExecutorEvent] = []
         self._virtual_s = 0.0
         self._slot_end_wall: float | None = None  # wall time at which the last stepped slot ended (``step``)
+        # With ``slot_clock``: virtual time at which a job started in the current slot became ready (its start-up
+        # took that share of the slot; the control loop charges its active power from then on). Kept until the
+        # slot grid passes it.
+        self.late_ready: dict[str, float] = {}
         self.local: LocalSiteCluster | None = None
         self._owns_ray = False
         self._closed = False
@@ -530,6 +534,11 @@ class RayExecutor:
             power_fraction=float(power_fraction), work_done_s=ckpt_s, checkpoint_work_s=ckpt_s,
             pg=pg, actors=actors, job_dir=job_dir, node_ids=node_ids,
         )
+        if self.slot_clock and self._slot_end_wall is not None:
+            # on the slot grid, the job's work began when its workload was ready, this far into the slot
+            into_s = (self._wall() - self._slot_end_wall) * self.time_scale
+            if into_s > 0:
+                self.late_ready[job.job_id] = self._virtual_s + into_s
         if ckpt_s > 0:
             self._record(ExecutorEvent("resumed", self.now_s, job.job_id, pool, nodes[0],
                                        detail=f"from checkpoint at {ckpt_s:.0f} s"), pending=False)
@@ -638,6 +647,7 @@ class RayExecutor:
         self._virtual_s = t0_virtual + dt_s
         if dt_s > 0 and self.slot_clock:
             self._slot_end_wall = deadline
+            self.late_ready = {j: t for j, t in self.late_ready.items() if t > self._virtual_s and j in self._runs}
         events, self._pending = self._pending, []
         return events
 

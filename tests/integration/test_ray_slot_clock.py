@@ -26,12 +26,23 @@ def test_work_per_slot_is_the_accounted_slot_whatever_the_tick_takes(ray_ex, slo
         assert ray_ex.start(Job(jid, "acme", "training", 0.0, 1, 20_000.0), POOL, 1.0, 0.0) is not None
         ray_ex.step(dt_s)  # the first slot sets the grid
         w0 = ray_ex.running()[jid].work_done_s
-        for _ in range(n):
+        late_seen = None
+        for k in range(n):
             time.sleep(tick_wall_s)  # the loop's own work between steps
+            if k == 1:  # a job started inside a slot: on the grid, it became ready that far into the slot
+                slot_start_s = ray_ex.now_s
+                assert ray_ex.start(Job(jid + "-late", "acme", "training", 0.0, 1, 20_000.0), POOL, 1.0, 0.0)
+                late_seen = ray_ex.late_ready.get(jid + "-late")
             ray_ex.step(dt_s)
         work = ray_ex.running()[jid].work_done_s - w0
+        left = dict(ray_ex.late_ready)
     finally:
         ray_ex.slot_clock = False
+    if slot_clock:
+        assert late_seen is not None and late_seen >= slot_start_s + 0.9 * tick_s
+        assert left == {}  # the grid has passed it
+    else:
+        assert late_seen is None and left == {}
     if slot_clock:
         assert work == pytest.approx(n * dt_s, abs=0.5 * n * tick_s)
     else:  # the old clock: every slot ran for its own length plus the tick
