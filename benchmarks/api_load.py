@@ -19,7 +19,13 @@ load (their latency and that of ``/healthz`` are reported: queue reads must not 
 SIGKILLed once ready, and started again: the seconds from the restart to ``/readyz`` answering 200, and the
 CPU seconds the restarted process used to get there (``ready_cpu_s``: on a shared machine the wall time is a
 multiple of it that follows the load), and ``cpu_parts_s``: the CPU of each step to the first tick in a
-fresh interpreter on a state like it (imports, the Service with its jobs, the app, the first tick).
+fresh interpreter on a state like it (imports, the Service with its jobs, the app, the first tick; the
+collector paused from the Service to the first tick where the code under test's server does so). The
+servers of the recovery run load their modules' bytecode from a cache the first start (before the kills)
+writes (``PYTHONPYCACHEPREFIX`` in the run's temp directory), as an installed package does (``pip install``
+compiles it; deploy/compose/Dockerfile): this machine's environment sets ``PYTHONDONTWRITEBYTECODE=1`` over
+an editable install, so without the cache every start compiles some 50 modules of scheduler/ and kernels/
+from source (about 0.3 s of CPU). ``--compile-at-start`` measures that way instead.
 ``server_cpu_ms_per_request``: the server's CPU per request served.
 ``os.getloadavg()`` is recorded before and after (the machine is shared).
 The tick benchmark builds a Service in-process on a fresh state file holding ``--queued`` jobs and times
@@ -257,23 +263,29 @@ def _recovery(d: Path, n_jobs: int, repeats: int) -> dict[str, object]:
 
 
 _PARTS_CODE = """
-import json, resource, sys, time
+import gc, json, resource, sys, time
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 c0 = cpu()
 import scheduler.cli, uvicorn
+import scheduler.cli.server as cli_server
 from scheduler.api import create_app
 from scheduler.models import load_site, load_tenants
 from scheduler.service import Service, ServiceConfig
 c1 = cpu()
 cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(None), state_path=sys.argv[1], policy="backfill",
                     tick_seconds=60.0)
+resume_gc = getattr(cli_server, "_resume_gc", None)  # the server pauses the collector to its first tick
+if resume_gc is not None:
+    gc.disable()
 svc = Service(cfg)
 c2 = cpu()
 app = create_app(svc)
 c3 = cpu()
 svc.tick()
+if resume_gc is not None:
+    resume_gc()
 c4 = cpu()
 svc.stop()
 print(json.dumps({"imports": c1 - c0, "service": c2 - c1, "app": c3 - c2, "first_tick": c4 - c3, "total": c4 - c0}))
@@ -353,6 +365,31 @@ def _with_code(code_dir: str | None) -> Any:
     return ctx()
 
 
+def _bytecode_cache(cache_dir: Path | None) -> Any:
+    """A context in which processes started load their modules' bytecode from ``cache_dir`` (written by the
+    first that compiles them), as an installed package does; None: as the environment says (here
+    ``PYTHONDONTWRITEBYTECODE=1`` over an editable install: every start compiles scheduler/ from source)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        keys = ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
+        old = {k: os.environ.get(k) for k in keys}
+        if cache_dir is not None:
+            os.environ["PYTHONPYCACHEPREFIX"] = str(cache_dir)
+            os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        try:
+            yield
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    return ctx()
+
+
 def _compare(a: argparse.Namespace) -> dict[str, object]:
     """Old (``--baseline``) and new alternately, ``--repeats`` times each, in one temp directory."""
     versions = [("new", None)] + ([("old", a.baseline)] if a.baseline else [])
@@ -368,8 +405,9 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
                     if a.recovery_jobs:
                         sub = Path(d) / f"rec-{v}{k}"
                         sub.mkdir()
-                        rec[v].append(_recovery(sub, a.recovery_jobs, a.recovery_kills))
-                        rec[v][-1]["cpu_parts_s"] = _recovery_parts(sub, a.recovery_jobs)
+                        with _bytecode_cache(None if a.compile_at_start else Path(d) / "pycache"):
+                            rec[v].append(_recovery(sub, a.recovery_jobs, a.recovery_kills))
+                            rec[v][-1]["cpu_parts_s"] = _recovery_parts(sub, a.recovery_jobs)
     out: dict[str, object] = {}
     keys = ("submissions_per_s", "p50_ms", "p99_ms", "errors", "queue_read_p50_ms", "queue_read_max_ms",
             "healthz_p50_ms", "healthz_max_ms", "queue_reads", "server_cpu_ms_per_request")  # fmt: skip
@@ -417,8 +455,12 @@ def main() -> None:
     ap.add_argument("--readers", type=int, default=0, help="operator clients reading /v1/queue meanwhile")
     ap.add_argument("--recovery-jobs", type=int, default=0, help="queued jobs in the state for the recovery run")
     ap.add_argument("--recovery-kills", type=int, default=3, help="SIGKILL + restart cycles per recovery run")
+    ap.add_argument("--compile-at-start", action="store_true",
+                    help="recovery: no bytecode cache (every start compiles scheduler/ from source, as this "
+                         "machine's PYTHONDONTWRITEBYTECODE=1 makes it)")  # fmt: skip
     a = ap.parse_args()
-    out: dict[str, object] = {"loadavg_before": os.getloadavg(), "cpus": os.cpu_count()}
+    out: dict[str, object] = {"loadavg_before": os.getloadavg(), "cpus": os.cpu_count(),
+                              "recovery_bytecode": "compiled at every start" if a.compile_at_start else "cached"}
     if a.baseline or a.readers or a.recovery_jobs:
         with tempfile.TemporaryDirectory() as d:
             out["fsync_ms_before"] = _fsync_ms(d)

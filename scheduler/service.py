@@ -71,7 +71,6 @@ from scheduler.models import JobSpec, Site, Tenant, TenantsFile
 from scheduler.policies import make_policy
 from scheduler.policies.base import Assignment, TenantInfo
 from scheduler.reasons import WhyBoard
-from scheduler.sources.live import LiveSignals
 from scheduler.state import (
     ActionIntent,
     Congestion,
@@ -91,6 +90,7 @@ from scheduler.state import (
 if TYPE_CHECKING:
     from scheduler.executors.base import Executor
     from scheduler.policies.base import Policy
+    from scheduler.sources.live import LiveSignals  # imported when a server has live signals (a restart's imports)
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +329,7 @@ class Service:
         self._announced: set[tuple[datetime, datetime, float, str]] = set()  # feed caps recorded as events
         if config.live_signals is not None:
             from scheduler.sources.config import build_refresher, load_live_signals
+            from scheduler.sources.live import LiveSignals
 
             cfg = load_live_signals(config.live_signals)
             # the thread asks "due?" ten times per refresh_s of the service's clock (which may run compressed)
@@ -554,11 +555,12 @@ class Service:
 
     # ------------------------------------------------------------------------------- the loop
 
-    def start(self) -> None:
-        """Run the first tick now, then tick in a background thread."""
+    def start(self, after_first_tick: Callable[[], None] | None = None) -> None:
+        """Tick in a background thread, the first tick at once. ``after_first_tick``: called once in that
+        thread when the first tick has ended (whether it succeeded or failed), before the next one."""
         if self.live is not None:
             self.live.start()
-        self._thread = threading.Thread(target=self._run, name="windward-loop", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(after_first_tick,), name="windward-loop", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -572,7 +574,7 @@ class Service:
         self.executor.close()
         self.store.close()
 
-    def _run(self) -> None:
+    def _run(self, after_first_tick: Callable[[], None] | None = None) -> None:
         slot_s = self.site.slot_s
         while not self._stop.is_set():
             try:
@@ -581,6 +583,10 @@ class Service:
             except Exception as e:  # noqa: BLE001 - the loop must survive a bad tick and say why
                 self._last_error = f"{type(e).__name__}: {e}"
                 log.exception("tick failed")
+            if after_first_tick is not None:
+                call = after_first_tick
+                after_first_tick = None
+                call()
             ended = time.monotonic()
             next_slot_unix = self.epoch_unix_s + (math.floor(self.now_s() / slot_s) + 1) * slot_s
             wait_s = max(self.clock.wall_s_until(next_slot_unix), 0.0)
