@@ -157,7 +157,10 @@ def run_demo(
     horizon_h = cfg.horizon_slots * site.slot_s / 3600.0
     policy = make_policy(cfg.policy, horizon_h, run_end_s=cfg.n_slots * site.slot_s, fallback=True)
     time_scale = site.slot_s / cfg.seconds_per_slot
-    params = {"inference": {"rates_per_s": rates, "rate_period_s": float(site.slot_s), "capacity_rps": 100.0}}
+    # the service reports its progress ten times a slot (its default, a hundredth of its duration, is most of a
+    # slot here: the last slot's serving would not be seen before the run ends)
+    params = {"inference": {"rates_per_s": rates, "rate_period_s": float(site.slot_s), "capacity_rps": 100.0,
+                            "tick_s": site.slot_s / 10.0}}
     phases: dict[str, float] = {}  # wall seconds of each step (report "phases_s"; the CLI prints them)
     # The carbon-agnostic comparison (simulated executor, no Ray) and its clairvoyant bound do not depend on
     # the Ray run: they are computed in a thread while Ray starts (a start mostly waits on Ray's processes).

@@ -148,11 +148,17 @@ class JobContext:
     """A running job's view of the world. Thread-safe: the executor sets the power fraction and the
     stop request from other threads while the workload runs."""
 
-    def __init__(self, config: JobConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, config: JobConfig, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.config = config
         self.job_dir = Path(config.job_dir)
         self.job_dir.mkdir(parents=True, exist_ok=True)
         self._sleep = sleep
+        self._clock = clock
+        # Pacing keeps to an absolute schedule: the wall time by which the work paced so far is due, from the
+        # first report (ready) on. Overheads between paces (compute, progress writes, checkpoints, a late
+        # wake-up) are absorbed instead of added, so the job's work follows the executor's clock.
+        self._due: float | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._power_fraction = float(config.power_fraction)
@@ -232,29 +238,35 @@ class JobContext:
     def speed(self) -> float:
         return float(speed_of(self._curve_f, self._curve_s, self.power_fraction))
 
-    def pace(self, work_s: float, compute_wall_s: float = 0.0) -> None:
+    def pace(self, work_s: float) -> None:
         """Spend the wall time ``work_s`` full-speed seconds take at the current power fraction (a simulated
-        GPU's speed; on a real GPU the power limit itself slows the job and ``time_scale`` is 1). Wakes early
-        on a stop request."""
-        wall_s = work_s / (self.config.time_scale * max(self.speed(), 1e-6)) - compute_wall_s
-        while wall_s > 0 and not self.should_stop():
-            chunk = min(wall_s, 0.05)
-            self._sleep(chunk)
-            wall_s -= chunk
+        GPU's speed; on a real GPU the power limit itself slows the job and ``time_scale`` is 1), on the
+        absolute schedule (the work's compute and the job's overheads count inside it). Wakes early on a
+        stop request."""
+        self._wait_until_due(work_s / (self.config.time_scale * max(self.speed(), 1e-6)))
 
     def wait_virtual(self, virtual_s: float) -> None:
         """Let ``virtual_s`` seconds of (scaled) time pass whatever the power fraction (a service answers
-        requests as they arrive; the power cap changes its capacity, not the clock). Wakes on a stop."""
-        wall_s = virtual_s / self.config.time_scale
-        while wall_s > 0 and not self.should_stop():
-            chunk = min(wall_s, 0.05)
-            self._sleep(chunk)
-            wall_s -= chunk
+        requests as they arrive; the power cap changes its capacity, not the clock), on the absolute
+        schedule. Wakes on a stop."""
+        self._wait_until_due(virtual_s / self.config.time_scale)
+
+    def _wait_until_due(self, wall_s: float) -> None:
+        if self._due is None:
+            self._due = self._clock()
+        self._due += max(wall_s, 0.0)
+        while not self.should_stop():
+            left = self._due - self._clock()
+            if left <= 0:
+                break
+            self._sleep(min(left, 0.05))
 
     def report(self, work_done_s: float, step: int, **extra: Any) -> None:
         """Record progress (in memory for the executor, and atomically in progress.json). The first report
         also says the workload is ready: its start-up is over and its work begins (a workload reports once
         before its first step; the executor counts the job as started on its clock from then on)."""
+        if self._due is None:  # ready: the pacing schedule starts now
+            self._due = self._clock()
         with self._lock:
             self._progress.update(extra, work_done_s=float(work_done_s), step=int(step), ready=True)
             snap = dict(self._progress)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,7 +259,6 @@ def _run_gang(ctx: JobContext, steps: int, hidden: int, batch: int, lr: float) -
         while k < steps:
             idx = np.random.default_rng([cfg.seed, k]).choice(data.x_train.shape[0], size=batch, replace=False)
             mine = idx[cfg.rank :: cfg.world_size]
-            t0 = time.perf_counter()
             g, loss_sum = _shard_grads(w, data.x_train[mine], data.y_train[mine], batch)
             g, loss_sum, stop = gang.all_reduce(g, loss_sum, ctx.should_stop())
             if stop:  # every rank saw the same flag: all stop before this step, rank 0 keeps the state
@@ -270,7 +268,7 @@ def _run_gang(ctx: JobContext, steps: int, hidden: int, batch: int, lr: float) -
             for key in w:
                 w[key] -= lr * g[key]
             loss = loss_sum / batch
-            ctx.pace(work_per_step_s, time.perf_counter() - t0)
+            ctx.pace(work_per_step_s)
             k += 1
             if k % ckpt_every == 0 or k == steps:
                 ctx.save_checkpoint(w, k * work_per_step_s, k)
@@ -311,9 +309,8 @@ def run(ctx: JobContext) -> dict[str, Any] | None:
             ctx.save_checkpoint(w, k * work_per_step_s, k)
             ctx.report(k * work_per_step_s, k, loss=loss)
             return None
-        t0 = time.perf_counter()
         loss = sgd_step(w, data, cfg.seed, k, batch, lr)
-        ctx.pace(work_per_step_s, time.perf_counter() - t0)
+        ctx.pace(work_per_step_s)
         k += 1
         if k % ckpt_every == 0 or k == steps:
             ctx.save_checkpoint(w, k * work_per_step_s, k)

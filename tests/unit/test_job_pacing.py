@@ -1,0 +1,61 @@
+"""A workload's pacing keeps to an absolute schedule from the moment it is ready: the work it paces is due
+at ready + work / (time_scale x speed) whatever the job does between paces (compute, progress writes,
+checkpoints, a late wake-up). Relative sleeps added every overhead to the job's run time, so under load a
+Ray job did less work than the slots it was charged for. A fake clock and sleep, seeded families."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scheduler.workloads.runtime import JobConfig, JobContext
+
+
+class FakeTime:
+    def __init__(self, oversleep_s: float = 0.0) -> None:
+        self.now = 100.0
+        self.oversleep_s = oversleep_s  # every sleep wakes this late (a loaded machine)
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s + self.oversleep_s
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_overheads_between_paces_do_not_add_up(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ts = float(rng.choice([1.0, 60.0, 900.0]))
+    t = FakeTime(oversleep_s=float(rng.uniform(0.0, 0.02)))
+    cfg = JobConfig(job_id=f"p{seed}", kind="training", duration_s=1e6, job_dir=str(tmp_path / f"p{seed}"),
+                    time_scale=ts)  # fmt: skip
+    ctx = JobContext(cfg, sleep=t.sleep, clock=t.clock)
+    ctx.report(0.0, 0)  # ready: the schedule starts here
+    t0 = t.now
+    steps = rng.uniform(0.05, 2.0, size=40) * ts  # work per step, in full-speed seconds
+    overhead = rng.uniform(0.0, 0.5, size=40) * steps / ts  # wall time the job spends outside pace
+    for w, o in zip(steps, overhead):
+        t.now += o
+        ctx.pace(float(w))
+    due = t0 + steps.sum() / ts
+    # on schedule: never early, late by at most one sleep's oversleep (not by the sum of the overheads)
+    assert due - 1e-9 <= t.now <= due + t.oversleep_s + 1e-9
+    assert overhead.sum() > 2 * t.oversleep_s  # the relative schedule would have been this much late
+
+
+def test_a_job_that_fell_behind_catches_up_without_sleeping(tmp_path: Path) -> None:
+    t = FakeTime()
+    cfg = JobConfig(job_id="late", kind="inference", duration_s=1e6, job_dir=str(tmp_path / "late"), time_scale=10.0)
+    ctx = JobContext(cfg, sleep=t.sleep, clock=t.clock)
+    ctx.report(0.0, 0)
+    t.now += 5.0  # stalled for 50 virtual seconds
+    slept = []
+    ctx._sleep = lambda s: (slept.append(s), t.sleep(s))  # type: ignore[method-assign]
+    for _ in range(4):
+        ctx.wait_virtual(10.0)  # 1 s of wall each: 4 s due, 5 s already passed
+    assert slept == []
+    ctx.wait_virtual(20.0)  # due at +6 s: one more second to wait
+    assert sum(slept) == pytest.approx(1.0)
