@@ -60,6 +60,15 @@ class Ops:
 
     # -- elementwise / reductions
     def where(self, c: Any, a: Any, b: Any) -> Any:
+        # an integer or boolean array kept where a boolean mask holds, zero elsewhere: a product (the same
+        # values and dtype as np.where, 5-7x faster on a (J, T) int8 table; np.where has no SIMD path)
+        if (type(b) in (int, bool) and not b and isinstance(a, np.ndarray) and a.dtype.kind in "biu"
+                and isinstance(c, np.ndarray) and c.dtype == np.bool_):
+            if a.dtype == np.bool_:
+                if type(b) is bool:
+                    return a & c
+            elif np.result_type(a, b) == a.dtype:
+                return a * c
         return np.where(c, a, b)
 
     def maximum(self, a: Any, b: Any) -> Any:
@@ -195,6 +204,54 @@ class Ops:
     def sum64(self, a: Any, axis: int | None = None) -> Any:
         """Sum accumulated in float64."""
         return a.sum(axis=axis, dtype=np.float64)
+
+    #: rows per block of :meth:`prefix_cross` (block sums, then one block's prefix per column)
+    CROSS_BLOCK = 256
+
+    def prefix_cross(self, x: Any, lim: Any, w: Any = None) -> Any:
+        """``(C,)`` int64: per column of the non-negative demand ``x : (n, C)``, how many leading rows keep
+        its running sum (float64) within ``lim : (C,)``: ``cross[c] = #{j : cumsum(x, 0)[j, c] <= lim[c]}``
+        (the prefix only grows, so those rows are the leading ones). With ``w : (n,)`` the demand is
+        ``w[j]`` where the mask ``x[j, c]`` holds (no (n, C) float table is made). Block sums of
+        ``CROSS_BLOCK`` rows, their running sum, then a prefix only inside the block where each column
+        crosses its limit: one pass over ``x`` instead of a full prefix table. The sums are those of a
+        full prefix wherever float64 adds the demands exactly (whole numbers: GPU counts; float32 watts
+        times GPU counts below 2^53 of their quantum)."""
+        n, C = x.shape
+        out = np.full(C, n, np.int64)
+        if n == 0 or C == 0:
+            return out
+        B = self.CROSS_BLOCK
+        nf, nb = n // B, -(-n // B)
+        xv = x.view(np.int8) if x.dtype == np.bool_ else x
+        wf = None if w is None else np.asarray(w, dtype=np.float64)
+        bs = np.empty((nb, C))
+        if nf:
+            if wf is None:
+                bs[:nf] = xv[:nf * B].reshape(nf, B, C).sum(1, dtype=np.float64)
+            else:
+                bs[:nf] = np.einsum("bj,bjc->bc", wf[:nf * B].reshape(nf, B), xv[:nf * B].reshape(nf, B, C))
+        if nb > nf:
+            bs[nf] = (xv[nf * B:].sum(0, dtype=np.float64) if wf is None
+                      else np.einsum("j,jc->c", wf[nf * B:], xv[nf * B:]))
+        cb = np.cumsum(bs, 0)
+        lim = np.broadcast_to(np.asarray(lim, dtype=np.float64), (C,))
+        cols = np.flatnonzero(cb[-1] > lim)
+        if cols.size == 0:
+            return out
+        over = cb[:, cols] > lim[cols][None, :]
+        b = over.argmax(0)  # the first block whose running sum passes the limit
+        base = np.where(b > 0, cb[np.maximum(b - 1, 0), cols], 0.0)
+        rows = b[:, None] * B + np.arange(B)[None, :]  # (C', B) the rows of that block
+        valid = rows < n
+        rows = np.minimum(rows, n - 1)
+        vals = xv[rows, cols[:, None]].astype(np.float64)
+        if wf is not None:
+            vals = vals * wf[rows]
+        vals[~valid] = 0.0
+        within = base[:, None] + np.cumsum(vals, 1)
+        out[cols] = rows[:, 0] + (within > lim[cols][:, None]).argmax(1)
+        return out
 
     def item(self, a: Any) -> float:
         return float(a)
@@ -427,6 +484,12 @@ class TorchOps(Ops):
 
     def sum64(self, a: Any, axis: int | None = None) -> Any:
         return a.sum(dtype=self.torch.float64) if axis is None else a.sum(dim=axis, dtype=self.torch.float64)
+
+    def prefix_cross(self, x: Any, lim: Any, w: Any = None) -> Any:
+        t = self.torch
+        d = x.to(t.float64) if w is None else w.to(t.float64)[:, None] * x.to(t.float64)
+        lim = lim if isinstance(lim, t.Tensor) else t.as_tensor(lim, dtype=t.float64, device=self._dev)
+        return (t.cumsum(d, dim=0) <= lim).sum(dim=0)
 
     def item(self, a: Any) -> float:
         return float(a.item()) if isinstance(a, self.torch.Tensor) else float(a)

@@ -81,11 +81,13 @@ def slack_rank(xp: Ops, c: Any, d: Any, tb: Any, first: Any = None) -> Any:
 
 
 def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: Any, cost: Any, *,
-                  lowest: bool = False, rounds: int = ROUNDS) -> tuple[Any, Any]:
+                  lowest: bool = False, rounds: int = ROUNDS, use: Any = None) -> tuple[Any, Any]:
     """Place the work still missing from ``vmat``/``pool`` (module docstring).
 
     ``rank : (J,)`` job order (lower first); ``cost : (P, T)`` float64 slot order per pool (lower first);
     ``lowest``: propose at each pool's lowest power level (most work per watt) instead of full power.
+    ``use``: the plan's usage (:class:`kernels.planner._Use`) where the caller carries it: read instead of
+    a pass over the plan, and updated in place to the new plan's.
     Returns the new ``(vmat, pool)``; rows that cannot be placed keep what they had."""
     T, P = c.T, c.P
     if c.J == 0:
@@ -101,9 +103,12 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     feasible_slot = ~d.infeas
     dead = xp.zeros(c.J, xp.bool_)  # rows with no feasible proposal: the residual only shrinks, so none later
     # usage, work and on-time work once; each round adds what it placed (no (J, T) pass per round)
-    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    if use is None:
+        busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+        done = _pl._job_work(tb, pool, vmat, xp)
+    else:
+        busy, fac, done = use.busy, use.fac, xp.copy(use.done)
     runs = xp.any(vmat > 0, 1)
-    done = _pl._job_work(tb, pool, vmat, xp)
     done_on = xp.copy(done)
     dlr = xp.nonzero(d.has_dl & runs)
     if dlr.shape[0]:
@@ -220,7 +225,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
                 left_q = quota[:, None] - used_q - xp.group_rowsum(d.tenant[rs], c.quota.size, gs, ok)
                 acc = acc & _pl._prefix_keep_grouped(gs, acc, d.tenant[rs], left_q, 1e-9, xp)
             acc = acc & _pl._prefix_keep_grouped(gs, acc, pl, d.H - busy - xp.group_rowsum(pl, P, gs, ok), 1e-3, xp)
-            acc = acc & _pl._prefix_keep(xp.where(acc, ldr[:, None], 0.0), room_w - xp.rowsum_w(ldr, ok), 0.0, xp)
+            acc = acc & _pl._prefix_keep_w(ldr, acc, room_w - xp.rowsum_w(ldr, ok), 0.0, xp)
             ok = ok | acc
             ask = ask & ~acc
             if not bool(xp.any(acc)) or not bool(xp.any(ask)):
@@ -257,9 +262,12 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         done[rs] = done[rs] + xp.astype(xp.count_nonzero(ok, 1), xp.f64) * wr
         done_on[rs] = done_on[rs] + xp.astype(xp.count_nonzero(ok & (tt < d.dl[rs][:, None]), 1), xp.f64) * wr
         runs[rs] = runs[rs] | got
+    out = _pl._Use(busy, fac, done) if use is not None else None
     if bool(xp.any(d.has_dl)):
         # late tails that on-time slots made unneeded (``done``: kept up to date by every round)
-        vmat = _pl._trim(d, tb, vmat, pool, xp, done=done)
+        vmat = _pl._trim(d, tb, vmat, pool, xp, done=done, use=out)
+    if use is not None and out is not None:
+        use.busy, use.fac, use.done = out.busy, out.fac, out.done
     return vmat, pool
 
 
@@ -397,7 +405,7 @@ def shift_cells(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: An
     if has_q:
         ok = ok & _pl._prefix_keep_grouped(g_o, ok, d.tenant[rows_o], quota[:, None] - used_q, 1e-9, xp)
     ok = ok & _pl._prefix_keep_grouped(g_o, ok, pl_o, d.H - busy, 1e-3, xp)
-    ok = ok & _pl._prefix_keep(xp.where(ok, Lmax[o][:, None], 0.0), room_w, 0.0, xp)
+    ok = ok & _pl._prefix_keep_w(Lmax[o], ok, room_w, 0.0, xp)
     # accepted targets, in pair order; each frees its paired source and takes its power level
     inv_o = xp.inv_perm_rows(o[None, :])[0]
     ok = ok[inv_o]

@@ -768,57 +768,59 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
     )
 
 
+def _keep_rows(xp: Ops, n: int, cross: Any) -> Any:
+    """``(n, C)`` bool: row ``j`` kept in column ``c`` while ``j < cross[c]``."""
+    return xp.arange(n)[:, None] < cross[None, :]
+
+
 def _prefix_keep(d: Any, cap: Any, tol: float, xp: Ops = _NP) -> Any:
-    """Rows in priority order, ``d : (n, T)`` demand (0 where a row does not ask): keep a row's slot while
-    the prefix sum through that row stays within ``cap[t] + tol``. Only over-full slots need the prefix
-    sum, so only those columns are scanned."""
-    keep = xp.ones(d.shape, xp.bool_)
+    """Rows in priority order, ``d : (n, T)`` non-negative demand (0 where a row does not ask): keep a row's
+    slot while the prefix sum through that row stays within ``cap[t] + tol``. The prefix only grows, so
+    each slot keeps its leading rows (:meth:`Ops.prefix_cross`: a full prefix table only where a slot is
+    over-full, and then only inside the block of rows where it crosses)."""
     if d.shape[0] == 0:
-        return keep
-    tot = xp.sum64(d, 0)
-    cols = xp.nonzero(tot > cap + tol)
-    if cols.shape[0]:
-        cs = xp.cumsum64(d[:, cols], 0)
-        keep[:, cols] = cs <= (cap[cols] + tol)[None, :]
-    return keep
+        return xp.ones(d.shape, xp.bool_)
+    return _keep_rows(xp, d.shape[0], xp.prefix_cross(d, cap + tol))
+
+
+def _prefix_keep_w(w: Any, mask: Any, cap: Any, tol: float, xp: Ops = _NP) -> Any:
+    """:func:`_prefix_keep` of the demand ``w[j]`` where ``mask[j, t]`` (no (n, T) demand table)."""
+    if mask.shape[0] == 0:
+        return xp.ones(mask.shape, xp.bool_)
+    return _keep_rows(xp, mask.shape[0], xp.prefix_cross(mask, cap + tol, w))
 
 
 def _prefix_keep_grouped(w: Any, mask: Any, grp: Any, caps: Any, tol: float, xp: Ops = _NP, *,
                          is_sorted: bool = False) -> Any:
     """:func:`_prefix_keep` for every group at once, with demand ``w[j]`` where ``mask[j, t]``: rows in
-    priority order within their group ``grp`` (``0..G-1``), ``caps : (G, T)``; a row's slot is kept while
-    the prefix sum through it over the rows of its group stays within its group's cap. One segmented prefix
-    sum over the slots where some group is over its cap, instead of a loop over groups. ``w`` must hold
-    whole numbers (GPU counts): then the segmented sums are exact and equal the per-group ones.
-    ``is_sorted``: the rows are already sorted by group (else a stable sort by group is done and undone)."""
+    priority order within their group ``grp`` (``0..G-1``; rows outside count nowhere and are kept),
+    ``caps : (G, T)``; a row's slot is kept while the prefix sum through it over the rows of its group
+    stays within its group's cap. One :meth:`Ops.prefix_cross` per group (a loop over pools or tenants).
+    ``w`` must hold whole numbers (GPU counts): then the sums are exact. ``is_sorted``: the rows are
+    already sorted by group (each group's rows a slice, no gather)."""
     n = mask.shape[0]
     keep = xp.ones(mask.shape, xp.bool_)
     if n == 0:
         return keep
-    tot = xp.group_rowsum(grp, caps.shape[0], w, mask)
-    cols = xp.nonzero(xp.any(tot > caps + tol, 0))
-    if cols.shape[0] == 0:
-        return keep
-    mc = mask[:, cols]
-    if is_sorted:
-        order, gs, ws = None, grp, w
-    else:
-        order = xp.argsort(grp)
-        gs, ws, mc = grp[order], w[order], mc[order]
-    # integer sums (exact, as the float64 ones were; less memory traffic): whole-number demands
-    cs = xp.cumsum(xp.where(mc, xp.astype(ws, xp.i32)[:, None], 0), 0)
     G = caps.shape[0]
-    first = xp.searchsorted(gs, xp.arange(G))  # each group's first row (n: an empty group)
-    before = xp.where((first > 0)[:, None], xp.astype(cs[xp.maximum(first - 1, 0)], xp.f64), 0.0)  # (G, C)
-    # a row's slot is kept while (its prefix - the earlier groups' sum) <= cap + tol: one (G, C) limit
-    # table gathered once per row (integer sums: the same comparison)
-    ks = cs <= ((caps[:, cols] + tol) + before)[gs]
-    if order is None:
-        keep[:, cols] = ks
-    else:
-        sub = xp.ones(ks.shape, xp.bool_)
-        sub[order] = ks
-        keep[:, cols] = sub
+    lim = caps + tol
+    if is_sorted:
+        first = xp.to_numpy(xp.searchsorted(grp, xp.arange(G + 1)))
+    for k in range(G):  # pools or tenants
+        if is_sorted:
+            a, z = int(first[k]), int(first[k + 1])
+            if z <= a:
+                continue
+            cross = xp.prefix_cross(mask[a:z], lim[k], w[a:z])
+            if bool(xp.any(cross < z - a)):
+                keep[a:z] = _keep_rows(xp, z - a, cross)
+        else:
+            rows = xp.nonzero(grp == k)
+            if rows.shape[0] == 0:
+                continue
+            cross = xp.prefix_cross(mask[rows], lim[k], w[rows])
+            if bool(xp.any(cross < rows.shape[0])):
+                keep[rows] = _keep_rows(xp, rows.shape[0], cross)
     return keep
 
 
@@ -1042,31 +1044,33 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     pool = _assign_pools(c, d, vmat > 0, pool, pref, keep_run, prio, xp)
     vmat = _remap(pr, d, vmat, pool, xp)
     vmat, pool = _repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
+    use = _use_of(d, tb, vmat, pool, xp)  # carried through the fill and the completion, updated by each pass
     for lowest in (True, True):  # fill rounds at the lowest level (most work per watt)
-        vmat, placed = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=lowest, xp=xp)
+        vmat, placed = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=lowest, xp=xp, use=use)
         if not placed:  # the same round again would place nothing either
             break
-    return _finish(xp, c, pr, d, tb, vmat, pool, prio, lam, mu)
+    return _finish(xp, c, pr, d, tb, vmat, pool, prio, lam, mu, use)
 
 
 def _finish(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any,
-            lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[Any, Any]:
+            lam: NDArray[np.float64], mu: NDArray[np.float64], use: _Use | None = None) -> tuple[Any, Any]:
     """The completion of a valid plan: what is undone list-scheduled in price order (:func:`_complete`),
     power raised where the work beats the carbon, then jobs still short run their slots at higher levels
     where the watts allow (a level per pass), their surplus slots are trimmed, and what is freed is
     list-scheduled again. Work is only added to jobs still short (and trimmed past what a job needs): a
-    job finished (on time) before is finished (on time) after."""
-    vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu)
-    vmat = _raise(c, d, tb, vmat, pool, prio, xp)
+    job finished (on time) before is finished (on time) after. ``use``: the plan's :class:`_Use` where the
+    caller carries it (updated in place), else computed here once."""
+    use = _use_of(d, tb, vmat, pool, xp) if use is None else use
+    vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu, use)
+    vmat = _raise(c, d, tb, vmat, pool, prio, xp, use=use)
     V = pr.fv.size
     for _ in range(V - 2):  # power levels (a pass that raises nothing leaves the next one the same input)
-        vmat, raised = _raise_any(c, d, tb, vmat, pool, prio, xp, force=True)
+        vmat, raised = _raise_any(c, d, tb, vmat, pool, prio, xp, force=True, use=use)
         if not raised:
             break
-    done = _job_work(tb, pool, vmat, xp)
-    if bool(xp.any(_short_rows(d, done))):
-        vmat = _trim(d, tb, vmat, pool, xp, done=done)
-        vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu)
+    if bool(xp.any(_short_rows(d, use.done))):
+        vmat = _trim(d, tb, vmat, pool, xp, use=use)
+        vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu, use)
     return vmat, pool
 
 
@@ -1075,7 +1079,7 @@ def _short_rows(d: _Dev, done: Any) -> Any:
     return d.preempt & ~d.must & (d.R > 0) & (done < (d.R + d.loss) * (1 - 1e-7) - 1e-6)
 
 
-def _np_valid(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
+def _np_valid(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP, use: _Use | None = None) -> Any:
     """Drop every non-preemptible (not must-run) plan row that is not one unbroken block doing all the
     job's work (a block may end unfinished only at the horizon end or before an infeasible slot): the
     checker's rule, enforced on the plan itself (a pool move or a level remap can leave a block short)."""
@@ -1094,25 +1098,28 @@ def _np_valid(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP
     need = d.R[rows] + xp.where(stay, 0.0, d.loss[rows])
     bad = (blocks > 1) | (~open_end & (done < need * (1 - 1e-7)))
     if bool(xp.any(bad)):
-        vmat[rows[bad]] = 0
+        rb = rows[bad]
+        old = vmat[rb]
+        vmat[rb] = 0
+        _use_swap(use, d, tb, rb, old, pool[rb], vmat[rb], pool[rb], xp)
     return vmat
 
 
 def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam: NDArray[np.float64],
-              mu: NDArray[np.float64]) -> tuple[Any, Any]:
+              mu: NDArray[np.float64], use: _Use | None = None) -> tuple[Any, Any]:
     """The completion pass: broken non-preemptible rows dropped (:func:`_np_valid`), then what the prices
     left undone placed by list scheduling (:func:`kernels.listsched.list_schedule`) in price order
     (``lam * watts + mu`` per pool and slot), jobs earliest deadline first, at full power and then at the
     lowest level (most work per watt where watts are what is short)."""
     from kernels import listsched  # imports this module: bound at call time
 
-    vmat = _np_valid(c, d, tb, vmat, pool, xp)
+    vmat = _np_valid(c, d, tb, vmat, pool, xp, use)
     rank = listsched.edf_rank(xp, c, d)
     for lowest in (False, True):  # power levels: full, then the pool's lowest
         lv = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
         load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lv]
         cost = xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64)
-        vmat, pool = listsched.list_schedule(xp, c, d, tb, vmat, pool, rank, cost, lowest=lowest)
+        vmat, pool = listsched.list_schedule(xp, c, d, tb, vmat, pool, rank, cost, lowest=lowest, use=use)
     return vmat, pool
 
 
@@ -1124,9 +1131,11 @@ def _remap(pr: _Prep, d: _Dev, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
     return xp.lookup(d.map_pv8, pool, vmat)
 
 
-def _trim(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP, done: Any = None) -> Any:
+def _trim(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP, done: Any = None, use: _Use | None = None) -> Any:
     """Drop the slots after a job has done all its work (earliest slots kept). ``done : (J,)``: the plan's
-    work per row where the caller already holds it (:func:`_job_work` of this ``vmat``)."""
+    work per row where the caller already holds it (:func:`_job_work` of this ``vmat``); ``use``: the plan's
+    :class:`_Use` (its ``done`` read), updated in place by what is trimmed."""
+    done = use.done if use is not None and done is None else done
     pc = xp.maximum(pool, 0)
     done = _job_work(tb, pool, vmat, xp) if done is None else done
     need = d.R + d.loss - 1e-3
@@ -1136,8 +1145,11 @@ def _trim(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP, done: Any = N
     sub = vmat[rows]
     work = xp.lookup(tb.work, pool[rows], sub)
     before = xp.cumsum(work, 1) - work
+    old = xp.copy(sub) if use is not None else None
     sub[before >= xp.astype(need, xp.f32)[rows][:, None]] = 0
     vmat[rows] = sub
+    if use is not None:
+        _use_swap(use, d, tb, rows, old, pool[rows], sub, pool[rows], xp)
     return vmat
 
 
@@ -1285,30 +1297,75 @@ def _fac(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
     return fac
 
 
-def _unfinished(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, also: Any, xp: Ops) -> tuple[Any, Any]:
+@dataclass(slots=True)
+class _Use:
+    """What a plan uses, carried through the completion's passes and updated by what each pass changed (no
+    (J, T) pass per step): busy GPUs ``(P, T)``, facility watts ``(T,)`` (idle base included) and work per
+    row ``(J,)``. The sums are of whole GPU counts and float32 watts / work times GPU counts, which float64
+    adds exactly, so an updated ``_Use`` equals the one recomputed from the plan (:func:`_use_of`)."""
+
+    busy: Any
+    fac: Any
+    done: Any
+
+
+def _use_of(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> _Use:
+    """:class:`_Use` of a plan, from the whole plan."""
+    busy, fac = _usage(d, tb, vmat, pool, xp)
+    return _Use(busy, fac, _job_work(tb, pool, vmat, xp))
+
+
+def _rows_use(d: _Dev, tb: _Tabs, rows: Any, sub: Any, pl: Any, xp: Ops = _NP) -> tuple[Any, Any]:
+    """Busy GPUs ``(P, T)`` and facility watts above the base ``(T,)`` of the plan rows ``sub`` (jobs
+    ``rows`` in pools ``pl``): :func:`_usage`'s sums over those rows only."""
+    g = d.gpus[rows]
+    busy = xp.group_rowsum(pl, d.H.shape[0], g, sub > 0)
+    fac = xp.zeros(sub.shape[1], xp.f64)
+    pc = xp.maximum(pl, 0)
+    for v in range(1, tb.load.shape[1]):  # power levels
+        fac = fac + xp.rowsum_w(g * xp.astype(tb.load[pc, v], xp.f64), sub == v)
+    return busy, fac
+
+
+def _use_swap(use: _Use | None, d: _Dev, tb: _Tabs, rows: Any, old: Any, old_pl: Any, new: Any, new_pl: Any,
+              xp: Ops = _NP) -> None:
+    """``use`` updated in place for the plan rows ``rows`` that changed from ``old`` (pools ``old_pl``) to
+    ``new`` (pools ``new_pl``); nothing when ``use`` is None."""
+    if use is None or rows.shape[0] == 0:
+        return
+    b0, f0 = _rows_use(d, tb, rows, old, old_pl, xp)
+    b1, f1 = _rows_use(d, tb, rows, new, new_pl, xp)
+    use.busy = use.busy - b0 + b1
+    use.fac = use.fac - f0 + f1
+    use.done[rows] = _job_work(tb, new_pl, new, xp)
+
+
+def _unfinished(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, also: Any, xp: Ops, use: _Use | None = None
+                ) -> tuple[Any, Any]:
     """Preemptible, not must-run jobs with a pool (and ``also``, when given) whose plan does less work than
-    they need: their rows and the work their plan does."""
+    they need: their rows and the work their plan does (``use.done`` where the caller carries it)."""
     ok = d.preempt & ~d.must & (pool >= 0)
     rows = xp.nonzero(ok if also is None else ok & also)
     if rows.shape[0] == 0:
         return rows, xp.zeros(0, xp.f64)
-    done = _job_work(tb, pool[rows], vmat[rows], xp)
+    done = _job_work(tb, pool[rows], vmat[rows], xp) if use is None else use.done[rows]
     short = done < (d.R + d.loss)[rows] - 1e-3
     return rows[short], done[short]
 
 
 def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: Any, mu: Any, *,
-          lowest: bool = False, xp: Ops = _NP) -> tuple[Any, bool]:
+          lowest: bool = False, xp: Ops = _NP, use: _Use | None = None) -> tuple[Any, bool]:
     """Hand the headroom left to unfinished preemptible work: each job asks for the slots it still needs,
     its most valuable ones first (at full power, or at its pool's lowest level with ``lowest``); slots
     accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas). Returns the plan and
-    whether any cell was placed (none placed: ``vmat`` is as it was)."""
+    whether any cell was placed (none placed: ``vmat`` is as it was). ``use``: the plan's :class:`_Use`,
+    read instead of recomputed and updated in place by what is placed."""
     T, J = c.T, c.J
-    cand_j, done = _unfinished(d, tb, vmat, pool, d.rel < T, xp)
+    cand_j, done = _unfinished(d, tb, vmat, pool, d.rel < T, xp, use)
     if cand_j.shape[0] == 0:
         return vmat, False
     sub = vmat[cand_j]
-    busy, fac = _usage(d, tb, vmat, pool, xp)
+    busy, fac = _usage(d, tb, vmat, pool, xp) if use is None else (use.busy, use.fac)
     tt = xp.arange(T)[None, :]
     pl = pool[cand_j]
     vf = (tb.vmin if lowest else tb.vfull)[pl]
@@ -1352,27 +1409,32 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
         capq = xp.asarray(c.quota, xp.f64)[:, None] - used
         ok = ok & _prefix_keep_grouped(g, ok, d.tenant[cj], capq, 1e-9, xp)
     ok = ok & _prefix_keep_grouped(g, ok, pl_o, d.H - busy, 1e-3, xp)
-    ld = xp.where(ok, (tb.load[pl_o, xp.index(vf_o)] * g)[:, None], 0.0)
-    ok = ok & _prefix_keep(ld, d.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0, xp)
+    ok = ok & _prefix_keep_w(tb.load[pl_o, xp.index(vf_o)] * g, ok, d.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0, xp)
     if not bool(xp.any(ok)):
         return vmat, False
     vmat[cj] = xp.astype(xp.where(ok, vf_o[:, None], vmat[cj]), xp.i8)
+    if use is not None:  # the cells placed (free before, one level per row)
+        gd = xp.astype(d.gpus[cj], xp.f64)
+        use.busy = use.busy + xp.group_rowsum(pl_o, c.P, gd, ok)
+        use.fac = use.fac + xp.rowsum_w(gd * xp.astype(tb.load[pl_o, xp.index(vf_o)], xp.f64), ok)
+        use.done[cj] = use.done[cj] + xp.astype(xp.count_nonzero(ok, 1), xp.f64) * xp.astype(
+            tb.work[pl_o, xp.index(vf_o)], xp.f64)
     return vmat, True
 
 
 def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP, *,
-           force: bool = False) -> Any:
+           force: bool = False, use: _Use | None = None) -> Any:
     """Watts left in a slot go to unfinished preemptible jobs running there below full power: one level up,
     priority order, while the slot's facility prefix sum stays within its cap. ``force``: also where the
     work gained does not beat the carbon (the completion: finish a job rather than save its carbon)."""
-    return _raise_any(c, d, tb, vmat, pool, prio, xp, force=force)[0]
+    return _raise_any(c, d, tb, vmat, pool, prio, xp, force=force, use=use)[0]
 
 
 def _raise_any(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP, *,
-               force: bool = False) -> tuple[Any, bool]:
+               force: bool = False, use: _Use | None = None) -> tuple[Any, bool]:
     """:func:`_raise`, and whether it raised any cell (a pass that raised none leaves ``vmat`` as it was,
-    so the same pass again would raise none either)."""
-    rows, done = _unfinished(d, tb, vmat, pool, None, xp)
+    so the same pass again would raise none either). ``use``: as in :func:`_fill`."""
+    rows, done = _unfinished(d, tb, vmat, pool, None, xp, use)
     if rows.shape[0] == 0:
         return vmat, False
     sub = vmat[rows]
@@ -1395,7 +1457,7 @@ def _raise_any(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, x
     need = xp.empty(cand.shape, xp.bool_)
     need[:, oc] = before < deficit[:, None] - 1e-3
     cand = cand & need
-    room = d.cap_w * (1 - 1e-6) - 1.0 - _fac(d, tb, vmat, pool, xp)
+    room = d.cap_w * (1 - 1e-6) - 1.0 - (_fac(d, tb, vmat, pool, xp) if use is None else use.fac)
     rank = xp.empty(c.J, xp.i64)
     rank[prio] = xp.arange(c.J)
     o = xp.argsort(rank[rows])
@@ -1405,7 +1467,10 @@ def _raise_any(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, x
     ok = cand & _prefix_keep(dd, room, 0.0, xp)
     if not bool(xp.any(ok)):
         return vmat, False
-    vmat[rows] = xp.astype(xp.where(ok, up, sub), xp.i8)
+    new = xp.astype(xp.where(ok, up, sub), xp.i8)
+    vmat[rows] = new
+    ch = xp.nonzero(xp.any(ok, 1))
+    _use_swap(use, d, tb, rows[ch], sub[ch], pl[ch], new[ch], pl[ch], xp)
     return vmat, True
 
 

@@ -1,0 +1,105 @@
+"""The prefix-sum acceptance (kernels.planner._prefix_keep*, Ops.prefix_cross) and Ops.where's integer fast
+path give what their plain definitions give, on every backend, for seeded families of cases: more rows than
+one block (Ops.CROSS_BLOCK) and fewer, limits below, at and above the totals, empty groups, rows in and out
+of group order, whole-number and float32-watt demands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _backends import TORCH_DEVICES  # noqa: E402  (tests/kernels is on sys.path)
+
+from kernels import backend as B
+from kernels import planner as P
+
+NP = B.get_ops()
+SEEDS = range(40)
+
+
+def _ops(name: str) -> B.Ops:
+    if name == "numpy":
+        return NP
+    return B.get_ops("torch", name)
+
+
+BACKENDS = ["numpy"] + list(TORCH_DEVICES)
+
+
+def _case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A mask, whole-number weights and groups; sizes across the block boundary."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1, 7, 255, 256, 257, 700, 1500]))
+    C = int(rng.integers(1, 30))
+    mask = rng.random((n, C)) < rng.uniform(0.05, 0.95)
+    w = rng.choice([1, 2, 4, 8, 16, 64, 256], n).astype(np.int64)
+    G = int(rng.integers(1, 6))
+    grp = rng.integers(0, G, n)
+    return mask, w, grp, G
+
+
+def _ref_keep(x: np.ndarray, lim: np.ndarray) -> np.ndarray:
+    return np.cumsum(x.astype(np.float64), 0) <= lim[None, :]
+
+
+def _limits(rng: np.random.Generator, tot: np.ndarray) -> np.ndarray:
+    """Limits below, exactly at and above each column's total."""
+    k = rng.integers(0, 3, tot.shape)
+    return np.where(k == 0, np.floor(tot * rng.random(tot.shape)), np.where(k == 1, tot, tot + 1.0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_prefix_cross_counts_the_rows_a_full_prefix_keeps(backend: str, seed: int) -> None:
+    xp = _ops(backend)
+    mask, w, _, _ = _case(seed)
+    rng = np.random.default_rng(1000 + seed)
+    x = w[:, None] * mask
+    lim = _limits(rng, x.sum(0).astype(np.float64))
+    want = _ref_keep(x, lim).sum(0)
+    got_w = xp.to_numpy(xp.prefix_cross(xp.asarray(mask), xp.asarray(lim), xp.asarray(w)))
+    got_x = xp.to_numpy(xp.prefix_cross(xp.asarray(x.astype(np.float64)), xp.asarray(lim)))
+    assert np.array_equal(got_w, want)
+    assert np.array_equal(got_x, want)
+    # float32 watts times GPU counts (what the facility acceptance sums)
+    watts = (rng.uniform(50, 1500, x.shape[0]).astype(np.float32) * w.astype(np.float32))
+    d = np.where(mask, watts[:, None], np.float32(0))
+    limw = _limits(rng, d.astype(np.float64).sum(0))
+    keep = xp.to_numpy(P._prefix_keep(xp.asarray(d), xp.asarray(limw), 0.0, xp))
+    assert np.array_equal(keep, _ref_keep(d, limw))
+    keep_w = xp.to_numpy(P._prefix_keep_w(xp.asarray(watts), xp.asarray(mask), xp.asarray(limw), 0.0, xp))
+    assert np.array_equal(keep_w, _ref_keep(d, limw))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_grouped_prefix_keep_is_the_prefix_per_group(backend: str, seed: int) -> None:
+    xp = _ops(backend)
+    mask, w, grp, G = _case(seed)
+    rng = np.random.default_rng(2000 + seed)
+    tot = np.stack([(w[grp == k, None] * mask[grp == k]).sum(0) for k in range(G)]).astype(np.float64)
+    caps = _limits(rng, tot) - 0.5 * rng.random(tot.shape)  # fractional caps: the tolerance decides
+    tol = 1e-3
+    want = np.ones(mask.shape, bool)
+    for k in range(G):  # the plain definition, group by group
+        rows = np.flatnonzero(grp == k)
+        want[rows] = _ref_keep(w[rows, None] * mask[rows], caps[k] + tol)
+    got = xp.to_numpy(P._prefix_keep_grouped(xp.asarray(w), xp.asarray(mask), xp.asarray(grp), xp.asarray(caps),
+                                             tol, xp))
+    assert np.array_equal(got, want)
+    o = np.argsort(grp, kind="stable")  # the same rows given in group order
+    got_s = xp.to_numpy(P._prefix_keep_grouped(xp.asarray(w[o]), xp.asarray(mask[o]), xp.asarray(grp[o]),
+                                               xp.asarray(caps), tol, xp, is_sorted=True))
+    assert np.array_equal(got_s, want[o])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_where_fast_path_is_np_where(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 50)), int(rng.integers(1, 30)))
+    for dt in (np.int8, np.int32, np.int64, np.uint8, np.bool_):
+        a = rng.integers(-100, 100, shape).astype(dt)
+        for cshape in (shape, (shape[0], 1), (1, shape[1])):
+            c = rng.random(cshape) < 0.5
+            for b in (0, False):
+                got, want = NP.where(c, a, b), np.where(c, a, b)
+                assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
