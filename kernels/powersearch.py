@@ -1,0 +1,515 @@
+"""A power-level local search on a valid plan: each job's row re-chosen, slot by slot AND level by level,
+against the marginal carbon of the slots with every other row held fixed (a best response), rows accepted
+together by prefix sums, a round kept only where the exact objective falls.
+
+Why: the list schedules that carry dominance over the EDF greedy (kernels.listsched) run every job at full
+power, while a GPU at its lowest level does roughly twice the work per facility watt above idle (0.62 of
+the speed for 0.33 of the watts on an H100-class curve): the LP bound's advantage is lower power in dear
+slots and more slots in green ones, and, where a cap binds, more jobs at lower power. This search moves a
+plan towards that without giving up what the plan promises.
+
+One row (a preemptible, not must-run job with a pool; its pool is kept):
+- per slot the options are "off" and every level of its pool that fits: after its release and before its
+  limit (its deadline when it has one inside the horizon and is on time, else the horizon end), outside
+  the infeasible slots, its GPUs free in its pool and under its tenant's quota, its facility watts under
+  ``min(site max, wind + grid cap)`` with the other rows' watts held as they are (the level it runs at now
+  is always an option). A running job that runs slot 0 in its pool keeps slot 0 (no switching loss).
+- an option's cost is the exact marginal carbon of its watts on top of the other rows:
+  ``kappa_t * (max(0, F_t + L - wind_t) - max(0, F_t - wind_t))`` (kappa: grams per facility watt-slot,
+  energy cost included), its gain the work ``speed * slot_s``.
+- per slot the options' lower convex hull in (work, cost) (gift wrapping over the few levels: V - 1
+  passes) gives steps of rising cost per work; all the row's steps are sorted by it and the row takes the
+  shortest prefix that brings its work to what it must keep (``req``), and further steps only while they
+  cost less than the work is worth (``value``, the penalty a GPU-second of unfinished work costs; 0 for a
+  finished job) and it still needs work. A cell's level is the last hull point its steps reach. Up to
+  ``TRIMS`` passes then undo, per row, the dearest last step that the surplus over its need covers (the
+  prefix overshoots by less than one step).
+
+Two phases per round, each accepted on its own:
+- ``carbon``: finished jobs (on time where they have a deadline inside the horizon, which is then their
+  limit): ``req`` = their need, no value: the same work, cheaper. Kept where the exact carbon does not rise
+  and the objective falls.
+- ``work``: unfinished jobs: ``req`` = the work they do now (never less), value = ``weight * gpus`` per
+  work-second (twice before a deadline inside the horizon: the late part of the penalty). Kept where the
+  exact objective falls.
+
+Acceptance: the rows that would change and save (by their own estimate) go in order of that saving
+(largest first) through prefix sums of what they ADD (GPUs per pool, GPUs per tenant, facility watts
+where they rise): a row is taken whole or not at all (``ACCEPT_PASSES`` passes, each against the room the
+rows taken so far left; capacity a row frees is not counted until the next round: conservative). The round
+is then evaluated exactly (``kernels.planner._evaluate_plan``: rows that move together can saturate the
+same wind); where it does not pass its phase's test, or any job finished (on time) before is not after,
+only the first half of the rows (in saving order) is tried, up to ``HALVINGS`` times.
+
+So every hard rule holds (the options respect every cap with the other rows as they are and the
+acceptance keeps the sums within them), every job finished before is finished after, every job on time
+before is on time after, and the objective never rises (in the carbon phase, carbon never rises either).
+Non-preemptible and must-run rows are left as they are.
+
+Pure array code on every backend (:mod:`kernels.backend`); loops run over rounds, phases, power levels,
+acceptance passes, halvings and trims, never over jobs or slots.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kernels import planner as _pl
+from kernels.backend import Ops
+from kernels.problem import PlanProblem
+
+POWER_ROUNDS = 6  # rounds of both phases per call (each stops when a phase changes nothing)
+HALVINGS = 5  # a round that fails its exact test retries with the first half of its rows, this many times
+ACCEPT_PASSES = 3  # prefix-sum acceptance passes per phase
+TRIMS = 3  # overshoot trims per row and phase
+WORK_REPEATS = 8  # work-phase passes per round (unfinished rows compete for the same room)
+_TOL_W = 1e-6  # work-seconds: "reaches" tolerance
+PHASES = ("carbon", "blocks", "work", "congest")
+
+
+def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, *,
+                 rounds: int = POWER_ROUNDS, ev: dict[str, Any] | None = None,
+                 floor: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+    """Rounds of the phases (module docstring) on the valid plan ``vmat``/``pool``. Returns the plan, its
+    pools, exact evaluation and the number of rows changed (0: the plan given, unchanged). ``ev``: the plan's
+    evaluation where the caller holds it. ``floor``: the evaluation of a plan this one must keep
+    dominating job by job (the greedy witness's); then a job only that plan leaves unfinished may give up
+    its work to more valuable ones in the congest phase. Without it every job finished (on time) now stays
+    so."""
+    ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d) if ev is None else ev
+    changed = 0
+    for _ in range(rounds):  # improvement rounds
+        moved = 0
+        for phase in PHASES:  # carbon, work, congest
+            vmat, pool, ev, k = (_work(problem, xp, c, pr, d, tb, vmat, pool, ev, floor) if phase == "work"
+                                 else _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, phase, floor))
+            moved += k
+        changed += moved
+        if moved == 0:
+            break
+    return vmat, pool, ev, changed
+
+
+def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+           ev: dict[str, Any], gev: dict[str, Any], variant: str) -> tuple[Any, Any, dict[str, Any], str]:
+    """:func:`power_search` on the plan ``kernels.plan`` chose (``ev`` its evaluation, ``gev`` the greedy
+    witness's): the searched plan where it changed and still dominates the witness job by job (it does by
+    construction; checked), with ``"+power"`` added to ``variant``; else the plan as given."""
+    nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev)
+    if k and _pl._dominates_jobs(c, nev, gev) and _pl._serves_forced_dev(c, d, nv, xp):
+        return nv, npool, nev, variant + "+power"
+    return vmat, pool, ev, variant
+
+
+def _work(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+          ev: dict[str, Any], floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+    """The work phase repeated while it changes rows (at most ``WORK_REPEATS`` times): unfinished rows
+    compete for the same room, and each pass proposes against the room the last one left."""
+    total = 0
+    for _ in range(WORK_REPEATS):  # repeats
+        vmat, pool, ev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor)
+        total += k
+        if k == 0:
+            break
+    return vmat, pool, ev, total
+
+
+def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+           ev: dict[str, Any], phase: str, floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+    """One phase of one round: propose, accept by prefix sums, evaluate exactly, halve until it passes."""
+    T = c.T
+    finished = np.asarray(ev["finished"], bool)
+    need_h = np.asarray(ev["need_s"], np.float64)
+    won_h = np.asarray(ev["work_on_time_s"], np.float64)
+    on_time = won_h >= need_h - 1e-6 * np.maximum(need_h, 1.0)
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    base = c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0)
+    price = None
+    done_ok = finished & (~c.has_dl | on_time)
+    if phase == "blocks":
+        sel = ~c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & done_ok
+    elif phase == "work":
+        sel = base & ~finished
+    elif phase == "carbon":
+        sel = base & done_ok
+    else:  # congest: every row, the unfinished ones free to shed work worth less than the price
+        price = _congestion_price(xp, c, d, tb, vmat, pool, base & ~finished)
+        if price is None:
+            return vmat, pool, ev, 0
+        sel = base & (done_ok | ~finished)
+        if floor is not None:  # rows the floor plan does not finish may give their work up too
+            short_c = ~np.asarray(floor["finished"], bool)
+    rows_h = np.flatnonzero(sel)
+    if rows_h.size == 0:
+        return vmat, pool, ev, 0
+    rows = xp.asarray(rows_h, xp.i64)
+    work_h = np.asarray(ev["work_done_s"], np.float64)[rows_h]
+    short = ~finished[rows_h] if phase != "congest" or floor is None else (~finished | short_c)[rows_h]
+    val = np.where(short, c.weight[rows_h] * c.gpus[rows_h], 0.0)
+    lim = np.where(c.has_dl[rows_h] & ~short, c.dl[rows_h], T)
+    # what a row must keep: a finished row its need; an unfinished one the work it does now (work phase)
+    # or nothing (congest phase: the others may value the watts more)
+    req = np.where(short, work_h if phase == "work" else 0.0, need_h[rows_h])
+    value = val
+    extra = np.where(c.has_dl[rows_h], val, 0.0)
+    if phase == "blocks":
+        new_sub, saving = _best_blocks(xp, c, d, tb, vmat, pool, rows, xp.asarray(lim, xp.i64),
+                                       xp.asarray(need_h[rows_h], xp.f64))
+    else:
+        new_sub, saving = _best_rows(xp, c, d, tb, vmat, pool, rows, xp.asarray(lim, xp.i64),
+                                     xp.asarray(req, xp.f64), xp.asarray(need_h[rows_h], xp.f64),
+                                     xp.asarray(value, xp.f64), xp.asarray(extra, xp.f64), price)
+    cand = xp.nonzero(saving > 0)
+    if cand.shape[0] == 0:
+        return vmat, pool, ev, 0
+    order = cand[xp.argsort(-saving[cand])]  # largest saving first (stable: ties by row)
+    acc = _accept(xp, c, d, tb, vmat, pool, rows[order], new_sub[order])
+    if acc.shape[0] == 0:
+        return vmat, pool, ev, 0
+    take_rows, take_sub = rows[order][acc], new_sub[order][acc]
+    n = int(take_rows.shape[0])
+    for _ in range(HALVINGS + 1):  # halvings of the accepted rows (a prefix in saving order)
+        nv = xp.copy(vmat)
+        nv[take_rows[:n]] = take_sub[:n]
+        npool = pool
+        if phase == "congest":  # the room freed goes to the most valuable work, then the work phase
+            nv, npool = _refill(xp, c, d, tb, nv, pool)
+            nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
+            nv, npool, nev, _ = _work(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
+        else:
+            nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
+        if _passes(c, phase, ev, nev, finished, on_time, floor):
+            return nv, npool, nev, n
+        n //= 2
+        if n == 0:
+            break
+    return vmat, pool, ev, 0
+
+
+def _refill(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any) -> tuple[Any, Any]:
+    """What the rows lack, list-scheduled (:func:`kernels.listsched.list_schedule`) at each pool's lowest
+    level (the most work per watt) in slot order of the grid carbon, the most valuable work first
+    (``weight``, twice for a deadline inside the horizon; then row order)."""
+    from kernels import listsched  # imports kernels.planner: bound at call time
+
+    weff = c.weight * np.where(c.has_dl, 2.0, 1.0)
+    rank = np.empty(c.J, np.int64)
+    rank[np.lexsort((np.arange(c.J), -weff))] = np.arange(c.J)
+    cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
+    nv, npool = listsched.list_schedule(xp, c, d, tb, vmat, pool, xp.asarray(rank, xp.i64), cost, lowest=True)
+    return nv, xp.astype(xp.where(xp.any(nv > 0, 1), npool, -1), pool.dtype)
+
+
+def _congestion_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, short: Any) -> Any:
+    """``(T,)`` grams per facility watt-slot that the unfinished rows ``short`` (host mask) would pay for
+    watts, in the slots where the cap leaves no room for them: per row its value of work per watt at its
+    pool's most efficient level (``weight * work / watts``, twice before a deadline inside the horizon),
+    the largest over the rows that may run in the slot. ``None``: no such slot."""
+    rows_h = np.flatnonzero(short)
+    if rows_h.size == 0:
+        return None
+    T = c.T
+    rows = xp.asarray(rows_h, xp.i64)
+    pl = xp.astype(pool[rows], xp.i64)
+    wk = xp.astype(tb.work, xp.f64)
+    ldt = xp.astype(tb.load, xp.f64)
+    vmin = xp.index(xp.astype(tb.vmin, xp.i64))[pl]
+    per_w = xp.take_along(wk[pl], vmin[:, None], 1)[:, 0] / xp.maximum(xp.take_along(ldt[pl], vmin[:, None], 1)[:, 0], 1e-9)
+    need_w = xp.take_along(ldt[pl], vmin[:, None], 1)[:, 0] * d.gpus[rows]  # (n,) watts at its lowest level
+    tt = xp.arange(T)[None, :]
+    w = xp.asarray(c.weight[rows_h], xp.f64)
+    v = w[:, None] * per_w[:, None] * xp.where((tt < d.dl[rows][:, None]) & d.has_dl[rows][:, None], 2.0, 1.0)
+    _, fac = _pl._usage(d, tb, vmat, pool, xp)
+    room = d.cap_w * (1 - 1e-6) - 1.0 - fac
+    ok = (tt >= d.rel[rows][:, None]) & ~d.infeas[None, :] & (room[None, :] < need_w[:, None])
+    best = xp.where(ok, v, 0.0)
+    price = xp.take_along(best, xp.argmax(best, 0)[None, :], 0)[0]
+    if not bool(xp.any(price > 0)):
+        return None
+    return price
+
+
+def _passes(c: Any, phase: str, ev: dict[str, Any], nev: dict[str, Any], finished: Any, on_time: Any,
+            floor: dict[str, Any] | None) -> bool:
+    """The exact test of a phase's round: the objective falls (and carbon does not rise in the carbon
+    phase); the plan still dominates ``floor`` job by job where one is given (``_dominates_jobs``), and
+    otherwise (and in the carbon and work phases) no job finished (on time) before is unfinished (late)
+    after."""
+    if not nev["objective"] < ev["objective"] - 1e-9 * max(abs(ev["objective"]), 1.0):
+        return False
+    if phase in ("carbon", "blocks") and nev["carbon_g"] > ev["carbon_g"] * (1 + 1e-12):
+        return False
+    nf = np.asarray(nev["finished"], bool)
+    need = np.asarray(nev["need_s"], np.float64)
+    non = np.asarray(nev["work_on_time_s"], np.float64) >= need - 1e-6 * np.maximum(need, 1.0)
+    if floor is not None and not _pl._dominates_jobs(c, nev, floor):
+        return False
+    if floor is not None and phase == "congest":
+        return True
+    lost = finished & ~nf & ~c.must & (c.R > 0)
+    late = c.has_dl & (c.R > 0) & on_time & ~non
+    return not bool(lost.any() or late.any())
+
+
+def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
+             price: Any = None) -> tuple[Any, Any, Any, Any]:
+    """Per row, slot and level the cost of running there (module docstring; ``inf``: not an option):
+    ``C : (n, T, V)`` (level 0 "off": 0, or ``inf`` in a kept slot 0), the rows' work per slot at each level
+    ``wk : (n, V)``, their current levels ``sub : (n, T)`` and ``keep0 : (n,)`` (slot 0 kept).
+    ``price : (T,)`` grams per facility watt-slot added to every option's carbon (the congest phase)."""
+    T = c.T
+    V = int(tb.load.shape[1])
+    n = int(rows.shape[0])
+    tt = xp.arange(T)[None, :]
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    sub = vmat[rows]
+    pl = xp.astype(pool[rows], xp.i64)
+    g = xp.astype(d.gpus[rows], xp.f64)
+    ld = xp.astype(tb.load[pl], xp.f64) * g[:, None]  # (n, V) facility watts of the row at each level
+    wk = xp.astype(tb.work[pl], xp.f64)  # (n, V) work per slot at each level (0: not a level of the pool)
+    si = xp.index(xp.astype(sub, xp.i64))
+    l_old = xp.take_along(ld, si, 1)  # (n, T)
+    run = sub > 0
+    fac_o = fac[None, :] - l_old  # the other rows' facility watts
+    wind = xp.asarray(c.wind_w, xp.f64)
+    imp_o = xp.maximum(fac_o - wind[None, :], 0.0)
+    room = d.cap_w[None, :] * (1 - 1e-6) - 1.0 - fac_o
+    busy_o = busy[pl] - g[:, None] * xp.astype(run, xp.f64)
+    inwin = (tt >= d.rel[rows][:, None]) & (tt < lim[:, None]) & ~d.infeas[None, :]
+    avail = inwin & (d.H[pl] - busy_o >= g[:, None] - 1e-6)
+    if bool(np.isfinite(c.quota).any()):
+        quota = xp.asarray(c.quota, xp.f64)
+        used_q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
+        ten = d.tenant[rows]
+        avail = avail & ((quota[:, None] - used_q)[ten] + g[:, None] * xp.astype(run, xp.f64) >= g[:, None] - 1e-9)
+    keep0 = (d.rpool[rows] == pl) & run[:, 0]
+    inf = float("inf")
+    cols = []
+    for v in range(V):  # power levels
+        if v == 0:
+            cv = xp.zeros((n, T), xp.f64)
+            cv = xp.where((tt == 0) & keep0[:, None], inf, cv)  # a kept slot 0 is never "off"
+        else:
+            ok = (avail & (room >= ld[:, v][:, None]) & (wk[:, v] > 0)[:, None]) | ((sub == v) & inwin)
+            cv = d.kappa[None, :] * (xp.maximum(fac_o + ld[:, v][:, None] - wind[None, :], 0.0) - imp_o)
+            if price is not None:
+                cv = cv + price[None, :] * ld[:, v][:, None]
+            cv = xp.where(ok, cv, inf)
+        cols.append(cv)
+    return xp.stack(cols, 2), wk, sub, keep0
+
+
+def _old_cost(xp: Ops, C: Any, wk: Any, sub: Any) -> tuple[Any, Any]:
+    """The rows' current cost and work under the options ``C`` (:func:`_options`)."""
+    si = xp.index(xp.astype(sub, xp.i64))
+    cost_old = xp.sum(xp.where(sub > 0, xp.take_along(C, si[:, :, None], 2)[:, :, 0], 0.0), 1)
+    return cost_old, xp.sum(xp.take_along(wk, si, 1), 1)
+
+
+def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
+                 need: Any) -> tuple[Any, Any]:
+    """Non-preemptible rows: the cheapest single block at one level (per level the block of
+    ``ceil(need / work)`` slots by prefix sums of the options' costs; every cell an option, inside the
+    row's window, started at slot 0 when the job runs now) against the others as they are. Returns the new
+    ``(n, T)`` levels and the estimated saving (0 where none is better than the row as it is)."""
+    T = c.T
+    V = int(tb.load.shape[1])
+    n = int(rows.shape[0])
+    tt = xp.arange(T)[None, :]
+    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim)
+    start_ok = (tt >= d.rel[rows][:, None]) & ((d.rpool[rows] < 0)[:, None] | (tt == 0))
+    inf = float("inf")
+    best_key = xp.full((n,), inf, xp.f64)
+    best_s = xp.zeros(n, xp.i64)
+    best_n = xp.zeros(n, xp.i64)
+    best_v = xp.zeros(n, xp.i64)
+    z = xp.zeros((n, 1), xp.f64)
+    for v in range(1, V):  # power levels
+        w = wk[:, v]
+        nb = xp.astype(xp.ceil(need / xp.maximum(w, 1e-9) - 1e-9), xp.i64)
+        cv = C[:, :, v]
+        bad = ~xp.isfinite(cv)
+        cc = xp.concatenate([z, xp.cumsum(xp.where(bad, 0.0, cv), 1)], 1)
+        cb = xp.concatenate([z, xp.cumsum(xp.astype(bad, xp.f64), 1)], 1)
+        end = tt + nb[:, None]
+        endc = xp.minimum(end, T)
+        nbad = xp.take_along(cb, endc, 1) - cb[:, :T]
+        cost = xp.take_along(cc, endc, 1) - cc[:, :T]
+        ok = (end <= lim[:, None]) & (nbad < 0.5) & start_ok & (w > 0)[:, None]
+        key = xp.where(ok, cost, inf)
+        st = xp.argmin(key, 1)
+        kb = xp.take_along(key, st[:, None], 1)[:, 0]
+        better = kb < best_key
+        best_key = xp.where(better, kb, best_key)
+        best_s = xp.where(better, st, best_s)
+        best_n = xp.where(better, nb, best_n)
+        best_v = xp.where(better, v, best_v)
+    fin = xp.isfinite(best_key)
+    blk = (tt >= best_s[:, None]) & (tt < (best_s + best_n)[:, None]) & fin[:, None]
+    lvl = xp.where(blk, best_v[:, None], 0)
+    # the block overshoots the need by less than one slot: lower its dearest cells a level while the
+    # surplus covers the work they lose (the block stays one unbroken run)
+    pl = xp.astype(pool[rows], xp.i64)
+    down = xp.astype(tb.down[pl], xp.i64)  # (n, V)
+    surplus = xp.astype(best_n, xp.f64) * xp.take_along(wk, best_v[:, None], 1)[:, 0] - need
+    for _ in range(TRIMS * 2):  # trims
+        lo = xp.take_along(down, lvl, 1)
+        dwl = xp.take_along(wk, lvl, 1) - xp.take_along(wk, lo, 1)
+        c_hi = xp.take_along(C, lvl[:, :, None], 2)[:, :, 0]
+        c_lo = xp.take_along(C, lo[:, :, None], 2)[:, :, 0]
+        both = blk & (lo != lvl) & xp.isfinite(c_lo) & xp.isfinite(c_hi)
+        dcl = xp.where(both, xp.where(both, c_hi, 0.0) - xp.where(both, c_lo, 0.0), -inf)
+        dcl = xp.where(dwl <= surplus[:, None] - _TOL_W, dcl, -inf)
+        tcell = xp.argmax(dcl, 1)
+        gain = xp.take_along(dcl, tcell[:, None], 1)[:, 0]
+        doit = fin & (gain > 0)
+        if not bool(xp.any(doit)):
+            break
+        hit = (tt == tcell[:, None]) & doit[:, None]
+        surplus = surplus - xp.where(doit, xp.take_along(dwl, tcell[:, None], 1)[:, 0], 0.0)
+        best_key = best_key - xp.where(doit, gain, 0.0)
+        lvl = xp.where(hit, lo, lvl)
+    new_sub = xp.astype(lvl, xp.i8)
+    cost_old, _ = _old_cost(xp, C, wk, sub)
+    saving = cost_old - best_key
+    same = xp.all(new_sub == sub, 1)
+    ok_row = fin & ~same & xp.isfinite(cost_old) & (saving > 1e-9 * xp.maximum(cost_old, 1.0))
+    return new_sub, xp.where(ok_row, saving, 0.0)
+
+
+def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
+               need: Any, value: Any, extra: Any, price: Any = None) -> tuple[Any, Any]:
+    """Each row's best response (module docstring): the new ``(n, T)`` int8 levels and its estimated
+    saving ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``).
+    ``price``: see :func:`_options`."""
+    T = c.T
+    V = int(tb.load.shape[1])
+    n = int(rows.shape[0])
+    tt = xp.arange(T)[None, :]
+    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price)
+    inf = float("inf")
+    W = wk[:, None, :]  # (n, 1, V)
+    # lower convex hull per (row, slot) from "off" (or, in a kept slot 0, from its cheapest level: the
+    # forced first step): gift wrapping, one pass per hull step
+    S = V - 1
+    cw = xp.zeros((n, T), xp.f64)
+    cc = xp.zeros((n, T), xp.f64)
+    cur = xp.zeros((n, T), xp.i64)
+    st_key, st_dw, st_dc, st_to = [], [], [], []
+    forced0 = (tt == 0) & keep0[:, None]
+    for s in range(S):  # hull steps (at most one per level)
+        dw = W - cw[:, :, None]
+        cfin = xp.isfinite(C)
+        valid = cfin & (dw > 1e-9)
+        dcost = xp.where(cfin, C, 0.0) - cc[:, :, None]
+        slope = xp.where(valid, dcost / xp.where(valid, dw, 1.0), inf)
+        b = (V - 1) - xp.argmin(xp.flip(slope, 2), 2)  # the farthest point of the smallest slope
+        sb = xp.take_along(slope, b[:, :, None], 2)[:, :, 0]
+        has = xp.isfinite(sb)
+        dwb = xp.where(has, xp.take_along(dw, b[:, :, None], 2)[:, :, 0], 0.0)
+        dcb = xp.where(has, xp.take_along(dcost, b[:, :, None], 2)[:, :, 0], 0.0)
+        key = xp.where(has, sb, inf)
+        if s == 0:
+            key = xp.where(forced0 & has, -inf, key)
+        st_key.append(key)
+        st_dw.append(dwb)
+        st_dc.append(dcb)
+        st_to.append(xp.where(has, b, cur))
+        cw = cw + dwb
+        cc = cc + dcb
+        cur = xp.where(has, b, cur)
+    K = xp.stack(st_key, 2)  # (n, T, S)
+    DW = xp.stack(st_dw, 2)
+    DC = xp.stack(st_dc, 2)
+    TO = xp.stack(st_to, 2)
+    # before a deadline, an unfinished row's work is worth ``extra`` more (the late part of its penalty)
+    before_dl = (tt < d.dl[rows][:, None])[:, :, None]
+    K = xp.where(xp.isfinite(K), K - xp.where(before_dl, extra[:, None, None], 0.0), K)
+    kf = K.reshape(n, T * S)
+    o = xp.argsort(kf, 1)
+    ks = xp.take_along(kf, o, 1)
+    dws = xp.take_along(DW.reshape(n, T * S), o, 1)
+    cum = xp.cumsum(dws, 1)
+    before = cum - dws
+    live = ks < inf
+    take_s = live & ((before < req[:, None] - _TOL_W) | ((ks < value[:, None]) & (before < need[:, None] - _TOL_W)))
+    take = xp.take_along(take_s, xp.inv_perm_rows(o), 1).reshape(n, T, S)
+    cnt = xp.astype(xp.count_nonzero(take, 2), xp.i64)  # (n, T) hull steps taken per cell
+    got = xp.sum(xp.where(take, DW, 0.0).reshape(n, T * S), 1)
+    cost = xp.sum(xp.where(take, DC, 0.0).reshape(n, T * S), 1)
+    # the prefix overshoots the need by less than one step: undo the dearest last step the surplus covers
+    surplus = xp.maximum(got - xp.maximum(need, req), 0.0)
+    for _ in range(TRIMS):  # trims
+        last = xp.maximum(cnt - 1, 0)[:, :, None]
+        dwl = xp.take_along(DW, last, 2)[:, :, 0]
+        dcl = xp.take_along(DC, last, 2)[:, :, 0]
+        ok = (cnt > 0) & (dwl <= surplus[:, None] - _TOL_W) & ~(forced0 & (cnt == 1)) & (dcl > 0)
+        score = xp.where(ok, dcl, -inf)
+        tcell = xp.argmax(score, 1)
+        best = xp.take_along(score, tcell[:, None], 1)[:, 0]
+        doit = best > -inf
+        if not bool(xp.any(doit)):
+            break
+        hit = (tt == tcell[:, None]) & doit[:, None]
+        cnt = cnt - xp.astype(hit, xp.i64)
+        dw1 = xp.take_along(dwl, tcell[:, None], 1)[:, 0]
+        dc1 = xp.take_along(dcl, tcell[:, None], 1)[:, 0]
+        surplus = surplus - xp.where(doit, dw1, 0.0)
+        got = got - xp.where(doit, dw1, 0.0)
+        cost = cost - xp.where(doit, dc1, 0.0)
+    lv = xp.take_along(TO, xp.maximum(cnt - 1, 0)[:, :, None], 2)[:, :, 0]
+    new_sub = xp.astype(xp.where(cnt > 0, lv, 0), xp.i8)
+    # the saving the row estimates (its own cost with the others fixed; value of work it adds)
+    cost_old, w_old = _old_cost(xp, C, wk, sub)
+    gain = value * (xp.minimum(got, need) - xp.minimum(w_old, need))
+    saving = cost_old - cost + gain
+    same = xp.all(new_sub == sub, 1)
+    ok_row = (got >= req - _TOL_W) & ~same & xp.isfinite(cost_old)
+    scale = xp.maximum(cost_old, 1.0)
+    saving = xp.where(ok_row & (saving > 1e-9 * scale), saving, 0.0)
+    return new_sub, saving
+
+
+def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any) -> Any:
+    """Positions (into ``rows``, which are in priority order) of the rows taken whole: what each adds
+    (GPUs per pool and tenant where it starts running, facility watts where they rise) fits the room by
+    prefix sums (``ACCEPT_PASSES`` passes, each against the room the rows taken so far left)."""
+    P = c.P
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    sub = vmat[rows]
+    pl = xp.astype(pool[rows], xp.i64)
+    g = xp.astype(d.gpus[rows], xp.f64)
+    ld = xp.astype(tb.load[pl], xp.f64) * g[:, None]
+    add_run = (new_sub > 0) & (sub == 0)
+    d_w = xp.maximum(xp.take_along(ld, xp.index(xp.astype(new_sub, xp.i64)), 1)
+                     - xp.take_along(ld, xp.index(xp.astype(sub, xp.i64)), 1), 0.0)
+    room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
+    free = d.H - busy
+    has_q = bool(np.isfinite(c.quota).any())
+    quota = xp.asarray(c.quota, xp.f64)
+    left_q = quota[:, None] - xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0) if has_q else None
+    n = int(rows.shape[0])
+    taken = xp.zeros(n, xp.bool_)
+    pending = xp.ones(n, xp.bool_)
+    for _ in range(ACCEPT_PASSES):  # acceptance passes
+        ask = add_run & pending[:, None]
+        dw = xp.where(pending[:, None], d_w, 0.0)
+        keep = _pl._prefix_keep_grouped(g, ask, pl, free, 1e-3, xp)
+        if left_q is not None:
+            keep = keep & _pl._prefix_keep_grouped(g, ask, d.tenant[rows], left_q, 1e-9, xp)
+        keep_w = _pl._prefix_keep(dw, room_w, 0.0, xp)
+        whole = pending & xp.all(keep | ~ask, 1) & xp.all(keep_w | ~(dw > 0), 1)
+        if not bool(xp.any(whole)):
+            break
+        taken = taken | whole
+        pending = pending & ~whole
+        m = add_run & whole[:, None]
+        free = free - xp.group_rowsum(pl, P, g, m)
+        if left_q is not None:
+            left_q = left_q - xp.group_rowsum(d.tenant[rows], c.quota.size, g, m)
+        room_w = room_w - xp.sum(xp.where(whole[:, None], d_w, 0.0), 0)
+        if not bool(xp.any(pending)):
+            break
+    return xp.nonzero(taken)
