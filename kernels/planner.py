@@ -754,6 +754,7 @@ class _Dev:
     fv32: Any  # (V,) float32
     infeas: Any  # (T,) bool: slots where nothing can run
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
+    qten: Any  # (J,) the job's tenant where that tenant has a quota, else the tenant count (sums skip it)
 
 
 def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
@@ -765,6 +766,7 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
         fv32=a(pr.fv.astype(np.float32)), infeas=a(c.infeas), has_dl=a(c.has_dl),
+        qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
     )
 
 
@@ -806,7 +808,10 @@ def _prefix_keep_grouped(w: Any, mask: Any, grp: Any, caps: Any, tol: float, xp:
     lim = caps + tol
     if is_sorted:
         first = xp.to_numpy(xp.searchsorted(grp, xp.arange(G + 1)))
+    fin = xp.to_numpy(xp.any(xp.isfinite(lim), 1))  # groups without a finite cap keep every row
     for k in range(G):  # pools or tenants
+        if not fin[k]:
+            continue
         if is_sorted:
             a, z = int(first[k]), int(first[k + 1])
             if z <= a:
@@ -925,14 +930,19 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
     r1c = xp.astype(r1, xp.i32)[:, None]
     r2c = xp.astype(r2, xp.i32)[:, None]
     has_late = bool(xp.any(late))
-    for i in range(S):  # envelope steps of a slot: v = sum_i [rank_i < prefix] * dv_i (telescoping)
-        if not dv8[:, :, i].any():
+    bnd = jb.bounds  # the jobs are sorted by class: each class's rows a slice (no (n, T) gathers)
+    for e in range(E):  # classes (a handful)
+        a, z = int(bnd[e]), int(bnd[e + 1])
+        if z <= a:
             continue
-        rk = rankd[:, :, i][jb.cls]  # (n, T) the step's rank in its class's order
-        take = rk < r1c
-        if has_late:
-            take = xp.where(late, rk < r2c, take)
-        v += xp.astype(take, xp.i8) * dvd[:, :, i][jb.cls]
+        for i in range(S):  # envelope steps of a slot: v = sum_i [rank_i < prefix] * dv_i (telescoping)
+            if not dv8[e, :, i].any():
+                continue
+            rk = rankd[e, :, i][None, :]  # (1, T) the step's rank in its class's order
+            take = rk < r1c[a:z]
+            if has_late:
+                take = xp.where(late[a:z], rk < r2c[a:z], take)
+            v[a:z] += xp.astype(take, xp.i8) * dvd[e, :, i][None, :]
     v[tt < rel[:, None]] = 0
     vmat[jb.rows_d] = v
     return vmat
@@ -1405,7 +1415,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     # tenant quotas first, then pool GPUs, then watts: each prefix counts only what the earlier ones let
     # through (a cell a later check rejects still holds room in the earlier prefixes: ``rounds`` repeat)
     if np.isfinite(c.quota).any():  # every tenant's prefix at once (no quota: an infinite cap)
-        used = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
+        used = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0)  # tenants without a quota: 0 (inf left)
         capq = xp.asarray(c.quota, xp.f64)[:, None] - used
         ok = ok & _prefix_keep_grouped(g, ok, d.tenant[cj], capq, 1e-9, xp)
     ok = ok & _prefix_keep_grouped(g, ok, pl_o, d.H - busy, 1e-3, xp)
