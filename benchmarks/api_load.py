@@ -25,7 +25,7 @@ servers of the recovery run load their modules' bytecode from a cache the first 
 writes (``PYTHONPYCACHEPREFIX`` in the run's temp directory), as an installed package does (``pip install``
 compiles it; deploy/compose/Dockerfile): this machine's environment sets ``PYTHONDONTWRITEBYTECODE=1`` over
 an editable install, so without the cache every start compiles some 50 modules of scheduler/ and kernels/
-from source (about 0.3 s of CPU). ``--compile-at-start`` measures that way instead.
+from source (0.1-0.2 s of the imports' CPU, measured). ``--compile-at-start`` measures that way instead.
 ``server_cpu_ms_per_request``: the server's CPU per request served.
 ``os.getloadavg()`` is recorded before and after (the machine is shared).
 The tick benchmark builds a Service in-process on a fresh state file holding ``--queued`` jobs and times

@@ -111,9 +111,11 @@ def register(app: typer.Typer) -> None:
             planner_backend=plan_kw["backend"], planner_device=plan_kw["device"], power_control=power_control,
             live_signals=str(live_signals) if live_signals is not None else None,
         )  # fmt: skip
-        # A restart allocates for good: the loop's ledger of every active job (30,000 jobs: some 10^5 objects
-        # in no cycle). The cyclic collector would scan that growing heap again and again (a quarter of the
-        # CPU of reading them); it is paused from here until the first tick has ended (_resume_gc).
+        # A restart allocates for good: the loop's ledger of every active job (30,000 jobs: 2 x 10^5 objects
+        # the collector tracks; a full collection after the first tick finds 10 of them unreachable). The
+        # cyclic collector would scan that growing heap again and again (the service, the app and the first
+        # tick took 1.07 s of CPU with it, 0.88 s without: benchmarks/README.md, issue 16, round 3); it is
+        # paused from here until the first tick has ended (_resume_gc).
         import gc
 
         gc.disable()
