@@ -137,8 +137,10 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         deficit_on = xp.where(d.has_dl[rows], need[rows] - done_on[rows], 0.0)
         free = (vmat[rows] == 0) & (tt >= rel[:, None]) & feasible_slot[None, :]
         room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
-        if used_q is not None:
-            free = free & ((quota[:, None] - used_q)[d.tenant[rows]] >= g[:, None] - 1e-9)
+        if used_q is not None:  # rows of tenants with a quota (the others have infinite room)
+            qr = xp.nonzero(d.qten[rows] < c.quota.size)
+            if qr.shape[0]:
+                free[qr] = free[qr] & ((quota[:, None] - used_q)[d.tenant[rows[qr]]] >= g[qr][:, None] - 1e-9)
         late = tt >= dl[:, None]
         start_ok = (tt >= rel[:, None]) & ((rp < 0)[:, None] | (tt == 0))  # running NP: start now
         best_key = xp.full((n,), np.inf, xp.f64)
@@ -178,8 +180,9 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
                 pp = xp.zeros((ip.shape[0], T), xp.bool_)
                 pp[:, ordp] = tp
                 ntake = xp.astype(xp.count_nonzero(tp, 1), xp.f64)
+                # the costs are on a 2^-30 grid (_grid): their sum is exact in any order (a product, no table)
                 kp = ((xp.maximum(ns, nw) - ntake) * _SHORT + xp.astype(xp.count_nonzero(take_lt, 1), xp.f64) * _LATE
-                      + xp.sum(xp.where(pp, cp[None, :], 0.0), 1))
+                      + xp.mask_matmul(pp, cp[:, None])[:, 0])
                 key[ip] = xp.where(ntake > 0, kp, np.inf)
                 prop[ip] = Fp  # every feasible cell: acceptance trims to the cheapest ones it needs
                 want_on[ip], want_all[ip] = nw, ns
@@ -292,8 +295,8 @@ def _first_k(xp: Ops, m: Any, k: Any) -> Any:
     out = xp.copy(m)
     rows = xp.nonzero(xp.astype(xp.count_nonzero(m, 1), xp.f64) > k)
     if rows.shape[0]:
-        cs = xp.cumsum(xp.astype(m[rows], xp.i32), 1)
-        out[rows] = m[rows] & (xp.astype(cs, xp.f64) <= k[rows][:, None])
+        mr = m[rows]
+        out[rows] = mr & xp.count_upto(mr, k[rows])
     return out
 
 

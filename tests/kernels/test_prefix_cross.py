@@ -1,7 +1,7 @@
-"""The prefix-sum acceptance (kernels.planner._prefix_keep*, Ops.prefix_cross) and Ops.where's integer fast
-path give what their plain definitions give, on every backend, for seeded families of cases: more rows than
-one block (Ops.CROSS_BLOCK) and fewer, limits below, at and above the totals, empty groups, rows in and out
-of group order, whole-number and float32-watt demands."""
+"""The prefix-sum acceptance (kernels.planner._prefix_keep*, Ops.prefix_cross), Ops.count_upto and
+Ops.where's integer fast path give what their plain definitions give, on every backend, for seeded families
+of cases: more rows than one block (Ops.CROSS_BLOCK) and fewer, limits below, at and above the totals, empty
+groups, rows in and out of group order, whole-number and float32-watt demands, k below 0 and past the row."""
 
 from __future__ import annotations
 
@@ -103,3 +103,18 @@ def test_where_fast_path_is_np_where(seed: int) -> None:
             for b in (0, False):
                 got, want = NP.where(c, a, b), np.where(c, a, b)
                 assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_count_upto_is_the_running_count_within_k(backend: str, seed: int) -> None:
+    """Ops.count_upto (the list schedule's first-k cells) against the float running count, k from below 0
+    to past the row length, whole and fractional."""
+    xp = _ops(backend)
+    rng = np.random.default_rng(3000 + seed)
+    n, T = int(rng.integers(1, 400)), int(rng.choice([1, 5, 96, 192, 300]))
+    m = rng.random((n, T)) < rng.uniform(0.05, 0.95)
+    k = np.where(rng.random(n) < 0.8, rng.integers(-2, T + 3, n), rng.uniform(-2, T + 3, n)).astype(np.float64)
+    want = np.cumsum(m, 1).astype(np.float64) <= k[:, None]
+    got = xp.to_numpy(xp.count_upto(xp.asarray(m), xp.asarray(k)))
+    assert np.array_equal(got, want)
