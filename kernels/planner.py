@@ -1736,7 +1736,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                         "own_plan": own, "primal_candidates": len(cands)}, ev=ev)
     # the EDF greedy witness (kernels.listsched): the plan returned must dominate it; where the optimiser's
     # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
-    from kernels import listsched  # imports this module: bound at call time
+    from kernels import listsched, powersearch  # import this module: bound at call time
 
     gv, gp = listsched.greedy_vmat(xp, c, pr, d, tb)
     gp = xp.astype(xp.where(xp.any(gv > 0, 1), gp, -1), xp.i32)
@@ -1804,6 +1804,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     used = not cand and _serves_forced_dev(c, d, gv, xp)
     if cand:
         _, vmat, pool, ev, variant = min(cand, key=lambda x: x[0])
+        if search:  # the power-level local search on the plan chosen (kernels.powersearch, H2)
+            vmat, pool, ev, variant = powersearch.refine(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, variant)
         own = _summary(c, ev)
     elif used:
         vmat, pool, ev = gv, gp, gev

@@ -25,13 +25,23 @@ One row (a preemptible, not must-run job with a pool; its pool is kept):
   ``TRIMS`` passes then undo, per row, the dearest last step that the surplus over its need covers (the
   prefix overshoots by less than one step).
 
-Two phases per round, each accepted on its own:
+Four phases per round, each accepted on its own:
 - ``carbon``: finished jobs (on time where they have a deadline inside the horizon, which is then their
   limit): ``req`` = their need, no value: the same work, cheaper. Kept where the exact carbon does not rise
   and the objective falls.
+- ``blocks``: finished non-preemptible jobs: the cheapest single block at one level (per level the block of
+  ``ceil(need / work)`` slots, by prefix sums of the options' costs; a job that runs now starts at slot 0),
+  then its dearest cells lowered a level while the block's surplus covers the work they lose. The same
+  test as ``carbon``.
 - ``work``: unfinished jobs: ``req`` = the work they do now (never less), value = ``weight * gpus`` per
-  work-second (twice before a deadline inside the horizon: the late part of the penalty). Kept where the
-  exact objective falls.
+  work-second (twice before a deadline inside the horizon: the late part of the penalty); repeated while it
+  changes rows (they compete for the same room). Kept where the exact objective falls.
+- ``congest``: where the cap leaves unfinished work no room, every watt is priced at the most valuable
+  unfinished work per watt that wants the slot (``weight * work / watts`` at its pool's lowest level), every
+  row answers with that price in its cost (a row only the floor plan leaves unfinished may give its work
+  up), the room freed is list-scheduled at each pool's lowest level (the most work per watt), most valuable
+  work first (:func:`kernels.listsched.list_schedule`), and the work phase runs on top. Kept where the exact
+  objective falls and the plan still dominates its floor.
 
 Acceptance: the rows that would change and save (by their own estimate) go in order of that saving
 (largest first) through prefix sums of what they ADD (GPUs per pool, GPUs per tenant, facility watts
@@ -41,10 +51,14 @@ is then evaluated exactly (``kernels.planner._evaluate_plan``: rows that move to
 same wind); where it does not pass its phase's test, or any job finished (on time) before is not after,
 only the first half of the rows (in saving order) is tried, up to ``HALVINGS`` times.
 
-So every hard rule holds (the options respect every cap with the other rows as they are and the
-acceptance keeps the sums within them), every job finished before is finished after, every job on time
-before is on time after, and the objective never rises (in the carbon phase, carbon never rises either).
-Non-preemptible and must-run rows are left as they are.
+So every hard rule holds (the options respect every cap with the other rows as they are, the acceptance
+keeps the sums within them, and the refill is the completion pass's own list schedule), the objective never
+rises (in the carbon phases, carbon never rises either), and: without a floor every job finished (on time)
+before is finished (on time) after; with a floor (``kernels.plan`` passes the greedy witness's evaluation)
+the plan dominates it job by job after every round (``kernels.planner._dominates_jobs``: every job it
+finishes finished, never more late jobs or unfinished work, no more carbon where both finish every job),
+and only the congest phase may leave unfinished a job that the floor leaves unfinished too. Must-run rows
+are left as they are; running non-preemptible rows keep slot 0 in their pool.
 
 Pure array code on every backend (:mod:`kernels.backend`); loops run over rounds, phases, power levels,
 acceptance passes, halvings and trims, never over jobs or slots.

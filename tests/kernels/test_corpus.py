@@ -12,6 +12,7 @@ benchmarks/optimizer.py --corpus).
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -290,8 +291,11 @@ def test_dominance_judge_catches_a_losing_plan() -> None:
 #: local search from the EDF plan (kernels.listsched.improve) 2 are lost (2026-12-03, every process the same).
 #: Raised once to 3 when kernels.plan and the greedy began to take the jobs in a canonical order (the plan no
 #: longer depends on how the caller lists the jobs; which ties break which way moved, and with it the set of
-#: lost instances: s1100129 and s1100212 before, and s1100229 too after). Lower it as the optimiser improves.
-KNOWN_LOSSES = 3
+#: lost instances: s1100129 and s1100212 before, and s1100229 too after). Lowered to 2 with kernels.powersearch
+#: (2026-12-04): s1100212's own plan dominated the greedy by the planner's evaluation but not by the judge's
+#: (one job finished within float tolerance); the search re-chooses that row and it now finishes clearly.
+#: Lost now: s1100129, s1100229 (the greedy fallback carries both). Lower it as the optimiser improves.
+KNOWN_LOSSES = 2
 
 
 def test_corpus_losses_do_not_grow() -> None:
@@ -305,3 +309,66 @@ def test_corpus_losses_do_not_grow() -> None:
 def test_every_corpus_instance_dominates_the_greedy() -> None:
     lost = [i for i in range(N_CORPUS) if losses(_judged(i))]
     assert lost == []
+
+
+# --- plan quality against the HiGHS LP (issue 11's targets: median penalised gap <= 3%, carbon <= 1.02 x the
+# carbon LP wherever every job finishes), on a sample of the corpus (each LP ~0.1 s) --------------------
+
+#: every QUALITY_EVERY-th corpus instance gets its LP references (50 of 200)
+QUALITY_EVERY = 4
+#: ratchets on what kernels.plan reaches on that sample: measured 2026-12-04 with kernels.powersearch (H2)
+#: median gap 0.0601, median carbon ratio 1.0181, 0.53 of 34 all-finish instances within 1.02; before it
+#: (72a27fd) 0.158, 1.0325 and 0.41 (benchmarks/README.md, issue 11). Lower them as the optimiser improves;
+#: the issue's targets are 0.03 and 1.02 on every all-finish instance.
+MEDIAN_GAP_MAX = 0.065
+CARBON_RATIO_MEDIAN_MAX = 1.022
+CARBON_WITHIN_1_02_MIN = 0.50  # share of the sample's all-finish instances within 1.02 x the carbon LP
+
+
+@cache
+def _quality(i: int) -> dict[str, Any]:
+    """The penalised-objective gap to the HiGHS LP, and where the plan finishes every job its carbon over
+    the carbon LP that finishes every job (the plan's on-time jobs on time), as benchmarks/optimizer.py
+    --corpus computes them."""
+    from benchmarks.reference import solve_lp
+
+    pb, j = _problem(i), _judged(i)
+    res, po = j["result"], j["plan"]
+    lp = solve_lp(pb, time_limit_s=60.0)
+    assert lp.status == "optimal", f"HiGHS LP {lp.status}"
+    out: dict[str, Any] = {"gap": (res.objective - lp.objective) / max(abs(res.objective), 1e-9), "carbon_ratio": None}
+    if po["unfinished_jobs"] == 0:
+        cl = solve_lp(pb, time_limit_s=60.0, carbon_only=True, require_finished=np.ones(pb.n_jobs, bool),
+                      require_on_time=~po["late"])
+        assert cl.status == "optimal", f"carbon LP {cl.status}"
+        out["carbon_ratio"] = (po["carbon_g"] / cl.carbon_g if cl.carbon_g > 1e-6
+                               else 1.0 if po["carbon_g"] <= 1e-6 else math.inf)
+    return out
+
+
+def quality_summary() -> dict[str, Any]:
+    """Median gap, median carbon ratio and share within 1.02 on the sample (what the ratchets hold)."""
+    q = [_quality(i) for i in range(0, N_CORPUS, QUALITY_EVERY)]
+    ratios = [x["carbon_ratio"] for x in q if x["carbon_ratio"] is not None]
+    return {"n": len(q), "median_gap": float(np.median([x["gap"] for x in q])), "n_all_finish": len(ratios),
+            "carbon_ratio_median": float(np.median(ratios)) if ratios else math.nan,
+            "within_1_02": sum(r <= 1.02 for r in ratios) / max(len(ratios), 1)}
+
+
+def test_corpus_plan_quality_does_not_fall() -> None:
+    """The ratchet on quality: the median penalised gap to the LP and the carbon over the carbon LP where
+    every job finishes, computed on the sample now, stay within what was measured."""
+    sm = quality_summary()
+    assert sm["n_all_finish"] >= 10, sm
+    assert sm["median_gap"] <= MEDIAN_GAP_MAX, f"median gap {sm['median_gap']:.4f} > {MEDIAN_GAP_MAX} ({sm})"
+    assert sm["carbon_ratio_median"] <= CARBON_RATIO_MEDIAN_MAX, \
+        f"median carbon / LP {sm['carbon_ratio_median']:.4f} > {CARBON_RATIO_MEDIAN_MAX} ({sm})"
+    assert sm["within_1_02"] >= CARBON_WITHIN_1_02_MIN, \
+        f"{sm['within_1_02']:.2f} of the all-finish instances within 1.02 x the carbon LP < {CARBON_WITHIN_1_02_MIN} ({sm})"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 open: median penalised gap <= 3% and carbon <= 1.02 x the LP on "
+                   "every all-finish instance are not reached yet (an XPASS means they are: drop this mark)")
+def test_corpus_plan_quality_meets_issue_11() -> None:
+    sm = quality_summary()
+    assert sm["median_gap"] <= 0.03 and sm["within_1_02"] == 1.0, sm
