@@ -173,7 +173,8 @@ def _med(xs: list[float | None]) -> float | None:
 def table(rows: list[dict[str, Any]]) -> str:
     """Medians per set and policy: carbon / bound, the same on the carbon the work adds over the idle site,
     carbon vs backfill (paired by case), work done, deadline
-    misses (total), work lost, p95 completion, policy ms per tick; plus the number of cases."""
+    misses (total), work lost, p95 completion, policy ms per tick; plus the number of cases. With more than
+    one set, rows of set ``all`` give the same over every case."""
     head = ("| set | policy | cases | carbon / bound (median) | work carbon / bound (median) "
             "| carbon vs backfill (median) | work done vs backfill | jobs done | deadline misses | work lost GPU-h "
             "| p95 completion h | cap violations | policy ms/tick |")
@@ -182,9 +183,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     base = {tuple(r[k] for k in key): r for r in rows if r["policy"] == "backfill"}
     sets = list(dict.fromkeys(r["set"] for r in rows))
     pols = [p for p in POLICIES if any(r["policy"] == p for r in rows)]
-    for st in sets:
+    for st in sets + (["all"] if len(sets) > 1 else []):
         for p in pols:
-            rs = [r for r in rows if r["set"] == st and r["policy"] == p]
+            rs = [r for r in rows if (st == "all" or r["set"] == st) and r["policy"] == p]
             if not rs:
                 continue
             vs = [r["grid_carbon_kg"] / base[tuple(r[k] for k in key)]["grid_carbon_kg"] - 1
@@ -234,7 +235,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", default="seasons", help="comma-separated: seasons, horizons, forecast, seeds, small")
+    ap.add_argument("--set", default="seasons", help="comma-separated: seasons, clusters, horizons, forecast, seeds, small")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--index", default="", help="comma-separated case indices within each set (default: all)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/policy-study"))
