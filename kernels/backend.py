@@ -69,6 +69,10 @@ class Ops:
                     return a & c
             elif np.result_type(a, b) == a.dtype:
                 return a * c
+        if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.dtype in (np.int8, np.uint8) and isinstance(c, np.ndarray) and c.dtype == np.bool_):
+            # two byte tables: b + (a - b) * c in wrap-around byte arithmetic is a or b exactly (3-4x np.where)
+            return b + (a - b) * c
         return np.where(c, a, b)
 
     def maximum(self, a: Any, b: Any) -> Any:
@@ -172,6 +176,12 @@ class Ops:
         return a.argmin(axis=axis)
 
     def count_nonzero(self, m: Any, axis: int) -> Any:
+        # true cells per row of a C-contiguous bool (n, T) mask with T a multiple of 8: 8 cells summed per
+        # uint64 word (each byte lane counts at most T / 8 <= 255 cells), then the 8 lanes (as level_counts)
+        if (axis in (1, -1) and m.ndim == 2 and m.dtype == np.bool_ and m.flags.c_contiguous
+                and m.shape[1] % 8 == 0 and 0 < m.shape[1] // 8 <= 255 and m.shape[0] > 0):
+            lanes = m.view(np.uint64).sum(1, dtype=np.uint64)
+            return lanes.view(np.uint8).reshape(m.shape[0], 8).sum(1, dtype=np.int64)
         return np.count_nonzero(m, axis=axis)
 
     def level_counts(self, vmat: Any, V: int) -> Any:

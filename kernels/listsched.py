@@ -208,7 +208,8 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             better = key < best_key
             best_key = xp.where(better, key, best_key)
             best_p = xp.where(better, p, best_p)
-            best_prop = xp.where(better[:, None], prop, best_prop)
+            rb = xp.nonzero(better)  # rows whose best pool is this one so far (their proposal replaced)
+            best_prop[rb] = prop[rb]
             best_on = xp.where(better, want_on, best_on)
             best_all = xp.where(better, want_all, best_all)
         fin = xp.isfinite(best_key)
@@ -255,7 +256,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         got = xp.any(ok, 1)
         if not bool(xp.any(got)):
             break
-        vmat[rs] = xp.astype(xp.where(ok, lvl[:, None], vmat[rs]), xp.i8)
+        vmat[rs] = xp.where(ok, xp.astype(lvl, xp.i8)[:, None], vmat[rs])
         pool[rs] = xp.astype(xp.where(got, pl, pool[rs]), pool.dtype)
         # what this round placed, added to the usage, the tenants' GPUs and the jobs' work
         busy = busy + xp.group_rowsum(pl, P, gs, ok)

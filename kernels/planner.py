@@ -103,6 +103,10 @@ _EPS = 1e-9
 COLD_ITERS = 60  # default dual iterations of a cold solve
 WARM_ITERS = 10  # default dual iterations of a warm-started re-plan (an upper limit: see WARM_PATIENCE)
 WARM_PATIENCE = 2  # a warm-started ascent stops after this many iterations without a better dual value
+#: a cold ascent on an instance of more than SEARCH_MAX_CELLS job-slot cells stops after this many iterations
+#: without a better dual value (at 50,000 x 192 the best iterate is the 30th of 60; on the small corpus
+#: instances a patience of 10 would have lost up to 1.2% of the dual value on 17 of 200: not used there)
+COLD_PATIENCE = 10
 WITNESS_MODES = ("auto", "always", "never")  # plan(witness=...)
 WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undone runs it at least this often
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
@@ -1614,7 +1618,9 @@ def plan(
     (from the previous tick's prices the first iterate is nearly always the best: measured, see
     benchmarks/README.md at T = 192; at T = 96 the ascent still gains after 8-11 warm iterations, so a
     caller that prefers the gap there passes ``warm_patience=None``: no early stop); a cold one runs until the
-    steps vanish or ``max_iters``. ``warm_patience``: -1 (default) means ``WARM_PATIENCE``.
+    steps vanish or ``max_iters``, and on an instance of more than ``SEARCH_MAX_CELLS`` job-slot cells also
+    stops after ``COLD_PATIENCE`` iterations without a better dual value. ``warm_patience``: -1 (default)
+    means ``WARM_PATIENCE``.
     ``backend``/``device``: ``"numpy"``/``"cpu"`` or ``"torch"``/``"cpu"|"cuda"`` (same algorithm).
     ``primal_tries``: the plan is sensitive to the prices where the dual is flat, so it is built at the
     best dual prices, with 2 also without their tenant-quota part, with 3 also at the starting prices
@@ -1696,7 +1702,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     if max_iters is None:
         max_iters = WARM_ITERS if warm else COLD_ITERS
     best, it, hist = _ascend(xp, c, pr, jb, lam, mu, nu, max_iters, warm=warm,
-                             patience=(WARM_PATIENCE if warm_patience == -1 else warm_patience) if warm else None)
+                             patience=(WARM_PATIENCE if warm_patience == -1 else warm_patience) if warm
+                             else (COLD_PATIENCE if c.J * c.T > SEARCH_MAX_CELLS else None))
     _, lam_b, mu_b, nu_b, out_b = best
     if out_b is None:
         out_b, _ = _dual_coarse(xp, c, pr, jb, lam_b, mu_b, nu=nu_b)

@@ -103,6 +103,23 @@ def test_where_fast_path_is_np_where(seed: int) -> None:
             for b in (0, False):
                 got, want = NP.where(c, a, b), np.where(c, a, b)
                 assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+            if dt in (np.int8, np.uint8):  # two byte tables (wrap-around arithmetic), any broadcast
+                for bshape in (shape, (shape[0], 1), (1, shape[1])):
+                    b8 = rng.integers(-128, 128, bshape).astype(np.int16).astype(dt)
+                    a8 = rng.integers(-128, 128, shape).astype(np.int16).astype(dt)
+                    for x, y in ((a8, b8), (b8, a8)):
+                        got, want = NP.where(c, x, y), np.where(c, x, y)
+                        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_count_nonzero_by_byte_lanes_is_numpys(seed: int) -> None:
+    rng = np.random.default_rng(4000 + seed)
+    T = int(rng.choice([8, 16, 96, 192, 2040, 2048, 2056, 7, 100]))
+    m = rng.random((int(rng.integers(1, 300)), T)) < rng.random()
+    for mm in (m, m[:, ::-1], np.asfortranarray(m)):
+        got, want = NP.count_nonzero(mm, 1), np.count_nonzero(mm, axis=1)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
