@@ -209,8 +209,8 @@ class Ops:
         """``(n, T)`` bool: the running count of true cells along each row of the mask ``m`` is at most
         ``k[i]`` (whole numbers as float). The count in int16 (int32 past 32,000 columns): the same
         comparisons as a float count at a fraction of the memory traffic."""
-        dt = np.int16 if m.shape[1] < 32_000 else np.int32
-        cs = np.cumsum(m, 1, dtype=dt)
+        dt: Any = np.int16 if m.shape[1] < 32_000 else np.int32
+        cs: Any = np.cumsum(m, 1, dtype=dt)
         kk = np.clip(np.floor(np.asarray(k, np.float64)), -1, m.shape[1]).astype(dt)
         return cs <= kk[:, None]
 
