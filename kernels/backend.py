@@ -125,6 +125,10 @@ class Ops:
     def argsort(self, a: Any, axis: int = -1) -> Any:
         return np.argsort(a, axis=axis, kind="stable")
 
+    def sort(self, a: Any, axis: int = -1) -> Any:
+        """The values sorted along ``axis`` (ascending)."""
+        return np.sort(a, axis=axis)
+
     def synchronize(self) -> None:
         return None
 
@@ -437,6 +441,9 @@ class TorchOps(Ops):
 
     def argsort(self, a: Any, axis: int = -1) -> Any:
         return self.torch.sort(a, dim=axis, stable=True).indices
+
+    def sort(self, a: Any, axis: int = -1) -> Any:
+        return self.torch.sort(a, dim=axis).values
 
     def synchronize(self) -> None:
         if self._dev.type == "cuda":

@@ -1405,8 +1405,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     # rows with more candidate slots than they need keep their most valuable ones (a sort only for those)
     over = xp.nonzero(xp.astype(xp.count_nonzero(cand, 1), xp.f64) > need)
     if over.shape[0]:
-        pos = xp.inv_perm_rows(xp.argsort(xp.where(cand[over], -gain[over], np.inf), 1))
-        cand[over] = cand[over] & (pos < need[over][:, None])
+        cand[over] = cand[over] & _smallest_k(xp, xp.where(cand[over], -gain[over], np.inf), need[over])
     keep_rows = xp.any(cand, 1)
     if not bool(xp.any(keep_rows)):
         return vmat, False
@@ -1434,6 +1433,18 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
         use.done[cj] = use.done[cj] + xp.astype(xp.count_nonzero(ok, 1), xp.f64) * xp.astype(
             tb.work[pl_o, xp.index(vf_o)], xp.f64)
     return vmat, True
+
+
+def _smallest_k(xp: Ops, key: Any, k: Any) -> Any:
+    """``(n, T)`` bool: the ``k[i]`` smallest keys of each row of ``key``, ties by column (the cells a stable
+    argsort puts first; ``k`` whole numbers as float). The k-th smallest value from a value sort, then the
+    ties at it by a running count: no argsort and no inverse permutation."""
+    T = key.shape[1]
+    kth = xp.astype(xp.minimum(xp.maximum(k - 1, 0), T - 1), xp.i64)
+    thr = xp.take_along(xp.sort(key, 1), kth[:, None], 1)  # (n, 1) the k-th smallest key
+    below = key < thr
+    eq = key == thr
+    return below | (eq & xp.count_upto(eq, k - xp.astype(xp.count_nonzero(below, 1), xp.f64)))
 
 
 def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP, *,

@@ -135,3 +135,21 @@ def test_count_upto_is_the_running_count_within_k(backend: str, seed: int) -> No
     want = np.cumsum(m, 1).astype(np.float64) <= k[:, None]
     got = xp.to_numpy(xp.count_upto(xp.asarray(m), xp.asarray(k)))
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_smallest_k_is_a_stable_argsorts_first_k(backend: str, seed: int) -> None:
+    """planner._smallest_k (the fill's most valuable cells) against the stable argsort's first k cells, with
+    many tied keys, infinite keys and k from 0 to past the row."""
+    xp = _ops(backend)
+    rng = np.random.default_rng(5000 + seed)
+    n, T = int(rng.integers(1, 300)), int(rng.choice([1, 4, 96, 192]))
+    key = rng.integers(-5, 5, (n, T)).astype(np.float32) * rng.choice([1.0, 0.25], (n, T)).astype(np.float32)
+    key[rng.random((n, T)) < 0.3] = np.inf
+    k = rng.integers(0, T + 2, n).astype(np.float64)
+    pos = np.empty((n, T), np.int64)
+    np.put_along_axis(pos, np.argsort(key, 1, kind="stable"), np.arange(T)[None, :].repeat(n, 0), 1)
+    want = pos < k[:, None]
+    got = xp.to_numpy(P._smallest_k(xp, xp.asarray(key), xp.asarray(k)))
+    assert np.array_equal(got, want)
