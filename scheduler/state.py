@@ -99,6 +99,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+-- the job counts by (state, tenant) read at every open (_COUNTS_SQL) from this index alone, not the rows: a state
+-- with 300,000 finished jobs opened in 0.5 s of CPU scanning them, 0.04 s with it (built once on an older state)
+CREATE INDEX IF NOT EXISTS jobs_state_tenant ON jobs(state, tenant);
 CREATE INDEX IF NOT EXISTS jobs_tenant_seq ON jobs(tenant, seq);
 -- paging of the active jobs (/v1/queue) and of every job (/v1/jobs) in submission order, without a sort
 CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);
@@ -273,6 +276,11 @@ _JOB_COLS = (
     "nodes_json, power_fraction, work_done_s, checkpoint_work_s, lost_work_s, starts, gpu_s, energy_j, "
     "carbon_g, submitted_unix_s, started_unix_s, ended_unix_s, updated_unix_s, detail, idempotency_key"
 )
+
+
+#: The job counts by state and tenant, read at every open: from the covering index, so a long history of
+#: finished jobs costs a restart an index scan, not a read of every row.
+_COUNTS_SQL = "SELECT state, tenant, COUNT(*) FROM jobs INDEXED BY jobs_state_tenant GROUP BY state, tenant"
 
 
 #: The columns :func:`_job` reads, in its order (the one mapping of a row to a :class:`Job`).
@@ -499,7 +507,7 @@ class StateStore:
         self._counts_lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = {
             (str(st), str(t)): int(n)
-            for st, t, n in self._w.execute("SELECT state, tenant, COUNT(*) FROM jobs GROUP BY state, tenant")
+            for st, t, n in self._w.execute(_COUNTS_SQL)
         }
 
     # -------------------------------------------------------------------------------- plumbing
