@@ -1562,6 +1562,9 @@ def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], 
 #: the per-job fields of a PlanProblem (axis 0 is the job)
 JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible", "must_run", "preemptible",
               "running_pool", "preempt_loss_s", "tenant")
+#: the per-job fields of _Clean (each row derived from its own job's fields only)
+_CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "weight", "eligible", "must", "preempt", "rpool", "loss",
+                     "tenant", "ms", "me")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
@@ -1678,8 +1681,8 @@ def plan(
     # rows back in the caller's; the inputs were checked above, the permuted ones are the same values
     q = permute_jobs(problem, perm)
     w = None if warm_start is None else _rows(warm_start, perm)
-    cq = _clean_inputs(q)
-    assert not isinstance(cq, str), cq  # the same values as the checked ones, in another row order
+    # the checked values with their job rows permuted (every job field of _Clean is the job's own)
+    cq = replace(c, **{f: getattr(c, f)[perm] for f in _CLEAN_JOB_FIELDS})
     return _rows(_plan_in_order(q, cq, w, **opts), np.argsort(perm), perm)
 
 
