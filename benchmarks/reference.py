@@ -399,7 +399,8 @@ def solve_lp(problem: PlanProblem, time_limit_s: float | None = None, *, carbon_
     return RefResult(
         objective=float(res.fun), carbon_g=carbon, status=status, solve_s=solve_s,
         x=_job_slot_share(m, problem, sol), unfinished_gpu_s=unf, lower_bound=float(res.fun),
-        message=str(res.message), n_vars=m.c.size, n_rows=m.a.shape[0], extras={"build_s": build_s},
+        message=str(res.message), n_vars=m.c.size, n_rows=m.a.shape[0],
+        extras={"build_s": build_s, "carbon_g_by_slot": m.carbon_coef * sol[m.iy : m.iy + problem.n_slots]},
     )
 
 

@@ -82,6 +82,9 @@ class ClairvoyantBound:
     solve_s: float
     message: str = ""
     idle_carbon_g: float = 0.0  # the carbon of the idle site over the run (in every schedule, and the bound)
+    #: the LP optimum's grid carbon slot by slot (``highs-lp`` only; sums to ``bound_carbon_g``): where the
+    #: bound imports, to set against a run's own per-slot carbon (``benchmarks.policies --windows gap``)
+    carbon_g_by_slot: tuple[float, ...] | None = None
 
     def ratio(self, carbon_g: float) -> float | None:
         """``carbon / bound`` (None when there is no positive bound)."""
@@ -330,9 +333,11 @@ def _bound(site: Site, items: Sequence[WorkItem], energy: EnergySeries, n_slots:
         if ref.status == "optimal" or solver == "highs-lp":
             # a time-limited LP has no certified value: only the optimum is a bound
             value = ref.carbon_g if ref.status == "optimal" else math.nan
+            by_slot = ref.extras.get("carbon_g_by_slot") if ref.status == "optimal" else None
             return ClairvoyantBound(float(value), ref.status, "highs-lp", n_jobs, pb.n_jobs, n_slots, bucket,
                                     n_on_time, time.perf_counter() - t0,
-                                    "" if ref.status == "optimal" else ref.message)
+                                    "" if ref.status == "optimal" else ref.message,
+                                    carbon_g_by_slot=None if by_slot is None else tuple(float(v) for v in by_slot))
         log.info("clairvoyant LP ended %s (%s): falling back to the optimiser's dual bound", ref.status, ref.message)
     import kernels
 

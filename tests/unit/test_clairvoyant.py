@@ -64,6 +64,9 @@ def test_bound_never_exceeds_the_runs_carbon(seed: int, policy: str) -> None:
     assert dual.bound_carbon_g <= lp.bound_carbon_g * (1 + 1e-4) + 1e-6
     assert lp.ratio(carbon) is not None and lp.ratio(carbon) >= 1 - 1e-6
     assert 0.0 <= lp.idle_carbon_g <= lp.bound_carbon_g * (1 + 1e-6)
+    # the LP's carbon slot by slot: one value a slot, none negative, summing to the bound (the dual has none)
+    assert lp.carbon_g_by_slot is not None and len(lp.carbon_g_by_slot) == n and dual.carbon_g_by_slot is None
+    assert min(lp.carbon_g_by_slot) >= -1e-6 and sum(lp.carbon_g_by_slot) == pytest.approx(lp.bound_carbon_g)
     wr = lp.work_ratio(carbon)
     assert wr is None or wr >= lp.ratio(carbon) - 1e-6  # the idle share only dilutes the ratio
 
