@@ -291,14 +291,9 @@ def _grid(xp: Ops, cost: Any) -> Any:
 
 
 def _first_k(xp: Ops, m: Any, k: Any) -> Any:
-    """The first ``k[i]`` true cells of each row of the mask ``m : (n, T)`` (a prefix count only for the rows
-    that have more than ``k`` of them: the others keep all)."""
-    out = xp.copy(m)
-    rows = xp.nonzero(xp.astype(xp.count_nonzero(m, 1), xp.f64) > k)
-    if rows.shape[0]:
-        mr = m[rows]
-        out[rows] = mr & xp.count_upto(mr, k[rows])
-    return out
+    """The first ``k[i]`` true cells of each row of the mask ``m : (n, T)`` (a row with at most ``k`` of them
+    keeps all: its running count never passes ``k``)."""
+    return m & xp.count_upto(m, k)
 
 
 def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "cpu") -> PlanResult:
