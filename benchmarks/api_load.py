@@ -16,7 +16,8 @@ PYTHONPATH) in the same run, alternating old and new ``--repeats`` times, and re
 ratios. ``--readers N`` adds N operator clients reading ``GET /v1/queue`` back to back during the submission
 load (their latency and that of ``/healthz`` are reported: queue reads must not slow submissions).
 ``--recovery-jobs N`` measures recovery: a state file holding N queued jobs, the server started on it,
-SIGKILLed once ready, and started again: the seconds from the restart to ``/readyz`` answering 200, and the
+SIGKILLed once ready, and started again (``--recovery-finished M`` adds M finished jobs, a long-lived
+state's history): the seconds from the restart to ``/readyz`` answering 200, and the
 CPU seconds the restarted process used to get there (``ready_cpu_s``: on a shared machine the wall time is a
 multiple of it that follows the load), and ``cpu_parts_s``: the CPU of each step to the first tick in a
 fresh interpreter on a state like it (imports, the Service with its jobs, the app, the first tick; the
@@ -239,13 +240,40 @@ def _fill_state(path: Path, n_jobs: int) -> None:
     subprocess.run([sys.executable, "-c", code, str(path), str(n_jobs)], check=True, env=os.environ.copy())
 
 
-def _recovery(d: Path, n_jobs: int, repeats: int) -> dict[str, object]:
+def _add_finished(path: Path, n_finished: int) -> None:
+    """``n_finished`` finished jobs added to a state that holds queued ones (a long-lived state's history):
+    copies of the queued rows with new ids and sequence numbers, state ``finished``, written by SQL (the
+    same file format for every version measured; through the store's API 300,000 jobs would take minutes)."""
+    import sqlite3
+
+    if n_finished <= 0:
+        return
+    c = sqlite3.connect(path)
+    cols = [r[1] for r in c.execute("PRAGMA table_info(jobs)")]
+    queued = int(c.execute("SELECT COUNT(*) FROM jobs WHERE state='queued'").fetchone()[0])
+    top = int(c.execute("SELECT MAX(seq) FROM jobs").fetchone()[0])
+    c.execute("PRAGMA synchronous=OFF")
+    done, k = 0, 0
+    while done < n_finished:
+        k += 1
+        take = min(queued, n_finished - done)
+        sel = ", ".join("id || '-done' || ?" if col == "id" else "seq + ?" if col == "seq" else "'finished'"
+                        if col == "state" else "NULL" if col == "idempotency_key" else col for col in cols)  # fmt: skip
+        c.execute(f"INSERT INTO jobs ({', '.join(cols)}) SELECT {sel} FROM jobs WHERE state='queued' ORDER BY seq "
+                  "LIMIT ?", (str(k), top * k, take))  # fmt: skip
+        done += take
+    c.commit()
+    c.close()
+
+
+def _recovery(d: Path, n_jobs: int, repeats: int, n_finished: int = 0) -> dict[str, object]:
     """Seconds from starting ``windward server`` on a state of ``n_jobs`` queued jobs to /readyz = 200, after
     a SIGKILL of a server that was ready on it (``repeats`` kills)."""
     import signal
 
     state = d / "rec.sqlite"
     _fill_state(state, n_jobs)
+    _add_finished(state, n_finished)
     times: list[float] = []
     cpus: list[float] = []
     srv = start_server(state, d / "rec.log", "--tick-seconds", "60", timeout_s=300)
@@ -258,7 +286,7 @@ def _recovery(d: Path, n_jobs: int, repeats: int) -> dict[str, object]:
         # within the start helper's 0.1 s poll of /readyz)
         cpus.append(_cpu_s(srv.proc.pid))
     srv.kill(signal.SIGKILL)
-    return {"jobs": n_jobs, "restarts": repeats, "ready_s": times, "ready_median_s": statistics.median(times),
+    return {"jobs": n_jobs, "finished_jobs": n_finished, "restarts": repeats, "ready_s": times, "ready_median_s": statistics.median(times),
             "ready_max_s": max(times), "ready_cpu_s": cpus}  # fmt: skip
 
 
@@ -292,7 +320,7 @@ print(json.dumps({"imports": c1 - c0, "service": c2 - c1, "app": c3 - c2, "first
 """
 
 
-def _recovery_parts(d: Path, n_jobs: int) -> dict[str, float]:
+def _recovery_parts(d: Path, n_jobs: int, n_finished: int = 0) -> dict[str, float]:
     """CPU seconds of each step from a fresh interpreter to the first tick on a state of ``n_jobs`` queued
     jobs, in-process (imports, the Service with its jobs, the app, the first tick): where a restart's time
     goes, apart from the machine's load."""
@@ -301,6 +329,7 @@ def _recovery_parts(d: Path, n_jobs: int) -> dict[str, float]:
     state = d / "parts.sqlite"
     if not state.exists():
         _fill_state(state, n_jobs)
+        _add_finished(state, n_finished)
     # cwd: not the checkout (``-c`` puts the working directory first on sys.path, before PYTHONPATH's baseline)
     out = subprocess.run([sys.executable, "-c", _PARTS_CODE, str(state)], check=True, capture_output=True, text=True,
                          env=os.environ.copy(), cwd=d)  # fmt: skip
@@ -406,8 +435,8 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
                         sub = Path(d) / f"rec-{v}{k}"
                         sub.mkdir()
                         with _bytecode_cache(None if a.compile_at_start else Path(d) / "pycache"):
-                            rec[v].append(_recovery(sub, a.recovery_jobs, a.recovery_kills))
-                            rec[v][-1]["cpu_parts_s"] = _recovery_parts(sub, a.recovery_jobs)
+                            rec[v].append(_recovery(sub, a.recovery_jobs, a.recovery_kills, a.recovery_finished))
+                            rec[v][-1]["cpu_parts_s"] = _recovery_parts(sub, a.recovery_jobs, a.recovery_finished)
     out: dict[str, object] = {}
     keys = ("submissions_per_s", "p50_ms", "p99_ms", "errors", "queue_read_p50_ms", "queue_read_max_ms",
             "healthz_p50_ms", "healthz_max_ms", "queue_reads", "server_cpu_ms_per_request")  # fmt: skip
@@ -455,6 +484,8 @@ def main() -> None:
     ap.add_argument("--readers", type=int, default=0, help="operator clients reading /v1/queue meanwhile")
     ap.add_argument("--recovery-jobs", type=int, default=0, help="queued jobs in the state for the recovery run")
     ap.add_argument("--recovery-kills", type=int, default=3, help="SIGKILL + restart cycles per recovery run")
+    ap.add_argument("--recovery-finished", type=int, default=0,
+                    help="finished jobs also in the recovery state (a long-lived state's history)")
     ap.add_argument("--compile-at-start", action="store_true",
                     help="recovery: no bytecode cache (every start compiles scheduler/ from source, as this "
                          "machine's PYTHONDONTWRITEBYTECODE=1 makes it)")  # fmt: skip
