@@ -13,9 +13,11 @@ Sets (``--set``):
 - ``seasons``: the four seasons of 2021, 2022 and 2023 (12 windows, ITP cluster04, each window its own
   trace day), 2 days of submissions, noisy forecast, seed 0;
 - ``clusters``: the other five ITP clusters on the 2023 spring window;
-- ``horizons``: 4 and 7 days of submissions on the 2022 spring and autumn windows;
+- ``horizons``: 4 and 7 days of submissions on the 2022 spring and autumn windows; ``horizons-2023`` the
+  same on the 2023 summer and autumn windows;
 - ``forecast``: the perfect forecast on the 2023 windows of ``seasons`` (the forecast's share of the gap);
-- ``seeds``: seeds 1 and 2 on the 2023 spring and autumn windows;
+- ``seeds``: seeds 1 and 2 on the 2023 spring and autumn windows; ``seeds-more`` the same on 2021 summer,
+  2022 autumn and 2023 summer;
 - ``small``: one 1-day case (the integration test's).
 
 Rows are appended to ``--out``/study.jsonl as they finish (a partial study is usable); ``--table`` prints
@@ -77,11 +79,17 @@ def cases(which: str) -> Iterator[Case]:
             if which == "horizons" and y == 2022 and s in ("spring", "autumn"):
                 for d in (4.0, 7.0):
                     yield Case("horizons", w, start, "cluster04", day, d, 3.0, "noisy", 0)
+            if which == "horizons-2023" and y == 2023 and s in ("summer", "autumn"):
+                for d in (4.0, 7.0):
+                    yield Case("horizons-2023", w, start, "cluster04", day, d, 3.0, "noisy", 0)
             if which == "forecast" and y == 2023:
                 yield Case("forecast", w, start, "cluster04", day, 2.0, 3.0, "perfect", 0)
             if which == "seeds" and y == 2023 and s in ("spring", "autumn"):
                 for seed in (1, 2):
                     yield Case("seeds", w, start, "cluster04", day, 2.0, 3.0, "noisy", seed)
+            if which == "seeds-more" and (y, s) in ((2021, "summer"), (2022, "autumn"), (2023, "summer")):
+                for seed in (1, 2):
+                    yield Case("seeds-more", w, start, "cluster04", day, 2.0, 3.0, "noisy", seed)
             if which == "clusters" and y == 2023 and s == "spring":
                 for c, d in OTHER_CLUSTERS:
                     yield Case("clusters", w, start, c, d, 2.0, 3.0, "noisy", 0)
@@ -235,7 +243,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", default="seasons", help="comma-separated: seasons, clusters, horizons, forecast, seeds, small")
+    ap.add_argument("--set", default="seasons", help="comma-separated: seasons, clusters, horizons, horizons-2023, forecast, seeds, seeds-more, small")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--index", default="", help="comma-separated case indices within each set (default: all)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/policy-study"))

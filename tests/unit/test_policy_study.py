@@ -14,7 +14,8 @@ from scheduler.policies.windward import DEFAULT_WEIGHTS, WindwardPolicy
 
 @pytest.mark.parametrize(("which", "n", "forecast"), [("seasons", 12, "noisy"), ("clusters", 5, "noisy"),
                                                       ("horizons", 4, "noisy"), ("forecast", 4, "perfect"),
-                                                      ("seeds", 4, "noisy"), ("small", 1, "noisy")])
+                                                      ("seeds", 4, "noisy"), ("small", 1, "noisy"),
+                                                      ("horizons-2023", 4, "noisy"), ("seeds-more", 6, "noisy")])
 def test_every_set_has_its_cases(which: str, n: int, forecast: str) -> None:
     got = list(cases(which))
     assert len(got) == n and {c.set for c in got} == {which} and {c.forecast for c in got} == {forecast}
