@@ -8,7 +8,8 @@ the speed for 0.33 of the watts on an H100-class curve): the LP bound's advantag
 slots and more slots in green ones, and, where a cap binds, more jobs at lower power. This search moves a
 plan towards that without giving up what the plan promises.
 
-One row (a preemptible, not must-run job with a pool; its pool is kept):
+One row (a preemptible, not must-run job with a pool; its pool is kept, except in the carbon phase where a
+job that does not run now may move whole to another eligible pool: the best of the pools' responses):
 - per slot the options are "off" and every level of its pool that fits: after its release and before its
   limit (its deadline when it has one inside the horizon and is on time, else the horizon end), outside
   the infeasible slots, its GPUs free in its pool and under its tenant's quota, its facility watts under
@@ -168,32 +169,46 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     req = np.where(short, work_h if phase == "work" else 0.0, need_h[rows_h])
     value = val
     extra = np.where(c.has_dl[rows_h], val, 0.0)
+    new_pl = xp.astype(pool[rows], xp.i64)
     if phase == "blocks":
         new_sub, saving = _best_blocks(xp, c, d, tb, vmat, pool, rows, xp.asarray(lim, xp.i64),
                                        xp.asarray(need_h[rows_h], xp.f64))
     else:
-        new_sub, saving = _best_rows(xp, c, d, tb, vmat, pool, rows, xp.asarray(lim, xp.i64),
-                                     xp.asarray(req, xp.f64), xp.asarray(need_h[rows_h], xp.f64),
-                                     xp.asarray(value, xp.f64), xp.asarray(extra, xp.f64), price)
+        args = (xp.asarray(lim, xp.i64), xp.asarray(req, xp.f64), xp.asarray(need_h[rows_h], xp.f64),
+                xp.asarray(value, xp.f64), xp.asarray(extra, xp.f64), price)
+        new_sub, saving, old = _best_rows(xp, c, d, tb, vmat, pool, rows, *args)
+        if phase == "carbon" and c.P > 1:  # a row that does not run now may move to another pool whole
+            movable = (c.rpool[rows_h] < 0)
+            for p in range(c.P):  # pools
+                ok_p = movable & c.eligible[rows_h, p] & (pool_h[rows_h] != p)
+                if not ok_p.any():
+                    continue
+                to = xp.full((rows_h.size,), p, xp.i64)
+                ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, rows, *args, to_pool=to, old=old)
+                better = xp.asarray(ok_p) & (sv > saving)
+                saving = xp.where(better, sv, saving)
+                new_sub = xp.where(better[:, None], ns, new_sub)
+                new_pl = xp.where(better, p, new_pl)
     cand = xp.nonzero(saving > 0)
     if cand.shape[0] == 0:
         return vmat, pool, ev, 0
     order = cand[xp.argsort(-saving[cand])]  # largest saving first (stable: ties by row)
-    acc = _accept(xp, c, d, tb, vmat, pool, rows[order], new_sub[order])
+    acc = _accept(xp, c, d, tb, vmat, pool, rows[order], new_sub[order], new_pl[order])
     if acc.shape[0] == 0:
         return vmat, pool, ev, 0
-    take_rows, take_sub = rows[order][acc], new_sub[order][acc]
+    take_rows, take_sub, take_pl = rows[order][acc], new_sub[order][acc], new_pl[order][acc]
     n = int(take_rows.shape[0])
     for _ in range(HALVINGS + 1):  # halvings of the accepted rows (a prefix in saving order)
         nv = xp.copy(vmat)
         nv[take_rows[:n]] = take_sub[:n]
-        npool = pool
+        npool = xp.copy(pool)
+        npool[take_rows[:n]] = xp.astype(take_pl[:n], pool.dtype)
         if phase == "congest":  # the room freed goes to the most valuable work, then the work phase
             nv, npool = _refill(xp, c, d, tb, nv, pool)
             nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
             nv, npool, nev, _ = _work(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
         else:
-            nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
+            nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
         if _passes(c, phase, ev, nev, finished, on_time, floor):
             return nv, npool, nev, n
         n //= 2
@@ -268,29 +283,32 @@ def _passes(c: Any, phase: str, ev: dict[str, Any], nev: dict[str, Any], finishe
 
 
 def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
-             price: Any = None) -> tuple[Any, Any, Any, Any]:
+             price: Any = None, to_pool: Any = None) -> tuple[Any, Any, Any, Any]:
     """Per row, slot and level the cost of running there (module docstring; ``inf``: not an option):
     ``C : (n, T, V)`` (level 0 "off": 0, or ``inf`` in a kept slot 0), the rows' work per slot at each level
     ``wk : (n, V)``, their current levels ``sub : (n, T)`` and ``keep0 : (n,)`` (slot 0 kept).
-    ``price : (T,)`` grams per facility watt-slot added to every option's carbon (the congest phase)."""
+    ``price : (T,)`` grams per facility watt-slot added to every option's carbon (the congest phase).
+    ``to_pool : (n,)``: the options in that pool instead of the row's own (the row moves whole)."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
     busy, fac = _pl._usage(d, tb, vmat, pool, xp)
     sub = vmat[rows]
-    pl = xp.astype(pool[rows], xp.i64)
+    p_old = xp.astype(pool[rows], xp.i64)
+    pl = p_old if to_pool is None else xp.astype(to_pool, xp.i64)
+    stays = pl == p_old
     g = xp.astype(d.gpus[rows], xp.f64)
     ld = xp.astype(tb.load[pl], xp.f64) * g[:, None]  # (n, V) facility watts of the row at each level
     wk = xp.astype(tb.work[pl], xp.f64)  # (n, V) work per slot at each level (0: not a level of the pool)
     si = xp.index(xp.astype(sub, xp.i64))
-    l_old = xp.take_along(ld, si, 1)  # (n, T)
+    l_old = xp.take_along(xp.astype(tb.load[p_old], xp.f64) * g[:, None], si, 1)  # (n, T) its watts now
     run = sub > 0
     fac_o = fac[None, :] - l_old  # the other rows' facility watts
     wind = xp.asarray(c.wind_w, xp.f64)
     imp_o = xp.maximum(fac_o - wind[None, :], 0.0)
     room = d.cap_w[None, :] * (1 - 1e-6) - 1.0 - fac_o
-    busy_o = busy[pl] - g[:, None] * xp.astype(run, xp.f64)
+    busy_o = busy[pl] - g[:, None] * xp.astype(run & stays[:, None], xp.f64)
     inwin = (tt >= d.rel[rows][:, None]) & (tt < lim[:, None]) & ~d.infeas[None, :]
     avail = inwin & (d.H[pl] - busy_o >= g[:, None] - 1e-6)
     if bool(np.isfinite(c.quota).any()):
@@ -306,13 +324,23 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
             cv = xp.zeros((n, T), xp.f64)
             cv = xp.where((tt == 0) & keep0[:, None], inf, cv)  # a kept slot 0 is never "off"
         else:
-            ok = (avail & (room >= ld[:, v][:, None]) & (wk[:, v] > 0)[:, None]) | ((sub == v) & inwin)
+            ok = (avail & (room >= ld[:, v][:, None]) & (wk[:, v] > 0)[:, None]) | ((sub == v) & inwin & stays[:, None])
             cv = d.kappa[None, :] * (xp.maximum(fac_o + ld[:, v][:, None] - wind[None, :], 0.0) - imp_o)
             if price is not None:
                 cv = cv + price[None, :] * ld[:, v][:, None]
             cv = xp.where(ok, cv, inf)
         cols.append(cv)
-    return xp.stack(cols, 2), wk, sub, keep0
+    # on a 2^-30 grid of their magnitude: every sum of them is exact, so the rows' totals, their order and
+    # their ties are the same on every backend (numpy and torch add in different orders)
+    return _grid(xp, xp.stack(cols, 2)), wk, sub, keep0
+
+
+def _grid(xp: Ops, a: Any) -> Any:
+    """``a`` rounded to multiples of 2^-30 of the power of two at its largest finite magnitude
+    (:func:`kernels.listsched._grid`'s rule, any shape; infinities kept)."""
+    from kernels import listsched  # imports kernels.planner: bound at call time
+
+    return listsched._grid(xp, a)
 
 
 def _old_cost(xp: Ops, C: Any, wk: Any, sub: Any) -> tuple[Any, Any]:
@@ -394,15 +422,17 @@ def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: A
 
 
 def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
-               need: Any, value: Any, extra: Any, price: Any = None) -> tuple[Any, Any]:
-    """Each row's best response (module docstring): the new ``(n, T)`` int8 levels and its estimated
-    saving ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``).
-    ``price``: see :func:`_options`."""
+               need: Any, value: Any, extra: Any, price: Any = None, to_pool: Any = None,
+               old: Any = None) -> tuple[Any, Any, Any]:
+    """Each row's best response (module docstring): the new ``(n, T)`` int8 levels, its estimated saving
+    ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``) and its current
+    ``(cost, work)``. ``price``, ``to_pool``: see :func:`_options`; ``old``: the rows' current
+    ``(cost, work)`` where the options are another pool's."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
-    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price)
+    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool)
     inf = float("inf")
     W = wk[:, None, :]  # (n, 1, V)
     # lower convex hull per (row, slot) from "off" (or, in a kept slot 0, from its cheapest level: the
@@ -476,29 +506,31 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     lv = xp.take_along(TO, xp.maximum(cnt - 1, 0)[:, :, None], 2)[:, :, 0]
     new_sub = xp.astype(xp.where(cnt > 0, lv, 0), xp.i8)
     # the saving the row estimates (its own cost with the others fixed; value of work it adds)
-    cost_old, w_old = _old_cost(xp, C, wk, sub)
+    cost_old, w_old = _old_cost(xp, C, wk, sub) if old is None else old
     gain = value * (xp.minimum(got, need) - xp.minimum(w_old, need))
     saving = cost_old - cost + gain
-    same = xp.all(new_sub == sub, 1)
+    same = xp.all(new_sub == sub, 1) & (True if to_pool is None else xp.astype(to_pool, xp.i64) == xp.astype(pool[rows], xp.i64))
     ok_row = (got >= req - _TOL_W) & ~same & xp.isfinite(cost_old)
     scale = xp.maximum(cost_old, 1.0)
     saving = xp.where(ok_row & (saving > 1e-9 * scale), saving, 0.0)
-    return new_sub, saving
+    return new_sub, saving, (cost_old, w_old)
 
 
-def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any) -> Any:
+def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any, new_pool: Any) -> Any:
     """Positions (into ``rows``, which are in priority order) of the rows taken whole: what each adds
-    (GPUs per pool and tenant where it starts running, facility watts where they rise) fits the room by
+    (GPUs per pool and tenant where it starts running, every cell of a row that moves to ``new_pool``,
+    facility watts where they rise) fits the room by
     prefix sums (``ACCEPT_PASSES`` passes, each against the room the rows taken so far left)."""
     P = c.P
     busy, fac = _pl._usage(d, tb, vmat, pool, xp)
     sub = vmat[rows]
-    pl = xp.astype(pool[rows], xp.i64)
+    p_old = xp.astype(pool[rows], xp.i64)
+    pl = xp.astype(new_pool, xp.i64)
     g = xp.astype(d.gpus[rows], xp.f64)
-    ld = xp.astype(tb.load[pl], xp.f64) * g[:, None]
-    add_run = (new_sub > 0) & (sub == 0)
-    d_w = xp.maximum(xp.take_along(ld, xp.index(xp.astype(new_sub, xp.i64)), 1)
-                     - xp.take_along(ld, xp.index(xp.astype(sub, xp.i64)), 1), 0.0)
+    add_run = (new_sub > 0) & ((sub == 0) | (pl != p_old)[:, None])  # a moved row adds all its GPUs
+    d_w = xp.maximum(xp.take_along(xp.astype(tb.load[pl], xp.f64) * g[:, None], xp.index(xp.astype(new_sub, xp.i64)), 1)
+                     - xp.take_along(xp.astype(tb.load[p_old], xp.f64) * g[:, None],
+                                     xp.index(xp.astype(sub, xp.i64)), 1), 0.0)
     room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
     free = d.H - busy
     has_q = bool(np.isfinite(c.quota).any())
