@@ -67,6 +67,7 @@ acceptance passes, halvings and trims, never over jobs or slots.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -336,11 +337,18 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
 
 
 def _grid(xp: Ops, a: Any) -> Any:
-    """``a`` rounded to multiples of 2^-30 of the power of two at its largest finite magnitude
-    (:func:`kernels.listsched._grid`'s rule, any shape; infinities kept)."""
-    from kernels import listsched  # imports kernels.planner: bound at call time
-
-    return listsched._grid(xp, a)
+    """``a`` rounded to multiples of 2^-30 of the power of two at its largest finite magnitude (infinities
+    kept): every sum of up to 2^22 of them is exact in float64 whatever the order (the rule of
+    :func:`kernels.listsched._grid`, on the device: only the magnitude, a scalar, comes to the host)."""
+    fin = xp.isfinite(a)
+    mag = xp.where(fin, xp.maximum(a, -a), 0.0).reshape(-1)
+    if mag.shape[0] == 0:
+        return a
+    top = xp.item(mag[xp.argmax(mag, 0)])
+    if not top > 0:
+        return a
+    q = 2.0 ** (math.floor(math.log2(top)) - 30)
+    return xp.where(fin, xp.ceil(a / q - 0.5) * q, a)
 
 
 def _old_cost(xp: Ops, C: Any, wk: Any, sub: Any) -> tuple[Any, Any]:
