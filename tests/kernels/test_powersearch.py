@@ -117,6 +117,13 @@ def test_kernels_plan_uses_it() -> None:
 @pytest.mark.parametrize("be", BACKENDS[1:])
 @pytest.mark.parametrize("i", [0, 5, 11, 17])
 def test_the_search_gives_the_numpy_plan_on_torch(be: tuple[str, str], i: int) -> None:
+    """torch on the CPU: the same plan; CUDA (other summation orders upstream of the search): within the
+    tolerance tests/kernels/test_backend.py allows a warm chain there."""
     a = _search(i, floor=True)
     b = _search(i, floor=True, backend=be[0], device=be[1])
-    assert a["k"] == b["k"] and np.array_equal(a["vmat"], b["vmat"]) and np.array_equal(a["pool"], b["pool"])
+    if be[1] == "cpu":
+        assert a["k"] == b["k"] and np.array_equal(a["vmat"], b["vmat"]) and np.array_equal(a["pool"], b["pool"])
+    else:
+        assert b["nev"]["objective"] == pytest.approx(a["nev"]["objective"], rel=1e-6)
+        assert (a["vmat"] == b["vmat"]).mean() >= 0.999
+        assert kernels.check_result(b["pb"], b["new"]) == []
