@@ -100,3 +100,31 @@ def judge(problem: PlanProblem, *, backend: str = "numpy", device: str = "cpu") 
     out["dominance"] = dominance_failures(out["plan"], out["greedy_outcome"]) if out["greedy_outcome"] else []
     out["witness"] = witness_diag(res)
     return out
+
+
+def greedy_start(problem: PlanProblem, backend: str = "numpy", device: str = "cpu") -> Any:
+    """The planner's prepared inputs for ``problem`` on a backend and the EDF greedy's plan in them: where the
+    local searches (``listsched.improve``, ``powersearch``) start in their tests. ``s.result(v, pool, ev)`` makes a
+    PlanResult of a level matrix for the checker."""
+    import math
+    from types import SimpleNamespace
+
+    from kernels import listsched as L
+    from kernels import planner as P
+    from kernels.backend import get_ops
+
+    c = P._clean_inputs(problem)
+    assert not isinstance(c, str), c
+    xp = get_ops(backend, device)
+    pr = P._prepare(c)
+    d = P._to_dev(xp, c, pr, problem.deadline)
+    tb = P._tabs(c, pr, xp)
+    gv, gp = L.greedy_vmat(xp, c, pr, d, tb)
+    gp = xp.astype(xp.where(xp.any(gv > 0, 1), gp, -1), xp.i32)
+    gev = P._evaluate_plan(problem, c, pr, gv, gp, xp=xp, d=d)
+
+    def result(v: Any, pool: Any, ev: dict[str, Any]) -> PlanResult:
+        return P._result(problem, c, xp.to_numpy(v > 0), xp.to_numpy(d.fv32[xp.index(v)]), xp.to_numpy(pool),
+                         -math.inf, c.kappa, np.zeros((c.P, c.T)), 0, 0.0, {}, ev=ev)  # fmt: skip
+
+    return SimpleNamespace(c=c, xp=xp, pr=pr, d=d, tb=tb, gv=gv, gp=gp, gev=gev, result=result)

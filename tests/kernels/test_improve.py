@@ -4,36 +4,24 @@ rise, and it does move work where cheaper room exists (it is not a no-op). On nu
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from _backends import BACKENDS
+from _family import greedy_start
 
 import kernels
 from benchmarks.instances import corpus, make
 from kernels import listsched as L
-from kernels import planner as P
-from kernels.backend import get_ops
 
 CASES = corpus(40, seed=23, n_jobs=(8, 32), n_slots=(12, 32))
 
 
 def _greedy_then_improve(i: int, backend: str = "numpy", device: str = "cpu") -> tuple:
     pb = make(*CASES[i])
-    c = P._clean_inputs(pb)
-    assert not isinstance(c, str)
-    xp = get_ops(backend, device)
-    pr = P._prepare(c)
-    d = P._to_dev(xp, c, pr, pb.deadline)
-    tb = P._tabs(c, pr, xp)
-    gv, gp = L.greedy_vmat(xp, c, pr, d, tb)
-    gp = xp.astype(xp.where(xp.any(gv > 0, 1), gp, -1), xp.i32)
-    gev = P._evaluate_plan(pb, c, pr, gv, gp, xp=xp, d=d)
-    iv, iev, moved = L.improve(pb, xp, c, pr, d, tb, gv, gp)
-    res = P._result(pb, c, xp.to_numpy(iv > 0), xp.to_numpy(d.fv32[xp.index(iv)]), xp.to_numpy(gp), -math.inf,
-                    c.kappa, np.zeros((c.P, c.T)), 0, 0.0, {}, ev=iev)
-    return pb, c, gev, iev, moved, res, xp.to_numpy(gv), xp.to_numpy(iv)
+    s = greedy_start(pb, backend, device)
+    iv, iev, moved = L.improve(pb, s.xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp)
+    res = s.result(iv, s.gp, iev)
+    return pb, s.c, s.gev, iev, moved, res, s.xp.to_numpy(s.gv), s.xp.to_numpy(iv)
 
 
 @pytest.mark.parametrize("i", range(len(CASES)))

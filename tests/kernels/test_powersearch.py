@@ -5,20 +5,17 @@ the family's plans (it is not a no-op), kernels.plan uses it, and numpy and torc
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pytest
 from _backends import BACKENDS
-from _family import dominance_failures, outcome
+from _family import dominance_failures, greedy_start, outcome
 
 import kernels
 from benchmarks.instances import corpus, make
 from kernels import listsched as L
-from kernels import planner as P
 from kernels import powersearch as PS
-from kernels.backend import get_ops
 
 CASES = corpus(40, seed=31, n_jobs=(8, 32), n_slots=(12, 32))
 
@@ -27,23 +24,13 @@ def _search(i: int, *, floor: bool, start: str = "greedy", backend: str = "numpy
     """The search from a valid plan of case ``i`` (the greedy's, or the greedy's after ``listsched.improve``),
     with the greedy as its floor or none; both plans as PlanResults for the checker."""
     pb = make(*CASES[i])
-    c = P._clean_inputs(pb)
-    assert not isinstance(c, str)
-    xp = get_ops(backend, device)
-    pr = P._prepare(c)
-    d = P._to_dev(xp, c, pr, pb.deadline)
-    tb = P._tabs(c, pr, xp)
-    gv, gp = L.greedy_vmat(xp, c, pr, d, tb)
-    gp = xp.astype(xp.where(xp.any(gv > 0, 1), gp, -1), xp.i32)
-    gev = P._evaluate_plan(pb, c, pr, gv, gp, xp=xp, d=d)
+    s = greedy_start(pb, backend, device)
+    c, xp, gv, gp, gev = s.c, s.xp, s.gv, s.gp, s.gev
     sv, sev = gv, gev
     if start == "improved":
-        sv, sev, _ = L.improve(pb, xp, c, pr, d, tb, gv, gp)
-    nv, npool, nev, k = PS.power_search(pb, xp, c, pr, d, tb, sv, gp, ev=sev, floor=gev if floor else None)
-
-    def res(v: Any, p: Any, e: dict[str, Any]) -> Any:
-        return P._result(pb, c, xp.to_numpy(v > 0), xp.to_numpy(d.fv32[xp.index(v)]), xp.to_numpy(p), -math.inf,
-                         c.kappa, np.zeros((c.P, c.T)), 0, 0.0, {}, ev=e)
+        sv, sev, _ = L.improve(pb, xp, c, s.pr, s.d, s.tb, gv, gp)
+    nv, npool, nev, k = PS.power_search(pb, xp, c, s.pr, s.d, s.tb, sv, gp, ev=sev, floor=gev if floor else None)
+    res = s.result
 
     return {"pb": pb, "c": c, "start": res(sv, gp, sev), "greedy": res(gv, gp, gev), "new": res(nv, npool, nev),
             "sev": sev, "nev": nev, "k": k, "vmat": xp.to_numpy(nv), "pool": xp.to_numpy(npool)}
