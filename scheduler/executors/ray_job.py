@@ -118,6 +118,10 @@ class JobActor:
             job = self._meta.get("job", {})  # the spec's args follow the command; it runs in the spec's workdir
             argv = shlex.split(self._entrypoint) + [str(a) for a in job.get("args") or ()]
             self._proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out, cwd=job.get("workdir") or None)
+            # a command's start-up is its own business: the executor cannot see it, so the job is ready (and
+            # start() returns) once its process runs; waiting for a progress report that a plain command never
+            # writes held start() for ready_timeout_s
+            self._ctx.mark_ready()
             signalled = False
             while self._proc.poll() is None:
                 if self._ctx.should_stop() and not signalled:

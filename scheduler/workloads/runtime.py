@@ -272,6 +272,15 @@ class JobContext:
             snap = dict(self._progress)
         atomic_write_bytes(self._progress_path, json.dumps(snap).encode())
 
+    def mark_ready(self) -> None:
+        """Say the workload is ready without reporting work: for a command entrypoint, whose start-up the
+        executor cannot see, its process having started is its readiness (a command that speaks the progress
+        protocol reports its work on top of that)."""
+        if self._due is None:
+            self._due = self._clock()
+        with self._lock:
+            self._progress["ready"] = True
+
     def progress(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._progress)

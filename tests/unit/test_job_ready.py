@@ -75,3 +75,17 @@ def test_inference_service_is_ready_with_its_model_and_nothing_served(tmp_path: 
     assert p["ready"] and p["error"] is None
     assert p["work_done_s"] == 0.0 and p["served"] == 0.0  # ready before any request was answered
     a.stop(5.0)
+
+
+@pytest.mark.parametrize("cmd", ["sleep 30", "sh -c 'echo started; sleep 30'"])
+def test_a_command_is_ready_once_its_process_runs(tmp_path: Path, cmd: str) -> None:
+    """A command never writes a progress report unless it speaks the protocol: its readiness is its process
+    having started, so start() does not wait ready_timeout_s for it (it did: 120 s per command job)."""
+    a = _actor(tmp_path, "cmd", cmd)
+    assert a.wait_ready(0.05) is False  # not yet told to run
+    a.run(1, "", 0, [])
+    assert a.wait_ready(20.0) is True
+    p = a.progress()
+    assert p["ready"] and not p["finished_thread"] and p["work_done_s"] == 0.0  # still running, no work claimed
+    a.stop(2.0)
+    assert a.progress()["finished_thread"]
