@@ -121,6 +121,14 @@ class WeightSettings:
     clearing_priority_base: float = 1.2  # priority factor of work valued at the clearing price
     arrival_share: float = 0.5  # share of the expected arrivals' work counted as demand on the horizon
     floor_quantile: float = 0.1  # value floor: this quantile of the horizon's per-GPU-second grid cost
+    #: capacity beyond the horizon, in horizons, offered at the horizon's own costs (the horizon taken as a
+    #: sample of what follows it) and counted against the arrivals expected there: work that may wait past
+    #: the horizon's end is priced where the horizon *and* that span hold the demand, not at the horizon's
+    #: dearest slot when a burst outgrows it. Work due before the span ends keeps the horizon-only price.
+    beyond_horizons: float = 0.0
+    #: the share of the span's capacity (cheapest first) that work deferred past the horizon may expect when
+    #: the expected arrivals would take all of it: a burst's trailing arrival rate is not the long run's
+    beyond_share: float = 1.0
     restart_overhead_s: float = 0.0  # charged (as lost work) for preempting a running job: hysteresis
     reserve_inference: bool = False  # expected inference (snapshot.inference_reserve_gpus) as must-run load
 
@@ -130,9 +138,11 @@ class WeightSettings:
         for name in ("weight_margin", "priority_base", "age_h", "clearing_margin", "clearing_priority_base"):
             if not getattr(self, name) > 0:
                 raise InputError(f"WeightSettings.{name}: got {getattr(self, name)!r}; must be > 0")
-        for name in ("arrival_share", "restart_overhead_s", "max_priority_exponent"):
+        for name in ("arrival_share", "restart_overhead_s", "max_priority_exponent", "beyond_horizons"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"WeightSettings.{name}: got {getattr(self, name)!r}; must be >= 0")
+        if not 0.0 < self.beyond_share <= 1.0:
+            raise InputError(f"WeightSettings.beyond_share: got {self.beyond_share!r}; must be in (0, 1]")
         if not 0.0 <= self.floor_quantile <= 1.0:
             raise InputError(f"WeightSettings.floor_quantile: got {self.floor_quantile!r}; must be in [0, 1]")
 
@@ -228,6 +238,8 @@ def clearing_value_g_per_gpu_s(
     demand_gpu_s: float,
     reserve_gpus: np.ndarray | None = None,
     floor_quantile: float = 0.1,
+    capacity_scale: float = 1.0,
+    max_share: float = 1.0,
 ) -> tuple[float, dict[str, float]]:
     """The horizon's clearing price of work (grams per GPU-second at full speed) and how it was found.
 
@@ -237,8 +249,13 @@ def clearing_value_g_per_gpu_s(
     and the power budget ``min(site_max_w, grid_cap_w + wind_w)``, cost ``carbon_g_per_kwh`` per kWh of
     their marginal power. Sorted by cost, the cheapest capacity that holds ``demand_gpu_s`` of work sets
     the price (the dearest slot when the horizon cannot hold it). The result is at least the
-    ``floor_quantile`` of the per-slot grid cost, so work is never worth nothing. Pure numpy, O(T log T).
+    ``floor_quantile`` of the per-slot grid cost, so work is never worth nothing. ``capacity_scale``
+    multiplies every slot's capacity: ``1 + beyond_horizons`` offers that many more horizons at the same
+    costs (capacities in ``info`` are scaled alike). ``max_share`` < 1 caps the demand at that share of the
+    capacity: the price is then at most the cost of the cheapest ``max_share`` of it. Pure numpy, O(T log T).
     """
+    if not capacity_scale > 0:
+        raise InputError(f"clearing_value_g_per_gpu_s: capacity_scale got {capacity_scale!r}; must be > 0")
     T = problem.n_slots
     slot_s = float(problem.slot_s)
     H = np.asarray(problem.pool_gpus, dtype=np.float64).reshape(problem.n_pools, -1)
@@ -265,15 +282,16 @@ def clearing_value_g_per_gpu_s(
     green = np.clip((wind - base_w) / w_gpu, 0.0, avail)
     cost = np.asarray(problem.carbon_g_per_kwh, dtype=np.float64) * w_gpu / (3.6e6 * s_gpu)  # g / GPU-s
     costs = np.concatenate([np.zeros(T), cost])
-    caps = np.concatenate([green * s_gpu, (avail - green) * s_gpu]) * slot_s
+    caps = np.concatenate([green * s_gpu, (avail - green) * s_gpu]) * (slot_s * capacity_scale)
     order = np.argsort(costs, kind="stable")
     cum = np.cumsum(caps[order])
-    i = int(np.searchsorted(cum, demand_gpu_s, side="left"))
+    cleared = min(float(demand_gpu_s), max_share * float(cum[-1])) if max_share < 1.0 and cum.size else demand_gpu_s
+    i = int(np.searchsorted(cum, cleared, side="left"))
     price = float(costs[order][i]) if i < cum.size else float(cost.max(initial=0.0))
     floor = float(np.quantile(cost, floor_quantile)) if cost.size else 0.0
     info = {"clearing_g_per_gpu_s": price, "floor_g_per_gpu_s": floor, "demand_gpu_s": float(demand_gpu_s),
-            "green_capacity_gpu_s": float((green * s_gpu).sum() * slot_s),
-            "capacity_gpu_s": float((avail * s_gpu).sum() * slot_s)}
+            "green_capacity_gpu_s": float((green * s_gpu).sum() * slot_s * capacity_scale),
+            "capacity_gpu_s": float((avail * s_gpu).sum() * slot_s * capacity_scale)}
     return max(price, floor), info
 
 
@@ -421,10 +439,27 @@ def build_problem(
             inference_now[p_home, 0] += gpus[row]
         value, diag = clearing_value_g_per_gpu_s(probe, demand, reserve_pt + inference_now, weights.floor_quantile)
         value *= weights.clearing_margin
+        values = np.full(J, value)
+        k = weights.beyond_horizons
+        if k > 0:
+            # the horizon and k more like it hold the backlog doable by the span's end plus the arrivals
+            # expected over the whole span; work due before the span ends keeps the horizon-only price
+            span_s = (1.0 + k) * horizon_end_s
+            doable_k = np.minimum(remaining, np.maximum(span_s - release * slot_s, 0.0))
+            demand_k = float((gpus * np.where(must_run, 0.0, doable_k)).sum()) + (
+                weights.arrival_share * max(expected_arrival_gpu_s_per_s, 0.0) * span_s)
+            value_k, _ = clearing_value_g_per_gpu_s(probe, demand_k, reserve_pt + inference_now,
+                                                    weights.floor_quantile, capacity_scale=1.0 + k,
+                                                    max_share=weights.beyond_share)
+            value_k *= weights.clearing_margin
+            due_in_span = has_deadline & (deadline - needed < math.ceil((1.0 + k) * T))
+            values = np.where(due_in_span, value, value_k)
+            diag = {**diag, "beyond_value_g_per_gpu_s": value_k, "beyond_demand_gpu_s": demand_k,
+                    "due_in_span_jobs": float((due_in_span & ~urgent).sum())}
         exp, waited_h, _ = _weight_factors(snapshot, weights)
         # priority orders work that may wait (a mild factor), it does not buy dirty slots
         factor = weights.clearing_priority_base**exp * (1.0 + waited_h / weights.age_h)
-        weight = np.where(urgent, weight, np.minimum(value * factor, weight))
+        weight = np.where(urgent, weight, np.minimum(values * factor, weight))
         diag = {**diag, "value_g_per_gpu_s": value, "urgent_jobs": float(urgent.sum())}
 
     if reserve_rows:

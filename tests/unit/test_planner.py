@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -20,7 +20,7 @@ SLOT_S = 900
 
 def _forecast(n: int = 8, ci: float = 300.0) -> EnergySeries:
     return EnergySeries(
-        start_utc=datetime(2023, 6, 1, tzinfo=timezone.utc),
+        start_utc=datetime(2023, 6, 1, tzinfo=UTC),
         slot_s=SLOT_S,
         wind_w=np.linspace(0.0, 30_000.0, n),
         carbon_g_per_kwh=np.full(n, ci) + np.arange(n),
@@ -353,3 +353,108 @@ def test_policy_keeps_running_work_when_a_later_slot_cannot_meet_its_cap() -> No
     assert np.isfinite(res.dual_price_g_per_gpu_h).all()
     dec = WindwardPolicy(horizon_hours=8.0).decide(snap)
     assert "run-b" in dec.run  # not preempted now
+
+
+# ------------------------------------------------------------------ capacity beyond the horizon (issue 13)
+
+
+def _overbooked(seed: int) -> tuple[Snapshot, int]:
+    """A seeded snapshot whose backlog outgrows the horizon but not two of them: jobs of half to 1.2 horizons
+    on the 24-GPU demo site, a dirty, windless horizon of uneven carbon; every fourth job due inside the
+    horizon (kind 1), every fourth due after it but before a second horizon ends (kind 2)."""
+    rng = np.random.default_rng(seed)
+    T = int(rng.integers(6, 13))
+    n = T + 8
+    fc = EnergySeries(
+        start_utc=datetime(2023, 10, 1, tzinfo=UTC), slot_s=SLOT_S,
+        wind_w=np.zeros(n), carbon_g_per_kwh=rng.uniform(150.0, 600.0, n), price_eur_per_mwh=np.full(n, 80.0),
+        grid_cap_w=np.full(n, 1e6), site_max_w=np.full(n, 1e6), source="seeded",
+    )
+    now = 3600.0
+    jobs: list[JobState] = []
+    i = 0
+    while sum(js.job.gpus for js in jobs) < 28:  # 28-35 GPUs of work on 24 GPUs
+        gpus = int(rng.choice([2, 4, 8]))
+        dur = float(rng.uniform(0.5, 1.2) * T * SLOT_S)
+        kind = i % 4
+        deadline = None
+        if kind == 1:  # must start inside the horizon to meet it: urgent
+            deadline = now + dur + float(rng.uniform(0.0, 0.5)) * T * SLOT_S
+        elif kind == 2:  # due after the horizon but before a second one ends
+            deadline = now + dur + float(rng.uniform(1.4, 1.8)) * T * SLOT_S
+        jobs.append(JobState(Job(f"j{i}", "t", "training", 0.0, gpus, dur, deadline_s=deadline, preemptible=True),
+                             "queued"))
+        i += 1
+    return _snapshot(tuple(jobs), forecast=fc, healthy_gpus={}), T
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_work_that_may_wait_is_priced_with_the_capacity_beyond_the_horizon(seed: int) -> None:
+    snap, T = _overbooked(seed)
+    rate = float(np.random.default_rng(seed + 100).uniform(0.0, 4.0))  # GPU-s per s: a sixth of the site
+    legacy, _ = build_problem(snap, T)
+    horizon, hi = build_problem(snap, T, weights=WeightSettings(terminal_value="clearing"),
+                                expected_arrival_gpu_s_per_s=rate)
+    beyond, bi = build_problem(snap, T, weights=WeightSettings(terminal_value="clearing", beyond_horizons=1.0),
+                               expected_arrival_gpu_s_per_s=rate)
+    # the horizon alone cannot hold the backlog: its price is the dearest slot's
+    assert hi.terminal["demand_gpu_s"] > hi.terminal["capacity_gpu_s"]
+    assert bi.terminal["beyond_value_g_per_gpu_s"] < bi.terminal["value_g_per_gpu_s"]
+    kinds = np.arange(len(snap.jobs)) % 4
+    urgent = kinds == 1
+    free = (kinds == 0) | (kinds == 3)
+    due_soon = kinds == 2
+    # deadlines stay binding: work due inside the horizon keeps the full weight, whatever lies beyond it
+    np.testing.assert_allclose(beyond.weight[urgent], legacy.weight[urgent])
+    # work due before the second horizon ends keeps the horizon's own price (the deadline-slack guard)
+    np.testing.assert_allclose(beyond.weight[due_soon], horizon.weight[due_soon])
+    # work without a deadline is priced lower: the span beyond the horizon holds what the horizon cannot
+    assert np.all(beyond.weight[free] < horizon.weight[free])
+    assert bi.terminal["due_in_span_jobs"] == float(due_soon.sum())
+    # with beyond_horizons 0 (the field's default) nothing changes
+    same, _ = build_problem(snap, T, weights=WeightSettings(terminal_value="clearing", beyond_horizons=0.0),
+                            expected_arrival_gpu_s_per_s=rate)
+    np.testing.assert_allclose(same.weight, horizon.weight)
+
+
+def test_beyond_horizon_capacity_is_counted_against_expected_arrivals() -> None:
+    from scheduler.planner import clearing_value_g_per_gpu_s
+
+    for seed in range(6):
+        snap, T = _overbooked(seed)
+        problem, _ = build_problem(snap, T)
+        for demand in (1e4, 1e5, 1e6):
+            one, i1 = clearing_value_g_per_gpu_s(problem, demand, floor_quantile=0.0)
+            two, i2 = clearing_value_g_per_gpu_s(problem, 2 * demand, floor_quantile=0.0, capacity_scale=2.0)
+            assert two == pytest.approx(one) and i2["capacity_gpu_s"] == pytest.approx(2 * i1["capacity_gpu_s"])
+        # arrivals expected over the span use up the capacity beyond: at the site's full rate it adds nothing
+        flood = 1e3
+        _, hi = build_problem(snap, T, weights=WeightSettings(terminal_value="clearing", arrival_share=1.0),
+                              expected_arrival_gpu_s_per_s=flood)
+        _, bi = build_problem(snap, T, weights=WeightSettings(terminal_value="clearing", arrival_share=1.0,
+                                                              beyond_horizons=2.0),
+                              expected_arrival_gpu_s_per_s=flood)
+        assert bi.terminal["beyond_value_g_per_gpu_s"] == pytest.approx(hi.terminal["value_g_per_gpu_s"])
+        # ... unless deferred work may expect a share of the span's cheapest capacity (a burst's rate is
+        # not the long run's): then it is priced where that share clears, below the dearest slot
+        for share in (0.3, 0.5, 0.7):
+            capped, ci = build_problem(snap, T, weights=WeightSettings(
+                terminal_value="clearing", arrival_share=1.0, beyond_horizons=2.0, beyond_share=share),
+                expected_arrival_gpu_s_per_s=flood)
+            want, _ = clearing_value_g_per_gpu_s(problem, share * ci.terminal["capacity_gpu_s"] * 3.0,
+                                                 floor_quantile=0.1, capacity_scale=3.0)
+            assert ci.terminal["beyond_value_g_per_gpu_s"] == pytest.approx(want)
+            assert want < hi.terminal["value_g_per_gpu_s"]
+            kinds = np.arange(len(snap.jobs)) % 4
+            free = (kinds == 0) | (kinds == 3)
+            flooded, _ = build_problem(snap, T, weights=WeightSettings(terminal_value="clearing", arrival_share=1.0),
+                                       expected_arrival_gpu_s_per_s=flood)
+            assert np.all(capped.weight[free] < flooded.weight[free])
+            np.testing.assert_allclose(capped.weight[kinds == 2], flooded.weight[kinds == 2])
+            np.testing.assert_allclose(capped.weight[kinds == 1], flooded.weight[kinds == 1])
+    with pytest.raises(InputError, match="capacity_scale got 0"):
+        clearing_value_g_per_gpu_s(problem, 1.0, capacity_scale=0.0)
+    with pytest.raises(InputError, match="beyond_horizons"):
+        WeightSettings(beyond_horizons=-1.0)
+    with pytest.raises(InputError, match=r"beyond_share: got 0.0; must be in \(0, 1\]"):
+        WeightSettings(beyond_share=0.0)
