@@ -108,11 +108,15 @@ def compose_cluster(tmp_path_factory: pytest.TempPathFactory):
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+        # `ray start --block` takes ~30 s to wind its raylets down on SIGTERM; the test has seen what it needs,
+        # so what is still up after a few seconds is killed with everything it started (below)
+        t_end = time.monotonic() + 5.0
         for p in procs:
             try:
-                p.wait(timeout=60)
+                p.wait(timeout=max(t_end - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait(timeout=30)
         for pid in mine:  # anything `ray start --block` left behind
             try:
                 os.kill(pid, signal.SIGKILL)
