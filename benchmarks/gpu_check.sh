@@ -18,6 +18,7 @@
 #
 #   bash benchmarks/gpu_check.sh                      # the full table (a few minutes on an H100)
 #   SIZES=2000 RUNS=1 TICKS=2 PARITY=quick bash benchmarks/gpu_check.sh   # a quick look
+#   PARITY=full (the default) | quick (the move and warm-chain parity tests) | smoke (the move test only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/gpu_check}"
@@ -55,6 +56,8 @@ PY
 # 2. parity on every backend this machine has
 if [ "${PARITY:-full}" = "quick" ]; then
   sel=(tests/kernels/test_backend.py -k "move or warm")
+elif [ "${PARITY:-full}" = "smoke" ]; then  # one parity test: that the step runs (CI; the suite has the rest)
+  sel=(tests/kernels/test_backend.py -k "move")
 else
   sel=(tests/kernels/test_backend.py tests/kernels/test_planner.py)
 fi
