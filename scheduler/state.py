@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from scheduler.errors import InputError, WindwardError
-from scheduler.jobs import _NO_EXTRAS, Job, job_extras
+from scheduler.jobs import Job, job_extras
 from scheduler.models import JobSpec
 
 log = logging.getLogger(__name__)
@@ -290,23 +290,13 @@ _JOB_INPUT_COLS = (
 )
 
 
-#: A column the lean reads select after :data:`_JOB_INPUT_COLS`: 1 where the stored spec has none of the
-#: fields :func:`scheduler.jobs.job_extras` parses (its own test, key by key, done by SQLite in C for each row
-#: instead of in Python: most specs, and a restart reads every active one).
-_PLAIN_SPEC_SQL = "(" + " AND ".join(
-    f"(instr(spec_json, '{k[:-4]}') = 0 OR substr(spec_json, instr(spec_json, '{k[:-4]}') + {len(k) - 4}, 4) = 'null')"
-    for k in _NO_EXTRAS
-) + ")"  # fmt: skip
-
-
 def _job(
     job_id: str, tenant: str, kind: str, submitted_unix_s: float, gpus: int, duration_s: float,
     deadline_unix_s: float | None, preemptible: Any, pool_selector: str | None, priority: int,
     checkpoint_interval_s: float, jurisdiction: str | None, clearance: str | None, entrypoint: str | None,
-    spec_json: str, epoch_unix_s: float, pools_allowed: tuple[str, ...], plain: Any = False,
+    spec_json: str, epoch_unix_s: float, pools_allowed: tuple[str, ...],
 ) -> Job:  # fmt: skip
-    """A stored job as the internal :class:`Job` (:meth:`JobRecord.to_job` and :meth:`StateStore.active_for_restart`).
-    ``plain``: the row's :data:`_PLAIN_SPEC_SQL` (true: the spec carries no extras, not looked at again)."""
+    """A stored job as the internal :class:`Job` (:meth:`JobRecord.to_job` and :meth:`StateStore.active_for_restart`)."""
     return Job(
         job_id=job_id,
         tenant=tenant,
@@ -323,7 +313,7 @@ def _job(
         clearance=clearance,
         entrypoint=entrypoint,
         pools_allowed=pools_allowed,
-        **({} if plain else job_extras(spec_json, epoch_unix_s)),  # env, args, workdir, dependencies, begin
+        **job_extras(spec_json, epoch_unix_s),  # env, args, workdir, dependencies, begin (C, issue 15)
     )
 
 
@@ -776,14 +766,13 @@ class StateStore:
         API shows). ``pools_allowed``: tenant -> the pools it may use (sovereignty)."""
         rows = self._reader().execute(
             f"SELECT {_JOB_INPUT_COLS}, seq, state, cancel_requested, pool, nodes_json, power_fraction, work_done_s, "
-            f"checkpoint_work_s, started_unix_s, {_PLAIN_SPEC_SQL} FROM jobs INDEXED BY jobs_active_seq "
-            "WHERE state IN ('queued', 'running') ORDER BY seq"
+            "checkpoint_work_s, started_unix_s FROM jobs INDEXED BY jobs_active_seq WHERE state IN ('queued', 'running') ORDER BY seq"
         ).fetchall()
         no_pools: tuple[str, ...] = ()
         return [
             ActiveRow(
                 _job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-                     epoch_unix_s, pools_allowed.get(r[1], no_pools), r[24]),
+                     epoch_unix_s, pools_allowed.get(r[1], no_pools)),
                 r[15], r[16], bool(r[17]), r[18],
                 _nodes(r[19]), r[20], r[21], r[22], r[23],
             )
@@ -798,14 +787,14 @@ class StateStore:
         the columns a :class:`Job` needs, straight through :func:`_job`, no :class:`JobRecord` per row (at
         1,000 submissions/s a tick reads hundreds of new rows). ``pools_allowed``: tenant -> its pools."""
         rows = self._reader().execute(
-            f"SELECT {_JOB_INPUT_COLS}, seq, state, {_PLAIN_SPEC_SQL} FROM jobs WHERE seq > ? ORDER BY seq", (after_seq,)
+            f"SELECT {_JOB_INPUT_COLS}, seq, state FROM jobs WHERE seq > ? ORDER BY seq", (after_seq,)
         ).fetchall()
         if not rows:
             return [], after_seq
         no_pools: tuple[str, ...] = ()
         jobs = [
             _job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-                 epoch_unix_s, pools_allowed.get(r[1], no_pools), r[17])
+                 epoch_unix_s, pools_allowed.get(r[1], no_pools))
             for r in rows
             if r[16] == "queued"
         ]  # fmt: skip
