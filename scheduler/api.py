@@ -172,9 +172,13 @@ def _json_page(head: bytes, lists: dict[str, list[bytes]]) -> Response:
     return Response(b"".join(parts), media_type="application/json")
 
 
+#: One encoder for every reply (json.dumps with options builds a new JSONEncoder per call: twice a submission)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
 def _json_bytes(obj: Any) -> bytes:
     """JSON as Starlette's JSONResponse renders it (UTF-8, compact, no NaN)."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8")
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
