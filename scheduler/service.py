@@ -7,7 +7,8 @@ time). Its *epoch* (slot 0, the energy series' start) is fixed at the first star
 store, so a restart continues the same timeline. Inside the loop, times are seconds since the epoch.
 
 The tick (DESIGN section 4), every slot and on events (a submission, a cancel, a congestion event), at most
-one event tick per ``min_event_tick_interval_s`` after the previous one ended (a burst costs one tick), IS
+one event tick per ``min_event_tick_interval_s`` after the previous one ended (a burst costs one tick) and
+event ticks at most ``event_tick_cpu_share`` of the interpreter (:func:`event_tick_wait_s`), IS
 :meth:`scheduler.control.ControlLoop.tick`, the one the simulation and ``windward demo`` run. The server's
 differences are its seams (:class:`~scheduler.control.ControlLoop`'s arguments), not copies of its steps:
 

@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
         event_tick_interval: float = typer.Option(0.3, "--event-tick-interval", help="Wall seconds between "
                                                   "the end of a tick and the next tick an event (submission, "
-                                                  "cancel, congestion) triggers: a burst costs one tick."),
+                                                  "cancel, congestion) triggers: a burst costs one tick (longer "
+                                                  "after a long tick: event ticks take at most a quarter of the "
+                                                  "interpreter, ServiceConfig.event_tick_cpu_share)."),
         planner_backend_: str = typer.Option("numpy", "--planner-backend", help="Array backend of the windward "
                                              "policy's optimiser: numpy or torch."),
         planner_device: str = typer.Option("cpu", "--planner-device", help="Device for --planner-backend: cpu, "
