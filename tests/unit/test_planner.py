@@ -458,3 +458,21 @@ def test_beyond_horizon_capacity_is_counted_against_expected_arrivals() -> None:
         WeightSettings(beyond_horizons=-1.0)
     with pytest.raises(InputError, match=r"beyond_share: got 0.0; must be in \(0, 1\]"):
         WeightSettings(beyond_share=0.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_windward_defaults_price_waiting_work_with_the_capacity_beyond_the_horizon(seed: int) -> None:
+    from dataclasses import replace
+
+    from scheduler.policies.windward import DEFAULT_WEIGHTS
+
+    snap, T = _overbooked(seed)
+    flood = 1e3  # a burst: the trailing arrival rate alone would fill every horizon
+    new, ni = build_problem(snap, T, weights=DEFAULT_WEIGHTS, expected_arrival_gpu_s_per_s=flood)
+    old, _ = build_problem(snap, T, weights=replace(DEFAULT_WEIGHTS, beyond_horizons=0.0, beyond_share=1.0),
+                           expected_arrival_gpu_s_per_s=flood)
+    kinds = np.arange(len(snap.jobs)) % 4
+    free = (kinds == 0) | (kinds == 3)
+    assert np.all(new.weight[free] < old.weight[free])
+    np.testing.assert_allclose(new.weight[~free], old.weight[~free])  # deadlines: due work keeps its price
+    assert ni.terminal["beyond_value_g_per_gpu_s"] < ni.terminal["value_g_per_gpu_s"]
