@@ -36,7 +36,10 @@ How the keyed fields become arrays
   first, holds the backlog plus ``arrival_share`` of the work expected to arrive) times a mild priority
   factor ``clearing_priority_base ** priority`` and the same ageing factor. Work is then deferred past the
   horizon when the horizon's slots are dearer than that, instead of being crammed into it, and the
-  capacity expected arrivals will need is left to them. ``restart_overhead_s`` is added to a running
+  capacity expected arrivals will need is left to them. ``beyond_horizons`` k prices that work with k more
+  horizons of capacity at the horizon's own costs behind it (against the arrivals expected over the whole
+  span, capped at ``beyond_share`` of its capacity), so a burst that outgrows the horizon does not pin the
+  value at its dearest slot; work due before that span ends keeps the horizon-only price. ``restart_overhead_s`` is added to a running
   job's ``preempt_loss_s`` (hysteresis: a running job is stopped only when the saving beats a restart).
   ``reserve_inference`` appends must-run rows for ``snapshot.inference_reserve_gpus`` (expected inference
   per pool, slots 1.. of the horizon; slot 0's inference is in the snapshot), held at their peak over
