@@ -81,6 +81,8 @@ HALVINGS = 5  # a round that fails its exact test retries with the first half of
 ACCEPT_PASSES = 3  # prefix-sum acceptance passes per phase
 TRIMS = 3  # overshoot trims per row and phase
 WORK_REPEATS = 8  # work-phase passes per round (unfinished rows compete for the same room)
+EXCHANGES = 3  # exchange rounds per row and phase (give back one step, buy cheaper ones: _exchange)
+EXCHANGE_ADD = 3  # at most this many next steps bought per exchange
 _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
 PHASES = ("carbon", "blocks", "work", "congest")
 
@@ -421,12 +423,80 @@ def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: A
         surplus = surplus - xp.where(doit, xp.take_along(dwl, tcell[:, None], 1)[:, 0], 0.0)
         best_key = best_key - xp.where(doit, gain, 0.0)
         lvl = xp.where(hit, lo, lvl)
+    lvl, best_key = _shorten_blocks(xp, C, wk, xp.astype(tb.up[pl], xp.i64), lvl, blk & fin[:, None], surplus,
+                                    best_key, d.rpool[rows] < 0)
     new_sub = xp.astype(lvl, xp.i8)
     cost_old, _ = _old_cost(xp, C, wk, sub)
     saving = cost_old - best_key
     same = xp.all(new_sub == sub, 1)
     ok_row = fin & ~same & xp.isfinite(cost_old) & (saving > 1e-9 * xp.maximum(cost_old, 1.0))
     return new_sub, xp.where(ok_row, saving, 0.0)
+
+
+def _shorten_blocks(xp: Ops, C: Any, wk: Any, up: Any, lvl: Any, blk: Any, surplus: Any, key: Any,
+                    may_move: Any) -> tuple[Any, Any]:
+    """Non-preemptible rows' blocks (``lvl : (n, T)`` levels, ``blk`` the block's cells, ``surplus`` the
+    work it does beyond the need, ``key`` its cost under the options ``C``): give back the block's first
+    (only where ``may_move``: a job that runs now keeps slot 0) or last cell and raise the cheapest other
+    cells of the block one level (``up : (n, V)``, at most ``EXCHANGE_ADD``) to cover the work it loses,
+    where that costs less: a block one slot shorter, a little faster in its cheap slots. ``EXCHANGES``
+    rounds. The block stays one unbroken run. Returns the new levels and costs."""
+    n, T = (int(x) for x in lvl.shape)
+    if n == 0 or T < 2:
+        return lvl, key
+    inf = float("inf")
+    tt = xp.arange(T)[None, :]
+    ka = min(EXCHANGE_ADD, T)
+    for _ in range(EXCHANGES):  # exchange rounds
+        hi = xp.take_along(up, lvl, 1)
+        w_now = xp.take_along(wk, lvl, 1)
+        dwu = xp.take_along(wk, hi, 1) - w_now
+        c_now = xp.take_along(C, lvl[:, :, None], 2)[:, :, 0]
+        c_up = xp.take_along(C, hi[:, :, None], 2)[:, :, 0]
+        ok_up = blk & (hi != lvl) & xp.isfinite(c_up) & xp.isfinite(c_now) & (dwu > 1e-9)
+        dcu = xp.where(ok_up, xp.where(ok_up, c_up, 0.0) - xp.where(ok_up, c_now, 0.0), inf)
+        length = xp.sum(xp.astype(blk, xp.i64), 1)
+        first = xp.argmax(xp.astype(blk, xp.i64), 1)
+        last = first + length - 1
+        g_best = xp.full((n,), -inf, xp.f64)
+        e_best = xp.zeros(n, xp.i64)
+        m_best = xp.zeros(n, xp.i64)
+        pos_best = xp.zeros((n, T), xp.i64)
+        for end in (0, 1):  # the block's first cell, its last
+            e = last if end else first
+            q = xp.where(tt == e[:, None], inf, dcu)
+            o = xp.argsort(q, 1)  # the cheapest raises first (stable: ties by slot)
+            vs = xp.take_along(xp.isfinite(q), o, 1)
+            cw = xp.cumsum(xp.where(vs, xp.take_along(dwu, o, 1), 0.0), 1)
+            cc = xp.cumsum(xp.where(vs, xp.take_along(q, o, 1), 0.0), 1)
+            w_e = xp.take_along(w_now, e[:, None], 1)[:, 0]
+            c_e = xp.take_along(c_now, e[:, None], 1)[:, 0]
+            lose = w_e - surplus
+            found = lose <= _TOL_W
+            m = xp.zeros(n, xp.i64)
+            c_add = xp.zeros(n, xp.f64)
+            for k in range(ka):  # raises bought (at most EXCHANGE_ADD)
+                hit = ~found & vs[:, k] & (cw[:, k] >= lose - _TOL_W)
+                c_add = xp.where(hit, cc[:, k], c_add)
+                m = xp.where(hit, k + 1, m)
+                found = found | hit
+            ok = found & (length >= 2) & xp.isfinite(c_e) & (may_move if end == 0 else True)
+            gain = xp.where(ok, c_e - c_add, -inf)
+            better = gain > g_best
+            g_best = xp.where(better, gain, g_best)
+            e_best = xp.where(better, e, e_best)
+            m_best = xp.where(better, m, m_best)
+            pos_best = xp.where(better[:, None], xp.inv_perm_rows(o), pos_best)
+        doit = g_best > 1e-9 * xp.maximum(xp.maximum(key, -key), 1.0)
+        if not bool(xp.any(doit)):
+            break
+        gone = (tt == e_best[:, None]) & doit[:, None]
+        raised = (pos_best < m_best[:, None]) & doit[:, None]
+        surplus = surplus - xp.sum(xp.where(gone, w_now, 0.0), 1) + xp.sum(xp.where(raised, dwu, 0.0), 1)
+        key = key - xp.where(doit, g_best, 0.0)
+        lvl = xp.where(gone, 0, xp.where(raised, hi, lvl))
+        blk = blk & ~gone
+    return lvl, key
 
 
 def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
@@ -511,6 +581,7 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
         surplus = surplus - xp.where(doit, dw1, 0.0)
         got = got - xp.where(doit, dw1, 0.0)
         cost = cost - xp.where(doit, dc1, 0.0)
+    cnt, got, cost = _exchange(xp, DW, DC, K, cnt, got, cost, xp.maximum(need, req), forced0)
     lv = xp.take_along(TO, xp.maximum(cnt - 1, 0)[:, :, None], 2)[:, :, 0]
     new_sub = xp.astype(xp.where(cnt > 0, lv, 0), xp.i8)
     # the saving the row estimates (its own cost with the others fixed; value of work it adds)
@@ -522,6 +593,80 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     scale = xp.maximum(cost_old, 1.0)
     saving = xp.where(ok_row & (saving > 1e-9 * scale), saving, 0.0)
     return new_sub, saving, (cost_old, w_old)
+
+
+def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, tgt: Any,
+              forced0: Any) -> tuple[Any, Any, Any]:
+    """Exchanges on the rows' hull steps (``DW``, ``DC``, ``K : (n, T, S)``; ``cnt : (n, T)`` steps taken
+    per cell): the prefix by cost per work is a fractional knapsack rounded up to whole steps, so a row
+    may do up to one step more than it needs. Per row, give back one cell's last step and take the
+    cheapest next steps (by cost per work, at most ``EXCHANGE_ADD``, in other cells) that cover the work
+    it loses, where that costs less (e.g. one slot fewer at the lowest level and another cell a level
+    higher). Only rows whose work ``got`` reaches ``tgt``; their work stays at or above it.
+    ``EXCHANGES`` rounds, each the best exchange per row. Returns the new ``cnt``, ``got`` and ``cost``."""
+    n, T, S = (int(x) for x in DW.shape)
+    if n == 0 or T == 0:
+        return cnt, got, cost
+    inf = float("inf")
+    tt = xp.arange(T)[None, :]
+    ka = min(EXCHANGE_ADD, T)
+    for _ in range(EXCHANGES):  # exchange rounds
+        ok_row = got >= tgt - _TOL_W
+        surplus = got - tgt
+        last = xp.maximum(cnt - 1, 0)[:, :, None]
+        dwr = xp.take_along(DW, last, 2)[:, :, 0]
+        dcr = xp.take_along(DC, last, 2)[:, :, 0]
+        rem_ok = (cnt > 0) & ~(forced0 & (cnt == 1))
+        nxt = xp.minimum(cnt, S - 1)[:, :, None]
+        dwa = xp.take_along(DW, nxt, 2)[:, :, 0]
+        dca = xp.take_along(DC, nxt, 2)[:, :, 0]
+        add_ok = (cnt < S) & xp.isfinite(xp.take_along(K, nxt, 2)[:, :, 0]) & (dwa > 1e-9)
+        lose = dwr - surplus[:, None]  # what giving back a cell's last step leaves to cover
+        # the orders the next steps are bought in: all of them by cost per work, and per hull step
+        # index (the cells one step in, two steps in, ...: similar steps) by cost
+        keys = [xp.where(add_ok, dca / xp.where(add_ok, dwa, 1.0), inf)]
+        keys += [xp.where(add_ok & (cnt == s), dca, inf) for s in range(S)]
+        c_best = xp.full((n, T), inf, xp.f64)
+        m_best = xp.zeros((n, T), xp.i64)
+        o_best = xp.zeros((n, T), xp.i64)
+        poss = []
+        for oi, q in enumerate(keys):  # orders (1 + S)
+            o = xp.argsort(q, 1)  # cheapest first (stable: ties by slot)
+            vs = xp.take_along(xp.isfinite(q), o, 1)
+            cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, o, 1), 0.0), 1)
+            cc = xp.cumsum(xp.where(vs, xp.take_along(dca, o, 1), 0.0), 1)
+            pos = xp.inv_perm_rows(o)  # (n, T): each cell's next step's place in that order
+            poss.append(pos)
+            found = lose <= _TOL_W
+            m = xp.zeros((n, T), xp.i64)
+            c_add = xp.zeros((n, T), xp.f64)
+            for k in range(ka):  # next steps bought (at most EXCHANGE_ADD)
+                hit = ~found & vs[:, k][:, None] & (cw[:, k][:, None] >= lose - _TOL_W)
+                c_add = xp.where(hit, cc[:, k][:, None], c_add)
+                m = xp.where(hit, k + 1, m)
+                found = found | hit
+            better = found & (pos >= m) & (c_add < c_best)  # never the given-back cell's own next step
+            c_best = xp.where(better, c_add, c_best)
+            m_best = xp.where(better, m, m_best)
+            o_best = xp.where(better, oi, o_best)
+        gain = xp.where(rem_ok & ok_row[:, None] & xp.isfinite(c_best), dcr - xp.where(xp.isfinite(c_best), c_best, 0.0), -inf)
+        r = xp.argmax(gain, 1)
+        best = xp.take_along(gain, r[:, None], 1)[:, 0]
+        doit = best > 1e-9 * xp.maximum(xp.maximum(cost, -cost), 1.0)
+        if not bool(xp.any(doit)):
+            break
+        mb = xp.where(doit, xp.take_along(m_best, r[:, None], 1)[:, 0], 0)
+        ob = xp.take_along(o_best, r[:, None], 1)[:, 0]
+        hit_r = (tt == r[:, None]) & doit[:, None]
+        added = xp.zeros((n, T), xp.bool_)
+        for oi, pos in enumerate(poss):  # orders
+            added = added | ((pos < mb[:, None]) & (ob == oi)[:, None] & doit[:, None])
+        cnt = cnt - xp.astype(hit_r, xp.i64) + xp.astype(added, xp.i64)
+        w_add = xp.sum(xp.where(added, dwa, 0.0), 1)
+        c_tot = xp.sum(xp.where(added, dca, 0.0), 1)
+        got = got - xp.sum(xp.where(hit_r, dwr, 0.0), 1) + w_add
+        cost = cost - xp.sum(xp.where(hit_r, dcr, 0.0), 1) + c_tot
+    return cnt, got, cost
 
 
 def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any, new_pool: Any) -> Any:

@@ -114,3 +114,107 @@ def test_the_search_gives_the_numpy_plan_on_torch(be: tuple[str, str], i: int) -
         assert b["nev"]["objective"] == pytest.approx(a["nev"]["objective"], rel=1e-6)
         assert (a["vmat"] == b["vmat"]).mean() >= 0.999
         assert kernels.check_result(b["pb"], b["new"]) == []
+
+
+# --- the exchange on a row's hull steps (kernels.powersearch._exchange): seeded families of rows -----------
+
+def _hull_rows(seed: int, n: int = 6, T: int = 9, S: int = 3) -> dict[str, Any]:
+    """Rows of hull steps as ``_best_rows`` builds them: per cell ``S`` steps of rising cost per work (the
+    same work per step index in every cell, as one pool's levels give; costs vary by slot), some cells not
+    an option (``K`` inf), a taken prefix ``cnt`` per cell, a slot 0 kept (``forced0``) on some rows, and a
+    target ``tgt`` the taken work reaches (on most rows) with less than one step to spare."""
+    rng = np.random.default_rng(seed)
+    dw = np.sort(rng.uniform(50.0, 600.0, S))[::-1].copy()  # steps shrink: 0.4 -> 0.6 -> 0.8 levels
+    DW = np.broadcast_to(dw, (n, T, S)).copy()
+    slope = np.cumsum(rng.uniform(0.1, 1.0, (n, T, S)), 2) * rng.uniform(0.5, 2.0, (n, T, 1))
+    DC = np.round(DW * slope, 3)
+    K = DC / DW
+    off = rng.random((n, T)) < 0.2
+    K[off], DW[off], DC[off] = np.inf, 0.0, 0.0
+    cnt = np.where(off, 0, rng.integers(0, S + 1, (n, T)))
+    forced0 = np.zeros((n, T), bool)
+    forced0[:, 0] = rng.random(n) < 0.3
+    cnt[:, 0] = np.where(forced0[:, 0] & ~off[:, 0], np.maximum(cnt[:, 0], 1), cnt[:, 0])
+    forced0 &= cnt > 0
+    taken = np.arange(S)[None, None, :] < cnt[:, :, None]
+    got = (DW * taken).sum((1, 2))
+    cost = (DC * taken).sum((1, 2))
+    spare = rng.uniform(0.0, 1.0, n) * dw[-1]
+    tgt = np.where(rng.random(n) < 0.85, got - spare, got + 1.0)  # some rows below their target
+    return {"DW": DW, "DC": DC, "K": K, "cnt": cnt, "got": got, "cost": cost, "tgt": tgt, "forced0": forced0}
+
+
+def _run_exchange(h: dict[str, Any], backend: str = "numpy", device: str = "cpu") -> tuple[Any, Any, Any]:
+    from kernels.backend import get_ops
+
+    xp = get_ops(backend, device)
+    a = {k: xp.asarray(v, xp.i64 if k == "cnt" else xp.bool_ if k == "forced0" else xp.f64) for k, v in h.items()}
+    cnt, got, cost = PS._exchange(xp, a["DW"], a["DC"], a["K"], a["cnt"], a["got"], a["cost"], a["tgt"], a["forced0"])
+    return xp.to_numpy(cnt), xp.to_numpy(got), xp.to_numpy(cost)
+
+
+def _best_pair_gain(h: dict[str, Any], j: int) -> float:
+    """Brute force on row ``j``: the largest saving of giving back one cell's last step and taking one next
+    step of another cell, the row's work still at its target (0: none)."""
+    DW, DC, K, cnt, f0 = h["DW"][j], h["DC"][j], h["K"][j], h["cnt"][j], h["forced0"][j]
+    T, S = cnt.size, DW.shape[1]
+    best = 0.0
+    for r in range(T):  # cells given back
+        if cnt[r] == 0 or (f0[r] and cnt[r] == 1):
+            continue
+        for a in range(T):  # cells taking a step
+            if a == r or cnt[a] >= S or not np.isfinite(K[a, cnt[a]]):
+                continue
+            if h["got"][j] - DW[r, cnt[r] - 1] + DW[a, cnt[a]] >= h["tgt"][j] - 1e-6:
+                best = max(best, DC[r, cnt[r] - 1] - DC[a, cnt[a]])
+    return best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_exchange_keeps_each_row_whole_and_never_costs_more(seed: int) -> None:
+    """On seeded families of hull rows: every cell's steps stay a prefix of its options (a forced slot 0
+    keeps its first step), the reported work and cost are those of the steps taken, a row that reaches its
+    target still does, a row below it is left alone, the cost never rises, and it is at least as good as
+    the best single give-back-one, take-one exchange (brute force)."""
+    h = _hull_rows(seed)
+    cnt, got, cost = _run_exchange(h)
+    S = h["DW"].shape[2]
+    assert ((cnt >= 0) & (cnt <= S)).all()
+    assert (cnt[h["K"][:, :, 0] == np.inf] == 0).all(), "a step taken in a cell that is not an option"
+    assert (cnt[h["forced0"]] >= 1).all(), "a kept slot 0 turned off"
+    taken = np.arange(S)[None, None, :] < cnt[:, :, None]
+    assert np.allclose(got, (h["DW"] * taken).sum((1, 2)), rtol=1e-12, atol=1e-6)
+    assert np.allclose(cost, (h["DC"] * taken).sum((1, 2)), rtol=1e-12, atol=1e-6)
+    reach = h["got"] >= h["tgt"] - 1e-6
+    assert (got[reach] >= h["tgt"][reach] - 1e-6).all(), "a row that reached its target no longer does"
+    assert (cnt[~reach] == h["cnt"][~reach]).all(), "a row below its target was changed"
+    assert (cost <= h["cost"] + 1e-9).all()
+    for j in np.flatnonzero(reach):
+        assert h["cost"][j] - cost[j] >= _best_pair_gain(h, j) - 1e-6, f"row {j} misses a better exchange"
+
+
+def test_the_exchange_finds_the_slot_fewer_and_a_level_up() -> None:
+    """The case it exists for: four slots at the lowest level where three and a half would do, and one of
+    them a level higher is cheaper than the fourth: it ends at the cheapest way to reach the target
+    (brute force over every prefix per cell: the three cheapest slots, the cheapest of them a level up)."""
+    # one row, 5 cells, steps: 558 work-s for the lowest level, 180 more for the next; costs per cell
+    DW = np.broadcast_to(np.array([558.0, 180.0]), (1, 5, 2)).copy()
+    DC = np.array([[[146.0, 100.0], [140.0, 96.0], [150.0, 103.0], [160.0, 110.0], [139.0, 95.0]]])
+    h = {"DW": DW, "DC": DC, "K": DC / DW, "cnt": np.array([[1, 1, 1, 1, 0]]), "got": np.array([4 * 558.0]),
+         "cost": np.array([146.0 + 140 + 150 + 160]), "tgt": np.array([1707.0]), "forced0": np.zeros((1, 5), bool)}
+    cnt, got, cost = _run_exchange(h)
+    import itertools
+
+    best = min(sum(DC[0, t, :k].sum() for t, k in enumerate(ks)) for ks in itertools.product(range(3), repeat=5)
+               if sum(DW[0, t, :k].sum() for t, k in enumerate(ks)) >= 1707.0)
+    assert best == 139.0 + 95 + 140 + 146
+    assert got[0] == 3 * 558.0 + 180.0 and cost[0] == pytest.approx(best)
+    assert (cnt[0] > 0).sum() == 3
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_the_exchange_gives_the_numpy_rows_on_torch(be: tuple[str, str]) -> None:
+    for seed in range(8):
+        h = _hull_rows(seed)
+        a, b = _run_exchange(h), _run_exchange(h, *be)
+        assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1]) and np.allclose(a[2], b[2])
