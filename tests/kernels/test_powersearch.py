@@ -218,3 +218,76 @@ def test_the_exchange_gives_the_numpy_rows_on_torch(be: tuple[str, str]) -> None
         h = _hull_rows(seed)
         a, b = _run_exchange(h), _run_exchange(h, *be)
         assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1]) and np.allclose(a[2], b[2])
+
+
+# --- shortened non-preemptible blocks (kernels.powersearch._shorten_blocks): seeded families of blocks -----
+
+def _blocks(seed: int, n: int = 6, T: int = 10) -> dict[str, Any]:
+    """Blocks as ``_best_blocks`` leaves them: levels 0 (off), 1 (low), 2 (high) with the work of an
+    H100-class curve, per-cell option costs (some high levels not an option), one unbroken block per row at
+    level 1 or 2 doing less than one slot of work more than its need; some rows run now (keep slot 0)."""
+    rng = np.random.default_rng(seed)
+    wk = np.broadcast_to(np.array([0.0, 558.0, 738.0]), (n, 3)).copy()
+    up = np.broadcast_to(np.array([0, 2, 2]), (n, 3)).copy()
+    c1 = np.round(rng.uniform(100.0, 200.0, (n, T)), 2)
+    C = np.stack([np.zeros((n, T)), c1, np.round(c1 * rng.uniform(1.4, 2.2, (n, T)), 2)], 2)
+    C[:, :, 2][rng.random((n, T)) < 0.2] = np.inf
+    start = rng.integers(0, 4, n)
+    length = rng.integers(2, T - 3, n)
+    may_move = rng.random(n) < 0.7
+    start = np.where(may_move, start, 0)
+    tt = np.arange(T)[None, :]
+    blk = (tt >= start[:, None]) & (tt < (start + length)[:, None])
+    lv = np.where(np.isfinite(C[:, :, 2]).all(1) & (rng.random(n) < 0.3), 2, 1)
+    lvl = np.where(blk, lv[:, None], 0)
+    work = (wk[np.arange(n)[:, None], lvl]).sum(1)
+    need = work - rng.uniform(0.0, 1.0, n) * wk[:, 1] * 0.999
+    key = np.take_along_axis(C, lvl[:, :, None], 2)[:, :, 0].sum(1)
+    return {"C": C, "wk": wk, "up": up, "lvl": lvl, "blk": blk, "surplus": work - need, "key": key,
+            "may_move": may_move, "need": need}
+
+
+def _run_shorten(h: dict[str, Any], backend: str = "numpy", device: str = "cpu") -> tuple[Any, Any]:
+    from kernels.backend import get_ops
+
+    xp = get_ops(backend, device)
+    ty = {"up": xp.i64, "lvl": xp.i64, "blk": xp.bool_, "may_move": xp.bool_}
+    a = {k: xp.asarray(v, ty.get(k, xp.f64)) for k, v in h.items() if k != "need"}
+    lvl, key = PS._shorten_blocks(xp, a["C"], a["wk"], a["up"], a["lvl"], a["blk"], a["surplus"], a["key"],
+                                  a["may_move"])
+    return xp.to_numpy(lvl), xp.to_numpy(key)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_shortened_block_stays_one_block_that_does_the_work(seed: int) -> None:
+    """On seeded families of blocks: each row is still one unbroken run inside its old block (a row that
+    runs now still starts at slot 0), does at least its need, its reported cost is that of its cells, the
+    cost never rises, and it is at least as good as dropping the last cell and raising one other (brute
+    force)."""
+    h = _blocks(seed)
+    lvl, key = _run_shorten(h)
+    n, T = lvl.shape
+    for j in range(n):
+        on = np.flatnonzero(lvl[j] > 0)
+        assert on.size and (np.diff(on) == 1).all(), f"row {j}: {lvl[j]} is not one block"
+        assert h["blk"][j, on].all(), f"row {j} left its old block"
+        assert h["may_move"][j] or lvl[j, 0] > 0, f"row {j} runs now and lost slot 0"
+        assert h["wk"][j, lvl[j]].sum() >= h["need"][j] - 1e-6
+        assert key[j] == pytest.approx(h["C"][j, np.arange(T), lvl[j]].sum(), rel=1e-12)
+        assert key[j] <= h["key"][j] + 1e-9
+        best = 0.0
+        last = np.flatnonzero(h["blk"][j])[-1]
+        for a in np.flatnonzero(h["blk"][j]):  # the one cell raised
+            if a == last or lvl[j, a] == 2 and h["lvl"][j, a] == 2 or not np.isfinite(h["C"][j, a, 2]):
+                continue
+            if h["lvl"][j, a] == 1 and h["surplus"][j] - h["wk"][j, h["lvl"][j, last]] + 180.0 >= -1e-6:
+                best = max(best, h["C"][j, last, h["lvl"][j, last]] - (h["C"][j, a, 2] - h["C"][j, a, 1]))
+        assert h["key"][j] - key[j] >= best - 1e-6, f"row {j} misses a shorter block"
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_shortened_blocks_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
+    for seed in range(8):
+        h = _blocks(seed)
+        a, b = _run_shorten(h), _run_shorten(h, *be)
+        assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1])
