@@ -170,9 +170,15 @@ def register(app: typer.Typer) -> None:
         # whose tick computes for 0.1-0.3 s at a time with thousands of jobs queued. A thread that asks for
         # the interpreter while another computes gets it after the switch interval, and a submission asks
         # about three times (read and answer on the event loop, its commit, the commit's wake-up of the loop):
-        # at the default 5 ms that alone is ~15 ms per submission made during a tick; 1 ms here.
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        service.start(after_first_tick=_resume_gc)
+        # at the default 5 ms that alone is ~15 ms per submission made during a tick; 1 ms once serving.
+        # Not before the first tick has ended: a restart's first tick with 30,000 jobs, handed back and forth
+        # with the start of uvicorn and the /readyz probes every 1 ms, took the restart to ready 2.2 s of CPU
+        # instead of 1.8 (benchmarks/README.md, issue 16, round 4).
+        def _after_first_tick() -> None:
+            _resume_gc()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+        service.start(after_first_tick=_after_first_tick)
         # httptools / uvloop when installed ("auto"); no access log: a line per request costs throughput
         config = uvicorn.Config(app_, log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
                                 http="auto", loop="auto")  # fmt: skip
