@@ -286,8 +286,14 @@ class Ops:
         return np.einsum("j,jt->t", np.asarray(w, dtype=np.float64), mm)
 
     def mask_matmul(self, m: Any, b: Any) -> Any:
-        """``m @ b`` for a boolean ``(J, T)`` mask and a float ``(T, P)`` matrix (float32 or float64)."""
-        return np.einsum("jt,tp->jp", m.view(np.int8), b)
+        """``m @ b`` for a boolean ``(J, T)`` mask and a float ``(T, P)`` matrix (float32 or float64): one
+        ``jt,t->j`` einsum per column of ``b`` (a handful: pools); 5-8x faster than one ``jt,tp->jp`` einsum
+        on (50,000, 192) x (192, 4), whose inner loop runs over the short ``p`` axis."""
+        mm = m.view(np.int8)
+        out = np.empty((m.shape[0], b.shape[1]), dtype=np.result_type(b.dtype, np.float32))
+        for p in range(b.shape[1]):  # columns (pools)
+            out[:, p] = np.einsum("jt,t->j", mm, np.ascontiguousarray(b[:, p]))
+        return out
 
     def group_rowsum(self, groups: Any, n: int, w: Any, m: Any) -> Any:
         """``out[k] = sum_{j: groups[j] == k} w[j] * m[j]`` ``(n, T)`` float64; rows outside 0..n-1 count

@@ -103,6 +103,9 @@ _EPS = 1e-9
 COLD_ITERS = 60  # default dual iterations of a cold solve
 WARM_ITERS = 10  # default dual iterations of a warm-started re-plan (an upper limit: see WARM_PATIENCE)
 WARM_PATIENCE = 2  # a warm-started ascent stops after this many iterations without a better dual value
+#: ... and after this many on an instance of more than SEARCH_MAX_CELLS job-slot cells (at 50,000 x 192 the
+#: second and third warm iterates were below the first on every tick measured: benchmarks/README.md, issue 11)
+WARM_PATIENCE_LARGE = 1
 #: a cold ascent on an instance of more than SEARCH_MAX_CELLS job-slot cells stops after this many iterations
 #: without a better dual value (at 50,000 x 192 the best iterate is the 30th of 60; on the small corpus
 #: instances a patience of 10 would have lost up to 1.2% of the dual value on 17 of 200: not used there)
@@ -899,6 +902,7 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
     gridd, rankd = xp.asarray(grid, xp.f64), xp.asarray(rank)
     dv8 = env.dv.astype(np.int8)
     dvd = xp.asarray(dv8)
+    ones = (dv8 == 1).all(axis=1)  # (E, S): the step adds one level in every slot
     tt = xp.arange(T)[None, :]
     # every class in one batched pass: flat prefix tables, per-class searches in one call
     W = Gw.reshape(-1)
@@ -946,7 +950,10 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
             take = rk < r1c[a:z]
             if has_late:
                 take = xp.where(late[a:z], rk < r2c[a:z], take)
-            v[a:z] += xp.astype(take, xp.i8) * dvd[e, :, i][None, :]
+            if ones[e, i]:  # every slot's step is one level: add the mask (no int8 copy and product)
+                v[a:z] += take
+            else:
+                v[a:z] += xp.astype(take, xp.i8) * dvd[e, :, i][None, :]
     v[tt < rel[:, None]] = 0
     vmat[jb.rows_d] = v
     return vmat
@@ -970,6 +977,8 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
     best_n = xp.zeros(n, xp.i64)
     best_v = xp.zeros(n, xp.i8)
     room = (d.cap_w - d.base_w)[None, :]
+    mu_pl = mu[pl]  # (n, T) the same at every level
+    released = tt >= reln[:, None]
     for v in range(1, V):  # power levels (the same few for every pool)
         vv = d.map_pv[pl, v]
         w = xp.astype(tb.work[pl, vv], xp.f64)
@@ -977,8 +986,8 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
         ldv = xp.astype(tb.load[pl, vv], xp.f64)
         # work beyond the need is worth nothing: the value of the block's work is scaled to the need
         scale = xp.minimum(Rn / xp.maximum(nn * w, 1e-9), 1.0)
-        val = rho_t * (w * scale)[:, None] - (lam[None, :] * ldv[:, None] + mu[pl])
-        val = xp.where(tt >= reln[:, None], val, 0.0)
+        val = rho_t * (w * scale)[:, None] - (lam[None, :] * ldv[:, None] + mu_pl)
+        val = xp.where(released, val, 0.0)
         # a level whose watts alone exceed a slot's room above idle cannot use that slot
         bad = (ldv * gn)[:, None] > room
         cs = xp.concatenate([xp.zeros((n, 1), xp.f64), xp.cumsum(val, 1)], 1)
@@ -986,7 +995,7 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
         endi = xp.minimum(tt + nn[:, None], T)
         wv = xp.take_along(cs, endi, 1) - cs[:, :T]
         nbad = xp.take_along(cb, endi, 1) - cb[:, :T]
-        wv = xp.where((tt >= reln[:, None]) & (nbad == 0), wv, -np.inf)
+        wv = xp.where(released & (nbad == 0), wv, -np.inf)
         wv[running, 1:] = -np.inf  # running: start now
         st = xp.argmax(wv, 1)
         bv = wv[xp.arange(n), st]
@@ -1032,7 +1041,8 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
         vmat[mrow] = xp.astype(xp.where(mwin, v_full, 0), xp.i8)
     run = vmat > 0
     # --- first-choice pool: cheapest at the prices over its run slots (full-power cost), current if running
-    cfull = xp.asarray((lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T).astype(np.float32))  # (T, P)
+    # (T, P) summed in float64 (float32 sums had ordered the pools of 2,305 of 50,000 jobs by their rounding)
+    cfull = xp.asarray(lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T, xp.f64)
     jc = xp.where(d.eligible, xp.mask_matmul(run, cfull), np.inf)
     pref = xp.argsort(jc, 1)  # (J, P) pools in order of cost
     keep_run = (d.rpool >= 0) & d.eligible[xp.arange(J), xp.maximum(d.rpool, 0)]
@@ -1634,7 +1644,7 @@ def plan(
     caller that prefers the gap there passes ``warm_patience=None``: no early stop); a cold one runs until the
     steps vanish or ``max_iters``, and on an instance of more than ``SEARCH_MAX_CELLS`` job-slot cells also
     stops after ``COLD_PATIENCE`` iterations without a better dual value. ``warm_patience``: -1 (default)
-    means ``WARM_PATIENCE``.
+    means ``WARM_PATIENCE`` (``WARM_PATIENCE_LARGE`` above ``SEARCH_MAX_CELLS`` job-slot cells).
     ``backend``/``device``: ``"numpy"``/``"cpu"`` or ``"torch"``/``"cpu"|"cuda"`` (same algorithm).
     ``primal_tries``: the plan is sensitive to the prices where the dual is flat, so it is built at the
     best dual prices, with 2 also without their tenant-quota part, with 3 also at the starting prices
@@ -1716,7 +1726,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     if max_iters is None:
         max_iters = WARM_ITERS if warm else COLD_ITERS
     best, it, hist = _ascend(xp, c, pr, jb, lam, mu, nu, max_iters, warm=warm,
-                             patience=(WARM_PATIENCE if warm_patience == -1 else warm_patience) if warm
+                             patience=((WARM_PATIENCE_LARGE if c.J * c.T > SEARCH_MAX_CELLS else WARM_PATIENCE)
+                                       if warm_patience == -1 else warm_patience) if warm
                              else (COLD_PATIENCE if c.J * c.T > SEARCH_MAX_CELLS else None))
     _, lam_b, mu_b, nu_b, out_b = best
     if out_b is None:

@@ -227,3 +227,23 @@ def test_prefix_sums_down_the_rows_equal_numpy_bit_for_bit(n: int, dtype: type, 
         got64, want64 = NP.cumsum64(src, 0), np.cumsum(src, axis=0, dtype=np.float64)
         assert got64.dtype == np.float64 and np.array_equal(got64, want64)
         assert np.array_equal(NP.cumsum(src, 1), np.cumsum(src, axis=1))
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("seed", range(6))
+def test_mask_matmul_is_the_mask_times_the_table(be: tuple[str, str], seed: int) -> None:
+    """``Ops.mask_matmul(m, b)`` is ``m @ b``: exactly where the table's values make every sum exact (float64
+    multiples of 2^-20 below 2^20: the planner's pool costs), and to float32 rounding on a float32 table;
+    shapes from one row / one column to the planner's (n, 192) x (192, P)."""
+    rng = np.random.default_rng(seed)
+    xp = B.get_ops(*be)
+    n, T, P_ = [(1, 1, 1), (7, 24, 3), (300, 192, 4), (1025, 96, 1), (64, 8, 6), (2000, 192, 2)][seed]
+    m = rng.random((n, T)) < rng.uniform(0.05, 0.95)
+    b = np.round(rng.uniform(0, 2 ** 10, (T, P_)) * 2 ** 20) / 2 ** 20
+    want = m.astype(np.float64) @ b
+    got = xp.to_numpy(xp.mask_matmul(xp.asarray(m), xp.asarray(b)))
+    assert got.dtype == np.float64 and got.shape == (n, P_)
+    assert np.array_equal(got, want)
+    b32 = b.astype(np.float32)
+    got32 = xp.to_numpy(xp.mask_matmul(xp.asarray(m), xp.asarray(b32)))
+    np.testing.assert_allclose(got32, want, rtol=2e-6, atol=1e-3)
