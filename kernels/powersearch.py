@@ -76,7 +76,7 @@ from kernels import planner as _pl
 from kernels.backend import Ops
 from kernels.problem import PlanProblem
 
-POWER_ROUNDS = 6  # rounds of both phases per call (each stops when a phase changes nothing)
+POWER_ROUNDS = 12  # rounds of the phases per call (stops at the first round that changes nothing)
 HALVINGS = 5  # a round that fails its exact test retries with the first half of its rows, this many times
 ACCEPT_PASSES = 3  # prefix-sum acceptance passes per phase
 TRIMS = 3  # overshoot trims per row and phase
