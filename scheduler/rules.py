@@ -35,7 +35,8 @@ Everything here is pure (no executor, no clock): decisions in, decisions out, wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import heapq
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from scheduler.jobs import Job
@@ -158,11 +159,10 @@ def enforce_rules(
         q = info.quota_gpus if info is not None else None
         return float("inf") if q is None else q - alloc.get(tenant, 0)
 
-    # candidates: queued, not decided, not excluded, non-inference, highest priority then oldest first
-    cands = sorted(
-        (j for j in queued if j.job_id not in out and j.job_id not in excluded and not j.must_run),
-        key=lambda j: (-j.priority, j.submit_s, j.job_id),
-    )
+    # candidates: queued, not decided, not excluded, non-inference, highest priority then oldest first, grouped
+    # by kind (tenant, pools, size, preemptible): jobs alike fail alike (see below), so the steps visit a kind
+    # again only after a move, and a long queue is neither sorted whole nor walked job by job
+    cands = _Candidates(queued, out, excluded, tenant_info, eligible)
 
     def place(job: Job, may_take: Callable[[str], bool], accept: Callable[[list[str], str], bool] | None = None
               ) -> tuple[str, list[str]] | None:  # fmt: skip
@@ -199,19 +199,16 @@ def enforce_rules(
         given: dict[str, float] = {}
         # jobs alike (tenant, pools, size, preemptible) fail alike until a move changes the decisions: a
         # failure is remembered, so a long queue costs one placement attempt per kind of job, not per job
-        failed: set[tuple[object, ...]] = set()
-        for job in cands:
+        # (a job skipped for its tenant's quota or commitment is skipped with its kind too: only a move changes
+        # what those tests see; _Candidates.visit skips a failed kind until the next move)
+        for job, kind in cands.visit(owed):
             t = job.tenant
-            if t not in owed or job.gpus > quota_left(t):
-                continue
-            if given.get(t, 0.0) >= tenant_info[t].commitment_owed_gpu_h:
-                continue
-            kind = (t, tuple(eligible(job)), job.gpus, job.preemptible)
-            if kind in failed:
+            if job.gpus > quota_left(t) or given.get(t, 0.0) >= tenant_info[t].commitment_owed_gpu_h:
+                cands.fail(kind)
                 continue
             got = place(job, lambda v: removable(v) and jobs[v].tenant not in owed)
             if got is None:
-                failed.add(kind)
+                cands.fail(kind)
                 continue
             pool, victims = got
             for v in victims:
@@ -220,7 +217,7 @@ def enforce_rules(
             add(job, pool)
             owed_started.append(job.job_id)
             given[t] = given.get(t, 0.0) + job.gpus * slot_h
-            failed.clear()
+            cands.moved()
 
     # 4. weighted fair share under contention
     fair_started: list[str] = []
@@ -240,13 +237,14 @@ def enforce_rules(
         def dev2(t: str, delta: int = 0) -> float:
             return (alloc.get(t, 0) + delta - ent.get(t, 0.0)) ** 2
 
-        failed = set()  # as for commitments: one attempt per kind of job until a move succeeds
-        for job in cands:
+        # as for commitments: one attempt per kind of job until a move succeeds (a tenant at its entitlement or
+        # quota stays there until a move)
+        for job, kind in cands.visit(ent):
             t = job.tenant
-            if t not in ent or job.job_id in out or alloc.get(t, 0) >= ent[t] or job.gpus > quota_left(t):
+            if job.job_id in out:
                 continue
-            kind = (t, tuple(eligible(job)), job.gpus, job.preemptible)
-            if kind in failed:
+            if alloc.get(t, 0) >= ent[t] or job.gpus > quota_left(t):
+                cands.fail(kind)
                 continue
 
             def over(v: str, t: str = t) -> bool:
@@ -265,7 +263,7 @@ def enforce_rules(
 
             got = place(job, over, better)
             if got is None:
-                failed.add(kind)
+                cands.fail(kind)
                 continue
             pool, victims = got
             for v in victims:
@@ -273,5 +271,75 @@ def enforce_rules(
                 displaced.append(v)
             add(job, pool)
             fair_started.append(job.job_id)
-            failed.clear()
+            cands.moved()
     return RulesResult(out, tuple(over_quota), tuple(owed_started), tuple(fair_started), tuple(displaced))
+
+
+_Kind = tuple[str, tuple[int, ...], int, bool]
+
+
+class _Candidates:
+    """The queued jobs the rules may start (not decided, not excluded, non-inference, of a tenant with info),
+    in the order the rules consider them (highest priority, then oldest, then id), one heap per kind of job
+    (tenant, eligible pools, GPUs, preemptible).
+
+    :meth:`visit` yields the jobs of the given tenants in that order, except those of a kind marked failed
+    (:meth:`fail`) since the last :meth:`moved`: the same jobs, in the same order, that a walk over the
+    whole sorted queue would reach when it skips a failed kind, at a cost per visit, not per queued job.
+    """
+
+    __slots__ = ("_heaps", "_failed", "_front", "_at")
+
+    def __init__(self, queued: Iterable[Job], out: Collection[str], excluded: Collection[str],
+                 tenants: Collection[str], eligible: Callable[[Job], Sequence[int]]) -> None:  # fmt: skip
+        heaps: dict[_Kind, list[tuple[int, float, str, Job]]] = {}
+        get = heaps.get
+        for j in queued:
+            jid = j.job_id
+            if j.tenant not in tenants or jid in out or jid in excluded or j.must_run:
+                continue
+            kind = (j.tenant, tuple(eligible(j)), j.gpus, j.preemptible)
+            h = get(kind)
+            if h is None:
+                h = heaps[kind] = []
+            h.append((-j.priority, j.submit_s, jid, j))
+        for h in heaps.values():
+            heapq.heapify(h)
+        self._heaps = heaps
+        self._failed: list[_Kind] = []
+        self._front: list[tuple[tuple[int, float, str], _Kind]] = []
+        self._at: tuple[int, float, str] | None = None  # the order key of the job visited last
+
+    def _push(self, kind: _Kind, after: tuple[int, float, str] | None = None) -> None:
+        h = self._heaps[kind]
+        if after is not None:  # jobs of a failed kind the walk passed are behind it: skipped for good
+            while h and h[0][:3] < after:
+                heapq.heappop(h)
+        if h:
+            p, s, jid, _ = h[0]
+            heapq.heappush(self._front, ((p, s, jid), kind))
+
+    def visit(self, tenants: Collection[str]) -> Iterator[tuple[Job, _Kind]]:
+        self._failed = []
+        self._front = []
+        self._at = None
+        for kind in self._heaps:
+            if kind[0] in tenants:
+                self._push(kind)
+        front = self._front
+        while front:
+            self._at, kind = heapq.heappop(front)
+            job = heapq.heappop(self._heaps[kind])[3]
+            yield job, kind
+            if not self._failed or self._failed[-1] is not kind:
+                self._push(kind)
+
+    def fail(self, kind: _Kind) -> None:
+        """Skip the rest of ``kind`` until the next move (call once per visit, for the job just visited)."""
+        self._failed.append(kind)
+
+    def moved(self) -> None:
+        """A move changed the decisions: every failed kind is considered again."""
+        failed, self._failed = self._failed, []
+        for kind in failed:
+            self._push(kind, self._at)
