@@ -8,8 +8,9 @@ the jobs CSV contract then holds inference traces unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from scheduler.errors import InputError
@@ -51,10 +52,40 @@ class Job:
         return self.kind == "inference"
 
 
+def _fast_init() -> Callable[..., None]:
+    """``Job.__init__`` as the dataclass writes it (the same signature, defaults and fields), storing each field
+    through its slot instead of ``object.__setattr__`` by name: half the CPU per Job, and a restart builds one
+    per queued job (30,000: 0.11 -> 0.06 s). Generated from the fields, so it cannot drift from them."""
+    params, body, ns = [], [], {}
+    for f in fields(Job):
+        if f.default_factory is not MISSING:  # pragma: no cover - guards a future field
+            raise TypeError(f"Job.{f.name}: a default factory needs the dataclass's own __init__")
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            ns[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        ns[f"_s_{f.name}"] = getattr(Job, f.name).__set__
+        body.append(f"    _s_{f.name}(self, {f.name})")
+    src = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(src, ns)  # noqa: S102 - source built above from the dataclass's own field names
+    init: Callable[..., None] = ns["__init__"]
+    init.__qualname__ = "Job.__init__"
+    init.__doc__ = Job.__init__.__doc__
+    return init
+
+
+#: the dataclass's own __init__ (tests compare the two)
+_dataclass_init = Job.__init__
+setattr(Job, "__init__", _fast_init())  # noqa: B010 - mypy refuses a plain assignment to a method
+
 #: What a stored spec without env, args, workdir, dependencies or begin has for them (canonical JSON,
 #: scheduler.state._canonical): such a spec is not parsed again for them (most specs).
 _NO_EXTRAS = ('"args":null', '"begin":null', '"deadline_policy":null', '"dependencies":null', '"env":null',
               '"workdir":null')
+#: Some key of _NO_EXTRAS holding a value other than null, anywhere in a spec: one scan of the string in C
+#: (0.08 -> 0.03 s over 30,000 specs at a restart) where a find per key took twelve calls per spec.
+_HAS_EXTRAS = re.compile("(?:" + "|".join(re.escape(k[: -len("null")]) for k in _NO_EXTRAS) + ")(?!null)")
 
 
 def job_extras(spec_json: str, epoch_unix_s: float) -> dict[str, Any]:
@@ -62,11 +93,7 @@ def job_extras(spec_json: str, epoch_unix_s: float) -> dict[str, Any]:
     ``env``, ``args``, ``workdir``, ``dependencies``, ``begin_s`` and ``deadline_hard``; empty when it has none."""
     # a spec stored before a field existed lacks its key: parse only where some key holds a value (a restart
     # reads every active row through here)
-    for k in _NO_EXTRAS:
-        at = spec_json.find(k[:-4])
-        if at >= 0 and not spec_json.startswith("null", at + len(k) - 4):
-            break
-    else:
+    if _HAS_EXTRAS.search(spec_json) is None:
         return {}
     import json
     from datetime import datetime
