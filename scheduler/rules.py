@@ -292,9 +292,9 @@ class _Candidates:
 
     def __init__(self, queued: Iterable[Job], out: Collection[str], excluded: Collection[str],
                  tenants: Collection[str], eligible: Callable[[Job], Sequence[int]]) -> None:  # fmt: skip
-        heaps: dict[_Kind, list[tuple[int, float, str, Job]]] = {}
+        heaps: dict[_Kind, list[tuple[int, float, str, int, Job]]] = {}
         get = heaps.get
-        for j in queued:
+        for i, j in enumerate(queued):  # i: a job listed twice is visited twice, as by the sorted walk
             jid = j.job_id
             if j.tenant not in tenants or jid in out or jid in excluded or j.must_run:
                 continue
@@ -302,7 +302,7 @@ class _Candidates:
             h = get(kind)
             if h is None:
                 h = heaps[kind] = []
-            h.append((-j.priority, j.submit_s, jid, j))
+            h.append((-j.priority, j.submit_s, jid, i, j))
         for h in heaps.values():
             heapq.heapify(h)
         self._heaps = heaps
@@ -316,7 +316,7 @@ class _Candidates:
             while h and h[0][:3] < after:
                 heapq.heappop(h)
         if h:
-            p, s, jid, _ = h[0]
+            p, s, jid, _, _ = h[0]
             heapq.heappush(self._front, ((p, s, jid), kind))
 
     def visit(self, tenants: Collection[str]) -> Iterator[tuple[Job, _Kind]]:
@@ -329,7 +329,7 @@ class _Candidates:
         front = self._front
         while front:
             self._at, kind = heapq.heappop(front)
-            job = heapq.heappop(self._heaps[kind])[3]
+            job = heapq.heappop(self._heaps[kind])[4]
             yield job, kind
             if not self._failed or self._failed[-1] is not kind:
                 self._push(kind)
