@@ -457,7 +457,9 @@ def _shorten_blocks(xp: Ops, C: Any, wk: Any, up: Any, lvl: Any, blk: Any, surpl
         dcu = xp.where(ok_up, xp.where(ok_up, c_up, 0.0) - xp.where(ok_up, c_now, 0.0), inf)
         length = xp.sum(xp.astype(blk, xp.i64), 1)
         first = xp.argmax(xp.astype(blk, xp.i64), 1)
-        last = first + length - 1
+        # a row without a block has no last cell: its first (0) stands in, so the index is valid on every
+        # backend (numpy would wrap -1, torch refuses it); such a row is never ``ok`` below (length >= 2)
+        last = xp.where(length > 0, first + length - 1, first)
         g_best = xp.full((n,), -inf, xp.f64)
         e_best = xp.zeros(n, xp.i64)
         m_best = xp.zeros(n, xp.i64)
