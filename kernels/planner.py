@@ -1042,7 +1042,9 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
     run = vmat > 0
     # --- first-choice pool: cheapest at the prices over its run slots (full-power cost), current if running
     # (T, P) summed in float64 (float32 sums had ordered the pools of 2,305 of 50,000 jobs by their rounding)
-    cfull = xp.asarray(lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T, xp.f64)
+    # each cost rounded to float32, its sums over slots taken in float64: exact (a few hundred float32 terms of
+    # like magnitude), so every backend orders the pools alike whatever its summation order
+    cfull = xp.asarray((lam[:, None] * (c.pue * (c.tdp - c.idle))[None, :] + mu.T).astype(np.float32), xp.f64)
     jc = xp.where(d.eligible, xp.mask_matmul(run, cfull), np.inf)
     pref = xp.argsort(jc, 1)  # (J, P) pools in order of cost
     keep_run = (d.rpool >= 0) & d.eligible[xp.arange(J), xp.maximum(d.rpool, 0)]
