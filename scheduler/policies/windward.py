@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.problem import PlanProblem, PlanResult
+from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 from scheduler.planner import PlanIndex, WeightSettings, build_problem, decisions_from_result
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 from scheduler.reasons import LazySchedule
@@ -219,6 +219,7 @@ class WindwardPolicy:
         decisions = decisions_from_result(result, index)
         if self.slot0_admission:
             decisions = self._admit_slot0(snapshot, problem, index, result, decisions)
+        decisions = self._start_due_work(problem, index, decisions)
         # the plan's per-job schedule, computed only when asked (scheduler.reasons: planned_start)
         return replace(self._meet_deadlines_within_slot(snapshot, decisions), schedule=LazySchedule(result, index))
 
@@ -271,6 +272,92 @@ class WindwardPolicy:
                   snapshot.slot, len(dropped))
         drop = set(dropped)
         return Decisions(run={j: a for j, a in decisions.run.items() if j not in drop}, plan=decisions.plan)
+
+    @staticmethod
+    def _start_due_work(problem: PlanProblem, index: PlanIndex, decisions: Decisions) -> Decisions:
+        """Start released work that cannot wait another slot for its deadline, displacing cheaper work.
+
+        In the problem's own terms (``problem.deadline``, margin included) a job whose latest on-time start
+        is the current slot (``deadline - ceil(remaining_s / slot_s) <= 0``; a deadline already out of reach
+        sits at the earliest finish, so such work finishes as soon as it can) and that the plan leaves out
+        of slot 0 misses its deadline unless it starts now. The optimiser does leave such work out when its
+        pools are full of running work it would have to preempt (the study's 2022 summer 2-day and 2023
+        autumn 4-day misses, benchmarks/README.md issue 13 round 5), and a start deferred to the last slot
+        has no second chance when the executor cannot place it. Each such job, most valuable first, starts
+        at full power in an eligible pool with free GPUs (the most free), else in place of planned work of
+        one pool: preemptible, valued below it, and able to give up this slot and still be on time in the
+        problem's terms; new starts are displaced before running work, one job of at least its size where
+        there is one (its GPUs then hold the gang), else the cheapest until it fits. Nothing is displaced
+        where no pool can hold it that way.
+        """
+        n = index.n_real
+        if n == 0:
+            return decisions
+        slot_s = float(problem.slot_s)
+        needed = np.ceil(problem.remaining_s[:n] / slot_s - 1e-9)
+        has_deadline = problem.deadline[:n] != NO_DEADLINE
+        slack_slots = np.where(has_deadline, problem.deadline[:n] - needed, np.inf)
+        due = (has_deadline & (slack_slots <= 0) & (problem.release[:n] == 0) & ~problem.must_run[:n]
+               & (problem.remaining_s[:n] > 0))
+        rows = {jid: i for i, jid in enumerate(index.job_ids[:n])}
+        left_out = [i for i in np.flatnonzero(due).tolist() if index.job_ids[i] not in decisions.run]
+        if not left_out:
+            return decisions
+        P = problem.n_pools
+        pool_of = {name: k for k, name in enumerate(index.pool_names)}
+        run = dict(decisions.run)
+        used = np.zeros(P)
+        for jid, a in run.items():
+            i = rows.get(jid)
+            if i is not None:
+                used[pool_of[a.pool]] += problem.gpus[i]
+        free = np.asarray(problem.pool_gpus, dtype=np.float64).reshape(P, -1)[:, 0] - used
+        started = 0
+        for i in sorted(left_out, key=lambda r: -float(problem.weight[r])):
+            g = int(problem.gpus[i])
+            pools = np.flatnonzero(problem.eligible[i])
+            if pools.size == 0:
+                continue
+            best = int(pools[np.argmax(free[pools])])
+            victims: list[str] = []
+            if free[best] < g:
+                best, victims = -1, []
+                cost_best: tuple[float, float] | None = None
+                for p in pools.tolist():
+                    cands = []
+                    for jid, a in run.items():
+                        k = rows.get(jid)
+                        if (k is None or pool_of[a.pool] != p or not problem.preemptible[k] or problem.must_run[k]
+                                or slack_slots[k] < 1 or problem.weight[k] >= problem.weight[i]):
+                            continue
+                        cands.append((float(problem.running_pool[k] >= 0), float(problem.weight[k] * problem.gpus[k]),
+                                      int(problem.gpus[k]), jid))
+                    cands.sort()
+                    whole = [c for c in cands if c[2] >= g]
+                    if whole:
+                        pick = [whole[0]]
+                    else:
+                        pick, got = [], free[p]
+                        for c in cands:
+                            if got >= g:
+                                break
+                            pick.append(c)
+                            got += c[2]
+                        if free[p] + sum(c[2] for c in pick) < g:
+                            continue
+                    cost = (sum(c[0] for c in pick), sum(c[1] for c in pick))
+                    if cost_best is None or cost < cost_best:
+                        best, victims, cost_best = p, [c[3] for c in pick], cost
+                if best < 0:
+                    continue
+            for jid in victims:
+                free[best] += problem.gpus[rows[jid]]
+                del run[jid]
+            free[best] -= g
+            run[index.job_ids[i]] = Assignment(pool=index.pool_names[best], power_fraction=1.0)
+            started += 1
+        log.debug("windward: started %d job(s) due now that the plan left out", started)
+        return Decisions(run=run, plan=decisions.plan)
 
     @staticmethod
     def _meet_deadlines_within_slot(snapshot: Snapshot, decisions: Decisions) -> Decisions:

@@ -13,7 +13,7 @@ from scheduler.errors import InputError
 from scheduler.jobs import Job
 from scheduler.models import load_site
 from scheduler.planner import WeightSettings, build_problem, decisions_from_result, max_carbon_g_per_gpu_s
-from scheduler.policies.base import JobState, Snapshot
+from scheduler.policies.base import Assignment, JobState, Snapshot
 
 SLOT_S = 900
 
@@ -476,3 +476,94 @@ def test_windward_defaults_price_waiting_work_with_the_capacity_beyond_the_horiz
     assert np.all(new.weight[free] < old.weight[free])
     np.testing.assert_allclose(new.weight[~free], old.weight[~free])  # deadlines: due work keeps its price
     assert ni.terminal["beyond_value_g_per_gpu_s"] < ni.terminal["value_g_per_gpu_s"]
+
+
+def _full_pools_with_due_work(seed: int) -> tuple[Snapshot, dict[str, Assignment], set[str], set[str]]:
+    """Both demo pools full of running work (random gang sizes, some non-preemptible), one queued job whose
+    latest on-time start is now, one that can still wait: (snapshot, the plan's decisions without the due
+    job, the due job ids, the jobs that must not be started)."""
+    rng = np.random.default_rng(seed)
+    now = 3600.0
+    jobs: list[JobState] = []
+    run: dict[str, Assignment] = {}
+    for pool in ("h100-eu-public", "h100-nl-secret"):
+        left = 16
+        k = 0
+        while left:
+            g = int(min(rng.choice([1, 2, 4, 8]), left))
+            jid = f"{pool}-{k}"
+            pre = bool(rng.random() < 0.8)
+            jobs.append(JobState(Job(jid, "t", "training", 0.0, g, 40 * 3600.0, preemptible=pre), "running",
+                                 work_done_s=float(rng.uniform(0, 3600)), pool=pool))
+            run[jid] = Assignment(pool, float(rng.choice([0.6, 1.0])))
+            left -= g
+            k += 1
+    g = int(rng.choice([1, 2, 4, 8]))
+    dur = float(rng.uniform(0.3, 2.5)) * SLOT_S
+    # due: not started in this slot, it cannot finish by its deadline (with the one-slot margin)
+    due_dl = now + dur + float(rng.uniform(0.0, 0.9)) * SLOT_S
+    jobs.append(JobState(Job("due", "t", "training", now - 100.0, g, dur, deadline_s=due_dl), "queued"))
+    jobs.append(JobState(Job("later", "t", "training", now - 100.0, g, dur, deadline_s=now + dur + 6 * SLOT_S),
+                         "queued"))
+    return _snapshot(tuple(jobs), now_s=now, healthy_gpus={"h100-eu-public": 16, "h100-nl-secret": 16}), run, \
+        {"due"}, {"later"}
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_policy_starts_work_that_cannot_wait_in_place_of_cheaper_work(seed: int) -> None:
+    """The plan left out a job whose latest on-time start is now (its pools full of running work): it
+    starts, in place of preemptible work valued below it, with every pool within its GPUs; work with slack
+    and work that is not preemptible stay as planned (fails without WindwardPolicy._start_due_work)."""
+    from scheduler.policies.base import Decisions
+    from scheduler.policies.windward import DEFAULT_WEIGHTS, WindwardPolicy
+
+    snap, run, due, wait = _full_pools_with_due_work(seed)
+    problem, index = build_problem(snap, 16, weights=DEFAULT_WEIGHTS)
+    out = WindwardPolicy._start_due_work(problem, index, Decisions(run=run))
+    assert due <= set(out.run) and not (wait & set(out.run))
+    by_id = {js.job.job_id: js for js in snap.jobs}
+    for pool in ("h100-eu-public", "h100-nl-secret"):
+        assert sum(by_id[j].job.gpus for j, a in out.run.items() if a.pool == pool) <= 16
+    row = {jid: i for i, jid in enumerate(index.job_ids)}
+    stopped = set(run) - set(out.run)
+    assert stopped, "full pools: something must make room"
+    for j in stopped:
+        assert by_id[j].job.preemptible and problem.weight[row[j]] < problem.weight[row["due"]]
+    # the room is made in one pool, by one job that holds the gang where there is one
+    assert len({run[j].pool for j in stopped}) == 1
+    g = by_id["due"].job.gpus
+    fits = [j for j in run if run[j].pool == out.run["due"].pool and by_id[j].job.preemptible
+            and by_id[j].job.gpus >= g]
+    if fits:
+        assert len(stopped) == 1
+    # where nothing it could displace holds it, nothing is displaced
+    pinned = tuple(JobState(js.job.__class__(**{**{f: getattr(js.job, f) for f in js.job.__dataclass_fields__},
+                                                  "preemptible": False}), js.state, work_done_s=js.work_done_s,
+                            pool=js.pool) if js.state == "running" else js for js in snap.jobs)
+    snap2 = _snapshot(pinned, now_s=snap.now_s, healthy_gpus=dict(snap.healthy_gpus))
+    problem2, index2 = build_problem(snap2, 16, weights=DEFAULT_WEIGHTS)
+    assert WindwardPolicy._start_due_work(problem2, index2, Decisions(run=run)).run == run
+    # nor by work valued above it (here preemptible work of a higher priority, due within the horizon)
+    dearer = tuple(JobState(js.job.__class__(**{**{f: getattr(js.job, f) for f in js.job.__dataclass_fields__},
+                                                 "preemptible": True, "priority": 3,
+                                                 "duration_s": js.work_done_s + SLOT_S,
+                                                 "deadline_s": snap.now_s + 8 * SLOT_S}),
+                            js.state, work_done_s=js.work_done_s, pool=js.pool) if js.state == "running" else js
+                   for js in snap.jobs)
+    snap4 = _snapshot(dearer, now_s=snap.now_s, healthy_gpus=dict(snap.healthy_gpus))
+    problem4, index4 = build_problem(snap4, 16, weights=DEFAULT_WEIGHTS)
+    assert WindwardPolicy._start_due_work(problem4, index4, Decisions(run=run)).run == run
+    # nor by work valued below it that cannot give up this slot either (lower priority, due now itself)
+    tight = tuple(JobState(js.job.__class__(**{**{f: getattr(js.job, f) for f in js.job.__dataclass_fields__},
+                                                "preemptible": True, "priority": -2,
+                                                "duration_s": js.work_done_s + SLOT_S,
+                                                "deadline_s": snap.now_s + 1.5 * SLOT_S}),
+                           js.state, work_done_s=js.work_done_s, pool=js.pool) if js.state == "running" else js
+                  for js in snap.jobs)
+    snap5 = _snapshot(tight, now_s=snap.now_s, healthy_gpus=dict(snap.healthy_gpus))
+    problem5, index5 = build_problem(snap5, 16, weights=DEFAULT_WEIGHTS)
+    assert WindwardPolicy._start_due_work(problem5, index5, Decisions(run=run)).run == run
+    # with room in a pool, the due job starts there and nothing stops
+    room = {j: a for j, a in run.items() if a.pool != "h100-nl-secret"}
+    out3 = WindwardPolicy._start_due_work(problem, index, Decisions(run=room))
+    assert set(out3.run) == set(room) | due and out3.run["due"].pool == "h100-nl-secret"
