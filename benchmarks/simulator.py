@@ -8,9 +8,16 @@ Cases (issue 2):
 2. ``r100k``: 7 days on ``rotterdam-100k`` with cluster04 amplified by ``site GPUs / 1024`` (traces.amplify:
    each training job replicated that many times with a seeded +-1 h submit jitter); the inference service
    is sized to 10 % of the site by traces.load_workload already, so offered load per GPU matches case 1.
+3. ``r100k-backlog`` (issue 13: the policy's time a tick "on rotterdam-100k with 50,000 jobs in the
+   system"): the first ``--backlog-jobs`` amplified cluster04 training jobs arriving over the first 2 h,
+   replayed ``--days`` (default 0.5) with ``--policy``. Not part of ``all``.
+
+Every case reports ``per_tick``: the policy's milliseconds a tick (median, p95, max) in bands of jobs in the
+system (queued + running) at that tick.
 
 Prints one JSON object: per case the wall time, slots per second, jobs, and the top functions by
-cumulative time. Run: ``.venv/bin/python benchmarks/simulator.py [--case itp60|r100k|all] [--days N]``.
+cumulative time. Run: ``.venv/bin/python benchmarks/simulator.py [--case itp60|r100k|all] [--days N]``;
+``--case r100k-backlog --policy windward --no-profile`` for the policy's time a tick at 50,000 jobs.
 """
 
 from __future__ import annotations
@@ -22,8 +29,12 @@ import json
 import pstats
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from scheduler import signals, traces
 from scheduler.control import run_simulation, slots_for_days
@@ -45,13 +56,73 @@ def _top(prof: cProfile.Profile, n: int = 12) -> list[dict[str, object]]:
     return rows[:n]
 
 
-def run_case(name: str, site_spec: str, days: float, amplify: float | None, policy: str, profile: bool) -> dict:
+def per_tick(reports: list) -> dict:
+    """The policy's time per tick against the jobs in the system (queued + running) at that tick.
+
+    Issue 13's target is a per-tick figure at a given load (at most 1 s a tick on ``rotterdam-100k`` with
+    50,000 jobs in the system), so the ticks are also reported in bands of jobs in the system.
+    """
+    ms = np.array([1e3 * r.decide_s for r in reports], dtype=np.float64)
+    jobs = np.array([r.queued + r.running for r in reports], dtype=np.int64)
+    if ms.size == 0:
+        return {}
+
+    def stats(sel: np.ndarray) -> dict:
+        if not sel.any():
+            return {"ticks": 0}
+        return {"ticks": int(sel.sum()), "policy_ms_median": round(float(np.median(ms[sel])), 1),
+                "policy_ms_p95": round(float(np.percentile(ms[sel], 95)), 1),
+                "policy_ms_max": round(float(ms[sel].max()), 1),
+                "jobs_in_system_median": int(np.median(jobs[sel]))}
+
+    bands = {"all": stats(np.ones(ms.size, dtype=bool))}
+    for lo, hi in ((0, 10_000), (10_000, 30_000), (30_000, 50_000), (50_000, None)):
+        key = f"{lo}+" if hi is None else f"{lo}-{hi}"
+        bands[key] = stats((jobs >= lo) & ((jobs < hi) if hi is not None else True))
+    bands["jobs_in_system_max"] = int(jobs.max())
+    return bands
+
+
+def backlog(site: Any, n_jobs: int, burst_s: float) -> tuple[list, str]:
+    """``n_jobs`` training jobs in the system at once (issue 13's load point for the policy's time a tick).
+
+    The first ``n_jobs`` of ITP cluster04's training jobs amplified to the site (``traces.amplify``), their
+    submissions compressed in order into the first ``burst_s`` seconds (each job keeps its own deadline slack
+    and run time), plus the inference service of the replay's span. Nothing is invented beyond the timing:
+    it is the trace's own jobs, arriving as a backlog.
+    """
+    src_days = 4.0
+    while True:
+        jobs, desc = traces.load_workload("itp:cluster04", site, src_days, start_utc=START)
+        train = traces.amplify([j for j in jobs if j.kind != "inference"], site.total_gpus / 1024.0, seed=0)
+        if len(train) >= n_jobs or src_days >= 64:
+            break
+        src_days *= 2
+    train = sorted(train, key=lambda j: (j.submit_s, j.job_id))[:n_jobs]
+    last = max(j.submit_s for j in train) or 1.0
+    out = []
+    for j in train:
+        sub = j.submit_s * burst_s / last
+        dl = None if j.deadline_s is None else sub + (j.deadline_s - j.submit_s)
+        out.append(replace(j, submit_s=sub, deadline_s=dl))
+    inf = [j for j in jobs if j.kind == "inference"]
+    desc = (f"backlog: the first {len(out):,} training jobs of ITP cluster04 ({src_days:g} days, amplified "
+            f"x{site.total_gpus / 1024.0:.2f} by traces.amplify) submitted over the first {burst_s / 3600:g} h, "
+            f"deadline slack kept; + the Azure-derived inference service")
+    return sorted([*out, *inf], key=lambda j: (j.submit_s, j.job_id)), desc
+
+
+def run_case(name: str, site_spec: str, days: float, amplify: float | None, policy: str, profile: bool,
+             backlog_jobs: int = 0) -> dict:
     site = load_site(site_spec)
     t_load = time.perf_counter()
     actual = signals.load_energy(str(nl_energy_csv()), site, START, days + 1)
-    jobs, desc = traces.load_workload("itp:cluster04", site, days, start_utc=START)
     factor = amplify if amplify is not None else 1.0
-    if factor != 1.0:
+    if backlog_jobs:
+        jobs, desc = backlog(site, backlog_jobs, burst_s=2 * 3600.0)
+    else:
+        jobs, desc = traces.load_workload("itp:cluster04", site, days, start_utc=START)
+    if factor != 1.0 and not backlog_jobs:
         # the inference service is already sized to the site (10 % of its GPUs); only training is amplified
         train = [j for j in jobs if j.kind != "inference"]
         inf = [j for j in jobs if j.kind == "inference"]
@@ -82,6 +153,7 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
         "simulate_s": round(wall, 3),
         "slots_per_s": round(n_slots / wall, 1),
         "policy_s": round(s["policy_s"], 3),
+        "per_tick": per_tick(res.reports),
         "profiled": profile,
         "result": {k: s[k] for k in ("grid_carbon_kg", "cap_violations", "jobs_done", "jobs_submitted",
                                      "gpu_utilisation", "inference_served_pct")},
@@ -91,7 +163,9 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", choices=["itp60", "r100k", "all"], default="all")
+    ap.add_argument("--case", choices=["itp60", "r100k", "r100k-backlog", "all"], default="all")
+    ap.add_argument("--backlog-jobs", type=int, default=50_000,
+                    help="r100k-backlog: training jobs arriving over the first 2 h (default 50,000)")
     ap.add_argument("--days", type=float, default=None, help="override the case's days")
     ap.add_argument("--policy", default="backfill")
     ap.add_argument("--no-profile", action="store_true", help="time without cProfile overhead")
@@ -104,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         site = load_site("rotterdam-100k")
         out.append(run_case("r100k", "rotterdam-100k", a.days or 7.0, site.total_gpus / 1024.0, a.policy,
                             not a.no_profile))
+    if a.case == "r100k-backlog":  # not part of "all": a load point for the policy's time a tick
+        out.append(run_case("r100k-backlog", "rotterdam-100k", a.days or 0.5, None, a.policy, not a.no_profile,
+                            backlog_jobs=a.backlog_jobs))
     json.dump({"machine_cores": __import__("os").cpu_count(), "cases": out}, sys.stdout, indent=1)
     print()
     return 0
