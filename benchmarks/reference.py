@@ -33,6 +33,18 @@ runs in one unbroken block that ends only when it is finished (or at the horizon
 ``s[j, t] >= r[j, t] - r[j, t-1]`` with ``sum_t s <= 1``, end indicator ``e[j, t] >= r[j, t-1] - r[j, t]``
 with ``work before t >= (remaining + loss) * e[j, t]``. Use it on small instances (tens of jobs, a few
 dozen slots).
+
+What is attainable on a corpus (issue 11's targets, ``run_attainable``)::
+
+    python benchmarks/optimizer.py --corpus 200 --shared --out out/c            # the plans, the LPs
+    python -m benchmarks.reference --attainable out/c/corpus.json --milp-time-limit 30 --workers 2 --out out/a
+
+For every corpus instance whose plan finishes every job on time at more than 1.02 x its carbon LP, the
+carbon MILP (``solve_milp(carbon_only=True)``, every job required finished and on time: the LP's own
+requirements) gives a proven lower bound on the carbon of every discrete plan that does that work; where it
+exceeds 1.02 x the LP, no plan meets the carbon target there. For every instance whose penalised gap to the
+LP exceeds 3%, the penalised MILP's dual bound; the gap to the best proven bound (the larger of the two)
+is what the plan can still be asked to close.
 """
 
 from __future__ import annotations
@@ -361,20 +373,7 @@ def solve_lp(problem: PlanProblem, time_limit_s: float | None = None, *, carbon_
     HiGHS method (``"highs"``, ``"highs-ds"``, ``"highs-ipm"``; ``"ipm-no-crossover"``: highspy's interior point
     without crossover, the fastest on large instances, optimal to the IPM's tolerances)."""
     t0 = time.perf_counter()
-    m = _build(problem, integer=False)
-    J = problem.n_jobs
-    if carbon_only or require_finished is not None or require_on_time is not None:
-        c, ub = m.c.copy(), m.ub.copy()
-        if carbon_only:
-            c[:] = 0.0
-            c[m.iy : m.iy + problem.n_slots] = m.carbon_coef
-        for mask, first in ((require_finished, m.iu), (require_on_time, m.iv)):
-            if mask is not None:
-                mask = np.asarray(mask, dtype=bool)
-                if mask.shape != (J,):
-                    raise ValueError(f"solve_lp: a requirement mask has shape {mask.shape}; expected ({J},)")
-                ub[first : first + J] = np.where(mask, 0.0, ub[first : first + J])
-        m = replace(m, c=c, ub=ub)
+    m = _restrict(_build(problem, integer=False), problem, carbon_only, require_finished, require_on_time, "solve_lp")
     build_s = time.perf_counter() - t0
     opts: dict[str, Any] = {"presolve": True}
     if time_limit_s is not None:
@@ -402,6 +401,26 @@ def solve_lp(problem: PlanProblem, time_limit_s: float | None = None, *, carbon_
         message=str(res.message), n_vars=m.c.size, n_rows=m.a.shape[0],
         extras={"build_s": build_s, "carbon_g_by_slot": m.carbon_coef * sol[m.iy : m.iy + problem.n_slots]},
     )
+
+
+def _restrict(m: _Model, problem: PlanProblem, carbon_only: bool, require_finished: NDArray[np.bool_] | None,
+              require_on_time: NDArray[np.bool_] | None, who: str) -> _Model:
+    """``m`` with the objective cut to grid carbon (``carbon_only``) and the unfinished work (late work) of
+    the jobs in ``require_finished`` (``require_on_time``) fixed at 0 (see :func:`solve_lp`)."""
+    if not (carbon_only or require_finished is not None or require_on_time is not None):
+        return m
+    J = problem.n_jobs
+    c, ub = m.c.copy(), m.ub.copy()
+    if carbon_only:
+        c[:] = 0.0
+        c[m.iy : m.iy + problem.n_slots] = m.carbon_coef
+    for mask, first in ((require_finished, m.iu), (require_on_time, m.iv)):
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (J,):
+                raise ValueError(f"{who}: a requirement mask has shape {mask.shape}; expected ({J},)")
+            ub[first : first + J] = np.where(mask, 0.0, ub[first : first + J])
+    return replace(m, c=c, ub=ub)
 
 
 def _highspy_ipm(m: _Model, time_limit_s: float | None) -> Any:
@@ -452,10 +471,16 @@ def _as_ub_eq(m: _Model) -> dict[str, Any]:
     return out
 
 
-def solve_milp(problem: PlanProblem, time_limit_s: float = 60.0) -> RefResult:
-    """The exact MILP (see the module docstring) with scipy.optimize.milp (HiGHS branch and bound)."""
+def solve_milp(problem: PlanProblem, time_limit_s: float = 60.0, *, carbon_only: bool = False,
+               require_finished: NDArray[np.bool_] | None = None,
+               require_on_time: NDArray[np.bool_] | None = None) -> RefResult:
+    """The exact MILP (see the module docstring) with scipy.optimize.milp (HiGHS branch and bound).
+    ``carbon_only``, ``require_finished``, ``require_on_time``: as in :func:`solve_lp`; then ``lower_bound``
+    (HiGHS's proven dual bound, also at a time limit) bounds the carbon of every plan that finishes (on
+    time) at least those jobs."""
     t0 = time.perf_counter()
-    m = _build(problem, integer=True)
+    m = _restrict(_build(problem, integer=True), problem, carbon_only, require_finished, require_on_time,
+                  "solve_milp")
     build_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     res = milp(
@@ -506,3 +531,192 @@ def plan_result_from_ref(problem: PlanProblem, ref: RefResult) -> PlanResult:
         objective=ref.objective, lower_bound=ref.lower_bound if np.isfinite(ref.lower_bound) else ref.objective,
         gap=0.0, iterations=0, diagnostics={"source": "benchmarks.reference.solve_milp"},
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What is attainable on a corpus (issue 11): the MILP's proven bounds beside the LP's
+# ---------------------------------------------------------------------------------------------------------
+
+#: Issue 11's corpus targets: carbon / carbon LP bound where the plan finishes every job, the median
+#: penalised-objective gap.
+CARBON_TARGET = 1.02
+GAP_TARGET = 0.03
+
+
+def attainable_tasks(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The MILPs that decide what is attainable on a corpus (``benchmarks/optimizer.py --corpus`` rows):
+    ``("carbon", name)`` for every instance whose plan finishes every job on time and misses
+    :data:`CARBON_TARGET` x its carbon LP, ``("objective", name)`` for every instance whose penalised gap to
+    the LP exceeds :data:`GAP_TARGET` (an instance at or below it stays there against any larger bound, so
+    these decide the median's side of the target). An instance that finishes every job but some late is
+    left out of the carbon MILPs (its LP required only its on-time jobs on time: counted apart)."""
+    out: list[tuple[str, str]] = []
+    for r in rows:
+        if r.get("carbon_vs_lp", 0.0) > CARBON_TARGET and r.get("plan_late", 0) == 0:
+            out.append(("carbon", r["name"]))
+        if r.get("objective_gap_vs_lp", 0.0) > GAP_TARGET:
+            out.append(("objective", r["name"]))
+    return out
+
+
+def _attain_one(arg: tuple[str, str, PlanProblem, float]) -> dict[str, Any]:
+    """One MILP of :func:`attainable_tasks` (a process-pool worker)."""
+    kind, name, pb, limit_s = arg
+    if kind == "carbon":  # every job finished, on time: what the carbon LP of such a plan requires
+        on = np.ones(pb.n_jobs, bool)
+        mi = solve_milp(pb, time_limit_s=limit_s, carbon_only=True, require_finished=on, require_on_time=on)
+        val = mi.carbon_g
+    else:
+        mi = solve_milp(pb, time_limit_s=limit_s)
+        val = mi.objective
+    return {"kind": kind, "name": name, "status": mi.status, "incumbent": val, "bound": mi.lower_bound,
+            "solve_s": mi.solve_s}
+
+
+def attainable_summary(rows: list[dict[str, Any]], milps: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """Issue 11's corpus targets against the best proven bound: per instance the larger of the LP's
+    optimum and the MILP's dual bound (``milps[(kind, name)]``, :func:`_attain_one`), the carbon one where
+    the plan finishes every job on time, the penalised one everywhere the LP was solved."""
+    gaps_lp, gaps_best, per = [], [], []
+    carbon_rows = [r for r in rows if "carbon_vs_lp" in r]
+    within_lp = within_best = unattainable = late_apart = 0
+    for r in rows:
+        rec: dict[str, Any] = {"name": r["name"], "J": r["J"], "T": r["T"], "P": r["P"]}
+        if "objective_gap_vs_lp" in r:
+            obj, lp = r["objective"], r["highs_objective"]
+            m = milps.get(("objective", r["name"]))
+            best = max(lp, m["bound"]) if m and np.isfinite(m["bound"]) else lp
+            g = (obj - best) / max(abs(obj), 1e-9)
+            gaps_lp.append(r["objective_gap_vs_lp"])
+            gaps_best.append(g)
+            rec.update(gap_lp=r["objective_gap_vs_lp"], gap_best=g)
+            if m:
+                rec.update(obj_milp_status=m["status"], obj_milp_bound=m["bound"], obj_milp_incumbent=m["incumbent"],
+                           gap_milp_bound=(obj - m["bound"]) / max(abs(obj), 1e-9) if np.isfinite(m["bound"]) else None,
+                           plan_vs_milp_incumbent=obj / m["incumbent"] if abs(m["incumbent"]) > 1e-6 else None)
+        if "carbon_vs_lp" in r:
+            cl, pc = r["carbon_lp_g"], r["plan_carbon_g"]
+            within_lp += r["carbon_vs_lp"] <= CARBON_TARGET
+            m = milps.get(("carbon", r["name"]))
+            best = max(cl, m["bound"]) if m and np.isfinite(m["bound"]) else cl
+            ratio_best = pc / best if best > 1e-6 else (1.0 if pc <= 1e-6 else math.inf)
+            within_best += ratio_best <= CARBON_TARGET
+            rec.update(carbon_vs_lp=r["carbon_vs_lp"], carbon_vs_best=ratio_best)
+            if r["carbon_vs_lp"] > CARBON_TARGET and r.get("plan_late", 0) > 0:
+                late_apart += 1
+            if m:
+                lb_over = m["bound"] / cl if cl > 1e-6 and np.isfinite(m["bound"]) else None
+                unattainable += bool(lb_over is not None and lb_over > CARBON_TARGET)
+                rec.update(c_milp_status=m["status"], c_milp_bound=m["bound"], c_milp_incumbent=m["incumbent"],
+                           c_milp_bound_vs_lp=lb_over,
+                           carbon_vs_milp_incumbent=pc / m["incumbent"] if m["incumbent"] > 1e-6 else None)
+        per.append(rec)
+    med = lambda xs: float(np.median(xs)) if xs else math.nan  # noqa: E731
+    cm = [m for (k, _), m in milps.items() if k == "carbon"]
+    return {
+        "instances": len(rows), "carbon_n": len(carbon_rows), "carbon_within_lp": within_lp,
+        "carbon_missing_lp": len(carbon_rows) - within_lp, "carbon_milps": len(cm),
+        "carbon_milps_optimal": sum(m["status"] == "optimal" for m in cm),
+        "carbon_unattainable": unattainable, "carbon_missing_but_late": late_apart,
+        "carbon_within_best": within_best,
+        "gap_n": len(gaps_lp), "gap_lp_median": med(gaps_lp), "gap_best_median": med(gaps_best),
+        "gap_lp_within": sum(g <= GAP_TARGET for g in gaps_lp), "gap_best_within": sum(g <= GAP_TARGET for g in gaps_best),
+        "objective_milps": sum(k == "objective" for k, _ in milps),
+        "objective_milps_optimal": sum(m["status"] == "optimal" for (k, _), m in milps.items() if k == "objective"),
+        "per_instance": per,
+    }
+
+
+def run_attainable(corpus_json: list[str], *, time_limit_s: float, workers: int, out: str,
+                   reuse: list[str] | None = None, instances: str | None = None,
+                   write_instances: str | None = None) -> dict[str, Any]:
+    """The MILPs of :func:`attainable_tasks` over one or more ``corpus.json`` files of the same corpus
+    (e.g. a baseline's and a change's: each MILP solved once), then :func:`attainable_summary` per file.
+    ``reuse``: ``attainable.json`` files of earlier runs on the same corpus whose MILPs (bounds of the
+    instance, whatever the plan) are taken as they are. Writes ``attainable.json`` to ``out``.
+    ``write_instances``: only pickle the instances the MILPs need (``{name: PlanProblem}``) to that file;
+    ``instances``: take them from such a file (a machine without the family's dependencies)."""
+    import argparse
+    import json
+    import os
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    files = [json.loads(Path(f).read_text()) for f in corpus_json]
+    ap = argparse.ArgumentParser()  # the corpus options of benchmarks/optimizer.py (its defaults)
+    ap.add_argument("--corpus", type=int)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--corpus-jobs", default="8,32")
+    ap.add_argument("--corpus-slots", default="12,32")
+    keys = set()
+    for fj in files:
+        ca, _ = ap.parse_known_args(fj["meta"]["argv"])
+        keys.add((ca.corpus, ca.seed, ca.corpus_jobs, ca.corpus_slots))
+    if len(keys) != 1:
+        raise ValueError(f"run_attainable: the corpus files describe different corpora {sorted(keys)}; expected one")
+    import scipy
+
+    old = {(r["kind"], r["name"]): r for f in reuse or [] for r in json.loads(Path(f).read_text())["milps"]}
+    tasks = sorted({t for fj in files for t in attainable_tasks(fj["groups"]["corpus"])} - set(old))
+    if instances:
+        inst = pickle.loads(Path(instances).read_bytes())
+    else:
+        from benchmarks.instances import corpus, make
+
+        n, seed, cj, cs = keys.pop()
+        lo_j, hi_j = (int(x) for x in cj.split(","))
+        lo_t, hi_t = (int(x) for x in cs.split(","))
+        want = {name for _, name in tasks}
+        inst = {f"corpus-{s}": make(s, k) for s, k in corpus(n, seed=seed, n_jobs=(lo_j, hi_j), n_slots=(lo_t, hi_t))
+                if f"corpus-{s}" in want}
+    if write_instances:
+        Path(write_instances).write_bytes(pickle.dumps(inst))
+        return {"tasks": tasks}
+    args = [(kind, name, inst[name], time_limit_s) for kind, name in tasks]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as ex:
+        res = [{**r, "scipy": scipy.__version__} for r in ex.map(_attain_one, args)]
+    milps = {**old, **{(r["kind"], r["name"]): r for r in res}}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "milps.json").write_text(json.dumps({"milps": list(milps.values())}, indent=1, default=str))
+    result = {
+        "meta": {"corpus_json": corpus_json, "reuse": reuse or [], "milp_time_limit_s": time_limit_s,
+                 "workers": workers, "cpus": os.cpu_count(), "scipy": scipy.__version__,
+                 "load_average": tuple(round(x, 2) for x in os.getloadavg()), "wall_s": time.perf_counter() - t0},
+        "milps": list(milps.values()),
+        "summaries": {f: attainable_summary(fj["groups"]["corpus"], milps) for f, fj in zip(corpus_json, files)},
+    }
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "attainable.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.reference --attainable CORPUS_JSON [...]``: see :func:`run_attainable`."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="reference solvers: what is attainable on a corpus (issue 11)")
+    ap.add_argument("--attainable", nargs="+", required=True, metavar="CORPUS_JSON",
+                    help="corpus.json files of benchmarks/optimizer.py --corpus (one corpus)")
+    ap.add_argument("--milp-time-limit", type=float, default=20.0, help="seconds per MILP")
+    ap.add_argument("--workers", type=int, default=1, help="MILPs solved at once (processes)")
+    ap.add_argument("--reuse", nargs="*", default=[], metavar="ATTAINABLE_JSON",
+                    help="attainable.json files of earlier runs on the same corpus: their MILPs are not solved again")
+    ap.add_argument("--write-instances", metavar="PICKLE", help="only write the instances the MILPs need")
+    ap.add_argument("--instances", metavar="PICKLE", help="the instances from --write-instances")
+    ap.add_argument("--out", default="out/attainable")
+    a = ap.parse_args(argv)
+    res = run_attainable(a.attainable, time_limit_s=a.milp_time_limit, workers=a.workers, out=a.out, reuse=a.reuse,
+                         instances=a.instances, write_instances=a.write_instances)
+    if a.write_instances:
+        print(f"{len(res['tasks'])} MILPs; their instances in {a.write_instances}")
+        return 0
+    for f, sm in res["summaries"].items():
+        print(json.dumps({"file": f, **{k: v for k, v in sm.items() if k != "per_instance"}}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
