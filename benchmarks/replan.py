@@ -64,8 +64,11 @@ def record(out: Path, ticks: int, from_tick: int, jobs: int, policy: str) -> dic
             with open(path, "wb") as f:
                 pickle.dump({"problem": problem, "warm_start": warm_start, "kwargs": kw}, f,
                             protocol=pickle.HIGHEST_PROTOCOL)
-            kept.append({"tick": tick, "file": path.name, "jobs": int(problem.n_jobs), "slots": int(problem.n_slots)})
-        return real_plan(problem, warm_start=warm_start, **kw)
+        result = real_plan(problem, warm_start=warm_start, **kw)
+        if tick >= from_tick:  # what the policy got: a re-plan of the record must give the same
+            kept.append({"tick": tick, "file": path.name, "jobs": int(problem.n_jobs), "slots": int(problem.n_slots),
+                         "gap": float(result.gap), "unfinished_gpu_s": float(result.unfinished_gpu_s)})
+        return result
 
     kernels.plan = keep  # type: ignore[assignment]
     try:
