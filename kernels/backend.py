@@ -150,6 +150,11 @@ class Ops:
     def take_along(self, a: Any, idx: Any, axis: int) -> Any:
         return np.take_along_axis(a, idx, axis=axis)
 
+    def take_cols(self, a: Any, idx: Any) -> Any:
+        """``a[:, idx]`` for a 2-d ``a`` and 1-d ``idx`` (numpy's ``take`` along axis 1: 2x faster than the
+        fancy index on a (48,000, 192) mask)."""
+        return np.take(a, idx, axis=1)
+
     def inv_perm_rows(self, order: Any) -> Any:
         """``pos`` with ``pos[i, order[i, k]] = k`` for a ``(n, m)`` permutation per row."""
         pos = np.empty_like(order)
@@ -213,9 +218,19 @@ class Ops:
         """``(n, T)`` bool: the running count of true cells along each row of the mask ``m`` is at most
         ``k[i]`` (whole numbers as float). The count in int16 (int32 past 32,000 columns): the same
         comparisons as a float count at a fraction of the memory traffic."""
+        kf = np.floor(np.asarray(k, np.float64))
+        if m.shape[1] <= 255 and m.dtype == np.bool_:
+            # up to 255 columns the count fits a byte: the byte cumsum runs at about 0.6x the int16 one's
+            # time (48,000 x 192: 24 vs 40 ms); k below 0 (no cell) is 0 there and its rows are cleared
+            cs8: Any = np.cumsum(m.view(np.uint8), 1, dtype=np.uint8)
+            out = cs8 <= np.clip(kf, 0, 255).astype(np.uint8)[:, None]
+            neg = np.flatnonzero(kf < 0)
+            if neg.size:
+                out[neg] = False
+            return out
         dt: Any = np.int16 if m.shape[1] < 32_000 else np.int32
         cs: Any = np.cumsum(m, 1, dtype=dt)
-        kk = np.clip(np.floor(np.asarray(k, np.float64)), -1, m.shape[1]).astype(dt)
+        kk = np.clip(kf, -1, m.shape[1]).astype(dt)
         return cs <= kk[:, None]
 
     def cumsum64(self, a: Any, axis: int) -> Any:
@@ -469,6 +484,9 @@ class TorchOps(Ops):
 
     def take_along(self, a: Any, idx: Any, axis: int) -> Any:
         return self.torch.gather(a, axis, idx.long())
+
+    def take_cols(self, a: Any, idx: Any) -> Any:
+        return a[:, idx.long()]
 
     def inv_perm_rows(self, order: Any) -> Any:
         src = self.torch.arange(order.shape[1], device=self._dev).expand(order.shape[0], -1).to(order.dtype)

@@ -118,6 +118,10 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     used_q = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0) if has_q else None
     work_d = xp.astype(tb.work, xp.f64)
     load_d = xp.astype(tb.load, xp.f64)
+    # each pool's slot order, its inverse and its cost prefix sums: the cost is the same every round
+    ords = [xp.argsort(cost[p]) for p in range(P)]  # pools
+    invs = [xp.argsort(o) for o in ords]  # pools
+    ccs = [xp.concatenate([xp.zeros((1,), xp.f64), xp.cumsum(cost[p], 0)], 0) for p in range(P)]  # pools
     for _ in range(rounds):  # rounds
         stay = (pool == d.rpool) & (vmat[:, 0] > 0)
         need = d.R + xp.where(stay, 0.0, d.loss)
@@ -141,7 +145,6 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             qr = xp.nonzero(d.qten[rows] < c.quota.size)
             if qr.shape[0]:
                 free[qr] = free[qr] & ((quota[:, None] - used_q)[d.tenant[rows[qr]]] >= g[qr][:, None] - 1e-9)
-        late = tt >= dl[:, None]
         start_ok = (tt >= rel[:, None]) & ((rp < 0)[:, None] | (tt == 0))  # running NP: start now
         best_key = xp.full((n,), np.inf, xp.f64)
         best_p = xp.full((n,), -1, xp.i64)
@@ -167,18 +170,18 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             want_all = xp.zeros(n, xp.f64)
             ip = xp.nonzero(~npre & okp)
             if ip.shape[0]:  # preemptible: the first feasible cells in slot order, on-time ones before late
-                Fp, Lp = feas[ip], late[ip]
+                Fp = feas[ip]
                 ns, nw = nslots[ip], n_on_want[ip]
-                ordp = xp.argsort(cp)
-                F, L = Fp[:, ordp], Lp[:, ordp]
+                ordp = ords[p]
+                F = xp.take_cols(Fp, ordp)
+                L = ordp[None, :] >= dl[ip][:, None]  # its late cells, in slot order
                 on = F & ~L
                 n_on = xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), nw)
                 take_on = _first_k(xp, on, nw)
                 lt = F & L
                 take_lt = _first_k(xp, lt, ns - n_on)
                 tp = take_on | take_lt
-                pp = xp.zeros((ip.shape[0], T), xp.bool_)
-                pp[:, ordp] = tp
+                pp = xp.take_cols(tp, invs[p])  # back in slot space
                 ntake = xp.astype(xp.count_nonzero(tp, 1), xp.f64)
                 # the costs are on a 2^-30 grid (_grid): their sum is exact in any order (a product, no table)
                 kp = ((xp.maximum(ns, nw) - ntake) * _SHORT + xp.astype(xp.count_nonzero(take_lt, 1), xp.f64) * _LATE
@@ -192,14 +195,15 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
                 nb = xp.astype(nslots[inp], xp.i64)
                 bad = xp.astype(~feas[inp], xp.i32)
                 cb = xp.concatenate([xp.zeros((m, 1), xp.i32), xp.cumsum(bad, 1)], 1)
-                cc = xp.concatenate([xp.zeros((1,), xp.f64), xp.cumsum(cp, 0)], 0)
-                end = xp.minimum(tt + nb[:, None], T)
-                nbad = xp.take_along(cb, end, 1) - cb[:, :T]
-                bcost = cc[end] - cc[:T][None, :]
-                miss = xp.astype(xp.maximum(tt + nb[:, None] - T, 0), xp.f64)
-                blate = (tt + nb[:, None]) > dl[inp][:, None]
-                key_np = miss * _SHORT + xp.where(blate, _LATE, 0.0) + bcost
-                key_np = xp.where(start_ok[inp] & (nbad == 0) & (end > tt), key_np, np.inf)
+                cc = ccs[p]
+                stop = tt + nb[:, None]  # (m, T) where a block started in each slot ends (past T: cut off)
+                end = xp.minimum(stop, T)
+                clear = (xp.take_along(cb, end, 1) == cb[:, :T]) & start_ok[inp] & (nb > 0)[:, None]
+                # slots the block misses past the horizon end, then late, then its cost (the sum in this order)
+                key_np = xp.astype(stop - end, xp.f64) * _SHORT
+                key_np += xp.astype(stop > dl[inp][:, None], xp.f64) * _LATE
+                key_np += cc[end] - cc[:T][None, :]
+                key_np = xp.where(clear, key_np, np.inf)
                 st = xp.argmin(key_np, 1)
                 kbest = xp.take_along(key_np, st[:, None], 1)[:, 0]
                 key[inp] = kbest
@@ -241,16 +245,14 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             ip = xp.nonzero(pre_s & (pl == p))
             if ip.shape[0] == 0:
                 continue
-            ordp = xp.argsort(cost[p])
-            okp_ = ok[ip][:, ordp]
+            ordp = ords[p]
+            okp_ = xp.take_cols(ok[ip], ordp)
             lp_ = (ordp[None, :] >= dl[sel][ip][:, None])
             on = okp_ & ~lp_
             won = best_on[sel][ip]
             n_on = xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), won)
             kept = _first_k(xp, on, won) | _first_k(xp, okp_ & lp_, best_all[sel][ip] - n_on)
-            back = xp.zeros(kept.shape, xp.bool_)
-            back[:, ordp] = kept
-            ok[ip] = back
+            ok[ip] = xp.take_cols(kept, invs[p])
         whole = xp.all(ok == prop, 1)
         ok = ok & (whole | pre_s)[:, None]
         got = xp.any(ok, 1)

@@ -937,7 +937,8 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
     v = xp.zeros((n, T), xp.i8)
     r1c = xp.astype(r1, xp.i32)[:, None]
     r2c = xp.astype(r2, xp.i32)[:, None]
-    has_late = bool(xp.any(late))
+    # each cell's prefix length: r1 on time, r2 late (one (n, T) table instead of a select per step)
+    rc = xp.where(late, r2c, r1c) if bool(xp.any(late)) else r1c
     bnd = jb.bounds  # the jobs are sorted by class: each class's rows a slice (no (n, T) gathers)
     for e in range(E):  # classes (a handful)
         a, z = int(bnd[e]), int(bnd[e + 1])
@@ -947,15 +948,12 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
             if not dv8[e, :, i].any():
                 continue
             rk = rankd[e, :, i][None, :]  # (1, T) the step's rank in its class's order
-            take = rk < r1c[a:z]
-            if has_late:
-                take = xp.where(late[a:z], rk < r2c[a:z], take)
+            take = rk < rc[a:z]
             if ones[e, i]:  # every slot's step is one level: add the mask (no int8 copy and product)
                 v[a:z] += take
             else:
                 v[a:z] += xp.astype(take, xp.i8) * dvd[e, :, i][None, :]
-    v[tt < rel[:, None]] = 0
-    vmat[jb.rows_d] = v
+    vmat[jb.rows_d] = xp.where(tt >= rel[:, None], v, 0)
     return vmat
 
 
@@ -991,11 +989,13 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
         # a level whose watts alone exceed a slot's room above idle cannot use that slot
         bad = (ldv * gn)[:, None] > room
         cs = xp.concatenate([xp.zeros((n, 1), xp.f64), xp.cumsum(val, 1)], 1)
-        cb = xp.concatenate([xp.zeros((n, 1), xp.i64), xp.cumsum(xp.astype(bad, xp.i64), 1)], 1)
         endi = xp.minimum(tt + nn[:, None], T)
         wv = xp.take_along(cs, endi, 1) - cs[:, :T]
-        nbad = xp.take_along(cb, endi, 1) - cb[:, :T]
-        wv = xp.where(released & (nbad == 0), wv, -np.inf)
+        fits = released
+        if bool(xp.any(bad)):  # blocks over such a slot are out (most levels fit every slot: no table)
+            cb = xp.concatenate([xp.zeros((n, 1), xp.i32), xp.cumsum(xp.astype(bad, xp.i32), 1)], 1)
+            fits = fits & (xp.take_along(cb, endi, 1) == cb[:, :T])
+        wv = xp.where(fits, wv, -np.inf)
         wv[running, 1:] = -np.inf  # running: start now
         st = xp.argmax(wv, 1)
         bv = wv[xp.arange(n), st]

@@ -6,19 +6,16 @@ on CPU and 1e-9 on CUDA (GPU reductions sum in another order)."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from _backends import BACKENDS, TORCH_DEVICES  # noqa: E402  (tests/kernels is on sys.path)
+from _problems import small_problem  # noqa: E402
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kernels
 from kernels import backend as B
 from kernels import planner as P
-
-from _backends import BACKENDS, TORCH_DEVICES  # noqa: E402  (tests/kernels is on sys.path)
-from _problems import small_problem  # noqa: E402
-
 
 DEVICES = TORCH_DEVICES
 OPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -263,3 +260,27 @@ def test_small_benchmark_instances_give_the_numpy_plan(be: tuple[str, str]) -> N
         a, b = kernels.plan(pb), kernels.plan(pb, backend=be[0], device=be[1])
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), (J, seed)
         assert np.array_equal(a.power_fraction, b.power_fraction) and a.objective == b.objective, (J, seed)
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("T", [1, 7, 192, 255, 256, 300])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_count_upto_and_take_cols_equal_their_definitions(be: tuple[str, str], T: int, seed: int) -> None:
+    """``count_upto(m, k)`` is ``cumsum(m, 1) <= floor(k)`` on every row (numpy's byte count up to 255
+    columns, its int16 one above): k below 0 (no cell, including -0.5), 0, fractional, at and past T, a full
+    row and an empty one, a non-contiguous mask; ``take_cols(a, idx)`` is ``a[:, idx]`` for a permutation
+    and a repeated index (the list schedule's slot orders)."""
+    xp = B.get_ops(*be)
+    rng = np.random.default_rng(seed * 1009 + T)
+    n = 41
+    m = rng.random((n, 2 * T)) < rng.uniform(0.1, 0.9)
+    m[0], m[1] = True, False
+    k = rng.choice([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.7, T - 1.0, T, T + 0.5, 10.0 * T], n)
+    k[:12] = [-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.7, T - 1.0, T, T + 0.5, 10.0 * T, 3.0]
+    for mm in (np.ascontiguousarray(m[:, :T]), m[:, ::2]):
+        want = np.cumsum(mm, 1) <= np.floor(k)[:, None]
+        got = xp.to_numpy(xp.count_upto(xp.asarray(mm.copy() if be[0] != "numpy" else mm), xp.asarray(k)))
+        assert np.array_equal(got, want), T
+    a = rng.integers(0, 100, (n, T))
+    for idx in (rng.permutation(T), rng.integers(0, T, 2 * T)):
+        assert np.array_equal(xp.to_numpy(xp.take_cols(xp.asarray(a), xp.asarray(idx))), a[:, idx])
