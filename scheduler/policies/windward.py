@@ -23,6 +23,12 @@ What makes a rolling horizon work (each measured by ``python -m benchmarks.polic
 - Slot-0 admission (:meth:`WindwardPolicy._admit_slot0`): a new start whose actual marginal grid carbon in
   the current slot exceeds the value of its work is held back (the optimiser's fill prices watts at a dual
   price that can be below the grid's carbon where the load sits at the wind).
+- Running work in the current slot (:meth:`WindwardPolicy._settle_running_slot0`): each running job
+  without a deadline inside the horizon runs at the level (at or below the planned one) whose work is
+  worth the slot's forecast marginal carbon, or stops when preemptible and its restart costs less than the
+  slot would lose (the optimiser keeps running preemptible work in slot 0 at the level it planned).
+- Work that cannot wait (:meth:`WindwardPolicy._start_due_work`): released work whose latest on-time start
+  is the current slot and that the plan left out starts, in place of cheaper preemptible work.
 - Deadlines inside a slot (:meth:`WindwardPolicy._meet_deadlines_within_slot`): a job whose planned power
   level would end it after its deadline runs at the lowest level that does not.
 - ``run_end_s`` (optional): a run that ends (a demo, a finite replay) is planned up to its end with work
@@ -133,6 +139,7 @@ class WindwardPolicy:
         plan_kwargs: dict[str, Any] | None = None,
         arrival_window_s: float = 24 * 3600.0,
         slot0_admission: bool = True,
+        slot0_running: bool = True,
         run_end_s: float | None = None,
     ) -> None:
         if horizon_hours <= 0:
@@ -146,6 +153,7 @@ class WindwardPolicy:
         self.plan_kwargs = dict(plan_kwargs or {})
         self.arrival_window_s = float(arrival_window_s)
         self.slot0_admission = bool(slot0_admission)
+        self.slot0_running = bool(slot0_running)
         self.run_end_s = None if run_end_s is None else float(run_end_s)
         self._last: tuple[PlanResult, PlanIndex] | None = None
         self._arrivals: dict[str, tuple[float, float]] = {}  # job id -> (submit_s, GPU-seconds of work)
@@ -219,6 +227,8 @@ class WindwardPolicy:
         decisions = decisions_from_result(result, index)
         if self.slot0_admission:
             decisions = self._admit_slot0(snapshot, problem, index, result, decisions)
+        if self.slot0_running:
+            decisions = self._settle_running_slot0(snapshot, problem, index, result, decisions)
         decisions = self._start_due_work(problem, index, decisions)
         # the plan's per-job schedule, computed only when asked (scheduler.reasons: planned_start)
         return replace(self._meet_deadlines_within_slot(snapshot, decisions), schedule=LazySchedule(result, index))
@@ -272,6 +282,73 @@ class WindwardPolicy:
                   snapshot.slot, len(dropped))
         drop = set(dropped)
         return Decisions(run={j: a for j, a in decisions.run.items() if j not in drop}, plan=decisions.plan)
+
+    @staticmethod
+    def _settle_running_slot0(snapshot: Snapshot, problem: PlanProblem, index: PlanIndex, result: PlanResult,
+                              decisions: Decisions) -> Decisions:
+        """Running work in the current slot at the power level its value pays for, or stopped.
+
+        The optimiser's plan keeps running preemptible work in slot 0 (its primal's hysteresis) at the
+        level it took, and its repair lowers levels only where a cap binds: work valued at the clearing
+        price then runs at full power through dirty slots (2023 summer, 2 days: 32-GPU jobs worth 0.018
+        g per GPU-second of work at 1.0 in slots costing 0.078 there, 0.041 at the efficient level;
+        benchmarks/README.md issue 13, round 5). Only the current slot is applied, so it is settled here
+        against its forecast, the way :meth:`_admit_slot0` settles new starts: per running job without a
+        deadline inside the horizon, least valuable first, the net value of the slot at each level of its
+        pool's speed curve at or below the planned one, ``slot_s * (weight * work - carbon_g_per_kwh *
+        grid_w / 3.6e6)`` (``grid_w`` the part of its marginal watts above the wind, given what else runs),
+        against stopping it (preemptible work only), which costs ``weight * gpus * preempt_loss_s`` (the
+        work lost since its checkpoint plus the restart overhead); the best is taken.
+        """
+        from kernels.power import speed
+
+        if not decisions.run or problem.n_jobs == 0:
+            return decisions
+        pools = snapshot.site.pools
+        p_index = {p.name: i for i, p in enumerate(pools)}
+        rows = {jid: i for i, jid in enumerate(index.job_ids[: index.n_real])}
+        pue = float(problem.pue)
+        slot_s = float(problem.slot_s)
+        wind_w = float(problem.wind_w[0])
+        ci = float(problem.carbon_g_per_kwh[0])
+        fac_w = float(result.facility_w[0])
+        T = problem.n_slots
+        cands = []
+        for jid, a in decisions.run.items():
+            i = rows.get(jid)
+            if i is None or problem.must_run[i] or problem.running_pool[i] < 0 or problem.deadline[i] < T:
+                continue
+            cands.append((float(problem.weight[i]), jid, i, a))
+        run = dict(decisions.run)
+        changed = 0
+        for w, jid, i, a in sorted(cands, key=lambda c: c[:2]):
+            pool = pools[p_index[a.pool]]
+            pts = np.asarray(pool.speed_curve, dtype=np.float64)
+            levels = pts[(pts[:, 0] <= a.power_fraction + 1e-9) & (pts[:, 0] >= pool.min_power_fraction - 1e-9), 0]
+            g = float(problem.gpus[i])
+            load_now = pue * g * (a.power_fraction * pool.tdp_w - pool.idle_w)
+            best_f, best_net, best_load = a.power_fraction, -math.inf, load_now
+            for f in np.sort(levels)[::-1].tolist():
+                load_w = pue * g * (f * pool.tdp_w - pool.idle_w)
+                grid_w = min(load_w, max(fac_w - load_now + load_w - wind_w, 0.0))
+                net = slot_s * (w * g * float(speed(pts[:, 0], pts[:, 1], f)) - ci * grid_w / 3.6e6)
+                if net > best_net + 1e-9:
+                    best_f, best_net, best_load = f, net, load_w
+            if problem.preemptible[i] and -w * g * float(problem.preempt_loss_s[i]) > best_net:
+                best_f, best_load = 0.0, 0.0
+            if best_f == a.power_fraction:
+                continue
+            fac_w += best_load - load_now
+            changed += 1
+            if best_f == 0.0:
+                del run[jid]
+            else:
+                run[jid] = Assignment(pool=a.pool, power_fraction=best_f)
+        if not changed:
+            return decisions
+        log.debug("windward slot %d: %d running job(s) lowered or stopped where the slot's carbon exceeds "
+                  "their value", snapshot.slot, changed)
+        return Decisions(run=run, plan=decisions.plan)
 
     @staticmethod
     def _start_due_work(problem: PlanProblem, index: PlanIndex, decisions: Decisions) -> Decisions:

@@ -567,3 +567,61 @@ def test_policy_starts_work_that_cannot_wait_in_place_of_cheaper_work(seed: int)
     room = {j: a for j, a in run.items() if a.pool != "h100-nl-secret"}
     out3 = WindwardPolicy._start_due_work(problem, index, Decisions(run=room))
     assert set(out3.run) == set(room) | due and out3.run["due"].pool == "h100-nl-secret"
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_policy_settles_running_work_at_the_level_its_value_pays_for(seed: int) -> None:
+    """Running work in a dirty slot with no wind (every marginal watt from the grid): each job without a
+    deadline inside the horizon takes the level at or below its planned one with the best net value of the
+    slot, ``slot_s * (weight * gpus * speed - carbon * marginal watts)``, or stops where it is preemptible
+    and its restart (``weight * gpus * preempt_loss_s``) costs less than that best level loses; work worth
+    less than any level's carbon runs at the lowest level where it does not stop, work due inside the
+    horizon is untouched, and under a wind that covers the facility nothing changes (fails without the lowering, the stopping, or the restart cost
+    of WindwardPolicy._settle_running_slot0)."""
+    from dataclasses import replace
+
+    from scheduler.policies.base import Decisions
+    from scheduler.policies.windward import WindwardPolicy
+
+    rng = np.random.default_rng(seed)
+    site = load_site("demo")
+    pool = site.pools[0]
+    pts = np.asarray(pool.speed_curve, dtype=np.float64)
+    levels = pts[pts[:, 0] >= pool.min_power_fraction - 1e-9]
+    ci = 400.0
+    # g per GPU-second of work at each level: the slot's carbon of its marginal watts over its speed
+    cost = ci * site.pue * (levels[:, 0] * pool.tdp_w - pool.idle_w) / 3.6e6 / levels[:, 1]
+    jobs, run, weights, losses = [], {}, [], []
+    for k in range(10):
+        pre = bool(rng.random() < 0.7)
+        f_plan = float(rng.choice(levels[:, 0]))
+        jobs.append(JobState(Job(f"j{k}", "t", "training", 0.0, int(rng.choice([1, 2, 4])), 40 * 3600.0,
+                                 preemptible=pre), "running", pool=pool.name, power_fraction=f_plan))
+        run[f"j{k}"] = Assignment(pool.name, f_plan)
+        weights.append(float(np.exp(rng.uniform(np.log(1e-4), np.log(3 * cost.max())))))
+        losses.append(float(rng.choice([60.0, 600.0, 3600.0, 36000.0])))
+    jobs.append(JobState(Job("due", "t", "training", 0.0, 1, 1800.0, deadline_s=3600.0 + 4 * SLOT_S), "running",
+                         pool=pool.name, power_fraction=1.0))
+    run["due"] = Assignment(pool.name, 1.0)
+    dirty = replace(_forecast(), wind_w=np.zeros(8), carbon_g_per_kwh=np.full(8, ci))
+    snap = _snapshot(tuple(jobs), forecast=dirty)
+    problem, index = build_problem(snap, 8, weights=WeightSettings(terminal_value="clearing"))
+    problem = replace(problem, weight=np.array([*weights, 1e-6]), preempt_loss_s=np.array([*losses, 0.0]))
+    res = replace(_result(np.ones((11, 8), bool), np.ones((11, 8)), np.zeros(11)), facility_w=np.full(8, 40_000.0))
+    out = WindwardPolicy._settle_running_slot0(snap, problem, index, res, Decisions(run=run)).run
+    assert out["due"] == run["due"]
+    for k, js in enumerate(jobs[:-1]):
+        jid, w, g, plan_f = js.job.job_id, weights[k], js.job.gpus, run[js.job.job_id].power_fraction
+        ok = levels[levels[:, 0] <= plan_f + 1e-9]
+        net = SLOT_S * g * (w * ok[:, 1] - ci * site.pue * (ok[:, 0] * pool.tdp_w - pool.idle_w) / 3.6e6)
+        best = int(np.argmax(net[::-1]))  # ties: the higher level
+        want_f = float(ok[::-1][best, 0])
+        if js.job.preemptible and w * g * losses[k] < -net[::-1][best]:
+            assert jid not in out, (k, w, losses[k])
+            continue
+        assert out[jid].power_fraction == pytest.approx(want_f), (k, w, plan_f)
+        if w < cost.min():  # worth less than the carbon of any level: the lowest level where it cannot stop
+            assert want_f == pytest.approx(pool.min_power_fraction)
+    # a wind that covers the facility: every slot is free, nothing changes
+    windy = replace(problem, wind_w=np.full(8, 1e6))
+    assert WindwardPolicy._settle_running_slot0(snap, windy, index, res, Decisions(run=run)).run == run

@@ -29,6 +29,7 @@ def test_variants_change_only_the_fields_they_name() -> None:
     assert isinstance(v, WindwardPolicy) and v.name == "windward:clearing_margin=0.5+age_h=72+slot0=0"
     assert v.weights == replace(DEFAULT_WEIGHTS, clearing_margin=0.5, age_h=72.0)
     assert v.slot0_admission is False and plain.slot0_admission is True
+    assert make_study_policy("windward:slot0run=0").slot0_running is False and plain.slot0_running is True
     assert make_study_policy("backfill").name == "backfill"
 
 
