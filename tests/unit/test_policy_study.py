@@ -57,7 +57,12 @@ def test_table_gives_medians_per_set_and_over_all_cases() -> None:
     lines = table(rows).splitlines()
     assert len(lines) == 2 + 3 * 2  # two sets and "all", two policies each
     all_w = next(x for x in lines if x.startswith("| all | windward |"))
-    # ratios 1.05, 1.26, 1.1 -> 1.100; carbon vs backfill -30%, -10%, -20% -> -20%; misses summed 3/12
-    assert "| 3 | 1.100 |" in all_w and "| -20.0% |" in all_w and "| 3/12 |" in all_w
+    # ratios 1.05, 1.26, 1.1 -> 1.100; carbon vs backfill as run -30%, -10%, -20% -> -20%; misses summed 3/12;
+    # at equal work, paired ratios 1.05 / 1.5, 1.26 / 1.4 (case c: backfill has no ratio) -> -30%, -10% -> -20%
+    assert "| 3 | 1.100 |" in all_w and "| -20.0% | -20.0% |" in all_w and "| 3/12 |" in all_w
+    # less work at the same carbon: as run it looks equal, at equal work it is dearer
+    short = [_row("s", "a", "backfill", 100.0, 1.2), {**_row("s", "a", "windward", 100.0, 1.5), "work_gpu_h": 80.0}]
+    w_line = next(x for x in table(short).splitlines() if x.startswith("| s | windward |"))
+    assert "| +25.0% | +0.0% | -20.0% |" in w_line
     one = table(rows[:4]).splitlines()
     assert not any(x.startswith("| all |") for x in one)  # one set: no "all" rows
