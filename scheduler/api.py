@@ -626,10 +626,12 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
 
     @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready yet"}})
     def readyz() -> JSONResponse:
-        """State open, executor ready, first tick done."""
+        """State open, executor ready, control loop running (its first tick may still be reading a
+        restart's jobs in: ``first_tick_done``); submissions are accepted and committed."""
         checks = service.readiness()
         ok = all(checks.values())
-        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+        return JSONResponse({"ready": ok, "checks": checks, "first_tick_done": service.first_tick_done},
+                            status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> Response:

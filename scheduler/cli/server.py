@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -21,6 +23,51 @@ def _resume_gc() -> None:
     if not gc.isenabled():
         gc.freeze()
         gc.enable()
+
+
+#: Wall seconds between the server's collections of its old generation (:class:`OldGeneration`).
+OLD_GENERATION_COLLECT_S = 3600.0
+
+
+class OldGeneration:
+    """The server's schedule for the cyclic collector once serving (``Service.start(after_tick=)``, in the
+    loop's thread after every tick): what survived an automatic full collection is frozen (``gc.freeze``)
+    into an old generation that later full collections do not scan, and that old generation is collected
+    (unfrozen, collected, frozen again) once every ``collect_every_s`` of ``clock``.
+
+    Why: the ledger grows with the queue (Job, LoopJob, JobState per queued job), and every automatic full
+    collection scanned all of it with the interpreter held: at 16 clients submitting ~1,000 jobs a second,
+    full collections of 50-110 ms every few seconds, each one a stall of every request in flight, were the
+    submissions' p99 (benchmarks/README.md, issue 16, round 5). Frozen objects are still freed by reference
+    counting (a job the ledger drops); only cyclic garbage made of objects frozen while alive waits for the
+    old generation's collection (one pause of a full collection per ``collect_every_s``)."""
+
+    def __init__(self, collect_every_s: float = OLD_GENERATION_COLLECT_S, clock: Callable[[], float] = time.monotonic):
+        self._every_s = float(collect_every_s)
+        self._clock = clock
+        self._last_s = clock()
+        self._full = _full_collections()
+
+    def after_tick(self) -> None:
+        import gc
+
+        if not gc.isenabled():  # still paused by the start (its _resume_gc freezes)
+            return
+        now = self._clock()
+        if now - self._last_s >= self._every_s:
+            self._last_s = now
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        elif _full_collections() != self._full:
+            gc.freeze()
+        self._full = _full_collections()
+
+
+def _full_collections() -> int:
+    import gc
+
+    return int(gc.get_stats()[2]["collections"])
 
 
 def register(app: typer.Typer) -> None:
@@ -178,11 +225,20 @@ def register(app: typer.Typer) -> None:
             _resume_gc()
             sys.setswitchinterval(SWITCH_INTERVAL_S)
 
-        service.start(after_first_tick=_after_first_tick)
+        # The control loop starts once uvicorn listens: a restart's first tick reads the active jobs into
+        # its ledger (30,000: 0.6 s of CPU with the tick), and started before uvicorn it held the interpreter
+        # while uvicorn started, every hand-off back a switch interval: ready 2.2-3.1 s instead of 1.5
+        # (benchmarks/README.md, issue 16, round 5). /readyz is 503 until the loop runs.
+        class _Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets=sockets)
+                if self.started:
+                    service.start(after_first_tick=_after_first_tick, after_tick=OldGeneration().after_tick)
+
         # httptools / uvloop when installed ("auto"); no access log: a line per request costs throughput
         config = uvicorn.Config(app_, log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
                                 http="auto", loop="auto")  # fmt: skip
-        srv = uvicorn.Server(config)
+        srv = _Server(config)
         try:
             srv.run(sockets=[sock])
         finally:

@@ -7,8 +7,10 @@ after a start that fails before serving; and resuming it is idempotent."""
 from __future__ import annotations
 
 import gc
+import random
 import socket
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scheduler.cli import app
-from scheduler.cli.server import _resume_gc
+from scheduler.cli.server import OldGeneration, _resume_gc
 from scheduler.models import JobSpec, load_site, load_tenants
 from scheduler.policies.base import Decisions, Snapshot
 from scheduler.service import Service, ServiceConfig
@@ -117,3 +119,117 @@ def test_a_start_that_fails_leaves_the_collector_on(tmp_path: Path, case: str, c
         busy.close()
     assert res.exit_code != 0
     assert gc.isenabled(), res.output
+
+
+# ------------------------------------------------------------------------- once serving (round 5)
+
+
+@pytest.fixture
+def no_automatic_collections(collector_restored: Any) -> Iterator[None]:
+    """The collector on, nothing frozen, and no automatic collection during the test (a threshold no test
+    reaches): only the collections a test makes happen."""
+    old = gc.get_threshold()
+    gc.unfreeze()
+    gc.enable()
+    gc.set_threshold(10**9, 10**9, 10**9)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+class _Node:
+    """A gc-tracked object that can be part of a cycle and be watched through a weak reference."""
+
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def _cycles(rng: random.Random) -> tuple[list[_Node], list[weakref.ref[_Node]]]:
+    """Cycles of 2-5 nodes, one node of each in the list returned (drop it: they are cyclic garbage), and
+    weak references to all their nodes."""
+    heads: list[_Node] = []
+    refs: list[weakref.ref[_Node]] = []
+    for _ in range(rng.randint(1, 6)):
+        ring = [_Node() for _ in range(rng.randint(2, 5))]
+        for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
+            a.other = b
+        heads.append(ring[0])
+        refs += [weakref.ref(n) for n in ring]
+    return heads, refs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_what_survives_a_full_collection_is_frozen(no_automatic_collections: Any, seed: int) -> None:
+    rng = random.Random(seed)
+    now = [0.0]
+    sched = OldGeneration(collect_every_s=3600.0, clock=lambda: now[0])
+    kept = [[i] for i in range(rng.randint(100, 3000))]
+    for _ in range(rng.randint(1, 4)):  # ticks without a full collection: nothing frozen
+        gc.collect(rng.choice([0, 1]))
+        now[0] += rng.uniform(0.01, 10.0)
+        sched.after_tick()
+        assert gc.get_freeze_count() == 0
+    gc.collect()  # a full collection (the automatic ones count the same)
+    sched.after_tick()
+    assert gc.get_freeze_count() >= len(kept)  # its survivors: out of later full collections' scans
+    frozen = gc.get_freeze_count()
+    sched.after_tick()  # no full collection since: no second freeze
+    assert gc.get_freeze_count() == frozen
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_old_generation_is_collected_on_schedule(no_automatic_collections: Any, seed: int) -> None:
+    """Cycles that die after they were frozen are not leaked: the schedule's collection reclaims them (and
+    not before it), and what survives is frozen again."""
+    rng = random.Random(seed)
+    now = [0.0]
+    every = rng.uniform(60.0, 7200.0)
+    sched = OldGeneration(collect_every_s=every, clock=lambda: now[0])
+    heads, refs = _cycles(rng)  # alive through a full collection: frozen with its survivors
+    gc.collect()
+    sched.after_tick()
+    assert gc.get_freeze_count() > 0
+    del heads  # now cyclic garbage, frozen
+    now[0] += every * rng.uniform(0.1, 0.9)
+    gc.collect()
+    sched.after_tick()
+    assert all(r() is not None for r in refs), "frozen cycles are not scanned by the automatic collections"
+    now[0] += every  # the schedule's collection is due
+    sched.after_tick()
+    assert all(r() is None for r in refs), "the old generation's collection reclaimed the cycles"
+    assert gc.get_freeze_count() > 0  # and froze what survived
+
+
+def test_the_schedule_waits_while_the_start_pauses_the_collector(no_automatic_collections: Any) -> None:
+    now = [0.0]
+    sched = OldGeneration(collect_every_s=1.0, clock=lambda: now[0])
+    gc.disable()
+    gc.collect()
+    now[0] = 10.0
+    sched.after_tick()
+    assert gc.get_freeze_count() == 0 and not gc.isenabled()  # _resume_gc's part, not the schedule's
+
+
+def test_the_after_tick_hook_runs_after_every_tick(tmp_path: Path) -> None:
+    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
+                        policy="backfill", tick_seconds=0.05, min_event_tick_interval_s=0.0)  # fmt: skip
+    svc = Service(cfg)
+    seen: list[tuple[int, str]] = []
+
+    def hook() -> None:
+        seen.append((svc._ticks, threading.current_thread().name))
+        if len(seen) == 2:
+            raise RuntimeError("a failing hook does not stop the loop")
+
+    try:
+        svc.start(after_tick=hook)
+        for _ in range(400):
+            if len(seen) >= 5:
+                break
+            threading.Event().wait(0.05)
+    finally:
+        svc.stop()
+    assert len(seen) >= 5
+    assert [t for t, _ in seen] == list(range(1, len(seen) + 1))  # once after each tick, in order
+    assert {name for _, name in seen} == {"windward-loop"}

@@ -5,44 +5,22 @@ cache keyed by a job's needs must answer exactly what ``eligible_pools`` answers
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from seeded_specs import random_spec
 
 from scheduler.auth import tenant_pools
+from scheduler.errors import InputError
 from scheduler.jobs import Job, eligible_pools
-from scheduler.models import JobSpec, load_site, load_tenants
+from scheduler.models import load_site, load_tenants
 from scheduler.policies.capacity import EligibilityCache
 from scheduler.state import ACTIVE_STATES, StateStore, StopOutcome
 
 T0 = 1_800_000_000.0
 
-
-def _spec(rng: random.Random, i: int) -> JobSpec:
-    d: dict[str, object] = {"name": f"j{i}", "gpus": rng.choice([1, 2, 4, 8, 16]),
-                            "duration_s": rng.choice([60.0, 3600.0, 7200.5])}  # fmt: skip
-    if rng.random() < 0.3:
-        d["deadline"] = "2027-01-20T00:00:00Z"
-    if rng.random() < 0.3:
-        d["priority"] = rng.randint(-5, 5)
-    if rng.random() < 0.3:
-        d["preemptible"] = False
-    if rng.random() < 0.2:
-        d["checkpoint_interval_s"] = 600.0
-    if rng.random() < 0.2:
-        d["pool"] = rng.choice(["h100-eu-public", "gpu=h100,jurisdiction=eu"])
-    if rng.random() < 0.2:
-        d["requires"] = {"jurisdiction": "eu"}
-    if rng.random() < 0.2:
-        d["kind"] = rng.choice(["batch", "inference"])
-    if rng.random() < 0.2:
-        d["entrypoint"] = "python train.py"
-        if rng.random() < 0.5:
-            d["args"] = ["--lr", "0.1"]
-            d["env"] = {"A": "1"}
-    if rng.random() < 0.1:
-        d["begin"] = "2027-01-16T00:00:00Z"
-    return JobSpec.model_validate(d)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -55,7 +33,7 @@ def test_active_for_restart_is_the_active_records_as_jobs(tmp_path: Path, seed: 
     ids = []
     for i in range(rng.randint(20, 80)):
         t = rng.choice(tenants).name
-        ids.append(s.submit(t, _spec(rng, i), None if rng.random() < 0.5 else f"k{i}", T0 + i).record.id)
+        ids.append(s.submit(t, random_spec(rng, i), None if rng.random() < 0.5 else f"k{i}", T0 + i).record.id)
     # some run, some of those finish, fail or are preempted, some queued ones are cancelled
     for jid in rng.sample(ids, len(ids) // 2):
         aid = s.intend("start", jid, {}, T0 + 100)
@@ -114,7 +92,7 @@ def test_job_extras_parses_only_specs_that_carry_extras(seed: int, monkeypatch: 
     real_loads = json_mod.loads
     monkeypatch.setattr(json_mod, "loads", lambda s, *a, **k: parsed.append(s) or real_loads(s, *a, **k))
     for i in range(60):
-        sp = _spec(rng, i)
+        sp = random_spec(rng, i)
         canon = _canonical(sp)[0]
         old = canon
         for k in _NO_EXTRAS:  # as stored by an older version: some null keys absent
@@ -146,7 +124,7 @@ def test_counts_at_open_come_from_the_index_and_equal_the_rows(tmp_path: Path, s
     tenants = [t.name for t in load_tenants().tenants if t.name != "defence"]
     path = tmp_path / "s.sqlite"
     s = StateStore(path)
-    ids = [s.submit(rng.choice(tenants), _spec(rng, i), None, T0 + i).record.id for i in range(rng.randint(30, 90))]
+    ids = [s.submit(rng.choice(tenants), random_spec(rng, i), None, T0 + i).record.id for i in range(rng.randint(30, 90))]
     for jid in rng.sample(ids, len(ids) // 2):
         aid = s.intend("start", jid, {}, T0 + 100)
         s.record_started(aid, jid, "h100-eu-public", {"jurisdiction": "eu"}, (0,), 1.0, T0 + 100)
@@ -173,3 +151,145 @@ def test_counts_at_open_come_from_the_index_and_equal_the_rows(tmp_path: Path, s
     db = sqlite3.connect(path)
     assert db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name='jobs_state_tenant'").fetchone()
     db.close()
+
+
+# ------------------------------------------- ready before the first tick (round 5): the ledger at the first tick
+
+
+def _restart_state(tmp_path: Path, rng: random.Random) -> tuple[Path, list[str]]:
+    """A state left by a server: queued, running (requeued by the restart: nothing runs on a new simulated
+    executor), ended and cancelled jobs; the ids of all."""
+    path = tmp_path / "s.sqlite"
+    s = StateStore(path)
+    tenants = [t.name for t in load_tenants().tenants if t.name != "defence"]
+    ids = [s.submit(rng.choice(tenants), random_spec(rng, i), f"k{i}", T0 + i).record.id
+           for i in range(rng.randint(20, 70))]  # fmt: skip
+    resumed = ""
+    for k, jid in enumerate(rng.sample(ids, len(ids) // 3)):
+        aid = s.intend("start", jid, {}, T0 + 100)
+        s.record_started(aid, jid, "h100-eu-public", {"jurisdiction": "eu"}, (0,), 1.0, T0 + 100)
+        # queued: preempted, to resume from its checkpoint (one at least)
+        end = "queued" if k == 0 else rng.choice(["running", "finished", "failed", "queued"])
+        resumed = jid if k == 0 else resumed
+        if end != "running":
+            s.record_outcomes(stopped=[StopOutcome(None, jid, end, 10.0, "x", 5.0 if end == "queued" else None)],
+                              now_unix_s=T0 + 200)  # fmt: skip
+    for jid in rng.sample([i for i in ids if i != resumed], len(ids) // 6):
+        s.request_cancel(jid, T0 + 300)
+    s.close()
+    return path, ids
+
+
+def _service(path: Path, policy: object = None) -> object:
+    from scheduler.service import Service, ServiceConfig
+
+    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(path), policy="backfill",
+                        tick_seconds=3600.0, min_event_tick_interval_s=0.0)  # fmt: skip
+    return Service(cfg, wall=lambda: T0 + 400.0, policy=policy)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_first_tick_takes_in_the_stored_jobs_and_those_submitted_before_it(tmp_path: Path, seed: int) -> None:
+    """A restarted service answers before its ledger is built: the first tick reads the active rows in,
+    with the submissions committed since the restart (each once: a job committed while it reads is seen
+    by both the read and the inbox), and a cancel asked before it still stops its job."""
+    rng = random.Random(seed)
+    path, ids = _restart_state(tmp_path, rng)
+    svc: Any = _service(path)
+    try:
+        assert not svc.loop.records  # nothing read per job by the constructor
+        tenants = [t for t in svc.tenants.values() if t.name != "defence"]
+        new: list[str] = []
+        sent: list[tuple[Any, Any, str]] = []
+        for i in range(rng.randint(0, 25)):
+            if sent and rng.random() < 0.3:  # a retry: the same job, not a second one
+                tenant, spec, key = rng.choice(sent)
+                r = svc.submit(tenant, spec, key)
+                assert not r.created and r.record.id in new
+                continue
+            tenant, spec = rng.choice(tenants), random_spec(rng, 1000 + i)
+            key = f"n{i}" if rng.random() < 0.6 else None
+            try:
+                r = svc.submit(tenant, spec, key)
+            except InputError:  # over the tenant's quota: refused, as by any server
+                continue
+            assert r.created
+            new.append(r.record.id)
+            if key is not None:
+                sent.append((tenant, spec, key))
+        stored = {r.id: r for r in svc.store.list_jobs(states=ACTIVE_STATES)}
+        assert set(new) <= set(stored)
+        assert any(r.work_done_s > 0 for r in stored.values())  # the family has jobs with work to resume
+        fresh = sorted(j for j, r in stored.items() if r.work_done_s == 0)
+        cancel = rng.sample(fresh, min(3, len(fresh)))
+        for jid in cancel:
+            svc.cancel(jid)
+        before = {r.id: r for r in svc.store.list_jobs(states=ACTIVE_STATES)}
+        out = svc.tick()
+        active = {r.id for r in svc.store.list_jobs(states=ACTIVE_STATES)}
+        assert set(svc.loop.records) == active  # the ledger is the store's active jobs, no more, no less
+        for jid, rec in svc.loop.records.items():  # each from its stored progress (work done, checkpoint)
+            if jid not in out.report.starts:
+                assert (rec.work_done_s, rec.checkpoint_work_s) == (before[jid].work_done_s,
+                                                                    before[jid].checkpoint_work_s), jid
+        assert not active & set(cancel)
+        assert set(new) - set(cancel) <= active | {r.id for r in svc.store.list_jobs() if r.state == "finished"}
+    finally:
+        svc.stop()
+
+
+class _Gate:
+    """A policy whose first decision waits for ``release`` (a first tick in progress), then queues all."""
+
+    name = "gate"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.fail = fail
+        self.calls = 0
+
+    def decide(self, snapshot: Any) -> Any:
+        from scheduler.policies.base import Decisions
+
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.release.wait(60)
+            if self.fail:
+                raise RuntimeError("the first tick fails")
+        return Decisions(run={})
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_ready_while_the_first_tick_runs_and_not_after_it_failed(tmp_path: Path, fail: bool) -> None:
+    rng = random.Random(7)
+    path, _ = _restart_state(tmp_path, rng)
+    gate = _Gate(fail)
+    svc: Any = _service(path, gate)
+    try:
+        assert not svc.readiness()["loop_running"]  # not started: not ready
+        svc.start()
+        assert gate.entered.wait(60)
+        assert all(svc.readiness().values()) and not svc.first_tick_done
+        # ready means: a submission is accepted and committed now, and the first tick takes it in
+        r = svc.submit(svc.tenants["science"], random_spec(rng, 999), None)
+        assert svc.store.get(r.record.id) is not None
+        gate.release.set()
+        for _ in range(600):
+            if svc.first_tick_done or svc._last_error:
+                break
+            threading.Event().wait(0.02)
+        if fail:
+            assert not svc.first_tick_done and not svc.readiness()["loop_running"]
+        else:
+            assert svc.first_tick_done and all(svc.readiness().values())
+            # committed while the first tick decided (after its inbox): the commit's event tick takes it in
+            for _ in range(600):
+                if r.record.id in svc.loop.records:
+                    break
+                threading.Event().wait(0.02)
+            assert r.record.id in svc.loop.records
+    finally:
+        gate.release.set()
+        svc.stop()

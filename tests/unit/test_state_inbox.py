@@ -10,35 +10,15 @@ import random
 from pathlib import Path
 
 import pytest
+from seeded_specs import random_spec
 
 from scheduler.auth import tenant_pools
 from scheduler.errors import InputError
-from scheduler.models import JobSpec, load_site, load_tenants
+from scheduler.models import load_site, load_tenants
 from scheduler.service import ServiceConfig, event_tick_wait_s
 from scheduler.state import StateStore, StopOutcome
 
 T0 = 1_800_000_000.0
-
-
-def _spec(rng: random.Random, i: int) -> JobSpec:
-    d: dict[str, object] = {"name": f"j{i}", "gpus": rng.choice([1, 2, 4, 8]), "duration_s": rng.choice([60.0, 7200.5])}
-    if rng.random() < 0.3:
-        d["deadline"] = "2027-01-20T00:00:00Z"
-    if rng.random() < 0.3:
-        d["priority"] = rng.randint(-5, 5)
-    if rng.random() < 0.3:
-        d["preemptible"] = False
-    if rng.random() < 0.2:
-        d["pool"] = rng.choice(["h100-eu-public", "gpu=h100,jurisdiction=eu"])
-    if rng.random() < 0.2:
-        d["kind"] = rng.choice(["batch", "inference"])
-    if rng.random() < 0.2:
-        d["entrypoint"] = "python train.py"
-        d["args"] = ["--lr", "0.1"]
-        d["env"] = {"A": "1"}
-    if rng.random() < 0.1:
-        d["begin"] = "2027-01-16T00:00:00Z"
-    return JobSpec.model_validate(d)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -54,7 +34,7 @@ def test_queued_after_is_the_queued_records_after_a_seq_as_jobs(tmp_path: Path, 
     for rnd in range(rng.randint(3, 6)):  # rounds of submissions and changes, the inbox drained after each
         for i in range(rng.randint(0, 40)):
             t = rng.choice(tenants).name
-            ids.append(s.submit(t, _spec(rng, 100 * rnd + i), None, T0 + i).record.id)
+            ids.append(s.submit(t, random_spec(rng, 100 * rnd + i), None, T0 + i).record.id)
         for jid in rng.sample(ids, len(ids) // 4):  # some start, end or are cancelled before the drain
             if s.get(jid).state != "queued":  # type: ignore[union-attr]
                 continue
