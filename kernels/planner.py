@@ -1843,12 +1843,14 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         own = _summary(c, ev)
     elif used:
         vmat, pool, ev = gv, gp, gev
+        if search:  # the witness carries the plan: its power levels searched all the same (it stays dominant)
+            vmat, pool, ev, wvar = powersearch.refine(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, "greedy_witness")
     # the plan leaves the device once, as the contract's host arrays
     pf = xp.to_numpy(d.fv32[xp.index(vmat)])
     run = xp.to_numpy(vmat > 0)
     return _result(problem, c, run, pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
                    {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
-                    "primal_variant": variant if not used else "greedy_witness",
+                    "primal_variant": variant if not used else wvar if search else "greedy_witness",
                     "witness": {"ran": True, "used": bool(used), "reason": why, "age_ticks": 0,
                                 "same_plan": bool(xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **wit},
                     "own_plan": own,
