@@ -26,7 +26,7 @@ job that does not run now may move whole to another eligible pool: the best of t
   ``TRIMS`` passes then undo, per row, the dearest last step that the surplus over its need covers (the
   prefix overshoots by less than one step).
 
-Four phases per round, each accepted on its own:
+Five phases per round, each accepted on its own:
 - ``carbon``: finished jobs (on time where they have a deadline inside the horizon, which is then their
   limit): ``req`` = their need, no value: the same work, cheaper. Kept where the exact carbon does not rise
   and the objective falls.
@@ -43,6 +43,15 @@ Four phases per round, each accepted on its own:
   up), the room freed is list-scheduled at each pool's lowest level (the most work per watt), most valuable
   work first (:func:`kernels.listsched.list_schedule`), and the work phase runs on top. Kept where the exact
   objective falls and the plan still dominates its floor.
+- ``pairs``: two rows exchange watts in one slot, where a slot's watts are dear (above the wind) or capped
+  and no row alone gains by moving: a donor lowers its level there (a finished row one step, buying the
+  work back with one step up in another slot; an unfinished row to any lower level, giving up that work's
+  value), a receiver raises its level there into what that frees (an unfinished row to any higher level,
+  gaining that work's value; a finished row one step, giving a step back in another slot). The slot is
+  costed for both at once, the cap checked for both (:func:`_pair_moves`); per slot the best pair, at most
+  one exchange per row, applied together and checked whole against every cap (then halved). Kept where
+  the exact objective falls, no job finished (on time) before is not after, and the plan still dominates
+  its floor. Only where rows x slots x slots stays under ``PAIR_MAX``.
 
 Acceptance: the rows that would change and save (by their own estimate) go in order of that saving
 (largest first) through prefix sums of what they ADD (GPUs per pool, GPUs per tenant, facility watts
@@ -83,8 +92,11 @@ TRIMS = 3  # overshoot trims per row and phase
 WORK_REPEATS = 8  # work-phase passes per round (unfinished rows compete for the same room)
 EXCHANGES = 3  # exchange rounds per row and phase (give back one step, buy cheaper ones: _exchange)
 EXCHANGE_ADD = 3  # at most this many next steps bought per exchange
+PAIR_K = 6  # pair phase: donors and receivers tried per slot (every pair of them)
+PAIR_MAX = 4_000_000  # pair phase: runs where rows x slots x slots stays under this (its (n, T, T) tables)
 _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
-PHASES = ("carbon", "blocks", "work", "congest")
+_TOL_G = 1e-6  # grams: an estimated gain below this is none
+PHASES = ("carbon", "blocks", "work", "congest", "pairs")
 
 
 def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, *,
@@ -100,8 +112,9 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     changed = 0
     for _ in range(rounds):  # improvement rounds
         moved = 0
-        for phase in PHASES:  # carbon, work, congest
+        for phase in PHASES:  # carbon, blocks, work, congest, pairs
             vmat, pool, ev, k = (_work(problem, xp, c, pr, d, tb, vmat, pool, ev, floor) if phase == "work"
+                                 else _pairs(problem, xp, c, pr, d, tb, vmat, pool, ev, floor) if phase == "pairs"
                                  else _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, phase, floor))
             moved += k
         changed += moved
@@ -220,6 +233,220 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     return vmat, pool, ev, 0
 
 
+def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+           ev: dict[str, Any], floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+    """The pair phase (module docstring): per slot the best exchange of :func:`_pair_moves`, at most one
+    per row (an exchange is kept where it is the best of every exchange its two rows are in), applied
+    together, then the first half of them (by estimated gain) while the result breaks a cap or fails the
+    exact test (``HALVINGS`` times)."""
+    T = c.T
+    finished = np.asarray(ev["finished"], bool)
+    need_h = np.asarray(ev["need_s"], np.float64)
+    won_h = np.asarray(ev["work_on_time_s"], np.float64)
+    on_time = won_h >= need_h - 1e-6 * np.maximum(need_h, 1.0)
+    got = _pair_candidates(xp, c, d, tb, vmat, pool, ev)
+    if got is None:
+        return vmat, pool, ev, 0
+    rows, gain, a, b, la, lb, sa, las, sb, lbs = got
+    n = int(rows.shape[0])
+    tt = xp.arange(T)
+    cand = gain > 0
+    if not bool(xp.any(cand)):
+        return vmat, pool, ev, 0
+    rr = xp.arange(n)[:, None]
+    inv = cand[None, :] & ((a[None, :] == rr) | (b[None, :] == rr))  # (n, T): row r in slot t's exchange
+    best = xp.argmax(xp.where(inv, gain[None, :], -float("inf")), 1)  # each row's best exchange (first: ties)
+    keep = cand & (xp.take(best, a) == tt) & (xp.take(best, b) == tt)
+    ks = xp.nonzero(keep)
+    order = ks[xp.argsort(-gain[ks])]  # largest estimated gain first (stable: ties by slot)
+    m = int(order.shape[0])
+    sub = xp.astype(vmat[rows], xp.i64)
+    busy0, fac0 = _pl._usage(d, tb, vmat, pool, xp)
+    cap = d.cap_w * (1 - 1e-6) - 1.0
+    has_q = bool(np.isfinite(c.quota).any())
+    quota = xp.asarray(c.quota, xp.f64)
+    q0 = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0) if has_q else None
+    for _ in range(HALVINGS + 1):  # halvings of the exchanges (a prefix in gain order)
+        e = order[:m]
+        r_t = xp.full((n,), -1, xp.i64)
+        r_s = xp.full((n,), -1, xp.i64)
+        l_t = xp.zeros(n, xp.i64)
+        l_s = xp.zeros(n, xp.i64)
+        for who, lv_t, sx, lv_s in ((a, la, sa, las), (b, lb, sb, lbs)):  # donors, receivers
+            rw = xp.take(who, e)
+            r_t[rw] = e
+            r_s[rw] = xp.take(sx, e)
+            l_t[rw] = xp.take(lv_t, e)
+            l_s[rw] = xp.take(lv_s, e)
+        new_sub = xp.where(tt[None, :] == r_t[:, None], l_t[:, None],
+                           xp.where(tt[None, :] == r_s[:, None], l_s[:, None], sub))
+        nv = xp.copy(vmat)
+        ch = xp.nonzero(r_t >= 0)
+        nv[rows[ch]] = xp.astype(new_sub[ch], vmat.dtype)
+        busy, fac = _pl._usage(d, tb, nv, pool, xp)
+        ok = bool(xp.all((fac <= cap) | (fac <= fac0))) and bool(xp.all((busy <= d.H + 1e-6) | (busy <= busy0)))
+        if ok and q0 is not None:
+            q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, nv > 0)
+            ok = bool(xp.all((q <= quota[:, None] + 1e-9) | (q <= q0)))
+        if ok:
+            nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
+            if _passes(c, "pairs", ev, nev, finished, on_time, floor):
+                return nv, pool, nev, m
+        m //= 2
+        if m == 0:
+            break
+    return vmat, pool, ev, 0
+
+
+def _pair_candidates(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The pair phase's rows (preemptible, not must-run, with a pool: finished on time, or unfinished) and
+    :func:`_pair_moves` on them: ``(rows, gain, a, b, la, lb, sa, las, sb, lbs)``; ``None`` where there are
+    fewer than two rows or their ``(n, T, T)`` tables would exceed ``PAIR_MAX``."""
+    T = c.T
+    finished = np.asarray(ev["finished"], bool)
+    need_h = np.asarray(ev["need_s"], np.float64)
+    won_h = np.asarray(ev["work_on_time_s"], np.float64)
+    on_time = won_h >= need_h - 1e-6 * np.maximum(need_h, 1.0)
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    done_ok = finished & (~c.has_dl | on_time)
+    rows_h = np.flatnonzero(c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & (done_ok | ~finished))
+    n = rows_h.size
+    if n < 2 or n * T * T > PAIR_MAX:
+        return None
+    short = ~finished[rows_h]
+    lim = np.where(c.has_dl[rows_h] & ~short, c.dl[rows_h], T)
+    rows = xp.asarray(rows_h, xp.i64)
+    work_h = np.asarray(ev["work_done_s"], np.float64)[rows_h]
+    late_h = np.where(c.has_dl[rows_h] & short, np.maximum(need_h[rows_h] - won_h[rows_h], 0.0), 0.0)
+    return (rows, *_pair_moves(xp, c, d, tb, vmat, pool, rows, xp.asarray(lim, xp.i64), xp.asarray(short),
+                               xp.asarray(need_h[rows_h], xp.f64), xp.asarray(work_h, xp.f64),
+                               xp.asarray(late_h, xp.f64),
+                               xp.asarray(np.where(short, c.weight[rows_h] * c.gpus[rows_h], 0.0), xp.f64)))
+
+
+def _pair_moves(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, short: Any,
+                need: Any, got: Any, late: Any, value: Any) -> tuple[Any, ...]:
+    """Per slot ``t`` the best two-row exchange there (module docstring, pair phase) among the rows
+    ``rows`` (``short``: unfinished, worth ``value`` per work-second, twice before a deadline inside the
+    horizon while ``late`` work-seconds are late; the others finished, and they stay so). A donor lowers
+    its level in ``t``: a finished one by one step (to off below its pool's lowest) and buys the work it
+    loses beyond its surplus back with one step up in another slot (the cheapest that covers it), an
+    unfinished one to any lower level, losing that work's value. A receiver raises its level in ``t`` into
+    the watts that frees: an unfinished one to any higher level, gaining that work's value (up to what it
+    lacks), a finished one by one step (from off to its lowest), giving one step back in another slot (the
+    dearest its surplus covers). Each row's costs elsewhere are its marginal costs with the others fixed
+    (:func:`_options`); the slot ``t`` is costed for both at once and the cap checked for both: ``gain =
+    receiver's benefit - donor's loss - kappa_t * (import after - import before)``. Per slot the
+    ``PAIR_K`` donor moves with the least loss per watt freed are tried against the ``PAIR_K // 2``
+    receiver moves of the largest benefit and the ``PAIR_K // 2`` of the largest benefit per watt.
+    Returns ``(T,)`` arrays: ``gain`` (``-inf``: none), donor and receiver ``a, b`` (positions in
+    ``rows``), their levels in ``t`` after the exchange ``la, lb``, and the donor's buy-back and the
+    receiver's give-back slot and level ``sa, las, sb, lbs`` (slot ``-1``: none)."""
+    T = c.T
+    n = int(rows.shape[0])
+    V = int(tb.load.shape[1])
+    inf = float("inf")
+    tt = xp.arange(T)
+    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim)
+    Cf, _, _, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, room_free=True)
+    pl = xp.astype(pool[rows], xp.i64)
+    g = xp.astype(d.gpus[rows], xp.f64)
+    ld = xp.astype(tb.load[pl], xp.f64) * g[:, None]  # (n, V) facility watts per level
+    v = xp.astype(sub, xp.i64)
+    dn = xp.take_along(xp.astype(tb.down[pl], xp.i64), v, 1)
+    dn = xp.where(dn == v, 0, dn)  # below the lowest level: off
+    up = xp.where(v == 0, xp.astype(tb.vmin, xp.i64)[pl][:, None], xp.take_along(xp.astype(tb.up[pl], xp.i64), v, 1))
+
+    def at(tab: Any, lv: Any) -> Any:  # (n, V) or (n, T, V) table at the (n, T) levels lv
+        if len(tab.shape) == 2:
+            return xp.take_along(tab, lv, 1)
+        return xp.take_along(tab, lv[:, :, None], 2)[:, :, 0]
+
+    wv, wdn, wup = at(wk, v), at(wk, dn), at(wk, up)
+    lv_ = at(ld, v)
+    cv, cdn, cup = at(C, v), at(C, dn), at(C, up)
+    fin_v = xp.isfinite(cv)
+    surplus = xp.maximum(got - need, 0.0)  # (n,) finished rows' work beyond the need
+    lack = xp.maximum(need - got, 0.0)  # unfinished rows' work still to do
+    twice = 1.0 + xp.astype((tt[None, :] < d.dl[rows][:, None]) & (late > 0)[:, None], xp.f64)  # (n, T)
+    not_t = (tt[:, None] != tt[None, :])[None]  # (1, T t, T s)
+    # finished donors' buy-back: one step up in another slot s covering what the surplus does not
+    lose = wv - wdn - surplus[:, None]
+    r_ok = (up != v) & fin_v & xp.isfinite(cup) & (wup - wv > 1e-9)
+    r_c = xp.where(r_ok, cup - xp.where(fin_v, cv, 0.0), inf)
+    m_a = xp.where(r_ok[:, None, :] & ((wup - wv)[:, None, :] >= lose[:, :, None] - _TOL_W) & not_t, r_c[:, None, :], inf)
+    sa1 = xp.argmin(m_a, 2)
+    A1 = xp.take_along(m_a, sa1[:, :, None], 2)[:, :, 0]
+    A1 = xp.where(lose <= _TOL_W, 0.0, A1)
+    sa1 = xp.where(lose <= _TOL_W, -1, sa1)
+    # finished receivers' give-back: one step down in another slot s that the surplus and the new work cover
+    g_ok = (v > 0) & fin_v & xp.isfinite(cdn)
+    g_c = xp.where(g_ok, cv - xp.where(xp.isfinite(cdn), cdn, 0.0), -inf)
+    gb1 = wup - wv
+    m_b = xp.where(g_ok[:, None, :] & ((wv - wdn)[:, None, :] <= surplus[:, None, None] + gb1[:, :, None] + _TOL_W)
+                   & not_t, g_c[:, None, :], -inf)
+    sb1 = xp.argmax(m_b, 2)
+    B1 = xp.take_along(m_b, sb1[:, :, None], 2)[:, :, 0]
+    # the moves per (row, slot, target level u): (n, T, V)
+    uu = xp.arange(V)[None, None, :]
+    vv = v[:, :, None]
+    lvl_ok = (uu == 0) | (wk[:, None, :] > 0)
+    Cfin = xp.isfinite(C) & fin_v[:, :, None]
+    fr = ~short[:, None, None]
+    # donors: finished one step down (dn), unfinished any lower level
+    d_mv = Cfin & lvl_ok & (uu < vv) & xp.where(fr, uu == dn[:, :, None], True)
+    lost = wv[:, :, None] - wk[:, None, :]  # work lost at level u
+    A = xp.where(fr, A1[:, :, None], value[:, None, None] * twice[:, :, None] * lost)
+    fa = lv_[:, :, None] - ld[:, None, :]
+    d_mv = d_mv & xp.isfinite(A) & (fa > 0)
+    # receivers: finished one step up (up), unfinished any higher level
+    r_mv = xp.isfinite(Cf) & fin_v[:, :, None] & lvl_ok & (uu > vv) & xp.where(fr, uu == up[:, :, None], True)
+    gain_w = wk[:, None, :] - wv[:, :, None]
+    Bu = value[:, None, None] * (xp.minimum(gain_w, lack[:, None, None])
+                                 + (twice[:, :, None] - 1.0) * xp.minimum(gain_w, late[:, None, None]))
+    B = xp.where(fr, B1[:, :, None], Bu)
+    rw = ld[:, None, :] - lv_[:, :, None]
+    r_mv = r_mv & (B > 0) & (gain_w > 1e-9)
+    # per slot: the donor moves with the least loss per watt, the receiver moves by benefit and per watt
+    K = min(PAIR_K, n * V)
+    kh = max(K // 2, 1)
+
+    def fl(x: Any) -> Any:  # (n, T, V) -> (n * V, T): (row, level) flat, then slot
+        return xp.stack([x[:, :, u] for u in range(V)], 1).reshape(n * V, T)  # power levels
+
+    od = xp.argsort(fl(xp.where(d_mv, A / xp.where(d_mv, fa, 1.0), inf)), 0)[:K]  # (K, T)
+    rk1 = xp.argsort(fl(xp.where(r_mv, -B, inf)), 0)[:kh]
+    rk2 = xp.argsort(fl(xp.where(r_mv, -B / xp.where(r_mv, rw, 1.0), inf)), 0)[:kh]
+    orr = xp.concatenate([rk1, rk2], 0)  # (2 kh, T)
+    dA = xp.take_along(fl(xp.where(d_mv, A, inf)), od, 0)
+    dF = xp.take_along(fl(fa), od, 0)
+    rB = xp.take_along(fl(xp.where(r_mv, B, -inf)), orr, 0)
+    rW = xp.take_along(fl(rw), orr, 0)
+    _, fac = _pl._usage(d, tb, vmat, pool, xp)
+    wind = xp.asarray(c.wind_w, xp.f64)
+    cap = d.cap_w * (1 - 1e-6) - 1.0
+    delta = rW[None, :, :] - dF[:, None, :]  # (K donor, 2 kh receiver, T) watts added in t
+    fits = (fac[None, None, :] + delta <= cap[None, None, :]) | (delta <= 0)
+    imp0 = xp.maximum(fac - wind, 0.0)
+    dc = d.kappa[None, None, :] * (xp.maximum(fac[None, None, :] + delta - wind[None, None, :], 0.0) - imp0[None, None, :])
+    gain = rB[None, :, :] - dA[:, None, :] - dc
+    ok = fits & xp.isfinite(gain) & ((od // V)[:, None, :] != (orr // V)[None, :, :])
+    R = int(orr.shape[0])
+    gain = xp.where(ok, gain, -inf).reshape(K * R, T)
+    k = xp.argmax(gain, 0)  # (T,) the best pair per slot (first: ties)
+    best = xp.take_along(gain, k[None, :], 0)[0]
+    ia = xp.take_along(od, (k // R)[None, :], 0)[0]  # (row, level) flat
+    ib = xp.take_along(orr, (k % R)[None, :], 0)[0]
+    a, la = ia // V, ia % V
+    b, lb = ib // V, ib % V
+    sa = xp.take_along(xp.where(short[:, None], -1, sa1), a[None, :], 0)[0]
+    sb = xp.take_along(xp.where(short[:, None], -1, sb1), b[None, :], 0)[0]
+    las = xp.take(up, a * T + xp.maximum(sa, 0))  # the donor's level in its buy-back slot
+    lbs = xp.take(dn, b * T + xp.maximum(sb, 0))  # the receiver's in its give-back slot
+    best = xp.where(best > _TOL_G, best, -inf)
+    return best, a, b, la, lb, sa, las, sb, lbs
+
+
 def _refill(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any) -> tuple[Any, Any]:
     """What the rows lack, list-scheduled (:func:`kernels.listsched.list_schedule`) at each pool's lowest
     level (the most work per watt) in slot order of the grid carbon, the most valuable work first
@@ -286,12 +513,13 @@ def _passes(c: Any, phase: str, ev: dict[str, Any], nev: dict[str, Any], finishe
 
 
 def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
-             price: Any = None, to_pool: Any = None) -> tuple[Any, Any, Any, Any]:
+             price: Any = None, to_pool: Any = None, room_free: bool = False) -> tuple[Any, Any, Any, Any]:
     """Per row, slot and level the cost of running there (module docstring; ``inf``: not an option):
     ``C : (n, T, V)`` (level 0 "off": 0, or ``inf`` in a kept slot 0), the rows' work per slot at each level
     ``wk : (n, V)``, their current levels ``sub : (n, T)`` and ``keep0 : (n,)`` (slot 0 kept).
     ``price : (T,)`` grams per facility watt-slot added to every option's carbon (the congest phase).
-    ``to_pool : (n,)``: the options in that pool instead of the row's own (the row moves whole)."""
+    ``to_pool : (n,)``: the options in that pool instead of the row's own (the row moves whole).
+    ``room_free``: the facility cap not applied (a pair exchange checks it for both rows at once)."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
@@ -327,7 +555,8 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
             cv = xp.zeros((n, T), xp.f64)
             cv = xp.where((tt == 0) & keep0[:, None], inf, cv)  # a kept slot 0 is never "off"
         else:
-            ok = (avail & (room >= ld[:, v][:, None]) & (wk[:, v] > 0)[:, None]) | ((sub == v) & inwin & stays[:, None])
+            fits = True if room_free else room >= ld[:, v][:, None]
+            ok = (avail & fits & (wk[:, v] > 0)[:, None]) | ((sub == v) & inwin & stays[:, None])
             cv = d.kappa[None, :] * (xp.maximum(fac_o + ld[:, v][:, None] - wind[None, :], 0.0) - imp_o)
             if price is not None:
                 cv = cv + price[None, :] * ld[:, v][:, None]
