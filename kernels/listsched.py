@@ -111,9 +111,13 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     runs = xp.any(vmat > 0, 1)
     done_on = xp.copy(done)
     dlr = xp.nonzero(d.has_dl & runs)
-    if dlr.shape[0]:
-        sub = xp.astype(xp.where(tt < d.dl[dlr][:, None], vmat[dlr], 0), xp.i8)
-        done_on[dlr] = _pl._job_work(tb, pool[dlr], sub, xp)
+    if dlr.shape[0]:  # rows that run past their deadline (the others' on-time work is all their work)
+        sub = vmat[dlr]
+        on_time = tt < d.dl[dlr][:, None]
+        past = xp.nonzero(xp.any((sub > 0) & ~on_time, 1))
+        if past.shape[0]:
+            sub = xp.astype(xp.where(on_time[past], sub[past], 0), xp.i8)
+            done_on[dlr[past]] = _pl._job_work(tb, pool[dlr[past]], sub, xp)
     # GPUs per tenant with a quota (a tenant without one has infinite room whatever it uses: left 0)
     used_q = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0) if has_q else None
     work_d = xp.astype(tb.work, xp.f64)
@@ -322,7 +326,7 @@ def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "
     vmat, pool = greedy_vmat(xp, c, pr, d, tb)
     pool = xp.astype(xp.where(xp.any(vmat > 0, 1), pool, -1), xp.i32)
     ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d)
-    pf = xp.to_numpy(d.fv32[xp.index(vmat)])
+    pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))
     r = _pl._result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), -math.inf, c.kappa,
                     np.zeros((c.P, c.T)), 0, 0.0, {"backend": xp.name, "device": xp.device, "greedy": True}, ev=ev)
     return r if perm is None else _pl._rows(r, np.argsort(perm), perm)  # the caller's row order

@@ -1692,7 +1692,7 @@ def plan(
     # plan the jobs in their canonical order (the result cannot depend on how they are listed) and hand the
     # rows back in the caller's; the inputs were checked above, the permuted ones are the same values
     q = permute_jobs(problem, perm)
-    w = None if warm_start is None else _rows(warm_start, perm)
+    w = warm_start  # only its diagnostics are read (prices, variant, witness age): no job rows to permute
     # the checked values with their job rows permuted (every job field of _Clean is the job's own)
     cq = replace(c, **{f: getattr(c, f)[perm] for f in _CLEAN_JOB_FIELDS})
     return _rows(_plan_in_order(q, cq, w, **opts), np.argsort(perm), perm)
@@ -1762,7 +1762,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     run_wit, why = _witness_due(witness, warm_start, own)
     if not run_wit:
         age = _witness_age(warm_start) + 1 if warm_start is not None else 1
-        pf = xp.to_numpy(d.fv32[xp.index(vmat)])
+        pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
         return _result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
                        {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
                         "primal_variant": variant,
@@ -1846,7 +1846,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         if search:  # the witness carries the plan: its power levels searched all the same (it stays dominant)
             vmat, pool, ev, wvar = powersearch.refine(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, "greedy_witness")
     # the plan leaves the device once, as the contract's host arrays
-    pf = xp.to_numpy(d.fv32[xp.index(vmat)])
+    pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
     run = xp.to_numpy(vmat > 0)
     return _result(problem, c, run, pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
                    {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
@@ -2010,13 +2010,20 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
     spd = np.stack([power.speed(cf[p], cs[p], fv32) for p in range(P)])  # (P, V)
     spd[:, 0] = 0.0
     run = vmat > 0
-    busy_d = xp.group_rowsum(pc, P, d.gpus, run)
+    busy_d = xp.zeros((P, T), xp.f64)
     active_d = xp.zeros((P, T), xp.f64)
     gtdp = d.gpus * d.tdp[pc]
-    for v in range(1, V):  # power levels
-        m = vmat == v
-        if bool(xp.any(m)):
-            active_d = active_d + xp.group_rowsum(pc, P, gtdp * float(fv32[v]), m)
+    for k in range(P):  # pools: each pool's rows taken once (not once per level), summed per level
+        rows = xp.nonzero(pc == k)
+        if rows.shape[0] == 0:
+            continue
+        sub = vmat[rows]
+        busy_d[k] = xp.rowsum_w(d.gpus[rows], sub > 0)
+        gk = gtdp[rows]
+        for v in range(1, V):  # power levels
+            m = sub == v
+            if bool(xp.any(m)):
+                active_d[k] = active_d[k] + xp.rowsum_w(gk * float(fv32[v]), m)
     wtab = xp.asarray(spd * c.slot_s, xp.f64)
     work_d = xp.sum(_level_counts(vmat, V, xp) * wtab[pc], 1)
     work_on_d = xp.copy(work_d)
