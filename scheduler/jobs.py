@@ -149,6 +149,12 @@ def pool_matches(pool: Pool, job: Job) -> bool:
     return True
 
 
+def eligibility_key(job: Job) -> tuple[Any, ...]:
+    """What :func:`pool_matches` and the pool-size check read of a job: jobs with equal keys have the same
+    eligible pools on any site (callers look eligibility up once per key)."""
+    return (job.pool, job.jurisdiction, job.clearance, job.pools_allowed, job.gpus)
+
+
 def eligible_pools(site: Site, job: Job) -> list[int]:
     """Indices of the site's pools that may hold ``job`` (labels) and are large enough for it."""
     return [i for i, p in enumerate(site.pools) if pool_matches(p, job) and p.gpus >= job.gpus]

@@ -152,7 +152,10 @@ class LazySchedule(Mapping[str, PlannedRun]):
 
 def schedule_of(decisions: Any) -> Mapping[str, PlannedRun]:
     """The plan's per-job schedule carried by ``Decisions.schedule`` (empty when the policy has no plan)."""
-    return getattr(decisions, "schedule", None) or {}
+    # ``is None``, not ``or``: the truth of a LazySchedule is its length, which computes the whole schedule
+    # (0.4 s a tick at 50,000 jobs) when nothing may ever ask for it
+    s = getattr(decisions, "schedule", None)
+    return {} if s is None else s
 
 
 # ------------------------------------------------------------------------------------------ the gate
@@ -250,7 +253,7 @@ class Explainer:
         gated: Mapping[str, Why] | None = None,
         quota_room: Mapping[str, float] | None = None,
     ) -> None:
-        self.schedule = schedule or {}
+        self.schedule = {} if schedule is None else schedule  # not ``or``: see schedule_of
         self.quota_room = quota_room or {}  # tenant -> GPUs its quota leaves after the tick (absent: no quota)
         self.gated = gated or {}
         self.power, self.elig = power, elig

@@ -124,6 +124,43 @@ def shift_result(prev: PlanResult, prev_index: PlanIndex, index: PlanIndex, n_sl
     )
 
 
+class _SpeedTable:
+    """:func:`kernels.power.speed` of a pool's curve at a power fraction, computed once per (pool, fraction) in
+    a tick (thousands of jobs share a handful of levels), and a pool's candidate levels above a fraction."""
+
+    def __init__(self, pools: Any) -> None:
+        self._pools = pools
+        self._pts: dict[int, np.ndarray] = {}
+        self._speed: dict[tuple[int, float], float] = {}
+        self._levels: dict[tuple[int, float], list[float]] = {}
+
+    def _curve(self, p: int) -> np.ndarray:
+        pts = self._pts.get(p)
+        if pts is None:
+            pts = self._pts[p] = np.asarray(self._pools[p].speed_curve, dtype=np.float64)
+        return pts
+
+    def __call__(self, p: int, f: float) -> float:
+        key = (p, f)
+        got = self._speed.get(key)
+        if got is None:
+            from kernels.power import speed
+
+            pts = self._curve(p)
+            got = self._speed[key] = float(speed(pts[:, 0], pts[:, 1], f))
+        return got
+
+    def levels(self, p: int, at_least: float) -> list[float]:
+        """The pool's curve fractions at or above ``at_least`` and its minimum fraction, ascending."""
+        key = (p, at_least)
+        got = self._levels.get(key)
+        if got is None:
+            pts = self._curve(p)
+            lo = self._pools[p].min_power_fraction
+            got = self._levels[key] = np.sort(pts[(pts[:, 0] >= at_least - 1e-9) & (pts[:, 0] >= lo - 1e-9), 0]).tolist()
+        return got
+
+
 class WindwardPolicy:
     """Rolling-horizon carbon- and power-cap optimiser (DESIGN sections 2 and 4)."""
 
@@ -246,8 +283,6 @@ class WindwardPolicy:
         per GPU-second of work exceeds the job's weight (the value the plan gives its work). Jobs due
         inside the horizon carry a weight above any slot's carbon and are never dropped.
         """
-        from kernels.power import speed
-
         if not decisions.run or problem.n_jobs == 0:
             return decisions
         pools = snapshot.site.pools
@@ -257,16 +292,18 @@ class WindwardPolicy:
         wind_w = float(problem.wind_w[0])
         ci = float(problem.carbon_g_per_kwh[0])
         fac_w = float(result.facility_w[0])
+        # only queued preemptible work is a new start that may be held back: the rest is skipped by array
+        new_start = ~problem.must_run & (problem.running_pool < 0) & problem.preemptible
+        speed_of = _SpeedTable(pools)
         cands = []
         for jid, a in decisions.run.items():
             i = rows.get(jid)
-            if i is None or problem.must_run[i] or problem.running_pool[i] >= 0 or not problem.preemptible[i]:
+            if i is None or not new_start[i]:
                 continue
             p = p_index[a.pool]
             pool = pools[p]
-            pts = np.asarray(pool.speed_curve, dtype=np.float64)
             load_w = pue * problem.gpus[i] * (a.power_fraction * pool.tdp_w - pool.idle_w)
-            work = problem.gpus[i] * float(speed(pts[:, 0], pts[:, 1], a.power_fraction))
+            work = problem.gpus[i] * speed_of(p, a.power_fraction)
             cands.append((float(problem.weight[i]), jid, load_w, work))
         dropped = []
         for w, jid, load_w, work in sorted(cands):
@@ -446,24 +483,23 @@ class WindwardPolicy:
         even running without a break gets the lowest level of its pool's speed curve at which
         ``now + remaining / speed <= deadline`` (full power when none does).
         """
-        from kernels.power import speed
-
         by_id = {js.job.job_id: js for js in snapshot.jobs}
-        pools = {p.name: p for p in snapshot.site.pools}
+        pools = {p.name: k for k, p in enumerate(snapshot.site.pools)}
+        speed_of = _SpeedTable(snapshot.site.pools)
         run = dict(decisions.run)
         for jid, a in decisions.run.items():
-            js = by_id.get(jid)
-            if js is None or js.job.deadline_s is None or a.power_fraction >= 1.0:
+            if a.power_fraction >= 1.0:
                 continue
-            pool = pools.get(a.pool)
-            if pool is None:
+            js = by_id.get(jid)
+            if js is None or js.job.deadline_s is None:
+                continue
+            p = pools.get(a.pool)
+            if p is None:
                 continue
             left_s = js.job.deadline_s - snapshot.now_s
-            pts = np.asarray(pool.speed_curve, dtype=np.float64)
-            f_levels = pts[(pts[:, 0] >= a.power_fraction - 1e-9) & (pts[:, 0] >= pool.min_power_fraction - 1e-9), 0]
             need_f = 1.0
-            for f in np.sort(f_levels):
-                if js.remaining_s / max(float(speed(pts[:, 0], pts[:, 1], f)), 1e-9) <= left_s + 1e-6:
+            for f in speed_of.levels(p, a.power_fraction):
+                if js.remaining_s / max(speed_of(p, f), 1e-9) <= left_s + 1e-6:
                     need_f = float(f)
                     break
             if need_f > a.power_fraction:

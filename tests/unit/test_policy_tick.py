@@ -1,0 +1,177 @@
+"""The windward policy's tick at scale (issue 13): the array / cached forms of build_problem's per-job fields and
+of the policy's slot-0 passes answer exactly what the per-job definitions answer, on seeded families."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from kernels.power import speed
+from kernels.problem import NO_DEADLINE
+from scheduler.energy import EnergySeries
+from scheduler.jobs import Job, pool_matches
+from scheduler.models import CLEARANCE_LEVELS, load_site
+from scheduler.planner import WeightSettings, build_problem
+from scheduler.policies.base import Assignment, Decisions, JobState, Snapshot, TenantInfo
+from scheduler.policies.windward import WindwardPolicy
+from scheduler.reasons import LazySchedule, schedule_of
+
+SLOT_S = 900.0
+T = 16
+
+
+def _forecast(rng: np.random.Generator) -> EnergySeries:
+    return EnergySeries(
+        start_utc=datetime(2023, 6, 1, tzinfo=UTC), slot_s=SLOT_S,
+        wind_w=rng.uniform(0.0, 3e7, T), carbon_g_per_kwh=rng.uniform(50.0, 400.0, T),
+        price_eur_per_mwh=np.full(T, 80.0), grid_cap_w=np.full(T, 5e7), site_max_w=np.full(T, 9e7),
+        source="hand-made",
+    )  # fmt: skip
+
+
+def _snapshot(seed: int) -> Snapshot:
+    """A snapshot whose jobs repeat a few eligibility needs with variations (selector, jurisdiction, clearance,
+    the tenant's pools, GPUs), with and without deadlines, queued and running, across tenants of every kind."""
+    rng = np.random.default_rng(seed)
+    site = load_site("rotterdam-100k" if seed % 2 else "demo")
+    names = [p.name for p in site.pools]
+    selectors = [None, "gpu=h100", "jurisdiction=nl,clearance=secret", "gpu=h200", "jurisdiction=eu", *names]
+    allowed = [(), (names[0],), tuple(names[1:]), tuple(names)]
+    tenants = ["acme", "science", "gov", "public", "unknown"]
+    now = 36_000.0
+    jobs = []
+    for i in range(int(rng.integers(150, 400))):
+        kind = str(rng.choice(["training", "batch", "inference"], p=[0.6, 0.3, 0.1]))
+        deadline = None if rng.random() < 0.4 else now + float(rng.uniform(-3, 30)) * SLOT_S
+        job = Job(
+            f"j{i}", str(rng.choice(tenants)), kind, now + float(rng.uniform(-40_000, 4 * SLOT_S)),
+            int(rng.choice([1, 2, 4, 8, 16, 32])), float(rng.uniform(600, 40_000)), deadline_s=deadline,
+            preemptible=bool(rng.random() < 0.8), pool=selectors[int(rng.integers(len(selectors)))],
+            priority=int(rng.integers(-3, 10)), jurisdiction=[None, None, "nl", "eu"][int(rng.integers(4))],
+            clearance=[None, *CLEARANCE_LEVELS][int(rng.integers(len(CLEARANCE_LEVELS) + 1))],
+            pools_allowed=allowed[int(rng.integers(len(allowed)))],
+        )  # fmt: skip
+        done = float(rng.uniform(0, job.duration_s * 1.2))
+        if rng.random() < 0.4 and job.submit_s <= now:
+            jobs.append(JobState(job, "running", work_done_s=done, checkpoint_work_s=done * float(rng.random()),
+                                 pool=str(rng.choice(names)), power_fraction=float(rng.choice([0.5, 0.8, 1.0]))))
+        else:
+            jobs.append(JobState(job, "queued", work_done_s=done if rng.random() < 0.3 else 0.0))
+    tenant_info = {
+        "acme": TenantInfo(priority=2, quota_gpus=64),
+        "science": {"priority": 1, "commitment_owed_gpu_h": 12.0},
+        "gov": TenantInfo(commitment_owed_gpu_h=float(seed % 2)),
+        "public": {"owed_gpu_h": 0.0},
+    }  # "unknown" has no entry
+    return Snapshot(now_s=now, slot=40, site=site, jobs=tuple(jobs), healthy_gpus={},
+                    forecast=_forecast(rng), tenant_info=tenant_info)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_build_problem_per_job_fields_are_the_per_job_definitions(seed: int) -> None:
+    snap = _snapshot(seed)
+    restart = 300.0 * (seed % 3)
+    settings = WeightSettings(deadline_margin_slots=0, restart_overhead_s=restart)
+    problem, index = build_problem(snap, T, weights=settings)
+    pools = snap.site.pools
+    J = len(snap.jobs)
+    assert index.job_ids == tuple(js.job.job_id for js in snap.jobs)
+    base = settings.weight_margin * max(snap.site.pue * (p.tdp_w - p.idle_w) for p in pools) / 3.6e6 * max(
+        float(problem.carbon_g_per_kwh.max()), 1.0)
+    for i, js in enumerate(snap.jobs):
+        job = js.job
+        assert problem.eligible[i].tolist() == [p.gpus >= job.gpus and pool_matches(p, job) for p in pools], i
+        assert problem.gpus[i] == job.gpus and problem.remaining_s[i] == js.remaining_s
+        assert problem.release[i] == max(math.ceil((job.submit_s - snap.now_s) / SLOT_S - 1e-9), 0)
+        assert problem.must_run[i] == job.must_run
+        assert problem.preemptible[i] == (job.preemptible and not job.must_run)
+        running = js.state == "running"
+        assert problem.running_pool[i] == ([p.name for p in pools].index(js.pool) if running else -1)
+        assert problem.preempt_loss_s[i] == (max(js.work_done_s - js.checkpoint_work_s, 0.0) + restart
+                                             if running else 0.0)  # fmt: skip
+        info = snap.tenant_info.get(job.tenant)
+        get = (info.get if isinstance(info, dict) else lambda k, i=info: getattr(i, k, None)) if info else None
+        cls = (get("priority") or 0) if get else 0
+        owed = bool(get and ((get("commitment_owed_gpu_h") or 0.0) > 0 or (get("owed_gpu_h") or 0.0) > 0))
+        exp = min(max(job.priority + cls, -settings.max_priority_exponent), settings.max_priority_exponent)
+        w = base * 2.0**exp * (1.0 + max(snap.now_s - job.submit_s, 0.0) / 3600.0 / settings.age_h)
+        assert problem.weight[i] == pytest.approx(w * (10.0 if owed else 1.0), rel=1e-12), i
+        earliest = int(problem.release[i]) + math.ceil(js.remaining_s / SLOT_S - 1e-9)
+        if job.deadline_s is None:
+            want = NO_DEADLINE
+        else:
+            want = max(min(max(math.floor((job.deadline_s - snap.now_s) / SLOT_S + 1e-9), 0), NO_DEADLINE - 1),
+                       earliest)  # fmt: skip
+        assert problem.deadline[i] == (min(want, earliest) if owed else want), i
+    assert problem.n_jobs == J
+    # the family exercises what it should: shared needs with different answers, deadlines, owed work
+    assert 0 < problem.eligible.sum() < problem.eligible.size
+    assert (problem.deadline != NO_DEADLINE).any() and (problem.weight > base * 9).any()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_meet_deadlines_within_slot_picks_the_lowest_level_that_ends_in_time(seed: int) -> None:
+    snap = _snapshot(seed)
+    rng = np.random.default_rng(100 + seed)
+    pools = {p.name: p for p in snap.site.pools}
+    run = {}
+    for js in snap.jobs:
+        if rng.random() < 0.7:
+            pool = pools[str(rng.choice(list(pools)))]
+            run[js.job.job_id] = Assignment(pool.name, float(rng.choice([f for f, _ in pool.speed_curve])))
+    out = WindwardPolicy._meet_deadlines_within_slot(snap, Decisions(run=run))
+    by_id = {js.job.job_id: js for js in snap.jobs}
+    raised = 0
+    for jid, a in run.items():
+        js, pool = by_id[jid], pools[a.pool]
+        got = out.run[jid]
+        assert got.pool == a.pool
+        if js.job.deadline_s is None or a.power_fraction >= 1.0:
+            assert got == a
+            continue
+        pts = np.asarray(pool.speed_curve, dtype=np.float64)
+        left = js.job.deadline_s - snap.now_s
+        levels = sorted(float(f) for f in pts[:, 0] if f >= a.power_fraction - 1e-9 and f >= pool.min_power_fraction - 1e-9)
+        ok = [f for f in levels if js.remaining_s / max(float(speed(pts[:, 0], pts[:, 1], f)), 1e-9) <= left + 1e-6]
+        want = max(ok[0] if ok else 1.0, a.power_fraction)
+        assert got.power_fraction == want, jid
+        raised += got.power_fraction > a.power_fraction
+    assert raised > 0
+
+
+class _CountingSchedule(LazySchedule):
+    """A LazySchedule that counts how often its full length (the whole schedule) is computed."""
+
+    computed = 0
+
+    def __len__(self) -> int:
+        _CountingSchedule.computed += 1
+        return super().__len__()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_decisions_and_the_lazy_schedule_are_passed_on_without_computing_the_schedule(seed: int) -> None:
+    from types import SimpleNamespace
+
+    from scheduler.planner import decisions_from_result
+
+    snap = _snapshot(seed)
+    problem, index = build_problem(snap, T)
+    rng = np.random.default_rng(seed)
+    run = rng.random((problem.n_jobs, T)) < 0.3
+    plan = SimpleNamespace(run=run, power_fraction=np.where(run, rng.uniform(0.3, 1.0, run.shape), 0.0).astype(np.float32),
+                           pool=rng.integers(-1, len(index.pool_names), problem.n_jobs).astype(np.int32))
+    dec = decisions_from_result(plan, index)  # type: ignore[arg-type]
+    assert set(dec.run) == {index.job_ids[j] for j in np.flatnonzero(run[:, 0] & (plan.pool >= 0))}
+    for jid, a in dec.run.items():
+        j = index.job_row(jid)
+        assert a == Assignment(index.pool_names[plan.pool[j]], float(plan.power_fraction[j, 0]))
+        assert type(a.power_fraction) is float
+    lazy = _CountingSchedule(plan, index)
+    _CountingSchedule.computed = 0
+    assert schedule_of(Decisions(run=dec.run, schedule=lazy)) is lazy
+    assert _CountingSchedule.computed == 0
+    assert schedule_of(Decisions(run={})) == {}
