@@ -88,7 +88,8 @@ def shift_result(prev: PlanResult, prev_index: PlanIndex, index: PlanIndex, n_sl
     cols = np.minimum(np.arange(n_slots) + d, max(T_prev - 1, 0))
     J = len(index.job_ids)
     rows_prev = {jid: i for i, jid in enumerate(prev_index.job_ids)}
-    src = np.array([rows_prev.get(jid, -1) for jid in index.job_ids], dtype=np.int64)
+    get = rows_prev.get
+    src = np.fromiter((get(jid, -1) for jid in index.job_ids), np.int64, J)
     have = src >= 0
     run = np.zeros((J, n_slots), dtype=bool)
     pf = np.zeros((J, n_slots), dtype=np.float32)
@@ -97,9 +98,14 @@ def shift_result(prev: PlanResult, prev_index: PlanIndex, index: PlanIndex, n_sl
     finished = np.zeros(J, dtype=bool)
     if T_prev and have.any():
         valid_col = (np.arange(n_slots) + d) < T_prev
-        run[have] = prev.run[src[have]][:, cols] & valid_col
-        pf[have] = np.where(run[have], prev.power_fraction[src[have]][:, cols], 0.0)
-        pool[have] = prev.pool[src[have]]
+        dst = np.flatnonzero(have)
+        take = np.ix_(src[dst], cols)  # rows and columns in one gather
+        run_h = prev.run[take] & valid_col
+        pf_h = np.asarray(prev.power_fraction[take], dtype=np.float32)
+        pf_h[~run_h] = 0.0
+        run[dst] = run_h
+        pf[dst] = pf_h
+        pool[dst] = prev.pool[src[dst]]
 
     def shift_t(a: Any) -> np.ndarray:
         a = np.asarray(a)
@@ -287,24 +293,27 @@ class WindwardPolicy:
             return decisions
         pools = snapshot.site.pools
         p_index = {p.name: i for i, p in enumerate(pools)}
-        rows = {jid: i for i, jid in enumerate(index.job_ids[: index.n_real])}
         pue = float(problem.pue)
         wind_w = float(problem.wind_w[0])
         ci = float(problem.carbon_g_per_kwh[0])
         fac_w = float(result.facility_w[0])
-        # only queued preemptible work is a new start that may be held back: the rest is skipped by array
-        new_start = ~problem.must_run & (problem.running_pool < 0) & problem.preemptible
+        # only queued preemptible work is a new start that may be held back: rows picked by array, then
+        # looked up in the decisions (sorted below by value and id, so the order of this loop is immaterial)
+        n = index.n_real
+        new_start = np.flatnonzero(~problem.must_run[:n] & (problem.running_pool[:n] < 0) & problem.preemptible[:n])
         speed_of = _SpeedTable(pools)
+        gpus, weight, ids = problem.gpus.tolist(), problem.weight.tolist(), index.job_ids
         cands = []
-        for jid, a in decisions.run.items():
-            i = rows.get(jid)
-            if i is None or not new_start[i]:
+        for i in new_start.tolist():
+            jid = ids[i]
+            a = decisions.run.get(jid)
+            if a is None:
                 continue
             p = p_index[a.pool]
             pool = pools[p]
-            load_w = pue * problem.gpus[i] * (a.power_fraction * pool.tdp_w - pool.idle_w)
-            work = problem.gpus[i] * speed_of(p, a.power_fraction)
-            cands.append((float(problem.weight[i]), jid, load_w, work))
+            load_w = pue * gpus[i] * (a.power_fraction * pool.tdp_w - pool.idle_w)
+            work = gpus[i] * speed_of(p, a.power_fraction)
+            cands.append((weight[i], jid, load_w, work))
         dropped = []
         for w, jid, load_w, work in sorted(cands):
             grid_w = min(load_w, max(fac_w - wind_w, 0.0))
@@ -483,15 +492,16 @@ class WindwardPolicy:
         even running without a break gets the lowest level of its pool's speed curve at which
         ``now + remaining / speed <= deadline`` (full power when none does).
         """
-        by_id = {js.job.job_id: js for js in snapshot.jobs}
+        below_full = {jid: a for jid, a in decisions.run.items() if a.power_fraction < 1.0}
         pools = {p.name: k for k, p in enumerate(snapshot.site.pools)}
         speed_of = _SpeedTable(snapshot.site.pools)
         run = dict(decisions.run)
-        for jid, a in decisions.run.items():
-            if a.power_fraction >= 1.0:
+        for js in snapshot.jobs:  # each job is looked at on its own: the order is immaterial
+            if js.job.deadline_s is None:
                 continue
-            js = by_id.get(jid)
-            if js is None or js.job.deadline_s is None:
+            jid = js.job.job_id
+            a = below_full.get(jid)
+            if a is None:
                 continue
             p = pools.get(a.pool)
             if p is None:
