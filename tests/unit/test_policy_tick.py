@@ -175,3 +175,47 @@ def test_decisions_and_the_lazy_schedule_are_passed_on_without_computing_the_sch
     assert schedule_of(Decisions(run=dec.run, schedule=lazy)) is lazy
     assert _CountingSchedule.computed == 0
     assert schedule_of(Decisions(run={})) == {}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_shift_result_moves_each_job_row_by_its_id(seed: int) -> None:
+    """The warm start: row of job ``j`` = the previous plan's row of ``j`` moved left by the slots elapsed (past
+    the previous horizon nothing runs), new jobs empty; per-slot arrays shifted with their last slot held."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from kernels.problem import PlanResult
+    from scheduler.policies.windward import shift_result
+
+    rng = np.random.default_rng(seed)
+    J0, T0, P = int(rng.integers(1, 60)), int(rng.integers(1, 20)), 3
+    run = rng.random((J0, T0)) < 0.4
+    prev = PlanResult(
+        status="feasible", reason="", run=run, power_fraction=np.where(run, rng.uniform(0.3, 1, run.shape), 0).astype(np.float32),
+        pool=rng.integers(-1, P, J0).astype(np.int32), work_done_s=rng.random(J0), finished=rng.random(J0) < 0.5,
+        facility_w=rng.random(T0), grid_import_w=rng.random(T0), carbon_g=rng.random(T0),
+        busy_gpus=rng.integers(0, 9, (P, T0)), dual_price_g_per_gpu_h=rng.random(T0), carbon_g_total=1.0,
+        unfinished_gpu_s=0.0, objective=1.0, lower_bound=1.0, gap=0.0, iterations=1,
+    )  # fmt: skip
+    old_ids = [f"j{i}" for i in range(J0)]
+    kept = [j for j in old_ids if rng.random() < 0.7]
+    ids = [*kept, *(f"new{i}" for i in range(int(rng.integers(0, 10))))]
+    rng.shuffle(ids)
+    d, T = int(rng.integers(0, 4)), int(rng.integers(1, 24))
+    pidx = SimpleNamespace(job_ids=tuple(old_ids), slot=10)
+    idx = SimpleNamespace(job_ids=tuple(ids), slot=10 + d)
+    got = shift_result(prev, pidx, idx, T)  # type: ignore[arg-type]
+    for r, jid in enumerate(ids):
+        if jid not in old_ids:
+            assert not got.run[r].any() and not got.power_fraction[r].any() and got.pool[r] == -1
+            continue
+        i = old_ids.index(jid)
+        for t in range(T):
+            on = bool(run[i, min(t + d, T0 - 1)]) and t + d < T0
+            assert got.run[r, t] == on
+            assert got.power_fraction[r, t] == (prev.power_fraction[i, min(t + d, T0 - 1)] if on else 0.0)
+        assert got.pool[r] == prev.pool[i]
+    assert got.power_fraction.dtype == np.float32 and got.run.dtype == bool
+    np.testing.assert_array_equal(got.facility_w, prev.facility_w[np.minimum(np.arange(T) + d, T0 - 1)])
+    assert not got.work_done_s.any() and not got.finished.any() and got.diagnostics["shifted_by_slots"] == d
+    assert replace(got, diagnostics={}).run.shape == (len(ids), T)
