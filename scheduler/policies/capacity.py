@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kernels.power import it_power_w, speed
-from scheduler.jobs import Job, eligible_pools
+from scheduler.jobs import Job, eligibility_key, eligible_pools
 from scheduler.models import Site
 from scheduler.policies.base import Assignment, JobState, Snapshot
 
@@ -247,7 +247,7 @@ class EligibilityCache:
     def __call__(self, job: Job) -> tuple[int, ...]:
         got = self._cache.get(job.job_id)
         if got is None:
-            need = (job.pool, job.jurisdiction, job.clearance, job.pools_allowed, job.gpus)
+            need = eligibility_key(job)
             got = self._by_need.get(need)
             if got is None:
                 got = self._by_need[need] = tuple(eligible_pools(self.site, job))
