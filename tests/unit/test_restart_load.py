@@ -246,6 +246,8 @@ class _Gate:
     def __init__(self, fail: bool = False) -> None:
         self.release = threading.Event()
         self.entered = threading.Event()
+        self.retry_entered = threading.Event()  # the tick after a failed first one has begun ...
+        self.retry_release = threading.Event()  # ... and waits for this (the loop retries after a failure)
         self.fail = fail
         self.calls = 0
 
@@ -258,6 +260,9 @@ class _Gate:
             assert self.release.wait(60)
             if self.fail:
                 raise RuntimeError("the first tick fails")
+        elif self.calls == 2 and self.fail:
+            self.retry_entered.set()
+            assert self.retry_release.wait(60)
         return Decisions(run={})
 
 
@@ -281,7 +286,17 @@ def test_ready_while_the_first_tick_runs_and_not_after_it_failed(tmp_path: Path,
                 break
             threading.Event().wait(0.02)
         if fail:
+            # not ready after the failed first tick, until a later tick succeeds (the loop retries: the
+            # submission above wakes it; that retry is held here while readiness is read)
+            assert svc._last_error and not svc.first_tick_done and not svc.readiness()["loop_running"]
+            assert gate.retry_entered.wait(60)
             assert not svc.first_tick_done and not svc.readiness()["loop_running"]
+            gate.retry_release.set()
+            for _ in range(600):
+                if svc.first_tick_done:
+                    break
+                threading.Event().wait(0.02)
+            assert svc.first_tick_done and all(svc.readiness().values())
         else:
             assert svc.first_tick_done and all(svc.readiness().values())
             # committed while the first tick decided (after its inbox): the commit's event tick takes it in
@@ -292,4 +307,5 @@ def test_ready_while_the_first_tick_runs_and_not_after_it_failed(tmp_path: Path,
             assert r.record.id in svc.loop.records
     finally:
         gate.release.set()
+        gate.retry_release.set()
         svc.stop()
