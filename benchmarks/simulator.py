@@ -124,9 +124,7 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
         jobs, desc = traces.load_workload("itp:cluster04", site, days, start_utc=START)
     if factor != 1.0 and not backlog_jobs:
         # the inference service is already sized to the site (10 % of its GPUs); only training is amplified
-        train = [j for j in jobs if j.kind != "inference"]
-        inf = [j for j in jobs if j.kind == "inference"]
-        jobs = sorted([*traces.amplify(train, factor, seed=0), *inf], key=lambda j: (j.submit_s, j.job_id))
+        jobs = traces.amplify(jobs, factor, seed=0, scale_inference=False)
         desc += f"; training amplified x{factor:.2f} (traces.amplify)"
     load_s = time.perf_counter() - t_load
     n_slots = slots_for_days(site, days)

@@ -804,12 +804,15 @@ def load_workload(
     return _sorted(jobs), desc
 
 
-def amplify(jobs: Sequence[Job], factor: float, seed: int = 0) -> list[Job]:
+def amplify(jobs: Sequence[Job], factor: float, seed: int = 0, *, scale_inference: bool = True) -> list[Job]:
     """Make a trace match a bigger site: each non-inference job appears ``floor(factor)`` times plus once
     more with probability ``frac(factor)`` (fixed per job by a seeded hash). The first copy keeps the job's
     id and time; copy k gets id ``<id>~k`` and a seeded submit jitter uniform in +-``AMPLIFY_JITTER_S``
     (clamped at 0; its deadline moves with it). Inference jobs keep their slots and get
-    ``max(1, round(gpus * factor))`` GPUs. Offered GPU-hours grow by ``factor`` in expectation."""
+    ``max(1, round(gpus * factor))`` GPUs, or, with ``scale_inference=False``, are kept as they are: a
+    workload from :func:`load_workload` has its inference service sized to the site already (scaling it
+    again asks for more GPUs than the site has). Offered training GPU-hours grow by ``factor`` in
+    expectation."""
     if not factor > 0:
         raise InputError(f"amplify factor must be > 0, got {factor}")
     out: list[Job] = []
@@ -817,7 +820,7 @@ def amplify(jobs: Sequence[Job], factor: float, seed: int = 0) -> list[Job]:
     frac = factor - whole
     for j in jobs:
         if j.kind == "inference":
-            out.append(replace(j, gpus=max(1, round(j.gpus * factor))))
+            out.append(replace(j, gpus=max(1, round(j.gpus * factor))) if scale_inference else j)
             continue
         n = whole + (1 if _u(seed, j.job_id, "amplify") < frac else 0)
         for k in range(n):

@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
             None if trace == "embedded" else trace, site_m, days, seed=seed, start_s=trace_offset_days * 86400.0,
             start_utc=t0, strict=strict,
         )
-        if amplify != 1.0:
-            jobs = traces.amplify(jobs, amplify, seed=seed)
+        if amplify != 1.0:  # training only: load_workload sized the inference service to the site
+            jobs = traces.amplify(jobs, amplify, seed=seed, scale_inference=False)
             desc += f"; amplified x{amplify:g} (traces.amplify)"
         console.print(
             f"[bold]windward simulate[/] site={site_m.name} ({site_m.total_gpus:,} GPUs) days={days:g} "

@@ -71,3 +71,21 @@ def test_simulate_with_no_policy_arguments_compares_windward_with_both_baselines
     assert all(c["cap_violations"] == 0 for c in rep["comparison"])
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert check_plan(rep) == []
+
+
+def test_amplify_replicates_training_and_keeps_the_sized_inference_service(tmp_path: Path) -> None:
+    """``--amplify`` (help: "Replicate training jobs by this factor") on the embedded workload: the
+    inference service that load_workload sized to the site is kept as it is (scaling it too asked for
+    more GPUs than the site has, and the run exited 2)."""
+    out1, out3 = tmp_path / "a1.json", tmp_path / "a3.json"
+    for out, amp in ((out1, "1"), (out3, "3")):
+        res = CliRunner().invoke(app, ["simulate", "--days", "0.25", "--out", str(out), "--plot", str(tmp_path / "p.png"),
+                                       "--policy", "backfill", "--amplify", amp])
+        assert res.exit_code == 0, res.output
+    jobs1, jobs3 = json.loads(out1.read_text())["jobs"], json.loads(out3.read_text())["jobs"]
+    inf1 = sorted((j["job_id"], j["gpus"]) for j in jobs1 if j["kind"] == "inference")
+    inf3 = sorted((j["job_id"], j["gpus"]) for j in jobs3 if j["kind"] == "inference")
+    assert inf1 and inf3 == inf1
+    n1 = sum(1 for j in jobs1 if j["kind"] != "inference")
+    n3 = sum(1 for j in jobs3 if j["kind"] != "inference")
+    assert n3 == 3 * n1 > 0

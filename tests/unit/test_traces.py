@@ -350,3 +350,10 @@ def test_jobs_csv_empty_none_cells_are_not_gaps(tmp_path: Path, caplog: pytest.L
     with caplog.at_level("WARNING", logger="scheduler.traces"):
         assert read_jobs_csv(p, strict=True)[0].deadline_s is None
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_amplify_can_keep_the_inference_service(shared_data: None) -> None:
+    base, _ = load_workload("itp:cluster04", BIG, 3, seed=0)
+    kept = amplify(base, 4.0, seed=1, scale_inference=False)
+    assert [j for j in kept if j.kind == "inference"] == [j for j in base if j.kind == "inference"]
+    assert [j for j in kept if j.kind != "inference"] == [j for j in amplify(base, 4.0, seed=1) if j.kind != "inference"]
