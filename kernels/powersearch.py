@@ -147,14 +147,20 @@ def _work(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     return vmat, pool, ev, total
 
 
+def _row_status(ev: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """Each row's finished flag, work needed (s), work done by its deadline (s) and on-time flag (that work
+    covering the need to a relative 1e-6) in an evaluation, as host arrays."""
+    finished = np.asarray(ev["finished"], bool)
+    need_h = np.asarray(ev["need_s"], np.float64)
+    won_h = np.asarray(ev["work_on_time_s"], np.float64)
+    return finished, need_h, won_h, won_h >= need_h - 1e-6 * np.maximum(need_h, 1.0)
+
+
 def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
            ev: dict[str, Any], phase: str, floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
     """One phase of one round: propose, accept by prefix sums, evaluate exactly, halve until it passes."""
     T = c.T
-    finished = np.asarray(ev["finished"], bool)
-    need_h = np.asarray(ev["need_s"], np.float64)
-    won_h = np.asarray(ev["work_on_time_s"], np.float64)
-    on_time = won_h >= need_h - 1e-6 * np.maximum(need_h, 1.0)
+    finished, need_h, won_h, on_time = _row_status(ev)
     pool_h = xp.to_numpy(pool).astype(np.int64)
     base = c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0)
     price = None
@@ -240,10 +246,7 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     together, then the first half of them (by estimated gain) while the result breaks a cap or fails the
     exact test (``HALVINGS`` times)."""
     T = c.T
-    finished = np.asarray(ev["finished"], bool)
-    need_h = np.asarray(ev["need_s"], np.float64)
-    won_h = np.asarray(ev["work_on_time_s"], np.float64)
-    on_time = won_h >= need_h - 1e-6 * np.maximum(need_h, 1.0)
+    finished, _, _, on_time = _row_status(ev)
     got = _pair_candidates(xp, c, d, tb, vmat, pool, ev)
     if got is None:
         return vmat, pool, ev, 0
@@ -303,10 +306,7 @@ def _pair_candidates(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev:
     :func:`_pair_moves` on them: ``(rows, gain, a, b, la, lb, sa, las, sb, lbs)``; ``None`` where there are
     fewer than two rows or their ``(n, T, T)`` tables would exceed ``PAIR_MAX``."""
     T = c.T
-    finished = np.asarray(ev["finished"], bool)
-    need_h = np.asarray(ev["need_s"], np.float64)
-    won_h = np.asarray(ev["work_on_time_s"], np.float64)
-    on_time = won_h >= need_h - 1e-6 * np.maximum(need_h, 1.0)
+    finished, need_h, won_h, on_time = _row_status(ev)
     pool_h = xp.to_numpy(pool).astype(np.int64)
     done_ok = finished & (~c.has_dl | on_time)
     rows_h = np.flatnonzero(c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & (done_ok | ~finished))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -537,32 +539,24 @@ def test_policy_starts_work_that_cannot_wait_in_place_of_cheaper_work(seed: int)
     if fits:
         assert len(stopped) == 1
     # where nothing it could displace holds it, nothing is displaced
-    pinned = tuple(JobState(js.job.__class__(**{**{f: getattr(js.job, f) for f in js.job.__dataclass_fields__},
-                                                  "preemptible": False}), js.state, work_done_s=js.work_done_s,
-                            pool=js.pool) if js.state == "running" else js for js in snap.jobs)
-    snap2 = _snapshot(pinned, now_s=snap.now_s, healthy_gpus=dict(snap.healthy_gpus))
-    problem2, index2 = build_problem(snap2, 16, weights=DEFAULT_WEIGHTS)
-    assert WindwardPolicy._start_due_work(problem2, index2, Decisions(run=run)).run == run
+    def running_changed(**fields: Any) -> Decisions:
+        """_start_due_work on the same snapshot with every running job's fields changed (``fields`` may be
+        callables of the JobState)."""
+        jobs = tuple(
+            JobState(replace(js.job, **{k: v(js) if callable(v) else v for k, v in fields.items()}), js.state,
+                     work_done_s=js.work_done_s, pool=js.pool) if js.state == "running" else js
+            for js in snap.jobs)
+        pb, ix = build_problem(_snapshot(jobs, now_s=snap.now_s, healthy_gpus=dict(snap.healthy_gpus)), 16,
+                               weights=DEFAULT_WEIGHTS)
+        return WindwardPolicy._start_due_work(pb, ix, Decisions(run=run))
+
+    assert running_changed(preemptible=False).run == run
     # nor by work valued above it (here preemptible work of a higher priority, due within the horizon)
-    dearer = tuple(JobState(js.job.__class__(**{**{f: getattr(js.job, f) for f in js.job.__dataclass_fields__},
-                                                 "preemptible": True, "priority": 3,
-                                                 "duration_s": js.work_done_s + SLOT_S,
-                                                 "deadline_s": snap.now_s + 8 * SLOT_S}),
-                            js.state, work_done_s=js.work_done_s, pool=js.pool) if js.state == "running" else js
-                   for js in snap.jobs)
-    snap4 = _snapshot(dearer, now_s=snap.now_s, healthy_gpus=dict(snap.healthy_gpus))
-    problem4, index4 = build_problem(snap4, 16, weights=DEFAULT_WEIGHTS)
-    assert WindwardPolicy._start_due_work(problem4, index4, Decisions(run=run)).run == run
+    assert running_changed(preemptible=True, priority=3, duration_s=lambda js: js.work_done_s + SLOT_S,
+                           deadline_s=snap.now_s + 8 * SLOT_S).run == run
     # nor by work valued below it that cannot give up this slot either (lower priority, due now itself)
-    tight = tuple(JobState(js.job.__class__(**{**{f: getattr(js.job, f) for f in js.job.__dataclass_fields__},
-                                                "preemptible": True, "priority": -2,
-                                                "duration_s": js.work_done_s + SLOT_S,
-                                                "deadline_s": snap.now_s + 1.5 * SLOT_S}),
-                           js.state, work_done_s=js.work_done_s, pool=js.pool) if js.state == "running" else js
-                  for js in snap.jobs)
-    snap5 = _snapshot(tight, now_s=snap.now_s, healthy_gpus=dict(snap.healthy_gpus))
-    problem5, index5 = build_problem(snap5, 16, weights=DEFAULT_WEIGHTS)
-    assert WindwardPolicy._start_due_work(problem5, index5, Decisions(run=run)).run == run
+    assert running_changed(preemptible=True, priority=-2, duration_s=lambda js: js.work_done_s + SLOT_S,
+                           deadline_s=snap.now_s + 1.5 * SLOT_S).run == run
     # with room in a pool, the due job starts there and nothing stops
     room = {j: a for j, a in run.items() if a.pool != "h100-nl-secret"}
     out3 = WindwardPolicy._start_due_work(problem, index, Decisions(run=room))
