@@ -1,71 +1,197 @@
-"""Policies compared at (nearly) equal work: the policy study's cases replayed with a longer drain.
+"""Policies compared at equal work: the policy study's cases replayed with a drain long enough to finish.
 
 ``benchmarks/policy_study.py`` replays 2 days of submissions and 3 more days, and compares each policy
 against the clairvoyant bound of the work it did. A policy that defers work past the replay's end (windward
 lowers the power of long jobs in dear slots) does less work there, and a comparison of ratios charges the
-missing work at the policy's own ratio. This check removes that assumption where it can: the same cases,
-with ``--drain`` days after the submissions, and the plain grid carbon and work of each policy over the
-same span (the idle site's carbon is the same for all, the span being the same). Where every policy has
-finished the same work, the grid carbons compare directly.
+missing work at the policy's own ratio. This check removes that assumption: the same cases, with ``--drain``
+days after the submissions (9 days finish the 150-hour ITP jobs), and the plain grid carbon and work of each
+policy over the same span (the idle site's carbon is the same for all, the span being the same). Where every
+policy has finished the same work (within ``--tol-pct``), the grid carbons compare directly.
 
-    .venv/bin/python benchmarks/drain_check.py --drain 3,7 --policies backfill,windward \\
-        --windows 2022-spring,2023-summer,2022-autumn
+    .venv/bin/python benchmarks/drain_check.py --drain 9 --policies backfill,windward \\
+        --out /tmp/drain9.jsonl                     # all 12 windows of `seasons`, resumable, longest first
+    .venv/bin/python benchmarks/drain_check.py --summary /tmp/drain9.jsonl   # the table, from the file alone
     PYTHONPATH=<older checkout> WINDWARD_DATA_DIR=../shared/data .venv/bin/python benchmarks/drain_check.py ...
 
-Prints one JSON object per (window, drain, policy): grid carbon kg, work GPU-h, jobs done, deadline misses.
+Prints (and with ``--out`` appends) one JSON object per (window, drain, policy): grid carbon kg, work GPU-h,
+jobs done, deadline misses, and the per-slot grid carbon / busy GPUs (for tracing where carbon is emitted).
+A case already in ``--out`` is skipped, so an interrupted run resumes where it stopped. At the end (or with
+``--summary``) a table pairs each policy with ``--baseline`` case by case: carbon saving, work and jobs done,
+misses, and whether the row is at equal work; the median saving is taken over the equal-work rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+#: the fields that name one replay (a row of the output); a row with the same key is not run again
+KEY_FIELDS = ("set", "window", "cluster", "forecast", "seed", "drain_days", "policy")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--drain", default="3,7", help="comma-separated drain days after the submissions")
-    ap.add_argument("--policies", default="backfill,windward")
-    ap.add_argument("--windows", default="2022-spring,2023-summer,2022-autumn",
-                    help="windows of the study's `seasons` set")
-    ap.add_argument("--set", default="seasons")
-    a = ap.parse_args(argv)
+def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[k] for k in KEY_FIELDS)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file (none when it does not exist); a torn last line is skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def pair_rows(rows: Iterable[dict[str, Any]], baseline: str = "backfill", tol_pct: float = 1.0) -> list[dict[str, Any]]:
+    """One dict per (case, policy other than ``baseline``) that has a baseline row of the same case.
+
+    ``saving_pct`` is the grid carbon against the baseline's (negative: less carbon); ``work_pct`` the work
+    done against the baseline's. ``equal_work`` is true when the work differs by at most ``tol_pct`` percent
+    and both finished the same number of jobs; only such rows compare carbon at equal work."""
+    by_case: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        by_case.setdefault(row_key(r)[:-1], {})[r["policy"]] = r
+    out = []
+    for case, pols in by_case.items():
+        base = pols.get(baseline)
+        if base is None:
+            continue
+        for name, r in pols.items():
+            if name == baseline:
+                continue
+            work_pct = 100.0 * (r["work_gpu_h"] / base["work_gpu_h"] - 1.0) if base["work_gpu_h"] else 0.0
+            out.append({
+                **dict(zip(KEY_FIELDS[:-1], case, strict=True)), "policy": name,
+                "base_kg": base["grid_carbon_kg"], "base_gpu_h": base["work_gpu_h"], "base_jobs": base["jobs_done"],
+                "base_misses": base["deadline_misses"], "kg": r["grid_carbon_kg"], "gpu_h": r["work_gpu_h"],
+                "jobs": r["jobs_done"], "jobs_total": r["jobs_total"], "misses": r["deadline_misses"],
+                "saving_pct": 100.0 * (r["grid_carbon_kg"] / base["grid_carbon_kg"] - 1.0),
+                "work_pct": work_pct,
+                "equal_work": abs(work_pct) <= tol_pct and r["jobs_done"] == base["jobs_done"]})
+    return out
+
+
+def median_saving(pairs: Sequence[dict[str, Any]], policy: str) -> tuple[float | None, int, int]:
+    """(median saving % over the policy's equal-work rows or None, equal-work rows, all rows)."""
+    mine = [p for p in pairs if p["policy"] == policy]
+    eq = [p["saving_pct"] for p in mine if p["equal_work"]]
+    return (statistics.median(eq) if eq else None), len(eq), len(mine)
+
+
+def table(pairs: Sequence[dict[str, Any]], baseline: str = "backfill", tol_pct: float = 1.0) -> str:
+    """A markdown table of the pairs, one line per case and policy, and one median line per policy."""
+    lines = [f"| window | drain d | {baseline} kg / GPU-h / jobs / misses | policy | kg / GPU-h / jobs / misses "
+             f"| carbon vs {baseline} | work vs {baseline} | equal work (<= {tol_pct:g}%, same jobs) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for p in sorted(pairs, key=lambda p: (p["policy"], p["drain_days"], p["window"])):
+        lines.append(
+            f"| {p['window']} | {p['drain_days']:g} | {p['base_kg']:,.0f} / {p['base_gpu_h']:,.0f} / "
+            f"{p['base_jobs']} / {p['base_misses']} | {p['policy']} | {p['kg']:,.0f} / {p['gpu_h']:,.0f} / "
+            f"{p['jobs']} of {p['jobs_total']} / {p['misses']} | {p['saving_pct']:+.1f}% | {p['work_pct']:+.2f}% "
+            f"| {'yes' if p['equal_work'] else 'no'} |")
+    for pol in sorted({p["policy"] for p in pairs}):
+        for drain in sorted({p["drain_days"] for p in pairs if p["policy"] == pol}):
+            sub = [p for p in pairs if p["policy"] == pol and p["drain_days"] == drain]
+            med, n_eq, n = median_saving(sub, pol)
+            all_med = statistics.median(p["saving_pct"] for p in sub)
+            more = sum(1 for p in sub if p["misses"] > p["base_misses"])
+            lines.append(f"| **median** | {drain:g} | | {pol} | | "
+                         f"**{'n/a' if med is None else f'{med:+.1f}%'}** at equal work ({n_eq} of {n} rows); "
+                         f"{all_med:+.1f}% over all {n} | | {more} rows with more misses than {baseline} |")
+    return "\n".join(lines)
+
+
+def _run(a: argparse.Namespace, out: Path | None) -> None:
     from benchmarks import policy_study as ps
     from benchmarks.policies import load_case
     from scheduler import clairvoyant
     from scheduler.control import run_simulation, slots_for_days
     from scheduler.signals import make_forecaster
 
-    wins = set(a.windows.split(","))
+    done = {row_key(r) for r in read_rows(out)} if out is not None else set()
+    wins = None if a.windows == "all" else set(a.windows.split(","))
+    todo = []
     for drain in (float(x) for x in a.drain.split(",")):
         for case in ps.cases(a.set):
-            if case.window not in wins:
+            if wins is None or case.window in wins:
+                todo.append(replace(case, drain_days=drain))
+    loaded = []
+    for case in todo:
+        t0 = datetime.fromisoformat(case.start.replace("Z", "+00:00")).astimezone(UTC)
+        site, jobs, actual, _ = load_case(case.days, case.drain_days, t0, case.cluster, 48.0, case.seed,
+                                          case.trace_day, 0.05, case.slot_minutes)
+        gpu_h = sum(j.gpus * j.duration_s for j in jobs if not j.must_run) / 3600
+        loaded.append((gpu_h, case, site, jobs, actual))
+    if a.longest_first:  # the most work first: a run stopped at the deadline has the big cases done
+        loaded.sort(key=lambda x: -x[0])
+    for _gpu_h, case, site, jobs, actual in loaded:
+        n = slots_for_days(site, case.days + case.drain_days)
+        for name in a.policies.split(","):
+            head = {"set": case.set, "window": case.window, "cluster": case.cluster, "forecast": case.forecast,
+                    "seed": case.seed, "drain_days": case.drain_days, "policy": name}
+            if row_key(head) in done:
                 continue
-            case = replace(case, drain_days=drain)
-            t0 = datetime.fromisoformat(case.start.replace("Z", "+00:00")).astimezone(UTC)
-            site, jobs, actual, _ = load_case(case.days, case.drain_days, t0, case.cluster, 48.0, case.seed,
-                                              case.trace_day, 0.05, case.slot_minutes)
-            n = slots_for_days(site, case.days + case.drain_days)
-            for name in a.policies.split(","):
-                fc = make_forecaster(case.forecast, actual, case.seed, wind_capacity_w=site.wind.contract_mw * 1e6)
-                w0 = time.time()
-                sim = run_simulation(site, jobs, actual, ps.make_study_policy(name), n_slots=n, forecaster=fc,
-                                     forecast_name=case.forecast, horizon_slots=int(48 * 3600 / site.slot_s))
-                train = [r for r in sim.loop.records.values() if not r.job.must_run and r.state != "pending"]
-                end_s = n * site.slot_s
-                misses = sum(1 for r in train if r.job.deadline_s is not None and r.job.deadline_s <= end_s
-                             and not (r.state == "finished" and r.end_s is not None
-                                      and r.end_s <= r.job.deadline_s + 1e-6))
-                print(json.dumps({
-                    "window": case.window, "cluster": case.cluster, "forecast": case.forecast, "seed": case.seed,
-                    "drain_days": drain, "policy": name,
-                    "grid_carbon_kg": round(clairvoyant.run_carbon_g(sim) / 1000, 1),
-                    "work_gpu_h": round(sum(r.job.gpus * min(r.work_done_s, r.job.duration_s) for r in train) / 3600, 1),
-                    "jobs_done": sum(1 for r in train if r.state == "finished"), "jobs_total": len(train),
-                    "deadline_misses": misses, "wall_s": round(time.time() - w0, 1)}), flush=True)
+            fc = make_forecaster(case.forecast, actual, case.seed, wind_capacity_w=site.wind.contract_mw * 1e6)
+            w0 = time.time()
+            c0 = time.process_time()
+            sim = run_simulation(site, jobs, actual, ps.make_study_policy(name), n_slots=n, forecaster=fc,
+                                 forecast_name=case.forecast, horizon_slots=int(48 * 3600 / site.slot_s))
+            train = [r for r in sim.loop.records.values() if not r.job.must_run and r.state != "pending"]
+            end_s = n * site.slot_s
+            misses = sum(1 for r in train if r.job.deadline_s is not None and r.job.deadline_s <= end_s
+                         and not (r.state == "finished" and r.end_s is not None
+                                  and r.end_s <= r.job.deadline_s + 1e-6))
+            unfinished = sorted(((r.job.job_id, r.job.gpus, round(r.job.duration_s / 3600, 1),
+                                  round(min(r.work_done_s, r.job.duration_s) / 3600, 1))
+                                 for r in train if r.state != "finished"), key=lambda x: -x[1] * x[2])
+            row = {**head,
+                   "grid_carbon_kg": round(clairvoyant.run_carbon_g(sim) / 1000, 1),
+                   "work_gpu_h": round(sum(r.job.gpus * min(r.work_done_s, r.job.duration_s) for r in train) / 3600, 1),
+                   "jobs_done": sum(1 for r in train if r.state == "finished"), "jobs_total": len(train),
+                   "deadline_misses": misses, "unfinished": unfinished[:20],
+                   "wall_s": round(time.time() - w0, 1), "cpu_s": round(time.process_time() - c0, 1),
+                   "slot_carbon_kg": [round(r.carbon_g / 1000, 2) for r in sim.reports],
+                   "slot_busy_gpus": [round(sum(r.busy_gpus.values()), 1) for r in sim.reports]}
+            line = json.dumps(row)
+            print(json.dumps({k: v for k, v in row.items() if not k.startswith("slot_")}), flush=True)
+            if out is not None:
+                with out.open("a") as f:
+                    f.write(line + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--drain", default="9", help="comma-separated drain days after the submissions")
+    ap.add_argument("--policies", default="backfill,windward")
+    ap.add_argument("--windows", default="all", help="comma-separated windows of the set, or 'all'")
+    ap.add_argument("--set", default="seasons")
+    ap.add_argument("--out", help="JSON-lines file the rows are appended to; rows already in it are not rerun")
+    ap.add_argument("--summary", help="print the table of this JSON-lines file and run nothing")
+    ap.add_argument("--baseline", default="backfill", help="the policy the others are paired with")
+    ap.add_argument("--tol-pct", type=float, default=1.0, help="work difference (%%) still called equal work")
+    ap.add_argument("--no-longest-first", dest="longest_first", action="store_false",
+                    help="run the cases in the set's order rather than the most work first")
+    a = ap.parse_args(argv)
+    if a.summary:
+        rows = read_rows(Path(a.summary))
+    else:
+        out = Path(a.out) if a.out else None
+        _run(a, out)
+        rows = read_rows(out) if out is not None else []
+    if rows:
+        print(table(pair_rows(rows, a.baseline, a.tol_pct), a.baseline, a.tol_pct))
     return 0
 
 

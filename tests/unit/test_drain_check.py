@@ -1,0 +1,76 @@
+"""benchmarks.drain_check without data: the pairing with the baseline, the equal-work test, the median over
+equal-work rows only, and the resumable output file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.drain_check import median_saving, pair_rows, read_rows, row_key, table
+
+
+def _row(window: str, policy: str, kg: float, gpu_h: float, jobs: int = 10, misses: int = 0,
+         drain: float = 9.0) -> dict[str, object]:
+    return {"set": "seasons", "window": window, "cluster": "c", "forecast": "noisy", "seed": 0,
+            "drain_days": drain, "policy": policy, "grid_carbon_kg": kg, "work_gpu_h": gpu_h, "jobs_done": jobs,
+            "jobs_total": 10, "deadline_misses": misses}
+
+
+def test_pairs_each_policy_with_the_baseline_of_the_same_case() -> None:
+    rows = [_row("a", "backfill", 100.0, 1000.0), _row("a", "windward", 80.0, 1000.0),
+            _row("a", "windward", 50.0, 1000.0, drain=3.0),  # no backfill at 3 days: no pair
+            _row("b", "windward", 10.0, 1000.0)]  # no backfill in b: no pair
+    pairs = pair_rows(rows)
+    assert len(pairs) == 1
+    p = pairs[0]
+    assert (p["window"], p["drain_days"], p["policy"]) == ("a", 9.0, "windward")
+    assert p["saving_pct"] == pytest.approx(-20.0) and p["work_pct"] == pytest.approx(0.0)
+    assert (p["base_kg"], p["kg"], p["equal_work"]) == (100.0, 80.0, True)
+
+
+@pytest.mark.parametrize(("gpu_h", "jobs", "tol", "equal"), [
+    (995.0, 10, 1.0, True),    # 0.5% less work, same jobs
+    (985.0, 10, 1.0, False),   # 1.5% less work
+    (985.0, 10, 2.0, True),    # ... within a 2% tolerance
+    (1000.0, 9, 1.0, False),   # same GPU-hours rounded, one job fewer finished
+    (1012.0, 10, 1.0, False),  # more work is not equal either
+])
+def test_equal_work_needs_the_work_within_tolerance_and_the_same_jobs(gpu_h: float, jobs: int, tol: float,
+                                                                      equal: bool) -> None:
+    (p,) = pair_rows([_row("a", "backfill", 100.0, 1000.0), _row("a", "windward", 90.0, gpu_h, jobs)], tol_pct=tol)
+    assert p["equal_work"] is equal
+
+
+def test_median_saving_is_over_the_equal_work_rows_only() -> None:
+    rows = [_row("a", "backfill", 100.0, 1000.0), _row("a", "windward", 90.0, 1000.0),   # -10%
+            _row("b", "backfill", 100.0, 1000.0), _row("b", "windward", 70.0, 1000.0),   # -30%
+            _row("c", "backfill", 100.0, 1000.0), _row("c", "windward", 80.0, 1000.0),   # -20%
+            _row("d", "backfill", 100.0, 1000.0), _row("d", "windward", 40.0, 700.0),    # -60% at 30% less work
+            _row("d", "greedy-green", 95.0, 1000.0)]
+    pairs = pair_rows(rows)
+    assert median_saving(pairs, "windward") == (pytest.approx(-20.0), 3, 4)  # not -25% with d counted
+    assert median_saving(pairs, "greedy-green") == (pytest.approx(-5.0), 1, 1)
+    assert median_saving(pair_rows(rows[6:8]), "windward") == (None, 0, 1)
+
+
+def test_table_has_a_line_per_pair_and_a_median_per_policy_and_drain() -> None:
+    rows = [_row("a", "backfill", 100.0, 1000.0, misses=2), _row("a", "windward", 90.0, 1000.0, misses=3),
+            _row("b", "backfill", 100.0, 1000.0), _row("b", "windward", 40.0, 700.0, jobs=8),
+            _row("a", "backfill", 50.0, 900.0, drain=3.0), _row("a", "windward", 45.0, 900.0, drain=3.0)]
+    lines = table(pair_rows(rows)).splitlines()
+    assert len(lines) == 2 + 3 + 2
+    med9 = next(x for x in lines if x.startswith("| **median** | 9 |"))
+    assert "**-10.0%** at equal work (1 of 2 rows); -35.0% over all 2" in med9
+    assert "1 rows with more misses than backfill" in med9
+    b = next(x for x in lines if x.startswith("| b | 9 |"))
+    assert "40 / 700 / 8 of 10 / 0" in b and "| -60.0% | -30.00% | no |" in b
+
+
+def test_read_rows_resumes_from_a_file_with_a_torn_last_line(tmp_path: Path) -> None:
+    f = tmp_path / "rows.jsonl"
+    assert read_rows(f) == []
+    r = _row("a", "windward", 90.0, 1000.0)
+    f.write_text(json.dumps(r) + "\n" + '{"set": "seas')
+    assert [row_key(x) for x in read_rows(f)] == [("seasons", "a", "c", "noisy", 0, 9.0, "windward")]
