@@ -90,6 +90,19 @@ def median_saving(pairs: Sequence[dict[str, Any]], policy: str) -> tuple[float |
     return (statistics.median(eq) if eq else None), len(eq), len(mine)
 
 
+def settle(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per case and policy, the pair at the shortest drain that is at equal work, or else the one at the
+    longest drain (not at equal work): one row per case, however many drains were run for it."""
+    by: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for p in pairs:
+        by.setdefault((*(p[k] for k in KEY_FIELDS if k != "drain_days"),), []).append(p)
+    out = []
+    for ps_ in by.values():
+        eq = [p for p in ps_ if p["equal_work"]]
+        out.append(min(eq, key=lambda p: p["drain_days"]) if eq else max(ps_, key=lambda p: p["drain_days"]))
+    return out
+
+
 def table(pairs: Sequence[dict[str, Any]], baseline: str = "backfill", tol_pct: float = 1.0) -> str:
     """A markdown table of the pairs, one line per case and policy, and one median line per policy."""
     lines = [f"| window | drain d | {baseline} kg / GPU-h / jobs / misses | policy | kg / GPU-h / jobs / misses "
@@ -110,6 +123,15 @@ def table(pairs: Sequence[dict[str, Any]], baseline: str = "backfill", tol_pct: 
             lines.append(f"| **median** | {drain:g} | | {pol} | | "
                          f"**{'n/a' if med is None else f'{med:+.1f}%'}** at equal work ({n_eq} of {n} rows); "
                          f"{all_med:+.1f}% over all {n} | | {more} rows with more misses than {baseline} |")
+    if len({p["drain_days"] for p in pairs}) > 1:
+        settled = settle(pairs)
+        for pol in sorted({p["policy"] for p in settled}):
+            sub = [p for p in settled if p["policy"] == pol]
+            med, n_eq, n = median_saving(sub, pol)
+            drains = ", ".join(f"{p['window']} {p['drain_days']:g}" for p in sorted(sub, key=lambda p: p["window"]))
+            lines.append(f"| **median, each case at its shortest equal-work drain** | | | {pol} | | "
+                         f"**{'n/a' if med is None else f'{med:+.1f}%'}** ({n_eq} of {n} cases at equal work) "
+                         f"| | drains: {drains} |")
     return "\n".join(lines)
 
 

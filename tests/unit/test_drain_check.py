@@ -60,7 +60,7 @@ def test_table_has_a_line_per_pair_and_a_median_per_policy_and_drain() -> None:
             _row("b", "backfill", 100.0, 1000.0), _row("b", "windward", 40.0, 700.0, jobs=8),
             _row("a", "backfill", 50.0, 900.0, drain=3.0), _row("a", "windward", 45.0, 900.0, drain=3.0)]
     lines = table(pair_rows(rows)).splitlines()
-    assert len(lines) == 2 + 3 + 2
+    assert len(lines) == 2 + 3 + 2 + 1  # and one line over the cases at their shortest equal-work drain
     med9 = next(x for x in lines if x.startswith("| **median** | 9 |"))
     assert "**-10.0%** at equal work (1 of 2 rows); -35.0% over all 2" in med9
     assert "1 rows with more misses than backfill" in med9
@@ -74,3 +74,18 @@ def test_read_rows_resumes_from_a_file_with_a_torn_last_line(tmp_path: Path) -> 
     r = _row("a", "windward", 90.0, 1000.0)
     f.write_text(json.dumps(r) + "\n" + '{"set": "seas')
     assert [row_key(x) for x in read_rows(f)] == [("seasons", "a", "c", "noisy", 0, 9.0, "windward")]
+
+
+def test_each_case_is_settled_at_its_shortest_equal_work_drain() -> None:
+    from benchmarks.drain_check import settle
+
+    rows = [_row("a", "backfill", 100.0, 1000.0, drain=d) for d in (3.0, 9.0, 12.0)]
+    rows += [_row("a", "windward", 60.0, 900.0, jobs=9, drain=3.0), _row("a", "windward", 85.0, 1000.0, drain=9.0),
+             _row("a", "windward", 88.0, 1000.0, drain=12.0)]
+    rows += [_row("b", "backfill", 100.0, 1000.0, drain=d) for d in (3.0, 9.0)]
+    rows += [_row("b", "windward", 50.0, 800.0, jobs=8, drain=3.0), _row("b", "windward", 70.0, 950.0, jobs=9, drain=9.0)]
+    got = {p["window"]: p for p in settle(pair_rows(rows))}
+    assert (got["a"]["drain_days"], got["a"]["equal_work"], got["a"]["saving_pct"]) == (9.0, True, pytest.approx(-15.0))
+    assert (got["b"]["drain_days"], got["b"]["equal_work"]) == (9.0, False)  # none equal: the longest drain
+    med = next(x for x in table(pair_rows(rows)).splitlines() if x.startswith("| **median, each case"))
+    assert "**-15.0%** (1 of 2 cases at equal work)" in med and "drains: a 9, b 9" in med
