@@ -35,6 +35,9 @@ from typing import Any
 
 #: the fields that name one replay (a row of the output); a row with the same key is not run again
 KEY_FIELDS = ("set", "window", "cluster", "forecast", "seed", "drain_days", "policy")
+#: the pseudo-policy whose row is the idle site's grid carbon over the same span (every GPU idle, no job):
+#: the same in every schedule, so a saving is also given on the carbon above it
+IDLE = "idle"
 
 
 def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -59,7 +62,9 @@ def pair_rows(rows: Iterable[dict[str, Any]], baseline: str = "backfill", tol_pc
 
     ``saving_pct`` is the grid carbon against the baseline's (negative: less carbon); ``work_pct`` the work
     done against the baseline's. ``equal_work`` is true when the work differs by at most ``tol_pct`` percent
-    and both finished the same number of jobs; only such rows compare carbon at equal work."""
+    and both finished the same number of jobs; only such rows compare carbon at equal work. Where the case
+    has an :data:`IDLE` row, ``above_idle_pct`` is the same saving on the carbon above the idle site's (which
+    a longer drain adds to every policy alike); else None."""
     by_case: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
     for r in rows:
         by_case.setdefault(row_key(r)[:-1], {})[r["policy"]] = r
@@ -68,9 +73,13 @@ def pair_rows(rows: Iterable[dict[str, Any]], baseline: str = "backfill", tol_pc
         base = pols.get(baseline)
         if base is None:
             continue
+        idle = pols[IDLE]["grid_carbon_kg"] if IDLE in pols else None
         for name, r in pols.items():
-            if name == baseline:
+            if name in (baseline, IDLE):
                 continue
+            above = None
+            if idle is not None and base["grid_carbon_kg"] > idle:
+                above = 100.0 * ((r["grid_carbon_kg"] - idle) / (base["grid_carbon_kg"] - idle) - 1.0)
             work_pct = 100.0 * (r["work_gpu_h"] / base["work_gpu_h"] - 1.0) if base["work_gpu_h"] else 0.0
             out.append({
                 **dict(zip(KEY_FIELDS[:-1], case, strict=True)), "policy": name,
@@ -78,15 +87,17 @@ def pair_rows(rows: Iterable[dict[str, Any]], baseline: str = "backfill", tol_pc
                 "base_misses": base["deadline_misses"], "kg": r["grid_carbon_kg"], "gpu_h": r["work_gpu_h"],
                 "jobs": r["jobs_done"], "jobs_total": r["jobs_total"], "misses": r["deadline_misses"],
                 "saving_pct": 100.0 * (r["grid_carbon_kg"] / base["grid_carbon_kg"] - 1.0),
+                "idle_kg": idle, "above_idle_pct": above,
                 "work_pct": work_pct,
                 "equal_work": abs(work_pct) <= tol_pct and r["jobs_done"] == base["jobs_done"]})
     return out
 
 
-def median_saving(pairs: Sequence[dict[str, Any]], policy: str) -> tuple[float | None, int, int]:
-    """(median saving % over the policy's equal-work rows or None, equal-work rows, all rows)."""
+def median_saving(pairs: Sequence[dict[str, Any]], policy: str,
+                  field: str = "saving_pct") -> tuple[float | None, int, int]:
+    """(median of ``field`` over the policy's equal-work rows that have it, or None; those rows; all rows)."""
     mine = [p for p in pairs if p["policy"] == policy]
-    eq = [p["saving_pct"] for p in mine if p["equal_work"]]
+    eq = [p[field] for p in mine if p["equal_work"] and p[field] is not None]
     return (statistics.median(eq) if eq else None), len(eq), len(mine)
 
 
@@ -103,16 +114,33 @@ def settle(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.1f}%"
+
+
+def _above(p: dict[str, Any]) -> str:
+    if p["idle_kg"] is None:
+        return ""
+    return f"{_pct(p['above_idle_pct'])} ({p['base_kg'] - p['idle_kg']:,.0f} -> {p['kg'] - p['idle_kg']:,.0f})"
+
+
+def _median_above(sub: Sequence[dict[str, Any]], pol: str) -> str:
+    med, n_eq, _ = median_saving(sub, pol, "above_idle_pct")
+    return "" if not n_eq else f"**{_pct(med)}** at equal work ({n_eq} rows)"
+
+
 def table(pairs: Sequence[dict[str, Any]], baseline: str = "backfill", tol_pct: float = 1.0) -> str:
     """A markdown table of the pairs, one line per case and policy, and one median line per policy."""
     lines = [f"| window | drain d | {baseline} kg / GPU-h / jobs / misses | policy | kg / GPU-h / jobs / misses "
-             f"| carbon vs {baseline} | work vs {baseline} | equal work (<= {tol_pct:g}%, same jobs) |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"| carbon vs {baseline} | above the idle site (kg) | work vs {baseline} "
+             f"| equal work (<= {tol_pct:g}%, same jobs) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(pairs, key=lambda p: (p["policy"], p["drain_days"], p["window"])):
         lines.append(
             f"| {p['window']} | {p['drain_days']:g} | {p['base_kg']:,.0f} / {p['base_gpu_h']:,.0f} / "
             f"{p['base_jobs']} / {p['base_misses']} | {p['policy']} | {p['kg']:,.0f} / {p['gpu_h']:,.0f} / "
-            f"{p['jobs']} of {p['jobs_total']} / {p['misses']} | {p['saving_pct']:+.1f}% | {p['work_pct']:+.2f}% "
+            f"{p['jobs']} of {p['jobs_total']} / {p['misses']} | {p['saving_pct']:+.1f}% | {_above(p)} | "
+            f"{p['work_pct']:+.2f}% "
             f"| {'yes' if p['equal_work'] else 'no'} |")
     for pol in sorted({p["policy"] for p in pairs}):
         for drain in sorted({p["drain_days"] for p in pairs if p["policy"] == pol}):
@@ -121,8 +149,8 @@ def table(pairs: Sequence[dict[str, Any]], baseline: str = "backfill", tol_pct: 
             all_med = statistics.median(p["saving_pct"] for p in sub)
             more = sum(1 for p in sub if p["misses"] > p["base_misses"])
             lines.append(f"| **median** | {drain:g} | | {pol} | | "
-                         f"**{'n/a' if med is None else f'{med:+.1f}%'}** at equal work ({n_eq} of {n} rows); "
-                         f"{all_med:+.1f}% over all {n} | | {more} rows with more misses than {baseline} |")
+                         f"**{_pct(med)}** at equal work ({n_eq} of {n} rows); {all_med:+.1f}% over all {n} | "
+                         f"{_median_above(sub, pol)} | | {more} rows with more misses than {baseline} |")
     if len({p["drain_days"] for p in pairs}) > 1:
         settled = settle(pairs)
         for pol in sorted({p["policy"] for p in settled}):
@@ -130,9 +158,17 @@ def table(pairs: Sequence[dict[str, Any]], baseline: str = "backfill", tol_pct: 
             med, n_eq, n = median_saving(sub, pol)
             drains = ", ".join(f"{p['window']} {p['drain_days']:g}" for p in sorted(sub, key=lambda p: p["window"]))
             lines.append(f"| **median, each case at its shortest equal-work drain** | | | {pol} | | "
-                         f"**{'n/a' if med is None else f'{med:+.1f}%'}** ({n_eq} of {n} cases at equal work) "
-                         f"| | drains: {drains} |")
+                         f"**{_pct(med)}** ({n_eq} of {n} cases at equal work) | {_median_above(sub, pol)} | | "
+                         f"drains: {drains} |")
     return "\n".join(lines)
+
+
+def _emit(row: dict[str, Any], out: Path | None) -> None:
+    """Print the row (without its per-slot series) and append it whole to ``out``."""
+    print(json.dumps({k: v for k, v in row.items() if not k.startswith("slot_")}), flush=True)
+    if out is not None:
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def _run(a: argparse.Namespace, out: Path | None) -> None:
@@ -165,6 +201,11 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
                     "seed": case.seed, "drain_days": case.drain_days, "policy": name}
             if row_key(head) in done:
                 continue
+            if name == IDLE:
+                row = {**head, "grid_carbon_kg": round(clairvoyant.idle_carbon_g(site, actual, n) / 1000, 1),
+                       "work_gpu_h": 0.0, "jobs_done": 0, "jobs_total": 0, "deadline_misses": 0}
+                _emit(row, out)
+                continue
             fc = make_forecaster(case.forecast, actual, case.seed, wind_capacity_w=site.wind.contract_mw * 1e6)
             w0 = time.time()
             c0 = time.process_time()
@@ -186,17 +227,14 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
                    "wall_s": round(time.time() - w0, 1), "cpu_s": round(time.process_time() - c0, 1),
                    "slot_carbon_kg": [round(r.carbon_g / 1000, 2) for r in sim.reports],
                    "slot_busy_gpus": [round(sum(r.busy_gpus.values()), 1) for r in sim.reports]}
-            line = json.dumps(row)
-            print(json.dumps({k: v for k, v in row.items() if not k.startswith("slot_")}), flush=True)
-            if out is not None:
-                with out.open("a") as f:
-                    f.write(line + "\n")
+            _emit(row, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--drain", default="9", help="comma-separated drain days after the submissions")
-    ap.add_argument("--policies", default="backfill,windward")
+    ap.add_argument("--policies", default="backfill,windward,idle",
+                    help=f"comma-separated; {IDLE!r} is the idle site's carbon over the same span (no run)")
     ap.add_argument("--windows", default="all", help="comma-separated windows of the set, or 'all'")
     ap.add_argument("--set", default="seasons")
     ap.add_argument("--out", help="JSON-lines file the rows are appended to; rows already in it are not rerun")

@@ -65,7 +65,7 @@ def test_table_has_a_line_per_pair_and_a_median_per_policy_and_drain() -> None:
     assert "**-10.0%** at equal work (1 of 2 rows); -35.0% over all 2" in med9
     assert "1 rows with more misses than backfill" in med9
     b = next(x for x in lines if x.startswith("| b | 9 |"))
-    assert "40 / 700 / 8 of 10 / 0" in b and "| -60.0% | -30.00% | no |" in b
+    assert "40 / 700 / 8 of 10 / 0" in b and "| -60.0% |  | -30.00% | no |" in b  # no idle row: no column
 
 
 def test_read_rows_resumes_from_a_file_with_a_torn_last_line(tmp_path: Path) -> None:
@@ -89,3 +89,19 @@ def test_each_case_is_settled_at_its_shortest_equal_work_drain() -> None:
     assert (got["b"]["drain_days"], got["b"]["equal_work"]) == (9.0, False)  # none equal: the longest drain
     med = next(x for x in table(pair_rows(rows)).splitlines() if x.startswith("| **median, each case"))
     assert "**-15.0%** (1 of 2 cases at equal work)" in med and "drains: a 9, b 9" in med
+
+
+def test_the_saving_above_the_idle_site_leaves_its_carbon_out_of_both_runs() -> None:
+    rows = [_row("a", "backfill", 100.0, 1000.0), _row("a", "windward", 90.0, 1000.0),
+            _row("a", "idle", 80.0, 0.0, jobs=0),   # 20 kg above idle -> 10 kg: -50%, where -10% in all
+            _row("b", "backfill", 100.0, 1000.0), _row("b", "windward", 70.0, 1000.0),
+            _row("c", "backfill", 100.0, 1000.0), _row("c", "windward", 40.0, 1000.0), _row("c", "idle", 20.0, 0.0)]
+    pairs = {p["window"]: p for p in pair_rows(rows)}
+    assert len(pairs) == 3 and all(p["policy"] == "windward" for p in pairs.values())  # idle is no policy
+    assert pairs["a"]["saving_pct"] == pytest.approx(-10.0) and pairs["a"]["above_idle_pct"] == pytest.approx(-50.0)
+    assert pairs["b"]["above_idle_pct"] is None and pairs["c"]["above_idle_pct"] == pytest.approx(-75.0)
+    assert median_saving(list(pairs.values()), "windward", "above_idle_pct") == (pytest.approx(-62.5), 2, 3)
+    lines = table(list(pairs.values())).splitlines()
+    assert "| -10.0% | -50.0% (20 -> 10) |" in next(x for x in lines if x.startswith("| a |"))
+    med = next(x for x in lines if x.startswith("| **median** |"))
+    assert "**-30.0%** at equal work (3 of 3 rows)" in med and "**-62.5%** at equal work (2 rows)" in med
