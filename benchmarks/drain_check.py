@@ -38,6 +38,10 @@ KEY_FIELDS = ("set", "window", "cluster", "forecast", "seed", "drain_days", "pol
 #: the pseudo-policy whose row is the idle site's grid carbon over the same span (every GPU idle, no job):
 #: the same in every schedule, so a saving is also given on the carbon above it
 IDLE = "idle"
+#: the pseudo-policy whose row is the clairvoyant bound (clairvoyant.bound_of_run) of the baseline's run: the
+#: least carbon of any schedule doing the baseline's work and meeting the deadlines it met, so its saving
+#: is the most any policy could save at the baseline's work
+BOUND = "bound"
 
 
 def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -209,7 +213,8 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
             fc = make_forecaster(case.forecast, actual, case.seed, wind_capacity_w=site.wind.contract_mw * 1e6)
             w0 = time.time()
             c0 = time.process_time()
-            sim = run_simulation(site, jobs, actual, ps.make_study_policy(name), n_slots=n, forecaster=fc,
+            policy = ps.make_study_policy(a.baseline if name == BOUND else name)
+            sim = run_simulation(site, jobs, actual, policy, n_slots=n, forecaster=fc,
                                  forecast_name=case.forecast, horizon_slots=int(48 * 3600 / site.slot_s))
             train = [r for r in sim.loop.records.values() if not r.job.must_run and r.state != "pending"]
             end_s = n * site.slot_s
@@ -219,14 +224,22 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
             unfinished = sorted(((r.job.job_id, r.job.gpus, round(r.job.duration_s / 3600, 1),
                                   round(min(r.work_done_s, r.job.duration_s) / 3600, 1))
                                  for r in train if r.state != "finished"), key=lambda x: -x[1] * x[2])
+            carbon_g = clairvoyant.run_carbon_g(sim)
+            extra: dict[str, Any] = {}
+            if name == BOUND:
+                b = clairvoyant.bound_of_run(sim, time_limit_s=a.bound_time_limit_s)
+                carbon_g = b.bound_carbon_g
+                extra = {"bound": b.as_dict(), "slot_busy_gpus": None,  # the LP's own carbon by slot, not the run's
+                         "slot_carbon_kg": None if b.carbon_g_by_slot is None
+                         else [round(g / 1000, 2) for g in b.carbon_g_by_slot]}
             row = {**head,
-                   "grid_carbon_kg": round(clairvoyant.run_carbon_g(sim) / 1000, 1),
+                   "grid_carbon_kg": round(carbon_g / 1000, 1),
                    "work_gpu_h": round(sum(r.job.gpus * min(r.work_done_s, r.job.duration_s) for r in train) / 3600, 1),
                    "jobs_done": sum(1 for r in train if r.state == "finished"), "jobs_total": len(train),
                    "deadline_misses": misses, "unfinished": unfinished[:20],
                    "wall_s": round(time.time() - w0, 1), "cpu_s": round(time.process_time() - c0, 1),
                    "slot_carbon_kg": [round(r.carbon_g / 1000, 2) for r in sim.reports],
-                   "slot_busy_gpus": [round(sum(r.busy_gpus.values()), 1) for r in sim.reports]}
+                   "slot_busy_gpus": [round(sum(r.busy_gpus.values()), 1) for r in sim.reports], **extra}
             _emit(row, out)
 
 
@@ -234,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--drain", default="9", help="comma-separated drain days after the submissions")
     ap.add_argument("--policies", default="backfill,windward,idle",
-                    help=f"comma-separated; {IDLE!r} is the idle site's carbon over the same span (no run)")
+                    help=f"comma-separated; {IDLE!r} is the idle site's carbon over the same span (no run), "
+                         f"{BOUND!r} the clairvoyant bound of the baseline's run (its saving is the most possible)")
+    ap.add_argument("--bound-time-limit-s", type=float, default=300.0)
     ap.add_argument("--windows", default="all", help="comma-separated windows of the set, or 'all'")
     ap.add_argument("--set", default="seasons")
     ap.add_argument("--out", help="JSON-lines file the rows are appended to; rows already in it are not rerun")
