@@ -167,6 +167,23 @@ def table(pairs: Sequence[dict[str, Any]], baseline: str = "backfill", tol_pct: 
     return "\n".join(lines)
 
 
+def study_policy(name: str) -> tuple[Any, float]:
+    """(policy, forecast horizon hours) for ``NAME`` or ``NAME@HOURS``: NAME as
+    :func:`benchmarks.policy_study.make_study_policy` builds it; ``@HOURS`` plans (a windward policy) and
+    forecasts over HOURS instead of the study's 48, e.g. ``windward@96``."""
+    from benchmarks import policy_study as ps
+
+    base, _, hours = name.partition("@")
+    policy = ps.make_study_policy(base)
+    if not hours:
+        return policy, 48.0
+    h = float(hours)
+    if hasattr(policy, "horizon_hours"):
+        policy.horizon_hours = h
+    policy.name = name
+    return policy, h
+
+
 def _emit(row: dict[str, Any], out: Path | None) -> None:
     """Print the row (without its per-slot series) and append it whole to ``out``."""
     print(json.dumps({k: v for k, v in row.items() if not k.startswith("slot_")}), flush=True)
@@ -213,9 +230,9 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
             fc = make_forecaster(case.forecast, actual, case.seed, wind_capacity_w=site.wind.contract_mw * 1e6)
             w0 = time.time()
             c0 = time.process_time()
-            policy = ps.make_study_policy(a.baseline if name == BOUND else name)
+            policy, horizon_h = study_policy(a.baseline if name == BOUND else name)
             sim = run_simulation(site, jobs, actual, policy, n_slots=n, forecaster=fc,
-                                 forecast_name=case.forecast, horizon_slots=int(48 * 3600 / site.slot_s))
+                                 forecast_name=case.forecast, horizon_slots=int(horizon_h * 3600 / site.slot_s))
             train = [r for r in sim.loop.records.values() if not r.job.must_run and r.state != "pending"]
             end_s = n * site.slot_s
             misses = sum(1 for r in train if r.job.deadline_s is not None and r.job.deadline_s <= end_s

@@ -105,3 +105,14 @@ def test_the_saving_above_the_idle_site_leaves_its_carbon_out_of_both_runs() -> 
     assert "| -10.0% | -50.0% (20 -> 10) |" in next(x for x in lines if x.startswith("| a |"))
     med = next(x for x in lines if x.startswith("| **median** |"))
     assert "**-30.0%** at equal work (3 of 3 rows)" in med and "**-62.5%** at equal work (2 rows)" in med
+
+
+def test_a_policy_name_may_carry_its_planning_and_forecast_horizon() -> None:
+    from benchmarks.drain_check import study_policy
+
+    p, h = study_policy("windward:clearing_margin=0.6@96")
+    assert h == 96.0 and p.horizon_hours == 96.0 and p.name == "windward:clearing_margin=0.6@96"
+    assert p.weights.clearing_margin == 0.6
+    p, h = study_policy("windward")
+    assert (h, p.horizon_hours, p.name) == (48.0, 48.0, "windward")
+    assert study_policy("backfill")[1] == 48.0
