@@ -207,9 +207,11 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
             if wins is None or case.window in wins:
                 todo.append(replace(case, drain_days=drain))
     loaded = []
+    # energy for the longest forecast horizon asked for past the run's end (the same series, longer)
+    horizon_h = max([48.0, *(study_policy(x)[1] for x in a.policies.split(",") if x not in (IDLE, BOUND))])
     for case in todo:
         t0 = datetime.fromisoformat(case.start.replace("Z", "+00:00")).astimezone(UTC)
-        site, jobs, actual, _ = load_case(case.days, case.drain_days, t0, case.cluster, 48.0, case.seed,
+        site, jobs, actual, _ = load_case(case.days, case.drain_days, t0, case.cluster, horizon_h, case.seed,
                                           case.trace_day, 0.05, case.slot_minutes)
         gpu_h = sum(j.gpus * j.duration_s for j in jobs if not j.must_run) / 3600
         loaded.append((gpu_h, case, site, jobs, actual))
