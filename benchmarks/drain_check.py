@@ -11,6 +11,8 @@ policy has finished the same work (within ``--tol-pct``), the grid carbons compa
     .venv/bin/python benchmarks/drain_check.py --drain 9 --policies backfill,windward \\
         --out /tmp/drain9.jsonl                     # all 12 windows of `seasons`, resumable, longest first
     .venv/bin/python benchmarks/drain_check.py --summary /tmp/drain9.jsonl   # the table, from the file alone
+    .venv/bin/python benchmarks/drain_check.py --drain 12 --windows 2022-summer --out /tmp/drain9.jsonl
+                                                  # a case not finished at 9 days, again with 12 (same file)
     PYTHONPATH=<older checkout> WINDWARD_DATA_DIR=../shared/data .venv/bin/python benchmarks/drain_check.py ...
 
 Prints (and with ``--out`` appends) one JSON object per (window, drain, policy): grid carbon kg, work GPU-h,
@@ -68,7 +70,9 @@ def pair_rows(rows: Iterable[dict[str, Any]], baseline: str = "backfill", tol_pc
     done against the baseline's. ``equal_work`` is true when the work differs by at most ``tol_pct`` percent
     and both finished the same number of jobs; only such rows compare carbon at equal work. Where the case
     has an :data:`IDLE` row, ``above_idle_pct`` is the same saving on the carbon above the idle site's (which
-    a longer drain adds to every policy alike); else None."""
+    a longer drain adds to every policy alike); else None. Where it also has a :data:`BOUND` row,
+    ``work_over_bound`` is ``(carbon - idle) / (bound - idle)`` (the study's work carbon / bound, on the
+    baseline's work: meaningful at equal work)."""
     by_case: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
     for r in rows:
         by_case.setdefault(row_key(r)[:-1], {})[r["policy"]] = r
@@ -78,12 +82,15 @@ def pair_rows(rows: Iterable[dict[str, Any]], baseline: str = "backfill", tol_pc
         if base is None:
             continue
         idle = pols[IDLE]["grid_carbon_kg"] if IDLE in pols else None
+        bound = pols[BOUND]["grid_carbon_kg"] if BOUND in pols else None
         for name, r in pols.items():
             if name in (baseline, IDLE):
                 continue
-            above = None
+            above = work_ratio = None
             if idle is not None and base["grid_carbon_kg"] > idle:
                 above = 100.0 * ((r["grid_carbon_kg"] - idle) / (base["grid_carbon_kg"] - idle) - 1.0)
+            if idle is not None and bound is not None and bound > idle:
+                work_ratio = (r["grid_carbon_kg"] - idle) / (bound - idle)
             work_pct = 100.0 * (r["work_gpu_h"] / base["work_gpu_h"] - 1.0) if base["work_gpu_h"] else 0.0
             out.append({
                 **dict(zip(KEY_FIELDS[:-1], case, strict=True)), "policy": name,
@@ -91,7 +98,7 @@ def pair_rows(rows: Iterable[dict[str, Any]], baseline: str = "backfill", tol_pc
                 "base_misses": base["deadline_misses"], "kg": r["grid_carbon_kg"], "gpu_h": r["work_gpu_h"],
                 "jobs": r["jobs_done"], "jobs_total": r["jobs_total"], "misses": r["deadline_misses"],
                 "saving_pct": 100.0 * (r["grid_carbon_kg"] / base["grid_carbon_kg"] - 1.0),
-                "idle_kg": idle, "above_idle_pct": above,
+                "idle_kg": idle, "above_idle_pct": above, "work_over_bound": work_ratio,
                 "work_pct": work_pct,
                 "equal_work": abs(work_pct) <= tol_pct and r["jobs_done"] == base["jobs_done"]})
     return out
@@ -125,12 +132,16 @@ def _pct(x: float | None) -> str:
 def _above(p: dict[str, Any]) -> str:
     if p["idle_kg"] is None:
         return ""
-    return f"{_pct(p['above_idle_pct'])} ({p['base_kg'] - p['idle_kg']:,.0f} -> {p['kg'] - p['idle_kg']:,.0f})"
+    ratio = "" if p["work_over_bound"] is None else f"; {p['work_over_bound']:.2f} x bound"
+    return (f"{_pct(p['above_idle_pct'])} ({p['base_kg'] - p['idle_kg']:,.0f} -> {p['kg'] - p['idle_kg']:,.0f}"
+            f"{ratio})")
 
 
 def _median_above(sub: Sequence[dict[str, Any]], pol: str) -> str:
     med, n_eq, _ = median_saving(sub, pol, "above_idle_pct")
-    return "" if not n_eq else f"**{_pct(med)}** at equal work ({n_eq} rows)"
+    ratio, n_r, _ = median_saving(sub, pol, "work_over_bound")
+    return ("" if not n_eq else f"**{_pct(med)}** at equal work ({n_eq} rows)") + \
+        ("" if ratio is None else f"; {ratio:.2f} x bound (median of {n_r})")
 
 
 def table(pairs: Sequence[dict[str, Any]], baseline: str = "backfill", tol_pct: float = 1.0) -> str:
@@ -264,7 +275,8 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--drain", default="9", help="comma-separated drain days after the submissions")
+    ap.add_argument("--drain", help="comma-separated drain days after the submissions (default 9); with "
+                                    "--summary, the drains the table keeps (default all)")
     ap.add_argument("--policies", default="backfill,windward,idle",
                     help=f"comma-separated; {IDLE!r} is the idle site's carbon over the same span (no run), "
                          f"{BOUND!r} the clairvoyant bound of the baseline's run (its saving is the most possible)")
@@ -280,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.summary:
         rows = read_rows(Path(a.summary))
+        if a.drain:
+            keep = {float(x) for x in a.drain.split(",")}
+            rows = [r for r in rows if r["drain_days"] in keep]
     else:
+        a.drain = a.drain or "9"
         out = Path(a.out) if a.out else None
         _run(a, out)
         rows = read_rows(out) if out is not None else []

@@ -116,3 +116,16 @@ def test_a_policy_name_may_carry_its_planning_and_forecast_horizon() -> None:
     p, h = study_policy("windward")
     assert (h, p.horizon_hours, p.name) == (48.0, 48.0, "windward")
     assert study_policy("backfill")[1] == 48.0
+
+
+def test_work_carbon_over_the_bound_is_taken_above_the_idle_site() -> None:
+    rows = [_row("a", "backfill", 100.0, 1000.0), _row("a", "windward", 90.0, 1000.0),
+            _row("a", "idle", 80.0, 0.0, jobs=0), _row("a", "bound", 85.0, 1000.0),  # (90-80)/(85-80) = 2
+            _row("b", "backfill", 100.0, 1000.0), _row("b", "windward", 70.0, 1000.0), _row("b", "bound", 60.0, 1000.0)]
+    pairs = {(p["window"], p["policy"]): p for p in pair_rows(rows)}
+    assert pairs[("a", "windward")]["work_over_bound"] == pytest.approx(2.0)
+    assert pairs[("a", "bound")]["work_over_bound"] == pytest.approx(1.0)
+    assert pairs[("a", "bound")]["above_idle_pct"] == pytest.approx(-75.0)  # the most a policy could save
+    assert pairs[("b", "windward")]["work_over_bound"] is None  # no idle row
+    line = next(x for x in table(list(pairs.values())).splitlines() if x.startswith("| a | 9 |") and "windward" in x)
+    assert "-50.0% (20 -> 10; 2.00 x bound)" in line
