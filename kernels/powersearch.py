@@ -97,28 +97,39 @@ PAIR_MAX = 4_000_000  # pair phase: runs where rows x slots x slots stays under 
 _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
 _TOL_G = 1e-6  # grams: an estimated gain below this is none
 PHASES = ("carbon", "blocks", "work", "congest", "pairs")
+#: row-slot cells one power_search may propose, summed over its phases' best responses (a carbon phase on P
+#: pools proposes each movable row P times). The cost is about linear in them (about 1-2 us CPU a cell on
+#: these machines: the options, hulls, sorts and exchanges of :func:`_best_rows`), and without a budget it
+#: grew with rows x slots x rounds: 151 s CPU for a cold 5,000 x 192 plan, 25 s at 1,500 x 192. Once it is
+#: spent no further phase starts, and a phase that would overrun it proposes only the rows that fit, most
+#: promising first (:func:`_priority`). The small instances of the corpus never reach it.
+SEARCH_BUDGET_CELLS = 4_000_000
 
 
 def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, *,
                  rounds: int = POWER_ROUNDS, ev: dict[str, Any] | None = None,
-                 floor: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+                 floor: dict[str, Any] | None = None,
+                 budget: float | None = SEARCH_BUDGET_CELLS) -> tuple[Any, Any, dict[str, Any], int]:
     """Rounds of the phases (module docstring) on the valid plan ``vmat``/``pool``. Returns the plan, its
     pools, exact evaluation and the number of rows changed (0: the plan given, unchanged). ``ev``: the plan's
     evaluation where the caller holds it. ``floor``: the evaluation of a plan this one must keep
     dominating job by job (the greedy witness's); then a job only that plan leaves unfinished may give up
     its work to more valuable ones in the congest phase. Without it every job finished (on time) now stays
-    so."""
+    so. ``budget``: the row-slot cells the phases may propose (``SEARCH_BUDGET_CELLS``; None: no limit)."""
     ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d) if ev is None else ev
+    meter = {"left": math.inf if budget is None else float(budget)}
     changed = 0
     for _ in range(rounds):  # improvement rounds
         moved = 0
         for phase in PHASES:  # carbon, blocks, work, congest, pairs
-            vmat, pool, ev, k = (_work(problem, xp, c, pr, d, tb, vmat, pool, ev, floor) if phase == "work"
+            if meter["left"] <= 0:
+                break
+            vmat, pool, ev, k = (_work(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter) if phase == "work"
                                  else _pairs(problem, xp, c, pr, d, tb, vmat, pool, ev, floor) if phase == "pairs"
-                                 else _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, phase, floor))
+                                 else _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, phase, floor, meter))
             moved += k
         changed += moved
-        if moved == 0:
+        if moved == 0 or meter["left"] <= 0:
             break
     return vmat, pool, ev, changed
 
@@ -128,21 +139,23 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     """:func:`power_search` on the plan ``kernels.plan`` chose (``ev`` its evaluation, ``gev`` the greedy
     witness's): the searched plan where it changed and still dominates the witness job by job (it does by
     construction; checked), with ``"+power"`` added to ``variant``; else the plan as given."""
-    nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev)
+    nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev,
+                                      budget=SEARCH_BUDGET_CELLS)
     if k and _pl._dominates_jobs(c, nev, gev) and _pl._serves_forced_dev(c, d, nv, xp):
         return nv, npool, nev, variant + "+power"
     return vmat, pool, ev, variant
 
 
 def _work(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-          ev: dict[str, Any], floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+          ev: dict[str, Any], floor: dict[str, Any] | None,
+          meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
     """The work phase repeated while it changes rows (at most ``WORK_REPEATS`` times): unfinished rows
     compete for the same room, and each pass proposes against the room the last one left."""
     total = 0
     for _ in range(WORK_REPEATS):  # repeats
-        vmat, pool, ev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor)
+        vmat, pool, ev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor, meter)
         total += k
-        if k == 0:
+        if k == 0 or (meter is not None and meter["left"] <= 0):
             break
     return vmat, pool, ev, total
 
@@ -157,8 +170,11 @@ def _row_status(ev: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
 
 
 def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-           ev: dict[str, Any], phase: str, floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
-    """One phase of one round: propose, accept by prefix sums, evaluate exactly, halve until it passes."""
+           ev: dict[str, Any], phase: str, floor: dict[str, Any] | None,
+           meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+    """One phase of one round: propose, accept by prefix sums, evaluate exactly, halve until it passes.
+    ``meter["left"]``: the search's cells left (:data:`SEARCH_BUDGET_CELLS`), charged for the rows proposed;
+    where the phase's rows would overrun it, only the most promising that fit are proposed."""
     T = c.T
     finished, need_h, won_h, on_time = _row_status(ev)
     pool_h = xp.to_numpy(pool).astype(np.int64)
@@ -179,6 +195,12 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         if floor is not None:  # rows the floor plan does not finish may give their work up too
             short_c = ~np.asarray(floor["finished"], bool)
     rows_h = np.flatnonzero(sel)
+    if meter is not None and rows_h.size:
+        calls = 1 + c.P if phase == "carbon" and c.P > 1 else 1  # the carbon phase: its rows, then per pool
+        fit = rows_h.size if math.isinf(meter["left"]) else int(meter["left"] // (T * calls))
+        if rows_h.size > fit:
+            rows_h = np.sort(rows_h[np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, phase), kind="stable")[:fit]])
+        meter["left"] -= float(rows_h.size) * T * calls
     if rows_h.size == 0:
         return vmat, pool, ev, 0
     rows = xp.asarray(rows_h, xp.i64)
@@ -228,7 +250,7 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         if phase == "congest":  # the room freed goes to the most valuable work, then the work phase
             nv, npool = _refill(xp, c, d, tb, nv, pool)
             nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
-            nv, npool, nev, _ = _work(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
+            nv, npool, nev, _ = _work(problem, xp, c, pr, d, tb, nv, npool, nev, floor, meter)
         else:
             nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
         if _passes(c, phase, ev, nev, finished, on_time, floor):
@@ -237,6 +259,22 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         if n == 0:
             break
     return vmat, pool, ev, 0
+
+
+def _priority(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows_h: Any, phase: str) -> Any:
+    """Which of ``rows_h`` a phase proposes first when the search's budget cannot take them all (host
+    float64, larger first): in the work phase the value of a row's unfinished work per second (weight x
+    GPUs), else the grid carbon rate its cells cause now: its facility watts in the slots whose load is
+    above the wind, times their carbon price (the rows with the most to save by moving or lowering)."""
+    if phase == "work":
+        return c.weight[rows_h] * c.gpus[rows_h]
+    fac = np.asarray(xp.to_numpy(_pl._fac(d, tb, vmat, pool, xp)), np.float64)
+    dear = np.where(fac > np.asarray(c.wind_w, np.float64), np.asarray(xp.to_numpy(d.kappa), np.float64), 0.0)
+    load = np.asarray(xp.to_numpy(tb.load), np.float64)
+    pl = np.maximum(np.asarray(xp.to_numpy(pool), np.int64)[rows_h], 0)
+    lv = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64)
+    watts = load[pl[:, None], lv] * c.gpus[rows_h][:, None]
+    return watts @ dear
 
 
 def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,

@@ -525,3 +525,36 @@ def test_a_plan_the_witness_carries_is_searched_too() -> None:
         assert kernels.check_result(pb, res) == []
         assert dominance_failures(outcome(pb, res), outcome(pb, gr)) == []
         assert res.carbon_g_total < 0.5 * gr.carbon_g_total
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_budget_bounds_the_cells_proposed_and_keeps_every_promise(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``budget`` bounds the row-slot cells the phases propose (counted where every proposal starts,
+    ``_options``), whatever the instance: without one the same search proposes more than the budget (so the
+    budget binds here), and with it the plan is still valid, its objective not above the start, and it
+    still dominates the greedy floor job by job. On 6 seeded family instances of 2-4 pools (the carbon phase
+    proposes movable rows once per pool)."""
+    from benchmarks.instances import Knobs
+
+    pb = make(9100 + seed, Knobs(n_jobs=60, n_slots=48, n_pools=2 + seed % 3, demand_share=0.7))
+    s = greedy_start(pb)
+    sv, sev, _ = L.improve(pb, s.xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp)
+    counted = [0]
+    real = PS._options
+
+    def counting(xp: Any, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, *a: Any, **k: Any) -> Any:
+        counted[0] += int(rows.shape[0]) * c.T
+        return real(xp, c, d, tb, vmat, pool, rows, *a, **k)
+
+    monkeypatch.setattr(PS, "_options", counting)
+    PS.power_search(pb, s.xp, s.c, s.pr, s.d, s.tb, sv, s.gp, ev=sev, floor=s.gev, budget=None)
+    unlimited = counted[0]
+    budget = 20 * 48 * (1 + s.c.P)  # about a third of a carbon phase's rows
+    assert unlimited > budget, (unlimited, budget)
+    counted[0] = 0
+    nv, npool, nev, k = PS.power_search(pb, s.xp, s.c, s.pr, s.d, s.tb, sv, s.gp, ev=sev, floor=s.gev, budget=budget)
+    assert 0 < counted[0] <= budget, (counted[0], budget)
+    new = s.result(nv, npool, nev)
+    assert kernels.check_result(pb, new) == []
+    assert nev["objective"] <= sev["objective"] * (1 + 1e-12)
+    assert dominance_failures(outcome(pb, new), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
