@@ -27,7 +27,10 @@ writes (``PYTHONPYCACHEPREFIX`` in the run's temp directory), as an installed pa
 compiles it; deploy/compose/Dockerfile): this machine's environment sets ``PYTHONDONTWRITEBYTECODE=1`` over
 an editable install, so without the cache every start compiles some 50 modules of scheduler/ and kernels/
 from source (0.1-0.2 s of the imports' CPU, measured). ``--compile-at-start`` measures that way instead.
-``server_cpu_ms_per_request``: the server's CPU per request served.
+``server_cpu_ms_per_request``: the server's CPU per request served; ``client_cpu_ms_per_request``: this
+process's (the load generator's) CPU per request, its share of the cores it shares with the server.
+``--gil-wake`` runs only a probe of the server's thread switch interval (``_gil_wake``): how long a thread
+waking while another computes Python waits for the interpreter, at 5, 1, 0.5 and 0.2 ms.
 ``os.getloadavg()`` is recorded before and after (the machine is shared).
 The tick benchmark builds a Service in-process on a fresh state file holding ``--queued`` jobs and times
 ``Service.tick()`` (median of ``--ticks``); ``plan_median_s`` is the policy's own time and ``tick_parts_s``
@@ -43,6 +46,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -379,6 +383,7 @@ def _cpu_s(pid: int) -> float:
 def _submit_run(d: Path, a: argparse.Namespace, tag: str, extra: tuple[str, ...] = ()) -> dict[str, object]:
     srv = start_server(d / f"s-{tag}.sqlite", d / f"server-{tag}.log", "--tick-seconds", "60", *extra)
     cpu0 = _cpu_s(srv.proc.pid)
+    client0 = time.process_time()
     try:
         load = _load_raw if a.client == "raw" else _load
 
@@ -393,8 +398,12 @@ def _submit_run(d: Path, a: argparse.Namespace, tag: str, extra: tuple[str, ...]
         sub, rd = asyncio.run(both())
         # the server's own CPU per request served: what a submission costs, whatever share of the shared
         # cores the process got (the machine's load moves the rate, far less this)
-        cpu_ms = (_cpu_s(srv.proc.pid) - cpu0) * 1e3 / max(float(sub["submissions"]) + float(rd.get("queue_reads", 0)), 1.0)
-        return dict(sub) | {"client": a.client, "readers": a.readers, "server_cpu_ms_per_request": cpu_ms} | rd
+        n_req = max(float(sub["submissions"]) + float(rd.get("queue_reads", 0)), 1.0)
+        cpu_ms = (_cpu_s(srv.proc.pid) - cpu0) * 1e3 / n_req
+        # the load generator's own CPU (this process) per request: its share of the 2 cores it shares
+        client_ms = (time.process_time() - client0) * 1e3 / n_req
+        return dict(sub) | {"client": a.client, "readers": a.readers, "server_cpu_ms_per_request": cpu_ms,
+                            "client_cpu_ms_per_request": client_ms} | rd
     finally:
         srv.kill()
 
@@ -464,7 +473,8 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
                             rec[v][-1]["cpu_parts_s"] = _recovery_parts(sub, a.recovery_jobs, a.recovery_finished)
     out: dict[str, object] = {}
     keys = ("submissions_per_s", "p50_ms", "p99_ms", "errors", "queue_read_p50_ms", "queue_read_max_ms",
-            "healthz_p50_ms", "healthz_max_ms", "queue_reads", "server_cpu_ms_per_request")  # fmt: skip
+            "healthz_p50_ms", "healthz_max_ms", "queue_reads", "server_cpu_ms_per_request",
+            "client_cpu_ms_per_request")  # fmt: skip
     for v, _ in versions:
         summary: dict[str, object] = {"runs": runs[v]}
         for key in keys:
@@ -495,6 +505,45 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+def _spin(halt: threading.Event, count: list[int]) -> None:
+    """Pure Python until ``halt`` (the stand-in of a computing tick); ``count[0]``: thousands of loops."""
+    while not halt.is_set():
+        for _ in range(1000):
+            pass
+        count[0] += 1
+
+
+def _gil_wake(intervals_s: tuple[float, ...], wakes: int = 1500, sleep_s: float = 0.0003) -> list[dict[str, float]]:
+    """What the thread switch interval costs a thread that wakes while another computes (the server's event
+    loop, each libuv callback taking the interpreter back, while the control loop's tick computes): a
+    thread spins pure Python (the tick's stand-in) while this one sleeps ``sleep_s`` ``wakes`` times; the
+    overshoot of each sleep is its wait for the interpreter. Also the spinner's rate (what the tick loses)."""
+    out = []
+    for sw in intervals_s:
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(sw)
+        halt = threading.Event()
+        spins = [0]
+        t = threading.Thread(target=_spin, args=(halt, spins))
+        t.start()
+        over = []
+        t0 = time.perf_counter()
+        try:
+            for _ in range(wakes):
+                a = time.perf_counter()
+                time.sleep(sleep_s)
+                over.append(time.perf_counter() - a - sleep_s)
+        finally:
+            wall = time.perf_counter() - t0
+            halt.set()
+            t.join()
+            sys.setswitchinterval(old)
+        over.sort()
+        out.append({"switch_interval_ms": sw * 1e3, "wake_wait_p50_ms": statistics.median(over) * 1e3,
+                    "wake_wait_p99_ms": over[int(0.99 * len(over))] * 1e3, "spinner_kiloloops_per_s": spins[0] / wall})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=32)
@@ -516,7 +565,13 @@ def main() -> None:
     ap.add_argument("--compile-at-start", action="store_true",
                     help="recovery: no bytecode cache (every start compiles scheduler/ from source, as this "
                          "machine's PYTHONDONTWRITEBYTECODE=1 makes it)")  # fmt: skip
+    ap.add_argument("--gil-wake", action="store_true",
+                    help="only the switch-interval probe (_gil_wake): 5, 1, 0.5 and 0.2 ms, --repeats times")
     a = ap.parse_args()
+    if a.gil_wake:
+        runs = [r for _ in range(a.repeats) for r in _gil_wake((0.005, 0.001, 0.0005, 0.0002))]
+        print(json.dumps({"loadavg": os.getloadavg(), "gil_wake": runs}, indent=2))
+        return
     out: dict[str, object] = {"loadavg_before": os.getloadavg(), "cpus": os.cpu_count(),
                               "recovery_bytecode": "compiled at every start" if a.compile_at_start else "cached"}
     if a.baseline or a.readers or a.recovery_jobs:

@@ -133,7 +133,13 @@ class ServiceConfig:
     it ended either (:func:`event_tick_wait_s`; a slot's own tick is never delayed by it). A tick's CPU grows
     with the queue (0.25 s with 15,000 queued jobs on the demo site), and while it runs it holds the
     interpreter that the API's event loop and the group commit need: at 1,000 submissions/s and a 0.3 s
-    interval, ticks took half of the server's CPU and every submission made during one waited for it.
+    interval, ticks took half of the server's CPU and every submission made during one waited for it. The
+    default, 0.1 (0.25 until round 6), leaves the API 90% of the interpreter under a flood of submissions:
+    at 1,000/s the queue grows by 60,000 jobs a minute and a tick at 16,000 queued (backfill, demo site)
+    computes 0.2-0.4 s, so event ticks held about a quarter of the server's CPU at 0.25 (py-spy, round 6);
+    the price is a new job's wait for its event tick with a large queue (9 x the last tick's CPU after it,
+    3 x at 0.25). With a small queue nothing changes: ticks of a few ms, and the interval rules.
+    ``windward server --event-tick-cpu-share`` sets it.
     ``progress_flush_s``: running jobs' progress and per-job usage are written at most this often (and at
     every stop); per-tenant usage is written every tick. A crash loses at most that much per-job display
     progress, never a checkpoint the executor reported (resuming from an older one only repeats work).
@@ -155,7 +161,7 @@ class ServiceConfig:
     policy: str = "windward"
     horizon_hours: float = 24.0
     min_event_tick_interval_s: float = 0.3
-    event_tick_cpu_share: float = 0.25
+    event_tick_cpu_share: float = 0.1
     progress_flush_s: float = 5.0
     seed: int = 0
     planner_backend: str = "numpy"

@@ -562,6 +562,12 @@ class StateStore:
         with self._counts_lock:
             return {k: v for k, v in self._counts.items() if v}
 
+    def count(self, state: str, tenant: str) -> int:
+        """Committed jobs of ``tenant`` in ``state`` (one entry of :meth:`counts`, without copying them all:
+        the queued-jobs limit asks at every submission)."""
+        with self._counts_lock:
+            return self._counts.get((state, tenant), 0)
+
     def close(self) -> None:
         if self._closed:
             return

@@ -11,7 +11,13 @@ import typer
 from scheduler.cli.options import api_limit_option, api_limits, parse_utc, planner_backend
 
 #: The interpreter's thread switch interval in the server (``sys.setswitchinterval``; Python's default 5 ms).
-SWITCH_INTERVAL_S = 0.001
+#: While the control loop's tick computes, every libuv callback of the API's event loop (a request read, a
+#: batch's commit settled) and every group commit waits for the interpreter about this long, or longer: with
+#: a thread spinning Python, a thread waking from a 0.3 ms sleep waited 3.3-3.7 ms (median) for it at 1 ms,
+#: 0.34-0.35 ms at 0.2 ms, and the spinner's rate did not change beyond the noise (``benchmarks/api_load.py
+#: --gil-wake``, round 6, load 9-10). A submission takes it back several times, so at 1 ms a tick stretched
+#: the 16 clients' round trips by tens of ms (the p99).
+SWITCH_INTERVAL_S = 0.0002
 
 
 def _resume_gc() -> None:
@@ -103,8 +109,15 @@ def register(app: typer.Typer) -> None:
         event_tick_interval: float = typer.Option(0.3, "--event-tick-interval", help="Wall seconds between "
                                                   "the end of a tick and the next tick an event (submission, "
                                                   "cancel, congestion) triggers: a burst costs one tick (longer "
-                                                  "after a long tick: event ticks take at most a quarter of the "
-                                                  "interpreter, ServiceConfig.event_tick_cpu_share)."),
+                                                  "after a long tick: event ticks take at most "
+                                                  "--event-tick-cpu-share of the interpreter)."),
+        event_tick_cpu_share: float = typer.Option(None, "--event-tick-cpu-share", help="The largest share of "
+                                                   "the interpreter that event ticks take (0 < share <= 1; "
+                                                   "default: ServiceConfig's, 0.1): after "
+                                                   "a tick of c CPU seconds, the next event tick waits c x (1 - "
+                                                   "share) / share. Lower: more of it for the API under a flood "
+                                                   "of submissions; higher: new jobs decided sooner with a large "
+                                                   "queue."),
         planner_backend_: str = typer.Option("numpy", "--planner-backend", help="Array backend of the windward "
                                              "policy's optimiser: numpy or torch."),
         planner_device: str = typer.Option("cpu", "--planner-device", help="Device for --planner-backend: cpu, "
@@ -152,6 +165,8 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"--tick-seconds must be > 0, got {tick_seconds}")
         if not event_tick_interval >= 0:
             raise InputError(f"--event-tick-interval must be >= 0 seconds, got {event_tick_interval}")
+        if event_tick_cpu_share is not None and not 0 < event_tick_cpu_share <= 1:
+            raise InputError(f"--event-tick-cpu-share must lie in (0, 1], got {event_tick_cpu_share}")
         plan_kw = planner_backend(planner_backend_, planner_device)
         limits = api_limits(max_queued_per_tenant=max_queued_per_tenant, submit_rate_per_s=submit_rate,
                             submit_burst=submit_burst, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes)
@@ -163,6 +178,10 @@ def register(app: typer.Typer) -> None:
             planner_backend=plan_kw["backend"], planner_device=plan_kw["device"], power_control=power_control,
             live_signals=str(live_signals) if live_signals is not None else None,
         )  # fmt: skip
+        if event_tick_cpu_share is not None:
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, event_tick_cpu_share=event_tick_cpu_share)
         # A restart allocates for good: the loop's ledger of every active job (30,000 jobs: 2 x 10^5 objects
         # the collector tracks; a full collection after the first tick finds 10 of them unreachable). The
         # cyclic collector would scan that growing heap again and again (the service, the app and the first

@@ -85,6 +85,12 @@ def test_power_control_that_cannot_act_is_refused(tmp_path: Path, args: tuple[st
     assert needle in _refused(tmp_path, *args)
 
 
+@pytest.mark.parametrize("share", ["0", "-0.5", "1.5", "nan"])
+def test_event_tick_cpu_share_outside_its_range_is_refused(tmp_path: Path, share: str) -> None:
+    assert f"--event-tick-cpu-share must lie in (0, 1], got {float(share)}" in _refused(
+        tmp_path, "--demo", "--event-tick-cpu-share", share)
+
+
 def test_demo_prints_the_public_tokens_and_warns_at_every_start(tmp_path: Path) -> None:
     for _ in range(2):  # a restart on the same state warns again
         out, status, metrics = _serve_once(tmp_path, "--demo")

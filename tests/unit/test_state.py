@@ -218,6 +218,11 @@ def test_batched_journal_and_counts(tmp_path: Path) -> None:
     r = s.get(a)
     assert (r.state, r.work_done_s, r.checkpoint_work_s, r.lost_work_s) == ("queued", 800.0, 800.0, 100.0)
     assert s.counts() == _sql_counts(tmp_path / "s.sqlite")
+    # count(): one entry of counts() (the API's queued-jobs limit), 0 where counts() has none
+    for st in ("queued", "running", "cancelled", "finished"):
+        for tenant in ("science", "education"):
+            assert s.count(st, tenant) == s.counts().get((st, tenant), 0)
+    assert (s.count("queued", "science"), s.count("cancelled", "science"), s.count("running", "science")) == (2, 1, 0)
 
 
 def test_recover_adopts_a_start_the_crash_left_unrecorded(tmp_path: Path) -> None:

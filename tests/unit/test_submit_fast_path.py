@@ -110,3 +110,42 @@ def test_fast_path_answers_exactly_as_the_route(tmp_path: Path, seed: int) -> No
     assert any("queued jobs, the limit is 6" in t for _, _, t in route_out)
     assert any("submission rate" in t for _, _, t in route_out)
     assert apps[0].state.fast_submits > 0 and apps[1].state.fast_submits == 0
+
+
+def test_the_edge_is_outside_every_other_layer(tmp_path: Path) -> None:
+    """EdgeLimits (and its fast path) is the outermost layer of the app's stack: a submission it answers and a
+    refusal at the edge pass through no other middleware (not even one added after create_app, which
+    add_middleware would put outside it), while every other request goes through the whole stack."""
+    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
+                        policy="backfill", tick_seconds=60.0)  # fmt: skip
+    svc = Service(cfg, wall=lambda: T0)
+    app = create_app(svc, ApiLimits(max_body_bytes=4096))
+    seen: list[str] = []
+
+    class Spy:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(Spy)
+    headers = {"Authorization": "Bearer windward-dev-science", "Content-Type": "application/json"}
+
+    async def go() -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            codes = [(await c.post("/v1/jobs", json={"name": f"j{i}", "gpus": 1, "duration_s": 60},
+                                   headers=headers)).status_code for i in range(5)]  # fmt: skip
+            codes.append((await c.post("/v1/jobs", content=b"x" * 5000, headers=headers)).status_code)
+            codes.append((await c.get("/healthz")).status_code)
+            codes.append((await c.post("/v1/jobs", content=b"{not json", headers=headers)).status_code)
+            return codes
+
+    try:
+        assert asyncio.run(go()) == [201] * 5 + [413, 200, 400]
+    finally:
+        svc.stop()
+    assert app.state.fast_submits == 5
+    assert seen == ["/healthz", "/v1/jobs"]  # the route's request (not JSON) and the probe only
