@@ -166,6 +166,38 @@ def test_submit_many_is_one_batch_with_per_request_results(tmp_path: Path) -> No
     assert s.counts() == _sql_counts(tmp_path / "s.sqlite") == {("queued", "science"): 3, ("queued", "education"): 1}
 
 
+def test_a_batch_looks_its_keys_up_at_once_in_the_index(tmp_path: Path) -> None:
+    """submit_many looks every key of a batch up in one query per tenant and chunk (StateStore._known_keys),
+    each key a point lookup in the unique index (a range scan of the tenant's keyed rows would grow with the
+    history), and answers retries and conflicts of committed keys, the empty key included, as before."""
+    from scheduler.state import SubmitRequest
+
+    s = StateStore(tmp_path / "s.sqlite")
+    committed = {(t, f"k{i}"): s.submit(t, spec(name=f"{t}{i}"), f"k{i}", T0).record
+                 for t, n in (("science", 7), ("education", 2)) for i in range(n)}  # fmt: skip
+    committed[("science", "")] = s.submit("science", spec(name="empty"), "", T0).record
+    found = StateStore._known_keys(s._w, {*committed, ("science", "k99"), ("public-services", "k0")}, chunk=2)
+    assert {k: rec for k, (rec, _) in found.items()} == committed
+    sql: list[str] = []
+    s._w.set_trace_callback(sql.append)
+    try:
+        out = s.submit_many([SubmitRequest("science", spec(name="science3"), "k3"),  # retry: the same job
+                             SubmitRequest("science", spec(name="other"), "k4"),  # another spec: conflict
+                             SubmitRequest("science", spec(name="empty"), ""),  # the empty key is a key
+                             SubmitRequest("education", spec(name="new"), "k5")], T0 + 1)  # fmt: skip
+    finally:
+        s._w.set_trace_callback(None)
+    assert not out[0].created and out[0].record == committed[("science", "k3")]
+    assert isinstance(out[1], IdempotencyConflict)
+    assert not out[2].created and out[2].record == committed[("science", "")]
+    assert out[3].created and s.get(out[3].record.id) == out[3].record
+    lookups = [q for q in sql if q.lstrip().upper().startswith("SELECT") and "idempotency_key" in q]
+    assert len(lookups) == 2  # one per tenant
+    for q in lookups:
+        plan = " ".join(str(r) for r in s._w.execute("EXPLAIN QUERY PLAN " + q).fetchall())
+        assert "jobs_idem (tenant=? AND idempotency_key=?)" in plan, plan
+
+
 def test_submit_queue_groups_concurrent_submissions(tmp_path: Path) -> None:
     from scheduler.state import SubmitQueue, SubmitRequest
 
