@@ -156,6 +156,17 @@ class _SpeedTable:
             got = self._speed[key] = float(speed(pts[:, 0], pts[:, 1], f))
         return got
 
+    def levels_upto(self, p: int, at_most: float) -> list[float]:
+        """The pool's curve fractions at or below ``at_most`` and at or above its minimum fraction, descending."""
+        key = (p, -at_most)  # apart from levels()'s keys
+        got = self._levels.get(key)
+        if got is None:
+            pts = self._curve(p)
+            lo = self._pools[p].min_power_fraction
+            sel = pts[(pts[:, 0] <= at_most + 1e-9) & (pts[:, 0] >= lo - 1e-9), 0]
+            got = self._levels[key] = np.sort(sel)[::-1].tolist()
+        return got
+
     def levels(self, p: int, at_least: float) -> list[float]:
         """The pool's curve fractions at or above ``at_least`` and its minimum fraction, ascending."""
         key = (p, at_least)
@@ -346,11 +357,10 @@ class WindwardPolicy:
         against stopping it (preemptible work only), which costs ``weight * gpus * preempt_loss_s`` (the
         work lost since its checkpoint plus the restart overhead); the best is taken.
         """
-        from kernels.power import speed
-
         if not decisions.run or problem.n_jobs == 0:
             return decisions
         pools = snapshot.site.pools
+        speed_of = _SpeedTable(pools)
         p_index = {p.name: i for i, p in enumerate(pools)}
         rows = {jid: i for i, jid in enumerate(index.job_ids[: index.n_real])}
         pue = float(problem.pue)
@@ -359,28 +369,32 @@ class WindwardPolicy:
         ci = float(problem.carbon_g_per_kwh[0])
         fac_w = float(result.facility_w[0])
         T = problem.n_slots
+        # the rows concerned by array (running, not must-run, no deadline inside the horizon), then looked up
+        n = index.n_real
+        settle = (~problem.must_run[:n] & (problem.running_pool[:n] >= 0) & (problem.deadline[:n] >= T)).tolist()
+        weight, gpus = problem.weight.tolist(), problem.gpus.tolist()
+        preemptible, preempt_loss = problem.preemptible.tolist(), problem.preempt_loss_s.tolist()
         cands = []
         for jid, a in decisions.run.items():
             i = rows.get(jid)
-            if i is None or problem.must_run[i] or problem.running_pool[i] < 0 or problem.deadline[i] < T:
+            if i is None or not settle[i]:
                 continue
-            cands.append((float(problem.weight[i]), jid, i, a))
+            cands.append((weight[i], jid, i, a))
         run = dict(decisions.run)
         changed = 0
         for w, jid, i, a in sorted(cands, key=lambda c: c[:2]):
-            pool = pools[p_index[a.pool]]
-            pts = np.asarray(pool.speed_curve, dtype=np.float64)
-            levels = pts[(pts[:, 0] <= a.power_fraction + 1e-9) & (pts[:, 0] >= pool.min_power_fraction - 1e-9), 0]
-            g = float(problem.gpus[i])
+            p = p_index[a.pool]
+            pool = pools[p]
+            g = float(gpus[i])
             load_now = pue * g * (a.power_fraction * pool.tdp_w - pool.idle_w)
             best_f, best_net, best_load = a.power_fraction, -math.inf, load_now
-            for f in np.sort(levels)[::-1].tolist():
+            for f in speed_of.levels_upto(p, a.power_fraction):
                 load_w = pue * g * (f * pool.tdp_w - pool.idle_w)
                 grid_w = min(load_w, max(fac_w - load_now + load_w - wind_w, 0.0))
-                net = slot_s * (w * g * float(speed(pts[:, 0], pts[:, 1], f)) - ci * grid_w / 3.6e6)
+                net = slot_s * (w * g * speed_of(p, f) - ci * grid_w / 3.6e6)
                 if net > best_net + 1e-9:
                     best_f, best_net, best_load = f, net, load_w
-            if problem.preemptible[i] and -w * g * float(problem.preempt_loss_s[i]) > best_net:
+            if preemptible[i] and -w * g * preempt_loss[i] > best_net:
                 best_f, best_load = 0.0, 0.0
             if best_f == a.power_fraction:
                 continue
