@@ -113,7 +113,7 @@ def backlog(site: Any, n_jobs: int, burst_s: float) -> tuple[list, str]:
 
 
 def run_case(name: str, site_spec: str, days: float, amplify: float | None, policy: str, profile: bool,
-             backlog_jobs: int = 0) -> dict:
+             backlog_jobs: int = 0, policy_kw: dict[str, Any] | None = None) -> dict:
     site = load_site(site_spec)
     t_load = time.perf_counter()
     actual = signals.load_energy(str(nl_energy_csv()), site, START, days + 1)
@@ -132,8 +132,10 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
     if prof:
         prof.enable()
     t0 = time.perf_counter()
-    res = run_simulation(site, jobs, actual, get_policy(policy), n_slots=n_slots)
+    c0 = time.process_time()
+    res = run_simulation(site, jobs, actual, get_policy(policy, **(policy_kw or {})), n_slots=n_slots)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     if prof:
         prof.disable()
     s = summary(res, clairvoyant=False)  # the LP bound is not the simulator (tens of s of CPU at 60 days)
@@ -144,6 +146,7 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
         "days": days,
         "slots": n_slots,
         "policy": policy,
+        "policy_kw": policy_kw or {},
         "amplify": factor,
         "jobs": len(jobs),
         "workload": desc,
@@ -151,6 +154,8 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
         "simulate_s": round(wall, 3),
         "slots_per_s": round(n_slots / wall, 1),
         "policy_s": round(s["policy_s"], 3),
+        "policy_s_per_day": round(s["policy_s"] / days, 1),
+        "simulate_cpu_s": round(cpu, 3),
         "per_tick": per_tick(res.reports),
         "profiled": profile,
         "result": {k: s[k] for k in ("grid_carbon_kg", "cap_violations", "jobs_done", "jobs_submitted",
@@ -167,18 +172,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=float, default=None, help="override the case's days")
     ap.add_argument("--policy", default="backfill")
     ap.add_argument("--no-profile", action="store_true", help="time without cProfile overhead")
+    ap.add_argument("--queue-window", default=None,
+                    help="windward: queue_window_fraction at scale (a number, or 'none' for no window)")
+    ap.add_argument("--witness-at-scale", default=None, choices=["auto", "always", "never"],
+                    help="windward: the optimiser's witness mode at scale")
+    ap.add_argument("--scale-cells", type=int, default=None, help="windward: job-slot cells above which it is at scale")
     a = ap.parse_args(argv)
+    kw: dict[str, Any] = {}
+    if a.queue_window is not None:
+        kw["queue_window_fraction"] = None if a.queue_window == "none" else float(a.queue_window)
+    if a.witness_at_scale is not None:
+        kw["witness_at_scale"] = a.witness_at_scale
+    if a.scale_cells is not None:
+        kw["scale_cells"] = a.scale_cells
+    if kw and a.policy != "windward":
+        ap.error("--queue-window, --witness-at-scale and --scale-cells are options of the windward policy")
     out = []
     if a.case in ("itp60", "all"):
         out.append(run_case("itp60", str(HERE / "sites" / "itp-1024.yaml"), a.days or 60.0, None, a.policy,
-                            not a.no_profile))
+                            not a.no_profile, policy_kw=kw))
     if a.case in ("r100k", "all"):
         site = load_site("rotterdam-100k")
         out.append(run_case("r100k", "rotterdam-100k", a.days or 7.0, site.total_gpus / 1024.0, a.policy,
-                            not a.no_profile))
+                            not a.no_profile, policy_kw=kw))
     if a.case == "r100k-backlog":  # not part of "all": a load point for the policy's time a tick
         out.append(run_case("r100k-backlog", "rotterdam-100k", a.days or 0.5, None, a.policy, not a.no_profile,
-                            backlog_jobs=a.backlog_jobs))
+                            backlog_jobs=a.backlog_jobs, policy_kw=kw))
     json.dump({"machine_cores": __import__("os").cpu_count(), "cases": out}, sys.stdout, indent=1)
     print()
     return 0

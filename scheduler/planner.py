@@ -60,7 +60,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -579,3 +579,49 @@ def decisions_from_result(result: PlanResult, index: PlanIndex) -> Decisions:
                 continue
             run[ids[j]] = Assignment(pool=names[p], power_fraction=f)
     return Decisions(run=run, plan=result)
+
+
+def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float) -> tuple[PlanProblem, PlanIndex]:
+    """The problem cut to the queued work the horizon can use: every running, must-run and synthetic row,
+    every queued job that must start inside the horizon to meet its deadline (``deadline - ceil(remaining_s
+    / slot_s) < T``), and the other queued jobs in order of weight (highest first; then deadline, release,
+    row) while their work doable within the horizon adds up to at most ``fraction`` of the horizon's GPU
+    capacity (healthy GPUs x horizon). Rows keep their order; the jobs left out are not in the plan (they
+    stay queued this tick, and come in as their weight ages or the queue ahead of them drains: the weight
+    carries ``1 + waited_h / age_h``).
+
+    What it is for: the online policy on an overloaded site (issue 13, 50,000 jobs on rotterdam-100k) plans
+    every job every tick while only the first slot is applied; queued work beyond what the horizon can hold
+    is only competition for the optimiser's list schedules (most of a tick's time there, most of it placing
+    nothing). The weights, terminal values and clearing prices are those of the whole snapshot
+    (:func:`build_problem` runs first), so the prices still see the whole backlog.
+    Returns ``(problem, index)`` unchanged when nothing is cut.
+    """
+    n = index.n_real
+    T = problem.n_slots
+    slot_s = float(problem.slot_s)
+    running = np.asarray(problem.running_pool[:n]) >= 0
+    must = np.asarray(problem.must_run[:n], dtype=bool)
+    remaining = np.asarray(problem.remaining_s[:n], dtype=np.float64)
+    deadline = np.asarray(problem.deadline[:n], dtype=np.int64)
+    needed = np.ceil(remaining / slot_s - 1e-9)
+    due = (deadline != NO_DEADLINE) & (deadline - needed < T)
+    free = ~running & ~must & ~due
+    q = np.flatnonzero(free)
+    if q.size == 0:
+        return problem, index
+    release = np.asarray(problem.release[:n], dtype=np.int64)
+    doable = np.minimum(remaining, np.maximum(T - release, 0) * slot_s)
+    work = np.asarray(problem.gpus[:n], dtype=np.float64) * doable
+    capacity = float(np.asarray(problem.pool_gpus, dtype=np.float64)[:, 0].sum()) * T * slot_s
+    order = q[np.lexsort((q, release[q], deadline[q], -np.asarray(problem.weight, dtype=np.float64)[q]))]
+    within = np.cumsum(work[order]) <= fraction * capacity
+    if within.all():
+        return problem, index
+    keep = np.ones(len(index.job_ids), dtype=bool)
+    keep[order[~within]] = False
+    rows = np.flatnonzero(keep)
+    from kernels.planner import permute_jobs
+
+    ids = index.job_ids
+    return permute_jobs(problem, rows), replace(index, job_ids=tuple(ids[i] for i in rows.tolist()))

@@ -38,6 +38,15 @@ Default horizon 48 h: with deferral priced, the longer horizon sees more of the 
 2023 windows it cut 2-4 points more carbon than 24 h in three and tied in the fourth, at 2-3x the tick
 time (about 0.2 s per tick on the 1,024-GPU site with 30-minute slots).
 
+At scale (a problem of more than ``scale_cells`` job-slot cells, default :data:`SCALE_CELLS`: 50,000 jobs on
+rotterdam-100k, never the 3,072-GPU study cases), the tick plans what a production scheduler's queue window
+would (Slurm's backfill tests a bounded number of queued jobs a cycle): every running, must-run and due job and
+the most valuable queued work up to ``queue_window_fraction`` of the horizon's GPU capacity
+(:func:`scheduler.planner.queue_window`; the prices still come from the whole backlog, and waiting work ages
+into the window), and ``kernels.plan`` is called with ``witness=witness_at_scale`` ("never": the EDF greedy
+witness costs more than a whole tick there). Measured in ``benchmarks/simulator.py --case r100k-backlog``
+(benchmarks/README.md, issue 13).
+
 When the optimiser reports ``infeasible`` (for example inference alone breaks a cap in some slot), the
 policy still answers: it keeps inference served and running non-preemptible work running in its pool at
 full power, and leaves the rest queued; the control loop's fast path then deals with the caps.
@@ -53,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
-from scheduler.planner import PlanIndex, WeightSettings, build_problem, decisions_from_result
+from scheduler.planner import PlanIndex, WeightSettings, build_problem, decisions_from_result, queue_window
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 from scheduler.reasons import LazySchedule
 
@@ -73,6 +82,12 @@ log = logging.getLogger(__name__)
 #: (benchmarks/README.md, issue 13, round 4): carbon / bound better in 5, worse in 2, tied in 2 (median
 #: -0.009), grid carbon lower in 7 (median -2.3%), deadline misses equal in all 9, 0.9% less work in the
 #: window (median; 6.0% at most).
+#: At scale: a problem of more than ``SCALE_CELLS`` job-slot cells (the 3,072-GPU study cases plan at most
+#: a few hundred thousand) is cut to the queued work the horizon can use (:func:`scheduler.planner.queue_window`,
+#: ``QUEUE_WINDOW`` of the horizon's GPU capacity), and the optimiser's EDF greedy witness is not built
+#: (``witness_at_scale``; kernels.plan's "auto" builds it every WITNESS_EVERY_TICKS ticks). Issue 13.
+SCALE_CELLS = 2_000_000
+QUEUE_WINDOW = 0.5
 DEFAULT_WEIGHTS = WeightSettings(terminal_value="clearing", reserve_inference=True, restart_overhead_s=600.0,
                                  clearing_margin=0.8, beyond_horizons=1.0, beyond_share=0.5)
 
@@ -195,6 +210,9 @@ class WindwardPolicy:
         slot0_admission: bool = True,
         slot0_running: bool = True,
         run_end_s: float | None = None,
+        scale_cells: int = SCALE_CELLS,
+        queue_window_fraction: float | None = QUEUE_WINDOW,
+        witness_at_scale: str = "never",
     ) -> None:
         if horizon_hours <= 0:
             from scheduler.errors import InputError
@@ -209,6 +227,9 @@ class WindwardPolicy:
         self.slot0_admission = bool(slot0_admission)
         self.slot0_running = bool(slot0_running)
         self.run_end_s = None if run_end_s is None else float(run_end_s)
+        self.scale_cells = int(scale_cells)
+        self.queue_window_fraction = None if queue_window_fraction is None else float(queue_window_fraction)
+        self.witness_at_scale = witness_at_scale
         self._last: tuple[PlanResult, PlanIndex] | None = None
         self._arrivals: dict[str, tuple[float, float]] = {}  # job id -> (submit_s, GPU-seconds of work)
         self._first_now_s: float | None = None
@@ -241,10 +262,15 @@ class WindwardPolicy:
             snapshot, T, weights=weights, energy_cost_weight_g_per_eur=self.energy_cost_weight_g_per_eur,
             expected_arrival_gpu_s_per_s=rate,
         )
+        kw = self.plan_kwargs
+        if problem.n_jobs * T > self.scale_cells:  # at scale (module docstring): the queue window, the witness
+            if self.queue_window_fraction is not None:
+                problem, index = queue_window(problem, index, self.queue_window_fraction)
+            kw = {"witness": self.witness_at_scale, **kw}
         warm = None
         if self.warm_start and self._last is not None and problem.n_jobs:
             warm = shift_result(self._last[0], self._last[1], index, T)
-        return kernels.plan(problem, warm_start=warm, **self.plan_kwargs), index, problem
+        return kernels.plan(problem, warm_start=warm, **kw), index, problem
 
     def decide(self, snapshot: Snapshot) -> Decisions:
         # plan over the forecast the caller gives, up to this policy's horizon (never invent slots)

@@ -219,3 +219,100 @@ def test_shift_result_moves_each_job_row_by_its_id(seed: int) -> None:
     np.testing.assert_array_equal(got.facility_w, prev.facility_w[np.minimum(np.arange(T) + d, T0 - 1)])
     assert not got.work_done_s.any() and not got.finished.any() and got.diagnostics["shifted_by_slots"] == d
     assert replace(got, diagnostics={}).run.shape == (len(ids), T)
+
+
+# ------------------------------------------------------------------ at scale: the queue window, no witness
+
+
+def _window_reference(problem, index, fraction: float) -> list[str]:  # noqa: ANN001
+    """Job ids queue_window keeps, by its per-job definition: running, must-run, synthetic and due rows, then
+    the other queued jobs by weight (then deadline, release, row) while their doable work adds up to at most
+    ``fraction`` of the horizon's GPU capacity."""
+    n, slot_s = index.n_real, float(problem.slot_s)
+    cap = float(np.asarray(problem.pool_gpus)[:, 0].sum()) * problem.n_slots * slot_s
+    keep, rest = set(range(n, len(index.job_ids))), []
+    for i in range(n):
+        need = math.ceil(float(problem.remaining_s[i]) / slot_s - 1e-9)
+        due = problem.deadline[i] != NO_DEADLINE and problem.deadline[i] - need < problem.n_slots
+        if problem.running_pool[i] >= 0 or problem.must_run[i] or due:
+            keep.add(i)
+        else:
+            rest.append(i)
+    rest.sort(key=lambda i: (-float(problem.weight[i]), int(problem.deadline[i]), int(problem.release[i]), i))
+    total = 0.0
+    for i in rest:
+        total += float(problem.gpus[i]) * min(float(problem.remaining_s[i]),
+                                              max(problem.n_slots - int(problem.release[i]), 0) * slot_s)
+        if total > fraction * cap:
+            break
+        keep.add(i)
+    return [index.job_ids[i] for i in sorted(keep)]
+
+
+def _half_the_free_work(problem) -> float:  # noqa: ANN001
+    """A window fraction that cuts: half the doable work of the queued jobs that are not due, over the capacity."""
+    cap = float(np.asarray(problem.pool_gpus)[:, 0].sum()) * T * SLOT_S
+    work = problem.gpus * np.minimum(problem.remaining_s, np.maximum(T - problem.release, 0) * SLOT_S)
+    needed = np.ceil(problem.remaining_s / SLOT_S - 1e-9)
+    free = (problem.running_pool < 0) & ~problem.must_run & ((problem.deadline == NO_DEADLINE) | (problem.deadline - needed >= T))
+    return 0.5 * float(work[free].sum()) / cap
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_queue_window_keeps_running_due_and_the_most_valuable_queued_work(seed: int) -> None:
+    from kernels.planner import JOB_FIELDS
+    from scheduler.planner import queue_window
+
+    snap = _snapshot(seed)
+    problem, index = build_problem(snap, T, weights=WeightSettings(terminal_value="clearing"))
+    fraction = _half_the_free_work(problem)
+    sub, sidx = queue_window(problem, index, fraction)
+    want = _window_reference(problem, index, fraction)
+    assert list(sidx.job_ids) == want
+    assert 0 < len(want) < len(index.job_ids)
+    rows = [index.job_row(j) for j in want]
+    for f in JOB_FIELDS:
+        np.testing.assert_array_equal(np.asarray(getattr(sub, f)), np.asarray(getattr(problem, f))[rows], err_msg=f)
+    assert sub.n_slots == problem.n_slots and sidx.n_synthetic == index.n_synthetic and sidx.terminal == index.terminal
+    # nothing to cut: the same problem back
+    assert queue_window(problem, index, 1e9) == (problem, index)
+
+
+@pytest.mark.parametrize("seed", [1, 7, 9, 11])  # feasible ones: on the demo site, or with seed 3, 5, ... the family is not
+def test_at_scale_the_policy_plans_the_window_without_the_witness(seed: int) -> None:
+    """A problem above ``scale_cells`` job-slot cells is planned as its queue window with ``witness="never"``:
+    nothing outside the window starts; below it the tick is the one without the scale path."""
+    from dataclasses import replace
+
+    import kernels
+    from scheduler.planner import queue_window
+
+    snap = _snapshot(seed)
+    problem, _ = build_problem(snap, T)  # the jobs some pool can hold (the family has some no pool can)
+    snap = replace(snap, jobs=tuple(js for js, ok in zip(snap.jobs, problem.eligible.any(1), strict=True) if ok))
+    seen: list = []
+    real = kernels.plan
+
+    def keep(problem, warm_start=None, **kw):  # noqa: ANN001, ANN202
+        seen.append((problem, kw))
+        return real(problem, warm_start=warm_start, **kw)
+
+    kernels.plan = keep  # type: ignore[assignment]
+    try:
+        weights = WindwardPolicy(4.0).weights
+        full, index = build_problem(snap, T, weights=weights,
+                                    expected_arrival_gpu_s_per_s=WindwardPolicy(4.0).arrival_rate_gpu_s_per_s(snap))
+        fraction = _half_the_free_work(full)
+        at_scale = WindwardPolicy(4.0, scale_cells=0, queue_window_fraction=fraction).decide(snap)
+        (problem, kw), = seen
+        sub, sidx = queue_window(full, index, fraction)
+        assert problem.n_jobs == sub.n_jobs < full.n_jobs and kw == {"witness": "never"}
+        assert set(at_scale.run) <= set(sidx.job_ids)
+        assert at_scale.plan.diagnostics["witness"]["ran"] is False
+        seen.clear()
+        below = WindwardPolicy(4.0).decide(snap)
+        without = WindwardPolicy(4.0, queue_window_fraction=None, witness_at_scale="auto").decide(snap)
+        assert [p.n_jobs for p, _ in seen] == [full.n_jobs, full.n_jobs] and [k for _, k in seen] == [{}, {}]
+        assert below.run == without.run
+    finally:
+        kernels.plan = real  # type: ignore[assignment]
