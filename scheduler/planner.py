@@ -584,9 +584,10 @@ def decisions_from_result(result: PlanResult, index: PlanIndex) -> Decisions:
 def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float) -> tuple[PlanProblem, PlanIndex]:
     """The problem cut to the queued work the horizon can use: every running, must-run and synthetic row,
     every queued job that must start inside the horizon to meet its deadline (``deadline - ceil(remaining_s
-    / slot_s) < T``), and the other queued jobs in order of weight (highest first; then deadline, release,
-    row) while their work doable within the horizon adds up to at most ``fraction`` of the horizon's GPU
-    capacity (healthy GPUs x horizon). Rows keep their order; the jobs left out are not in the plan (they
+    / slot_s) < T``), and the other queued jobs while their work doable within the horizon adds up to at most
+    ``fraction`` of the horizon's GPU capacity (healthy GPUs x horizon), tenants taking turns: each tenant's
+    jobs in order of weight (highest first; then deadline, release, row), a job placed by the work of its
+    tenant ahead of it (ties in that order), so no backlogged tenant is left without work to claim its share. Rows keep their order; the jobs left out are not in the plan (they
     stay queued this tick, and come in as their weight ages or the queue ahead of them drains: the weight
     carries ``1 + waited_h / age_h``).
 
@@ -615,6 +616,15 @@ def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float) -> tup
     work = np.asarray(problem.gpus[:n], dtype=np.float64) * doable
     capacity = float(np.asarray(problem.pool_gpus, dtype=np.float64)[:, 0].sum()) * T * slot_s
     order = q[np.lexsort((q, release[q], deadline[q], -np.asarray(problem.weight, dtype=np.float64)[q]))]
+    # tenants take turns by work: a job's place is its tenant's work ahead of it in that order (every backlogged
+    # tenant has work in the window to claim its share with; scheduler.rules enforces the shares afterwards)
+    ten = np.asarray(problem.tenant[:n], dtype=np.int64)[order]
+    w_o = work[order]
+    ahead = np.empty(order.size)  # the work of the job's tenant before it in that order
+    for t in np.unique(ten).tolist():  # tenants
+        at = np.flatnonzero(ten == t)
+        ahead[at] = np.concatenate([[0.0], np.cumsum(w_o[at])[:-1]])
+    order = order[np.lexsort((np.arange(order.size), ahead))]
     within = np.cumsum(work[order]) <= fraction * capacity
     if within.all():
         return problem, index
