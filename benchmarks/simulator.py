@@ -186,7 +186,8 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
         "per_tick": per_tick(res.reports, pol.cpu_s),
         "profiled": profile,
         "result": {k: s[k] for k in ("grid_carbon_kg", "cap_violations", "jobs_done", "jobs_submitted",
-                                     "gpu_utilisation", "inference_served_pct")},
+                                     "gpu_utilisation", "inference_served_pct", "work_done_gpu_h",
+                                     "grid_carbon_g_per_gpu_h", "deadline_misses", "preemptions", "work_lost_h")},
         "top_tottime": _top(prof) if prof else None,
     }
 
