@@ -13,7 +13,11 @@ Cases (issue 2):
    replayed ``--days`` (default 0.5) with ``--policy``. Not part of ``all``.
 
 Every case reports ``per_tick``: the policy's milliseconds a tick (median, p95, max) in bands of jobs in the
-system (queued + running) at that tick.
+system (queued + running) at that tick, wall (``policy_ms_*``) and the process CPU of its ``decide``
+(``policy_cpu_ms_*``: on a loaded machine wall counts the other processes' turns too), and the policy's CPU per
+simulated day. ``--queue-window F|none``, ``--witness-at-scale`` and ``--scale-cells`` set the windward
+policy's scale path (scheduler.policies.windward: the queue window and the witness above SCALE_CELLS
+job-slot cells), to measure one setting against another in the same run.
 
 Prints one JSON object: per case the wall time, slots per second, jobs, and the top functions by
 cumulative time. Run: ``.venv/bin/python benchmarks/simulator.py [--case itp60|r100k|all] [--days N]``;
