@@ -581,11 +581,13 @@ def decisions_from_result(result: PlanResult, index: PlanIndex) -> Decisions:
     return Decisions(run=run, plan=result)
 
 
-def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float) -> tuple[PlanProblem, PlanIndex]:
+def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float,
+                 min_fraction: float = 0.1) -> tuple[PlanProblem, PlanIndex]:
     """The problem cut to the queued work the horizon can use: every running, must-run and synthetic row,
     every queued job that must start inside the horizon to meet its deadline (``deadline - ceil(remaining_s
-    / slot_s) < T``), and the other queued jobs while their work doable within the horizon adds up to at most
-    ``fraction`` of the horizon's GPU capacity (healthy GPUs x horizon), tenants taking turns: each tenant's
+    / slot_s) < T``), and the other queued jobs while the work doable within the horizon of all the rows kept
+    adds up to at most ``fraction`` of the horizon's GPU capacity (healthy GPUs x horizon; the queued jobs
+    get at least ``min_fraction`` of it, however much the rows always kept hold), tenants taking turns: each tenant's
     jobs in order of weight (highest first; then deadline, release, row), a job placed by the work of its
     tenant ahead of it (ties in that order), so no backlogged tenant is left without work to claim its share. Rows keep their order; the jobs left out are not in the plan (they
     stay queued this tick, and come in as their weight ages or the queue ahead of them drains: the weight
@@ -594,7 +596,8 @@ def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float) -> tup
     What it is for: the online policy on an overloaded site (issue 13, 50,000 jobs on rotterdam-100k) plans
     every job every tick while only the first slot is applied; queued work beyond what the horizon can hold
     is only competition for the optimiser's list schedules (most of a tick's time there, most of it placing
-    nothing). The weights, terminal values and clearing prices are those of the whole snapshot
+    nothing: at 42,000 jobs a tick's completion pass took 0.4 s with the work planned at 1.07 x the
+    horizon's capacity and 2.8 s at 1.10 x). The weights, terminal values and clearing prices are those of the whole snapshot
     (:func:`build_problem` runs first), so the prices still see the whole backlog.
     Returns ``(problem, index)`` unchanged when nothing is cut.
     """
@@ -611,10 +614,13 @@ def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float) -> tup
     q = np.flatnonzero(free)
     if q.size == 0:
         return problem, index
-    release = np.asarray(problem.release[:n], dtype=np.int64)
-    doable = np.minimum(remaining, np.maximum(T - release, 0) * slot_s)
-    work = np.asarray(problem.gpus[:n], dtype=np.float64) * doable
+    release_all = np.asarray(problem.release, dtype=np.int64)
+    doable_all = np.minimum(np.asarray(problem.remaining_s, dtype=np.float64), np.maximum(T - release_all, 0) * slot_s)
+    work_all = np.asarray(problem.gpus, dtype=np.float64) * doable_all  # synthetic rows too: they hold capacity
+    release, work = release_all[:n], work_all[:n]
     capacity = float(np.asarray(problem.pool_gpus, dtype=np.float64)[:, 0].sum()) * T * slot_s
+    kept_work = float(work_all.sum() - work[q].sum())  # the rows always kept
+    budget = max(fraction * capacity - kept_work, min_fraction * capacity)
     order = q[np.lexsort((q, release[q], deadline[q], -np.asarray(problem.weight, dtype=np.float64)[q]))]
     # tenants take turns by work: a job's place is its tenant's work ahead of it in that order (every backlogged
     # tenant has work in the window to claim its share with; scheduler.rules enforces the shares afterwards)
@@ -625,7 +631,7 @@ def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float) -> tup
         at = np.flatnonzero(ten == t)
         ahead[at] = np.concatenate([[0.0], np.cumsum(w_o[at])[:-1]])
     order = order[np.lexsort((np.arange(order.size), ahead))]
-    within = np.cumsum(work[order]) <= fraction * capacity
+    within = np.cumsum(work[order]) <= budget
     if within.all():
         return problem, index
     keep = np.ones(len(index.job_ids), dtype=bool)

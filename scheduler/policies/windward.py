@@ -41,7 +41,7 @@ time (about 0.2 s per tick on the 1,024-GPU site with 30-minute slots).
 At scale (a problem of more than ``scale_cells`` job-slot cells, default :data:`SCALE_CELLS`: 50,000 jobs on
 rotterdam-100k, never the 3,072-GPU study cases), the tick plans what a production scheduler's queue window
 would (Slurm's backfill tests a bounded number of queued jobs a cycle): every running, must-run and due job and
-the most valuable queued work up to ``queue_window_fraction`` of the horizon's GPU capacity
+the most valuable queued work while all of it stays within ``queue_window_fraction`` of the horizon's GPU capacity
 (:func:`scheduler.planner.queue_window`; the prices still come from the whole backlog, and waiting work ages
 into the window), and ``kernels.plan`` is called with ``witness=witness_at_scale`` ("never": the EDF greedy
 witness costs more than a whole tick there). Measured in ``benchmarks/simulator.py --case r100k-backlog``
@@ -83,11 +83,12 @@ log = logging.getLogger(__name__)
 #: -0.009), grid carbon lower in 7 (median -2.3%), deadline misses equal in all 9, 0.9% less work in the
 #: window (median; 6.0% at most).
 #: At scale: a problem of more than ``SCALE_CELLS`` job-slot cells (the 3,072-GPU study cases plan at most
-#: a few hundred thousand) is cut to the queued work the horizon can use (:func:`scheduler.planner.queue_window`,
-#: ``QUEUE_WINDOW`` of the horizon's GPU capacity), and the optimiser's EDF greedy witness is not built
+#: a few hundred thousand) is cut to the queued work the horizon can use (:func:`scheduler.planner.queue_window`:
+#: the work planned, running and due work included, at most ``QUEUE_WINDOW`` of the horizon's GPU capacity), and the optimiser's EDF greedy witness is not built
 #: (``witness_at_scale``; kernels.plan's "auto" builds it every WITNESS_EVERY_TICKS ticks). Issue 13.
 SCALE_CELLS = 2_000_000
-QUEUE_WINDOW = 0.5
+QUEUE_WINDOW = 0.95
+QUEUE_WINDOW_MIN = 0.1  # ... of which the queued work gets at least this share, however full the site
 DEFAULT_WEIGHTS = WeightSettings(terminal_value="clearing", reserve_inference=True, restart_overhead_s=600.0,
                                  clearing_margin=0.8, beyond_horizons=1.0, beyond_share=0.5)
 
@@ -212,6 +213,7 @@ class WindwardPolicy:
         run_end_s: float | None = None,
         scale_cells: int = SCALE_CELLS,
         queue_window_fraction: float | None = QUEUE_WINDOW,
+        queue_window_min: float = QUEUE_WINDOW_MIN,
         witness_at_scale: str = "never",
     ) -> None:
         if horizon_hours <= 0:
@@ -229,6 +231,7 @@ class WindwardPolicy:
         self.run_end_s = None if run_end_s is None else float(run_end_s)
         self.scale_cells = int(scale_cells)
         self.queue_window_fraction = None if queue_window_fraction is None else float(queue_window_fraction)
+        self.queue_window_min = float(queue_window_min)
         self.witness_at_scale = witness_at_scale
         self._last: tuple[PlanResult, PlanIndex] | None = None
         self._arrivals: dict[str, tuple[float, float]] = {}  # job id -> (submit_s, GPU-seconds of work)
@@ -265,7 +268,7 @@ class WindwardPolicy:
         kw = self.plan_kwargs
         if problem.n_jobs * T > self.scale_cells:  # at scale (module docstring): the queue window, the witness
             if self.queue_window_fraction is not None:
-                problem, index = queue_window(problem, index, self.queue_window_fraction)
+                problem, index = queue_window(problem, index, self.queue_window_fraction, self.queue_window_min)
             kw = {"witness": self.witness_at_scale, **kw}
         warm = None
         if self.warm_start and self._last is not None and problem.n_jobs:

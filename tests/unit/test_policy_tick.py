@@ -224,7 +224,7 @@ def test_shift_result_moves_each_job_row_by_its_id(seed: int) -> None:
 # ------------------------------------------------------------------ at scale: the queue window, no witness
 
 
-def _window_reference(problem, index, fraction: float) -> list[str]:  # noqa: ANN001
+def _window_reference(problem, index, fraction: float, min_fraction: float) -> list[str]:  # noqa: ANN001
     """Job ids queue_window keeps, by its per-job definition: running, must-run, synthetic and due rows, then
     the other queued jobs, tenants taking turns (each tenant's by weight, then deadline, release, row; a job
     placed by its tenant's work before it), while their doable work adds up to at most ``fraction`` of the
@@ -232,6 +232,10 @@ def _window_reference(problem, index, fraction: float) -> list[str]:  # noqa: AN
     n, slot_s = index.n_real, float(problem.slot_s)
     cap = float(np.asarray(problem.pool_gpus)[:, 0].sum()) * problem.n_slots * slot_s
     keep, rest = set(range(n, len(index.job_ids))), []
+
+    def work(i: int) -> float:
+        return float(problem.gpus[i]) * min(float(problem.remaining_s[i]), max(problem.n_slots - int(problem.release[i]), 0) * slot_s)
+
     for i in range(n):
         need = math.ceil(float(problem.remaining_s[i]) / slot_s - 1e-9)
         due = problem.deadline[i] != NO_DEADLINE and problem.deadline[i] - need < problem.n_slots
@@ -240,9 +244,7 @@ def _window_reference(problem, index, fraction: float) -> list[str]:  # noqa: AN
         else:
             rest.append(i)
     rest.sort(key=lambda i: (-float(problem.weight[i]), int(problem.deadline[i]), int(problem.release[i]), i))
-
-    def work(i: int) -> float:
-        return float(problem.gpus[i]) * min(float(problem.remaining_s[i]), max(problem.n_slots - int(problem.release[i]), 0) * slot_s)
+    budget = max(fraction * cap - sum(work(i) for i in keep), min_fraction * cap)
 
     ahead, seen = {}, {}  # the work of the job's tenant before it in that order
     for k, i in enumerate(rest):
@@ -252,19 +254,20 @@ def _window_reference(problem, index, fraction: float) -> list[str]:  # noqa: AN
     total = 0.0
     for i in sorted(rest, key=lambda i: ahead[i]):
         total += work(i)
-        if total > fraction * cap:
+        if total > budget:
             break
         keep.add(i)
     return [index.job_ids[i] for i in sorted(keep)]
 
 
 def _half_the_free_work(problem) -> float:  # noqa: ANN001
-    """A window fraction that cuts: half the doable work of the queued jobs that are not due, over the capacity."""
+    """A window fraction that cuts: the doable work of the rows always kept and half that of the queued jobs that
+    are not due, over the capacity."""
     cap = float(np.asarray(problem.pool_gpus)[:, 0].sum()) * T * SLOT_S
     work = problem.gpus * np.minimum(problem.remaining_s, np.maximum(T - problem.release, 0) * SLOT_S)
     needed = np.ceil(problem.remaining_s / SLOT_S - 1e-9)
     free = (problem.running_pool < 0) & ~problem.must_run & ((problem.deadline == NO_DEADLINE) | (problem.deadline - needed >= T))
-    return 0.5 * float(work[free].sum()) / cap
+    return (float(work[~free].sum()) + 0.5 * float(work[free].sum())) / cap
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -275,8 +278,10 @@ def test_queue_window_keeps_running_due_and_the_most_valuable_queued_work(seed: 
     snap = _snapshot(seed)
     problem, index = build_problem(snap, T, weights=WeightSettings(terminal_value="clearing"))
     fraction = _half_the_free_work(problem)
-    sub, sidx = queue_window(problem, index, fraction)
-    want = _window_reference(problem, index, fraction)
+    sub, sidx = queue_window(problem, index, fraction, 0.0)
+    want = _window_reference(problem, index, fraction, 0.0)
+    # the floor: the queued jobs get at least min_fraction of the capacity whatever the rows always kept hold
+    assert list(queue_window(problem, index, 0.0, 0.05)[1].job_ids) == _window_reference(problem, index, 0.0, 0.05)
     assert list(sidx.job_ids) == want
     assert 0 < len(want) < len(index.job_ids)
     rows = [index.job_row(j) for j in want]
@@ -312,9 +317,9 @@ def test_at_scale_the_policy_plans_the_window_without_the_witness(seed: int) -> 
         full, index = build_problem(snap, T, weights=weights,
                                     expected_arrival_gpu_s_per_s=WindwardPolicy(4.0).arrival_rate_gpu_s_per_s(snap))
         fraction = _half_the_free_work(full)
-        at_scale = WindwardPolicy(4.0, scale_cells=0, queue_window_fraction=fraction).decide(snap)
+        at_scale = WindwardPolicy(4.0, scale_cells=0, queue_window_fraction=fraction, queue_window_min=0.0).decide(snap)
         (problem, kw), = seen
-        sub, sidx = queue_window(full, index, fraction)
+        sub, sidx = queue_window(full, index, fraction, 0.0)
         assert problem.n_jobs == sub.n_jobs < full.n_jobs and kw == {"witness": "never"}
         assert set(at_scale.run) <= set(sidx.job_ids)
         assert at_scale.plan.diagnostics["witness"]["ran"] is False
@@ -330,7 +335,7 @@ def test_at_scale_the_policy_plans_the_window_without_the_witness(seed: int) -> 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_at_scale_the_window_leaves_every_tenant_work_to_claim_its_share(seed: int) -> None:
     """test_rules' weighted fair share (3:1, tenant b backlogged first) with the scale path forced on the demo site
-    and a window of 0.3 of the horizon's capacity: tenants take turns into the window, so a still gets its share
+    and queued work of 0.3 of the horizon's capacity in the window: tenants take turns into the window, so a still gets its share
     in every slot (weight order alone put b's older jobs first and left a 5 GPUs short of its share)."""
     import random
 
@@ -343,7 +348,7 @@ def test_at_scale_the_window_leaves_every_tenant_work_to_claim_its_share(seed: i
     tenants = [tenant("a", fair_share_weight=3.0), tenant("b", fair_share_weight=1.0)]
     jobs = backlog(rng, "b", 40, (1, 2), (3.0, 6.0)) + backlog(rng, "a", 60, (1, 2), (3.0, 6.0), submit_s=60.0)
     n = 16
-    pol = WindwardPolicy(6.0, scale_cells=0, queue_window_fraction=0.3)
+    pol = WindwardPolicy(6.0, scale_cells=0, queue_window_fraction=0.0, queue_window_min=0.3)
     res = run_simulation(SITE, jobs, energy(n + 32), pol, n_slots=n, horizon_slots=24,
                          tenant_info_fn=LoopTenantInfo(SITE, tenants, START.timestamp()))
     a, b = gpus_per_slot(res, "a", n)[2:], gpus_per_slot(res, "b", n)[2:]
