@@ -103,7 +103,7 @@ PHASES = ("carbon", "blocks", "work", "congest", "pairs")
 #: grew with rows x slots x rounds: 151 s CPU for a cold 5,000 x 192 plan, 25 s at 1,500 x 192. Once it is
 #: spent no further phase starts, and a phase that would overrun it proposes only the rows that fit, most
 #: promising first (:func:`_priority`). The small instances of the corpus never reach it.
-SEARCH_BUDGET_CELLS = 4_000_000
+SEARCH_BUDGET_CELLS = 8_000_000
 
 
 def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, *,
