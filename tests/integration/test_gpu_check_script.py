@@ -25,7 +25,7 @@ def _run(env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProce
 
 def test_the_gpu_check_runs_its_cpu_parts_and_writes_json_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "gpu"
-    p = _run({"PYTHON": sys.executable, "OUT": str(out), "SIZES": "120", "SLOTS": "24", "RUNS": "1", "TICKS": "2",
+    p = _run({"PYTHON": sys.executable, "OUT": str(out), "SIZES": "48", "SLOTS": "12", "RUNS": "1", "TICKS": "2",
               "PARITY": "smoke"})  # the parity tests themselves run in tests/kernels
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     for name in ("device.txt", "parity.txt", "parity.xml", "scaling.txt", "optimizer.json", "optimizer.md"):
@@ -34,14 +34,14 @@ def test_the_gpu_check_runs_its_cpu_parts_and_writes_json_and_markdown(tmp_path:
     data = json.loads((out / "optimizer.json").read_text())
     (row,) = data["rows"]
     cuda = "cuda True" in (out / "device.txt").read_text()
-    assert (row["J"], row["T"], row["backend"], row["device"]) == (120, 24, "torch", "cuda" if cuda else "cpu")
+    assert (row["J"], row["T"], row["backend"], row["device"]) == (48, 12, "torch", "cuda" if cuda else "cpu")
     assert row["violations"] == []
     # the numpy baseline on the same instances in the same run, and how far the plans are apart
     assert row["numpy_replan_warm_s_median"] > 0 and row["replan_speedup_vs_numpy"] > 0
     assert row["parity_cold"]["run_cells_equal"] >= (0.999 if cuda else 1.0)
     assert set(row["stages_s"]) == {"_ascend", "_bound_exact", "_primal", "_evaluate_plan", "other", "total"}
     md = (out / "optimizer.md").read_text()
-    assert "re-plan speed-up" in md and "plan construction" in md and "| 120 | 24 |" in md
+    assert "re-plan speed-up" in md and "plan construction" in md and "| 48 | 12 |" in md
 
 
 def test_the_gpu_check_names_what_is_missing_when_there_are_no_wheels(tmp_path: Path) -> None:
