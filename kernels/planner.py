@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -116,6 +117,12 @@ WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undon
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
 SEARCH_MAX_CELLS = 2_000_000
+#: the numpy backend runs the independent parts of a solve on threads (numpy's array loops release the GIL;
+#: each part reads the shared arrays and writes its own: the same plans as in turn): the EDF greedy witness
+#: of a cold solve beside the price ascent, the certified bound beside the plan construction, the second and
+#: third primal tries beside the first, and (past SEARCH_MAX_CELLS, cold) the price-order list schedule.
+#: Other backends run them in turn, when they are needed. False: in turn on numpy too.
+CONCURRENT = True
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -1016,7 +1023,7 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
     return xp.astype(xp.where(win, best_v[:, None], 0), xp.i8)
 
 
-def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, tau: Any,
+def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env,
             lam: NDArray[np.float64], mu: NDArray[np.float64], d: _Dev | None = None,
             tb: _Tabs | None = None) -> tuple[Any, Any]:
     """Integer plan from the thresholds at prices (lam, mu), repaired to satisfy every hard constraint.
@@ -1229,6 +1236,9 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
     preemptible job that loses a slot is dropped whole."""
     T, P = c.T, c.P
     V = d.map_pv.shape[1]
+    # only the rows that run (in priority order): an empty row asks for nothing, counts in no prefix sum and
+    # stays empty with its pool (the greedy repairs its must-run rows only)
+    prio = prio[xp.any(vmat > 0, 1)[prio]]
     v = vmat[prio]
     pl = pool[prio]
     g = d.gpus[prio]
@@ -1300,9 +1310,9 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
     lost = xp.any(run0 & ~run, 1) & npm
     run[lost] = False
     v = xp.astype(xp.where(run, v, 0), xp.i8)
-    out = xp.empty(v.shape, xp.i8)
+    out = xp.zeros(vmat.shape, xp.i8)
     out[prio] = v
-    pout = xp.empty(pl.shape, pl.dtype)
+    pout = xp.copy(pool)
     pout[prio] = pl
     return out, pout
 
@@ -1722,6 +1732,11 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             if nu.shape != (NQ, T):
                 nu = np.zeros((NQ, T))
     start = (lam.copy(), mu.copy(), nu.copy())
+    d = _to_dev(xp, c, pr, problem.deadline)
+    tb = _tabs(c, pr, xp)
+    # a cold solve always checks its plan against the witness (_witness_due): built now, beside the ascent
+    wit_plan = _Later(lambda: _witness_plan(problem, xp, c, pr, d, tb),
+                      thread=CONCURRENT and warm_start is None and witness != "never" and xp.name == "numpy")
     if primal_tries is None:
         primal_tries = 1 if warm_start is not None else 2
     warm = warm_start is not None
@@ -1734,7 +1749,18 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     _, lam_b, mu_b, nu_b, out_b = best
     if out_b is None:
         out_b, _ = _dual_coarse(xp, c, pr, jb, lam_b, mu_b, nu=nu_b)
-    lb, tau, env = _bound_exact(xp, c, pr, jb, lam_b, mu_b, out_b.tau, out_b.tau_w, nu=nu_b)
+    threads = CONCURRENT and xp.name == "numpy"
+    # the certified bound (it reads the prices only) beside the plan construction, which takes the same
+    # envelope of the best prices
+    bound = _Later(lambda: _bound_exact(xp, c, pr, jb, lam_b, mu_b, out_b.tau, out_b.tau_w, nu=nu_b)[0],
+                   thread=threads)
+    env = _envelope(c, pr, lam_b, mu_b, nu_b)
+    search = c.J * c.T <= SEARCH_MAX_CELLS
+    # the price-order list schedule, the fallback where no plan dominates the witness: on an instance past
+    # the search limit a cold solve's own plans rarely do (50,000 x 192: none), so it is built beside them
+    # (wasted where one of them dominates the witness)
+    price_plan = _Later(lambda: _price_list_plan(problem, xp, c, pr, d, tb, lam_b, mu_b),
+                        thread=threads and warm_start is None and witness != "never" and not search)
     # the plan is sensitive to the prices where the dual is flat: build it at the best prices and, with
     # primal_tries=2, also at the starting ones (kappa, or the previous tick's), and keep the better one
     # a warm re-plan with one try builds at the variant (with / without quota prices) that won last time
@@ -1747,17 +1773,22 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         cands.append((lam_b, mu_b, np.zeros_like(nu_b), _envelope(c, pr, lam_b, mu_b), "no_quota"))
     if primal_tries > 2 and not all(np.array_equal(a, b) for a, b in zip(start, (lam_b, mu_b, nu_b))):
         cands.append((*start, _envelope(c, pr, *start), "start"))
-    best_plan: tuple[float, Any, Any, Any, str] | None = None
-    d = _to_dev(xp, c, pr, problem.deadline)
-    tb = _tabs(c, pr, xp)
-    for lam_c, mu_c, _nu_c, env_c, variant in cands:  # one to three price vectors
-        vm, pl = _primal(xp, c, pr, jb, env_c, tau, lam_c, mu_c, d=d, tb=tb)
+
+    def build(lam_c: Any, mu_c: Any, env_c: _Env) -> tuple[Any, Any, dict[str, Any]]:
+        vm, pl = _primal(xp, c, pr, jb, env_c, lam_c, mu_c, d=d, tb=tb)
         pl = xp.astype(xp.where(xp.any(vm > 0, 1), pl, -1), xp.i32)
-        ev = _evaluate_plan(problem, c, pr, vm, pl, xp=xp, d=d)
+        return vm, pl, _evaluate_plan(problem, c, pr, vm, pl, xp=xp, d=d)
+
+    # every try but the first on its own thread (each reads the shared arrays and writes its own)
+    later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in cands[1:]]
+    built = [build(cands[0][0], cands[0][1], cands[0][3])] + [x.result() for x in later]
+    best_plan: tuple[float, Any, Any, Any, str] | None = None
+    for (vm, pl, ev), (*_, variant) in zip(built, cands):  # one to three price vectors
         if best_plan is None or ev["objective"] < best_plan[0]:
             best_plan = (ev["objective"], vm, pl, ev, variant)
     assert best_plan is not None
     _, vmat, pool, ev, variant = best_plan
+    lb = bound.result()
     own = _summary(c, ev)
     run_wit, why = _witness_due(witness, warm_start, own)
     if not run_wit:
@@ -1772,16 +1803,13 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
     from kernels import listsched, powersearch  # import this module: bound at call time
 
-    gv, gp = listsched.greedy_vmat(xp, c, pr, d, tb)
-    gp = xp.astype(xp.where(xp.any(gv > 0, 1), gp, -1), xp.i32)
-    gev = _evaluate_plan(problem, c, pr, gv, gp, xp=xp, d=d)
+    gv, gp, gev = wit_plan.result()
     wit = _summary(c, gev)
     # the candidates that dominate the greedy job by job (every job it finishes finished, never more late
     # jobs or unfinished work, no more carbon where both finish all); the lowest objective is returned
     cand: list[tuple[float, Any, Any, dict[str, Any], str]] = []
     if _dominates_jobs(c, ev, gev):
         cand.append((ev["objective"], vmat, pool, ev, variant))
-    search = c.J * c.T <= SEARCH_MAX_CELLS
     # the price-order local search from a valid plan: each job's slots moved to cheaper ones (its work
     # and on-time work kept: it keeps every job finished / on time), from the greedy's plan and from the
     # optimiser's own
@@ -1823,13 +1851,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         if omoved and _dominates_jobs(c, oev, gev):
             cand.append((oev["objective"], ov, pool, oev, variant + "+search"))
     if not cand:
-        # the optimiser's own list schedule: the greedy's mechanism and job order, slots in price order
-        lvf = xp.to_numpy(tb.vfull).astype(np.int64)
-        load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lvf]
-        lv, lp = listsched.greedy_vmat(xp, c, pr, d, tb, cost=xp.asarray(lam_b[None, :] * load[:, None] + mu_b, xp.f64))
-        lv = _raise(c, d, tb, lv, lp, xp.argsort(listsched.edf_rank(xp, c, d)), xp)
-        lp = xp.astype(xp.where(xp.any(lv > 0, 1), lp, -1), xp.i32)
-        lev = _evaluate_plan(problem, c, pr, lv, lp, xp=xp, d=d)
+        lv, lp, lev = price_plan.result()
         if _serves_forced_dev(c, d, lv, xp) and _dominates_jobs(c, lev, gev):
             cand.append((lev["objective"], lv, lp, lev, "price_list"))
     cand = [x for x in cand if x[4] == variant or _serves_forced_dev(c, d, x[1], xp)]
@@ -1855,6 +1877,60 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                                 "same_plan": bool(xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **wit},
                     "own_plan": own,
                     "primal_candidates": len(cands)}, ev=ev)
+
+
+class _Later:
+    """``fn()`` on a second thread started now (``thread``), else run in turn when :meth:`result` is first
+    asked for; :meth:`result` returns its value or raises its exception."""
+
+    def __init__(self, fn: Any, *, thread: bool) -> None:
+        self._fn: Any = fn
+        self._out: Any = None
+        self._err: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="windward-witness", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        fn, self._fn = self._fn, None
+        try:
+            self._out = fn()
+        except BaseException as e:  # handed to the caller of result()
+            self._err = e
+
+    def result(self) -> Any:
+        if self._thread is not None:
+            self._thread.join()
+        elif self._fn is not None:
+            self._run()
+        if self._err is not None:
+            raise self._err
+        return self._out
+
+
+def _witness_plan(problem: PlanProblem, xp: Ops, c: _Clean, pr: _Prep, d: _Dev, tb: _Tabs
+                  ) -> tuple[Any, Any, dict[str, Any]]:
+    """The EDF greedy witness (:func:`kernels.listsched.greedy_vmat`): ``(vmat, pool, evaluation)``."""
+    from kernels import listsched  # imports this module: bound at call time
+
+    gv, gp = listsched.greedy_vmat(xp, c, pr, d, tb)
+    gp = xp.astype(xp.where(xp.any(gv > 0, 1), gp, -1), xp.i32)
+    return gv, gp, _evaluate_plan(problem, c, pr, gv, gp, xp=xp, d=d)
+
+
+def _price_list_plan(problem: PlanProblem, xp: Ops, c: _Clean, pr: _Prep, d: _Dev, tb: _Tabs,
+                     lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[Any, Any, dict[str, Any]]:
+    """The optimiser's own list schedule: the greedy's mechanism and job order, slots in price order at
+    ``(lam, mu)``, power then raised where the work beats the carbon: ``(vmat, pool, evaluation)``."""
+    from kernels import listsched  # imports this module: bound at call time
+
+    lvf = xp.to_numpy(tb.vfull).astype(np.int64)
+    load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lvf]
+    lv, lp = listsched.greedy_vmat(xp, c, pr, d, tb, cost=xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64))
+    lv = _raise(c, d, tb, lv, lp, xp.argsort(listsched.edf_rank(xp, c, d)), xp)
+    lp = xp.astype(xp.where(xp.any(lv > 0, 1), lp, -1), xp.i32)
+    return lv, lp, _evaluate_plan(problem, c, pr, lv, lp, xp=xp, d=d)
 
 
 def _summary(c: _Clean, ev: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""The numpy backend runs the independent parts of a solve on threads (``kernels.planner.CONCURRENT``): the
+greedy witness beside the price ascent, the bound beside the plan construction, the second and third primal
+tries beside the first, and on a cold solve past ``SEARCH_MAX_CELLS`` the price-order list schedule beside
+them. The plan must be the one the same solve makes with every part in turn, bit for bit; a part's exception
+reaches the caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import kernels
+from benchmarks.instances import corpus, make, make_problem, shift_problem
+from kernels import planner as P
+from kernels.problem import PlanProblem, PlanResult
+
+
+def _same(a: PlanResult, b: PlanResult) -> None:
+    for f in ("run", "power_fraction", "pool", "work_done_s", "facility_w"):
+        assert np.array_equal(np.asarray(getattr(a, f)), np.asarray(getattr(b, f))), f
+    assert (a.objective, a.lower_bound, a.status, a.iterations) == (b.objective, b.lower_bound, b.status, b.iterations)
+    for k in ("primal_variant", "witness", "own_plan", "primal_candidates"):
+        assert a.diagnostics.get(k) == b.diagnostics.get(k), k
+
+
+def _solve(monkeypatch: pytest.MonkeyPatch, concurrent: bool, pb: PlanProblem, **kw: Any) -> tuple[PlanResult, int]:
+    """``kernels.plan`` with ``CONCURRENT`` set; also how many parts it ran on threads."""
+    started = []
+    init = P._Later.__init__
+
+    def counting(self: Any, fn: Any, *, thread: bool) -> None:
+        started.append(thread)
+        init(self, fn, thread=thread)
+
+    monkeypatch.setattr(P, "CONCURRENT", concurrent)
+    monkeypatch.setattr(P._Later, "__init__", counting)
+    r = kernels.plan(pb, **kw)
+    monkeypatch.undo()
+    return r, sum(started)
+
+
+CASES = [make_problem(200, 24, seed=1)] + [make(*c) for c in corpus(2, seed=5, n_jobs=(20, 40))]
+
+
+@pytest.mark.parametrize("i", range(len(CASES)))
+@pytest.mark.parametrize("tries", [None, 3])
+@pytest.mark.parametrize("limit", [None, 0])
+def test_threads_give_the_plan_made_in_turn(monkeypatch: pytest.MonkeyPatch, i: int, tries: int | None,
+                                            limit: int | None) -> None:
+    """Cold (two or three primal tries; ``limit=0``: every instance past the search limit, so the price-order
+    list schedule runs on its thread) and a warm tick after it: the same plans and diagnostics with threads
+    as in turn, and the threads did run."""
+    pb = CASES[i]
+    if limit is not None:
+        monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
+    seq, n_seq = _solve(monkeypatch, False, pb, primal_tries=tries)
+    if limit is not None:
+        monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
+    par, n_par = _solve(monkeypatch, True, pb, primal_tries=tries)
+    assert n_seq == 0 and n_par >= 2 + (limit is not None) + (tries == 3)  # witness, bound, tries, price list
+    _same(seq, par)
+    q = shift_problem(pb, 1)
+    if limit is not None:
+        monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
+    wseq, _ = _solve(monkeypatch, False, q, warm_start=seq, primal_tries=tries, witness="always")
+    if limit is not None:
+        monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
+    wpar, _ = _solve(monkeypatch, True, q, warm_start=par, primal_tries=tries, witness="always")
+    _same(wseq, wpar)
+
+
+def test_a_threaded_part_raises_to_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The witness fails on its thread: ``kernels.plan`` raises that error (not a plan without a witness)."""
+    from kernels import listsched
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("witness failed")
+
+    monkeypatch.setattr(P, "CONCURRENT", True)
+    monkeypatch.setattr(listsched, "greedy_vmat", broken)
+    with pytest.raises(RuntimeError, match="witness failed"):
+        kernels.plan(CASES[0])
