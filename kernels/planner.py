@@ -1734,9 +1734,15 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     start = (lam.copy(), mu.copy(), nu.copy())
     d = _to_dev(xp, c, pr, problem.deadline)
     tb = _tabs(c, pr, xp)
-    # a cold solve always checks its plan against the witness (_witness_due): built now, beside the ascent
+    # the witness, where it will (a cold solve, witness='always') or likely will be checked, built now beside
+    # the ascent: a warm re-plan whose check is due by age and whose warm start's own plan left work undone or
+    # late (_witness_due decides once the own plan is built; where it finishes every job on time after all,
+    # the witness thread's work is wasted)
+    likely = witness == "always" or warm_start is None or (
+        witness == "auto" and _witness_age(warm_start) + 1 >= WITNESS_EVERY_TICKS
+        and _left_undone(warm_start.diagnostics.get("own_plan")))
     wit_plan = _Later(lambda: _witness_plan(problem, xp, c, pr, d, tb),
-                      thread=CONCURRENT and warm_start is None and witness != "never" and xp.name == "numpy")
+                      thread=CONCURRENT and likely and witness != "never" and xp.name == "numpy")
     if primal_tries is None:
         primal_tries = 1 if warm_start is not None else 2
     warm = warm_start is not None
@@ -1818,9 +1824,10 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         fv, fp = _finish(xp, c, pr, d, tb, xp.copy(gv), xp.copy(gp), xp.argsort(listsched.edf_rank(xp, c, d)),
                          lam_b, mu_b)
         fp = xp.astype(xp.where(xp.any(fv > 0, 1), fp, -1), xp.i32)
-    iv, iev, moved = listsched.improve(problem, xp, c, pr, d, tb, fv, fp, rounds=IMPROVE_ROUNDS if search else 0)
-    if (moved or not (bool(xp.all(fv == gv)) and bool(xp.all(fp == gp)))) and _dominates_jobs(c, iev, gev):
-        cand.append((iev["objective"], iv, fp, iev, "edf_price_search"))
+    if search:  # (past the search limit fv is the greedy's plan itself, unmoved: no candidate, no evaluation)
+        iv, iev, moved = listsched.improve(problem, xp, c, pr, d, tb, fv, fp, rounds=IMPROVE_ROUNDS)
+        if (moved or not (bool(xp.all(fv == gv)) and bool(xp.all(fp == gp)))) and _dominates_jobs(c, iev, gev):
+            cand.append((iev["objective"], iv, fp, iev, "edf_price_search"))
     if search and wit["unfinished_jobs"]:
         # the greedy's finished jobs kept, its partial rows dropped and those jobs placed again in price order
         done_g = xp.asarray(np.asarray(gev["finished"], bool) | c.must)
@@ -1948,6 +1955,11 @@ def _witness_age(warm_start: PlanResult) -> int:
     return int(w["age_ticks"])
 
 
+def _left_undone(own: dict[str, Any] | None) -> bool:
+    """A plan's summary (``diagnostics["own_plan"]``) says it leaves work undone or late (True when unknown)."""
+    return own is None or bool(own.get("unfinished_jobs", 1) or own.get("late_jobs", 1))
+
+
 def _witness_due(mode: str, warm_start: PlanResult | None, own: dict[str, Any]) -> tuple[bool, str]:
     """Whether ``plan(witness=mode)`` builds the greedy witness now, and why (``plan``'s docstring)."""
     if mode == "always":
@@ -1956,7 +1968,7 @@ def _witness_due(mode: str, warm_start: PlanResult | None, own: dict[str, Any]) 
         return False, "witness='never'"
     if warm_start is None:
         return True, "cold solve"
-    if own["unfinished_jobs"] == 0 and own["late_jobs"] == 0:
+    if not _left_undone(own):
         return False, "warm re-plan finishes every job on time (the greedy could win on carbon only)"
     age = _witness_age(warm_start) + 1
     if age >= WITNESS_EVERY_TICKS:

@@ -6,6 +6,7 @@ reaches the caller."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,8 @@ CASES = [make_problem(200, 24, seed=1)] + [make(*c) for c in corpus(2, seed=5, n
 def test_threads_give_the_plan_made_in_turn(monkeypatch: pytest.MonkeyPatch, i: int, tries: int | None,
                                             limit: int | None) -> None:
     """Cold (two or three primal tries; ``limit=0``: every instance past the search limit, so the price-order
-    list schedule runs on its thread) and a warm tick after it: the same plans and diagnostics with threads
-    as in turn, and the threads did run."""
+    list schedule runs on its thread) and a warm tick after it (witness 'always', and 'auto' with the check
+    due by age): the same plans and diagnostics with threads as in turn, and the threads did run."""
     pb = CASES[i]
     if limit is not None:
         monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
@@ -59,16 +60,20 @@ def test_threads_give_the_plan_made_in_turn(monkeypatch: pytest.MonkeyPatch, i: 
     if limit is not None:
         monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
     par, n_par = _solve(monkeypatch, True, pb, primal_tries=tries)
-    assert n_seq == 0 and n_par >= 2 + (limit is not None) + (tries == 3)  # witness, bound, tries, price list
+    # witness, bound, every primal try but the first, the price list past the search limit
+    assert n_seq == 0 and n_par == 2 + seq.diagnostics["primal_candidates"] - 1 + (limit is not None)
     _same(seq, par)
     q = shift_problem(pb, 1)
-    if limit is not None:
-        monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
-    wseq, _ = _solve(monkeypatch, False, q, warm_start=seq, primal_tries=tries, witness="always")
-    if limit is not None:
-        monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
-    wpar, _ = _solve(monkeypatch, True, q, warm_start=par, primal_tries=tries, witness="always")
-    _same(wseq, wpar)
+    for witness in ("always", "auto"):  # auto: the check is due by age (built ahead where the start left work)
+        ws = [replace(r, diagnostics={**r.diagnostics, "witness": {**r.diagnostics["witness"], "age_ticks": 7}})
+              for r in (seq, par)]
+        if limit is not None:
+            monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
+        wseq, _ = _solve(monkeypatch, False, q, warm_start=ws[0], primal_tries=tries, witness=witness)
+        if limit is not None:
+            monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
+        wpar, _ = _solve(monkeypatch, True, q, warm_start=ws[1], primal_tries=tries, witness=witness)
+        _same(wseq, wpar)
 
 
 def test_a_threaded_part_raises_to_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
