@@ -119,8 +119,8 @@ WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undon
 SEARCH_MAX_CELLS = 2_000_000
 #: the numpy backend runs the independent parts of a solve on threads (numpy's array loops release the GIL;
 #: each part reads the shared arrays and writes its own: the same plans as in turn): the EDF greedy witness
-#: of a cold solve beside the price ascent, the certified bound beside the plan construction, the second and
-#: third primal tries beside the first, and (past SEARCH_MAX_CELLS, cold) the price-order list schedule.
+#: beside the price ascent (a cold solve; a warm re-plan whose check is likely due), the second and third
+#: primal tries beside the first, and (past SEARCH_MAX_CELLS, cold) the price-order list schedule.
 #: Other backends run them in turn, when they are needed. False: in turn on numpy too.
 CONCURRENT = True
 
@@ -1756,11 +1756,9 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     if out_b is None:
         out_b, _ = _dual_coarse(xp, c, pr, jb, lam_b, mu_b, nu=nu_b)
     threads = CONCURRENT and xp.name == "numpy"
-    # the certified bound (it reads the prices only) beside the plan construction, which takes the same
-    # envelope of the best prices
-    bound = _Later(lambda: _bound_exact(xp, c, pr, jb, lam_b, mu_b, out_b.tau, out_b.tau_w, nu=nu_b)[0],
-                   thread=threads)
-    env = _envelope(c, pr, lam_b, mu_b, nu_b)
+    # (the bound stays in turn: on its own thread, ~60 ms at 50,000 x 192, it made the warm re-plan's wall
+    # worse on a loaded machine, 1.5-1.7 vs 1.2-1.3 s: its many small array operations contend for the GIL)
+    lb, _, env = _bound_exact(xp, c, pr, jb, lam_b, mu_b, out_b.tau, out_b.tau_w, nu=nu_b)
     search = c.J * c.T <= SEARCH_MAX_CELLS
     # the price-order list schedule, the fallback where no plan dominates the witness: on an instance past
     # the search limit a cold solve's own plans rarely do (50,000 x 192: none), so it is built beside them
@@ -1794,7 +1792,6 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             best_plan = (ev["objective"], vm, pl, ev, variant)
     assert best_plan is not None
     _, vmat, pool, ev, variant = best_plan
-    lb = bound.result()
     own = _summary(c, ev)
     run_wit, why = _witness_due(witness, warm_start, own)
     if not run_wit:

@@ -1,7 +1,6 @@
 """The numpy backend runs the independent parts of a solve on threads (``kernels.planner.CONCURRENT``): the
-greedy witness beside the price ascent, the bound beside the plan construction, the second and third primal
-tries beside the first, and on a cold solve past ``SEARCH_MAX_CELLS`` the price-order list schedule beside
-them. The plan must be the one the same solve makes with every part in turn, bit for bit; a part's exception
+greedy witness beside the price ascent, the second and third primal tries beside the first, and on a cold
+solve past ``SEARCH_MAX_CELLS`` the price-order list schedule beside them. The plan must be the one the same solve makes with every part in turn, bit for bit; a part's exception
 reaches the caller."""
 
 from __future__ import annotations
@@ -60,8 +59,8 @@ def test_threads_give_the_plan_made_in_turn(monkeypatch: pytest.MonkeyPatch, i: 
     if limit is not None:
         monkeypatch.setattr(P, "SEARCH_MAX_CELLS", limit)
     par, n_par = _solve(monkeypatch, True, pb, primal_tries=tries)
-    # witness, bound, every primal try but the first, the price list past the search limit
-    assert n_seq == 0 and n_par == 2 + seq.diagnostics["primal_candidates"] - 1 + (limit is not None)
+    # witness, every primal try but the first, the price list past the search limit
+    assert n_seq == 0 and n_par == 1 + seq.diagnostics["primal_candidates"] - 1 + (limit is not None)
     _same(seq, par)
     q = shift_problem(pb, 1)
     for witness in ("always", "auto"):  # auto: the check is due by age (built ahead where the start left work)
