@@ -1893,7 +1893,7 @@ class _Later:
         self._err: BaseException | None = None
         self._thread: threading.Thread | None = None
         if thread:
-            self._thread = threading.Thread(target=self._run, name="windward-witness", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="windward-plan-part", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:

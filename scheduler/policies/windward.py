@@ -154,7 +154,8 @@ class _SpeedTable:
         self._pools = pools
         self._pts: dict[int, np.ndarray] = {}
         self._speed: dict[tuple[int, float], float] = {}
-        self._levels: dict[tuple[int, float], list[float]] = {}
+        self._levels: dict[tuple[int, float], list[float]] = {}  # levels()
+        self._below: dict[tuple[int, float], list[float]] = {}  # levels_upto()
 
     def _curve(self, p: int) -> np.ndarray:
         pts = self._pts.get(p)
@@ -174,13 +175,13 @@ class _SpeedTable:
 
     def levels_upto(self, p: int, at_most: float) -> list[float]:
         """The pool's curve fractions at or below ``at_most`` and at or above its minimum fraction, descending."""
-        key = (p, -at_most)  # apart from levels()'s keys
-        got = self._levels.get(key)
+        key = (p, at_most)
+        got = self._below.get(key)
         if got is None:
             pts = self._curve(p)
             lo = self._pools[p].min_power_fraction
             sel = pts[(pts[:, 0] <= at_most + 1e-9) & (pts[:, 0] >= lo - 1e-9), 0]
-            got = self._levels[key] = np.sort(sel)[::-1].tolist()
+            got = self._below[key] = np.sort(sel)[::-1].tolist()
         return got
 
     def levels(self, p: int, at_least: float) -> list[float]:
