@@ -38,6 +38,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -163,13 +164,60 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-def _json_page(head: bytes, lists: dict[str, list[bytes]]) -> Response:
-    """A JSON object ``head`` (encoded, not empty) with lists of already encoded items added."""
-    parts = [head[:-1]]
-    for key, items in lists.items():
-        parts.append(b',"' + key.encode() + b'":[' + b",".join(items) + b"]")
-    parts.append(b"}")
-    return Response(b"".join(parts), media_type="application/json")
+def _json_lists(lists: dict[str, list[bytes]]) -> bytes:
+    """Members of a JSON object (``"key":[...]``, comma-separated) whose values are lists of encoded items."""
+    return b",".join(b'"' + key.encode() + b'":[' + b",".join(items) + b"]" for key, items in lists.items())
+
+
+def _json_page(head: bytes, lists: bytes) -> bytes:
+    """A JSON object ``head`` (encoded, not empty) with the members ``lists`` (:func:`_json_lists`) added."""
+    return head[:-1] + b"," + lists + b"}"
+
+
+class PageCache:
+    """Encoded list pages (``GET /v1/queue``, ``GET /v1/jobs``), each built once and served to every reader
+    until the jobs or the last tick's reasons change (issue 16: readers polling the queue must not take the
+    interpreter from the submissions). An entry holds what was read at three version numbers, taken before
+    the page's queries: the reasons board's (``WhyBoard.version``) and the store's ``(changes, commits)``
+    (:meth:`StateStore.versions`). It is served while the first two are the same, and, for a page with
+    nothing after it (``more`` False: a new job would join it), while ``commits`` is too. A page that has jobs
+    after it does not change when jobs are submitted: a new job's ``seq`` comes after every job there.
+    Least recently used pages go first past ``max_bytes``. Thread-safe."""
+
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.builds = 0
+        self._lock = threading.Lock()
+        self._pages: dict[tuple[Any, ...], tuple[tuple[int, int, int | None], Any, int]] = {}
+        self._bytes = 0
+
+    def get(self, key: tuple[Any, ...], why: int, changes: int, commits: int) -> Any:
+        """The page stored under ``key`` if it still reads the same at these versions, else None."""
+        with self._lock:
+            e = self._pages.get(key)
+            if e is None:
+                return None
+            (w, ch, co), page, _ = e
+            if w != why or ch != changes or (co is not None and co != commits):
+                return None
+            self._pages[key] = self._pages.pop(key)  # most recently used last
+            self.hits += 1
+            return page
+
+    def put(self, key: tuple[Any, ...], page: Any, size: int, why: int, changes: int, commits: int, more: bool) -> None:
+        """Store ``page`` (``size`` bytes) as read at these versions; ``more``: jobs follow it."""
+        with self._lock:
+            old = self._pages.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            self.builds += 1
+            if size > self.max_bytes or self.max_bytes <= 0:
+                return
+            self._pages[key] = ((why, changes, None if more else commits), page, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                self._bytes -= self._pages.pop(next(iter(self._pages)))[2]
 
 
 #: One encoder for every reply (json.dumps with options builds a new JSONEncoder per call: twice a submission)
@@ -440,11 +488,15 @@ def _refuse(status: int, loc: list[str], msg: str, kind: str) -> HTTPException:
     return HTTPException(status_code=status, detail=[{"loc": loc, "msg": msg, "type": kind}])
 
 
-def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: bool = True) -> FastAPI:
+def create_app(
+    service: Service, limits: ApiLimits | None = None, *, fast_path: bool = True, page_cache_bytes: int = 32 << 20
+) -> FastAPI:
     """The FastAPI application over a running :class:`~scheduler.service.Service`, with ``limits``
     (:class:`ApiLimits`; default: its defaults). ``fast_path``: answer the common ``POST /v1/jobs`` below the
     framework (``fast_submit`` inside; the same answers: tests/unit/test_submit_fast_path.py); the
-    number it answered is ``app.state.fast_submits``."""
+    number it answered is ``app.state.fast_submits``. ``page_cache_bytes``: the list pages kept encoded
+    (:class:`PageCache`, ``app.state.pages``; 0: every page built for its reader; the same answers:
+    tests/unit/test_page_cache.py)."""
     lim = limits if limits is not None else ApiLimits()
     meta: dict[str, Any] = {
         "title": "Windward",
@@ -627,6 +679,30 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
 
         return one
 
+    pages = PageCache(page_cache_bytes)
+    app.state.pages = pages
+
+    def build_page(key: tuple[Any, ...], build: Callable[[], tuple[Any, int, bool]]) -> Any:
+        """On a worker thread, one page at a time (``page_reads``): the page under ``key``, unless a reader
+        before built it, built by ``build`` (the page, its size in bytes, whether jobs follow it), after the
+        versions it is kept under are read."""
+        with page_reads:
+            why = service.why.version
+            changes, commits = service.store.versions()
+            page = pages.get(key, why, changes, commits)
+            if page is None:
+                page, size, more = build()
+                pages.put(key, page, size, why, changes, commits, more)
+            return page
+
+    async def cached_page(key: tuple[Any, ...], build: Callable[[], tuple[Any, int, bool]]) -> Any:
+        """A list page from :class:`PageCache` (on the event loop: a few dict lookups, no thread hop), or
+        built by :func:`build_page` on a worker thread."""
+        page = pages.get(key, service.why.version, *service.store.versions())
+        if page is None:
+            page = await run_in_threadpool(build_page, key, build)
+        return page
+
     def job_view_json(r: Any, **extra: Any) -> bytes:
         """:func:`job_view` (and ``extra``) as JSON, the stored spec spliced in (JobRecord.view_json): a page
         of 500 jobs is not parsed, validated against its response model and encoded again. Every
@@ -692,8 +768,7 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
         return Response(body, status_code=status, media_type="application/json")
 
     @app.get("/v1/jobs", tags=["jobs"], response_model=JobsPage, responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES})
-    @one_page_at_a_time
-    def list_jobs(
+    async def list_jobs(
         p: Caller,
         state: Annotated[Literal["queued", "running", "finished", "failed", "cancelled"] | None, Query()] = None,
         tenant: Annotated[str | None, Query(max_length=64, description="operators only")] = None,
@@ -705,12 +780,19 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
         """Jobs in submission order, one page at a time: a tenant's own, or (operator) every tenant's."""
         who = (tenant if p.is_operator else p.name) if (tenant or not p.is_operator) else None
         start = max(after, int(cursor) if cursor is not None else 0)
-        recs = service.store.list_jobs(tenant=who, states=[state] if state else None, limit=limit + 1, after_seq=start)
-        more = len(recs) > limit
-        recs = recs[:limit]
-        last = recs[-1].seq if recs else start
-        head = _json_bytes({"next_cursor": str(last) if more else None, "next_after": last})
-        return _json_page(head, {"jobs": [job_view_json(r) for r in recs]})  # = JobsPage
+
+        def build() -> tuple[bytes, int, bool]:
+            recs = service.store.list_jobs(tenant=who, states=[state] if state else None, limit=limit + 1,
+                                           after_seq=start)  # fmt: skip
+            more = len(recs) > limit
+            recs = recs[:limit]
+            last = recs[-1].seq if recs else start
+            head = _json_bytes({"next_cursor": str(last) if more else None, "next_after": last})
+            body = _json_page(head, _json_lists({"jobs": [job_view_json(r) for r in recs]}))  # = JobsPage
+            return body, len(body), more
+
+        body = await cached_page(("jobs", who, state, start, limit), build)
+        return Response(body, media_type="application/json")
 
     @app.get(
         "/v1/jobs/{job_id}",
@@ -732,24 +814,30 @@ def create_app(service: Service, limits: ApiLimits | None = None, *, fast_path: 
         return service.cancel(job_id).view()
 
     @app.get("/v1/queue", tags=["jobs"], response_model=QueuePage, responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES})
-    @one_page_at_a_time
-    def queue(p: Caller, limit: PageSize = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Response:
+    async def queue(p: Caller, limit: PageSize = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Response:
         """Running and queued jobs (own, or all for an operator) in submission order, one page at a time."""
         who = None if p.is_operator else p.name
-        recs, before, more = service.store.active_page(who, int(cursor) if cursor is not None else 0, limit)
-        running, queued = [], []
-        for r in recs:
-            if r.state == "running":
-                running.append(job_view_json(r))
-            else:
-                before += 1
-                queued.append(job_view_json(r, position=before))
-        counts = {"running": 0, "queued": 0}
+        after = int(cursor) if cursor is not None else 0
+
+        def build() -> tuple[tuple[bytes, str | None], int, bool]:
+            recs, before, more = service.store.active_page(who, after, limit)
+            running, queued = [], []
+            for r in recs:
+                if r.state == "running":
+                    running.append(job_view_json(r))
+                else:
+                    before += 1
+                    queued.append(job_view_json(r, position=before))
+            lists = _json_lists({"running": running, "queued": queued})
+            return (lists, str(recs[-1].seq) if more and recs else None), len(lists), more
+
+        lists, next_cursor = await cached_page(("queue", who, after, limit), build)
+        counts = {"running": 0, "queued": 0}  # of every active job, as committed now (kept in memory)
         for (st, t), n in service.store.counts().items():
             if st in counts and (who is None or t == who):
                 counts[st] += n
-        head = _json_bytes({"counts": counts, "next_cursor": str(recs[-1].seq) if more and recs else None})
-        return _json_page(head, {"running": running, "queued": queued})  # = QueuePage
+        head = _json_bytes({"counts": counts, "next_cursor": next_cursor})
+        return Response(_json_page(head, lists), media_type="application/json")  # = QueuePage
 
     @app.get(
         "/v1/jobs/{job_id}/logs",

@@ -355,6 +355,8 @@ class WhyBoard:
         self._slot = 0
         self._epoch_unix_s = 0.0
         self._slot_s = 1.0
+        #: tick published so far: while it is the same, :meth:`fields` answers the same (a page cache's key)
+        self.version = 0
 
     def publish(self, explainer: Explainer, queued: Mapping[str, Any], *, slot: int, epoch_unix_s: float,
                 slot_s: float) -> None:  # fmt: skip
@@ -362,6 +364,7 @@ class WhyBoard:
         with self._lock:
             self._explainer, self._queued, self._cache = explainer, queued, {}
             self._slot, self._epoch_unix_s, self._slot_s = slot, epoch_unix_s, slot_s
+            self.version += 1  # after the swap: a reader that read the old number builds its page again
 
     def get(self, job_id: str) -> Why | None:
         with self._lock:

@@ -514,6 +514,10 @@ class StateStore:
         self._closed = False
         self._moves: list[tuple[str, str | None, str]] = []  # (tenant, from state, to state) in the open tx
         self._counts_lock = threading.Lock()
+        # committed write transactions: every one, and every one that may have changed a row already there
+        # (all but submit_many's inserts); see :meth:`versions`
+        self._commits = 0
+        self._changes = 0
         self._counts: dict[tuple[str, str], int] = {
             (str(st), str(t)): int(n)
             for st, t, n in self._w.execute(_COUNTS_SQL)
@@ -541,9 +545,11 @@ class StateStore:
         return c
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, inserts_only: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it commits or none of it (nothing half-applied). State moves noted
-        with :meth:`_move` reach the in-memory counts only when the transaction commits."""
+        with :meth:`_move` reach the in-memory counts only when the transaction commits. ``inserts_only``:
+        the transaction adds new jobs (each after every job there) and changes no row already there, so
+        :meth:`versions`' first number stays (the default, False, is the safe one: any change counts)."""
         with self._write_lock:
             self._w.execute("BEGIN IMMEDIATE")
             self._moves = []
@@ -554,6 +560,11 @@ class StateStore:
                 self._w.execute("ROLLBACK")
                 raise
             self._w.execute("COMMIT")
+            # after the commit, never before: a reader that sees the old numbers may have read the new rows
+            # (its page is built again next time), one that sees the new numbers has read them
+            self._commits += 1
+            if not inserts_only:
+                self._changes += 1
             if self._moves:
                 with self._counts_lock:
                     for tenant, old, new in self._moves:
@@ -561,6 +572,14 @@ class StateStore:
                             self._counts[(old, tenant)] = self._counts.get((old, tenant), 0) - 1
                         self._counts[(new, tenant)] = self._counts.get((new, tenant), 0) + 1
                 self._moves = []
+
+    def versions(self) -> tuple[int, int]:
+        """``(changes, commits)``: the number of committed write transactions that may have changed a job
+        already stored (anything but :meth:`submit_many`'s inserts), and of all of them. Read them before
+        reading jobs: while ``changes`` is the same, every stored job reads the same (new jobs only come after
+        the last one, in ``seq`` order); while ``commits`` is the same, nothing at all changed (what a page
+        cache needs: scheduler.api)."""
+        return self._changes, self._commits
 
     def _move(self, tenant: str, old: str | None, new: str) -> None:
         if old != new:
@@ -640,7 +659,7 @@ class StateStore:
         """
         prepared = [(r, *_canonical(r.spec)) for r in requests]
         out: list[SubmitResult | IdempotencyConflict] = []
-        with self._tx() as c:
+        with self._tx(inserts_only=True) as c:
             seq0 = self._seq
             try:
                 # every key of the batch looked up at once, and every new row inserted at once: each SQLite
