@@ -14,7 +14,10 @@ fsync varies several-fold with the machine's load; every acknowledged submission
 e.g. ``git archive <rev> | tar -x -C DIR``; its ``scheduler`` package is put first on the server's
 PYTHONPATH) in the same run, alternating old and new ``--repeats`` times, and reports medians and new/old
 ratios. ``--readers N`` adds N operator clients reading ``GET /v1/queue`` back to back during the submission
-load (their latency and that of ``/healthz`` are reported: queue reads must not slow submissions).
+load (their latency and that of ``/healthz`` are reported: queue reads must not slow submissions; a 429 from
+the server's list-page rate, ``--read-rate``, is waited out as told and counted, ``queue_reads_refused``);
+``--reader-process`` runs them in a process of their own instead of in the submitters' event loop.
+``--server-arg ARG`` (repeated) adds ARG to the new code's server command line (e.g. ``--read-rate 0``).
 ``--recovery-jobs N`` measures recovery: a state file holding N queued jobs, the server started on it,
 SIGKILLed once ready, and started again (``--recovery-finished M`` adds M finished jobs, a long-lived
 state's history): the seconds from the restart to ``/readyz`` answering 200, and the
@@ -95,15 +98,23 @@ async def _load(url: str, clients: int, seconds: float) -> dict[str, float]:
 
 async def _readers(url: str, readers: int, stop_at: float) -> dict[str, float]:
     """``readers`` operator clients reading /v1/queue back to back, and one probe of /healthz every 50 ms,
-    until ``stop_at``: their latencies (what a queue read costs, and whether it stalls the event loop)."""
+    until ``stop_at``: their latencies (what a queue read costs, and whether it stalls the event loop). A
+    reader refused with 429 (the server's list-page rate) waits its Retry-After, as ``windward queue`` does;
+    ``queue_reads`` counts the pages served, ``queue_reads_refused`` the 429s."""
     q_lat: list[float] = []
     h_lat: list[float] = []
+    refused = 0
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
 
         async def reader() -> None:
+            nonlocal refused
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 r = await c.get("/v1/queue", headers=auth("ops"))
+                if r.status_code == 429:
+                    refused += 1
+                    await asyncio.sleep(min(float(r.headers.get("retry-after", "1")), stop_at - time.perf_counter()))
+                    continue
                 q_lat.append(time.perf_counter() - t0)
                 r.raise_for_status()
 
@@ -115,7 +126,7 @@ async def _readers(url: str, readers: int, stop_at: float) -> dict[str, float]:
                 await asyncio.sleep(0.05)
 
         await asyncio.gather(*(reader() for _ in range(readers)), probe())
-    out: dict[str, float] = {"queue_reads": len(q_lat)}
+    out: dict[str, float] = {"queue_reads": len(q_lat), "queue_reads_refused": refused}
     if q_lat:
         out |= {"queue_read_p50_ms": statistics.median(q_lat) * 1e3, "queue_read_max_ms": max(q_lat) * 1e3}
     if len(h_lat) > 1:
@@ -380,6 +391,11 @@ def _cpu_s(pid: int) -> float:
         return float("nan")
 
 
+def _readers_process(url: str, readers: int, seconds: float, out: Any) -> None:
+    """:func:`_readers` in a process of its own (``--reader-process``), its result put on ``out``."""
+    out.put(asyncio.run(_readers(url, readers, time.perf_counter() + seconds)))
+
+
 def _submit_run(d: Path, a: argparse.Namespace, tag: str, extra: tuple[str, ...] = ()) -> dict[str, object]:
     srv = start_server(d / f"s-{tag}.sqlite", d / f"server-{tag}.log", "--tick-seconds", "60", *extra)
     cpu0 = _cpu_s(srv.proc.pid)
@@ -389,7 +405,17 @@ def _submit_run(d: Path, a: argparse.Namespace, tag: str, extra: tuple[str, ...]
 
         async def both() -> tuple[dict[str, float], dict[str, float]]:
             stop_at = time.perf_counter() + a.seconds
-            if a.readers:
+            if a.readers and a.reader_process:
+                import multiprocessing
+
+                ctx = multiprocessing.get_context("spawn")
+                q = ctx.Queue()
+                proc = ctx.Process(target=_readers_process, args=(srv.url, a.readers, a.seconds, q))
+                proc.start()
+                sub = await load(srv.url, a.clients, a.seconds)
+                rd = q.get(timeout=120)
+                proc.join(timeout=30)
+            elif a.readers:
                 sub, rd = await asyncio.gather(load(srv.url, a.clients, a.seconds), _readers(srv.url, a.readers, stop_at))
             else:
                 sub, rd = await load(srv.url, a.clients, a.seconds), {}
@@ -463,7 +489,7 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
             for v, code in versions if k % 2 == 0 else versions[::-1]:
                 with _with_code(code):
                     if not a.skip_submit:
-                        extra = _limit_args(code)
+                        extra = _limit_args(code) + (tuple(a.server_arg) if code is None else ())
                         runs[v].append(_submit_run(Path(d), a, f"{v}{k}", extra))
                     if a.recovery_jobs:
                         sub = Path(d) / f"rec-{v}{k}"
@@ -473,7 +499,7 @@ def _compare(a: argparse.Namespace) -> dict[str, object]:
                             rec[v][-1]["cpu_parts_s"] = _recovery_parts(sub, a.recovery_jobs, a.recovery_finished)
     out: dict[str, object] = {}
     keys = ("submissions_per_s", "p50_ms", "p99_ms", "errors", "queue_read_p50_ms", "queue_read_max_ms",
-            "healthz_p50_ms", "healthz_max_ms", "queue_reads", "server_cpu_ms_per_request",
+            "healthz_p50_ms", "healthz_max_ms", "queue_reads", "queue_reads_refused", "server_cpu_ms_per_request",
             "client_cpu_ms_per_request")  # fmt: skip
     for v, _ in versions:
         summary: dict[str, object] = {"runs": runs[v]}
@@ -558,6 +584,12 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="a checkout of older code to measure in the same run")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each version (alternating)")
     ap.add_argument("--readers", type=int, default=0, help="operator clients reading /v1/queue meanwhile")
+    ap.add_argument("--reader-process", action="store_true",
+                    help="the readers in a process of their own (as operators' clients are), not in the "
+                         "submitters' event loop, whose requests they would delay")  # fmt: skip
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="an argument added to the new code's server (repeat it; e.g. --server-arg=--read-rate "
+                         "--server-arg=0)")  # fmt: skip
     ap.add_argument("--recovery-jobs", type=int, default=0, help="queued jobs in the state for the recovery run")
     ap.add_argument("--recovery-kills", type=int, default=3, help="SIGKILL + restart cycles per recovery run")
     ap.add_argument("--recovery-finished", type=int, default=0,

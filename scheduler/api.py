@@ -14,7 +14,9 @@ Hostile input and overload (issue 16). What a request meets, in order:
    bounded), so they cannot fail on what they describe.
 
 Lists page with an opaque ``cursor`` (``next_cursor`` in every page, null on the last) and a default page
-size, so no read costs more than one page.
+size, so no read costs more than one page. Each caller reads at most ``ApiLimits.read_rate_per_s`` list pages
+a second (after ``read_burst`` at once; 429 with ``Retry-After`` beyond), and a page of ``/v1/queue`` or
+``/v1/jobs`` is built once and served from :class:`PageCache` while it reads the same.
 """
 
 from __future__ import annotations
@@ -385,6 +387,10 @@ _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 _OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {403: _err("operators only")}
 _QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {422: _err("a query or path parameter is invalid (named in loc)")}
+_READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {**_err("the caller's list-page rate (ApiLimits read_rate_per_s, read_burst)"),
+          "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+}  # fmt: skip
 _BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _err("the body is not JSON (or not UTF-8, or nested too deeply)"),
     422: _err("the body is invalid: the field is named in loc"),
@@ -505,7 +511,8 @@ def create_app(
         "Every /v1 route needs `Authorization: Bearer <token>` (a tenant's or an operator's). "
         f"Limits: request headers {lim.max_header_bytes} bytes (431), body {lim.max_body_bytes} bytes (413), "
         f"{lim.max_queued_per_tenant} queued jobs per tenant and {lim.submit_rate_per_s:g} submissions/s per "
-        f"tenant (burst {lim.submit_burst}) (429). Lists page with `cursor` / `next_cursor`.",
+        f"tenant (burst {lim.submit_burst}) (429). Lists page with `cursor` / `next_cursor`; "
+        f"{lim.read_rate_per_s:g} list pages/s per caller (burst {lim.read_burst}) (429).",
         "responses": _EDGE_RESPONSES,
     }
     try:  # FastAPI >= 0.16x checks for OpenTelemetry providers on every request unless told not to
@@ -550,6 +557,27 @@ def create_app(
                 headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
             )
         return p
+
+    read_buckets = TokenBuckets(lim.read_rate_per_s, lim.read_burst)
+
+    async def page_reader(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+        """A caller within its rate of list pages (``read_rate_per_s``, ``read_burst``: one token bucket per
+        caller, whatever the number of its connections), else 429 with ``Retry-After``: on the event loop,
+        before any page is looked up or built (issue 16: readers polling back to back do not take the
+        interpreter from the submissions)."""
+        p = await _principal(request, authorization)
+        wait_s = read_buckets.take(p.name)
+        if wait_s > 0:
+            raise HTTPException(
+                status_code=429,
+                detail=f"{p.name!r} is over its rate of {lim.read_rate_per_s:g} list pages/s (burst "
+                f"{lim.read_burst}); retry in {wait_s:.2f} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
+        return p
+
+    async def operator_page_reader(p: Principal = Depends(page_reader)) -> Principal:
+        return await _operator(p)
 
     async def do_submit(p: Principal, spec: JobSpec, idempotency_key: str | None, charged: bool) -> tuple[int, bytes]:
         """A submission past authentication and the rate limit (``charged``: it took a token), for the route
@@ -767,9 +795,10 @@ def create_app(
         status, body = await do_submit(p, spec, idempotency_key, getattr(request.state, "charged", False))
         return Response(body, status_code=status, media_type="application/json")
 
-    @app.get("/v1/jobs", tags=["jobs"], response_model=JobsPage, responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES})
+    @app.get("/v1/jobs", tags=["jobs"], response_model=JobsPage,
+             responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES, **_READ_RESPONSES})  # fmt: skip
     async def list_jobs(
-        p: Caller,
+        p: Principal = Depends(page_reader),  # a default, not Annotated: page_reader is local to create_app
         state: Annotated[Literal["queued", "running", "finished", "failed", "cancelled"] | None, Query()] = None,
         tenant: Annotated[str | None, Query(max_length=64, description="operators only")] = None,
         limit: PageSize = DEFAULT_PAGE_SIZE,
@@ -813,8 +842,11 @@ def create_app(
         own_job(p, job_id)
         return service.cancel(job_id).view()
 
-    @app.get("/v1/queue", tags=["jobs"], response_model=QueuePage, responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES})
-    async def queue(p: Caller, limit: PageSize = DEFAULT_PAGE_SIZE, cursor: Cursor = None) -> Response:
+    @app.get("/v1/queue", tags=["jobs"], response_model=QueuePage,
+             responses={**_AUTH_RESPONSES, **_QUERY_RESPONSES, **_READ_RESPONSES})  # fmt: skip
+    async def queue(
+        p: Principal = Depends(page_reader), limit: PageSize = DEFAULT_PAGE_SIZE, cursor: Cursor = None
+    ) -> Response:
         """Running and queued jobs (own, or all for an operator) in submission order, one page at a time."""
         who = None if p.is_operator else p.name
         after = int(cursor) if cursor is not None else 0
@@ -920,13 +952,13 @@ def create_app(
                     "text/csv": {"schema": {"type": "string"}},
                 },
             },
-            **_AUTH_RESPONSES, **_OPERATOR_RESPONSES, **_QUERY_RESPONSES,
+            **_AUTH_RESPONSES, **_OPERATOR_RESPONSES, **_QUERY_RESPONSES, **_READ_RESPONSES,
         },
     )  # fmt: skip
     @one_page_at_a_time
     def audit(
         request: Request,
-        p: OperatorCaller,
+        p: Principal = Depends(operator_page_reader),
         format: Annotated[Literal["json", "csv"], Query()] = "json",
         limit: PageSize = DEFAULT_PAGE_SIZE,
         cursor: Cursor = None,

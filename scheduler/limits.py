@@ -26,6 +26,11 @@ class ApiLimits:
     ``Retry-After``); 0 turns the rate limit off.
     Both 429 limits count new jobs only: a retry with the ``Idempotency-Key`` of a job already accepted is
     answered with that job (200) whatever the limits say, and costs no token.
+    ``read_rate_per_s`` / ``read_burst``: a token bucket per caller (token) on the list pages (``GET
+    /v1/queue``, ``GET /v1/jobs``, ``GET /v1/audit``; 429 with ``Retry-After``); 0 turns it off. With the
+    defaults a caller reads 100 pages at once (50,000 jobs at the default page size: ``windward queue``
+    follows them all) and 20 a second after that, whatever the number of its clients: operators polling
+    the queue back to back do not take the interpreter from the submissions (issue 16).
     """
 
     max_body_bytes: int = MAX_BODY_BYTES
@@ -33,15 +38,18 @@ class ApiLimits:
     max_queued_per_tenant: int = 10_000
     submit_rate_per_s: float = 500.0
     submit_burst: int = 1000
+    read_rate_per_s: float = 20.0
+    read_burst: int = 100
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_header_bytes", "max_queued_per_tenant", "submit_burst"):
+        for name in ("max_body_bytes", "max_header_bytes", "max_queued_per_tenant", "submit_burst", "read_burst"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"{name}: {v!r}; allowed: an integer >= 1")
-        r = self.submit_rate_per_s
-        if isinstance(r, bool) or not isinstance(r, int | float) or not math.isfinite(r) or r < 0:
-            raise InputError(f"submit_rate_per_s: {r!r}; allowed: a finite number >= 0 (0: no rate limit)")
+        for name in ("submit_rate_per_s", "read_rate_per_s"):
+            r = getattr(self, name)
+            if isinstance(r, bool) or not isinstance(r, int | float) or not math.isfinite(r) or r < 0:
+                raise InputError(f"{name}: {r!r}; allowed: a finite number >= 0 (0: no rate limit)")
 
 
 class TokenBuckets:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,10 @@ def _detail_text(detail: Any) -> str:
     return "; ".join(parts)
 
 
+#: Times a GET answered 429 (a paged list read past the server's read rate) is sent again after Retry-After.
+_GET_429_RETRIES = 5
+
+
 def _call(method: str, server: str | None, token: str | None, path: str, **kw: Any) -> Any:
     """One request. Raises :class:`ServerError` (exit 1) when the server cannot be reached or answers 5xx,
     :class:`Rejected` (exit 3) on 4xx; :class:`InputError` (exit 2) for a missing token (nothing sent)."""
@@ -78,10 +83,17 @@ def _call(method: str, server: str | None, token: str | None, path: str, **kw: A
 
     srv, tok = _conn(server, token)
     headers = {"Authorization": f"Bearer {tok}", **kw.pop("headers", {})}
-    try:
-        r = httpx.request(method, srv + path, headers=headers, timeout=kw.pop("timeout", 30.0), **kw)
-    except httpx.HTTPError as e:
-        raise ServerError(f"cannot reach {srv}: {e}") from e
+    timeout = kw.pop("timeout", 30.0)
+    for attempt in range(_GET_429_RETRIES + 1):
+        try:
+            r = httpx.request(method, srv + path, headers=headers, timeout=timeout, **kw)
+        except httpx.HTTPError as e:
+            raise ServerError(f"cannot reach {srv}: {e}") from e
+        # a read over the server's list-page rate (ApiLimits.read_rate_per_s): wait as told and read again
+        if r.status_code != 429 or method != "GET" or attempt == _GET_429_RETRIES:
+            break
+        wait = r.headers.get("retry-after", "1")
+        time.sleep(min(float(wait), 30.0) if wait.isdigit() else 1.0)
     if r.status_code >= 400:
         try:
             detail = _detail_text(r.json().get("detail"))

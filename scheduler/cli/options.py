@@ -26,6 +26,9 @@ _API_LIMIT_OPTIONS: dict[str, tuple[str, str]] = {
     "max_queued_per_tenant": ("--max-queued-per-tenant", "Queued jobs a tenant may have (429 beyond)."),
     "submit_rate_per_s": ("--submit-rate", "Submissions per second per tenant (token bucket; 429 beyond; 0: off)."),
     "submit_burst": ("--submit-burst", "Submissions a tenant may send at once before --submit-rate applies."),
+    "read_rate_per_s": ("--read-rate", "List pages (queue, jobs, audit) per second per caller (token bucket; "
+                        "429 beyond; 0: off)."),
+    "read_burst": ("--read-burst", "List pages a caller may read at once before --read-rate applies."),
     "max_body_bytes": ("--max-body-bytes", "Largest request body (413 beyond, before parsing)."),
     "max_header_bytes": ("--max-header-bytes", "Largest request headers, all together (431 beyond, before any "
                          "work: a token is never hashed past it)."),

@@ -127,6 +127,8 @@ def register(app: typer.Typer) -> None:
         submit_burst: int = api_limit_option("submit_burst"),
         max_body_bytes: int = api_limit_option("max_body_bytes"),
         max_header_bytes: int = api_limit_option("max_header_bytes"),
+        read_rate: float = api_limit_option("read_rate_per_s"),
+        read_burst: int = api_limit_option("read_burst"),
     ) -> None:
         """Run the Windward control plane: HTTP API (OpenAPI at /docs), control loop, /metrics.
 
@@ -169,7 +171,8 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"--event-tick-cpu-share must lie in (0, 1], got {event_tick_cpu_share}")
         plan_kw = planner_backend(planner_backend_, planner_device)
         limits = api_limits(max_queued_per_tenant=max_queued_per_tenant, submit_rate_per_s=submit_rate,
-                            submit_burst=submit_burst, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes)
+                            submit_burst=submit_burst, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
+                            read_rate_per_s=read_rate, read_burst=read_burst)  # fmt: skip
         logging.getLogger("scheduler").setLevel(logging.INFO if log_level in ("info", "debug") else logging.WARNING)
         cfg = ServiceConfig(
             site=site_m, tenants=tenants_m, state_path=str(state), executor=executor, ray_address=address,

@@ -18,11 +18,13 @@ import httpx
 import pytest
 
 from scheduler.api import PageCache, create_app
+from scheduler.limits import ApiLimits
 from scheduler.models import JobSpec, load_site, load_tenants
 from scheduler.service import Service, ServiceConfig
 
 T0 = 1_800_000_000.0
 TENANTS = ["science", "education", "companies", "public-services"]
+NO_READ_RATE = ApiLimits(read_rate_per_s=0)  # these tests read many pages a second
 
 
 def _h(who: str) -> dict[str, str]:
@@ -57,7 +59,7 @@ READS = [("/v1/queue", who, {"limit": n}) for who in ("ops", "science") for n in
 def test_cached_pages_are_the_pages_built_for_the_reader(tmp_path: Path) -> None:
     rng = random.Random(7)
     svc = _service(tmp_path)
-    cached, fresh = create_app(svc), create_app(svc, page_cache_bytes=0)
+    cached, fresh = create_app(svc, NO_READ_RATE), create_app(svc, NO_READ_RATE, page_cache_bytes=0)
 
     async def go() -> None:
         async with (
@@ -95,7 +97,7 @@ def test_cached_pages_are_the_pages_built_for_the_reader(tmp_path: Path) -> None
 
 def test_paging_under_concurrent_submissions_lists_every_job_once(tmp_path: Path) -> None:
     svc = _service(tmp_path)
-    app = create_app(svc)
+    app = create_app(svc, NO_READ_RATE)
     tenants = {t.name: t for t in load_tenants().tenants}
     stop = threading.Event()
     acked: list[str] = []  # the jobs whose submission was acknowledged (on disk), in order
@@ -146,7 +148,7 @@ def test_a_tick_that_changes_only_the_reasons_is_seen(tmp_path: Path, monkeypatc
     reasons board's version can tell the cache that the page changed (a reader between the tick's commit and
     its publishing of the reasons)."""
     svc = _service(tmp_path)
-    cached, fresh = create_app(svc), create_app(svc, page_cache_bytes=0)
+    cached, fresh = create_app(svc, NO_READ_RATE), create_app(svc, NO_READ_RATE, page_cache_bytes=0)
     begin = "2027-01-16T08:00:00Z"  # a day after T0
 
     async def go() -> list[str | None]:
@@ -188,3 +190,54 @@ def test_page_cache_keys(more: bool) -> None:
     pc.get(("a",), 1, 5, 9)  # a used after b: b is the least recently used
     pc.put(("c",), "C", 40, why=1, changes=5, commits=9, more=True)
     assert pc.get(("b",), 1, 5, 9) is None and pc.get(("a",), 1, 5, 9) == "A" and pc.get(("c",), 1, 5, 9) == "C"
+
+
+def test_list_pages_past_the_read_rate_are_429_per_caller(tmp_path: Path) -> None:
+    """ApiLimits.read_rate_per_s / read_burst: one bucket per caller over queue, jobs and audit pages; past
+    it a 429 that names the limit, with Retry-After; another caller is not affected; 0 turns it off."""
+    svc = _service(tmp_path)
+    tight = create_app(svc, ApiLimits(read_rate_per_s=0.001, read_burst=3))
+    off = create_app(svc, ApiLimits(read_rate_per_s=0, read_burst=3))
+
+    async def go() -> None:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=tight), base_url="http://t") as a,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=off), base_url="http://t") as b,
+        ):
+            codes = [(await a.get(p, headers=_h("ops"))).status_code for p in ("/v1/queue", "/v1/jobs", "/v1/audit")]
+            assert codes == [200, 200, 200]
+            for p in ("/v1/queue", "/v1/jobs", "/v1/audit"):
+                r = await a.get(p, headers=_h("ops"))
+                assert r.status_code == 429 and "list pages/s" in r.json()["detail"], (p, r.text)
+                assert int(r.headers["retry-after"]) >= 1
+            assert (await a.get("/v1/queue", headers=_h("science"))).status_code == 200  # its own bucket
+            assert (await a.get("/v1/jobs/nope", headers=_h("ops"))).status_code == 404  # not a list page
+            assert {(await b.get("/v1/queue", headers=_h("ops"))).status_code for _ in range(10)} == {200}
+
+    try:
+        asyncio.run(go())
+    finally:
+        svc.stop()
+
+
+def test_the_cli_reads_a_page_again_after_a_429(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GET answered 429 is sent again after its Retry-After (windward queue following pages past the read
+    rate); anything else is not."""
+    from scheduler.cli import client
+
+    answers = [httpx.Response(429, headers={"retry-after": "2"}, json={"detail": "slow down"}),
+               httpx.Response(200, json={"ok": 1})]  # fmt: skip
+    sent: list[str] = []
+    slept: list[float] = []
+
+    def request(method: str, url: str, **kw: Any) -> httpx.Response:
+        sent.append(method)
+        return answers.pop(0)
+
+    monkeypatch.setattr(httpx, "request", request)
+    monkeypatch.setattr(client.time, "sleep", slept.append)
+    assert client._call("GET", "http://x", "tok", "/v1/queue") == {"ok": 1}
+    assert sent == ["GET", "GET"] and slept == [2.0]
+    answers[:] = [httpx.Response(429, json={"detail": "over"})]
+    with pytest.raises(Exception, match="429"):
+        client._call("POST", "http://x", "tok", "/v1/jobs", json={})
