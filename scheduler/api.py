@@ -50,7 +50,7 @@ from scheduler.errors import InputError
 from scheduler.limits import MAX_BODY_BYTES, ApiLimits, TokenBuckets
 from scheduler.models import DEADLINE_MAX_AHEAD_S, IsoTime, JobSpec, Number, PrintableText
 from scheduler.service import Service
-from scheduler.state import IdempotencyConflict
+from scheduler.state import ROW_ID, ROW_STATE, IdempotencyConflict, job_record
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +184,33 @@ class PageCache:
     (:meth:`StateStore.versions`). It is served while the first two are the same, and, for a page with
     nothing after it (``more`` False: a new job would join it), while ``commits`` is too. A page that has jobs
     after it does not change when jobs are submitted: a new job's ``seq`` comes after every job there.
-    Least recently used pages go first past ``max_bytes``. Thread-safe."""
+    Least recently used pages go first past ``max_bytes``. Thread-safe.
 
-    def __init__(self, max_bytes: int = 32 << 20) -> None:
+    A page built again (after a tick, say) re-encodes only the jobs whose stored row changed:
+    :meth:`fragment` keeps, by a row's values (the whole tuple: any change is another key), the encoded view
+    it makes (``JobRecord.view_json_parts``), at most ``max_fragments`` of them (all dropped past that);
+    the reasons, which each tick changes, are encoded at every build."""
+
+    def __init__(self, max_bytes: int = 32 << 20, max_fragments: int = 10_000) -> None:
         self.max_bytes = max_bytes
+        self.max_fragments = max_fragments if max_bytes > 0 else 0
         self.hits = 0
         self.builds = 0
         self._lock = threading.Lock()
         self._pages: dict[tuple[Any, ...], tuple[tuple[int, int, int | None], Any, int]] = {}
         self._bytes = 0
+        self._fragments: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+
+    def fragment(self, row: tuple[Any, ...], make: Callable[[], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+        """What ``make`` makes of ``row``, kept by the row's values (made again once they change)."""
+        got = self._fragments.get(row)
+        if got is None:
+            got = make()
+            if self.max_fragments > 0:
+                if len(self._fragments) >= self.max_fragments:
+                    self._fragments.clear()
+                self._fragments[row] = got
+        return got
 
     def get(self, key: tuple[Any, ...], why: int, changes: int, commits: int) -> Any:
         """The page stored under ``key`` if it still reads the same at these versions, else None."""
@@ -731,6 +749,17 @@ def create_app(
             page = await run_in_threadpool(build_page, key, build)
         return page
 
+    def row_view_json(row: tuple[Any, ...], **extra: Any) -> bytes:
+        """:func:`job_view_json` of a stored row (``StateStore.active_page_rows``), the row's own part kept
+        by :meth:`PageCache.fragment` (without a page cache: :func:`job_view_json` itself)."""
+        if pages.max_fragments <= 0:
+            return job_view_json(job_record(row), **extra)
+        if next(rendered) % _YIELD_EVERY == 0:
+            time.sleep(0)
+        head, tail = pages.fragment(row, lambda: job_record(row).view_json_parts(_json_bytes))
+        why = _json_bytes({**service.why.fields(row[ROW_ID], row[ROW_STATE]), **extra})  # never empty
+        return head + b"," + why[1:-1] + tail
+
     def job_view_json(r: Any, **extra: Any) -> bytes:
         """:func:`job_view` (and ``extra``) as JSON, the stored spec spliced in (JobRecord.view_json): a page
         of 500 jobs is not parsed, validated against its response model and encoded again. Every
@@ -852,16 +881,16 @@ def create_app(
         after = int(cursor) if cursor is not None else 0
 
         def build() -> tuple[tuple[bytes, str | None], int, bool]:
-            recs, before, more = service.store.active_page(who, after, limit)
+            rows, before, more = service.store.active_page_rows(who, after, limit)
             running, queued = [], []
-            for r in recs:
-                if r.state == "running":
-                    running.append(job_view_json(r))
+            for row in rows:
+                if row[ROW_STATE] == "running":
+                    running.append(row_view_json(row))
                 else:
                     before += 1
-                    queued.append(job_view_json(r, position=before))
+                    queued.append(row_view_json(row, position=before))
             lists = _json_lists({"running": running, "queued": queued})
-            return (lists, str(recs[-1].seq) if more and recs else None), len(lists), more
+            return (lists, str(job_record(rows[-1]).seq) if more and rows else None), len(lists), more
 
         lists, next_cursor = await cached_page(("queue", who, after, limit), build)
         counts = {"running": 0, "queued": 0}  # of every active job, as committed now (kept in memory)

@@ -262,6 +262,12 @@ class JobRecord:
             out["spec"] = json.loads(self.spec_json)
         return out
 
+    def view_json_parts(self, dumps: Callable[[Any], bytes]) -> tuple[bytes, bytes]:
+        """:meth:`view_json` without extra keys, cut where they go: the view up to ``detail`` (its object
+        open) and ``,"spec":...}``. ``head + b"," + dumps(extra)[1:-1] + tail`` is ``view_json(dumps, extra)``
+        for a non-empty ``extra`` whose keys the view has not (what a page cache keeps of a row)."""
+        return dumps(self.view(spec=False))[:-1], b',"spec":' + self.spec_json.encode() + b"}"
+
     def view_json(self, dumps: Callable[[Any], bytes], extra: Mapping[str, Any] | None = None) -> bytes:
         """:meth:`view` (with ``extra`` keys) as JSON (``dumps``: the encoder of the reply), its ``spec``
         spliced in as stored (the canonical JSON of a validated spec), not parsed and encoded again: the same
@@ -276,6 +282,12 @@ _JOB_COLS = (
     "nodes_json, power_fraction, work_done_s, checkpoint_work_s, lost_work_s, starts, gpu_s, energy_j, "
     "carbon_g, submitted_unix_s, started_unix_s, ended_unix_s, updated_unix_s, detail, idempotency_key"
 )
+
+
+_JOB_COL_NAMES = [c.strip() for c in _JOB_COLS.split(",")]
+#: Where a row of ``_JOB_COLS`` (:meth:`StateStore.active_page_rows`) holds the job's id and state.
+ROW_ID = _JOB_COL_NAMES.index("id")
+ROW_STATE = _JOB_COL_NAMES.index("state")
 
 
 #: The job counts by state and tenant, read at every open: from the covering index, so a long history of
@@ -348,6 +360,7 @@ def _nodes(nodes_json: str) -> tuple[int, ...]:
 
 
 def _record(r: Sequence[Any]) -> JobRecord:
+    """The :class:`JobRecord` of a row of ``_JOB_COLS``."""
     return JobRecord(
         id=r[0], seq=r[1], tenant=r[2], name=r[3], kind=r[4], gpus=r[5], duration_s=r[6],
         deadline_unix_s=r[7], preemptible=bool(r[8]), checkpoint_interval_s=r[9], pool_selector=r[10],
@@ -357,6 +370,10 @@ def _record(r: Sequence[Any]) -> JobRecord:
         energy_j=r[26], carbon_g=r[27], submitted_unix_s=r[28], started_unix_s=r[29], ended_unix_s=r[30],
         updated_unix_s=r[31], detail=r[32], idempotency_key=r[33],
     )  # fmt: skip
+
+
+#: The :class:`JobRecord` of a row of :meth:`StateStore.active_page_rows`.
+job_record = _record
 
 
 @dataclass(frozen=True, slots=True)
@@ -783,6 +800,13 @@ class StateStore:
         ``seq > after_seq`` (``tenant`` None: every tenant's), the number of queued jobs before the page (so a
         queued job's position is that plus its rank among the page's queued jobs), and whether more follow.
         Bounded work per page (partial indexes on the active rows), never a read of the whole queue."""
+        rows, before, more = self.active_page_rows(tenant, after_seq, limit)
+        return [_record(r) for r in rows], before, more
+
+    def active_page_rows(self, tenant: str | None, after_seq: int, limit: int) -> tuple[list[Any], int, bool]:
+        """:meth:`active_page` with the page's jobs as rows (tuples in ``_JOB_COLS`` order, ``ROW_ID`` and
+        ``ROW_STATE`` where the id and state are; :func:`job_record` makes the record of one): a page cache
+        keeps what it made of a row by the row's values."""
         # the literal state list must match the partial indexes' WHERE for SQLite to use them
         active = "state IN ('queued', 'running')"
         where = f"{active} AND seq > ?"
@@ -797,14 +821,14 @@ class StateStore:
             f"SELECT {_JOB_COLS} FROM jobs INDEXED BY {index} WHERE {where} ORDER BY seq LIMIT ?", [*args, limit + 1]
         ).fetchall()
         more = len(rows) > limit
-        recs = [_record(r) for r in rows[:limit]]
+        rows = rows[:limit]
         q = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND state = 'queued' AND seq <= ?"
         qargs: list[Any] = [after_seq]
         if tenant is not None:
             q += " AND tenant = ?"
             qargs.append(tenant)
         before = int(c.execute(q, qargs).fetchone()[0]) if after_seq > 0 else 0
-        return recs, before, more
+        return rows, before, more
 
     def active_jobs(self) -> list[JobRecord]:
         return self.list_jobs(states=ACTIVE_STATES)
