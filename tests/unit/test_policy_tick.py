@@ -355,3 +355,155 @@ def test_at_scale_the_window_leaves_every_tenant_work_to_claim_its_share(seed: i
     assert a.sum() / (a.sum() + b.sum()) == pytest.approx(0.75, abs=2 / 32 + 1e-9), (a.tolist(), b.tolist())
     assert np.all(np.abs(a - 0.75 * (a + b)) <= 2 + 1e-9), (a.tolist(), b.tolist())
     assert not res.loop.violations
+
+
+# ------------------------------------------------------------------ slot-0 passes as arrays, jobs in turn
+
+
+def _slot0_case(seed: int):  # noqa: ANN202
+    """A snapshot, its problem, a plan result whose slot-0 facility watts sit ``seed``-dependently above, at or
+    below the wind (so a job's grid watts do and do not depend on the jobs settled before it), and decisions
+    at curve levels and off them for most running jobs and some queued ones."""
+    from types import SimpleNamespace
+
+    snap = _snapshot(seed)
+    problem, index = build_problem(snap, T, weights=WeightSettings(restart_overhead_s=300.0 * (seed % 3)))
+    rng = np.random.default_rng(200 + seed)
+    pools = snap.site.pools
+    run = {}
+    for js in snap.jobs:
+        if rng.random() < (0.9 if js.state == "running" else 0.3):
+            pool = pools[int(rng.integers(len(pools)))]
+            levels = [f for f, _ in pool.speed_curve]
+            f = float(rng.choice(levels)) if rng.random() < 0.8 else float(np.float32(rng.uniform(0.3, 1.0)))
+            run[js.job.job_id] = Assignment(pool.name, f)
+    load = sum(problem.pue * problem.gpus[index.job_row(j)] * (a.power_fraction * 700.0 - 75.0) for j, a in run.items())
+    wind = float(problem.wind_w[0])
+    # facility watts: far above the wind, at it plus a fraction of the load, or below it
+    fac = wind + load * [3.0, 0.5, 0.05, -0.2][seed % 4]
+    result = SimpleNamespace(facility_w=np.array([fac]))
+    return snap, problem, index, result, Decisions(run=run)
+
+
+def _settle_reference(snapshot, problem, index, result, decisions):  # noqa: ANN001, ANN202
+    """_settle_running_slot0 by its per-job definition: least valuable first (then by id), each job in turn at the
+    best level at or below its planned one given the facility watts the jobs before it left, or stopped."""
+    pools = snapshot.site.pools
+    p_index = {p.name: i for i, p in enumerate(pools)}
+    fac_w = float(result.facility_w[0])
+    wind_w, ci = float(problem.wind_w[0]), float(problem.carbon_g_per_kwh[0])
+    pue, slot_s = float(problem.pue), float(problem.slot_s)
+    cands = []
+    for jid, a in decisions.run.items():
+        i = index.job_ids[: index.n_real].index(jid)
+        if not problem.must_run[i] and problem.running_pool[i] >= 0 and problem.deadline[i] >= problem.n_slots:
+            cands.append((float(problem.weight[i]), jid, i, a))
+    run = dict(decisions.run)
+    for w, jid, i, a in sorted(cands, key=lambda c: c[:2]):
+        pool = pools[p_index[a.pool]]
+        pts = np.asarray(pool.speed_curve, dtype=np.float64)
+        g = float(problem.gpus[i])
+        load_now = pue * g * (a.power_fraction * pool.tdp_w - pool.idle_w)
+        best_f, best_net, best_load = a.power_fraction, -math.inf, load_now
+        levels = sorted((float(f) for f in pts[:, 0] if f <= a.power_fraction + 1e-9 and f >= pool.min_power_fraction - 1e-9),
+                        reverse=True)  # fmt: skip
+        for f in levels:
+            load_w = pue * g * (f * pool.tdp_w - pool.idle_w)
+            grid_w = min(load_w, max(fac_w - load_now + load_w - wind_w, 0.0))
+            net = slot_s * (w * g * float(speed(pts[:, 0], pts[:, 1], f)) - ci * grid_w / 3.6e6)
+            if net > best_net + 1e-9:
+                best_f, best_net, best_load = f, net, load_w
+        if problem.preemptible[i] and -w * g * float(problem.preempt_loss_s[i]) > best_net:
+            best_f, best_load = 0.0, 0.0
+        if best_f == a.power_fraction:
+            continue
+        fac_w += best_load - load_now
+        if best_f == 0.0:
+            del run[jid]
+        else:
+            run[jid] = Assignment(pool=a.pool, power_fraction=best_f)
+    return run
+
+
+def _admit_reference(snapshot, problem, index, result, decisions):  # noqa: ANN001, ANN202
+    """_admit_slot0 by its per-job definition: new starts of queued preemptible work, least valuable first (then
+    by id), each held back in turn while its marginal grid carbon per GPU-second of work exceeds its weight."""
+    pools = snapshot.site.pools
+    p_index = {p.name: i for i, p in enumerate(pools)}
+    fac_w = float(result.facility_w[0])
+    wind_w, ci, pue = float(problem.wind_w[0]), float(problem.carbon_g_per_kwh[0]), float(problem.pue)
+    cands = []
+    for i in range(index.n_real):
+        a = decisions.run.get(index.job_ids[i])
+        if a is None or problem.must_run[i] or problem.running_pool[i] >= 0 or not problem.preemptible[i]:
+            continue
+        pool = pools[p_index[a.pool]]
+        pts = np.asarray(pool.speed_curve, dtype=np.float64)
+        g = int(problem.gpus[i])
+        cands.append((float(problem.weight[i]), index.job_ids[i], pue * g * (a.power_fraction * pool.tdp_w - pool.idle_w),
+                      g * float(speed(pts[:, 0], pts[:, 1], a.power_fraction))))  # fmt: skip
+    drop = set()
+    for w, jid, load_w, work in sorted(cands):
+        grid_w = min(load_w, max(fac_w - wind_w, 0.0))
+        if ci * grid_w / 3.6e6 / max(work, 1e-9) <= w:
+            continue
+        drop.add(jid)
+        fac_w -= load_w
+    return {j: a for j, a in decisions.run.items() if j not in drop}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_slot0_passes_as_arrays_answer_what_the_jobs_in_turn_answer(seed: int) -> None:
+    """_settle_running_slot0 and _admit_slot0 (arrays, :func:`_in_turn`) give the decisions of their per-job loops,
+    where the facility is far above the wind (answers independent of the order), near it and below it."""
+    snap, problem, index, result, dec = _slot0_case(seed)
+    # the weights in ranges where the slot's carbon sometimes outweighs them (else nothing is lowered or held)
+    problem = replace_weights(problem, np.random.default_rng(seed).uniform(0.0, 4e-5, problem.n_jobs))
+    got = WindwardPolicy._settle_running_slot0(snap, problem, index, result, dec)  # type: ignore[arg-type]
+    want = _settle_reference(snap, problem, index, result, dec)
+    assert got.run == want and list(got.run) == list(want)
+    got = WindwardPolicy._admit_slot0(snap, problem, index, result, dec)  # type: ignore[arg-type]
+    want = _admit_reference(snap, problem, index, result, dec)
+    assert got.run == want and list(got.run) == list(want)
+
+
+def test_the_slot0_family_lowers_stops_holds_back_and_keeps() -> None:
+    """The family above exercises what it should: levels lowered, jobs stopped, starts held back and kept."""
+    lowered = stopped = held = kept = 0
+    for seed in range(12):
+        snap, problem, index, result, dec = _slot0_case(seed)
+        problem = replace_weights(problem, np.random.default_rng(seed).uniform(0.0, 4e-5, problem.n_jobs))
+        settled = _settle_reference(snap, problem, index, result, dec)
+        lowered += sum(1 for j, a in settled.items() if a.power_fraction < dec.run[j].power_fraction)
+        stopped += len(dec.run) - len(settled)
+        admitted = _admit_reference(snap, problem, index, result, dec)
+        held += len(dec.run) - len(admitted)
+        kept += len(admitted)
+    assert lowered and stopped and held and kept
+
+
+def replace_weights(problem, weight):  # noqa: ANN001, ANN201
+    from dataclasses import replace
+
+    return replace(problem, weight=weight)
+
+
+@pytest.mark.parametrize("rounds", [0, 1, 2, 3, 8])
+def test_in_turn_gives_the_loop_answers_past_its_rounds(rounds: int) -> None:
+    """:func:`_in_turn` against the loop it stands for, on a step whose answers depend on the running total
+    everywhere (so the fixed point needs many rounds and the rest goes one at a time)."""
+    from scheduler.policies.windward import _in_turn
+
+    rng = np.random.default_rng(rounds)
+    x = rng.normal(size=40)
+
+    def step(tot: np.ndarray, s: slice) -> tuple[np.ndarray, np.ndarray]:
+        on = tot + x[s] > 0.0
+        return on, np.where(on, -np.abs(x[s]) - 0.1, 0.3)
+
+    tot, want = 0.0, []
+    for c in range(x.size):
+        on = tot + x[c] > 0.0
+        want.append(bool(on))
+        tot += -abs(x[c]) - 0.1 if on else 0.3
+    assert _in_turn(step, 0.0, x.size, rounds=rounds).tolist() == want
