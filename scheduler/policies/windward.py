@@ -54,6 +54,8 @@ full power, and leaves the rest queued; the control loop's fast path then deals 
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import math
 from collections.abc import Callable
@@ -222,6 +224,29 @@ def _in_turn(step: Callable[[np.ndarray, slice], tuple[np.ndarray, np.ndarray]],
     return ans
 
 
+def _without_cyclic_gc(fn: Callable[..., Decisions]) -> Callable[..., Decisions]:
+    """``fn`` with the cyclic garbage collector paused while it runs (and left as it was found: a caller that
+    paused it, as ``windward server`` does through its start, keeps it paused).
+
+    Why: a tick at scale allocates tens of thousands of short-lived containers, so automatic collections fall
+    due inside it, and each full one scans the whole process (a simulation's 50,000 jobs and their records):
+    0.02-0.1 s of a tick's median and up to 0.3-0.4 s of one tick in ``benchmarks/simulator.py --case
+    r100k-backlog`` (round 7, issue 13). The tick's own allocations free by reference counting (arrays, the
+    decisions); the collections that fall due run once after it, at the caller's next allocation."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Decisions:
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return run
+
+
 class WindwardPolicy:
     """Rolling-horizon carbon- and power-cap optimiser (DESIGN sections 2 and 4)."""
 
@@ -302,6 +327,7 @@ class WindwardPolicy:
             warm = shift_result(self._last[0], self._last[1], index, T)
         return kernels.plan(problem, warm_start=warm, **kw), index, problem
 
+    @_without_cyclic_gc
     def decide(self, snapshot: Snapshot) -> Decisions:
         # plan over the forecast the caller gives, up to this policy's horizon (never invent slots)
         T = min(self.horizon_slots(snapshot.forecast.slot_s), max(snapshot.forecast.n_slots, 1))

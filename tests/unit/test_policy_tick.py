@@ -507,3 +507,38 @@ def test_in_turn_gives_the_loop_answers_past_its_rounds(rounds: int) -> None:
         want.append(bool(on))
         tot += -abs(x[c]) - 0.1 if on else 0.3
     assert _in_turn(step, 0.0, x.size, rounds=rounds).tolist() == want
+
+
+@pytest.mark.parametrize("paused_before", [False, True])
+def test_the_tick_runs_without_the_cyclic_collector_and_leaves_it_as_found(paused_before: bool) -> None:
+    """decide() pauses the cyclic garbage collector while it plans (no full collection of the process inside a
+    tick) and leaves it as it found it: on after a tick that found it on, still paused where the caller paused it
+    (``windward server``'s start)."""
+    import gc
+
+    import kernels
+
+    snap = _snapshot(1)
+    seen: list[bool] = []
+    real = kernels.plan
+
+    def keep(problem, warm_start=None, **kw):  # noqa: ANN001, ANN202
+        seen.append(gc.isenabled())
+        return real(problem, warm_start=warm_start, **kw)
+
+    was = gc.isenabled()
+    kernels.plan = keep  # type: ignore[assignment]
+    try:
+        if paused_before:
+            gc.disable()
+        else:
+            gc.enable()
+        WindwardPolicy(4.0).decide(snap)
+        assert seen and not any(seen)
+        assert gc.isenabled() is not paused_before
+    finally:
+        kernels.plan = real  # type: ignore[assignment]
+        if was:
+            gc.enable()
+        else:
+            gc.disable()
