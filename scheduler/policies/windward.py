@@ -104,7 +104,6 @@ def shift_result(prev: PlanResult, prev_index: PlanIndex, index: PlanIndex, n_sl
     """
     d = max(index.slot - prev_index.slot, 0)
     T_prev = prev.run.shape[1] if prev.run.ndim == 2 else 0
-    cols = np.minimum(np.arange(n_slots) + d, max(T_prev - 1, 0))
     J = len(index.job_ids)
     rows_prev = {jid: i for i, jid in enumerate(prev_index.job_ids)}
     get = rows_prev.get
@@ -115,16 +114,15 @@ def shift_result(prev: PlanResult, prev_index: PlanIndex, index: PlanIndex, n_sl
     pool = np.full(J, -1, dtype=np.int32)
     work = np.zeros(J)
     finished = np.zeros(J, dtype=bool)
+    keep = min(max(T_prev - d, 0), n_slots)  # the columns that come from the previous plan (slots past it: empty)
     if T_prev and have.any():
-        valid_col = (np.arange(n_slots) + d) < T_prev
         dst = np.flatnonzero(have)
-        take = np.ix_(src[dst], cols)  # rows and columns in one gather
-        run_h = prev.run[take] & valid_col
-        pf_h = np.asarray(prev.power_fraction[take], dtype=np.float32)
-        pf_h[~run_h] = 0.0
-        run[dst] = run_h
-        pf[dst] = pf_h
-        pool[dst] = prev.pool[src[dst]]
+        rows = src[dst]
+        if keep:
+            run_h = prev.run[rows, d : d + keep]  # the rows gathered, then a run of columns
+            run[dst, :keep] = run_h
+            pf[dst, :keep] = np.where(run_h, np.asarray(prev.power_fraction[rows, d : d + keep], dtype=np.float32), 0.0)
+        pool[dst] = prev.pool[rows]
 
     def shift_t(a: Any) -> np.ndarray:
         a = np.asarray(a)
