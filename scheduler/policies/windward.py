@@ -65,7 +65,14 @@ from typing import Any
 import numpy as np
 
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
-from scheduler.planner import PlanIndex, WeightSettings, build_problem, decisions_from_result, queue_window
+from scheduler.planner import (
+    JobTable,
+    PlanIndex,
+    WeightSettings,
+    build_problem,
+    decisions_from_result,
+    queue_window,
+)
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 from scheduler.reasons import LazySchedule
 
@@ -287,6 +294,7 @@ class WindwardPolicy:
         self._last: tuple[PlanResult, PlanIndex] | None = None
         self._arrivals: dict[str, tuple[float, float]] = {}  # job id -> (submit_s, GPU-seconds of work)
         self._first_now_s: float | None = None
+        self._table = JobTable()  # the jobs' own fields, read once across ticks (scheduler.planner.JobTable)
 
     def horizon_slots(self, slot_s: float) -> int:
         return max(1, int(round(self.horizon_hours * 3600.0 / slot_s)))
@@ -313,7 +321,7 @@ class WindwardPolicy:
 
         problem, index = build_problem(
             snapshot, T, weights=weights, energy_cost_weight_g_per_eur=self.energy_cost_weight_g_per_eur,
-            expected_arrival_gpu_s_per_s=rate,
+            expected_arrival_gpu_s_per_s=rate, table=self._table,
         )
         kw = self.plan_kwargs
         if problem.n_jobs * T > self.scale_cells:  # at scale (module docstring): the queue window, the witness
@@ -615,36 +623,26 @@ class WindwardPolicy:
         """
         below_full = {jid: a for jid, a in decisions.run.items() if a.power_fraction < 1.0}
         pools = {p.name: k for k, p in enumerate(snapshot.site.pools)}
-        # the jobs with a deadline planned below full power in a known pool (each job is looked at on its own:
-        # the order is immaterial), then every level of their pools at once
-        got = [(js, a, k) for js in snapshot.jobs if js.job.deadline_s is not None
-               and (a := below_full.get(js.job.job_id)) is not None and (k := pools.get(a.pool)) is not None]
-        if not got:
-            return decisions
         speed_of = _SpeedTable(snapshot.site.pools)
-        n = len(got)
-        rem = np.fromiter((c[0].remaining_s for c in got), np.float64, n)
-        left_s = np.fromiter((c[0].job.deadline_s for c in got), np.float64, n) - snapshot.now_s
-        fa = np.fromiter((c[1].power_fraction for c in got), np.float64, n)
-        p = np.fromiter((c[2] for c in got), np.int64, n)
-        lv = [speed_of.levels(k, -math.inf) for k in range(len(pools))]  # ascending, at or above the minimum
-        K = max((len(x) for x in lv), default=0)
-        lev = np.full((len(pools), K), np.nan)
-        spd = np.ones((len(pools), K))
-        for k, x in enumerate(lv):
-            lev[k, : len(x)] = x
-            spd[k, : len(x)] = [speed_of(k, f) for f in x]
-        lev, spd = lev[p], spd[p]
-        need_f = np.ones(n)
-        found = np.zeros(n, dtype=bool)
-        for k in range(K):  # the lowest level at or above the planned one that ends in time
-            ok = ~found & (lev[:, k] >= fa - 1e-9) & (rem / np.maximum(spd[:, k], 1e-9) <= left_s + 1e-6)
-            need_f = np.where(ok, lev[:, k], need_f)
-            found |= ok
         run = dict(decisions.run)
-        for k in np.flatnonzero(need_f > fa).tolist():
-            js, a, _ = got[k]
-            run[js.job.job_id] = Assignment(pool=a.pool, power_fraction=float(need_f[k]))
+        for js in snapshot.jobs:  # each job is looked at on its own: the order is immaterial
+            if js.job.deadline_s is None:
+                continue
+            jid = js.job.job_id
+            a = below_full.get(jid)
+            if a is None:
+                continue
+            p = pools.get(a.pool)
+            if p is None:
+                continue
+            left_s = js.job.deadline_s - snapshot.now_s
+            need_f = 1.0
+            for f in speed_of.levels(p, a.power_fraction):
+                if js.remaining_s / max(speed_of(p, f), 1e-9) <= left_s + 1e-6:
+                    need_f = float(f)
+                    break
+            if need_f > a.power_fraction:
+                run[jid] = Assignment(pool=a.pool, power_fraction=need_f)
         return Decisions(run=run, plan=decisions.plan)
 
     @staticmethod

@@ -542,3 +542,52 @@ def test_the_tick_runs_without_the_cyclic_collector_and_leaves_it_as_found(pause
             gc.enable()
         else:
             gc.disable()
+
+
+def _problems_equal(a, b) -> None:  # noqa: ANN001
+    from dataclasses import fields
+
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=f.name)
+            assert np.asarray(x).dtype == np.asarray(y).dtype, f.name
+        else:
+            assert x == y, f.name
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_job_table_kept_across_ticks_gives_the_arrays_of_a_fresh_one(seed: int) -> None:
+    """build_problem with one JobTable across a run of snapshots (jobs leaving, new ones, a job whose record is
+    replaced under the same id with other GPUs / deadline / tenant / eligibility, the site's pools changing, the
+    table compacted) gives the arrays and index it gives without one, tick after tick."""
+    from dataclasses import replace
+
+    from scheduler.planner import JobTable
+
+    rng = np.random.default_rng(300 + seed)
+    table = JobTable(slack=0)
+    snap = _snapshot(seed)
+    other_site = _snapshot(seed + 1).site  # the other site of the family (demo / rotterdam-100k)
+    settings = WeightSettings(terminal_value="clearing")
+    for tick in range(6):
+        jobs = [js for js in snap.jobs if rng.random() < 0.85]
+        for k in rng.choice(len(jobs), size=min(5, len(jobs)), replace=False).tolist():  # records replaced
+            j = jobs[k].job
+            jobs[k] = replace(jobs[k], job=replace(j, gpus=int(rng.choice([1, 2, 4])), tenant="science",
+                                                   deadline_s=None if j.deadline_s else snap.now_s + 4 * SLOT_S,
+                                                   pool=None))  # fmt: skip
+        fresh = _snapshot(seed + 100 * (tick + 1))
+        jobs += [replace(js, job=replace(js.job, job_id=f"t{tick}-{js.job.job_id}")) for js in fresh.jobs[:20]]
+        site = other_site if tick == 3 else snap.site
+        snap = replace(snap, jobs=tuple(js for js in jobs if js.state == "queued" or js.pool in
+                                        {p.name for p in site.pools}), site=site)  # fmt: skip
+        got = build_problem(snap, T, weights=settings, table=table)
+        want = build_problem(snap, T, weights=settings)
+        _problems_equal(got[0], want[0])
+        assert got[1] == want[1]
+        assert len(table) <= 2 * len(snap.jobs) + 20
+    # most jobs gone: the table keeps at most twice the tick's jobs (plus its slack)
+    small = replace(snap, jobs=snap.jobs[:10])
+    _problems_equal(build_problem(small, T, weights=settings, table=table)[0], build_problem(small, T, weights=settings)[0])
+    assert len(table) == 10
