@@ -235,9 +235,10 @@ def _without_cyclic_gc(fn: Callable[..., Decisions]) -> Callable[..., Decisions]
 
     Why: a tick at scale allocates tens of thousands of short-lived containers, so automatic collections fall
     due inside it, and each full one scans the whole process (a simulation's 50,000 jobs and their records):
-    0.02-0.1 s of a tick's median and up to 0.3-0.4 s of one tick in ``benchmarks/simulator.py --case
-    r100k-backlog`` (round 7, issue 13). The tick's own allocations free by reference counting (arrays, the
-    decisions); the collections that fall due run once after it, at the caller's next allocation."""
+    in ``benchmarks/simulator.py --case r100k-backlog`` (round 7, issue 13; wall time inside decide, measured
+    with ``gc.callbacks`` on a loaded machine) 0.02-0.1 s of the median tick and up to 0.3-0.4 s of one. The
+    tick's own allocations free by reference counting (arrays, the decisions); the collections that fall due
+    run once after it, at the caller's next allocation."""
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Decisions:
