@@ -14,7 +14,8 @@ Cases (issue 2):
 
 Every case reports ``per_tick``: the policy's milliseconds a tick (median, p95, max) in bands of jobs in the
 system (queued + running) at that tick, wall (``policy_ms_*``) and the process CPU of its ``decide``
-(``policy_cpu_ms_*``: on a loaded machine wall counts the other processes' turns too), and the policy's CPU per
+(``policy_cpu_ms_*``: on a loaded machine wall counts the other processes' turns too), split into the part inside
+``kernels.plan`` (``plan_cpu_ms_*``) and the policy's own Python around it (``own_cpu_ms_*``), and the policy's CPU per
 simulated day. ``--queue-window F|none``, ``--witness-at-scale`` and ``--scale-cells`` set the windward
 policy's scale path (scheduler.policies.windward: the queue window and the witness above SCALE_CELLS
 job-slot cells), to measure one setting against another in the same run.
@@ -27,12 +28,14 @@ cumulative time. Run: ``.venv/bin/python benchmarks/simulator.py [--case itp60|r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
 import pstats
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,31 +65,59 @@ def _top(prof: cProfile.Profile, n: int = 12) -> list[dict[str, object]]:
 
 class _CpuTimed:
     """The policy, with the process CPU time of each ``decide`` kept (``cpu_s``): on a loaded machine the wall
-    time a tick reports counts the other processes' turns too."""
+    time a tick reports counts the other processes' turns too. ``plan_cpu_s``: the part of each in
+    ``kernels.plan`` (the optimiser; the rest is the policy's own Python), while :meth:`plans_timed` is entered."""
 
     def __init__(self, policy: Any) -> None:
-        self.policy, self.cpu_s = policy, []
+        self.policy, self.cpu_s, self.plan_cpu_s = policy, [], []
+        self._in_plan = 0.0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.policy, name)
 
     def decide(self, snapshot: Any) -> Any:
+        self._in_plan = 0.0
         c0 = time.process_time()
         try:
             return self.policy.decide(snapshot)
         finally:
             self.cpu_s.append(time.process_time() - c0)
+            self.plan_cpu_s.append(self._in_plan)
+
+    @contextlib.contextmanager
+    def plans_timed(self) -> Iterator[None]:
+        """``kernels.plan`` timed while inside (the policies call it through the module attribute)."""
+        import kernels
+
+        real = kernels.plan
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self._in_plan += time.process_time() - c0
+
+        kernels.plan = timed  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            kernels.plan = real  # type: ignore[assignment]
 
 
-def per_tick(reports: list, cpu_s: list[float] | None = None) -> dict:
+def per_tick(reports: list, cpu_s: list[float] | None = None, plan_cpu_s: list[float] | None = None) -> dict:
     """The policy's time per tick against the jobs in the system (queued + running) at that tick.
 
     Issue 13's target is a per-tick figure at a given load (at most 1 s a tick on ``rotterdam-100k`` with
-    50,000 jobs in the system), so the ticks are also reported in bands of jobs in the system.
+    50,000 jobs in the system), so the ticks are also reported in bands of jobs in the system. With
+    ``plan_cpu_s`` (the CPU of each tick inside ``kernels.plan``), the CPU splits into ``plan_cpu_ms_*`` and the
+    policy's own Python around it, ``own_cpu_ms_*`` (the CPU of ``decide`` less the plan's).
     """
     ms = np.array([1e3 * r.decide_s for r in reports], dtype=np.float64)
     jobs = np.array([r.queued + r.running for r in reports], dtype=np.int64)
     cpu = None if cpu_s is None or len(cpu_s) != ms.size else 1e3 * np.asarray(cpu_s, dtype=np.float64)
+    plan = None if cpu is None or plan_cpu_s is None or len(plan_cpu_s) != ms.size else (
+        1e3 * np.asarray(plan_cpu_s, dtype=np.float64))
     if ms.size == 0:
         return {}
 
@@ -101,6 +132,12 @@ def per_tick(reports: list, cpu_s: list[float] | None = None) -> dict:
             out |= {"policy_cpu_ms_median": round(float(np.median(cpu[sel])), 1),
                     "policy_cpu_ms_p95": round(float(np.percentile(cpu[sel], 95)), 1),
                     "policy_cpu_ms_max": round(float(cpu[sel].max()), 1)}
+        if plan is not None and cpu is not None:  # the optimiser's part and the policy's own
+            own = cpu - plan
+            out |= {"plan_cpu_ms_median": round(float(np.median(plan[sel])), 1),
+                    "plan_cpu_ms_p95": round(float(np.percentile(plan[sel], 95)), 1),
+                    "own_cpu_ms_median": round(float(np.median(own[sel])), 1),
+                    "own_cpu_ms_p95": round(float(np.percentile(own[sel], 95)), 1)}
         return out
 
     bands = {"all": stats(np.ones(ms.size, dtype=bool))}
@@ -162,7 +199,8 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
     t0 = time.perf_counter()
     c0 = time.process_time()
     pol = _CpuTimed(get_policy(policy, **(policy_kw or {})))
-    res = run_simulation(site, jobs, actual, pol, n_slots=n_slots)
+    with pol.plans_timed():
+        res = run_simulation(site, jobs, actual, pol, n_slots=n_slots)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     if prof:
@@ -187,7 +225,7 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
         "simulate_cpu_s": round(cpu, 3),
         "policy_cpu_s": round(sum(pol.cpu_s), 3),
         "policy_cpu_s_per_day": round(sum(pol.cpu_s) / days, 1),
-        "per_tick": per_tick(res.reports, pol.cpu_s),
+        "per_tick": per_tick(res.reports, pol.cpu_s, pol.plan_cpu_s),
         "profiled": profile,
         "result": {k: s[k] for k in ("grid_carbon_kg", "cap_violations", "jobs_done", "jobs_submitted",
                                      "gpu_utilisation", "inference_served_pct", "work_done_gpu_h",

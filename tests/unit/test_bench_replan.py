@@ -63,3 +63,35 @@ def test_a_recorded_replan_gives_what_the_policy_got(tmp_path: Path) -> None:
         assert g["gap"] == pytest.approx(m["gap"], abs=1e-5)
         assert g["unfinished_gpu_h"] == pytest.approx(m["unfinished_gpu_s"] / 3600, abs=0.06)
         assert g["cpu_s"] > 0
+
+
+def test_per_tick_splits_the_cpu_into_the_plan_and_the_policy_own() -> None:
+    reps = [_R(2.0, 40_000, 5_000), _R(3.0, 41_000, 5_000), _R(9.0, 42_000, 5_000), _R(0.1, 10, 1)]
+    cpu, plan = [1.5, 2.0, 8.0, 0.05], [1.0, 1.2, 7.9, 0.0]
+    band = simulator.per_tick(reps, cpu, plan)["30000-50000"]
+    assert band["policy_cpu_ms_median"] == pytest.approx(2000.0)
+    assert band["plan_cpu_ms_median"] == pytest.approx(1200.0)
+    assert band["own_cpu_ms_median"] == pytest.approx(500.0)  # of 500, 800, 100
+    assert "plan_cpu_ms_median" not in simulator.per_tick(reps, cpu)["30000-50000"]
+
+
+def test_the_simulator_times_the_plan_inside_each_decide() -> None:
+    import kernels
+
+    class _Pol:
+        def decide(self, snapshot: object) -> object:
+            sum(range(20_000))
+            return kernels.plan(snapshot)
+
+    real = kernels.plan
+    timed = simulator._CpuTimed(_Pol())
+    kernels.plan = lambda problem, **kw: sum(range(200_000))  # type: ignore[assignment,misc]
+    try:
+        with timed.plans_timed():
+            timed.decide(None)
+            timed.decide(None)
+        assert kernels.plan is not real
+    finally:
+        kernels.plan = real  # type: ignore[assignment]
+    assert len(timed.plan_cpu_s) == len(timed.cpu_s) == 2
+    assert all(0 < p <= c for p, c in zip(timed.plan_cpu_s, timed.cpu_s, strict=True))
