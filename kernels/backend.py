@@ -219,6 +219,9 @@ class Ops:
         ``k[i]`` (whole numbers as float). The count in int16 (int32 past 32,000 columns): the same
         comparisons as a float count at a fraction of the memory traffic."""
         kf = np.floor(np.asarray(k, np.float64))
+        n, T = m.shape
+        if (m.dtype == np.bool_ and T % 8 == 0 and 0 < T < 32_000 and n > 0 and m.flags.c_contiguous):
+            return self._count_upto_words(m, kf)
         if m.shape[1] <= 255 and m.dtype == np.bool_:
             # up to 255 columns the count fits a byte: the byte cumsum runs at about 0.6x the int16 one's
             # time (48,000 x 192: 24 vs 40 ms); k below 0 (no cell) is 0 there and its rows are cleared
@@ -232,6 +235,40 @@ class Ops:
         cs: Any = np.cumsum(m, 1, dtype=dt)
         kk = np.clip(kf, -1, m.shape[1]).astype(dt)
         return cs <= kk[:, None]
+
+    @staticmethod
+    def _count_upto_words(m: Any, kf: Any) -> Any:
+        """:meth:`count_upto` of a C-contiguous bool ``(n, T)`` mask, T a multiple of 8: ``cumsum(m, 1) <=
+        kf`` holds exactly in the columns before the ``kf + 1``-th true cell of the row (all of them when the
+        row has no more than ``kf``, none when ``kf < 0``), so only that column is found: true cells per
+        8-cell uint64 word (its bytes summed by one multiply), a running count over the T / 8 words, the
+        word where it reaches ``kf + 1``, then the byte inside that word; one compare of the column index
+        writes the mask. The running counts run over whole columns of the transposed word counts (one
+        vector add per word, per byte), not a scalar accumulate over every cell: 3-4x faster."""
+        n, T = m.shape
+        W = T // 8
+        words = m.view(np.uint64)  # (n, W): 8 cells each, one byte per cell (0 or 1)
+        wc = np.ascontiguousarray(((words * np.uint64(0x0101010101010101)) >> np.uint64(56)).T, dtype=np.int16)
+        target = (np.clip(kf, -1, T) + 1).astype(np.int16)  # (n,) the running count that must not be reached
+        run = np.zeros(n, np.int16)  # running count at the end of the words so far
+        before = np.zeros(n, np.int16)  # ... at the start of the word where it reaches the target
+        wi = np.zeros(n, np.int16)  # that word (W: never reached)
+        for w in range(W):  # words (T / 8)
+            np.add(run, wc[w], out=run)
+            below = run < target
+            wi += below
+            np.copyto(before, run, where=below)
+        inside = wi < W
+        wj = np.minimum(wi, W - 1).astype(np.intp)
+        sel = np.ascontiguousarray(m.view(np.uint8).reshape(n, W, 8)[np.arange(n), wj].T, dtype=np.int16)
+        r = target - before  # the target within that word
+        acc = np.zeros(n, np.int16)
+        off = np.zeros(n, np.int16)
+        for b in range(8):  # bytes of the word
+            np.add(acc, sel[b], out=acc)
+            off += acc < r
+        pos = np.where(target <= 0, 0, np.where(inside, wj * 8 + off, T)).astype(np.int16)
+        return np.arange(T, dtype=np.int16)[None, :] < pos[:, None]
 
     def cumsum64(self, a: Any, axis: int) -> Any:
         """Cumulative sum accumulated in float64."""

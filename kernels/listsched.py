@@ -177,18 +177,11 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
                 Fp = feas[ip]
                 ns, nw = nslots[ip], n_on_want[ip]
                 ordp = ords[p]
-                F = xp.take_cols(Fp, ordp)
-                L = ordp[None, :] >= dl[ip][:, None]  # its late cells, in slot order
-                on = F & ~L
-                n_on = xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), nw)
-                take_on = _first_k(xp, on, nw)
-                lt = F & L
-                take_lt = _first_k(xp, lt, ns - n_on)
-                tp = take_on | take_lt
+                tp, n_late = _pick(xp, T, xp.take_cols(Fp, ordp), ordp, dl[ip], nw, ns)
                 pp = xp.take_cols(tp, invs[p])  # back in slot space
                 ntake = xp.astype(xp.count_nonzero(tp, 1), xp.f64)
                 # the costs are on a 2^-30 grid (_grid): their sum is exact in any order (a product, no table)
-                kp = ((xp.maximum(ns, nw) - ntake) * _SHORT + xp.astype(xp.count_nonzero(take_lt, 1), xp.f64) * _LATE
+                kp = ((xp.maximum(ns, nw) - ntake) * _SHORT + n_late * _LATE
                       + xp.mask_matmul(pp, cp[:, None])[:, 0])
                 key[ip] = xp.where(ntake > 0, kp, np.inf)
                 prop[ip] = Fp  # every feasible cell: acceptance trims to the cheapest ones it needs
@@ -250,12 +243,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             if ip.shape[0] == 0:
                 continue
             ordp = ords[p]
-            okp_ = xp.take_cols(ok[ip], ordp)
-            lp_ = (ordp[None, :] >= dl[sel][ip][:, None])
-            on = okp_ & ~lp_
-            won = best_on[sel][ip]
-            n_on = xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), won)
-            kept = _first_k(xp, on, won) | _first_k(xp, okp_ & lp_, best_all[sel][ip] - n_on)
+            kept, _ = _pick(xp, T, xp.take_cols(ok[ip], ordp), ordp, dl[sel][ip], best_on[sel][ip], best_all[sel][ip])
             ok[ip] = xp.take_cols(kept, invs[p])
         whole = xp.all(ok == prop, 1)
         ok = ok & (whole | pre_s)[:, None]
@@ -294,6 +282,30 @@ def _grid(xp: Ops, cost: Any) -> Any:
         return cost
     q = 2.0 ** (math.floor(math.log2(top)) - 30)
     return xp.asarray(np.where(fin, np.round(h / q) * q, h), xp.f64)
+
+
+def _pick(xp: Ops, T: int, F: Any, ordp: Any, dl: Any, k_on: Any, k_all: Any) -> tuple[Any, Any]:
+    """A preemptible row's cells from ``F : (n, T)`` (its feasible cells in the slot order ``ordp``): the
+    first ``k_on`` on-time ones (slots before its deadline ``dl``), then late ones up to ``k_all`` in all.
+    Returns the cells taken (in that order) and how many of them are late (float64). Rows whose deadline
+    is the horizon end have no late cells and rows that take no late cell need no late pass: the late
+    cells are found only for the others (the same cells as on every row)."""
+    dr = xp.nonzero(dl < T)  # rows with late cells
+    if dr.shape[0] == 0:
+        return _first_k(xp, F, k_on), xp.zeros(F.shape[0], xp.f64)
+    late = ordp[None, :] >= dl[dr][:, None]  # their late cells, in slot order
+    on = xp.copy(F)
+    on[dr] = F[dr] & ~late
+    k_late = k_all - xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), k_on)
+    take = _first_k(xp, on, k_on)
+    n_late = xp.zeros(F.shape[0], xp.f64)
+    sub = xp.nonzero(k_late[dr] >= 1)  # rows of dr that take a late cell (k_late is a whole number)
+    if sub.shape[0]:
+        rows = dr[sub]
+        tl = _first_k(xp, F[rows] & late[sub], k_late[rows])
+        take[rows] = take[rows] | tl
+        n_late[rows] = xp.astype(xp.count_nonzero(tl, 1), xp.f64)
+    return take, n_late
 
 
 def _first_k(xp: Ops, m: Any, k: Any) -> Any:

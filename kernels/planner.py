@@ -489,6 +489,7 @@ class _Jobs:
         self.R = xp.asarray(c.R[order], xp.f64)
         self.rel = xp.asarray(c.rel[order], xp.i64)
         self.dl = xp.asarray(c.dl[order], xp.i64)
+        self.late_rows = xp.asarray(np.flatnonzero(c.dl[order] < c.T), xp.i64)  # a late part in the horizon
         self.rho = xp.asarray(pr.rho_on[order], xp.f64)
         self.ld = xp.asarray(pr.ldrop[order], xp.f64)
         self.const = float((c.gpus[order] * pr.rho_on[order] * c.R[order]).sum())
@@ -631,19 +632,27 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
         o_on = xp.stack([o_dl, o_rel])
         o_late = xp.stack([o_T, o_dl])
 
+        # only jobs with a deadline inside the horizon have a late part: for the others deadline = end, the
+        # late part reads the same table cell twice and adds exactly 0 (skipped: no arcsinh, no gathers)
+        lt = jb.late_rows
+        o_late_l, ld_l = o_late[:, lt], jb.ld[lt]
+
         def work(r: Any) -> Any:
-            r2 = gr.rank(xp, low[r] - jb.ld)
-            a, b = W[o_on + r], W[o_late + r2]
-            return (a[0] - a[1]) + (b[0] - b[1]), r2
+            a = W[o_on + r]
+            w = a[0] - a[1]
+            if lt.shape[0]:
+                b = W[o_late_l + gr.rank(xp, low[r[lt]] - ld_l)]
+                w[lt] = w[lt] + (b[0] - b[1])
+            return w
 
         rmax = gr.rank(xp, jb.rho)
-        wmax, _ = work(rmax)
+        wmax = work(rmax)
         full = wmax <= jb.R
         lo_r = xp.zeros(n, xp.i64)
         hi_r = rmax
         for _ in range(int(math.ceil(math.log2(Gc + 1))) + 1):  # integer bisection steps
             mid = (lo_r + hi_r) // 2
-            wm, _ = work(mid)
+            wm = work(mid)
             ok = wm >= jb.R
             hi_r = xp.where(ok, mid, hi_r)
             lo_r = xp.where(ok, lo_r, mid)

@@ -153,3 +153,34 @@ def test_smallest_k_is_a_stable_argsorts_first_k(backend: str, seed: int) -> Non
     want = pos < k[:, None]
     got = xp.to_numpy(P._smallest_k(xp, xp.asarray(key), xp.asarray(k)))
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pick_takes_on_time_cells_then_late_ones(backend: str, seed: int) -> None:
+    """listsched._pick (a preemptible row's proposal and its trim) against its plain definition, row by row:
+    in slot order, the first k_on on-time cells (slots before the deadline), then late cells until k_all
+    are taken; rows whose deadline is the horizon end, rows with no late cell to take, k past the row and
+    below 1, slot orders that are and are not the identity."""
+    from kernels import listsched as L
+
+    xp = _ops(backend)
+    rng = np.random.default_rng(7000 + seed)
+    n, T = int(rng.integers(1, 300)), int(rng.choice([1, 8, 96, 192]))
+    ordp = np.arange(T) if seed % 3 == 0 else rng.permutation(T)
+    F = rng.random((n, T)) < rng.uniform(0.05, 0.95)  # feasible cells, in slot order (column k: slot ordp[k])
+    dl = np.where(rng.random(n) < 0.5, T, rng.integers(0, T + 1, n)).astype(np.int64)
+    k_on = rng.integers(0, T + 2, n).astype(np.float64)
+    k_all = rng.integers(0, T + 2, n).astype(np.float64)  # above or below k_on
+    k_all[rng.random(n) < 0.2] = 0.0
+    take, n_late = L._pick(xp, T, xp.asarray(F), xp.asarray(ordp), xp.asarray(dl), xp.asarray(k_on),
+                           xp.asarray(k_all))
+    want = np.zeros((n, T), bool)
+    want_late = np.zeros(n)
+    for j in range(n):  # rows (the definition)
+        on = [k for k in range(T) if F[j, k] and ordp[k] < dl[j]][: int(k_on[j])]
+        late = [k for k in range(T) if F[j, k] and ordp[k] >= dl[j]][: max(int(k_all[j]) - len(on), 0)]
+        want[j, on + late] = True
+        want_late[j] = len(late)
+    assert np.array_equal(xp.to_numpy(take), want)
+    assert np.array_equal(xp.to_numpy(n_late), want_late)
