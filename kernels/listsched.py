@@ -100,6 +100,9 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     tt = xp.arange(T)[None, :]
     has_q = bool(np.isfinite(c.quota).any())
     quota = xp.asarray(c.quota, xp.f64)
+    # the jobs' distinct GPU counts (a handful): a slot's room is tested once per count, not once per row
+    g_u, g_inv = np.unique(xp.to_numpy(d.gpus), return_inverse=True)
+    g_ud, g_invd = xp.asarray(g_u, xp.f64), xp.asarray(g_inv.reshape(-1), xp.i64)
     feasible_slot = ~d.infeas
     dead = xp.zeros(c.J, xp.bool_)  # rows with no feasible proposal: the residual only shrinks, so none later
     # usage, work and on-time work once; each round adds what it placed (no (J, T) pass per round)
@@ -137,6 +140,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         if n == 0:
             break
         g = d.gpus[rows]
+        gi = g_invd[rows]  # each row's GPU count in g_u
         rel, dl = d.rel[rows], d.dl[rows]
         npre = ~d.preempt[rows]
         rp = d.rpool[rows]
@@ -163,8 +167,9 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             ldw = float(load_h[p, lv_host[p]])
             if w <= 0:
                 continue
-            feas = free & okp[:, None] & ((d.H[p] - busy[p])[None, :] >= g[:, None] - 1e-6)
-            feas = feas & (room_w[None, :] >= (ldw * g)[:, None])
+            # pool GPUs and facility watts left in each slot for each distinct GPU count, then per row
+            room_g = ((d.H[p] - busy[p])[None, :] >= g_ud[:, None] - 1e-6) & (room_w[None, :] >= (ldw * g_ud)[:, None])
+            feas = free & okp[:, None] & room_g[gi]
             nslots = xp.maximum(xp.ceil(deficit / w - 1e-9), 0.0)
             n_on_want = xp.maximum(nslots, xp.ceil(deficit_on / w - 1e-9))
             cp = cost[p]

@@ -930,13 +930,23 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
     o_on = xp.stack([off + dl * (G + 1), off + rel * (G + 1)])
     o_late = xp.stack([off + T * (G + 1), off + dl * (G + 1)])
     rmax = xp.searchsorted_rows(gridd, rho, jb.layout)  # steps worth their price
+    # only jobs with a deadline inside the horizon have a late part (as in _dual_coarse): their rows, still
+    # class-sorted, with their own class blocks
+    lt = jb.late_rows
+    gi_l, rho_l, ld_l, o_late_l = gi[lt], rho[lt], ld[lt], o_late[:, lt]
+    layout_l = xp.row_layout(np.searchsorted(pr.cls[jb.rows][xp.to_numpy(lt)], np.arange(E + 1)))
 
     def late_rank(r1: Any) -> Any:
-        return xp.searchsorted_rows(gridd, xp.minimum(below[gi + r1], rho) - ld, jb.layout)
+        """The late prefix length of the late rows at their on-time prefix lengths ``r1`` (theirs only)."""
+        return xp.searchsorted_rows(gridd, xp.minimum(below[gi_l + r1], rho_l) - ld_l, layout_l)
 
     def work(r1: Any) -> Any:
-        a, b = W[o_on + r1], W[o_late + late_rank(r1)]
-        return (a[0] - a[1]) + (b[0] - b[1])
+        a = W[o_on + r1]
+        w = a[0] - a[1]
+        if lt.shape[0]:
+            b = W[o_late_l + late_rank(r1[lt])]
+            w[lt] = w[lt] + (b[0] - b[1])
+        return w
 
     lo = xp.zeros(n, xp.i64)
     hi = xp.astype(rmax, xp.i64)
@@ -948,13 +958,15 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
         lo = xp.where(ok, lo, mid)
     r1 = xp.where(full, rmax, hi)
     r1 = xp.where(work(lo) >= R - 1e-6, lo, r1)
-    r2 = late_rank(r1)
-    late = tt >= dl[:, None]
     v = xp.zeros((n, T), xp.i8)
     r1c = xp.astype(r1, xp.i32)[:, None]
-    r2c = xp.astype(r2, xp.i32)[:, None]
-    # each cell's prefix length: r1 on time, r2 late (one (n, T) table instead of a select per step)
-    rc = xp.where(late, r2c, r1c) if bool(xp.any(late)) else r1c
+    # each cell's prefix length: r1 on time, r2 late (one (n, T) table instead of a select per step); only
+    # the late rows have late cells
+    rc = r1c
+    if lt.shape[0]:
+        rc = xp.zeros((n, T), xp.i32) + r1c
+        r2c = xp.astype(late_rank(r1[lt]), xp.i32)[:, None]
+        rc[lt] = xp.where(tt >= dl[lt][:, None], r2c, r1c[lt])
     bnd = jb.bounds  # the jobs are sorted by class: each class's rows a slice (no (n, T) gathers)
     for e in range(E):  # classes (a handful)
         a, z = int(bnd[e]), int(bnd[e + 1])
