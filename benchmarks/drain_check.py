@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +195,23 @@ def study_policy(name: str) -> tuple[Any, float]:
     return policy, h
 
 
+def t0_of(case: Any) -> datetime:
+    return datetime.fromisoformat(case.start.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def seed_deferral(policy: Any, site: Any, t0: datetime) -> None:
+    """A windward policy that prices deferral from the past (``windward:defer=DAYS``) starts with the
+    site's real signals of the DAYS before the run (what a running site has seen), not an empty history."""
+    deferral = getattr(policy, "deferral", None)
+    if deferral is None:
+        return
+    from scheduler import signals
+    from scheduler.paths import nl_energy_csv
+
+    days = deferral.history_days
+    deferral.seed(signals.load_energy(str(nl_energy_csv()), site, t0 - timedelta(days=days), days))
+
+
 def _emit(row: dict[str, Any], out: Path | None) -> None:
     """Print the row (without its per-slot series) and append it whole to ``out``."""
     print(json.dumps({k: v for k, v in row.items() if not k.startswith("slot_")}), flush=True)
@@ -221,7 +238,7 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
     # energy for the longest forecast horizon asked for past the run's end (the same series, longer)
     horizon_h = max([48.0, *(study_policy(x)[1] for x in a.policies.split(",") if x not in (IDLE, BOUND))])
     for case in todo:
-        t0 = datetime.fromisoformat(case.start.replace("Z", "+00:00")).astimezone(UTC)
+        t0 = t0_of(case)
         site, jobs, actual, _ = load_case(case.days, case.drain_days, t0, case.cluster, horizon_h, case.seed,
                                           case.trace_day, 0.05, case.slot_minutes)
         gpu_h = sum(j.gpus * j.duration_s for j in jobs if not j.must_run) / 3600
@@ -244,6 +261,7 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
             w0 = time.time()
             c0 = time.process_time()
             policy, horizon_h = study_policy(a.baseline if name == BOUND else name)
+            seed_deferral(policy, site, t0_of(case))
             sim = run_simulation(site, jobs, actual, policy, n_slots=n, forecaster=fc,
                                  forecast_name=case.forecast, horizon_slots=int(horizon_h * 3600 / site.slot_s))
             train = [r for r in sim.loop.records.values() if not r.job.must_run and r.state != "pending"]

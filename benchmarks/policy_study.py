@@ -100,7 +100,9 @@ def cases(which: str) -> Iterator[Case]:
 def make_study_policy(name: str) -> Any:
     """A policy by name, or a windward variant ``windward:FIELD=VALUE+FIELD=VALUE`` (fields of
     :class:`~scheduler.planner.WeightSettings` changed from the policy's defaults, ``slot0=0|1`` for its
-    slot-0 admission, ``slot0run=0|1`` for its slot-0 settling of running work): old and new defaults in the same run, e.g. ``windward:clearing_margin=1.0``."""
+    slot-0 admission, ``slot0run=0|1`` for its slot-0 settling of running work, ``defer=DAYS`` to price the span
+    past the horizon from the last DAYS of observed signals, :class:`scheduler.deferral.TrailingSignals`): old and
+    new defaults in the same run, e.g. ``windward:clearing_margin=1.0``."""
     from dataclasses import replace
 
     from scheduler.errors import InputError
@@ -117,10 +119,15 @@ def make_study_policy(name: str) -> Any:
             pkw["slot0_admission"] = bool(int(v))
         elif k == "slot0run":
             pkw["slot0_running"] = bool(int(v))
+        elif k == "defer":
+            from scheduler.deferral import TrailingSignals
+
+            pkw["deferral"] = TrailingSignals(history_days=float(v))
         elif k in DEFAULT_WEIGHTS.__dataclass_fields__:
-            wkw[k] = type(getattr(DEFAULT_WEIGHTS, k))(v)
+            default = getattr(DEFAULT_WEIGHTS, k)
+            wkw[k] = float(v) if default is None else type(default)(v)
         else:
-            raise InputError(f"policy variant {name!r}: unknown field {k!r}; allowed: slot0, slot0run and the fields of "
+            raise InputError(f"policy variant {name!r}: unknown field {k!r}; allowed: slot0, slot0run, defer and the fields of "
                              f"WeightSettings")
     p = WindwardPolicy(48.0, weights=replace(DEFAULT_WEIGHTS, **wkw), **pkw)
     p.name = name

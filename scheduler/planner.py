@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -132,6 +132,10 @@ class WeightSettings:
     #: the share of the span's capacity (cheapest first) that work deferred past the horizon may expect when
     #: the expected arrivals would take all of it: a burst's trailing arrival rate is not the long run's
     beyond_share: float = 1.0
+    #: the ageing time of work priced past the span (``beyond_horizons`` > 0, no deadline inside the span):
+    #: None ages it like the rest (``age_h``); a longer one lets work that may wait days wait for the wind
+    #: a deferral price expects rather than age into the horizon's dirty slots (scheduler.deferral)
+    beyond_age_h: float | None = None
     restart_overhead_s: float = 0.0  # charged (as lost work) for preempting a running job: hysteresis
     reserve_inference: bool = False  # expected inference (snapshot.inference_reserve_gpus) as must-run load
 
@@ -144,6 +148,8 @@ class WeightSettings:
         for name in ("arrival_share", "restart_overhead_s", "max_priority_exponent", "beyond_horizons"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"WeightSettings.{name}: got {getattr(self, name)!r}; must be >= 0")
+        if self.beyond_age_h is not None and not self.beyond_age_h > 0:
+            raise InputError(f"WeightSettings.beyond_age_h: got {self.beyond_age_h!r}; must be > 0 or None")
         if not 0.0 < self.beyond_share <= 1.0:
             raise InputError(f"WeightSettings.beyond_share: got {self.beyond_share!r}; must be in (0, 1]")
         if not 0.0 <= self.floor_quantile <= 1.0:
@@ -240,6 +246,12 @@ def job_weights(
     return _weights_of(base, _weight_factors(snapshot, settings), settings)
 
 
+#: ``build_problem(beyond_price=...)``: (probe, demand_gpu_s, reserve_gpus, floor_quantile, beyond_horizons,
+#: beyond_share, needed_slots) -> (price g per GPU-second, one or ``(J,)`` per job, info) or None (keep the
+#: horizon's own costs past it); ``needed_slots : (J,)`` the slots each job's remaining work takes at full speed
+BeyondPrice = Callable[[PlanProblem, float, np.ndarray, float, float, float, np.ndarray],
+                       tuple[float | np.ndarray, dict[str, float]] | None]
+
 #: Job-id prefix of the must-run rows that stand for expected inference (never decisions).
 RESERVE_PREFIX = "~inference-reserve:"
 
@@ -279,6 +291,27 @@ def clearing_value_g_per_gpu_s(
         raise InputError(f"clearing_value_g_per_gpu_s: capacity_scale got {capacity_scale!r}; must be > 0")
     T = problem.n_slots
     slot_s = float(problem.slot_s)
+    cost, green, avail, s_gpu = slot_work_capacity(problem, reserve_gpus)
+    costs = np.concatenate([np.zeros(T), cost])
+    caps = np.concatenate([green * s_gpu, (avail - green) * s_gpu]) * (slot_s * capacity_scale)
+    order = np.argsort(costs, kind="stable")
+    cum = np.cumsum(caps[order])
+    cleared = min(float(demand_gpu_s), max_share * float(cum[-1])) if max_share < 1.0 and cum.size else demand_gpu_s
+    i = int(np.searchsorted(cum, cleared, side="left"))
+    price = float(costs[order][i]) if i < cum.size else float(cost.max(initial=0.0))
+    floor = float(np.quantile(cost, floor_quantile)) if cost.size else 0.0
+    info = {"clearing_g_per_gpu_s": price, "floor_g_per_gpu_s": floor, "demand_gpu_s": float(demand_gpu_s),
+            "green_capacity_gpu_s": float((green * s_gpu).sum() * slot_s * capacity_scale),
+            "capacity_gpu_s": float((avail * s_gpu).sum() * slot_s * capacity_scale)}
+    return max(price, floor), info
+
+
+def slot_work_capacity(problem: PlanProblem, reserve_gpus: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per slot of ``problem`` (each ``(T,)``), as :func:`clearing_value_g_per_gpu_s` prices it: the grid cost of
+    a GPU-second of work at the pools' efficient levels (g), the busy GPUs the wind covers above the base load,
+    the busy GPUs available, and the work per GPU-second."""
+    T = problem.n_slots
     H = np.asarray(problem.pool_gpus, dtype=np.float64).reshape(problem.n_pools, -1)
     if H.shape[1] != T:
         H = np.repeat(H[:, :1], T, axis=1)
@@ -302,18 +335,7 @@ def clearing_value_g_per_gpu_s(
     avail = np.clip(np.minimum(free_gpus.sum(axis=0), (budget - base_w) / w_gpu), 0.0, None)
     green = np.clip((wind - base_w) / w_gpu, 0.0, avail)
     cost = np.asarray(problem.carbon_g_per_kwh, dtype=np.float64) * w_gpu / (3.6e6 * s_gpu)  # g / GPU-s
-    costs = np.concatenate([np.zeros(T), cost])
-    caps = np.concatenate([green * s_gpu, (avail - green) * s_gpu]) * (slot_s * capacity_scale)
-    order = np.argsort(costs, kind="stable")
-    cum = np.cumsum(caps[order])
-    cleared = min(float(demand_gpu_s), max_share * float(cum[-1])) if max_share < 1.0 and cum.size else demand_gpu_s
-    i = int(np.searchsorted(cum, cleared, side="left"))
-    price = float(costs[order][i]) if i < cum.size else float(cost.max(initial=0.0))
-    floor = float(np.quantile(cost, floor_quantile)) if cost.size else 0.0
-    info = {"clearing_g_per_gpu_s": price, "floor_g_per_gpu_s": floor, "demand_gpu_s": float(demand_gpu_s),
-            "green_capacity_gpu_s": float((green * s_gpu).sum() * slot_s * capacity_scale),
-            "capacity_gpu_s": float((avail * s_gpu).sum() * slot_s * capacity_scale)}
-    return max(price, floor), info
+    return cost, green, avail, s_gpu
 
 
 def _reserve_rows(snapshot: Snapshot, T: int, slot_s: float, nonpre_running: np.ndarray,
@@ -453,6 +475,7 @@ def build_problem(
     energy_cost_weight_g_per_eur: float = 0.0,
     expected_arrival_gpu_s_per_s: float = 0.0,
     table: JobTable | None = None,
+    beyond_price: BeyondPrice | None = None,
 ) -> tuple[PlanProblem, PlanIndex]:
     """Flatten a snapshot into the optimiser's arrays (see the module docstring for each field).
 
@@ -460,6 +483,10 @@ def build_problem(
     (GPU-seconds of work per second), used by ``terminal_value="clearing"`` to anticipate arrivals.
     ``table``: a :class:`JobTable` kept across calls (a rolling horizon's ticks), read instead of the jobs'
     records where it has them; the arrays are the same with or without it.
+    ``beyond_price``: with ``beyond_horizons`` > 0, prices the span past the horizon in place of the horizon's
+    own costs (e.g. :meth:`scheduler.deferral.TrailingSignals.beyond_price`, from the trailing history);
+    called as ``beyond_price(probe, demand_gpu_s, reserve_gpus, floor_quantile, beyond_horizons, beyond_share,
+    needed_slots)``, it returns ``(price, info)`` (one price, or one per job) or None to keep the horizon-only span.
     """
     if horizon_slots < 1:
         raise InputError(f"horizon_slots must be >= 1, got {horizon_slots}")
@@ -557,6 +584,9 @@ def build_problem(
         value, diag = clearing_value_g_per_gpu_s(probe, demand, reserve_pt + inference_now, weights.floor_quantile)
         value *= weights.clearing_margin
         values = np.full(J, value)
+        exp, waited_h, _ = factors
+        # priority orders work that may wait (a mild factor), it does not buy dirty slots
+        factor = weights.clearing_priority_base**exp * (1.0 + waited_h / weights.age_h)
         k = weights.beyond_horizons
         if k > 0:
             # the horizon and k more like it hold the backlog doable by the span's end plus the arrivals
@@ -565,17 +595,21 @@ def build_problem(
             doable_k = np.minimum(remaining, np.maximum(span_s - release * slot_s, 0.0))
             demand_k = float((gpus * np.where(must_run, 0.0, doable_k)).sum()) + (
                 weights.arrival_share * max(expected_arrival_gpu_s_per_s, 0.0) * span_s)
-            value_k, _ = clearing_value_g_per_gpu_s(probe, demand_k, reserve_pt + inference_now,
-                                                    weights.floor_quantile, capacity_scale=1.0 + k,
-                                                    max_share=weights.beyond_share)
-            value_k *= weights.clearing_margin
+            got = None if beyond_price is None else beyond_price(
+                probe, demand_k, reserve_pt + inference_now, weights.floor_quantile, k, weights.beyond_share, needed)
+            if got is None:
+                got = clearing_value_g_per_gpu_s(probe, demand_k, reserve_pt + inference_now,
+                                                 weights.floor_quantile, capacity_scale=1.0 + k,
+                                                 max_share=weights.beyond_share)
+            value_k = got[0] * weights.clearing_margin
+            diag = {**diag, "beyond_history_slots": got[1].get("history_slots", 0.0)}
             due_in_span = has_deadline & (deadline - needed < math.ceil((1.0 + k) * T))
             values = np.where(due_in_span, value, value_k)
-            diag = {**diag, "beyond_value_g_per_gpu_s": value_k, "beyond_demand_gpu_s": demand_k,
+            if weights.beyond_age_h is not None:
+                factor = np.where(due_in_span, factor, weights.clearing_priority_base**exp
+                                  * (1.0 + waited_h / weights.beyond_age_h))
+            diag = {**diag, "beyond_value_g_per_gpu_s": float(np.median(value_k)), "beyond_demand_gpu_s": demand_k,
                     "due_in_span_jobs": float((due_in_span & ~urgent).sum())}
-        exp, waited_h, _ = factors
-        # priority orders work that may wait (a mild factor), it does not buy dirty slots
-        factor = weights.clearing_priority_base**exp * (1.0 + waited_h / weights.age_h)
         weight = np.where(urgent, weight, np.minimum(values * factor, weight))
         diag = {**diag, "value_g_per_gpu_s": value, "urgent_jobs": float(urgent.sum())}
 

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
+from scheduler.deferral import TrailingSignals
 from scheduler.planner import (
     JobTable,
     PlanIndex,
@@ -274,6 +275,7 @@ class WindwardPolicy:
         queue_window_fraction: float | None = QUEUE_WINDOW,
         queue_window_min: float = QUEUE_WINDOW_MIN,
         witness_at_scale: str = "never",
+        deferral: TrailingSignals | None = None,
     ) -> None:
         if horizon_hours <= 0:
             from scheduler.errors import InputError
@@ -292,6 +294,9 @@ class WindwardPolicy:
         self.queue_window_fraction = None if queue_window_fraction is None else float(queue_window_fraction)
         self.queue_window_min = float(queue_window_min)
         self.witness_at_scale = witness_at_scale
+        # the price of work left past the horizon from the observed past (scheduler.deferral); None: the
+        # horizon's own costs (WeightSettings.beyond_horizons)
+        self.deferral = deferral
         self._last: tuple[PlanResult, PlanIndex] | None = None
         self._arrivals: dict[str, tuple[float, float]] = {}  # job id -> (submit_s, GPU-seconds of work)
         self._first_now_s: float | None = None
@@ -323,6 +328,7 @@ class WindwardPolicy:
         problem, index = build_problem(
             snapshot, T, weights=weights, energy_cost_weight_g_per_eur=self.energy_cost_weight_g_per_eur,
             expected_arrival_gpu_s_per_s=rate, table=self._table,
+            beyond_price=None if self.deferral is None else self.deferral.beyond_price,
         )
         kw = self.plan_kwargs
         if problem.n_jobs * T > self.scale_cells:  # at scale (module docstring): the queue window, the witness
@@ -339,6 +345,8 @@ class WindwardPolicy:
         # plan over the forecast the caller gives, up to this policy's horizon (never invent slots)
         T = min(self.horizon_slots(snapshot.forecast.slot_s), max(snapshot.forecast.n_slots, 1))
         rate = self.arrival_rate_gpu_s_per_s(snapshot)
+        if self.deferral is not None:
+            self.deferral.observe(snapshot.slot, snapshot.forecast)
         weights = self.weights
         if self.run_end_s is not None:
             # a run that ends (a demo, a finite replay): plan up to its end and value work left undone there
