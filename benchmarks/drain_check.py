@@ -16,7 +16,8 @@ policy has finished the same work (within ``--tol-pct``), the grid carbons compa
     PYTHONPATH=<older checkout> WINDWARD_DATA_DIR=../shared/data .venv/bin/python benchmarks/drain_check.py ...
 
 Prints (and with ``--out`` appends) one JSON object per (window, drain, policy): grid carbon kg, work GPU-h,
-jobs done, deadline misses, and the per-slot grid carbon / busy GPUs (for tracing where carbon is emitted).
+jobs done, deadline misses, the 95th percentile of the finished jobs' completion time (submit to end, hours),
+and the per-slot grid carbon / busy GPUs (for tracing where carbon is emitted).
 A case already in ``--out`` is skipped, so an interrupted run resumes where it stopped. At the end (or with
 ``--summary``) a table pairs each policy with ``--baseline`` case by case: carbon saving, work and jobs done,
 misses, and whether the row is at equal work; the median saving is taken over the equal-work rows.
@@ -221,6 +222,8 @@ def _emit(row: dict[str, Any], out: Path | None) -> None:
 
 
 def _run(a: argparse.Namespace, out: Path | None) -> None:
+    import numpy as np
+
     from benchmarks import policy_study as ps
     from benchmarks.policies import load_case
     from scheduler import clairvoyant
@@ -273,6 +276,8 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
                                   round(min(r.work_done_s, r.job.duration_s) / 3600, 1))
                                  for r in train if r.state != "finished"), key=lambda x: -x[1] * x[2])
             carbon_g = clairvoyant.run_carbon_g(sim)
+            spans_h = sorted((r.end_s - r.job.submit_s) / 3600 for r in train
+                             if r.state == "finished" and r.end_s is not None)
             extra: dict[str, Any] = {}
             if name == BOUND:
                 b = clairvoyant.bound_of_run(sim, time_limit_s=a.bound_time_limit_s)
@@ -285,6 +290,7 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
                    "work_gpu_h": round(sum(r.job.gpus * min(r.work_done_s, r.job.duration_s) for r in train) / 3600, 1),
                    "jobs_done": sum(1 for r in train if r.state == "finished"), "jobs_total": len(train),
                    "deadline_misses": misses, "unfinished": unfinished[:20],
+                   "p95_completion_h": round(float(np.percentile(spans_h, 95)), 1) if spans_h else None,
                    "wall_s": round(time.time() - w0, 1), "cpu_s": round(time.process_time() - c0, 1),
                    "slot_carbon_kg": [round(r.carbon_g / 1000, 2) for r in sim.reports],
                    "slot_busy_gpus": [round(sum(r.busy_gpus.values()), 1) for r in sim.reports], **extra}

@@ -129,3 +129,33 @@ def test_work_carbon_over_the_bound_is_taken_above_the_idle_site() -> None:
     assert pairs[("b", "windward")]["work_over_bound"] is None  # no idle row
     line = next(x for x in table(list(pairs.values())).splitlines() if x.startswith("| a | 9 |") and "windward" in x)
     assert "-50.0% (20 -> 10; 2.00 x bound)" in line
+
+
+def test_a_deferral_policy_is_seeded_with_the_days_before_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from benchmarks.drain_check import seed_deferral
+    from benchmarks.policy_study import make_study_policy
+    from scheduler import signals
+    from scheduler.energy import EnergySeries
+    from scheduler.models import load_site
+
+    site = load_site("demo")
+    t0 = datetime(2022, 10, 1, tzinfo=UTC)
+    calls = []
+
+    def fake(spec: str, site_: object, start: datetime, days: float, seed: int = 0) -> EnergySeries:
+        calls.append((start, days))
+        n = int(round(days * 86400 / site.slot_s))
+        return EnergySeries(start, int(site.slot_s), np.full(n, 1e4), np.full(n, 300.0), np.full(n, 50.0),
+                            np.full(n, 4e4), np.full(n, 5e4), "fake")
+
+    monkeypatch.setattr(signals, "load_energy", fake)
+    seed_deferral(make_study_policy("windward"), site, t0)  # no deferral: nothing loaded
+    assert calls == []
+    p = make_study_policy("windward:defer=2+beyond_age_h=72")
+    seed_deferral(p, site, t0)
+    assert calls == [(t0 - timedelta(days=2), 2.0)]
+    assert p.deferral.n_slots == 2 * 96 and p.weights.beyond_age_h == 72.0
