@@ -211,3 +211,23 @@ def test_a_job_that_needs_most_of_the_span_is_priced_at_its_dearest_slots() -> N
     # 16 or more slots: at margin 1 each skips the dearest half of 2 x needed slots
     assert prices[2] == prices[3] == prices[4] == prices[5] == pytest.approx(max(eff[15], site[0]))
     assert prices[5] > prices[0]
+
+
+def test_beyond_age_h_ages_only_the_work_priced_past_the_span() -> None:
+    """Work without a deadline inside the span ages over beyond_age_h; work due inside it, and everything when
+    beyond_age_h is None, keeps age_h (the default weights are unchanged)."""
+    T = 16
+    fc = series(T, 7, wind_w=5_000.0)
+    now = 48 * H
+    jobs = (JobState(Job("free", "t", "training", 0.0, 2, 4 * H), "queued"),  # waited 48 h, no deadline
+            JobState(Job("due", "t", "training", 0.0, 2, 2 * H, deadline_s=now + 8 * H), "queued"))  # in the span, not urgent
+    snap = Snapshot(now_s=now, slot=192, site=SITE, jobs=jobs, healthy_gpus={}, forecast=fc)
+    base = WeightSettings(terminal_value="clearing", beyond_horizons=1.0, beyond_share=0.5)
+    p0, i0 = build_problem(snap, T, weights=base)
+    w0, w1 = p0.weight, build_problem(snap, T, weights=replace(base, beyond_age_h=96.0))[0].weight
+    assert i0.terminal["urgent_jobs"] == 0 and i0.terminal["due_in_span_jobs"] == 1
+    assert w1[1] == w0[1]
+    assert w1[0] == pytest.approx(w0[0] * (1 + 48 / 96) / (1 + 48 / 24))  # the same price, aged 48 h over 96
+    assert DEFAULT_WEIGHTS.beyond_age_h is None
+    with pytest.raises(InputError, match="beyond_age_h"):
+        WeightSettings(beyond_age_h=0.0)
