@@ -97,13 +97,19 @@ PAIR_MAX = 4_000_000  # pair phase: runs where rows x slots x slots stays under 
 _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
 _TOL_G = 1e-6  # grams: an estimated gain below this is none
 PHASES = ("carbon", "blocks", "work", "congest", "pairs")
-#: row-slot cells one power_search may propose, summed over its phases' best responses (a carbon phase on P
-#: pools proposes each movable row P times). The cost is about linear in them (about 1-2 us CPU a cell on
-#: these machines: the options, hulls, sorts and exchanges of :func:`_best_rows`), and without a budget it
+#: row-slot cells one power_search may propose, summed over its phases' best responses (a carbon phase
+#: proposes each row in its own pool and once more in each other pool it may move to whole). The cost is
+#: about linear in them (about 1-2 us CPU a cell on these machines: the options, hulls, sorts and exchanges
+#: of :func:`_best_rows`), and without a budget it
 #: grew with rows x slots x rounds: 151 s CPU for a cold 5,000 x 192 plan, 25 s at 1,500 x 192. Once it is
 #: spent no further phase starts, and a phase that would overrun it proposes only the rows that fit, most
 #: promising first (:func:`_priority`). The small instances of the corpus never reach it.
 SEARCH_BUDGET_CELLS = 8_000_000
+#: ... and on an instance of more than this many job-slot cells the budget shrinks in proportion
+#: (:func:`search_budget`): a round's proposals grow with the instance while the rows a round can accept
+#: (those whose proposals still fit the room the others leave) grow less (5,000 x 192: 1,656 of 4,288 in
+#: the first carbon round, 195 in the second, 40 in the third), so late rounds buy less per cell there.
+SEARCH_BUDGET_KNEE = 500_000
 
 
 def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, *,
@@ -140,10 +146,16 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     witness's): the searched plan where it changed and still dominates the witness job by job (it does by
     construction; checked), with ``"+power"`` added to ``variant``; else the plan as given."""
     nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev,
-                                      budget=SEARCH_BUDGET_CELLS)
+                                      budget=search_budget(c.J, c.T))
     if k and _pl._dominates_jobs(c, nev, gev) and _pl._serves_forced_dev(c, d, nv, xp):
         return nv, npool, nev, variant + "+power"
     return vmat, pool, ev, variant
+
+
+def search_budget(J: int, T: int) -> float:
+    """The cells a search of a ``J`` x ``T`` instance may propose: ``SEARCH_BUDGET_CELLS``, scaled down by
+    ``SEARCH_BUDGET_KNEE / (J * T)`` above the knee (5,000 x 192: 4.2M; 10,000 x 192: 2.1M)."""
+    return SEARCH_BUDGET_CELLS * min(1.0, SEARCH_BUDGET_KNEE / max(J * T, 1))
 
 
 def _work(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
@@ -195,12 +207,14 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         if floor is not None:  # rows the floor plan does not finish may give their work up too
             short_c = ~np.asarray(floor["finished"], bool)
     rows_h = np.flatnonzero(sel)
+    moves = _moves(c, pool_h, rows_h) if phase == "carbon" else np.zeros((rows_h.size, c.P), bool)
     if meter is not None and rows_h.size:
-        calls = 1 + c.P if phase == "carbon" and c.P > 1 else 1  # the carbon phase: its rows, then per pool
-        fit = rows_h.size if math.isinf(meter["left"]) else int(meter["left"] // (T * calls))
-        if rows_h.size > fit:
-            rows_h = np.sort(rows_h[np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, phase), kind="stable")[:fit]])
-        meter["left"] -= float(rows_h.size) * T * calls
+        cells = T * (1 + moves.sum(1))  # per row: its own pool's response, then one per pool it may move to
+        if not math.isinf(meter["left"]) and cells.sum() > meter["left"]:
+            o = np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, phase), kind="stable")
+            keep = np.sort(o[:int(np.searchsorted(np.cumsum(cells[o]), meter["left"], side="right"))])
+            rows_h, moves, cells = rows_h[keep], moves[keep], cells[keep]
+        meter["left"] -= float(cells.sum())
     if rows_h.size == 0:
         return vmat, pool, ev, 0
     rows = xp.asarray(rows_h, xp.i64)
@@ -221,18 +235,17 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         args = (xp.asarray(lim, xp.i64), xp.asarray(req, xp.f64), xp.asarray(need_h[rows_h], xp.f64),
                 xp.asarray(value, xp.f64), xp.asarray(extra, xp.f64), price)
         new_sub, saving, old = _best_rows(xp, c, d, tb, vmat, pool, rows, *args)
-        if phase == "carbon" and c.P > 1:  # a row that does not run now may move to another pool whole
-            movable = (c.rpool[rows_h] < 0)
-            for p in range(c.P):  # pools
-                ok_p = movable & c.eligible[rows_h, p] & (pool_h[rows_h] != p)
-                if not ok_p.any():
-                    continue
-                to = xp.full((rows_h.size,), p, xp.i64)
-                ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, rows, *args, to_pool=to, old=old)
-                better = xp.asarray(ok_p) & (sv > saving)
-                saving = xp.where(better, sv, saving)
-                new_sub = xp.where(better[:, None], ns, new_sub)
-                new_pl = xp.where(better, p, new_pl)
+        for p in range(c.P):  # pools (the carbon phase: a row that does not run now may move to another whole)
+            if not moves[:, p].any():
+                continue
+            k = xp.asarray(np.flatnonzero(moves[:, p]), xp.i64)  # the rows that may move to pool p
+            lim_k, req_k, need_k, value_k, extra_k = (a[k] for a in args[:5])
+            ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, rows[k], lim_k, req_k, need_k, value_k, extra_k, price,
+                                   to_pool=xp.full((int(k.shape[0]),), p, xp.i64), old=(old[0][k], old[1][k]))
+            better = sv > saving[k]
+            saving[k] = xp.where(better, sv, saving[k])
+            new_sub[k] = xp.where(better[:, None], ns, new_sub[k])
+            new_pl[k] = xp.where(better, p, new_pl[k])
     cand = xp.nonzero(saving > 0)
     if cand.shape[0] == 0:
         return vmat, pool, ev, 0
@@ -259,6 +272,15 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         if n == 0:
             break
     return vmat, pool, ev, 0
+
+
+def _moves(c: Any, pool_h: Any, rows_h: Any) -> Any:
+    """``(n, P)`` host mask: the pools other than its own that each of ``rows_h`` may move to whole in the
+    carbon phase (a job that does not run now, eligible there; none on a one-pool site)."""
+    if c.P < 2:
+        return np.zeros((rows_h.size, c.P), bool)
+    return ((c.rpool[rows_h] < 0)[:, None] & c.eligible[rows_h]
+            & (pool_h[rows_h][:, None] != np.arange(c.P)[None, :]))
 
 
 def _priority(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows_h: Any, phase: str) -> Any:
@@ -790,11 +812,12 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     cur = xp.zeros((n, T), xp.i64)
     st_key, st_dw, st_dc, st_to = [], [], [], []
     forced0 = (tt == 0) & keep0[:, None]
+    cfin = xp.isfinite(C)
+    c0 = xp.where(cfin, C, 0.0)
     for s in range(S):  # hull steps (at most one per level)
         dw = W - cw[:, :, None]
-        cfin = xp.isfinite(C)
         valid = cfin & (dw > 1e-9)
-        dcost = xp.where(cfin, C, 0.0) - cc[:, :, None]
+        dcost = c0 - cc[:, :, None]
         slope = xp.where(valid, dcost / xp.where(valid, dw, 1.0), inf)
         b = (V - 1) - xp.argmin(xp.flip(slope, 2), 2)  # the farthest point of the smallest slope
         sb = xp.take_along(slope, b[:, :, None], 2)[:, :, 0]
@@ -826,7 +849,13 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     before = cum - dws
     live = ks < inf
     take_s = live & ((before < req[:, None] - _TOL_W) | ((ks < value[:, None]) & (before < need[:, None] - _TOL_W)))
-    take = xp.take_along(take_s, xp.inv_perm_rows(o), 1).reshape(n, T, S)
+    # every test in take_s is monotone along the order (keys and work before rise): it is a prefix of m
+    # steps, the cells (key, slot-step) up to the m-th in the stable order (no inverse permutation needed)
+    m = xp.astype(xp.count_nonzero(take_s, 1), xp.i64)
+    mi = xp.maximum(m - 1, 0)[:, None]
+    kth, jth = xp.take_along(ks, mi, 1), xp.take_along(o, mi, 1)
+    jj = xp.arange(T * S)[None, :]
+    take = (((kf < kth) | ((kf == kth) & (jj <= jth))) & (m > 0)[:, None]).reshape(n, T, S)
     cnt = xp.astype(xp.count_nonzero(take, 2), xp.i64)  # (n, T) hull steps taken per cell
     got = xp.sum(xp.where(take, DW, 0.0).reshape(n, T * S), 1)
     cost = xp.sum(xp.where(take, DC, 0.0).reshape(n, T * S), 1)
@@ -873,23 +902,31 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
     it loses, where that costs less (e.g. one slot fewer at the lowest level and another cell a level
     higher). Only rows whose work ``got`` reaches ``tgt``; their work stays at or above it.
     ``EXCHANGES`` rounds, each the best exchange per row. Returns the new ``cnt``, ``got`` and ``cost``."""
-    n, T, S = (int(x) for x in DW.shape)
-    if n == 0 or T == 0:
+    N, T, S = (int(x) for x in DW.shape)
+    if N == 0 or T == 0:
         return cnt, got, cost
     inf = float("inf")
     tt = xp.arange(T)[None, :]
     ka = min(EXCHANGE_ADD, T)
+    # rows are independent: a round works on the rows that may still exchange (the first on those whose
+    # work reaches ``tgt``, a later one on those the last changed: any other would find what it found)
+    act = xp.nonzero(got >= tgt - _TOL_W)
+    cnt_a, got_a, cost_a = xp.copy(cnt), xp.copy(got), xp.copy(cost)
     for _ in range(EXCHANGES):  # exchange rounds
-        ok_row = got >= tgt - _TOL_W
-        surplus = got - tgt
+        n = int(act.shape[0])
+        if n == 0:
+            break
+        cnt, got, cost, dw_s, dc_s, k_s = cnt_a[act], got_a[act], cost_a[act], DW[act], DC[act], K[act]
+        ok_row = got >= tgt[act] - _TOL_W
+        surplus = got - tgt[act]
         last = xp.maximum(cnt - 1, 0)[:, :, None]
-        dwr = xp.take_along(DW, last, 2)[:, :, 0]
-        dcr = xp.take_along(DC, last, 2)[:, :, 0]
-        rem_ok = (cnt > 0) & ~(forced0 & (cnt == 1))
+        dwr = xp.take_along(dw_s, last, 2)[:, :, 0]
+        dcr = xp.take_along(dc_s, last, 2)[:, :, 0]
+        rem_ok = (cnt > 0) & ~(forced0[act] & (cnt == 1))
         nxt = xp.minimum(cnt, S - 1)[:, :, None]
-        dwa = xp.take_along(DW, nxt, 2)[:, :, 0]
-        dca = xp.take_along(DC, nxt, 2)[:, :, 0]
-        add_ok = (cnt < S) & xp.isfinite(xp.take_along(K, nxt, 2)[:, :, 0]) & (dwa > 1e-9)
+        dwa = xp.take_along(dw_s, nxt, 2)[:, :, 0]
+        dca = xp.take_along(dc_s, nxt, 2)[:, :, 0]
+        add_ok = (cnt < S) & xp.isfinite(xp.take_along(k_s, nxt, 2)[:, :, 0]) & (dwa > 1e-9)
         lose = dwr - surplus[:, None]  # what giving back a cell's last step leaves to cover
         # the orders the next steps are bought in: all of them by cost per work, and per hull step
         # index (the cells one step in, two steps in, ...: similar steps) by cost
@@ -898,14 +935,13 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         c_best = xp.full((n, T), inf, xp.f64)
         m_best = xp.zeros((n, T), xp.i64)
         o_best = xp.zeros((n, T), xp.i64)
-        poss = []
+        picks = []
         for oi, q in enumerate(keys):  # orders (1 + S)
-            o = xp.argsort(q, 1)  # cheapest first (stable: ties by slot)
-            vs = xp.take_along(xp.isfinite(q), o, 1)
+            o, qv = _cheapest(xp, q, ka)  # (n, ka): the cheapest next steps' cells (ties by slot)
+            picks.append(o)
+            vs = xp.isfinite(qv)
             cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, o, 1), 0.0), 1)
             cc = xp.cumsum(xp.where(vs, xp.take_along(dca, o, 1), 0.0), 1)
-            pos = xp.inv_perm_rows(o)  # (n, T): each cell's next step's place in that order
-            poss.append(pos)
             found = lose <= _TOL_W
             m = xp.zeros((n, T), xp.i64)
             c_add = xp.zeros((n, T), xp.f64)
@@ -914,7 +950,10 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
                 c_add = xp.where(hit, cc[:, k][:, None], c_add)
                 m = xp.where(hit, k + 1, m)
                 found = found | hit
-            better = found & (pos >= m) & (c_add < c_best)  # never the given-back cell's own next step
+            bought = xp.zeros((n, T), xp.bool_)  # a cell's own next step among the m bought
+            for k in range(ka):  # next steps bought
+                bought = bought | ((tt == o[:, k][:, None]) & (m > k))
+            better = found & ~bought & (c_add < c_best)  # never the given-back cell's own next step
             c_best = xp.where(better, c_add, c_best)
             m_best = xp.where(better, m, m_best)
             o_best = xp.where(better, oi, o_best)
@@ -928,14 +967,30 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         ob = xp.take_along(o_best, r[:, None], 1)[:, 0]
         hit_r = (tt == r[:, None]) & doit[:, None]
         added = xp.zeros((n, T), xp.bool_)
-        for oi, pos in enumerate(poss):  # orders
-            added = added | ((pos < mb[:, None]) & (ob == oi)[:, None] & doit[:, None])
+        for oi, o in enumerate(picks):  # orders
+            for k in range(ka):  # next steps bought
+                added = added | ((tt == o[:, k][:, None]) & ((mb > k) & (ob == oi) & doit)[:, None])
         cnt = cnt - xp.astype(hit_r, xp.i64) + xp.astype(added, xp.i64)
         w_add = xp.sum(xp.where(added, dwa, 0.0), 1)
         c_tot = xp.sum(xp.where(added, dca, 0.0), 1)
         got = got - xp.sum(xp.where(hit_r, dwr, 0.0), 1) + w_add
         cost = cost - xp.sum(xp.where(hit_r, dcr, 0.0), 1) + c_tot
-    return cnt, got, cost
+        cnt_a[act], got_a[act], cost_a[act] = cnt, got, cost
+        act = act[xp.nonzero(doit)]
+    return cnt_a, got_a, cost_a
+
+
+def _cheapest(xp: Ops, q: Any, k: int) -> tuple[Any, Any]:
+    """The columns of the ``k`` smallest entries of each row of ``q : (n, T)``, cheapest first, ties by
+    column (the first ``k`` of a stable argsort: ``k`` first-index argmins), and their values."""
+    tt = xp.arange(int(q.shape[1]))[None, :]
+    cols, vals = [], []
+    for _ in range(k):  # picks
+        j = xp.argmin(q, 1)
+        cols.append(j)
+        vals.append(xp.take_along(q, j[:, None], 1)[:, 0])
+        q = xp.where(tt == j[:, None], float("inf"), q)
+    return xp.stack(cols, 1), xp.stack(vals, 1)
 
 
 def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any, new_pool: Any) -> Any:

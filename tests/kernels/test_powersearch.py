@@ -565,3 +565,49 @@ def test_a_budget_bounds_the_cells_proposed_and_keeps_every_promise(seed: int, m
     assert kernels.check_result(pb, new) == []
     assert nev["objective"] <= sev["objective"] * (1 + 1e-12)
     assert dominance_failures(outcome(pb, new), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_the_cheapest_picks_are_a_stable_sorts_first(be: tuple[str, str]) -> None:
+    """``_cheapest`` (the exchange's next steps bought) gives the first ``k`` columns of a stable argsort
+    per row and their values, ties by column and infinities last, on every backend: rows of many ties, of
+    infinities, of fewer finite entries than ``k``."""
+    from kernels.backend import get_ops
+
+    xp = get_ops(*be)
+    rng = np.random.default_rng(7)
+    q = rng.integers(0, 4, (300, 17)).astype(np.float64)  # many ties
+    q[rng.random(q.shape) < 0.3] = np.inf
+    q[:20] = np.inf
+    q[20:40, 2:] = np.inf  # two finite entries, k = 3
+    for k in (1, 3, 17):
+        cols, vals = PS._cheapest(xp, xp.asarray(q, xp.f64), k)
+        o = np.argsort(q, 1, kind="stable")[:, :k]
+        cols_h, vals_h = xp.to_numpy(cols), xp.to_numpy(vals)
+        fin = np.isfinite(np.take_along_axis(q, o, 1))
+        assert np.array_equal(vals_h, np.take_along_axis(q, o, 1))
+        assert np.array_equal(np.where(fin, cols_h, -1), np.where(fin, o, -1))  # past the finite: any column
+
+
+def test_kernels_plan_gives_the_search_the_instances_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``refine`` (what ``kernels.plan`` runs) searches with ``search_budget(J, T)``: the full
+    ``SEARCH_BUDGET_CELLS`` up to ``SEARCH_BUDGET_KNEE`` job-slot cells, in proportion less above (a 5,000 x
+    192 instance half of it, a 10,000 x 192 one a quarter), and the plan is valid and dominant with it."""
+    full = PS.SEARCH_BUDGET_CELLS
+    assert PS.search_budget(1500, 192) == full
+    assert PS.search_budget(5000, 192) == pytest.approx(full * PS.SEARCH_BUDGET_KNEE / 960_000)
+    assert PS.search_budget(10_000, 192) < PS.search_budget(5000, 192) < full
+    seen: list[float] = []
+    real = PS.power_search
+
+    def spy(*a: Any, **k: Any) -> Any:
+        seen.append(k["budget"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(PS, "power_search", spy)
+    monkeypatch.setattr(PS, "SEARCH_BUDGET_KNEE", 100)
+    pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[5])
+    res, gr = kernels.plan(pb), kernels.greedy_plan(pb)
+    assert seen == [pytest.approx(full * 100 / (pb.n_jobs * pb.n_slots))]
+    assert kernels.check_result(pb, res) == []
+    assert dominance_failures(outcome(pb, res), outcome(pb, gr)) == []
