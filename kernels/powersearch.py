@@ -234,14 +234,13 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     else:
         args = (xp.asarray(lim, xp.i64), xp.asarray(req, xp.f64), xp.asarray(need_h[rows_h], xp.f64),
                 xp.asarray(value, xp.f64), xp.asarray(extra, xp.f64), price)
-        new_sub, saving, old = _best_rows(xp, c, d, tb, vmat, pool, rows, *args)
+        resp = _responses(xp, c, d, tb, vmat, pool, rows, args, moves)
+        new_sub, saving, _ = resp[-1]
         for p in range(c.P):  # pools (the carbon phase: a row that does not run now may move to another whole)
-            if not moves[:, p].any():
+            if p not in resp:
                 continue
             k = xp.asarray(np.flatnonzero(moves[:, p]), xp.i64)  # the rows that may move to pool p
-            lim_k, req_k, need_k, value_k, extra_k = (a[k] for a in args[:5])
-            ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, rows[k], lim_k, req_k, need_k, value_k, extra_k, price,
-                                   to_pool=xp.full((int(k.shape[0]),), p, xp.i64), old=(old[0][k], old[1][k]))
+            ns, sv, _ = resp[p]
             better = sv > saving[k]
             saving[k] = xp.where(better, sv, saving[k])
             new_sub[k] = xp.where(better[:, None], ns, new_sub[k])
@@ -272,6 +271,44 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         if n == 0:
             break
     return vmat, pool, ev, 0
+
+
+def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, args: tuple[Any, ...],
+               moves: Any) -> dict[int, tuple[Any, Any, Any]]:
+    """The rows' best responses (:func:`_best_rows`, ``args``: its ``lim, req, need, value, extra, price``)
+    in their own pools (key -1) and, per pool ``p`` some may move to whole (``moves : (n, P)`` host mask),
+    those rows' responses there (key ``p``). The calls are independent (every one against the plan as it
+    is, the rows' current cost and work from their own pools' options): on numpy with
+    ``kernels.planner.CONCURRENT`` they run in two lanes of about equal rows, the second on a thread
+    (numpy releases the GIL in its array work); the same results either way."""
+    opts = _options(xp, c, d, tb, vmat, pool, rows, args[0], args[5])
+    old = _old_cost(xp, opts[0], opts[1], opts[2])
+    todo: list[tuple[int, Any]] = [(-1, None)] + [(p, np.flatnonzero(moves[:, p])) for p in range(c.P)
+                                                  if moves[:, p].any()]
+
+    def respond(p: int, k_h: Any) -> tuple[Any, Any, Any]:
+        if p < 0:
+            return _best_rows(xp, c, d, tb, vmat, pool, rows, args[0], args[1], args[2], args[3], args[4], args[5],
+                              old=old, opts=opts)
+        k = xp.asarray(k_h, xp.i64)
+        lim, req, need, value, extra = (a[k] for a in args[:5])
+        return _best_rows(xp, c, d, tb, vmat, pool, rows[k], lim, req, need, value, extra, args[5],
+                          to_pool=xp.full((k_h.size,), p, xp.i64), old=(old[0][k], old[1][k]))
+
+    def lane(part: list[tuple[int, Any]]) -> dict[int, tuple[Any, Any, Any]]:
+        return {p: respond(p, k_h) for p, k_h in part}  # calls
+
+    size = [int(rows.shape[0]) if p < 0 else k_h.size for p, k_h in todo]
+    lanes: tuple[list[tuple[int, Any]], list[tuple[int, Any]]] = ([], [])
+    load = [0, 0]
+    for i in np.argsort(-np.asarray(size), kind="stable"):  # calls, the largest first to the lighter lane
+        j = int(load[1] < load[0])
+        lanes[j].append(todo[i])
+        load[j] += size[i]
+    second = _pl._Later(lambda: lane(lanes[1]), thread=_pl.CONCURRENT and xp.name == "numpy" and bool(lanes[1]))
+    out = lane(lanes[0])
+    out.update(second.result())
+    return out
 
 
 def _moves(c: Any, pool_h: Any, rows_h: Any) -> Any:
@@ -792,16 +829,16 @@ def _shorten_blocks(xp: Ops, C: Any, wk: Any, up: Any, lvl: Any, blk: Any, surpl
 
 def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
                need: Any, value: Any, extra: Any, price: Any = None, to_pool: Any = None,
-               old: Any = None) -> tuple[Any, Any, Any]:
+               old: Any = None, opts: Any = None) -> tuple[Any, Any, Any]:
     """Each row's best response (module docstring): the new ``(n, T)`` int8 levels, its estimated saving
     ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``) and its current
     ``(cost, work)``. ``price``, ``to_pool``: see :func:`_options`; ``old``: the rows' current
-    ``(cost, work)`` where the options are another pool's."""
+    ``(cost, work)`` where the options are another pool's; ``opts``: the options where the caller holds them."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
-    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool)
+    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool) if opts is None else opts
     inf = float("inf")
     W = wk[:, None, :]  # (n, 1, V)
     # lower convex hull per (row, slot) from "off" (or, in a kept slot 0, from its cheapest level: the

@@ -5,6 +5,7 @@ reaches the caller."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -26,12 +27,13 @@ def _same(a: PlanResult, b: PlanResult) -> None:
 
 
 def _solve(monkeypatch: pytest.MonkeyPatch, concurrent: bool, pb: PlanProblem, **kw: Any) -> tuple[PlanResult, int]:
-    """``kernels.plan`` with ``CONCURRENT`` set; also how many parts it ran on threads."""
+    """``kernels.plan`` with ``CONCURRENT`` set; also how many of its own parts it ran on threads (not the
+    power search's second lane, ``kernels.powersearch._responses``: test_powersearch checks that)."""
     started = []
     init = P._Later.__init__
 
     def counting(self: Any, fn: Any, *, thread: bool) -> None:
-        started.append(thread)
+        started.append(thread and sys._getframe(1).f_globals.get("__name__") == P.__name__)
         init(self, fn, thread=thread)
 
     monkeypatch.setattr(P, "CONCURRENT", concurrent)

@@ -611,3 +611,41 @@ def test_kernels_plan_gives_the_search_the_instances_budget(monkeypatch: pytest.
     assert seen == [pytest.approx(full * 100 / (pb.n_jobs * pb.n_slots))]
     assert kernels.check_result(pb, res) == []
     assert dominance_failures(outcome(pb, res), outcome(pb, gr)) == []
+
+
+@pytest.mark.parametrize("threads", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_responses_in_two_lanes_are_the_calls_one_by_one(seed: int, threads: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_responses`` (the carbon phase's own-pool and move responses, in two lanes, the second on a thread
+    where ``planner.CONCURRENT``) gives exactly what ``_best_rows`` gives called one by one: the rows'
+    responses in their own pools, and per pool the responses of the rows that may move there, saving
+    against their current cost in their own pools. On 3 seeded family instances of 3-4 pools."""
+    from benchmarks.instances import Knobs
+
+    monkeypatch.setattr(PL, "CONCURRENT", threads)
+    pb = make(9200 + seed, Knobs(n_jobs=60, n_slots=48, n_pools=3 + seed % 2, demand_share=0.6))
+    s = greedy_start(pb)
+    xp, c = s.xp, s.c
+    ev = s.gev
+    finished, need_h, _, on_time = PS._row_status(ev)
+    pool_h = xp.to_numpy(s.gp).astype(np.int64)
+    rows_h = np.flatnonzero(c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
+    moves = PS._moves(c, pool_h, rows_h)
+    assert rows_h.size and moves.any(0).sum() >= 2
+    rows = xp.asarray(rows_h, xp.i64)
+    lim = np.where(c.has_dl[rows_h], c.dl[rows_h], c.T)
+    z = np.zeros(rows_h.size)
+    args = (xp.asarray(lim, xp.i64), xp.asarray(need_h[rows_h], xp.f64), xp.asarray(need_h[rows_h], xp.f64),
+            xp.asarray(z, xp.f64), xp.asarray(z, xp.f64), None)
+    got = PS._responses(xp, c, s.d, s.tb, s.gv, s.gp, rows, args, moves)
+    own = PS._best_rows(xp, c, s.d, s.tb, s.gv, s.gp, rows, *args)
+    assert sorted(got) == [-1] + [p for p in range(c.P) if moves[:, p].any()]
+    for p, (ns, sv, _) in got.items():
+        if p < 0:
+            ref_ns, ref_sv = own[0], own[1]
+        else:
+            k = np.flatnonzero(moves[:, p])
+            ref_ns, ref_sv, _ = PS._best_rows(xp, c, s.d, s.tb, s.gv, s.gp, rows[k], *(a[k] for a in args[:5]), None,
+                                              to_pool=xp.full((k.size,), p, xp.i64), old=(own[2][0][k], own[2][1][k]))
+        assert np.array_equal(xp.to_numpy(ns), xp.to_numpy(ref_ns)) and np.array_equal(xp.to_numpy(sv), xp.to_numpy(ref_sv))
