@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -202,15 +202,12 @@ def t0_of(case: Any) -> datetime:
 
 def seed_deferral(policy: Any, site: Any, t0: datetime) -> None:
     """A windward policy that prices deferral from the past (``windward:defer=DAYS``) starts with the
-    site's real signals of the DAYS before the run (what a running site has seen), not an empty history."""
-    deferral = getattr(policy, "deferral", None)
-    if deferral is None:
-        return
-    from scheduler import signals
+    site's real signals of the DAYS before the run (what a running site has seen), not an empty history
+    (:func:`scheduler.deferral.seed_deferral`, as ``windward simulate --defer-history-days`` does)."""
+    from scheduler.deferral import seed_deferral as seed
     from scheduler.paths import nl_energy_csv
 
-    days = deferral.history_days
-    deferral.seed(signals.load_energy(str(nl_energy_csv()), site, t0 - timedelta(days=days), days))
+    seed(policy, str(nl_energy_csv()), site, t0)
 
 
 def _emit(row: dict[str, Any], out: Path | None) -> None:

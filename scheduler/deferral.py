@@ -31,12 +31,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kernels.problem import PlanProblem
 from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
+
+if TYPE_CHECKING:
+    from scheduler.models import Site
 
 #: the price is at least this share of the span's lowest slot grid cost (work is never worth nothing, so it
 #: still takes free wind)
@@ -188,3 +193,57 @@ class TrailingSignals:
         share = need / np.maximum(float(S), (1.0 + self.slack_margin) * need)
         k = np.clip(np.ceil(share * S).astype(np.int64) - 1, 0, S - 1)
         return np.maximum(by_cost[k], price), info
+
+
+#: ``--defer-history-days``: 0 (off) or at least a day (the price needs ``MIN_HISTORY_H`` of history, and the
+#: ring keeps only the window) and at most a year
+MAX_HISTORY_DAYS = 365.0
+#: ``--beyond-age-h``: at most a year of ageing
+MAX_BEYOND_AGE_H = 8760.0
+
+
+def check_deferral_options(history_days: float, beyond_age_h: float | None,
+                           names: tuple[str, str] = ("--defer-history-days", "--beyond-age-h")
+                           ) -> tuple[float, float | None]:
+    """``(history_days, beyond_age_h)`` validated for an operator (the command line, ``ServiceConfig``);
+    a bad value raises InputError naming its option (``names``) and the allowed range.
+
+    ``history_days``: 0 turns deferral pricing off (the default policy); otherwise
+    ``[MIN_HISTORY_H / 24, MAX_HISTORY_DAYS]`` (a shorter window never holds the history the price needs).
+    ``beyond_age_h``: None (``WeightSettings``' default ageing) or ``(0, MAX_BEYOND_AGE_H]``."""
+    lo = MIN_HISTORY_H / 24.0
+    d = float(history_days)
+    if not (math.isfinite(d) and (d == 0.0 or lo <= d <= MAX_HISTORY_DAYS)):
+        raise InputError(f"{names[0]}: got {history_days!r}; allowed: 0 (off) or {lo:g} to {MAX_HISTORY_DAYS:g} days")
+    if beyond_age_h is None:
+        return d, None
+    a = float(beyond_age_h)
+    if not (math.isfinite(a) and 0.0 < a <= MAX_BEYOND_AGE_H):
+        raise InputError(f"{names[1]}: got {beyond_age_h!r}; allowed: more than 0 and at most {MAX_BEYOND_AGE_H:g} hours")
+    return d, a
+
+
+def policy_deferral(policy: object) -> TrailingSignals | None:
+    """The :class:`TrailingSignals` of a windward policy (also inside a ``FallbackPolicy``), or None."""
+    deferral = getattr(policy, "deferral", None)
+    if deferral is None:
+        deferral = getattr(getattr(policy, "primary", None), "deferral", None)
+    return deferral if isinstance(deferral, TrailingSignals) else None
+
+
+def seed_deferral(policy: object, energy: str | None, site: Site, start: datetime, *, seed: int = 0,
+                  strict: bool = False) -> int:
+    """Seed a policy that prices deferral from the past with the ``history_days`` of energy signals before
+    ``start`` (``energy``: ``None``/``"embedded"`` or an energy CSV, :func:`scheduler.signals.load_energy`):
+    what a site that has been running has seen, instead of an empty history. Returns the slots seeded (0
+    for a policy without deferral). A CSV that does not reach back that far raises InputError (the caller
+    decides whether the run goes on with an empty history)."""
+    deferral = policy_deferral(policy)
+    if deferral is None:
+        return 0
+    from scheduler import signals
+
+    days = deferral.history_days
+    prior = signals.load_energy(energy, site, start - timedelta(days=days), days, seed=seed, strict=strict)
+    deferral.seed(prior)
+    return prior.n_slots

@@ -168,8 +168,16 @@ class ServiceConfig:
     planner_device: str = "cpu"
     power_control: str = "auto"  # GPU power limits: auto | nvml | simulated (scheduler.power_devices)
     live_signals: str | None = None  # a live-signals file (scheduler.sources.config); None: the energy read once
+    # the windward policy prices work past its horizon from this many days of the signals the service has
+    # observed (scheduler.deferral; 0: off), the history empty at start; None: WeightSettings' ageing
+    defer_history_days: float = 0.0
+    beyond_age_h: float | None = None
 
     def __post_init__(self) -> None:
+        from scheduler.deferral import check_deferral_options
+
+        check_deferral_options(self.defer_history_days, self.beyond_age_h,
+                               ("ServiceConfig.defer_history_days", "ServiceConfig.beyond_age_h"))
         if not 0.0 < self.event_tick_cpu_share <= 1.0:
             raise InputError(f"event_tick_cpu_share is {self.event_tick_cpu_share!r}; it must lie in (0, 1]")
 
@@ -334,6 +342,7 @@ class Service:
         self.policy: Policy = policy if policy is not None else make_policy(
             config.policy, config.horizon_hours,
             plan_kwargs={"backend": config.planner_backend, "device": config.planner_device},
+            defer_history_days=config.defer_history_days, beyond_age_h=config.beyond_age_h,
         )  # fmt: skip
         self._energy = self._load_energy()
         from scheduler.signals import make_forecaster

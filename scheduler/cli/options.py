@@ -54,3 +54,34 @@ def api_limits(**values: Any) -> Any:
     except InputError as e:
         field = str(e).split(":", 1)[0]
         raise InputError(f"{_API_LIMIT_OPTIONS.get(field, (field,))[0]}: {str(e).split(':', 1)[1].strip()}") from e
+
+
+def defer_history_days_option() -> Any:
+    """``--defer-history-days`` of ``windward simulate`` and ``windward server`` (the windward policy only)."""
+    import typer
+
+    return typer.Option(
+        0.0, "--defer-history-days",
+        help="Windward policy: price work that may wait past the planning horizon from the last DAYS of "
+             "observed wind and carbon (scheduler.deferral; 0: off, the default; else 1 to 365). simulate "
+             "seeds the history with the DAYS before --start from --energy; a server starts with an empty "
+             "history and keeps the old price until 24 h have been observed.",
+    )  # fmt: skip
+
+
+def beyond_age_h_option() -> Any:
+    """``--beyond-age-h`` of ``windward simulate`` and ``windward server`` (the windward policy only)."""
+    import typer
+
+    return typer.Option(
+        None, "--beyond-age-h",
+        help="Windward policy: work priced past the horizon ages over HOURS instead of the default 24 "
+             "(0 < HOURS <= 8760; meant with --defer-history-days: the study's setting is 7 days and 72 h).",
+    )  # fmt: skip
+
+
+def deferral_options(history_days: float, beyond_age_h: float | None) -> tuple[float, float | None]:
+    """The two options checked (:func:`scheduler.deferral.check_deferral_options`): InputError naming one."""
+    from scheduler.deferral import check_deferral_options
+
+    return check_deferral_options(history_days, beyond_age_h, ("--defer-history-days", "--beyond-age-h"))

@@ -8,7 +8,13 @@ from typing import Any
 
 import typer
 
-from scheduler.cli.options import parse_utc, planner_backend
+from scheduler.cli.options import (
+    beyond_age_h_option,
+    defer_history_days_option,
+    deferral_options,
+    parse_utc,
+    planner_backend,
+)
 
 DEFAULT_START = "2023-03-01T00:00:00Z"
 
@@ -56,6 +62,8 @@ def register(app: typer.Typer) -> None:
         ),
         strict: bool = typer.Option(False, "--strict", help="Refuse gaps in the energy CSV and empty cells in a "
                                     "jobs CSV instead of filling them (each fill is said on stderr)."),
+        defer_history_days: float = defer_history_days_option(),
+        beyond_age_h: float | None = beyond_age_h_option(),
     ) -> None:
         import json
 
@@ -65,6 +73,7 @@ def register(app: typer.Typer) -> None:
 
         from scheduler import signals, traces
         from scheduler.control import run_simulation, slots_for_days
+        from scheduler.deferral import policy_deferral, seed_deferral
         from scheduler.errors import InputError
         from scheduler.models import load_site
         from scheduler.policies import POLICIES, make_policy
@@ -78,6 +87,7 @@ def register(app: typer.Typer) -> None:
         if forecast not in ("perfect", "persistence", "noisy"):
             raise InputError(f"--forecast: {forecast!r}; allowed: perfect, persistence, noisy")
         plan_kw = planner_backend(planner_backend_, planner_device)
+        defer_days, age_h = deferral_options(defer_history_days, beyond_age_h)
         site_m = load_site(site)
         t0 = parse_utc(start, "--start")
         n_slots = slots_for_days(site_m, days)
@@ -100,7 +110,18 @@ def register(app: typer.Typer) -> None:
         )
         results = []
         for name in names:
-            pol = make_policy(name, horizon_hours, plan_kwargs=plan_kw)
+            pol = make_policy(name, horizon_hours, plan_kwargs=plan_kw, defer_history_days=defer_days,
+                              beyond_age_h=age_h)
+            deferral = policy_deferral(pol)
+            if deferral is not None:
+                try:
+                    seeded = seed_deferral(pol, None if energy == "embedded" else energy, site_m, t0, seed=seed,
+                                           strict=strict)
+                    console.print(f"  {name}: deferral priced from {defer_days:g} days of signals, seeded with "
+                                  f"the {seeded} slots before --start")
+                except InputError as e:  # the energy does not reach back: the history starts empty
+                    console.print(f"[yellow]  {name}: no signals {defer_days:g} days before --start ({e}); the "
+                                  f"deferral history starts empty (the old price until 24 h are observed)")
             fc = signals.make_forecaster(forecast, actual, seed=seed, wind_capacity_w=site_m.wind.contract_mw * 1e6)
             with Progress(
                 TextColumn(f"[cyan]{name:>13}"), BarColumn(), TextColumn("{task.completed}/{task.total} slots"),
@@ -117,6 +138,9 @@ def register(app: typer.Typer) -> None:
             results[0], workload_description=desc, assignment_rule=traces.ASSIGNMENT_RULE,
             extra={
                 "planner_backend": f"{plan_kw['backend']}/{plan_kw['device']}",  # the windward policy's optimiser
+                # the windward policy's deferral price from the past (0: off) and the ageing of that work
+                **({"defer_history_days": defer_days} if defer_days else {}),
+                **({"beyond_age_h": age_h} if age_h is not None else {}),
                 **({"comparison": summaries} if len(results) > 1 else {}),
             },
         )

@@ -146,7 +146,8 @@ def test_a_deferral_policy_is_seeded_with_the_days_before_the_run(monkeypatch: p
     t0 = datetime(2022, 10, 1, tzinfo=UTC)
     calls = []
 
-    def fake(spec: str, site_: object, start: datetime, days: float, seed: int = 0) -> EnergySeries:
+    def fake(spec: str, site_: object, start: datetime, days: float, seed: int = 0, strict: bool = False
+             ) -> EnergySeries:
         calls.append((start, days))
         n = int(round(days * 86400 / site.slot_s))
         return EnergySeries(start, int(site.slot_s), np.full(n, 1e4), np.full(n, 300.0), np.full(n, 50.0),
