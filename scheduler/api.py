@@ -508,6 +508,13 @@ class _EdgeFirst(FastAPI):
         return stack if self.edge_limits is None else self.edge_limits(stack)
 
 
+def _over_rate(what: str, wait_s: float) -> HTTPException:
+    """A 429 for a caller over a token bucket (``what``: who, and which rate), with ``Retry-After`` in whole
+    seconds (at least 1) and the wait in the detail."""
+    return HTTPException(status_code=429, detail=f"{what}; retry in {wait_s:.2f} s",
+                         headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+
+
 def _refuse(status: int, loc: list[str], msg: str, kind: str) -> HTTPException:
     return HTTPException(status_code=status, detail=[{"loc": loc, "msg": msg, "type": kind}])
 
@@ -568,12 +575,8 @@ def create_app(
         wait_s = buckets.take(p.tenant.name)
         request.state.charged = wait_s <= 0
         if wait_s > 0 and not is_retry(p.tenant.name, request.headers.get("idempotency-key")):
-            raise HTTPException(
-                status_code=429,
-                detail=f"tenant {p.tenant.name!r} is over its submission rate of {lim.submit_rate_per_s:g}/s "
-                f"(burst {lim.submit_burst}); retry in {wait_s:.2f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-            )
+            raise _over_rate(f"tenant {p.tenant.name!r} is over its submission rate of {lim.submit_rate_per_s:g}/s "
+                             f"(burst {lim.submit_burst})", wait_s)
         return p
 
     read_buckets = TokenBuckets(lim.read_rate_per_s, lim.read_burst)
@@ -586,12 +589,8 @@ def create_app(
         p = await _principal(request, authorization)
         wait_s = read_buckets.take(p.name)
         if wait_s > 0:
-            raise HTTPException(
-                status_code=429,
-                detail=f"{p.name!r} is over its rate of {lim.read_rate_per_s:g} list pages/s (burst "
-                f"{lim.read_burst}); retry in {wait_s:.2f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-            )
+            raise _over_rate(f"{p.name!r} is over its rate of {lim.read_rate_per_s:g} list pages/s (burst "
+                             f"{lim.read_burst})", wait_s)
         return p
 
     async def operator_page_reader(p: Principal = Depends(page_reader)) -> Principal:
