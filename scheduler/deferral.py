@@ -53,6 +53,12 @@ SLACK_MARGIN = 0.25
 MIN_HISTORY_H = 24.0
 
 
+def _sample(series: EnergySeries, i: int) -> tuple[float, float, float, float]:
+    """Slot ``i`` of ``series`` as the history keeps it: (wind_w, carbon_g_per_kwh, grid_cap_w, site_max_w)."""
+    return (float(series.wind_w[i]), float(series.carbon_g_per_kwh[i]), float(series.grid_cap_w[i]),
+            float(series.site_max_w[i]))
+
+
 class TrailingSignals:
     """The last ``history_days`` of observed wind, carbon and caps, one value per slot, and the price of
     deferral past the horizon they give (:meth:`beyond_price`).
@@ -101,8 +107,7 @@ class TrailingSignals:
         if forecast.n_slots == 0:
             return
         self._check_slot(forecast.slot_s)
-        self._seen[int(slot)] = (float(forecast.wind_w[0]), float(forecast.carbon_g_per_kwh[0]),
-                                 float(forecast.grid_cap_w[0]), float(forecast.site_max_w[0]))
+        self._seen[int(slot)] = _sample(forecast, 0)
         self._last_slot = int(slot) if self._last_slot is None else max(self._last_slot, int(slot))
         self._trim()
 
@@ -111,8 +116,7 @@ class TrailingSignals:
         self._check_slot(prior.slot_s)
         n = prior.n_slots
         for i in range(n):
-            self._seen.setdefault(i - n, (float(prior.wind_w[i]), float(prior.carbon_g_per_kwh[i]),
-                                          float(prior.grid_cap_w[i]), float(prior.site_max_w[i])))
+            self._seen.setdefault(i - n, _sample(prior, i))
         if self._last_slot is None and n:
             self._last_slot = -1
         self._trim()

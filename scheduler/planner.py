@@ -584,9 +584,7 @@ def build_problem(
         value, diag = clearing_value_g_per_gpu_s(probe, demand, reserve_pt + inference_now, weights.floor_quantile)
         value *= weights.clearing_margin
         values = np.full(J, value)
-        exp, waited_h, _ = factors
-        # priority orders work that may wait (a mild factor), it does not buy dirty slots
-        factor = weights.clearing_priority_base**exp * (1.0 + waited_h / weights.age_h)
+        age_h: float | np.ndarray = weights.age_h
         k = weights.beyond_horizons
         if k > 0:
             # the horizon and k more like it hold the backlog doable by the span's end plus the arrivals
@@ -605,11 +603,13 @@ def build_problem(
             diag = {**diag, "beyond_history_slots": got[1].get("history_slots", 0.0)}
             due_in_span = has_deadline & (deadline - needed < math.ceil((1.0 + k) * T))
             values = np.where(due_in_span, value, value_k)
-            if weights.beyond_age_h is not None:
-                factor = np.where(due_in_span, factor, weights.clearing_priority_base**exp
-                                  * (1.0 + waited_h / weights.beyond_age_h))
+            if weights.beyond_age_h is not None:  # work priced past the span ages more slowly
+                age_h = np.where(due_in_span, weights.age_h, weights.beyond_age_h)
             diag = {**diag, "beyond_value_g_per_gpu_s": float(np.median(value_k)), "beyond_demand_gpu_s": demand_k,
                     "due_in_span_jobs": float((due_in_span & ~urgent).sum())}
+        exp, waited_h, _ = factors
+        # priority orders work that may wait (a mild factor), it does not buy dirty slots
+        factor = weights.clearing_priority_base**exp * (1.0 + waited_h / age_h)
         weight = np.where(urgent, weight, np.minimum(values * factor, weight))
         diag = {**diag, "value_g_per_gpu_s": value, "urgent_jobs": float(urgent.sum())}
 

@@ -182,15 +182,18 @@ class _SpeedTable:
             got = self._speed[key] = float(speed(pts[:, 0], pts[:, 1], f))
         return got
 
+    def _fractions(self, p: int, lo: float, hi: float) -> np.ndarray:
+        """The pool's curve fractions in ``[max(lo, its minimum fraction), hi]``, ascending."""
+        f = self._curve(p)[:, 0]
+        lo = max(lo, self._pools[p].min_power_fraction)
+        return np.sort(f[(f >= lo - 1e-9) & (f <= hi + 1e-9)])
+
     def levels_upto(self, p: int, at_most: float) -> list[float]:
         """The pool's curve fractions at or below ``at_most`` and at or above its minimum fraction, descending."""
         key = (p, at_most)
         got = self._below.get(key)
         if got is None:
-            pts = self._curve(p)
-            lo = self._pools[p].min_power_fraction
-            sel = pts[(pts[:, 0] <= at_most + 1e-9) & (pts[:, 0] >= lo - 1e-9), 0]
-            got = self._below[key] = np.sort(sel)[::-1].tolist()
+            got = self._below[key] = self._fractions(p, -math.inf, at_most)[::-1].tolist()
         return got
 
     def levels(self, p: int, at_least: float) -> list[float]:
@@ -198,9 +201,7 @@ class _SpeedTable:
         key = (p, at_least)
         got = self._levels.get(key)
         if got is None:
-            pts = self._curve(p)
-            lo = self._pools[p].min_power_fraction
-            got = self._levels[key] = np.sort(pts[(pts[:, 0] >= at_least - 1e-9) & (pts[:, 0] >= lo - 1e-9), 0]).tolist()
+            got = self._levels[key] = self._fractions(p, at_least, math.inf).tolist()
         return got
 
 
