@@ -252,28 +252,83 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     return out
 
 
-#: why a job is unfinished (:func:`explain_unfinished`)
-UNFINISHED_REASONS = ("deadline", "capacity", "cap", "other")
+#: why a job is unfinished (:func:`explain_unfinished`); "other" is kept for the JSON's shape and no longer given
+UNFINISHED_REASONS = ("deadline", "capacity", "cap", "quota", "optimiser", "other")
+_BLOCKS = ("capacity", "cap", "quota")  # what stops a job in a slot (:func:`_room`)
+
+
+def _room(problem: PlanProblem, rows: NDArray[np.int64], free_g: NDArray[np.float64],
+          room_w: NDArray[np.float64], quota_left: NDArray[np.float64] | None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The most work each job ``rows`` can do in the room given (free GPUs ``free_g : (n, P, T)`` or ``(P, T)``,
+    facility watts ``room_w : (n, T)`` or ``(T,)``, GPUs left under its tenant's quota ``quota_left : (n, T)``,
+    None without quotas), one pool for the horizon, from its release: a preemptible job in every slot it fits at
+    the highest power level that fits, a non-preemptible one in its best unbroken block. Returns that work
+    ``(n,)`` (seconds at full speed) and, in its best pool, the slots after its release where it cannot run
+    at all, by what stops it first ``(n, 3)`` (:data:`_BLOCKS`: its pool's GPUs, the watts under the site max /
+    grid cap (or an infeasible slot), its tenant's quota). Loops over pools and levels, never jobs or slots."""
+    T, P = problem.n_slots, problem.n_pools
+    n = rows.size
+    g = np.asarray(problem.gpus, np.float64)[rows][:, None]
+    since = np.arange(T)[None, :] >= np.asarray(problem.release, np.int64)[rows][:, None]
+    infeas = infeasible_slots(problem)[0][None, :]
+    after = since & ~infeas
+    elig = np.asarray(problem.eligible, dtype=bool)[rows]
+    nonpre = ~np.asarray(problem.preemptible, dtype=bool)[rows]
+    quota_ok = np.ones((n, T), dtype=bool) if quota_left is None else quota_left >= g
+    lev_f, lev_ok = levels(problem)
+    tdp, idle = np.asarray(problem.tdp_w, np.float64), np.asarray(problem.idle_w, np.float64)
+    best = np.full(n, -1.0)
+    blocked = np.zeros((n, len(_BLOCKS)), dtype=np.int64)
+    for p in range(P):  # pools
+        gpu_ok = after & (np.broadcast_to(free_g[..., p, :], (n, T)) >= g)
+        spd = np.zeros((n, T))
+        lowest = np.zeros((n, T), dtype=bool)
+        for k in np.flatnonzero(lev_ok[p]):  # the pool's power levels
+            w = problem.pue * (lev_f[p, k] * tdp[p] - idle[p]) * g
+            fits = gpu_ok & quota_ok & (room_w >= w - 1e-6)
+            lowest |= fits
+            spd = np.maximum(spd, np.where(fits, power.speed(problem.curve_f[p], problem.curve_s[p], lev_f[p, k]), 0.0))
+        cs = np.cumsum(spd, axis=1)
+        block = cs - np.maximum.accumulate(np.where(spd > 0, 0.0, cs), axis=1)  # work of the unbroken run so far
+        work = np.where(nonpre, block.max(axis=1, initial=0.0), cs[:, -1]) * float(problem.slot_s)
+        work = np.where(elig[:, p], work, -1.0)
+        stop = np.stack([(after & ~gpu_ok).sum(axis=1), (gpu_ok & quota_ok & ~lowest).sum(axis=1)
+                         + (since & infeas).sum(axis=1), (gpu_ok & ~quota_ok).sum(axis=1)], axis=1)
+        better = work > best
+        best = np.where(better, work, best)
+        blocked = np.where(better[:, None], stop, blocked)
+    return np.maximum(best, 0.0), blocked
 
 
 def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, Any]:
-    """Why each job (not must-run) with work left is unfinished in ``result``, from the plan alone.
+    """Why each job (not must-run) with work left is unfinished in ``result``.
 
     ``deadline``: the slots from its release to the horizon end cannot hold its work even alone at full
-    speed; ``capacity``: in the slots after its release where it does not run, more often none of its
-    eligible pools has its GPUs free than the facility lacks the watts; ``cap``: the reverse (GPUs free but the
-    watts left under the site max / grid cap cannot carry it at its pool's lowest level, or the slot's idle
-    floor alone breaks a cap); ``other``: there was room in some slot (the optimiser judged the work not
-    worth its carbon, or a non-preemptible job found no unbroken block). Returns ``reason`` (one string per
-    job, "" where nothing is left), ``jobs`` and ``gpu_h`` (count and unfinished GPU-hours per reason)."""
+    speed. Otherwise the room it could have used is measured (:func:`_room`: free GPUs in its eligible pools,
+    facility watts under min(site max, wind + grid cap), its tenant's quota, after its release, at its pool's
+    power levels; a non-preemptible job only in one unbroken block) against its remaining work, twice:
+    - alone on the site (every healthy GPU free, only the idle floor drawn): where that room is too small no
+      plan can finish it (``proven``), and the reason is what stopped it in the most slots;
+    - in this plan, with every other job as planned (its own slots given back): where that room holds its
+      whole work it provably could have finished (``optimiser``: a quality defect of the plan); otherwise the
+      reason is what stopped it in the most slots there: ``capacity`` (its pools' GPUs taken or unhealthy),
+      ``cap`` (the watts under the caps, or a slot whose idle floor alone breaks a cap) or ``quota`` (its
+      tenant's GPU quota), and not ``proven`` (another plan might have given it that room).
+    Returns ``reason`` and ``proven`` (one per job: "" / False where nothing is left), ``jobs`` and ``gpu_h``
+    (count and unfinished GPU-hours per reason, :data:`UNFINISHED_REASONS`) and ``proven_jobs`` /
+    ``proven_gpu_h`` (the same for the proven ones). Vectorised over jobs and slots (loops over pools and
+    levels only)."""
     T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
     jobs = dict.fromkeys(UNFINISHED_REASONS, 0)
     gpu_h = dict.fromkeys(UNFINISHED_REASONS, 0.0)
-    out: dict[str, Any] = {"reason": [""] * J, "jobs": jobs, "gpu_h": gpu_h}
+    out: dict[str, Any] = {"reason": [""] * J, "proven": [False] * J, "jobs": jobs, "gpu_h": gpu_h,
+                           "proven_jobs": dict(jobs), "proven_gpu_h": dict(gpu_h)}
     run = np.asarray(result.run, dtype=bool)
     if run.shape != (J, T) or result.status == "infeasible" or J == 0:
         return out
-    ev = evaluate(problem, run, result.power_fraction, result.pool)
+    pf = np.where(run, np.asarray(result.power_fraction, np.float64), 0.0)
+    pool = np.asarray(result.pool, dtype=np.int64)
+    ev = evaluate(problem, run, pf, pool)
     must = np.asarray(problem.must_run, dtype=bool)
     gpus = np.asarray(problem.gpus, dtype=np.float64)
     need = np.asarray(problem.remaining_s, dtype=np.float64) + ev["lost_work_s"]
@@ -282,34 +337,47 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     if rows.size == 0:
         return out
     rel = np.clip(np.asarray(problem.release, dtype=np.int64)[rows], 0, T)
-    slots_left = (T - rel) * float(problem.slot_s)
+    short = (T - rel) * float(problem.slot_s) < need[rows] - 1e-6
     H = pool_gpus_pt(problem)
-    free_g = H - ev["busy_gpus"]  # (P, T)
+    tol = 1e-6 * np.maximum(need[rows], 1.0)
     cap = np.minimum(np.asarray(problem.site_max_w, np.float64),
                      np.asarray(problem.wind_w, np.float64) + np.asarray(problem.grid_cap_w, np.float64))
-    room_w = cap - ev["facility_w"]
-    lev_f, lev_ok = levels(problem)
-    fmin = np.where(lev_ok, lev_f, np.inf).min(axis=1)  # (P,)
-    pool_w = problem.pue * (fmin * np.asarray(problem.tdp_w, np.float64) - np.asarray(problem.idle_w, np.float64))
-    elig = np.asarray(problem.eligible, dtype=bool)[rows]  # (n, P)
-    g = gpus[rows]
-    gpu_ok = np.zeros((rows.size, T), dtype=bool)
-    watt_ok = np.zeros((rows.size, T), dtype=bool)
-    for p in range(P):  # pools
-        fits = elig[:, p][:, None] & (free_g[p][None, :] >= g[:, None])
-        gpu_ok |= fits
-        watt_ok |= fits & (room_w[None, :] >= (pool_w[p] * g)[:, None])
-    cand = (np.arange(T)[None, :] >= rel[:, None]) & ~run[rows]
-    no_gpu = (cand & ~gpu_ok).sum(axis=1)
-    no_watt = (cand & gpu_ok & ~watt_ok).sum(axis=1)
-    room = (cand & watt_ok).sum(axis=1)
-    why = np.where(slots_left < need[rows] - 1e-6, "deadline",
-                   np.where(room > 0, "other", np.where(no_gpu >= no_watt, "capacity", "cap")))
+    tdp, idle = np.asarray(problem.tdp_w, np.float64), np.asarray(problem.idle_w, np.float64)
+    floor = problem.pue * (H * (idle + np.asarray(problem.host_w_per_gpu, np.float64))[:, None]).sum(axis=0)
+    quota = np.asarray(problem.tenant_quota_gpus, dtype=np.float64)
+    ten = np.asarray(problem.tenant, dtype=np.int64)[rows]
+    has_quota = bool(np.isfinite(quota).any())
+    # alone on the site
+    alone_w, alone_stop = _room(problem, rows, H, cap - floor,
+                                np.broadcast_to(quota[ten][:, None], (rows.size, T)) if has_quota else None)
+    # in this plan, its own slots given back
+    mine = run[rows]
+    pc = np.clip(pool[rows], 0, P - 1)
+    own_g = np.where(mine, gpus[rows][:, None], 0.0)
+    free_g = np.repeat((H - ev["busy_gpus"])[None], rows.size, axis=0)
+    free_g[np.arange(rows.size), pc] += own_g
+    own_w = problem.pue * gpus[rows][:, None] * (pf[rows] * tdp[pc][:, None] - idle[pc][:, None]) * mine
+    quota_left = None
+    if has_quota:
+        oh = np.zeros((J, quota.size))
+        oh[np.arange(J), np.asarray(problem.tenant, dtype=np.int64)] = gpus
+        quota_left = (quota[:, None] - oh.T @ run.astype(np.float64))[ten] + own_g
+    plan_w, plan_stop = _room(problem, rows, free_g, (cap - ev["facility_w"])[None, :] + own_w, quota_left)
+    proven = short | (alone_w < need[rows] - tol)
+    stop = np.where(proven[:, None], alone_stop, plan_stop)
+    blocked = np.asarray(_BLOCKS, dtype=object)[np.argmax(stop, axis=1)]  # ties: capacity, then cap
+    why = np.where(short, "deadline", np.where(~proven & (plan_w >= need[rows] - tol), "optimiser", blocked))
     lab = np.full(J, "", dtype=object)
     lab[rows] = why
+    prv = np.zeros(J, dtype=bool)
+    prv[rows] = proven
     out["reason"] = lab.tolist()
-    for r in UNFINISHED_REASONS:  # the four reasons
+    out["proven"] = prv.tolist()
+    left_h = gpus[rows] * left[rows] / 3600.0
+    for r in UNFINISHED_REASONS:  # the reasons
         m = why == r
         jobs[r] = int(m.sum())
-        gpu_h[r] = float((gpus[rows] * left[rows])[m].sum() / 3600.0)
+        gpu_h[r] = float(left_h[m].sum())
+        out["proven_jobs"][r] = int((m & proven).sum())
+        out["proven_gpu_h"][r] = float(left_h[m & proven].sum())
     return out

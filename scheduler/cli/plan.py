@@ -22,6 +22,21 @@ from scheduler.cli.options import parse_utc, planner_backend
 _FORECASTS = ("perfect", "persistence", "noisy")
 
 
+#: the plan JSON's ``unfinished.note`` (kernels.check.explain_unfinished has the details)
+UNFINISHED_NOTE = (
+    "reasons (kernels.check.explain_unfinished), from the room each unfinished job could have used (free GPUs "
+    "of its eligible pools, facility watts under min(site max, wind + grid cap), its tenant's quota, after its "
+    "release; a non-preemptible job only in one unbroken block) against its remaining work: deadline = its "
+    "release leaves too few slots even alone at full speed; capacity / cap / quota = what stopped it in the "
+    "most slots (its pools' GPUs, the watts or an infeasible slot, its tenant's quota); optimiser = the room "
+    "this plan left, every other job as planned, holds all its work: the plan could have finished it (a "
+    "quality defect); other = no longer given. unfinished_proven / proven_*_by_reason: even alone on the site "
+    "the room is too small, so no plan finishes it; not proven = the room went to other work in this plan and "
+    "another plan might finish it. infeasible_slots: slots whose idle floor alone breaks a cap (deficit in "
+    "watts): nothing runs there"
+)
+
+
 def plan_status(result: Any, violations: list[str]) -> str:
     """The plan JSON's ``status``: the optimiser's, except that a plan its checker rejects reads
     ``"invalid"`` (never "optimal" or "feasible" over a violation)."""
@@ -82,7 +97,8 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
                 kind=job.kind,
                 submit_s=float(job.submit_s),
                 deadline_s=job.deadline_s,
-                **({"unfinished_reason": why[j]} if j < len(why) and why[j] else {}),
+                **({"unfinished_reason": why[j], "unfinished_proven": bool(unf["proven"][j])}
+                   if j < len(why) and why[j] else {}),
             )
         )
     busy = np.asarray(result.busy_gpus)
@@ -96,14 +112,12 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "gpu_h": float(sum(unf["gpu_h"].values())),
         "jobs_by_reason": dict(unf["jobs"]),
         "gpu_h_by_reason": dict(unf["gpu_h"]),
+        "proven_jobs_by_reason": dict(unf["proven_jobs"]),
+        "proven_gpu_h_by_reason": dict(unf["proven_gpu_h"]),
         "late_jobs": int(diag.get("late_jobs", 0)),
         "infeasible_slots": [int(t) for t in diag.get("infeasible_slots", [])],
         "slot_deficit_w": [float(w) for w in diag.get("slot_deficit_w", [])],
-        "note": "reasons (kernels.check.explain_unfinished): deadline = its release leaves too few slots even "
-        "alone at full speed; capacity = no eligible pool had its GPUs free where it did not run; cap = GPUs "
-        "free but the facility watts under the site max / grid cap were not; other = room existed (the work "
-        "was not worth its carbon, or a non-preemptible job found no unbroken block). infeasible_slots: slots "
-        "whose idle floor alone breaks a cap (deficit in watts): nothing runs there",
+        "note": UNFINISHED_NOTE,
     }
     wit = diag.get("witness")
     return plan_dict(
@@ -156,6 +170,20 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
     )
 
 
+def _reason_part(why: str, n: int, ub: dict[str, Any]) -> str:
+    """One reason of the exit-3 message: jobs and GPU-hours, and how many of them no plan could finish."""
+    k, h = ub["proven_jobs_by_reason"].get(why, 0), ub["proven_gpu_h_by_reason"].get(why, 0.0)
+    if why == "optimiser":
+        proof = ": the room this plan left holds their work (a quality defect of the plan)"
+    elif k == n:
+        proof = ": no plan can finish them"
+    elif k:
+        proof = f"; {k} of them ({h:.1f} GPU-h) no plan can finish, the rest lost the room to other work"
+    else:
+        proof = "; in this plan: the room went to other work, another plan might finish them"
+    return f"{n} {why} ({ub['gpu_h_by_reason'][why]:.1f} GPU-h{proof})"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
@@ -189,7 +217,8 @@ def register(app: typer.Typer) -> None:
         in the file records which backend solved).
 
         Exit codes: 0 a complete valid plan (every job finishes, every slot meets its caps); 3 a valid plan that
-        leaves work undone (printed: how many jobs and GPU-hours, and why: capacity, cap, deadline, other) or
+        leaves work undone (printed: how many jobs and GPU-hours, and why: deadline, capacity, cap, quota,
+        optimiser, and how much of it no plan could finish) or
         has slots whose idle floor alone breaks a cap (nothing runs there; their deficit is printed); 1 an
         internal error (the plan's own checker found a violation; status "invalid" in the file); 2 bad input,
         or input that admits no plan at all (the reason names the job or slot). The file is written for 0,
@@ -307,8 +336,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         return 1
     undone = []
     if ub["jobs"]:
-        parts = ", ".join(f"{n} {why} ({ub['gpu_h_by_reason'][why]:.1f} GPU-h)"
-                          for why, n in ub["jobs_by_reason"].items() if n)
+        parts = ", ".join(_reason_part(why, n, ub) for why, n in ub["jobs_by_reason"].items() if n)
         undone.append(f"{ub['jobs']} jobs unfinished at the horizon end, {ub['gpu_h']:.1f} GPU-h of work left "
                       f"undone; by reason: {parts}")
     if ub["infeasible_slots"]:
