@@ -188,3 +188,21 @@ def test_work_the_horizon_cannot_hold_exits_3_and_says_why(tmp_path: Path) -> No
     doc = json.loads(out.read_text())
     assert doc["unfinished"]["jobs"] == 1 and doc["unfinished"]["jobs_by_reason"]["deadline"] == 1
     assert doc["jobs"][0]["unfinished_reason"] == "deadline" and doc["check"]["ok"]
+
+
+def test_a_cap_that_dips_every_hour_keeps_a_long_non_preemptible_job_from_finishing(tmp_path: Path) -> None:
+    """The demo site's idle floor is 19.32 kW; every fourth slot the grid cap (no wind) leaves 1 kW above it,
+    less than 8 GPUs draw even at 40%. A 4-hour non-preemptible job on 8 GPUs finds no unbroken block: exit
+    3 naming the cap, and no plan at all could finish it (the old rule said "other": room in some slot)."""
+    caps = [10.0] * 48
+    caps[3::4] = [0.02032] * 12
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, ["np,science,training,0,8,14400,,false,,0"]),
+                              "--energy", str(_energy_csv(tmp_path, 48, caps)))
+    assert code == 3, output
+    assert "1 cap (" in output and "no plan can finish them" in output
+    doc = json.loads(out.read_text())
+    assert doc["check"]["ok"] and not doc["unfinished"]["infeasible_slots"]
+    assert doc["unfinished"]["jobs_by_reason"]["cap"] == 1 and doc["unfinished"]["proven_jobs_by_reason"]["cap"] == 1
+    assert doc["jobs"][0]["unfinished_reason"] == "cap" and doc["jobs"][0]["unfinished_proven"] is True
+    assert doc["unfinished"]["gpu_h"] > 0
+    assert doc["unfinished"]["gpu_h_by_reason"]["cap"] == pytest.approx(doc["unfinished"]["gpu_h"])
