@@ -300,6 +300,69 @@ def _room(problem: PlanProblem, rows: NDArray[np.int64], free_g: NDArray[np.floa
     return np.maximum(best, 0.0), blocked
 
 
+def site_shortfall(problem: PlanProblem) -> dict[str, float]:
+    """Lower bounds on the GPU-hours (of work at full speed) that every plan, even a fractional one, leaves
+    undone, from the problem alone (jobs that are not must-run; must-run work is not counted, so the bounds
+    stay valid):
+
+    - ``deadline``: work past what the slots from its release to the horizon end hold at full speed;
+    - ``capacity``: for a set of pools and a slot ``t0``, the rest of the work of the jobs eligible only in
+      those pools and released at ``t0`` or later, beyond those pools' healthy GPU-slots from ``t0`` (the
+      slots whose idle floor breaks a cap excluded); the largest over every set and ``t0``;
+    - ``cap``: the energy that work needs above the idle floor (each job at its most frugal eligible level)
+      beyond the energy under min(site max, wind + grid cap) above the floor from ``t0``, divided by the
+      largest need per GPU-second among those jobs; the largest over ``t0``.
+
+    Any plan leaves at least ``deadline + max(capacity, cap)`` undone. Loops over pool sets (every set up
+    to 8 pools, else each pool and all of them) and power levels, never over jobs or slots."""
+    T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
+    out = {"deadline": 0.0, "capacity": 0.0, "cap": 0.0}
+    must = np.asarray(problem.must_run, dtype=bool)
+    if J == 0 or not (~must).any():
+        return out
+    slot_s = float(problem.slot_s)
+    rel = np.clip(np.asarray(problem.release, dtype=np.int64), 0, T)
+    g = np.where(must, 0.0, np.asarray(problem.gpus, dtype=np.float64))
+    rem = np.maximum(np.asarray(problem.remaining_s, dtype=np.float64), 0.0)
+    work = np.minimum(rem, (T - rel) * slot_s)  # what the horizon can hold at full speed (seconds)
+    out["deadline"] = float((g * (rem - work)).sum() / 3600.0)
+    infeas = infeasible_slots(problem)[0]
+    H = pool_gpus_pt(problem) * ~infeas[None, :]
+    elig = np.asarray(problem.eligible, dtype=bool)
+
+    def suffix(x: NDArray[np.float64]) -> NDArray[np.float64]:  # x (..., T) -> sums over [t0, T), t0 = 0..T
+        return np.concatenate([np.cumsum(x[..., ::-1], axis=-1)[..., ::-1], np.zeros(x.shape[:-1] + (1,))], axis=-1)
+
+    sets = range(1, 2**P) if P <= 8 else [1 << p for p in range(P)] + [2**P - 1]
+    bits = 1 << np.arange(P)
+    job_bits = (elig * bits[None, :]).sum(axis=1)
+    for m in sets:  # pool sets
+        inside = (job_bits & ~m) == 0
+        by_rel = np.bincount(rel[inside], weights=(g * work)[inside] / slot_s, minlength=T + 1)
+        need = np.cumsum(by_rel[::-1])[::-1]  # GPU-slots of work released at t0 or later
+        have = suffix(H[(m & bits) > 0].sum(axis=0))
+        out["capacity"] = max(out["capacity"], float((need - have).max()) * slot_s / 3600.0)
+    cap = np.minimum(np.asarray(problem.site_max_w, np.float64),
+                     np.asarray(problem.wind_w, np.float64) + np.asarray(problem.grid_cap_w, np.float64))
+    idle = np.asarray(problem.idle_w, np.float64)
+    floor = problem.pue * (pool_gpus_pt(problem) * (idle + np.asarray(problem.host_w_per_gpu, np.float64))[:, None]).sum(axis=0)
+    lev_f, lev_ok = levels(problem)
+    lev_s = power.pool_speed(problem.curve_f, problem.curve_s, np.arange(P)[:, None], lev_f)
+    per = problem.pue * (lev_f * np.asarray(problem.tdp_w, np.float64)[:, None] - idle[:, None]) / np.maximum(lev_s, 1e-12)
+    e_pool = np.where(lev_ok, per, np.inf).min(axis=1)  # J above the floor per GPU-second of work, (P,)
+    e = np.where(elig, e_pool[None, :], np.inf).min(axis=1)
+    e = np.where(np.isfinite(e) & (g > 0), np.maximum(e, 0.0), 0.0)
+    need_j = np.cumsum(np.bincount(rel, weights=e * g * work, minlength=T + 1)[::-1])[::-1]
+    have_j = suffix(np.where(infeas, 0.0, np.maximum(cap - floor, 0.0)) * slot_s)
+    worst = np.zeros(T + 1)
+    np.maximum.at(worst, rel, e)
+    worst = np.maximum.accumulate(worst[::-1])[::-1]  # the largest need among jobs released at t0 or later
+    short = np.where(worst > 0, (need_j - have_j) / np.where(worst > 0, worst, 1.0), 0.0)
+    out["cap"] = max(0.0, float(short.max()) / 3600.0)
+    out["capacity"] = max(out["capacity"], 0.0)
+    return out
+
+
 def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, Any]:
     """Why each job (not must-run) with work left is unfinished in ``result``.
 
@@ -316,13 +379,15 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
       tenant's GPU quota), and not ``proven`` (another plan might have given it that room).
     Returns ``reason`` and ``proven`` (one per job: "" / False where nothing is left), ``jobs`` and ``gpu_h``
     (count and unfinished GPU-hours per reason, :data:`UNFINISHED_REASONS`) and ``proven_jobs`` /
-    ``proven_gpu_h`` (the same for the proven ones). Vectorised over jobs and slots (loops over pools and
+    ``proven_gpu_h`` (the same for the proven ones) and ``site_shortfall_gpu_h`` (:func:`site_shortfall`: work
+    no plan can do, whichever jobs it falls on). Vectorised over jobs and slots (loops over pools and
     levels only)."""
     T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
     jobs = dict.fromkeys(UNFINISHED_REASONS, 0)
     gpu_h = dict.fromkeys(UNFINISHED_REASONS, 0.0)
     out: dict[str, Any] = {"reason": [""] * J, "proven": [False] * J, "jobs": jobs, "gpu_h": gpu_h,
-                           "proven_jobs": dict(jobs), "proven_gpu_h": dict(gpu_h)}
+                           "proven_jobs": dict(jobs), "proven_gpu_h": dict(gpu_h),
+                           "site_shortfall_gpu_h": site_shortfall(problem)}
     run = np.asarray(result.run, dtype=bool)
     if run.shape != (J, T) or result.status == "infeasible" or J == 0:
         return out

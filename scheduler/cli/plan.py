@@ -32,7 +32,11 @@ UNFINISHED_NOTE = (
     "this plan left, every other job as planned, holds all its work: the plan could have finished it (a "
     "quality defect); other = no longer given. unfinished_proven / proven_*_by_reason: even alone on the site "
     "the room is too small, so no plan finishes it; not proven = the room went to other work in this plan and "
-    "another plan might finish it. infeasible_slots: slots whose idle floor alone breaks a cap (deficit in "
+    "another plan might finish it. site_shortfall_gpu_h (kernels.check.site_shortfall): GPU-hours of work no "
+    "plan can do, whichever jobs it falls on: deadline (past the horizon end), capacity (the healthy GPU-slots "
+    "of a set of pools from some slot on, against the work only they can run), cap (the energy above the idle "
+    "floor under the caps, against that work at its most frugal level); every plan leaves at least deadline + "
+    "max(capacity, cap) undone. infeasible_slots: slots whose idle floor alone breaks a cap (deficit in "
     "watts): nothing runs there"
 )
 
@@ -114,6 +118,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "gpu_h_by_reason": dict(unf["gpu_h"]),
         "proven_jobs_by_reason": dict(unf["proven_jobs"]),
         "proven_gpu_h_by_reason": dict(unf["proven_gpu_h"]),
+        "site_shortfall_gpu_h": dict(unf.get("site_shortfall_gpu_h", {})),
         "late_jobs": int(diag.get("late_jobs", 0)),
         "infeasible_slots": [int(t) for t in diag.get("infeasible_slots", [])],
         "slot_deficit_w": [float(w) for w in diag.get("slot_deficit_w", [])],
@@ -339,6 +344,11 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         parts = ", ".join(_reason_part(why, n, ub) for why, n in ub["jobs_by_reason"].items() if n)
         undone.append(f"{ub['jobs']} jobs unfinished at the horizon end, {ub['gpu_h']:.1f} GPU-h of work left "
                       f"undone; by reason: {parts}")
+        sf = ub["site_shortfall_gpu_h"]
+        least = sf.get("deadline", 0.0) + max(sf.get("capacity", 0.0), sf.get("cap", 0.0))
+        undone.append(f"no plan can do at least {least:.1f} GPU-h of it (deadline {sf.get('deadline', 0.0):.1f}, "
+                      f"capacity {sf.get('capacity', 0.0):.1f}, cap {sf.get('cap', 0.0):.1f} GPU-h)"
+                      if least > 0.05 else "no site-level bound proves any of it undoable")
     if ub["infeasible_slots"]:
         worst = max(ub["slot_deficit_w"])
         undone.append(f"{len(ub['infeasible_slots'])} slots (first {ub['infeasible_slots'][0]}) cannot meet their "

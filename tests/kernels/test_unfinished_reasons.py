@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import kernels
-from kernels.check import explain_unfinished
-from kernels.problem import NO_DEADLINE, PlanProblem
+from kernels.check import explain_unfinished, levels
+from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
 SLOT_S = 900.0
 T = 24
@@ -138,3 +138,99 @@ def test_capacity_taken_by_other_work_is_not_proven() -> None:
     why = explain_unfinished(problem, result)
     assert why["reason"][TARGET] == "capacity" and not why["proven"][TARGET]
     assert why["proven_jobs"]["capacity"] == 0 and why["jobs"]["capacity"] >= 1
+
+
+def _with_job_added(problem: PlanProblem, result: PlanResult, j: int) -> PlanResult:
+    """``result`` with job ``j`` run, every other job as planned, in every slot of its first eligible pool
+    where the room left holds it, at the highest level that fits (a preemptible job)."""
+    run = np.asarray(result.run).copy()
+    pf = np.where(run, np.asarray(result.power_fraction, np.float64), 0.0)
+    pool = np.asarray(result.pool).copy()
+    run[j], pf[j] = False, 0.0
+    ev = kernels.evaluate(problem, run, pf, pool)
+    room = np.minimum(problem.site_max_w, problem.wind_w + problem.grid_cap_w) - ev["facility_w"]
+    free = np.asarray(problem.pool_gpus, np.float64) - ev["busy_gpus"]
+    lev_f, lev_ok = levels(problem)
+    g = float(problem.gpus[j])
+    for p in np.flatnonzero(problem.eligible[j]):  # pools
+        f = np.zeros(problem.n_slots)
+        for k in np.flatnonzero(lev_ok[p]):  # levels, lowest first
+            w = problem.pue * g * (lev_f[p, k] * problem.tdp_w[p] - problem.idle_w[p])
+            ok = (np.arange(problem.n_slots) >= problem.release[j]) & (free[p] >= g) & (room >= w)
+            f = np.where(ok, lev_f[p, k], f)
+        if (np.interp(f, np.r_[0.0, problem.curve_f[p]], np.r_[0.0, problem.curve_s[p]]).sum() * problem.slot_s
+                >= problem.remaining_s[j]):
+            run[j], pf[j], pool[j] = f > 0, f, p
+            break
+    ev = kernels.evaluate(problem, run, pf, pool)
+    return PlanResult(
+        status="feasible", reason="", run=run, power_fraction=pf.astype(np.float32), pool=pool.astype(np.int32),
+        work_done_s=ev["work_done_s"], finished=ev["finished"], facility_w=ev["facility_w"],
+        grid_import_w=ev["grid_import_w"], carbon_g=ev["carbon_g_slot"], busy_gpus=ev["busy_gpus"].astype(np.int64),
+        dual_price_g_per_gpu_h=np.zeros(problem.n_slots), carbon_g_total=ev["carbon_g"],
+        unfinished_gpu_s=ev["unfinished_gpu_s"], objective=ev["objective"], lower_bound=0.0, gap=1.0, iterations=0,
+    )
+
+
+def _overloaded(seed: int, kind: str) -> PlanProblem:
+    """Preemptible jobs of 4-8 GPUs on one or two pools, each of which fits alone, whose work is 1.5-3 x what
+    the site holds: its GPU-slots (``capacity``) or the watts the cap leaves above the idle floor (``cap``)."""
+    rng = np.random.default_rng(seed)
+    P_, J = int(rng.integers(1, 3)), int(rng.integers(24, 40))
+    gpus = rng.integers(4, 9, J).astype(np.int64)
+    release = rng.integers(0, T // 3, J)
+    idle_w, host_w, tdp = 75.0, 450.0, 700.0
+    floor = 1.15 * P_ * G * (idle_w + host_w)
+    full = floor + 1.15 * P_ * G * (tdp - idle_w)
+    cap = np.full(T, full * 1.01)
+    over = float(rng.uniform(1.5, 3.0))
+    if kind == "capacity":
+        rem = rng.uniform(0.5, 1.0, J)
+        rem *= over * P_ * G * T * SLOT_S / (gpus * rem).sum()
+    else:
+        cap[:] = floor + float(rng.uniform(0.1, 0.3)) * (full - floor)
+        rem = rng.uniform(0.5, 1.0, J)
+        rem *= over * 0.3 * P_ * G * T * SLOT_S / (gpus * rem).sum()
+    rem = np.minimum(rem, (T - release) * SLOT_S * 0.9)  # the horizon holds each job alone
+    eligible = rng.random((J, P_)) < 0.7
+    eligible[np.arange(J), rng.integers(0, P_, J)] = True
+    return PlanProblem(
+        slot_s=SLOT_S, pue=1.15, wind_w=np.zeros(T), carbon_g_per_kwh=rng.uniform(100, 400, T),
+        grid_cap_w=cap, site_max_w=np.full(T, full * 1.01), pool_gpus=np.full((P_, T), G),
+        tdp_w=np.full(P_, tdp), idle_w=np.full(P_, idle_w), host_w_per_gpu=np.full(P_, host_w),
+        min_power_fraction=np.full(P_, 0.4), curve_f=np.tile([0.4, 0.6, 0.8, 1.0], (P_, 1)),
+        curve_s=np.tile([0.62, 0.82, 0.95, 1.0], (P_, 1)), gpus=gpus, remaining_s=rem, release=release,
+        deadline=np.full(J, NO_DEADLINE), weight=np.full(J, 5.0), eligible=eligible, must_run=np.zeros(J, bool),
+        preemptible=np.ones(J, bool), running_pool=np.full(J, -1), preempt_loss_s=np.zeros(J),
+        tenant=np.zeros(J, np.int64), tenant_quota_gpus=np.array([np.inf]),
+    )
+
+
+@pytest.mark.parametrize("kind", ["capacity", "cap"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_an_overloaded_site_proves_a_shortfall_no_plan_beats(seed: int, kind: str) -> None:
+    """Every job fits alone, so no single job is proven unfinishable; the site bound proves that at least
+    this much work is left undone by any plan: the LP relaxation minimising undone work (HiGHS) leaves at
+    least as much, and so does the plan. Each unfinished job is named by what stops it first in the plan (on
+    a cap-bound site jobs at low power may fill the GPUs first: capacity there; the site bound says cap)."""
+    from benchmarks.reference import solve_lp
+
+    problem = _overloaded(seed, kind)
+    bound = kernels.check.site_shortfall(problem)
+    lower = bound["deadline"] + max(bound["capacity"], bound["cap"])
+    assert bound[kind] > 0 and bound["deadline"] == 0
+    heavy = dataclasses.replace(problem, weight=np.full(problem.n_jobs, 1e6))
+    lp = solve_lp(heavy)
+    assert lp.status == "optimal"
+    assert lp.unfinished_gpu_s / 3600.0 >= lower * (1 - 1e-6) - 1e-6, (lp.unfinished_gpu_s / 3600.0, bound)
+    result = kernels.plan(problem)
+    assert kernels.check_result(problem, result) == []
+    assert result.unfinished_gpu_s / 3600.0 >= lower * (1 - 1e-6) - 1e-6
+    why = explain_unfinished(problem, result)
+    assert why["site_shortfall_gpu_h"] == bound
+    rows = np.flatnonzero(~np.asarray(result.finished))
+    assert rows.size and {why["reason"][j] for j in rows} <= {"capacity", "cap", "optimiser"}
+    assert not any(why["proven"])
+    for j in rows[[why["reason"][j] == "optimiser" for j in rows]][:3]:  # the claim holds: a plan that does it
+        better = _with_job_added(problem, result, int(j))
+        assert kernels.check_result(problem, better) == [] and better.finished[j]

@@ -185,6 +185,7 @@ def test_work_the_horizon_cannot_hold_exits_3_and_says_why(tmp_path: Path) -> No
                               "--energy", str(_energy_csv(tmp_path, 48, [10.0] * 48)))
     assert code == 3, output
     assert "1 deadline" in output and "GPU-h" in output
+    assert "no plan can do at least 96.0 GPU-h of it (deadline 96.0" in output  # 8 GPUs x (24 h - 12 h)
     doc = json.loads(out.read_text())
     assert doc["unfinished"]["jobs"] == 1 and doc["unfinished"]["jobs_by_reason"]["deadline"] == 1
     assert doc["jobs"][0]["unfinished_reason"] == "deadline" and doc["check"]["ok"]
@@ -200,6 +201,7 @@ def test_a_cap_that_dips_every_hour_keeps_a_long_non_preemptible_job_from_finish
                               "--energy", str(_energy_csv(tmp_path, 48, caps)))
     assert code == 3, output
     assert "1 cap (" in output and "no plan can finish them" in output
+    assert "no site-level bound proves any of it undoable" in output  # the energy would hold it, not a block
     doc = json.loads(out.read_text())
     assert doc["check"]["ok"] and not doc["unfinished"]["infeasible_slots"]
     assert doc["unfinished"]["jobs_by_reason"]["cap"] == 1 and doc["unfinished"]["proven_jobs_by_reason"]["cap"] == 1
