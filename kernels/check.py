@@ -373,7 +373,8 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     - alone on the site (every healthy GPU free, only the idle floor drawn): where that room is too small no
       plan can finish it (``proven``), and the reason is what stopped it in the most slots;
     - in this plan, with every other job as planned (its own slots given back): where that room holds its
-      whole work it provably could have finished (``optimiser``: a quality defect of the plan); otherwise the
+      whole work it provably could have finished (``optimiser``: a quality defect of the plan; each job is
+      tested on its own, not the optimiser-labelled jobs all together); otherwise the
       reason is what stopped it in the most slots there: ``capacity`` (its pools' GPUs taken or unhealthy),
       ``cap`` (the watts under the caps, or a slot whose idle floor alone breaks a cap) or ``quota`` (its
       tenant's GPU quota), and not ``proven`` (another plan might have given it that room).

@@ -30,7 +30,7 @@ UNFINISHED_NOTE = (
     "release leaves too few slots even alone at full speed; capacity / cap / quota = what stopped it in the "
     "most slots (its pools' GPUs, the watts or an infeasible slot, its tenant's quota); optimiser = the room "
     "this plan left, every other job as planned, holds all its work: the plan could have finished it (a "
-    "quality defect); other = no longer given. unfinished_proven / proven_*_by_reason: even alone on the site "
+    "quality defect; each job is tested on its own, not all of them together); other = no longer given. unfinished_proven / proven_*_by_reason: even alone on the site "
     "the room is too small, so no plan finishes it; not proven = the room went to other work in this plan and "
     "another plan might finish it. site_shortfall_gpu_h (kernels.check.site_shortfall): GPU-hours of work no "
     "plan can do, whichever jobs it falls on: deadline (past the horizon end), capacity (the healthy GPU-slots "
