@@ -403,7 +403,9 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     if rows.size == 0:
         return out
     rel = np.clip(np.asarray(problem.release, dtype=np.int64)[rows], 0, T)
-    short = (T - rel) * float(problem.slot_s) < need[rows] - 1e-6
+    # the proofs count its remaining work only: a plan that keeps a running job running loses nothing
+    rem = np.asarray(problem.remaining_s, dtype=np.float64)[rows]
+    short = (T - rel) * float(problem.slot_s) < rem - 1e-6
     H = pool_gpus_pt(problem)
     tol = 1e-6 * np.maximum(need[rows], 1.0)
     cap = np.minimum(np.asarray(problem.site_max_w, np.float64),
@@ -429,7 +431,7 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
         oh[np.arange(J), np.asarray(problem.tenant, dtype=np.int64)] = gpus
         quota_left = (quota[:, None] - oh.T @ run.astype(np.float64))[ten] + own_g
     plan_w, plan_stop = _room(problem, rows, free_g, (cap - ev["facility_w"])[None, :] + own_w, quota_left)
-    proven = short | (alone_w < need[rows] - tol)
+    proven = short | (alone_w < rem - 1e-6 * np.maximum(rem, 1.0))
     stop = np.where(proven[:, None], alone_stop, plan_stop)
     blocked = np.asarray(_BLOCKS, dtype=object)[np.argmax(stop, axis=1)]  # ties: capacity, then cap
     why = np.where(short, "deadline", np.where(~proven & (plan_w >= need[rows] - tol), "optimiser", blocked))

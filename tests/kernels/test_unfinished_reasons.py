@@ -244,3 +244,24 @@ def test_an_overloaded_cap_bound_site_leaves_no_room_an_unfinished_job_could_use
     problem = _overloaded(seed, "cap")
     why = explain_unfinished(problem, kernels.plan(problem))
     assert why["jobs"]["optimiser"] == 0, why["jobs"]
+
+
+def test_work_lost_to_a_preemption_this_plan_chose_is_not_proven_undoable() -> None:
+    """A running job whose remaining 22 slots fit the 24-slot horizon, preempted by the plan in slot 0 (4
+    slots of work lost): it cannot finish in this plan, but a plan that keeps it running can, so neither
+    "deadline" nor proven."""
+    problem = _family(1, "none")
+    problem = dataclasses.replace(
+        problem, preemptible=np.ones(problem.n_jobs, bool), remaining_s=np.r_[22 * SLOT_S, problem.remaining_s[1:]],
+        running_pool=np.r_[0, problem.running_pool[1:]], preempt_loss_s=np.r_[4 * SLOT_S, problem.preempt_loss_s[1:]])
+    result = kernels.plan(problem)
+    run = np.asarray(result.run).copy()
+    run[TARGET] = np.arange(T) >= 1
+    pf = np.where(run, np.asarray(result.power_fraction, np.float64), 0.0)
+    pf[TARGET] = np.where(run[TARGET], 1.0, 0.0)
+    pool = np.asarray(result.pool).copy()
+    pool[TARGET] = 0
+    cut = dataclasses.replace(result, run=run, power_fraction=pf, pool=pool)
+    assert not kernels.evaluate(problem, run, pf, pool)["finished"][TARGET]
+    why = explain_unfinished(problem, cut)
+    assert why["reason"][TARGET] not in ("", "deadline") and not why["proven"][TARGET]
