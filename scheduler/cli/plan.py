@@ -342,8 +342,8 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     undone = []
     if ub["jobs"]:
         parts = ", ".join(_reason_part(why, n, ub) for why, n in ub["jobs_by_reason"].items() if n)
-        undone.append(f"{ub['jobs']} jobs unfinished at the horizon end, {ub['gpu_h']:.1f} GPU-h of work left "
-                      f"undone; by reason: {parts}")
+        undone.append(f"{ub['jobs']} job{'s' if ub['jobs'] != 1 else ''} unfinished at the horizon end, "
+                      f"{ub['gpu_h']:.1f} GPU-h of work left undone; by reason: {parts}")
         sf = ub["site_shortfall_gpu_h"]
         least = sf.get("deadline", 0.0) + max(sf.get("capacity", 0.0), sf.get("cap", 0.0))
         undone.append(f"no plan can do at least {least:.1f} GPU-h of it (deadline {sf.get('deadline', 0.0):.1f}, "
