@@ -1065,8 +1065,12 @@ class ControlLoop:
             violations.append(f"slot {self.slot}: facility {acc['facility_peak_w']:.0f} W > site max {smax:.0f} W")
         if acc["grid_import_peak_w"] > cap + tol:
             violations.append(f"slot {self.slot}: grid import {acc['grid_import_peak_w']:.0f} W > cap {cap:.0f} W")
-        for v in violations:
-            log.warning("cap violation (must-run / non-preemptible work alone): %s", v)
+        if violations:  # what the fast path could not shed: the idle site itself, or work it may not stop
+            floor = self.power.base_w(self.power.healthy_array(self.executor.healthy_gpus()))
+            why = ("the idle site alone exceeds the cap: no schedule meets this slot"
+                   if floor > min(cap + wind, smax) + tol else "must-run / non-preemptible work alone")
+            for v in violations:
+                log.warning("cap violation (%s): %s", why, v)
         if self.keep_reports:  # the server's reports (and their violations) go to its metrics and logs
             self.violations.extend(violations)
         report = TickReport(

@@ -831,6 +831,10 @@ class Service:
         imp = getattr(plan, "grid_import_w", None)
         imports: list[float | None] = [float(x) for x in np.asarray(imp, dtype=np.float64)[:n]] if imp is not None else []
         imports += [None] * (n - len(imports))
+        # slots no schedule can keep within their caps (the idle floor alone breaks one), as the optimiser
+        # marked them, with the watts by which the floor exceeds the cap; nothing runs there (issue 11, item 5)
+        diag = getattr(plan, "diagnostics", None) or {}
+        deficit = {int(t): float(w) for t, w in zip(diag.get("infeasible_slots", ()), diag.get("slot_deficit_w", ()))}
         slots = [
             {
                 "slot": slot + i,
@@ -841,6 +845,8 @@ class Service:
                 "grid_cap_w": float(forecast.grid_cap_w[i]),
                 "site_max_w": float(forecast.site_max_w[i]),
                 "grid_import_w": imports[i],  # the plan's grid import (null without an optimiser's plan)
+                "infeasible": i in deficit,
+                "deficit_w": deficit.get(i, 0.0),
             }
             for i in range(n)
         ]
@@ -858,6 +864,7 @@ class Service:
             "carbon_g": _finite(getattr(plan, "carbon_g_total", None)),
             "lower_bound": _finite(getattr(plan, "lower_bound", None)),
             "unfinished_gpu_s": _finite(getattr(plan, "unfinished_gpu_s", None)),
+            "infeasible_slots": [slot + t for t in sorted(deficit) if t < n],
             "slots": slots,
         }
 

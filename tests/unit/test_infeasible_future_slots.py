@@ -5,15 +5,18 @@ SQLite, the simulated executor, the embedded energy model, one wall second per s
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
+import pytest
 from test_service_rules import SLOT_S, service, tenant
 
 from scheduler.models import JobSpec
 
 
-def test_a_1_kw_cap_announced_for_later_sheds_only_in_its_slots(tmp_path: Path) -> None:
+def test_a_1_kw_cap_announced_for_later_sheds_only_in_its_slots(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="scheduler.control")
     svc, wall = service(tmp_path, "windward", [tenant("train")])
     try:
         for i in range(2):
@@ -30,7 +33,21 @@ def test_a_1_kw_cap_announced_for_later_sheds_only_in_its_slots(tmp_path: Path) 
         prices = [s["dual_price_g_per_gpu_h"] for s in plan["slots"]]
         assert len(prices) == plan["n_slots"] > 28
         assert all(p is not None and math.isfinite(p) and p >= 0.0 for p in prices), prices
-        assert sum(s["grid_cap_w"] <= 1000.0 for s in plan["slots"]) == 4  # the event, as announced
+        event = [s for s in plan["slots"] if s["grid_cap_w"] <= 1000.0]
+        assert len(event) == 4  # the event, as announced
+        # the plan marks the event's slots that the idle floor breaks (wind + 1 kW below it) infeasible, with the
+        # watts by which it breaks them: one floor, above every infeasible slot's cap, below every other's
+        bad = [s for s in plan["slots"] if s["infeasible"]]
+        assert bad and plan["infeasible_slots"] == [s["slot"] for s in bad]
+        assert {s["slot"] for s in bad} <= {s["slot"] for s in event}, (bad, event)
+        def room(s: dict) -> float:
+            return min(s["site_max_w"], s["wind_w"] + s["grid_cap_w"])
+        pw = svc.loop.power  # the idle floor, from the control plane's own power model
+        floor = pw.base_w(pw.healthy_array(svc.loop.executor.healthy_gpus()))
+        assert [s["slot"] for s in plan["slots"] if room(s) < floor * (1 - 1e-9)] == plan["infeasible_slots"]
+        for s in plan["slots"]:
+            want = floor - room(s) if s["infeasible"] else 0.0
+            assert math.isclose(s["deficit_w"], want, rel_tol=1e-6, abs_tol=1e-3), (s, floor)
         shed_at = []
         while svc.clock.now_unix_s() < end + 2 * SLOT_S:
             wall.t += 1.0
@@ -41,6 +58,9 @@ def test_a_1_kw_cap_announced_for_later_sheds_only_in_its_slots(tmp_path: Path) 
             if svc.clock.now_unix_s() < start:
                 assert running == {"t0", "t1"}, "work stopped before the event"
         assert shed_at and all(start <= t < end for t in shed_at), (shed_at, start, end)
+        # the event's slots break the cap with nothing running: the log names the idle site, not the work
+        cap_logs = [r.getMessage() for r in caplog.records if "cap violation" in r.getMessage()]
+        assert cap_logs and all("the idle site alone exceeds the cap" in m for m in cap_logs), cap_logs
         assert {r.name for r in svc.store.list_jobs(states=("running",))} == {"t0", "t1"}, "not resumed after it"
     finally:
         svc.stop()
