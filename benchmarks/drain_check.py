@@ -13,6 +13,9 @@ policy has finished the same work (within ``--tol-pct``), the grid carbons compa
     .venv/bin/python benchmarks/drain_check.py --summary /tmp/drain9.jsonl   # the table, from the file alone
     .venv/bin/python benchmarks/drain_check.py --drain 12 --windows 2022-summer --out /tmp/drain9.jsonl
                                                   # a case not finished at 9 days, again with 12 (same file)
+    .venv/bin/python benchmarks/drain_check.py --seeds 1,2 --windows 2022-autumn --out /tmp/drain9.jsonl
+                                                  # the same window with other jobs and forecast noise
+    .venv/bin/python benchmarks/drain_check.py --forecast perfect --windows 2022-autumn --out /tmp/drain9.jsonl
     PYTHONPATH=<older checkout> WINDWARD_DATA_DIR=../shared/data .venv/bin/python benchmarks/drain_check.py ...
 
 Prints (and with ``--out`` appends) one JSON object per (window, drain, policy): grid carbon kg, work GPU-h,
@@ -196,6 +199,16 @@ def study_policy(name: str) -> tuple[Any, float]:
     return policy, h
 
 
+def variants(case: Any, forecast: str | None, seeds: str | None) -> list[Any]:
+    """The case once per seed of ``seeds`` (comma-separated; None: the set's own seed) with ``forecast``
+    (None: the set's own), e.g. the noisy ``seasons`` windows again with seeds 1 and 2, or with the perfect
+    forecast. The seed draws the jobs and the forecast's noise (as in the policy study)."""
+    case = case if forecast is None else replace(case, forecast=forecast)
+    if seeds is None:
+        return [case]
+    return [replace(case, seed=int(s)) for s in seeds.split(",")]
+
+
 def t0_of(case: Any) -> datetime:
     return datetime.fromisoformat(case.start.replace("Z", "+00:00")).astimezone(UTC)
 
@@ -233,7 +246,7 @@ def _run(a: argparse.Namespace, out: Path | None) -> None:
     for drain in (float(x) for x in a.drain.split(",")):
         for case in ps.cases(a.set):
             if wins is None or case.window in wins:
-                todo.append(replace(case, drain_days=drain))
+                todo.extend(variants(replace(case, drain_days=drain), a.forecast, a.seeds))
     loaded = []
     # energy for the longest forecast horizon asked for past the run's end (the same series, longer)
     horizon_h = max([48.0, *(study_policy(x)[1] for x in a.policies.split(",") if x not in (IDLE, BOUND))])
@@ -304,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bound-time-limit-s", type=float, default=300.0)
     ap.add_argument("--windows", default="all", help="comma-separated windows of the set, or 'all'")
     ap.add_argument("--set", default="seasons")
+    ap.add_argument("--forecast", choices=("perfect", "noisy"),
+                    help="the forecast of every case (default: the set's own, noisy for seasons)")
+    ap.add_argument("--seeds", help="comma-separated seeds, each case once per seed (default: the set's own, 0 for "
+                                    "seasons); the seed draws the jobs and the forecast's noise")
     ap.add_argument("--out", help="JSON-lines file the rows are appended to; rows already in it are not rerun")
     ap.add_argument("--summary", help="print the table of this JSON-lines file and run nothing")
     ap.add_argument("--baseline", default="backfill", help="the policy the others are paired with")
