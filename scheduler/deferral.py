@@ -30,6 +30,7 @@ work with slack past the whole span (or without a deadline) is priced from the h
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -91,9 +92,13 @@ class TrailingSignals:
         elif abs(self._slot_s - slot_s) > 1e-9:
             raise InputError(f"TrailingSignals: slot_s {slot_s!r} differs from the history's {self._slot_s!r}")
 
+    def window_slots(self, slot_s: float) -> int:
+        """How many slots of ``slot_s`` seconds the history keeps (``history_days`` of them, at least one)."""
+        return max(1, int(round(self.history_days * 86400.0 / slot_s)))
+
     def _keep(self) -> int:
         assert self._slot_s is not None
-        return max(1, int(round(self.history_days * 86400.0 / self._slot_s)))
+        return self.window_slots(self._slot_s)
 
     def _trim(self) -> None:
         if self._last_slot is None:
@@ -108,18 +113,41 @@ class TrailingSignals:
             return
         self._check_slot(forecast.slot_s)
         self._seen[int(slot)] = _sample(forecast, 0)
-        self._last_slot = int(slot) if self._last_slot is None else max(self._last_slot, int(slot))
+        self._note_last(int(slot))
         self._trim()
 
-    def seed(self, prior: EnergySeries) -> None:
-        """Record ``prior`` as the slots just before the run's slot 0 (its last slot is slot -1)."""
+    def seed(self, prior: EnergySeries, end_slot: int = 0) -> None:
+        """Record ``prior`` as the slots just before absolute slot ``end_slot`` (by default the run's slot 0:
+        its last slot is slot -1). A slot already held (observed, or restored: :meth:`restore`) is kept."""
         self._check_slot(prior.slot_s)
         n = prior.n_slots
         for i in range(n):
-            self._seen.setdefault(i - n, _sample(prior, i))
-        if self._last_slot is None and n:
-            self._last_slot = -1
+            self._seen.setdefault(end_slot - n + i, _sample(prior, i))
+        if n:
+            self._note_last(end_slot - 1)
         self._trim()
+
+    def restore(self, slot_s: float, samples: Iterable[Sequence[float]]) -> int:
+        """Record samples observed before, ``(slot, wind_w, carbon_g_per_kwh, grid_cap_w, site_max_w)`` each
+        (a restarted server's history, kept in its store: :meth:`newest`); returns how many are held."""
+        self._check_slot(slot_s)
+        n = 0
+        for slot, wind, carbon, cap, site_max in samples:
+            self._seen[int(slot)] = (float(wind), float(carbon), float(cap), float(site_max))
+            self._note_last(int(slot))
+            n += 1
+        self._trim()
+        return n
+
+    def newest(self) -> tuple[int, tuple[float, float, float, float]] | None:
+        """The newest slot held and its sample ``(wind_w, carbon_g_per_kwh, grid_cap_w, site_max_w)``: after a
+        tick, the slot it observed (what a server writes to its store each tick); None while empty."""
+        if self._last_slot is None or self._last_slot not in self._seen:
+            return None
+        return self._last_slot, self._seen[self._last_slot]
+
+    def _note_last(self, slot: int) -> None:
+        self._last_slot = slot if self._last_slot is None else max(self._last_slot, slot)
 
     @property
     def n_slots(self) -> int:
@@ -236,10 +264,11 @@ def policy_deferral(policy: object) -> TrailingSignals | None:
 
 
 def seed_deferral(policy: object, energy: str | None, site: Site, start: datetime, *, seed: int = 0,
-                  strict: bool = False) -> int:
+                  strict: bool = False, end_slot: int = 0) -> int:
     """Seed a policy that prices deferral from the past with the ``history_days`` of energy signals before
     ``start`` (``energy``: ``None``/``"embedded"`` or an energy CSV, :func:`scheduler.signals.load_energy`):
-    what a site that has been running has seen, instead of an empty history. Returns the slots seeded (0
+    what a site that has been running has seen, instead of an empty history. ``start`` is the time of the
+    policy's absolute slot ``end_slot`` (a run's slot 0; a server's current slot). Returns the slots seeded (0
     for a policy without deferral). A CSV that does not reach back that far raises InputError (the caller
     decides whether the run goes on with an empty history)."""
     deferral = policy_deferral(policy)
@@ -249,5 +278,5 @@ def seed_deferral(policy: object, energy: str | None, site: Site, start: datetim
 
     days = deferral.history_days
     prior = signals.load_energy(energy, site, start - timedelta(days=days), days, seed=seed, strict=strict)
-    deferral.seed(prior)
+    deferral.seed(prior, end_slot)
     return prior.n_slots

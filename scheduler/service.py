@@ -77,6 +77,7 @@ from scheduler.state import (
     Congestion,
     JobProgress,
     JobRecord,
+    ObservedSignal,
     PlainOutcome,
     StartOutcome,
     StateStore,
@@ -169,7 +170,8 @@ class ServiceConfig:
     power_control: str = "auto"  # GPU power limits: auto | nvml | simulated (scheduler.power_devices)
     live_signals: str | None = None  # a live-signals file (scheduler.sources.config); None: the energy read once
     # the windward policy prices work past its horizon from this many days of the signals the service has
-    # observed (scheduler.deferral; 0: off), the history empty at start; None: WeightSettings' ageing
+    # observed (scheduler.deferral; 0: off), kept in the store across restarts and at start completed with the
+    # energy source's signals of the days before now; None: WeightSettings' ageing
     defer_history_days: float = 0.0
     beyond_age_h: float | None = None
 
@@ -345,6 +347,7 @@ class Service:
             defer_history_days=config.defer_history_days, beyond_age_h=config.beyond_age_h,
         )  # fmt: skip
         self._energy = self._load_energy()
+        self._seed_deferral()
         from scheduler.signals import make_forecaster
 
         self._forecaster = make_forecaster(
@@ -422,6 +425,48 @@ class Service:
         series = load_energy(self.config.energy, self.site, start, self.config.energy_days, seed=self.config.seed)
         log.info("energy: %s from %s, %d slots", series.source, series.start_utc.isoformat(), series.n_slots)
         return series
+
+    def _seed_deferral(self) -> None:
+        """The windward policy's deferral history (``defer_history_days``; scheduler.deferral) at start: the
+        signals observed before a restart (kept in the store, :meth:`_flush`), then for the slots they do not
+        cover the energy source's signals of the days before now (as ``windward simulate`` seeds its run);
+        where the source does not reach back that far, the energy rows before now that the server holds."""
+        from scheduler.deferral import policy_deferral, seed_deferral
+
+        deferral = policy_deferral(self.policy)
+        if deferral is None:
+            return
+        slot_s = self.site.slot_s
+        slot = int(self.now_s() // slot_s)
+        keep = deferral.window_slots(slot_s)
+        kept = self.store.observed_signals(slot_s, slot - keep)
+        restored = deferral.restore(slot_s, ((o.slot, o.wind_w, o.carbon_g_per_kwh, o.grid_cap_w, o.site_max_w)
+                                             for o in kept))
+        e_slot = min(slot, self._energy.n_slots - 1)  # the energy row of the current slot (as a tick reads it)
+        try:
+            seeded = seed_deferral(self.policy, self.config.energy, self.site, self._energy.slot_start(e_slot),
+                                   seed=self.config.seed, end_slot=slot)
+        except InputError as e:
+            lo = max(0, e_slot - keep)
+            seeded = e_slot - lo
+            if seeded:
+                deferral.seed(self._energy.window(lo, seeded), end_slot=slot)
+            log.warning("deferral: the energy source does not reach %g days before now (%s); seeded with the %d "
+                        "slots before now it holds", deferral.history_days, e, seeded)
+        log.info("deferral: %d observed slots restored from the store, %d slots of the energy before now, "
+                 "%d held (%g days kept)", restored, seeded, deferral.n_slots, deferral.history_days)
+
+    def _observed_signal(self) -> tuple[ObservedSignal | None, int | None]:
+        """The signals the last tick observed for the deferral history, and the first slot still kept."""
+        from scheduler.deferral import policy_deferral
+
+        deferral = policy_deferral(self.policy)
+        newest = None if deferral is None else deferral.newest()
+        if deferral is None or newest is None:
+            return None, None
+        slot, sample = newest
+        slot_s = self.site.slot_s
+        return ObservedSignal(slot, slot_s, *sample), slot - deferral.window_slots(slot_s) + 1
 
     def _caps(self, series: EnergySeries, first_slot: int, events: list[Congestion]) -> EnergySeries:
         """``series`` (starting at ``first_slot``) with congestion caps applied: cap = min(cap, event cap)."""
@@ -796,7 +841,7 @@ class Service:
     def _flush(self, now_unix: float) -> None:
         """One transaction per tick: usage per tenant and day (always), per-job usage and the progress of
         running jobs (every ``progress_flush_s`` wall seconds, and at once for jobs that stopped running),
-        and the time of this tick."""
+        the time of this tick, and the signals it observed for the deferral history (when priced)."""
         due = time.monotonic() - self._flushed_wall >= self.config.progress_flush_s
         running = self.loop.running_records
         if due:
@@ -815,9 +860,10 @@ class Service:
                 for j, r in running.items()
             ]
         tenant_usage = [UsageDelta("", t, a[0], a[1], a[2]) for t, a in self._tenant_pending.items()]
+        signal, signals_from = self._observed_signal()
         self.store.record_progress(
             progress, usage, self._usage_day, now_unix, tenant_usage=tenant_usage,
-            meta={"last_tick_unix_s": repr(self.clock.now_unix_s())},
+            meta={"last_tick_unix_s": repr(self.clock.now_unix_s())}, signal=signal, signals_from_slot=signals_from,
         )  # fmt: skip
         self._tenant_pending = {}
 

@@ -1,7 +1,8 @@
 """The persistent store of the control plane: jobs, actions (intent / outcome), placements (audit), usage,
-congestion events. SQLite in WAL mode with ``synchronous=FULL``: a submission is acknowledged only after
-its row is on disk, so a ``kill -9`` at any moment loses nothing that was acknowledged. The one source of
-truth: the service's in-memory views are rebuilt from it on every start.
+congestion events, the signals observed for the deferral price (scheduler.deferral). SQLite in WAL mode with
+``synchronous=FULL``: a submission is acknowledged only after its row is on disk, so a ``kill -9`` at any
+moment loses nothing that was acknowledged. The one source of truth: the service's in-memory views are rebuilt
+from it on every start.
 
 Concurrency: one write connection guarded by a lock (SQLite allows one writer) and one read connection per
 thread (WAL readers never block the writer). A commit with ``synchronous=FULL`` costs one fsync (about 4 ms
@@ -146,6 +147,14 @@ CREATE TABLE IF NOT EXISTS congestion (
     created_by TEXT NOT NULL,
     created_unix_s REAL NOT NULL,
     reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS observed_signals (
+    slot INTEGER PRIMARY KEY,
+    slot_s REAL NOT NULL,
+    wind_w REAL NOT NULL,
+    carbon_g_per_kwh REAL NOT NULL,
+    grid_cap_w REAL NOT NULL,
+    site_max_w REAL NOT NULL
 );
 """
 
@@ -443,6 +452,19 @@ class UsageDelta:
     gpu_s: float
     energy_j: float
     carbon_g: float
+
+
+class ObservedSignal(NamedTuple):
+    """The signals a tick observed in its slot (slot 0 of its forecast) at absolute ``slot`` of the service's
+    timeline: the deferral price's history (scheduler.deferral), kept for ``--defer-history-days`` so a
+    restarted server resumes with it (table ``observed_signals``)."""
+
+    slot: int
+    slot_s: float
+    wind_w: float
+    carbon_g_per_kwh: float
+    grid_cap_w: float
+    site_max_w: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -1065,10 +1087,19 @@ class StateStore:
         *,
         tenant_usage: Sequence[UsageDelta] | None = None,
         meta: Mapping[str, str] | None = None,
+        signal: ObservedSignal | None = None,
+        signals_from_slot: int | None = None,
     ) -> None:
         """After a tick, in one transaction: the executor's progress of running jobs, the usage accrued per
-        job (``usage``) and per tenant and day (``tenant_usage``; None: summed from ``usage``), and meta keys."""
+        job (``usage``) and per tenant and day (``tenant_usage``; None: summed from ``usage``), meta keys, and
+        the signals the tick observed (``signal``, replacing a row of the same slot), the observed signals
+        before ``signals_from_slot`` or of another slot length deleted (the history is bounded)."""
         with self._tx() as c:
+            if signal is not None:
+                c.execute("INSERT OR REPLACE INTO observed_signals VALUES (?,?,?,?,?,?)", tuple(signal))
+                if signals_from_slot is not None:
+                    c.execute("DELETE FROM observed_signals WHERE slot < ? OR slot_s != ?",
+                              (signals_from_slot, signal.slot_s))
             c.executemany(
                 "UPDATE jobs SET pool=?, nodes_json=?, power_fraction=?, work_done_s=?, checkpoint_work_s=?, "
                 "updated_unix_s=? WHERE id=? AND state='running'",
@@ -1099,6 +1130,13 @@ class StateStore:
                     "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     list(meta.items()),
                 )
+
+    def observed_signals(self, slot_s: float, from_slot: int) -> list[ObservedSignal]:
+        """The observed signals kept (:meth:`record_progress`) of slot length ``slot_s`` from absolute slot
+        ``from_slot`` on, oldest first."""
+        q = ("SELECT slot, slot_s, wind_w, carbon_g_per_kwh, grid_cap_w, site_max_w FROM observed_signals "
+             "WHERE slot >= ? AND slot_s = ? ORDER BY slot")
+        return [ObservedSignal(*r) for r in self._reader().execute(q, (from_slot, slot_s))]
 
     def open_actions(self) -> list[OpenAction]:
         rows = self._reader().execute(

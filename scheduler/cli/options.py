@@ -64,8 +64,8 @@ def defer_history_days_option() -> Any:
         0.0, "--defer-history-days",
         help="Windward policy: price work that may wait past the planning horizon from the last DAYS of "
              "observed wind and carbon (scheduler.deferral; 0: off, the default; else 1 to 365). simulate "
-             "seeds the history with the DAYS before --start from --energy; a server starts with an empty "
-             "history and keeps the old price until 24 h have been observed.",
+             "seeds the history with the DAYS before --start from --energy; a server with the DAYS of its "
+             "--energy before now, and keeps what it observes in --state, so a restart resumes with it.",
     )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """The deferral price from the past (``scheduler.deferral``) as an operator option: ``windward simulate`` and
 ``windward server`` ``--defer-history-days DAYS`` / ``--beyond-age-h HOURS`` reach the windward policy
-(``make_policy``), simulate seeds the history with the DAYS before ``--start``, a server starts it empty, and a
-bad value exits 2 naming its option."""
+(``make_policy``), simulate seeds the history with the DAYS before ``--start``, a server with the DAYS before
+now (and keeps it across restarts: test_deferral_server.py), and a bad value exits 2 naming its option."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_simulate_and_server_refuse_a_bad_value_with_exit_2_naming_the_option(tm
     assert "--beyond-age-h: got inf" in p.stderr and not state.exists()  # refused before anything is created
 
 
-def test_the_servers_policy_gets_the_options_and_starts_with_an_empty_history(tmp_path: Path) -> None:
+def test_the_servers_policy_gets_the_options_and_a_seeded_history(tmp_path: Path) -> None:
     def config(**kw: Any) -> ServiceConfig:
         return ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
                              tick_seconds=1.0, **kw)
@@ -128,7 +128,8 @@ def test_the_servers_policy_gets_the_options_and_starts_with_an_empty_history(tm
     svc = Service(config(defer_history_days=3.0, beyond_age_h=48.0), wall=lambda: 1_900_000_000.0)
     try:
         assert isinstance(svc.policy.deferral, TrailingSignals) and svc.policy.deferral.history_days == 3.0
-        assert svc.policy.deferral.n_slots == 0  # no past at start: the old price until 24 h are observed
+        # seeded with the 3 days of its energy source (embedded) before now (tests/unit/test_deferral_server.py)
+        assert svc.policy.deferral.n_slots == 3 * 96
         assert svc.policy.weights.beyond_age_h == 48.0
     finally:
         svc.stop()

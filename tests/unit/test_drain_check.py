@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.drain_check import median_saving, pair_rows, read_rows, row_key, table
+from benchmarks.drain_check import median_saving, pair_rows, read_rows, row_key, table, variants
 
 
 def _row(window: str, policy: str, kg: float, gpu_h: float, jobs: int = 10, misses: int = 0,
@@ -160,3 +160,15 @@ def test_a_deferral_policy_is_seeded_with_the_days_before_the_run(monkeypatch: p
     seed_deferral(p, site, t0)
     assert calls == [(t0 - timedelta(days=2), 2.0)]
     assert p.deferral.n_slots == 2 * 96 and p.weights.beyond_age_h == 72.0
+
+
+def test_variants_run_a_case_with_other_seeds_or_forecast_and_keep_them_apart_in_the_rows() -> None:
+    from benchmarks.policy_study import cases
+
+    case = next(iter(cases("seasons")))
+    assert variants(case, None, None) == [case]
+    both = variants(case, "perfect", "1,2")
+    assert [(c.forecast, c.seed, c.window) for c in both] == [("perfect", 1, case.window), ("perfect", 2, case.window)]
+    keys = {row_key({**{k: getattr(c, k) for k in ("set", "window", "cluster", "forecast", "seed")},
+                     "drain_days": 9.0, "policy": "windward"}) for c in [case, *both]}
+    assert len(keys) == 3  # each variant's row is its own case in --out (resumable, paired apart)
