@@ -14,7 +14,7 @@ policy has finished the same work (within ``--tol-pct``), the grid carbons compa
     .venv/bin/python benchmarks/drain_check.py --drain 12 --windows 2022-summer --out /tmp/drain9.jsonl
                                                   # a case not finished at 9 days, again with 12 (same file)
     .venv/bin/python benchmarks/drain_check.py --seeds 1,2 --windows 2022-autumn --out /tmp/drain9.jsonl
-                                                  # the same window with other jobs and forecast noise
+                                                  # other deadlines and forecast errors, same work
     .venv/bin/python benchmarks/drain_check.py --forecast perfect --windows 2022-autumn --out /tmp/drain9.jsonl
     PYTHONPATH=<older checkout> WINDWARD_DATA_DIR=../shared/data .venv/bin/python benchmarks/drain_check.py ...
 
@@ -202,7 +202,8 @@ def study_policy(name: str) -> tuple[Any, float]:
 def variants(case: Any, forecast: str | None, seeds: str | None) -> list[Any]:
     """The case once per seed of ``seeds`` (comma-separated; None: the set's own seed) with ``forecast``
     (None: the set's own), e.g. the noisy ``seasons`` windows again with seeds 1 and 2, or with the perfect
-    forecast. The seed draws the jobs and the forecast's noise (as in the policy study)."""
+    forecast. The seed draws the jobs' tenants, deadlines and preemptibility (not their sizes: the same work)
+    and the noisy forecast's errors, as in the policy study."""
     case = case if forecast is None else replace(case, forecast=forecast)
     if seeds is None:
         return [case]
@@ -320,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forecast", choices=("perfect", "noisy"),
                     help="the forecast of every case (default: the set's own, noisy for seasons)")
     ap.add_argument("--seeds", help="comma-separated seeds, each case once per seed (default: the set's own, 0 for "
-                                    "seasons); the seed draws the jobs and the forecast's noise")
+                                    "seasons); the seed draws the jobs' deadlines, tenants and preemptibility and "
+                                    "the noisy forecast's errors")
     ap.add_argument("--out", help="JSON-lines file the rows are appended to; rows already in it are not rerun")
     ap.add_argument("--summary", help="print the table of this JSON-lines file and run nothing")
     ap.add_argument("--baseline", default="backfill", help="the policy the others are paired with")

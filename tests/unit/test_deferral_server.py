@@ -119,3 +119,33 @@ def test_without_deferral_nothing_is_kept(tmp_path: Path) -> None:
         assert _rows(path) == []
     finally:
         svc.stop()
+
+
+def test_where_the_energy_does_not_reach_back_the_rows_before_now_it_holds_seed_it(tmp_path: Path) -> None:
+    """An energy CSV that starts where the server's timeline starts: a server turned on with deferral at
+    slot 10 (after ticks without it) seeds the 10 rows before now that it holds, not the day it cannot read."""
+    t0 = datetime.fromtimestamp(WALL0, UTC)
+    rows = [f"{(t0 + timedelta(minutes=15 * i)).strftime('%Y-%m-%dT%H:%M:%SZ')},1.0,10.0,{300 + i}" for i in range(200)]
+    csv = tmp_path / "energy.csv"
+    csv.write_text("timestamp_utc,wind_mw,grid_cap_mw,carbon_g_per_kwh\n" + "\n".join(rows) + "\n")
+    path = tmp_path / "state.sqlite"
+    wall = _Wall()
+
+    def config(days: float) -> ServiceConfig:
+        return ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(path), tick_seconds=1.0,
+                             energy=str(csv), energy_start=t0, energy_days=2.0, defer_history_days=days)
+
+    svc = Service(config(0.0), wall=wall)
+    try:
+        svc.tick()
+        wall.t += 10.0
+        svc.tick()  # slot 10
+    finally:
+        svc.stop()
+    svc = Service(config(1.0), wall=wall)
+    try:
+        d = _deferral(svc)
+        assert d.n_slots == 10
+        assert list(d.history()[1]) == [300.0 + i for i in range(10)]  # the rows of slots 0-9, oldest first
+    finally:
+        svc.stop()
