@@ -1682,7 +1682,12 @@ def plan(
     ``primal_tries``: the plan is sensitive to the prices where the dual is flat, so it is built at the
     best dual prices, with 2 also without their tenant-quota part, with 3 also at the starting prices
     (kappa, or the previous tick's), and the best plan is kept; 1: only at the best prices. Default: 2 for
-    a cold solve, 1 for a warm-started re-plan (the hot path of the rolling horizon).
+    a cold solve, 1 for a warm-started re-plan (the hot path of the rolling horizon). Past
+    ``SEARCH_MAX_CELLS`` job-slot cells, on a cold solve that checks the witness, the try without the quota
+    prices is not built where the try at the best prices
+    does not dominate the witness job by job while the price-order list schedule does (the list schedule
+    is then returned unless the skipped try would have dominated with a lower objective);
+    ``diagnostics["primal_skipped"]`` names the tries not built, ``primal_candidates`` counts those built.
     ``witness``: when the EDF greedy witness (:func:`kernels.listsched.greedy_vmat`) is built and the plan
     checked against it (the plan returned dominates it: the optimiser's own, its price-order list schedule,
     or the greedy's). ``"always"``: every call. ``"never"``: no check (the plan is the optimiser's own).
@@ -1804,9 +1809,28 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         pl = xp.astype(xp.where(xp.any(vm > 0, 1), pl, -1), xp.i32)
         return vm, pl, _evaluate_plan(problem, c, pr, vm, pl, xp=xp, d=d)
 
-    # every try but the first on its own thread (each reads the shared arrays and writes its own)
-    later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in cands[1:]]
-    built = [build(cands[0][0], cands[0][1], cands[0][3])] + [x.result() for x in later]
+    # every try but the first on its own thread (each reads the shared arrays and writes its own). Past the
+    # search limit, on a cold solve (the witness is checked for certain), the first try is built beside the
+    # price-order list schedule and raced: where it does not dominate the witness job by job and the list
+    # schedule does, the try without the quota prices is not built (at 50,000 x 192 neither try dominates and the
+    # list schedule is returned: that try cost 0.9 s CPU for nothing). The plan changes only where that
+    # try would have had the lower objective and dominated the witness job by job, the first try not.
+    race = not search and len(cands) > 1 and witness != "never" and warm_start is None
+    rest = cands[1:]
+    if race:
+        built = [build(cands[0][0], cands[0][1], cands[0][3])]
+        gev_r = wit_plan.result()[2]
+        if not _dominates_jobs(c, built[0][2], gev_r):
+            lv_r, _, lev_r = price_plan.result()
+            if _serves_forced_dev(c, d, lv_r, xp) and _dominates_jobs(c, lev_r, gev_r):
+                rest = [k for k in rest if k[4] != "no_quota"]
+        later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in rest]
+        built += [x.result() for x in later]
+    else:
+        later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in rest]
+        built = [build(cands[0][0], cands[0][1], cands[0][3])] + [x.result() for x in later]
+    skipped = [k[4] for k in cands[1:] if not any(k is r for r in rest)]
+    cands = [cands[0], *rest]
     best_plan: tuple[float, Any, Any, Any, str] | None = None
     for (vm, pl, ev), (*_, variant) in zip(built, cands):  # one to three price vectors
         if best_plan is None or ev["objective"] < best_plan[0]:
@@ -1822,7 +1846,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                        {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
                         "primal_variant": variant,
                         "witness": {"ran": False, "used": False, "reason": why, "age_ticks": age},
-                        "own_plan": own, "primal_candidates": len(cands)}, ev=ev)
+                        "own_plan": own, "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
     # the EDF greedy witness (kernels.listsched): the plan returned must dominate it; where the optimiser's
     # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
     from kernels import listsched, powersearch  # import this module: bound at call time
@@ -1901,7 +1925,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                     "witness": {"ran": True, "used": bool(used), "reason": why, "age_ticks": 0,
                                 "same_plan": bool(xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **wit},
                     "own_plan": own,
-                    "primal_candidates": len(cands)}, ev=ev)
+                    "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
 
 
 class _Later:
