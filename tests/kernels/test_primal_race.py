@@ -13,11 +13,14 @@ import kernels
 from benchmarks.instances import corpus, make
 from kernels import planner as P
 
-CASES = [make(*c) for c in corpus(20, seed=5, n_jobs=(20, 40))]
+# 9 of the first 20 family instances of seed 5 (the rest add time, not cases): on 6, 7, 12 and 13 the try is
+# skipped; on 17 and 18 the first try does not dominate the witness and neither does the list schedule (a skip
+# made regardless of the list schedule returns the first try there); on 0, 3 and 5 nothing is skipped
+CASES = [make(*c) for i, c in enumerate(corpus(20, seed=5, n_jobs=(20, 40))) if i in (0, 3, 5, 6, 7, 12, 13, 17, 18)]
 
 
 def test_a_skipped_try_leaves_the_plan_as_every_try_makes_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On 20 family instances put past the search limit: the skip happens (on some: the test is not vacuous),
+    """On 9 family instances put past the search limit: the skip happens (on some: the test is not vacuous),
     only where the list schedule is returned, and the raced plan is the plan of every try, cell for cell,
     wherever that plan is not the skipped try's."""
     monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
