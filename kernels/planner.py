@@ -120,7 +120,8 @@ SEARCH_MAX_CELLS = 2_000_000
 #: the numpy backend runs the independent parts of a solve on threads (numpy's array loops release the GIL;
 #: each part reads the shared arrays and writes its own: the same plans as in turn): the EDF greedy witness
 #: beside the price ascent (a cold solve; a warm re-plan whose check is likely due), the second and third
-#: primal tries beside the first, and (past SEARCH_MAX_CELLS, cold) the price-order list schedule.
+#: primal tries beside the first, and (past SEARCH_MAX_CELLS, cold) the price-order list schedule beside the
+#: first try, the later tries built (where RACE_TRIES keeps them) beside each other once it is evaluated.
 #: Other backends run them in turn, when they are needed. False: in turn on numpy too.
 CONCURRENT = True
 #: past SEARCH_MAX_CELLS a cold solve races its first primal try (plan's docstring, ``primal_tries``); False:
