@@ -1866,7 +1866,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                         "own_plan": own, "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
     # the EDF greedy witness (kernels.listsched): the plan returned must dominate it; where the optimiser's
     # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
-    from kernels import listsched, powersearch  # import this module: bound at call time
+    from kernels import complete, listsched, powersearch  # import this module: bound at call time
 
     gv, gp, gev = wit_plan.result()
     wit = _summary(c, gev)
@@ -1933,6 +1933,9 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         vmat, pool, ev = gv, gp, gev
         if search:  # the witness carries the plan: its power levels searched all the same (it stays dominant)
             vmat, pool, ev, wvar = powersearch.refine(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, "greedy_witness")
+    if search:  # work the chosen plan leaves undone that it can still finish, placed (kernels.complete, H6)
+        vmat, pool, ev, done_by = complete.complete(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, lam_b, mu_b)
+        variant, wvar, own = variant + done_by, (wvar if used else "") + done_by, _summary(c, ev)
     # the plan leaves the device once, as the contract's host arrays
     pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
     run = xp.to_numpy(vmat > 0)

@@ -236,9 +236,6 @@ def test_an_overloaded_site_proves_a_shortfall_no_plan_beats(seed: int, kind: st
         assert kernels.check_result(problem, better) == [] and better.finished[j]
 
 
-@pytest.mark.xfail(reason="issue 11 open: on cap-bound two-pool sites kernels.plan leaves whole dirty slots empty "
-                   "while jobs whose penalty is ~100x their carbon stay unfinished (found by explain_unfinished's "
-                   "'optimiser' reason, round 8)", strict=False)
 @pytest.mark.parametrize("seed", [0, 3, 4, 5, 7])
 def test_an_overloaded_cap_bound_site_leaves_no_room_an_unfinished_job_could_use(seed: int) -> None:
     problem = _overloaded(seed, "cap")

@@ -1,0 +1,126 @@
+"""The last completion pass of :func:`kernels.plan` (issue 11 item 1): work the chosen plan leaves undone that
+a plan can finish.
+
+Two defects it repairs, both found by :func:`kernels.check.explain_unfinished`'s ``optimiser`` reason:
+
+- **Room left over.** The chosen plan is often not the optimiser's own primal but a candidate built from the
+  greedy witness and moved by the price search (:func:`kernels.listsched.improve`) and the power-level
+  search (:mod:`kernels.powersearch`): neither places new work, so where such a plan wins on its objective
+  the room it leaves (on cap-bound sites whole dirty slots, the watts above the idle floor unused) stays
+  empty while jobs whose penalty is ~100x their carbon never run. The remedy is the optimiser's own
+  completion (:func:`kernels.planner._finish`: list scheduling in price order, power raised, trimmed and
+  placed again) run on the chosen plan.
+- **Starved non-preemptible blocks.** Every construction places preemptible work first or in the same
+  pass, and a non-preemptible job needs one unbroken block: once preemptible work is spread over the slots,
+  no such block is left for a low-priority non-preemptible job, which then runs cut off at the horizon end or
+  not at all. The remedy displaces: each unfinished non-preemptible job gets its price-order block as if no
+  preemptible work ran (one :func:`kernels.listsched.list_schedule` over those rows only, every job at once),
+  the blocks go into the plan, the repair (:func:`kernels.planner._repair`, those jobs ranked before every
+  preemptible one) drops the preemptible cells that no longer fit, and the completion places that work again.
+
+Each candidate is kept only where the evaluated objective falls, inference and running non-preemptible jobs
+are still served, and the plan still dominates the greedy witness job by job; the passes build valid plans
+(the repair and list scheduling keep every hard rule). Pure array code on the backend (:class:`Ops`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from kernels import listsched, powersearch
+from kernels import planner as _pl
+from kernels.backend import Ops
+from kernels.problem import PlanProblem
+
+
+def _undone(c: Any, ev: dict[str, Any]) -> Any:
+    """``(J,)`` host bool: jobs (not must-run, work left, released in the horizon) the plan leaves unfinished."""
+    return ~np.asarray(ev["finished"], bool) & ~c.must & (c.R > 0) & (c.rel < c.T)
+
+
+def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any,
+              lam: Any, mu: Any, first: Any = None) -> list[tuple[Any, Any, str]]:
+    """Plans with the unfinished non-preemptible jobs ``rows`` (host bool ``(J,)``) placed in price-order
+    blocks as if no preemptible work ran (one list schedule over those rows, every job at once), then the
+    preemptible work around them: only the cells that no longer fit dropped (those jobs ranked after every
+    non-preemptible one) and placed again (``"+displace"``), or every preemptible row placed again
+    (``"+rebuild"``: the room between the blocks is cut up differently, and a wide job may need that), jobs
+    earliest deadline first and, where ``first`` (host bool ``(J,)``: the jobs the witness finishes) is
+    given, also least slack first with those jobs before the others (so that the plan keeps them)."""
+    rows_d = xp.asarray(rows)
+    # only these rows ask for work (the others look finished to the list schedule)
+    d_np = replace(d, R=xp.where(rows_d, d.R, 0.0))
+    pre = d.preempt & ~d.must
+    base = xp.astype(xp.where((pre | rows_d)[:, None], 0, vmat), xp.i8)
+    bv, bp = _pl._complete(xp, c, d_np, tb, base, xp.copy(pool), lam, mu)
+    got = rows_d & xp.any(bv > 0, 1)
+    if not bool(xp.any(got)):
+        return []
+    new = xp.astype(xp.where(got[:, None], bv, vmat), xp.i8)
+    pool = xp.where(got, bp, pool)
+    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    rank = listsched.edf_rank(xp, c, d)
+    # forced first, then the non-preemptible jobs (the new blocks among them), then preemptible work
+    prio = xp.lexsort((rank, xp.where(forced, 0, xp.where(d.preempt, 2, 1))))
+    av, ap = _pl._repair(c, d, tb, xp.copy(new), xp.copy(pool), prio, forced, xp=xp)
+    out = [(*_pl._finish(xp, c, pr, d, tb, av, ap, prio, lam, mu), "+displace")]
+    rv = xp.astype(xp.where(pre[:, None], 0, new), xp.i8)
+    out.append((*_pl._finish(xp, c, pr, d, tb, xp.copy(rv), xp.copy(pool), prio, lam, mu), "+rebuild"))
+    if first is not None:  # least slack first, the jobs the witness finishes before the others, in price order
+        lvf = xp.to_numpy(tb.vfull).astype(np.int64)
+        load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lvf]
+        cost = xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64)
+        srank = listsched.slack_rank(xp, c, d, tb, xp.asarray(first))
+        sv, sp = listsched.list_schedule(xp, c, d, tb, rv, xp.copy(pool), srank, cost)
+        out.append((*_pl._finish(xp, c, pr, d, tb, sv, sp, xp.argsort(srank), lam, mu), "+rebuild"))
+    return out
+
+
+def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+             ev: dict[str, Any], gev: dict[str, Any] | None, lam: Any, mu: Any) -> tuple[Any, Any, dict[str, Any], str]:
+    """The plan ``vmat``/``pool`` (evaluation ``ev``) with the work it leaves undone placed where that lowers
+    the objective (module docstring): the room left (``"+complete"``), then unfinished non-preemptible jobs
+    by displacing preemptible work (:func:`_displace`, each plan moved by the price search
+    :func:`kernels.listsched.improve`, and the lowest of them by the power-level search
+    :func:`kernels.powersearch.refine`). ``gev``: the greedy witness's evaluation the result must still
+    dominate job by job (None: no such check, no power-level search). Returns the plan, its evaluation and
+    what changed it ("" where nothing did: the inputs themselves)."""
+    if not _undone(c, ev).any():
+        return vmat, pool, ev, ""
+    best = (vmat, pool, ev, "")
+
+    def evaluated(v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
+        p = xp.astype(xp.where(xp.any(v > 0, 1), p, -1), xp.i32)
+        return p, _pl._evaluate_plan(problem, c, pr, v, p, xp=xp, d=d)
+
+    def wins(v: Any, e: dict[str, Any]) -> bool:
+        return bool(e["objective"] < best[2]["objective"] * (1 - 1e-9) and _pl._serves_forced_dev(c, d, v, xp)
+                    and (gev is None or _pl._dominates_jobs(c, e, gev)))
+
+    prio = xp.argsort(listsched.edf_rank(xp, c, d))
+    v, p = _pl._finish(xp, c, pr, d, tb, xp.copy(vmat), xp.copy(pool), prio, lam, mu)
+    p, e = evaluated(v, p)
+    if wins(v, e):
+        best = (v, p, e, "+complete")
+    npu = _undone(c, best[2]) & ~c.preempt
+    if not npu.any():
+        return best
+    first = None if gev is None else np.asarray(gev["finished"], bool)
+    tries = []
+    for v, p, tag in _displace(xp, c, pr, d, tb, best[0], best[1], npu, lam, mu, first):  # two or three plans
+        p, _ = evaluated(v, p)
+        v, e, _ = listsched.improve(problem, xp, c, pr, d, tb, v, p)
+        tries.append((v, p, e, best[3] + tag))
+    # the power-level search on the lowest of them, dominant or not yet (levels lowered free watts that finish
+    # more work): one search, it costs as much as the rest of this pass
+    low = min(tries, key=lambda x: x[2]["objective"], default=None)
+    if gev is not None and low is not None and low[2]["objective"] < best[2]["objective"]:
+        lv, lp, le, ltag = low
+        tries.append(powersearch.refine(problem, xp, c, pr, d, tb, lv, lp, le, gev, ltag))
+    for v, p, e, tag in tries:  # (at most four plans)
+        if wins(v, e):
+            best = (v, p, e, tag)
+    return best

@@ -1,0 +1,87 @@
+"""kernels.complete: the last completion pass of kernels.plan (issue 11 item 1).
+
+The family: one pool of 32 GPUs, 24 slots, no cap pressure; 10-15 preemptible jobs of 2-8 GPUs with weight 5
+whose work fills 50-80% of the GPU-slots the non-preemptible jobs leave, and 2-3 low-priority (weight
+0.3-1) non-preemptible jobs of 8 or 16 GPUs for 6-10 slots (their blocks fit side by side: two at a time
+hold at most 32 GPUs for at most 20 slots). Without the pass the preemptible work is spread over the slots
+first and no unbroken block is left for the non-preemptible jobs: kernels.plan left 1-2 of them unfinished
+(2 on seed 1, 1 on 4, 5, 6, 2 on 11, 16, 17, 23) though a plan that finishes every job exists (the one the
+pass finds: checked valid below)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _backends import TORCH_DEVICES
+
+import kernels
+from kernels.check import explain_unfinished
+from kernels.problem import NO_DEADLINE, PlanProblem
+
+SLOT_S, T, G = 900.0, 24, 32
+STARVED = [1, 4, 5, 6, 11, 16, 17, 23]  # seeds where kernels.plan without the pass leaves such a job unfinished
+
+
+def starved(seed: int) -> PlanProblem:
+    """Low-priority non-preemptible jobs beside valuable preemptible work (module docstring)."""
+    rng = np.random.default_rng(seed)
+    Jp, Jn = int(rng.integers(10, 16)), int(rng.integers(2, 4))
+    J = Jp + Jn
+    gpus = np.concatenate([rng.integers(2, 9, Jp), rng.choice([8, 16], Jn)]).astype(np.int64)
+    npre = np.arange(J) >= Jp
+    nslots = rng.integers(6, 11, Jn)
+    rem = np.concatenate([np.zeros(Jp), nslots * SLOT_S])
+    share = float(rng.uniform(0.5, 0.8))
+    pw = rng.uniform(0.5, 1.0, Jp)
+    pw *= share * (G * T - (gpus[Jp:] * nslots).sum()) / (gpus[:Jp] * pw).sum()
+    rem[:Jp] = np.minimum(pw * SLOT_S, T * SLOT_S * 0.9)
+    weight = np.where(npre, float(rng.uniform(0.3, 1.0)), 5.0)
+    idle_w, host_w, tdp = 75.0, 450.0, 700.0
+    full = 1.15 * G * (idle_w + host_w) + 1.15 * G * (tdp - idle_w)
+    return PlanProblem(
+        slot_s=SLOT_S, pue=1.15, wind_w=np.zeros(T), carbon_g_per_kwh=rng.uniform(100, 400, T),
+        grid_cap_w=np.full(T, full * 1.01), site_max_w=np.full(T, full * 1.01), pool_gpus=np.full((1, T), G),
+        tdp_w=np.full(1, tdp), idle_w=np.full(1, idle_w), host_w_per_gpu=np.full(1, host_w),
+        min_power_fraction=np.full(1, 0.4), curve_f=np.array([[0.4, 0.6, 0.8, 1.0]]),
+        curve_s=np.array([[0.62, 0.82, 0.95, 1.0]]), gpus=gpus, remaining_s=rem, release=np.zeros(J, np.int64),
+        deadline=np.full(J, NO_DEADLINE), weight=weight, eligible=np.ones((J, 1), bool),
+        must_run=np.zeros(J, bool), preemptible=~npre, running_pool=np.full(J, -1), preempt_loss_s=np.zeros(J),
+        tenant=np.zeros(J, np.int64), tenant_quota_gpus=np.array([np.inf]),
+    )
+
+
+@pytest.mark.parametrize("seed", STARVED)
+def test_low_priority_non_preemptible_jobs_get_a_block_by_displacing_preemptible_work(seed: int) -> None:
+    problem = starved(seed)
+    r = kernels.plan(problem)
+    assert kernels.check_result(problem, r) == []
+    assert r.finished.all(), np.flatnonzero(~r.finished)
+    assert explain_unfinished(problem, r)["jobs"]["optimiser"] == 0
+    w = r.diagnostics["witness"]
+    assert w["ran"] and not w["used"]
+    assert r.diagnostics["own_plan"]["unfinished_jobs"] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3, 7])
+def test_a_plan_that_finishes_every_job_is_left_as_it_was(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the chosen plan finishes every job the pass changes nothing (the same plan with it and without)."""
+    problem = starved(seed)
+    a = kernels.plan(problem)
+    assert a.finished.all()
+    from kernels import complete
+
+    monkeypatch.setattr(complete, "complete", lambda *a, **k: (*a[6:9], ""))
+    b = kernels.plan(problem)
+    assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
+    np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize("seed", [1, 5])
+def test_the_pass_gives_the_numpy_plan_on_torch(device: str, seed: int) -> None:
+    problem = starved(seed)
+    a, b = kernels.plan(problem), kernels.plan(problem, backend="torch", device=device)
+    assert "+" in a.diagnostics["primal_variant"]
+    assert a.diagnostics["primal_variant"] == b.diagnostics["primal_variant"]
+    assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
+    np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
