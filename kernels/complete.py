@@ -101,7 +101,8 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
                     and (gev is None or _pl._dominates_jobs(c, e, gev)))
 
     prio = xp.argsort(listsched.edf_rank(xp, c, d))
-    v, p = _pl._finish(xp, c, pr, d, tb, xp.copy(vmat), xp.copy(pool), prio, lam, mu)
+    pool64 = xp.astype(pool, xp.i64)  # (the passes write int64 pool indices: torch keeps the dtype it has)
+    v, p = _pl._finish(xp, c, pr, d, tb, xp.copy(vmat), xp.copy(pool64), prio, lam, mu)
     p, e = evaluated(v, p)
     if wins(v, e):
         best = (v, p, e, "+complete")
@@ -110,7 +111,7 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
         return best
     first = None if gev is None else np.asarray(gev["finished"], bool)
     tries = []
-    for v, p, tag in _displace(xp, c, pr, d, tb, best[0], best[1], npu, lam, mu, first):  # two or three plans
+    for v, p, tag in _displace(xp, c, pr, d, tb, best[0], xp.astype(best[1], xp.i64), npu, lam, mu, first):  # two or three plans
         p, _ = evaluated(v, p)
         v, e, _ = listsched.improve(problem, xp, c, pr, d, tb, v, p)
         tries.append((v, p, e, best[3] + tag))
