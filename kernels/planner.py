@@ -1935,7 +1935,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             vmat, pool, ev, wvar = powersearch.refine(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, "greedy_witness")
     if search:  # work the chosen plan leaves undone that it can still finish, placed (kernels.complete, H6)
         vmat, pool, ev, done_by = complete.complete(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, lam_b, mu_b)
-        variant, wvar, own = variant + done_by, (wvar if used else "") + done_by, _summary(c, ev)
+        variant, wvar, own = variant + done_by, (wvar if used else "") + done_by, own if used else _summary(c, ev)
     # the plan leaves the device once, as the contract's host arrays
     pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
     run = xp.to_numpy(vmat > 0)
