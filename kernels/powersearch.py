@@ -97,6 +97,7 @@ PAIR_MAX = 4_000_000  # pair phase: runs where rows x slots x slots stays under 
 _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
 _TOL_G = 1e-6  # grams: an estimated gain below this is none
 PHASES = ("carbon", "blocks", "work", "congest", "pairs")
+DISPLACE_ROWS = 4  # non-preemptible blocks tried through the preemptible work per search (_displace)
 #: row-slot cells one power_search may propose, summed over its phases' best responses (a carbon phase
 #: proposes each row in its own pool and once more in each other pool it may move to whole). The cost is
 #: about linear in them (about 1-2 us CPU a cell on these machines: the options, hulls, sorts and exchanges
@@ -115,16 +116,19 @@ SEARCH_BUDGET_KNEE = 500_000
 def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, *,
                  rounds: int = POWER_ROUNDS, ev: dict[str, Any] | None = None,
                  floor: dict[str, Any] | None = None,
-                 budget: float | None = SEARCH_BUDGET_CELLS) -> tuple[Any, Any, dict[str, Any], int]:
+                 budget: float | None = SEARCH_BUDGET_CELLS, displace: bool = True,
+                 meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
     """Rounds of the phases (module docstring) on the valid plan ``vmat``/``pool``. Returns the plan, its
     pools, exact evaluation and the number of rows changed (0: the plan given, unchanged). ``ev``: the plan's
     evaluation where the caller holds it. ``floor``: the evaluation of a plan this one must keep
     dominating job by job (the greedy witness's); then a job only that plan leaves unfinished may give up
     its work to more valuable ones in the congest phase. Without it every job finished (on time) now stays
-    so. ``budget``: the row-slot cells the phases may propose (``SEARCH_BUDGET_CELLS``; None: no limit)."""
+    so. ``budget``: the row-slot cells the phases may propose (``SEARCH_BUDGET_CELLS``; None: no limit).
+    ``displace``: after the rounds, rows moved through the preemptible work (:func:`_displace`) while cells
+    are left. ``meter``: a running count of cells left, shared with the caller (instead of ``budget``)."""
     ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d) if ev is None else ev
-    meter = {"left": math.inf if budget is None else float(budget)}
-    changed = 0
+    meter = {"left": math.inf if budget is None else float(budget)} if meter is None else meter
+    vmat, ev, changed = _drop_late_tails(problem, xp, c, pr, d, vmat, pool, ev)
     for _ in range(rounds):  # improvement rounds
         moved = 0
         for phase in PHASES:  # carbon, blocks, work, congest, pairs
@@ -137,6 +141,9 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
         changed += moved
         if moved == 0 or meter["left"] <= 0:
             break
+    if displace and meter["left"] > 0:
+        vmat, pool, ev, k = _displace(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter)
+        changed += k
     return vmat, pool, ev, changed
 
 
@@ -156,6 +163,96 @@ def search_budget(J: int, T: int) -> float:
     """The cells a search of a ``J`` x ``T`` instance may propose: ``SEARCH_BUDGET_CELLS``, scaled down by
     ``SEARCH_BUDGET_KNEE / (J * T)`` above the knee (5,000 x 192: 4.2M; 10,000 x 192: 2.1M)."""
     return SEARCH_BUDGET_CELLS * min(1.0, SEARCH_BUDGET_KNEE / max(J * T, 1))
+
+
+def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+              ev: dict[str, Any], floor: dict[str, Any] | None,
+              meter: dict[str, float]) -> tuple[Any, Any, dict[str, Any], int]:
+    """Non-preemptible blocks moved through preemptible work: per candidate (a finished, on-time
+    non-preemptible row that does not run now; the dearest grid carbon rate first, at most ``DISPLACE_ROWS``)
+    its cheapest block (:func:`_best_blocks`) against the plan without the preemptible rows (they can make
+    room), the preemptible rows' cells in the slots the block newly takes dropped, what they lack placed
+    again in price order (:func:`kernels.listsched.list_schedule`) and the power search (without this move)
+    on top. Kept where the exact objective falls, every job finished (on time) before still is, and the plan
+    still dominates ``floor``. Each try is charged ``J x T`` cells plus what its search proposes."""
+    from kernels import listsched  # imports kernels.planner: bound at call time
+
+    finished, _, _, on_time = _row_status(ev)
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    cand = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time)
+                          & ~((c.rpool >= 0) & np.asarray(xp.to_numpy(vmat[:, 0] > 0), bool)))
+    if cand.size == 0:
+        return vmat, pool, ev, 0
+    cand = cand[np.argsort(-_priority(xp, c, d, tb, vmat, pool, cand, "blocks"), kind="stable")][:DISPLACE_ROWS]
+    flex_h = c.preempt & ~c.must
+    flex = xp.asarray(flex_h)
+    rank = listsched.edf_rank(xp, c, d)
+    cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
+    need_h = np.asarray(ev["need_s"], np.float64)
+    changed = 0
+    for r in cand:  # candidate rows (a few)
+        if meter["left"] <= 0:
+            break
+        meter["left"] -= float(c.J * c.T)
+        rows = xp.asarray(np.array([r]), xp.i64)
+        vfree = xp.astype(xp.where(flex[:, None], 0, vmat), vmat.dtype)
+        vfree[rows] = 0
+        lim = xp.asarray(np.array([c.dl[r] if c.has_dl[r] else c.T]), xp.i64)
+        new_sub, _ = _best_blocks(xp, c, d, tb, vfree, pool, rows, lim, xp.asarray(need_h[[r]], xp.f64))
+        if not bool(xp.any(new_sub > 0)) or bool(xp.all(new_sub == vmat[rows])):
+            continue
+        # (T,) the slots where the block takes more than the row does now (a level of its pool: more watts)
+        newly = xp.astype(new_sub[0], xp.i64) > xp.astype(vmat[int(r)], xp.i64)
+        # room for it: the preemptible rows' cells there in its pool (GPUs) and of its tenant where it has a
+        # quota; then, where the site's watts would pass the cap, every preemptible row's cells there
+        mine = (xp.astype(pool, xp.i64) == int(pool_h[r])) | ((d.tenant == int(c.tenant[r])) & bool(
+            np.isfinite(c.quota[c.tenant[r]])))
+        # a row that loses a cell there is placed again whole (it may change its pool)
+        hit = flex & mine & xp.any((vmat > 0) & newly[None, :], 1)
+        nv = xp.astype(xp.where(hit[:, None], 0, vmat), vmat.dtype)
+        nv[rows] = new_sub
+        over = _pl._fac(d, tb, nv, pool, xp) > d.cap_w * (1 - 1e-6) - 1.0
+        nv = xp.astype(xp.where(flex[:, None] & over[None, :], 0, nv), vmat.dtype)
+        npool = xp.astype(xp.where(xp.any(nv > 0, 1) | ~flex, pool, -1), pool.dtype)
+        for lowest in (False, True):  # full power first; what is still missing at the most work per watt
+            nv, npool = listsched.list_schedule(xp, c, d, tb, nv, npool, rank, cost, lowest=lowest)
+        npool = xp.astype(xp.where(xp.any(nv > 0, 1), npool, -1), pool.dtype)
+        nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
+        nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor,
+                                         displace=False, meter=meter)
+        if _passes(c, "displace", ev, nev, finished, on_time, floor) and _pl._serves_forced_dev(c, d, nv, xp):
+            vmat, pool, ev = nv, npool, nev
+            finished, _, _, on_time = _row_status(ev)
+            changed += 1
+    return vmat, pool, ev, changed
+
+
+def _drop_late_tails(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, vmat: Any, pool: Any,
+                     ev: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
+    """The cells a row runs at or after its deadline inside the horizon while the work before it already
+    covers its need (on time): they add watts and nothing to the objective's work terms, and the phases
+    cannot move them (outside its window no level is an option, so the row's current cost is infinite and
+    every response of it is refused). Dropped together (a non-preemptible row's are the tail of its block:
+    it stays one block); every job keeps its work before its deadline, so finished and on-time jobs stay so.
+    Kept where the exact objective and carbon do not rise. Returns the plan, its evaluation and the rows
+    changed."""
+    _, _, _, on_time = _row_status(ev)
+    rows_h = np.flatnonzero(c.has_dl & on_time & ~c.must & (c.R > 0))
+    if rows_h.size == 0:
+        return vmat, ev, 0
+    rows = xp.asarray(rows_h, xp.i64)
+    sub = vmat[rows]
+    past = (sub > 0) & (xp.arange(c.T)[None, :] >= d.dl_raw[rows][:, None])
+    hit = xp.any(past, 1)
+    n = int(xp.count_nonzero(hit, 0))
+    if n == 0:
+        return vmat, ev, 0
+    nv = xp.copy(vmat)
+    nv[rows] = xp.astype(xp.where(past, 0, sub), vmat.dtype)
+    nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
+    if nev["objective"] > ev["objective"] or nev["carbon_g"] > ev["carbon_g"]:
+        return vmat, ev, 0
+    return nv, nev, n
 
 
 def _work(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,

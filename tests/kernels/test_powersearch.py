@@ -649,3 +649,102 @@ def test_the_responses_in_two_lanes_are_the_calls_one_by_one(seed: int, threads:
             ref_ns, ref_sv, _ = PS._best_rows(xp, c, s.d, s.tb, s.gv, s.gp, rows[k], *(a[k] for a in args[:5]), None,
                                               to_pool=xp.full((k.size,), p, xp.i64), old=(own[2][0][k], own[2][1][k]))
         assert np.array_equal(xp.to_numpy(ns), xp.to_numpy(ref_ns)) and np.array_equal(xp.to_numpy(sv), xp.to_numpy(ref_sv))
+
+
+#: corpus members (test_corpus's seed-11 corpus) whose plans ran an on-time job past its deadline before
+#: the search dropped such tails (2026-12-04, round 8: 52, 84, 100, 184 of its every-4th sample)
+TAIL_CASES = (52, 84, 100, 184)
+
+
+@pytest.mark.parametrize("i", TAIL_CASES)
+def test_no_plan_runs_an_on_time_job_past_its_deadline(i: int) -> None:
+    """A cell at or after the deadline of a job whose work before it covers its need adds carbon and nothing
+    else; the phases cannot move it (no option outside the row's window), so the search drops such tails
+    first (``_drop_late_tails``): kernels.plan's plan has none, and is valid."""
+    pb = make(*corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[i])
+    res = kernels.plan(pb)
+    assert kernels.check_result(pb, res) == []
+    po = outcome(pb, res)
+    dl = np.asarray(pb.deadline)
+    has = (dl < pb.n_slots) & ~np.asarray(pb.must_run)
+    tail = res.run & (np.arange(pb.n_slots)[None, :] >= dl[:, None]) & (has & ~po["late"] & po["finished"])[:, None]
+    assert not tail.any(), f"jobs {np.flatnonzero(tail.any(1))} run past their deadline though on time"
+
+
+def test_dropping_late_tails_keeps_every_job_and_lowers_carbon() -> None:
+    """``_drop_late_tails`` on the greedy's plan of case 84 with a cell added past the deadline of up to
+    three on-time rows (where the plan stays valid): exactly those cells go, every job keeps its finished and
+    on-time state, carbon and objective fall."""
+    pb = make(*corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[84])
+    s = greedy_start(pb)
+    c, xp = s.c, s.xp
+    dl = np.asarray(pb.deadline)
+    # a tail on every on-time deadline row: its last on-time cell's level repeated in the slots after the
+    # deadline where that row alone fits the plan's room (checked whole by the checker below)
+    v = xp.to_numpy(s.gv).copy()
+    _, _, _, on_time = PS._row_status(s.gev)
+    rows = np.flatnonzero(c.has_dl & on_time & ~c.must & (c.R > 0) & np.asarray(s.gev["finished"], bool))
+    added = 0
+    for j in rows[:3]:  # three rows, one cell each: a small hand-made case
+        t = int(dl[j])
+        if t >= pb.n_slots or not (v[j, :t] > 0).any():
+            continue
+        trial = v.copy()
+        trial[j, t] = v[j, :t][v[j, :t] > 0][-1]
+        if kernels.check_result(pb, s.result(xp.asarray(trial), s.gp, PL._evaluate_plan(
+                pb, c, s.pr, xp.asarray(trial), s.gp, xp=xp, d=s.d))) == []:
+            v, added = trial, added + 1
+    assert added, "no tail fits: the case does not exercise the drop"
+    tv = xp.asarray(v)
+    tev = PL._evaluate_plan(pb, c, s.pr, tv, s.gp, xp=xp, d=s.d)
+    nv, nev, k = PS._drop_late_tails(pb, xp, c, s.pr, s.d, tv, s.gp, tev)
+    assert k == added
+    assert nev["carbon_g"] < tev["carbon_g"] and nev["objective"] < tev["objective"]
+    assert np.array_equal(np.asarray(nev["finished"]), np.asarray(tev["finished"]))
+    lost, late = _late_or_lost(c, tev, nev)
+    assert lost.size == 0 and late.size == 0
+    assert np.array_equal(xp.to_numpy(nv), xp.to_numpy(s.gv))
+    assert kernels.check_result(pb, s.result(nv, s.gp, nev)) == []
+
+
+
+#: test_corpus's seed-11 corpus members where a non-preemptible block is better placed through preemptible
+#: work (round 8, kernels.plan's objective: 28 -0.6%, 152 -1.5%, 156 -47%)
+DISPLACE_CASES = (28, 152, 156)
+
+
+@pytest.mark.parametrize("i", DISPLACE_CASES)
+def test_displacing_preemptible_work_places_a_block_better(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search's last move (``_displace``): a non-preemptible block placed where it is cheapest against
+    the plan without preemptible work, the work it pushes out placed again and searched. On these cases
+    kernels.plan's objective is lower with it than without it (``DISPLACE_ROWS = 0``), and the plan is
+    valid and dominates the greedy."""
+    pb = make(*corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[i])
+    greedy = outcome(pb, kernels.greedy_plan(pb))
+    res = {}
+    on = PS.DISPLACE_ROWS
+    for rows in (on, 0):
+        monkeypatch.setattr(PS, "DISPLACE_ROWS", rows)
+        r = res[rows] = kernels.plan(pb)
+        assert kernels.check_result(pb, r) == []
+        assert dominance_failures(outcome(pb, r), greedy) == []
+    assert res[on].objective < res[0].objective * (1 - 1e-6), (res[on].objective, res[0].objective)
+
+
+def test_a_displaced_block_keeps_every_promise_of_the_search() -> None:
+    """From the greedy's plan (searched by ``listsched.improve``) of case 152 the move changes the plan: the
+    plan stays valid, every job finished (on time) stays so, and it still dominates the greedy."""
+    pb = make(*corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[152])
+    s = greedy_start(pb)
+    c, xp = s.c, s.xp
+    sv, sev, _ = L.improve(pb, xp, c, s.pr, s.d, s.tb, s.gv, s.gp)
+    out = {}
+    for displace in (False, True):
+        nv, npool, nev, _ = PS.power_search(pb, xp, c, s.pr, s.d, s.tb, sv, s.gp, ev=sev, floor=s.gev,
+                                            displace=displace)
+        out[displace] = nev["objective"]
+        assert kernels.check_result(pb, s.result(nv, npool, nev)) == []
+        lost, late = _late_or_lost(c, sev, nev)
+        assert lost.size == 0 and late.size == 0
+        assert dominance_failures(outcome(pb, s.result(nv, npool, nev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    assert out[True] < out[False] * (1 - 1e-6), out
