@@ -530,7 +530,7 @@ def _corpus_row(pb: Any, name: str, *, highs_max_j: int, highs_limit_s: float, m
 
         mi = solve_milp(pb, time_limit_s=milp_limit_s)
         row.update({"milp_status": mi.status, "milp_objective": mi.objective, "milp_bound": mi.lower_bound})
-        if np.isfinite(mi.objective):
+        if np.isfinite(mi.objective) and abs(mi.objective) > 1e-9:  # (0: wind covers every watt of the MILP's plan)
             row["objective_vs_milp"] = res.objective / mi.objective - 1.0
         if np.isfinite(mi.lower_bound):
             row["objective_gap_vs_milp_bound"] = (res.objective - mi.lower_bound) / max(abs(res.objective), 1e-9)

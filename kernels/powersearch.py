@@ -53,6 +53,16 @@ Five phases per round, each accepted on its own:
   the exact objective falls, no job finished (on time) before is not after, and the plan still dominates
   its floor. Only where rows x slots x slots stays under ``PAIR_MAX``.
 
+Before the rounds, the cells a row runs at or after its deadline while already on time are dropped
+(:func:`_drop_late_tails`: no phase can move them). After them, ``_displace`` (at most ``DISPLACE_ROWS``
+finished non-preemptible rows that do not run now, dearest first): the row's cheapest block against the
+plan WITHOUT the preemptible rows, the preemptible rows of its pool (and of its tenant, where it has a
+quota) that run where the block newly takes more placed again whole (their pool may change; where the
+site's watts still pass the cap, every preemptible row's cells there too), by the completion pass's list
+schedule, then the rounds again on that plan (one shared cell budget); kept under the work phase's exact
+test. It is the exchange the phases lack: they move one row against the others held fixed, so a block
+never passes through preemptible work that could have gone elsewhere.
+
 Acceptance: the rows that would change and save (by their own estimate) go in order of that saving
 (largest first) through prefix sums of what they ADD (GPUs per pool, GPUs per tenant, facility watts
 where they rise): a row is taken whole or not at all (``ACCEPT_PASSES`` passes, each against the room the
