@@ -890,6 +890,8 @@ class _Tabs:
     up: Any  # (P, V) int8 next higher level of the pool (itself at its highest)
     vmin: Any  # (P,) int8 lowest level
     vfull: Any  # (P,) int8 the level used for f = 1
+    dwork: Any  # (P, V) float32 work[p, up[p, v]] - work[p, v]: what a step up adds (float32, as a difference
+    dload: Any  # (P, V) float32 load[p, up[p, v]] - load[p, v]   of two looked-up values would be)
 
 
 def _tabs(c: _Clean, pr: _Prep, xp: Ops = _NP) -> _Tabs:
@@ -909,7 +911,10 @@ def _tabs(c: _Clean, pr: _Prep, xp: Ops = _NP) -> _Tabs:
     v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
     vfull = pr.map_pv[:, v_full].astype(np.int8)
     a = xp.asarray
-    return _Tabs(load=a(load), work=a(work), down=a(down), up=a(up), vmin=a(vmin), vfull=a(vfull))
+    pp = np.arange(P)[:, None]
+    dwork, dload = work[pp, up] - work, load[pp, up] - load
+    return _Tabs(load=a(load), work=a(work), down=a(down), up=a(up), vmin=a(vmin), vfull=a(vfull), dwork=a(dwork),
+                 dload=a(dload))
 
 
 def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any:
@@ -1116,9 +1121,10 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env,
     vmat = _remap(pr, d, vmat, pool, xp)
     vmat, pool = _repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
     use = _use_of(d, tb, vmat, pool, xp)  # carried through the fill and the completion, updated by each pass
-    for lowest in (True, True):  # fill rounds at the lowest level (most work per watt)
-        vmat, placed = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=lowest, xp=xp, use=use)
-        if not placed:  # the same round again would place nothing either
+    among = None
+    for _ in range(2):  # fill rounds at the lowest level (most work per watt)
+        vmat, among = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=True, xp=xp, use=use, among=among)
+        if among is None:  # the same round again would place nothing either
             break
     return _finish(xp, c, pr, d, tb, vmat, pool, prio, lam, mu, use)
 
@@ -1133,15 +1139,17 @@ def _finish(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, tb: _Tabs, vmat: Any, pool: 
     caller carries it (updated in place), else computed here once."""
     use = _use_of(d, tb, vmat, pool, xp) if use is None else use
     vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu, use)
-    vmat = _raise(c, d, tb, vmat, pool, prio, xp, use=use)
+    vmat, _, among = _raise_any(c, d, tb, vmat, pool, prio, xp, use=use)
     V = pr.fv.size
     for _ in range(V - 2):  # power levels (a pass that raises nothing leaves the next one the same input)
-        vmat, raised = _raise_any(c, d, tb, vmat, pool, prio, xp, force=True, use=use)
+        if among is None:  # no row has a cell left to raise
+            break
+        vmat, raised, among = _raise_any(c, d, tb, vmat, pool, prio, xp, force=True, use=use, among=among)
         if not raised:
             break
     if bool(xp.any(_short_rows(d, use.done))):
         vmat = _trim(d, tb, vmat, pool, xp, use=use)
-        vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu, use)
+        vmat, pool = _complete(xp, c, d, tb, vmat, pool, lam, mu, use, probe=True)
     return vmat, pool
 
 
@@ -1177,14 +1185,17 @@ def _np_valid(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP
 
 
 def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam: NDArray[np.float64],
-              mu: NDArray[np.float64], use: _Use | None = None) -> tuple[Any, Any]:
+              mu: NDArray[np.float64], use: _Use | None = None, probe: bool = False) -> tuple[Any, Any]:
     """The completion pass: broken non-preemptible rows dropped (:func:`_np_valid`), then what the prices
     left undone placed by list scheduling (:func:`kernels.listsched.list_schedule`) in price order
     (``lam * watts + mu`` per pool and slot), jobs earliest deadline first, at full power and then at the
-    lowest level (most work per watt where watts are what is short)."""
+    lowest level (most work per watt where watts are what is short). ``probe`` (with ``use``): the list
+    schedule only where :func:`_may_place` finds a cell it could place (the same plan: it would place none)."""
     from kernels import listsched  # imports this module: bound at call time
 
     vmat = _np_valid(c, d, tb, vmat, pool, xp, use)
+    if probe and use is not None and not _may_place(c, d, tb, vmat, pool, use, xp):
+        return vmat, pool
     rank = listsched.edf_rank(xp, c, d)
     for lowest in (False, True):  # power levels: full, then the pool's lowest
         lv = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
@@ -1192,6 +1203,48 @@ def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam:
         cost = xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64)
         vmat, pool = listsched.list_schedule(xp, c, d, tb, vmat, pool, rank, cost, lowest=lowest, use=use)
     return vmat, pool
+
+
+def _may_place(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, use: _Use, xp: Ops = _NP) -> bool:
+    """False only where :func:`kernels.listsched.list_schedule` (at full power or at the lowest level) would
+    place nothing on this plan (``use``: its :class:`_Use`): no row it may ask for has a free cell with room
+    for it in a pool it may use. Every cell it places is one of its first round's proposals, and those are
+    such cells; this is a superset of them: its rows (preemptible ones with work left, non-preemptible ones
+    that do not run, and preemptible ones that finish but run past their deadline, which ask for on-time
+    cells only) and their free released cells in a feasible slot, in an eligible pool (their running or
+    planned one where they have one) with the GPUs for them and the watts at the lower of the two levels,
+    tenant quotas left out. At scale the completion after the raises mostly places nothing (a full site:
+    no room for any row that is still short), and this costs a fraction of its two list schedules."""
+    T = c.T
+    tt = xp.arange(T)[None, :]
+    runs = xp.any(vmat > 0, 1)
+    stay = (pool == d.rpool) & (vmat[:, 0] > 0)
+    need = d.R + xp.where(stay, 0.0, d.loss)
+    short = ~d.must & xp.where(d.preempt, use.done < need, ~runs & (d.R > 0) & (d.rel < T))
+    late = d.preempt & ~d.must & d.has_dl & runs & ~short
+    lr = xp.nonzero(late)
+    if lr.shape[0]:  # ... those with a cell at or past their deadline
+        late[lr] = xp.any((vmat[lr] > 0) & (tt >= d.dl[lr][:, None]), 1)
+    rows = xp.nonzero(short | late)
+    if rows.shape[0] == 0:
+        return False
+    free = (vmat[rows] == 0) & (tt >= d.rel[rows][:, None]) & ~d.infeas[None, :]
+    free = free & (short[rows][:, None] | (tt < d.dl[rows][:, None]))  # a row that finishes: on-time cells
+    fixed = xp.where(d.rpool >= 0, d.rpool, xp.where(runs, pool, -1))[rows]
+    g = xp.astype(d.gpus[rows], xp.f64)
+    room_w = d.cap_w * (1 - 1e-6) - 1.0 - use.fac
+    load = xp.to_numpy(tb.load).astype(np.float64)
+    lo, hi = xp.to_numpy(tb.vmin).astype(np.int64), xp.to_numpy(tb.vfull).astype(np.int64)
+    for p in range(c.P):  # pools
+        okp = d.eligible[rows, p] & ((fixed < 0) | (fixed == p))
+        if not bool(xp.any(okp)):
+            continue
+        ld = min(float(load[p, lo[p]]), float(load[p, hi[p]]))
+        fits = (free & okp[:, None] & ((d.H[p] - use.busy[p])[None, :] >= g[:, None] - 1e-6)
+                & (room_w[None, :] >= (ld * g)[:, None]))
+        if bool(xp.any(fits)):
+            return True
+    return False
 
 
 def _remap(pr: _Prep, d: _Dev, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
@@ -1428,16 +1481,20 @@ def _unfinished(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, also: Any, xp: Ops, us
 
 
 def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: Any, mu: Any, *,
-          lowest: bool = False, xp: Ops = _NP, use: _Use | None = None) -> tuple[Any, bool]:
+          lowest: bool = False, xp: Ops = _NP, use: _Use | None = None, among: Any = None) -> tuple[Any, Any]:
     """Hand the headroom left to unfinished preemptible work: each job asks for the slots it still needs,
     its most valuable ones first (at full power, or at its pool's lowest level with ``lowest``); slots
-    accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas). Returns the plan and
-    whether any cell was placed (none placed: ``vmat`` is as it was). ``use``: the plan's :class:`_Use`,
-    read instead of recomputed and updated in place by what is placed."""
+    accept in priority order by prefix sums (pool GPUs, facility watts, tenant quotas). Returns the plan and,
+    where a cell was placed, the ``(J,)`` mask of the rows that had a candidate slot (None where none was
+    placed: ``vmat`` is as it was, and the same round again would place nothing). A fill only adds cells, so
+    the room, the free slots and the rows still unfinished only shrink while the prices stay: a row without
+    a candidate slot has none in a later round at the same level either, and ``among`` (that mask, from the
+    round before) spares the later round those rows. ``use``: the plan's :class:`_Use`, read instead of
+    recomputed and updated in place by what is placed."""
     T, J = c.T, c.J
-    cand_j, done = _unfinished(d, tb, vmat, pool, d.rel < T, xp, use)
+    cand_j, done = _unfinished(d, tb, vmat, pool, d.rel < T if among is None else among & (d.rel < T), xp, use)
     if cand_j.shape[0] == 0:
-        return vmat, False
+        return vmat, None
     sub = vmat[cand_j]
     busy, fac = _usage(d, tb, vmat, pool, xp) if use is None else (use.busy, use.fac)
     tt = xp.arange(T)[None, :]
@@ -1451,16 +1508,21 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     cand = cand & (room_w[None, :] >= (ldlev * g0)[:, None])
     rows_any = xp.nonzero(xp.any(cand, 1))
     if rows_any.shape[0] == 0:
-        return vmat, False
+        return vmat, None
     cand_j, done, pl, vf, cand, ldlev = (cand_j[rows_any], done[rows_any], pl[rows_any], vf[rows_any],
                                          cand[rows_any], ldlev[rows_any])
     wlev = tb.work[pl, xp.index(vf)]
     rho_on = xp.astype(d.rho_on[cand_j], xp.f32)
     rho_t = xp.where(tt < d.dl[cand_j][:, None], rho_on[:, None],
                      (rho_on - xp.astype(d.ldrop[cand_j], xp.f32))[:, None])
-    price = xp.astype(xp.minimum(lam, d.kappa)[None, :] * xp.astype(ldlev, xp.f64)[:, None] + mu[pl], xp.f32)
+    # a slot's price depends on the row's pool only (its level is the pool's): a (P, T) table, gathered
+    pv = tb.vmin if lowest else tb.vfull
+    ld_p = xp.astype(tb.load[xp.arange(c.P), xp.index(pv)], xp.f64)
+    price = xp.astype(xp.minimum(lam, d.kappa)[None, :] * ld_p[:, None] + mu, xp.f32)[pl]
     gain = rho_t * wlev[:, None] - price
     cand = cand & (gain > 0)
+    had = xp.zeros(J, xp.bool_)  # the rows with a candidate slot (the next round's ``among``)
+    had[cand_j[xp.any(cand, 1)]] = True
     need = xp.ceil((d.R[cand_j] + d.loss[cand_j] - done) / wlev - 1e-9)
     # rows with more candidate slots than they need keep their most valuable ones (a sort only for those)
     over = xp.nonzero(xp.astype(xp.count_nonzero(cand, 1), xp.f64) > need)
@@ -1468,7 +1530,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
         cand[over] = cand[over] & _smallest_k(xp, xp.where(cand[over], -gain[over], np.inf), need[over])
     keep_rows = xp.any(cand, 1)
     if not bool(xp.any(keep_rows)):
-        return vmat, False
+        return vmat, None
     rank = xp.empty(J, xp.i64)
     rank[prio] = xp.arange(J)
     o = xp.nonzero(keep_rows)
@@ -1484,7 +1546,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     ok = ok & _prefix_keep_grouped(g, ok, pl_o, d.H - busy, 1e-3, xp)
     ok = ok & _prefix_keep_w(tb.load[pl_o, xp.index(vf_o)] * g, ok, d.cap_w * (1 - 1e-6) - 1.0 - fac, 0.0, xp)
     if not bool(xp.any(ok)):
-        return vmat, False
+        return vmat, None
     vmat[cj] = xp.astype(xp.where(ok, vf_o[:, None], vmat[cj]), xp.i8)
     if use is not None:  # the cells placed (free before, one level per row)
         gd = xp.astype(d.gpus[cj], xp.f64)
@@ -1492,7 +1554,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
         use.fac = use.fac + xp.rowsum_w(gd * xp.astype(tb.load[pl_o, xp.index(vf_o)], xp.f64), ok)
         use.done[cj] = use.done[cj] + xp.astype(xp.count_nonzero(ok, 1), xp.f64) * xp.astype(
             tb.work[pl_o, xp.index(vf_o)], xp.f64)
-    return vmat, True
+    return vmat, had
 
 
 def _smallest_k(xp: Ops, key: Any, k: Any) -> Any:
@@ -1516,24 +1578,34 @@ def _raise(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: O
 
 
 def _raise_any(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, xp: Ops = _NP, *,
-               force: bool = False, use: _Use | None = None) -> tuple[Any, bool]:
-    """:func:`_raise`, and whether it raised any cell (a pass that raised none leaves ``vmat`` as it was,
-    so the same pass again would raise none either). ``use``: as in :func:`_fill`."""
-    rows, done = _unfinished(d, tb, vmat, pool, None, xp, use)
+               force: bool = False, use: _Use | None = None, among: Any = None) -> tuple[Any, bool, Any]:
+    """:func:`_raise`, whether it raised any cell (a pass that raised none leaves ``vmat`` as it was, so the
+    same pass again would raise none either), and the ``(J,)`` mask of the unfinished rows with a cell below
+    their pool's top level (None: no such row). A raise only moves cells up and adds work, so a row outside
+    that mask has no cell to raise in a later pass either: ``among`` (the mask of the pass before) spares
+    the later pass those rows. ``use``: as in :func:`_fill`."""
+    rows, done = _unfinished(d, tb, vmat, pool, among, xp, use)
     if rows.shape[0] == 0:
-        return vmat, False
+        return vmat, False, None
     sub = vmat[rows]
+    # only rows that run can be raised (a row without a candidate cell counts in no sum below: dropped)
+    r = xp.nonzero(xp.any(sub > 0, 1))
+    rows, done, sub = rows[r], done[r], sub[r]
     pl = pool[rows]
     up = xp.lookup(tb.up, pl, sub)
     cand = (sub > 0) & (up > sub)
-    dw = xp.zeros(sub.shape, xp.f32)
-    if bool(xp.any(cand)):  # worth it: the work gained beats the carbon of the extra watts (above the wind)
-        dw = xp.lookup(tb.work, pl, up) - xp.lookup(tb.work, pl, sub)
-        dl = xp.lookup(tb.load, pl, up) - xp.lookup(tb.load, pl, sub)
-        if not force:
-            cand = cand & ((d.rho_on[rows] - d.ldrop[rows])[:, None] * dw > d.kappa[None, :] * dl)
-    if not bool(xp.any(cand)):
-        return vmat, False
+    r = xp.nonzero(xp.any(cand, 1))
+    if r.shape[0] == 0:
+        return vmat, False, None
+    rows, done, sub, pl, up, cand = rows[r], done[r], sub[r], pl[r], up[r], cand[r]
+    left = xp.zeros(c.J, xp.bool_)
+    left[rows] = True
+    dw = xp.lookup(tb.dwork, pl, sub)  # the work and watts a step up adds
+    dl = xp.lookup(tb.dload, pl, sub)
+    if not force:  # worth it: the work gained beats the carbon of the extra watts (above the wind)
+        cand = cand & ((d.rho_on[rows] - d.ldrop[rows])[:, None] * dw > d.kappa[None, :] * dl)
+        if not bool(xp.any(cand)):
+            return vmat, False, left
     # only as many steps as the job still needs, cleanest slots first
     deficit = (d.R + d.loss)[rows] - done
     oc = xp.argsort(d.kappa)
@@ -1546,17 +1618,17 @@ def _raise_any(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, x
     rank = xp.empty(c.J, xp.i64)
     rank[prio] = xp.arange(c.J)
     o = xp.argsort(rank[rows])
-    rows, sub, up, cand, pl = rows[o], sub[o], up[o], cand[o], pl[o]
+    rows, sub, up, cand, pl, dl = rows[o], sub[o], up[o], cand[o], pl[o], dl[o]
     g = xp.astype(d.gpus[rows], xp.f32)
-    dd = xp.where(cand, (xp.lookup(tb.load, pl, up) - xp.lookup(tb.load, pl, sub)) * g[:, None], 0.0)
+    dd = xp.where(cand, dl * g[:, None], 0.0)
     ok = cand & _prefix_keep(dd, room, 0.0, xp)
     if not bool(xp.any(ok)):
-        return vmat, False
+        return vmat, False, left
     new = xp.astype(xp.where(ok, up, sub), xp.i8)
     vmat[rows] = new
     ch = xp.nonzero(xp.any(ok, 1))
     _use_swap(use, d, tb, rows[ch], sub[ch], pl[ch], new[ch], pl[ch], xp)
-    return vmat, True
+    return vmat, True, left
 
 
 # ---------------------------------------------------------------------------------------------- plan

@@ -4,6 +4,7 @@ should, keeps non-preemptible jobs in one unbroken block, and plans around slots
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -182,3 +183,44 @@ def test_witness_auto_runs_cold_and_on_warm_replans_only_when_due(seed: int) -> 
 def test_witness_rejects_an_unknown_mode() -> None:
     with pytest.raises(ValueError, match=r"witness='sometimes': allowed auto, always, never"):
         kernels.plan(_family(0), witness="sometimes")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_probe_skips_only_completions_that_place_nothing(backend: tuple[str, str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """_finish's last completion runs its list schedules only where _may_place finds a cell they could place:
+    every probed completion of the family with more work than the site holds (tight caps, quotas, deadlines,
+    non-preemptible jobs) gives the same plan and the same usage as the completion without the probe, and the probe does skip
+    some of them (the test is not vacuous)."""
+    import kernels.planner as P
+
+    seen: list[bool] = []
+    may_place, complete = P._may_place, P._complete
+
+    def probed(*a: Any, **k: Any) -> bool:
+        seen.append(may_place(*a, **k))
+        return seen[-1]
+
+    def checked(xp: Any, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, lam: Any, mu: Any, use: Any = None,
+                probe: bool = False) -> Any:
+        if not probe or use is None:
+            return complete(xp, c, d, tb, vmat, pool, lam, mu, use)
+        u0 = P._Use(xp.copy(use.busy), xp.copy(use.fac), xp.copy(use.done))
+        v0, p0 = complete(xp, c, d, tb, xp.copy(vmat), xp.copy(pool), lam, mu, u0)
+        v1, p1 = complete(xp, c, d, tb, vmat, pool, lam, mu, use, probe=True)
+        for a, b in ((v0, v1), (p0, p1), (u0.busy, use.busy), (u0.fac, use.fac), (u0.done, use.done)):
+            assert np.array_equal(xp.to_numpy(a), xp.to_numpy(b))
+        return v1, p1
+
+    monkeypatch.setattr(P, "_may_place", probed)
+    monkeypatch.setattr(P, "_complete", checked)
+    name, device = backend
+    for seed in range(12 if name == "numpy" else 4):  # (torch on the CPU: 4 seeds, ~10 s)
+        pb = _family(seed)
+        R = np.asarray(pb.remaining_s)
+        # more work than the site holds (on all its GPUs, and on half of them): the last completion runs, and
+        # often has nothing it can place
+        kernels.plan(replace(pb, remaining_s=R * 3), backend=name, device=device)
+        kernels.plan(replace(pb, pool_gpus=np.maximum(np.asarray(pb.pool_gpus) // 2, 1), remaining_s=R * 2),
+                     backend=name, device=device)
+    assert seen.count(False) >= 3 and seen.count(True) >= 3, seen
