@@ -986,7 +986,7 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
     # the late rows have late cells
     rc = r1c
     if lt.shape[0]:
-        rc = xp.zeros((n, T), xp.i32) + r1c
+        rc = r1c + xp.zeros((1, T), xp.i32)  # (n, T) in one pass
         r2c = xp.astype(late_rank(r1[lt]), xp.i32)[:, None]
         rc[lt] = xp.where(tt >= dl[lt][:, None], r2c, r1c[lt])
     bnd = jb.bounds  # the jobs are sorted by class: each class's rows a slice (no (n, T) gathers)
@@ -1025,8 +1025,8 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
     best_n = xp.zeros(n, xp.i64)
     best_v = xp.zeros(n, xp.i8)
     room = (d.cap_w - d.base_w)[None, :]
-    mu_pl = mu[pl]  # (n, T) the same at every level
     released = tt >= reln[:, None]
+    pp = xp.arange(c.P)
     for v in range(1, V):  # power levels (the same few for every pool)
         vv = d.map_pv[pl, v]
         w = xp.astype(tb.work[pl, vv], xp.f64)
@@ -1034,7 +1034,9 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
         ldv = xp.astype(tb.load[pl, vv], xp.f64)
         # work beyond the need is worth nothing: the value of the block's work is scaled to the need
         scale = xp.minimum(Rn / xp.maximum(nn * w, 1e-9), 1.0)
-        val = rho_t * (w * scale)[:, None] - (lam[None, :] * ldv[:, None] + mu_pl)
+        # a slot's price at this level depends on the pool only: a (P, T) table, gathered by the rows' pools
+        price = lam[None, :] * xp.astype(tb.load[pp, d.map_pv[:, v]], xp.f64)[:, None] + mu
+        val = rho_t * (w * scale)[:, None] - price[pl]
         val = xp.where(released, val, 0.0)
         # a level whose watts alone exceed a slot's room above idle cannot use that slot
         bad = (ldv * gn)[:, None] > room
@@ -1189,15 +1191,16 @@ def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam:
     """The completion pass: broken non-preemptible rows dropped (:func:`_np_valid`), then what the prices
     left undone placed by list scheduling (:func:`kernels.listsched.list_schedule`) in price order
     (``lam * watts + mu`` per pool and slot), jobs earliest deadline first, at full power and then at the
-    lowest level (most work per watt where watts are what is short). ``probe`` (with ``use``): the list
+    lowest level (most work per watt where watts are what is short). ``probe`` (with ``use``): each list
     schedule only where :func:`_may_place` finds a cell it could place (the same plan: it would place none)."""
     from kernels import listsched  # imports this module: bound at call time
 
     vmat = _np_valid(c, d, tb, vmat, pool, xp, use)
-    if probe and use is not None and not _may_place(c, d, tb, vmat, pool, use, xp):
-        return vmat, pool
-    rank = listsched.edf_rank(xp, c, d)
+    rank = None
     for lowest in (False, True):  # power levels: full, then the pool's lowest
+        if probe and use is not None and not _may_place(c, d, tb, vmat, pool, use, xp):
+            break  # (nor would a later pass: the plan stays as it is)
+        rank = listsched.edf_rank(xp, c, d) if rank is None else rank
         lv = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
         load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lv]
         cost = xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64)
@@ -1211,9 +1214,9 @@ def _may_place(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, use: _Use, x
     for it in a pool it may use. Every cell it places is one of its first round's proposals, and those are
     such cells; this is a superset of them: its rows (preemptible ones with work left, non-preemptible ones
     that do not run, and preemptible ones that finish but run past their deadline, which ask for on-time
-    cells only) and their free released cells in a feasible slot, in an eligible pool (their running or
-    planned one where they have one) with the GPUs for them and the watts at the lower of the two levels,
-    tenant quotas left out. At scale the completion after the raises mostly places nothing (a full site:
+    cells only) and their free released cells in a feasible slot with their GPUs left in their tenant's
+    quota, in an eligible pool (their running or planned one where they have one) with the GPUs for them
+    and the watts at the lower of the two levels. At scale the completion after the raises mostly places nothing (a full site:
     no room for any row that is still short), and this costs a fraction of its two list schedules."""
     T = c.T
     tt = xp.arange(T)[None, :]
@@ -1232,6 +1235,11 @@ def _may_place(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, use: _Use, x
     free = free & (short[rows][:, None] | (tt < d.dl[rows][:, None]))  # a row that finishes: on-time cells
     fixed = xp.where(d.rpool >= 0, d.rpool, xp.where(runs, pool, -1))[rows]
     g = xp.astype(d.gpus[rows], xp.f64)
+    if np.isfinite(c.quota).any():  # rows of tenants with a quota: the slots with their GPUs left in it
+        qr = xp.nonzero(d.qten[rows] < c.quota.size)
+        if qr.shape[0]:
+            left_q = xp.asarray(c.quota, xp.f64)[:, None] - xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0)
+            free[qr] = free[qr] & (left_q[d.tenant[rows[qr]]] >= g[qr][:, None] - 1e-9)
     room_w = d.cap_w * (1 - 1e-6) - 1.0 - use.fac
     load = xp.to_numpy(tb.load).astype(np.float64)
     lo, hi = xp.to_numpy(tb.vmin).astype(np.int64), xp.to_numpy(tb.vfull).astype(np.int64)
@@ -1343,6 +1351,7 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
 
     run = v > 0
     run0 = xp.copy(run)
+    keep = None  # pool_keep(run) at the current pools (None: a row moved since)
     for _ in range(rounds):  # re-assignment rounds
         keep = pool_keep(run)
         bad = run & ~keep
@@ -1353,17 +1362,18 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
         room = d.H - xp.group_rowsum(pl, P, g, run & keep)
         rs = run[short]
         gs = g[short][:, None]
-        lack = xp.stack([xp.sum(rs & (room[p][None, :] < gs), 1) for p in range(P)], 1)
+        lack = xp.stack([xp.count_nonzero(rs & (room[p][None, :] < gs), 1) for p in range(P)], 1)
         lack = xp.where(el[short], lack, T + 1)
         lack[xp.arange(ns), pl[short]] = T + 1  # its current pool is full: move
         best = xp.argmin(lack, 1)
-        cur_bad = xp.sum(bad[short], 1)
+        cur_bad = xp.count_nonzero(bad[short], 1)
         move = lack[xp.arange(ns), best] < cur_bad
         sm = short[move]
         if sm.shape[0]:
             pl[sm] = best[move]
             v[sm] = d.map_pv8[best[move][:, None], xp.index(v[sm])]
-    run = run & pool_keep(run)
+            keep = None
+    run = run & (pool_keep(run) if keep is None else keep)
     v = xp.astype(xp.where(run, v, 0), xp.i8)
     # facility watts (site max and grid cap)
     room_w = (d.cap_w - d.base_w) * (1 - 1e-6) - 1.0
@@ -1504,8 +1514,14 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     ldlev = tb.load[pl, xp.index(vf)]
     # only free slots after release with room for the job (GPUs of its pool, facility watts) can take it
     room_w = xp.astype(d.cap_w * (1 - 1e-6) - 1.0 - fac, xp.f32)
-    cand = (sub == 0) & (tt >= d.rel[cand_j][:, None]) & (xp.astype(d.H - busy, xp.f32)[pl] >= g0[:, None])
-    cand = cand & (room_w[None, :] >= (ldlev * g0)[:, None])
+    # the room test depends on the row's pool and GPU count only: a (pool, distinct count, T) table, gathered
+    g_u, g_inv = np.unique(xp.to_numpy(g0), return_inverse=True)
+    gu = xp.asarray(g_u, xp.f32)
+    ld_p = tb.load[xp.arange(c.P), xp.index(tb.vmin if lowest else tb.vfull)]
+    fit = ((xp.astype(d.H - busy, xp.f32)[:, None, :] >= gu[None, :, None])
+           & (room_w[None, None, :] >= (ld_p[:, None] * gu[None, :])[:, :, None]))
+    key = xp.astype(pl, xp.i64) * g_u.size + xp.asarray(g_inv.reshape(-1), xp.i64)
+    cand = (sub == 0) & (tt >= d.rel[cand_j][:, None]) & fit.reshape(-1, T)[key]
     rows_any = xp.nonzero(xp.any(cand, 1))
     if rows_any.shape[0] == 0:
         return vmat, None
