@@ -12,7 +12,7 @@ from _backends import BACKENDS  # noqa: E402  (tests/kernels is on sys.path)
 from _problems import SLOT_S, small_problem  # noqa: E402
 
 import kernels
-from kernels.problem import PlanProblem
+from kernels.problem import NO_DEADLINE, PlanProblem
 
 FAMILY = range(24)
 
@@ -224,3 +224,31 @@ def test_the_probe_skips_only_completions_that_place_nothing(backend: tuple[str,
         kernels.plan(replace(pb, pool_gpus=np.maximum(np.asarray(pb.pool_gpus) // 2, 1), remaining_s=R * 2),
                      backend=name, device=device)
     assert seen.count(False) >= 3 and seen.count(True) >= 3, seen
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_probe_counts_the_tenant_quota(backend: tuple[str, str]) -> None:
+    """Two jobs of one tenant on a pool with room for both: job 0 runs every slot, job 1 has none. With a
+    quota of one job's GPUs job 1 can go nowhere: _may_place says so and the list schedule places nothing;
+    with room in the quota for both it says there is a cell and the list schedule places job 1."""
+    import kernels.planner as P
+
+    base = small_problem(0, J=3, T=6, P_=1, cap_frac=1.0)
+    xp = P.get_ops(*backend)
+    for quota, placed in ((2.0, False), (4.0, True)):
+        pb = replace(base, gpus=np.array([2, 2]), remaining_s=np.array([SLOT_S, 2 * SLOT_S]), release=np.zeros(2, int),
+                     deadline=np.full(2, NO_DEADLINE), must_run=np.zeros(2, bool), preemptible=np.ones(2, bool),
+                     running_pool=np.full(2, -1), eligible=np.ones((2, 1), bool), tenant=np.zeros(2, int),
+                     weight=np.full(2, 0.3), preempt_loss_s=np.zeros(2),
+                     tenant_quota_gpus=np.array([quota, np.inf]))
+        c = P._clean_inputs(pb)
+        assert not isinstance(c, str)
+        pr = P._prepare(c)
+        d, tb = P._to_dev(xp, c, pr), P._tabs(c, pr, xp)
+        vfull = int(xp.to_numpy(tb.vfull)[0])
+        vmat = xp.asarray(np.array([[vfull] * 6, [0] * 6], np.int8))
+        pool = xp.asarray(np.array([0, 0]))
+        use = P._use_of(d, tb, vmat, pool, xp)
+        assert P._may_place(c, d, tb, vmat, pool, use, xp) is placed
+        v, _ = P._complete(xp, c, d, tb, xp.copy(vmat), xp.copy(pool), c.kappa, np.zeros((1, 6)), use)
+        assert bool(xp.to_numpy(v)[1].any()) is placed
