@@ -57,6 +57,30 @@ def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[n
     return bad, np.where(bad, floor - cap, 0.0)
 
 
+def _cost_eur(problem: PlanProblem, grid_import_w: NDArray[np.float64]) -> float:
+    """``OBJECTIVE``'s cost_eur of a grid-import timeline (negative prices count as 0)."""
+    if problem.price_eur_per_mwh is None:
+        return 0.0
+    price = np.maximum(np.asarray(problem.price_eur_per_mwh, dtype=np.float64), 0.0)
+    return float((grid_import_w * price).sum() * (float(problem.slot_s) / 3600.0) / 1e6)
+
+
+def floor_bound(problem: PlanProblem) -> float:
+    """A lower bound on every plan's objective from the site alone: each healthy GPU draws at least the lesser
+    of its idle watts and its pool's lowest allowed level, plus its host share, so the facility never draws
+    less than that floor; its grid import's carbon and cost are a floor under the objective (the penalties are
+    >= 0). Valid where the Lagrangian bound is weak (a tiny instance far from its prices can prove < 0)."""
+    lev_f, lev_ok = levels(problem)
+    fmin = np.where(lev_ok, lev_f, np.inf).min(axis=1)  # (P,)
+    idle = np.asarray(problem.idle_w, np.float64)
+    least = np.minimum(idle, np.where(np.isfinite(fmin), fmin, 1.0) * np.asarray(problem.tdp_w, np.float64))
+    zero = np.zeros((problem.n_pools, problem.n_slots))
+    tl = power.facility_timeline(problem.pue, problem.slot_s, zero, zero, pool_gpus_pt(problem), least,
+                                 problem.host_w_per_gpu, problem.wind_w, problem.carbon_g_per_kwh)
+    return float(tl["carbon_g"].sum()) + float(problem.energy_cost_weight_g_per_eur) * _cost_eur(
+        problem, tl["grid_import_w"])
+
+
 def evaluate(
     problem: PlanProblem, run: NDArray[np.bool_], power_fraction: NDArray[np.floating], pool: NDArray[np.integer]
 ) -> dict[str, Any]:
@@ -82,11 +106,7 @@ def evaluate(
         problem.pue, problem.slot_s, active, busy, pool_gpus_pt(problem), problem.idle_w,
         problem.host_w_per_gpu, problem.wind_w, problem.carbon_g_per_kwh,
     )
-    slot_h = float(problem.slot_s) / 3600.0
-    cost_eur = 0.0
-    if problem.price_eur_per_mwh is not None:
-        price = np.maximum(np.asarray(problem.price_eur_per_mwh, dtype=np.float64), 0.0)
-        cost_eur = float((tl["grid_import_w"] * price).sum() * slot_h / 1e6)
+    cost_eur = _cost_eur(problem, tl["grid_import_w"])
     spd = np.zeros((J, T))
     for p in range(P):  # P pools: a loop over pools, never over jobs
         m = (pool_c == p)[:, None] & run

@@ -82,7 +82,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kernels.backend import Ops, get_ops
-from kernels.check import infeasible_slots, levels, must_window
+from kernels.check import floor_bound, infeasible_slots, levels, must_window
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
 IMPROVE_ROUNDS = 6  # local-search rounds (kernels.listsched.improve) per candidate where the witness runs
@@ -2316,7 +2316,7 @@ def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.f
             lb: float, lam: NDArray[np.float64], mu: NDArray[np.float64], iters: int, tol: float,
             diag: dict[str, Any], ev: dict[str, Any]) -> PlanResult:
     obj = ev["objective"]
-    lb = min(lb, obj)
+    lb = min(max(lb, floor_bound(pb)), obj)
     gap = (obj - lb) / max(abs(obj), 1e-9)
     mrows = np.flatnonzero(c.must)
     if mrows.size:  # only the must-run rows: no (J, T) temporaries

@@ -512,3 +512,22 @@ def test_carbon_bound_never_exceeds_the_milp_carbon_for_the_same_work(seed: int)
     assert mip.unfinished_gpu_s <= 1e-6 * max(1.0, float((pb.gpus * r.work_done_s).sum()))  # does the work
     assert cb["lower_bound_carbon_raw_g"] <= mip.carbon_g * (1 + 1e-7) + 1e-6
     assert mip.carbon_g <= r.carbon_g_total * (1 + 1e-7) + 1e-6  # our plan is one such plan
+
+
+def test_the_site_floor_keeps_the_bound_at_or_above_zero_and_below_the_lp() -> None:
+    """The Lagrangian bound of a tiny instance far from its prices can be negative (seed 465 with a quota:
+    -104 g against a 359 g plan, a 'gap' of 129%); the site's floor (every healthy GPU at its least draw) is
+    a bound too, so the reported one never falls below it, and the floor itself never exceeds the HiGHS LP
+    optimum (it is a valid bound) on a seeded family."""
+    from benchmarks.reference import solve_lp
+    from kernels.check import floor_bound
+
+    r = kernels.plan(small_problem(465, quota=True))
+    assert 0.0 <= r.lower_bound and 0.0 <= r.gap <= 1.0, (r.lower_bound, r.gap)
+    assert r.lower_bound >= floor_bound(small_problem(465, quota=True)) * (1 - 1e-12)
+    for seed in range(12):
+        pb = small_problem(seed, quota=bool(seed % 2))
+        lp = solve_lp(pb, time_limit_s=60.0)
+        assert lp.status == "optimal"
+        fb = floor_bound(pb)
+        assert 0.0 < fb <= lp.objective * (1 + 1e-7) + 1e-6, (seed, fb, lp.objective)
