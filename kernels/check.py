@@ -45,14 +45,23 @@ def must_window(problem: PlanProblem) -> tuple[NDArray[np.int64], NDArray[np.int
     return np.where(must, start, 0), np.where(must, end, 0)
 
 
+def cap_w(problem: PlanProblem) -> NDArray[np.float64]:
+    """``(T,)`` the facility watts a slot allows: ``min(site_max_w, wind_w + grid_cap_w)``."""
+    return np.minimum(np.asarray(problem.site_max_w, np.float64),
+                      np.asarray(problem.wind_w, np.float64) + np.asarray(problem.grid_cap_w, np.float64))
+
+
+def idle_floor_w(problem: PlanProblem) -> NDArray[np.float64]:
+    """``(T,)`` the idle floor: facility watts with every healthy GPU idle (idle and host watts, PUE)."""
+    per_gpu = np.asarray(problem.idle_w, np.float64) + np.asarray(problem.host_w_per_gpu, np.float64)
+    return problem.pue * (pool_gpus_pt(problem) * per_gpu[:, None]).sum(axis=0)
+
+
 def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Slots no plan can keep within their caps: the facility with every healthy GPU idle (the idle floor)
     already exceeds ``min(site_max_w, wind_w + grid_cap_w)``. Returns the mask ``(T,)`` and the deficit in
     watts (floor minus cap there, 0 elsewhere). A valid plan runs nothing in those slots."""
-    H = pool_gpus_pt(problem)
-    floor = problem.pue * (H * (np.asarray(problem.idle_w, np.float64) + np.asarray(problem.host_w_per_gpu, np.float64))[:, None]).sum(axis=0)
-    cap = np.minimum(np.asarray(problem.site_max_w, np.float64),
-                     np.asarray(problem.wind_w, np.float64) + np.asarray(problem.grid_cap_w, np.float64))
+    floor, cap = idle_floor_w(problem), cap_w(problem)
     bad = np.asarray(floor > cap * (1 + 1e-9), dtype=bool)
     return bad, np.where(bad, floor - cap, 0.0)
 
@@ -362,10 +371,8 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
         need = np.cumsum(by_rel[::-1])[::-1]  # GPU-slots of work released at t0 or later
         have = suffix(H[(m & bits) > 0].sum(axis=0))
         out["capacity"] = max(out["capacity"], float((need - have).max()) * slot_s / 3600.0)
-    cap = np.minimum(np.asarray(problem.site_max_w, np.float64),
-                     np.asarray(problem.wind_w, np.float64) + np.asarray(problem.grid_cap_w, np.float64))
+    cap, floor = cap_w(problem), idle_floor_w(problem)
     idle = np.asarray(problem.idle_w, np.float64)
-    floor = problem.pue * (pool_gpus_pt(problem) * (idle + np.asarray(problem.host_w_per_gpu, np.float64))[:, None]).sum(axis=0)
     lev_f, lev_ok = levels(problem)
     lev_s = power.pool_speed(problem.curve_f, problem.curve_s, np.arange(P)[:, None], lev_f)
     per = problem.pue * (lev_f * np.asarray(problem.tdp_w, np.float64)[:, None] - idle[:, None]) / np.maximum(lev_s, 1e-12)
@@ -428,10 +435,8 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     short = (T - rel) * float(problem.slot_s) < rem - 1e-6
     H = pool_gpus_pt(problem)
     tol = 1e-6 * np.maximum(need[rows], 1.0)
-    cap = np.minimum(np.asarray(problem.site_max_w, np.float64),
-                     np.asarray(problem.wind_w, np.float64) + np.asarray(problem.grid_cap_w, np.float64))
+    cap, floor = cap_w(problem), idle_floor_w(problem)
     tdp, idle = np.asarray(problem.tdp_w, np.float64), np.asarray(problem.idle_w, np.float64)
-    floor = problem.pue * (H * (idle + np.asarray(problem.host_w_per_gpu, np.float64))[:, None]).sum(axis=0)
     quota = np.asarray(problem.tenant_quota_gpus, dtype=np.float64)
     ten = np.asarray(problem.tenant, dtype=np.int64)[rows]
     has_quota = bool(np.isfinite(quota).any())

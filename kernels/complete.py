@@ -70,11 +70,8 @@ def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r
     rv = xp.astype(xp.where(pre[:, None], 0, new), xp.i8)
     out.append((*_pl._finish(xp, c, pr, d, tb, xp.copy(rv), xp.copy(pool), prio, lam, mu), "+rebuild"))
     if first is not None:  # least slack first, the jobs the witness finishes before the others, in price order
-        lvf = xp.to_numpy(tb.vfull).astype(np.int64)
-        load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lvf]
-        cost = xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64)
         srank = listsched.slack_rank(xp, c, d, tb, xp.asarray(first))
-        sv, sp = listsched.list_schedule(xp, c, d, tb, rv, xp.copy(pool), srank, cost)
+        sv, sp = listsched.list_schedule(xp, c, d, tb, rv, xp.copy(pool), srank, _pl._level_cost(xp, c, tb, lam, mu))
         out.append((*_pl._finish(xp, c, pr, d, tb, sv, sp, xp.argsort(srank), lam, mu), "+rebuild"))
     return out
 

@@ -1186,6 +1186,14 @@ def _np_valid(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP
     return vmat
 
 
+def _level_cost(xp: Ops, c: _Clean, tb: _Tabs, lam: Any, mu: Any, lowest: bool = False) -> Any:
+    """``(P, T)`` float64 price of a GPU in each pool and slot at the pool's full-power level (``lowest``:
+    its lowest level): ``lam * watts + mu``, the slot order of the list schedules."""
+    lv = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
+    load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lv]
+    return xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64)
+
+
 def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam: NDArray[np.float64],
               mu: NDArray[np.float64], use: _Use | None = None, probe: bool = False) -> tuple[Any, Any]:
     """The completion pass: broken non-preemptible rows dropped (:func:`_np_valid`), then what the prices
@@ -1201,9 +1209,7 @@ def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam:
         if probe and use is not None and not _may_place(c, d, tb, vmat, pool, use, xp):
             break  # (nor would a later pass: the plan stays as it is)
         rank = listsched.edf_rank(xp, c, d) if rank is None else rank
-        lv = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
-        load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lv]
-        cost = xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64)
+        cost = _level_cost(xp, c, tb, lam, mu, lowest)
         vmat, pool = listsched.list_schedule(xp, c, d, tb, vmat, pool, rank, cost, lowest=lowest, use=use)
     return vmat, pool
 
@@ -1517,7 +1523,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     # the room test depends on the row's pool and GPU count only: a (pool, distinct count, T) table, gathered
     g_u, g_inv = np.unique(xp.to_numpy(g0), return_inverse=True)
     gu = xp.asarray(g_u, xp.f32)
-    ld_p = tb.load[xp.arange(c.P), xp.index(tb.vmin if lowest else tb.vfull)]
+    ld_p = tb.load[xp.arange(c.P), xp.index(tb.vmin if lowest else tb.vfull)]  # (P,) a GPU's watts at the level
     fit = ((xp.astype(d.H - busy, xp.f32)[:, None, :] >= gu[None, :, None])
            & (room_w[None, None, :] >= (ld_p[:, None] * gu[None, :])[:, :, None]))
     key = xp.astype(pl, xp.i64) * g_u.size + xp.asarray(g_inv.reshape(-1), xp.i64)
@@ -1532,9 +1538,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     rho_t = xp.where(tt < d.dl[cand_j][:, None], rho_on[:, None],
                      (rho_on - xp.astype(d.ldrop[cand_j], xp.f32))[:, None])
     # a slot's price depends on the row's pool only (its level is the pool's): a (P, T) table, gathered
-    pv = tb.vmin if lowest else tb.vfull
-    ld_p = xp.astype(tb.load[xp.arange(c.P), xp.index(pv)], xp.f64)
-    price = xp.astype(xp.minimum(lam, d.kappa)[None, :] * ld_p[:, None] + mu, xp.f32)[pl]
+    price = xp.astype(xp.minimum(lam, d.kappa)[None, :] * xp.astype(ld_p, xp.f64)[:, None] + mu, xp.f32)[pl]
     gain = rho_t * wlev[:, None] - price
     cand = cand & (gain > 0)
     had = xp.zeros(J, xp.bool_)  # the rows with a candidate slot (the next round's ``among``)
@@ -1922,18 +1926,16 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     # try would have had the lower objective and dominated the witness job by job, the first try not.
     race = RACE_TRIES and not search and len(cands) > 1 and witness != "never" and warm_start is None
     rest = cands[1:]
-    if race:
-        built = [build(cands[0][0], cands[0][1], cands[0][3])]
+    first = build(cands[0][0], cands[0][1], cands[0][3]) if race else None
+    if first is not None:
         gev_r = wit_plan.result()[2]
-        if not _dominates_jobs(c, built[0][2], gev_r):
+        if not _dominates_jobs(c, first[2], gev_r):
             lv_r, _, lev_r = price_plan.result()
             if _serves_forced_dev(c, d, lv_r, xp) and _dominates_jobs(c, lev_r, gev_r):
                 rest = [k for k in rest if k[4] != "no_quota"]
-        later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in rest]
-        built += [x.result() for x in later]
-    else:
-        later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in rest]
-        built = [build(cands[0][0], cands[0][1], cands[0][3])] + [x.result() for x in later]
+    later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in rest]
+    built = [first if first is not None else build(cands[0][0], cands[0][1], cands[0][3])] + [
+        x.result() for x in later]
     skipped = [k[4] for k in cands[1:] if not any(k is r for r in rest)]
     cands = [cands[0], *rest]
     best_plan: tuple[float, Any, Any, Any, str] | None = None
@@ -1987,9 +1989,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             cand.append((hev["objective"], hv, hp, hev, "edf_price_search"))
     if search and (wit["unfinished_jobs"] or wit["late_jobs"]):
         # least slack first (long and wide gangs before the room they need is cut up), slots in price order
-        lvf = xp.to_numpy(tb.vfull).astype(np.int64)
-        load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lvf]
-        pcost = xp.asarray(lam_b[None, :] * load[:, None] + mu_b, xp.f64)
+        pcost = _level_cost(xp, c, tb, lam_b, mu_b)
         # and the same with the jobs the greedy finishes first (so that it keeps them)
         for first in (None, xp.asarray(np.asarray(gev["finished"], bool))):  # two job orders
             srank = listsched.slack_rank(xp, c, d, tb, first)
@@ -2082,9 +2082,7 @@ def _price_list_plan(problem: PlanProblem, xp: Ops, c: _Clean, pr: _Prep, d: _De
     ``(lam, mu)``, power then raised where the work beats the carbon: ``(vmat, pool, evaluation)``."""
     from kernels import listsched  # imports this module: bound at call time
 
-    lvf = xp.to_numpy(tb.vfull).astype(np.int64)
-    load = xp.to_numpy(tb.load).astype(np.float64)[np.arange(c.P), lvf]
-    lv, lp = listsched.greedy_vmat(xp, c, pr, d, tb, cost=xp.asarray(lam[None, :] * load[:, None] + mu, xp.f64))
+    lv, lp = listsched.greedy_vmat(xp, c, pr, d, tb, cost=_level_cost(xp, c, tb, lam, mu))
     lv = _raise(c, d, tb, lv, lp, xp.argsort(listsched.edf_rank(xp, c, d)), xp)
     lp = xp.astype(xp.where(xp.any(lv > 0, 1), lp, -1), xp.i32)
     return lv, lp, _evaluate_plan(problem, c, pr, lv, lp, xp=xp, d=d)
