@@ -37,7 +37,10 @@ def test_the_thread_refreshes_when_due_and_ticks_read_the_latest_series(tmp_path
     assert live.series() is base and all(math.isinf(v) for v in live.staleness_s().values())
     live.start()
     try:
-        _wait(lambda: r.refreshes == 1)  # due at once: the first refresh
+        # due at once: the first refresh. Wait for its publication (on_refresh runs after the series is swapped
+        # in), not the refresher's count, which rises before LiveSignals stores the series.
+        _wait(lambda: len(seen) == 1)
+        assert r.refreshes == 1
         s1 = live.series()
         assert "live: ned" in s1.source and not np.array_equal(s1.wind_w, base.wind_w)
         assert live.staleness_s() == {"ned": 0.0, "entsoe": 0.0, "electricitymaps": 0.0, "congestion": 0.0}
