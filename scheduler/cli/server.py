@@ -220,6 +220,10 @@ def register(app: typer.Typer) -> None:
             _resume_gc()
             raise InputError(f"--host {host} --port {port}: cannot listen: {e.strerror}") from e
         bound = sock.getsockname()[1]
+        # listen before saying so: a client that connects on the line below is queued in the backlog until
+        # uvicorn accepts (uvicorn starts a moment later, seconds on a loaded machine, and a bound socket that
+        # does not listen yet refuses: a test that read the line and connected at once failed on it)
+        sock.listen(2048)  # uvicorn's default backlog; its create_server listens again with config.backlog
         typer.echo(f"windward server: site {site_m.name}, executor {executor}, policy {policy}, "
                    f"planner {plan_kw['backend']}/{plan_kw['device']}, state {state}")
         if service.recovery.adopted or service.recovery.requeued:
