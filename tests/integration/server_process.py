@@ -61,5 +61,20 @@ def start_server(
     raise RuntimeError(f"server not ready in {timeout_s} s (url {url}):\n{log_path.read_text()}")
 
 
+def wait_first_tick(url: str, timeout_s: float = 120.0) -> None:
+    """Until the server's first tick has ended (``/readyz``'s ``first_tick_done``). /readyz answers 200 as
+    soon as the loop runs, before its first tick has made a plan: a test that reads the plan (or anything
+    else a tick makes) right after start_server must wait for this first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=10).json().get("first_tick_done"):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the server's first tick had not ended after {timeout_s} s")
+
+
 def auth(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer windward-dev-{name}"}

@@ -203,12 +203,17 @@ def _submit_work(srv: httpx.Client, port: int) -> None:
     for tenant, spec in jobs:
         r = srv.post("/v1/jobs", json=spec, headers={"Authorization": f"Bearer {dev_token(tenant)}"})
         assert r.status_code == 201, r.text
-    # the grid operator caps import at 10 kW for three hours of site time, starting two hours from now
-    now = datetime.fromisoformat(srv.get("/v1/plan").json().get("computed_utc", datetime.now(UTC).isoformat()))
+    # the grid operator caps import at 10 kW for three hours of site time, starting two hours from now on the
+    # server's timeline (usage's as_of_utc: its clock now). Site time runs TIME_SCALE x the wall from the
+    # server's start, so the wall clock's now lies behind it by the start-up's wall seconds x 1799: this read
+    # the wall (an unauthenticated /v1/plan is a 401, whose body has no computed_utc), and a start-up slower
+    # than 10 s (a loaded machine) put the whole event in the server's past, never active.
+    ops = {"Authorization": f"Bearer {dev_token('ops')}"}
+    now = datetime.fromisoformat(srv.get("/v1/usage", headers=ops).json()["as_of_utc"])
     start = now.timestamp() + 2 * 3600
     body = {"cap_mw": 0.010, "start": datetime.fromtimestamp(start, UTC).isoformat(),
             "end": datetime.fromtimestamp(start + 3 * 3600, UTC).isoformat(), "reason": "TenneT congestion test"}  # fmt: skip
-    r = srv.post("/v1/congestion", json=body, headers={"Authorization": f"Bearer {dev_token('ops')}"})
+    r = srv.post("/v1/congestion", json=body, headers=ops)
     assert r.status_code in (200, 201), r.text
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from server_process import ServerProcess, auth, start_server
+from server_process import ServerProcess, auth, start_server, wait_first_tick
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,8 @@ def test_cancel(c: httpx.Client) -> None:
     assert c.delete(f"/v1/jobs/{jid}", headers=auth("companies")).json()["state"] == "cancelled"
 
 
-def test_plan_usage_and_congestion(c: httpx.Client) -> None:
+def test_plan_usage_and_congestion(server: ServerProcess, c: httpx.Client) -> None:
+    wait_first_tick(server.url)  # /readyz is 200 before the first plan, and this test may run first (-k)
     plan = c.get("/v1/plan", headers=auth("science")).json()
     assert plan["status"] != "no_plan_yet" and plan["slots"] and "dual_price_g_per_gpu_h" in plan["slots"][0]
     u = c.get("/v1/usage", headers=auth("science")).json()
