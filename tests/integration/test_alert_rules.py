@@ -178,8 +178,19 @@ def active_alerts(tmp: Path, metrics: Metrics, targets_up: bool, evaluations: in
                 raise AssertionError(f"rules failed to evaluate: {bad}")
             return bool(groups) and not bad
 
+        scraped = time.time()  # every series is in Prometheus from here on
         _wait("rules evaluated, all healthy", evaluated, 60)
-        time.sleep(evaluations * 0.5)  # more evaluations over the scraped series (a wait, not an assertion)
+
+        def evaluated_after(t: float) -> bool:
+            groups = api.get("/api/v1/rules").json()["data"]["groups"]
+            return bool(groups) and all(datetime.fromisoformat(g["lastEvaluation"]).timestamp() > t for g in groups)
+
+        # ``evaluations`` more evaluation intervals over the scraped series, counted on Prometheus' own record
+        # of its last evaluation of every group: a fixed sleep of that length (as before) passed without an
+        # evaluation of the scraped series when Prometheus was starved of CPU (2 cores under load), and the
+        # health check above may be met by an evaluation from before the scrape
+        _wait(f"every rule group evaluated {evaluations} intervals after the scrape",
+              lambda: evaluated_after(scraped + evaluations * 0.5), 60)
         out: dict[str, list[dict]] = {}
         for s in query("ALERTS"):
             out.setdefault(s["metric"]["alertname"], []).append(s["metric"])
