@@ -84,7 +84,14 @@ def test_ctrl_c_leaves_no_ray_processes(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, "".join(lines[-40:])
-    time.sleep(1)
+
+    def alive() -> list[int]:
+        return sorted(p for p in ours if Path(f"/proc/{p}").exists())
+
+    # processes that the demo's Ray shutdown signalled may take a moment to exit (seconds on 2 loaded cores):
+    # wait for them as test_server_ray does, rather than a fixed 1 s; one left behind is still there after 30 s
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.5)
     assert not (our_raylets & raylets()), "raylets left behind after Ctrl-C"
-    alive = [p for p in ours if Path(f"/proc/{p}").exists()]
-    assert not alive, f"processes left behind: {alive}"
+    assert not alive(), f"processes left behind: {alive()}"
