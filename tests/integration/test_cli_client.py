@@ -46,7 +46,9 @@ def write_spec(path: Path, text: str) -> Path:
 
 def test_submit_status_queue_cancel_with_env_token(server: ServerProcess, tmp_path: Path) -> None:
     env = tenant_env(server, "science")
-    spec = write_spec(tmp_path / "job.yaml", "name: cli-train\nkind: training\ngpus: 2\nduration_s: 7200\n")
+    # 30 days: the server's clock runs 300x (--tick-seconds 3), and a 2-hour job (24 s of wall time) finished
+    # before the last of the CLI calls below on a loaded machine (each starts a Python process: seconds)
+    spec = write_spec(tmp_path / "job.yaml", "name: cli-train\nkind: training\ngpus: 2\nduration_s: 2592000\n")
     r = run(["submit", str(spec), "--json"], env)
     assert r.returncode == 0, r.stderr
     sub = json.loads(r.stdout)

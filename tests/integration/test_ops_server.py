@@ -165,7 +165,9 @@ def test_a_slurm_script_with_an_array_becomes_one_job_per_index(server: ServerPr
 
 def test_pools_logs_schedule_and_paging(server: ServerProcess, tmp_path: Path) -> None:
     env = tenant_env(server, "public-services")
-    ids = [submit(env, write_spec(tmp_path / f"p{i}.yaml", f"name: p{i}\ngpus: 1\nduration_s: 36000\n"))[0]
+    # 10 days of work (32 min of wall time at the server's 450x): they run or wait through every call below,
+    # however slow a loaded machine makes the CLI's start-up (10 h, 80 s of wall time, was under 2x the test's)
+    ids = [submit(env, write_spec(tmp_path / f"p{i}.yaml", f"name: p{i}\ngpus: 1\nduration_s: 864000\n"))[0]
            for i in range(3)]  # fmt: skip
     wait_for("a job running", lambda: any(job(server, env, j)["state"] == "running" for j in ids))
     p = cli_json(["pools"], env)
