@@ -60,6 +60,17 @@ def edf_rank(xp: Ops, c: Any, d: Any) -> Any:
     return rank
 
 
+def slack_slots(xp: Ops, c: Any, d: Any, tb: Any) -> Any:
+    """``(J,)`` float64 slack of every job: its deadline (or the horizon end) minus its release minus the slots
+    it needs at full power in its fastest eligible pool (0: one start only finishes it in time)."""
+    wfull = xp.astype(tb.work[xp.arange(c.P), xp.index(tb.vfull)], xp.f64)  # (P,) work per GPU-slot at f = 1
+    best_w = xp.zeros(c.J, xp.f64)
+    for p in range(c.P):  # pools
+        best_w = xp.maximum(best_w, xp.where(d.eligible[:, p], wfull[p], 0.0))
+    nslots = xp.ceil((d.R + d.loss) / xp.maximum(best_w, 1e-9) - 1e-9)
+    return xp.astype(d.dl - d.rel, xp.f64) - nslots
+
+
 def slack_rank(xp: Ops, c: Any, d: Any, tb: Any, first: Any = None) -> Any:
     """``(J,)`` rank of every job in least-slack-first order: inference and running non-preemptible jobs
     first, then by slack (deadline, or the horizon end, minus release minus the slots the job needs at full
@@ -67,12 +78,7 @@ def slack_rank(xp: Ops, c: Any, d: Any, tb: Any, first: Any = None) -> Any:
     wide gangs without a deadline are placed before the room they need is cut up. ``first : (J,) bool``:
     those jobs before the others (after the forced ones)."""
     forced = d.must | ((d.rpool >= 0) & ~d.preempt)
-    wfull = xp.astype(tb.work[xp.arange(c.P), xp.index(tb.vfull)], xp.f64)  # (P,) work per GPU-slot at f = 1
-    best_w = xp.zeros(c.J, xp.f64)
-    for p in range(c.P):  # pools
-        best_w = xp.maximum(best_w, xp.where(d.eligible[:, p], wfull[p], 0.0))
-    nslots = xp.ceil((d.R + d.loss) / xp.maximum(best_w, 1e-9) - 1e-9)
-    slack = xp.astype(d.dl - d.rel, xp.f64) - nslots
+    slack = slack_slots(xp, c, d, tb)
     later = xp.zeros(c.J, xp.i64) if first is None else xp.where(first, 0, 1)
     order = xp.lexsort((xp.arange(c.J), -d.gpus, xp.where(d.preempt, 1, 0), slack, later, xp.where(forced, 0, 1)))
     rank = xp.empty(c.J, xp.i64)
@@ -148,7 +154,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         deficit = need[rows] - done[rows]
         deficit_on = xp.where(d.has_dl[rows], need[rows] - done_on[rows], 0.0)
         free = (vmat[rows] == 0) & (tt >= rel[:, None]) & feasible_slot[None, :]
-        room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
+        room_w = d.room_cap - fac
         if used_q is not None:  # rows of tenants with a quota (the others have infinite room)
             qr = xp.nonzero(d.qten[rows] < c.quota.size)
             if qr.shape[0]:
@@ -403,7 +409,7 @@ def shift_cells(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: An
     keep0 = (d.rpool[rows] == pl) & (sub[:, 0] > 0)
     src = (sub > 0) & ~((tt == 0) & keep0[:, None])
     rem = xp.where(src, kap[None, :] * (imp[None, :] - xp.maximum(fac[None, :] - L - wind[None, :], 0.0)), -np.inf)
-    room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
+    room_w = d.room_cap - fac
     tgt = (sub == 0) & (tt >= d.rel[rows][:, None]) & (tt < d.dl[rows][:, None]) & ~d.infeas[None, :]
     tgt = tgt & ((d.H - busy)[pl] >= g[:, None] - 1e-6) & (room_w[None, :] >= Lmax[:, None])
     has_q = bool(np.isfinite(c.quota).any())

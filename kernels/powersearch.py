@@ -221,7 +221,7 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
         hit = flex & mine & xp.any((vmat > 0) & newly[None, :], 1)
         nv = xp.astype(xp.where(hit[:, None], 0, vmat), vmat.dtype)
         nv[rows] = new_sub
-        over = _pl._fac(d, tb, nv, pool, xp) > d.cap_w * (1 - 1e-6) - 1.0
+        over = _pl._fac(d, tb, nv, pool, xp) > d.room_cap
         nv = xp.astype(xp.where(flex[:, None] & over[None, :], 0, nv), vmat.dtype)
         npool = xp.astype(xp.where(xp.any(nv > 0, 1) | ~flex, pool, -1), pool.dtype)
         for lowest in (False, True):  # full power first; what is still missing at the most work per watt
@@ -469,7 +469,7 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     m = int(order.shape[0])
     sub = xp.astype(vmat[rows], xp.i64)
     busy0, fac0 = _pl._usage(d, tb, vmat, pool, xp)
-    cap = d.cap_w * (1 - 1e-6) - 1.0
+    cap = d.room_cap
     has_q = bool(np.isfinite(c.quota).any())
     quota = xp.asarray(c.quota, xp.f64)
     q0 = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0) if has_q else None
@@ -628,7 +628,7 @@ def _pair_moves(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: An
     rW = xp.take_along(fl(rw), orr, 0)
     _, fac = _pl._usage(d, tb, vmat, pool, xp)
     wind = xp.asarray(c.wind_w, xp.f64)
-    cap = d.cap_w * (1 - 1e-6) - 1.0
+    cap = d.room_cap
     delta = rW[None, :, :] - dF[:, None, :]  # (K donor, 2 kh receiver, T) watts added in t
     fits = (fac[None, None, :] + delta <= cap[None, None, :]) | (delta <= 0)
     imp0 = xp.maximum(fac - wind, 0.0)
@@ -685,7 +685,7 @@ def _congestion_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, sh
     w = xp.asarray(c.weight[rows_h], xp.f64)
     v = w[:, None] * per_w[:, None] * xp.where((tt < d.dl[rows][:, None]) & d.has_dl[rows][:, None], 2.0, 1.0)
     _, fac = _pl._usage(d, tb, vmat, pool, xp)
-    room = d.cap_w * (1 - 1e-6) - 1.0 - fac
+    room = d.room_cap - fac
     ok = (tt >= d.rel[rows][:, None]) & ~d.infeas[None, :] & (room[None, :] < need_w[:, None])
     best = xp.where(ok, v, 0.0)
     price = xp.take_along(best, xp.argmax(best, 0)[None, :], 0)[0]
@@ -742,7 +742,7 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
     fac_o = fac[None, :] - l_old  # the other rows' facility watts
     wind = xp.asarray(c.wind_w, xp.f64)
     imp_o = xp.maximum(fac_o - wind[None, :], 0.0)
-    room = d.cap_w[None, :] * (1 - 1e-6) - 1.0 - fac_o
+    room = d.room_cap[None, :] - fac_o
     busy_o = busy[pl] - g[:, None] * xp.astype(run & stays[:, None], xp.f64)
     inwin = (tt >= d.rel[rows][:, None]) & (tt < lim[:, None]) & ~d.infeas[None, :]
     avail = inwin & (d.H[pl] - busy_o >= g[:, None] - 1e-6)
@@ -1152,7 +1152,7 @@ def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, n
     d_w = xp.maximum(xp.take_along(xp.astype(tb.load[pl], xp.f64) * g[:, None], xp.index(xp.astype(new_sub, xp.i64)), 1)
                      - xp.take_along(xp.astype(tb.load[p_old], xp.f64) * g[:, None],
                                      xp.index(xp.astype(sub, xp.i64)), 1), 0.0)
-    room_w = d.cap_w * (1 - 1e-6) - 1.0 - fac
+    room_w = d.room_cap - fac
     free = d.H - busy
     has_q = bool(np.isfinite(c.quota).any())
     quota = xp.asarray(c.quota, xp.f64)

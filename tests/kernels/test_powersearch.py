@@ -349,7 +349,7 @@ def _pair_model_by_hand(s: Any, sv: Any, sev: Any, rows: np.ndarray) -> np.ndarr
     down, up_t, vmin = (np.asarray(xp.to_numpy(x), np.int64) for x in (tb.down, tb.up, tb.vmin))
     _, fac = PL._usage(d, tb, sv, s.gp, xp)
     fac = np.asarray(xp.to_numpy(fac), np.float64)
-    cap = np.asarray(xp.to_numpy(d.cap_w), np.float64) * (1 - 1e-6) - 1.0
+    cap = np.asarray(xp.to_numpy(d.room_cap), np.float64)
     kappa = np.asarray(xp.to_numpy(d.kappa), np.float64)
     dl = np.asarray(xp.to_numpy(d.dl), np.int64)[rows]
     wind = np.asarray(c.wind_w, np.float64)
