@@ -136,6 +136,11 @@ class WeightSettings:
     #: None ages it like the rest (``age_h``); a longer one lets work that may wait days wait for the wind
     #: a deferral price expects rather than age into the horizon's dirty slots (scheduler.deferral)
     beyond_age_h: float | None = None
+    #: the longest a job may be held back (:func:`deferred_h`: hours since submission not covered by its work
+    #: done) while priced past the span: from then on it is priced and aged like work due inside the span (the
+    #: horizon-only price, ``age_h``), so it runs where the horizon holds it instead of waiting on for the
+    #: wind the span's price expects. None: no bound
+    max_defer_h: float | None = None
     restart_overhead_s: float = 0.0  # charged (as lost work) for preempting a running job: hysteresis
     reserve_inference: bool = False  # expected inference (snapshot.inference_reserve_gpus) as must-run load
 
@@ -148,8 +153,10 @@ class WeightSettings:
         for name in ("arrival_share", "restart_overhead_s", "max_priority_exponent", "beyond_horizons"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"WeightSettings.{name}: got {getattr(self, name)!r}; must be >= 0")
-        if self.beyond_age_h is not None and not self.beyond_age_h > 0:
-            raise InputError(f"WeightSettings.beyond_age_h: got {self.beyond_age_h!r}; must be > 0 or None")
+        for name in ("beyond_age_h", "max_defer_h"):
+            v = getattr(self, name)
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                raise InputError(f"WeightSettings.{name}: got {v!r}; must be > 0 and finite, or None")
         if not 0.0 < self.beyond_share <= 1.0:
             raise InputError(f"WeightSettings.beyond_share: got {self.beyond_share!r}; must be in (0, 1]")
         if not 0.0 <= self.floor_quantile <= 1.0:
@@ -226,6 +233,15 @@ def _weight_factors(snapshot: Snapshot, settings: WeightSettings, table: JobTabl
     owed = t_owed[codes]
     exp = np.clip(prio, -settings.max_priority_exponent, settings.max_priority_exponent)
     return exp, waited_h, owed
+
+
+def deferred_h(snapshot: Snapshot, waited_h: np.ndarray) -> np.ndarray:
+    """Per job of the snapshot, the hours it has been held back: the hours since its submission
+    (``waited_h``) not covered by the work it has done (a job that ran at full speed from its submission has
+    waited 0 h; a paused one waits on; one that runs at half power waits half of each hour). Its finish is
+    this much later than at full speed from submission: what ``WeightSettings.max_defer_h`` bounds."""
+    done_s = np.fromiter((js.work_done_s for js in snapshot.jobs), np.float64, len(snapshot.jobs))
+    return np.maximum(waited_h - done_s / 3600.0, 0.0)
 
 
 def _weights_of(base: float, factors: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -602,11 +618,17 @@ def build_problem(
             value_k = got[0] * weights.clearing_margin
             diag = {**diag, "beyond_history_slots": got[1].get("history_slots", 0.0)}
             due_in_span = has_deadline & (deadline - needed < math.ceil((1.0 + k) * T))
-            values = np.where(due_in_span, value, value_k)
+            # the bound on the wait: work that has waited max_defer_h is no longer priced past the span
+            waited_out = np.zeros(J, dtype=bool)
+            if weights.max_defer_h is not None:
+                waited_out = ~due_in_span & (deferred_h(snapshot, factors[1]) >= weights.max_defer_h)
+            inside = due_in_span | waited_out
+            values = np.where(inside, value, value_k)
             if weights.beyond_age_h is not None:  # work priced past the span ages more slowly
-                age_h = np.where(due_in_span, weights.age_h, weights.beyond_age_h)
+                age_h = np.where(inside, weights.age_h, weights.beyond_age_h)
             diag = {**diag, "beyond_value_g_per_gpu_s": float(np.median(value_k)), "beyond_demand_gpu_s": demand_k,
-                    "due_in_span_jobs": float((due_in_span & ~urgent).sum())}
+                    "due_in_span_jobs": float((due_in_span & ~urgent).sum()),
+                    "waited_out_jobs": float((waited_out & ~urgent).sum())}
         exp, waited_h, _ = factors
         # priority orders work that may wait (a mild factor), it does not buy dirty slots
         factor = weights.clearing_priority_base**exp * (1.0 + waited_h / age_h)
