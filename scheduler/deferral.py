@@ -230,29 +230,32 @@ class TrailingSignals:
 #: ``--defer-history-days``: 0 (off) or at least a day (the price needs ``MIN_HISTORY_H`` of history, and the
 #: ring keeps only the window) and at most a year
 MAX_HISTORY_DAYS = 365.0
-#: ``--beyond-age-h``: at most a year of ageing
+#: ``--beyond-age-h`` and ``--max-defer-h``: at most a year
 MAX_BEYOND_AGE_H = 8760.0
 
 
-def check_deferral_options(history_days: float, beyond_age_h: float | None,
-                           names: tuple[str, str] = ("--defer-history-days", "--beyond-age-h")
-                           ) -> tuple[float, float | None]:
-    """``(history_days, beyond_age_h)`` validated for an operator (the command line, ``ServiceConfig``);
-    a bad value raises InputError naming its option (``names``) and the allowed range.
+def check_deferral_options(history_days: float, beyond_age_h: float | None, max_defer_h: float | None = None,
+                           names: tuple[str, str, str] = ("--defer-history-days", "--beyond-age-h", "--max-defer-h")
+                           ) -> tuple[float, float | None, float | None]:
+    """``(history_days, beyond_age_h, max_defer_h)`` validated for an operator (the command line,
+    ``ServiceConfig``); a bad value raises InputError naming its option (``names``) and the allowed range.
 
     ``history_days``: 0 turns deferral pricing off (the default policy); otherwise
     ``[MIN_HISTORY_H / 24, MAX_HISTORY_DAYS]`` (a shorter window never holds the history the price needs).
-    ``beyond_age_h``: None (``WeightSettings``' default ageing) or ``(0, MAX_BEYOND_AGE_H]``."""
+    ``beyond_age_h`` (``WeightSettings.beyond_age_h``) and ``max_defer_h`` (``WeightSettings.max_defer_h``, the
+    bound on how long deferred work is held back): None (``WeightSettings``' default) or ``(0, MAX_BEYOND_AGE_H]``
+    hours."""
     lo = MIN_HISTORY_H / 24.0
     d = float(history_days)
     if not (math.isfinite(d) and (d == 0.0 or lo <= d <= MAX_HISTORY_DAYS)):
         raise InputError(f"{names[0]}: got {history_days!r}; allowed: 0 (off) or {lo:g} to {MAX_HISTORY_DAYS:g} days")
-    if beyond_age_h is None:
-        return d, None
-    a = float(beyond_age_h)
-    if not (math.isfinite(a) and 0.0 < a <= MAX_BEYOND_AGE_H):
-        raise InputError(f"{names[1]}: got {beyond_age_h!r}; allowed: more than 0 and at most {MAX_BEYOND_AGE_H:g} hours")
-    return d, a
+    hours: list[float | None] = []
+    for name, v in ((names[1], beyond_age_h), (names[2], max_defer_h)):
+        h = None if v is None else float(v)
+        if h is not None and not (math.isfinite(h) and 0.0 < h <= MAX_BEYOND_AGE_H):
+            raise InputError(f"{name}: got {v!r}; allowed: more than 0 and at most {MAX_BEYOND_AGE_H:g} hours")
+        hours.append(h)
+    return d, hours[0], hours[1]
 
 
 def policy_deferral(policy: object) -> TrailingSignals | None:

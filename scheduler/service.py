@@ -174,12 +174,14 @@ class ServiceConfig:
     # energy source's signals of the days before now; None: WeightSettings' ageing
     defer_history_days: float = 0.0
     beyond_age_h: float | None = None
+    max_defer_h: float | None = None  # the bound on how long deferred work is held back (WeightSettings.max_defer_h)
 
     def __post_init__(self) -> None:
         from scheduler.deferral import check_deferral_options
 
-        check_deferral_options(self.defer_history_days, self.beyond_age_h,
-                               ("ServiceConfig.defer_history_days", "ServiceConfig.beyond_age_h"))
+        check_deferral_options(self.defer_history_days, self.beyond_age_h, self.max_defer_h,
+                               ("ServiceConfig.defer_history_days", "ServiceConfig.beyond_age_h",
+                                "ServiceConfig.max_defer_h"))
         if not 0.0 < self.event_tick_cpu_share <= 1.0:
             raise InputError(f"event_tick_cpu_share is {self.event_tick_cpu_share!r}; it must lie in (0, 1]")
 
@@ -345,6 +347,7 @@ class Service:
             config.policy, config.horizon_hours,
             plan_kwargs={"backend": config.planner_backend, "device": config.planner_device},
             defer_history_days=config.defer_history_days, beyond_age_h=config.beyond_age_h,
+            max_defer_h=config.max_defer_h,
         )  # fmt: skip
         self._energy = self._load_energy()
         self._seed_deferral()

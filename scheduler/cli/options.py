@@ -80,8 +80,21 @@ def beyond_age_h_option() -> Any:
     )  # fmt: skip
 
 
-def deferral_options(history_days: float, beyond_age_h: float | None) -> tuple[float, float | None]:
-    """The two options checked (:func:`scheduler.deferral.check_deferral_options`): InputError naming one."""
+def max_defer_h_option() -> Any:
+    """``--max-defer-h`` of ``windward simulate`` and ``windward server`` (the windward policy only)."""
+    import typer
+
+    return typer.Option(
+        None, "--max-defer-h",
+        help="Windward policy: work priced past the horizon that has been held back HOURS (since submission, "
+             "less the work it has done) is planned inside the horizon like work due there (0 < HOURS <= 8760; "
+             "meant with --defer-history-days: a bound on how long deferral makes a job wait; default no bound).",
+    )  # fmt: skip
+
+
+def deferral_options(history_days: float, beyond_age_h: float | None, max_defer_h: float | None = None
+                     ) -> tuple[float, float | None, float | None]:
+    """The three options checked (:func:`scheduler.deferral.check_deferral_options`): InputError naming one."""
     from scheduler.deferral import check_deferral_options
 
-    return check_deferral_options(history_days, beyond_age_h, ("--defer-history-days", "--beyond-age-h"))
+    return check_deferral_options(history_days, beyond_age_h, max_defer_h)

@@ -14,6 +14,7 @@ from scheduler.cli.options import (
     beyond_age_h_option,
     defer_history_days_option,
     deferral_options,
+    max_defer_h_option,
     parse_utc,
     planner_backend,
 )
@@ -132,6 +133,7 @@ def register(app: typer.Typer) -> None:
                                            "cuda or cuda:N (torch with CUDA)."),
         defer_history_days: float = defer_history_days_option(),
         beyond_age_h: float | None = beyond_age_h_option(),
+        max_defer_h: float | None = max_defer_h_option(),
         max_queued_per_tenant: int = api_limit_option("max_queued_per_tenant"),
         submit_rate: float = api_limit_option("submit_rate_per_s"),
         submit_burst: int = api_limit_option("submit_burst"),
@@ -180,7 +182,7 @@ def register(app: typer.Typer) -> None:
         if event_tick_cpu_share is not None and not 0 < event_tick_cpu_share <= 1:
             raise InputError(f"--event-tick-cpu-share must lie in (0, 1], got {event_tick_cpu_share}")
         plan_kw = planner_backend(planner_backend_, planner_device)
-        defer_days, age_h = deferral_options(defer_history_days, beyond_age_h)
+        defer_days, age_h, defer_h = deferral_options(defer_history_days, beyond_age_h, max_defer_h)
         limits = api_limits(max_queued_per_tenant=max_queued_per_tenant, submit_rate_per_s=submit_rate,
                             submit_burst=submit_burst, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
                             read_rate_per_s=read_rate, read_burst=read_burst)  # fmt: skip
@@ -191,7 +193,7 @@ def register(app: typer.Typer) -> None:
             horizon_hours=horizon_hours, min_event_tick_interval_s=event_tick_interval,
             planner_backend=plan_kw["backend"], planner_device=plan_kw["device"], power_control=power_control,
             live_signals=str(live_signals) if live_signals is not None else None,
-            defer_history_days=defer_days, beyond_age_h=age_h,
+            defer_history_days=defer_days, beyond_age_h=age_h, max_defer_h=defer_h,
         )  # fmt: skip
         if event_tick_cpu_share is not None:
             import dataclasses

@@ -12,6 +12,7 @@ from scheduler.cli.options import (
     beyond_age_h_option,
     defer_history_days_option,
     deferral_options,
+    max_defer_h_option,
     parse_utc,
     planner_backend,
 )
@@ -64,6 +65,7 @@ def register(app: typer.Typer) -> None:
                                     "jobs CSV instead of filling them (each fill is said on stderr)."),
         defer_history_days: float = defer_history_days_option(),
         beyond_age_h: float | None = beyond_age_h_option(),
+        max_defer_h: float | None = max_defer_h_option(),
     ) -> None:
         import json
 
@@ -87,7 +89,7 @@ def register(app: typer.Typer) -> None:
         if forecast not in ("perfect", "persistence", "noisy"):
             raise InputError(f"--forecast: {forecast!r}; allowed: perfect, persistence, noisy")
         plan_kw = planner_backend(planner_backend_, planner_device)
-        defer_days, age_h = deferral_options(defer_history_days, beyond_age_h)
+        defer_days, age_h, defer_h = deferral_options(defer_history_days, beyond_age_h, max_defer_h)
         site_m = load_site(site)
         t0 = parse_utc(start, "--start")
         n_slots = slots_for_days(site_m, days)
@@ -111,7 +113,7 @@ def register(app: typer.Typer) -> None:
         results = []
         for name in names:
             pol = make_policy(name, horizon_hours, plan_kwargs=plan_kw, defer_history_days=defer_days,
-                              beyond_age_h=age_h)
+                              beyond_age_h=age_h, max_defer_h=defer_h)
             deferral = policy_deferral(pol)
             if deferral is not None:
                 try:
@@ -141,6 +143,7 @@ def register(app: typer.Typer) -> None:
                 # the windward policy's deferral price from the past (0: off) and the ageing of that work
                 **({"defer_history_days": defer_days} if defer_days else {}),
                 **({"beyond_age_h": age_h} if age_h is not None else {}),
+                **({"max_defer_h": defer_h} if defer_h is not None else {}),
                 **({"comparison": summaries} if len(results) > 1 else {}),
             },
         )

@@ -87,6 +87,7 @@ def make_policy(
     fallback: bool = False,
     defer_history_days: float = 0.0,
     beyond_age_h: float | None = None,
+    max_defer_h: float | None = None,
 ) -> Any:
     """THE way ``windward simulate``, ``windward demo`` and ``windward server`` build a policy by name.
 
@@ -96,24 +97,27 @@ def make_policy(
     policy in :class:`FallbackPolicy` (backfill from its first failure on; also when it cannot be built).
     ``defer_history_days`` > 0: the windward policy prices work left past its horizon from that many days of
     observed signals (:class:`scheduler.deferral.TrailingSignals`, empty until seeded:
-    :func:`scheduler.deferral.seed_deferral`); ``beyond_age_h``: ``WeightSettings.beyond_age_h`` (both
-    checked by :func:`scheduler.deferral.check_deferral_options`; the baselines ignore them)."""
+    :func:`scheduler.deferral.seed_deferral`); ``beyond_age_h``, ``max_defer_h``: ``WeightSettings.beyond_age_h``
+    and ``WeightSettings.max_defer_h`` (all checked by :func:`scheduler.deferral.check_deferral_options`; the
+    baselines ignore them)."""
     kw: dict[str, Any] = {"horizon_hours": horizon_hours}
     if name == "windward":
         from scheduler.deferral import TrailingSignals, check_deferral_options
 
-        days, age_h = check_deferral_options(defer_history_days, beyond_age_h)
+        days, age_h, defer_h = check_deferral_options(defer_history_days, beyond_age_h, max_defer_h)
         kw["plan_kwargs"] = dict(plan_kwargs or {})
         if run_end_s is not None:
             kw["run_end_s"] = run_end_s
         if days > 0:
             kw["deferral"] = TrailingSignals(history_days=days)
-        if age_h is not None:
+        if age_h is not None or defer_h is not None:
             from dataclasses import replace
 
             from scheduler.policies.windward import DEFAULT_WEIGHTS
 
-            kw["weights"] = replace(DEFAULT_WEIGHTS, beyond_age_h=age_h)
+            kw["weights"] = replace(DEFAULT_WEIGHTS,
+                                    beyond_age_h=DEFAULT_WEIGHTS.beyond_age_h if age_h is None else age_h,
+                                    max_defer_h=DEFAULT_WEIGHTS.max_defer_h if defer_h is None else defer_h)
     if not fallback or name == "backfill":
         return get_policy(name, **kw)
     base = get_policy("backfill", horizon_hours=horizon_hours)
