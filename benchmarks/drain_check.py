@@ -129,6 +129,67 @@ def settle(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+#: the rule a candidate default must pass against the current one (round 8, issue 13): in every case at equal
+#: work, lower grid carbon, the same deadline misses, and a p95 completion at most this times the current one's
+P95_MAX_RATIO = 1.25
+
+
+def rule_rows(rows: Iterable[dict[str, Any]], candidate: str, reference: str = "windward",
+              tol_pct: float = 1.0, p95_max_ratio: float = P95_MAX_RATIO) -> list[dict[str, Any]]:
+    """One dict per case (same set, window, cluster, forecast, seed and drain) that has a row of both
+    ``candidate`` and ``reference``: carbon against the reference's (``vs_ref_pct``), misses of both, the
+    p95 completion ratio, whether the two did equal work (GPU-h within ``tol_pct`` %, the same jobs done) and
+    each part of the rule (``lower``, ``misses_equal``, ``p95_ok``: p95 <= ``p95_max_ratio`` x the
+    reference's) and ``passes`` (all three, at equal work)."""
+    by_case: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        by_case.setdefault(row_key(r)[:-1], {})[r["policy"]] = r
+    out = []
+    for case, pols in by_case.items():
+        c, ref = pols.get(candidate), pols.get(reference)
+        if c is None or ref is None:
+            continue
+        ratio = (c["p95_completion_h"] / ref["p95_completion_h"]
+                 if c.get("p95_completion_h") is not None and ref.get("p95_completion_h") else None)
+        equal = (abs(c["work_gpu_h"] / ref["work_gpu_h"] - 1.0) * 100.0 <= tol_pct if ref["work_gpu_h"]
+                 else c["work_gpu_h"] == 0.0) and c["jobs_done"] == ref["jobs_done"]
+        lower = c["grid_carbon_kg"] < ref["grid_carbon_kg"]
+        same = c["deadline_misses"] == ref["deadline_misses"]
+        p95_ok = ratio is not None and ratio <= p95_max_ratio
+        out.append({**dict(zip(KEY_FIELDS[:-1], case, strict=True)), "policy": candidate, "reference": reference,
+                    "kg": c["grid_carbon_kg"], "ref_kg": ref["grid_carbon_kg"],
+                    "vs_ref_pct": 100.0 * (c["grid_carbon_kg"] / ref["grid_carbon_kg"] - 1.0),
+                    "misses": c["deadline_misses"], "ref_misses": ref["deadline_misses"],
+                    "p95_h": c.get("p95_completion_h"), "ref_p95_h": ref.get("p95_completion_h"),
+                    "p95_ratio": ratio, "equal_work": equal, "lower": lower, "misses_equal": same,
+                    "p95_ok": p95_ok, "passes": equal and lower and same and p95_ok})
+    return sorted(out, key=lambda r: (r["window"], r["forecast"], r["seed"], r["drain_days"]))
+
+
+def rule_table(rules: Sequence[dict[str, Any]], p95_max_ratio: float = P95_MAX_RATIO) -> str:
+    """A markdown table of :func:`rule_rows` and a verdict line: the rows that pass, and those that fail which part."""
+    if not rules:
+        return ""
+    cand, ref = rules[0]["policy"], rules[0]["reference"]
+    lines = [f"| window | forecast, seed | drain d | {ref} kg | {cand} kg (vs {ref}) | misses | p95 h (ratio) "
+             f"| equal work | passes |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rules:
+        ratio = "" if r["p95_ratio"] is None else f" ({r['p95_ratio']:.2f}x)"
+        lines.append(f"| {r['window']} | {r['forecast']}, {r['seed']} | {r['drain_days']:g} | {r['ref_kg']:,.1f} | "
+                     f"{r['kg']:,.1f} ({r['vs_ref_pct']:+.2f}%) | {r['ref_misses']} / {r['misses']} | "
+                     f"{r['ref_p95_h']} / {r['p95_h']}{ratio} | {'yes' if r['equal_work'] else 'no'} | "
+                     f"{'yes' if r['passes'] else 'no'} |")
+    fails = {part: [f"{r['window']} {r['forecast']} {r['seed']}" for r in rules if not r[key]]
+             for part, key in (("not equal work", "equal_work"), ("not lower", "lower"),
+                               ("other misses", "misses_equal"), (f"p95 > {p95_max_ratio:g}x", "p95_ok"))}
+    ratios = [r["p95_ratio"] for r in rules if r["p95_ratio"] is not None]
+    lines.append(f"\n{cand} against {ref}: passes in {sum(r['passes'] for r in rules)} of {len(rules)} rows; "
+                 f"median carbon {statistics.median(r['vs_ref_pct'] for r in rules):+.2f}%, "
+                 + (f"p95 ratio median {statistics.median(ratios):.2f}, max {max(ratios):.2f}; " if ratios else "")
+                 + "; ".join(f"{k}: {', '.join(v)}" for k, v in fails.items() if v))
+    return "\n".join(lines)
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:+.1f}%"
 
@@ -326,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="JSON-lines file the rows are appended to; rows already in it are not rerun")
     ap.add_argument("--summary", help="print the table of this JSON-lines file and run nothing")
     ap.add_argument("--baseline", default="backfill", help="the policy the others are paired with")
+    ap.add_argument("--rule", metavar="CANDIDATE[,REFERENCE]",
+                    help="also check the default rule (issue 13, round 8): CANDIDATE against REFERENCE (default "
+                         f"windward) in every case: lower carbon, the same misses, p95 completion <= {P95_MAX_RATIO:g}x, "
+                         "at equal work")
     ap.add_argument("--tol-pct", type=float, default=1.0, help="work difference (%%) still called equal work")
     ap.add_argument("--no-longest-first", dest="longest_first", action="store_false",
                     help="run the cases in the set's order rather than the most work first")
@@ -342,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_rows(out) if out is not None else []
     if rows:
         print(table(pair_rows(rows, a.baseline, a.tol_pct), a.baseline, a.tol_pct))
+    if rows and a.rule:
+        cand, _, ref = a.rule.partition(",")
+        print(rule_table(rule_rows(rows, cand, ref or "windward", a.tol_pct)))
     return 0
 
 

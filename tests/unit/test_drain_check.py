@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.drain_check import median_saving, pair_rows, read_rows, row_key, table, variants
+from benchmarks.drain_check import (
+    median_saving,
+    pair_rows,
+    read_rows,
+    row_key,
+    rule_rows,
+    rule_table,
+    table,
+    variants,
+)
 
 
 def _row(window: str, policy: str, kg: float, gpu_h: float, jobs: int = 10, misses: int = 0,
@@ -172,3 +181,33 @@ def test_variants_run_a_case_with_other_seeds_or_forecast_and_keep_them_apart_in
     keys = {row_key({**{k: getattr(c, k) for k in ("set", "window", "cluster", "forecast", "seed")},
                      "drain_days": 9.0, "policy": "windward"}) for c in [case, *both]}
     assert len(keys) == 3  # each variant's row is its own case in --out (resumable, paired apart)
+
+
+def test_the_default_rule_needs_every_part_in_the_row() -> None:
+    """rule_rows: lower carbon than the reference, the same misses, p95 <= 1.25 x, at equal work; each row
+    below fails one part (and only that part), and a case without both policies is not a row."""
+    def r(window: str, policy: str, kg: float, p95: float | None, misses: int = 1, gpu_h: float = 1000.0,
+          jobs: int = 10) -> dict[str, object]:
+        return {**_row(window, policy, kg, gpu_h, jobs, misses), "p95_completion_h": p95}
+
+    cand = "windward:max_defer_h=24"
+    rows = [r("ok", "windward", 100.0, 40.0), r("ok", cand, 99.0, 50.0),            # 1.25x exactly: passes
+            r("dear", "windward", 100.0, 40.0), r("dear", cand, 100.0, 40.0),       # not lower (equal)
+            r("miss", "windward", 100.0, 40.0), r("miss", cand, 90.0, 40.0, misses=2),
+            r("slow", "windward", 100.0, 40.0), r("slow", cand, 90.0, 50.1),        # 1.2525x
+            r("less", "windward", 100.0, 40.0), r("less", cand, 90.0, 40.0, gpu_h=980.0),
+            r("jobs", "windward", 100.0, 40.0), r("jobs", cand, 90.0, 40.0, jobs=9),
+            r("none", "windward", 100.0, 40.0), r("none", cand, 90.0, None),        # no finished job: no ratio
+            r("alone", cand, 50.0, 10.0), _row("alone", "backfill", 200.0, 1000.0)]
+    got = {x["window"]: x for x in rule_rows(rows, cand)}
+    assert set(got) == {"ok", "dear", "miss", "slow", "less", "jobs", "none"}
+    assert [w for w, x in got.items() if x["passes"]] == ["ok"]
+    assert got["ok"]["p95_ratio"] == pytest.approx(1.25) and got["ok"]["vs_ref_pct"] == pytest.approx(-1.0)
+    assert not got["dear"]["lower"] and got["dear"]["misses_equal"] and got["dear"]["p95_ok"]
+    assert not got["miss"]["misses_equal"] and got["miss"]["lower"]
+    assert not got["slow"]["p95_ok"] and got["slow"]["lower"] and got["slow"]["equal_work"]
+    assert not got["less"]["equal_work"] and not got["jobs"]["equal_work"] and got["less"]["p95_ok"]
+    assert got["none"]["p95_ratio"] is None and not got["none"]["p95_ok"]
+    text = rule_table(rule_rows(rows, cand))
+    assert "passes in 1 of 7 rows" in text and "p95 > 1.25x: none noisy 0, slow noisy 0" in text
+    assert {x["window"]: x for x in rule_rows(rows, cand, p95_max_ratio=1.3)}["slow"]["p95_ok"]  # a looser rule
