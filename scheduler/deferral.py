@@ -21,6 +21,10 @@ distributed like the span's: a short job waits for the wind, a job longer than a
 jobs) skips only the dearest ``slack_margin / (1 + slack_margin)`` of its slots, since each hour it skips is
 an hour later that it finishes. ``WeightSettings.beyond_age_h`` (the study's ``windward:defer=7+beyond_age_h=72``)
 ages such work more slowly than the rest, so that the price, not the waiting time, decides when it runs.
+``WeightSettings.max_defer_h`` (``--max-defer-h``) bounds how long that price holds a job: held back that many
+hours (since submission, less its work done), it is priced like work due inside the span. It bounds the price,
+not the wait: from then on the horizon places the job where the forecast is cheapest (benchmarks/README.md,
+issue 13, round 9: not a default).
 
 Deadlines are kept by the planner's own terms, unchanged: work that must start inside the horizon to meet
 its deadline is urgent (full weight), and work due before the span ends keeps the horizon-only price; only

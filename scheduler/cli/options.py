@@ -87,8 +87,8 @@ def max_defer_h_option() -> Any:
     return typer.Option(
         None, "--max-defer-h",
         help="Windward policy: work priced past the horizon that has been held back HOURS (since submission, "
-             "less the work it has done) is planned inside the horizon like work due there (0 < HOURS <= 8760; "
-             "meant with --defer-history-days: a bound on how long deferral makes a job wait; default no bound).",
+             "less the work it has done) is priced like work due inside it, so it waits at most about HOURS plus "
+             "one horizon (0 < HOURS <= 8760; meant with --defer-history-days; default no bound).",
     )  # fmt: skip
 
 
