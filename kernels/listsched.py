@@ -150,7 +150,9 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         rel, dl = d.rel[rows], d.dl[rows]
         npre = ~d.preempt[rows]
         rp = d.rpool[rows]
-        fixed = xp.where(rp >= 0, rp, xp.where(runs[rows], pool[rows], -1))
+        # a row that runs keeps its pool (a running job placed in another pool by a pass before this one
+        # stays there: its cells are counted in that pool), one that does not yet runs where it runs now
+        fixed = xp.where(runs[rows], pool[rows], xp.where(rp >= 0, rp, -1))
         deficit = need[rows] - done[rows]
         deficit_on = xp.where(d.has_dl[rows], need[rows] - done_on[rows], 0.0)
         free = (vmat[rows] == 0) & (tt >= rel[:, None]) & feasible_slot[None, :]

@@ -26,7 +26,7 @@ job that does not run now may move whole to another eligible pool: the best of t
   ``TRIMS`` passes then undo, per row, the dearest last step that the surplus over its need covers (the
   prefix overshoots by less than one step).
 
-Five phases per round, each accepted on its own:
+Six phases per round, each accepted on its own:
 - ``carbon``: finished jobs (on time where they have a deadline inside the horizon, which is then their
   limit): ``req`` = their need, no value: the same work, cheaper. Kept where the exact carbon does not rise
   and the objective falls.
@@ -43,6 +43,12 @@ Five phases per round, each accepted on its own:
   up), the room freed is list-scheduled at each pool's lowest level (the most work per watt), most valuable
   work first (:func:`kernels.listsched.list_schedule`), and the work phase runs on top. Kept where the exact
   objective falls and the plan still dominates its floor.
+- ``gcongest``: the same exchange where GPUs are what unfinished work lacks (a pool's free GPUs, a
+  tenant's quota left, in slots it may use and does not): every GPU-slot of such a pool (tenant) is priced
+  at the most valuable blocked work per GPU-slot (``weight * work`` at full power, :func:`_gpu_price`),
+  every row answers with that price in its cost, the room freed is list-scheduled at full power (the most
+  work per GPU) and the work phase runs on top; the same test. (Round 9: on quota-bound instances the
+  plan held a tenant's GPUs with work worth half as much per GPU as the work it left undone.)
 - ``pairs``: two rows exchange watts in one slot, where a slot's watts are dear (above the wind) or capped
   and no row alone gains by moving: a donor lowers its level there (a finished row one step, buying the
   work back with one step up in another slot; an unfinished row to any lower level, giving up that work's
@@ -77,7 +83,7 @@ rises (in the carbon phases, carbon never rises either), and: without a floor ev
 before is finished (on time) after; with a floor (``kernels.plan`` passes the greedy witness's evaluation)
 the plan dominates it job by job after every round (``kernels.planner._dominates_jobs``: every job it
 finishes finished, never more late jobs or unfinished work, no more carbon where both finish every job),
-and only the congest phase may leave unfinished a job that the floor leaves unfinished too. Must-run rows
+and only the congest phases may leave unfinished a job that the floor leaves unfinished too. Must-run rows
 are left as they are; running non-preemptible rows keep slot 0 in their pool.
 
 Pure array code on every backend (:mod:`kernels.backend`); loops run over rounds, phases, power levels,
@@ -106,7 +112,8 @@ PAIR_K = 6  # pair phase: donors and receivers tried per slot (every pair of the
 PAIR_MAX = 4_000_000  # pair phase: runs where rows x slots x slots stays under this (its (n, T, T) tables)
 _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
 _TOL_G = 1e-6  # grams: an estimated gain below this is none
-PHASES = ("carbon", "blocks", "work", "congest", "pairs")
+PHASES = ("carbon", "blocks", "work", "congest", "gcongest", "pairs")
+CONGEST = ("congest", "gcongest")  # the phases that price a scarce resource (_phase)
 DISPLACE_ROWS = 4  # non-preemptible blocks tried through the preemptible work per search (_displace)
 #: row-slot cells one power_search may propose, summed over its phases' best responses (a carbon phase
 #: proposes each row in its own pool and once more in each other pool it may move to whole). The cost is
@@ -132,7 +139,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     pools, exact evaluation and the number of rows changed (0: the plan given, unchanged). ``ev``: the plan's
     evaluation where the caller holds it. ``floor``: the evaluation of a plan this one must keep
     dominating job by job (the greedy witness's); then a job only that plan leaves unfinished may give up
-    its work to more valuable ones in the congest phase. Without it every job finished (on time) now stays
+    its work to more valuable ones in the congest phases. Without it every job finished (on time) now stays
     so. ``budget``: the row-slot cells the phases may propose (``SEARCH_BUDGET_CELLS``; None: no limit).
     ``displace``: after the rounds, rows moved through the preemptible work (:func:`_displace`) while cells
     are left. ``meter``: a running count of cells left, shared with the caller (instead of ``budget``)."""
@@ -141,7 +148,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     vmat, ev, changed = _drop_late_tails(problem, xp, c, pr, d, vmat, pool, ev)
     for _ in range(rounds):  # improvement rounds
         moved = 0
-        for phase in PHASES:  # carbon, blocks, work, congest, pairs
+        for phase in PHASES:  # carbon, blocks, work, congest, gcongest, pairs
             if meter["left"] <= 0:
                 break
             vmat, pool, ev, k = (_work(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter) if phase == "work"
@@ -306,8 +313,8 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         sel = base & ~finished
     elif phase == "carbon":
         sel = base & done_ok
-    else:  # congest: every row, the unfinished ones free to shed work worth less than the price
-        price = _congestion_price(xp, c, d, tb, vmat, pool, base & ~finished)
+    else:  # congest / gcongest: every row, the unfinished ones free to shed work worth less than the price
+        price = (_congestion_price if phase == "congest" else _gpu_price)(xp, c, d, tb, vmat, pool, base & ~finished)
         if price is None:
             return vmat, pool, ev, 0
         sel = base & (done_ok | ~finished)
@@ -326,7 +333,7 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         return vmat, pool, ev, 0
     rows = xp.asarray(rows_h, xp.i64)
     work_h = np.asarray(ev["work_done_s"], np.float64)[rows_h]
-    short = ~finished[rows_h] if phase != "congest" or floor is None else (~finished | short_c)[rows_h]
+    short = ~finished[rows_h] if phase not in CONGEST or floor is None else (~finished | short_c)[rows_h]
     val = np.where(short, c.weight[rows_h] * c.gpus[rows_h], 0.0)
     lim = np.where(c.has_dl[rows_h] & ~short, c.dl[rows_h], T)
     # what a row must keep: a finished row its need; an unfinished one the work it does now (work phase)
@@ -366,8 +373,8 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         nv[take_rows[:n]] = take_sub[:n]
         npool = xp.copy(pool)
         npool[take_rows[:n]] = xp.astype(take_pl[:n], pool.dtype)
-        if phase == "congest":  # the room freed goes to the most valuable work, then the work phase
-            nv, npool = _refill(xp, c, d, tb, nv, pool)
+        if phase in CONGEST:  # the room freed goes to the most valuable work, then the work phase
+            nv, npool = _refill(xp, c, d, tb, nv, pool, lowest=phase == "congest")
             nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
             nv, npool, nev, _ = _work(problem, xp, c, pr, d, tb, nv, npool, nev, floor, meter)
         else:
@@ -651,9 +658,10 @@ def _pair_moves(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: An
     return best, a, b, la, lb, sa, las, sb, lbs
 
 
-def _refill(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any) -> tuple[Any, Any]:
+def _refill(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, lowest: bool = True) -> tuple[Any, Any]:
     """What the rows lack, list-scheduled (:func:`kernels.listsched.list_schedule`) at each pool's lowest
-    level (the most work per watt) in slot order of the grid carbon, the most valuable work first
+    level (the most work per watt; ``lowest`` False: at full power, the most work per GPU) in slot order of
+    the grid carbon, the most valuable work first
     (``weight``, twice for a deadline inside the horizon; then row order)."""
     from kernels import listsched  # imports kernels.planner: bound at call time
 
@@ -661,7 +669,7 @@ def _refill(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any) -> tuple[Any
     rank = np.empty(c.J, np.int64)
     rank[np.lexsort((np.arange(c.J), -weff))] = np.arange(c.J)
     cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
-    nv, npool = listsched.list_schedule(xp, c, d, tb, vmat, pool, xp.asarray(rank, xp.i64), cost, lowest=True)
+    nv, npool = listsched.list_schedule(xp, c, d, tb, vmat, pool, xp.asarray(rank, xp.i64), cost, lowest=lowest)
     return nv, xp.astype(xp.where(xp.any(nv > 0, 1), npool, -1), pool.dtype)
 
 
@@ -694,6 +702,49 @@ def _congestion_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, sh
     return price
 
 
+def _gpu_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, short: Any) -> Any:
+    """``((P, T), (K, T))`` grams per GPU-slot of each pool and of each tenant with a quota that the
+    unfinished rows ``short`` (host mask) would pay, where the pool's free GPUs or the tenant's quota left
+    cannot hold one that does not run there (in its window, outside the infeasible slots): per row its
+    value of work per GPU-slot at full power (``weight * work``, twice before a deadline inside the
+    horizon), the largest over the rows the resource blocks. ``None``: no such slot. The gcongest phase:
+    the congest phase's exchange where GPUs (a pool's, a tenant's quota) are what the unfinished work
+    lacks, not watts; the room freed is refilled at full power (the most work per GPU)."""
+    rows_h = np.flatnonzero(short)
+    if rows_h.size == 0:
+        return None
+    T, P, K = c.T, c.P, int(c.quota.size)
+    rows = xp.asarray(rows_h, xp.i64)
+    pl = xp.astype(pool[rows], xp.i64)
+    wk = xp.astype(tb.work, xp.f64)
+    vf = xp.index(xp.astype(tb.vfull, xp.i64))[pl]
+    tt = xp.arange(T)[None, :]
+    g = xp.astype(d.gpus[rows], xp.f64)
+    v = (xp.asarray(c.weight[rows_h], xp.f64) * xp.take_along(wk[pl], vf[:, None], 1)[:, 0])[:, None] * xp.where(
+        (tt < d.dl[rows][:, None]) & d.has_dl[rows][:, None], 2.0, 1.0)
+    busy, _ = _pl._usage(d, tb, vmat, pool, xp)
+    want = (tt >= d.rel[rows][:, None]) & ~d.infeas[None, :] & (vmat[rows] == 0)
+    blk_p = want & ((d.H - busy)[pl] < g[:, None] - 1e-6)
+    pp = xp.zeros((P, T), xp.f64)
+    for p in range(P):  # pools
+        pp[p] = _colmax(xp, xp.where(blk_p & (pl == p)[:, None], v, 0.0))
+    qp = xp.zeros((K, T), xp.f64)
+    if bool(np.isfinite(c.quota).any()):
+        left = xp.asarray(c.quota, xp.f64)[:, None] - xp.group_rowsum(d.tenant, K, d.gpus, vmat > 0)
+        ten = d.tenant[rows]
+        blk_q = want & (left[ten] < g[:, None] - 1e-9)
+        for k in np.flatnonzero(np.isfinite(c.quota)):  # tenants with a quota
+            qp[int(k)] = _colmax(xp, xp.where(blk_q & (ten == int(k))[:, None], v, 0.0))
+    if not (bool(xp.any(pp > 0)) or bool(xp.any(qp > 0))):
+        return None
+    return pp, qp
+
+
+def _colmax(xp: Ops, a: Any) -> Any:
+    """The largest entry of each column of ``a : (n, T)``, ``n >= 1``."""
+    return xp.take_along(a, xp.argmax(a, 0)[None, :], 0)[0]
+
+
 def _passes(c: Any, phase: str, ev: dict[str, Any], nev: dict[str, Any], finished: Any, on_time: Any,
             floor: dict[str, Any] | None) -> bool:
     """The exact test of a phase's round: the objective falls (and carbon does not rise in the carbon
@@ -709,7 +760,7 @@ def _passes(c: Any, phase: str, ev: dict[str, Any], nev: dict[str, Any], finishe
     non = np.asarray(nev["work_on_time_s"], np.float64) >= need - 1e-6 * np.maximum(need, 1.0)
     if floor is not None and not _pl._dominates_jobs(c, nev, floor):
         return False
-    if floor is not None and phase == "congest":
+    if floor is not None and phase in CONGEST:
         return True
     lost = finished & ~nf & ~c.must & (c.R > 0)
     late = c.has_dl & (c.R > 0) & on_time & ~non
@@ -762,7 +813,9 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
             fits = True if room_free else room >= ld[:, v][:, None]
             ok = (avail & fits & (wk[:, v] > 0)[:, None]) | ((sub == v) & inwin & stays[:, None])
             cv = d.kappa[None, :] * (xp.maximum(fac_o + ld[:, v][:, None] - wind[None, :], 0.0) - imp_o)
-            if price is not None:
+            if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
+                cv = cv + (price[0][pl] + price[1][d.tenant[rows]]) * g[:, None]
+            elif price is not None:
                 cv = cv + price[None, :] * ld[:, v][:, None]
             cv = xp.where(ok, cv, inf)
         cols.append(cv)

@@ -409,11 +409,18 @@ QUALITY_EVERY = 4
 #: Round 8 (H2): the search drops cells an on-time job runs past its deadline and moves non-preemptible
 #: blocks through preemptible work (kernels.powersearch._displace): median gap 0.0388 (round start ee1b321:
 #: 0.0392, which the gap ratchet below fails), carbon ratio median 1.0138 and 20 of 34 within 1.02 unchanged.
+#: Round 9 (H2): the gcongest phase (kernels.powersearch: GPU-slots of a pool or a tenant's quota priced at
+#: the most valuable work they hold back): median gap 0.0311 (round start 824af33: 0.0388, which the gap
+#: ratchet below fails). Instance 40 now finishes every job (2 unfinished before) at 1.105 x its carbon LP
+#: and so joins the all-finish set: 20 of 35 within 1.02 (was 20 of 34) and the median ratio 1.0156 (was
+#: 1.0138; on the 34 instances all-finish in both the ratios are unchanged, median 1.0138). A share or a
+#: median over that set falls when one more instance finishes everything, so the within-1.02 ratchet is a
+#: count of instances now, and the median ratio's ratchet is what the larger set measures.
 #: Lower them as the optimiser improves; the issue's targets are 0.03 and 1.02 on every all-finish instance
 #: (on the seed-0 corpus the MILP proves 1.02 unattainable on 29 instances: benchmarks.reference --attainable).
-MEDIAN_GAP_MAX = 0.039
-CARBON_RATIO_MEDIAN_MAX = 1.015
-CARBON_WITHIN_1_02_MIN = 0.58  # share of the sample's all-finish instances within 1.02 x the carbon LP
+MEDIAN_GAP_MAX = 0.032
+CARBON_RATIO_MEDIAN_MAX = 1.016
+CARBON_WITHIN_1_02_MIN = 20  # of the sample's all-finish instances, how many are within 1.02 x the carbon LP
 
 
 @cache
@@ -438,11 +445,12 @@ def _quality(i: int) -> dict[str, Any]:
 
 
 def quality_summary() -> dict[str, Any]:
-    """Median gap, median carbon ratio and share within 1.02 on the sample (what the ratchets hold)."""
+    """Median gap, median carbon ratio, count and share within 1.02 on the sample (what the ratchets hold)."""
     q = [_quality(i) for i in range(0, N_CORPUS, QUALITY_EVERY)]
     ratios = [x["carbon_ratio"] for x in q if x["carbon_ratio"] is not None]
     return {"n": len(q), "median_gap": float(np.median([x["gap"] for x in q])), "n_all_finish": len(ratios),
             "carbon_ratio_median": float(np.median(ratios)) if ratios else math.nan,
+            "n_within_1_02": sum(r <= 1.02 for r in ratios),
             "within_1_02": sum(r <= 1.02 for r in ratios) / max(len(ratios), 1)}
 
 
@@ -454,8 +462,8 @@ def test_corpus_plan_quality_does_not_fall() -> None:
     assert sm["median_gap"] <= MEDIAN_GAP_MAX, f"median gap {sm['median_gap']:.4f} > {MEDIAN_GAP_MAX} ({sm})"
     assert sm["carbon_ratio_median"] <= CARBON_RATIO_MEDIAN_MAX, \
         f"median carbon / LP {sm['carbon_ratio_median']:.4f} > {CARBON_RATIO_MEDIAN_MAX} ({sm})"
-    assert sm["within_1_02"] >= CARBON_WITHIN_1_02_MIN, \
-        f"{sm['within_1_02']:.2f} of the all-finish instances within 1.02 x the carbon LP < {CARBON_WITHIN_1_02_MIN} ({sm})"
+    assert sm["n_within_1_02"] >= CARBON_WITHIN_1_02_MIN, \
+        f"{sm['n_within_1_02']} all-finish instances within 1.02 x the carbon LP < {CARBON_WITHIN_1_02_MIN} ({sm})"
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11 open: median penalised gap <= 3% and carbon <= 1.02 x the LP on "
