@@ -41,6 +41,12 @@ def _undone(c: Any, ev: dict[str, Any]) -> Any:
     return ~np.asarray(ev["finished"], bool) & ~c.must & (c.R > 0) & (c.rel < c.T)
 
 
+def _evaluated(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
+    """The plan's pools (-1 on rows that do not run, int32) and its evaluation."""
+    p = xp.astype(xp.where(xp.any(v > 0, 1), p, -1), xp.i32)
+    return p, _pl._evaluate_plan(problem, c, pr, v, p, xp=xp, d=d)
+
+
 def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any,
               lam: Any, mu: Any, first: Any = None) -> list[tuple[Any, Any, str]]:
     """Plans with the unfinished non-preemptible jobs ``rows`` (host bool ``(J,)``) placed in price-order
@@ -90,8 +96,7 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     best = (vmat, pool, ev, "")
 
     def evaluated(v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
-        p = xp.astype(xp.where(xp.any(v > 0, 1), p, -1), xp.i32)
-        return p, _pl._evaluate_plan(problem, c, pr, v, p, xp=xp, d=d)
+        return _evaluated(problem, xp, c, pr, d, v, p)
 
     def wins(v: Any, e: dict[str, Any]) -> bool:
         return bool(e["objective"] < best[2]["objective"] * (1 - 1e-9) and _pl._serves_forced_dev(c, d, v, xp)
@@ -124,3 +129,59 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
         if wins(v, e):
             best = (v, p, e, tag)
     return best
+
+
+
+def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+          ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any
+          ) -> tuple[Any, Any, dict[str, Any]] | None:
+    """The plan ``vmat``/``pool`` (evaluation ``ev``) made to dominate the greedy witness (``gv``/``gp``,
+    evaluation ``gev``) job by job, or None where the result does not (issue 11 item 2: past
+    ``SEARCH_MAX_CELLS`` the optimiser's own plan, not a fallback, should carry the solve).
+
+    - The few jobs the witness finishes and the plan does not, and those it runs on time and the plan late,
+      take the witness's rows (and pools) whole; the repair (:func:`kernels.planner._repair`: forced rows
+      first, then those jobs, then the rest, last the preemptible jobs the witness leaves unfinished, each
+      group earliest deadline first) drops what no longer fits, and the completion
+      (:func:`kernels.planner._finish`) places again what it can of the work dropped.
+    - Where the plan still does less work in all than the witness (the witness runs at full power, so the
+      jobs the horizon cuts off do more work there), the unfinished non-preemptible blocks are raised a level
+      at a time where the watts allow (:func:`kernels.planner._raise_any`, as the completion raises the
+      preemptible ones).
+
+    Every row but those few keeps its cells wherever they fit. Array code on the whole plan: one repair,
+    one completion, a raise per power level; no loop over jobs or slots."""
+    fw = np.asarray(gev["finished"], bool)
+    fo = np.asarray(ev["finished"], bool)
+
+    def late(e: dict[str, Any]) -> Any:
+        need = np.asarray(e["need_s"], np.float64)
+        return c.has_dl & (c.R > 0) & (np.asarray(e["work_on_time_s"], np.float64) < need - 1e-6 * np.maximum(need, 1.0))
+
+    take = ~c.must & (c.R > 0) & ((fw & ~fo) | (late(ev) & ~late(gev)))
+    rank = listsched.edf_rank(xp, c, d)
+    prio = xp.argsort(rank)
+    v, p, e = vmat, xp.astype(pool, xp.i64), ev
+    if take.any():
+        tk = xp.asarray(take)
+        forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+        last = xp.asarray(c.preempt & ~c.must & ~fw)  # the jobs whose cells give way first
+        order = xp.lexsort((rank, xp.where(forced, 0, xp.where(tk, 1, xp.where(last, 3, 2)))))
+        v = xp.astype(xp.where(tk[:, None], gv, vmat), xp.i8)
+        p = xp.where(tk, xp.astype(gp, xp.i64), p)
+        v, p = _pl._repair(c, d, tb, v, p, order, forced, xp=xp)
+        v, p = _pl._finish(xp, c, pr, d, tb, v, p, prio, lam, mu)
+        p, e = _evaluated(problem, xp, c, pr, d, v, p)
+    if not _pl._dominates_jobs(c, e, gev):
+        among = xp.asarray(_undone(c, e) & ~c.preempt)  # the unfinished non-preemptible rows, raised
+        if bool(xp.any(among)):
+            dn = replace(d, preempt=d.preempt | among)  # (the raise looks at preemptible rows only)
+            v = xp.copy(v)
+            for _ in range(pr.fv.size - 1):  # power levels
+                v, raised, among = _pl._raise_any(c, dn, tb, v, p, prio, xp, force=True, among=among)
+                if not raised or among is None:
+                    break
+            p, e = _evaluated(problem, xp, c, pr, d, v, p)
+    if not (_pl._serves_forced_dev(c, d, v, xp) and _pl._dominates_jobs(c, e, gev)):
+        return None
+    return v, p, e

@@ -127,6 +127,10 @@ CONCURRENT = True
 #: past SEARCH_MAX_CELLS a cold solve races its first primal try (plan's docstring, ``primal_tries``); False:
 #: every try is built (tests compare the two)
 RACE_TRIES = True
+#: past SEARCH_MAX_CELLS, where the witness runs and the own plan does not dominate it job by job, the plan is
+#: carried past it (:func:`kernels.complete.carry`) before the price-order list schedule is built (the
+#: fallback); False: the list schedule is built beside the first try and carries such plans (round 8)
+CARRY = True
 
 
 #: the plan construction fills every slot's facility watts up to ``cap_w * (1 + CAP_TOL)`` (``_Dev.room_cap``; in
@@ -1919,7 +1923,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     # the search limit a cold solve's own plans rarely do (50,000 x 192: none), so it is built beside them
     # (wasted where one of them dominates the witness)
     price_plan = _Later(lambda: _price_list_plan(problem, xp, c, pr, d, tb, lam_b, mu_b),
-                        thread=threads and warm_start is None and witness != "never" and not search)
+                        thread=threads and warm_start is None and witness != "never" and not search
+                        and not CARRY)
     # the plan is sensitive to the prices where the dual is flat: build it at the best prices and, with
     # primal_tries=2, also at the starting ones (kappa, or the previous tick's), and keep the better one
     # a warm re-plan with one try builds at the variant (with / without quota prices) that won last time
@@ -1932,6 +1937,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         cands.append((lam_b, mu_b, np.zeros_like(nu_b), _envelope(c, pr, lam_b, mu_b), "no_quota"))
     if primal_tries > 2 and not all(np.array_equal(a, b) for a, b in zip(start, (lam_b, mu_b, nu_b))):
         cands.append((*start, _envelope(c, pr, *start), "start"))
+
+    from kernels import complete, listsched, powersearch  # import this module: bound at call time
 
     def build(lam_c: Any, mu_c: Any, env_c: _Env) -> tuple[Any, Any, dict[str, Any]]:
         vm, pl = _primal(xp, c, pr, jb, env_c, lam_c, mu_c, d=d, tb=tb)
@@ -1947,12 +1954,18 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     race = RACE_TRIES and not search and len(cands) > 1 and witness != "never" and warm_start is None
     rest = cands[1:]
     first = build(cands[0][0], cands[0][1], cands[0][3]) if race else None
+    carried: dict[str, Any] = {}  # variant -> the try carried past the witness (complete.carry), None: failed
     if first is not None:
-        gev_r = wit_plan.result()[2]
+        gv_r, gp_r, gev_r = wit_plan.result()
         if not _dominates_jobs(c, first[2], gev_r):
-            lv_r, _, lev_r = price_plan.result()
-            if _serves_forced_dev(c, d, lv_r, xp) and _dominates_jobs(c, lev_r, gev_r):
+            if CARRY:
+                carried[cands[0][4]] = complete.carry(problem, xp, c, pr, d, tb, *first, gv_r, gp_r, gev_r, lam_b, mu_b)
+            if carried.get(cands[0][4]) is not None:
                 rest = [k for k in rest if k[4] != "no_quota"]
+            else:
+                lv_r, _, lev_r = price_plan.result()
+                if _serves_forced_dev(c, d, lv_r, xp) and _dominates_jobs(c, lev_r, gev_r):
+                    rest = [k for k in rest if k[4] != "no_quota"]
     later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in rest]
     built = [first if first is not None else build(cands[0][0], cands[0][1], cands[0][3])] + [
         x.result() for x in later]
@@ -1976,7 +1989,6 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                         "own_plan": own, "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
     # the EDF greedy witness (kernels.listsched): the plan returned must dominate it; where the optimiser's
     # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
-    from kernels import complete, listsched, powersearch  # import this module: bound at call time
 
     gv, gp, gev = wit_plan.result()
     wit = _summary(c, gev)
@@ -2024,6 +2036,12 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         ov, oev, omoved = listsched.improve(problem, xp, c, pr, d, tb, vmat, pool)
         if omoved and _dominates_jobs(c, oev, gev):
             cand.append((oev["objective"], ov, pool, oev, variant + "+search"))
+    if not search and not cand and CARRY:  # the own plan, carried past the witness (kernels.complete.carry)
+        if variant not in carried:
+            carried[variant] = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b)
+        got = carried[variant]
+        if got is not None:
+            cand.append((got[2]["objective"], got[0], got[1], got[2], variant + "+carry"))
     if not cand:
         lv, lp, lev = price_plan.result()
         if _serves_forced_dev(c, d, lv, xp) and _dominates_jobs(c, lev, gev):
