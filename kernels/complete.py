@@ -41,10 +41,24 @@ def _undone(c: Any, ev: dict[str, Any]) -> Any:
     return ~np.asarray(ev["finished"], bool) & ~c.must & (c.R > 0) & (c.rel < c.T)
 
 
+#: transplant rounds of :func:`carry` (each one repair and one completion on the whole plan; at 50,000 x 192
+#: one does, on small family instances a second one carries a few more)
+CARRY_ROUNDS = 2
+
+
 def _evaluated(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
     """The plan's pools (-1 on rows that do not run, int32) and its evaluation."""
     p = xp.astype(xp.where(xp.any(v > 0, 1), p, -1), xp.i32)
     return p, _pl._evaluate_plan(problem, c, pr, v, p, xp=xp, d=d)
+
+
+def _raise_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, prio: Any, xp: Ops, among: Any, V: int) -> Any:
+    """:func:`kernels.planner._raise_any` (forced) once per power level while it raises a cell."""
+    for _ in range(V - 1):  # power levels
+        vmat, raised, among = _pl._raise_any(c, d, tb, vmat, pool, prio, xp, force=True, among=among)
+        if not raised or among is None:
+            break
+    return vmat
 
 
 def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any,
@@ -147,41 +161,50 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     - Where the plan still does less work in all than the witness (the witness runs at full power, so the
       jobs the horizon cuts off do more work there), the unfinished non-preemptible blocks are raised a level
       at a time where the watts allow (:func:`kernels.planner._raise_any`, as the completion raises the
-      preemptible ones).
+      preemptible ones); failing that every preemptible row is raised where the watts allow, the cells the
+      finished ones no longer need are trimmed and the completion gives the GPUs freed to unfinished work
+      (the plan's jobs at lower levels held more GPU-slots than the witness's).
 
     Every row but those few keeps its cells wherever they fit. Array code on the whole plan: one repair,
-    one completion, a raise per power level; no loop over jobs or slots."""
+    one or two completions, a raise per power level; no loop over jobs or slots."""
     fw = np.asarray(gev["finished"], bool)
-    fo = np.asarray(ev["finished"], bool)
 
     def late(e: dict[str, Any]) -> Any:
         need = np.asarray(e["need_s"], np.float64)
         return c.has_dl & (c.R > 0) & (np.asarray(e["work_on_time_s"], np.float64) < need - 1e-6 * np.maximum(need, 1.0))
 
-    take = ~c.must & (c.R > 0) & ((fw & ~fo) | (late(ev) & ~late(gev)))
     rank = listsched.edf_rank(xp, c, d)
     prio = xp.argsort(rank)
+    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    last = xp.asarray(c.preempt & ~c.must & ~fw)  # the jobs whose cells give way first
     v, p, e = vmat, xp.astype(pool, xp.i64), ev
-    if take.any():
+    for _ in range(CARRY_ROUNDS):  # a round's repair can cost a job the witness finishes its cells
+        fo = np.asarray(e["finished"], bool)
+        take = ~c.must & (c.R > 0) & ((fw & ~fo) | (late(e) & ~late(gev)))
+        if not take.any() or _pl._dominates_jobs(c, e, gev):
+            break
         tk = xp.asarray(take)
-        forced = d.must | ((d.rpool >= 0) & ~d.preempt)
-        last = xp.asarray(c.preempt & ~c.must & ~fw)  # the jobs whose cells give way first
         order = xp.lexsort((rank, xp.where(forced, 0, xp.where(tk, 1, xp.where(last, 3, 2)))))
-        v = xp.astype(xp.where(tk[:, None], gv, vmat), xp.i8)
-        p = xp.where(tk, xp.astype(gp, xp.i64), p)
+        v = xp.astype(xp.where(tk[:, None], gv, v), xp.i8)
+        p = xp.where(tk, xp.astype(gp, xp.i64), xp.astype(p, xp.i64))
         v, p = _pl._repair(c, d, tb, v, p, order, forced, xp=xp)
         v, p = _pl._finish(xp, c, pr, d, tb, v, p, prio, lam, mu)
         p, e = _evaluated(problem, xp, c, pr, d, v, p)
     if not _pl._dominates_jobs(c, e, gev):
         among = xp.asarray(_undone(c, e) & ~c.preempt)  # the unfinished non-preemptible rows, raised
         if bool(xp.any(among)):
-            dn = replace(d, preempt=d.preempt | among)  # (the raise looks at preemptible rows only)
-            v = xp.copy(v)
-            for _ in range(pr.fv.size - 1):  # power levels
-                v, raised, among = _pl._raise_any(c, dn, tb, v, p, prio, xp, force=True, among=among)
-                if not raised or among is None:
-                    break
+            # (the raise looks at preemptible rows only)
+            v = _raise_all(c, replace(d, preempt=d.preempt | among), tb, xp.copy(v), p, prio, xp, among, pr.fv.size)
             p, e = _evaluated(problem, xp, c, pr, d, v, p)
+    if not _pl._dominates_jobs(c, e, gev) and bool(xp.any(xp.asarray(_undone(c, e) & c.preempt))):
+        # every preemptible row raised where the watts allow (as if none were finished), the cells that
+        # finished rows no longer need trimmed, and the GPUs freed given to the unfinished work
+        pre = d.preempt & ~d.must
+        dh = replace(d, R=xp.where(pre, d.R + d.R.max() + 1.0, d.R))
+        v = _raise_all(c, dh, tb, xp.copy(v), p, prio, xp, None, pr.fv.size)
+        v = _pl._trim(d, tb, v, p, xp)
+        v, p = _pl._finish(xp, c, pr, d, tb, v, xp.astype(p, xp.i64), prio, lam, mu)
+        p, e = _evaluated(problem, xp, c, pr, d, v, p)
     if not (_pl._serves_forced_dev(c, d, v, xp) and _pl._dominates_jobs(c, e, gev)):
         return None
     return v, p, e
