@@ -46,6 +46,16 @@ def _undone(c: Any, ev: dict[str, Any]) -> Any:
 CARRY_ROUNDS = 2
 
 
+def refine_budget(J: int, T: int) -> float:
+    """The cells the power-level search of :func:`complete` may propose: the main search's
+    (:func:`kernels.powersearch.search_budget`), scaled down once more by ``(SEARCH_BUDGET_KNEE / (J * T))^3``
+    above the knee (the same on the published instances and the corpus; 5,000 x 192: 0.59M cells of 4.2M,
+    10,000 x 192: 37k). At 5,000 x 192 (make_problem, loaded machine, threads off) the pass cost 9.5 s CPU of a
+    22 s solve with the main search's budget; with 0.54M cells 1.7 s (three price searches cut to one as
+    well), objective +0.08% (105.09 vs 105.01 Mg; without the search 105.48; round 8's start 105.51)."""
+    return powersearch.search_budget(J, T) * min(1.0, powersearch.SEARCH_BUDGET_KNEE / max(J * T, 1)) ** 3
+
+
 def _evaluated(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
     """The plan's pools (-1 on rows that do not run, int32) and its evaluation."""
     p = xp.astype(xp.where(xp.any(v > 0, 1), p, -1), xp.i32)
@@ -126,11 +136,15 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     if not npu.any():
         return best
     first = None if gev is None else np.asarray(gev["finished"], bool)
-    tries = []
-    for v, p, tag in _displace(xp, c, pr, d, tb, best[0], xp.astype(best[1], xp.i64), npu, lam, mu, first):  # two or three plans
-        p, _ = evaluated(v, p)
+    # two or three plans, each moved by the price search; past the knee only the lowest of them as built (the
+    # search costs about as much as the rest of the pass: at 5,000 x 192 ~1.5 s CPU for the three)
+    tries = [(v, *evaluated(v, p), best[3] + tag)
+             for v, p, tag in _displace(xp, c, pr, d, tb, best[0], xp.astype(best[1], xp.i64), npu, lam, mu, first)]
+    if c.J * c.T > powersearch.SEARCH_BUDGET_KNEE and tries:
+        tries = [min(tries, key=lambda x: x[2]["objective"])]
+    for k, (v, p, _, tag) in enumerate(tries):  # (at most three)
         v, e, _ = listsched.improve(problem, xp, c, pr, d, tb, v, p)
-        tries.append((v, p, e, best[3] + tag))
+        tries[k] = (v, p, e, tag)
     # the power-level search on the lowest of them, dominant or not yet (levels lowered free watts that finish
     # more work), and whether or not it beats the plan before the search (a plan the search has already
     # lowered far is a high bar for an unsearched try: seed-0 corpus-62 and -85 lost their displacement once the
@@ -138,7 +152,8 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     low = min(tries, key=lambda x: x[2]["objective"], default=None)
     if gev is not None and low is not None:
         lv, lp, le, ltag = low
-        tries.append(powersearch.refine(problem, xp, c, pr, d, tb, lv, lp, le, gev, ltag))
+        tries.append(powersearch.refine(problem, xp, c, pr, d, tb, lv, lp, le, gev, ltag,
+                                        budget=refine_budget(c.J, c.T)))
     for v, p, e, tag in tries:  # (at most four plans)
         if wins(v, e):
             best = (v, p, e, tag)

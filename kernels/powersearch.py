@@ -165,12 +165,14 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
 
 
 def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-           ev: dict[str, Any], gev: dict[str, Any], variant: str) -> tuple[Any, Any, dict[str, Any], str]:
+           ev: dict[str, Any], gev: dict[str, Any], variant: str, budget: float | None = None
+           ) -> tuple[Any, Any, dict[str, Any], str]:
     """:func:`power_search` on the plan ``kernels.plan`` chose (``ev`` its evaluation, ``gev`` the greedy
     witness's): the searched plan where it changed and still dominates the witness job by job (it does by
-    construction; checked), with ``"+power"`` added to ``variant``; else the plan as given."""
+    construction; checked), with ``"+power"`` added to ``variant``; else the plan as given. ``budget``: the
+    cells it may propose (default :func:`search_budget`)."""
     nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev,
-                                      budget=search_budget(c.J, c.T))
+                                      budget=search_budget(c.J, c.T) if budget is None else budget)
     if k and _pl._dominates_jobs(c, nev, gev) and _pl._serves_forced_dev(c, d, nv, xp):
         return nv, npool, nev, variant + "+power"
     return vmat, pool, ev, variant

@@ -130,3 +130,13 @@ def test_the_carry_gives_the_numpy_plan_on_torch(device: str, monkeypatch: pytes
         assert a.diagnostics["primal_variant"] == b.diagnostics["primal_variant"]
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
         np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
+
+
+def test_the_completion_search_budget_is_the_main_one_up_to_the_knee() -> None:
+    """The size budget of the pass's power-level search leaves the corpus and the published instances (at
+    most 1,500 x 192 job-slot cells, under the knee) as they were, and shrinks past it."""
+    from kernels import complete, powersearch
+
+    for J, T in ((40, 32), (600, 192), (1500, 192), (2600, 192)):
+        assert complete.refine_budget(J, T) == powersearch.search_budget(J, T)
+    assert complete.refine_budget(5000, 192) < 0.15 * powersearch.search_budget(5000, 192)
