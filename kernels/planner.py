@@ -127,9 +127,9 @@ CONCURRENT = True
 #: past SEARCH_MAX_CELLS a cold solve races its first primal try (plan's docstring, ``primal_tries``); False:
 #: every try is built (tests compare the two)
 RACE_TRIES = True
-#: past SEARCH_MAX_CELLS, where the witness runs and the own plan does not dominate it job by job, the plan is
-#: carried past it (:func:`kernels.complete.carry`) before the price-order list schedule is built (the
-#: fallback); False: the list schedule is built beside the first try and carries such plans (round 8)
+#: where the witness runs and no candidate dominates it job by job, the own plan is carried past it
+#: (:func:`kernels.complete.carry`) before the price-order list schedule is built (the fallback; past
+#: SEARCH_MAX_CELLS no longer beside the first try); False: round 8's plans
 CARRY = True
 
 
@@ -1818,8 +1818,9 @@ def plan(
     a cold solve, 1 for a warm-started re-plan (the hot path of the rolling horizon). Past
     ``SEARCH_MAX_CELLS`` job-slot cells, on a cold solve that checks the witness, the try without the quota
     prices is not built where the try at the best prices
-    does not dominate the witness job by job while the price-order list schedule does (the list schedule
-    is then returned unless the skipped try would have dominated with a lower objective);
+    does not dominate the witness job by job while that try carried past the witness
+    (:func:`kernels.complete.carry`) or, failing it, the price-order list schedule does (that plan is then
+    returned unless the skipped try would have dominated with a lower objective);
     ``diagnostics["primal_skipped"]`` names the tries not built, ``primal_candidates`` counts those built.
     ``witness``: when the EDF greedy witness (:func:`kernels.listsched.greedy_vmat`) is built and the plan
     checked against it (the plan returned dominates it: the optimiser's own, its price-order list schedule,
@@ -1835,13 +1836,16 @@ def plan(
     where both finish every job): the optimiser's own plan (and it after the price-order local search
     :func:`kernels.listsched.improve`), and the EDF plan completed at the dual prices (:func:`_finish`) and
     improved by the same search, from the greedy's plan as it is and with the rows of the jobs it leaves
-    unfinished placed again; failing those the price-order list schedule, then the own plan where it is
-    no worse on the totals; the greedy's plan itself only where none is no worse.
+    unfinished placed again; failing those the own plan carried past the witness
+    (:func:`kernels.complete.carry`: the rows of the jobs the witness finishes, or runs on time, and the own
+    plan does not, taken from the witness, the rest repaired around them and completed; ``+carry``), then the
+    price-order list schedule, then the own plan where it is no worse on the totals; the greedy's plan
+    itself only where none is no worse.
     ``diagnostics["witness"]``: ``ran`` (bool), ``used`` (the greedy's plan is returned), ``same_plan``
     (the plan returned equals the greedy's, whichever construction made it), ``reason`` and
     ``age_ticks`` (ticks since a check ran; 0 when it ran now), plus the greedy's objective, carbon_g,
     unfinished_jobs, late_jobs and unfinished_gpu_s when it ran. ``primal_variant`` names the construction
-    returned (``best``, ``no_quota``, ``start``, ``+search``, ``edf_price_search``, ``price_list``,
+    returned (``best``, ``no_quota``, ``start``, ``+search``, ``+carry``, ``edf_price_search``, ``price_list``,
     ``greedy_witness``).
     """
     T = int(np.shape(problem.wind_w)[0]) if np.ndim(problem.wind_w) == 1 else 0
@@ -2036,7 +2040,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         ov, oev, omoved = listsched.improve(problem, xp, c, pr, d, tb, vmat, pool)
         if omoved and _dominates_jobs(c, oev, gev):
             cand.append((oev["objective"], ov, pool, oev, variant + "+search"))
-    if not search and not cand and CARRY:  # the own plan, carried past the witness (kernels.complete.carry)
+    if not cand and CARRY:  # the own plan, carried past the witness (kernels.complete.carry)
         if variant not in carried:
             carried[variant] = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b)
         got = carried[variant]

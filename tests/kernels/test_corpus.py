@@ -379,7 +379,8 @@ def test_dominance_judge_catches_a_losing_plan() -> None:
 #: every job finished at 0 g, the own plan had stacked its work above the wind at 29,875 g against the
 #: greedy's 19,195 g), and the price-order list schedule gets the power search before it is judged
 #: (s1100129: 405.5 g against the greedy's 15,484 g; the greedy's plan after the power search, returned
-#: before, had 398.9 g). Every instance is now carried by the optimiser's own plans.
+#: before, had 398.9 g; with kernels.complete.carry, H1, round 9, the own plan is carried past the witness
+#: there at 358.8). Every instance is now carried by the optimiser's own plans.
 KNOWN_LOSSES = 0
 
 
