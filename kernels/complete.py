@@ -91,7 +91,7 @@ def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r
         return []
     new = xp.astype(xp.where(got[:, None], bv, vmat), xp.i8)
     pool = xp.where(got, bp, pool)
-    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    forced = d.forced
     rank = listsched.edf_rank(xp, c, d)
     # forced first, then the non-preemptible jobs (the new blocks among them), then preemptible work
     prio = xp.lexsort((rank, xp.where(forced, 0, xp.where(d.preempt, 2, 1))))
@@ -160,7 +160,6 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     return best
 
 
-
 def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
           ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any
           ) -> tuple[Any, Any, dict[str, Any]] | None:
@@ -183,19 +182,14 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     Every row but those few keeps its cells wherever they fit. Array code on the whole plan: one repair,
     one or two completions, a raise per power level; no loop over jobs or slots."""
     fw = np.asarray(gev["finished"], bool)
-
-    def late(e: dict[str, Any]) -> Any:
-        need = np.asarray(e["need_s"], np.float64)
-        return c.has_dl & (c.R > 0) & (np.asarray(e["work_on_time_s"], np.float64) < need - 1e-6 * np.maximum(need, 1.0))
-
     rank = listsched.edf_rank(xp, c, d)
     prio = xp.argsort(rank)
-    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    forced = d.forced
     last = xp.asarray(c.preempt & ~c.must & ~fw)  # the jobs whose cells give way first
     v, p, e = vmat, xp.astype(pool, xp.i64), ev
     for _ in range(CARRY_ROUNDS):  # a round's repair can cost a job the witness finishes its cells
         fo = np.asarray(e["finished"], bool)
-        take = ~c.must & (c.R > 0) & ((fw & ~fo) | (late(e) & ~late(gev)))
+        take = ~c.must & (c.R > 0) & ((fw & ~fo) | (_pl._late(c, e) & ~_pl._late(c, gev)))
         if not take.any() or _pl._dominates_jobs(c, e, gev):
             break
         tk = xp.asarray(take)

@@ -53,7 +53,7 @@ GREEDY_ROUNDS = 48  # the greedy places every job from an empty plan: more round
 def edf_rank(xp: Ops, c: Any, d: Any) -> Any:
     """``(J,)`` rank of every job in earliest-deadline-first order: inference and running non-preemptible
     jobs first, then by deadline, value of work (higher first), fewer GPUs, release, index."""
-    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    forced = d.forced
     order = xp.lexsort((d.rel, d.gpus, -d.rho_on, d.dl_raw, xp.where(forced, 0, 1)))
     rank = xp.empty(c.J, xp.i64)
     rank[order] = xp.arange(c.J)
@@ -77,7 +77,7 @@ def slack_rank(xp: Ops, c: Any, d: Any, tb: Any, first: Any = None) -> Any:
     power in its fastest eligible pool), non-preemptible before preemptible, wider first, index. Long and
     wide gangs without a deadline are placed before the room they need is cut up. ``first : (J,) bool``:
     those jobs before the others (after the forced ones)."""
-    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    forced = d.forced
     slack = slack_slots(xp, c, d, tb)
     later = xp.zeros(c.J, xp.i64) if first is None else xp.where(first, 0, 1)
     order = xp.lexsort((xp.arange(c.J), -d.gpus, xp.where(d.preempt, 1, 0), slack, later, xp.where(forced, 0, 1)))
@@ -372,7 +372,7 @@ def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None, ran
         win = (tt >= d.ms[mrow][:, None]) & (tt < d.me[mrow][:, None]) & ~d.infeas[None, :]
         vmat[mrow] = xp.astype(xp.where(win, tb.vfull[pool[mrow]][:, None], 0), xp.i8)
     rank = edf_rank(xp, c, d) if rank is None else rank
-    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    forced = d.forced
     prio = xp.argsort(rank)
     if mrow.shape[0]:
         vmat, pool = _pl._repair(c, d, tb, vmat, pool, prio, forced, xp=xp)

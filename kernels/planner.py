@@ -811,6 +811,12 @@ class _Dev:
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
     qten: Any  # (J,) the job's tenant where that tenant has a quota, else the tenant count (sums skip it)
 
+    @property
+    def forced(self) -> Any:
+        """``(J,)`` bool: the rows every construction keeps first: must-run inference and running
+        non-preemptible jobs (in their pool)."""
+        return self.must | ((self.rpool >= 0) & ~self.preempt)
+
 
 def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
     a = xp.asarray
@@ -1131,7 +1137,7 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env,
         vmat[rp, 0] = vmat[rp, first]
     vmat = _trim(d, tb, vmat, pool, xp)
     # --- priority order: forced first, then running, then value density
-    forced = d.must | ((d.rpool >= 0) & ~d.preempt)
+    forced = d.forced
     # (non-preemptible jobs before preemptible ones: a lost slot drops them whole, while preemptible work
     # that loses a slot is lowered or moved by the fill rounds)
     cls_key = xp.where(forced, 0, xp.where(d.rpool >= 0, 1, xp.where(d.preempt, 3, 2)))
@@ -1964,12 +1970,12 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         if not _dominates_jobs(c, first[2], gev_r):
             if CARRY:
                 carried[cands[0][4]] = complete.carry(problem, xp, c, pr, d, tb, *first, gv_r, gp_r, gev_r, lam_b, mu_b)
-            if carried.get(cands[0][4]) is not None:
-                rest = [k for k in rest if k[4] != "no_quota"]
-            else:
+            wins_r = carried.get(cands[0][4]) is not None
+            if not wins_r:
                 lv_r, _, lev_r = price_plan.result()
-                if _serves_forced_dev(c, d, lv_r, xp) and _dominates_jobs(c, lev_r, gev_r):
-                    rest = [k for k in rest if k[4] != "no_quota"]
+                wins_r = _serves_forced_dev(c, d, lv_r, xp) and _dominates_jobs(c, lev_r, gev_r)
+            if wins_r:
+                rest = [k for k in rest if k[4] != "no_quota"]
     later = [_Later(lambda k=k: build(k[0], k[1], k[3]), thread=threads) for k in rest]
     built = [first if first is not None else build(cands[0][0], cands[0][1], cands[0][3])] + [
         x.result() for x in later]
@@ -2352,12 +2358,17 @@ def _n_unfinished(c: _Clean, ev: dict[str, Any]) -> int:
     return int((~np.asarray(ev["finished"], bool) & ~c.must & (c.R > 0)).sum())
 
 
-def _n_late(c: _Clean, ev: dict[str, Any]) -> int:
-    """Jobs with a deadline inside the horizon whose work is not all done before it (``OBJECTIVE``'s late_s
-    > 0; the same tolerance as ``finished``)."""
+def _late(c: _Clean, ev: dict[str, Any]) -> NDArray[np.bool_]:
+    """``(J,)`` the jobs with a deadline inside the horizon whose work is not all done before it
+    (``OBJECTIVE``'s late_s > 0; the same tolerance as ``finished``)."""
     need = np.asarray(ev["need_s"], np.float64)
     won = np.asarray(ev["work_on_time_s"], np.float64)
-    return int((c.has_dl & (c.R > 0) & (won < need - 1e-6 * np.maximum(need, 1.0))).sum())
+    return c.has_dl & (c.R > 0) & (won < need - 1e-6 * np.maximum(need, 1.0))
+
+
+def _n_late(c: _Clean, ev: dict[str, Any]) -> int:
+    """How many jobs are late (:func:`_late`)."""
+    return int(_late(c, ev).sum())
 
 
 def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.float32], pool: NDArray[np.int32],
