@@ -1225,16 +1225,17 @@ def _level_cost(xp: Ops, c: _Clean, tb: _Tabs, lam: Any, mu: Any, lowest: bool =
 
 
 def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam: NDArray[np.float64],
-              mu: NDArray[np.float64], use: _Use | None = None, probe: bool = False) -> tuple[Any, Any]:
+              mu: NDArray[np.float64], use: _Use | None = None, probe: bool = False,
+              rank: Any = None) -> tuple[Any, Any]:
     """The completion pass: broken non-preemptible rows dropped (:func:`_np_valid`), then what the prices
     left undone placed by list scheduling (:func:`kernels.listsched.list_schedule`) in price order
-    (``lam * watts + mu`` per pool and slot), jobs earliest deadline first, at full power and then at the
-    lowest level (most work per watt where watts are what is short). ``probe`` (with ``use``): each list
-    schedule only where :func:`_may_place` finds a cell it could place (the same plan: it would place none)."""
+    (``lam * watts + mu`` per pool and slot), jobs earliest deadline first (or in the order ``rank``), at
+    full power and then at the lowest level (most work per watt where watts are what is short). ``probe``
+    (with ``use``): each list schedule only where :func:`_may_place` finds a cell it could place (the same
+    plan: it would place none)."""
     from kernels import listsched  # imports this module: bound at call time
 
     vmat = _np_valid(c, d, tb, vmat, pool, xp, use)
-    rank = None
     for lowest in (False, True):  # power levels: full, then the pool's lowest
         if probe and use is not None and not _may_place(c, d, tb, vmat, pool, use, xp):
             break  # (nor would a later pass: the plan stays as it is)
@@ -1242,6 +1243,55 @@ def _complete(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, lam:
         cost = _level_cost(xp, c, tb, lam, mu, lowest)
         vmat, pool = listsched.list_schedule(xp, c, d, tb, vmat, pool, rank, cost, lowest=lowest, use=use)
     return vmat, pool
+
+
+def _np_rows(c: _Clean) -> NDArray[np.bool_]:
+    """``(J,)`` host bool: the non-preemptible jobs whose block a construction may place anew (not must-run,
+    not running, work left, released inside the horizon)."""
+    return ~c.preempt & ~c.must & (c.rpool < 0) & (c.R > 0) & (c.rel < c.T)
+
+
+#: job orders :func:`_np_blocks` tries past the first (least slack first, then the rows left without a whole
+#: block moved to the front, once per try)
+NP_PACK_TRIES = 3
+
+
+def _np_blocks(xp: Ops, c: _Clean, d: _Dev, tb: _Tabs, base: Any, pool: Any, rows: Any,
+               lam: NDArray[np.float64], mu: NDArray[np.float64]) -> tuple[Any, Any, Any]:
+    """The non-preemptible jobs ``rows`` (``(J,)`` bool on the backend) placed in blocks on the plan ``base``
+    (whose other rows stay as they are) by the completion's list schedule (:func:`_complete`: price order,
+    full power, then the lowest level), as if only ``base`` ran: side by side where they fit. The first
+    order is earliest deadline first; where it leaves a row without a block that does all its work (a block
+    the horizon cuts off, or none: the blocks placed before it cut the free room up), the rows are placed
+    again least slack first (long and wide blocks before the room is cut up), then with the rows still
+    without a whole block first (at most :data:`NP_PACK_TRIES` more orders); the order that finishes most
+    of them is kept (the first on ties). Returns the plan, its pools and the ``(J,)`` mask of the rows it
+    leaves without a whole block. A list schedule per order over those rows only: no loop over jobs."""
+    from kernels import listsched  # imports this module: bound at call time
+
+    d_np = replace(d, R=xp.where(rows, d.R, 0.0))  # only these rows ask for work
+    # (the rows do not run in base: a new block pays the switching loss; a running row that starts again in
+    # its pool pays none, so it may count as short here: one order more is tried at most)
+    need = (d.R + d.loss) * (1 - 1e-7)
+
+    def place(rank: Any) -> tuple[Any, Any, Any, int]:
+        v, p = _complete(xp, c, d_np, tb, xp.copy(base), xp.copy(pool), lam, mu, rank=rank)
+        miss = rows & (_job_work(tb, p, v, xp) < need)
+        return v, p, miss, int(xp.to_numpy(miss).sum())
+
+    edf = listsched.edf_rank(xp, c, d)
+    best = place(edf)
+    order = listsched.slack_rank(xp, c, d, tb)
+    for k in range(NP_PACK_TRIES):  # job orders
+        if best[3] == 0:
+            break
+        if k:  # the rows the best order so far leaves without a whole block first
+            order = xp.empty(c.J, xp.i64)
+            order[xp.lexsort((edf, xp.where(best[2], 0, 1)))] = xp.arange(c.J)
+        got = place(order)
+        if got[3] < best[3]:
+            best = got
+    return best[0], best[1], best[2]
 
 
 def _may_place(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, use: _Use, xp: Ops = _NP) -> bool:

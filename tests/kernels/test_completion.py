@@ -202,9 +202,9 @@ def test_the_probe_skips_only_completions_that_place_nothing(backend: tuple[str,
         return seen[-1]
 
     def checked(xp: Any, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, lam: Any, mu: Any, use: Any = None,
-                probe: bool = False) -> Any:
+                probe: bool = False, rank: Any = None) -> Any:
         if not probe or use is None:
-            return complete(xp, c, d, tb, vmat, pool, lam, mu, use)
+            return complete(xp, c, d, tb, vmat, pool, lam, mu, use, rank=rank)
         u0 = P._Use(xp.copy(use.busy), xp.copy(use.fac), xp.copy(use.done))
         v0, p0 = complete(xp, c, d, tb, xp.copy(vmat), xp.copy(pool), lam, mu, u0)
         v1, p1 = complete(xp, c, d, tb, vmat, pool, lam, mu, use, probe=True)
