@@ -231,3 +231,117 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     if not (_pl._serves_forced_dev(c, d, v, xp) and _pl._dominates_jobs(c, e, gev)):
         return None
     return v, p, e
+
+
+def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+               ev: dict[str, Any], reference: Any, lam: Any, mu: Any, *, full: bool
+               ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """A warm re-plan's plan ``vmat``/``pool`` (evaluation ``ev``) carried past a reference plan of which only
+    the rows it asks for are read (``reference(rows)``: levels ``(n, T)`` and pools ``(n,)`` of the canonical
+    jobs ``rows`` on the backend: :class:`kernels.planner._WarmReference`, the previous tick's plan). Returns
+    the plan, its evaluation and what happened (``diagnostics["warm_carry"]``).
+
+    Only jobs the plan leaves unfinished or late can be behind the reference: those rows (not must-run) are
+    read and judged (``kernels.evaluate``'s work: :func:`kernels.planner._row_work`). The jobs the reference
+    finishes and the plan does not, or runs on time and the plan late, take the reference's rows; the
+    preemptible jobs both leave unfinished give way. One priority-order prefix pass over those rows only
+    (:func:`_fit_rows`) keeps what fits beside every other row; a taken job that loses a cell and no longer
+    finishes (a non-preemptible one: any cell) gets its own row back and the pass runs once more. Every other
+    row is as it was: the plan keeps every job it finished and every job it ran on time (checked; the pass
+    is kept where fewer jobs are behind the reference). Then, with ``full`` and jobs still behind, the plan is
+    carried (:func:`carry`: a repair of the whole plan with those jobs first and a completion) past the
+    reference where it was read and the plan elsewhere, kept where it dominates that job by job."""
+    fo = np.asarray(ev["finished"], bool) | c.must | (c.R <= 0)
+    lo = _pl._late(c, ev)
+    rows = np.flatnonzero(~c.must & (c.R > 0) & (~fo | lo))
+    info: dict[str, Any] = {"ran": True, "reference": "previous plan", "rows_read": int(rows.size),
+                            "carried": False, "full_carry": False}
+    rv, rp = reference(rows)
+    work, won, need = _pl._row_work(problem, c, pr, d, rv, rp, xp, rows)
+    rf = _pl._done(work, need)
+    rl = c.has_dl[rows] & ~_pl._done(won, need)
+
+    def behind(e: dict[str, Any]) -> int:  # jobs the reference finishes (on time) and the plan does not
+        return int(((rf & ~np.asarray(e["finished"], bool)[rows]) | (~rl & _pl._late(c, e)[rows])).sum())
+
+    take = (rf & ~fo[rows]) | (~rl & lo[rows])
+    info["jobs_behind"] = info["jobs_behind_after"] = int(take.sum())
+    if not take.any():
+        return vmat, pool, ev, info
+    give = c.preempt[rows] & ~fo[rows] & ~rf & ~take  # unfinished in both: their cells give way first
+    rank = xp.to_numpy(listsched.edf_rank(xp, c, d))[rows]
+    rd_all = xp.asarray(rows)
+    v0, p0 = vmat[rd_all], xp.astype(pool[rd_all], xp.i32)
+    use = _use_all(c, d, tb, vmat, pool, xp)
+    for _ in range(2):  # a second pass once the taken jobs that do not fit have their own rows back
+        sel = np.flatnonzero(take | give)
+        o = sel[np.lexsort((rank[sel], np.where(take[sel], 0, 1)))]  # taken jobs first, each group EDF
+        od, tk = xp.asarray(o), xp.asarray(take[o])
+        want = xp.astype(xp.where(tk[:, None], rv[od], v0[od]), xp.i8)
+        sp = xp.where(tk, rp[od], p0[od])
+        sv = _fit_rows(c, d, tb, rows[o], want, sp, _left_by(c, d, tb, vmat, pool, use, xp.asarray(rows[o]), xp), xp)
+        lost = xp.to_numpy(xp.any((want > 0) & (sv == 0), 1))
+        w2, _, n2 = _pl._row_work(problem, c, pr, d, sv, sp, xp, rows[o])
+        bad = take[o] & lost & (~_pl._done(w2, n2) | ~c.preempt[rows[o]])
+        if not bad.any():
+            break
+        take = take.copy()
+        take[o[bad]] = False
+    sv = xp.astype(xp.where(xp.asarray(~c.preempt[rows[o]] & lost)[:, None], 0, sv), xp.i8)  # (a broken block)
+    v, p = xp.copy(vmat), xp.astype(xp.copy(pool), xp.i32)
+    ro = xp.asarray(rows[o])
+    v[ro] = sv
+    p[ro] = xp.where(xp.any(sv > 0, 1), sp, -1)
+    p, e = _evaluated(problem, xp, c, pr, d, v, p)
+    after = behind(e)
+    fe = np.asarray(e["finished"], bool)[rows]
+    worse = bool((fo[rows] & ~fe).any() or (~lo[rows] & _pl._late(c, e)[rows]).any())
+    if after < info["jobs_behind"] and not worse and _pl._serves_forced_dev(c, d, v, xp):
+        vmat, pool, ev = v, p, e
+        info.update(carried=True, jobs_taken=int(take.sum()), jobs_behind_after=after)
+    if info["jobs_behind_after"] and full:
+        hv, hp = xp.copy(vmat), xp.astype(xp.copy(pool), xp.i32)
+        hv[rd_all], hp[rd_all] = rv, rp
+        hp, hev = _evaluated(problem, xp, c, pr, d, hv, hp)
+        got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu)
+        if got is not None:
+            vmat, pool, ev = got[0], xp.astype(got[1], xp.i32), got[2]
+            info.update(carried=True, full_carry=True, jobs_behind_after=behind(ev))
+    return vmat, pool, ev, info
+
+
+def _use_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, xp: Ops) -> tuple[Any, Any, Any]:
+    """The plan's busy GPUs ``(P, T)``, facility watts ``(T,)`` and tenant GPUs ``(NQ, T)`` (None where no
+    tenant has a quota)."""
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    q = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0) if np.isfinite(c.quota).any() else None
+    return busy, fac, q
+
+
+def _left_by(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, use: tuple[Any, Any, Any], rows: Any, xp: Ops
+             ) -> tuple[Any, Any, Any]:
+    """The room the plan's rows other than ``rows`` (backend indices) leave (``use``: :func:`_use_all`): free
+    GPUs ``(P, T)``, facility watts under the construction's cap ``(T,)``, tenant quota ``(NQ, T)``."""
+    busy, fac, q = use
+    b0, f0 = _pl._rows_use(d, tb, rows, vmat[rows], pool[rows], xp)
+    quota = None
+    if q is not None:
+        used = q - xp.group_rowsum(d.qten[rows], c.quota.size, d.gpus[rows], vmat[rows] > 0)
+        quota = xp.asarray(np.repeat(c.quota[:, None], c.T, axis=1), xp.f64) - used
+    return d.H - (busy - b0), d.room_cap - (fac - f0), quota
+
+
+def _fit_rows(c: Any, d: Any, tb: Any, rows: Any, sv: Any, sp: Any, left: tuple[Any, Any, Any], xp: Ops) -> Any:
+    """The plan rows ``sv`` (pools ``sp``) of the jobs ``rows`` (host indices, in priority order): the cells
+    that fit, in that order, in the room ``left`` (:func:`_left_by`): pool GPUs, then facility watts, then
+    tenant quotas, :func:`kernels.planner._repair`'s prefix rules (without its pool moves and power lowering)."""
+    gpus, room_w, quota = left
+    rd = xp.asarray(rows)
+    g = d.gpus[rd]
+    run = sv > 0
+    run = run & _pl._prefix_keep_grouped(g, run, sp, gpus, 1e-3, xp)
+    lds = xp.where(run, xp.lookup(tb.load, sp, sv) * xp.astype(g, xp.f32)[:, None], 0.0)
+    run = run & _pl._prefix_keep(lds, room_w, 0.0, xp)
+    if quota is not None:  # every tenant's prefix at once
+        run = run & _pl._prefix_keep_grouped(g, run, d.tenant[rd], quota, 1e-9, xp)
+    return xp.astype(xp.where(run, sv, 0), xp.i8)

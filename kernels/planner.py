@@ -131,6 +131,14 @@ RACE_TRIES = True
 #: (:func:`kernels.complete.carry`) before the price-order list schedule is built (the fallback; past
 #: SEARCH_MAX_CELLS no longer beside the first try); False: round 8's plans
 CARRY = True
+#: a warm re-plan that skips the witness and leaves work undone is carried past its reference: the previous
+#: tick's plan, shifted to this tick (:func:`_warm_reference`; that plan dominated its own witness or
+#: reference), wherever it does not dominate it job by job (:func:`kernels.complete.carry`); False: round 9's
+#: warm plans (the optimiser's own, unchecked between witness checks)
+WARM_CARRY = True
+#: ... and, where jobs are still behind that reference, carried past it whole (a repair and a completion of the
+#: whole plan: ~0.3 s CPU at 50,000 x 192 on a ~0.85 s tick) only up to this many job-slot cells
+WARM_FULL_MAX_CELLS = 2_000_000
 
 
 #: the plan construction fills every slot's facility watts up to ``cap_w * (1 + CAP_TOL)`` (``_Dev.room_cap``; in
@@ -1916,6 +1924,7 @@ def plan(
                             "warm_shift": warm_shift, "primal_tries": primal_tries, "warm_patience": warm_patience,
                             "witness": witness}
     perm = canonical_job_order(problem)
+    opts["reference"] = _WarmReference.of(warm_start, perm, J, T, warm_shift) if WARM_CARRY else None
     if perm is None:
         return _plan_in_order(problem, c, warm_start, **opts)
     # plan the jobs in their canonical order (the result cannot depend on how they are listed) and hand the
@@ -1929,8 +1938,10 @@ def plan(
 
 def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | None, *, max_iters: int | None,
                    tol: float, backend: str, device: str, warm_shift: int, primal_tries: int | None,
-                   warm_patience: int | None, witness: str) -> PlanResult:
-    """:func:`plan` of checked inputs (``c``) whose jobs are in their canonical order."""
+                   warm_patience: int | None, witness: str,
+                   reference: _WarmReference | None = None) -> PlanResult:
+    """:func:`plan` of checked inputs (``c``) whose jobs are in their canonical order; ``reference``: the
+    previous tick's plan (:class:`_WarmReference`)."""
     T, P = c.T, c.P
     xp = get_ops(backend, device)
     pr = _prepare(c)
@@ -2041,12 +2052,19 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     run_wit, why = _witness_due(witness, warm_start, own)
     if not run_wit:
         age = _witness_age(warm_start) + 1 if warm_start is not None else 1
+        wc: dict[str, Any] = {"ran": False}
+        if reference is not None and witness == "auto" and _left_undone(own):
+            vmat, pool, ev, wc = complete.carry_rows(problem, xp, c, pr, d, tb, vmat, pool, ev,
+                                                     lambda rows: reference.rows(rows, c, pr, xp), lam_b, mu_b,
+                                                     full=c.J * c.T <= WARM_FULL_MAX_CELLS)
+            if wc["carried"]:
+                variant, own = variant + "+carry_prev", _summary(c, ev)
         pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
         return _result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
                        {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
                         "primal_variant": variant,
                         "witness": {"ran": False, "used": False, "reason": why, "age_ticks": age},
-                        "own_plan": own, "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
+                        "warm_carry": wc, "own_plan": own, "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
     # the EDF greedy witness (kernels.listsched): the plan returned must dominate it; where the optimiser's
     # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
 
@@ -2194,6 +2212,55 @@ def _price_list_plan(problem: PlanProblem, xp: Ops, c: _Clean, pr: _Prep, d: _De
     return lv, lp, _evaluate_plan(problem, c, pr, lv, lp, xp=xp, d=d)
 
 
+@dataclass(frozen=True, slots=True)
+class _WarmReference:
+    """The previous tick's plan (a warm start's rows), read in this tick's slots and canonical job rows only
+    for the rows a warm re-plan asks about (:meth:`rows`): nothing of size (J, T) is copied."""
+
+    pf: NDArray[np.float32]  # (J, T) the warm start's power fractions, in the caller's job rows
+    pool: NDArray[np.int32]  # (J,)
+    perm: NDArray[np.int64] | None  # canonical row k is the caller's row perm[k] (None: the same)
+    shift: int  # slots elapsed since the warm start's plan (0: the caller moved it: shift_result)
+
+    @staticmethod
+    def of(warm_start: PlanResult | None, perm: NDArray[np.int64] | None, J: int, T: int, shift: int
+           ) -> _WarmReference | None:
+        """The warm start's plan where it has this problem's shape (None otherwise). A result already moved
+        to the new slot origin (``diagnostics["shifted_by_slots"]``: the scheduler's ``shift_result``, with
+        the work done since deducted from the jobs) is read as it is; otherwise its columns move left by
+        ``shift`` slots."""
+        if warm_start is None or warm_start.status == "infeasible" or J == 0:
+            return None
+        pf, pl = np.asarray(warm_start.power_fraction), np.asarray(warm_start.pool)
+        if pf.shape != (J, T) or pl.shape != (J,):
+            return None
+        k = 0 if "shifted_by_slots" in warm_start.diagnostics else min(max(int(shift), 0), T)
+        return _WarmReference(pf, pl.astype(np.int32), perm, k)
+
+    def rows(self, rows: NDArray[np.int64], c: _Clean, pr: _Prep, xp: Ops) -> tuple[Any, Any]:
+        """The plan rows of the canonical jobs ``rows``: levels ``(n, T)`` int8 and pools ``(n,)`` int32 on the
+        backend. Moved left by :attr:`shift` slots; a preemptible job's cells of the slots that have passed
+        go to the last slots (the same work again: a warm start the caller did not move is a chain whose jobs
+        kept their remaining work, as ``benchmarks.instances.shift_problem`` makes it). A row the problem
+        cannot hold as it is (its pool not eligible, a level its pool lacks, a cell before its release) is
+        empty."""
+        src = self.pf[rows if self.perm is None else self.perm[rows]]
+        k, T = self.shift, c.T
+        if k:
+            roll = c.preempt[rows] & ~c.must[rows]
+            src = np.concatenate([src[:, k:], np.where(roll[:, None], src[:, :k], 0.0)], axis=1)
+        fv = pr.fv.astype(np.float32)
+        lev = np.searchsorted((fv[1:] + fv[:-1]) / 2, src).astype(np.int8)  # the nearest level
+        pl = self.pool[rows if self.perm is None else self.perm[rows]]
+        plc = np.clip(pl, 0, c.P - 1)
+        ok = (pl >= 0) & (pl < c.P) & c.eligible[rows, plc]
+        ok &= (pr.map_pv[plc[:, None], lev] == lev).all(1)  # (map_pv: a level the pool has maps to itself)
+        ok &= ~((lev > 0) & (np.arange(T)[None, :] < c.rel[rows][:, None])).any(1)
+        lev[~ok] = 0
+        pl = np.where(ok & (lev > 0).any(1), pl, -1).astype(np.int32)
+        return xp.asarray(lev, xp.i8), xp.asarray(pl, xp.i32)
+
+
 def _summary(c: _Clean, ev: dict[str, Any]) -> dict[str, Any]:
     """What the domination test compares: objective, carbon, unfinished jobs and work, late jobs."""
     return {"objective": float(ev["objective"]), "carbon_g": float(ev["carbon_g"]),
@@ -2334,6 +2401,38 @@ def carbon_bound(problem: PlanProblem, result: PlanResult, *, max_iters: int = 5
     return out
 
 
+def _row_work(pb: PlanProblem, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, xp: Ops = _NP,
+              rows: NDArray[np.int64] | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                                             NDArray[np.float64]]:
+    """Per plan row, ``kernels.evaluate``'s work done, work done before the deadline and work needed (the
+    remaining work plus the switching loss where a running job does not keep its pool in slot 0): host
+    float64 ``(n,)``. ``vmat``/``pool``: the plan's rows ``rows`` (host indices; every row when None)."""
+    from kernels import power
+
+    T, P = c.T, c.P
+    V = pr.fv.size
+    fv32 = pr.fv.astype(np.float32).astype(np.float64)
+    cf = np.asarray(pb.curve_f, dtype=np.float64)
+    cs = np.asarray(pb.curve_s, dtype=np.float64)
+    spd = np.stack([power.speed(cf[p], cs[p], fv32) for p in range(P)])  # (P, V)
+    spd[:, 0] = 0.0
+    pc = xp.astype(xp.minimum(xp.maximum(pool, 0), P - 1), xp.i64)
+    rd = None if rows is None else xp.asarray(rows, xp.i64)
+    dl_raw, rpool = (d.dl_raw, d.rpool) if rd is None else (d.dl_raw[rd], d.rpool[rd])
+    wtab = xp.asarray(spd * c.slot_s, xp.f64)
+    work_d = xp.sum(_level_counts(vmat, V, xp) * wtab[pc], 1)
+    work_on_d = xp.copy(work_d)
+    dr = xp.nonzero(dl_raw < T)
+    if dr.shape[0]:
+        sub = xp.astype(xp.where(xp.arange(T)[None, :] < dl_raw[dr][:, None], vmat[dr], 0), xp.i8)
+        work_on_d[dr] = xp.sum(_level_counts(sub, V, xp) * wtab[pc[dr]], 1)
+    stay_d = (xp.astype(pool, xp.i64) == rpool) & (vmat[:, 0] > 0)
+    work, work_on, stay = xp.to_numpy(work_d), xp.to_numpy(work_on_d), xp.to_numpy(stay_d)
+    sel = slice(None) if rows is None else rows
+    lost = np.where((c.rpool[sel] >= 0) & ~stay, np.asarray(pb.preempt_loss_s, np.float64)[sel], 0.0)
+    return work, work_on, np.asarray(pb.remaining_s, dtype=np.float64)[sel] + lost
+
+
 def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, *, xp: Ops = _NP,
                    d: _Dev | None = None) -> dict[str, Any]:
     """The objective parts and aggregates of ``kernels.evaluate`` computed from the plan's level counts and
@@ -2347,11 +2446,6 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
     V = pr.fv.size
     fv32 = pr.fv.astype(np.float32).astype(np.float64)
     pc = xp.astype(xp.minimum(xp.maximum(pool, 0), P - 1), xp.i64)
-    cf = np.asarray(pb.curve_f, dtype=np.float64)
-    cs = np.asarray(pb.curve_s, dtype=np.float64)
-    spd = np.stack([power.speed(cf[p], cs[p], fv32) for p in range(P)])  # (P, V)
-    spd[:, 0] = 0.0
-    run = vmat > 0
     busy_d = xp.zeros((P, T), xp.f64)
     active_d = xp.zeros((P, T), xp.f64)
     gtdp = d.gpus * d.tdp[pc]
@@ -2366,16 +2460,8 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
             m = sub == v
             if bool(xp.any(m)):
                 active_d[k] = active_d[k] + xp.rowsum_w(gk * float(fv32[v]), m)
-    wtab = xp.asarray(spd * c.slot_s, xp.f64)
-    work_d = xp.sum(_level_counts(vmat, V, xp) * wtab[pc], 1)
-    work_on_d = xp.copy(work_d)
-    rows = xp.nonzero(d.dl_raw < T)
-    if rows.shape[0]:
-        sub = xp.astype(xp.where(xp.arange(T)[None, :] < d.dl_raw[rows][:, None], vmat[rows], 0), xp.i8)
-        work_on_d[rows] = xp.sum(_level_counts(sub, V, xp) * wtab[pc[rows]], 1)
-    stay_d = (xp.astype(pool, xp.i64) == d.rpool) & run[:, 0]
     busy, active = xp.to_numpy(busy_d), xp.to_numpy(active_d)
-    work, work_on, stay = xp.to_numpy(work_d), xp.to_numpy(work_on_d), xp.to_numpy(stay_d)
+    work, work_on, need = _row_work(pb, c, pr, d, vmat, pool, xp)
     tl = power.facility_timeline(pb.pue, pb.slot_s, active, busy, c.H, pb.idle_w, pb.host_w_per_gpu, pb.wind_w,
                                  pb.carbon_g_per_kwh)
     slot_h = c.slot_s / 3600.0
@@ -2384,8 +2470,6 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
         price = np.maximum(np.asarray(pb.price_eur_per_mwh, dtype=np.float64), 0.0)
         cost_eur = float((tl["grid_import_w"] * price).sum() * slot_h / 1e6)
     dl_raw = np.asarray(pb.deadline, dtype=np.int64)
-    lost = np.where((c.rpool >= 0) & ~stay, np.asarray(pb.preempt_loss_s, np.float64), 0.0)
-    need = np.asarray(pb.remaining_s, dtype=np.float64) + lost
     unfinished_s = np.maximum(need - work, 0.0)
     has_dl = (dl_raw < T) & ~c.must
     late_s = np.where(has_dl, np.maximum(need - work_on, 0.0), 0.0)
@@ -2399,8 +2483,13 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
         "unfinished_gpu_s": float((c.gpus * unfinished_s).sum()), "facility_w": tl["facility_w"],
         "grid_import_w": tl["grid_import_w"], "carbon_g_slot": tl["carbon_g"], "busy_gpus": busy,
         "work_done_s": work, "work_on_time_s": work_on, "need_s": need,
-        "finished": work >= need - 1e-6 * np.maximum(need, 1.0),
+        "finished": _done(work, need),
     }
+
+
+def _done(work: NDArray[np.float64], need: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Work ``work`` meets ``need`` (``kernels.evaluate``'s tolerance: 1e-6 of the need, at least 1e-6 s)."""
+    return work >= need - 1e-6 * np.maximum(need, 1.0)
 
 
 def _n_unfinished(c: _Clean, ev: dict[str, Any]) -> int:
@@ -2411,9 +2500,8 @@ def _n_unfinished(c: _Clean, ev: dict[str, Any]) -> int:
 def _late(c: _Clean, ev: dict[str, Any]) -> NDArray[np.bool_]:
     """``(J,)`` the jobs with a deadline inside the horizon whose work is not all done before it
     (``OBJECTIVE``'s late_s > 0; the same tolerance as ``finished``)."""
-    need = np.asarray(ev["need_s"], np.float64)
-    won = np.asarray(ev["work_on_time_s"], np.float64)
-    return c.has_dl & (c.R > 0) & (won < need - 1e-6 * np.maximum(need, 1.0))
+    return c.has_dl & (c.R > 0) & ~_done(np.asarray(ev["work_on_time_s"], np.float64),
+                                         np.asarray(ev["need_s"], np.float64))
 
 
 def _n_late(c: _Clean, ev: dict[str, Any]) -> int:
