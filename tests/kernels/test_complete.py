@@ -186,3 +186,78 @@ def test_the_completion_search_budget_is_the_main_one_up_to_the_knee() -> None:
     for J, T in ((40, 32), (600, 192), (1500, 192), (2600, 192)):
         assert complete.refine_budget(J, T) == powersearch.search_budget(J, T)
     assert complete.refine_budget(5000, 192) < 0.15 * powersearch.search_budget(5000, 192)
+
+
+# --------------------------------------------------------------------------------------------- warm re-plans
+#: family instances (corpus(40, seed=5, 20-40 jobs)) whose warm ticks, without the carry, finish fewer jobs
+#: (or run fewer on time) than the previous tick's plan moved to the tick: below the search limit (the whole
+#: carry) and past it (the path of 50,000 x 192: the rows' pass only)
+WARM_BEHIND = [0, 3, 21, 25, 34]
+WARM_BEHIND_PAST_LIMIT = [17, 18, 21, 25, 37]
+
+
+def _reference(q: PlanProblem, prev: kernels.PlanResult) -> kernels.PlanResult:
+    """The previous tick's plan one slot later, as plan() reads a warm start the caller did not move: columns
+    left by one, a preemptible job's slot-0 cell (the same work again: shift_problem keeps it) in the last."""
+    from dataclasses import replace
+
+    pf = np.zeros_like(prev.power_fraction)
+    pf[:, :-1] = prev.power_fraction[:, 1:]
+    roll = np.asarray(q.preemptible) & ~np.asarray(q.must_run)
+    pf[roll, -1] = prev.power_fraction[roll, 0]
+    return replace(prev, power_fraction=pf, run=pf > 0, pool=np.where((pf > 0).any(1), prev.pool, -1))
+
+
+def _warm_chain(case: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, list[str]]:
+    """Three warm ticks of a family instance, each warm-started from the plan returned before: the jobs the
+    plans returned are behind each tick's reference (finished or on time there, not in the plan), the same
+    for the optimiser's own warm plans (``WARM_CARRY`` off, from the same warm start), and every job a plan
+    returned loses against the own plan (with the checker's violations)."""
+    from _family import outcome
+
+    from benchmarks.instances import corpus, make, shift_problem
+    from kernels import planner as P
+
+    q = make(*corpus(40, seed=5, n_jobs=(20, 40))[case])
+    r = kernels.plan(q)
+    behind = behind_own = 0
+    bad: list[str] = []
+    for k in range(3):  # policy ticks
+        q = shift_problem(q, 1)
+        monkeypatch.setattr(P, "WARM_CARRY", False)
+        own = kernels.plan(q, warm_start=r)
+        monkeypatch.setattr(P, "WARM_CARRY", True)
+        r2 = kernels.plan(q, warm_start=r)
+        bad += [f"tick {k}: {v}" for v in kernels.check_result(q, r2)]
+        ref, o, oo = outcome(q, _reference(q, r)), outcome(q, r2), outcome(q, own)
+        behind += int((ref["finished"] & ~o["finished"]).sum() + (~ref["late"] & o["late"]).sum())
+        behind_own += int((ref["finished"] & ~oo["finished"]).sum() + (~ref["late"] & oo["late"]).sum())
+        lost = np.flatnonzero((oo["finished"] & ~o["finished"]) | (~oo["late"] & o["late"]))
+        bad += [f"tick {k}: job {j} finished (on time) by the own plan, not by the plan returned" for j in lost]
+        assert r2.diagnostics["warm_carry"]["ran"]
+        r = r2
+    return behind, behind_own, bad
+
+
+@pytest.mark.parametrize("case", WARM_BEHIND)
+def test_a_warm_re_plan_is_carried_past_the_previous_plan(case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 2 on the hot path: a warm tick that skips the witness carries its plan past the previous
+    tick's plan (kernels.complete.carry_rows): fewer jobs behind that plan than the own warm plans over the
+    chain, and never a job the own plan finishes (or runs on time) lost; every plan valid."""
+    behind, behind_own, bad = _warm_chain(case, monkeypatch)
+    assert bad == []
+    assert behind < behind_own, (behind, behind_own)
+
+
+@pytest.mark.parametrize("case", WARM_BEHIND_PAST_LIMIT)
+def test_past_the_search_limit_a_warm_re_plan_is_carried_row_by_row(case: int, monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    """The same past the search limit (monkeypatched to 0: the path of 50,000 x 192, where only the pass over
+    the rows of the unfinished and late jobs runs, not the whole carry)."""
+    from kernels import planner as P
+
+    monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
+    monkeypatch.setattr(P, "WARM_FULL_MAX_CELLS", 0)
+    behind, behind_own, bad = _warm_chain(case, monkeypatch)
+    assert bad == []
+    assert behind < behind_own, (behind, behind_own)
