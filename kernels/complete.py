@@ -247,10 +247,10 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     preemptible jobs both leave unfinished give way. One priority-order prefix pass over those rows only
     (:func:`_fit_rows`) keeps what fits beside every other row; a taken job that loses a cell and no longer
     finishes (a non-preemptible one: any cell) gets its own row back and the pass runs once more. Every other
-    row is as it was: the plan keeps every job it finished and every job it ran on time (checked; the pass
-    is kept where fewer jobs are behind the reference). Then, with ``full`` and jobs still behind, the plan is
-    carried (:func:`carry`: a repair of the whole plan with those jobs first and a completion) past the
-    reference where it was read and the plan elsewhere, kept where it dominates that job by job."""
+    row is as it was; the pass is kept where fewer jobs are behind the reference. Then, with ``full`` and jobs
+    still behind, the plan is carried (:func:`carry`: a repair of the whole plan with those jobs first and a
+    completion) past the reference where it was read and the plan elsewhere, kept where it dominates that job
+    by job. Either is kept only where every job the plan finished (ran on time) still is."""
     fo = np.asarray(ev["finished"], bool) | c.must | (c.R <= 0)
     lo = _pl._late(c, ev)
     rows = np.flatnonzero(~c.must & (c.R > 0) & (~fo | lo))
@@ -263,6 +263,9 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
 
     def behind(e: dict[str, Any]) -> int:  # jobs the reference finishes (on time) and the plan does not
         return int(((rf & ~np.asarray(e["finished"], bool)[rows]) | (~rl & _pl._late(c, e)[rows])).sum())
+
+    def worse(e: dict[str, Any]) -> bool:  # a job the own plan finishes (runs on time) that ``e`` does not
+        return bool((fo & ~np.asarray(e["finished"], bool)).any() or (~lo & _pl._late(c, e)).any())
 
     take = (rf & ~fo[rows]) | (~rl & lo[rows])
     info["jobs_behind"] = info["jobs_behind_after"] = int(take.sum())
@@ -294,9 +297,7 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     p[ro] = xp.where(xp.any(sv > 0, 1), sp, -1)
     p, e = _evaluated(problem, xp, c, pr, d, v, p)
     after = behind(e)
-    fe = np.asarray(e["finished"], bool)[rows]
-    worse = bool((fo[rows] & ~fe).any() or (~lo[rows] & _pl._late(c, e)[rows]).any())
-    if after < info["jobs_behind"] and not worse and _pl._serves_forced_dev(c, d, v, xp):
+    if after < info["jobs_behind"] and not worse(e) and _pl._serves_forced_dev(c, d, v, xp):
         vmat, pool, ev = v, p, e
         info.update(carried=True, jobs_taken=int(take.sum()), jobs_behind_after=after)
     if info["jobs_behind_after"] and full:
@@ -304,7 +305,7 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
         hv[rd_all], hp[rd_all] = rv, rp
         hp, hev = _evaluated(problem, xp, c, pr, d, hv, hp)
         got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu)
-        if got is not None:
+        if got is not None and not worse(got[2]):
             vmat, pool, ev = got[0], xp.astype(got[1], xp.i32), got[2]
             info.update(carried=True, full_carry=True, jobs_behind_after=behind(ev))
     return vmat, pool, ev, info

@@ -131,13 +131,14 @@ RACE_TRIES = True
 #: (:func:`kernels.complete.carry`) before the price-order list schedule is built (the fallback; past
 #: SEARCH_MAX_CELLS no longer beside the first try); False: round 8's plans
 CARRY = True
-#: a warm re-plan that skips the witness and leaves work undone is carried past its reference: the previous
-#: tick's plan, shifted to this tick (:func:`_warm_reference`; that plan dominated its own witness or
-#: reference), wherever it does not dominate it job by job (:func:`kernels.complete.carry`); False: round 9's
-#: warm plans (the optimiser's own, unchecked between witness checks)
+#: a warm re-plan that skips the witness and leaves work undone is carried past the previous tick's plan (that
+#: plan dominated its own witness or reference) where it does not dominate it job by job, row by row
+#: (:func:`kernels.complete.carry_rows`, :class:`_WarmReference`; ~0.1 s CPU at 50,000 x 192); False: round
+#: 9's warm plans (the optimiser's own, unchecked between witness checks)
 WARM_CARRY = True
-#: ... and, where jobs are still behind that reference, carried past it whole (a repair and a completion of the
-#: whole plan: ~0.3 s CPU at 50,000 x 192 on a ~0.85 s tick) only up to this many job-slot cells
+#: ... and, where jobs are still behind it, carried past it whole (:func:`kernels.complete.carry`: a repair and
+#: a completion of the whole plan, ~0.33 s CPU more at 50,000 x 192 on a ~0.85 s tick) up to this many
+#: job-slot cells
 WARM_FULL_MAX_CELLS = 2_000_000
 
 
@@ -1893,8 +1894,18 @@ def plan(
     it only where its own plan leaves work undone or late (a plan that finishes every job on time can lose
     to the greedy on carbon only: not checked on the hot path) AND the last check is at least
     ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm start's diagnostics). So between
-    checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy: it is the
-    optimiser's own plan, fast (the greedy costs 4-8 s CPU at 50,000 jobs; benchmarks/README.md, issue 11).
+    checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy (the greedy
+    costs 1.4 s CPU at 50,000 x 192, its candidates and carry as much again; benchmarks/README.md, issue
+    11); it is instead carried past the previous tick's plan (the warm start's rows: moved to this tick
+    unless ``diagnostics["shifted_by_slots"]`` says the caller moved it, a preemptible job's cells of the
+    slots passed put in the last slots), with any witness mode (``WARM_CARRY``;
+    :func:`kernels.complete.carry_rows`): the rows of the jobs the plan leaves unfinished or late are read,
+    the jobs that plan finishes (runs on time) and the own plan does not take its rows where they fit beside
+    every other row (jobs both leave unfinished give way), and up to ``WARM_FULL_MAX_CELLS`` job-slot cells
+    the rest is carried as past a witness (:func:`kernels.complete.carry`). The plan returned never loses a
+    job the own plan finishes or runs on time; ``diagnostics["warm_carry"]``: ``ran``, ``rows_read``,
+    ``jobs_behind`` (before), ``jobs_taken``, ``jobs_behind_after``, ``carried``, ``full_carry``
+    (``primal_variant`` ends in ``+carry_prev`` where it changed the plan).
     Where the witness runs, the plan returned is the lowest-objective one of those that dominate it job by
     job (every job the greedy finishes finished, never more late jobs or unfinished work, no more carbon
     where both finish every job): the optimiser's own plan (and it after the price-order local search
@@ -2053,7 +2064,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     if not run_wit:
         age = _witness_age(warm_start) + 1 if warm_start is not None else 1
         wc: dict[str, Any] = {"ran": False}
-        if reference is not None and witness == "auto" and _left_undone(own):
+        if reference is not None and _left_undone(own):
             vmat, pool, ev, wc = complete.carry_rows(problem, xp, c, pr, d, tb, vmat, pool, ev,
                                                      lambda rows: reference.rows(rows, c, pr, xp), lam_b, mu_b,
                                                      full=c.J * c.T <= WARM_FULL_MAX_CELLS)
