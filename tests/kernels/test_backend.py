@@ -118,10 +118,14 @@ def test_grouped_prefix_keep_equals_one_prefix_per_group(be: tuple[str, str], se
 def test_a_torch_plan_moves_no_job_by_slot_array_between_host_and_device(device: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the finished plan (power fractions and the run mask) leaves the device; every (J, T) array of
-    the price search and the plan construction is made and used there."""
+    the price search and the plan construction is made and used there. make_problem(40, 24, seed=5) returns
+    the optimiser's own plan through the price search, the power search and the displacement
+    (``best+search+power+displace+power``; make_problem(300, 48, seed=3), 36 s of CI, ran the same passes
+    after the try without the quota prices): a (J, T) array sent to the host and back in the displacement
+    fails it."""
     from benchmarks.instances import make_problem
 
-    pb = make_problem(300, 48, seed=3)
+    pb = make_problem(40, 24, seed=5)
     J, T = pb.n_jobs, pb.n_slots
     moves: list[tuple[str, tuple[int, ...]]] = []
     to_dev, to_host = B.TorchOps.asarray, B.TorchOps.to_numpy
@@ -145,13 +149,24 @@ def test_a_torch_plan_moves_no_job_by_slot_array_between_host_and_device(device:
     assert any(way == "to device" and shape == (J,) for way, shape in moves)  # the jobs went over once
 
 
+#: (J, T, seed) of the warm-started chain: the plan returned by the cold first tick comes from the witness's
+#: EDF plan moved by the price search and the power search (``edf_price_search+power``) on the first, from the
+#: optimiser's own plan through the price search, the power search and the displacement
+#: (``best+search+power+displace+power``) on the second; the warm ticks after them take the warm path
+#: (prices shifted from the backend's own previous result, one try, no witness). make_problem(400, 48) with
+#: seeds 0 and 1 ran these passes (``edf_price_search+power+displace+power``, ``best+power``) in 28 + 55 s of
+#: CI; these take a few seconds and fail under the same torch-only mutations (a tie order reversed in
+#: ``TorchOps.argsort``, the price grid's cells rounded on torch, a torch result's warm start ignored).
+CHAIN = [(40, 24, 3), (40, 24, 5)]
+
+
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("seed", [0, 1])
-def test_a_warm_started_chain_is_the_same_on_numpy_and_torch(device: str, seed: int) -> None:
+@pytest.mark.parametrize("J, T, seed", CHAIN)
+def test_a_warm_started_chain_is_the_same_on_numpy_and_torch(device: str, J: int, T: int, seed: int) -> None:
     """Three rolling-horizon ticks, each warm-started from the backend's own previous result: the same plans."""
     from benchmarks.instances import make_problem, shift_problem
 
-    q = make_problem(400, 48, seed=seed)
+    q = make_problem(J, T, seed=seed)
     a = b = None
     for _ in range(3):  # policy ticks
         a = kernels.plan(q, warm_start=a)

@@ -44,12 +44,21 @@ def test_every_plan_passes_the_checker_and_the_bound_is_below(be: tuple[str, str
     assert r.dual_price_g_per_gpu_h.shape == (pb.n_slots,) and np.all(r.dual_price_g_per_gpu_h >= 0)
 
 
+#: make_problem (J, T, seed) beside small_problem(i, quota=True): the plan returned comes from the optimiser's
+#: own plan through the price search and the power search (``best+search+power``), from the price-order list
+#: schedule with the slack completion (``slack_price_list+power``) and from the own plan through the power
+#: search (``best+power``), the passes make_problem(300, 48) with seeds 0, 1, 2 ran in 17 + 14 + 47 s of CI;
+#: these take a few seconds and fail under the same torch-only mutations (a tie order reversed in
+#: ``TorchOps.argsort``, the price grid's cells rounded on torch).
+SAME_PLAN = [(40, 48, 2), (40, 24, 2), (40, 24, 4)]
+
+
 @pytest.mark.parametrize("be", BACKENDS[1:])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_backends_give_the_same_plan(be: tuple[str, str], seed: int) -> None:
     from benchmarks.instances import make_problem
 
-    for pb in (small_problem(seed, quota=True), make_problem(300, 48, seed=seed)):
+    for pb in (small_problem(seed, quota=True), make_problem(*SAME_PLAN[seed][:2], seed=SAME_PLAN[seed][2])):
         a = kernels.plan(pb)
         b = kernels.plan(pb, backend=be[0], device=be[1])
         rtol = 1e-9 if be[1] == "cpu" else 1e-6
