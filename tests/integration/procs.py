@@ -1,8 +1,48 @@
-"""Process-tree helpers for the tests that check no Ray process is left behind."""
+"""Helpers of the integration tests: process trees (no Ray process left behind), stepping an executor, a
+loopback HTTP server, a free port."""
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
+from pathlib import Path
+
+#: the loopback ports :func:`free_port` handed out in this process
+_GIVEN: set[int] = set()
+#: the first port above Ray's worker ports (``--min-worker-port`` 10002 to ``--max-worker-port`` 19999)
+_FIRST = 20000
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now, for a server the test starts on it.
+
+    Taken below the kernel's ephemeral range (``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 here)
+    and above Ray's worker ports where there is room: a port bound at 0 and released comes from the ephemeral
+    range, and until the server binds it any outgoing connection (Ray's gRPC clients, an HTTP client, another
+    test's processes) can be handed it; below that range only an explicit bind can take it. Never the same
+    port twice in one process. Falls back to a port bound at 0 where the range leaves no room."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    pick = random.SystemRandom()
+    for _ in range(200 if low - _FIRST >= 1000 else 0):
+        port = pick.randrange(_FIRST, low)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    _GIVEN.add(port)
+    return port
 
 
 def descendants(pid: int) -> set[int]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from procs import StaticHTTP
+from procs import StaticHTTP, free_port
 
 from scheduler import accounting
 from scheduler.control import NodeEvent, TickReport, run_simulation
@@ -60,12 +59,6 @@ START = datetime(2023, 1, 9, tzinfo=UTC)
 def alert_names() -> set[str]:
     rules = yaml.safe_load(RULES.read_text())
     return {r["alert"] for g in rules["groups"] for r in g["rules"]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(what: str, ok: Callable[[], Any], timeout_s: float) -> Any:
@@ -145,8 +138,8 @@ def active_alerts(tmp: Path, metrics: Metrics, targets_up: bool, evaluations: in
     After the rules have been evaluated ``evaluations`` times more, return the active alerts by name."""
     exporter = Exporter(metrics)
     ray = Exporter(None)
-    prom_port = _free_port()
-    closed = f"127.0.0.1:{_free_port()}"
+    prom_port = free_port()
+    closed = f"127.0.0.1:{free_port()}"
     live = f"127.0.0.1:{exporter.port}"
     jobs = {"windward": live, "ray": f"127.0.0.1:{ray.port}"} if targets_up else {
         "windward": closed, "ray": closed, "exporter": live}

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from procs import StaticHTTP
+from procs import StaticHTTP, free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -61,12 +60,6 @@ def _render_module() -> Any:
 
 
 rd = _render_module()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(what: str, ok: Any, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> Any:
@@ -122,7 +115,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("prom")
     procs: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "WINDWARD_LOG": "WARNING"}
-    ray_port, srv_port, prom_port = _free_port(), _free_port(), _free_port()
+    ray_port, srv_port, prom_port = free_port(), free_port(), free_port()
     try:
         # a real Ray node exporting Ray's own metrics (the "ray" job of the scrape config)
         ray_node = subprocess.Popen(

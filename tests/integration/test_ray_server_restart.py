@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from procs import free_port
 from server_process import auth, start_server
 
 pytestmark = pytest.mark.integration
@@ -38,12 +38,6 @@ RAY = str(Path(sys.executable).parent / "ray")
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
        "RAY_raylet_start_wait_time_s": "180"}  # a loaded machine registers a raylet slowly
 SMALL = ["--num-cpus=1", "--object-store-memory=80000000", "--disable-usage-stats"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _compose_worker_args() -> dict[str, list[str]]:
@@ -65,7 +59,7 @@ def _ray_nodes(address: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def compose_cluster(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("ray-compose")
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -88,8 +82,8 @@ def compose_cluster(tmp_path_factory: pytest.TempPathFactory):
             # container its own address); GPUs, resources and labels are passed exactly as the file has them
             args = [a for a in workers[svc] if not a.startswith("--metrics-export-port=")]
             assert {a.split("=", 1)[0] for a in args} == {"--num-gpus", "--resources", "--labels"}
-            start([f"--address={address}", *args, f"--metrics-export-port={_free_port()}",
-                   f"--dashboard-agent-listen-port={_free_port()}"], f"worker-{i}.log")  # fmt: skip
+            start([f"--address={address}", *args, f"--metrics-export-port={free_port()}",
+                   f"--dashboard-agent-listen-port={free_port()}"], f"worker-{i}.log")  # fmt: skip
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
                 assert procs[-1].poll() is None, (tmp / f"worker-{i}.log").read_text()[-3000:]
