@@ -2149,14 +2149,18 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     used = not cand and _serves_forced_dev(c, d, gv, xp)
     if cand:
         _, vmat, pool, ev, variant = min(cand, key=lambda x: x[0])
-        if search:  # the power-level local search on the plan chosen (kernels.powersearch, H2)
-            vmat, pool, ev, variant = powersearch.refine(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, variant)
+        if search:  # the power-level local search from a few candidates, each plan before and after it completed
+            # (kernels.complete), the lowest (kernels.powersearch.refine_starts, H2)
+            vmat, pool, ev, variant = powersearch.refine_starts(
+                problem, xp, c, pr, d, tb, cand, gev,
+                finish=lambda v, p, e: complete.complete(problem, xp, c, pr, d, tb, v, p, e, gev, lam_b, mu_b))[0]
         own = _summary(c, ev)
     elif used:
         vmat, pool, ev = gv, gp, gev
         if search:  # the witness carries the plan: its power levels searched all the same (it stays dominant)
             vmat, pool, ev, wvar = powersearch.refine(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, "greedy_witness")
-    if search:  # work the chosen plan leaves undone that it can still finish, placed (kernels.complete, H6)
+    if search and not cand:  # work the plan leaves undone that it can still finish, placed (kernels.complete, H6;
+        # a candidate's plans are completed above)
         vmat, pool, ev, done_by = complete.complete(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, lam_b, mu_b)
         variant, wvar, own = variant + done_by, (wvar if used else "") + done_by, own if used else _summary(c, ev)
     # the plan leaves the device once, as the contract's host arrays

@@ -93,6 +93,7 @@ acceptance passes, halvings and trims, never over jobs or slots.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -176,6 +177,44 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     if k and _pl._dominates_jobs(c, nev, gev) and _pl._serves_forced_dev(c, d, nv, xp):
         return nv, npool, nev, variant + "+power"
     return vmat, pool, ev, variant
+
+
+#: the candidate plans ``kernels.plan`` searches (:func:`refine_starts`): the search is local, and where it
+#: ends depends on where it starts (round 10, corpus seed 0: corpus-18's third candidate ends 0.69% above
+#: the LP, its first 3.44%), and so does what the completion then finds (corpus-178: completed from a
+#: candidate before the search 23.7%, from the searched lowest 53.0%). Up to this many distinct candidates,
+#: lowest objective first ...
+REFINE_STARTS = 4
+#: ... on instances of at most this many job-slot cells (the corpus: <= 1,024); above it one start (the
+#: published instances, 115k and 288k cells, and every instance past the search limit keep their cost)
+STARTS_MAX_CELLS = 50_000
+
+
+def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
+                  cands: list[tuple[float, Any, Any, dict[str, Any], str]], gev: dict[str, Any],
+                  finish: Callable[[Any, Any, dict[str, Any]], tuple[Any, Any, dict[str, Any], str]] | None = None
+                  ) -> list[tuple[Any, Any, dict[str, Any], str]]:
+    """:func:`refine` from each distinct plan of ``cands`` (``(objective, vmat, pool, evaluation, variant)``,
+    each valid and dominating the witness ``gev``), at most ``REFINE_STARTS`` of them, lowest objective
+    first, and only the first where ``J x T > STARTS_MAX_CELLS``. ``finish`` (kernels.plan: the completion
+    pass, ``kernels.complete.complete``): then run on every distinct plan among the searched ones and the
+    starts, with what it returns in their place (its tag added to the variant). Returns the plans, lowest
+    objective first (ties: searched before unsearched, then the earlier start). Plans equal cell for cell
+    (the same plan reached twice) are taken once."""
+    def distinct(xs: list[Any], take: int) -> list[Any]:
+        out: list[Any] = []
+        for x in xs:  # plans (a few)
+            if len(out) < take and not any(bool(xp.all(x[0] == o[0])) and bool(xp.all(x[1] == o[1])) for o in out):
+                out.append(x)
+        return out
+
+    k = REFINE_STARTS if c.J * c.T <= STARTS_MAX_CELLS else 1
+    starts = distinct([(v, p, e, name) for _, v, p, e, name in sorted(cands, key=lambda x: x[0])], k)
+    outs = [refine(problem, xp, c, pr, d, tb, v, p, e, gev, name) for v, p, e, name in starts]
+    if finish is not None:
+        outs = [(v2, p2, e2, name + tag) for v, p, e, name in distinct(outs + starts, 2 * k)
+                for v2, p2, e2, tag in (finish(v, p, e),)]
+    return sorted(outs, key=lambda o: o[2]["objective"])  # (stable)
 
 
 def search_budget(J: int, T: int) -> float:
