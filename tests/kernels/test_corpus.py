@@ -417,9 +417,12 @@ QUALITY_EVERY = 4
 #: 1.0138; on the 34 instances all-finish in both the ratios are unchanged, median 1.0138). A share or a
 #: median over that set falls when one more instance finishes everything, so the within-1.02 ratchet is a
 #: count of instances now, and the median ratio's ratchet is what the larger set measures.
+#: Round 10 (H2): the power search from up to four candidate plans, each plan completed before and after it
+#: (kernels.powersearch.refine_starts): median gap 0.0285 (round start d2d916c: 0.0311, which the gap ratchet
+#: below fails); carbon ratio median 1.0156 and 20 of 35 within 1.02 unchanged.
 #: Lower them as the optimiser improves; the issue's targets are 0.03 and 1.02 on every all-finish instance
 #: (on the seed-0 corpus the MILP proves 1.02 unattainable on 29 instances: benchmarks.reference --attainable).
-MEDIAN_GAP_MAX = 0.032
+MEDIAN_GAP_MAX = 0.029
 CARBON_RATIO_MEDIAN_MAX = 1.016
 CARBON_WITHIN_1_02_MIN = 20  # of the sample's all-finish instances, how many are within 1.02 x the carbon LP
 
@@ -467,8 +470,14 @@ def test_corpus_plan_quality_does_not_fall() -> None:
         f"{sm['n_within_1_02']} all-finish instances within 1.02 x the carbon LP < {CARBON_WITHIN_1_02_MIN} ({sm})"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 open: median penalised gap <= 3% and carbon <= 1.02 x the LP on "
-                   "every all-finish instance are not reached yet (an XPASS means they are: drop this mark)")
+def test_corpus_median_gap_meets_issue_11() -> None:
+    """Issue 11's median target: the penalised gap to the LP at most 3% in the median (round 10: 0.0285)."""
+    sm = quality_summary()
+    assert sm["median_gap"] <= 0.03, sm
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 open: carbon <= 1.02 x the LP on every all-finish instance is "
+                   "not reached (an XPASS means it is: drop this mark); the MILP proves it unattainable on some")
 def test_corpus_plan_quality_meets_issue_11() -> None:
     sm = quality_summary()
-    assert sm["median_gap"] <= 0.03 and sm["within_1_02"] == 1.0, sm
+    assert sm["within_1_02"] == 1.0, sm
