@@ -107,14 +107,16 @@ def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r
 
 
 def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-             ev: dict[str, Any], gev: dict[str, Any] | None, lam: Any, mu: Any) -> tuple[Any, Any, dict[str, Any], str]:
+             ev: dict[str, Any], gev: dict[str, Any] | None, lam: Any, mu: Any, *, again: bool = True
+             ) -> tuple[Any, Any, dict[str, Any], str]:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) with the work it leaves undone placed where that lowers
     the objective (module docstring): the room left (``"+complete"``), then unfinished non-preemptible jobs
     by displacing preemptible work (:func:`_displace`, each plan moved by the price search
     :func:`kernels.listsched.improve`, and the lowest of them by the power-level search
     :func:`kernels.powersearch.refine`). ``gev``: the greedy witness's evaluation the result must still
     dominate job by job (None: no such check, no power-level search). Returns the plan, its evaluation and
-    what changed it ("" where nothing did: the inputs themselves)."""
+    what changed it ("" where nothing did: the inputs themselves). ``again`` False: no second set of tries
+    (every block placed again; :func:`kernels.powersearch.refine_starts` asks for it on its first plan only)."""
     if not _undone(c, ev).any():
         return vmat, pool, ev, ""
     best = (vmat, pool, ev, "")
@@ -142,9 +144,9 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     # tests/kernels/test_complete.py: one block at 40% power for 13 slots instead of 8 at full power)
     knee = c.J * c.T > powersearch.SEARCH_BUDGET_KNEE
     sets = [npu]
-    again = npu | _pl._np_rows(c)
-    if not knee and (again & ~npu).any():
-        sets.append(again)
+    rows_again = npu | _pl._np_rows(c)
+    if again and not knee and (rows_again & ~npu).any():
+        sets.append(rows_again)
     # per set two or three plans, each moved by the price search; past the knee only the lowest of them as
     # built (the search costs about as much as the rest of the pass: at 5,000 x 192 ~1.5 s CPU for the three)
     groups = [[(v, *evaluated(v, p), best[3] + tag)

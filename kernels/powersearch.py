@@ -192,14 +192,15 @@ STARTS_MAX_CELLS = 50_000
 
 def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
                   cands: list[tuple[float, Any, Any, dict[str, Any], str]], gev: dict[str, Any],
-                  finish: Callable[[Any, Any, dict[str, Any]], tuple[Any, Any, dict[str, Any], str]] | None = None
+                  finish: Callable[[Any, Any, dict[str, Any], bool], tuple[Any, Any, dict[str, Any], str]] | None = None
                   ) -> list[tuple[Any, Any, dict[str, Any], str]]:
     """:func:`refine` from each distinct plan of ``cands`` (``(objective, vmat, pool, evaluation, variant)``,
     each valid and dominating the witness ``gev``), at most ``REFINE_STARTS`` of them, lowest objective
     first, and only the first where ``J x T > STARTS_MAX_CELLS``. ``finish`` (kernels.plan: the completion
     pass, ``kernels.complete.complete``): then run on every distinct plan among the searched ones and the
     starts (with one start: on its searched plan only), with what it returns in their place (its tag added
-    to the variant). Returns the plans, lowest
+    to the variant); its last argument is True for the first plan only (the lowest start's searched plan:
+    the one-start path; kernels.complete runs its second set of tries there only). Returns the plans, lowest
     objective first (ties: searched before unsearched, then the earlier start). Plans equal cell for cell
     (the same plan reached twice) are taken once."""
     def distinct(xs: list[Any], take: int) -> list[Any]:
@@ -213,8 +214,9 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     starts = distinct([(v, p, e, name) for _, v, p, e, name in sorted(cands, key=lambda x: x[0])], k)
     outs = [refine(problem, xp, c, pr, d, tb, v, p, e, gev, name) for v, p, e, name in starts]
     if finish is not None:  # (one start: its searched plan only, as before round 10)
-        outs = [(v2, p2, e2, name + tag) for v, p, e, name in (distinct(outs + starts, 2 * k) if k > 1 else outs)
-                for v2, p2, e2, tag in (finish(v, p, e),)]
+        outs = [(v2, p2, e2, name + tag)
+                for i, (v, p, e, name) in enumerate(distinct(outs + starts, 2 * k) if k > 1 else outs)
+                for v2, p2, e2, tag in (finish(v, p, e, i == 0),)]
     return sorted(outs, key=lambda o: o[2]["objective"])  # (stable)
 
 
