@@ -184,7 +184,11 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
 #: the LP, its first 3.44%), and so does what the completion then finds (corpus-178: completed from a
 #: candidate before the search 23.7%, from the searched lowest 53.0%). Up to this many distinct candidates,
 #: lowest objective first ...
-REFINE_STARTS = 4
+REFINE_STARTS = 1
+#: (round 10, H2: 4 starts brought the seed-0 corpus's median penalised gap to the LP from 3.17% to 2.92%, 75
+#: instances lower, none higher, but at 3.5x the CPU of kernels.plan on the corpus (132 -> 460 s over 200,
+#: the worst instance 6.5 -> 35 s; the suite's kernels half not done after 17 minutes): 1 until a cell budget also meters the
+#: completion's block displacement; benchmarks/README.md, issue 11, round 10)
 #: ... on instances of at most this many job-slot cells (the corpus: <= 1,024); above it one start (the
 #: published instances, 115k and 288k cells, and every instance past the search limit keep their cost)
 STARTS_MAX_CELLS = 50_000

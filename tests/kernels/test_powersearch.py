@@ -868,6 +868,8 @@ def test_the_completion_searches_its_lowest_displacement_even_above_the_plan() -
 #: penalised gap to the LP with one start / with REFINE_STARTS: 18 3.44% / 0.69%, 44 4.22% / 2.65%, 157
 #: 5.78% / 2.99%)
 STARTS_CASES = (18, 44, 157)
+#: the starts these tests ask for (``REFINE_STARTS`` is 1 by default since round 10: the cost)
+MANY_STARTS = 4
 
 
 @pytest.mark.parametrize("i", STARTS_CASES)
@@ -877,7 +879,7 @@ def test_searching_from_several_candidates_ends_lower(i: int, monkeypatch: pytes
     plan is valid and dominates the greedy."""
     pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[i])
     greedy = outcome(pb, kernels.greedy_plan(pb))
-    res, many = {}, PS.REFINE_STARTS
+    res, many = {}, MANY_STARTS
     for k in (many, 1):
         monkeypatch.setattr(PS, "REFINE_STARTS", k)
         r = res[k] = kernels.plan(pb)
@@ -890,6 +892,7 @@ def test_the_starts_are_distinct_plans_lowest_first_and_one_past_the_cells(monke
     """``refine_starts`` searches each distinct candidate once (a plan listed twice is searched once), at
     most ``REFINE_STARTS`` of them in objective order, only the lowest past ``STARTS_MAX_CELLS``, and returns
     the searched plans lowest objective first."""
+    monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
     pb = make(*CASES[3])
     s = greedy_start(pb, "numpy", "cpu")
     xp, c = s.xp, s.c
@@ -914,10 +917,11 @@ def test_the_starts_are_distinct_plans_lowest_first_and_one_past_the_cells(monke
     assert seen == ["improved"]
 
 
-def test_each_plan_is_completed_before_and_after_the_search() -> None:
-    """kernels.plan completes (kernels.complete) every distinct plan among the starts and their searched
+def test_each_plan_is_completed_before_and_after_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With several starts, kernels.plan completes (kernels.complete) every distinct plan among the starts and their searched
     plans and keeps the lowest: on seed-0 corpus-178 a start completed before its search ends at 113,186
     (round 10), where round 9's plan (the lowest start searched, then completed) was 183,536."""
+    monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
     pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[178])
     res = kernels.plan(pb)
     assert kernels.check_result(pb, res) == []
