@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from kernels import listsched, powersearch
 from kernels import planner as _pl
@@ -177,8 +178,8 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
 
 
 def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-          ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any
-          ) -> tuple[Any, Any, dict[str, Any]] | None:
+          ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any, *,
+          rounds: int = CARRY_ROUNDS, use: Any = None) -> tuple[Any, Any, dict[str, Any]] | None:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) made to dominate the greedy witness (``gv``/``gp``,
     evaluation ``gev``) job by job, or None where the result does not (issue 11 item 2: past
     ``SEARCH_MAX_CELLS`` the optimiser's own plan, not a fallback, should carry the solve).
@@ -195,25 +196,34 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
       finished ones no longer need are trimmed and the completion gives the GPUs freed to unfinished work
       (the plan's jobs at lower levels held more GPU-slots than the witness's).
 
-    Every row but those few keeps its cells wherever they fit. Array code on the whole plan: one repair,
-    one or two completions, a raise per power level; no loop over jobs or slots."""
+    Every row but those few keeps its cells wherever they fit. Array code on the whole plan: a repair and a
+    completion per round (``rounds``, at most), a raise per power level; no loop over jobs or slots. ``gev``
+    needs only the per-job fields and totals :func:`kernels.planner._dominates_jobs` reads (``ev`` as well;
+    the plan returned where a round ran is evaluated whole). ``use``: the plan's :class:`kernels.planner._Use`
+    where the caller has it (a round's completion then updates it by the rows the repair changed instead of
+    summing the whole plan again)."""
     fw = np.asarray(gev["finished"], bool)
     rank = listsched.edf_rank(xp, c, d)
     prio = xp.argsort(rank)
     forced = d.forced
     last = xp.asarray(c.preempt & ~c.must & ~fw)  # the jobs whose cells give way first
     v, p, e = vmat, xp.astype(pool, xp.i64), ev
-    for _ in range(CARRY_ROUNDS):  # a round's repair can cost a job the witness finishes its cells
+    for _ in range(rounds):  # a round's repair can cost a job the witness finishes its cells
         fo = np.asarray(e["finished"], bool)
         take = ~c.must & (c.R > 0) & ((fw & ~fo) | (_pl._late(c, e) & ~_pl._late(c, gev)))
         if not take.any() or _pl._dominates_jobs(c, e, gev):
             break
         tk = xp.asarray(take)
         order = xp.lexsort((rank, xp.where(forced, 0, xp.where(tk, 1, xp.where(last, 3, 2)))))
+        v0, p0 = v, xp.astype(p, xp.i64)
         v = xp.astype(xp.where(tk[:, None], gv, v), xp.i8)
-        p = xp.where(tk, xp.astype(gp, xp.i64), xp.astype(p, xp.i64))
+        p = xp.where(tk, xp.astype(gp, xp.i64), p0)
         v, p = _pl._repair(c, d, tb, v, p, order, forced, xp=xp)
-        v, p = _pl._finish(xp, c, pr, d, tb, v, p, prio, lam, mu)
+        if use is not None:  # the rows the round changed (the repair's pool moves included)
+            ch = xp.nonzero(xp.any(v != v0, 1) | (p != p0))
+            use = _pl._Use(xp.copy(use.busy), xp.copy(use.fac), xp.copy(use.done))
+            _pl._use_swap(use, d, tb, ch, v0[ch], p0[ch], v[ch], p[ch], xp)
+        v, p = _pl._finish(xp, c, pr, d, tb, v, p, prio, lam, mu, use=use)
         p, e = _evaluated(problem, xp, c, pr, d, v, p)
     if not _pl._dominates_jobs(c, e, gev):
         among = xp.asarray(_undone(c, e) & ~c.preempt)  # the unfinished non-preemptible rows, raised
@@ -236,7 +246,7 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
 
 
 def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-               ev: dict[str, Any], reference: Any, lam: Any, mu: Any, *, full: bool
+               ev: dict[str, Any], reference: Any, lam: Any, mu: Any, *, rounds: int
                ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """A warm re-plan's plan ``vmat``/``pool`` (evaluation ``ev``) carried past a reference plan of which only
     the rows it asks for are read (``reference(rows)``: levels ``(n, T)`` and pools ``(n,)`` of the canonical
@@ -249,10 +259,12 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     preemptible jobs both leave unfinished give way. One priority-order prefix pass over those rows only
     (:func:`_fit_rows`) keeps what fits beside every other row; a taken job that loses a cell and no longer
     finishes (a non-preemptible one: any cell) gets its own row back and the pass runs once more. Every other
-    row is as it was; the pass is kept where fewer jobs are behind the reference. Then, with ``full`` and jobs
-    still behind, the plan is carried (:func:`carry`: a repair of the whole plan with those jobs first and a
-    completion) past the reference where it was read and the plan elsewhere, kept where it dominates that job
-    by job. Either is kept only where every job the plan finished (ran on time) still is."""
+    row is as it was; the pass is kept where fewer jobs are behind the reference. Then, with ``rounds`` and
+    jobs still behind, the plan is carried (:func:`carry`, at most ``rounds`` rounds: a repair of the whole
+    plan with those jobs first and a completion) past the reference where it was read and the plan elsewhere,
+    kept where it dominates that job by job. Either is kept only where every job the plan finished (ran on
+    time) still is. The passes and the hybrid are judged on the rows they change (:func:`_with_rows`: the
+    plan's evaluation elsewhere); only the plan returned is evaluated whole."""
     fo = np.asarray(ev["finished"], bool) | c.must | (c.R <= 0)
     lo = _pl._late(c, ev)
     rows = np.flatnonzero(~c.must & (c.R > 0) & (~fo | lo))
@@ -277,7 +289,7 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     rank = xp.to_numpy(listsched.edf_rank(xp, c, d))[rows]
     rd_all = xp.asarray(rows)
     v0, p0 = vmat[rd_all], xp.astype(pool[rd_all], xp.i32)
-    use = _use_all(c, d, tb, vmat, pool, xp)
+    use = _use_all(c, d, tb, vmat, pool, xp, busy=ev["busy_gpus"])
     for _ in range(2):  # a second pass once the taken jobs that do not fit have their own rows back
         sel = np.flatnonzero(take | give)
         o = sel[np.lexsort((rank[sel], np.where(take[sel], 0, 1)))]  # taken jobs first, each group EDF
@@ -297,26 +309,49 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     ro = xp.asarray(rows[o])
     v[ro] = sv
     p[ro] = xp.where(xp.any(sv > 0, 1), sp, -1)
-    p, e = _evaluated(problem, xp, c, pr, d, v, p)
+    e = _with_rows(c, ev, rows[o], *_pl._row_work(problem, c, pr, d, sv, p[ro], xp, rows[o]))
     after = behind(e)
     if after < info["jobs_behind"] and not worse(e) and _pl._serves_forced_dev(c, d, v, xp):
         vmat, pool, ev = v, p, e
         info.update(carried=True, jobs_taken=int(take.sum()), jobs_behind_after=after)
-    if info["jobs_behind_after"] and full:
+    if info["jobs_behind_after"] and rounds:
+        # the hybrid: the reference's rows where they were read, the plan's elsewhere (judged, not evaluated:
+        # it need not be a valid plan)
         hv, hp = xp.copy(vmat), xp.astype(xp.copy(pool), xp.i32)
         hv[rd_all], hp[rd_all] = rv, rp
-        hp, hev = _evaluated(problem, xp, c, pr, d, hv, hp)
-        got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu)
+        hev = _with_rows(c, ev, rows, work, won, need)
+        u = _pl._Use(use[0], use[1], _pl._job_work(tb, pool, vmat, xp))  # (the plan's: the own one's + the pass)
+        if info["carried"]:
+            _pl._use_swap(u, d, tb, ro, v0[xp.asarray(o)], p0[xp.asarray(o)], sv, p[ro], xp)
+        got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu, rounds=rounds, use=u)
         if got is not None and not worse(got[2]):
+            info.update(carried=True, full_carry=True, full_carry_from=info["jobs_behind_after"],
+                        jobs_behind_after=behind(got[2]))
             vmat, pool, ev = got[0], xp.astype(got[1], xp.i32), got[2]
-            info.update(carried=True, full_carry=True, jobs_behind_after=behind(ev))
+    if "rows_only" in ev:  # the rows' pass returned: evaluated whole
+        pool, ev = _evaluated(problem, xp, c, pr, d, vmat, pool)
     return vmat, pool, ev, info
 
 
-def _use_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, xp: Ops) -> tuple[Any, Any, Any]:
-    """The plan's busy GPUs ``(P, T)``, facility watts ``(T,)`` and tenant GPUs ``(NQ, T)`` (None where no
-    tenant has a quota)."""
-    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+def _with_rows(c: Any, ev: dict[str, Any], rows: NDArray[np.int64], work: NDArray[np.float64],
+               won: NDArray[np.float64], need: NDArray[np.float64]) -> dict[str, Any]:
+    """The evaluation ``ev`` of a plan with the rows of the jobs ``rows`` replaced by rows whose work, work on
+    time and need (:func:`kernels.planner._row_work`) are ``work``, ``won``, ``need``: the per-job fields and
+    the unfinished work that the domination tests read (:func:`kernels.planner._dominates_jobs`); the
+    objective and carbon are not known (inf: a carbon comparison never fails against it)."""
+    w, o, n = (np.array(ev[k], np.float64) for k in ("work_done_s", "work_on_time_s", "need_s"))
+    w[rows], o[rows], n[rows] = work, won, need
+    return {"rows_only": True, "objective": np.inf, "carbon_g": np.inf, "work_done_s": w, "work_on_time_s": o,
+            "need_s": n, "finished": _pl._done(w, n), "unfinished_gpu_s": _pl._unfinished_gpu_s(c, w, n)}
+
+
+def _use_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, xp: Ops, busy: Any = None) -> tuple[Any, Any, Any]:
+    """The plan's busy GPUs ``(P, T)`` (``busy``: the plan's evaluation's ``busy_gpus``, where the caller has
+    it), facility watts ``(T,)`` and tenant GPUs ``(NQ, T)`` (None where no tenant has a quota)."""
+    if busy is None:
+        busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    else:
+        busy, fac = xp.asarray(busy, xp.f64), _pl._fac(d, tb, vmat, pool, xp)
     q = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0) if np.isfinite(c.quota).any() else None
     return busy, fac, q
 

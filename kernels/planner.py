@@ -137,9 +137,12 @@ CARRY = True
 #: 9's warm plans (the optimiser's own, unchecked between witness checks)
 WARM_CARRY = True
 #: ... and, where jobs are still behind it, carried past it whole (:func:`kernels.complete.carry`: a repair and
-#: a completion of the whole plan, ~0.33 s CPU more at 50,000 x 192 on a ~0.85 s tick) up to this many
-#: job-slot cells
+#: a completion of the whole plan per round): ``complete.CARRY_ROUNDS`` rounds up to this many job-slot cells,
+#: past them :data:`WARM_ROUNDS_PAST` (at 50,000 x 192 one round carries every job behind the previous plan
+#: on 3 ticks of benchmarks.instances.make_problem, the second changed nothing: ~0.1 s CPU more on a ~0.9 s tick)
 WARM_FULL_MAX_CELLS = 2_000_000
+#: rounds of the whole warm carry past ``WARM_FULL_MAX_CELLS`` cells (0: the rows' pass only, round 10's path)
+WARM_ROUNDS_PAST = 1
 
 
 #: the plan construction fills every slot's facility watts up to ``cap_w * (1 + CAP_TOL)`` (``_Dev.room_cap``; in
@@ -1901,11 +1904,12 @@ def plan(
     slots passed put in the last slots), with any witness mode (``WARM_CARRY``;
     :func:`kernels.complete.carry_rows`): the rows of the jobs the plan leaves unfinished or late are read,
     the jobs that plan finishes (runs on time) and the own plan does not take its rows where they fit beside
-    every other row (jobs both leave unfinished give way), and up to ``WARM_FULL_MAX_CELLS`` job-slot cells
-    the rest is carried as past a witness (:func:`kernels.complete.carry`). The plan returned never loses a
-    job the own plan finishes or runs on time; ``diagnostics["warm_carry"]``: ``ran``, ``rows_read``,
-    ``jobs_behind`` (before), ``jobs_taken``, ``jobs_behind_after``, ``carried``, ``full_carry``
-    (``primal_variant`` ends in ``+carry_prev`` where it changed the plan).
+    every other row (jobs both leave unfinished give way), and the rest is carried as past a witness
+    (:func:`kernels.complete.carry`; two rounds up to ``WARM_FULL_MAX_CELLS`` job-slot cells, one past them).
+    The plan returned never loses a job the own plan finishes or runs on time; ``diagnostics["warm_carry"]``:
+    ``ran``, ``rows_read``, ``jobs_behind`` (before), ``jobs_taken`` (by the rows' pass),
+    ``jobs_behind_after``, ``carried``, ``full_carry`` (and ``full_carry_from``: the jobs behind before the
+    whole carry) (``primal_variant`` ends in ``+carry_prev`` where it changed the plan).
     Where the witness runs, the plan returned is the lowest-objective one of those that dominate it job by
     job (every job the greedy finishes finished, never more late jobs or unfinished work, no more carbon
     where both finish every job): the optimiser's own plan (and it after the price-order local search
@@ -2067,7 +2071,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         if reference is not None and _left_undone(own):
             vmat, pool, ev, wc = complete.carry_rows(problem, xp, c, pr, d, tb, vmat, pool, ev,
                                                      lambda rows: reference.rows(rows, c, pr, xp), lam_b, mu_b,
-                                                     full=c.J * c.T <= WARM_FULL_MAX_CELLS)
+                                                     rounds=complete.CARRY_ROUNDS if c.J * c.T <= WARM_FULL_MAX_CELLS
+                                                     else WARM_ROUNDS_PAST)
             if wc["carried"]:
                 variant, own = variant + "+carry_prev", _summary(c, ev)
         pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
@@ -2496,11 +2501,16 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
     return {
         "objective": objective, "carbon_g": carbon, "energy_cost_eur": cost_eur,
         "unfinished_penalty_g": unf_pen, "tardiness_penalty_g": late_pen,
-        "unfinished_gpu_s": float((c.gpus * unfinished_s).sum()), "facility_w": tl["facility_w"],
+        "unfinished_gpu_s": _unfinished_gpu_s(c, work, need), "facility_w": tl["facility_w"],
         "grid_import_w": tl["grid_import_w"], "carbon_g_slot": tl["carbon_g"], "busy_gpus": busy,
         "work_done_s": work, "work_on_time_s": work_on, "need_s": need,
         "finished": _done(work, need),
     }
+
+
+def _unfinished_gpu_s(c: _Clean, work: NDArray[np.float64], need: NDArray[np.float64]) -> float:
+    """GPU-seconds of work the plan leaves undone (``kernels.evaluate``'s ``unfinished_gpu_s``)."""
+    return float((c.gpus * np.maximum(need - work, 0.0)).sum())
 
 
 def _done(work: NDArray[np.float64], need: NDArray[np.float64]) -> NDArray[np.bool_]:
