@@ -324,9 +324,10 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
         if info["carried"]:
             _pl._use_swap(u, d, tb, ro, v0[xp.asarray(o)], p0[xp.asarray(o)], sv, p[ro], xp)
         got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu, rounds=rounds, use=u)
-        if got is not None and not worse(got[2]):
+        after = behind(got[2]) if got is not None else info["jobs_behind_after"]
+        if got is not None and after < info["jobs_behind_after"] and not worse(got[2]):
             info.update(carried=True, full_carry=True, full_carry_from=info["jobs_behind_after"],
-                        jobs_behind_after=behind(got[2]))
+                        jobs_behind_after=after)
             vmat, pool, ev = got[0], xp.astype(got[1], xp.i32), got[2]
     if "rows_only" in ev:  # the rows' pass returned: evaluated whole
         pool, ev = _evaluated(problem, xp, c, pr, d, vmat, pool)

@@ -2262,14 +2262,24 @@ class _WarmReference:
         """The plan rows of the canonical jobs ``rows``: levels ``(n, T)`` int8 and pools ``(n,)`` int32 on the
         backend. Moved left by :attr:`shift` slots; a preemptible job's cells of the slots that have passed
         go to the last slots (the same work again: a warm start the caller did not move is a chain whose jobs
-        kept their remaining work, as ``benchmarks.instances.shift_problem`` makes it). A row the problem
+        kept their remaining work, as ``benchmarks.instances.shift_problem`` makes it); a non-preemptible
+        job's block that ran in them runs as many slots longer at its end (it stays one unbroken block). A row the problem
         cannot hold as it is (its pool not eligible, a level its pool lacks, a cell before its release) is
         empty."""
         src = self.pf[rows if self.perm is None else self.perm[rows]]
         k, T = self.shift, c.T
         if k:
             roll = c.preempt[rows] & ~c.must[rows]
-            src = np.concatenate([src[:, k:], np.where(roll[:, None], src[:, :k], 0.0)], axis=1)
+            moved = np.concatenate([src[:, k:], np.where(roll[:, None], src[:, :k], 0.0)], axis=1)
+            # a non-preemptible block that ran in the slots passed goes on for as many slots after its end, at
+            # the levels it ran them: the same unbroken block doing the same work (50,000 x 192: running jobs
+            # the previous plan finished were not, their rows moved as they were)
+            go = np.flatnonzero(~c.preempt[rows] & ~c.must[rows] & (src[:, :k] > 0).all(1))
+            if go.size:
+                end = T - 1 - np.argmax(src[go, ::-1] > 0, axis=1)  # (old slots: the block's last)
+                at = end[:, None] - k + 1 + np.arange(k)[None, :]
+                moved[go[:, None], at] = src[go, :k]
+            src = moved
         fv = pr.fv.astype(np.float32)
         lev = np.searchsorted((fv[1:] + fv[:-1]) / 2, src).astype(np.int8)  # the nearest level
         pl = self.pool[rows if self.perm is None else self.perm[rows]]
