@@ -179,7 +179,8 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
 
 def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
           ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any, *,
-          rounds: int = CARRY_ROUNDS, use: Any = None) -> tuple[Any, Any, dict[str, Any]] | None:
+          rounds: int = CARRY_ROUNDS, use: Any = None, raises: bool = True, judge: Any = None
+          ) -> tuple[Any, Any, dict[str, Any]] | None:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) made to dominate the greedy witness (``gv``/``gp``,
     evaluation ``gev``) job by job, or None where the result does not (issue 11 item 2: past
     ``SEARCH_MAX_CELLS`` the optimiser's own plan, not a fallback, should carry the solve).
@@ -201,7 +202,9 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     needs only the per-job fields and totals :func:`kernels.planner._dominates_jobs` reads (``ev`` as well;
     the plan returned where a round ran is evaluated whole). ``use``: the plan's :class:`kernels.planner._Use`
     where the caller has it (a round's completion then updates it by the rows the repair changed instead of
-    summing the whole plan again)."""
+    summing the whole plan again). ``raises`` False: no power raises after the rounds. ``judge``: what the
+    result must pass in place of dominating ``gev`` job by job (an evaluation -> bool)."""
+    dom = (lambda e: _pl._dominates_jobs(c, e, gev)) if judge is None else judge
     fw = np.asarray(gev["finished"], bool)
     rank = listsched.edf_rank(xp, c, d)
     prio = xp.argsort(rank)
@@ -211,7 +214,7 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     for _ in range(rounds):  # a round's repair can cost a job the witness finishes its cells
         fo = np.asarray(e["finished"], bool)
         take = ~c.must & (c.R > 0) & ((fw & ~fo) | (_pl._late(c, e) & ~_pl._late(c, gev)))
-        if not take.any() or _pl._dominates_jobs(c, e, gev):
+        if not take.any() or dom(e):
             break
         tk = xp.asarray(take)
         order = xp.lexsort((rank, xp.where(forced, 0, xp.where(tk, 1, xp.where(last, 3, 2)))))
@@ -225,13 +228,13 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
             _pl._use_swap(use, d, tb, ch, v0[ch], p0[ch], v[ch], p[ch], xp)
         v, p = _pl._finish(xp, c, pr, d, tb, v, p, prio, lam, mu, use=use)
         p, e = _evaluated(problem, xp, c, pr, d, v, p)
-    if not _pl._dominates_jobs(c, e, gev):
+    if raises and not dom(e):
         among = xp.asarray(_undone(c, e) & ~c.preempt)  # the unfinished non-preemptible rows, raised
         if bool(xp.any(among)):
             # (the raise looks at preemptible rows only)
             v = _raise_all(c, replace(d, preempt=d.preempt | among), tb, xp.copy(v), p, prio, xp, among, pr.fv.size)
             p, e = _evaluated(problem, xp, c, pr, d, v, p)
-    if not _pl._dominates_jobs(c, e, gev) and bool(xp.any(xp.asarray(_undone(c, e) & c.preempt))):
+    if raises and not dom(e) and bool(xp.any(xp.asarray(_undone(c, e) & c.preempt))):
         # every preemptible row raised where the watts allow (as if none were finished), the cells that
         # finished rows no longer need trimmed, and the GPUs freed given to the unfinished work
         pre = d.preempt & ~d.must
@@ -240,13 +243,13 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
         v = _pl._trim(d, tb, v, p, xp)
         v, p = _pl._finish(xp, c, pr, d, tb, v, xp.astype(p, xp.i64), prio, lam, mu)
         p, e = _evaluated(problem, xp, c, pr, d, v, p)
-    if not (_pl._serves_forced_dev(c, d, v, xp) and _pl._dominates_jobs(c, e, gev)):
+    if not (_pl._serves_forced_dev(c, d, v, xp) and dom(e)):
         return None
     return v, p, e
 
 
 def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-               ev: dict[str, Any], reference: Any, lam: Any, mu: Any, *, rounds: int
+               ev: dict[str, Any], reference: Any, lam: Any, mu: Any, *, rounds: int, raises: bool = True
                ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """A warm re-plan's plan ``vmat``/``pool`` (evaluation ``ev``) carried past a reference plan of which only
     the rows it asks for are read (``reference(rows)``: levels ``(n, T)`` and pools ``(n,)`` of the canonical
@@ -262,8 +265,9 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     row is as it was; the pass is kept where fewer jobs are behind the reference. Then, with ``rounds`` and
     jobs still behind, the plan is carried (:func:`carry`, at most ``rounds`` rounds: a repair of the whole
     plan with those jobs first and a completion) past the reference where it was read and the plan elsewhere,
-    kept where it dominates that job by job. Either is kept only where every job the plan finished (ran on
-    time) still is. The passes and the hybrid are judged on the rows they change (:func:`_with_rows`: the
+    kept where it dominates that job by job (``raises`` False: no power raises after the rounds, and kept
+    where fewer jobs are behind; past ``WARM_FULL_MAX_CELLS``, where the raises cost two more completions and
+    evaluations). Either is kept only where every job the plan finished (ran on time) still is. The passes and the hybrid are judged on the rows they change (:func:`_with_rows`: the
     plan's evaluation elsewhere); only the plan returned is evaluated whole."""
     fo = np.asarray(ev["finished"], bool) | c.must | (c.R <= 0)
     lo = _pl._late(c, ev)
@@ -323,7 +327,9 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
         u = _pl._Use(use[0], use[1], _pl._job_work(tb, pool, vmat, xp))  # (the plan's: the own one's + the pass)
         if info["carried"]:
             _pl._use_swap(u, d, tb, ro, v0[xp.asarray(o)], p0[xp.asarray(o)], sv, p[ro], xp)
-        got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu, rounds=rounds, use=u)
+        was = info["jobs_behind_after"]
+        got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu, rounds=rounds, use=u,
+                    raises=raises, judge=None if raises else lambda e: behind(e) < was)
         after = behind(got[2]) if got is not None else info["jobs_behind_after"]
         if got is not None and after < info["jobs_behind_after"] and not worse(got[2]):
             info.update(carried=True, full_carry=True, full_carry_from=info["jobs_behind_after"],

@@ -141,7 +141,8 @@ WARM_CARRY = True
 #: past them :data:`WARM_ROUNDS_PAST` (at 50,000 x 192 one round carries every job behind the previous plan
 #: on 3 ticks of benchmarks.instances.make_problem, the second changed nothing: ~0.1 s CPU more on a ~0.9 s tick)
 WARM_FULL_MAX_CELLS = 2_000_000
-#: rounds of the whole warm carry past ``WARM_FULL_MAX_CELLS`` cells (0: the rows' pass only, round 10's path)
+#: rounds of the whole warm carry past ``WARM_FULL_MAX_CELLS`` cells, without the carry's power raises (0: the
+#: rows' pass only, round 10's path)
 WARM_ROUNDS_PAST = 1
 
 
@@ -1905,7 +1906,8 @@ def plan(
     :func:`kernels.complete.carry_rows`): the rows of the jobs the plan leaves unfinished or late are read,
     the jobs that plan finishes (runs on time) and the own plan does not take its rows where they fit beside
     every other row (jobs both leave unfinished give way), and the rest is carried as past a witness
-    (:func:`kernels.complete.carry`; two rounds up to ``WARM_FULL_MAX_CELLS`` job-slot cells, one past them).
+    (:func:`kernels.complete.carry`; two rounds and the power raises up to ``WARM_FULL_MAX_CELLS`` job-slot
+    cells, past them one round without the raises, kept where fewer jobs are behind).
     The plan returned never loses a job the own plan finishes or runs on time; ``diagnostics["warm_carry"]``:
     ``ran``, ``rows_read``, ``jobs_behind`` (before), ``jobs_taken`` (by the rows' pass),
     ``jobs_behind_after``, ``carried``, ``full_carry`` (and ``full_carry_from``: the jobs behind before the
@@ -2069,10 +2071,11 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         age = _witness_age(warm_start) + 1 if warm_start is not None else 1
         wc: dict[str, Any] = {"ran": False}
         if reference is not None and _left_undone(own):
+            small = c.J * c.T <= WARM_FULL_MAX_CELLS
             vmat, pool, ev, wc = complete.carry_rows(problem, xp, c, pr, d, tb, vmat, pool, ev,
                                                      lambda rows: reference.rows(rows, c, pr, xp), lam_b, mu_b,
-                                                     rounds=complete.CARRY_ROUNDS if c.J * c.T <= WARM_FULL_MAX_CELLS
-                                                     else WARM_ROUNDS_PAST)
+                                                     rounds=complete.CARRY_ROUNDS if small else WARM_ROUNDS_PAST,
+                                                     raises=small)
             if wc["carried"]:
                 variant, own = variant + "+carry_prev", _summary(c, ev)
         pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
