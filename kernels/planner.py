@@ -138,12 +138,14 @@ CARRY = True
 WARM_CARRY = True
 #: ... and, where jobs are still behind it, carried past it whole (:func:`kernels.complete.carry`: a repair and
 #: a completion of the whole plan per round): ``complete.CARRY_ROUNDS`` rounds up to this many job-slot cells,
-#: past them :data:`WARM_ROUNDS_PAST` (at 50,000 x 192 one round carries every job behind the previous plan
-#: on 3 ticks of benchmarks.instances.make_problem, the second changed nothing: ~0.1 s CPU more on a ~0.9 s tick)
+#: past them :data:`WARM_ROUNDS_PAST`
 WARM_FULL_MAX_CELLS = 2_000_000
-#: rounds of the whole warm carry past ``WARM_FULL_MAX_CELLS`` cells, without the carry's power raises (0: the
-#: rows' pass only, round 10's path)
-WARM_ROUNDS_PAST = 1
+#: rounds of the whole warm carry past ``WARM_FULL_MAX_CELLS`` cells, without the carry's power raises; 0 (the
+#: default): the rows' pass only. At 50,000 x 192 (3 ticks of benchmarks.instances.make_problem) one round
+#: leaves no job behind the previous plan (the rows' pass: 71 / 114 / 56) and 1 / 2 / 0 jobs the greedy
+#: finishes unfinished (the rows' pass: 9 / 10 / 6), but costs ~0.25 s CPU more on a ~0.9 s tick (a repair, a
+#: completion and an evaluation of the whole plan): past the warm target of 1 s, so not the default
+WARM_ROUNDS_PAST = 0
 
 
 #: the plan construction fills every slot's facility watts up to ``cap_w * (1 + CAP_TOL)`` (``_Dev.room_cap``; in
@@ -1907,7 +1909,8 @@ def plan(
     the jobs that plan finishes (runs on time) and the own plan does not take its rows where they fit beside
     every other row (jobs both leave unfinished give way), and the rest is carried as past a witness
     (:func:`kernels.complete.carry`; two rounds and the power raises up to ``WARM_FULL_MAX_CELLS`` job-slot
-    cells, past them one round without the raises, kept where fewer jobs are behind).
+    cells; past them ``WARM_ROUNDS_PAST`` rounds, 0 by default, without the raises, kept where fewer jobs are
+    behind).
     The plan returned never loses a job the own plan finishes or runs on time; ``diagnostics["warm_carry"]``:
     ``ran``, ``rows_read``, ``jobs_behind`` (before), ``jobs_taken`` (by the rows' pass),
     ``jobs_behind_after``, ``carried``, ``full_carry`` (and ``full_carry_from``: the jobs behind before the

@@ -198,13 +198,17 @@ WARM_BEHIND_PAST_LIMIT = [17, 18, 21, 25, 37]
 
 def _reference(q: PlanProblem, prev: kernels.PlanResult) -> kernels.PlanResult:
     """The previous tick's plan one slot later, as plan() reads a warm start the caller did not move: columns
-    left by one, a preemptible job's slot-0 cell (the same work again: shift_problem keeps it) in the last."""
+    left by one, a preemptible job's slot-0 cell (the same work again: shift_problem keeps it) in the last, a
+    non-preemptible block that ran in slot 0 one slot longer at its end (at its slot-0 level)."""
     from dataclasses import replace
 
-    pf = np.zeros_like(prev.power_fraction)
-    pf[:, :-1] = prev.power_fraction[:, 1:]
+    old = prev.power_fraction
+    pf = np.zeros_like(old)
+    pf[:, :-1] = old[:, 1:]
     roll = np.asarray(q.preemptible) & ~np.asarray(q.must_run)
-    pf[roll, -1] = prev.power_fraction[roll, 0]
+    pf[roll, -1] = old[roll, 0]
+    for j in np.flatnonzero(~np.asarray(q.preemptible) & ~np.asarray(q.must_run) & (old[:, 0] > 0)):
+        pf[j, np.flatnonzero(old[j] > 0)[-1]] = old[j, 0]  # (the block's last slot, one slot earlier now, + 1)
     return replace(prev, power_fraction=pf, run=pf > 0, pool=np.where((pf > 0).any(1), prev.pool, -1))
 
 
@@ -258,6 +262,56 @@ def test_past_the_search_limit_a_warm_re_plan_is_carried_row_by_row(case: int, m
 
     monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
     monkeypatch.setattr(P, "WARM_FULL_MAX_CELLS", 0)
+    monkeypatch.setattr(P, "WARM_ROUNDS_PAST", 0)
     behind, behind_own, bad = _warm_chain(case, monkeypatch)
     assert bad == []
     assert behind < behind_own, (behind, behind_own)
+
+
+#: family instances whose warm chain past the search limit and past ``WARM_FULL_MAX_CELLS`` (the path of
+#: 50,000 x 192) the rows' pass alone leaves behind the previous tick's plan and the whole carry does not
+WARM_BEHIND_WHOLE = [2, 7, 12, 13, 24]
+
+
+@pytest.mark.parametrize("case", WARM_BEHIND_WHOLE)
+def test_past_the_whole_carry_limit_a_warm_re_plan_loses_no_job_of_the_previous_plan(
+        case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 2 on the hot path at scale: past ``WARM_FULL_MAX_CELLS`` (monkeypatched to 0, the search
+    limit too) with the whole carry's one round (``WARM_ROUNDS_PAST = 1``, opt-in): no job the previous tick's
+    plan finishes (runs on time) is behind in any tick, none the own plan finishes lost, every plan valid."""
+    from kernels import planner as P
+
+    monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
+    monkeypatch.setattr(P, "WARM_FULL_MAX_CELLS", 0)
+    monkeypatch.setattr(P, "WARM_ROUNDS_PAST", 1, raising=False)
+    behind, behind_own, bad = _warm_chain(case, monkeypatch)
+    assert bad == []
+    assert behind == 0 < behind_own, (behind, behind_own)
+
+
+def test_the_previous_plan_moved_keeps_a_running_non_preemptible_block_whole() -> None:
+    """The warm carry's reference (planner._WarmReference, a warm start the caller did not move): a
+    non-preemptible block that ran in the slot passed runs one slot longer at its end, the same unbroken block
+    doing the same work (before, its first slot was cut off and the reference did not finish a job the previous
+    plan finished: at 50,000 x 192 the warm carry then lost running jobs to the greedy); every row as
+    _reference reads it."""
+    from benchmarks.instances import make_problem, shift_problem
+    from kernels import planner as P
+    from kernels.backend import get_ops
+
+    pb = make_problem(300, 48, seed=1)
+    r = kernels.plan(pb)
+    q = shift_problem(pb, 1)
+    c = P._clean_inputs(q)
+    assert not isinstance(c, str)
+    ref = P._WarmReference.of(r, None, c.J, c.T, 1)
+    assert ref is not None
+    lev, _ = ref.rows(np.arange(c.J), c, P._prepare(c), get_ops("numpy", "cpu"))
+    run = np.asarray(lev) > 0
+    old = r.power_fraction > 0
+    np_run = np.flatnonzero(~np.asarray(q.preemptible) & ~np.asarray(q.must_run) & old[:, 0])
+    assert np_run.size
+    assert (run[np_run].sum(1) == old[np_run].sum(1)).all()  # as many slots as before
+    starts = (run[np_run, 1:] & ~run[np_run, :-1]).sum(1) + run[np_run, 0]
+    assert (starts == 1).all()  # one block
+    assert (run == (_reference(q, r).power_fraction > 0)).all()
