@@ -331,6 +331,12 @@ class Ops:
     def item(self, a: Any) -> float:
         return float(a)
 
+    def total(self, a: Any) -> float:
+        """The sum of a 1-d float array as a host float, added in numpy's order on every backend (torch
+        reduces in another order: the last bits differ). Where a sum decides between alternatives (the
+        dual values the price ascent compares) this keeps numpy and torch on the same side of a tie."""
+        return float(np.sum(self.to_numpy(a)))
+
     def rowsum_w(self, w: Any, m: Any) -> Any:
         """``sum_j w[j] * m[j, :]`` in float64 for a ``(J, T)`` mask or int8 matrix (einsum: on a shared
         machine OpenBLAS's threaded gemv can be 10x slower than this single-threaded kernel)."""

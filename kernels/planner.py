@@ -629,12 +629,12 @@ class _Grid:
         t = xp.torch  # type: ignore[attr-defined]
         return t.clamp((t.asinh(x / self.xs) - self.u0) / self.du, 0, self.n).to(t.int64)
 
-    def low(self, xp: Ops, r: Any) -> Any:
-        """Smallest x of cell ``r``."""
-        u = self.u0 + r * self.du
-        if xp.name == "numpy":
-            return self.xs * np.sinh(u)
-        return self.xs * xp.torch.sinh(u)  # type: ignore[attr-defined]
+    def low(self, xp: Ops, r: NDArray[np.float64]) -> Any:
+        """Smallest x of cell ``r`` (host values) as a backend array: computed on the host on every backend
+        (torch's sinh differs from numpy's in the last bit in about a quarter of the cells; the cell edges
+        are the jobs' thresholds, so the dual values the ascent compares differed and a tie between two
+        iterates went the other way: make_problem(40, 24, seed=1)'s warm chain)."""
+        return xp.asarray(self.xs * np.sinh(self.u0 + r * self.du), xp.f64)
 
 
 def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
@@ -672,7 +672,7 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
 
         # the lowest value of every cell r = -1 .. Gc + 1 once (float64 on every backend), and the two
         # pairs of table offsets a job's work reads (on time: deadline - release; late: end - deadline)
-        lowx = gr.low(xp, xp.astype(xp.arange(Gc + 3), xp.f64) - 1.0)
+        lowx = gr.low(xp, np.arange(Gc + 3, dtype=np.float64) - 1.0)
         low = lowx[1:]  # low[r]: the smallest x of cell r
         o_on = xp.stack([o_dl, o_rel])
         o_late = xp.stack([o_T, o_dl])
@@ -711,7 +711,7 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
         a, b, ab, bb = W[i1], W[i2], B[i1], B[i2]
         w1, w2, b1, b2 = a[0] - a[1], b[0] - b[1], ab[0] - ab[1], bb[0] - bb[1]
         d = tau * w1 - b1 + (tau - jb.ld) * w2 - b2 + (jb.rho - tau) * jb.R
-        jobs_val = xp.item(xp.sum(jb.g * d))
+        jobs_val = xp.total(jb.g * d)
         Hh = xp.scatter_add(
             E * (T + 1) * (Gc + 1),
             xp.concatenate([o_rel + r1, o_dl + r1, o_dl + r2]),
@@ -781,7 +781,7 @@ def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
             big = wm >= R
             hi = xp.where(big, mid, hi)
             lo = xp.where(big, lo, mid)
-        dual_jobs = xp.item(xp.sum(jb.g * best_d))
+        dual_jobs = xp.total(jb.g * best_d)
         tau = best_t
     value += jb.const - dual_jobs + jb.dead_const
     return value, tau, env
