@@ -359,7 +359,7 @@ def _use_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, xp: Ops, busy: Any =
         busy, fac = _pl._usage(d, tb, vmat, pool, xp)
     else:
         busy, fac = xp.asarray(busy, xp.f64), _pl._fac(d, tb, vmat, pool, xp)
-    q = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0) if np.isfinite(c.quota).any() else None
+    q = _pl._quota_use(c, d, vmat > 0, xp) if np.isfinite(c.quota).any() else None
     return busy, fac, q
 
 
@@ -371,7 +371,7 @@ def _left_by(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, use: tuple[Any, Any,
     b0, f0 = _pl._rows_use(d, tb, rows, vmat[rows], pool[rows], xp)
     quota = None
     if q is not None:
-        used = q - xp.group_rowsum(d.qten[rows], c.quota.size, d.gpus[rows], vmat[rows] > 0)
+        used = q - _pl._quota_use(c, d, vmat[rows] > 0, xp, rows)
         quota = xp.asarray(np.repeat(c.quota[:, None], c.T, axis=1), xp.f64) - used
     return d.H - (busy - b0), d.room_cap - (fac - f0), quota
 

@@ -128,7 +128,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             sub = xp.astype(xp.where(on_time[past], sub[past], 0), xp.i8)
             done_on[dlr[past]] = _pl._job_work(tb, pool[dlr[past]], sub, xp)
     # GPUs per tenant with a quota (a tenant without one has infinite room whatever it uses: left 0)
-    used_q = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0) if has_q else None
+    used_q = _pl._quota_use(c, d, vmat > 0, xp) if has_q else None
     work_d = xp.astype(tb.work, xp.f64)
     load_d = xp.astype(tb.load, xp.f64)
     # each pool's slot order, its inverse and its cost prefix sums: the cost is the same every round
@@ -241,7 +241,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         for _ in range(ACCEPT_PASSES):  # acceptance passes: cells a prefix rejected retry on the room left
             acc = ask
             if used_q is not None:
-                left_q = quota[:, None] - used_q - xp.group_rowsum(d.qten[rs], c.quota.size, gs, ok)
+                left_q = quota[:, None] - used_q - _pl._quota_use(c, d, ok, xp, rs, gs)
                 acc = acc & _pl._prefix_keep_grouped(gs, acc, d.tenant[rs], left_q, 1e-9, xp)
             acc = acc & _pl._prefix_keep_grouped(gs, acc, pl, d.H - busy - xp.group_rowsum(pl, P, gs, ok), 1e-3, xp)
             acc = acc & _pl._prefix_keep_w(ldr, acc, room_w - xp.rowsum_w(ldr, ok), 0.0, xp)
@@ -269,7 +269,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         busy = busy + xp.group_rowsum(pl, P, gs, ok)
         fac = fac + xp.rowsum_w(load_d[pl, xp.index(lvl)] * gs, ok)
         if used_q is not None:
-            used_q = used_q + xp.group_rowsum(d.qten[rs], c.quota.size, gs, ok)
+            used_q = used_q + _pl._quota_use(c, d, ok, xp, rs, gs)
         wr = work_d[pl, xp.index(lvl)]
         done[rs] = done[rs] + xp.astype(xp.count_nonzero(ok, 1), xp.f64) * wr
         done_on[rs] = done_on[rs] + xp.astype(xp.count_nonzero(ok & (tt < d.dl[rs][:, None]), 1), xp.f64) * wr
@@ -417,7 +417,7 @@ def shift_cells(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: An
     has_q = bool(np.isfinite(c.quota).any())
     quota = xp.asarray(c.quota, xp.f64)
     if has_q:
-        used_q = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0)
+        used_q = _pl._quota_use(c, d, vmat > 0, xp)
         tgt = tgt & ((quota[:, None] - used_q)[d.tenant[rows]] >= g[:, None] - 1e-9)
     add = xp.where(tgt, kap[None, :] * (xp.maximum(fac[None, :] + Lmax[:, None] - wind[None, :], 0.0) - imp[None, :]),
                    np.inf)

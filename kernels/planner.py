@@ -1339,7 +1339,7 @@ def _may_place(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, use: _Use, x
     if np.isfinite(c.quota).any():  # rows of tenants with a quota: the slots with their GPUs left in it
         qr = xp.nonzero(d.qten[rows] < c.quota.size)
         if qr.shape[0]:
-            left_q = xp.asarray(c.quota, xp.f64)[:, None] - xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0)
+            left_q = xp.asarray(c.quota, xp.f64)[:, None] - _quota_use(c, d, vmat > 0, xp)
             free[qr] = free[qr] & (left_q[d.tenant[rows[qr]]] >= g[qr][:, None] - 1e-9)
     room_w = d.room_cap - use.fac
     load = xp.to_numpy(tb.load).astype(np.float64)
@@ -1535,6 +1535,16 @@ def _fac(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
     return fac
 
 
+def _quota_use(c: _Clean, d: _Dev, run: Any, xp: Ops = _NP, rows: Any = None, gpus: Any = None) -> Any:
+    """GPUs ``(NQ, T)`` float64 each tenant with a quota runs per slot: the plan's rows (``run``: their
+    ``(J, T)`` run mask), or only the rows ``rows`` (``run``: theirs, ``(n, T)``; ``gpus``: their GPU
+    counts where the caller holds them). Tenants without a quota count nowhere (their room is infinite)."""
+    qten = d.qten if rows is None else d.qten[rows]
+    if gpus is None:
+        gpus = d.gpus if rows is None else d.gpus[rows]
+    return xp.group_rowsum(qten, c.quota.size, gpus, run)
+
+
 @dataclass(slots=True)
 class _Use:
     """What a plan uses, carried through the completion's passes and updated by what each pass changed (no
@@ -1655,7 +1665,7 @@ def _fill(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, lam: A
     # tenant quotas first, then pool GPUs, then watts: each prefix counts only what the earlier ones let
     # through (a cell a later check rejects still holds room in the earlier prefixes: ``rounds`` repeat)
     if np.isfinite(c.quota).any():  # every tenant's prefix at once (no quota: an infinite cap)
-        used = xp.group_rowsum(d.qten, c.quota.size, d.gpus, vmat > 0)  # tenants without a quota: 0 (inf left)
+        used = _quota_use(c, d, vmat > 0, xp)  # tenants without a quota: 0 (inf left)
         capq = xp.asarray(c.quota, xp.f64)[:, None] - used
         ok = ok & _prefix_keep_grouped(g, ok, d.tenant[cj], capq, 1e-9, xp)
     ok = ok & _prefix_keep_grouped(g, ok, pl_o, d.H - busy, 1e-3, xp)
