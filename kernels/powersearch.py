@@ -135,7 +135,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
                  rounds: int = POWER_ROUNDS, ev: dict[str, Any] | None = None,
                  floor: dict[str, Any] | None = None,
                  budget: float | None = SEARCH_BUDGET_CELLS, displace: bool = True,
-                 meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+                 meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
     """Rounds of the phases (module docstring) on the valid plan ``vmat``/``pool``. Returns the plan, its
     pools, exact evaluation and the number of rows changed (0: the plan given, unchanged). ``ev``: the plan's
     evaluation where the caller holds it. ``floor``: the evaluation of a plan this one must keep
@@ -146,6 +146,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     are left. ``meter``: a running count of cells left, shared with the caller (instead of ``budget``)."""
     ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d) if ev is None else ev
     meter = {"left": math.inf if budget is None else float(budget)} if meter is None else meter
+    meter.setdefault("memo", {})  # (the work phase's results, remembered: _work_phase)
     vmat, ev, changed = _drop_late_tails(problem, xp, c, pr, d, vmat, pool, ev)
     for _ in range(rounds):  # improvement rounds
         moved = 0
@@ -232,7 +233,7 @@ def search_budget(J: int, T: int) -> float:
 
 def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
               ev: dict[str, Any], floor: dict[str, Any] | None,
-              meter: dict[str, float]) -> tuple[Any, Any, dict[str, Any], int]:
+              meter: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], int]:
     """Non-preemptible blocks moved through preemptible work: per candidate (a finished, on-time
     non-preemptible row that does not run now; the dearest grid carbon rate first, at most ``DISPLACE_ROWS``)
     its cheapest block (:func:`_best_blocks`) against the plan without the preemptible rows (they can make
@@ -322,16 +323,53 @@ def _drop_late_tails(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, vma
 
 def _work(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
           ev: dict[str, Any], floor: dict[str, Any] | None,
-          meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+          meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
     """The work phase repeated while it changes rows (at most ``WORK_REPEATS`` times): unfinished rows
     compete for the same room, and each pass proposes against the room the last one left."""
     total = 0
     for _ in range(WORK_REPEATS):  # repeats
-        vmat, pool, ev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor, meter)
+        vmat, pool, ev, k = _work_phase(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter)
         total += k
         if k == 0 or (meter is not None and meter["left"] <= 0):
             break
     return vmat, pool, ev, total
+
+
+#: the work phase's results are remembered per search (a power_search and the searches its _displace runs,
+#: which share its meter) on instances of at most this many job-slot cells (:func:`_work_phase`)
+MEMO_MAX_CELLS = 20_000
+
+
+def _work_phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+                ev: dict[str, Any], floor: dict[str, Any] | None,
+                meter: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+    """``_phase(..., "work", ...)``, remembered: the phase is a function of the plan (``ev`` is its
+    evaluation), the floor and the cells left, so a plan it has already been run on (congest halvings
+    whose refill ends where an earlier one did, a round that ends on the plan the last one did: on the
+    slowest seed-0 corpus instances a third of the work phases) gets the result of then, the meter charged
+    what it was then. Only results of calls the budget did not cut (``meter["cut"]``), and only where
+    the cells left now are no fewer than that charge (``meter["charge"]``: then the call would not be cut
+    now either): the same plans, cell for cell, as running the phase again. Only up to ``MEMO_MAX_CELLS``
+    job-slot cells (the memo holds copies of the plans; past that a phase costs far more than its per-call
+    overhead). The key holds the evaluation's objective and carbon too (an evaluation reached another way
+    that differed in its last bits is not taken for this one's)."""
+    memo = meter.get("memo") if meter is not None and c.J * c.T <= MEMO_MAX_CELLS else None
+    if memo is None or meter is None:
+        return _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor, meter)
+    v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
+    key = (v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), id(floor),
+           float(ev["objective"]), float(ev["carbon_g"]))
+    got = memo.get(key)
+    if got is not None and got[4] <= meter["left"]:  # (inf: an unlimited meter)
+        nv, npool, nev, k, charge = got
+        meter["left"] -= charge
+        return (vmat, pool, ev, 0) if k == 0 else (xp.copy(nv), xp.copy(npool), nev, k)
+    cut = meter.get("cut", 0)
+    meter["charge"] = 0.0
+    nv, npool, nev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor, meter)
+    if meter.get("cut", 0) == cut:
+        memo[key] = (xp.copy(nv), xp.copy(npool), nev, k, meter["charge"])
+    return nv, npool, nev, k
 
 
 def _row_status(ev: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
@@ -345,7 +383,7 @@ def _row_status(ev: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
 
 def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
            ev: dict[str, Any], phase: str, floor: dict[str, Any] | None,
-           meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+           meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
     """One phase of one round: propose, accept by prefix sums, evaluate exactly, halve until it passes.
     ``meter["left"]``: the search's cells left (:data:`SEARCH_BUDGET_CELLS`), charged for the rows proposed;
     where the phase's rows would overrun it, only the most promising that fit are proposed."""
@@ -373,10 +411,12 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     if meter is not None and rows_h.size:
         cells = T * (1 + moves.sum(1))  # per row: its own pool's response, then one per pool it may move to
         if not math.isinf(meter["left"]) and cells.sum() > meter["left"]:
+            meter["cut"] = meter.get("cut", 0) + 1  # (a cut call's result is not remembered: _work_phase)
             o = np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, phase), kind="stable")
             keep = np.sort(o[:int(np.searchsorted(np.cumsum(cells[o]), meter["left"], side="right"))])
             rows_h, moves, cells = rows_h[keep], moves[keep], cells[keep]
-        meter["left"] -= float(cells.sum())
+        meter["charge"] = float(cells.sum())  # (what this call charged: _work_phase)
+        meter["left"] -= meter["charge"]
     if rows_h.size == 0:
         return vmat, pool, ev, 0
     rows = xp.asarray(rows_h, xp.i64)
