@@ -340,6 +340,16 @@ def _work(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
 MEMO_MAX_CELLS = 20_000
 
 
+def _memo(xp: Ops, c: Any, meter: dict[str, Any] | None) -> dict[Any, Any] | None:
+    """The search's memo (:func:`_work_phase`, :func:`_refilled`), or None: past ``MEMO_MAX_CELLS``, and on
+    torch (its key is the plan's bytes on the host: a (J, T) copy off the device per call; the plans are
+    the same either way)."""
+    if meter is None or c.J * c.T > MEMO_MAX_CELLS or xp.name != "numpy":
+        return None
+    memo: dict[Any, Any] | None = meter.get("memo")
+    return memo
+
+
 def _work_phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
                 ev: dict[str, Any], floor: dict[str, Any] | None,
                 meter: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
@@ -353,7 +363,7 @@ def _work_phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
     job-slot cells (the memo holds copies of the plans; past that a phase costs far more than its per-call
     overhead). The key holds the evaluation's objective and carbon too (an evaluation reached another way
     that differed in its last bits is not taken for this one's)."""
-    memo = meter.get("memo") if meter is not None and c.J * c.T <= MEMO_MAX_CELLS else None
+    memo = _memo(xp, c, meter)
     if memo is None or meter is None:
         return _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor, meter)
     v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
@@ -377,7 +387,7 @@ def _refilled(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     """:func:`_refill` of the plan and its evaluation, remembered in the search's memo like the work
     phase (:func:`_work_phase`; a function of the plan alone, no cells charged): a congest halving's
     plan is often one an earlier halving or round refilled already (seed-0 corpus-11: 119 of 471)."""
-    memo = meter.get("memo") if meter is not None and c.J * c.T <= MEMO_MAX_CELLS else None
+    memo = _memo(xp, c, meter)
     key = None
     if memo is not None:
         v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
