@@ -108,8 +108,8 @@ def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r
 
 
 def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-             ev: dict[str, Any], gev: dict[str, Any] | None, lam: Any, mu: Any, *, again: bool = True
-             ) -> tuple[Any, Any, dict[str, Any], str]:
+             ev: dict[str, Any], gev: dict[str, Any] | None, lam: Any, mu: Any, *, again: bool = True,
+             meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], str]:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) with the work it leaves undone placed where that lowers
     the objective (module docstring): the room left (``"+complete"``), then unfinished non-preemptible jobs
     by displacing preemptible work (:func:`_displace`, each plan moved by the price search
@@ -117,7 +117,9 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     :func:`kernels.powersearch.refine`). ``gev``: the greedy witness's evaluation the result must still
     dominate job by job (None: no such check, no power-level search). Returns the plan, its evaluation and
     what changed it ("" where nothing did: the inputs themselves). ``again`` False: no second set of tries
-    (every block placed again; :func:`kernels.powersearch.refine_starts` asks for it on its first plan only)."""
+    (every block placed again; :func:`kernels.powersearch.refine_starts` asks for it on its first plan only).
+    ``meter``: the cells its power-level searches draw on (:func:`kernels.powersearch.refine`; refine_starts
+    meters its later starts); a search that finds none left is not run."""
     if not _undone(c, ev).any():
         return vmat, pool, ev, ""
     best = (vmat, pool, ev, "")
@@ -167,10 +169,10 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     tries = [t for g in groups for t in g]
     for g in groups:
         low = min(g, key=lambda x: x[2]["objective"], default=None)
-        if gev is not None and low is not None:
+        if gev is not None and low is not None and (meter is None or meter["left"] > 0):
             lv, lp, le, ltag = low
             tries.append(powersearch.refine(problem, xp, c, pr, d, tb, lv, lp, le, gev, ltag,
-                                            budget=refine_budget(c.J, c.T)))
+                                            budget=refine_budget(c.J, c.T), meter=meter))
     for v, p, e, tag in tries:  # (at most eight plans)
         if wins(v, e):
             best = (v, p, e, tag)

@@ -2174,8 +2174,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             # (kernels.complete), the lowest (kernels.powersearch.refine_starts, H2)
             vmat, pool, ev, variant = powersearch.refine_starts(
                 problem, xp, c, pr, d, tb, cand, gev,
-                finish=lambda v, p, e, first: complete.complete(problem, xp, c, pr, d, tb, v, p, e, gev, lam_b, mu_b,
-                                                               again=first))[0]
+                finish=lambda v, p, e, first, m: complete.complete(problem, xp, c, pr, d, tb, v, p, e, gev, lam_b,
+                                                                  mu_b, again=first, meter=m))[0]
         own = _summary(c, ev)
     elif used:
         vmat, pool, ev = gv, gp, gev

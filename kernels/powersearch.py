@@ -167,14 +167,21 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
 
 
 def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-           ev: dict[str, Any], gev: dict[str, Any], variant: str, budget: float | None = None
-           ) -> tuple[Any, Any, dict[str, Any], str]:
+           ev: dict[str, Any], gev: dict[str, Any], variant: str, budget: float | None = None,
+           meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], str]:
     """:func:`power_search` on the plan ``kernels.plan`` chose (``ev`` its evaluation, ``gev`` the greedy
     witness's): the searched plan where it changed and still dominates the witness job by job (it does by
     construction; checked), with ``"+power"`` added to ``variant``; else the plan as given. ``budget``: the
-    cells it may propose (default :func:`search_budget`)."""
-    nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev,
-                                      budget=search_budget(c.J, c.T) if budget is None else budget)
+    cells it may propose (default :func:`search_budget`). ``meter``: a count shared with the caller
+    (:func:`refine_starts`): the search proposes at most ``meter["left"]`` cells (and at most ``budget``), and
+    what it proposes is taken from ``"left"`` and added to ``"spent"``."""
+    cap = search_budget(c.J, c.T) if budget is None else budget
+    own = {"left": float(cap) if meter is None else min(float(cap), meter["left"])}
+    left0 = own["left"]
+    nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev, meter=own)
+    if meter is not None:
+        meter["left"] -= left0 - own["left"]
+        meter["spent"] = meter.get("spent", 0.0) + left0 - own["left"]
     if k and _pl._dominates_jobs(c, nev, gev) and _pl._serves_forced_dev(c, d, nv, xp):
         return nv, npool, nev, variant + "+power"
     return vmat, pool, ev, variant
@@ -183,46 +190,87 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
 #: the candidate plans ``kernels.plan`` searches (:func:`refine_starts`): the search is local, and where it
 #: ends depends on where it starts (round 10, corpus seed 0: corpus-18's third candidate ends 0.69% above
 #: the LP, its first 3.44%), and so does what the completion then finds (corpus-178: completed from a
-#: candidate before the search 23.7%, from the searched lowest 53.0%). Up to this many distinct candidates,
+#: candidate before its search 23.7%, from the searched lowest 53.0%). Up to this many distinct candidates,
 #: lowest objective first ...
-REFINE_STARTS = 1
-#: (round 10, H2: 4 starts brought the seed-0 corpus's median penalised gap to the LP from 3.17% to 2.92%, 75
-#: instances lower, none higher, but at 3.5x the CPU of kernels.plan on the corpus (132 -> 460 s over 200,
-#: the worst instance 6.5 -> 35 s; the suite's kernels half not done after 17 minutes): 1 until a cell budget also meters the
-#: completion's block displacement; benchmarks/README.md, issue 11, round 10)
+REFINE_STARTS = 4
 #: ... on instances of at most this many job-slot cells (the corpus: <= 1,024); above it one start (the
 #: published instances, 115k and 288k cells, and every instance past the search limit keep their cost)
 STARTS_MAX_CELLS = 50_000
+#: The starts after the first are metered (round 11): they share a budget of search cells (what the power
+#: searches propose, :func:`refine`; the completion's searches of its block displacements included: on the
+#: corpus they are nearly all of a start's CPU, and they made four starts cost 3.5x the CPU of one in round
+#: 10, the worst instance 6.5 -> 35 s). The budget is ``STARTS_SHARE`` times what the first start spent
+#: (its search and its completion: the one-start path, unmetered), at least ``STARTS_MIN_CELLS`` (a first
+#: start that spent little says little about the later ones: seed-0 corpus-158's first start spends 5k cells,
+#: its third start's completion displaces a block and ends 0.65% lower), and never more than takes the
+#: starts' cells in all to ``STARTS_MAX_SPENT``: an instance whose first start already spent that much gets no
+#: other start (the costliest of the corpus: an unfinished non-preemptible job whose completion displaces
+#: blocks on every plan, ~16-28 us CPU a cell here). Deterministic: cells counted, not time.
+STARTS_SHARE = 2.0
+STARTS_MIN_CELLS = 30_000.0
+STARTS_MAX_SPENT = 120_000.0
+#: the lowest starts also completed before their search (kernels.complete on the candidate as it is: seed-0
+#: corpus-178 ends 23.7% above the LP that way, 53.0% from its searched plan); round 11, four starts without a
+#: budget on the seed-0 corpus: the third and fourth starts completed as they are never gave the lowest plan
+STARTS_AS_THEY_ARE = 2
 
 
 def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
                   cands: list[tuple[float, Any, Any, dict[str, Any], str]], gev: dict[str, Any],
-                  finish: Callable[[Any, Any, dict[str, Any], bool], tuple[Any, Any, dict[str, Any], str]] | None = None
+                  finish: Callable[[Any, Any, dict[str, Any], bool, dict[str, float]],
+                                   tuple[Any, Any, dict[str, Any], str]] | None = None
                   ) -> list[tuple[Any, Any, dict[str, Any], str]]:
     """:func:`refine` from each distinct plan of ``cands`` (``(objective, vmat, pool, evaluation, variant)``,
     each valid and dominating the witness ``gev``), at most ``REFINE_STARTS`` of them, lowest objective
     first, and only the first where ``J x T > STARTS_MAX_CELLS``. ``finish`` (kernels.plan: the completion
     pass, ``kernels.complete.complete``): then run on every distinct plan among the searched ones and the
     starts (with one start: on its searched plan only), with what it returns in their place (its tag added
-    to the variant); its last argument is True for the first plan only (the lowest start's searched plan:
-    the one-start path; kernels.complete runs its second set of tries there only). Returns the plans, lowest
-    objective first (ties: searched before unsearched, then the earlier start). Plans equal cell for cell
-    (the same plan reached twice) are taken once."""
-    def distinct(xs: list[Any], take: int) -> list[Any]:
-        out: list[Any] = []
-        for x in xs:  # plans (a few)
-            if len(out) < take and not any(bool(xp.all(x[0] == o[0])) and bool(xp.all(x[1] == o[1])) for o in out):
-                out.append(x)
-        return out
+    to the variant); its fourth argument is True for the first plan only (the lowest start's searched plan:
+    the one-start path; kernels.complete runs its second set of tries there only), its fifth the meter its
+    searches draw on. The first start's search and completion run as with one start; then, while the
+    budget of the later starts (``STARTS_SHARE``, ``STARTS_MIN_CELLS``, ``STARTS_MAX_SPENT``) has cells
+    left, each later start is searched and its searched plan completed, each followed by the start before it
+    completed as it is (the lowest ``STARTS_AS_THEY_ARE`` starts only; a search or completion that spends the
+    last cells stops there: a valid plan all the same). Returns the plans,
+    lowest objective first (ties: the earlier reached first): the completed ones, and the searched plans
+    the budget left uncompleted. Plans equal cell for cell (the same plan reached twice) are taken once."""
+    def same(x: Any, o: Any) -> bool:
+        return bool(xp.all(x[0] == o[0])) and bool(xp.all(x[1] == o[1]))
+
+    def done(o: tuple[Any, Any, dict[str, Any], str], first: bool, m: dict[str, float]
+             ) -> tuple[Any, Any, dict[str, Any], str]:
+        if finish is None or m["left"] <= 0:
+            return o
+        v2, p2, e2, tag = finish(o[0], o[1], o[2], first, m)
+        return v2, p2, e2, o[3] + tag
 
     k = REFINE_STARTS if c.J * c.T <= STARTS_MAX_CELLS else 1
-    starts = distinct([(v, p, e, name) for _, v, p, e, name in sorted(cands, key=lambda x: x[0])], k)
-    outs = [refine(problem, xp, c, pr, d, tb, v, p, e, gev, name) for v, p, e, name in starts]
-    if finish is not None:  # (one start: its searched plan only, as before round 10)
-        outs = [(v2, p2, e2, name + tag)
-                for i, (v, p, e, name) in enumerate(distinct(outs + starts, 2 * k) if k > 1 else outs)
-                for v2, p2, e2, tag in (finish(v, p, e, i == 0),)]
-    return sorted(outs, key=lambda o: o[2]["objective"])  # (stable)
+    starts: list[tuple[Any, Any, dict[str, Any], str]] = []
+    for _, v, p, e, name in sorted(cands, key=lambda x: x[0]):  # (a few)
+        if len(starts) < k and not any(same((v, p), o) for o in starts):
+            starts.append((v, p, e, name))
+    first = {"left": math.inf, "spent": 0.0}  # (the one-start path: its own budgets only, counted)
+    v0, p0, e0, name0 = starts[0]
+    seen = [refine(problem, xp, c, pr, d, tb, v0, p0, e0, gev, name0, meter=first)]
+    final = [done(seen[0], True, first)]
+    if k == 1:
+        return final
+    spent = first["spent"]
+    more = {"left": min(max(STARTS_SHARE * spent, STARTS_MIN_CELLS), STARTS_MAX_SPENT - spent), "spent": 0.0}
+    # each later start searched and completed, and after it the start before it completed as it is (the lowest
+    # STARTS_AS_THEY_ARE only), until the cells are spent
+    steps = [st for i in range(1, len(starts)) for st in ((True, i), (False, i - 1))] + [(False, len(starts) - 1)]
+    for searched, i in steps:  # (at most 2 REFINE_STARTS - 1)
+        if more["left"] <= 0:
+            break
+        if not searched and (i >= STARTS_AS_THEY_ARE or finish is None):
+            continue
+        v, p, e, name = starts[i]
+        o = refine(problem, xp, c, pr, d, tb, v, p, e, gev, name, meter=more) if searched else starts[i]
+        if not any(same(o, x) for x in seen):
+            seen.append(o)
+            final.append(done(o, False, more))
+    return sorted(final, key=lambda o: o[2]["objective"])  # (stable)
 
 
 def search_budget(J: int, T: int) -> float:
