@@ -144,11 +144,13 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     # the unfinished blocks placed beside the others as they are, and (below the knee) every block not yet
     # running placed again with them, side by side at full power: blocks the power search lowered and
     # stretched, or placed one by one, can hold the room another needs (family seeds 19, 28, 31 of
-    # tests/kernels/test_complete.py: one block at 40% power for 13 slots instead of 8 at full power)
+    # tests/kernels/test_complete.py: one block at 40% power for 13 slots instead of 8 at full power); the
+    # second set, like the later starts, only up to powersearch.STARTS_MAX_CELLS: its displacement and search
+    # cost as much as the first set's (the published summer-1500, 288k cells: 19 -> 27 s CPU, the same plan)
     knee = c.J * c.T > powersearch.SEARCH_BUDGET_KNEE
     sets = [npu]
     rows_again = npu | _pl._np_rows(c)
-    if again and not knee and (rows_again & ~npu).any():
+    if again and c.J * c.T <= powersearch.STARTS_MAX_CELLS and (rows_again & ~npu).any():
         sets.append(rows_again)
     # per set two or three plans, each moved by the price search; past the knee only the lowest of them as
     # built (the search costs about as much as the rest of the pass: at 5,000 x 192 ~1.5 s CPU for the three)

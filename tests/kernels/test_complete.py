@@ -315,3 +315,28 @@ def test_the_previous_plan_moved_keeps_a_running_non_preemptible_block_whole() -
     starts = (run[np_run, 1:] & ~run[np_run, :-1]).sum(1) + run[np_run, 0]
     assert (starts == 1).all()  # one block
     assert (run == (_reference(q, r).power_fraction > 0)).all()
+
+
+def test_the_second_set_of_tries_runs_only_where_several_starts_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kernels.complete's second set of tries (every non-preemptible block placed again) runs, like the later
+    starts of the power search, only up to ``powersearch.STARTS_MAX_CELLS`` job-slot cells: past it each
+    completion displaces the unfinished blocks once (at 288k cells the published summer-1500 spent 8 s CPU on
+    a second set that never gave its plan). Family seed 28 needs the second set (see above)."""
+    from kernels import complete as C
+    from kernels import powersearch as PS
+
+    problem = starved(28)
+    real, calls = C._displace, []
+
+    def spy(*a: object, **k: object) -> object:
+        calls.append(int(np.asarray(a[7]).sum()))  # (rows: how many blocks the set places)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(C, "_displace", spy)
+    kernels.plan(problem)
+    with_sets = list(calls)
+    calls.clear()
+    monkeypatch.setattr(PS, "STARTS_MAX_CELLS", problem.n_jobs * problem.n_slots - 1)
+    res = kernels.plan(problem)
+    assert kernels.check_result(problem, res) == []
+    assert max(with_sets) > max(calls, default=0), (calls, with_sets)
