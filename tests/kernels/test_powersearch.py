@@ -732,6 +732,20 @@ def test_dropping_late_tails_keeps_every_job_and_lowers_carbon() -> None:
 DISPLACE_CASES = (28, 152, 156)
 
 
+def _valid_dominant_plans(monkeypatch: pytest.MonkeyPatch, pb: Any, knob: str, values: tuple[int, ...]
+                          ) -> dict[int, Any]:
+    """``kernels.plan(pb)`` with ``powersearch.<knob>`` set to each of ``values``: each plan passes the checker
+    and dominates the greedy job by job; the plans by value."""
+    greedy = outcome(pb, kernels.greedy_plan(pb))
+    res = {}
+    for value in values:
+        monkeypatch.setattr(PS, knob, value)
+        r = res[value] = kernels.plan(pb)
+        assert kernels.check_result(pb, r) == []
+        assert dominance_failures(outcome(pb, r), greedy) == []
+    return res
+
+
 @pytest.mark.parametrize("i", DISPLACE_CASES)
 def test_displacing_preemptible_work_places_a_block_better(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The search's last move (``_displace``): a non-preemptible block placed where it is cheapest against
@@ -739,14 +753,8 @@ def test_displacing_preemptible_work_places_a_block_better(i: int, monkeypatch: 
     kernels.plan's objective is lower with it than without it (``DISPLACE_ROWS = 0``), and the plan is
     valid and dominates the greedy."""
     pb = make(*corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[i])
-    greedy = outcome(pb, kernels.greedy_plan(pb))
-    res = {}
     on = PS.DISPLACE_ROWS
-    for rows in (on, 0):
-        monkeypatch.setattr(PS, "DISPLACE_ROWS", rows)
-        r = res[rows] = kernels.plan(pb)
-        assert kernels.check_result(pb, r) == []
-        assert dominance_failures(outcome(pb, r), greedy) == []
+    res = _valid_dominant_plans(monkeypatch, pb, "DISPLACE_ROWS", (on, 0))
     assert res[on].objective < res[0].objective * (1 - 1e-6), (res[on].objective, res[0].objective)
 
 
@@ -882,13 +890,8 @@ def test_searching_from_several_candidates_ends_lower(i: int, monkeypatch: pytes
     lowest: on these cases its objective is lower than with one start (the lowest candidate's), and the
     plan is valid and dominates the greedy."""
     pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[i])
-    greedy = outcome(pb, kernels.greedy_plan(pb))
-    res, many = {}, MANY_STARTS
-    for k in (many, 1):
-        monkeypatch.setattr(PS, "REFINE_STARTS", k)
-        r = res[k] = kernels.plan(pb)
-        assert kernels.check_result(pb, r) == []
-        assert dominance_failures(outcome(pb, r), greedy) == []
+    many = MANY_STARTS
+    res = _valid_dominant_plans(monkeypatch, pb, "REFINE_STARTS", (many, 1))
     assert res[many].objective < res[1].objective * (1 - 1e-2), (res[many].objective, res[1].objective)
 
 
