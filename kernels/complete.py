@@ -65,10 +65,12 @@ def _evaluated(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, v: Any, p
     return p, _pl._evaluate_plan(problem, c, pr, v, p, xp=xp, d=d)
 
 
-def _raise_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, prio: Any, xp: Ops, among: Any, V: int) -> Any:
-    """:func:`kernels.planner._raise_any` (forced) once per power level while it raises a cell."""
+def _raise_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, prio: Any, xp: Ops, among: Any, V: int,
+               use: Any = None) -> Any:
+    """:func:`kernels.planner._raise_any` (forced) once per power level while it raises a cell (``use``: as
+    there)."""
     for _ in range(V - 1):  # power levels
-        vmat, raised, among = _pl._raise_any(c, d, tb, vmat, pool, prio, xp, force=True, among=among)
+        vmat, raised, among = _pl._raise_any(c, d, tb, vmat, pool, prio, xp, force=True, among=among, use=use)
         if not raised or among is None:
             break
     return vmat
@@ -183,7 +185,7 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
 
 def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
           ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any, *,
-          rounds: int = CARRY_ROUNDS, use: Any = None, raises: bool = True, judge: Any = None
+          rounds: int = CARRY_ROUNDS, use: Any = None, raises: bool = True, judge: Any = None, delta: bool = False
           ) -> tuple[Any, Any, dict[str, Any]] | None:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) made to dominate the greedy witness (``gv``/``gp``,
     evaluation ``gev``) job by job, or None where the result does not (issue 11 item 2: past
@@ -207,7 +209,17 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     the plan returned where a round ran is evaluated whole). ``use``: the plan's :class:`kernels.planner._Use`
     where the caller has it (a round's completion then updates it by the rows the repair changed instead of
     summing the whole plan again). ``raises`` False: no power raises after the rounds. ``judge``: what the
-    result must pass in place of dominating ``gev`` job by job (an evaluation -> bool)."""
+    result must pass in place of dominating ``gev`` job by job (an evaluation -> bool). ``delta``: each plan
+    is evaluated from ``ev`` (a whole evaluation: :func:`kernels.planner._evaluate_plan`) and the rows where it
+    differs from ``vmat`` (:func:`kernels.planner._evaluate_change`: a warm carry changes few rows)."""
+
+    def evaluated(v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
+        if not delta:
+            return _evaluated(problem, xp, c, pr, d, v, p)
+        p = xp.astype(xp.where(xp.any(v > 0, 1), p, -1), xp.i32)
+        ch = xp.nonzero(xp.any(v != vmat, 1) | (p != pool))
+        return p, _pl._evaluate_change(problem, c, pr, d, ev, xp.to_numpy(ch), vmat[ch], pool[ch], v[ch], p[ch], xp)
+
     dom = (lambda e: _pl._dominates_jobs(c, e, gev)) if judge is None else judge
     fw = np.asarray(gev["finished"], bool)
     rank = listsched.edf_rank(xp, c, d)
@@ -225,19 +237,21 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
         v0, p0 = v, xp.astype(p, xp.i64)
         v = xp.astype(xp.where(tk[:, None], gv, v), xp.i8)
         p = xp.where(tk, xp.astype(gp, xp.i64), p0)
-        v, p = _pl._repair(c, d, tb, v, p, order, forced, xp=xp)
-        if use is not None:  # the rows the round changed (the repair's pool moves included)
-            ch = xp.nonzero(xp.any(v != v0, 1) | (p != p0))
+        if use is None:
+            v, p = _pl._repair(c, d, tb, v, p, order, forced, xp=xp)
+        else:  # only the rows that can lose a cell repaired (_repair_over), the rows the round changed among them
+            v, p, sel = _repair_over(c, d, tb, v, p, v0, p0, tk, order, forced, use, xp)
+            ch = sel[xp.nonzero(xp.any(v[sel] != v0[sel], 1) | (p[sel] != p0[sel]))]
             use = _pl._Use(xp.copy(use.busy), xp.copy(use.fac), xp.copy(use.done))
             _pl._use_swap(use, d, tb, ch, v0[ch], p0[ch], v[ch], p[ch], xp)
         v, p = _pl._finish(xp, c, pr, d, tb, v, p, prio, lam, mu, use=use)
-        p, e = _evaluated(problem, xp, c, pr, d, v, p)
+        p, e = evaluated(v, p)
     if raises and not dom(e):
         among = xp.asarray(_undone(c, e) & ~c.preempt)  # the unfinished non-preemptible rows, raised
         if bool(xp.any(among)):
             # (the raise looks at preemptible rows only)
             v = _raise_all(c, replace(d, preempt=d.preempt | among), tb, xp.copy(v), p, prio, xp, among, pr.fv.size)
-            p, e = _evaluated(problem, xp, c, pr, d, v, p)
+            p, e = evaluated(v, p)
     if raises and not dom(e) and bool(xp.any(xp.asarray(_undone(c, e) & c.preempt))):
         # every preemptible row raised where the watts allow (as if none were finished), the cells that
         # finished rows no longer need trimmed, and the GPUs freed given to the unfinished work
@@ -246,15 +260,48 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
         v = _raise_all(c, dh, tb, xp.copy(v), p, prio, xp, None, pr.fv.size)
         v = _pl._trim(d, tb, v, p, xp)
         v, p = _pl._finish(xp, c, pr, d, tb, v, xp.astype(p, xp.i64), prio, lam, mu)
-        p, e = _evaluated(problem, xp, c, pr, d, v, p)
+        p, e = evaluated(v, p)
     if not (_pl._serves_forced_dev(c, d, v, xp) and dom(e)):
         return None
     return v, p, e
 
 
+def _repair_over(c: Any, d: Any, tb: Any, v: Any, p: Any, v0: Any, p0: Any, tk: Any, order: Any, forced: Any,
+                 use: Any, xp: Ops) -> tuple[Any, Any, Any]:
+    """:func:`kernels.planner._repair` of the plan ``v``/``p``: the valid plan ``v0``/``p0`` (its
+    :class:`kernels.planner._Use` ``use``) with the rows ``tk`` (backend bool ``(J,)``) replaced, rows in
+    priority ``order``. Only those rows and the rows running in a pool's slot, a slot or a tenant's slot that
+    the replaced rows over-fill can lose a cell: the repair runs over them alone, in the room the other rows
+    leave (which keep their cells: their columns are not over-full). Returns the plan and those rows (backend
+    indices). At 50,000 x 192 a warm carry's ~70 rows over-fill a few slots: the repair of ~1/10 of the rows."""
+    rows = xp.nonzero(tk)
+    b0, f0 = _pl._rows_use(d, tb, rows, v0[rows], p0[rows], xp)
+    b1, f1 = _pl._rows_use(d, tb, rows, v[rows], p[rows], xp)
+    busy, fac = use.busy - b0 + b1, use.fac - f0 + f1
+    over_g = busy > d.H + 1e-3  # (P, T): as the repair's own prefix tolerance
+    over_w = fac > d.room_cap - 1e-3  # (T,)
+    quota = np.isfinite(c.quota).any()
+    if quota:
+        qcap = xp.asarray(np.repeat(c.quota[:, None], c.T, axis=1), xp.f64)
+        qu = _pl._quota_use(c, d, v > 0, xp)
+        over_q = qu > qcap + 1e-9  # (NQ, T); tenants without a quota never
+    cols = xp.nonzero(xp.any(over_g, 0) | over_w | (xp.any(over_q, 0) if quota else False))
+    run = v[:, cols] > 0
+    hit = (over_g[:, cols][xp.maximum(p, 0)] & (p >= 0)[:, None]) | over_w[cols][None, :]
+    if quota:  # (d.qten: the tenant count for tenants without a quota: a row of False)
+        hit = hit | xp.concatenate([over_q[:, cols], xp.zeros((1, cols.shape[0]), xp.bool_)], 0)[d.qten]
+    sel_m = tk | xp.any(run & hit, 1)
+    sel = xp.nonzero(sel_m)
+    bs, fs = _pl._rows_use(d, tb, sel, v[sel], p[sel], xp)
+    left = (d.H - (busy - bs), d.room_cap - fac + fs,
+            qcap - (qu - _pl._quota_use(c, d, v[sel] > 0, xp, sel)) if quota else None)
+    v, p = _pl._repair(c, d, tb, v, p, order[sel_m[order]], forced, xp=xp, left=left)
+    return v, p, sel
+
+
 def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-               ev: dict[str, Any], reference: Any, lam: Any, mu: Any, *, rounds: int, raises: bool = True
-               ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+               ev: dict[str, Any], reference: Any, lam: Any, mu: Any, *, rounds: int, raises: bool = True,
+               use: Any = None) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """A warm re-plan's plan ``vmat``/``pool`` (evaluation ``ev``) carried past a reference plan of which only
     the rows it asks for are read (``reference(rows)``: levels ``(n, T)`` and pools ``(n,)`` of the canonical
     jobs ``rows`` on the backend: :class:`kernels.planner._WarmReference`, the previous tick's plan). Returns
@@ -272,12 +319,18 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     kept where it dominates that job by job (``raises`` False: no power raises after the rounds, and kept
     where fewer jobs are behind; past ``WARM_FULL_MAX_CELLS``, where the raises cost two more completions and
     evaluations). Either is kept only where every job the plan finished (ran on time) still is. The passes and the hybrid are judged on the rows they change (:func:`_with_rows`: the
-    plan's evaluation elsewhere); only the plan returned is evaluated whole."""
+    plan's evaluation elsewhere); only the plan returned is evaluated whole. First the plan's unfinished
+    non-preemptible rows are raised towards full power where the watts allow (:func:`_np_full`). ``use``: the
+    plan's :class:`kernels.planner._Use` where the caller has it (read, and its ``done`` updated in place;
+    otherwise summed from the plan)."""
+    done = None if use is None else use.done
+    use = _use_all(c, d, tb, vmat, pool, xp, busy=ev["busy_gpus"], fac=None if use is None else use.fac)
+    vmat, ev, use, n_np = _np_full(problem, xp, c, pr, d, tb, vmat, pool, ev, use, done)
     fo = np.asarray(ev["finished"], bool) | c.must | (c.R <= 0)
     lo = _pl._late(c, ev)
     rows = np.flatnonzero(~c.must & (c.R > 0) & (~fo | lo))
     info: dict[str, Any] = {"ran": True, "reference": "previous plan", "rows_read": int(rows.size),
-                            "carried": False, "full_carry": False}
+                            "carried": False, "full_carry": False, "np_raised": n_np}
     rv, rp = reference(rows)
     work, won, need = _pl._row_work(problem, c, pr, d, rv, rp, xp, rows)
     rf = _pl._done(work, need)
@@ -292,12 +345,11 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     take = (rf & ~fo[rows]) | (~rl & lo[rows])
     info["jobs_behind"] = info["jobs_behind_after"] = int(take.sum())
     if not take.any():
-        return vmat, pool, ev, info
+        return (vmat, pool, ev, info) if "rows_only" not in ev else (vmat, *_evaluated(problem, xp, c, pr, d, vmat, pool), info)
     give = c.preempt[rows] & ~fo[rows] & ~rf & ~take  # unfinished in both: their cells give way first
     rank = xp.to_numpy(listsched.edf_rank(xp, c, d))[rows]
     rd_all = xp.asarray(rows)
     v0, p0 = vmat[rd_all], xp.astype(pool[rd_all], xp.i32)
-    use = _use_all(c, d, tb, vmat, pool, xp, busy=ev["busy_gpus"])
     for _ in range(2):  # a second pass once the taken jobs that do not fit have their own rows back
         sel = np.flatnonzero(take | give)
         o = sel[np.lexsort((rank[sel], np.where(take[sel], 0, 1)))]  # taken jobs first, each group EDF
@@ -317,7 +369,7 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     ro = xp.asarray(rows[o])
     v[ro] = sv
     p[ro] = xp.where(xp.any(sv > 0, 1), sp, -1)
-    e = _with_rows(c, ev, rows[o], *_pl._row_work(problem, c, pr, d, sv, p[ro], xp, rows[o]))
+    e = _changed(problem, xp, c, pr, d, ev, rows[o], v0[od], p0[od], sv, p[ro])
     after = behind(e)
     if after < info["jobs_behind"] and not worse(e) and _pl._serves_forced_dev(c, d, v, xp):
         vmat, pool, ev = v, p, e
@@ -328,20 +380,62 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
         hv, hp = xp.copy(vmat), xp.astype(xp.copy(pool), xp.i32)
         hv[rd_all], hp[rd_all] = rv, rp
         hev = _with_rows(c, ev, rows, work, won, need)
-        u = _pl._Use(use[0], use[1], _pl._job_work(tb, pool, vmat, xp))  # (the plan's: the own one's + the pass)
+        # (the plan's: the own one's + the pass)
+        u = _pl._Use(use[0], use[1], _pl._job_work(tb, pool, vmat, xp) if done is None else xp.copy(done))
         if info["carried"]:
             _pl._use_swap(u, d, tb, ro, v0[xp.asarray(o)], p0[xp.asarray(o)], sv, p[ro], xp)
         was = info["jobs_behind_after"]
         got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu, rounds=rounds, use=u,
-                    raises=raises, judge=None if raises else lambda e: behind(e) < was)
+                    raises=raises, judge=None if raises else lambda e: behind(e) < was, delta="active_w" in ev)
         after = behind(got[2]) if got is not None else info["jobs_behind_after"]
         if got is not None and after < info["jobs_behind_after"] and not worse(got[2]):
             info.update(carried=True, full_carry=True, full_carry_from=info["jobs_behind_after"],
                         jobs_behind_after=after)
             vmat, pool, ev = got[0], xp.astype(got[1], xp.i32), got[2]
-    if "rows_only" in ev:  # the rows' pass returned: evaluated whole
+    if "rows_only" in ev:  # (an evaluation of the rows only: the caller's was not whole)
         pool, ev = _evaluated(problem, xp, c, pr, d, vmat, pool)
     return vmat, pool, ev, info
+
+
+def _np_full(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+             ev: dict[str, Any], use: tuple[Any, Any, Any], done: Any = None
+             ) -> tuple[Any, dict[str, Any], tuple[Any, Any, Any], int]:
+    """The plan's unfinished non-preemptible rows (not must-run) raised a level at a time where the watts allow
+    (:func:`_raise_all`, in place; only the steps a job still needs, cleanest slots first: the same block of
+    cells at higher levels). The greedy witness runs every block at full power: at 50,000 x 192 such jobs at
+    their pool's lowest level ended ~1% short of their work in the warm plan and in the previous tick's, so no
+    carry took them (job 46185: 26.86 of 27.12 h). Returns the plan, its evaluation (those rows judged:
+    :func:`_with_rows`), ``use`` (:func:`_use_all`, its watts updated) and how many rows gained work.
+    ``done``: the plan's work per row where the caller has it (updated in place)."""
+    among = _undone(c, ev) & ~c.preempt & (np.asarray(ev["work_done_s"]) > 0)
+    if not among.any():
+        return vmat, ev, use, 0
+    rows = np.flatnonzero(among)
+    rd = xp.asarray(rows)
+    if done is None:  # (only these rows are read)
+        done = xp.zeros(c.J, xp.f64)
+        done[rd] = _pl._job_work(tb, pool[rd], vmat[rd], xp)
+    before = xp.copy(done[rd])
+    u = _pl._Use(use[0], use[1], done)
+    am = xp.asarray(among)
+    prio = xp.argsort(listsched.edf_rank(xp, c, d))
+    old = vmat[rd]
+    vmat = _raise_all(c, replace(d, preempt=d.preempt | am), tb, vmat, pool, prio, xp, am, pr.fv.size, use=u)
+    gained = int(xp.to_numpy(xp.sum(xp.astype(u.done[rd] > before, xp.i64))))
+    if not gained:
+        return vmat, ev, use, 0
+    ev = _changed(problem, xp, c, pr, d, ev, rows, old, pool[rd], vmat[rd], pool[rd])
+    return vmat, ev, (use[0], u.fac, use[2]), gained
+
+
+def _changed(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, ev: dict[str, Any], rows: NDArray[np.int64],
+             old: Any, old_pool: Any, new: Any, new_pool: Any) -> dict[str, Any]:
+    """The evaluation of the plan that ``ev`` evaluates with the rows of the jobs ``rows`` (host indices) changed
+    from ``old`` to ``new``: whole (:func:`kernels.planner._evaluate_change`) where ``ev`` is, else those rows
+    judged (:func:`_with_rows`)."""
+    if "active_w" in ev:
+        return _pl._evaluate_change(problem, c, pr, d, ev, rows, old, old_pool, new, new_pool, xp)
+    return _with_rows(c, ev, rows, *_pl._row_work(problem, c, pr, d, new, new_pool, xp, rows))
 
 
 def _with_rows(c: Any, ev: dict[str, Any], rows: NDArray[np.int64], work: NDArray[np.float64],
@@ -356,13 +450,15 @@ def _with_rows(c: Any, ev: dict[str, Any], rows: NDArray[np.int64], work: NDArra
             "need_s": n, "finished": _pl._done(w, n), "unfinished_gpu_s": _pl._unfinished_gpu_s(c, w, n)}
 
 
-def _use_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, xp: Ops, busy: Any = None) -> tuple[Any, Any, Any]:
+def _use_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, xp: Ops, busy: Any = None, fac: Any = None
+             ) -> tuple[Any, Any, Any]:
     """The plan's busy GPUs ``(P, T)`` (``busy``: the plan's evaluation's ``busy_gpus``, where the caller has
-    it), facility watts ``(T,)`` and tenant GPUs ``(NQ, T)`` (None where no tenant has a quota)."""
+    it), facility watts ``(T,)`` (``fac``: the same) and tenant GPUs ``(NQ, T)`` (None where no tenant has a
+    quota)."""
     if busy is None:
         busy, fac = _pl._usage(d, tb, vmat, pool, xp)
     else:
-        busy, fac = xp.asarray(busy, xp.f64), _pl._fac(d, tb, vmat, pool, xp)
+        busy, fac = xp.asarray(busy, xp.f64), _pl._fac(d, tb, vmat, pool, xp) if fac is None else fac
     q = _pl._quota_use(c, d, vmat > 0, xp) if np.isfinite(c.quota).any() else None
     return busy, fac, q
 

@@ -1108,7 +1108,7 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
 
 def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env,
             lam: NDArray[np.float64], mu: NDArray[np.float64], d: _Dev | None = None,
-            tb: _Tabs | None = None) -> tuple[Any, Any]:
+            tb: _Tabs | None = None, out: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """Integer plan from the thresholds at prices (lam, mu), repaired to satisfy every hard constraint.
 
     Returns backend arrays ``vmat : (J, T) int8`` (index into ``Prep.fv``; 0 = not running) and
@@ -1116,7 +1116,8 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env,
     trim to the work needed; a capacity-aware pool assignment (priority order, prefix sums per pool); the
     repair (pool GPUs, then facility watts by LOWERING power levels before dropping, tenant quotas); fill
     rounds that hand the headroom left to unfinished work at the lowest power level; a final raise of
-    power levels where watts are left.
+    power levels where watts are left. ``out``: where given, ``out["use"]`` is the plan's :class:`_Use` (carried
+    through the fill and the completion: the warm carry reads it instead of summing the plan again).
     """
     T, J = c.T, c.J
     d = d if d is not None else _to_dev(xp, c, pr)
@@ -1173,6 +1174,8 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env,
         vmat, among = _fill(c, d, tb, vmat, pool, prio, lam_d, mu_d, lowest=True, xp=xp, use=use, among=among)
         if among is None:  # the same round again would place nothing either
             break
+    if out is not None:
+        out["use"] = use
     return _finish(xp, c, pr, d, tb, vmat, pool, prio, lam, mu, use)
 
 
@@ -1429,12 +1432,15 @@ def _assign_pools(c: _Clean, d: _Dev, run: Any, pool: Any, pref: Any, fixed: Any
 
 
 def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forced: Any, rounds: int = 2,
-            xp: Ops = _NP) -> tuple[Any, Any]:
+            xp: Ops = _NP, left: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any]:
     """Make the plan feasible, rows in priority order: pool GPUs (jobs that do not fit move to the eligible
     pool with the most room, ``rounds`` times), facility watts (first lower power levels of the lowest-
     priority preemptible jobs in over-full slots, top levels first, then drop), tenant quotas; a non-
-    preemptible job that loses a slot is dropped whole."""
+    preemptible job that loses a slot is dropped whole. ``left``: the room the rows ``prio`` share where the
+    other rows keep theirs (free GPUs ``(P, T)``, facility watts above the idle base ``(T,)``, tenant quota
+    ``(NQ, T)`` or None where no tenant has one); the rows not in ``prio`` are returned as they are."""
     T, P = c.T, c.P
+    H = d.H if left is None else left[0]
     V = d.map_pv.shape[1]
     # only the rows that run (in priority order): an empty row asks for nothing, counts in no prefix sum and
     # stays empty with its pool (the greedy repairs its must-run rows only)
@@ -1448,7 +1454,7 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
     npre = ~d.preempt[prio]
 
     def pool_keep(run: Any) -> Any:  # every pool's prefix at once (rows in priority order within a pool)
-        return _prefix_keep_grouped(g, run, pl, d.H, 1e-3, xp)
+        return _prefix_keep_grouped(g, run, pl, H, 1e-3, xp)
 
     run = v > 0
     run0 = xp.copy(run)
@@ -1460,7 +1466,7 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
         ns = short.shape[0]
         if ns == 0:
             break
-        room = d.H - xp.group_rowsum(pl, P, g, run & keep)
+        room = H - xp.group_rowsum(pl, P, g, run & keep)
         rs = run[short]
         gs = g[short][:, None]
         lack = xp.stack([xp.count_nonzero(rs & (room[p][None, :] < gs), 1) for p in range(P)], 1)
@@ -1477,7 +1483,7 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
     run = run & (pool_keep(run) if keep is None else keep)
     v = xp.astype(xp.where(run, v, 0), xp.i8)
     # facility watts (site max and grid cap)
-    room_w = d.room_cap - d.base_w
+    room_w = d.room_cap - d.base_w if left is None else left[1]
     fac = xp.zeros(T, xp.f64)
     for lv in range(1, V):  # power levels
         fac = fac + xp.rowsum_w(g * xp.astype(tb.load[pl, lv], xp.f64), v == lv)
@@ -1505,14 +1511,14 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
     run = v > 0
     # tenant quotas
     if np.isfinite(c.quota).any():  # every tenant's prefix at once (no quota: an infinite cap)
-        capq = xp.asarray(np.repeat(c.quota[:, None], T, axis=1), xp.f64)
+        capq = xp.asarray(np.repeat(c.quota[:, None], T, axis=1), xp.f64) if left is None else left[2]
         run = run & _prefix_keep_grouped(g, run, d.tenant[prio], capq, 1e-9, xp)
     # non-preemptible (not forced): a lost slot drops the whole job
     npm = (~d.preempt & ~d.must)[prio] & ~forced[prio]
     lost = xp.any(run0 & ~run, 1) & npm
     run[lost] = False
     v = xp.astype(xp.where(run, v, 0), xp.i8)
-    out = xp.zeros(vmat.shape, xp.i8)
+    out = xp.zeros(vmat.shape, xp.i8) if left is None else xp.copy(vmat)
     out[prio] = v
     pout = xp.copy(pool)
     pout[prio] = pl
@@ -2041,8 +2047,12 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
 
     from kernels import complete, listsched, powersearch  # import this module: bound at call time
 
+    uses: dict[int, _Use] = {}  # id of a try's plan -> its _Use (the warm carry's sums)
+
     def build(lam_c: Any, mu_c: Any, env_c: _Env) -> tuple[Any, Any, dict[str, Any]]:
-        vm, pl = _primal(xp, c, pr, jb, env_c, lam_c, mu_c, d=d, tb=tb)
+        got: dict[str, Any] = {}
+        vm, pl = _primal(xp, c, pr, jb, env_c, lam_c, mu_c, d=d, tb=tb, out=got)
+        uses[id(vm)] = got["use"]
         pl = xp.astype(xp.where(xp.any(vm > 0, 1), pl, -1), xp.i32)
         return vm, pl, _evaluate_plan(problem, c, pr, vm, pl, xp=xp, d=d)
 
@@ -2088,7 +2098,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             vmat, pool, ev, wc = complete.carry_rows(problem, xp, c, pr, d, tb, vmat, pool, ev,
                                                      lambda rows: reference.rows(rows, c, pr, xp), lam_b, mu_b,
                                                      rounds=complete.CARRY_ROUNDS if small else WARM_ROUNDS_PAST,
-                                                     raises=small)
+                                                     raises=small, use=uses.get(id(vmat)))
             if wc["carried"]:
                 variant, own = variant + "+carry_prev", _summary(c, ev)
         pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
@@ -2486,29 +2496,62 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
     per-level sums on the backend (no (J, T) float arrays; the same formulas via :mod:`kernels.power`, on
     the host, for the (P, T) and (J,) results). The checker re-verifies them independently with
     ``kernels.evaluate``."""
-    from kernels import power
-
     d = d if d is not None else _to_dev(xp, c, pr, pb.deadline)
+    busy, active = _pool_sums(xp, c, pr, d, vmat, pool)
+    return _evaluation(pb, c, busy, active, *_row_work(pb, c, pr, d, vmat, pool, xp))
+
+
+def _evaluate_change(pb: PlanProblem, c: _Clean, pr: _Prep, d: _Dev, ev: dict[str, Any], rows: NDArray[np.int64],
+                     old: Any, old_pool: Any, new: Any, new_pool: Any, xp: Ops = _NP) -> dict[str, Any]:
+    """:func:`_evaluate_plan` of a plan whose evaluation ``ev`` (of that function) is known but for the rows of
+    the jobs ``rows`` (host indices), which change from ``old`` (pools ``old_pool``) to ``new`` (``new_pool``):
+    those rows' sums taken out and put in, their work judged again (:func:`_row_work`), no (J, T) pass. The
+    busy GPUs and the work are the same numbers; the active watts may differ from a whole evaluation's in
+    the last bits (another order of the float64 sums)."""
+    if rows.size == 0:
+        return ev
+    rd = xp.asarray(rows)
+    b0, a0 = _pool_sums(xp, c, pr, d, old, old_pool, rd)
+    b1, a1 = _pool_sums(xp, c, pr, d, new, new_pool, rd)
+    w, o, n = (np.array(ev[k], np.float64) for k in ("work_done_s", "work_on_time_s", "need_s"))
+    w[rows], o[rows], n[rows] = _row_work(pb, c, pr, d, new, new_pool, xp, rows)
+    return _evaluation(pb, c, ev["busy_gpus"] - b0 + b1, ev["active_w"] - a0 + a1, w, o, n)
+
+
+def _pool_sums(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, rows: Any = None
+               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Busy GPUs and active GPU watts (the GPUs' own, TDP x power fraction) ``(P, T)`` on the host of the plan
+    rows ``vmat`` in pools ``pool`` (the jobs ``rows``, backend indices; every job when None)."""
     T, P = c.T, c.P
     V = pr.fv.size
     fv32 = pr.fv.astype(np.float32).astype(np.float64)
+    gpus = d.gpus if rows is None else d.gpus[rows]
     pc = xp.astype(xp.minimum(xp.maximum(pool, 0), P - 1), xp.i64)
     busy_d = xp.zeros((P, T), xp.f64)
     active_d = xp.zeros((P, T), xp.f64)
-    gtdp = d.gpus * d.tdp[pc]
+    gtdp = gpus * d.tdp[pc]
     for k in range(P):  # pools: each pool's rows taken once (not once per level), summed per level
-        rows = xp.nonzero(pc == k)
-        if rows.shape[0] == 0:
+        rk = xp.nonzero(pc == k)
+        if rk.shape[0] == 0:
             continue
-        sub = vmat[rows]
-        busy_d[k] = xp.rowsum_w(d.gpus[rows], sub > 0)
-        gk = gtdp[rows]
+        sub = vmat[rk]
+        busy_d[k] = xp.rowsum_w(gpus[rk], sub > 0)
+        gk = gtdp[rk]
         for v in range(1, V):  # power levels
             m = sub == v
             if bool(xp.any(m)):
                 active_d[k] = active_d[k] + xp.rowsum_w(gk * float(fv32[v]), m)
-    busy, active = xp.to_numpy(busy_d), xp.to_numpy(active_d)
-    work, work_on, need = _row_work(pb, c, pr, d, vmat, pool, xp)
+    return xp.to_numpy(busy_d), xp.to_numpy(active_d)
+
+
+def _evaluation(pb: PlanProblem, c: _Clean, busy: NDArray[np.float64], active: NDArray[np.float64],
+                work: NDArray[np.float64], work_on: NDArray[np.float64], need: NDArray[np.float64]
+                ) -> dict[str, Any]:
+    """:func:`_evaluate_plan`'s result from the plan's sums (:func:`_pool_sums`) and per-job work
+    (:func:`_row_work`)."""
+    from kernels import power
+
+    T = c.T
     tl = power.facility_timeline(pb.pue, pb.slot_s, active, busy, c.H, pb.idle_w, pb.host_w_per_gpu, pb.wind_w,
                                  pb.carbon_g_per_kwh)
     slot_h = c.slot_s / 3600.0
@@ -2529,7 +2572,7 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
         "unfinished_penalty_g": unf_pen, "tardiness_penalty_g": late_pen,
         "unfinished_gpu_s": _unfinished_gpu_s(c, work, need), "facility_w": tl["facility_w"],
         "grid_import_w": tl["grid_import_w"], "carbon_g_slot": tl["carbon_g"], "busy_gpus": busy,
-        "work_done_s": work, "work_on_time_s": work_on, "need_s": need,
+        "active_w": active, "work_done_s": work, "work_on_time_s": work_on, "need_s": need,
         "finished": _done(work, need),
     }
 
