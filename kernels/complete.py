@@ -185,8 +185,8 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
 
 def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
           ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any, *,
-          rounds: int = CARRY_ROUNDS, use: Any = None, raises: bool = True, judge: Any = None, delta: bool = False
-          ) -> tuple[Any, Any, dict[str, Any]] | None:
+          rounds: int = CARRY_ROUNDS, use: Any = None, raises: bool = True, judge: Any = None, delta: bool = False,
+          rank: Any = None) -> tuple[Any, Any, dict[str, Any]] | None:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) made to dominate the greedy witness (``gv``/``gp``,
     evaluation ``gev``) job by job, or None where the result does not (issue 11 item 2: past
     ``SEARCH_MAX_CELLS`` the optimiser's own plan, not a fallback, should carry the solve).
@@ -211,7 +211,8 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     summing the whole plan again). ``raises`` False: no power raises after the rounds. ``judge``: what the
     result must pass in place of dominating ``gev`` job by job (an evaluation -> bool). ``delta``: each plan
     is evaluated from ``ev`` (a whole evaluation: :func:`kernels.planner._evaluate_plan`) and the rows where it
-    differs from ``vmat`` (:func:`kernels.planner._evaluate_change`: a warm carry changes few rows)."""
+    differs from ``vmat`` (:func:`kernels.planner._evaluate_change`: a warm carry changes few rows). ``rank``:
+    :func:`kernels.listsched.edf_rank` where the caller has it."""
 
     def evaluated(v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
         if not delta:
@@ -222,7 +223,7 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
 
     dom = (lambda e: _pl._dominates_jobs(c, e, gev)) if judge is None else judge
     fw = np.asarray(gev["finished"], bool)
-    rank = listsched.edf_rank(xp, c, d)
+    rank = listsched.edf_rank(xp, c, d) if rank is None else rank
     prio = xp.argsort(rank)
     forced = d.forced
     last = xp.asarray(c.preempt & ~c.must & ~fw)  # the jobs whose cells give way first
@@ -266,31 +267,56 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     return v, p, e
 
 
+#: :func:`_repair_over` repairs, in each column the carried rows over-fill, the lowest-priority rows whose
+#: demand below them is under this many times the excess (a pure prefix repair drops those under 1x; the
+#: margin leaves room for its pool moves and power lowering)
+REPAIR_TAIL = 4.0
+
+
 def _repair_over(c: Any, d: Any, tb: Any, v: Any, p: Any, v0: Any, p0: Any, tk: Any, order: Any, forced: Any,
                  use: Any, xp: Ops) -> tuple[Any, Any, Any]:
     """:func:`kernels.planner._repair` of the plan ``v``/``p``: the valid plan ``v0``/``p0`` (its
     :class:`kernels.planner._Use` ``use``) with the rows ``tk`` (backend bool ``(J,)``) replaced, rows in
-    priority ``order``. Only those rows and the rows running in a pool's slot, a slot or a tenant's slot that
-    the replaced rows over-fill can lose a cell: the repair runs over them alone, in the room the other rows
-    leave (which keep their cells: their columns are not over-full). Returns the plan and those rows (backend
-    indices). At 50,000 x 192 a warm carry's ~70 rows over-fill a few slots: the repair of ~1/10 of the rows."""
+    priority ``order``. Only those rows and the rows that run in a pool's slot, a slot or a tenant's slot that
+    the replaced rows over-fill can lose a cell, and of those only the last in priority order (the repair keeps
+    each column's prefix): the replaced rows and, per over-full column, the rows whose demand after them in
+    that order is under ``REPAIR_TAIL`` x the excess are repaired, in the room the other rows leave (which keep
+    their cells). Any such set gives a valid plan. Returns the plan and the rows repaired (backend indices).
+    At 50,000 x 192 a warm carry's ~70 rows over-filled one pool's slot by 24 GPUs: ~120 of ~18,000 rows
+    that run there repaired."""
     rows = xp.nonzero(tk)
     b0, f0 = _pl._rows_use(d, tb, rows, v0[rows], p0[rows], xp)
     b1, f1 = _pl._rows_use(d, tb, rows, v[rows], p[rows], xp)
     busy, fac = use.busy - b0 + b1, use.fac - f0 + f1
-    over_g = busy > d.H + 1e-3  # (P, T): as the repair's own prefix tolerance
-    over_w = fac > d.room_cap - 1e-3  # (T,)
     quota = np.isfinite(c.quota).any()
+    qcap: Any = None
+    qu: Any = None
     if quota:
         qcap = xp.asarray(np.repeat(c.quota[:, None], c.T, axis=1), xp.f64)
         qu = _pl._quota_use(c, d, v > 0, xp)
-        over_q = qu > qcap + 1e-9  # (NQ, T); tenants without a quota never
-    cols = xp.nonzero(xp.any(over_g, 0) | over_w | (xp.any(over_q, 0) if quota else False))
-    run = v[:, cols] > 0
-    hit = (over_g[:, cols][xp.maximum(p, 0)] & (p >= 0)[:, None]) | over_w[cols][None, :]
-    if quota:  # (d.qten: the tenant count for tenants without a quota: a row of False)
-        hit = hit | xp.concatenate([over_q[:, cols], xp.zeros((1, cols.shape[0]), xp.bool_)], 0)[d.qten]
-    sel_m = tk | xp.any(run & hit, 1)
+    sel_m = xp.copy(tk)
+    g = xp.astype(d.gpus, xp.f64)
+
+    def tail(grp: Any, k: int | None, ex: Any, watts: bool) -> None:
+        """the rows (of group ``k`` of ``grp``; every row: None) in the tail of the columns where ``ex`` > 0"""
+        cols = xp.nonzero(ex > 0)
+        if cols.shape[0] == 0:
+            return
+        rk = order if k is None else order[grp[order] == k]
+        sub = v[rk][:, cols]
+        dem = (xp.lookup(tb.load, xp.maximum(p[rk], 0), sub) if watts else (sub > 0)) * g[rk][:, None]
+        dem = xp.where(sub > 0, dem, 0.0)
+        after = xp.flip(xp.cumsum64(xp.flip(dem, 0), 0), 0) - dem  # (the demand of the rows after each)
+        sel_m[rk[xp.any((dem > 0) & (after < REPAIR_TAIL * ex[cols][None, :]), 1)]] = True
+
+    exg = xp.where(busy > d.H + 1e-3, busy - d.H, 0.0)  # (P, T): over the repair's own prefix tolerance
+    for k in np.flatnonzero(xp.to_numpy(xp.any(exg > 0, 1))):  # over-full pools
+        tail(p, int(k), exg[k], False)
+    tail(None, None, xp.where(fac > d.room_cap - 1e-3, fac - d.room_cap + 1e-3, 0.0), True)
+    if quota:
+        exq = xp.where(qu > qcap + 1e-9, qu - qcap, 0.0)  # tenants without a quota never
+        for k in np.flatnonzero(xp.to_numpy(xp.any(exq > 0, 1))):
+            tail(d.tenant, int(k), exq[k], False)
     sel = xp.nonzero(sel_m)
     bs, fs = _pl._rows_use(d, tb, sel, v[sel], p[sel], xp)
     left = (d.H - (busy - bs), d.room_cap - fac + fs,
@@ -325,7 +351,8 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     otherwise summed from the plan)."""
     done = None if use is None else use.done
     use = _use_all(c, d, tb, vmat, pool, xp, busy=ev["busy_gpus"], fac=None if use is None else use.fac)
-    vmat, ev, use, n_np = _np_full(problem, xp, c, pr, d, tb, vmat, pool, ev, use, done)
+    rank_d = listsched.edf_rank(xp, c, d)
+    vmat, ev, use, n_np = _np_full(problem, xp, c, pr, d, tb, vmat, pool, ev, use, done, xp.argsort(rank_d))
     fo = np.asarray(ev["finished"], bool) | c.must | (c.R <= 0)
     lo = _pl._late(c, ev)
     rows = np.flatnonzero(~c.must & (c.R > 0) & (~fo | lo))
@@ -347,7 +374,7 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     if not take.any():
         return (vmat, pool, ev, info) if "rows_only" not in ev else (vmat, *_evaluated(problem, xp, c, pr, d, vmat, pool), info)
     give = c.preempt[rows] & ~fo[rows] & ~rf & ~take  # unfinished in both: their cells give way first
-    rank = xp.to_numpy(listsched.edf_rank(xp, c, d))[rows]
+    rank = xp.to_numpy(rank_d)[rows]
     rd_all = xp.asarray(rows)
     v0, p0 = vmat[rd_all], xp.astype(pool[rd_all], xp.i32)
     for _ in range(2):  # a second pass once the taken jobs that do not fit have their own rows back
@@ -386,7 +413,8 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
             _pl._use_swap(u, d, tb, ro, v0[xp.asarray(o)], p0[xp.asarray(o)], sv, p[ro], xp)
         was = info["jobs_behind_after"]
         got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu, rounds=rounds, use=u,
-                    raises=raises, judge=None if raises else lambda e: behind(e) < was, delta="active_w" in ev)
+                    raises=raises, judge=None if raises else lambda e: behind(e) < was, delta="active_w" in ev,
+                    rank=rank_d)
         after = behind(got[2]) if got is not None else info["jobs_behind_after"]
         if got is not None and after < info["jobs_behind_after"] and not worse(got[2]):
             info.update(carried=True, full_carry=True, full_carry_from=info["jobs_behind_after"],
@@ -398,7 +426,7 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
 
 
 def _np_full(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-             ev: dict[str, Any], use: tuple[Any, Any, Any], done: Any = None
+             ev: dict[str, Any], use: tuple[Any, Any, Any], done: Any, prio: Any
              ) -> tuple[Any, dict[str, Any], tuple[Any, Any, Any], int]:
     """The plan's unfinished non-preemptible rows (not must-run) raised a level at a time where the watts allow
     (:func:`_raise_all`, in place; only the steps a job still needs, cleanest slots first: the same block of
@@ -406,7 +434,8 @@ def _np_full(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     their pool's lowest level ended ~1% short of their work in the warm plan and in the previous tick's, so no
     carry took them (job 46185: 26.86 of 27.12 h). Returns the plan, its evaluation (those rows judged:
     :func:`_with_rows`), ``use`` (:func:`_use_all`, its watts updated) and how many rows gained work.
-    ``done``: the plan's work per row where the caller has it (updated in place)."""
+    ``done``: the plan's work per row where the caller has it (updated in place; None: summed here); ``prio``:
+    the rows in :func:`kernels.listsched.edf_rank` order."""
     among = _undone(c, ev) & ~c.preempt & (np.asarray(ev["work_done_s"]) > 0)
     if not among.any():
         return vmat, ev, use, 0
@@ -418,7 +447,6 @@ def _np_full(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     before = xp.copy(done[rd])
     u = _pl._Use(use[0], use[1], done)
     am = xp.asarray(among)
-    prio = xp.argsort(listsched.edf_rank(xp, c, d))
     old = vmat[rd]
     vmat = _raise_all(c, replace(d, preempt=d.preempt | am), tb, vmat, pool, prio, xp, am, pr.fv.size, use=u)
     gained = int(xp.to_numpy(xp.sum(xp.astype(u.done[rd] > before, xp.i64))))

@@ -140,12 +140,14 @@ WARM_CARRY = True
 #: a completion of the whole plan per round): ``complete.CARRY_ROUNDS`` rounds up to this many job-slot cells,
 #: past them :data:`WARM_ROUNDS_PAST`
 WARM_FULL_MAX_CELLS = 2_000_000
-#: rounds of the whole warm carry past ``WARM_FULL_MAX_CELLS`` cells, without the carry's power raises; 0 (the
-#: default): the rows' pass only. At 50,000 x 192 (3 ticks of benchmarks.instances.make_problem) one round
-#: leaves no job behind the previous plan (the rows' pass: 71 / 114 / 56) and 1 / 2 / 0 jobs the greedy
-#: finishes unfinished (the rows' pass: 9 / 10 / 6), but costs ~0.25 s CPU more on a ~0.9 s tick (a repair, a
-#: completion and an evaluation of the whole plan): past the warm target of 1 s, so not the default
-WARM_ROUNDS_PAST = 0
+#: rounds of the whole warm carry past ``WARM_FULL_MAX_CELLS`` cells, without the carry's power raises (0: the
+#: rows' pass only). At 50,000 x 192 (3 ticks of benchmarks.instances.make_problem) one round leaves no job
+#: behind the previous plan (the rows' pass: 71 / 114 / 56) and, with the unfinished non-preemptible rows
+#: raised first (:func:`kernels.complete.carry_rows`), no job the greedy finishes unfinished (the rows' pass
+#: alone, round 11: 9 / 10 / 6). Round 11's round cost ~0.25 s CPU (a repair, a completion and an evaluation of
+#: the whole plan); now the repair runs over the rows that can lose a cell and the evaluation over the rows
+#: that changed (benchmarks/README.md, issue 11, round 12)
+WARM_ROUNDS_PAST = 1
 
 
 #: the plan construction fills every slot's facility watts up to ``cap_w * (1 + CAP_TOL)`` (``_Dev.room_cap``; in
@@ -1921,14 +1923,16 @@ def plan(
     11); it is instead carried past the previous tick's plan (the warm start's rows: moved to this tick
     unless ``diagnostics["shifted_by_slots"]`` says the caller moved it, a preemptible job's cells of the
     slots passed put in the last slots), with any witness mode (``WARM_CARRY``;
-    :func:`kernels.complete.carry_rows`): the rows of the jobs the plan leaves unfinished or late are read,
-    the jobs that plan finishes (runs on time) and the own plan does not take its rows where they fit beside
+    :func:`kernels.complete.carry_rows`): the plan's unfinished non-preemptible jobs are raised towards full
+    power where the watts allow (the greedy runs every block at full power), the rows of the jobs the plan
+    leaves unfinished or late are read, the jobs that plan finishes (runs on time) and the own plan does not take its rows where they fit beside
     every other row (jobs both leave unfinished give way), and the rest is carried as past a witness
     (:func:`kernels.complete.carry`; two rounds and the power raises up to ``WARM_FULL_MAX_CELLS`` job-slot
-    cells; past them ``WARM_ROUNDS_PAST`` rounds, 0 by default, without the raises, kept where fewer jobs are
+    cells; past them ``WARM_ROUNDS_PAST`` rounds, 1 by default, without the raises, kept where fewer jobs are
     behind).
     The plan returned never loses a job the own plan finishes or runs on time; ``diagnostics["warm_carry"]``:
-    ``ran``, ``rows_read``, ``jobs_behind`` (before), ``jobs_taken`` (by the rows' pass),
+    ``ran``, ``np_raised`` (non-preemptible jobs given more work), ``rows_read``, ``jobs_behind`` (before),
+    ``jobs_taken`` (by the rows' pass),
     ``jobs_behind_after``, ``carried``, ``full_carry`` (and ``full_carry_from``: the jobs behind before the
     whole carry) (``primal_variant`` ends in ``+carry_prev`` where it changed the plan).
     Where the witness runs, the plan returned is the lowest-objective one of those that dominate it job by

@@ -11,6 +11,7 @@ pass finds: checked valid below)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -277,16 +278,131 @@ WARM_BEHIND_WHOLE = [2, 7, 12, 13, 24]
 def test_past_the_whole_carry_limit_a_warm_re_plan_loses_no_job_of_the_previous_plan(
         case: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 11 item 2 on the hot path at scale: past ``WARM_FULL_MAX_CELLS`` (monkeypatched to 0, the search
-    limit too) with the whole carry's one round (``WARM_ROUNDS_PAST = 1``, opt-in): no job the previous tick's
-    plan finishes (runs on time) is behind in any tick, none the own plan finishes lost, every plan valid."""
+    limit too), by default (the whole carry's one round, ``WARM_ROUNDS_PAST = 1``, its repair over the rows
+    that can lose a cell: complete._repair_over): no job the previous tick's plan finishes (runs on time) is
+    behind in any tick, none the own plan finishes lost, every plan valid. (Round 11's default, 0 rounds,
+    left jobs behind on each of these.)"""
     from kernels import planner as P
 
     monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
     monkeypatch.setattr(P, "WARM_FULL_MAX_CELLS", 0)
-    monkeypatch.setattr(P, "WARM_ROUNDS_PAST", 1, raising=False)
     behind, behind_own, bad = _warm_chain(case, monkeypatch)
     assert bad == []
     assert behind == 0 < behind_own, (behind, behind_own)
+
+
+def _own_plan(J: int, T: int, seed: int) -> tuple[PlanProblem, Any, Any, Any, Any, Any, Any, Any]:
+    """make_problem(J, T, seed) and the kernels' view of it with its plan (valid; as levels and pools):
+    problem, ops, _Clean, _Prep, _Dev, _Tabs, levels, pools."""
+    from benchmarks.instances import make_problem
+    from kernels import planner as P
+    from kernels.backend import get_ops
+
+    q = make_problem(J, T, seed=seed)
+    r = kernels.plan(q)
+    assert kernels.check_result(q, r) == [] and r.status != "infeasible"
+    c = P._clean_inputs(q)
+    assert not isinstance(c, str)
+    pr, xp = P._prepare(c), get_ops("numpy", "cpu")
+    ref = P._WarmReference.of(r, None, c.J, c.T, 0)  # (as it is)
+    assert ref is not None
+    lev, pool = ref.rows(np.arange(c.J), c, pr, xp)
+    return q, xp, c, pr, P._to_dev(xp, c, pr, q.deadline), P._tabs(c, pr, xp), lev, pool
+
+
+def test_a_changed_plan_evaluated_by_its_rows_equals_the_whole_evaluation() -> None:
+    """planner._evaluate_change (the warm carry's evaluations): a plan with some rows changed (dropped, moved
+    to another level or pool, new cells) evaluated from the old plan's evaluation and those rows gives every
+    field _evaluate_plan gives, equal to the last bit."""
+    from kernels import planner as P
+
+    q, xp, c, pr, d, tb, lev, pool = _own_plan(300, 48, 1)
+    ev = P._evaluate_plan(q, c, pr, lev, pool, xp=xp, d=d)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(c.J, 40, replace=False))
+    new, npool = lev.copy(), pool.copy()
+    new[rows[:10]] = 0  # dropped
+    new[rows[10:20]] = np.where(new[rows[10:20]] > 0, 1, 0)  # lowest level
+    new[rows[20:30], : c.T // 2] = pr.fv.size - 1  # cells added at full power
+    npool[rows[30:]] = (np.maximum(pool[rows[30:]], 0) + 1) % c.P  # another pool
+    npool = np.where((new > 0).any(1), npool, -1).astype(np.int32)
+    got = P._evaluate_change(q, c, pr, d, ev, rows, lev[rows], pool[rows], new[rows], npool[rows], xp)
+    want = P._evaluate_plan(q, c, pr, new, npool, xp=xp, d=d)
+    assert set(got) == set(want)
+    for k in want:
+        assert np.array_equal(np.asarray(got[k]), np.asarray(want[k])), k
+    assert got["objective"] != ev["objective"]
+
+
+def test_unfinished_non_preemptible_blocks_are_raised_to_finish() -> None:
+    """complete._np_full (a warm carry's first step): non-preemptible blocks run at their pool's lowest level
+    and short of their work (at 50,000 x 192 both the warm plan and the previous tick's ran such jobs ~1%
+    short, so no carry took them, while the greedy at full power finished them) are raised where the watts
+    allow, in the same cells: finished, every other row as it was, the evaluation the whole one's, the plan
+    valid."""
+    from kernels import complete as C
+    from kernels import listsched
+    from kernels import planner as P
+
+    q, xp, c, pr, d, tb, lev, pool = _own_plan(300, 48, 1)
+    ev = P._evaluate_plan(q, c, pr, lev, pool, xp=xp, d=d)
+    fin = np.asarray(ev["finished"])
+    blocks = np.flatnonzero(~c.preempt & ~c.must & (c.rpool < 0) & fin & (lev > 0).any(1))
+    low = blocks[(c.R[blocks] > 2 * c.slot_s)][:4]  # (blocks of a few slots: short at the lowest level)
+    assert low.size
+    v = lev.copy()
+    v[low] = np.where(v[low] > 0, tb.vmin[pool[low]][:, None], 0)  # the same cells at the lowest level
+    ev0 = P._evaluate_plan(q, c, pr, v, pool, xp=xp, d=d)
+    assert not np.asarray(ev0["finished"])[low].any()
+    use = C._use_all(c, d, tb, v, pool, xp, busy=ev0["busy_gpus"])
+    before = v.copy()
+    got, ev1, _, n = C._np_full(q, xp, c, pr, d, tb, v, pool, ev0, use, None,
+                                xp.argsort(listsched.edf_rank(xp, c, d)))
+    assert n >= low.size
+    assert np.asarray(ev1["finished"])[low].all()
+    assert ((got > 0) == (before > 0)).all()  # the same cells
+    assert (got[~np.isin(np.arange(c.J), low)] == before[~np.isin(np.arange(c.J), low)]).all()
+    want = P._evaluate_plan(q, c, pr, got, pool, xp=xp, d=d)
+    assert ev1["objective"] == want["objective"] and np.array_equal(ev1["finished"], want["finished"])
+    res = P._result(q, c, got > 0, P._NP.take(d.fv32, got), pool, 0.0, c.kappa, np.zeros((c.P, c.T)), 0, 0.01,
+                    {}, ev=want)
+    assert res.status != "infeasible" and kernels.check_result(q, res) == []
+
+
+@pytest.mark.parametrize("tail", [1e30, None])
+def test_the_repair_over_the_rows_that_can_lose_a_cell_gives_a_valid_plan(
+        tail: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """complete._repair_over (the warm whole carry's repair): a valid plan with the rows of some jobs replaced
+    by the greedy's rows is repaired over those rows and the last rows of each column they over-fill only
+    (REPAIR_TAIL; 1e30: every row that runs there); the rows outside that set keep their cells, and the plan
+    is valid (checker) with every replaced row first in priority."""
+    from kernels import complete as C
+    from kernels import listsched
+    from kernels import planner as P
+
+    if tail is not None:
+        monkeypatch.setattr(C, "REPAIR_TAIL", tail)
+    q, xp, c, pr, d, tb, lev, pool = _own_plan(300, 48, 1)
+    gv, gp = listsched.greedy_vmat(xp, c, pr, d, tb)
+    use = P._use_of(d, tb, lev, pool, xp)
+    rng = np.random.default_rng(1)
+    tk = np.zeros(c.J, bool)
+    tk[rng.choice(np.flatnonzero((gv > 0).any(1)), 60, replace=False)] = True
+    v = np.where(tk[:, None], gv, lev).astype(np.int8)
+    p = np.where(tk, gp, pool).astype(np.int64)
+    rank = listsched.edf_rank(xp, c, d)
+    order = np.lexsort((rank, np.where(d.forced, 0, np.where(tk, 1, 2))))
+    busy, _ = P._usage(d, tb, v, p, xp)
+    assert (busy > c.H + 1e-3).any()  # the replaced rows over-fill some columns
+    rv, rp, sel = C._repair_over(c, d, tb, v, p, lev, pool.astype(np.int64), tk, order, d.forced, use, xp)
+    assert tk[sel].sum() == tk.sum() and sel.size < c.J
+    out = np.setdiff1d(np.arange(c.J), sel)
+    assert (rv[out] == v[out]).all() and (rp[out] == p[out]).all()
+    rp = np.where((rv > 0).any(1), rp, -1).astype(np.int32)
+    ev = P._evaluate_plan(q, c, pr, rv, rp, xp=xp, d=d)
+    res = P._result(q, c, rv > 0, P._NP.take(d.fv32, rv), rp, 0.0, c.kappa, np.zeros((c.P, c.T)), 0, 0.01, {},
+                    ev=ev)
+    assert res.status != "infeasible" and kernels.check_result(q, res) == []
 
 
 def test_the_previous_plan_moved_keeps_a_running_non_preemptible_block_whole() -> None:
