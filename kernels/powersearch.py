@@ -1152,40 +1152,47 @@ def _shorten_blocks(xp: Ops, C: Any, wk: Any, up: Any, lvl: Any, blk: Any, surpl
     return lvl, key
 
 
-def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
-               need: Any, value: Any, extra: Any, price: Any = None, to_pool: Any = None,
-               old: Any = None, opts: Any = None) -> tuple[Any, Any, Any]:
-    """Each row's best response (module docstring): the new ``(n, T)`` int8 levels, its estimated saving
-    ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``) and its current
-    ``(cost, work)``. ``price``, ``to_pool``: see :func:`_options`; ``old``: the rows' current
-    ``(cost, work)`` where the options are another pool's; ``opts``: the options where the caller holds them."""
-    T = c.T
-    V = int(tb.load.shape[1])
-    n = int(rows.shape[0])
-    tt = xp.arange(T)[None, :]
-    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool) if opts is None else opts
-    inf = float("inf")
-    W = wk[:, None, :]  # (n, 1, V)
-    # lower convex hull per (row, slot) from "off" (or, in a kept slot 0, from its cheapest level: the
-    # forced first step): gift wrapping, one pass per hull step
+def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, Any, Any]:
+    """The lower convex hull of each (row, slot)'s options (``C : (n, T, V)`` costs, ``wk : (n, V)`` work per
+    level, :func:`_options`) from "off": per hull step ``s < V - 1`` its cost per work ``K`` (``inf``: no
+    such step; ``-inf``: the forced first step of a kept slot 0, ``forced0 : (n, T)``), work ``DW``, cost
+    ``DC`` and the level it ends at ``TO``, each ``(n, T, V - 1)``. Of equal slopes the farthest level (one
+    step). ``work``: the pools' ``(P, V)`` work table (the levels a step may end at, below)."""
+    # gift wrapping, one pass per hull step; each pass walks the levels one (n, T) table at a time, keeping
+    # the farthest point of the smallest slope so far (elementwise: the same numbers as an argmin over a
+    # short last axis and three gathers, at about half the CPU on these few levels; round 12)
+    n, T, V = (int(x) for x in C.shape)
     S = V - 1
+    inf = float("inf")
     cw = xp.zeros((n, T), xp.f64)
     cc = xp.zeros((n, T), xp.f64)
     cur = xp.zeros((n, T), xp.i64)
     st_key, st_dw, st_dc, st_to = [], [], [], []
-    forced0 = (tt == 0) & keep0[:, None]
-    cfin = xp.isfinite(C)
-    c0 = xp.where(cfin, C, 0.0)
+    c_v = [C[:, :, v] for v in range(V)]
+    fin_v = [xp.isfinite(x) for x in c_v]
+    c0_v = [xp.where(f, x, 0.0) for f, x in zip(fin_v, c_v)]
+    w_v = [wk[:, v][:, None] for v in range(V)]
+    # where every pool's work rises with the level from 0 ("off"), a cell's s-th step ends past level s
+    # (each step ends at a level of more work than the last): the levels up to s are never its options
+    wt = np.asarray(xp.to_numpy(work), np.float64)
+    rising = bool((wt[:, 0] == 0).all() and (np.diff(wt, axis=1) >= 0).all())
     for s in range(S):  # hull steps (at most one per level)
-        dw = W - cw[:, :, None]
-        valid = cfin & (dw > 1e-9)
-        dcost = c0 - cc[:, :, None]
-        slope = xp.where(valid, dcost / xp.where(valid, dw, 1.0), inf)
-        b = (V - 1) - xp.argmin(xp.flip(slope, 2), 2)  # the farthest point of the smallest slope
-        sb = xp.take_along(slope, b[:, :, None], 2)[:, :, 0]
+        sb = dwb = dcb = b = None
+        v0 = s + 1 if rising else 0
+        for v in range(v0, V):  # levels (the last of the smallest slope wins)
+            dw = w_v[v] - cw
+            valid = fin_v[v] & (dw > 1e-9)
+            dcost = c0_v[v] - cc
+            slope = xp.where(valid, dcost / xp.where(valid, dw, 1.0), inf)
+            if v == v0:
+                sb, dwb, dcb, b = slope, dw, dcost, xp.full((n, T), v, xp.i64)
+            else:
+                m = slope <= sb
+                sb, dwb, dcb, b = (xp.where(m, slope, sb), xp.where(m, dw, dwb), xp.where(m, dcost, dcb),
+                                   xp.where(m, v, b))
         has = xp.isfinite(sb)
-        dwb = xp.where(has, xp.take_along(dw, b[:, :, None], 2)[:, :, 0], 0.0)
-        dcb = xp.where(has, xp.take_along(dcost, b[:, :, None], 2)[:, :, 0], 0.0)
+        dwb = xp.where(has, dwb, 0.0)
+        dcb = xp.where(has, dcb, 0.0)
         key = xp.where(has, sb, inf)
         if s == 0:
             key = xp.where(forced0 & has, -inf, key)
@@ -1200,6 +1207,25 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     DW = xp.stack(st_dw, 2)
     DC = xp.stack(st_dc, 2)
     TO = xp.stack(st_to, 2)
+    return K, DW, DC, TO
+
+
+def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
+               need: Any, value: Any, extra: Any, price: Any = None, to_pool: Any = None,
+               old: Any = None, opts: Any = None) -> tuple[Any, Any, Any]:
+    """Each row's best response (module docstring): the new ``(n, T)`` int8 levels, its estimated saving
+    ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``) and its current
+    ``(cost, work)``. ``price``, ``to_pool``: see :func:`_options`; ``old``: the rows' current
+    ``(cost, work)`` where the options are another pool's; ``opts``: the options where the caller holds them."""
+    T = c.T
+    V = int(tb.load.shape[1])
+    n = int(rows.shape[0])
+    tt = xp.arange(T)[None, :]
+    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool) if opts is None else opts
+    inf = float("inf")
+    forced0 = (tt == 0) & keep0[:, None]
+    K, DW, DC, TO = _hull(xp, C, wk, forced0, tb.work)
+    S = V - 1
     # before a deadline, an unfinished row's work is worth ``extra`` more (the late part of its penalty)
     before_dl = (tt < d.dl[rows][:, None])[:, :, None]
     K = xp.where(xp.isfinite(K), K - xp.where(before_dl, extra[:, None, None], 0.0), K)
@@ -1278,7 +1304,10 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         n = int(act.shape[0])
         if n == 0:
             break
-        cnt, got, cost, dw_s, dc_s, k_s = cnt_a[act], got_a[act], cost_a[act], DW[act], DC[act], K[act]
+        if n == N:  # every row (no gathered copies of the (n, T, S) tables)
+            cnt, got, cost, dw_s, dc_s, k_s = xp.copy(cnt_a), xp.copy(got_a), xp.copy(cost_a), DW, DC, K
+        else:
+            cnt, got, cost, dw_s, dc_s, k_s = cnt_a[act], got_a[act], cost_a[act], DW[act], DC[act], K[act]
         ok_row = got >= tgt[act] - _TOL_W
         surplus = got - tgt[act]
         last = xp.maximum(cnt - 1, 0)[:, :, None]
@@ -1298,24 +1327,30 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         m_best = xp.zeros((n, T), xp.i64)
         o_best = xp.zeros((n, T), xp.i64)
         picks = []
+        ri = xp.arange(n)
+        found0 = lose <= _TOL_W  # the surplus covers the step given back: nothing to buy
+        lose_t = lose - _TOL_W
         for oi, q in enumerate(keys):  # orders (1 + S)
             o, qv = _cheapest(xp, q, ka)  # (n, ka): the cheapest next steps' cells (ties by slot)
             picks.append(o)
             vs = xp.isfinite(qv)
             cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, o, 1), 0.0), 1)
             cc = xp.cumsum(xp.where(vs, xp.take_along(dca, o, 1), 0.0), 1)
-            found = lose <= _TOL_W
+            # m: the fewest next steps whose work covers what is lost (0 where the surplus does): the
+            # smallest k that reaches, written last
             m = xp.zeros((n, T), xp.i64)
             c_add = xp.zeros((n, T), xp.f64)
-            for k in range(ka):  # next steps bought (at most EXCHANGE_ADD)
-                hit = ~found & vs[:, k][:, None] & (cw[:, k][:, None] >= lose - _TOL_W)
+            for k in range(ka - 1, -1, -1):  # next steps bought (at most EXCHANGE_ADD), the last first
+                hit = vs[:, k][:, None] & (cw[:, k][:, None] >= lose_t)
                 c_add = xp.where(hit, cc[:, k][:, None], c_add)
                 m = xp.where(hit, k + 1, m)
-                found = found | hit
-            bought = xp.zeros((n, T), xp.bool_)  # a cell's own next step among the m bought
-            for k in range(ka):  # next steps bought
-                bought = bought | ((tt == o[:, k][:, None]) & (m > k))
-            better = found & ~bought & (c_add < c_best)  # never the given-back cell's own next step
+            found = found0 | (m > 0)
+            m = xp.where(~found0, m, 0)
+            c_add = xp.where(found0, 0.0, c_add)
+            better = found & (c_add < c_best)
+            for k in range(ka):  # never the given-back cell's own next step (one cell per row and pick)
+                col = o[:, k]
+                better[ri, col] = better[ri, col] & ~(m[ri, col] > k)
             c_best = xp.where(better, c_add, c_best)
             m_best = xp.where(better, m, m_best)
             o_best = xp.where(better, oi, o_best)
@@ -1328,10 +1363,13 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         mb = xp.where(doit, xp.take_along(m_best, r[:, None], 1)[:, 0], 0)
         ob = xp.take_along(o_best, r[:, None], 1)[:, 0]
         hit_r = (tt == r[:, None]) & doit[:, None]
+        o_sel = picks[0]  # (n, ka): the picks of each row's best order
+        for oi in range(1, len(picks)):  # orders
+            o_sel = xp.where((ob == oi)[:, None], picks[oi], o_sel)
         added = xp.zeros((n, T), xp.bool_)
-        for oi, o in enumerate(picks):  # orders
-            for k in range(ka):  # next steps bought
-                added = added | ((tt == o[:, k][:, None]) & ((mb > k) & (ob == oi) & doit)[:, None])
+        for k in range(ka):  # next steps bought (one cell per row and pick)
+            col = o_sel[:, k]
+            added[ri, col] = added[ri, col] | ((mb > k) & doit)
         cnt = cnt - xp.astype(hit_r, xp.i64) + xp.astype(added, xp.i64)
         w_add = xp.sum(xp.where(added, dwa, 0.0), 1)
         c_tot = xp.sum(xp.where(added, dca, 0.0), 1)
@@ -1345,13 +1383,14 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
 def _cheapest(xp: Ops, q: Any, k: int) -> tuple[Any, Any]:
     """The columns of the ``k`` smallest entries of each row of ``q : (n, T)``, cheapest first, ties by
     column (the first ``k`` of a stable argsort: ``k`` first-index argmins), and their values."""
-    tt = xp.arange(int(q.shape[1]))[None, :]
+    ri = xp.arange(int(q.shape[0]))
     cols, vals = [], []
+    q = xp.copy(q)
     for _ in range(k):  # picks
         j = xp.argmin(q, 1)
         cols.append(j)
-        vals.append(xp.take_along(q, j[:, None], 1)[:, 0])
-        q = xp.where(tt == j[:, None], float("inf"), q)
+        vals.append(q[ri, j])
+        q[ri, j] = float("inf")
     return xp.stack(cols, 1), xp.stack(vals, 1)
 
 

@@ -229,6 +229,78 @@ def test_the_exchange_gives_the_numpy_rows_on_torch(be: tuple[str, str]) -> None
         assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1]) and np.allclose(a[2], b[2])
 
 
+# --- the hull of each cell's options (kernels.powersearch._hull): gift wrapping cell by cell -------------
+
+def _hull_cells(seed: int, rising: bool, n: int = 5, T: int = 8) -> tuple[Any, Any, Any, Any]:
+    """Options as ``_options`` gives them: small integer work and costs (many collinear levels: ties of
+    slope), some levels not an option (inf), a kept slot 0 on some rows. ``rising``: the work rises with the
+    level (one pool's curve); else one pool's table has a level missing (work 0) and one out of order."""
+    rng = np.random.default_rng(seed)
+    work = np.array([[0.0, 2.0, 4.0, 6.0, 8.0], [0.0, 3.0, 4.0, 6.0, 9.0]] if rising
+                    else [[0.0, 2.0, 4.0, 6.0, 8.0], [0.0, 6.0, 0.0, 3.0, 9.0]])
+    wk = work[rng.integers(0, 2, n)]
+    C = rng.integers(0, 9, (n, T, 5)).astype(float) * rng.choice([1.0, 2.0], (n, T, 1))
+    C[:, :, 0] = 0.0
+    C[rng.random((n, T, 5)) < 0.25] = np.inf
+    C[:, :, 1:][np.broadcast_to(wk[:, None, 1:] == 0, (n, T, 4))] = np.inf
+    forced0 = np.zeros((n, T), bool)
+    forced0[:, 0] = rng.random(n) < 0.4
+    C[forced0, 0] = np.inf
+    return C, wk, forced0, work
+
+
+def _hull_by_cell(C: Any, wk: Any, forced0: Any) -> tuple[Any, Any, Any, Any]:
+    """Gift wrapping one cell at a time (plain loops): from (0, 0), each step to the level of the smallest
+    cost per work among those of more work (the farthest of equal slopes), as many steps as levels - 1."""
+    n, T, V = C.shape
+    K, DW, DC, TO = np.full((n, T, V - 1), np.inf), np.zeros((n, T, V - 1)), np.zeros((n, T, V - 1)), np.zeros((n, T, V - 1), np.int64)
+    for i in range(n):  # rows
+        for t in range(T):  # slots
+            cw = cc = 0.0
+            cur = 0
+            for s in range(V - 1):  # hull steps
+                best = None
+                for v in range(V):  # levels
+                    dw = wk[i, v] - cw
+                    if np.isfinite(C[i, t, v]) and dw > 1e-9:
+                        sl = (C[i, t, v] - cc) / dw
+                        if best is None or sl <= best[0]:
+                            best = (sl, v, dw, C[i, t, v] - cc)
+                if best is not None:
+                    K[i, t, s] = -np.inf if s == 0 and forced0[i, t] else best[0]
+                    DW[i, t, s], DC[i, t, s], cur = best[2], best[3], best[1]
+                    cw, cc = cw + best[2], cc + best[3]
+                TO[i, t, s] = cur
+    return K, DW, DC, TO
+
+
+@pytest.mark.parametrize("rising", [True, False])
+@pytest.mark.parametrize("seed", range(12))
+def test_the_hull_is_the_cell_by_cell_gift_wrap(seed: int, rising: bool) -> None:
+    """Each cell's hull steps (slope, work, cost, level reached) are those of a cell-by-cell gift wrap,
+    bit for bit: ties of slope go to the farthest level, and where a pool's work does not rise with the
+    level every level stays a candidate at every step."""
+    from kernels.backend import get_ops
+
+    C, wk, forced0, work = _hull_cells(seed, rising)
+    got = PS._hull(get_ops("numpy"), C, wk, forced0, work)
+    for a, b in zip(got, _hull_by_cell(C, wk, forced0)):
+        assert np.array_equal(np.asarray(a), b)
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_the_hull_gives_the_numpy_steps_on_torch(be: tuple[str, str]) -> None:
+    from kernels.backend import get_ops
+
+    for seed in range(6):
+        C, wk, forced0, work = _hull_cells(seed, seed % 2 == 0)
+        xp = get_ops(*be)
+        a = PS._hull(get_ops("numpy"), C, wk, forced0, work)
+        b = PS._hull(xp, xp.asarray(C, xp.f64), xp.asarray(wk, xp.f64), xp.asarray(forced0, xp.bool_), xp.asarray(work, xp.f32))
+        for x, y in zip(a, b):
+            assert np.allclose(x, xp.to_numpy(y), equal_nan=True) if be[1] != "cpu" else np.array_equal(x, xp.to_numpy(y))
+
+
 # --- shortened non-preemptible blocks (kernels.powersearch._shorten_blocks): seeded families of blocks -----
 
 def _blocks(seed: int, n: int = 6, T: int = 10, empty: bool = False) -> dict[str, Any]:
