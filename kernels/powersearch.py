@@ -1324,35 +1324,30 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         keys = [xp.where(add_ok, dca / xp.where(add_ok, dwa, 1.0), inf)]
         keys += [xp.where(add_ok & (cnt == s), dca, inf) for s in range(S)]
         c_best = xp.full((n, T), inf, xp.f64)
-        m_best = xp.zeros((n, T), xp.i64)
         o_best = xp.zeros((n, T), xp.i64)
-        picks = []
+        picks, sums = [], []
         ri = xp.arange(n)
         found0 = lose <= _TOL_W  # the surplus covers the step given back: nothing to buy
         lose_t = lose - _TOL_W
+
         for oi, q in enumerate(keys):  # orders (1 + S)
             o, qv = _cheapest(xp, q, ka)  # (n, ka): the cheapest next steps' cells (ties by slot)
-            picks.append(o)
             vs = xp.isfinite(qv)
             cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, o, 1), 0.0), 1)
             cc = xp.cumsum(xp.where(vs, xp.take_along(dca, o, 1), 0.0), 1)
-            # m: the fewest next steps whose work covers what is lost (0 where the surplus does): the
-            # smallest k that reaches, written last
-            m = xp.zeros((n, T), xp.i64)
-            c_add = xp.zeros((n, T), xp.f64)
+            picks.append(o)
+            sums.append((vs, cw))
+            # per cell the cost of the fewest next steps that cover what it loses (0 where the surplus
+            # does, inf where none do): the smallest k that reaches, written last
+            c_add = xp.full((n, T), inf, xp.f64)
             for k in range(ka - 1, -1, -1):  # next steps bought (at most EXCHANGE_ADD), the last first
-                hit = vs[:, k][:, None] & (cw[:, k][:, None] >= lose_t)
-                c_add = xp.where(hit, cc[:, k][:, None], c_add)
-                m = xp.where(hit, k + 1, m)
-            found = found0 | (m > 0)
-            m = xp.where(~found0, m, 0)
+                c_add = xp.where(vs[:, k][:, None] & (cw[:, k][:, None] >= lose_t), cc[:, k][:, None], c_add)
             c_add = xp.where(found0, 0.0, c_add)
-            better = found & (c_add < c_best)
+            better = c_add < c_best
             for k in range(ka):  # never the given-back cell's own next step (one cell per row and pick)
                 col = o[:, k]
-                better[ri, col] = better[ri, col] & ~(m[ri, col] > k)
+                better[ri, col] = better[ri, col] & ~(_fewest(xp, vs, cw, lose_t[ri, col], found0[ri, col]) > k)
             c_best = xp.where(better, c_add, c_best)
-            m_best = xp.where(better, m, m_best)
             o_best = xp.where(better, oi, o_best)
         gain = xp.where(rem_ok & ok_row[:, None] & xp.isfinite(c_best), dcr - xp.where(xp.isfinite(c_best), c_best, 0.0), -inf)
         r = xp.argmax(gain, 1)
@@ -1360,12 +1355,14 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         doit = best > 1e-9 * xp.maximum(xp.maximum(cost, -cost), 1.0)
         if not bool(xp.any(doit)):
             break
-        mb = xp.where(doit, xp.take_along(m_best, r[:, None], 1)[:, 0], 0)
         ob = xp.take_along(o_best, r[:, None], 1)[:, 0]
-        hit_r = (tt == r[:, None]) & doit[:, None]
-        o_sel = picks[0]  # (n, ka): the picks of each row's best order
+        o_sel, vs_sel, cw_sel = picks[0], sums[0][0], sums[0][1]  # (n, ka): each row's best order
         for oi in range(1, len(picks)):  # orders
-            o_sel = xp.where((ob == oi)[:, None], picks[oi], o_sel)
+            pick = (ob == oi)[:, None]
+            o_sel, vs_sel, cw_sel = (xp.where(pick, picks[oi], o_sel), xp.where(pick, sums[oi][0], vs_sel),
+                                     xp.where(pick, sums[oi][1], cw_sel))
+        mb = xp.where(doit, _fewest(xp, vs_sel, cw_sel, lose_t[ri, r], found0[ri, r]), 0)
+        hit_r = (tt == r[:, None]) & doit[:, None]
         added = xp.zeros((n, T), xp.bool_)
         for k in range(ka):  # next steps bought (one cell per row and pick)
             col = o_sel[:, k]
@@ -1378,6 +1375,16 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         cnt_a[act], got_a[act], cost_a[act] = cnt, got, cost
         act = act[xp.nonzero(doit)]
     return cnt_a, got_a, cost_a
+
+
+def _fewest(xp: Ops, vs: Any, cw: Any, lt: Any, f0: Any) -> Any:
+    """:func:`_exchange`, per row one cell: the fewest of one order's next steps (valid ``vs``, cumulative
+    work ``cw : (n, k)``) whose work reaches ``lt`` (what the cell loses, less the tolerance); 0 where ``f0``
+    (the surplus covers it) or where none do."""
+    m = xp.zeros(int(lt.shape[0]), xp.i64)
+    for k in range(int(cw.shape[1]) - 1, -1, -1):  # next steps (the smallest that reaches, written last)
+        m = xp.where(vs[:, k] & (cw[:, k] >= lt), k + 1, m)
+    return xp.where(f0, 0, m)
 
 
 def _cheapest(xp: Ops, q: Any, k: int) -> tuple[Any, Any]:
