@@ -116,6 +116,7 @@ _TOL_G = 1e-6  # grams: an estimated gain below this is none
 PHASES = ("carbon", "blocks", "work", "congest", "gcongest", "pairs")
 CONGEST = ("congest", "gcongest")  # the phases that price a scarce resource (_phase)
 DISPLACE_ROWS = 4  # non-preemptible blocks tried through the preemptible work per search (_displace)
+LANE_SPLIT_ROWS = 64  # _responses: with two lanes the own-pool rows split in two parts from this many
 #: row-slot cells one power_search may propose, summed over its phases' best responses (a carbon phase
 #: proposes each row in its own pool and once more in each other pool it may move to whole). The cost is
 #: about linear in them (about 1-2 us CPU a cell on these machines: the options, hulls, sorts and exchanges
@@ -562,31 +563,46 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     (numpy releases the GIL in its array work); the same results either way."""
     opts = _options(xp, c, d, tb, vmat, pool, rows, args[0], args[5])
     old = _old_cost(xp, opts[0], opts[1], opts[2])
-    todo: list[tuple[int, Any]] = [(-1, None)] + [(p, np.flatnonzero(moves[:, p])) for p in range(c.P)
-                                                  if moves[:, p].any()]
+    n = int(rows.shape[0])
+    threads = _pl.CONCURRENT and xp.name == "numpy"
+    moves_n = [(p, np.flatnonzero(moves[:, p])) for p in range(c.P) if moves[:, p].any()]
+    # the rows are independent in _best_rows (the options already built for all of them): with two lanes
+    # the own-pool rows are split in two parts so that the lanes carry about equal rows (the same results)
+    h = min((n + sum(k_h.size for _, k_h in moves_n) + 1) // 2, n) if threads and n >= LANE_SPLIT_ROWS else n
+    parts = [(0, h), (h, n)] if 0 < h < n else [(0, n)]
+    todo: list[tuple[int, Any]] = [(-1, part) for part in parts] + moves_n
 
     def respond(p: int, k_h: Any) -> tuple[Any, Any, Any]:
         if p < 0:
-            return _best_rows(xp, c, d, tb, vmat, pool, rows, args[0], args[1], args[2], args[3], args[4], args[5],
-                              old=old, opts=opts)
+            lo, hi = k_h
+            if (lo, hi) == (0, n):
+                return _best_rows(xp, c, d, tb, vmat, pool, rows, args[0], args[1], args[2], args[3], args[4],
+                                  args[5], old=old, opts=opts)
+            lim, req, need, value, extra = (a[lo:hi] for a in args[:5])
+            return _best_rows(xp, c, d, tb, vmat, pool, rows[lo:hi], lim, req, need, value, extra, args[5],
+                              old=(old[0][lo:hi], old[1][lo:hi]), opts=tuple(o[lo:hi] for o in opts))
         k = xp.asarray(k_h, xp.i64)
         lim, req, need, value, extra = (a[k] for a in args[:5])
         return _best_rows(xp, c, d, tb, vmat, pool, rows[k], lim, req, need, value, extra, args[5],
                           to_pool=xp.full((k_h.size,), p, xp.i64), old=(old[0][k], old[1][k]))
 
-    def lane(part: list[tuple[int, Any]]) -> dict[int, tuple[Any, Any, Any]]:
-        return {p: respond(p, k_h) for p, k_h in part}  # calls
+    def lane(part: list[tuple[int, Any]]) -> list[tuple[int, Any, tuple[Any, Any, Any]]]:
+        return [(p, k_h, respond(p, k_h)) for p, k_h in part]  # calls
 
-    size = [int(rows.shape[0]) if p < 0 else k_h.size for p, k_h in todo]
+    size = [k_h[1] - k_h[0] if p < 0 else k_h.size for p, k_h in todo]
     lanes: tuple[list[tuple[int, Any]], list[tuple[int, Any]]] = ([], [])
     load = [0, 0]
     for i in np.argsort(-np.asarray(size), kind="stable"):  # calls, the largest first to the lighter lane
         j = int(load[1] < load[0])
         lanes[j].append(todo[i])
         load[j] += size[i]
-    second = _pl._Later(lambda: lane(lanes[1]), thread=_pl.CONCURRENT and xp.name == "numpy" and bool(lanes[1]))
-    out = lane(lanes[0])
-    out.update(second.result())
+    second = _pl._Later(lambda: lane(lanes[1]), thread=threads and bool(lanes[1]))
+    got = lane(lanes[0]) + second.result()
+    out = {p: r for p, _, r in got if p >= 0}
+    own = [r for _, r in sorted(((k_h[0], r) for p, k_h, r in got if p < 0), key=lambda x: x[0])]
+    out[-1] = own[0] if len(own) == 1 else (
+        xp.concatenate([r[0] for r in own], 0), xp.concatenate([r[1] for r in own], 0),
+        (xp.concatenate([r[2][0] for r in own], 0), xp.concatenate([r[2][1] for r in own], 0)))
     return out
 
 
