@@ -1247,28 +1247,33 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     K = xp.where(xp.isfinite(K), K - xp.where(before_dl, extra[:, None, None], 0.0), K)
     kf = K.reshape(n, T * S)
     o = xp.argsort(kf, 1)
-    ks = xp.take_along(kf, o, 1)
     dws = xp.take_along(DW.reshape(n, T * S), o, 1)
     cum = xp.cumsum(dws, 1)
     before = cum - dws
-    live = ks < inf
-    take_s = live & ((before < req[:, None] - _TOL_W) | ((ks < value[:, None]) & (before < need[:, None] - _TOL_W)))
+    # the keys in that order rise: the live ones (key < inf) and those below the row's value are prefixes,
+    # as long as each row has of them (counted on the keys as they are: no gather of the sorted keys)
+    jj = xp.arange(T * S)[None, :]
+    live = jj < xp.astype(xp.count_nonzero(kf < inf, 1), xp.i64)[:, None]
+    low = jj < xp.astype(xp.count_nonzero(kf < value[:, None], 1), xp.i64)[:, None]
+    take_s = live & ((before < req[:, None] - _TOL_W) | (low & (before < need[:, None] - _TOL_W)))
     # every test in take_s is monotone along the order (keys and work before rise): it is a prefix of m
     # steps, the cells (key, slot-step) up to the m-th in the stable order (no inverse permutation needed)
     m = xp.astype(xp.count_nonzero(take_s, 1), xp.i64)
     mi = xp.maximum(m - 1, 0)[:, None]
-    kth, jth = xp.take_along(ks, mi, 1), xp.take_along(o, mi, 1)
-    jj = xp.arange(T * S)[None, :]
+    jth = xp.take_along(o, mi, 1)
+    kth = xp.take_along(kf, jth, 1)
     take = (((kf < kth) | ((kf == kth) & (jj <= jth))) & (m > 0)[:, None]).reshape(n, T, S)
     cnt = xp.astype(xp.count_nonzero(take, 2), xp.i64)  # (n, T) hull steps taken per cell
     got = xp.sum(xp.where(take, DW, 0.0).reshape(n, T * S), 1)
     cost = xp.sum(xp.where(take, DC, 0.0).reshape(n, T * S), 1)
     # the prefix overshoots the need by less than one step: undo the dearest last step the surplus covers
     surplus = xp.maximum(got - xp.maximum(need, req), 0.0)
+    ri = xp.arange(n)
+    cnt = xp.copy(cnt)
+    last = xp.maximum(cnt - 1, 0)[:, :, None]
+    dwl = xp.take_along(DW, last, 2)[:, :, 0]  # each cell's last step taken (updated where a trim takes it)
+    dcl = xp.take_along(DC, last, 2)[:, :, 0]
     for _ in range(TRIMS):  # trims
-        last = xp.maximum(cnt - 1, 0)[:, :, None]
-        dwl = xp.take_along(DW, last, 2)[:, :, 0]
-        dcl = xp.take_along(DC, last, 2)[:, :, 0]
         ok = (cnt > 0) & (dwl <= surplus[:, None] - _TOL_W) & ~(forced0 & (cnt == 1)) & (dcl > 0)
         score = xp.where(ok, dcl, -inf)
         tcell = xp.argmax(score, 1)
@@ -1276,10 +1281,10 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
         doit = best > -inf
         if not bool(xp.any(doit)):
             break
-        hit = (tt == tcell[:, None]) & doit[:, None]
-        cnt = cnt - xp.astype(hit, xp.i64)
-        dw1 = xp.take_along(dwl, tcell[:, None], 1)[:, 0]
-        dc1 = xp.take_along(dcl, tcell[:, None], 1)[:, 0]
+        dw1, dc1 = dwl[ri, tcell], dcl[ri, tcell]
+        cnt[ri, tcell] = cnt[ri, tcell] - xp.astype(doit, xp.i64)  # (one cell per row)
+        lc = xp.maximum(cnt[ri, tcell] - 1, 0)
+        dwl[ri, tcell], dcl[ri, tcell] = DW[ri, tcell, lc], DC[ri, tcell, lc]
         surplus = surplus - xp.where(doit, dw1, 0.0)
         got = got - xp.where(doit, dw1, 0.0)
         cost = cost - xp.where(doit, dc1, 0.0)
