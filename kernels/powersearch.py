@@ -1017,7 +1017,10 @@ def _grid(xp: Ops, a: Any) -> Any:
     if not top > 0:
         return a
     q = 2.0 ** (math.floor(math.log2(top)) - 30)
-    return xp.where(fin, xp.ceil(a / q - 0.5) * q, a)
+    # (q a normal power of two: a * (1 / q) is a / q, the one correctly rounded quotient, at the cost of a
+    # product; an infinity stays itself through the rounding, so no mask is needed)
+    scaled = a * (1.0 / q) if q >= 2.0 ** -1022 else a / q
+    return xp.ceil(scaled - 0.5) * q
 
 
 def _old_cost(xp: Ops, C: Any, wk: Any, sub: Any) -> tuple[Any, Any]:

@@ -301,6 +301,26 @@ def test_the_hull_gives_the_numpy_steps_on_torch(be: tuple[str, str]) -> None:
             assert np.allclose(x, xp.to_numpy(y), equal_nan=True) if be[1] != "cpu" else np.array_equal(x, xp.to_numpy(y))
 
 
+@pytest.mark.parametrize("scale", [1e-310, 1e-300, 1e-3, 1.0, 7e5, 1e300])
+def test_the_options_grid_is_the_rounded_quotient_and_keeps_infinities(scale: float) -> None:
+    """``_grid``: each finite option the nearest multiple (ties up) of q, the power of two 2^-30 of the
+    largest finite magnitude's, bit for bit the rounded quotient ``ceil(a / q - 0.5) * q`` (also where q is
+    subnormal); infinities of either sign and -0.0 kept as they are."""
+    from kernels.backend import get_ops
+
+    rng = np.random.default_rng(int(-math.log10(scale)) + 400)
+    a = rng.normal(size=(30, 24, 5)) * scale
+    a[rng.random(a.shape) < 0.2] = np.inf
+    a[rng.random(a.shape) < 0.05] = -np.inf
+    a[0, 0, 0] = -0.0
+    got = np.asarray(PS._grid(get_ops("numpy"), a))
+    fin = np.isfinite(a)
+    q = 2.0 ** (math.floor(math.log2(np.abs(a[fin]).max())) - 30)
+    want = np.where(fin, np.ceil(a / q - 0.5) * q, a)
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
+    assert np.array_equal(got[~fin], a[~fin]) and np.signbit(got[0, 0, 0])
+
+
 # --- shortened non-preemptible blocks (kernels.powersearch._shorten_blocks): seeded families of blocks -----
 
 def _blocks(seed: int, n: int = 6, T: int = 10, empty: bool = False) -> dict[str, Any]:
