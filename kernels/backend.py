@@ -169,6 +169,13 @@ class Ops:
         np.put_along_axis(pos, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
         return pos
 
+    def scatter_rows(self, order: Any, vals: Any) -> Any:
+        """``out`` with ``out[i, order[i, k]] = vals[i, k]`` for a ``(n, m)`` permutation per row: what
+        ``take_along(vals, inv_perm_rows(order), 1)`` gives, in one pass instead of two."""
+        out = np.empty(order.shape, vals.dtype)
+        np.put_along_axis(out, order, vals, axis=1)
+        return out
+
     def lexsort(self, keys: Any) -> Any:
         """numpy's ``lexsort``: the last key is the primary one; ties keep their order (stable)."""
         return np.lexsort(keys)
@@ -542,6 +549,9 @@ class TorchOps(Ops):
     def inv_perm_rows(self, order: Any) -> Any:
         src = self.torch.arange(order.shape[1], device=self._dev).expand(order.shape[0], -1).to(order.dtype)
         return self.torch.empty_like(order).scatter_(1, order, src)
+
+    def scatter_rows(self, order: Any, vals: Any) -> Any:
+        return self.torch.empty(tuple(order.shape), dtype=vals.dtype, device=self._dev).scatter_(1, order, vals)
 
     def lexsort(self, keys: Any) -> Any:
         t = self.torch

@@ -428,8 +428,7 @@ def shift_cells(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: An
     pair = xp.isfinite(rem_k) & xp.isfinite(add_k) & (rem_k - add_k > 1e-9 * xp.maximum(rem_k, 1.0))
     if not bool(xp.any(pair)):
         return vmat, 0
-    pos_t = xp.inv_perm_rows(ord_t)
-    ask = xp.take_along(pair, pos_t, 1)  # target cells of the pairs, in slot space
+    ask = xp.scatter_rows(ord_t, pair)  # target cells of the pairs, in slot space
     o = xp.argsort(rank[rows])
     rows_o, ask, pl_o, g_o = rows[o], ask[o], pl[o], g[o]
     ok = ask
@@ -445,9 +444,8 @@ def shift_cells(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: An
     if nmov == 0:
         return vmat, 0
     lvl_k = xp.take_along(sub, ord_s, 1)
-    pos_s = xp.inv_perm_rows(ord_s)
-    freed = xp.take_along(ok_k, pos_s, 1)
-    new_lvl = xp.take_along(xp.where(ok_k, lvl_k, 0), pos_t, 1)
+    freed = xp.scatter_rows(ord_s, ok_k)
+    new_lvl = xp.scatter_rows(ord_t, xp.where(ok_k, lvl_k, 0))
     new_sub = xp.where(ok, new_lvl, xp.where(freed, 0, sub))
     vmat = xp.copy(vmat)
     vmat[rows] = xp.astype(new_sub, xp.i8)

@@ -53,6 +53,10 @@ def test_index_and_search_functions_equal_numpy(device: str, seed: int, n: int, 
     order = NP.argsort(m, 1)
     _eq(order, xp.argsort(xp.asarray(m), 1), xp, device)
     _eq(NP.inv_perm_rows(order), xp.inv_perm_rows(xp.asarray(order)), xp, device)
+    for vals in (m, m > 0, rng.integers(0, 5, (n, T)).astype(np.int8)):  # one permutation's scatter per row
+        want = NP.take_along(vals, NP.inv_perm_rows(order), 1)
+        _eq(want, NP.scatter_rows(order, vals), NP, "cpu")
+        _eq(want, xp.scatter_rows(xp.asarray(order), xp.asarray(vals)), xp, device)
     mask = rng.random((n, T)) < 0.3
     _eq(NP.argmax(mask, 1), xp.argmax(xp.asarray(mask), 1), xp, device)
     idx = rng.integers(0, T, (n, T))
