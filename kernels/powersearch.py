@@ -115,6 +115,7 @@ _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
 _TOL_G = 1e-6  # grams: an estimated gain below this is none
 PHASES = ("carbon", "blocks", "work", "congest", "gcongest", "pairs")
 CONGEST = ("congest", "gcongest")  # the phases that price a scarce resource (_phase)
+BACKOFF = CONGEST  # phases that, after k failed rounds in a row, skip the next 2^k - 1 rounds (power_search)
 DISPLACE_ROWS = 4  # non-preemptible blocks tried through the preemptible work per search (_displace)
 LANE_SPLIT_ROWS = 64  # _responses: with two lanes the own-pool rows split in two parts from this many
 #: row-slot cells one power_search may propose, summed over its phases' best responses (a carbon phase
@@ -130,6 +131,22 @@ SEARCH_BUDGET_CELLS = 8_000_000
 #: (those whose proposals still fit the room the others leave) grow less (5,000 x 192: 1,656 of 4,288 in
 #: the first carbon round, 195 in the second, 40 in the third), so late rounds buy less per cell there.
 SEARCH_BUDGET_KNEE = 500_000
+#: The fixed cost of a phase call and of a halving's try, charged to the meter in cells (a count, not a clock:
+#: the plans stay reproducible). On the corpus (<= 32 x 32) a phase proposes a few hundred cells, but a call
+#: costs ~3 ms of Python and numpy dispatch on tiny arrays (the options, hulls, sorts, acceptance), a try an
+#: exact evaluation (~1 ms), a congest try's refill a list schedule (~4 ms): uncharged, a "30k-cell" budget
+#: bought seconds there (round 11). At ~1.5 us a cell: ``PHASE_CELLS`` per phase call (the pair phase and a
+#: block displacement included), ``TRY_CELLS`` per try evaluated, ``REFILL_CELLS`` per refill.
+PHASE_CELLS = 2_000.0
+TRY_CELLS = 600.0
+REFILL_CELLS = 3_000.0
+
+
+def _charge(meter: dict[str, Any] | None, cells: float) -> None:
+    """Take ``cells`` from the meter (None: no meter) and add them to what the current call charged."""
+    if meter is not None:
+        meter["left"] -= cells
+        meter["charge"] = meter.get("charge", 0.0) + cells
 
 
 def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, *,
@@ -149,15 +166,25 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     meter = {"left": math.inf if budget is None else float(budget)} if meter is None else meter
     meter.setdefault("memo", {})  # (the work phase's results, remembered: _work_phase)
     vmat, ev, changed = _drop_late_tails(problem, xp, c, pr, d, vmat, pool, ev)
-    for _ in range(rounds):  # improvement rounds
+    fails = dict.fromkeys(BACKOFF, 0)  # per backed-off phase: its failures in a row, and the round it runs next
+    due = dict.fromkeys(BACKOFF, 0)
+    for rnd in range(rounds):  # improvement rounds
         moved = 0
-        for phase in PHASES:  # carbon, blocks, work, congest, gcongest, pairs
-            if meter["left"] <= 0:
+        # the phases due this round; where none of them moves a row, the backed-off ones run after all (a round
+        # ends the search only where every phase failed)
+        todo = [ph for ph in PHASES if rnd >= due.get(ph, 0)]
+        todo += [ph for ph in PHASES if ph not in todo]
+        for phase in todo:  # carbon, blocks, work, congest, gcongest, pairs (the due ones first)
+            if meter["left"] <= 0 or (moved and rnd < due.get(phase, 0)):
                 break
             vmat, pool, ev, k = (_work(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter) if phase == "work"
-                                 else _pairs(problem, xp, c, pr, d, tb, vmat, pool, ev, floor) if phase == "pairs"
+                                 else _pairs(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter)
+                                 if phase == "pairs"
                                  else _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, phase, floor, meter))
             moved += k
+            if phase in due:
+                fails[phase] = 0 if k else fails[phase] + 1
+                due[phase] = rnd + 1 if k else rnd + 2 ** fails[phase]
         changed += moved
         if moved == 0 or meter["left"] <= 0:
             break
@@ -169,7 +196,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
 
 def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
            ev: dict[str, Any], gev: dict[str, Any], variant: str, budget: float | None = None,
-           meter: dict[str, float] | None = None) -> tuple[Any, Any, dict[str, Any], str]:
+           meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], str]:
     """:func:`power_search` on the plan ``kernels.plan`` chose (``ev`` its evaluation, ``gev`` the greedy
     witness's): the searched plan where it changed and still dominates the witness job by job (it does by
     construction; checked), with ``"+power"`` added to ``variant``; else the plan as given. ``budget``: the
@@ -177,9 +204,29 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     (:func:`refine_starts`): the search proposes at most ``meter["left"]`` cells (and at most ``budget``), and
     what it proposes is taken from ``"left"`` and added to ``"spent"``."""
     cap = search_budget(c.J, c.T) if budget is None else budget
-    own = {"left": float(cap) if meter is None else min(float(cap), meter["left"])}
+    own: dict[str, Any] = {"left": float(cap) if meter is None else min(float(cap), meter["left"])}
     left0 = own["left"]
-    nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev, meter=own)
+    memo = meter.setdefault("memo", {}) if meter is not None and _memo_ok(xp, c) else None
+    key = None
+    if memo is not None:
+        # a search is a function of its plan, its floor and its cells: one already run from this plan that the
+        # budget did not cut, where it may spend more than it did then, gives the same plan (the later starts
+        # and the completions search the same plans again: seed-0 corpus-18, 5 of 11 searches); the work
+        # phase's memo is shared too (_work_phase)
+        own["memo"] = memo
+        v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
+        key = ("refine", v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), id(gev),
+               float(ev["objective"]), float(ev["carbon_g"]))
+        got = memo.get(key)
+        if got is not None and got[4] < left0:
+            nv, npool, nev, k, charge = got
+            own["left"] -= charge
+            nv, npool = xp.copy(nv), xp.copy(npool)
+            key = None
+    if key is not None or memo is None:
+        nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev, meter=own)
+        if key is not None and memo is not None and not own.get("cut", 0) and own["left"] > 0:
+            memo[key] = (xp.copy(nv), xp.copy(npool), nev, k, left0 - own["left"])
     if meter is not None:
         meter["left"] -= left0 - own["left"]
         meter["spent"] = meter.get("spent", 0.0) + left0 - own["left"]
@@ -197,19 +244,14 @@ REFINE_STARTS = 4
 #: ... on instances of at most this many job-slot cells (the corpus: <= 1,024); above it one start (the
 #: published instances, 115k and 288k cells, and every instance past the search limit keep their cost)
 STARTS_MAX_CELLS = 50_000
-#: The starts after the first are metered (round 11): they share a budget of search cells (what the power
-#: searches propose, :func:`refine`; the completion's searches of its block displacements included: on the
-#: corpus they are nearly all of a start's CPU, and they made four starts cost 3.5x the CPU of one in round
-#: 10, the worst instance 6.5 -> 35 s). The budget is ``STARTS_SHARE`` times what the first start spent
-#: (its search and its completion: the one-start path, unmetered), at least ``STARTS_MIN_CELLS`` (a first
-#: start that spent little says little about the later ones: seed-0 corpus-158's first start spends 5k cells,
-#: its third start's completion displaces a block and ends 0.65% lower), and never more than takes the
-#: starts' cells in all to ``STARTS_MAX_SPENT``: an instance whose first start already spent that much gets no
-#: other start (the costliest of the corpus: an unfinished non-preemptible job whose completion displaces
-#: blocks on every plan, ~16-28 us CPU a cell here). Deterministic: cells counted, not time.
-STARTS_SHARE = 2.0
-STARTS_MIN_CELLS = 30_000.0
-STARTS_MAX_SPENT = 120_000.0
+#: The starts share one meter of search cells (round 12; what the power searches propose, :func:`refine`, with
+#: the fixed cost of each call, ``PHASE_CELLS``; the completion's searches of its block displacements included):
+#: ``STARTS_MAX_SPENT`` in all, the first start's search and completion first, and what is left after the last
+#: start goes to one more search of the lowest plan. Round 11 metered only the later starts and only their
+#: proposed cells: the first start alone spent up to 6.5 s CPU on the corpus (seed-0 corpus-11: its completion
+#: searched two displaced plans for 3.4 s), four starts up to 8.7 s. Past ``STARTS_MAX_CELLS`` (one start) the
+#: search keeps its own budget (:func:`search_budget`). Deterministic: cells counted, not time.
+STARTS_MAX_SPENT = 2_000_000.0
 #: the lowest starts also completed before their search (kernels.complete on the candidate as it is: seed-0
 #: corpus-178 ends 23.7% above the LP that way, 53.0% from its searched plan); round 11, four starts without a
 #: budget on the seed-0 corpus: the third and fourth starts completed as they are never gave the lowest plan
@@ -228,19 +270,21 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     starts (with one start: on its searched plan only), with what it returns in their place (its tag added
     to the variant); its fourth argument is True for the first plan only (the lowest start's searched plan:
     the one-start path; kernels.complete runs its second set of tries there only), its fifth the meter its
-    searches draw on. The first start's search and completion run as with one start; then, while the
-    budget of the later starts (``STARTS_SHARE``, ``STARTS_MIN_CELLS``, ``STARTS_MAX_SPENT``) has cells
-    left, each later start is searched and its searched plan completed, each followed by the start before it
-    completed as it is (the lowest ``STARTS_AS_THEY_ARE`` starts only; a search or completion that spends the
-    last cells stops there: a valid plan all the same). Returns the plans,
-    lowest objective first (ties: the earlier reached first): the completed ones, and the searched plans
-    the budget left uncompleted. Plans equal cell for cell (the same plan reached twice) are taken once."""
+    searches draw on. With one start its search and completion have their own budgets. With several, every
+    search draws on one meter of ``STARTS_MAX_SPENT`` cells: the first start is searched and completed (the
+    completion whatever is left; its searches only while cells are), then, while cells are left, each later start is
+    searched and its searched plan completed, each followed by the start before it completed as it is (the
+    lowest ``STARTS_AS_THEY_ARE`` starts only; a search or completion that spends the last cells stops there:
+    a valid plan all the same), and what is left searches the lowest plan once more (kept where lower).
+    Returns the plans, lowest objective first (ties: the earlier reached first): the completed ones, and the
+    searched plans the budget left uncompleted. Plans equal cell for cell (the same plan reached twice) are
+    taken once."""
     def same(x: Any, o: Any) -> bool:
         return bool(xp.all(x[0] == o[0])) and bool(xp.all(x[1] == o[1]))
 
     def done(o: tuple[Any, Any, dict[str, Any], str], first: bool, m: dict[str, float]
              ) -> tuple[Any, Any, dict[str, Any], str]:
-        if finish is None or m["left"] <= 0:
+        if finish is None or (m["left"] <= 0 and not first):  # (the first plan is completed all the same)
             return o
         v2, p2, e2, tag = finish(o[0], o[1], o[2], first, m)
         return v2, p2, e2, o[3] + tag
@@ -250,14 +294,15 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     for _, v, p, e, name in sorted(cands, key=lambda x: x[0]):  # (a few)
         if len(starts) < k and not any(same((v, p), o) for o in starts):
             starts.append((v, p, e, name))
-    first = {"left": math.inf, "spent": 0.0}  # (the one-start path: its own budgets only, counted)
+    # the one-start path: its own budgets only, counted; on the instances with several starts all of them share
+    # STARTS_MAX_SPENT cells, and the lowest plan is searched on with what is left
+    first = {"left": math.inf if k == 1 else STARTS_MAX_SPENT, "spent": 0.0}
     v0, p0, e0, name0 = starts[0]
     seen = [refine(problem, xp, c, pr, d, tb, v0, p0, e0, gev, name0, meter=first)]
     final = [done(seen[0], True, first)]
     if k == 1:
         return final
-    spent = first["spent"]
-    more = {"left": min(max(STARTS_SHARE * spent, STARTS_MIN_CELLS), STARTS_MAX_SPENT - spent), "spent": 0.0}
+    more = first
     # each later start searched and completed, and after it the start before it completed as it is (the lowest
     # STARTS_AS_THEY_ARE only), until the cells are spent
     steps = [st for i in range(1, len(starts)) for st in ((True, i), (False, i - 1))] + [(False, len(starts) - 1)]
@@ -271,7 +316,13 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
         if not any(same(o, x) for x in seen):
             seen.append(o)
             final.append(done(o, False, more))
-    return sorted(final, key=lambda o: o[2]["objective"])  # (stable)
+    final = sorted(final, key=lambda o: o[2]["objective"])  # (stable)
+    if more["left"] > 0:  # the lowest plan searched on with the cells left
+        v, p, e, name = final[0]
+        o = refine(problem, xp, c, pr, d, tb, v, p, e, gev, name, meter=more)
+        if o[2]["objective"] < final[0][2]["objective"]:
+            final.insert(0, o)
+    return final
 
 
 def search_budget(J: int, T: int) -> float:
@@ -308,7 +359,7 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     for r in cand:  # candidate rows (a few)
         if meter["left"] <= 0:
             break
-        meter["left"] -= float(c.J * c.T)
+        _charge(meter, float(c.J * c.T) + PHASE_CELLS)
         rows = xp.asarray(np.array([r]), xp.i64)
         vfree = xp.astype(xp.where(flex[:, None], 0, vmat), vmat.dtype)
         vfree[rows] = 0
@@ -393,10 +444,15 @@ def _memo(xp: Ops, c: Any, meter: dict[str, Any] | None) -> dict[Any, Any] | Non
     """The search's memo (:func:`_work_phase`, :func:`_refilled`), or None: past ``MEMO_MAX_CELLS``, and on
     torch (its key is the plan's bytes on the host: a (J, T) copy off the device per call; the plans are
     the same either way)."""
-    if meter is None or c.J * c.T > MEMO_MAX_CELLS or xp.name != "numpy":
+    if meter is None or not _memo_ok(xp, c):
         return None
     memo: dict[Any, Any] | None = meter.get("memo")
     return memo
+
+
+def _memo_ok(xp: Ops, c: Any) -> bool:
+    """Whether the search's memos are kept (:func:`_memo`)."""
+    return c.J * c.T <= MEMO_MAX_CELLS and xp.name == "numpy"
 
 
 def _work_phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
@@ -424,7 +480,7 @@ def _work_phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
         meter["left"] -= charge
         return (vmat, pool, ev, 0) if k == 0 else (xp.copy(nv), xp.copy(npool), nev, k)
     cut = meter.get("cut", 0)
-    meter["charge"] = 0.0
+    meter["charge"] = 0.0  # (what the call charges: _charge)
     nv, npool, nev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor, meter)
     if meter.get("cut", 0) == cut:
         memo[key] = (xp.copy(nv), xp.copy(npool), nev, k, meter["charge"])
@@ -436,6 +492,7 @@ def _refilled(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     """:func:`_refill` of the plan and its evaluation, remembered in the search's memo like the work
     phase (:func:`_work_phase`; a function of the plan alone, no cells charged): a congest halving's
     plan is often one an earlier halving or round refilled already (seed-0 corpus-11: 119 of 471)."""
+    _charge(meter, REFILL_CELLS)  # (remembered or not: the plans do not depend on the memo)
     memo = _memo(xp, c, meter)
     key = None
     if memo is not None:
@@ -488,14 +545,14 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     rows_h = np.flatnonzero(sel)
     moves = _moves(c, pool_h, rows_h) if phase == "carbon" else np.zeros((rows_h.size, c.P), bool)
     if meter is not None and rows_h.size:
+        _charge(meter, PHASE_CELLS)  # (the call's fixed cost)
         cells = T * (1 + moves.sum(1))  # per row: its own pool's response, then one per pool it may move to
         if not math.isinf(meter["left"]) and cells.sum() > meter["left"]:
             meter["cut"] = meter.get("cut", 0) + 1  # (a cut call's result is not remembered: _work_phase)
             o = np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, phase), kind="stable")
-            keep = np.sort(o[:int(np.searchsorted(np.cumsum(cells[o]), meter["left"], side="right"))])
+            keep = np.sort(o[:int(np.searchsorted(np.cumsum(cells[o]), max(meter["left"], 0.0), side="right"))])
             rows_h, moves, cells = rows_h[keep], moves[keep], cells[keep]
-        meter["charge"] = float(cells.sum())  # (what this call charged: _work_phase)
-        meter["left"] -= meter["charge"]
+        _charge(meter, float(cells.sum()))  # (what this call charged: _work_phase)
     if rows_h.size == 0:
         return vmat, pool, ev, 0
     rows = xp.asarray(rows_h, xp.i64)
@@ -540,6 +597,7 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         nv[take_rows[:n]] = take_sub[:n]
         npool = xp.copy(pool)
         npool[take_rows[:n]] = xp.astype(take_pl[:n], pool.dtype)
+        _charge(meter, TRY_CELLS)
         if phase in CONGEST:  # the room freed goes to the most valuable work, then the work phase
             nv, npool, nev = _refilled(problem, xp, c, pr, d, tb, nv, pool, phase == "congest", meter)
             nv, npool, nev, _ = _work(problem, xp, c, pr, d, tb, nv, npool, nev, floor, meter)
@@ -553,6 +611,13 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     return vmat, pool, ev, 0
 
 
+#: :func:`_responses` runs its second lane on a thread only where each lane proposes at least this many
+#: row-slot cells: on the corpus's tiny tables (<= 32 x 32) numpy holds the GIL nearly throughout, and the
+#: thread cost CPU (seed-0 corpus 155, 161, 100, 69, alternating at load ~4: 8.61 s CPU with it, 8.01 without,
+#: the same plans)
+THREAD_MIN_CELLS = 20_000
+
+
 def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, args: tuple[Any, ...],
                moves: Any) -> dict[int, tuple[Any, Any, Any]]:
     """The rows' best responses (:func:`_best_rows`, ``args``: its ``lim, req, need, value, extra, price``)
@@ -560,11 +625,11 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     those rows' responses there (key ``p``). The calls are independent (every one against the plan as it
     is, the rows' current cost and work from their own pools' options): on numpy with
     ``kernels.planner.CONCURRENT`` they run in two lanes of about equal rows, the second on a thread
-    (numpy releases the GIL in its array work); the same results either way."""
+    (numpy releases the GIL in its array work; only past ``THREAD_MIN_CELLS``); the same results either way."""
     opts = _options(xp, c, d, tb, vmat, pool, rows, args[0], args[5])
     old = _old_cost(xp, opts[0], opts[1], opts[2])
     n = int(rows.shape[0])
-    threads = _pl.CONCURRENT and xp.name == "numpy"
+    threads = _pl.CONCURRENT and xp.name == "numpy" and n * c.T >= THREAD_MIN_CELLS
     moves_n = [(p, np.flatnonzero(moves[:, p])) for p in range(c.P) if moves[:, p].any()]
     # the rows are independent in _best_rows (the options already built for all of them): with two lanes
     # the own-pool rows are split in two parts so that the lanes carry about equal rows (the same results)
@@ -596,7 +661,8 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
         j = int(load[1] < load[0])
         lanes[j].append(todo[i])
         load[j] += size[i]
-    second = _pl._Later(lambda: lane(lanes[1]), thread=threads and bool(lanes[1]))
+    thread = threads and bool(lanes[1]) and min(load) * c.T >= THREAD_MIN_CELLS
+    second = _pl._Later(lambda: lane(lanes[1]), thread=thread)
     got = lane(lanes[0]) + second.result()
     out = {p: r for p, _, r in got if p >= 0}
     own = [r for _, r in sorted(((k_h[0], r) for p, k_h, r in got if p < 0), key=lambda x: x[0])]
@@ -632,7 +698,8 @@ def _priority(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows_h: An
 
 
 def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-           ev: dict[str, Any], floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+           ev: dict[str, Any], floor: dict[str, Any] | None,
+           meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
     """The pair phase (module docstring): per slot the best exchange of :func:`_pair_moves`, at most one
     per row (an exchange is kept where it is the best of every exchange its two rows are in), applied
     together, then the first half of them (by estimated gain) while the result breaks a cap or fails the
@@ -642,6 +709,7 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     got = _pair_candidates(xp, c, d, tb, vmat, pool, ev)
     if got is None:
         return vmat, pool, ev, 0
+    _charge(meter, PHASE_CELLS)
     rows, gain, a, b, la, lb, sa, las, sb, lbs = got
     n = int(rows.shape[0])
     tt = xp.arange(T)
@@ -684,6 +752,7 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
             q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, nv > 0)
             ok = bool(xp.all((q <= quota[:, None] + 1e-9) | (q <= q0)))
         if ok:
+            _charge(meter, TRY_CELLS)
             nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
             if _passes(c, "pairs", ev, nev, finished, on_time, floor):
                 return nv, pool, nev, m
