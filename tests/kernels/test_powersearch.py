@@ -992,8 +992,8 @@ def test_searching_from_several_candidates_ends_lower(i: int, monkeypatch: pytes
 
 def test_the_starts_are_distinct_plans_lowest_first_and_one_past_the_cells(monkeypatch: pytest.MonkeyPatch) -> None:
     """``refine_starts`` searches each distinct candidate once (a plan listed twice is searched once), at
-    most ``REFINE_STARTS`` of them in objective order, only the lowest past ``STARTS_MAX_CELLS``, and returns
-    the searched plans lowest objective first."""
+    most ``REFINE_STARTS`` of them in objective order (then, with cells left, the lowest plan once more), only
+    the lowest past ``STARTS_MAX_CELLS``, and returns the searched plans lowest objective first."""
     monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
     pb = make(*CASES[3])
     s = greedy_start(pb, "numpy", "cpu")
@@ -1011,7 +1011,7 @@ def test_the_starts_are_distinct_plans_lowest_first_and_one_past_the_cells(monke
 
     monkeypatch.setattr(PS, "refine", spy)
     outs = PS.refine_starts(pb, xp, c, s.pr, s.d, s.tb, cands, s.gev)
-    assert seen == ["improved", "greedy"]
+    assert seen[:2] == ["improved", "greedy"] and len(seen) <= 3, seen  # (then the lowest plan, with cells left)
     assert [o[2]["objective"] for o in outs] == sorted(o[2]["objective"] for o in outs)
     seen.clear()
     monkeypatch.setattr(PS, "STARTS_MAX_CELLS", c.J * c.T - 1)
