@@ -6,6 +6,7 @@ the family's plans (it is not a no-op), kernels.plan uses it, and numpy and torc
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
