@@ -288,20 +288,21 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     to the variant); its fourth argument is True for the first plan only (the lowest start's searched plan:
     the one-start path; kernels.complete runs its second set of tries there only), its fifth the meter its
     searches draw on. With one start its search and completion have their own budgets. With several, every
-    search draws on one meter of ``STARTS_MAX_SPENT`` cells: the first start is searched and completed (the
-    completion whatever is left; its searches only while cells are), then, while cells are left, each later start is
-    searched and its searched plan completed, each followed by the start before it completed as it is (the
-    lowest ``STARTS_AS_THEY_ARE`` starts only; a search or completion that spends the last cells stops there:
-    a valid plan all the same), and what is left searches the lowest plan once more (kept where lower).
-    Returns the plans, lowest objective first (ties: the earlier reached first): the completed ones, and the
-    searched plans the budget left uncompleted. Plans equal cell for cell (the same plan reached twice) are
-    taken once."""
+    search draws on one meter of ``STARTS_MAX_SPENT`` cells: the first start is searched and completed, then,
+    while cells are left, each later start is searched and its searched plan completed, each followed by the
+    start before it completed as it is (the lowest ``STARTS_AS_THEY_ARE`` starts only), and what is left
+    searches the lowest plan once more (kept where lower). Every plan searched is completed, whatever the
+    cells left (the completion's searches only while cells are; a search may free room an unfinished job can
+    use, and a plan returned leaves none: round 12, tests/kernels/test_unfinished_reasons.py). A search or
+    completion that spends the last cells stops there: a valid plan all the same.
+    Returns the plans, lowest objective first (ties: the earlier reached first). Plans equal cell for cell
+    (the same plan reached twice) are taken once."""
     def same(x: Any, o: Any) -> bool:
         return bool(xp.all(x[0] == o[0])) and bool(xp.all(x[1] == o[1]))
 
     def done(o: tuple[Any, Any, dict[str, Any], str], first: bool, m: dict[str, float]
              ) -> tuple[Any, Any, dict[str, Any], str]:
-        if finish is None or (m["left"] <= 0 and not first):  # (the first plan is completed all the same)
+        if finish is None:  # (completed whatever the cells left: its searches only while cells are)
             return o
         v2, p2, e2, tag = finish(o[0], o[1], o[2], first, m)
         return v2, p2, e2, o[3] + tag
@@ -337,8 +338,8 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     if more["left"] > 0:  # the lowest plan searched on with the cells left
         v, p, e, name = final[0]
         o = refine(problem, xp, c, pr, d, tb, v, p, e, gev, name, meter=more)
-        if o[2]["objective"] < final[0][2]["objective"]:
-            final.insert(0, o)
+        if o[2]["objective"] < final[0][2]["objective"]:  # completed whatever is left (a search may free room)
+            final.insert(0, done(o, False, more))
     return final
 
 
