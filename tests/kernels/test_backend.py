@@ -318,15 +318,17 @@ def test_small_benchmark_instances_give_the_numpy_plan(be: tuple[str, str]) -> N
     it too (with the float32 rounding of those costs removed, torch plans another run matrix: the first of
     J = 40, seeds 0-5, that does, on the shared NL data) for far less CPU: (120, 0) was most of this test's
     61 s in CI (here, under load 10: 78 s of CPU for the old three instances, 23 s for these). With that
-    rounding removed only (40, 4) of (40, 4), (60, 1), (200, 2) plans differently on torch; (200, 2) stays for
+    rounding removed only (40, 4) of (40, 4), (60, 1), (200, 2) plans differently on torch; (80, 9) stands for
     the witness's EDF plan through the price search, the power search and the displacement on torch
-    (``edf_price_search+power+displace+power``, which no other parity instance returns); (60, 1)
-    (``edf_price_search+power``) went: the warm-started chain's (40, 24, 3) returns the same."""
+    (``edf_price_search+power+displace+power``): it returns that plan as (200, 2) did for 1/7 of its CPU
+    (round 12: numpy 0.9 s against 6.3 s, torch 17 s against 92 s of process CPU) and fails, as (40, 4) does,
+    with a tie order reversed in ``TorchOps.argsort``; (60, 1) (``edf_price_search+power``) went: the
+    warm-started chain's (40, 24, 3) returns the same."""
     from benchmarks.instances import make_problem
 
     if be[1].startswith("cuda"):
         pytest.skip("CUDA: test_backends_give_the_same_plan holds the device tolerance")
-    for J, seed in ((40, 4), (200, 2)):
+    for J, seed in ((40, 4), (80, 9)):
         pb = make_problem(J, 24, seed=seed)
         a, b = kernels.plan(pb), kernels.plan(pb, backend=be[0], device=be[1])
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), (J, seed)
