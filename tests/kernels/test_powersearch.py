@@ -100,14 +100,15 @@ def test_the_search_lowers_the_objective_across_the_family() -> None:
 
 
 def test_kernels_plan_uses_it() -> None:
-    """The hook in kernels.plan: some of the family's plans are the searched ones, and they are valid."""
+    """The hook in kernels.plan: some of the family's plans are the searched ones, and they are valid (on 6
+    cases: 5 carried, 11 of the first 12, round 12; the 12 took 25 s of the suite, these 6 a third of it)."""
     used = 0
-    for i in range(12):
+    for i in range(6):
         pb = make(*CASES[i])
         res = kernels.plan(pb)
         assert kernels.check_result(pb, res) == []
         used += str(res.diagnostics.get("primal_variant", "")).endswith("+power")
-    assert used >= 4, f"the power search carried {used} of 12 plans"
+    assert used >= 4, f"the power search carried {used} of 6 plans"
 
 
 @pytest.mark.parametrize("be", BACKENDS[1:])
