@@ -83,11 +83,13 @@ def test_with_the_greedy_as_floor_the_plan_still_dominates_it(i: int) -> None:
 
 def test_the_search_lowers_the_objective_across_the_family() -> None:
     """Not a no-op: it changes the plan on most of the family and lowers the objective by more than 1% on
-    some, with and without a floor; and its carbon phase lowers the carbon of plans that finish every job."""
+    some, with and without a floor; and its carbon phase lowers the carbon of plans that finish every job.
+    (With the floor from the improved start, as kernels.plan searches and the test above judges: the
+    searches are the ones it made; round 12: lowered on 40 of 40.)"""
     for floor in (False, True):
         gains = []
         for i in range(len(CASES)):
-            r = _search(i, floor=floor)
+            r = _search(i, floor=floor, start="improved" if floor else "greedy")
             gains.append(1 - r["nev"]["objective"] / max(r["sev"]["objective"], 1e-9))
         assert sum(g > 1e-9 for g in gains) >= len(CASES) // 2, f"floor={floor}: lowered {sum(g > 0 for g in gains)}"
         assert max(gains) > 0.01
