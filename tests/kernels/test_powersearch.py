@@ -645,13 +645,15 @@ def test_a_plan_the_witness_carries_is_searched_too(monkeypatch: pytest.MonkeyPa
         assert res.carbon_g_total < 0.5 * gr.carbon_g_total
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(3))
 def test_a_budget_bounds_the_cells_proposed_and_keeps_every_promise(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """``budget`` bounds the row-slot cells the phases propose (counted where every proposal starts,
     ``_options``), whatever the instance: without one the same search proposes more than the budget (so the
     budget binds here), and with it the plan is still valid, its objective not above the start, and it
-    still dominates the greedy floor job by job. On 6 seeded family instances of 2-4 pools (the carbon phase
-    proposes movable rows once per pool)."""
+    still dominates the greedy floor job by job. On 3 seeded family instances of 2, 3 and 4 pools (the carbon
+    phase proposes movable rows once per pool). (Seeds 3-5, 2-4 pools again, went in round 12: the budget
+    never cut, a row's per-pool proposals not counted, one row past the budget kept each fail seeds 0 and 1
+    as they fail 3-5; seed 2 fails the second.)"""
     from benchmarks.instances import Knobs
 
     pb = make(9100 + seed, Knobs(n_jobs=60, n_slots=48, n_pools=2 + seed % 3, demand_share=0.7))
