@@ -17,7 +17,6 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import kernels
 from benchmarks.instances import corpus, make
