@@ -113,6 +113,10 @@ WARM_PATIENCE_LARGE = 1
 COLD_PATIENCE = 10
 WITNESS_MODES = ("auto", "always", "never")  # plan(witness=...)
 WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undone runs it at least this often
+#: ... and every tick up to this many job-slot cells (a count, not a clock: there the greedy is a small share
+#: of the re-plan, and between checks a warm plan lost jobs to it: 148 on 13 of 40 warm chains of the family,
+#: benchmarks/README.md, issue 11 round 12); past it (the 50,000 x 192 tick) every WITNESS_EVERY_TICKS ticks
+WITNESS_EVERY_TICK_MAX_CELLS = 2_000_000
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
@@ -1916,8 +1920,11 @@ def plan(
     or the greedy's). ``"always"``: every call. ``"never"``: no check (the plan is the optimiser's own).
     ``"auto"`` (default): every cold solve (``windward plan``, the first tick); a warm-started re-plan runs
     it only where its own plan leaves work undone or late (a plan that finishes every job on time can lose
-    to the greedy on carbon only: not checked on the hot path) AND the last check is at least
-    ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm start's diagnostics). So between
+    to the greedy on carbon only: not checked on the hot path) AND either the instance has at most
+    ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells (every such tick: the plan, after the warm carry below,
+    is compared with the greedy and, where it does not dominate it job by job, checked in full as a cold solve
+    is; ``diagnostics["witness"]["reason"]`` ends in "dominates it" or "loses to it") or the last check is at least ``WITNESS_EVERY_TICKS`` ticks old
+    (the age is carried in the warm start's diagnostics). So past that size, between
     checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy (the greedy
     costs 1.4 s CPU at 50,000 x 192, its candidates and carry as much again; benchmarks/README.md, issue
     11); it is instead carried past the previous tick's plan (the warm start's rows: moved to this tick
@@ -2009,7 +2016,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     # late (_witness_due decides once the own plan is built; where it finishes every job on time after all,
     # the witness thread's work is wasted)
     likely = witness == "always" or warm_start is None or (
-        witness == "auto" and _witness_age(warm_start) + 1 >= WITNESS_EVERY_TICKS
+        witness == "auto" and (_witness_age(warm_start) + 1 >= WITNESS_EVERY_TICKS
+                               or c.J * c.T <= WITNESS_EVERY_TICK_MAX_CELLS)
         and _left_undone(warm_start.diagnostics.get("own_plan")))
     wit_plan = _Later(lambda: _witness_plan(problem, xp, c, pr, d, tb),
                       thread=CONCURRENT and likely and witness != "never" and xp.name == "numpy")
@@ -2094,9 +2102,9 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     _, vmat, pool, ev, variant = best_plan
     own = _summary(c, ev)
     run_wit, why = _witness_due(witness, warm_start, own)
+    wc: dict[str, Any] = {"ran": False}
     if not run_wit:
         age = _witness_age(warm_start) + 1 if warm_start is not None else 1
-        wc: dict[str, Any] = {"ran": False}
         if reference is not None and _left_undone(own):
             small = c.J * c.T <= WARM_FULL_MAX_CELLS
             vmat, pool, ev, wc = complete.carry_rows(problem, xp, c, pr, d, tb, vmat, pool, ev,
@@ -2105,12 +2113,23 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                                                      raises=small, use=uses.get(id(vmat)))
             if wc["carried"]:
                 variant, own = variant + "+carry_prev", _summary(c, ev)
-        pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
-        return _result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
-                       {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
-                        "primal_variant": variant,
-                        "witness": {"ran": False, "used": False, "reason": why, "age_ticks": age},
-                        "warm_carry": wc, "own_plan": own, "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
+        wd: dict[str, Any] = {"ran": False, "used": False, "reason": why, "age_ticks": age}
+        if _tick_check(witness, warm_start, own, c.J * c.T):  # the plan (carried) against the greedy
+            gv, gp, gev = wit_plan.result()
+            if _dominates_jobs(c, ev, gev):
+                wd = {"ran": True, "used": False, "age_ticks": 0, "same_plan": bool(xp.all(vmat == gv)) and bool(
+                    xp.all(pool == gp)), "reason": f"warm re-plan leaves work undone or late; every tick up to "
+                      f"{WITNESS_EVERY_TICK_MAX_CELLS:,} cells: dominates it", **_summary(c, gev)}
+            else:  # checked in full below (the candidates, the carry past the witness) from the plan carried
+                wd = {}
+                why = (f"warm re-plan leaves work undone or late; every tick up to {WITNESS_EVERY_TICK_MAX_CELLS:,} "
+                       "cells: loses to it")
+        if wd:
+            pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
+            return _result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
+                           {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
+                            "primal_variant": variant, "witness": wd, "warm_carry": wc, "own_plan": own,
+                            "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
     # the EDF greedy witness (kernels.listsched): the plan returned must dominate it; where the optimiser's
     # own plan would lose, the greedy's is returned and diagnostics["witness"]["used"] says so
 
@@ -2207,7 +2226,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                     "primal_variant": variant if not used else wvar if search else "greedy_witness",
                     "witness": {"ran": True, "used": bool(used), "reason": why, "age_ticks": 0,
                                 "same_plan": bool(xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **wit},
-                    "own_plan": own,
+                    **({"warm_carry": wc} if wc["ran"] else {}), "own_plan": own,
                     "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
 
 
@@ -2356,6 +2375,13 @@ def _witness_due(mode: str, warm_start: PlanResult | None, own: dict[str, Any]) 
     if age >= WITNESS_EVERY_TICKS:
         return True, f"warm re-plan leaves work undone or late; last check {min(age, WITNESS_EVERY_TICKS)}+ ticks ago"
     return False, f"warm re-plan leaves work undone or late; last check {age} ticks ago (every {WITNESS_EVERY_TICKS})"
+
+
+def _tick_check(mode: str, warm_start: PlanResult | None, own: dict[str, Any], cells: int) -> bool:
+    """A warm re-plan whose full check is not due (:func:`_witness_due`) compares its plan with the greedy
+    witness all the same (after the warm carry), checked in full only where it loses: ``witness="auto"``, its
+    own plan leaves work undone or late, at most ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells."""
+    return mode == "auto" and warm_start is not None and _left_undone(own) and cells <= WITNESS_EVERY_TICK_MAX_CELLS
 
 
 def _witness_wins(own: dict[str, Any], wit: dict[str, Any]) -> bool:

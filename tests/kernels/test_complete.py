@@ -223,6 +223,7 @@ def _warm_chain(case: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, l
     from benchmarks.instances import corpus, make, shift_problem
     from kernels import planner as P
 
+    monkeypatch.setattr(P, "WITNESS_EVERY_TICK_MAX_CELLS", 0)  # the ticks between witness checks (planner)
     q = make(*corpus(40, seed=5, n_jobs=(20, 40))[case])
     r = kernels.plan(q)
     behind = behind_own = 0

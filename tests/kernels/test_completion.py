@@ -158,10 +158,12 @@ def _with_age(r: kernels.PlanResult, age: int) -> kernels.PlanResult:
 
 
 @pytest.mark.parametrize("seed", range(0, 24, 3))
-def test_witness_auto_runs_cold_and_on_warm_replans_only_when_due(seed: int) -> None:
+def test_witness_auto_runs_cold_and_on_warm_replans_only_when_due(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """witness="auto": every cold solve checks against the greedy; a warm re-plan skips the check where its
-    own plan finishes every job on time, and otherwise runs it once the last check is WITNESS_EVERY_TICKS
+    own plan finishes every job on time, and otherwise (past WITNESS_EVERY_TICK_MAX_CELLS, monkeypatched to 0;
+    below it every tick: tests/kernels/test_warm_witness.py) runs it once the last check is WITNESS_EVERY_TICKS
     ticks old (then it returns exactly what witness="always" returns). Every plan passes the checker."""
+    monkeypatch.setattr(kernels.planner, "WITNESS_EVERY_TICK_MAX_CELLS", 0)
     pb, cold, _ = _planned(seed)
     w = cold.diagnostics["witness"]
     assert w["ran"] is True and w["age_ticks"] == 0 and "unfinished_gpu_s" in w
