@@ -1922,8 +1922,9 @@ def plan(
     it only where its own plan leaves work undone or late (a plan that finishes every job on time can lose
     to the greedy on carbon only: not checked on the hot path) AND either the instance has at most
     ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells (every such tick: the plan, after the warm carry below,
-    is compared with the greedy and, where it does not dominate it job by job, checked in full as a cold solve
-    is; ``diagnostics["witness"]["reason"]`` ends in "dominates it" or "loses to it") or the last check is at least ``WITNESS_EVERY_TICKS`` ticks old
+    is compared with the greedy and, where it does not dominate it job by job, carried past it
+    (:func:`kernels.complete.carry`, ``+carry``) or, failing that, checked in full as a cold solve is;
+    ``diagnostics["witness"]["reason"]`` says which) or the last check is at least ``WITNESS_EVERY_TICKS`` ticks old
     (the age is carried in the warm start's diagnostics). So past that size, between
     checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy (the greedy
     costs 1.4 s CPU at 50,000 x 192, its candidates and carry as much again; benchmarks/README.md, issue
@@ -2116,14 +2117,19 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         wd: dict[str, Any] = {"ran": False, "used": False, "reason": why, "age_ticks": age}
         if _tick_check(witness, warm_start, own, c.J * c.T):  # the plan (carried) against the greedy
             gv, gp, gev = wit_plan.result()
-            if _dominates_jobs(c, ev, gev):
-                wd = {"ran": True, "used": False, "age_ticks": 0, "same_plan": bool(xp.all(vmat == gv)) and bool(
-                    xp.all(pool == gp)), "reason": f"warm re-plan leaves work undone or late; every tick up to "
-                      f"{WITNESS_EVERY_TICK_MAX_CELLS:,} cells: dominates it", **_summary(c, gev)}
-            else:  # checked in full below (the candidates, the carry past the witness) from the plan carried
-                wd = {}
-                why = (f"warm re-plan leaves work undone or late; every tick up to {WITNESS_EVERY_TICK_MAX_CELLS:,} "
-                       "cells: loses to it")
+            why = f"warm re-plan leaves work undone or late; every tick up to {WITNESS_EVERY_TICK_MAX_CELLS:,} cells"
+            got = None if _dominates_jobs(c, ev, gev) else complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev,
+                                                                          gv, gp, gev, lam_b, mu_b)
+            if got is not None:  # carried past the witness (kernels.complete.carry), as a full check would first
+                vmat, pool, ev = got
+                variant, own, why = variant + "+carry", _summary(c, ev), why + ": loses to it, carried past it"
+            elif _dominates_jobs(c, ev, gev):
+                why += ": dominates it"
+            else:  # checked in full below (the candidates, the list schedules) from the plan carried
+                wd, why = {}, why + ": loses to it, checked in full"
+            if wd:
+                wd = {"ran": True, "used": False, "age_ticks": 0, "reason": why, "same_plan": bool(
+                    xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **_summary(c, gev)}
         if wd:
             pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
             return _result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
