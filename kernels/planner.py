@@ -2120,16 +2120,9 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             why = f"warm re-plan leaves work undone or late; every tick up to {WITNESS_EVERY_TICK_MAX_CELLS:,} cells"
             got = None if _dominates_jobs(c, ev, gev) else complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev,
                                                                           gv, gp, gev, lam_b, mu_b)
-            if got is None and not _dominates_jobs(c, ev, gev):  # the price-order list schedule (the fallback)
-                lv, lp, lev = price_plan.result()
-                if _serves_forced_dev(c, d, lv, xp) and _dominates_jobs(c, lev, gev):
-                    got, variant = (lv, lp, lev), "price_list"
-                    why += ": loses to it, the price-order list schedule dominates it"
             if got is not None:  # carried past the witness (kernels.complete.carry), as a full check would first
                 vmat, pool, ev = got
-                if variant != "price_list":
-                    variant, why = variant + "+carry", why + ": loses to it, carried past it"
-                own = _summary(c, ev)
+                variant, own, why = variant + "+carry", _summary(c, ev), why + ": loses to it, carried past it"
             elif _dominates_jobs(c, ev, gev):
                 why += ": dominates it"
             else:  # checked in full below (the candidates, the list schedules) from the plan carried
