@@ -113,10 +113,12 @@ WARM_PATIENCE_LARGE = 1
 COLD_PATIENCE = 10
 WITNESS_MODES = ("auto", "always", "never")  # plan(witness=...)
 WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undone runs it at least this often
-#: ... and every tick up to this many job-slot cells (a count, not a clock: there the greedy is a small share
-#: of the re-plan, and between checks a warm plan lost jobs to it: 148 on 13 of 40 warm chains of the family,
-#: benchmarks/README.md, issue 11 round 12); past it (the 50,000 x 192 tick) every WITNESS_EVERY_TICKS ticks
-WITNESS_EVERY_TICK_MAX_CELLS = 2_000_000
+#: ... and every tick up to this many job-slot cells (a count, not a clock; past it every WITNESS_EVERY_TICKS
+#: ticks). Opt-in (0 = off): between checks a warm plan lost jobs to the greedy (148 on 13 of 40 warm chains of
+#: the family), and 2,000,000 here takes that to 0 at 7x the warm ticks' CPU, but in the 3-day itp60 policy run
+#: it finished 378 jobs against 429 (+3% GPU-hours, policy CPU 3x): not yet a default (benchmarks/README.md,
+#: issue 11 round 12)
+WITNESS_EVERY_TICK_MAX_CELLS = 0
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
@@ -1921,7 +1923,7 @@ def plan(
     ``"auto"`` (default): every cold solve (``windward plan``, the first tick); a warm-started re-plan runs
     it only where its own plan leaves work undone or late (a plan that finishes every job on time can lose
     to the greedy on carbon only: not checked on the hot path) AND either the instance has at most
-    ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells (every such tick: the plan, after the warm carry below,
+    ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells (opt-in, 0 by default; every such tick: the plan, after the warm carry below,
     is compared with the greedy and, where it does not dominate it job by job, carried past it
     (:func:`kernels.complete.carry`, ``+carry``) or, failing that, checked in full as a cold solve is;
     ``diagnostics["witness"]["reason"]`` says which) or the last check is at least ``WITNESS_EVERY_TICKS`` ticks old
