@@ -2117,22 +2117,21 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             if wc["carried"]:
                 variant, own = variant + "+carry_prev", _summary(c, ev)
         wd: dict[str, Any] = {"ran": False, "used": False, "reason": why, "age_ticks": age}
+        full = False  # the plan loses to the greedy and is checked in full below
         if _tick_check(witness, warm_start, own, c.J * c.T):  # the plan (carried) against the greedy
             gv, gp, gev = wit_plan.result()
             why = f"warm re-plan leaves work undone or late; every tick up to {WITNESS_EVERY_TICK_MAX_CELLS:,} cells"
-            got = None if _dominates_jobs(c, ev, gev) else complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev,
-                                                                          gv, gp, gev, lam_b, mu_b)
-            if got is not None:  # carried past the witness (kernels.complete.carry), as a full check would first
+            if _dominates_jobs(c, ev, gev):
+                why += ": dominates it"
+            elif (got := complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b)) is None:
+                full, why = True, why + ": loses to it, checked in full"  # (the candidates, the list schedules)
+            else:  # carried past the witness (kernels.complete.carry), as a full check would first
                 vmat, pool, ev = got
                 variant, own, why = variant + "+carry", _summary(c, ev), why + ": loses to it, carried past it"
-            elif _dominates_jobs(c, ev, gev):
-                why += ": dominates it"
-            else:  # checked in full below (the candidates, the list schedules) from the plan carried
-                wd, why = {}, why + ": loses to it, checked in full"
-            if wd:
+            if not full:
                 wd = {"ran": True, "used": False, "age_ticks": 0, "reason": why, "same_plan": bool(
                     xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **_summary(c, gev)}
-        if wd:
+        if not full:
             pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
             return _result(problem, c, xp.to_numpy(vmat > 0), pf, xp.to_numpy(pool), lb, lam_b, mu_b, it, tol,
                            {"dual_history": hist, "backend": xp.name, "device": xp.device, "nu": nu_b,
