@@ -187,6 +187,43 @@ def test_a_warm_started_chain_is_the_same_on_numpy_and_torch(device: str, J: int
         q = shift_problem(q, 1)
 
 
+#: family instances (``corpus(40, seed=5, n_jobs=(20, 40))``) whose warm chain past the search limit and past
+#: ``WARM_FULL_MAX_CELLS`` (both monkeypatched to 0: the path of 50,000 x 192) takes the whole carry with its
+#: repair over the rows that can lose a cell (``complete._repair_over``), the non-preemptible raise
+#: (``complete._np_full``) and the evaluations by changed rows (``planner._evaluate_change``): case 2 keeps the
+#: carried plan (``best+carry_prev``) every tick, case 24 keeps the own plan from its third tick.
+#: A torch-only mutation that CHAIN above does not catch fails both: ``_repair_over`` selecting only the taken
+#: rows (no tail rows) on torch.
+HOT_CHAIN = [2, 24]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", HOT_CHAIN)
+def test_a_warm_chain_on_the_hot_path_is_the_same_on_numpy_and_torch(device: str, case: int,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four rolling-horizon ticks on the 50k path's passes (the whole warm carry), each warm-started from the
+    backend's own previous result: the same plans and the same variant on both backends."""
+    from benchmarks.instances import corpus, make, shift_problem
+
+    monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
+    monkeypatch.setattr(P, "WARM_FULL_MAX_CELLS", 0)
+    q = make(*corpus(40, seed=5, n_jobs=(20, 40))[case])
+    a = b = None
+    carried = 0
+    for _ in range(4):  # policy ticks
+        a = kernels.plan(q, warm_start=a)
+        b = kernels.plan(q, warm_start=b, backend="torch", device=device)
+        assert b.diagnostics["primal_variant"] == a.diagnostics["primal_variant"]
+        assert b.objective == pytest.approx(a.objective, rel=1e-9 if device == "cpu" else 1e-6)
+        if device == "cpu":
+            assert np.array_equal(a.pool, b.pool)
+            np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
+        assert kernels.check_result(q, b) == []
+        carried += bool(a.diagnostics.get("warm_carry", {}).get("ran"))
+        q = shift_problem(q, 1)
+    assert carried == 3  # every warm tick took the whole carry
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_price_ascent_picks_the_same_prices_on_numpy_and_torch(device: str) -> None:
     """The ascent keeps its best iterate by comparing dual values; late iterates differ by a few 1e-14 and
