@@ -277,24 +277,31 @@ def _hull_by_cell(C: Any, wk: Any, forced0: Any) -> tuple[Any, Any, Any, Any]:
     return K, DW, DC, TO
 
 
+@pytest.mark.parametrize("by_level", [True, False])
 @pytest.mark.parametrize("rising", [True, False])
 @pytest.mark.parametrize("seed", range(12))
-def test_the_hull_is_the_cell_by_cell_gift_wrap(seed: int, rising: bool) -> None:
+def test_the_hull_is_the_cell_by_cell_gift_wrap(seed: int, rising: bool, by_level: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Each cell's hull steps (slope, work, cost, level reached) are those of a cell-by-cell gift wrap,
     bit for bit: ties of slope go to the farthest level, and where a pool's work does not rise with the
-    level every level stays a candidate at every step."""
+    level every level stays a candidate at every step; both ways of walking the levels (one table per
+    level above ``HULL_LEVELS_MIN_CELLS`` cells, all at once below)."""
     from kernels.backend import get_ops
 
+    monkeypatch.setattr(PS, "HULL_LEVELS_MIN_CELLS", 0 if by_level else 10**9)
     C, wk, forced0, work = _hull_cells(seed, rising)
     got = PS._hull(get_ops("numpy"), C, wk, forced0, work)
     for a, b in zip(got, _hull_by_cell(C, wk, forced0)):
         assert np.array_equal(np.asarray(a), b)
 
 
+@pytest.mark.parametrize("by_level", [True, False])
 @pytest.mark.parametrize("be", BACKENDS[1:])
-def test_the_hull_gives_the_numpy_steps_on_torch(be: tuple[str, str]) -> None:
+def test_the_hull_gives_the_numpy_steps_on_torch(be: tuple[str, str], by_level: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from kernels.backend import get_ops
 
+    monkeypatch.setattr(PS, "HULL_LEVELS_MIN_CELLS", 0 if by_level else 10**9)
     for seed in range(6):
         C, wk, forced0, work = _hull_cells(seed, seed % 2 == 0)
         xp = get_ops(*be)
