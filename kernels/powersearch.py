@@ -1073,24 +1073,21 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
         avail = avail & ((quota[:, None] - used_q)[ten] + g[:, None] * xp.astype(run, xp.f64) >= g[:, None] - 1e-9)
     keep0 = (d.rpool[rows] == pl) & run[:, 0]
     inf = float("inf")
-    cols = []
-    for v in range(V):  # power levels
-        if v == 0:
-            cv = xp.zeros((n, T), xp.f64)
-            cv = xp.where((tt == 0) & keep0[:, None], inf, cv)  # a kept slot 0 is never "off"
-        else:
-            fits = True if room_free else room >= ld[:, v][:, None]
-            ok = (avail & fits & (wk[:, v] > 0)[:, None]) | ((sub == v) & inwin & stays[:, None])
-            cv = d.kappa[None, :] * (xp.maximum(fac_o + ld[:, v][:, None] - wind[None, :], 0.0) - imp_o)
-            if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
-                cv = cv + (price[0][pl] + price[1][d.tenant[rows]]) * g[:, None]
-            elif price is not None:
-                cv = cv + price[None, :] * ld[:, v][:, None]
-            cv = xp.where(ok, cv, inf)
-        cols.append(cv)
+    c_off = xp.where((tt == 0) & keep0[:, None], inf, xp.zeros((n, T), xp.f64))  # a kept slot 0 is never "off"
+    # the levels 1.. as one (n, T, V - 1) table (elementwise the same numbers as a pass per level)
+    lv = ld[:, None, 1:]
+    fits = True if room_free else room[:, :, None] >= lv
+    ok = ((avail[:, :, None] & fits & (wk[:, 1:] > 0)[:, None, :])
+          | ((sub[:, :, None] == xp.arange(V)[1:][None, None, :]) & (inwin & stays[:, None])[:, :, None]))
+    cv = d.kappa[None, :, None] * (xp.maximum(fac_o[:, :, None] + lv - wind[None, :, None], 0.0) - imp_o[:, :, None])
+    if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
+        cv = cv + ((price[0][pl] + price[1][d.tenant[rows]]) * g[:, None])[:, :, None]
+    elif price is not None:
+        cv = cv + price[None, :, None] * lv
+    cols = [c_off[:, :, None], xp.where(ok, cv, inf)]
     # on a 2^-30 grid of their magnitude: every sum of them is exact, so the rows' totals, their order and
     # their ties are the same on every backend (numpy and torch add in different orders)
-    return _grid(xp, xp.stack(cols, 2)), wk, sub, keep0
+    return _grid(xp, xp.concatenate(cols, 2)), wk, sub, keep0
 
 
 def _grid(xp: Ops, a: Any) -> Any:
