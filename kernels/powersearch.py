@@ -645,7 +645,8 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     is, the rows' current cost and work from their own pools' options): on numpy with
     ``kernels.planner.CONCURRENT`` they run in two lanes of about equal rows, the second on a thread
     (numpy releases the GIL in its array work; only past ``THREAD_MIN_CELLS``); the same results either way."""
-    opts = _options(xp, c, d, tb, vmat, pool, rows, args[0], args[5])
+    use = _pl._usage(d, tb, vmat, pool, xp)  # (the plan's, once for every call below)
+    opts = _options(xp, c, d, tb, vmat, pool, rows, args[0], args[5], use=use)
     old = _old_cost(xp, opts[0], opts[1], opts[2])
     n = int(rows.shape[0])
     threads = _pl.CONCURRENT and xp.name == "numpy" and n * c.T >= THREAD_MIN_CELLS
@@ -668,7 +669,7 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
         k = xp.asarray(k_h, xp.i64)
         lim, req, need, value, extra = (a[k] for a in args[:5])
         return _best_rows(xp, c, d, tb, vmat, pool, rows[k], lim, req, need, value, extra, args[5],
-                          to_pool=xp.full((k_h.size,), p, xp.i64), old=(old[0][k], old[1][k]))
+                          to_pool=xp.full((k_h.size,), p, xp.i64), old=(old[0][k], old[1][k]), use=use)
 
     def lane(part: list[tuple[int, Any]]) -> list[tuple[int, Any, tuple[Any, Any, Any]]]:
         return [(p, k_h, respond(p, k_h)) for p, k_h in part]  # calls
@@ -827,8 +828,9 @@ def _pair_moves(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: An
     V = int(tb.load.shape[1])
     inf = float("inf")
     tt = xp.arange(T)
-    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim)
-    Cf, _, _, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, room_free=True)
+    use = _pl._usage(d, tb, vmat, pool, xp)
+    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
+    Cf, _, _, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, room_free=True, use=use)
     pl = xp.astype(pool[rows], xp.i64)
     g = xp.astype(d.gpus[rows], xp.f64)
     ld = xp.astype(tb.load[pl], xp.f64) * g[:, None]  # (n, V) facility watts per level
@@ -1037,18 +1039,20 @@ def _passes(c: Any, phase: str, ev: dict[str, Any], nev: dict[str, Any], finishe
 
 
 def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
-             price: Any = None, to_pool: Any = None, room_free: bool = False) -> tuple[Any, Any, Any, Any]:
+             price: Any = None, to_pool: Any = None, room_free: bool = False,
+             use: Any = None) -> tuple[Any, Any, Any, Any]:
     """Per row, slot and level the cost of running there (module docstring; ``inf``: not an option):
     ``C : (n, T, V)`` (level 0 "off": 0, or ``inf`` in a kept slot 0), the rows' work per slot at each level
     ``wk : (n, V)``, their current levels ``sub : (n, T)`` and ``keep0 : (n,)`` (slot 0 kept).
     ``price : (T,)`` grams per facility watt-slot added to every option's carbon (the congest phase).
     ``to_pool : (n,)``: the options in that pool instead of the row's own (the row moves whole).
-    ``room_free``: the facility cap not applied (a pair exchange checks it for both rows at once)."""
+    ``room_free``: the facility cap not applied (a pair exchange checks it for both rows at once).
+    ``use``: the plan's ``kernels.planner._usage`` where the caller holds it."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
-    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp) if use is None else use
     sub = vmat[rows]
     p_old = xp.astype(pool[rows], xp.i64)
     pl = p_old if to_pool is None else xp.astype(to_pool, xp.i64)
@@ -1339,16 +1343,17 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
 
 def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
                need: Any, value: Any, extra: Any, price: Any = None, to_pool: Any = None,
-               old: Any = None, opts: Any = None) -> tuple[Any, Any, Any]:
+               old: Any = None, opts: Any = None, use: Any = None) -> tuple[Any, Any, Any]:
     """Each row's best response (module docstring): the new ``(n, T)`` int8 levels, its estimated saving
     ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``) and its current
     ``(cost, work)``. ``price``, ``to_pool``: see :func:`_options`; ``old``: the rows' current
-    ``(cost, work)`` where the options are another pool's; ``opts``: the options where the caller holds them."""
+    ``(cost, work)`` where the options are another pool's; ``opts``: the options where the caller holds them;
+    ``use``: see :func:`_options`."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
-    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool) if opts is None else opts
+    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool, use=use) if opts is None else opts
     inf = float("inf")
     forced0 = (tt == 0) & keep0[:, None]
     K, DW, DC, TO = _hull(xp, C, wk, forced0, tb.work)
