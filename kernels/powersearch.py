@@ -651,6 +651,8 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     n = int(rows.shape[0])
     threads = _pl.CONCURRENT and xp.name == "numpy" and n * c.T >= THREAD_MIN_CELLS
     moves_n = [(p, np.flatnonzero(moves[:, p])) for p in range(c.P) if moves[:, p].any()]
+    if moves_n and not threads:
+        return _responses_one_call(xp, c, d, tb, vmat, pool, rows, args, moves_n, use, opts, old)
     # the rows are independent in _best_rows (the options already built for all of them): with two lanes
     # the own-pool rows are split in two parts so that the lanes carry about equal rows (the same results)
     h = min((n + sum(k_h.size for _, k_h in moves_n) + 1) // 2, n) if threads and n >= LANE_SPLIT_ROWS else n
@@ -689,6 +691,32 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     out[-1] = own[0] if len(own) == 1 else (
         xp.concatenate([r[0] for r in own], 0), xp.concatenate([r[1] for r in own], 0),
         (xp.concatenate([r[2][0] for r in own], 0), xp.concatenate([r[2][1] for r in own], 0)))
+    return out
+
+
+def _responses_one_call(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, args: tuple[Any, ...],
+                        moves_n: list[tuple[int, Any]], use: Any, opts: Any, old: Any) -> dict[int, tuple[Any, Any, Any]]:
+    """:func:`_responses` in one :func:`_best_rows` call: the own-pool rows, then per pool ``p`` of
+    ``moves_n`` the rows that may move there, one after the other (each pool's options built by their own
+    :func:`_options` call, as a call per pool builds them: its own grid). A row's response depends on its
+    own options, work and value only, so these are the results of a call per pool, at one call's fixed
+    cost (the corpus's tables are tiny: that cost is most of a call's)."""
+    n = int(rows.shape[0])
+    ks = [xp.asarray(k_h, xp.i64) for _, k_h in moves_n]
+    tos = [xp.full((int(k.shape[0]),), p, xp.i64) for (p, _), k in zip(moves_n, ks)]
+    mo = [_options(xp, c, d, tb, vmat, pool, rows[k], args[0][k], args[5], to, use=use) for k, to in zip(ks, tos)]
+    allk = xp.concatenate([xp.arange(n)] + ks, 0)
+    opts_all = tuple(xp.concatenate([opts[i]] + [m[i] for m in mo], 0) for i in range(4))
+    to_all = xp.concatenate([xp.astype(pool[rows], xp.i64)] + tos, 0)
+    lim, req, need, value, extra = (a[allk] for a in args[:5])
+    ns, sv, (co, wo) = _best_rows(xp, c, d, tb, vmat, pool, rows[allk], lim, req, need, value, extra, args[5],
+                                  to_pool=to_all, old=(old[0][allk], old[1][allk]), opts=opts_all)
+    out = {-1: (ns[:n], sv[:n], (co[:n], wo[:n]))}
+    lo = n
+    for (p, _), k in zip(moves_n, ks):  # pools some rows may move to
+        hi = lo + int(k.shape[0])
+        out[p] = (ns[lo:hi], sv[lo:hi], (co[lo:hi], wo[lo:hi]))
+        lo = hi
     return out
 
 
