@@ -743,13 +743,15 @@ def test_kernels_plan_gives_the_search_the_instances_budget(monkeypatch: pytest.
 def test_the_responses_in_two_lanes_are_the_calls_one_by_one(seed: int, split: int, threads: bool,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """``_responses`` (the carbon phase's own-pool and move responses, in two lanes, the second on a thread
-    where ``planner.CONCURRENT``; there the own-pool rows in two parts from ``LANE_SPLIT_ROWS``) gives exactly
-    what ``_best_rows`` gives called one by one: the rows' responses in their own pools, and per pool the
-    responses of the rows that may move there, saving against their current cost in their own pools. On 3
-    seeded family instances of 3-4 pools."""
+    where ``planner.CONCURRENT``, here from 0 cells (``THREAD_MIN_CELLS``); there the own-pool rows in two
+    parts from ``LANE_SPLIT_ROWS``; without threads all of them in one ``_best_rows`` call,
+    ``_responses_one_call``) gives exactly what ``_best_rows`` gives called one by one: the rows' responses
+    in their own pools, and per pool the responses of the rows that may move there, saving against their
+    current cost in their own pools. On 3 seeded family instances of 3-4 pools."""
     from benchmarks.instances import Knobs
 
     monkeypatch.setattr(PL, "CONCURRENT", threads)
+    monkeypatch.setattr(PS, "THREAD_MIN_CELLS", 0)
     monkeypatch.setattr(PS, "LANE_SPLIT_ROWS", split)
     pb = make(9200 + seed, Knobs(n_jobs=60, n_slots=48, n_pools=3 + seed % 2, demand_share=0.6))
     s = greedy_start(pb)
