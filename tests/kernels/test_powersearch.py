@@ -182,14 +182,22 @@ def _best_pair_gain(h: dict[str, Any], j: int) -> float:
     return best
 
 
+@pytest.mark.parametrize("by_order", [False, True])
 @pytest.mark.parametrize("seed", range(40))
-def test_the_exchange_keeps_each_row_whole_and_never_costs_more(seed: int) -> None:
+def test_the_exchange_keeps_each_row_whole_and_never_costs_more(seed: int, by_order: bool,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """On seeded families of hull rows: every cell's steps stay a prefix of its options (a forced slot 0
     keeps its first step), the reported work and cost are those of the steps taken, a row that reaches its
     target still does, a row below it is left alone, the cost never rises, and it is at least as good as
-    the best single give-back-one, take-one exchange (brute force)."""
+    the best single give-back-one, take-one exchange (brute force). Both ways: every order at once, and
+    one order at a time (``_exchange_by_order``, above ``EXCHANGE_ORDERS_MAX_CELLS``), which give the same
+    rows bit for bit."""
     h = _hull_rows(seed)
+    monkeypatch.setattr(PS, "EXCHANGE_ORDERS_MAX_CELLS", 10**9)
+    at_once = _run_exchange(h)
+    monkeypatch.setattr(PS, "EXCHANGE_ORDERS_MAX_CELLS", 0 if by_order else 10**9)
     cnt, got, cost = _run_exchange(h)
+    assert all(np.array_equal(x, y) for x, y in zip((cnt, got, cost), at_once))
     S = h["DW"].shape[2]
     assert ((cnt >= 0) & (cnt <= S)).all()
     assert (cnt[h["K"][:, :, 0] == np.inf] == 0).all(), "a step taken in a cell that is not an option"
@@ -224,8 +232,11 @@ def test_the_exchange_finds_the_slot_fewer_and_a_level_up() -> None:
     assert (cnt[0] > 0).sum() == 3
 
 
+@pytest.mark.parametrize("by_order", [False, True])
 @pytest.mark.parametrize("be", BACKENDS[1:])
-def test_the_exchange_gives_the_numpy_rows_on_torch(be: tuple[str, str]) -> None:
+def test_the_exchange_gives_the_numpy_rows_on_torch(be: tuple[str, str], by_order: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PS, "EXCHANGE_ORDERS_MAX_CELLS", 0 if by_order else 10**9)
     for seed in range(8):
         h = _hull_rows(seed)
         a, b = _run_exchange(h), _run_exchange(h, *be)
