@@ -1657,14 +1657,16 @@ def _cheapest(xp: Ops, q: Any, k: int) -> tuple[Any, Any]:
     if 8 * k >= T:
         o = xp.argsort(q, -1)[..., :k]
         return o, xp.take_along(q, o, -1)
-    q = xp.copy(q)
+    lead = tuple(int(x) for x in q.shape[:-1])
+    q2 = xp.copy(q.reshape(-1, T))
+    ri = xp.arange(int(q2.shape[0]))
     cols, vals = [], []
     for _ in range(k):  # picks
-        j = xp.argmin(q, -1)[..., None]
+        j = xp.argmin(q2, 1)
         cols.append(j)
-        vals.append(xp.take_along(q, j, -1))
-        q = xp.where(xp.arange(T) == j, float("inf"), q)
-    return xp.concatenate(cols, -1), xp.concatenate(vals, -1)
+        vals.append(q2[ri, j])
+        q2[ri, j] = float("inf")
+    return xp.stack(cols, 1).reshape(lead + (k,)), xp.stack(vals, 1).reshape(lead + (k,))
 
 
 def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any, new_pool: Any) -> Any:
