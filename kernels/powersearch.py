@@ -1069,6 +1069,11 @@ def _passes(c: Any, phase: str, ev: dict[str, Any], nev: dict[str, Any], finishe
     return not bool(lost.any() or late.any())
 
 
+#: :func:`_options`: tables of up to this many row-slot cells build every level at once, larger ones a level
+#: at a time (on summer-1500's 1,500 x 192 tables the (n, T, V - 1) temporaries cost more than the calls)
+OPTIONS_LEVELS_MAX_CELLS = 8_192
+
+
 def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
              price: Any = None, to_pool: Any = None, room_free: bool = False,
              use: Any = None) -> tuple[Any, Any, Any, Any]:
@@ -1109,17 +1114,21 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
     keep0 = (d.rpool[rows] == pl) & run[:, 0]
     inf = float("inf")
     c_off = xp.where((tt == 0) & keep0[:, None], inf, xp.zeros((n, T), xp.f64))  # a kept slot 0 is never "off"
-    # the levels 1.. as one (n, T, V - 1) table (elementwise the same numbers as a pass per level)
-    lv = ld[:, None, 1:]
-    fits = True if room_free else room[:, :, None] >= lv
-    ok = ((avail[:, :, None] & fits & (wk[:, 1:] > 0)[:, None, :])
-          | ((sub[:, :, None] == xp.arange(V)[1:][None, None, :]) & (inwin & stays[:, None])[:, :, None]))
-    cv = d.kappa[None, :, None] * (xp.maximum(fac_o[:, :, None] + lv - wind[None, :, None], 0.0) - imp_o[:, :, None])
-    if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
-        cv = cv + ((price[0][pl] + price[1][d.tenant[rows]]) * g[:, None])[:, :, None]
-    elif price is not None:
-        cv = cv + price[None, :, None] * lv
-    cols = [c_off[:, :, None], xp.where(ok, cv, inf)]
+    # the levels 1.. as one (n, T, V - 1) table on small tables, a level at a time on large ones (temporaries
+    # that stay in the cache; elementwise the same numbers either way)
+    blk = max(V - 1, 1) if n * T <= OPTIONS_LEVELS_MAX_CELLS else 1
+    cols = [c_off[:, :, None]]
+    for v0 in range(1, V, blk):  # blocks of power levels
+        lv = ld[:, None, v0:v0 + blk]
+        fits = True if room_free else room[:, :, None] >= lv
+        ok = ((avail[:, :, None] & fits & (wk[:, v0:v0 + blk] > 0)[:, None, :])
+              | ((sub[:, :, None] == xp.arange(V)[v0:v0 + blk][None, None, :]) & (inwin & stays[:, None])[:, :, None]))
+        cv = d.kappa[None, :, None] * (xp.maximum(fac_o[:, :, None] + lv - wind[None, :, None], 0.0) - imp_o[:, :, None])
+        if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
+            cv = cv + ((price[0][pl] + price[1][d.tenant[rows]]) * g[:, None])[:, :, None]
+        elif price is not None:
+            cv = cv + price[None, :, None] * lv
+        cols.append(xp.where(ok, cv, inf))
     # on a 2^-30 grid of their magnitude: every sum of them is exact, so the rows' totals, their order and
     # their ties are the same on every backend (numpy and torch add in different orders)
     return _grid(xp, xp.concatenate(cols, 2)), wk, sub, keep0
