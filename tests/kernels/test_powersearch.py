@@ -1222,3 +1222,28 @@ def test_remembered_searches_give_the_same_plan(monkeypatch: pytest.MonkeyPatch)
     assert a.objective == b.objective and np.array_equal(a.power_fraction, b.power_fraction)
     assert np.array_equal(a.pool, b.pool)
     assert na < nb, (na, nb)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_options_at_once_and_level_by_level_are_the_same_table(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_options`` builds every level at once up to ``OPTIONS_LEVELS_MAX_CELLS`` row-slot cells and a level
+    at a time above: the same ``(n, T, V)`` table bit for bit, with and without a congestion price, moved to
+    another pool or in its own, the cap applied or not (3 seeded family instances of 3-4 pools)."""
+    from benchmarks.instances import Knobs
+
+    pb = make(9300 + seed, Knobs(n_jobs=40, n_slots=24, n_pools=3 + seed % 2, demand_share=0.7))
+    s = greedy_start(pb)
+    xp, c = s.xp, s.c
+    rows = xp.asarray(np.flatnonzero(xp.to_numpy(s.gp) >= 0), xp.i64)
+    n = int(rows.shape[0])
+    lim = xp.full((n,), c.T, xp.i64)
+    price = xp.asarray(np.linspace(0.0, 3.0, c.T), xp.f64)
+    to = xp.full((n,), (seed + 1) % c.P, xp.i64)
+    for kw in ({}, {"price": price}, {"to_pool": to}, {"room_free": True}):
+        tabs = []
+        for cells in (10**9, 0):
+            monkeypatch.setattr(PS, "OPTIONS_LEVELS_MAX_CELLS", cells)
+            tabs.append(PS._options(xp, c, s.d, s.tb, s.gv, s.gp, rows, lim, **kw))
+        assert n and np.isfinite(xp.to_numpy(tabs[0][0])[:, :, 1:]).any()
+        for a, b in zip(*tabs):
+            assert np.array_equal(xp.to_numpy(a), xp.to_numpy(b)), kw
