@@ -1680,8 +1680,8 @@ def _cheapest(xp: Ops, q: Any, k: int) -> tuple[Any, Any]:
 
 def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any, new_pool: Any) -> Any:
     """Positions (into ``rows``, which are in priority order) of the rows taken whole: what each adds
-    (GPUs per pool and tenant where it starts running, every cell of a row that moves to ``new_pool``,
-    facility watts where they rise) fits the room by
+    (GPUs per pool where it starts running, every cell of a row that moves to ``new_pool``; GPUs per tenant
+    where it starts running, in whichever pool; facility watts where they rise) fits the room by
     prefix sums (``ACCEPT_PASSES`` passes, each against the room the rows taken so far left)."""
     P = c.P
     busy, fac = _pl._usage(d, tb, vmat, pool, xp)
@@ -1689,7 +1689,11 @@ def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, n
     p_old = xp.astype(pool[rows], xp.i64)
     pl = xp.astype(new_pool, xp.i64)
     g = xp.astype(d.gpus[rows], xp.f64)
-    add_run = (new_sub > 0) & ((sub == 0) | (pl != p_old)[:, None])  # a moved row adds all its GPUs
+    add_run = (new_sub > 0) & ((sub == 0) | (pl != p_old)[:, None])  # a moved row adds all its GPUs to its new pool
+    # ... but to its tenant's quota (whatever the pool) only where it did not run: its own GPUs there are counted
+    # already (round 13: seed-0 corpus-13's cheapest move, a 24-GPU row to the 400 W pool, -2.1 kg, was refused
+    # in the one slot where its tenant had 13 GPUs left beside its own 24)
+    add_q = (new_sub > 0) & (sub == 0)
     d_w = xp.maximum(xp.take_along(xp.astype(tb.load[pl], xp.f64) * g[:, None], xp.index(xp.astype(new_sub, xp.i64)), 1)
                      - xp.take_along(xp.astype(tb.load[p_old], xp.f64) * g[:, None],
                                      xp.index(xp.astype(sub, xp.i64)), 1), 0.0)
@@ -1705,10 +1709,13 @@ def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, n
         ask = add_run & pending[:, None]
         dw = xp.where(pending[:, None], d_w, 0.0)
         keep = _pl._prefix_keep_grouped(g, ask, pl, free, 1e-3, xp)
+        whole = pending & xp.all(keep | ~ask, 1)
         if left_q is not None:
-            keep = keep & _pl._prefix_keep_grouped(g, ask, d.tenant[rows], left_q, 1e-9, xp)
+            ask_q = add_q & pending[:, None]
+            keep_q = _pl._prefix_keep_grouped(g, ask_q, d.tenant[rows], left_q, 1e-9, xp)
+            whole = whole & xp.all(keep_q | ~ask_q, 1)
         keep_w = _pl._prefix_keep(dw, room_w, 0.0, xp)
-        whole = pending & xp.all(keep | ~ask, 1) & xp.all(keep_w | ~(dw > 0), 1)
+        whole = whole & xp.all(keep_w | ~(dw > 0), 1)
         if not bool(xp.any(whole)):
             break
         taken = taken | whole
@@ -1716,7 +1723,7 @@ def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, n
         m = add_run & whole[:, None]
         free = free - xp.group_rowsum(pl, P, g, m)
         if left_q is not None:
-            left_q = left_q - xp.group_rowsum(d.tenant[rows], c.quota.size, g, m)
+            left_q = left_q - xp.group_rowsum(d.tenant[rows], c.quota.size, g, add_q & whole[:, None])
         room_w = room_w - xp.sum(xp.where(whole[:, None], d_w, 0.0), 0)
         if not bool(xp.any(pending)):
             break
