@@ -594,7 +594,15 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     else:
         args = (xp.asarray(lim, xp.i64), xp.asarray(req, xp.f64), xp.asarray(need_h[rows_h], xp.f64),
                 xp.asarray(value, xp.f64), xp.asarray(extra, xp.f64), price)
-        resp = _responses(xp, c, d, tb, vmat, pool, rows, args, moves)
+        # a row moved whole to another pool needs its switching loss there too where it runs now (c.loss: 0
+        # where it does not); its need where it stays is the evaluation's
+        moved = None
+        if moves.any():
+            need_mv = np.maximum(need_h[rows_h], c.R[rows_h] + c.loss[rows_h])
+            req_mv = np.where(short, req, need_mv)
+            moved = (args[0], xp.asarray(req_mv, xp.f64), xp.asarray(np.where(short, need_h[rows_h], need_mv), xp.f64),
+                     *args[3:])
+        resp = _responses(xp, c, d, tb, vmat, pool, rows, args, moves, moved)
         new_sub, saving, _ = resp[-1]
         for p in range(c.P):  # pools (the carbon phase: a row that does not run now may move to another whole)
             if p not in resp:
@@ -641,10 +649,11 @@ THREAD_MIN_CELLS = 20_000
 
 
 def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, args: tuple[Any, ...],
-               moves: Any) -> dict[int, tuple[Any, Any, Any]]:
+               moves: Any, moved_args: tuple[Any, ...] | None = None) -> dict[int, tuple[Any, Any, Any]]:
     """The rows' best responses (:func:`_best_rows`, ``args``: its ``lim, req, need, value, extra, price``)
     in their own pools (key -1) and, per pool ``p`` some may move to whole (``moves : (n, P)`` host mask),
-    those rows' responses there (key ``p``). The calls are independent (every one against the plan as it
+    those rows' responses there (key ``p``; ``moved_args``: the ``args`` of those, where they differ: a running
+    row's need there includes its switching loss). The calls are independent (every one against the plan as it
     is, the rows' current cost and work from their own pools' options): on numpy with
     ``kernels.planner.CONCURRENT`` they run in two lanes of about equal rows, the second on a thread
     (numpy releases the GIL in its array work; only past ``THREAD_MIN_CELLS``); the same results either way."""
@@ -672,7 +681,7 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
             return _best_rows(xp, c, d, tb, vmat, pool, rows[lo:hi], lim, req, need, value, extra, args[5],
                               old=(old[0][lo:hi], old[1][lo:hi]), opts=tuple(o[lo:hi] for o in opts))
         k = xp.asarray(k_h, xp.i64)
-        lim, req, need, value, extra = (a[k] for a in args[:5])
+        lim, req, need, value, extra = (a[k] for a in (args if moved_args is None else moved_args)[:5])
         return _best_rows(xp, c, d, tb, vmat, pool, rows[k], lim, req, need, value, extra, args[5],
                           to_pool=xp.full((k_h.size,), p, xp.i64), old=(old[0][k], old[1][k]), use=use)
 
@@ -725,11 +734,13 @@ def _responses_one_call(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, 
 
 def _moves(c: Any, pool_h: Any, rows_h: Any) -> Any:
     """``(n, P)`` host mask: the pools other than its own that each of ``rows_h`` may move to whole in the
-    carbon phase (a job that does not run now, eligible there; none on a one-pool site)."""
+    carbon phase (eligible there; none on a one-pool site). A job that runs now may move too, paying its
+    switching loss (:func:`_phase` asks its response there for that work more; round 13: seed-0 corpus-110's
+    running 8-GPU row held the 1,000 W pool at 0.43 of full power where the 400 W pool had room, 15% above
+    the MILP's incumbent)."""
     if c.P < 2:
         return np.zeros((rows_h.size, c.P), bool)
-    return ((c.rpool[rows_h] < 0)[:, None] & c.eligible[rows_h]
-            & (pool_h[rows_h][:, None] != np.arange(c.P)[None, :]))
+    return c.eligible[rows_h] & (pool_h[rows_h][:, None] != np.arange(c.P)[None, :])
 
 
 def _priority(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows_h: Any, phase: str) -> Any:
