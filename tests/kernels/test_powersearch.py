@@ -998,9 +998,10 @@ def test_the_completion_searches_its_lowest_displacement_even_above_the_plan() -
 
 
 #: seed-0 corpus instances where the search from a candidate other than the lowest ends lowest (round 10:
-#: penalised gap to the LP with one start / with REFINE_STARTS: 18 3.44% / 0.69%, 44 4.22% / 2.65%, 157
-#: 5.78% / 2.99%)
-STARTS_CASES = (18, 44, 157)
+#: penalised gap to the LP with one start / with REFINE_STARTS: 18 3.44% / 0.69%, 44 4.22% / 2.65%; 157 left
+#: in round 13: since running jobs may move pools in the carbon phase one start ends where four do, 24,353 g,
+#: below both of round 12's, 25,254 and 24,530 g)
+STARTS_CASES = (18, 44)
 #: the starts these tests ask for (``REFINE_STARTS``, 4 by default again since round 11: the later starts metered)
 MANY_STARTS = 4
 
