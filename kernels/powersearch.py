@@ -9,7 +9,8 @@ slots and more slots in green ones, and, where a cap binds, more jobs at lower p
 plan towards that without giving up what the plan promises.
 
 One row (a preemptible, not must-run job with a pool; its pool is kept, except in the carbon phase where a
-job that does not run now may move whole to another eligible pool: the best of the pools' responses):
+job may move whole to another eligible pool, a job that runs now asked there for its switching loss too: the
+best of the pools' responses):
 - per slot the options are "off" and every level of its pool that fits: after its release and before its
   limit (its deadline when it has one inside the horizon and is on time, else the horizon end), outside
   the infeasible slots, its GPUs free in its pool and under its tenant's quota, its facility watts under
@@ -604,7 +605,7 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
                      *args[3:])
         resp = _responses(xp, c, d, tb, vmat, pool, rows, args, moves, moved)
         new_sub, saving, _ = resp[-1]
-        for p in range(c.P):  # pools (the carbon phase: a row that does not run now may move to another whole)
+        for p in range(c.P):  # pools (the carbon phase: a row may move to another whole)
             if p not in resp:
                 continue
             k = xp.asarray(np.flatnonzero(moves[:, p]), xp.i64)  # the rows that may move to pool p
