@@ -559,7 +559,8 @@ def _fit_rows(c: Any, d: Any, tb: Any, rows: Any, sv: Any, sp: Any, left: tuple[
     g = d.gpus[rd]
     run = sv > 0
     run = run & _pl._prefix_keep_grouped(g, run, sp, gpus, 1e-3, xp)
-    lds = xp.where(run, xp.lookup(tb.load, sp, sv) * xp.astype(g, xp.f32)[:, None], 0.0)
+    # (rows without a pool, -1, run no cell: numpy's lookup leaves them unset, so they are read in pool 0)
+    lds = xp.where(run, xp.lookup(tb.load, xp.maximum(sp, 0), sv) * xp.astype(g, xp.f32)[:, None], 0.0)
     run = run & _pl._prefix_keep(lds, room_w, 0.0, xp)
     if quota is not None:  # every tenant's prefix at once
         run = run & _pl._prefix_keep_grouped(g, run, d.tenant[rd], quota, 1e-9, xp)

@@ -376,6 +376,85 @@ def test_unfinished_non_preemptible_blocks_are_raised_to_finish() -> None:
     assert res.status != "infeasible" and kernels.check_result(q, res) == []
 
 
+def test_late_rows_are_raised_to_run_on_time() -> None:
+    """complete._late_on_time (a warm carry's step after _np_full): preemptible jobs whose last cell moved past
+    their deadline (late, at levels below full power before it; at 50,000 x 192 the third warm tick ran 181
+    jobs late at a mean power fraction of 0.6 that the greedy runs on time at full power) have their on-time
+    cells raised where the watts allow: on time, finished, the same on-time cells, none at or past the
+    deadline; a late row whose cells are all at full power already keeps its row; every other row as it was;
+    the evaluation the whole one's; the plan valid."""
+    from kernels import complete as C
+    from kernels import listsched
+    from kernels import planner as P
+
+    q, xp, c, pr, d, tb, lev, pool = _own_plan(300, 48, 1)
+    dl = np.asarray(q.deadline)
+    top = np.asarray(tb.vfull)[np.maximum(pool, 0)][:, None]
+    cand = c.preempt & ~c.must & c.has_dl & (dl < c.T - 1) & (c.rpool < 0) & ((lev > 0).sum(1) >= 2)
+    cand &= ~(lev[np.arange(c.J), np.minimum(dl, c.T - 1)] > 0)  # (its first late slot free)
+    low = np.flatnonzero(cand & (((lev > 0) & (lev < top)).sum(1) >= 4))[:4]  # room to raise
+    full = np.flatnonzero(cand & (((lev > 0) & (lev < top)).sum(1) == 0))[:1]  # none
+    assert low.size == 4 and full.size == 1
+    v = lev.copy()
+    for j in np.concatenate([low, full]):  # its last cell moved to the slot of its deadline
+        last = np.flatnonzero(v[j] > 0)[-1]
+        v[j, dl[j]], v[j, last] = v[j, last], 0
+    ev0 = P._evaluate_plan(q, c, pr, v, pool, xp=xp, d=d)
+    moved = np.concatenate([low, full])
+    assert P._late(c, ev0)[moved].all() and np.asarray(ev0["finished"])[moved].all()
+    use = C._use_all(c, d, tb, v, pool, xp, busy=ev0["busy_gpus"])
+    before = v.copy()
+    got, ev1, _, n = C._late_on_time(q, xp, c, pr, d, tb, v, pool, ev0, use, None,
+                                     xp.argsort(listsched.edf_rank(xp, c, d)))
+    assert n == low.size
+    assert not P._late(c, ev1)[low].any() and np.asarray(ev1["finished"])[low].all()
+    tt = np.arange(c.T)[None, :]
+    on = tt < dl[low][:, None]
+    assert ((got[low] > 0) == ((before[low] > 0) & on)).all()  # the on-time cells only
+    assert (got[low] >= before[low] * on).all() and (got[low] > before[low]).any()  # raised, never lowered
+    rest = ~np.isin(np.arange(c.J), low)
+    assert (got[rest] == before[rest]).all()  # the row at full power among them
+    want = P._evaluate_plan(q, c, pr, got, pool, xp=xp, d=d)
+    assert ev1["objective"] == want["objective"] and np.array_equal(ev1["work_on_time_s"], want["work_on_time_s"])
+    res = P._result(q, c, got > 0, P._NP.take(d.fv32, got), pool, 0.0, c.kappa, np.zeros((c.P, c.T)), 0, 0.01,
+                    {}, ev=want)
+    assert res.status != "infeasible" and kernels.check_result(q, res) == []
+
+
+#: family instances whose warm chain past the search limit and past ``WARM_FULL_MAX_CELLS`` (the path of
+#: 50,000 x 192) ran more jobs late than the greedy in some tick before the late rows were raised
+#: (complete._late_on_time): 1 vs 0 late in tick 3; 1 / 5 / 8 vs 0 / 2 / 5; 1 / 2 / 0 vs 0 (case 32: 2 / 2 / 5 vs
+#: 1 / 1 / 2 late, now no more late jobs, but more unfinished work than the greedy in tick 1, as before)
+WARM_LATE = [13, 24, 34]
+
+
+@pytest.mark.parametrize("case", WARM_LATE)
+def test_past_the_whole_carry_limit_a_warm_re_plan_runs_no_more_jobs_late_than_the_greedy(
+        case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 2 between the witness checks at scale (``SEARCH_MAX_CELLS`` and ``WARM_FULL_MAX_CELLS``
+    monkeypatched to 0, no check every tick): three warm ticks of a family instance, each dominating the greedy
+    witness of its tick (never more late jobs, never more unfinished work, every job the greedy finishes
+    finished: tests/kernels/_family.py's rule), every plan valid."""
+    from _family import dominance_failures, outcome
+
+    from benchmarks.instances import corpus, make, shift_problem
+    from kernels import planner as P
+
+    monkeypatch.setattr(P, "WITNESS_EVERY_TICK_MAX_CELLS", 0)
+    monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
+    monkeypatch.setattr(P, "WARM_FULL_MAX_CELLS", 0)
+    q = make(*corpus(40, seed=5, n_jobs=(20, 40))[case])
+    r = kernels.plan(q)
+    bad: list[str] = []
+    for k in range(3):  # policy ticks
+        q = shift_problem(q, 1)
+        r = kernels.plan(q, warm_start=r)
+        assert r.diagnostics["witness"]["ran"] is False  # (between the checks)
+        bad += [f"tick {k}: {v}" for v in kernels.check_result(q, r)]
+        bad += [f"tick {k}: {v}" for v in dominance_failures(outcome(q, r), outcome(q, kernels.greedy_plan(q)))]
+    assert bad == []
+
+
 @pytest.mark.parametrize("tail", [1e30, None])
 def test_the_repair_over_the_rows_that_can_lose_a_cell_gives_a_valid_plan(
         tail: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
