@@ -346,7 +346,8 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     where fewer jobs are behind; past ``WARM_FULL_MAX_CELLS``, where the raises cost two more completions and
     evaluations). Either is kept only where every job the plan finished (ran on time) still is. The passes and the hybrid are judged on the rows they change (:func:`_with_rows`: the
     plan's evaluation elsewhere); only the plan returned is evaluated whole. First the plan's unfinished
-    non-preemptible rows are raised towards full power where the watts allow (:func:`_np_full`). ``use``: the
+    non-preemptible rows are raised towards full power where the watts allow (:func:`_np_full`), and its late
+    rows in their cells before the deadline, kept where the job then runs on time (:func:`_late_on_time`). ``use``: the
     plan's :class:`kernels.planner._Use` where the caller has it (read, and its ``done`` updated in place;
     otherwise summed from the plan)."""
     done = None if use is None else use.done

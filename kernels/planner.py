@@ -1934,14 +1934,16 @@ def plan(
     unless ``diagnostics["shifted_by_slots"]`` says the caller moved it, a preemptible job's cells of the
     slots passed put in the last slots), with any witness mode (``WARM_CARRY``;
     :func:`kernels.complete.carry_rows`): the plan's unfinished non-preemptible jobs are raised towards full
-    power where the watts allow (the greedy runs every block at full power), the rows of the jobs the plan
+    power where the watts allow (the greedy runs every block at full power), so are its late jobs in their
+    cells before the deadline (kept where the job then runs on time, its later cells dropped), the rows of the jobs the plan
     leaves unfinished or late are read, the jobs that plan finishes (runs on time) and the own plan does not take its rows where they fit beside
     every other row (jobs both leave unfinished give way), and the rest is carried as past a witness
     (:func:`kernels.complete.carry`; two rounds and the power raises up to ``WARM_FULL_MAX_CELLS`` job-slot
     cells; past them ``WARM_ROUNDS_PAST`` rounds, 1 by default, without the raises, kept where fewer jobs are
     behind).
     The plan returned never loses a job the own plan finishes or runs on time; ``diagnostics["warm_carry"]``:
-    ``ran``, ``np_raised`` (non-preemptible jobs given more work), ``rows_read``, ``jobs_behind`` (before),
+    ``ran``, ``np_raised`` (non-preemptible jobs given more work), ``late_raised`` (late jobs now on time),
+    ``rows_read``, ``jobs_behind`` (before),
     ``jobs_taken`` (by the rows' pass),
     ``jobs_behind_after``, ``carried``, ``full_carry`` (and ``full_carry_from``: the jobs behind before the
     whole carry) (``primal_variant`` ends in ``+carry_prev`` where it changed the plan).
