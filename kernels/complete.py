@@ -499,7 +499,9 @@ def _late_on_time(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     b = _pl._Use(use[0], use[1], xp.zeros(c.J, xp.f64) if done is None else done)
     _pl._use_swap(b, d, tb, rd[k], old, pl, new, pl, xp)
     ev = _changed(problem, xp, c, pr, d, ev, rows[ok], old, pl, new, pl)
-    q = None if use[2] is None else _pl._quota_use(c, d, vmat > 0, xp)  # (cells dropped: tenants' GPUs freed)
+    q = use[2]  # (cells dropped: the tenants' GPUs freed)
+    if q is not None:
+        q = q - _pl._quota_use(c, d, old > 0, xp, rd[k]) + _pl._quota_use(c, d, new > 0, xp, rd[k])
     return vmat, ev, (b.busy, b.fac, q), int(ok.sum())
 
 
