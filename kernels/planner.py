@@ -114,11 +114,19 @@ COLD_PATIENCE = 10
 WITNESS_MODES = ("auto", "always", "never")  # plan(witness=...)
 WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undone runs it at least this often
 #: ... and every tick up to this many job-slot cells (a count, not a clock; past it every WITNESS_EVERY_TICKS
-#: ticks). Opt-in (0 = off): between checks a warm plan lost jobs to the greedy (148 on 13 of 40 warm chains of
-#: the family), and 2,000,000 here takes that to 0 at 7x the warm ticks' CPU, but in the 3-day itp60 policy run
-#: it finished 378 jobs against 429 (+3% GPU-hours, policy CPU 3x): not yet a default (benchmarks/README.md,
-#: issue 11 round 12)
-WITNESS_EVERY_TICK_MAX_CELLS = 0
+#: ticks) the warm plan is compared with the witness and, where it loses a job to it (a job the greedy finishes
+#: left unfinished, more late jobs), carried past it (kernels.complete.carry); where it is behind on the total
+#: of unfinished work only (in the itp60 policy run: long jobs the carbon prices run slower than the greedy's
+#: full power, 90 of 97 losing ticks) it is kept. Only a full check resets the age, so the full check and its
+#: power and local searches still run every WITNESS_EVERY_TICKS ticks (round 12's version reset it on every
+#: tick that dominated: the 3-day itp60 policy lost that refinement, 175.7 -> 179.1 g/GPU-h). Family warm chains
+#: (40 x 3 ticks): jobs lost to the greedy 148 on 13 chains -> 8 on 4, the same itp60 policy outcome
+#: (benchmarks/README.md, issue 11 round 13)
+WITNESS_EVERY_TICK_MAX_CELLS = 2_000_000
+#: where the carry fails on such a tick, check in full (as a cold solve) at once instead of at the next
+#: WITNESS_EVERY_TICKS tick: the family's losses 8 -> 0 at 5x the warm ticks' CPU, but in the 3-day itp60 policy
+#: run those checks (the last 9 ticks) cost 3 jobs done (402 vs 405) and 87 more preemptions: off by default
+WITNESS_TICK_FULL = False
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
@@ -1923,11 +1931,13 @@ def plan(
     ``"auto"`` (default): every cold solve (``windward plan``, the first tick); a warm-started re-plan runs
     it only where its own plan leaves work undone or late (a plan that finishes every job on time can lose
     to the greedy on carbon only: not checked on the hot path) AND either the instance has at most
-    ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells (opt-in, 0 by default; every such tick: the plan, after the warm carry below,
-    is compared with the greedy and, where it does not dominate it job by job, carried past it
-    (:func:`kernels.complete.carry`, ``+carry``) or, failing that, checked in full as a cold solve is;
-    ``diagnostics["witness"]["reason"]`` says which) or the last check is at least ``WITNESS_EVERY_TICKS`` ticks old
-    (the age is carried in the warm start's diagnostics). So past that size, between
+    ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells (2,000,000 by default; every such tick: the plan, after the warm
+    carry below, is compared with the greedy and, where it loses a job to it (a job the greedy finishes left
+    unfinished, or more late jobs), carried past it (:func:`kernels.complete.carry`, ``+carry``) or, failing
+    that, kept until the age rule's full check (with ``WITNESS_TICK_FULL``: checked in full at once, as a cold
+    solve is); where it is behind on the total of unfinished work only, it is returned as it is and the full
+    check waits for the age rule; ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
+    start's diagnostics; only a full check resets it). So past that size, between
     checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy (the greedy
     costs 1.4 s CPU at 50,000 x 192, its candidates and carry as much again; benchmarks/README.md, issue
     11); it is instead carried past the previous tick's plan (the warm start's rows: moved to this tick
@@ -1959,7 +1969,7 @@ def plan(
     itself only where none is no worse.
     ``diagnostics["witness"]``: ``ran`` (bool), ``used`` (the greedy's plan is returned), ``same_plan``
     (the plan returned equals the greedy's, whichever construction made it), ``reason`` and
-    ``age_ticks`` (ticks since a check ran; 0 when it ran now), plus the greedy's objective, carbon_g,
+    ``age_ticks`` (ticks since a full check ran; 0 when it ran now), plus the greedy's objective, carbon_g,
     unfinished_jobs, late_jobs and unfinished_gpu_s when it ran. ``primal_variant`` names the construction
     returned (``best``, ``no_quota``, ``start``, ``+search``, ``+carry``, ``edf_price_search``, ``price_list``,
     ``greedy_witness``).
@@ -2125,13 +2135,19 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             why = f"warm re-plan leaves work undone or late; every tick up to {WITNESS_EVERY_TICK_MAX_CELLS:,} cells"
             if _dominates_jobs(c, ev, gev):
                 why += ": dominates it"
+            elif not _loses_jobs(c, ev, gev):  # behind on the work of jobs neither finishes only: the old rule
+                why += (": loses to it on unfinished work only (no job it finishes or runs on time lost), "
+                        f"checked in full every {WITNESS_EVERY_TICKS} ticks")
             elif (got := complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b)) is None:
-                full, why = True, why + ": loses to it, checked in full"  # (the candidates, the list schedules)
+                if WITNESS_TICK_FULL:
+                    full, why = True, why + ": loses to it, checked in full"  # (the candidates, the list schedules)
+                else:
+                    why += f": loses to it, not carried past it, checked in full every {WITNESS_EVERY_TICKS} ticks"
             else:  # carried past the witness (kernels.complete.carry), as a full check would first
                 vmat, pool, ev = got
                 variant, own, why = variant + "+carry", _summary(c, ev), why + ": loses to it, carried past it"
             if not full:
-                wd = {"ran": True, "used": False, "age_ticks": 0, "reason": why, "same_plan": bool(
+                wd = {"ran": True, "used": False, "age_ticks": age, "reason": why, "same_plan": bool(
                     xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **_summary(c, gev)}
         if not full:
             pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
@@ -2388,8 +2404,9 @@ def _witness_due(mode: str, warm_start: PlanResult | None, own: dict[str, Any]) 
 
 def _tick_check(mode: str, warm_start: PlanResult | None, own: dict[str, Any], cells: int) -> bool:
     """A warm re-plan whose full check is not due (:func:`_witness_due`) compares its plan with the greedy
-    witness all the same (after the warm carry), checked in full only where it loses: ``witness="auto"``, its
-    own plan leaves work undone or late, at most ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells."""
+    witness all the same (after the warm carry), carried past it (or, with ``WITNESS_TICK_FULL``, checked in
+    full) only where it loses a job to it (:func:`_loses_jobs`): ``witness="auto"``, its own plan leaves work undone or late, at most
+    ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells."""
     return mode == "auto" and warm_start is not None and _left_undone(own) and cells <= WITNESS_EVERY_TICK_MAX_CELLS
 
 
@@ -2419,6 +2436,15 @@ def _dominates_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
     fa = np.asarray(a["finished"], bool) | c.must | (c.R <= 0)
     fb = np.asarray(b["finished"], bool) | c.must | (c.R <= 0)
     return bool(not (fb & ~fa).any() and _dominates(_summary(c, a), _summary(c, b)))
+
+
+def _loses_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Evaluation ``a`` loses a job to ``b``: a job ``b`` finishes is unfinished in ``a``, or ``a`` has more late
+    jobs (the part of :func:`_dominates_jobs` that counts jobs; what is left is the totals of unfinished work
+    and, where both finish every job, carbon)."""
+    fa = np.asarray(a["finished"], bool) | c.must | (c.R <= 0)
+    fb = np.asarray(b["finished"], bool) | c.must | (c.R <= 0)
+    return bool((fb & ~fa).any() or _n_late(c, a) > _n_late(c, b))
 
 
 def _serves_forced_dev(c: _Clean, d: _Dev, vmat: Any, xp: Ops) -> bool:
