@@ -139,6 +139,6 @@ def test_loses_jobs_counts_jobs_not_work() -> None:
                 "need_s": np.array([10.0, 10.0, 5.0])}
 
     assert P._loses_jobs(c, ev([True, False, False], 10.0), ev([True, True, False], 10.0))  # job 1 lost
-    assert P._loses_jobs(c, ev([False, False, False], 0.0), ev([True, False, False], 10.0))  # and late
+    assert P._loses_jobs(c, ev([True, False, False], 5.0), ev([True, False, False], 10.0))  # finished, late
     assert not P._loses_jobs(c, ev([True, False, False], 10.0), ev([True, False, False], 10.0))
     assert not P._loses_jobs(c, ev([True, True, False], 10.0), ev([True, False, False], 10.0))
