@@ -2233,7 +2233,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             vmat, pool, ev, variant = powersearch.refine_starts(
                 problem, xp, c, pr, d, tb, cand, gev,
                 finish=lambda v, p, e, first, m: complete.complete(problem, xp, c, pr, d, tb, v, p, e, gev, lam_b,
-                                                                  mu_b, again=first, meter=m))[0]
+                                                                  mu_b, again=first, meter=m),
+                bound=max(lb, floor_bound(problem)))[0]
         own = _summary(c, ev)
     elif used:
         vmat, pool, ev = gv, gp, gev
