@@ -2226,6 +2226,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     if not cand and _dominates(own, wit):  # no worse on the totals, though a job the greedy finishes is not
         cand.append((ev["objective"], vmat, pool, ev, variant))
     used = not cand and _serves_forced_dev(c, d, gv, xp)
+    starts: dict[str, Any] = {}  # (what refine_starts spent: diagnostics["search_cells"])
     if cand:
         _, vmat, pool, ev, variant = min(cand, key=lambda x: x[0])
         if search:  # the power-level local search from a few candidates, each plan before and after it completed
@@ -2234,7 +2235,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                 problem, xp, c, pr, d, tb, cand, gev,
                 finish=lambda v, p, e, first, m: complete.complete(problem, xp, c, pr, d, tb, v, p, e, gev, lam_b,
                                                                   mu_b, again=first, meter=m),
-                bound=max(lb, floor_bound(problem)))[0]
+                bound=max(lb, floor_bound(problem)), report=starts)[0]
         own = _summary(c, ev)
     elif used:
         vmat, pool, ev = gv, gp, gev
@@ -2253,7 +2254,9 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                     "witness": {"ran": True, "used": bool(used), "reason": why, "age_ticks": 0,
                                 "same_plan": bool(xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **wit},
                     **({"warm_carry": wc} if wc["ran"] else {}), "own_plan": own,
-                    "primal_candidates": len(cands), "primal_skipped": skipped}, ev=ev)
+                    "primal_candidates": len(cands), "primal_skipped": skipped,
+                    **({"search_cells": starts["cells"], "search_stopped_close": starts["stopped"]}
+                       if starts else {})}, ev=ev)
 
 
 class _Later:

@@ -167,13 +167,17 @@ def _charge(meter: dict[str, Any] | None, cells: float, fixed: bool = False) -> 
 
 
 def _close(ev: dict[str, Any], meter: dict[str, Any] | None) -> bool:
-    """The plan evaluated ``ev`` finishes all its work and is certified within ``STOP_GAP`` of the lower bound
+    """The plan evaluated ``ev`` finishes all its work, is no higher than the lowest plan the starts have
+    completed (``meter["best"]``, where held) and is certified within ``STOP_GAP`` of the lower bound
     ``meter["bound"]`` (False where the meter holds none). (A plan that leaves work undone is never close: the
     search or a completion may still finish a job, and the bound does not say whether one can: seed-0
-    corpus-167 stopped at 1.27% with a job unfinished that the full search finishes, 1.17%.)"""
-    bound = None if meter is None else meter.get("bound")
-    obj = float(ev["objective"])
-    return (bound is not None and float(ev["unfinished_gpu_s"]) <= _TOL_W
+    corpus-167 stopped at 1.27% with a job unfinished that the full search finishes, 1.17%. Nor is one above
+    the lowest plan so far: seed-1 corpus-100077's third start stopped at 1.8%, above a plan that leaves a job
+    undone, which then won; searched on, it ends at 0.5% with every job finished.)"""
+    if meter is None or meter.get("bound") is None:
+        return False
+    bound, obj = float(meter["bound"]), float(ev["objective"])
+    return (float(ev["unfinished_gpu_s"]) <= _TOL_W and obj <= meter.get("best", math.inf)
             and obj - bound <= STOP_GAP * max(abs(obj), 1e-9))
 
 
@@ -246,7 +250,7 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     cap = search_budget(c.J, c.T) if budget is None else budget
     own: dict[str, Any] = {"left": float(cap) if meter is None else min(float(cap), meter["left"])}
     if meter is not None and meter.get("bound") is not None:
-        own["bound"] = meter["bound"]
+        own.update(bound=meter["bound"], best=meter.get("best", math.inf))
     left0 = own["left"]
     memo = meter.setdefault("memo", {}) if meter is not None and _memo_ok(xp, c) else None
     key = None
@@ -310,7 +314,8 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
                   cands: list[tuple[float, Any, Any, dict[str, Any], str]], gev: dict[str, Any],
                   finish: Callable[[Any, Any, dict[str, Any], bool, dict[str, float]],
                                    tuple[Any, Any, dict[str, Any], str]] | None = None,
-                  bound: float | None = None) -> list[tuple[Any, Any, dict[str, Any], str]]:
+                  bound: float | None = None, report: dict[str, Any] | None = None
+                  ) -> list[tuple[Any, Any, dict[str, Any], str]]:
     """:func:`refine` from each distinct plan of ``cands`` (``(objective, vmat, pool, evaluation, variant)``,
     each valid and dominating the witness ``gev``), at most ``REFINE_STARTS`` of them, lowest objective
     first, and only the first where ``J x T > STARTS_MAX_CELLS``. ``finish`` (kernels.plan: the completion
@@ -327,7 +332,9 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     use, and a plan returned leaves none: round 12, tests/kernels/test_unfinished_reasons.py). A search or
     completion that spends the last cells stops there: a valid plan all the same. ``bound``: a lower bound on
     the objective (kernels.plan's); with several starts each search stops once its plan is within
-    ``STOP_GAP`` of it (:func:`_close`), and so do the starts once the lowest plan completed is.
+    ``STOP_GAP`` of it (:func:`_close`), and so do the starts once the lowest plan completed is. ``report``
+    (a dict, where given) gets the cells the searches spent (``"cells"``, their fixed costs included) and
+    whether the lowest plan is certified close (``"stopped"``).
     Returns the plans, lowest objective first (ties: the earlier reached first). Plans equal cell for cell
     (the same plan reached twice) are taken once."""
     def same(x: Any, o: Any) -> bool:
@@ -353,9 +360,12 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     v0, p0, e0, name0 = starts[0]
     seen = [refine(problem, xp, c, pr, d, tb, v0, p0, e0, gev, name0, meter=first)]
     final = [done(seen[0], True, first)]
+    if report is not None:
+        report.update(cells=first["spent"], stopped=False)
     if k == 1:
         return final
     more = first
+    more["best"] = float(final[0][2]["objective"])  # (the lowest plan completed so far: _close)
     # each later start searched and completed, and after it the start before it completed as it is (the lowest
     # STARTS_AS_THEY_ARE only), until the cells are spent
     steps = [st for i in range(1, len(starts)) for st in ((True, i), (False, i - 1))] + [(False, len(starts) - 1)]
@@ -369,12 +379,15 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
         if not any(same(o, x) for x in seen):
             seen.append(o)
             final.append(done(o, False, more))
+            more["best"] = min(more["best"], final[-1][2]["objective"])
     final = sorted(final, key=lambda o: o[2]["objective"])  # (stable)
     if more["left"] > 0 and not _close(final[0][2], more):  # the lowest plan searched on with the cells left
         v, p, e, name = final[0]
         o = refine(problem, xp, c, pr, d, tb, v, p, e, gev, name, meter=more)
         if o[2]["objective"] < final[0][2]["objective"]:  # completed whatever is left (a search may free room)
             final.insert(0, done(o, False, more))
+    if report is not None:
+        report.update(cells=more["spent"], stopped=_close(final[0][2], more))
     return final
 
 

@@ -1328,11 +1328,13 @@ def test_the_carbon_phase_moves_running_jobs_to_other_pools_paying_their_loss() 
 
 def test_a_plan_is_close_only_with_a_bound_its_work_done_and_within_the_stop_gap() -> None:
     """``_close`` (the certified stop, round 13): a plan within ``STOP_GAP`` of the meter's lower bound that
-    finishes all its work is close; one past the gap, one that leaves work undone (the search or a completion
-    may still finish it: seed-0 corpus-167), or a meter without a bound is not."""
+    finishes all its work, and no higher than the lowest plan completed so far, is close; one past the gap,
+    one that leaves work undone (the search or a completion may still finish it: seed-0 corpus-167), one
+    above the lowest plan so far (seed-1 corpus-100077), or a meter without a bound is not."""
     ev = {"objective": 100.0, "unfinished_gpu_s": 0.0}
     near = {"bound": 100.0 * (1 - PS.STOP_GAP) + 1e-6}
-    assert PS._close(ev, near)
+    assert PS._close(ev, near) and PS._close(ev, {**near, "best": 100.0})
+    assert not PS._close(ev, {**near, "best": 99.0})
     assert not PS._close(ev, {"bound": 100.0 * (1 - PS.STOP_GAP) - 1e-3})
     assert not PS._close({**ev, "unfinished_gpu_s": 3600.0}, near)
     assert not PS._close(ev, {"left": 1e9}) and not PS._close(ev, None)
@@ -1376,3 +1378,15 @@ def test_the_starts_stop_once_a_plan_is_certified_close(i: int, monkeypatch: pyt
     meters.clear()
     kernels.plan(pb)
     assert meters and all("bound" not in m for m in meters), meters
+
+
+def test_a_start_above_the_lowest_plan_is_not_stopped_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later start's search is not stopped close while its plan is above the lowest plan completed so far
+    (seed-1 corpus-100077: its third start stopped at 1.8% above the LP bound, above a plan that leaves a job
+    undone, which then won: 18 of 19 jobs finished; searched on, that start ends at 0.5% with all 19): the
+    plan finishes every job, as without the stop (``STOP_GAP = -1``)."""
+    monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
+    pb = make(*corpus(100, seed=1, n_jobs=(8, 32), n_slots=(12, 32))[74])
+    res = kernels.plan(pb)
+    assert outcome(pb, res)["unfinished_jobs"] == 0, res.diagnostics
+    assert kernels.check_result(pb, res) == []
