@@ -155,8 +155,10 @@ REFILL_CELLS = 3_000.0
 #: both, 56 plans higher (each now <= 1.98% above the LP, at most +1.36%), 144 the same objective; seed-1
 #: corpus of 100: CPU 104.0 -> 91.8 s, median 0.74 -> 0.52 s, median gap 2.749% in both, all-finish 68 in both.
 #: (The dual bound is within ~0.3% of the LP on the instances near the median, so the search knows where it
-#: stands.)
-STOP_GAP = 0.02
+#: stands.) Those figures are for 2%; at 2% the suite's carbon ratchet (test_corpus: the median carbon over the
+#: carbon LP on the all-finish sample, <= 1.016) failed at 1.0161, at 1% it passes (median gap 0.0285 there in
+#: both): 1% by default. Replayed from the seed-0 trace, 1% saves ~4% CPU (seed 1: ~4%), not re-measured.
+STOP_GAP = 0.01
 
 
 def _charge(meter: dict[str, Any] | None, cells: float, fixed: bool = False) -> None:

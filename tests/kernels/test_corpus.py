@@ -401,10 +401,10 @@ def test_every_corpus_instance_dominates_the_greedy() -> None:
 #: their completions' searches included: ``diagnostics["search_cells"]``, fixed costs counted) spend more than
 #: ``SEARCH_CELLS_BIG`` cells (~30 ms CPU at ~1.5 us a cell), at most ``SEARCH_CELLS_BIG_MAX`` of them (a count,
 #: not a clock). The starts stop once the plan is certified within ``kernels.powersearch.STOP_GAP`` of
-#: kernels.plan's bound: measured 136 of 200 (73 plans stopped close; past 500k cells: 74); round start 587f207:
-#: 197 (counted with a spy on the meter), which this fails.
+#: kernels.plan's bound: measured 149 of 200 at STOP_GAP = 1% (136 at 2%); round start 587f207: 197 (counted
+#: with a spy on the meter), which this fails.
 SEARCH_CELLS_BIG = 20_000
-SEARCH_CELLS_BIG_MAX = 136
+SEARCH_CELLS_BIG_MAX = 149
 
 
 def test_corpus_search_cells_do_not_grow() -> None:
