@@ -791,15 +791,23 @@ def _responses_one_call(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, 
     return out
 
 
+#: Whether the carbon phase may move a job that runs now to another pool (paying its switching loss; round 13,
+#: H4: seed-0 corpus-110's running 8-GPU row held the 1,000 W pool at 0.43 of full power where the 400 W pool
+#: had room, 15% above the MILP's incumbent). Off by default: in the control loop such a move is a preemption
+#: and a restart, re-decided every tick; in the 3-day itp60 policy run (`benchmarks/simulator.py --case itp60
+#: --days 3`) it cost 406 -> 386 jobs done, 26,722 -> 26,325 GPU-h, 175.7 -> 178.4 g/GPU-h, 256 -> 299
+#: preemptions (the lead, round 13). A one-off plan (``windward plan``) may turn it on.
+MOVE_RUNNING = False
+
+
 def _moves(c: Any, pool_h: Any, rows_h: Any) -> Any:
     """``(n, P)`` host mask: the pools other than its own that each of ``rows_h`` may move to whole in the
-    carbon phase (eligible there; none on a one-pool site). A job that runs now may move too, paying its
-    switching loss (:func:`_phase` asks its response there for that work more; round 13: seed-0 corpus-110's
-    running 8-GPU row held the 1,000 W pool at 0.43 of full power where the 400 W pool had room, 15% above
-    the MILP's incumbent)."""
+    carbon phase (eligible there; none on a one-pool site). A job that runs now only where
+    :data:`MOVE_RUNNING` (then :func:`_phase` asks its response there for its switching loss too)."""
     if c.P < 2:
         return np.zeros((rows_h.size, c.P), bool)
-    return c.eligible[rows_h] & (pool_h[rows_h][:, None] != np.arange(c.P)[None, :])
+    out = c.eligible[rows_h] & (pool_h[rows_h][:, None] != np.arange(c.P)[None, :])
+    return out if MOVE_RUNNING else out & (c.rpool[rows_h] < 0)[:, None]
 
 
 def _priority(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows_h: Any, phase: str) -> Any:

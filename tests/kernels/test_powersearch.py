@@ -1307,13 +1307,16 @@ def test_the_quota_family_has_rows_whose_tenant_is_tight_beside_them() -> None:
     assert sum(_TIGHT.values()) >= 3, _TIGHT
 
 
-def test_the_carbon_phase_moves_running_jobs_to_other_pools_paying_their_loss() -> None:
+def test_the_carbon_phase_moves_running_jobs_to_other_pools_paying_their_loss(monkeypatch: pytest.MonkeyPatch
+                                                                             ) -> None:
     """kernels.powersearch's carbon phase: a running job may move whole to another eligible pool, its response
     there asked for its switching loss too (``_moves``, ``_phase``). From the greedy's plans of the family, one
     carbon phase: the plan stays valid, carbon does not rise, and every running job moved is finished where it
     was, its need now including the loss; across the family such moves happen (round 13: before, running jobs
     never moved, and seed-0 corpus-110 held a running 8-GPU job in the 1,000 W pool at 0.43 of full power beside
-    a 400 W pool with room: 15% above the MILP's incumbent)."""
+    a 400 W pool with room: 15% above the MILP's incumbent). Opt-in: ``MOVE_RUNNING`` (off, by default, none
+    moves: the last assertion)."""
+    monkeypatch.setattr(PS, "MOVE_RUNNING", True)
     moved = 0
     for i in range(len(CASES)):  # (the family: one phase each)
         pb = make(*CASES[i])
@@ -1329,6 +1332,13 @@ def test_the_carbon_phase_moves_running_jobs_to_other_pools_paying_their_loss() 
         assert (np.asarray(nev["need_s"])[mv] >= (c.R + c.loss)[mv] - 1e-6).all()
         moved += mv.size
     assert moved >= 12, moved  # (18 at round 13; asked without the loss, 7: the rest fail the exact test)
+    monkeypatch.setattr(PS, "MOVE_RUNNING", False)  # the default: a running job keeps its pool
+    for i in range(len(CASES)):
+        pb = make(*CASES[i])
+        s = greedy_start(pb)
+        nv, npool, nev, _ = PS._phase(pb, s.xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp, s.gev, "carbon", None, None)
+        p0, p1 = np.asarray(s.xp.to_numpy(s.gp)), np.asarray(s.xp.to_numpy(npool))
+        assert not ((s.c.rpool >= 0) & (p0 >= 0) & (p1 != p0)).any(), i
 
 
 def test_a_plan_is_close_only_with_a_bound_its_work_done_and_within_the_stop_gap() -> None:
