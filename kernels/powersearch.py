@@ -111,7 +111,7 @@ WORK_REPEATS = 8  # work-phase passes per round (unfinished rows compete for the
 EXCHANGES = 3  # exchange rounds per row and phase (give back one step, buy cheaper ones: _exchange)
 EXCHANGE_ADD = 3  # at most this many next steps bought per exchange
 # _exchange: tables of up to this many row-slot cells take every order at once, larger ones one at a time
-# (_exchange_by_order; a 1,500 x 192 table: 0.20 s one by one vs 0.40 s at once, round 13)
+# (_orders_one_by_one; a 1,500 x 192 table: 0.20 s one by one vs 0.40 s at once, round 13)
 EXCHANGE_ORDERS_MAX_CELLS = 4_096
 PAIR_K = 6  # pair phase: donors and receivers tried per slot (every pair of them)
 PAIR_MAX = 4_000_000  # pair phase: runs where rows x slots x slots stays under this (its (n, T, T) tables)
@@ -1544,12 +1544,14 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
     cheapest next steps (by cost per work, at most ``EXCHANGE_ADD``, in other cells) that cover the work
     it loses, where that costs less (e.g. one slot fewer at the lowest level and another cell a level
     higher). Only rows whose work ``got`` reaches ``tgt``; their work stays at or above it.
-    ``EXCHANGES`` rounds, each the best exchange per row. Returns the new ``cnt``, ``got`` and ``cost``."""
+    ``EXCHANGES`` rounds, each the best exchange per row. Returns the new ``cnt``, ``got`` and ``cost``.
+    The orders the next steps are bought in are tried all at once (:func:`_orders_at_once`) up to
+    ``EXCHANGE_ORDERS_MAX_CELLS`` row-slot cells, one at a time above (:func:`_orders_one_by_one`, where the
+    (n, 1 + S, ka, T) tests of the one table cost more than its fewer calls save): the same results."""
     N, T, S = (int(x) for x in DW.shape)
     if N == 0 or T == 0:
         return cnt, got, cost
-    if N * T > EXCHANGE_ORDERS_MAX_CELLS:
-        return _exchange_by_order(xp, DW, DC, K, cnt, got, cost, tgt, forced0)
+    orders = _orders_at_once if N * T <= EXCHANGE_ORDERS_MAX_CELLS else _orders_one_by_one
     inf = float("inf")
     tt = xp.arange(T)[None, :]
     ka = min(EXCHANGE_ADD, T)
@@ -1576,35 +1578,10 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         dca = xp.take_along(dc_s, nxt, 2)[:, :, 0]
         add_ok = (cnt < S) & xp.isfinite(xp.take_along(k_s, nxt, 2)[:, :, 0]) & (dwa > 1e-9)
         lose = dwr - surplus[:, None]  # what giving back a cell's last step leaves to cover
-        # the orders the next steps are bought in (1 + S, all at once): all of them by cost per work,
-        # and per hull step index (the cells one step in, two steps in, ...: similar steps) by cost
+        # the orders the next steps are bought in: all of them by cost per work, and per hull step index
+        # (the cells one step in, two steps in, ...: similar steps) by cost
         ratio = xp.where(add_ok, dca / xp.where(add_ok, dwa, 1.0), inf)
-        at_s = add_ok[:, None, :] & (cnt[:, None, :] == xp.arange(S)[None, :, None])
-        q = xp.concatenate([ratio[:, None, :], xp.where(at_s, dca[:, None, :], inf)], 1)  # (n, 1 + S, T)
-        ri = xp.arange(n)
-        found0 = (lose <= _TOL_W)[:, None, :]  # the surplus covers the step given back: nothing to buy
-        lose_t = (lose - _TOL_W)[:, None, :, None]
-        kk = xp.arange(ka)[None, None, :]
-        # per order the cheapest next steps' cells (n, 1 + S, ka; ties by slot: a stable sort's first), valid
-        # where finite, and their cumulative work and cost
-        o, qv = _cheapest(xp, q, ka)
-        vs = xp.isfinite(qv)
-        of = o.reshape(n, (1 + S) * ka)
-        cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
-        cc = xp.cumsum(xp.where(vs, xp.take_along(dca, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
-        # per order and cell the fewest next steps that cover what it loses (the first k that reaches, as a
-        # count; 0 where the surplus does or none do) and their cost (0 where the surplus covers it, inf
-        # where none do)
-        reach = vs[:, :, None, :] & (cw[:, :, None, :] >= lose_t)  # (n, 1 + S, T, ka)
-        any_r = xp.any(reach, 3)
-        k1 = xp.argmax(reach, 3)
-        c_add = xp.where(found0, 0.0, xp.where(any_r, xp.take_along(cc, k1, 2), inf))
-        fewest = xp.where(found0 | ~any_r, 0, k1 + 1)
-        # never the given-back cell's own next step; of equal costs the first order
-        own = (xp.take_along(fewest, o, 2) > kk)[:, :, :, None] & (o[:, :, :, None] == tt[:, None, None, :])
-        c_add = xp.where(xp.any(own, 2), inf, c_add)
-        o_best = xp.argmin(c_add, 1)  # (n, T)
-        c_best = xp.take_along(c_add, o_best[:, None, :], 1)[:, 0]
+        c_best, o_best, bought = orders(xp, n, T, S, ka, tt, cnt, dwa, dca, add_ok, ratio, lose)
         gain = xp.where(rem_ok & ok_row[:, None] & xp.isfinite(c_best), dcr - xp.where(xp.isfinite(c_best), c_best, 0.0), -inf)
         r = xp.argmax(gain, 1)
         best = xp.take_along(gain, r[:, None], 1)[:, 0]
@@ -1612,12 +1589,8 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
         if not bool(xp.any(doit)):
             break
         ob = xp.take_along(o_best, r[:, None], 1)[:, 0]  # each row's best order
-        o_sel = o[ri, ob]  # (n, ka)
-        mb = xp.where(doit, fewest[ri, ob, r], 0)
         hit_r = (tt == r[:, None]) & doit[:, None]
-        # next steps bought (one cell per row and pick)
-        buy = ((mb[:, None] > kk[0]) & doit[:, None])[:, :, None] & (o_sel[:, :, None] == tt[:, None, :])
-        added = xp.any(buy, 1)
+        added = bought(r, ob, doit)
         cnt = cnt - xp.astype(hit_r, xp.i64) + xp.astype(added, xp.i64)
         w_add = xp.sum(xp.where(added, dwa, 0.0), 1)
         c_tot = xp.sum(xp.where(added, dca, 0.0), 1)
@@ -1628,102 +1601,95 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
     return cnt_a, got_a, cost_a
 
 
-def _exchange_by_order(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, tgt: Any,
-              forced0: Any) -> tuple[Any, Any, Any]:
-    """:func:`_exchange` one order at a time (the tables of more than ``EXCHANGE_ORDERS_MAX_CELLS`` row-slot
-    cells, where the (n, 1 + S, ka, T) tests of the one-table way cost more than its fewer calls save).
-    Exchanges on the rows' hull steps (``DW``, ``DC``, ``K : (n, T, S)``; ``cnt : (n, T)`` steps taken
-    per cell): the prefix by cost per work is a fractional knapsack rounded up to whole steps, so a row
-    may do up to one step more than it needs. Per row, give back one cell's last step and take the
-    cheapest next steps (by cost per work, at most ``EXCHANGE_ADD``, in other cells) that cover the work
-    it loses, where that costs less (e.g. one slot fewer at the lowest level and another cell a level
-    higher). Only rows whose work ``got`` reaches ``tgt``; their work stays at or above it.
-    ``EXCHANGES`` rounds, each the best exchange per row. Returns the new ``cnt``, ``got`` and ``cost``."""
-    N, T, S = (int(x) for x in DW.shape)
-    if N == 0 or T == 0:
-        return cnt, got, cost
+def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any, dwa: Any, dca: Any, add_ok: Any,
+                    ratio: Any, lose: Any) -> tuple[Any, Any, Any]:
+    """:func:`_exchange`'s choice of next steps, the 1 + S orders as one table: per row and cell the cost of the
+    fewest next steps that cover what giving the cell's last step back loses, in the cheapest order
+    (``c_best``, ``o_best : (n, T)``), and ``bought(r, ob, doit)``: the cells whose next step each row buys
+    when it gives back cell ``r`` and buys in order ``ob`` (where ``doit``)."""
     inf = float("inf")
-    tt = xp.arange(T)[None, :]
-    ka = min(EXCHANGE_ADD, T)
-    # rows are independent: a round works on the rows that may still exchange (the first on those whose
-    # work reaches ``tgt``, a later one on those the last changed: any other would find what it found)
-    act = xp.nonzero(got >= tgt - _TOL_W)
-    cnt_a, got_a, cost_a = xp.copy(cnt), xp.copy(got), xp.copy(cost)
-    for _ in range(EXCHANGES):  # exchange rounds
-        n = int(act.shape[0])
-        if n == 0:
-            break
-        if n == N:  # every row (no gathered copies of the (n, T, S) tables)
-            cnt, got, cost, dw_s, dc_s, k_s = xp.copy(cnt_a), xp.copy(got_a), xp.copy(cost_a), DW, DC, K
-        else:
-            cnt, got, cost, dw_s, dc_s, k_s = cnt_a[act], got_a[act], cost_a[act], DW[act], DC[act], K[act]
-        ok_row = got >= tgt[act] - _TOL_W
-        surplus = got - tgt[act]
-        last = xp.maximum(cnt - 1, 0)[:, :, None]
-        dwr = xp.take_along(dw_s, last, 2)[:, :, 0]
-        dcr = xp.take_along(dc_s, last, 2)[:, :, 0]
-        rem_ok = (cnt > 0) & ~(forced0[act] & (cnt == 1))
-        nxt = xp.minimum(cnt, S - 1)[:, :, None]
-        dwa = xp.take_along(dw_s, nxt, 2)[:, :, 0]
-        dca = xp.take_along(dc_s, nxt, 2)[:, :, 0]
-        add_ok = (cnt < S) & xp.isfinite(xp.take_along(k_s, nxt, 2)[:, :, 0]) & (dwa > 1e-9)
-        lose = dwr - surplus[:, None]  # what giving back a cell's last step leaves to cover
-        # the orders the next steps are bought in: all of them by cost per work, and per hull step
-        # index (the cells one step in, two steps in, ...: similar steps) by cost
-        keys = [xp.where(add_ok, dca / xp.where(add_ok, dwa, 1.0), inf)]
-        keys += [xp.where(add_ok & (cnt == s), dca, inf) for s in range(S)]
-        c_best = xp.full((n, T), inf, xp.f64)
-        o_best = xp.zeros((n, T), xp.i64)
-        picks, sums = [], []
-        ri = xp.arange(n)
-        found0 = lose <= _TOL_W  # the surplus covers the step given back: nothing to buy
-        lose_t = lose - _TOL_W
+    at_s = add_ok[:, None, :] & (cnt[:, None, :] == xp.arange(S)[None, :, None])
+    q = xp.concatenate([ratio[:, None, :], xp.where(at_s, dca[:, None, :], inf)], 1)  # (n, 1 + S, T)
+    ri = xp.arange(n)
+    found0 = (lose <= _TOL_W)[:, None, :]  # the surplus covers the step given back: nothing to buy
+    lose_t = (lose - _TOL_W)[:, None, :, None]
+    kk = xp.arange(ka)[None, None, :]
+    # per order the cheapest next steps' cells (n, 1 + S, ka; ties by slot: a stable sort's first), valid
+    # where finite, and their cumulative work and cost
+    o, qv = _cheapest(xp, q, ka)
+    vs = xp.isfinite(qv)
+    of = o.reshape(n, (1 + S) * ka)
+    cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
+    cc = xp.cumsum(xp.where(vs, xp.take_along(dca, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
+    # per order and cell the fewest next steps that cover what it loses (the first k that reaches, as a
+    # count; 0 where the surplus does or none do) and their cost (0 where the surplus covers it, inf
+    # where none do)
+    reach = vs[:, :, None, :] & (cw[:, :, None, :] >= lose_t)  # (n, 1 + S, T, ka)
+    any_r = xp.any(reach, 3)
+    k1 = xp.argmax(reach, 3)
+    c_add = xp.where(found0, 0.0, xp.where(any_r, xp.take_along(cc, k1, 2), inf))
+    fewest = xp.where(found0 | ~any_r, 0, k1 + 1)
+    # never the given-back cell's own next step; of equal costs the first order
+    own = (xp.take_along(fewest, o, 2) > kk)[:, :, :, None] & (o[:, :, :, None] == tt[:, None, None, :])
+    c_add = xp.where(xp.any(own, 2), inf, c_add)
+    o_best = xp.argmin(c_add, 1)  # (n, T)
+    c_best = xp.take_along(c_add, o_best[:, None, :], 1)[:, 0]
 
-        for oi, q in enumerate(keys):  # orders (1 + S)
-            o, qv = _cheapest(xp, q, ka)  # (n, ka): the cheapest next steps' cells (ties by slot)
-            vs = xp.isfinite(qv)
-            cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, o, 1), 0.0), 1)
-            cc = xp.cumsum(xp.where(vs, xp.take_along(dca, o, 1), 0.0), 1)
-            picks.append(o)
-            sums.append((vs, cw))
-            # per cell the cost of the fewest next steps that cover what it loses (0 where the surplus
-            # does, inf where none do): the smallest k that reaches, written last
-            c_add = xp.full((n, T), inf, xp.f64)
-            for k in range(ka - 1, -1, -1):  # next steps bought (at most EXCHANGE_ADD), the last first
-                c_add = xp.where(vs[:, k][:, None] & (cw[:, k][:, None] >= lose_t), cc[:, k][:, None], c_add)
-            c_add = xp.where(found0, 0.0, c_add)
-            better = c_add < c_best
-            for k in range(ka):  # never the given-back cell's own next step (one cell per row and pick)
-                col = o[:, k]
-                better[ri, col] = better[ri, col] & ~(_fewest(xp, vs, cw, lose_t[ri, col], found0[ri, col]) > k)
-            c_best = xp.where(better, c_add, c_best)
-            o_best = xp.where(better, oi, o_best)
-        gain = xp.where(rem_ok & ok_row[:, None] & xp.isfinite(c_best), dcr - xp.where(xp.isfinite(c_best), c_best, 0.0), -inf)
-        r = xp.argmax(gain, 1)
-        best = xp.take_along(gain, r[:, None], 1)[:, 0]
-        doit = best > 1e-9 * xp.maximum(xp.maximum(cost, -cost), 1.0)
-        if not bool(xp.any(doit)):
-            break
-        ob = xp.take_along(o_best, r[:, None], 1)[:, 0]
+    def bought(r: Any, ob: Any, doit: Any) -> Any:
+        o_sel = o[ri, ob]  # (n, ka)
+        mb = xp.where(doit, fewest[ri, ob, r], 0)
+        buy = ((mb[:, None] > kk[0]) & doit[:, None])[:, :, None] & (o_sel[:, :, None] == tt[:, None, :])
+        return xp.any(buy, 1)  # (one cell per row and pick)
+
+    return c_best, o_best, bought
+
+
+def _orders_one_by_one(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any, dwa: Any, dca: Any,
+                       add_ok: Any, ratio: Any, lose: Any) -> tuple[Any, Any, Any]:
+    """:func:`_orders_at_once` one order at a time (the round start's loop; past ``EXCHANGE_ORDERS_MAX_CELLS``):
+    the same ``c_best``, ``o_best`` and ``bought``."""
+    inf = float("inf")
+    keys = [ratio] + [xp.where(add_ok & (cnt == s), dca, inf) for s in range(S)]
+    c_best = xp.full((n, T), inf, xp.f64)
+    o_best = xp.zeros((n, T), xp.i64)
+    picks, sums = [], []
+    ri = xp.arange(n)
+    found0 = lose <= _TOL_W  # the surplus covers the step given back: nothing to buy
+    lose_t = lose - _TOL_W
+    for oi, q in enumerate(keys):  # orders (1 + S)
+        o, qv = _cheapest(xp, q, ka)  # (n, ka): the cheapest next steps' cells (ties by slot)
+        vs = xp.isfinite(qv)
+        cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, o, 1), 0.0), 1)
+        cc = xp.cumsum(xp.where(vs, xp.take_along(dca, o, 1), 0.0), 1)
+        picks.append(o)
+        sums.append((vs, cw))
+        # per cell the cost of the fewest next steps that cover what it loses (0 where the surplus
+        # does, inf where none do): the smallest k that reaches, written last
+        c_add = xp.full((n, T), inf, xp.f64)
+        for k in range(ka - 1, -1, -1):  # next steps bought (at most EXCHANGE_ADD), the last first
+            c_add = xp.where(vs[:, k][:, None] & (cw[:, k][:, None] >= lose_t), cc[:, k][:, None], c_add)
+        c_add = xp.where(found0, 0.0, c_add)
+        better = c_add < c_best
+        for k in range(ka):  # never the given-back cell's own next step (one cell per row and pick)
+            col = o[:, k]
+            better[ri, col] = better[ri, col] & ~(_fewest(xp, vs, cw, lose_t[ri, col], found0[ri, col]) > k)
+        c_best = xp.where(better, c_add, c_best)
+        o_best = xp.where(better, oi, o_best)
+
+    def bought(r: Any, ob: Any, doit: Any) -> Any:
         o_sel, vs_sel, cw_sel = picks[0], sums[0][0], sums[0][1]  # (n, ka): each row's best order
         for oi in range(1, len(picks)):  # orders
             pick = (ob == oi)[:, None]
             o_sel, vs_sel, cw_sel = (xp.where(pick, picks[oi], o_sel), xp.where(pick, sums[oi][0], vs_sel),
                                      xp.where(pick, sums[oi][1], cw_sel))
         mb = xp.where(doit, _fewest(xp, vs_sel, cw_sel, lose_t[ri, r], found0[ri, r]), 0)
-        hit_r = (tt == r[:, None]) & doit[:, None]
         added = xp.zeros((n, T), xp.bool_)
         for k in range(ka):  # next steps bought (one cell per row and pick)
             col = o_sel[:, k]
             added[ri, col] = added[ri, col] | ((mb > k) & doit)
-        cnt = cnt - xp.astype(hit_r, xp.i64) + xp.astype(added, xp.i64)
-        w_add = xp.sum(xp.where(added, dwa, 0.0), 1)
-        c_tot = xp.sum(xp.where(added, dca, 0.0), 1)
-        got = got - xp.sum(xp.where(hit_r, dwr, 0.0), 1) + w_add
-        cost = cost - xp.sum(xp.where(hit_r, dcr, 0.0), 1) + c_tot
-        cnt_a[act], got_a[act], cost_a[act] = cnt, got, cost
-        act = act[xp.nonzero(doit)]
-    return cnt_a, got_a, cost_a
+        return added
+
+    return c_best, o_best, bought
 
 
 def _fewest(xp: Ops, vs: Any, cw: Any, lt: Any, f0: Any) -> Any:

@@ -193,7 +193,7 @@ def test_the_exchange_keeps_each_row_whole_and_never_costs_more(seed: int, by_or
     keeps its first step), the reported work and cost are those of the steps taken, a row that reaches its
     target still does, a row below it is left alone, the cost never rises, and it is at least as good as
     the best single give-back-one, take-one exchange (brute force). Both ways: every order at once, and
-    one order at a time (``_exchange_by_order``, above ``EXCHANGE_ORDERS_MAX_CELLS``), which give the same
+    one order at a time (``_orders_one_by_one``, above ``EXCHANGE_ORDERS_MAX_CELLS``), which give the same
     rows bit for bit."""
     h = _hull_rows(seed)
     monkeypatch.setattr(PS, "EXCHANGE_ORDERS_MAX_CELLS", 10**9)
