@@ -1365,17 +1365,8 @@ def test_the_starts_stop_once_a_plan_is_certified_close(i: int, monkeypatch: pyt
     bound and keeps its plans."""
     monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
     pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[i])
-    real = PS.refine
-    meters: list[dict[str, Any]] = []
-
-    def spy(*a: Any, **k: Any) -> Any:
-        m = k.get("meter")
-        if m is not None and not any(m is x for x in meters):
-            meters.append(m)
-        return real(*a, **k)
-
-    monkeypatch.setattr(PS, "refine", spy)
-    monkeypatch.setattr(PS, "STOP_GAP", 0.02)  # (the default is 1%: these two end at 1.8% and 1.2% with it)
+    meters = _spy_meters(monkeypatch)
+    monkeypatch.setattr(PS, "STOP_GAP", 0.02)  # (at 1% these two end at 1.8% and 1.2%: not stopped)
     got, gap0 = [], PS.STOP_GAP
     for gap in (gap0, -1.0):
         monkeypatch.setattr(PS, "STOP_GAP", gap)
