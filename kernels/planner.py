@@ -2437,18 +2437,21 @@ def _dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def _dominates_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Evaluation ``a`` dominates ``b`` job by job: :func:`_dominates` on the totals, and every job ``b``
     finishes is finished in ``a`` (issue 11's rule, as tests/kernels/_family.py judges it)."""
+    return not _drops_finished(c, a, b) and _dominates(_summary(c, a), _summary(c, b))
+
+
+def _drops_finished(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """A job evaluation ``b`` finishes is unfinished in ``a`` (must-run and workless jobs count as finished)."""
     fa = np.asarray(a["finished"], bool) | c.must | (c.R <= 0)
     fb = np.asarray(b["finished"], bool) | c.must | (c.R <= 0)
-    return bool(not (fb & ~fa).any() and _dominates(_summary(c, a), _summary(c, b)))
+    return bool((fb & ~fa).any())
 
 
 def _loses_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Evaluation ``a`` loses a job to ``b``: a job ``b`` finishes is unfinished in ``a``, or ``a`` has more late
     jobs (the part of :func:`_dominates_jobs` that counts jobs; what is left is the totals of unfinished work
     and, where both finish every job, carbon)."""
-    fa = np.asarray(a["finished"], bool) | c.must | (c.R <= 0)
-    fb = np.asarray(b["finished"], bool) | c.must | (c.R <= 0)
-    return bool((fb & ~fa).any() or _n_late(c, a) > _n_late(c, b))
+    return _drops_finished(c, a, b) or _n_late(c, a) > _n_late(c, b)
 
 
 def _serves_forced_dev(c: _Clean, d: _Dev, vmat: Any, xp: Ops) -> bool:
