@@ -95,6 +95,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -210,7 +211,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     (:func:`_close`, before each round and before the displacement)."""
     ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d) if ev is None else ev
     meter = {"left": math.inf if budget is None else float(budget)} if meter is None else meter
-    meter.setdefault("memo", {})  # (the work phase's results, remembered: _work_phase)
+    meter.setdefault("memo", {})  # (the phases' results, remembered: _remembered)
     meter.setdefault("fixed", c.J * c.T <= STARTS_MAX_CELLS)  # (fixed costs charged: _charge)
     vmat, ev, changed = _drop_late_tails(problem, xp, c, pr, d, vmat, pool, ev)
     # per backed-off phase (only up to STARTS_MAX_CELLS: the published summer-1500, 288k cells, ended 0.2% higher
@@ -218,6 +219,12 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     backoff = BACKOFF if c.J * c.T <= STARTS_MAX_CELLS else ()
     fails = dict.fromkeys(backoff, 0)
     due = dict.fromkeys(backoff, 0)
+
+    def run(v: Any, p: Any, e: dict[str, Any], ph: str) -> tuple[Any, Any, dict[str, Any], int]:
+        if ph == "pairs":
+            return _pairs(problem, xp, c, pr, d, tb, v, p, e, floor, meter)
+        return _phase(problem, xp, c, pr, d, tb, v, p, e, ph, floor, meter)
+
     for rnd in range(rounds):  # improvement rounds
         if _close(ev, meter):
             break
@@ -229,10 +236,11 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
         for phase in todo:  # carbon, blocks, work, congest, gcongest, pairs (the due ones first)
             if meter["left"] <= 0 or (moved and rnd < due.get(phase, 0)):
                 break
-            vmat, pool, ev, k = (_work(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter) if phase == "work"
-                                 else _pairs(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter)
-                                 if phase == "pairs"
-                                 else _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, phase, floor, meter))
+            if phase == "work":
+                vmat, pool, ev, k = _work(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter)
+            else:  # (remembered: a plan this search's phase has already run on gets the result of then)
+                vmat, pool, ev, k = _remembered(xp, c, meter, phase, vmat, pool, ev, floor,
+                                                partial(run, ph=phase))
             moved += k
             if phase in due:
                 fails[phase] = 0 if k else fails[phase] + 1
@@ -534,32 +542,46 @@ def _memo_ok(xp: Ops, c: Any) -> bool:
 def _work_phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
                 ev: dict[str, Any], floor: dict[str, Any] | None,
                 meter: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
-    """``_phase(..., "work", ...)``, remembered: the phase is a function of the plan (``ev`` is its
-    evaluation), the floor and the cells left, so a plan it has already been run on (congest halvings
-    whose refill ends where an earlier one did, a round that ends on the plan the last one did: on the
-    slowest seed-0 corpus instances a third of the work phases) gets the result of then, the meter charged
-    what it was then. Only results of calls the budget did not cut (``meter["cut"]``), and only where
-    the cells left now are no fewer than that charge (``meter["charge"]``: then the call would not be cut
-    now either): the same plans, cell for cell, as running the phase again. Only up to ``MEMO_MAX_CELLS``
-    job-slot cells (the memo holds copies of the plans; past that a phase costs far more than its per-call
-    overhead). The key holds the evaluation's objective and carbon too (an evaluation reached another way
-    that differed in its last bits is not taken for this one's)."""
+    """``_phase(..., "work", ...)``, remembered (:func:`_remembered`: congest halvings whose refill ends where
+    an earlier one did, a round that ends on the plan the last one did: on the slowest seed-0 corpus
+    instances a third of the work phases)."""
+    return _remembered(xp, c, meter, "work", vmat, pool, ev, floor,
+                       lambda v, p, e: _phase(problem, xp, c, pr, d, tb, v, p, e, "work", floor, meter))
+
+
+def _remembered(xp: Ops, c: Any, meter: dict[str, Any] | None, phase: str, vmat: Any, pool: Any,
+                ev: dict[str, Any], floor: dict[str, Any] | None,
+                run: Callable[[Any, Any, dict[str, Any]], tuple[Any, Any, dict[str, Any], int]]
+                ) -> tuple[Any, Any, dict[str, Any], int]:
+    """``run(vmat, pool, ev)``: the phase ``phase`` (:func:`_phase`, :func:`_pairs`) on the plan, remembered
+    in the search's memo (:func:`_memo`). A phase is a function of the plan (``ev`` is its evaluation), the
+    floor and the cells left, so a plan it has already been run on gets the result of then, the meter charged
+    what it was then: the searches :func:`_displace` runs, and the later starts' and completions' searches,
+    reach plans an earlier search ran its phases on (seed-0 corpus-58, -11, -65, -3: a third of the carbon,
+    blocks and pair phases). Only results of calls the budget did not cut (``meter["cut"]``), and only where
+    the cells left now are no fewer than that charge (``meter["charge"]``: then the call would not be cut now
+    either): the same plans, cell for cell, as running the phase again. The key holds the evaluation's
+    objective and carbon too (an evaluation reached another way that differed in its last bits is not taken
+    for this one's). A call inside another (the congest phases' work phases) adds its charge to the outer's."""
     memo = _memo(xp, c, meter)
     if memo is None or meter is None:
-        return _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor, meter)
+        return run(vmat, pool, ev)
     v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
-    key = (v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), id(floor),
+    key = (phase, v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), id(floor),
            float(ev["objective"]), float(ev["carbon_g"]))
     got = memo.get(key)
     if got is not None and got[4] <= meter["left"]:  # (inf: an unlimited meter)
         nv, npool, nev, k, charge = got
         meter["left"] -= charge
+        meter["charge"] = meter.get("charge", 0.0) + charge
         return (vmat, pool, ev, 0) if k == 0 else (xp.copy(nv), xp.copy(npool), nev, k)
-    cut = meter.get("cut", 0)
+    cut, outer = meter.get("cut", 0), meter.get("charge", 0.0)
     meter["charge"] = 0.0  # (what the call charges: _charge)
-    nv, npool, nev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "work", floor, meter)
+    nv, npool, nev, k = run(vmat, pool, ev)
+    charge = meter["charge"]
+    meter["charge"] = outer + charge
     if meter.get("cut", 0) == cut:
-        memo[key] = (xp.copy(nv), xp.copy(npool), nev, k, meter["charge"])
+        memo[key] = (xp.copy(nv), xp.copy(npool), nev, k, charge)
     return nv, npool, nev, k
 
 
@@ -624,11 +646,11 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         _charge(meter, PHASE_CELLS, fixed=True)  # (the call's fixed cost)
         cells = T * (1 + moves.sum(1))  # per row: its own pool's response, then one per pool it may move to
         if not math.isinf(meter["left"]) and cells.sum() > meter["left"]:
-            meter["cut"] = meter.get("cut", 0) + 1  # (a cut call's result is not remembered: _work_phase)
+            meter["cut"] = meter.get("cut", 0) + 1  # (a cut call's result is not remembered: _remembered)
             o = np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, phase), kind="stable")
             keep = np.sort(o[:int(np.searchsorted(np.cumsum(cells[o]), max(meter["left"], 0.0), side="right"))])
             rows_h, moves, cells = rows_h[keep], moves[keep], cells[keep]
-        _charge(meter, float(cells.sum()))  # (what this call charged: _work_phase)
+        _charge(meter, float(cells.sum()))  # (what this call charged: _remembered)
     if rows_h.size == 0:
         return vmat, pool, ev, 0
     rows = xp.asarray(rows_h, xp.i64)

@@ -1100,6 +1100,38 @@ def test_remembered_work_phases_give_the_same_search(i: int, monkeypatch: pytest
         assert n1 < n0, (bound, n1, n0)
 
 
+def test_remembered_phases_give_the_same_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every phase remembered per search (``_remembered``: the carbon, blocks, congest and pair phases too, not
+    only the work phase) gives kernels.plan's plan without the memos (``MEMO_MAX_CELLS = 0``) cell for cell:
+    the same run, levels, pools, objective and search cells (a remembered result charges the meter what the
+    call charged then), and fewer of those phases run (seed-0 corpus-65: the searches ``_displace`` runs and
+    the later starts reach plans an earlier search ran its phases on)."""
+    pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[65])
+    real_phase, real_pairs, calls = PS._phase, PS._pairs, [0]
+
+    def phase(*a: Any, **k: Any) -> Any:
+        calls[0] += a[9] != "work"
+        return real_phase(*a, **k)
+
+    def pairs(*a: Any, **k: Any) -> Any:
+        calls[0] += 1
+        return real_pairs(*a, **k)
+
+    monkeypatch.setattr(PS, "_phase", phase)
+    monkeypatch.setattr(PS, "_pairs", pairs)
+    got = []
+    for memo in (PS.MEMO_MAX_CELLS, 0):
+        monkeypatch.setattr(PS, "MEMO_MAX_CELLS", memo)
+        calls[0] = 0
+        res = kernels.plan(pb)
+        got.append((res, calls[0]))
+    (a, na), (b, nb) = got
+    assert a.objective == b.objective and np.array_equal(a.run, b.run)
+    assert np.array_equal(a.power_fraction, b.power_fraction) and np.array_equal(a.pool, b.pool)
+    assert a.diagnostics["search_cells"] == b.diagnostics["search_cells"]
+    assert na < nb, (na, nb)
+
+
 def _spy_meters(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
     """The meters ``kernels.plan``'s searches draw on (:func:`kernels.powersearch.refine`'s ``meter``), each once,
     in the order first used: the first start's (unlimited, counted), then the later starts'."""
