@@ -324,10 +324,18 @@ class Ops:
         if nb > nf:
             bs[nf] = (xv[nf * B:].sum(0, dtype=np.float64) if wf is None
                       else np.einsum("j,jc->c", wf[nf * B:], xv[nf * B:]))
-        cb = np.cumsum(bs, 0)
+        cb = bs if nb == 1 else np.cumsum(bs, 0)
         lim = np.broadcast_to(np.asarray(lim, dtype=np.float64), (C,))
         cols = np.flatnonzero(cb[-1] > lim)
         if cols.size == 0:
+            return out
+        if nb == 1:
+            # one block (every table of the corpus): its prefix per over-full column, the rows as they are
+            # (the same additions in the same order as the padded block below; no gather, no padding)
+            vals = xv[:, cols].astype(np.float64)
+            if wf is not None:
+                vals = vals * wf[:, None]
+            out[cols] = (np.cumsum(vals, 0) > lim[cols][None, :]).argmax(0)
             return out
         over = cb[:, cols] > lim[cols][None, :]
         b = over.argmax(0)  # the first block whose running sum passes the limit
