@@ -93,6 +93,24 @@ def test_reductions_and_tables_equal_numpy(device: str, seed: int, n: int, T: in
     _eq(P._prefix_keep(d, cap, 1e-3), P._prefix_keep(xp.asarray(d), xp.asarray(cap), 1e-3, xp), xp, device)
 
 
+@OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 60), T=st.integers(1, 24), P_=st.integers(1, 5))
+def test_group_rowsum_of_whole_numbers_is_the_same_either_way(seed: int, n: int, T: int, P_: int) -> None:
+    """numpy's ``group_rowsum`` as one product of one-hot weights (up to ``GROUP_ONEHOT_MAX_CELLS``) gives the
+    loop over groups' sums bit for bit where the weights are whole numbers (GPU counts), for a mask and for
+    int8 levels, rows outside ``0..P-1`` counting nowhere."""
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(-1, P_ + 1, n)
+    w = rng.choice([1, 2, 4, 8, 16, 64, 256, 1024], n).astype(np.float64)
+    loop = B.Ops()
+    loop.GROUP_ONEHOT_MAX_CELLS = 0  # the loop over groups on every table
+    for m in (rng.random((n, T)) < 0.5, rng.integers(0, 5, (n, T)).astype(np.int8)):
+        a, b = NP.group_rowsum(groups, P_, w, m), loop.group_rowsum(groups, P_, w, m)
+        assert a.dtype == b.dtype == np.float64 and np.array_equal(a, b)
+        want = np.stack([(w[groups == k, None] * m[groups == k]).sum(0) for k in range(P_)])
+        assert np.array_equal(a, want)
+
+
 @pytest.mark.parametrize("be", BACKENDS)
 @OPS
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 50), T=st.integers(1, 12), G=st.integers(1, 4),
