@@ -126,15 +126,21 @@ def test_count_nonzero_by_byte_lanes_is_numpys(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_count_upto_is_the_running_count_within_k(backend: str, seed: int) -> None:
     """Ops.count_upto (the list schedule's first-k cells) against the float running count, k from below 0
-    to past the row length, whole and fractional."""
+    to past the row length, whole and fractional; on numpy by words and by bytes alike
+    (``COUNT_WORDS_MIN_CELLS`` 0 and past the table: every table one way, then the other)."""
     xp = _ops(backend)
     rng = np.random.default_rng(3000 + seed)
-    n, T = int(rng.integers(1, 400)), int(rng.choice([1, 5, 96, 192, 300]))
+    n, T = int(rng.integers(1, 400)), int(rng.choice([1, 5, 8, 32, 96, 192, 300]))
     m = rng.random((n, T)) < rng.uniform(0.05, 0.95)
     k = np.where(rng.random(n) < 0.8, rng.integers(-2, T + 3, n), rng.uniform(-2, T + 3, n)).astype(np.float64)
     want = np.cumsum(m, 1).astype(np.float64) <= k[:, None]
     got = xp.to_numpy(xp.count_upto(xp.asarray(m), xp.asarray(k)))
     assert np.array_equal(got, want)
+    if backend == "numpy":
+        for cells in (0, n * T + 1):  # every table by words; every table by bytes
+            ops = B.Ops()
+            ops.COUNT_WORDS_MIN_CELLS = cells
+            assert np.array_equal(ops.count_upto(m, k), want), cells
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
