@@ -1458,9 +1458,11 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
             valid3 = fin[:, :, v0:] & (dw3 > 1e-9)
             dc3 = c0[:, :, v0:] - cc[:, :, None]
             sl3 = xp.where(valid3, dc3 / xp.where(valid3, dw3, 1.0), inf)
-            j = (V - v0 - 1) - xp.argmin(xp.flip(sl3, 2), 2)[:, :, None]
-            sb, dwb, dcb = (xp.take_along(x, j, 2)[:, :, 0] for x in (sl3, dw3, dc3))
-            b = j[:, :, 0] + v0
+            j = (V - v0 - 1) - xp.argmin(xp.flip(sl3, 2), 2)
+            # the three tables read at one flat index (the same cells as a take_along each)
+            at = xp.arange(n * T).reshape(n, T) * (V - v0) + j
+            sb, dwb, dcb = (xp.take(x, at) for x in (sl3, dw3, dc3))
+            b = j + v0
         has = xp.isfinite(sb)
         dwb = xp.where(has, dwb, 0.0)
         dcb = xp.where(has, dcb, 0.0)
