@@ -94,6 +94,20 @@ def test_reductions_and_tables_equal_numpy(device: str, seed: int, n: int, T: in
 
 
 @OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 40), T=st.integers(0, 12), share=st.sampled_from([0.0, 0.05, 1.0]))
+def test_any_and_all_of_a_whole_array_are_numpys(seed: int, n: int, T: int, share: float) -> None:
+    """numpy's ``any`` / ``all`` of a whole array (a count of its nonzero cells) are ``ndarray.any()`` /
+    ``.all()``, value and type, on masks, int8 levels and floats with NaN, empty arrays included; along an
+    axis they are numpy's."""
+    rng = np.random.default_rng(seed)
+    m = rng.random((n, T)) < share
+    for a in (m, (m * rng.integers(1, 5, (n, T))).astype(np.int8), np.where(m, np.nan, 0.0), ~m):
+        for got, want in ((NP.any(a), a.any()), (NP.all(a), a.all())):
+            assert type(got) is type(want) and got == want
+        assert np.array_equal(NP.any(a, 1), a.any(1)) and np.array_equal(NP.all(a, 0), a.all(0))
+
+
+@OPS
 @given(seed=st.integers(0, 10_000), n=st.integers(0, 60), T=st.integers(1, 24), P_=st.integers(1, 5))
 def test_group_rowsum_of_whole_numbers_is_the_same_either_way(seed: int, n: int, T: int, P_: int) -> None:
     """numpy's ``group_rowsum`` as one product of one-hot weights (up to ``GROUP_ONEHOT_MAX_CELLS``) gives the
