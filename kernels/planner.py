@@ -564,14 +564,18 @@ def _slot_and_grad(c: _Clean, pr: _Prep, env: _Env, lam: NDArray[np.float64], mu
     envelope step counts ``N``."""
     T, P = c.T, c.P
     load = (N * env.dload).sum(axis=(0, 2))
-    busy = np.zeros((P + 1, T))
-    tix = np.broadcast_to(np.arange(T)[None, :, None], env.pool_in.shape)
-    np.add.at(busy, (env.pool_in, tix), N)
-    np.add.at(busy, (env.pool_out, tix), -N)
-    busy = busy[:P]
+    # the pools' busy GPUs: each step's GPUs into the pool it enters, out of the one it leaves (P: none), then
+    # the must-run GPUs; one weighted count of the (pool, slot) cells in that order adds, per cell, the same
+    # numbers in the same order as adding at each index (np.add.at) three times, at a fraction of its cost
+    tt = np.arange(T)
+    cells = np.concatenate([(env.pool_in * T + tt[None, :, None]).reshape(-1),
+                            (env.pool_out * T + tt[None, :, None]).reshape(-1),
+                            (pr.line_p[env.mr_line] * T + tt[None, :]).reshape(-1)])
+    steps = np.concatenate([N.reshape(-1), -N.reshape(-1),
+                            np.broadcast_to(pr.mcnt, env.mr_line.shape).reshape(-1).astype(np.float64)])
+    busy = np.bincount(cells, steps, minlength=(P + 1) * T).reshape(P + 1, T)[:P]
     mr_val = float((pr.mcnt * env.mr_cost).sum())
     load = load + (pr.mcnt * pr.line_load[env.mr_line]).sum(axis=0)
-    np.add.at(busy, (pr.line_p[env.mr_line], np.broadcast_to(np.arange(T)[None, :], env.mr_line.shape)), pr.mcnt)
     base, cap, wind, kap = c.base_w, c.cap_w, c.wind_w, c.kappa
     wc = np.clip(wind, base, cap)
     phi = lambda F: kap * np.maximum(F - wind, 0.0) - lam * F  # noqa: E731
@@ -585,9 +589,9 @@ def _slot_and_grad(c: _Clean, pr: _Prep, env: _Env, lam: NDArray[np.float64], mu
     # tenant GPUs: a step from "off" starts the class's GPUs; must-run GPUs count too
     nq = c.quota.size
     use_e = (N * (env.pool_out == P)).sum(axis=2) + pr.mcnt  # (E, T)
-    use = np.zeros((nq, T))
     qe = np.flatnonzero(pr.cls_ten >= 0)
-    np.add.at(use, pr.cls_ten[qe], use_e[qe])
+    use = np.bincount((pr.cls_ten[qe][:, None] * T + tt[None, :]).reshape(-1), use_e[qe].reshape(-1),
+                      minlength=nq * T).reshape(nq, T)  # (as busy: each class's row added in class order)
     qcap = np.where(np.isfinite(c.quota), c.quota, 0.0)
     g_nu = np.where(np.isfinite(c.quota)[:, None], use - qcap[:, None], 0.0)
     if nu is not None:

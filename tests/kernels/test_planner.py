@@ -406,6 +406,38 @@ def test_rank_plan_equals_a_slow_per_job_prefix(seed: int) -> None:
     assert np.array_equal(P._rank_plan(c, pr, jb, env), _slow_rank_plan(c, pr, jb, env))
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_slot_and_grad_sums_are_the_added_at_each_index_ones(seed: int) -> None:
+    """``_slot_and_grad``'s pool GPUs and tenant GPUs (one weighted count of the cells) are, bit for bit, the
+    sums of adding each step at its index (``np.add.at``: the steps into their pools, out of theirs, then the
+    must-run GPUs; the classes' GPUs into their tenants), with fractional step counts (the order decides the
+    last bits) and tenant quotas on every other seed."""
+    pb = small_problem(seed, J=30, T=12, P_=3, quota=seed % 2 == 1)
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    pr = P._prepare(c)
+    rng = np.random.default_rng(seed)
+    lam = c.kappa * rng.uniform(0.3, 1.7, c.T)
+    mu = rng.uniform(0.0, 2.0 * float(c.kappa.mean()), (c.P, c.T)) * (rng.random((c.P, c.T)) < 0.5)
+    env = P._envelope(c, pr, lam, mu)
+    N = rng.integers(0, 9, env.b.shape) * rng.uniform(0.1, 3.0, env.b.shape)
+    _, _, g_mu, g_nu = P._slot_and_grad(c, pr, env, lam, mu, N)
+    T, Pn = c.T, c.P
+    busy = np.zeros((Pn + 1, T))
+    tix = np.broadcast_to(np.arange(T)[None, :, None], env.pool_in.shape)
+    np.add.at(busy, (env.pool_in, tix), N)
+    np.add.at(busy, (env.pool_out, tix), -N)
+    busy = busy[:Pn]
+    np.add.at(busy, (pr.line_p[env.mr_line], np.broadcast_to(np.arange(T)[None, :], env.mr_line.shape)), pr.mcnt)
+    assert np.array_equal(g_mu, busy - c.H)
+    use = np.zeros((c.quota.size, T))
+    qe = np.flatnonzero(pr.cls_ten >= 0)
+    np.add.at(use, pr.cls_ten[qe], ((N * (env.pool_out == Pn)).sum(axis=2) + pr.mcnt)[qe])
+    qcap = np.where(np.isfinite(c.quota), c.quota, 0.0)
+    assert np.array_equal(g_nu, np.where(np.isfinite(c.quota)[:, None], use - qcap[:, None], 0.0))
+    assert (seed % 2 == 0) or (qe.size and np.isfinite(c.quota).any())  # (the quota case has a quota)
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=seeds, n=st.integers(1, 40), T=st.integers(1, 12))
 def test_prefix_keep_equals_the_full_prefix_sum(seed: int, n: int, T: int) -> None:
