@@ -388,8 +388,9 @@ class Ops:
 
     #: :meth:`group_rowsum` up to this many ``(J, T)`` cells: one product of the ``(n, J)`` one-hot weights
     #: and the mask (3-4x faster than the loop over groups on the corpus's <= 32 x 32 tables, 18 -> 5 us at
-    #: 30 x 30 and 3 pools); above it the loop (no float copy of the mask: 160 vs 234 us at 1,500 x 192)
-    GROUP_ONEHOT_MAX_CELLS = 65_536
+    #: 30 x 30 and 3 pools; 28 -> 9 us at 100 x 96); above it the loop (no float copy of the mask: 160 vs
+    #: 234 us at 1,500 x 192), and no matrix product big enough for a threaded BLAS on a shared machine
+    GROUP_ONEHOT_MAX_CELLS = 16_384
 
     def group_rowsum(self, groups: Any, n: int, w: Any, m: Any) -> Any:
         """``out[k] = sum_{j: groups[j] == k} w[j] * m[j]`` ``(n, T)`` float64; rows outside 0..n-1 count
