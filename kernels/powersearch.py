@@ -27,10 +27,14 @@ best of the pools' responses):
   ``TRIMS`` passes then undo, per row, the dearest last step that the surplus over its need covers (the
   prefix overshoots by less than one step).
 
-Six phases per round, each accepted on its own:
+Seven phases per round, each accepted on its own:
 - ``carbon``: finished jobs (on time where they have a deadline inside the horizon, which is then their
   limit): ``req`` = their need, no value: the same work, cheaper. Kept where the exact carbon does not rise
   and the objective falls.
+- ``swaps``: two carbon-phase rows exchange pools (p to q and q to p) where the first lacks GPUs in q that the
+  second's leaving frees: a move the carbon phase never makes, as it moves one row against the others held
+  fixed, so a pool full of one job never lets another in (:func:`_swaps`; round 14, seed-0 corpus of 200:
+  carbon within 1.02 x the carbon LP on 74 -> 78 all-finish instances). The same test as ``carbon``.
 - ``blocks``: finished non-preemptible jobs: the cheapest single block at one level (per level the block of
   ``ceil(need / work)`` slots, by prefix sums of the options' costs; a job that runs now starts at slot 0),
   then its dearest cells lowered a level while the block's surplus covers the work they lose. The same
@@ -118,9 +122,9 @@ PAIR_K = 6  # pair phase: donors and receivers tried per slot (every pair of the
 PAIR_MAX = 4_000_000  # pair phase: runs where rows x slots x slots stays under this (its (n, T, T) tables)
 _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
 _TOL_G = 1e-6  # grams: an estimated gain below this is none
-PHASES = ("carbon", "blocks", "work", "congest", "gcongest", "pairs")
+PHASES = ("carbon", "swaps", "blocks", "work", "congest", "gcongest", "pairs")
 CONGEST = ("congest", "gcongest")  # the phases that price a scarce resource (_phase)
-BACKOFF = CONGEST  # phases that, after k failed rounds in a row, skip the next 2^k - 1 rounds (power_search)
+BACKOFF = CONGEST + ("swaps",)  # phases that, after k failed rounds in a row, skip the next 2^k - 1 rounds (power_search)
 DISPLACE_ROWS = 4  # non-preemptible blocks tried through the preemptible work per search (_displace)
 LANE_SPLIT_ROWS = 64  # _responses: with two lanes the own-pool rows split in two parts from this many
 #: row-slot cells one power_search may propose, summed over its phases' best responses (a carbon phase
@@ -223,6 +227,8 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     def run(v: Any, p: Any, e: dict[str, Any], ph: str) -> tuple[Any, Any, dict[str, Any], int]:
         if ph == "pairs":
             return _pairs(problem, xp, c, pr, d, tb, v, p, e, floor, meter)
+        if ph == "swaps":
+            return _swaps(problem, xp, c, pr, d, tb, v, p, e, floor, meter)
         return _phase(problem, xp, c, pr, d, tb, v, p, e, ph, floor, meter)
 
     for rnd in range(rounds):  # improvement rounds
@@ -824,8 +830,8 @@ MOVE_RUNNING = False
 
 def _moves(c: Any, pool_h: Any, rows_h: Any) -> Any:
     """``(n, P)`` host mask: the pools other than its own that each of ``rows_h`` may move to whole in the
-    carbon phase (eligible there; none on a one-pool site). A job that runs now only where
-    :data:`MOVE_RUNNING` (then :func:`_phase` asks its response there for its switching loss too)."""
+    carbon and swap phases (eligible there; none on a one-pool site). A job that runs now only where
+    :data:`MOVE_RUNNING` (then the phases ask its response there for its switching loss too)."""
     if c.P < 2:
         return np.zeros((rows_h.size, c.P), bool)
     out = c.eligible[rows_h] & (pool_h[rows_h][:, None] != np.arange(c.P)[None, :])
@@ -875,11 +881,7 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     order = ks[xp.argsort(-gain[ks])]  # largest estimated gain first (stable: ties by slot)
     m = int(order.shape[0])
     sub = xp.astype(vmat[rows], xp.i64)
-    busy0, fac0 = _pl._usage(d, tb, vmat, pool, xp)
-    cap = d.room_cap
-    has_q = bool(np.isfinite(c.quota).any())
-    quota = xp.asarray(c.quota, xp.f64)
-    q0 = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0) if has_q else None
+    use0 = _room_use(xp, c, d, tb, vmat, pool)
     for _ in range(HALVINGS + 1):  # halvings of the exchanges (a prefix in gain order)
         e = order[:m]
         r_t = xp.full((n,), -1, xp.i64)
@@ -897,12 +899,7 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         nv = xp.copy(vmat)
         ch = xp.nonzero(r_t >= 0)
         nv[rows[ch]] = xp.astype(new_sub[ch], vmat.dtype)
-        busy, fac = _pl._usage(d, tb, nv, pool, xp)
-        ok = bool(xp.all((fac <= cap) | (fac <= fac0))) and bool(xp.all((busy <= d.H + 1e-6) | (busy <= busy0)))
-        if ok and q0 is not None:
-            q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, nv > 0)
-            ok = bool(xp.all((q <= quota[:, None] + 1e-9) | (q <= q0)))
-        if ok:
+        if _within_room(xp, c, d, tb, nv, pool, use0):
             _charge(meter, TRY_CELLS, fixed=True)
             nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
             if _passes(c, "pairs", ev, nev, finished, on_time, floor):
@@ -911,6 +908,166 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         if m == 0:
             break
     return vmat, pool, ev, 0
+
+
+#: The swap phase (:func:`_swaps`) answers at most this many ordered row pairs per call (two rows x slots
+#: each), those whose rows cause the most grid carbon now first (:func:`_priority`): the candidate pairs grow
+#: with the square of the rows ...
+SWAP_PAIRS_MAX = 256
+#: ... formed among at most this many rows, the same order (the pairs are filtered as (rows^2, T) host tables;
+#: the corpus has <= 32 rows and keeps them all). With both, round 14 (same process, phase off / on): the
+#: published summer-1500 (1,500 x 192) 11.14 -> 11.05 s CPU, objective -0.21%; winter-600 the same plan.
+SWAP_ROWS_MAX = 64
+
+
+def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+           ev: dict[str, Any], floor: dict[str, Any] | None,
+           meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+    """The swap phase: two rows exchange pools, where a row's move alone does not fit. Row ``a`` (in pool p)
+    leaves for pool q while row ``b`` leaves q for p, both carbon-phase rows (finished, on time where they
+    have a deadline; each may move to the other's pool: :func:`_moves`), and ``a`` lacks GPUs in q in some
+    slot of its window that ``b``'s leaving frees. ``a`` answers in q against the plan without ``b`` (its
+    GPUs in q and its watts taken out: ``_options(shift=...)``), then ``b`` in p against the plan with ``a``
+    moved (a's GPUs in p freed, its watts as they now are); the pair's estimated saving is the sum of the
+    two (each against the plan as it is before). Each row in at most one pair (a pair is taken where it is
+    the best of every pair its rows are in, ``ACCEPT_PASSES`` times over the rows left), applied together
+    largest saving first, then the first half of them while the result breaks a cap (:func:`_within_room`)
+    or fails the carbon phase's exact test (``HALVINGS`` times)."""
+    T = c.T
+    if c.P < 2:
+        return vmat, pool, ev, 0
+    finished, need_h, _, on_time = _row_status(ev)
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    rows_h = np.flatnonzero(c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
+    if rows_h.size > SWAP_ROWS_MAX:
+        pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
+        rows_h = np.sort(rows_h[np.argsort(-pri, kind="stable")[:SWAP_ROWS_MAX]])
+    mv = _moves(c, pool_h, rows_h)
+    pl_h = pool_h[rows_h]
+    ia, ib = np.nonzero(mv[:, pl_h] & mv[:, pl_h].T)  # ordered pairs: a may go to b's pool and b to a's
+    if ia.size == 0:
+        return vmat, pool, ev, 0
+    # a lacks GPUs in b's pool somewhere in its window that b's leaving frees
+    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (_pl._usage(d, tb, vmat, pool, xp)[0], d.H))
+    run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
+    g = c.gpus[rows_h].astype(np.float64)
+    lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], T)
+    tt = np.arange(T)
+    win = (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
+    free_q = (H_h - busy_h)[pl_h[ib]]  # (pairs, T) free GPUs in b's pool
+    short = free_q < g[ia][:, None] - 1e-6
+    helped = win[ia] & short & (free_q + g[ib][:, None] * run_h[ib] >= g[ia][:, None] - 1e-6)
+    keep = helped.any(1)
+    ia, ib = ia[keep], ib[keep]
+    if ia.size == 0:
+        return vmat, pool, ev, 0
+    if ia.size > SWAP_PAIRS_MAX or (meter is not None and 2 * T * ia.size > meter["left"]):
+        pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
+        left = math.inf if meter is None else max(meter["left"], 0.0)
+        fit = SWAP_PAIRS_MAX if math.isinf(left) else min(SWAP_PAIRS_MAX, int(left // (2 * T)))
+        o = np.sort(np.argsort(-(pri[ia] + pri[ib]), kind="stable")[:fit])
+        if meter is not None and fit < min(ia.size, SWAP_PAIRS_MAX):  # the budget cut it (_work_phase, refine)
+            meter["cut"] = meter.get("cut", 0) + 1
+        ia, ib = ia[o], ib[o]
+        if ia.size == 0:
+            return vmat, pool, ev, 0
+    _charge(meter, PHASE_CELLS, fixed=True)
+    _charge(meter, 2.0 * T * ia.size)
+    rows = xp.asarray(rows_h, xp.i64)
+    ra, rb = rows[xp.asarray(ia, xp.i64)], rows[xp.asarray(ib, xp.i64)]
+    pa, pb_ = xp.asarray(pl_h[ia], xp.i64), xp.asarray(pl_h[ib], xp.i64)
+    need_mv = np.maximum(need_h[rows_h], c.R[rows_h] + c.loss[rows_h])
+    lim, req = xp.asarray(lim_h, xp.i64), xp.asarray(need_mv, xp.f64)
+    zero = xp.zeros(int(ra.shape[0]), xp.f64)
+    use = _pl._usage(d, tb, vmat, pool, xp)
+    own = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
+    co, wo = _old_cost(xp, own[0], own[1], own[2])
+    ga, gb = xp.astype(d.gpus[ra], xp.f64), xp.astype(d.gpus[rb], xp.f64)
+
+    def watts(r: Any, sub: Any, p: Any, gg: Any) -> Any:  # (pairs, T) facility watts of rows r at levels sub
+        return xp.take_along(xp.astype(tb.load[p], xp.f64) * gg[:, None], xp.index(xp.astype(sub, xp.i64)), 1)
+
+    sub_a, sub_b = vmat[ra], vmat[rb]
+    w_b = watts(rb, sub_b, pb_, gb)
+    shift_a = (gb[:, None] * xp.astype(sub_b > 0, xp.f64), w_b)  # b out of q
+    ka, kb = xp.asarray(ia, xp.i64), xp.asarray(ib, xp.i64)
+    opts_a = _options(xp, c, d, tb, vmat, pool, ra, lim[ka], to_pool=pb_, use=use, shift=shift_a)
+    na, sva, _ = _best_rows(xp, c, d, tb, vmat, pool, ra, lim[ka], req[ka], req[ka], zero, zero, to_pool=pb_,
+                            old=(co[ka], wo[ka]), opts=opts_a, raw=True)
+    # b answers in p with a moved: a's GPUs in p freed, a's watts now where it is
+    shift_b = (ga[:, None] * xp.astype(sub_a > 0, xp.f64), watts(ra, sub_a, pa, ga) - watts(ra, na, pb_, ga))
+    opts_b = _options(xp, c, d, tb, vmat, pool, rb, lim[kb], to_pool=pa, use=use, shift=shift_b)
+    nb, svb, _ = _best_rows(xp, c, d, tb, vmat, pool, rb, lim[kb], req[kb], req[kb], zero, zero, to_pool=pa,
+                            old=(co[kb], wo[kb]), opts=opts_b, raw=True)
+    gain = np.asarray(xp.to_numpy(sva + svb), np.float64)
+    scale = np.maximum(np.asarray(xp.to_numpy(co[ka] + co[kb]), np.float64), 1.0)
+    cand = np.isfinite(gain) & (gain > 1e-9 * scale)
+    if not cand.any():
+        return vmat, pool, ev, 0
+    order = _one_pair_per_row(ia, ib, np.where(cand, gain, -np.inf), rows_h.size)
+    m = order.size
+    use0 = _room_use(xp, c, d, tb, vmat, pool)
+    for _ in range(HALVINGS + 1):  # halvings of the swaps (a prefix in saving order)
+        e = xp.asarray(order[:m], xp.i64)
+        nv = xp.copy(vmat)
+        npool = xp.copy(pool)
+        nv[ra[e]] = xp.astype(na[e], vmat.dtype)
+        nv[rb[e]] = xp.astype(nb[e], vmat.dtype)
+        npool[ra[e]] = xp.astype(pb_[e], pool.dtype)
+        npool[rb[e]] = xp.astype(pa[e], pool.dtype)
+        if _within_room(xp, c, d, tb, nv, npool, use0):
+            _charge(meter, TRY_CELLS, fixed=True)
+            nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
+            if _passes(c, "carbon", ev, nev, finished, on_time, floor):
+                return nv, npool, nev, 2 * m
+        m //= 2
+        if m == 0:
+            break
+    return vmat, pool, ev, 0
+
+
+def _one_pair_per_row(ia: Any, ib: Any, gain: Any, n: int) -> Any:
+    """Positions of the pairs ``(ia, ib)`` (host row indices below ``n``) taken so that each row is in at
+    most one, largest ``gain`` first (ties: the first pair; ``-inf``: never taken): a pair is taken where it
+    ranks first among the pairs left of both its rows, ``ACCEPT_PASSES`` times over the pairs whose rows
+    are still free (each pass takes the best pair left, so unbounded passes would give the greedy matching
+    in gain order; these are its first pairs, and the next round finds the rest)."""
+    rank = np.empty(ia.size, np.int64)
+    rank[np.argsort(-gain, kind="stable")] = np.arange(ia.size)
+    pick = np.zeros(ia.size, bool)
+    left = np.isfinite(gain)
+    for _ in range(ACCEPT_PASSES):  # matching passes over the pairs left
+        if not left.any():
+            break
+        first = np.full(n, ia.size, np.int64)
+        np.minimum.at(first, ia[left], rank[left])
+        np.minimum.at(first, ib[left], rank[left])
+        pick |= left & (first[ia] == rank) & (first[ib] == rank)
+        used = np.zeros(n, bool)
+        used[ia[pick]] = used[ib[pick]] = True
+        left = left & ~used[ia] & ~used[ib]
+    return np.flatnonzero(pick)[np.argsort(rank[pick], kind="stable")]
+
+
+def _room_use(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any) -> tuple[Any, Any, Any]:
+    """What a plan uses of each room a change must keep within (:func:`_within_room`): busy GPUs ``(P, T)``,
+    facility watts ``(T,)`` and GPUs per tenant ``(N, T)`` (None where no tenant has a quota)."""
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    has_q = bool(np.isfinite(c.quota).any())
+    return busy, fac, xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0) if has_q else None
+
+
+def _within_room(xp: Ops, c: Any, d: Any, tb: Any, nv: Any, npool: Any, use0: tuple[Any, Any, Any]) -> bool:
+    """The changed plan ``nv``/``npool`` keeps every pool's GPUs, the site's facility cap and every tenant's
+    quota wherever the plan it changed (its :func:`_room_use` ``use0``) did, and uses no more than that plan
+    did wherever it did not (the pair and swap phases change several rows at once and check them whole)."""
+    busy0, fac0, q0 = use0
+    busy, fac = _pl._usage(d, tb, nv, npool, xp)
+    ok = bool(xp.all((fac <= d.room_cap) | (fac <= fac0))) and bool(xp.all((busy <= d.H + 1e-6) | (busy <= busy0)))
+    if ok and q0 is not None:
+        q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, nv > 0)
+        ok = bool(xp.all((q <= xp.asarray(c.quota, xp.f64)[:, None] + 1e-9) | (q <= q0)))
+    return ok
 
 
 def _pair_candidates(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -1176,14 +1333,16 @@ OPTIONS_LEVELS_MAX_CELLS = 8_192
 
 def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
              price: Any = None, to_pool: Any = None, room_free: bool = False,
-             use: Any = None) -> tuple[Any, Any, Any, Any]:
+             use: Any = None, shift: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any, Any]:
     """Per row, slot and level the cost of running there (module docstring; ``inf``: not an option):
     ``C : (n, T, V)`` (level 0 "off": 0, or ``inf`` in a kept slot 0), the rows' work per slot at each level
     ``wk : (n, V)``, their current levels ``sub : (n, T)`` and ``keep0 : (n,)`` (slot 0 kept).
     ``price : (T,)`` grams per facility watt-slot added to every option's carbon (the congest phase).
     ``to_pool : (n,)``: the options in that pool instead of the row's own (the row moves whole).
     ``room_free``: the facility cap not applied (a pair exchange checks it for both rows at once).
-    ``use``: the plan's ``kernels.planner._usage`` where the caller holds it."""
+    ``use``: the plan's ``kernels.planner._usage`` where the caller holds it.
+    ``shift``: per row, the plan as it is with another row changed (the swap phase, :func:`_swaps`): the GPUs
+    ``(n, T)`` that change frees in the row's (target) pool and the facility watts ``(n, T)`` it removes."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
@@ -1200,10 +1359,14 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
     l_old = xp.take_along(xp.astype(tb.load[p_old], xp.f64) * g[:, None], si, 1)  # (n, T) its watts now
     run = sub > 0
     fac_o = fac[None, :] - l_old  # the other rows' facility watts
+    if shift is not None:
+        fac_o = fac_o - shift[1]
     wind = xp.asarray(c.wind_w, xp.f64)
     imp_o = xp.maximum(fac_o - wind[None, :], 0.0)
     room = d.room_cap[None, :] - fac_o
     busy_o = busy[pl] - g[:, None] * xp.astype(run & stays[:, None], xp.f64)
+    if shift is not None:
+        busy_o = busy_o - shift[0]
     inwin = (tt >= d.rel[rows][:, None]) & (tt < lim[:, None]) & ~d.infeas[None, :]
     avail = inwin & (d.H[pl] - busy_o >= g[:, None] - 1e-6)
     if bool(np.isfinite(c.quota).any()):
@@ -1485,12 +1648,13 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
 
 def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
                need: Any, value: Any, extra: Any, price: Any = None, to_pool: Any = None,
-               old: Any = None, opts: Any = None, use: Any = None) -> tuple[Any, Any, Any]:
+               old: Any = None, opts: Any = None, use: Any = None, raw: bool = False) -> tuple[Any, Any, Any]:
     """Each row's best response (module docstring): the new ``(n, T)`` int8 levels, its estimated saving
     ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``) and its current
     ``(cost, work)``. ``price``, ``to_pool``: see :func:`_options`; ``old``: the rows' current
     ``(cost, work)`` where the options are another pool's; ``opts``: the options where the caller holds them;
-    ``use``: see :func:`_options`."""
+    ``use``: see :func:`_options`. ``raw``: the saving as estimated, also where it is not positive (``-inf``
+    where the row would not change or cannot keep ``req``: the swap phase adds two rows' savings)."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
@@ -1555,6 +1719,8 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     saving = cost_old - cost + gain
     same = xp.all(new_sub == sub, 1) & (True if to_pool is None else xp.astype(to_pool, xp.i64) == xp.astype(pool[rows], xp.i64))
     ok_row = (got >= req - _TOL_W) & ~same & xp.isfinite(cost_old)
+    if raw:
+        return new_sub, xp.where(ok_row, saving, -float("inf")), (cost_old, w_old)
     scale = xp.maximum(cost_old, 1.0)
     saving = xp.where(ok_row & (saving > 1e-9 * scale), saving, 0.0)
     return new_sub, saving, (cost_old, w_old)
