@@ -211,6 +211,9 @@ class _Clean:
     me: NDArray[np.int64]
     infeas: NDArray[np.bool_]  # (T,) slots whose idle floor alone breaks a cap: nothing runs there
     deficit_w: NDArray[np.float64]  # (T,) idle floor minus the cap in those slots (0 elsewhere)
+    # a plan without a warm start (kernels.plan: a one-off plan such as ``windward plan``; the control loop's
+    # ticks re-plan warm): its search may move running jobs to other pools (kernels.powersearch._moves)
+    cold: bool = False
 
 
 def _clean_inputs(pb: PlanProblem) -> _Clean | str:
@@ -1986,6 +1989,7 @@ def plan(
     c = _clean_inputs(problem)
     if isinstance(c, str):
         return _infeasible(problem, c, J, T, P)
+    c = replace(c, cold=warm_start is None)
     opts: dict[str, Any] = {"max_iters": max_iters, "tol": tol, "backend": backend, "device": device,
                             "warm_shift": warm_shift, "primal_tries": primal_tries, "warm_patience": warm_patience,
                             "witness": witness}

@@ -826,16 +826,30 @@ def _responses_one_call(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, 
 #: --days 3`) it cost 406 -> 386 jobs done, 26,722 -> 26,325 GPU-h, 175.7 -> 178.4 g/GPU-h, 256 -> 299
 #: preemptions (the lead, round 13). A one-off plan (``windward plan``) may turn it on.
 MOVE_RUNNING = False
+#: ... and, where this is on, on a cold plan (``kernels.plan`` without a warm start, ``c.cold``: a one-off plan
+#: such as ``windward plan``, and the corpus) whatever :data:`MOVE_RUNNING` says: there a move is decided once,
+#: its switching loss paid in the plan, while the control loop re-plans warm and keeps its running jobs where
+#: they run. Round 14 (H4; same process, off / on, on top of the swap phase; load 3-16): seed-0 corpus of 200,
+#: carbon within 1.02 x the carbon LP 78 -> 86 of 132 all-finish (median ratio 1.0140 -> 1.0118; none lost),
+#: median penalised gap 2.718% -> 2.461%, 3,599 -> 3,605 jobs finished, objective lower on 63, higher on 14
+#: (corpus-178 +20.8%: a job left unfinished, its search at STARTS_MAX_SPENT), CPU sum 124.8 -> 127.0 s; the
+#: itp60 3-day policy run unchanged (419 jobs, 175.45 g/GPU-h, 200 preemptions: its ticks are warm); the
+#: published instances the same plans. Off by default: test_corpus's SEARCH_CELLS_BIG ratchet fails with it on
+#: (191 > 190 searches past 20,000 cells: seed-11 corpus-74, 16,588 -> 20,444).
+MOVE_RUNNING_COLD = False
 
 
 def _moves(c: Any, pool_h: Any, rows_h: Any) -> Any:
     """``(n, P)`` host mask: the pools other than its own that each of ``rows_h`` may move to whole in the
     carbon and swap phases (eligible there; none on a one-pool site). A job that runs now only where
-    :data:`MOVE_RUNNING` (then the phases ask its response there for its switching loss too)."""
+    :data:`MOVE_RUNNING`, or on a cold plan where :data:`MOVE_RUNNING_COLD` (then the phases ask its response
+    there for its switching loss too)."""
     if c.P < 2:
         return np.zeros((rows_h.size, c.P), bool)
     out = c.eligible[rows_h] & (pool_h[rows_h][:, None] != np.arange(c.P)[None, :])
-    return out if MOVE_RUNNING else out & (c.rpool[rows_h] < 0)[:, None]
+    if MOVE_RUNNING or (MOVE_RUNNING_COLD and c.cold):
+        return out
+    return out & (c.rpool[rows_h] < 0)[:, None]
 
 
 def _priority(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows_h: Any, phase: str) -> Any:

@@ -5,6 +5,7 @@ the family's plans (it is not a no-op), kernels.plan uses it, and numpy and torc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -1339,21 +1340,23 @@ def test_the_quota_family_has_rows_whose_tenant_is_tight_beside_them() -> None:
     assert sum(_TIGHT.values()) >= 3, _TIGHT
 
 
-def test_the_carbon_phase_moves_running_jobs_to_other_pools_paying_their_loss(monkeypatch: pytest.MonkeyPatch
-                                                                             ) -> None:
+@pytest.mark.parametrize("how", ["MOVE_RUNNING", "cold"])
+def test_the_carbon_phase_moves_running_jobs_to_other_pools_paying_their_loss(how: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """kernels.powersearch's carbon phase: a running job may move whole to another eligible pool, its response
     there asked for its switching loss too (``_moves``, ``_phase``). From the greedy's plans of the family, one
     carbon phase: the plan stays valid, carbon does not rise, and every running job moved is finished where it
     was, its need now including the loss; across the family such moves happen (round 13: before, running jobs
     never moved, and seed-0 corpus-110 held a running 8-GPU job in the 1,000 W pool at 0.43 of full power beside
-    a 400 W pool with room: 15% above the MILP's incumbent). Opt-in: ``MOVE_RUNNING`` (off, by default, none
-    moves: the last assertion)."""
-    monkeypatch.setattr(PS, "MOVE_RUNNING", True)
+    a 400 W pool with room: 15% above the MILP's incumbent). On where ``MOVE_RUNNING`` says so, or on a cold
+    plan (``c.cold``, round 14) where ``MOVE_RUNNING_COLD`` does; elsewhere none moves (the last assertion)."""
+    monkeypatch.setattr(PS, "MOVE_RUNNING", how == "MOVE_RUNNING")
+    monkeypatch.setattr(PS, "MOVE_RUNNING_COLD", how == "cold")
     moved = 0
     for i in range(len(CASES)):  # (the family: one phase each)
         pb = make(*CASES[i])
         s = greedy_start(pb)
-        c, xp = s.c, s.xp
+        c, xp = (s.c, s.xp) if how == "MOVE_RUNNING" else (dataclasses.replace(s.c, cold=True), s.xp)
         nv, npool, nev, _ = PS._phase(pb, xp, c, s.pr, s.d, s.tb, s.gv, s.gp, s.gev, "carbon", None, None)
         assert kernels.check_result(pb, s.result(nv, npool, nev)) == []
         assert nev["carbon_g"] <= s.gev["carbon_g"] * (1 + 1e-12)
@@ -1364,11 +1367,14 @@ def test_the_carbon_phase_moves_running_jobs_to_other_pools_paying_their_loss(mo
         assert (np.asarray(nev["need_s"])[mv] >= (c.R + c.loss)[mv] - 1e-6).all()
         moved += mv.size
     assert moved >= 12, moved  # (18 at round 13; asked without the loss, 7: the rest fail the exact test)
-    monkeypatch.setattr(PS, "MOVE_RUNNING", False)  # the default: a running job keeps its pool
+    # the defaults (off), and a warm plan whatever MOVE_RUNNING_COLD says: a running job keeps its pool
+    monkeypatch.setattr(PS, "MOVE_RUNNING", False)
+    assert not greedy_start(make(*CASES[0])).c.cold
     for i in range(len(CASES)):
         pb = make(*CASES[i])
         s = greedy_start(pb)
-        nv, npool, nev, _ = PS._phase(pb, s.xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp, s.gev, "carbon", None, None)
+        c = s.c if how == "cold" else dataclasses.replace(s.c, cold=True)
+        nv, npool, nev, _ = PS._phase(pb, s.xp, c, s.pr, s.d, s.tb, s.gv, s.gp, s.gev, "carbon", None, None)
         p0, p1 = np.asarray(s.xp.to_numpy(s.gp)), np.asarray(s.xp.to_numpy(npool))
         assert not ((s.c.rpool >= 0) & (p0 >= 0) & (p1 != p0)).any(), i
 
@@ -1555,3 +1561,27 @@ def test_each_row_is_in_one_swap_the_greedy_matchings_first(seed: int, monkeypat
     monkeypatch.setattr(PS, "ACCEPT_PASSES", n * n)
     assert PS._one_pair_per_row(ia, ib, gain, n).tolist() == want
 
+
+def test_only_a_cold_plan_moves_running_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kernels.plan marks a plan without a warm start cold (``c.cold``): the search's pool moves (``_moves``)
+    see a cold plan there and a warm one on the re-plan from it, and the warm re-plan keeps every running job
+    in the pool it runs in (the control loop re-plans warm every tick: a move there is a preemption decided
+    again each tick, round 13's itp60 policy run). Seed-31 case 1 (two pools, running jobs)."""
+    seen: list[bool] = []
+    real = PS._moves
+
+    def moves(c: Any, *a: Any) -> Any:
+        seen.append(bool(c.cold))
+        return real(c, *a)
+
+    monkeypatch.setattr(PS, "_moves", moves)
+    pb = make(*CASES[1])
+    assert pb.n_pools >= 2 and (np.asarray(pb.running_pool) >= 0).any()
+    cold = kernels.plan(pb)
+    assert seen and all(seen)
+    seen.clear()
+    warm = kernels.plan(pb, warm_start=cold, warm_shift=0, witness="always")  # (a tick whose check is due: searched)
+    assert seen and not any(seen)
+    rp = np.asarray(pb.running_pool)
+    run = np.flatnonzero((rp >= 0) & np.asarray(warm.run)[:, 0])
+    assert (np.asarray(warm.pool)[run] == rp[run]).all()
