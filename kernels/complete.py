@@ -186,7 +186,7 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
 def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
           ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any, *,
           rounds: int = CARRY_ROUNDS, use: Any = None, raises: bool = True, judge: Any = None, delta: bool = False,
-          rank: Any = None) -> tuple[Any, Any, dict[str, Any]] | None:
+          rank: Any = None, keep_taken: bool = False) -> tuple[Any, Any, dict[str, Any]] | None:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) made to dominate the greedy witness (``gv``/``gp``,
     evaluation ``gev``) job by job, or None where the result does not (issue 11 item 2: past
     ``SEARCH_MAX_CELLS`` the optimiser's own plan, not a fallback, should carry the solve).
@@ -212,7 +212,13 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     result must pass in place of dominating ``gev`` job by job (an evaluation -> bool). ``delta``: each plan
     is evaluated from ``ev`` (a whole evaluation: :func:`kernels.planner._evaluate_plan`) and the rows where it
     differs from ``vmat`` (:func:`kernels.planner._evaluate_change`: a warm carry changes few rows). ``rank``:
-    :func:`kernels.listsched.edf_rank` where the caller has it."""
+    :func:`kernels.listsched.edf_rank` where the caller has it. ``keep_taken``: a job taken from the witness
+    keeps its row in every later round too (taken again, whether or not it is still behind), and the repair
+    lowers the taken rows' power levels last, only as far as dropping the other rows' cells would not free
+    the watts (``_repair``'s ``hold``: the witness runs them at full power, so the plain repair lowers them
+    first and they lose the work the witness finishes them with; the family chains of
+    tests/kernels/test_warm_witness.py: ticks where the plain carry moves a loss from one job to another
+    round after round)."""
 
     def evaluated(v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
         if not delta:
@@ -228,20 +234,24 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     forced = d.forced
     last = xp.asarray(c.preempt & ~c.must & ~fw)  # the jobs whose cells give way first
     v, p, e = vmat, xp.astype(pool, xp.i64), ev
+    took = np.zeros(c.J, bool)  # (keep_taken: the jobs taken so far)
     for _ in range(rounds):  # a round's repair can cost a job the witness finishes its cells
         fo = np.asarray(e["finished"], bool)
         take = ~c.must & (c.R > 0) & ((fw & ~fo) | (_pl._late(c, e) & ~_pl._late(c, gev)))
         if not take.any() or dom(e):
             break
+        if keep_taken:
+            take = took = take | took
         tk = xp.asarray(take)
+        hold = tk if keep_taken else None
         order = xp.lexsort((rank, xp.where(forced, 0, xp.where(tk, 1, xp.where(last, 3, 2)))))
         v0, p0 = v, xp.astype(p, xp.i64)
         v = xp.astype(xp.where(tk[:, None], gv, v), xp.i8)
         p = xp.where(tk, xp.astype(gp, xp.i64), p0)
         if use is None:
-            v, p = _pl._repair(c, d, tb, v, p, order, forced, xp=xp)
+            v, p = _pl._repair(c, d, tb, v, p, order, forced, xp=xp, hold=hold)
         else:  # only the rows that can lose a cell repaired (_repair_over), the rows the round changed among them
-            v, p, sel = _repair_over(c, d, tb, v, p, v0, p0, tk, order, forced, use, xp)
+            v, p, sel = _repair_over(c, d, tb, v, p, v0, p0, tk, order, forced, use, xp, hold)
             ch = sel[xp.nonzero(xp.any(v[sel] != v0[sel], 1) | (p[sel] != p0[sel]))]
             use = _pl._Use(xp.copy(use.busy), xp.copy(use.fac), xp.copy(use.done))
             _pl._use_swap(use, d, tb, ch, v0[ch], p0[ch], v[ch], p[ch], xp)
@@ -274,14 +284,14 @@ REPAIR_TAIL = 4.0
 
 
 def _repair_over(c: Any, d: Any, tb: Any, v: Any, p: Any, v0: Any, p0: Any, tk: Any, order: Any, forced: Any,
-                 use: Any, xp: Ops) -> tuple[Any, Any, Any]:
+                 use: Any, xp: Ops, hold: Any = None) -> tuple[Any, Any, Any]:
     """:func:`kernels.planner._repair` of the plan ``v``/``p``: the valid plan ``v0``/``p0`` (its
     :class:`kernels.planner._Use` ``use``) with the rows ``tk`` (backend bool ``(J,)``) replaced, rows in
     priority ``order``. Only those rows and the rows that run in a pool's slot, a slot or a tenant's slot that
     the replaced rows over-fill can lose a cell, and of those only the last in priority order (the repair keeps
     each column's prefix): the replaced rows and, per over-full column, the rows whose demand after them in
     that order is under ``REPAIR_TAIL`` x the excess are repaired, in the room the other rows leave (which keep
-    their cells). Any such set gives a valid plan. Returns the plan and the rows repaired (backend indices).
+    their cells). Any such set gives a valid plan. ``hold``: as :func:`kernels.planner._repair`'s. Returns the plan and the rows repaired (backend indices).
     At 50,000 x 192 a warm carry's ~70 rows over-filled one pool's slot by 24 GPUs: ~120 of ~18,000 rows
     that run there repaired."""
     rows = xp.nonzero(tk)
@@ -321,7 +331,7 @@ def _repair_over(c: Any, d: Any, tb: Any, v: Any, p: Any, v0: Any, p0: Any, tk: 
     bs, fs = _pl._rows_use(d, tb, sel, v[sel], p[sel], xp)
     left = (d.H - (busy - bs), d.room_cap - fac + fs,
             qcap - (qu - _pl._quota_use(c, d, v[sel] > 0, xp, sel)) if quota else None)
-    v, p = _pl._repair(c, d, tb, v, p, order[sel_m[order]], forced, xp=xp, left=left)
+    v, p = _pl._repair(c, d, tb, v, p, order[sel_m[order]], forced, xp=xp, left=left, hold=hold)
     return v, p, sel
 
 

@@ -127,6 +127,18 @@ WITNESS_EVERY_TICK_MAX_CELLS = 2_000_000
 #: WITNESS_EVERY_TICKS tick: the family's losses 8 -> 0 at 5x the warm ticks' CPU, but in the 3-day itp60 policy
 #: run those checks (the last 9 ticks) cost 3 jobs done (402 vs 405) and 87 more preemptions: off by default
 WITNESS_TICK_FULL = False
+#: where the carry of such a tick fails (and WITNESS_TICK_FULL is off), the plan is carried again, for up to
+#: this many rounds, keeping the jobs taken from the witness (``complete.carry``'s ``keep_taken``: taken again
+#: every round, their full-power rows lowered last; the plain carry moved the loss from one job to another
+#: round after round, or lowered the taken rows below the work the witness finishes them with), without the
+#: power raises, and returned where it loses no job to the witness and leaves no more work unfinished than the
+#: own plan or the witness (:func:`_keeps_jobs_and_work`; the rest of the total waits for the full check, as
+#: above); 0: off. Family warm chains (40 x 3 ticks, tools famdef): jobs lost to the greedy 8 on 4 chains -> 0,
+#: ticks with more late jobs 8 -> 0; the worst tick needs 4 rounds. The 3-day itp60 policy run: the same
+#: outcome (its 6 such ticks are not carried; returned on losing no job alone, the 5 such ticks of that run
+#: did 15-66 GPU-h less work than their own plans: 409 jobs, 26,695.1 GPU-h, 175.85 g/GPU-h, 254 preemptions
+#: vs 406, 26,721.8, 175.68, 256; with the power raises 412, 26,760.7, 175.83, 224)
+TICK_CARRY_ROUNDS = 6
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
@@ -1455,13 +1467,16 @@ def _assign_pools(c: _Clean, d: _Dev, run: Any, pool: Any, pref: Any, fixed: Any
 
 
 def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forced: Any, rounds: int = 2,
-            xp: Ops = _NP, left: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any]:
+            xp: Ops = _NP, left: tuple[Any, Any, Any] | None = None, hold: Any = None) -> tuple[Any, Any]:
     """Make the plan feasible, rows in priority order: pool GPUs (jobs that do not fit move to the eligible
     pool with the most room, ``rounds`` times), facility watts (first lower power levels of the lowest-
     priority preemptible jobs in over-full slots, top levels first, then drop), tenant quotas; a non-
     preemptible job that loses a slot is dropped whole. ``left``: the room the rows ``prio`` share where the
     other rows keep theirs (free GPUs ``(P, T)``, facility watts above the idle base ``(T,)``, tenant quota
-    ``(NQ, T)`` or None where no tenant has one); the rows not in ``prio`` are returned as they are."""
+    ``(NQ, T)`` or None where no tenant has one); the rows not in ``prio`` are returned as they are. ``hold``
+    (backend bool ``(J,)``, rows ranked in ``prio`` before every row but the forced ones): rows whose power
+    levels are lowered last, and only as far as dropping the other unforced rows' cells would not free the
+    watts (:func:`kernels.complete.carry`'s rows taken from the witness, which ran them at full power)."""
     T, P = c.T, c.P
     H = d.H if left is None else left[0]
     V = d.map_pv.shape[1]
@@ -1516,19 +1531,25 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
         vs, ex = v[:, cols], exc[cols]
         lds = xp.lookup(tb.load, pl, vs) * g32[:, None]
         can = (d.preempt & ~d.must)[prio]
-        for top in range(V - 1, 1, -1):  # lower the top levels first (least work lost per watt)
-            over = ex > 0
-            if not bool(xp.any(over)):
-                break
-            cand = can[:, None] & (vs >= top) & over[None, :]
-            vd = xp.lookup(tb.down, pl, vs)
-            cand = cand & (vd < vs)
-            freed = xp.where(cand, lds - xp.lookup(tb.load, pl, vd) * g32[:, None], 0.0)
-            below = xp.flip(xp.cumsum64(xp.flip(freed, 0), 0), 0) - freed  # freed by lower rows
-            low = cand if _LOWER_ALL else cand & (below < ex[None, :])
-            vs = xp.where(low, vd, vs)
-            ex = ex - xp.sum(xp.where(low, freed, 0.0), 0)
-            lds = xp.where(low, lds - freed, lds)
+        # the rows ``hold`` are lowered only after every other row, and only by what dropping the cells of
+        # every row neither held nor forced (after them in ``prio``: _prefix_keep below) would not free
+        phases = [can] if hold is None else [can & ~hold[prio], can & hold[prio]]
+        for k, can in enumerate(phases):
+            need = ex if k == 0 else ex - xp.sum(xp.where((~hold[prio] & ~forced[prio])[:, None], lds, 0.0), 0)
+            for top in range(V - 1, 1, -1):  # lower the top levels first (least work lost per watt)
+                over = need > 0
+                if not bool(xp.any(over)):
+                    break
+                cand = can[:, None] & (vs >= top) & over[None, :]
+                vd = xp.lookup(tb.down, pl, vs)
+                cand = cand & (vd < vs)
+                freed = xp.where(cand, lds - xp.lookup(tb.load, pl, vd) * g32[:, None], 0.0)
+                below = xp.flip(xp.cumsum64(xp.flip(freed, 0), 0), 0) - freed  # freed by lower rows
+                low = cand if _LOWER_ALL else cand & (below < need[None, :])
+                vs = xp.where(low, vd, vs)
+                got = xp.sum(xp.where(low, freed, 0.0), 0)
+                ex, need = ex - got, need - got
+                lds = xp.where(low, lds - freed, lds)
         keep = _prefix_keep(lds, room_w[cols], 0.0, xp)
         v[:, cols] = xp.astype(xp.where(keep, vs, 0), xp.i8)
     run = v > 0
@@ -1941,7 +1962,8 @@ def plan(
     ``WITNESS_EVERY_TICK_MAX_CELLS`` job-slot cells (2,000,000 by default; every such tick: the plan, after the warm
     carry below, is compared with the greedy and, where it loses a job to it (a job the greedy finishes left
     unfinished, or more late jobs), carried past it (:func:`kernels.complete.carry`, ``+carry``) or, failing
-    that, kept until the age rule's full check (with ``WITNESS_TICK_FULL``: checked in full at once, as a cold
+    that, past its jobs (``TICK_CARRY_ROUNDS``: carried again keeping the jobs taken, returned where it loses
+    none; its total of unfinished work waits for the full check) or, failing that, kept until the age rule's full check (with ``WITNESS_TICK_FULL``: checked in full at once, as a cold
     solve is); where it is behind on the total of unfinished work only, it is returned as it is and the full
     check waits for the age rule; ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
     start's diagnostics; only a full check resets it). So past that size, between
@@ -2146,14 +2168,19 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             elif not _loses_jobs(c, ev, gev):  # behind on the work of jobs neither finishes only: the old rule
                 why += (": loses to it on unfinished work only (no job it finishes or runs on time lost), "
                         f"checked in full every {WITNESS_EVERY_TICKS} ticks")
-            elif (got := complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b)) is None:
-                if WITNESS_TICK_FULL:
+            else:  # carried past the witness (kernels.complete.carry), as a full check would first
+                got, how = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b), "it"
+                if got is None and TICK_CARRY_ROUNDS and not WITNESS_TICK_FULL:  # again, keeping the jobs taken
+                    got, how = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b,
+                                              rounds=TICK_CARRY_ROUNDS, keep_taken=True, raises=False,
+                                              judge=lambda e: _keeps_jobs_and_work(c, e, ev, gev)), "its jobs"
+                if got is not None:
+                    vmat, pool, ev = got
+                    variant, own, why = variant + "+carry", _summary(c, ev), f"{why}: loses to it, carried past {how}"
+                elif WITNESS_TICK_FULL:
                     full, why = True, why + ": loses to it, checked in full"  # (the candidates, the list schedules)
                 else:
                     why += f": loses to it, not carried past it, checked in full every {WITNESS_EVERY_TICKS} ticks"
-            else:  # carried past the witness (kernels.complete.carry), as a full check would first
-                vmat, pool, ev = got
-                variant, own, why = variant + "+carry", _summary(c, ev), why + ": loses to it, carried past it"
             if not full:
                 wd = {"ran": True, "used": False, "age_ticks": age, "reason": why, "same_plan": bool(
                     xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **_summary(c, gev)}
@@ -2460,6 +2487,13 @@ def _loses_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
     jobs (the part of :func:`_dominates_jobs` that counts jobs; what is left is the totals of unfinished work
     and, where both finish every job, carbon)."""
     return _drops_finished(c, a, b) or _n_late(c, a) > _n_late(c, b)
+
+
+def _keeps_jobs_and_work(c: _Clean, a: dict[str, Any], own: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Evaluation ``a`` (a plan carried past the witness ``b``) loses no job to ``b`` (:func:`_loses_jobs`) and
+    leaves no more work unfinished than both ``own`` (the plan it replaces) and ``b`` do (relative 1e-6)."""
+    unf = max(float(own["unfinished_gpu_s"]), float(b["unfinished_gpu_s"]))
+    return not _loses_jobs(c, a, b) and float(a["unfinished_gpu_s"]) <= unf + 1e-6 * max(unf, 1.0)
 
 
 def _serves_forced_dev(c: _Clean, d: _Dev, vmat: Any, xp: Ops) -> bool:
