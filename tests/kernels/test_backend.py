@@ -256,6 +256,36 @@ def test_a_warm_chain_on_the_hot_path_is_the_same_on_numpy_and_torch(device: str
     assert carried == 3  # every warm tick took the whole carry
 
 
+#: family chains whose tick check carries the plan a second time, keeping the jobs taken from the witness
+#: (planner.TICK_CARRY_ROUNDS: complete.carry's keep_taken, planner._repair's hold)
+TICK_CARRY_CHAIN = [1, 18]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", TICK_CARRY_CHAIN)
+def test_the_second_carry_of_a_tick_is_the_same_on_numpy_and_torch(device: str, case: int) -> None:
+    """Cold, then three warm ticks, each warm-started from the backend's own previous result, one of them carried
+    past the witness's jobs (the second carry): the same plans and the same variant on both backends."""
+    from benchmarks.instances import corpus, make, shift_problem
+
+    q = make(*corpus(40, seed=5, n_jobs=(20, 40))[case])
+    a = b = None
+    why = []
+    for _ in range(4):  # policy ticks
+        a = kernels.plan(q, warm_start=a)
+        b = kernels.plan(q, warm_start=b, backend="torch", device=device)
+        assert b.diagnostics["primal_variant"] == a.diagnostics["primal_variant"]
+        assert b.diagnostics["witness"]["reason"] == a.diagnostics["witness"]["reason"]
+        assert b.objective == pytest.approx(a.objective, rel=1e-9 if device == "cpu" else 1e-6)
+        if device == "cpu":
+            assert np.array_equal(a.pool, b.pool)
+            np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
+        assert kernels.check_result(q, b) == []
+        why.append(a.diagnostics["witness"]["reason"])
+        q = shift_problem(q, 1)
+    assert any("carried past its jobs" in w for w in why), why
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_price_ascent_picks_the_same_prices_on_numpy_and_torch(device: str) -> None:
     """The ascent keeps its best iterate by comparing dual values; late iterates differ by a few 1e-14 and

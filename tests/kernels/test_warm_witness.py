@@ -165,3 +165,23 @@ def test_loses_jobs_counts_jobs_not_work() -> None:
     assert P._loses_jobs(c, ev([True, False, False], 5.0), ev([True, False, False], 10.0))  # finished, late
     assert not P._loses_jobs(c, ev([True, False, False], 10.0), ev([True, False, False], 10.0))
     assert not P._loses_jobs(c, ev([True, True, False], 10.0), ev([True, False, False], 10.0))
+
+
+def test_keeps_jobs_and_work_asks_no_job_lost_and_no_more_work_left_than_the_own_plan_or_the_greedy() -> None:
+    """``planner._keeps_jobs_and_work`` (what the second carry of a tick must pass, ``TICK_CARRY_ROUNDS``): no job
+    lost to the greedy (:func:`kernels.planner._loses_jobs`), and unfinished work no more than the larger of the
+    own plan's and the greedy's (in the itp60 policy run every such carry did less work than the own plan)."""
+    from types import SimpleNamespace
+
+    c = SimpleNamespace(must=np.array([False, False]), R=np.array([10.0, 10.0]), has_dl=np.array([False, False]))
+
+    def ev(fin: list[bool], unf: float) -> dict[str, object]:
+        return {"finished": np.array(fin), "work_on_time_s": np.zeros(2), "need_s": np.array([10.0, 10.0]),
+                "unfinished_gpu_s": unf}
+
+    own, greedy = ev([True, False], 50.0), ev([True, True], 40.0)
+    assert P._keeps_jobs_and_work(c, ev([True, True], 50.0), own, greedy)  # behind the greedy, not the own plan
+    assert P._keeps_jobs_and_work(c, ev([True, True], 45.0), own, greedy)
+    assert not P._keeps_jobs_and_work(c, ev([True, True], 51.0), own, greedy)  # less work than both
+    assert not P._keeps_jobs_and_work(c, ev([True, False], 30.0), own, greedy)  # job 1 lost
+    assert P._keeps_jobs_and_work(c, ev([True, True], 55.0), own, ev([True, True], 60.0))  # within the greedy's
