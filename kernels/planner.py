@@ -134,7 +134,8 @@ WITNESS_TICK_FULL = False
 #: power raises, and returned where it loses no job to the witness and leaves no more work unfinished than the
 #: own plan or the witness (:func:`_keeps_jobs_and_work`; the rest of the total waits for the full check, as
 #: above); 0: off. Family warm chains (40 x 3 ticks, tools famdef): jobs lost to the greedy 8 on 4 chains -> 0,
-#: ticks with more late jobs 8 -> 0; the worst tick needs 4 rounds. The 3-day itp60 policy run: the same
+#: ticks with more late jobs 8 -> 0 (with 5 rounds too; 3 or 4: 3 jobs on 1 chain; 2: 8 on 4), warm ticks' CPU
+#: unchanged (4.5-4.9 s for the 120). The 3-day itp60 policy run: the same
 #: outcome (its 6 such ticks are not carried; returned on losing no job alone, the 5 such ticks of that run
 #: did 15-66 GPU-h less work than their own plans: 409 jobs, 26,695.1 GPU-h, 175.85 g/GPU-h, 254 preemptions
 #: vs 406, 26,721.8, 175.68, 256; with the power raises 412, 26,760.7, 175.83, 224)
