@@ -117,7 +117,8 @@ WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undon
 #: ticks) the warm plan is compared with the witness and, where it loses a job to it (a job the greedy finishes
 #: left unfinished, more late jobs), carried past it (kernels.complete.carry); where it is behind on the total
 #: of unfinished work only (in the itp60 policy run: long jobs the carbon prices run slower than the greedy's
-#: full power, 90 of 97 losing ticks) it is kept. Only a full check resets the age, so the full check and its
+#: full power, 90 of 97 losing ticks) it is carried past it where that dominates it, kept otherwise
+#: (TICK_CARRY_WORK; round 13: kept). Only a full check resets the age, so the full check and its
 #: power and local searches still run every WITNESS_EVERY_TICKS ticks (round 12's version reset it on every
 #: tick that dominated: the 3-day itp60 policy lost that refinement, 175.7 -> 179.1 g/GPU-h). Family warm chains
 #: (40 x 3 ticks): jobs lost to the greedy 148 on 13 chains -> 8 on 4, the same itp60 policy outcome
@@ -140,6 +141,12 @@ WITNESS_TICK_FULL = False
 #: did 15-66 GPU-h less work than their own plans: 409 jobs, 26,695.1 GPU-h, 175.85 g/GPU-h, 254 preemptions
 #: vs 406, 26,721.8, 175.68, 256; with the power raises 412, 26,760.7, 175.83, 224)
 TICK_CARRY_ROUNDS = 6
+#: a tick's plan behind the witness on the total of unfinished work only (no job lost) is carried past it too
+#: (``complete.carry``, returned where it then dominates the witness job by job; kept as it is otherwise, the
+#: full check waiting for the age rule). The 3-day itp60 policy run: 406 -> 417 jobs done, 26,721.8 ->
+#: 26,756.9 GPU-h, 175.68 -> 175.51 g/GPU-h, 256 -> 197 preemptions, no misses; family warm chains: no tick
+#: changes its count (7 ticks behind the greedy on unfinished work: their carry fails). False: kept (round 13)
+TICK_CARRY_WORK = True
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
@@ -1965,8 +1972,9 @@ def plan(
     unfinished, or more late jobs), carried past it (:func:`kernels.complete.carry`, ``+carry``) or, failing
     that, past its jobs (``TICK_CARRY_ROUNDS``: carried again keeping the jobs taken, returned where it loses
     none; its total of unfinished work waits for the full check) or, failing that, kept until the age rule's full check (with ``WITNESS_TICK_FULL``: checked in full at once, as a cold
-    solve is); where it is behind on the total of unfinished work only, it is returned as it is and the full
-    check waits for the age rule; ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
+    solve is); where it is behind on the total of unfinished work only, it is carried past it where that
+    dominates it job by job (``TICK_CARRY_WORK``), otherwise returned as it is, and the full check waits for the
+    age rule; ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
     start's diagnostics; only a full check resets it). So past that size, between
     checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy (the greedy
     costs 1.4 s CPU at 50,000 x 192, its candidates and carry as much again; benchmarks/README.md, issue
@@ -2166,9 +2174,15 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             why = f"warm re-plan leaves work undone or late; every tick up to {WITNESS_EVERY_TICK_MAX_CELLS:,} cells"
             if _dominates_jobs(c, ev, gev):
                 why += ": dominates it"
-            elif not _loses_jobs(c, ev, gev):  # behind on the work of jobs neither finishes only: the old rule
-                why += (": loses to it on unfinished work only (no job it finishes or runs on time lost), "
-                        f"checked in full every {WITNESS_EVERY_TICKS} ticks")
+            elif not _loses_jobs(c, ev, gev):  # behind on the work of jobs neither finishes only
+                got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b) \
+                    if TICK_CARRY_WORK else None
+                why += ": loses to it on unfinished work only (no job it finishes or runs on time lost), "
+                if got is not None:  # (TICK_CARRY_WORK)
+                    vmat, pool, ev = got
+                    variant, own, why = variant + "+carry", _summary(c, ev), why + "carried past it"
+                else:
+                    why += f"checked in full every {WITNESS_EVERY_TICKS} ticks"
             else:  # carried past the witness (kernels.complete.carry), as a full check would first
                 got, how = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b), "it"
                 if got is None and TICK_CARRY_ROUNDS and not WITNESS_TICK_FULL:  # again, keeping the jobs taken

@@ -11,7 +11,8 @@ The family: warm chains of ``corpus(40, seed=5, n_jobs=(20, 40))`` (a cold plan,
 (the witness every 8th tick only) the warm plans of 13 of the 40 chains lost 148 jobs to the greedy; by default
 8 on 4 at c0b46fb (the carry failed there: chains 1, 3, 5, 18; 0 with ``WITNESS_TICK_FULL``), 0 since round 14
 (``TICK_CARRY_ROUNDS``: where the carry fails, the plan is carried again keeping the jobs taken from the
-witness, and returned where it loses no job to it)."""
+witness, and returned where it loses no job to it). Since round 14 a plan behind on the total of unfinished
+work only is carried past the greedy too where that dominates it (``TICK_CARRY_WORK``), kept otherwise."""
 
 from __future__ import annotations
 
@@ -135,10 +136,12 @@ def _loss_of_work_only(monkeypatch: pytest.MonkeyPatch, age: int) -> tuple[kerne
 
 def test_a_warm_plan_behind_on_unfinished_work_only_is_kept_and_the_full_check_keeps_its_cadence(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A warm plan that loses to the greedy on the total of unfinished work only (no job the greedy finishes
-    lost, no more late jobs) is returned as it is, the witness ran and says so, and the age is NOT reset (round
-    12's every-tick check reset it whenever the plan dominated: the itp60 policy then lost the full check's
-    searches, 175.7 -> 179.1 g/GPU-h); once the age reaches ``WITNESS_EVERY_TICKS`` the full check runs."""
+    """Without ``TICK_CARRY_WORK`` (round 13's rule) a warm plan that loses to the greedy on the total of
+    unfinished work only (no job the greedy finishes lost, no more late jobs) is returned as it is, the witness
+    ran and says so, and the age is NOT reset (round 12's every-tick check reset it whenever the plan dominated:
+    the itp60 policy then lost the full check's searches, 175.7 -> 179.1 g/GPU-h); once the age reaches
+    ``WITNESS_EVERY_TICKS`` the full check runs."""
+    monkeypatch.setattr(P, "TICK_CARRY_WORK", False)
     r, plain = _loss_of_work_only(monkeypatch, 0)
     w = r.diagnostics["witness"]
     assert w["ran"] is True and w["used"] is False and "unfinished work only" in w["reason"], w
@@ -147,6 +150,23 @@ def test_a_warm_plan_behind_on_unfinished_work_only_is_kept_and_the_full_check_k
     assert r.diagnostics["primal_variant"] == plain.diagnostics["primal_variant"]
     due, _ = _loss_of_work_only(monkeypatch, P.WITNESS_EVERY_TICKS - 1)
     assert due.diagnostics["witness"]["age_ticks"] == 0 and "ticks ago" in due.diagnostics["witness"]["reason"]
+
+
+def test_a_warm_plan_behind_on_unfinished_work_only_is_carried_past_the_greedy_and_keeps_the_age(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default (``TICK_CARRY_WORK``) a warm plan behind the greedy on the total of unfinished work only is
+    carried past it (``kernels.complete.carry``) where that dominates it job by job: here it does (chain 1's
+    first warm tick), the plan returned dominates the greedy (tests/kernels/_family.py's judgement), is valid,
+    and the age is not reset (only a full check resets it)."""
+    assert P.TICK_CARRY_WORK
+    r, plain = _loss_of_work_only(monkeypatch, 0)
+    w = r.diagnostics["witness"]
+    assert "unfinished work only" in w["reason"] and "carried past it" in w["reason"], w
+    assert w["age_ticks"] == 1 and r.diagnostics["primal_variant"].endswith("+carry")
+    q1 = shift_problem(make(*corpus(40, seed=5, n_jobs=(20, 40))[1]), 1)
+    assert kernels.check_result(q1, r) == []
+    assert dominance_failures(outcome(q1, r), outcome(q1, kernels.greedy_plan(q1))) == []
+    assert dominance_failures(outcome(q1, plain), outcome(q1, kernels.greedy_plan(q1))) != []  # (it was behind)
 
 
 def test_loses_jobs_counts_jobs_not_work() -> None:
