@@ -136,7 +136,7 @@ WITNESS_TICK_FULL = False
 #: own plan or the witness (:func:`_keeps_jobs_and_work`; the rest of the total waits for the full check, as
 #: above); 0: off. Family warm chains (40 x 3 ticks, tools famdef): jobs lost to the greedy 8 on 4 chains -> 0,
 #: ticks with more late jobs 8 -> 0 (with 5 rounds too; 3 or 4: 3 jobs on 1 chain; 2: 8 on 4), warm ticks' CPU
-#: unchanged (4.5-4.9 s for the 120). The 3-day itp60 policy run: the same
+#: unchanged (4.5-4.9 s for the 120). The 3-day itp60 policy run, TICK_CARRY_WORK off: the same
 #: outcome (its 6 such ticks are not carried; returned on losing no job alone, the 5 such ticks of that run
 #: did 15-66 GPU-h less work than their own plans: 409 jobs, 26,695.1 GPU-h, 175.85 g/GPU-h, 254 preemptions
 #: vs 406, 26,721.8, 175.68, 256; with the power raises 412, 26,760.7, 175.83, 224)
@@ -145,7 +145,9 @@ TICK_CARRY_ROUNDS = 6
 #: (``complete.carry``, returned where it then dominates the witness job by job; kept as it is otherwise, the
 #: full check waiting for the age rule). The 3-day itp60 policy run: 406 -> 417 jobs done, 26,721.8 ->
 #: 26,756.9 GPU-h, 175.68 -> 175.51 g/GPU-h, 256 -> 197 preemptions, no misses; family warm chains: no tick
-#: changes its count (7 ticks behind the greedy on unfinished work: their carry fails). False: kept (round 13)
+#: changes its count (7 ticks behind the greedy on unfinished work: their carry fails), their 120 warm ticks'
+#: CPU 4.7 -> 4.8-5.0 s (a carry on each such tick). In the policy run 6 of its 90 such ticks were carried
+#: (and 1 of 5 by the second carry, TICK_CARRY_ROUNDS). False: kept (round 13)
 TICK_CARRY_WORK = True
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
