@@ -212,7 +212,8 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     ``displace``: after the rounds, rows moved through the preemptible work (:func:`_displace`) while cells
     are left. ``meter``: a running count of cells left, shared with the caller (instead of ``budget``); where
     it holds a lower bound (``"bound"``) the search stops once the plan is within ``STOP_GAP`` of it
-    (:func:`_close`, before each round and before the displacement)."""
+    (:func:`_close`, before each round and before the displacement). It leaves ``meter["settled"]`` True where
+    the plan it returns is settled (:func:`_settled`), else False."""
     ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d) if ev is None else ev
     meter = {"left": math.inf if budget is None else float(budget)} if meter is None else meter
     meter.setdefault("memo", {})  # (the phases' results, remembered: _remembered)
@@ -231,6 +232,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
             return _swaps(problem, xp, c, pr, d, tb, v, p, e, floor, meter)
         return _phase(problem, xp, c, pr, d, tb, v, p, e, ph, floor, meter)
 
+    settled = False  # a round ran every phase on the plan and none moved a row (no budget cut it)
     for rnd in range(rounds):  # improvement rounds
         if _close(ev, meter):
             break
@@ -253,11 +255,36 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
                 due[phase] = rnd + 1 if k else rnd + 2 ** fails[phase]
         changed += moved
         if moved == 0 or meter["left"] <= 0:
+            settled = moved == 0 and meter["left"] > 0
             break
+    cut = meter.get("cut", 0)
     if displace and meter["left"] > 0 and not _close(ev, meter):
         vmat, pool, ev, k = _displace(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter)
         changed += k
+        settled = settled and k == 0 and meter["left"] > 0 and meter.get("cut", 0) == cut
+    else:
+        settled = settled and not displace
+    if settled and not meter.get("cut", 0):  # (searched again, it would first drop these)
+        settled = _drop_late_tails(problem, xp, c, pr, d, vmat, pool, ev)[2] == 0
+    meter["settled"] = settled and not meter.get("cut", 0)
     return vmat, pool, ev, changed
+
+
+def _plan_key(xp: Ops, vmat: Any, pool: Any, gev: dict[str, Any]) -> tuple[Any, ...]:
+    """A plan and the floor it is searched against, as a memo key (:func:`refine`, :func:`_settled`)."""
+    v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
+    return v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), id(gev)
+
+
+def _settled(xp: Ops, meter: dict[str, Any], plan: tuple[Any, ...], gev: dict[str, Any]) -> bool:
+    """A search (:func:`refine`, drawing on ``meter``'s memo) ended on ``plan`` (``(vmat, pool, ...)``) against
+    the floor ``gev`` settled (:func:`power_search`: its last round ran every phase on it and none moved a row,
+    its block displacement moved none, no budget cut either and no late tail to drop), so a search of it again
+    would return it as it is, where its cells do not cut a phase. Round 14 (H1): :func:`refine_starts`'s last
+    search of the lowest plan lowered it on 3 of 156 seed-0 corpus instances and 2 of 74 on seed 1 (4.5 s and
+    2.1 s CPU), where that plan was not settled."""
+    memo = meter.get("memo")
+    return memo is not None and ("settled", *_plan_key(xp, plan[0], plan[1], gev)) in memo
 
 
 def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
@@ -283,9 +310,7 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         # and the completions search the same plans again: seed-0 corpus-18, 5 of 11 searches); the work
         # phase's memo is shared too (_work_phase)
         own["memo"] = memo
-        v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
-        key = ("refine", v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), id(gev),
-               float(ev["objective"]), float(ev["carbon_g"]))
+        key = ("refine", *_plan_key(xp, vmat, pool, gev), float(ev["objective"]), float(ev["carbon_g"]))
         got = memo.get(key)
         if got is not None and got[4] < left0:
             nv, npool, nev, k, charge = got
@@ -296,6 +321,8 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         nv, npool, nev, k = power_search(problem, xp, c, pr, d, tb, vmat, pool, ev=ev, floor=gev, meter=own)
         if key is not None and memo is not None and not own.get("cut", 0) and own["left"] > 0:
             memo[key] = (xp.copy(nv), xp.copy(npool), nev, k, left0 - own["left"])
+        if memo is not None and own.get("settled"):  # (where it ended: _settled)
+            memo[("settled", *_plan_key(xp, nv, npool, gev))] = True
     if meter is not None:
         meter["left"] -= left0 - own["left"]
         meter["spent"] = meter.get("spent", 0.0) + left0 - own["left"]
@@ -313,19 +340,19 @@ REFINE_STARTS = 4
 #: ... on instances of at most this many job-slot cells (the corpus: <= 1,024); above it one start (the
 #: published instances, 115k and 288k cells, and every instance past the search limit keep their cost)
 STARTS_MAX_CELLS = 50_000
-#: The starts share one meter of search cells (round 12; what the power searches propose, :func:`refine`, with
-#: the fixed cost of each call, ``PHASE_CELLS``; the completion's searches of its block displacements included):
-#: ``STARTS_MAX_SPENT`` in all, the first start's search and completion first, and what is left after the last
-#: start goes to one more search of the lowest plan. Round 11 metered only the later starts and only their
-#: proposed cells: the first start alone spent up to 6.5 s CPU on the corpus (seed-0 corpus-11: its completion
-#: searched two displaced plans for 3.4 s), four starts up to 8.7 s. Past ``STARTS_MAX_CELLS`` (one start) the
-#: search keeps its own budget (:func:`search_budget`). Deterministic: cells counted, not time. The budget is
-#: the corpus's time knob (round 12, seed-0 corpus of 200 against the cached LP, load 3-12, so CPU figures are
-#: rough): 2M cells keep round 11's median penalised gap (2.920%; 12 instances lower, 8 higher; CPU max 7.8 ->
-#: 4.5 s, median 0.66 -> 0.59 s beside the old code); the instances that set the median (7, 37, 57: unfinished
-#: non-preemptible jobs whose completions displace blocks) reach round 11's plans only with ~2M. With each
-#: search also capped at a quarter of the budget (300k: a sixth): 300k cells 3.14% (CPU max 1.3 s, median 0.46 s, 10 over
-#: 1 s), 700k 3.12% (2.2 s), 1.2M 3.08% (3.4 s).
+#: The starts share one meter of search cells (round 12; what the power searches propose, :func:`refine`, with the fixed
+#: cost of each call, ``PHASE_CELLS``; the completion's searches of its block displacements included):
+#: ``STARTS_MAX_SPENT`` in all, the first start's search and completion first, and what is left after the last start
+#: goes to one more search of the lowest plan (not where a search ended on it settled: :func:`_settled`). Round 11
+#: metered only the later starts and only their proposed cells: the first start alone spent up to 6.5 s CPU on the
+#: corpus (seed-0 corpus-11: its completion searched two displaced plans for 3.4 s), four starts up to 8.7 s. Past
+#: ``STARTS_MAX_CELLS`` (one start) the search keeps its own budget (:func:`search_budget`). Deterministic: cells
+#: counted, not time. The budget is the corpus's time knob (round 12, seed-0 corpus of 200 against the cached LP, load
+#: 3-12, so CPU figures are rough): 2M cells keep round 11's median penalised gap (2.920%; 12 instances lower, 8 higher;
+#: CPU max 7.8 -> 4.5 s, median 0.66 -> 0.59 s beside the old code); the instances that set the median (7, 37, 57:
+#: unfinished non-preemptible jobs whose completions displace blocks) reach round 11's plans only with ~2M. With each
+#: search also capped at a quarter of the budget (300k: a sixth): 300k cells 3.14% (CPU max 1.3 s, median 0.46 s, 10
+#: over 1 s), 700k 3.12% (2.2 s), 1.2M 3.08% (3.4 s).
 STARTS_MAX_SPENT = 2_000_000.0
 #: the lowest starts also completed before their search (kernels.complete on the candidate as it is: seed-0
 #: corpus-178 ends 23.7% above the LP that way, 53.0% from its searched plan); round 11, four starts without a
@@ -339,25 +366,25 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
                                    tuple[Any, Any, dict[str, Any], str]] | None = None,
                   bound: float | None = None, report: dict[str, Any] | None = None
                   ) -> list[tuple[Any, Any, dict[str, Any], str]]:
-    """:func:`refine` from each distinct plan of ``cands`` (``(objective, vmat, pool, evaluation, variant)``,
-    each valid and dominating the witness ``gev``), at most ``REFINE_STARTS`` of them, lowest objective
-    first, and only the first where ``J x T > STARTS_MAX_CELLS``. ``finish`` (kernels.plan: the completion
-    pass, ``kernels.complete.complete``): then run on every distinct plan among the searched ones and the
-    starts (with one start: on its searched plan only), with what it returns in their place (its tag added
-    to the variant); its fourth argument is True for the first plan only (the lowest start's searched plan:
-    the one-start path; kernels.complete runs its second set of tries there only), its fifth the meter its
-    searches draw on. With one start its search and completion have their own budgets. With several, every
-    search draws on one meter of ``STARTS_MAX_SPENT`` cells: the first start is searched and completed, then,
-    while cells are left, each later start is searched and its searched plan completed, each followed by the
-    start before it completed as it is (the lowest ``STARTS_AS_THEY_ARE`` starts only), and what is left
-    searches the lowest plan once more (kept where lower). Every plan searched is completed, whatever the
-    cells left (the completion's searches only while cells are; a search may free room an unfinished job can
-    use, and a plan returned leaves none: round 12, tests/kernels/test_unfinished_reasons.py). A search or
-    completion that spends the last cells stops there: a valid plan all the same. ``bound``: a lower bound on
-    the objective (kernels.plan's); with several starts each search stops once its plan is within
-    ``STOP_GAP`` of it (:func:`_close`), and so do the starts once the lowest plan completed is. ``report``
-    (a dict, where given) gets the cells the searches spent (``"cells"``, their fixed costs included) and
-    whether the lowest plan is certified close (``"stopped"``).
+    """:func:`refine` from each distinct plan of ``cands`` (``(objective, vmat, pool, evaluation, variant)``, each
+    valid and dominating the witness ``gev``), at most ``REFINE_STARTS`` of them, lowest objective first, and only
+    the first where ``J x T > STARTS_MAX_CELLS``. ``finish`` (kernels.plan: the completion pass,
+    ``kernels.complete.complete``): then run on every distinct plan among the searched ones and the starts (with one
+    start: on its searched plan only), with what it returns in their place (its tag added to the variant); its
+    fourth argument is True for the first plan only (the lowest start's searched plan: the one-start path;
+    kernels.complete runs its second set of tries there only), its fifth the meter its searches draw on. With one
+    start its search and completion have their own budgets. With several, every search draws on one meter of
+    ``STARTS_MAX_SPENT`` cells: the first start is searched and completed, then, while cells are left, each later
+    start is searched and its searched plan completed, each followed by the start before it completed as it is (the
+    lowest ``STARTS_AS_THEY_ARE`` starts only), and what is left searches the lowest plan once more (kept where
+    lower; not where a search ended on it settled, which would return it as it is: :func:`_settled`). Every plan
+    searched is completed, whatever the cells left (the completion's searches only while cells are; a search may
+    free room an unfinished job can use, and a plan returned leaves none: round 12,
+    tests/kernels/test_unfinished_reasons.py). A search or completion that spends the last cells stops there: a valid plan all the same. ``bound``: a lower bound on the
+    objective (kernels.plan's); with several starts each search stops once its plan is within ``STOP_GAP`` of it
+    (:func:`_close`), and so do the starts once the lowest plan completed is. ``report`` (a dict, where given) gets
+    the cells the searches spent (``"cells"``, their fixed costs included) and whether the lowest plan is certified
+    close (``"stopped"``).
     Returns the plans, lowest objective first (ties: the earlier reached first). Plans equal cell for cell
     (the same plan reached twice) are taken once."""
     def same(x: Any, o: Any) -> bool:
@@ -399,12 +426,15 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
             continue
         v, p, e, name = starts[i]
         o = refine(problem, xp, c, pr, d, tb, v, p, e, gev, name, meter=more) if searched else starts[i]
-        if not any(same(o, x) for x in seen):
-            seen.append(o)
-            final.append(done(o, False, more))
-            more["best"] = min(more["best"], final[-1][2]["objective"])
+        if any(same(o, x) for x in seen):
+            continue
+        seen.append(o)
+        final.append(done(o, False, more))
+        more["best"] = min(more["best"], final[-1][2]["objective"])
     final = sorted(final, key=lambda o: o[2]["objective"])  # (stable)
-    if more["left"] > 0 and not _close(final[0][2], more):  # the lowest plan searched on with the cells left
+    # the lowest plan searched on with the cells left, unless a search ended on it settled (_settled: searched
+    # again it would return it as it is)
+    if more["left"] > 0 and not _close(final[0][2], more) and not _settled(xp, more, final[0], gev):
         v, p, e, name = final[0]
         o = refine(problem, xp, c, pr, d, tb, v, p, e, gev, name, meter=more)
         if o[2]["objective"] < final[0][2]["objective"]:  # completed whatever is left (a search may free room)

@@ -1050,6 +1050,76 @@ def test_the_starts_are_distinct_plans_lowest_first_and_one_past_the_cells(monke
     assert seen == ["improved"]
 
 
+def _steps_of_the_starts(monkeypatch: pytest.MonkeyPatch, i: int) -> tuple[list[float], list[tuple[bool, float]],
+                                                                             list[float]]:
+    """``refine_starts`` on seed-31 case ``i`` from three distinct candidates (the EDF greedy's plan moved by
+    the price search with one round and with its default rounds, the greedy's plan itself) with a completion
+    that returns its plan as it is, recorded: the objectives of the plans each search started from, the
+    completions in order (first flag, objective), and the candidates' objectives."""
+    monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
+    pb = make(*CASES[i])
+    s = greedy_start(pb)
+    xp, c = s.xp, s.c
+    cands = [(s.gev["objective"], s.gv, s.gp, s.gev, "greedy")]
+    for rounds in (1, L.IMPROVE_ROUNDS):  # (a few)
+        iv, iev, _ = L.improve(pb, xp, c, s.pr, s.d, s.tb, s.gv, s.gp, rounds=rounds)
+        cands.append((iev["objective"], iv, s.gp, iev, f"improved{rounds}"))
+    searched: list[float] = []
+    completed: list[tuple[bool, float]] = []
+    real = PS.refine
+
+    def spy(*a: Any, **k: Any) -> Any:
+        searched.append(float(a[8]["objective"]))
+        return real(*a, **k)
+
+    def finish(v: Any, p: Any, e: dict[str, Any], first: bool, m: dict[str, float]) -> Any:
+        completed.append((first, float(e["objective"])))
+        return v, p, e, ""
+
+    monkeypatch.setattr(PS, "refine", spy)
+    PS.refine_starts(pb, xp, c, s.pr, s.d, s.tb, cands, s.gev, finish=finish)
+    return searched, completed, sorted(x[0] for x in cands)
+
+
+def test_the_lowest_plan_is_not_searched_again_where_a_search_ended_on_it_settled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``refine_starts`` searches the lowest plan once more with the cells left only where no search ended on it
+    settled (``_settled``, round 14): on seed-31 case 3 every search starts from a candidate, each once, and the
+    lowest plan returned is one a search of it returns as it is."""
+    searched, completed, cands = _steps_of_the_starts(monkeypatch, 3)
+    assert len(set(cands)) == 3 and len(searched) >= 2, (cands, searched)
+    assert len(searched) == len(set(searched)) and set(searched) <= set(cands), (searched, cands)
+    assert completed[0][0] and not any(f for f, _ in completed[1:]), completed
+    pb = make(*CASES[3])
+    s = greedy_start(pb)
+    cand = [(s.gev["objective"], s.gv, s.gp, s.gev, "greedy")]
+    low = PS.refine_starts(pb, s.xp, s.c, s.pr, s.d, s.tb, cand, s.gev)[0]
+    again = PS.power_search(pb, s.xp, s.c, s.pr, s.d, s.tb, low[0], low[1], ev=low[2], floor=s.gev, meter={"left": 1e9})
+    assert again[3] == 0 and again[2]["objective"] == low[2]["objective"], (again[3], again[2]["objective"])
+
+
+@pytest.mark.parametrize("i", (3, 5))
+def test_a_search_that_ends_settled_returns_that_plan_searched_again(i: int) -> None:
+    """A search that leaves ``meter["settled"]`` True ended on a plan a search of it returns as it is, cell for
+    cell (what ``_settled`` lets ``refine_starts`` skip); one round of the phases does not settle the greedy's
+    plan of two seed-31 cases, the full search does."""
+    pb = make(*CASES[i])
+    s = greedy_start(pb)
+    xp = s.xp
+    got = []
+    for rounds in (1, PS.POWER_ROUNDS):
+        m: dict[str, Any] = {"left": 1e9}
+        v, p, e, _ = PS.power_search(pb, xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev, rounds=rounds,
+                                     meter=m)
+        v2, p2, e2, k2 = PS.power_search(pb, xp, s.c, s.pr, s.d, s.tb, v, p, ev=e, floor=s.gev, rounds=rounds,
+                                         meter={"left": 1e9})
+        got.append(m["settled"])
+        if m["settled"]:
+            assert k2 == 0 and e2["objective"] == e["objective"], (rounds, k2)
+            assert np.array_equal(xp.to_numpy(v2), xp.to_numpy(v)) and np.array_equal(xp.to_numpy(p2), xp.to_numpy(p))
+    assert got == [False, True], got
+
+
 def test_each_plan_is_completed_before_and_after_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
     """With several starts, kernels.plan completes (kernels.complete) every distinct plan among the starts and their searched
     plans and keeps the lowest: on seed-0 corpus-178 a start completed before its search ends at 113,186
