@@ -358,6 +358,17 @@ STARTS_MAX_SPENT = 2_000_000.0
 #: corpus-178 ends 23.7% above the LP that way, 53.0% from its searched plan); round 11, four starts without a
 #: budget on the seed-0 corpus: the third and fourth starts completed as they are never gave the lowest plan
 STARTS_AS_THEY_ARE = 2
+#: A later start's searched plan more than this share above the lowest plan completed so far is not completed
+#: (nor returned): its completion is the costly part of the step (blocks displaced through the preemptible work,
+#: each set's lowest plan searched again), and from that far it never won. Round 14 (H1, traces of
+#: refine_starts at c0b46fb): of the later starts searched to more than 20% above the lowest plan, none won
+#: after its completion (seed-0 corpus of 200: 16 starts, 2.9 s CPU; seed-1 corpus of 200, first 83: 12, 3.4 s);
+#: at 10% two won on seed 0 (corpus-9 by 7.0%, corpus-14 by 0.9%), at 0% nine. Measured with :func:`_settled`'s
+#: skip (c0b46fb and this, same hour, /tmp/h1_w meas.py, process CPU): seed-0 corpus of 200, all 200 plans the
+#: same, search cells 128.7M -> 122.5M, CPU 118.6 -> 115.5 s, over 1 s 45 -> 41; seed 1 (corpus(200, seed=1)),
+#: 199 the same and one lower (corpus-129: the cells left went further), 115.1M -> 107.9M, 101.4 -> 97.0 s,
+#: over 1 s 37 -> 35.
+STARTS_COMPLETE_ABOVE = 0.2
 
 
 def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
@@ -380,7 +391,9 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     lower; not where a search ended on it settled, which would return it as it is: :func:`_settled`). Every plan
     searched is completed, whatever the cells left (the completion's searches only while cells are; a search may
     free room an unfinished job can use, and a plan returned leaves none: round 12,
-    tests/kernels/test_unfinished_reasons.py). A search or completion that spends the last cells stops there: a valid plan all the same. ``bound``: a lower bound on the
+    tests/kernels/test_unfinished_reasons.py), except a later start's searched plan more than
+    ``STARTS_COMPLETE_ABOVE`` above the lowest plan completed so far: it is neither completed nor returned. A search
+    or completion that spends the last cells stops there: a valid plan all the same. ``bound``: a lower bound on the
     objective (kernels.plan's); with several starts each search stops once its plan is within ``STOP_GAP`` of it
     (:func:`_close`), and so do the starts once the lowest plan completed is. ``report`` (a dict, where given) gets
     the cells the searches spent (``"cells"``, their fixed costs included) and whether the lowest plan is certified
@@ -429,8 +442,11 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
         if any(same(o, x) for x in seen):
             continue
         seen.append(o)
+        best = more["best"]
+        if searched and o[2]["objective"] > best + STARTS_COMPLETE_ABOVE * abs(best):  # (not completed)
+            continue
         final.append(done(o, False, more))
-        more["best"] = min(more["best"], final[-1][2]["objective"])
+        more["best"] = min(best, final[-1][2]["objective"])
     final = sorted(final, key=lambda o: o[2]["objective"])  # (stable)
     # the lowest plan searched on with the cells left, unless a search ended on it settled (_settled: searched
     # again it would return it as it is)

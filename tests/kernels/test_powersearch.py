@@ -1120,6 +1120,22 @@ def test_a_search_that_ends_settled_returns_that_plan_searched_again(i: int) -> 
     assert got == [False, True], got
 
 
+def test_a_later_start_searched_far_above_the_lowest_plan_is_not_completed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later start's searched plan more than ``STARTS_COMPLETE_ABOVE`` above the lowest plan completed so far
+    is not completed (round 14: from past 20% none won; the completion is the costly part of a step): with the
+    share just below where the first later start's searched plan that is completed lies (relative to the lowest
+    plan completed before it) it is not completed, just above it is."""
+    monkeypatch.setattr(PS, "STARTS_COMPLETE_ABOVE", math.inf)
+    _, completed, cands = _steps_of_the_starts(monkeypatch, 3)
+    k = next(k for k in range(1, len(completed)) if completed[k][1] not in cands)  # (searched: it moved)
+    best, second = min(o for _, o in completed[:k]), completed[k][1]
+    share = (second - best) / abs(best)
+    for delta, taken in ((-1e-6, False), (1e-6, True)):
+        monkeypatch.setattr(PS, "STARTS_COMPLETE_ABOVE", share + delta)
+        _, got, _ = _steps_of_the_starts(monkeypatch, 3)
+        assert (second in [o for _, o in got[1:]]) is taken, (share, delta, got)
+
+
 def test_each_plan_is_completed_before_and_after_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
     """With several starts, kernels.plan completes (kernels.complete) every distinct plan among the starts and their searched
     plans and keeps the lowest: on seed-0 corpus-178 a start completed before its search ends at 113,186
