@@ -1050,12 +1050,13 @@ def test_the_starts_are_distinct_plans_lowest_first_and_one_past_the_cells(monke
     assert seen == ["improved"]
 
 
-def _steps_of_the_starts(monkeypatch: pytest.MonkeyPatch, i: int) -> tuple[list[float], list[tuple[bool, float]],
-                                                                             list[float]]:
+def _steps_of_the_starts(monkeypatch: pytest.MonkeyPatch, i: int, bound: float | None = None
+                         ) -> tuple[list[float], list[tuple[bool, float]], list[float]]:
     """``refine_starts`` on seed-31 case ``i`` from three distinct candidates (the EDF greedy's plan moved by
     the price search with one round and with its default rounds, the greedy's plan itself) with a completion
     that returns its plan as it is, recorded: the objectives of the plans each search started from, the
-    completions in order (first flag, objective), and the candidates' objectives."""
+    completions in order (first flag, objective), and the candidates' objectives. ``bound``: the lower bound
+    passed on."""
     monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
     pb = make(*CASES[i])
     s = greedy_start(pb)
@@ -1077,7 +1078,7 @@ def _steps_of_the_starts(monkeypatch: pytest.MonkeyPatch, i: int) -> tuple[list[
         return v, p, e, ""
 
     monkeypatch.setattr(PS, "refine", spy)
-    PS.refine_starts(pb, xp, c, s.pr, s.d, s.tb, cands, s.gev, finish=finish)
+    PS.refine_starts(pb, xp, c, s.pr, s.d, s.tb, cands, s.gev, finish=finish, bound=bound)
     return searched, completed, sorted(x[0] for x in cands)
 
 
@@ -1134,6 +1135,23 @@ def test_a_later_start_searched_far_above_the_lowest_plan_is_not_completed(monke
         monkeypatch.setattr(PS, "STARTS_COMPLETE_ABOVE", share + delta)
         _, got, _ = _steps_of_the_starts(monkeypatch, 3)
         assert (second in [o for _, o in got[1:]]) is taken, (share, delta, got)
+
+
+def test_the_later_starts_run_only_where_the_first_plan_is_not_certified_near(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The later starts run only where the first start's completed plan is more than ``STARTS_LATER_GAP`` above the
+    lower bound (round 14: below it they can gain at most that share) or leaves work undone: on seed-31 case 10
+    (its first plan does all its work) with a bound just within the share of the first plan only the first start
+    is searched and completed, with one just past it the later ones run too; on case 3 (its first plan leaves work
+    undone) they run within the share too."""
+    searched, completed, _ = _steps_of_the_starts(monkeypatch, 10)
+    assert len(searched) >= 2 and len(completed) >= 2, (searched, completed)
+    first = completed[0][1]
+    for share, later in ((PS.STARTS_LATER_GAP * 0.99, False), (PS.STARTS_LATER_GAP * 1.01, True)):
+        got_s, got_c, _ = _steps_of_the_starts(monkeypatch, 10, bound=first - share * abs(first))
+        assert (len(got_s) > 1 and len(got_c) > 1) is later, (share, got_s, got_c)
+    first = _steps_of_the_starts(monkeypatch, 3)[1][0][1]
+    got_s, got_c, _ = _steps_of_the_starts(monkeypatch, 3, bound=first * (1 - PS.STARTS_LATER_GAP / 2))
+    assert len(got_s) > 1 and len(got_c) > 1, (got_s, got_c)
 
 
 def test_each_plan_is_completed_before_and_after_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
