@@ -705,7 +705,6 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
     n = jb.n
     tau = xp.zeros(n, xp.f64)
     tau_w = xp.zeros(n, xp.f64)
-    Hh = xp.zeros(E * (T + 1) * (Gc + 1), xp.f64)
     jobs_val = 0.0
     slot = E * (Gc + 1)  # one slot of the slot-major tables
     if n:
@@ -757,21 +756,43 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
         w1, w2, b1, b2 = a[0] - a[1], b[0] - b[1], ab[0] - ab[1], bb[0] - bb[1]
         d = tau * w1 - b1 + (tau - jb.ld) * w2 - b2 + (jb.rho - tau) * jb.R
         jobs_val = xp.total(jb.g * d)
-        Hh = xp.scatter_add(
-            E * (T + 1) * (Gc + 1),
-            xp.concatenate([o_rel + r1, o_dl + r1, o_dl + r2]),
-            xp.concatenate([jb.g, -jb.g, jb.g]),
-            xp.f64,
-        )
-    A = xp.cumsum(Hh.reshape(T + 1, E, Gc + 1), axis=0)[:T]
-    # the GPUs past each step's cell: suffix sums over the cells, read from the reversed prefix (r -> Gc - r)
-    rsuf = xp.cumsum(xp.flip(A, 2), axis=2)
-    Nidx = (np.arange(E)[:, None, None] * (Gc + 1) + np.arange(T)[None, :, None] * slot + Gc - 1 - cell).reshape(-1)
-    N = xp.to_numpy(xp.take(rsuf, xp.asarray(Nidx, xp.i64))).reshape(E, T, S)
-    N = np.where(act, N, 0.0)
+        N = _steps_past(xp, E, T, cell, jb.cls, jb.rel, jb.dl, r1, r2, jb.g, Gc)
+        N = np.where(act, N, 0.0)
+    else:
+        N = np.zeros((E, T, S))
     value, g_lam, g_mu, g_nu = _slot_and_grad(c, pr, env, lam, mu, N, nu)
     value += jb.const - jobs_val + jb.dead_const
     return _DualOut(value=value, g_lam=g_lam, g_mu=g_mu, tau=tau, tau_w=tau_w, g_nu=g_nu), env
+
+
+def _steps_past(xp: Ops, E: int, T: int, cell: NDArray[np.int64], cls: Any, rel: Any, dl: Any, r1: Any, r2: Any,
+                g: Any, Gc: int) -> NDArray[np.float64]:
+    """``N[e, t, s]``: the GPUs of the class-``e`` jobs running in slot ``t`` whose threshold cell is past the
+    envelope step's ``cell[e, t, s]`` (each job's ``g`` from its release to its deadline above cell ``r1``,
+    from its deadline to the end above ``r2``).
+
+    A histogram over (slot, class, cell), a prefix over the slots, then a suffix over the cells read at each
+    step. Only the cells some job's threshold falls in are columns (``k`` of the ``Gc + 1``; the others hold
+    0.0 in every row, and adding 0.0 changes no sum: the same sums bit for bit as over all the cells, the
+    cells' chain of additions ``k / (Gc + 1)`` as long)."""
+    rr = xp.concatenate([r1, r1, r2])
+    used = xp.scatter_add(Gc + 1, rr, xp.ones(rr.shape[0], xp.f64), xp.f64) > 0
+    cum = xp.cumsum(xp.astype(used, xp.i64), axis=0)  # cum[r]: the used cells <= r
+    k = int(cum[-1])
+    # column 0 holds 0.0, column j >= 1 the j-th used cell from the top: the suffix over the cells is a prefix
+    col = k + 1 - cum  # the column of used cell r
+    w = k + 1
+    H = xp.scatter_add(
+        (T + 1) * E * w,
+        xp.concatenate([rel * (E * w) + cls * w + col[r1], dl * (E * w) + cls * w + col[r1],
+                        dl * (E * w) + cls * w + col[r2]]),
+        xp.concatenate([g, -g, g]),
+        xp.f64,
+    )
+    suf = xp.cumsum(xp.cumsum(H.reshape(T + 1, E, w), axis=0)[:T], axis=2)
+    past = k - xp.to_numpy(cum)[cell]  # the used cells above the step's cell
+    idx = (np.arange(T)[None, :, None] * (E * w) + np.arange(E)[:, None, None] * w + past).reshape(-1)
+    return np.asarray(xp.to_numpy(xp.take(suf, xp.asarray(idx, xp.i64)))).reshape(cell.shape)
 
 
 def _bound_exact(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],

@@ -46,3 +46,31 @@ def test_late_part_only_for_late_rows(be: tuple[str, str], seed: int) -> None:
     none.late_rows = xp.arange(0)
     out_c, _ = P._dual_coarse(xp, c, pr, none, lam, mu)
     assert out_c.value != out_a.value or not np.array_equal(xp.to_numpy(out_c.tau), xp.to_numpy(out_a.tau))
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("seed", range(8))
+def test_steps_past_are_the_sums_over_every_cell(be: tuple[str, str], seed: int) -> None:
+    """_steps_past sums only over the cells some threshold falls in: bit for bit the suffix sums over every
+    cell of the (slot, class, cell) histogram (the table as the dual iteration built it before)."""
+    xp = B.get_ops(*be)
+    rng = np.random.default_rng(seed)
+    E, T, S, n, Gc = 3, 11, 4, 25, 256
+    cls = rng.integers(0, E, n)
+    rel = rng.integers(0, T, n)
+    dl = np.minimum(rel + rng.integers(1, T + 1, n), T)
+    r1 = rng.integers(0, Gc + 1, n)
+    r2 = np.minimum(r1 + rng.integers(0, 40, n), Gc)
+    g = rng.uniform(0.1, 8.0, n).round(rng.integers(0, 4))  # whole and fractional GPU counts
+    cell = rng.integers(0, Gc, (E, T, S))
+    cell[0, 0] = r1[:S] if n >= S else cell[0, 0]  # steps in a used cell (past it: the cells above only)
+    idx = np.concatenate([rel * E * (Gc + 1) + cls * (Gc + 1) + r1, dl * E * (Gc + 1) + cls * (Gc + 1) + r1,
+                          dl * E * (Gc + 1) + cls * (Gc + 1) + r2])
+    H = np.bincount(idx, np.concatenate([g, -g, g]), minlength=(T + 1) * E * (Gc + 1))
+    A = np.cumsum(H.reshape(T + 1, E, Gc + 1), axis=0)[:T]
+    rsuf = np.cumsum(np.flip(A, 2), axis=2)
+    want = rsuf[np.arange(T)[None, :, None], np.arange(E)[:, None, None], Gc - 1 - cell]
+    got = P._steps_past(xp, E, T, cell, *(xp.asarray(a, xp.i64) for a in (cls, rel, dl, r1, r2)),
+                        xp.asarray(g, xp.f64), Gc)
+    assert np.array_equal(got, want)
+    assert np.abs(want).max() > 0
