@@ -574,3 +574,23 @@ def test_the_site_floor_keeps_the_bound_at_or_above_zero_and_below_the_lp() -> N
         assert lp.status == "optimal"
         fb = floor_bound(pb)
         assert 0.0 < fb <= lp.objective * (1 + 1e-7) + 1e-6, (seed, fb, lp.objective)
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("seed", range(6))
+def test_used_tables_are_the_full_tables_read_at_cmap(be: tuple[str, str], seed: int) -> None:
+    """_used_tables keeps a column only for the cells some step falls in: read at cmap[r] it is the full
+    slot-major table at r, bit for bit, for every cell r."""
+    from kernels.backend import get_ops
+
+    xp = get_ops(*be)
+    rng = np.random.default_rng(seed)
+    E, T, S, G = 3, 9, 5, 256
+    cell = rng.integers(0, G, (E, T, S)) // (1 + seed)  # fewer used cells with the seed
+    vals = [rng.normal(size=(E, T, S)) * (rng.random((E, T, S)) < 0.7) for _ in range(2)]
+    full = P._tables(xp, E, T, G, cell, vals, slot_major=True)
+    tabs, cmap = P._used_tables(xp, E, T, G, cell, vals)
+    assert tabs[0].shape[2] == np.unique(cell).size + 1
+    for a, b in zip(full, tabs):
+        assert np.array_equal(xp.to_numpy(a), xp.to_numpy(b)[:, :, cmap])
+
