@@ -602,13 +602,13 @@ def _slot_and_grad(c: _Clean, pr: _Prep, env: _Env, lam: NDArray[np.float64], mu
     mr_val = float((pr.mcnt * env.mr_cost).sum())
     load = load + (pr.mcnt * pr.line_load[env.mr_line]).sum(axis=0)
     base, cap, wind, kap = c.base_w, c.cap_w, c.wind_w, c.kappa
-    wc = np.clip(wind, base, cap)
+    wc = np.minimum(np.maximum(wind, base), cap)  # (np.clip: the same, at 4x the cost of a call)
     phi = lambda F: kap * np.maximum(F - wind, 0.0) - lam * F  # noqa: E731
     slot_val = np.minimum(np.minimum(phi(base), phi(wc)), phi(cap)) + lam * base
     demand = base + load
     lo_set = np.where(lam <= 0, base, np.where(lam <= kap, wc, cap))
     hi_set = np.where(lam < kap, wc, cap)
-    g_lam = demand - np.clip(demand, lo_set, hi_set)
+    g_lam = demand - np.minimum(np.maximum(demand, lo_set), hi_set)
     g_mu = busy - c.H
     value = float(slot_val.sum()) - float((mu * c.H).sum()) + mr_val
     # tenant GPUs: a step from "off" starts the class's GPUs; must-run GPUs count too
@@ -654,6 +654,15 @@ def _tables(xp: Ops, E: int, T: int, G: int, cell: NDArray[np.int64], vals: list
     return out
 
 
+def _median(a: NDArray[np.float64]) -> float:
+    """``np.median`` of a non-empty 1-d array without NaN: the middle of the sorted values, or the mean of the
+    two middle ones as numpy takes it ((lo + hi) / 2); the same value, ~20x cheaper than its call on the
+    dual iteration's ~100 breakpoints."""
+    b = np.sort(a)
+    h = b.size // 2
+    return float(b[h]) if b.size % 2 else float((b[h - 1] + b[h]) / 2)
+
+
 def _used_tables(xp: Ops, E: int, T: int, G: int, cell: NDArray[np.int64], vals: list[NDArray[np.float64]]
                  ) -> tuple[list[Any], NDArray[np.int64]]:
     """The slot-major :func:`_tables` with a column only for the cells some step falls in (``k`` of ``G``)
@@ -677,7 +686,7 @@ class _Grid:
 
     def rank_np(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
         # clipped to [0, n] first, so truncation is the floor
-        return np.clip((np.arcsinh(x / self.xs) - self.u0) / self.du, 0, self.n).astype(np.int64)
+        return np.minimum(np.maximum((np.arcsinh(x / self.xs) - self.u0) / self.du, 0), self.n).astype(np.int64)
 
     def rank(self, xp: Ops, x: Any) -> Any:
         if xp.name == "numpy":
@@ -704,7 +713,7 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
     E, T, S = pr.E, c.T, pr.S
     act = env.b < _BIG / 2
     ab = np.abs(env.b[act])
-    xs = float(np.median(ab)) if ab.size else 1.0
+    xs = _median(ab) if ab.size else 1.0
     xs = max(xs, 1e-12)
     lo = float(env.b[act].min()) if ab.size else 0.0
     hi = max(float(pr.rho_on.max()) if pr.rho_on.size else 1.0, lo + 1e-12)

@@ -594,3 +594,11 @@ def test_used_tables_are_the_full_tables_read_at_cmap(be: tuple[str, str], seed:
     for a, b in zip(full, tabs):
         assert np.array_equal(xp.to_numpy(a), xp.to_numpy(b)[:, :, cmap])
 
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 101, 256])
+def test_median_is_numpys(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for a in (rng.normal(size=n) * 10.0 ** rng.integers(-5, 5, n), rng.integers(0, 3, n).astype(float)):
+        assert P._median(a) == float(np.median(a))
+    with np.errstate(over="ignore"):  # the mean of the two middle values as numpy takes it: (lo + hi) / 2
+        assert P._median(np.full(2 * n, 1.5e308)) == float(np.median(np.full(2 * n, 1.5e308))) == math.inf
