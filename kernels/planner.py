@@ -410,6 +410,15 @@ class _Prep:
     ldrop: NDArray[np.float64]  # (J,) rho_on - rho_late
     mcnt: NDArray[np.float64]  # (E, T) must-run GPUs per class and slot
     cls_ten: NDArray[np.int64]  # (E,) the quota tenant of class e (-1: its tenant has no quota)
+    # the envelope's constants (the same every dual iteration): works of lines 0 (off) .. S, the divisor of
+    # each pair's breakpoint (work gain h -> i, 1 where none), h < i, and the lines' load, pool and power
+    # fraction index with a last entry for "none" (0 W, pool P, off)
+    W0: NDArray[np.float64]  # (S + 1,)
+    dW_div: NDArray[np.float64]  # (S + 1, S + 1)
+    up: NDArray[np.bool_]  # (S + 1, S + 1)
+    load_ext: NDArray[np.float64]  # (NL + 1,)
+    pool_ext: NDArray[np.int64]  # (NL + 1,)
+    v_ext: NDArray[np.int64]  # (NL + 1,)
 
 
 def _prepare(c: _Clean) -> _Prep:
@@ -464,10 +473,14 @@ def _prepare(c: _Clean) -> _Prep:
     np.add.at(mcnt, (cls[mr], c.ms[mr]), c.gpus[mr])
     np.add.at(mcnt, (cls[mr], c.me[mr]), -c.gpus[mr])
     mcnt = np.cumsum(mcnt, axis=1)[:, :T]
+    W0 = np.concatenate([[0.0], slopes])
+    dW = W0[None, :] - W0[:, None]  # (h, i)
     return _Prep(E=E, S=S, cls=cls, line_p=pp, line_k=kk, line_load=line_load, line_w=line_w,
                  line_full=line_full, slopes=slopes, member=member, full_member=full_member, fv=fv,
                  line_v=line_v, spd_pv=spd_pv, map_pv=map_pv, ks=ks, rho_on=rho_on, ldrop=ldrop, mcnt=mcnt,
-                 cls_ten=cls_ten)
+                 cls_ten=cls_ten, W0=W0, dW_div=np.where(dW > 0, dW, 1.0), up=np.triu(np.ones((S + 1, S + 1), bool), 1),
+                 load_ext=np.concatenate([line_load, [0.0]]), pool_ext=np.concatenate([pp, [P]]),
+                 v_ext=np.concatenate([line_v, [0]]))
 
 
 # ------------------------------------------------------------------------------------------- envelope
@@ -503,16 +516,15 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     cbest = np.take_along_axis(cm, best[:, :, None, :], axis=2)[:, :, 0, :]
     valid = np.isfinite(cbest)
     # lines i = 0 (off) .. S, slopes W
-    W = np.concatenate([[0.0], pr.slopes])
+    W = pr.W0
     C = np.concatenate([np.zeros((E, T, 1)), np.where(valid, cbest, 0.0).transpose(0, 2, 1)], axis=2)  # (E,T,m)
     ok = np.concatenate([np.ones((E, T, 1), bool), valid.transpose(0, 2, 1)], axis=2)
     m = S + 1
-    dW = W[None, :] - W[:, None]  # (h, i)
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = (C[:, :, None, :] - C[:, :, :, None]) / np.where(dW > 0, dW, 1.0)[None, None]  # x[h, i]
+        x = (C[:, :, None, :] - C[:, :, :, None]) / pr.dW_div[None, None]  # x[h, i]
     x = np.where(ok[:, :, None, :], x, np.inf)  # i invalid: never
     x = np.where(ok[:, :, :, None], x, -np.inf)  # h invalid: no constraint
-    up = np.triu(np.ones((m, m), bool), 1)  # h < i
+    up = pr.up  # h < i
     lo = np.where(up[None, None], x, -np.inf).max(axis=2)  # (E,T,m) over h
     hi = np.where(up[None, None], x, np.inf).min(axis=3)  # (E,T,m) over i>h  (x[h=i, k])
     active = ok & (lo < hi)
@@ -526,14 +538,12 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     Wi = W[1:][None, None, :]
     dw = np.where(act1, Wi - W[np.maximum(prev, 0)], 0.0)
     gl = np.concatenate([np.full((E, 1, T), -1), np.where(valid, best, -1)], axis=1).transpose(0, 2, 1)  # (E,T,m)
-    load_ext = np.concatenate([pr.line_load, [0.0]])
-    pool_ext = np.concatenate([pr.line_p, [P]])
+    load_ext, pool_ext, v_ext = pr.load_ext, pr.pool_ext, pr.v_ext
     li = gl[:, :, 1:]
     lp = np.take_along_axis(gl, np.maximum(prev, 0), axis=2)
     dload = np.where(act1, load_ext[li] - load_ext[lp], 0.0)
     pool_in = np.where(act1, pool_ext[li], P)
     pool_out = np.where(act1, pool_ext[lp], P)
-    v_ext = np.concatenate([pr.line_v, [0]])
     dv = np.where(act1, v_ext[li] - v_ext[lp], 0)
     order = np.argsort(np.where(active, idx[None, None], m + idx[None, None]), axis=2, kind="stable")
     act_line = np.where(np.take_along_axis(active, order, axis=2), np.take_along_axis(gl, order, axis=2), -1)
