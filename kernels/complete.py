@@ -353,7 +353,8 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     jobs still behind, the plan is carried (:func:`carry`, at most ``rounds`` rounds: a repair of the whole
     plan with those jobs first and a completion) past the reference where it was read and the plan elsewhere,
     kept where it dominates that job by job (``raises`` False: no power raises after the rounds, and kept
-    where fewer jobs are behind; past ``WARM_FULL_MAX_CELLS``, where the raises cost two more completions and
+    where fewer jobs are behind and no job the plan finished (ran on time) is lost, a further round taking
+    such a job's row back; past ``WARM_FULL_MAX_CELLS``, where the raises cost two more completions and
     evaluations). Either is kept only where every job the plan finished (ran on time) still is. The passes and the hybrid are judged on the rows they change (:func:`_with_rows`: the
     plan's evaluation elsewhere); only the plan returned is evaluated whole. First the plan's unfinished
     non-preemptible rows are raised towards full power where the watts allow (:func:`_np_full`), and its late
@@ -426,8 +427,8 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
             _pl._use_swap(u, d, tb, ro, v0[xp.asarray(o)], p0[xp.asarray(o)], sv, p[ro], xp)
         was = info["jobs_behind_after"]
         got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu, rounds=rounds, use=u,
-                    raises=raises, judge=None if raises else lambda e: behind(e) < was, delta="active_w" in ev,
-                    rank=rank_d)
+                    raises=raises, judge=None if raises else lambda e: behind(e) < was and not worse(e),
+                    delta="active_w" in ev, rank=rank_d)
         after = behind(got[2]) if got is not None else info["jobs_behind_after"]
         if got is not None and after < info["jobs_behind_after"] and not worse(got[2]):
             info.update(carried=True, full_carry=True, full_carry_from=info["jobs_behind_after"],

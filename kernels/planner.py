@@ -182,8 +182,11 @@ WARM_FULL_MAX_CELLS = 2_000_000
 #: raised first (:func:`kernels.complete.carry_rows`), no job the greedy finishes unfinished (the rows' pass
 #: alone, round 11: 9 / 10 / 6). Round 11's round cost ~0.25 s CPU (a repair, a completion and an evaluation of
 #: the whole plan); now the repair runs over the rows that can lose a cell and the evaluation over the rows
-#: that changed (benchmarks/README.md, issue 11, round 12)
-WARM_ROUNDS_PAST = 1
+#: that changed (benchmarks/README.md, issue 11, round 12). A round after the first runs only where the first
+#: loses a job the own plan finishes (runs on time): the second takes its row back (make_problem(50000, 192,
+#: seed=2), tick 2: one round's plan lost such a job, so the whole carry was dropped and 5 jobs were lost to the
+#: greedy; two rounds: none, at ~0.09 s CPU on that tick only)
+WARM_ROUNDS_PAST = 2
 
 
 #: the plan construction fills every slot's facility watts up to ``cap_w * (1 + CAP_TOL)`` (``_Dev.room_cap``; in
@@ -2042,8 +2045,8 @@ def plan(
     leaves unfinished or late are read, the jobs that plan finishes (runs on time) and the own plan does not take its rows where they fit beside
     every other row (jobs both leave unfinished give way), and the rest is carried as past a witness
     (:func:`kernels.complete.carry`; two rounds and the power raises up to ``WARM_FULL_MAX_CELLS`` job-slot
-    cells; past them ``WARM_ROUNDS_PAST`` rounds, 1 by default, without the raises, kept where fewer jobs are
-    behind).
+    cells; past them ``WARM_ROUNDS_PAST`` rounds, 2 by default (the second only where the first loses a job
+    the own plan finishes), without the raises, kept where fewer jobs are behind).
     The plan returned never loses a job the own plan finishes or runs on time; ``diagnostics["warm_carry"]``:
     ``ran``, ``np_raised`` (non-preemptible jobs given more work), ``late_raised`` (late jobs now on time),
     ``rows_read``, ``jobs_behind`` (before),

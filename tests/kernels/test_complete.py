@@ -279,7 +279,7 @@ WARM_BEHIND_WHOLE = [2, 7, 12, 13, 24]
 def test_past_the_whole_carry_limit_a_warm_re_plan_loses_no_job_of_the_previous_plan(
         case: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 11 item 2 on the hot path at scale: past ``WARM_FULL_MAX_CELLS`` (monkeypatched to 0, the search
-    limit too), by default (the whole carry's one round, ``WARM_ROUNDS_PAST = 1``, its repair over the rows
+    limit too), by default (the whole carry's rounds, ``WARM_ROUNDS_PAST``, its repair over the rows
     that can lose a cell: complete._repair_over): no job the previous tick's plan finishes (runs on time) is
     behind in any tick, none the own plan finishes lost, every plan valid. (Round 11's default, 0 rounds,
     left jobs behind on each of these.)"""
@@ -542,3 +542,81 @@ def test_the_second_set_of_tries_runs_only_where_several_starts_run(monkeypatch:
     res = kernels.plan(problem)
     assert kernels.check_result(problem, res) == []
     assert max(with_sets) > max(calls, default=0), (calls, with_sets)
+
+
+def _carry_case(gpus: list[int], slots: list[int], deadline: list[int], weight: list[float], tenant: list[int],
+                quota: list[float], G_pool: int, T_: int, plan: list[list[int]], ref: list[list[int]],
+                release: list[int] | None = None, backend: tuple[str, str] = ("numpy", "cpu")
+                ) -> tuple[PlanProblem, Any, Any, Any, Any, Any, Any, Any, dict[str, Any], Any]:
+    """A one-pool problem (preemptible jobs of ``slots`` slots' work at full power, released at ``release``
+    (0), watts to spare, carbon falling over the slots) with a plan and a reference plan given as the slots each job runs
+    at full power: problem, ops, _Clean, _Prep, _Dev, _Tabs, levels, pools, evaluation, reference (as
+    kernels.complete.carry_rows reads one), on ``backend``."""
+    from kernels import planner as P
+    from kernels.backend import get_ops
+
+    J = len(gpus)
+    idle_w, host_w, tdp = 75.0, 450.0, 700.0
+    full = 1.15 * G_pool * (host_w + tdp)
+    q = PlanProblem(
+        slot_s=SLOT_S, pue=1.15, wind_w=np.zeros(T_), carbon_g_per_kwh=np.linspace(400.0, 100.0, T_),
+        grid_cap_w=np.full(T_, 2 * full), site_max_w=np.full(T_, 2 * full), pool_gpus=np.full((1, T_), G_pool),
+        tdp_w=np.full(1, tdp), idle_w=np.full(1, idle_w), host_w_per_gpu=np.full(1, host_w),
+        min_power_fraction=np.full(1, 0.4), curve_f=np.array([[0.4, 0.6, 0.8, 1.0]]),
+        curve_s=np.array([[0.62, 0.82, 0.95, 1.0]]), gpus=np.array(gpus, np.int64),
+        remaining_s=np.array(slots, np.float64) * SLOT_S,
+        release=np.zeros(J, np.int64) if release is None else np.array(release, np.int64),
+        deadline=np.array(deadline, np.int64), weight=np.array(weight), eligible=np.ones((J, 1), bool),
+        must_run=np.zeros(J, bool), preemptible=np.ones(J, bool), running_pool=np.full(J, -1),
+        preempt_loss_s=np.zeros(J), tenant=np.array(tenant, np.int64), tenant_quota_gpus=np.array(quota),
+    )
+    c = P._clean_inputs(q)
+    assert not isinstance(c, str)
+    xp = get_ops(*backend)
+    pr = P._prepare(c)
+    d, tb = P._to_dev(xp, c, pr, q.deadline), P._tabs(c, pr, xp)
+
+    def levels(cells: list[list[int]]) -> tuple[Any, Any]:
+        v = np.zeros((J, T_), np.int8)
+        for j, ts in enumerate(cells):
+            v[j, ts] = xp.to_numpy(tb.vfull)[0]
+        return xp.asarray(v, xp.i8), xp.asarray(np.where((v > 0).any(1), 0, -1), xp.i32)
+
+    v, pool = levels(plan)
+    rv, rp = levels(ref)
+    ev = P._evaluate_plan(q, c, pr, v, pool, xp=xp, d=d)
+    return q, xp, c, pr, d, tb, v, pool, ev, lambda rows: (rv[xp.asarray(rows)], rp[xp.asarray(rows)])
+
+
+def _carried_valid(q: PlanProblem, xp: Any, c: Any, v: Any, pool: Any, ev: dict[str, Any]) -> np.ndarray:
+    """The plan's levels on the host, checked valid (its evaluation ``ev``)."""
+    from kernels import planner as P
+
+    v, pool = xp.to_numpy(v), xp.to_numpy(pool)
+    res = P._result(q, c, v > 0, P._prepare(c).fv.astype(np.float32)[v], pool, 0.0, c.kappa, np.zeros((c.P, c.T)),
+                    0, 0.01, {}, ev=ev)
+    assert res.status != "infeasible" and kernels.check_result(q, res) == []
+    return v
+
+
+def test_the_whole_warm_carry_takes_back_a_job_its_first_round_cost() -> None:
+    """complete.carry_rows' whole carry past ``WARM_FULL_MAX_CELLS`` (``WARM_ROUNDS_PAST`` rounds, judged on the
+    jobs behind the reference and on no job the own plan finishes or runs on time lost): one pool of 8 GPUs,
+    8-GPU jobs; A (2 slots; runs slot 0) takes the reference's slots 0 and 2, where B (released at 2, deadline
+    3) runs on time: the first round's repair drops B there and the completion places it late (slot 3); a
+    second round takes B's row back first and places A's lost slot again: A finished, B on time. (With the
+    jobs behind as the only judge the first round ended the carry and its plan, B late, was dropped: at
+    50,000 x 192 seed 2 tick 2 that cost job 40085 and the whole carry, 3 jobs lost to the greedy.)"""
+    from kernels import complete as C
+    from kernels import planner as P
+
+    q, xp, c, pr, d, tb, v, pool, ev, rf = _carry_case(
+        [8, 8], [2, 1], [NO_DEADLINE, 3], [1.0, 1.0], [0, 0], [np.inf], 8, 4, [[0], [2]], [[0, 2], [2]],
+        release=[0, 2])
+    assert not np.asarray(ev["finished"])[0] and not P._late(c, ev)[1]
+    got, gp, e, info = C.carry_rows(q, xp, c, pr, d, tb, xp.copy(v), xp.copy(pool), ev, rf, c.kappa,
+                                    np.zeros((c.P, c.T)), rounds=P.WARM_ROUNDS_PAST, raises=False)
+    assert np.asarray(e["finished"]).all() and not P._late(c, e).any()
+    assert info["full_carry"] and info["jobs_behind_after"] == 0
+    assert got[1].tolist().count(0) == 3 and got[1, 2] > 0  # (B in its slot)
+    _carried_valid(q, xp, c, got, gp, e)
