@@ -355,7 +355,10 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
     kept where it dominates that job by job (``raises`` False: no power raises after the rounds, and kept
     where fewer jobs are behind and no job the plan finished (ran on time) is lost, a further round taking
     such a job's row back; past ``WARM_FULL_MAX_CELLS``, where the raises cost two more completions and
-    evaluations). Either is kept only where every job the plan finished (ran on time) still is. The passes and the hybrid are judged on the rows they change (:func:`_with_rows`: the
+    evaluations). Either is kept only where every job the plan finished (ran on time) still is. The jobs the
+    plan and the reference both leave unfinished that can finish on their own are read as if the reference
+    finished them (:func:`_own_finish`); where the carry then leaves jobs behind, it runs again without them
+    and the plan that leaves fewer of the reference's own jobs behind is kept. The passes and the hybrid are judged on the rows they change (:func:`_with_rows`: the
     plan's evaluation elsewhere); only the plan returned is evaluated whole. First the plan's unfinished
     non-preemptible rows are raised towards full power where the watts allow (:func:`_np_full`), and its late
     rows in their cells before the deadline, kept where the job then runs on time (:func:`_late_on_time`). ``use``: the
@@ -374,69 +377,152 @@ def carry_rows(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, 
                             "carried": False, "full_carry": False, "np_raised": n_np, "late_raised": n_late}
     rv, rp = reference(rows)
     work, won, need = _pl._row_work(problem, c, pr, d, rv, rp, xp, rows)
-    rf = _pl._done(work, need)
-    rl = c.has_dl[rows] & ~_pl._done(won, need)
-
-    def behind(e: dict[str, Any]) -> int:  # jobs the reference finishes (on time) and the plan does not
-        return int(((rf & ~np.asarray(e["finished"], bool)[rows]) | (~rl & _pl._late(c, e)[rows])).sum())
+    rank = xp.to_numpy(rank_d)[rows]
+    rd_all = xp.asarray(rows)
+    v0, p0 = vmat[rd_all], xp.astype(pool[rd_all], xp.i32)
 
     def worse(e: dict[str, Any]) -> bool:  # a job the own plan finishes (runs on time) that ``e`` does not
         return bool((fo & ~np.asarray(e["finished"], bool)).any() or (~lo & _pl._late(c, e)).any())
 
-    take = (rf & ~fo[rows]) | (~rl & lo[rows])
-    info["jobs_behind"] = info["jobs_behind_after"] = int(take.sum())
-    if not take.any():
-        return (vmat, pool, ev, info) if "rows_only" not in ev else (vmat, *_evaluated(problem, xp, c, pr, d, vmat, pool), info)
-    give = c.preempt[rows] & ~fo[rows] & ~rf & ~take  # unfinished in both: their cells give way first
-    rank = xp.to_numpy(rank_d)[rows]
-    rd_all = xp.asarray(rows)
-    v0, p0 = vmat[rd_all], xp.astype(pool[rd_all], xp.i32)
-    for _ in range(2):  # a second pass once the taken jobs that do not fit have their own rows back
-        sel = np.flatnonzero(take | give)
-        o = sel[np.lexsort((rank[sel], np.where(take[sel], 0, 1)))]  # taken jobs first, each group EDF
-        od, tk = xp.asarray(o), xp.asarray(take[o])
-        want = xp.astype(xp.where(tk[:, None], rv[od], v0[od]), xp.i8)
-        sp = xp.where(tk, rp[od], p0[od])
-        sv = _fit_rows(c, d, tb, rows[o], want, sp, _left_by(c, d, tb, vmat, pool, use, xp.asarray(rows[o]), xp), xp)
-        lost = xp.to_numpy(xp.any((want > 0) & (sv == 0), 1))
-        w2, _, n2 = _pl._row_work(problem, c, pr, d, sv, sp, xp, rows[o])
-        bad = take[o] & lost & (~_pl._done(w2, n2) | ~c.preempt[rows[o]])
-        if not bad.any():
-            break
-        take = take.copy()
-        take[o[bad]] = False
-    sv = xp.astype(xp.where(xp.asarray(~c.preempt[rows[o]] & lost)[:, None], 0, sv), xp.i8)  # (a broken block)
-    v, p = xp.copy(vmat), xp.astype(xp.copy(pool), xp.i32)
-    ro = xp.asarray(rows[o])
-    v[ro] = sv
-    p[ro] = xp.where(xp.any(sv > 0, 1), sp, -1)
-    e = _changed(problem, xp, c, pr, d, ev, rows[o], v0[od], p0[od], sv, p[ro])
-    after = behind(e)
-    if after < info["jobs_behind"] and not worse(e) and _pl._serves_forced_dev(c, d, v, xp):
-        vmat, pool, ev = v, p, e
-        info.update(carried=True, jobs_taken=int(take.sum()), jobs_behind_after=after)
-    if info["jobs_behind_after"] and rounds:
-        # the hybrid: the reference's rows where they were read, the plan's elsewhere (judged, not evaluated:
-        # it need not be a valid plan)
-        hv, hp = xp.copy(vmat), xp.astype(xp.copy(pool), xp.i32)
-        hv[rd_all], hp[rd_all] = rv, rp
-        hev = _with_rows(c, ev, rows, work, won, need)
-        # (the plan's: the own one's + the pass)
-        u = _pl._Use(use[0], use[1], _pl._job_work(tb, pool, vmat, xp) if done is None else xp.copy(done))
-        if info["carried"]:
-            _pl._use_swap(u, d, tb, ro, v0[xp.asarray(o)], p0[xp.asarray(o)], sv, p[ro], xp)
-        was = info["jobs_behind_after"]
-        got = carry(problem, xp, c, pr, d, tb, vmat, pool, ev, hv, hp, hev, lam, mu, rounds=rounds, use=u,
-                    raises=raises, judge=None if raises else lambda e: behind(e) < was and not worse(e),
-                    delta="active_w" in ev, rank=rank_d)
-        after = behind(got[2]) if got is not None else info["jobs_behind_after"]
-        if got is not None and after < info["jobs_behind_after"] and not worse(got[2]):
-            info.update(carried=True, full_carry=True, full_carry_from=info["jobs_behind_after"],
-                        jobs_behind_after=after)
-            vmat, pool, ev = got[0], xp.astype(got[1], xp.i32), got[2]
+    def past(rv: Any, rp: Any, work: NDArray[np.float64], won: NDArray[np.float64]
+             ) -> tuple[Any, Any, dict[str, Any], dict[str, Any], Any]:
+        """The plan carried past the reference rows ``rv``/``rp`` (their work and on-time work): the plan, its
+        evaluation, what happened and how many jobs are behind a plan (an evaluation -> int)."""
+        rf = _pl._done(work, need)
+        rl = c.has_dl[rows] & ~_pl._done(won, need)
+
+        def behind(e: dict[str, Any]) -> int:  # jobs the reference finishes (on time) and the plan does not
+            return int(((rf & ~np.asarray(e["finished"], bool)[rows]) | (~rl & _pl._late(c, e)[rows])).sum())
+
+        vm, pl, e0 = vmat, pool, ev
+        take = (rf & ~fo[rows]) | (~rl & lo[rows])
+        got: dict[str, Any] = {"jobs_behind": int(take.sum()), "jobs_behind_after": int(take.sum())}
+        if not take.any():
+            return vm, pl, e0, got, behind
+        give = c.preempt[rows] & ~fo[rows] & ~rf & ~take  # unfinished in both: their cells give way first
+        for _ in range(2):  # a second pass once the taken jobs that do not fit have their own rows back
+            sel = np.flatnonzero(take | give)
+            o = sel[np.lexsort((rank[sel], np.where(take[sel], 0, 1)))]  # taken jobs first, each group EDF
+            od, tk = xp.asarray(o), xp.asarray(take[o])
+            want = xp.astype(xp.where(tk[:, None], rv[od], v0[od]), xp.i8)
+            sp = xp.where(tk, rp[od], p0[od])
+            sv = _fit_rows(c, d, tb, rows[o], want, sp, _left_by(c, d, tb, vm, pl, use, xp.asarray(rows[o]), xp), xp)
+            lost = xp.to_numpy(xp.any((want > 0) & (sv == 0), 1))
+            w2, _, n2 = _pl._row_work(problem, c, pr, d, sv, sp, xp, rows[o])
+            bad = take[o] & lost & (~_pl._done(w2, n2) | ~c.preempt[rows[o]])
+            if not bad.any():
+                break
+            take = take & ~np.isin(np.arange(rows.size), o[bad])
+        if take.any():
+            sv = xp.astype(xp.where(xp.asarray(~c.preempt[rows[o]] & lost)[:, None], 0, sv), xp.i8)  # (a broken block)
+            v, p = xp.copy(vm), xp.astype(xp.copy(pl), xp.i32)
+            ro = xp.asarray(rows[o])
+            v[ro] = sv
+            p[ro] = xp.where(xp.any(sv > 0, 1), sp, -1)
+            e = _changed(problem, xp, c, pr, d, e0, rows[o], v0[od], p0[od], sv, p[ro])
+            after = behind(e)
+            if after < got["jobs_behind"] and not worse(e) and _pl._serves_forced_dev(c, d, v, xp):
+                vm, pl, e0 = v, p, e
+                got.update(carried=True, jobs_taken=int(take.sum()), jobs_behind_after=after)
+        if got["jobs_behind_after"] and rounds:
+            # the hybrid: the reference's rows where they were read, the plan's elsewhere (judged, not
+            # evaluated: it need not be a valid plan)
+            hv, hp = xp.copy(vm), xp.astype(xp.copy(pl), xp.i32)
+            hv[rd_all], hp[rd_all] = rv, rp
+            hev = _with_rows(c, e0, rows, work, won, need)
+            # (the plan's: the own one's + the pass)
+            u = _pl._Use(use[0], use[1], _pl._job_work(tb, pool, vmat, xp) if done is None else xp.copy(done))
+            if got.get("carried"):
+                _pl._use_swap(u, d, tb, ro, v0[od], p0[od], sv, p[ro], xp)
+            was = got["jobs_behind_after"]
+            wc = carry(problem, xp, c, pr, d, tb, vm, pl, e0, hv, hp, hev, lam, mu, rounds=rounds, use=u,
+                       raises=raises, judge=None if raises else lambda e: behind(e) < was and not worse(e),
+                       delta="active_w" in e0, rank=rank_d)
+            after = behind(wc[2]) if wc is not None else was
+            if wc is not None and after < was and not worse(wc[2]):
+                got.update(carried=True, full_carry=True, full_carry_from=was, jobs_behind_after=after)
+                vm, pl, e0 = wc[0], xp.astype(wc[1], xp.i32), wc[2]
+        return vm, pl, e0, got, behind
+
+    # the jobs both leave unfinished that can finish on their own given rows that finish them (_own_finish);
+    # where that carry leaves jobs behind, it is tried without those rows too and the one that leaves fewer
+    # of the reference's jobs behind kept (rows that finish them can cost the carry jobs the reference finishes:
+    # family chains past both limits, corpus(40, seed=5, n_jobs=(20, 40)) case 17 tick 1, 2 jobs lost)
+    ov, op, ow, oo, n_own = _own_finish(problem, xp, c, pr, d, tb, vmat, pool, use, rows, ~fo[rows], rv, rp,
+                                        work, won, need)
+    vm, pl, e, got, _ = past(ov, op, ow, oo)
+    if n_own and got["jobs_behind_after"]:
+        vm2, pl2, e2, got2, behind0 = past(rv, rp, work, won)
+        if behind0(e2) < behind0(e):
+            vm, pl, e, got, n_own = vm2, pl2, e2, got2, 0
+    info.update(got, own_finish=n_own)
+    vmat, pool, ev = vm, pl, e
     if "rows_only" in ev:  # (an evaluation of the rows only: the caller's was not whole)
         pool, ev = _evaluated(problem, xp, c, pr, d, vmat, pool)
     return vmat, pool, ev, info
+
+
+def _own_finish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+                use: tuple[Any, Any, Any], rows: NDArray[np.int64], unf: NDArray[np.bool_], rv: Any, rp: Any,
+                work: NDArray[np.float64], won: NDArray[np.float64], need: NDArray[np.float64]
+                ) -> tuple[Any, Any, NDArray[np.float64], NDArray[np.float64], int]:
+    """The reference rows ``rv``/``rp`` of the jobs ``rows`` (host indices; their work, on-time work and need:
+    :func:`kernels.planner._row_work`) with each preemptible job that the plan (``unf``: host bool per row) and
+    the reference both leave unfinished, but that can finish on its own, given a row that finishes it: its plan
+    row (pool and cells kept; a job that does not run: its eligible pool with the most GPUs) plus the fewest
+    cells at full power in its free slots from its release, those where it fits beside the plan's other rows
+    (pool GPUs, facility watts, its tenant's quota: ``use``, :func:`_use_all`) first, cleanest first; where its
+    own levels cannot finish it in the slots left, every cell at full power. The greedy witness runs every job
+    at full power in earliest-deadline order: at 50,000 x 192 (seed 1, ticks 2-3) it finished two 16-GPU jobs
+    of tenant 0 that need 138-140 of the 142-146 slots from their release, which neither the plan nor the
+    previous plan finished (tenant 0's quota full in the last 35 slots: the plan's quota went to small jobs that
+    can run earlier). The carry (:func:`carry_rows`) then takes those rows as it takes the reference's. Returns
+    the rows, their work and on-time work, and how many rows were replaced."""
+    cand = unf & c.preempt[rows] & ~_pl._done(work, need)
+    if not cand.any():
+        return rv, rp, work, won, 0
+    k = np.flatnonzero(cand)
+    jr = rows[k]
+    kd, jd = xp.asarray(k), xp.asarray(jr)
+    T = c.T
+    own = vmat[jd]  # (a row that does not run is empty: its pool is -1)
+    pl = xp.to_numpy(pool[jd]).astype(np.int64)
+    big = np.where(c.eligible[jr], c.H.sum(1)[None, :], -1.0).argmax(1)
+    pd = xp.asarray(np.where(pl >= 0, pl, big), xp.i64)
+    full = xp.astype(tb.vfull[pd], xp.i8)[:, None]  # (n, 1)
+    tt = xp.arange(T)[None, :]
+    ok = (tt >= d.rel[jd][:, None]) & ~d.infeas[None, :]
+    free = ok & (own == 0)
+    g = xp.astype(d.gpus[jd], xp.f64)[:, None]
+    busy, fac, q = use
+    fits = (d.H[pd] - busy[pd] >= g) & (d.room_cap[None, :] - fac[None, :]
+                                        >= g * xp.astype(xp.lookup(tb.load, pd, full), xp.f64))
+    if q is not None:
+        qten = d.qten[jd]
+        qq = xp.concatenate([xp.asarray(c.quota[:, None], xp.f64) - q, xp.full((1, T), np.inf, xp.f64)], 0)
+        fits = fits & (qq[qten] >= g)
+    ck = xp.astype(xp.argsort(xp.argsort(d.kappa)), xp.f64)  # (T,) the slots cleanest first
+    key = xp.where(free, xp.where(fits, 0.0, float(T)) + ck[None, :], np.inf)
+    wf = xp.astype(xp.lookup(tb.work, pd, full), xp.f64)[:, 0]
+    nd = xp.asarray(need[k], xp.f64)
+    k_own = xp.ceil(xp.maximum(nd - _pl._job_work(tb, pd, own, xp), 0.0) / wf - 1e-9)
+    n_free = xp.astype(xp.count_nonzero(free, 1), xp.f64)
+    at_own = k_own <= n_free
+    # (too few slots at its own levels: every cell at full power, its own cells first)
+    k_all = xp.ceil(nd / wf - 1e-9) - xp.astype(xp.count_nonzero(ok & (own > 0), 1), xp.f64)
+    add = _pl._smallest_k(xp, key, xp.where(at_own, k_own, xp.maximum(k_all, 0.0))) & free
+    new = xp.astype(xp.where(add, full, xp.where(at_own[:, None], own, xp.where(own > 0, full, 0))), xp.i8)
+    w2, o2, _ = _pl._row_work(problem, c, pr, d, new, pd, xp, jr)
+    good = _pl._done(w2, need[k])
+    if not good.any():
+        return rv, rp, work, won, 0
+    gd = xp.asarray(good)
+    rv, rp = xp.copy(rv), xp.copy(rp)
+    rv[kd] = xp.astype(xp.where(gd[:, None], new, rv[kd]), xp.i8)
+    rp[kd] = xp.where(gd, xp.astype(pd, xp.i32), rp[kd])
+    work, won = work.copy(), won.copy()
+    work[k[good]], won[k[good]] = w2[good], o2[good]
+    return rv, rp, work, won, int(good.sum())
 
 
 def _np_full(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _backends import TORCH_DEVICES
+from _backends import BACKENDS, TORCH_DEVICES
 
 import kernels
 from kernels.check import explain_unfinished
@@ -599,6 +599,34 @@ def _carried_valid(q: PlanProblem, xp: Any, c: Any, v: Any, pool: Any, ev: dict[
     return v
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_job_a_tenant_quota_cuts_short_is_given_a_row_that_finishes_it(backend: tuple[str, str]) -> None:
+    """complete._own_finish (the warm carry, ``WARM_ROUNDS_PAST`` rounds past ``WARM_FULL_MAX_CELLS``): a
+    long job of a tenant with a quota (8 GPUs, 14 of 16 slots' work) runs 12 slots, the quota (16 GPUs) full
+    in the last 4 with one-slot jobs of the same tenant that fit beside it earlier, and the previous plan (the
+    reference) is the same: nothing is behind it, yet the greedy witness (higher value first) finishes every
+    job. At 50,000 x 192 (seed 1, ticks 2-3) two such 16-GPU jobs of tenant 0 were lost to the greedy. The
+    job gets a row that finishes it (its 12 cells and 2 more), the carry takes it and places the short jobs
+    again: every job finished, the plan valid."""
+    from kernels import complete as C
+    from kernels import planner as P
+
+    J = 9
+    cells = [list(range(12))] + [[12 + j // 2] for j in range(8)]
+    q, xp, c, pr, d, tb, v, pool, ev, ref = _carry_case(
+        [8] * J, [14] + [1] * 8, [NO_DEADLINE] * J, [1.0] + [0.5] * 8, [0] * J, [16.0, np.inf], 64, 16, cells,
+        cells, backend=backend)
+    assert not np.asarray(ev["finished"])[0] and np.asarray(ev["finished"])[1:].all()
+    from _family import outcome
+
+    assert outcome(q, kernels.greedy_plan(q))["finished"].all()  # (the greedy finishes every job)
+    got, gp, e, info = C.carry_rows(q, xp, c, pr, d, tb, xp.copy(v), xp.copy(pool), ev, ref, c.kappa,
+                                    np.zeros((c.P, c.T)), rounds=P.WARM_ROUNDS_PAST, raises=False)
+    assert np.asarray(e["finished"]).all(), np.flatnonzero(~np.asarray(e["finished"]))
+    assert info["own_finish"] == 1 and info["carried"]
+    _carried_valid(q, xp, c, got, gp, e)
+
+
 def test_the_whole_warm_carry_takes_back_a_job_its_first_round_cost() -> None:
     """complete.carry_rows' whole carry past ``WARM_FULL_MAX_CELLS`` (``WARM_ROUNDS_PAST`` rounds, judged on the
     jobs behind the reference and on no job the own plan finishes or runs on time lost): one pool of 8 GPUs,
@@ -619,4 +647,26 @@ def test_the_whole_warm_carry_takes_back_a_job_its_first_round_cost() -> None:
     assert np.asarray(e["finished"]).all() and not P._late(c, e).any()
     assert info["full_carry"] and info["jobs_behind_after"] == 0
     assert got[1].tolist().count(0) == 3 and got[1, 2] > 0  # (B in its slot)
+    _carried_valid(q, xp, c, got, gp, e)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_that_finish_a_job_on_its_own_never_cost_the_carry_a_job_of_the_reference(backend: tuple[str, str]
+                                                                                     ) -> None:
+    """complete.carry_rows with a job that can finish on its own (complete._own_finish): where the carry with
+    its row leaves jobs of the reference behind, the carry without it is kept when it leaves fewer. One pool
+    of 8 GPUs, 8-GPU jobs; U (4 slots' work, higher value; runs slots 0-2 in both plans) can finish on its own
+    only in slot 3, where the reference runs R (1 slot; not run by the plan): the carry with U's row keeps U
+    there and R behind; without it R runs in slot 3. (Family chains past both limits, corpus(40, seed=5,
+    n_jobs=(20, 40)) case 17 tick 1: with such rows the carry was dropped whole and 2 jobs were lost.)"""
+    from kernels import complete as C
+    from kernels import planner as P
+
+    q, xp, c, pr, d, tb, v, pool, ev, rf = _carry_case(
+        [8, 8], [4, 1], [NO_DEADLINE] * 2, [2.0, 1.0], [0, 0], [np.inf], 8, 4, [[0, 1, 2], []],
+        [[0, 1, 2], [3]], backend=backend)
+    got, gp, e, info = C.carry_rows(q, xp, c, pr, d, tb, xp.copy(v), xp.copy(pool), ev, rf, c.kappa,
+                                    np.zeros((c.P, c.T)), rounds=P.WARM_ROUNDS_PAST, raises=False)
+    assert np.asarray(e["finished"]).tolist() == [False, True]
+    assert info["own_finish"] == 0 and info["jobs_behind_after"] == 0
     _carried_valid(q, xp, c, got, gp, e)
