@@ -670,3 +670,22 @@ def test_rows_that_finish_a_job_on_its_own_never_cost_the_carry_a_job_of_the_ref
     assert np.asarray(e["finished"]).tolist() == [False, True]
     assert info["own_finish"] == 0 and info["jobs_behind_after"] == 0
     _carried_valid(q, xp, c, got, gp, e)
+
+
+def test_a_row_that_finishes_a_job_on_its_own_takes_the_slots_where_it_fits_first() -> None:
+    """complete._own_finish: the cells added to the row are those where the job fits beside the plan's other
+    rows first (then the cleanest): the long job of the quota case runs slots 2-13 and its tenant's quota is
+    full in the cleaner slots 14-15, free in the dirtier 0-1; its row takes 0-1 and the rows' pass alone (no
+    whole carry: 0 rounds) finishes it, every other row as it was."""
+    from kernels import complete as C
+
+    J = 5
+    cells = [list(range(2, 14))] + [[14 + j // 2] for j in range(4)]
+    q, xp, c, pr, d, tb, v, pool, ev, ref = _carry_case(
+        [8] * J, [14] + [1] * 4, [NO_DEADLINE] * J, [1.0] + [0.5] * 4, [0] * J, [16.0, np.inf], 64, 16, cells,
+        cells)
+    got, gp, e, info = C.carry_rows(q, xp, c, pr, d, tb, v.copy(), pool.copy(), ev, ref, c.kappa,
+                                    np.zeros((c.P, c.T)), rounds=0, raises=False)
+    assert np.asarray(e["finished"]).all() and info["own_finish"] == 1 and info["jobs_taken"] == 1
+    assert np.flatnonzero(got[0]).tolist() == list(range(14)) and (got[1:] == v[1:]).all()
+    _carried_valid(q, xp, c, got, gp, e)
