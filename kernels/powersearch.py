@@ -900,9 +900,11 @@ MOVE_RUNNING = False
 #: median penalised gap 2.718% -> 2.461%, 3,599 -> 3,605 jobs finished, objective lower on 63, higher on 14
 #: (corpus-178 +20.8%: a job left unfinished, its search at STARTS_MAX_SPENT), CPU sum 124.8 -> 127.0 s; the
 #: itp60 3-day policy run unchanged (419 jobs, 175.45 g/GPU-h, 200 preemptions: its ticks are warm); the
-#: published instances the same plans. Off by default: test_corpus's SEARCH_CELLS_BIG ratchet fails with it on
-#: (191 > 190 searches past 20,000 cells: seed-11 corpus-74, 16,588 -> 20,444).
-MOVE_RUNNING_COLD = False
+#: published instances the same plans. H4 left it off (test_corpus's SEARCH_CELLS_BIG ratchet failed with it on
+#: its tree: 191 > 190); on the merged round-14 tree (H1's gated later starts) it counts 161 searches past 20,000
+#: cells (158 off), and the lead measured the merged tree with it on: seed-0 corpus within 1.02 x the carbon LP
+#: 78 -> 86, median gap 2.718% -> 2.461% (benchmarks/README.md, round 14). On by default.
+MOVE_RUNNING_COLD = True
 
 
 def _moves(c: Any, pool_h: Any, rows_h: Any) -> Any:

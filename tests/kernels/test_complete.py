@@ -376,7 +376,13 @@ def test_unfinished_non_preemptible_blocks_are_raised_to_finish() -> None:
     assert res.status != "infeasible" and kernels.check_result(q, res) == []
 
 
-def test_late_rows_are_raised_to_run_on_time() -> None:
+#: (seed of make_problem(300, 48), late rows with room to raise, late rows at full power already): which plan
+#: has which rows moves with the planner (seed 1 had both kinds until round 14's swap phase; now the first only)
+LATE_ROWS_CASES = [(1, 4, 0), (5, 0, 1)]
+
+
+@pytest.mark.parametrize("seed,n_low,n_full", LATE_ROWS_CASES)
+def test_late_rows_are_raised_to_run_on_time(seed: int, n_low: int, n_full: int) -> None:
     """complete._late_on_time (a warm carry's step after _np_full): preemptible jobs whose last cell moved past
     their deadline (late, at levels below full power before it; at 50,000 x 192 the third warm tick ran 181
     jobs late at a mean power fraction of 0.6 that the greedy runs on time at full power) have their on-time
@@ -387,14 +393,14 @@ def test_late_rows_are_raised_to_run_on_time() -> None:
     from kernels import listsched
     from kernels import planner as P
 
-    q, xp, c, pr, d, tb, lev, pool = _own_plan(300, 48, 1)
+    q, xp, c, pr, d, tb, lev, pool = _own_plan(300, 48, seed)
     dl = np.asarray(q.deadline)
     top = np.asarray(tb.vfull)[np.maximum(pool, 0)][:, None]
     cand = c.preempt & ~c.must & c.has_dl & (dl < c.T - 1) & (c.rpool < 0) & ((lev > 0).sum(1) >= 2)
     cand &= ~(lev[np.arange(c.J), np.minimum(dl, c.T - 1)] > 0)  # (its first late slot free)
-    low = np.flatnonzero(cand & (((lev > 0) & (lev < top)).sum(1) >= 4))[:4]  # room to raise
-    full = np.flatnonzero(cand & (((lev > 0) & (lev < top)).sum(1) == 0))[:1]  # none
-    assert low.size == 4 and full.size == 1
+    low = np.flatnonzero(cand & (((lev > 0) & (lev < top)).sum(1) >= 4))[:n_low]  # room to raise
+    full = np.flatnonzero(cand & (((lev > 0) & (lev < top)).sum(1) == 0))[:n_full]  # none
+    assert low.size == n_low and full.size == n_full
     v = lev.copy()
     for j in np.concatenate([low, full]):  # its last cell moved to the slot of its deadline
         last = np.flatnonzero(v[j] > 0)[-1]
@@ -407,6 +413,9 @@ def test_late_rows_are_raised_to_run_on_time() -> None:
     got, ev1, _, n = C._late_on_time(q, xp, c, pr, d, tb, v, pool, ev0, use, None,
                                      xp.argsort(listsched.edf_rank(xp, c, d)))
     assert n == low.size
+    if n_low == 0:  # (a row at full power already: nothing to raise, the plan as it was)
+        assert (got == before).all()
+        return
     assert not P._late(c, ev1)[low].any() and np.asarray(ev1["finished"])[low].all()
     tt = np.arange(c.T)[None, :]
     on = tt < dl[low][:, None]

@@ -403,9 +403,10 @@ def test_every_corpus_instance_dominates_the_greedy() -> None:
 #: not a clock). The starts stop once the plan is certified within ``kernels.powersearch.STOP_GAP`` of
 #: kernels.plan's bound: measured 149 of 200 at STOP_GAP = 1% (136 at 2%); round start 587f207: 197 (counted
 #: with a spy on the meter), which this fails. The merged round (STOP_GAP = 0: only a plan proven optimal stops
-#: the search; the carbon phase's pool moves, H4): 190.
+#: the search; the carbon phase's pool moves, H4): 190. Round 14 (H1's gated later starts and skipped last
+#: search, H4's swap phase and cold-plan moves of running jobs): 161 (158 without the cold-plan moves).
 SEARCH_CELLS_BIG = 20_000
-SEARCH_CELLS_BIG_MAX = 190
+SEARCH_CELLS_BIG_MAX = 161
 
 
 def test_corpus_search_cells_do_not_grow() -> None:

@@ -1471,7 +1471,7 @@ def test_the_carbon_phase_moves_running_jobs_to_other_pools_paying_their_loss(ho
         assert (np.asarray(nev["need_s"])[mv] >= (c.R + c.loss)[mv] - 1e-6).all()
         moved += mv.size
     assert moved >= 12, moved  # (18 at round 13; asked without the loss, 7: the rest fail the exact test)
-    # the defaults (off), and a warm plan whatever MOVE_RUNNING_COLD says: a running job keeps its pool
+    # MOVE_RUNNING off, and a warm plan whatever MOVE_RUNNING_COLD says: a running job keeps its pool
     monkeypatch.setattr(PS, "MOVE_RUNNING", False)
     assert not greedy_start(make(*CASES[0])).c.cold
     for i in range(len(CASES)):
