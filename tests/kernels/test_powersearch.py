@@ -1224,17 +1224,22 @@ def test_remembered_phases_give_the_same_plan(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(PS, "_phase", phase)
     monkeypatch.setattr(PS, "_pairs", pairs)
-    got = []
-    for memo in (PS.MEMO_MAX_CELLS, 0):
-        monkeypatch.setattr(PS, "MEMO_MAX_CELLS", memo)
-        calls[0] = 0
-        res = kernels.plan(pb)
-        got.append((res, calls[0]))
-    (a, na), (b, nb) = got
+    (a, na), (b, nb) = _with_and_without_memos(monkeypatch, pb, calls)
     assert a.objective == b.objective and np.array_equal(a.run, b.run)
     assert np.array_equal(a.power_fraction, b.power_fraction) and np.array_equal(a.pool, b.pool)
     assert a.diagnostics["search_cells"] == b.diagnostics["search_cells"]
     assert na < nb, (na, nb)
+
+
+def _with_and_without_memos(monkeypatch: pytest.MonkeyPatch, pb: Any, calls: list[int]) -> list[tuple[Any, int]]:
+    """``kernels.plan(pb)`` with the search's memos (``MEMO_MAX_CELLS`` as it is) and without (0), each with the
+    count the caller's spy keeps in ``calls[0]`` during that plan."""
+    got = []
+    for memo in (PS.MEMO_MAX_CELLS, 0):
+        monkeypatch.setattr(PS, "MEMO_MAX_CELLS", memo)
+        calls[0] = 0
+        got.append((kernels.plan(pb), calls[0]))
+    return got
 
 
 def _spy_meters(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
@@ -1355,13 +1360,7 @@ def test_remembered_searches_give_the_same_plan(monkeypatch: pytest.MonkeyPatch)
         return real(*a, **k)
 
     monkeypatch.setattr(PS, "power_search", counting)
-    got = []
-    for memo in (PS.MEMO_MAX_CELLS, 0):
-        monkeypatch.setattr(PS, "MEMO_MAX_CELLS", memo)
-        calls[0] = 0
-        res = kernels.plan(pb)
-        got.append((res, calls[0]))
-    (a, na), (b, nb) = got
+    (a, na), (b, nb) = _with_and_without_memos(monkeypatch, pb, calls)
     assert a.objective == b.objective and np.array_equal(a.power_fraction, b.power_fraction)
     assert np.array_equal(a.pool, b.pool)
     assert na < nb, (na, nb)
