@@ -2564,7 +2564,8 @@ def _loses_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _keeps_jobs_and_work(c: _Clean, a: dict[str, Any], own: dict[str, Any], b: dict[str, Any]) -> bool:
     """Evaluation ``a`` (a plan carried past the witness ``b``) loses no job to ``b`` (:func:`_loses_jobs`) and
-    leaves no more work unfinished than both ``own`` (the plan it replaces) and ``b`` do (relative 1e-6)."""
+    leaves no more work unfinished than the larger of what ``own`` (the plan it replaces) and ``b`` leave
+    (relative 1e-6)."""
     unf = max(float(own["unfinished_gpu_s"]), float(b["unfinished_gpu_s"]))
     return not _loses_jobs(c, a, b) and float(a["unfinished_gpu_s"]) <= unf + 1e-6 * max(unf, 1.0)
 

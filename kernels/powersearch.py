@@ -1030,7 +1030,8 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     if ia.size == 0:
         return vmat, pool, ev, 0
     # a lacks GPUs in b's pool somewhere in its window that b's leaving frees
-    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (_pl._usage(d, tb, vmat, pool, xp)[0], d.H))
+    use = _pl._usage(d, tb, vmat, pool, xp)  # (the plan's busy GPUs and facility watts: read three times below)
+    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
     run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
     g = c.gpus[rows_h].astype(np.float64)
     lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], T)
@@ -1061,7 +1062,6 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     need_mv = np.maximum(need_h[rows_h], c.R[rows_h] + c.loss[rows_h])
     lim, req = xp.asarray(lim_h, xp.i64), xp.asarray(need_mv, xp.f64)
     zero = xp.zeros(int(ra.shape[0]), xp.f64)
-    use = _pl._usage(d, tb, vmat, pool, xp)
     own = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
     co, wo = _old_cost(xp, own[0], own[1], own[2])
     ga, gb = xp.astype(d.gpus[ra], xp.f64), xp.astype(d.gpus[rb], xp.f64)
@@ -1088,7 +1088,7 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         return vmat, pool, ev, 0
     order = _one_pair_per_row(ia, ib, np.where(cand, gain, -np.inf), rows_h.size)
     m = order.size
-    use0 = _room_use(xp, c, d, tb, vmat, pool)
+    use0 = _room_use(xp, c, d, tb, vmat, pool, use)
     for _ in range(HALVINGS + 1):  # halvings of the swaps (a prefix in saving order)
         e = xp.asarray(order[:m], xp.i64)
         nv = xp.copy(vmat)
@@ -1131,10 +1131,11 @@ def _one_pair_per_row(ia: Any, ib: Any, gain: Any, n: int) -> Any:
     return np.flatnonzero(pick)[np.argsort(rank[pick], kind="stable")]
 
 
-def _room_use(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any) -> tuple[Any, Any, Any]:
+def _room_use(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, use: Any = None) -> tuple[Any, Any, Any]:
     """What a plan uses of each room a change must keep within (:func:`_within_room`): busy GPUs ``(P, T)``,
-    facility watts ``(T,)`` and GPUs per tenant ``(N, T)`` (None where no tenant has a quota)."""
-    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    facility watts ``(T,)`` and GPUs per tenant ``(N, T)`` (None where no tenant has a quota). ``use``: the
+    plan's ``kernels.planner._usage`` where the caller holds it."""
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp) if use is None else use
     has_q = bool(np.isfinite(c.quota).any())
     return busy, fac, xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0) if has_q else None
 
