@@ -2223,7 +2223,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                                                      lambda rows: reference.rows(rows, c, pr, xp), lam_b, mu_b,
                                                      rounds=complete.CARRY_ROUNDS if small else WARM_ROUNDS_PAST,
                                                      raises=small, use=uses.get(id(vmat)))
-            if wc["carried"]:
+            if wc["carried"] or wc["np_raised"] or wc["late_raised"]:  # (the plan changed)
                 variant, own = variant + "+carry_prev", _summary(c, ev)
         wd: dict[str, Any] = {"ran": False, "used": False, "reason": why, "age_ticks": age}
         full = False  # the plan loses to the greedy and is checked in full below

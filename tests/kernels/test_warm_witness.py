@@ -205,3 +205,15 @@ def test_keeps_jobs_and_work_asks_no_job_lost_and_no_more_work_left_than_the_own
     assert not P._keeps_jobs_and_work(c, ev([True, True], 51.0), own, greedy)  # less work than both
     assert not P._keeps_jobs_and_work(c, ev([True, False], 30.0), own, greedy)  # job 1 lost
     assert P._keeps_jobs_and_work(c, ev([True, True], 55.0), own, ev([True, True], 60.0))  # within the greedy's
+
+
+@pytest.mark.parametrize("case", [2, 6])
+def test_own_plan_reports_the_plan_returned_after_the_warm_carry_raises(case: int) -> None:
+    """``diagnostics["own_plan"]`` of a warm tick that skips the full check is the plan returned, also where the
+    warm carry only raised its non-preemptible or late rows (round 14: the plan before those raises, so a tick
+    whose raises finished every job on time still ran the tick check; chain 2, 500017, tick 1)."""
+    for q, r in _chain(case):
+        po = outcome(q, r)
+        own = r.diagnostics["own_plan"]
+        assert own["unfinished_jobs"] == po["unfinished_jobs"] and own["late_jobs"] == po["late_jobs"]
+        assert abs(own["unfinished_gpu_s"] - po["unfinished_gpu_s"]) <= 1e-6 * max(po["unfinished_gpu_s"], 1.0)
