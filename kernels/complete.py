@@ -186,7 +186,7 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
 def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
           ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any, *,
           rounds: int = CARRY_ROUNDS, use: Any = None, raises: bool = True, judge: Any = None, delta: bool = False,
-          rank: Any = None, keep_taken: bool = False) -> tuple[Any, Any, dict[str, Any]] | None:
+          rank: Any = None, keep_taken: bool = False, more: bool = False) -> tuple[Any, Any, dict[str, Any]] | None:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) made to dominate the greedy witness (``gv``/``gp``,
     evaluation ``gev``) job by job, or None where the result does not (issue 11 item 2: past
     ``SEARCH_MAX_CELLS`` the optimiser's own plan, not a fallback, should carry the solve).
@@ -218,7 +218,10 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     the watts (``_repair``'s ``hold``: the witness runs them at full power, so the plain repair lowers them
     first and they lose the work the witness finishes them with; the family chains of
     tests/kernels/test_warm_witness.py: ticks where the plain carry moves a loss from one job to another
-    round after round)."""
+    round after round). ``more``: each round also takes the witness's rows of the fewest jobs both leave
+    unfinished, the witness less of their work undone, that cover the plan's deficit in unfinished work
+    (:func:`_fewest_short`; ranked after the jobs taken above, before the rest; with ``keep_taken`` kept
+    taken in later rounds too)."""
 
     def evaluated(v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
         if not delta:
@@ -235,16 +238,21 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     last = xp.asarray(c.preempt & ~c.must & ~fw)  # the jobs whose cells give way first
     v, p, e = vmat, xp.astype(pool, xp.i64), ev
     took = np.zeros(c.J, bool)  # (keep_taken: the jobs taken so far)
+    took_s = np.zeros(c.J, bool)  # (... and those taken for their work: ``more``)
     for _ in range(rounds):  # a round's repair can cost a job the witness finishes its cells
         fo = np.asarray(e["finished"], bool)
         take = ~c.must & (c.R > 0) & ((fw & ~fo) | (_pl._late(c, e) & ~_pl._late(c, gev)))
-        if not take.any() or dom(e):
+        short = _fewest_short(c, e, gev) & ~take if more else took_s
+        if not (take | short).any() or dom(e):
             break
         if keep_taken:
             take = took = take | took
-        tk = xp.asarray(take)
+            short = took_s = (short | took_s) & ~take
+        tk, sk = xp.asarray(take), xp.asarray(short)
         hold = tk if keep_taken else None
-        order = xp.lexsort((rank, xp.where(forced, 0, xp.where(tk, 1, xp.where(last, 3, 2)))))
+        # forced rows, the jobs taken, those taken for their work, the rest, the cells that give way first
+        order = xp.lexsort((rank, xp.where(forced, 0, xp.where(tk, 1, xp.where(sk, 2, xp.where(last, 4, 3))))))
+        tk = tk | sk
         v0, p0 = v, xp.astype(p, xp.i64)
         v = xp.astype(xp.where(tk[:, None], gv, v), xp.i8)
         p = xp.where(tk, xp.astype(gp, xp.i64), p0)
@@ -275,6 +283,24 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     if not (_pl._serves_forced_dev(c, d, v, xp) and dom(e)):
         return None
     return v, p, e
+
+
+def _fewest_short(c: Any, e: dict[str, Any], b: dict[str, Any]) -> NDArray[np.bool_]:
+    """The fewest jobs of :func:`kernels.planner._short_of` (``b`` leaves less of their work undone than ``e``,
+    both unfinished) whose GPU-seconds behind ``b`` add up to what ``e`` leaves undone in all beyond ``b``
+    (largest first; none where ``e`` leaves no more in all): host bool ``(J,)``."""
+    short = _pl._short_of(c, e, b)
+    deficit = float(e["unfinished_gpu_s"]) - float(b["unfinished_gpu_s"])
+    if deficit <= 0 or not short.any():
+        return np.zeros(c.J, bool)
+    js = np.flatnonzero(short)
+    gap = c.gpus[js] * (np.maximum(np.asarray(e["need_s"])[js] - np.asarray(e["work_done_s"])[js], 0.0)
+                        - np.maximum(np.asarray(b["need_s"])[js] - np.asarray(b["work_done_s"])[js], 0.0))
+    o = np.argsort(-gap, kind="stable")
+    n = int(np.searchsorted(np.cumsum(gap[o]), deficit)) + 1  # (the prefix that reaches the deficit)
+    out = np.zeros(c.J, bool)
+    out[js[o[:n]]] = True
+    return out
 
 
 #: :func:`_repair_over` repairs, in each column the carried rows over-fill, the lowest-priority rows whose

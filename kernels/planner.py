@@ -149,6 +149,21 @@ TICK_CARRY_ROUNDS = 6
 #: CPU 4.7 -> 4.8-5.0 s (a carry on each such tick). In the policy run 6 of its 90 such ticks were carried
 #: (and 1 of 5 by the second carry, TICK_CARRY_ROUNDS). False: kept (round 13)
 TICK_CARRY_WORK = True
+#: a tick's carries past the witness (TICK_CARRY_WORK, and after the carry of a tick that loses a job) also
+#: take its rows of the fewest jobs both leave unfinished, the witness less of their work undone, that cover the
+#: plan's deficit in unfinished work (``complete.carry``'s ``more``), again for TICK_CARRY_ROUNDS rounds keeping
+#: the jobs taken where that fails. Family warm chains (40 x 3 ticks, tools famdef): ticks with more unfinished
+#: work than the greedy 7 -> 3 (the rest: TICK_FALLBACK), no job lost. But in the 3-day itp60 policy run (its
+#: ~90 such ticks: long low-weight jobs the prices run in the clean slots only, the greedy all the time) it
+#: turns the plans towards the greedy's: 418 -> 377 jobs done, 26,800 -> 26,428 GPU-h, 175.1 -> 178.4 g/GPU-h,
+#: 212 -> 341 preemptions (round 15). Off by default
+TICK_CARRY_MORE = False
+#: where a tick's carries leave its plan behind the witness on the totals (unfinished work, late jobs), the
+#: witness's plan is returned and ``diagnostics["witness"]["used"]`` says so (the full check instead costs ~10x
+#: the tick: 1.9 vs 0.2 s CPU on family chain 500020's first warm tick). With TICK_CARRY_MORE: family chains 3
+#: -> 0 ticks behind the greedy (chain 500020's 3 ticks return the greedy's plan); the itp60 policy run 361
+#: jobs done, 26,110 GPU-h, 181.6 g/GPU-h, 444 preemptions (~18 such ticks). Off by default
+TICK_FALLBACK = False
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
@@ -2031,8 +2046,10 @@ def plan(
     that, past its jobs (``TICK_CARRY_ROUNDS``: carried again keeping the jobs taken, returned where it loses
     none; its total of unfinished work waits for the full check) or, failing that, kept until the age rule's full check (with ``WITNESS_TICK_FULL``: checked in full at once, as a cold
     solve is); where it is behind on the total of unfinished work only, it is carried past it where that
-    dominates it job by job (``TICK_CARRY_WORK``), otherwise returned as it is, and the full check waits for the
-    age rule; ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
+    dominates it job by job (``TICK_CARRY_WORK``; with ``TICK_CARRY_MORE``, off by default, taking the witness's
+    rows of the jobs both leave unfinished too), otherwise returned as it is, and the full check waits for the
+    age rule (with ``TICK_FALLBACK``, off by default: a plan still behind the witness on the totals returns the
+    witness's plan, ``used``); ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
     start's diagnostics; only a full check resets it). So past that size, between
     checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy (the greedy
     costs 1.4 s CPU at 50,000 x 192, its candidates and carry as much again; benchmarks/README.md, issue
@@ -2233,8 +2250,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
             if _dominates_jobs(c, ev, gev):
                 why += ": dominates it"
             elif not _loses_jobs(c, ev, gev):  # behind on the work of jobs neither finishes only
-                got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b) \
-                    if TICK_CARRY_WORK else None
+                got = _tick_work_carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b)
                 why += ": loses to it on unfinished work only (no job it finishes or runs on time lost), "
                 if got is not None:  # (TICK_CARRY_WORK)
                     vmat, pool, ev = got
@@ -2250,12 +2266,23 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                 if got is not None:
                     vmat, pool, ev = got
                     variant, own, why = variant + "+carry", _summary(c, ev), f"{why}: loses to it, carried past {how}"
+                    if TICK_CARRY_MORE and not _loses_jobs(c, ev, gev) and not _dominates_jobs(c, ev, gev):
+                        got = _tick_work_carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b)
+                        if got is not None:  # (then behind on the work of jobs neither finishes only)
+                            vmat, pool, ev = got
+                            own, why = _summary(c, ev), why + ", then past its work"
                 elif WITNESS_TICK_FULL:
                     full, why = True, why + ": loses to it, checked in full"  # (the candidates, the list schedules)
                 else:
                     why += f": loses to it, not carried past it, checked in full every {WITNESS_EVERY_TICKS} ticks"
+            used = False
+            if not full and TICK_FALLBACK and not _dominates(_summary(c, ev), _summary(c, gev)):
+                # still behind it on the totals: the better plan, the witness's, returned (as a full check would
+                # where no candidate is no worse on the totals)
+                vmat, pool, ev, used = gv, gp, gev, True
+                variant, why = "greedy_witness", why + "; still behind it on the totals: the witness's plan returned"
             if not full:
-                wd = {"ran": True, "used": False, "age_ticks": age, "reason": why, "same_plan": bool(
+                wd = {"ran": True, "used": used, "age_ticks": age, "reason": why, "same_plan": bool(
                     xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **_summary(c, gev)}
         if not full:
             pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
@@ -2522,6 +2549,24 @@ def _tick_check(mode: str, warm_start: PlanResult | None, own: dict[str, Any], c
     return mode == "auto" and warm_start is not None and _left_undone(own) and cells <= WITNESS_EVERY_TICK_MAX_CELLS
 
 
+def _tick_work_carry(problem: PlanProblem, xp: Ops, c: _Clean, pr: _Prep, d: _Dev, tb: _Tabs, vmat: Any, pool: Any,
+                     ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any
+                     ) -> tuple[Any, Any, dict[str, Any]] | None:
+    """A tick's plan behind the witness on the total of unfinished work only (no job lost) carried past it
+    (:func:`kernels.complete.carry`, kept where it then dominates it job by job; ``TICK_CARRY_WORK``), with
+    ``TICK_CARRY_MORE`` taking its rows of the jobs both leave unfinished that cover the deficit too, and,
+    where that fails, for up to ``TICK_CARRY_ROUNDS`` rounds keeping the jobs taken. None: not carried."""
+    if not TICK_CARRY_WORK:
+        return None
+    from kernels import complete  # (imports this module)
+
+    got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam, mu, more=TICK_CARRY_MORE)
+    if got is None and TICK_CARRY_MORE and TICK_CARRY_ROUNDS:
+        got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam, mu,
+                             rounds=TICK_CARRY_ROUNDS, keep_taken=True, more=True)
+    return got
+
+
 def _witness_wins(own: dict[str, Any], wit: dict[str, Any]) -> bool:
     """The witness is no worse on unfinished work and late jobs and strictly better on one of them, or
     on carbon where both finish every job (work compared to a relative 1e-6)."""
@@ -2553,6 +2598,15 @@ def _drops_finished(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
     fa = np.asarray(a["finished"], bool) | c.must | (c.R <= 0)
     fb = np.asarray(b["finished"], bool) | c.must | (c.R <= 0)
     return bool((fb & ~fa).any())
+
+
+def _short_of(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> NDArray[np.bool_]:
+    """``(J,)`` host bool: the jobs (not must-run) evaluation ``b`` leaves unfinished with less of their work
+    undone than ``a`` (relative 1e-6): where ``b`` is ahead of ``a`` in the total of unfinished work (a job ``b``
+    finishes and ``a`` does not is :func:`_drops_finished`'s)."""
+    ua, ub = (np.maximum(np.asarray(e["need_s"], np.float64) - np.asarray(e["work_done_s"], np.float64), 0.0)
+              for e in (a, b))
+    return ~c.must & (ub > 0) & (ua > ub + 1e-6 * np.maximum(ub, 1.0))
 
 
 def _loses_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:

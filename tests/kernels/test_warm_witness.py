@@ -207,6 +207,73 @@ def test_keeps_jobs_and_work_asks_no_job_lost_and_no_more_work_left_than_the_own
     assert P._keeps_jobs_and_work(c, ev([True, True], 55.0), own, ev([True, True], 60.0))  # within the greedy's
 
 
+def test_short_of_and_fewest_short_pick_the_jobs_behind_on_their_work_that_cover_the_deficit() -> None:
+    """``planner._short_of``: the jobs the other plan leaves unfinished with less work undone (not those it
+    finishes, not must-run rows); ``complete._fewest_short``: the fewest of them, largest gap first, whose gaps
+    reach the plan's deficit in unfinished GPU-seconds (none where there is no deficit)."""
+    from types import SimpleNamespace
+
+    from kernels import complete as C
+
+    c = SimpleNamespace(J=4, must=np.array([False, False, False, True]), gpus=np.array([1.0, 2.0, 1.0, 1.0]),
+                        R=np.ones(4), has_dl=np.zeros(4, bool))
+
+    def ev(work: list[float]) -> dict[str, object]:
+        need = np.array([10.0, 10.0, 10.0, 10.0])
+        w = np.array(work)
+        return {"need_s": need, "work_done_s": w, "finished": w >= need,
+                "unfinished_gpu_s": float((c.gpus * np.maximum(need - w, 0.0)).sum())}
+
+    a, b = ev([2.0, 4.0, 5.0, 0.0]), ev([6.0, 5.0, 10.0, 9.0])  # gaps: 4, 2 x 1, (job 2 finished), must-run
+    assert P._short_of(c, a, b).tolist() == [True, True, False, False]
+    assert not P._short_of(c, b, a).any()
+    # deficit: a 8 + 12 + 5 + 10 = 35, b 4 + 10 + 0 + 1 = 15 -> 20: both short jobs (4 + 2 < 20)
+    assert C._fewest_short(c, a, b).tolist() == [True, True, False, False]
+    b2 = ev([6.0, 5.0, 5.0, 0.0])  # b2 leaves 4 + 10 + 5 + 10 = 29: deficit 6, job 0's gap (4) alone short of it
+    assert C._fewest_short(c, a, b2).tolist() == [True, True, False, False]
+    b3 = ev([2.0, 5.0, 5.0, 0.0])  # only job 1 short (gap 2), deficit 2
+    assert C._fewest_short(c, a, b3).tolist() == [False, True, False, False]
+    b4 = ev([7.0, 4.0, 0.0, 0.0])  # job 0 behind by 5, but b4 leaves as much undone in all (35): none
+    assert not C._fewest_short(c, a, b4).any()
+
+
+CARRY_MORE_CHAINS = [1, 32]  # 500016 tick 2 and 500047 ticks 1-3: behind the greedy on unfinished work by default
+
+
+@pytest.mark.parametrize("case", CARRY_MORE_CHAINS)
+def test_with_carry_more_a_tick_behind_on_unfinished_work_is_carried_past_the_greedy_in_totals(
+        case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TICK_CARRY_MORE`` (off by default: the itp60 policy run): the ticks of these chains that leave more work
+    unfinished than the greedy by default (the carries take the rows of the jobs the greedy finishes only) are
+    carried past it taking its rows of the jobs both leave unfinished too: every tick dominates it job by job
+    and in totals, valid."""
+    assert not P.TICK_CARRY_MORE
+    behind = []
+    for k, (q, r) in enumerate(_chain(case)):
+        behind.append(dominance_failures(outcome(q, r), outcome(q, kernels.greedy_plan(q))) != [])
+    assert any(behind), behind  # (the default leaves a tick behind)
+    monkeypatch.setattr(P, "TICK_CARRY_MORE", True)
+    _dominated_every_tick(case)
+
+
+def test_with_the_fallback_a_tick_the_carries_leave_behind_returns_the_greedy_plan_and_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TICK_FALLBACK`` (off by default): chain 5 (500020) stays behind the greedy on unfinished work after every
+    carry (``TICK_CARRY_MORE`` on as well); those ticks return the witness's plan, ``witness["used"]`` and the
+    reason say so, and every tick dominates the greedy job by job and in totals."""
+    monkeypatch.setattr(P, "TICK_CARRY_MORE", True)
+    monkeypatch.setattr(P, "TICK_FALLBACK", True)
+    used = []
+    for k, (q, r) in enumerate(_chain(5)):
+        assert kernels.check_result(q, r) == []
+        assert dominance_failures(outcome(q, r), outcome(q, kernels.greedy_plan(q))) == [], k
+        w = r.diagnostics["witness"]
+        used.append(w["used"])
+        if w["used"]:
+            assert "witness's plan returned" in w["reason"] and r.diagnostics["primal_variant"] == "greedy_witness"
+    assert any(used), used
+
+
 @pytest.mark.parametrize("case", [2, 6])
 def test_own_plan_reports_the_plan_returned_after_the_warm_carry_raises(case: int) -> None:
     """``diagnostics["own_plan"]`` of a warm tick that skips the full check is the plan returned, also where the
