@@ -364,6 +364,11 @@ class Ops:
     def item(self, a: Any) -> float:
         return float(a)
 
+    def key(self, a: Any) -> Any:
+        """``a``'s values as a dict key (the search's memos, kernels.powersearch): two keys are equal exactly
+        where the arrays hold the same values in the same dtype. numpy: its bytes."""
+        return a.tobytes(), str(a.dtype)
+
     def total(self, a: Any) -> float:
         """The sum of a 1-d float array as a host float, added in numpy's order on every backend (torch
         reduces in another order: the last bits differ). Where a sum decides between alternatives (the
@@ -432,6 +437,25 @@ class Ops:
             if rows.any():
                 out[rows] = tab[p][v[rows]]
         return out
+
+
+class _TensorKey:
+    """A tensor's values as a dict key (:meth:`TorchOps.key`): equal to another where both hold the same
+    values in the same dtype and shape, compared on the device."""
+
+    __slots__ = ("t", "h")
+
+    def __init__(self, t: Any, h: int) -> None:
+        self.t, self.h = t, h
+
+    def __hash__(self) -> int:
+        return self.h
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _TensorKey):
+            return NotImplemented
+        a, b = self.t, other.t
+        return a.dtype == b.dtype and a.shape == b.shape and a.device == b.device and bool(a.equal(b))
 
 
 class TorchOps(Ops):
@@ -634,6 +658,16 @@ class TorchOps(Ops):
 
     def item(self, a: Any) -> float:
         return float(a.item()) if isinstance(a, self.torch.Tensor) else float(a)
+
+    def key(self, a: Any) -> Any:
+        # a copy kept on the device (a (J, T) plan copied to the host per memo look-up is what the torch plan
+        # must not do): equal where every value is (one compare there), hashed by two whole-number checksums
+        # (integer sums: exact in any order, so the same on every run and device)
+        t = self.torch
+        v = a.reshape(-1).to(t.int64)
+        w = t.arange(v.shape[0], device=self._dev) % 251 + 1
+        h = t.stack([v.sum(), (v * w).sum()]).tolist()
+        return _TensorKey(a.clone(), hash((str(a.dtype), tuple(a.shape), *h)))
 
     def rowsum_w(self, w: Any, m: Any) -> Any:
         return w.to(self.torch.float64) @ m.to(self.torch.float64)

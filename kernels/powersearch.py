@@ -272,8 +272,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
 
 def _plan_key(xp: Ops, vmat: Any, pool: Any, gev: dict[str, Any]) -> tuple[Any, ...]:
     """A plan and the floor it is searched against, as a memo key (:func:`refine`, :func:`_settled`)."""
-    v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
-    return v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), id(gev)
+    return xp.key(vmat), xp.key(pool), id(gev)
 
 
 def _settled(xp: Ops, meter: dict[str, Any], plan: tuple[Any, ...], gev: dict[str, Any]) -> bool:
@@ -302,7 +301,7 @@ def refine(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     if meter is not None and meter.get("bound") is not None:
         own.update(bound=meter["bound"], best=meter.get("best", math.inf))
     left0 = own["left"]
-    memo = meter.setdefault("memo", {}) if meter is not None and _memo_ok(xp, c) else None
+    memo = meter.setdefault("memo", {}) if meter is not None and _memo_ok(c) else None
     key = None
     if memo is not None:
         # a search is a function of its plan, its floor and its cells: one already run from this plan that the
@@ -597,18 +596,18 @@ MEMO_MAX_CELLS = 20_000
 
 
 def _memo(xp: Ops, c: Any, meter: dict[str, Any] | None) -> dict[Any, Any] | None:
-    """The search's memo (:func:`_work_phase`, :func:`_refilled`), or None: past ``MEMO_MAX_CELLS``, and on
-    torch (its key is the plan's bytes on the host: a (J, T) copy off the device per call; the plans are
-    the same either way)."""
-    if meter is None or not _memo_ok(xp, c):
+    """The search's memo (:func:`_work_phase`, :func:`_refilled`), or None: past ``MEMO_MAX_CELLS``."""
+    if meter is None or not _memo_ok(c):
         return None
     memo: dict[Any, Any] | None = meter.get("memo")
     return memo
 
 
-def _memo_ok(xp: Ops, c: Any) -> bool:
-    """Whether the search's memos are kept (:func:`_memo`)."""
-    return c.J * c.T <= MEMO_MAX_CELLS and xp.name == "numpy"
+def _memo_ok(c: Any) -> bool:
+    """Whether the search's memos are kept (:func:`_memo`): on every backend (a key is the plan's values,
+    ``Ops.key``: on torch a copy on the device). Without them torch searched a settled plan again where
+    numpy skips it (:func:`_settled`): the same plan, other ``search_cells`` (round 15: seed-0 corpus-2)."""
+    return c.J * c.T <= MEMO_MAX_CELLS
 
 
 def _work_phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
@@ -638,8 +637,7 @@ def _remembered(xp: Ops, c: Any, meter: dict[str, Any] | None, phase: str, vmat:
     memo = _memo(xp, c, meter)
     if memo is None or meter is None:
         return run(vmat, pool, ev)
-    v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
-    key = (phase, v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), id(floor),
+    key = (phase, xp.key(vmat), xp.key(pool), id(floor),
            float(ev["objective"]), float(ev["carbon_g"]))
     got = memo.get(key)
     if got is not None and got[4] <= meter["left"]:  # (inf: an unlimited meter)
@@ -666,8 +664,7 @@ def _refilled(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     memo = _memo(xp, c, meter)
     key = None
     if memo is not None:
-        v_h, p_h = xp.to_numpy(vmat), xp.to_numpy(pool)
-        key = ("refill", v_h.tobytes(), str(v_h.dtype), p_h.tobytes(), str(p_h.dtype), lowest)
+        key = ("refill", xp.key(vmat), xp.key(pool), lowest)
         got = memo.get(key)
         if got is not None:
             return xp.copy(got[0]), xp.copy(got[1]), got[2]

@@ -481,3 +481,79 @@ def test_take_along_equals_numpys_take_along_axis(be: tuple[str, str], seed: int
                                         xp.asarray(idx if be[0] == "numpy" else idx.astype(np.int64)), axis))
         want = np.take_along_axis(a, idx, axis=axis)
         assert got.shape == want.shape and np.array_equal(got, want), (a.shape, idx.shape, axis)
+
+
+def _same_plans(a: kernels.PlanResult, b: kernels.PlanResult, device: str) -> None:
+    """``b`` (torch) is ``a`` (numpy): on the CPU every plan array, scalar and diagnostic bit for bit
+    (benchmarks.backend_parity.diff: the backend's name aside); on CUDA within the suite's tolerances
+    (backend_parity.close_enough)."""
+    from benchmarks import backend_parity as parity
+
+    if device == "cpu":
+        assert parity.diff(a, b) == {}
+    else:
+        s = parity.summary_of(a, b)
+        assert parity.close_enough(s), s
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_key_is_equal_exactly_where_the_values_are(be: tuple[str, str], seed: int) -> None:
+    """``Ops.key`` (the search memos' keys): equal for arrays of the same values and dtype (a copy, a slice made
+    contiguous), unequal where one cell, the dtype or the shape differs; a key made before the array changes in
+    place still stands for the values it was made of; keys find each other in a dict."""
+    xp = B.get_ops(*be)
+    rng = np.random.default_rng(seed)
+    v = rng.integers(0, 5, (23, 17)).astype(np.int8)
+    p = rng.integers(-1, 3, 23).astype(np.int32)
+    a, ap = xp.asarray(v.copy()), xp.asarray(p.copy())  # (numpy's asarray and torch's on the CPU share memory)
+    k = xp.key(a)
+    memo = {(xp.key(a), xp.key(ap)): "plan"}
+    assert k == xp.key(xp.copy(a)) and hash(k) == hash(xp.key(xp.copy(a)))
+    assert memo.get((xp.key(xp.asarray(v.copy())), xp.key(xp.asarray(p.copy())))) == "plan"
+    w = v.copy()
+    i, j = rng.integers(0, 23), rng.integers(0, 17)
+    w[i, j] = (w[i, j] + 1) % 5
+    assert xp.key(xp.asarray(w)) != k
+    assert xp.key(xp.astype(a, xp.i32)) != k
+    assert xp.key(xp.asarray(v[:, :16].copy())) != k
+    assert (xp.key(xp.asarray(w)), xp.key(ap)) not in memo
+    a[i, j] = (a[i, j] + 1) % 5  # the array changed after it was keyed: the key holds the values it was made of
+    assert xp.key(xp.asarray(v)) == k and xp.key(a) != k
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_search_memos_give_torch_the_numpy_plan_and_cells(device: str) -> None:
+    """The power search's memos (kernels.powersearch._remembered, refine's, the settled-plan skip) run on torch
+    too: seed-0 corpus-2's last search from its lowest plan ends on a plan a search ended on settled, which numpy
+    skips (``_settled``); torch without the memos searched it again: the same plan, other ``search_cells``
+    (round 15). The whole result equal, diagnostics included."""
+    from benchmarks.instances import corpus, make
+
+    pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[2])
+    a, b = kernels.plan(pb), kernels.plan(pb, backend="torch", device=device)
+    _same_plans(a, b, device)
+    assert a.diagnostics["search_cells"] == b.diagnostics["search_cells"]
+
+
+def test_the_parity_diff_names_every_field_that_differs() -> None:
+    """benchmarks.backend_parity.diff (what the parity tests above and the GPU check compare): nothing for the
+    same result on another backend; a plan cell, a pool, a scalar, a diagnostic (one level into dicts) that
+    differ are named."""
+    from dataclasses import replace
+
+    from benchmarks import backend_parity as parity
+
+    a = kernels.plan(small_problem(0))
+    assert parity.diff(a, replace(a, diagnostics={**a.diagnostics, "backend": "torch"})) == {}
+    pf = a.power_fraction.copy()
+    pf[0, 0] = 0.5 if pf[0, 0] != 0.5 else 0.25
+    pool = a.pool.copy()
+    pool[0] = pool[0] + 1
+    wit = {**a.diagnostics["witness"], "reason": "other"}
+    b = replace(a, power_fraction=pf, pool=pool, objective=a.objective * (1 + 1e-15) + 1e-9,
+                diagnostics={**a.diagnostics, "witness": wit, "dual_history": [*a.diagnostics["dual_history"], 1.0]})
+    d = parity.diff(a, b)
+    assert set(d) == {"power_fraction", "pool", "objective", "diagnostics.witness.reason", "diagnostics.dual_history"}
+    assert d["power_fraction"]["cells"] == 1 and d["pool"]["cells"] == 1
+    assert not parity.close_enough(parity.summary_of(a, replace(a, run=~a.run)))
