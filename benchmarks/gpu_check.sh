@@ -19,6 +19,16 @@
 #   bash benchmarks/gpu_check.sh                      # the full table (a few minutes on an H100)
 #   SIZES=2000 RUNS=1 TICKS=2 PARITY=quick bash benchmarks/gpu_check.sh   # a quick look
 #   PARITY=full (the default) | quick (the move and warm-chain parity tests) | smoke (the move test only)
+#
+# CHECK=parity (issue 11, one short call, about 4 minutes on an H100): steps 2 and 3 replaced by
+# benchmarks/backend_parity.py on the GPU: the plans of the first ${CORPUS:-20} seed-0 corpus instances, ${CHAINS:-1} warm
+# chain(s) (cold + ${CHAIN_TICKS:-3} warm ticks) and make_problem(${BIG:-50000}, ${BIG_SLOTS:-192}) cold + ${BIG_TICKS:-2} warm ticks,
+# each on numpy (this machine's CPU) and torch (the GPU), compared (backend_parity.close_enough: the suite's CUDA
+# tolerances; the cells that differ are counted either way) and timed (process CPU and wall, the device synchronised): $OUT/parity/parity.json
+# (summary: "ok", the cases that differ, numpy and torch seconds; per tick lines) and parity.jsonl. Exit 0
+# where every tick is the same plan, 1 where one differs.
+#   CHECK=parity bash benchmarks/gpu_check.sh
+#   CHECK=parity CORPUS=2 CHAINS=1 CHAIN_TICKS=1 BIG=48 BIG_SLOTS=12 BIG_TICKS=1 bash benchmarks/gpu_check.sh  # dry run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/gpu_check}"
@@ -53,6 +63,19 @@ print("torch", torch.__version__, "numpy", numpy.__version__, "python", platform
       "cpus", os.cpu_count(), "cuda", cuda, torch.cuda.get_device_name(0) if cuda else "-")
 PY
 
+DEV=cpu
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && DEV=cuda
+
+if [ "${CHECK:-full}" = "parity" ]; then
+  set +e
+  "$PY" benchmarks/backend_parity.py --device "$DEV" --corpus "${CORPUS:-20}" --chains "${CHAINS:-1}" \
+    --chain-ticks "${CHAIN_TICKS:-3}" --big "${BIG:-50000}" --big-slots "${BIG_SLOTS:-192}" \
+    --big-ticks "${BIG_TICKS:-2}" --time --out "$OUT/parity" 2>&1 | tee "$OUT/parity.txt"
+  rc=${PIPESTATUS[0]}
+  echo "results in $OUT/parity: parity.json, parity.jsonl (exit code $rc)"
+  exit "$rc"
+fi
+
 # 2. parity on every backend this machine has
 if [ "${PARITY:-full}" = "quick" ]; then
   sel=(tests/kernels/test_backend.py -k "move or warm")
@@ -67,8 +90,6 @@ parity_rc=${PIPESTATUS[0]}
 set -e
 
 # 3. scaling table, numpy on this machine's CPU in the same run as the baseline
-DEV=cpu
-"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && DEV=cuda
 "$PY" benchmarks/optimizer.py --backend torch --device "$DEV" --baseline-numpy \
   --sizes "${SIZES:-5000,20000,50000,100000}" --slots "${SLOTS:-192}" --runs "${RUNS:-3}" --ticks "${TICKS:-5}" \
   --highs-max-j 0 --out "$OUT" 2>&1 | tee "$OUT/scaling.txt"

@@ -52,3 +52,22 @@ def test_the_gpu_check_names_what_is_missing_when_there_are_no_wheels(tmp_path: 
              timeout=120)
     assert p.returncode == 2
     assert "numpy" in p.stdout and "torch" in p.stdout and "fetch_gpu_wheels.sh" in p.stdout
+
+
+def test_the_gpu_checks_parity_mode_compares_numpy_and_torch_plans(tmp_path: Path) -> None:
+    """CHECK=parity (issue 11's short GPU call): benchmarks/backend_parity.py over a corpus instance, a warm
+    chain and a make_problem chain, on torch (CUDA where there is one) against numpy, timed, in parity.json."""
+    out = tmp_path / "gpu"
+    p = _run({"PYTHON": sys.executable, "OUT": str(out), "CHECK": "parity", "CORPUS": "1", "CHAINS": "1",
+              "CHAIN_TICKS": "1", "BIG": "48", "BIG_SLOTS": "12", "BIG_TICKS": "1"})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert (out / "device.txt").is_file() and not (out / "optimizer.json").exists()
+    data = json.loads((out / "parity" / "parity.json").read_text())
+    summ, lines = data["summary"], data["lines"]
+    assert summ["ok"] and summ["ticks"] == len(lines) == 1 + 2 + 2
+    assert [(ln["case"], ln["tick"]) for ln in lines] == [("corpus-0", 0), ("chain-0", 0), ("chain-0", 1),
+                                                          ("make_problem-48x12", 0), ("make_problem-48x12", 1)]
+    cuda = "cuda True" in (out / "device.txt").read_text()
+    assert summ["device"] == ("cuda" if cuda else "cpu")
+    assert all(ln["same"] for ln in lines) or cuda  # bit for bit on the CPU
+    assert all(ln["numpy_cpu_s"] > 0 and ln["torch_wall_s"] > 0 for ln in lines)
