@@ -142,20 +142,21 @@ def cases(a: argparse.Namespace) -> Iterator[tuple[str, Any, int]]:
     for i, (seed, k) in enumerate(corpus(40, seed=5, n_jobs=(20, 40))[:a.chains]):
         yield f"chain-{i}", make(seed, k), a.chain_ticks
     if a.shared:
-        from scheduler.paths import shared_data_available
+        from scheduler.errors import DataNotFoundError
 
-        if shared_data_available():
-            for name in SHARED_INSTANCES:
-                yield name, load_shared(name), 0
-        else:
-            print("--shared: no shared data here (WINDWARD_DATA_DIR), the published instances are skipped",
-                  file=sys.stderr)
+        for name in SHARED_INSTANCES:
+            try:
+                pb = load_shared(name)
+            except (DataNotFoundError, ValueError, OSError) as e:  # (no shared data here: WINDWARD_DATA_DIR)
+                print(f"--shared: {name} skipped: {e}", file=sys.stderr)
+                continue
+            yield name, pb, 0
     for J in (int(x) for x in a.big.split(",") if x):
         yield f"make_problem-{J}x{a.big_slots}", make_problem(J, a.big_slots, seed=0), a.big_ticks
 
 
 def run(a: argparse.Namespace) -> int:
-    from benchmarks.instances import shift_problem
+    from benchmarks.instances import problem_source, shift_problem
 
     xp = kernels.backend.get_ops("torch", a.device)
     sync = xp.synchronize
@@ -171,7 +172,8 @@ def run(a: argparse.Namespace) -> int:
                 ra, ca, wa = _timed(Ops().synchronize, q, warm_start=pa)
                 rt, ct, wt = _timed(sync, q, warm_start=pt, backend="torch", device=a.device)
                 d, s = diff(ra, rt), summary_of(ra, rt)
-                line = {"case": name, "tick": tick, "J": q.n_jobs, "T": q.n_slots, "same": not d,
+                line = {"case": name, "tick": tick, "J": q.n_jobs, "T": q.n_slots, "source": problem_source(pb),
+                        "same": not d,
                         "close": close_enough(s), **s, "diff": d}
                 if a.time:
                     line.update({"numpy_cpu_s": ca, "numpy_wall_s": wa, "torch_cpu_s": ct, "torch_wall_s": wt})
