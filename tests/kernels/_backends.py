@@ -4,6 +4,7 @@ CUDA where torch sees a GPU (each a pytest param that skips with the reason othe
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,15 @@ TORCH_DEVICES = [
     pytest.param("cpu", id="torch-cpu", marks=pytest.mark.skipif(not HAS_TORCH, reason="no torch")),
     pytest.param("cuda", id="torch-cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA")),
 ]
+
+
+def same_plans(a: Any, b: Any, device: str) -> None:
+    """On the CPU ``b`` (torch) is ``a`` (numpy) bit for bit: every plan array, scalar and diagnostic
+    (benchmarks.backend_parity.diff: the backend's name aside). On CUDA nothing here: each test states its
+    own tolerance (GPU reductions add in another order; benchmarks/gpu_check.sh's CHECK=parity reports the
+    cells that differ)."""
+    if device == "cpu":
+        from benchmarks import backend_parity as parity
+
+        d = parity.diff(a, b)
+        assert d == {}, d

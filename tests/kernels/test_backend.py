@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _backends import BACKENDS, TORCH_DEVICES  # noqa: E402  (tests/kernels is on sys.path)
+from _backends import BACKENDS, TORCH_DEVICES, same_plans  # noqa: E402  (tests/kernels is on sys.path)
 from _problems import small_problem  # noqa: E402
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -210,6 +210,7 @@ def test_a_warm_started_chain_is_the_same_on_numpy_and_torch(device: str, J: int
     for _ in range(3):  # policy ticks
         a = kernels.plan(q, warm_start=a)
         b = kernels.plan(q, warm_start=b, backend="torch", device=device)
+        same_plans(a, b, device)
         assert b.objective == pytest.approx(a.objective, rel=1e-9 if device == "cpu" else 1e-6)
         assert (a.run == b.run).mean() >= (1.0 if device == "cpu" else 0.999)
         if device == "cpu":
@@ -245,6 +246,7 @@ def test_a_warm_chain_on_the_hot_path_is_the_same_on_numpy_and_torch(device: str
     for _ in range(4):  # policy ticks
         a = kernels.plan(q, warm_start=a)
         b = kernels.plan(q, warm_start=b, backend="torch", device=device)
+        same_plans(a, b, device)
         assert b.diagnostics["primal_variant"] == a.diagnostics["primal_variant"]
         assert b.objective == pytest.approx(a.objective, rel=1e-9 if device == "cpu" else 1e-6)
         if device == "cpu":
@@ -274,6 +276,7 @@ def test_the_second_carry_of_a_tick_is_the_same_on_numpy_and_torch(device: str, 
     for _ in range(4):  # policy ticks
         a = kernels.plan(q, warm_start=a)
         b = kernels.plan(q, warm_start=b, backend="torch", device=device)
+        same_plans(a, b, device)
         assert b.diagnostics["primal_variant"] == a.diagnostics["primal_variant"]
         assert b.diagnostics["witness"]["reason"] == a.diagnostics["witness"]["reason"]
         assert b.objective == pytest.approx(a.objective, rel=1e-9 if device == "cpu" else 1e-6)
@@ -341,6 +344,7 @@ def test_greedy_witness_and_completion_give_the_numpy_plan(device: str, seed: in
     pb = small_problem(seed, J=12, T=16, quota=bool(seed % 2), weight_scale=30.0, cap_frac=0.35)
     for fn in (kernels.greedy_plan, kernels.plan):
         a, b = fn(pb), fn(pb, backend="torch", device=device)
+        same_plans(a, b, device)
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
         np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
         np.testing.assert_allclose(a.carbon_g_total, b.carbon_g_total, rtol=1e-9 if device == "cpu" else 1e-6)
@@ -430,6 +434,7 @@ def test_small_benchmark_instances_give_the_numpy_plan(be: tuple[str, str]) -> N
     for J, seed in ((40, 4), (80, 9)):
         pb = make_problem(J, 24, seed=seed)
         a, b = kernels.plan(pb), kernels.plan(pb, backend=be[0], device=be[1])
+        same_plans(a, b, be[1])
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), (J, seed)
         assert np.array_equal(a.power_fraction, b.power_fraction) and a.objective == b.objective, (J, seed)
 
@@ -483,19 +488,6 @@ def test_take_along_equals_numpys_take_along_axis(be: tuple[str, str], seed: int
         assert got.shape == want.shape and np.array_equal(got, want), (a.shape, idx.shape, axis)
 
 
-def _same_plans(a: kernels.PlanResult, b: kernels.PlanResult, device: str) -> None:
-    """``b`` (torch) is ``a`` (numpy): on the CPU every plan array, scalar and diagnostic bit for bit
-    (benchmarks.backend_parity.diff: the backend's name aside); on CUDA within the suite's tolerances
-    (backend_parity.close_enough)."""
-    from benchmarks import backend_parity as parity
-
-    if device == "cpu":
-        assert parity.diff(a, b) == {}
-    else:
-        s = parity.summary_of(a, b)
-        assert parity.close_enough(s), s
-
-
 @pytest.mark.parametrize("be", BACKENDS)
 @pytest.mark.parametrize("seed", range(3))
 def test_key_is_equal_exactly_where_the_values_are(be: tuple[str, str], seed: int) -> None:
@@ -527,13 +519,14 @@ def test_the_search_memos_give_torch_the_numpy_plan_and_cells(device: str) -> No
     """The power search's memos (kernels.powersearch._remembered, refine's, the settled-plan skip) run on torch
     too: seed-0 corpus-2's last search from its lowest plan ends on a plan a search ended on settled, which numpy
     skips (``_settled``); torch without the memos searched it again: the same plan, other ``search_cells``
-    (round 15). The whole result equal, diagnostics included."""
+    (round 15). The whole result equal, diagnostics included (on the CPU)."""
     from benchmarks.instances import corpus, make
 
     pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[2])
     a, b = kernels.plan(pb), kernels.plan(pb, backend="torch", device=device)
-    _same_plans(a, b, device)
-    assert a.diagnostics["search_cells"] == b.diagnostics["search_cells"]
+    same_plans(a, b, device)
+    if device == "cpu":
+        assert a.diagnostics["search_cells"] == b.diagnostics["search_cells"]
 
 
 def test_the_parity_diff_names_every_field_that_differs() -> None:
@@ -557,3 +550,38 @@ def test_the_parity_diff_names_every_field_that_differs() -> None:
     assert set(d) == {"power_fraction", "pool", "objective", "diagnostics.witness.reason", "diagnostics.dual_history"}
     assert d["power_fraction"]["cells"] == 1 and d["pool"]["cells"] == 1
     assert not parity.close_enough(parity.summary_of(a, replace(a, run=~a.run)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_search_certified_close_at_a_round_start_is_the_same_on_torch(device: str) -> None:
+    """seed-0 corpus-21 (8 x 14): a power search stops at the start of a round, its plan certified within
+    ``STOP_GAP`` of the bound (kernels.powersearch.power_search's ``_close``). Round 15's line coverage of
+    kernels.plan (the seed-0 corpus, the famdef chains, 50,000 x 192) against the torch lines of the parity
+    tests: this stop ran on numpy only."""
+    from benchmarks.instances import corpus, make
+
+    pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[21])
+    a, b = kernels.plan(pb), kernels.plan(pb, backend="torch", device=device)
+    same_plans(a, b, device)
+    assert a.diagnostics["search_stopped_close"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_warm_chain_that_finishes_every_job_is_the_same_on_torch(device: str) -> None:
+    """famdef chain 9 (``corpus(40, seed=5, n_jobs=(20, 40))[9]``, 21 x 16): every warm tick's own plan finishes
+    every job on time, so it is returned with no witness and no carry (kernels.planner._witness_due), the
+    rolling horizon's usual tick; the same plans on torch, each backend warm-started from its own result. Round
+    15's line coverage (see the test above): this return ran on numpy only."""
+    from benchmarks.instances import corpus, make, shift_problem
+
+    q = make(*corpus(40, seed=5, n_jobs=(20, 40))[9])
+    a = b = None
+    for tick in range(4):  # policy ticks
+        a = kernels.plan(q, warm_start=a)
+        b = kernels.plan(q, warm_start=b, backend="torch", device=device)
+        same_plans(a, b, device)
+        assert b.diagnostics["primal_variant"] == a.diagnostics["primal_variant"]
+        assert np.array_equal(a.run, b.run) or device != "cpu"
+        if tick:
+            assert a.diagnostics["witness"]["reason"].startswith("warm re-plan finishes every job on time")
+        q = shift_problem(q, 1)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _backends import BACKENDS, TORCH_DEVICES
+from _backends import BACKENDS, TORCH_DEVICES, same_plans
 
 import kernels
 from kernels.check import explain_unfinished
@@ -84,6 +84,7 @@ def test_a_plan_that_finishes_every_job_is_left_as_it_was(seed: int, monkeypatch
 def test_the_pass_gives_the_numpy_plan_on_torch(device: str, seed: int) -> None:
     problem = starved(seed)
     a, b = kernels.plan(problem), kernels.plan(problem, backend="torch", device=device)
+    same_plans(a, b, device)
     assert "+" in a.diagnostics["primal_variant"]
     assert a.diagnostics["primal_variant"] == b.diagnostics["primal_variant"]
     assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
@@ -173,6 +174,7 @@ def test_the_carry_gives_the_numpy_plan_on_torch(device: str, monkeypatch: pytes
     monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
     for problem in _carried_cases()[:3]:
         a, b = kernels.plan(problem), kernels.plan(problem, backend="torch", device=device)
+        same_plans(a, b, device)
         assert a.diagnostics["primal_variant"].endswith("+carry")
         assert a.diagnostics["primal_variant"] == b.diagnostics["primal_variant"]
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)

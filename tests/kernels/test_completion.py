@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from _backends import BACKENDS  # noqa: E402  (tests/kernels is on sys.path)
+from _backends import BACKENDS, same_plans  # noqa: E402  (tests/kernels is on sys.path)
 from _problems import SLOT_S, small_problem  # noqa: E402
 
 import kernels
@@ -145,9 +145,11 @@ def test_a_later_slot_below_the_idle_floor_does_not_stop_work_now(seed: int) -> 
 def test_greedy_and_completion_give_the_same_plans_on_torch(be: tuple[str, str], seed: int) -> None:
     pb, pa, a = _planned(seed)
     b = kernels.greedy_plan(pb, backend=be[0], device=be[1])
+    same_plans(a, b, be[1])
     assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
     np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
     pt = kernels.plan(pb, backend=be[0], device=be[1])
+    same_plans(pa, pt, be[1])
     assert np.array_equal(pa.run, pt.run) and np.array_equal(pa.pool, pt.pool)
     assert pa.diagnostics["witness"] == pt.diagnostics["witness"]
 
