@@ -1719,6 +1719,17 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
         cw = cw + dwb
         cc = cc + dcb
         cur = xp.where(has, b, cur)
+        if s < S - 1 and not bool(xp.any(has)):
+            # no cell took a step: none takes a later one (its point and candidates stay, or shrink where the
+            # levels rise), so the later steps are "no step" as a pass would write them (the corpus's hulls
+            # end by the fourth of six steps: a third of the passes saved)
+            none_k, zero = xp.full((n, T), inf, xp.f64), xp.zeros((n, T), xp.f64)
+            for _ in range(s + 1, S):  # the hull steps left
+                st_key.append(none_k)
+                st_dw.append(zero)
+                st_dc.append(zero)
+                st_to.append(cur)
+            break
     K = xp.stack(st_key, 2)  # (n, T, S)
     DW = xp.stack(st_dw, 2)
     DC = xp.stack(st_dc, 2)
@@ -1882,7 +1893,7 @@ def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any,
     q = xp.concatenate([ratio[:, None, :], xp.where(at_s, dca[:, None, :], inf)], 1)  # (n, 1 + S, T)
     ri = xp.arange(n)
     found0 = (lose <= _TOL_W)[:, None, :]  # the surplus covers the step given back: nothing to buy
-    lose_t = (lose - _TOL_W)[:, None, :, None]
+    lose_t = (lose - _TOL_W)[:, None, :]
     kk = xp.arange(ka)[None, None, :]
     # per order the cheapest next steps' cells (n, 1 + S, ka; ties by slot: a stable sort's first), valid
     # where finite, and their cumulative work and cost
@@ -1893,15 +1904,23 @@ def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any,
     cc = xp.cumsum(xp.where(vs, xp.take_along(dca, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
     # per order and cell the fewest next steps that cover what it loses (the first k that reaches, as a
     # count; 0 where the surplus does or none do) and their cost (0 where the surplus covers it, inf
-    # where none do)
-    reach = vs[:, :, None, :] & (cw[:, :, None, :] >= lose_t)  # (n, 1 + S, T, ka)
-    any_r = xp.any(reach, 3)
-    k1 = xp.argmax(reach, 3)
-    c_add = xp.where(found0, 0.0, xp.where(any_r, xp.take_along(cc, k1, 2), inf))
-    fewest = xp.where(found0 | ~any_r, 0, k1 + 1)
+    # where none do): the smallest k that reaches written last, one (n, 1 + S, T) table per k (no
+    # (n, 1 + S, T, ka) table and reductions along its short last axis: a third less CPU, the same values)
+    c_in = xp.full((n, 1 + S, T), inf, xp.f64)
+    few = xp.zeros((n, 1 + S, T), xp.i64)
+    for k in range(ka - 1, -1, -1):  # next steps bought (at most EXCHANGE_ADD), the last first
+        r_k = vs[:, :, k, None] & (cw[:, :, k, None] >= lose_t)
+        c_in = xp.where(r_k, cc[:, :, k, None], c_in)
+        few = xp.where(r_k, k + 1, few)
+    c_add = xp.where(found0, 0.0, c_in)
+    fewest = xp.where(found0, 0, few)
     # never the given-back cell's own next step; of equal costs the first order
-    own = (xp.take_along(fewest, o, 2) > kk)[:, :, :, None] & (o[:, :, :, None] == tt[:, None, None, :])
-    c_add = xp.where(xp.any(own, 2), inf, c_add)
+    f_o = xp.take_along(fewest, o, 2)  # (n, 1 + S, ka) the fewest steps of each order's k-th pick's cell
+    own = None
+    for k in range(ka):  # picks: the cells whose own next step an order buys
+        own_k = (f_o[:, :, k] > k)[:, :, None] & (o[:, :, k, None] == tt[:, None, :])
+        own = own_k if own is None else own | own_k
+    c_add = xp.where(own, inf, c_add)
     o_best = xp.argmin(c_add, 1)  # (n, T)
     c_best = xp.take_along(c_add, o_best[:, None, :], 1)[:, 0]
 

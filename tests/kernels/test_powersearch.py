@@ -311,6 +311,27 @@ def test_the_hull_is_the_cell_by_cell_gift_wrap(seed: int, rising: bool, by_leve
 
 
 @pytest.mark.parametrize("by_level", [True, False])
+@pytest.mark.parametrize("rising", [True, False])
+@pytest.mark.parametrize("top", [0, 1, 2])
+def test_the_hull_stops_where_no_cell_takes_a_step(top: int, rising: bool, by_level: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no cell has an option above level ``top``, no cell takes a step past its ``top``-th and ``_hull`` stops
+    its passes there (the corpus's hulls end by the fourth of six steps): the steps it writes for the rest are
+    still the cell-by-cell gift wrap's, bit for bit (no step: slope inf, no work or cost, the level reached)."""
+    from kernels.backend import get_ops
+
+    monkeypatch.setattr(PS, "HULL_LEVELS_MIN_CELLS", 0 if by_level else 10**9)
+    for seed in range(6):
+        C, wk, forced0, work = _hull_cells(seed, rising)
+        C[:, :, top + 1:] = np.inf
+        ref = _hull_by_cell(C, wk, forced0)
+        assert (ref[0][:, :, top:] == np.inf).all() and (ref[3][:, :, -1] > 0).any() == (top > 0)
+        got = PS._hull(get_ops("numpy"), C, wk, forced0, work)
+        for a, b in zip(got, ref):
+            assert np.array_equal(np.asarray(a), b)
+
+
+@pytest.mark.parametrize("by_level", [True, False])
 @pytest.mark.parametrize("be", BACKENDS[1:])
 def test_the_hull_gives_the_numpy_steps_on_torch(be: tuple[str, str], by_level: bool,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
