@@ -72,6 +72,7 @@ asked for. The host keeps what is per class, pool or slot (the envelope, the pri
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
@@ -2706,30 +2707,47 @@ def _row_work(pb: PlanProblem, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: A
     """Per plan row, ``kernels.evaluate``'s work done, work done before the deadline and work needed (the
     remaining work plus the switching loss where a running job does not keep its pool in slot 0): host
     float64 ``(n,)``. ``vmat``/``pool``: the plan's rows ``rows`` (host indices; every row when None)."""
-    from kernels import power
-
     T, P = c.T, c.P
     V = pr.fv.size
-    fv32 = pr.fv.astype(np.float32).astype(np.float64)
     cf = np.asarray(pb.curve_f, dtype=np.float64)
     cs = np.asarray(pb.curve_s, dtype=np.float64)
-    spd = np.stack([power.speed(cf[p], cs[p], fv32) for p in range(P)])  # (P, V)
-    spd[:, 0] = 0.0
     pc = xp.astype(xp.minimum(xp.maximum(pool, 0), P - 1), xp.i64)
     rd = None if rows is None else xp.asarray(rows, xp.i64)
     dl_raw, rpool = (d.dl_raw, d.rpool) if rd is None else (d.dl_raw[rd], d.rpool[rd])
-    wtab = xp.asarray(spd * c.slot_s, xp.f64)
+    wtab = xp.asarray(_work_table(cf.tobytes(), cs.tobytes(), cf.shape, pr.fv.tobytes(), float(c.slot_s)), xp.f64)
     work_d = xp.sum(_level_counts(vmat, V, xp) * wtab[pc], 1)
     work_on_d = xp.copy(work_d)
     dr = xp.nonzero(dl_raw < T)
     if dr.shape[0]:
-        sub = xp.astype(xp.where(xp.arange(T)[None, :] < dl_raw[dr][:, None], vmat[dr], 0), xp.i8)
-        work_on_d[dr] = xp.sum(_level_counts(sub, V, xp) * wtab[pc[dr]], 1)
+        on_time = xp.arange(T)[None, :] < dl_raw[dr][:, None]
+        # only the rows that run at or after their deadline: the others' on-time work is their work (the same
+        # level counts, so the same sum)
+        past = xp.nonzero(xp.any(~on_time & (vmat[dr] > 0), 1))
+        if past.shape[0]:
+            dr = dr[past]
+            sub = xp.astype(xp.where(on_time[past], vmat[dr], 0), xp.i8)
+            work_on_d[dr] = xp.sum(_level_counts(sub, V, xp) * wtab[pc[dr]], 1)
     stay_d = (xp.astype(pool, xp.i64) == rpool) & (vmat[:, 0] > 0)
     work, work_on, stay = xp.to_numpy(work_d), xp.to_numpy(work_on_d), xp.to_numpy(stay_d)
     sel = slice(None) if rows is None else rows
     lost = np.where((c.rpool[sel] >= 0) & ~stay, np.asarray(pb.preempt_loss_s, np.float64)[sel], 0.0)
     return work, work_on, np.asarray(pb.remaining_s, dtype=np.float64)[sel] + lost
+
+
+@functools.lru_cache(maxsize=64)
+def _work_table(cf_b: bytes, cs_b: bytes, shape: tuple[int, ...], fv_b: bytes, slot_s: float) -> NDArray[np.float64]:
+    """:func:`_row_work`'s ``(P, V)`` work seconds per GPU and slot of each pool at each power fraction (the
+    problem's curves ``curve_f``, ``curve_s`` at the float32 fractions ``fv``; 0 when off), from the inputs'
+    bytes: the same table for the same curves, made once instead of once per evaluation (its interpolations
+    were ~40% of :func:`_row_work` on the corpus). Shared between calls: never written to."""
+    from kernels import power
+
+    cf = np.frombuffer(cf_b, np.float64).reshape(shape)
+    cs = np.frombuffer(cs_b, np.float64).reshape(shape)
+    fv32 = np.frombuffer(fv_b, np.float64).astype(np.float32).astype(np.float64)
+    spd = np.stack([power.speed(cf[p], cs[p], fv32) for p in range(shape[0])])  # (P, V) pools
+    spd[:, 0] = 0.0
+    return spd * slot_s
 
 
 def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, *, xp: Ops = _NP,
@@ -2772,6 +2790,11 @@ def _pool_sums(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, row
     busy_d = xp.zeros((P, T), xp.f64)
     active_d = xp.zeros((P, T), xp.f64)
     gtdp = gpus * d.tdp[pc]
+    # the (pool, level) pairs the plan runs at, in one pass (host counts): a level that no cell of a pool runs
+    # at adds nothing, so only the others are summed (a test per pool and level cost more than its sum saved)
+    n_cells = int(vmat.shape[0]) * int(vmat.shape[1])
+    at = (pc[:, None] * V + xp.astype(vmat, xp.i64)).reshape(n_cells)  # each cell's (pool, level)
+    runs_at = xp.to_numpy(xp.scatter_add(P * V, at, xp.ones(n_cells, xp.f64), xp.f64)).reshape(P, V) > 0
     for k in range(P):  # pools: each pool's rows taken once (not once per level), summed per level
         rk = xp.nonzero(pc == k)
         if rk.shape[0] == 0:
@@ -2779,10 +2802,8 @@ def _pool_sums(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, row
         sub = vmat[rk]
         busy_d[k] = xp.rowsum_w(gpus[rk], sub > 0)
         gk = gtdp[rk]
-        for v in range(1, V):  # power levels
-            m = sub == v
-            if bool(xp.any(m)):
-                active_d[k] = active_d[k] + xp.rowsum_w(gk * float(fv32[v]), m)
+        for v in (np.flatnonzero(runs_at[k, 1:]) + 1).tolist():  # the power levels the pool runs at
+            active_d[k] = active_d[k] + xp.rowsum_w(gk * float(fv32[v]), sub == v)
     return xp.to_numpy(busy_d), xp.to_numpy(active_d)
 
 

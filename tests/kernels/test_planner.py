@@ -364,6 +364,25 @@ def test_fast_evaluation_equals_the_independent_one(seed: int, random_plan: bool
     assert np.array_equal(fast["busy_gpus"], ref["busy_gpus"]) and np.array_equal(fast["finished"], ref["finished"])
 
 
+def test_the_evaluation_work_table_follows_the_curves() -> None:
+    """The evaluation's per-pool work table is made once per set of speed curves (``planner._work_table``,
+    keyed by their values, not remade per evaluation): two problems that differ only in their speed curves,
+    evaluated in turn on the same plan, each get their own work done, kernels.evaluate's."""
+    pb = small_problem(5, J=10, T=9)
+    slower = replace(pb, curve_s=np.asarray(pb.curve_s, np.float64) * 0.75)
+    rng = np.random.default_rng(5)
+    pool = rng.integers(0, pb.n_pools, pb.n_jobs).astype(np.int32)
+    for q in (pb, slower, pb, slower):
+        c = P._clean_inputs(q)
+        assert not isinstance(c, str)
+        pr = P._prepare(c)
+        vmat = np.where(rng.random((q.n_jobs, q.n_slots)) < 0.5, rng.integers(1, pr.fv.size, (q.n_jobs, q.n_slots)),
+                        0).astype(np.int8)
+        fast = P._evaluate_plan(q, c, pr, vmat, pool)
+        ref = kernels.evaluate(q, vmat > 0, pr.fv.astype(np.float32)[vmat], pool)
+        np.testing.assert_allclose(fast["work_done_s"], ref["work_done_s"], rtol=1e-12, atol=1e-9)
+
+
 def _slow_rank_plan(c: P._Clean, pr: P._Prep, jb: P._Jobs, env: P._Env) -> np.ndarray:
     """The rank-space plan by plain loops: per class the envelope steps sorted by (breakpoint, slot, step);
     each job takes the shortest prefix (on-time steps) whose work covers its need, only steps below its
