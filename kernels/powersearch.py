@@ -702,8 +702,11 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         sel = base & ~finished
     elif phase == "carbon":
         sel = base & done_ok
-    else:  # congest / gcongest: every row, the unfinished ones free to shed work worth less than the price
-        price = (_congestion_price if phase == "congest" else _gpu_price)(xp, c, d, tb, vmat, pool, base & ~finished)
+    use = None  # the plan's usage (kernels.planner._usage): once for the price, the responses and the acceptance
+    if phase in CONGEST:  # every row, the unfinished ones free to shed work worth less than the price
+        use = _pl._usage(d, tb, vmat, pool, xp)
+        price = (_congestion_price if phase == "congest" else _gpu_price)(xp, c, d, tb, vmat, pool, base & ~finished,
+                                                                          use=use)
         if price is None:
             return vmat, pool, ev, 0
         sel = base & (done_ok | ~finished)
@@ -733,9 +736,10 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     value = val
     extra = np.where(c.has_dl[rows_h], val, 0.0)
     new_pl = xp.astype(pool[rows], xp.i64)
+    use = _pl._usage(d, tb, vmat, pool, xp) if use is None else use
     if phase == "blocks":
         new_sub, saving = _best_blocks(xp, c, d, tb, vmat, pool, rows, xp.asarray(lim, xp.i64),
-                                       xp.asarray(need_h[rows_h], xp.f64))
+                                       xp.asarray(need_h[rows_h], xp.f64), use=use)
     else:
         args = (xp.asarray(lim, xp.i64), xp.asarray(req, xp.f64), xp.asarray(need_h[rows_h], xp.f64),
                 xp.asarray(value, xp.f64), xp.asarray(extra, xp.f64), price)
@@ -747,7 +751,7 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
             req_mv = np.where(short, req, need_mv)
             moved = (args[0], xp.asarray(req_mv, xp.f64), xp.asarray(np.where(short, need_h[rows_h], need_mv), xp.f64),
                      *args[3:])
-        resp = _responses(xp, c, d, tb, vmat, pool, rows, args, moves, moved)
+        resp = _responses(xp, c, d, tb, vmat, pool, rows, args, moves, moved, use=use)
         new_sub, saving, _ = resp[-1]
         for p in range(c.P):  # pools (the carbon phase: a row may move to another whole)
             if p not in resp:
@@ -762,7 +766,7 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     if cand.shape[0] == 0:
         return vmat, pool, ev, 0
     order = cand[xp.argsort(-saving[cand])]  # largest saving first (stable: ties by row)
-    acc = _accept(xp, c, d, tb, vmat, pool, rows[order], new_sub[order], new_pl[order])
+    acc = _accept(xp, c, d, tb, vmat, pool, rows[order], new_sub[order], new_pl[order], use=use)
     if acc.shape[0] == 0:
         return vmat, pool, ev, 0
     take_rows, take_sub, take_pl = rows[order][acc], new_sub[order][acc], new_pl[order][acc]
@@ -794,15 +798,16 @@ THREAD_MIN_CELLS = 20_000
 
 
 def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, args: tuple[Any, ...],
-               moves: Any, moved_args: tuple[Any, ...] | None = None) -> dict[int, tuple[Any, Any, Any]]:
+               moves: Any, moved_args: tuple[Any, ...] | None = None, use: Any = None) -> dict[int, tuple[Any, Any, Any]]:
     """The rows' best responses (:func:`_best_rows`, ``args``: its ``lim, req, need, value, extra, price``)
     in their own pools (key -1) and, per pool ``p`` some may move to whole (``moves : (n, P)`` host mask),
     those rows' responses there (key ``p``; ``moved_args``: the ``args`` of those, where they differ: a running
     row's need there includes its switching loss). The calls are independent (every one against the plan as it
     is, the rows' current cost and work from their own pools' options): on numpy with
     ``kernels.planner.CONCURRENT`` they run in two lanes of about equal rows, the second on a thread
-    (numpy releases the GIL in its array work; only past ``THREAD_MIN_CELLS``); the same results either way."""
-    use = _pl._usage(d, tb, vmat, pool, xp)  # (the plan's, once for every call below)
+    (numpy releases the GIL in its array work; only past ``THREAD_MIN_CELLS``); the same results either way.
+    ``use``: the plan's ``kernels.planner._usage`` where the caller holds it."""
+    use = _pl._usage(d, tb, vmat, pool, xp) if use is None else use  # (the plan's, once for every call below)
     opts = _options(xp, c, d, tb, vmat, pool, rows, args[0], args[5], use=use)
     old = _old_cost(xp, opts[0], opts[1], opts[2])
     n = int(rows.shape[0])
@@ -942,7 +947,8 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     exact test (``HALVINGS`` times)."""
     T = c.T
     finished, _, _, on_time = _row_status(ev)
-    got = _pair_candidates(xp, c, d, tb, vmat, pool, ev)
+    use = _pl._usage(d, tb, vmat, pool, xp)  # (the plan's: its pair moves' and its room's, once)
+    got = _pair_candidates(xp, c, d, tb, vmat, pool, ev, use=use)
     if got is None:
         return vmat, pool, ev, 0
     _charge(meter, PHASE_CELLS, fixed=True)
@@ -960,7 +966,7 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     order = ks[xp.argsort(-gain[ks])]  # largest estimated gain first (stable: ties by slot)
     m = int(order.shape[0])
     sub = xp.astype(vmat[rows], xp.i64)
-    use0 = _room_use(xp, c, d, tb, vmat, pool)
+    use0 = _room_use(xp, c, d, tb, vmat, pool, use=use)
     for _ in range(HALVINGS + 1):  # halvings of the exchanges (a prefix in gain order)
         e = order[:m]
         r_t = xp.full((n,), -1, xp.i64)
@@ -1150,10 +1156,12 @@ def _within_room(xp: Ops, c: Any, d: Any, tb: Any, nv: Any, npool: Any, use0: tu
     return ok
 
 
-def _pair_candidates(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any]) -> tuple[Any, ...] | None:
+def _pair_candidates(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any],
+                     use: Any = None) -> tuple[Any, ...] | None:
     """The pair phase's rows (preemptible, not must-run, with a pool: finished on time, or unfinished) and
     :func:`_pair_moves` on them: ``(rows, gain, a, b, la, lb, sa, las, sb, lbs)``; ``None`` where there are
-    fewer than two rows or their ``(n, T, T)`` tables would exceed ``PAIR_MAX``."""
+    fewer than two rows or their ``(n, T, T)`` tables would exceed ``PAIR_MAX``. ``use``: the plan's
+    ``kernels.planner._usage`` where the caller holds it."""
     T = c.T
     finished, need_h, won_h, on_time = _row_status(ev)
     pool_h = xp.to_numpy(pool).astype(np.int64)
@@ -1170,11 +1178,11 @@ def _pair_candidates(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev:
     return (rows, *_pair_moves(xp, c, d, tb, vmat, pool, rows, xp.asarray(lim, xp.i64), xp.asarray(short),
                                xp.asarray(need_h[rows_h], xp.f64), xp.asarray(work_h, xp.f64),
                                xp.asarray(late_h, xp.f64),
-                               xp.asarray(np.where(short, c.weight[rows_h] * c.gpus[rows_h], 0.0), xp.f64)))
+                               xp.asarray(np.where(short, c.weight[rows_h] * c.gpus[rows_h], 0.0), xp.f64), use=use))
 
 
 def _pair_moves(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, short: Any,
-                need: Any, got: Any, late: Any, value: Any) -> tuple[Any, ...]:
+                need: Any, got: Any, late: Any, value: Any, use: Any = None) -> tuple[Any, ...]:
     """Per slot ``t`` the best two-row exchange there (module docstring, pair phase) among the rows
     ``rows`` (``short``: unfinished, worth ``value`` per work-second, twice before a deadline inside the
     horizon while ``late`` work-seconds are late; the others finished, and they stay so). A donor lowers
@@ -1190,13 +1198,14 @@ def _pair_moves(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: An
     receiver moves of the largest benefit and the ``PAIR_K // 2`` of the largest benefit per watt.
     Returns ``(T,)`` arrays: ``gain`` (``-inf``: none), donor and receiver ``a, b`` (positions in
     ``rows``), their levels in ``t`` after the exchange ``la, lb``, and the donor's buy-back and the
-    receiver's give-back slot and level ``sa, las, sb, lbs`` (slot ``-1``: none)."""
+    receiver's give-back slot and level ``sa, las, sb, lbs`` (slot ``-1``: none). ``use``: the plan's
+    ``kernels.planner._usage`` where the caller holds it."""
     T = c.T
     n = int(rows.shape[0])
     V = int(tb.load.shape[1])
     inf = float("inf")
     tt = xp.arange(T)
-    use = _pl._usage(d, tb, vmat, pool, xp)
+    use = _pl._usage(d, tb, vmat, pool, xp) if use is None else use
     C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
     Cf, _, _, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, room_free=True, use=use)
     pl = xp.astype(pool[rows], xp.i64)
@@ -1272,7 +1281,7 @@ def _pair_moves(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: An
     dF = xp.take_along(fl(fa), od, 0)
     rB = xp.take_along(fl(xp.where(r_mv, B, -inf)), orr, 0)
     rW = xp.take_along(fl(rw), orr, 0)
-    _, fac = _pl._usage(d, tb, vmat, pool, xp)
+    fac = use[1]  # (the plan's facility watts)
     wind = xp.asarray(c.wind_w, xp.f64)
     cap = d.room_cap
     delta = rW[None, :, :] - dF[:, None, :]  # (K donor, 2 kh receiver, T) watts added in t
@@ -1312,7 +1321,7 @@ def _refill(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, lowest: bool
     return nv, xp.astype(xp.where(xp.any(nv > 0, 1), npool, -1), pool.dtype)
 
 
-def _congestion_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, short: Any) -> Any:
+def _congestion_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, short: Any, use: Any = None) -> Any:
     """``(T,)`` grams per facility watt-slot that the unfinished rows ``short`` (host mask) would pay for
     watts, in the slots where the cap leaves no room for them: per row its value of work per watt at its
     pool's most efficient level (``weight * work / watts``, twice before a deadline inside the horizon),
@@ -1331,7 +1340,7 @@ def _congestion_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, sh
     tt = xp.arange(T)[None, :]
     w = xp.asarray(c.weight[rows_h], xp.f64)
     v = w[:, None] * per_w[:, None] * xp.where((tt < d.dl[rows][:, None]) & d.has_dl[rows][:, None], 2.0, 1.0)
-    _, fac = _pl._usage(d, tb, vmat, pool, xp)
+    _, fac = _pl._usage(d, tb, vmat, pool, xp) if use is None else use
     room = d.room_cap - fac
     ok = (tt >= d.rel[rows][:, None]) & ~d.infeas[None, :] & (room[None, :] < need_w[:, None])
     best = xp.where(ok, v, 0.0)
@@ -1341,7 +1350,7 @@ def _congestion_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, sh
     return price
 
 
-def _gpu_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, short: Any) -> Any:
+def _gpu_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, short: Any, use: Any = None) -> Any:
     """``((P, T), (K, T))`` grams per GPU-slot of each pool and of each tenant with a quota that the
     unfinished rows ``short`` (host mask) would pay, where the pool's free GPUs or the tenant's quota left
     cannot hold one that does not run there (in its window, outside the infeasible slots): per row its
@@ -1361,7 +1370,7 @@ def _gpu_price(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, short: An
     g = xp.astype(d.gpus[rows], xp.f64)
     v = (xp.asarray(c.weight[rows_h], xp.f64) * xp.take_along(wk[pl], vf[:, None], 1)[:, 0])[:, None] * xp.where(
         (tt < d.dl[rows][:, None]) & d.has_dl[rows][:, None], 2.0, 1.0)
-    busy, _ = _pl._usage(d, tb, vmat, pool, xp)
+    busy, _ = _pl._usage(d, tb, vmat, pool, xp) if use is None else use
     want = (tt >= d.rel[rows][:, None]) & ~d.infeas[None, :] & (vmat[rows] == 0)
     blk_p = want & ((d.H - busy)[pl] < g[:, None] - 1e-6)
     pp = xp.zeros((P, T), xp.f64)
@@ -1503,16 +1512,17 @@ def _old_cost(xp: Ops, C: Any, wk: Any, sub: Any) -> tuple[Any, Any]:
 
 
 def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
-                 need: Any) -> tuple[Any, Any]:
+                 need: Any, use: Any = None) -> tuple[Any, Any]:
     """Non-preemptible rows: the cheapest single block at one level (per level the block of
     ``ceil(need / work)`` slots by prefix sums of the options' costs; every cell an option, inside the
     row's window, started at slot 0 when the job runs now) against the others as they are. Returns the new
-    ``(n, T)`` levels and the estimated saving (0 where none is better than the row as it is)."""
+    ``(n, T)`` levels and the estimated saving (0 where none is better than the row as it is). ``use``: the
+    plan's ``kernels.planner._usage`` where the caller holds it."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
-    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim)
+    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
     start_ok = (tt >= d.rel[rows][:, None]) & ((d.rpool[rows] < 0)[:, None] | (tt == 0))
     inf = float("inf")
     best_key = xp.full((n,), inf, xp.f64)
@@ -2011,13 +2021,15 @@ def _cheapest(xp: Ops, q: Any, k: int) -> tuple[Any, Any]:
     return xp.stack(cols, 1).reshape(lead + (k,)), xp.stack(vals, 1).reshape(lead + (k,))
 
 
-def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any, new_pool: Any) -> Any:
+def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any, new_pool: Any,
+            use: Any = None) -> Any:
     """Positions (into ``rows``, which are in priority order) of the rows taken whole: what each adds
     (GPUs per pool where it starts running, every cell of a row that moves to ``new_pool``; GPUs per tenant
     where it starts running, in whichever pool; facility watts where they rise) fits the room by
-    prefix sums (``ACCEPT_PASSES`` passes, each against the room the rows taken so far left)."""
+    prefix sums (``ACCEPT_PASSES`` passes, each against the room the rows taken so far left). ``use``: the
+    plan's ``kernels.planner._usage`` where the caller holds it."""
     P = c.P
-    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp) if use is None else use
     sub = vmat[rows]
     p_old = xp.astype(pool[rows], xp.i64)
     pl = xp.astype(new_pool, xp.i64)

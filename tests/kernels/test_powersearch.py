@@ -1709,3 +1709,35 @@ def test_only_a_cold_plan_moves_running_jobs(monkeypatch: pytest.MonkeyPatch) ->
     rp = np.asarray(pb.running_pool)
     run = np.flatnonzero((rp >= 0) & np.asarray(warm.run)[:, 0])
     assert (np.asarray(warm.pool)[run] == rp[run]).all()
+
+
+@pytest.mark.parametrize("phase", ["carbon", "blocks", "work", "pairs"])
+def test_a_phase_computes_the_plans_usage_once(phase: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phase computes the plan's usage (``kernels.planner._usage``: busy GPUs and facility watts) once and
+    hands it to every step that reads it (the responses, the acceptance; the pair moves and their room): no
+    phase call computes it twice for the plan it starts from (round 15: the acceptance and the pair moves
+    computed it again, ~30% of the usage calls on the slowest seed-0 corpus instances), and the phase
+    does move rows on the family (the steps that read it ran)."""
+    import collections
+
+    seen: collections.Counter[tuple[bytes, bytes]] = collections.Counter()
+    usage = PL._usage
+
+    def counted(d: Any, tb: Any, vmat: Any, pool: Any, xp: Any = PL._NP) -> Any:
+        seen[(np.asarray(xp.to_numpy(vmat)).tobytes(), np.asarray(xp.to_numpy(pool)).tobytes())] += 1
+        return usage(d, tb, vmat, pool, xp)
+
+    monkeypatch.setattr(PL, "_usage", counted)
+    moved = 0
+    for i in range(len(CASES)):  # (the family: one phase each)
+        pb = make(*CASES[i])
+        s = greedy_start(pb)
+        seen.clear()
+        if phase == "pairs":
+            k = PS._pairs(pb, s.xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp, s.gev, s.gev)[3]
+        else:
+            k = PS._phase(pb, s.xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp, s.gev, phase, s.gev, None)[3]
+        moved += k > 0
+        start = (np.asarray(s.xp.to_numpy(s.gv)).tobytes(), np.asarray(s.xp.to_numpy(s.gp)).tobytes())
+        assert seen[start] <= 1, (i, seen[start])
+    assert moved > 0
