@@ -108,6 +108,25 @@ def test_any_and_all_of_a_whole_array_are_numpys(seed: int, n: int, T: int, shar
 
 
 @OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 20), T=st.integers(0, 12))
+def test_where_is_numpys_where(seed: int, n: int, T: int) -> None:
+    """numpy's ``where`` (its fast paths: a mask times an integer table, a mask and a boolean table, two byte tables
+    blended; every other case numpy's own) gives ``np.where``'s values and dtype: integer, boolean, byte and float
+    tables with zeros, scalars and tables as the other side, under a boolean mask and under an integer one."""
+    rng = np.random.default_rng(seed)
+    m = rng.random((n, T)) < 0.5
+    i8 = rng.integers(-5, 6, (n, T)).astype(np.int8)
+    tables = [i8, i8.astype(np.uint8), i8.astype(np.int64), i8 > 0, rng.normal(size=(n, T)), i8.astype(np.float32)]
+    others = [0, False, 0.0, 3, True, -1.5, np.int8(0)]
+    for cond in (m, m.astype(np.int64) * 2, m.astype(np.int8)):
+        for a in tables:
+            for b in others + [np.flip(x, 0) for x in tables]:
+                for x, y in ((a, b), (b, a)):
+                    got, want = NP.where(cond, x, y), np.where(cond, x, y)
+                    assert np.asarray(got).dtype == want.dtype and np.array_equal(got, want), (cond.dtype, x, y)
+
+
+@OPS
 @given(seed=st.integers(0, 10_000), n=st.integers(0, 60), T=st.integers(1, 24), P_=st.integers(1, 5))
 def test_group_rowsum_of_whole_numbers_is_the_same_either_way(seed: int, n: int, T: int, P_: int) -> None:
     """numpy's ``group_rowsum`` as one product of one-hot weights (up to ``GROUP_ONEHOT_MAX_CELLS``) gives the
