@@ -108,6 +108,19 @@ def test_any_and_all_of_a_whole_array_are_numpys(seed: int, n: int, T: int, shar
 
 
 @OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 40), share=st.sampled_from([0.0, 0.3, 1.0]))
+def test_nonzero_is_numpys_flatnonzero(seed: int, n: int, share: float) -> None:
+    """numpy's ``nonzero`` (a 1-d array's own method) gives ``np.flatnonzero``'s indices and dtype: masks, integer
+    and float arrays, empty ones, and a 2-d array (flattened)."""
+    rng = np.random.default_rng(seed)
+    m = rng.random(n) < share
+    for a in (m, (m * rng.integers(-3, 4, n)).astype(np.int8), np.where(m, rng.normal(size=n), 0.0),
+              np.stack([m, ~m]), m[::-1]):
+        got, want = NP.nonzero(a), np.flatnonzero(a)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@OPS
 @given(seed=st.integers(0, 10_000), n=st.integers(0, 20), T=st.integers(0, 12))
 def test_where_is_numpys_where(seed: int, n: int, T: int) -> None:
     """numpy's ``where`` (its fast paths: a mask times an integer table, a mask and a boolean table, two byte tables
