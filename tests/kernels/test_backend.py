@@ -120,6 +120,38 @@ def test_nonzero_is_numpys_flatnonzero(seed: int, n: int, share: float) -> None:
         assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("words", [True, False])
+@pytest.mark.parametrize("shape", [(1, 8), (5, 16), (37, 32), (40, 96), (3, 2040), (4, 2048), (6, 13), (0, 16)])
+def test_count_nonzero_along_rows_is_numpys(shape: tuple[int, int], words: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy Ops' ``count_nonzero`` along the rows (by 8-cell words past ``COUNT_NONZERO_WORDS_MIN_CELLS``, numpy's
+    count below) is ``np.count_nonzero``'s, values and dtype, either way: widths off a multiple of 8, past the
+    lane limit, full rows, no rows, a non-contiguous slice."""
+    monkeypatch.setattr(B.Ops, "COUNT_NONZERO_WORDS_MIN_CELLS", 0 if words else 10**12)
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    m = rng.random(shape) < 0.5
+    if shape[0]:
+        m[0] = True
+    for a in (m, m[::2], m[:, ::-1]):
+        got, want = NP.count_nonzero(a, 1), np.count_nonzero(a, axis=1)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        assert np.array_equal(NP.count_nonzero(a, 0), np.count_nonzero(a, axis=0))
+
+
+@OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 6), T=st.integers(1, 9), k=st.integers(1, 5),
+       axis=st.integers(-3, 2))
+def test_stack_is_numpys_stack(seed: int, n: int, T: int, k: int, axis: int) -> None:
+    """numpy Ops' ``stack`` (views with the new axis, joined) is ``np.stack``'s, values and dtype, along every
+    axis (negative ones too), for tables of one dtype and of mixed ones, and for 1-d arrays."""
+    rng = np.random.default_rng(seed)
+    f = [rng.normal(size=(n, T)) for _ in range(k)]
+    mixed = [x.astype(np.int8) if i % 2 else x for i, x in enumerate(f)]
+    for arrs in (f, mixed, [x[:, 0] if T else x for x in f] if n else f):
+        ax = axis % (arrs[0].ndim + 1) if arrs[0].ndim < 2 else axis
+        got, want = NP.stack(arrs, ax), np.stack(arrs, axis=ax)
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
 @OPS
 @given(seed=st.integers(0, 10_000), n=st.integers(0, 20), T=st.integers(0, 12))
 def test_where_is_numpys_where(seed: int, n: int, T: int) -> None:
