@@ -15,6 +15,12 @@ from typing import Any
 
 import numpy as np
 
+try:  # np.einsum's own kernel: np.einsum without ``optimize`` or ``out`` returns exactly this call's result, after a
+    # Python wrapper and a dispatch that cost about as much as the sum on the corpus's (<= 32 x 32) tables
+    from numpy._core._multiarray_umath import c_einsum as _einsum
+except ImportError:  # (another numpy layout: the public function, the same numbers)
+    _einsum = np.einsum
+
 
 def _cumsum_rows(a: Any, dtype: Any = None) -> Any:
     """``np.cumsum(a, axis=0, dtype=dtype)`` of a 2-D array, accumulated along the rows of its transposed
@@ -349,10 +355,10 @@ class Ops:
             if wf is None:
                 bs[:nf] = xv[:nf * B].reshape(nf, B, C).sum(1, dtype=np.float64)
             else:
-                bs[:nf] = np.einsum("bj,bjc->bc", wf[:nf * B].reshape(nf, B), xv[:nf * B].reshape(nf, B, C))
+                bs[:nf] = _einsum("bj,bjc->bc", wf[:nf * B].reshape(nf, B), xv[:nf * B].reshape(nf, B, C))
         if nb > nf:
             bs[nf] = (xv[nf * B:].sum(0, dtype=np.float64) if wf is None
-                      else np.einsum("j,jc->c", wf[nf * B:], xv[nf * B:]))
+                      else _einsum("j,jc->c", wf[nf * B:], xv[nf * B:]))
         cb = bs if nb == 1 else np.cumsum(bs, 0)
         lim = np.broadcast_to(np.asarray(lim, dtype=np.float64), (C,))
         cols = np.flatnonzero(cb[-1] > lim)
@@ -398,7 +404,7 @@ class Ops:
         """``sum_j w[j] * m[j, :]`` in float64 for a ``(J, T)`` mask or int8 matrix (einsum: on a shared
         machine OpenBLAS's threaded gemv can be 10x slower than this single-threaded kernel)."""
         mm = m.view(np.int8) if m.dtype == np.bool_ else m
-        return np.einsum("j,jt->t", np.asarray(w, dtype=np.float64), mm)
+        return _einsum("j,jt->t", np.asarray(w, dtype=np.float64), mm)
 
     def mask_matmul(self, m: Any, b: Any) -> Any:
         """``m @ b`` for a boolean ``(J, T)`` mask and a float ``(T, P)`` matrix (float32 or float64): one
@@ -407,7 +413,7 @@ class Ops:
         mm = m.view(np.int8)
         out = np.empty((m.shape[0], b.shape[1]), dtype=np.result_type(b.dtype, np.float32))
         for p in range(b.shape[1]):  # columns (pools)
-            out[:, p] = np.einsum("jt,t->j", mm, np.ascontiguousarray(b[:, p]))
+            out[:, p] = _einsum("jt,t->j", mm, np.ascontiguousarray(b[:, p]))
         return out
 
     #: :meth:`group_rowsum` up to this many ``(J, T)`` cells: one product of the ``(n, J)`` one-hot weights
@@ -427,7 +433,7 @@ class Ops:
         for k in range(n):  # pools or tenants
             rows = np.flatnonzero(groups == k)
             if rows.size:
-                out[k] = np.einsum("j,jt->t", w[rows], mm[rows])
+                out[k] = _einsum("j,jt->t", w[rows], mm[rows])
         return out
 
     def row_layout(self, bounds: Any) -> Any:

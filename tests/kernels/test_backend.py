@@ -120,6 +120,23 @@ def test_nonzero_is_numpys_flatnonzero(seed: int, n: int, share: float) -> None:
         assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
+@OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 40), T=st.integers(0, 24))
+def test_the_einsum_kernel_is_numpys_einsum(seed: int, n: int, T: int) -> None:
+    """The einsum the numpy Ops call (``backend._einsum``: np.einsum's own kernel, without its wrapper) gives
+    ``np.einsum``'s sums bit for bit on the contractions they use: weights times a mask or int8 levels, a mask
+    times a column, block sums."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=n) * 1e3
+    m = (rng.random((n, T)) < 0.5).view(np.int8)
+    lv = rng.integers(0, 7, (n, T)).astype(np.int8)
+    col = rng.normal(size=T)
+    for sub, ops in (("j,jt->t", (w, m)), ("j,jt->t", (w, lv)), ("jt,t->j", (m, col)),
+                     ("bj,bjc->bc", (w.reshape(1, n), m.reshape(1, n, T)))):
+        got, want = B._einsum(sub, *ops), np.einsum(sub, *ops)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("words", [True, False])
 @pytest.mark.parametrize("shape", [(1, 8), (5, 16), (37, 32), (40, 96), (3, 2040), (4, 2048), (6, 13), (0, 16)])
 def test_count_nonzero_along_rows_is_numpys(shape: tuple[int, int], words: bool, monkeypatch: pytest.MonkeyPatch) -> None:
