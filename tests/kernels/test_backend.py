@@ -137,6 +137,29 @@ def test_the_einsum_kernel_is_numpys_einsum(seed: int, n: int, T: int) -> None:
         assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
+@OPS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 30), T=st.integers(1, 24))
+def test_the_array_methods_are_numpys_functions(seed: int, n: int, T: int) -> None:
+    """The numpy Ops that call an array's own method (``cumsum`` along the last axis, the stable ``argsort``,
+    ``take``, ``take_cols``, ``searchsorted``) give numpy's functions' results and dtypes: ties, negative zeros,
+    infinities and integer tables included."""
+    rng = np.random.default_rng(seed)
+    r = rng.random((n, T))
+    f = np.where(r < 0.1, np.inf, np.where(r < 0.2, -0.0, rng.integers(-3, 4, (n, T)).astype(np.float64)))
+    i8 = rng.integers(-5, 6, (n, T)).astype(np.int8)
+    idx = rng.integers(0, n * T, 17)
+    cols = rng.integers(0, T, 9)
+    srt = np.sort(rng.integers(0, 9, n))
+    vals = rng.integers(-1, 11, 13)
+    for a in (f, i8, f[:, ::-1]):
+        for got, want in ((NP.cumsum(a, 1), np.cumsum(a, axis=1)), (NP.cumsum(a[0], 0), np.cumsum(a[0], axis=0)),
+                          (NP.argsort(a, 1), np.argsort(a, axis=1, kind="stable")),
+                          (NP.argsort(a[:, 0], 0), np.argsort(a[:, 0], kind="stable")),
+                          (NP.take(a, idx), np.take(a.reshape(-1), idx)), (NP.take_cols(a, cols), a[:, cols]),
+                          (NP.searchsorted(srt, vals), np.searchsorted(srt, vals, side="left"))):
+            assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=got.dtype.kind == "f")
+
+
 @pytest.mark.parametrize("words", [True, False])
 @pytest.mark.parametrize("shape", [(1, 8), (5, 16), (37, 32), (40, 96), (3, 2040), (4, 2048), (6, 13), (0, 16)])
 def test_count_nonzero_along_rows_is_numpys(shape: tuple[int, int], words: bool, monkeypatch: pytest.MonkeyPatch) -> None:
