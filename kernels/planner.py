@@ -2702,11 +2702,13 @@ def carbon_bound(problem: PlanProblem, result: PlanResult, *, max_iters: int = 5
 
 
 def _row_work(pb: PlanProblem, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, xp: Ops = _NP,
-              rows: NDArray[np.int64] | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                                             NDArray[np.float64]]:
+              rows: NDArray[np.int64] | None = None, cnt: Any = None) -> tuple[NDArray[np.float64],
+                                                                               NDArray[np.float64],
+                                                                               NDArray[np.float64]]:
     """Per plan row, ``kernels.evaluate``'s work done, work done before the deadline and work needed (the
     remaining work plus the switching loss where a running job does not keep its pool in slot 0): host
-    float64 ``(n,)``. ``vmat``/``pool``: the plan's rows ``rows`` (host indices; every row when None)."""
+    float64 ``(n,)``. ``vmat``/``pool``: the plan's rows ``rows`` (host indices; every row when None). ``cnt``:
+    their level counts (:func:`_level_counts`) where the caller holds them."""
     T, P = c.T, c.P
     V = pr.fv.size
     cf = np.asarray(pb.curve_f, dtype=np.float64)
@@ -2715,7 +2717,7 @@ def _row_work(pb: PlanProblem, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: A
     rd = None if rows is None else xp.asarray(rows, xp.i64)
     dl_raw, rpool = (d.dl_raw, d.rpool) if rd is None else (d.dl_raw[rd], d.rpool[rd])
     wtab = xp.asarray(_work_table(cf.tobytes(), cs.tobytes(), cf.shape, pr.fv.tobytes(), float(c.slot_s)), xp.f64)
-    work_d = xp.sum(_level_counts(vmat, V, xp) * wtab[pc], 1)
+    work_d = xp.sum((_level_counts(vmat, V, xp) if cnt is None else cnt) * wtab[pc], 1)
     work_on_d = xp.copy(work_d)
     dr = xp.nonzero(dl_raw < T)
     if dr.shape[0]:
@@ -2757,8 +2759,9 @@ def _evaluate_plan(pb: PlanProblem, c: _Clean, pr: _Prep, vmat: Any, pool: Any, 
     the host, for the (P, T) and (J,) results). The checker re-verifies them independently with
     ``kernels.evaluate``."""
     d = d if d is not None else _to_dev(xp, c, pr, pb.deadline)
-    busy, active = _pool_sums(xp, c, pr, d, vmat, pool)
-    return _evaluation(pb, c, busy, active, *_row_work(pb, c, pr, d, vmat, pool, xp))
+    cnt = _level_counts(vmat, pr.fv.size, xp)  # (the rows' level counts: the pools' levels and the work)
+    busy, active = _pool_sums(xp, c, pr, d, vmat, pool, cnt=cnt)
+    return _evaluation(pb, c, busy, active, *_row_work(pb, c, pr, d, vmat, pool, xp, cnt=cnt))
 
 
 def _evaluate_change(pb: PlanProblem, c: _Clean, pr: _Prep, d: _Dev, ev: dict[str, Any], rows: NDArray[np.int64],
@@ -2778,10 +2781,11 @@ def _evaluate_change(pb: PlanProblem, c: _Clean, pr: _Prep, d: _Dev, ev: dict[st
     return _evaluation(pb, c, ev["busy_gpus"] - b0 + b1, ev["active_w"] - a0 + a1, w, o, n)
 
 
-def _pool_sums(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, rows: Any = None
+def _pool_sums(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, rows: Any = None, cnt: Any = None
                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Busy GPUs and active GPU watts (the GPUs' own, TDP x power fraction) ``(P, T)`` on the host of the plan
-    rows ``vmat`` in pools ``pool`` (the jobs ``rows``, backend indices; every job when None)."""
+    rows ``vmat`` in pools ``pool`` (the jobs ``rows``, backend indices; every job when None). ``cnt``: the rows'
+    level counts (:func:`_level_counts`) where the caller holds them."""
     T, P = c.T, c.P
     V = pr.fv.size
     fv32 = pr.fv.astype(np.float32).astype(np.float64)
@@ -2790,11 +2794,13 @@ def _pool_sums(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, row
     busy_d = xp.zeros((P, T), xp.f64)
     active_d = xp.zeros((P, T), xp.f64)
     gtdp = gpus * d.tdp[pc]
-    # the (pool, level) pairs the plan runs at, in one pass (host counts): a level that no cell of a pool runs
-    # at adds nothing, so only the others are summed (a test per pool and level cost more than its sum saved)
-    n_cells = int(vmat.shape[0]) * int(vmat.shape[1])
-    at = (pc[:, None] * V + xp.astype(vmat, xp.i64)).reshape(n_cells)  # each cell's (pool, level)
-    runs_at = xp.to_numpy(xp.scatter_add(P * V, at, xp.ones(n_cells, xp.f64), xp.f64)).reshape(P, V) > 0
+    # the (pool, level) pairs the plan runs at, from the rows' level counts summed per pool (host): a level that
+    # no cell of a pool runs at adds nothing, so only the others are summed (a test per pool and level cost more
+    # than its sum saved); (n, V) tables, no (n, T) ones
+    cnt = _level_counts(vmat, V, xp) if cnt is None else cnt
+    n_at = int(cnt.shape[0]) * V
+    at = (pc[:, None] * V + xp.arange(V)[None, :]).reshape(n_at)  # each row's (pool, level)
+    runs_at = xp.to_numpy(xp.scatter_add(P * V, at, xp.astype(cnt, xp.f64).reshape(n_at), xp.f64)).reshape(P, V) > 0
     for k in range(P):  # pools: each pool's rows taken once (not once per level), summed per level
         rk = xp.nonzero(pc == k)
         if rk.shape[0] == 0:
