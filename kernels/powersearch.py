@@ -167,6 +167,30 @@ REFILL_CELLS = 3_000.0
 #: tree): the stop holds a plan at its penalised gap, not at its carbon. So by default a search stops only on a
 #: plan proven optimal (0: its objective at its bound); a site that wants the CPU back sets a share here.
 STOP_GAP = 0.0
+#: A search's rounds end after a round that lowered its objective by less than this share (:func:`_stalled`; only
+#: up to ``STARTS_MAX_CELLS``, where the starts share one meter: the cells a stalled search leaves go to the
+#: completions and the later starts). Round 15 (H1, refine_starts traced on the seed-0 corpus at 1788cd9): the
+#: rounds' gains fall off geometrically and a search's tail is rounds whose only move is one pair or one work
+#: row for 0.01-0.05% (corpus-10's first search: 12 rounds, the last six 0.03% each at ~10k cells a round),
+#: while the steps after it (the completion, the later starts) are where the slow instances' plans are found;
+#: by itself (2M cells) it changed 29 of 82 slow or near-median seed-0 instances, 20 up (at most +0.88%) and 9
+#: down (down to -9.8%). 0: every search runs until a round moves no row (the plans before).
+STALL_GAIN = 1e-3
+#: A search's block displacement (:func:`_displace`) starts no further try once it has spent this share of the
+#: cells it found on the meter (only up to ``STARTS_MAX_CELLS``; the one-start path keeps its plans). Each try is
+#: a whole search of a list-scheduled plan, 50-370k cells on the corpus: at 1788cd9 the displacements spent 55M
+#: of the seed-0 corpus's 117M search cells (31 of 88 s CPU), and 117 of their 536 calls moved a block; corpus-1's first
+#: search spent 650k of a 1M meter in two failed tries, and its completion and later starts got none. Measured
+#: with STALL_GAIN and STARTS_MAX_SPENT = 1M on the 82 slow or near-median seed-0 instances: fewer rows instead
+#: (DISPLACE_ROWS 2) lost corpus-1 (+5.8%, a job), -42 (+4.6%) and -169 (+3.5%), whose winning tries are the
+#: third or fourth; the share keeps them (+0.01%, 0, 0).
+DISPLACE_SHARE = 0.5
+
+
+def _stalled(obj0: float, ev: dict[str, Any], share: float) -> bool:
+    """A round that began at objective ``obj0`` and ended on the plan evaluated ``ev`` lowered it by less than
+    ``share`` of it (:data:`STALL_GAIN`; 0: never)."""
+    return obj0 - float(ev["objective"]) < share * abs(obj0)
 
 
 def _charge(meter: dict[str, Any] | None, cells: float, fixed: bool = False) -> None:
@@ -222,6 +246,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     # per backed-off phase (only up to STARTS_MAX_CELLS: the published summer-1500, 288k cells, ended 0.2% higher
     # with it): its failures in a row, and the round it runs next
     backoff = BACKOFF if c.J * c.T <= STARTS_MAX_CELLS else ()
+    stall = STALL_GAIN if c.J * c.T <= STARTS_MAX_CELLS else 0.0  # (_stalled; the one-start path keeps its plans)
     fails = dict.fromkeys(backoff, 0)
     due = dict.fromkeys(backoff, 0)
 
@@ -236,6 +261,7 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     for rnd in range(rounds):  # improvement rounds
         if _close(ev, meter):
             break
+        obj0 = float(ev["objective"])
         moved = 0
         # the phases due this round; where none of them moves a row, the backed-off ones run after all (a round
         # ends the search only where every phase failed)
@@ -256,6 +282,8 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
         changed += moved
         if moved == 0 or meter["left"] <= 0:
             settled = moved == 0 and meter["left"] > 0
+            break
+        if _stalled(obj0, ev, stall):  # (not settled: a search from this plan may still move it)
             break
     cut = meter.get("cut", 0)
     if displace and meter["left"] > 0 and not _close(ev, meter):
@@ -352,7 +380,14 @@ STARTS_MAX_CELLS = 50_000
 #: unfinished non-preemptible jobs whose completions displace blocks) reach round 11's plans only with ~2M. With each
 #: search also capped at a quarter of the budget (300k: a sixth): 300k cells 3.14% (CPU max 1.3 s, median 0.46 s, 10
 #: over 1 s), 700k 3.12% (2.2 s), 1.2M 3.08% (3.4 s).
-STARTS_MAX_SPENT = 2_000_000.0
+#: Round 15 (H1): 2M -> 1M with ``STALL_GAIN`` and ``DISPLACE_SHARE`` (the cells go where they pay; /tmp/h1_w/r15
+#: vmeas.py, old 1788cd9 and new in the same hour, load 5-14, process CPU): seed-0 corpus of 200 CPU sum 95.9 ->
+#: 72.7 s, median 0.224 -> 0.213 s, max 2.47 -> 1.30 s, over 1 s 36 -> 6, median gap to the LP 2.461% -> 2.493%,
+#: jobs finished 3605 -> 3604 (corpus-58 one fewer), 44 plans higher (corpus-3 +10.9%, -25 +2.6%, the rest < 1%),
+#: 4 lower; seed 1 (not tuned to) 84.4 -> 64.9 s, max 1.83 -> 1.10 s, over 1 s 29 -> 3, median gap 2.317% in
+#: both, jobs finished 3448 -> 3440, 36 higher (corpus-14 +47%, -131 +28%, -67 and -90 +13%, -147 +10%), 6 lower.
+#: 800k (82 slow or near-median seed-0 instances): none over 1 s, but 7 jobs fewer and corpus-3 +20%.
+STARTS_MAX_SPENT = 1_000_000.0
 #: the lowest starts also completed before their search (kernels.complete on the candidate as it is: seed-0
 #: corpus-178 ends 23.7% above the LP that way, 53.0% from its searched plan); round 11, four starts without a
 #: budget on the seed-0 corpus: the third and fourth starts completed as they are never gave the lowest plan
@@ -510,8 +545,11 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
     need_h = np.asarray(ev["need_s"], np.float64)
     changed = 0
+    # (the share only where several starts share the meter: the one-start path keeps its plans)
+    cap = DISPLACE_SHARE * meter["left"] if c.J * c.T <= STARTS_MAX_CELLS else math.inf
+    left0 = meter["left"]
     for r in cand:  # candidate rows (a few)
-        if meter["left"] <= 0:
+        if not _displace_more(meter, left0, cap):
             break
         _charge(meter, float(c.J * c.T))
         _charge(meter, PHASE_CELLS, fixed=True)
@@ -546,6 +584,12 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
             finished, _, _, on_time = _row_status(ev)
             changed += 1
     return vmat, pool, ev, changed
+
+
+def _displace_more(meter: dict[str, Any], left0: float, cap: float) -> bool:
+    """Whether a block displacement (:func:`_displace`) that found ``left0`` cells on the meter starts another
+    try: cells are left, and it has spent less than ``cap`` of them (``DISPLACE_SHARE`` of ``left0``)."""
+    return bool(meter["left"] > 0 and left0 - meter["left"] < cap)
 
 
 def _drop_late_tails(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, vmat: Any, pool: Any,

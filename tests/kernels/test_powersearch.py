@@ -1107,7 +1107,9 @@ def test_the_lowest_plan_is_not_searched_again_where_a_search_ended_on_it_settle
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``refine_starts`` searches the lowest plan once more with the cells left only where no search ended on it
     settled (``_settled``, round 14): on seed-31 case 3 every search starts from a candidate, each once, and the
-    lowest plan returned is one a search of it returns as it is."""
+    lowest plan returned is one a search of it returns as it is (searches run until a round moves no row,
+    ``STALL_GAIN = 0``: a search that stalls does not end settled, and the last search runs)."""
+    monkeypatch.setattr(PS, "STALL_GAIN", 0.0)
     searched, completed, cands = _steps_of_the_starts(monkeypatch, 3)
     assert len(set(cands)) == 3 and len(searched) >= 2, (cands, searched)
     assert len(searched) == len(set(searched)) and set(searched) <= set(cands), (searched, cands)
@@ -1121,10 +1123,12 @@ def test_the_lowest_plan_is_not_searched_again_where_a_search_ended_on_it_settle
 
 
 @pytest.mark.parametrize("i", (3, 5))
-def test_a_search_that_ends_settled_returns_that_plan_searched_again(i: int) -> None:
+def test_a_search_that_ends_settled_returns_that_plan_searched_again(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A search that leaves ``meter["settled"]`` True ended on a plan a search of it returns as it is, cell for
     cell (what ``_settled`` lets ``refine_starts`` skip); one round of the phases does not settle the greedy's
-    plan of two seed-31 cases, the full search does."""
+    plan of two seed-31 cases, the full search does (until a round moves no row: ``STALL_GAIN = 0``; a search
+    that stalls is not settled)."""
+    monkeypatch.setattr(PS, "STALL_GAIN", 0.0)
     pb = make(*CASES[i])
     s = greedy_start(pb)
     xp = s.xp
@@ -1568,15 +1572,16 @@ SWAP_CASES = (7, 8, 13, 20, 28)
 
 @functools.cache
 def _searched_without_swaps(i: int, backend: str = "numpy", device: str = "cpu") -> tuple[Any, ...]:
-    """Case ``i``'s greedy plan searched with every phase but the swap phase (the greedy its floor)."""
+    """Case ``i``'s greedy plan searched with every phase but the swap phase (the greedy its floor), until a round
+    moves no row (``STALL_GAIN = 0``: the plan the other phases leave where it is)."""
     pb = make(*CASES[i])
     s = greedy_start(pb, backend, device)
-    keep = PS.PHASES
-    PS.PHASES = tuple(p for p in keep if p != "swaps")
+    keep, stall = PS.PHASES, PS.STALL_GAIN
+    PS.PHASES, PS.STALL_GAIN = tuple(p for p in keep if p != "swaps"), 0.0
     try:
         nv, npool, nev, _ = PS.power_search(pb, s.xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
     finally:
-        PS.PHASES = keep
+        PS.PHASES, PS.STALL_GAIN = keep, stall
     return pb, s, nv, npool, nev
 
 
@@ -1741,3 +1746,80 @@ def test_a_phase_computes_the_plans_usage_once(phase: str, monkeypatch: pytest.M
         start = (np.asarray(s.xp.to_numpy(s.gv)).tobytes(), np.asarray(s.xp.to_numpy(s.gp)).tobytes())
         assert seen[start] <= 1, (i, seen[start])
     assert moved > 0
+
+
+_STALLED = PS._stalled  # (the rule itself, under the spies of _stalled_rounds)
+
+
+def _stalled_rounds(monkeypatch: pytest.MonkeyPatch, i: int, share: float, rounds: int = PS.POWER_ROUNDS
+                    ) -> tuple[dict[str, Any], list[tuple[float, float]]]:
+    """A search (no block displacement after its rounds) of seed-31 case ``i`` from the greedy's improved plan
+    with ``STALL_GAIN = share``, and per round that moved rows its objective before and after (a spy on
+    ``_stalled``, which power_search asks after each such round)."""
+    monkeypatch.setattr(PS, "STALL_GAIN", share)
+    seen: list[tuple[float, float]] = []
+
+    def spy(obj0: float, ev: dict[str, Any], s: float) -> bool:
+        seen.append((obj0, float(ev["objective"])))
+        return _STALLED(obj0, ev, s)
+
+    monkeypatch.setattr(PS, "_stalled", spy)
+    pb = make(*CASES[i])
+    s = greedy_start(pb)
+    sv, sev, _ = L.improve(pb, s.xp, s.c, s.pr, s.d, s.tb, s.gv, s.gp)
+    nv, npool, nev, k = PS.power_search(pb, s.xp, s.c, s.pr, s.d, s.tb, sv, s.gp, ev=sev, floor=s.gev,
+                                        rounds=rounds, displace=False)
+    return {"vmat": s.xp.to_numpy(nv), "pool": s.xp.to_numpy(npool), "nev": nev, "k": k}, seen
+
+
+@pytest.mark.parametrize("i", (11, 34))
+def test_a_search_ends_after_a_round_that_gains_less_than_the_stall_share(i: int, monkeypatch: pytest.MonkeyPatch
+                                                                          ) -> None:
+    """``STALL_GAIN``: the rounds end after the first round that lowered the objective by less than that share
+    of it (where the search would have gone on: without the rule it runs more rounds), and the plan is the
+    one the same number of rounds gives without the rule. Past ``STARTS_MAX_CELLS`` (the one-start path: the
+    published instances) the rule is off and the search is the one without it."""
+    full, seen0 = _stalled_rounds(monkeypatch, i, 0.0)
+    share = PS.STALL_GAIN if PS.STALL_GAIN > 0 else 1e-3
+    got, seen = _stalled_rounds(monkeypatch, i, share)
+    gains = [(a - b) / abs(a) for a, b in seen]
+    assert len(seen) < len(seen0), (seen, seen0)  # (the case stalls: the rule is exercised)
+    assert all(g >= share for g in gains[:-1]) and gains[-1] < share, gains
+    same, _ = _stalled_rounds(monkeypatch, i, 0.0, rounds=len(seen))
+    assert np.array_equal(got["vmat"], same["vmat"]) and np.array_equal(got["pool"], same["pool"])
+    assert got["nev"]["objective"] >= full["nev"]["objective"]
+    pb = make(*CASES[i])
+    monkeypatch.setattr(PS, "STARTS_MAX_CELLS", pb.n_jobs * pb.n_slots - 1)
+    off, seen1 = _stalled_rounds(monkeypatch, i, share)
+    off0, seen2 = _stalled_rounds(monkeypatch, i, 0.0)
+    assert len(seen1) == len(seen2) > len(seen) and np.array_equal(off["vmat"], off0["vmat"])
+
+
+def test_a_block_displacement_spends_at_most_its_share_of_the_cells_it_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DISPLACE_SHARE``: with several starts on one meter, a search's block displacement starts no try once
+    it has spent that share of the cells it found (each try is a whole search of the displaced plan: seed-0
+    corpus-10's first search spent 900k of its 1.2M cells in four failed tries, corpus-1's the rest of the
+    budget, and the completion and the later starts got none). Seed-0 corpus-10 at a share of 0.1 (its first
+    search's displacement is cut): every try started within the share, the plan is valid and dominates the
+    greedy."""
+    monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
+    share = 0.1  # (at 2M cells corpus-10's first search's four tries spend 0, 3k, 172k and 342k of 1.8M)
+    monkeypatch.setattr(PS, "DISPLACE_SHARE", share)
+    monkeypatch.setattr(PS, "STARTS_MAX_SPENT", 2_000_000.0)
+    pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[10])
+    seen: list[tuple[float, float, float, bool]] = []
+    real = PS._displace_more
+
+    def spy(meter: dict[str, Any], left0: float, cap: float) -> bool:
+        out = real(meter, left0, cap)
+        seen.append((left0, left0 - meter["left"], cap, out))
+        return out
+
+    monkeypatch.setattr(PS, "_displace_more", spy)
+    res = kernels.plan(pb)
+    assert seen, "no block displacement ran"
+    assert all(cap == pytest.approx(share * left0) for left0, _, cap, _ in seen), seen
+    assert all(spent < cap for _, spent, cap, ok in seen if ok), seen
+    assert any(not ok and spent < left0 for left0, spent, _, ok in seen), seen  # (stopped by the share, cells left)
+    assert kernels.check_result(pb, res) == []
+    assert dominance_failures(outcome(pb, res), outcome(pb, kernels.greedy_plan(pb))) == []
