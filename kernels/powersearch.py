@@ -34,7 +34,9 @@ Seven phases per round, each accepted on its own:
 - ``swaps``: two carbon-phase rows exchange pools (p to q and q to p) where the first lacks GPUs in q that the
   second's leaving frees: a move the carbon phase never makes, as it moves one row against the others held
   fixed, so a pool full of one job never lets another in (:func:`_swaps`; round 14, seed-0 corpus of 200:
-  carbon within 1.02 x the carbon LP on 74 -> 78 all-finish instances). The same test as ``carbon``.
+  carbon within 1.02 x the carbon LP on 74 -> 78 all-finish instances). And two rows of one pool (or of one
+  tenant with a quota) exchange slots where the first lacks the GPUs (quota) there that the second's leaving
+  frees (round 15, ``EXCHANGE_SLOTS``: on a cold plan). The same test as ``carbon``.
 - ``blocks``: finished non-preemptible jobs: the cheapest single block at one level (per level the block of
   ``ceil(need / work)`` slots, by prefix sums of the options' costs; a job that runs now starts at slot 0),
   then its dearest cells lowered a level while the block's surplus covers the work they lose. The same
@@ -1047,23 +1049,41 @@ SWAP_PAIRS_MAX = 256
 #: the corpus has <= 32 rows and keeps them all). With both, round 14 (same process, phase off / on): the
 #: published summer-1500 (1,500 x 192) 11.14 -> 11.05 s CPU, objective -0.21%; winter-600 the same plan.
 SWAP_ROWS_MAX = 64
+#: Whether the swap phase also exchanges slots (:func:`_swaps`): a row enters slots of its own pool where it lacks
+#: the GPUs (or its tenant's quota) that another row of that pool (tenant) frees by leaving them, the other answers
+#: around it. The carbon phase never makes that move (each row answers against the others held fixed: seed-0
+#: corpus-6, an 8-GPU job kept out of the greenest slots by a 4-GPU job of its tenant holding the quota there;
+#: corpus-7, -12, -60, -180: the greenest slots of a pool full). Round 15 (H3; /work/tools/meas.py, old = 1788cd9
+#: in the same hour, load 10-15): seed-0 corpus of 200, median penalised gap 2.461% -> 2.328%, objective lower on
+#: 62 instances and higher on 15 (at most +4.3%, corpus-78), jobs finished 3,605 -> 3,607, carbon within 1.02 x
+#: the carbon LP 86 -> 86 of 132 (12 and 60 in, 119 and 124 out: 1.0195 -> 1.0208, 1.0187 -> 1.0211), median
+#: carbon ratio 1.0122 -> 1.0120, corpus CPU 94.0 -> 100.9 s (search cells 117.3M -> 125.0M). On a cold plan only
+#: (``c.cold``: a one-off plan such as ``windward plan``, and the corpus): on every tick of the 3-day itp60 policy run
+#: (`benchmarks/simulator.py --case itp60 --days 3`) they cost 418 -> 394 jobs done, 175.1 -> 176.2 g/GPU-h (212 ->
+#: 170 preemptions): the control loop re-plans warm every tick and the exchanges decided again each tick.
+EXCHANGE_SLOTS = True
 
 
 def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
            ev: dict[str, Any], floor: dict[str, Any] | None,
            meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
-    """The swap phase: two rows exchange pools, where a row's move alone does not fit. Row ``a`` (in pool p)
-    leaves for pool q while row ``b`` leaves q for p, both carbon-phase rows (finished, on time where they
-    have a deadline; each may move to the other's pool: :func:`_moves`), and ``a`` lacks GPUs in q in some
-    slot of its window that ``b``'s leaving frees. ``a`` answers in q against the plan without ``b`` (its
-    GPUs in q and its watts taken out: ``_options(shift=...)``), then ``b`` in p against the plan with ``a``
-    moved (a's GPUs in p freed, its watts as they now are); the pair's estimated saving is the sum of the
+    """The swap phase: two rows exchange pools, or slots, where a row's move alone does not fit. A pool
+    exchange: row ``a`` (in pool p) leaves for pool q while row ``b`` leaves q for p, both carbon-phase rows
+    (finished, on time where they have a deadline; each may move to the other's pool: :func:`_moves`), and
+    ``a`` lacks GPUs in q in some slot of its window that ``b``'s leaving frees. A slot exchange
+    (``EXCHANGE_SLOTS``, on a cold plan: ``c.cold``): ``a`` and ``b`` stay in their pools, share a's pool or
+    a's tenant's quota, and ``a`` lacks GPUs (quota) in some slot of its window where it does not run that ``b``'s leaving frees. ``a``
+    answers in its pool (q, or its own) against the plan without ``b`` (b's GPUs there, its watts and, in a
+    slot exchange, its quota taken out: ``_options(shift=...)``), then ``b`` in its pool (p, or its own)
+    against the plan with ``a`` changed (a's GPUs and quota freed where it left, taken where it now runs, its
+    watts as they now are); the pair's estimated saving is the sum of the
     two (each against the plan as it is before). Each row in at most one pair (a pair is taken where it is
     the best of every pair its rows are in, ``ACCEPT_PASSES`` times over the rows left), applied together
     largest saving first, then the first half of them while the result breaks a cap (:func:`_within_room`)
     or fails the carbon phase's exact test (``HALVINGS`` times)."""
     T = c.T
-    if c.P < 2:
+    slots = EXCHANGE_SLOTS and bool(c.cold)  # (slot exchanges: on a cold plan only)
+    if c.P < 2 and not slots:
         return vmat, pool, ev, 0
     finished, need_h, _, on_time = _row_status(ev)
     pool_h = xp.to_numpy(pool).astype(np.int64)
@@ -1073,10 +1093,24 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         rows_h = np.sort(rows_h[np.argsort(-pri, kind="stable")[:SWAP_ROWS_MAX]])
     mv = _moves(c, pool_h, rows_h)
     pl_h = pool_h[rows_h]
-    ia, ib = np.nonzero(mv[:, pl_h] & mv[:, pl_h].T)  # ordered pairs: a may go to b's pool and b to a's
+    n_r = rows_h.size
+    # ordered pairs: pool exchanges (a may go to b's pool and b to a's), and, where EXCHANGE_SLOTS, slot
+    # exchanges (both stay in their pools, sharing a's pool or a's tenant's quota)
+    swap = mv[:, pl_h] & mv[:, pl_h].T
+    ten_h = c.tenant[rows_h]
+    quota_h = np.asarray(c.quota, np.float64)
+    has_q = np.isfinite(quota_h[ten_h])
+    same_p = pl_h[:, None] == pl_h[None, :]
+    same_q = (ten_h[:, None] == ten_h[None, :]) & has_q[:, None]
+    slot = (same_p | same_q) & ~np.eye(n_r, dtype=bool) if slots else np.zeros_like(swap)
+    ia, ib = np.nonzero(swap | slot)
+    moving = swap[ia, ib]  # (pairs,) a pool exchange (else a slot exchange)
     if ia.size == 0:
         return vmat, pool, ev, 0
-    # a lacks GPUs in b's pool somewhere in its window that b's leaving frees
+    qa_h = np.where(moving, pl_h[ib], pl_h[ia])  # the pools a and b answer in
+    qb_h = np.where(moving, pl_h[ia], pl_h[ib])
+    # a lacks GPUs in its target pool (a pool exchange: b's; a slot exchange: its own, where it does not run)
+    # or under its tenant's quota (a slot exchange) somewhere in its window that b's leaving frees
     use = _pl._usage(d, tb, vmat, pool, xp)  # (the plan's busy GPUs and facility watts: read three times below)
     busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
     run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
@@ -1084,11 +1118,21 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], T)
     tt = np.arange(T)
     win = (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
-    free_q = (H_h - busy_h)[pl_h[ib]]  # (pairs, T) free GPUs in b's pool
-    short = free_q < g[ia][:, None] - 1e-6
-    helped = win[ia] & short & (free_q + g[ib][:, None] * run_h[ib] >= g[ia][:, None] - 1e-6)
+    free_q = (H_h - busy_h)[qa_h]  # (pairs, T) free GPUs in a's target pool
+    gb_out = g[ib][:, None] * run_h[ib] * (pl_h[ib] == qa_h)[:, None]  # what b's leaving frees there
+    ga_need = g[ia][:, None] * ~(run_h[ia] & ~moving[:, None])  # (a slot exchange: a's own GPUs are counted)
+    fits_p = free_q >= ga_need - 1e-6
+    helped = win[ia] & ~fits_p & (free_q + gb_out >= ga_need - 1e-6)
+    if slots and has_q.any():
+        left_h = quota_h[:, None] - np.asarray(xp.to_numpy(
+            xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)), np.float64)
+        lq = left_h[ten_h[ia]]  # (pairs, T) quota left to a's tenant (inf: none)
+        qb_out = g[ib][:, None] * run_h[ib] * same_q[ia, ib][:, None]
+        ga_q = g[ia][:, None] * ~run_h[ia]
+        helped |= (~moving[:, None] & win[ia] & (lq < ga_q - 1e-9) & (lq + qb_out >= ga_q - 1e-9)
+                   & (free_q + gb_out >= ga_need - 1e-6))
     keep = helped.any(1)
-    ia, ib = ia[keep], ib[keep]
+    ia, ib, moving, qa_h, qb_h = ia[keep], ib[keep], moving[keep], qa_h[keep], qb_h[keep]
     if ia.size == 0:
         return vmat, pool, ev, 0
     if ia.size > SWAP_PAIRS_MAX or (meter is not None and 2 * T * ia.size > meter["left"]):
@@ -1098,7 +1142,7 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         o = np.sort(np.argsort(-(pri[ia] + pri[ib]), kind="stable")[:fit])
         if meter is not None and fit < min(ia.size, SWAP_PAIRS_MAX):  # the budget cut it (_work_phase, refine)
             meter["cut"] = meter.get("cut", 0) + 1
-        ia, ib = ia[o], ib[o]
+        ia, ib, moving, qa_h, qb_h = ia[o], ib[o], moving[o], qa_h[o], qb_h[o]
         if ia.size == 0:
             return vmat, pool, ev, 0
     _charge(meter, PHASE_CELLS, fixed=True)
@@ -1106,27 +1150,40 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     rows = xp.asarray(rows_h, xp.i64)
     ra, rb = rows[xp.asarray(ia, xp.i64)], rows[xp.asarray(ib, xp.i64)]
     pa, pb_ = xp.asarray(pl_h[ia], xp.i64), xp.asarray(pl_h[ib], xp.i64)
+    qa, qb = xp.asarray(qa_h, xp.i64), xp.asarray(qb_h, xp.i64)  # the pools a and b answer in
+    # what each must keep: a row that moves its switching loss too (a slot exchange: its need as it is)
     need_mv = np.maximum(need_h[rows_h], c.R[rows_h] + c.loss[rows_h])
-    lim, req = xp.asarray(lim_h, xp.i64), xp.asarray(need_mv, xp.f64)
+    req_a = xp.asarray(np.where(moving, need_mv[ia], need_h[rows_h][ia]), xp.f64)
+    req_b = xp.asarray(np.where(moving, need_mv[ib], need_h[rows_h][ib]), xp.f64)
+    lim = xp.asarray(lim_h, xp.i64)
     zero = xp.zeros(int(ra.shape[0]), xp.f64)
     own = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
     co, wo = _old_cost(xp, own[0], own[1], own[2])
     ga, gb = xp.astype(d.gpus[ra], xp.f64), xp.astype(d.gpus[rb], xp.f64)
+    # a slot exchange whose rows share a tenant's quota shifts it (a pool exchange's rows keep running, in
+    # cells not known yet: their quota is left as it is, the whole checked by _within_room)
+    tq = xp.asarray((same_q[ia, ib] & ~moving).astype(np.float64), xp.f64)[:, None]
 
     def watts(r: Any, sub: Any, p: Any, gg: Any) -> Any:  # (pairs, T) facility watts of rows r at levels sub
         return xp.take_along(xp.astype(tb.load[p], xp.f64) * gg[:, None], xp.index(xp.astype(sub, xp.i64)), 1)
 
     sub_a, sub_b = vmat[ra], vmat[rb]
-    w_b = watts(rb, sub_b, pb_, gb)
-    shift_a = (gb[:, None] * xp.astype(sub_b > 0, xp.f64), w_b)  # b out of q
+    run_b = xp.astype(sub_b > 0, xp.f64)
+    # a answers in qa against the plan without b (b's GPUs freed where qa is b's pool, its quota, its watts)
+    shift_a = (gb[:, None] * run_b * xp.astype(pb_ == qa, xp.f64)[:, None], watts(rb, sub_b, pb_, gb),
+               gb[:, None] * run_b * tq)
     ka, kb = xp.asarray(ia, xp.i64), xp.asarray(ib, xp.i64)
-    opts_a = _options(xp, c, d, tb, vmat, pool, ra, lim[ka], to_pool=pb_, use=use, shift=shift_a)
-    na, sva, _ = _best_rows(xp, c, d, tb, vmat, pool, ra, lim[ka], req[ka], req[ka], zero, zero, to_pool=pb_,
+    opts_a = _options(xp, c, d, tb, vmat, pool, ra, lim[ka], to_pool=qa, use=use, shift=shift_a)
+    na, sva, _ = _best_rows(xp, c, d, tb, vmat, pool, ra, lim[ka], req_a, req_a, zero, zero, to_pool=qa,
                             old=(co[ka], wo[ka]), opts=opts_a, raw=True)
-    # b answers in p with a moved: a's GPUs in p freed, a's watts now where it is
-    shift_b = (ga[:, None] * xp.astype(sub_a > 0, xp.f64), watts(ra, sub_a, pa, ga) - watts(ra, na, pb_, ga))
-    opts_b = _options(xp, c, d, tb, vmat, pool, rb, lim[kb], to_pool=pa, use=use, shift=shift_b)
-    nb, svb, _ = _best_rows(xp, c, d, tb, vmat, pool, rb, lim[kb], req[kb], req[kb], zero, zero, to_pool=pa,
+    # b answers in qb with a changed: a's GPUs freed where it left qb and taken where it now runs in qb, its
+    # quota likewise, its watts as they now are
+    d_a = xp.astype(sub_a > 0, xp.f64) * xp.astype(pa == qb, xp.f64)[:, None] \
+        - xp.astype(na > 0, xp.f64) * xp.astype(qa == qb, xp.f64)[:, None]
+    dq_a = (xp.astype(sub_a > 0, xp.f64) - xp.astype(na > 0, xp.f64)) * tq
+    shift_b = (ga[:, None] * d_a, watts(ra, sub_a, pa, ga) - watts(ra, na, qa, ga), ga[:, None] * dq_a)
+    opts_b = _options(xp, c, d, tb, vmat, pool, rb, lim[kb], to_pool=qb, use=use, shift=shift_b)
+    nb, svb, _ = _best_rows(xp, c, d, tb, vmat, pool, rb, lim[kb], req_b, req_b, zero, zero, to_pool=qb,
                             old=(co[kb], wo[kb]), opts=opts_b, raw=True)
     gain = np.asarray(xp.to_numpy(sva + svb), np.float64)
     scale = np.maximum(np.asarray(xp.to_numpy(co[ka] + co[kb]), np.float64), 1.0)
@@ -1142,8 +1199,8 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         npool = xp.copy(pool)
         nv[ra[e]] = xp.astype(na[e], vmat.dtype)
         nv[rb[e]] = xp.astype(nb[e], vmat.dtype)
-        npool[ra[e]] = xp.astype(pb_[e], pool.dtype)
-        npool[rb[e]] = xp.astype(pa[e], pool.dtype)
+        npool[ra[e]] = xp.astype(qa[e], pool.dtype)
+        npool[rb[e]] = xp.astype(qb[e], pool.dtype)
         if _within_room(xp, c, d, tb, nv, npool, use0):
             _charge(meter, TRY_CELLS, fixed=True)
             nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
@@ -1466,7 +1523,7 @@ OPTIONS_LEVELS_MAX_CELLS = 8_192
 
 def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
              price: Any = None, to_pool: Any = None, room_free: bool = False,
-             use: Any = None, shift: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any, Any]:
+             use: Any = None, shift: tuple[Any, ...] | None = None) -> tuple[Any, Any, Any, Any]:
     """Per row, slot and level the cost of running there (module docstring; ``inf``: not an option):
     ``C : (n, T, V)`` (level 0 "off": 0, or ``inf`` in a kept slot 0), the rows' work per slot at each level
     ``wk : (n, V)``, their current levels ``sub : (n, T)`` and ``keep0 : (n,)`` (slot 0 kept).
@@ -1475,7 +1532,9 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
     ``room_free``: the facility cap not applied (a pair exchange checks it for both rows at once).
     ``use``: the plan's ``kernels.planner._usage`` where the caller holds it.
     ``shift``: per row, the plan as it is with another row changed (the swap phase, :func:`_swaps`): the GPUs
-    ``(n, T)`` that change frees in the row's (target) pool and the facility watts ``(n, T)`` it removes."""
+    ``(n, T)`` that change frees in the row's (target) pool, the facility watts ``(n, T)`` it removes and, where
+    given, the GPUs ``(n, T)`` it frees under the row's tenant's quota (negative: the change takes room); the
+    row's current levels are then options only where they fit the room so changed."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
@@ -1506,7 +1565,10 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
         quota = xp.asarray(c.quota, xp.f64)
         used_q = xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
         ten = d.tenant[rows]
-        avail = avail & ((quota[:, None] - used_q)[ten] + g[:, None] * xp.astype(run, xp.f64) >= g[:, None] - 1e-9)
+        left_q = (quota[:, None] - used_q)[ten] + g[:, None] * xp.astype(run, xp.f64)
+        if shift is not None and len(shift) > 2:
+            left_q = left_q + shift[2]
+        avail = avail & (left_q >= g[:, None] - 1e-9)
     keep0 = (d.rpool[rows] == pl) & run[:, 0]
     inf = float("inf")
     c_off = xp.where((tt == 0) & keep0[:, None], inf, xp.zeros((n, T), xp.f64))  # a kept slot 0 is never "off"
@@ -1518,7 +1580,8 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
         lv = ld[:, None, v0:v0 + blk]
         fits = True if room_free else room[:, :, None] >= lv
         ok = ((avail[:, :, None] & fits & (wk[:, v0:v0 + blk] > 0)[:, None, :])
-              | ((sub[:, :, None] == xp.arange(V)[v0:v0 + blk][None, None, :]) & (inwin & stays[:, None])[:, :, None]))
+              | ((sub[:, :, None] == xp.arange(V)[v0:v0 + blk][None, None, :]) & (inwin & stays[:, None])[:, :, None]
+                 & (shift is None)))
         cv = d.kappa[None, :, None] * (xp.maximum(fac_o[:, :, None] + lv - wind[None, :, None], 0.0) - imp_o[:, :, None])
         if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
             cv = cv + ((price[0][pl] + price[1][d.tenant[rows]]) * g[:, None])[:, :, None]

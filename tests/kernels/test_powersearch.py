@@ -1626,7 +1626,9 @@ def test_two_rows_exchange_pools_where_no_single_move_does(i: int) -> None:
     pb, s, nv, npool, nev = _searched_without_swaps(i)
     c, xp = s.c, s.xp
     assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)[3] == 0
-    sv, sp, sev, k = PS._swaps(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None)
+    # (pool exchanges alone: the slot exchanges, on a cold plan, have their own test below)
+    sv, sp, sev, k = PS._swaps(pb, xp, dataclasses.replace(c, cold=False), s.pr, s.d, s.tb, nv, npool, nev, s.gev,
+                               None)
     assert k > 0 and k % 2 == 0
     assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
     assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
@@ -1823,3 +1825,112 @@ def test_a_block_displacement_spends_at_most_its_share_of_the_cells_it_found(mon
     assert any(not ok and spent < left0 for left0, spent, _, ok in seen), seen  # (stopped by the share, cells left)
     assert kernels.check_result(pb, res) == []
     assert dominance_failures(outcome(pb, res), outcome(pb, kernels.greedy_plan(pb))) == []
+
+
+#: seed-31 cases where the swap phase's slot exchanges alone (no row may change pools) move rows on the plan the
+#: search without the swap phase leaves (round 15: 7, 8, 9, 11, 12, 13, 20, 21, 22, 26 and 30 of the 40; 12 and
+#: 30 have one pool, 30 and 26 tenant quotas)
+SLOT_CASES = (9, 12, 20, 26, 30)
+
+
+def _slot_exchanges(pb: Any, s: Any, nv: Any, npool: Any, nev: dict[str, Any],
+                    monkeypatch: pytest.MonkeyPatch, cold: bool = True) -> tuple[Any, ...]:
+    """The swap phase on the plan, as a cold plan's (``c.cold``: slot exchanges only there) or a warm one's, with
+    no row allowed to change pools (``_moves`` empty): its slot exchanges alone."""
+    monkeypatch.setattr(PS, "_moves", lambda c, pool_h, rows_h: np.zeros((rows_h.size, c.P), bool))
+    c = dataclasses.replace(s.c, cold=cold)
+    return PS._swaps(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None)
+
+
+def test_a_shifted_option_with_the_quota_is_the_option_with_the_other_row_out() -> None:
+    """``_options(shift=...)`` with the quota shifted (a slot exchange): a row's options in its own pool with
+    another row of its pool and tenant taken out (its GPUs, watts and quota) are its options on the plan
+    without that row, cell for cell, across the pairs of rows that share a pool and a tenant with a quota."""
+    tried = 0
+    for i in SLOT_CASES:  # cases
+        pb, s, nv, npool, _ = _searched_without_swaps(i)
+        c, xp, d, tb = s.c, s.xp, s.d, s.tb
+        v, p = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(npool)).astype(np.int64)
+        load = np.asarray(xp.to_numpy(tb.load))
+        rows = np.flatnonzero((v > 0).any(1) & c.preempt & ~c.must & (p >= 0))
+        for a in rows:  # (a test: row pairs one by one)
+            for b in rows:
+                if b == a or p[b] != p[a] or c.tenant[a] != c.tenant[b] or not np.isfinite(c.quota[c.tenant[a]]):
+                    continue
+                lim = xp.asarray([c.T], xp.i64)
+                out = xp.asarray((c.gpus[b] * (v[b] > 0))[None, :], xp.f64)
+                shift = (out, xp.asarray((load[p[b], v[b]] * c.gpus[b])[None, :], xp.f64), out)
+                got = PS._options(xp, c, d, tb, nv, npool, xp.asarray([a], xp.i64), lim, shift=shift)
+                wo = v.copy()
+                wo[b] = 0
+                want = PS._options(xp, c, d, tb, xp.asarray(wo), npool, xp.asarray([a], xp.i64), lim)
+                ga, wa = np.asarray(xp.to_numpy(got[0])), np.asarray(xp.to_numpy(want[0]))
+                assert np.array_equal(np.isinf(ga), np.isinf(wa)), (i, a, b)
+                np.testing.assert_allclose(ga[np.isfinite(ga)], wa[np.isfinite(wa)], rtol=1e-9, atol=1e-6)
+                tried += 1
+    assert tried >= 20, tried
+
+
+@pytest.mark.parametrize("i", SLOT_CASES)
+def test_two_rows_exchange_slots_where_no_single_move_does(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The swap phase's slot exchanges (round 15): on a plan the search without the swap phase left where it is
+    (its carbon phase moves no row there), with no row allowed to change pools, rows exchange slots in pairs (a
+    row enters slots of its pool where it lacks the GPUs, or its tenant's quota, that another row's leaving
+    frees): no pool changes, the plan keeps every rule (checker), carbon and the objective fall, every job
+    stays finished (on time) and the greedy still dominated (seed-0 corpus-6: a 4-GPU job held the greenest
+    slots under its tenant's quota, where an 8-GPU job of the same tenant saves more). On a cold plan only:
+    a warm one's swap phase makes none."""
+    pb, s, nv, npool, nev = _searched_without_swaps(i)
+    c, xp = s.c, s.xp
+    assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)[3] == 0
+    sv, sp, sev, k = _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)
+    assert k > 0 and k % 2 == 0
+    assert np.array_equal(np.asarray(xp.to_numpy(sp)), np.asarray(xp.to_numpy(npool)))
+    assert int((np.asarray(xp.to_numpy(sv)) != np.asarray(xp.to_numpy(nv))).any(1).sum()) == k
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    # a warm plan's (the control loop's ticks), and the phase without them: nothing to do there
+    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, cold=False)[3] == 0
+    monkeypatch.setattr(PS, "EXCHANGE_SLOTS", False)
+    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)[3] == 0
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_slot_exchanges_are_the_numpy_ones_on_torch(be: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch: the swap phase's slot exchanges give the numpy plan, case by case (from the numpy search's plan)."""
+    for i in SLOT_CASES:  # cases
+        outs = []
+        _, s0, nv0, np0, _ = _searched_without_swaps(i)
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb = make(*CASES[i])
+            s = greedy_start(pb, backend, device)
+            nv = s.xp.asarray(np.asarray(s0.xp.to_numpy(nv0)))
+            npool = s.xp.asarray(np.asarray(s0.xp.to_numpy(np0)))
+            nev = PL._evaluate_plan(pb, s.c, s.pr, nv, npool, xp=s.xp, d=s.d)
+            sv, sp, _, k = _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+        (va, pa, ka), (vb, pb_, kb) = outs
+        assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+
+
+def test_a_shift_that_takes_the_room_leaves_no_level_not_even_the_current_one() -> None:
+    """``_options(shift=...)``: where another row's change takes every GPU of a row's pool (a slot exchange's
+    second row answers with the first moved into its cells), the row has no level there, not even the one it
+    runs at now (without a shift that one is always an option: the plan is valid as it is); "off" stays one."""
+    pb, s, nv, npool, _ = _searched_without_swaps(SLOT_CASES[0])
+    c, xp, d, tb = s.c, s.xp, s.d, s.tb
+    v, p = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(npool)).astype(np.int64)
+    rows = np.flatnonzero((v > 0).any(1) & c.preempt & ~c.must & (p >= 0) & (c.rpool < 0))
+    assert rows.size >= 2
+    r = xp.asarray(rows, xp.i64)
+    lim = xp.asarray(np.full(rows.size, c.T), xp.i64)
+    H = np.asarray(xp.to_numpy(d.H), np.float64)[p[rows]]
+    shift = (xp.asarray(-H, xp.f64), xp.zeros((rows.size, c.T), xp.f64))
+    got = np.asarray(xp.to_numpy(PS._options(xp, c, d, tb, nv, npool, r, lim, shift=shift)[0]))
+    assert np.isinf(got[:, :, 1:]).all() and (got[:, :, 0] == 0).all()
+    plain = np.asarray(xp.to_numpy(PS._options(xp, c, d, tb, nv, npool, r, lim)[0]))
+    at = np.take_along_axis(plain, v[rows][:, :, None].astype(np.int64), 2)[:, :, 0]
+    assert np.isfinite(at).all()  # (without the shift the current levels are options)
