@@ -29,8 +29,9 @@ best of the pools' responses):
 
 Seven phases per round, each accepted on its own:
 - ``carbon``: finished jobs (on time where they have a deadline inside the horizon, which is then their
-  limit): ``req`` = their need, no value: the same work, cheaper. Kept where the exact carbon does not rise
-  and the objective falls.
+  limit): ``req`` = their need, no value: the same work, cheaper (on a cold plan a job that runs now may also
+  take slot 0 back or give it up: ``SLOT0_FLIPS``). Kept where the exact carbon does not rise and the
+  objective falls.
 - ``swaps``: two carbon-phase rows exchange pools (p to q and q to p) where the first lacks GPUs in q that the
   second's leaving frees: a move the carbon phase never makes, as it moves one row against the others held
   fixed, so a pool full of one job never lets another in (:func:`_swaps`; round 14, seed-0 corpus of 200:
@@ -760,14 +761,16 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
             short_c = ~np.asarray(floor["finished"], bool)
     rows_h = np.flatnonzero(sel)
     moves = _moves(c, pool_h, rows_h) if phase == "carbon" else np.zeros((rows_h.size, c.P), bool)
+    flip = _slot0_rows(xp, c, vmat, pool_h, rows_h) if phase == "carbon" else np.zeros(rows_h.size, np.int8)
     if meter is not None and rows_h.size:
         _charge(meter, PHASE_CELLS, fixed=True)  # (the call's fixed cost)
-        cells = T * (1 + moves.sum(1))  # per row: its own pool's response, then one per pool it may move to
+        # per row: its own pool's response, then one per pool it may move to, and one with slot 0 flipped
+        cells = T * (1 + moves.sum(1) + (flip != 0))
         if not math.isinf(meter["left"]) and cells.sum() > meter["left"]:
             meter["cut"] = meter.get("cut", 0) + 1  # (a cut call's result is not remembered: _remembered)
             o = np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, phase), kind="stable")
             keep = np.sort(o[:int(np.searchsorted(np.cumsum(cells[o]), max(meter["left"], 0.0), side="right"))])
-            rows_h, moves, cells = rows_h[keep], moves[keep], cells[keep]
+            rows_h, moves, flip, cells = rows_h[keep], moves[keep], flip[keep], cells[keep]
         _charge(meter, float(cells.sum()))  # (what this call charged: _remembered)
     if rows_h.size == 0:
         return vmat, pool, ev, 0
@@ -808,6 +811,20 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
             saving[k] = xp.where(better, sv, saving[k])
             new_sub[k] = xp.where(better[:, None], ns, new_sub[k])
             new_pl[k] = xp.where(better, p, new_pl[k])
+        f_h = np.flatnonzero(flip)
+        if f_h.size:  # the rows that may take slot 0 back (1) or give it up (-1), in their own pool
+            k = xp.asarray(f_h, xp.i64)
+            back = flip[f_h] > 0
+            # what they must keep: a job that runs slot 0 in its pool loses no work, one that does not its loss
+            req_f = xp.asarray(np.where(back, c.R[rows_h[f_h]], c.R[rows_h[f_h]] + c.loss[rows_h[f_h]]), xp.f64)
+            zero = xp.zeros(f_h.size, xp.f64)
+            opts_f = _options(xp, c, d, tb, vmat, pool, rows[k], args[0][k], hold0=xp.asarray(back))
+            ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, rows[k], args[0][k], req_f, req_f, zero, zero,
+                                   opts=opts_f)
+            # (a row taking slot 0 back that finds no level there does not)
+            better = (sv > saving[k]) & ((ns[:, 0] > 0) | xp.asarray(~back))
+            saving[k] = xp.where(better, sv, saving[k])
+            new_sub[k] = xp.where(better[:, None], ns, new_sub[k])
     cand = xp.nonzero(saving > 0)
     if cand.shape[0] == 0:
         return vmat, pool, ev, 0
@@ -953,6 +970,33 @@ MOVE_RUNNING = False
 #: cells (158 off), and the lead measured the merged tree with it on: seed-0 corpus within 1.02 x the carbon LP
 #: 78 -> 86, median gap 2.718% -> 2.461% (benchmarks/README.md, round 14). On by default.
 MOVE_RUNNING_COLD = True
+
+
+#: Whether the carbon phase also answers, on a cold plan (where :data:`MOVE_RUNNING_COLD` lets running jobs move),
+#: for each job that runs now and stays in its pool, with slot 0 flipped (:func:`_slot0_rows`): a job that does not
+#: run slot 0 there pays its switching loss (``preempt_loss_s``) as work, so taking slot 0 back can cost less than
+#: the work it saves, and one that runs slot 0 may give it up and pay the loss. A row's own response keeps slot 0
+#: as it is (its need is the evaluation's), so neither is ever its best response: seed-0 corpus-13, two running jobs
+#: left slot 0 (the dearest) and paid their loss in dear slots later, where the MILP runs both in slot 0. Round 15
+#: (H3; /work/tools/meas.py, on top of ``EXCHANGE_SLOTS``, not in the same hour): seed-0 corpus of 200, median gap
+#: 2.328% -> 2.292%, 17 lower / 13 higher, carbon within 1.02 x the carbon LP 86 -> 88 of 132 (corpus-124 back,
+#: corpus-184 at 0 g: its LP's), CPU 100.9 -> 106.9 s. Warm plans too cost the itp60 policy run 175.1 -> 179.9
+#: g/GPU-h (425 jobs instead of 418, 114 preemptions instead of 212): cold only, as the running jobs' moves.
+SLOT0_FLIPS = True
+
+
+def _slot0_rows(xp: Ops, c: Any, vmat: Any, pool_h: Any, rows_h: Any) -> Any:
+    """``(n,)`` host int8 for the carbon phase's ``rows_h``: 1 where a job that runs now, in the pool it runs
+    in, does not run slot 0 (it may take it back), -1 where it does (it may give it up), 0 elsewhere; all 0
+    where not :data:`SLOT0_FLIPS` or where the plan may not move running jobs (:func:`_moves`: a warm plan)."""
+    out = np.zeros(rows_h.size, np.int8)
+    if not SLOT0_FLIPS or rows_h.size == 0 or not (MOVE_RUNNING or (MOVE_RUNNING_COLD and bool(c.cold))):
+        return out
+    stay = (c.rpool[rows_h] >= 0) & (c.rpool[rows_h] == pool_h[rows_h]) & (c.loss[rows_h] > 0)
+    run0 = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64), 0]), np.int64) > 0
+    out[stay & ~run0] = 1
+    out[stay & run0] = -1
+    return out
 
 
 def _moves(c: Any, pool_h: Any, rows_h: Any) -> Any:
@@ -1523,7 +1567,7 @@ OPTIONS_LEVELS_MAX_CELLS = 8_192
 
 def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
              price: Any = None, to_pool: Any = None, room_free: bool = False,
-             use: Any = None, shift: tuple[Any, ...] | None = None) -> tuple[Any, Any, Any, Any]:
+             use: Any = None, shift: tuple[Any, ...] | None = None, hold0: Any = None) -> tuple[Any, Any, Any, Any]:
     """Per row, slot and level the cost of running there (module docstring; ``inf``: not an option):
     ``C : (n, T, V)`` (level 0 "off": 0, or ``inf`` in a kept slot 0), the rows' work per slot at each level
     ``wk : (n, V)``, their current levels ``sub : (n, T)`` and ``keep0 : (n,)`` (slot 0 kept).
@@ -1534,7 +1578,9 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
     ``shift``: per row, the plan as it is with another row changed (the swap phase, :func:`_swaps`): the GPUs
     ``(n, T)`` that change frees in the row's (target) pool, the facility watts ``(n, T)`` it removes and, where
     given, the GPUs ``(n, T)`` it frees under the row's tenant's quota (negative: the change takes room); the
-    row's current levels are then options only where they fit the room so changed."""
+    row's current levels are then options only where they fit the room so changed.
+    ``hold0 : (n,)``: whether each row keeps slot 0 (instead of: a job that runs now and runs slot 0 in its
+    pool; the carbon phase's slot-0 flips, :func:`_slot0_rows`)."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
@@ -1569,7 +1615,7 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
         if shift is not None and len(shift) > 2:
             left_q = left_q + shift[2]
         avail = avail & (left_q >= g[:, None] - 1e-9)
-    keep0 = (d.rpool[rows] == pl) & run[:, 0]
+    keep0 = (d.rpool[rows] == pl) & run[:, 0] if hold0 is None else hold0
     inf = float("inf")
     c_off = xp.where((tt == 0) & keep0[:, None], inf, xp.zeros((n, T), xp.f64))  # a kept slot 0 is never "off"
     # the levels 1.. as one (n, T, V - 1) table on small tables, a level at a time on large ones (temporaries

@@ -1934,3 +1934,63 @@ def test_a_shift_that_takes_the_room_leaves_no_level_not_even_the_current_one() 
     plain = np.asarray(xp.to_numpy(PS._options(xp, c, d, tb, nv, npool, r, lim)[0]))
     at = np.take_along_axis(plain, v[rows][:, :, None].astype(np.int64), 2)[:, :, 0]
     assert np.isfinite(at).all()  # (without the shift the current levels are options)
+
+
+#: seed-31 cases whose searched plan (the search without slot-0 flips, on a cold plan) has a running job the carbon
+#: phase's slot-0 flips move (round 15: 16, 17, 22, 25 and 36 of the 40)
+FLIP_CASES = (16, 17, 22, 25, 36)
+
+
+@functools.cache
+def _searched_without_flips(i: int) -> tuple[Any, ...]:
+    """Case ``i``'s greedy plan searched as a cold plan (``c.cold``) with no slot-0 flips (the greedy its floor)."""
+    pb = make(*CASES[i])
+    s = greedy_start(pb)
+    c = dataclasses.replace(s.c, cold=True)
+    keep = PS.SLOT0_FLIPS
+    PS.SLOT0_FLIPS = False
+    try:
+        nv, npool, nev, _ = PS.power_search(pb, s.xp, c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
+    finally:
+        PS.SLOT0_FLIPS = keep
+    return pb, s, c, nv, npool, nev
+
+
+@pytest.mark.parametrize("i", FLIP_CASES)
+def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int) -> None:
+    """The carbon phase's slot-0 flips (round 15, ``SLOT0_FLIPS``): on a cold plan the search without them left
+    where it is, a job that runs now and stays in its pool takes slot 0 back (its switching loss no longer
+    paid as work) or gives it up (paying it) where that saves carbon: its slot 0 changes, the plan keeps every
+    rule (checker), carbon and the objective fall, every job stays finished (on time). Without the flips the
+    phase moves no such row (seed-0 corpus-13: two running jobs left slot 0 and paid their loss in dearer slots
+    later; the MILP runs both in slot 0)."""
+    pb, s, c, nv, npool, nev = _searched_without_flips(i)
+    xp = s.xp
+    sv, sp, sev, k = PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)
+    v0, v1 = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(sv))
+    flipped = np.flatnonzero((c.rpool >= 0) & ((v0[:, 0] > 0) != (v1[:, 0] > 0)))
+    assert k > 0 and flipped.size > 0
+    assert (np.asarray(xp.to_numpy(sp))[flipped] == c.rpool[flipped]).all()
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    keep = PS.SLOT0_FLIPS
+    PS.SLOT0_FLIPS = False
+    try:
+        ov = PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)[0]
+    finally:
+        PS.SLOT0_FLIPS = keep
+    o = np.asarray(xp.to_numpy(ov))
+    assert ((c.rpool >= 0) & ((v0[:, 0] > 0) != (o[:, 0] > 0))).sum() == 0
+
+
+def test_a_warm_plan_flips_no_running_job() -> None:
+    """A warm re-plan (``c.cold`` False: the control loop's ticks) flips no running job's slot 0 (in the 3-day
+    itp60 policy run, flips on warm ticks cost 175.1 -> 179.9 g/GPU-h: each tick decides again)."""
+    for i in FLIP_CASES:  # cases
+        pb, s, c, nv, npool, nev = _searched_without_flips(i)
+        rows = np.flatnonzero(c.rpool >= 0)
+        assert PS._slot0_rows(s.xp, c, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows).any()
+        warm = dataclasses.replace(c, cold=False)
+        assert not PS._slot0_rows(s.xp, warm, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows).any()
