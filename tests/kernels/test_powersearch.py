@@ -1828,9 +1828,11 @@ def test_a_block_displacement_spends_at_most_its_share_of_the_cells_it_found(mon
 
 
 #: seed-31 cases where the swap phase's slot exchanges alone (no row may change pools) move rows on the plan the
-#: search without the swap phase leaves (round 15: 7, 8, 9, 11, 12, 13, 20, 21, 22, 26 and 30 of the 40; 12 and
-#: 30 have one pool, 30 and 26 tenant quotas)
-SLOT_CASES = (9, 12, 20, 26, 30)
+#: search without the swap phase leaves, a plan that does all its work (round 15: 8, 20, 21, 22 and 26 of the 40;
+#: all but 20 with tenant quotas) ...
+SLOT_CASES = (8, 20, 21, 22, 26)
+#: ... and where they would on the plan it leaves with work undone (9, 12 and 30; 12 and 30 one pool)
+SLOT_UNDONE_CASES = (9, 12, 30)
 
 
 def _slot_exchanges(pb: Any, s: Any, nv: Any, npool: Any, nev: dict[str, Any],
@@ -1896,6 +1898,17 @@ def test_two_rows_exchange_slots_where_no_single_move_does(i: int, monkeypatch: 
     assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, cold=False)[3] == 0
     monkeypatch.setattr(PS, "EXCHANGE_SLOTS", False)
     assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)[3] == 0
+
+
+@pytest.mark.parametrize("i", SLOT_UNDONE_CASES)
+def test_a_plan_that_leaves_work_undone_exchanges_no_slots(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the plan leaves work undone the swap phase makes no slot exchange (``_cold_and_done``: the search's
+    cells go to the phases that finish work; seed-1 corpus-14 finished a job fewer with them), though it would
+    on the plan with every job's work done as it is (the plan's evaluation is what decides)."""
+    pb, s, nv, npool, nev = _searched_without_swaps(i)
+    assert nev["unfinished_gpu_s"] > 0
+    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)[3] == 0
+    assert _slot_exchanges(pb, s, nv, npool, {**nev, "unfinished_gpu_s": 0.0}, monkeypatch)[3] > 0
 
 
 @pytest.mark.parametrize("be", BACKENDS[1:])
@@ -1987,10 +2000,13 @@ def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int)
 
 def test_a_warm_plan_flips_no_running_job() -> None:
     """A warm re-plan (``c.cold`` False: the control loop's ticks) flips no running job's slot 0 (in the 3-day
-    itp60 policy run, flips on warm ticks cost 175.1 -> 179.9 g/GPU-h: each tick decides again)."""
+    itp60 policy run, flips on warm ticks cost 175.1 -> 179.9 g/GPU-h: each tick decides again), nor does a
+    plan that leaves work undone (``_cold_and_done``)."""
     for i in FLIP_CASES:  # cases
         pb, s, c, nv, npool, nev = _searched_without_flips(i)
         rows = np.flatnonzero(c.rpool >= 0)
-        assert PS._slot0_rows(s.xp, c, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows).any()
+        assert PS._slot0_rows(s.xp, c, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows, nev).any()
         warm = dataclasses.replace(c, cold=False)
-        assert not PS._slot0_rows(s.xp, warm, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows).any()
+        assert not PS._slot0_rows(s.xp, warm, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows, nev).any()
+        undone = {**nev, "unfinished_gpu_s": 1.0}
+        assert not PS._slot0_rows(s.xp, c, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows, undone).any()
