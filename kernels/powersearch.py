@@ -30,7 +30,7 @@ best of the pools' responses):
 Seven phases per round, each accepted on its own:
 - ``carbon``: finished jobs (on time where they have a deadline inside the horizon, which is then their
   limit): ``req`` = their need, no value: the same work, cheaper (on a cold plan a job that runs now may also
-  take slot 0 back or give it up: ``SLOT0_FLIPS``). Kept where the exact carbon does not rise and the
+  take slot 0 back or give it up: ``SLOT0_FLIPS``, off by default). Kept where the exact carbon does not rise and the
   objective falls.
 - ``swaps``: two carbon-phase rows exchange pools (p to q and q to p) where the first lacks GPUs in q that the
   second's leaving frees: a move the carbon phase never makes, as it moves one row against the others held
@@ -981,8 +981,11 @@ MOVE_RUNNING_COLD = True
 #: (H3; /work/tools/meas.py, on top of ``EXCHANGE_SLOTS``, not in the same hour): seed-0 corpus of 200, median gap
 #: 2.328% -> 2.292%, 17 lower / 13 higher, carbon within 1.02 x the carbon LP 86 -> 88 of 132 (corpus-124 back,
 #: corpus-184 at 0 g: its LP's), CPU 100.9 -> 106.9 s. Warm plans too cost the itp60 policy run 175.1 -> 179.9
-#: g/GPU-h (425 jobs instead of 418, 114 preemptions instead of 212): cold only, as the running jobs' moves.
-SLOT0_FLIPS = True
+#: g/GPU-h (425 jobs instead of 418, 114 preemptions instead of 212): cold only, as the running jobs' moves. Off
+#: by default: with the slot exchanges where the plan does all its work (``_cold_and_done``), same hour as 1788cd9,
+#: seed-0 corpus-118's first start searched to +2.1% and the start that won leaves a job unfinished (3,605 -> 3,604
+#: jobs; median gap 2.461% -> 2.259%, within 1.02 86 -> 89, CPU 95.2 -> 99.1 s with them on).
+SLOT0_FLIPS = False
 
 
 def _slot0_rows(xp: Ops, c: Any, vmat: Any, pool_h: Any, rows_h: Any, ev: dict[str, Any]) -> Any:

@@ -1970,13 +1970,14 @@ def _searched_without_flips(i: int) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("i", FLIP_CASES)
-def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int) -> None:
+def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The carbon phase's slot-0 flips (round 15, ``SLOT0_FLIPS``): on a cold plan the search without them left
     where it is, a job that runs now and stays in its pool takes slot 0 back (its switching loss no longer
     paid as work) or gives it up (paying it) where that saves carbon: its slot 0 changes, the plan keeps every
     rule (checker), carbon and the objective fall, every job stays finished (on time). Without the flips the
     phase moves no such row (seed-0 corpus-13: two running jobs left slot 0 and paid their loss in dearer slots
-    later; the MILP runs both in slot 0)."""
+    later; the MILP runs both in slot 0). (Opt-in: on here.)"""
+    monkeypatch.setattr(PS, "SLOT0_FLIPS", True)
     pb, s, c, nv, npool, nev = _searched_without_flips(i)
     xp = s.xp
     sv, sp, sev, k = PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)
@@ -1998,10 +1999,11 @@ def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int)
     assert ((c.rpool >= 0) & ((v0[:, 0] > 0) != (o[:, 0] > 0))).sum() == 0
 
 
-def test_a_warm_plan_flips_no_running_job() -> None:
+def test_a_warm_plan_flips_no_running_job(monkeypatch: pytest.MonkeyPatch) -> None:
     """A warm re-plan (``c.cold`` False: the control loop's ticks) flips no running job's slot 0 (in the 3-day
     itp60 policy run, flips on warm ticks cost 175.1 -> 179.9 g/GPU-h: each tick decides again), nor does a
-    plan that leaves work undone (``_cold_and_done``)."""
+    plan that leaves work undone (``_cold_and_done``). (Opt-in: on here; off, none flips anywhere.)"""
+    monkeypatch.setattr(PS, "SLOT0_FLIPS", True)
     for i in FLIP_CASES:  # cases
         pb, s, c, nv, npool, nev = _searched_without_flips(i)
         rows = np.flatnonzero(c.rpool >= 0)
