@@ -37,7 +37,7 @@ Seven phases per round, each accepted on its own:
   fixed, so a pool full of one job never lets another in (:func:`_swaps`; round 14, seed-0 corpus of 200:
   carbon within 1.02 x the carbon LP on 74 -> 78 all-finish instances). And two rows of one pool (or of one
   tenant with a quota) exchange slots where the first lacks the GPUs (quota) there that the second's leaving
-  frees (round 15, ``EXCHANGE_SLOTS``: on a cold plan). The same test as ``carbon``.
+  frees (round 15, ``EXCHANGE_SLOTS``: opt-in, on a cold plan). The same test as ``carbon``.
 - ``blocks``: finished non-preemptible jobs: the cheapest single block at one level (per level the block of
   ``ceil(need / work)`` slots, by prefix sums of the options' costs; a job that runs now starts at slot 0),
   then its dearest cells lowered a level while the block's surplus covers the work they lose. The same
@@ -1112,15 +1112,18 @@ SWAP_ROWS_MAX = 64
 #: the GPUs (or its tenant's quota) that another row of that pool (tenant) frees by leaving them, the other answers
 #: around it. The carbon phase never makes that move (each row answers against the others held fixed: seed-0
 #: corpus-6, an 8-GPU job kept out of the greenest slots by a 4-GPU job of its tenant holding the quota there;
-#: corpus-7, -12, -60, -180: the greenest slots of a pool full). Round 15 (H3; /work/tools/meas.py, old = 1788cd9
-#: in the same hour, load 10-15): seed-0 corpus of 200, median penalised gap 2.461% -> 2.328%, objective lower on
-#: 62 instances and higher on 15 (at most +4.3%, corpus-78), jobs finished 3,605 -> 3,607, carbon within 1.02 x
-#: the carbon LP 86 -> 86 of 132 (12 and 60 in, 119 and 124 out: 1.0195 -> 1.0208, 1.0187 -> 1.0211), median
-#: carbon ratio 1.0122 -> 1.0120, corpus CPU 94.0 -> 100.9 s (search cells 117.3M -> 125.0M). On a cold plan only
-#: (``c.cold``: a one-off plan such as ``windward plan``, and the corpus): on every tick of the 3-day itp60 policy run
-#: (`benchmarks/simulator.py --case itp60 --days 3`) they cost 418 -> 394 jobs done, 175.1 -> 176.2 g/GPU-h (212 ->
-#: 170 preemptions): the control loop re-plans warm every tick and the exchanges decided again each tick.
-EXCHANGE_SLOTS = True
+#: corpus-7, -12, -60, -180: the greenest slots of a pool full). Only where :func:`_cold_and_done`: on every tick
+#: of the 3-day itp60 policy run they cost 418 -> 394 jobs done (175.1 -> 176.2 g/GPU-h, 212 -> 170 preemptions),
+#: and where work was left undone they took the cells that finish it (seed-1 corpus, first 100: 1,696 -> 1,692
+#: jobs). So gated, round 15 (H3; /work/tools/meas.py, old = 1788cd9, load 5-15): seed-0 corpus of 200, median
+#: penalised gap 2.461% -> 2.362%, objective lower on 38 instances and higher on 4 (at most +0.23%), jobs finished
+#: 3,605 -> 3,605, carbon within 1.02 x the carbon LP 86 -> 87 of 132 (7, 12 and 60 in; 119 and 124 out:
+#: 1.0195 -> 1.0208, 1.0187 -> 1.0211), median carbon ratio 1.0122 -> 1.0121, 0 violations, 0 dominance
+#: failures; CPU 95.2 -> 92.7 s (not the same hour; search cells +2.3%); seed-1 (first 100): gap 2.494% ->
+#: 2.521% (16 lower, 3 higher: corpus-44 +3.2%), jobs 1,696 -> 1,696, within 1.02 44 -> 44; itp60 unchanged
+#: (418 jobs, 175.12 g/GPU-h, 212 preemptions). Off by default: on, tests/kernels/test_corpus.py's search-cells
+#: ratchet counts 162 (its seed-11 corpus-160: 14,550 -> 22,350 cells, -0.16%) against SEARCH_CELLS_BIG_MAX = 161.
+EXCHANGE_SLOTS = False
 
 
 def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,

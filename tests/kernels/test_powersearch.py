@@ -1836,9 +1836,11 @@ SLOT_UNDONE_CASES = (9, 12, 30)
 
 
 def _slot_exchanges(pb: Any, s: Any, nv: Any, npool: Any, nev: dict[str, Any],
-                    monkeypatch: pytest.MonkeyPatch, cold: bool = True) -> tuple[Any, ...]:
+                    monkeypatch: pytest.MonkeyPatch, cold: bool = True, on: bool = True) -> tuple[Any, ...]:
     """The swap phase on the plan, as a cold plan's (``c.cold``: slot exchanges only there) or a warm one's, with
-    no row allowed to change pools (``_moves`` empty): its slot exchanges alone."""
+    no row allowed to change pools (``_moves`` empty): its slot exchanges alone (``EXCHANGE_SLOTS`` set to ``on``:
+    opt-in)."""
+    monkeypatch.setattr(PS, "EXCHANGE_SLOTS", on)
     monkeypatch.setattr(PS, "_moves", lambda c, pool_h, rows_h: np.zeros((rows_h.size, c.P), bool))
     c = dataclasses.replace(s.c, cold=cold)
     return PS._swaps(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None)
@@ -1896,8 +1898,7 @@ def test_two_rows_exchange_slots_where_no_single_move_does(i: int, monkeypatch: 
     assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
     # a warm plan's (the control loop's ticks), and the phase without them: nothing to do there
     assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, cold=False)[3] == 0
-    monkeypatch.setattr(PS, "EXCHANGE_SLOTS", False)
-    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)[3] == 0
+    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, on=False)[3] == 0
 
 
 @pytest.mark.parametrize("i", SLOT_UNDONE_CASES)
