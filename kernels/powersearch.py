@@ -1121,9 +1121,13 @@ SWAP_ROWS_MAX = 64
 #: 1.0195 -> 1.0208, 1.0187 -> 1.0211), median carbon ratio 1.0122 -> 1.0121, 0 violations, 0 dominance
 #: failures; CPU 95.2 -> 92.7 s (not the same hour; search cells +2.3%); seed-1 (first 100): gap 2.494% ->
 #: 2.521% (16 lower, 3 higher: corpus-44 +3.2%), jobs 1,696 -> 1,696, within 1.02 44 -> 44; itp60 unchanged
-#: (418 jobs, 175.12 g/GPU-h, 212 preemptions). Off by default: on, tests/kernels/test_corpus.py's search-cells
-#: ratchet counts 162 (its seed-11 corpus-160: 14,550 -> 22,350 cells, -0.16%) against SEARCH_CELLS_BIG_MAX = 161.
-EXCHANGE_SLOTS = False
+#: (418 jobs, 175.12 g/GPU-h, 212 preemptions). On 1788cd9 alone test_corpus's search-cells ratchet counted 162
+#: (its seed-11 corpus-160: 14,550 -> 22,350 cells, -0.16%) against 161; on the merged round (H1's STALL_GAIN,
+#: DISPLACE_SHARE and 1M budget) it counts 160 on, 159 off, so the lead switched it on (/tmp/r15/measx.py, the
+#: merged tree off -> on, the same hour): seed-0 corpus median gap 2.493% -> 2.439%, 38 lower / 4 higher (corpus-7
+#: +0.71%), jobs 3,604 both, within 1.02 x the carbon LP 85 -> 86, CPU sum 62.4 -> 60.0 s, max 1.03 -> 0.91 s;
+#: seed 1: 2.317% -> 2.311%, 32 lower / 3 higher (corpus-44 +3.2%), jobs 3,440 both, within 1.02 89 -> 92.
+EXCHANGE_SLOTS = True
 
 
 def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,

@@ -404,9 +404,10 @@ def test_every_corpus_instance_dominates_the_greedy() -> None:
 #: kernels.plan's bound: measured 149 of 200 at STOP_GAP = 1% (136 at 2%); round start 587f207: 197 (counted
 #: with a spy on the meter), which this fails. The merged round (STOP_GAP = 0: only a plan proven optimal stops
 #: the search; the carbon phase's pool moves, H4): 190. Round 14 (H1's gated later starts and skipped last
-#: search, H4's swap phase and cold-plan moves of running jobs): 161 (158 without the cold-plan moves).
+#: search, H4's swap phase and cold-plan moves of running jobs): 161 (158 without the cold-plan moves). Round 15
+#: (H1's stall rule, displacement share and 1M budget; H3's slot exchanges on): 160 (159 without the exchanges).
 SEARCH_CELLS_BIG = 20_000
-SEARCH_CELLS_BIG_MAX = 161
+SEARCH_CELLS_BIG_MAX = 160
 
 
 def test_corpus_search_cells_do_not_grow() -> None:
