@@ -37,7 +37,8 @@ Seven phases per round, each accepted on its own:
   fixed, so a pool full of one job never lets another in (:func:`_swaps`; round 14, seed-0 corpus of 200:
   carbon within 1.02 x the carbon LP on 74 -> 78 all-finish instances). And two rows of one pool (or of one
   tenant with a quota) exchange slots where the first lacks the GPUs (quota) there that the second's leaving
-  frees (round 15, ``EXCHANGE_SLOTS``: opt-in, on a cold plan). The same test as ``carbon``.
+  frees (round 15, ``EXCHANGE_SLOTS``: on a cold plan that leaves no work undone, up to ``STARTS_MAX_CELLS``).
+  The same test as ``carbon``.
 - ``blocks``: finished non-preemptible jobs: the cheapest single block at one level (per level the block of
   ``ceil(need / work)`` slots, by prefix sums of the options' costs; a job that runs now starts at slot 0),
   then its dearest cells lowered a level while the block's surplus covers the work they lose. The same
@@ -1127,6 +1128,8 @@ SWAP_ROWS_MAX = 64
 #: merged tree off -> on, the same hour): seed-0 corpus median gap 2.493% -> 2.439%, 38 lower / 4 higher (corpus-7
 #: +0.71%), jobs 3,604 both, within 1.02 x the carbon LP 85 -> 86, CPU sum 62.4 -> 60.0 s, max 1.03 -> 0.91 s;
 #: seed 1: 2.317% -> 2.311%, 32 lower / 3 higher (corpus-44 +3.2%), jobs 3,440 both, within 1.02 89 -> 92.
+#: Only up to ``STARTS_MAX_CELLS`` (the corpus's sizes): on the one-start path the published winter-600 plan ended
+#: 1.07% higher with them (7,394.6 -> 7,473.6 kg; summer-1500 0.41% lower, 15,381.9 -> 15,319.1 kg).
 EXCHANGE_SLOTS = True
 
 
@@ -1148,7 +1151,9 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     largest saving first, then the first half of them while the result breaks a cap (:func:`_within_room`)
     or fails the carbon phase's exact test (``HALVINGS`` times)."""
     T = c.T
-    slots = EXCHANGE_SLOTS and _cold_and_done(c, ev)  # (slot exchanges: where the plan may make them)
+    # (slot exchanges: where the plan may make them, and only where the starts share one meter: on the published
+    # winter-600, one start, they end 1.07% higher, 7,394.6 -> 7,473.6 kg; summer-1500 0.41% lower)
+    slots = EXCHANGE_SLOTS and _cold_and_done(c, ev) and c.J * c.T <= STARTS_MAX_CELLS
     if c.P < 2 and not slots:
         return vmat, pool, ev, 0
     finished, need_h, _, on_time = _row_status(ev)

@@ -1838,8 +1838,7 @@ SLOT_UNDONE_CASES = (9, 12, 30)
 def _slot_exchanges(pb: Any, s: Any, nv: Any, npool: Any, nev: dict[str, Any],
                     monkeypatch: pytest.MonkeyPatch, cold: bool = True, on: bool = True) -> tuple[Any, ...]:
     """The swap phase on the plan, as a cold plan's (``c.cold``: slot exchanges only there) or a warm one's, with
-    no row allowed to change pools (``_moves`` empty): its slot exchanges alone (``EXCHANGE_SLOTS`` set to ``on``:
-    opt-in)."""
+    no row allowed to change pools (``_moves`` empty): its slot exchanges alone (``EXCHANGE_SLOTS`` set to ``on``)."""
     monkeypatch.setattr(PS, "EXCHANGE_SLOTS", on)
     monkeypatch.setattr(PS, "_moves", lambda c, pool_h, rows_h: np.zeros((rows_h.size, c.P), bool))
     c = dataclasses.replace(s.c, cold=cold)
@@ -1882,8 +1881,8 @@ def test_two_rows_exchange_slots_where_no_single_move_does(i: int, monkeypatch: 
     row enters slots of its pool where it lacks the GPUs, or its tenant's quota, that another row's leaving
     frees): no pool changes, the plan keeps every rule (checker), carbon and the objective fall, every job
     stays finished (on time) and the greedy still dominated (seed-0 corpus-6: a 4-GPU job held the greenest
-    slots under its tenant's quota, where an 8-GPU job of the same tenant saves more). On a cold plan only:
-    a warm one's swap phase makes none."""
+    slots under its tenant's quota, where an 8-GPU job of the same tenant saves more). On a cold plan only,
+    up to ``STARTS_MAX_CELLS``: a warm one's swap phase makes none, nor one past that size."""
     pb, s, nv, npool, nev = _searched_without_swaps(i)
     c, xp = s.c, s.xp
     assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)[3] == 0
@@ -1899,6 +1898,9 @@ def test_two_rows_exchange_slots_where_no_single_move_does(i: int, monkeypatch: 
     # a warm plan's (the control loop's ticks), and the phase without them: nothing to do there
     assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, cold=False)[3] == 0
     assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, on=False)[3] == 0
+    # nor past STARTS_MAX_CELLS (the one-start path: the published winter-600 ended 1.07% higher with them)
+    monkeypatch.setattr(PS, "STARTS_MAX_CELLS", c.J * c.T - 1)
+    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)[3] == 0
 
 
 @pytest.mark.parametrize("i", SLOT_UNDONE_CASES)
