@@ -249,7 +249,7 @@ def test_with_carry_more_a_tick_behind_on_unfinished_work_is_carried_past_the_gr
     and in totals, valid."""
     assert not P.TICK_CARRY_MORE
     behind = []
-    for k, (q, r) in enumerate(_chain(case)):
+    for q, r in _chain(case):
         behind.append(dominance_failures(outcome(q, r), outcome(q, kernels.greedy_plan(q))) != [])
     assert any(behind), behind  # (the default leaves a tick behind)
     monkeypatch.setattr(P, "TICK_CARRY_MORE", True)
