@@ -1570,6 +1570,21 @@ def test_a_start_above_the_lowest_plan_is_not_stopped_close(monkeypatch: pytest.
 SWAP_CASES = (7, 8, 13, 20, 28)
 
 
+def _same_options_without(s: Any, nv: Any, npool: Any, v: Any, a: int, b: int, shift: Any, where: Any,
+                          **kw: Any) -> None:
+    """Row ``a``'s options (``_options``, ``kw``: ``to_pool``) with row ``b`` shifted out (``shift``) are its
+    options on the plan without row ``b``, cell for cell."""
+    xp, c = s.xp, s.c
+    lim = xp.asarray([c.T], xp.i64)
+    got = PS._options(xp, c, s.d, s.tb, nv, npool, xp.asarray([a], xp.i64), lim, shift=shift, **kw)
+    wo = v.copy()
+    wo[b] = 0
+    want = PS._options(xp, c, s.d, s.tb, xp.asarray(wo), npool, xp.asarray([a], xp.i64), lim, **kw)
+    ga, wa = np.asarray(xp.to_numpy(got[0])), np.asarray(xp.to_numpy(want[0]))
+    assert np.array_equal(np.isinf(ga), np.isinf(wa)), where
+    np.testing.assert_allclose(ga[np.isfinite(ga)], wa[np.isfinite(wa)], rtol=1e-9, atol=1e-6)
+
+
 @functools.cache
 def _searched_without_swaps(i: int, backend: str = "numpy", device: str = "cpu") -> tuple[Any, ...]:
     """Case ``i``'s greedy plan searched with every phase but the swap phase (the greedy its floor), until a round
@@ -1592,7 +1607,7 @@ def test_a_shifted_option_is_the_option_with_the_other_row_out() -> None:
     tried = 0
     for i in SWAP_CASES:  # cases
         pb, s, nv, npool, _ = _searched_without_swaps(i)
-        c, xp, d, tb = s.c, s.xp, s.d, s.tb
+        c, xp, tb = s.c, s.xp, s.tb
         v, p = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(npool)).astype(np.int64)
         load = np.asarray(xp.to_numpy(tb.load))
         rows = np.flatnonzero((v > 0).any(1) & c.preempt & ~c.must & (p >= 0))
@@ -1600,18 +1615,9 @@ def test_a_shifted_option_is_the_option_with_the_other_row_out() -> None:
             for b in rows:
                 if p[b] == p[a] or not c.eligible[a, p[b]] or c.tenant[a] == c.tenant[b]:
                     continue
-                lim = xp.asarray([c.T], xp.i64)
                 shift = (xp.asarray((c.gpus[b] * (v[b] > 0))[None, :], xp.f64),
                          xp.asarray((load[p[b], v[b]] * c.gpus[b])[None, :], xp.f64))
-                got = PS._options(xp, c, d, tb, nv, npool, xp.asarray([a], xp.i64), lim,
-                                  to_pool=xp.asarray([p[b]], xp.i64), shift=shift)
-                wo = v.copy()
-                wo[b] = 0
-                want = PS._options(xp, c, d, tb, xp.asarray(wo), npool, xp.asarray([a], xp.i64), lim,
-                                   to_pool=xp.asarray([p[b]], xp.i64))
-                ga, wa = np.asarray(xp.to_numpy(got[0])), np.asarray(xp.to_numpy(want[0]))
-                assert np.array_equal(np.isinf(ga), np.isinf(wa)), (i, a, b)
-                np.testing.assert_allclose(ga[np.isfinite(ga)], wa[np.isfinite(wa)], rtol=1e-9, atol=1e-6)
+                _same_options_without(s, nv, npool, v, a, b, shift, (i, a, b), to_pool=xp.asarray([p[b]], xp.i64))
                 tried += 1
     assert tried >= 20, tried
 
@@ -1642,10 +1648,10 @@ def test_two_rows_exchange_pools_where_no_single_move_does(i: int) -> None:
     assert sorted((b, a) for a, b in ex) == ex  # each move p -> q has its q -> p
 
 
-@pytest.mark.parametrize("be", BACKENDS[1:])
-def test_swaps_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
-    """torch: the swap phase gives the numpy plan and pools, case by case (from the numpy search's plan)."""
-    for i in SWAP_CASES:  # cases
+def _swaps_same_on(be: tuple[str, str], cases: tuple[int, ...], swap: Any) -> None:
+    """The swap phase (``swap(pb, s, nv, npool, nev)``, a start ``s`` on each backend) on numpy and on backend
+    ``be`` gives the same plan, pools and count, case by case, from the numpy search's plan without it."""
+    for i in cases:  # cases
         outs = []
         _, s0, nv0, np0, _ = _searched_without_swaps(i)
         for backend, device in (("numpy", "cpu"), be):  # backends
@@ -1654,10 +1660,17 @@ def test_swaps_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
             nv = s.xp.asarray(np.asarray(s0.xp.to_numpy(nv0)))
             npool = s.xp.asarray(np.asarray(s0.xp.to_numpy(np0)))
             nev = PL._evaluate_plan(pb, s.c, s.pr, nv, npool, xp=s.xp, d=s.d)
-            sv, sp, _, k = PS._swaps(pb, s.xp, s.c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None)
+            sv, sp, _, k = swap(pb, s, nv, npool, nev)
             outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
         (va, pa, ka), (vb, pb_, kb) = outs
         assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_swaps_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
+    """torch: the swap phase gives the numpy plan and pools, case by case (from the numpy search's plan)."""
+    _swaps_same_on(be, SWAP_CASES, lambda pb, s, nv, npool, nev: PS._swaps(pb, s.xp, s.c, s.pr, s.d, s.tb, nv, npool,
+                                                                              nev, s.gev, None))
 
 
 def _greedy_matching(ia: np.ndarray, ib: np.ndarray, gain: np.ndarray) -> list[int]:
@@ -1852,7 +1865,7 @@ def test_a_shifted_option_with_the_quota_is_the_option_with_the_other_row_out() 
     tried = 0
     for i in SLOT_CASES:  # cases
         pb, s, nv, npool, _ = _searched_without_swaps(i)
-        c, xp, d, tb = s.c, s.xp, s.d, s.tb
+        c, xp, tb = s.c, s.xp, s.tb
         v, p = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(npool)).astype(np.int64)
         load = np.asarray(xp.to_numpy(tb.load))
         rows = np.flatnonzero((v > 0).any(1) & c.preempt & ~c.must & (p >= 0))
@@ -1860,16 +1873,9 @@ def test_a_shifted_option_with_the_quota_is_the_option_with_the_other_row_out() 
             for b in rows:
                 if b == a or p[b] != p[a] or c.tenant[a] != c.tenant[b] or not np.isfinite(c.quota[c.tenant[a]]):
                     continue
-                lim = xp.asarray([c.T], xp.i64)
                 out = xp.asarray((c.gpus[b] * (v[b] > 0))[None, :], xp.f64)
                 shift = (out, xp.asarray((load[p[b], v[b]] * c.gpus[b])[None, :], xp.f64), out)
-                got = PS._options(xp, c, d, tb, nv, npool, xp.asarray([a], xp.i64), lim, shift=shift)
-                wo = v.copy()
-                wo[b] = 0
-                want = PS._options(xp, c, d, tb, xp.asarray(wo), npool, xp.asarray([a], xp.i64), lim)
-                ga, wa = np.asarray(xp.to_numpy(got[0])), np.asarray(xp.to_numpy(want[0]))
-                assert np.array_equal(np.isinf(ga), np.isinf(wa)), (i, a, b)
-                np.testing.assert_allclose(ga[np.isfinite(ga)], wa[np.isfinite(wa)], rtol=1e-9, atol=1e-6)
+                _same_options_without(s, nv, npool, v, a, b, shift, (i, a, b))
                 tried += 1
     assert tried >= 20, tried
 
@@ -1917,19 +1923,7 @@ def test_a_plan_that_leaves_work_undone_exchanges_no_slots(i: int, monkeypatch: 
 @pytest.mark.parametrize("be", BACKENDS[1:])
 def test_slot_exchanges_are_the_numpy_ones_on_torch(be: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """torch: the swap phase's slot exchanges give the numpy plan, case by case (from the numpy search's plan)."""
-    for i in SLOT_CASES:  # cases
-        outs = []
-        _, s0, nv0, np0, _ = _searched_without_swaps(i)
-        for backend, device in (("numpy", "cpu"), be):  # backends
-            pb = make(*CASES[i])
-            s = greedy_start(pb, backend, device)
-            nv = s.xp.asarray(np.asarray(s0.xp.to_numpy(nv0)))
-            npool = s.xp.asarray(np.asarray(s0.xp.to_numpy(np0)))
-            nev = PL._evaluate_plan(pb, s.c, s.pr, nv, npool, xp=s.xp, d=s.d)
-            sv, sp, _, k = _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)
-            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
-        (va, pa, ka), (vb, pb_, kb) = outs
-        assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+    _swaps_same_on(be, SLOT_CASES, lambda pb, s, nv, npool, nev: _slot_exchanges(pb, s, nv, npool, nev, monkeypatch))
 
 
 def test_a_shift_that_takes_the_room_leaves_no_level_not_even_the_current_one() -> None:
