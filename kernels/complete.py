@@ -152,7 +152,7 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
     knee = c.J * c.T > powersearch.SEARCH_BUDGET_KNEE
     sets = [npu]
     rows_again = npu | _pl._np_rows(c)
-    if again and c.J * c.T <= powersearch.STARTS_MAX_CELLS and (rows_again & ~npu).any():
+    if again and powersearch.several_starts(c) and (rows_again & ~npu).any():
         sets.append(rows_again)
     # per set two or three plans, each moved by the price search; past the knee only the lowest of them as
     # built (the search costs about as much as the rest of the pass: at 5,000 x 192 ~1.5 s CPU for the three)
@@ -294,8 +294,7 @@ def _fewest_short(c: Any, e: dict[str, Any], b: dict[str, Any]) -> NDArray[np.bo
     if deficit <= 0 or not short.any():
         return np.zeros(c.J, bool)
     js = np.flatnonzero(short)
-    gap = c.gpus[js] * (np.maximum(np.asarray(e["need_s"])[js] - np.asarray(e["work_done_s"])[js], 0.0)
-                        - np.maximum(np.asarray(b["need_s"])[js] - np.asarray(b["work_done_s"])[js], 0.0))
+    gap = c.gpus[js] * (_pl._undone_s(e)[js] - _pl._undone_s(b)[js])
     o = np.argsort(-gap, kind="stable")
     n = int(np.searchsorted(np.cumsum(gap[o]), deficit)) + 1  # (the prefix that reaches the deficit)
     out = np.zeros(c.J, bool)

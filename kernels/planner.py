@@ -2605,9 +2605,13 @@ def _short_of(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> NDArray[np.boo
     """``(J,)`` host bool: the jobs (not must-run) evaluation ``b`` leaves unfinished with less of their work
     undone than ``a`` (relative 1e-6): where ``b`` is ahead of ``a`` in the total of unfinished work (a job ``b``
     finishes and ``a`` does not is :func:`_drops_finished`'s)."""
-    ua, ub = (np.maximum(np.asarray(e["need_s"], np.float64) - np.asarray(e["work_done_s"], np.float64), 0.0)
-              for e in (a, b))
+    ua, ub = _undone_s(a), _undone_s(b)
     return ~c.must & (ub > 0) & (ua > ub + 1e-6 * np.maximum(ub, 1.0))
+
+
+def _undone_s(e: dict[str, Any]) -> NDArray[np.float64]:
+    """``(J,)`` host float64: each job's work (seconds per GPU) evaluation ``e`` leaves undone."""
+    return np.maximum(np.asarray(e["need_s"], np.float64) - np.asarray(e["work_done_s"], np.float64), 0.0)
 
 
 def _loses_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -245,12 +245,12 @@ def power_search(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any
     ev = _pl._evaluate_plan(problem, c, pr, vmat, pool, xp=xp, d=d) if ev is None else ev
     meter = {"left": math.inf if budget is None else float(budget)} if meter is None else meter
     meter.setdefault("memo", {})  # (the phases' results, remembered: _remembered)
-    meter.setdefault("fixed", c.J * c.T <= STARTS_MAX_CELLS)  # (fixed costs charged: _charge)
+    meter.setdefault("fixed", several_starts(c))  # (fixed costs charged: _charge)
     vmat, ev, changed = _drop_late_tails(problem, xp, c, pr, d, vmat, pool, ev)
     # per backed-off phase (only up to STARTS_MAX_CELLS: the published summer-1500, 288k cells, ended 0.2% higher
     # with it): its failures in a row, and the round it runs next
-    backoff = BACKOFF if c.J * c.T <= STARTS_MAX_CELLS else ()
-    stall = STALL_GAIN if c.J * c.T <= STARTS_MAX_CELLS else 0.0  # (_stalled; the one-start path keeps its plans)
+    backoff = BACKOFF if several_starts(c) else ()
+    stall = STALL_GAIN if several_starts(c) else 0.0  # (_stalled; the one-start path keeps its plans)
     fails = dict.fromkeys(backoff, 0)
     due = dict.fromkeys(backoff, 0)
 
@@ -371,6 +371,15 @@ REFINE_STARTS = 4
 #: ... on instances of at most this many job-slot cells (the corpus: <= 1,024); above it one start (the
 #: published instances, 115k and 288k cells, and every instance past the search limit keep their cost)
 STARTS_MAX_CELLS = 50_000
+
+
+def several_starts(c: Any) -> bool:
+    """Whether the instance ``c`` is searched from several starts on one meter (``J x T`` at most
+    ``STARTS_MAX_CELLS``): there the meter charges fixed costs and the rules that spend its cells where they pay
+    (back-off, stall, displacement share, slot exchanges) apply; past it the one-start path keeps its plans."""
+    return c.J * c.T <= STARTS_MAX_CELLS
+
+
 #: The starts share one meter of search cells (round 12; what the power searches propose, :func:`refine`, with the fixed
 #: cost of each call, ``PHASE_CELLS``; the completion's searches of its block displacements included):
 #: ``STARTS_MAX_SPENT`` in all, the first start's search and completion first, and what is left after the last start
@@ -462,7 +471,7 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
         v2, p2, e2, tag = finish(o[0], o[1], o[2], first, m)
         return v2, p2, e2, o[3] + tag
 
-    k = REFINE_STARTS if c.J * c.T <= STARTS_MAX_CELLS else 1
+    k = REFINE_STARTS if several_starts(c) else 1
     starts: list[tuple[Any, Any, dict[str, Any], str]] = []
     for _, v, p, e, name in sorted(cands, key=lambda x: x[0]):  # (a few)
         if len(starts) < k and not any(same((v, p), o) for o in starts):
@@ -550,7 +559,7 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     need_h = np.asarray(ev["need_s"], np.float64)
     changed = 0
     # (the share only where several starts share the meter: the one-start path keeps its plans)
-    cap = DISPLACE_SHARE * meter["left"] if c.J * c.T <= STARTS_MAX_CELLS else math.inf
+    cap = DISPLACE_SHARE * meter["left"] if several_starts(c) else math.inf
     left0 = meter["left"]
     for r in cand:  # candidate rows (a few)
         if not _displace_more(meter, left0, cap):
@@ -1153,7 +1162,7 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     T = c.T
     # (slot exchanges: where the plan may make them, and only where the starts share one meter: on the published
     # winter-600, one start, they end 1.07% higher, 7,394.6 -> 7,473.6 kg; summer-1500 0.41% lower)
-    slots = EXCHANGE_SLOTS and _cold_and_done(c, ev) and c.J * c.T <= STARTS_MAX_CELLS
+    slots = EXCHANGE_SLOTS and _cold_and_done(c, ev) and several_starts(c)
     if c.P < 2 and not slots:
         return vmat, pool, ev, 0
     finished, need_h, _, on_time = _row_status(ev)
