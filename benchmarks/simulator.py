@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from scheduler.policies import get_policy
 from scheduler.report import summary
 
 HERE = Path(__file__).resolve().parent
-START = datetime(2023, 1, 2, tzinfo=timezone.utc)
+START = datetime(2023, 1, 2, tzinfo=UTC)
 
 
 def _top(prof: cProfile.Profile, n: int = 12) -> list[dict[str, object]]:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from server_process import REPO, ServerProcess, start_server
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ timeline alone matches the report's total to 0.1 % (issue 2, "How we will know")
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from scheduler.report import build_report
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SITE_FILE = Path(REPO_ROOT) / "benchmarks" / "sites" / "itp-1024.yaml"
-START = datetime(2023, 2, 1, tzinfo=timezone.utc)
+START = datetime(2023, 2, 1, tzinfo=UTC)
 DAYS = 3
 
 

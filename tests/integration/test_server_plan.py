@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from server_process import auth, start_server
 
 pytestmark = pytest.mark.integration

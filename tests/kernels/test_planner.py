@@ -14,16 +14,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from _backends import BACKENDS  # tests/kernels is on sys.path (pyproject: pythonpath)
+from _problems import small_problem
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import kernels
 from kernels import planner as P
 from kernels.problem import PlanProblem
-
-from _backends import BACKENDS  # noqa: E402  (tests/kernels is on sys.path)
-from _problems import small_problem  # noqa: E402
-
 
 seeds = st.integers(0, 10_000)
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

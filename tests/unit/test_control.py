@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -25,7 +25,7 @@ PUB, SEC = "h100-eu-public", "h100-nl-secret"
 
 def energy(n: int, wind_w: float = 60_000.0, cap_w: float = 25_000.0, carbon: float = 300.0) -> EnergySeries:
     return EnergySeries(
-        start_utc=datetime(2023, 1, 1, tzinfo=timezone.utc),
+        start_utc=datetime(2023, 1, 1, tzinfo=UTC),
         slot_s=900,
         wind_w=np.full(n, wind_w),
         carbon_g_per_kwh=np.full(n, carbon),

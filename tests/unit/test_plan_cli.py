@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -148,9 +149,9 @@ def test_bad_start_and_slot_minutes_exit_2(tmp_path: Path) -> None:
 
 
 def _energy_csv(tmp_path: Path, n: int, cap_mw: list[float]) -> Path:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    t0 = datetime(2023, 3, 6, tzinfo=timezone.utc)
+    t0 = datetime(2023, 3, 6, tzinfo=UTC)
     rows = [f"{(t0 + timedelta(minutes=15 * i)).strftime('%Y-%m-%dT%H:%M:%SZ')},0.0,{cap_mw[i]},{300 + i}"
             for i in range(n)]
     p = tmp_path / "energy.csv"

@@ -143,8 +143,8 @@ def test_simulate_and_server_refuse_a_bad_planner_backend_before_starting(tmp_pa
 @needs_torch
 def test_service_config_gives_the_windward_policy_its_planner_backend(tmp_path: Path) -> None:
     from scheduler.models import JobSpec, load_site, load_tenants
-    from scheduler.policies.windward import WindwardPolicy
     from scheduler.policies import make_policy
+    from scheduler.policies.windward import WindwardPolicy
     from scheduler.service import Service, ServiceConfig
 
     # the baselines take no plan arguments; make_policy gives them none

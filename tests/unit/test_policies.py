@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ H = 3600.0
 
 def fc(n: int = 96, wind_w: float = 60_000.0, cap_w: float = 50_000.0, carbon: np.ndarray | None = None) -> EnergySeries:
     return EnergySeries(
-        start_utc=datetime(2023, 1, 1, tzinfo=timezone.utc),
+        start_utc=datetime(2023, 1, 1, tzinfo=UTC),
         slot_s=900,
         wind_w=np.full(n, wind_w),
         carbon_g_per_kwh=np.full(n, 300.0) if carbon is None else carbon,
