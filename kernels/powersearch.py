@@ -120,8 +120,11 @@ WORK_REPEATS = 8  # work-phase passes per round (unfinished rows compete for the
 EXCHANGES = 3  # exchange rounds per row and phase (give back one step, buy cheaper ones: _exchange)
 EXCHANGE_ADD = 3  # at most this many next steps bought per exchange
 # _exchange: tables of up to this many row-slot cells take every order at once, larger ones one at a time
-# (_orders_one_by_one; a 1,500 x 192 table: 0.20 s one by one vs 0.40 s at once, round 13)
-EXCHANGE_ORDERS_MAX_CELLS = 4_096
+# (_orders_one_by_one; a 1,500 x 192 table: 0.20 s one by one vs 0.40 s at once, round 13). Round 16 (calls
+# captured on seed-0 corpus-189, -105, -26 and replayed both ways, the same results): 4,096-5,120 cells 2.86 vs
+# 3.08 ms at once / one by one, 5,120-6,144 3.21 vs 3.71 ms (the slow instances' swap phases: 100-180 pairs x
+# 32 slots); joined calls of ~7,200 cells 4.95 vs 4.34 ms, so 4,096 -> 6,144
+EXCHANGE_ORDERS_MAX_CELLS = 6_144
 PAIR_K = 6  # pair phase: donors and receivers tried per slot (every pair of them)
 PAIR_MAX = 4_000_000  # pair phase: runs where rows x slots x slots stays under this (its (n, T, T) tables)
 _TOL_W = 1e-6  # work-seconds: "reaches" tolerance
@@ -1844,8 +1847,11 @@ def _shorten_blocks(xp: Ops, C: Any, wk: Any, up: Any, lvl: Any, blk: Any, surpl
 
 # _hull: tables of more (row, slot) cells than this walk the levels one (n, T) table at a time; smaller ones
 # take every level at once (the same numbers: fewer numpy calls where their fixed cost dominates; 800
-# cells 0.77 vs 1.11 ms a call, 3,200 even, 12,800 7.2 vs 6.1 ms, round 13)
-HULL_LEVELS_MIN_CELLS = 2048
+# cells 0.77 vs 1.11 ms a call, 3,200 even, 12,800 7.2 vs 6.1 ms, round 13). Round 16 (calls captured on
+# seed-0 corpus-189, -105, -26 and replayed both ways, the same results): 2,048-3,072 cells 0.88 vs 1.03 ms all
+# levels at once / level by level, 3,072-4,096 1.24 vs 1.27 ms; joined calls of ~6,300 cells 2.69 vs 1.90 ms,
+# so 2,048 -> 4,096
+HULL_LEVELS_MIN_CELLS = 4096
 
 
 def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, Any, Any]:
