@@ -478,6 +478,31 @@ def test_level_counts_equal_one_count_per_level(be: tuple[str, str], T: int, see
         assert np.array_equal(got, want), (T, m.shape)
 
 
+@pytest.mark.parametrize("bincount", [False, True])
+@pytest.mark.parametrize("T", [1, 7, 8, 32, 192])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_level_counts_by_pairs_and_by_words_agree(bincount: bool, T: int, seed: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's level counts by one count of (row, level) pairs (up to ``LEVEL_COUNTS_BINCOUNT_MAX_CELLS`` cells)
+    and by byte-lane words (above) are ``count_nonzero(vmat == v, 1)`` per level, whichever the size: int8 and
+    uint8 plans, slices, and plans with a level outside ``0..V-1`` (negative or past the last: counted nowhere,
+    as by the per-level count)."""
+    monkeypatch.setattr(B.Ops, "LEVEL_COUNTS_BINCOUNT_MAX_CELLS", 10**9 if bincount else 0)
+    rng = np.random.default_rng(seed * 104729 + T)
+    V = 7
+    n = 29
+    vm = np.where(rng.random((n, T)) < 0.6, rng.integers(0, V, (n, T)), 0).astype(np.int8)
+    vm[0] = V - 1
+    odd = vm.copy()
+    odd[1, 0], odd[2, -1] = -1, V  # levels outside 0..V-1
+    for m in (vm, vm.astype(np.uint8), vm[::3], vm[:, ::-1], vm[:0], odd, odd[1:3]):
+        want = np.zeros((m.shape[0], V), np.int64)
+        for v in range(1, V):  # power levels
+            want[:, v] = np.count_nonzero(m == v, 1)
+        got = NP.level_counts(m, V)
+        assert got.dtype == np.int64 and np.array_equal(got, want), (T, m.shape, m.dtype)
+
+
 @pytest.mark.parametrize("n", [1, 5, 1024, 1025, 3000])
 @pytest.mark.parametrize("dtype", [np.int32, np.int8, np.bool_, np.float32, np.float64])
 @pytest.mark.parametrize("seed", [0, 1])
