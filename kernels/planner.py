@@ -1658,11 +1658,27 @@ def _usage(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> tuple[Any
     return busy, _fac(d, tb, vmat, pool, xp)
 
 
+#: :func:`_fac` sums the rows' watts per (level, slot) in one scatter-add up to this many plan cells, per level
+#: above (a compare and a weighted row sum each; round 16: 32 x 32 plans ~3x faster in one, and the (n, T)
+#: int64 and float64 tables it makes stay small: none on the 50,000-job plans). The same sums: whole GPU counts
+#: times float32 watts, which float64 adds exactly in any order (as :class:`_Use`)
+FAC_PAIRS_MAX_CELLS = 32_768
+
+
 def _fac(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> Any:
     """Facility watts ``(T,)`` of a plan (the second half of :func:`_usage`, for callers that need no GPUs)."""
     fac = xp.copy(d.base_w)
     pc = xp.maximum(pool, 0)
-    for v in range(1, tb.load.shape[1]):  # power levels
+    V = int(tb.load.shape[1])
+    n, T = (int(x) for x in vmat.shape)
+    if n * T <= FAC_PAIRS_MAX_CELLS:
+        lv = xp.astype(vmat, xp.i64)
+        w = xp.take_along(d.gpus[:, None] * xp.astype(tb.load[pc], xp.f64), lv, 1)  # (n, T) each cell's watts
+        per = xp.scatter_add(V * T, (lv * T + xp.arange(T)[None, :]).reshape(n * T), w.reshape(n * T), xp.f64)
+        for v in range(1, V):  # power levels (added to the base in the order of the pass per level)
+            fac = fac + per[v * T:(v + 1) * T]
+        return fac
+    for v in range(1, V):  # power levels
         fac = fac + xp.rowsum_w(d.gpus * xp.astype(tb.load[pc, v], xp.f64), vmat == v)
     return fac
 

@@ -362,6 +362,36 @@ def test_fast_evaluation_equals_the_independent_one(seed: int, random_plan: bool
     assert np.array_equal(fast["busy_gpus"], ref["busy_gpus"]) and np.array_equal(fast["finished"], ref["finished"])
 
 
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("pairs", [False, True])
+def test_facility_watts_in_one_sum_equal_the_pass_per_level(be: tuple[str, str], seed: int, pairs: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_fac``'s one scatter-add per (level, slot) (up to ``FAC_PAIRS_MAX_CELLS`` plan cells) and its pass per
+    level (above) give the per-level sums added to the base watts bit for bit, on random plans (rows in no pool
+    included) and plans of ``kernels.plan``."""
+    monkeypatch.setattr(P, "FAC_PAIRS_MAX_CELLS", 10**9 if pairs else -1)
+    pb = small_problem(seed, J=14, T=11, quota=seed % 2 == 1)
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    pr = P._prepare(c)
+    xp = P.get_ops(*be)
+    d, tb = P._to_dev(xp, c, pr), P._tabs(c, pr, xp)
+    rng = np.random.default_rng(seed)
+    vmat = np.where(rng.random((pb.n_jobs, pb.n_slots)) < 0.6, rng.integers(1, pr.fv.size, (pb.n_jobs, pb.n_slots)), 0)
+    pool = rng.integers(-1, pb.n_pools, pb.n_jobs)
+    vmat[pool < 0] = 0
+    r = kernels.plan(pb)
+    load = np.asarray(xp.to_numpy(tb.load), np.float64)
+    gpus = np.asarray(c.gpus, np.float64)
+    for vm, pl in ((vmat.astype(np.int8), pool), (_vmat_of(pb, r), np.asarray(r.pool))):
+        want = np.array(c.base_w, np.float64)
+        for v in range(1, pr.fv.size):  # power levels, in the order of the pass
+            want = want + ((gpus * load[np.maximum(pl, 0), v])[:, None] * (vm == v)).sum(0)
+        got = xp.to_numpy(P._fac(d, tb, xp.asarray(vm), xp.asarray(pl.astype(np.int64)), xp))
+        assert np.array_equal(got, want)
+
+
 def test_the_evaluation_work_table_follows_the_curves() -> None:
     """The evaluation's per-pool work table is made once per set of speed curves (``planner._work_table``,
     keyed by their values, not remade per evaluation): two problems that differ only in their speed curves,
