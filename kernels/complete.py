@@ -186,7 +186,8 @@ def complete(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vm
 def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
           ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any, *,
           rounds: int = CARRY_ROUNDS, use: Any = None, raises: bool = True, judge: Any = None, delta: bool = False,
-          rank: Any = None, keep_taken: bool = False, more: bool = False) -> tuple[Any, Any, dict[str, Any]] | None:
+          rank: Any = None, keep_taken: bool = False, more: bool = False, must: bool = False
+          ) -> tuple[Any, Any, dict[str, Any]] | None:
     """The plan ``vmat``/``pool`` (evaluation ``ev``) made to dominate the greedy witness (``gv``/``gp``,
     evaluation ``gev``) job by job, or None where the result does not (issue 11 item 2: past
     ``SEARCH_MAX_CELLS`` the optimiser's own plan, not a fallback, should carry the solve).
@@ -221,7 +222,8 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     round after round). ``more``: each round also takes the witness's rows of the fewest jobs both leave
     unfinished, the witness less of their work undone, that cover the plan's deficit in unfinished work
     (:func:`_fewest_short`; ranked after the jobs taken above, before the rest; with ``keep_taken`` kept
-    taken in later rounds too)."""
+    taken in later rounds too). ``must``: ``more`` takes the jobs behind on their must-do work
+    (:func:`kernels.planner._must_undone_s`) that cover the plan's deficit in must-do work."""
 
     def evaluated(v: Any, p: Any) -> tuple[Any, dict[str, Any]]:
         if not delta:
@@ -242,7 +244,7 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     for _ in range(rounds):  # a round's repair can cost a job the witness finishes its cells
         fo = np.asarray(e["finished"], bool)
         take = ~c.must & (c.R > 0) & ((fw & ~fo) | (_pl._late(c, e) & ~_pl._late(c, gev)))
-        short = _fewest_short(c, e, gev) & ~take if more else took_s
+        short = _fewest_short(c, e, gev, must) & ~take if more else took_s
         if not (take | short).any() or dom(e):
             break
         if keep_taken:
@@ -285,16 +287,22 @@ def carry(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat:
     return v, p, e
 
 
-def _fewest_short(c: Any, e: dict[str, Any], b: dict[str, Any]) -> NDArray[np.bool_]:
+def _fewest_short(c: Any, e: dict[str, Any], b: dict[str, Any], must: bool = False) -> NDArray[np.bool_]:
     """The fewest jobs of :func:`kernels.planner._short_of` (``b`` leaves less of their work undone than ``e``,
     both unfinished) whose GPU-seconds behind ``b`` add up to what ``e`` leaves undone in all beyond ``b``
-    (largest first; none where ``e`` leaves no more in all): host bool ``(J,)``."""
-    short = _pl._short_of(c, e, b)
-    deficit = float(e["unfinished_gpu_s"]) - float(b["unfinished_gpu_s"])
+    (largest first; none where ``e`` leaves no more in all): host bool ``(J,)``. ``must``: of their must-do
+    work (:func:`kernels.planner._must_undone_s`), against ``e``'s deficit in must-do work."""
+    short = _pl._short_of(c, e, b, must)
+    if must:
+        deficit = _pl._must_gpu_s(c, e) - _pl._must_gpu_s(c, b)
+        ue, ub = _pl._must_undone_s(c, e), _pl._must_undone_s(c, b)
+    else:
+        deficit = float(e["unfinished_gpu_s"]) - float(b["unfinished_gpu_s"])
+        ue, ub = _pl._undone_s(e), _pl._undone_s(b)
     if deficit <= 0 or not short.any():
         return np.zeros(c.J, bool)
     js = np.flatnonzero(short)
-    gap = c.gpus[js] * (_pl._undone_s(e)[js] - _pl._undone_s(b)[js])
+    gap = c.gpus[js] * (ue[js] - ub[js])
     o = np.argsort(-gap, kind="stable")
     n = int(np.searchsorted(np.cumsum(gap[o]), deficit)) + 1  # (the prefix that reaches the deficit)
     out = np.zeros(c.J, bool)

@@ -165,6 +165,23 @@ TICK_CARRY_MORE = False
 #: -> 0 ticks behind the greedy (chain 500020's 3 ticks return the greedy's plan); the itp60 policy run 361
 #: jobs done, 26,110 GPU-h, 181.6 g/GPU-h, 444 preemptions (~18 such ticks). Off by default
 TICK_FALLBACK = False
+#: a tick's plan (after the carries above) that leaves more must-do work undone than the witness
+#: (:func:`_must_undone_s`: the work the horizon must hold, what a job cannot do after the horizon's end and
+#: still meet its deadline) is carried past it on that work (``complete.carry``'s ``more``, ``must``); the rest
+#: of its unfinished work can follow the horizon and is not judged on a warm tick (the lead's ruling, round 16).
+#: Family warm chains (tools famdef): ticks behind the greedy on must-do work 7 -> 0 (all 7 ticks behind it on
+#: unfinished work were: long jobs with a deadline at or inside the horizon's end, both plans late on them),
+#: ticks behind it on unfinished work 7 -> 3 (all three on jobs without a deadline, each at a lower objective
+#: than the greedy's), the 120 ticks' CPU 26.9 -> 30.4 s (3 full checks). The itp60 policy run and the 50,000 x
+#: 192 chains: no tick of theirs has must-do work left (plan or greedy): the same plans
+TICK_HOLD_MUST = True
+#: where that carry fails, or leaves its plan's objective above the witness's, the tick is checked in full at
+#: once (as a cold solve: the plan returned dominates the witness job by job and in totals, or is the
+#: witness's, ``diagnostics["witness"]["used"]``). Family warm chains' 7 such ticks, each re-planned alone from
+#: the same warm start: returning the witness's plan instead gave 4 of them its objective, the full check
+#: 7-31% below it (chain 500020 ticks 1-3: 5.50 / 5.47 / 5.43 M vs the witness's 5.93 / 5.94 / 5.87 M g) at
+#: ~1.2 s vs ~0.15 s CPU for such a tick
+TICK_MUST_FULL = True
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
@@ -240,6 +257,10 @@ class _Clean:
     rel: NDArray[np.int64]  # clipped to [0, T]
     dl: NDArray[np.int64]  # clipped to [rel, T]
     has_dl: NDArray[np.bool_]
+    #: work (seconds at full speed) each job can still do after the horizon's end and meet its deadline, one
+    #: slot of full speed per slot from the horizon's end up to its deadline (inf: no deadline, and must-run
+    #: rows, which the plan serves or is invalid): what the horizon need not hold (:func:`_must_undone_s`)
+    after_s: NDArray[np.float64]
     weight: NDArray[np.float64]
     eligible: NDArray[np.bool_]
     must: NDArray[np.bool_]
@@ -398,7 +419,8 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     return _Clean(
         T=T, J=J, P=P, slot_s=slot_s, pue=pue, wind_w=wind, kappa=kappa, cap_w=cap, base_w=base, H=H,
         tdp=tdp, idle=idle, lev_f=lev_f, lev_ok=lev_ok, lev_s=lev_s, gpus=gpus, R=rem, rel=relc, dl=dlc,
-        has_dl=(dl < T) & ~must, weight=weight, eligible=elig, must=must, preempt=preempt, rpool=rpool,
+        has_dl=(dl < T) & ~must, after_s=np.where((dl == NO_DEADLINE) | must, np.inf, np.maximum(dl - T, 0) * slot_s),
+        weight=weight, eligible=elig, must=must, preempt=preempt, rpool=rpool,
         loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me, infeas=infeas,
         deficit_w=deficit,
     )
@@ -1968,8 +1990,8 @@ def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], 
 JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible", "must_run", "preemptible",
               "running_pool", "preempt_loss_s", "tenant")
 #: the per-job fields of _Clean (each row derived from its own job's fields only)
-_CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "weight", "eligible", "must", "preempt", "rpool", "loss",
-                     "tenant", "ms", "me")
+_CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
+                     "loss", "tenant", "ms", "me")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
@@ -2066,7 +2088,12 @@ def plan(
     dominates it job by job (``TICK_CARRY_WORK``; with ``TICK_CARRY_MORE``, off by default, taking the witness's
     rows of the jobs both leave unfinished too), otherwise returned as it is, and the full check waits for the
     age rule (with ``TICK_FALLBACK``, off by default: a plan still behind the witness on the totals returns the
-    witness's plan, ``used``); ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
+    witness's plan, ``used``); after those, a plan that leaves more must-do work undone than the witness (the
+    work the horizon must hold: per job, what it cannot do after the horizon's end and still meet its deadline,
+    :func:`_must_undone_s`; the rest of its unfinished work can follow the horizon and is not judged on a warm
+    tick) is carried past it on that work (``TICK_HOLD_MUST``, ``+carry_must``) or, where that fails or leaves
+    its objective above the witness's, checked in full at once (``TICK_MUST_FULL``);
+    ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
     start's diagnostics; only a full check resets it). So past that size, between
     checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy (the greedy
     costs 1.4 s CPU at 50,000 x 192, its candidates and carry as much again; benchmarks/README.md, issue
@@ -2100,7 +2127,9 @@ def plan(
     ``diagnostics["witness"]``: ``ran`` (bool), ``used`` (the greedy's plan is returned), ``same_plan``
     (the plan returned equals the greedy's, whichever construction made it), ``reason`` and
     ``age_ticks`` (ticks since a full check ran; 0 when it ran now), plus the greedy's objective, carbon_g,
-    unfinished_jobs, late_jobs and unfinished_gpu_s when it ran. ``primal_variant`` names the construction
+    unfinished_jobs, late_jobs, unfinished_gpu_s and unfinished_must_gpu_s (its must-do part,
+    :func:`_must_gpu_s`) when it ran; ``diagnostics["own_plan"]`` the same of the optimiser's plan, and
+    ``diagnostics["unfinished_must_gpu_s"]`` that of the plan returned. ``primal_variant`` names the construction
     returned (``best``, ``no_quota``, ``start``, ``+search``, ``+carry``, ``edf_price_search``, ``price_list``,
     ``greedy_witness``).
     """
@@ -2293,6 +2322,19 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                 else:
                     why += f": loses to it, not carried past it, checked in full every {WITNESS_EVERY_TICKS} ticks"
             used = False
+            if not full and TICK_HOLD_MUST and not _holds_must(c, ev, gev):
+                # behind it on the work the horizon must hold: carried past that work
+                got = _tick_work_carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b, must=True)
+                why += "; behind it on must-do work, "
+                if got is not None and not (TICK_MUST_FULL and gev["objective"] < got[2]["objective"]):
+                    vmat, pool, ev = got
+                    variant, own, why = variant + "+carry_must", _summary(c, ev), why + "carried past it"
+                elif TICK_MUST_FULL:  # (the candidates, the list schedules, the carry; the witness's plan if none)
+                    full = True
+                    why += ("carried past it above the witness's objective" if got is not None
+                            else "not carried past it") + ", checked in full"
+                else:
+                    why += "not carried past it"
             if not full and TICK_FALLBACK and not _dominates(_summary(c, ev), _summary(c, gev)):
                 # still behind it on the totals: the better plan, the witness's, returned (as a full check would
                 # where no candidate is no worse on the totals)
@@ -2523,10 +2565,11 @@ class _WarmReference:
 
 
 def _summary(c: _Clean, ev: dict[str, Any]) -> dict[str, Any]:
-    """What the domination test compares: objective, carbon, unfinished jobs and work, late jobs."""
+    """What the domination test compares: objective, carbon, unfinished jobs and work, late jobs; and the
+    must-do part of the unfinished work (:func:`_must_gpu_s`: what a warm tick is held to, ``TICK_HOLD_MUST``)."""
     return {"objective": float(ev["objective"]), "carbon_g": float(ev["carbon_g"]),
             "unfinished_jobs": _n_unfinished(c, ev), "late_jobs": _n_late(c, ev),
-            "unfinished_gpu_s": float(ev["unfinished_gpu_s"])}
+            "unfinished_gpu_s": float(ev["unfinished_gpu_s"]), "unfinished_must_gpu_s": _must_gpu_s(c, ev)}
 
 
 def _witness_age(warm_start: PlanResult) -> int:
@@ -2567,20 +2610,26 @@ def _tick_check(mode: str, warm_start: PlanResult | None, own: dict[str, Any], c
 
 
 def _tick_work_carry(problem: PlanProblem, xp: Ops, c: _Clean, pr: _Prep, d: _Dev, tb: _Tabs, vmat: Any, pool: Any,
-                     ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any
-                     ) -> tuple[Any, Any, dict[str, Any]] | None:
+                     ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any,
+                     must: bool = False) -> tuple[Any, Any, dict[str, Any]] | None:
     """A tick's plan behind the witness on the total of unfinished work only (no job lost) carried past it
     (:func:`kernels.complete.carry`, kept where it then dominates it job by job; ``TICK_CARRY_WORK``), with
     ``TICK_CARRY_MORE`` taking its rows of the jobs both leave unfinished that cover the deficit too, and,
-    where that fails, for up to ``TICK_CARRY_ROUNDS`` rounds keeping the jobs taken. None: not carried."""
-    if not TICK_CARRY_WORK:
+    where that fails, for up to ``TICK_CARRY_ROUNDS`` rounds keeping the jobs taken. ``must`` (a plan behind the
+    witness on must-do work, ``TICK_HOLD_MUST``): the rows taken are those of the jobs behind on their must-do
+    work that cover that deficit, kept where the plan then loses no job to it and leaves no more must-do work
+    undone (:func:`_holds_must`). None: not carried."""
+    if not (TICK_CARRY_WORK or must):
         return None
     from kernels import complete  # (imports this module)
 
-    got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam, mu, more=TICK_CARRY_MORE)
-    if got is None and TICK_CARRY_MORE and TICK_CARRY_ROUNDS:
+    more = TICK_CARRY_MORE or must
+    judge = (lambda e: not _loses_jobs(c, e, gev) and _holds_must(c, e, gev)) if must else None
+    got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam, mu, more=more, must=must,
+                         judge=judge)
+    if got is None and more and TICK_CARRY_ROUNDS:
         got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam, mu,
-                             rounds=TICK_CARRY_ROUNDS, keep_taken=True, more=True)
+                             rounds=TICK_CARRY_ROUNDS, keep_taken=True, more=True, must=must, judge=judge)
     return got
 
 
@@ -2617,17 +2666,39 @@ def _drops_finished(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
     return bool((fb & ~fa).any())
 
 
-def _short_of(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> NDArray[np.bool_]:
+def _short_of(c: _Clean, a: dict[str, Any], b: dict[str, Any], must: bool = False) -> NDArray[np.bool_]:
     """``(J,)`` host bool: the jobs (not must-run) evaluation ``b`` leaves unfinished with less of their work
     undone than ``a`` (relative 1e-6): where ``b`` is ahead of ``a`` in the total of unfinished work (a job ``b``
-    finishes and ``a`` does not is :func:`_drops_finished`'s)."""
-    ua, ub = _undone_s(a), _undone_s(b)
+    finishes and ``a`` does not is :func:`_drops_finished`'s). ``must``: of their must-do work
+    (:func:`_must_undone_s`)."""
+    ua, ub = (_must_undone_s(c, a), _must_undone_s(c, b)) if must else (_undone_s(a), _undone_s(b))
     return ~c.must & (ub > 0) & (ua > ub + 1e-6 * np.maximum(ub, 1.0))
 
 
 def _undone_s(e: dict[str, Any]) -> NDArray[np.float64]:
     """``(J,)`` host float64: each job's work (seconds per GPU) evaluation ``e`` leaves undone."""
     return np.maximum(np.asarray(e["need_s"], np.float64) - np.asarray(e["work_done_s"], np.float64), 0.0)
+
+
+def _must_undone_s(c: _Clean, e: dict[str, Any]) -> NDArray[np.float64]:
+    """``(J,)`` host float64: each job's must-do work (seconds per GPU) evaluation ``e`` leaves undone: what it
+    leaves undone beyond what the job can still do after the horizon's end and meet its deadline
+    (``_Clean.after_s``). All of it for a deadline inside the horizon or at its end, none for no deadline (or a
+    must-run row); a deadline past the horizon's end holds the part its slots after the horizon cannot do at
+    full speed. A warm tick of the rolling horizon is held to the witness on this work (``TICK_HOLD_MUST``)."""
+    return np.maximum(_undone_s(e) - c.after_s, 0.0)
+
+
+def _must_gpu_s(c: _Clean, e: dict[str, Any]) -> float:
+    """The must-do work (GPU-seconds, :func:`_must_undone_s`) evaluation ``e`` leaves undone in all."""
+    return float((c.gpus * _must_undone_s(c, e)).sum())
+
+
+def _holds_must(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Evaluation ``a`` leaves no more must-do work undone (:func:`_must_gpu_s`) than ``b`` (relative 1e-6, as
+    :func:`_dominates` compares the totals)."""
+    ma, mb = _must_gpu_s(c, a), _must_gpu_s(c, b)
+    return ma <= mb + 1e-6 * max(ma, mb, 1.0)
 
 
 def _loses_jobs(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -2919,7 +2990,7 @@ def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.f
     inf_slots = np.flatnonzero(c.infeas)
     diag = dict(diag, lam=lam, mu=mu, objective_parts={k: ev[k] for k in (
         "carbon_g", "energy_cost_eur", "unfinished_penalty_g", "tardiness_penalty_g")},
-        unfinished_jobs=_n_unfinished(c, ev), late_jobs=_n_late(c, ev),
+        unfinished_jobs=_n_unfinished(c, ev), late_jobs=_n_late(c, ev), unfinished_must_gpu_s=_must_gpu_s(c, ev),
         infeasible_slots=[int(t) for t in inf_slots],
         slot_deficit_w=[float(c.deficit_w[t]) for t in inf_slots])
     return PlanResult(

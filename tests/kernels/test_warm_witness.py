@@ -140,8 +140,10 @@ def test_a_warm_plan_behind_on_unfinished_work_only_is_kept_and_the_full_check_k
     unfinished work only (no job the greedy finishes lost, no more late jobs) is returned as it is, the witness
     ran and says so, and the age is NOT reset (round 12's every-tick check reset it whenever the plan dominated:
     the itp60 policy then lost the full check's searches, 175.7 -> 179.1 g/GPU-h); once the age reaches
-    ``WITNESS_EVERY_TICKS`` the full check runs."""
+    ``WITNESS_EVERY_TICKS`` the full check runs. (``TICK_HOLD_MUST`` off: this tick, with the job test
+    answering "no job lost", is behind the greedy on must-do work too, which that rule carries past it.)"""
     monkeypatch.setattr(P, "TICK_CARRY_WORK", False)
+    monkeypatch.setattr(P, "TICK_HOLD_MUST", False)
     r, plain = _loss_of_work_only(monkeypatch, 0)
     w = r.diagnostics["witness"]
     assert w["ran"] is True and w["used"] is False and "unfinished work only" in w["reason"], w
@@ -260,9 +262,11 @@ def test_with_the_fallback_a_tick_the_carries_leave_behind_returns_the_greedy_pl
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``TICK_FALLBACK`` (off by default): chain 5 (500020) stays behind the greedy on unfinished work after every
     carry (``TICK_CARRY_MORE`` on as well); those ticks return the witness's plan, ``witness["used"]`` and the
-    reason say so, and every tick dominates the greedy job by job and in totals."""
+    reason say so, and every tick dominates the greedy job by job and in totals. (``TICK_HOLD_MUST`` off: its
+    ticks are behind the greedy on must-do work, which that rule checks in full before this fallback is reached.)"""
     monkeypatch.setattr(P, "TICK_CARRY_MORE", True)
     monkeypatch.setattr(P, "TICK_FALLBACK", True)
+    monkeypatch.setattr(P, "TICK_HOLD_MUST", False)
     used = []
     for k, (q, r) in enumerate(_chain(5)):
         assert kernels.check_result(q, r) == []
@@ -284,3 +288,111 @@ def test_own_plan_reports_the_plan_returned_after_the_warm_carry_raises(case: in
         own = r.diagnostics["own_plan"]
         assert own["unfinished_jobs"] == po["unfinished_jobs"] and own["late_jobs"] == po["late_jobs"]
         assert abs(own["unfinished_gpu_s"] - po["unfinished_gpu_s"]) <= 1e-6 * max(po["unfinished_gpu_s"], 1.0)
+
+
+# ---- the work the horizon must hold (TICK_HOLD_MUST, round 16)
+
+#: chains whose warm ticks leave more must-do work undone than the greedy without TICK_HOLD_MUST: 500016 tick 2,
+#: 500020 ticks 1-3, 500047 ticks 1-3 (the family's 7 ticks behind the greedy on unfinished work at 95fdb13)
+HOLD_MUST_CHAINS = [1, 5, 32]
+
+
+def _must_gpu_s(q: object, r: kernels.PlanResult) -> float:
+    """The must-do work a plan leaves undone, recomputed from the plan alone (``kernels.evaluate``) and the
+    deadlines: per job (not must-run), its work left at the horizon's end beyond what it can do after it by its
+    deadline at full speed (one slot of work per slot; none without a deadline), times its GPUs."""
+    ev = kernels.evaluate(q, r.run, r.power_fraction, r.pool)
+    need = np.asarray(q.remaining_s, np.float64) + ev["lost_work_s"]
+    undone = np.where(q.must_run, 0.0, np.maximum(need - ev["work_done_s"], 0.0))
+    dl = np.asarray(q.deadline, np.int64)
+    after = np.where(dl == kernels.NO_DEADLINE, np.inf, np.maximum(dl - q.n_slots, 0) * q.slot_s)
+    return float((np.asarray(q.gpus, np.float64) * np.maximum(undone - after, 0.0)).sum())
+
+
+def _behind_must(q: object, r: kernels.PlanResult, g: kernels.PlanResult) -> bool:
+    mr, mg = _must_gpu_s(q, r), _must_gpu_s(q, g)
+    return mr > mg + 1e-6 * max(mr, mg, 1.0)
+
+
+@pytest.mark.parametrize("case", HOLD_MUST_CHAINS)
+def test_a_warm_tick_holds_the_must_do_work_of_the_greedy_and_reports_it_beside_the_totals(
+        case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TICK_HOLD_MUST`` (default): no tick of these chains leaves more must-do work undone than the greedy
+    (carried past it on that work, or checked in full), none loses a job to it or has more late jobs, every plan
+    is valid; ``own_plan`` and ``witness`` report the must-do work (``unfinished_must_gpu_s``, recomputed here)
+    beside the plain totals. Without the rule a tick of each chain is behind the greedy on must-do work."""
+    assert P.TICK_HOLD_MUST and P.TICK_MUST_FULL
+    for k, (q, r) in enumerate(_chain(case)):
+        g = kernels.greedy_plan(q)
+        assert kernels.check_result(q, r) == [], k
+        assert not _behind_must(q, r, g), (k, _must_gpu_s(q, r), _must_gpu_s(q, g))
+        po, go = outcome(q, r), outcome(q, g)
+        assert not (go["finished"] & ~po["finished"]).any() and po["late_jobs"] <= go["late_jobs"], k
+        own, w = r.diagnostics["own_plan"], r.diagnostics["witness"]
+        mr, mg = _must_gpu_s(q, r), _must_gpu_s(q, g)
+        assert abs(own["unfinished_must_gpu_s"] - mr) <= 1e-6 * max(mr, 1.0), (k, own)
+        assert abs(r.diagnostics["unfinished_must_gpu_s"] - mr) <= 1e-6 * max(mr, 1.0), k
+        assert abs(own["unfinished_gpu_s"] - po["unfinished_gpu_s"]) <= 1e-6 * max(po["unfinished_gpu_s"], 1.0)
+        assert w["ran"] and abs(w["unfinished_must_gpu_s"] - mg) <= 1e-6 * max(mg, 1.0), (k, w)
+        assert abs(w["unfinished_gpu_s"] - go["unfinished_gpu_s"]) <= 1e-6 * max(go["unfinished_gpu_s"], 1.0)
+    monkeypatch.setattr(P, "TICK_HOLD_MUST", False)
+    assert any(_behind_must(q, r, kernels.greedy_plan(q)) for q, r in _chain(case))
+
+
+def test_a_warm_tick_that_defers_work_without_a_deadline_is_returned_without_a_full_check() -> None:
+    """Chain 32 (500047): a tick whose plan leaves more work unfinished than the greedy in all, all of the
+    difference on jobs without a deadline (work that can follow the horizon), and no more must-do work, is
+    returned as it is: no full check (the age goes on), the reason does not name must-do work."""
+    deferred = []
+    for k, (q, r) in enumerate(_chain(32)):
+        g = kernels.greedy_plan(q)
+        po, go = outcome(q, r), outcome(q, g)
+        fails = dominance_failures(po, go)
+        if not (fails and all(f.startswith("unfinished work") for f in fails)):
+            continue
+        assert not _behind_must(q, r, g), k
+        w = r.diagnostics["witness"]
+        assert w["age_ticks"] > 0 and "must-do" not in w["reason"], (k, w)
+        up = np.asarray(q.remaining_s) - kernels.evaluate(q, r.run, r.power_fraction, r.pool)["work_done_s"]
+        ug = np.asarray(q.remaining_s) - kernels.evaluate(q, g.run, g.power_fraction, g.pool)["work_done_s"]
+        behind = np.flatnonzero(up > ug + 1e-6)
+        assert behind.size and (np.asarray(q.deadline)[behind] == kernels.NO_DEADLINE).all(), (k, behind)
+        deferred.append(k)
+    assert deferred, "no tick of chain 32 defers work without a deadline (the case no longer shows the rule)"
+
+
+def test_must_undone_is_the_work_a_job_cannot_do_after_the_horizon_by_its_deadline() -> None:
+    """``planner._must_undone_s``: none for a job without a deadline, all of its work left for a deadline inside
+    the horizon or at its end, the part beyond one full-speed slot of work per slot from the horizon's end to a
+    deadline past it; ``_holds_must`` compares the totals, ``complete._fewest_short(must=True)`` picks the jobs
+    behind on that work that cover its deficit."""
+    from dataclasses import replace
+
+    from kernels import complete as C
+
+    q = make(*corpus(40, seed=5, n_jobs=(20, 40))[0])
+    T, s = q.n_slots, float(q.slot_s)
+    dl = np.asarray(q.deadline).copy()
+    dl[:5] = [kernels.NO_DEADLINE, T - 3, T, T + 4, T + 1]
+    q = replace(q, deadline=dl, must_run=np.zeros(q.n_jobs, bool), remaining_s=np.full(q.n_jobs, 10 * s))
+    c = P._clean_inputs(q)
+    assert not isinstance(c, str), c
+    need = np.full(q.n_jobs, 10 * s)
+
+    def ev(done: list[float]) -> dict[str, object]:
+        w = need.copy()
+        w[:5] = np.asarray(done) * s
+        return {"need_s": need, "work_done_s": w, "unfinished_gpu_s": float((c.gpus * (need - w)).sum())}
+
+    a = ev([1.0, 4.0, 7.0, 3.0, 3.0])  # undone (slots of work): 9, 6, 3, 7, 7
+    assert np.allclose(P._must_undone_s(c, a)[:5] / s, [0.0, 6.0, 3.0, 3.0, 6.0])
+    assert np.allclose(P._must_undone_s(c, a)[5:], 0.0)  # (the other jobs' work all done)
+    b = ev([1.0, 9.0, 7.0, 3.0, 8.0])  # must-do 0, 1, 3, 3, 1: b holds less of it undone than a
+    assert P._holds_must(c, b, a) and not P._holds_must(c, a, b)
+    b2 = ev([5.0, 4.0, 7.0, 3.0, 3.0])  # ahead on the deadline-less job only: the same must-do work as a
+    assert P._holds_must(c, a, b2) and P._holds_must(c, b2, a)
+    # a's deficit in must-do work against b: (6 - 1) + (6 - 1) slots x GPUs; the jobs 1 and 4 cover it
+    short = C._fewest_short(c, a, b, must=True)
+    assert short[:5].tolist() == [False, True, False, False, True] and not short[5:].any()
+    assert not C._fewest_short(c, a, b2, must=True).any()  # (b2's lead is on deferrable work only)
+    assert C._fewest_short(c, a, b2)[0]  # ... which the plain measure counts
