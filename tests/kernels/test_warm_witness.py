@@ -293,8 +293,10 @@ def test_own_plan_reports_the_plan_returned_after_the_warm_carry_raises(case: in
 # ---- the work the horizon must hold (TICK_HOLD_MUST, round 16)
 
 #: chains whose warm ticks leave more must-do work undone than the greedy without TICK_HOLD_MUST: 500016 tick 2,
-#: 500020 ticks 1-3, 500047 ticks 1-3 (the family's 7 ticks behind the greedy on unfinished work at 95fdb13)
-HOLD_MUST_CHAINS = [1, 5, 32]
+#: 500020 ticks 1-3, 500047 ticks 1-3 (the family's 7 ticks behind the greedy on unfinished work at 95fdb13),
+#: and how a tick of each meets the rule: carried past the greedy's must-do work (``+carry_must``), or, where the
+#: carry fails or ends above the greedy's objective, checked in full
+HOLD_MUST_CHAINS = {1: "must-do work, carried past it", 5: "checked in full", 32: "must-do work, carried past it"}
 
 
 def _must_gpu_s(q: object, r: kernels.PlanResult) -> float:
@@ -322,6 +324,7 @@ def test_a_warm_tick_holds_the_must_do_work_of_the_greedy_and_reports_it_beside_
     is valid; ``own_plan`` and ``witness`` report the must-do work (``unfinished_must_gpu_s``, recomputed here)
     beside the plain totals. Without the rule a tick of each chain is behind the greedy on must-do work."""
     assert P.TICK_HOLD_MUST and P.TICK_MUST_FULL
+    how = []
     for k, (q, r) in enumerate(_chain(case)):
         g = kernels.greedy_plan(q)
         assert kernels.check_result(q, r) == [], k
@@ -335,6 +338,12 @@ def test_a_warm_tick_holds_the_must_do_work_of_the_greedy_and_reports_it_beside_
         assert abs(own["unfinished_gpu_s"] - po["unfinished_gpu_s"]) <= 1e-6 * max(po["unfinished_gpu_s"], 1.0)
         assert w["ran"] and abs(w["unfinished_must_gpu_s"] - mg) <= 1e-6 * max(mg, 1.0), (k, w)
         assert abs(w["unfinished_gpu_s"] - go["unfinished_gpu_s"]) <= 1e-6 * max(go["unfinished_gpu_s"], 1.0)
+        how.append(w["reason"])
+        if w["reason"].endswith("checked in full"):
+            assert w["age_ticks"] == 0, (k, w)  # (a full check resets the age)
+        elif w["reason"].endswith("must-do work, carried past it"):
+            assert r.diagnostics["primal_variant"].endswith("+carry_must"), k
+    assert any(h.endswith(HOLD_MUST_CHAINS[case]) for h in how), how
     monkeypatch.setattr(P, "TICK_HOLD_MUST", False)
     assert any(_behind_must(q, r, kernels.greedy_plan(q)) for q, r in _chain(case))
 
