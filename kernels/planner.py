@@ -180,7 +180,8 @@ TICK_HOLD_MUST = True
 #: witness's, ``diagnostics["witness"]["used"]``). Family warm chains' 7 such ticks, each re-planned alone from
 #: the same warm start: returning the witness's plan instead gave 4 of them its objective, the full check
 #: 7-31% below it (chain 500020 ticks 1-3: 5.50 / 5.47 / 5.43 M vs the witness's 5.93 / 5.94 / 5.87 M g) at
-#: ~1.2 s vs ~0.15 s CPU for such a tick
+#: ~1.2 s vs ~0.15 s CPU for such a tick. The full check judges the totals: where its plan is still behind the
+#: witness on must-do work, the witness's own plan is returned
 TICK_MUST_FULL = True
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
@@ -2278,6 +2279,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     own = _summary(c, ev)
     run_wit, why = _witness_due(witness, warm_start, own)
     wc: dict[str, Any] = {"ran": False}
+    must_full = False  # the tick is checked in full for its must-do work (TICK_MUST_FULL)
     if not run_wit:
         age = _witness_age(warm_start) + 1 if warm_start is not None else 1
         if reference is not None and _left_undone(own):
@@ -2330,7 +2332,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                     vmat, pool, ev = got
                     variant, own, why = variant + "+carry_must", _summary(c, ev), why + "carried past it"
                 elif TICK_MUST_FULL:  # (the candidates, the list schedules, the carry; the witness's plan if none)
-                    full = True
+                    full = must_full = True
                     why += ("carried past it above the witness's objective" if got is not None
                             else "not carried past it") + ", checked in full"
                 else:
@@ -2439,6 +2441,10 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
         # a candidate's plans are completed above)
         vmat, pool, ev, done_by = complete.complete(problem, xp, c, pr, d, tb, vmat, pool, ev, gev, lam_b, mu_b)
         variant, wvar, own = variant + done_by, (wvar if used else "") + done_by, own if used else _summary(c, ev)
+    if must_full and not _holds_must(c, ev, gev):  # the full check's plan (it dominates the witness in totals)
+        # still behind it on must-do work: the witness's own plan
+        vmat, pool, ev, used, wvar = gv, gp, gev, True, "greedy_witness"
+        why += "; its plan behind it on must-do work: the witness's plan returned"
     # the plan leaves the device once, as the contract's host arrays
     pf = xp.to_numpy(xp.take(d.fv32, xp.index(vmat)))  # (np.take: 2x the fancy index)
     run = xp.to_numpy(vmat > 0)

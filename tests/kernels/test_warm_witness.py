@@ -405,3 +405,23 @@ def test_must_undone_is_the_work_a_job_cannot_do_after_the_horizon_by_its_deadli
     assert short[:5].tolist() == [False, True, False, False, True] and not short[5:].any()
     assert not C._fewest_short(c, a, b2, must=True).any()  # (b2's lead is on deferrable work only)
     assert C._fewest_short(c, a, b2)[0]  # ... which the plain measure counts
+
+
+def test_where_the_full_check_for_must_do_work_stays_behind_on_it_the_witness_plan_is_returned(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chain 3 (500018): with the carry past the greedy's must-do work failing (monkeypatched), its ticks are
+    checked in full; that check judges the totals and its plan (ahead of the greedy on unfinished work) is still
+    behind it on must-do work, so the witness's plan is returned (``used``) and the reason says so; no tick is
+    behind the greedy on must-do work."""
+    real = P._tick_work_carry
+    monkeypatch.setattr(P, "_tick_work_carry", lambda *a, must=False: None if must else real(*a))
+    used = []
+    for k, (q, r) in enumerate(_chain(3)):
+        g = kernels.greedy_plan(q)
+        assert kernels.check_result(q, r) == [] and not _behind_must(q, r, g), k
+        w = r.diagnostics["witness"]
+        used.append(w["used"])
+        if w["used"]:
+            assert w["reason"].endswith("behind it on must-do work: the witness's plan returned"), (k, w)
+            assert r.diagnostics["primal_variant"] == "greedy_witness" and w["same_plan"], k
+    assert any(used), used
