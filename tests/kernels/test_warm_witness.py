@@ -294,9 +294,12 @@ def test_own_plan_reports_the_plan_returned_after_the_warm_carry_raises(case: in
 
 #: chains whose warm ticks leave more must-do work undone than the greedy without TICK_HOLD_MUST: 500016 tick 2,
 #: 500020 ticks 1-3, 500047 ticks 1-3 (the family's 7 ticks behind the greedy on unfinished work at 95fdb13),
-#: and how a tick of each meets the rule: carried past the greedy's must-do work (``+carry_must``), or, where the
-#: carry fails or ends above the greedy's objective, checked in full
-HOLD_MUST_CHAINS = {1: "must-do work, carried past it", 5: "checked in full", 32: "must-do work, carried past it"}
+#: and 500018 ticks 1-3 (ahead of the greedy on unfinished work in all, behind it on must-do work), and how a tick
+#: of each meets the rule: carried past the greedy's must-do work (``+carry_must``: the rows of the jobs behind on
+#: it; taking those behind on their work in all, the 500018 ticks fail that carry), or, where the carry fails or
+#: ends above the greedy's objective, checked in full
+HOLD_MUST_CHAINS = {1: "must-do work, carried past it", 3: "must-do work, carried past it", 5: "checked in full",
+                    32: "must-do work, carried past it"}
 
 
 def _must_gpu_s(q: object, r: kernels.PlanResult) -> float:
