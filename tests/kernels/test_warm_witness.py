@@ -336,9 +336,10 @@ def test_a_warm_tick_holds_the_must_do_work_of_the_greedy_and_reports_it_beside_
         assert not (go["finished"] & ~po["finished"]).any() and po["late_jobs"] <= go["late_jobs"], k
         own, w = r.diagnostics["own_plan"], r.diagnostics["witness"]
         mr, mg = _must_gpu_s(q, r), _must_gpu_s(q, g)
-        assert abs(own["unfinished_must_gpu_s"] - mr) <= 1e-6 * max(mr, 1.0), (k, own)
         assert abs(r.diagnostics["unfinished_must_gpu_s"] - mr) <= 1e-6 * max(mr, 1.0), k
-        assert abs(own["unfinished_gpu_s"] - po["unfinished_gpu_s"]) <= 1e-6 * max(po["unfinished_gpu_s"], 1.0)
+        if not w["used"]:  # (own_plan: the optimiser's plan, the one returned unless the witness's is)
+            assert abs(own["unfinished_must_gpu_s"] - mr) <= 1e-6 * max(mr, 1.0), (k, own)
+            assert abs(own["unfinished_gpu_s"] - po["unfinished_gpu_s"]) <= 1e-6 * max(po["unfinished_gpu_s"], 1.0)
         assert w["ran"] and abs(w["unfinished_must_gpu_s"] - mg) <= 1e-6 * max(mg, 1.0), (k, w)
         assert abs(w["unfinished_gpu_s"] - go["unfinished_gpu_s"]) <= 1e-6 * max(go["unfinished_gpu_s"], 1.0)
         how.append(w["reason"])
