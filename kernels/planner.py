@@ -169,11 +169,12 @@ TICK_FALLBACK = False
 #: (:func:`_must_undone_s`: the work the horizon must hold, what a job cannot do after the horizon's end and
 #: still meet its deadline) is carried past it on that work (``complete.carry``'s ``more``, ``must``); the rest
 #: of its unfinished work can follow the horizon and is not judged on a warm tick (the lead's ruling, round 16).
-#: Family warm chains (tools famdef): ticks behind the greedy on must-do work 7 -> 0 (all 7 ticks behind it on
-#: unfinished work were: long jobs with a deadline at or inside the horizon's end, both plans late on them),
-#: ticks behind it on unfinished work 7 -> 3 (all three on jobs without a deadline, each at a lower objective
-#: than the greedy's), the 120 ticks' CPU 26.9 -> 30.4 s (3 full checks). The itp60 policy run and the 50,000 x
-#: 192 chains: no tick of theirs has must-do work left (plan or greedy): the same plans
+#: Family warm chains (tools famdef, 120 ticks): ticks behind the greedy on must-do work 13 -> 0 (the 7 ticks
+#: behind it on unfinished work in all, each on long jobs with a deadline at or inside the horizon's end, both
+#: plans late on them; and 6 ticks ahead of it in all), ticks behind it on unfinished work 7 -> 3 (all three on
+#: jobs without a deadline, each at a lower objective than the greedy's), ticks above the greedy's objective
+#: 7 -> 0, CPU 28.5 -> 32.2 s (3 full checks). The itp60 policy run and the 50,000 x 192 chains: no tick of
+#: theirs leaves must-do work (plan or greedy): the same plans
 TICK_HOLD_MUST = True
 #: where that carry fails, or leaves its plan's objective above the witness's, the tick is checked in full at
 #: once (as a cold solve: the plan returned dominates the witness job by job and in totals, or is the
