@@ -37,8 +37,9 @@ Seven phases per round, each accepted on its own:
   fixed, so a pool full of one job never lets another in (:func:`_swaps`; round 14, seed-0 corpus of 200:
   carbon within 1.02 x the carbon LP on 74 -> 78 all-finish instances). And two rows of one pool (or of one
   tenant with a quota) exchange slots where the first lacks the GPUs (quota) there that the second's leaving
-  frees (round 15, ``EXCHANGE_SLOTS``: on a cold plan that leaves no work undone, up to ``STARTS_MAX_CELLS``).
-  The same test as ``carbon``.
+  frees (round 15, ``EXCHANGE_SLOTS``: on a cold plan that leaves no work undone, up to ``STARTS_MAX_CELLS``),
+  and, there, two rows of any pools where the first's next level up does not fit under the site's cap and the
+  second's leaving frees the watts (round 16, ``EXCHANGE_WATTS``). The same test as ``carbon``.
 - ``blocks``: finished non-preemptible jobs: the cheapest single block at one level (per level the block of
   ``ceil(need / work)`` slots, by prefix sums of the options' costs; a job that runs now starts at slot 0),
   then its dearest cells lowered a level while the block's surplus covers the work they lose. The same
@@ -1143,6 +1144,25 @@ SWAP_ROWS_MAX = 64
 #: Only up to ``STARTS_MAX_CELLS`` (the corpus's sizes): on the one-start path the published winter-600 plan ended
 #: 1.07% higher with them (7,394.6 -> 7,473.6 kg; summer-1500 0.41% lower, 15,381.9 -> 15,319.1 kg).
 EXCHANGE_SLOTS = True
+#: Whether the slot exchanges (:data:`EXCHANGE_SLOTS`, where they run) also pair two rows of any pools where the
+#: first's next level up (its lowest, where it does not run) does not fit under the site's cap in a slot of its
+#: window and the second's leaving frees the watts (:func:`_watts_short`): on a cap-bound site every row's
+#: cells in the capped slots hold the room another's would use better, and the carbon phase (one row against
+#: the others held fixed) and the pair phase (one step of two rows in one slot) never move a row out of them to
+#: make room for a whole other arrangement (seed-0 corpus-17: the MILP's incumbent lowers one 8-GPU row in the
+#: three capped slots so that another runs there at its lowest level and lower elsewhere; corpus-7, -118).
+#: Round 16 (H1; /work/tools/meas.py, this tree off then on, back to back, load ~4-6, process CPU): seed-0 corpus
+#: of 200, median penalised gap 2.439% -> 2.337%, objective lower on 21 and higher on 2 (corpus-135 +0.29%, -77
+#: +0.00%), jobs finished 3,604 -> 3,606 (corpus-82 and -163 finish every job), carbon within 1.02 x the carbon LP
+#: 86 of 132 -> 87 of 134 (corpus-7 1.0303 -> 1.0257, -17 1.0260 -> 1.0206, -13 1.0263 -> 1.0236, -118 1.0643 ->
+#: 1.0331, -82 in at 1.0066), median carbon ratio 1.0121 -> 1.0116, 0 violations, 0 dominance failures, CPU sum
+#: 63.7 -> 66.0 s (+3.6%); seed 1: 2.311% -> 2.207%, 18 lower / 7 higher (corpus-193 +16.8%: the search of a
+#: displaced plan took a watt exchange first and ended in another local optimum; the rest at most +0.25%), jobs
+#: 3,440 both, within 1.02 92 -> 95 of 134, CPU 57.0 -> 58.9 s (+3.3%). Off by default: with it on, test_corpus's
+#: search-cells ratchet counts 163 > SEARCH_CELLS_BIG_MAX (160; seed-11 corpus-29 16,928 -> 21,824 cells, two
+#: swap calls that move nothing; -59 10,901 -> 33,786 and -170 15,024 -> 21,834, both lower plans). The watt
+#: tests turn it on.
+EXCHANGE_WATTS = False
 
 
 def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
@@ -1153,7 +1173,9 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     (finished, on time where they have a deadline; each may move to the other's pool: :func:`_moves`), and
     ``a`` lacks GPUs in q in some slot of its window that ``b``'s leaving frees. A slot exchange
     (``EXCHANGE_SLOTS``, on a cold plan: ``c.cold``): ``a`` and ``b`` stay in their pools, share a's pool or
-    a's tenant's quota, and ``a`` lacks GPUs (quota) in some slot of its window where it does not run that ``b``'s leaving frees. ``a``
+    a's tenant's quota, and ``a`` lacks GPUs (quota) in some slot of its window where it does not run that ``b``'s leaving frees,
+    or (``EXCHANGE_WATTS``; then in any pools) the facility watts of its next level up under the site's cap where
+    ``b``'s leaving frees them (:func:`_watts_short`). ``a``
     answers in its pool (q, or its own) against the plan without ``b`` (b's GPUs there, its watts and, in a
     slot exchange, its quota taken out: ``_options(shift=...)``), then ``b`` in its pool (p, or its own)
     against the plan with ``a`` changed (a's GPUs and quota freed where it left, taken where it now runs, its
@@ -1185,7 +1207,19 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     has_q = np.isfinite(quota_h[ten_h])
     same_p = pl_h[:, None] == pl_h[None, :]
     same_q = (ten_h[:, None] == ten_h[None, :]) & has_q[:, None]
-    slot = (same_p | same_q) & ~np.eye(n_r, dtype=bool) if slots else np.zeros_like(swap)
+    use = _pl._usage(d, tb, vmat, pool, xp)  # (the plan's busy GPUs and facility watts: read four times below)
+    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
+    lv_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64)
+    run_h = lv_h > 0
+    g = c.gpus[rows_h].astype(np.float64)
+    lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], T)
+    tt = np.arange(T)
+    win = (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
+    watt = np.zeros_like(swap)  # (and, where EXCHANGE_WATTS, any two rows where the first's next level up does
+    if slots and EXCHANGE_WATTS:  # not fit under the site's cap in a slot of its window where the second runs)
+        w_now, step, room_w, short_w = _watts_short(xp, d, tb, pl_h, lv_h, g, use[1], win)
+        watt = (short_w.astype(np.float64) @ run_h.T.astype(np.float64)) > 0
+    slot = (same_p | same_q | watt) & ~np.eye(n_r, dtype=bool) if slots else np.zeros_like(swap)
     ia, ib = np.nonzero(swap | slot)
     moving = swap[ia, ib]  # (pairs,) a pool exchange (else a slot exchange)
     if ia.size == 0:
@@ -1194,13 +1228,6 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     qb_h = np.where(moving, pl_h[ia], pl_h[ib])
     # a lacks GPUs in its target pool (a pool exchange: b's; a slot exchange: its own, where it does not run)
     # or under its tenant's quota (a slot exchange) somewhere in its window that b's leaving frees
-    use = _pl._usage(d, tb, vmat, pool, xp)  # (the plan's busy GPUs and facility watts: read three times below)
-    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
-    run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
-    g = c.gpus[rows_h].astype(np.float64)
-    lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], T)
-    tt = np.arange(T)
-    win = (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
     free_q = (H_h - busy_h)[qa_h]  # (pairs, T) free GPUs in a's target pool
     gb_out = g[ib][:, None] * run_h[ib] * (pl_h[ib] == qa_h)[:, None]  # what b's leaving frees there
     ga_need = g[ia][:, None] * ~(run_h[ia] & ~moving[:, None])  # (a slot exchange: a's own GPUs are counted)
@@ -1213,6 +1240,9 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         qb_out = g[ib][:, None] * run_h[ib] * same_q[ia, ib][:, None]
         ga_q = g[ia][:, None] * ~run_h[ia]
         helped |= (~moving[:, None] & win[ia] & (lq < ga_q - 1e-9) & (lq + qb_out >= ga_q - 1e-9)
+                   & (free_q + gb_out >= ga_need - 1e-6))
+    if slots and EXCHANGE_WATTS:  # or (a slot exchange) the watts of its next level up, which b's leaving frees
+        helped |= (~moving[:, None] & short_w[ia] & (room_w[None, :] + w_now[ib] >= step[ia] - 1e-9)
                    & (free_q + gb_out >= ga_need - 1e-6))
     keep = helped.any(1)
     ia, ib, moving, qa_h, qb_h = ia[keep], ib[keep], moving[keep], qa_h[keep], qb_h[keep]
@@ -1293,6 +1323,22 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         if m == 0:
             break
     return vmat, pool, ev, 0
+
+
+def _watts_short(xp: Ops, d: Any, tb: Any, pl_h: Any, lv_h: Any, g: Any, fac: Any, win: Any
+                 ) -> tuple[Any, Any, Any, Any]:
+    """The swap phase's watt exchanges (:data:`EXCHANGE_WATTS`), for rows in pools ``pl_h`` at levels ``lv_h``
+    ``(n, T)`` with ``g`` GPUs and windows ``win`` ``(n, T)`` (host arrays) on a plan of facility watts ``fac``
+    ``(T,)``: their facility watts now ``(n, T)``, what their next level up adds there (a row that does not run:
+    its pool's lowest level; 0 at its top level), the room under the site's cap ``(T,)`` (``room_cap`` less
+    ``fac``) and where, inside the window, that step does not fit in it ``(n, T)``."""
+    load, up, vmin = (np.asarray(xp.to_numpy(x)) for x in (tb.load, tb.up, tb.vmin))
+    load = load.astype(np.float64)
+    nxt = np.where(lv_h == 0, vmin[pl_h].astype(np.int64)[:, None], up[pl_h[:, None], lv_h])
+    w_now = load[pl_h[:, None], lv_h] * g[:, None]
+    step = load[pl_h[:, None], nxt] * g[:, None] - w_now
+    room = np.asarray(xp.to_numpy(d.room_cap - fac), np.float64)
+    return w_now, step, room, win & (step > 1e-9) & (room[None, :] < step - 1e-9)
 
 
 def _one_pair_per_row(ia: Any, ib: Any, gain: Any, n: int) -> Any:

@@ -1926,6 +1926,53 @@ def test_slot_exchanges_are_the_numpy_ones_on_torch(be: tuple[str, str], monkeyp
     _swaps_same_on(be, SLOT_CASES, lambda pb, s, nv, npool, nev: _slot_exchanges(pb, s, nv, npool, nev, monkeypatch))
 
 
+#: seed-31 cases where the slot exchanges move rows on the plan the search without the swap phase leaves only with
+#: the watt exchanges (round 16: 1, 10, 14 and 25 of the 40; without them none there)
+WATT_CASES = (1, 10, 14, 25)
+
+
+@pytest.mark.parametrize("i", WATT_CASES)
+def test_two_rows_exchange_watts_under_the_cap_where_no_single_move_does(i: int,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slot exchanges' watt exchanges (``EXCHANGE_WATTS``, round 16; opt-in): on a plan the search without the swap
+    phase left where it is, with no row allowed to change pools, two rows exchange slots where the first's next
+    level up does not fit under the site's cap and the second's leaving frees the watts: without them the phase
+    makes no exchange there, with them it does; no pool changes, the plan keeps every rule (checker), carbon and
+    the objective fall, every job stays finished (on time), the greedy still dominated, and some row now runs
+    above its old level in a slot where that step did not fit under the cap (seed-0 corpus-17: an 8-GPU row
+    lowered in the capped slots lets another run there at its lowest level)."""
+    pb, s, nv, npool, nev = _searched_without_swaps(i)
+    c, xp = s.c, s.xp
+    assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)[3] == 0
+    monkeypatch.setattr(PS, "EXCHANGE_WATTS", False)
+    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)[3] == 0
+    monkeypatch.setattr(PS, "EXCHANGE_WATTS", True)
+    sv, sp, sev, k = _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)
+    assert k > 0 and k % 2 == 0
+    assert np.array_equal(np.asarray(xp.to_numpy(sp)), np.asarray(xp.to_numpy(npool)))
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    v0, v1 = np.asarray(xp.to_numpy(nv)).astype(np.int64), np.asarray(xp.to_numpy(sv)).astype(np.int64)
+    p0 = np.asarray(xp.to_numpy(npool)).astype(np.int64)
+    rows = np.flatnonzero(p0 >= 0)
+    tt = np.arange(c.T)
+    win = (tt[None, :] >= c.rel[rows][:, None]) & (tt[None, :] < np.where(c.has_dl[rows], c.dl[rows], c.T)[:, None])
+    use = PL._usage(s.d, s.tb, nv, npool, xp)
+    _, _, _, short = PS._watts_short(xp, s.d, s.tb, p0[rows], v0[rows], c.gpus[rows].astype(np.float64), use[1], win)
+    work = np.asarray(xp.to_numpy(s.tb.work), np.float64)[p0[rows]]
+    assert (short & (np.take_along_axis(work, v1[rows], 1) > np.take_along_axis(work, v0[rows], 1))).any()
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_watt_exchanges_are_the_numpy_ones_on_torch(be: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch: the slot exchanges with the watt exchanges give the numpy plan, case by case."""
+    monkeypatch.setattr(PS, "EXCHANGE_WATTS", True)
+    _swaps_same_on(be, WATT_CASES, lambda pb, s, nv, npool, nev: _slot_exchanges(pb, s, nv, npool, nev, monkeypatch))
+
+
 def test_a_shift_that_takes_the_room_leaves_no_level_not_even_the_current_one() -> None:
     """``_options(shift=...)``: where another row's change takes every GPU of a row's pool (a slot exchange's
     second row answers with the first moved into its cells), the row has no level there, not even the one it
