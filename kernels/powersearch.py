@@ -29,17 +29,20 @@ best of the pools' responses):
 
 Seven phases per round, each accepted on its own:
 - ``carbon``: finished jobs (on time where they have a deadline inside the horizon, which is then their
-  limit): ``req`` = their need, no value: the same work, cheaper (on a cold plan a job that runs now may also
-  take slot 0 back or give it up: ``SLOT0_FLIPS``, off by default). Kept where the exact carbon does not rise and the
-  objective falls.
+  limit): ``req`` = their need, no value: the same work, cheaper. Kept where the exact carbon does not rise and the
+  objective falls. (After the search, on the plan ``kernels.plan`` chose, a cold one that does all its work, the
+  phase also lets a job that runs now take slot 0 back or give it up: :func:`polish`, ``SLOT0_FLIPS``.)
 - ``swaps``: two carbon-phase rows exchange pools (p to q and q to p) where the first lacks GPUs in q that the
   second's leaving frees: a move the carbon phase never makes, as it moves one row against the others held
   fixed, so a pool full of one job never lets another in (:func:`_swaps`; round 14, seed-0 corpus of 200:
   carbon within 1.02 x the carbon LP on 74 -> 78 all-finish instances). And two rows of one pool (or of one
   tenant with a quota) exchange slots where the first lacks the GPUs (quota) there that the second's leaving
-  frees (round 15, ``EXCHANGE_SLOTS``: on a cold plan that leaves no work undone, up to ``STARTS_MAX_CELLS``),
-  and, there, two rows of any pools where the first's next level up does not fit under the site's cap and the
-  second's leaving frees the watts (round 16, ``EXCHANGE_WATTS``). The same test as ``carbon``.
+  frees (round 15, ``EXCHANGE_SLOTS``: on a cold plan that leaves no work undone, up to ``STARTS_MAX_CELLS``).
+  After the search, on the plan ``kernels.plan`` chose (a cold one that does all its work), a finished
+  non-preemptible job that does not run now exchanges pools too, answering with its cheapest block in the other
+  pool (round 16, :func:`polish`, ``BLOCK_SWAPS``), and two rows of any pools exchange where the first's next
+  level up does not fit under the site's cap and the second's leaving frees the watts (round 16,
+  ``EXCHANGE_WATTS``). The same test as ``carbon``.
 - ``blocks``: finished non-preemptible jobs: the cheapest single block at one level (per level the block of
   ``ceil(need / work)`` slots, by prefix sums of the options' costs; a job that runs now starts at slot 0),
   then its dearest cells lowered a level while the block's surplus covers the work they lose. The same
@@ -497,9 +500,7 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     e0 = final[0][2]
     if (bound is not None and float(e0["unfinished_gpu_s"]) <= _TOL_W  # (certified near, its work all done: _close)
             and more["best"] - float(bound) <= STARTS_LATER_GAP * abs(more["best"])):
-        if report is not None:
-            report.update(cells=more["spent"], stopped=_close(final[0][2], more))
-        return final
+        return _polished(problem, xp, c, pr, d, tb, final, gev, more, report)
     # each later start searched and completed, and after it the start before it completed as it is (the lowest
     # STARTS_AS_THEY_ARE only), until the cells are spent
     steps = [st for i in range(1, len(starts)) for st in ((True, i), (False, i - 1))] + [(False, len(starts) - 1)]
@@ -526,8 +527,23 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
         o = refine(problem, xp, c, pr, d, tb, v, p, e, gev, name, meter=more)
         if o[2]["objective"] < final[0][2]["objective"]:  # completed whatever is left (a search may free room)
             final.insert(0, done(o, False, more))
+    return _polished(problem, xp, c, pr, d, tb, final, gev, more, report)
+
+
+def _polished(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
+              final: list[tuple[Any, Any, dict[str, Any], str]], gev: dict[str, Any], meter: dict[str, Any],
+              report: dict[str, Any] | None) -> list[tuple[Any, Any, dict[str, Any], str]]:
+    """:func:`refine_starts`'s plans ``final`` (lowest first) with the lowest polished by slot-0 flips in front
+    where they lower it (:func:`polish`, ``"+polish"`` added to its variant); ``report`` (where given) gets
+    the cells spent (``meter``'s and the polish's: its searches have their own budget, not ``meter``'s) and whether
+    the lowest plan is certified close (:func:`refine_starts`)."""
+    v, p, e, name = final[0]
+    spent: dict[str, float] = {}
+    nv, npool, nev, k = polish(problem, xp, c, pr, d, tb, v, p, e, gev, spent)
+    if k:
+        final = [(nv, npool, nev, name + "+polish"), *final]
     if report is not None:
-        report.update(cells=more["spent"], stopped=_close(final[0][2], more))
+        report.update(cells=meter["spent"] + spent.get("cells", 0.0), stopped=_close(final[0][2], meter))
     return final
 
 
@@ -747,8 +763,10 @@ def _row_status(ev: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
 
 def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
            ev: dict[str, Any], phase: str, floor: dict[str, Any] | None,
-           meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+           meter: dict[str, Any] | None = None, flips: bool = False) -> tuple[Any, Any, dict[str, Any], int]:
     """One phase of one round: propose, accept by prefix sums, evaluate exactly, halve until it passes.
+    ``flips``: the carbon phase also answers with slot 0 flipped (:func:`_slot0_rows`; the polish of
+    :func:`polish`).
     ``meter["left"]``: the search's cells left (:data:`SEARCH_BUDGET_CELLS`), charged for the rows proposed;
     where the phase's rows would overrun it, only the most promising that fit are proposed."""
     T = c.T
@@ -775,7 +793,8 @@ def _phase(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
             short_c = ~np.asarray(floor["finished"], bool)
     rows_h = np.flatnonzero(sel)
     moves = _moves(c, pool_h, rows_h) if phase == "carbon" else np.zeros((rows_h.size, c.P), bool)
-    flip = _slot0_rows(xp, c, vmat, pool_h, rows_h, ev) if phase == "carbon" else np.zeros(rows_h.size, np.int8)
+    flip = (_slot0_rows(xp, c, vmat, pool_h, rows_h, ev) if phase == "carbon" and flips
+            else np.zeros(rows_h.size, np.int8))
     if meter is not None and rows_h.size:
         _charge(meter, PHASE_CELLS, fixed=True)  # (the call's fixed cost)
         # per row: its own pool's response, then one per pool it may move to, and one with slot 0 flipped
@@ -986,20 +1005,24 @@ MOVE_RUNNING = False
 MOVE_RUNNING_COLD = True
 
 
-#: Whether the carbon phase also answers, on a cold plan (where :data:`MOVE_RUNNING_COLD` lets running jobs move),
-#: for each job that runs now and stays in its pool, with slot 0 flipped (:func:`_slot0_rows`): a job that does not
-#: run slot 0 there pays its switching loss (``preempt_loss_s``) as work, so taking slot 0 back can cost less than
-#: the work it saves, and one that runs slot 0 may give it up and pay the loss. A row's own response keeps slot 0
-#: as it is (its need is the evaluation's), so neither is ever its best response: seed-0 corpus-13, two running jobs
-#: left slot 0 (the dearest) and paid their loss in dear slots later, where the MILP runs both in slot 0. Round 15
-#: (H3; /work/tools/meas.py, on top of ``EXCHANGE_SLOTS``, not in the same hour): seed-0 corpus of 200, median gap
-#: 2.328% -> 2.292%, 17 lower / 13 higher, carbon within 1.02 x the carbon LP 86 -> 88 of 132 (corpus-124 back,
-#: corpus-184 at 0 g: its LP's), CPU 100.9 -> 106.9 s. Warm plans too cost the itp60 policy run 175.1 -> 179.9
-#: g/GPU-h (425 jobs instead of 418, 114 preemptions instead of 212): cold only, as the running jobs' moves. Off
-#: by default: with the slot exchanges where the plan does all its work (``_cold_and_done``), same hour as 1788cd9,
-#: seed-0 corpus-118's first start searched to +2.1% and the start that won leaves a job unfinished (3,605 -> 3,604
-#: jobs; median gap 2.461% -> 2.259%, within 1.02 86 -> 89, CPU 95.2 -> 99.1 s with them on).
-SLOT0_FLIPS = False
+#: Whether :func:`polish` runs the carbon phase with slot-0 flips (:func:`_slot0_rows`) on the plan ``kernels.plan``
+#: chose, a cold one that does all its work: for each job that runs now and stays in its pool, a response with slot 0
+#: flipped. A job that does not run slot 0 there pays its switching loss (``preempt_loss_s``) as work, so taking slot
+#: 0 back can cost less than the work it saves, and one that runs slot 0 may give it up and pay the loss. A row's own
+#: response keeps slot 0 as it is (its need is the evaluation's), so neither is ever its best response: seed-0
+#: corpus-13, two running jobs left slot 0 (the dearest) and paid their loss in dear slots later, where the MILP runs
+#: both in slot 0. Round 15 (H3) ran them inside the search (opt-in, off): there seed-0 corpus-118's first start took
+#: a flip early and ended 2.6% higher (245,724 against 239,568), and the second start's plan, which leaves a job
+#: unfinished, then won (3,605 -> 3,604 jobs): the flip itself never loses a job (the phase's exact test), the path it
+#: changes does. Warm plans too cost the itp60 policy run 175.1 -> 179.9 g/GPU-h: cold only. Round 16 (H2): only in
+#: the polish, after the search (which is the same with or without them). With :data:`BLOCK_SWAPS` (/work/tools/meas.py,
+#: 95fdb13 and this, two processes side by side): seed-0 corpus of 200, median gap 2.439% -> 2.293%, 30 plans lower,
+#: none higher, jobs finished 3,604 both, carbon within 1.02 x the carbon LP 86 -> 87 of 132 (corpus-28 in; 13 at
+#: 1.0263 -> 1.0207, 157 1.0234 -> 1.0213, 47 1.0222 -> 1.0206), 0 violations, 0 dominance failures; seed 1: 2.311%
+#: -> 2.211%, 19 lower, none higher, jobs 3,440 both, within 1.02 92 -> 93, CPU 62.6 -> 64.9 s (+3.7%); the itp60
+#: policy run the same (422 jobs, 175.74 g/GPU-h, 246 preemptions). The flips alone (seed 0): 2.439% -> 2.337%,
+#: 24 lower, none higher.
+SLOT0_FLIPS = True
 
 
 def _slot0_rows(xp: Ops, c: Any, vmat: Any, pool_h: Any, rows_h: Any, ev: dict[str, Any]) -> Any:
@@ -1008,14 +1031,63 @@ def _slot0_rows(xp: Ops, c: Any, vmat: Any, pool_h: Any, rows_h: Any, ev: dict[s
     it up), 0 elsewhere; all 0 where not :data:`SLOT0_FLIPS`, where the plan may not move running jobs
     (:func:`_moves`: a warm plan) or where it leaves work undone (:func:`_cold_and_done`)."""
     out = np.zeros(rows_h.size, np.int8)
-    if (not SLOT0_FLIPS or rows_h.size == 0 or not (MOVE_RUNNING or (MOVE_RUNNING_COLD and bool(c.cold)))
-            or not _cold_and_done(c, ev)):
+    if rows_h.size == 0 or not _flips_here(c, ev):
         return out
     stay = (c.rpool[rows_h] >= 0) & (c.rpool[rows_h] == pool_h[rows_h]) & (c.loss[rows_h] > 0)
     run0 = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64), 0]), np.int64) > 0
     out[stay & ~run0] = 1
     out[stay & run0] = -1
     return out
+
+
+def _flips_here(c: Any, ev: dict[str, Any]) -> bool:
+    """Whether running jobs' slot 0 may flip on the plan evaluated ``ev`` (:func:`_slot0_rows`): where the plan may
+    move running jobs (:func:`_moves`: not a warm plan) and does all its work (:func:`_cold_and_done`)."""
+    return bool(MOVE_RUNNING or (MOVE_RUNNING_COLD and bool(c.cold))) and _cold_and_done(c, ev)
+
+
+#: cells of the searches :func:`polish` runs on the plans its rounds change (the other rows answer the flip or the
+#: exchange), all rounds together. Round 16 (q.py, the 23 seed-0 corpus instances the flips change, 100k vs 0, one
+#: process after the other): 6 plans lower (corpus-27 -0.24%, -18 -0.08%), none higher, CPU 9.49 -> 9.95 s.
+FLIP_SEARCH_CELLS = 100_000.0
+
+
+def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+           ev: dict[str, Any], floor: dict[str, Any] | None, spent: dict[str, float] | None = None
+           ) -> tuple[Any, Any, dict[str, Any], int]:
+    """The plan ``kernels.plan`` chose (:func:`refine_starts`), polished by the moves the search does not make (a search
+    with them ends elsewhere: round 15, slot-0 flips in the search took seed-0 corpus-118's first start to a plan
+    2.6% higher, and the start that then won leaves a job unfinished): where :func:`_flips_here` (a cold plan that
+    does all its work), up to ``POWER_ROUNDS`` rounds of the carbon phase with slot-0 flips (:func:`_phase`,
+    ``flips``: :data:`SLOT0_FLIPS`) and the swap phase with block exchanges (:func:`_swaps`, ``blocks``:
+    :data:`BLOCK_SWAPS`) and watt exchanges (``watt_pairs``: :data:`EXCHANGE_WATTS`), each accepted under its exact
+    test (the objective falls, carbon does not rise, every job finished and on time stays so, the plan still
+    dominates ``floor``), a round that moves a row followed by a search (:func:`power_search`, ``FLIP_SEARCH_CELLS``
+    for all rounds; it keeps every job too). So the plan given is the search's as before, and the polished one is
+    never higher nor finishes a job fewer. Returns the plan, its pools, evaluation and the rows the rounds changed
+    (0: the plan as given); ``spent["cells"]`` gets the cells the searches spent."""
+    total = 0
+    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS) or not _flips_here(c, ev):
+        return vmat, pool, ev, 0
+    m: dict[str, Any] = {"left": FLIP_SEARCH_CELLS}  # (the searches' meter, all rounds together)
+    for _ in range(POWER_ROUNDS):  # polish rounds
+        nv, npool, nev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "carbon", floor, None,
+                                   flips=SLOT0_FLIPS)
+        nv, npool, nev, k2 = _swaps(problem, xp, c, pr, d, tb, nv, npool, nev, floor, None, blocks=BLOCK_SWAPS,
+                                    watt_pairs=EXCHANGE_WATTS)
+        k += k2
+        if k == 0:
+            break
+        if m["left"] > 0:
+            left = m["left"]
+            nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor, meter=m)
+            if spent is not None:
+                spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
+        if not (_pl._serves_forced_dev(c, d, nv, xp) and (floor is None or _pl._dominates_jobs(c, nev, floor))):
+            break
+        vmat, pool, ev = nv, npool, nev
+        total += k
+    return vmat, pool, ev, total
 
 
 def _cold_and_done(c: Any, ev: dict[str, Any]) -> bool:
@@ -1160,14 +1232,25 @@ EXCHANGE_SLOTS = True
 #: displaced plan took a watt exchange first and ended in another local optimum; the rest at most +0.25%), jobs
 #: 3,440 both, within 1.02 92 -> 95 of 134, CPU 57.0 -> 58.9 s (+3.3%). Off by default: with it on, test_corpus's
 #: search-cells ratchet counts 163 > SEARCH_CELLS_BIG_MAX (160; seed-11 corpus-29 16,928 -> 21,824 cells, two
-#: swap calls that move nothing; -59 10,901 -> 33,786 and -170 15,024 -> 21,834, both lower plans). The watt
-#: tests turn it on.
-EXCHANGE_WATTS = False
+#: swap calls that move nothing; -59 10,901 -> 33,786 and -170 15,024 -> 21,834, both lower plans). So the lead
+#: moved them into :func:`polish` (``watt_pairs``; the search never makes them), after the search, like the slot-0
+#: flips and block exchanges there: the search's plans are as before, and the polish never ends higher.
+EXCHANGE_WATTS = True
+#: Whether the swap phase of :func:`polish` (on the plan ``kernels.plan`` chose; not in the search) lets finished
+#: non-preemptible rows that do not run now exchange pools too (a block answers with its cheapest block in the
+#: other pool, :func:`_best_blocks`), where the plan may make slot exchanges (:func:`_cold_and_done`, up to
+#: ``STARTS_MAX_CELLS``): the blocks phase moves a block only within its pool, so a pool full of preemptible work
+#: never lets a block in (seed-0 corpus-28: the MILP runs the 8-GPU block of job 12 in pool 0 and job 0 in pool 2,
+#: the plan the other way round). In the search itself (round 16) they took corpus-28 to 1.0107 x the carbon LP but
+#: changed the search's path elsewhere: 5 plans higher on each seed (seed-1 corpus-59 out of 1.02, 1.0152 ->
+#: 1.0201), seed-1 CPU +5.4% (same window); as a polish 28 ends at 1.0138 and no plan is higher.
+BLOCK_SWAPS = True
 
 
 def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
            ev: dict[str, Any], floor: dict[str, Any] | None,
-           meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+           meter: dict[str, Any] | None = None, blocks: bool = False, watt_pairs: bool = False
+           ) -> tuple[Any, Any, dict[str, Any], int]:
     """The swap phase: two rows exchange pools, or slots, where a row's move alone does not fit. A pool
     exchange: row ``a`` (in pool p) leaves for pool q while row ``b`` leaves q for p, both carbon-phase rows
     (finished, on time where they have a deadline; each may move to the other's pool: :func:`_moves`), and
@@ -1192,7 +1275,10 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         return vmat, pool, ev, 0
     finished, need_h, _, on_time = _row_status(ev)
     pool_h = xp.to_numpy(pool).astype(np.int64)
-    rows_h = np.flatnonzero(c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
+    # (block exchanges: finished non-preemptible rows that do not run now, where asked and the plan may make them)
+    blocks = blocks and BLOCK_SWAPS and c.P > 1 and _cold_and_done(c, ev) and several_starts(c)
+    kind = c.preempt | (blocks & (c.rpool < 0))
+    rows_h = np.flatnonzero(kind & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
     if rows_h.size > SWAP_ROWS_MAX:
         pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
         rows_h = np.sort(rows_h[np.argsort(-pri, kind="stable")[:SWAP_ROWS_MAX]])
@@ -1216,10 +1302,12 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     tt = np.arange(T)
     win = (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
     watt = np.zeros_like(swap)  # (and, where EXCHANGE_WATTS, any two rows where the first's next level up does
-    if slots and EXCHANGE_WATTS:  # not fit under the site's cap in a slot of its window where the second runs)
+    if slots and watt_pairs and EXCHANGE_WATTS:  # not fit under the site's cap in a slot of its window where the second runs)
         w_now, step, room_w, short_w = _watts_short(xp, d, tb, pl_h, lv_h, g, use[1], win)
         watt = (short_w.astype(np.float64) @ run_h.T.astype(np.float64)) > 0
-    slot = (same_p | same_q | watt) & ~np.eye(n_r, dtype=bool) if slots else np.zeros_like(swap)
+    blk_h = ~c.preempt[rows_h]  # (n_r,) a block (a non-preemptible row): pool exchanges only
+    slot = (same_p | same_q | watt) & ~np.eye(n_r, dtype=bool) & ~(blk_h[:, None] | blk_h[None, :]) if slots \
+        else np.zeros_like(swap)
     ia, ib = np.nonzero(swap | slot)
     moving = swap[ia, ib]  # (pairs,) a pool exchange (else a slot exchange)
     if ia.size == 0:
@@ -1241,7 +1329,7 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         ga_q = g[ia][:, None] * ~run_h[ia]
         helped |= (~moving[:, None] & win[ia] & (lq < ga_q - 1e-9) & (lq + qb_out >= ga_q - 1e-9)
                    & (free_q + gb_out >= ga_need - 1e-6))
-    if slots and EXCHANGE_WATTS:  # or (a slot exchange) the watts of its next level up, which b's leaving frees
+    if slots and watt_pairs and EXCHANGE_WATTS:  # or (a slot exchange) the watts of its next level up, which b's leaving frees
         helped |= (~moving[:, None] & short_w[ia] & (room_w[None, :] + w_now[ib] >= step[ia] - 1e-9)
                    & (free_q + gb_out >= ga_need - 1e-6))
     keep = helped.any(1)
@@ -1269,7 +1357,6 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     req_a = xp.asarray(np.where(moving, need_mv[ia], need_h[rows_h][ia]), xp.f64)
     req_b = xp.asarray(np.where(moving, need_mv[ib], need_h[rows_h][ib]), xp.f64)
     lim = xp.asarray(lim_h, xp.i64)
-    zero = xp.zeros(int(ra.shape[0]), xp.f64)
     own = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
     co, wo = _old_cost(xp, own[0], own[1], own[2])
     ga, gb = xp.astype(d.gpus[ra], xp.f64), xp.astype(d.gpus[rb], xp.f64)
@@ -1286,18 +1373,16 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     shift_a = (gb[:, None] * run_b * xp.astype(pb_ == qa, xp.f64)[:, None], watts(rb, sub_b, pb_, gb),
                gb[:, None] * run_b * tq)
     ka, kb = xp.asarray(ia, xp.i64), xp.asarray(ib, xp.i64)
-    opts_a = _options(xp, c, d, tb, vmat, pool, ra, lim[ka], to_pool=qa, use=use, shift=shift_a)
-    na, sva, _ = _best_rows(xp, c, d, tb, vmat, pool, ra, lim[ka], req_a, req_a, zero, zero, to_pool=qa,
-                            old=(co[ka], wo[ka]), opts=opts_a, raw=True)
+    na, sva = _swap_answers(xp, c, d, tb, vmat, pool, ra, lim[ka], req_a, qa, shift_a, (co[ka], wo[ka]), blk_h[ia],
+                            use)
     # b answers in qb with a changed: a's GPUs freed where it left qb and taken where it now runs in qb, its
     # quota likewise, its watts as they now are
     d_a = xp.astype(sub_a > 0, xp.f64) * xp.astype(pa == qb, xp.f64)[:, None] \
         - xp.astype(na > 0, xp.f64) * xp.astype(qa == qb, xp.f64)[:, None]
     dq_a = (xp.astype(sub_a > 0, xp.f64) - xp.astype(na > 0, xp.f64)) * tq
     shift_b = (ga[:, None] * d_a, watts(ra, sub_a, pa, ga) - watts(ra, na, qa, ga), ga[:, None] * dq_a)
-    opts_b = _options(xp, c, d, tb, vmat, pool, rb, lim[kb], to_pool=qb, use=use, shift=shift_b)
-    nb, svb, _ = _best_rows(xp, c, d, tb, vmat, pool, rb, lim[kb], req_b, req_b, zero, zero, to_pool=qb,
-                            old=(co[kb], wo[kb]), opts=opts_b, raw=True)
+    nb, svb = _swap_answers(xp, c, d, tb, vmat, pool, rb, lim[kb], req_b, qb, shift_b, (co[kb], wo[kb]), blk_h[ib],
+                            use)
     gain = np.asarray(xp.to_numpy(sva + svb), np.float64)
     scale = np.maximum(np.asarray(xp.to_numpy(co[ka] + co[kb]), np.float64), 1.0)
     cand = np.isfinite(gain) & (gain > 1e-9 * scale)
@@ -1339,6 +1424,38 @@ def _watts_short(xp: Ops, d: Any, tb: Any, pl_h: Any, lv_h: Any, g: Any, fac: An
     step = load[pl_h[:, None], nxt] * g[:, None] - w_now
     room = np.asarray(xp.to_numpy(d.room_cap - fac), np.float64)
     return w_now, step, room, win & (step > 1e-9) & (room[None, :] < step - 1e-9)
+
+
+def _swap_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
+                  to_pool: Any, shift: tuple[Any, ...], old: tuple[Any, Any], blk_h: Any, use: Any) -> tuple[Any, Any]:
+    """The swap phase's answers of ``rows`` (one per pair, :func:`_swaps`) in the pools ``to_pool`` against the
+    plan changed by ``shift`` (:func:`_options`): a preemptible row's best response (:func:`_best_rows`, keeping
+    ``req``), a non-preemptible row's (``blk_h``, host mask) cheapest block (:func:`_best_blocks`, its need
+    ``req``). Returns the ``(pairs, T)`` levels and the raw estimated savings (``-inf``: none)."""
+    n = int(rows.shape[0])
+    parts: list[tuple[Any, bool]] = [(k, b) for k, b in ((np.flatnonzero(~blk_h), False),
+                                                         (np.flatnonzero(blk_h), True)) if k.size]
+    if len(parts) == 1:  # (one kind: no gather)
+        parts = [(None, parts[0][1])]
+    new_sub = xp.zeros((n, c.T), vmat.dtype)
+    saving = xp.zeros(n, xp.f64)
+    for k_h, block in parts:  # preemptible rows, then blocks
+        k = None if k_h is None else xp.asarray(k_h, xp.i64)
+        r, lm, rq, to, *sh, o0, o1 = (a if k is None else a[k] for a in (rows, lim, req, to_pool, *shift, *old))
+        od = (o0, o1)
+        if block:
+            ns, sv = _best_blocks(xp, c, d, tb, vmat, pool, r, lm, rq, use=use, to_pool=to, shift=tuple(sh), old=od,
+                                  raw=True)
+        else:
+            zero = xp.zeros(int(r.shape[0]), xp.f64)
+            opts = _options(xp, c, d, tb, vmat, pool, r, lm, to_pool=to, use=use, shift=tuple(sh))
+            ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, r, lm, rq, rq, zero, zero, to_pool=to, old=od, opts=opts,
+                                   raw=True)
+        if k is None:
+            return xp.astype(ns, vmat.dtype), sv
+        new_sub[k] = xp.astype(ns, vmat.dtype)
+        saving[k] = sv
+    return new_sub, saving
 
 
 def _one_pair_per_row(ia: Any, ib: Any, gain: Any, n: int) -> Any:
@@ -1750,17 +1867,20 @@ def _old_cost(xp: Ops, C: Any, wk: Any, sub: Any) -> tuple[Any, Any]:
 
 
 def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
-                 need: Any, use: Any = None) -> tuple[Any, Any]:
+                 need: Any, use: Any = None, to_pool: Any = None, shift: tuple[Any, ...] | None = None,
+                 old: Any = None, raw: bool = False) -> tuple[Any, Any]:
     """Non-preemptible rows: the cheapest single block at one level (per level the block of
     ``ceil(need / work)`` slots by prefix sums of the options' costs; every cell an option, inside the
     row's window, started at slot 0 when the job runs now) against the others as they are. Returns the new
     ``(n, T)`` levels and the estimated saving (0 where none is better than the row as it is). ``use``: the
-    plan's ``kernels.planner._usage`` where the caller holds it."""
+    plan's ``kernels.planner._usage`` where the caller holds it. ``to_pool``, ``shift``: the block in that pool,
+    against the plan so changed (:func:`_options`; the swap phase's block exchanges), ``old`` then the rows'
+    current ``(cost, work)`` in their own pools; ``raw``: as :func:`_best_rows`'s."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
-    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
+    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, to_pool=to_pool, use=use, shift=shift)
     start_ok = (tt >= d.rel[rows][:, None]) & ((d.rpool[rows] < 0)[:, None] | (tt == 0))
     inf = float("inf")
     best_key = xp.full((n,), inf, xp.f64)
@@ -1793,7 +1913,7 @@ def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: A
     lvl = xp.where(blk, best_v[:, None], 0)
     # the block overshoots the need by less than one slot: lower its dearest cells a level while the
     # surplus covers the work they lose (the block stays one unbroken run)
-    pl = xp.astype(pool[rows], xp.i64)
+    pl = xp.astype(pool[rows] if to_pool is None else to_pool, xp.i64)
     down = xp.astype(tb.down[pl], xp.i64)  # (n, V)
     surplus = xp.astype(best_n, xp.f64) * xp.take_along(wk, best_v[:, None], 1)[:, 0] - need
     for _ in range(TRIMS * 2):  # trims
@@ -1816,9 +1936,11 @@ def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: A
     lvl, best_key = _shorten_blocks(xp, C, wk, xp.astype(tb.up[pl], xp.i64), lvl, blk & fin[:, None], surplus,
                                     best_key, d.rpool[rows] < 0)
     new_sub = xp.astype(lvl, xp.i8)
-    cost_old, _ = _old_cost(xp, C, wk, sub)
+    cost_old = _old_cost(xp, C, wk, sub)[0] if old is None else old[0]
     saving = cost_old - best_key
-    same = xp.all(new_sub == sub, 1)
+    same = xp.all(new_sub == sub, 1) & (True if to_pool is None else pl == xp.astype(pool[rows], xp.i64))
+    if raw:
+        return new_sub, xp.where(fin & ~same & xp.isfinite(cost_old), saving, -float("inf"))
     ok_row = fin & ~same & xp.isfinite(cost_old) & (saving > 1e-9 * xp.maximum(cost_old, 1.0))
     return new_sub, xp.where(ok_row, saving, 0.0)
 

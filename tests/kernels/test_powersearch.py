@@ -113,7 +113,7 @@ def test_kernels_plan_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
         pb = make(*CASES[i])
         res = kernels.plan(pb)
         assert kernels.check_result(pb, res) == []
-        used += str(res.diagnostics.get("primal_variant", "")).endswith("+power")
+        used += "+power" in str(res.diagnostics.get("primal_variant", ""))  # (then "+flips" where polished)
     assert used >= 4, f"the power search carried {used} of 6 plans"
 
 
@@ -1528,8 +1528,11 @@ def test_the_starts_stop_once_a_plan_is_certified_close(i: int, monkeypatch: pyt
     plan comes with a certified gap within ``STOP_GAP``, finishes every job the full search does, dominates
     the greedy, and the starts spend fewer cells than without the stop (``STOP_GAP = -1``: never close; a
     count, not a clock). The one-start path (past ``STARTS_MAX_CELLS``: the published instances) gets no
-    bound and keeps its plans."""
+    bound and keeps its plans. (The polish after the searches off, ``polish``: it may take the stopped plan
+    below the full search's, corpus-0 79,299.98 against 79,300.55, round 16.)"""
     monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
+    monkeypatch.setattr(PS, "SLOT0_FLIPS", False)
+    monkeypatch.setattr(PS, "BLOCK_SWAPS", False)
     pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[i])
     meters = _spy_meters(monkeypatch)
     monkeypatch.setattr(PS, "STOP_GAP", 0.02)  # (at 1% these two end at 1.8% and 1.2%: not stopped)
@@ -1849,13 +1852,15 @@ SLOT_UNDONE_CASES = (9, 12, 30)
 
 
 def _slot_exchanges(pb: Any, s: Any, nv: Any, npool: Any, nev: dict[str, Any],
-                    monkeypatch: pytest.MonkeyPatch, cold: bool = True, on: bool = True) -> tuple[Any, ...]:
+                    monkeypatch: pytest.MonkeyPatch, cold: bool = True, on: bool = True,
+                    watt_pairs: bool = False) -> tuple[Any, ...]:
     """The swap phase on the plan, as a cold plan's (``c.cold``: slot exchanges only there) or a warm one's, with
-    no row allowed to change pools (``_moves`` empty): its slot exchanges alone (``EXCHANGE_SLOTS`` set to ``on``)."""
+    no row allowed to change pools (``_moves`` empty): its slot exchanges alone (``EXCHANGE_SLOTS`` set to ``on``),
+    with the watt exchanges where ``watt_pairs`` (as :func:`PS.polish` asks; the search never does)."""
     monkeypatch.setattr(PS, "EXCHANGE_SLOTS", on)
     monkeypatch.setattr(PS, "_moves", lambda c, pool_h, rows_h: np.zeros((rows_h.size, c.P), bool))
     c = dataclasses.replace(s.c, cold=cold)
-    return PS._swaps(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None)
+    return PS._swaps(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, watt_pairs=watt_pairs)
 
 
 def test_a_shifted_option_with_the_quota_is_the_option_with_the_other_row_out() -> None:
@@ -1934,7 +1939,7 @@ WATT_CASES = (1, 10, 14, 25)
 @pytest.mark.parametrize("i", WATT_CASES)
 def test_two_rows_exchange_watts_under_the_cap_where_no_single_move_does(i: int,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """The slot exchanges' watt exchanges (``EXCHANGE_WATTS``, round 16; opt-in): on a plan the search without the swap
+    """The slot exchanges' watt exchanges (``EXCHANGE_WATTS``, round 16; in the polish only): on a plan the search without the swap
     phase left where it is, with no row allowed to change pools, two rows exchange slots where the first's next
     level up does not fit under the site's cap and the second's leaving frees the watts: without them the phase
     makes no exchange there, with them it does; no pool changes, the plan keeps every rule (checker), carbon and
@@ -1945,9 +1950,10 @@ def test_two_rows_exchange_watts_under_the_cap_where_no_single_move_does(i: int,
     c, xp = s.c, s.xp
     assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)[3] == 0
     monkeypatch.setattr(PS, "EXCHANGE_WATTS", False)
-    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)[3] == 0
+    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, watt_pairs=True)[3] == 0
     monkeypatch.setattr(PS, "EXCHANGE_WATTS", True)
-    sv, sp, sev, k = _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)
+    assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch)[3] == 0  # (the search's call: no watt pairs)
+    sv, sp, sev, k = _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, watt_pairs=True)
     assert k > 0 and k % 2 == 0
     assert np.array_equal(np.asarray(xp.to_numpy(sp)), np.asarray(xp.to_numpy(npool)))
     assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
@@ -1970,7 +1976,8 @@ def test_two_rows_exchange_watts_under_the_cap_where_no_single_move_does(i: int,
 def test_watt_exchanges_are_the_numpy_ones_on_torch(be: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """torch: the slot exchanges with the watt exchanges give the numpy plan, case by case."""
     monkeypatch.setattr(PS, "EXCHANGE_WATTS", True)
-    _swaps_same_on(be, WATT_CASES, lambda pb, s, nv, npool, nev: _slot_exchanges(pb, s, nv, npool, nev, monkeypatch))
+    _swaps_same_on(be, WATT_CASES, lambda pb, s, nv, npool, nev: _slot_exchanges(pb, s, nv, npool, nev, monkeypatch,
+                                                                                 watt_pairs=True))
 
 
 def test_a_shift_that_takes_the_room_leaves_no_level_not_even_the_current_one() -> None:
@@ -2000,31 +2007,26 @@ FLIP_CASES = (16, 17, 22, 25, 36)
 
 @functools.cache
 def _searched_without_flips(i: int) -> tuple[Any, ...]:
-    """Case ``i``'s greedy plan searched as a cold plan (``c.cold``) with no slot-0 flips (the greedy its floor)."""
+    """Case ``i``'s greedy plan searched as a cold plan (``c.cold``; the search makes no slot-0 flip, the polish
+    after it does) with the greedy its floor."""
     pb = make(*CASES[i])
     s = greedy_start(pb)
     c = dataclasses.replace(s.c, cold=True)
-    keep = PS.SLOT0_FLIPS
-    PS.SLOT0_FLIPS = False
-    try:
-        nv, npool, nev, _ = PS.power_search(pb, s.xp, c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
-    finally:
-        PS.SLOT0_FLIPS = keep
+    nv, npool, nev, _ = PS.power_search(pb, s.xp, c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
     return pb, s, c, nv, npool, nev
 
 
 @pytest.mark.parametrize("i", FLIP_CASES)
-def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The carbon phase's slot-0 flips (round 15, ``SLOT0_FLIPS``): on a cold plan the search without them left
-    where it is, a job that runs now and stays in its pool takes slot 0 back (its switching loss no longer
-    paid as work) or gives it up (paying it) where that saves carbon: its slot 0 changes, the plan keeps every
-    rule (checker), carbon and the objective fall, every job stays finished (on time). Without the flips the
-    phase moves no such row (seed-0 corpus-13: two running jobs left slot 0 and paid their loss in dearer slots
-    later; the MILP runs both in slot 0). (Opt-in: on here.)"""
-    monkeypatch.setattr(PS, "SLOT0_FLIPS", True)
+def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int) -> None:
+    """The carbon phase's slot-0 flips (round 15, ``flips``): on a cold plan the search left where it is, a job
+    that runs now and stays in its pool takes slot 0 back (its switching loss no longer paid as work) or gives
+    it up (paying it) where that saves carbon: its slot 0 changes, the plan keeps every rule (checker), carbon
+    and the objective fall, every job stays finished (on time). Without the flips the phase moves no such row
+    (seed-0 corpus-13: two running jobs left slot 0 and paid their loss in dearer slots later; the MILP runs
+    both in slot 0)."""
     pb, s, c, nv, npool, nev = _searched_without_flips(i)
     xp = s.xp
-    sv, sp, sev, k = PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)
+    sv, sp, sev, k = PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None, flips=True)
     v0, v1 = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(sv))
     flipped = np.flatnonzero((c.rpool >= 0) & ((v0[:, 0] > 0) != (v1[:, 0] > 0)))
     assert k > 0 and flipped.size > 0
@@ -2033,21 +2035,46 @@ def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int,
     assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
     lost, late = _late_or_lost(c, nev, sev)
     assert lost.size == 0 and late.size == 0
-    keep = PS.SLOT0_FLIPS
-    PS.SLOT0_FLIPS = False
-    try:
-        ov = PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)[0]
-    finally:
-        PS.SLOT0_FLIPS = keep
+    ov = PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None)[0]
     o = np.asarray(xp.to_numpy(ov))
     assert ((c.rpool >= 0) & ((v0[:, 0] > 0) != (o[:, 0] > 0))).sum() == 0
 
 
-def test_a_warm_plan_flips_no_running_job(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("i", FLIP_CASES)
+def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slot-0 flips run only as a polish of the plan the search chose (``polish``, ``SLOT0_FLIPS``): the
+    search gives the same plan whatever ``SLOT0_FLIPS`` and ``BLOCK_SWAPS`` say (round 15: flips inside the search took seed-0
+    corpus-118's first start to a plan 2.6% higher, and the start that then won leaves a job unfinished), and
+    the polish of its plan flips a running job's slot 0, lowers carbon and the objective, keeps every job
+    finished (on time) and every rule (checker), and still dominates the greedy. Off, or on a warm plan, the
+    polish returns the plan as it is."""
+    pb, s, c, nv, npool, nev = _searched_without_flips(i)
+    xp = s.xp
+    for on_ in (False, True):  # the polish's moves off, on: the same search
+        monkeypatch.setattr(PS, "SLOT0_FLIPS", on_)
+        monkeypatch.setattr(PS, "BLOCK_SWAPS", on_)
+        got = PS.power_search(pb, xp, c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
+        assert np.array_equal(xp.to_numpy(got[0]), xp.to_numpy(nv))
+        assert np.array_equal(xp.to_numpy(got[1]), xp.to_numpy(npool))
+    sv, sp, sev, k = PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+    v0, v1 = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(sv))
+    assert k > 0 and ((c.rpool >= 0) & ((v0[:, 0] > 0) != (v1[:, 0] > 0))).any()
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    warm = dataclasses.replace(c, cold=False)
+    assert PS.polish(pb, xp, warm, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
+    monkeypatch.setattr(PS, "SLOT0_FLIPS", False)
+    monkeypatch.setattr(PS, "BLOCK_SWAPS", False)
+    assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
+
+
+def test_a_warm_plan_flips_no_running_job() -> None:
     """A warm re-plan (``c.cold`` False: the control loop's ticks) flips no running job's slot 0 (in the 3-day
     itp60 policy run, flips on warm ticks cost 175.1 -> 179.9 g/GPU-h: each tick decides again), nor does a
-    plan that leaves work undone (``_cold_and_done``). (Opt-in: on here; off, none flips anywhere.)"""
-    monkeypatch.setattr(PS, "SLOT0_FLIPS", True)
+    plan that leaves work undone (``_cold_and_done``)."""
     for i in FLIP_CASES:  # cases
         pb, s, c, nv, npool, nev = _searched_without_flips(i)
         rows = np.flatnonzero(c.rpool >= 0)
@@ -2056,3 +2083,92 @@ def test_a_warm_plan_flips_no_running_job(monkeypatch: pytest.MonkeyPatch) -> No
         assert not PS._slot0_rows(s.xp, warm, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows, nev).any()
         undone = {**nev, "unfinished_gpu_s": 1.0}
         assert not PS._slot0_rows(s.xp, c, nv, np.asarray(s.xp.to_numpy(npool)).astype(np.int64), rows, undone).any()
+
+
+#: seed-31 cases whose plan searched as a cold plan without block exchanges has a block (a finished non-preemptible
+#: row that does not run now) the swap phase exchanges with a preemptible row of another pool (round 16: 21 of the 40)
+BLOCK_CASES = (21,)
+
+
+@functools.cache
+def _searched_without_block_swaps(i: int, backend: str = "numpy", device: str = "cpu") -> tuple[Any, ...]:
+    """Case ``i``'s greedy plan searched as a cold plan (``c.cold``; the search makes no block exchange, the polish
+    after it does) until a round moves no row (``STALL_GAIN = 0``), the greedy its floor."""
+    pb = make(*CASES[i])
+    s = greedy_start(pb, backend, device)
+    c = dataclasses.replace(s.c, cold=True)
+    stall = PS.STALL_GAIN
+    PS.STALL_GAIN = 0.0
+    try:
+        nv, npool, nev, _ = PS.power_search(pb, s.xp, c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
+    finally:
+        PS.STALL_GAIN = stall
+    return pb, s, c, nv, npool, nev
+
+
+@pytest.mark.parametrize("i", BLOCK_CASES)
+def test_a_block_exchanges_pools_with_a_preemptible_row(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The swap phase's block exchanges (round 16, ``BLOCK_SWAPS``; asked by the polish after the search,
+    ``blocks``): on a cold plan the search (which makes none) left
+    where it is, a finished non-preemptible row moves whole to another pool as one unbroken block that does its
+    work there, a preemptible row of that pool moves to its pool; the plan keeps every rule (checker), carbon and
+    the objective fall, every job stays finished (on time), the greedy still dominated (seed-0 corpus-28: the
+    MILP runs job 12's block in pool 0 and job 0 in pool 2, the plan the other way round). Not asked (the
+    search's swap phase), off, or on a warm plan, no block changes its pool; the polish makes the exchange."""
+    pb, s, c, nv, npool, nev = _searched_without_block_swaps(i)
+    xp = s.xp
+    sv, sp, sev, k = PS._swaps(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, blocks=True)
+    p0, p1 = np.asarray(xp.to_numpy(npool)), np.asarray(xp.to_numpy(sp))
+    v1 = np.asarray(xp.to_numpy(sv))
+    blocks = np.flatnonzero((p0 != p1) & ~c.preempt)
+    assert k > 0 and blocks.size > 0
+    v0 = np.asarray(xp.to_numpy(nv))
+    for r in blocks:  # (a test: the moved blocks one by one)
+        on = np.flatnonzero(v1[r] > 0)
+        assert on.size > 0 and on[-1] - on[0] + 1 == on.size  # one unbroken block
+        partner = np.flatnonzero((p0 == p1[r]) & (p1 == p0[r]) & c.preempt)
+        assert partner.size == 1
+        # its cheapest block in the new pool on the plan without its partner (the block answers first here)
+        wo = v0.copy()
+        wo[partner] = 0
+        lim = xp.asarray([c.dl[r] if c.has_dl[r] else c.T], xp.i64)
+        want = PS._best_blocks(xp, c, s.d, s.tb, xp.asarray(wo), npool, xp.asarray([r], xp.i64), lim,
+                               xp.asarray([nev["need_s"][r]], xp.f64), to_pool=xp.asarray([p1[r]], xp.i64))[0]
+        assert np.array_equal(np.asarray(xp.to_numpy(want))[0], v1[r])
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    # not asked (the search's swap phase), on a warm plan, or off: no block changes its pool
+    for cc, on_, ask in ((c, True, False), (dataclasses.replace(c, cold=False), True, True), (c, False, True)):
+        monkeypatch.setattr(PS, "BLOCK_SWAPS", on_)
+        wp = np.asarray(xp.to_numpy(PS._swaps(pb, xp, cc, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None,
+                                              blocks=ask)[1]))
+        assert not ((wp != p0) & ~c.preempt).any()
+    # the polish makes the exchange (and keeps every job and rule)
+    monkeypatch.setattr(PS, "BLOCK_SWAPS", True)
+    qv, qp, qev, kq = PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+    assert kq > 0 and ((np.asarray(xp.to_numpy(qp)) != p0) & ~c.preempt).any()
+    assert qev["objective"] <= sev["objective"] and kernels.check_result(pb, s.result(qv, qp, qev)) == []
+    assert _late_or_lost(c, nev, qev)[0].size == 0
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_block_exchanges_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
+    """torch: the swap phase with its block exchanges gives the numpy plan and pools, case by case (from the
+    numpy search's plan)."""
+    for i in BLOCK_CASES:  # cases
+        outs = []
+        _, s0, c0, nv0, np0, _ = _searched_without_block_swaps(i)
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb = make(*CASES[i])
+            s = greedy_start(pb, backend, device)
+            c = dataclasses.replace(s.c, cold=True)
+            nv = s.xp.asarray(np.asarray(s0.xp.to_numpy(nv0)))
+            npool = s.xp.asarray(np.asarray(s0.xp.to_numpy(np0)))
+            nev = PL._evaluate_plan(pb, c, s.pr, nv, npool, xp=s.xp, d=s.d)
+            sv, sp, _, k = PS._swaps(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, blocks=True)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+        (va, pa, ka), (vb, pb_, kb) = outs
+        assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
