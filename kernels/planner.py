@@ -2456,8 +2456,8 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                                 "same_plan": bool(xp.all(vmat == gv)) and bool(xp.all(pool == gp)), **wit},
                     **({"warm_carry": wc} if wc["ran"] else {}), "own_plan": own,
                     "primal_candidates": len(cands), "primal_skipped": skipped,
-                    **({"search_cells": starts["cells"], "search_stopped_close": starts["stopped"]}
-                       if starts else {})}, ev=ev)
+                    **({"search_cells": starts["cells"], "search_stopped_close": starts["stopped"],
+                        "polish_cells": starts.get("polish_cells", 0.0)} if starts else {})}, ev=ev)
 
 
 class _Later:

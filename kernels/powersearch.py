@@ -464,8 +464,8 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     or completion that spends the last cells stops there: a valid plan all the same. ``bound``: a lower bound on the
     objective (kernels.plan's); with several starts each search stops once its plan is within ``STOP_GAP`` of it
     (:func:`_close`), and so do the starts once the lowest plan completed is. ``report`` (a dict, where given) gets
-    the cells the searches spent (``"cells"``, their fixed costs included) and whether the lowest plan is certified
-    close (``"stopped"``).
+    the cells the searches spent (``"cells"``, their fixed costs included; the polish's apart, ``"polish_cells"``:
+    :func:`_polished`) and whether the lowest plan is certified close (``"stopped"``).
     Returns the plans, lowest objective first (ties: the earlier reached first). Plans equal cell for cell
     (the same plan reached twice) are taken once."""
     def same(x: Any, o: Any) -> bool:
@@ -535,15 +535,15 @@ def _polished(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
               report: dict[str, Any] | None) -> list[tuple[Any, Any, dict[str, Any], str]]:
     """:func:`refine_starts`'s plans ``final`` (lowest first) with the lowest polished by slot-0 flips in front
     where they lower it (:func:`polish`, ``"+polish"`` added to its variant); ``report`` (where given) gets
-    the cells spent (``meter``'s and the polish's: its searches have their own budget, not ``meter``'s) and whether
-    the lowest plan is certified close (:func:`refine_starts`)."""
+    the cells ``meter`` spent (``"cells"``), the cells the polish's searches spent (``"polish_cells"``: their own
+    budget, not ``meter``'s) and whether the lowest plan is certified close (:func:`refine_starts`)."""
     v, p, e, name = final[0]
     spent: dict[str, float] = {}
     nv, npool, nev, k = polish(problem, xp, c, pr, d, tb, v, p, e, gev, spent)
     if k:
         final = [(nv, npool, nev, name + "+polish"), *final]
     if report is not None:
-        report.update(cells=meter["spent"] + spent.get("cells", 0.0), stopped=_close(final[0][2], meter))
+        report.update(cells=meter["spent"], polish_cells=spent.get("cells", 0.0), stopped=_close(final[0][2], meter))
     return final
 
 

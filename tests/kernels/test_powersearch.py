@@ -2071,6 +2071,19 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
     assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
 
 
+def test_kernels_plan_reports_the_polish() -> None:
+    """kernels.plan polishes the plan it chose (``polish``): where the polish lowers it, the variant ends in
+    ``"+polish"`` and ``diagnostics["polish_cells"]`` counts the cells its searches spent (apart from
+    ``"search_cells"``: its own budget, ``FLIP_SEARCH_CELLS``); elsewhere it reports 0 (seed-31 case 25 and 16)."""
+    for i, polished in ((25, True), (16, False)):  # cases
+        pb = make(*CASES[i])
+        res = kernels.plan(pb)
+        assert str(res.diagnostics["primal_variant"]).endswith("+polish") == polished
+        cells = res.diagnostics["polish_cells"]
+        assert (0 < cells <= PS.FLIP_SEARCH_CELLS) if polished else cells == 0
+        assert kernels.check_result(pb, res) == []
+
+
 def test_a_warm_plan_flips_no_running_job() -> None:
     """A warm re-plan (``c.cold`` False: the control loop's ticks) flips no running job's slot 0 (in the 3-day
     itp60 policy run, flips on warm ticks cost 175.1 -> 179.9 g/GPU-h: each tick decides again), nor does a
