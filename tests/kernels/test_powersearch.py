@@ -2043,7 +2043,7 @@ def test_a_running_job_takes_slot_0_back_or_gives_it_up_where_that_saves(i: int)
 @pytest.mark.parametrize("i", FLIP_CASES)
 def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The slot-0 flips run only as a polish of the plan the search chose (``polish``, ``SLOT0_FLIPS``): the
-    search gives the same plan whatever ``SLOT0_FLIPS`` and ``BLOCK_SWAPS`` say (round 15: flips inside the search took seed-0
+    search gives the same plan whatever ``SLOT0_FLIPS``, ``BLOCK_SWAPS`` and ``EXCHANGE_WATTS`` say (round 15: flips inside the search took seed-0
     corpus-118's first start to a plan 2.6% higher, and the start that then won leaves a job unfinished), and
     the polish of its plan flips a running job's slot 0, lowers carbon and the objective, keeps every job
     finished (on time) and every rule (checker), and still dominates the greedy. Off, or on a warm plan, the
@@ -2053,6 +2053,7 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
     for on_ in (False, True):  # the polish's moves off, on: the same search
         monkeypatch.setattr(PS, "SLOT0_FLIPS", on_)
         monkeypatch.setattr(PS, "BLOCK_SWAPS", on_)
+        monkeypatch.setattr(PS, "EXCHANGE_WATTS", on_)
         got = PS.power_search(pb, xp, c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
         assert np.array_equal(xp.to_numpy(got[0]), xp.to_numpy(nv))
         assert np.array_equal(xp.to_numpy(got[1]), xp.to_numpy(npool))
@@ -2068,6 +2069,7 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
     assert PS.polish(pb, xp, warm, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
     monkeypatch.setattr(PS, "SLOT0_FLIPS", False)
     monkeypatch.setattr(PS, "BLOCK_SWAPS", False)
+    monkeypatch.setattr(PS, "EXCHANGE_WATTS", False)
     assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
 
 
