@@ -20,6 +20,11 @@ simulated day. ``--queue-window F|none``, ``--witness-at-scale`` and ``--scale-c
 policy's scale path (scheduler.policies.windward: the queue window and the witness above SCALE_CELLS
 job-slot cells), to measure one setting against another in the same run.
 
+``--windows N`` (itp60; the guard of a plan change): the replay on N windows of ``--days`` of the real trace and
+energy, ``WINDOW_STRIDE_DAYS`` apart (``--procs`` at once), with each figure's median across the windows
+(``guard``); ``--compare OLD.json`` (an earlier such run, other code) adds the windows' paired differences
+(``compare``). ``--start-day D``: one replay from day D of the trace and the energy.
+
 Prints one JSON object: per case the wall time, slots per second, jobs, and the top functions by
 cumulative time. Run: ``.venv/bin/python benchmarks/simulator.py [--case itp60|r100k|all] [--days N]``;
 ``--case r100k-backlog --policy windward --no-profile`` for the policy's time a tick at 50,000 jobs.
@@ -28,6 +33,7 @@ cumulative time. Run: ``.venv/bin/python benchmarks/simulator.py [--case itp60|r
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import cProfile
 import io
@@ -37,7 +43,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -177,16 +183,84 @@ def backlog(site: Any, n_jobs: int, burst_s: float) -> tuple[list, str]:
     return sorted([*out, *inf], key=lambda j: (j.submit_s, j.job_id)), desc
 
 
+#: ``--windows N``: the itp60 replay on N windows of ``--days`` each, starting this many days apart in the ITP trace
+#: and the energy data (0, 6, 12, ... days after ``START``; 6, not 7, so that the windows start on different weekdays).
+#: One window is a poor guard of a plan change: the control loop amplifies small plan changes. Round 16 (H5), 95fdb13,
+#: 10 windows of 3 days (0-54), windward: STARTS_MAX_SPENT -10%, a budget and no rule, left 5 windows as they were
+#: and moved the other 5 by -122, -32, -11, +113 jobs done (of 404-1,501), -1.6 to +3.4% g/GPU-h and -188 to +15
+#: preemptions (medians across the windows: 0); +1% moved one window by one job. Day 0, the one window judged until
+#: now, is among the 5 it left alone. So a change is judged on the windows' paired differences (:func:`compare`):
+#: their medians, and how many windows move each way, against that spread. 10 windows: ~250 s CPU in all.
+WINDOW_STRIDE_DAYS = 6.0
+#: the span of the ITP cluster04 trace in days (its last submission at 59.5 d): every window ends inside it
+TRACE_DAYS = 59.5
+#: the figures of a replay that the windows' guard reports (their medians across windows, :func:`guard`) and
+#: compares window by window (:func:`compare`)
+GUARD_KEYS = ("jobs_done", "training_done", "work_done_gpu_h", "grid_carbon_g_per_gpu_h", "deadline_misses",
+              "preemptions")
+
+
+def window_starts(n: int, days: float) -> list[float]:
+    """The start days of ``n`` windows of ``days`` (``WINDOW_STRIDE_DAYS`` apart, the first at day 0)."""
+    starts = [i * WINDOW_STRIDE_DAYS for i in range(n)]
+    if n < 1 or starts[-1] + days > TRACE_DAYS:
+        raise ValueError(f"{n} windows of {days:g} days {WINDOW_STRIDE_DAYS:g} days apart do not fit the "
+                         f"{TRACE_DAYS:g}-day trace")
+    return starts
+
+
+def guard(cases: list[dict]) -> dict:
+    """The windows' replays summed up: per :data:`GUARD_KEYS` figure its median across the windows, the carbon
+    per GPU-h pooled (all windows' carbon over all their work), the jobs done and the misses in all, and the
+    replays' CPU in all (``cpu_s``)."""
+    res = [c["result"] for c in cases]
+    work = sum(r["work_done_gpu_h"] for r in res)
+    return {"windows": [c["start_day"] for c in cases],
+            "median": {k: float(np.median([r[k] for r in res])) for k in GUARD_KEYS},
+            "jobs_done": sum(r["jobs_done"] for r in res), "training_done": sum(r["training_done"] for r in res),
+            "deadline_misses": sum(r["deadline_misses"] for r in res),
+            "grid_carbon_g_per_gpu_h": 1000.0 * sum(r["grid_carbon_kg"] for r in res) / work if work > 0 else None,
+            "cpu_s": round(sum(c["simulate_cpu_s"] for c in cases), 1)}
+
+
+def compare(new: list[dict], old: list[dict]) -> dict:
+    """Two runs of the same windows (``--compare``: ``old`` from an earlier run's JSON), window by window: per
+    :data:`GUARD_KEYS` figure the median of new - old across the windows and the windows where it went up and
+    down. A change is judged on these paired differences (the windows differ from each other far more than a
+    change moves any one of them)."""
+    by_day = {c["start_day"]: c["result"] for c in old}
+    if sorted(by_day) != sorted(c["start_day"] for c in new):
+        raise ValueError(f"the runs cover other windows: {sorted(by_day)} vs {sorted(c['start_day'] for c in new)}")
+    out: dict[str, Any] = {}
+    for k in GUARD_KEYS:
+        dk = [c["result"][k] - by_day[c["start_day"]][k] for c in new]
+        out[k] = {"median_delta": float(np.median(dk)), "up": sum(x > 0 for x in dk), "down": sum(x < 0 for x in dk),
+                  "deltas": dk}
+    return out
+
+
+def window(site: Any, days: float, start_day: float = 0.0) -> tuple[Any, list, str]:
+    """The real energy (``days`` + 1 from ``START`` + ``start_day``) and the ITP cluster04 jobs submitted in
+    ``[start_day, start_day + days)`` days of the trace (``submit_s`` from the window's start), with the
+    inference service placed on the same clock: one replay window."""
+    start = START + timedelta(days=start_day)
+    actual = signals.load_energy(str(nl_energy_csv()), site, start, days + 1)
+    jobs, desc = traces.load_workload("itp:cluster04", site, days, start_s=start_day * 86400.0, start_utc=start)
+    return actual, jobs, desc
+
+
 def run_case(name: str, site_spec: str, days: float, amplify: float | None, policy: str, profile: bool,
-             backlog_jobs: int = 0, policy_kw: dict[str, Any] | None = None) -> dict:
+             backlog_jobs: int = 0, policy_kw: dict[str, Any] | None = None, start_day: float = 0.0) -> dict:
+    """One replay. ``start_day``: the window starts that many days into the ITP trace and the energy data
+    (``START`` + that many days; the backlog case ignores it)."""
     site = load_site(site_spec)
     t_load = time.perf_counter()
-    actual = signals.load_energy(str(nl_energy_csv()), site, START, days + 1)
     factor = amplify if amplify is not None else 1.0
     if backlog_jobs:
+        actual = signals.load_energy(str(nl_energy_csv()), site, START, days + 1)
         jobs, desc = backlog(site, backlog_jobs, burst_s=2 * 3600.0)
     else:
-        jobs, desc = traces.load_workload("itp:cluster04", site, days, start_utc=START)
+        actual, jobs, desc = window(site, days, start_day)
     if factor != 1.0 and not backlog_jobs:
         # the inference service is already sized to the site (10 % of its GPUs); only training is amplified
         jobs = traces.amplify(jobs, factor, seed=0, scale_inference=False)
@@ -211,6 +285,7 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
         "site": site.name,
         "gpus": site.total_gpus,
         "days": days,
+        "start_day": start_day,
         "slots": n_slots,
         "policy": policy,
         "policy_kw": policy_kw or {},
@@ -227,7 +302,7 @@ def run_case(name: str, site_spec: str, days: float, amplify: float | None, poli
         "policy_cpu_s_per_day": round(sum(pol.cpu_s) / days, 1),
         "per_tick": per_tick(res.reports, pol.cpu_s, pol.plan_cpu_s),
         "profiled": profile,
-        "result": {k: s[k] for k in ("grid_carbon_kg", "cap_violations", "jobs_done", "jobs_submitted",
+        "result": {k: s[k] for k in ("grid_carbon_kg", "cap_violations", "jobs_done", "training_done", "jobs_submitted",
                                      "gpu_utilisation", "inference_served_pct", "work_done_gpu_h",
                                      "grid_carbon_g_per_gpu_h", "deadline_misses", "preemptions", "work_lost_h")},
         "top_tottime": _top(prof) if prof else None,
@@ -247,7 +322,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--witness-at-scale", default=None, choices=["auto", "always", "never"],
                     help="windward: the optimiser's witness mode at scale")
     ap.add_argument("--scale-cells", type=int, default=None, help="windward: job-slot cells above which it is at scale")
+    ap.add_argument("--start-day", type=float, default=0.0,
+                    help="itp60 / r100k: start the replay this many days into the trace and the energy data")
+    ap.add_argument("--windows", type=int, default=None,
+                    help=f"itp60: replay N windows {WINDOW_STRIDE_DAYS:g} days apart (the guard of a plan change)")
+    ap.add_argument("--procs", type=int, default=1, help="--windows: replays run at once (processes)")
+    ap.add_argument("--compare", default=None,
+                    help="--windows: an earlier run's JSON (other code, the same windows): paired differences")
     a = ap.parse_args(argv)
+    if a.windows is not None and a.case != "itp60":
+        ap.error("--windows is an option of --case itp60")
+    if (a.compare or a.procs != 1) and a.windows is None:
+        ap.error("--compare and --procs go with --windows")
+    if a.windows is not None and a.start_day:
+        ap.error("--windows starts its windows at day 0, 6, 12, ...: no --start-day")
     kw: dict[str, Any] = {}
     if a.queue_window is not None:
         kw["queue_window_fraction"] = None if a.queue_window == "none" else float(a.queue_window)
@@ -258,17 +346,28 @@ def main(argv: list[str] | None = None) -> int:
     if kw and a.policy != "windward":
         ap.error("--queue-window, --witness-at-scale and --scale-cells are options of the windward policy")
     out = []
-    if a.case in ("itp60", "all"):
-        out.append(run_case("itp60", str(HERE / "sites" / "itp-1024.yaml"), a.days or 60.0, None, a.policy,
-                            not a.no_profile, policy_kw=kw))
+    extra: dict[str, Any] = {}
+    itp = ("itp60", str(HERE / "sites" / "itp-1024.yaml"), a.days or 60.0, None, a.policy, not a.no_profile)
+    if a.windows is not None:
+        try:
+            starts = window_starts(a.windows, itp[2])
+        except ValueError as e:
+            ap.error(str(e))
+        with concurrent.futures.ProcessPoolExecutor(max(1, a.procs)) as ex:
+            out = [f.result() for f in [ex.submit(run_case, *itp, policy_kw=kw, start_day=d) for d in starts]]
+        extra["guard"] = guard(out)
+        if a.compare:
+            extra["compare"] = compare(out, json.loads(Path(a.compare).read_text())["cases"])
+    elif a.case in ("itp60", "all"):
+        out.append(run_case(*itp, policy_kw=kw, start_day=a.start_day))
     if a.case in ("r100k", "all"):
         site = load_site("rotterdam-100k")
         out.append(run_case("r100k", "rotterdam-100k", a.days or 7.0, site.total_gpus / 1024.0, a.policy,
-                            not a.no_profile, policy_kw=kw))
+                            not a.no_profile, policy_kw=kw, start_day=a.start_day))
     if a.case == "r100k-backlog":  # not part of "all": a load point for the policy's time a tick
         out.append(run_case("r100k-backlog", "rotterdam-100k", a.days or 0.5, None, a.policy, not a.no_profile,
                             backlog_jobs=a.backlog_jobs, policy_kw=kw))
-    json.dump({"machine_cores": __import__("os").cpu_count(), "cases": out}, sys.stdout, indent=1)
+    json.dump({"machine_cores": __import__("os").cpu_count(), "cases": out, **extra}, sys.stdout, indent=1)
     print()
     return 0
 
