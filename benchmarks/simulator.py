@@ -186,11 +186,12 @@ def backlog(site: Any, n_jobs: int, burst_s: float) -> tuple[list, str]:
 #: ``--windows N``: the itp60 replay on N windows of ``--days`` each, starting this many days apart in the ITP trace
 #: and the energy data (0, 6, 12, ... days after ``START``; 6, not 7, so that the windows start on different weekdays).
 #: One window is a poor guard of a plan change: the control loop amplifies small plan changes. Round 16 (H5), 95fdb13,
-#: 10 windows of 3 days (0-54), windward: STARTS_MAX_SPENT -10%, a budget and no rule, left 5 windows as they were
-#: and moved the other 5 by -122, -32, -11, +113 jobs done (of 404-1,501), -1.6 to +3.4% g/GPU-h and -188 to +15
-#: preemptions (medians across the windows: 0); +1% moved one window by one job. Day 0, the one window judged until
-#: now, is among the 5 it left alone. So a change is judged on the windows' paired differences (:func:`compare`):
-#: their medians, and how many windows move each way, against that spread. 10 windows: ~250 s CPU in all.
+#: 10 windows of 3 days (0-54), windward: STARTS_MAX_SPENT -10% / +10%, a budget and no rule, moved 5 / 6 of the
+#: windows, by -122..+113 jobs done (of 326-1,501 a window), -1.6..+3.4% g/GPU-h and -188..+53 preemptions (each
+#: figure's median across the windows' differences: 0; over all windows jobs done -52 / -39 of 7,598, g/GPU-h -0.06% /
+#: +0.04%, preemptions -209 / +78 of 2,833); +1% moved one window by one job. Day 0, the one window judged until now,
+#: moved 0 / -31 jobs. So a change is judged on the windows' paired differences (:func:`compare`): their medians, and
+#: how many windows move each way, against that spread. 10 windows: ~250 s CPU in all.
 WINDOW_STRIDE_DAYS = 6.0
 #: the span of the ITP cluster04 trace in days (its last submission at 59.5 d): every window ends inside it
 TRACE_DAYS = 59.5

@@ -157,13 +157,18 @@ TICK_CARRY_WORK = True
 #: work than the greedy 7 -> 3 (the rest: TICK_FALLBACK), no job lost. But in the 3-day itp60 policy run (its
 #: ~90 such ticks: long low-weight jobs the prices run in the clean slots only, the greedy all the time) it
 #: turns the plans towards the greedy's: 418 -> 377 jobs done, 26,800 -> 26,428 GPU-h, 175.1 -> 178.4 g/GPU-h,
-#: 212 -> 341 preemptions (round 15). Off by default
+#: 212 -> 341 preemptions (round 15). On 10 windows (round 16, H5, benchmarks/simulator.py --windows 10, 95fdb13):
+#: jobs done 7,598 -> 7,460 (-119..+45 a window, 1 up, 3 down), g/GPU-h 387.06 -> 389.03 (up in 5 windows, by up to
+#: 2.1%, down in 2), preemptions 2,833 -> 3,031, CPU +7%. Off by default
 TICK_CARRY_MORE = False
 #: where a tick's carries leave its plan behind the witness on the totals (unfinished work, late jobs), the
 #: witness's plan is returned and ``diagnostics["witness"]["used"]`` says so (the full check instead costs ~10x
 #: the tick: 1.9 vs 0.2 s CPU on family chain 500020's first warm tick). With TICK_CARRY_MORE: family chains 3
 #: -> 0 ticks behind the greedy (chain 500020's 3 ticks return the greedy's plan); the itp60 policy run 361
-#: jobs done, 26,110 GPU-h, 181.6 g/GPU-h, 444 preemptions (~18 such ticks). Off by default
+#: jobs done, 26,110 GPU-h, 181.6 g/GPU-h, 444 preemptions (~18 such ticks). By itself on 10 windows (round 16, H5,
+#: benchmarks/simulator.py --windows 10, 95fdb13): jobs done 7,598 -> 7,314 (down in 5 windows by up to 146, up in 1
+#: by 4), g/GPU-h 387.06 -> 391.50 (up in 6 windows by 1.0-3.6%, down in 1 by 0.01%), preemptions 2,833 -> 3,041,
+#: beyond the spread of a budget change (simulator.WINDOW_STRIDE_DAYS). Off by default
 TICK_FALLBACK = False
 #: a tick's plan (after the carries above) that leaves more must-do work undone than the witness
 #: (:func:`_must_undone_s`: the work the horizon must hold, what a job cannot do after the horizon's end and

@@ -186,6 +186,12 @@ STOP_GAP = 0.0
 #: while the steps after it (the completion, the later starts) are where the slow instances' plans are found;
 #: by itself (2M cells) it changed 29 of 82 slow or near-median seed-0 instances, 20 up (at most +0.88%) and 9
 #: down (down to -9.8%). 0: every search runs until a round moves no row (the plans before).
+#: Warm ticks reach it and DISPLACE_SHARE too (round 16, H5): the itp60 replay's warm full checks (31-35 a 3-day
+#: window) run refine_starts, ~100-375 searches a window, 36-284 of them stalled. Both off on warm ticks (10 windows of
+#: benchmarks/simulator.py --windows, 95fdb13): jobs done -13 in all (-95..+130 a window, 4 up, 4 down), work +0.66%,
+#: g/GPU-h 387.06 -> 385.55 (6 windows down by up to 2.3%, 4 up by up to 0.6%), preemptions 2,833 -> 2,670, CPU +16%:
+#: a window's move inside the spread a budget change alone makes (STARTS_MAX_SPENT +-10%: -122..+113 jobs,
+#: -1.6..+3.4% g/GPU-h a window), the windows split 6 / 4: kept.
 STALL_GAIN = 1e-3
 #: A search's block displacement (:func:`_displace`) starts no further try once it has spent this share of the
 #: cells it found on the meter (only up to ``STARTS_MAX_CELLS``; the one-start path keeps its plans). Each try is
