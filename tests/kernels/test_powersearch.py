@@ -1521,6 +1521,12 @@ def test_a_plan_is_close_only_with_a_bound_its_work_done_and_within_the_stop_gap
     assert not PS._close(ev, {"left": 1e9}) and not PS._close(ev, None)
 
 
+def _no_polish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polish's moves all off (``PS.polish`` then returns the plan as it is given)."""
+    for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS"):
+        monkeypatch.setattr(PS, name, False)
+
+
 @pytest.mark.parametrize("i", (0, 167))
 def test_the_starts_stop_once_a_plan_is_certified_close(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """With several starts the searches carry kernels.plan's lower bound and stop once the plan is within
@@ -1531,8 +1537,7 @@ def test_the_starts_stop_once_a_plan_is_certified_close(i: int, monkeypatch: pyt
     bound and keeps its plans. (The polish after the searches off, ``polish``: it may take the stopped plan
     below the full search's, corpus-0 79,299.98 against 79,300.55, round 16.)"""
     monkeypatch.setattr(PS, "REFINE_STARTS", MANY_STARTS)
-    monkeypatch.setattr(PS, "SLOT0_FLIPS", False)
-    monkeypatch.setattr(PS, "BLOCK_SWAPS", False)
+    _no_polish(monkeypatch)
     pb = make(*corpus(200, seed=0, n_jobs=(8, 32), n_slots=(12, 32))[i])
     meters = _spy_meters(monkeypatch)
     monkeypatch.setattr(PS, "STOP_GAP", 0.02)  # (at 1% these two end at 1.8% and 1.2%: not stopped)
@@ -2067,9 +2072,7 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
     assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
     warm = dataclasses.replace(c, cold=False)
     assert PS.polish(pb, xp, warm, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
-    monkeypatch.setattr(PS, "SLOT0_FLIPS", False)
-    monkeypatch.setattr(PS, "BLOCK_SWAPS", False)
-    monkeypatch.setattr(PS, "EXCHANGE_WATTS", False)
+    _no_polish(monkeypatch)
     assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
 
 
