@@ -392,6 +392,26 @@ def test_facility_watts_in_one_sum_equal_the_pass_per_level(be: tuple[str, str],
         assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("be", BACKENDS)
+def test_a_problem_with_no_jobs_is_planned(be: tuple[str, str]) -> None:
+    """A site with no job at all (the control loop's first tick, an empty queue) gets a valid plan whose facility
+    watts are the idle base (round 16: ``_fac``'s one scatter-add took the (0, T) plan and failed to reshape it;
+    the service's and the deferral's tests met it, no kernels test did)."""
+    pb = small_problem(0, J=4)
+    none = replace(pb, **{f: np.asarray(getattr(pb, f))[:0] for f in P.JOB_FIELDS})
+    assert none.n_jobs == 0
+    r = kernels.plan(none, backend=be[0], device=be[1])
+    assert kernels.check_result(none, r) == []
+    c = P._clean_inputs(none)
+    assert not isinstance(c, str)
+    pr = P._prepare(c)
+    xp = P.get_ops(*be)
+    d, tb = P._to_dev(xp, c, pr), P._tabs(c, pr, xp)
+    empty = xp.asarray(np.zeros((0, none.n_slots), np.int8))
+    got = xp.to_numpy(P._fac(d, tb, empty, xp.asarray(np.zeros(0, np.int64)), xp))
+    assert np.array_equal(got, np.asarray(c.base_w, np.float64))
+
+
 def test_the_evaluation_work_table_follows_the_curves() -> None:
     """The evaluation's per-pool work table is made once per set of speed curves (``planner._work_table``,
     keyed by their values, not remade per evaluation): two problems that differ only in their speed curves,
