@@ -293,16 +293,12 @@ def _fewest_short(c: Any, e: dict[str, Any], b: dict[str, Any], must: bool = Fal
     (largest first; none where ``e`` leaves no more in all): host bool ``(J,)``. ``must``: of their must-do
     work (:func:`kernels.planner._must_undone_s`), against ``e``'s deficit in must-do work."""
     short = _pl._short_of(c, e, b, must)
-    if must:
-        deficit = _pl._must_gpu_s(c, e) - _pl._must_gpu_s(c, b)
-        ue, ub = _pl._must_undone_s(c, e), _pl._must_undone_s(c, b)
-    else:
-        deficit = float(e["unfinished_gpu_s"]) - float(b["unfinished_gpu_s"])
-        ue, ub = _pl._undone_s(e), _pl._undone_s(b)
+    deficit = (_pl._must_gpu_s(c, e) - _pl._must_gpu_s(c, b) if must
+               else float(e["unfinished_gpu_s"]) - float(b["unfinished_gpu_s"]))
     if deficit <= 0 or not short.any():
         return np.zeros(c.J, bool)
     js = np.flatnonzero(short)
-    gap = c.gpus[js] * (ue[js] - ub[js])
+    gap = c.gpus[js] * (_pl._undone_of(c, e, must)[js] - _pl._undone_of(c, b, must)[js])
     o = np.argsort(-gap, kind="stable")
     n = int(np.searchsorted(np.cumsum(gap[o]), deficit)) + 1  # (the prefix that reaches the deficit)
     out = np.zeros(c.J, bool)

@@ -2683,7 +2683,7 @@ def _short_of(c: _Clean, a: dict[str, Any], b: dict[str, Any], must: bool = Fals
     undone than ``a`` (relative 1e-6): where ``b`` is ahead of ``a`` in the total of unfinished work (a job ``b``
     finishes and ``a`` does not is :func:`_drops_finished`'s). ``must``: of their must-do work
     (:func:`_must_undone_s`)."""
-    ua, ub = (_must_undone_s(c, a), _must_undone_s(c, b)) if must else (_undone_s(a), _undone_s(b))
+    ua, ub = _undone_of(c, a, must), _undone_of(c, b, must)
     return ~c.must & (ub > 0) & (ua > ub + 1e-6 * np.maximum(ub, 1.0))
 
 
@@ -2699,6 +2699,12 @@ def _must_undone_s(c: _Clean, e: dict[str, Any]) -> NDArray[np.float64]:
     must-run row); a deadline past the horizon's end holds the part its slots after the horizon cannot do at
     full speed. A warm tick of the rolling horizon is held to the witness on this work (``TICK_HOLD_MUST``)."""
     return np.maximum(_undone_s(e) - c.after_s, 0.0)
+
+
+def _undone_of(c: _Clean, e: dict[str, Any], must: bool) -> NDArray[np.float64]:
+    """``(J,)`` each job's work evaluation ``e`` leaves undone: its must-do part (:func:`_must_undone_s`) where
+    ``must``, all of it (:func:`_undone_s`) otherwise."""
+    return _must_undone_s(c, e) if must else _undone_s(e)
 
 
 def _must_gpu_s(c: _Clean, e: dict[str, Any]) -> float:

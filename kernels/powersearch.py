@@ -539,8 +539,8 @@ def refine_starts(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
 def _polished(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
               final: list[tuple[Any, Any, dict[str, Any], str]], gev: dict[str, Any], meter: dict[str, Any],
               report: dict[str, Any] | None) -> list[tuple[Any, Any, dict[str, Any], str]]:
-    """:func:`refine_starts`'s plans ``final`` (lowest first) with the lowest polished by slot-0 flips in front
-    where they lower it (:func:`polish`, ``"+polish"`` added to its variant); ``report`` (where given) gets
+    """:func:`refine_starts`'s plans ``final`` (lowest first) with the lowest polished (:func:`polish`) in front
+    where that lowers it (``"+polish"`` added to its variant); ``report`` (where given) gets
     the cells ``meter`` spent (``"cells"``), the cells the polish's searches spent (``"polish_cells"``: their own
     budget, not ``meter``'s) and whether the lowest plan is certified close (:func:`refine_starts`)."""
     v, p, e, name = final[0]

@@ -1608,25 +1608,42 @@ def _searched_without_swaps(i: int, backend: str = "numpy", device: str = "cpu")
     return pb, s, nv, npool, nev
 
 
+def _running_row_pairs(cases: Any, first: int | None = None) -> Any:
+    """Each case's plan searched without the swap phase (:func:`_searched_without_swaps`) and each ordered pair
+    of two of its running preemptible rows in a pool (``a`` among the first ``first``): yields the case, the
+    search's helpers, the plan, its pools, the host levels ``v`` and pools ``p``, and ``a``, ``b``."""
+    for i in cases:  # cases
+        _, s, nv, npool, _ = _searched_without_swaps(i)
+        c, xp = s.c, s.xp
+        v, p = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(npool)).astype(np.int64)
+        rows = np.flatnonzero((v > 0).any(1) & c.preempt & ~c.must & (p >= 0))
+        for a in rows[:first]:  # (a test: row pairs one by one)
+            for b in rows:
+                if b != a:
+                    yield i, s, nv, npool, v, p, a, b
+
+
+def _freed_by(s: Any, v: Any, p: Any, b: int) -> tuple[Any, Any]:
+    """``(1, T)`` the GPUs and the facility watts row ``b`` (levels ``v[b]`` in pool ``p[b]``) frees by leaving:
+    the GPU and watt parts of an ``_options`` shift."""
+    c, xp = s.c, s.xp
+    load = np.asarray(xp.to_numpy(s.tb.load))
+    return (xp.asarray((c.gpus[b] * (v[b] > 0))[None, :], xp.f64),
+            xp.asarray((load[p[b], v[b]] * c.gpus[b])[None, :], xp.f64))
+
+
 def test_a_shifted_option_is_the_option_with_the_other_row_out() -> None:
     """``_options(shift=...)`` (the swap phase): a row's options in another pool with another row's GPUs there
     and watts taken out are its options on the plan without that row, cell for cell (rows of different
     tenants, so that no quota is shared), across the pairs of rows in different pools of the swap cases."""
     tried = 0
-    for i in SWAP_CASES:  # cases
-        pb, s, nv, npool, _ = _searched_without_swaps(i)
-        c, xp, tb = s.c, s.xp, s.tb
-        v, p = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(npool)).astype(np.int64)
-        load = np.asarray(xp.to_numpy(tb.load))
-        rows = np.flatnonzero((v > 0).any(1) & c.preempt & ~c.must & (p >= 0))
-        for a in rows[:6]:  # (a test: row pairs one by one)
-            for b in rows:
-                if p[b] == p[a] or not c.eligible[a, p[b]] or c.tenant[a] == c.tenant[b]:
-                    continue
-                shift = (xp.asarray((c.gpus[b] * (v[b] > 0))[None, :], xp.f64),
-                         xp.asarray((load[p[b], v[b]] * c.gpus[b])[None, :], xp.f64))
-                _same_options_without(s, nv, npool, v, a, b, shift, (i, a, b), to_pool=xp.asarray([p[b]], xp.i64))
-                tried += 1
+    for i, s, nv, npool, v, p, a, b in _running_row_pairs(SWAP_CASES, first=6):
+        c, xp = s.c, s.xp
+        if p[b] == p[a] or not c.eligible[a, p[b]] or c.tenant[a] == c.tenant[b]:
+            continue
+        _same_options_without(s, nv, npool, v, a, b, _freed_by(s, v, p, b), (i, a, b),
+                              to_pool=xp.asarray([p[b]], xp.i64))
+        tried += 1
     assert tried >= 20, tried
 
 
@@ -1873,20 +1890,13 @@ def test_a_shifted_option_with_the_quota_is_the_option_with_the_other_row_out() 
     another row of its pool and tenant taken out (its GPUs, watts and quota) are its options on the plan
     without that row, cell for cell, across the pairs of rows that share a pool and a tenant with a quota."""
     tried = 0
-    for i in SLOT_CASES:  # cases
-        pb, s, nv, npool, _ = _searched_without_swaps(i)
-        c, xp, tb = s.c, s.xp, s.tb
-        v, p = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(npool)).astype(np.int64)
-        load = np.asarray(xp.to_numpy(tb.load))
-        rows = np.flatnonzero((v > 0).any(1) & c.preempt & ~c.must & (p >= 0))
-        for a in rows:  # (a test: row pairs one by one)
-            for b in rows:
-                if b == a or p[b] != p[a] or c.tenant[a] != c.tenant[b] or not np.isfinite(c.quota[c.tenant[a]]):
-                    continue
-                out = xp.asarray((c.gpus[b] * (v[b] > 0))[None, :], xp.f64)
-                shift = (out, xp.asarray((load[p[b], v[b]] * c.gpus[b])[None, :], xp.f64), out)
-                _same_options_without(s, nv, npool, v, a, b, shift, (i, a, b))
-                tried += 1
+    for i, s, nv, npool, v, p, a, b in _running_row_pairs(SLOT_CASES):
+        c = s.c
+        if p[b] != p[a] or c.tenant[a] != c.tenant[b] or not np.isfinite(c.quota[c.tenant[a]]):
+            continue
+        out, watts = _freed_by(s, v, p, b)
+        _same_options_without(s, nv, npool, v, a, b, (out, watts, out), (i, a, b))
+        tried += 1
     assert tried >= 20, tried
 
 
