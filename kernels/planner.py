@@ -189,6 +189,14 @@ TICK_HOLD_MUST = True
 #: ~1.2 s vs ~0.15 s CPU for such a tick. The full check judges the totals: where its plan is still behind the
 #: witness on must-do work, the witness's own plan is returned
 TICK_MUST_FULL = True
+#: a warm tick's plan (after the carries and TICK_HOLD_MUST above) behind the witness on the totals (more
+#: unfinished work or late jobs: not :func:`_dominates`) at an objective above the witness's: the work it
+#: defers is not deferred for its carbon, and nothing else limits the deferral of work without a deadline (the
+#: must-do rule leaves it free). Such a tick is carried past the witness's totals (``complete.carry``'s ``more``:
+#: the rows of the fewest jobs behind on their work that cover the deficit; ``+carry_total``), kept where it then
+#: dominates it job by job at no higher objective, otherwise checked in full at once (as ``TICK_MUST_FULL``: the
+#: plan returned dominates the witness in totals, or is the witness's). False: such a tick is returned
+TICK_HOLD_TOTAL = True
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
 #: took the cold solve from ~17 to ~60 s CPU; benchmarks/README.md, issue 11)
@@ -2099,7 +2107,9 @@ def plan(
     work the horizon must hold: per job, what it cannot do after the horizon's end and still meet its deadline,
     :func:`_must_undone_s`; the rest of its unfinished work can follow the horizon and is not judged on a warm
     tick) is carried past it on that work (``TICK_HOLD_MUST``, ``+carry_must``) or, where that fails or leaves
-    its objective above the witness's, checked in full at once (``TICK_MUST_FULL``);
+    its objective above the witness's, checked in full at once (``TICK_MUST_FULL``); and a plan still behind the
+    witness on the totals at an objective above the witness's (deferring work no deadline holds for nothing the
+    objective counts) is carried past its totals (``TICK_HOLD_TOTAL``, ``+carry_total``) or checked in full;
     ``diagnostics["witness"]["reason"]`` says which) or the last full check is at least ``WITNESS_EVERY_TICKS`` ticks old (the age is carried in the warm
     start's diagnostics; only a full check resets it). So past that size, between
     checks a warm re-plan that leaves work undone is NOT guaranteed to dominate the greedy (the greedy
@@ -2285,7 +2295,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     own = _summary(c, ev)
     run_wit, why = _witness_due(witness, warm_start, own)
     wc: dict[str, Any] = {"ran": False}
-    must_full = False  # the tick is checked in full for its must-do work (TICK_MUST_FULL)
+    must_full = False  # the tick is checked in full by TICK_MUST_FULL or TICK_HOLD_TOTAL: its plan holds must-do work
     if not run_wit:
         age = _witness_age(warm_start) + 1 if warm_start is not None else 1
         if reference is not None and _left_undone(own):
@@ -2343,6 +2353,18 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                             else "not carried past it") + ", checked in full"
                 else:
                     why += "not carried past it"
+            if not full and TICK_HOLD_TOTAL and _behind_above(c, ev, gev):
+                # behind it on the totals at a higher objective than its own: the deferral buys nothing the
+                # objective counts; carried past its totals or checked in full
+                got = _tick_work_carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam_b, mu_b, total=True)
+                why += "; behind it in total above its objective, "
+                if got is not None and not gev["objective"] < got[2]["objective"]:
+                    vmat, pool, ev = got
+                    variant, own, why = variant + "+carry_total", _summary(c, ev), why + "carried past it"
+                else:  # (as TICK_MUST_FULL)
+                    full = must_full = True
+                    why += ("carried past it above the witness's objective" if got is not None
+                            else "not carried past it") + ", checked in full"
             if not full and TICK_FALLBACK and not _dominates(_summary(c, ev), _summary(c, gev)):
                 # still behind it on the totals: the better plan, the witness's, returned (as a full check would
                 # where no candidate is no worse on the totals)
@@ -2623,26 +2645,36 @@ def _tick_check(mode: str, warm_start: PlanResult | None, own: dict[str, Any], c
 
 def _tick_work_carry(problem: PlanProblem, xp: Ops, c: _Clean, pr: _Prep, d: _Dev, tb: _Tabs, vmat: Any, pool: Any,
                      ev: dict[str, Any], gv: Any, gp: Any, gev: dict[str, Any], lam: Any, mu: Any,
-                     must: bool = False) -> tuple[Any, Any, dict[str, Any]] | None:
+                     must: bool = False, total: bool = False) -> tuple[Any, Any, dict[str, Any]] | None:
     """A tick's plan behind the witness on the total of unfinished work only (no job lost) carried past it
     (:func:`kernels.complete.carry`, kept where it then dominates it job by job; ``TICK_CARRY_WORK``), with
     ``TICK_CARRY_MORE`` taking its rows of the jobs both leave unfinished that cover the deficit too, and,
     where that fails, for up to ``TICK_CARRY_ROUNDS`` rounds keeping the jobs taken. ``must`` (a plan behind the
     witness on must-do work, ``TICK_HOLD_MUST``): the rows taken are those of the jobs behind on their must-do
     work that cover that deficit, kept where the plan then loses no job to it and leaves no more must-do work
-    undone (:func:`_holds_must`). None: not carried."""
-    if not (TICK_CARRY_WORK or must):
+    undone (:func:`_holds_must`). ``total`` (a plan behind the witness in total above its objective,
+    ``TICK_HOLD_TOTAL``): the rows taken are those of the jobs behind on their work in all that cover that
+    deficit, kept where the plan then dominates it job by job and leaves no more must-do work undone. None: not
+    carried."""
+    if not (TICK_CARRY_WORK or must or total):
         return None
     from kernels import complete  # (imports this module)
 
-    more = TICK_CARRY_MORE or must
-    judge = (lambda e: not _loses_jobs(c, e, gev) and _holds_must(c, e, gev)) if must else None
+    more = TICK_CARRY_MORE or must or total
+    judge = ((lambda e: not _loses_jobs(c, e, gev) and _holds_must(c, e, gev)) if must
+             else (lambda e: _dominates_jobs(c, e, gev) and _holds_must(c, e, gev)) if total else None)
     got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam, mu, more=more, must=must,
                          judge=judge)
     if got is None and more and TICK_CARRY_ROUNDS:
         got = complete.carry(problem, xp, c, pr, d, tb, vmat, pool, ev, gv, gp, gev, lam, mu,
                              rounds=TICK_CARRY_ROUNDS, keep_taken=True, more=True, must=must, judge=judge)
     return got
+
+
+def _behind_above(c: _Clean, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Evaluation ``a`` is behind ``b`` on the totals (not :func:`_dominates`: more unfinished work or late jobs)
+    at a higher objective: what ``TICK_HOLD_TOTAL`` does not let a warm tick return."""
+    return not _dominates(_summary(c, a), _summary(c, b)) and float(a["objective"]) > float(b["objective"])
 
 
 def _witness_wins(own: dict[str, Any], wit: dict[str, Any]) -> bool:

@@ -140,10 +140,12 @@ def test_a_warm_plan_behind_on_unfinished_work_only_is_kept_and_the_full_check_k
     unfinished work only (no job the greedy finishes lost, no more late jobs) is returned as it is, the witness
     ran and says so, and the age is NOT reset (round 12's every-tick check reset it whenever the plan dominated:
     the itp60 policy then lost the full check's searches, 175.7 -> 179.1 g/GPU-h); once the age reaches
-    ``WITNESS_EVERY_TICKS`` the full check runs. (``TICK_HOLD_MUST`` off: this tick, with the job test
-    answering "no job lost", is behind the greedy on must-do work too, which that rule carries past it.)"""
+    ``WITNESS_EVERY_TICKS`` the full check runs. (``TICK_HOLD_MUST`` and ``TICK_HOLD_TOTAL`` off: this tick, with
+    the job test answering "no job lost", is behind the greedy on must-do work too, and in total above its
+    objective, which those rules carry past it.)"""
     monkeypatch.setattr(P, "TICK_CARRY_WORK", False)
     monkeypatch.setattr(P, "TICK_HOLD_MUST", False)
+    monkeypatch.setattr(P, "TICK_HOLD_TOTAL", False)
     r, plain = _loss_of_work_only(monkeypatch, 0)
     w = r.diagnostics["witness"]
     assert w["ran"] is True and w["used"] is False and "unfinished work only" in w["reason"], w
@@ -262,11 +264,13 @@ def test_with_the_fallback_a_tick_the_carries_leave_behind_returns_the_greedy_pl
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``TICK_FALLBACK`` (off by default): chain 5 (500020) stays behind the greedy on unfinished work after every
     carry (``TICK_CARRY_MORE`` on as well); those ticks return the witness's plan, ``witness["used"]`` and the
-    reason say so, and every tick dominates the greedy job by job and in totals. (``TICK_HOLD_MUST`` off: its
-    ticks are behind the greedy on must-do work, which that rule checks in full before this fallback is reached.)"""
+    reason say so, and every tick dominates the greedy job by job and in totals. (``TICK_HOLD_MUST`` and
+    ``TICK_HOLD_TOTAL`` off: its ticks are behind the greedy on must-do work, and in total above its objective,
+    which those rules check in full before this fallback is reached.)"""
     monkeypatch.setattr(P, "TICK_CARRY_MORE", True)
     monkeypatch.setattr(P, "TICK_FALLBACK", True)
     monkeypatch.setattr(P, "TICK_HOLD_MUST", False)
+    monkeypatch.setattr(P, "TICK_HOLD_TOTAL", False)
     used = []
     for k, (q, r) in enumerate(_chain(5)):
         assert kernels.check_result(q, r) == []
@@ -331,7 +335,8 @@ def test_a_warm_tick_holds_the_must_do_work_of_the_greedy_and_reports_it_beside_
     """``TICK_HOLD_MUST`` (default): no tick of these chains leaves more must-do work undone than the greedy
     (carried past it on that work, or checked in full), none loses a job to it or has more late jobs, every plan
     is valid; ``own_plan`` and ``witness`` report the must-do work (``unfinished_must_gpu_s``, recomputed here)
-    beside the plain totals. Without the rule a tick of each chain is behind the greedy on must-do work."""
+    beside the plain totals. Without the rule (and ``TICK_HOLD_TOTAL``, which carries the ticks of chains 1 and 5
+    that are behind the greedy in total above its objective) a tick of each chain is behind it on must-do work."""
     assert P.TICK_HOLD_MUST and P.TICK_MUST_FULL
     how = []
     for k, (q, r) in enumerate(_chain(case)):
@@ -355,6 +360,7 @@ def test_a_warm_tick_holds_the_must_do_work_of_the_greedy_and_reports_it_beside_
             assert r.diagnostics["primal_variant"].endswith("+carry_must"), k
     assert any(h.endswith(HOLD_MUST_CHAINS[case]) for h in how), how
     monkeypatch.setattr(P, "TICK_HOLD_MUST", False)
+    monkeypatch.setattr(P, "TICK_HOLD_TOTAL", False)
     assert any(_behind_must(q, r, kernels.greedy_plan(q)) for q, r in _chain(case))
 
 
@@ -435,3 +441,72 @@ def test_where_the_full_check_for_must_do_work_stays_behind_on_it_the_witness_pl
             assert w["reason"].endswith("behind it on must-do work: the witness's plan returned"), (k, w)
             assert r.diagnostics["primal_variant"] == "greedy_witness" and w["same_plan"], k
     assert any(used), used
+
+
+# ---- a tick behind the greedy in total above its objective (TICK_HOLD_TOTAL, round 17)
+
+#: the warm start's carbon prices scaled by these (stale prices: the carbon they were set for has fallen), on
+#: chain 32 (500047) with every deadline dropped (all its work can follow the horizon: the must-do rule holds
+#: none of it): at 10x its first warm tick's own plan, carried past the greedy's jobs, leaves 869,834 GPU-s
+#: undone against the greedy's 365,834 at an objective of 166,779 against 140,535 (60f8ddb)
+STALE_PRICES = (3.0, 10.0, 30.0)
+
+
+def _stale_ticks() -> list[tuple[object, kernels.PlanResult]]:
+    """Chain 32's first warm tick, every deadline dropped, planned from the cold plan with its carbon prices
+    (``diagnostics["lam"]``) scaled by each of :data:`STALE_PRICES`."""
+    from dataclasses import replace
+
+    q = make(*corpus(40, seed=5, n_jobs=(20, 40))[32])
+    q = replace(q, deadline=np.full(q.n_jobs, kernels.NO_DEADLINE, np.asarray(q.deadline).dtype))
+    r0 = kernels.plan(q)
+    q1 = shift_problem(q, 1)
+    return [(q1, kernels.plan(q1, warm_start=replace(r0, diagnostics={**r0.diagnostics, "lam": np.asarray(
+        r0.diagnostics["lam"]) * f}))) for f in STALE_PRICES]
+
+
+def _behind_above(q: object, r: kernels.PlanResult) -> bool:
+    """The plan is behind the greedy on the totals (more unfinished work or late jobs) at a higher objective,
+    recomputed from the plans (tests/kernels/_family.py)."""
+    po, go = outcome(q, r), outcome(q, kernels.greedy_plan(q))
+    behind = [f for f in dominance_failures(po, go) if f.startswith("unfinished work") or "late jobs" in f]
+    return bool(behind) and po["objective"] > go["objective"]
+
+
+def test_a_warm_tick_that_defers_deadline_less_work_above_the_greedy_objective_is_carried_past_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TICK_HOLD_TOTAL`` (default): no tick of :func:`_stale_ticks` returns a plan behind the greedy on the totals
+    at an objective above the greedy's (work deferred that no deadline holds, for nothing the objective counts);
+    where the rule acted the reason says so and the plan was carried past the greedy's totals (``+carry_total``)
+    or checked in full (age 0); every plan is valid. Without the rule a tick of them is such a plan."""
+    assert P.TICK_HOLD_TOTAL
+    acted = []
+    for q, r in _stale_ticks():
+        assert kernels.check_result(q, r) == []
+        assert not _behind_above(q, r), (outcome(q, r)["objective"], r.diagnostics["witness"]["reason"])
+        w = r.diagnostics["witness"]
+        if "behind it in total above its objective" in w["reason"]:
+            acted.append(w["reason"])
+            assert (r.diagnostics["primal_variant"].endswith("+carry_total") if w["reason"].endswith("carried past it")
+                    else w["reason"].endswith("checked in full") and w["age_ticks"] == 0), w
+    assert acted
+    monkeypatch.setattr(P, "TICK_HOLD_TOTAL", False)
+    assert any(_behind_above(q, r) for q, r in _stale_ticks())
+
+
+def test_where_the_carry_past_the_totals_fails_the_tick_is_checked_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the carry past the greedy's totals failing (monkeypatched), a tick of :func:`_stale_ticks` behind the
+    greedy in total above its objective is checked in full at once (age 0, the reason says so): its plan is
+    no worse than the greedy's on the totals (unfinished work, late jobs); every plan is valid."""
+    real = P._tick_work_carry
+    monkeypatch.setattr(P, "_tick_work_carry", lambda *a, must=False, total=False: None if total else real(*a, must=must))
+    full = []
+    for q, r in _stale_ticks():
+        assert kernels.check_result(q, r) == []
+        w = r.diagnostics["witness"]
+        if "behind it in total above its objective" in w["reason"]:
+            assert w["reason"].endswith("not carried past it, checked in full") and w["age_ticks"] == 0, w
+            po, go = outcome(q, r), outcome(q, kernels.greedy_plan(q))
+            assert not [f for f in dominance_failures(po, go) if f.startswith("unfinished work") or "late jobs" in f]
+            full.append(w["reason"])
+    assert full
