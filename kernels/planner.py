@@ -195,7 +195,16 @@ TICK_MUST_FULL = True
 #: must-do rule leaves it free). Such a tick is carried past the witness's totals (``complete.carry``'s ``more``:
 #: the rows of the fewest jobs behind on their work that cover the deficit; ``+carry_total``), kept where it then
 #: dominates it job by job at no higher objective, otherwise checked in full at once (as ``TICK_MUST_FULL``: the
-#: plan returned dominates the witness in totals, or is the witness's). False: such a tick is returned
+#: plan returned dominates the witness in totals, or is the witness's). False: such a tick is returned. Measured
+#: 60f8ddb -> this rule (round 17): no tick of the measures is such a tick, so the same plans: family warm chains
+#: (tools famdef, 120 ticks; the 3 behind the greedy in total are at 0.95 / 0.71 / 0.62 of its objective), warm
+#: CPU 7.5 -> 7.3 s; the itp60 policy on 10 windows (2,347 ticks checked, 246 behind on unfinished work, at most
+#: 0.985 of the greedy's objective): every figure the same, policy CPU 243.7 -> 248.6 s; the 50,000 x 192 chains
+#: do not check the witness on their warm ticks (WITNESS_EVERY_TICK_MAX_CELLS; their 6 ticks behind the greedy in
+#: total are at 0.86-0.94 of its objective). Stale prices reach it (test_warm_witness: chain 500047, no
+#: deadlines, carbon prices 10x: 166,779 g, 869,834 GPU-s undone vs the greedy's 140,535 g, 365,834 -> carried
+#: past it, 127,533 g, 232,428 GPU-s), and with TICK_HOLD_MUST off it carries or checks in full the family's ticks
+#: behind on must-do work (chains 500016, 500020)
 TICK_HOLD_TOTAL = True
 #: where the witness runs, the local search and the other list schedules (plan()'s docstring) are tried only up
 #: to this many job-slot cells: each costs one to three greedy-sized list schedules (at 50,000 x 192 they
