@@ -477,8 +477,8 @@ def test_a_warm_tick_that_defers_deadline_less_work_above_the_greedy_objective_i
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``TICK_HOLD_TOTAL`` (default): no tick of :func:`_stale_ticks` returns a plan behind the greedy on the totals
     at an objective above the greedy's (work deferred that no deadline holds, for nothing the objective counts);
-    where the rule acted the reason says so and the plan was carried past the greedy's totals (``+carry_total``)
-    or checked in full (age 0); every plan is valid. Without the rule a tick of them is such a plan."""
+    where the rule acted the reason says so and the plan was carried past the greedy's totals (``+carry_total``:
+    one of them is) or checked in full (age 0); every plan is valid. Without the rule a tick of them is such a plan."""
     assert P.TICK_HOLD_TOTAL
     acted = []
     for q, r in _stale_ticks():
@@ -489,7 +489,7 @@ def test_a_warm_tick_that_defers_deadline_less_work_above_the_greedy_objective_i
             acted.append(w["reason"])
             assert (r.diagnostics["primal_variant"].endswith("+carry_total") if w["reason"].endswith("carried past it")
                     else w["reason"].endswith("checked in full") and w["age_ticks"] == 0), w
-    assert acted
+    assert any(a.endswith("carried past it") for a in acted), acted  # (10x: carried, no full check needed)
     monkeypatch.setattr(P, "TICK_HOLD_TOTAL", False)
     assert any(_behind_above(q, r) for q, r in _stale_ticks())
 
