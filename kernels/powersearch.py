@@ -1066,34 +1066,125 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     2.6% higher, and the start that then won leaves a job unfinished): where :func:`_flips_here` (a cold plan that
     does all its work), up to ``POWER_ROUNDS`` rounds of the carbon phase with slot-0 flips (:func:`_phase`,
     ``flips``: :data:`SLOT0_FLIPS`) and the swap phase with block exchanges (:func:`_swaps`, ``blocks``:
-    :data:`BLOCK_SWAPS`) and watt exchanges (``watt_pairs``: :data:`EXCHANGE_WATTS`), each accepted under its exact
+    :data:`BLOCK_SWAPS`) and watt exchanges (``watt_pairs``: :data:`EXCHANGE_WATTS`), then (where these settle) the
+    same rounds with the block refill too (:func:`_refill_blocks`, :data:`BLOCK_REFILL`), each accepted under its exact
     test (the objective falls, carbon does not rise, every job finished and on time stays so, the plan still
     dominates ``floor``), a round that moves a row followed by a search (:func:`power_search`, ``FLIP_SEARCH_CELLS``
     for all rounds; it keeps every job too). So the plan given is the search's as before, and the polished one is
     never higher nor finishes a job fewer. Returns the plan, its pools, evaluation and the rows the rounds changed
     (0: the plan as given); ``spent["cells"]`` gets the cells the searches spent."""
     total = 0
-    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS) or not _flips_here(c, ev):
+    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or BLOCK_REFILL) or not _flips_here(c, ev):
         return vmat, pool, ev, 0
     m: dict[str, Any] = {"left": FLIP_SEARCH_CELLS}  # (the searches' meter, all rounds together)
-    for _ in range(POWER_ROUNDS):  # polish rounds
-        nv, npool, nev, k = _phase(problem, xp, c, pr, d, tb, vmat, pool, ev, "carbon", floor, None,
-                                   flips=SLOT0_FLIPS)
-        nv, npool, nev, k2 = _swaps(problem, xp, c, pr, d, tb, nv, npool, nev, floor, None, blocks=BLOCK_SWAPS,
-                                    watt_pairs=EXCHANGE_WATTS)
-        k += k2
-        if k == 0:
+    # (the block refill only once the other moves have settled: asked in each of their rounds, it changed their path
+    # and ended seed-0 corpus-77 0.03% higher)
+    for refill in (False, True):  # the polish's other moves, then with the block refill
+        if refill and not BLOCK_REFILL:
             break
-        if m["left"] > 0:
-            left = m["left"]
-            nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor, meter=m)
-            if spent is not None:
-                spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
-        if not (_pl._serves_forced_dev(c, d, nv, xp) and (floor is None or _pl._dominates_jobs(c, nev, floor))):
-            break
-        vmat, pool, ev = nv, npool, nev
-        total += k
+        for _ in range(POWER_ROUNDS):  # polish rounds
+            k, nv, npool, nev = 0, vmat, pool, ev
+            if refill:  # (first: the other moves have settled; where it moves no row, neither do they)
+                nv, npool, nev, k = _refill_blocks(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
+                if k == 0:
+                    break
+            nv, npool, nev, k1 = _phase(problem, xp, c, pr, d, tb, nv, npool, nev, "carbon", floor, None,
+                                        flips=SLOT0_FLIPS)
+            nv, npool, nev, k2 = _swaps(problem, xp, c, pr, d, tb, nv, npool, nev, floor, None, blocks=BLOCK_SWAPS,
+                                        watt_pairs=EXCHANGE_WATTS)
+            k += k1 + k2
+            if k == 0:
+                break
+            if m["left"] > 0:
+                left = m["left"]
+                nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor, meter=m)
+                if spent is not None:
+                    spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
+            if not (_pl._serves_forced_dev(c, d, nv, xp) and (floor is None or _pl._dominates_jobs(c, nev, floor))):
+                break
+            vmat, pool, ev = nv, npool, nev
+            total += k
     return vmat, pool, ev, total
+
+
+#: Whether :func:`polish` re-fills the non-preemptible blocks (:func:`_refill_blocks`): a block's levels chosen
+#: afresh on its own window and on the windows one slot longer or shorter at either end. The blocks phase
+#: (:func:`_best_blocks`) takes one level for ``ceil(need / work)`` slots and then only lowers cells or gives an
+#: end back: a block longer than that at mostly its lowest level, raised where the slots are cheap, it never
+#: builds (seed-0 corpus-161: the MILP runs job 11's 10-slot block "77F5555555" where the plan ran "777777557.",
+#: 156 g lower with every other row as it is).
+BLOCK_REFILL = True
+
+#: the windows :func:`_refill_blocks` tries per block: (first, last) slot offsets from its own
+REFILL_WINDOWS = ((0, 0), (0, 1), (-1, 0), (0, -1), (1, 0))
+
+
+def _refill_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+                   ev: dict[str, Any], floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+    """The finished (on-time) non-preemptible rows' blocks re-filled: per row and window of
+    :data:`REFILL_WINDOWS` (its block's first and last slot moved by those offsets; the first only for a job
+    that does not run now, inside its release and limit) the row's best response (:func:`_best_rows`, its need
+    kept) with its options outside the window taken away and every cell of the window forced on (its first hull
+    step taken first, never given back); a response that is exactly that window is a block. Per row the window
+    of the largest estimated saving; the rows applied together largest saving first, then the first half of them
+    while the result breaks a cap (:func:`_within_room`) or fails the blocks phase's exact test (``HALVINGS``
+    times). Returns the plan, its pools, evaluation and the rows changed."""
+    T = c.T
+    finished, need_h, _, on_time = _row_status(ev)
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    rows_h = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
+    if rows_h.size == 0:
+        return vmat, pool, ev, 0
+    n, W, V = rows_h.size, len(REFILL_WINDOWS), int(tb.load.shape[1])
+    rows = xp.asarray(rows_h, xp.i64)
+    lim = xp.asarray(np.where(c.has_dl[rows_h], c.dl[rows_h], T), xp.i64)
+    use = _pl._usage(d, tb, vmat, pool, xp)
+    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
+    old = _old_cost(xp, C, wk, sub)
+    tt = xp.arange(T)[None, :]
+    on = sub > 0
+    length = xp.astype(xp.count_nonzero(on, 1), xp.i64)
+    first = xp.argmax(xp.astype(on, xp.i64), 1)
+    last = first + length - 1
+    may = d.rpool[rows] < 0  # (a job that runs now keeps its block's start: slot 0)
+    wins, oks = [], []
+    for dlo, dhi in REFILL_WINDOWS:  # the windows
+        lo, hi = first + dlo, last + dhi
+        oks.append((length > 0) & (lo <= hi) & (lo >= d.rel[rows]) & (hi < lim) & (may if dlo else True))
+        wins.append((tt >= lo[:, None]) & (tt <= hi[:, None]))
+    win = xp.concatenate(wins, 0)  # (W n, T), window-major
+    ok = xp.concatenate(oks, 0)
+    lvl0 = (xp.arange(V) == 0)[None, None, :]
+    Cw = xp.where(win[:, :, None] | lvl0, xp.concatenate([C] * W, 0), float("inf"))
+    rw, lw = xp.concatenate([rows] * W, 0), xp.concatenate([lim] * W, 0)
+    need = xp.asarray(np.tile(need_h[rows_h], W), xp.f64)
+    zero = xp.zeros(W * n, xp.f64)
+    ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, rw, lw, need, need, zero, zero, old=tuple(
+        xp.concatenate([x] * W, 0) for x in old), opts=(Cw, xp.concatenate([wk] * W, 0), xp.concatenate(
+            [sub] * W, 0), xp.concatenate([keep0] * W, 0)), raw=True, forced=win)
+    sv = xp.where(ok & xp.all((ns > 0) == win, 1), sv, -float("inf")).reshape(W, n)
+    best = xp.argmax(sv, 0)  # (n,) each row's window (the first of equal savings)
+    gain = np.asarray(xp.to_numpy(xp.take_along(sv, best[None, :], 0)[0]), np.float64)
+    pick = ns.reshape(W, n, T)[best, xp.arange(n)]
+    scale = np.maximum(np.asarray(xp.to_numpy(old[0]), np.float64), 1.0)
+    cand = np.flatnonzero(np.isfinite(gain) & (gain > 1e-9 * scale))
+    if cand.size == 0:
+        return vmat, pool, ev, 0
+    order = xp.asarray(cand[np.argsort(-gain[cand], kind="stable")], xp.i64)
+    m = int(order.shape[0])
+    use0 = _room_use(xp, c, d, tb, vmat, pool, use)
+    for _ in range(HALVINGS + 1):  # halvings of the rows (a prefix in saving order)
+        e = order[:m]
+        nv = xp.copy(vmat)
+        nv[rows[e]] = xp.astype(pick[e], vmat.dtype)
+        if _within_room(xp, c, d, tb, nv, pool, use0):
+            nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
+            if _passes(c, "blocks", ev, nev, finished, on_time, floor):
+                return nv, pool, nev, m
+        m //= 2
+        if m == 0:
+            break
+    return vmat, pool, ev, 0
 
 
 def _cold_and_done(c: Any, ev: dict[str, Any]) -> bool:
@@ -2118,20 +2209,23 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
 
 def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
                need: Any, value: Any, extra: Any, price: Any = None, to_pool: Any = None,
-               old: Any = None, opts: Any = None, use: Any = None, raw: bool = False) -> tuple[Any, Any, Any]:
+               old: Any = None, opts: Any = None, use: Any = None, raw: bool = False,
+               forced: Any = None) -> tuple[Any, Any, Any]:
     """Each row's best response (module docstring): the new ``(n, T)`` int8 levels, its estimated saving
     ``(n,)`` (objective grams; <= 0 where the row would not change or cannot keep ``req``) and its current
     ``(cost, work)``. ``price``, ``to_pool``: see :func:`_options`; ``old``: the rows' current
     ``(cost, work)`` where the options are another pool's; ``opts``: the options where the caller holds them;
     ``use``: see :func:`_options`. ``raw``: the saving as estimated, also where it is not positive (``-inf``
-    where the row would not change or cannot keep ``req``: the swap phase adds two rows' savings)."""
+    where the row would not change or cannot keep ``req``: the swap phase adds two rows' savings).
+    ``forced : (n, T)``: the cells whose first hull step is taken first and never given back (instead of a kept
+    slot 0: :func:`_refill_blocks`'s block windows)."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
     C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool, use=use) if opts is None else opts
     inf = float("inf")
-    forced0 = (tt == 0) & keep0[:, None]
+    forced0 = (tt == 0) & keep0[:, None] if forced is None else forced
     K, DW, DC, TO = _hull(xp, C, wk, forced0, tb.work)
     S = V - 1
     # before a deadline, an unfinished row's work is worth ``extra`` more (the late part of its penalty)
@@ -2148,6 +2242,8 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     live = jj < xp.astype(xp.count_nonzero(kf < inf, 1), xp.i64)[:, None]
     low = jj < xp.astype(xp.count_nonzero(kf < value[:, None], 1), xp.i64)[:, None]
     take_s = live & ((before < req[:, None] - _TOL_W) | (low & (before < need[:, None] - _TOL_W)))
+    if forced is not None:  # (every forced cell's first step, the first keys, whatever the need)
+        take_s = take_s | (jj < xp.astype(xp.count_nonzero(kf == -inf, 1), xp.i64)[:, None])
     # every test in take_s is monotone along the order (keys and work before rise): it is a prefix of m
     # steps, the cells (key, slot-step) up to the m-th in the stable order (no inverse permutation needed)
     m = xp.astype(xp.count_nonzero(take_s, 1), xp.i64)

@@ -1523,7 +1523,7 @@ def test_a_plan_is_close_only_with_a_bound_its_work_done_and_within_the_stop_gap
 
 def _no_polish(monkeypatch: pytest.MonkeyPatch) -> None:
     """The polish's moves all off (``PS.polish`` then returns the plan as it is given)."""
-    for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS"):
+    for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS", "BLOCK_REFILL"):
         monkeypatch.setattr(PS, name, False)
 
 
@@ -2089,8 +2089,8 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
 def test_kernels_plan_reports_the_polish() -> None:
     """kernels.plan polishes the plan it chose (``polish``): where the polish lowers it, the variant ends in
     ``"+polish"`` and ``diagnostics["polish_cells"]`` counts the cells its searches spent (apart from
-    ``"search_cells"``: its own budget, ``FLIP_SEARCH_CELLS``); elsewhere it reports 0 (seed-31 case 25 and 16)."""
-    for i, polished in ((25, True), (16, False)):  # cases
+    ``"search_cells"``: its own budget, ``FLIP_SEARCH_CELLS``); elsewhere it reports 0 (seed-31 case 25 and 17; 16, polished by the block refill since round 17)."""
+    for i, polished in ((25, True), (17, False)):  # cases
         pb = make(*CASES[i])
         res = kernels.plan(pb)
         assert str(res.diagnostics["primal_variant"]).endswith("+polish") == polished
@@ -2200,3 +2200,92 @@ def test_block_exchanges_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> Non
             outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
         (va, pa, ka), (vb, pb_, kb) = outs
         assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+
+
+#: seed-31 cases whose plan searched as a cold plan (:func:`_searched_without_block_swaps`) has blocks the refill
+#: changes (round 17: 8 of the 40; case 10 starts four blocks earlier, case 14 ends one later)
+REFILL_CASES = (10, 14)
+
+
+@pytest.mark.parametrize("i", REFILL_CASES)
+def test_a_refilled_block_is_one_block_that_does_its_work_for_less(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polish's block refill (round 17, ``BLOCK_REFILL``, :func:`_refill_blocks`): on the plan the search left
+    (its blocks phase settled), finished non-preemptible rows take new levels, some on a window other than their
+    own (one slot longer or shorter at an end; a job that runs now keeps slot 0), each one unbroken block in its
+    pool that does its work; the plan keeps every rule (checker), carbon and the objective fall, every job stays
+    finished (on time), the greedy still dominated (seed-0 corpus-161: the MILP's 10-slot block at mostly its
+    lowest level, where the plan ran 9 slots a level higher). The polish refills with its other moves off, and
+    not with it off too."""
+    pb, s, c, nv, npool, nev = _searched_without_block_swaps(i)
+    xp = s.xp
+    sv, sp, sev, k = PS._refill_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+    v0, v1 = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(sv))
+    changed = np.flatnonzero((v0 != v1).any(1))
+    assert k == changed.size > 0 and not c.preempt[changed].any()
+    assert np.array_equal(np.asarray(xp.to_numpy(sp)), np.asarray(xp.to_numpy(npool)))
+    moved = 0
+    for r in changed:  # (a test: the refilled blocks one by one)
+        on0, on1 = np.flatnonzero(v0[r] > 0), np.flatnonzero(v1[r] > 0)
+        assert on1.size > 0 and on1[-1] - on1[0] + 1 == on1.size  # one unbroken block
+        assert sev["work_done_s"][r] >= nev["need_s"][r] - 1e-6
+        assert c.rpool[r] < 0 or on1[0] == 0  # a job that runs now keeps slot 0
+        moved += int(on0[0] != on1[0] or on0[-1] != on1[-1])
+    assert moved > 0
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _no_polish(monkeypatch)
+    assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
+    monkeypatch.setattr(PS, "BLOCK_REFILL", True)
+    qv, qp, qev, kq = PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+    assert kq > 0 and qev["objective"] <= sev["objective"] and kernels.check_result(pb, s.result(qv, qp, qev)) == []
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_refilled_blocks_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
+    """torch: the block refill gives the numpy plan, case by case (from the numpy search's plan)."""
+    for i in REFILL_CASES:  # cases
+        outs = []
+        _, s0, _, nv0, np0, _ = _searched_without_block_swaps(i)
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb = make(*CASES[i])
+            s = greedy_start(pb, backend, device)
+            c = dataclasses.replace(s.c, cold=True)
+            nv = s.xp.asarray(np.asarray(s0.xp.to_numpy(nv0)))
+            npool = s.xp.asarray(np.asarray(s0.xp.to_numpy(np0)))
+            nev = PL._evaluate_plan(pb, c, s.pr, nv, npool, xp=s.xp, d=s.d)
+            sv, _, _, k = PS._refill_blocks(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), k))
+        (va, ka), (vb, kb) = outs
+        assert ka == kb > 0 and np.array_equal(va, vb), i
+
+
+def test_a_response_runs_every_forced_cell() -> None:
+    """``_best_rows(forced=...)`` (the block refill's windows): every forced cell with an option runs (its first hull
+    step taken first, never given back) even where the need is met with fewer cells, and the need is kept; the
+    same options without ``forced`` run fewer cells (seed-31 case 10's searched plan, its blocks' own cells forced,
+    half their need asked)."""
+    pb, s, c, nv, npool, nev = _searched_without_block_swaps(10)
+    xp = s.xp
+    pool_h = np.asarray(xp.to_numpy(npool)).astype(np.int64)
+    rows_h = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0))
+    rows = xp.asarray(rows_h, xp.i64)
+    lim = xp.asarray(np.where(c.has_dl[rows_h], c.dl[rows_h], c.T), xp.i64)
+    C, wk, sub, keep0 = PS._options(xp, c, s.d, s.tb, nv, npool, rows, lim)
+    win = sub > 0
+    V = int(s.tb.load.shape[1])
+    Cw = xp.where(win[:, :, None] | (xp.arange(V) == 0)[None, None, :], C, float("inf"))
+    half = xp.asarray(np.asarray(nev["need_s"], np.float64)[rows_h] / 2, xp.f64)
+    zero = xp.zeros(rows_h.size, xp.f64)
+    ran = []
+    for forced in (win, None):  # forced, not
+        ns = PS._best_rows(xp, c, s.d, s.tb, nv, npool, rows, lim, half, half, zero, zero, opts=(Cw, wk, sub, keep0),
+                           raw=True, forced=forced)[0]
+        on = np.asarray(xp.to_numpy(ns)) > 0
+        lvl = np.asarray(xp.to_numpy(ns)).astype(np.int64)
+        work = np.take_along_axis(np.asarray(xp.to_numpy(wk)), lvl, 1).sum(1)
+        assert not (on & ~np.asarray(xp.to_numpy(win))).any() and (work >= np.asarray(xp.to_numpy(half)) - 1e-6).all()
+        ran.append(on.sum(1))
+    assert np.array_equal(ran[0], np.asarray(xp.to_numpy(win)).sum(1)) and (ran[1] < ran[0]).any()
