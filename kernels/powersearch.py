@@ -1066,15 +1066,16 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     2.6% higher, and the start that then won leaves a job unfinished): where :func:`_flips_here` (a cold plan that
     does all its work), up to ``POWER_ROUNDS`` rounds of the carbon phase with slot-0 flips (:func:`_phase`,
     ``flips``: :data:`SLOT0_FLIPS`) and the swap phase with block exchanges (:func:`_swaps`, ``blocks``:
-    :data:`BLOCK_SWAPS`) and watt exchanges (``watt_pairs``: :data:`EXCHANGE_WATTS`), then (where these settle) the
-    same rounds with the block refill too (:func:`_refill_blocks`, :data:`BLOCK_REFILL`), each accepted under its exact
+    :data:`BLOCK_SWAPS`) and watt exchanges (``watt_pairs``: :data:`EXCHANGE_WATTS`) and one-for-two pool exchanges
+    (:func:`_trades`, :data:`POOL_TRADES`), then (where these settle) the same rounds with the block refill too
+    (:func:`_refill_blocks`, :data:`BLOCK_REFILL`), each accepted under its exact
     test (the objective falls, carbon does not rise, every job finished and on time stays so, the plan still
     dominates ``floor``), a round that moves a row followed by a search (:func:`power_search`, ``FLIP_SEARCH_CELLS``
     for all rounds; it keeps every job too). So the plan given is the search's as before, and the polished one is
     never higher nor finishes a job fewer. Returns the plan, its pools, evaluation and the rows the rounds changed
     (0: the plan as given); ``spent["cells"]`` gets the cells the searches spent."""
     total = 0
-    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or BLOCK_REFILL) or not _flips_here(c, ev):
+    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or POOL_TRADES or BLOCK_REFILL) or not _flips_here(c, ev):
         return vmat, pool, ev, 0
     m: dict[str, Any] = {"left": FLIP_SEARCH_CELLS}  # (the searches' meter, all rounds together)
     # (the block refill only once the other moves have settled: asked in each of their rounds, it changed their path
@@ -1093,6 +1094,9 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
             nv, npool, nev, k2 = _swaps(problem, xp, c, pr, d, tb, nv, npool, nev, floor, None, blocks=BLOCK_SWAPS,
                                         watt_pairs=EXCHANGE_WATTS)
             k += k1 + k2
+            if POOL_TRADES:
+                nv, npool, nev, k3 = _trades(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
+                k += k3
             if k == 0:
                 break
             if m["left"] > 0:
@@ -1513,6 +1517,142 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
             break
     return vmat, pool, ev, 0
 
+
+#: Whether :func:`polish` also makes one-for-two pool exchanges (:func:`_trades`): row ``a`` leaves pool p for q
+#: while two rows of q leave for p, where ``a`` lacks GPUs in q in more slots of its window than either leaving
+#: alone frees (the swap phase's pool exchanges move one row each way; seed-0 corpus-196: the MILP moves an 8-GPU
+#: row into a 16-GPU pool whose two 8-GPU rows each hold half its slots, and both into the first row's pool).
+#: Round 17 (H3; /work/tools/meas.py, 60f8ddb then this tree, one script, load 3-8): seed-0 corpus of 200,
+#: objective lower on 6 (105 -3.06%, 196 -1.16%, 182 -0.51%, 119 -0.30%, 17 -0.23%, 63 -0.22%), higher on none,
+#: median penalised gap 2.293% -> 2.217%, jobs 3,604 both, within 1.02 x the carbon LP 89 -> 91 of 132 (196
+#: 1.0232 -> 1.0113, 119 1.0208 -> 1.0178), 0 violations, 0 dominance failures, CPU sum 70.7 -> 72.4 s (max
+#: 1.18 -> 1.34 s: corpus-105, its polish's searches after the trades); seed 1: 4 lower (21 -1.44%, 141 -1.18%),
+#: none higher, gap 2.126% both, jobs 3,440 both, within 1.02 95 both, CPU 61.3 -> 63.5 s.
+POOL_TRADES = True
+
+
+def _trades(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+            ev: dict[str, Any], floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+    """One-for-two pool exchanges (:data:`POOL_TRADES`; in :func:`polish`): the trades :func:`_trade_answers`
+    proposes, tried one at a time, largest estimated saving first (``HALVINGS + 1`` of them), each under
+    :func:`_within_room` and the carbon phase's exact test. Returns the plan, its pools, evaluation and the rows
+    changed (3, or 0: none passed)."""
+    got = _trade_answers(xp, c, d, tb, vmat, pool, ev)
+    if got is None:
+        return vmat, pool, ev, 0
+    moves, gain = got
+    finished, _, _, on_time = _row_status(ev)
+    use0 = _room_use(xp, c, d, tb, vmat, pool)
+    cand = np.flatnonzero(np.isfinite(gain))
+    for t in cand[np.argsort(-gain[cand], kind="stable")][:HALVINGS + 1]:  # one trade at a time, best first
+        nv = xp.copy(vmat)
+        npool = xp.copy(pool)
+        for r, new, to in moves:  # (a, b1, b2)
+            nv[r[t]] = xp.astype(new[t], vmat.dtype)
+            npool[r[t]] = xp.astype(to[t], pool.dtype)
+        if _within_room(xp, c, d, tb, nv, npool, use0):
+            nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
+            if _passes(c, "carbon", ev, nev, finished, on_time, floor):
+                return nv, npool, nev, 3
+    return vmat, pool, ev, 0
+
+
+def _trade_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any]
+                   ) -> tuple[list[tuple[Any, Any, Any]], Any] | None:
+    """The one-for-two pool exchanges :func:`_trades` tries: row ``a`` (pool p) moves to pool q while rows ``b1``
+    and ``b2`` (both of q) move to p, all three preemptible carbon-phase rows that may move there
+    (:func:`_moves`), where the slots of a's window in which it lacks GPUs in q that b1's and b2's leaving free
+    together outnumber those either frees alone (at most ``SWAP_PAIRS_MAX`` trades, those whose rows cause the most
+    grid carbon now first, :func:`_priority`). ``a`` answers in q against the plan without b1 and b2, then ``b1``
+    in p with ``a`` changed, then ``b2`` in p with both changed (:func:`_swap_answers`, the swap phase's shifts;
+    each moving row keeps its switching loss too). Returns ``[(rows, levels (trades, T), pools)]`` for a, b1 and
+    b2 and the estimated savings (host, the three answers' sum; ``nan`` where not positive), or None (no trade)."""
+    T = c.T
+    if c.P < 2:
+        return None
+    finished, need_h, _, on_time = _row_status(ev)
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    rows_h = np.flatnonzero(c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
+    if rows_h.size > SWAP_ROWS_MAX:
+        pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
+        rows_h = np.sort(rows_h[np.argsort(-pri, kind="stable")[:SWAP_ROWS_MAX]])
+    n_r = rows_h.size
+    if n_r < 3:
+        return None
+    mv = _moves(c, pool_h, rows_h)
+    pl_h = pool_h[rows_h]
+    use = _pl._usage(d, tb, vmat, pool, xp)
+    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
+    run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
+    g = c.gpus[rows_h].astype(np.float64)
+    lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], T)
+    tt = np.arange(T)
+    win = (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
+    # triples (a, b1 < b2): b1 and b2 share a pool q other than a's p, a may move to q and both b's to p
+    ia, i1, i2 = (x.ravel() for x in np.meshgrid(np.arange(n_r), np.arange(n_r), np.arange(n_r), indexing="ij"))
+    ok = (i1 < i2) & (pl_h[i1] == pl_h[i2]) & (pl_h[ia] != pl_h[i1])
+    ia, i1, i2 = ia[ok], i1[ok], i2[ok]
+    ok = mv[ia, pl_h[i1]] & mv[i1, pl_h[ia]] & mv[i2, pl_h[ia]]
+    ia, i1, i2 = ia[ok], i1[ok], i2[ok]
+    free_q = (H_h - busy_h)[pl_h[i1]]  # (triples, T) free GPUs in q
+    short = win[ia] & (free_q < g[ia][:, None] - 1e-6)  # where a lacks GPUs in q
+    out1, out2 = g[i1][:, None] * run_h[i1], g[i2][:, None] * run_h[i2]
+    n1, n2, n12 = ((short & (free_q + o >= g[ia][:, None] - 1e-6)).sum(1) for o in (out1, out2, out1 + out2))
+    keep = n12 > np.maximum(n1, n2)
+    ia, i1, i2 = ia[keep], i1[keep], i2[keep]
+    if ia.size == 0:
+        return None
+    if ia.size > SWAP_PAIRS_MAX:
+        pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
+        o = np.sort(np.argsort(-(pri[ia] + pri[i1] + pri[i2]), kind="stable")[:SWAP_PAIRS_MAX])
+        ia, i1, i2 = ia[o], i1[o], i2[o]
+    rows = xp.asarray(rows_h, xp.i64)
+    need_mv = xp.asarray(np.maximum(need_h[rows_h], c.R[rows_h] + c.loss[rows_h]), xp.f64)  # (its loss too)
+    lim = xp.asarray(lim_h, xp.i64)
+    own = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
+    co, wo = _old_cost(xp, own[0], own[1], own[2])
+    load = xp.astype(tb.load, xp.f64)
+    ix = partial(xp.asarray, dtype=xp.i64)  # (host positions to indices)
+
+    def gpus(k: Any) -> Any:  # (trades, 1) the GPUs of the rows at positions k
+        return xp.astype(d.gpus[rows[ix(k)]], xp.f64)[:, None]
+
+    def lvl(k: Any) -> Any:  # (trades, T) their levels now
+        return vmat[rows[ix(k)]]
+
+    def watts(k: Any, sub: Any, pp: Any) -> Any:  # (trades, T) their facility watts at levels sub in pools pp
+        return xp.take_along(load[ix(pp)] * gpus(k), xp.index(xp.astype(sub, xp.i64)), 1)
+
+    def answer(k: Any, to: Any, sh: tuple[Any, ...]) -> tuple[Any, Any, Any]:  # their answers in pools to
+        kk = ix(k)
+        new, sv = _swap_answers(xp, c, d, tb, vmat, pool, rows[kk], lim[kk], need_mv[kk], ix(to), sh, (co[kk], wo[kk]),
+                                np.zeros(k.size, bool), use)
+        return new, sv, np.flatnonzero(np.isfinite(np.asarray(xp.to_numpy(sv), np.float64)))  # (and where any)
+
+    p_h, q_h = pl_h[ia], pl_h[i1]
+    zero = xp.zeros((int(ia.size), T), xp.f64)
+    # a answers in q against the plan without b1 and b2 (their GPUs in q and their watts freed) ...
+    sh = (gpus(i1) * xp.astype(lvl(i1) > 0, xp.f64) + gpus(i2) * xp.astype(lvl(i2) > 0, xp.f64),
+          watts(i1, lvl(i1), q_h) + watts(i2, lvl(i2), q_h), zero)
+    na, sva, f = answer(ia, q_h, sh)
+    ia, i1, i2, p_h, q_h, na, sva = ia[f], i1[f], i2[f], p_h[f], q_h[f], na[ix(f)], sva[ix(f)]  # (... where it can)
+    if ia.size == 0:
+        return None
+    # b1 answers in p with a changed (a's GPUs in p freed, its watts as they now are)
+    sh = (gpus(ia) * xp.astype(lvl(ia) > 0, xp.f64), watts(ia, lvl(ia), p_h) - watts(ia, na, q_h), zero[ix(f)])
+    nb1, sv1, f = answer(i1, p_h, sh)
+    ia, i1, i2, p_h, q_h, na, sva, nb1, sv1 = (ia[f], i1[f], i2[f], p_h[f], q_h[f], *(x[ix(f)] for x in (na, sva, nb1,
+                                                                                                        sv1)))
+    sh = tuple(x[ix(f)] for x in sh)
+    if ia.size == 0:
+        return None
+    # b2 answers in p with a and b1 changed (b1's GPUs in p taken, its watts as they now are)
+    sh = (sh[0] - gpus(i1) * xp.astype(nb1 > 0, xp.f64), sh[1] + watts(i1, lvl(i1), q_h) - watts(i1, nb1, p_h), sh[2])
+    nb2, sv2, _ = answer(i2, p_h, sh)
+    gain = np.asarray(xp.to_numpy(sva + sv1 + sv2), np.float64)
+    scale = np.maximum(np.asarray(xp.to_numpy(co[ix(ia)] + co[ix(i1)] + co[ix(i2)]), np.float64), 1.0)
+    return ([(rows[ix(ia)], na, ix(q_h)), (rows[ix(i1)], nb1, ix(p_h)), (rows[ix(i2)], nb2, ix(p_h))],
+            np.where(np.isfinite(gain) & (gain > 1e-9 * scale), gain, np.nan))
 
 def _watts_short(xp: Ops, d: Any, tb: Any, pl_h: Any, lv_h: Any, g: Any, fac: Any, win: Any
                  ) -> tuple[Any, Any, Any, Any]:
