@@ -1381,15 +1381,10 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     slots = EXCHANGE_SLOTS and _cold_and_done(c, ev) and several_starts(c)
     if c.P < 2 and not slots:
         return vmat, pool, ev, 0
-    finished, need_h, _, on_time = _row_status(ev)
-    pool_h = xp.to_numpy(pool).astype(np.int64)
     # (block exchanges: finished non-preemptible rows that do not run now, where asked and the plan may make them)
     blocks = blocks and BLOCK_SWAPS and c.P > 1 and _cold_and_done(c, ev) and several_starts(c)
-    kind = c.preempt | (blocks & (c.rpool < 0))
-    rows_h = np.flatnonzero(kind & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
-    if rows_h.size > SWAP_ROWS_MAX:
-        pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
-        rows_h = np.sort(rows_h[np.argsort(-pri, kind="stable")[:SWAP_ROWS_MAX]])
+    rows_h, pool_h, (finished, need_h, _, on_time) = _swap_rows(xp, c, d, tb, vmat, pool, ev,
+                                                                c.preempt | (blocks & (c.rpool < 0)))
     mv = _moves(c, pool_h, rows_h)
     pl_h = pool_h[rows_h]
     n_r = rows_h.size
@@ -1406,9 +1401,7 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     lv_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64)
     run_h = lv_h > 0
     g = c.gpus[rows_h].astype(np.float64)
-    lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], T)
-    tt = np.arange(T)
-    win = (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
+    lim_h, win = _windows(c, rows_h)
     watt = np.zeros_like(swap)  # (and, where EXCHANGE_WATTS, any two rows where the first's next level up does
     if slots and watt_pairs and EXCHANGE_WATTS:  # not fit under the site's cap in a slot of its window where the second runs)
         w_now, step, room_w, short_w = _watts_short(xp, d, tb, pl_h, lv_h, g, use[1], win)
@@ -1570,12 +1563,7 @@ def _trade_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: d
     T = c.T
     if c.P < 2:
         return None
-    finished, need_h, _, on_time = _row_status(ev)
-    pool_h = xp.to_numpy(pool).astype(np.int64)
-    rows_h = np.flatnonzero(c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
-    if rows_h.size > SWAP_ROWS_MAX:
-        pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
-        rows_h = np.sort(rows_h[np.argsort(-pri, kind="stable")[:SWAP_ROWS_MAX]])
+    rows_h, pool_h, (_, need_h, _, _) = _swap_rows(xp, c, d, tb, vmat, pool, ev, c.preempt)
     n_r = rows_h.size
     if n_r < 3:
         return None
@@ -1585,9 +1573,7 @@ def _trade_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: d
     busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
     run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
     g = c.gpus[rows_h].astype(np.float64)
-    lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], T)
-    tt = np.arange(T)
-    win = (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
+    lim_h, win = _windows(c, rows_h)
     # triples (a, b1 < b2): b1 and b2 share a pool q other than a's p, a may move to q and both b's to p
     ia, i1, i2 = (x.ravel() for x in np.meshgrid(np.arange(n_r), np.arange(n_r), np.arange(n_r), indexing="ij"))
     ok = (i1 < i2) & (pl_h[i1] == pl_h[i2]) & (pl_h[ia] != pl_h[i1])
@@ -1653,6 +1639,28 @@ def _trade_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: d
     scale = np.maximum(np.asarray(xp.to_numpy(co[ix(ia)] + co[ix(i1)] + co[ix(i2)]), np.float64), 1.0)
     return ([(rows[ix(ia)], na, ix(q_h)), (rows[ix(i1)], nb1, ix(p_h)), (rows[ix(i2)], nb2, ix(p_h))],
             np.where(np.isfinite(gain) & (gain > 1e-9 * scale), gain, np.nan))
+
+def _swap_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any], kind: Any
+               ) -> tuple[Any, Any, tuple[Any, Any, Any, Any]]:
+    """The rows the swap phase (:func:`_swaps`) and the trades (:func:`_trade_answers`) exchange on the plan
+    evaluated ``ev``: of ``kind`` (host mask), not must-run, with work, placed, finished and on time where they
+    have a deadline, at most ``SWAP_ROWS_MAX`` (those that cause the most grid carbon now, :func:`_priority`).
+    Returns them (host, ascending), the plan's host pools and :func:`_row_status`."""
+    status = _row_status(ev)
+    finished, _, _, on_time = status
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    rows_h = np.flatnonzero(kind & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
+    if rows_h.size > SWAP_ROWS_MAX:
+        pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
+        rows_h = np.sort(rows_h[np.argsort(-pri, kind="stable")[:SWAP_ROWS_MAX]])
+    return rows_h, pool_h, status
+
+
+def _windows(c: Any, rows_h: Any) -> tuple[Any, Any]:
+    """Host ``rows_h``'s ends (their deadline, else the horizon) and ``(n, T)`` windows (release to end)."""
+    lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], c.T)
+    tt = np.arange(c.T)
+    return lim_h, (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
 
 def _watts_short(xp: Ops, d: Any, tb: Any, pl_h: Any, lv_h: Any, g: Any, fac: Any, win: Any
                  ) -> tuple[Any, Any, Any, Any]:
