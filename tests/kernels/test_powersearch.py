@@ -2238,40 +2238,6 @@ def test_a_refilled_block_is_one_block_that_does_its_work_for_less(i: int, monke
         assert c.rpool[r] < 0 or on1[0] == 0  # a job that runs now keeps slot 0
         moved += int(on0[0] != on1[0] or on0[-1] != on1[-1])
     assert moved > 0
-#: seed-0 corpus instances where the polish's one-for-two pool exchanges (``POOL_TRADES``) move rows on the plan the rest
-#: of the polish leaves from the greedy's cold search (round 17: 119 and 17; none of the 40 seed-31 cases, whose
-#: searched plans that do all their work leave no such trade)
-TRADE_CASES = (119, 17)
-
-
-@functools.cache
-def _polished_without_trades(i: int) -> tuple[Any, ...]:
-    """Seed-0 corpus-``i``'s cold searched plan (:func:`_searched_without_flips`) polished without the one-for-two
-    pool exchanges."""
-    pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
-    keep = PS.POOL_TRADES
-    PS.POOL_TRADES = False
-    try:
-        pv, pp, pev, _ = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
-    finally:
-        PS.POOL_TRADES = keep
-    return pb, s, c, pv, pp, pev
-
-
-@pytest.mark.parametrize("i", TRADE_CASES)
-def test_one_row_leaves_a_pool_so_that_two_enter(i: int) -> None:
-    """The polish's one-for-two pool exchanges (``_trades``, round 17): on the plan the rest of the polish leaves
-    where it is (its carbon phase with slot-0 flips and its swap phase with block and watt exchanges move no row),
-    one row moves from pool p to q and two from q to p; the plan keeps every rule (checker), carbon and the
-    objective fall, every job stays finished (on time) and the greedy still dominated (seed-0 corpus-196: an
-    8-GPU row enters a 16-GPU pool where two 8-GPU rows each hold half its slots)."""
-    pb, s, c, nv, npool, nev = _polished_without_trades(i)
-    xp = s.xp
-    assert PS._cold_and_done(c, nev)
-    assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None, flips=True)[3] == 0
-    assert PS._swaps(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, blocks=True, watt_pairs=True)[3] == 0
-    sv, sp, sev, k = PS._trades(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
-    assert k == 3
     assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
     assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
     lost, late = _late_or_lost(c, nev, sev)
@@ -2330,6 +2296,47 @@ def test_a_response_runs_every_forced_cell() -> None:
         assert not (on & ~np.asarray(xp.to_numpy(win))).any() and (work >= np.asarray(xp.to_numpy(half)) - 1e-6).all()
         ran.append(on.sum(1))
     assert np.array_equal(ran[0], np.asarray(xp.to_numpy(win)).sum(1)) and (ran[1] < ran[0]).any()
+
+
+#: seed-0 corpus instances where the polish's one-for-two pool exchanges (``POOL_TRADES``) move rows on the plan the rest
+#: of the polish leaves from the greedy's cold search (round 17: 119 and 17; none of the 40 seed-31 cases, whose
+#: searched plans that do all their work leave no such trade)
+TRADE_CASES = (119, 17)
+
+
+@functools.cache
+def _polished_without_trades(i: int) -> tuple[Any, ...]:
+    """Seed-0 corpus-``i``'s cold searched plan (:func:`_searched_without_flips`) polished without the one-for-two
+    pool exchanges."""
+    pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
+    keep = PS.POOL_TRADES
+    PS.POOL_TRADES = False
+    try:
+        pv, pp, pev, _ = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+    finally:
+        PS.POOL_TRADES = keep
+    return pb, s, c, pv, pp, pev
+
+
+@pytest.mark.parametrize("i", TRADE_CASES)
+def test_one_row_leaves_a_pool_so_that_two_enter(i: int) -> None:
+    """The polish's one-for-two pool exchanges (``_trades``, round 17): on the plan the rest of the polish leaves
+    where it is (its carbon phase with slot-0 flips and its swap phase with block and watt exchanges move no row),
+    one row moves from pool p to q and two from q to p; the plan keeps every rule (checker), carbon and the
+    objective fall, every job stays finished (on time) and the greedy still dominated (seed-0 corpus-196: an
+    8-GPU row enters a 16-GPU pool where two 8-GPU rows each hold half its slots)."""
+    pb, s, c, nv, npool, nev = _polished_without_trades(i)
+    xp = s.xp
+    assert PS._cold_and_done(c, nev)
+    assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None, flips=True)[3] == 0
+    assert PS._swaps(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, blocks=True, watt_pairs=True)[3] == 0
+    sv, sp, sev, k = PS._trades(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+    assert k == 3
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
     p0, p1 = np.asarray(xp.to_numpy(npool)), np.asarray(xp.to_numpy(sp))
     moved = np.flatnonzero(p0 != p1)
     assert moved.size == 3
