@@ -540,12 +540,14 @@ def _polished(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
               final: list[tuple[Any, Any, dict[str, Any], str]], gev: dict[str, Any], meter: dict[str, Any],
               report: dict[str, Any] | None) -> list[tuple[Any, Any, dict[str, Any], str]]:
     """:func:`refine_starts`'s plans ``final`` (lowest first) with the lowest polished (:func:`polish`) in front
-    where that lowers it (``"+polish"`` added to its variant); ``report`` (where given) gets
-    the cells ``meter`` spent (``"cells"``), the cells the polish's searches spent (``"polish_cells"``: their own
-    budget, not ``meter``'s) and whether the lowest plan is certified close (:func:`refine_starts`)."""
+    where that lowers it (``"+polish"`` added to its variant), on the cells ``meter`` has left (at most
+    ``FLIP_SEARCH_CELLS``, at least ``POLISH_MIN_CELLS``); ``report`` (where given) gets the cells ``meter``
+    spent (``"cells"``), the cells the polish spent (``"polish_cells"``) and whether the lowest plan is certified
+    close (:func:`refine_starts`)."""
     v, p, e, name = final[0]
     spent: dict[str, float] = {}
-    nv, npool, nev, k = polish(problem, xp, c, pr, d, tb, v, p, e, gev, spent)
+    cells = min(FLIP_SEARCH_CELLS, max(POLISH_MIN_CELLS, meter["left"]))  # (what the search left, floored)
+    nv, npool, nev, k = polish(problem, xp, c, pr, d, tb, v, p, e, gev, spent, cells)
     if k:
         final = [(nv, npool, nev, name + "+polish"), *final]
     if report is not None:
@@ -1056,11 +1058,21 @@ def _flips_here(c: Any, ev: dict[str, Any]) -> bool:
 #: exchange), all rounds together. Round 16 (q.py, the 23 seed-0 corpus instances the flips change, 100k vs 0, one
 #: process after the other): 6 plans lower (corpus-27 -0.24%, -18 -0.08%), none higher, CPU 9.49 -> 9.95 s.
 FLIP_SEARCH_CELLS = 100_000.0
+#: ... and the polish draws on what the search's meter (``STARTS_MAX_SPENT``) has left, at most
+#: ``FLIP_SEARCH_CELLS`` and at least this many (:func:`_polished`), its carbon and swap phases charged too
+#: (:func:`polish`): round 16 gave it 100k cells outside the search's budget, and its rounds' own moves uncharged
+#: (seed-0 corpus-27: 0.20 s CPU in the polish's carbon and swap phases, corpus-105 1.05 s in all). Round 17 (H1,
+#: 60f8ddb and this back to back, /work/tools/meas.py, load ~2, before the trades and the block refill): seed 0
+#: CPU sum 62.8 -> 60.3 s, max 1.17 -> 0.93 s (corpus-105; -27 1.00 -> 0.71 s), median gap 2.293% both, jobs 3,604
+#: both, carbon within 1.02 x the carbon LP 89 both, 9 plans higher (105 +1.45%, 27 +0.20%, the rest <= 0.07%),
+#: none lower; seed 1 56.3 -> 53.2 s, max 1.03 -> 0.84 s, 2.126% both, jobs 3,440 both, 95 both, 3 higher
+#: (<= 0.06%).
+POLISH_MIN_CELLS = 30_000.0
 
 
 def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
-           ev: dict[str, Any], floor: dict[str, Any] | None, spent: dict[str, float] | None = None
-           ) -> tuple[Any, Any, dict[str, Any], int]:
+           ev: dict[str, Any], floor: dict[str, Any] | None, spent: dict[str, float] | None = None,
+           cells: float = FLIP_SEARCH_CELLS) -> tuple[Any, Any, dict[str, Any], int]:
     """The plan ``kernels.plan`` chose (:func:`refine_starts`), polished by the moves the search does not make (a search
     with them ends elsewhere: round 15, slot-0 flips in the search took seed-0 corpus-118's first start to a plan
     2.6% higher, and the start that then won leaves a job unfinished): where :func:`_flips_here` (a cold plan that
@@ -1070,40 +1082,46 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     (:func:`_trades`, :data:`POOL_TRADES`), then (where these settle) the same rounds with the block refill too
     (:func:`_refill_blocks`, :data:`BLOCK_REFILL`), each accepted under its exact
     test (the objective falls, carbon does not rise, every job finished and on time stays so, the plan still
-    dominates ``floor``), a round that moves a row followed by a search (:func:`power_search`, ``FLIP_SEARCH_CELLS``
-    for all rounds; it keeps every job too). So the plan given is the search's as before, and the polished one is
-    never higher nor finishes a job fewer. Returns the plan, its pools, evaluation and the rows the rounds changed
-    (0: the plan as given); ``spent["cells"]`` gets the cells the searches spent."""
+    dominates ``floor``), a round that moves a row followed by a search (:func:`power_search`; it keeps every job
+    too). The rounds' carbon and swap phases (charged as the search's are, never cut) and the searches draw on one
+    meter of ``cells`` cells, and a round after the first runs only while cells are left. So the plan given is the
+    search's as before, and the polished one is never higher nor finishes a job fewer. Returns the plan, its
+    pools, evaluation and the rows the rounds changed (0: the plan as given); ``spent["cells"]`` gets the cells
+    spent."""
     total = 0
     if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or POOL_TRADES or BLOCK_REFILL) or not _flips_here(c, ev):
         return vmat, pool, ev, 0
-    m: dict[str, Any] = {"left": FLIP_SEARCH_CELLS}  # (the searches' meter, all rounds together)
+    m: dict[str, Any] = {"left": cells}  # (the polish's meter, all rounds together)
     # (the block refill only once the other moves have settled: asked in each of their rounds, it changed their path
     # and ended seed-0 corpus-77 0.03% higher)
     for refill in (False, True):  # the polish's other moves, then with the block refill
         if refill and not BLOCK_REFILL:
             break
-        for _ in range(POWER_ROUNDS):  # polish rounds
+        for rnd in range(POWER_ROUNDS):  # polish rounds
+            if rnd and m["left"] <= 0:
+                break
             k, nv, npool, nev = 0, vmat, pool, ev
+            own: dict[str, Any] = {"left": math.inf}  # (what the round's carbon and swap phases charge: never cut)
             if refill:  # (first: the other moves have settled; where it moves no row, neither do they)
                 nv, npool, nev, k = _refill_blocks(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
                 if k == 0:
                     break
-            nv, npool, nev, k1 = _phase(problem, xp, c, pr, d, tb, nv, npool, nev, "carbon", floor, None,
+            nv, npool, nev, k1 = _phase(problem, xp, c, pr, d, tb, nv, npool, nev, "carbon", floor, own,
                                         flips=SLOT0_FLIPS)
-            nv, npool, nev, k2 = _swaps(problem, xp, c, pr, d, tb, nv, npool, nev, floor, None, blocks=BLOCK_SWAPS,
+            nv, npool, nev, k2 = _swaps(problem, xp, c, pr, d, tb, nv, npool, nev, floor, own, blocks=BLOCK_SWAPS,
                                         watt_pairs=EXCHANGE_WATTS)
             k += k1 + k2
             if POOL_TRADES:
                 nv, npool, nev, k3 = _trades(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
                 k += k3
+            left = m["left"]
+            m["left"] -= own.get("charge", 0.0)
+            if k and m["left"] > 0:
+                nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor, meter=m)
+            if spent is not None:
+                spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
             if k == 0:
                 break
-            if m["left"] > 0:
-                left = m["left"]
-                nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor, meter=m)
-                if spent is not None:
-                    spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
             if not (_pl._serves_forced_dev(c, d, nv, xp) and (floor is None or _pl._dominates_jobs(c, nev, floor))):
                 break
             vmat, pool, ev = nv, npool, nev

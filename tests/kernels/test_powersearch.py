@@ -2095,14 +2095,16 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
 
 def test_kernels_plan_reports_the_polish() -> None:
     """kernels.plan polishes the plan it chose (``polish``): where the polish lowers it, the variant ends in
-    ``"+polish"`` and ``diagnostics["polish_cells"]`` counts the cells its searches spent (apart from
-    ``"search_cells"``: its own budget, ``FLIP_SEARCH_CELLS``); elsewhere it reports 0 (seed-31 case 25 and 17; 16, polished by the block refill since round 17)."""
+    ``"+polish"`` and ``diagnostics["polish_cells"]`` counts the cells the polish spent (apart from
+    ``"search_cells"``: at most ``FLIP_SEARCH_CELLS`` of what the search left, its rounds' moves included); where it
+    moves nothing, only its first round's moves, no search (seed-31 case 25 and 17; 16, polished by the block refill
+    since round 17)."""
     for i, polished in ((25, True), (17, False)):  # cases
         pb = make(*CASES[i])
         res = kernels.plan(pb)
         assert str(res.diagnostics["primal_variant"]).endswith("+polish") == polished
         cells = res.diagnostics["polish_cells"]
-        assert (0 < cells <= PS.FLIP_SEARCH_CELLS) if polished else cells == 0
+        assert 0 < cells <= (PS.FLIP_SEARCH_CELLS if polished else PS.POLISH_MIN_CELLS / 2), (i, cells)
         assert kernels.check_result(pb, res) == []
 
 
@@ -2312,7 +2314,7 @@ def _polished_without_trades(i: int) -> tuple[Any, ...]:
     keep = PS.POOL_TRADES
     PS.POOL_TRADES = False
     try:
-        pv, pp, pev, _ = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+        pv, pp, pev, _ = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
     finally:
         PS.POOL_TRADES = keep
     return pb, s, c, pv, pp, pev
@@ -2369,14 +2371,15 @@ def test_each_trades_three_answers_fit_together(i: int) -> None:
 @pytest.mark.parametrize("i", TRADE_CASES)
 def test_the_polish_makes_the_trades_only_where_asked(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """``POOL_TRADES`` on, the polish of the cold searched plan ends lower than with it off (the trades and the
-    search after them), valid; off, the polish of the plan it left returns it as it is."""
+    search after them), valid; off, the polish of the plan it left returns it as it is (both on an unlimited
+    meter: a polish the budget ends may leave a move for the next)."""
     pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
     _, _, _, pv, pp, pev = _polished_without_trades(i)
-    on = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+    on = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
     assert on[2]["objective"] < pev["objective"] and on[2]["carbon_g"] < pev["carbon_g"]
     assert kernels.check_result(pb, s.result(*on[:3])) == []
     monkeypatch.setattr(PS, "POOL_TRADES", False)
-    assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev)[3] == 0
+    assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, None, math.inf)[3] == 0
 
 
 @pytest.mark.parametrize("be", BACKENDS[1:])
@@ -2396,3 +2399,38 @@ def test_trades_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
             outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
         (va, pa, ka), (vb, pb_, kb) = outs
         assert ka == kb == 3 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+
+
+def test_the_polish_draws_on_what_the_search_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polish's meter is what the starts' meter has left, at most ``FLIP_SEARCH_CELLS`` and at least
+    ``POLISH_MIN_CELLS`` (``_polished``), and its rounds' own moves draw on it too: with one cell a single
+    round runs (seed-31 case 25, polished, whose polish runs more rounds with its default meter)."""
+    seen: list[float] = []
+    real = PS.polish
+
+    def spy(*a: Any, **k: Any) -> Any:
+        seen.append(a[-1])
+        return real(*a, **k)
+
+    monkeypatch.setattr(PS, "polish", spy)
+    pb = make(*CASES[25])
+    for cap, want in ((1e12, PS.FLIP_SEARCH_CELLS), (1.0, PS.POLISH_MIN_CELLS)):
+        monkeypatch.setattr(PS, "STARTS_MAX_SPENT", cap)
+        seen.clear()
+        res = kernels.plan(pb)
+        assert seen == [want], (cap, seen)
+        assert kernels.check_result(pb, res) == []
+    monkeypatch.undo()
+    pb, s, c, nv, npool, nev = _searched_without_flips(25)
+    rounds = [0]
+    real_phase = PS._phase
+
+    def counting(*a: Any, **k: Any) -> Any:
+        rounds[0] += bool(k.get("flips"))
+        return real_phase(*a, **k)
+
+    monkeypatch.setattr(PS, "_phase", counting)
+    for cells in (PS.FLIP_SEARCH_CELLS, 1.0):
+        rounds[0] = 0
+        PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, cells)
+        assert (rounds[0] > 1) if cells > 1 else rounds[0] == 1, (cells, rounds)
