@@ -450,11 +450,14 @@ QUALITY_EVERY = 4
 #: longer charges a moved row its own quota twice: with the moves, carbon ratio median 1.0115 (round start
 #: 587f207: 1.0156); the moves are opt-in (``powersearch.MOVE_RUNNING``: they cost the itp60 policy run jobs),
 #: and without them the sample is at 1.0156 again (median gap 0.0285, 20 of 35 within 1.02).
+#: Round 17: the polish's block refill and one-for-two pool exchanges (kernels.powersearch.polish): median gap
+#: 0.02573, carbon ratio median 1.0077, 22 of 35 within 1.02 (round start 60f8ddb: 0.02578, 1.0114 and 21, which
+#: the last two ratchets below fail; round 16 had left them at 0.029, 1.016 and 20).
 #: Lower them as the optimiser improves; the issue's targets are 0.03 and 1.02 on every all-finish instance
 #: (on the seed-0 corpus the MILP proves 1.02 unattainable on 29 instances: benchmarks.reference --attainable).
-MEDIAN_GAP_MAX = 0.029
-CARBON_RATIO_MEDIAN_MAX = 1.016
-CARBON_WITHIN_1_02_MIN = 20  # of the sample's all-finish instances, how many are within 1.02 x the carbon LP
+MEDIAN_GAP_MAX = 0.026
+CARBON_RATIO_MEDIAN_MAX = 1.009
+CARBON_WITHIN_1_02_MIN = 22  # of the sample's all-finish instances, how many are within 1.02 x the carbon LP
 
 
 @cache
