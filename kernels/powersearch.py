@@ -1080,7 +1080,8 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     ``flips``: :data:`SLOT0_FLIPS`) and the swap phase with block exchanges (:func:`_swaps`, ``blocks``:
     :data:`BLOCK_SWAPS`) and watt exchanges (``watt_pairs``: :data:`EXCHANGE_WATTS`) and one-for-two pool exchanges
     (:func:`_trades`, :data:`POOL_TRADES`), then (where these settle) the same rounds with the block refill too
-    (:func:`_refill_blocks`, :data:`BLOCK_REFILL`), each accepted under its exact
+    (:func:`_refill_blocks`, :data:`BLOCK_REFILL`), then (where those settle) rounds of the swap phase with the watt
+    exchanges a block gives too (``block_watts``: :data:`BLOCK_WATTS`), each accepted under its exact
     test (the objective falls, carbon does not rise, every job finished and on time stays so, the plan still
     dominates ``floor``), a round that moves a row followed by a search (:func:`power_search`; it keeps every job
     too). The rounds' carbon and swap phases (charged as the search's are, never cut) and the searches draw on one
@@ -1096,9 +1097,12 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     m: dict[str, Any] = {"left": cells}  # (the polish's meter, all rounds together)
     # (the block refill only once the other moves have settled: asked in each of their rounds, it changed their path
     # and ended seed-0 corpus-77 0.03% higher)
-    for refill in (False, True):  # the polish's other moves, then with the block refill
-        if refill and not BLOCK_REFILL:
-            break
+    # (the watt exchanges a block gives only once both have settled: asked in their rounds they changed their path
+    # and ended seed-1 corpus-151 0.97% higher)
+    for stage in ("moves", "refill", "block_watts"):  # the other moves, with the block refill, a block's watts
+        if (stage == "refill" and not BLOCK_REFILL) or (stage == "block_watts" and not (BLOCK_WATTS and EXCHANGE_WATTS)):
+            continue
+        refill = stage == "refill"
         for rnd in range(POWER_ROUNDS):  # polish rounds
             if rnd and m["left"] <= 0 and not refill:  # (the refill pass: while the refill moves rows)
                 break
@@ -1108,12 +1112,14 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
                 nv, npool, nev, k = _refill_blocks(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
                 if k == 0:
                     break
-            nv, npool, nev, k1 = _phase(problem, xp, c, pr, d, tb, nv, npool, nev, "carbon", floor, own,
-                                        flips=SLOT0_FLIPS)
+            if stage != "block_watts":
+                nv, npool, nev, k1 = _phase(problem, xp, c, pr, d, tb, nv, npool, nev, "carbon", floor, own,
+                                            flips=SLOT0_FLIPS)
+                k += k1
             nv, npool, nev, k2 = _swaps(problem, xp, c, pr, d, tb, nv, npool, nev, floor, own, blocks=BLOCK_SWAPS,
-                                        watt_pairs=EXCHANGE_WATTS)
-            k += k1 + k2
-            if POOL_TRADES:
+                                        watt_pairs=EXCHANGE_WATTS, block_watts=stage == "block_watts")
+            k += k2
+            if POOL_TRADES and stage != "block_watts":
                 nv, npool, nev, k3 = _trades(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
                 k += k3
             left = m["left"]
@@ -1149,10 +1155,24 @@ BLOCK_REFILL = True
 #: need and breaks the block) seed-0 corpus-65 ends at 1.0240 x the carbon LP, not 1.0157.
 REFILL_WINDOWS = ((0, 0), (0, 1), (-1, 0), (0, -1), (1, 0))
 
+#: Whether the swap phase's watt exchanges (:data:`EXCHANGE_WATTS`, :func:`_swaps`) take a non-preemptible row as
+#: the row that gives the watts: the block keeps its GPUs and runs on at its lowest level while the first row
+#: answers, then answers on the block refill's windows (:func:`_window_answers`: its own, one slot longer or
+#: shorter at an end). Seed-0 corpus-118 (round 17, H2's diagnosis): job 21's block lowers its cell in the
+#: cap-bound slot 18 and starts a slot earlier so that job 17 runs there; neither change alone is valid or lower.
+#: Asked only in the polish's last stage (:func:`polish`). Round 17 (H5; /work/tools/meas.py rows, 6440eb1 and this
+#: tree instance by instance alternately, load ~3): seed 0 objective lower on 8 (105 -0.62%, 118 -0.37%, 197
+#: -0.27%, 27 -0.12%, 7 -0.07%), higher on none, 118 1.0300 -> 1.0262 x the carbon LP, within 1.02 93 of 132 both,
+#: median gap 2.091% both, jobs 3,604 both, CPU sum 69.6 -> 70.1 s; seed 1: 2 lower, none higher, within 1.02 97 of
+#: 134 both, gap 2.033% both, jobs 3,440 both, CPU 63.2 -> 63.7 s. Asked in every round of the other moves it ended
+#: seed-1 corpus-151 0.97% higher (1.0196 -> 1.0295) and four others higher; with the stage run only while the
+#: meter has cells left, every seed-0 gain but 197's is lost (the meter is spent there).
+BLOCK_WATTS = True
+
 
 def _refill_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
                    ev: dict[str, Any], floor: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
-    """The finished (on-time) non-preemptible rows' blocks re-filled: per row and window of
+    """The finished (on-time) non-preemptible rows' blocks re-filled (:func:`_window_answers`): per row and window of
     :data:`REFILL_WINDOWS` (its block's first and last slot moved by those offsets; the first only for a job
     that does not run now, inside its release and limit) the row's best response (:func:`_best_rows`, its need
     kept) with its options outside the window taken away and every cell of the window forced on (its first hull
@@ -1166,37 +1186,13 @@ def _refill_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
     rows_h = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
     if rows_h.size == 0:
         return vmat, pool, ev, 0
-    n, W, V = rows_h.size, len(REFILL_WINDOWS), int(tb.load.shape[1])
     rows = xp.asarray(rows_h, xp.i64)
     lim = xp.asarray(np.where(c.has_dl[rows_h], c.dl[rows_h], T), xp.i64)
     use = _pl._usage(d, tb, vmat, pool, xp)
-    C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
-    old = _old_cost(xp, C, wk, sub)
-    tt = xp.arange(T)[None, :]
-    on = sub > 0
-    length = xp.astype(xp.count_nonzero(on, 1), xp.i64)
-    first = xp.argmax(xp.astype(on, xp.i64), 1)
-    last = first + length - 1
-    may = d.rpool[rows] < 0  # (a job that runs now keeps its block's start: slot 0)
-    wins, oks = [], []
-    for dlo, dhi in REFILL_WINDOWS:  # the windows
-        lo, hi = first + dlo, last + dhi
-        oks.append((length > 0) & (lo <= hi) & (lo >= d.rel[rows]) & (hi < lim) & (may if dlo else True))
-        wins.append((tt >= lo[:, None]) & (tt <= hi[:, None]))
-    win = xp.concatenate(wins, 0)  # (W n, T), window-major
-    ok = xp.concatenate(oks, 0)
-    lvl0 = (xp.arange(V) == 0)[None, None, :]
-    Cw = xp.where(win[:, :, None] | lvl0, xp.concatenate([C] * W, 0), float("inf"))
-    rw, lw = xp.concatenate([rows] * W, 0), xp.concatenate([lim] * W, 0)
-    need = xp.asarray(np.tile(need_h[rows_h], W), xp.f64)
-    zero = xp.zeros(W * n, xp.f64)
-    ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, rw, lw, need, need, zero, zero, old=tuple(
-        xp.concatenate([x] * W, 0) for x in old), opts=(Cw, xp.concatenate([wk] * W, 0), xp.concatenate(
-            [sub] * W, 0), xp.concatenate([keep0] * W, 0)), raw=True, forced=win)
-    sv = xp.where(ok & xp.all((ns > 0) == win, 1), sv, -float("inf")).reshape(W, n)
-    best = xp.argmax(sv, 0)  # (n,) each row's window (the first of equal savings)
-    gain = np.asarray(xp.to_numpy(xp.take_along(sv, best[None, :], 0)[0]), np.float64)
-    pick = ns.reshape(W, n, T)[best, xp.arange(n)]
+    opts = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
+    old = _old_cost(xp, opts[0], opts[1], opts[2])
+    pick, sv = _window_answers(xp, c, d, tb, vmat, pool, rows, lim, xp.asarray(need_h[rows_h], xp.f64), opts, old)
+    gain = np.asarray(xp.to_numpy(sv), np.float64)
     scale = np.maximum(np.asarray(xp.to_numpy(old[0]), np.float64), 1.0)
     cand = np.flatnonzero(np.isfinite(gain) & (gain > 1e-9 * scale))
     if cand.size == 0:
@@ -1216,6 +1212,44 @@ def _refill_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
         if m == 0:
             break
     return vmat, pool, ev, 0
+
+
+def _window_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, need: Any,
+                    opts: tuple[Any, Any, Any, Any], old: tuple[Any, Any]) -> tuple[Any, Any]:
+    """The block refill's answers (:func:`_refill_blocks`; the swap phase's watt exchanges with a block giving
+    the watts, :data:`BLOCK_WATTS`): per non-preemptible row of ``rows`` and window of :data:`REFILL_WINDOWS`
+    its best response (:func:`_best_rows`, keeping ``need``) on its options ``opts`` (:func:`_options`, the
+    plan as it is or as another row's change leaves it) outside the window taken away and every cell of the
+    window forced on; a response that is exactly its window is a block. Returns the ``(n, T)`` levels of each
+    row's window of the largest estimated saving (the first of equal savings) and that raw saving ``(n,)``
+    (``-inf``: no window gives a block)."""
+    T = c.T
+    n, W, V = int(rows.shape[0]), len(REFILL_WINDOWS), int(tb.load.shape[1])
+    C, wk, sub, keep0 = opts
+    tt = xp.arange(T)[None, :]
+    on = sub > 0
+    length = xp.astype(xp.count_nonzero(on, 1), xp.i64)
+    first = xp.argmax(xp.astype(on, xp.i64), 1)
+    last = first + length - 1
+    may = d.rpool[rows] < 0  # (a job that runs now keeps its block's start: slot 0)
+    wins, oks = [], []
+    for dlo, dhi in REFILL_WINDOWS:  # the windows
+        lo, hi = first + dlo, last + dhi
+        oks.append((length > 0) & (lo <= hi) & (lo >= d.rel[rows]) & (hi < lim) & (may if dlo else True))
+        wins.append((tt >= lo[:, None]) & (tt <= hi[:, None]))
+    win = xp.concatenate(wins, 0)  # (W n, T), window-major
+    ok = xp.concatenate(oks, 0)
+    lvl0 = (xp.arange(V) == 0)[None, None, :]
+    Cw = xp.where(win[:, :, None] | lvl0, xp.concatenate([C] * W, 0), float("inf"))
+    rw, lw = xp.concatenate([rows] * W, 0), xp.concatenate([lim] * W, 0)
+    needw = xp.concatenate([need] * W, 0)
+    zero = xp.zeros(W * n, xp.f64)
+    ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, rw, lw, needw, needw, zero, zero, old=tuple(
+        xp.concatenate([x] * W, 0) for x in old), opts=(Cw, xp.concatenate([wk] * W, 0), xp.concatenate(
+            [sub] * W, 0), xp.concatenate([keep0] * W, 0)), raw=True, forced=win)
+    sv = xp.where(ok & xp.all((ns > 0) == win, 1), sv, -float("inf")).reshape(W, n)
+    best = xp.argmax(sv, 0)  # (n,) each row's window (the first of equal savings)
+    return ns.reshape(W, n, T)[best, xp.arange(n)], xp.take_along(sv, best[None, :], 0)[0]
 
 
 def _cold_and_done(c: Any, ev: dict[str, Any]) -> bool:
@@ -1377,8 +1411,8 @@ BLOCK_SWAPS = True
 
 def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
            ev: dict[str, Any], floor: dict[str, Any] | None,
-           meter: dict[str, Any] | None = None, blocks: bool = False, watt_pairs: bool = False
-           ) -> tuple[Any, Any, dict[str, Any], int]:
+           meter: dict[str, Any] | None = None, blocks: bool = False, watt_pairs: bool = False,
+           block_watts: bool = False) -> tuple[Any, Any, dict[str, Any], int]:
     """The swap phase: two rows exchange pools, or slots, where a row's move alone does not fit. A pool
     exchange: row ``a`` (in pool p) leaves for pool q while row ``b`` leaves q for p, both carbon-phase rows
     (finished, on time where they have a deadline; each may move to the other's pool: :func:`_moves`), and
@@ -1386,7 +1420,8 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     (``EXCHANGE_SLOTS``, on a cold plan: ``c.cold``): ``a`` and ``b`` stay in their pools, share a's pool or
     a's tenant's quota, and ``a`` lacks GPUs (quota) in some slot of its window where it does not run that ``b``'s leaving frees,
     or (``EXCHANGE_WATTS``; then in any pools) the facility watts of its next level up under the site's cap where
-    ``b``'s leaving frees them (:func:`_watts_short`). ``a``
+    ``b``'s leaving frees them (:func:`_watts_short`; where ``block_watts`` and :data:`BLOCK_WATTS`, ``b`` may be a
+    block: it keeps its GPUs and gives the watts above its lowest level, then answers on the refill's windows). ``a``
     answers in its pool (q, or its own) against the plan without ``b`` (b's GPUs there, its watts and, in a
     slot exchange, its quota taken out: ``_options(shift=...)``), then ``b`` in its pool (p, or its own)
     against the plan with ``a`` changed (a's GPUs and quota freed where it left, taken where it now runs, its
@@ -1424,21 +1459,24 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     lim_h, win = _windows(c, rows_h)
     watt = np.zeros_like(swap)  # (and, where EXCHANGE_WATTS, any two rows where the first's next level up does
     if slots and watt_pairs and EXCHANGE_WATTS:  # not fit under the site's cap in a slot of its window where the second runs)
-        w_now, step, room_w, short_w = _watts_short(xp, d, tb, pl_h, lv_h, g, use[1], win)
+        w_now, step, room_w, short_w, give_w = _watts_short(xp, d, tb, pl_h, lv_h, g, use[1], win)
         watt = (short_w.astype(np.float64) @ run_h.T.astype(np.float64)) > 0
-    blk_h = ~c.preempt[rows_h]  # (n_r,) a block (a non-preemptible row): pool exchanges only
-    slot = (same_p | same_q | watt) & ~np.eye(n_r, dtype=bool) & ~(blk_h[:, None] | blk_h[None, :]) if slots \
-        else np.zeros_like(swap)
+    blk_h = ~c.preempt[rows_h]  # (n_r,) a block (a non-preemptible row): pool exchanges only, or (BLOCK_WATTS)
+    slot = (same_p | same_q | watt) & ~(blk_h[:, None] | blk_h[None, :])  # the second of a watt exchange
+    if block_watts and BLOCK_WATTS:
+        slot |= watt & ~blk_h[:, None] & blk_h[None, :]
+    slot = slot & ~np.eye(n_r, dtype=bool) if slots else np.zeros_like(swap)
     ia, ib = np.nonzero(swap | slot)
     moving = swap[ia, ib]  # (pairs,) a pool exchange (else a slot exchange)
     if ia.size == 0:
         return vmat, pool, ev, 0
+    bw = ~moving & blk_h[ib]  # (pairs,) a block gives a its watts above its lowest level and keeps its GPUs
     qa_h = np.where(moving, pl_h[ib], pl_h[ia])  # the pools a and b answer in
     qb_h = np.where(moving, pl_h[ia], pl_h[ib])
     # a lacks GPUs in its target pool (a pool exchange: b's; a slot exchange: its own, where it does not run)
     # or under its tenant's quota (a slot exchange) somewhere in its window that b's leaving frees
     free_q = (H_h - busy_h)[qa_h]  # (pairs, T) free GPUs in a's target pool
-    gb_out = g[ib][:, None] * run_h[ib] * (pl_h[ib] == qa_h)[:, None]  # what b's leaving frees there
+    gb_out = g[ib][:, None] * run_h[ib] * ((pl_h[ib] == qa_h) & ~bw)[:, None]  # what b's leaving frees there
     ga_need = g[ia][:, None] * ~(run_h[ia] & ~moving[:, None])  # (a slot exchange: a's own GPUs are counted)
     fits_p = free_q >= ga_need - 1e-6
     helped = win[ia] & ~fits_p & (free_q + gb_out >= ga_need - 1e-6)
@@ -1446,15 +1484,16 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         left_h = quota_h[:, None] - np.asarray(xp.to_numpy(
             xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)), np.float64)
         lq = left_h[ten_h[ia]]  # (pairs, T) quota left to a's tenant (inf: none)
-        qb_out = g[ib][:, None] * run_h[ib] * same_q[ia, ib][:, None]
+        qb_out = g[ib][:, None] * run_h[ib] * (same_q[ia, ib] & ~bw)[:, None]
         ga_q = g[ia][:, None] * ~run_h[ia]
         helped |= (~moving[:, None] & win[ia] & (lq < ga_q - 1e-9) & (lq + qb_out >= ga_q - 1e-9)
                    & (free_q + gb_out >= ga_need - 1e-6))
     if slots and watt_pairs and EXCHANGE_WATTS:  # or (a slot exchange) the watts of its next level up, which b's leaving frees
-        helped |= (~moving[:, None] & short_w[ia] & (room_w[None, :] + w_now[ib] >= step[ia] - 1e-9)
+        give = np.where(bw[:, None], give_w[ib], w_now[ib])  # (pairs, T) the watts b gives
+        helped |= (~moving[:, None] & short_w[ia] & (room_w[None, :] + give >= step[ia] - 1e-9)
                    & (free_q + gb_out >= ga_need - 1e-6))
     keep = helped.any(1)
-    ia, ib, moving, qa_h, qb_h = ia[keep], ib[keep], moving[keep], qa_h[keep], qb_h[keep]
+    ia, ib, moving, qa_h, qb_h, bw = ia[keep], ib[keep], moving[keep], qa_h[keep], qb_h[keep], bw[keep]
     if ia.size == 0:
         return vmat, pool, ev, 0
     if ia.size > SWAP_PAIRS_MAX or (meter is not None and 2 * T * ia.size > meter["left"]):
@@ -1464,7 +1503,7 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         o = np.sort(np.argsort(-(pri[ia] + pri[ib]), kind="stable")[:fit])
         if meter is not None and fit < min(ia.size, SWAP_PAIRS_MAX):  # the budget cut it (_work_phase, refine)
             meter["cut"] = meter.get("cut", 0) + 1
-        ia, ib, moving, qa_h, qb_h = ia[o], ib[o], moving[o], qa_h[o], qb_h[o]
+        ia, ib, moving, qa_h, qb_h, bw = ia[o], ib[o], moving[o], qa_h[o], qb_h[o], bw[o]
         if ia.size == 0:
             return vmat, pool, ev, 0
     _charge(meter, PHASE_CELLS, fixed=True)
@@ -1483,16 +1522,19 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     ga, gb = xp.astype(d.gpus[ra], xp.f64), xp.astype(d.gpus[rb], xp.f64)
     # a slot exchange whose rows share a tenant's quota shifts it (a pool exchange's rows keep running, in
     # cells not known yet: their quota is left as it is, the whole checked by _within_room)
-    tq = xp.asarray((same_q[ia, ib] & ~moving).astype(np.float64), xp.f64)[:, None]
+    tq = xp.asarray((same_q[ia, ib] & ~moving & ~bw).astype(np.float64), xp.f64)[:, None]
+    keep_b = xp.asarray((~bw).astype(np.float64), xp.f64)[:, None]  # (b leaves its cells; else a block keeps them)
 
     def watts(r: Any, sub: Any, p: Any, gg: Any) -> Any:  # (pairs, T) facility watts of rows r at levels sub
         return xp.take_along(xp.astype(tb.load[p], xp.f64) * gg[:, None], xp.index(xp.astype(sub, xp.i64)), 1)
 
     sub_a, sub_b = vmat[ra], vmat[rb]
     run_b = xp.astype(sub_b > 0, xp.f64)
-    # a answers in qa against the plan without b (b's GPUs freed where qa is b's pool, its quota, its watts)
-    shift_a = (gb[:, None] * run_b * xp.astype(pb_ == qa, xp.f64)[:, None], watts(rb, sub_b, pb_, gb),
-               gb[:, None] * run_b * tq)
+    low_b = xp.where(sub_b > 0, xp.astype(tb.vmin, xp.i64)[pb_][:, None], 0)  # (b's cells at its lowest level)
+    # a answers in qa against the plan without b (b's GPUs freed where qa is b's pool, its quota, its watts; a
+    # block that gives watts: the plan with b at its lowest level in its cells)
+    shift_a = (gb[:, None] * run_b * xp.astype(pb_ == qa, xp.f64)[:, None] * keep_b,
+               watts(rb, sub_b, pb_, gb) - (1.0 - keep_b) * watts(rb, low_b, pb_, gb), gb[:, None] * run_b * tq)
     ka, kb = xp.asarray(ia, xp.i64), xp.asarray(ib, xp.i64)
     na, sva = _swap_answers(xp, c, d, tb, vmat, pool, ra, lim[ka], req_a, qa, shift_a, (co[ka], wo[ka]), blk_h[ia],
                             use)
@@ -1502,8 +1544,8 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         - xp.astype(na > 0, xp.f64) * xp.astype(qa == qb, xp.f64)[:, None]
     dq_a = (xp.astype(sub_a > 0, xp.f64) - xp.astype(na > 0, xp.f64)) * tq
     shift_b = (ga[:, None] * d_a, watts(ra, sub_a, pa, ga) - watts(ra, na, qa, ga), ga[:, None] * dq_a)
-    nb, svb = _swap_answers(xp, c, d, tb, vmat, pool, rb, lim[kb], req_b, qb, shift_b, (co[kb], wo[kb]), blk_h[ib],
-                            use)
+    nb, svb = _swap_answers(xp, c, d, tb, vmat, pool, rb, lim[kb], req_b, qb, shift_b, (co[kb], wo[kb]),
+                            blk_h[ib], use, windows=bw)
     gain = np.asarray(xp.to_numpy(sva + svb), np.float64)
     scale = np.maximum(np.asarray(xp.to_numpy(co[ka] + co[kb]), np.float64), 1.0)
     cand = np.isfinite(gain) & (gain > 1e-9 * scale)
@@ -1683,30 +1725,37 @@ def _windows(c: Any, rows_h: Any) -> tuple[Any, Any]:
     return lim_h, (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
 
 def _watts_short(xp: Ops, d: Any, tb: Any, pl_h: Any, lv_h: Any, g: Any, fac: Any, win: Any
-                 ) -> tuple[Any, Any, Any, Any]:
+                 ) -> tuple[Any, Any, Any, Any, Any]:
     """The swap phase's watt exchanges (:data:`EXCHANGE_WATTS`), for rows in pools ``pl_h`` at levels ``lv_h``
     ``(n, T)`` with ``g`` GPUs and windows ``win`` ``(n, T)`` (host arrays) on a plan of facility watts ``fac``
     ``(T,)``: their facility watts now ``(n, T)``, what their next level up adds there (a row that does not run:
     its pool's lowest level; 0 at its top level), the room under the site's cap ``(T,)`` (``room_cap`` less
-    ``fac``) and where, inside the window, that step does not fit in it ``(n, T)``."""
+    ``fac``), where, inside the window, that step does not fit in it ``(n, T)`` and the watts a row gives up
+    where it runs on at its pool's lowest level ``(n, T)`` (what a block gives: :data:`BLOCK_WATTS`)."""
     load, up, vmin = (np.asarray(xp.to_numpy(x)) for x in (tb.load, tb.up, tb.vmin))
     load = load.astype(np.float64)
     nxt = np.where(lv_h == 0, vmin[pl_h].astype(np.int64)[:, None], up[pl_h[:, None], lv_h])
     w_now = load[pl_h[:, None], lv_h] * g[:, None]
     step = load[pl_h[:, None], nxt] * g[:, None] - w_now
     room = np.asarray(xp.to_numpy(d.room_cap - fac), np.float64)
-    return w_now, step, room, win & (step > 1e-9) & (room[None, :] < step - 1e-9)
+    low = np.where(lv_h > 0, load[pl_h, vmin[pl_h]][:, None] * g[:, None], 0.0)
+    return w_now, step, room, win & (step > 1e-9) & (room[None, :] < step - 1e-9), w_now - low
 
 
 def _swap_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
-                  to_pool: Any, shift: tuple[Any, ...], old: tuple[Any, Any], blk_h: Any, use: Any) -> tuple[Any, Any]:
+                  to_pool: Any, shift: tuple[Any, ...], old: tuple[Any, Any], blk_h: Any, use: Any,
+                  windows: Any = None) -> tuple[Any, Any]:
     """The swap phase's answers of ``rows`` (one per pair, :func:`_swaps`) in the pools ``to_pool`` against the
     plan changed by ``shift`` (:func:`_options`): a preemptible row's best response (:func:`_best_rows`, keeping
     ``req``), a non-preemptible row's (``blk_h``, host mask) cheapest block (:func:`_best_blocks`, its need
-    ``req``). Returns the ``(pairs, T)`` levels and the raw estimated savings (``-inf``: none)."""
+    ``req``), or where ``windows`` (host mask; a block that gives watts, :data:`BLOCK_WATTS`) its best block on
+    the block refill's windows (:func:`_window_answers`). Returns the ``(pairs, T)`` levels and the raw estimated
+    savings (``-inf``: none)."""
     n = int(rows.shape[0])
-    parts: list[tuple[Any, bool]] = [(k, b) for k, b in ((np.flatnonzero(~blk_h), False),
-                                                         (np.flatnonzero(blk_h), True)) if k.size]
+    wn = np.zeros(n, bool) if windows is None else windows
+    parts: list[tuple[Any, Any]] = [(k, b) for k, b in ((np.flatnonzero(~blk_h), False),
+                                                        (np.flatnonzero(blk_h & ~wn), True),
+                                                        (np.flatnonzero(blk_h & wn), None)) if k.size]
     if len(parts) == 1:  # (one kind: no gather)
         parts = [(None, parts[0][1])]
     new_sub = xp.zeros((n, c.T), vmat.dtype)
@@ -1715,7 +1764,10 @@ def _swap_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: 
         k = None if k_h is None else xp.asarray(k_h, xp.i64)
         r, lm, rq, to, *sh, o0, o1 = (a if k is None else a[k] for a in (rows, lim, req, to_pool, *shift, *old))
         od = (o0, o1)
-        if block:
+        if block is None:
+            opts = _options(xp, c, d, tb, vmat, pool, r, lm, to_pool=to, use=use, shift=tuple(sh))
+            ns, sv = _window_answers(xp, c, d, tb, vmat, pool, r, lm, rq, opts, od)
+        elif block:
             ns, sv = _best_blocks(xp, c, d, tb, vmat, pool, r, lm, rq, use=use, to_pool=to, shift=tuple(sh), old=od,
                                   raw=True)
         else:
