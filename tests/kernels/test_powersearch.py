@@ -2438,8 +2438,9 @@ def test_the_polish_draws_on_what_the_search_left(monkeypatch: pytest.MonkeyPatc
 
 #: seed-0 corpus instances where, on the plan the polish without them leaves, the watt exchanges with a block giving
 #: the watts (round 17, ``BLOCK_WATTS``) move rows (118: job 21's block, 8 GPUs, lowers its cap-bound slot-18 cell
-#: and starts a slot earlier, so that preemptible rows run higher there)
-BLOCK_WATT_CASES = (118,)
+#: and starts a slot earlier, so that preemptible rows run higher there; 197: a block on its own window moves its
+#: higher cells)
+BLOCK_WATT_CASES = (118, 197)
 
 
 @functools.cache
@@ -2493,8 +2494,9 @@ def test_a_block_gives_its_watts_under_the_cap_and_stays_one_block(i: int) -> No
     blocks = changed[~c.preempt[changed]]
     assert changed.size == k and blocks.size > 0
     for r in blocks:  # (a test: the blocks one by one)
-        on1 = np.flatnonzero(v1[r] > 0)
+        on0, on1 = np.flatnonzero(v0[r] > 0), np.flatnonzero(v1[r] > 0)
         assert on1.size > 0 and on1[-1] - on1[0] + 1 == on1.size  # one unbroken block
+        assert (on1[0] - on0[0], on1[-1] - on0[-1]) in PS.REFILL_WINDOWS  # on one of the refill's windows
         assert sev["work_done_s"][r] >= nev["need_s"][r] - 1e-6
         assert c.rpool[r] < 0 or on1[0] == 0  # a job that runs now keeps slot 0
     assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
