@@ -70,12 +70,17 @@ def test_a_plan_that_finishes_every_job_is_left_as_it_was(seed: int, monkeypatch
     """Where the chosen plan finishes every job and did not come through the pass (its variant names none of
     the pass's changes), the pass changes nothing: the same plan with it and without. Where it did (round 15,
     seed 3: a start that left work undone, rebuilt by the pass and searched, ends below every start that
-    finished on its own), the plan with the pass is the lower one."""
+    finished on its own), the plan with the pass is the lower one. Both without the polish after the search
+    (``kernels.powersearch.polish``, a function of the plan it is given): two chosen plans, polished, may end in
+    either order (round 17: the block refill took seed 3's plan without the pass 0.19% below the one with it, the
+    search's plan with the pass still the lower)."""
+    from kernels import complete
+    from kernels import powersearch as ps
+
+    monkeypatch.setattr(ps, "polish", lambda pb, xp, c, pr, d, tb, v, p, e, *a, **k: (v, p, e, 0))
     problem = starved(seed)
     a = kernels.plan(problem)
     assert a.finished.all()
-    from kernels import complete
-
     monkeypatch.setattr(complete, "complete", lambda *a, **k: (*a[6:9], ""))
     b = kernels.plan(problem)
     assert b.finished.all()
