@@ -2191,20 +2191,26 @@ def test_a_block_exchanges_pools_with_a_preemptible_row(i: int, monkeypatch: pyt
     assert _late_or_lost(c, nev, qev)[0].size == 0
 
 
+def _numpy_plan_on(spec: Any, s0: Any, nv0: Any, np0: Any, backend: str, device: str) -> tuple[Any, ...]:
+    """The instance ``spec`` (a ``make`` argument tuple) on ``backend``/``device`` as a cold plan, with the plan
+    ``nv0`` and pools ``np0`` the numpy start ``s0`` holds, and its evaluation: the parity tests' set-up (one move
+    run from the same plan on each backend)."""
+    pb = make(*spec)
+    s = greedy_start(pb, backend, device)
+    c = dataclasses.replace(s.c, cold=True)
+    nv, npool = (s.xp.asarray(np.asarray(s0.xp.to_numpy(x))) for x in (nv0, np0))
+    return pb, s, c, nv, npool, PL._evaluate_plan(pb, c, s.pr, nv, npool, xp=s.xp, d=s.d)
+
+
 @pytest.mark.parametrize("be", BACKENDS[1:])
 def test_block_exchanges_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
     """torch: the swap phase with its block exchanges gives the numpy plan and pools, case by case (from the
     numpy search's plan)."""
     for i in BLOCK_CASES:  # cases
         outs = []
-        _, s0, c0, nv0, np0, _ = _searched_without_block_swaps(i)
+        _, s0, _, nv0, np0, _ = _searched_without_block_swaps(i)
         for backend, device in (("numpy", "cpu"), be):  # backends
-            pb = make(*CASES[i])
-            s = greedy_start(pb, backend, device)
-            c = dataclasses.replace(s.c, cold=True)
-            nv = s.xp.asarray(np.asarray(s0.xp.to_numpy(nv0)))
-            npool = s.xp.asarray(np.asarray(s0.xp.to_numpy(np0)))
-            nev = PL._evaluate_plan(pb, c, s.pr, nv, npool, xp=s.xp, d=s.d)
+            pb, s, c, nv, npool, nev = _numpy_plan_on(CASES[i], s0, nv0, np0, backend, device)
             sv, sp, _, k = PS._swaps(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, blocks=True)
             outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
         (va, pa, ka), (vb, pb_, kb) = outs
@@ -2259,12 +2265,7 @@ def test_refilled_blocks_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> Non
         outs = []
         _, s0, _, nv0, np0, _ = _searched_without_block_swaps(i)
         for backend, device in (("numpy", "cpu"), be):  # backends
-            pb = make(*CASES[i])
-            s = greedy_start(pb, backend, device)
-            c = dataclasses.replace(s.c, cold=True)
-            nv = s.xp.asarray(np.asarray(s0.xp.to_numpy(nv0)))
-            npool = s.xp.asarray(np.asarray(s0.xp.to_numpy(np0)))
-            nev = PL._evaluate_plan(pb, c, s.pr, nv, npool, xp=s.xp, d=s.d)
+            pb, s, c, nv, npool, nev = _numpy_plan_on(CASES[i], s0, nv0, np0, backend, device)
             sv, _, _, k = PS._refill_blocks(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
             outs.append((np.asarray(s.xp.to_numpy(sv)), k))
         (va, ka), (vb, kb) = outs
@@ -2307,17 +2308,22 @@ TRADE_CASES = (119, 17)
 
 
 @functools.cache
-def _polished_without_trades(i: int) -> tuple[Any, ...]:
-    """Seed-0 corpus-``i``'s cold searched plan (:func:`_searched_without_flips`) polished without the one-for-two
-    pool exchanges."""
+def _polished_without(move: str, i: int) -> tuple[Any, ...]:
+    """Seed-0 corpus-``i``'s cold searched plan (:func:`_searched_without_flips`) polished with the polish's
+    ``move`` (a switch of :mod:`kernels.powersearch`) off, on an unlimited meter."""
     pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
-    keep = PS.POOL_TRADES
-    PS.POOL_TRADES = False
+    keep = getattr(PS, move)
+    setattr(PS, move, False)
     try:
         pv, pp, pev, _ = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
     finally:
-        PS.POOL_TRADES = keep
+        setattr(PS, move, keep)
     return pb, s, c, pv, pp, pev
+
+
+def _polished_without_trades(i: int) -> tuple[Any, ...]:
+    """:func:`_polished_without` the one-for-two pool exchanges (``POOL_TRADES``)."""
+    return _polished_without("POOL_TRADES", i)
 
 
 @pytest.mark.parametrize("i", TRADE_CASES)
@@ -2390,11 +2396,7 @@ def test_trades_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
         outs = []
         _, s0, _, nv0, np0, _ = _polished_without_trades(i)
         for backend, device in (("numpy", "cpu"), be):  # backends
-            pb = make(*_family(0)[i])
-            s = greedy_start(pb, backend, device)
-            c = dataclasses.replace(s.c, cold=True)
-            nv, npool = (s.xp.asarray(np.asarray(s0.xp.to_numpy(x))) for x in (nv0, np0))
-            nev = PL._evaluate_plan(pb, c, s.pr, nv, npool, xp=s.xp, d=s.d)
+            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
             sv, sp, _, k = PS._trades(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
             outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
         (va, pa, ka), (vb, pb_, kb) = outs
@@ -2443,18 +2445,9 @@ def test_the_polish_draws_on_what_the_search_left(monkeypatch: pytest.MonkeyPatc
 BLOCK_WATT_CASES = (118, 197)
 
 
-@functools.cache
 def _polished_without_block_watts(i: int) -> tuple[Any, ...]:
-    """Seed-0 corpus-``i``'s cold searched plan (:func:`_searched_without_flips`) polished without the watt
-    exchanges that a block gives (``BLOCK_WATTS`` off), on an unlimited meter."""
-    pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
-    keep = PS.BLOCK_WATTS
-    PS.BLOCK_WATTS = False
-    try:
-        pv, pp, pev, _ = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
-    finally:
-        PS.BLOCK_WATTS = keep
-    return pb, s, c, pv, pp, pev
+    """:func:`_polished_without` the watt exchanges that a block gives (``BLOCK_WATTS``)."""
+    return _polished_without("BLOCK_WATTS", i)
 
 
 def _block_watt_swaps(i: int, backend: str, device: str, on: bool) -> tuple[Any, ...]:
