@@ -1180,14 +1180,13 @@ def _refill_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
     of the largest estimated saving; the rows applied together largest saving first, then the first half of them
     while the result breaks a cap (:func:`_within_room`) or fails the blocks phase's exact test (``HALVINGS``
     times). Returns the plan, its pools, evaluation and the rows changed."""
-    T = c.T
-    finished, need_h, _, on_time = _row_status(ev)
-    pool_h = xp.to_numpy(pool).astype(np.int64)
-    rows_h = np.flatnonzero(~c.preempt & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
+    status = _row_status(ev)
+    finished, need_h, _, on_time = status
+    rows_h = _settled_rows(c, xp.to_numpy(pool).astype(np.int64), status, ~c.preempt)
     if rows_h.size == 0:
         return vmat, pool, ev, 0
     rows = xp.asarray(rows_h, xp.i64)
-    lim = xp.asarray(np.where(c.has_dl[rows_h], c.dl[rows_h], T), xp.i64)
+    lim = xp.asarray(_windows(c, rows_h)[0], xp.i64)
     use = _pl._usage(d, tb, vmat, pool, xp)
     opts = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
     old = _old_cost(xp, opts[0], opts[1], opts[2])
@@ -1198,20 +1197,37 @@ def _refill_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
     if cand.size == 0:
         return vmat, pool, ev, 0
     order = xp.asarray(cand[np.argsort(-gain[cand], kind="stable")], xp.i64)
-    m = int(order.shape[0])
-    use0 = _room_use(xp, c, d, tb, vmat, pool, use)
-    for _ in range(HALVINGS + 1):  # halvings of the rows (a prefix in saving order)
-        e = order[:m]
+
+    def build(m: int) -> tuple[Any, Any]:  # the first m rows in saving order refilled
         nv = xp.copy(vmat)
-        nv[rows[e]] = xp.astype(pick[e], vmat.dtype)
-        if _within_room(xp, c, d, tb, nv, pool, use0):
-            nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
-            if _passes(c, "blocks", ev, nev, finished, on_time, floor):
-                return nv, pool, nev, m
+        nv[rows[order[:m]]] = xp.astype(pick[order[:m]], vmat.dtype)
+        return nv, pool
+
+    got = _first_passing(problem, xp, c, pr, d, tb, vmat, pool, ev, int(order.shape[0]), build, "blocks", finished,
+                         on_time, floor, _room_use(xp, c, d, tb, vmat, pool, use), None)
+    return (vmat, pool, ev, 0) if got is None else got
+
+
+def _first_passing(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+                   ev: dict[str, Any], m: int, build: Any, test: str, finished: Any, on_time: Any,
+                   floor: dict[str, Any] | None, use0: Any, meter: dict[str, Any] | None
+                   ) -> tuple[Any, Any, dict[str, Any], int] | None:
+    """The halvings the room-checked moves share (:func:`_refill_blocks`, :func:`_pairs`, :func:`_swaps`): the
+    first of ``m``, ``m // 2``, ... (``HALVINGS + 1`` tries, down to 1) whose plan ``build(m)`` (its levels and
+    pools: the first ``m`` moves in saving order) fits the room (:func:`_within_room`; then ``TRY_CELLS``
+    charged to ``meter``) and passes phase ``test``'s exact test (:func:`_passes`). Returns its plan, pools,
+    evaluation and ``m``, or None."""
+    for _ in range(HALVINGS + 1):  # halvings of the moves (a prefix in saving order)
+        nv, npool = build(m)
+        if _within_room(xp, c, d, tb, nv, npool, use0):
+            _charge(meter, TRY_CELLS, fixed=True)
+            nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
+            if _passes(c, test, ev, nev, finished, on_time, floor):
+                return nv, npool, nev, m
         m //= 2
         if m == 0:
             break
-    return vmat, pool, ev, 0
+    return None
 
 
 def _window_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, need: Any,
@@ -1317,10 +1333,9 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     keep = cand & (xp.take(best, a) == tt) & (xp.take(best, b) == tt)
     ks = xp.nonzero(keep)
     order = ks[xp.argsort(-gain[ks])]  # largest estimated gain first (stable: ties by slot)
-    m = int(order.shape[0])
     sub = xp.astype(vmat[rows], xp.i64)
-    use0 = _room_use(xp, c, d, tb, vmat, pool, use=use)
-    for _ in range(HALVINGS + 1):  # halvings of the exchanges (a prefix in gain order)
+
+    def build(m: int) -> tuple[Any, Any]:  # the first m exchanges in gain order made
         e = order[:m]
         r_t = xp.full((n,), -1, xp.i64)
         r_s = xp.full((n,), -1, xp.i64)
@@ -1337,15 +1352,11 @@ def _pairs(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         nv = xp.copy(vmat)
         ch = xp.nonzero(r_t >= 0)
         nv[rows[ch]] = xp.astype(new_sub[ch], vmat.dtype)
-        if _within_room(xp, c, d, tb, nv, pool, use0):
-            _charge(meter, TRY_CELLS, fixed=True)
-            nev = _pl._evaluate_plan(problem, c, pr, nv, pool, xp=xp, d=d)
-            if _passes(c, "pairs", ev, nev, finished, on_time, floor):
-                return nv, pool, nev, m
-        m //= 2
-        if m == 0:
-            break
-    return vmat, pool, ev, 0
+        return nv, pool
+
+    got = _first_passing(problem, xp, c, pr, d, tb, vmat, pool, ev, int(order.shape[0]), build, "pairs", finished,
+                         on_time, floor, _room_use(xp, c, d, tb, vmat, pool, use=use), meter)
+    return (vmat, pool, ev, 0) if got is None else got
 
 
 #: The swap phase (:func:`_swaps`) answers at most this many ordered row pairs per call (two rows x slots
@@ -1552,9 +1563,8 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     if not cand.any():
         return vmat, pool, ev, 0
     order = _one_pair_per_row(ia, ib, np.where(cand, gain, -np.inf), rows_h.size)
-    m = order.size
-    use0 = _room_use(xp, c, d, tb, vmat, pool, use)
-    for _ in range(HALVINGS + 1):  # halvings of the swaps (a prefix in saving order)
+
+    def build(m: int) -> tuple[Any, Any]:  # the first m swaps in saving order made
         e = xp.asarray(order[:m], xp.i64)
         nv = xp.copy(vmat)
         npool = xp.copy(pool)
@@ -1562,15 +1572,11 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         nv[rb[e]] = xp.astype(nb[e], vmat.dtype)
         npool[ra[e]] = xp.astype(qa[e], pool.dtype)
         npool[rb[e]] = xp.astype(qb[e], pool.dtype)
-        if _within_room(xp, c, d, tb, nv, npool, use0):
-            _charge(meter, TRY_CELLS, fixed=True)
-            nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
-            if _passes(c, "carbon", ev, nev, finished, on_time, floor):
-                return nv, npool, nev, 2 * m
-        m //= 2
-        if m == 0:
-            break
-    return vmat, pool, ev, 0
+        return nv, npool
+
+    got = _first_passing(problem, xp, c, pr, d, tb, vmat, pool, ev, int(order.size), build, "carbon", finished,
+                         on_time, floor, _room_use(xp, c, d, tb, vmat, pool, use), meter)
+    return (vmat, pool, ev, 0) if got is None else (*got[:3], 2 * got[3])
 
 
 #: Whether :func:`polish` also makes one-for-two pool exchanges (:func:`_trades`): row ``a`` leaves pool p for q
@@ -1702,6 +1708,7 @@ def _trade_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: d
     return ([(rows[ix(ia)], na, ix(q_h)), (rows[ix(i1)], nb1, ix(p_h)), (rows[ix(i2)], nb2, ix(p_h))],
             np.where(np.isfinite(gain) & (gain > 1e-9 * scale), gain, np.nan))
 
+
 def _swap_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any], kind: Any
                ) -> tuple[Any, Any, tuple[Any, Any, Any, Any]]:
     """The rows the swap phase (:func:`_swaps`) and the trades (:func:`_trade_answers`) exchange on the plan
@@ -1709,13 +1716,20 @@ def _swap_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[
     have a deadline, at most ``SWAP_ROWS_MAX`` (those that cause the most grid carbon now, :func:`_priority`).
     Returns them (host, ascending), the plan's host pools and :func:`_row_status`."""
     status = _row_status(ev)
-    finished, _, _, on_time = status
     pool_h = xp.to_numpy(pool).astype(np.int64)
-    rows_h = np.flatnonzero(kind & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
+    rows_h = _settled_rows(c, pool_h, status, kind)
     if rows_h.size > SWAP_ROWS_MAX:
         pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
         rows_h = np.sort(rows_h[np.argsort(-pri, kind="stable")[:SWAP_ROWS_MAX]])
     return rows_h, pool_h, status
+
+
+def _settled_rows(c: Any, pool_h: Any, status: tuple[Any, Any, Any, Any], kind: Any) -> Any:
+    """The rows of ``kind`` (host mask) settled on a plan of pools ``pool_h`` and :func:`_row_status` ``status``:
+    not must-run, with work, placed, finished and on time where they have a deadline (host, ascending; the rows
+    the swap phase, the trades and the block refill move)."""
+    finished, _, _, on_time = status
+    return np.flatnonzero(kind & ~c.must & (c.R > 0) & (pool_h >= 0) & finished & (~c.has_dl | on_time))
 
 
 def _windows(c: Any, rows_h: Any) -> tuple[Any, Any]:
@@ -1723,6 +1737,7 @@ def _windows(c: Any, rows_h: Any) -> tuple[Any, Any]:
     lim_h = np.where(c.has_dl[rows_h], c.dl[rows_h], c.T)
     tt = np.arange(c.T)
     return lim_h, (tt[None, :] >= c.rel[rows_h][:, None]) & (tt[None, :] < lim_h[:, None])
+
 
 def _watts_short(xp: Ops, d: Any, tb: Any, pl_h: Any, lv_h: Any, g: Any, fac: Any, win: Any
                  ) -> tuple[Any, Any, Any, Any, Any]:
