@@ -1081,7 +1081,8 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     :data:`BLOCK_SWAPS`) and watt exchanges (``watt_pairs``: :data:`EXCHANGE_WATTS`) and one-for-two pool exchanges
     (:func:`_trades`, :data:`POOL_TRADES`), then (where these settle) the same rounds with the block refill too
     (:func:`_refill_blocks`, :data:`BLOCK_REFILL`), then (where those settle) rounds of the swap phase with the watt
-    exchanges a block gives too (``block_watts``: :data:`BLOCK_WATTS`), each accepted under its exact
+    exchanges a block gives too (``block_watts``: :data:`BLOCK_WATTS`), then (where those settle) rounds of
+    the pool chains (:func:`_chains`, :data:`POOL_CHAINS`) with the first stage's moves, each accepted under its exact
     test (the objective falls, carbon does not rise, every job finished and on time stays so, the plan still
     dominates ``floor``), a round that moves a row followed by a search (:func:`power_search`; it keeps every job
     too). The rounds' carbon and swap phases (charged as the search's are, never cut) and the searches draw on one
@@ -1092,15 +1093,18 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     pools, evaluation and the rows the rounds changed (0: the plan as given); ``spent["cells"]`` gets the cells
     spent."""
     total = 0
-    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or POOL_TRADES or BLOCK_REFILL) or not _flips_here(c, ev):
+    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or POOL_TRADES or BLOCK_REFILL or POOL_CHAINS) \
+            or not _flips_here(c, ev):
         return vmat, pool, ev, 0
     m: dict[str, Any] = {"left": cells}  # (the polish's meter, all rounds together)
     # (the block refill only once the other moves have settled: asked in each of their rounds, it changed their path
     # and ended seed-0 corpus-77 0.03% higher)
     # (the watt exchanges a block gives only once both have settled: asked in their rounds they changed their path
     # and ended seed-1 corpus-151 0.97% higher)
-    for stage in ("moves", "refill", "block_watts"):  # the other moves, with the block refill, a block's watts
-        if (stage == "refill" and not BLOCK_REFILL) or (stage == "block_watts" and not (BLOCK_WATTS and EXCHANGE_WATTS)):
+    # (the pool chains last, once all these have settled)
+    for stage in ("moves", "refill", "block_watts", "chains"):  # the other moves, the block refill, a block's watts,
+        if (stage == "refill" and not BLOCK_REFILL) or (stage == "block_watts" and not (BLOCK_WATTS and EXCHANGE_WATTS)) \
+                or (stage == "chains" and not POOL_CHAINS):  # the chains
             continue
         refill = stage == "refill"
         for rnd in range(POWER_ROUNDS):  # polish rounds
@@ -1110,6 +1114,10 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
             own: dict[str, Any] = {"left": math.inf}  # (what the round's carbon and swap phases charge: never cut)
             if refill:  # (first: the other moves have settled; where it moves no row, neither do they)
                 nv, npool, nev, k = _refill_blocks(problem, xp, c, pr, d, tb, nv, npool, nev, floor)
+                if k == 0:
+                    break
+            if stage == "chains":  # (first too: where it moves no row, neither do the others)
+                nv, npool, nev, k = _chains(problem, xp, c, pr, d, tb, nv, npool, nev, floor, own)
                 if k == 0:
                     break
             if stage != "block_watts":
@@ -1598,23 +1606,33 @@ def _trades(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vma
     proposes, tried one at a time, largest estimated saving first (``HALVINGS + 1`` of them), each under
     :func:`_within_room` and the carbon phase's exact test. Returns the plan, its pools, evaluation and the rows
     changed (3, or 0: none passed)."""
-    got = _trade_answers(xp, c, d, tb, vmat, pool, ev)
+    return _one_at_a_time(problem, xp, c, pr, d, tb, vmat, pool, ev, floor,
+                          _trade_answers(xp, c, d, tb, vmat, pool, ev))
+
+
+def _one_at_a_time(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+                   ev: dict[str, Any], floor: dict[str, Any] | None,
+                   got: tuple[list[tuple[Any, Any, Any]], Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
+    """The moves ``got`` proposes (:func:`_trade_answers`, :func:`_chain_answers`: per row of a move its
+    ``(rows, levels (moves, T), pools)``, and the estimated savings, ``nan``: none), tried one at a time, largest
+    estimated saving first (``HALVINGS + 1`` of them), each under :func:`_within_room` and the carbon phase's exact
+    test. Returns the plan, its pools, evaluation and the rows changed (those of a move, or 0: none passed)."""
     if got is None:
         return vmat, pool, ev, 0
     moves, gain = got
     finished, _, _, on_time = _row_status(ev)
     use0 = _room_use(xp, c, d, tb, vmat, pool)
     cand = np.flatnonzero(np.isfinite(gain))
-    for t in cand[np.argsort(-gain[cand], kind="stable")][:HALVINGS + 1]:  # one trade at a time, best first
+    for t in cand[np.argsort(-gain[cand], kind="stable")][:HALVINGS + 1]:  # one move at a time, best first
         nv = xp.copy(vmat)
         npool = xp.copy(pool)
-        for r, new, to in moves:  # (a, b1, b2)
+        for r, new, to in moves:  # (its rows in turn)
             nv[r[t]] = xp.astype(new[t], vmat.dtype)
             npool[r[t]] = xp.astype(to[t], pool.dtype)
         if _within_room(xp, c, d, tb, nv, npool, use0):
             nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
             if _passes(c, "carbon", ev, nev, finished, on_time, floor):
-                return nv, npool, nev, 3
+                return nv, npool, nev, len(moves)
     return vmat, pool, ev, 0
 
 
@@ -1706,6 +1724,127 @@ def _trade_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: d
     gain = np.asarray(xp.to_numpy(sva + sv1 + sv2), np.float64)
     scale = np.maximum(np.asarray(xp.to_numpy(co[ix(ia)] + co[ix(i1)] + co[ix(i2)]), np.float64), 1.0)
     return ([(rows[ix(ia)], na, ix(q_h)), (rows[ix(i1)], nb1, ix(p_h)), (rows[ix(i2)], nb2, ix(p_h))],
+            np.where(np.isfinite(gain) & (gain > 1e-9 * scale), gain, np.nan))
+
+
+#: Whether :func:`polish` makes pool chains (:func:`_chains`): row ``a`` leaves pool p for q, row ``b`` leaves q for
+#: a third pool r, and row ``c`` of r either answers around ``b`` in r or leaves r for p (a cycle of three pools),
+#: where ``a`` lacks GPUs in q that ``b``'s leaving frees and ``b`` lacks GPUs in r that ``c``'s leaving frees (the
+#: swap phase and the trades exchange rows between two pools only). Seed-0 corpus-17 (round 18): the
+#: non-preemptible 3-GPU job 5 leaves the 700 W pool 0 for the 400 W pool 1, a 2-GPU row leaves pool 1 for pool 2
+#: and a row of pool 2 answers around it: 2,608 g lower, where no exchange of two pools is. Asked only in the polish's
+#: last stage (:func:`polish`, the first stage's moves after it). Round 18 (H2; /work/tools/meas.py, 40c4d77 then
+#: this tree, one script, load 3-6): seed 0 objective lower on 3 (69 -0.27%, 17 -0.22%, 158 -0.16%), higher on none,
+#: within 1.02 x the carbon LP 93 -> 94 of 132 (17 1.0215 -> 1.0193), median gap 2.091% -> 2.027%, jobs 3,604 both,
+#: 0 violations, 0 dominance failures, CPU sum 72.9 -> 72.2 s, max 1.09 -> 1.06 s; seed 1: 2 lower (182 -0.39%, 47
+#: -0.13%), none higher, within 1.02 97 both, gap 2.033% both, jobs 3,440 both, CPU 66.8 -> 66.4 s, max 1.05 both;
+#: itp60 the same (warm ticks). With ``c`` also moving to any other pool, or ``b`` to a's pool (a pool exchange
+#: that ``c`` answers), more chains are proposed and the first that passes is a smaller one: seed-0 corpus-17
+#: ends at 1.0208 (and with the second 158 not lower).
+POOL_CHAINS = True
+
+
+def _chains(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+            ev: dict[str, Any], floor: dict[str, Any] | None,
+            meter: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], int]:
+    """Pool chains (:data:`POOL_CHAINS`; in :func:`polish`): the chains :func:`_chain_answers` proposes, tried one
+    at a time (:func:`_one_at_a_time`). Returns the plan, its pools, evaluation and the rows changed (3, or 0)."""
+    return _one_at_a_time(problem, xp, c, pr, d, tb, vmat, pool, ev, floor,
+                          _chain_answers(xp, c, d, tb, vmat, pool, ev, meter))
+
+
+def _chain_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any],
+                   meter: dict[str, Any] | None = None) -> tuple[list[tuple[Any, Any, Any]], Any] | None:
+    """The pool chains :func:`_chains` tries: rows ``a`` (pool p), ``b`` (pool q) and ``c`` (pool r), three pools,
+    swap-phase rows (:func:`_swap_rows`: preemptible, or a block that does not run now), ``a`` may move to q and
+    ``b`` to r (:func:`_moves`), ``a`` lacks GPUs in q in a slot of its window that ``b``'s leaving frees and ``b``
+    in r one that ``c``'s leaving frees; ``c`` answers in r (where preemptible) and, where it may, moves to p (a
+    cycle; each a chain of its own). At most
+    ``SWAP_PAIRS_MAX`` chains, those whose rows cause the most grid carbon now first (:func:`_priority`). Each row
+    answers in turn (:func:`_swap_answers`, the swap phase's shifts; a row that moves keeps its switching loss
+    too) against the plan with the rows before it changed and the next one taken out: ``a`` in q without ``b``,
+    ``b`` in r with ``a`` changed and without ``c``, ``c`` with both changed. Returns ``[(rows, levels (chains, T),
+    pools)]`` for a, b and c and the estimated savings (host, the three answers' sum; ``nan`` where not
+    positive), or None (no chain). ``meter``: charged as the swap phase's (:func:`_charge`)."""
+    T = c.T
+    if c.P < 3:
+        return None
+    rows_h, pool_h, (_, need_h, _, _) = _swap_rows(xp, c, d, tb, vmat, pool, ev, c.preempt | (c.rpool < 0))
+    n_r = rows_h.size
+    if n_r < 3:
+        return None
+    mv = _moves(c, pool_h, rows_h)
+    pl_h = pool_h[rows_h]
+    use = _pl._usage(d, tb, vmat, pool, xp)
+    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
+    run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
+    g = c.gpus[rows_h].astype(np.float64)
+    lim_h, win = _windows(c, rows_h)
+    free = H_h - busy_h  # (P, T) free GPUs
+    # hops i -> j: i may move to j's pool (another) and lacks GPUs there in a slot of its window that j's leaving frees
+    hi, hj = np.nonzero(mv[:, pl_h])
+    fq, gi = free[pl_h[hj]], g[hi][:, None]
+    helped = (win[hi] & (fq < gi - 1e-6) & (fq + g[hj][:, None] * run_h[hj] >= gi - 1e-6)).any(1)
+    hop = np.zeros((n_r, n_r), bool)
+    hop[hi[helped], hj[helped]] = True
+    ia, ib, ic = np.nonzero(hop[:, :, None] & hop[None, :, :])  # a -> b -> c
+    ok = pl_h[ic] != pl_h[ia]
+    ia, ib, ic = ia[ok], ib[ok], ic[ok]
+    # c answers in r (preemptible) or moves to p (where it may: a cycle)
+    stay, cyc = c.preempt[rows_h[ic]], mv[ic, pl_h[ia]]
+    tc_h = np.concatenate([pl_h[ic][stay], pl_h[ia][cyc]])
+    ia, ib, ic = (np.concatenate([x[stay], x[cyc]]) for x in (ia, ib, ic))
+    if ia.size == 0:
+        return None
+    if ia.size > SWAP_PAIRS_MAX:
+        pri = _priority(xp, c, d, tb, vmat, pool, rows_h, "carbon")
+        o = np.sort(np.argsort(-(pri[ia] + pri[ib] + pri[ic]), kind="stable")[:SWAP_PAIRS_MAX])
+        ia, ib, ic, tc_h = ia[o], ib[o], ic[o], tc_h[o]
+    _charge(meter, PHASE_CELLS, fixed=True)
+    _charge(meter, 3.0 * T * ia.size)
+    p_h, q_h, r_h = pl_h[ia], pl_h[ib], pl_h[ic]
+    rows = xp.asarray(rows_h, xp.i64)
+    need_mv = np.maximum(need_h[rows_h], c.R[rows_h] + c.loss[rows_h])  # (a row that moves: its loss too)
+    lim = xp.asarray(lim_h, xp.i64)
+    own = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
+    co, wo = _old_cost(xp, own[0], own[1], own[2])
+    load = xp.astype(tb.load, xp.f64)
+    ix = partial(xp.asarray, dtype=xp.i64)  # (host positions to indices)
+    zero = xp.zeros((int(ia.size), T), xp.f64)
+    blk_h = ~c.preempt[rows_h]
+
+    def gpus(k: Any, lv: Any, at: Any, pp: Any) -> Any:  # (chains, T) GPUs of rows k at levels lv where pp is at
+        return xp.astype(d.gpus[rows[ix(k)]], xp.f64)[:, None] * xp.astype(lv > 0, xp.f64) \
+            * xp.astype(ix(pp) == ix(at), xp.f64)[:, None]
+
+    def watts(k: Any, lv: Any, pp: Any) -> Any:  # (chains, T) their facility watts at levels lv in pools pp
+        gk = xp.astype(d.gpus[rows[ix(k)]], xp.f64)[:, None]
+        return xp.take_along(load[ix(pp)] * gk, xp.index(xp.astype(lv, xp.i64)), 1)
+
+    def answer(k: Any, to: Any, req: Any, sh: tuple[Any, ...]) -> tuple[Any, Any]:  # rows k's answers in pools to
+        kk = ix(k)  # (req: what each must keep)
+        return _swap_answers(xp, c, d, tb, vmat, pool, rows[kk], lim[kk], xp.asarray(req, xp.f64), ix(to), sh,
+                             (co[kk], wo[kk]), blk_h[k], use)
+
+    def lvl(k: Any) -> Any:  # (chains, T) their levels now
+        return vmat[rows[ix(k)]]
+
+    def moved(k: Any, pp: Any, new: Any, to: Any, at: Any) -> Any:  # (chains, T) GPUs rows k free in pools at moving
+        return gpus(k, lvl(k), pp, at) - gpus(k, new, to, at)  # from pp to levels new in to (negative: taken)
+
+    # a answers in q without b (b's GPUs in q and its watts freed)
+    na, sva = answer(ia, q_h, need_mv[ia], (gpus(ib, lvl(ib), q_h, q_h), watts(ib, lvl(ib), q_h), zero))
+    # b answers in r with a changed (its watts) and without c (c's GPUs in r and its watts freed)
+    dwa = watts(ia, lvl(ia), p_h) - watts(ia, na, q_h)
+    nb, svb = answer(ib, r_h, need_mv[ib], (moved(ia, p_h, na, q_h, r_h) + gpus(ic, lvl(ic), r_h, r_h),
+                                            dwa + watts(ic, lvl(ic), r_h), zero))
+    # c answers in r (b's GPUs taken where it now runs) or in p (a's freed where it ran), a and b changed
+    dwb = watts(ib, lvl(ib), q_h) - watts(ib, nb, r_h)
+    nc, svc = answer(ic, tc_h, np.where(tc_h == r_h, need_h[rows_h][ic], need_mv[ic]),
+                     (moved(ia, p_h, na, q_h, tc_h) + moved(ib, q_h, nb, r_h, tc_h), dwa + dwb, zero))
+    gain = np.asarray(xp.to_numpy(sva + svb + svc), np.float64)
+    scale = np.maximum(np.asarray(xp.to_numpy(co[ix(ia)] + co[ix(ib)] + co[ix(ic)]), np.float64), 1.0)
+    return ([(rows[ix(ia)], na, ix(q_h)), (rows[ix(ib)], nb, ix(r_h)), (rows[ix(ic)], nc, ix(tc_h))],
             np.where(np.isfinite(gain) & (gain > 1e-9 * scale), gain, np.nan))
 
 

@@ -1523,7 +1523,7 @@ def test_a_plan_is_close_only_with_a_bound_its_work_done_and_within_the_stop_gap
 
 def _no_polish(monkeypatch: pytest.MonkeyPatch) -> None:
     """The polish's moves all off (``PS.polish`` then returns the plan as it is given)."""
-    for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS", "BLOCK_REFILL", "POOL_TRADES"):
+    for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS", "BLOCK_REFILL", "POOL_TRADES", "POOL_CHAINS"):
         monkeypatch.setattr(PS, name, False)
 
 
@@ -2076,6 +2076,7 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
         monkeypatch.setattr(PS, "BLOCK_SWAPS", on_)
         monkeypatch.setattr(PS, "EXCHANGE_WATTS", on_)
         monkeypatch.setattr(PS, "POOL_TRADES", on_)
+        monkeypatch.setattr(PS, "POOL_CHAINS", on_)
         got = PS.power_search(pb, xp, c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
         assert np.array_equal(xp.to_numpy(got[0]), xp.to_numpy(nv))
         assert np.array_equal(xp.to_numpy(got[1]), xp.to_numpy(npool))
@@ -2398,6 +2399,94 @@ def test_trades_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
         for backend, device in (("numpy", "cpu"), be):  # backends
             pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
             sv, sp, _, k = PS._trades(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+        (va, pa, ka), (vb, pb_, kb) = outs
+        assert ka == kb == 3 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+
+
+#: seed-0 corpus instances where the polish's pool chains (``POOL_CHAINS``) move rows on the plan the rest of the polish
+#: leaves from the greedy's cold search (round 18: 17, where the non-preemptible job 5 leaves the 700 W pool 0 for
+#: the 400 W pool 1, a 2-GPU row leaves pool 1 for pool 2 and a row of pool 2 answers around it)
+CHAIN_CASES = (17,)
+
+
+def _polished_without_chains(i: int) -> tuple[Any, ...]:
+    """:func:`_polished_without` the pool chains (``POOL_CHAINS``)."""
+    return _polished_without("POOL_CHAINS", i)
+
+
+@pytest.mark.parametrize("i", CHAIN_CASES)
+def test_a_row_leaves_a_pool_for_a_third_so_that_another_enters(i: int) -> None:
+    """The polish's pool chains (``_chains``, round 18): on the plan the rest of the polish leaves where it is (its
+    carbon phase, swap phase and one-for-two pool exchanges move no row), row a moves from pool p to q, row b from
+    q to a third pool r, and row c of r answers there (or moves to p); the plan keeps every rule (checker), carbon
+    and the objective fall, every job stays finished (on time) and the greedy still dominated."""
+    pb, s, c, nv, npool, nev = _polished_without_chains(i)
+    xp = s.xp
+    assert PS._cold_and_done(c, nev)
+    assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", s.gev, None, flips=True)[3] == 0
+    assert PS._swaps(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, blocks=True, watt_pairs=True)[3] == 0
+    assert PS._trades(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
+    sv, sp, sev, k = PS._chains(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+    assert k == 3
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    p0, p1 = np.asarray(xp.to_numpy(npool)), np.asarray(xp.to_numpy(sp))
+    moved = np.flatnonzero(p0 != p1)
+    assert moved.size in (2, 3)
+    ex = dict(zip(p0[moved].tolist(), p1[moved].tolist()))  # (each pool left by one row)
+    assert len(ex) == moved.size and len(set(ex) | set(ex.values())) == 3  # a chain p -> q -> r (-> p) of three pools
+    assert all(ex.get(q) != p for p, q in ex.items())  # (no two pools exchange rows: the swaps' and trades' moves)
+
+
+@pytest.mark.parametrize("i", CHAIN_CASES)
+def test_each_chains_three_answers_fit_together(i: int) -> None:
+    """Every chain ``_chain_answers`` proposes there (a into q without b, b into r with a moved and without c, c in
+    r or p with both moved) keeps, all three rows applied together, every pool's GPUs and the site's cap
+    (``_within_room``): each answer sees the rows that answered before it as they now are; some of them are
+    estimated to save."""
+    pb, s, c, nv, npool, nev = _polished_without_chains(i)
+    xp = s.xp
+    got = PS._chain_answers(xp, c, s.d, s.tb, nv, npool, nev)
+    assert got is not None
+    moves, gain = got
+    assert np.isfinite(gain).any()
+    use0 = PS._room_use(xp, c, s.d, s.tb, nv, npool)
+    for t in range(gain.size):  # chains
+        v, p = xp.copy(nv), xp.copy(npool)
+        for r, new, to in moves:  # (a, b, c)
+            v[r[t]] = new[t]
+            p[r[t]] = to[t]
+        assert PS._within_room(xp, c, s.d, s.tb, v, p, use0), (i, t)
+
+
+@pytest.mark.parametrize("i", CHAIN_CASES)
+def test_the_polish_makes_the_chains_only_where_asked(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``POOL_CHAINS`` on, the polish of the cold searched plan ends lower than with it off (the chains and the
+    search after them), valid; off, the polish of the plan it left returns it as it is (both on an unlimited
+    meter)."""
+    pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
+    _, _, _, pv, pp, pev = _polished_without_chains(i)
+    on = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
+    assert on[2]["objective"] < pev["objective"] and on[2]["carbon_g"] < pev["carbon_g"]
+    assert kernels.check_result(pb, s.result(*on[:3])) == []
+    monkeypatch.setattr(PS, "POOL_CHAINS", False)
+    assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, None, math.inf)[3] == 0
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_chains_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
+    """torch: the pool chains give the numpy plan and pools, case by case (from the numpy polish's plan without
+    them)."""
+    for i in CHAIN_CASES:  # cases
+        outs = []
+        _, s0, _, nv0, np0, _ = _polished_without_chains(i)
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
+            sv, sp, _, k = PS._chains(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
             outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
         (va, pa, ka), (vb, pb_, kb) = outs
         assert ka == kb == 3 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
