@@ -2623,3 +2623,71 @@ def test_the_polish_gives_a_blocks_watts_last_and_never_ends_higher(seed: int, i
         assert kernels.check_result(pb, res) == []
         objs.append(res.objective)
     assert objs[1] < objs[0] if lower else objs[1] <= objs[0] * (1 + 1e-12)
+
+
+#: seed-0 corpus instances whose plan, the rest of the polish done, imports in a slot while other slots sit at the wind
+#: (round 18, ``SHADOW_WIND``): 184 imports 741 W in slot 8 only (61.7 g), slots 0-11 at the wind to within a few
+#: hundred watts; the carbon LP and the MILP reach 0 g
+HEADROOM_CASES = (184,)
+
+
+def _polished_without_headroom(i: int) -> tuple[Any, ...]:
+    """:func:`_polished_without` the polish's last move under a lowered wind (``SHADOW_WIND``)."""
+    return _polished_without("SHADOW_WIND", i)
+
+
+@pytest.mark.parametrize("i", HEADROOM_CASES)
+def test_the_polish_under_a_lowered_wind_frees_the_slots_at_the_wind(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polish's last move (round 18, ``SHADOW_WIND``, :func:`PS._headroom`): on the plan the rest of the polish
+    leaves (settled: its stages move no row again), its stages under the wind less ``SHADOW_WIND`` of itself and then
+    under the true wind, judged as one move: seed-0 corpus-184 emits no carbon (every step of the way saves 0 g: the
+    at-wind slots price their watts at 0), every job stays finished, the plan keeps every rule (the checker: a
+    non-preemptible job one unbroken block, a running one from slot 0), the greedy still dominated. With the stages
+    run under the true wind instead the move changes nothing."""
+    pb, s, c, pv, pp, pev = _polished_without_headroom(i)
+    xp = s.xp
+    assert pev["carbon_g"] > 0 and PS._near_wind(c, pev)
+    assert PS._polish_stages(pb, xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, {"left": math.inf}, None)[3] == 0
+    sv, sp, sev, k = PS._headroom(pb, xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, {"left": math.inf}, None)
+    assert k > 0 and sev["carbon_g"] < pev["carbon_g"] and sev["objective"] < pev["objective"]
+    if i == 184:
+        assert sev["carbon_g"] <= 1e-9
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    lost, late = _late_or_lost(c, pev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    monkeypatch.setattr(PS, "SHADOW_WIND", 0.0)  # (the stages under the true wind: nothing moves)
+    assert PS._headroom(pb, xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, {"left": math.inf}, None)[3] == 0
+
+
+@pytest.mark.parametrize("i", HEADROOM_CASES)
+def test_kernels_plan_frees_the_slots_at_the_wind_and_never_ends_higher(i: int, monkeypatch: pytest.MonkeyPatch
+                                                                       ) -> None:
+    """``kernels.plan`` with ``SHADOW_WIND`` ends lower than without where the polish makes the move (seed-0 corpus-184:
+    0 g against 61.7 g), and ``polish`` with it never ends higher than the plan its other stages leave (the move is
+    kept only where it lowers the objective)."""
+    pb = make(*_family(0)[i])
+    res = []
+    for on in (0.0, PS.SHADOW_WIND):  # off, on
+        monkeypatch.setattr(PS, "SHADOW_WIND", on)
+        r = kernels.plan(pb)
+        assert kernels.check_result(pb, r) == [] and int(r.diagnostics["unfinished_jobs"]) == 0
+        res.append(r)
+    assert res[1].objective < res[0].objective and res[0].carbon_g_total > 0
+    if i == 184:
+        assert res[1].carbon_g_total <= 1e-9
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_the_polish_under_a_lowered_wind_is_the_numpy_one_on_torch(be: tuple[str, str]) -> None:
+    """torch: the polish's last move (``SHADOW_WIND``) gives the numpy plan, case by case."""
+    for i in HEADROOM_CASES:  # cases
+        _, s0, _, pv0, pp0, _ = _polished_without_headroom(i)
+        outs = []
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, pv0, pp0, backend, device)
+            sv, sp, _, k = PS._headroom(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, {"left": math.inf}, None)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+        (va, pa, ka), (vb, pb_, kb) = outs
+        assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+
