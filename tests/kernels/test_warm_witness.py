@@ -423,6 +423,60 @@ def test_must_undone_is_the_work_a_job_cannot_do_after_the_horizon_by_its_deadli
     assert C._fewest_short(c, a, b2)[0]  # ... which the plain measure counts
 
 
+def test_the_carries_past_the_greedy_keep_only_plans_that_hold_its_must_do_work(monkeypatch: pytest.MonkeyPatch
+                                                                                ) -> None:
+    """``planner._tick_work_carry``'s judges, in every carry it makes (the plain one and, where that fails, the one
+    keeping the jobs taken): a plan carried past the greedy's must-do work (``must``, ``TICK_HOLD_MUST``) is kept
+    where it loses no job to the greedy and leaves no more must-do work undone, one carried past its totals
+    (``total``, ``TICK_HOLD_TOTAL``) where it dominates the greedy job by job and leaves no more must-do work
+    undone. Constructed evaluations (chain 0's jobs, the deadlines of the must-do test): the greedy leaves 9
+    slots of a deadline-less job and 1 of a job due inside the horizon undone; a plan with 5 and 3 is ahead of it
+    in total and loses no job, yet behind on must-do work: neither carry keeps it; one with 7 and 1 is kept by
+    both, one that drops a job the greedy finishes by neither. (Round 18's mutation audit: without
+    ``_holds_must`` in the totals' judge no test failed.)"""
+    from dataclasses import replace
+
+    from kernels import complete as C
+
+    q = make(*corpus(40, seed=5, n_jobs=(20, 40))[0])
+    T, s = q.n_slots, float(q.slot_s)
+    dl = np.asarray(q.deadline).copy()
+    dl[:2] = [kernels.NO_DEADLINE, T - 3]
+    gpus = np.asarray(q.gpus).copy()
+    gpus[1] = gpus[0]  # (the two jobs' slots of work weigh the same)
+    q = replace(q, deadline=dl, gpus=gpus, must_run=np.zeros(q.n_jobs, bool), remaining_s=np.full(q.n_jobs, 10 * s))
+    c = P._clean_inputs(q)
+    assert not isinstance(c, str), c
+    need = np.full(q.n_jobs, 10 * s)
+
+    def ev(undone: list[float]) -> dict[str, object]:  # (jobs 0 and 1 leave these slots of work undone)
+        w = need.copy()
+        w[:len(undone)] -= np.asarray(undone) * s
+        fin = w >= need - 1e-6
+        return {"need_s": need, "work_done_s": w, "work_on_time_s": w, "finished": fin, "objective": 1.0,
+                "carbon_g": 1.0, "unfinished_gpu_s": float((c.gpus * (need - w)).sum())}
+
+    g = ev([9.0, 1.0])
+    behind, holds, drops = ev([5.0, 3.0]), ev([7.0, 1.0]), ev([0.0, 0.0, 1.0])
+    assert P._dominates_jobs(c, behind, g) and not P._loses_jobs(c, behind, g) and not P._holds_must(c, behind, g)
+    assert P._dominates_jobs(c, holds, g) and P._holds_must(c, holds, g)
+    assert P._holds_must(c, drops, g) and P._loses_jobs(c, drops, g)
+    judges: list[object] = []
+
+    def carry(*a: object, judge: object = None, **k: object) -> None:  # (records the judge; carries nothing)
+        judges.append(judge)
+
+    monkeypatch.setattr(C, "carry", carry)
+    for kind in ("must", "total"):  # the two carries
+        judges.clear()
+        assert P._tick_work_carry(q, None, c, None, None, None, None, None, g, None, None, g, None, None,
+                                  **{kind: True}) is None
+        assert len(judges) == (2 if P.TICK_CARRY_ROUNDS else 1), kind
+        for judge in judges:  # (each carry's)
+            assert callable(judge), kind
+            assert not judge(behind) and judge(holds) and not judge(drops), kind
+
+
 def test_where_the_full_check_for_must_do_work_stays_behind_on_it_the_witness_plan_is_returned(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Chain 3 (500018): with the carry past the greedy's must-do work failing (monkeypatched), its ticks are
@@ -443,6 +497,34 @@ def test_where_the_full_check_for_must_do_work_stays_behind_on_it_the_witness_pl
     assert any(used), used
 
 
+def test_a_tick_carried_past_the_must_do_work_above_the_greedy_objective_is_checked_in_full(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TICK_MUST_FULL``: a tick whose carry past the greedy's must-do work succeeds but ends above the greedy's
+    objective is not returned as carried: it is checked in full at once (age 0, the reason says so). Chain 3
+    (500018, whose ticks are carried past that work) with each such carry's objective reported at twice the
+    greedy's (monkeypatched): its first warm tick, behind on must-do work, is checked in full, none is returned with
+    ``+carry_must``, every plan valid and holding the greedy's must-do work. (Round 18's mutation audit: with the
+    objective test dropped, no test failed.)"""
+    real = P._tick_work_carry
+
+    def dear(*a: object, must: bool = False, total: bool = False) -> object:  # (the must-do carry, dearer)
+        got = real(*a, must=must, total=total)
+        return got if got is None or not must else (got[0], got[1], {**got[2], "objective": 2 * a[11]["objective"]})
+
+    monkeypatch.setattr(P, "_tick_work_carry", dear)
+    full = []
+    for k, (q, r) in enumerate(_chain(3, 1)):  # (its first warm tick)
+        g = kernels.greedy_plan(q)
+        assert kernels.check_result(q, r) == [] and not _behind_must(q, r, g), k
+        w = r.diagnostics["witness"]
+        assert "+carry_must" not in r.diagnostics["primal_variant"], (k, w)
+        if "behind it on must-do work" in w["reason"]:
+            assert "carried past it above the witness's objective, checked in full" in w["reason"], (k, w)
+            assert w["age_ticks"] == 0, (k, w)
+            full.append(k)
+    assert full, full
+
+
 # ---- a tick behind the greedy in total above its objective (TICK_HOLD_TOTAL, round 17)
 
 #: the warm start's carbon prices scaled by these (stale prices: the carbon they were set for has fallen), on
@@ -452,9 +534,9 @@ def test_where_the_full_check_for_must_do_work_stays_behind_on_it_the_witness_pl
 STALE_PRICES = (3.0, 10.0, 30.0)
 
 
-def _stale_ticks() -> list[tuple[object, kernels.PlanResult]]:
+def _stale_ticks(factors: tuple[float, ...] = STALE_PRICES) -> list[tuple[object, kernels.PlanResult]]:
     """Chain 32's first warm tick, every deadline dropped, planned from the cold plan with its carbon prices
-    (``diagnostics["lam"]``) scaled by each of :data:`STALE_PRICES`."""
+    (``diagnostics["lam"]``) scaled by each of ``factors``."""
     from dataclasses import replace
 
     q = make(*corpus(40, seed=5, n_jobs=(20, 40))[32])
@@ -462,7 +544,7 @@ def _stale_ticks() -> list[tuple[object, kernels.PlanResult]]:
     r0 = kernels.plan(q)
     q1 = shift_problem(q, 1)
     return [(q1, kernels.plan(q1, warm_start=replace(r0, diagnostics={**r0.diagnostics, "lam": np.asarray(
-        r0.diagnostics["lam"]) * f}))) for f in STALE_PRICES]
+        r0.diagnostics["lam"]) * f}))) for f in factors]
 
 
 def _behind_above(q: object, r: kernels.PlanResult) -> bool:
@@ -510,3 +592,25 @@ def test_where_the_carry_past_the_totals_fails_the_tick_is_checked_in_full(monke
             assert not [f for f in dominance_failures(po, go) if f.startswith("unfinished work") or "late jobs" in f]
             full.append(w["reason"])
     assert full
+
+
+def test_a_tick_carried_past_the_totals_above_the_greedy_objective_is_checked_in_full(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TICK_HOLD_TOTAL``: a tick whose carry past the greedy's totals succeeds but ends above the greedy's objective
+    is not returned as carried: it is checked in full at once (age 0, the reason says so). :func:`_stale_ticks` at
+    10x (carried past the totals by default) with that carry's objective reported at twice the greedy's
+    (monkeypatched): checked in full, not ``+carry_total``, valid, no longer behind the greedy in total above its
+    objective. (Round 18's mutation audit: with the objective test dropped, no test failed.)"""
+    real = P._tick_work_carry
+
+    def dear(*a: object, must: bool = False, total: bool = False) -> object:  # (the carry past the totals, dearer)
+        got = real(*a, must=must, total=total)
+        return got if got is None or not total else (got[0], got[1], {**got[2], "objective": 2 * a[11]["objective"]})
+
+    monkeypatch.setattr(P, "_tick_work_carry", dear)
+    (q, r), = _stale_ticks((10.0,))
+    w = r.diagnostics["witness"]
+    assert kernels.check_result(q, r) == [] and not _behind_above(q, r), w
+    assert w["reason"].endswith("behind it in total above its objective, carried past it above the witness's "
+                                "objective, checked in full") and w["age_ticks"] == 0, w
+    assert "+carry_total" not in r.diagnostics["primal_variant"]
