@@ -2966,3 +2966,24 @@ def test_a_change_within_the_room_keeps_every_tenants_quota() -> None:
         got = PS._within_room(xp, cq, s.d, s.tb, xp.astype(xp.asarray(v), nv.dtype), npool,
                               PS._room_use(xp, cq, s.d, s.tb, nv, npool))
         assert got == ok, (r, t, quota)
+
+
+def test_a_block_that_runs_now_never_exchanges_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The swap phase's block exchanges (``blocks``, ``BLOCK_SWAPS``) are for finished non-preemptible rows that do
+    not run now: a block that runs now and moved to another pool would stop (a non-preemptible job runs in one
+    unbroken block). Seed-31 case 10's searched plan (row 15, a block, runs now): the rows the swap phase is given
+    (``_swap_rows``'s ``kind``) take blocks, none that runs now. (Round 18's mutation audit: with running blocks
+    taken too, no test failed.)"""
+    pb, s, c, nv, npool, nev = _searched_without_block_swaps(10)
+    kinds: list[Any] = []
+    real = PS._swap_rows
+
+    def spy(*a: Any) -> Any:
+        kinds.append(np.asarray(a[-1], bool).copy())
+        return real(*a)
+
+    monkeypatch.setattr(PS, "_swap_rows", spy)
+    PS._swaps(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, blocks=True)
+    running = ~c.preempt & (c.rpool >= 0)
+    assert running.any() and len(kinds) == 1
+    assert kinds[0][~c.preempt & (c.rpool < 0)].any() and not kinds[0][running].any()
