@@ -2987,3 +2987,25 @@ def test_a_block_that_runs_now_never_exchanges_pools(monkeypatch: pytest.MonkeyP
     running = ~c.preempt & (c.rpool >= 0)
     assert running.any() and len(kinds) == 1
     assert kinds[0][~c.preempt & (c.rpool < 0)].any() and not kinds[0][running].any()
+
+
+def test_a_trade_moves_each_of_its_three_rows_only_where_it_may_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_trade_answers`` proposes a one-for-two exchange only where each of its three rows may move to the other's
+    pool (``_moves``: eligible there, by its label selectors). Seed-0 corpus-119's best trade (on the plan the polish
+    without trades leaves), with its second row of q made ineligible for p and then its first: no trade proposed
+    moves that row into p. (Round 18's mutation audit: with the second row's check dropped, no test failed.)"""
+    pb, s, c, nv, npool, nev = _polished_without_trades(119)
+    xp = s.xp
+    moves, gain = PS._trade_answers(xp, c, s.d, s.tb, nv, npool, nev)
+    t = int(np.nanargmax(gain))
+    for k in (2, 1):  # (b2, then b1)
+        r = int(np.asarray(xp.to_numpy(moves[k][0]))[t])
+        p = int(np.asarray(xp.to_numpy(moves[k][2]))[t])
+        el = c.eligible.copy()
+        el[r, p] = False
+        got = PS._trade_answers(xp, dataclasses.replace(c, eligible=el), s.d, s.tb, nv, npool, nev)
+        if got is None:
+            continue
+        for rows, _, to in got[0]:  # (a, b1, b2)
+            into = (np.asarray(xp.to_numpy(rows)) == r) & (np.asarray(xp.to_numpy(to)) == p)
+            assert not (into & np.isfinite(got[1])).any(), (k, r, p)
