@@ -70,9 +70,14 @@ def test_prefix_cross_counts_the_rows_a_full_prefix_keeps(backend: str, seed: in
     assert np.array_equal(keep_w, _ref_keep(d, limw))
 
 
+@pytest.mark.parametrize("table", [True, False])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_grouped_prefix_keep_is_the_prefix_per_group(backend: str, seed: int) -> None:
+def test_grouped_prefix_keep_is_the_prefix_per_group(backend: str, seed: int, table: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways (``table``: every group's prefix in one table, up to ``PREFIX_GROUPED_MAX_CELLS``; else one
+    ``prefix_cross`` per group) keep what the plain definition keeps, group by group."""
+    monkeypatch.setattr(P, "PREFIX_GROUPED_MAX_CELLS", 10**9 if table else -1)
     xp = _ops(backend)
     mask, w, grp, G = _case(seed)
     rng = np.random.default_rng(2000 + seed)
