@@ -1708,6 +1708,23 @@ def _one_at_a_time(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
     return vmat, pool, ev, 0
 
 
+def _exchange_view(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any], kinds: Any
+                   ) -> tuple[Any, ...] | None:
+    """What the multi-row pool exchanges (:func:`_trade_answers`, :func:`_chain_answers`) start from: the swap
+    phase's rows of ``kinds`` (:func:`_swap_rows`) as host arrays, with their need, where each may move
+    (:func:`_moves`), their pools, the plan's usage (``use``) and its busy and total GPUs per pool and slot, where
+    each row runs, its GPUs, its windows (:func:`_windows`); None where fewer than three rows."""
+    rows_h, pool_h, (_, need_h, _, _) = _swap_rows(xp, c, d, tb, vmat, pool, ev, kinds)
+    if rows_h.size < 3:
+        return None
+    mv = _moves(c, pool_h, rows_h)
+    use = _pl._usage(d, tb, vmat, pool, xp)
+    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
+    run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
+    lim_h, win = _windows(c, rows_h)
+    return rows_h, need_h, mv, pool_h[rows_h], use, busy_h, H_h, run_h, c.gpus[rows_h].astype(np.float64), lim_h, win
+
+
 def _trade_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any]
                    ) -> tuple[list[tuple[Any, Any, Any]], Any] | None:
     """The one-for-two pool exchanges :func:`_trades` tries: row ``a`` (pool p) moves to pool q while rows ``b1``
@@ -1721,17 +1738,11 @@ def _trade_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: d
     T = c.T
     if c.P < 2:
         return None
-    rows_h, pool_h, (_, need_h, _, _) = _swap_rows(xp, c, d, tb, vmat, pool, ev, c.preempt)
-    n_r = rows_h.size
-    if n_r < 3:
+    view = _exchange_view(xp, c, d, tb, vmat, pool, ev, c.preempt)
+    if view is None:
         return None
-    mv = _moves(c, pool_h, rows_h)
-    pl_h = pool_h[rows_h]
-    use = _pl._usage(d, tb, vmat, pool, xp)
-    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
-    run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
-    g = c.gpus[rows_h].astype(np.float64)
-    lim_h, win = _windows(c, rows_h)
+    rows_h, need_h, mv, pl_h, use, busy_h, H_h, run_h, g, lim_h, win = view
+    n_r = rows_h.size
     # triples (a, b1 < b2): b1 and b2 share a pool q other than a's p, a may move to q and both b's to p
     ia, i1, i2 = (x.ravel() for x in np.meshgrid(np.arange(n_r), np.arange(n_r), np.arange(n_r), indexing="ij"))
     ok = (i1 < i2) & (pl_h[i1] == pl_h[i2]) & (pl_h[ia] != pl_h[i1])
@@ -1841,17 +1852,11 @@ def _chain_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: d
     T = c.T
     if c.P < 3:
         return None
-    rows_h, pool_h, (_, need_h, _, _) = _swap_rows(xp, c, d, tb, vmat, pool, ev, c.preempt | (c.rpool < 0))
-    n_r = rows_h.size
-    if n_r < 3:
+    view = _exchange_view(xp, c, d, tb, vmat, pool, ev, c.preempt | (c.rpool < 0))
+    if view is None:
         return None
-    mv = _moves(c, pool_h, rows_h)
-    pl_h = pool_h[rows_h]
-    use = _pl._usage(d, tb, vmat, pool, xp)
-    busy_h, H_h = (np.asarray(xp.to_numpy(x), np.float64) for x in (use[0], d.H))
-    run_h = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64) > 0
-    g = c.gpus[rows_h].astype(np.float64)
-    lim_h, win = _windows(c, rows_h)
+    rows_h, need_h, mv, pl_h, use, busy_h, H_h, run_h, g, lim_h, win = view
+    n_r = rows_h.size
     free = H_h - busy_h  # (P, T) free GPUs
     # hops i -> j: i may move to j's pool (another) and lacks GPUs there in a slot of its window that j's leaving frees
     hi, hj = np.nonzero(mv[:, pl_h])

@@ -2528,13 +2528,21 @@ def test_each_trades_three_answers_fit_together(i: int) -> None:
     pb, s, c, nv, npool, nev = _polished_without_trades(i)
     xp = s.xp
     got = PS._trade_answers(xp, c, s.d, s.tb, nv, npool, nev)
+    _each_keeps_the_room(got, s, c, nv, npool, i)
+
+
+def _each_keeps_the_room(got: Any, s: Any, c: Any, nv: Any, npool: Any, i: int) -> None:
+    """The multi-row exchanges ``got`` (``(moves, gain)`` of ``_trade_answers`` or ``_chain_answers``: each move's
+    rows, new levels and pools): some estimated to save, and each, all its rows applied together, within the room
+    (``_within_room``) of the plan ``nv``, ``npool``."""
+    xp = s.xp
     assert got is not None
     moves, gain = got
     assert np.isfinite(gain).any()
     use0 = PS._room_use(xp, c, s.d, s.tb, nv, npool)
-    for t in range(gain.size):  # trades
+    for t in range(gain.size):  # exchanges
         v, p = xp.copy(nv), xp.copy(npool)
-        for r, new, to in moves:  # (a, b1, b2)
+        for r, new, to in moves:  # (its rows)
             v[r[t]] = new[t]
             p[r[t]] = to[t]
         assert PS._within_room(xp, c, s.d, s.tb, v, p, use0), (i, t)
@@ -2616,16 +2624,7 @@ def test_each_chains_three_answers_fit_together(i: int) -> None:
     pb, s, c, nv, npool, nev = _polished_without_chains(i)
     xp = s.xp
     got = PS._chain_answers(xp, c, s.d, s.tb, nv, npool, nev)
-    assert got is not None
-    moves, gain = got
-    assert np.isfinite(gain).any()
-    use0 = PS._room_use(xp, c, s.d, s.tb, nv, npool)
-    for t in range(gain.size):  # chains
-        v, p = xp.copy(nv), xp.copy(npool)
-        for r, new, to in moves:  # (a, b, c)
-            v[r[t]] = new[t]
-            p[r[t]] = to[t]
-        assert PS._within_room(xp, c, s.d, s.tb, v, p, use0), (i, t)
+    _each_keeps_the_room(got, s, c, nv, npool, i)
 
 
 @pytest.mark.parametrize("i", CHAIN_CASES)
