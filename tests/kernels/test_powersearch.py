@@ -2548,33 +2548,47 @@ def _each_keeps_the_room(got: Any, s: Any, c: Any, nv: Any, npool: Any, i: int) 
         assert PS._within_room(xp, c, s.d, s.tb, v, p, use0), (i, t)
 
 
+def _makes_only_where_asked(i: int, flag: str, polished_without: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polish move ``flag`` on: the polish of case ``i``'s cold searched plan ends lower in objective and carbon
+    than the polish without it (``polished_without``), valid; off: the polish of the plan that one left returns it
+    as it is (both on an unlimited meter)."""
+    pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
+    _, _, _, pv, pp, pev = polished_without(i)
+    on = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
+    assert on[2]["objective"] < pev["objective"] and on[2]["carbon_g"] < pev["carbon_g"]
+    assert kernels.check_result(pb, s.result(*on[:3])) == []
+    monkeypatch.setattr(PS, flag, False)
+    assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, None, math.inf)[3] == 0
+
+
+def _three_rows_the_numpy_ones_on_torch(cases: tuple[int, ...], polished_without: Any, move: Any,
+                                        be: tuple[str, str]) -> None:
+    """The three-row move ``move`` (``PS._trades``, ``PS._chains``) on backend ``be`` gives the numpy plan and pools,
+    case by case, from the numpy polish's plan without it (``polished_without``), three rows moved on each."""
+    for i in cases:  # cases
+        outs = []
+        _, s0, _, nv0, np0, _ = polished_without(i)
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
+            sv, sp, _, k = move(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+        (va, pa, ka), (vb, pb_, kb) = outs
+        assert ka == kb == 3 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+
+
 @pytest.mark.parametrize("i", TRADE_CASES)
 def test_the_polish_makes_the_trades_only_where_asked(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """``POOL_TRADES`` on, the polish of the cold searched plan ends lower than with it off (the trades and the
     search after them), valid; off, the polish of the plan it left returns it as it is (both on an unlimited
     meter: a polish the budget ends may leave a move for the next)."""
-    pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
-    _, _, _, pv, pp, pev = _polished_without_trades(i)
-    on = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
-    assert on[2]["objective"] < pev["objective"] and on[2]["carbon_g"] < pev["carbon_g"]
-    assert kernels.check_result(pb, s.result(*on[:3])) == []
-    monkeypatch.setattr(PS, "POOL_TRADES", False)
-    assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, None, math.inf)[3] == 0
+    _makes_only_where_asked(i, "POOL_TRADES", _polished_without_trades, monkeypatch)
 
 
 @pytest.mark.parametrize("be", BACKENDS[1:])
 def test_trades_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
     """torch: the one-for-two pool exchanges give the numpy plan and pools, case by case (from the numpy polish's
     plan without them)."""
-    for i in TRADE_CASES:  # cases
-        outs = []
-        _, s0, _, nv0, np0, _ = _polished_without_trades(i)
-        for backend, device in (("numpy", "cpu"), be):  # backends
-            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
-            sv, sp, _, k = PS._trades(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
-            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
-        (va, pa, ka), (vb, pb_, kb) = outs
-        assert ka == kb == 3 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+    _three_rows_the_numpy_ones_on_torch(TRADE_CASES, _polished_without_trades, PS._trades, be)
 
 
 #: seed-0 corpus instances where the polish's pool chains (``POOL_CHAINS``) move rows on the plan the rest of the polish
@@ -2632,28 +2646,14 @@ def test_the_polish_makes_the_chains_only_where_asked(i: int, monkeypatch: pytes
     """``POOL_CHAINS`` on, the polish of the cold searched plan ends lower than with it off (the chains and the
     search after them), valid; off, the polish of the plan it left returns it as it is (both on an unlimited
     meter)."""
-    pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
-    _, _, _, pv, pp, pev = _polished_without_chains(i)
-    on = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
-    assert on[2]["objective"] < pev["objective"] and on[2]["carbon_g"] < pev["carbon_g"]
-    assert kernels.check_result(pb, s.result(*on[:3])) == []
-    monkeypatch.setattr(PS, "POOL_CHAINS", False)
-    assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, None, math.inf)[3] == 0
+    _makes_only_where_asked(i, "POOL_CHAINS", _polished_without_chains, monkeypatch)
 
 
 @pytest.mark.parametrize("be", BACKENDS[1:])
 def test_chains_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
     """torch: the pool chains give the numpy plan and pools, case by case (from the numpy polish's plan without
     them)."""
-    for i in CHAIN_CASES:  # cases
-        outs = []
-        _, s0, _, nv0, np0, _ = _polished_without_chains(i)
-        for backend, device in (("numpy", "cpu"), be):  # backends
-            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
-            sv, sp, _, k = PS._chains(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
-            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
-        (va, pa, ka), (vb, pb_, kb) = outs
-        assert ka == kb == 3 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+    _three_rows_the_numpy_ones_on_torch(CHAIN_CASES, _polished_without_chains, PS._chains, be)
 
 
 def test_the_polish_draws_on_what_the_search_left(monkeypatch: pytest.MonkeyPatch) -> None:
