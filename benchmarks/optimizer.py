@@ -30,7 +30,19 @@ where the plan finishes every job, carbon / the carbon LP bound (the LP minimisi
 job finished and the plan's on-time jobs on time: a lower bound on the carbon of any such plan); and the
 HiGHS time against Windward's (``kernels.plan``, cold, same process, same run). ``--milp N``: the first N
 corpus instances also get the exact MILP (``solve_milp``, time-limited) to separate the LP's integrality gap
-from the plan's. Writes ``corpus.json`` and ``corpus.md``.
+from the plan's. Every row records ``kernels.plan``'s process CPU time (``plan_cpu_s``) and a hash of the plan
+(``plan_sha``). Writes ``corpus.json`` and ``corpus.md``.
+
+Comparing two versions of the optimiser (issue 11's quality and speed measure, instance by instance)::
+
+    python benchmarks/optimizer.py --corpus 200 --seed 0 --out out/old      # in the old tree
+    python benchmarks/optimizer.py --corpus 200 --seed 0 --out out/new --compare out/old/corpus.json
+    python benchmarks/optimizer.py --compare out/old/corpus.json out/new/corpus.json   # two runs, no solve
+
+reports the instances whose plan is the same, whose objective is lower or higher (new / old), those that came
+within or fell out of carbon <= 1.02 x the carbon LP bound, jobs finished and both runs' CPU (sum, median, p90,
+max). The corpus runs one instance after another: its CPU figures are comparable only between runs on an
+equally loaded machine; ``benchmarks/paired.py`` times chosen instances old and new alternately.
 """
 
 from __future__ import annotations
@@ -479,13 +491,14 @@ def _corpus_row(pb: Any, name: str, *, highs_max_j: int, highs_limit_s: float, m
     from benchmarks.instances import describe
     from tests.kernels._family import dominance_failures, outcome
 
-    res, plan_s = _timed(lambda: kernels.plan(pb))
+    res, plan_s, plan_cpu_s = _timed_cpu(lambda: kernels.plan(pb))
     gr, greedy_s = _timed(lambda: kernels.greedy_plan(pb))
     d = describe(pb)
     row: dict[str, Any] = {
         "name": name, "J": pb.n_jobs, "T": pb.n_slots, "P": pb.n_pools, "gpus": d["gpus"], "source": d["source"],
         "demand_share": d["demand_share"], "short_share": d["share_slots_grid_plus_wind_below_full_load"],
-        "status": res.status, "plan_s": plan_s, "greedy_s": greedy_s,
+        "status": res.status, "plan_s": plan_s, "plan_cpu_s": plan_cpu_s, "greedy_s": greedy_s,
+        "plan_sha": plan_sha(res), "problem_sha": problem_sha(pb),
     }
     if res.status == "infeasible":
         row.update(violations=[f"infeasible: {res.reason}"], n_violations=1)
@@ -537,6 +550,31 @@ def _corpus_row(pb: Any, name: str, *, highs_max_j: int, highs_limit_s: float, m
     return row
 
 
+def _sha(arrays: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        arr = np.ascontiguousarray(np.asarray(a))
+        h.update(str((arr.dtype.str, arr.shape)).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+def plan_sha(res: Any) -> str:
+    """The first 16 hex digits of a SHA-256 over the plan itself (``run``, ``power_fraction``, ``pool``): two
+    runs gave the same plan where these agree (``--compare`` counts them)."""
+    return _sha((res.run, res.power_fraction, res.pool))
+
+
+def problem_sha(pb: Any) -> str:
+    """The same over every field of the instance: ``--compare`` matches rows by name and this, since
+    ``corpus(n, seed)``'s members depend on ``n`` (its Latin hypercube cuts each range into ``n`` strata)."""
+    import dataclasses
+
+    return _sha(getattr(pb, f.name) for f in dataclasses.fields(pb))
+
+
 def _q(xs: list[float], fn: Any) -> float:
     xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
     return float(fn(xs)) if xs else math.nan
@@ -547,6 +585,7 @@ def corpus_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r["status"] not in ("infeasible", "error")]
     all_g = [r for r in ok if r["greedy_finished"] == r["J"]]
     cv = [r["carbon_vs_lp"] for r in ok if "carbon_vs_lp" in r]
+    cv_on_time = [r["carbon_vs_lp"] for r in ok if "carbon_vs_lp" in r and r["plan_late"] == 0]
     gaps = [r["objective_gap_vs_lp"] for r in ok if "objective_gap_vs_lp" in r]
     at_max = max((r["J"] for r in ok if "highs_vs_windward_time" in r), default=None)
     return {
@@ -568,10 +607,12 @@ def corpus_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "instances_not_dominating": sum(bool(r["dominance"]) for r in ok),
         "carbon_vs_lp_n": len(cv), "carbon_vs_lp_median": _q(cv, statistics.median), "carbon_vs_lp_max": _q(cv, max),
         "carbon_vs_lp_within_1_02": sum(c <= 1.02 for c in cv),
+        "carbon_vs_lp_no_late_n": len(cv_on_time), "carbon_vs_lp_no_late_within_1_02": sum(c <= 1.02 for c in cv_on_time),
         "objective_gap_vs_lp_n": len(gaps), "objective_gap_vs_lp_median": _q(gaps, statistics.median),
         "objective_gap_vs_lp_max": _q(gaps, max),
         "own_gap_median": _q([r["own_gap"] for r in ok], statistics.median), "own_gap_max": _q([r["own_gap"] for r in ok], max),
         "plan_s_median": _q([r["plan_s"] for r in ok], statistics.median),
+        **cpu_summary([r.get("plan_cpu_s") for r in ok]),
         "greedy_s_median": _q([r["greedy_s"] for r in ok], statistics.median),
         "highs_s_median": _q([r.get("highs_s") for r in ok], statistics.median),
         "highs_vs_windward_time_at_max_j": _q([r["highs_vs_windward_time"] for r in ok
@@ -583,15 +624,95 @@ def corpus_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def cpu_summary(xs: list[float | None]) -> dict[str, Any]:
+    """Process CPU seconds of ``kernels.plan`` over instances: sum, median, 90th percentile, max, count over 1 s."""
+    v = np.asarray([x for x in xs if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return {"plan_cpu_n": 0}
+    return {"plan_cpu_n": int(v.size), "plan_cpu_sum": float(v.sum()), "plan_cpu_median": float(np.median(v)),
+            "plan_cpu_p90": float(np.quantile(v, 0.9)), "plan_cpu_max": float(v.max()),
+            "plan_cpu_over_1s": int((v > 1.0).sum())}
+
+
+#: relative objective difference below which two runs' plans of one instance count as equally good
+COMPARE_REL = 1e-9
+
+
+def corpus_compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+    """Instance by instance (matched by name and :func:`problem_sha`), a run's corpus rows against an earlier run's: plans the same
+    (``plan_sha``), objectives lower / higher (beyond :data:`COMPARE_REL`) with the ratio new / old, the
+    instances that came within or fell out of carbon <= 1.02 x the carbon LP bound, jobs finished, and the
+    process CPU of both runs (``plan_cpu_s``: compare CPU only where both runs had the machine to themselves,
+    or alternate them; the corpus rows of one run are not paired)."""
+    def same(o: dict[str, Any], n: dict[str, Any]) -> bool:  # (rows written before problem_sha: by shape)
+        if o.get("problem_sha") and n.get("problem_sha"):
+            return bool(o["problem_sha"] == n["problem_sha"])
+        return all(o.get(k) == n.get(k) for k in ("J", "T", "P"))
+
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in old:
+        by.setdefault(r["name"], []).append(r)
+    both = [(o, r) for r in new if "objective" in r
+            for o in [next((o for o in by.get(r["name"], []) if same(o, r) and "objective" in o), None)] if o]
+    lower, higher, came_in, fell_out = [], [], [], []
+    same_plan = 0
+    for o, n in both:
+        a, b = float(o["objective"]), float(n["objective"])
+        same_plan += bool(o.get("plan_sha")) and o.get("plan_sha") == n.get("plan_sha")
+        tol = COMPARE_REL * max(abs(a), 1.0)
+        if b < a - tol:
+            lower.append((n["name"], b / a if a else -math.inf))
+        elif b > a + tol:
+            higher.append((n["name"], b / a if a else math.inf))
+        co, cn = o.get("carbon_vs_lp"), n.get("carbon_vs_lp")
+        if cn is not None and cn <= 1.02 and not (co is not None and co <= 1.02):
+            came_in.append(n["name"])
+        if co is not None and co <= 1.02 and not (cn is not None and cn <= 1.02):
+            fell_out.append(n["name"])
+    lower.sort(key=lambda x: x[1])
+    higher.sort(key=lambda x: -x[1])
+    return {
+        "matched": len(both), "unmatched_new": len(new) - len(both), "same_plan": same_plan,
+        "lower": lower, "higher": higher, "carbon_within_1_02_came_in": came_in, "carbon_within_1_02_fell_out": fell_out,
+        "jobs_finished_old": sum(int(o.get("plan_finished", 0)) for o, _ in both),
+        "jobs_finished_new": sum(int(n.get("plan_finished", 0)) for _, n in both),
+        "cpu_old": cpu_summary([o.get("plan_cpu_s") for o, _ in both]),
+        "cpu_new": cpu_summary([n.get("plan_cpu_s") for _, n in both]),
+    }
+
+
+def compare_markdown(cmp: dict[str, Any], old_label: str, new_label: str) -> str:
+    def ratios(xs: list[tuple[str, float]]) -> str:
+        return ", ".join(f"{name} x{r:.4f}" for name, r in xs[:20]) + (" ..." if len(xs) > 20 else "") or "none"
+
+    def cpu(c: dict[str, Any]) -> str:
+        return (f"sum {c['plan_cpu_sum']:.1f} s, median {c['plan_cpu_median']:.3f}, p90 {c['plan_cpu_p90']:.3f}, "
+                f"max {c['plan_cpu_max']:.3f}, {c['plan_cpu_over_1s']} over 1 s" if c.get("plan_cpu_n") else "not recorded")
+
+    return "\n".join([
+        f"Compared with {old_label} (new = {new_label}), {cmp['matched']} instances matched by name and content"
+        f"{'' if not cmp['unmatched_new'] else ' (' + str(cmp['unmatched_new']) + ' of the new run not in the old)'}:",
+        "",
+        f"- the same plan: {cmp['same_plan']}; objective lower: {len(cmp['lower'])}, higher: {len(cmp['higher'])}",
+        f"- lower (new / old objective): {ratios(cmp['lower'])}",
+        f"- higher: {ratios(cmp['higher'])}",
+        f"- carbon <= 1.02 x LP, came in: {', '.join(cmp['carbon_within_1_02_came_in']) or 'none'}; fell out: "
+        f"{', '.join(cmp['carbon_within_1_02_fell_out']) or 'none'}",
+        f"- jobs finished: {cmp['jobs_finished_old']} -> {cmp['jobs_finished_new']}",
+        f"- kernels.plan process CPU, old: {cpu(cmp['cpu_old'])}; new: {cpu(cmp['cpu_new'])}", "",
+    ])
+
+
 def corpus_markdown(groups: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> str:
     pct = lambda x: f(100 * x, ".2f") + "%" if isinstance(x, float) and not math.isnan(x) else "–"  # noqa: E731
     out = [f"Machine: {meta['machine']}; commit {meta.get('commit')}; load average {meta.get('load_average')}; "
            f"command: `python benchmarks/optimizer.py {' '.join(meta.get('argv', []))}`", "",
            "| set | instances | violations (instances) | greedy fallback used | jobs finished plan / greedy / all | "
            "greedy finishes all: plan too | jobs greedy finishes, plan not | late plan / greedy | "
-           "carbon / LP bound (all finish): median, max, <= 1.02 | penalised gap to HiGHS LP: median, max | "
-           "own certified gap: median, max | Windward s (median) | HiGHS s (median) | HiGHS / Windward time at max J |",
-           "|" + "---|" * 14]
+           "carbon / LP bound (all finish): median, max, <= 1.02 (of them with no late job) | penalised gap to HiGHS LP: "
+           "median, max | own certified gap: median, max | Windward s (median) | Windward CPU s: median, p90, max | "
+           "HiGHS s (median) | HiGHS / Windward time at max J |",
+           "|" + "---|" * 15]
     for name, rows in groups.items():
         if not rows:
             continue
@@ -606,9 +727,12 @@ def corpus_markdown(groups: dict[str, list[dict[str, Any]]], meta: dict[str, Any
             f"{sm['plan_finishes_all_there']} of {sm['greedy_finishes_all']} | {sm['lost_jobs']} in "
             f"{sm['instances_with_lost_jobs']} | {sm['plan_late']} / {sm['greedy_late']} | "
             f"{f(sm['carbon_vs_lp_median'], '.3f')}, {f(sm['carbon_vs_lp_max'], '.3f')}, "
-            f"{sm['carbon_vs_lp_within_1_02']} of {sm['carbon_vs_lp_n']} | "
+            f"{sm['carbon_vs_lp_within_1_02']} of {sm['carbon_vs_lp_n']} ({sm['carbon_vs_lp_no_late_within_1_02']} "
+            f"of {sm['carbon_vs_lp_no_late_n']}) | "
             f"{pct(sm['objective_gap_vs_lp_median'])}, {pct(sm['objective_gap_vs_lp_max'])} (n={sm['objective_gap_vs_lp_n']}) | "
             f"{pct(sm['own_gap_median'])}, {pct(sm['own_gap_max'])} | {f(sm['plan_s_median'], '.3f')} | "
+            f"{f(sm.get('plan_cpu_median', math.nan), '.3f')}, {f(sm.get('plan_cpu_p90', math.nan), '.3f')}, "
+            f"{f(sm.get('plan_cpu_max', math.nan), '.3f')} | "
             f"{f(sm['highs_s_median'], '.2f')} | "
             f"{f(sm['highs_vs_windward_time_at_max_j'], '.1f')} (J={sm['max_j_with_highs']}) |")
     big = [r for name, rows in groups.items() if name != "corpus" for r in rows]
@@ -692,11 +816,43 @@ def run_corpus(a: Any) -> int:
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}", "commit": commit,
             "load_average": tuple(round(x, 2) for x in os.getloadavg()), "argv": sys.argv[1:]}
     summary = {name: corpus_summary(rows) for name, rows in groups.items() if rows}
-    (out / "corpus.json").write_text(json.dumps({"meta": meta, "summary": summary, "groups": groups}, indent=1,
-                                                default=str))
     md = corpus_markdown(groups, meta)
+    doc: dict[str, Any] = {"meta": meta, "summary": summary, "groups": groups}
+    if a.compare:
+        old = _corpus_rows(a.compare[0])
+        if isinstance(old, str):
+            print(old, file=sys.stderr)
+            return 2
+        doc["compare"] = corpus_compare(old, groups["corpus"] + groups["family at scale"] + groups["published"])
+        md += "\n" + compare_markdown(doc["compare"], a.compare[0], f"this run ({commit})")
+    (out / "corpus.json").write_text(json.dumps(doc, indent=1, default=str))
     (out / "corpus.md").write_text(md)
     print(md)
+    return 0
+
+
+def _corpus_rows(path: str) -> list[dict[str, Any]] | str:
+    """The rows of every group of a ``corpus.json`` written by corpus mode, or what is wrong with the file."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        return [r for rows in doc["groups"].values() for r in rows]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"--compare {path}: not a corpus.json written by --corpus ({type(e).__name__}: {e})"
+
+
+def run_compare(paths: list[str]) -> int:
+    """``--compare OLD NEW`` without ``--corpus``: two earlier runs' corpus.json, instance by instance."""
+    if len(paths) != 2:
+        print(f"--compare: got {len(paths)} file(s); allowed: OLD with --corpus, or OLD NEW alone", file=sys.stderr)
+        return 2
+    rows = [_corpus_rows(p) for p in paths]
+    for r in rows:
+        if isinstance(r, str):
+            print(r, file=sys.stderr)
+            return 2
+    old, new = rows
+    assert not isinstance(old, str) and not isinstance(new, str)
+    print(compare_markdown(corpus_compare(old, new), paths[0], paths[1]))
     return 0
 
 
@@ -737,12 +893,21 @@ def main(argv: list[str] | None = None) -> int:
                     "instances too (their lp_bound.json carbon bound is always used)")
     ap.add_argument("--milp", type=int, default=0, metavar="N", help="corpus mode: the exact MILP on the first N")
     ap.add_argument("--milp-time-limit", type=float, default=5.0)
+    ap.add_argument("--compare", nargs="+", default=None, metavar="CORPUS_JSON",
+                    help="with --corpus: compare this run instance by instance with an earlier run's corpus.json; "
+                    "alone: compare two runs' corpus.json files (OLD NEW)")
     a = ap.parse_args(argv)
     if a.corpus is not None:
         if a.corpus < 0:
             print(f"--corpus: got {a.corpus}; allowed: an integer >= 0", file=sys.stderr)
             return 2
+        if a.compare is not None and len(a.compare) != 1:
+            print(f"--compare with --corpus: got {len(a.compare)} files; allowed: one (the earlier run's corpus.json)",
+                  file=sys.stderr)
+            return 2
         return run_corpus(a)
+    if a.compare is not None:
+        return run_compare(a.compare)
     if a.highs_only is not None:
         T0 = int(a.slots.split(",")[0])
         limit = a.highs_time_limit if "--highs-time-limit" in (argv if argv is not None else sys.argv) else 300.0
