@@ -20,6 +20,7 @@ from benchmarks.instances import corpus, make
 from kernels import listsched as L
 from kernels import planner as PL
 from kernels import powersearch as PS
+from kernels.problem import NO_DEADLINE, PlanProblem
 
 CASES = corpus(40, seed=31, n_jobs=(8, 32), n_slots=(12, 32))
 
@@ -2467,6 +2468,137 @@ def test_a_window_answer_runs_its_whole_window_or_gives_no_block() -> None:
             assert t.size > 0 and t[-1] - t[0] + 1 == t.size, (r, pick[r])
 
 
+# --- a block moved whole (kernels.powersearch._shift_blocks, REFILL_SHIFTS) -----------------------------------
+
+
+def _shift_problem() -> PlanProblem:
+    """One pool of 8 GPUs with one power level (full; off the other option), one non-preemptible 8-GPU job of 3
+    slots' work, wind for it in slots 6-8 only (none elsewhere, the grid's carbon the same in every slot)."""
+    T, slot = 12, 900.0
+    full = 1.15 * 8 * (700.0 + 450.0)  # (the job's facility watts)
+    wind = np.zeros(T)
+    wind[6:9] = 1.2 * full
+    return PlanProblem(
+        slot_s=slot, pue=1.15, wind_w=wind, carbon_g_per_kwh=np.full(T, 300.0), grid_cap_w=np.full(T, 2 * full),
+        site_max_w=np.full(T, 2 * full), pool_gpus=np.full((1, T), 8), tdp_w=np.array([700.0]),
+        idle_w=np.array([75.0]), host_w_per_gpu=np.array([450.0]), min_power_fraction=np.array([1.0]),
+        curve_f=np.array([[1.0]]), curve_s=np.array([[1.0]]), gpus=np.array([8]), remaining_s=np.array([3 * slot]),
+        release=np.array([0]), deadline=np.array([NO_DEADLINE]), weight=np.array([1.0]),
+        eligible=np.ones((1, 1), bool), must_run=np.zeros(1, bool), preemptible=np.zeros(1, bool),
+        running_pool=np.array([-1]), preempt_loss_s=np.zeros(1), tenant=np.array([0]),
+        tenant_quota_gpus=np.array([np.inf]))
+
+
+def _shift_start(backend: str = "numpy", device: str = "cpu") -> tuple[Any, ...]:
+    """:func:`_shift_problem` as a cold plan with its block in slots 2-4 (no wind), and its evaluation."""
+    pb = _shift_problem()
+    s = greedy_start(pb, backend, device)
+    c = dataclasses.replace(s.c, cold=True)
+    xp = s.xp
+    v = np.zeros((1, c.T), np.int64)
+    v[0, 2:5] = 1
+    nv, npool = xp.astype(xp.asarray(v), s.gv.dtype), xp.astype(xp.asarray(np.zeros(1, np.int64)), s.gp.dtype)
+    return pb, s, c, nv, npool, PL._evaluate_plan(pb, c, s.pr, nv, npool, xp=xp, d=s.d)
+
+
+def test_a_block_moves_whole_into_the_wind_where_no_window_reaches_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polish's block shifts (round 19, ``REFILL_SHIFTS``, ``_shift_blocks``): a block at its one level in slots
+    2-4 (no wind) where the wind is in slots 6-8: none of the block refill's windows lowers it (one slot longer
+    runs a fourth full-power slot, one shorter does not do the work), the carbon phase has no row to move; the
+    block moved whole by 4 slots runs in the wind (only the idle GPUs import), valid. The polish moves it there only where asked: with
+    ``REFILL_SHIFTS = ()`` the plan as it is given."""
+    pb, s, c, nv, npool, nev = _shift_start()
+    xp = s.xp
+    assert nev["carbon_g"] > 0 and bool(np.asarray(nev["finished"], bool)[0])
+    assert PS._refill_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None)[3] == 0
+    assert PS._phase(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, "carbon", None, None, flips=True)[3] == 0
+    sv, sp, sev, k = PS._shift_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None, None)
+    assert k == 1 and np.flatnonzero(np.asarray(xp.to_numpy(sv))[0] > 0).tolist() == [6, 7, 8]
+    idle = PL._evaluate_plan(pb, c, s.pr, xp.zeros((1, c.T), nv.dtype), npool, xp=xp, d=s.d)["carbon_g"]  # (idle)
+    assert sev["carbon_g"] == pytest.approx(idle, rel=1e-12) and sev["carbon_g"] < nev["carbon_g"]
+    assert sev["objective"] < nev["objective"] and bool(np.asarray(sev["finished"])[0])
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    qv, qp, qev, kq = PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None)
+    assert kq > 0 and qev["carbon_g"] == pytest.approx(idle, rel=1e-12)
+    assert kernels.check_result(pb, s.result(qv, qp, qev)) == []
+    monkeypatch.setattr(PS, "REFILL_SHIFTS", ())
+    assert PS._shift_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None, None)[3] == 0
+    assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None)[3] == 0
+
+
+#: seed-31 cases whose cold searched plan (:func:`_searched_without_flips`), polished without the block shifts
+#: (``REFILL_SHIFTS = ()``), has a block the shifts move (round 19: case 20 of the 40)
+SHIFT_CASES = (20,)
+
+
+@functools.cache
+def _polished_without_shifts(i: int, backend: str = "numpy", device: str = "cpu") -> tuple[Any, ...]:
+    """Seed-31 case ``i``'s cold searched plan (:func:`_searched_without_flips`) polished without the block shifts
+    (``REFILL_SHIFTS = ()``), on an unlimited meter."""
+    pb, s, c, nv, npool, nev = _searched_without_flips(i)
+    keep = PS.REFILL_SHIFTS
+    PS.REFILL_SHIFTS = ()
+    try:
+        pv, pp, pev, _ = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
+    finally:
+        PS.REFILL_SHIFTS = keep
+    return pb, s, c, pv, pp, pev
+
+
+@pytest.mark.parametrize("i", SHIFT_CASES)
+def test_a_shifted_block_and_the_carbon_phase_after_it_lower_the_polished_plan(
+        i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the plan the polish without the shifts leaves (its refill settled), ``_shift_blocks`` moves one finished
+    non-preemptible row that does not run now whole: one unbroken block of its length before, by one of
+    ``REFILL_SHIFTS``; the other rows it changes are preemptible (the carbon phase after it: the block shifted alone
+    does not pass the exact test, the two together do); the plan keeps every rule, carbon and the objective fall, every job stays finished (on time), the greedy still dominated. The polish
+    with the shifts ends lower than without them (unlimited meter); without them it returns the plan as it is."""
+    pb, s, c, nv, npool, nev = _polished_without_shifts(i)
+    xp = s.xp
+    sv, sp, sev, k = PS._shift_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None)
+    v0, v1 = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(sv))
+    changed = np.flatnonzero((v0 != v1).any(1))
+    blocks = changed[~c.preempt[changed]]
+    assert k == changed.size > blocks.size == 1  # (the block and the rows the carbon phase moved)
+    r = int(blocks[0])
+    on0, on1 = np.flatnonzero(v0[r] > 0), np.flatnonzero(v1[r] > 0)
+    assert c.rpool[r] < 0 and on1.size == on0.size and on1[-1] - on1[0] + 1 == on1.size
+    assert int(on1[0] - on0[0]) in PS.REFILL_SHIFTS
+    alone = xp.copy(nv)  # (the block shifted, the other rows as they were: not lower, the pair is)
+    alone[r] = sv[r]
+    aev = PL._evaluate_plan(pb, c, s.pr, alone, npool, xp=xp, d=s.d)
+    assert not PS._passes(c, "blocks", nev, aev, *PS._row_status(nev)[::3], s.gev)
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    pb0, s0, c0, nv0, np0, nev0 = _searched_without_flips(i)
+    on = PS.polish(pb0, s0.xp, c0, s0.pr, s0.d, s0.tb, nv0, np0, nev0, s0.gev, None, math.inf)
+    assert on[2]["objective"] < nev["objective"] and kernels.check_result(pb0, s0.result(*on[:3])) == []
+    monkeypatch.setattr(PS, "REFILL_SHIFTS", ())
+    assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)[3] == 0
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_shifted_blocks_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
+    """torch: the block shifts give the numpy plan and pools, on the constructed instance and case by case (from the
+    numpy polish's plan without them)."""
+    outs = []
+    for backend, device in (("numpy", "cpu"), be):  # backends
+        pb, s, c, nv, npool, nev = _shift_start(backend, device)
+        sv, sp, _, k = PS._shift_blocks(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, None, None)
+        outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+    for i in SHIFT_CASES:  # cases
+        _, s0, _, nv0, np0, _ = _polished_without_shifts(i)
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb, s, c, nv, npool, nev = _numpy_plan_on(CASES[i], s0, nv0, np0, backend, device)
+            sv, sp, _, k = PS._shift_blocks(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+    for (va, pa, ka), (vb, pb_, kb) in zip(outs[::2], outs[1::2]):  # (numpy, torch) per instance
+        assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_)
+
+
 #: seed-0 corpus instances where the polish's one-for-two pool exchanges (``POOL_TRADES``) move rows on the plan the rest
 #: of the polish leaves from the greedy's cold search (round 17: 119 and 17; none of the 40 seed-31 cases, whose
 #: searched plans that do all their work leave no such trade)
@@ -2907,10 +3039,12 @@ def test_the_polish_asks_the_block_refill_once_its_moves_settle_and_a_blocks_wat
     none, then rounds of the swap phase with the watt exchanges a block gives (``block_watts``): the refill is
     never asked before its moves have settled (asked in their rounds it ended seed-0 corpus-77 0.03% higher), nor
     a block's watts before the refill has settled (seed-1 corpus-151 0.97% higher), and the trades and the carbon
-    phase not in the last stage. Seed-31 case 10's searched plan, whose refill moves blocks. (Round 18's mutation
-    audit: with the refill's stage first, no test failed.)"""
+    phase not in the last stage; the block shifts (``_shift_blocks``) only in the refill's stage, each right after a
+    refill that moves no row (the phases it runs inside are left out of the order). Seed-31 case 10's searched plan,
+    whose refill moves blocks. (Round 18's mutation audit: with the refill's stage first, no test failed.)"""
     pb, s, c, nv, npool, nev = _searched_without_block_swaps(10)
     seen: list[tuple[str, int]] = []
+    shifts: list[int] = []  # (where in ``seen`` each shift was asked)
 
     def spy(name: str, real: Any) -> Any:
         def call(*a: Any, **k: Any) -> Any:
@@ -2919,8 +3053,18 @@ def test_the_polish_asks_the_block_refill_once_its_moves_settle_and_a_blocks_wat
             return out
         return call
 
+    def shift(real: Any) -> Any:
+        def call(*a: Any, **k: Any) -> Any:
+            at = len(seen)
+            shifts.append(at)
+            out = real(*a, **k)
+            del seen[at:]  # (its own carbon phase)
+            return out
+        return call
+
     for name in ("_phase", "_swaps", "_trades", "_refill_blocks"):  # the moves the polish asks
         monkeypatch.setattr(PS, name, spy(name, getattr(PS, name)))
+    monkeypatch.setattr(PS, "_shift_blocks", shift(PS._shift_blocks))
     monkeypatch.setattr(PS, "power_search", lambda *a, **k: (a[6], a[7], k["ev"], 0))  # (its rounds' moves only)
     PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
     names = [n for n, _ in seen]
@@ -2930,6 +3074,7 @@ def test_the_polish_asks_the_block_refill_once_its_moves_settle_and_a_blocks_wat
     assert first_refill < first_bw and seen[first_bw - 1] == ("_refill_blocks", 0), seen
     assert "_refill_blocks" not in names[:first_refill] and set(names[first_bw:]) == {"_swaps_bw"}, seen
     assert any(k for n, k in seen if n == "_refill_blocks"), seen
+    assert shifts and all(first_refill < at <= first_bw and seen[at - 1] == ("_refill_blocks", 0) for at in shifts)
     monkeypatch.setattr(PS, "EXCHANGE_WATTS", False)  # (no watt exchanges: no stage of a block's watts)
     seen.clear()
     PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
