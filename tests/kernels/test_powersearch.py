@@ -1524,7 +1524,8 @@ def test_a_plan_is_close_only_with_a_bound_its_work_done_and_within_the_stop_gap
 
 def _no_polish(monkeypatch: pytest.MonkeyPatch) -> None:
     """The polish's moves all off (``PS.polish`` then returns the plan as it is given)."""
-    for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS", "BLOCK_REFILL", "POOL_TRADES", "POOL_CHAINS"):
+    for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS", "BLOCK_REFILL", "POOL_TRADES", "POOL_CHAINS",
+                 "SHADOW_CAP"):
         monkeypatch.setattr(PS, name, False)
 
 
@@ -2374,6 +2375,7 @@ def test_the_block_refill_runs_while_it_moves_rows_past_the_polish_meter(monkeyp
         return out
 
     monkeypatch.setattr(PS, "_refill_blocks", spy)
+    monkeypatch.setattr(PS, "SHADOW_CAP", 0.0)  # (the move past the cap, last, runs the stages again on its own cells)
     got = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, 1.0)
     assert len(moved) >= 3 and moved[-1] == 0 and all(k > 0 for k in moved[:-1]), moved
     assert got[2]["objective"] < nev["objective"] and kernels.check_result(pb, s.result(*got[:3])) == []
@@ -2608,14 +2610,17 @@ TRADE_CASES = (119, 17)
 @functools.cache
 def _polished_without(move: str, i: int) -> tuple[Any, ...]:
     """Seed-0 corpus-``i``'s cold searched plan (:func:`_searched_without_flips`) polished with the polish's
-    ``move`` (a switch of :mod:`kernels.powersearch`) off, on an unlimited meter."""
+    ``move`` (a switch of :mod:`kernels.powersearch`) off, on an unlimited meter; and the move past the cap
+    (``SHADOW_CAP``, round 19: the polish's last, after every move the earlier rounds' cases test) off too."""
     pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
-    keep = getattr(PS, move)
-    setattr(PS, move, False)
+    keep = {m: getattr(PS, m) for m in (move, "SHADOW_CAP")}
+    for m in keep:  # (off)
+        setattr(PS, m, False)
     try:
         pv, pp, pev, _ = PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, math.inf)
     finally:
-        setattr(PS, move, keep)
+        for m, v in keep.items():  # (restored)
+            setattr(PS, m, v)
     return pb, s, c, pv, pp, pev
 
 
@@ -2690,6 +2695,7 @@ def _makes_only_where_asked(i: int, flag: str, polished_without: Any, monkeypatc
     assert on[2]["objective"] < pev["objective"] and on[2]["carbon_g"] < pev["carbon_g"]
     assert kernels.check_result(pb, s.result(*on[:3])) == []
     monkeypatch.setattr(PS, flag, False)
+    monkeypatch.setattr(PS, "SHADOW_CAP", False)  # (off in ``polished_without`` too: the polish's last move)
     assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, None, math.inf)[3] == 0
 
 
@@ -2811,6 +2817,7 @@ def test_the_polish_draws_on_what_the_search_left(monkeypatch: pytest.MonkeyPatc
     pb, s, c, nv, npool, nev = _searched_without_flips(25)
     rounds = [0]
     real_phase = PS._phase
+    monkeypatch.setattr(PS, "SHADOW_CAP", 0.0)  # (the move past the cap runs the stages again on its own cells)
 
     def counting(*a: Any, **k: Any) -> Any:
         rounds[0] += bool(k.get("flips"))
@@ -2925,6 +2932,7 @@ def test_the_polish_gives_a_blocks_watts_last_and_never_ends_higher(seed: int, i
     (asked in each of their rounds they changed their path: seed-1 corpus-151 ended 0.97% higher)."""
     pb = make(*_family(seed)[i])
     objs = []
+    monkeypatch.setattr(PS, "SHADOW_CAP", 0.0)  # (the move past the cap, round 19, ends 118 at the same plan either way)
     for on in (False, True):  # off, on
         monkeypatch.setattr(PS, "BLOCK_WATTS", on)
         res = kernels.plan(pb)
@@ -3000,6 +3008,80 @@ def test_the_polish_under_a_lowered_wind_is_the_numpy_one_on_torch(be: tuple[str
         assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
 
 
+#: seed-0 corpus instances whose plan, the rest of the polish done, sits at the site's cap in slots where rows run at
+#: their top levels while others are out (round 19, ``SHADOW_CAP``): 118 (slots 18-19, the cheapest; the MILP runs
+#: eleven rows at their two lowest levels there; corpus-7, whose kernels.plan plan the move takes to 1.0198 x the
+#: carbon LP, does not reach it from the greedy's cold search)
+CAP_CASES = (118,)
+
+
+def _polished_without_cap_shadow(i: int) -> tuple[Any, ...]:
+    """:func:`_polished_without` the polish's move past the cap (``SHADOW_CAP``)."""
+    return _polished_without("SHADOW_CAP", i)
+
+
+@pytest.mark.parametrize("i", CAP_CASES)
+def test_the_polish_under_dearer_capped_slots_runs_more_rows_lower_there(i: int, monkeypatch: pytest.MonkeyPatch
+                                                                          ) -> None:
+    """The polish's move past the cap (round 19, ``SHADOW_CAP``, :func:`PS._cap_shadow`): on the plan the rest of the
+    polish leaves (settled: its stages move no row again), its stages with the carbon of the slots at the site's cap
+    raised and then with the true carbon, judged as one move: carbon and the objective fall, more work is done in
+    the capped slots for watts within the cap (more rows there, at lower levels on average), every job stays finished
+    (on time), the plan keeps every rule (checker), the greedy still dominated. With the carbon not raised the move
+    changes nothing."""
+    pb, s, c, pv, pp, pev = _polished_without_cap_shadow(i)
+    xp = s.xp
+    at = PS._capped_slots(c, pev)
+    assert at.any()
+    assert PS._polish_stages(pb, xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, {"left": math.inf}, None)[3] == 0
+    sv, sp, sev, k = PS._cap_shadow(pb, xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, {"left": math.inf}, None)
+    assert k > 0 and sev["carbon_g"] < pev["carbon_g"] and sev["objective"] < pev["objective"]
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    lost, late = _late_or_lost(c, pev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    v0, v1 = (np.asarray(xp.to_numpy(v)).astype(np.int64)[:, at] for v in (pv, sv))
+    assert (v1 > 0).sum() > (v0 > 0).sum()  # (more rows run in the capped slots ...)
+    assert v1[v1 > 0].mean() < v0[v0 > 0].mean()  # (... at lower levels)
+    monkeypatch.setattr(PS, "SHADOW_CAP", 0.0)  # (the stages under the true carbon: nothing moves)
+    assert PS._cap_shadow(pb, xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, {"left": math.inf}, None)[3] == 0
+
+
+@pytest.mark.parametrize("i", CAP_CASES)
+def test_the_polish_makes_the_move_past_the_cap_only_where_asked(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SHADOW_CAP`` on, the polish of the cold searched plan ends lower than with it off, valid; off, the polish of
+    the plan it left returns it as it is (both on an unlimited meter)."""
+    _makes_only_where_asked(i, "SHADOW_CAP", _polished_without_cap_shadow, monkeypatch)
+
+
+def test_kernels_plan_moves_past_the_cap_and_never_ends_higher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kernels.plan`` with ``SHADOW_CAP`` ends lower than without on seed-0 corpus-118 (1.0262 -> 1.0188 x the carbon
+    LP, round 19), every job finished; the move is kept only where it lowers the objective."""
+    pb = make(*_family(0)[118])
+    res = []
+    for on in (0.0, PS.SHADOW_CAP):  # off, on
+        monkeypatch.setattr(PS, "SHADOW_CAP", on)
+        r = kernels.plan(pb)
+        assert kernels.check_result(pb, r) == [] and int(r.diagnostics["unfinished_jobs"]) == 0
+        res.append(r)
+    assert res[1].objective < res[0].objective and res[1].carbon_g_total < res[0].carbon_g_total
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_the_polish_under_dearer_capped_slots_is_the_numpy_one_on_torch(be: tuple[str, str]) -> None:
+    """torch: the polish's move past the cap (``SHADOW_CAP``) gives the numpy plan, case by case."""
+    for i in CAP_CASES:  # cases
+        _, s0, _, pv0, pp0, _ = _polished_without_cap_shadow(i)
+        outs = []
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, pv0, pp0, backend, device)
+            sv, sp, _, k = PS._cap_shadow(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, {"left": math.inf},
+                                          None)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+        (va, pa, ka), (vb, pb_, kb) = outs
+        assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+
+
 def test_the_trades_take_the_best_trade_that_keeps_the_room(monkeypatch: pytest.MonkeyPatch) -> None:
     """``_trades`` tries the trades one at a time, largest estimated saving first (up to ``HALVINGS + 1`` of them),
     and takes the first whose plan keeps the room (``_within_room``) and passes the exact test (which does not look
@@ -3043,6 +3125,7 @@ def test_the_polish_asks_the_block_refill_once_its_moves_settle_and_a_blocks_wat
     refill that moves no row (the phases it runs inside are left out of the order). Seed-31 case 10's searched plan,
     whose refill moves blocks. (Round 18's mutation audit: with the refill's stage first, no test failed.)"""
     pb, s, c, nv, npool, nev = _searched_without_block_swaps(10)
+    monkeypatch.setattr(PS, "SHADOW_CAP", 0.0)  # (the move past the cap, last, runs the stages again)
     seen: list[tuple[str, int]] = []
     shifts: list[int] = []  # (where in ``seen`` each shift was asked)
 
