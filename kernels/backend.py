@@ -22,6 +22,14 @@ except ImportError:  # (another numpy layout: the public function, the same numb
     _einsum = np.einsum
 
 
+# np.where's and np.concatenate's own C functions, without the __array_function__ dispatch in front of them (its
+# Python-level relevant-arguments call: ~0.5-1 us of a 5-7 us call on the power search's small tables; round 19,
+# H2); the same function, so the same results (another numpy without them: the public functions)
+_where = getattr(np.where, "_implementation", np.where)
+_concat = getattr(np.concatenate, "_implementation", np.concatenate)
+_min = np.minimum.reduce  # (an array's min without ndarray.min's Python-level wrapper)
+
+
 def _cumsum_rows(a: Any, dtype: Any = None) -> Any:
     """``np.cumsum(a, axis=0, dtype=dtype)`` of a 2-D array, accumulated along the rows of its transposed
     contiguous copy (numpy's accumulate along axis 0 walks strided memory: 2x slower on a 20,000 x 192 int
@@ -71,7 +79,7 @@ class Ops:
         # call, a quarter of a small table's np.where)
         if not (isinstance(a, np.ndarray) and a.dtype.kind in "biu" and isinstance(c, np.ndarray)
                 and c.dtype == np.bool_):
-            return np.where(c, a, b)
+            return _where(c, a, b)
         # an integer or boolean array kept where a boolean mask holds, zero elsewhere: a product (the same
         # values and dtype as np.where, 5-7x faster on a (J, T) int8 table; np.where has no SIMD path)
         if type(b) in (int, bool) and not b:
@@ -83,7 +91,7 @@ class Ops:
         if isinstance(b, np.ndarray) and a.dtype == b.dtype and a.dtype in (np.int8, np.uint8):
             # two byte tables: b + (a - b) * c in wrap-around byte arithmetic is a or b exactly (3-4x np.where)
             return b + (a - b) * c
-        return np.where(c, a, b)
+        return _where(c, a, b)
 
     def maximum(self, a: Any, b: Any) -> Any:
         return np.maximum(a, b)
@@ -111,7 +119,7 @@ class Ops:
         return a.sum(axis=axis)
 
     def concatenate(self, arrs: list[Any], axis: int = 0) -> Any:
-        return np.concatenate(arrs, axis=axis)
+        return _concat(arrs, axis=axis)
 
     def stack(self, arrs: list[Any], axis: int = 0) -> Any:
         # arrays of one rank: each given the new axis as a view and joined (np.stack's Python-level checks and
@@ -120,11 +128,12 @@ class Ops:
         if nd >= 0 and all(isinstance(x, np.ndarray) and x.ndim == nd for x in arrs):  # (a handful)
             ax = axis % (nd + 1)
             at = (slice(None),) * ax + (None,)
-            return np.concatenate([x[at] for x in arrs], ax)  # (the arrays)
+            return _concat([x[at] for x in arrs], ax)  # (the arrays)
         return np.stack(arrs, axis=axis)
 
     def flip(self, a: Any, axis: int) -> Any:
-        return np.flip(a, axis=axis)
+        # (the reversed view np.flip returns, without its Python-level axis normalisation)
+        return a[(slice(None),) * (axis % a.ndim) + (slice(None, None, -1),)]
 
     # -- indexing
     def searchsorted(self, sorted_1d: Any, values: Any) -> Any:
@@ -166,14 +175,24 @@ class Ops:
         """``a`` usable as an index array (numpy takes int8 indices as they are; torch needs int64)."""
         return a
 
+    #: :meth:`take_along` gathers by flat positions from this many indices (below it the fancy index costs less
+    #: than the flat positions and the check that no index is negative; round 19, H2, alternating at load ~4:
+    #: (30, 180) by (30, 180) 35.9 -> 29.1 us, (30, 30, 6) by (30, 30, 1) 11.6 -> 10.0 us, (30, 30) by (30, 1)
+    #: 5.3 -> 8.1 us)
+    TAKE_FLAT_MIN = 128
+
     def take_along(self, a: Any, idx: Any, axis: int) -> Any:
         # along the last axis with the same leading shape (every call in the planner): one fancy index on
         # the (rows, m) view, the same values as np.take_along_axis at about 0.6x its cost on the small
-        # tables of the power search, where its Python-level index building dominated (round 11, H1)
+        # tables of the power search, where its Python-level index building dominated (round 11, H1); from
+        # ``TAKE_FLAT_MIN`` indices, none negative, each plus its row's first flat position, one np.take
         nd = a.ndim
         if (nd >= 2 and idx.ndim == nd and axis in (-1, nd - 1) and a.shape[:-1] == idx.shape[:-1]
                 and idx.dtype.kind in "iu"):
-            a2 = a.reshape(-1, a.shape[-1])
+            m = a.shape[-1]
+            if idx.size >= self.TAKE_FLAT_MIN and _min(idx, None) >= 0:
+                return a.reshape(-1).take(idx + np.arange(0, a.size, m).reshape(a.shape[:-1] + (1,)))
+            a2 = a.reshape(-1, m)
             return a2[np.arange(a2.shape[0])[:, None], idx.reshape(a2.shape[0], -1)].reshape(idx.shape)
         return np.take_along_axis(a, idx, axis=axis)
 
@@ -235,6 +254,8 @@ class Ops:
                 and m.shape[0] * m.shape[1] >= self.COUNT_NONZERO_WORDS_MIN_CELLS):
             lanes = m.view(np.uint64).sum(1, dtype=np.uint64)
             return lanes.view(np.uint8).reshape(m.shape[0], 8).sum(1, dtype=np.int64)
+        if isinstance(m, np.ndarray) and m.dtype == np.bool_:  # (np.count_nonzero's own sum, without its Python
+            return m.sum(axis=axis, dtype=np.intp)              # wrapper's dtype tests: 2-3 us a call)
         return np.count_nonzero(m, axis=axis)
 
     #: :meth:`level_counts` counts the (row, level) pairs in one ``np.bincount`` up to this many ``(n, T)``

@@ -2517,9 +2517,10 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
     for v0 in range(1, V, blk):  # blocks of power levels
         lv = ld[:, None, v0:v0 + blk]
         fits = True if room_free else room[:, :, None] >= lv
-        ok = ((avail[:, :, None] & fits & (wk[:, v0:v0 + blk] > 0)[:, None, :])
-              | ((sub[:, :, None] == xp.arange(V)[v0:v0 + blk][None, None, :]) & (inwin & stays[:, None])[:, :, None]
-                 & (shift is None)))
+        ok = avail[:, :, None] & fits & (wk[:, v0:v0 + blk] > 0)[:, None, :]
+        if shift is None:  # (the current levels: with a shift only where they fit, as any other)
+            ok = ok | ((sub[:, :, None] == xp.arange(V)[v0:v0 + blk][None, None, :])
+                       & (inwin & stays[:, None])[:, :, None])
         cv = d.kappa[None, :, None] * (xp.maximum(fac_o[:, :, None] + lv - wind[None, :, None], 0.0) - imp_o[:, :, None])
         if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
             cv = cv + ((price[0][pl] + price[1][d.tenant[rows]]) * g[:, None])[:, :, None]
@@ -2714,10 +2715,12 @@ HULL_LEVELS_MIN_CELLS = 4096
 
 def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, Any, Any]:
     """The lower convex hull of each (row, slot)'s options (``C : (n, T, V)`` costs, ``wk : (n, V)`` work per
-    level, :func:`_options`) from "off": per hull step ``s < V - 1`` its cost per work ``K`` (``inf``: no
+    level, :func:`_options`) from "off": per hull step ``s < S'`` its cost per work ``K`` (``inf``: no
     such step; ``-inf``: the forced first step of a kept slot 0, ``forced0 : (n, T)``), work ``DW``, cost
-    ``DC`` and the level it ends at ``TO``, each ``(n, T, V - 1)``. Of equal slopes the farthest level (one
-    step). ``work``: the pools' ``(P, V)`` work table (the levels a step may end at, below)."""
+    ``DC`` and the level it ends at ``TO``, each ``(n, T, S')``: ``S' <= V - 1`` the hull steps some cell takes
+    (at least 1; the steps no cell takes, "no step" everywhere, left out: every use of the tables gives the
+    same with or without them). Of equal slopes the farthest level (one step). ``work``: the pools' ``(P, V)``
+    work table (the levels a step may end at, below)."""
     # gift wrapping, one pass per hull step; each pass walks the levels one (n, T) table at a time, keeping
     # the farthest point of the smallest slope so far (elementwise: the same numbers as an argmin over a
     # short last axis and three gathers, at about half the CPU on these few levels; round 12)
@@ -2738,10 +2741,10 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
         fin_v = [xp.isfinite(x) for x in c_v]
         c0_v = [xp.where(f, x, 0.0) for f, x in zip(fin_v, c_v)]
         w_v = [wk[:, v][:, None] for v in range(V)]
-    else:
-        fin = xp.isfinite(C)
-        c0 = xp.where(fin, C, 0.0)
-        w3 = wk[:, None, :]
+    else:  # (the levels reversed once: an argmin's first index is then the last level of the smallest slope)
+        fin_r = xp.flip(xp.isfinite(C), 2)
+        c0_r = xp.where(fin_r, xp.flip(C, 2), 0.0)
+        w3_r = xp.flip(wk, 1)[:, None, :]
     for s in range(S):  # hull steps (at most one per level)
         v0 = s + 1 if rising else 0
         if by_level:
@@ -2760,40 +2763,38 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
         else:
             # the levels v0.. as one (n, T, V - v0) table: the last index of the smallest slope (the first
             # of the reversed levels), the same numbers as the pass per level
-            dw3 = w3[:, :, v0:] - cw[:, :, None]
-            valid3 = fin[:, :, v0:] & (dw3 > 1e-9)
-            dc3 = c0[:, :, v0:] - cc[:, :, None]
-            sl3 = xp.where(valid3, dc3 / xp.where(valid3, dw3, 1.0), inf)
-            j = (V - v0 - 1) - xp.argmin(xp.flip(sl3, 2), 2)
+            m = V - v0  # (the levels v0.. are the first m of the reversed tables)
+            dw3 = w3_r[:, :, :m] - cw[:, :, None]
+            valid3 = fin_r[:, :, :m] & (dw3 > 1e-9)
+            dc3 = c0_r[:, :, :m] - cc[:, :, None]
+            with np.errstate(divide="ignore", invalid="ignore"):  # (the quotients where not valid are dropped)
+                sl3 = xp.where(valid3, dc3 / dw3, inf)
+            jr = xp.argmin(sl3, 2)
             # the three tables read at one flat index (the same cells as a take_along each)
-            at = xp.arange(n * T).reshape(n, T) * (V - v0) + j
+            at = xp.arange(n * T).reshape(n, T) * m + jr
             sb, dwb, dcb = (xp.take(x, at) for x in (sl3, dw3, dc3))
-            b = j + v0
+            b = (V - 1) - jr
         has = xp.isfinite(sb)
         dwb = xp.where(has, dwb, 0.0)
         dcb = xp.where(has, dcb, 0.0)
-        key = xp.where(has, sb, inf)
+        key = sb  # (a slope is finite or inf: no step)
         if s == 0:
             key = xp.where(forced0 & has, -inf, key)
+        # no cell took a step: none takes a later one (its point and candidates stay, or shrink where the levels
+        # rise), so this and the later steps are "no step" in every cell: left out (the corpus's hulls end by the
+        # fourth of six steps: a third of the passes saved, and the tables after them a third shorter)
+        if s and s < S - 1 and not bool(xp.any(has)):
+            break
+        cur = xp.where(has, b, cur)
         st_key.append(key)
         st_dw.append(dwb)
         st_dc.append(dcb)
-        st_to.append(xp.where(has, b, cur))
+        st_to.append(cur)
         cw = cw + dwb
         cc = cc + dcb
-        cur = xp.where(has, b, cur)
-        if s < S - 1 and not bool(xp.any(has)):
-            # no cell took a step: none takes a later one (its point and candidates stay, or shrink where the
-            # levels rise), so the later steps are "no step" as a pass would write them (the corpus's hulls
-            # end by the fourth of six steps: a third of the passes saved)
-            none_k, zero = xp.full((n, T), inf, xp.f64), xp.zeros((n, T), xp.f64)
-            for _ in range(s + 1, S):  # the hull steps left
-                st_key.append(none_k)
-                st_dw.append(zero)
-                st_dc.append(zero)
-                st_to.append(cur)
+        if s == 0 and S > 1 and not bool(xp.any(has)):  # (no step at all: one column of "no step")
             break
-    K = xp.stack(st_key, 2)  # (n, T, S)
+    K = xp.stack(st_key, 2)  # (n, T, S')
     DW = xp.stack(st_dw, 2)
     DC = xp.stack(st_dc, 2)
     TO = xp.stack(st_to, 2)
@@ -2813,14 +2814,13 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     ``forced : (n, T)``: the cells whose first hull step is taken first and never given back (instead of a kept
     slot 0: :func:`_refill_blocks`'s block windows)."""
     T = c.T
-    V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
     C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool, use=use) if opts is None else opts
     inf = float("inf")
     forced0 = (tt == 0) & keep0[:, None] if forced is None else forced
     K, DW, DC, TO = _hull(xp, C, wk, forced0, tb.work)
-    S = V - 1
+    S = int(K.shape[2])  # (the hull steps some cell takes: _hull)
     # before a deadline, an unfinished row's work is worth ``extra`` more (the late part of its penalty)
     before_dl = (tt < d.dl[rows][:, None])[:, :, None]
     K = xp.where(xp.isfinite(K), K - xp.where(before_dl, extra[:, None, None], 0.0), K)
@@ -2971,23 +2971,26 @@ def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any,
     cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
     cc = xp.cumsum(xp.where(vs, xp.take_along(dca, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
     # per order and cell the fewest next steps that cover what it loses (the first k that reaches, as a
-    # count; 0 where the surplus does or none do) and their cost (0 where the surplus covers it, inf
-    # where none do): the smallest k that reaches written last, one (n, 1 + S, T) table per k (no
-    # (n, 1 + S, T, ka) table and reductions along its short last axis: a third less CPU, the same values)
-    c_in = xp.full((n, 1 + S, T), inf, xp.f64)
-    few = xp.zeros((n, 1 + S, T), xp.i64)
-    for k in range(ka - 1, -1, -1):  # next steps bought (at most EXCHANGE_ADD), the last first
-        r_k = vs[:, :, k, None] & (cw[:, :, k, None] >= lose_t)
-        c_in = xp.where(r_k, cc[:, :, k, None], c_in)
-        few = xp.where(r_k, k + 1, few)
+    # count; 0 where the surplus does or none do) and their cost (0 where the surplus covers it, inf where
+    # none do): the valid picks are a prefix and their work rises along it, so the first that reaches is
+    # the count of valid picks below what the cell loses (as the smallest k that reaches written last, one
+    # (n, 1 + S, T) table per k: the same values in fewer tables; round 19)
+    cwv = xp.where(vs, cw, inf)  # (invalid picks never below)
+    below = xp.astype(cwv[:, :, 0, None] < lose_t, xp.i64)  # (ka >= 1: T > 0)
+    for k in range(1, ka):  # next steps bought (at most EXCHANGE_ADD)
+        below = below + xp.astype(cwv[:, :, k, None] < lose_t, xp.i64)
+    ccv = xp.concatenate([xp.where(vs, cc, inf), xp.full((n, 1 + S, 1), inf, xp.f64)], 2)  # (none reaches: inf)
+    c_in = xp.take_along(ccv, below, 2)  # (n, 1 + S, T)
     c_add = xp.where(found0, 0.0, c_in)
-    fewest = xp.where(found0, 0, few)
-    # never the given-back cell's own next step; of equal costs the first order
-    f_o = xp.take_along(fewest, o, 2)  # (n, 1 + S, ka) the fewest steps of each order's k-th pick's cell
-    own = None
-    for k in range(ka):  # picks: the cells whose own next step an order buys
-        own_k = (f_o[:, :, k] > k)[:, :, None] & (o[:, :, k, None] == tt[:, None, :])
-        own = own_k if own is None else own | own_k
+    fewest = xp.where(found0 | ~xp.isfinite(c_in), 0, below + 1)
+    # never the given-back cell's own next step: each order's k-th valid pick's cell at position k (an order's
+    # valid picks are distinct cells; the others, which no count reaches, go to one spare cell), "own" where
+    # the fewest steps of that cell reach past its position; of equal costs the first order
+    nc = n * (1 + S) * T
+    pos = xp.full((nc + 1,), ka, xp.i64)
+    pos[xp.where(vs, o + (xp.arange(n * (1 + S)) * T).reshape(n, 1 + S, 1), nc).reshape(-1)] = (
+        kk + xp.zeros((n, 1 + S, 1), xp.i64)).reshape(-1)
+    own = pos[:nc].reshape(n, 1 + S, T) < fewest
     c_add = xp.where(own, inf, c_add)
     o_best = xp.argmin(c_add, 1)  # (n, T)
     c_best = xp.take_along(c_add, o_best[:, None, :], 1)[:, 0]
@@ -3069,14 +3072,17 @@ def _cheapest(xp: Ops, q: Any, k: int) -> tuple[Any, Any]:
         return o, xp.take_along(q, o, -1)
     lead = tuple(int(x) for x in q.shape[:-1])
     q2 = xp.copy(q.reshape(-1, T))
-    ri = xp.arange(int(q2.shape[0]))
-    cols, vals = [], []
-    for _ in range(k):  # picks
+    R = int(q2.shape[0])
+    at = xp.arange(R) * T  # (each row's first cell in the flat table)
+    q1 = q2.reshape(-1)
+    cols, vals = xp.empty((R, k), xp.i64), xp.empty((R, k), q.dtype)  # (written a pick at a time: no stack)
+    for i in range(k):  # picks
         j = xp.argmin(q2, 1)
-        cols.append(j)
-        vals.append(q2[ri, j])
-        q2[ri, j] = float("inf")
-    return xp.stack(cols, 1).reshape(lead + (k,)), xp.stack(vals, 1).reshape(lead + (k,))
+        cols[:, i] = j
+        f = at + j
+        vals[:, i] = q1[f]
+        q1[f] = float("inf")
+    return cols.reshape(lead + (k,)), vals.reshape(lead + (k,))
 
 
 def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, new_sub: Any, new_pool: Any,

@@ -187,17 +187,18 @@ def _best_pair_gain(h: dict[str, Any], j: int) -> float:
     return best
 
 
+@pytest.mark.parametrize("T", [9, 40])
 @pytest.mark.parametrize("by_order", [False, True])
 @pytest.mark.parametrize("seed", range(40))
-def test_the_exchange_keeps_each_row_whole_and_never_costs_more(seed: int, by_order: bool,
+def test_the_exchange_keeps_each_row_whole_and_never_costs_more(seed: int, by_order: bool, T: int,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """On seeded families of hull rows: every cell's steps stay a prefix of its options (a forced slot 0
     keeps its first step), the reported work and cost are those of the steps taken, a row that reaches its
     target still does, a row below it is left alone, the cost never rises, and it is at least as good as
     the best single give-back-one, take-one exchange (brute force). Both ways: every order at once, and
     one order at a time (``_orders_one_by_one``, above ``EXCHANGE_ORDERS_MAX_CELLS``), which give the same
-    rows bit for bit."""
-    h = _hull_rows(seed)
+    rows bit for bit; on 9 slots (``_cheapest`` sorts) and 40 (it picks by argmins)."""
+    h = _hull_rows(seed, T=T)
     monkeypatch.setattr(PS, "EXCHANGE_ORDERS_MAX_CELLS", 10**9)
     at_once = _run_exchange(h)
     monkeypatch.setattr(PS, "EXCHANGE_ORDERS_MAX_CELLS", 0 if by_order else 10**9)
@@ -216,6 +217,29 @@ def test_the_exchange_keeps_each_row_whole_and_never_costs_more(seed: int, by_or
     assert (cost <= h["cost"] + 1e-9).all()
     for j in np.flatnonzero(reach):
         assert h["cost"][j] - cost[j] >= _best_pair_gain(h, j) - 1e-6, f"row {j} misses a better exchange"
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("T", [5, 9, 40])
+def test_cheapest_is_the_stable_sorts_first_k(be: tuple[str, str], T: int) -> None:
+    """``_cheapest(q, k)``: the first ``k`` columns of each row's stable argsort (ties by column) and their values,
+    where the row has at least ``k`` finite entries (past them any column, valued inf), on (rows, orders, T)
+    tables with ties and infinities; both ways (one sort where ``8 k >= T``, ``k`` argmins above), every backend."""
+    from kernels.backend import get_ops
+
+    xp = get_ops(*be)
+    rng = np.random.default_rng(T)
+    for k in (1, 3):
+        q = rng.integers(0, 6, (7, 4, T)).astype(np.float64)
+        q[rng.random(q.shape) < 0.3] = np.inf
+        q[0, 0] = np.inf  # (a row of no finite entry)
+        o, v = (xp.to_numpy(x) for x in PS._cheapest(xp, xp.asarray(q, xp.f64), k))
+        want = np.argsort(q, -1, kind="stable")[..., :k]
+        nfin = np.isfinite(q).sum(-1)[..., None]
+        real = np.arange(k)[None, None, :] < nfin
+        assert o.shape == v.shape == want.shape
+        assert np.array_equal(np.where(real, o, -1), np.where(real, want, -1))
+        assert np.array_equal(v, np.where(real, np.take_along_axis(q, want, -1), np.inf))
 
 
 def test_the_exchange_finds_the_slot_fewer_and_a_level_up() -> None:
@@ -307,8 +331,20 @@ def test_the_hull_is_the_cell_by_cell_gift_wrap(seed: int, rising: bool, by_leve
     monkeypatch.setattr(PS, "HULL_LEVELS_MIN_CELLS", 0 if by_level else 10**9)
     C, wk, forced0, work = _hull_cells(seed, rising)
     got = PS._hull(get_ops("numpy"), C, wk, forced0, work)
-    for a, b in zip(got, _hull_by_cell(C, wk, forced0)):
-        assert np.array_equal(np.asarray(a), b)
+    _same_steps(got, _hull_by_cell(C, wk, forced0))
+
+
+def _same_steps(got: tuple[Any, ...], ref: tuple[Any, ...]) -> int:
+    """``_hull``'s tables ``got`` are the first ``S'`` steps of the gift wrap's ``ref`` (all ``V - 1``), bit for
+    bit, and the steps it leaves out are "no step" in every cell (slope inf, no work or cost, the level reached
+    as after the last step it keeps); returns ``S'`` (at least 1)."""
+    sp = int(np.asarray(got[0]).shape[2])
+    assert 1 <= sp <= ref[0].shape[2]
+    for a, b in zip(got, ref):
+        assert np.asarray(a).shape == b[:, :, :sp].shape and np.array_equal(np.asarray(a), b[:, :, :sp])
+    assert (ref[0][:, :, sp:] == np.inf).all() and (ref[1][:, :, sp:] == 0).all() and (ref[2][:, :, sp:] == 0).all()
+    assert (ref[3][:, :, sp:] == ref[3][:, :, sp - 1:sp]).all()
+    return sp
 
 
 @pytest.mark.parametrize("by_level", [True, False])
@@ -317,8 +353,10 @@ def test_the_hull_is_the_cell_by_cell_gift_wrap(seed: int, rising: bool, by_leve
 def test_the_hull_stops_where_no_cell_takes_a_step(top: int, rising: bool, by_level: bool,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Where no cell has an option above level ``top``, no cell takes a step past its ``top``-th and ``_hull`` stops
-    its passes there (the corpus's hulls end by the fourth of six steps): the steps it writes for the rest are
-    still the cell-by-cell gift wrap's, bit for bit (no step: slope inf, no work or cost, the level reached)."""
+    its passes there (the corpus's hulls end by the fourth of six steps) and leaves the steps no cell takes out
+    of its tables (round 19: the tables after it a third shorter): the steps it keeps are the cell-by-cell gift
+    wrap's, bit for bit, the ones it leaves out "no step" there (slope inf, no work or cost, the level reached),
+    and it keeps exactly the steps some cell takes (one where none does)."""
     from kernels.backend import get_ops
 
     monkeypatch.setattr(PS, "HULL_LEVELS_MIN_CELLS", 0 if by_level else 10**9)
@@ -328,8 +366,8 @@ def test_the_hull_stops_where_no_cell_takes_a_step(top: int, rising: bool, by_le
         ref = _hull_by_cell(C, wk, forced0)
         assert (ref[0][:, :, top:] == np.inf).all() and (ref[3][:, :, -1] > 0).any() == (top > 0)
         got = PS._hull(get_ops("numpy"), C, wk, forced0, work)
-        for a, b in zip(got, ref):
-            assert np.array_equal(np.asarray(a), b)
+        steps = int(np.isfinite(ref[0]).any((0, 1)).sum())  # (the steps some cell takes: at most top)
+        assert steps <= top and _same_steps(got, ref) == max(steps, 1)
 
 
 @pytest.mark.parametrize("by_level", [True, False])
