@@ -1116,9 +1116,11 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
 
 def _polish_stages(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
                    ev: dict[str, Any], floor: dict[str, Any] | None, m: dict[str, Any],
-                   spent: dict[str, float] | None) -> tuple[Any, Any, dict[str, Any], int]:
+                   spent: dict[str, float] | None, back: tuple[Any, Any] | None = None
+                   ) -> tuple[Any, Any, dict[str, Any], int]:
     """:func:`polish`'s stages (the other moves, with the block refill, a block's watts) on the plan, drawing on the
-    meter ``m``; returns the plan, its pools, evaluation and the rows its rounds changed."""
+    meter ``m``; returns the plan, its pools, evaluation and the rows its rounds changed. Where a round reaches the
+    plan whose keys are ``back`` (``xp.key`` of its levels and pools), they stop there (:func:`_shadowed`)."""
     total = 0
     # (the block refill only once the other moves have settled: asked in each of their rounds, it changed their path
     # and ended seed-0 corpus-77 0.03% higher)
@@ -1157,16 +1159,21 @@ def _polish_stages(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
                 k += k3
             left = m["left"]
             m["left"] -= own.get("charge", 0.0)
-            if k and m["left"] > 0:
+            home = SHADOW_HOME and back is not None and (xp.key(nv), xp.key(npool)) == back  # (back at ``back``)
+            if k and m["left"] > 0 and not home:
                 nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor, meter=m)
             if spent is not None:
                 spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
+            if home:
+                return nv, npool, nev, total + k
             if k == 0:
                 break
             if not (_pl._serves_forced_dev(c, d, nv, xp) and (floor is None or _pl._dominates_jobs(c, nev, floor))):
                 break
             vmat, pool, ev = nv, npool, nev
             total += k
+            if SHADOW_HOME and back is not None and (xp.key(vmat), xp.key(pool)) == back:
+                return vmat, pool, ev, total
     return vmat, pool, ev, total
 
 
@@ -1182,6 +1189,10 @@ def _polish_stages(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
 #: -0.38%), none higher, within 1.02 x the carbon LP 93 -> 94 of 132, CPU sum 70.9 -> 72.0 s; 2%: 3 lower (169
 #: -28%, 184 0 g), 94; seed 1 at 1%: 3 lower (167 -0.58%, 4 -0.10%, 172 -0.04%), none higher, 97 of 134 as before.
 SHADOW_WIND = 0.01
+#: Whether :func:`_shadowed`'s stages on the true problem stop where a round comes back to the plan given to the
+#: move (its levels and pools: the shadow's moves all undone), before that round's search (the move is then not
+#: kept: the objective has not fallen).
+SHADOW_HOME = True
 #: ... and the share of the cells the polish's meter has left that its stages under the lowered wind may spend (the
 #: rest for the stages under the true wind after them: given all, seed-0 corpus-184's stages under the true wind
 #: had 4,100 cells left and ended at 136.9 g; a quarter, a half or three quarters all reach 0 g)
@@ -1229,7 +1240,8 @@ def _shadowed(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
         return vmat, pool, ev, 0
     nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
     if m["left"] > 0:
-        nv, npool, nev, k2 = _polish_stages(problem, xp, c, pr, d, tb, nv, npool, nev, floor, m, spent)
+        nv, npool, nev, k2 = _polish_stages(problem, xp, c, pr, d, tb, nv, npool, nev, floor, m, spent,
+                                            back=(xp.key(vmat), xp.key(pool)))
         k += k2
     finished, _, _, on_time = _row_status(ev)
     if not (_pl._serves_forced_dev(c, d, nv, xp) and _passes(c, "carbon", ev, nev, finished, on_time, floor)):

@@ -3120,6 +3120,51 @@ def test_the_polish_under_dearer_capped_slots_is_the_numpy_one_on_torch(be: tupl
         assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
 
 
+#: seed-0 corpus instances whose plan, the rest of the polish done (:func:`_polished_without_cap_shadow`), the move past
+#: the cap lowers (round 19: 118, 2 -3.4%, 193 -0.43%, 155, 131) and one where its stages on the true carbon come back
+#: to the plan given, the move not kept (173: 76k cells -> 36k with ``SHADOW_HOME``; round 19, helper 4)
+HOME_KEPT, HOME_BACK = (118, 2, 193, 155, 131), 173
+
+
+def _cap_shadow_spent(i: int, home: bool, monkeypatch: pytest.MonkeyPatch, be: tuple[str, str] = ("numpy", "cpu")
+                      ) -> tuple[Any, Any, int, float, float, float]:
+    """The move past the cap on :func:`_polished_without_cap_shadow`'s plan (backend ``be``), ``SHADOW_HOME`` set to
+    ``home``, on ``CAP_CELLS`` cells: its levels, pools, rows changed, objective, the objective given, cells spent."""
+    _, s0, _, pv0, pp0, _ = _polished_without_cap_shadow(i)
+    pb, s, c, pv, pp, pev = _numpy_plan_on(_family(0)[i], s0, pv0, pp0, *be)
+    monkeypatch.setattr(PS, "SHADOW_HOME", home)
+    spent: dict[str, float] = {}
+    sv, sp, sev, k = PS._cap_shadow(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, {"left": PS.CAP_CELLS}, spent)
+    return (np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k, float(sev["objective"]),
+            float(pev["objective"]), spent["cells"])
+
+
+@pytest.mark.parametrize("i", HOME_KEPT)
+def test_the_shadow_stops_at_home_only_where_the_move_cannot_be_kept(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SHADOW_HOME`` (:func:`PS._shadowed`'s stages on the true problem stop where a round comes back to the plan
+    given): where the move past the cap lowers the plan, it gives the very plan it gives without the stop."""
+    off, on = (_cap_shadow_spent(i, home, monkeypatch) for home in (False, True))
+    assert on[2] == off[2] > 0 and on[3] < on[4]
+    assert np.array_equal(on[0], off[0]) and np.array_equal(on[1], off[1]) and on[3] == off[3]
+
+
+def test_the_shadow_stops_when_its_stages_come_back_to_the_plan_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SHADOW_HOME``: on seed-0 corpus-173 the move past the cap's stages on the true carbon undo the shadow's
+    moves; with the stop they end there (the plan given, not kept, as without it) on far fewer cells."""
+    off, on = (_cap_shadow_spent(HOME_BACK, home, monkeypatch) for home in (False, True))
+    assert on[2] == off[2] == 0 and on[3] == off[3] == on[4]
+    assert np.array_equal(on[0], off[0]) and np.array_equal(on[1], off[1])
+    assert on[5] < 0.6 * off[5]
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_the_shadow_stops_at_home_on_torch_as_on_numpy(be: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch: ``SHADOW_HOME``'s stop comes where numpy's does (the same cells spent, the same plan), case by case."""
+    for i in (HOME_BACK, HOME_KEPT[0]):  # a case that comes back, one kept
+        a, b = (_cap_shadow_spent(i, True, monkeypatch, x) for x in (("numpy", "cpu"), be))
+        assert a[2] == b[2] and a[5] == b[5] and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), i
+
+
 def test_the_trades_take_the_best_trade_that_keeps_the_room(monkeypatch: pytest.MonkeyPatch) -> None:
     """``_trades`` tries the trades one at a time, largest estimated saving first (up to ``HALVINGS + 1`` of them),
     and takes the first whose plan keeps the room (``_within_room``) and passes the exact test (which does not look
