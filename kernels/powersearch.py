@@ -1368,18 +1368,10 @@ def _refill_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
     of the largest estimated saving; the rows applied together largest saving first, then the first half of them
     while the result breaks a cap (:func:`_within_room`) or fails the blocks phase's exact test (``HALVINGS``
     times). Returns the plan, its pools, evaluation and the rows changed."""
-    status = _row_status(ev)
-    finished, need_h, _, on_time = status
-    rows_h = _settled_rows(c, xp.to_numpy(pool).astype(np.int64), status, ~c.preempt)
-    if rows_h.size == 0:
+    got = _block_answers(xp, c, d, tb, vmat, pool, ev, ~c.preempt, None)
+    if got is None:
         return vmat, pool, ev, 0
-    rows = xp.asarray(rows_h, xp.i64)
-    lim = xp.asarray(_windows(c, rows_h)[0], xp.i64)
-    use = _pl._usage(d, tb, vmat, pool, xp)
-    opts = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
-    old = _old_cost(xp, opts[0], opts[1], opts[2])
-    pick, sv = _window_answers(xp, c, d, tb, vmat, pool, rows, lim, xp.asarray(need_h[rows_h], xp.f64), opts, old)
-    gain = np.asarray(xp.to_numpy(sv), np.float64)
+    (finished, _, _, on_time), rows, use, old, pick, gain = got
     scale = np.maximum(np.asarray(xp.to_numpy(old[0]), np.float64), 1.0)
     cand = np.flatnonzero(np.isfinite(gain) & (gain > 1e-9 * scale))
     if cand.size == 0:
@@ -1396,6 +1388,27 @@ def _refill_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
     return (vmat, pool, ev, 0) if got is None else got
 
 
+def _block_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, ev: dict[str, Any], kind: Any,
+                   windows: tuple[tuple[int, int], ...] | None) -> tuple[Any, ...] | None:
+    """What the block refill (:func:`_refill_blocks`) and the block shifts (:func:`_shift_blocks`) start from: the
+    settled rows of ``kind`` (:func:`_settled_rows`), their windows' limits, the plan's usage, the rows' old costs
+    and each row's best answer on ``windows`` (:func:`_window_answers`; ``None``: :data:`REFILL_WINDOWS`).
+    Returns ``(status, rows, use, old, pick, gain)`` with ``gain`` the estimated savings on the host, or ``None``
+    where no row is settled."""
+    status = _row_status(ev)
+    rows_h = _settled_rows(c, xp.to_numpy(pool).astype(np.int64), status, kind)
+    if rows_h.size == 0:
+        return None
+    rows = xp.asarray(rows_h, xp.i64)
+    lim = xp.asarray(_windows(c, rows_h)[0], xp.i64)
+    use = _pl._usage(d, tb, vmat, pool, xp)
+    opts = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
+    old = _old_cost(xp, opts[0], opts[1], opts[2])
+    pick, sv = _window_answers(xp, c, d, tb, vmat, pool, rows, lim, xp.asarray(status[1][rows_h], xp.f64), opts, old,
+                               windows=windows)
+    return status, rows, use, old, pick, np.asarray(xp.to_numpy(sv), np.float64)
+
+
 def _shift_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
                   ev: dict[str, Any], floor: dict[str, Any] | None,
                   meter: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any], int]:
@@ -1408,20 +1421,11 @@ def _shift_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     exact test: the objective falls, carbon does not rise, every job kept, ``floor`` dominated). The first that
     passes is taken. ``meter``: charged ``TRY_CELLS`` per try and the carbon phases' cells. Returns the plan, its
     pools, evaluation and the rows changed (0: the plan given)."""
-    status = _row_status(ev)
-    finished, need_h, _, on_time = status
-    pool_h = xp.to_numpy(pool).astype(np.int64)
-    rows_h = _settled_rows(c, pool_h, status, ~c.preempt & (c.rpool < 0))
-    if rows_h.size == 0 or not REFILL_SHIFTS:
+    got = _block_answers(xp, c, d, tb, vmat, pool, ev, ~c.preempt & (c.rpool < 0),
+                         tuple((s, s) for s in REFILL_SHIFTS)) if REFILL_SHIFTS else None
+    if got is None:
         return vmat, pool, ev, 0
-    rows = xp.asarray(rows_h, xp.i64)
-    lim = xp.asarray(_windows(c, rows_h)[0], xp.i64)
-    use = _pl._usage(d, tb, vmat, pool, xp)
-    opts = _options(xp, c, d, tb, vmat, pool, rows, lim, use=use)
-    old = _old_cost(xp, opts[0], opts[1], opts[2])
-    pick, sv = _window_answers(xp, c, d, tb, vmat, pool, rows, lim, xp.asarray(need_h[rows_h], xp.f64), opts, old,
-                               windows=tuple((s, s) for s in REFILL_SHIFTS))
-    gain = np.asarray(xp.to_numpy(sv), np.float64)
+    (finished, _, _, on_time), rows, use, _, pick, gain = got
     cand = np.flatnonzero(np.isfinite(gain))
     use0 = _room_use(xp, c, d, tb, vmat, pool, use)
     for i in cand[np.argsort(-gain[cand], kind="stable")][:SHIFT_TRIES]:  # rows, the largest saving first

@@ -2374,8 +2374,8 @@ def test_the_block_refill_tries_its_rows_largest_saving_first(monkeypatch: pytes
     got: dict[str, Any] = {}
     real_w, real_f = PS._window_answers, PS._first_passing
 
-    def answers(*a: Any) -> Any:
-        out = real_w(*a)
+    def answers(*a: Any, **k: Any) -> Any:
+        out = real_w(*a, **k)
         got["rows"], got["sv"] = np.asarray(xp.to_numpy(a[6])), np.asarray(xp.to_numpy(out[1]), np.float64)
         return out
 
