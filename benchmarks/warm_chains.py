@@ -37,10 +37,8 @@ import numpy as np  # noqa: E402
 import kernels  # noqa: E402
 from benchmarks.instances import corpus, make, make_problem, shift_problem  # noqa: E402
 from benchmarks.optimizer import plan_sha  # noqa: E402
+from tests.kernels._family import REL_TOL as REL  # noqa: E402  (the relative tolerance of the dominance judgement)
 from tests.kernels._family import outcome  # noqa: E402
-
-#: relative tolerance on unfinished work and objective (tests/kernels/_family.py's judgement uses the same)
-REL = 1e-6
 
 
 def judge_tick(q: Any, res: Any, cpu_s: float) -> dict[str, Any]:

@@ -1122,6 +1122,10 @@ def _polish_stages(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
     meter ``m``; returns the plan, its pools, evaluation and the rows its rounds changed. Where a round reaches the
     plan whose keys are ``back`` (``xp.key`` of its levels and pools), they stop there (:func:`_shadowed`)."""
     total = 0
+
+    def at_back(v: Any, p: Any) -> bool:  # (the plan whose keys are ``back``: the shadow's moves all undone)
+        return SHADOW_HOME and back is not None and (xp.key(v), xp.key(p)) == back
+
     # (the block refill only once the other moves have settled: asked in each of their rounds, it changed their path
     # and ended seed-0 corpus-77 0.03% higher)
     # (the watt exchanges a block gives only once both have settled: asked in their rounds they changed their path
@@ -1159,7 +1163,7 @@ def _polish_stages(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
                 k += k3
             left = m["left"]
             m["left"] -= own.get("charge", 0.0)
-            home = SHADOW_HOME and back is not None and (xp.key(nv), xp.key(npool)) == back  # (back at ``back``)
+            home = at_back(nv, npool)
             if k and m["left"] > 0 and not home:
                 nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor, meter=m)
             if spent is not None:
@@ -1172,7 +1176,7 @@ def _polish_stages(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
                 break
             vmat, pool, ev = nv, npool, nev
             total += k
-            if SHADOW_HOME and back is not None and (xp.key(vmat), xp.key(pool)) == back:
+            if at_back(vmat, pool):  # (after the round's search)
                 return vmat, pool, ev, total
     return vmat, pool, ev, total
 

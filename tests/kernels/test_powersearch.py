@@ -3014,19 +3014,26 @@ def test_the_polish_under_a_lowered_wind_frees_the_slots_at_the_wind(i: int, mon
     assert PS._headroom(pb, xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, {"left": math.inf}, None)[3] == 0
 
 
+def _planned_off_then_on(i: int, flag: str, monkeypatch: pytest.MonkeyPatch) -> list[kernels.PlanResult]:
+    """``kernels.plan`` of seed-0 case ``i`` with the shadow move ``flag`` (``SHADOW_WIND``, ``SHADOW_CAP``) off (0),
+    then at its default; each valid and finishing every job."""
+    pb = make(*_family(0)[i])
+    res = []
+    for on in (0.0, getattr(PS, flag)):  # off, on
+        monkeypatch.setattr(PS, flag, on)
+        r = kernels.plan(pb)
+        assert kernels.check_result(pb, r) == [] and int(r.diagnostics["unfinished_jobs"]) == 0
+        res.append(r)
+    return res
+
+
 @pytest.mark.parametrize("i", HEADROOM_CASES)
 def test_kernels_plan_frees_the_slots_at_the_wind_and_never_ends_higher(i: int, monkeypatch: pytest.MonkeyPatch
                                                                        ) -> None:
     """``kernels.plan`` with ``SHADOW_WIND`` ends lower than without where the polish makes the move (seed-0 corpus-184:
     0 g against 61.7 g), and ``polish`` with it never ends higher than the plan its other stages leave (the move is
     kept only where it lowers the objective)."""
-    pb = make(*_family(0)[i])
-    res = []
-    for on in (0.0, PS.SHADOW_WIND):  # off, on
-        monkeypatch.setattr(PS, "SHADOW_WIND", on)
-        r = kernels.plan(pb)
-        assert kernels.check_result(pb, r) == [] and int(r.diagnostics["unfinished_jobs"]) == 0
-        res.append(r)
+    res = _planned_off_then_on(i, "SHADOW_WIND", monkeypatch)
     assert res[1].objective < res[0].objective and res[0].carbon_g_total > 0
     if i == 184:
         assert res[1].carbon_g_total <= 1e-9
@@ -3035,12 +3042,19 @@ def test_kernels_plan_frees_the_slots_at_the_wind_and_never_ends_higher(i: int, 
 @pytest.mark.parametrize("be", BACKENDS[1:])
 def test_the_polish_under_a_lowered_wind_is_the_numpy_one_on_torch(be: tuple[str, str]) -> None:
     """torch: the polish's last move (``SHADOW_WIND``) gives the numpy plan, case by case."""
-    for i in HEADROOM_CASES:  # cases
-        _, s0, _, pv0, pp0, _ = _polished_without_headroom(i)
+    _shadow_the_numpy_one_on_torch(HEADROOM_CASES, _polished_without_headroom, PS._headroom, be)
+
+
+def _shadow_the_numpy_one_on_torch(cases: tuple[int, ...], polished_without: Any, move: Any,
+                                   be: tuple[str, str]) -> None:
+    """The shadow move ``move`` (``PS._headroom``, ``PS._cap_shadow``) on backend ``be`` gives the numpy plan and
+    pools, case by case, from the numpy polish's plan without it (``polished_without``), rows moved on each."""
+    for i in cases:  # cases
+        _, s0, _, pv0, pp0, _ = polished_without(i)
         outs = []
         for backend, device in (("numpy", "cpu"), be):  # backends
             pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, pv0, pp0, backend, device)
-            sv, sp, _, k = PS._headroom(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, {"left": math.inf}, None)
+            sv, sp, _, k = move(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, {"left": math.inf}, None)
             outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
         (va, pa, ka), (vb, pb_, kb) = outs
         assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
@@ -3095,29 +3109,14 @@ def test_the_polish_makes_the_move_past_the_cap_only_where_asked(i: int, monkeyp
 def test_kernels_plan_moves_past_the_cap_and_never_ends_higher(monkeypatch: pytest.MonkeyPatch) -> None:
     """``kernels.plan`` with ``SHADOW_CAP`` ends lower than without on seed-0 corpus-118 (1.0262 -> 1.0188 x the carbon
     LP, round 19), every job finished; the move is kept only where it lowers the objective."""
-    pb = make(*_family(0)[118])
-    res = []
-    for on in (0.0, PS.SHADOW_CAP):  # off, on
-        monkeypatch.setattr(PS, "SHADOW_CAP", on)
-        r = kernels.plan(pb)
-        assert kernels.check_result(pb, r) == [] and int(r.diagnostics["unfinished_jobs"]) == 0
-        res.append(r)
+    res = _planned_off_then_on(118, "SHADOW_CAP", monkeypatch)
     assert res[1].objective < res[0].objective and res[1].carbon_g_total < res[0].carbon_g_total
 
 
 @pytest.mark.parametrize("be", BACKENDS[1:])
 def test_the_polish_under_dearer_capped_slots_is_the_numpy_one_on_torch(be: tuple[str, str]) -> None:
     """torch: the polish's move past the cap (``SHADOW_CAP``) gives the numpy plan, case by case."""
-    for i in CAP_CASES:  # cases
-        _, s0, _, pv0, pp0, _ = _polished_without_cap_shadow(i)
-        outs = []
-        for backend, device in (("numpy", "cpu"), be):  # backends
-            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, pv0, pp0, backend, device)
-            sv, sp, _, k = PS._cap_shadow(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, {"left": math.inf},
-                                          None)
-            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
-        (va, pa, ka), (vb, pb_, kb) = outs
-        assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+    _shadow_the_numpy_one_on_torch(CAP_CASES, _polished_without_cap_shadow, PS._cap_shadow, be)
 
 
 #: seed-0 corpus instances whose plan, the rest of the polish done (:func:`_polished_without_cap_shadow`), the move past
