@@ -302,6 +302,13 @@ class _Clean:
     cold: bool = False
 
 
+def kappa_of(carbon_g_per_kwh: Any, slot_s: float) -> Any:
+    """Grams per facility watt held for one slot of ``slot_s`` seconds at ``carbon_g_per_kwh``: the planner's
+    ``kappa`` (before any energy price), written once (:func:`_clean_inputs`; the polish's move past the cap raises
+    it by the kappa of the carbon it adds, ``kernels.powersearch._cap_shadow``)."""
+    return carbon_g_per_kwh * (slot_s / 3600.0) / 1000.0
+
+
 def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     """Shapes, dtypes, finiteness and the obvious infeasibilities; a string is the reason it is refused."""
     try:
@@ -394,7 +401,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     has_full: NDArray[np.bool_] = np.asarray((lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1), dtype=bool)
     lev_s = np.stack([np.interp(lev_f[p], np.r_[0.0, cf[p]], np.r_[0.0, cs[p]]) for p in range(P)])
     slot_h = slot_s / 3600.0
-    kappa = carbon * slot_h / 1000.0
+    kappa = kappa_of(carbon, slot_s)
     if price is not None and ecw > 0:
         kappa = kappa + ecw * np.maximum(price, 0.0) * slot_h / 1e6
     cap = np.minimum(smax, wind + gcap)

@@ -1302,7 +1302,7 @@ def _cap_shadow(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any,
     at = _capped_slots(c, ev)
     carbon = np.asarray(problem.carbon_g_per_kwh, np.float64)
     up = np.where(at, carbon * SHADOW_CAP, 0.0)
-    kappa = np.asarray(c.kappa, np.float64) + up * c.slot_s / 3600.0 / 1000.0
+    kappa = np.asarray(c.kappa, np.float64) + _pl.kappa_of(up, c.slot_s)
     sp = replace(problem, carbon_g_per_kwh=carbon + up)
     return _shadowed(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, m, spent, sp, replace(c, kappa=kappa),
                      replace(d, kappa=xp.asarray(kappa, xp.f64)))
