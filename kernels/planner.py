@@ -491,6 +491,42 @@ class _Prep:
     load_ext: NDArray[np.float64]  # (NL + 1,)
     pool_ext: NDArray[np.int64]  # (NL + 1,)
     v_ext: NDArray[np.int64]  # (NL + 1,)
+    # each slope's lines (ids ascending, padded with line 0) and which of them each class may use: the
+    # envelope's cheapest line per (class, slope) among L lines instead of all NL
+    line_of: NDArray[np.int64]  # (S, L)
+    member_k: NDArray[np.bool_]  # (E, S, L)
+    # the pairs h < i of the lines 0 .. S, their divisors, and per line i (1 .. S) the pairs (h, i), per line h
+    # (0 .. S - 1) the pairs (h, i), each padded to S with the pair index Q (-inf) or Q + 1 (+inf)
+    pair_h: NDArray[np.int64]  # (Q,)
+    pair_i: NDArray[np.int64]  # (Q,)
+    pair_div: NDArray[np.float64]  # (Q,)
+    lo_at: NDArray[np.int64]  # (S, S)
+    hi_at: NDArray[np.int64]  # (S, S)
+
+
+def _envelope_pairs(S: int, dW: NDArray[np.float64]) -> dict[str, Any]:
+    """:class:`_Prep`'s pairs ``h < i`` of the lines ``0 .. S`` for :func:`_envelope`."""
+    ii, hh = np.nonzero(np.tril(np.ones((S + 1, S + 1), bool), -1))  # (row-major: sorted by i, then h)
+    Q = ii.size
+    at = np.full((S + 1, S + 1), -1, np.int64)
+    at[hh, ii] = np.arange(Q)
+    k = np.arange(S)
+    lo_at = np.where(k[None, :] < k[:, None] + 1, at[np.minimum(k[None, :], S), k[:, None] + 1], Q)  # (i - 1, h)
+    hi_i = k[:, None] + 1 + k[None, :]  # (h, the k-th line above it)
+    hi_at = np.where(hi_i <= S, at[k[:, None], np.minimum(hi_i, S)], Q + 1)
+    return dict(pair_h=hh.astype(np.int64), pair_i=ii.astype(np.int64), pair_div=dW[hh, ii], lo_at=lo_at, hi_at=hi_at)
+
+
+def _slope_lines(member: NDArray[np.bool_], sl_idx: NDArray[np.int64], S: int) -> tuple[NDArray[np.int64],
+                                                                                        NDArray[np.bool_]]:
+    """:class:`_Prep`'s ``line_of`` and ``member_k``: each slope's lines, ids ascending (padded), and the
+    classes' membership of them."""
+    cnt = np.bincount(sl_idx, minlength=S)
+    L = max(int(cnt.max()) if cnt.size else 0, 1)
+    line_of = np.zeros((S, L), np.int64)
+    has = np.arange(L)[None, :] < cnt[:, None]
+    line_of[has] = np.argsort(sl_idx, kind="stable")  # (the lines of slope 0 in id order, then slope 1, ...)
+    return line_of, member[:, np.arange(S)[:, None], line_of] & has[None]
 
 
 def _prepare(c: _Clean) -> _Prep:
@@ -547,12 +583,13 @@ def _prepare(c: _Clean) -> _Prep:
     mcnt = np.cumsum(mcnt, axis=1)[:, :T]
     W0 = np.concatenate([[0.0], slopes])
     dW = W0[None, :] - W0[:, None]  # (h, i)
+    line_of, member_k = _slope_lines(member, sl_idx.reshape(-1).astype(np.int64), S)
     return _Prep(E=E, S=S, cls=cls, line_p=pp, line_k=kk, line_load=line_load, line_w=line_w,
                  line_full=line_full, slopes=slopes, member=member, full_member=full_member, fv=fv,
                  line_v=line_v, spd_pv=spd_pv, map_pv=map_pv, ks=ks, rho_on=rho_on, ldrop=ldrop, mcnt=mcnt,
                  cls_ten=cls_ten, W0=W0, dW_div=np.where(dW > 0, dW, 1.0), up=np.triu(np.ones((S + 1, S + 1), bool), 1),
                  load_ext=np.concatenate([line_load, [0.0]]), pool_ext=np.concatenate([pp, [P]]),
-                 v_ext=np.concatenate([line_v, [0]]))
+                 v_ext=np.concatenate([line_v, [0]]), line_of=line_of, member_k=member_k, **_envelope_pairs(S, dW))
 
 
 # ------------------------------------------------------------------------------------------- envelope
@@ -580,25 +617,41 @@ def _class_nu(c: _Clean, pr: _Prep, nu: NDArray[np.float64] | None) -> NDArray[n
 
 def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.float64],
               nu: NDArray[np.float64] | None = None) -> _Env:
+    """The upper envelope of each (class, slot)'s choice lines at prices ``lam``, ``mu`` (``nu``: tenant quotas).
+    Round 20 (H3): each slope's cheapest line among that slope's lines only, the breakpoints of the pairs h < i
+    only, the active lines written at their ranks (no sort), slot-major tables: every field the one of all lines,
+    the whole (h, i) table and a stable sort, bit for bit (tests/kernels/test_planner.py; 551 calls captured
+    from nine seed-0 corpus instances replayed both ways), at 0.6-0.8x its CPU (corpus-11, 62 calls: 1.03-1.06
+    -> 0.64-0.73 ms a call; corpus-82: 0.44 -> 0.35-0.37 ms; 3 alternations)."""
     E, S, T, P = pr.E, pr.S, c.T, c.P
-    cost = lam[None, :] * pr.line_load[:, None] + mu[pr.line_p]  # (NL, T)
-    cost_e = cost[None] + _class_nu(c, pr, nu)[:, None, :]  # (E, NL, T)
-    cm = np.where(pr.member[..., None], cost_e[:, None], np.inf)  # (E, S, NL, T)
-    best = cm.argmin(axis=2)  # (E, S, T)
-    cbest = np.take_along_axis(cm, best[:, :, None, :], axis=2)[:, :, 0, :]
+    # (slot-major: the lines of each (class, slot) along the last axis, whose reductions are contiguous)
+    cost = lam[:, None] * pr.line_load[None, :] + mu[pr.line_p].T  # (T, NL)
+    cost_e = cost[None] + _class_nu(c, pr, nu)[:, :, None]  # (E, T, NL)
+    # per (class, slot, slope) the cheapest of the slope's lines the class may use (ids ascending: argmin's first
+    # of ties is the lowest id, as over all lines)
+    cm = np.where(pr.member_k[:, None], cost_e[:, :, pr.line_of], np.inf)  # (E, T, S, L)
+    kb = cm.argmin(axis=3)  # (E, T, S)
+    best = pr.line_of[np.arange(S)[None, None, :], kb]  # (E, T, S) their ids
+    cbest = np.take_along_axis(cm, kb[..., None], axis=3)[..., 0]
     valid = np.isfinite(cbest)
-    # lines i = 0 (off) .. S, slopes W
+    # lines i = 0 (off) .. S, slopes W; an invalid line's cost +inf, so that a pair's breakpoint is -inf where h
+    # is invalid (no constraint) and +inf where i is (never): where both are (nan) neither is read (lo of a
+    # valid i, hi of a valid h only)
     W = pr.W0
-    C = np.concatenate([np.zeros((E, T, 1)), np.where(valid, cbest, 0.0).transpose(0, 2, 1)], axis=2)  # (E,T,m)
-    ok = np.concatenate([np.ones((E, T, 1), bool), valid.transpose(0, 2, 1)], axis=2)
+    Cm = np.concatenate([np.zeros((E, T, 1)), np.where(valid, cbest, np.inf)], axis=2)  # (E, T, m)
+    ok = np.concatenate([np.ones((E, T, 1), bool), valid], axis=2)
     m = S + 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = (C[:, :, None, :] - C[:, :, :, None]) / pr.dW_div[None, None]  # x[h, i]
-    x = np.where(ok[:, :, None, :], x, np.inf)  # i invalid: never
-    x = np.where(ok[:, :, :, None], x, -np.inf)  # h invalid: no constraint
-    up = pr.up  # h < i
-    lo = np.where(up[None, None], x, -np.inf).max(axis=2)  # (E,T,m) over h
-    hi = np.where(up[None, None], x, np.inf).min(axis=3)  # (E,T,m) over i>h  (x[h=i, k])
+    # the breakpoint x[h, i] of each pair h < i only: the lowest breakpoint a line i is above every line h < i
+    # from (lo), and the highest a line h is above every i > h up to (hi); a max and a min over the pairs of
+    # each i, each h (exact: no sum)
+    lo = np.full((E, T, m), -np.inf)
+    hi = np.full((E, T, m), np.inf)
+    if pr.pair_h.size:
+        with np.errstate(invalid="ignore"):
+            x = (Cm[:, :, pr.pair_i] - Cm[:, :, pr.pair_h]) / pr.pair_div  # (E, T, Q)
+        x = np.concatenate([x, np.full((E, T, 1), -np.inf), np.full((E, T, 1), np.inf)], axis=2)
+        lo[:, :, 1:] = x[:, :, pr.lo_at].max(axis=3)
+        hi[:, :, :-1] = x[:, :, pr.hi_at].min(axis=3)
     active = ok & (lo < hi)
     active[:, :, 0] = True
     idx = np.arange(m)
@@ -609,7 +662,7 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     b = np.where(act1, lo[:, :, 1:], _BIG)
     Wi = W[1:][None, None, :]
     dw = np.where(act1, Wi - W[np.maximum(prev, 0)], 0.0)
-    gl = np.concatenate([np.full((E, 1, T), -1), np.where(valid, best, -1)], axis=1).transpose(0, 2, 1)  # (E,T,m)
+    gl = np.concatenate([np.full((E, T, 1), -1), np.where(valid, best, -1)], axis=2)  # (E, T, m)
     load_ext, pool_ext, v_ext = pr.load_ext, pr.pool_ext, pr.v_ext
     li = gl[:, :, 1:]
     lp = np.take_along_axis(gl, np.maximum(prev, 0), axis=2)
@@ -617,11 +670,15 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     pool_in = np.where(act1, pool_ext[li], P)
     pool_out = np.where(act1, pool_ext[lp], P)
     dv = np.where(act1, v_ext[li] - v_ext[lp], 0)
-    order = np.argsort(np.where(active, idx[None, None], m + idx[None, None]), axis=2, kind="stable")
-    act_line = np.where(np.take_along_axis(active, order, axis=2), np.take_along_axis(gl, order, axis=2), -1)
-    fm = np.where(pr.full_member[:, :, None], cost_e, np.inf)  # (E, NL, T)
-    mr_line = fm.argmin(axis=1)
-    mr_cost = np.take_along_axis(fm, mr_line[:, None, :], axis=1)[:, 0, :]
+    # the active lines of each (class, slot) in order, then -1: each active one written at its rank
+    sel = active.reshape(-1)
+    at = (np.arange(0, E * T * m, m).reshape(E, T, 1) + np.cumsum(active, axis=2) - 1).reshape(-1)[sel]
+    lines = np.full(E * T * m, -1, np.int64)
+    lines[at] = gl.reshape(-1)[sel]
+    act_line = lines.reshape(E, T, m)
+    fm = np.where(pr.full_member[:, None, :], cost_e, np.inf)  # (E, T, NL)
+    mr_line = fm.argmin(axis=2)
+    mr_cost = np.take_along_axis(fm, mr_line[..., None], axis=2)[..., 0]
     mr_cost = np.where(np.isfinite(mr_cost), mr_cost, 0.0)
     return _Env(b=b, dw=dw, dload=dload, pool_in=pool_in, pool_out=pool_out, dv=dv, act_line=act_line,
                 mr_cost=mr_cost, mr_line=mr_line)
@@ -751,9 +808,13 @@ def _used_tables(xp: Ops, E: int, T: int, G: int, cell: NDArray[np.int64], vals:
     and ``cmap : (G + 1,)``: ``Tab[s, e, cmap[r]]`` is the full table's ``Tab[s, e, r]``, bit for bit (the
     other cells hold 0.0 in every row, and adding 0.0 changes no sum; the cells' chain of additions is
     ``k / G`` as long: ~1/3 on the corpus)."""
-    used, ccell = np.unique(cell, return_inverse=True)
-    tabs = _tables(xp, E, T, used.size, ccell.reshape(cell.shape), vals, slot_major=True)
-    return tabs, np.searchsorted(used, np.arange(G + 1))
+    # (np.unique's sorted cells and inverse, from the cells seen: the running count of those at or below each
+    # cell is one past its column; ~4x cheaper than the sort on the ~2,000 steps of a slow corpus instance)
+    seen = np.zeros(G + 1, bool)
+    seen[cell.reshape(-1)] = True
+    upto = np.cumsum(seen)  # used cells <= r
+    tabs = _tables(xp, E, T, int(upto[-1]), upto[cell] - 1, vals, slot_major=True)
+    return tabs, upto - seen  # used cells < r: np.searchsorted(used, r)
 
 
 class _Grid:
@@ -991,6 +1052,7 @@ class _Dev:
     map_pv: Any  # (P, V) int64
     map_pv8: Any  # (P, V) int8
     fv32: Any  # (V,) float32
+    fv64: Any  # (V,) float64: fv32's values (the factors the active watts are summed with)
     infeas: Any  # (T,) bool: slots where nothing can run
     room_cap: Any  # (T,) the facility watts the plan construction fills up to (:data:`CAP_TOL`)
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
@@ -1011,7 +1073,7 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         must=a(c.must), preempt=a(c.preempt), rpool=a(c.rpool), loss=a(c.loss), tenant=a(c.tenant), ms=a(c.ms),
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
-        fv32=a(pr.fv.astype(np.float32)), infeas=a(c.infeas),
+        fv32=a(pr.fv.astype(np.float32)), fv64=a(pr.fv.astype(np.float32).astype(np.float64)), infeas=a(c.infeas),
         room_cap=a(np.where(c.infeas, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
         has_dl=a(c.has_dl),
         qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
@@ -2953,19 +3015,40 @@ def _evaluate_change(pb: PlanProblem, c: _Clean, pr: _Prep, d: _Dev, ev: dict[st
     return _evaluation(pb, c, ev["busy_gpus"] - b0 + b1, ev["active_w"] - a0 + a1, w, o, n)
 
 
+#: :func:`_pool_sums` sums the rows' active watts per (pool, level, slot) in one scatter-add (and the busy GPUs,
+#: whole numbers, in one :meth:`Ops.group_rowsum`) up to this many plan cells, per pool and level above (a compare
+#: and a weighted row sum each). Each (pool, level, slot) sum adds the same rows' watts in the same order (row
+#: order: :meth:`Ops.rowsum_w`'s einsum is one running sum down the rows wherever a plan has 2 slots or more; with
+#: one it is a dot product in its own order, so that plan takes the pass) and the levels are added in the same
+#: order: the same sums bit for bit (round 20, H3: 1,388 calls captured from seed-0 corpus-11, -82, -7, -189 and
+#: -105 replayed both ways, all equal; the 567 of corpus-11 and -82: 145-170 -> 35-50 us a call, 3 alternations)
+POOL_SUMS_PAIRS_MAX_CELLS = 32_768
+
+
 def _pool_sums(xp: Ops, c: _Clean, pr: _Prep, d: _Dev, vmat: Any, pool: Any, rows: Any = None, cnt: Any = None
                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Busy GPUs and active GPU watts (the GPUs' own, TDP x power fraction) ``(P, T)`` on the host of the plan
     rows ``vmat`` in pools ``pool`` (the jobs ``rows``, backend indices; every job when None). ``cnt``: the rows'
-    level counts (:func:`_level_counts`) where the caller holds them."""
+    level counts (:func:`_level_counts`) where the caller holds them (the per-level pass reads them)."""
     T, P = c.T, c.P
     V = pr.fv.size
-    fv32 = pr.fv.astype(np.float32).astype(np.float64)
     gpus = d.gpus if rows is None else d.gpus[rows]
     pc = xp.astype(xp.minimum(xp.maximum(pool, 0), P - 1), xp.i64)
+    gtdp = gpus * d.tdp[pc]
+    n = int(vmat.shape[0])
+    if T > 1 and 0 < n * T <= POOL_SUMS_PAIRS_MAX_CELLS:
+        # each cell's (pool, level, slot) and watts (level 0: none); the busy GPUs, whole numbers, in one sum
+        lv = xp.astype(vmat, xp.i64)
+        at = (((pc * V)[:, None] + lv) * T + xp.arange(T)[None, :]).reshape(n * T)
+        watts = xp.take_along(gtdp[:, None] * d.fv64[None, :], lv, 1).reshape(n * T)
+        per = xp.to_numpy(xp.scatter_add(P * V * T, at, watts, xp.f64)).reshape(P, V, T)
+        active = np.zeros((P, T))
+        for v in range(1, V):  # power levels (added in the order of the pass per level)
+            active = active + per[:, v]
+        return xp.to_numpy(xp.group_rowsum(pc, P, gpus, vmat > 0)), active
+    fv32 = pr.fv.astype(np.float32).astype(np.float64)
     busy_d = xp.zeros((P, T), xp.f64)
     active_d = xp.zeros((P, T), xp.f64)
-    gtdp = gpus * d.tdp[pc]
     # the (pool, level) pairs the plan runs at, from the rows' level counts summed per pool (host): a level that
     # no cell of a pool runs at adds nothing, so only the others are summed (a test per pool and level cost more
     # than its sum saved); (n, V) tables, no (n, T) ones

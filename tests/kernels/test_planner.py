@@ -393,6 +393,130 @@ def test_facility_watts_in_one_sum_equal_the_pass_per_level(be: tuple[str, str],
 
 
 @pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("pairs", [False, True])
+def test_pool_sums_in_one_sum_equal_the_pass_per_pool(be: tuple[str, str], seed: int, pairs: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_pool_sums``' one scatter-add per (pool, level, slot) (up to ``POOL_SUMS_PAIRS_MAX_CELLS`` plan cells)
+    and its pass per pool and level (above) give, bit for bit on numpy, each pool's rows summed down the rows
+    per level and the levels added in order (the evaluation's order), with TDPs that are not whole numbers
+    (the order decides the last bits) on random plans (rows in no pool) and the rows of
+    ``_evaluate_change``; torch: the same numbers within float64's last bits."""
+    monkeypatch.setattr(P, "POOL_SUMS_PAIRS_MAX_CELLS", 10**9 if pairs else -1)
+    pb = small_problem(seed, J=40, T=11, P_=3, quota=seed % 2 == 1)
+    rng = np.random.default_rng(seed)
+    pb = replace(pb, tdp_w=np.asarray(pb.tdp_w, np.float64) * rng.uniform(0.9, 1.1, pb.n_pools))
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    pr = P._prepare(c)
+    xp = P.get_ops(*be)
+    d = P._to_dev(xp, c, pr)
+    fv32 = pr.fv.astype(np.float32).astype(np.float64)
+    gpus, tdp = np.asarray(c.gpus, np.float64), np.asarray(c.tdp, np.float64)
+    vmat = np.where(rng.random((pb.n_jobs, pb.n_slots)) < 0.6, rng.integers(1, pr.fv.size, (pb.n_jobs, pb.n_slots)),
+                    0).astype(np.int8)
+    pool = rng.integers(-1, pb.n_pools, pb.n_jobs)
+    vmat[pool < 0] = 0
+    sub = np.sort(rng.choice(pb.n_jobs, 17, replace=False))
+    for vm, pl, rows in ((vmat, pool, None), (vmat[sub], pool[sub], sub)):
+        g = gpus if rows is None else gpus[rows]
+        pc = np.clip(pl, 0, c.P - 1)
+        want_b, want_a = np.zeros((c.P, vm.shape[1])), np.zeros((c.P, vm.shape[1]))
+        for k in range(c.P):  # pools
+            for v in range(1, pr.fv.size):  # levels, in order
+                per_b, per_a = np.zeros(vm.shape[1]), np.zeros(vm.shape[1])
+                for j in np.flatnonzero(pc == k):  # the pool's rows, down the rows
+                    per_b = per_b + g[j] * (vm[j] == v)
+                    per_a = per_a + g[j] * tdp[k] * fv32[v] * (vm[j] == v)
+                want_b[k], want_a[k] = want_b[k] + per_b, want_a[k] + per_a
+        got_b, got_a = P._pool_sums(xp, c, pr, d, xp.asarray(vm), xp.asarray(pl.astype(np.int64)),
+                                    None if rows is None else xp.asarray(rows))
+        assert np.array_equal(got_b, want_b)
+        if xp.name == "numpy":
+            assert np.array_equal(got_a, want_a)
+        else:
+            np.testing.assert_allclose(got_a, want_a, rtol=1e-13, atol=0.0)
+
+
+def _envelope_all_lines(c: P._Clean, pr: P._Prep, lam: np.ndarray, mu: np.ndarray, nu: np.ndarray | None
+                        ) -> P._Env:
+    """``_envelope`` as it was before round 20 (every line a candidate of every (class, slope), the whole (h, i)
+    table of breakpoints, the active lines gathered by a stable sort)."""
+    E, S, T, P_ = pr.E, pr.S, c.T, c.P
+    cost = lam[None, :] * pr.line_load[:, None] + mu[pr.line_p]
+    cost_e = cost[None] + P._class_nu(c, pr, nu)[:, None, :]
+    cm = np.where(pr.member[..., None], cost_e[:, None], np.inf)
+    best = cm.argmin(axis=2)
+    cbest = np.take_along_axis(cm, best[:, :, None, :], axis=2)[:, :, 0, :]
+    valid = np.isfinite(cbest)
+    W = pr.W0
+    C = np.concatenate([np.zeros((E, T, 1)), np.where(valid, cbest, 0.0).transpose(0, 2, 1)], axis=2)
+    ok = np.concatenate([np.ones((E, T, 1), bool), valid.transpose(0, 2, 1)], axis=2)
+    m = S + 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (C[:, :, None, :] - C[:, :, :, None]) / pr.dW_div[None, None]
+    x = np.where(ok[:, :, None, :], x, np.inf)
+    x = np.where(ok[:, :, :, None], x, -np.inf)
+    lo = np.where(pr.up[None, None], x, -np.inf).max(axis=2)
+    hi = np.where(pr.up[None, None], x, np.inf).min(axis=3)
+    active = ok & (lo < hi)
+    active[:, :, 0] = True
+    idx = np.arange(m)
+    prev = np.maximum.accumulate(np.where(active, idx[None, None], -1), axis=2)
+    prev = np.concatenate([np.full((E, T, 1), -1), prev[:, :, :-1]], axis=2)[:, :, 1:]
+    act1 = active[:, :, 1:]
+    gl = np.concatenate([np.full((E, 1, T), -1), np.where(valid, best, -1)], axis=1).transpose(0, 2, 1)
+    li, lp = gl[:, :, 1:], np.take_along_axis(gl, np.maximum(prev, 0), axis=2)
+    order = np.argsort(np.where(active, idx[None, None], m + idx[None, None]), axis=2, kind="stable")
+    fm = np.where(pr.full_member[:, :, None], cost_e, np.inf)
+    mr_line = fm.argmin(axis=1)
+    mr_cost = np.take_along_axis(fm, mr_line[:, None, :], axis=1)[:, 0, :]
+    return P._Env(b=np.where(act1, lo[:, :, 1:], P._BIG), dw=np.where(act1, W[1:][None, None, :] - W[np.maximum(prev, 0)], 0.0),
+                  dload=np.where(act1, pr.load_ext[li] - pr.load_ext[lp], 0.0),
+                  pool_in=np.where(act1, pr.pool_ext[li], P_), pool_out=np.where(act1, pr.pool_ext[lp], P_),
+                  dv=np.where(act1, pr.v_ext[li] - pr.v_ext[lp], 0),
+                  act_line=np.where(np.take_along_axis(active, order, axis=2), np.take_along_axis(gl, order, axis=2), -1),
+                  mr_cost=np.where(np.isfinite(mr_cost), mr_cost, 0.0), mr_line=mr_line)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_envelope_of_each_slopes_lines_is_the_one_of_all_lines(seed: int) -> None:
+    """``_envelope``'s cheapest line per (class, slope) among that slope's lines only, breakpoints of the pairs
+    h < i only and active lines written at their ranks: every field the pre-round-20 envelope's (all lines,
+    the whole (h, i) table, a stable sort), bit for bit, at random prices (ties between lines of one slope on
+    every third seed: the lowest line id wins) with tenant-quota prices on every other seed."""
+    pb = small_problem(seed, J=30, T=12, P_=4, quota=seed % 2 == 1)
+    c = P._clean_inputs(pb)
+    assert not isinstance(c, str)
+    pr = P._prepare(c)
+    rng = np.random.default_rng(seed)
+    lam = c.kappa * rng.uniform(0.3, 1.7, c.T)
+    mu = rng.uniform(0.0, 2.0 * float(c.kappa.mean()), (c.P, c.T)) * (rng.random((c.P, c.T)) < 0.5)
+    if seed % 3 == 0:
+        mu[:] = 0.0  # (pools of one level and speed: the same cost)
+    nu = rng.uniform(0.0, float(c.kappa.mean()), (c.quota.size, c.T)) if seed % 2 == 1 else None
+    got, want = P._envelope(c, pr, lam, mu, nu), _envelope_all_lines(c, pr, lam, mu, nu)
+    for f in ("b", "dw", "dload", "pool_in", "pool_out", "dv", "act_line", "mr_cost", "mr_line"):
+        a, b = getattr(got, f), getattr(want, f)
+        assert a.dtype == b.dtype and np.array_equal(a, b), f
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_used_tables_are_the_ones_of_the_sorted_used_cells(seed: int) -> None:
+    """``_used_tables``' columns (the cells seen, counted up) and map are ``np.unique``'s sorted cells and
+    ``np.searchsorted`` of them: the same tables, bit for bit, on few, some and every one of the grid's cells."""
+    rng = np.random.default_rng(seed)
+    E, T, S, G = 1 + seed % 5, 3 + seed, 4, 64
+    cell = np.minimum(rng.integers(0, (3, 20, 200)[seed % 3], (E, T, S)), G - 1)
+    vals = [rng.random((E, T, S)), rng.random((E, T, S)) * 1e3]
+    tabs, cmap = P._used_tables(P.get_ops(), E, T, G, cell, vals)
+    used, inv = np.unique(cell, return_inverse=True)
+    want = P._tables(P.get_ops(), E, T, used.size, inv.reshape(cell.shape), vals, slot_major=True)
+    assert np.array_equal(cmap, np.searchsorted(used, np.arange(G + 1)))
+    assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(tabs, want))
+
+
+@pytest.mark.parametrize("be", BACKENDS)
 def test_a_problem_with_no_jobs_is_planned(be: tuple[str, str]) -> None:
     """A site with no job at all (the control loop's first tick, an empty queue) gets a valid plan whose facility
     watts are the idle base (round 16: ``_fac``'s one scatter-add took the (0, T) plan and failed to reshape it;
