@@ -28,6 +28,7 @@ except ImportError:  # (another numpy layout: the public function, the same numb
 _where = getattr(np.where, "_implementation", np.where)
 _concat = getattr(np.concatenate, "_implementation", np.concatenate)
 _min = np.minimum.reduce  # (an array's min without ndarray.min's Python-level wrapper)
+_max = np.maximum.reduce  # (and its max)
 
 
 def _cumsum_rows(a: Any, dtype: Any = None) -> Any:
@@ -240,6 +241,15 @@ class Ops:
 
     def argmin(self, a: Any, axis: int) -> Any:
         return a.argmin(axis=axis)
+
+    def min(self, a: Any, axis: int) -> Any:
+        """The smallest entry along ``axis`` (the entry at :meth:`argmin`; ufunc reduce, without ndarray.min's
+        Python-level wrapper)."""
+        return _min(a, axis)
+
+    def max(self, a: Any, axis: int) -> Any:
+        """The largest entry along ``axis`` (the entry at :meth:`argmax`)."""
+        return _max(a, axis)
 
     #: :meth:`count_nonzero` counts by words from this many ``(n, T)`` cells; below it numpy's count is faster (its
     #: fixed cost is lower: 320 cells 13 vs 22 us, 3,200 23 vs 35 us; even at ~10,000; the words win from ~19,000:
@@ -693,6 +703,12 @@ class TorchOps(Ops):
 
     def argmin(self, a: Any, axis: int) -> Any:
         return self.torch.argmin(a, dim=axis)
+
+    def min(self, a: Any, axis: int) -> Any:
+        return self.torch.amin(a, dim=axis)
+
+    def max(self, a: Any, axis: int) -> Any:
+        return self.torch.amax(a, dim=axis)
 
     def count_nonzero(self, m: Any, axis: int) -> Any:
         return self.torch.count_nonzero(m, dim=axis)

@@ -917,7 +917,10 @@ def _responses(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     old = _old_cost(xp, opts[0], opts[1], opts[2])
     n = int(rows.shape[0])
     threads = _pl.CONCURRENT and xp.name == "numpy" and n * c.T >= THREAD_MIN_CELLS
-    moves_n = [(p, np.flatnonzero(moves[:, p])) for p in range(c.P) if moves[:, p].any()]
+    moves_n = [(int(p), np.flatnonzero(moves[:, p])) for p in np.flatnonzero(moves.any(0))]
+    if not moves_n and not threads:  # (one call on every row: the lanes' one call without them; round 20)
+        return {-1: _best_rows(xp, c, d, tb, vmat, pool, rows, args[0], args[1], args[2], args[3], args[4], args[5],
+                               old=old, opts=opts)}
     if moves_n and not threads:
         return _responses_one_call(xp, c, d, tb, vmat, pool, rows, args, moves_n, use, opts, old,
                                    args if moved_args is None else moved_args)
@@ -2511,7 +2514,8 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
     ld = xp.astype(tb.load[pl], xp.f64) * g[:, None]  # (n, V) facility watts of the row at each level
     wk = xp.astype(tb.work[pl], xp.f64)  # (n, V) work per slot at each level (0: not a level of the pool)
     si = xp.index(xp.astype(sub, xp.i64))
-    l_old = xp.take_along(xp.astype(tb.load[p_old], xp.f64) * g[:, None], si, 1)  # (n, T) its watts now
+    ld_old = ld if to_pool is None else xp.astype(tb.load[p_old], xp.f64) * g[:, None]  # (in its own pool: ld)
+    l_old = xp.take_along(ld_old, si, 1)  # (n, T) its watts now
     run = sub > 0
     fac_o = fac[None, :] - l_old  # the other rows' facility watts
     if shift is not None:
@@ -2745,21 +2749,28 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
     ``DC`` and the level it ends at ``TO``, each ``(n, T, S')``: ``S' <= V - 1`` the hull steps some cell takes
     (at least 1; the steps no cell takes, "no step" everywhere, left out: every use of the tables gives the
     same with or without them). Of equal slopes the farthest level (one step). ``work``: the pools' ``(P, V)``
-    work table (the levels a step may end at, below)."""
+    work table (the levels a step may end at, below). (:func:`_hull_wc`'s tables, ``DW`` and ``DC`` apart.)"""
+    K, DWC, TO = _hull_wc(xp, C, wk, forced0, work)
+    return K, DWC[0], DWC[1], TO
+
+
+def _hull_wc(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, Any]:
+    """:func:`_hull`'s tables with the steps' work and cost as one ``DWC : (2, n, T, S')`` table (``DWC[0]``
+    the work ``DW``, ``DWC[1]`` the cost ``DC``, each contiguous): every pass, and :func:`_best_rows` after it,
+    works on both with one call where it did two (round 20; the same numbers)."""
     # gift wrapping, one pass per hull step; each pass walks the levels one (n, T) table at a time, keeping
     # the farthest point of the smallest slope so far (elementwise: the same numbers as an argmin over a
     # short last axis and three gathers, at about half the CPU on these few levels; round 12)
     n, T, V = (int(x) for x in C.shape)
     S = V - 1
     inf = float("inf")
-    cw = xp.zeros((n, T), xp.f64)
-    cc = xp.zeros((n, T), xp.f64)
+    cwc = xp.zeros((2, n, T), xp.f64)  # the work and cost of each cell's point so far
     cur = xp.zeros((n, T), xp.i64)
-    st_key, st_dw, st_dc, st_to = [], [], [], []
+    st_key, st_wc, st_to = [], [], []
     # where every pool's work rises with the level from 0 ("off"), a cell's s-th step ends past level s
     # (each step ends at a level of more work than the last): the levels up to s are never its options
     wt = np.asarray(xp.to_numpy(work), np.float64)
-    rising = bool((wt[:, 0] == 0).all() and (np.diff(wt, axis=1) >= 0).all())
+    rising = bool((wt[:, 0] == 0).all() and (wt[:, 1:] - wt[:, :-1] >= 0).all())  # (np.diff's numbers)
     by_level = n * T > HULL_LEVELS_MIN_CELLS
     if by_level:
         c_v = [C[:, :, v] for v in range(V)]
@@ -2768,62 +2779,64 @@ def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, 
         w_v = [wk[:, v][:, None] for v in range(V)]
     else:  # (the levels reversed once: an argmin's first index is then the last level of the smallest slope)
         fin_r = xp.flip(xp.isfinite(C), 2)
-        c0_r = xp.where(fin_r, xp.flip(C, 2), 0.0)
-        w3_r = xp.flip(wk, 1)[:, None, :]
-    for s in range(S):  # hull steps (at most one per level)
-        v0 = s + 1 if rising else 0
-        if by_level:
-            sb = dwb = dcb = b = None
-            for v in range(v0, V):  # levels (the last of the smallest slope wins)
-                dw = w_v[v] - cw
-                valid = fin_v[v] & (dw > 1e-9)
-                dcost = c0_v[v] - cc
-                slope = xp.where(valid, dcost / xp.where(valid, dw, 1.0), inf)
-                if v == v0:
-                    sb, dwb, dcb, b = slope, dw, dcost, xp.full((n, T), v, xp.i64)
-                else:
-                    m = slope <= sb
-                    sb, dwb, dcb, b = (xp.where(m, slope, sb), xp.where(m, dw, dwb), xp.where(m, dcost, dcb),
-                                       xp.where(m, v, b))
-        else:
-            # the levels v0.. as one (n, T, V - v0) table: the last index of the smallest slope (the first
-            # of the reversed levels), the same numbers as the pass per level
-            m = V - v0  # (the levels v0.. are the first m of the reversed tables)
-            dw3 = w3_r[:, :, :m] - cw[:, :, None]
-            valid3 = fin_r[:, :, :m] & (dw3 > 1e-9)
-            dc3 = c0_r[:, :, :m] - cc[:, :, None]
-            with np.errstate(divide="ignore", invalid="ignore"):  # (the quotients where not valid are dropped)
-                sl3 = xp.where(valid3, dc3 / dw3, inf)
-            jr = xp.argmin(sl3, 2)
-            # the three tables read at one flat index (the same cells as a take_along each)
-            at = xp.arange(n * T).reshape(n, T) * m + jr
-            sb, dwb, dcb = (xp.take(x, at) for x in (sl3, dw3, dc3))
-            b = (V - 1) - jr
-        has = xp.isfinite(sb)
-        dwb = xp.where(has, dwb, 0.0)
-        dcb = xp.where(has, dcb, 0.0)
-        key = sb  # (a slope is finite or inf: no step)
-        if s == 0:
-            key = xp.where(forced0 & has, -inf, key)
-        # no cell took a step: none takes a later one (its point and candidates stay, or shrink where the levels
-        # rise), so this and the later steps are "no step" in every cell: left out (the corpus's hulls end by the
-        # fourth of six steps: a third of the passes saved, and the tables after them a third shorter)
-        if s and s < S - 1 and not bool(xp.any(has)):
-            break
-        cur = xp.where(has, b, cur)
-        st_key.append(key)
-        st_dw.append(dwb)
-        st_dc.append(dcb)
-        st_to.append(cur)
-        cw = cw + dwb
-        cc = cc + dcb
-        if s == 0 and S > 1 and not bool(xp.any(has)):  # (no step at all: one column of "no step")
-            break
-    K = xp.stack(st_key, 2)  # (n, T, S')
-    DW = xp.stack(st_dw, 2)
-    DC = xp.stack(st_dc, 2)
-    TO = xp.stack(st_to, 2)
-    return K, DW, DC, TO
+        wc_r = xp.empty((2, n, T, V), xp.f64)  # (work and cost as one table: one difference per pass)
+        wc_r[0] = xp.flip(wk, 1)[:, None, :]
+        wc_r[1] = xp.where(fin_r, xp.flip(C, 2), 0.0)
+        at0 = xp.arange(2 * n * T).reshape(2, n, T)  # (each cell's first level in the flat (2, n, T, m) table)
+    with np.errstate(divide="ignore", invalid="ignore"):  # (the quotients where not valid are dropped)
+        for s in range(S):  # hull steps (at most one per level)
+            v0 = s + 1 if rising else 0
+            if by_level:
+                cw, cc = cwc[0], cwc[1]
+                sb = dwb = dcb = b = None
+                for v in range(v0, V):  # levels (the last of the smallest slope wins)
+                    dw = w_v[v] - cw
+                    valid = fin_v[v] & (dw > 1e-9)
+                    dcost = c0_v[v] - cc
+                    slope = xp.where(valid, dcost / xp.where(valid, dw, 1.0), inf)
+                    if v == v0:
+                        sb, dwb, dcb, b = slope, dw, dcost, xp.full((n, T), v, xp.i64)
+                    else:
+                        m = slope <= sb
+                        sb, dwb, dcb, b = (xp.where(m, slope, sb), xp.where(m, dw, dwb), xp.where(m, dcost, dcb),
+                                           xp.where(m, v, b))
+                wcb = xp.stack([dwb, dcb], 0)
+            else:
+                # the levels v0.. as one (n, T, V - v0) table: the last index of the smallest slope (the first
+                # of the reversed levels), the same numbers as the pass per level
+                m = V - v0  # (the levels v0.. are the first m of the reversed tables)
+                d3 = wc_r[:, :, :, :m] - cwc[:, :, :, None]  # (2, n, T, m) work and cost from the point so far
+                valid3 = fin_r[:, :, :m] & (d3[0] > 1e-9)
+                # no cell has a level past its point: no cell takes this step (a step needs a valid level), the
+                # break below without the pass's slopes (the corpus's last pass of most calls; round 20)
+                if s and s < S - 1 and not bool(xp.any(valid3)):
+                    break
+                sl3 = xp.where(valid3, d3[1] / d3[0], inf)
+                jr = xp.argmin(sl3, 2)
+                # the tables read at one flat index (the same cells as a take_along each; the slopes' are the
+                # first half of the work and cost's)
+                at = at0 * m + jr
+                sb, wcb = xp.take(sl3, at[0]), xp.take(d3, at)
+                b = (V - 1) - jr
+            has = xp.isfinite(sb)
+            wcb = xp.where(has, wcb, 0.0)
+            key = sb  # (a slope is finite or inf: no step)
+            if s == 0:
+                key = xp.where(forced0 & has, -inf, key)
+            # no cell took a step: none takes a later one (its point and candidates stay, or shrink where the
+            # levels rise), so this and the later steps are "no step" in every cell: left out (the corpus's hulls
+            # end by the fourth of six steps: a third of the passes saved, and the tables after them a third
+            # shorter)
+            if s and s < S - 1 and not bool(xp.any(has)):
+                break
+            cur = xp.where(has, b, cur)
+            st_key.append(key)
+            st_wc.append(wcb)
+            st_to.append(cur)
+            cwc = cwc + wcb
+            if s == 0 and S > 1 and not bool(xp.any(has)):  # (no step at all: one column of "no step")
+                break
+    return xp.stack(st_key, 2), xp.stack(st_wc, 3), xp.stack(st_to, 2)  # (n, T, S'), (2, n, T, S'), (n, T, S')
 
 
 def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
@@ -2844,7 +2857,8 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     C, wk, sub, keep0 = _options(xp, c, d, tb, vmat, pool, rows, lim, price, to_pool, use=use) if opts is None else opts
     inf = float("inf")
     forced0 = (tt == 0) & keep0[:, None] if forced is None else forced
-    K, DW, DC, TO = _hull(xp, C, wk, forced0, tb.work)
+    K, DWC, TO = _hull_wc(xp, C, wk, forced0, tb.work)
+    DW, DC = DWC[0], DWC[1]
     S = int(K.shape[2])  # (the hull steps some cell takes: _hull)
     # before a deadline, an unfinished row's work is worth ``extra`` more (the late part of its penalty)
     before_dl = (tt < d.dl[rows][:, None])[:, :, None]
@@ -2870,30 +2884,11 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     kth = xp.take_along(kf, jth, 1)
     take = (((kf < kth) | ((kf == kth) & (jj <= jth))) & (m > 0)[:, None]).reshape(n, T, S)
     cnt = xp.astype(xp.count_nonzero(take, 2), xp.i64)  # (n, T) hull steps taken per cell
-    got = xp.sum(xp.where(take, DW, 0.0).reshape(n, T * S), 1)
-    cost = xp.sum(xp.where(take, DC, 0.0).reshape(n, T * S), 1)
+    gc = xp.sum(xp.where(take, DWC, 0.0).reshape(2, n, T * S), 2)  # (the work and the cost taken: one sum)
+    got, cost = gc[0], gc[1]
     # the prefix overshoots the need by less than one step: undo the dearest last step the surplus covers
     surplus = xp.maximum(got - xp.maximum(need, req), 0.0)
-    ri = xp.arange(n)
-    cnt = xp.copy(cnt)
-    last = xp.maximum(cnt - 1, 0)[:, :, None]
-    dwl = xp.take_along(DW, last, 2)[:, :, 0]  # each cell's last step taken (updated where a trim takes it)
-    dcl = xp.take_along(DC, last, 2)[:, :, 0]
-    for _ in range(TRIMS):  # trims
-        ok = (cnt > 0) & (dwl <= surplus[:, None] - _TOL_W) & ~(forced0 & (cnt == 1)) & (dcl > 0)
-        score = xp.where(ok, dcl, -inf)
-        tcell = xp.argmax(score, 1)
-        best = xp.take_along(score, tcell[:, None], 1)[:, 0]
-        doit = best > -inf
-        if not bool(xp.any(doit)):
-            break
-        dw1, dc1 = dwl[ri, tcell], dcl[ri, tcell]
-        cnt[ri, tcell] = cnt[ri, tcell] - xp.astype(doit, xp.i64)  # (one cell per row)
-        lc = xp.maximum(cnt[ri, tcell] - 1, 0)
-        dwl[ri, tcell], dcl[ri, tcell] = DW[ri, tcell, lc], DC[ri, tcell, lc]
-        surplus = surplus - xp.where(doit, dw1, 0.0)
-        got = got - xp.where(doit, dw1, 0.0)
-        cost = cost - xp.where(doit, dc1, 0.0)
+    cnt, got, cost = _trims(xp, DWC, forced0, xp.copy(cnt), surplus, got, cost)
     cnt, got, cost = _exchange(xp, DW, DC, K, cnt, got, cost, xp.maximum(need, req), forced0)
     lv = xp.take_along(TO, xp.maximum(cnt - 1, 0)[:, :, None], 2)[:, :, 0]
     new_sub = xp.astype(xp.where(cnt > 0, lv, 0), xp.i8)
@@ -2908,6 +2903,36 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     scale = xp.maximum(cost_old, 1.0)
     saving = xp.where(ok_row & (saving > 1e-9 * scale), saving, 0.0)
     return new_sub, saving, (cost_old, w_old)
+
+
+def _trims(xp: Ops, DWC: Any, forced0: Any, cnt: Any, surplus: Any, got: Any, cost: Any) -> tuple[Any, Any, Any]:
+    """:func:`_best_rows`'s ``TRIMS`` passes on the prefix it took (``cnt : (n, T)`` steps per cell, updated in
+    place; the steps' work and cost ``DWC : (2, n, T, S)``, :func:`_hull_wc`): each pass undoes, per row, the
+    dearest last step the row's ``surplus`` over its need covers (never a forced cell's first). Returns ``cnt``
+    and the rows' work ``got`` and cost ``cost`` after them. Each cell's last step is read, and rewritten where
+    a pass takes it, at flat positions of one (2, n, T) table of both (a gather and a scatter a pass where there
+    were six fancy indexes; round 20: the same numbers)."""
+    _, n, T, S = (int(x) for x in DWC.shape)
+    inf = float("inf")
+    at = xp.arange(2 * n * T).reshape(2, n, T)  # (the cells' flat positions in the (2, n, T) tables)
+    wcl = xp.take(DWC, at * S + xp.maximum(cnt - 1, 0))  # (2, n, T) each cell's last step taken
+    rT = at[0, :, 0]  # (each row's first cell)
+    off = at[:, :1, 0]  # (2, 1): the work's and the cost's first position
+    cf, wf = cnt.reshape(-1), wcl.reshape(-1)  # (flat views: written in place)
+    for _ in range(TRIMS):  # trims
+        dwl, dcl = wcl[0], wcl[1]
+        ok = (cnt > 0) & (dwl <= surplus[:, None] - _TOL_W) & ~(forced0 & (cnt == 1)) & (dcl > 0)
+        doit = xp.any(ok, 1)  # (the dearest of those is > -inf)
+        if not bool(xp.any(doit)):
+            break
+        f = rT + xp.argmax(xp.where(ok, dcl, -inf), 1)  # (n,) each row's cell (one per row)
+        f2 = off + f[None, :]  # (2, n)
+        wc1 = xp.where(doit, xp.take(wcl, f2), 0.0)  # its last step's work and cost
+        c1 = cf[f] - xp.astype(doit, xp.i64)
+        cf[f] = c1
+        wf[f2] = xp.take(DWC, f2 * S + xp.maximum(c1 - 1, 0)[None, :])
+        surplus, got, cost = surplus - wc1[0], got - wc1[0], cost - wc1[1]
+    return cnt, got, cost
 
 
 def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, tgt: Any,
@@ -2933,32 +2958,37 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
     # work reaches ``tgt``, a later one on those the last changed: any other would find what it found)
     act = xp.nonzero(got >= tgt - _TOL_W)
     cnt_a, got_a, cost_a = xp.copy(cnt), xp.copy(got), xp.copy(cost)
+    # the steps' work, cost and key as one (3, N, T, S) table: a round gathers its rows, and reads each cell's
+    # last and next step, at flat positions of it, one call each (round 20: the same numbers as a gather per
+    # table)
+    X = xp.stack([DW, DC, K], 0)
     for _ in range(EXCHANGES):  # exchange rounds
         n = int(act.shape[0])
         if n == 0:
             break
         if n == N:  # every row (no gathered copies of the (n, T, S) tables)
-            cnt, got, cost, dw_s, dc_s, k_s = xp.copy(cnt_a), xp.copy(got_a), xp.copy(cost_a), DW, DC, K
+            cnt, got, cost, x_s = xp.copy(cnt_a), xp.copy(got_a), xp.copy(cost_a), X
         else:
-            cnt, got, cost, dw_s, dc_s, k_s = cnt_a[act], got_a[act], cost_a[act], DW[act], DC[act], K[act]
-        ok_row = got >= tgt[act] - _TOL_W
-        surplus = got - tgt[act]
-        last = xp.maximum(cnt - 1, 0)[:, :, None]
-        dwr = xp.take_along(dw_s, last, 2)[:, :, 0]
-        dcr = xp.take_along(dc_s, last, 2)[:, :, 0]
+            cnt, got, cost, x_s = cnt_a[act], got_a[act], cost_a[act], X[:, act]
+        tg = tgt[act]
+        ok_row = got >= tg - _TOL_W
+        surplus = got - tg
+        at = xp.arange(3 * n * T).reshape(3, n, T) * S  # (each cell's first step in the flat (3, n, T, S) table)
+        lr = xp.take(x_s, at[:2] + xp.maximum(cnt - 1, 0))  # (2, n, T) the last step's work and cost
+        dwr, dcr = lr[0], lr[1]
         rem_ok = (cnt > 0) & ~(forced0[act] & (cnt == 1))
-        nxt = xp.minimum(cnt, S - 1)[:, :, None]
-        dwa = xp.take_along(dw_s, nxt, 2)[:, :, 0]
-        dca = xp.take_along(dc_s, nxt, 2)[:, :, 0]
-        add_ok = (cnt < S) & xp.isfinite(xp.take_along(k_s, nxt, 2)[:, :, 0]) & (dwa > 1e-9)
+        nx = xp.take(x_s, at + xp.minimum(cnt, S - 1))  # (3, n, T) the next step's work, cost and key
+        dwa, dca = nx[0], nx[1]
+        add_ok = (cnt < S) & xp.isfinite(nx[2]) & (dwa > 1e-9)
         lose = dwr - surplus[:, None]  # what giving back a cell's last step leaves to cover
         # the orders the next steps are bought in: all of them by cost per work, and per hull step index
         # (the cells one step in, two steps in, ...: similar steps) by cost
         ratio = xp.where(add_ok, dca / xp.where(add_ok, dwa, 1.0), inf)
-        c_best, o_best, bought = orders(xp, n, T, S, ka, tt, cnt, dwa, dca, add_ok, ratio, lose)
-        gain = xp.where(rem_ok & ok_row[:, None] & xp.isfinite(c_best), dcr - xp.where(xp.isfinite(c_best), c_best, 0.0), -inf)
+        c_best, o_best, bought = orders(xp, n, T, S, ka, tt, cnt, nx[:2], add_ok, ratio, lose)
+        fin = xp.isfinite(c_best)
+        gain = xp.where(rem_ok & ok_row[:, None] & fin, dcr - xp.where(fin, c_best, 0.0), -inf)
         r = xp.argmax(gain, 1)
-        best = xp.take_along(gain, r[:, None], 1)[:, 0]
+        best = xp.max(gain, 1)  # (the gain at r)
         doit = best > 1e-9 * xp.maximum(xp.maximum(cost, -cost), 1.0)
         if not bool(xp.any(doit)):
             break
@@ -2975,16 +3005,17 @@ def _exchange(xp: Ops, DW: Any, DC: Any, K: Any, cnt: Any, got: Any, cost: Any, 
     return cnt_a, got_a, cost_a
 
 
-def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any, dwa: Any, dca: Any, add_ok: Any,
+def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any, wca: Any, add_ok: Any,
                     ratio: Any, lose: Any) -> tuple[Any, Any, Any]:
     """:func:`_exchange`'s choice of next steps, the 1 + S orders as one table: per row and cell the cost of the
     fewest next steps that cover what giving the cell's last step back loses, in the cheapest order
     (``c_best``, ``o_best : (n, T)``), and ``bought(r, ob, doit)``: the cells whose next step each row buys
-    when it gives back cell ``r`` and buys in order ``ob`` (where ``doit``)."""
+    when it gives back cell ``r`` and buys in order ``ob`` (where ``doit``). ``wca : (2, n, T)``: each cell's
+    next step's work and cost (contiguous)."""
     inf = float("inf")
+    dca = wca[1]
     at_s = add_ok[:, None, :] & (cnt[:, None, :] == xp.arange(S)[None, :, None])
     q = xp.concatenate([ratio[:, None, :], xp.where(at_s, dca[:, None, :], inf)], 1)  # (n, 1 + S, T)
-    ri = xp.arange(n)
     found0 = (lose <= _TOL_W)[:, None, :]  # the surplus covers the step given back: nothing to buy
     lose_t = (lose - _TOL_W)[:, None, :]
     kk = xp.arange(ka)[None, None, :]
@@ -2992,18 +3023,18 @@ def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any,
     # where finite, and their cumulative work and cost
     o, qv = _cheapest(xp, q, ka)
     vs = xp.isfinite(qv)
-    of = o.reshape(n, (1 + S) * ka)
-    cw = xp.cumsum(xp.where(vs, xp.take_along(dwa, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
-    cc = xp.cumsum(xp.where(vs, xp.take_along(dca, of, 1).reshape(n, 1 + S, ka), 0.0), 2)
+    # their work and cost read at flat positions of ``wca`` (one gather for both), summed along each order
+    at = (xp.arange(2 * n) * T).reshape(2, n, 1, 1) + o[None]
+    cwc = xp.cumsum(xp.where(vs, xp.take(wca, at), 0.0), 3)
+    cw, cc = cwc[0], cwc[1]
     # per order and cell the fewest next steps that cover what it loses (the first k that reaches, as a
     # count; 0 where the surplus does or none do) and their cost (0 where the surplus covers it, inf where
     # none do): the valid picks are a prefix and their work rises along it, so the first that reaches is
     # the count of valid picks below what the cell loses (as the smallest k that reaches written last, one
     # (n, 1 + S, T) table per k: the same values in fewer tables; round 19)
     cwv = xp.where(vs, cw, inf)  # (invalid picks never below)
-    below = xp.astype(cwv[:, :, 0, None] < lose_t, xp.i64)  # (ka >= 1: T > 0)
-    for k in range(1, ka):  # next steps bought (at most EXCHANGE_ADD)
-        below = below + xp.astype(cwv[:, :, k, None] < lose_t, xp.i64)
+    # (the ka picks against every cell at once: one (n, 1 + S, ka, T) test and its count; round 20)
+    below = xp.astype(xp.count_nonzero(cwv[:, :, :, None] < lose_t[:, :, None, :], 2), xp.i64)
     ccv = xp.concatenate([xp.where(vs, cc, inf), xp.full((n, 1 + S, 1), inf, xp.f64)], 2)  # (none reaches: inf)
     c_in = xp.take_along(ccv, below, 2)  # (n, 1 + S, T)
     c_add = xp.where(found0, 0.0, c_in)
@@ -3018,9 +3049,10 @@ def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any,
     own = pos[:nc].reshape(n, 1 + S, T) < fewest
     c_add = xp.where(own, inf, c_add)
     o_best = xp.argmin(c_add, 1)  # (n, T)
-    c_best = xp.take_along(c_add, o_best[:, None, :], 1)[:, 0]
+    c_best = xp.min(c_add, 1)  # (the cost at o_best)
 
     def bought(r: Any, ob: Any, doit: Any) -> Any:
+        ri = xp.arange(n)
         o_sel = o[ri, ob]  # (n, ka)
         mb = xp.where(doit, fewest[ri, ob, r], 0)
         buy = ((mb[:, None] > kk[0]) & doit[:, None])[:, :, None] & (o_sel[:, :, None] == tt[:, None, :])
@@ -3029,11 +3061,12 @@ def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any,
     return c_best, o_best, bought
 
 
-def _orders_one_by_one(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any, dwa: Any, dca: Any,
+def _orders_one_by_one(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any, wca: Any,
                        add_ok: Any, ratio: Any, lose: Any) -> tuple[Any, Any, Any]:
     """:func:`_orders_at_once` one order at a time (the round start's loop; past ``EXCHANGE_ORDERS_MAX_CELLS``):
     the same ``c_best``, ``o_best`` and ``bought``."""
     inf = float("inf")
+    dwa, dca = wca[0], wca[1]
     keys = [ratio] + [xp.where(add_ok & (cnt == s), dca, inf) for s in range(S)]
     c_best = xp.full((n, T), inf, xp.f64)
     o_best = xp.zeros((n, T), xp.i64)
@@ -3134,8 +3167,8 @@ def _accept(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, n
     room_w = d.room_cap - fac
     free = d.H - busy
     has_q = bool(np.isfinite(c.quota).any())
-    quota = xp.asarray(c.quota, xp.f64)
-    left_q = quota[:, None] - xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0) if has_q else None
+    left_q = (xp.asarray(c.quota, xp.f64)[:, None] - xp.group_rowsum(d.tenant, c.quota.size, d.gpus, vmat > 0)
+              if has_q else None)
     n = int(rows.shape[0])
     taken = xp.zeros(n, xp.bool_)
     pending = xp.ones(n, xp.bool_)

@@ -219,6 +219,71 @@ def test_the_exchange_keeps_each_row_whole_and_never_costs_more(seed: int, by_or
         assert h["cost"][j] - cost[j] >= _best_pair_gain(h, j) - 1e-6, f"row {j} misses a better exchange"
 
 
+def _trims_by_row(h: dict[str, Any], surplus: Any) -> tuple[Any, Any, Any, int]:
+    """``_best_rows``'s trims row by row (plain loops): up to ``TRIMS`` times, undo the dearest (first of equal)
+    last step of a cell that the surplus covers (less the tolerance), of positive cost and not a kept slot 0's
+    first; the work, cost and surplus each lowered step by step. Returns ``cnt, got, cost`` and the trims made."""
+    cnt, got, cost, sur = h["cnt"].copy(), h["got"].copy(), h["cost"].copy(), surplus.copy()
+    made = 0
+    for j in range(cnt.shape[0]):  # rows
+        for _ in range(PS.TRIMS):  # trims
+            best = None
+            for t in range(cnt.shape[1]):  # cells
+                k = cnt[j, t]
+                if k == 0 or (h["forced0"][j, t] and k == 1):
+                    continue
+                dw, dc = h["DW"][j, t, k - 1], h["DC"][j, t, k - 1]
+                if dw <= sur[j] - PS._TOL_W and dc > 0 and (best is None or dc > best[0]):
+                    best = (dc, dw, t)
+            if best is None:
+                break
+            dc, dw, t = best
+            cnt[j, t] -= 1
+            sur[j], got[j], cost[j] = sur[j] - dw, got[j] - dw, cost[j] - dc
+            made += 1
+    return cnt, got, cost, made
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_the_trims_are_the_row_by_row_trims(be: tuple[str, str]) -> None:
+    """``_trims`` (round 20: each cell's last step read and rewritten at flat positions of one (2, n, T) table of
+    work and cost) undoes the steps the row-by-row loop does, in its order: the same steps per cell, work and
+    cost bit for bit (on rows with one to three trims, some twice in one cell), every backend."""
+    from kernels.backend import get_ops
+
+    xp = get_ops(*be)
+    made = 0
+    for seed in range(12):
+        h = _hull_rows(seed, n=8, T=9, S=3)
+        # a surplus of up to two of the rows' largest steps (several trims per row, some in one cell)
+        surplus = np.random.default_rng(seed).uniform(0.0, 2.2, 8) * h["DW"].max()
+        cnt, got, cost, m = _trims_by_row(h, surplus)
+        made += m
+        a = {k: xp.asarray(h[k], xp.i64 if k == "cnt" else xp.bool_ if k == "forced0" else xp.f64)
+             for k in ("DW", "DC", "cnt", "got", "cost", "forced0")}
+        out = PS._trims(xp, xp.stack([a["DW"], a["DC"]], 0), a["forced0"], a["cnt"], xp.asarray(surplus, xp.f64),
+                        a["got"], a["cost"])
+        for x, y in zip(out, (cnt, got, cost)):
+            assert np.array_equal(xp.to_numpy(x), y)
+    assert made >= 100  # (the rows do trim: 144 trims in these families, 21 cells trimmed twice)
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_min_and_max_are_the_entries_at_argmin_and_argmax(be: tuple[str, str]) -> None:
+    """``Ops.min`` / ``Ops.max`` along an axis (round 20: the exchange reads its best cost and gain with them):
+    the entries at ``argmin`` / ``argmax``, with ties and infinities, every backend."""
+    from kernels.backend import get_ops
+
+    xp = get_ops(*be)
+    q = np.random.default_rng(3).integers(-4, 5, (6, 4, 7)).astype(np.float64)
+    q[q == 4] = np.inf
+    q[q == -4] = -np.inf
+    for ax in (0, 1, 2):
+        a = xp.asarray(q, xp.f64)
+        assert np.array_equal(xp.to_numpy(xp.min(a, ax)), np.take_along_axis(q, q.argmin(ax)[(slice(None),) * ax + (None,)], ax).squeeze(ax))
+        assert np.array_equal(xp.to_numpy(xp.max(a, ax)), np.take_along_axis(q, q.argmax(ax)[(slice(None),) * ax + (None,)], ax).squeeze(ax))
+
+
 @pytest.mark.parametrize("be", BACKENDS)
 @pytest.mark.parametrize("T", [5, 9, 40])
 def test_cheapest_is_the_stable_sorts_first_k(be: tuple[str, str], T: int) -> None:
