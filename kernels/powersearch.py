@@ -570,8 +570,8 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     its cheapest block (:func:`_best_blocks`) against the plan without the preemptible rows (they can make
     room), the preemptible rows' cells in the slots the block newly takes dropped, what they lack placed
     again in price order (:func:`kernels.listsched.list_schedule`) and the power search (without this move)
-    on top. Kept where the exact objective falls, every job finished (on time) before still is, and the plan
-    still dominates ``floor``. Each try is charged ``J x T`` cells plus what its search proposes."""
+    on top (:func:`_displaced`). Kept where the exact objective falls, every job finished (on time) before still is,
+    and the plan still dominates ``floor``. Each try is charged ``J x T`` cells plus what its search proposes."""
     from kernels import listsched  # imports kernels.planner: bound at call time
 
     finished, _, _, on_time = _row_status(ev)
@@ -595,29 +595,10 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
             break
         _charge(meter, float(c.J * c.T))
         _charge(meter, PHASE_CELLS, fixed=True)
-        rows = xp.asarray(np.array([r]), xp.i64)
-        vfree = xp.astype(xp.where(flex[:, None], 0, vmat), vmat.dtype)
-        vfree[rows] = 0
-        lim = xp.asarray(np.array([c.dl[r] if c.has_dl[r] else c.T]), xp.i64)
-        new_sub, _ = _best_blocks(xp, c, d, tb, vfree, pool, rows, lim, xp.asarray(need_h[[r]], xp.f64))
-        if not bool(xp.any(new_sub > 0)) or bool(xp.all(new_sub == vmat[rows])):
+        got = _displaced(xp, c, d, tb, vmat, pool, int(r), int(pool_h[r]), need_h, flex, rank, cost)
+        if got is None:
             continue
-        # (T,) the slots where the block takes more than the row does now (a level of its pool: more watts)
-        newly = xp.astype(new_sub[0], xp.i64) > xp.astype(vmat[int(r)], xp.i64)
-        # room for it: the preemptible rows' cells there in its pool (GPUs) and of its tenant where it has a
-        # quota; then, where the site's watts would pass the cap, every preemptible row's cells there
-        mine = (xp.astype(pool, xp.i64) == int(pool_h[r])) | ((d.tenant == int(c.tenant[r])) & bool(
-            np.isfinite(c.quota[c.tenant[r]])))
-        # a row that loses a cell there is placed again whole (it may change its pool)
-        hit = flex & mine & xp.any((vmat > 0) & newly[None, :], 1)
-        nv = xp.astype(xp.where(hit[:, None], 0, vmat), vmat.dtype)
-        nv[rows] = new_sub
-        over = _pl._fac(d, tb, nv, pool, xp) > d.room_cap
-        nv = xp.astype(xp.where(flex[:, None] & over[None, :], 0, nv), vmat.dtype)
-        npool = xp.astype(xp.where(xp.any(nv > 0, 1) | ~flex, pool, -1), pool.dtype)
-        for lowest in (False, True):  # full power first; what is still missing at the most work per watt
-            nv, npool = listsched.list_schedule(xp, c, d, tb, nv, npool, rank, cost, lowest=lowest)
-        npool = xp.astype(xp.where(xp.any(nv > 0, 1), npool, -1), pool.dtype)
+        nv, npool = got
         nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
         nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor,
                                          displace=False, meter=meter)
@@ -626,6 +607,110 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
             finished, _, _, on_time = _row_status(ev)
             changed += 1
     return vmat, pool, ev, changed
+
+
+#: Whether :func:`polish` moves a non-preemptible block into another pool through that pool's preemptible work
+#: (:func:`_displace_pools`), where the polish's meter has cells left after its stages: the search's block
+#: displacement (:func:`_displace`) keeps a block in its pool, and the swap phase's block exchanges and the trades
+#: move a block only where the rows it meets answer alone (seed-0 corpus-61: the MILP runs the 8-GPU block of job
+#: 16 in pool 0, not pool 1, its preemptible rows there moved to other slots and two of them to pool 1, one of
+#: them home to the pool it runs in now: 0.47% lower; no two- or three-row exchange reaches it). Last in the polish:
+#: before its shadows (:func:`_headroom`), its tries took their cells and seed-0 corpus-169, -2, -81, -107 and seed-1
+#: corpus-100007 ended higher (up to +9.2%). Round 20 (H4; benchmarks/optimizer.py --corpus 200 --compare against
+#: e9568dc's runs, load 7-14): seed 0 3 plans lower (61 1.0230 -> 1.0185 x the carbon LP: in; 89 -0.23%, 149
+#: -0.08%), none higher, within 1.02 x the carbon LP 97 -> 98 of 132, median gap 1.92% -> 1.88%, jobs 3,604 both;
+#: held out: seed 1 2 lower (100161 -0.48%, 100157 -0.23%), none higher, within 1.02 99 of 134 both, jobs 3,440
+#: both; seed 2 3 lower (200139 -0.85%, 200098 -0.83%: 1.0333 -> 1.0247, 200127 -0.03%), none higher, 88 of 129
+#: both, median gap 2.72% -> 2.68%, jobs 3,467 both. It runs where the polish's meter has cells left: not on seed
+#: 0's slowest instances (their meters are spent before it).
+DISPLACE_POOLS = True
+
+
+def _displace_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+                    ev: dict[str, Any], floor: dict[str, Any] | None,
+                    meter: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], int]:
+    """Blocks moved into other pools (:data:`DISPLACE_POOLS`; in :func:`polish`): per finished (on-time)
+    non-preemptible row that does not run now and per other pool it is eligible for (the dearest grid carbon rate
+    first, at most ``DISPLACE_ROWS`` such pairs), the block displacement's plan with the block in that pool
+    (:func:`_displaced`), the power search on top (:func:`power_search`, on ``meter``), kept where it passes the
+    carbon phase's exact test (the objective falls, carbon does not rise, every job finished and on time stays so,
+    ``floor`` dominated) against the plan as it then is; tries while the meter has cells left. Each try is charged
+    ``J x T`` cells and ``PHASE_CELLS``, plus what its search proposes. Returns the plan, its pools, evaluation and
+    the blocks moved."""
+    from kernels import listsched  # imports kernels.planner: bound at call time
+
+    if c.P < 2:
+        return vmat, pool, ev, 0
+    finished, _, _, on_time = _row_status(ev)
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    rows_h = _settled_rows(c, pool_h, (finished, None, None, on_time), ~c.preempt & (c.rpool < 0))
+    if rows_h.size == 0:
+        return vmat, pool, ev, 0
+    rows_h = rows_h[np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, "blocks"), kind="stable")]
+    ri, qi = np.nonzero(c.eligible[rows_h] & (np.arange(c.P)[None, :] != pool_h[rows_h][:, None]))
+    if ri.size == 0:
+        return vmat, pool, ev, 0
+    flex = xp.asarray(c.preempt & ~c.must)
+    rank = listsched.edf_rank(xp, c, d)
+    cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
+    need_h = np.asarray(ev["need_s"], np.float64)
+    changed = 0
+    for r, q in zip(rows_h[ri][:DISPLACE_ROWS], qi[:DISPLACE_ROWS]):  # (block, pool) pairs (a few)
+        if meter["left"] <= 0:
+            break
+        _charge(meter, float(c.J * c.T))
+        _charge(meter, PHASE_CELLS, fixed=True)
+        got = _displaced(xp, c, d, tb, vmat, pool, int(r), int(q), need_h, flex, rank, cost)
+        if got is None:
+            continue
+        nv, npool = got
+        nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
+        nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor,
+                                         displace=False, meter=meter)
+        if _passes(c, "carbon", ev, nev, finished, on_time, floor) and _pl._serves_forced_dev(c, d, nv, xp):
+            vmat, pool, ev = nv, npool, nev
+            finished, _, _, on_time = _row_status(ev)
+            need_h = np.asarray(ev["need_s"], np.float64)
+            changed += 1
+    return vmat, pool, ev, changed
+
+
+def _displaced(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int, q: int, need_h: Any, flex: Any,
+               rank: Any, cost: Any) -> tuple[Any, Any] | None:
+    """A block displacement's plan (:func:`_displace`, :func:`_displace_pools`): row ``r``'s cheapest block in pool
+    ``q`` (its own, or another it is eligible for) against the plan without the preemptible rows (``flex``), the
+    preemptible rows of ``q`` (and of r's tenant, where it has a quota) that run where the block takes more placed
+    again whole (their pool may change; where the site's watts still pass the cap, every preemptible row's cells
+    there too), by the completion pass's list schedule (``rank``, ``cost``: :func:`kernels.listsched.list_schedule`).
+    Returns its levels and pools, or None where the block is none or the row as it is."""
+    from kernels import listsched  # imports kernels.planner: bound at call time
+
+    rows = xp.asarray(np.array([r]), xp.i64)
+    moved = q != int(xp.to_numpy(pool[rows])[0])
+    vfree = xp.astype(xp.where(flex[:, None], 0, vmat), vmat.dtype)
+    vfree[rows] = 0
+    lim = xp.asarray(np.array([c.dl[r] if c.has_dl[r] else c.T]), xp.i64)
+    new_sub, _ = _best_blocks(xp, c, d, tb, vfree, pool, rows, lim, xp.asarray(need_h[[r]], xp.f64),
+                              to_pool=xp.asarray(np.array([q]), xp.i64) if moved else None)
+    if not bool(xp.any(new_sub > 0)) or (not moved and bool(xp.all(new_sub == vmat[rows]))):
+        return None
+    # (T,) the slots where the block takes more than the row does now in q (a level of its pool: more watts)
+    newly = xp.astype(new_sub[0], xp.i64) > (0 if moved else xp.astype(vmat[r], xp.i64))
+    # room for it: the preemptible rows' cells there in q (GPUs) and of its tenant where it has a
+    # quota; then, where the site's watts would pass the cap, every preemptible row's cells there
+    mine = (xp.astype(pool, xp.i64) == q) | ((d.tenant == int(c.tenant[r])) & bool(np.isfinite(c.quota[c.tenant[r]])))
+    # a row that loses a cell there is placed again whole (it may change its pool)
+    hit = flex & mine & xp.any((vmat > 0) & newly[None, :], 1)
+    nv = xp.astype(xp.where(hit[:, None], 0, vmat), vmat.dtype)
+    nv[rows] = new_sub
+    npool = xp.copy(pool)
+    npool[rows] = q
+    over = _pl._fac(d, tb, nv, npool, xp) > d.room_cap
+    nv = xp.astype(xp.where(flex[:, None] & over[None, :], 0, nv), vmat.dtype)
+    npool = xp.astype(xp.where(xp.any(nv > 0, 1) | ~flex, npool, -1), pool.dtype)
+    for lowest in (False, True):  # full power first; what is still missing at the most work per watt
+        nv, npool = listsched.list_schedule(xp, c, d, tb, nv, npool, rank, cost, lowest=lowest)
+    return nv, xp.astype(xp.where(xp.any(nv > 0, 1), npool, -1), pool.dtype)
 
 
 def _displace_more(meter: dict[str, Any], left0: float, cap: float) -> bool:
@@ -1093,15 +1178,17 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     (:func:`power_search`; it keeps every job too). The rounds' carbon and swap phases (charged as the search's are,
     never cut) and the searches draw on one meter of ``cells`` cells, and a round after the first runs only while cells
     are left (with the block refill: while the refill moves rows; seed-0 corpus-65's blocks move a slot a round, 1.0207
-    -> 1.0157 x the carbon LP at the same CPU on the 48 budget-bound seed-0 instances). Last, where the meter has cells
+    -> 1.0157 x the carbon LP at the same CPU on the 48 budget-bound seed-0 instances). Then, where the meter has cells
     left and the plan imports while some slot's load sits at the wind, those stages under a wind lowered by
     :data:`SHADOW_WIND` and then under the true wind, judged as one move (:func:`_headroom`), and where some slot's load
     sits at the site's cap, those stages with the capped slots' carbon raised by :data:`SHADOW_CAP` and then with the
-    true carbon, judged as one move, on at least ``CAP_CELLS`` cells (:func:`_cap_shadow`). So the plan given is the
+    true carbon, judged as one move, on at least ``CAP_CELLS`` cells (:func:`_cap_shadow`). Last, where the meter still
+    has cells left, blocks moved into other pools through the preemptible work there, each try searched on the meter
+    (:func:`_displace_pools`, :data:`DISPLACE_POOLS`). So the plan given is the
     search's as before, and the polished one is never higher nor finishes a job fewer. Returns the plan, its pools,
     evaluation and the rows the rounds changed (0: the plan as given); ``spent["cells"]`` gets the cells spent."""
-    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or POOL_TRADES or BLOCK_REFILL or POOL_CHAINS) \
-            or not _flips_here(c, ev):
+    if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or POOL_TRADES or BLOCK_REFILL or POOL_CHAINS
+            or DISPLACE_POOLS) or not _flips_here(c, ev):
         return vmat, pool, ev, 0
     m: dict[str, Any] = {"left": cells}  # (the polish's meter, all rounds together)
     vmat, pool, ev, total = _polish_stages(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, m, spent)
@@ -1113,6 +1200,13 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         left = mc["left"]
         vmat, pool, ev, k = _cap_shadow(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, mc, spent)
         m["left"] -= left - mc["left"]
+        total += k
+    if DISPLACE_POOLS and m["left"] > 0:  # (last, where the moves before left cells: a try is a
+        # search; before the shadows, its tries took their cells and seed-1 corpus-100007 ended 0.11% higher)
+        left = m["left"]
+        vmat, pool, ev, k = _displace_pools(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, m)
+        if spent is not None:
+            spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
         total += k
     return vmat, pool, ev, total
 

@@ -1628,7 +1628,7 @@ def test_a_plan_is_close_only_with_a_bound_its_work_done_and_within_the_stop_gap
 def _no_polish(monkeypatch: pytest.MonkeyPatch) -> None:
     """The polish's moves all off (``PS.polish`` then returns the plan as it is given)."""
     for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS", "BLOCK_REFILL", "POOL_TRADES", "POOL_CHAINS",
-                 "SHADOW_CAP"):
+                 "DISPLACE_POOLS", "SHADOW_CAP"):
         monkeypatch.setattr(PS, name, False)
 
 
@@ -2185,6 +2185,9 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
         got = PS.power_search(pb, xp, c, s.pr, s.d, s.tb, s.gv, s.gp, ev=s.gev, floor=s.gev)
         assert np.array_equal(xp.to_numpy(got[0]), xp.to_numpy(nv))
         assert np.array_equal(xp.to_numpy(got[1]), xp.to_numpy(npool))
+    # (the block displacements into other pools off: the polish's last move, a block moved there places the rows it
+    # meets again, and on case 16 a flipped row with them: slot 0 as before, the plan lower still)
+    monkeypatch.setattr(PS, "DISPLACE_POOLS", False)
     sv, sp, sev, k = PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
     v0, v1 = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(sv))
     assert k > 0 and ((c.rpool >= 0) & ((v0[:, 0] > 0) != (v1[:, 0] > 0))).any()
@@ -2714,9 +2717,10 @@ TRADE_CASES = (119, 17)
 def _polished_without(move: str, i: int) -> tuple[Any, ...]:
     """Seed-0 corpus-``i``'s cold searched plan (:func:`_searched_without_flips`) polished with the polish's
     ``move`` (a switch of :mod:`kernels.powersearch`) off, on an unlimited meter; and the move past the cap
-    (``SHADOW_CAP``, round 19: the polish's last, after every move the earlier rounds' cases test) off too."""
+    (``SHADOW_CAP``, round 19) and the block displacements into other pools (``DISPLACE_POOLS``, round 20: the
+    polish's last moves, after every move the earlier rounds' cases test) off too."""
     pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
-    keep = {m: getattr(PS, m) for m in (move, "SHADOW_CAP")}
+    keep = {m: getattr(PS, m) for m in (move, "SHADOW_CAP", "DISPLACE_POOLS")}
     for m in keep:  # (off)
         setattr(PS, m, False)
     try:
@@ -2798,7 +2802,8 @@ def _makes_only_where_asked(i: int, flag: str, polished_without: Any, monkeypatc
     assert on[2]["objective"] < pev["objective"] and on[2]["carbon_g"] < pev["carbon_g"]
     assert kernels.check_result(pb, s.result(*on[:3])) == []
     monkeypatch.setattr(PS, flag, False)
-    monkeypatch.setattr(PS, "SHADOW_CAP", False)  # (off in ``polished_without`` too: the polish's last move)
+    monkeypatch.setattr(PS, "SHADOW_CAP", False)  # (off in ``polished_without`` too: the polish's last moves)
+    monkeypatch.setattr(PS, "DISPLACE_POOLS", False)
     assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, None, math.inf)[3] == 0
 
 
@@ -2895,6 +2900,63 @@ def test_chains_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
     """torch: the pool chains give the numpy plan and pools, case by case (from the numpy polish's plan without
     them)."""
     _three_rows_the_numpy_ones_on_torch(CHAIN_CASES, _polished_without_chains, PS._chains, be)
+
+
+#: seed-0 corpus instances where the polish's block displacements into other pools (``DISPLACE_POOLS``) move a block
+#: on the plan the rest of the polish leaves from the greedy's cold search (round 20: 61, where the MILP runs the
+#: 8-GPU block of job 16 in pool 0, not pool 1, and the preemptible rows it meets there elsewhere)
+DISPLACE_POOL_CASES = (61,)
+
+
+def _polished_without_pool_displacements(i: int) -> tuple[Any, ...]:
+    """:func:`_polished_without` the block displacements into other pools (``DISPLACE_POOLS``)."""
+    return _polished_without("DISPLACE_POOLS", i)
+
+
+@pytest.mark.parametrize("i", DISPLACE_POOL_CASES)
+def test_a_block_moves_into_another_pool_through_its_work(i: int) -> None:
+    """The polish's block displacements into other pools (``_displace_pools``, round 20): on the plan the rest of the
+    polish leaves where it is, a non-preemptible row that does not run now moves whole into another pool, the
+    preemptible rows it meets there placed again and searched; the plan keeps every rule (checker), carbon and the
+    objective fall, every job stays finished (on time) and the greedy still dominated; on a spent meter, no try."""
+    pb, s, c, nv, npool, nev = _polished_without_pool_displacements(i)
+    xp = s.xp
+    assert PS._cold_and_done(c, nev)
+    assert PS._displace_pools(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, {"left": 0.0})[3] == 0
+    m = {"left": PS.FLIP_SEARCH_CELLS}
+    sv, sp, sev, k = PS._displace_pools(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
+    assert k >= 1 and m["left"] < PS.FLIP_SEARCH_CELLS
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    p0, p1 = np.asarray(xp.to_numpy(npool)), np.asarray(xp.to_numpy(sp))
+    blocks = np.flatnonzero(~c.preempt & (c.rpool < 0) & (p0 >= 0) & (p1 >= 0) & (p0 != p1))
+    assert blocks.size >= 1  # (a block in another pool)
+
+
+@pytest.mark.parametrize("i", DISPLACE_POOL_CASES)
+def test_the_polish_makes_the_pool_displacements_only_where_asked(i: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DISPLACE_POOLS`` on, the polish of the cold searched plan ends lower than with it off, valid; off, the polish
+    of the plan it left returns it as it is (both on an unlimited meter)."""
+    _makes_only_where_asked(i, "DISPLACE_POOLS", _polished_without_pool_displacements, monkeypatch)
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_pool_displacements_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
+    """torch: the block displacements into other pools give the numpy plan and pools, case by case (from the numpy
+    polish's plan without them), on the same meter."""
+    for i in DISPLACE_POOL_CASES:  # cases
+        outs = []
+        _, s0, _, nv0, np0, _ = _polished_without_pool_displacements(i)
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
+            m = {"left": PS.FLIP_SEARCH_CELLS}
+            sv, sp, _, k = PS._displace_pools(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k, m["left"]))
+        (va, pa, ka, la), (vb, pb_, kb, lb) = outs
+        assert ka == kb >= 1 and la == lb and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
 
 
 def test_the_polish_draws_on_what_the_search_left(monkeypatch: pytest.MonkeyPatch) -> None:
