@@ -2922,7 +2922,9 @@ def test_a_block_moves_into_another_pool_through_its_work(i: int) -> None:
     pb, s, c, nv, npool, nev = _polished_without_pool_displacements(i)
     xp = s.xp
     assert PS._cold_and_done(c, nev)
-    assert PS._displace_pools(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, {"left": 0.0})[3] == 0
+    spent: dict[str, Any] = {"left": 0.0}
+    assert PS._displace_pools(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, spent)[3] == 0
+    assert spent["left"] == 0.0  # (not a try)
     m = {"left": PS.FLIP_SEARCH_CELLS}
     sv, sp, sev, k = PS._displace_pools(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
     assert k >= 1 and m["left"] < PS.FLIP_SEARCH_CELLS
