@@ -622,7 +622,9 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
 #: held out: seed 1 2 lower (100161 -0.48%, 100157 -0.23%), none higher, within 1.02 99 of 134 both, jobs 3,440
 #: both; seed 2 3 lower (200139 -0.85%, 200098 -0.83%: 1.0333 -> 1.0247, 200127 -0.03%), none higher, 88 of 129
 #: both, median gap 2.72% -> 2.68%, jobs 3,467 both. It runs where the polish's meter has cells left: not on seed
-#: 0's slowest instances (their meters are spent before it).
+#: 0's slowest instances (their meters are spent before it, or they leave work undone; benchmarks/paired.py --slowest
+#: 10: the same plans, sum of medians 9.08 -> 9.12 s, noise); on the seed-0 corpus it ran on 78 instances, 1.19 s of
+#: kernels.plan's 79.2 s process CPU (1.5%; at most 0.09 s an instance: corpus-89, -141), and moved a block on 3.
 DISPLACE_POOLS = True
 
 
