@@ -1,12 +1,13 @@
 """Vectorised list scheduling: the completion pass of the optimiser's plan and the EDF greedy witness.
 
 One mechanism, two orders (:func:`list_schedule`). Rounds: every job that still lacks work proposes, in each
-pool it may use (a loop over pools), the slots it needs at one power level against the residual capacity
-(free pool GPUs, facility watts under both caps, tenant quota, free slots after its release, outside the
-infeasible slots): a preemptible job its cheapest feasible slots in the caller's slot order (on-time slots
-before late ones), a non-preemptible one the cheapest feasible single block (one that finishes before one
-that is cut off by the horizon end, on time before late; a running one starts now in its pool). Each job
-keeps the pool whose proposal misses fewest slots, then is latest least, then costs least. The proposals
+pool it may use (every (pool, job) pair in one batch), the slots it needs at one power level against the
+residual capacity (free pool GPUs, facility watts under both caps, tenant quota, free slots after its
+release, outside the infeasible slots): a preemptible job its cheapest feasible slots in the caller's slot
+order (on-time slots before late ones), a non-preemptible one the cheapest feasible single block (one that
+finishes before one that is cut off by the horizon end, on time before late; a running one starts now in
+its pool). Each job keeps the pool whose proposal misses fewest slots, then is latest least, then costs
+least (the first such pool). The proposals
 are accepted in the caller's job order by prefix sums (tenant quotas, pool GPUs, facility watts; a
 non-preemptible block all or nothing). A cell rejected in a round still counted in the prefix sums of
 later rows, so acceptance is conservative and never overfills a slot; the next round proposes again.
@@ -28,7 +29,8 @@ later rows, so acceptance is conservative and never overfills a slot; the next r
 Costs are put on a 2^-30 grid of their magnitude first (:func:`_grid`): sums of them are exact, so ties
 between equal-cost slots break the same way on every backend.
 
-No Python loop over jobs or slots: loops run over rounds, pools and power levels.
+No Python loop over jobs or slots: loops run over rounds and acceptance passes (over pools only on large
+tables, :data:`BY_POOL_MIN_CELLS`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,28 @@ _SHORT = 1e15
 ROUNDS = 12  # at most this many list-scheduling rounds per completion call (each stops when nothing is placed)
 ACCEPT_PASSES = 3  # prefix-sum acceptance passes per round
 GREEDY_ROUNDS = 48  # the greedy places every job from an empty plan: more rounds
+#: :func:`_first_k` counts a mask's true cells with one running count (int64) up to this many ``(n, T)`` cells,
+#: with :meth:`Ops.count_upto` above (its byte count and word paths: fewer bytes, a higher fixed cost). Round 20,
+#: H1, process CPU on random masks (/tmp/h1/micro.py): 16 x 24 6.2 vs 17.5 us, 64 x 32 9.6 vs 17.1 us,
+#: 400 x 32 39.1 vs 46.8 us, 2,000 x 96 351 vs 244 us
+FIRST_K_CUMSUM_MAX_CELLS = 8_192
+#: :func:`_accept` sums its prefixes by products with ``(n, n)`` 0/1 matrices up to this many ``n * n * T``
+#: (row, row, slot) cells, by the planner's prefix sums above (no n^2 table). Round 20, H1, process CPU of the
+#: pools' and the watts' prefixes over 4 pools, matrix vs planner (/tmp/h1/micro_acc.py): 8 x 24 25 vs 50 us,
+#: 32 x 32 21 vs 70 us, 64 x 96 68 vs 234 us, 128 x 96 222 vs 358 us, 128 x 192 367 vs 494 us; 256 x 48 557 vs
+#: 397 us, 256 x 192 1,876 vs 920 us
+ACCEPT_MATRIX_MAX_CELLS = 2_097_152
+#: :class:`_Slots` puts ``(K, T)`` rows in their pools' slot orders and sums their costs for all pools at once below
+#: this many cells (a few calls), pool by pool from it (one pass over the rows instead of one per pool). Round 20,
+#: H1, process CPU of the cost sums, at once vs by pool (/tmp/h1/micro_spent.py): 20 x 24 4.0 vs 20.8 us, 60 x 32
+#: 6.2 vs 30.7 us, 2,000 x 96 224 vs 137 us, 7,400 x 192 5,187 vs 1,074 us
+BY_POOL_MIN_CELLS = 32_768
+#: :func:`list_schedule` tests a slot's room once per row up to this many ``J * T * P`` cells, once per distinct
+#: GPU count above (:class:`_Counts`: a unique of the counts per call, a gather per round). Round 20, H1, process
+#: CPU on random rooms, half the jobs asking, 4 pools, per row vs per count (its unique, then a round)
+#: (/tmp/h1/micro_room.py): 32 x 32 8.3 vs 19.3 (8.0) us, 100 x 96 27.0 vs 23.3 (15.0) us, 300 x 96 79.5 vs
+#: 36.0 (14.8) us, 5,000 x 192 2,904 vs 291 (136) us; a call runs ~2.5 rounds on the corpus
+ROOM_PER_ROW_MAX_CELLS = 16_384
 
 
 def edf_rank(xp: Ops, c: Any, d: Any) -> Any:
@@ -99,16 +123,13 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     if c.J == 0:
         return vmat, pool
     vmat, pool = xp.copy(vmat), xp.copy(pool)
-    cost = _grid(xp, cost)
-    lv_host = xp.to_numpy(tb.vmin if lowest else tb.vfull).astype(np.int64)
-    work_h = xp.to_numpy(tb.work).astype(np.float64)
-    load_h = xp.to_numpy(tb.load).astype(np.float64)
-    tt = xp.arange(T)[None, :]
+    k = _Slots(xp, c, tb, _grid(xp, cost), lowest)
+    tt = k.tt
     has_q = bool(np.isfinite(c.quota).any())
     quota = xp.asarray(c.quota, xp.f64)
-    # the jobs' distinct GPU counts (a handful): a slot's room is tested once per count, not once per row
-    g_u, g_inv = np.unique(xp.to_numpy(d.gpus), return_inverse=True)
-    g_ud, g_invd = xp.asarray(g_u, xp.f64), xp.asarray(g_inv.reshape(-1), xp.i64)
+    # the jobs' distinct GPU counts (a handful): a slot's room is tested once per count, not once per row (on
+    # small instances once per row: no unique to find)
+    counts = _Counts(xp, d, k) if c.J * c.T * c.P > ROOM_PER_ROW_MAX_CELLS else None
     feasible_slot = ~d.infeas
     dead = xp.zeros(c.J, xp.bool_)  # rows with no feasible proposal: the residual only shrinks, so none later
     # usage, work and on-time work once; each round adds what it placed (no (J, T) pass per round)
@@ -129,135 +150,64 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
             done_on[dlr[past]] = _pl._job_work(tb, pool[dlr[past]], sub, xp)
     # GPUs per tenant with a quota (a tenant without one has infinite room whatever it uses: left 0)
     used_q = _pl._quota_use(c, d, vmat > 0, xp) if has_q else None
-    work_d = xp.astype(tb.work, xp.f64)
-    load_d = xp.astype(tb.load, xp.f64)
-    # each pool's slot order, its inverse and its cost prefix sums: the cost is the same every round
-    ords = [xp.argsort(cost[p]) for p in range(P)]  # pools
-    invs = [xp.argsort(o) for o in ords]  # pools
-    ccs = [xp.concatenate([xp.zeros((1,), xp.f64), xp.cumsum(cost[p], 0)], 0) for p in range(P)]  # pools
+    need_move = d.R + d.loss
+    may = ~d.must & (d.R > 0) & (d.rel < T)  # rows that may lack work
+    may_late = d.preempt & ~d.must & d.has_dl  # ... and those that may lack on-time work
     for _ in range(rounds):  # rounds
-        stay = (pool == d.rpool) & (vmat[:, 0] > 0)
-        need = d.R + xp.where(stay, 0.0, d.loss)
-        short = ~d.must & (d.R > 0) & (d.rel < T) & xp.where(d.preempt, done < need * (1 - 1e-7) - 1e-6, ~runs)
+        need = xp.where((pool == d.rpool) & (vmat[:, 0] > 0), d.R, need_move)  # (d.R + 0.0 where it stays)
+        lack = need * (1 - 1e-7) - 1e-6
         # a preemptible job that finishes but late asks for on-time slots (its late tail is trimmed after)
-        short = short | (d.preempt & ~d.must & d.has_dl & runs & (done_on < need * (1 - 1e-7) - 1e-6))
+        short = (may & xp.where(d.preempt, done < lack, ~runs)) | (may_late & runs & (done_on < lack))
         rows = xp.nonzero(short & ~dead)
         n = rows.shape[0]
         if n == 0:
             break
         g = d.gpus[rows]
-        gi = g_invd[rows]  # each row's GPU count in g_u
-        rel, dl = d.rel[rows], d.dl[rows]
-        npre = ~d.preempt[rows]
+        rel = d.rel[rows]
         rp = d.rpool[rows]
         # a row that runs keeps its pool (a running job placed in another pool by a pass before this one
         # stays there: its cells are counted in that pool), one that does not yet runs where it runs now
-        fixed = xp.where(runs[rows], pool[rows], xp.where(rp >= 0, rp, -1))
-        deficit = need[rows] - done[rows]
-        deficit_on = xp.where(d.has_dl[rows], need[rows] - done_on[rows], 0.0)
+        # (none: a negative pool)
+        fixed = xp.where(runs[rows], pool[rows], rp)
         free = (vmat[rows] == 0) & (tt >= rel[:, None]) & feasible_slot[None, :]
         room_w = d.room_cap - fac
         if used_q is not None:  # rows of tenants with a quota (the others have infinite room)
             qr = xp.nonzero(d.qten[rows] < c.quota.size)
             if qr.shape[0]:
                 free[qr] = free[qr] & ((quota[:, None] - used_q)[d.tenant[rows[qr]]] >= g[qr][:, None] - 1e-9)
-        start_ok = (tt >= rel[:, None]) & ((rp < 0)[:, None] | (tt == 0))  # running NP: start now
-        best_key = xp.full((n,), np.inf, xp.f64)
-        best_p = xp.full((n,), -1, xp.i64)
-        best_prop = xp.zeros((n, T), xp.bool_)
-        best_on = xp.zeros(n, xp.f64)
-        best_all = xp.zeros(n, xp.f64)
-        for p in range(P):  # pools
-            okp = d.eligible[rows, p] & ((fixed < 0) | (fixed == p))
-            if not bool(xp.any(okp)):
-                continue
-            w = float(work_h[p, lv_host[p]])
-            ldw = float(load_h[p, lv_host[p]])
-            if w <= 0:
-                continue
-            # pool GPUs and facility watts left in each slot for each distinct GPU count, then per row
-            room_g = ((d.H[p] - busy[p])[None, :] >= g_ud[:, None] - 1e-6) & (room_w[None, :] >= (ldw * g_ud)[:, None])
-            feas = free & okp[:, None] & room_g[gi]
-            nslots = xp.maximum(xp.ceil(deficit / w - 1e-9), 0.0)
-            n_on_want = xp.maximum(nslots, xp.ceil(deficit_on / w - 1e-9))
-            cp = cost[p]
-            key = xp.full((n,), np.inf, xp.f64)
-            prop = xp.zeros((n, T), xp.bool_)
-            want_on = xp.zeros(n, xp.f64)
-            want_all = xp.zeros(n, xp.f64)
-            ip = xp.nonzero(~npre & okp)
-            if ip.shape[0]:  # preemptible: the first feasible cells in slot order, on-time ones before late
-                Fp = feas[ip]
-                ns, nw = nslots[ip], n_on_want[ip]
-                ordp = ords[p]
-                tp, n_late = _pick(xp, T, xp.take_cols(Fp, ordp), ordp, dl[ip], nw, ns)
-                pp = xp.take_cols(tp, invs[p])  # back in slot space
-                ntake = xp.astype(xp.count_nonzero(tp, 1), xp.f64)
-                # the costs are on a 2^-30 grid (_grid): their sum is exact in any order (a product, no table)
-                kp = ((xp.maximum(ns, nw) - ntake) * _SHORT + n_late * _LATE
-                      + xp.mask_matmul(pp, cp[:, None])[:, 0])
-                key[ip] = xp.where(ntake > 0, kp, np.inf)
-                prop[ip] = Fp  # every feasible cell: acceptance trims to the cheapest ones it needs
-                want_on[ip], want_all[ip] = nw, ns
-            inp = xp.nonzero(npre & okp)
-            if inp.shape[0]:  # non-preemptible: the cheapest feasible single block (cut off at the horizon end)
-                m = inp.shape[0]
-                nb = xp.astype(nslots[inp], xp.i64)
-                bad = xp.astype(~feas[inp], xp.i32)
-                cb = xp.concatenate([xp.zeros((m, 1), xp.i32), xp.cumsum(bad, 1)], 1)
-                cc = ccs[p]
-                stop = tt + nb[:, None]  # (m, T) where a block started in each slot ends (past T: cut off)
-                end = xp.minimum(stop, T)
-                clear = (xp.take_along(cb, end, 1) == cb[:, :T]) & start_ok[inp] & (nb > 0)[:, None]
-                # slots the block misses past the horizon end, then late, then its cost (the sum in this order)
-                key_np = xp.astype(stop - end, xp.f64) * _SHORT
-                key_np += xp.astype(stop > dl[inp][:, None], xp.f64) * _LATE
-                key_np += cc[end] - cc[:T][None, :]
-                key_np = xp.where(clear, key_np, np.inf)
-                st = xp.argmin(key_np, 1)
-                kbest = xp.take_along(key_np, st[:, None], 1)[:, 0]
-                key[inp] = kbest
-                prop[inp] = (tt >= st[:, None]) & (tt < xp.minimum(st + nb, T)[:, None]) & xp.isfinite(kbest)[:, None]
-            key = xp.where(okp, key, np.inf)
-            better = key < best_key
-            best_key = xp.where(better, key, best_key)
-            best_p = xp.where(better, p, best_p)
-            rb = xp.nonzero(better)  # rows whose best pool is this one so far (their proposal replaced)
-            best_prop[rb] = prop[rb]
-            best_on = xp.where(better, want_on, best_on)
-            best_all = xp.where(better, want_all, best_all)
-        fin = xp.isfinite(best_key)
+        # (P, n): the pools each row may use (eligible, its fixed pool if any, work at the level)
+        okp = d.eligible[rows].T & ((fixed < 0)[None, :] | (fixed[None, :] == k.pools)) & k.wpos
+        # (P, n, T): pool GPUs and facility watts left in each slot for each row
+        room = _room(xp, k, d.H - busy, room_w, g) if counts is None else counts.room(d.H - busy, room_w, rows)
+        feas = free[None] & okp[:, :, None] & room
+        if not bool(xp.any(feas)):  # no row has a feasible cell in any pool: none proposes (all would be dead)
+            break
+        dl = d.dl[rows]
+        npre = ~d.preempt[rows]
+        deficit = need[rows] - done[rows]
+        deficit_on = xp.where(d.has_dl[rows], need[rows] - done_on[rows], 0.0)
+        nslots = xp.maximum(xp.ceil(deficit[None, :] / k.wdiv - 1e-9), 0.0)  # (P, n)
+        n_on_want = xp.maximum(nslots, xp.ceil(deficit_on[None, :] / k.wdiv - 1e-9))
+        key, prop = _proposals(xp, k, feas, okp, nslots, n_on_want, dl, npre, rel, rp)
+        # each row's best pool: the first of the least key (a key that is not below inf never wins)
+        key = xp.where(okp & (key < np.inf), key, np.inf)
+        bp = xp.argmin(key, 0)
+        ar = xp.arange(n)
+        fin = xp.isfinite(key[bp, ar])
         dead[rows[~fin]] = True
         sel = xp.nonzero(fin)
         if sel.shape[0] == 0:
             break
         sel = sel[xp.argsort(rank[rows[sel]])]
-        rs, pl, prop = rows[sel], best_p[sel], best_prop[sel]
+        rs, pl = rows[sel], bp[sel]
+        prop = prop[pl * n + sel]
         gs = g[sel]
-        lvl = xp.asarray(lv_host, xp.i64)[pl]
-        ldr = xp.astype(tb.load[pl, xp.index(lvl)], xp.f64) * gs
-        ok = xp.zeros(prop.shape, xp.bool_)
-        ask = prop
-        for _ in range(ACCEPT_PASSES):  # acceptance passes: cells a prefix rejected retry on the room left
-            acc = ask
-            if used_q is not None:
-                left_q = quota[:, None] - used_q - _pl._quota_use(c, d, ok, xp, rs, gs)
-                acc = acc & _pl._prefix_keep_grouped(gs, acc, d.tenant[rs], left_q, 1e-9, xp)
-            acc = acc & _pl._prefix_keep_grouped(gs, acc, pl, d.H - busy - xp.group_rowsum(pl, P, gs, ok), 1e-3, xp)
-            acc = acc & _pl._prefix_keep_w(ldr, acc, room_w - xp.rowsum_w(ldr, ok), 0.0, xp)
-            ok = ok | acc
-            ask = ask & ~acc
-            if not bool(xp.any(acc)) or not bool(xp.any(ask)):
-                break
+        lvl = k.lv[pl]
+        ldr = k.ld[pl] * gs
+        ok = _accept(xp, c, d, P, rs, pl, gs, ldr, prop, quota, used_q, d.H - busy, room_w)
         # preemptible rows keep the cheapest accepted cells they need (on-time first): the rest is freed
         pre_s = ~npre[sel]
-        for p in range(P):  # pools
-            ip = xp.nonzero(pre_s & (pl == p))
-            if ip.shape[0] == 0:
-                continue
-            ordp = ords[p]
-            kept, _ = _pick(xp, T, xp.take_cols(ok[ip], ordp), ordp, dl[sel][ip], best_on[sel][ip], best_all[sel][ip])
-            ok[ip] = xp.take_cols(kept, invs[p])
+        ok = _keep_cheapest(xp, k, ok, pre_s, pl, dl[sel], n_on_want[pl, sel], nslots[pl, sel])
         whole = xp.all(ok == prop, 1)
         ok = ok & (whole | pre_s)[:, None]
         got = xp.any(ok, 1)
@@ -267,12 +217,12 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         pool[rs] = xp.astype(xp.where(got, pl, pool[rs]), pool.dtype)
         # what this round placed, added to the usage, the tenants' GPUs and the jobs' work
         busy = busy + xp.group_rowsum(pl, P, gs, ok)
-        fac = fac + xp.rowsum_w(load_d[pl, xp.index(lvl)] * gs, ok)
+        fac = fac + xp.rowsum_w(ldr, ok)
         if used_q is not None:
             used_q = used_q + _pl._quota_use(c, d, ok, xp, rs, gs)
-        wr = work_d[pl, xp.index(lvl)]
+        wr = k.w[pl]
         done[rs] = done[rs] + xp.astype(xp.count_nonzero(ok, 1), xp.f64) * wr
-        done_on[rs] = done_on[rs] + xp.astype(xp.count_nonzero(ok & (tt < d.dl[rs][:, None]), 1), xp.f64) * wr
+        done_on[rs] = done_on[rs] + xp.astype(xp.count_nonzero(ok & (tt < dl[sel][:, None]), 1), xp.f64) * wr
         runs[rs] = runs[rs] | got
     out = _pl._Use(busy, fac, done) if use is not None else None
     if bool(xp.any(d.has_dl)):
@@ -283,39 +233,288 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     return vmat, pool
 
 
+def _room(xp: Ops, k: Any, left: Any, room_w: Any, g: Any) -> Any:
+    """``(P, n, T)``: pool GPUs ``left : (P, T)`` and facility watts ``room_w : (T,)`` hold a row of ``g`` GPUs at
+    the proposal level (per row; :class:`_Counts` per distinct count)."""
+    return (left[:, None, :] >= (g - 1e-6)[None, :, None]) & (room_w[None, None, :] >= (k.ld[:, None] * g)[:, :, None])
+
+
+class _Counts:
+    """The jobs' distinct GPU counts (a handful): :func:`_room` once per count, then taken per row."""
+
+    def __init__(self, xp: Ops, d: Any, k: Any) -> None:
+        g_u, g_inv = np.unique(xp.to_numpy(d.gpus), return_inverse=True)
+        self.xp, self.k = xp, k
+        self.g, self.inv = xp.asarray(g_u, xp.f64), xp.asarray(g_inv.reshape(-1), xp.i64)
+
+    def room(self, left: Any, room_w: Any, rows: Any) -> Any:
+        return _room(self.xp, self.k, left, room_w, self.g)[:, self.inv[rows]]
+
+
+class _Slots:
+    """What :func:`list_schedule` keeps for a whole call (the cost is the same every round): per pool the
+    proposal level ``lv``, its work ``w`` and facility watts ``ld`` per GPU-slot (float64), the pools with
+    work there ``wpos : (P, 1)`` and the work to divide by ``wdiv : (P, 1)`` (1 where none: those pools
+    propose nothing), each pool's slot order ``ords : (P, T)`` and the costs in that order ``cs``; on first
+    use (a call may need none of them) the order's inverse ``invs()``, the cost prefix sums ``ccs() : (P, T +
+    1)`` and the late cells ``late() : (P, T + 1, T)`` (``[p, dl]``: the cells at or past a deadline ``dl``, in
+    pool ``p``'s slot order)."""
+
+    def __init__(self, xp: Ops, c: Any, tb: Any, cost: Any, lowest: bool) -> None:
+        P, T = c.P, c.T
+        self.xp, self.cost = xp, cost
+        self.tt = xp.arange(T)[None, :]
+        self.pools = xp.arange(P)[:, None]
+        self.lv = xp.astype(tb.vmin if lowest else tb.vfull, xp.i64)
+        at = (xp.arange(P), self.lv)
+        self.w = xp.astype(tb.work[at], xp.f64)
+        self.ld = xp.astype(tb.load[at], xp.f64)
+        self.wpos = (self.w > 0)[:, None]
+        self.wdiv = xp.where(self.w > 0, self.w, 1.0)[:, None]
+        self.ords = xp.argsort(cost, 1)
+        self.cs = xp.take_along(cost, self.ords, 1)
+        self._invs: Any = None
+        self._ccs: Any = None
+        self._late: Any = None
+
+    def invs(self) -> Any:
+        if self._invs is None:
+            self._invs = self.xp.argsort(self.ords, 1)
+        return self._invs
+
+    def ccs(self) -> Any:
+        if self._ccs is None:
+            xp = self.xp
+            self._ccs = xp.concatenate([xp.zeros((self.cost.shape[0], 1), xp.f64), xp.cumsum(self.cost, 1)], 1)
+        return self._ccs
+
+    def late(self, pp: Any, dl: Any) -> Any:
+        """``(K, T)``: the cells at or past the deadline ``dl[k]`` (clipped to ``0..T``) in pool ``pp[k]``'s slot
+        order (one lookup in the table of every pool and deadline: no ``(K, T)`` index array)."""
+        xp = self.xp
+        T = self.ords.shape[1]
+        if self._late is None:
+            self._late = self.ords[:, None, :] >= xp.arange(T + 1)[None, :, None]
+        return self._late[pp, xp.minimum(xp.maximum(dl, 0), T)]
+
+    def in_order(self, m: Any, pp: Any, back: bool = False) -> Any:
+        """The rows of the mask ``m : (K, T)``, row ``k`` in pool ``pp[k]``'s slot order (``back``: from it to
+        slot order). Up to ``BY_POOL_MIN_CELLS`` ``(K, T)`` cells every pool's order taken by columns, then
+        each row's own (no ``(K, T)`` index array); above, each pool's rows by their pool's order."""
+        xp = self.xp
+        o = self.invs() if back else self.ords
+        K, T = m.shape
+        if K * T < BY_POOL_MIN_CELLS:
+            return xp.take_cols(m, o.reshape(-1)).reshape(K, o.shape[0], T)[xp.arange(K), pp]
+        out = xp.zeros(m.shape, xp.bool_)
+        for p, rows in self.by_pool(pp):  # pools
+            out[rows] = xp.take_cols(m[rows], o[p])
+        return out
+
+    def spent(self, tp: Any, pp: Any) -> Any:
+        """``(K,)`` float64: the cost of the cells ``tp : (K, T)`` (in pool ``pp[k]``'s slot order) at their
+        pool's costs. The costs are on a 2^-30 grid (:func:`_grid`): every sum of them is exact, in any order
+        (products with the mask, as the planner's ``mask_matmul``: a cost that is not finite makes the
+        sum NaN whether taken or not). Up to ``BY_POOL_MIN_CELLS`` one product, above it one per pool."""
+        xp = self.xp
+        if tp.shape[0] * tp.shape[1] < BY_POOL_MIN_CELLS:
+            return xp.sum(xp.astype(tp, xp.f64) * self.cs[pp], 1)
+        out = xp.zeros(tp.shape[0], xp.f64)
+        for p, rows in self.by_pool(pp):  # pools
+            out[rows] = xp.mask_matmul(tp[rows], self.cs[p][:, None])[:, 0]
+        return out
+
+    def by_pool(self, pp: Any) -> list[tuple[int, Any]]:
+        """``(pool, rows)`` of every pool that ``pp`` names."""
+        out = []
+        for p in range(self.ords.shape[0]):  # pools
+            rows = self.xp.nonzero(pp == p)
+            if rows.shape[0]:
+                out.append((p, rows))
+        return out
+
+
+def _proposals(xp: Ops, k: _Slots, feas: Any, okp: Any, nslots: Any, n_on_want: Any, dl: Any, npre: Any,
+               rel: Any, rp: Any) -> tuple[Any, Any]:
+    """Every row's proposal in every pool it may use (``okp : (P, n)``; ``feas : (P, n, T)`` its feasible
+    cells there), all (pool, row) pairs at once: ``(P, n)`` keys (slots missed, late, cost; inf: none) and
+    the ``(P * n, T)`` cells (pair ``p * n + i``). A preemptible row proposes every feasible cell
+    (acceptance trims to the cheapest ones it needs), a non-preemptible one its cheapest block
+    (:func:`_block_keys`)."""
+    Pn, n, T = feas.shape
+    cells = feas.reshape(Pn * n, T)
+    key = xp.full((Pn * n,), np.inf, xp.f64)
+    pair = xp.nonzero(okp.reshape(Pn * n))
+    if pair.shape[0] == 0:
+        return key.reshape(Pn, n), cells
+    ns, nw = nslots.reshape(Pn * n), n_on_want.reshape(Pn * n)
+    if bool(xp.any(npre)):
+        blocks = npre[pair % n]
+        bp, pair = pair[blocks], pair[~blocks]
+        pb, ib = bp // n, bp % n
+        start_ok = (k.tt >= rel[ib][:, None]) & ((rp[ib] < 0)[:, None] | (k.tt == 0))  # running NP: start now
+        key[bp], cells[bp] = _block_keys(xp, k, cells[bp], pb, ns[bp], dl[ib], start_ok)
+    if pair.shape[0]:
+        key[pair] = _pick_keys(xp, k, cells, pair, pair // n, ns[pair], nw[pair], dl[pair % n])
+    return key.reshape(Pn, n), cells
+
+
+def _pick_keys(xp: Ops, k: _Slots, cells: Any, pair: Any, pp: Any, ns: Any, nw: Any, dl: Any) -> Any:
+    """Keys of preemptible rows' (pool, row) pairs ``pair`` (rows of ``cells : (P * n, T)``; ``pp``: their
+    pools): the first feasible cells in the pool's slot order, on-time ones before late (:func:`_pick`):
+    slots short of what it needs, late ones, then their cost; inf where none is taken."""
+    tp, n_late = _pick(xp, k.in_order(cells[pair], pp), k.late(pp, dl), nw, ns)
+    ntake = xp.astype(xp.count_nonzero(tp, 1), xp.f64)
+    spent = k.spent(tp, pp)
+    kp = (xp.maximum(ns, nw) - ntake) * _SHORT + n_late * _LATE + spent
+    return xp.where(ntake > 0, kp, np.inf)
+
+
+def _block_keys(xp: Ops, k: _Slots, F: Any, pp: Any, nslots: Any, dl: Any, start_ok: Any) -> tuple[Any, Any]:
+    """Keys and cells of non-preemptible rows' (pool, row) pairs (``F : (m, T)`` their feasible cells, ``pp``
+    their pools): the cheapest feasible single block (cut off at the horizon end), by slots it misses past
+    the end, then late, then cost."""
+    m, T = F.shape
+    tt = k.tt
+    nb = xp.astype(nslots, xp.i64)[:, None]
+    cb = xp.concatenate([xp.zeros((m, 1), xp.i32), xp.cumsum(xp.astype(~F, xp.i32), 1)], 1)
+    stop = tt + nb  # (m, T) where a block started in each slot ends (past T: cut off)
+    end = xp.minimum(stop, T)
+    clear = (xp.take_along(cb, end, 1) == cb[:, :T]) & start_ok & (nb > 0)
+    # slots the block misses past the horizon end, then late, then its cost (the sum in this order)
+    key = xp.astype(stop - end, xp.f64) * _SHORT
+    key += xp.astype(stop > dl[:, None], xp.f64) * _LATE
+    ccs = k.ccs()
+    key += xp.take(ccs, end + pp[:, None] * (T + 1)) - ccs[:, :T][pp]
+    key = xp.where(clear, key, np.inf)
+    st = xp.argmin(key, 1)[:, None]
+    kbest = xp.take_along(key, st, 1)
+    blk = (tt >= st) & (tt < xp.minimum(st + nb, T)) & xp.isfinite(kbest)
+    return kbest[:, 0], blk
+
+
+def _accept(xp: Ops, c: Any, d: Any, P: int, rs: Any, pl: Any, gs: Any, ldr: Any, prop: Any, quota: Any,
+            used_q: Any, room_g: Any, room_w: Any) -> Any:
+    """The proposals ``prop`` (rows in job order) accepted by prefix sums: tenant quotas, pool GPUs
+    ``room_g : (P, T)``, facility watts ``room_w : (T,)``; cells a prefix rejected retry on the room left
+    (``ACCEPT_PASSES``: nothing is accepted yet in the first, so its room is the room as it is). Up to
+    ``ACCEPT_MATRIX_MAX_CELLS`` (row, row, slot) cells each prefix is one product with an ``(n, n)`` matrix
+    of the earlier rows' demands in the row's group (:class:`_Prefix`), above them the planner's prefix
+    sums: the same sums (whole GPU counts; float32 watts times GPU counts, which float64 adds exactly in any
+    order), the same limits (the room left plus the planner's tolerance)."""
+    ten = d.tenant[rs]
+    left_q = quota[:, None] - used_q if used_q is not None else None
+    small = rs.shape[0] ** 2 * prop.shape[1] <= ACCEPT_MATRIX_MAX_CELLS
+    pre = _Prefix(xp, pl, ten if left_q is not None else None, gs, ldr) if small else None
+    ok = None
+    ask = prop
+    for _ in range(ACCEPT_PASSES):  # acceptance passes: cells a prefix rejected retry on the room left
+        acc = ask
+        if left_q is not None:
+            lq = (left_q if ok is None else left_q - _pl._quota_use(c, d, ok, xp, rs, gs)) + 1e-9
+            acc = acc & (_pl._prefix_keep_grouped(gs, acc, ten, lq, 0.0, xp) if pre is None
+                         else pre.within(pre.ten, acc, lq[ten]))
+        lg = (room_g if ok is None else room_g - xp.group_rowsum(pl, P, gs, ok)) + 1e-3
+        acc = acc & (_pl._prefix_keep_grouped(gs, acc, pl, lg, 0.0, xp) if pre is None
+                     else pre.within(pre.pool, acc, lg[pl]))
+        lw = room_w if ok is None else room_w - xp.rowsum_w(ldr, ok)
+        acc = acc & (_pl._prefix_keep_w(ldr, acc, lw, 0.0, xp) if pre is None
+                     else pre.within(pre.watts, acc, lw[None, :]))
+        ok = acc if ok is None else ok | acc
+        ask = ask & ~acc
+        if not bool(xp.any(acc)) or not bool(xp.any(ask)):
+            break
+    return ok
+
+
+class _Prefix:
+    """The ``(n, n)`` float64 matrices of :func:`_accept`'s prefix sums over rows in job order (row ``j``: the
+    demand of each row up to ``j``, 0 elsewhere): ``watts`` (every such row's watts ``ldr``), ``pool`` (the
+    GPUs ``gs`` of those in ``j``'s pool) and ``ten`` (of those of ``j``'s tenant; ``None`` without quotas)."""
+
+    def __init__(self, xp: Ops, pl: Any, ten: Any, gs: Any, ldr: Any) -> None:
+        ar = xp.arange(pl.shape[0])
+        tri = ar[:, None] >= ar[None, :]
+        self.xp = xp
+        self.watts = xp.where(tri, ldr[None, :], 0.0)
+        self.pool = xp.where(tri & (pl[:, None] == pl[None, :]), gs[None, :], 0.0)
+        self.ten = None if ten is None else xp.where(tri & (ten[:, None] == ten[None, :]), gs[None, :], 0.0)
+
+    def within(self, m: Any, mask: Any, lim: Any) -> Any:
+        """``(n, T)``: where the prefix (by ``m``) of the demand where ``mask`` holds stays within ``lim``."""
+        return m @ self.xp.astype(mask, self.xp.f64) <= lim
+
+
+def _keep_cheapest(xp: Ops, k: _Slots, ok: Any, pre: Any, pl: Any, dl: Any, k_on: Any, k_all: Any) -> Any:
+    """``ok`` with each preemptible row (``pre``) cut to its first accepted cells in its pool's slot order,
+    on-time ones first (:func:`_pick`, ``k_on`` and ``k_all`` cells)."""
+    ip = xp.nonzero(pre)
+    if ip.shape[0] == 0:
+        return ok
+    every = ip.shape[0] == pre.shape[0]
+    sub = ok if every else ok[ip]
+    if not every:
+        pl, dl, k_on, k_all = pl[ip], dl[ip], k_on[ip], k_all[ip]
+    kept, _ = _pick(xp, k.in_order(sub, pl), k.late(pl, dl), k_on, k_all)
+    kept = k.in_order(kept, pl, back=True)
+    if every:
+        return kept
+    ok[ip] = kept
+    return ok
+
+
 def _grid(xp: Ops, cost: Any) -> Any:
     """``cost : (P, T)`` rounded to multiples of a power of two 2^-30 of its largest magnitude: every sum of
     up to 2^22 of them is then exact in float64 whatever the order, so the proposals' keys (sums of slot
     costs, prefix-sum block costs) and their ties are the same on every backend (numpy and torch add in
     different orders: last-bit differences had broken ties between equal-cost slots differently)."""
     h = xp.to_numpy(cost).astype(np.float64)
-    fin = np.isfinite(h)
-    top = float(np.abs(h[fin]).max()) if fin.any() else 0.0
+    top = float(np.abs(h).max()) if h.size else 0.0
+    if not math.isfinite(top):  # (some cost is not finite: those stay as they are)
+        fin = np.isfinite(h)
+        top = float(np.abs(h[fin]).max()) if fin.any() else 0.0
+        if top <= 0:
+            return cost
+        q = 2.0 ** (math.floor(math.log2(top)) - 30)
+        return xp.asarray(np.where(fin, np.round(h / q) * q, h), xp.f64)
     if top <= 0:
         return cost
     q = 2.0 ** (math.floor(math.log2(top)) - 30)
-    return xp.asarray(np.where(fin, np.round(h / q) * q, h), xp.f64)
+    h /= q  # (in place on the host copy: the same quotients, roundings and products)
+    np.round(h, out=h)
+    h *= q
+    return xp.asarray(h, xp.f64)
 
 
-def _pick(xp: Ops, T: int, F: Any, ordp: Any, dl: Any, k_on: Any, k_all: Any) -> tuple[Any, Any]:
-    """A preemptible row's cells from ``F : (n, T)`` (its feasible cells in the slot order ``ordp``): the
-    first ``k_on`` on-time ones (slots before its deadline ``dl``), then late ones up to ``k_all`` in all.
-    Returns the cells taken (in that order) and how many of them are late (float64). Rows whose deadline
-    is the horizon end have no late cells and rows that take no late cell need no late pass: the late
-    cells are found only for the others (the same cells as on every row)."""
-    dr = xp.nonzero(dl < T)  # rows with late cells
+def _pick(xp: Ops, F: Any, late: Any, k_on: Any, k_all: Any) -> tuple[Any, Any]:
+    """Preemptible rows' cells from ``F : (n, T)`` (their feasible cells in a slot order; ``late``: the cells
+    at or past each row's deadline, in that order): the first ``k_on`` on-time ones, then late ones up to
+    ``k_all`` in all. Returns the cells taken (in that order) and how many of them are late (float64). A
+    row with no late cell, or one that takes none (``k_all`` at most the on-time ones it takes), takes no
+    late cell (a first-``k`` of at most 0 cells); from ``BY_POOL_MIN_CELLS`` cells the late cells are found
+    only for the rows that take some (the same cells)."""
+    if F.shape[0] * F.shape[1] >= BY_POOL_MIN_CELLS:
+        return _pick_late_rows(xp, F, late, k_on, k_all)
+    on = F & ~late
+    take = _first_k(xp, on, k_on)
+    k_late = k_all - xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), k_on)
+    tl = _first_k(xp, F & late, k_late)
+    return take | tl, xp.astype(xp.count_nonzero(tl, 1), xp.f64)
+
+
+def _pick_late_rows(xp: Ops, F: Any, late: Any, k_on: Any, k_all: Any) -> tuple[Any, Any]:
+    """:func:`_pick` with the late cells found only for the rows that have some and take some."""
+    dr = xp.nonzero(xp.any(late, 1))  # rows with late cells
     if dr.shape[0] == 0:
         return _first_k(xp, F, k_on), xp.zeros(F.shape[0], xp.f64)
-    late = ordp[None, :] >= dl[dr][:, None]  # their late cells, in slot order
     on = xp.copy(F)
-    on[dr] = F[dr] & ~late
+    on[dr] = F[dr] & ~late[dr]
     k_late = k_all - xp.minimum(xp.astype(xp.count_nonzero(on, 1), xp.f64), k_on)
     take = _first_k(xp, on, k_on)
     n_late = xp.zeros(F.shape[0], xp.f64)
-    sub = xp.nonzero(k_late[dr] >= 1)  # rows of dr that take a late cell (k_late is a whole number)
-    if sub.shape[0]:
-        rows = dr[sub]
-        tl = _first_k(xp, F[rows] & late[sub], k_late[rows])
+    rows = dr[xp.nonzero(k_late[dr] >= 1)]  # rows of dr that take a late cell (k_late is a whole number)
+    if rows.shape[0]:
+        tl = _first_k(xp, F[rows] & late[rows], k_late[rows])
         take[rows] = take[rows] | tl
         n_late[rows] = xp.astype(xp.count_nonzero(tl, 1), xp.f64)
     return take, n_late
@@ -323,7 +522,10 @@ def _pick(xp: Ops, T: int, F: Any, ordp: Any, dl: Any, k_on: Any, k_all: Any) ->
 
 def _first_k(xp: Ops, m: Any, k: Any) -> Any:
     """The first ``k[i]`` true cells of each row of the mask ``m : (n, T)`` (a row with at most ``k`` of them
-    keeps all: its running count never passes ``k``)."""
+    keeps all: its running count never passes ``k``; whole numbers ``k``, below 0: none). Up to
+    ``FIRST_K_CUMSUM_MAX_CELLS`` cells the running count itself, above it :meth:`Ops.count_upto`."""
+    if m.shape[0] * m.shape[1] <= FIRST_K_CUMSUM_MAX_CELLS:
+        return m & (xp.cumsum(m, 1) <= k[:, None])
     return m & xp.count_upto(m, k)
 
 

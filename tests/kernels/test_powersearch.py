@@ -1114,6 +1114,158 @@ def test_a_running_job_placed_in_another_pool_gets_its_missing_work_there() -> N
     assert (np.asarray(busy) <= np.asarray(d.H) + 1e-6).all()
 
 
+#: list_schedule's table-size switches (kernels.listsched), each set to take its large-table path on every call
+LARGE_PATHS = {"FIRST_K_CUMSUM_MAX_CELLS": -1, "ACCEPT_MATRIX_MAX_CELLS": -1, "BY_POOL_MIN_CELLS": 0,
+               "ROOM_PER_ROW_MAX_CELLS": -1}
+
+
+def _list_schedules(s: Any, seed: int) -> list[tuple[Any, Any, Any]]:
+    """Two list schedules of a greedy start ``s``: the EDF greedy from its must-run rows (48 rounds, grid carbon
+    order) and the completion's (the greedy plan with every other preemptible row and every third
+    non-preemptible one emptied, then placed again at the lowest level in a seeded price order that differs
+    per pool, the plan's usage carried). Returns ``(vmat, pool, use.done)`` of each (``None`` for the first)."""
+    c, xp, d, tb = s.c, s.xp, s.d, s.tb
+    out = [(*L.greedy_vmat(xp, c, s.pr, d, tb), None)]
+    v = xp.to_numpy(s.gv).copy()
+    pool = xp.to_numpy(s.gp).astype(np.int64)
+    drop = ~c.must & ((c.preempt & (np.arange(c.J) % 2 == 0)) | (~c.preempt & (np.arange(c.J) % 3 == 0)))
+    v[drop] = 0
+    pool[drop & (c.rpool < 0)] = -1
+    vd, pd = xp.asarray(v), xp.asarray(pool)
+    use = PL._use_of(d, tb, vd, pd, xp)
+    cost = xp.asarray(np.random.default_rng(seed).integers(1, 6, (c.P, c.T)).astype(np.float64) * 0.37, xp.f64)
+    nv, npool = L.list_schedule(xp, c, d, tb, vd, pd, L.edf_rank(xp, c, d), cost, lowest=True, use=use)
+    out.append((nv, npool, use.done))
+    return out
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_list_schedules_are_the_same_on_the_small_and_the_large_table_paths(
+        be: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """kernels.listsched.list_schedule switches by table size (round 20): the first cells of a row by one running
+    count or Ops.count_upto, the acceptance's prefixes by (n, n) products or the planner's prefix sums, the
+    rows in their pools' slot orders and their costs for every pool at once or pool by pool (the late cells
+    for every row or only the rows that take some), a slot's room per row or per distinct GPU count. The
+    corpus's small tables take the first of each; with every switch set to the second the same plans, usage
+    and work, on cases with several pools, quotas, non-preemptible and deadline jobs."""
+    kinds = {"pools": False, "quota": False, "np": False, "deadline": False}
+    for i in range(6):  # cases
+        s = greedy_start(make(*CASES[i]), *be)
+        c = s.c
+        kinds["pools"] |= c.P > 1
+        kinds["quota"] |= bool(np.isfinite(c.quota).any())
+        kinds["np"] |= bool((~c.preempt & ~c.must).any())
+        kinds["deadline"] |= bool(c.has_dl.any())
+        small = _list_schedules(s, i)
+        with monkeypatch.context() as m:
+            for name, value in LARGE_PATHS.items():  # (each switch exists: a renamed one fails here)
+                assert hasattr(L, name), name
+                m.setattr(L, name, value)
+            large = _list_schedules(s, i)
+        xp = s.xp
+        for (va, pa, ua), (vb, pb_, ub) in zip(small, large):  # the greedy's, the completion's
+            assert np.array_equal(xp.to_numpy(va), xp.to_numpy(vb)), i
+            assert np.array_equal(xp.to_numpy(pa), xp.to_numpy(pb_)), i
+            assert ua is None or np.array_equal(xp.to_numpy(ua), xp.to_numpy(ub)), i
+        assert np.count_nonzero(xp.to_numpy(small[1][0])) > np.count_nonzero(xp.to_numpy(small[0][0])) // 3, i
+    assert all(kinds.values()), kinds
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_list_schedules_on_torch_are_the_numpy_ones(be: tuple[str, str]) -> None:
+    """kernels.listsched.list_schedule on torch (round 20: every pool's proposals at once, the acceptance's
+    prefixes by products): the numpy plans, usage and work of both list schedules of each case."""
+    for i in range(6):  # cases
+        pb = make(*CASES[i])
+        want = _list_schedules(greedy_start(pb), i)
+        s = greedy_start(pb, *be)
+        for (va, pa, ua), (vb, pb_, ub) in zip(want, _list_schedules(s, i)):  # the greedy's, the completion's
+            assert np.array_equal(va, s.xp.to_numpy(vb)), i
+            assert np.array_equal(pa, s.xp.to_numpy(pb_)), i
+            assert ua is None or np.array_equal(ua, s.xp.to_numpy(ub)), i
+
+
+def _plain_keys(cost: np.ndarray, feas: np.ndarray, okp: np.ndarray, ns: np.ndarray, nw: np.ndarray,
+                dl: np.ndarray, npre: np.ndarray, rel: np.ndarray, rp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """list_schedule's proposals by their definition (kernels.listsched's docstring), pool by pool and row by
+    row: a preemptible row its first feasible cells in the pool's (stable) slot order, ``nw`` on-time ones then
+    late ones up to ``ns`` in all, keyed by slots short, late ones, then cost; a non-preemptible one its first
+    cheapest block of ``ns`` slots (cut off at the horizon end; from its release, a running one at slot 0) by
+    slots cut off, late, then cost."""
+    P, n, T = feas.shape
+    key = np.full((P, n), np.inf)
+    cells = feas.copy()
+    for p in range(P):  # pools
+        order = np.argsort(cost[p], kind="stable")
+        for i in np.flatnonzero(okp[p]):  # rows
+            if not npre[i]:
+                on = [t for t in order if feas[p, i, t] and t < dl[i]][: int(nw[p, i])]
+                late = [t for t in order if feas[p, i, t] and t >= dl[i]][: max(int(ns[p, i]) - len(on), 0)]
+                take = on + late
+                if take:
+                    short = max(ns[p, i], nw[p, i]) - len(take)
+                    key[p, i] = short * 1e15 + len(late) * 1e12 + sum(cost[p, t] for t in take)
+                continue
+            nb = int(ns[p, i])
+            cells[p, i] = False
+            for t in range(T):  # starts
+                end = min(t + nb, T)
+                if nb <= 0 or t < rel[i] or (rp[i] >= 0 and t > 0) or not feas[p, i, t:end].all():
+                    continue
+                k = (t + nb - end) * 1e15 + (t + nb > dl[i]) * 1e12 + sum(cost[p, t:end])
+                if k < key[p, i]:
+                    key[p, i] = k
+                    cells[p, i] = False
+                    cells[p, i, t:end] = True
+    return key, cells
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("seed", range(24))
+def test_every_pools_proposals_at_once_are_their_plain_definition(be: tuple[str, str], seed: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """kernels.listsched._proposals (round 20: every (pool, row) pair's proposal in one batch) against the
+    definition pool by pool and row by row: the same keys (the costs on list_schedule's grid: every sum exact)
+    and cells, on random feasible cells, pools a row may not use, deadlines inside and at the horizon end,
+    rows short of more on-time slots than slots, non-preemptible rows (running ones start at slot 0), slot
+    orders with ties; both table-size paths (``BY_POOL_MIN_CELLS``)."""
+    from types import SimpleNamespace
+
+    from kernels.backend import get_ops
+
+    rng = np.random.default_rng(9100 + seed)
+    P, n, T = int(rng.integers(1, 5)), int(rng.integers(1, 12)), int(rng.choice([1, 5, 16, 24]))
+    xp = get_ops(*be)
+    cost = L._grid(xp, xp.asarray(rng.integers(0, 4, (P, T)) * rng.uniform(0.5, 3.0), xp.f64))
+    tb = SimpleNamespace(vmin=xp.asarray(np.zeros(P, np.int8)), vfull=xp.asarray(np.ones(P, np.int8)),
+                         work=xp.asarray(rng.uniform(1, 3, (P, 2)).astype(np.float32)),
+                         load=xp.asarray(rng.uniform(100, 400, (P, 2)).astype(np.float32)))
+    k = L._Slots(xp, SimpleNamespace(P=P, T=T), tb, cost, False)
+    feas = rng.random((P, n, T)) < rng.uniform(0.2, 0.9)
+    okp = rng.random((P, n)) < 0.7
+    ns = rng.integers(1, T + 2, (P, n)).astype(np.float64)
+    nw = ns + rng.integers(0, 3, (P, n)) * (rng.random((P, n)) < 0.3)
+    dl = np.where(rng.random(n) < 0.4, T, rng.integers(0, T + 1, n)).astype(np.int64)
+    npre = rng.random(n) < (0.0 if seed % 4 == 0 else 0.4)
+    rel = rng.integers(0, max(T // 2, 1), n).astype(np.int64)
+    rp = np.where(rng.random(n) < 0.3, rng.integers(0, P, n), -1).astype(np.int64)
+    rel[rp >= 0] = 0  # (a running job is released)
+    # non-preemptible rows: short blocks in mostly feasible slots (most of them have a block somewhere)
+    ns[:, npre] = rng.integers(1, 5, (P, int(npre.sum())))
+    feas[:, npre] |= rng.random((P, int(npre.sum()), T)) < 0.6
+    want_key, want_cells = _plain_keys(xp.to_numpy(cost), feas, okp, ns, nw, dl, npre, rel, rp)
+    for by_pool in (False, True):  # both table-size paths
+        monkeypatch.setattr(L, "BY_POOL_MIN_CELLS", 0 if by_pool else 1 << 30)
+        args = [xp.asarray(a) for a in (feas.copy(), okp, ns, nw, dl, npre, rel, rp)]
+        key, cells = L._proposals(xp, k, *args)
+        key = xp.to_numpy(key)
+        assert np.array_equal(np.isfinite(key), np.isfinite(want_key))
+        assert np.array_equal(key[np.isfinite(key)], want_key[np.isfinite(want_key)])
+        got = xp.to_numpy(cells).reshape(P, n, T)
+        fin = np.isfinite(want_key)  # (cells of a pair without a proposal are never read)
+        assert np.array_equal(got[fin], want_cells[fin])
+
+
 def test_the_completion_searches_its_lowest_displacement_even_above_the_plan() -> None:
     """kernels.complete: the power-level search runs on the lowest displacement try whether or not that
     unsearched try already beats the plan. On the seed-0 corpus's member 62 the searched plan the pass

@@ -184,8 +184,8 @@ def test_pick_takes_on_time_cells_then_late_ones(backend: str, seed: int) -> Non
     k_on = rng.integers(0, T + 2, n).astype(np.float64)
     k_all = rng.integers(0, T + 2, n).astype(np.float64)  # above or below k_on
     k_all[rng.random(n) < 0.2] = 0.0
-    take, n_late = L._pick(xp, T, xp.asarray(F), xp.asarray(ordp), xp.asarray(dl), xp.asarray(k_on),
-                           xp.asarray(k_all))
+    late = ordp[None, :] >= dl[:, None]  # the late cells, in the slot order
+    take, n_late = L._pick(xp, xp.asarray(F), xp.asarray(late), xp.asarray(k_on), xp.asarray(k_all))
     want = np.zeros((n, T), bool)
     want_late = np.zeros(n)
     for j in range(n):  # rows (the definition)
