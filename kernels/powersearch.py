@@ -593,15 +593,11 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     for r in cand:  # candidate rows (a few)
         if not _displace_more(meter, left0, cap):
             break
-        _charge(meter, float(c.J * c.T))
-        _charge(meter, PHASE_CELLS, fixed=True)
-        got = _displaced(xp, c, d, tb, vmat, pool, int(r), int(pool_h[r]), need_h, flex, rank, cost)
+        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(pool_h[r]), need_h, flex, rank, cost,
+                            floor, meter)
         if got is None:
             continue
-        nv, npool = got
-        nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
-        nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor,
-                                         displace=False, meter=meter)
+        nv, npool, nev = got
         if _passes(c, "displace", ev, nev, finished, on_time, floor) and _pl._serves_forced_dev(c, d, nv, xp):
             vmat, pool, ev = nv, npool, nev
             finished, _, _, on_time = _row_status(ev)
@@ -660,21 +656,36 @@ def _displace_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: 
     for r, q in zip(rows_h[ri][:DISPLACE_ROWS], qi[:DISPLACE_ROWS]):  # (block, pool) pairs (a few)
         if meter["left"] <= 0:
             break
-        _charge(meter, float(c.J * c.T))
-        _charge(meter, PHASE_CELLS, fixed=True)
-        got = _displaced(xp, c, d, tb, vmat, pool, int(r), int(q), need_h, flex, rank, cost)
+        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(q), need_h, flex, rank, cost, floor,
+                            meter)
         if got is None:
             continue
-        nv, npool = got
-        nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
-        nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor,
-                                         displace=False, meter=meter)
+        nv, npool, nev = got
         if _passes(c, "carbon", ev, nev, finished, on_time, floor) and _pl._serves_forced_dev(c, d, nv, xp):
             vmat, pool, ev = nv, npool, nev
             finished, _, _, on_time = _row_status(ev)
             need_h = np.asarray(ev["need_s"], np.float64)
             changed += 1
     return vmat, pool, ev, changed
+
+
+def _displace_try(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int,
+                  q: int, need_h: Any, flex: Any, rank: Any, cost: Any, floor: dict[str, Any] | None,
+                  meter: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]] | None:
+    """One try of a block displacement (:func:`_displace`, :func:`_displace_pools`): charged ``J x T`` cells and
+    ``PHASE_CELLS``, row ``r``'s block in pool ``q`` (:func:`_displaced`), its plan evaluated and the power search
+    (without this move) on top, on ``meter``. Returns that plan, its pools and evaluation (the caller judges it), or
+    None where the block is none or the row as it is."""
+    _charge(meter, float(c.J * c.T))
+    _charge(meter, PHASE_CELLS, fixed=True)
+    got = _displaced(xp, c, d, tb, vmat, pool, r, q, need_h, flex, rank, cost)
+    if got is None:
+        return None
+    nv, npool = got
+    nev = _pl._evaluate_plan(problem, c, pr, nv, npool, xp=xp, d=d)
+    nv, npool, nev, _ = power_search(problem, xp, c, pr, d, tb, nv, npool, ev=nev, floor=floor, displace=False,
+                                     meter=meter)
+    return nv, npool, nev
 
 
 def _displaced(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int, q: int, need_h: Any, flex: Any,

@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -479,19 +480,27 @@ def _envelope_all_lines(c: P._Clean, pr: P._Prep, lam: np.ndarray, mu: np.ndarra
                   mr_cost=np.where(np.isfinite(mr_cost), mr_cost, 0.0), mr_line=mr_line)
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_the_envelope_of_each_slopes_lines_is_the_one_of_all_lines(seed: int) -> None:
-    """``_envelope``'s cheapest line per (class, slope) among that slope's lines only, breakpoints of the pairs
-    h < i only and active lines written at their ranks: every field the pre-round-20 envelope's (all lines,
-    the whole (h, i) table, a stable sort), bit for bit, at random prices (ties between lines of one slope on
-    every third seed: the lowest line id wins) with tenant-quota prices on every other seed."""
-    pb = small_problem(seed, J=30, T=12, P_=4, quota=seed % 2 == 1)
+def _at_random_prices(seed: int, pools: int) -> tuple[Any, Any, np.random.Generator, Any, Any]:
+    """A small problem of 30 jobs, 12 slots and ``pools`` pools (tenant quotas on odd seeds), cleaned and prepared,
+    with random slot prices ``lam`` around its carbon and pool prices ``mu`` on about half the cells; the generator
+    goes on from there."""
+    pb = small_problem(seed, J=30, T=12, P_=pools, quota=seed % 2 == 1)
     c = P._clean_inputs(pb)
     assert not isinstance(c, str)
     pr = P._prepare(c)
     rng = np.random.default_rng(seed)
     lam = c.kappa * rng.uniform(0.3, 1.7, c.T)
     mu = rng.uniform(0.0, 2.0 * float(c.kappa.mean()), (c.P, c.T)) * (rng.random((c.P, c.T)) < 0.5)
+    return c, pr, rng, lam, mu
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_envelope_of_each_slopes_lines_is_the_one_of_all_lines(seed: int) -> None:
+    """``_envelope``'s cheapest line per (class, slope) among that slope's lines only, breakpoints of the pairs
+    h < i only and active lines written at their ranks: every field the pre-round-20 envelope's (all lines,
+    the whole (h, i) table, a stable sort), bit for bit, at random prices (ties between lines of one slope on
+    every third seed: the lowest line id wins) with tenant-quota prices on every other seed."""
+    c, pr, rng, lam, mu = _at_random_prices(seed, 4)
     if seed % 3 == 0:
         mu[:] = 0.0  # (pools of one level and speed: the same cost)
     nu = rng.uniform(0.0, float(c.kappa.mean()), (c.quota.size, c.T)) if seed % 2 == 1 else None
@@ -603,13 +612,7 @@ def test_slot_and_grad_sums_are_the_added_at_each_index_ones(seed: int) -> None:
     sums of adding each step at its index (``np.add.at``: the steps into their pools, out of theirs, then the
     must-run GPUs; the classes' GPUs into their tenants), with fractional step counts (the order decides the
     last bits) and tenant quotas on every other seed."""
-    pb = small_problem(seed, J=30, T=12, P_=3, quota=seed % 2 == 1)
-    c = P._clean_inputs(pb)
-    assert not isinstance(c, str)
-    pr = P._prepare(c)
-    rng = np.random.default_rng(seed)
-    lam = c.kappa * rng.uniform(0.3, 1.7, c.T)
-    mu = rng.uniform(0.0, 2.0 * float(c.kappa.mean()), (c.P, c.T)) * (rng.random((c.P, c.T)) < 0.5)
+    c, pr, rng, lam, mu = _at_random_prices(seed, 3)
     env = P._envelope(c, pr, lam, mu)
     N = rng.integers(0, 9, env.b.shape) * rng.uniform(0.1, 3.0, env.b.shape)
     _, _, g_mu, g_nu = P._slot_and_grad(c, pr, env, lam, mu, N)

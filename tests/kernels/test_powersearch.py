@@ -47,6 +47,17 @@ def _search_once(i: int, floor: bool, start: str, backend: str, device: str) -> 
             "sev": sev, "nev": nev, "k": k, "vmat": xp.to_numpy(nv), "pool": xp.to_numpy(npool)}
 
 
+def _valid_lower_keeping_jobs(pb: Any, s: Any, nev: dict[str, Any], sv: Any, sp: Any, sev: dict[str, Any]) -> None:
+    """What a polish move's plan ``sv``/``sp`` (evaluated ``sev``) must be against the plan ``nev`` it started from
+    on the case ``s``: valid, lower in carbon and in the objective, no job lost or late that was finished (on
+    time), and it still dominates the greedy witness."""
+    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    lost, late = _late_or_lost(s.c, nev, sev)
+    assert lost.size == 0 and late.size == 0
+    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+
+
 def _late_or_lost(c: Any, before: dict[str, Any], after: dict[str, Any]) -> tuple[Any, Any]:
     """Jobs finished before and not after; jobs on time before and late after."""
     def on_time(e: dict[str, Any]) -> Any:
@@ -1918,11 +1929,7 @@ def test_two_rows_exchange_pools_where_no_single_move_does(i: int) -> None:
     sv, sp, sev, k = PS._swaps(pb, xp, dataclasses.replace(c, cold=False), s.pr, s.d, s.tb, nv, npool, nev, s.gev,
                                None)
     assert k > 0 and k % 2 == 0
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     p0, p1 = np.asarray(xp.to_numpy(npool)), np.asarray(xp.to_numpy(sp))
     moved = np.flatnonzero(p0 != p1)
     assert moved.size == k
@@ -2173,11 +2180,7 @@ def test_two_rows_exchange_slots_where_no_single_move_does(i: int, monkeypatch: 
     assert k > 0 and k % 2 == 0
     assert np.array_equal(np.asarray(xp.to_numpy(sp)), np.asarray(xp.to_numpy(npool)))
     assert int((np.asarray(xp.to_numpy(sv)) != np.asarray(xp.to_numpy(nv))).any(1).sum()) == k
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     # a warm plan's (the control loop's ticks), and the phase without them: nothing to do there
     assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, cold=False)[3] == 0
     assert _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, on=False)[3] == 0
@@ -2228,11 +2231,7 @@ def test_two_rows_exchange_watts_under_the_cap_where_no_single_move_does(i: int,
     sv, sp, sev, k = _slot_exchanges(pb, s, nv, npool, nev, monkeypatch, watt_pairs=True)
     assert k > 0 and k % 2 == 0
     assert np.array_equal(np.asarray(xp.to_numpy(sp)), np.asarray(xp.to_numpy(npool)))
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     v0, v1 = np.asarray(xp.to_numpy(nv)).astype(np.int64), np.asarray(xp.to_numpy(sv)).astype(np.int64)
     p0 = np.asarray(xp.to_numpy(npool)).astype(np.int64)
     rows = np.flatnonzero(p0 >= 0)
@@ -2457,11 +2456,7 @@ def test_a_block_exchanges_pools_with_a_preemptible_row(i: int, monkeypatch: pyt
         want = PS._best_blocks(xp, c, s.d, s.tb, xp.asarray(wo), npool, xp.asarray([r], xp.i64), lim,
                                xp.asarray([nev["need_s"][r]], xp.f64), to_pool=xp.asarray([p1[r]], xp.i64))[0]
         assert np.array_equal(np.asarray(xp.to_numpy(want))[0], v1[r])
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     # not asked (the search's swap phase), on a warm plan, or off: no block changes its pool
     for cc, on_, ask in ((c, True, False), (dataclasses.replace(c, cold=False), True, True), (c, False, True)):
         monkeypatch.setattr(PS, "BLOCK_SWAPS", on_)
@@ -2531,11 +2526,7 @@ def test_a_refilled_block_is_one_block_that_does_its_work_for_less(i: int, monke
         assert c.rpool[r] < 0 or on1[0] == 0  # a job that runs now keeps slot 0
         moved += int(on0[0] != on1[0] or on0[-1] != on1[-1])
     assert moved > 0
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     _no_polish(monkeypatch)
     assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
     monkeypatch.setattr(PS, "BLOCK_REFILL", True)
@@ -2828,11 +2819,7 @@ def test_a_shifted_block_and_the_carbon_phase_after_it_lower_the_polished_plan(
     alone[r] = sv[r]
     aev = PL._evaluate_plan(pb, c, s.pr, alone, npool, xp=xp, d=s.d)
     assert not PS._passes(c, "blocks", nev, aev, *PS._row_status(nev)[::3], s.gev)
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     pb0, s0, c0, nv0, np0, nev0 = _searched_without_flips(i)
     on = PS.polish(pb0, s0.xp, c0, s0.pr, s0.d, s0.tb, nv0, np0, nev0, s0.gev, None, math.inf)
     assert on[2]["objective"] < nev["objective"] and kernels.check_result(pb0, s0.result(*on[:3])) == []
@@ -2902,11 +2889,7 @@ def test_one_row_leaves_a_pool_so_that_two_enter(i: int) -> None:
     assert PS._swaps(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, blocks=True, watt_pairs=True)[3] == 0
     sv, sp, sev, k = PS._trades(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
     assert k == 3
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     p0, p1 = np.asarray(xp.to_numpy(npool)), np.asarray(xp.to_numpy(sp))
     moved = np.flatnonzero(p0 != p1)
     assert moved.size == 3
@@ -3014,11 +2997,7 @@ def test_a_row_leaves_a_pool_for_a_third_so_that_another_enters(i: int) -> None:
     assert PS._trades(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
     sv, sp, sev, k = PS._chains(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)
     assert k == 3
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     p0, p1 = np.asarray(xp.to_numpy(npool)), np.asarray(xp.to_numpy(sp))
     moved = np.flatnonzero(p0 != p1)
     assert moved.size in (2, 3)
@@ -3080,11 +3059,7 @@ def test_a_block_moves_into_another_pool_through_its_work(i: int) -> None:
     m = {"left": PS.FLIP_SEARCH_CELLS}
     sv, sp, sev, k = PS._displace_pools(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
     assert k >= 1 and m["left"] < PS.FLIP_SEARCH_CELLS
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     p0, p1 = np.asarray(xp.to_numpy(npool)), np.asarray(xp.to_numpy(sp))
     blocks = np.flatnonzero(~c.preempt & (c.rpool < 0) & (p0 >= 0) & (p1 >= 0) & (p0 != p1))
     assert blocks.size >= 1  # (a block in another pool)
@@ -3215,11 +3190,7 @@ def test_a_block_gives_its_watts_under_the_cap_and_stays_one_block(i: int, monke
         assert sev["work_done_s"][r] >= nev["need_s"][r] - 1e-6
         assert c.rpool[r] < 0 or on1[0] == 0  # a job that runs now keeps slot 0
         assert any((lv[rs == r] == v1[r]).all(1).any() for rs, lv in answered), r  # (its window answer)
-    assert kernels.check_result(pb, s.result(sv, sp, sev)) == []
-    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
-    lost, late = _late_or_lost(c, nev, sev)
-    assert lost.size == 0 and late.size == 0
-    assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
     rows = changed[c.preempt[changed]]
     tt = np.arange(c.T)
     win = (tt[None, :] >= c.rel[rows][:, None]) & (tt[None, :] < np.where(c.has_dl[rows], c.dl[rows], c.T)[:, None])
