@@ -272,3 +272,29 @@ def test_the_probe_counts_the_tenant_quota(backend: tuple[str, str]) -> None:
         assert P._may_place(c, d, tb, vmat, pool, use, xp) is placed
         v, _ = P._complete(xp, c, d, tb, xp.copy(vmat), xp.copy(pool), c.kappa, np.zeros((1, 6)), use)
         assert bool(xp.to_numpy(v)[1].any()) is placed
+
+
+@pytest.mark.parametrize("per_row", [True, False])
+def test_the_greedy_fills_a_pool_to_its_last_gpu(per_row: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs as wide as their pool, and two that fill it together: the EDF greedy (the completion's list schedule)
+    places each where the pool's free GPUs equal its GPU count exactly, on the per-row room test and on the
+    per-count one (``listsched.ROOM_PER_ROW_MAX_CELLS``)."""
+    from kernels import listsched
+
+    monkeypatch.setattr(listsched, "ROOM_PER_ROW_MAX_CELLS", 1 << 30 if per_row else 0)
+    T, J = 8, 4
+    pb = PlanProblem(
+        slot_s=SLOT_S, pue=1.15, wind_w=np.zeros(T), carbon_g_per_kwh=np.linspace(100, 400, T),
+        grid_cap_w=np.full(T, 1e7), site_max_w=np.full(T, 1e7), pool_gpus=np.array([8]),
+        tdp_w=np.array([700.0]), idle_w=np.array([75.0]), host_w_per_gpu=np.array([450.0]),
+        min_power_fraction=np.array([0.4]), curve_f=np.array([[0.4, 0.6, 0.8, 1.0]]),
+        curve_s=np.array([[0.62, 0.82, 0.95, 1.0]]),
+        gpus=np.array([8, 8, 5, 3]), remaining_s=np.full(J, 2 * SLOT_S),
+        release=np.zeros(J, np.int64), deadline=np.full(J, 4), weight=np.full(J, 5.0),
+        eligible=np.ones((J, 1), bool), must_run=np.zeros(J, bool), preemptible=np.array([True, False, True, True]),
+        running_pool=np.full(J, -1), preempt_loss_s=np.zeros(J), tenant=np.zeros(J, np.int64),
+        tenant_quota_gpus=np.array([np.inf]),
+    )
+    r = kernels.greedy_plan(pb)
+    assert kernels.check_result(pb, r) == []
+    assert r.finished.all()  # (6 of the horizon's 8 full-pool slots: each job fits only exactly)
