@@ -194,7 +194,7 @@ class Ops:
             if idx.size >= self.TAKE_FLAT_MIN and _min(idx, None) >= 0:
                 return a.reshape(-1).take(idx + np.arange(0, a.size, m).reshape(a.shape[:-1] + (1,)))
             a2 = a.reshape(-1, m)
-            return a2[np.arange(a2.shape[0])[:, None], idx.reshape(a2.shape[0], -1)].reshape(idx.shape)
+            return a2[np.arange(a2.shape[0])[:, None], idx.reshape(a2.shape[0], idx.shape[-1])].reshape(idx.shape)
         return np.take_along_axis(a, idx, axis=axis)
 
     def take_cols(self, a: Any, idx: Any) -> Any:

@@ -351,9 +351,10 @@ def _proposals(xp: Ops, k: _Slots, feas: Any, okp: Any, nslots: Any, n_on_want: 
     if bool(xp.any(npre)):
         blocks = npre[pair % n]
         bp, pair = pair[blocks], pair[~blocks]
-        pb, ib = bp // n, bp % n
-        start_ok = (k.tt >= rel[ib][:, None]) & ((rp[ib] < 0)[:, None] | (k.tt == 0))  # running NP: start now
-        key[bp], cells[bp] = _block_keys(xp, k, cells[bp], pb, ns[bp], dl[ib], start_ok)
+        if bp.shape[0]:  # (non-preemptible rows asking may have no pool they may use: no block to key)
+            pb, ib = bp // n, bp % n
+            start_ok = (k.tt >= rel[ib][:, None]) & ((rp[ib] < 0)[:, None] | (k.tt == 0))  # running NP: start now
+            key[bp], cells[bp] = _block_keys(xp, k, cells[bp], pb, ns[bp], dl[ib], start_ok)
     if pair.shape[0]:
         key[pair] = _pick_keys(xp, k, cells, pair, pair // n, ns[pair], nw[pair], dl[pair % n])
     return key.reshape(Pn, n), cells

@@ -599,7 +599,7 @@ def test_take_along_equals_numpys_take_along_axis(be: tuple[str, str], seed: int
     (numpy's fancy-index path: the power search's hull steps, trims and exchanges) with fewer, as many and
     more indices than the axis is long, repeated and negative ones, int8 indices, a non-contiguous table,
     each also past ``TAKE_FLAT_MIN`` indices (numpy's flat gather); and along an inner axis and with a
-    broadcast index (numpy's own function)."""
+    broadcast index (numpy's own function); on tables of no rows."""
     xp = B.get_ops(*be)
     rng = np.random.default_rng(seed)
     n, T, V = 5 + seed, 7 + 2 * seed, 4
@@ -609,6 +609,8 @@ def test_take_along_equals_numpys_take_along_axis(be: tuple[str, str], seed: int
     cases += [(a2, rng.integers(-T, 0, (n, 2)), -1), (a2[:, ::2], rng.integers(0, (T + 1) // 2, (n, 3)), 1),
               (a3, rng.integers(0, V, (n, T, 1)), 2), (a3, rng.integers(0, V, (n, T, V)).astype(np.int8), -1),
               (a3, rng.integers(0, T, (n, 2, V)), 1), (a2, rng.integers(0, T, (1, 2)), 1)]
+    # a table of no rows (round 20: the list schedule's block keys of no row crashed the fancy-index path)
+    cases += [(a2[:0], rng.integers(0, T, (0, T - 1)), 1), (a3[:0], rng.integers(0, V, (0, T, 2)), 2)]
     # from TAKE_FLAT_MIN indices numpy gathers by flat positions (round 19): many indices, negative ones among
     # them (the fancy index then), int8 ones, a non-contiguous table
     big = B.Ops.TAKE_FLAT_MIN
@@ -616,7 +618,7 @@ def test_take_along_equals_numpys_take_along_axis(be: tuple[str, str], seed: int
               (a3, rng.integers(0, V, (n, T, big // n + 1)).astype(np.int8), 2),
               (a2[:, ::-1], rng.integers(0, T, (n, big)), 1)]
     for a, idx, axis in cases:
-        if be[0] != "numpy" and (idx.min() < 0 or idx.shape[:-1] != a.shape[:-1] and axis in (-1, a.ndim - 1)):
+        if be[0] != "numpy" and (idx.size and idx.min() < 0 or idx.shape[:-1] != a.shape[:-1] and axis in (-1, a.ndim - 1)):
             continue  # (torch.gather: no negative or broadcast indices; the planner passes neither)
         got = xp.to_numpy(xp.take_along(xp.asarray(np.ascontiguousarray(a) if be[0] != "numpy" else a),
                                         xp.asarray(idx if be[0] == "numpy" else idx.astype(np.int64)), axis))

@@ -1238,8 +1238,8 @@ def test_every_pools_proposals_at_once_are_their_plain_definition(be: tuple[str,
     """kernels.listsched._proposals (round 20: every (pool, row) pair's proposal in one batch) against the
     definition pool by pool and row by row: the same keys (the costs on list_schedule's grid: every sum exact)
     and cells, on random feasible cells, pools a row may not use, deadlines inside and at the horizon end,
-    rows short of more on-time slots than slots, non-preemptible rows (running ones start at slot 0), slot
-    orders with ties; both table-size paths (``BY_POOL_MIN_CELLS``)."""
+    rows short of more on-time slots than slots, non-preemptible rows (running ones start at slot 0; on every
+    fourth seed none of them may use a pool), slot orders with ties; both table-size paths (``BY_POOL_MIN_CELLS``)."""
     from types import SimpleNamespace
 
     from kernels.backend import get_ops
@@ -1264,6 +1264,8 @@ def test_every_pools_proposals_at_once_are_their_plain_definition(be: tuple[str,
     # non-preemptible rows: short blocks in mostly feasible slots (most of them have a block somewhere)
     ns[:, npre] = rng.integers(1, 5, (P, int(npre.sum())))
     feas[:, npre] |= rng.random((P, int(npre.sum()), T)) < 0.6
+    if seed % 4 == 1:  # non-preemptible rows that may use no pool (a running one whose pool it may not use)
+        okp[:, npre] = False
     want_key, want_cells = _plain_keys(xp.to_numpy(cost), feas, okp, ns, nw, dl, npre, rel, rp)
     for by_pool in (False, True):  # both table-size paths
         monkeypatch.setattr(L, "BY_POOL_MIN_CELLS", 0 if by_pool else 1 << 30)
