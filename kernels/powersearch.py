@@ -2882,7 +2882,6 @@ def _hull_wc(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, An
     if by_level:
         c_v = [C[:, :, v] for v in range(V)]
         fin_v = [xp.isfinite(x) for x in c_v]
-        c0_v = [xp.where(f, x, 0.0) for f, x in zip(fin_v, c_v)]
         w_v = [wk[:, v][:, None] for v in range(V)]
     else:  # (the levels reversed once: an argmin's first index is then the last level of the smallest slope)
         fin_r = xp.flip(xp.isfinite(C), 2)
@@ -2895,19 +2894,20 @@ def _hull_wc(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, An
             v0 = s + 1 if rising else 0
             if by_level:
                 cw, cc = cwc[0], cwc[1]
-                sb = dwb = dcb = b = None
+                sb: Any = None
+                b: Any = None
+                # per level only the slope and the level of the smallest so far; the step's work and cost read
+                # once at that level after the levels (the same differences, so the same numbers: where a
+                # cell's level is not valid its quotient, and its step where it has none, are dropped)
                 for v in range(v0, V):  # levels (the last of the smallest slope wins)
                     dw = w_v[v] - cw
-                    valid = fin_v[v] & (dw > 1e-9)
-                    dcost = c0_v[v] - cc
-                    slope = xp.where(valid, dcost / xp.where(valid, dw, 1.0), inf)
+                    slope = xp.where(fin_v[v] & (dw > 1e-9), (c_v[v] - cc) / dw, inf)
                     if v == v0:
-                        sb, dwb, dcb, b = slope, dw, dcost, xp.full((n, T), v, xp.i64)
+                        sb, b = slope, xp.full((n, T), v, xp.i64)
                     else:
                         m = slope <= sb
-                        sb, dwb, dcb, b = (xp.where(m, slope, sb), xp.where(m, dw, dwb), xp.where(m, dcost, dcb),
-                                           xp.where(m, v, b))
-                wcb = xp.stack([dwb, dcb], 0)
+                        sb, b = xp.where(m, slope, sb), xp.where(m, v, b)
+                wcb = xp.stack([xp.take_along(wk, b, 1) - cw, xp.take_along(C, b[:, :, None], 2)[:, :, 0] - cc], 0)
             else:
                 # the levels v0.. as one (n, T, V - v0) table: the last index of the smallest slope (the first
                 # of the reversed levels), the same numbers as the pass per level
