@@ -471,17 +471,15 @@ def _grid(xp: Ops, cost: Any) -> Any:
     different orders: last-bit differences had broken ties between equal-cost slots differently)."""
     h = xp.to_numpy(cost).astype(np.float64)
     top = float(np.abs(h).max()) if h.size else 0.0
-    if not math.isfinite(top):  # (some cost is not finite: those stay as they are)
+    if not math.isfinite(top):  # (some cost is not finite: the largest finite one sets the grid)
         fin = np.isfinite(h)
         top = float(np.abs(h[fin]).max()) if fin.any() else 0.0
-        if top <= 0:
-            return cost
-        q = 2.0 ** (math.floor(math.log2(top)) - 30)
-        return xp.asarray(np.where(fin, np.round(h / q) * q, h), xp.f64)
     if top <= 0:
         return cost
     q = 2.0 ** (math.floor(math.log2(top)) - 30)
-    h /= q  # (in place on the host copy: the same quotients, roundings and products)
+    # in place on the host copy: the same quotients, roundings and products; a cost that is not finite
+    # stays as it is (inf / q, its rounding and times q are inf again, NaN stays NaN)
+    h /= q
     np.round(h, out=h)
     h *= q
     return xp.asarray(h, xp.f64)
