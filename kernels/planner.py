@@ -486,8 +486,6 @@ class _Prep:
     # each pair's breakpoint (work gain h -> i, 1 where none), h < i, and the lines' load, pool and power
     # fraction index with a last entry for "none" (0 W, pool P, off)
     W0: NDArray[np.float64]  # (S + 1,)
-    dW_div: NDArray[np.float64]  # (S + 1, S + 1)
-    up: NDArray[np.bool_]  # (S + 1, S + 1)
     load_ext: NDArray[np.float64]  # (NL + 1,)
     pool_ext: NDArray[np.int64]  # (NL + 1,)
     v_ext: NDArray[np.int64]  # (NL + 1,)
@@ -587,7 +585,7 @@ def _prepare(c: _Clean) -> _Prep:
     return _Prep(E=E, S=S, cls=cls, line_p=pp, line_k=kk, line_load=line_load, line_w=line_w,
                  line_full=line_full, slopes=slopes, member=member, full_member=full_member, fv=fv,
                  line_v=line_v, spd_pv=spd_pv, map_pv=map_pv, ks=ks, rho_on=rho_on, ldrop=ldrop, mcnt=mcnt,
-                 cls_ten=cls_ten, W0=W0, dW_div=np.where(dW > 0, dW, 1.0), up=np.triu(np.ones((S + 1, S + 1), bool), 1),
+                 cls_ten=cls_ten, W0=W0,
                  load_ext=np.concatenate([line_load, [0.0]]), pool_ext=np.concatenate([pp, [P]]),
                  v_ext=np.concatenate([line_v, [0]]), line_of=line_of, member_k=member_k, **_envelope_pairs(S, dW))
 

@@ -454,12 +454,14 @@ def _envelope_all_lines(c: P._Clean, pr: P._Prep, lam: np.ndarray, mu: np.ndarra
     C = np.concatenate([np.zeros((E, T, 1)), np.where(valid, cbest, 0.0).transpose(0, 2, 1)], axis=2)
     ok = np.concatenate([np.ones((E, T, 1), bool), valid.transpose(0, 2, 1)], axis=2)
     m = S + 1
+    dW = W[None, :] - W[:, None]  # (h, i)
+    up = np.triu(np.ones((m, m), bool), 1)  # h < i
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = (C[:, :, None, :] - C[:, :, :, None]) / pr.dW_div[None, None]
+        x = (C[:, :, None, :] - C[:, :, :, None]) / np.where(dW > 0, dW, 1.0)[None, None]
     x = np.where(ok[:, :, None, :], x, np.inf)
     x = np.where(ok[:, :, :, None], x, -np.inf)
-    lo = np.where(pr.up[None, None], x, -np.inf).max(axis=2)
-    hi = np.where(pr.up[None, None], x, np.inf).min(axis=3)
+    lo = np.where(up[None, None], x, -np.inf).max(axis=2)
+    hi = np.where(up[None, None], x, np.inf).min(axis=3)
     active = ok & (lo < hi)
     active[:, :, 0] = True
     idx = np.arange(m)
