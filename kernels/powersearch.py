@@ -2840,7 +2840,7 @@ def _shorten_blocks(xp: Ops, C: Any, wk: Any, up: Any, lvl: Any, blk: Any, surpl
     return lvl, key
 
 
-# _hull: tables of more (row, slot) cells than this walk the levels one (n, T) table at a time; smaller ones
+# _hull_wc: tables of more (row, slot) cells than this walk the levels one (n, T) table at a time; smaller ones
 # take every level at once (the same numbers: fewer numpy calls where their fixed cost dominates; 800
 # cells 0.77 vs 1.11 ms a call, 3,200 even, 12,800 7.2 vs 6.1 ms, round 13). Round 16 (calls captured on
 # seed-0 corpus-189, -105, -26 and replayed both ways, the same results): 2,048-3,072 cells 0.88 vs 1.03 ms all
@@ -2849,22 +2849,16 @@ def _shorten_blocks(xp: Ops, C: Any, wk: Any, up: Any, lvl: Any, blk: Any, surpl
 HULL_LEVELS_MIN_CELLS = 4096
 
 
-def _hull(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, Any, Any]:
+def _hull_wc(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, Any]:
     """The lower convex hull of each (row, slot)'s options (``C : (n, T, V)`` costs, ``wk : (n, V)`` work per
     level, :func:`_options`) from "off": per hull step ``s < S'`` its cost per work ``K`` (``inf``: no
-    such step; ``-inf``: the forced first step of a kept slot 0, ``forced0 : (n, T)``), work ``DW``, cost
-    ``DC`` and the level it ends at ``TO``, each ``(n, T, S')``: ``S' <= V - 1`` the hull steps some cell takes
-    (at least 1; the steps no cell takes, "no step" everywhere, left out: every use of the tables gives the
-    same with or without them). Of equal slopes the farthest level (one step). ``work``: the pools' ``(P, V)``
-    work table (the levels a step may end at, below). (:func:`_hull_wc`'s tables, ``DW`` and ``DC`` apart.)"""
-    K, DWC, TO = _hull_wc(xp, C, wk, forced0, work)
-    return K, DWC[0], DWC[1], TO
-
-
-def _hull_wc(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, Any]:
-    """:func:`_hull`'s tables with the steps' work and cost as one ``DWC : (2, n, T, S')`` table (``DWC[0]``
-    the work ``DW``, ``DWC[1]`` the cost ``DC``, each contiguous): every pass, and :func:`_best_rows` after it,
-    works on both with one call where it did two (round 20; the same numbers)."""
+    such step; ``-inf``: the forced first step of a kept slot 0, ``forced0 : (n, T)``), its work and cost as one
+    ``DWC : (2, n, T, S')`` table (``DWC[0]`` the work, ``DWC[1]`` the cost, each contiguous: every pass, and
+    :func:`_best_rows` after it, works on both with one call where it did two; round 20) and the level it ends at
+    ``TO``, each ``(n, T, S')``: ``S' <= V - 1`` the hull steps some cell takes (at least 1; the steps no cell
+    takes, "no step" everywhere, left out: every use of the tables gives the same with or without them). Of equal
+    slopes the farthest level (one step). ``work``: the pools' ``(P, V)`` work table (the levels a step may end
+    at, below)."""
     # gift wrapping, one pass per hull step; each pass walks the levels one (n, T) table at a time, keeping
     # the farthest point of the smallest slope so far (elementwise: the same numbers as an argmin over a
     # short last axis and three gathers, at about half the CPU on these few levels; round 12)
@@ -2966,7 +2960,7 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     forced0 = (tt == 0) & keep0[:, None] if forced is None else forced
     K, DWC, TO = _hull_wc(xp, C, wk, forced0, tb.work)
     DW, DC = DWC[0], DWC[1]
-    S = int(K.shape[2])  # (the hull steps some cell takes: _hull)
+    S = int(K.shape[2])  # (the hull steps some cell takes: _hull_wc)
     # before a deadline, an unfinished row's work is worth ``extra`` more (the late part of its penalty)
     before_dl = (tt < d.dl[rows][:, None])[:, :, None]
     K = xp.where(xp.isfinite(K), K - xp.where(before_dl, extra[:, None, None], 0.0), K)

@@ -58,6 +58,12 @@ def _valid_lower_keeping_jobs(pb: Any, s: Any, nev: dict[str, Any], sv: Any, sp:
     assert dominance_failures(outcome(pb, s.result(sv, sp, sev)), outcome(pb, s.result(s.gv, s.gp, s.gev))) == []
 
 
+def _hull(xp: Any, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, Any, Any, Any]:
+    """``powersearch._hull_wc``'s tables with the steps' work and cost apart: ``(K, DW, DC, TO)``."""
+    K, DWC, TO = PS._hull_wc(xp, C, wk, forced0, work)
+    return K, DWC[0], DWC[1], TO
+
+
 def _late_or_lost(c: Any, before: dict[str, Any], after: dict[str, Any]) -> tuple[Any, Any]:
     """Jobs finished before and not after; jobs on time before and late after."""
     def on_time(e: dict[str, Any]) -> Any:
@@ -348,7 +354,7 @@ def test_the_exchange_gives_the_numpy_rows_on_torch(be: tuple[str, str], by_orde
         assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1]) and np.allclose(a[2], b[2])
 
 
-# --- the hull of each cell's options (kernels.powersearch._hull): gift wrapping cell by cell -------------
+# --- the hull of each cell's options (kernels.powersearch._hull_wc): gift wrapping cell by cell ----------
 
 def _hull_cells(seed: int, rising: bool, n: int = 5, T: int = 8) -> tuple[Any, Any, Any, Any]:
     """Options as ``_options`` gives them: small integer work and costs (many collinear levels: ties of
@@ -406,7 +412,7 @@ def test_the_hull_is_the_cell_by_cell_gift_wrap(seed: int, rising: bool, by_leve
 
     monkeypatch.setattr(PS, "HULL_LEVELS_MIN_CELLS", 0 if by_level else 10**9)
     C, wk, forced0, work = _hull_cells(seed, rising)
-    got = PS._hull(get_ops("numpy"), C, wk, forced0, work)
+    got = _hull(get_ops("numpy"), C, wk, forced0, work)
     _same_steps(got, _hull_by_cell(C, wk, forced0))
 
 
@@ -441,7 +447,7 @@ def test_the_hull_stops_where_no_cell_takes_a_step(top: int, rising: bool, by_le
         C[:, :, top + 1:] = np.inf
         ref = _hull_by_cell(C, wk, forced0)
         assert (ref[0][:, :, top:] == np.inf).all() and (ref[3][:, :, -1] > 0).any() == (top > 0)
-        got = PS._hull(get_ops("numpy"), C, wk, forced0, work)
+        got = _hull(get_ops("numpy"), C, wk, forced0, work)
         steps = int(np.isfinite(ref[0]).any((0, 1)).sum())  # (the steps some cell takes: at most top)
         assert steps <= top and _same_steps(got, ref) == max(steps, 1)
 
@@ -456,8 +462,8 @@ def test_the_hull_gives_the_numpy_steps_on_torch(be: tuple[str, str], by_level: 
     for seed in range(6):
         C, wk, forced0, work = _hull_cells(seed, seed % 2 == 0)
         xp = get_ops(*be)
-        a = PS._hull(get_ops("numpy"), C, wk, forced0, work)
-        b = PS._hull(xp, xp.asarray(C, xp.f64), xp.asarray(wk, xp.f64), xp.asarray(forced0, xp.bool_), xp.asarray(work, xp.f32))
+        a = _hull(get_ops("numpy"), C, wk, forced0, work)
+        b = _hull(xp, xp.asarray(C, xp.f64), xp.asarray(wk, xp.f64), xp.asarray(forced0, xp.bool_), xp.asarray(work, xp.f32))
         for x, y in zip(a, b):
             assert np.allclose(x, xp.to_numpy(y), equal_nan=True) if be[1] != "cpu" else np.array_equal(x, xp.to_numpy(y))
 
