@@ -572,7 +572,6 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     again in price order (:func:`kernels.listsched.list_schedule`) and the power search (without this move)
     on top (:func:`_displaced`). Kept where the exact objective falls, every job finished (on time) before still is,
     and the plan still dominates ``floor``. Each try is charged ``J x T`` cells plus what its search proposes."""
-    from kernels import listsched  # imports kernels.planner: bound at call time
 
     finished, _, _, on_time = _row_status(ev)
     pool_h = xp.to_numpy(pool).astype(np.int64)
@@ -581,10 +580,6 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     if cand.size == 0:
         return vmat, pool, ev, 0
     cand = cand[np.argsort(-_priority(xp, c, d, tb, vmat, pool, cand, "blocks"), kind="stable")][:DISPLACE_ROWS]
-    flex_h = c.preempt & ~c.must
-    flex = xp.asarray(flex_h)
-    rank = listsched.edf_rank(xp, c, d)
-    cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
     need_h = np.asarray(ev["need_s"], np.float64)
     changed = 0
     # (the share only where several starts share the meter: the one-start path keeps its plans)
@@ -593,8 +588,7 @@ def _displace(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, v
     for r in cand:  # candidate rows (a few)
         if not _displace_more(meter, left0, cap):
             break
-        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(pool_h[r]), need_h, flex, rank, cost,
-                            floor, meter)
+        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(pool_h[r]), need_h, floor, meter)
         if got is None:
             continue
         nv, npool, nev = got
@@ -635,7 +629,6 @@ def _displace_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: 
     ``floor`` dominated) against the plan as it then is; tries while the meter has cells left. Each try is charged
     ``J x T`` cells and ``PHASE_CELLS``, plus what its search proposes. Returns the plan, its pools, evaluation and
     the blocks moved."""
-    from kernels import listsched  # imports kernels.planner: bound at call time
 
     if c.P < 2:
         return vmat, pool, ev, 0
@@ -648,16 +641,12 @@ def _displace_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: 
     ri, qi = np.nonzero(c.eligible[rows_h] & (np.arange(c.P)[None, :] != pool_h[rows_h][:, None]))
     if ri.size == 0:
         return vmat, pool, ev, 0
-    flex = xp.asarray(c.preempt & ~c.must)
-    rank = listsched.edf_rank(xp, c, d)
-    cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
     need_h = np.asarray(ev["need_s"], np.float64)
     changed = 0
     for r, q in zip(rows_h[ri][:DISPLACE_ROWS], qi[:DISPLACE_ROWS]):  # (block, pool) pairs (a few)
         if meter["left"] <= 0:
             break
-        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(q), need_h, flex, rank, cost, floor,
-                            meter)
+        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(q), need_h, floor, meter)
         if got is None:
             continue
         nv, npool, nev = got
@@ -670,7 +659,7 @@ def _displace_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: 
 
 
 def _displace_try(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int,
-                  q: int, need_h: Any, flex: Any, rank: Any, cost: Any, floor: dict[str, Any] | None,
+                  q: int, need_h: Any, floor: dict[str, Any] | None,
                   meter: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]] | None:
     """One try of a block displacement (:func:`_displace`, :func:`_displace_pools`): charged ``J x T`` cells and
     ``PHASE_CELLS``, row ``r``'s block in pool ``q`` (:func:`_displaced`), its plan evaluated and the power search
@@ -678,7 +667,7 @@ def _displace_try(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     None where the block is none or the row as it is."""
     _charge(meter, float(c.J * c.T))
     _charge(meter, PHASE_CELLS, fixed=True)
-    got = _displaced(xp, c, d, tb, vmat, pool, r, q, need_h, flex, rank, cost)
+    got = _displaced(xp, c, d, tb, vmat, pool, r, q, need_h)
     if got is None:
         return None
     nv, npool = got
@@ -688,18 +677,20 @@ def _displace_try(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
     return nv, npool, nev
 
 
-def _displaced(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int, q: int, need_h: Any, flex: Any,
-               rank: Any, cost: Any) -> tuple[Any, Any] | None:
+def _displaced(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int, q: int,
+               need_h: Any) -> tuple[Any, Any] | None:
     """A block displacement's plan (:func:`_displace`, :func:`_displace_pools`): row ``r``'s cheapest block in pool
-    ``q`` (its own, or another it is eligible for) against the plan without the preemptible rows (``flex``), the
-    preemptible rows of ``q`` (and of r's tenant, where it has a quota) that run where the block takes more placed
-    again whole (their pool may change; where the site's watts still pass the cap, every preemptible row's cells
-    there too), by the completion pass's list schedule (``rank``, ``cost``: :func:`kernels.listsched.list_schedule`).
+    ``q`` (its own, or another it is eligible for) against the plan without the preemptible rows (not must-run:
+    ``flex``), the preemptible rows of ``q`` (and of r's tenant, where it has a quota) that run where the block takes
+    more placed again whole (their pool may change; where the site's watts still pass the cap, every preemptible
+    row's cells there too), by the completion pass's list schedule (EDF order, the grid's carbon in every pool:
+    :func:`kernels.listsched.list_schedule`).
     Returns its levels and pools, or None where the block is none or the row as it is."""
     from kernels import listsched  # imports kernels.planner: bound at call time
 
     rows = xp.asarray(np.array([r]), xp.i64)
     moved = q != int(xp.to_numpy(pool[rows])[0])
+    flex = xp.asarray(c.preempt & ~c.must)
     vfree = xp.astype(xp.where(flex[:, None], 0, vmat), vmat.dtype)
     vfree[rows] = 0
     lim = xp.asarray(np.array([c.dl[r] if c.has_dl[r] else c.T]), xp.i64)
@@ -721,6 +712,8 @@ def _displaced(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int, q
     over = _pl._fac(d, tb, nv, npool, xp) > d.room_cap
     nv = xp.astype(xp.where(flex[:, None] & over[None, :], 0, nv), vmat.dtype)
     npool = xp.astype(xp.where(xp.any(nv > 0, 1) | ~flex, npool, -1), pool.dtype)
+    rank = listsched.edf_rank(xp, c, d)
+    cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
     for lowest in (False, True):  # full power first; what is still missing at the most work per watt
         nv, npool = listsched.list_schedule(xp, c, d, tb, nv, npool, rank, cost, lowest=lowest)
     return nv, xp.astype(xp.where(xp.any(nv > 0, 1), npool, -1), pool.dtype)
