@@ -1763,6 +1763,21 @@ EXCHANGE_WATTS = True
 BLOCK_SWAPS = True
 
 
+#: Whether the swap phase's second rows answer only where their answer may make the pair pass (:func:`_may_pass`:
+#: the first row's saving and a lower bound of the second's answer's cost); the others' answers could not, so the
+#: same pairs pass, with the same plans (their options are still built, all rows of a kind at once: the grid of
+#: :func:`_grid` is the whole table's). Seed-0 corpus-105 (round 21, H1): 31 of the 39 swap calls accept pairs,
+#: 601 of 6,715 pairs have a passing estimate; the bound leaves about 1 in 3 second rows answering (a third of the
+#: first rows have no answer, -inf), the second answers' CPU 0.161 -> 0.111 s (/tmp/h1/stats.py). Round 21 (H1;
+#: ``optimizer.py --corpus 200 --compare``): the same plan on 600 of 600 instances of seeds 0-2; the swap phase's
+#: CPU (b0df301 then this tree alternating, median of 3, load 2-3) seed 0: 105 0.372 -> 0.319 s, 69 0.248 ->
+#: 0.223, 57 0.079 -> 0.072; seed 1: 33 0.209 -> 0.195, 59 0.134 both; seed 2: 39 0.410 -> 0.379, 109 0.486 ->
+#: 0.465 (where the first rows mostly answer, the bound skips fewer). A tighter bound (each cell's least cost per
+#: work up to its most work, the fractional knapsack) halves the second rows answering on 105 and saves no CPU:
+#: an answer's cost is its calls', not its rows'.
+SWAP_BOUND = True
+
+
 def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
            ev: dict[str, Any], floor: dict[str, Any] | None,
            meter: dict[str, Any] | None = None, blocks: bool = False, watt_pairs: bool = False,
@@ -1898,10 +1913,15 @@ def _swaps(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         - xp.astype(na > 0, xp.f64) * xp.astype(qa == qb, xp.f64)[:, None]
     dq_a = (xp.astype(sub_a > 0, xp.f64) - xp.astype(na > 0, xp.f64)) * tq
     shift_b = (ga[:, None] * d_a, watts(ra, sub_a, pa, ga) - watts(ra, na, qa, ga), ga[:, None] * dq_a)
+    # b answers only where its answer may make the pair pass (:func:`_may_pass`: a pair whose a has no answer,
+    # or saves too little for any answer of b to make up, does not pass whatever b answers)
+    co_h = np.asarray(xp.to_numpy(co), np.float64)
+    scale = np.maximum(co_h[ia] + co_h[ib], 1.0)
+    bound = ((np.asarray(xp.to_numpy(sva), np.float64), co_h[ib], 1e-9 * scale)
+             if SWAP_BOUND and bool((np.asarray(c.kappa) >= 0).all()) else None)  # (kappa >= 0: costs >= 0)
     nb, svb = _swap_answers(xp, c, d, tb, vmat, pool, rb, lim[kb], req_b, qb, shift_b, (co[kb], wo[kb]),
-                            blk_h[ib], use, windows=bw)
+                            blk_h[ib], use, windows=bw, bound=bound)
     gain = np.asarray(xp.to_numpy(sva + svb), np.float64)
-    scale = np.maximum(np.asarray(xp.to_numpy(co[ka] + co[kb]), np.float64), 1.0)
     cand = np.isfinite(gain) & (gain > 1e-9 * scale)
     if not cand.any():
         return vmat, pool, ev, 0
@@ -2238,13 +2258,17 @@ def _watts_short(xp: Ops, d: Any, tb: Any, pl_h: Any, lv_h: Any, g: Any, fac: An
 
 def _swap_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any, req: Any,
                   to_pool: Any, shift: tuple[Any, ...], old: tuple[Any, Any], blk_h: Any, use: Any,
-                  windows: Any = None) -> tuple[Any, Any]:
+                  windows: Any = None, bound: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any]:
     """The swap phase's answers of ``rows`` (one per pair, :func:`_swaps`) in the pools ``to_pool`` against the
     plan changed by ``shift`` (:func:`_options`): a preemptible row's best response (:func:`_best_rows`, keeping
     ``req``), a non-preemptible row's (``blk_h``, host mask) cheapest block (:func:`_best_blocks`, its need
     ``req``), or where ``windows`` (host mask; a block that gives watts, :data:`BLOCK_WATTS`) its best block on
     the block refill's windows (:func:`_window_answers`). Returns the ``(pairs, T)`` levels and the raw estimated
-    savings (``-inf``: none)."""
+    savings (``-inf``: none). ``bound``: ``(first, own, least)`` host ``(pairs,)`` arrays: only the rows whose
+    answer may make ``first + saving > least`` answer (:func:`_may_pass`; the others: no levels, ``-inf``, as
+    their sum would not pass); each kind's options are still built on all its rows (their 2^-30 grid is that of
+    the whole table, :func:`_grid`: the answering rows' options, so their answers, are the numbers they are
+    without ``bound``)."""
     n = int(rows.shape[0])
     wn = np.zeros(n, bool) if windows is None else windows
     parts: list[tuple[Any, Any]] = [(k, b) for k, b in ((np.flatnonzero(~blk_h), False),
@@ -2253,27 +2277,55 @@ def _swap_answers(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: 
     if len(parts) == 1:  # (one kind: no gather)
         parts = [(None, parts[0][1])]
     new_sub = xp.zeros((n, c.T), vmat.dtype)
-    saving = xp.zeros(n, xp.f64)
+    saving = xp.full((n,), -float("inf"), xp.f64)
     for k_h, block in parts:  # preemptible rows, then blocks
         k = None if k_h is None else xp.asarray(k_h, xp.i64)
         r, lm, rq, to, *sh, o0, o1 = (a if k is None else a[k] for a in (rows, lim, req, to_pool, *shift, *old))
+        opts: tuple[Any, ...] = _options(xp, c, d, tb, vmat, pool, r, lm, to_pool=to, use=use, shift=tuple(sh))
+        on = np.ones(int(r.shape[0]), bool) if bound is None else _may_pass(
+            xp, opts, rq if block is False else None, *(b if k_h is None else b[k_h] for b in bound))
+        if not on.any():
+            continue
+        if not on.all():  # (the live rows of the part and of its options)
+            j = xp.asarray(np.flatnonzero(on), xp.i64)
+            k = j if k is None else k[j]
+            r, lm, rq, to, o0, o1 = (a[j] for a in (r, lm, rq, to, o0, o1))
+            opts = tuple(a[j] for a in opts)
         od = (o0, o1)
         if block is None:
-            opts = _options(xp, c, d, tb, vmat, pool, r, lm, to_pool=to, use=use, shift=tuple(sh))
             ns, sv = _window_answers(xp, c, d, tb, vmat, pool, r, lm, rq, opts, od)
         elif block:
-            ns, sv = _best_blocks(xp, c, d, tb, vmat, pool, r, lm, rq, use=use, to_pool=to, shift=tuple(sh), old=od,
-                                  raw=True)
+            ns, sv = _best_blocks(xp, c, d, tb, vmat, pool, r, lm, rq, to_pool=to, old=od, raw=True, opts=opts)
         else:
             zero = xp.zeros(int(r.shape[0]), xp.f64)
-            opts = _options(xp, c, d, tb, vmat, pool, r, lm, to_pool=to, use=use, shift=tuple(sh))
-            ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, r, lm, rq, rq, zero, zero, to_pool=to, old=od, opts=opts,
-                                   raw=True)
+            ns, sv, _ = _best_rows(xp, c, d, tb, vmat, pool, r, lm, rq, rq, zero, zero, to_pool=to, old=od,
+                                   opts=opts, raw=True)
         if k is None:
             return xp.astype(ns, vmat.dtype), sv
         new_sub[k] = xp.astype(ns, vmat.dtype)
         saving[k] = sv
     return new_sub, saving
+
+
+def _may_pass(xp: Ops, opts: tuple[Any, Any, Any, Any], req: Any, first: Any, own: Any, least: Any) -> Any:
+    """Host ``(n,)`` mask: the rows (options ``opts``, :func:`_options`) whose answer may make the sum
+    ``first + saving > least``, ``saving = own - cost`` (``own`` the row's cost now, ``cost`` its answer's; host
+    arrays): the sum computed with a lower bound of the cost in its place, where ``first`` is finite. An
+    answer's cost is the sum of its cells' options, each >= 0 (carbon added: ``kappa >= 0``), so >= 0; where
+    ``req`` (a preemptible row's best response, which keeps ``req`` work to within ``_TOL_W``) it is at least
+    ``req - _TOL_W`` work at the row's least cost per work, less a 1e-9 share (the bound's roundings). The
+    floating-point sum rises with the saving, so a row whose bound does not pass has no answer that does."""
+    low = np.zeros(first.shape, np.float64)
+    if req is not None:
+        C, wk = opts[0], opts[1]
+        ok = xp.isfinite(C) & (wk > 0)[:, None, :]
+        per = xp.where(ok, C / xp.where(ok, wk[:, None, :], 1.0), float("inf"))
+        least_r = np.asarray(xp.to_numpy(xp.min(per.reshape(int(C.shape[0]), -1), 1)), np.float64)
+        rq = np.maximum(np.asarray(xp.to_numpy(req), np.float64) - _TOL_W, 0.0)
+        good = np.isfinite(least_r) & (least_r >= 0.0)
+        low = np.where(good, np.where(good, least_r, 0.0) * rq * (1.0 - 1e-9), 0.0)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(first) & (first + (own - low) > least)
 
 
 def _one_pair_per_row(ia: Any, ib: Any, gain: Any, n: int) -> Any:
@@ -2688,19 +2740,21 @@ def _old_cost(xp: Ops, C: Any, wk: Any, sub: Any) -> tuple[Any, Any]:
 
 def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
                  need: Any, use: Any = None, to_pool: Any = None, shift: tuple[Any, ...] | None = None,
-                 old: Any = None, raw: bool = False) -> tuple[Any, Any]:
+                 old: Any = None, raw: bool = False, opts: Any = None) -> tuple[Any, Any]:
     """Non-preemptible rows: the cheapest single block at one level (per level the block of
     ``ceil(need / work)`` slots by prefix sums of the options' costs; every cell an option, inside the
     row's window, started at slot 0 when the job runs now) against the others as they are. Returns the new
     ``(n, T)`` levels and the estimated saving (0 where none is better than the row as it is). ``use``: the
     plan's ``kernels.planner._usage`` where the caller holds it. ``to_pool``, ``shift``: the block in that pool,
     against the plan so changed (:func:`_options`; the swap phase's block exchanges), ``old`` then the rows'
-    current ``(cost, work)`` in their own pools; ``raw``: as :func:`_best_rows`'s."""
+    current ``(cost, work)`` in their own pools; ``raw``: as :func:`_best_rows`'s; ``opts``: the options where the
+    caller holds them."""
     T = c.T
     V = int(tb.load.shape[1])
     n = int(rows.shape[0])
     tt = xp.arange(T)[None, :]
-    C, wk, sub, _ = _options(xp, c, d, tb, vmat, pool, rows, lim, to_pool=to_pool, use=use, shift=shift)
+    C, wk, sub, _ = (_options(xp, c, d, tb, vmat, pool, rows, lim, to_pool=to_pool, use=use, shift=shift)
+                     if opts is None else opts)
     start_ok = (tt >= d.rel[rows][:, None]) & ((d.rpool[rows] < 0)[:, None] | (tt == 0))
     inf = float("inf")
     best_key = xp.full((n,), inf, xp.f64)

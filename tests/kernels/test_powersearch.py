@@ -1970,6 +1970,66 @@ def test_swaps_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
                                                                               nev, s.gev, None))
 
 
+def _bounded_answers(monkeypatch: pytest.MonkeyPatch, seen: list[dict[str, Any]]) -> None:
+    """``_swap_answers`` where the swap phase gives it a ``bound`` (its second rows): also answered without it,
+    and per call in ``seen`` the host levels and savings both ways and the bound's ``(first, own, least)``."""
+    real = PS._swap_answers
+
+    def spy(xp: Any, *a: Any, bound: Any = None, **kw: Any) -> Any:
+        got = real(xp, *a, bound=bound, **kw)
+        if bound is not None:
+            full = real(xp, *a, **kw)
+            seen.append({"bound": bound, **{k: np.asarray(xp.to_numpy(x)) for k, x in
+                                            (("ns", got[0]), ("sv", got[1]), ("ns0", full[0]), ("sv0", full[1]))}})
+        return got
+
+    monkeypatch.setattr(PS, "_swap_answers", spy)
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_the_second_rows_skipped_could_not_make_a_pair_pass(be: tuple[str, str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SWAP_BOUND`` (round 21): the swap phase's second rows answer only where ``_may_pass`` says their answer
+    may make the pair pass. Every answer given is the answer without the bound, level for level and to the bit;
+    every row skipped has an answer (without it) whose pair does not pass; the bound skips rows whose first row
+    has an answer, some only by the least cost per work (its cost now alone would let them answer); the phase
+    gives the same plans with the bound and without it (pool exchanges, and slot and watt exchanges on cold
+    plans), on numpy and on torch."""
+    seen: list[dict[str, Any]] = []
+    _bounded_answers(monkeypatch, seen)
+    monkeypatch.setattr(PS, "EXCHANGE_SLOTS", True)
+    for i in SWAP_CASES + SLOT_CASES + WATT_CASES:  # cases
+        _, s0, nv0, np0, _ = _searched_without_swaps(i)
+        pb = make(*CASES[i])
+        s = greedy_start(pb, *be)
+        nv = s.xp.asarray(np.asarray(s0.xp.to_numpy(nv0)))
+        npool = s.xp.asarray(np.asarray(s0.xp.to_numpy(np0)))
+        nev = PL._evaluate_plan(pb, s.c, s.pr, nv, npool, xp=s.xp, d=s.d)
+        outs = []
+        for on in (True, False):  # with the bound and without it
+            monkeypatch.setattr(PS, "SWAP_BOUND", on)
+            for cold in (False, True):  # pool exchanges; and slot and watt exchanges
+                c = dataclasses.replace(s.c, cold=cold)
+                sv, sp, _, k = PS._swaps(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, None, watt_pairs=cold)
+                outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k))
+        for (va, pa, ka), (vb, pb_, kb) in zip(outs[:2], outs[2:]):
+            assert ka == kb and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+    assert seen
+    skipped = by_cost = 0
+    for call in seen:  # the swap phase's calls with the bound
+        first, own, least = call["bound"]
+        answered = np.isfinite(call["sv"])
+        assert np.array_equal(call["ns"][answered], call["ns0"][answered])
+        assert np.array_equal(call["sv"][answered], call["sv0"][answered])
+        with np.errstate(invalid="ignore"):
+            passes = np.isfinite(first + call["sv0"]) & (first + call["sv0"] > least)
+        assert not (passes & ~answered).any()
+        skip = ~answered & np.isfinite(first) & np.isfinite(call["sv0"])
+        skipped += int(skip.sum())
+        by_cost += int((skip & (first + own > least)).sum())
+    assert skipped > 0 and by_cost > 0, (skipped, by_cost)
+
+
 def _greedy_matching(ia: np.ndarray, ib: np.ndarray, gain: np.ndarray) -> list[int]:
     """The reference: pairs in gain order (ties: the first), each taken where both its rows are still free."""
     used: set[int] = set()
