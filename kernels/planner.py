@@ -630,7 +630,9 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     cm = np.where(pr.member_k[:, None], cost_e[:, :, pr.line_of], np.inf)  # (E, T, S, L)
     kb = cm.argmin(axis=3)  # (E, T, S)
     best = pr.line_of[np.arange(S)[None, None, :], kb]  # (E, T, S) their ids
-    cbest = np.take_along_axis(cm, kb[..., None], axis=3)[..., 0]
+    # (the entries at the argmins by flat index: np.take_along_axis's, without its index grids)
+    L = cm.shape[3]
+    cbest = cm.reshape(-1).take(np.arange(0, E * T * S * L, L).reshape(E, T, S) + kb)
     valid = np.isfinite(cbest)
     # lines i = 0 (off) .. S, slopes W; an invalid line's cost +inf, so that a pair's breakpoint is -inf where h
     # is invalid (no constraint) and +inf where i is (never): where both are (nan) neither is read (lo of a
@@ -663,7 +665,7 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     gl = np.concatenate([np.full((E, T, 1), -1), np.where(valid, best, -1)], axis=2)  # (E, T, m)
     load_ext, pool_ext, v_ext = pr.load_ext, pr.pool_ext, pr.v_ext
     li = gl[:, :, 1:]
-    lp = np.take_along_axis(gl, np.maximum(prev, 0), axis=2)
+    lp = gl.reshape(-1).take(np.arange(0, E * T * m, m).reshape(E, T, 1) + np.maximum(prev, 0))
     dload = np.where(act1, load_ext[li] - load_ext[lp], 0.0)
     pool_in = np.where(act1, pool_ext[li], P)
     pool_out = np.where(act1, pool_ext[lp], P)
@@ -676,7 +678,8 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     act_line = lines.reshape(E, T, m)
     fm = np.where(pr.full_member[:, None, :], cost_e, np.inf)  # (E, T, NL)
     mr_line = fm.argmin(axis=2)
-    mr_cost = np.take_along_axis(fm, mr_line[..., None], axis=2)[..., 0]
+    NL = fm.shape[2]
+    mr_cost = fm.reshape(-1).take(np.arange(0, E * T * NL, NL).reshape(E, T) + mr_line)
     mr_cost = np.where(np.isfinite(mr_cost), mr_cost, 0.0)
     return _Env(b=b, dw=dw, dload=dload, pool_in=pool_in, pool_out=pool_out, dv=dv, act_line=act_line,
                 mr_cost=mr_cost, mr_line=mr_line)
@@ -772,12 +775,17 @@ def _tables(xp: Ops, E: int, T: int, G: int, cell: NDArray[np.int64], vals: list
     """
     S = cell.shape[2]
     if slot_major:  # scattered into the zero-padded table directly; both prefixes in place of the copy
+        # (all the tables in one array, table-major: one scatter and one pass per prefix for them all, each table's
+        # cells adding the same values in the same order as its own pass: the same sums bit for bit)
         flat = ((np.arange(T)[None, :, None] + 1) * (E * (G + 1)) + np.arange(E)[:, None, None] * (G + 1)
                 + cell + 1).reshape(-1)
-        fi = xp.asarray(flat, xp.i64)
         n = (T + 1) * E * (G + 1)
-        return [xp.cumsum(xp.cumsum(xp.scatter_add(n, fi, xp.asarray(v.reshape(-1), xp.f64), xp.f64)
-                                    .reshape(T + 1, E, G + 1), axis=2), axis=0) for v in vals]
+        nt = len(vals)
+        fi = xp.asarray(np.concatenate([flat + i * n for i in range(nt)]), xp.i64)
+        w = xp.asarray(np.concatenate([v.reshape(-1) for v in vals]).astype(np.float64, copy=False), xp.f64)
+        tab = xp.cumsum(xp.cumsum(xp.scatter_add(nt * n, fi, w, xp.f64).reshape(nt, T + 1, E, G + 1), axis=3),
+                        axis=1)
+        return [tab[i] for i in range(nt)]
     flat = (np.arange(E)[:, None, None] * (T * G) + np.arange(T)[None, :, None] * G + cell).reshape(-1)
     fi = xp.asarray(flat, xp.i64)
     out = []

@@ -791,6 +791,32 @@ def test_used_tables_are_the_full_tables_read_at_cmap(be: tuple[str, str], seed:
         assert np.array_equal(xp.to_numpy(a), xp.to_numpy(b)[:, :, cmap])
 
 
+@pytest.mark.parametrize("be", BACKENDS)
+@pytest.mark.parametrize("seed", range(6))
+def test_slot_major_tables_are_each_tables_own(be: tuple[str, str], seed: int) -> None:
+    """_tables(slot_major=True) builds its tables in one array (one scatter, one pass per prefix for them all):
+    each is the table of its values alone, bit for bit, and the plain one (the values added at their cells in
+    step order, the cells' prefix, then the slots' prefix one slot after the other)."""
+    from kernels.backend import get_ops
+
+    xp = get_ops(*be)
+    rng = np.random.default_rng(seed)
+    E, T, S, G = 1 + seed % 4, 2 + 3 * seed, 5, 40
+    cell = rng.integers(0, G, (E, T, S))
+    vals = [rng.normal(size=(E, T, S)) * 10.0 ** rng.integers(-3, 4, (E, T, S)) for _ in range(1 + seed % 3)]
+    got = P._tables(xp, E, T, G, cell, vals, slot_major=True)
+    assert len(got) == len(vals)
+    for g, v in zip(got, vals):
+        (alone,) = P._tables(xp, E, T, G, cell, [v], slot_major=True)
+        m = np.zeros((T + 1, E, G + 1))
+        for e, t, k in np.ndindex(E, T, S):  # (the steps in order: bincount's order)
+            m[t + 1, e, cell[e, t, k] + 1] += v[e, t, k]
+        m = np.cumsum(m, axis=2)
+        for t in range(1, T + 1):  # the slots' prefix
+            m[t] = m[t - 1] + m[t]
+        assert np.array_equal(xp.to_numpy(g), xp.to_numpy(alone)) and np.array_equal(xp.to_numpy(g), m)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 8, 101, 256])
 def test_median_is_numpys(n: int) -> None:
     rng = np.random.default_rng(n)
