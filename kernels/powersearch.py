@@ -658,16 +658,100 @@ def _displace_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: 
     return vmat, pool, ev, changed
 
 
+#: Whether :func:`polish` moves a preemptible row into another pool that does more work per watt (:func:`_preempt_pools`):
+#: last, on the plan the block displacement into other pools (:func:`_displace_pools`, non-preemptible blocks only)
+#: leaves, where its meter still has cells. Seed-2 corpus-200106: the MILP runs the 8-GPU preemptible job 9 in the
+#: 400 W pool 3 at f 0.75, not in a 700 W pool at f 0.8, the rows it meets there placed again at their lowest level.
+#: Round 20 (H6) let :func:`_displace_pools` take preemptible rows (16 pairs, 200k more cells): 200106 reached, but 3
+#: plans higher and ~30% more CPU. Why higher (round 21, H4, seed-0 corpus-89 with that change): preemptible rows 11
+#: and 15 rank ahead of job 16's block (a larger grid carbon rate), their tries spend the polish's cells, and the
+#: block's move into pool 1 (round 20's -0.23% there) is never tried: +0.21% (seed-1 corpus-100157 and seed-2
+#: corpus-200098 the same: the block try that lowers them is never made). Here a stage of its own after it: a try is
+#: kept only where it is lower than the plan the stages before left, so no plan ends higher. Round 21 (H4;
+#: benchmarks/optimizer.py --corpus 200 --compare against b0df301's runs): seed 0 2 plans lower (corpus-31 -0.31%, -164
+#: -0.19%), none higher, within 1.02 x the carbon LP 98 of 132 both, median gap 1.88% both, jobs 3,604 both; held out:
+#: seed 1 2 lower (100133 -3.32%, 100161 -0.86%), none higher, 99 of 134 both, jobs 3,440 both; seed 2 1 lower
+#: (200106 -0.97%: 1.0282 -> 1.0182 x the carbon LP, in), none higher, 88 -> 89 of 129, median gap 2.68% -> 2.59%, jobs
+#: 3,467 both. On the seed-0 corpus it ran on 65 instances, 0.48 s of kernels.plan's 56.8 s process CPU (0.8%; at most
+#: 0.04 s an instance: corpus-47), and moved a row on 2; a floor of 60k cells of its own (as :func:`_cap_shadow`'s)
+#: lowered no other seed-0 plan (/tmp/h4/stagecpu.py). benchmarks/paired.py --slowest 10: the same plans, the stage
+#: does not run there (their meters are spent before it).
+PREEMPT_POOLS = True
+#: ... at most this many (row, pool) pairs, those whose work per watt gains most there weighted by the grid carbon
+#: rate the row causes now first (:func:`_preempt_gains`). Round 21 (H4, /tmp/h4/stagecpu.py, seed-0 corpus): 1, 2
+#: and 4 pairs lower the same 2 plans (the first pair's try), the stage's CPU 0.48, 0.78 and 0.83 s of ~60 s; held
+#: out, 2 pairs lowered seed-2 corpus-200119 too (-0.49%; 1 pair: the same plan)
+PREEMPT_ROWS = 1
+
+
+def _preempt_gains(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows_h: Any) -> Any:
+    """``(n, P)`` host float64: for each of ``rows_h`` (preemptible, placed) and pool, what moving it there may save
+    (:func:`_preempt_pools`' order, larger first; 0 where not a move): the grid carbon rate its cells cause now
+    (:func:`_priority`) times the share of its watts a pool's lowest level (its most work per watt) saves for the work
+    it does now at its levels; only other pools it is eligible for, and where that share is positive."""
+    rate = _priority(xp, c, d, tb, vmat, pool, rows_h, "blocks")
+    load, work = (np.asarray(xp.to_numpy(x), np.float64) for x in (tb.load, tb.work))
+    vmin = np.asarray(xp.to_numpy(tb.vmin), np.int64)
+    pl = np.asarray(xp.to_numpy(pool), np.int64)[rows_h]
+    lv = np.asarray(xp.to_numpy(vmat[xp.asarray(rows_h, xp.i64)]), np.int64)
+    per_w = work[pl[:, None], lv].sum(1) / np.maximum(load[pl[:, None], lv].sum(1), 1e-9)  # (n,) its work per watt
+    pp = np.arange(c.P)
+    best = work[pp, vmin] / np.maximum(load[pp, vmin], 1e-9)  # (P,) each pool's most work per watt
+    share = 1.0 - per_w[:, None] / best[None, :]
+    ok = c.eligible[rows_h] & (pl[:, None] != pp[None, :]) & (share > 0)
+    return np.where(ok, rate[:, None] * share, 0.0)
+
+
+def _preempt_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+                   ev: dict[str, Any], floor: dict[str, Any] | None,
+                   meter: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], int]:
+    """Preemptible rows moved into pools that do more work per watt (:data:`PREEMPT_POOLS`; in :func:`polish`, after
+    :func:`_displace_pools`): per finished (on-time) preemptible row that does not run now and other pool it is
+    eligible for whose lowest level does more work per watt than the row does now (at most ``PREEMPT_ROWS`` such
+    pairs, :func:`_preempt_gains` order), its cheapest block there against the plan without the other preemptible
+    rows, those it meets placed again at their pools' lowest levels (:func:`_displaced`, ``settle``), the power search
+    on top (:func:`_displace_try`, on ``meter``), kept where it passes the carbon phase's exact test (the objective
+    falls, carbon does not rise, every job finished and on time stays so, ``floor`` dominated) against the plan as it
+    then is; tries while the meter has cells left. Returns the plan, its pools, evaluation and the rows moved."""
+    if c.P < 2:
+        return vmat, pool, ev, 0
+    finished, _, _, on_time = _row_status(ev)
+    pool_h = xp.to_numpy(pool).astype(np.int64)
+    rows_h = _settled_rows(c, pool_h, (finished, None, None, on_time), c.preempt & (c.rpool < 0))
+    if rows_h.size == 0:
+        return vmat, pool, ev, 0
+    gain = _preempt_gains(xp, c, d, tb, vmat, pool, rows_h)
+    ri, qi = np.nonzero(gain > 0)
+    if ri.size == 0:
+        return vmat, pool, ev, 0
+    top = np.argsort(-gain[ri, qi], kind="stable")[:PREEMPT_ROWS]
+    need_h = np.asarray(ev["need_s"], np.float64)
+    changed = 0
+    for r, q in zip(rows_h[ri[top]], qi[top]):  # (row, pool) pairs (a few)
+        if meter["left"] <= 0:
+            break
+        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(q), need_h, floor, meter, settle=True)
+        if got is None:
+            continue
+        nv, npool, nev = got
+        if _passes(c, "carbon", ev, nev, finished, on_time, floor) and _pl._serves_forced_dev(c, d, nv, xp):
+            vmat, pool, ev = nv, npool, nev
+            finished, _, _, on_time = _row_status(ev)
+            need_h = np.asarray(ev["need_s"], np.float64)
+            changed += 1
+    return vmat, pool, ev, changed
+
+
 def _displace_try(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int,
                   q: int, need_h: Any, floor: dict[str, Any] | None,
-                  meter: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]] | None:
-    """One try of a block displacement (:func:`_displace`, :func:`_displace_pools`): charged ``J x T`` cells and
-    ``PHASE_CELLS``, row ``r``'s block in pool ``q`` (:func:`_displaced`), its plan evaluated and the power search
-    (without this move) on top, on ``meter``. Returns that plan, its pools and evaluation (the caller judges it), or
-    None where the block is none or the row as it is."""
+                  meter: dict[str, Any], settle: bool = False) -> tuple[Any, Any, dict[str, Any]] | None:
+    """One try of a block displacement (:func:`_displace`, :func:`_displace_pools`, :func:`_preempt_pools`): charged
+    ``J x T`` cells and ``PHASE_CELLS``, row ``r``'s block in pool ``q`` (:func:`_displaced`, ``settle`` passed on),
+    its plan evaluated and the power search (without this move) on top, on ``meter``. Returns that plan, its pools
+    and evaluation (the caller judges it), or None where the block is none or the row as it is."""
     _charge(meter, float(c.J * c.T))
     _charge(meter, PHASE_CELLS, fixed=True)
-    got = _displaced(xp, c, d, tb, vmat, pool, r, q, need_h)
+    got = _displaced(xp, c, d, tb, vmat, pool, r, q, need_h, settle)
     if got is None:
         return None
     nv, npool = got
@@ -678,19 +762,23 @@ def _displace_try(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: An
 
 
 def _displaced(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int, q: int,
-               need_h: Any) -> tuple[Any, Any] | None:
+               need_h: Any, settle: bool = False) -> tuple[Any, Any] | None:
     """A block displacement's plan (:func:`_displace`, :func:`_displace_pools`): row ``r``'s cheapest block in pool
     ``q`` (its own, or another it is eligible for) against the plan without the preemptible rows (not must-run:
     ``flex``), the preemptible rows of ``q`` (and of r's tenant, where it has a quota) that run where the block takes
     more placed again whole (their pool may change; where the site's watts still pass the cap, every preemptible
     row's cells there too), by the completion pass's list schedule (EDF order, the grid's carbon in every pool:
-    :func:`kernels.listsched.list_schedule`).
+    :func:`kernels.listsched.list_schedule`). ``settle`` (a preemptible row ``r``: :func:`_preempt_pools`): ``r``
+    itself is not among the rows placed again, and what they lack is placed at the most work per watt only.
     Returns its levels and pools, or None where the block is none or the row as it is."""
     from kernels import listsched  # imports kernels.planner: bound at call time
 
     rows = xp.asarray(np.array([r]), xp.i64)
     moved = q != int(xp.to_numpy(pool[rows])[0])
-    flex = xp.asarray(c.preempt & ~c.must)
+    flex_h = c.preempt & ~c.must
+    if settle:  # (the moved row's own cells stay where its block puts them)
+        flex_h = flex_h & (np.arange(c.J) != r)
+    flex = xp.asarray(flex_h)
     vfree = xp.astype(xp.where(flex[:, None], 0, vmat), vmat.dtype)
     vfree[rows] = 0
     lim = xp.asarray(np.array([c.dl[r] if c.has_dl[r] else c.T]), xp.i64)
@@ -714,7 +802,8 @@ def _displaced(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int, q
     npool = xp.astype(xp.where(xp.any(nv > 0, 1) | ~flex, npool, -1), pool.dtype)
     rank = listsched.edf_rank(xp, c, d)
     cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, c.T)).copy(), xp.f64)
-    for lowest in (False, True):  # full power first; what is still missing at the most work per watt
+    # (full power first, what is still missing at the most work per watt; ``settle``: at the most work per watt only)
+    for lowest in (True,) if settle else (False, True):
         nv, npool = listsched.list_schedule(xp, c, d, tb, nv, npool, rank, cost, lowest=lowest)
     return nv, xp.astype(xp.where(xp.any(nv > 0, 1), npool, -1), pool.dtype)
 
@@ -1190,11 +1279,13 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     sits at the site's cap, those stages with the capped slots' carbon raised by :data:`SHADOW_CAP` and then with the
     true carbon, judged as one move, on at least ``CAP_CELLS`` cells (:func:`_cap_shadow`). Last, where the meter still
     has cells left, blocks moved into other pools through the preemptible work there, each try searched on the meter
-    (:func:`_displace_pools`, :data:`DISPLACE_POOLS`). So the plan given is the
-    search's as before, and the polished one is never higher nor finishes a job fewer. Returns the plan, its pools,
-    evaluation and the rows the rounds changed (0: the plan as given); ``spent["cells"]`` gets the cells spent."""
+    (:func:`_displace_pools`, :data:`DISPLACE_POOLS`), and after them, where cells are still left, preemptible rows
+    moved into pools that do more work per watt the same way (:func:`_preempt_pools`, :data:`PREEMPT_POOLS`). So the
+    plan given is the search's as before, and the polished one is never higher nor finishes a job fewer. Returns the
+    plan, its pools, evaluation and the rows the rounds changed (0: the plan as given); ``spent["cells"]`` gets the
+    cells spent."""
     if not (SLOT0_FLIPS or BLOCK_SWAPS or EXCHANGE_WATTS or POOL_TRADES or BLOCK_REFILL or POOL_CHAINS
-            or DISPLACE_POOLS) or not _flips_here(c, ev):
+            or DISPLACE_POOLS or PREEMPT_POOLS) or not _flips_here(c, ev):
         return vmat, pool, ev, 0
     m: dict[str, Any] = {"left": cells}  # (the polish's meter, all rounds together)
     vmat, pool, ev, total = _polish_stages(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, m, spent)
@@ -1211,6 +1302,12 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         # search; before the shadows, its tries took their cells and seed-1 corpus-100007 ended 0.11% higher)
         left = m["left"]
         vmat, pool, ev, k = _displace_pools(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, m)
+        if spent is not None:
+            spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
+        total += k
+    if PREEMPT_POOLS and m["left"] > 0:  # (after it, on the plan it leaves: a try that ends higher is not kept)
+        left = m["left"]
+        vmat, pool, ev, k = _preempt_pools(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, m)
         if spent is not None:
             spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
         total += k
