@@ -2918,6 +2918,112 @@ def test_shifted_blocks_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None
         assert ka == kb > 0 and np.array_equal(va, vb) and np.array_equal(pa, pb_)
 
 
+# --- a block stretched longer at a lower level (kernels.powersearch._stretch_blocks, STRETCH_SLOTS) -------------------
+
+
+def _stretch_start(backend: str = "numpy", device: str = "cpu") -> tuple[Any, ...]:
+    """One pool of 8 GPUs with two levels (half power at 0.75 of the speed, full), no wind, the grid's carbon the same
+    in every slot: a non-preemptible 8-GPU job that runs now (3 slots' work at full power, 4 at half) at full power in
+    slots 0-2, and a preemptible 8-GPU job (1 slot's work) at full power in slot 3, as a cold plan, and its
+    evaluation."""
+    T, slot = 8, 900.0
+    pb = PlanProblem(
+        slot_s=slot, pue=1.15, wind_w=np.zeros(T), carbon_g_per_kwh=np.full(T, 300.0), grid_cap_w=np.full(T, 1e6),
+        site_max_w=np.full(T, 1e6), pool_gpus=np.full((1, T), 8), tdp_w=np.array([700.0]), idle_w=np.array([50.0]),
+        host_w_per_gpu=np.array([0.0]), min_power_fraction=np.array([0.5]), curve_f=np.array([[0.5, 1.0]]),
+        curve_s=np.array([[0.75, 1.0]]), gpus=np.array([8, 8]), remaining_s=np.array([3 * slot, slot]),
+        release=np.array([0, 0]), deadline=np.array([NO_DEADLINE, NO_DEADLINE]), weight=np.array([1.0, 1.0]),
+        eligible=np.ones((2, 1), bool), must_run=np.zeros(2, bool), preemptible=np.array([False, True]),
+        running_pool=np.array([0, -1]), preempt_loss_s=np.zeros(2), tenant=np.array([0, 0]),
+        tenant_quota_gpus=np.array([np.inf]))
+    s = greedy_start(pb, backend, device)
+    c = dataclasses.replace(s.c, cold=True)
+    xp = s.xp
+    top = int(s.tb.load.shape[1]) - 1  # (full power)
+    v = np.zeros((2, T), np.int64)
+    v[0, 0:3] = top
+    v[1, 3] = top
+    nv, npool = xp.astype(xp.asarray(v), s.gv.dtype), xp.astype(xp.asarray(np.zeros(2, np.int64)), s.gp.dtype)
+    return pb, s, c, nv, npool, PL._evaluate_plan(pb, c, s.pr, nv, npool, xp=xp, d=s.d)
+
+
+def test_a_running_block_stretched_at_its_lowest_level_pushes_the_row_in_its_way_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polish's block stretch (round 21, ``STRETCH_SLOTS``, ``_stretch_blocks``): a running block at full power in
+    slots 0-2 with a preemptible row holding every GPU of slot 3: the block refill's one-slot-longer window finds no
+    GPUs there, so no polish move but the stretch runs the block at its lowest level; the stretch makes it one
+    unbroken block of 4 slots at the lowest level from slot 0 (the same work), the preemptible row placed again
+    after it; valid, carbon and the objective lower, both jobs finished. The polish ends at that carbon with it and
+    higher without it (``STRETCH_SLOTS = 0``), where the stretch leaves the plan as it is."""
+    pb, s, c, nv, npool, nev = _stretch_start()
+    xp = s.xp
+    assert bool(np.asarray(nev["finished"], bool).all()) and kernels.check_result(pb, s.result(nv, npool, nev)) == []
+    assert PS._refill_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None)[3] == 0
+    sv, sp, sev, k = PS._stretch_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None, {"left": 1e6})
+    v1 = np.asarray(xp.to_numpy(sv))
+    assert k == 1 and v1[0].tolist() == [1, 1, 1, 1, 0, 0, 0, 0] and not (v1[1, :4] > 0).any()
+    assert sev["carbon_g"] < nev["carbon_g"] and sev["objective"] < nev["objective"]
+    assert bool(np.asarray(sev["finished"], bool).all()) and kernels.check_result(pb, s.result(sv, sp, sev)) == []
+    on = PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None)
+    assert on[3] > 0 and on[2]["carbon_g"] == pytest.approx(sev["carbon_g"], rel=1e-12)
+    assert kernels.check_result(pb, s.result(*on[:3])) == []
+    monkeypatch.setattr(PS, "STRETCH_SLOTS", 0)
+    off = PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, None)
+    assert off[2]["carbon_g"] > sev["carbon_g"] * (1 + 1e-6)
+    assert np.asarray(xp.to_numpy(off[0]))[0].max() > 1  # (the block still runs above its lowest level somewhere)
+
+
+#: seed-0 corpus instances where, on the plan the polish without it leaves (:func:`_polished_without`), the block
+#: stretch moves a block (round 21: 156, the one seed-0 plan it lowers in kernels.plan)
+STRETCH_CASES = (156,)
+
+
+@pytest.mark.parametrize("i", STRETCH_CASES)
+def test_a_stretched_block_lowers_the_polished_plan(i: int) -> None:
+    """On the plan the rest of the polish leaves, ``_stretch_blocks`` makes a finished non-preemptible block longer
+    (by at most ``STRETCH_SLOTS``) and one unbroken run whose highest level is below the block's before, the rows
+    in its way placed again and searched; the plan keeps every rule (checker), carbon and the objective fall, every
+    job stays finished (on time), the greedy still dominated; on a spent meter, no try."""
+    pb, s, c, nv, npool, nev = _polished_without("STRETCH_SLOTS", i)
+    xp = s.xp
+    spent: dict[str, Any] = {"left": 0.0}
+    assert PS._stretch_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, spent)[3] == 0
+    assert spent["left"] == 0.0  # (not a try)
+    m = {"left": PS.FLIP_SEARCH_CELLS}
+    sv, sp, sev, k = PS._stretch_blocks(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
+    assert k >= 1 and m["left"] < PS.FLIP_SEARCH_CELLS
+    _valid_lower_keeping_jobs(pb, s, nev, sv, sp, sev)
+    v0, v1 = np.asarray(xp.to_numpy(nv)), np.asarray(xp.to_numpy(sv))
+    longer = []
+    for r in np.flatnonzero(~c.preempt & (v0 != v1).any(1)):  # the blocks that changed
+        on0, on1 = np.flatnonzero(v0[r] > 0), np.flatnonzero(v1[r] > 0)
+        assert on1.size and on1[-1] - on1[0] + 1 == on1.size  # (one unbroken block)
+        if on0.size < on1.size <= on0.size + PS.STRETCH_SLOTS and v1[r].max() < v0[r].max():
+            longer.append(int(r))
+    assert longer  # (a block longer and lower)
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_stretched_blocks_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
+    """torch: the block stretch gives the numpy plan and pools, on the constructed instance and case by case (from the
+    numpy polish's plan without it), on the same meter."""
+    outs = []
+    for backend, device in (("numpy", "cpu"), be):  # backends
+        pb, s, c, nv, npool, nev = _stretch_start(backend, device)
+        m = {"left": 1e6}
+        sv, sp, _, k = PS._stretch_blocks(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, None, m)
+        outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k, m["left"]))
+    for i in STRETCH_CASES:  # cases
+        _, s0, _, nv0, np0, _ = _polished_without("STRETCH_SLOTS", i)
+        for backend, device in (("numpy", "cpu"), be):  # backends
+            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
+            m = {"left": PS.FLIP_SEARCH_CELLS}
+            sv, sp, _, k = PS._stretch_blocks(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
+            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k, m["left"]))
+    for (va, pa, ka, la), (vb, pb_, kb, lb) in zip(outs[::2], outs[1::2]):  # (numpy, torch) per instance
+        assert ka == kb > 0 and la == lb and np.array_equal(va, vb) and np.array_equal(pa, pb_)
+
+
 #: seed-0 corpus instances where the polish's one-for-two pool exchanges (``POOL_TRADES``) move rows on the plan the rest
 #: of the polish leaves from the greedy's cold search (round 17: 119 and 17; none of the 40 seed-31 cases, whose
 #: searched plans that do all their work leave no such trade)
