@@ -1019,9 +1019,11 @@ def test_displacing_preemptible_work_places_a_block_better(i: int, monkeypatch: 
     the plan without preemptible work, the work it pushes out placed again and searched. On these cases
     kernels.plan's objective is lower with it than without it (``DISPLACE_ROWS = 0``), and the plan is
     valid and dominates the greedy. (The polish's preemptible-row moves off, ``PREEMPT_POOLS``: on case 28 the polish
-    of the plan without the move reaches its objective by moving a preemptible row into another pool.)"""
+    of the plan without the move reaches its objective by moving a preemptible row into another pool; and its block
+    stretch off, ``STRETCH_SLOTS``: without the search's displacement it reaches case 28's plan too, round 21.)"""
     pb = make(*corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[i])
     monkeypatch.setattr(PS, "PREEMPT_POOLS", False)
+    monkeypatch.setattr(PS, "STRETCH_SLOTS", 0)
     on = PS.DISPLACE_ROWS
     res = _valid_dominant_plans(monkeypatch, pb, "DISPLACE_ROWS", (on, 0))
     assert res[on].objective < res[0].objective * (1 - 1e-6), (res[on].objective, res[0].objective)
@@ -1801,7 +1803,7 @@ def test_a_plan_is_close_only_with_a_bound_its_work_done_and_within_the_stop_gap
 def _no_polish(monkeypatch: pytest.MonkeyPatch) -> None:
     """The polish's moves all off (``PS.polish`` then returns the plan as it is given)."""
     for name in ("SLOT0_FLIPS", "BLOCK_SWAPS", "EXCHANGE_WATTS", "BLOCK_REFILL", "POOL_TRADES", "POOL_CHAINS",
-                 "DISPLACE_POOLS", "PREEMPT_POOLS", "SHADOW_CAP"):
+                 "DISPLACE_POOLS", "PREEMPT_POOLS", "SHADOW_CAP", "STRETCH_SLOTS"):
         monkeypatch.setattr(PS, name, False)
 
 
@@ -2425,19 +2427,23 @@ def test_the_search_makes_no_flip_and_the_polish_keeps_every_job(i: int, monkeyp
     assert PS.polish(pb, xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev)[3] == 0
 
 
-def test_kernels_plan_reports_the_polish() -> None:
+def test_kernels_plan_reports_the_polish(monkeypatch: pytest.MonkeyPatch) -> None:
     """kernels.plan polishes the plan it chose (``polish``): where the polish lowers it, the variant ends in
     ``"+polish"`` and ``diagnostics["polish_cells"]`` counts the cells the polish spent (apart from
     ``"search_cells"``: at most ``FLIP_SEARCH_CELLS`` of what the search left, its rounds' moves included); where it
     moves nothing, only its first round's moves, no search (seed-31 case 25 and 17; 16, polished by the block refill
-    since round 17)."""
-    for i, polished in ((25, True), (17, False)):  # cases
-        pb = make(*CASES[i])
-        res = kernels.plan(pb)
-        assert str(res.diagnostics["primal_variant"]).endswith("+polish") == polished
-        cells = res.diagnostics["polish_cells"]
-        assert 0 < cells <= (PS.FLIP_SEARCH_CELLS if polished else PS.POLISH_MIN_CELLS / 2), (i, cells)
-        assert kernels.check_result(pb, res) == []
+    since round 17); the block stretch (round 21) then tries a block on what the meter has left (a try is a search:
+    case 17 19,776 cells with it), the plan as it was."""
+    for stretch in (PS.STRETCH_SLOTS, 0):  # the block stretch on, off
+        monkeypatch.setattr(PS, "STRETCH_SLOTS", stretch)
+        for i, polished in ((25, True), (17, False)):  # cases
+            pb = make(*CASES[i])
+            res = kernels.plan(pb)
+            assert str(res.diagnostics["primal_variant"]).endswith("+polish") == polished
+            cells = res.diagnostics["polish_cells"]
+            most = PS.FLIP_SEARCH_CELLS if polished or stretch else PS.POLISH_MIN_CELLS / 2
+            assert 0 < cells <= most, (i, cells)
+            assert kernels.check_result(pb, res) == []
 
 
 def test_a_warm_plan_flips_no_running_job() -> None:
@@ -3034,11 +3040,11 @@ TRADE_CASES = (119, 17)
 def _polished_without(move: str, i: int) -> tuple[Any, ...]:
     """Seed-0 corpus-``i``'s cold searched plan (:func:`_searched_without_flips`) polished with the polish's
     ``move`` (a switch of :mod:`kernels.powersearch`) off, on an unlimited meter; and the move past the cap
-    (``SHADOW_CAP``, round 19), the block displacements into other pools (``DISPLACE_POOLS``, round 20) and the
-    preemptible rows' moves into pools that do more work per watt (``PREEMPT_POOLS``, round 21: the polish's last
-    moves, after every move the earlier rounds' cases test) off too."""
+    (``SHADOW_CAP``, round 19), the block displacements into other pools (``DISPLACE_POOLS``, round 20), the block
+    stretch (``STRETCH_SLOTS``) and the preemptible rows' moves into pools that do more work per watt
+    (``PREEMPT_POOLS``, round 21: the polish's last moves, after every move the earlier rounds' cases test) off too."""
     pb, s, c, nv, npool, nev = _searched_without_flips(i, 0)
-    keep = {m: getattr(PS, m) for m in (move, "SHADOW_CAP", "DISPLACE_POOLS", "PREEMPT_POOLS")}
+    keep = {m: getattr(PS, m) for m in (move, "SHADOW_CAP", "DISPLACE_POOLS", "STRETCH_SLOTS", "PREEMPT_POOLS")}
     for m in keep:  # (off)
         setattr(PS, m, False)
     try:
@@ -3119,6 +3125,7 @@ def _makes_only_where_asked(i: int, flag: str, polished_without: Any, monkeypatc
     monkeypatch.setattr(PS, "SHADOW_CAP", False)  # (off in ``polished_without`` too: the polish's last moves)
     monkeypatch.setattr(PS, "DISPLACE_POOLS", False)
     monkeypatch.setattr(PS, "PREEMPT_POOLS", False)
+    monkeypatch.setattr(PS, "STRETCH_SLOTS", False)
     assert PS.polish(pb, s.xp, c, s.pr, s.d, s.tb, pv, pp, pev, s.gev, None, math.inf)[3] == 0
 
 
