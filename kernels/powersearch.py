@@ -1283,9 +1283,9 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     sits at the site's cap, those stages with the capped slots' carbon raised by :data:`SHADOW_CAP` and then with the
     true carbon, judged as one move, on at least ``CAP_CELLS`` cells (:func:`_cap_shadow`). Last, where the meter still
     has cells left, blocks moved into other pools through the preemptible work there, each try searched on the meter
-    (:func:`_displace_pools`, :data:`DISPLACE_POOLS`); then, where it still has cells left, a finished non-preemptible
-    block made up to :data:`STRETCH_SLOTS` slots longer at a lower level through the rows in its way
-    (:func:`_stretch_blocks`), and last preemptible rows moved into pools that do more work per watt
+    (:func:`_displace_pools`, :data:`DISPLACE_POOLS`); then, each on the cells that leaves, a finished
+    non-preemptible block made up to :data:`STRETCH_SLOTS` slots longer at a lower level through the rows in its way
+    (:func:`_stretch_blocks`), and preemptible rows moved into pools that do more work per watt
     (:func:`_preempt_pools`, :data:`PREEMPT_POOLS`), each try searched on the meter. So the plan given is the search's
     as before, and the polished one is never higher nor finishes a job fewer. Returns the plan, its pools, evaluation
     and the rows the rounds changed (0: the plan as given); ``spent["cells"]`` gets the cells spent."""
@@ -1304,17 +1304,20 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
         m["left"] -= left - mc["left"]
         total += k
     # last, where the moves before left cells (a try is a search; the block displacement before the shadows took
-    # their cells and seed-1 corpus-100007 ended 0.11% higher), each on the plan the one before leaves: blocks into
-    # other pools, blocks stretched, preemptible rows into pools that do more work per watt (round 21: the
-    # preemptible rows' tries before a block's spent the cells the block's needed, seed-0 corpus-89 +0.21%)
-    for on, stage in ((DISPLACE_POOLS, _displace_pools), (STRETCH_SLOTS > 0, _stretch_blocks),
-                      (PREEMPT_POOLS, _preempt_pools)):
-        if on and m["left"] > 0:
-            left = m["left"]
-            vmat, pool, ev, k = stage(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, m)
+    # their cells and seed-1 corpus-100007 ended 0.11% higher): blocks into other pools; then, each on the cells that
+    # leaves (round 21: either run first spent the cells the other's lowering try needed, seed-1 corpus-100064 or
+    # -100133), blocks stretched and preemptible rows into pools that do more work per watt
+    share = m["left"]
+    for on, stage, ms in ((DISPLACE_POOLS, _displace_pools, m), (STRETCH_SLOTS > 0, _stretch_blocks, None),
+                          (PREEMPT_POOLS, _preempt_pools, None)):
+        ms = {"left": share} if ms is None else ms
+        if on and ms["left"] > 0:
+            left = ms["left"]
+            vmat, pool, ev, k = stage(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, ms)
             if spent is not None:
-                spent["cells"] = spent.get("cells", 0.0) + left - m["left"]
+                spent["cells"] = spent.get("cells", 0.0) + left - ms["left"]
             total += k
+        share = m["left"]  # (what the block displacement left)
     return vmat, pool, ev, total
 
 
