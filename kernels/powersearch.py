@@ -641,12 +641,28 @@ def _displace_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: 
     ri, qi = np.nonzero(c.eligible[rows_h] & (np.arange(c.P)[None, :] != pool_h[rows_h][:, None]))
     if ri.size == 0:
         return vmat, pool, ev, 0
+    pairs = zip(rows_h[ri][:DISPLACE_ROWS], qi[:DISPLACE_ROWS])  # (block, pool) pairs (a few)
+    return _tries(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter, pairs)
+
+
+def _tries(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
+           ev: dict[str, Any], floor: dict[str, Any] | None, meter: dict[str, Any], pairs: Any,
+           settle: bool = False, stretch: bool = False) -> tuple[Any, Any, dict[str, Any], int]:
+    """The polish's displacement tries (:func:`_displace_pools`, :func:`_stretch_blocks`, :func:`_preempt_pools`):
+    each ``(row, pool)`` of ``pairs`` in turn (pool ``-1``: the row's pool in the plan as it then is) made by
+    :func:`_displace_try` (``settle``, ``stretch`` passed on) while ``meter`` has cells left, and kept where it passes
+    the carbon phase's exact test against the plan as it then is (the objective falls, carbon does not rise, every job
+    finished and on time stays so, ``floor`` dominated) and serves the forced rows. Returns the plan, its pools,
+    evaluation and the tries kept."""
+    finished, _, _, on_time = _row_status(ev)
     need_h = np.asarray(ev["need_s"], np.float64)
     changed = 0
-    for r, q in zip(rows_h[ri][:DISPLACE_ROWS], qi[:DISPLACE_ROWS]):  # (block, pool) pairs (a few)
+    for r, q in pairs:
         if meter["left"] <= 0:
             break
-        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(q), need_h, floor, meter)
+        q = int(xp.to_numpy(pool).astype(np.int64)[int(r)]) if q < 0 else int(q)
+        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), q, need_h, floor, meter, settle=settle,
+                            stretch=stretch)
         if got is None:
             continue
         nv, npool, nev = got
@@ -725,21 +741,8 @@ def _preempt_pools(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: A
     if ri.size == 0:
         return vmat, pool, ev, 0
     top = np.argsort(-gain[ri, qi], kind="stable")[:PREEMPT_ROWS]
-    need_h = np.asarray(ev["need_s"], np.float64)
-    changed = 0
-    for r, q in zip(rows_h[ri[top]], qi[top]):  # (row, pool) pairs (a few)
-        if meter["left"] <= 0:
-            break
-        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(q), need_h, floor, meter, settle=True)
-        if got is None:
-            continue
-        nv, npool, nev = got
-        if _passes(c, "carbon", ev, nev, finished, on_time, floor) and _pl._serves_forced_dev(c, d, nv, xp):
-            vmat, pool, ev = nv, npool, nev
-            finished, _, _, on_time = _row_status(ev)
-            need_h = np.asarray(ev["need_s"], np.float64)
-            changed += 1
-    return vmat, pool, ev, changed
+    pairs = zip(rows_h[ri[top]], qi[top])  # (row, pool) pairs (a few)
+    return _tries(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter, pairs, settle=True)
 
 
 def _displace_try(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r: int,
@@ -1366,23 +1369,8 @@ def _stretch_blocks(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: 
     if rows_h.size == 0:
         return vmat, pool, ev, 0
     rows_h = rows_h[np.argsort(-_priority(xp, c, d, tb, vmat, pool, rows_h, "blocks"), kind="stable")]
-    need_h = np.asarray(ev["need_s"], np.float64)
-    changed = 0
-    for r in rows_h[:STRETCH_TRIES]:  # rows (a few)
-        if meter["left"] <= 0:
-            break
-        got = _displace_try(problem, xp, c, pr, d, tb, vmat, pool, int(r), int(pool_h[r]), need_h, floor, meter,
-                            stretch=True)
-        if got is None:
-            continue
-        nv, npool, nev = got
-        if _passes(c, "carbon", ev, nev, finished, on_time, floor) and _pl._serves_forced_dev(c, d, nv, xp):
-            vmat, pool, ev = nv, npool, nev
-            finished, _, _, on_time = _row_status(ev)
-            need_h = np.asarray(ev["need_s"], np.float64)
-            pool_h = xp.to_numpy(pool).astype(np.int64)
-            changed += 1
-    return vmat, pool, ev, changed
+    pairs = ((r, -1) for r in rows_h[:STRETCH_TRIES])  # (rows, a few; each in its pool)
+    return _tries(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, meter, pairs, stretch=True)
 
 
 def _polish_stages(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any,
