@@ -781,8 +781,11 @@ def _tables(xp: Ops, E: int, T: int, G: int, cell: NDArray[np.int64], vals: list
                 + cell + 1).reshape(-1)
         n = (T + 1) * E * (G + 1)
         nt = len(vals)
-        fi = xp.asarray(np.concatenate([flat + i * n for i in range(nt)]), xp.i64)
-        w = xp.asarray(np.concatenate([v.reshape(-1) for v in vals]).astype(np.float64, copy=False), xp.f64)
+        # (joined where they are used: each table sent as it was, the cells' index once; on the host one array of
+        # all of them would be a (J, T)-sized move to the device, test_backend's torch-plan test)
+        fi0 = xp.asarray(flat, xp.i64)
+        fi = xp.concatenate([fi0 + i * n for i in range(nt)])
+        w = xp.concatenate([xp.asarray(v.reshape(-1), xp.f64) for v in vals])
         tab = xp.cumsum(xp.cumsum(xp.scatter_add(nt * n, fi, w, xp.f64).reshape(nt, T + 1, E, G + 1), axis=3),
                         axis=1)
         return [tab[i] for i in range(nt)]
