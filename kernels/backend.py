@@ -132,6 +132,9 @@ class Ops:
             return _concat([x[at] for x in arrs], ax)  # (the arrays)
         return np.stack(arrs, axis=axis)
 
+    def swapaxes(self, a: Any, i: int, j: int) -> Any:
+        return np.swapaxes(a, i, j)  # (a view)
+
     def flip(self, a: Any, axis: int) -> Any:
         # (the reversed view np.flip returns, without its Python-level axis normalisation)
         return a[(slice(None),) * (axis % a.ndim) + (slice(None, None, -1),)]
@@ -627,6 +630,9 @@ class TorchOps(Ops):
 
     def stack(self, arrs: list[Any], axis: int = 0) -> Any:
         return self.torch.stack(arrs, dim=axis)
+
+    def swapaxes(self, a: Any, i: int, j: int) -> Any:
+        return a.transpose(i, j)  # (a view)
 
     def flip(self, a: Any, axis: int) -> Any:
         return self.torch.flip(a, dims=(axis,))

@@ -2894,27 +2894,22 @@ def _old_cost(xp: Ops, C: Any, wk: Any, sub: Any) -> tuple[Any, Any]:
     return cost_old, xp.sum(xp.take_along(wk, si, 1), 1)
 
 
-def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
-                 need: Any, use: Any = None, to_pool: Any = None, shift: tuple[Any, ...] | None = None,
-                 old: Any = None, raw: bool = False, opts: Any = None,
-                 stretch: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
-    """Non-preemptible rows: the cheapest single block at one level (per level the block of
-    ``ceil(need / work)`` slots by prefix sums of the options' costs; every cell an option, inside the
-    row's window, started at slot 0 when the job runs now) against the others as they are. Returns the new
-    ``(n, T)`` levels and the estimated saving (0 where none is better than the row as it is). ``use``: the
-    plan's ``kernels.planner._usage`` where the caller holds it. ``to_pool``, ``shift``: the block in that pool,
-    against the plan so changed (:func:`_options`; the swap phase's block exchanges), ``old`` then the rows'
-    current ``(cost, work)`` in their own pools; ``raw``: as :func:`_best_rows`'s; ``opts``: the options where the
-    caller holds them; ``stretch``: the rows' ``(n,)`` block lengths and highest levels now: only blocks of 1 to
-    :data:`STRETCH_SLOTS` slots more at a level below that, not shortened again (the block stretch,
-    :func:`_stretch_blocks`)."""
-    T = c.T
-    V = int(tb.load.shape[1])
-    n = int(rows.shape[0])
+#: :func:`_best_blocks`: up to this many row-slot cells every level's cheapest block is found at once, in
+#: ``(n, V - 1, T)`` tables (a few calls where a level at a time made ~20 per level; the same numbers: the
+#: options' costs are on a 2^-30 grid, so every prefix sum is exact, and of equal keys the first level wins as
+#: the loop's strict ``<`` kept it), a level at a time above (as :data:`OPTIONS_LEVELS_MAX_CELLS`: large tables'
+#: temporaries cost more than the calls). Round 21, H5, with :func:`_shorten_blocks`' two ends at once: 645
+#: calls recorded on seed-0 corpus-105, -57, -69, seed-1 -33, -59, seed-2 -39, -109 and others, replayed old and
+#: new alternating (median of 3, process CPU): the same results bit for bit, 293 -> 215 ms and 344 -> 237 ms
+BLOCKS_LEVELS_MAX_CELLS = 8_192
+
+
+def _blocks_by_level(xp: Ops, C: Any, wk: Any, need: Any, lim: Any, start_ok: Any,
+                     stretch: tuple[Any, Any] | None) -> tuple[Any, Any, Any, Any]:
+    """:func:`_best_blocks`' cheapest block a level at a time: per row its cost ``(n,)`` (``inf``: none), start,
+    length and level (each 0 where none)."""
+    n, T, V = (int(x) for x in C.shape)
     tt = xp.arange(T)[None, :]
-    C, wk, sub, _ = (_options(xp, c, d, tb, vmat, pool, rows, lim, to_pool=to_pool, use=use, shift=shift)
-                     if opts is None else opts)
-    start_ok = (tt >= d.rel[rows][:, None]) & ((d.rpool[rows] < 0)[:, None] | (tt == 0))
     inf = float("inf")
     best_key = xp.full((n,), inf, xp.f64)
     best_s = xp.zeros(n, xp.i64)
@@ -2943,6 +2938,68 @@ def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: A
         best_s = xp.where(better, st, best_s)
         best_n = xp.where(better, nb, best_n)
         best_v = xp.where(better, v, best_v)
+    return best_key, best_s, best_n, best_v
+
+
+def _blocks_all_levels(xp: Ops, C: Any, wk: Any, need: Any, lim: Any, start_ok: Any,
+                       stretch: tuple[Any, Any] | None) -> tuple[Any, Any, Any, Any]:
+    """:func:`_blocks_by_level` with every level at once (``(n, V - 1, T)`` tables): the same results."""
+    n, T, V = (int(x) for x in C.shape)
+    L = V - 1
+    inf = float("inf")
+    tt = xp.arange(T)[None, None, :]
+    w = wk[:, 1:]  # (n, L)
+    nb = xp.astype(xp.ceil(need[:, None] / xp.maximum(w, 1e-9) - 1e-9), xp.i64)  # (n, L) block lengths
+    cv = xp.swapaxes(C[:, :, 1:], 1, 2)  # (n, L, T)
+    bad = ~xp.isfinite(cv)
+    # each level's prefix sums of the options' costs and of the cells that are none, as one table
+    pre = xp.cumsum(xp.stack([xp.where(bad, 0.0, cv), xp.astype(bad, xp.f64)], 0), 3)  # (2, n, L, T)
+    pre = xp.concatenate([xp.zeros((2, n, L, 1), xp.f64), pre], 3)  # (2, n, L, T + 1)
+    end = tt + nb[:, :, None]
+    endc = xp.minimum(end, T)
+    cc, cb = pre[0], pre[1]
+    nbad = xp.take_along(cb, endc, 2) - cb[:, :, :T]
+    cost = xp.take_along(cc, endc, 2) - cc[:, :, :T]
+    ok = (end <= lim[:, None, None]) & (nbad < 0.5) & start_ok[:, None, :] & (w > 0)[:, :, None]
+    if stretch is not None:
+        vv = xp.arange(V)[None, 1:]
+        ok = ok & ((nb > stretch[0][:, None]) & (nb <= stretch[0][:, None] + STRETCH_SLOTS)
+                   & (vv < stretch[1][:, None]))[:, :, None]
+    key = xp.where(ok, cost, inf)
+    st = xp.argmin(key, 2)  # (n, L) each level's cheapest start
+    kb = xp.take_along(key, st[:, :, None], 2)[:, :, 0]
+    lb = xp.argmin(kb, 1)[:, None]  # (of equal costs the first level: the loop's strict "<" kept it)
+    best_key = xp.take_along(kb, lb, 1)[:, 0]
+    fin = xp.isfinite(best_key)
+    best_s = xp.where(fin, xp.take_along(st, lb, 1)[:, 0], 0)
+    best_n = xp.where(fin, xp.take_along(nb, lb, 1)[:, 0], 0)
+    return best_key, best_s, best_n, xp.where(fin, lb[:, 0] + 1, 0)
+
+
+def _best_blocks(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, lim: Any,
+                 need: Any, use: Any = None, to_pool: Any = None, shift: tuple[Any, ...] | None = None,
+                 old: Any = None, raw: bool = False, opts: Any = None,
+                 stretch: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+    """Non-preemptible rows: the cheapest single block at one level (per level the block of
+    ``ceil(need / work)`` slots by prefix sums of the options' costs; every cell an option, inside the
+    row's window, started at slot 0 when the job runs now) against the others as they are. Returns the new
+    ``(n, T)`` levels and the estimated saving (0 where none is better than the row as it is). ``use``: the
+    plan's ``kernels.planner._usage`` where the caller holds it. ``to_pool``, ``shift``: the block in that pool,
+    against the plan so changed (:func:`_options`; the swap phase's block exchanges), ``old`` then the rows'
+    current ``(cost, work)`` in their own pools; ``raw``: as :func:`_best_rows`'s; ``opts``: the options where the
+    caller holds them; ``stretch``: the rows' ``(n,)`` block lengths and highest levels now: only blocks of 1 to
+    :data:`STRETCH_SLOTS` slots more at a level below that, not shortened again (the block stretch,
+    :func:`_stretch_blocks`)."""
+    T = c.T
+    V = int(tb.load.shape[1])
+    n = int(rows.shape[0])
+    tt = xp.arange(T)[None, :]
+    C, wk, sub, _ = (_options(xp, c, d, tb, vmat, pool, rows, lim, to_pool=to_pool, use=use, shift=shift)
+                     if opts is None else opts)
+    start_ok = (tt >= d.rel[rows][:, None]) & ((d.rpool[rows] < 0)[:, None] | (tt == 0))
+    inf = float("inf")
+    levels = _blocks_all_levels if n * T <= BLOCKS_LEVELS_MAX_CELLS and V > 1 else _blocks_by_level
+    best_key, best_s, best_n, best_v = levels(xp, C, wk, need, lim, start_ok, stretch)
     fin = xp.isfinite(best_key)
     blk = (tt >= best_s[:, None]) & (tt < (best_s + best_n)[:, None]) & fin[:, None]
     lvl = xp.where(blk, best_v[:, None], 0)
@@ -3008,35 +3065,35 @@ def _shorten_blocks(xp: Ops, C: Any, wk: Any, up: Any, lvl: Any, blk: Any, surpl
         # a row without a block has no last cell: its first (0) stands in, so the index is valid on every
         # backend (numpy would wrap -1, torch refuses it); such a row is never ``ok`` below (length >= 2)
         last = xp.where(length > 0, first + length - 1, first)
-        g_best = xp.full((n,), -inf, xp.f64)
-        e_best = xp.zeros(n, xp.i64)
-        m_best = xp.zeros(n, xp.i64)
-        pos_best = xp.zeros((n, T), xp.i64)
-        for end in (0, 1):  # the block's first cell, its last
-            e = last if end else first
-            q = xp.where(tt == e[:, None], inf, dcu)
-            o = xp.argsort(q, 1)  # the cheapest raises first (stable: ties by slot)
-            vs = xp.take_along(xp.isfinite(q), o, 1)
-            cw = xp.cumsum(xp.where(vs, xp.take_along(dwu, o, 1), 0.0), 1)
-            cc = xp.cumsum(xp.where(vs, xp.take_along(q, o, 1), 0.0), 1)
-            w_e = xp.take_along(w_now, e[:, None], 1)[:, 0]
-            c_e = xp.take_along(c_now, e[:, None], 1)[:, 0]
-            lose = w_e - surplus
-            found = lose <= _TOL_W
-            m = xp.zeros(n, xp.i64)
-            c_add = xp.zeros(n, xp.f64)
-            for k in range(ka):  # raises bought (at most EXCHANGE_ADD)
-                hit = ~found & vs[:, k] & (cw[:, k] >= lose - _TOL_W)
-                c_add = xp.where(hit, cc[:, k], c_add)
-                m = xp.where(hit, k + 1, m)
-                found = found | hit
-            ok = found & (length >= 2) & xp.isfinite(c_e) & (may_move if end == 0 else True)
-            gain = xp.where(ok, c_e - c_add, -inf)
-            better = gain > g_best
-            g_best = xp.where(better, gain, g_best)
-            e_best = xp.where(better, e, e_best)
-            m_best = xp.where(better, m, m_best)
-            pos_best = xp.where(better[:, None], xp.inv_perm_rows(o), pos_best)
+        # the block's first cell and its last as one (n, 2, T) table (the calls of one end for both; round 21,
+        # H5: the same numbers as an end at a time, each row's sort, sums and picks its own)
+        ends = xp.stack([first, last], 1)  # (n, 2)
+        q = xp.where(tt[:, None, :] == ends[:, :, None], inf, xp.stack([dcu, dcu], 1))
+        o = xp.argsort(q, 2)  # the cheapest raises first (stable: ties by slot)
+        vs = xp.take_along(xp.isfinite(q), o, 2)
+        cw = xp.cumsum(xp.where(vs, xp.take_along(xp.stack([dwu, dwu], 1), o, 2), 0.0), 2)
+        cc = xp.cumsum(xp.where(vs, xp.take_along(q, o, 2), 0.0), 2)
+        w_e = xp.take_along(w_now, ends, 1)
+        c_e = xp.take_along(c_now, ends, 1)
+        lose = w_e - surplus[:, None]
+        found = lose <= _TOL_W
+        m = xp.zeros((n, 2), xp.i64)
+        c_add = xp.zeros((n, 2), xp.f64)
+        for k in range(ka):  # raises bought (at most EXCHANGE_ADD)
+            hit = ~found & vs[:, :, k] & (cw[:, :, k] >= lose - _TOL_W)
+            c_add = xp.where(hit, cc[:, :, k], c_add)
+            m = xp.where(hit, k + 1, m)
+            found = found | hit
+        ok = found & (length >= 2)[:, None] & xp.isfinite(c_e)
+        gain = xp.where(ok, c_e - c_add, -inf)
+        g0 = xp.where(may_move, gain[:, 0], -inf)  # (the first cell given back only where the block may move)
+        # of the two the last cell's where it gains more (an end at a time kept the first of equal gains)
+        last_b = gain[:, 1] > g0
+        g_best = xp.where(last_b, gain[:, 1], g0)
+        e_best = xp.where(last_b, last, first)
+        m_best = xp.where(last_b, m[:, 1], m[:, 0])
+        pos = xp.inv_perm_rows(o.reshape(2 * n, T)).reshape(n, 2, T)
+        pos_best = xp.where(last_b[:, None], pos[:, 1], pos[:, 0])
         doit = g_best > 1e-9 * xp.maximum(xp.maximum(key, -key), 1.0)
         if not bool(xp.any(doit)):
             break

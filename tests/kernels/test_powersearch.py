@@ -1695,6 +1695,50 @@ def test_the_options_at_once_and_level_by_level_are_the_same_table(seed: int, mo
             assert np.array_equal(xp.to_numpy(a), xp.to_numpy(b)), kw
 
 
+def _blocks_both_ways(seed: int, backend: str, device: str, monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
+    """``_best_blocks`` on a seeded family instance's greedy plan (every running row; needs of 0.6x, 1x and 1.4x
+    the work it does now, without and with a stretch window of lengths and levels), with every level at once
+    and a level at a time: per call the levels and savings, as host arrays."""
+    from benchmarks.instances import Knobs
+
+    pb = make(9300 + seed, Knobs(n_jobs=40, n_slots=24, n_pools=3 + seed % 2, demand_share=0.7))
+    s = greedy_start(pb, backend, device)
+    xp, c = s.xp, s.c
+    rows = xp.asarray(np.flatnonzero(xp.to_numpy(s.gp) >= 0), xp.i64)
+    n = int(rows.shape[0])
+    lim = xp.full((n,), c.T, xp.i64)
+    opts = PS._options(xp, c, s.d, s.tb, s.gv, s.gp, rows, lim)
+    w_now = xp.to_numpy(PS._old_cost(xp, opts[0], opts[1], opts[2])[1])
+    rng = np.random.default_rng(seed)
+    V = int(s.tb.load.shape[1])
+    stretch = (xp.asarray(rng.integers(1, 7, n), xp.i64), xp.asarray(rng.integers(1, V + 1, n), xp.i64))
+    outs: list[list[Any]] = [[], []]
+    for f in (0.6, 1.0, 1.4):  # needs
+        need = xp.asarray(w_now * f, xp.f64)
+        for st in (None, stretch):
+            for k, cells in enumerate((10**9, 0)):  # every level at once, a level at a time
+                monkeypatch.setattr(PS, "BLOCKS_LEVELS_MAX_CELLS", cells)
+                ns, sv = PS._best_blocks(xp, c, s.d, s.tb, s.gv, s.gp, rows, lim, need, raw=True, stretch=st)
+                outs[k].append((np.asarray(xp.to_numpy(ns)), np.asarray(xp.to_numpy(sv))))
+    return outs
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("be", BACKENDS[:2])
+def test_the_blocks_at_once_and_level_by_level_are_the_same(seed: int, be: tuple[str, str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_best_blocks`` finds every level's cheapest block at once up to ``BLOCKS_LEVELS_MAX_CELLS`` row-slot cells
+    and a level at a time above (round 21): the same levels and savings bit for bit, on numpy and on CPU torch
+    (which gives the numpy ones), with and without the block stretch's window (3 seeded family instances of 3-4
+    pools; some rows find a better block)."""
+    at_once, by_level = _blocks_both_ways(seed, *be, monkeypatch)
+    ref = _blocks_both_ways(seed, "numpy", "cpu", monkeypatch)[1] if be[0] != "numpy" else by_level
+    assert any(np.isfinite(sv).any() for _, sv in at_once)
+    for (na, sa), (nb, sb), (nr, sr) in zip(at_once, by_level, ref):
+        assert np.array_equal(na, nb) and np.array_equal(sa.view(np.int64), sb.view(np.int64))
+        assert np.array_equal(na, nr) and np.array_equal(sa.view(np.int64), sr.view(np.int64))
+
+
 #: a seeded family with tenant quotas on every instance and several pools (the acceptance's quota test)
 QUOTA_CASES = corpus(24, seed=13, n_jobs=(8, 32), n_slots=(12, 32), quota_share=1.0)
 
