@@ -3063,15 +3063,24 @@ def test_stretched_blocks_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> No
         m = {"left": 1e6}
         sv, sp, _, k = PS._stretch_blocks(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, None, m)
         outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k, m["left"]))
-    for i in STRETCH_CASES:  # cases
-        _, s0, _, nv0, np0, _ = _polished_without("STRETCH_SLOTS", i)
+    (va, pa, ka, la), (vb, pb_, kb, lb) = outs
+    assert ka == kb > 0 and la == lb and np.array_equal(va, vb) and np.array_equal(pa, pb_)
+    _last_stage_on_torch(be, STRETCH_CASES, "STRETCH_SLOTS", PS._stretch_blocks)
+
+
+def _last_stage_on_torch(be: tuple[str, str], cases: tuple[int, ...], move: str, stage: Any) -> None:
+    """torch: one of the polish's last stages (``stage``, switched by ``move``) gives the numpy plan, pools, moves and
+    meter, case by case, from the numpy polish's plan without it (:func:`_polished_without`), on the same meter."""
+    for i in cases:  # cases
+        outs = []
+        _, s0, _, nv0, np0, _ = _polished_without(move, i)
         for backend, device in (("numpy", "cpu"), be):  # backends
             pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
             m = {"left": PS.FLIP_SEARCH_CELLS}
-            sv, sp, _, k = PS._stretch_blocks(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
+            sv, sp, _, k = stage(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
             outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k, m["left"]))
-    for (va, pa, ka, la), (vb, pb_, kb, lb) in zip(outs[::2], outs[1::2]):  # (numpy, torch) per instance
-        assert ka == kb > 0 and la == lb and np.array_equal(va, vb) and np.array_equal(pa, pb_)
+        (va, pa, ka, la), (vb, pb_, kb, lb) = outs
+        assert ka == kb >= 1 and la == lb and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
 
 
 #: seed-0 corpus instances where the polish's one-for-two pool exchanges (``POOL_TRADES``) move rows on the plan the rest
@@ -3307,16 +3316,7 @@ def test_the_polish_makes_the_pool_displacements_only_where_asked(i: int, monkey
 def test_pool_displacements_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
     """torch: the block displacements into other pools give the numpy plan and pools, case by case (from the numpy
     polish's plan without them), on the same meter."""
-    for i in DISPLACE_POOL_CASES:  # cases
-        outs = []
-        _, s0, _, nv0, np0, _ = _polished_without_pool_displacements(i)
-        for backend, device in (("numpy", "cpu"), be):  # backends
-            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
-            m = {"left": PS.FLIP_SEARCH_CELLS}
-            sv, sp, _, k = PS._displace_pools(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
-            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k, m["left"]))
-        (va, pa, ka, la), (vb, pb_, kb, lb) = outs
-        assert ka == kb >= 1 and la == lb and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+    _last_stage_on_torch(be, DISPLACE_POOL_CASES, "DISPLACE_POOLS", PS._displace_pools)
 
 
 def test_the_polish_draws_on_what_the_search_left(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -3926,13 +3926,4 @@ def test_the_polish_makes_the_preemptible_moves_only_where_asked(i: int, monkeyp
 def test_corpus_preemptible_moves_are_the_numpy_ones_on_torch(be: tuple[str, str]) -> None:
     """torch: the preemptible-row moves give the numpy plan and pools, case by case (from the numpy polish's plan
     without them), on the same meter."""
-    for i in PREEMPT_POOL_CASES:  # cases
-        outs = []
-        _, s0, _, nv0, np0, _ = _polished_without_preempt_moves(i)
-        for backend, device in (("numpy", "cpu"), be):  # backends
-            pb, s, c, nv, npool, nev = _numpy_plan_on(_family(0)[i], s0, nv0, np0, backend, device)
-            m = {"left": PS.FLIP_SEARCH_CELLS}
-            sv, sp, _, k = PS._preempt_pools(pb, s.xp, c, s.pr, s.d, s.tb, nv, npool, nev, s.gev, m)
-            outs.append((np.asarray(s.xp.to_numpy(sv)), np.asarray(s.xp.to_numpy(sp)), k, m["left"]))
-        (va, pa, ka, la), (vb, pb_, kb, lb) = outs
-        assert ka == kb >= 1 and la == lb and np.array_equal(va, vb) and np.array_equal(pa, pb_), i
+    _last_stage_on_torch(be, PREEMPT_POOL_CASES, "PREEMPT_POOLS", PS._preempt_pools)
