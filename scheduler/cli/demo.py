@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ def register(app: typer.Typer) -> None:
 
             console.print("[dim]starting Ray (local cluster of simulated GPU nodes)...[/]" if address is None
                           else f"[dim]connecting to Ray at {address}...[/]")
+            # (each run replays the trace from its start: a previous run's checkpoints left in its state directory
+            # would resume those jobs and count their work as this run's: 9 of 9 jobs "done" at 0.1% GPU use)
+            shutil.rmtree(out / "ray-state", ignore_errors=True)
             return RayExecutor(site, address, state_dir=out / "ray-state", time_scale=time_scale, grace_s=1.0,
                                slot_clock=True, placement_timeout_s=3.0, poll_s=0.25, workload_params=workload_params)
 

@@ -64,6 +64,17 @@ def test_short_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert all(ph[k] >= 0.0 for k in steps), ph
     assert ph["total_s"] >= ph["ray_start_s"] + ph["replay_s"] + ph["report_s"] + ph["plot_s"], ph
     assert "wall time" in r.stdout and "Ray start" in r.stdout
+    # a second run in the same directory starts from nothing: the first run's checkpoints (its state directory)
+    # are not resumed, so no job's work is counted twice
+    assert rep["execution"]["resumes"] == 0
+    r2 = subprocess.run(
+        [WINDWARD, "demo", "--slots", "4", "--seconds-per-slot", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=ENV, timeout=240,
+    )
+    assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]
+    rep2 = json.loads((tmp_path / "demo-report.json").read_text())
+    assert rep2["execution"]["resumes"] == 0, rep2["execution"]
+    assert rep2["execution"]["jobs_submitted"] == rep["execution"]["jobs_submitted"]
 
 
 def test_ctrl_c_leaves_no_ray_processes(tmp_path: Path) -> None:
