@@ -613,6 +613,13 @@ def _class_nu(c: _Clean, pr: _Prep, nu: NDArray[np.float64] | None) -> NDArray[n
     return np.where(pr.cls_ten[:, None] >= 0, nu[np.maximum(pr.cls_ten, 0)], 0.0)
 
 
+def _take_last(a: NDArray[Any], idx: NDArray[np.int64]) -> NDArray[Any]:
+    """``a``'s entries at ``idx`` along its last axis (``idx`` of ``a``'s leading shape, with or without a last axis
+    of its own): ``np.take_along_axis``'s, by flat index, without its index grids (round 21: the envelope's argmins)."""
+    rows = np.arange(0, a.size, a.shape[-1]).reshape(a.shape[:-1] + (1,) * (idx.ndim - a.ndim + 1))
+    return a.reshape(-1).take(rows + idx)
+
+
 def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.float64],
               nu: NDArray[np.float64] | None = None) -> _Env:
     """The upper envelope of each (class, slot)'s choice lines at prices ``lam``, ``mu`` (``nu``: tenant quotas).
@@ -630,9 +637,7 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     cm = np.where(pr.member_k[:, None], cost_e[:, :, pr.line_of], np.inf)  # (E, T, S, L)
     kb = cm.argmin(axis=3)  # (E, T, S)
     best = pr.line_of[np.arange(S)[None, None, :], kb]  # (E, T, S) their ids
-    # (the entries at the argmins by flat index: np.take_along_axis's, without its index grids)
-    L = cm.shape[3]
-    cbest = cm.reshape(-1).take(np.arange(0, E * T * S * L, L).reshape(E, T, S) + kb)
+    cbest = _take_last(cm, kb)
     valid = np.isfinite(cbest)
     # lines i = 0 (off) .. S, slopes W; an invalid line's cost +inf, so that a pair's breakpoint is -inf where h
     # is invalid (no constraint) and +inf where i is (never): where both are (nan) neither is read (lo of a
@@ -665,7 +670,7 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     gl = np.concatenate([np.full((E, T, 1), -1), np.where(valid, best, -1)], axis=2)  # (E, T, m)
     load_ext, pool_ext, v_ext = pr.load_ext, pr.pool_ext, pr.v_ext
     li = gl[:, :, 1:]
-    lp = gl.reshape(-1).take(np.arange(0, E * T * m, m).reshape(E, T, 1) + np.maximum(prev, 0))
+    lp = _take_last(gl, np.maximum(prev, 0))
     dload = np.where(act1, load_ext[li] - load_ext[lp], 0.0)
     pool_in = np.where(act1, pool_ext[li], P)
     pool_out = np.where(act1, pool_ext[lp], P)
@@ -678,8 +683,7 @@ def _envelope(c: _Clean, pr: _Prep, lam: NDArray[np.float64], mu: NDArray[np.flo
     act_line = lines.reshape(E, T, m)
     fm = np.where(pr.full_member[:, None, :], cost_e, np.inf)  # (E, T, NL)
     mr_line = fm.argmin(axis=2)
-    NL = fm.shape[2]
-    mr_cost = fm.reshape(-1).take(np.arange(0, E * T * NL, NL).reshape(E, T) + mr_line)
+    mr_cost = _take_last(fm, mr_line)
     mr_cost = np.where(np.isfinite(mr_cost), mr_cost, 0.0)
     return _Env(b=b, dw=dw, dload=dload, pool_in=pool_in, pool_out=pool_out, dv=dv, act_line=act_line,
                 mr_cost=mr_cost, mr_line=mr_line)

@@ -1310,17 +1310,15 @@ def polish(problem: PlanProblem, xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat
     # their cells and seed-1 corpus-100007 ended 0.11% higher): blocks into other pools; then, each on the cells that
     # leaves (round 21: either run first spent the cells the other's lowering try needed, seed-1 corpus-100064 or
     # -100133), blocks stretched and preemptible rows into pools that do more work per watt
-    share = m["left"]
-    for on, stage, ms in ((DISPLACE_POOLS, _displace_pools, m), (STRETCH_SLOTS > 0, _stretch_blocks, None),
-                          (PREEMPT_POOLS, _preempt_pools, None)):
-        ms = {"left": share} if ms is None else ms
+    for on, stage in ((DISPLACE_POOLS, _displace_pools), (STRETCH_SLOTS > 0, _stretch_blocks),
+                      (PREEMPT_POOLS, _preempt_pools)):
+        ms = m if stage is _displace_pools else {"left": m["left"]}  # (m: what the block displacement left)
         if on and ms["left"] > 0:
             left = ms["left"]
             vmat, pool, ev, k = stage(problem, xp, c, pr, d, tb, vmat, pool, ev, floor, ms)
             if spent is not None:
                 spent["cells"] = spent.get("cells", 0.0) + left - ms["left"]
             total += k
-        share = m["left"]  # (what the block displacement left)
     return vmat, pool, ev, total
 
 
