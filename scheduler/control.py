@@ -912,8 +912,9 @@ class ControlLoop:
         runf = tab.used[:m].astype(np.float64)
         self._slot_t0 = t0
         t_end = t0 + dt
-        # a real-time executor on a slot grid (Ray with slot_clock) says when a job started in this interval
-        # became ready: its start-up is not work, and its GPUs draw active power from then on (idle before)
+        # a real-time executor on a slot grid whose jobs' clock runs through its ticks says when a job started
+        # in this interval became ready: its start-up is not work, and its GPUs draw active power from then on
+        # (idle before). (The Ray executor's slot clock stands still through a tick: its jobs start at the slot.)
         late = getattr(self.executor, "late_ready", None)
         began: dict[int, float] = {}
         if late:

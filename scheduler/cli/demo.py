@@ -164,6 +164,10 @@ def register(app: typer.Typer) -> None:
             f"plot {ph['plot_s']:.0f} s",
             highlight=False,
         )
+        if result.report.get("stretched_slots"):
+            console.print(f"{result.report['stretched_slots']} of {cfg.n_slots} slots began late, the loop's work "
+                          f"before them having overrun its slot (a loaded machine): the jobs stood still through it, "
+                          f"so no work went uncharged; the replay took longer", highlight=False)
         console.print(f"report: {result.report_path}\nplot: {result.plot_path}")
         if e["sovereign_placements_outside"]:
             console.print(f"[red]sovereign jobs placed outside their pool: {e['sovereign_placements_outside']}")

@@ -13,6 +13,12 @@ Files in a job's directory (all written atomically: temp file + ``os.replace``):
                        rank k > 0 writes progress.r<k>.json)
     stop               present: the scheduler asks the job to checkpoint and stop (preemption)
 
+and in the executor's state directory, for a control loop that drives time (the demo's slot clock):
+
+    clock.json         the jobs' clock (:func:`publish_clock`): virtual time runs from ``v0`` at wall time
+                       ``wall`` at ``rate`` virtual seconds per wall second and stands still at ``v1``, the
+                       end of the slot the loop has stepped; a job paces on it (``JobConfig.clock_path``)
+
 A job over several nodes (a *gang*) runs one worker per placement-group bundle: ``rank`` 0..``world_size``-1,
 all reaching each other at ``master_addr:master_port`` (rank 0's node), each on the GPUs Ray assigned to its
 bundle (``gpu_ids``, from ``ray.get_gpu_ids()``). The job directory lies on a file system every node shares
@@ -21,7 +27,9 @@ bundle (``gpu_ids``, from ``ray.get_gpu_ids()``). The job directory lies on a fi
 Work is measured in *full-speed seconds* (DESIGN section 2): a job is done when its work reaches its
 ``duration_s``. ``time_scale`` is virtual seconds per wall second (1 on a real cluster; ~500 in the demo,
 where one 15-minute slot passes in under 2 s): a workload that has done ``w`` full-speed seconds of work
-at power fraction f has spent ``w / (time_scale * speed(f))`` wall seconds.
+at power fraction f has spent ``w / (time_scale * speed(f))`` wall seconds. With a published clock
+(``clock_path``) those are seconds of the published virtual time over ``time_scale``: a job works only while
+the loop's slot runs, never between its slots (the loop's tick, a job's start-up), however long that takes.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 PROGRESS_FILE = "progress.json"
 STOP_FILE = "stop"
+CLOCK_FILE = "clock.json"
 _META_KEY = "__meta__"
 
 
@@ -72,6 +81,8 @@ class JobConfig:
     master_addr: str = ""
     master_port: int = 0
     gpu_ids: tuple[int | str, ...] = ()
+    # where the executor publishes the jobs' clock (module docstring; ``publish_clock``); "": the wall clock
+    clock_path: str = ""
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -121,6 +132,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def publish_clock(path: Path, v0_s: float, v1_s: float, rate: float, wall: float | None = None) -> None:
+    """Publish the jobs' clock: virtual time ``v0_s`` at wall time ``wall`` (``time.time()``: every process
+    and, on a real cluster, every host reads the same), running at ``rate`` virtual seconds per wall second
+    up to ``v1_s``, where it stands still until the next publication."""
+    d = {"wall": time.time() if wall is None else float(wall), "v0": float(v0_s), "v1": float(v1_s),
+         "rate": float(rate)}  # fmt: skip
+    atomic_write_bytes(path, json.dumps(d).encode())
+
+
+class PublishedClock:
+    """A job's clock read from :func:`publish_clock`'s file, in wall-equivalent seconds (virtual seconds over
+    ``time_scale``, what the pacing schedule counts). Keeps the last value it read if the file cannot be read,
+    and never goes back."""
+
+    def __init__(self, path: str | Path, time_scale: float, wall: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.time_scale = float(time_scale)
+        self._wall = wall
+        self._last = 0.0
+
+    def __call__(self) -> float:
+        try:
+            d = json.loads(self.path.read_text())
+            v = min(float(d["v0"]) + (self._wall() - float(d["wall"])) * float(d["rate"]), float(d["v1"]))
+            self._last = max(self._last, v / self.time_scale)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return self._last
+
+
 def read_progress(job_dir: str | Path, rank: int = 0) -> dict[str, Any] | None:
     """The last progress the job (its worker ``rank``) wrote, or None (none yet, or the file is unreadable)."""
     p = Path(job_dir) / progress_file(rank)
@@ -149,11 +190,14 @@ class JobContext:
     stop request from other threads while the workload runs."""
 
     def __init__(self, config: JobConfig, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 clock: Callable[[], float] | None = None) -> None:  # fmt: skip
         self.config = config
         self.job_dir = Path(config.job_dir)
         self.job_dir.mkdir(parents=True, exist_ok=True)
         self._sleep = sleep
+        # the executor's published clock where there is one (module docstring), else the wall clock
+        if clock is None:
+            clock = PublishedClock(config.clock_path, config.time_scale) if config.clock_path else time.monotonic
         self._clock = clock
         # Pacing keeps to an absolute schedule: the wall time by which the work paced so far is due, from the
         # first report (ready) on. Overheads between paces (compute, progress writes, checkpoints, a late

@@ -59,3 +59,36 @@ def test_a_job_that_fell_behind_catches_up_without_sleeping(tmp_path: Path) -> N
     assert slept == []
     ctx.wait_virtual(20.0)  # due at +6 s: one more second to wait
     assert sum(slept) == pytest.approx(1.0)
+
+
+def test_a_job_on_the_published_clock_works_only_while_it_runs(tmp_path: Path) -> None:
+    """With ``clock_path`` (the Ray executor's slot clock) the job paces on the published virtual time, which
+    stands still at the end of the slot stepped: a job cannot work through the loop's tick, however long."""
+    from scheduler.workloads.runtime import PublishedClock, publish_clock
+
+    t = FakeTime()
+    path = tmp_path / "clock.json"
+    publish_clock(path, 0.0, 0.0, 800.0, wall=t.now)  # standing still at 0 (before the first slot)
+    cfg = JobConfig(job_id="pc", kind="training", duration_s=1e6, job_dir=str(tmp_path / "pc"), time_scale=800.0,
+                    clock_path=str(path))  # fmt: skip
+    ctx = JobContext(cfg, sleep=t.sleep)
+    assert isinstance(ctx._clock, PublishedClock)
+    ctx._clock._wall = t.clock  # type: ignore[attr-defined]
+    ctx.report(0.0, 0)
+    done = 0.0
+    stop_after = [0]
+
+    def sleep(s: float) -> None:  # the tick: 20 wall seconds (20 slots at 800x) with the clock standing still
+        t.sleep(s)
+        stop_after[0] += 1
+        if stop_after[0] > 400:
+            ctx.request_stop()
+
+    ctx._sleep = sleep  # type: ignore[method-assign]
+    publish_clock(path, 0.0, 800.0, 1600.0, wall=t.now)  # one slot of 800 s, run in half a second of wall
+    while not ctx.should_stop():
+        ctx.pace(100.0)
+        if not ctx.should_stop():
+            done += 100.0
+    assert done == 800.0  # the slot's work, not the 20 s (16,000 virtual s) the loop took around it
+    assert t.now > 100.0 + 19.0  # the loop took its 20 s
