@@ -379,6 +379,22 @@ class ControlLoop:
         """Ingest the executor's events since the last step (``step(0)``); returns ids of failed jobs."""
         return self.ingest(self.executor.step(0.0))[1]
 
+    def collect_last_slot(self) -> list[str]:
+        """After the last tick of a loop that drives time: ingest what the executor reports since as part of the
+        slot that ended (a job that finished at its very end, the last progress of the jobs still running), its
+        energy being accounted already. Returns the ids of the jobs that finished."""
+        if not self.drive_time or self.slot == 0:
+            return []
+        self.slot -= 1
+        self._now[0] = self.slot
+        try:
+            finished, _ = self.ingest(self.executor.step(0.0))
+            self._read_progress()
+        finally:
+            self.slot += 1
+            self._now[0] = self.slot
+        return finished
+
     def ingest(self, events: Sequence[ExecutorEvent]) -> tuple[list[str], list[str]]:
         """Apply executor events to the bookkeeping. Returns (finished ids, failed ids).
 

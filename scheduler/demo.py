@@ -35,6 +35,9 @@ MAX_TRAINING_JOBS = 16  # keeps live Ray job actors around ten on a 2-core machi
 #: a demo job must be able to finish by this share of the run at full power (submit + duration), so the
 #: workload drains within the window with room to shift and both runs do the same work (issue 13)
 DRAIN_SHARE = 0.7
+#: wall seconds the demo waits after its last slot for the jobs' last reports (the executor's clock stands at the
+#: run's end; the inference service's serving of the last slot is reported at the slot's very end)
+FINAL_REPORTS_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,9 @@ def run_demo(
             rep = loop.tick(actual.window(s, 1), fc.forecast(s, cfg.horizon_slots))
             if on_tick is not None:
                 on_tick(rep, loop, actual)
+        if getattr(ex, "slot_clock", False):  # a real-time executor on the slot clock
+            time.sleep(FINAL_REPORTS_S)
+        loop.collect_last_slot()
         phases["replay_s"] = timer() - t_replay
         wall = timer() - t0
         ray_exec = execution_summary(site, loop, list(ex.event_log))

@@ -58,6 +58,9 @@ CHECKPOINT_FILE = "checkpoint.npz"
 PROGRESS_FILE = "progress.json"
 STOP_FILE = "stop"
 CLOCK_FILE = "clock.json"
+#: pacing: work due within this share of its due time counts as due (a due time summed over many paces rounds;
+#: on a published clock standing at the slot's end the slot's last work is then done, not left for the next)
+DUE_REL_TOL = 1e-12
 _META_KEY = "__meta__"
 
 
@@ -301,7 +304,7 @@ class JobContext:
         self._due += max(wall_s, 0.0)
         while not self.should_stop():
             left = self._due - self._clock()
-            if left <= 0:
+            if left <= DUE_REL_TOL * abs(self._due):
                 break
             self._sleep(min(left, 0.05))
 
