@@ -213,8 +213,9 @@ def run_demo(
         res, workload_description=desc, assignment_rule=traces.ASSIGNMENT_RULE,
         extra={"kind": "demo", "executor": type(ex).__name__, "seconds_per_slot": cfg.seconds_per_slot,
                "inference_rates": rate_src, "execution": ray_exec,
-               # slots that began after the slot grid said, the tick before them having overrun (the Ray
-               # executor's jobs' clock stands still through a tick: the replay took longer, no work went uncharged)
+               # slots that ended after the slot grid said, the tick before them having taken more than
+               # MIN_SLOT_SHARE of the slot (the Ray executor's jobs' clock stands still through a tick: the
+               # replay took longer, no work went uncharged)
                "stretched_slots": int(getattr(ex, "stretched_slots", 0)),
                "carbon_agnostic_baseline": {"policy": "backfill", "executor": "simulated", "summary": base_summary,
                                             "execution": base_exec}},

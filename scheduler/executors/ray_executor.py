@@ -195,7 +195,7 @@ class RayExecutor:
         self._slot_end_wall: float | None = None  # wall time at which the last stepped slot ended (``step``)
         self.clock_path = self.state_dir / CLOCK_FILE  # the jobs' clock with ``slot_clock`` (Time)
         self._clock_published = False
-        self.stretched_slots = 0  # with ``slot_clock``: slots that began after the grid said (Time)
+        self.stretched_slots = 0  # with ``slot_clock``: slots that ended after the grid said (Time)
         self.local: LocalSiteCluster | None = None
         self._owns_ray = False
         self._closed = False
