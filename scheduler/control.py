@@ -928,24 +928,13 @@ class ControlLoop:
         runf = tab.used[:m].astype(np.float64)
         self._slot_t0 = t0
         t_end = t0 + dt
-        # a real-time executor on a slot grid whose jobs' clock runs through its ticks says when a job started
-        # in this interval became ready: its start-up is not work, and its GPUs draw active power from then on
-        # (idle before). (The Ray executor's slot clock stands still through a tick: its jobs start at the slot.)
-        late = getattr(self.executor, "late_ready", None)
-        began: dict[int, float] = {}
-        if late:
-            for jid, t_ready in late.items():
-                i = tab.row.get(jid)
-                if i is not None and i < m:
-                    began[i] = min(max(t_ready, t0), t_end)
-                    runf[i] = min(runf[i], (t_end - began[i]) / dt)
         events = self.executor.step(step_s)
         ev_time = self.drive_time or not self._self_timed  # a self-timed executor's event times are its own
         for ev in events:
             if ev.kind in ("finished", "failed") and ev.job_id in tab.row:
                 t_ev = min(max(ev.time_s, t0), t_end) if ev_time else t_end
                 i = tab.row[ev.job_id]
-                runf[i] = max(t_ev - began.get(i, t0), 0.0) / dt
+                runf[i] = max(t_ev - t0, 0.0) / dt
         iv = integrate(pw, pool, g, frac, runf, pw.healthy_array(healthy), float(actual.wind_w[0]),
                        float(actual.carbon_g_per_kwh[0]), dt)  # fmt: skip
         tab.energy_j[:m] += iv.job_energy_j

@@ -343,39 +343,3 @@ def test_larger_gangs_start_first_so_a_smaller_one_does_not_fragment_the_nodes()
     assert set(rep.starts) == {"a3", "b3", "c5", "d5"} and not rep.start_failed
 
 
-class LateReady(SimulatedExecutor):
-    """A simulated executor that says, as the Ray executor on a slot grid does (``late_ready``), that each job
-    it starts became ready ``share`` of a slot after the start: its start-up took that long."""
-
-    def __init__(self, share: float, clock: VirtualClock) -> None:
-        super().__init__(SITE, clock)
-        self.share = share
-        self.clock_ = clock
-        self.late_ready: dict[str, float] = {}
-
-    def start(self, job, pool, power_fraction, work_done_s):  # type: ignore[no-untyped-def]
-        p = super().start(job, pool, power_fraction, work_done_s)
-        if p is not None:
-            self.late_ready[job.job_id] = self.clock_.now_s() + self.share * SITE.slot_s
-        return p
-
-
-@pytest.mark.parametrize("share", [0.0, 0.25, 0.6])
-@pytest.mark.parametrize("dur_s", [450.0, 1800.0])
-def test_a_job_is_charged_active_power_from_when_it_was_ready(share: float, dur_s: float) -> None:
-    """A job whose start-up took part of its first slot draws active power only from when it was ready:
-    its energy in that slot is the ready share (the rest of the slot its GPUs count as idle), also when it
-    finishes inside the slot; what the plain executor charges is the reference."""
-    jobs = [tj("a", 8, dur=dur_s)]
-    run = {"a": Assignment(PUB, 1.0)}
-    e = energy(4)
-    plain, late = loop_with(jobs, run), None
-    clock = VirtualClock()
-    late = ControlLoop(SITE, LateReady(share, clock), Fixed(run), clock, jobs=jobs)
-    for lp in (plain, late):
-        lp.tick(e.window(0, 1), e.window(0, 2))
-    full = plain._tab.energy_j[plain._tab.row["a"]] if "a" in plain._tab.row else plain.records["a"].energy_j
-    got = late._tab.energy_j[late._tab.row["a"]] if "a" in late._tab.row else late.records["a"].energy_j
-    ran_s = min(dur_s, SITE.slot_s)  # the plain executor's run time in the slot
-    assert got == pytest.approx(full * max(ran_s - share * SITE.slot_s, 0.0) / ran_s)
-    assert late.reports[0].facility_w <= plain.reports[0].facility_w + 1e-9
