@@ -1305,6 +1305,13 @@ def _rank_plan(c: _Clean, pr: _Prep, jb: _Jobs, env: _Env, xp: Ops = _NP) -> Any
     return vmat
 
 
+def _first_infeasible(c: _Clean) -> int:
+    """The first slot whose idle floor alone breaks a cap (``_Clean.infeas``), or ``T`` where none does; at
+    least 1 (slot 0 infeasible: a running job's block is cut at the next infeasible slot after it)."""
+    bad = np.flatnonzero(c.infeas[1:])
+    return int(bad[0]) + 1 if bad.size else c.T
+
+
 def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu: Any,
                 xp: Ops = _NP) -> Any:
     """Non-preemptible jobs: the best single block of slots at one power level of the pool (value of the
@@ -1354,13 +1361,17 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
         best_start = xp.where(better, st, best_start)
         best_n = xp.where(better, nn, best_n)
         best_v = xp.astype(xp.where(better, vv, best_v), xp.i8)
-    stuck = running & ~xp.isfinite(best_val)  # a running job keeps going at full power (the repair decides)
+    # a running job keeps going at full power (the repair decides), up to the first infeasible slot: no level's
+    # block reaches its end before one, and it is shed there (a block may end unfinished before an infeasible
+    # slot: _np_valid); a block over it would be dropped whole and stop the job now
+    stuck = running & ~xp.isfinite(best_val)
     if bool(xp.any(stuck)):
         ps = pl[stuck]
         vfs = tb.vfull[ps]
         best_v[stuck] = vfs
         best_start[stuck] = 0
-        best_n[stuck] = xp.astype(xp.ceil(Rn[stuck] / xp.maximum(tb.work[ps, xp.index(vfs)], 1e-9) - 1e-9), xp.i64)
+        nfull = xp.astype(xp.ceil(Rn[stuck] / xp.maximum(tb.work[ps, xp.index(vfs)], 1e-9) - 1e-9), xp.i64)
+        best_n[stuck] = xp.minimum(nfull, _first_infeasible(c))
     go = running | (best_val > 0)
     win = (tt >= best_start[:, None]) & (tt < xp.minimum(best_start + best_n, T)[:, None]) & go[:, None]
     return xp.astype(xp.where(win, best_v[:, None], 0), xp.i8)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -62,5 +63,37 @@ def test_a_1_kw_cap_announced_for_later_sheds_only_in_its_slots(tmp_path: Path, 
         cap_logs = [r.getMessage() for r in caplog.records if "cap violation" in r.getMessage()]
         assert cap_logs and all("the idle site alone exceeds the cap" in m for m in cap_logs), cap_logs
         assert {r.name for r in svc.store.list_jobs(states=("running",))} == {"t0", "t1"}, "not resumed after it"
+    finally:
+        svc.stop()
+
+
+def test_a_running_non_preemptible_job_across_a_later_infeasible_slot_keeps_running(tmp_path: Path) -> None:
+    """The same 1 kW cap at +6 h, with a running non-preemptible job whose work goes on past it: it has no
+    block that ends before the event, and a block over an infeasible slot is dropped whole. The plan runs it up
+    to the event (it is shed there, unfinished, as the cap demands) instead of reading "infeasible" on every
+    tick from the announcement on, publishing no prices, and letting the fallback preempt the other work."""
+    svc, wall = service(tmp_path, "windward", [tenant("train")])
+    try:
+        due = datetime.fromtimestamp(svc.clock.now_unix_s() + 42 * SLOT_S, UTC).isoformat()  # it must start now
+        svc.submit(svc.tenants["train"], JobSpec(name="np", gpus=8, duration_s=40 * SLOT_S, preemptible=False,
+                                                 deadline=due, priority=100), None)
+        svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=8, duration_s=40 * SLOT_S), None)
+        svc.tick()
+        running = {r.name for r in svc.store.list_jobs(states=("running",))}
+        assert "np" in running, running
+        now = svc.clock.now_unix_s()
+        start = now + 6 * 3600.0
+        svc.add_congestion(0.001, start, start + 3600.0, "test", "1 kW at +6 h")
+        assert start < now + 40 * SLOT_S  # the job's work goes on past the event
+        for _ in range(4):
+            wall.t += 1.0
+            out = svc.tick()
+            assert not out.report.preemptions and not out.report.violations
+            plan = svc.plan_summary()
+            assert plan["status"] in ("optimal", "feasible"), (plan["status"], plan.get("reason"))
+            assert plan["infeasible_slots"], "the event's slots are marked"
+            prices = [s["dual_price_g_per_gpu_h"] for s in plan["slots"]]
+            assert all(p is not None and math.isfinite(p) and p >= 0.0 for p in prices), prices
+            assert {r.name for r in svc.store.list_jobs(states=("running",))} >= running
     finally:
         svc.stop()
