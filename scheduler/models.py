@@ -399,7 +399,10 @@ class JobSpec(_Strict):
 
 
 class JobRow(_Strict):
-    """One row of the canonical jobs CSV (DESIGN section 7)."""
+    """One row of the canonical jobs CSV (DESIGN section 7). Numbers must be finite (``inf`` is refused
+    like ``nan``: an infinite duration or time is no plan input)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     job_id: Annotated[str, Field(min_length=1)]
     tenant: str = "default"

@@ -100,6 +100,17 @@ def test_canonical_negative_gpus_named(tmp_path: Path) -> None:
         read_jobs_csv(p)
 
 
+@pytest.mark.parametrize("column,row", [("duration_s", "j1,science,training,0,2,inf,,true,,0"),
+                                        ("submit_s", "j1,science,training,inf,2,100,,true,,0"),
+                                        ("deadline_s", "j1,science,training,0,2,100,inf,true,,0"),
+                                        ("duration_s", "j1,science,training,0,2,nan,,true,,0")])
+def test_canonical_infinite_numbers_named(tmp_path: Path, column: str, row: str) -> None:
+    # an infinite duration_s passed the row check and `windward plan` ended in a traceback (exit 1)
+    p = _csv(tmp_path, f"{HEADER}\n{row}\n")
+    with pytest.raises(InputError, match=rf"jobs\.csv: row 2: field {column}: .*finite"):
+        read_jobs_csv(p)
+
+
 def test_canonical_bad_kind_and_bool_named(tmp_path: Path) -> None:
     p = _csv(tmp_path, f"{HEADER}\nj1,science,fishing,0,2,100,,true,,0\n")
     with pytest.raises(InputError, match=r"row 2: field kind: .*'training', 'batch' or 'inference'"):
