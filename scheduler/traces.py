@@ -256,7 +256,7 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
     the file, the row (file line number) and the field. Required columns: job_id, submit_s, gpus,
     duration_s; the other canonical columns default as in JobRow; empty ``deadline_s`` / ``pool`` cells mean
     none; extension columns (checkpoint_interval_s, jurisdiction, clearance, entrypoint) are read when present.
-    Duplicate job ids are refused. Bytes that are not UTF-8 are refused naming the file.
+    Duplicate job ids are refused, and so is a deadline before its submission. Bytes that are not UTF-8 are refused naming the file.
 
     An empty cell in a present column of :data:`FILLED_COLUMNS` is a gap: it takes JobRow's default and the
     gaps are logged as one WARNING with their count per column (the CLI shows it on stderr); ``strict``
@@ -299,6 +299,11 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
                     f"{p}: row {line}, field job_id: {jr.job_id!r} repeats row {seen[jr.job_id]}; job ids must be unique"
                 )
             seen[jr.job_id] = line
+            if jr.deadline_s is not None and jr.deadline_s < jr.submit_s:
+                raise InputError(
+                    f"{p}: row {line}, field deadline_s: {jr.deadline_s:g} is before submit_s {jr.submit_s:g}; "
+                    f"allowed: empty (no deadline) or >= submit_s"
+                )
             ext: dict[str, Any] = {}
             if cell.get("checkpoint_interval_s"):
                 try:

@@ -111,6 +111,15 @@ def test_canonical_infinite_numbers_named(tmp_path: Path, column: str, row: str)
         read_jobs_csv(p)
 
 
+def test_canonical_deadline_before_submission_refused(tmp_path: Path) -> None:
+    # was read, planned and reported as on time (late_jobs 0) with windward plan exit 0
+    p = _csv(tmp_path, f"{HEADER}\nj1,science,training,7200,8,3600,3600,true,,0\n")
+    with pytest.raises(InputError, match=r"jobs\.csv: row 2, field deadline_s: 3600 is before submit_s 7200"):
+        read_jobs_csv(p)
+    p = _csv(tmp_path, f"{HEADER}\nj1,science,training,7200,8,3600,7200,true,,0\n")  # at its submission: read
+    assert read_jobs_csv(p)[0].deadline_s == 7200
+
+
 def test_canonical_bad_kind_and_bool_named(tmp_path: Path) -> None:
     p = _csv(tmp_path, f"{HEADER}\nj1,science,fishing,0,2,100,,true,,0\n")
     with pytest.raises(InputError, match=r"row 2: field kind: .*'training', 'batch' or 'inference'"):
