@@ -391,7 +391,11 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
 
 
 def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, Any]:
-    """Why each job (not must-run) with work left is unfinished in ``result``.
+    """Why each job with work left is unfinished in ``result``.
+
+    A must-run row (inference) is served in every feasible slot of its window (a plan that does not is
+    infeasible), so what it leaves lies past the horizon end (``deadline``: its window does not fit) or in
+    slots whose idle floor alone breaks a cap (``cap``); both ``proven``. For the other jobs:
 
     ``deadline``: the slots from its release to the horizon end cannot hold its work even alone at full
     speed. Otherwise the room it could have used is measured (:func:`_room`: free GPUs in its eligible pools,
@@ -426,7 +430,20 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     gpus = np.asarray(problem.gpus, dtype=np.float64)
     need = np.asarray(problem.remaining_s, dtype=np.float64) + ev["lost_work_s"]
     left = np.maximum(need - ev["work_done_s"], 0.0)
-    rows = np.flatnonzero(~np.asarray(ev["finished"], bool) & ~must & (need > 0))
+    undone = ~np.asarray(ev["finished"], bool) & (need > 0)
+    mrows = np.flatnonzero(undone & must)
+    if mrows.size:  # must-run: past the horizon end, or in infeasible slots (the docstring)
+        mrel = np.clip(np.asarray(problem.release, dtype=np.int64)[mrows], 0, T)
+        mrem = np.asarray(problem.remaining_s, dtype=np.float64)[mrows]
+        mwhy = np.where((T - mrel) * float(problem.slot_s) < mrem - 1e-6, "deadline", "cap")
+        mleft_h = np.asarray(problem.gpus, dtype=np.float64)[mrows] * left[mrows] / 3600.0
+        for j, r, h in zip(mrows.tolist(), mwhy.tolist(), mleft_h.tolist(), strict=True):
+            out["reason"][j], out["proven"][j] = r, True
+            jobs[r] += 1
+            gpu_h[r] += h
+            out["proven_jobs"][r] += 1
+            out["proven_gpu_h"][r] += h
+    rows = np.flatnonzero(undone & ~must)
     if rows.size == 0:
         return out
     rel = np.clip(np.asarray(problem.release, dtype=np.int64)[rows], 0, T)
@@ -460,17 +477,17 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     stop = np.where(proven[:, None], alone_stop, plan_stop)
     blocked = np.asarray(_BLOCKS, dtype=object)[np.argmax(stop, axis=1)]  # ties: capacity, then cap
     why = np.where(short, "deadline", np.where(~proven & (plan_w >= need[rows] - tol), "optimiser", blocked))
-    lab = np.full(J, "", dtype=object)
+    lab = np.array(out["reason"], dtype=object)
     lab[rows] = why
-    prv = np.zeros(J, dtype=bool)
+    prv = np.array(out["proven"], dtype=bool)
     prv[rows] = proven
     out["reason"] = lab.tolist()
     out["proven"] = prv.tolist()
     left_h = gpus[rows] * left[rows] / 3600.0
-    for r in UNFINISHED_REASONS:  # the reasons
+    for r in UNFINISHED_REASONS:  # the reasons (added to the must-run rows' above)
         m = why == r
-        jobs[r] = int(m.sum())
-        gpu_h[r] = float(left_h[m].sum())
-        out["proven_jobs"][r] = int((m & proven).sum())
-        out["proven_gpu_h"][r] = float(left_h[m & proven].sum())
+        jobs[r] += int(m.sum())
+        gpu_h[r] += float(left_h[m].sum())
+        out["proven_jobs"][r] += int((m & proven).sum())
+        out["proven_gpu_h"][r] += float(left_h[m & proven].sum())
     return out

@@ -209,3 +209,23 @@ def test_a_cap_that_dips_every_hour_keeps_a_long_non_preemptible_job_from_finish
     assert doc["jobs"][0]["unfinished_reason"] == "cap" and doc["jobs"][0]["unfinished_proven"] is True
     assert doc["unfinished"]["gpu_h"] > 0
     assert doc["unfinished"]["gpu_h_by_reason"]["cap"] == pytest.approx(doc["unfinished"]["gpu_h"])
+
+
+def test_inference_shed_in_infeasible_slots_or_past_the_horizon_is_reported(tmp_path: Path) -> None:
+    """A must-run inference row loses the slots whose idle floor alone breaks a cap (cap) and what lies past
+    the horizon end (deadline): both are counted in ``unfinished`` with a reason, so its GPU-hours agree with
+    ``objective.unfinished_gpu_s`` and the table (before: finished false, no reason, 0 jobs in the block)."""
+    caps = [10.0] * 48
+    caps[24:28] = [0.001] * 4
+    rows = ["web,public,inference,0,4,36000,,false,,5", "srv,public,inference,0,2,86400,,false,,5"]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows), "--energy", str(_energy_csv(tmp_path, 48, caps)))
+    assert code == 3, output
+    doc = json.loads(out.read_text())
+    assert doc["check"]["ok"] and doc["unfinished"]["infeasible_slots"] == [24, 25, 26, 27]
+    why = {j["job_id"]: (j.get("unfinished_reason"), j.get("unfinished_proven")) for j in doc["jobs"]}
+    assert why == {"web": ("cap", True), "srv": ("deadline", True)}
+    ub = doc["unfinished"]
+    assert ub["jobs"] == 2 and ub["proven_jobs_by_reason"]["cap"] == 1 and ub["proven_jobs_by_reason"]["deadline"] == 1
+    assert ub["gpu_h_by_reason"]["cap"] == pytest.approx(4 * 4 * 0.25)  # 4 GPUs x 4 slots of 15 min
+    assert ub["gpu_h"] == pytest.approx(doc["objective"]["unfinished_gpu_s"] / 3600.0)
+    assert "2 jobs unfinished" in output
