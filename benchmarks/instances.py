@@ -268,7 +268,9 @@ class Knobs:
     of the horizon. ``short_share`` 0-1: share of slots where grid + wind is below the site's full load.
     ``congestion_events`` 0-4 events of 1-4 h with the grid cap between the mandatory floor and the firm
     cap. ``below_idle_event``: one more event, announced for later, with a 1 kW cap and little wind: those
-    slots cannot hold the idle site (``describe()["infeasible_slots"]``). ``selectors``: jobs carry label
+    slots cannot hold the idle site (``describe()["infeasible_slots"]``); it begins after every running
+    non-preemptible job could end, unless ``below_idle_across_running``: then it begins before the longest
+    running one could end at its full level (where there is one). ``selectors``: jobs carry label
     selectors (eligible for a subset of the pools). ``n_tenants`` 1-8, ``quota_share`` 0-1 of them with a
     concurrent-GPU quota. ``must_share`` 0-0.2 must-run inference rows (pinned to one pool, full power).
     ``running_share`` 0-0.5 jobs running at slot 0 (a third of them non-preemptible when ``np_share`` > 0).
@@ -289,6 +291,7 @@ class Knobs:
     short_share: float = 0.5
     congestion_events: int = 1
     below_idle_event: bool = False
+    below_idle_across_running: bool = False
     selectors: bool = True
     n_tenants: int = 4
     quota_share: float = 0.5
@@ -327,6 +330,8 @@ class Knobs:
             raise ValueError(f"Knobs.trace: got {self.trace!r}; allowed: 'synthetic' or 'itp'")
         if self.below_idle_event and self.n_slots < 8:
             raise ValueError(f"Knobs.below_idle_event: needs n_slots >= 8 (got {self.n_slots})")
+        if self.below_idle_across_running and not self.below_idle_event:
+            raise ValueError("Knobs.below_idle_across_running: needs below_idle_event=True")
 
 
 def _pools(rng: np.random.Generator, k: Knobs) -> tuple[list[str], np.ndarray, list[dict[str, str]]]:
@@ -541,7 +546,11 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
     if k.below_idle_event:
         L = int(rng.integers(2, max(3, T // 8) + 1))
         first = max(T // 4, int(np_end.max(initial=0)) + 1, int(m_end[must].max(initial=0)))
-        a = int(rng.integers(min(first, T - L), T - L + 1))
+        lo, hi = min(first, T - L), T - L
+        if k.below_idle_across_running and np_run.any():  # before the longest running one ends at full level
+            fast = curve_s[:, -1][pool_of]
+            lo, hi = 1, int(np.clip(np.ceil((rem + loss) / (slot_s * fast))[np_run].max() - 1, 1, T - L))
+        a = int(rng.integers(lo, hi + 1))
         ev = (tt >= a) & (tt < a + L)
         must &= ~(ev[None, :] & (tt >= release[:, None]) & (tt < m_end[:, None])).any(axis=1)
         wind_w = np.where(ev, np.minimum(wind_w, 0.3 * idle_w), wind_w)

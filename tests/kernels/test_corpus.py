@@ -343,6 +343,37 @@ def test_congestion_below_the_idle_floor_announced_for_later(seed: int) -> None:
     xfail_if_lost(j)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_congestion_below_the_idle_floor_across_a_running_non_preemptible_job(seed: int) -> None:
+    """The same 1 kW cap, beginning before a running non-preemptible job could end even at full power: no block
+    of it from slot 0 fits before the event. The plan is not "infeasible" (round 22: it was, on every tick from
+    the announcement on, and the fallback preempted the other work); every running non-preemptible job runs in
+    slot 0 and its block ends at the latest where the event begins; the rest as above."""
+    k = replace(CORPUS[seed * 17 % N_CORPUS][1], below_idle_event=True, below_idle_across_running=True,
+                running_share=0.5, np_share=0.3)
+    def running_np(pb: PlanProblem) -> np.ndarray:
+        return np.flatnonzero((np.asarray(pb.running_pool) >= 0) & ~np.asarray(pb.preemptible)
+                              & ~np.asarray(pb.must_run) & (np.asarray(pb.remaining_s) > 0))
+
+    # the first instance of a few seeds with a running non-preemptible job (a small pool may hold none)
+    pb = next(p for p in (make(6000 + seed + 100 * i, k) for i in range(8)) if running_np(p).size)
+    keep = running_np(pb)
+    bad = tuple(describe(pb)["infeasible_slots"])
+    assert bad and min(bad) > 0
+    full = float(pb.slot_s) * np.asarray(pb.curve_s)[np.asarray(pb.running_pool)[keep], -1]
+    across = np.ceil(np.asarray(pb.remaining_s)[keep] / full) > min(bad)
+    assert across.any(), "no running non-preemptible job's work goes on past the event: the case is not made"
+    j = judge(pb)
+    res = j["result"]
+    assert res.status in ("optimal", "feasible"), f"status {res.status}: {res.reason}"
+    # the checker on the problem as it is (a block may end unfinished before an infeasible slot; relax_slots
+    # would make the event's slots feasible and the job's end a violation)
+    assert j["violations"] == [] and j["greedy_violations"] == [], (j["violations"], j["greedy_violations"])
+    assert res.run[keep, 0].all(), "a running non-preemptible job stopped now"
+    assert not res.run[:, list(bad)].any(), "jobs run in slots that cannot hold the idle site"
+    xfail_if_lost(j)
+
+
 def test_dominance_judge_catches_a_losing_plan() -> None:
     """The judge itself can fail: a plan that drops a job the greedy finishes, or emits more carbon where
     both finish, is reported."""
