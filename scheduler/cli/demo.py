@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
         )
         if result.report.get("stretched_slots"):
             console.print(f"{result.report['stretched_slots']} of {cfg.n_slots} slots ended late, the loop's work "
-                          f"before them having taken more than half the slot (a loaded machine): the jobs stood still "
+                          f"before them (starting Ray workers, planning) having taken more than half the slot: the jobs stood still "
                           f"through it, so no work went uncharged; the replay took longer", highlight=False)
         console.print(f"report: {result.report_path}\nplot: {result.plot_path}")
         if e["sovereign_placements_outside"]:
