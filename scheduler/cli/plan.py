@@ -271,6 +271,8 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         raise InputError(f"--forecast: {forecast_kind!r} is not one of {list(_FORECASTS)}")
     t0 = parse_utc(start_s, "--start")
     planner_backend(backend, device, "--backend")  # checked: a clear error before any work
+    if out.is_dir():  # (a clear error before the solve, not after it)
+        raise InputError(f"--out {out}: is a directory; allowed: a file path for the plan JSON")
     T = max(1, int(math.ceil(horizon_hours * 3600.0 / site.slot_s - 1e-9)))
     days = T * site.slot_s / 86400.0
     actual = signals.load_energy(energy, site, t0, days, seed=seed, strict=strict)

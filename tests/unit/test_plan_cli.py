@@ -139,6 +139,20 @@ def test_job_larger_than_any_pool_exits_2(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_out_naming_a_directory_is_refused_before_the_solve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kernels
+
+    def no_solve(*a: object, **k: object) -> None:
+        raise AssertionError("planned before --out was checked")
+
+    monkeypatch.setattr(kernels, "plan", no_solve)
+    jobs = _jobs_csv(tmp_path, JOBS[:1])
+    (tmp_path / "outdir").mkdir()
+    res = CliRunner().invoke(app, ["plan", "--site", "demo", "--jobs", str(jobs), "--start", "2023-03-06T00:00:00Z",
+                                   "--horizon-hours", "12", "--out", str(tmp_path / "outdir")])
+    assert res.exit_code == 2 and "--out" in res.output and "is a directory" in res.output, res.output
+
+
 def test_bad_start_and_slot_minutes_exit_2(tmp_path: Path) -> None:
     jobs = _jobs_csv(tmp_path, JOBS[:1])
     code, output, _ = _plan(tmp_path, jobs, "--slot-minutes", "7")
