@@ -155,7 +155,8 @@ class TickReport:
 
 
 def plan_diagnostics(plan: Any) -> dict[str, Any]:
-    """Small scalar diagnostics from ``Decisions.plan`` (a kernels PlanResult or any object / dict)."""
+    """Small scalar diagnostics from ``Decisions.plan`` (a kernels PlanResult or any object / dict), with
+    ``infeasible_slots`` the number of slots its ``diagnostics`` mark infeasible (where it has them)."""
     if plan is None:
         return {}
     out: dict[str, Any] = {}
@@ -163,6 +164,10 @@ def plan_diagnostics(plan: Any) -> dict[str, Any]:
         v = plan.get(key) if isinstance(plan, Mapping) else getattr(plan, key, None)
         if isinstance(v, (str, int, float, np.integer, np.floating)):
             out[key] = v.item() if isinstance(v, (np.integer, np.floating)) else v
+    diag = plan.get("diagnostics") if isinstance(plan, Mapping) else getattr(plan, "diagnostics", None)
+    slots = diag.get("infeasible_slots") if isinstance(diag, Mapping) else None
+    if slots is not None:  # the slots whose idle floor alone breaks a cap, counted (kernels: diagnostics)
+        out["infeasible_slots"] = len(slots)
     return out
 
 

@@ -369,6 +369,18 @@ class Metrics:
             "Relative gap between the last plan's carbon and its lower bound (0 for heuristic policies).",
             registry=r,
         )
+        self.plan_infeasible = Gauge(
+            "windward_plan_infeasible",
+            "1 when the last optimiser call returned infeasible and the policy's fallback decided (inference and "
+            "running non-preemptible work kept, the rest stopped or left queued), else 0 (0 for heuristic policies).",
+            registry=r,
+        )
+        self.plan_infeasible_slots = Gauge(
+            "windward_plan_infeasible_slots",
+            "Slots of the last plan's horizon whose idle floor alone breaks a cap (a congestion event below what "
+            "the idle site draws): nothing runs there (0 for heuristic policies).",
+            registry=r,
+        )
         self.info_site = Gauge(
             "windward_site_info", "Constant 1, labelled with the pools of the site.", ["pool"], registry=r
         )
@@ -542,9 +554,10 @@ class Metrics:
         self.last_tick_ts.set(wall)
 
     def observe_plan(self, plan: Any) -> None:
-        """Optimiser diagnostics: ``iterations`` and ``gap`` of a ``kernels.problem.PlanResult``, an object
-        with those attributes, or a dict (``scheduler.control.plan_diagnostics``). A heuristic policy has
-        none and reads 0."""
+        """Optimiser diagnostics: ``iterations``, ``gap`` and ``status`` of a ``kernels.problem.PlanResult``, an
+        object with those attributes, or a dict (``scheduler.control.plan_diagnostics``), and the number of
+        ``infeasible_slots`` (the dict's count, or the length of the PlanResult's ``diagnostics`` list). A
+        heuristic policy has none and reads 0."""
 
         def get(key: str) -> Any:
             if plan is None:
@@ -555,6 +568,12 @@ class Metrics:
         self.plan_iterations.set(float(it) if isinstance(it, (int, float)) else 0.0)
         g = float(gap) if isinstance(gap, (int, float)) else 0.0
         self.plan_gap.set(g if math.isfinite(g) else 0.0)
+        self.plan_infeasible.set(1.0 if get("status") == "infeasible" else 0.0)
+        slots = get("infeasible_slots")
+        if slots is None and plan is not None and not isinstance(plan, Mapping):
+            slots = (getattr(plan, "diagnostics", None) or {}).get("infeasible_slots")
+        n = slots if isinstance(slots, int) else len(slots) if isinstance(slots, Sequence) else 0
+        self.plan_infeasible_slots.set(float(n))
 
     def observe_congestion(self, n_events: int = 1, active: bool = True) -> None:
         """A congestion event was announced (the service calls this from ``POST /v1/congestion``)."""

@@ -2,17 +2,17 @@
 created, and none is active when no condition holds (issue 12: the "inference under-served" alert could
 never fire for the server, and a test that only asked for a finite series could not see it).
 
-Two worlds, each a control-loop run of the real simulation (real ``ControlLoop``, real ``Metrics`` fed by
-its ``TickReport``s and by ``accounting.accounts``), exported over HTTP from this process and scraped by a
-real Prometheus loading the unchanged rule file:
+Two worlds, each a control-loop run of the real simulation under the ``windward`` policy (real
+``ControlLoop``, real ``Metrics`` fed by its ``TickReport``s and by ``accounting.accounts``), exported over
+HTTP from this process and scraped by a real Prometheus loading the unchanged rule file:
 
 * **trouble**: a grid cap below what the idle site draws (cap violated, no headroom), both nodes of the
   public pool down while inference and a committed tenant's work can only run there (inference
-  under-served, commitment at risk, nodes down), a plan 2 hours old (a wall clock injected into
-  ``Metrics``), and the ``windward`` and ``ray`` scrape targets pointing at closed ports (service down, Ray
-  node metrics down);
+  under-served, commitment at risk, nodes down, and the optimiser infeasible: the inference has no pool
+  left, so its fallback decides), a plan 2 hours old (a wall clock injected into ``Metrics``), and the
+  ``windward`` and ``ray`` scrape targets pointing at closed ports (service down, Ray node metrics down);
 * **calm**: ample caps, every node up, inference served, the committed tenant running above its pace, a
-  fresh plan, both targets answering.
+  fresh, feasible plan, both targets answering.
 
 An alert is *active* when ``ALERTS{alertname=...}`` has a sample (``pending`` while its ``for`` runs, or
 ``firing``): the rules keep their ``for`` durations (up to 30 minutes), which this test does not wait out.
@@ -108,7 +108,7 @@ def world(trouble: bool, meter_w: float | None = None) -> Metrics:
             r = replace(r, measured_facility_w=base_w + meter_w, power_source="measured")
         m.observe_tick(r)
 
-    res = run_simulation(SITE, jobs, _energy(16, cap_w), get_policy("backfill"), n_slots=8, horizon_slots=8,
+    res = run_simulation(SITE, jobs, _energy(16, cap_w), get_policy("windward"), n_slots=8, horizon_slots=8,
                          node_events=events, observers=[observe], tenant_info_fn=info)  # fmt: skip
     u = res.loop.tenant_usage()
     now_unix = START.timestamp() + res.loop.clock.now_s()
@@ -119,6 +119,7 @@ def world(trouble: bool, meter_w: float | None = None) -> Metrics:
     last = res.reports[-1]
     assert (last.inference_served_gpus < last.inference_demand_gpus) is trouble  # the world is what it claims
     assert bool(res.loop.violations) is trouble
+    assert (last.plan.get("status") == "infeasible") is trouble  # the optimiser's fallback decides
     return m
 
 

@@ -113,7 +113,8 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
 def test_alert_rules_cover_the_issue_and_name_exported_metrics(exported: set[str]) -> None:
     rules = alert_rules()
     names = {r["alert"] for r in rules}
-    # headroom low, a cap violated, plan stale, a commitment at risk, a node down, inference under-served
+    # headroom low, a cap violated, plan stale, a commitment at risk, a node down, inference under-served, the
+    # optimiser infeasible
     for needed in (
         "WindwardCapHeadroomLow",
         "WindwardCapViolated",
@@ -121,6 +122,7 @@ def test_alert_rules_cover_the_issue_and_name_exported_metrics(exported: set[str
         "WindwardCommitmentAtRisk",
         "WindwardNodeDown",
         "WindwardInferenceUnderServed",
+        "WindwardPlanInfeasible",
     ):
         assert needed in names
     for r in rules:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,9 +13,10 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kernels import planner as kplanner
 from kernels import power as kpower
 from scheduler.accounting import TenantAccount
-from scheduler.control import TickReport, run_simulation
+from scheduler.control import TickReport, plan_diagnostics, run_simulation
 from scheduler.energy import EnergySeries
 from scheduler.jobs import Job
 from scheduler.metrics import JOB_STATES, METRIC_LABELS, Metrics, TenantUsage
@@ -235,6 +237,19 @@ def test_service_reports_add_their_accounted_energy_and_flag_violations() -> Non
     assert _get(m, "windward_cap_violations_total", reason="grid_cap") == 1
     assert _get(m, "windward_cap_violations_total", reason="site_max") == 0
     assert _get(m, "windward_cap_headroom_watts") == pytest.approx(-10_000.0)
+
+
+def test_plan_infeasible_gauges_take_a_plan_result_or_its_diagnostics() -> None:
+    """windward_plan_infeasible is 1 for an optimiser result of status infeasible (what the windward policy's
+    fallback passes on), 0 otherwise; windward_plan_infeasible_slots counts the slots the plan's diagnostics mark
+    infeasible, from the PlanResult or from the tick report's scalar diagnostics (control.plan_diagnostics)."""
+    m = Metrics()
+    infeasible = kplanner._infeasible(None, "inference alone breaks the cap", 2, 4, 1)
+    feasible = replace(infeasible, status="optimal", gap=0.0, diagnostics={"infeasible_slots": [2, 3]})
+    for plan, want in ((infeasible, (1.0, 0.0)), (feasible, (0.0, 2.0)), (plan_diagnostics(infeasible), (1.0, 0.0)),
+                       (plan_diagnostics(feasible), (0.0, 2.0)), (None, (0.0, 0.0))):  # fmt: skip
+        m.observe_plan(plan)
+        assert (_get(m, "windward_plan_infeasible"), _get(m, "windward_plan_infeasible_slots")) == want, plan
 
 
 def test_observe_jobs_zeroes_states_that_emptied() -> None:

@@ -1,0 +1,93 @@
+"""The optimiser's infeasible state as metrics, through the server's control plane (real SQLite, the simulated
+executor, the embedded energy model, one wall second per slot; test_service_rules): ``windward_plan_infeasible``
+reads 1 while the ``windward`` policy's optimiser returns infeasible and its fallback decides, 0 once it plans
+again (and always for a heuristic policy); ``windward_plan_infeasible_slots`` is the number of slots ``/v1/plan``
+lists in ``infeasible_slots`` (a congestion event below the idle floor)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from test_service_rules import SLOT_S, metric, service, tenant
+
+from scheduler.models import JobSpec
+from scheduler.service import Service
+
+
+def _gauges(svc: Service) -> tuple[float, float]:
+    return metric(svc, "windward_plan_infeasible"), metric(svc, "windward_plan_infeasible_slots")
+
+
+def test_an_infeasible_optimiser_reads_1_until_it_plans_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="scheduler.policies.windward")
+    svc, wall = service(tmp_path, "windward", [tenant("web"), tenant("train")])
+    try:
+        # an 8-GPU inference service (must run in every slot of its 40) and some training
+        svc.submit(svc.tenants["web"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=40 * SLOT_S), None)
+        svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=8, duration_s=40 * SLOT_S), None)
+        svc.tick()
+        plan = svc.plan_summary()
+        assert plan["status"] in ("optimal", "feasible") and _gauges(svc) == (0.0, 0.0)
+        # two slots ahead, a cap above the idle floor but below the floor plus the inference: inference alone
+        # breaks it, so no plan serves the must-run job there and the optimiser returns infeasible
+        k = 2
+        s = plan["slots"][k]
+        pw = svc.loop.power
+        floor = pw.base_w(pw.healthy_array(svc.loop.executor.healthy_gpus()))
+        inference_w = svc.site.pue * 8 * (svc.site.pools[0].tdp_w - svc.site.pools[0].idle_w)
+        cap_w = floor + 0.5 * inference_w - s["wind_w"]
+        assert 0.0 < cap_w and floor < s["site_max_w"]
+        start = svc.clock.now_unix_s() + k * SLOT_S
+        svc.add_congestion(cap_w / 1e6, start, start + SLOT_S, "test", "inference alone breaks it")
+        wall.t += 1.0
+        svc.tick()
+        plan = svc.plan_summary()
+        assert plan["status"] == "infeasible"
+        assert any("optimiser infeasible" in r.getMessage() for r in caplog.records)
+        assert _gauges(svc) == (1.0, len(plan["infeasible_slots"]))
+        # once the event has passed the optimiser plans again: back to 0
+        seen: list[tuple[str, tuple[float, float]]] = []
+        while svc.clock.now_unix_s() < start + 2 * SLOT_S:
+            wall.t += 1.0
+            svc.tick()
+            plan = svc.plan_summary()
+            seen.append((plan["status"], _gauges(svc)))
+            assert _gauges(svc) == (1.0 if plan["status"] == "infeasible" else 0.0, len(plan["infeasible_slots"]))
+        assert seen[0][0] == "infeasible" and seen[-1][0] in ("optimal", "feasible"), seen
+        assert seen[-1][1] == (0.0, 0.0), seen
+    finally:
+        svc.stop()
+
+
+def test_the_infeasible_slots_gauge_counts_what_the_plan_lists(tmp_path: Path) -> None:
+    """A 1 kW cap at +6 h is below the idle floor: the plan (feasible) marks those slots infeasible."""
+    svc, wall = service(tmp_path, "windward", [tenant("train")])
+    try:
+        svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=8, duration_s=40 * SLOT_S), None)
+        svc.tick()
+        assert _gauges(svc) == (0.0, 0.0)
+        now = svc.clock.now_unix_s()
+        svc.add_congestion(0.001, now + 6 * 3600.0, now + 7 * 3600.0, "test", "1 kW at +6 h")
+        for _ in range(3):
+            wall.t += 1.0
+            svc.tick()
+            plan = svc.plan_summary()
+            assert plan["status"] in ("optimal", "feasible") and plan["infeasible_slots"], plan["status"]
+            assert _gauges(svc) == (0.0, len(plan["infeasible_slots"]))
+    finally:
+        svc.stop()
+
+
+def test_a_heuristic_policy_reads_0(tmp_path: Path) -> None:
+    svc, wall = service(tmp_path, "backfill", [tenant("train")])
+    try:
+        svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=8, duration_s=4 * SLOT_S), None)
+        now = svc.clock.now_unix_s()
+        svc.add_congestion(0.001, now + 6 * 3600.0, now + 7 * 3600.0, "test", "1 kW at +6 h")
+        svc.tick()
+        assert svc.plan_summary()["infeasible_slots"] == []
+        assert _gauges(svc) == (0.0, 0.0)
+    finally:
+        svc.stop()
