@@ -434,8 +434,8 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         over = np.flatnonzero(need > cap * (1 + CAP_TOL))
         if over.size:
             t = int(over[0])
-            return (f"inference alone needs {need[t] / 1e6:.1f} MW in slot {t} but the grid cap allows "
-                    f"{cap[t] / 1e6:.1f} MW")
+            return (f"inference alone needs {need[t] / 1e6:.3f} MW in slot {t} but the grid cap allows "
+                    f"{cap[t] / 1e6:.3f} MW")
         dg = np.zeros(T + 1)
         np.add.at(dg, ms[mrows], gpus[mrows])
         np.add.at(dg, me[mrows], -gpus[mrows])

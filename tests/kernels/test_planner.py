@@ -270,6 +270,8 @@ def test_inference_alone_over_the_cap_is_infeasible_naming_the_slot() -> None:
     r = kernels.plan(q)
     assert r.status == "infeasible"
     assert f"slot {rel}" in r.reason and "inference alone needs" in r.reason
+    # the figures say what the cap allows on a small site too (kilowatts: not "0.0 MW")
+    assert f"allows {cap[rel] / 1e6:.3f} MW" in r.reason, r.reason
     assert kernels.check_result(q, r) == []
 
 
