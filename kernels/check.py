@@ -436,7 +436,7 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
         mrel = np.clip(np.asarray(problem.release, dtype=np.int64)[mrows], 0, T)
         mrem = np.asarray(problem.remaining_s, dtype=np.float64)[mrows]
         mwhy = np.where((T - mrel) * float(problem.slot_s) < mrem - 1e-6, "deadline", "cap")
-        mleft_h = np.asarray(problem.gpus, dtype=np.float64)[mrows] * left[mrows] / 3600.0
+        mleft_h = gpus[mrows] * left[mrows] / 3600.0
         for j, r, h in zip(mrows.tolist(), mwhy.tolist(), mleft_h.tolist(), strict=True):
             out["reason"][j], out["proven"][j] = r, True
             jobs[r] += 1

@@ -554,26 +554,19 @@ class Metrics:
         self.last_tick_ts.set(wall)
 
     def observe_plan(self, plan: Any) -> None:
-        """Optimiser diagnostics: ``iterations``, ``gap`` and ``status`` of a ``kernels.problem.PlanResult``, an
-        object with those attributes, or a dict (``scheduler.control.plan_diagnostics``), and the number of
-        ``infeasible_slots`` (the dict's count, or the length of the PlanResult's ``diagnostics`` list). A
-        heuristic policy has none and reads 0."""
+        """Optimiser diagnostics: ``iterations``, ``gap``, ``status`` and the count of ``infeasible_slots`` of a
+        dict from ``scheduler.control.plan_diagnostics`` (a tick report's), or of the ``kernels.problem.PlanResult``
+        (or object with those attributes) it is made from. A heuristic policy has none and reads 0."""
+        from scheduler.control import plan_diagnostics  # (control's report types name this module: bound here)
 
-        def get(key: str) -> Any:
-            if plan is None:
-                return None
-            return plan.get(key) if isinstance(plan, Mapping) else getattr(plan, key, None)
-
-        it, gap = get("iterations"), get("gap")
+        d = plan if isinstance(plan, Mapping) else plan_diagnostics(plan)
+        it, gap = d.get("iterations"), d.get("gap")
         self.plan_iterations.set(float(it) if isinstance(it, (int, float)) else 0.0)
         g = float(gap) if isinstance(gap, (int, float)) else 0.0
         self.plan_gap.set(g if math.isfinite(g) else 0.0)
-        self.plan_infeasible.set(1.0 if get("status") == "infeasible" else 0.0)
-        slots = get("infeasible_slots")
-        if slots is None and plan is not None and not isinstance(plan, Mapping):
-            slots = (getattr(plan, "diagnostics", None) or {}).get("infeasible_slots")
-        n = slots if isinstance(slots, int) else len(slots) if isinstance(slots, Sequence) else 0
-        self.plan_infeasible_slots.set(float(n))
+        self.plan_infeasible.set(1.0 if d.get("status") == "infeasible" else 0.0)
+        n = d.get("infeasible_slots")
+        self.plan_infeasible_slots.set(float(n) if isinstance(n, int) else 0.0)
 
     def observe_congestion(self, n_events: int = 1, active: bool = True) -> None:
         """A congestion event was announced (the service calls this from ``POST /v1/congestion``)."""

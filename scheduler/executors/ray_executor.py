@@ -194,7 +194,8 @@ class RayExecutor:
         self._virtual_s = 0.0
         self._slot_end_wall: float | None = None  # wall time at which the last stepped slot ended (``step``)
         self.clock_path = self.state_dir / CLOCK_FILE  # the jobs' clock with ``slot_clock`` (Time)
-        self._clock_published = False
+        if self.slot_clock:  # standing still at 0 until the first step
+            publish_clock(self.clock_path, 0.0, 0.0, self.time_scale)
         self.stretched_slots = 0  # with ``slot_clock``: slots that ended after the grid said (Time)
         self.local: LocalSiteCluster | None = None
         self._owns_ray = False
@@ -477,9 +478,6 @@ class RayExecutor:
             log.info("job %s: control plane says %.0f s done; resuming from checkpoint at %.0f s",
                      job.job_id, work_done_s, ckpt_s)
         params = {**self._kind_params.get(job.kind, {}), **self._job_params.get(job.job_id, {})}
-        if self.slot_clock and not self._clock_published:  # before the first step: standing still at now
-            publish_clock(self.clock_path, self._virtual_s, self._virtual_s, self.time_scale)
-            self._clock_published = True
         cfg = JobConfig(
             job_id=job.job_id, kind=job.kind, duration_s=job.duration_s, job_dir=str(job_dir),
             checkpoint_interval_s=job.checkpoint_interval_s, time_scale=self.time_scale,
@@ -642,7 +640,6 @@ class RayExecutor:
                     log.info("step: the tick overran its slot by %.2f s: the slot grid moves", now - prev - span)
             rate = dt_s / (deadline - now)
             publish_clock(self.clock_path, t0_virtual, t0_virtual + dt_s, rate)
-            self._clock_published = True
         while True:
             self._virtual_s = min(t0_virtual + (self._wall() - now) * rate, t0_virtual + dt_s)
             self._poll()
