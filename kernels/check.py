@@ -97,7 +97,8 @@ def evaluate(
 
     Returns ``carbon_g, energy_cost_eur, unfinished_gpu_s, unfinished_penalty_g, tardiness_penalty_g,
     lost_work_s`` (per job), ``objective`` and the per-slot ``facility_w, grid_import_w, carbon_g_slot,
-    busy_gpus, active_gpu_w`` and per-job ``work_done_s, work_on_time_s, finished``.
+    busy_gpus, active_gpu_w`` and per-job ``work_done_s, work_on_time_s, finished`` (and ``work_slot_s``: each
+    job's work in each slot, ``(J, T)``).
     """
     T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
     run = np.asarray(run, dtype=bool)
@@ -154,6 +155,7 @@ def evaluate(
         "active_gpu_w": active,
         "work_done_s": work,
         "work_on_time_s": work_on,
+        "work_slot_s": work_slot,
         "finished": work >= need - 1e-6 * np.maximum(need, 1.0),
     }
 
@@ -329,32 +331,74 @@ def _room(problem: PlanProblem, rows: NDArray[np.int64], free_g: NDArray[np.floa
     return np.maximum(best, 0.0), blocked
 
 
-def site_shortfall(problem: PlanProblem) -> dict[str, float]:
-    """Lower bounds on the GPU-hours (of work at full speed) that every plan, even a fractional one, leaves
-    undone, from the problem alone (jobs that are not must-run; must-run work is not counted, so the bounds
-    stay valid):
+#: the parts of :func:`site_shortfall`, in the order ``windward plan`` names them
+SHORTFALL_PARTS = ("deadline", "capacity", "cap", "infeasible")
 
-    - ``deadline``: work past what the slots from its release to the horizon end hold at full speed;
+
+def must_shed_gpu_s(problem: PlanProblem) -> NDArray[np.float64]:
+    """``(T,)`` the GPU-seconds of must-run (inference) work no plan serves in each slot: the work of each
+    must-run row's window (``ceil(remaining_s / slot_s)`` slots from its release, full slots then the rest)
+    that falls in a slot whose idle floor alone breaks a cap (:func:`infeasible_slots`: nothing runs there).
+    Slots past the horizon end are not here (:func:`site_shortfall`'s ``deadline``)."""
+    T, slot_s = problem.n_slots, float(problem.slot_s)
+    must = np.flatnonzero(np.asarray(problem.must_run, dtype=bool))
+    bad = infeasible_slots(problem)[0]
+    if must.size == 0 or not bad.any():
+        return np.zeros(T)
+    rel = np.asarray(problem.release, dtype=np.int64)[must]
+    rem = np.maximum(np.asarray(problem.remaining_s, dtype=np.float64)[must], 0.0)
+    cols = np.flatnonzero(bad)
+    k = cols[None, :] - rel[:, None]  # the slot's place in each row's window
+    part = np.where(k >= 0, np.clip(rem[:, None] - k * slot_s, 0.0, slot_s), 0.0)  # (rows, bad slots)
+    out = np.zeros(T)
+    out[cols] = np.asarray(problem.gpus, dtype=np.float64)[must] @ part
+    return out
+
+
+def least_undone_gpu_h(shortfall: dict[str, float]) -> float:
+    """What every plan leaves undone at least, from :func:`site_shortfall`'s parts: ``deadline + infeasible +
+    max(capacity, cap)`` (capacity and cap bound the same work two ways; the others are work of their own)."""
+    return shortfall.get("deadline", 0.0) + shortfall.get("infeasible", 0.0) + max(
+        shortfall.get("capacity", 0.0), shortfall.get("cap", 0.0))
+
+
+def site_shortfall(problem: PlanProblem, must_shed_extra_gpu_s: NDArray[np.float64] | None = None) -> dict[str, float]:
+    """Lower bounds on the GPU-hours (of work at full speed) that every plan, even a fractional one, leaves
+    undone, from the problem alone:
+
+    - ``deadline``: work past what the slots from its release to the horizon end hold at full speed (a
+      must-run row's window past the horizon end included);
     - ``capacity``: for a set of pools and a slot ``t0``, the rest of the work of the jobs eligible only in
       those pools and released at ``t0`` or later, beyond those pools' healthy GPU-slots from ``t0`` (the
       slots whose idle floor breaks a cap excluded); the largest over every set and ``t0``;
     - ``cap``: the energy that work needs above the idle floor (each job at its most frugal eligible level)
       beyond the energy under min(site max, wind + grid cap) above the floor from ``t0``, divided by the
-      largest need per GPU-second among those jobs; the largest over ``t0``.
+      largest need per GPU-second among those jobs; the largest over ``t0``;
+    - ``infeasible``: must-run (inference) work in slots whose idle floor alone breaks a cap
+      (:func:`must_shed_gpu_s`), plus ``must_shed_extra_gpu_s`` ``(T,)``: must-run GPU-seconds shed in other
+      slots that no plan can serve either (a per-slot array of the kernel's diagnostics where it has one; the
+      one place it is added).
 
-    Any plan leaves at least ``deadline + max(capacity, cap)`` undone. Loops over pool sets (every set up
-    to 8 pools, else each pool and all of them) and power levels, never over jobs or slots."""
+    capacity and cap count the work that is not must-run (must-run work takes no room from them: the bounds
+    stay valid), so any plan leaves at least :func:`least_undone_gpu_h` undone. Loops over pool sets (every
+    set up to 8 pools, else each pool and all of them) and power levels, never over jobs or slots."""
     T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
-    out = {"deadline": 0.0, "capacity": 0.0, "cap": 0.0}
-    must = np.asarray(problem.must_run, dtype=bool)
-    if J == 0 or not (~must).any():
+    shed = must_shed_gpu_s(problem)
+    if must_shed_extra_gpu_s is not None:
+        shed = shed + np.asarray(must_shed_extra_gpu_s, dtype=np.float64)
+    out = {"deadline": 0.0, "capacity": 0.0, "cap": 0.0, "infeasible": float(shed.sum() / 3600.0)}
+    if J == 0:
         return out
     slot_s = float(problem.slot_s)
+    must = np.asarray(problem.must_run, dtype=bool)
     rel = np.clip(np.asarray(problem.release, dtype=np.int64), 0, T)
-    g = np.where(must, 0.0, np.asarray(problem.gpus, dtype=np.float64))
+    gm = np.asarray(problem.gpus, dtype=np.float64)
     rem = np.maximum(np.asarray(problem.remaining_s, dtype=np.float64), 0.0)
     work = np.minimum(rem, (T - rel) * slot_s)  # what the horizon can hold at full speed (seconds)
-    out["deadline"] = float((g * (rem - work)).sum() / 3600.0)
+    out["deadline"] = float((gm * (rem - work)).sum() / 3600.0)
+    if not (~must).any():
+        return out
+    g = np.where(must, 0.0, gm)
     infeas = infeasible_slots(problem)[0]
     H = pool_gpus_pt(problem) * ~infeas[None, :]
     elig = np.asarray(problem.eligible, dtype=bool)

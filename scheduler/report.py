@@ -13,7 +13,9 @@ Definitions used in the summary:
   import broke the grid cap, against *actual* wind and caps.
 - ``completion time``: end minus submit of finished non-inference jobs.
 - ``deadline_misses``: jobs with a deadline that finished after it, or were unfinished at the end of the
-  run with the deadline already past.
+  run with the deadline at or before it (:func:`scheduler.lateness.lateness`, the rule ``windward plan``
+  counts late jobs by); ``deadline_misses_unreachable``: those of them whose earliest possible finish (the
+  first slot after submission, full speed) already lay past the deadline.
 - ``gpu_utilisation``: busy GPU-slots over healthy GPU-slots.
 - ``inference_served_pct``: inference GPU-seconds served over inference GPU-seconds demanded (jobs
   submitted inside the run); demand that could not start within its own window expires unserved.
@@ -21,6 +23,7 @@ Definitions used in the summary:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.control import LoopJob, SimulationResult
+from scheduler.lateness import Lateness, lateness
 from scheduler.planjson import job_entry, plan_dict
 
 
@@ -74,6 +78,19 @@ def _job_entry(rec: LoopJob) -> dict[str, Any]:
     )
 
 
+def _misses(recs: Sequence[LoopJob], slot_s: float, end_s: float) -> Lateness:
+    """The run's late jobs by :func:`scheduler.lateness.lateness`: finished jobs at their end, queued and
+    running ones unfinished at the run's end ``end_s``; the others (pending, failed, cancelled) not counted."""
+    counted = [r for r in recs if r.state in ("finished", "queued", "running") and r.job.deadline_s is not None]
+    return lateness(
+        [np.nan if r.job.deadline_s is None else r.job.deadline_s for r in counted],
+        [r.end_s if r.state == "finished" and r.end_s is not None else np.nan for r in counted],
+        [math.ceil(r.job.submit_s / slot_s - 1e-9) * slot_s + r.job.duration_s for r in counted],
+        end_s,
+        [r.job.must_run for r in counted],
+    )
+
+
 def summary(res: SimulationResult, *, clairvoyant: bool = True) -> dict[str, Any]:
     """The run's figures. ``clairvoyant=False`` leaves out ``carbon_over_bound``, ``work_carbon_over_bound``
     and ``clairvoyant`` (the HiGHS LP bound of the run's own work: seconds to a minute of CPU on a long
@@ -86,15 +103,7 @@ def summary(res: SimulationResult, *, clairvoyant: bool = True) -> dict[str, Any
     done = [r for r in recs if r.state == "finished"]
     training_done = [r for r in done if not r.job.must_run]
     comp = np.array([r.end_s - r.job.submit_s for r in training_done if r.end_s is not None])
-    misses = 0
-    for r in recs:
-        d = r.job.deadline_s
-        if d is None or r.job.must_run:
-            continue
-        if (r.state == "finished" and r.end_s is not None and r.end_s > d + 1e-6) or (
-            r.state in ("queued", "running") and end_s > d
-        ):
-            misses += 1
+    misses = _misses(recs, dt, end_s)
     inf = [r for r in submitted if r.job.must_run]
     inf_demand = sum(r.job.gpus * r.job.duration_s for r in inf)
     inf_served = sum(r.job.gpus * r.work_done_s for r in inf)
@@ -125,7 +134,8 @@ def summary(res: SimulationResult, *, clairvoyant: bool = True) -> dict[str, Any
         "training_total": sum(1 for r in submitted if not r.job.must_run),
         "mean_completion_h": float(comp.mean() / 3600) if comp.size else None,
         "p95_completion_h": (_pct(comp, 95) or 0.0) / 3600 if comp.size else None,
-        "deadline_misses": misses,
+        "deadline_misses": misses.late_jobs,
+        "deadline_misses_unreachable": misses.late_unreachable_jobs,
         "gpu_utilisation": busy / healthy if healthy else 0.0,
         "inference_served_pct": 100.0 * inf_served / inf_demand if inf_demand else None,
         "preemptions": sum(r.preemptions for r in recs),
@@ -271,7 +281,7 @@ def summary_rows(summaries: Sequence[Mapping[str, Any]]) -> list[tuple[str, list
         ("jobs done / submitted", None, ""),
         ("mean completion (h)", "mean_completion_h", ".2f"),
         ("p95 completion (h)", "p95_completion_h", ".2f"),
-        ("deadline misses", "deadline_misses", "d"),
+        ("deadline misses (unreachable)", None, ""),
         ("GPU utilisation", "gpu_utilisation", ".1%"),
         ("inference served (%)", "inference_served_pct", ".2f"),
         ("preemptions / work lost (h)", None, ""),
@@ -282,6 +292,8 @@ def summary_rows(summaries: Sequence[Mapping[str, Any]]) -> list[tuple[str, list
     for label, key, fmt in rows:
         if label.startswith("jobs done"):
             vals = [f"{s['jobs_done']:,} / {s['jobs_submitted']:,}" for s in summaries]
+        elif label.startswith("deadline misses"):
+            vals = [f"{s['deadline_misses']:,} ({s.get('deadline_misses_unreachable', 0):,})" for s in summaries]
         elif label.startswith("preemptions"):
             vals = [f"{s['preemptions']:,} / {s['work_lost_h']:.1f}" for s in summaries]
         else:

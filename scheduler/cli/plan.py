@@ -12,6 +12,7 @@ a message naming the file, the field and the value.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,23 @@ UNFINISHED_NOTE = (
     "unfinished_proven / proven_*_by_reason: even alone on the site "
     "the room is too small, so no plan finishes it; not proven = the room went to other work in this plan and "
     "another plan might finish it. site_shortfall_gpu_h (kernels.check.site_shortfall): GPU-hours of work no "
-    "plan can do, whichever jobs it falls on: deadline (past the horizon end), capacity (the healthy GPU-slots "
-    "of a set of pools from some slot on, against the work only they can run), cap (the energy above the idle "
-    "floor under the caps, against that work at its most frugal level); every plan leaves at least deadline + "
-    "max(capacity, cap) undone. infeasible_slots: slots whose idle floor alone breaks a cap (deficit in "
-    "watts): nothing runs there"
+    "plan can do, whichever jobs it falls on: deadline (past the horizon end, inference windows included), "
+    "capacity (the healthy GPU-slots of a set of pools from some slot on, against the work only they can run), "
+    "cap (the energy above the idle floor under the caps, against that work at its most frugal level), "
+    "infeasible (inference in slots whose idle floor alone breaks a cap); every plan leaves at least deadline "
+    "+ infeasible + max(capacity, cap) undone. infeasible_slots: slots whose idle floor alone breaks a cap "
+    "(deficit in watts): nothing runs there. late_jobs (scheduler.lateness): jobs that finish after their "
+    "stated deadline_s, or are unfinished with it inside the horizon (the planner's own deadlines, moved to "
+    "the earliest finish where the stated one cannot be met, are not what is counted); late_unreachable_jobs: "
+    "those of them whose earliest possible finish (release, full speed) is already past the deadline: no plan "
+    "could meet it. A job with a deadline adds late, late_s (seconds after the deadline it finishes; null "
+    "when on time or unfinished) and deadline_unreachable"
 )
+
+
+#: how the summary names each part of ``site_shortfall_gpu_h`` (kernels.check.SHORTFALL_PARTS)
+SHORTFALL_LABELS = {"deadline": "deadline", "capacity": "capacity", "cap": "cap",
+                    "infeasible": "inference in infeasible slots"}
 
 
 def plan_status(result: Any, violations: list[str]) -> str:
@@ -65,7 +77,7 @@ def _witness_value(key: str, value: Any) -> Any:
 def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: Any, jobs: Any, *,
                     solve_s: float, violations: list[str], provenance: dict[str, str],
                     carbon_bound: dict[str, Any] | None = None,
-                    unfinished: dict[str, Any] | None = None) -> dict[str, Any]:
+                    unfinished: dict[str, Any] | None = None, late: Any = None) -> dict[str, Any]:
     """The DESIGN section-7 plan dict (through ``scheduler.planjson.plan_dict``) plus extras: per-slot dual
     prices and energy price, the objective's parts, iterations, the checker's verdict and data provenance.
 
@@ -74,10 +86,13 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
     ``objective.objective_g`` / ``lower_bound_objective_g`` / ``objective_gap`` the penalised objective's.
     ``status`` is :func:`plan_status`; ``unfinished`` (``kernels.check.explain_unfinished``, computed here
     when not given) gives the top-level ``unfinished`` block (jobs, GPU-hours and jobs / GPU-hours per
-    reason, late jobs, infeasible slots and their deficit) and each unfinished job's ``unfinished_reason``."""
+    reason, late jobs, infeasible slots and their deficit) and each unfinished job's ``unfinished_reason``;
+    ``late`` (``scheduler.lateness.plan_lateness``, computed here when not given) each job with a deadline's
+    ``late`` / ``late_s`` / ``deadline_unreachable`` and the block's ``late_jobs`` / ``late_unreachable_jobs``."""
     import numpy as np
 
     import kernels
+    from scheduler.lateness import plan_lateness
     from scheduler.planjson import job_entry, plan_dict
 
     names = index.pool_names
@@ -86,6 +101,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
     have = run.shape == (len(jobs), T)
     unf = unfinished if unfinished is not None else kernels.check.explain_unfinished(problem, result)
     why = unf["reason"]
+    lt = late if late is not None else plan_lateness(problem, result, _deadlines(jobs))
     entries = []
     for j, job in enumerate(jobs):
         slots = np.flatnonzero(run[j]).tolist() if have else []
@@ -106,6 +122,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
                 deadline_s=job.deadline_s,
                 **({"unfinished_reason": why[j], "unfinished_proven": bool(unf["proven"][j])}
                    if j < len(why) and why[j] else {}),
+                **_late_fields(lt, j),
             )
         )
     busy = np.asarray(result.busy_gpus)
@@ -122,7 +139,8 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "proven_jobs_by_reason": dict(unf["proven_jobs"]),
         "proven_gpu_h_by_reason": dict(unf["proven_gpu_h"]),
         "site_shortfall_gpu_h": dict(unf.get("site_shortfall_gpu_h", {})),
-        "late_jobs": int(diag.get("late_jobs", 0)),
+        "late_jobs": lt.late_jobs,
+        "late_unreachable_jobs": lt.late_unreachable_jobs,
         "infeasible_slots": [int(t) for t in diag.get("infeasible_slots", [])],
         "slot_deficit_w": [float(w) for w in diag.get("slot_deficit_w", [])],
         "note": UNFINISHED_NOTE,
@@ -178,13 +196,57 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
     )
 
 
+def _deadlines(jobs: Any) -> Any:
+    """The jobs' stated ``deadline_s`` (NaN where none), in their order."""
+    import numpy as np
+
+    return np.array([np.nan if j.deadline_s is None else float(j.deadline_s) for j in jobs], dtype=np.float64)
+
+
+def _late_fields(lt: Any, j: int) -> dict[str, Any]:
+    """A job entry's ``late``, ``late_s`` (null: on time or unfinished) and ``deadline_unreachable``, for a job
+    with a deadline (:class:`scheduler.lateness.Lateness`); nothing for the others."""
+    if not lt.has_deadline[j]:
+        return {}
+    s = float(lt.late_s[j])
+    return {"late": bool(lt.late[j]), "late_s": None if math.isnan(s) else s, "deadline_unreachable": bool(lt.unreachable[j])}
+
+
+def _jobs(n: int) -> str:
+    return f"{n:,} job{'' if n == 1 else 's'}"
+
+
+def _late_line(doc: dict[str, Any]) -> str | None:
+    """The summary's line on late jobs (None: every stated deadline met): how many finish after their stated
+    deadline (by how much) or are unfinished with it inside the horizon, and how many no plan could meet."""
+    ub = doc["unfinished"]
+    n, k = ub["late_jobs"], ub["late_unreachable_jobs"]
+    if not n:
+        return None
+    after = [j["late_s"] for j in doc["jobs"] if j.get("late") and j.get("late_s") is not None]
+    m, u = len(after), n - len(after)
+    parts = ([f"{m:,} finish{'es' if m == 1 else ''} after it, by up to {max(after) / 3600:,.2f} h"] if m else []) + (
+        [f"{u:,} {'is' if u == 1 else 'are'} unfinished at the horizon end"] if u else [])
+    if k == n:
+        why = (f"no plan could meet {'it' if n == 1 else 'any of them'}: the earliest possible finish at full "
+               "speed is already past the deadline (run as soon as possible)")
+    elif k:
+        o = n - k
+        why = (f"{k:,} of them no plan could meet (the earliest possible finish at full speed is already past "
+               f"the deadline); the other {o:,} {'was' if o == 1 else 'were'} reachable (another plan might meet "
+               f"{'it' if o == 1 else 'them'})")
+    else:
+        why = f"{'it was' if n == 1 else 'each was'} reachable (another plan might meet {'it' if n == 1 else 'them'})"
+    return f"{_jobs(n)} late against the stated deadline ({'; '.join(parts)}): {why}"
+
+
 def _reason_part(why: str, n: int, ub: dict[str, Any]) -> str:
     """One reason of the exit-3 message: jobs and GPU-hours, and how many of them no plan could finish."""
     k, h = ub["proven_jobs_by_reason"].get(why, 0), ub["proven_gpu_h_by_reason"].get(why, 0.0)
     if why == "optimiser":
         proof = ": the room this plan left holds their work (a quality defect of the plan)"
     elif k == n:
-        proof = ": no plan can finish them"
+        proof = f": no plan can finish {'it' if n == 1 else 'them'}"
     elif k:
         proof = f"; {k} of them ({h:.1f} GPU-h) no plan can finish, the rest lost the room to other work"
     else:
@@ -247,7 +309,6 @@ def register(app: typer.Typer) -> None:
 def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, horizon_hours: float,
               slot_minutes: int | None, forecast_kind: str, seed: int, out: Path, backend: str = "numpy",
               device: str = "cpu", *, strict: bool = False) -> int:
-    import math
     import time
 
     from rich.console import Console
@@ -257,6 +318,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     from scheduler import signals, traces
     from scheduler.errors import InputError
     from scheduler.jobs import check_jobs_fit
+    from scheduler.lateness import plan_lateness
     from scheduler.models import Site, load_site, parse_model
     from scheduler.planner import build_problem
     from scheduler.policies.base import JobState, Snapshot
@@ -305,7 +367,8 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     }
     unf = kernels.check.explain_unfinished(problem, result)
     doc = build_plan_json(problem, index, result, site, fc, job_list, solve_s=solve_s, violations=violations,
-                          provenance=provenance, carbon_bound=cbound, unfinished=unf)
+                          provenance=provenance, carbon_bound=cbound, unfinished=unf,
+                          late=plan_lateness(problem, result, _deadlines(job_list)))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=1, allow_nan=False))
@@ -323,12 +386,14 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     table.add_row("objective / bound / gap", f"{result.objective / 1000:.1f} kg / {result.lower_bound / 1000:.1f} kg"
                   f" / {result.gap * 100:.2f}%")
     ub = doc["unfinished"]
-    table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:.1f} GPU-h ({ub['jobs']} jobs)")
-    table.add_row("late jobs", str(ub["late_jobs"]))
+    table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:,.1f} GPU-h ({_jobs(ub['jobs'])})")
+    n_late, n_unr = ub["late_jobs"], ub["late_unreachable_jobs"]
+    table.add_row("late jobs (stated deadlines)", f"{n_late:,}" + (f" ({n_unr:,} unreachable)" if n_unr else ""))
     wit = result.diagnostics.get("witness")
-    if wit and wit.get("ran", True):
-        table.add_row("EDF greedy witness", f"{wit['carbon_g'] / 1000:.1f} kg, {wit['unfinished_jobs']} unfinished, "
-                      f"{wit['late_jobs']} late" + (" (its plan is returned)" if wit["used"] else ""))
+    if wit and wit.get("ran", True):  # (its counts and the plan's own are against the planner's deadlines)
+        table.add_row("EDF greedy witness", f"{wit['carbon_g'] / 1000:.1f} kg, {wit['unfinished_jobs']:,} unfinished, "
+                      f"{wit['late_jobs']:,} late by the planner's deadlines"
+                      + (" (its plan is returned)" if wit["used"] else ""))
     elif wit:
         table.add_row("EDF greedy witness", f"not run ({wit.get('reason', '')})")
     table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0} / {len(job_list)}")
@@ -350,16 +415,19 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         undone.append(f"{ub['jobs']} job{'s' if ub['jobs'] != 1 else ''} unfinished at the horizon end, "
                       f"{ub['gpu_h']:.1f} GPU-h of work left undone; by reason: {parts}")
         sf = ub["site_shortfall_gpu_h"]
-        least = sf.get("deadline", 0.0) + max(sf.get("capacity", 0.0), sf.get("cap", 0.0))
-        undone.append(f"no plan can do at least {least:.1f} GPU-h of it (deadline {sf.get('deadline', 0.0):.1f}, "
-                      f"capacity {sf.get('capacity', 0.0):.1f}, cap {sf.get('cap', 0.0):.1f} GPU-h)"
+        least = kernels.check.least_undone_gpu_h(sf)
+        named = ", ".join(f"{SHORTFALL_LABELS[k]} {sf.get(k, 0.0):,.1f}" for k in kernels.check.SHORTFALL_PARTS)
+        undone.append(f"no plan can do at least {least:,.1f} GPU-h of it ({named} GPU-h)"
                       if least > 0.05 else "no site-level bound proves any of it undoable")
     if ub["infeasible_slots"]:
         worst = max(ub["slot_deficit_w"])
         undone.append(f"{len(ub['infeasible_slots'])} slots (first {ub['infeasible_slots'][0]}) cannot meet their "
                       f"cap even with every GPU idle (deficit up to {worst / 1e6:.3f} MW): nothing runs there")
+    late_line = _late_line(doc)  # late is not undone: said, with exit 0 where nothing else is
     if undone:
-        typer.secho("valid plan that leaves work undone:\n  " + "\n  ".join(undone), fg=typer.colors.YELLOW,
-                    err=True)
+        typer.secho("valid plan that leaves work undone:\n  " + "\n  ".join(undone + ([late_line] if late_line else [])),
+                    fg=typer.colors.YELLOW, err=True)
         return 3
+    if late_line:
+        typer.secho(f"valid plan that does all the work; {late_line}", fg=typer.colors.YELLOW, err=True)
     return 0

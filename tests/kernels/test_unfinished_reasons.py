@@ -226,8 +226,8 @@ def test_an_overloaded_site_proves_a_shortfall_no_plan_beats(seed: int, kind: st
 
     problem, result = _overloaded_plan(seed, kind)
     bound = kernels.check.site_shortfall(problem)
-    lower = bound["deadline"] + max(bound["capacity"], bound["cap"])
-    assert bound[kind] > 0 and bound["deadline"] == 0
+    lower = kernels.check.least_undone_gpu_h(bound)
+    assert bound[kind] > 0 and bound["deadline"] == 0 and bound["infeasible"] == 0
     heavy = dataclasses.replace(problem, weight=np.full(problem.n_jobs, 1e6))
     lp = solve_lp(heavy)
     assert lp.status == "optimal"

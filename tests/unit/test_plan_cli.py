@@ -215,7 +215,7 @@ def test_a_cap_that_dips_every_hour_keeps_a_long_non_preemptible_job_from_finish
     code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, ["np,science,training,0,8,14400,,false,,0"]),
                               "--energy", str(_energy_csv(tmp_path, 48, caps)))
     assert code == 3, output
-    assert "1 cap (" in output and "no plan can finish them" in output
+    assert "1 cap (" in output and "no plan can finish it" in output
     assert "no site-level bound proves any of it undoable" in output  # the energy would hold it, not a block
     doc = json.loads(out.read_text())
     assert doc["check"]["ok"] and not doc["unfinished"]["infeasible_slots"]
@@ -243,3 +243,71 @@ def test_inference_shed_in_infeasible_slots_or_past_the_horizon_is_reported(tmp_
     assert ub["gpu_h_by_reason"]["cap"] == pytest.approx(4 * 4 * 0.25)  # 4 GPUs x 4 slots of 15 min
     assert ub["gpu_h"] == pytest.approx(doc["objective"]["unfinished_gpu_s"] / 3600.0)
     assert "2 jobs unfinished" in output
+    # no plan serves web's 4 GPU-h and srv's 2 (2 GPUs x 4 slots) in the infeasible slots, nor srv's 24 GPU-h
+    # past the horizon end (2 GPUs x 12 h): the bound names both, all of the undone work (before: "no
+    # site-level bound proves any of it undoable")
+    assert ub["site_shortfall_gpu_h"]["infeasible"] == pytest.approx(6.0)
+    assert ub["site_shortfall_gpu_h"]["deadline"] == pytest.approx(24.0)
+    assert ub["gpu_h"] == pytest.approx(30.0)
+    assert "no plan can do at least 30.0 GPU-h of it" in output and "inference in infeasible slots 6.0" in output
+
+
+def test_the_shortfall_counts_the_part_of_an_inference_slot_in_an_infeasible_slot(tmp_path: Path) -> None:
+    """An inference window ending half-way into an infeasible slot: the bound counts that half slot (the work
+    its window holds there), the same GPU-hours explain_unfinished gives the row's ``cap`` reason."""
+    caps = [10.0] * 48
+    caps[24:28] = [0.001] * 4
+    rows = ["half,public,inference,0,4,22050,,false,,5"]  # 24.5 slots of 900 s: slot 24 holds 450 s of it
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows), "--energy", str(_energy_csv(tmp_path, 48, caps)))
+    assert code == 3, output
+    ub = json.loads(out.read_text())["unfinished"]
+    assert ub["gpu_h_by_reason"]["cap"] == pytest.approx(4 * 450 / 3600)
+    assert ub["site_shortfall_gpu_h"] == pytest.approx({"deadline": 0.0, "capacity": 0.0, "cap": 0.0,
+                                                        "infeasible": 4 * 450 / 3600})
+    assert "no plan can do at least 0.5 GPU-h of it" in output
+
+
+def _late(doc: dict) -> dict[str, tuple]:
+    return {j["job_id"]: (j.get("late"), j.get("late_s"), j.get("deadline_unreachable")) for j in doc["jobs"]}
+
+
+def test_a_stated_deadline_no_plan_can_meet_is_reported_late_and_unreachable(tmp_path: Path) -> None:
+    """u1 needs 4 h at full speed and is due in 1 h: the planner moves its deadline to its earliest finish and
+    runs it at once, which its own count read as on time (round 22: "late jobs 0", exit 0). Against the
+    stated deadline it is late by 3 h, and no plan could meet it; ok's deadline is met, b1 has none."""
+    rows = ["u1,science,training,0,8,14400,3600,true,,0", "ok,science,training,0,4,7200,43200,true,,0",
+            "b1,acme,training,0,8,7200,,true,,0"]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows), "--energy", str(_energy_csv(tmp_path, 48, [10.0] * 48)))
+    assert code == 0, output  # every job finishes: late is said, it is not work left undone
+    doc = json.loads(out.read_text())
+    assert doc["check"]["ok"] and doc["unfinished"]["jobs"] == 0
+    assert doc["unfinished"]["late_jobs"] == 1 and doc["unfinished"]["late_unreachable_jobs"] == 1
+    late = _late(doc)
+    assert late["u1"] == (True, pytest.approx(3 * 3600.0), True)  # run at once: finishes at 4 h, due at 1 h
+    assert late["ok"] == (False, None, False) and late["b1"] == (None, None, None)
+    assert "1 job late against the stated deadline (1 finishes after it, by up to 3.00 h): no plan could meet it" \
+        in output
+
+
+def test_a_job_the_plan_runs_late_is_late_and_not_unreachable(tmp_path: Path) -> None:
+    """a and b each need all 16 GPUs of one pool for 2 h, both due at 2 h: either could meet it, not both, so
+    one is late by the plan (reachable); u1 cannot meet its deadline at all. An unfinished job due inside the
+    horizon is late too (long), one due past it is not (far)."""
+    rows = ["u1,science,training,0,8,14400,3600,true,h100-nl-secret,0",
+            "a,science,training,0,16,7200,7200,false,h100-eu-public,0",
+            "b,science,training,0,16,7200,7200,false,h100-eu-public,0",
+            "long,science,training,0,8,86400,36000,true,h100-nl-secret,0",
+            "far,science,training,0,8,86400,172800,true,h100-nl-secret,0"]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows), "--energy", str(_energy_csv(tmp_path, 48, [10.0] * 48)))
+    assert code == 3, output  # long and far cannot finish in 12 h
+    doc = json.loads(out.read_text())
+    late = _late(doc)
+    assert sorted([late["a"][0], late["b"][0]]) == [False, True]
+    slow = "a" if late["a"][0] else "b"
+    assert late[slow][1] > 0 and late[slow][2] is False  # late, and its deadline was reachable
+    assert late["u1"][0] is True and late["u1"][2] is True
+    assert late["long"] == (True, None, True) and late["far"] == (False, None, False)
+    ub = doc["unfinished"]
+    assert ub["late_jobs"] == 3 and ub["late_unreachable_jobs"] == 2
+    assert "3 jobs late against the stated deadline" in output and "2 of them no plan could meet" in output
+    assert "the other 1 was reachable" in output

@@ -42,3 +42,25 @@ def test_summary_without_the_bound_is_the_summary_minus_its_keys(seed: int, monk
     full = summary(res)
     assert BOUND_KEYS <= set(full) and not BOUND_KEYS & set(lean)
     assert {k: v for k, v in full.items() if k not in BOUND_KEYS} == lean
+
+
+def test_deadline_misses_count_against_the_stated_deadline_and_say_which_were_unreachable() -> None:
+    """The simulation report counts misses by scheduler.lateness (the rule windward plan's late jobs use): a job
+    due 1 h after submission with 2 h of work misses and could not have met it; one due in 3 h with 1 h of
+    work meets it; of two that each need a whole pool for 2 h, due at 2 h, one misses (it could have met it)."""
+    site = load_site("demo")
+    n = 16
+    energy = EnergySeries(
+        start_utc=datetime(2023, 3, 1, tzinfo=UTC), slot_s=site.slot_s, wind_w=np.full(n, 3e4),
+        carbon_g_per_kwh=np.full(n, 300.0), price_eur_per_mwh=np.full(n, 80.0),
+        grid_cap_w=np.full(n, 25_000.0), site_max_w=np.full(n, site.site_max_mw * 1e6), source="flat test series",
+    )  # fmt: skip
+    jobs = [Job("unreachable", "science", "training", 0.0, 8, 7200.0, deadline_s=3600.0, checkpoint_interval_s=900.0),
+            Job("met", "science", "training", 0.0, 4, 3600.0, deadline_s=10800.0, checkpoint_interval_s=900.0),
+            *(Job(k, "science", "training", 0.0, 16, 7200.0, deadline_s=7200.0, pool="h100-nl-secret",
+                  preemptible=False) for k in ("x", "y"))]
+    res = run_simulation(site, jobs, energy, get_policy("backfill"), horizon_slots=8)
+    s = summary(res, clairvoyant=False)
+    recs = res.loop.records
+    assert recs["met"].state == "finished" and recs["met"].end_s <= 10800.0
+    assert s["deadline_misses"] == 2 and s["deadline_misses_unreachable"] == 1
