@@ -212,6 +212,14 @@ def _late_fields(lt: Any, j: int) -> dict[str, Any]:
     return {"late": bool(lt.late[j]), "late_s": None if math.isnan(s) else s, "deadline_unreachable": bool(lt.unreachable[j])}
 
 
+def _slot_utc(start_utc: str, slot: int, slot_s: float) -> str:
+    """The start of plan slot ``slot`` in ISO 8601 UTC (the summary names slots by their time too)."""
+    from datetime import datetime, timedelta
+
+    t = datetime.fromisoformat(start_utc.replace("Z", "+00:00")) + timedelta(seconds=slot * slot_s)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _jobs(n: int) -> str:
     return f"{n:,} job{'' if n == 1 else 's'}"
 
@@ -248,10 +256,10 @@ def _reason_part(why: str, n: int, ub: dict[str, Any]) -> str:
     elif k == n:
         proof = f": no plan can finish {'it' if n == 1 else 'them'}"
     elif k:
-        proof = f"; {k} of them ({h:.1f} GPU-h) no plan can finish, the rest lost the room to other work"
+        proof = f"; {k:,} of them ({h:,.1f} GPU-h) no plan can finish, the rest lost the room to other work"
     else:
         proof = "; in this plan: the room went to other work, another plan might finish them"
-    return f"{n} {why} ({ub['gpu_h_by_reason'][why]:.1f} GPU-h{proof})"
+    return f"{n:,} {why} ({ub['gpu_h_by_reason'][why]:,.1f} GPU-h{proof})"
 
 
 def register(app: typer.Typer) -> None:
@@ -292,7 +300,8 @@ def register(app: typer.Typer) -> None:
         has slots whose idle floor alone breaks a cap (nothing runs there; their deficit is printed); 1 an
         internal error (the plan's own checker found a violation; status "invalid" in the file); 2 bad input,
         or input that admits no plan at all (the reason names the job or slot). The file is written for 0,
-        1 and 3 and for a refused plan.
+        1 and 3 and for a refused plan. Jobs late against their stated deadline (and how many of them no plan
+        could meet) are said on stderr; late is not work undone and leaves the exit code as it is.
         """
         from scheduler.errors import WindwardError
 
@@ -379,11 +388,11 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_row("status", doc["status"])
-    table.add_row("grid carbon", f"{result.carbon_g_total / 1000:.1f} kg")
+    table.add_row("grid carbon", f"{result.carbon_g_total / 1000:,.1f} kg")
     lbc, cgap = cbound["lower_bound_carbon_g"], cbound["carbon_gap"]
     if lbc is not None and cgap is not None:
-        table.add_row("carbon lower bound / gap", f"{lbc / 1000:.1f} kg / {cgap * 100:.2f}%")
-    table.add_row("objective / bound / gap", f"{result.objective / 1000:.1f} kg / {result.lower_bound / 1000:.1f} kg"
+        table.add_row("carbon lower bound / gap", f"{lbc / 1000:,.1f} kg / {cgap * 100:.2f}%")
+    table.add_row("objective / bound / gap", f"{result.objective / 1000:,.1f} kg / {result.lower_bound / 1000:,.1f} kg"
                   f" / {result.gap * 100:.2f}%")
     ub = doc["unfinished"]
     table.add_row("unfinished work", f"{result.unfinished_gpu_s / 3600:,.1f} GPU-h ({_jobs(ub['jobs'])})")
@@ -391,12 +400,12 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     table.add_row("late jobs (stated deadlines)", f"{n_late:,}" + (f" ({n_unr:,} unreachable)" if n_unr else ""))
     wit = result.diagnostics.get("witness")
     if wit and wit.get("ran", True):  # (its counts and the plan's own are against the planner's deadlines)
-        table.add_row("EDF greedy witness", f"{wit['carbon_g'] / 1000:.1f} kg, {wit['unfinished_jobs']:,} unfinished, "
+        table.add_row("EDF greedy witness", f"{wit['carbon_g'] / 1000:,.1f} kg, {wit['unfinished_jobs']:,} unfinished, "
                       f"{wit['late_jobs']:,} late by the planner's deadlines"
                       + (" (its plan is returned)" if wit["used"] else ""))
     elif wit:
         table.add_row("EDF greedy witness", f"not run ({wit.get('reason', '')})")
-    table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0} / {len(job_list)}")
+    table.add_row("jobs planned", f"{int(result.run.any(axis=1).sum()) if result.run.size else 0:,} / {len(job_list):,}")
     table.add_row("solve time", f"{solve_s:.3f} s ({result.iterations} iterations, "
                   f"{backend}/{device})")
     table.add_row("checker", "ok" if not violations else f"{len(violations)} violations")
@@ -412,8 +421,8 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     undone = []
     if ub["jobs"]:
         parts = ", ".join(_reason_part(why, n, ub) for why, n in ub["jobs_by_reason"].items() if n)
-        undone.append(f"{ub['jobs']} job{'s' if ub['jobs'] != 1 else ''} unfinished at the horizon end, "
-                      f"{ub['gpu_h']:.1f} GPU-h of work left undone; by reason: {parts}")
+        undone.append(f"{_jobs(ub['jobs'])} unfinished at the horizon end, "
+                      f"{ub['gpu_h']:,.1f} GPU-h of work left undone; by reason: {parts}")
         sf = ub["site_shortfall_gpu_h"]
         least = kernels.check.least_undone_gpu_h(sf)
         named = ", ".join(f"{SHORTFALL_LABELS[k]} {sf.get(k, 0.0):,.1f}" for k in kernels.check.SHORTFALL_PARTS)
@@ -421,8 +430,11 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
                       if least > 0.05 else "no site-level bound proves any of it undoable")
     if ub["infeasible_slots"]:
         worst = max(ub["slot_deficit_w"])
-        undone.append(f"{len(ub['infeasible_slots'])} slots (first {ub['infeasible_slots'][0]}) cannot meet their "
-                      f"cap even with every GPU idle (deficit up to {worst / 1e6:.3f} MW): nothing runs there")
+        n_bad, first = len(ub["infeasible_slots"]), ub["infeasible_slots"][0]
+        undone.append(f"{n_bad:,} slot{'s' if n_bad != 1 else ''} (first: slot {first}, "
+                      f"{_slot_utc(doc['start_utc'], first, doc['slot_s'])}) cannot meet "
+                      f"{'their' if n_bad != 1 else 'its'} cap even with every GPU idle (deficit up to "
+                      f"{worst / 1e6:.3f} MW): nothing runs there")
     late_line = _late_line(doc)  # late is not undone: said, with exit 0 where nothing else is
     if undone:
         typer.secho("valid plan that leaves work undone:\n  " + "\n  ".join(undone + ([late_line] if late_line else [])),
