@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from scheduler.cli.options import parse_utc, planner_backend
+
+if TYPE_CHECKING:
+    from scheduler.lateness import Lateness
 
 _FORECASTS = ("perfect", "persistence", "noisy")
 
@@ -77,7 +80,7 @@ def _witness_value(key: str, value: Any) -> Any:
 def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: Any, jobs: Any, *,
                     solve_s: float, violations: list[str], provenance: dict[str, str],
                     carbon_bound: dict[str, Any] | None = None,
-                    unfinished: dict[str, Any] | None = None, late: Any = None) -> dict[str, Any]:
+                    unfinished: dict[str, Any] | None = None, late: Lateness | None = None) -> dict[str, Any]:
     """The DESIGN section-7 plan dict (through ``scheduler.planjson.plan_dict``) plus extras: per-slot dual
     prices and energy price, the objective's parts, iterations, the checker's verdict and data provenance.
 
@@ -203,7 +206,7 @@ def _deadlines(jobs: Any) -> Any:
     return np.array([np.nan if j.deadline_s is None else float(j.deadline_s) for j in jobs], dtype=np.float64)
 
 
-def _late_fields(lt: Any, j: int) -> dict[str, Any]:
+def _late_fields(lt: Lateness, j: int) -> dict[str, Any]:
     """A job entry's ``late``, ``late_s`` (null: on time or unfinished) and ``deadline_unreachable``, for a job
     with a deadline (:class:`scheduler.lateness.Lateness`); nothing for the others."""
     if not lt.has_deadline[j]:
