@@ -17,8 +17,10 @@ One tick, for the current slot, is a pipeline of steps each callable alone in a 
    ``Snapshot.inference_reserve_gpus``; :func:`hold_for_reserve`).
 5. :func:`enforce_caps` — the FAST PATH: the facility power of the decided set against the *actual* wind
    and caps of this slot; lower power fractions first (to each pool's minimum, lowest priority first),
-   then drop new starts and preempt preemptible work, lowest priority first. Inference (must-run) and
-   running non-preemptible jobs are never touched; if they alone break a cap it is recorded as a violation.
+   then drop new starts and preempt preemptible work, lowest priority first, and only then stop running
+   non-preemptible work (the cap comes first: a slot whose idle floor alone breaks the cap stops it where
+   the plan ends its block, under every policy; :mod:`scheduler.fastpath`). Inference (must-run) is never
+   touched; if it and the idle site alone break a cap it is recorded as a violation.
 6. :meth:`ControlLoop.apply` — preempt running jobs absent from the decisions, set power fractions, start
    new ones (``start`` may return None: the job stays queued). Inference starts first, then larger gangs
    before smaller (first fit decreasing); where inference finds no GPUs, :meth:`ControlLoop.make_room`
@@ -1076,10 +1078,10 @@ class ControlLoop:
             violations.append(f"slot {self.slot}: facility {acc['facility_peak_w']:.0f} W > site max {smax:.0f} W")
         if acc["grid_import_peak_w"] > cap + tol:
             violations.append(f"slot {self.slot}: grid import {acc['grid_import_peak_w']:.0f} W > cap {cap:.0f} W")
-        if violations:  # what the fast path could not shed: the idle site itself, or work it may not stop
+        if violations:  # what the fast path could not shed: the idle site itself, or inference on top of it
             floor = self.power.base_w(self.power.healthy_array(self.executor.healthy_gpus()))
             why = ("the idle site alone exceeds the cap: no schedule meets this slot"
-                   if floor > min(cap + wind, smax) + tol else "must-run / non-preemptible work alone")
+                   if floor > min(cap + wind, smax) + tol else "must-run work alone, or a stop that failed")
             for v in violations:
                 log.warning("cap violation (%s): %s", why, v)
         if self.keep_reports:  # the server's reports (and their violations) go to its metrics and logs

@@ -1,6 +1,18 @@
 """The FAST PATH (DESIGN section 4): make a tick's decided set fit this slot's ACTUAL budget
 ``min(site_max_w, grid_cap_w + wind_w)`` within the same tick: lower power fractions first, then drop new
-starts and preempt preemptible work, lowest priority first. Pure: no executor calls."""
+starts and preempt preemptible work, then stop running non-preemptible work, lowest priority first in each
+step. Pure: no executor calls.
+
+DESIGN section 2's objective puts "no hard violation" before everything else, inference served included;
+the fast path follows it in one place for every policy (the policy's decisions are its input, whatever
+the policy): what it may not shed is must-run inference (its shedding, where a cap cannot hold it, is the
+plan's: the kernels mark such a slot) and the idle site itself. So a running non-preemptible job is
+stopped when the actual cap cannot be kept with it running, even at its pool's minimum fraction: in a slot
+whose idle floor alone breaks the cap (the plan ends the job's block there, unfinished: kernels' checker
+``_np_valid``), and in a slot whose actual cap turned out lower than inference + running non-preemptible
+work draw. It goes back to the queue like any preemption (reason ``power_cap``; the work since its last
+checkpoint is lost) and starts a new block when the cap allows. Work is shed only in such a slot: where the
+cap holds, nothing here stops anything."""
 
 from __future__ import annotations
 
@@ -22,10 +34,10 @@ class FastPathResult:
 
     run: Mapping[str, Assignment]
     lowered: tuple[tuple[str, float, float], ...]  # (job_id, from, to)
-    dropped: tuple[str, ...]  # new starts not made or running jobs preempted to fit
+    dropped: tuple[str, ...]  # new starts not made or running jobs preempted / stopped to fit
     facility_w: float  # predicted peak facility power after the fast path
     budget_w: float  # min(site_max_w, grid_cap_w + wind_w) of this slot, actual
-    violation_w: float  # > 0 when must-run / non-preemptible work alone breaks a cap
+    violation_w: float  # > 0 when the idle site and must-run work alone break a cap (nothing else runs)
 
 
 def enforce_caps(
@@ -44,8 +56,11 @@ def enforce_caps(
     ``run``: the decided jobs (pool, fraction); ``jobs``: job values by id; ``running``: job id -> pool of
     jobs running now. Steps: (1) lower fractions of non-inference jobs, lowest priority first, down to the
     pool minimum; (2) drop new starts and preempt preemptible running work, lowest priority first (at equal
-    priority a new start goes before running work, later submissions first); (3) raise fractions back,
-    highest priority first, where the freed headroom allows. Pure: no executor calls.
+    priority a new start goes before running work, later submissions first), and only then stop running
+    non-preemptible work, lowest priority first (the module docstring: the cap comes first); (3) raise
+    fractions back, highest priority first, where the freed headroom allows. Must-run (inference) work is
+    never shed here; what it and the idle site alone draw above the budget is ``violation_w``. Pure: no
+    executor calls.
 
     ``unmodelled_w``: facility watts measured now beyond what the model gives for what runs now
     (:func:`scheduler.pipeline.measured_power`; 0 without a measurement). It is added to the decided set's
@@ -91,15 +106,14 @@ def enforce_caps(
             load -= cut
             lowered.append((jid, fr[jid], new_f))
             fr[jid] = new_f
-        # (2) drop or preempt, lowest priority first
+        # (2) drop new starts and preempt preemptible work, then stop running non-preemptible work; lowest
+        # priority first in each (the cap comes first: DESIGN section 2; module docstring)
         if load > budget + _TOL_W:
             order = sorted(
-                (
-                    jid
-                    for jid in fr
-                    if not jobs[jid].must_run and (jid not in running or jobs[jid].preemptible)
+                (jid for jid in fr if not jobs[jid].must_run),
+                key=lambda j: (
+                    j in running and not jobs[j].preemptible, jobs[j].priority, j in running, -jobs[j].submit_s
                 ),
-                key=lambda j: (jobs[j].priority, j in running, -jobs[j].submit_s),
             )
             for jid in order:
                 if load <= budget + _TOL_W:

@@ -36,8 +36,9 @@ def sanitize_run(
     """The decisions a tick may act on. Drops decisions for unknown / inactive jobs, unknown pools and pools
     the job may not use (:func:`scheduler.jobs.eligible_pools`: labels, sovereignty, size): sovereignty is
     never left to the policy. Running non-preemptible work cannot move (it stays in its pool at the decided
-    fraction), and running must-run or non-preemptible work the policy left out keeps running as it is.
-    Returns (run, refused ids).
+    fraction), and running must-run or non-preemptible work the policy left out keeps running as it is:
+    stopping non-preemptible work is the fast path's rule alone, where the actual cap cannot hold it
+    (:mod:`scheduler.fastpath`), the same under every policy. Returns (run, refused ids).
 
     ``active``: the queued and running jobs by id. With ``home_pool`` (:meth:`ControlLoop.home_pool`),
     inference is served whatever the policy said: queued must-run work it left out starts in its home pool

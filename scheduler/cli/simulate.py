@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
             write_plot(report, plot)
             console.print(f"plot: {plot}")
         if any(s["cap_violations"] for s in summaries):
-            console.print("[red]cap violations: must-run or non-preemptible work alone broke a cap (see report)")
+            console.print("[red]cap violations: the idle site or must-run work alone broke a cap (see report)")
 
 
 def _bar(prog: Any, task: Any) -> Callable[[int, int], None]:

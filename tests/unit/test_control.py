@@ -105,12 +105,41 @@ def test_fast_path_preempts_lowest_priority_and_never_inference() -> None:
     assert set(fp2.run) == {"inf"} and fp2.violation_w > 0
 
 
-def test_fast_path_never_preempts_running_non_preemptible() -> None:
+def test_fast_path_keeps_running_non_preemptible_work_where_the_cap_holds_it() -> None:
     power = SitePower(SITE)
     jobs = {"np": tj("np", 8, preemptible=False), "new": tj("new", 8, preemptible=False)}
     run = {"np": Assignment(PUB, 1.0), "new": Assignment(PUB, 1.0)}
     fp = enforce_caps(power, run, jobs, {"np": PUB}, {PUB: 16, SEC: 16}, 0.0, full_w(power, 8, 0.4), 1e9)
     assert "np" in fp.run and "new" not in fp.run  # the new start is dropped, the running one stays
+    assert fp.run["np"].power_fraction == pytest.approx(0.4) and fp.violation_w == 0.0
+
+
+def test_fast_path_stops_running_non_preemptible_work_last_when_the_cap_cannot_hold_it() -> None:
+    """The cap comes first (DESIGN section 2): where the actual cap cannot be kept with a running
+    non-preemptible job even at its pool's minimum, it is stopped, after every preemptible job, lowest
+    priority first; inference is never shed, and what it and the idle site alone draw is the violation."""
+    power = SitePower(SITE)
+    jobs = {
+        "inf": tj("inf", 4, kind="inference", preemptible=False),
+        "np_lo": tj("np_lo", 4, prio=1, preemptible=False),
+        "np_hi": tj("np_hi", 4, prio=2, preemptible=False),
+        "pre_hi": tj("pre_hi", 4, prio=9),
+    }
+    run = {"inf": Assignment(PUB, 1.0), "np_lo": Assignment(PUB, 1.0), "np_hi": Assignment(SEC, 1.0),
+           "pre_hi": Assignment(SEC, 1.0)}  # fmt: skip
+    running = dict.fromkeys(jobs, PUB)
+    inf_w = 4 * power.gpu_w(0, 1.0)
+    # room for inference and one 4-GPU job at the minimum: the preemptible job (priority 9) goes first, then
+    # the lower-priority non-preemptible one; the other keeps running
+    cap = full_w(power, 0) + inf_w + 4 * power.gpu_w(0, 0.4) + 1.0
+    fp = enforce_caps(power, run, jobs, running, {PUB: 16, SEC: 16}, 0.0, cap, 1e9)
+    assert fp.dropped == ("pre_hi", "np_lo") and set(fp.run) == {"inf", "np_hi"}
+    assert fp.run["inf"].power_fraction == 1.0 and fp.violation_w == 0.0 and fp.facility_w <= cap + 1e-6
+    # the idle site alone above the cap: everything but inference is stopped, the rest is the violation
+    floor = full_w(power, 0)
+    fp2 = enforce_caps(power, run, jobs, running, {PUB: 16, SEC: 16}, 0.0, floor - 1000.0, 1e9)
+    assert set(fp2.run) == {"inf"} and set(fp2.dropped) == {"pre_hi", "np_lo", "np_hi"}
+    assert fp2.violation_w == pytest.approx(inf_w + 1000.0)
 
 
 # ------------------------------------------------------------------------------------ the loop

@@ -1,7 +1,11 @@
 """Issue 11, item 5, through the server's control plane: a 1 kW grid cap announced for +6 h (below the demo
 site's idle floor: no schedule meets it) does not stop work now; ``/v1/plan`` keeps publishing a finite
 price for every slot; when the event comes, work is shed only in its slots and runs again after it. Real
-SQLite, the simulated executor, the embedded energy model, one wall second per slot (test_service_rules)."""
+SQLite, the simulated executor, the embedded energy model, one wall second per slot (test_service_rules).
+
+And the same through the control loop alone, under every registered policy: a running non-preemptible job
+is stopped where the cap cannot be held (reason ``power_cap``, the fast path's rule, not the policy's) and
+nowhere before."""
 
 from __future__ import annotations
 
@@ -10,10 +14,18 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_service_rules import SLOT_S, service, tenant
+from test_service_rules import SITE, SLOT_S, metric, service, tenant
 
+from scheduler.control import ControlLoop
+from scheduler.energy import EnergySeries
+from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
+from scheduler.jobs import Job
 from scheduler.models import JobSpec
+from scheduler.policies import POLICIES, get_policy
+from scheduler.policies.base import Assignment
+from scheduler.policies.capacity import SitePower
 
 
 def test_a_1_kw_cap_announced_for_later_sheds_only_in_its_slots(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -97,3 +109,127 @@ def test_a_running_non_preemptible_job_across_a_later_infeasible_slot_keeps_runn
             assert {r.name for r in svc.store.list_jobs(states=("running",))} >= running
     finally:
         svc.stop()
+
+
+def test_the_running_non_preemptible_job_is_stopped_when_the_event_comes_and_not_before(tmp_path: Path) -> None:
+    """Round 22's user run (a running non-preemptible job, 1 kW for a later window): the plan ends the job's
+    block at the event, and the loop stops it there (reason power_cap), not before; it runs again after."""
+    svc, wall = service(tmp_path, "windward", [tenant("train")])
+    try:
+        due = datetime.fromtimestamp(svc.clock.now_unix_s() + 42 * SLOT_S, UTC).isoformat()
+        svc.submit(svc.tenants["train"], JobSpec(name="np", gpus=8, duration_s=40 * SLOT_S, preemptible=False,
+                                                 deadline=due, priority=100), None)
+        svc.tick()
+        assert {r.name for r in svc.store.list_jobs(states=("running",))} == {"np"}
+        now = svc.clock.now_unix_s()
+        start, end = now + 6 * 3600.0, now + 7 * 3600.0
+        svc.add_congestion(0.001, start, end, "test", "1 kW at +6 h")
+        stopped_at = []
+        while svc.clock.now_unix_s() < end + 2 * SLOT_S:
+            wall.t += 1.0
+            out = svc.tick()
+            t = svc.clock.now_unix_s()
+            running = {r.name for r in svc.store.list_jobs(states=("running",))}
+            if t < start:
+                assert running == {"np"} and not out.report.preemptions, (t - now, out.report.preemptions)
+            elif out.report.violations:  # an event slot the idle site alone breaks: nothing runs
+                assert start <= t < end and running == set(), (t - now, running, out.report.violations)
+            if out.report.preemptions:
+                assert out.report.preemptions == out.report.dropped, out.report  # the fast path's: power_cap
+                stopped_at.append(t)
+        assert stopped_at == [start], (stopped_at, start)
+        assert metric(svc, "windward_preemptions_total", reason="power_cap") == 1.0
+        assert metric(svc, "windward_preemptions_total", reason="plan") == 0.0
+        assert {r.name for r in svc.store.list_jobs(states=("running",))} == {"np"}, "not resumed after it"
+    finally:
+        svc.stop()
+
+
+# ------------------------------------------------------------------------------------------ the loop alone
+
+PUB, SEC = SITE.pools[0].name, SITE.pools[1].name
+BAD = 8  # the first slot of the event
+
+
+def energy(cap_w: np.ndarray) -> EnergySeries:
+    n = len(cap_w)
+    return EnergySeries(start_utc=datetime(2023, 1, 1, tzinfo=UTC), slot_s=SLOT_S, wind_w=np.zeros(n),
+                        carbon_g_per_kwh=np.full(n, 300.0), price_eur_per_mwh=np.full(n, 50.0), grid_cap_w=cap_w,
+                        site_max_w=np.full(n, 50_000.0), source="hand-made: no wind, a grid cap per slot")  # fmt: skip
+
+
+def running_loop(name: str, jobs: list[tuple[Job, str]]) -> ControlLoop:
+    """A loop of the demo site under policy ``name`` (its defaults) with ``jobs`` running in their pools."""
+    clock = VirtualClock()
+    ex = SimulatedExecutor(SITE, clock)
+    loop = ControlLoop(SITE, ex, get_policy(name), clock)
+    for job, pool in jobs:
+        ex.start(job, pool, 1.0, 0.0)
+        loop.adopt(job, running=Assignment(pool, 1.0))
+    return loop
+
+
+NP = Job("np", "t", "training", 0.0, 8, 40 * SLOT_S, priority=5, preemptible=False, checkpoint_interval_s=SLOT_S)
+PRE = Job("p", "t", "training", 0.0, 8, 40 * SLOT_S, checkpoint_interval_s=SLOT_S)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_policy_stops_the_running_non_preemptible_job_in_the_idle_floor_infeasible_slot(name: str) -> None:
+    """Slots 8-9 capped at 1 W (below the idle floor: no schedule meets them), known to the forecast: the
+    running non-preemptible job runs up to slot 8, is stopped there by the fast path (reason power_cap; its
+    work since the last checkpoint lost, as a preemption), nothing is stopped before, nothing runs in the
+    event, and it starts again after it. The same under every registered policy."""
+    cap = np.full(BAD + 16, 45_000.0)
+    cap[BAD : BAD + 2] = 1.0
+    e = energy(cap)
+    loop = running_loop(name, [(NP, PUB), (PRE, SEC)])
+    for s in range(BAD + 4):
+        rep = loop.tick(e.window(s, 1), e.window(s, 16))
+        if s < BAD:
+            assert set(loop.running_ids) == {"np", "p"} and not rep.preemptions, (s, rep.preemptions)
+            assert rep.violations == ()
+            if name == "windward" and s == BAD - 1:  # the plan ends the job's block at the event
+                assert loop.last_schedule["np"].end_slot == 1, loop.last_schedule["np"]
+        elif s < BAD + 2:
+            assert loop.running_ids == () and rep.violations, (s, loop.running_ids)  # the idle site alone
+        if s == BAD:
+            assert "np" in rep.preemptions and "np" in rep.dropped, (rep.preemptions, rep.dropped)  # power_cap
+            assert loop.records["np"].preemptions == 1
+    rec = loop.records["np"]
+    assert rec.preemptions == 1 and rec.state == "running", (rec.preemptions, rec.state)  # ran again after
+
+
+def cap_between(power: SitePower, must_w: float, np_min_w: float, share: float) -> float:
+    """A grid cap (no wind) of the idle floor + ``must_w`` + ``share`` of ``np_min_w``."""
+    return power.base_w(power.healthy_array({PUB: 16, SEC: 16})) + must_w + share * np_min_w
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("share", [0.5, 1.5])
+def test_every_policy_stops_non_preemptible_work_when_the_actual_cap_cannot_hold_it(name: str, share: float) -> None:
+    """The forecast has room; the ACTUAL cap of slot 2 turns out lower than inference + the running
+    non-preemptible job draw at its pool's minimum fraction (share 0.5): the fast path sheds the preemptible
+    job, then stops the non-preemptible one (power_cap) and keeps the cap; inference runs. With room for the
+    non-preemptible job at its minimum (share 1.5) it is lowered, not stopped. Every policy alike."""
+    power = SitePower(SITE)
+    inf = Job("inf", "t", "inference", 0.0, 4, 40 * SLOT_S, preemptible=False)
+    must_w = 4 * power.gpu_w(0, 1.0)
+    np_min_w = NP.gpus * power.gpu_w(0, float(power.min_power_fraction[0]))
+    forecast = energy(np.full(24, 45_000.0))
+    actual_cap = forecast.grid_cap_w.copy()
+    actual_cap[2] = cap_between(power, must_w, np_min_w, share)
+    actual = energy(actual_cap)
+    loop = running_loop(name, [(NP, PUB), (inf, PUB), (PRE, SEC)])
+    for s in range(3):
+        rep = loop.tick(actual.window(s, 1), forecast.window(s, 16))
+        assert rep.violations == (), rep.violations
+        assert "inf" in loop.running_ids
+        if s < 2:
+            assert set(loop.running_ids) == {"np", "inf", "p"} and not rep.preemptions, (s, rep.preemptions)
+    assert rep.grid_import_peak_w <= actual_cap[2] + 1e-6
+    assert "p" in rep.dropped and "p" not in loop.running_ids  # preemptible work goes first
+    if share < 1.0:
+        assert "np" in rep.dropped and "np" in rep.preemptions and loop.records["np"].state == "queued"
+    else:
+        assert "np" not in rep.dropped and loop.records["np"].state == "running"
+        assert loop.records["np"].power_fraction < 1.0

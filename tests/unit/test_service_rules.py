@@ -138,10 +138,11 @@ def test_server_expires_inference_it_could_not_serve(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cap_mw", [0.0, 0.004, 50.0])
-def test_server_records_a_cap_violation_by_must_run_work_alone(tmp_path: Path, cap_mw: float) -> None:
-    """Non-preemptible training runs; a congestion event then caps the grid below what that work alone
-    draws. The fast path may not stop it, so the server records the violation in its report and its metrics, as
-    the simulation's loop does; a cap above the draw records none."""
+def test_server_stops_non_preemptible_work_a_congestion_event_cannot_hold(tmp_path: Path, cap_mw: float) -> None:
+    """Non-preemptible training runs; a congestion event then caps the grid below what that work draws even
+    at its minimum power. The cap comes first (DESIGN section 2; scheduler.fastpath): the fast path stops it
+    (reason power_cap). A violation is recorded, in the report and the metrics, only where the idle site alone
+    breaks the cap (0 MW); at 4 kW the idle site fits; a cap above the draw (50 MW) stops nothing."""
     svc, wall = service(tmp_path, "backfill", [tenant("train")])
     try:
         for i in range(2):
@@ -150,16 +151,45 @@ def test_server_records_a_cap_violation_by_must_run_work_alone(tmp_path: Path, c
         out = svc.tick()
         assert len(out.started) == 2 and not out.report.violations
         now = svc.clock.now_unix_s()
-        svc.add_congestion(cap_mw, now - 1.0, now + 4 * SLOT_S, "test", "congestion below must-run load")
+        svc.add_congestion(cap_mw, now - 1.0, now + 4 * SLOT_S, "test", "congestion below the training's load")
         wall.t += 1.0
         out = svc.tick()
         rep = out.report
-        assert len(rep.starts) == 0 and not rep.preemptions  # nothing may be stopped
-        broken = rep.grid_import_peak_w > rep.grid_cap_w + 1e-6 * max(1.0, rep.site_max_w)
+        assert len(rep.starts) == 0
+        stopped = cap_mw < 1.0  # 16 GPUs draw some 15 kW
+        assert len(rep.preemptions) == (2 if stopped else 0) and set(rep.dropped) == set(rep.preemptions)
+        assert metric(svc, "windward_preemptions_total", reason="power_cap") == len(rep.preemptions)
+        pw = svc.loop.power
+        idle_import_w = max(pw.base_w(pw.healthy_array(svc.loop.executor.healthy_gpus())) - rep.wind_w, 0.0)
+        broken = idle_import_w > rep.grid_cap_w
+        assert broken == (cap_mw == 0.0), (idle_import_w, rep.grid_cap_w)
         assert bool(rep.violations) == broken
         assert (metric(svc, "windward_cap_violations_total", reason="grid_cap") > 0) == broken
-        assert broken == (cap_mw < 1.0)  # 16 GPUs draw some 15 kW: 4 kW is broken, 50 MW is not
         if broken:
             assert "grid import" in rep.violations[0] and rep.grid_cap_w == pytest.approx(cap_mw * 1e6)
+    finally:
+        svc.stop()
+
+
+def test_server_records_a_cap_violation_by_must_run_work_alone(tmp_path: Path) -> None:
+    """Inference runs; a congestion event caps the grid above the idle site's import but below what the
+    inference adds: the fast path never stops must-run work, so the server records the violation in its
+    report and its metrics, as the simulation's loop does."""
+    svc, wall = service(tmp_path, "backfill", [tenant("serve", priority=4)])
+    try:
+        svc.submit(svc.tenants["serve"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=4 * SLOT_S),
+                   None)  # fmt: skip
+        out = svc.tick()
+        assert len(out.started) == 1 and not out.report.violations
+        now = svc.clock.now_unix_s()
+        svc.add_congestion(0.004, now - 1.0, now + 4 * SLOT_S, "test", "congestion below the inference's load")
+        wall.t += 1.0
+        rep = svc.tick().report
+        assert not rep.preemptions and rep.inference_served_gpus == 8  # nothing may be stopped
+        pw = svc.loop.power
+        idle_import_w = max(pw.base_w(pw.healthy_array(svc.loop.executor.healthy_gpus())) - rep.wind_w, 0.0)
+        assert idle_import_w < rep.grid_cap_w < rep.grid_import_peak_w, (idle_import_w, rep.grid_cap_w)
+        assert rep.violations and "grid import" in rep.violations[0]
+        assert metric(svc, "windward_cap_violations_total", reason="grid_cap") > 0
     finally:
         svc.stop()
