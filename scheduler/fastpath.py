@@ -3,16 +3,21 @@
 starts and preempt preemptible work, then stop running non-preemptible work, lowest priority first in each
 step. Pure: no executor calls.
 
-DESIGN section 2's objective puts "no hard violation" before everything else, inference served included;
-the fast path follows it in one place for every policy (the policy's decisions are its input, whatever
-the policy): what it may not shed is must-run inference (its shedding, where a cap cannot hold it, is the
-plan's: the kernels mark such a slot) and the idle site itself. So a running non-preemptible job is
-stopped when the actual cap cannot be kept with it running, even at its pool's minimum fraction: in a slot
-whose idle floor alone breaks the cap (the plan ends the job's block there, unfinished: kernels' checker
-``_np_valid``), and in a slot whose actual cap turned out lower than inference + running non-preemptible
-work draw. It goes back to the queue like any preemption (reason ``power_cap``; the work since its last
-checkpoint is lost) and starts a new block when the cap allows. Work is shed only in such a slot: where the
-cap holds, nothing here stops anything."""
+DESIGN section 2's objective puts "no hard violation" before a non-preemptible job's unbroken block; the
+fast path keeps that order in one place for every policy (the policy's decisions are its input, whatever
+the policy). So a running non-preemptible job is stopped when the actual cap cannot be kept with it
+running, even at its pool's minimum fraction: in a slot whose idle floor alone breaks the cap (the plan
+ends the job's block there, unfinished: kernels' checker ``_np_valid``), and in a slot whose actual cap
+turned out lower than inference + running non-preemptible work draw. It goes back to the queue like any
+preemption (reason ``power_cap``; the work since its last checkpoint is lost) and starts a new block when
+the cap allows. Work is shed only in such a slot: where the cap holds, nothing here stops anything.
+
+Not shed here: must-run inference (``sanitize_run`` serves it whatever the policy said, and the promise
+"inference never misses capacity" is kept by the loop) and the idle site itself; what they alone draw above
+the budget is ``violation_w``, recorded. Note that the kernels' plan runs nothing at all, inference
+included, in a slot whose idle floor alone breaks a cap (``kernels.check.check_result``); the loop still
+serves inference there. Whether the loop should shed inference where a cap cannot hold it (issue 11 item 5,
+the must-run case) is a change to this rule and to ``sanitize_run`` together, not to a policy."""
 
 from __future__ import annotations
 

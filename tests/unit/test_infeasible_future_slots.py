@@ -169,7 +169,7 @@ def running_loop(name: str, jobs: list[tuple[Job, str]]) -> ControlLoop:
     return loop
 
 
-NP = Job("np", "t", "training", 0.0, 8, 40 * SLOT_S, priority=5, preemptible=False, checkpoint_interval_s=SLOT_S)
+NP = Job("np", "t", "training", 0.0, 8, 40 * SLOT_S, priority=5, preemptible=False, checkpoint_interval_s=3 * SLOT_S)
 PRE = Job("p", "t", "training", 0.0, 8, 40 * SLOT_S, checkpoint_interval_s=SLOT_S)
 
 
@@ -194,7 +194,9 @@ def test_every_policy_stops_the_running_non_preemptible_job_in_the_idle_floor_in
             assert loop.running_ids == () and rep.violations, (s, loop.running_ids)  # the idle site alone
         if s == BAD:
             assert "np" in rep.preemptions and "np" in rep.dropped, (rep.preemptions, rep.dropped)  # power_cap
-            assert loop.records["np"].preemptions == 1
+            rec = loop.records["np"]  # as a preemption: back to its last checkpoint, the rest lost
+            assert rec.preemptions == 1 and rec.state == "queued" and rec.lost_work_s > 0.0
+            assert rec.work_done_s == rec.checkpoint_work_s and rec.work_done_s % (3 * SLOT_S) == 0.0
     rec = loop.records["np"]
     assert rec.preemptions == 1 and rec.state == "running", (rec.preemptions, rec.state)  # ran again after
 
