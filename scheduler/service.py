@@ -69,7 +69,7 @@ from scheduler.errors import ExecutorError, InputError
 from scheduler.jobs import Job
 from scheduler.ledger import Intent, Outcome
 from scheduler.models import JobSpec, Site, Tenant, TenantsFile
-from scheduler.policies import make_policy
+from scheduler.policies import check_policy, make_policy
 from scheduler.policies.base import Assignment, TenantInfo
 from scheduler.reasons import WhyBoard
 from scheduler.state import (
@@ -323,7 +323,7 @@ class Service:
         executor: Executor | None = None,
         policy: Policy | None = None,
     ) -> None:
-        if policy is None and config.policy == "windward":
+        if policy is None and "plan_kwargs" in check_policy(config.policy, "ServiceConfig.policy").takes:
             # a backend that cannot run is refused before anything (the state file) is created
             from scheduler.backends import planner_backend
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from scheduler.cli.options import parse_utc
+from scheduler.cli.options import parse_utc, policy_option
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         trace: str = typer.Option("embedded", "--trace", help="'embedded', 'itp:clusterNN', or a trace CSV."),
         slots: int = typer.Option(96, "--slots", min=1, max=672, help="Slots to replay (96 = 24 hours)."),
         seconds_per_slot: float = typer.Option(1.0, "--seconds-per-slot", min=0.2, help="Wall seconds per slot."),
-        policy: str = typer.Option("windward", "--policy", help="windward (falls back to backfill), backfill, greedy-green."),
+        policy: str = policy_option("Any but backfill falls back to backfill from its first failure."),
         start: str = typer.Option("2024-03-04T00:00:00Z", "--start", help="Replay start, ISO 8601 UTC."),
         seed: int = typer.Option(0, "--seed", help="Seed of the embedded energy and workload."),
         out: Path = typer.Option(Path("demo-out"), "--out", help="Directory for the report JSON and PNG."),
@@ -39,9 +39,11 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from scheduler.demo import DemoConfig, run_demo
+        from scheduler.policies import check_policy
         from scheduler.report import summary_rows
 
         console = Console()
+        check_policy(policy, "--policy")
         start_utc = parse_utc(start, "--start")
         cfg = DemoConfig(
             n_slots=slots, seconds_per_slot=seconds_per_slot, energy=None if energy == "embedded" else energy,

@@ -21,6 +21,31 @@ def parse_utc(value: str, option: str) -> datetime:
     return t.astimezone(UTC)
 
 
+def policy_option(note: str = "") -> Any:
+    """``--policy`` of ``windward simulate``, ``windward server`` and ``windward demo``: its default and its help
+    (every registered name with what it does, then ``note``) from the registry, :data:`scheduler.policies.POLICIES`."""
+    import typer
+
+    from scheduler.policies import POLICIES, policy_help
+
+    return typer.Option(next(iter(POLICIES)), "--policy", help=policy_help() + (f" {note}" if note else ""))
+
+
+def horizon_hours_option(default: float, **kw: Any) -> Any:
+    """``--horizon-hours`` of ``windward simulate`` and ``windward server``: the policies that take a horizon
+    named from the registry (:func:`scheduler.policies.takers`)."""
+    import typer
+
+    from scheduler.policies import POLICIES, takers
+
+    have = takers("horizon_hours")
+    rest = [n for n in POLICIES if n not in have]
+    return typer.Option(default, "--horizon-hours", **kw, help=(
+        "Planning horizon: the hours of forecast each tick sees, and the horizon of " + ", ".join(have)
+        + (f" ({', '.join(rest)}: within it, over {'its' if len(rest) == 1 else 'their'} own span)" if rest else "")
+        + "."))
+
+
 #: ``windward server`` options for :class:`scheduler.limits.ApiLimits` fields: (option, help).
 _API_LIMIT_OPTIONS: dict[str, tuple[str, str]] = {
     "max_queued_per_tenant": ("--max-queued-per-tenant", "Queued jobs a tenant may have (429 beyond)."),

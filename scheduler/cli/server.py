@@ -14,9 +14,11 @@ from scheduler.cli.options import (
     beyond_age_h_option,
     defer_history_days_option,
     deferral_options,
+    horizon_hours_option,
     max_defer_h_option,
     parse_utc,
     planner_backend,
+    policy_option,
 )
 
 #: The interpreter's thread switch interval in the server (``sys.setswitchinterval``; Python's default 5 ms).
@@ -112,8 +114,8 @@ def register(app: typer.Typer) -> None:
         live_signals: Path = typer.Option(None, "--live-signals", help="Live energy signals file (ENTSO-E, NED, "
                                           "Electricity Maps, a congestion feed; docs/contracts.md), refreshed "
                                           "in the server over --energy; default: none (the energy read once)."),
-        policy: str = typer.Option("windward", "--policy", help="Scheduling policy (windward, or a baseline)."),
-        horizon_hours: float = typer.Option(24.0, "--horizon-hours", help="Planning horizon."),
+        policy: str = policy_option(),
+        horizon_hours: float = horizon_hours_option(24.0),
         log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
         event_tick_interval: float = typer.Option(0.3, "--event-tick-interval", help="Wall seconds between "
                                                   "the end of a tick and the next tick an event (submission, "
@@ -158,6 +160,7 @@ def register(app: typer.Typer) -> None:
         from scheduler.auth import dev_token
         from scheduler.errors import InputError
         from scheduler.models import load_site, load_tenants
+        from scheduler.policies import check_policy
         from scheduler.power_devices import POWER_CONTROL_CHOICES
         from scheduler.service import Service, ServiceConfig
 
@@ -166,6 +169,7 @@ def register(app: typer.Typer) -> None:
                              "section 7); or --demo for the demo tenants, whose tokens are public")
         if tenants is not None and demo:
             raise InputError(f"--demo and --tenants {tenants}: choose one (--demo runs the public demo tenants)")
+        check_policy(policy, "--policy")
         if power_control not in POWER_CONTROL_CHOICES:
             raise InputError(f"--power-control {power_control!r}: allowed are {'|'.join(POWER_CONTROL_CHOICES)}")
         if power_control == "nvml" and executor != "ray":

@@ -12,9 +12,11 @@ from scheduler.cli.options import (
     beyond_age_h_option,
     defer_history_days_option,
     deferral_options,
+    horizon_hours_option,
     max_defer_h_option,
     parse_utc,
     planner_backend,
+    policy_option,
 )
 
 DEFAULT_START = "2023-03-01T00:00:00Z"
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
         energy: str = typer.Option("embedded", "--energy", help="Energy: 'embedded' or an energy CSV path."),
         start: str = typer.Option(DEFAULT_START, "--start", help="Simulation start, ISO 8601 UTC."),
         days: float = typer.Option(2.0, "--days", min=0.01, help="Days to simulate."),
-        policy: str = typer.Option("windward", "--policy", help="windward (the optimiser), backfill or greedy-green."),
+        policy: str = policy_option(),
         forecast: str = typer.Option("perfect", "--forecast", help="What the policy sees: perfect, persistence, noisy."),
         out: Path = typer.Option(Path("report.json"), "--out", help="Report JSON to write."),
         seed: int = typer.Option(0, "--seed", help="Seed for embedded data, trace assignment and noisy forecasts."),
@@ -47,13 +49,14 @@ def register(app: typer.Typer) -> None:
             None, "--plot", help="PNG of power vs caps, wind and carbon (default: the report path with .png)."
         ),
         no_plot: bool = typer.Option(False, "--no-plot", help="Do not write the PNG."),
-        horizon_hours: float = typer.Option(24.0, "--horizon-hours", min=0.25, help="Planning horizon."),
+        horizon_hours: float = horizon_hours_option(24.0, min=0.25),
         trace_offset_days: float = typer.Option(0.0, "--trace-offset-days", min=0.0, help="Where the trace slice starts."),
         amplify: float = typer.Option(1.0, "--amplify", min=0.001, help="Replicate training jobs by this factor."),
         compare: str = typer.Option(
             "backfill,greedy-green",
             "--compare",
-            help="Comma-separated policies to run on the same slice and tabulate beside --policy ('' for none).",
+            help="Comma-separated policies (names as for --policy) to run on the same slice and tabulate beside "
+            "--policy ('' for none).",
         ),
         planner_backend_: str = typer.Option(
             "numpy", "--planner-backend", help="Array backend of the windward policy's optimiser: numpy or torch."
@@ -78,14 +81,14 @@ def register(app: typer.Typer) -> None:
         from scheduler.deferral import policy_deferral, seed_deferral
         from scheduler.errors import InputError
         from scheduler.models import load_site
-        from scheduler.policies import POLICIES, make_policy
+        from scheduler.policies import check_policy, make_policy
         from scheduler.report import build_report, summary, summary_rows, write_plot
 
         console = Console()
+        check_policy(policy, "--policy")
         names = [policy] + [p.strip() for p in (compare or "").split(",") if p.strip() and p.strip() != policy]
-        for n in names:
-            if n not in POLICIES:
-                raise InputError(f"--policy/--compare: unknown policy {n!r}; allowed: {sorted(POLICIES)}")
+        for n in names[1:]:
+            check_policy(n, "--compare")
         if forecast not in ("perfect", "persistence", "noisy"):
             raise InputError(f"--forecast: {forecast!r}; allowed: perfect, persistence, noisy")
         plan_kw = planner_backend(planner_backend_, planner_device)

@@ -77,6 +77,20 @@ def test_short_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert rep2["execution"]["jobs_submitted"] == rep["execution"]["jobs_submitted"]
 
 
+def test_demo_runs_a_baseline_policy_on_ray(tmp_path: Path) -> None:
+    """``windward demo --policy cics`` (the baseline make_policy crashed on; every registered policy runs the
+    demo's command in tests/unit/test_demo_cli.py with the simulated executor; this one runs it on Ray)."""
+    r = subprocess.run(
+        [WINDWARD, "demo", "--policy", "cics", "--slots", "4", "--seconds-per-slot", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=ENV, timeout=240,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rep = json.loads((tmp_path / "demo-report.json").read_text())
+    assert rep["policy"] == "cics" and rep["executor"] == "RayExecutor"
+    assert rep["execution"]["sovereign_placements_outside"] == [] and rep["summary"]["cap_violations"] == 0
+    assert "Ray, cics" in r.stdout
+
+
 def test_ctrl_c_leaves_no_ray_processes(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [WINDWARD, "demo", "--slots", "96", "--out", str(tmp_path)],

@@ -25,7 +25,7 @@ from scheduler.executors.base import ExecutorEvent
 from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
 from scheduler.jobs import Job
 from scheduler.models import JobSpec, Tenant, TenantsFile, load_site
-from scheduler.policies import get_policy
+from scheduler.policies import available_policies, make_policy
 from scheduler.service import Service, ServiceConfig
 
 SITE = load_site("demo")
@@ -108,7 +108,7 @@ def as_job(site_tenants: dict[str, Tenant], submit_s: float, tenant: str, spec: 
     return admit_job(SITE, site_tenants[tenant], job)
 
 
-@pytest.mark.parametrize("policy", ["backfill", "greedy-green", "windward"])
+@pytest.mark.parametrize("policy", available_policies())
 @pytest.mark.parametrize("seed", [0, 1])
 def test_simulation_and_server_make_the_same_run(tmp_path: Path, policy: str, seed: int) -> None:
     ts = tenants()
@@ -120,7 +120,7 @@ def test_simulation_and_server_make_the_same_run(tmp_path: Path, policy: str, se
     energy = signals.load_energy(None, SITE, START, 2.0, seed=0)
     sim_jobs = [as_job(by_name, s, t, spec) for s, t, spec in work]
     res = run_simulation(
-        SITE, sim_jobs, energy, get_policy(policy, horizon_hours=HORIZON_H), n_slots=N_SLOTS + 1,
+        SITE, sim_jobs, energy, make_policy(policy, HORIZON_H), n_slots=N_SLOTS + 1,
         forecaster=signals.make_forecaster("perfect", energy), horizon_slots=round(HORIZON_H * 3600 / SLOT_S),
         node_events=[fail], tenant_info_fn=LoopTenantInfo(SITE, ts, START.timestamp()),
     )  # fmt: skip

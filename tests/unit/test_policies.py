@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
 
 import numpy as np
@@ -11,7 +12,16 @@ from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
 from scheduler.jobs import Job
 from scheduler.models import load_site
-from scheduler.policies import available_policies, get_policy
+from scheduler.policies import (
+    POLICIES,
+    SHARED_OPTIONS,
+    FallbackPolicy,
+    available_policies,
+    check_policy,
+    get_policy,
+    make_policy,
+    policy_help,
+)
 from scheduler.policies.base import JobState, Snapshot
 from scheduler.policies.capacity import SitePower
 
@@ -123,3 +133,48 @@ def test_registry() -> None:
     assert get_policy("greedy-green", horizon_hours=6).horizon_hours == 6
     with pytest.raises(InputError, match="unknown policy"):
         get_policy("fifo")
+    assert available_policies() == list(POLICIES)  # every registered module is in this build
+    with pytest.raises(InputError, match=r"--policy: unknown policy 'fifo'; allowed: windward, backfill, "):
+        check_policy("fifo", "--policy")
+
+
+#: the constructor parameter behind each shared option of make_policy
+_PARAM = {"horizon_hours": "horizon_hours", "plan_kwargs": "plan_kwargs", "run_end_s": "run_end_s",
+          "deferral": "deferral"}
+
+
+@pytest.mark.parametrize("name", available_policies())
+def test_each_policy_takes_the_shared_options_its_entry_says(name: str) -> None:
+    """The registry's ``takes`` against the constructor: a policy is handed a shared option exactly when it
+    has the parameter (``cics`` has no ``horizon_hours``: make_policy crashed on it while the entry could not
+    say so)."""
+    from scheduler.policies import _load
+
+    params = inspect.signature(_load(name).__init__).parameters
+    assert set(_PARAM) == set(SHARED_OPTIONS)
+    for opt in SHARED_OPTIONS:
+        assert (opt in POLICIES[name].takes) == (_PARAM[opt] in params), (name, opt, list(params))
+
+
+@pytest.mark.parametrize("name", available_policies())
+def test_make_policy_builds_every_registered_policy(name: str) -> None:
+    """make_policy as simulate, server and demo call it (every shared option given), alone and with the
+    demo's fallback: the policy asked for, not a fallback, and it decides on a snapshot."""
+    kw = dict(plan_kwargs={"backend": "numpy", "device": "cpu"}, defer_history_days=2.0, beyond_age_h=12.0,
+              max_defer_h=30.0)
+    pol = make_policy(name, 6.0, **kw)
+    assert pol.name == name
+    if "horizon_hours" in POLICIES[name].takes:
+        assert pol.horizon_hours == 6.0
+    wrapped = make_policy(name, 6.0, run_end_s=4 * 3600.0, fallback=True, **kw)
+    if name != "backfill":
+        assert isinstance(wrapped, FallbackPolicy) and wrapped.primary.name == name and wrapped.failed is None
+    d = wrapped.decide(snap([q("a", 2, H, deadline_s=H + 60.0)], fc()))
+    assert set(d.run) == {"a"}
+    assert wrapped.name == name  # it did not fall back
+
+
+def test_policy_help_names_every_policy_once() -> None:
+    text = policy_help()
+    for name, spec in POLICIES.items():
+        assert f"{name} ({spec.summary})" in text

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.models import JobSpec, Tenant, TenantsFile, load_site
+from scheduler.policies import available_policies
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 from scheduler.service import Service, ServiceConfig
 
@@ -62,10 +63,12 @@ def metric(svc: Service, name: str, **labels: str) -> float:
     return 0.0 if v is None else float(v)
 
 
-@pytest.mark.parametrize("policy", ["backfill", "greedy-green", "windward"])
+@pytest.mark.parametrize("policy", available_policies())
 def test_server_keeps_a_quota_under_any_policy(tmp_path: Path, policy: str) -> None:
+    """Every registered policy, built by the service as ``windward server --policy`` builds it (make_policy)."""
     svc, wall = service(tmp_path, policy, [tenant("capped", quota_gpus=8)])
     try:
+        assert svc.policy.name == policy
         t = svc.tenants["capped"]
         for i in range(4):
             svc.submit(t, JobSpec(name=f"j{i}", gpus=4, duration_s=4 * 3600.0), None)
