@@ -25,7 +25,7 @@ from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
 from scheduler.jobs import Job, pool_matches
 from scheduler.models import Site, load_site
-from scheduler.policies import make_policy
+from scheduler.policies import DEFAULT_POLICY, make_policy
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class DemoConfig:
     trace: str | None = None  # None: the embedded workload model; else a trace spec (see traces.load_workload)
     seed: int = 0
     start_utc: datetime = DEFAULT_START_UTC
-    policy: str = "windward"
+    policy: str = DEFAULT_POLICY
     horizon_slots: int = 96
     out_dir: Path = Path("demo-out")
 

@@ -69,7 +69,7 @@ from scheduler.errors import ExecutorError, InputError
 from scheduler.jobs import Job
 from scheduler.ledger import Intent, Outcome
 from scheduler.models import JobSpec, Site, Tenant, TenantsFile
-from scheduler.policies import check_policy, make_policy
+from scheduler.policies import DEFAULT_POLICY, check_policy, make_policy
 from scheduler.policies.base import Assignment, TenantInfo
 from scheduler.reasons import WhyBoard
 from scheduler.state import (
@@ -159,7 +159,7 @@ class ServiceConfig:
     energy_start: datetime | None = None
     energy_days: float = 28.0
     forecast: str = "perfect"
-    policy: str = "windward"
+    policy: str = DEFAULT_POLICY
     horizon_hours: float = 24.0
     min_event_tick_interval_s: float = 0.3
     event_tick_cpu_share: float = 0.1

@@ -26,21 +26,26 @@ def policy_option(note: str = "") -> Any:
     (every registered name with what it does, then ``note``) from the registry, :data:`scheduler.policies.POLICIES`."""
     import typer
 
-    from scheduler.policies import POLICIES, policy_help
+    from scheduler.policies import DEFAULT_POLICY, policy_help
 
-    return typer.Option(next(iter(POLICIES)), "--policy", help=policy_help() + (f" {note}" if note else ""))
+    return typer.Option(DEFAULT_POLICY, "--policy", help=policy_help() + (f" {note}" if note else ""))
 
 
-def horizon_hours_option(default: float, **kw: Any) -> Any:
-    """``--horizon-hours`` of ``windward simulate`` and ``windward server``: the policies that take a horizon
-    named from the registry (:func:`scheduler.policies.takers`)."""
+#: The shortest ``--horizon-hours``: one 15-minute slot (a policy needs at least the slot it decides; 0 gave
+#: ``windward server --policy backfill`` a ValueError traceback and ``--policy cics`` a one-slot forecast).
+MIN_HORIZON_HOURS = 0.25
+
+
+def horizon_hours_option(default: float) -> Any:
+    """``--horizon-hours`` of ``windward simulate`` and ``windward server``: at least MIN_HORIZON_HOURS, the
+    policies that take a horizon named from the registry (:func:`scheduler.policies.takers`)."""
     import typer
 
     from scheduler.policies import POLICIES, takers
 
     have = takers("horizon_hours")
     rest = [n for n in POLICIES if n not in have]
-    return typer.Option(default, "--horizon-hours", **kw, help=(
+    return typer.Option(default, "--horizon-hours", min=MIN_HORIZON_HOURS, help=(
         "Planning horizon: the hours of forecast each tick sees, and the horizon of " + ", ".join(have)
         + (f" ({', '.join(rest)}: within it, over {'its' if len(rest) == 1 else 'their'} own span)" if rest else "")
         + "."))

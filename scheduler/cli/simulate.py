@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
             None, "--plot", help="PNG of power vs caps, wind and carbon (default: the report path with .png)."
         ),
         no_plot: bool = typer.Option(False, "--no-plot", help="Do not write the PNG."),
-        horizon_hours: float = horizon_hours_option(24.0, min=0.25),
+        horizon_hours: float = horizon_hours_option(24.0),
         trace_offset_days: float = typer.Option(0.0, "--trace-offset-days", min=0.0, help="Where the trace slice starts."),
         amplify: float = typer.Option(1.0, "--amplify", min=0.001, help="Replicate training jobs by this factor."),
         compare: str = typer.Option(

@@ -41,7 +41,7 @@ class PolicySpec:
     takes: tuple[str, ...]  #: the SHARED_OPTIONS its constructor takes
 
 
-#: policy name -> its spec; the first is the commands' default. The one list of policy names.
+#: policy name -> its spec. The one list of policy names.
 POLICIES: dict[str, PolicySpec] = {
     "windward": PolicySpec("scheduler.policies.windward:WindwardPolicy", "the optimiser",
                            ("horizon_hours", "plan_kwargs", "run_end_s", "deferral")),
@@ -54,6 +54,11 @@ POLICIES: dict[str, PolicySpec] = {
     "cics": PolicySpec("scheduler.policies.cics:CicsPolicy",
                        "a CICS-style virtual capacity curve over its own 24-hour day", ()),
 }
+
+
+#: The policy of ``windward simulate``, ``server`` and ``demo`` without ``--policy`` (and of ServiceConfig,
+#: DemoConfig).
+DEFAULT_POLICY = "windward"
 
 
 def check_policy(name: str, option: str = "policy") -> PolicySpec:

@@ -91,6 +91,17 @@ def test_event_tick_cpu_share_outside_its_range_is_refused(tmp_path: Path, share
         tmp_path, "--demo", "--event-tick-cpu-share", share)
 
 
+@pytest.mark.parametrize("args,needle", [
+    (("--demo", "--policy", "fifo"), "--policy: unknown policy 'fifo'; allowed: windward, backfill, greedy-green, "),
+    (("--demo", "--policy", "backfill", "--horizon-hours", "0"), "--horizon-hours"),
+])  # fmt: skip
+def test_unknown_policy_or_no_horizon_is_refused(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
+    """Exit 2 naming the option, before the state file (``--horizon-hours 0`` was a ValueError traceback under
+    backfill and a server with a one-slot forecast under cics)."""
+    err = _refused(tmp_path, *args)
+    assert needle in err and "Traceback" not in err
+
+
 def test_demo_prints_the_public_tokens_and_warns_at_every_start(tmp_path: Path) -> None:
     for _ in range(2):  # a restart on the same state warns again
         out, status, metrics = _serve_once(tmp_path, "--demo")

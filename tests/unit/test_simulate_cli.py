@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from scheduler.cli import app
 from scheduler.planjson import check_plan
-from scheduler.policies import POLICIES, available_policies, policy_help
+from scheduler.policies import DEFAULT_POLICY, POLICIES, available_policies, policy_help
 
 SECTION7 = ("status", "start_utc", "slot_s", "n_slots", "pue", "solve_s", "objective", "pools", "timeline", "jobs")
 
@@ -119,4 +119,4 @@ def test_policy_help_of_every_command_is_the_registry(command: str) -> None:
     cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
     opt = next(p for p in cmd.params if "--policy" in p.opts)
     assert opt.help.startswith(policy_help())
-    assert opt.default == next(iter(POLICIES))
+    assert opt.default == DEFAULT_POLICY and DEFAULT_POLICY in POLICIES
