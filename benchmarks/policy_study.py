@@ -40,7 +40,10 @@ from typing import Any
 
 import numpy as np
 
-POLICIES = ("backfill", "greedy-green", "threshold", "cics", "windward")
+from scheduler.policies import available_policies
+
+#: every registered policy, the baselines first and windward last (the tables' and figures' order)
+POLICIES = tuple(sorted(available_policies(), key=lambda name: name == "windward"))
 SEASONS = (("winter", "01-11"), ("spring", "04-12"), ("summer", "07-12"), ("autumn", "10-11"))
 CLUSTERS = ("cluster01", "cluster02", "cluster03", "cluster04", "cluster05", "cluster06")
 
