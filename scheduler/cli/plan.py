@@ -40,7 +40,10 @@ UNFINISHED_NOTE = (
     "of a set of pools from some slot on, against the work only they can run), cap (the energy above the idle "
     "floor under the caps, against that work at its most frugal level); every plan leaves at least deadline + "
     "max(capacity, cap) undone. infeasible_slots: slots whose idle floor alone breaks a cap (deficit in "
-    "watts): nothing runs there"
+    "watts): nothing runs there. shed_slots: slots whose idle floor fits under the cap but the must-run "
+    "inference on top of it does not (kernels.check.inference_shed): the inference that fits is served there "
+    "(higher priority first, then fewer GPUs), the rest is shed in that slot only (slot_shed_w: its facility "
+    "watts above the floor, slot_shed_gpus, slot_shed_jobs: the job ids shed) and nothing else runs there"
 )
 
 
@@ -125,6 +128,10 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "late_jobs": int(diag.get("late_jobs", 0)),
         "infeasible_slots": [int(t) for t in diag.get("infeasible_slots", [])],
         "slot_deficit_w": [float(w) for w in diag.get("slot_deficit_w", [])],
+        "shed_slots": [int(t) for t in diag.get("shed_slots", [])],
+        "slot_shed_w": [float(w) for w in diag.get("slot_shed_w", [])],
+        "slot_shed_gpus": [float(g) for g in diag.get("slot_shed_gpus", [])],
+        "slot_shed_jobs": [[str(jobs[j].job_id) for j in js] for js in diag.get("slot_shed_jobs", [])],
         "note": UNFINISHED_NOTE,
     }
     wit = diag.get("witness")
@@ -227,7 +234,9 @@ def register(app: typer.Typer) -> None:
         Exit codes: 0 a complete valid plan (every job finishes, every slot meets its caps); 3 a valid plan that
         leaves work undone (printed: how many jobs and GPU-hours, and why: deadline, capacity, cap, quota,
         optimiser, and how much of it no plan could finish) or
-        has slots whose idle floor alone breaks a cap (nothing runs there; their deficit is printed); 1 an
+        has slots whose idle floor alone breaks a cap (nothing runs there; their deficit is printed) or slots
+        whose cap holds the idle floor but not the must-run inference on top of it (the inference that fits is
+        served, the rest shed there: each such slot is printed with the GPUs, watts and job ids shed); 1 an
         internal error (the plan's own checker found a violation; status "invalid" in the file); 2 bad input,
         or input that admits no plan at all (the reason names the job or slot). The file is written for 0,
         1 and 3 and for a refused plan.
@@ -358,6 +367,10 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         worst = max(ub["slot_deficit_w"])
         undone.append(f"{len(ub['infeasible_slots'])} slots (first {ub['infeasible_slots'][0]}) cannot meet their "
                       f"cap even with every GPU idle (deficit up to {worst / 1e6:.3f} MW): nothing runs there")
+    for t, w, g, ids in zip(ub["shed_slots"], ub["slot_shed_w"], ub["slot_shed_gpus"], ub["slot_shed_jobs"],
+                            strict=True):
+        undone.append(f"slot {t}: its cap cannot hold the must-run inference: {g:.0f} GPUs of it shed "
+                      f"({w / 1e6:.3f} MW; jobs {', '.join(ids)}); only the inference that fits runs there")
     if undone:
         typer.secho("valid plan that leaves work undone:\n  " + "\n  ".join(undone), fg=typer.colors.YELLOW,
                     err=True)

@@ -243,3 +243,29 @@ def test_inference_shed_in_infeasible_slots_or_past_the_horizon_is_reported(tmp_
     assert ub["gpu_h_by_reason"]["cap"] == pytest.approx(4 * 4 * 0.25)  # 4 GPUs x 4 slots of 15 min
     assert ub["gpu_h"] == pytest.approx(doc["objective"]["unfinished_gpu_s"] / 3600.0)
     assert "2 jobs unfinished" in output
+
+
+def test_a_later_cap_the_inference_alone_breaks_sheds_it_there_and_exits_3(tmp_path: Path) -> None:
+    """A cap announced for +6 h above the demo site's idle floor (19.32 kW) but below the floor plus its
+    inference at full power (2 + 4 GPUs, 718.75 W each above idle): the plan is valid (exit 3, not 2 "no
+    feasible plan"), runs work now, serves the inference that fits in that slot (the 2-GPU job: fewer GPUs
+    first at equal priority), sheds the rest there only and names the slot, the GPUs, the watts and the job."""
+    caps = [10.0] * 48
+    caps[24] = (19320.0 + 2 * 718.75 + 1000.0) / 1e6
+    rows = ["web,public,inference,0,4,36000,,false,,5", "srv,public,inference,0,2,43200,,false,,5",
+            "t1,science,training,0,8,14400,,true,,0"]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows), "--energy", str(_energy_csv(tmp_path, 48, caps)))
+    assert code == 3, output
+    assert "no feasible plan" not in output
+    assert "slot 24: its cap cannot hold the must-run inference: 4 GPUs of it shed (0.003 MW; jobs web)" in output
+    doc = json.loads(out.read_text())
+    assert doc["status"] in ("optimal", "feasible") and doc["check"]["ok"]
+    ub = doc["unfinished"]
+    assert ub["shed_slots"] == [24] and ub["slot_shed_jobs"] == [["web"]] and ub["infeasible_slots"] == []
+    assert ub["slot_shed_gpus"] == [4.0] and ub["slot_shed_w"] == pytest.approx([4 * 718.75])
+    slots = {j["job_id"]: set(j["slots"]) for j in doc["jobs"]}
+    assert 24 not in slots["web"] and slots["web"] == set(range(40)) - {24}
+    assert slots["srv"] == set(range(48)) and 0 in slots["t1"] and 24 not in slots["t1"]
+    from scheduler.planjson import check_plan
+
+    assert check_plan(doc) == []  # the marked slot's cap holds with the inference served
