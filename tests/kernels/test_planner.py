@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import kernels
 from kernels import planner as P
-from kernels.problem import PlanProblem
+from kernels.problem import NO_DEADLINE, PlanProblem
 
 seeds = st.integers(0, 10_000)
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -295,6 +295,39 @@ def test_inference_alone_over_the_cap_sheds_it_in_that_slot_only() -> None:
     more.pool[other] = int(np.flatnonzero(np.asarray(q.eligible)[other])[0])
     assert any(f"job {other} runs in slot {rel}, where the cap cannot hold the inference" in v
                for v in kernels.check_result(q1, more)), kernels.check_result(q1, more)
+
+
+def test_a_marked_slot_serves_its_inference_in_the_most_frugal_pool() -> None:
+    """Two must-run jobs eligible for a 1000 W pool (first) and a 700 W one; the cap of one slot holds the idle
+    floor plus the 2-GPU job in the 700 W pool and no more: that job is served there (fewer GPUs first at equal
+    weight), the 4-GPU one shed, by the plan and by the greedy witness alike. Both pin it to the pool the served
+    watts assume: the greedy's first eligible pool would break the cap, and so would the plan's first choice,
+    the 700 W pool being full of valuable work that can run nowhere else (its GPU prices high)."""
+    pb = small_problem(0)
+    T, J = pb.n_slots, pb.n_jobs
+    rel = int(pb.release[0])
+    must = np.asarray(pb.must_run).copy()
+    must[3] = True
+    gpus, rem, release = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy() * 3, np.asarray(pb.release).copy()
+    gpus[3], rem[3], release[3] = 4, 2 * 900.0, rel
+    weight = np.asarray(pb.weight).copy() * 50
+    weight[3] = weight[0]
+    elig = np.zeros((J, 2), dtype=bool)
+    elig[:, 1] = True
+    elig[[0, 3], 0] = True
+    cap = np.full(T, 1e9)
+    idle = 1.15 * 8 * 2 * (75 + 450)
+    cap[rel] = idle + 1.15 * 2 * (700 - 75) + 1.0
+    rp = np.asarray(pb.running_pool)
+    q = replace(pb, must_run=must, gpus=gpus, remaining_s=rem, release=release, weight=weight, eligible=elig,
+                tdp_w=np.array([1000.0, 700.0]), grid_cap_w=cap, wind_w=np.zeros(T), site_max_w=np.full(T, 1e9),
+                running_pool=np.where(must | (rp != 1), -1, rp), deadline=np.full(J, NO_DEADLINE))
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        assert r.diagnostics["shed_slots"] == [rel] and r.diagnostics["slot_shed_jobs"] == [[3]], fn.__name__
+        assert r.run[0, rel] and r.pool[0] == 1 and not r.run[3, rel] and r.run[3, rel + 1], fn.__name__
 
 
 def test_inference_wider_than_its_pools_is_still_infeasible() -> None:
