@@ -493,7 +493,8 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
 
     A must-run row (inference) is served in every feasible slot of its window (a plan that does not is
     infeasible), so what it leaves lies past the horizon end (``deadline``: its window does not fit) or in
-    slots whose idle floor alone breaks a cap (``cap``); both ``proven``. For the other jobs:
+    slots whose idle floor alone breaks a cap, or whose cap cannot hold all the inference (:func:`inference_shed`:
+    where it is shed) (``cap``); both ``proven``. For the other jobs:
 
     ``deadline``: the slots from its release to the horizon end cannot hold its work even alone at full
     speed. Otherwise the room it could have used is measured (:func:`_room`: free GPUs in its eligible pools,

@@ -32,7 +32,7 @@ UNFINISHED_NOTE = (
     "this plan left, every other job as planned, holds all its work: the plan could have finished it (a "
     "quality defect; each job is tested on its own, not all of them together); other = no longer given. A "
     "must-run (inference) job is served in every slot of its window that is not infeasible: deadline = its "
-    "window runs past the horizon end, cap = it was shed in infeasible slots (both proven). "
+    "window runs past the horizon end, cap = it was shed in infeasible slots or in shed_slots (both proven). "
     "unfinished_proven / proven_*_by_reason: even alone on the site "
     "the room is too small, so no plan finishes it; not proven = the room went to other work in this plan and "
     "another plan might finish it. site_shortfall_gpu_h (kernels.check.site_shortfall): GPU-hours of work no "

@@ -269,3 +269,11 @@ def test_a_later_cap_the_inference_alone_breaks_sheds_it_there_and_exits_3(tmp_p
     from scheduler.planjson import check_plan
 
     assert check_plan(doc) == []  # the marked slot's cap holds with the inference served
+    # the auditor: a shed job, or other work, running in the marked slot is named
+    for jid in ("web", "t1"):
+        bad = json.loads(out.read_text())
+        j = next(e for e in bad["jobs"] if e["job_id"] == jid)
+        j["slots"].append(24)
+        j["power_fraction"].append(1.0)
+        assert any(f"slot 24: the cap cannot hold the inference there (shed_slots) but job {jid} runs there" in p
+                   for p in check_plan(bad)), check_plan(bad)
