@@ -460,7 +460,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me, infeas=infeas | marked,
         floor_bad=infeas, deficit_w=deficit,
         mrank=shed.rank if shed is not None else np.full(J, J, dtype=np.int64),
-        mcut=shed.cut if shed is not None else np.where(infeas, 0, J).astype(np.int64),
+        mcut=shed.cut if shed is not None else np.where(infeas, 0, J + 1).astype(np.int64),
         mpool=shed.pool if shed is not None else np.full(J, -1, dtype=np.int64),
         shed_w=shed.shed_w if shed is not None else np.zeros(T),
         shed_gpus=shed.shed_gpus if shed is not None else np.zeros(T),
@@ -2147,7 +2147,8 @@ def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], 
 #: the per-job fields of a PlanProblem (axis 0 is the job)
 JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible", "must_run", "preemptible",
               "running_pool", "preempt_loss_s", "tenant")
-#: the per-job fields of _Clean (each row derived from its own job's fields only)
+#: the per-job fields of _Clean (each row derived from its own job's fields only, but ``mrank``: its place in
+#: the shed order of kernels.check.inference_shed, taken over the caller's rows and kept with its row)
 _CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
                      "loss", "tenant", "ms", "me", "mrank", "mpool")
 #: the keys of the canonical job order, most significant first
@@ -2194,8 +2195,8 @@ def _rows(r: PlanResult, take: NDArray[np.int64], names: NDArray[np.int64] | Non
     diag = r.diagnostics
     if names is not None and diag.get("slot_shed_jobs"):  # the rows shed per marked slot, by the caller's numbers
         diag = dict(diag, slot_shed_jobs=[sorted(int(names[j]) for j in js) for js in diag["slot_shed_jobs"]])
-    return replace(r, reason=reason, diagnostics=diag, run=rows(r.run), power_fraction=rows(r.power_fraction), pool=rows(r.pool),
-                   work_done_s=rows(r.work_done_s), finished=rows(r.finished))
+    return replace(r, reason=reason, diagnostics=diag, run=rows(r.run), power_fraction=rows(r.power_fraction),
+                   pool=rows(r.pool), work_done_s=rows(r.work_done_s), finished=rows(r.finished))
 
 
 def plan(

@@ -728,7 +728,7 @@ def shed_now(result: PlanResult, index: PlanIndex) -> frozenset[str]:
     """The ids of the inference jobs the plan sheds in its first slot (``diagnostics["slot_shed_jobs"]`` of slot
     0 where ``shed_slots`` marks it: its cap cannot hold all the must-run inference, kernels.check.inference_shed);
     the inference reserve's synthetic rows are left out."""
-    diag = result.diagnostics or {}
+    diag = getattr(result, "diagnostics", None) or {}  # (any object with the plan's arrays: no diagnostics)
     slots = list(diag.get("shed_slots", ()))
     if 0 not in slots:
         return frozenset()
