@@ -270,7 +270,11 @@ class Knobs:
     cap. ``below_idle_event``: one more event, announced for later, with a 1 kW cap and little wind: those
     slots cannot hold the idle site (``describe()["infeasible_slots"]``); it begins after every running
     non-preemptible job could end, unless ``below_idle_across_running``: then it begins before the longest
-    running one could end at its full level (where there is one). ``selectors``: jobs carry label
+    running one could end at its full level (where there is one). ``inference_over_cap``: one more event, of
+    1-3 slots from a slot after slot 0 where must-run inference runs (where there is one), with little wind and
+    the cap between the idle floor and the floor plus that inference at full power (10-90% of it): the
+    floor fits, the inference does not (``describe()["shed_slots"]``: a plan serves the part that fits and
+    sheds the rest there, kernels.check.inference_shed). ``selectors``: jobs carry label
     selectors (eligible for a subset of the pools). ``n_tenants`` 1-8, ``quota_share`` 0-1 of them with a
     concurrent-GPU quota. ``must_share`` 0-0.2 must-run inference rows (pinned to one pool, full power).
     ``running_share`` 0-0.5 jobs running at slot 0 (a third of them non-preemptible when ``np_share`` > 0).
@@ -292,6 +296,7 @@ class Knobs:
     congestion_events: int = 1
     below_idle_event: bool = False
     below_idle_across_running: bool = False
+    inference_over_cap: bool = False
     selectors: bool = True
     n_tenants: int = 4
     quota_share: float = 0.5
@@ -556,6 +561,17 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
         wind_w = np.where(ev, np.minimum(wind_w, 0.3 * idle_w), wind_w)
         grid_cap_w = np.where(ev, 1000.0, grid_cap_w)
         infeasible = ev
+    shed = np.zeros(T, bool)
+    if k.inference_over_cap:  # (draws only when asked for: the corpus's instances stay as they were)
+        inf_w = _PUE * (marg_w[:, None] * (must[:, None] & (tt >= release[:, None]) & (tt < m_end[:, None]))).sum(axis=0)
+        cand = np.flatnonzero((inf_w > 0) & ~infeasible & (tt > 0))
+        if cand.size:
+            a = int(rng.choice(cand))
+            ev = (tt >= a) & (tt < a + int(rng.integers(1, 4))) & (inf_w > 0) & ~infeasible
+            level = idle_w + rng.uniform(0.1, 0.9) * inf_w
+            wind_w = np.where(ev, np.minimum(wind_w, 0.3 * idle_w), wind_w)
+            grid_cap_w = np.where(ev, level - wind_w, grid_cap_w)
+            shed = ev
     site_max_w = np.full(T, max(full_w * rng.uniform(0.9, 1.05), float(floor_w.max())))
     # --- weights: the product's (scheduler.planner.job_weights with terminal_value "max")
     from scheduler.planner import WeightSettings
@@ -585,7 +601,7 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
     )
     object.__setattr__(pb, "_source", f"family seed {seed}: {e_src}; {j_src}")
     object.__setattr__(pb, "_family", {"seed": seed, "knobs": asdict(k), "infeasible_slots": np.flatnonzero(
-        infeasible).tolist(), "pool_kinds": kinds, "pool_labels": labels})
+        infeasible).tolist(), "shed_slots": np.flatnonzero(shed).tolist(), "pool_kinds": kinds, "pool_labels": labels})
     return pb
 
 
@@ -620,7 +636,8 @@ def describe(pb: PlanProblem) -> dict[str, Any]:
         "must_run": int(must.sum()), "running": int(running.sum()),
         "running_non_preemptible": int((running & ~pre & ~must).sum()),
         "tenants_with_quota": int(np.isfinite(quota).sum()),
-        "infeasible_slots": fam.get("infeasible_slots", []), "seed": fam.get("seed"), "knobs": fam.get("knobs"),
+        "infeasible_slots": fam.get("infeasible_slots", []), "shed_slots": fam.get("shed_slots", []),
+        "seed": fam.get("seed"), "knobs": fam.get("knobs"),
     }
 
 

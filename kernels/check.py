@@ -7,7 +7,7 @@ and ``pool`` with :mod:`kernels.power` in float64. The objective is defined in :
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +16,9 @@ from kernels import power
 from kernels.problem import PlanProblem, PlanResult
 
 _EPS = 1e-9
+#: relative slack over a slot's cap before its idle floor (:func:`infeasible_slots`) or the floor plus the must-run
+#: inference (:func:`inference_shed`) counts as breaking it (``kernels.planner.CAP_TOL``, the same figure)
+FLOOR_TOL = 1e-9
 
 
 def levels(problem: PlanProblem) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
@@ -62,8 +65,95 @@ def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[n
     already exceeds ``min(site_max_w, wind_w + grid_cap_w)``. Returns the mask ``(T,)`` and the deficit in
     watts (floor minus cap there, 0 elsewhere). A valid plan runs nothing in those slots."""
     floor, cap = idle_floor_w(problem), cap_w(problem)
-    bad = np.asarray(floor > cap * (1 + 1e-9), dtype=bool)
+    bad = np.asarray(floor > cap * (1 + FLOOR_TOL), dtype=bool)
     return bad, np.where(bad, floor - cap, 0.0)
+
+
+class InferenceShed(NamedTuple):
+    """:func:`inference_shed`'s answer: which must-run cells a valid plan serves, per slot."""
+
+    marked: NDArray[np.bool_]  # (T,) slots whose idle floor fits but floor + the window's inference does not
+    rank: NDArray[np.int64]  # (J,) the serving order of the must-run rows of marked slots (0 first); J: others
+    cut: NDArray[np.int64]  # (T,) a must-run row is served in slot t of its window iff rank < cut[t]
+    pool: NDArray[np.int64]  # (J,) the pool the must-run rows of marked slots run in (-1: any; see below)
+    served_w: NDArray[np.float64]  # (T,) facility watts above the idle floor of the inference served (marked)
+    shed_w: NDArray[np.float64]  # (T,) the same of the inference shed there (0 elsewhere)
+    shed_gpus: NDArray[np.float64]  # (T,) GPUs of the inference shed there (0 elsewhere)
+
+
+def inference_shed(problem: PlanProblem) -> InferenceShed:
+    """The must-run inference a plan serves where the cap cannot hold all of it (DESIGN section 2: "no hard
+    violation; inference served"). Each must-run job draws, at full power in its most frugal eligible pool with
+    a full-power level (``pool``, ties: the lowest index), ``pue * gpus * (tdp_w - idle_w)`` above the idle
+    floor: the least any plan can make it draw. A slot is *marked* where its idle floor fits under its cap
+    (not :func:`infeasible_slots`) but the floor plus all the inference of its windows does not: no plan meets
+    it. There the jobs are served in one fixed order, higher ``weight`` (priority) first, then fewer GPUs, less
+    remaining work, earlier release, then the lower row, and the longest prefix of that order whose watts fit
+    under the cap is served (a job that does not fit sheds itself and every job after it in the order: the
+    rule is one prefix per slot, so the plan, the greedy witness and the checker agree on it); the rest is shed in that slot only, and nothing
+    else runs there (its cap is held at the floor plus the inference served). In an infeasible slot nothing is
+    served (``cut`` 0); elsewhere everything is (``cut`` J + 1). ``pool`` is set for the must-run rows with a cell
+    in a marked slot: they run in that pool, which the served watts assume. Loops over nothing: arrays."""
+    T, J = problem.n_slots, problem.n_jobs
+    must = np.asarray(problem.must_run, dtype=bool)
+    bad, _ = infeasible_slots(problem)
+    cut = np.where(bad, 0, J + 1).astype(np.int64)
+    zero = np.zeros(T)
+    rank = np.full(J, J, dtype=np.int64)
+    pool = np.full(J, -1, dtype=np.int64)
+    mrows = np.flatnonzero(must)
+    if mrows.size == 0:
+        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, pool, zero, zero.copy(), zero.copy())
+    gpus = np.asarray(problem.gpus, dtype=np.float64)[mrows]
+    weight = np.asarray(problem.weight, dtype=np.float64)[mrows]
+    lev_f, lev_ok = levels(problem)
+    has_full: NDArray[np.bool_] = np.asarray((lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1), dtype=bool)
+    per_gpu = problem.pue * (np.asarray(problem.tdp_w, np.float64) - np.asarray(problem.idle_w, np.float64))
+    ok = np.asarray(problem.eligible, dtype=bool)[mrows] & has_full[None, :]
+    per = np.where(ok, per_gpu[None, :], np.inf)
+    best = np.argmin(per, axis=1)
+    load = np.where(ok.any(axis=1), per[np.arange(mrows.size), best], 0.0) * gpus  # (M,) watts at full power
+    ms, me = must_window(problem)
+    tt = np.arange(T)[None, :]
+    active = (tt >= ms[mrows][:, None]) & (tt < me[mrows][:, None])  # (M, T)
+    floor, cap = idle_floor_w(problem), cap_w(problem)
+    need = (active * load[:, None]).sum(axis=0)
+    marked = ~bad & (floor + need > cap * (1 + FLOOR_TOL))
+    served_w, shed_w, shed_g = zero.copy(), zero.copy(), zero.copy()
+    cols = np.flatnonzero(marked)
+    if cols.size:
+        hit = active[:, cols].any(axis=1)  # the rows with a cell in a marked slot, ranked
+        rem = np.asarray(problem.remaining_s, np.float64)[mrows]
+        rel = np.asarray(problem.release, np.int64)[mrows]
+        o = np.lexsort((mrows, rel, rem, gpus, -weight, ~hit))[:int(hit.sum())]  # serving order
+        rank[mrows[o]] = np.arange(o.size)
+        a = active[o][:, cols]
+        cum = np.cumsum(np.where(a, load[o][:, None], 0.0), axis=0)
+        fits = floor[cols] + cum <= cap[cols] * (1 + FLOOR_TOL)  # one prefix per column (cum is non-decreasing)
+        cut[cols] = fits.sum(axis=0)
+        served = a & fits
+        served_w[cols] = (np.where(served, load[o][:, None], 0.0)).sum(axis=0)
+        shed_w[cols] = need[cols] - served_w[cols]
+        shed_g[cols] = (np.where(a & ~fits, gpus[o][:, None], 0.0)).sum(axis=0)
+        hit = served.any(axis=1)  # rows (in serving order) served in a marked slot
+        pool[mrows[o][hit]] = best[o][hit]
+    return InferenceShed(marked, rank, cut, pool, served_w, shed_w, shed_g)
+
+
+def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
+    """``(J, T)`` the cells a valid plan runs at full power: each must-run job's window, less the slots where it
+    is shed (:func:`inference_shed`: none in an infeasible slot, the prefix that fits in a marked one)."""
+    ms, me = must_window(problem)
+    sh = inference_shed(problem) if shed is None else shed
+    tt = np.arange(problem.n_slots)[None, :]
+    must = np.asarray(problem.must_run, dtype=bool)
+    return must[:, None] & (tt >= ms[:, None]) & (tt < me[:, None]) & (sh.rank[:, None] < sh.cut[None, :])
+
+
+def closed_slots(problem: PlanProblem) -> NDArray[np.bool_]:
+    """``(T,)`` slots where only the inference served runs: the infeasible slots and the marked ones
+    (:func:`inference_shed`)."""
+    return infeasible_slots(problem)[0] | inference_shed(problem).marked
 
 
 def _cost_eur(problem: PlanProblem, grid_import_w: NDArray[np.float64]) -> float:
@@ -169,7 +259,10 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     elsewhere; no run before release; a non-preemptible job runs one unbroken block that ends only when it
     is finished, at the horizon end or before an infeasible slot, and a running one keeps running in its pool in
     slot 0; in an infeasible slot (:func:`infeasible_slots`: the idle floor alone breaks a cap) nothing runs
-    (its cap is not checked: no plan meets it; nor are must-run cells there); the reported
+    (its cap is not checked: no plan meets it; nor are must-run cells there); in a marked slot
+    (:func:`inference_shed`: the floor fits, the inference on top of it does not) exactly the inference served
+    runs (its cap is checked; the shed cells are not required, and nothing else may run; a non-preemptible
+    block may end before it as before an infeasible slot); the reported
     aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
     relative (watts, grams) and absolute on fractions.
     """
@@ -214,12 +307,17 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     if tt_.size:
         out.append(f"slot {tt_[0]}: its idle floor alone breaks a cap (infeasible slot) but jobs run there "
                    f"({tt_.size} such slots)")
-    ms, me = must_window(problem)
-    win = (np.arange(T)[None, :] >= ms[:, None]) & (np.arange(T)[None, :] < me[:, None]) & must[:, None]
-    win &= ~infeas[None, :]
+    shed = inference_shed(problem)
+    win = must_cells(problem, shed)
     jj, tt = np.nonzero(win & ~(run & (np.abs(pf - 1.0) <= 1e-5)))
     if jj.size:
         out.append(f"must-run job {jj[0]} is not served at full power in slot {tt[0]} ({jj.size} cells)")
+    marked = shed.marked
+    jj, tt = np.nonzero(run & ~win & marked[None, :])
+    if jj.size:
+        out.append(f"job {jj[0]} runs in slot {tt[0]}, where the cap cannot hold the inference (marked: only the "
+                   f"inference served runs there) ({jj.size} cells)")
+    closed = infeas | marked
     ev = evaluate(problem, run, pf, pool)
     cap_site = np.asarray(problem.site_max_w, dtype=np.float64)
     cap_grid = np.asarray(problem.grid_cap_w, dtype=np.float64)
@@ -253,14 +351,14 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
             out.append(f"non-preemptible job {multi[0]} runs in {int(starts[starts > 1][0])} separate blocks")
         last = T - 1 - np.argmax(r[:, ::-1], axis=1)
         need = np.asarray(problem.remaining_s, dtype=np.float64)[npj] + ev["lost_work_s"][npj]
-        open_end = (last == T - 1) | infeas[np.minimum(last + 1, T - 1)]
+        open_end = (last == T - 1) | closed[np.minimum(last + 1, T - 1)]
         early = ~open_end & (ev["work_done_s"][npj] < need - 1e-6 * np.maximum(need, 1.0))
         if early.any():
             j = npj[early][0]
             out.append(f"non-preemptible job {j} stops in slot {int(last[early][0]) + 1} before it is finished")
     rpool = np.asarray(problem.running_pool, dtype=np.int64)
     keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must)
-    bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not infeas[0] else keep[:0]
+    bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not closed[0] else keep[:0]
     if bad.size:
         out.append(f"running non-preemptible job {bad[0]} does not keep running in its pool {rpool[bad[0]]} in slot 0")
     # reported aggregates
@@ -301,7 +399,7 @@ def _room(problem: PlanProblem, rows: NDArray[np.int64], free_g: NDArray[np.floa
     n = rows.size
     g = np.asarray(problem.gpus, np.float64)[rows][:, None]
     since = np.arange(T)[None, :] >= np.asarray(problem.release, np.int64)[rows][:, None]
-    infeas = infeasible_slots(problem)[0][None, :]
+    infeas = closed_slots(problem)[None, :]
     after = since & ~infeas
     elig = np.asarray(problem.eligible, dtype=bool)[rows]
     nonpre = ~np.asarray(problem.preemptible, dtype=bool)[rows]
@@ -399,7 +497,7 @@ def site_shortfall(problem: PlanProblem, must_shed_extra_gpu_s: NDArray[np.float
     if not (~must).any():
         return out
     g = np.where(must, 0.0, gm)
-    infeas = infeasible_slots(problem)[0]
+    infeas = closed_slots(problem)
     H = pool_gpus_pt(problem) * ~infeas[None, :]
     elig = np.asarray(problem.eligible, dtype=bool)
 
@@ -439,7 +537,8 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
 
     A must-run row (inference) is served in every feasible slot of its window (a plan that does not is
     infeasible), so what it leaves lies past the horizon end (``deadline``: its window does not fit) or in
-    slots whose idle floor alone breaks a cap (``cap``); both ``proven``. For the other jobs:
+    slots whose idle floor alone breaks a cap, or whose cap cannot hold all the inference (:func:`inference_shed`:
+    where it is shed) (``cap``); both ``proven``. For the other jobs:
 
     ``deadline``: the slots from its release to the horizon end cannot hold its work even alone at full
     speed. Otherwise the room it could have used is measured (:func:`_room`: free GPUs in its eligible pools,

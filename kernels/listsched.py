@@ -36,6 +36,7 @@ tables, :data:`BY_POOL_MIN_CELLS`).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -263,6 +264,7 @@ class _Slots:
     def __init__(self, xp: Ops, c: Any, tb: Any, cost: Any, lowest: bool) -> None:
         P, T = c.P, c.T
         self.xp, self.cost = xp, cost
+        self.first_closed = _pl._first_infeasible(c)  # a running non-preemptible block may end before it
         self.tt = xp.arange(T)[None, :]
         self.pools = xp.arange(P)[:, None]
         self.lv = xp.astype(tb.vmin if lowest else tb.vfull, xp.i64)
@@ -354,7 +356,9 @@ def _proposals(xp: Ops, k: _Slots, feas: Any, okp: Any, nslots: Any, n_on_want: 
         if bp.shape[0]:  # (non-preemptible rows asking may have no pool they may use: no block to key)
             pb, ib = bp // n, bp % n
             start_ok = (k.tt >= rel[ib][:, None]) & ((rp[ib] < 0)[:, None] | (k.tt == 0))  # running NP: start now
-            key[bp], cells[bp] = _block_keys(xp, k, cells[bp], pb, ns[bp], dl[ib], start_ok)
+            # ... and its block may end unfinished before the first closed slot (as the planner's, _np_windows)
+            lim = xp.where(rp[ib] >= 0, k.first_closed, T)
+            key[bp], cells[bp] = _block_keys(xp, k, cells[bp], pb, ns[bp], dl[ib], start_ok, lim)
     if pair.shape[0]:
         key[pair] = _pick_keys(xp, k, cells, pair, pair // n, ns[pair], nw[pair], dl[pair % n])
     return key.reshape(Pn, n), cells
@@ -371,16 +375,17 @@ def _pick_keys(xp: Ops, k: _Slots, cells: Any, pair: Any, pp: Any, ns: Any, nw: 
     return xp.where(ntake > 0, kp, np.inf)
 
 
-def _block_keys(xp: Ops, k: _Slots, F: Any, pp: Any, nslots: Any, dl: Any, start_ok: Any) -> tuple[Any, Any]:
+def _block_keys(xp: Ops, k: _Slots, F: Any, pp: Any, nslots: Any, dl: Any, start_ok: Any,
+                lim: Any = None) -> tuple[Any, Any]:
     """Keys and cells of non-preemptible rows' (pool, row) pairs (``F : (m, T)`` their feasible cells, ``pp``
-    their pools): the cheapest feasible single block (cut off at the horizon end), by slots it misses past
-    the end, then late, then cost."""
+    their pools): the cheapest feasible single block (cut off at the horizon end, or at ``lim : (m,)`` where
+    given), by slots it misses past the end, then late, then cost."""
     m, T = F.shape
     tt = k.tt
     nb = xp.astype(nslots, xp.i64)[:, None]
     cb = xp.concatenate([xp.zeros((m, 1), xp.i32), xp.cumsum(xp.astype(~F, xp.i32), 1)], 1)
-    stop = tt + nb  # (m, T) where a block started in each slot ends (past T: cut off)
-    end = xp.minimum(stop, T)
+    stop = tt + nb  # (m, T) where a block started in each slot ends (past T or lim: cut off)
+    end = xp.minimum(stop, T) if lim is None else xp.minimum(xp.minimum(stop, lim[:, None]), T)
     clear = (xp.take_along(cb, end, 1) == cb[:, :T]) & start_ok & (nb > 0)
     # slots the block misses past the horizon end, then late, then its cost (the sum in this order)
     key = xp.astype(stop - end, xp.f64) * _SHORT
@@ -390,7 +395,7 @@ def _block_keys(xp: Ops, k: _Slots, F: Any, pp: Any, nslots: Any, dl: Any, start
     key = xp.where(clear, key, np.inf)
     st = xp.argmin(key, 1)[:, None]
     kbest = xp.take_along(key, st, 1)
-    blk = (tt >= st) & (tt < xp.minimum(st + nb, T)) & xp.isfinite(kbest)
+    blk = (tt >= st) & (tt < xp.take_along(end, st, 1)) & xp.isfinite(kbest)
     return kbest[:, 0], blk
 
 
@@ -543,8 +548,8 @@ def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "
     perm = _pl.canonical_job_order(problem)
     if perm is not None:  # the jobs in the order kernels.plan takes them (its witness is this plan)
         problem = _pl.permute_jobs(problem, perm)
-        c = _pl._clean_inputs(problem)
-        assert not isinstance(c, str), c  # the checked values, in another row order
+        # the checked values, in another row order (the shed order of kernels.check.inference_shed kept)
+        c = replace(c, **{f: getattr(c, f)[perm] for f in _pl._CLEAN_JOB_FIELDS})
     xp = get_ops(backend, device)
     pr = _pl._prepare(c)
     d = _pl._to_dev(xp, c, pr, problem.deadline)
@@ -563,14 +568,15 @@ def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None, ran
     slot order than grid carbon intensity (the optimiser's price-order list schedule); ``rank : (J,)``
     another job order than earliest deadline first (:func:`slack_rank`)."""
     T, J = c.T, c.J
-    tt = xp.arange(T)[None, :]
     vmat = xp.zeros((J, T), xp.i8)
     has_full = (c.lev_ok & (np.abs(c.lev_f - 1.0) < 1e-9)).any(axis=1)  # (P,) pools with an f = 1 level
     first = xp.argmax(d.eligible & xp.asarray(has_full)[None, :], 1)
     pool = xp.where(d.rpool >= 0, d.rpool, first)
+    pin = xp.asarray(c.mpool)  # inference served in a marked slot: in the pool its served watts assume
+    pool = xp.where(pin >= 0, pin, pool)
     mrow = xp.nonzero(d.must)
     if mrow.shape[0]:
-        win = (tt >= d.ms[mrow][:, None]) & (tt < d.me[mrow][:, None]) & ~d.infeas[None, :]
+        win = _pl._must_win(xp, d, mrow, T)
         vmat[mrow] = xp.astype(xp.where(win, tb.vfull[pool[mrow]][:, None], 0), xp.i8)
     rank = edf_rank(xp, c, d) if rank is None else rank
     forced = d.forced

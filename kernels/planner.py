@@ -83,7 +83,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kernels.backend import Ops, get_ops
-from kernels.check import floor_bound, infeasible_slots, levels, must_window
+from kernels.check import FLOOR_TOL, floor_bound, infeasible_slots, inference_shed, levels, must_window
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
 IMPROVE_ROUNDS = 6  # local-search rounds (kernels.listsched.improve) per candidate where the witness runs
@@ -253,7 +253,7 @@ WARM_ROUNDS_PAST = 2
 #: It was 1 W + 1e-6 of the cap BELOW it: an instance with 1 W of slack or less (inference on the idle floor,
 #: a whole-pool non-preemptible job at full power) was refused as infeasible or left unfinished though a plan
 #: exists (tests/kernels/test_corpus.py's worst cases).
-CAP_TOL = 1e-9
+CAP_TOL = FLOOR_TOL  # (one figure: kernels.check.FLOOR_TOL)
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -295,8 +295,17 @@ class _Clean:
     quota: NDArray[np.float64]
     ms: NDArray[np.int64]
     me: NDArray[np.int64]
-    infeas: NDArray[np.bool_]  # (T,) slots whose idle floor alone breaks a cap: nothing runs there
+    #: (T,) closed slots: nothing but the inference served runs there (the infeasible slots, ``floor_bad``, and
+    #: the marked ones, where the cap cannot hold the must-run inference: kernels.check.inference_shed)
+    infeas: NDArray[np.bool_]
+    floor_bad: NDArray[np.bool_]  # (T,) slots whose idle floor alone breaks a cap: nothing runs there
     deficit_w: NDArray[np.float64]  # (T,) idle floor minus the cap in those slots (0 elsewhere)
+    #: must-run row j is served in slot t of its window iff ``mrank[j] < mcut[t]`` (kernels.check.inference_shed)
+    mrank: NDArray[np.int64]  # (J,)
+    mcut: NDArray[np.int64]  # (T,)
+    mpool: NDArray[np.int64]  # (J,) the pool of the must-run rows served in a marked slot (-1: free)
+    shed_w: NDArray[np.float64]  # (T,) inference watts (above the floor) shed in the marked slots
+    shed_gpus: NDArray[np.float64]  # (T,) inference GPUs shed in the marked slots
     # a plan without a warm start (kernels.plan: a one-off plan such as ``windward plan``; the control loop's
     # ticks re-plan warm): its search may move running jobs to other pools (kernels.powersearch._moves)
     cold: bool = False
@@ -419,23 +428,17 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     # a slot whose idle floor alone breaks a cap cannot be met by any plan: it is marked, nothing runs
     # there (its cap is held at the floor, so it has no room), and every other slot is planned as usual
     infeas, deficit = infeasible_slots(pb)
-    cap = np.where(infeas, base, cap)
     ms, me = must_window(pb)
     mrows = np.flatnonzero(must)
+    shed = None
     if mrows.size:
         nofull = mrows[~(elig[mrows] & has_full[None, :]).any(axis=1)]
         if nofull.size:
             return f"must-run job {nofull[0]} has no eligible pool with a full-power (f = 1) level"
-        mload = np.where(elig[mrows], pue * (tdp - idle)[None, :], np.inf).min(axis=1) * gpus[mrows]
-        diff = np.zeros(T + 1)
-        np.add.at(diff, ms[mrows], mload)
-        np.add.at(diff, me[mrows], -mload)
-        need = base + np.where(infeas, 0.0, np.cumsum(diff)[:T])
-        over = np.flatnonzero(need > cap * (1 + CAP_TOL))
-        if over.size:
-            t = int(over[0])
-            return (f"inference alone needs {need[t] / 1e6:.3f} MW in slot {t} but the grid cap allows "
-                    f"{cap[t] / 1e6:.3f} MW")
+        # nor can a slot whose floor fits but the must-run inference on top of it does not: the inference that
+        # fits is served there (kernels.check.inference_shed, in its pool), the rest shed, nothing else runs
+        # (its cap is held at the floor plus the inference served) and every other slot is planned as usual
+        shed = inference_shed(pb)
         dg = np.zeros(T + 1)
         np.add.at(dg, ms[mrows], gpus[mrows])
         np.add.at(dg, me[mrows], -gpus[mrows])
@@ -445,6 +448,8 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         if over.size:
             t = int(over[0])
             return f"inference needs {ng[t]:.0f} GPUs in slot {t} but its eligible pools have {tot[t]:.0f}"
+    marked = shed.marked if shed is not None else np.zeros(T, dtype=bool)
+    cap = np.where(infeas, base, np.where(marked, base + (shed.served_w if shed is not None else 0.0), cap))
     relc = np.clip(rel, 0, T)
     dlc = np.clip(dl, relc, T)
     return _Clean(
@@ -452,8 +457,13 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         tdp=tdp, idle=idle, lev_f=lev_f, lev_ok=lev_ok, lev_s=lev_s, gpus=gpus, R=rem, rel=relc, dl=dlc,
         has_dl=(dl < T) & ~must, after_s=np.where((dl == NO_DEADLINE) | must, np.inf, np.maximum(dl - T, 0) * slot_s),
         weight=weight, eligible=elig, must=must, preempt=preempt, rpool=rpool,
-        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me, infeas=infeas,
-        deficit_w=deficit,
+        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me, infeas=infeas | marked,
+        floor_bad=infeas, deficit_w=deficit,
+        mrank=shed.rank if shed is not None else np.full(J, J, dtype=np.int64),
+        mcut=shed.cut if shed is not None else np.where(infeas, 0, J + 1).astype(np.int64),
+        mpool=shed.pool if shed is not None else np.full(J, -1, dtype=np.int64),
+        shed_w=shed.shed_w if shed is not None else np.zeros(T),
+        shed_gpus=shed.shed_gpus if shed is not None else np.zeros(T),
     )
 
 
@@ -579,6 +589,9 @@ def _prepare(c: _Clean) -> _Prep:
     np.add.at(mcnt, (cls[mr], c.ms[mr]), c.gpus[mr])
     np.add.at(mcnt, (cls[mr], c.me[mr]), -c.gpus[mr])
     mcnt = np.cumsum(mcnt, axis=1)[:, :T]
+    srows = np.flatnonzero(c.mrank < c.J)  # must-run rows of marked slots: the GPUs they shed there are not drawn
+    if srows.size:
+        np.add.at(mcnt, cls[srows], -(_shed_cells(c, srows) * c.gpus[srows][:, None]))
     W0 = np.concatenate([[0.0], slopes])
     dW = W0[None, :] - W0[:, None]  # (h, i)
     line_of, member_k = _slope_lines(member, sl_idx.reshape(-1).astype(np.int64), S)
@@ -1066,7 +1079,9 @@ class _Dev:
     map_pv8: Any  # (P, V) int8
     fv32: Any  # (V,) float32
     fv64: Any  # (V,) float64: fv32's values (the factors the active watts are summed with)
-    infeas: Any  # (T,) bool: slots where nothing can run
+    infeas: Any  # (T,) bool: closed slots, where nothing but the inference served runs (``_Clean.infeas``)
+    mrank: Any  # (J,) int64: ``_Clean.mrank`` (:func:`_must_win`)
+    mcut: Any  # (T,) int64: ``_Clean.mcut``
     room_cap: Any  # (T,) the facility watts the plan construction fills up to (:data:`CAP_TOL`)
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
     qten: Any  # (J,) the job's tenant where that tenant has a quota, else the tenant count (sums skip it)
@@ -1087,10 +1102,18 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
         fv32=a(pr.fv.astype(np.float32)), fv64=a(pr.fv.astype(np.float32).astype(np.float64)), infeas=a(c.infeas),
-        room_cap=a(np.where(c.infeas, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
+        mrank=a(c.mrank), mcut=a(c.mcut), room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
         has_dl=a(c.has_dl),
         qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
     )
+
+
+def _must_win(xp: Ops, d: _Dev | _Clean, rows: Any, T: int) -> Any:
+    """``(n, T)`` bool: the cells the must-run ``rows`` run at full power: their window, less the slots where they
+    are shed (``mrank >= mcut``: every infeasible slot, the part that does not fit in a marked one;
+    :func:`kernels.check.inference_shed`). ``d``: the device arrays, or the host's ``_Clean`` (``xp`` numpy)."""
+    tt = xp.arange(T)[None, :]
+    return (tt >= d.ms[rows][:, None]) & (tt < d.me[rows][:, None]) & (d.mrank[rows][:, None] < d.mcut[None, :])
 
 
 def _keep_rows(xp: Ops, n: int, cross: Any) -> Any:
@@ -1394,12 +1417,11 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env,
     d = d if d is not None else _to_dev(xp, c, pr)
     tb = tb if tb is not None else _tabs(c, pr, xp)
     lam_d, mu_d = xp.asarray(lam, xp.f64), xp.asarray(mu, xp.f64)
-    tt = xp.arange(T)[None, :]
     vmat = _rank_plan(c, pr, jb, env, xp)
     v_full = int(np.searchsorted(pr.fv, 1.0 - 1e-9))
     mrow = xp.nonzero(d.must)
     if mrow.shape[0]:
-        mwin = (tt >= d.ms[mrow][:, None]) & (tt < d.me[mrow][:, None]) & ~d.infeas[None, :]
+        mwin = _must_win(xp, d, mrow, T)
         vmat[mrow] = xp.astype(xp.where(mwin, v_full, 0), xp.i8)
     run = vmat > 0
     # --- first-choice pool: cheapest at the prices over its run slots (full-power cost), current if running
@@ -1411,6 +1433,10 @@ def _primal(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, env: _Env,
     pref = xp.argsort(jc, 1)  # (J, P) pools in order of cost
     keep_run = (d.rpool >= 0) & d.eligible[xp.arange(J), xp.maximum(d.rpool, 0)]
     pool = xp.where(keep_run, d.rpool, pref[:, 0])
+    if bool((c.mpool >= 0).any()):  # inference served in a marked slot: in the pool its served watts assume
+        pin = xp.asarray(c.mpool)
+        keep_run = keep_run | (pin >= 0)
+        pool = xp.where(pin >= 0, pin, pool)
     vmat = _remap(pr, d, vmat, pool, xp)
     # --- non-preemptible jobs: one contiguous window at full power (running ones start now)
     npj = xp.nonzero(~d.preempt & ~d.must & (d.R > 0))
@@ -2121,9 +2147,10 @@ def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], 
 #: the per-job fields of a PlanProblem (axis 0 is the job)
 JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible", "must_run", "preemptible",
               "running_pool", "preempt_loss_s", "tenant")
-#: the per-job fields of _Clean (each row derived from its own job's fields only)
+#: the per-job fields of _Clean (each row derived from its own job's fields only, but ``mrank``: its place in
+#: the shed order of kernels.check.inference_shed, taken over the caller's rows and kept with its row)
 _CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
-                     "loss", "tenant", "ms", "me")
+                     "loss", "tenant", "ms", "me", "mrank", "mpool")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
@@ -2165,8 +2192,11 @@ def _rows(r: PlanResult, take: NDArray[np.int64], names: NDArray[np.int64] | Non
         a = np.asarray(a)
         return np.take(a, take, axis=0) if a.ndim >= 1 and a.shape[0] == take.size else a
 
-    return replace(r, reason=reason, run=rows(r.run), power_fraction=rows(r.power_fraction), pool=rows(r.pool),
-                   work_done_s=rows(r.work_done_s), finished=rows(r.finished))
+    diag = r.diagnostics
+    if names is not None and diag.get("slot_shed_jobs"):  # the rows shed per marked slot, by the caller's numbers
+        diag = dict(diag, slot_shed_jobs=[sorted(int(names[j]) for j in js) for js in diag["slot_shed_jobs"]])
+    return replace(r, reason=reason, diagnostics=diag, run=rows(r.run), power_fraction=rows(r.power_fraction),
+                   pool=rows(r.pool), work_done_s=rows(r.work_done_s), finished=rows(r.finished))
 
 
 def plan(
@@ -2883,13 +2913,31 @@ def _keeps_jobs_and_work(c: _Clean, a: dict[str, Any], own: dict[str, Any], b: d
     return not _loses_jobs(c, a, b) and float(a["unfinished_gpu_s"]) <= unf + 1e-6 * max(unf, 1.0)
 
 
+def _shed_cells(c: _Clean, rows: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """``(n, T)`` bool: the cells of the must-run ``rows`` shed in a marked slot (their window, not served)."""
+    tt = np.arange(c.T)[None, :]
+    win = (tt >= c.ms[rows][:, None]) & (tt < c.me[rows][:, None])
+    return win & (c.infeas & ~c.floor_bad)[None, :] & (c.mrank[rows][:, None] >= c.mcut[None, :])
+
+
+def _shed_diag(c: _Clean) -> dict[str, list[Any]]:
+    """The marked slots (the cap cannot hold the must-run inference: kernels.check.inference_shed) and what each
+    sheds: ``shed_slots``, ``slot_shed_w`` (facility watts above the idle floor of the inference shed),
+    ``slot_shed_gpus`` and ``slot_shed_jobs`` (the rows shed there, ascending)."""
+    slots = np.flatnonzero(c.infeas & ~c.floor_bad)
+    rows = np.flatnonzero(c.mrank < c.J)
+    shed = _shed_cells(c, rows)
+    return {"shed_slots": [int(t) for t in slots], "slot_shed_w": [float(c.shed_w[t]) for t in slots],
+            "slot_shed_gpus": [float(c.shed_gpus[t]) for t in slots],
+            "slot_shed_jobs": [[int(j) for j in rows[shed[:, t]]] for t in slots]}
+
+
 def _serves_forced_dev(c: _Clean, d: _Dev, vmat: Any, xp: Ops) -> bool:
     """Inference runs in every feasible slot of its window and running non-preemptible jobs in slot 0
     (only the forced rows are looked at, on the backend: nothing of size (J, T) leaves the device)."""
     mrows = xp.nonzero(d.must)
     if mrows.shape[0]:
-        tt = xp.arange(c.T)[None, :]
-        win = (tt >= d.ms[mrows][:, None]) & (tt < d.me[mrows][:, None]) & ~d.infeas[None, :]
+        win = _must_win(xp, d, mrows, c.T)
         if bool(xp.any(win & (vmat[mrows] == 0))):
             return False
     keep = xp.nonzero((d.rpool >= 0) & ~d.preempt & ~d.must & (d.R > 0))
@@ -3160,8 +3208,7 @@ def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.f
     gap = (obj - lb) / max(abs(obj), 1e-9)
     mrows = np.flatnonzero(c.must)
     if mrows.size:  # only the must-run rows: no (J, T) temporaries
-        tt = np.arange(c.T)[None, :]
-        win = (tt >= c.ms[mrows, None]) & (tt < c.me[mrows, None]) & ~c.infeas[None, :]
+        win = _must_win(_NP, c, mrows, c.T)
         jj, ts = np.nonzero(win & ~run[mrows])
         if jj.size:
             return _infeasible(pb, f"must-run job {mrows[jj[0]]} cannot be served in slot {ts[0]} within the pool "
@@ -3175,12 +3222,12 @@ def _result(pb: PlanProblem, c: _Clean, run: NDArray[np.bool_], pf: NDArray[np.f
     wt = w / max(w.sum(), 1.0)
     per_gpu_w = (c.pue * (c.tdp - c.idle) * wt).sum()
     price = (lam * per_gpu_w + (mu * wt[:, None]).sum(axis=0)) * 3600.0 / c.slot_s
-    inf_slots = np.flatnonzero(c.infeas)
+    inf_slots = np.flatnonzero(c.floor_bad)
     diag = dict(diag, lam=lam, mu=mu, objective_parts={k: ev[k] for k in (
         "carbon_g", "energy_cost_eur", "unfinished_penalty_g", "tardiness_penalty_g")},
         unfinished_jobs=_n_unfinished(c, ev), late_jobs=_n_late(c, ev), unfinished_must_gpu_s=_must_gpu_s(c, ev),
         infeasible_slots=[int(t) for t in inf_slots],
-        slot_deficit_w=[float(c.deficit_w[t]) for t in inf_slots])
+        slot_deficit_w=[float(c.deficit_w[t]) for t in inf_slots], **_shed_diag(c))
     return PlanResult(
         status="optimal" if gap <= tol else "feasible", reason="", run=run, power_fraction=pf, pool=pool,
         work_done_s=ev["work_done_s"], finished=ev["finished"], facility_w=ev["facility_w"],

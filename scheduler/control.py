@@ -158,7 +158,9 @@ class TickReport:
 
 def plan_diagnostics(plan: Any) -> dict[str, Any]:
     """Small scalar diagnostics from ``Decisions.plan`` (a kernels PlanResult or any object / dict), with
-    ``infeasible_slots`` the number of slots its ``diagnostics`` mark infeasible (where it has them)."""
+    ``infeasible_slots`` the number of slots its ``diagnostics`` mark infeasible (where it has them): those
+    whose idle floor alone breaks a cap (``infeasible_slots``) and those whose cap cannot hold the must-run
+    inference on top of it (``shed_slots``: the inference that fits is served, the rest shed)."""
     if plan is None:
         return {}
     out: dict[str, Any] = {}
@@ -167,9 +169,9 @@ def plan_diagnostics(plan: Any) -> dict[str, Any]:
         if isinstance(v, (str, int, float, np.integer, np.floating)):
             out[key] = v.item() if isinstance(v, (np.integer, np.floating)) else v
     diag = plan.get("diagnostics") if isinstance(plan, Mapping) else getattr(plan, "diagnostics", None)
-    slots = diag.get("infeasible_slots") if isinstance(diag, Mapping) else None
-    if slots is not None:  # the slots whose idle floor alone breaks a cap, counted (kernels: diagnostics)
-        out["infeasible_slots"] = len(slots)
+    if isinstance(diag, Mapping) and diag.get("infeasible_slots") is not None:
+        # the slots no plan meets in full, counted (kernels: diagnostics)
+        out["infeasible_slots"] = len(diag["infeasible_slots"]) + len(diag.get("shed_slots", ()))
     return out
 
 
@@ -589,8 +591,10 @@ class ControlLoop:
         d = self.policy.decide(snapshot)
         return d, self._timer() - t0
 
-    def constrain(self, decided: Mapping[str, Assignment], snap: Snapshot, actual: EnergySeries) -> Constrained:
-        """:func:`scheduler.pipeline.constrain` (sanitize -> hold -> rules -> fast path) on this loop's state."""
+    def constrain(self, decided: Mapping[str, Assignment], snap: Snapshot, actual: EnergySeries,
+                  shed: Collection[str] = ()) -> Constrained:
+        """:func:`scheduler.pipeline.constrain` (sanitize -> hold -> rules -> fast path) on this loop's state;
+        ``shed``: the inference the plan sheds in this slot (``Decisions.shed``)."""
         return constrain(
             self.power, self._elig, decided, snap,
             active=StatesOf(self._active), running=self._running,
@@ -598,7 +602,7 @@ class ControlLoop:
             queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
             queued=(r.job for r in self._active.values() if r.state == "queued"),  # read only with tenants
             jobs=JobsOf(self.records), healthy_gpus=self.executor.healthy_gpus(), actual=actual,
-            home_pool=self.home_pool, measured_gpu_w=measured_gpu_power_w(self.executor),
+            home_pool=self.home_pool, measured_gpu_w=measured_gpu_power_w(self.executor), shed=shed,
         )  # fmt: skip
 
     def sanitize(self, run: Mapping[str, Assignment]) -> tuple[dict[str, Assignment], list[str]]:
@@ -1048,7 +1052,7 @@ class ControlLoop:
         snap = self.snapshot(forecast)
         self.last_tenant_info = snap.tenant_info
         decisions, decide_s = self.decide(snap)
-        c = self.constrain(decisions.run, snap, actual)
+        c = self.constrain(decisions.run, snap, actual, decisions.shed)
         self.last_constrained = c
         self.last_plan = decisions.plan
         self.last_schedule = schedule_of(decisions)

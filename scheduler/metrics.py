@@ -377,8 +377,9 @@ class Metrics:
         )
         self.plan_infeasible_slots = Gauge(
             "windward_plan_infeasible_slots",
-            "Slots of the last plan's horizon whose idle floor alone breaks a cap (a congestion event below what "
-            "the idle site draws): nothing runs there (0 for heuristic policies).",
+            "Slots of the last plan's horizon that no schedule meets in full: the idle floor alone breaks a cap (a "
+            "congestion event below what the idle site draws: nothing runs there), or the must-run inference on "
+            "top of it does (the inference that fits runs, the rest is shed there) (0 for heuristic policies).",
             registry=r,
         )
         self.info_site = Gauge(

@@ -5,7 +5,7 @@ the server: :func:`constrain` (sanitize -> hold for inference -> tenants' rights
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,7 @@ def sanitize_run(
     elig: Callable[[Job], Sequence[int]] | None = None,
     running: Iterable[JobState] | None = None,
     queued_must_run: Iterable[JobState] | None = None,
+    shed: Collection[str] = (),
 ) -> tuple[dict[str, Assignment], list[str]]:
     """The decisions a tick may act on. Drops decisions for unknown / inactive jobs, unknown pools and pools
     the job may not use (:func:`scheduler.jobs.eligible_pools`: labels, sovereignty, size): sovereignty is
@@ -43,7 +44,9 @@ def sanitize_run(
     ``active``: the queued and running jobs by id. With ``home_pool`` (:meth:`ControlLoop.home_pool`),
     inference is served whatever the policy said: queued must-run work it left out starts in its home pool
     at full power. ``elig`` (an :class:`EligibilityCache`), ``running`` (the running jobs) and
-    ``queued_must_run`` (queued inference) spare a scan of ``active`` where the caller keeps them. Pure.
+    ``queued_must_run`` (queued inference) spare a scan of ``active`` where the caller keeps them. ``shed``:
+    inference the plan sheds in this slot (``Decisions.shed``: the cap cannot hold all of it) is neither kept
+    running nor started. Pure.
     """
     elig = elig if elig is not None else EligibilityCache(site)
     index = {p.name: i for i, p in enumerate(site.pools)}
@@ -65,7 +68,7 @@ def sanitize_run(
         out[jid] = a
     for js in running if running is not None else (s for s in active.values() if s.state == "running"):
         jid = js.job.job_id
-        if jid not in out and (js.job.must_run or not js.job.preemptible):
+        if jid not in out and (js.job.must_run or not js.job.preemptible) and jid not in shed:
             out[jid] = Assignment(js.pool or site.pools[0].name, js.power_fraction)
     if home_pool is not None:
         waiting = (
@@ -75,7 +78,7 @@ def sanitize_run(
         )
         for js in waiting:
             jid = js.job.job_id
-            if jid not in out:
+            if jid not in out and jid not in shed:
                 home = home_pool(js.job)
                 if home is not None:
                     out[jid] = Assignment(home, 1.0)
@@ -160,6 +163,7 @@ def constrain(
     actual: EnergySeries,
     home_pool: Callable[[Job], str | None],
     measured_gpu_w: Mapping[str, float] | None = None,
+    shed: Collection[str] = (),
 ) -> Constrained:
     """THE steps between a policy's decision and the executor, for the simulation, the demo and the server
     alike: sanitize (sovereignty; inference served) -> hold for the inference reserve -> tenants' rights
@@ -169,13 +173,13 @@ def constrain(
     ``queued_must_run``: queued inference; ``queued``: the queued jobs; ``jobs``: every active job by id;
     ``measured_gpu_w``: GPU draw per measured pool (:func:`scheduler.executors.base.measured_gpu_power_w`;
     None or empty: nothing measured): the fast path then checks the caps against ``max(model, measured)``
-    per pool (:func:`measured_power`)."""
+    per pool (:func:`measured_power`); ``shed``: ``Decisions.shed`` (:func:`sanitize_run`)."""
     measured = None
     if measured_gpu_w:
         running_states = list(running_states)
         measured = measured_power(power, running_states, healthy_gpus, measured_gpu_w)
     run, refused = sanitize_run(power.site, decided, active, home_pool, elig=elig, running=running_states,
-                                queued_must_run=queued_must_run)  # fmt: skip
+                                queued_must_run=queued_must_run, shed=shed)  # fmt: skip
     run, held = hold_for_reserve(power, run, jobs, running, healthy_gpus, snapshot.inference_reserve_gpus)
     rules = enforce_rules(
         run, jobs, running, queued, healthy_gpus, snapshot.tenant_info, elig, power.names,

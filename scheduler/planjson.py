@@ -209,8 +209,10 @@ def check_plan(plan: Mapping[str, Any], rel_tol: float = 1e-6) -> list[str]:
 
     Caps are checked on ``facility_peak_w`` when present (simulation reports), else on ``facility_w``. A slot
     the plan lists in ``unfinished.infeasible_slots`` (its idle floor alone breaks a cap: no plan meets it) is
-    exempt from the cap checks only while no GPU is busy there and its facility power is that floor.
-    Returns human-readable problems (empty: all good)."""
+    exempt from the cap checks only while no GPU is busy there and its facility power is that floor. A slot it
+    lists in ``unfinished.shed_slots`` (its cap holds the floor but not the must-run inference) keeps its cap
+    checks, and no job of ``unfinished.slot_shed_jobs`` there, nor any job whose ``kind`` is not inference,
+    may run in it. Returns human-readable problems (empty: all good)."""
     problems: list[str] = []
     tl = plan["timeline"]
     for k in _TIMELINE_KEYS:
@@ -242,6 +244,12 @@ def check_plan(plan: Mapping[str, Any], rel_tol: float = 1e-6) -> list[str]:
                 exempt[t] = True
             else:
                 problems.append(f"slot {t}: listed as infeasible (idle floor over a cap) but jobs run there")
+    unf = plan.get("unfinished") or {}
+    for t, ids in zip(unf.get("shed_slots", []), unf.get("slot_shed_jobs", []), strict=True):
+        for j in plan["jobs"]:  # (the few marked slots, against the job entries)
+            if int(t) in j["slots"] and (j["job_id"] in ids or j.get("kind", "inference") != "inference"):
+                problems.append(f"slot {int(t)}: the cap cannot hold the inference there (shed_slots) but job "
+                                f"{j['job_id']} runs there")
     for s in np.flatnonzero((peak > smax * (1 + rel_tol) + 1e-6) & ~exempt):
         problems.append(f"slot {int(s)}: facility {peak[s]:.0f} W > site max {smax[s]:.0f} W")
     imp = np.maximum(peak - wind, 0.0)

@@ -721,7 +721,19 @@ def decisions_from_result(result: PlanResult, index: PlanIndex) -> Decisions:
             if p < 0:
                 continue
             run[ids[j]] = Assignment(pool=names[p], power_fraction=f)
-    return Decisions(run=run, plan=result)
+    return Decisions(run=run, plan=result, shed=shed_now(result, index))
+
+
+def shed_now(result: PlanResult, index: PlanIndex) -> frozenset[str]:
+    """The ids of the inference jobs the plan sheds in its first slot (``diagnostics["slot_shed_jobs"]`` of slot
+    0 where ``shed_slots`` marks it: its cap cannot hold all the must-run inference, kernels.check.inference_shed);
+    the inference reserve's synthetic rows are left out."""
+    diag = getattr(result, "diagnostics", None) or {}  # (any object with the plan's arrays: no diagnostics)
+    slots = list(diag.get("shed_slots", ()))
+    if 0 not in slots:
+        return frozenset()
+    rows = diag.get("slot_shed_jobs", [[]] * len(slots))[slots.index(0)]
+    return frozenset(index.job_ids[j] for j in rows if j < index.n_real)
 
 
 def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float,

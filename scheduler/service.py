@@ -881,9 +881,12 @@ class Service:
         imports: list[float | None] = [float(x) for x in np.asarray(imp, dtype=np.float64)[:n]] if imp is not None else []
         imports += [None] * (n - len(imports))
         # slots no schedule can keep within their caps (the idle floor alone breaks one), as the optimiser
-        # marked them, with the watts by which the floor exceeds the cap; nothing runs there (issue 11, item 5)
+        # marked them, with the watts by which the floor exceeds the cap; nothing runs there (issue 11, item 5);
+        # and those whose cap holds the floor but not the must-run inference: what it sheds there
         diag = getattr(plan, "diagnostics", None) or {}
         deficit = {int(t): float(w) for t, w in zip(diag.get("infeasible_slots", ()), diag.get("slot_deficit_w", ()))}
+        shed = {int(t): (float(w), float(g)) for t, w, g in zip(diag.get("shed_slots", ()), diag.get("slot_shed_w", ()),
+                                                               diag.get("slot_shed_gpus", ()))}
         slots = [
             {
                 "slot": slot + i,
@@ -894,8 +897,10 @@ class Service:
                 "grid_cap_w": float(forecast.grid_cap_w[i]),
                 "site_max_w": float(forecast.site_max_w[i]),
                 "grid_import_w": imports[i],  # the plan's grid import (null without an optimiser's plan)
-                "infeasible": i in deficit,
+                "infeasible": i in deficit or i in shed,
                 "deficit_w": deficit.get(i, 0.0),
+                "shed_w": shed.get(i, (0.0, 0.0))[0],
+                "shed_gpus": shed.get(i, (0.0, 0.0))[1],
             }
             for i in range(n)
         ]
@@ -913,7 +918,8 @@ class Service:
             "carbon_g": _finite(getattr(plan, "carbon_g_total", None)),
             "lower_bound": _finite(getattr(plan, "lower_bound", None)),
             "unfinished_gpu_s": _finite(getattr(plan, "unfinished_gpu_s", None)),
-            "infeasible_slots": [slot + t for t in sorted(deficit) if t < n],
+            "infeasible_slots": [slot + t for t in sorted({*deficit, *shed}) if t < n],
+            "shed_slots": [slot + t for t in sorted(shed) if t < n],
             "slots": slots,
         }
 

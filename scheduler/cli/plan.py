@@ -36,7 +36,7 @@ UNFINISHED_NOTE = (
     "this plan left, every other job as planned, holds all its work: the plan could have finished it (a "
     "quality defect; each job is tested on its own, not all of them together); other = no longer given. A "
     "must-run (inference) job is served in every slot of its window that is not infeasible: deadline = its "
-    "window runs past the horizon end, cap = it was shed in infeasible slots (both proven). "
+    "window runs past the horizon end, cap = it was shed in infeasible slots or in shed_slots (both proven). "
     "unfinished_proven / proven_*_by_reason: even alone on the site "
     "the room is too small, so no plan finishes it; not proven = the room went to other work in this plan and "
     "another plan might finish it. site_shortfall_gpu_h (kernels.check.site_shortfall): GPU-hours of work no "
@@ -50,7 +50,11 @@ UNFINISHED_NOTE = (
     "the earliest finish where the stated one cannot be met, are not what is counted); late_unreachable_jobs: "
     "those of them whose earliest possible finish (release, full speed) is already past the deadline: no plan "
     "could meet it. A job with a deadline adds late, late_s (seconds after the deadline it finishes; null "
-    "when on time or unfinished) and deadline_unreachable"
+    "when on time or unfinished) and deadline_unreachable. shed_slots: slots whose idle floor fits under the cap "
+    "but the must-run inference on top of it does not (kernels.check.inference_shed): the inference that fits "
+    "is served there (higher priority first, then fewer GPUs), the rest is shed in that slot only (slot_shed_w: "
+    "its facility watts above the floor, slot_shed_gpus, slot_shed_jobs: the job ids shed) and nothing else "
+    "runs there"
 )
 
 
@@ -75,6 +79,10 @@ def _witness_value(key: str, value: Any) -> Any:
     if key.endswith("_jobs") or key == "age_ticks":
         return int(value)
     return float(value)
+
+
+#: slots that shed inference printed one per line by ``windward plan``; the rest are counted (all are in the JSON)
+SHED_LINES = 10
 
 
 def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: Any, jobs: Any, *,
@@ -146,6 +154,10 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "late_unreachable_jobs": lt.late_unreachable_jobs,
         "infeasible_slots": [int(t) for t in diag.get("infeasible_slots", [])],
         "slot_deficit_w": [float(w) for w in diag.get("slot_deficit_w", [])],
+        "shed_slots": [int(t) for t in diag.get("shed_slots", [])],
+        "slot_shed_w": [float(w) for w in diag.get("slot_shed_w", [])],
+        "slot_shed_gpus": [float(g) for g in diag.get("slot_shed_gpus", [])],
+        "slot_shed_jobs": [[str(jobs[j].job_id) for j in js] for js in diag.get("slot_shed_jobs", [])],
         "note": UNFINISHED_NOTE,
     }
     wit = diag.get("witness")
@@ -300,7 +312,9 @@ def register(app: typer.Typer) -> None:
         Exit codes: 0 a complete valid plan (every job finishes, every slot meets its caps); 3 a valid plan that
         leaves work undone (printed: how many jobs and GPU-hours, and why: deadline, capacity, cap, quota,
         optimiser, and how much of it no plan could finish) or
-        has slots whose idle floor alone breaks a cap (nothing runs there; their deficit is printed); 1 an
+        has slots whose idle floor alone breaks a cap (nothing runs there; their deficit is printed) or slots
+        whose cap holds the idle floor but not the must-run inference on top of it (the inference that fits is
+        served, the rest shed there: each such slot is printed with the GPUs, watts and job ids shed); 1 an
         internal error (the plan's own checker found a violation; status "invalid" in the file); 2 bad input,
         or input that admits no plan at all (the reason names the job or slot). The file is written for 0,
         1 and 3 and for a refused plan. Jobs late against their stated deadline (and how many of them no plan
@@ -438,6 +452,14 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
                       f"{_slot_utc(doc['start_utc'], first, doc['slot_s'])}) cannot meet "
                       f"{'their' if n_bad != 1 else 'its'} cap even with every GPU idle (deficit up to "
                       f"{worst / 1e6:.3f} MW): nothing runs there")
+    shed = list(zip(ub["shed_slots"], ub["slot_shed_w"], ub["slot_shed_gpus"], ub["slot_shed_jobs"], strict=True))
+    for t, w, g, ids in shed[:SHED_LINES]:
+        undone.append(f"slot {t} ({_slot_utc(doc['start_utc'], t, doc['slot_s'])}): its cap cannot hold the "
+                      f"must-run inference: {g:,.0f} GPUs of it shed ({w / 1e6:.3f} MW; "
+                      f"job{'s' if len(ids) != 1 else ''} {', '.join(ids)}); only the inference that fits runs there")
+    if len(shed) > SHED_LINES:
+        undone.append(f"... and {len(shed) - SHED_LINES:,} more slots that shed inference (the plan JSON's "
+                      f"unfinished.shed_slots)")
     late_line = _late_line(doc)  # late is not undone: said, with exit 0 where nothing else is
     if undone:
         typer.secho("valid plan that leaves work undone:\n  " + "\n  ".join(undone + ([late_line] if late_line else [])),

@@ -439,7 +439,8 @@ class WindwardPolicy:
         log.debug("windward slot %d: held back %d start(s) whose marginal carbon exceeds their value",
                   snapshot.slot, len(dropped))
         drop = set(dropped)
-        return Decisions(run={j: a for j, a in decisions.run.items() if j not in drop}, plan=decisions.plan)
+        return Decisions(run={j: a for j, a in decisions.run.items() if j not in drop}, plan=decisions.plan,
+                         shed=decisions.shed)
 
     @staticmethod
     def _settle_running_slot0(snapshot: Snapshot, problem: PlanProblem, index: PlanIndex, result: PlanResult,
@@ -533,7 +534,7 @@ class WindwardPolicy:
                 run[jids[k]] = Assignment(pool=assign[k].pool, power_fraction=float(level[k]))
         log.debug("windward slot %d: %d running job(s) lowered or stopped where the slot's carbon exceeds "
                   "their value", snapshot.slot, changed.size)
-        return Decisions(run=run, plan=decisions.plan)
+        return Decisions(run=run, plan=decisions.plan, shed=decisions.shed)
 
     @staticmethod
     def _start_due_work(problem: PlanProblem, index: PlanIndex, decisions: Decisions) -> Decisions:
@@ -619,7 +620,7 @@ class WindwardPolicy:
             run[index.job_ids[i]] = Assignment(pool=index.pool_names[best], power_fraction=1.0)
             started += 1
         log.debug("windward: started %d job(s) due now that the plan left out", started)
-        return Decisions(run=run, plan=decisions.plan)
+        return Decisions(run=run, plan=decisions.plan, shed=decisions.shed)
 
     @staticmethod
     def _meet_deadlines_within_slot(snapshot: Snapshot, decisions: Decisions) -> Decisions:
@@ -653,7 +654,7 @@ class WindwardPolicy:
                     break
             if need_f > a.power_fraction:
                 run[jid] = Assignment(pool=a.pool, power_fraction=need_f)
-        return Decisions(run=run, plan=decisions.plan)
+        return Decisions(run=run, plan=decisions.plan, shed=decisions.shed)
 
     @staticmethod
     def _fallback(snapshot: Snapshot, result: PlanResult) -> Decisions:

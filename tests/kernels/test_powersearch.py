@@ -1261,7 +1261,7 @@ def test_every_pools_proposals_at_once_are_their_plain_definition(be: tuple[str,
     tb = SimpleNamespace(vmin=xp.asarray(np.zeros(P, np.int8)), vfull=xp.asarray(np.ones(P, np.int8)),
                          work=xp.asarray(rng.uniform(1, 3, (P, 2)).astype(np.float32)),
                          load=xp.asarray(rng.uniform(100, 400, (P, 2)).astype(np.float32)))
-    k = L._Slots(xp, SimpleNamespace(P=P, T=T), tb, cost, False)
+    k = L._Slots(xp, SimpleNamespace(P=P, T=T, infeas=np.zeros(T, dtype=bool)), tb, cost, False)  # no closed slot
     feas = rng.random((P, n, T)) < rng.uniform(0.2, 0.9)
     okp = rng.random((P, n)) < 0.7
     ns = rng.integers(1, T + 2, (P, n)).astype(np.float64)

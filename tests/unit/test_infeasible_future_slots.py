@@ -235,3 +235,50 @@ def test_every_policy_stops_non_preemptible_work_when_the_actual_cap_cannot_hold
     else:
         assert "np" not in rep.dropped and loop.records["np"].state == "running"
         assert loop.records["np"].power_fraction < 1.0
+
+
+def test_a_cap_the_inference_alone_breaks_sheds_part_of_it_there_and_nothing_else(tmp_path: Path) -> None:
+    """A cap announced for +3 slots above the idle floor but below the floor plus the inference at full power
+    (round 22: the whole plan read "infeasible", ``/v1/plan`` published 0.0 prices and the fallback decided
+    every slot). The optimiser plans every slot: the training runs now, every slot has a finite price, the slot
+    is listed (``infeasible_slots``, ``shed_slots``) with what it sheds. When it comes, the loop serves the
+    inference the plan serves there (the 4-GPU service fits, the 8-GPU one does not: fewer GPUs first at equal
+    priority), starts nothing else, keeps the cap, and the shed service runs again after it."""
+    svc, wall = service(tmp_path, "windward", [tenant("web"), tenant("train")])
+    try:
+        for name, g in (("small", 4), ("big", 8)):
+            svc.submit(svc.tenants["web"], JobSpec(name=name, kind="inference", gpus=g, duration_s=40 * SLOT_S), None)
+        svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=4, duration_s=40 * SLOT_S), None)
+        svc.tick()  # (the eu pool's 16 GPUs: 4 + 8 of inference, 4 of training)
+        before = {r.name for r in svc.store.list_jobs(states=("running",))}
+        assert before == {"small", "big", "t0"}, before
+        plan = svc.plan_summary()
+        k = 3
+        at = plan["slot"] + k
+        pw = svc.loop.power
+        floor = pw.base_w(pw.healthy_array(svc.loop.executor.healthy_gpus()))
+        per_gpu_w = svc.site.pue * (svc.site.pools[0].tdp_w - svc.site.pools[0].idle_w)
+        cap_w = floor + (4 + 0.5 * 8) * per_gpu_w - plan["slots"][k]["wind_w"]
+        start = svc.clock.now_unix_s() + k * SLOT_S
+        svc.add_congestion(cap_w / 1e6, start, start + SLOT_S, "test", "the inference alone breaks it")
+        wall.t += 1.0
+        out = svc.tick()
+        assert not out.report.preemptions and not out.report.violations
+        plan = svc.plan_summary()
+        assert plan["status"] in ("optimal", "feasible"), plan["status"]
+        prices = [s["dual_price_g_per_gpu_h"] for s in plan["slots"]]
+        assert all(p is not None and math.isfinite(p) and p >= 0.0 for p in prices), prices
+        assert plan["infeasible_slots"] == plan["shed_slots"] == [at]
+        marked = plan["slots"][at - plan["slot"]]
+        assert marked["infeasible"] and marked["shed_gpus"] >= 8.0 and marked["deficit_w"] == 0.0
+        assert {r.name for r in svc.store.list_jobs(states=("running",))} >= before, "work stopped"
+        seen: dict[int, set[str]] = {}
+        while svc.clock.now_unix_s() < start + 2 * SLOT_S:
+            wall.t += 1.0
+            out = svc.tick()
+            assert not out.report.violations, out.report.violations
+            seen[svc.loop.slot] = {r.name for r in svc.store.list_jobs(states=("running",))}
+        assert seen[at] == {"small"}, seen
+        assert seen[at - 1] == before and seen[at + 1] >= {"small", "big"}, seen
+    finally:
+        svc.stop()

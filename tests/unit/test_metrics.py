@@ -244,10 +244,13 @@ def test_plan_infeasible_gauges_take_a_plan_result_or_its_diagnostics() -> None:
     fallback passes on), 0 otherwise; windward_plan_infeasible_slots counts the slots the plan's diagnostics mark
     infeasible, from the PlanResult or from the tick report's scalar diagnostics (control.plan_diagnostics)."""
     m = Metrics()
-    infeasible = kplanner._infeasible(None, "inference alone breaks the cap", 2, 4, 1)
+    infeasible = kplanner._infeasible(None, "inference needs more GPUs than its pools", 2, 4, 1)
     feasible = replace(infeasible, status="optimal", gap=0.0, diagnostics={"infeasible_slots": [2, 3]})
+    # slots whose cap cannot hold the must-run inference (kernels: shed_slots) are counted with them
+    shed = replace(feasible, diagnostics={"infeasible_slots": [3], "shed_slots": [1, 2]})
     for plan, want in ((infeasible, (1.0, 0.0)), (feasible, (0.0, 2.0)), (plan_diagnostics(infeasible), (1.0, 0.0)),
-                       (plan_diagnostics(feasible), (0.0, 2.0)), (None, (0.0, 0.0))):  # fmt: skip
+                       (plan_diagnostics(feasible), (0.0, 2.0)), (shed, (0.0, 3.0)), (plan_diagnostics(shed), (0.0, 3.0)),
+                       (None, (0.0, 0.0))):  # fmt: skip
         m.observe_plan(plan)
         assert (_get(m, "windward_plan_infeasible"), _get(m, "windward_plan_infeasible_slots")) == want, plan
 

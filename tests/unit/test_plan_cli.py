@@ -311,3 +311,38 @@ def test_a_job_the_plan_runs_late_is_late_and_not_unreachable(tmp_path: Path) ->
     assert ub["late_jobs"] == 3 and ub["late_unreachable_jobs"] == 2
     assert "3 jobs late against the stated deadline" in output and "2 of them no plan could meet" in output
     assert "the other 1 was reachable" in output
+
+
+def test_a_later_cap_the_inference_alone_breaks_sheds_it_there_and_exits_3(tmp_path: Path) -> None:
+    """A cap announced for +6 h above the demo site's idle floor (19.32 kW) but below the floor plus its
+    inference at full power (2 + 4 GPUs, 718.75 W each above idle): the plan is valid (exit 3, not 2 "no
+    feasible plan"), runs work now, serves the inference that fits in that slot (the 2-GPU job: fewer GPUs
+    first at equal priority), sheds the rest there only and names the slot, the GPUs, the watts and the job."""
+    caps = [10.0] * 48
+    caps[24] = (19320.0 + 2 * 718.75 + 1000.0) / 1e6
+    rows = ["web,public,inference,0,4,36000,,false,,5", "srv,public,inference,0,2,43200,,false,,5",
+            "t1,science,training,0,8,14400,,true,,0"]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows), "--energy", str(_energy_csv(tmp_path, 48, caps)))
+    assert code == 3, output
+    assert "no feasible plan" not in output
+    assert "slot 24 (" in output  # with its UTC start
+    assert "its cap cannot hold the must-run inference: 4 GPUs of it shed (0.003 MW; job web)" in output
+    doc = json.loads(out.read_text())
+    assert doc["status"] in ("optimal", "feasible") and doc["check"]["ok"]
+    ub = doc["unfinished"]
+    assert ub["shed_slots"] == [24] and ub["slot_shed_jobs"] == [["web"]] and ub["infeasible_slots"] == []
+    assert ub["slot_shed_gpus"] == [4.0] and ub["slot_shed_w"] == pytest.approx([4 * 718.75])
+    slots = {j["job_id"]: set(j["slots"]) for j in doc["jobs"]}
+    assert 24 not in slots["web"] and slots["web"] == set(range(40)) - {24}
+    assert slots["srv"] == set(range(48)) and 0 in slots["t1"] and 24 not in slots["t1"]
+    from scheduler.planjson import check_plan
+
+    assert check_plan(doc) == []  # the marked slot's cap holds with the inference served
+    # the auditor: a shed job, or other work, running in the marked slot is named
+    for jid in ("web", "t1"):
+        bad = json.loads(out.read_text())
+        j = next(e for e in bad["jobs"] if e["job_id"] == jid)
+        j["slots"].append(24)
+        j["power_fraction"].append(1.0)
+        assert any(f"slot 24: the cap cannot hold the inference there (shed_slots) but job {jid} runs there" in p
+                   for p in check_plan(bad)), check_plan(bad)

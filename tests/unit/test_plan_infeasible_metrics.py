@@ -2,7 +2,8 @@
 executor, the embedded energy model, one wall second per slot; test_service_rules): ``windward_plan_infeasible``
 reads 1 while the ``windward`` policy's optimiser returns infeasible and its fallback decides, 0 once it plans
 again (and always for a heuristic policy); ``windward_plan_infeasible_slots`` is the number of slots ``/v1/plan``
-lists in ``infeasible_slots`` (a congestion event below the idle floor)."""
+lists in ``infeasible_slots`` (a congestion event below the idle floor, or one the must-run inference alone
+breaks: its ``shed_slots``)."""
 
 from __future__ import annotations
 
@@ -24,16 +25,52 @@ def test_an_infeasible_optimiser_reads_1_until_it_plans_again(tmp_path: Path, ca
     caplog.set_level(logging.WARNING, logger="scheduler.policies.windward")
     svc, wall = service(tmp_path, "windward", [tenant("web"), tenant("train")])
     try:
-        # an 8-GPU inference service (must run in every slot of its 40) and some training
-        svc.submit(svc.tenants["web"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=40 * SLOT_S), None)
+        # a 16-GPU inference service (must run in every slot of its 40) on the eu pool (16 GPUs, 2 nodes) and
+        # some training
+        pub = svc.site.pools[0].name
+        svc.submit(svc.tenants["web"], JobSpec(name="inf", kind="inference", gpus=16, duration_s=40 * SLOT_S), None)
         svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=8, duration_s=40 * SLOT_S), None)
         svc.tick()
         plan = svc.plan_summary()
         assert plan["status"] in ("optimal", "feasible") and _gauges(svc) == (0.0, 0.0)
-        # two slots ahead, a cap above the idle floor but below the floor plus the inference: inference alone
-        # breaks it, so no plan serves the must-run job there and the optimiser returns infeasible
+        # a node of its pool goes down: the inference needs more GPUs than its only pool has, which no marked
+        # slot absorbs (a cap the inference alone breaks no longer makes the plan infeasible: round 23), so the
+        # optimiser returns infeasible and its fallback decides
+        svc.loop.executor.fail_node(pub, 1)
+        wall.t += 1.0
+        svc.tick()
+        plan = svc.plan_summary()
+        assert plan["status"] == "infeasible"
+        assert any("optimiser infeasible" in r.getMessage() for r in caplog.records)
+        assert _gauges(svc) == (1.0, len(plan["infeasible_slots"]))
+        # once the node is back the optimiser plans again: back to 0
+        svc.loop.executor.repair_node(pub, 1)
+        seen: list[tuple[str, tuple[float, float]]] = []
+        for _ in range(2):
+            wall.t += 1.0
+            svc.tick()
+            plan = svc.plan_summary()
+            seen.append((plan["status"], _gauges(svc)))
+            assert _gauges(svc) == (1.0 if plan["status"] == "infeasible" else 0.0, len(plan["infeasible_slots"]))
+        assert seen[-1][0] in ("optimal", "feasible"), seen
+        assert seen[-1][1] == (0.0, 0.0), seen
+    finally:
+        svc.stop()
+
+
+def test_a_cap_the_inference_alone_breaks_is_counted_not_infeasible(tmp_path: Path) -> None:
+    """Two slots ahead, a cap above the idle floor but below the floor plus the inference at full power (the
+    world the first test used up to round 22): the optimiser plans (status not infeasible, gauge 0), marks that
+    slot and sheds the inference there; the slots gauge counts it, as ``/v1/plan`` lists it."""
+    svc, wall = service(tmp_path, "windward", [tenant("web"), tenant("train")])
+    try:
+        svc.submit(svc.tenants["web"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=40 * SLOT_S), None)
+        svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=8, duration_s=40 * SLOT_S), None)
+        svc.tick()
+        plan = svc.plan_summary()
         k = 2
         s = plan["slots"][k]
+        at = plan["slot"] + k
         pw = svc.loop.power
         floor = pw.base_w(pw.healthy_array(svc.loop.executor.healthy_gpus()))
         inference_w = svc.site.pue * 8 * (svc.site.pools[0].tdp_w - svc.site.pools[0].idle_w)
@@ -44,19 +81,14 @@ def test_an_infeasible_optimiser_reads_1_until_it_plans_again(tmp_path: Path, ca
         wall.t += 1.0
         svc.tick()
         plan = svc.plan_summary()
-        assert plan["status"] == "infeasible"
-        assert any("optimiser infeasible" in r.getMessage() for r in caplog.records)
-        assert _gauges(svc) == (1.0, len(plan["infeasible_slots"]))
-        # once the event has passed the optimiser plans again: back to 0
-        seen: list[tuple[str, tuple[float, float]]] = []
-        while svc.clock.now_unix_s() < start + 2 * SLOT_S:
-            wall.t += 1.0
-            svc.tick()
-            plan = svc.plan_summary()
-            seen.append((plan["status"], _gauges(svc)))
-            assert _gauges(svc) == (1.0 if plan["status"] == "infeasible" else 0.0, len(plan["infeasible_slots"]))
-        assert seen[0][0] == "infeasible" and seen[-1][0] in ("optimal", "feasible"), seen
-        assert seen[-1][1] == (0.0, 0.0), seen
+        assert plan["status"] in ("optimal", "feasible"), plan["status"]
+        assert plan["shed_slots"] == plan["infeasible_slots"] == [at]
+        assert _gauges(svc) == (0.0, 1.0)
+        marked = plan["slots"][at - plan["slot"]]
+        # (the job's 8 GPUs, and the policy's inference reserve rows there: expected inference, shed first)
+        assert marked["infeasible"] and marked["shed_gpus"] >= 8.0 and marked["deficit_w"] == 0.0
+        assert marked["shed_w"] >= inference_w * (1 - 1e-9)
+        assert all(not x["infeasible"] and x["shed_gpus"] == 0.0 for x in plan["slots"] if x is not marked)
     finally:
         svc.stop()
 

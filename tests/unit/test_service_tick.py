@@ -54,6 +54,13 @@ def test_order_actions_and_sanitize() -> None:
     with_inf = {**jobs, "inf": JobState(inf, "queued", 0, 0)}
     run2, _ = sanitize_run(site, decided, with_inf, home_pool=lambda j: sec)
     assert run2["inf"] == Assignment(sec, 1.0) and "inf" not in sanitize_run(site, decided, with_inf)[0]
+    # ... except inference the plan sheds in this slot (Decisions.shed: its cap cannot hold it), queued or running
+    run_inf = JobState(Job("run-inf", "t", "inference", 0, 2, 3600), "running", 10, 0, pub, 1.0)
+    both = {**with_inf, "run-inf": run_inf}
+    kept, _ = sanitize_run(site, decided, both, home_pool=lambda j: sec)
+    assert {"inf", "run-inf"} <= set(kept)
+    shed, _ = sanitize_run(site, decided, both, home_pool=lambda j: sec, shed={"inf", "run-inf"})
+    assert not {"inf", "run-inf"} & set(shed) and set(kept) - set(shed) == {"inf", "run-inf"}
     assert [a.pool for a in start_candidates(site, inf, Assignment(pub, 0.7))] == [pub, sec]
     assert [a.pool for a in start_candidates(site, jobs["q"].job, Assignment(pub, 0.7))] == [pub]
 
