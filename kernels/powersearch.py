@@ -2844,27 +2844,69 @@ def _options(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any, 
         avail = avail & (left_q >= g[:, None] - 1e-9)
     keep0 = (d.rpool[rows] == pl) & run[:, 0] if hold0 is None else hold0
     inf = float("inf")
-    c_off = xp.where((tt == 0) & keep0[:, None], inf, xp.zeros((n, T), xp.f64))  # a kept slot 0 is never "off"
-    # the levels 1.. as one (n, T, V - 1) table on small tables, a level at a time on large ones (temporaries
-    # that stay in the cache; elementwise the same numbers either way)
-    blk = max(V - 1, 1) if n * T <= OPTIONS_LEVELS_MAX_CELLS else 1
-    cols = [c_off[:, :, None]]
-    for v0 in range(1, V, blk):  # blocks of power levels
-        lv = ld[:, None, v0:v0 + blk]
-        fits = True if room_free else room[:, :, None] >= lv
-        ok = avail[:, :, None] & fits & (wk[:, v0:v0 + blk] > 0)[:, None, :]
+    # every level as one (n, T, V) table on small tables (:func:`_options_table`), the levels 1.. a level at a
+    # time on large ones (temporaries that stay in the cache; elementwise the same numbers either way)
+    if n * T <= OPTIONS_LEVELS_MAX_CELLS:
+        lev = xp.arange(V)
+        up = lev > 0  # (level 0, "off", is set by _options_table)
+        fits = True if room_free else room[:, :, None] >= ld[:, None, :]
+        ok = avail[:, :, None] & fits & ((wk > 0) & up[None, :])[:, None, :]
         if shift is None:  # (the current levels: with a shift only where they fit, as any other)
-            ok = ok | ((sub[:, :, None] == xp.arange(V)[v0:v0 + blk][None, None, :])
-                       & (inwin & stays[:, None])[:, :, None])
-        cv = d.kappa[None, :, None] * (xp.maximum(fac_o[:, :, None] + lv - wind[None, :, None], 0.0) - imp_o[:, :, None])
-        if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
-            cv = cv + ((price[0][pl] + price[1][d.tenant[rows]]) * g[:, None])[:, :, None]
-        elif price is not None:
-            cv = cv + price[None, :, None] * lv
-        cols.append(xp.where(ok, cv, inf))
+            ok = ok | ((sub[:, :, None] == xp.where(up, lev, -1)[None, None, :]) & (inwin & stays[:, None])[:, :, None])
+        C = _options_table(xp, keep0, ok, _level_costs(xp, d, ld[:, None, :], fac_o, wind, imp_o, price, pl, g, rows))
+        if C is not None:
+            return C, wk, sub, keep0
+    cols = [xp.where((tt == 0) & keep0[:, None], inf, xp.zeros((n, T), xp.f64))[:, :, None]]  # (kept slot 0: never off)
+    for v0 in range(1, V):  # power levels
+        lv = ld[:, None, v0:v0 + 1]
+        fits = True if room_free else room[:, :, None] >= lv
+        ok = avail[:, :, None] & fits & (wk[:, v0:v0 + 1] > 0)[:, None, :]
+        if shift is None:  # (the current levels: with a shift only where they fit, as any other)
+            ok = ok | ((sub[:, :, None] == v0) & (inwin & stays[:, None])[:, :, None])
+        cols.append(xp.where(ok, _level_costs(xp, d, lv, fac_o, wind, imp_o, price, pl, g, rows), inf))
     # on a 2^-30 grid of their magnitude: every sum of them is exact, so the rows' totals, their order and
     # their ties are the same on every backend (numpy and torch add in different orders)
     return _grid(xp, xp.concatenate(cols, 2)), wk, sub, keep0
+
+
+def _level_costs(xp: Ops, d: Any, lv: Any, fac_o: Any, wind: Any, imp_o: Any, price: Any, pl: Any, g: Any,
+                 rows: Any) -> Any:
+    """:func:`_options`' cost of running at the watts ``lv : (n, 1, L)`` in each slot: the grid carbon it adds
+    (``kappa * (max(fac_o + lv - wind, 0) - imp_o)``, its temporaries reused: the same operations in the same
+    order) and ``price``'s grams."""
+    cv = fac_o[:, :, None] + lv
+    cv -= wind[None, :, None]
+    cv = xp.maximum(cv, 0.0)
+    cv -= imp_o[:, :, None]
+    cv *= d.kappa[None, :, None]
+    if isinstance(price, tuple):  # (P, T) and (K, T) grams per GPU-slot of a pool and a tenant
+        cv = cv + ((price[0][pl] + price[1][d.tenant[rows]]) * g[:, None])[:, :, None]
+    elif price is not None:
+        cv = cv + price[None, :, None] * lv
+    return cv
+
+
+def _options_table(xp: Ops, keep0: Any, ok: Any, cv: Any) -> Any:
+    """:func:`_options`' table ``C : (n, T, V)`` from every level's costs ``cv`` where ``ok`` (never at level 0),
+    ``inf`` elsewhere, and "off" (level 0: 0, ``inf`` in a kept slot 0, ``keep0 : (n,)``), on :func:`_grid`'s
+    grid: the same numbers as :func:`_grid` of that table (its largest finite magnitude is that of the costs
+    where ``ok``; "off" is 0 before the rounding) with one mask before the rounding and one after, and no
+    (n, T, V) concatenation (round 23: fewer passes over the table). ``ok`` is changed (level 0 set). None where
+    a cost where ``ok`` is not finite (the caller then builds the table level by level)."""
+    cvm = xp.where(ok, cv, 0.0)  # (the options' costs, 0 elsewhere: "off" among them)
+    flat = cvm.reshape(-1)
+    top = max(xp.item(xp.max(flat, 0)), -xp.item(xp.min(flat, 0))) if flat.shape[0] else 0.0
+    if not math.isfinite(top):
+        return None
+    if top > 0:  # (_grid's rounding, in place on the fresh table)
+        q = 2.0 ** (math.floor(math.log2(top)) - 30)
+        cvm = cvm * (1.0 / q) if q >= 2.0 ** -1022 else cvm / q
+        cvm -= 0.5
+        cvm = xp.ceil(cvm)
+        cvm *= q
+    ok[:, :, 0] = True  # "off" (rounded as _grid rounds a 0), but never in a kept slot 0
+    ok[:, 0, 0] = ~keep0
+    return xp.where(ok, cvm, float("inf"))
 
 
 def _grid(xp: Ops, a: Any) -> Any:
@@ -3192,7 +3234,9 @@ def _hull_wc(xp: Ops, C: Any, wk: Any, forced0: Any, work: Any) -> tuple[Any, An
             # levels rise), so this and the later steps are "no step" in every cell: left out (the corpus's hulls
             # end by the fourth of six steps: a third of the passes saved, and the tables after them a third
             # shorter)
-            if s and s < S - 1 and not bool(xp.any(has)):
+            # (where the levels were walked as one table, its test above already broke: a cell with a valid
+            # level has a finite smallest slope)
+            if by_level and s and s < S - 1 and not bool(xp.any(has)):
                 break
             cur = xp.where(has, b, cur)
             st_key.append(key)
@@ -3226,8 +3270,10 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     DW, DC = DWC[0], DWC[1]
     S = int(K.shape[2])  # (the hull steps some cell takes: _hull_wc)
     # before a deadline, an unfinished row's work is worth ``extra`` more (the late part of its penalty)
-    before_dl = (tt < d.dl[rows][:, None])[:, :, None]
-    K = xp.where(xp.isfinite(K), K - xp.where(before_dl, extra[:, None, None], 0.0), K)
+    # (no row with an extra value, the carbon phase's and the swaps' calls: K - 0.0 is K, so K as it is)
+    if bool(xp.any(extra != 0)):
+        before_dl = (tt < d.dl[rows][:, None])[:, :, None]
+        K = xp.where(xp.isfinite(K), K - xp.where(before_dl, extra[:, None, None], 0.0), K)
     kf = K.reshape(n, T * S)
     o = xp.argsort(kf, 1)
     dws = xp.take_along(DW.reshape(n, T * S), o, 1)
@@ -3237,8 +3283,13 @@ def _best_rows(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any
     # as long as each row has of them (counted on the keys as they are: no gather of the sorted keys)
     jj = xp.arange(T * S)[None, :]
     live = jj < xp.astype(xp.count_nonzero(kf < inf, 1), xp.i64)[:, None]
-    low = jj < xp.astype(xp.count_nonzero(kf < value[:, None], 1), xp.i64)[:, None]
-    take_s = live & ((before < req[:, None] - _TOL_W) | (low & (before < need[:, None] - _TOL_W)))
+    take_s = before < req[:, None] - _TOL_W
+    # (where every row's need is what it must keep, the swaps' calls and a carbon phase of finished rows, the
+    # second test is within the first: A | (low & A) is A)
+    if not (need is req or bool(xp.all(need == req))):
+        low = jj < xp.astype(xp.count_nonzero(kf < value[:, None], 1), xp.i64)[:, None]
+        take_s = take_s | (low & (before < need[:, None] - _TOL_W))
+    take_s = live & take_s
     if forced is not None:  # (every forced cell's first step, the first keys, whatever the need)
         take_s = take_s | (jj < xp.astype(xp.count_nonzero(kf == -inf, 1), xp.i64)[:, None])
     # every test in take_s is monotone along the order (keys and work before rise): it is a prefix of m
