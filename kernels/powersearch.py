@@ -3439,19 +3439,20 @@ def _orders_at_once(xp: Ops, n: int, T: int, S: int, ka: int, tt: Any, cnt: Any,
     # where finite, and their cumulative work and cost
     o, qv = _cheapest(xp, q, ka)
     vs = xp.isfinite(qv)
-    # their work and cost read at flat positions of ``wca`` (one gather for both), summed along each order
+    # their work and cost read at flat positions of ``wca`` (one gather for both), summed along each order, inf
+    # past the valid picks (one mask for both)
     at = (xp.arange(2 * n) * T).reshape(2, n, 1, 1) + o[None]
-    cwc = xp.cumsum(xp.where(vs, xp.take(wca, at), 0.0), 3)
-    cw, cc = cwc[0], cwc[1]
+    cwc = xp.where(vs, xp.cumsum(xp.where(vs, xp.take(wca, at), 0.0), 3), inf)
+    cwv, ccv = cwc[0], cwc[1]
     # per order and cell the fewest next steps that cover what it loses (the first k that reaches, as a
     # count; 0 where the surplus does or none do) and their cost (0 where the surplus covers it, inf where
     # none do): the valid picks are a prefix and their work rises along it, so the first that reaches is
     # the count of valid picks below what the cell loses (as the smallest k that reaches written last, one
     # (n, 1 + S, T) table per k: the same values in fewer tables; round 19)
-    cwv = xp.where(vs, cw, inf)  # (invalid picks never below)
-    # (the ka picks against every cell at once: one (n, 1 + S, ka, T) test and its count; round 20)
+    # (invalid picks, inf, never below; the ka picks against every cell at once: one (n, 1 + S, ka, T) test and
+    # its count; round 20)
     below = xp.astype(xp.count_nonzero(cwv[:, :, :, None] < lose_t[:, :, None, :], 2), xp.i64)
-    ccv = xp.concatenate([xp.where(vs, cc, inf), xp.full((n, 1 + S, 1), inf, xp.f64)], 2)  # (none reaches: inf)
+    ccv = xp.concatenate([ccv, xp.full((n, 1 + S, 1), inf, xp.f64)], 2)  # (none reaches: inf)
     c_in = xp.take_along(ccv, below, 2)  # (n, 1 + S, T)
     c_add = xp.where(found0, 0.0, c_in)
     fewest = xp.where(found0 | ~xp.isfinite(c_in), 0, below + 1)
