@@ -1670,29 +1670,66 @@ def test_remembered_searches_give_the_same_plan(monkeypatch: pytest.MonkeyPatch)
     assert na < nb, (na, nb)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_the_options_at_once_and_level_by_level_are_the_same_table(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``_options`` builds every level at once up to ``OPTIONS_LEVELS_MAX_CELLS`` row-slot cells and a level
-    at a time above: the same ``(n, T, V)`` table bit for bit, with and without a congestion price, moved to
-    another pool or in its own, the cap applied or not (3 seeded family instances of 3-4 pools)."""
+def _options_tables(seed: int, backend: str, device: str, monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
+    """``_options`` on a seeded family instance's greedy plan (3-4 pools; every placed row), with and without a
+    congestion price (also one that is infinite in a slot: some options' costs not finite), moved to another
+    pool or in its own, the cap applied or not, slot 0 held on every other row, each built every level at once
+    and a level at a time: per call the two tables (host arrays)."""
     from benchmarks.instances import Knobs
 
     pb = make(9300 + seed, Knobs(n_jobs=40, n_slots=24, n_pools=3 + seed % 2, demand_share=0.7))
-    s = greedy_start(pb)
+    s = greedy_start(pb, backend, device)
     xp, c = s.xp, s.c
     rows = xp.asarray(np.flatnonzero(xp.to_numpy(s.gp) >= 0), xp.i64)
     n = int(rows.shape[0])
     lim = xp.full((n,), c.T, xp.i64)
-    price = xp.asarray(np.linspace(0.0, 3.0, c.T), xp.f64)
+    price = np.linspace(0.0, 3.0, c.T)
+    price_inf = price.copy()
+    price_inf[c.T // 2] = np.inf
     to = xp.full((n,), (seed + 1) % c.P, xp.i64)
-    for kw in ({}, {"price": price}, {"to_pool": to}, {"room_free": True}):
+    out = []
+    hold0 = xp.asarray(np.arange(n) % 2 == 0)  # (every other row keeps slot 0: "off" is not an option there)
+    for kw in ({}, {"price": xp.asarray(price, xp.f64)}, {"price": xp.asarray(price_inf, xp.f64)}, {"to_pool": to},
+               {"room_free": True}, {"hold0": hold0}):
         tabs = []
         for cells in (10**9, 0):
             monkeypatch.setattr(PS, "OPTIONS_LEVELS_MAX_CELLS", cells)
-            tabs.append(PS._options(xp, c, s.d, s.tb, s.gv, s.gp, rows, lim, **kw))
-        assert n and np.isfinite(xp.to_numpy(tabs[0][0])[:, :, 1:]).any()
-        for a, b in zip(*tabs):
-            assert np.array_equal(xp.to_numpy(a), xp.to_numpy(b)), kw
+            tabs.append([xp.to_numpy(a) for a in PS._options(xp, c, s.d, s.tb, s.gv, s.gp, rows, lim, **kw)])
+        assert n and np.isfinite(tabs[0][0][:, :, 1:]).any()
+        assert "hold0" not in kw or np.isinf(tabs[0][0][:, 0, 0]).any()
+        out.append(tabs)
+    return out
+
+
+def _bits(a: Any) -> Any:
+    """An array's values bit for bit (float64 as its 64-bit patterns: -0.0 is not 0.0)."""
+    a = np.asarray(a)
+    return a.view(np.int64) if a.dtype == np.float64 else a
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_options_at_once_and_level_by_level_are_the_same_table(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_options`` builds every level at once up to ``OPTIONS_LEVELS_MAX_CELLS`` row-slot cells (one (n, T, V)
+    table masked and gridded once: ``_options_table``) and a level at a time above (each level masked, the
+    whole table gridded by ``_grid``): the same ``(n, T, V)`` table bit for bit (also "off"'s -0.0 on the grid
+    and a kept slot 0's inf), with and without a congestion price (one infinite in a slot: the table is then
+    gridded whole), moved to another pool or in its own, the cap applied or not, slot 0 held on some rows (3
+    seeded family instances)."""
+    for (a, b), kw in zip(_options_tables(seed, "numpy", "cpu", monkeypatch), range(6)):
+        assert all(np.array_equal(_bits(x), _bits(y)) for x, y in zip(a, b)), kw
+
+
+@pytest.mark.parametrize("be", BACKENDS[1:])
+def test_the_options_tables_are_the_numpy_ones_on_torch(be: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch on the CPU: ``_options``' tables both ways are numpy's bit for bit (CUDA: within 1e-9 relative)."""
+    for seed in range(2):
+        want = _options_tables(seed, "numpy", "cpu", monkeypatch)
+        got = _options_tables(seed, be[0], be[1], monkeypatch)
+        for tabs_a, tabs_b in zip(want, got):
+            for a, b in zip(tabs_a, tabs_b):
+                for x, y in zip(a, b):
+                    assert (np.array_equal(_bits(x), _bits(y)) if be[1] == "cpu"
+                            else np.allclose(x, y, rtol=1e-9, equal_nan=True))
 
 
 def _blocks_both_ways(seed: int, backend: str, device: str, monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
