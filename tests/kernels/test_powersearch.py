@@ -343,6 +343,40 @@ def test_the_exchange_finds_the_slot_fewer_and_a_level_up() -> None:
     assert (cnt[0] > 0).sum() == 3
 
 
+def _one_row_response(req: float, need: float, value: float, extra: float, dl: int) -> tuple[Any, float]:
+    """``_best_rows`` of one row in 4 slots on given options: levels 1 (10 work-s a slot, 5 g) and 2 (15 work-s,
+    9 g: dearer per work), none running now, deadline ``dl``. Returns its new levels and estimated saving."""
+    from types import SimpleNamespace
+
+    from kernels.backend import get_ops
+
+    xp = get_ops("numpy")
+    T = 4
+    C = np.broadcast_to(np.array([0.0, 5.0, 9.0]), (1, T, 3)).copy()
+    wk = np.array([[0.0, 10.0, 15.0]])
+    opts = (C, wk, np.zeros((1, T), np.int8), np.zeros(1, bool))
+    c, d, tb = SimpleNamespace(T=T), SimpleNamespace(dl=np.array([dl])), SimpleNamespace(work=wk)
+    f = np.array
+    new_sub, saving, _ = PS._best_rows(xp, c, d, tb, None, None, f([0]), f([T]), f([req]), f([need]), f([value]),
+                                       f([extra]), opts=opts)
+    return new_sub[0], float(saving[0])
+
+
+def test_a_row_buys_work_up_to_its_need_where_it_costs_less_than_its_value() -> None:
+    """A best response keeps what the row must (``req``) and buys more, up to its ``need``, where a step costs
+    less per work than the row's ``value`` (0.5 g per work-s at level 1): two slots at level 1 for a need of 20
+    work-s and nothing to keep; none where the value is below that cost, or where need is what it keeps (0).
+    Before its deadline its work is worth ``extra`` more: a value of 0.4 with 0.3 extra buys the two slots before
+    a deadline at slot 2 (round 23: ``_best_rows`` skips the need test where need is req, and the deadline's
+    shift where no row has an extra value; this fails where either is skipped where it counts)."""
+    lv, sv = _one_row_response(0.0, 20.0, 1.0, 0.0, 4)
+    assert (lv == 1).sum() == 2 and (lv == 0).sum() == 2 and sv == pytest.approx(20.0 * 1.0 - 10.0)
+    assert not _one_row_response(0.0, 20.0, 0.4, 0.0, 4)[0].any()
+    assert not _one_row_response(0.0, 0.0, 1.0, 0.0, 4)[0].any()
+    lv, _ = _one_row_response(0.0, 20.0, 0.4, 0.3, 2)
+    assert lv.tolist() == [1, 1, 0, 0]
+
+
 @pytest.mark.parametrize("by_order", [False, True])
 @pytest.mark.parametrize("be", BACKENDS[1:])
 def test_the_exchange_gives_the_numpy_rows_on_torch(be: tuple[str, str], by_order: bool,
