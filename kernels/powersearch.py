@@ -2891,8 +2891,10 @@ def _options_table(xp: Ops, keep0: Any, ok: Any, cv: Any) -> Any:
     ``inf`` elsewhere, and "off" (level 0: 0, ``inf`` in a kept slot 0, ``keep0 : (n,)``), on :func:`_grid`'s
     grid: the same numbers as :func:`_grid` of that table (its largest finite magnitude is that of the costs
     where ``ok``; "off" is 0 before the rounding) with one mask before the rounding and one after, and no
-    (n, T, V) concatenation (round 23: fewer passes over the table). ``ok`` is changed (level 0 set). None where
-    a cost where ``ok`` is not finite (the caller then builds the table level by level)."""
+    (n, T, V) concatenation (round 23, H3: 399 _options calls recorded on seed-0 corpus-105, -57, seed-1 -62,
+    seed-2 -104, replayed: the same tables, 53 -> 48 ms CPU, best of 4 alternations; whole plans ~2-5% less
+    CPU, within the loaded machine's noise). ``ok`` is changed (level 0 set). None where a cost where ``ok`` is
+    not finite (the caller then builds the table level by level)."""
     cvm = xp.where(ok, cv, 0.0)  # (the options' costs, 0 elsewhere: "off" among them)
     flat = cvm.reshape(-1)
     top = max(xp.item(xp.max(flat, 0)), -xp.item(xp.min(flat, 0))) if flat.shape[0] else 0.0
