@@ -81,13 +81,26 @@ class InferenceShed(NamedTuple):
     shed_gpus: NDArray[np.float64]  # (T,) GPUs of the inference shed there (0 elsewhere)
 
 
+def serving_order(weight: NDArray[np.floating], gpus: NDArray[np.floating], remaining_s: NDArray[np.floating],
+                  release: NDArray[np.floating], row: NDArray[np.integer]) -> NDArray[np.int64]:
+    """THE order in which must-run inference is served where a cap cannot hold all of it: higher ``weight``
+    first, then fewer ``gpus``, less ``remaining_s``, earlier ``release``, then the lower ``row`` (each ``(M,)``,
+    one entry per job). Returns the indices into them in serving order; a cap serves the longest prefix whose
+    watts fit and sheds the rest. :func:`inference_shed` (the plan, the greedy witness, the checker) and the
+    loop's fast path (``scheduler.fastpath.enforce_caps``, which sheds from the end) both call it, so the plan
+    and the loop shed the same jobs in the same order. Pure; a stable sort (equal keys keep their order)."""
+    return np.lexsort((np.asarray(row), np.asarray(release), np.asarray(remaining_s), np.asarray(gpus),
+                       -np.asarray(weight, dtype=np.float64))).astype(np.int64)
+
+
 def inference_shed(problem: PlanProblem) -> InferenceShed:
     """The must-run inference a plan serves where the cap cannot hold all of it (DESIGN section 2: "no hard
     violation; inference served"). Each must-run job draws, at full power in its most frugal eligible pool with
-    a full-power level (``pool``, ties: the lowest index), ``pue * gpus * (tdp_w - idle_w)`` above the idle
-    floor: the least any plan can make it draw. A slot is *marked* where its idle floor fits under its cap
+    a full-power level (``pool``, ties: the lowest index; a running row, ``running_pool >= 0``: the pool it
+    runs in, where it has a full-power level, since moving it would lose its work), ``pue * gpus * (tdp_w -
+    idle_w)`` above the idle floor: the least any plan that keeps it in place can make it draw. A slot is *marked* where its idle floor fits under its cap
     (not :func:`infeasible_slots`) but the floor plus all the inference of its windows does not: no plan meets
-    it. There the jobs are served in one fixed order, higher ``weight`` (priority) first, then fewer GPUs, less
+    it. There the jobs are served in one fixed order (:func:`serving_order`), higher ``weight`` (priority) first, then fewer GPUs, less
     remaining work, earlier release, then the lower row, and the longest prefix of that order whose watts fit
     under the cap is served (a job that does not fit sheds itself and every job after it in the order: the
     rule is one prefix per slot, so the plan, the greedy witness and the checker agree on it); the rest is shed in that slot only, and nothing
@@ -112,6 +125,10 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
     ok = np.asarray(problem.eligible, dtype=bool)[mrows] & has_full[None, :]
     per = np.where(ok, per_gpu[None, :], np.inf)
     best = np.argmin(per, axis=1)
+    # a running row stays where it runs (moving it loses its work): its load and pin are its running pool's
+    rp = np.asarray(problem.running_pool, dtype=np.int64)[mrows]
+    stay = (rp >= 0) & ok[np.arange(mrows.size), np.clip(rp, 0, problem.n_pools - 1)]
+    best = np.where(stay, rp, best)
     load = np.where(ok.any(axis=1), per[np.arange(mrows.size), best], 0.0) * gpus  # (M,) watts at full power
     ms, me = must_window(problem)
     tt = np.arange(T)[None, :]
@@ -125,7 +142,8 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
         hit = active[:, cols].any(axis=1)  # the rows with a cell in a marked slot, ranked
         rem = np.asarray(problem.remaining_s, np.float64)[mrows]
         rel = np.asarray(problem.release, np.int64)[mrows]
-        o = np.lexsort((mrows, rel, rem, gpus, -weight, ~hit))[:int(hit.sum())]  # serving order
+        h = np.flatnonzero(hit)
+        o = h[serving_order(weight[h], gpus[h], rem[h], rel[h], mrows[h])]
         rank[mrows[o]] = np.arange(o.size)
         a = active[o][:, cols]
         cum = np.cumsum(np.where(a, load[o][:, None], 0.0), axis=0)

@@ -330,6 +330,47 @@ def test_a_marked_slot_serves_its_inference_in_the_most_frugal_pool() -> None:
         assert r.run[0, rel] and r.pool[0] == 1 and not r.run[3, rel] and r.run[3, rel + 1], fn.__name__
 
 
+@pytest.mark.parametrize("be", BACKENDS)
+def test_a_marked_slot_keeps_running_inference_in_its_pool(be: tuple[str, str]) -> None:
+    """The case above with the 2-GPU job running in the 1000 W pool and the cap of slot 0 holding the floor
+    plus that job there (and not the 4-GPU one too): its served watts and pin are its running pool's
+    (kernels.check.inference_shed), so it keeps running there and loses no work; before, it was pinned to the
+    700 W pool, moved and its work since the last checkpoint lost. The plan and the greedy witness alike, on
+    numpy and torch the same."""
+    from kernels.check import inference_shed
+
+    pb = small_problem(0)
+    T, J = pb.n_slots, pb.n_jobs
+    must = np.asarray(pb.must_run).copy()
+    must[3] = True
+    gpus, rem, release = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy() * 3, np.asarray(pb.release).copy()
+    gpus[3], rem[3], release[[0, 3]] = 4, 2 * 900.0, 0
+    weight = np.asarray(pb.weight).copy() * 50
+    weight[3] = weight[0]
+    elig = np.zeros((J, 2), dtype=bool)
+    elig[:, 1] = True
+    elig[[0, 3], 0] = True
+    cap = np.full(T, 1e9)
+    cap[0] = 1.15 * 8 * 2 * (75 + 450) + 1.15 * 2 * (1000 - 75) + 1.0
+    rp = np.asarray(pb.running_pool)
+    rp = np.where(must | (rp != 1), -1, rp)
+    rp[0] = 0
+    loss = np.asarray(pb.preempt_loss_s).copy()
+    loss[0] = 600.0
+    q = replace(pb, must_run=must, gpus=gpus, remaining_s=rem, release=release, weight=weight, eligible=elig,
+                tdp_w=np.array([1000.0, 700.0]), grid_cap_w=cap, wind_w=np.zeros(T), site_max_w=np.full(T, 1e9),
+                running_pool=rp, preempt_loss_s=loss, deadline=np.full(J, NO_DEADLINE))
+    sh = inference_shed(q)
+    assert sh.pool[0] == 0 and sh.served_w[0] == pytest.approx(1.15 * 2 * (1000 - 75))
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q, backend=be[0], device=be[1])
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        assert r.diagnostics["shed_slots"] == [0] and r.diagnostics["slot_shed_jobs"] == [[3]], fn.__name__
+        assert r.run[0, 0] and r.pool[0] == 0 and not r.run[3, 0] and r.run[3, 1], fn.__name__
+        assert kernels.evaluate(q, r.run, r.power_fraction, r.pool)["lost_work_s"][0] == 0.0, fn.__name__
+
+
 def test_inference_wider_than_its_pools_is_still_infeasible() -> None:
     """What no marked slot can absorb stays a whole-plan refusal naming the slot: inference that needs more
     GPUs than its eligible pools hold."""
