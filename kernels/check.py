@@ -79,10 +79,11 @@ class InferenceShed(NamedTuple):
     served_w: NDArray[np.float64]  # (T,) facility watts above the idle floor of the inference served (marked)
     shed_w: NDArray[np.float64]  # (T,) the same of the inference shed there (0 elsewhere)
     shed_gpus: NDArray[np.float64]  # (T,) GPUs of the inference shed there (0 elsewhere)
+    load_w: NDArray[np.float64]  # (J,) each must-run row's watts above the floor that the figures count (0: others)
 
 
-def serving_order(weight: NDArray[np.floating], gpus: NDArray[np.floating], remaining_s: NDArray[np.floating],
-                  release: NDArray[np.floating], row: NDArray[np.integer]) -> NDArray[np.int64]:
+def serving_order(weight: NDArray[Any], gpus: NDArray[Any], remaining_s: NDArray[Any], release: NDArray[Any],
+                  row: NDArray[Any]) -> NDArray[np.int64]:
     """THE order in which must-run inference is served where a cap cannot hold all of it: higher ``weight``
     first, then fewer ``gpus``, less ``remaining_s``, earlier ``release``, then the lower ``row`` (each ``(M,)``,
     one entry per job). Returns the indices into them in serving order; a cap serves the longest prefix whose
@@ -116,7 +117,7 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
     pool = np.full(J, -1, dtype=np.int64)
     mrows = np.flatnonzero(must)
     if mrows.size == 0:
-        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, pool, zero, zero.copy(), zero.copy())
+        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, pool, zero, zero.copy(), zero.copy(), np.zeros(J))
     gpus = np.asarray(problem.gpus, dtype=np.float64)[mrows]
     weight = np.asarray(problem.weight, dtype=np.float64)[mrows]
     lev_f, lev_ok = levels(problem)
@@ -155,7 +156,9 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
         shed_g[cols] = (np.where(a & ~fits, gpus[o][:, None], 0.0)).sum(axis=0)
         hit = served.any(axis=1)  # rows (in serving order) served in a marked slot
         pool[mrows[o][hit]] = best[o][hit]
-    return InferenceShed(marked, rank, cut, pool, served_w, shed_w, shed_g)
+    load_w = np.zeros(J)
+    load_w[mrows] = load
+    return InferenceShed(marked, rank, cut, pool, served_w, shed_w, shed_g, load_w)
 
 
 def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:

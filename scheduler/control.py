@@ -19,8 +19,11 @@ One tick, for the current slot, is a pipeline of steps each callable alone in a 
    and caps of this slot; lower power fractions first (to each pool's minimum, lowest priority first),
    then drop new starts and preempt preemptible work, lowest priority first, and only then stop running
    non-preemptible work (the cap comes first: a slot whose idle floor alone breaks the cap stops it where
-   the plan ends its block, under every policy; :mod:`scheduler.fastpath`). Inference (must-run) is never
-   touched; if it and the idle site alone break a cap it is recorded as a violation.
+   the plan ends its block, under every policy; :mod:`scheduler.fastpath`), and as the last resort shed
+   inference (must-run) from the end of the kernels' serving order (``kernels.check.serving_order``, the
+   plan's rule: the longest prefix whose watts fit is served; none where the idle floor alone breaks the
+   cap); a shed inference job stays queued and starts again when the cap allows. What the idle site alone
+   draws above a cap is recorded as a violation.
 6. :meth:`ControlLoop.apply` — preempt running jobs absent from the decisions, set power fractions, start
    new ones (``start`` may return None: the job stays queued). Inference starts first, then larger gangs
    before smaller (first fit decreasing); where inference finds no GPUs, :meth:`ControlLoop.make_room`
@@ -636,6 +639,7 @@ class ControlLoop:
             float(actual.wind_w[0]),
             float(actual.grid_cap_w[0]),
             float(actual.site_max_w[0]),
+            states=StatesOf(self._active),
         )
 
     def apply(self, run: Mapping[str, Assignment], dropped: Iterable[str] = (), owed: Iterable[str] = ()) -> ApplyResult:
@@ -1082,10 +1086,10 @@ class ControlLoop:
             violations.append(f"slot {self.slot}: facility {acc['facility_peak_w']:.0f} W > site max {smax:.0f} W")
         if acc["grid_import_peak_w"] > cap + tol:
             violations.append(f"slot {self.slot}: grid import {acc['grid_import_peak_w']:.0f} W > cap {cap:.0f} W")
-        if violations:  # what the fast path could not shed: the idle site itself, or inference on top of it
+        if violations:  # what the fast path could not shed: the idle site itself (it sheds inference too, last)
             floor = self.power.base_w(self.power.healthy_array(self.executor.healthy_gpus()))
             why = ("the idle site alone exceeds the cap: no schedule meets this slot"
-                   if floor > min(cap + wind, smax) + tol else "must-run work alone, or a stop that failed")
+                   if floor > min(cap + wind, smax) + tol else "not the idle site: a stop that failed, or a draw above the model")
             for v in violations:
                 log.warning("cap violation (%s): %s", why, v)
         if self.keep_reports:  # the server's reports (and their violations) go to its metrics and logs

@@ -1,33 +1,40 @@
 """The FAST PATH (DESIGN section 4): make a tick's decided set fit this slot's ACTUAL budget
 ``min(site_max_w, grid_cap_w + wind_w)`` within the same tick: lower power fractions first, then drop new
 starts and preempt preemptible work, then stop running non-preemptible work, lowest priority first in each
-step. Pure: no executor calls.
+step, and as the last resort shed must-run inference, from the end of the kernels' serving order. Pure: no
+executor calls.
 
-DESIGN section 2's objective puts "no hard violation" before a non-preemptible job's unbroken block; the
-fast path keeps that order in one place for every policy (the policy's decisions are its input, whatever
-the policy). So a running non-preemptible job is stopped when the actual cap cannot be kept with it
-running, even at its pool's minimum fraction: in a slot whose idle floor alone breaks the cap (the plan
-ends the job's block there, unfinished: kernels' checker ``_np_valid``), and in a slot whose actual cap
-turned out lower than inference + running non-preemptible work draw. It goes back to the queue like any
-preemption (reason ``power_cap``; the work since its last checkpoint is lost) and starts a new block when
-the cap allows. Work is shed only in such a slot: where the cap holds, nothing here stops anything.
+DESIGN section 2's objective puts "no hard violation" before "inference served" and before a non-preemptible
+job's unbroken block; the fast path keeps that order in one place for every policy (the policy's decisions
+are its input, whatever the policy). So a running non-preemptible job is stopped when the actual cap cannot
+be kept with it running, even at its pool's minimum fraction: in a slot whose idle floor alone breaks the
+cap (the plan ends the job's block there, unfinished: kernels' checker ``_np_valid``), and in a slot whose
+actual cap turned out lower than inference + running non-preemptible work draw. It goes back to the queue
+like any preemption (reason ``power_cap``; the work since its last checkpoint is lost) and starts a new block
+when the cap allows. Work is shed only in such a slot: where the cap holds, nothing here stops anything.
 
-Not shed here: must-run inference (``sanitize_run`` serves it whatever the policy said, and the promise
-"inference never misses capacity" is kept by the loop) and the idle site itself; what they alone draw above
-the budget is ``violation_w``, recorded. Note that the kernels' plan runs nothing at all, inference
-included, in a slot whose idle floor alone breaks a cap (``kernels.check.check_result``); the loop still
-serves inference there. Whether the loop should shed inference where a cap cannot hold it (issue 11 item 5,
-the must-run case) is a change to this rule and to ``sanitize_run`` together, not to a policy."""
+Must-run inference follows the plan's rule (``kernels.check.inference_shed``) under every policy: where the
+cap still cannot hold it with nothing else running, the longest prefix of the one serving order
+(:func:`kernels.check.serving_order`, :func:`inference_order`) whose watts fit is served and the rest is
+shed, from the end of the order: in a slot whose idle floor alone breaks the cap, all of it, as the plan.
+A shed inference job is stopped (reason ``power_cap``) or not started; it stays queued and
+``sanitize_run`` starts it again at the next tick the cap allows (inference that has started never expires;
+one never started expires only when its demand window passes unserved). The windward policy's plan sheds
+first where the forecast saw the cap (``Decisions.shed``); the fast path sheds what the actual cap adds. What
+the idle site (and any unmodelled draw) alone draws above the budget is ``violation_w``, recorded."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from kernels.check import serving_order
 from scheduler.errors import InputError
 from scheduler.jobs import Job
-from scheduler.policies.base import Assignment
+from scheduler.policies.base import Assignment, JobState
 from scheduler.policies.capacity import SitePower
 
 _TOL_W = 1e-6
@@ -42,7 +49,32 @@ class FastPathResult:
     dropped: tuple[str, ...]  # new starts not made or running jobs preempted / stopped to fit
     facility_w: float  # predicted peak facility power after the fast path
     budget_w: float  # min(site_max_w, grid_cap_w + wind_w) of this slot, actual
-    violation_w: float  # > 0 when the idle site and must-run work alone break a cap (nothing else runs)
+    violation_w: float  # > 0 when the idle site alone (and any unmodelled draw) breaks a cap (nothing runs)
+
+
+def inference_order(ids: Sequence[str], jobs: Mapping[str, Job],
+                    states: Mapping[str, JobState] | None = None) -> list[str]:
+    """``ids`` (must-run jobs) in the order a cap that cannot hold them all serves them: the kernels' one order
+    (:func:`kernels.check.serving_order`, which the plan's :func:`~kernels.check.inference_shed` calls), fed
+    the keys the loop knows. ``weight``: the job's priority. The plan's weight (``scheduler.planner``
+    ``job_weights``, windward only) rises with the priority too (``priority_base ** priority``, 1.2 where the
+    clearing price values the work), but also with the tenant's priority class, an owed commitment and the
+    hours since submission (``1 + waited_h / age_h``), and it needs the forecast's carbon and the windward
+    policy's settings: the fast path runs under every policy without them, and orders every other step by
+    the priority too. So the two orders may differ where those terms do: tenant classes, commitments, an
+    equal priority (the plan serves the older job first) or an old job one priority step below a new one (a
+    step is a factor 2, or 1.2 at the clearing price, which 5 h of waiting outweighs at ``age_h`` 24). Then
+    fewer GPUs; less remaining work (``states``, else the job's
+    duration); the submission time (the plan's release slot is 0 for every job submitted by now, and its row,
+    the snapshot's order, is the order the loop queued them in: the submission time stands for both); then
+    the job id. Pure."""
+    ids = sorted(ids)
+    st = states if states is not None else {}
+    rem = [st[j].remaining_s if j in st else jobs[j].duration_s for j in ids]
+    o = serving_order(np.array([float(jobs[j].priority) for j in ids]), np.array([jobs[j].gpus for j in ids]),
+                      np.array(rem, dtype=np.float64), np.array([jobs[j].submit_s for j in ids]),
+                      np.arange(len(ids)))
+    return [ids[k] for k in o.tolist()]
 
 
 def enforce_caps(
@@ -55,6 +87,7 @@ def enforce_caps(
     grid_cap_w: float,
     site_max_w: float,
     unmodelled_w: float = 0.0,
+    states: Mapping[str, JobState] | None = None,
 ) -> FastPathResult:
     """Make the decided set fit this slot's ACTUAL budget ``min(site_max_w, grid_cap_w + wind_w)``.
 
@@ -62,9 +95,11 @@ def enforce_caps(
     jobs running now. Steps: (1) lower fractions of non-inference jobs, lowest priority first, down to the
     pool minimum; (2) drop new starts and preempt preemptible running work, lowest priority first (at equal
     priority a new start goes before running work, later submissions first), and only then stop running
-    non-preemptible work, lowest priority first (the module docstring: the cap comes first); (3) raise
-    fractions back, highest priority first, where the freed headroom allows. Must-run (inference) work is
-    never shed here; what it and the idle site alone draw above the budget is ``violation_w``. Pure: no
+    non-preemptible work, lowest priority first (the module docstring: the cap comes first); (3) the last
+    resort: shed must-run (inference) work from the end of :func:`inference_order` until the cap holds or
+    none is left; (4) raise fractions back, highest priority first, where the freed headroom allows. What
+    the idle site alone (and ``unmodelled_w``) draws above the budget is ``violation_w``. ``states``: the
+    active jobs' states (their remaining work, for the serving order; None: each job's duration). Pure: no
     executor calls.
 
     ``unmodelled_w``: facility watts measured now beyond what the model gives for what runs now
@@ -126,7 +161,15 @@ def enforce_caps(
                 load -= jobs[jid].gpus * power.gpu_w(pidx[jid], fr[jid])
                 dropped.append(jid)
                 del fr[jid]
-            # (3) give headroom back, highest priority first
+            # (3) the last resort: shed must-run inference from the end of the kernels' serving order
+            if load > budget + _TOL_W:
+                for jid in reversed(inference_order([j for j in fr if jobs[j].must_run], jobs, states)):
+                    if load <= budget + _TOL_W:
+                        break
+                    load -= jobs[jid].gpus * power.gpu_w(pidx[jid], fr[jid])
+                    dropped.append(jid)
+                    del fr[jid]
+            # (4) give headroom back, highest priority first
             if load < budget - _TOL_W:
                 low = {j: f0 for j, f0, _ in lowered}
                 for jid in sorted((j for j in fr if j in low), key=lambda j: (-jobs[j].priority, jobs[j].submit_s)):

@@ -165,7 +165,7 @@ def register(app: typer.Typer) -> None:
             write_plot(report, plot)
             console.print(f"plot: {plot}")
         if any(s["cap_violations"] for s in summaries):
-            console.print("[red]cap violations: the idle site or must-run work alone broke a cap (see report)")
+            console.print("[red]cap violations: the idle site alone broke a cap (see report)")
 
 
 def _bar(prog: Any, task: Any) -> Callable[[int, int], None]:

@@ -361,7 +361,7 @@ def test_a_marked_slot_keeps_running_inference_in_its_pool(be: tuple[str, str]) 
                 tdp_w=np.array([1000.0, 700.0]), grid_cap_w=cap, wind_w=np.zeros(T), site_max_w=np.full(T, 1e9),
                 running_pool=rp, preempt_loss_s=loss, deadline=np.full(J, NO_DEADLINE))
     sh = inference_shed(q)
-    assert sh.pool[0] == 0 and sh.served_w[0] == pytest.approx(1.15 * 2 * (1000 - 75))
+    assert sh.pool[0] == 0 and sh.served_w[0] == pytest.approx(1.15 * 2 * (1000 - 75)) == sh.load_w[0]
     for fn in (kernels.plan, kernels.greedy_plan):
         r = fn(q, backend=be[0], device=be[1])
         assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)

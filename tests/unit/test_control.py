@@ -81,7 +81,7 @@ def test_fast_path_lowers_power_before_preempting() -> None:
     assert fp.violation_w == 0.0
 
 
-def test_fast_path_preempts_lowest_priority_and_never_inference() -> None:
+def test_fast_path_preempts_lowest_priority_and_inference_last() -> None:
     power = SitePower(SITE)
     jobs = {
         "inf": tj("inf", 8, kind="inference", preemptible=False),
@@ -99,10 +99,12 @@ def test_fast_path_preempts_lowest_priority_and_never_inference() -> None:
     # headroom freed by the preemption is given back to the remaining job
     assert 0.4 < fp.run["hi"].power_fraction < 1.0 and fp.facility_w == pytest.approx(budget)
     assert fp.facility_w <= budget + 1e-6 and fp.violation_w == 0.0
-    # inference alone above the cap: kept, and the excess is a recorded violation
+    # inference alone above the cap (the cap holds the idle site only): shed as the plan sheds it
+    # (kernels.check.inference_shed), the last resort; no violation left (until round 23 it was kept, and the
+    # excess recorded as a violation)
     fp2 = enforce_caps(power, {"inf": run["inf"]}, jobs, {}, {PUB: 16, SEC: 16},
                        wind_w=0.0, grid_cap_w=power.base_w(np.array([16.0, 16.0])), site_max_w=1e9)
-    assert set(fp2.run) == {"inf"} and fp2.violation_w > 0
+    assert fp2.run == {} and fp2.dropped == ("inf",) and fp2.violation_w == 0.0
 
 
 def test_fast_path_keeps_running_non_preemptible_work_where_the_cap_holds_it() -> None:
@@ -117,7 +119,7 @@ def test_fast_path_keeps_running_non_preemptible_work_where_the_cap_holds_it() -
 def test_fast_path_stops_running_non_preemptible_work_last_when_the_cap_cannot_hold_it() -> None:
     """The cap comes first (DESIGN section 2): where the actual cap cannot be kept with a running
     non-preemptible job even at its pool's minimum, it is stopped, after every preemptible job, lowest
-    priority first; inference is never shed, and what it and the idle site alone draw is the violation."""
+    priority first; inference goes last (the plan's rule), and what the idle site alone draws is the violation."""
     power = SitePower(SITE)
     jobs = {
         "inf": tj("inf", 4, kind="inference", preemptible=False),
@@ -135,11 +137,38 @@ def test_fast_path_stops_running_non_preemptible_work_last_when_the_cap_cannot_h
     fp = enforce_caps(power, run, jobs, running, {PUB: 16, SEC: 16}, 0.0, cap, 1e9)
     assert fp.dropped == ("pre_hi", "np_lo") and set(fp.run) == {"inf", "np_hi"}
     assert fp.run["inf"].power_fraction == 1.0 and fp.violation_w == 0.0 and fp.facility_w <= cap + 1e-6
-    # the idle site alone above the cap: everything but inference is stopped, the rest is the violation
+    # the idle site alone above the cap: everything is stopped, inference last (the plan runs nothing in such a
+    # slot); the idle site's excess is the violation
     floor = full_w(power, 0)
     fp2 = enforce_caps(power, run, jobs, running, {PUB: 16, SEC: 16}, 0.0, floor - 1000.0, 1e9)
-    assert set(fp2.run) == {"inf"} and set(fp2.dropped) == {"pre_hi", "np_lo", "np_hi"}
-    assert fp2.violation_w == pytest.approx(inf_w + 1000.0)
+    assert fp2.run == {} and fp2.dropped[:3] == ("pre_hi", "np_lo", "np_hi") and fp2.dropped[3:] == ("inf",)
+    assert fp2.violation_w == pytest.approx(1000.0)
+
+
+def test_fast_path_sheds_inference_from_the_end_of_the_kernels_serving_order() -> None:
+    """Inference the cap cannot hold with nothing else running is shed from the end of
+    kernels.check.serving_order, fed the loop's keys (scheduler.fastpath.inference_order): priority, then
+    fewer GPUs, less remaining work (the job states'), earlier submission, the job id. The longest prefix
+    that fits is served; a job after one that does not fit is shed too (one prefix, as the plan)."""
+    from scheduler.fastpath import inference_order
+    from scheduler.policies.base import JobState
+
+    power = SitePower(SITE)
+    jobs = {j.job_id: j for j in (
+        tj("late", 2, kind="inference", submit_s=60.0), tj("early", 2, kind="inference", submit_s=0.0),
+        tj("long", 2, kind="inference", dur=7200.0), tj("wide", 4, kind="inference"),
+        tj("top", 8, kind="inference", prio=1), tj("small", 1, kind="inference", prio=-1))}  # fmt: skip
+    states = {j: JobState(jobs[j], "running", work_done_s=5400.0 if j == "long" else 0.0) for j in jobs}
+    order = inference_order(list(jobs), jobs, states)
+    assert order == ["top", "long", "early", "late", "wide", "small"]  # "long" has 1800 s left: before 3600
+    assert inference_order(list(jobs), jobs)[1:4] == ["early", "late", "long"]  # by duration without states
+    run = {j: Assignment(PUB if j != "top" else SEC, 1.0) for j in jobs}
+    w1 = power.gpu_w(0, 1.0)
+    # room for top, long, early and half of late: late is shed, and wide and small after it (small would fit)
+    cap = full_w(power, 0) + (8 + 2 + 2 + 1) * w1
+    fp = enforce_caps(power, run, jobs, dict.fromkeys(jobs, PUB), {PUB: 16, SEC: 16}, 0.0, cap, 1e9, states=states)
+    assert set(fp.run) == {"top", "early", "long"} and fp.dropped == ("small", "wide", "late")
+    assert fp.violation_w == 0.0 and fp.facility_w <= cap + 1e-6
 
 
 # ------------------------------------------------------------------------------------ the loop

@@ -23,7 +23,7 @@ from scheduler.energy import EnergySeries
 from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
 from scheduler.jobs import Job
 from scheduler.models import JobSpec
-from scheduler.policies import POLICIES, get_policy
+from scheduler.policies import POLICIES, available_policies, get_policy
 from scheduler.policies.base import Assignment
 from scheduler.policies.capacity import SitePower
 
@@ -237,6 +237,69 @@ def test_every_policy_stops_non_preemptible_work_when_the_actual_cap_cannot_hold
         assert loop.records["np"].power_fraction < 1.0
 
 
+#: four services (job, pool, priority): the serving order is b (priority 2, 2 GPUs), a (priority 2, 4 GPUs),
+#: c (priority 1), d (priority 0)
+SERVICES = [(Job(j, "t", "inference", 0.0, g, 40 * SLOT_S, priority=pr, preemptible=False), pool)
+            for j, g, pr, pool in (("a", 4, 2, PUB), ("b", 2, 2, PUB), ("c", 2, 1, PUB), ("d", 2, 0, SEC))]
+
+
+def services_loop(name: str) -> tuple[ControlLoop, SitePower]:
+    """The four services running, and the non-preemptible and preemptible training jobs: 26 of 32 GPUs."""
+    return running_loop(name, [*SERVICES, (NP, PUB), (PRE, SEC)]), SitePower(SITE)
+
+
+@pytest.mark.parametrize("name", available_policies())
+def test_every_policy_sheds_the_inference_the_actual_cap_cannot_hold_in_the_plans_order(name: str) -> None:
+    """The forecast has room; the ACTUAL cap of slot 2 holds the idle floor and half of the inference: the fast
+    path stops every training job, then sheds inference from the end of the kernels' serving order
+    (kernels.check.serving_order, the plan's rule) until the cap holds: the longest prefix that fits (b, a)
+    keeps running, c and d are stopped (power_cap); the cap holds, no violation. They start again in slot 3.
+    Every registered policy alike (until round 23 all four kept running and broke the cap)."""
+    from kernels.check import serving_order
+
+    loop, power = services_loop(name)
+    jobs = [j for j, _ in SERVICES]
+    order = [jobs[k].job_id for k in serving_order(np.array([j.priority for j in jobs]), np.array([j.gpus for j in jobs]),
+                                                   np.array([j.duration_s for j in jobs]), np.zeros(4), np.arange(4))]
+    assert order == ["b", "a", "c", "d"]
+    w = {j.job_id: j.gpus * power.gpu_w(power.index[p], 1.0) for j, p in SERVICES}
+    forecast = energy(np.full(24, 45_000.0))
+    actual_cap = forecast.grid_cap_w.copy()
+    actual_cap[2] = cap_between(power, w["b"] + w["a"] + 0.5 * w["c"], 0.0, 0.0)
+    actual = energy(actual_cap)
+    for s in range(4):
+        rep = loop.tick(actual.window(s, 1), forecast.window(s, 16))
+        assert rep.violations == (), (s, rep.violations)
+        assert rep.grid_import_peak_w <= actual_cap[s] + 1e-6
+        served = {j for j in loop.running_ids if j in w}
+        if s == 2:
+            assert served == set(order[:2]) and {"c", "d"} <= set(rep.dropped) & set(rep.preemptions), rep
+            assert {"np", "p"} & set(loop.running_ids) == set()
+            for j in ("c", "d"):
+                assert loop.records[j].state == "queued" and loop.records[j].preemptions == 1, j
+        else:
+            assert served == set(w), (s, served)  # before it, and again after it (not expired by the shed)
+
+
+@pytest.mark.parametrize("name", available_policies())
+@pytest.mark.parametrize("known", [False, True])
+def test_every_policy_runs_no_inference_where_the_idle_floor_alone_breaks_the_cap(name: str, known: bool) -> None:
+    """Slot 2 capped at 1 W, below the idle floor (the plan runs nothing there: kernels.check.inference_shed),
+    in the actual series only (``known`` False: the fast path sheds it all, inference last) or in the forecast
+    too: no inference runs in that slot, what the idle site draws is the violation, and the services run
+    again in slot 3. Every registered policy alike."""
+    loop, _ = services_loop(name)
+    actual = energy(np.where(np.arange(24) == 2, 1.0, 45_000.0))
+    forecast = actual if known else energy(np.full(24, 45_000.0))
+    for s in range(4):
+        rep = loop.tick(actual.window(s, 1), forecast.window(s, 16))
+        served = set(loop.running_ids) & set("abcd")
+        if s == 2:
+            assert loop.running_ids == () and rep.violations, (loop.running_ids, rep.violations)
+        else:
+            assert served == set("abcd") and rep.violations == (), (s, served, rep.violations)
+
+
 def test_a_cap_the_inference_alone_breaks_sheds_part_of_it_there_and_nothing_else(tmp_path: Path) -> None:
     """A cap announced for +3 slots above the idle floor but below the floor plus the inference at full power
     (round 22: the whole plan read "infeasible", ``/v1/plan`` published 0.0 prices and the fallback decided
@@ -270,7 +333,9 @@ def test_a_cap_the_inference_alone_breaks_sheds_part_of_it_there_and_nothing_els
         assert all(p is not None and math.isfinite(p) and p >= 0.0 for p in prices), prices
         assert plan["infeasible_slots"] == plan["shed_slots"] == [at]
         marked = plan["slots"][at - plan["slot"]]
-        assert marked["infeasible"] and marked["shed_gpus"] >= 8.0 and marked["deficit_w"] == 0.0
+        # what the jobs shed (the 8-GPU service), not the inference reserve's rows too (round 23: 16 GPUs)
+        assert marked["infeasible"] and marked["shed_gpus"] == 8.0 and marked["deficit_w"] == 0.0
+        assert marked["shed_w"] == pytest.approx(8 * per_gpu_w)
         assert {r.name for r in svc.store.list_jobs(states=("running",))} >= before, "work stopped"
         seen: dict[int, set[str]] = {}
         while svc.clock.now_unix_s() < start + 2 * SLOT_S:

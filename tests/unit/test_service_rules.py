@@ -174,25 +174,32 @@ def test_server_stops_non_preemptible_work_a_congestion_event_cannot_hold(tmp_pa
         svc.stop()
 
 
-def test_server_records_a_cap_violation_by_must_run_work_alone(tmp_path: Path) -> None:
+def test_server_sheds_the_inference_a_cap_cannot_hold_and_serves_it_after(tmp_path: Path) -> None:
     """Inference runs; a congestion event caps the grid above the idle site's import but below what the
-    inference adds: the fast path never stops must-run work, so the server records the violation in its
-    report and its metrics, as the simulation's loop does."""
+    inference adds: the fast path sheds it as the plan's rule does (kernels.check.inference_shed; the last
+    resort, reason power_cap), so the cap holds and no violation is recorded (until round 23 the fast path
+    never stopped must-run work and the server recorded the violation); after the event it is served again
+    (started inference never expires)."""
     svc, wall = service(tmp_path, "backfill", [tenant("serve", priority=4)])
     try:
-        svc.submit(svc.tenants["serve"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=4 * SLOT_S),
+        svc.submit(svc.tenants["serve"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=40 * SLOT_S),
                    None)  # fmt: skip
         out = svc.tick()
         assert len(out.started) == 1 and not out.report.violations
         now = svc.clock.now_unix_s()
-        svc.add_congestion(0.004, now - 1.0, now + 4 * SLOT_S, "test", "congestion below the inference's load")
+        svc.add_congestion(0.004, now - 1.0, now + 2 * SLOT_S, "test", "congestion below the inference's load")
         wall.t += 1.0
         rep = svc.tick().report
-        assert not rep.preemptions and rep.inference_served_gpus == 8  # nothing may be stopped
         pw = svc.loop.power
         idle_import_w = max(pw.base_w(pw.healthy_array(svc.loop.executor.healthy_gpus())) - rep.wind_w, 0.0)
-        assert idle_import_w < rep.grid_cap_w < rep.grid_import_peak_w, (idle_import_w, rep.grid_cap_w)
-        assert rep.violations and "grid import" in rep.violations[0]
-        assert metric(svc, "windward_cap_violations_total", reason="grid_cap") > 0
+        assert idle_import_w < rep.grid_cap_w, (idle_import_w, rep.grid_cap_w)
+        assert rep.inference_served_gpus == 0 and len(rep.preemptions) == 1 and rep.preemptions == rep.dropped
+        assert not rep.violations and rep.grid_import_peak_w <= rep.grid_cap_w + 1e-6
+        assert metric(svc, "windward_preemptions_total", reason="power_cap") == 1.0
+        assert metric(svc, "windward_cap_violations_total", reason="grid_cap") == 0.0
+        for _ in range(3):
+            wall.t += 1.0
+            rep = svc.tick().report
+        assert rep.inference_served_gpus == 8 and not rep.violations, rep
     finally:
         svc.stop()
