@@ -38,8 +38,9 @@ def sanitize_run(
     the job may not use (:func:`scheduler.jobs.eligible_pools`: labels, sovereignty, size): sovereignty is
     never left to the policy. Running non-preemptible work cannot move (it stays in its pool at the decided
     fraction), and running must-run or non-preemptible work the policy left out keeps running as it is:
-    stopping non-preemptible work is the fast path's rule alone, where the actual cap cannot hold it
-    (:mod:`scheduler.fastpath`), the same under every policy. Returns (run, refused ids).
+    stopping it is the fast path's rule alone, where the actual cap cannot hold it (non-preemptible work,
+    then inference last, in the kernels' serving order: :mod:`scheduler.fastpath`), the same under every
+    policy. Returns (run, refused ids).
 
     ``active``: the queued and running jobs by id. With ``home_pool`` (:meth:`ControlLoop.home_pool`),
     inference is served whatever the policy said: queued must-run work it left out starts in its home pool
