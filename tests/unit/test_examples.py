@@ -179,3 +179,38 @@ def test_a_broken_copy_of_each_example_fails(name: str, tmp_path: Path) -> None:
             fn(broken)
     finally:
         g["EX"] = old
+
+
+def _shape(v: Any) -> Any:
+    """The keys of a JSON value, nested (dicts by key; lists by the union of their items' shapes)."""
+    if isinstance(v, dict):
+        return {k: _shape(x) for k, x in sorted(v.items())}
+    if isinstance(v, list):
+        shapes = [_shape(x) for x in v if isinstance(x, dict | list)]
+        out: dict[str, Any] = {}
+        for s in shapes:
+            if isinstance(s, dict):
+                out.update(s)
+        return [out] if out else []
+    return None
+
+
+def test_the_plan_example_has_the_shape_the_documented_command_writes_today(tmp_path: Path) -> None:
+    """docs/contracts.md names the command that wrote examples/plan.json; run it (the real CLI) and compare the
+    nested key shape of what it writes with the example's, so a field the command gains (the ``unfinished``
+    block, a job's ``late``) shows in the example too (it lacked both until round 23)."""
+    from typer.testing import CliRunner
+
+    from scheduler.cli import app
+
+    line = next(ln for ln in CONTRACTS.read_text().splitlines() if ln.startswith("`windward plan ") and
+                "--out examples/plan.json" in ln)
+    args = line.strip("`.").split()[1:]
+    out = tmp_path / "plan.json"
+    args[args.index("--out") + 1] = str(out)
+    args = [str(ROOT / a) if a.startswith("examples/") else a for a in args]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    want = _shape(json.loads(out.read_text()))
+    have = _shape(json.loads((EX / "plan.json").read_text()))
+    assert have == want, "examples/plan.json is older than what its documented command writes: run it again"
