@@ -297,6 +297,24 @@ def test_inference_alone_over_the_cap_sheds_it_in_that_slot_only() -> None:
                for v in kernels.check_result(q1, more)), kernels.check_result(q1, more)
 
 
+def _two_inference_jobs(pb: Any, rows: list[int], rel: int) -> tuple[Any, ...]:
+    """small_problem's arrays with row 3 a 4-GPU must-run job of two slots (row 0 is the 2-GPU one), ``rows``
+    released at ``rel``, both of row 0's weight (every weight x 50) and eligible for pools 0 and 1 (the rest for
+    pool 1 only): ``must, gpus, remaining_s, release, weight, eligible``."""
+    J = pb.n_jobs
+    must = np.asarray(pb.must_run).copy()
+    must[3] = True
+    gpus, rem, release = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy() * 3, np.asarray(pb.release).copy()
+    gpus[3], rem[3] = 4, 2 * 900.0
+    release[rows] = rel
+    weight = np.asarray(pb.weight).copy() * 50
+    weight[3] = weight[0]
+    elig = np.zeros((J, 2), dtype=bool)
+    elig[:, 1] = True
+    elig[[0, 3], 0] = True
+    return must, gpus, rem, release, weight, elig
+
+
 def test_a_marked_slot_serves_its_inference_in_the_most_frugal_pool() -> None:
     """Two must-run jobs eligible for a 1000 W pool (first) and a 700 W one; the cap of one slot holds the idle
     floor plus the 2-GPU job in the 700 W pool and no more: that job is served there (fewer GPUs first at equal
@@ -306,15 +324,7 @@ def test_a_marked_slot_serves_its_inference_in_the_most_frugal_pool() -> None:
     pb = small_problem(0)
     T, J = pb.n_slots, pb.n_jobs
     rel = int(pb.release[0])
-    must = np.asarray(pb.must_run).copy()
-    must[3] = True
-    gpus, rem, release = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy() * 3, np.asarray(pb.release).copy()
-    gpus[3], rem[3], release[3] = 4, 2 * 900.0, rel
-    weight = np.asarray(pb.weight).copy() * 50
-    weight[3] = weight[0]
-    elig = np.zeros((J, 2), dtype=bool)
-    elig[:, 1] = True
-    elig[[0, 3], 0] = True
+    must, gpus, rem, release, weight, elig = _two_inference_jobs(pb, [3], rel)
     cap = np.full(T, 1e9)
     idle = 1.15 * 8 * 2 * (75 + 450)
     cap[rel] = idle + 1.15 * 2 * (700 - 75) + 1.0
@@ -341,15 +351,7 @@ def test_a_marked_slot_keeps_running_inference_in_its_pool(be: tuple[str, str]) 
 
     pb = small_problem(0)
     T, J = pb.n_slots, pb.n_jobs
-    must = np.asarray(pb.must_run).copy()
-    must[3] = True
-    gpus, rem, release = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy() * 3, np.asarray(pb.release).copy()
-    gpus[3], rem[3], release[[0, 3]] = 4, 2 * 900.0, 0
-    weight = np.asarray(pb.weight).copy() * 50
-    weight[3] = weight[0]
-    elig = np.zeros((J, 2), dtype=bool)
-    elig[:, 1] = True
-    elig[[0, 3], 0] = True
+    must, gpus, rem, release, weight, elig = _two_inference_jobs(pb, [0, 3], 0)
     cap = np.full(T, 1e9)
     cap[0] = 1.15 * 8 * 2 * (75 + 450) + 1.15 * 2 * (1000 - 75) + 1.0
     rp = np.asarray(pb.running_pool)
