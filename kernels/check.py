@@ -60,6 +60,12 @@ def idle_floor_w(problem: PlanProblem) -> NDArray[np.float64]:
     return problem.pue * (pool_gpus_pt(problem) * per_gpu[:, None]).sum(axis=0)
 
 
+def full_level_pools(lev_f: NDArray[np.float64], lev_ok: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``(P,)`` the pools with a full-power (f = 1) level among :func:`levels`' allowed ones: where must-run
+    inference can run (it runs at full power)."""
+    return np.asarray((lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1), dtype=bool)
+
+
 def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Slots no plan can keep within their caps: the facility with every healthy GPU idle (the idle floor)
     already exceeds ``min(site_max_w, wind_w + grid_cap_w)``. Returns the mask ``(T,)`` and the deficit in
@@ -120,8 +126,7 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
         return InferenceShed(np.zeros(T, dtype=bool), rank, cut, pool, zero, zero.copy(), zero.copy(), np.zeros(J))
     gpus = np.asarray(problem.gpus, dtype=np.float64)[mrows]
     weight = np.asarray(problem.weight, dtype=np.float64)[mrows]
-    lev_f, lev_ok = levels(problem)
-    has_full: NDArray[np.bool_] = np.asarray((lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1), dtype=bool)
+    has_full = full_level_pools(*levels(problem))
     per_gpu = problem.pue * (np.asarray(problem.tdp_w, np.float64) - np.asarray(problem.idle_w, np.float64))
     ok = np.asarray(problem.eligible, dtype=bool)[mrows] & has_full[None, :]
     per = np.where(ok, per_gpu[None, :], np.inf)
@@ -481,7 +486,7 @@ def least_undone_gpu_h(shortfall: dict[str, float]) -> float:
         shortfall.get("capacity", 0.0), shortfall.get("cap", 0.0))
 
 
-def site_shortfall(problem: PlanProblem, must_shed_extra_gpu_s: NDArray[np.float64] | None = None) -> dict[str, float]:
+def site_shortfall(problem: PlanProblem) -> dict[str, float]:
     """Lower bounds on the GPU-hours (of work at full speed) that every plan, even a fractional one, leaves
     undone, from the problem alone:
 
@@ -494,18 +499,14 @@ def site_shortfall(problem: PlanProblem, must_shed_extra_gpu_s: NDArray[np.float
       beyond the energy under min(site max, wind + grid cap) above the floor from ``t0``, divided by the
       largest need per GPU-second among those jobs; the largest over ``t0``;
     - ``infeasible``: must-run (inference) work in slots whose idle floor alone breaks a cap
-      (:func:`must_shed_gpu_s`), plus ``must_shed_extra_gpu_s`` ``(T,)``: must-run GPU-seconds shed in other
-      slots that no plan can serve either (a per-slot array of the kernel's diagnostics where it has one; the
-      one place it is added).
+      (:func:`must_shed_gpu_s`; inference shed in a marked slot is not here: another choice of what to serve there
+      could shed less, so it bounds nothing).
 
     capacity and cap count the work that is not must-run (must-run work takes no room from them: the bounds
     stay valid), so any plan leaves at least :func:`least_undone_gpu_h` undone. Loops over pool sets (every
     set up to 8 pools, else each pool and all of them) and power levels, never over jobs or slots."""
     T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
-    shed = must_shed_gpu_s(problem)
-    if must_shed_extra_gpu_s is not None:
-        shed = shed + np.asarray(must_shed_extra_gpu_s, dtype=np.float64)
-    out = {"deadline": 0.0, "capacity": 0.0, "cap": 0.0, "infeasible": float(shed.sum() / 3600.0)}
+    out = {"deadline": 0.0, "capacity": 0.0, "cap": 0.0, "infeasible": float(must_shed_gpu_s(problem).sum() / 3600.0)}
     if J == 0:
         return out
     slot_s = float(problem.slot_s)

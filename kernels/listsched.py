@@ -43,6 +43,7 @@ import numpy as np
 
 from kernels import planner as _pl
 from kernels.backend import Ops, get_ops
+from kernels.check import full_level_pools
 from kernels.problem import PlanProblem, PlanResult
 
 #: key added per late slot (every on-time choice first) and per slot a proposal misses (complete first)
@@ -569,7 +570,7 @@ def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None, ran
     another job order than earliest deadline first (:func:`slack_rank`)."""
     T, J = c.T, c.J
     vmat = xp.zeros((J, T), xp.i8)
-    has_full = (c.lev_ok & (np.abs(c.lev_f - 1.0) < 1e-9)).any(axis=1)  # (P,) pools with an f = 1 level
+    has_full = full_level_pools(c.lev_f, c.lev_ok)
     first = xp.argmax(d.eligible & xp.asarray(has_full)[None, :], 1)
     pool = xp.where(d.rpool >= 0, d.rpool, first)
     pin = xp.asarray(c.mpool)  # inference served in a marked slot: in the pool its served watts assume

@@ -83,7 +83,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kernels.backend import Ops, get_ops
-from kernels.check import FLOOR_TOL, floor_bound, infeasible_slots, inference_shed, levels, must_window
+from kernels.check import (
+    FLOOR_TOL,
+    floor_bound,
+    full_level_pools,
+    infeasible_slots,
+    inference_shed,
+    levels,
+    must_window,
+)
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
 IMPROVE_ROUNDS = 6  # local-search rounds (kernels.listsched.improve) per candidate where the witness runs
@@ -407,7 +415,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     if not lev_ok.any(axis=1).all():
         p = int(np.flatnonzero(~lev_ok.any(axis=1))[0])
         return f"pool {p}: no speed-curve point at or above min_power_fraction {mpf[p]}"
-    has_full: NDArray[np.bool_] = np.asarray((lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1), dtype=bool)
+    has_full = full_level_pools(lev_f, lev_ok)
     lev_s = np.stack([np.interp(lev_f[p], np.r_[0.0, cf[p]], np.r_[0.0, cs[p]]) for p in range(P)])
     slot_h = slot_s / 3600.0
     kappa = kappa_of(carbon, slot_s)
@@ -430,15 +438,10 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     infeas, deficit = infeasible_slots(pb)
     ms, me = must_window(pb)
     mrows = np.flatnonzero(must)
-    shed = None
     if mrows.size:
         nofull = mrows[~(elig[mrows] & has_full[None, :]).any(axis=1)]
         if nofull.size:
             return f"must-run job {nofull[0]} has no eligible pool with a full-power (f = 1) level"
-        # nor can a slot whose floor fits but the must-run inference on top of it does not: the inference that
-        # fits is served there (kernels.check.inference_shed, in its pool), the rest shed, nothing else runs
-        # (its cap is held at the floor plus the inference served) and every other slot is planned as usual
-        shed = inference_shed(pb)
         dg = np.zeros(T + 1)
         np.add.at(dg, ms[mrows], gpus[mrows])
         np.add.at(dg, me[mrows], -gpus[mrows])
@@ -448,8 +451,13 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         if over.size:
             t = int(over[0])
             return f"inference needs {ng[t]:.0f} GPUs in slot {t} but its eligible pools have {tot[t]:.0f}"
-    marked = shed.marked if shed is not None else np.zeros(T, dtype=bool)
-    cap = np.where(infeas, base, np.where(marked, base + (shed.served_w if shed is not None else 0.0), cap))
+    # nor can a slot whose floor fits but the must-run inference on top of it does not: the inference that fits
+    # is served there (kernels.check.inference_shed, in its pool), the rest shed, nothing else runs (its cap is
+    # held at the floor plus the inference served) and every other slot is planned as usual (no must-run rows:
+    # nothing marked, every slot but the infeasible ones serves everything)
+    shed = inference_shed(pb)
+    marked = shed.marked
+    cap = np.where(infeas, base, np.where(marked, base + shed.served_w, cap))
     relc = np.clip(rel, 0, T)
     dlc = np.clip(dl, relc, T)
     return _Clean(
@@ -459,11 +467,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         weight=weight, eligible=elig, must=must, preempt=preempt, rpool=rpool,
         loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me, infeas=infeas | marked,
         floor_bad=infeas, deficit_w=deficit,
-        mrank=shed.rank if shed is not None else np.full(J, J, dtype=np.int64),
-        mcut=shed.cut if shed is not None else np.where(infeas, 0, J + 1).astype(np.int64),
-        mpool=shed.pool if shed is not None else np.full(J, -1, dtype=np.int64),
-        shed_w=shed.shed_w if shed is not None else np.zeros(T),
-        shed_gpus=shed.shed_gpus if shed is not None else np.zeros(T),
+        mrank=shed.rank, mcut=shed.cut, mpool=shed.pool, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
     )
 
 

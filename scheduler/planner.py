@@ -736,28 +736,6 @@ def shed_now(result: PlanResult, index: PlanIndex) -> frozenset[str]:
     return frozenset(index.job_ids[j] for j in rows if j < index.n_real)
 
 
-def real_shed(result: PlanResult, problem: PlanProblem, index: PlanIndex) -> PlanResult:
-    """``result`` with the shed figures of its marked slots (``slot_shed_w``, ``slot_shed_gpus``,
-    ``slot_shed_jobs`` of ``diagnostics``; kernels.check.inference_shed) counting the snapshot's jobs only:
-    the inference reserve's synthetic rows (``RESERVE_PREFIX``, weight 0: served last) stand for demand
-    expected later, not for jobs, so what they shed is not published (``/v1/plan`` ``shed_w`` / ``shed_gpus``
-    are built from these; round 23: 8 GPUs of jobs shed were published as 16). The marked slots stay as they
-    are (nothing else runs there); a slot where only reserve rows are shed reads 0. The one place the
-    policy's diagnostics are cut to the real jobs; the plan itself is unchanged."""
-    diag = result.diagnostics or {}
-    slots = list(diag.get("shed_slots", ()))
-    if not slots or index.n_synthetic == 0:
-        return result
-    from kernels.check import inference_shed
-
-    load = inference_shed(problem).load_w
-    gpus = np.asarray(problem.gpus, dtype=np.float64)
-    jobs = [[int(j) for j in js if j < index.n_real] for js in diag.get("slot_shed_jobs", [[]] * len(slots))]
-    return replace(result, diagnostics={
-        **diag, "slot_shed_jobs": jobs, "slot_shed_w": [float(load[js].sum()) for js in jobs],
-        "slot_shed_gpus": [float(gpus[js].sum()) for js in jobs]})
-
-
 def queue_window(problem: PlanProblem, index: PlanIndex, fraction: float,
                  min_fraction: float = 0.1) -> tuple[PlanProblem, PlanIndex]:
     """The problem cut to the queued work the horizon can use: every running, must-run and synthetic row,

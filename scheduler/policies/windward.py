@@ -73,7 +73,6 @@ from scheduler.planner import (
     build_problem,
     decisions_from_result,
     queue_window,
-    real_shed,
 )
 from scheduler.policies.base import Assignment, Decisions, Snapshot
 from scheduler.reasons import LazySchedule
@@ -380,7 +379,6 @@ class WindwardPolicy:
             return self._fallback(snapshot, result)
         if index.terminal:
             result = replace(result, diagnostics={**result.diagnostics, "terminal": dict(index.terminal)})
-        result = real_shed(result, problem, index)  # what /v1/plan publishes as shed: the jobs', not the reserve's
         self._last = (result, index)
         decisions = decisions_from_result(result, index)
         if self.slot0_admission:

@@ -85,7 +85,7 @@ def test_a_cap_the_inference_alone_breaks_is_counted_not_infeasible(tmp_path: Pa
         assert plan["shed_slots"] == plan["infeasible_slots"] == [at]
         assert _gauges(svc) == (0.0, 1.0)
         marked = plan["slots"][at - plan["slot"]]
-        # (the job's 8 GPUs, and the policy's inference reserve rows there: expected inference, shed first)
+        # (the job's 8 GPUs; where its inference reserve would shut a slot the policy plans without it)
         assert marked["infeasible"] and marked["shed_gpus"] >= 8.0 and marked["deficit_w"] == 0.0
         assert marked["shed_w"] >= inference_w * (1 - 1e-9)
         assert all(not x["infeasible"] and x["shed_gpus"] == 0.0 for x in plan["slots"] if x is not marked)
