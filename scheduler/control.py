@@ -640,6 +640,7 @@ class ControlLoop:
             float(actual.grid_cap_w[0]),
             float(actual.site_max_w[0]),
             states=StatesOf(self._active),
+            tenants=self.last_tenant_info,
         )
 
     def apply(self, run: Mapping[str, Assignment], dropped: Iterable[str] = (), owed: Iterable[str] = ()) -> ApplyResult:

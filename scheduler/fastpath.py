@@ -16,7 +16,9 @@ when the cap allows. Work is shed only in such a slot: where the cap holds, noth
 Must-run inference follows the plan's rule (``kernels.check.inference_shed``) under every policy: where the
 cap still cannot hold it with nothing else running, the longest prefix of the one serving order
 (:func:`kernels.check.serving_order`, :func:`inference_order`) whose watts fit is served and the rest is
-shed, from the end of the order: in a slot whose idle floor alone breaks the cap, all of it, as the plan.
+shed, from the end of the order: in a slot whose idle floor alone breaks the cap, all of it, as the plan. The
+order's key is the plan's too (:func:`scheduler.planner.serving_keys`: tenant class, job priority, owed
+commitment), so where the actual cap equals the forecast one the loop keeps exactly the jobs the plan serves.
 A shed inference job is stopped (reason ``power_cap``) or not started; it stays queued and
 ``sanitize_run`` starts it again at the next tick the cap allows (inference that has started never expires;
 one never started expires only when its demand window passes unserved). The windward policy's plan sheds
@@ -34,6 +36,7 @@ import numpy as np
 from kernels.check import serving_order
 from scheduler.errors import InputError
 from scheduler.jobs import Job
+from scheduler.planner import serving_keys
 from scheduler.policies.base import Assignment, JobState
 from scheduler.policies.capacity import SitePower
 
@@ -52,28 +55,26 @@ class FastPathResult:
     violation_w: float  # > 0 when the idle site alone (and any unmodelled draw) breaks a cap (nothing runs)
 
 
-def inference_order(ids: Sequence[str], jobs: Mapping[str, Job],
-                    states: Mapping[str, JobState] | None = None) -> list[str]:
+def inference_order(ids: Sequence[str], jobs: Mapping[str, Job], states: Mapping[str, JobState] | None = None,
+                    tenants: Mapping[str, Any] | None = None) -> list[str]:
     """``ids`` (must-run jobs) in the order a cap that cannot hold them all serves them: the kernels' one order
     (:func:`kernels.check.serving_order`, which the plan's :func:`~kernels.check.inference_shed` calls), fed
-    the keys the loop knows. ``weight``: the job's priority. The plan's weight (``scheduler.planner``
-    ``job_weights``, windward only) rises with the priority too (``priority_base ** priority``, 1.2 where the
-    clearing price values the work), but also with the tenant's priority class, an owed commitment and the
-    hours since submission (``1 + waited_h / age_h``), and it needs the forecast's carbon and the windward
-    policy's settings: the fast path runs under every policy without them, and orders every other step by
-    the priority too. So the two orders may differ where those terms do: tenant classes, commitments, an
-    equal priority (the plan serves the older job first) or an old job one priority step below a new one (a
-    step is a factor 2, or 1.2 at the clearing price, which 5 h of waiting outweighs at ``age_h`` 24). Then
-    fewer GPUs; less remaining work (``states``, else the job's
-    duration); the submission time (the plan's release slot is 0 for every job submitted by now, and its row,
-    the snapshot's order, is the order the loop queued them in: the submission time stands for both); then
-    the job id. Pure."""
-    ids = sorted(ids)
+    what the plan feeds it for the same snapshot: ``weight`` the serving key
+    (:func:`scheduler.planner.serving_keys`: the tenant's priority class from ``tenants``, the snapshot's
+    ``tenant_info``, then the job's priority, then an owed commitment; the plan gives the must-run rows the same
+    key under every policy); the GPUs; the remaining work (``states``, else the job's duration); the release
+    slot, 0 for every job the loop holds (submitted by now, as in the plan); and the row, the snapshot's order
+    (``states``' order: the loop's active jobs, of which the snapshot is made; without ``states``, by
+    submission time and then the job id). Pure."""
     st = states if states is not None else {}
+    if states is not None:
+        pos = {j: k for k, j in enumerate(states)}
+        ids = sorted(ids, key=lambda j: (pos.get(j, len(pos)), jobs[j].submit_s, j))
+    else:
+        ids = sorted(ids, key=lambda j: (jobs[j].submit_s, j))
     rem = [st[j].remaining_s if j in st else jobs[j].duration_s for j in ids]
-    o = serving_order(np.array([float(jobs[j].priority) for j in ids]), np.array([jobs[j].gpus for j in ids]),
-                      np.array(rem, dtype=np.float64), np.array([jobs[j].submit_s for j in ids]),
-                      np.arange(len(ids)))
+    o = serving_order(serving_keys([jobs[j] for j in ids], tenants), np.array([jobs[j].gpus for j in ids]),
+                      np.array(rem, dtype=np.float64), np.zeros(len(ids)), np.arange(len(ids)))
     return [ids[k] for k in o.tolist()]
 
 
@@ -88,6 +89,7 @@ def enforce_caps(
     site_max_w: float,
     unmodelled_w: float = 0.0,
     states: Mapping[str, JobState] | None = None,
+    tenants: Mapping[str, Any] | None = None,
 ) -> FastPathResult:
     """Make the decided set fit this slot's ACTUAL budget ``min(site_max_w, grid_cap_w + wind_w)``.
 
@@ -99,7 +101,9 @@ def enforce_caps(
     resort: shed must-run (inference) work from the end of :func:`inference_order` until the cap holds or
     none is left; (4) raise fractions back, highest priority first, where the freed headroom allows. What
     the idle site alone (and ``unmodelled_w``) draws above the budget is ``violation_w``. ``states``: the
-    active jobs' states (their remaining work, for the serving order; None: each job's duration). Pure: no
+    active jobs' states in the snapshot's order (their remaining work and their rows, for the serving order;
+    None: each job's duration, by submission); ``tenants``: the snapshot's ``tenant_info`` (the tenants'
+    priority classes and owed commitments, for the serving key; None: class 0, nothing owed). Pure: no
     executor calls.
 
     ``unmodelled_w``: facility watts measured now beyond what the model gives for what runs now
@@ -163,7 +167,7 @@ def enforce_caps(
                 del fr[jid]
             # (3) the last resort: shed must-run inference from the end of the kernels' serving order
             if load > budget + _TOL_W:
-                for jid in reversed(inference_order([j for j in fr if jobs[j].must_run], jobs, states)):
+                for jid in reversed(inference_order([j for j in fr if jobs[j].must_run], jobs, states, tenants)):
                     if load <= budget + _TOL_W:
                         break
                     load -= jobs[jid].gpus * power.gpu_w(pidx[jid], fr[jid])

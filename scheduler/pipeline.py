@@ -189,7 +189,8 @@ def constrain(
     )  # fmt: skip
     fp = enforce_caps(power, rules.run, jobs, running, healthy_gpus, float(actual.wind_w[0]),
                       float(actual.grid_cap_w[0]), float(actual.site_max_w[0]),
-                      measured.unmodelled_w if measured is not None else 0.0, states=active)  # fmt: skip
+                      measured.unmodelled_w if measured is not None else 0.0, states=active,
+                      tenants=snapshot.tenant_info)  # fmt: skip
     return Constrained(dict(fp.run), tuple(refused), held, rules, fp, measured)
 
 

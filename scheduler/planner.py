@@ -29,6 +29,10 @@ How the keyed fields become arrays
   ``1 + waited_h / age_h`` (rolling horizons never starve a job). Work of a tenant with an owed commitment
   gets ``commitment_weight_factor`` times that weight and a deadline at its earliest possible finish, so it
   runs ahead of carbon savings.
+  Must-run (inference) rows get :func:`serving_keys` instead (tenant class, job priority, owed commitment,
+  submission): their cells are fixed, so their weight enters no objective term and only orders whom a cap that
+  cannot hold all the inference serves
+  (``kernels.check.serving_order``), the one key the loop's fast path uses under every policy.
 - Rolling-horizon terms (``WeightSettings``; ``windward plan`` keeps the defaults, the ``windward`` policy
   turns them on): with ``terminal_value="clearing"`` work that need not start inside the horizon (no
   deadline there, no owed commitment) is valued at the horizon's *clearing price*
@@ -59,7 +63,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -260,6 +264,43 @@ def job_weights(
     """Per-job weight (g per GPU-second) and a bool mask of jobs whose tenant is owed a commitment."""
     base = settings_base(snapshot, carbon_g_per_kwh, settings)
     return _weights_of(base, _weight_factors(snapshot, settings), settings)
+
+
+#: :func:`serving_keys` in words (docs/contracts.md, docs/operators-guide.md and ``windward plan``'s note say it
+#: so; a test checks them against this)
+SERVING_KEY_TEXT = ("higher tenant priority class first, then higher job priority, then a tenant owed a commitment, "
+                    "then the earlier submission")
+
+
+def serving_keys(jobs: Sequence[Job], tenant_info: Mapping[str, Any] | None) -> np.ndarray:
+    """THE serving key of must-run (inference) jobs, ``(M,)`` float64 >= 1: the ``weight`` that
+    :func:`kernels.check.serving_order` serves first where a cap cannot hold all the inference. One key for the
+    plan (:func:`build_problem` gives it to the must-run rows; for them the weight enters no objective term,
+    only that order: ``kernels.planner.OBJECTIVE``) and for the loop's fast path under every policy
+    (``scheduler.fastpath.inference_order``), from what both know: the job and its tenant's entry in
+    ``tenant_info`` (the shape in the module docstring; an absent tenant has class 0 and is owed nothing).
+
+    The key, most significant first: the tenant's priority class (DESIGN section 7: a job's ``priority`` is
+    "within the tenant's class"), then the job's priority, then whether the tenant is owed a commitment (DESIGN
+    section 2 puts commitments after inference served: at equal standing the owed tenant's service is kept,
+    which serves its commitment too), then the earlier submission (the older service first, as the windward
+    weight's ageing ordered equal priorities). The weight's carbon, clearing-price and settings terms stay out:
+    they need the forecast and the windward policy's settings, which the fast path has under no other policy;
+    at equal key :func:`~kernels.check.serving_order` serves fewer GPUs, less work left, then the snapshot's
+    order first. Returned as ``1 + `` the dense rank of that key among ``jobs`` (lexicographic), so the order
+    of any subset is the order of the whole set, and the inference reserve's rows (weight 0) come last."""
+    if not jobs:
+        return np.zeros(0)
+    ti = tenant_info or {}
+    cls, owed = {}, {}
+    for t in sorted({j.tenant for j in jobs}):
+        info = ti.get(t)
+        c = _tenant_field(info, "priority")
+        cls[t], owed[t] = (float(c) if c is not None else 0.0), float(_owed_gpu_h(info) > 0.0)
+    key = np.array([(cls[j.tenant], float(j.priority), owed[j.tenant], -float(j.submit_s)) for j in jobs],
+                   dtype=np.float64)
+    _, rank = np.unique(key, axis=0, return_inverse=True)
+    return 1.0 + rank.reshape(-1).astype(np.float64)
 
 
 #: ``build_problem(beyond_price=...)``: (probe, demand_gpu_s, reserve_gpus, floor_quantile, beyond_horizons,
@@ -634,6 +675,16 @@ def build_problem(
         factor = weights.clearing_priority_base**exp * (1.0 + waited_h / age_h)
         weight = np.where(urgent, weight, np.minimum(values * factor, weight))
         diag = {**diag, "value_g_per_gpu_s": value, "urgent_jobs": float(urgent.sum())}
+
+    # must-run rows: ordered by the serving key (the one order a cap that cannot hold all the inference serves
+    # them in), on the scale of their weights: the power search reads a row's weight as the value of its work
+    # (an inference window past the horizon end leaves a must-run row unfinished), and keys 1..k in place of
+    # grams per GPU-second changed the 3-day itp60 run (422 -> 395 jobs done); scaled, it is the same run
+    mrows = np.flatnonzero(must_run)
+    if mrows.size:
+        key = serving_keys([jl[i] for i in mrows.tolist()], snapshot.tenant_info)
+        weight = weight.copy()
+        weight[mrows] = key / key.max() * float(weight[mrows].max())
 
     if reserve_rows:
         n = len(reserve_rows)

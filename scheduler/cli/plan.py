@@ -52,7 +52,9 @@ UNFINISHED_NOTE = (
     "could meet it. A job with a deadline adds late, late_s (seconds after the deadline it finishes; null "
     "when on time or unfinished) and deadline_unreachable. shed_slots: slots whose idle floor fits under the cap "
     "but the must-run inference on top of it does not (kernels.check.inference_shed): the inference that fits "
-    "is served there (higher priority first, then fewer GPUs), the rest is shed in that slot only (slot_shed_w: "
+    "is served there (scheduler.planner.serving_keys: higher tenant priority class first, then higher job "
+    "priority, then a tenant owed a commitment, then the earlier submission; then fewer GPUs), the rest is shed in "
+    "that slot only (slot_shed_w: "
     "its facility watts above the floor, slot_shed_gpus, slot_shed_jobs: the job ids shed) and nothing else "
     "runs there"
 )

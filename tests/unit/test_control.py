@@ -147,28 +147,53 @@ def test_fast_path_stops_running_non_preemptible_work_last_when_the_cap_cannot_h
 
 def test_fast_path_sheds_inference_from_the_end_of_the_kernels_serving_order() -> None:
     """Inference the cap cannot hold with nothing else running is shed from the end of
-    kernels.check.serving_order, fed the loop's keys (scheduler.fastpath.inference_order): priority, then
-    fewer GPUs, less remaining work (the job states'), earlier submission, the job id. The longest prefix
-    that fits is served; a job after one that does not fit is shed too (one prefix, as the plan)."""
+    kernels.check.serving_order, fed the plan's keys for the same snapshot (scheduler.fastpath.inference_order):
+    the serving key (scheduler.planner.serving_keys: tenant class, job priority, owed commitment, the earlier
+    submission), then fewer GPUs, less remaining work (the job states'), then the snapshot's order (the states'
+    order, the plan's rows; without states, by submission and id). The longest prefix that fits is served; a
+    job after one that does not fit is shed too (one prefix, as the plan)."""
     from scheduler.fastpath import inference_order
     from scheduler.policies.base import JobState
 
     power = SitePower(SITE)
     jobs = {j.job_id: j for j in (
-        tj("late", 2, kind="inference", submit_s=60.0), tj("early", 2, kind="inference", submit_s=0.0),
-        tj("long", 2, kind="inference", dur=7200.0), tj("wide", 4, kind="inference"),
+        tj("late", 2, kind="inference", submit_s=60.0), tj("twin", 2, kind="inference"),
+        tj("early", 2, kind="inference"), tj("long", 2, kind="inference", dur=7200.0), tj("wide", 4, kind="inference"),
         tj("top", 8, kind="inference", prio=1), tj("small", 1, kind="inference", prio=-1))}  # fmt: skip
     states = {j: JobState(jobs[j], "running", work_done_s=5400.0 if j == "long" else 0.0) for j in jobs}
     order = inference_order(list(jobs), jobs, states)
-    assert order == ["top", "long", "early", "late", "wide", "small"]  # "long" has 1800 s left: before 3600
-    assert inference_order(list(jobs), jobs)[1:4] == ["early", "late", "long"]  # by duration without states
+    # "long" has 1800 s left: before 3600; "twin" and "early" alike: the snapshot's order; "late" is newer
+    assert order == ["top", "long", "twin", "early", "wide", "late", "small"]
+    assert inference_order(list(jobs), jobs)[1:4] == ["early", "twin", "long"]  # by duration, then the id
     run = {j: Assignment(PUB if j != "top" else SEC, 1.0) for j in jobs}
     w1 = power.gpu_w(0, 1.0)
-    # room for top, long, early and half of late: late is shed, and wide and small after it (small would fit)
+    # room for top, long, twin and half of early: early is shed, and wide, late, small after it (small would fit)
     cap = full_w(power, 0) + (8 + 2 + 2 + 1) * w1
     fp = enforce_caps(power, run, jobs, dict.fromkeys(jobs, PUB), {PUB: 16, SEC: 16}, 0.0, cap, 1e9, states=states)
-    assert set(fp.run) == {"top", "early", "long"} and fp.dropped == ("small", "wide", "late")
+    assert set(fp.run) == {"top", "twin", "long"} and fp.dropped == ("small", "late", "wide", "early")
     assert fp.violation_w == 0.0 and fp.facility_w <= cap + 1e-6
+
+
+def test_the_serving_key_is_the_tenant_class_then_the_job_priority_then_an_owed_commitment() -> None:
+    """scheduler.planner.serving_keys, the one key of the plan's must-run rows and the fast path: a tenant of a
+    higher class first whatever its jobs' priorities (DESIGN: a job's priority is within its tenant's class),
+    then the job's priority, then the tenant owed a commitment, then the earlier submission; size does not
+    enter the key (the kernels' order breaks its ties); a subset is ordered as in the whole set."""
+    from scheduler.fastpath import inference_order
+    from scheduler.planner import serving_keys
+    from scheduler.policies.base import TenantInfo
+
+    tenants = {"gov": TenantInfo(priority=4), "co": TenantInfo(priority=0, commitment_owed_gpu_h=10.0),
+               "lab": {"priority": 0}}  # a mapping entry, as scheduler.planner's docstring allows
+    mk = {"gov_lo": ("gov", -5), "co_hi": ("co", 3), "lab_hi": ("lab", 3), "lab_mid": ("lab", 1), "x": ("nobody", 1)}
+    jobs = {j: Job(j, t, "inference", 100.0 * k, 2, 3600.0, priority=p) for k, (j, (t, p)) in enumerate(mk.items())}
+    keys = serving_keys(list(jobs.values()), tenants)
+    assert keys.tolist() == [5.0, 4.0, 3.0, 2.0, 1.0]  # x: no entry, class 0, owed nothing: lab_mid's, but newer
+    assert inference_order(list(jobs), jobs, None, tenants) == ["gov_lo", "co_hi", "lab_hi", "lab_mid", "x"]
+    assert inference_order(list(jobs), jobs) == ["co_hi", "lab_hi", "lab_mid", "x", "gov_lo"]  # no tenants
+    sub = ["lab_hi", "gov_lo", "lab_mid"]
+    assert np.argsort(-serving_keys([jobs[j] for j in sub], tenants)).tolist() == [1, 0, 2]
+    assert serving_keys([], tenants).shape == (0,)
 
 
 # ------------------------------------------------------------------------------------ the loop

@@ -346,3 +346,15 @@ def test_a_later_cap_the_inference_alone_breaks_sheds_it_there_and_exits_3(tmp_p
         j["power_fraction"].append(1.0)
         assert any(f"slot 24: the cap cannot hold the inference there (shed_slots) but job {jid} runs there" in p
                    for p in check_plan(bad)), check_plan(bad)
+
+
+def test_the_serving_order_is_said_as_the_planner_keys_it() -> None:
+    """The plan JSON's note and the docs say the serving key in scheduler.planner.SERVING_KEY_TEXT's words (one
+    key for plan and loop since round 24: docs/contracts.md and the note said "higher priority first")."""
+    from scheduler.cli.plan import UNFINISHED_NOTE
+    from scheduler.planner import SERVING_KEY_TEXT
+
+    root = Path(__file__).resolve().parents[2]
+    for name, text in (("note", UNFINISHED_NOTE), ("contracts", (root / "docs" / "contracts.md").read_text()),
+                       ("operators-guide", (root / "docs" / "operators-guide.md").read_text())):
+        assert SERVING_KEY_TEXT in " ".join(text.split()), name
