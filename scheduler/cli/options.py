@@ -86,13 +86,24 @@ def api_limits(**values: Any) -> Any:
         raise InputError(f"{_API_LIMIT_OPTIONS.get(field, (field,))[0]}: {str(e).split(':', 1)[1].strip()}") from e
 
 
+def takers_lead(option: str) -> str:
+    """The lead of the help of an option behind shared policy option ``option`` (``deferral``...): the policies
+    whose registry entry takes it (:func:`scheduler.policies.takers`), e.g. "windward policy only:"."""
+    from scheduler.policies import takers
+
+    names = takers(option)
+    if not names:
+        return "No registered policy takes this:"
+    return f"{', '.join(names)} polic{'y' if len(names) == 1 else 'ies'} only:"
+
+
 def defer_history_days_option() -> Any:
-    """``--defer-history-days`` of ``windward simulate`` and ``windward server`` (the windward policy only)."""
+    """``--defer-history-days`` of ``windward simulate`` and ``windward server`` (the policies that take ``deferral``)."""
     import typer
 
     return typer.Option(
         0.0, "--defer-history-days",
-        help="Windward policy: price work that may wait past the planning horizon from the last DAYS of "
+        help=takers_lead("deferral") + " price work that may wait past the planning horizon from the last DAYS of "
              "observed wind and carbon (scheduler.deferral; 0: off, the default; else 1 to 365). simulate "
              "seeds the history with the DAYS before --start from --energy; a server with the DAYS of its "
              "--energy before now, and keeps what it observes in --state, so a restart resumes with it.",
@@ -100,23 +111,23 @@ def defer_history_days_option() -> Any:
 
 
 def beyond_age_h_option() -> Any:
-    """``--beyond-age-h`` of ``windward simulate`` and ``windward server`` (the windward policy only)."""
+    """``--beyond-age-h`` of ``windward simulate`` and ``windward server`` (the policies that take ``deferral``)."""
     import typer
 
     return typer.Option(
         None, "--beyond-age-h",
-        help="Windward policy: work priced past the horizon ages over HOURS instead of the default 24 "
+        help=takers_lead("deferral") + " work priced past the horizon ages over HOURS instead of the default 24 "
              "(0 < HOURS <= 8760; meant with --defer-history-days: the study's setting is 7 days and 72 h).",
     )  # fmt: skip
 
 
 def max_defer_h_option() -> Any:
-    """``--max-defer-h`` of ``windward simulate`` and ``windward server`` (the windward policy only)."""
+    """``--max-defer-h`` of ``windward simulate`` and ``windward server`` (the policies that take ``deferral``)."""
     import typer
 
     return typer.Option(
         None, "--max-defer-h",
-        help="Windward policy: work priced past the horizon that has been held back HOURS (since submission, "
+        help=takers_lead("deferral") + " work priced past the horizon that has been held back HOURS (since submission, "
              "less the work it has done) is priced like work due inside it, so it waits at most about HOURS plus "
              "one horizon (0 < HOURS <= 8760; meant with --defer-history-days; default no bound).",
     )  # fmt: skip

@@ -26,7 +26,8 @@ START = datetime(2023, 2, 1, tzinfo=UTC)
 DAYS = 3
 
 
-# Each policy with one forecast: backfill ignores the forecast, so its noisy run repeated the perfect one; the
+# A subset on purpose (every policy is replayed in tests/unit/test_simulate_cli.py and
+# tests/integration/test_policy_study_small.py): each policy with one forecast: backfill ignores the forecast, so its noisy run repeated the perfect one; the
 # pairs cover both policies and both forecasters at half the suite time.
 @pytest.mark.parametrize(("policy", "forecast"), [("backfill", "perfect"), ("greedy-green", "noisy")])
 def test_replay_three_days_itp_cluster04_on_nl_2023(shared_data: None, policy: str, forecast: str) -> None:

@@ -33,6 +33,8 @@ class CommitmentBlind:
         return self.inner.decide(replace(snapshot, jobs=keep))
 
 
+# a subset on purpose: the carbon-blind baseline, the optimiser and a policy that ignores commitments (the rules
+# must deliver them anyway); every registered policy meets the rules in tests/unit/test_rules.py
 @pytest.fixture(scope="module", params=["backfill", "windward", "commitment-blind"])
 def week(request: pytest.FixtureRequest, shared_data: None) -> dict:
     from benchmarks.tenant_week import run_week

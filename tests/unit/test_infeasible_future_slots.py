@@ -23,7 +23,7 @@ from scheduler.energy import EnergySeries
 from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
 from scheduler.jobs import Job
 from scheduler.models import JobSpec
-from scheduler.policies import POLICIES, available_policies, get_policy
+from scheduler.policies import available_policies, get_policy
 from scheduler.policies.base import Assignment, Decisions, Snapshot, TenantInfo
 from scheduler.policies.capacity import SitePower
 
@@ -173,7 +173,7 @@ NP = Job("np", "t", "training", 0.0, 8, 40 * SLOT_S, priority=5, preemptible=Fal
 PRE = Job("p", "t", "training", 0.0, 8, 40 * SLOT_S, checkpoint_interval_s=SLOT_S)
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", available_policies())
 def test_every_policy_stops_the_running_non_preemptible_job_in_the_idle_floor_infeasible_slot(name: str) -> None:
     """Slots 8-9 capped at 1 W (below the idle floor: no schedule meets them), known to the forecast: the
     running non-preemptible job runs up to slot 8, is stopped there by the fast path (reason power_cap; its
@@ -206,7 +206,7 @@ def cap_between(power: SitePower, must_w: float, np_min_w: float, share: float) 
     return power.base_w(power.healthy_array({PUB: 16, SEC: 16})) + must_w + share * np_min_w
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", available_policies())
 @pytest.mark.parametrize("share", [0.5, 1.5])
 def test_every_policy_stops_non_preemptible_work_when_the_actual_cap_cannot_hold_it(name: str, share: float) -> None:
     """The forecast has room; the ACTUAL cap of slot 2 turns out lower than inference + the running

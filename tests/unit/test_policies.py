@@ -93,7 +93,7 @@ def test_inference_runs_now_and_displaces_preemptible_training() -> None:
     jobs = [r("t1", 16, 10 * H, PUB), r("t2", 8, 10 * H, SEC, priority=1),
             q("inf", 4, 900.0, kind="inference", preemptible=False)]
     healthy = {PUB: 16, SEC: 8}
-    for name in ("backfill", "greedy-green"):
+    for name in available_policies():  # every policy (round 24: the two baselines only, by hand)
         d = get_policy(name).decide(snap(jobs, fc(), healthy))
         assert "inf" in d.run
         # the lowest-priority training in the pool made room

@@ -111,6 +111,27 @@ def test_simulate_runs_every_registered_policy(tmp_path: Path, policy: str) -> N
     assert check_plan(rep) == []
 
 
+@pytest.mark.parametrize("command", ["simulate", "server"])
+def test_the_deferral_options_help_names_the_policies_that_take_them_from_the_registry(
+        command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--defer-history-days, --beyond-age-h and --max-defer-h say which policies take them, from the registry
+    entries that take ``deferral`` (scheduler.policies.takers; until round 24 "Windward policy:" by hand): a
+    policy registered later with ``deferral`` is named too."""
+    import typer
+
+    from scheduler.cli.options import takers_lead
+    from scheduler.policies import PolicySpec, takers
+
+    assert takers_lead("deferral") == f"{', '.join(takers('deferral'))} policy only:" == "windward policy only:"
+    cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    for name in ("--defer-history-days", "--beyond-age-h", "--max-defer-h"):
+        opt = next(p for p in cmd.params if name in p.opts)
+        assert opt.help.startswith(takers_lead("deferral") + " "), (name, opt.help)
+    monkeypatch.setitem(POLICIES, "later", PolicySpec("scheduler.policies.backfill:BackfillPolicy", "a later one",
+                                                      ("deferral",)))
+    assert takers_lead("deferral") == "windward, later policies only:"
+
+
 @pytest.mark.parametrize("command", ["simulate", "server", "demo"])
 def test_policy_help_of_every_command_is_the_registry(command: str) -> None:
     """--policy's help and default in each command that takes it come from the registry: every name, once."""

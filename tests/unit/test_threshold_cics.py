@@ -43,11 +43,16 @@ def q(jid: str, gpus: int, dur: float, deadline: float | None = None, kind: str 
     return JobState(job=Job(jid, "t", kind, 0.0, gpus, dur, deadline_s=deadline, **kw), state="queued")
 
 
+#: the two carbon-threshold policies this file is about (a subset of the registry on purpose; every policy meets
+#: the loop's rules in tests/unit/test_rules.py and tests/unit/test_infeasible_future_slots.py)
+THIS_FILES_POLICIES = ("threshold", "cics")
+
+
 def snap(jobs: list[JobState], forecast: EnergySeries) -> Snapshot:
     return Snapshot(0.0, 0, SITE, tuple(jobs), {PUB: 16, SEC: 16}, forecast)
 
 
-@pytest.mark.parametrize("name", ["threshold", "cics"])
+@pytest.mark.parametrize("name", THIS_FILES_POLICIES)
 def test_waits_for_clean_slots_within_slack_and_starts_when_it_is_gone(name: str) -> None:
     pol = get_policy(name)
     # dirty for 2 h, clean after: a 1-h job due in 12 h waits; one due in 1 h starts now; inference starts
@@ -61,7 +66,7 @@ def test_waits_for_clean_slots_within_slack_and_starts_when_it_is_gone(name: str
     assert {"flex", "due", "inf"} <= set(d.run)
 
 
-@pytest.mark.parametrize("name", ["threshold", "cics"])
+@pytest.mark.parametrize("name", THIS_FILES_POLICIES)
 def test_no_start_beyond_the_forecast_power_budget(name: str) -> None:
     power = SitePower(SITE)
     base = power.base_w(np.array([16.0, 16.0]))
@@ -111,7 +116,7 @@ def test_bad_parameters_are_named() -> None:
         get_policy("threshold", quantile=1.5)
     with pytest.raises(ValueError, match="day_hours"):
         get_policy("cics", day_hours=0)
-    assert {"threshold", "cics"} <= set(available_policies())
+    assert set(THIS_FILES_POLICIES) <= set(available_policies())
 
 
 def _energy(n: int, seed: int) -> EnergySeries:
@@ -125,7 +130,7 @@ def _energy(n: int, seed: int) -> EnergySeries:
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("name", ["threshold", "cics"])
+@pytest.mark.parametrize("name", THIS_FILES_POLICIES)
 def test_replay_accounts_for_every_job_and_keeps_caps(seed: int, name: str) -> None:
     rng = np.random.default_rng(seed)
     jobs = [Job(f"j{i}", "t", "training", float(rng.uniform(0, 6 * H)), int(rng.choice([1, 2, 4, 8])),
