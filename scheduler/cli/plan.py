@@ -31,12 +31,16 @@ UNFINISHED_NOTE = (
     "reasons (kernels.check.explain_unfinished), from the room each unfinished job could have used (free GPUs "
     "of its eligible pools, facility watts under min(site max, wind + grid cap), its tenant's quota, after its "
     "release; a non-preemptible job only in one unbroken block) against its remaining work: deadline = its "
-    "release leaves too few slots even alone at full speed; capacity / cap / quota = what stopped it in the "
+    "release leaves too few slots even alone at full speed (kept at 0 since round 24: horizon and after_horizon say "
+    "it); after_horizon = submitted at or after the horizon end; horizon = released inside, but its work runs "
+    "past the horizon end even alone at full speed; capacity / cap / quota = what stopped it in the "
     "most slots (its pools' GPUs, the watts or an infeasible slot, its tenant's quota); optimiser = the room "
     "this plan left, every other job as planned, holds all its work: the plan could have finished it (a "
     "quality defect; each job is tested on its own, not all of them together); other = no longer given. A "
-    "must-run (inference) job is served in every slot of its window that is not infeasible: deadline = its "
+    "must-run (inference) job is served in every slot of its window that is not infeasible: horizon = its "
     "window runs past the horizon end, cap = it was shed in infeasible slots or in shed_slots (both proven). "
+    "undone_jobs / undone_gpu_h (and by reason): the work this plan leaves undone, what exit 3 counts "
+    "(undone_rule); past_horizon_gpu_h: the work of horizon and after_horizon jobs past the horizon end. "
     "unfinished_proven / proven_*_by_reason: even alone on the site "
     "the room is too small, so no plan finishes it; not proven = the room went to other work in this plan and "
     "another plan might finish it. site_shortfall_gpu_h (kernels.check.site_shortfall): GPU-hours of work no "
@@ -60,8 +64,77 @@ UNFINISHED_NOTE = (
 )
 
 
+#: the unfinished reasons of work outside the plan's horizon, which the plan JSON and ``windward plan`` give in place
+#: of the kernels' ``deadline`` (kernels.check.explain_unfinished: "its release leaves too few slots even alone at
+#: full speed", the horizon end being the only deadline the kernels see); ``deadline`` stays in the reason set at 0
+HORIZON_REASONS = {
+    "after_horizon": "submitted at or after the horizon end: none of its work can be in this plan",
+    "horizon": "released inside the horizon, but its work (an inference window) runs past the horizon end even "
+               "alone at full speed from its release",
+}
+
+#: THE exit rule on work outside the horizon (the plan JSON's ``unfinished.undone_rule``, ``windward plan --help``)
+UNDONE_RULE = (
+    "work a plan leaves undone is the work its horizon could hold: a job submitted at or after the horizon end "
+    "(after_horizon) and the part of a job's work past the horizon end (horizon) are not undone (a plan of 48 h "
+    "over a week of jobs does not fail the week's later jobs); the part of a horizon job's work that its slots "
+    "from release to the horizon end hold at full speed and the plan does not do is undone, as is all the "
+    "unfinished work of the other reasons"
+)
+
+
+def horizon_split(problem: Any, result: Any, unf: dict[str, Any]) -> dict[str, Any]:
+    """``unf`` (:func:`kernels.check.explain_unfinished`) with its ``deadline`` jobs given a reason of
+    :data:`HORIZON_REASONS` (the kernels' ``deadline`` counts stay as keys, at 0), and the work the plan leaves
+    undone by :data:`UNDONE_RULE`: ``undone`` (per job, seconds of work, ``(J,)``), ``undone_jobs`` /
+    ``undone_gpu_h`` and their split by reason, and ``past_horizon_gpu_h`` (the work outside the horizon). Rows
+    are the problem's jobs, all queued (``windward plan``: no work lost to a preemption)."""
+    import numpy as np
+
+    why = list(unf["reason"])
+    J = len(why)
+    T, slot_s = int(problem.n_slots), float(problem.slot_s)
+    rel = np.asarray(problem.release, dtype=np.int64)[:J]
+    rem = np.asarray(problem.remaining_s, dtype=np.float64)[:J]
+    gpus = np.asarray(problem.gpus, dtype=np.float64)[:J]
+    done = np.asarray(result.work_done_s, dtype=np.float64)[:J] if np.size(result.work_done_s) >= J else np.zeros(J)
+    left = np.where(np.array([bool(w) for w in why], dtype=bool), np.maximum(rem - done, 0.0), 0.0)
+    held = np.minimum(rem, np.maximum(T - rel, 0) * slot_s)  # what its slots from release to the end hold
+    undone = np.where(np.maximum(held - done, 0.0) > 1e-6 * np.maximum(rem, 1.0), np.maximum(held - done, 0.0), 0.0)
+    out: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in unf.items()}
+    for k in HORIZON_REASONS:
+        for part in ("jobs", "proven_jobs"):
+            out[part][k] = 0
+        for part in ("gpu_h", "proven_gpu_h"):
+            out[part][k] = 0.0
+    for j in [j for j, w in enumerate(why) if w == "deadline"]:
+        r = "after_horizon" if rel[j] >= T else "horizon"
+        why[j] = r
+        h = float(gpus[j] * left[j] / 3600.0)
+        for part, v in (("jobs", 1), ("gpu_h", h)):
+            out[part][r] += v
+            out[part]["deadline"] -= v
+            if unf["proven"][j]:
+                out["proven_" + part][r] += v
+                out["proven_" + part]["deadline"] -= v
+    for part in ("gpu_h", "proven_gpu_h"):  # (the moved GPU-hours leave float dust behind)
+        out[part]["deadline"] = 0.0 if out[part]["deadline"] < 1e-9 else out[part]["deadline"]
+    out["reason"] = why
+    counted = np.array([w not in HORIZON_REASONS for w in why], dtype=bool)
+    out["undone"] = np.where(counted, left, undone)
+    out["undone_jobs_by_reason"] = {r: 0 for r in out["jobs"]}
+    out["undone_gpu_h_by_reason"] = {r: 0.0 for r in out["jobs"]}
+    for j in np.flatnonzero(out["undone"] > 0).tolist():
+        out["undone_jobs_by_reason"][why[j]] += 1
+        out["undone_gpu_h_by_reason"][why[j]] += float(gpus[j] * out["undone"][j] / 3600.0)
+    out["undone_jobs"] = int(sum(out["undone_jobs_by_reason"].values()))
+    out["undone_gpu_h"] = float(sum(out["undone_gpu_h_by_reason"].values()))
+    out["past_horizon_gpu_h"] = float((gpus * np.where(counted, 0.0, left - undone)).sum() / 3600.0)
+    return out
+
+
 #: how the summary names each part of ``site_shortfall_gpu_h`` (kernels.check.SHORTFALL_PARTS)
-SHORTFALL_LABELS = {"deadline": "deadline", "capacity": "capacity", "cap": "cap",
+SHORTFALL_LABELS = {"deadline": "past the horizon end", "capacity": "capacity", "cap": "cap",
                     "infeasible": "inference in infeasible slots"}
 
 
@@ -112,7 +185,8 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
     T = problem.n_slots
     run = np.asarray(result.run, dtype=bool)
     have = run.shape == (len(jobs), T)
-    unf = unfinished if unfinished is not None else kernels.check.explain_unfinished(problem, result)
+    unf = horizon_split(problem, result, unfinished if unfinished is not None
+                        else kernels.check.explain_unfinished(problem, result))
     why = unf["reason"]
     lt = late if late is not None else plan_lateness(problem, result, _deadlines(jobs))
     entries = []
@@ -152,6 +226,12 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "proven_jobs_by_reason": dict(unf["proven_jobs"]),
         "proven_gpu_h_by_reason": dict(unf["proven_gpu_h"]),
         "site_shortfall_gpu_h": dict(unf.get("site_shortfall_gpu_h", {})),
+        "undone_jobs": unf["undone_jobs"],
+        "undone_gpu_h": unf["undone_gpu_h"],
+        "undone_jobs_by_reason": unf["undone_jobs_by_reason"],
+        "undone_gpu_h_by_reason": unf["undone_gpu_h_by_reason"],
+        "past_horizon_gpu_h": unf["past_horizon_gpu_h"],
+        "undone_rule": UNDONE_RULE,
         "late_jobs": lt.late_jobs,
         "late_unreachable_jobs": lt.late_unreachable_jobs,
         "infeasible_slots": [int(t) for t in diag.get("infeasible_slots", [])],
@@ -265,9 +345,25 @@ def _late_line(doc: dict[str, Any]) -> str | None:
     return f"{_jobs(n)} late against the stated deadline ({'; '.join(parts)}): {why}"
 
 
+def _outside_line(ub: dict[str, Any]) -> str | None:
+    """The summary's line on jobs outside the horizon (None: none), which leave the exit code as it is
+    (:data:`UNDONE_RULE`)."""
+    jr = ub["jobs_by_reason"]
+    a, h = jr.get("after_horizon", 0), jr.get("horizon", 0)
+    if not a and not h:
+        return None
+    parts = ([f"{_jobs(a)} submitted at or after the horizon end (after_horizon: not in this plan)"] if a else []) + (
+        [f"{_jobs(h)} whose work runs past the horizon end even at full speed from release (horizon)"] if h else [])
+    return (f"outside the horizon, not work this plan leaves undone: {' and '.join(parts)}; "
+            f"{ub['past_horizon_gpu_h']:,.1f} GPU-h past the horizon end")
+
+
 def _reason_part(why: str, n: int, ub: dict[str, Any]) -> str:
-    """One reason of the exit-3 message: jobs and GPU-hours, and how many of them no plan could finish."""
+    """One reason of the exit-3 message: jobs and GPU-hours undone, and how many of them no plan could finish."""
     k, h = ub["proven_jobs_by_reason"].get(why, 0), ub["proven_gpu_h_by_reason"].get(why, 0.0)
+    if why == "horizon":
+        return (f"{n:,} horizon ({ub['undone_gpu_h_by_reason'][why]:,.1f} GPU-h of the work their slots before the "
+                "horizon end hold: the rest of their work lies past it)")
     if why == "optimiser":
         proof = ": the room this plan left holds their work (a quality defect of the plan)"
     elif k == n:
@@ -276,7 +372,7 @@ def _reason_part(why: str, n: int, ub: dict[str, Any]) -> str:
         proof = f"; {k:,} of them ({h:,.1f} GPU-h) no plan can finish, the rest lost the room to other work"
     else:
         proof = "; in this plan: the room went to other work, another plan might finish them"
-    return f"{n:,} {why} ({ub['gpu_h_by_reason'][why]:,.1f} GPU-h{proof})"
+    return f"{n:,} {why} ({ub['undone_gpu_h_by_reason'][why]:,.1f} GPU-h{proof})"
 
 
 def register(app: typer.Typer) -> None:
@@ -312,7 +408,7 @@ def register(app: typer.Typer) -> None:
         in the file records which backend solved).
 
         Exit codes: 0 a complete valid plan (every job finishes, every slot meets its caps); 3 a valid plan that
-        leaves work undone (printed: how many jobs and GPU-hours, and why: deadline, capacity, cap, quota,
+        leaves work undone (printed: how many jobs and GPU-hours, and why: horizon, capacity, cap, quota,
         optimiser, and how much of it no plan could finish) or
         has slots whose idle floor alone breaks a cap (nothing runs there; their deficit is printed) or slots
         whose cap holds the idle floor but not the must-run inference on top of it (the inference that fits is
@@ -320,7 +416,11 @@ def register(app: typer.Typer) -> None:
         internal error (the plan's own checker found a violation; status "invalid" in the file); 2 bad input,
         or input that admits no plan at all (the reason names the job or slot). The file is written for 0,
         1 and 3 and for a refused plan. Jobs late against their stated deadline (and how many of them no plan
-        could meet) are said on stderr; late is not work undone and leaves the exit code as it is.
+        could meet) are said on stderr; late is not work undone and leaves the exit code as it is. Work outside
+        the horizon is not undone either: jobs submitted at or after the horizon end (after_horizon) and the
+        part of a job's work past the end (horizon) are said on stderr and leave the exit code as it is; the
+        part of a horizon job's work its slots before the end hold at full speed, and the plan leaves undone,
+        counts (the plan JSON's unfinished.undone_rule).
         """
         from scheduler.errors import WindwardError
 
@@ -438,13 +538,14 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
                     fg=typer.colors.RED, err=True)
         return 1
     undone = []
-    if ub["jobs"]:
-        parts = ", ".join(_reason_part(why, n, ub) for why, n in ub["jobs_by_reason"].items() if n)
-        undone.append(f"{_jobs(ub['jobs'])} unfinished at the horizon end, "
-                      f"{ub['gpu_h']:,.1f} GPU-h of work left undone; by reason: {parts}")
-        sf = ub["site_shortfall_gpu_h"]
+    if ub["undone_jobs"]:
+        parts = ", ".join(_reason_part(why, n, ub) for why, n in ub["undone_jobs_by_reason"].items() if n)
+        undone.append(f"{_jobs(ub['undone_jobs'])} unfinished at the horizon end, "
+                      f"{ub['undone_gpu_h']:,.1f} GPU-h of work left undone; by reason: {parts}")
+        sf = {**ub["site_shortfall_gpu_h"], "deadline": 0.0}  # the work past the horizon end is not undone
         least = kernels.check.least_undone_gpu_h(sf)
-        named = ", ".join(f"{SHORTFALL_LABELS[k]} {sf.get(k, 0.0):,.1f}" for k in kernels.check.SHORTFALL_PARTS)
+        named = ", ".join(f"{SHORTFALL_LABELS[k]} {sf.get(k, 0.0):,.1f}" for k in kernels.check.SHORTFALL_PARTS
+                          if k != "deadline")
         undone.append(f"no plan can do at least {least:,.1f} GPU-h of it ({named} GPU-h)"
                       if least > 0.05 else "no site-level bound proves any of it undoable")
     if ub["infeasible_slots"]:
@@ -462,6 +563,9 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     if len(shed) > SHED_LINES:
         undone.append(f"... and {len(shed) - SHED_LINES:,} more slots that shed inference (the plan JSON's "
                       f"unfinished.shed_slots)")
+    outside = _outside_line(ub)  # outside the horizon is not undone: said, with exit 0 where nothing else is
+    if outside:
+        typer.secho(outside, fg=typer.colors.YELLOW, err=True)
     late_line = _late_line(doc)  # late is not undone: said, with exit 0 where nothing else is
     if undone:
         typer.secho("valid plan that leaves work undone:\n  " + "\n  ".join(undone + ([late_line] if late_line else [])),

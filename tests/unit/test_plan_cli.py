@@ -195,15 +195,42 @@ def test_a_later_cap_below_the_idle_floor_plans_around_it_and_exits_3(tmp_path: 
     assert any("slot 25" in p for p in check_plan(doc))
 
 
-def test_work_the_horizon_cannot_hold_exits_3_and_says_why(tmp_path: Path) -> None:
-    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, ["long,science,training,0,8,86400,,true,,0"]),
-                              "--energy", str(_energy_csv(tmp_path, 48, [10.0] * 48)))
-    assert code == 3, output
-    assert "1 deadline" in output and "GPU-h" in output
-    assert "no plan can do at least 96.0 GPU-h of it (deadline 96.0" in output  # 8 GPUs x (24 h - 12 h)
+def test_work_past_the_horizon_end_is_said_and_is_not_work_the_plan_leaves_undone(tmp_path: Path) -> None:
+    """A 24-hour job in a 12-hour plan, run in every slot of it, and a job and a service submitted after the
+    horizon end: the plan does all the work its horizon can hold, so exit 0 (until round 24: exit 3 with reason
+    "deadline", the kernels' name for the horizon end); each job says why it is unfinished (horizon,
+    after_horizon), the block counts them and the GPU-hours past the end, and nothing is undone
+    (scheduler.cli.plan.UNDONE_RULE)."""
+    from scheduler.cli.plan import UNDONE_RULE
+
+    rows = ["long,science,training,0,8,86400,,true,,0", "next,science,training,43200,8,3600,,true,,0",
+            "srv,public,inference,50000,2,900,,false,,5"]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows), "--energy", str(_energy_csv(tmp_path, 48, [10.0] * 48)))
+    assert code == 0, output
+    assert "outside the horizon, not work this plan leaves undone: 2 jobs submitted at or after the horizon end" in output
+    assert "1 job whose work runs past the horizon end" in output and "104.5 GPU-h past the horizon end" in output
     doc = json.loads(out.read_text())
-    assert doc["unfinished"]["jobs"] == 1 and doc["unfinished"]["jobs_by_reason"]["deadline"] == 1
-    assert doc["jobs"][0]["unfinished_reason"] == "deadline" and doc["check"]["ok"]
+    ub = doc["unfinished"]
+    why = {j["job_id"]: j.get("unfinished_reason") for j in doc["jobs"]}
+    assert why == {"long": "horizon", "next": "after_horizon", "srv": "after_horizon"} and doc["check"]["ok"]
+    assert ub["jobs"] == 3 and ub["jobs_by_reason"]["horizon"] == 1 and ub["jobs_by_reason"]["after_horizon"] == 2
+    assert ub["jobs_by_reason"]["deadline"] == 0 and ub["gpu_h_by_reason"]["deadline"] == 0.0  # kept, at 0
+    assert ub["proven_jobs_by_reason"]["horizon"] == 1 and ub["gpu_h_by_reason"]["horizon"] == pytest.approx(96.0)
+    assert ub["undone_jobs"] == 0 and ub["undone_gpu_h"] == 0.0 and ub["undone_rule"] == UNDONE_RULE
+    assert ub["past_horizon_gpu_h"] == pytest.approx(8 * 12 + 8 * 1 + 2 * 0.25)
+
+
+def test_the_part_of_a_horizon_jobs_work_the_horizon_holds_and_the_plan_leaves_is_undone(tmp_path: Path) -> None:
+    """Two 16-GPU 24-hour jobs for one 16-GPU pool in a 12-hour plan: both run past the horizon end (horizon),
+    and one pool holds one of them at a time, so 192 GPU-h their slots before the end could hold are left
+    undone: exit 3 naming them."""
+    rows = ["a,science,training,0,16,86400,,true,h100-eu-public,0", "b,science,training,0,16,86400,,true,h100-eu-public,0"]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows), "--energy", str(_energy_csv(tmp_path, 48, [10.0] * 48)))
+    assert code == 3, output
+    ub = json.loads(out.read_text())["unfinished"]
+    assert ub["jobs_by_reason"]["horizon"] == 2 and ub["undone_gpu_h"] == pytest.approx(16 * 12)
+    assert ub["undone_jobs_by_reason"]["horizon"] >= 1 and ub["past_horizon_gpu_h"] == pytest.approx(2 * 16 * 12)
+    assert "GPU-h of work left undone; by reason: " in output and " horizon (" in output
 
 
 def test_a_cap_that_dips_every_hour_keeps_a_long_non_preemptible_job_from_finishing(tmp_path: Path) -> None:
@@ -237,19 +264,20 @@ def test_inference_shed_in_infeasible_slots_or_past_the_horizon_is_reported(tmp_
     doc = json.loads(out.read_text())
     assert doc["check"]["ok"] and doc["unfinished"]["infeasible_slots"] == [24, 25, 26, 27]
     why = {j["job_id"]: (j.get("unfinished_reason"), j.get("unfinished_proven")) for j in doc["jobs"]}
-    assert why == {"web": ("cap", True), "srv": ("deadline", True)}
+    assert why == {"web": ("cap", True), "srv": ("horizon", True)}
     ub = doc["unfinished"]
-    assert ub["jobs"] == 2 and ub["proven_jobs_by_reason"]["cap"] == 1 and ub["proven_jobs_by_reason"]["deadline"] == 1
+    assert ub["jobs"] == 2 and ub["proven_jobs_by_reason"]["cap"] == 1 and ub["proven_jobs_by_reason"]["horizon"] == 1
     assert ub["gpu_h_by_reason"]["cap"] == pytest.approx(4 * 4 * 0.25)  # 4 GPUs x 4 slots of 15 min
     assert ub["gpu_h"] == pytest.approx(doc["objective"]["unfinished_gpu_s"] / 3600.0)
     assert "2 jobs unfinished" in output
-    # no plan serves web's 4 GPU-h and srv's 2 (2 GPUs x 4 slots) in the infeasible slots, nor srv's 24 GPU-h
-    # past the horizon end (2 GPUs x 12 h): the bound names both, all of the undone work (before: "no
-    # site-level bound proves any of it undoable")
+    # no plan serves web's 4 GPU-h and srv's 2 (2 GPUs x 4 slots) in the infeasible slots: the undone work, all
+    # of it bound; srv's 24 GPU-h past the horizon end (2 GPUs x 12 h) are unfinished but not undone (since
+    # round 24; the bound's part "deadline" still counts them)
     assert ub["site_shortfall_gpu_h"]["infeasible"] == pytest.approx(6.0)
     assert ub["site_shortfall_gpu_h"]["deadline"] == pytest.approx(24.0)
-    assert ub["gpu_h"] == pytest.approx(30.0)
-    assert "no plan can do at least 30.0 GPU-h of it" in output and "inference in infeasible slots 6.0" in output
+    assert ub["gpu_h"] == pytest.approx(30.0) and ub["past_horizon_gpu_h"] == pytest.approx(24.0)
+    assert ub["undone_gpu_h"] == pytest.approx(6.0) and ub["undone_jobs"] == 2
+    assert "no plan can do at least 6.0 GPU-h of it" in output and "inference in infeasible slots 6.0" in output
 
 
 def test_the_shortfall_counts_the_part_of_an_inference_slot_in_an_infeasible_slot(tmp_path: Path) -> None:
@@ -358,3 +386,17 @@ def test_the_serving_order_is_said_as_the_planner_keys_it() -> None:
     for name, text in (("note", UNFINISHED_NOTE), ("contracts", (root / "docs" / "contracts.md").read_text()),
                        ("operators-guide", (root / "docs" / "operators-guide.md").read_text())):
         assert SERVING_KEY_TEXT in " ".join(text.split()), name
+
+
+def test_the_reasons_outside_the_horizon_and_the_exit_rule_are_said_where_users_read() -> None:
+    """scheduler.cli.plan.HORIZON_REASONS and UNDONE_RULE: each reason in the plan JSON's note and in
+    docs/contracts.md, the rule in `windward plan --help` (which points to unfinished.undone_rule)."""
+    from typer.testing import CliRunner
+
+    from scheduler.cli.plan import HORIZON_REASONS, UNFINISHED_NOTE
+
+    contracts = (Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
+    for r in HORIZON_REASONS:
+        assert f"{r} = " in UNFINISHED_NOTE and f"`{r}`" in contracts, r
+    help_ = " ".join(CliRunner().invoke(app, ["plan", "--help"], terminal_width=200).output.split())
+    assert "(after_horizon)" in help_ and "(horizon)" in help_ and "unfinished.undone_rule" in help_
