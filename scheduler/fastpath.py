@@ -18,7 +18,7 @@ cap still cannot hold it with nothing else running, the longest prefix of the on
 (:func:`kernels.check.serving_order`, :func:`inference_order`) whose watts fit is served and the rest is
 shed, from the end of the order: in a slot whose idle floor alone breaks the cap, all of it, as the plan. The
 order's key is the plan's too (:func:`scheduler.planner.serving_keys`: tenant class, job priority, owed
-commitment), so where the actual cap equals the forecast one the loop keeps exactly the jobs the plan serves.
+commitment, earlier submission), so where the actual cap equals the forecast one the loop keeps exactly the jobs the plan serves.
 A shed inference job is stopped (reason ``power_cap``) or not started; it stays queued and
 ``sanitize_run`` starts it again at the next tick the cap allows (inference that has started never expires;
 one never started expires only when its demand window passes unserved). The windward policy's plan sheds
@@ -61,8 +61,8 @@ def inference_order(ids: Sequence[str], jobs: Mapping[str, Job], states: Mapping
     (:func:`kernels.check.serving_order`, which the plan's :func:`~kernels.check.inference_shed` calls), fed
     what the plan feeds it for the same snapshot: ``weight`` the serving key
     (:func:`scheduler.planner.serving_keys`: the tenant's priority class from ``tenants``, the snapshot's
-    ``tenant_info``, then the job's priority, then an owed commitment; the plan gives the must-run rows the same
-    key under every policy); the GPUs; the remaining work (``states``, else the job's duration); the release
+    ``tenant_info``, then the job's priority, an owed commitment, the earlier submission; the plan gives the
+    must-run rows the same order under every policy); the GPUs; the remaining work (``states``, else the job's duration); the release
     slot, 0 for every job the loop holds (submitted by now, as in the plan); and the row, the snapshot's order
     (``states``' order: the loop's active jobs, of which the snapshot is made; without ``states``, by
     submission time and then the job id). Pure."""

@@ -29,10 +29,10 @@ How the keyed fields become arrays
   ``1 + waited_h / age_h`` (rolling horizons never starve a job). Work of a tenant with an owed commitment
   gets ``commitment_weight_factor`` times that weight and a deadline at its earliest possible finish, so it
   runs ahead of carbon savings.
-  Must-run (inference) rows get :func:`serving_keys` instead (tenant class, job priority, owed commitment,
-  submission): their cells are fixed, so their weight enters no objective term and only orders whom a cap that
-  cannot hold all the inference serves
-  (``kernels.check.serving_order``), the one key the loop's fast path uses under every policy.
+  Must-run (inference) rows are ordered by :func:`serving_keys` instead (tenant class, job priority, owed
+  commitment, submission), on the scale of their weights: their cells are fixed, so their weight enters no
+  objective term; it orders whom a cap that cannot hold all the inference serves (``kernels.check.serving_order``,
+  the one order the loop's fast path uses under every policy), and the search reads its scale.
 - Rolling-horizon terms (``WeightSettings``; ``windward plan`` keeps the defaults, the ``windward`` policy
   turns them on): with ``terminal_value="clearing"`` work that need not start inside the horizon (no
   deadline there, no owed commitment) is valued at the horizon's *clearing price*
@@ -272,11 +272,19 @@ SERVING_KEY_TEXT = ("higher tenant priority class first, then higher job priorit
                     "then the earlier submission")
 
 
+#: The must-run rows' weights in :func:`build_problem`: the largest weight among them, less this share per step of
+#: :func:`serving_keys` below the highest key, so they keep the key's order and the scale of the weights. The search
+#: reads a row's weight as the value of its work (an inference window past the horizon end leaves a must-run row
+#: unfinished), and the scale changed the 3-day itp60 windward run: the keys 1..k as weights gave 395 jobs done,
+#: the keys x 1e-9 383, the weights on this scale 422 with every figure the same as before the key (round 24)
+SERVING_WEIGHT_STEP = 1e-7
+
+
 def serving_keys(jobs: Sequence[Job], tenant_info: Mapping[str, Any] | None) -> np.ndarray:
     """THE serving key of must-run (inference) jobs, ``(M,)`` float64 >= 1: the ``weight`` that
     :func:`kernels.check.serving_order` serves first where a cap cannot hold all the inference. One key for the
-    plan (:func:`build_problem` gives it to the must-run rows; for them the weight enters no objective term,
-    only that order: ``kernels.planner.OBJECTIVE``) and for the loop's fast path under every policy
+    plan (:func:`build_problem` orders the must-run rows by it, on their weights' scale; for them the weight
+    enters no objective term: ``kernels.planner.OBJECTIVE``) and for the loop's fast path under every policy
     (``scheduler.fastpath.inference_order``), from what both know: the job and its tenant's entry in
     ``tenant_info`` (the shape in the module docstring; an absent tenant has class 0 and is owed nothing).
 
@@ -677,14 +685,12 @@ def build_problem(
         diag = {**diag, "value_g_per_gpu_s": value, "urgent_jobs": float(urgent.sum())}
 
     # must-run rows: ordered by the serving key (the one order a cap that cannot hold all the inference serves
-    # them in), on the scale of their weights: the power search reads a row's weight as the value of its work
-    # (an inference window past the horizon end leaves a must-run row unfinished), and keys 1..k in place of
-    # grams per GPU-second changed the 3-day itp60 run (422 -> 395 jobs done); scaled, it is the same run
+    # them in), on the scale of their weights (SERVING_WEIGHT_STEP)
     mrows = np.flatnonzero(must_run)
     if mrows.size:
         key = serving_keys([jl[i] for i in mrows.tolist()], snapshot.tenant_info)
         weight = weight.copy()
-        weight[mrows] = key / key.max() * float(weight[mrows].max())
+        weight[mrows] = float(weight[mrows].max()) * (1.0 - SERVING_WEIGHT_STEP * (key.max() - key))
 
     if reserve_rows:
         n = len(reserve_rows)

@@ -14,7 +14,7 @@ from kernels.problem import NO_DEADLINE
 from scheduler.energy import EnergySeries
 from scheduler.jobs import Job, pool_matches
 from scheduler.models import CLEARANCE_LEVELS, load_site
-from scheduler.planner import WeightSettings, build_problem
+from scheduler.planner import SERVING_WEIGHT_STEP, WeightSettings, build_problem, serving_keys
 from scheduler.policies.base import Assignment, Decisions, JobState, Snapshot, TenantInfo
 from scheduler.policies.windward import WindwardPolicy
 from scheduler.reasons import LazySchedule, schedule_of
@@ -81,6 +81,7 @@ def test_build_problem_per_job_fields_are_the_per_job_definitions(seed: int) -> 
     assert index.job_ids == tuple(js.job.job_id for js in snap.jobs)
     base = settings.weight_margin * max(snap.site.pue * (p.tdp_w - p.idle_w) for p in pools) / 3.6e6 * max(
         float(problem.carbon_g_per_kwh.max()), 1.0)
+    must_w: list[float] = []
     for i, js in enumerate(snap.jobs):
         job = js.job
         assert problem.eligible[i].tolist() == [p.gpus >= job.gpus and pool_matches(p, job) for p in pools], i
@@ -98,7 +99,11 @@ def test_build_problem_per_job_fields_are_the_per_job_definitions(seed: int) -> 
         owed = bool(get and ((get("commitment_owed_gpu_h") or 0.0) > 0 or (get("owed_gpu_h") or 0.0) > 0))
         exp = min(max(job.priority + cls, -settings.max_priority_exponent), settings.max_priority_exponent)
         w = base * 2.0**exp * (1.0 + max(snap.now_s - job.submit_s, 0.0) / 3600.0 / settings.age_h)
-        assert problem.weight[i] == pytest.approx(w * (10.0 if owed else 1.0), rel=1e-12), i
+        w *= 10.0 if owed else 1.0
+        if job.must_run:  # ordered by the serving key on the must-run rows' scale (checked below)
+            must_w.append(w)
+        else:
+            assert problem.weight[i] == pytest.approx(w, rel=1e-12), i
         earliest = int(problem.release[i]) + math.ceil(js.remaining_s / SLOT_S - 1e-9)
         if job.deadline_s is None:
             want = NO_DEADLINE
@@ -107,6 +112,12 @@ def test_build_problem_per_job_fields_are_the_per_job_definitions(seed: int) -> 
                        earliest)  # fmt: skip
         assert problem.deadline[i] == (min(want, earliest) if owed else want), i
     assert problem.n_jobs == J
+    # must-run rows: the largest of their weights, less SERVING_WEIGHT_STEP per step of the serving key below the
+    # highest (round 24: one serving order for plan and loop)
+    m = np.flatnonzero(problem.must_run)
+    key = serving_keys([snap.jobs[i].job for i in m.tolist()], snap.tenant_info)
+    assert m.size > 1 and len(set(key.tolist())) > 1
+    assert problem.weight[m] == pytest.approx(max(must_w) * (1.0 - SERVING_WEIGHT_STEP * (key.max() - key)), rel=1e-12)
     # the family exercises what it should: shared needs with different answers, deadlines, owed work
     assert 0 < problem.eligible.sum() < problem.eligible.size
     assert (problem.deadline != NO_DEADLINE).any() and (problem.weight > base * 9).any()
