@@ -18,6 +18,13 @@ tenant quotas hold them, and no job is wider than a quarter of its smallest elig
 ``corpus(n, seed)`` spans the knobs with a Latin hypercube: the small instances the test suite plans
 (tests/kernels/test_corpus.py) and ``benchmarks/optimizer.py --corpus`` reports.
 
+**The edges** (issue 11: "any feasible instance"): ``extreme(seed, edges)`` builds a small instance with the
+extreme-but-valid values of :data:`EDGES` (T = 1, no job, every job must-run, deadlines before the earliest finish,
+the cap exactly at the idle floor, quotas of 0, weights from 1e-6 to 1e6, ...; feasibility not promised: the test
+judges an "infeasible" answer by its reason), ``extremes(n, seed)`` the (seed, edges) pairs that span them: every
+edge alone, then seeded combinations (tests/kernels/test_extremes.py). Neither draws from the family's generator,
+so the corpus is as it was.
+
 **Legacy shape** ``make_problem(J, T, site="rotterdam-100k", seed=0)`` (the 50,000-job scale benchmark):
 
 - energy: T slots of the real NL 2021-2023 hourly data (``scheduler.paths.nl_energy_csv()``, read in place)
@@ -663,6 +670,179 @@ def corpus(n: int = 200, seed: int = 0, *, n_jobs: tuple[int, int] = (8, 40),
         out.append((seed * 100_003 + i, Knobs(**kw)))
     return out
 
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The edges (issue 11: "any feasible instance, not only its own generator")
+# ---------------------------------------------------------------------------------------------------------
+
+#: The extreme-but-valid edges of the space a user can reach (what :func:`extreme` can put in an instance):
+#: horizon and job count at their least; job kinds all one way; deadlines at and before the earliest finish;
+#: work a sliver of a slot and many horizons' worth; gangs exactly as wide as their pool; wind none and far
+#: above full load; the grid cap exactly at the idle floor, at it plus 1 W, and binding in every slot;
+#: identical pools; a pool with one power level (``min_power_fraction`` = 1) and two-point speed curves;
+#: tenant quotas of 0 and below a job's width; running jobs with large switching losses and running
+#: non-preemptible jobs whose work passes the horizon's end; weights all equal and spanning 1e-6..1e6; one
+#: carbon intensity in every slot (ties everywhere); negative prices with an energy-cost weight; pool sizes
+#: that vary over the slots.
+EDGES = ("T1", "T2", "J0", "J1", "all_must", "all_np", "dl_next", "dl_unreachable", "tiny_work", "huge_work",
+         "pool_wide", "many_pool_wide", "wind0", "wind_huge", "cap_idle", "cap_idle_1w", "cap_binds",
+         "identical_pools", "mpf1", "curve2", "quota0", "quota_narrow", "running_loss", "running_np_past",
+         "equal_weights", "weights_span", "carbon_const", "neg_prices", "pool_gpus_vary")
+#: edges that exclude each other (one value of the same field): the first listed wins
+_EDGE_CLASH = (("T1", "T2"), ("J0", "J1"), ("all_must", "all_np"), ("dl_next", "dl_unreachable"),
+               ("tiny_work", "huge_work"), ("wind0", "wind_huge"), ("cap_idle", "cap_idle_1w", "cap_binds"),
+               ("equal_weights", "weights_span"))
+
+
+def _edge_set(edges: Any) -> frozenset[str]:
+    e = frozenset(edges)
+    bad = sorted(e - set(EDGES))
+    if bad:
+        raise ValueError(f"edges: got {bad}; allowed: {', '.join(EDGES)}")
+    for group in _EDGE_CLASH:  # one value per field
+        on = [x for x in group if x in e]
+        e = e - set(on[1:])
+    return e
+
+
+def extreme(seed: int, edges: Any = ()) -> PlanProblem:
+    """One small instance (1-3 pools of 8-64 GPUs, at most 12 slots and 10 jobs) with ``edges`` (names of
+    :data:`EDGES`; of two that set the same field the first in ``_EDGE_CLASH`` wins), deterministic in
+    ``(seed, edges)``. Valid input for ``kernels.plan`` (every array well formed, every job fits some pool in
+    some slot); feasible unless an edge makes it not (``cap_idle`` under must-run or running work, a quota of 0
+    under a running non-preemptible job, ...): the test judges "infeasible" by its reason.
+    ``describe_extreme(problem)`` gives the edges it really has."""
+    e = _edge_set(edges)
+    rng = np.random.default_rng(seed)
+    T = 1 if "T1" in e else 2 if "T2" in e else int(rng.integers(3, 13))
+    J = 0 if "J0" in e else 1 if "J1" in e else int(rng.integers(2, 11))
+    slot_s = 60.0 * float(rng.choice([5, 15, 60]))
+    P = int(rng.integers(1, 4))
+    kinds = ["h100"] * P if "identical_pools" in e else [str(x) for x in rng.choice(list(POOL_KINDS), P)]
+    n = np.array([int(rng.choice([8, 16, 64]))] * P if "identical_pools" in e else rng.choice([8, 16, 64], P))
+    tdp = np.array([POOL_KINDS[x][0] for x in kinds])
+    idle = np.array([POOL_KINDS[x][1] for x in kinds])
+    host = np.array([POOL_KINDS[x][2] for x in kinds])
+    minf = np.array([POOL_KINDS[x][3] for x in kinds])
+    if "curve2" in e:
+        curve_f, curve_s = np.tile([0.5, 1.0], (P, 1)), np.tile([0.7, 1.0], (P, 1))
+        minf = np.full(P, 0.5)
+    else:
+        K = max(len(POOL_KINDS[x][4]) for x in kinds)
+        curve = [list(POOL_KINDS[x][4]) + [POOL_KINDS[x][4][-1]] * (K - len(POOL_KINDS[x][4])) for x in kinds]
+        curve_f = np.array([[a for a, _ in c] for c in curve])
+        curve_s = np.array([[b for _, b in c] for c in curve])
+    if "mpf1" in e:
+        minf[0] = 1.0
+    H = np.repeat(n[:, None], T, axis=1).astype(np.int64)
+    if "pool_gpus_vary" in e:  # failures and repairs: 0 to all of each pool healthy from slot to slot
+        H = np.floor(H * rng.choice([0.0, 0.5, 0.75, 1.0], size=(P, T))).astype(np.int64)
+        H[:, 0] = n  # every job fits its pool in some slot
+    # --- jobs
+    elig = rng.random((J, P)) < 0.6
+    elig[np.arange(J), rng.integers(0, P, J)] = True
+    gmax = (elig * n[None, :]).max(axis=1) if J else np.zeros(0, np.int64)
+    gpus = np.minimum(rng.choice([1, 2, 4, 8, 16], J), gmax).astype(np.int64)
+    if J and ("pool_wide" in e or "many_pool_wide" in e):  # as wide as its widest eligible pool
+        wide = np.ones(J, bool) if "many_pool_wide" in e else np.arange(J) == 0
+        gpus = np.where(wide, gmax, gpus)
+    release = rng.integers(0, T, J)
+    slots = rng.uniform(0.3, 3.0, J)
+    if "tiny_work" in e:
+        slots = rng.uniform(1e-6, 1e-2, J)
+    elif "huge_work" in e:
+        slots = rng.uniform(5.0, 50.0, J) * T
+    rem = slots * slot_s
+    must = np.ones(J, bool) if "all_must" in e else rng.random(J) < 0.15
+    preempt = np.zeros(J, bool) if "all_np" in e else rng.random(J) >= 0.3
+    running = (rng.random(J) < 0.3) & ~must
+    if J and ("running_loss" in e or "running_np_past" in e):
+        running[np.argmin(must)] |= not must.all()
+    if "running_np_past" in e:
+        preempt = np.where(running, False, preempt)
+        rem = np.where(running, (T + rng.uniform(0.5, 3.0, J)) * slot_s, rem)
+    rpool = np.where(running, np.argmax(elig * (n[None, :] >= gpus[:, None]) * rng.random((J, P)), axis=1), -1)
+    release = np.where(running, 0, release)
+    loss = np.where(running, rng.uniform(0.0, 1800.0, J), 0.0)
+    if "running_loss" in e:
+        loss = np.where(running, rng.uniform(5.0, 100.0, J) * slot_s, 0.0)
+    dmin = np.ceil(rem / slot_s - 1e-9).astype(np.int64)  # slots at full speed
+    deadline = np.where(rng.random(J) < 0.4, release + dmin + rng.integers(0, 4, J), NO_DEADLINE)
+    if "dl_next" in e:
+        deadline = release + 1
+    elif "dl_unreachable" in e:
+        deadline = release + np.maximum(dmin - rng.integers(0, 2, J), 0)
+    deadline = np.where(must, NO_DEADLINE, deadline).astype(np.int64)
+    prio = rng.choice(4, size=J)
+    weight = 0.05 * 2.0**prio
+    if "equal_weights" in e:
+        weight = np.full(J, 0.1)
+    elif "weights_span" in e:
+        weight = 10.0 ** rng.uniform(-6, 6, J)
+        weight[: min(J, 2)] = (1e-6, 1e6)[: min(J, 2)]
+    N = int(rng.integers(1, 4))
+    tenant = rng.integers(0, N, J).astype(np.int64)
+    quota = np.where(rng.random(N) < 0.4, np.floor(rng.uniform(0.3, 1.0, N) * n.sum()), np.inf)
+    if "quota0" in e:
+        quota[0] = 0.0
+    if "quota_narrow" in e and J:
+        j = int(np.argmax(gpus))
+        quota[tenant[j]] = float(max(gpus[j] - 1, 0))
+    # --- energy
+    idle_floor = _PUE * (H * (idle + host)[:, None]).sum(axis=0)
+    full = _PUE * (H * (tdp + host)[:, None]).sum(axis=0)
+    carbon = np.full(T, 250.0) if "carbon_const" in e else rng.uniform(40.0, 600.0, T)
+    price = rng.uniform(-80.0, -1.0, T) if "neg_prices" in e else rng.uniform(-20.0, 300.0, T)
+    ecw = float(rng.uniform(0.5, 50.0)) if "neg_prices" in e else float(rng.choice([0.0, 1.0]))
+    wind = rng.uniform(0.0, 1.2, T) * full
+    if "wind0" in e or "cap_idle" in e or "cap_idle_1w" in e:
+        wind = np.zeros(T)
+    elif "wind_huge" in e:
+        wind = full * rng.uniform(10.0, 1000.0, T)
+    grid = rng.uniform(0.6, 1.2, T) * full
+    if "cap_idle" in e:
+        grid = idle_floor.copy()
+    elif "cap_idle_1w" in e:
+        grid = idle_floor + 1.0
+    elif "cap_binds" in e:  # the floor plus a fifth to a half of the headroom: no slot holds the site at full load
+        grid = np.maximum(idle_floor + rng.uniform(0.2, 0.5, T) * (full - idle_floor) - wind, 0.0)
+    site_max = np.maximum(full * rng.uniform(0.9, 1.5), idle_floor)
+    pb = PlanProblem(
+        slot_s=slot_s, pue=_PUE, wind_w=wind, carbon_g_per_kwh=carbon, grid_cap_w=grid, site_max_w=site_max,
+        pool_gpus=H, tdp_w=tdp, idle_w=idle, host_w_per_gpu=host, min_power_fraction=minf, curve_f=curve_f,
+        curve_s=curve_s, gpus=gpus, remaining_s=rem, release=release.astype(np.int64), deadline=deadline,
+        weight=weight, eligible=elig, must_run=must, preemptible=preempt | must, running_pool=rpool.astype(np.int64),
+        preempt_loss_s=loss, tenant=tenant, tenant_quota_gpus=quota, price_eur_per_mwh=price,
+        energy_cost_weight_g_per_eur=ecw,
+    )
+    object.__setattr__(pb, "_source", f"extreme seed {seed}: {', '.join(sorted(e)) or 'no edge'}")
+    object.__setattr__(pb, "_edges", sorted(e))
+    return pb
+
+
+def extremes(n: int = 120, seed: int = 0, *, per: tuple[int, int] = (2, 5)) -> list[tuple[int, tuple[str, ...]]]:
+    """``n`` (seed, edges) pairs: every edge alone once (the first ``len(EDGES)``), then random combinations
+    of ``per`` edges (low, high), each edge as often as the others up to one (a shuffled deck dealt out)."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[int, tuple[str, ...]]] = [(seed * 100_003 + i, (x,)) for i, x in enumerate(EDGES[:n])]
+    deck: list[str] = []
+    for i in range(len(out), n):  # combinations
+        k = int(rng.integers(per[0], per[1] + 1))
+        pick: list[str] = []
+        while len(pick) < k:  # deal distinct edges
+            if not deck:
+                deck = [str(x) for x in rng.permutation(EDGES)]
+            x = deck.pop()
+            if x not in pick:
+                pick.append(x)
+        out.append((seed * 100_003 + i, tuple(sorted(_edge_set(pick)))))
+    return out
+
+
+def describe_extreme(pb: PlanProblem) -> str:
+    """The edges an :func:`extreme` instance was built with (after clashes), for failure messages."""
+    return str(getattr(pb, "_source", "unknown"))
 
 # ---------------------------------------------------------------------------------------------------------
 # The published real-shaped instances (../shared/data/instances)

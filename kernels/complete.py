@@ -76,6 +76,21 @@ def _raise_all(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, prio: Any, xp: Ops
     return vmat
 
 
+def _over_caps(c: Any, d: Any, tb: Any, vmat: Any, pool: Any, xp: Ops) -> bool:
+    """Whether the plan breaks a pool's GPUs, a slot's watts (the construction's ``room_cap``) or a tenant's
+    quota: :func:`_displace`'s rebuilds keep the rows that were not placed again as they were, and the blocks
+    placed again may have taken their room (such a plan is repaired before the rebuilds start from it) (:func:`kernels.planner._np_blocks` places them as if only the rows
+    asking for work held any: round 24, H3, ``benchmarks.instances.extreme`` seed 200104 ran 12 GPUs in an
+    8-GPU pool)."""
+    busy, fac = _pl._usage(d, tb, vmat, pool, xp)
+    if bool(xp.any(busy > d.H + 1e-9)) or bool(xp.any(fac > d.room_cap)):
+        return True
+    if not np.isfinite(c.quota).any():
+        return False
+    capq = xp.asarray(np.repeat(c.quota[:, None], c.T, axis=1), xp.f64)
+    return bool(xp.any(_pl._quota_use(c, d, vmat > 0, xp) > capq + 1e-9))
+
+
 def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, rows: Any,
               lam: Any, mu: Any, first: Any = None) -> list[tuple[Any, Any, str]]:
     """Plans with the unfinished non-preemptible jobs ``rows`` (host bool ``(J,)``) placed in price-order
@@ -101,10 +116,13 @@ def _displace(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, vmat: Any, pool: Any, r
     av, ap = _pl._repair(c, d, tb, xp.copy(new), xp.copy(pool), prio, forced, xp=xp)
     out = [(*_pl._finish(xp, c, pr, d, tb, av, ap, prio, lam, mu), "+displace")]
     rv = xp.astype(xp.where(pre[:, None], 0, new), xp.i8)
-    out.append((*_pl._finish(xp, c, pr, d, tb, xp.copy(rv), xp.copy(pool), prio, lam, mu), "+rebuild"))
+    rp = xp.copy(pool)
+    if _over_caps(c, d, tb, rv, rp, xp):
+        rv, rp = _pl._repair(c, d, tb, rv, rp, prio, forced, xp=xp)
+    out.append((*_pl._finish(xp, c, pr, d, tb, xp.copy(rv), xp.copy(rp), prio, lam, mu), "+rebuild"))
     if first is not None:  # least slack first, the jobs the witness finishes before the others, in price order
         srank = listsched.slack_rank(xp, c, d, tb, xp.asarray(first))
-        sv, sp = listsched.list_schedule(xp, c, d, tb, rv, xp.copy(pool), srank, _pl._level_cost(xp, c, tb, lam, mu))
+        sv, sp = listsched.list_schedule(xp, c, d, tb, rv, xp.copy(rp), srank, _pl._level_cost(xp, c, tb, lam, mu))
         out.append((*_pl._finish(xp, c, pr, d, tb, sv, sp, xp.argsort(srank), lam, mu), "+rebuild"))
     return out
 

@@ -144,6 +144,13 @@ def plan_status(result: Any, violations: list[str]) -> str:
     return "invalid" if violations and result.status != "infeasible" else str(result.status)
 
 
+def finite_or_none(value: Any) -> float | None:
+    """A number for the plan JSON: None (null) where it is not finite (a refused plan's objective is inf and its
+    bound -inf: JSON has no such numbers, and writing them raised, exit 1 with a traceback)."""
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
 def _witness_value(key: str, value: Any) -> Any:
     """One ``diagnostics["witness"]`` entry as JSON: flags bool, the reason a string, counts int, the rest
     float (kernels.plan's docstring lists the keys)."""
@@ -264,9 +271,9 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         gap=cb["carbon_gap"],
         unfinished_gpu_s=float(result.unfinished_gpu_s),
         objective_extra={
-            "objective_g": float(result.objective),
-            "lower_bound_objective_g": float(result.lower_bound),
-            "objective_gap": float(result.gap),
+            "objective_g": finite_or_none(result.objective),
+            "lower_bound_objective_g": finite_or_none(result.lower_bound),
+            "objective_gap": finite_or_none(result.gap),
         },
         extra_timeline={
             "dual_price_g_per_gpu_h": np.asarray(result.dual_price_g_per_gpu_h) if have else zeros,
@@ -275,9 +282,9 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         extra={
             "reason": result.reason,
             "objective_parts": {
-                "objective_g": float(result.objective),
-                "penalty_g": float(result.objective) - float(result.carbon_g_total),
-                "lower_bound_g": float(result.lower_bound),
+                "objective_g": finite_or_none(result.objective),
+                "penalty_g": finite_or_none(float(result.objective) - float(result.carbon_g_total)),
+                "lower_bound_g": finite_or_none(result.lower_bound),
                 "note": "objective.lower_bound_carbon_g is a certified lower bound on the grid carbon of any "
                 "feasible plan that does at least this plan's work per job (kernels.carbon_bound: the "
                 "Lagrangian dual of the carbon-only problem with that work required); lower_bound_g = "
