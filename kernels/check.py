@@ -75,17 +75,37 @@ def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[n
     return bad, np.where(bad, floor - cap, 0.0)
 
 
+#: why a marked slot sheds inference (:func:`inference_shed`'s ``cause``, in this order), with what ``windward
+#: plan``'s exit-3 lines say cannot hold it: its cap cannot hold the watts, or a pool cannot hold the GPUs (the
+#: plan JSON's ``slot_shed_cause`` and ``/v1/plan``'s ``shed_cause``: the names that hold, joined by "+")
+SHED_CAUSES = {"cap": "its cap", "GPUs": "its pools' healthy GPUs"}
+
+
 class InferenceShed(NamedTuple):
     """:func:`inference_shed`'s answer: which must-run cells a valid plan serves, per slot."""
 
-    marked: NDArray[np.bool_]  # (T,) slots whose idle floor fits but floor + the window's inference does not
+    marked: NDArray[np.bool_]  # (T,) slots whose idle floor fits but the window's inference (watts or GPUs) does not
     rank: NDArray[np.int64]  # (J,) the serving order of the must-run rows of marked slots (0 first); J: others
-    cut: NDArray[np.int64]  # (T,) a must-run row is served in slot t of its window iff rank < cut[t]
+    cut: NDArray[np.int64]  # (P, T) a must-run row is served in slot t of its window iff rank < cut[pack, t]
     pool: NDArray[np.int64]  # (J,) the pool the must-run rows of marked slots run in (-1: any; see below)
+    pack: NDArray[np.int64]  # (J,) the pool :func:`pack_inference` gives each must-run row (0: the others)
     served_w: NDArray[np.float64]  # (T,) facility watts above the idle floor of the inference served (marked)
     shed_w: NDArray[np.float64]  # (T,) the same of the inference shed there (0 elsewhere)
     shed_gpus: NDArray[np.float64]  # (T,) GPUs of the inference shed there (0 elsewhere)
     load_w: NDArray[np.float64]  # (J,) each must-run row's watts above the floor that the figures count (0: others)
+    cause: NDArray[np.bool_]  # (T, 2) per marked slot, what cannot hold its inference (:data:`SHED_CAUSES`)
+
+    @property
+    def closed(self) -> NDArray[np.bool_]:
+        """``(T,)`` the marked slots where nothing but the inference served runs: those whose cap cannot hold it."""
+        return self.cause[:, 0]
+
+
+def shed_cause_names(cause: NDArray[np.bool_]) -> list[str]:
+    """Per marked slot (the rows of ``cause : (n, 2)``, :attr:`InferenceShed.cause` of those slots) what cannot
+    hold its inference: the :data:`SHED_CAUSES` that hold, joined by "+" ("cap", "GPUs" or "cap+GPUs")."""
+    return ["+".join(n for n, on in zip(SHED_CAUSES, row, strict=True) if on)
+            for row in np.asarray(cause, dtype=bool).tolist()]
 
 
 def serving_order(weight: NDArray[Any], gpus: NDArray[Any], remaining_s: NDArray[Any], release: NDArray[Any],
@@ -100,70 +120,126 @@ def serving_order(weight: NDArray[Any], gpus: NDArray[Any], remaining_s: NDArray
                        -np.asarray(weight, dtype=np.float64))).astype(np.int64)
 
 
+def pack_inference(ok: NDArray[np.bool_], per_gpu: NDArray[np.float64], pin: NDArray[np.int64],
+                   gpus: NDArray[np.float64], active: NDArray[np.bool_], H: NDArray[np.float64]) -> NDArray[np.int64]:
+    """THE pool of each must-run row (rows given in :func:`serving_order`): a job keeps one pool for the horizon,
+    so its GPUs have to fit in that pool in every slot of its window. A pinned row (``pin >= 0``: a running
+    one) stays in its pool and holds its GPUs there first; then the pools are taken in order of ``per_gpu``
+    (the most frugal first; ties: the lower index), and each takes, of the rows not yet placed that may run in
+    it (``ok : (M, P)``), every row whose GPUs fit under its healthy GPUs (``H : (P, T)``) in every slot of its
+    window (``active : (M, T)``) on top of the rows before it in the order that it was offered (taken or not:
+    one cumulative sum per pool, no loop over rows, so a row that did not fit still takes room from those after
+    it in that pool: a first fit that can leave a packing unfound, never one that breaks a pool). A row no
+    pool holds over its whole window is given its most frugal pool (``ok``'s first in that order), where it is
+    served in the slots that hold it (:func:`inference_shed`). Where every row fits in its most frugal pool
+    that is where each goes (the pools' order is the order of the rows' own choice). Loops over pools only."""
+    M, P = ok.shape
+    pool = np.where(pin >= 0, pin, -1).astype(np.int64)
+    take = np.where(active, gpus[:, None], 0.0)  # (M, T)
+    used = np.stack([take[pool == p].sum(axis=0) for p in range(P)]) if M else np.zeros_like(H)
+    order = np.argsort(per_gpu, kind="stable")
+    for p in order:  # pools, the most frugal first
+        cand = (pool < 0) & ok[:, p]
+        if not cand.any():
+            continue
+        cum = used[p][None, :] + np.cumsum(np.where(cand[:, None], take, 0.0), axis=0)
+        fit = cand & ~(active & (cum > H[p][None, :] + 1e-9)).any(axis=1)
+        pool[fit] = p
+        used[p] += take[fit].sum(axis=0)
+    first = order[np.argmax(ok[:, order], axis=1)] if M else np.zeros(0, np.int64)
+    return np.where(pool < 0, first, pool).astype(np.int64)
+
+
 def inference_shed(problem: PlanProblem) -> InferenceShed:
-    """The must-run inference a plan serves where the cap cannot hold all of it (DESIGN section 2: "no hard
-    violation; inference served"). Each must-run job draws, at full power in its most frugal eligible pool with
-    a full-power level (``pool``, ties: the lowest index; a running row, ``running_pool >= 0``: the pool it
-    runs in, where it has a full-power level, since moving it would lose its work), ``pue * gpus * (tdp_w -
-    idle_w)`` above the idle floor: the least any plan that keeps it in place can make it draw. A slot is *marked* where its idle floor fits under its cap
-    (not :func:`infeasible_slots`) but the floor plus all the inference of its windows does not: no plan meets
-    it. There the jobs are served in one fixed order (:func:`serving_order`), higher ``weight`` (priority) first, then fewer GPUs, less
-    remaining work, earlier release, then the lower row, and the longest prefix of that order whose watts fit
-    under the cap is served (a job that does not fit sheds itself and every job after it in the order: the
-    rule is one prefix per slot, so the plan, the greedy witness and the checker agree on it); the rest is shed in that slot only, and nothing
-    else runs there (its cap is held at the floor plus the inference served). In an infeasible slot nothing is
-    served (``cut`` 0); elsewhere everything is (``cut`` J + 1). ``pool`` is set for the must-run rows with a cell
-    in a marked slot: they run in that pool, which the served watts assume. Loops over nothing: arrays."""
-    T, J = problem.n_slots, problem.n_jobs
+    """The must-run inference a plan serves where the site cannot hold all of it (DESIGN section 2: "no hard
+    violation; inference served"). Each must-run job runs, at full power, in the pool :func:`pack_inference`
+    gives it (``pack``: its most frugal eligible pool with a full-power level where its GPUs fit there over its
+    window; a running row, ``running_pool >= 0``: the pool it runs in, where it has a full-power level, since
+    moving it would lose its work) and draws ``pue * gpus * (tdp_w - idle_w)`` of that pool above the idle
+    floor. A slot is *marked* where its idle floor fits under its cap (not :func:`infeasible_slots`) but the
+    inference of its windows does not: the floor plus its watts break the cap (``cause`` "cap"), or its GPUs
+    break a pool's healthy GPUs in that slot (``cause`` "GPUs": a pool short of healthy GPUs, or inference
+    that cannot be packed into its pools; :data:`SHED_CAUSES`). There the jobs are served in one fixed order
+    (:func:`serving_order`), higher ``weight`` (priority) first, then fewer GPUs, less remaining work, earlier
+    release, then the lower row, and a prefix of that order is served (a job that does not fit sheds itself
+    and every job after it: the rule is one prefix, so the plan, the greedy witness and the checker agree on
+    it), the rest is shed in that slot only:
+
+    - where the cap cannot hold it: the longest prefix whose watts fit under the cap and whose GPUs fit in every
+      pool (one prefix for the slot, ``cut`` the same in every pool), and nothing else runs there (its cap is
+      held at the floor plus the inference served: :attr:`InferenceShed.closed`);
+    - where only the GPUs cannot: per pool, the longest prefix of its rows whose GPUs fit in it (``cut[p]``:
+      a pool the failure did not touch serves all of its inference), and the rest of the site is planned as
+      usual (the cap holds all the inference there, so other work takes no watts from it).
+
+    In an infeasible slot nothing is served (``cut`` 0); elsewhere everything is (``cut`` J + 1). ``pool`` is
+    set for the must-run rows with a cell served in a marked slot (they run in that pool, which the served
+    watts and GPUs assume) and, where a slot is marked for GPUs, for every must-run row (the packing is what
+    holds the GPUs of the unmarked slots). Loops over pools only: arrays."""
+    T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
     must = np.asarray(problem.must_run, dtype=bool)
     bad, _ = infeasible_slots(problem)
-    cut = np.where(bad, 0, J + 1).astype(np.int64)
+    cut = np.repeat(np.where(bad, 0, J + 1).astype(np.int64)[None, :], P, axis=0)
     zero = np.zeros(T)
     rank = np.full(J, J, dtype=np.int64)
     pool = np.full(J, -1, dtype=np.int64)
+    pack = np.zeros(J, dtype=np.int64)
     mrows = np.flatnonzero(must)
     if mrows.size == 0:
-        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, pool, zero, zero.copy(), zero.copy(), np.zeros(J))
+        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, pool, pack, zero, zero.copy(), zero.copy(),
+                             np.zeros(J), np.zeros((T, len(SHED_CAUSES)), dtype=bool))
     gpus = np.asarray(problem.gpus, dtype=np.float64)[mrows]
     weight = np.asarray(problem.weight, dtype=np.float64)[mrows]
+    rem = np.asarray(problem.remaining_s, np.float64)[mrows]
+    rel = np.asarray(problem.release, np.int64)[mrows]
     has_full = full_level_pools(*levels(problem))
     per_gpu = problem.pue * (np.asarray(problem.tdp_w, np.float64) - np.asarray(problem.idle_w, np.float64))
     ok = np.asarray(problem.eligible, dtype=bool)[mrows] & has_full[None, :]
-    per = np.where(ok, per_gpu[None, :], np.inf)
-    best = np.argmin(per, axis=1)
     # a running row stays where it runs (moving it loses its work): its load and pin are its running pool's
     rp = np.asarray(problem.running_pool, dtype=np.int64)[mrows]
-    stay = (rp >= 0) & ok[np.arange(mrows.size), np.clip(rp, 0, problem.n_pools - 1)]
-    best = np.where(stay, rp, best)
-    load = np.where(ok.any(axis=1), per[np.arange(mrows.size), best], 0.0) * gpus  # (M,) watts at full power
+    stay = (rp >= 0) & ok[np.arange(mrows.size), np.clip(rp, 0, P - 1)]
     ms, me = must_window(problem)
     tt = np.arange(T)[None, :]
     active = (tt >= ms[mrows][:, None]) & (tt < me[mrows][:, None])  # (M, T)
+    H = pool_gpus_pt(problem)
+    so = serving_order(weight, gpus, rem, rel, mrows)
+    packed = np.empty(mrows.size, dtype=np.int64)
+    packed[so] = pack_inference(ok[so], per_gpu, np.where(stay, rp, -1)[so], gpus[so], active[so], H)
+    pack[mrows] = packed
+    load = np.where(ok.any(axis=1), per_gpu[packed], 0.0) * gpus  # (M,) watts at full power
     floor, cap = idle_floor_w(problem), cap_w(problem)
     need = (active * load[:, None]).sum(axis=0)
-    marked = ~bad & (floor + need > cap * (1 + FLOOR_TOL))
+    over_w = floor + need > cap * (1 + FLOOR_TOL)
+    over_g = np.zeros(T, dtype=bool)
+    for p in range(P):  # pools
+        over_g |= np.where(active & (packed == p)[:, None], gpus[:, None], 0.0).sum(axis=0) > H[p] + 1e-9
+    marked = ~bad & (over_w | over_g)
+    cause = np.stack([marked & over_w, marked & over_g], axis=1)
     served_w, shed_w, shed_g = zero.copy(), zero.copy(), zero.copy()
     cols = np.flatnonzero(marked)
     if cols.size:
         hit = active[:, cols].any(axis=1)  # the rows with a cell in a marked slot, ranked
-        rem = np.asarray(problem.remaining_s, np.float64)[mrows]
-        rel = np.asarray(problem.release, np.int64)[mrows]
         h = np.flatnonzero(hit)
         o = h[serving_order(weight[h], gpus[h], rem[h], rel[h], mrows[h])]
         rank[mrows[o]] = np.arange(o.size)
         a = active[o][:, cols]
         cum = np.cumsum(np.where(a, load[o][:, None], 0.0), axis=0)
-        fits = floor[cols] + cum <= cap[cols] * (1 + FLOOR_TOL)  # one prefix per column (cum is non-decreasing)
-        cut[cols] = fits.sum(axis=0)
-        served = a & fits
+        fits_w = floor[cols] + cum <= cap[cols] * (1 + FLOOR_TOL)  # (cum is non-decreasing: one prefix per column)
+        fits_p = np.stack([np.cumsum(np.where(a & (packed[o] == p)[:, None], gpus[o][:, None], 0.0), axis=0)
+                           <= H[p, cols][None, :] + 1e-9 for p in range(P)])  # (P, rows, cols) each a prefix
+        one = (fits_w & fits_p.all(axis=0)).sum(axis=0)  # the slot's one prefix (watts and every pool)
+        cut[:, cols] = np.where(over_w[cols][None, :], one[None, :], fits_p.sum(axis=1))
+        served = a & (np.arange(o.size)[:, None] < cut[packed[o]][:, cols])
         served_w[cols] = (np.where(served, load[o][:, None], 0.0)).sum(axis=0)
         shed_w[cols] = need[cols] - served_w[cols]
-        shed_g[cols] = (np.where(a & ~fits, gpus[o][:, None], 0.0)).sum(axis=0)
-        hit = served.any(axis=1)  # rows (in serving order) served in a marked slot
-        pool[mrows[o][hit]] = best[o][hit]
+        shed_g[cols] = (np.where(a & ~served, gpus[o][:, None], 0.0)).sum(axis=0)
+        keep = served.any(axis=1)  # rows (in serving order) served in a marked slot
+        pool[mrows[o][keep]] = packed[o][keep]
+        if cause[:, 1].any():
+            pool[mrows] = packed
     load_w = np.zeros(J)
     load_w[mrows] = load
-    return InferenceShed(marked, rank, cut, pool, served_w, shed_w, shed_g, load_w)
+    return InferenceShed(marked, rank, cut, pool, pack, served_w, shed_w, shed_g, load_w, cause)
 
 
 def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
@@ -173,13 +249,13 @@ def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArr
     sh = inference_shed(problem) if shed is None else shed
     tt = np.arange(problem.n_slots)[None, :]
     must = np.asarray(problem.must_run, dtype=bool)
-    return must[:, None] & (tt >= ms[:, None]) & (tt < me[:, None]) & (sh.rank[:, None] < sh.cut[None, :])
+    return must[:, None] & (tt >= ms[:, None]) & (tt < me[:, None]) & (sh.rank[:, None] < sh.cut[sh.pack])
 
 
 def closed_slots(problem: PlanProblem) -> NDArray[np.bool_]:
-    """``(T,)`` slots where only the inference served runs: the infeasible slots and the marked ones
-    (:func:`inference_shed`)."""
-    return infeasible_slots(problem)[0] | inference_shed(problem).marked
+    """``(T,)`` slots where only the inference served runs: the infeasible slots and the marked ones whose cap
+    cannot hold the inference (:attr:`InferenceShed.closed`; one marked for GPUs only stays open to other work)."""
+    return infeasible_slots(problem)[0] | inference_shed(problem).closed
 
 
 def _cost_eur(problem: PlanProblem, grid_import_w: NDArray[np.float64]) -> float:
@@ -286,9 +362,10 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     is finished, at the horizon end or before an infeasible slot, and a running one keeps running in its pool in
     slot 0; in an infeasible slot (:func:`infeasible_slots`: the idle floor alone breaks a cap) nothing runs
     (its cap is not checked: no plan meets it; nor are must-run cells there); in a marked slot
-    (:func:`inference_shed`: the floor fits, the inference on top of it does not) exactly the inference served
-    runs (its cap is checked; the shed cells are not required, and nothing else may run; a non-preemptible
-    block may end before it as before an infeasible slot); the reported
+    (:func:`inference_shed`: the floor fits, the inference on top of it does not, in watts or in a pool's GPUs)
+    the inference served runs (the shed cells are not required; its cap and pools are checked), and where the
+    cap is what cannot hold it nothing else may run (a non-preemptible block may end before it as before an
+    infeasible slot); the reported
     aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
     relative (watts, grams) and absolute on fractions.
     """
@@ -338,12 +415,11 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     jj, tt = np.nonzero(win & ~(run & (np.abs(pf - 1.0) <= 1e-5)))
     if jj.size:
         out.append(f"must-run job {jj[0]} is not served at full power in slot {tt[0]} ({jj.size} cells)")
-    marked = shed.marked
-    jj, tt = np.nonzero(run & ~win & marked[None, :])
+    jj, tt = np.nonzero(run & ~win & shed.closed[None, :])
     if jj.size:
         out.append(f"job {jj[0]} runs in slot {tt[0]}, where the cap cannot hold the inference (marked: only the "
                    f"inference served runs there) ({jj.size} cells)")
-    closed = infeas | marked
+    closed = infeas | shed.closed
     ev = evaluate(problem, run, pf, pool)
     cap_site = np.asarray(problem.site_max_w, dtype=np.float64)
     cap_grid = np.asarray(problem.grid_cap_w, dtype=np.float64)
@@ -560,7 +636,8 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     A must-run row (inference) is served in every feasible slot of its window (a plan that does not is
     infeasible), so what it leaves lies past the horizon end (``deadline``: its window does not fit) or in
     slots whose idle floor alone breaks a cap, or whose cap cannot hold all the inference (:func:`inference_shed`:
-    where it is shed) (``cap``); both ``proven``. For the other jobs:
+    where it is shed) (``cap``), or, where it is shed only in slots whose pools' GPUs alone cannot hold the
+    inference, ``capacity``; all ``proven``. For the other jobs:
 
     ``deadline``: the slots from its release to the horizon end cannot hold its work even alone at full
     speed. Otherwise the room it could have used is measured (:func:`_room`: free GPUs in its eligible pools,
@@ -600,7 +677,14 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     if mrows.size:  # must-run: past the horizon end, or in infeasible slots (the docstring)
         mrel = np.clip(np.asarray(problem.release, dtype=np.int64)[mrows], 0, T)
         mrem = np.asarray(problem.remaining_s, dtype=np.float64)[mrows]
-        mwhy = np.where((T - mrel) * float(problem.slot_s) < mrem - 1e-6, "deadline", "cap")
+        sh = inference_shed(problem)
+        ms, me = must_window(problem)
+        tt = np.arange(T)[None, :]
+        gone = (tt >= ms[mrows][:, None]) & (tt < me[mrows][:, None]) & ~must_cells(problem, sh)[mrows]
+        gpus_only = sh.cause[:, 1] & ~sh.cause[:, 0] & ~infeasible_slots(problem)[0]
+        by_gpus = gone.any(axis=1) & ~(gone & ~gpus_only[None, :]).any(axis=1)  # shed only where GPUs are short
+        mwhy = np.where((T - mrel) * float(problem.slot_s) < mrem - 1e-6, "deadline",
+                        np.where(by_gpus, "capacity", "cap"))
         mleft_h = gpus[mrows] * left[mrows] / 3600.0
         for j, r, h in zip(mrows.tolist(), mwhy.tolist(), mleft_h.tolist(), strict=True):
             out["reason"][j], out["proven"][j] = r, True

@@ -91,6 +91,7 @@ from kernels.check import (
     inference_shed,
     levels,
     must_window,
+    shed_cause_names,
 )
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
@@ -308,12 +309,16 @@ class _Clean:
     infeas: NDArray[np.bool_]
     floor_bad: NDArray[np.bool_]  # (T,) slots whose idle floor alone breaks a cap: nothing runs there
     deficit_w: NDArray[np.float64]  # (T,) idle floor minus the cap in those slots (0 elsewhere)
-    #: must-run row j is served in slot t of its window iff ``mrank[j] < mcut[t]`` (kernels.check.inference_shed)
+    #: must-run row j is served in slot t of its window iff ``mrank[j] < mcut[mpack[j], t]``
+    #: (kernels.check.inference_shed)
     mrank: NDArray[np.int64]  # (J,)
-    mcut: NDArray[np.int64]  # (T,)
+    mcut: NDArray[np.int64]  # (P, T)
+    mpack: NDArray[np.int64]  # (J,) the pool kernels.check.pack_inference gives a must-run row (0: the others)
     mpool: NDArray[np.int64]  # (J,) the pool of the must-run rows served in a marked slot (-1: free)
+    marked: NDArray[np.bool_]  # (T,) the marked slots (closed where the cap cannot hold the inference: ``infeas``)
     shed_w: NDArray[np.float64]  # (T,) inference watts (above the floor) shed in the marked slots
     shed_gpus: NDArray[np.float64]  # (T,) inference GPUs shed in the marked slots
+    shed_cause: NDArray[np.bool_]  # (T, 2) what cannot hold the inference there (kernels.check.SHED_CAUSES)
     # a plan without a warm start (kernels.plan: a one-off plan such as ``windward plan``; the control loop's
     # ticks re-plan warm): its search may move running jobs to other pools (kernels.powersearch._moves)
     cold: bool = False
@@ -429,7 +434,9 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     noel = np.flatnonzero(~elig.any(axis=1)) if J else np.zeros(0, np.int64)
     if noel.size:
         return f"job {noel[0]} has no eligible pool"
-    big = np.flatnonzero(gpus > gmax)
+    # (a must-run row wider than every eligible pool is not refused: kernels.check.inference_shed marks the slots
+    # of its window for GPUs and sheds it there, as it sheds any inference its pools cannot hold)
+    big = np.flatnonzero((gpus > gmax) & ~must)
     if big.size:
         j = int(big[0])
         return f"job {j} needs {gpus[j]:.0f} GPUs but its largest eligible pool has {gmax[j]:.0f}"
@@ -442,22 +449,14 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         nofull = mrows[~(elig[mrows] & has_full[None, :]).any(axis=1)]
         if nofull.size:
             return f"must-run job {nofull[0]} has no eligible pool with a full-power (f = 1) level"
-        dg = np.zeros(T + 1)
-        np.add.at(dg, ms[mrows], gpus[mrows])
-        np.add.at(dg, me[mrows], -gpus[mrows])
-        ng = np.where(infeas, 0.0, np.cumsum(dg)[:T])
-        tot = H[elig[mrows].any(axis=0)].sum(axis=0)
-        over = np.flatnonzero(ng > tot)
-        if over.size:
-            t = int(over[0])
-            return f"inference needs {ng[t]:.0f} GPUs in slot {t} but its eligible pools have {tot[t]:.0f}"
-    # nor can a slot whose floor fits but the must-run inference on top of it does not: the inference that fits
-    # is served there (kernels.check.inference_shed, in its pool), the rest shed, nothing else runs (its cap is
-    # held at the floor plus the inference served) and every other slot is planned as usual (no must-run rows:
-    # nothing marked, every slot but the infeasible ones serves everything)
+    # nor can a slot whose floor fits but the must-run inference on top of it does not, in watts or in its pools'
+    # GPUs (a node failure, a maintenance window, inference its pools cannot pack): the inference that fits is
+    # served there (kernels.check.inference_shed, in its pool), the rest shed; where the cap is what cannot hold
+    # it nothing else runs there (closed: its cap is held at the floor plus the inference served), where only the
+    # GPUs cannot the rest of the site is planned there as usual, and every other slot is planned as usual (no
+    # must-run rows: nothing marked, every slot but the infeasible ones serves everything)
     shed = inference_shed(pb)
-    marked = shed.marked
-    cap = np.where(infeas, base, np.where(marked, base + shed.served_w, cap))
+    cap = np.where(infeas, base, np.where(shed.closed, base + shed.served_w, cap))
     relc = np.clip(rel, 0, T)
     dlc = np.clip(dl, relc, T)
     return _Clean(
@@ -465,9 +464,10 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         tdp=tdp, idle=idle, lev_f=lev_f, lev_ok=lev_ok, lev_s=lev_s, gpus=gpus, R=rem, rel=relc, dl=dlc,
         has_dl=(dl < T) & ~must, after_s=np.where((dl == NO_DEADLINE) | must, np.inf, np.maximum(dl - T, 0) * slot_s),
         weight=weight, eligible=elig, must=must, preempt=preempt, rpool=rpool,
-        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me, infeas=infeas | marked,
-        floor_bad=infeas, deficit_w=deficit,
-        mrank=shed.rank, mcut=shed.cut, mpool=shed.pool, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
+        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me,
+        infeas=infeas | shed.closed, floor_bad=infeas, deficit_w=deficit, mrank=shed.rank, mcut=shed.cut,
+        mpack=shed.pack, mpool=shed.pool, marked=shed.marked, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
+        shed_cause=shed.cause,
     )
 
 
@@ -1085,7 +1085,8 @@ class _Dev:
     fv64: Any  # (V,) float64: fv32's values (the factors the active watts are summed with)
     infeas: Any  # (T,) bool: closed slots, where nothing but the inference served runs (``_Clean.infeas``)
     mrank: Any  # (J,) int64: ``_Clean.mrank`` (:func:`_must_win`)
-    mcut: Any  # (T,) int64: ``_Clean.mcut``
+    mcut: Any  # (P, T) int64: ``_Clean.mcut``
+    mpack: Any  # (J,) int64: ``_Clean.mpack``
     room_cap: Any  # (T,) the facility watts the plan construction fills up to (:data:`CAP_TOL`)
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
     qten: Any  # (J,) the job's tenant where that tenant has a quota, else the tenant count (sums skip it)
@@ -1106,7 +1107,7 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
         fv32=a(pr.fv.astype(np.float32)), fv64=a(pr.fv.astype(np.float32).astype(np.float64)), infeas=a(c.infeas),
-        mrank=a(c.mrank), mcut=a(c.mcut), room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
+        mrank=a(c.mrank), mcut=a(c.mcut), mpack=a(c.mpack), room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
         has_dl=a(c.has_dl),
         qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
     )
@@ -1114,10 +1115,10 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
 
 def _must_win(xp: Ops, d: _Dev | _Clean, rows: Any, T: int) -> Any:
     """``(n, T)`` bool: the cells the must-run ``rows`` run at full power: their window, less the slots where they
-    are shed (``mrank >= mcut``: every infeasible slot, the part that does not fit in a marked one;
+    are shed (``mrank >= mcut`` of their pool: every infeasible slot, the part that does not fit in a marked one;
     :func:`kernels.check.inference_shed`). ``d``: the device arrays, or the host's ``_Clean`` (``xp`` numpy)."""
     tt = xp.arange(T)[None, :]
-    return (tt >= d.ms[rows][:, None]) & (tt < d.me[rows][:, None]) & (d.mrank[rows][:, None] < d.mcut[None, :])
+    return (tt >= d.ms[rows][:, None]) & (tt < d.me[rows][:, None]) & (d.mrank[rows][:, None] < d.mcut[d.mpack[rows]])
 
 
 def _keep_rows(xp: Ops, n: int, cross: Any) -> Any:
@@ -2152,9 +2153,10 @@ def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], 
 JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible", "must_run", "preemptible",
               "running_pool", "preempt_loss_s", "tenant")
 #: the per-job fields of _Clean (each row derived from its own job's fields only, but ``mrank``: its place in
-#: the shed order of kernels.check.inference_shed, taken over the caller's rows and kept with its row)
+#: the shed order of kernels.check.inference_shed, and ``mpack``: its pool in kernels.check.pack_inference, both
+#: taken over the caller's rows and kept with its row)
 _CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
-                     "loss", "tenant", "ms", "me", "mrank", "mpool")
+                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
@@ -2921,19 +2923,21 @@ def _shed_cells(c: _Clean, rows: NDArray[np.int64]) -> NDArray[np.bool_]:
     """``(n, T)`` bool: the cells of the must-run ``rows`` shed in a marked slot (their window, not served)."""
     tt = np.arange(c.T)[None, :]
     win = (tt >= c.ms[rows][:, None]) & (tt < c.me[rows][:, None])
-    return win & (c.infeas & ~c.floor_bad)[None, :] & (c.mrank[rows][:, None] >= c.mcut[None, :])
+    return win & c.marked[None, :] & (c.mrank[rows][:, None] >= c.mcut[c.mpack[rows]])
 
 
 def _shed_diag(c: _Clean) -> dict[str, list[Any]]:
-    """The marked slots (the cap cannot hold the must-run inference: kernels.check.inference_shed) and what each
-    sheds: ``shed_slots``, ``slot_shed_w`` (facility watts above the idle floor of the inference shed),
-    ``slot_shed_gpus`` and ``slot_shed_jobs`` (the rows shed there, ascending)."""
-    slots = np.flatnonzero(c.infeas & ~c.floor_bad)
+    """The marked slots (the cap or the pools' GPUs cannot hold the must-run inference:
+    kernels.check.inference_shed) and what each sheds: ``shed_slots``, ``slot_shed_w`` (facility watts above the
+    idle floor of the inference shed), ``slot_shed_gpus``, ``slot_shed_jobs`` (the rows shed there, ascending) and
+    ``slot_shed_cause`` (what cannot hold it: kernels.check.shed_cause_names)."""
+    slots = np.flatnonzero(c.marked)
     rows = np.flatnonzero(c.mrank < c.J)
     shed = _shed_cells(c, rows)
     return {"shed_slots": [int(t) for t in slots], "slot_shed_w": [float(c.shed_w[t]) for t in slots],
             "slot_shed_gpus": [float(c.shed_gpus[t]) for t in slots],
-            "slot_shed_jobs": [[int(j) for j in rows[shed[:, t]]] for t in slots]}
+            "slot_shed_jobs": [[int(j) for j in rows[shed[:, t]]] for t in slots],
+            "slot_shed_cause": shed_cause_names(c.shed_cause[slots])}
 
 
 def _serves_forced_dev(c: _Clean, d: _Dev, vmat: Any, xp: Ops) -> bool:

@@ -887,6 +887,7 @@ class Service:
         deficit = {int(t): float(w) for t, w in zip(diag.get("infeasible_slots", ()), diag.get("slot_deficit_w", ()))}
         shed = {int(t): (float(w), float(g)) for t, w, g in zip(diag.get("shed_slots", ()), diag.get("slot_shed_w", ()),
                                                                diag.get("slot_shed_gpus", ()))}
+        cause = {int(t): str(c) for t, c in zip(diag.get("shed_slots", ()), diag.get("slot_shed_cause", ()))}
         slots = [
             {
                 "slot": slot + i,
@@ -901,6 +902,7 @@ class Service:
                 "deficit_w": deficit.get(i, 0.0),
                 "shed_w": shed.get(i, (0.0, 0.0))[0],
                 "shed_gpus": shed.get(i, (0.0, 0.0))[1],
+                "shed_cause": cause.get(i, ""),  # what cannot hold its inference (kernels.check.SHED_CAUSES)
             }
             for i in range(n)
         ]

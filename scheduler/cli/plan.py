@@ -36,7 +36,8 @@ UNFINISHED_NOTE = (
     "this plan left, every other job as planned, holds all its work: the plan could have finished it (a "
     "quality defect; each job is tested on its own, not all of them together); other = no longer given. A "
     "must-run (inference) job is served in every slot of its window that is not infeasible: deadline = its "
-    "window runs past the horizon end, cap = it was shed in infeasible slots or in shed_slots (both proven). "
+    "window runs past the horizon end, cap = it was shed in infeasible slots or in shed_slots, capacity = only "
+    "in shed_slots whose pools' GPUs alone could not hold it (slot_shed_cause GPUs) (all proven). "
     "unfinished_proven / proven_*_by_reason: even alone on the site "
     "the room is too small, so no plan finishes it; not proven = the room went to other work in this plan and "
     "another plan might finish it. site_shortfall_gpu_h (kernels.check.site_shortfall): GPU-hours of work no "
@@ -51,10 +52,12 @@ UNFINISHED_NOTE = (
     "those of them whose earliest possible finish (release, full speed) is already past the deadline: no plan "
     "could meet it. A job with a deadline adds late, late_s (seconds after the deadline it finishes; null "
     "when on time or unfinished) and deadline_unreachable. shed_slots: slots whose idle floor fits under the cap "
-    "but the must-run inference on top of it does not (kernels.check.inference_shed): the inference that fits "
-    "is served there (higher priority first, then fewer GPUs), the rest is shed in that slot only (slot_shed_w: "
-    "its facility watts above the floor, slot_shed_gpus, slot_shed_jobs: the job ids shed) and nothing else "
-    "runs there"
+    "but the must-run inference does not (kernels.check.inference_shed), its watts on top of the floor "
+    "(slot_shed_cause cap) or its GPUs in its pools' healthy GPUs (GPUs: a node failure, a maintenance window, "
+    "inference the pools cannot pack; cap+GPUs: both): the inference that fits is served there (higher "
+    "priority first, then fewer GPUs; for GPUs alone, per pool), the rest is shed in that slot only "
+    "(slot_shed_w: its facility watts above the floor, slot_shed_gpus, slot_shed_jobs: the job ids shed); "
+    "where the cap cannot hold it nothing else runs there, where only the GPUs cannot the rest of the site runs on"
 )
 
 
@@ -158,6 +161,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "slot_shed_w": [float(w) for w in diag.get("slot_shed_w", [])],
         "slot_shed_gpus": [float(g) for g in diag.get("slot_shed_gpus", [])],
         "slot_shed_jobs": [[str(jobs[j].job_id) for j in js] for js in diag.get("slot_shed_jobs", [])],
+        "slot_shed_cause": [str(c) for c in diag.get("slot_shed_cause", [])],
         "note": UNFINISHED_NOTE,
     }
     wit = diag.get("witness")
@@ -452,11 +456,15 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
                       f"{_slot_utc(doc['start_utc'], first, doc['slot_s'])}) cannot meet "
                       f"{'their' if n_bad != 1 else 'its'} cap even with every GPU idle (deficit up to "
                       f"{worst / 1e6:.3f} MW): nothing runs there")
-    shed = list(zip(ub["shed_slots"], ub["slot_shed_w"], ub["slot_shed_gpus"], ub["slot_shed_jobs"], strict=True))
-    for t, w, g, ids in shed[:SHED_LINES]:
-        undone.append(f"slot {t} ({_slot_utc(doc['start_utc'], t, doc['slot_s'])}): its cap cannot hold the "
-                      f"must-run inference: {g:,.0f} GPUs of it shed ({w / 1e6:.3f} MW; "
-                      f"job{'s' if len(ids) != 1 else ''} {', '.join(ids)}); only the inference that fits runs there")
+    shed = list(zip(ub["shed_slots"], ub["slot_shed_w"], ub["slot_shed_gpus"], ub["slot_shed_jobs"],
+                    ub["slot_shed_cause"], strict=True))
+    for t, w, g, ids, why in shed[:SHED_LINES]:
+        what = " and ".join(kernels.check.SHED_CAUSES[c] for c in why.split("+"))
+        undone.append(f"slot {t} ({_slot_utc(doc['start_utc'], t, doc['slot_s'])}): {what} cannot hold the "
+                      f"must-run inference ({why}): {g:,.0f} GPUs of it shed ({w / 1e6:.3f} MW; "
+                      f"job{'s' if len(ids) != 1 else ''} {', '.join(ids)}); "
+                      + ("only the inference that fits runs there" if "cap" in why.split("+")
+                         else "the rest of the site runs on"))
     if len(shed) > SHED_LINES:
         undone.append(f"... and {len(shed) - SHED_LINES:,} more slots that shed inference (the plan JSON's "
                       f"unfinished.shed_slots)")

@@ -373,17 +373,74 @@ def test_a_marked_slot_keeps_running_inference_in_its_pool(be: tuple[str, str]) 
         assert kernels.evaluate(q, r.run, r.power_fraction, r.pool)["lost_work_s"][0] == 0.0, fn.__name__
 
 
-def test_inference_wider_than_its_pools_is_still_infeasible() -> None:
-    """What no marked slot can absorb stays a whole-plan refusal naming the slot: inference that needs more
-    GPUs than its eligible pools hold."""
-    pb = small_problem(0)
-    gpus = np.asarray(pb.gpus).copy()
-    gpus[0] = 16  # the must-run job's pools hold 8 GPUs each; it is eligible for a subset
+def _inference_in_pool_0(pb: Any, gpus0: int, h0: int) -> Any:
+    """small_problem with its must-run job 0 (2 slots) of ``gpus0`` GPUs eligible for pool 0 only, pool 0 left
+    ``h0`` healthy GPUs in every slot (a node failure: the scheduler's healthy count), every other job
+    eligible for pool 1 (8 GPUs) and none running in pool 0."""
     elig = np.asarray(pb.eligible).copy()
+    elig[:, 1] = True
     elig[0] = [True, False]
-    r = kernels.plan(replace(pb, gpus=gpus, eligible=elig, pool_gpus=np.full((2, pb.n_slots), 8)))
-    assert r.status == "infeasible"
-    assert "needs 16 GPUs" in r.reason or "inference needs 16 GPUs" in r.reason, r.reason
+    gpus = np.asarray(pb.gpus).copy()
+    gpus[0] = gpus0
+    H = np.full((2, pb.n_slots), 8)
+    H[0] = h0
+    rp = np.asarray(pb.running_pool)
+    return replace(pb, gpus=gpus, eligible=elig, pool_gpus=H, running_pool=np.where(rp == 0, 1, rp),
+                   weight=np.asarray(pb.weight) * 50)
+
+
+@pytest.mark.parametrize("gpus0, h0", [(2, 1), (16, 8)])
+def test_a_pool_short_of_gpus_sheds_its_inference_and_the_other_pool_works_on(gpus0: int, h0: int) -> None:
+    """A node failure leaves the inference's only pool fewer healthy GPUs than it needs (issue 11 item 5, GPUs;
+    round 23: "inference needs N GPUs in slot t but its eligible pools have M", or "job 0 needs 16 GPUs but
+    its largest eligible pool has 8": no plan for any slot). The slots of its window are marked ("GPUs"), it is
+    shed there only and published, and the pool the failure did not touch works on in those very slots (only a
+    cap that cannot hold the inference closes a slot). The plan and the greedy witness shed alike."""
+    pb = small_problem(0)
+    q = _inference_in_pool_0(pb, gpus0, h0)
+    rel = int(pb.release[0])
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        d = r.diagnostics
+        assert d["shed_slots"] == [rel, rel + 1] and d["slot_shed_jobs"] == [[0], [0]], (fn.__name__, d["shed_slots"])
+        assert d["slot_shed_cause"] == ["GPUs", "GPUs"] and d["slot_shed_gpus"] == [gpus0, gpus0]
+        assert d["infeasible_slots"] == [] and not r.run[0].any()
+        if fn is kernels.plan:  # (the greedy, greenest slots first, need not use them)
+            assert (r.run[1:, rel:rel + 2] & (r.pool[1:] == 1)[:, None]).any(), "pool 1 idle there"
+    assert not kernels.check.closed_slots(q).any()
+
+
+def test_inference_its_pools_cannot_pack_is_shed_where_it_does_not_fit() -> None:
+    """Three 5-GPU inference jobs of three slots each (equal priority, released one slot apart), eligible for
+    two 8-GPU pools: 15 GPUs fit the pools' 16 taken together (the count round 23 checked) but only two of them
+    fit at once (one per pool). Round 23 refused the whole plan ("must-run job 3 cannot be served in slot 3").
+    kernels.check.pack_inference puts the first two in serving order (the earlier releases) in pools 0 and 1
+    and the third, which no pool holds over its window, in pool 0: it is shed in slot 4 only (all three run
+    there; the second runs in pool 1), marked "GPUs", and the plan is valid; the checker calls a plan that
+    drops a cell served by that rule invalid."""
+    pb = small_problem(0)
+    J, T = pb.n_jobs, pb.n_slots
+    inf = [0, 3, 4]
+    must = np.zeros(J, bool)
+    must[inf] = True
+    gpus, rem, rel = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy(), np.asarray(pb.release).copy()
+    weight, elig, rp = np.asarray(pb.weight).copy(), np.asarray(pb.eligible).copy(), np.asarray(pb.running_pool).copy()
+    gpus[inf], rem[inf], rel[inf], weight[inf], elig[inf], rp[inf] = 5, 3 * pb.slot_s, [2, 3, 4], 1.0, True, -1
+    q = replace(pb, must_run=must, gpus=gpus, remaining_s=rem, release=rel, weight=weight, eligible=elig,
+                running_pool=rp, grid_cap_w=np.full(T, 1e9), site_max_w=np.full(T, 1e9))
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        d = r.diagnostics
+        assert d["shed_slots"] == [4] and d["slot_shed_jobs"] == [[4]] and d["slot_shed_cause"] == ["GPUs"], d
+        assert r.run[0, 2:5].all() and r.run[3, 3:6].all() and r.run[4, 5:7].all() and not r.run[4, 4]
+        assert r.pool[0] == r.pool[4] == 0 and r.pool[3] == 1, r.pool[inf]
+    bad = replace(r, run=r.run.copy(), power_fraction=r.power_fraction.copy())
+    bad.run[3, 4], bad.power_fraction[3, 4] = False, 0.0
+    assert any("must-run job 3 is not served at full power in slot 4" in v for v in kernels.check_result(q, bad))
 
 
 def test_job_larger_than_any_eligible_pool_is_infeasible_naming_the_job() -> None:

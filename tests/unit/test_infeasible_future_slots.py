@@ -9,6 +9,7 @@ nowhere before."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from scheduler.control import ControlLoop
 from scheduler.energy import EnergySeries
 from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
 from scheduler.jobs import Job
-from scheduler.models import JobSpec
+from scheduler.models import JobSpec, Tenant
 from scheduler.policies import POLICIES, available_policies, get_policy
 from scheduler.policies.base import Assignment
 from scheduler.policies.capacity import SitePower
@@ -345,5 +346,46 @@ def test_a_cap_the_inference_alone_breaks_sheds_part_of_it_there_and_nothing_els
             seen[svc.loop.slot] = {r.name for r in svc.store.list_jobs(states=("running",))}
         assert seen[at] == {"small"}, seen
         assert seen[at - 1] == before and seen[at + 1] >= {"small", "big"}, seen
+    finally:
+        svc.stop()
+
+
+def test_a_node_failure_leaving_a_pool_short_of_its_inference_sheds_that_only(tmp_path: Path) -> None:
+    """Two 8-GPU inference services fill the eu pool (2 nodes) and two 8-GPU training jobs the nl one; a node of the
+    eu pool goes down (issue 11 item 5, GPUs). Round 23: every tick read "inference needs 16 GPUs in slot 1
+    but its eligible pools have 8": no plan for any slot, ``/v1/plan`` 0.0 prices, the fallback deciding. Now
+    the plan is made: the slots of the shed service's window are marked for GPUs (``shed_slots``, ``shed_cause``
+    "GPUs", 8 GPUs shed each), every slot has a finite price (nonzero while work is planned), the service that fits keeps running and
+    the training in the nl pool, which the failure did not touch, stays planned and running."""
+    lab = Tenant(name="lab", token_sha256=hashlib.sha256(b"lab").hexdigest(), clearance="secret", jurisdictions=("nl",))
+    svc, wall = service(tmp_path, "windward", [tenant("web"), lab])
+    try:
+        for name in ("a", "b"):
+            svc.submit(svc.tenants["web"], JobSpec(name=name, kind="inference", gpus=8, duration_s=40 * SLOT_S), None)
+        for name in ("t0", "t1"):
+            svc.submit(svc.tenants["lab"], JobSpec(name=name, gpus=8, duration_s=40 * SLOT_S), None)
+        svc.tick()
+        eu, nl = (p.name for p in svc.site.pools)
+        running = {(r.name, r.pool) for r in svc.store.list_jobs(states=("running",))}
+        assert running == {("a", eu), ("b", eu), ("t0", nl), ("t1", nl)}, running
+        svc.loop.executor.fail_node(eu, 1)
+        for _ in range(3):
+            wall.t += 1.0
+            out = svc.tick()
+            assert not out.report.violations, out.report.violations
+            plan = svc.plan_summary()
+            assert plan["status"] in ("optimal", "feasible"), plan["status"]
+            prices = [s["dual_price_g_per_gpu_h"] for s in plan["slots"]]
+            assert all(p is not None and math.isfinite(p) and p >= 0.0 for p in prices), prices
+            assert all(p > 0.0 for p in prices[:8]), prices  # (round 23: 0.0 in every slot)
+            marked = [s for s in plan["slots"] if s["shed_cause"]]
+            assert marked and plan["shed_slots"] == [s["slot"] for s in marked] == plan["infeasible_slots"]
+            assert plan["shed_slots"][0] == plan["slot"]  # from now on, for what is left of the service's window
+            assert all(s["shed_cause"] == "GPUs" and s["shed_gpus"] == 8.0 and s["deficit_w"] == 0.0 for s in marked)
+            busy = np.asarray(svc.loop.last_plan.busy_gpus)
+            # the nl pool planned full in many of the marked slots (where the carbon is low: also without the failure)
+            assert busy[1, 0] == 16 and (busy[1, 1:len(marked)] == 16).sum() >= 10, busy[:, :len(marked)]
+            running = {(r.name, r.pool) for r in svc.store.list_jobs(states=("running",))}
+            assert {("t0", nl), ("t1", nl)} <= running and len([n for n, p in running if p == eu]) == 1, running
     finally:
         svc.stop()

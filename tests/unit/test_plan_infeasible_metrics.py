@@ -25,17 +25,17 @@ def test_an_infeasible_optimiser_reads_1_until_it_plans_again(tmp_path: Path, ca
     caplog.set_level(logging.WARNING, logger="scheduler.policies.windward")
     svc, wall = service(tmp_path, "windward", [tenant("web"), tenant("train")])
     try:
-        # a 16-GPU inference service (must run in every slot of its 40) on the eu pool (16 GPUs, 2 nodes) and
-        # some training
+        # a 16-GPU training job on the eu pool (16 GPUs, 2 nodes) and some more training
         pub = svc.site.pools[0].name
-        svc.submit(svc.tenants["web"], JobSpec(name="inf", kind="inference", gpus=16, duration_s=40 * SLOT_S), None)
+        svc.submit(svc.tenants["train"], JobSpec(name="wide", gpus=16, duration_s=40 * SLOT_S), None)
         svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=8, duration_s=40 * SLOT_S), None)
         svc.tick()
         plan = svc.plan_summary()
         assert plan["status"] in ("optimal", "feasible") and _gauges(svc) == (0.0, 0.0)
-        # a node of its pool goes down: the inference needs more GPUs than its only pool has, which no marked
-        # slot absorbs (a cap the inference alone breaks no longer makes the plan infeasible: round 23), so the
-        # optimiser returns infeasible and its fallback decides
+        # a node of its pool goes down: the job needs more GPUs than its only pool has ("job N needs 16 GPUs but
+        # its largest eligible pool has 8"), so the optimiser returns infeasible and its fallback decides (a cap
+        # the inference alone breaks no longer makes the plan infeasible, round 23, nor inference wider than its
+        # pools' healthy GPUs, round 24: both are shed in marked slots)
         svc.loop.executor.fail_node(pub, 1)
         wall.t += 1.0
         svc.tick()
