@@ -278,7 +278,10 @@ class Knobs:
     window, announced in ``pool_gpus`` for 1-3 slots from a slot after slot 0 where a pool without a running
     non-preemptible job runs must-run inference (where there is one): the pool keeps at most 10-90% of that inference's GPUs there, whole 8-GPU nodes
     lost (``describe()["shed_slots"]`` too: the inference that fits that pool runs, the rest is shed there, the
-    other pools are planned as usual). ``selectors``: jobs carry label
+    other pools are planned as usual). ``node_failure``: the nodes of every eligible pool of one queued job that
+    is not must-run (pools without running jobs or must-run inference) fail for the whole horizon, leaving each
+    fewer healthy GPUs than that job needs (whole 8-GPU nodes: kernels.check.unplaceable then holds that job,
+    and any other only those pools could run). ``selectors``: jobs carry label
     selectors (eligible for a subset of the pools). ``n_tenants`` 1-8, ``quota_share`` 0-1 of them with a
     concurrent-GPU quota. ``must_share`` 0-0.2 must-run inference rows (pinned to one pool, full power).
     ``running_share`` 0-0.5 jobs running at slot 0 (a third of them non-preemptible when ``np_share`` > 0).
@@ -302,6 +305,7 @@ class Knobs:
     below_idle_across_running: bool = False
     inference_over_cap: bool = False
     inference_over_gpus: bool = False
+    node_failure: bool = False
     selectors: bool = True
     n_tenants: int = 4
     quota_share: float = 0.5
@@ -609,6 +613,13 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
         mine = tenant == n
         need_q = float(mand_gpus[mine].sum(axis=0).max(initial=0)) + float(gpus[mine].max(initial=0))
         quota[n] = float(max(np.floor(rng.uniform(0.25, 0.6) * total), need_q))
+    if k.node_failure:  # (draws only when asked for: the corpus's instances stay as they were)
+        calm = ~np.isin(np.arange(P), np.r_[rpool[rpool >= 0], m_pool[must]])  # no running job, no inference
+        cand = np.flatnonzero(~must & (rpool < 0) & ~(elig & ~calm[None, :]).any(axis=1) & (gpus > 1))
+        if cand.size:
+            j = int(cand[rng.integers(cand.size)])
+            for p in np.flatnonzero(elig[j]):  # pools
+                healthy[p] = np.minimum(healthy[p], 8 * ((int(gpus[j]) - 1) // 8))
     pb = PlanProblem(
         slot_s=slot_s, pue=_PUE, wind_w=wind_w, carbon_g_per_kwh=carbon, grid_cap_w=grid_cap_w,
         site_max_w=site_max_w, pool_gpus=healthy,

@@ -66,6 +66,35 @@ def full_level_pools(lev_f: NDArray[np.float64], lev_ok: NDArray[np.bool_]) -> N
     return np.asarray((lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1), dtype=bool)
 
 
+def unplaceable(problem: PlanProblem) -> NDArray[np.bool_]:
+    """``(J,)`` the jobs no plan can run in any slot, left out of the plan (never run, unfinished for
+    ``capacity``, proven) while every other job is planned as usual: a job with no eligible pool (a selector
+    nothing matches now), a must-run job none of whose eligible pools has a full-power level (it runs at full
+    power), and a job that is not must-run wider than the healthy GPUs of each of its eligible pools in every
+    slot (a node failure under the only pool that could hold it). A must-run job wider than its pools is not
+    here: :func:`inference_shed` marks and sheds it in the slots of its window. One that fits some pool in some
+    slot (a ``(P, T)`` ``pool_gpus`` with a maintenance window) is planned in those. The planner, the greedy
+    witness, the checker and :func:`explain_unfinished` all read this one rule."""
+    must = np.asarray(problem.must_run, dtype=bool)
+    ok = np.asarray(problem.eligible, dtype=bool) & np.where(must[:, None], full_level_pools(*levels(problem))[None, :],
+                                                             True)
+    gmax = (pool_gpus_pt(problem).max(axis=1)[None, :] * ok).max(axis=1, initial=0.0)
+    return np.asarray(~ok.any(axis=1) | (~must & (np.asarray(problem.gpus, np.float64) > gmax + 1e-9)), dtype=bool)
+
+
+def unplaceable_why(problem: PlanProblem) -> list[str]:
+    """Per job, why :func:`unplaceable` leaves it out ("" for the others), as ``windward plan`` says it."""
+    out = unplaceable(problem)
+    must = np.asarray(problem.must_run, dtype=bool)
+    elig = np.asarray(problem.eligible, dtype=bool)
+    gmax = (pool_gpus_pt(problem).max(axis=1)[None, :] * elig).max(axis=1, initial=0.0)
+    gpus = np.asarray(problem.gpus, np.float64)
+    return ["" if not o else "it has no eligible pool" if not e.any() else
+            "none of its eligible pools has a full-power level" if m and g <= h + 1e-9 else
+            f"it needs {g:.0f} GPUs, its eligible pools have at most {h:.0f} healthy in any slot"
+            for o, e, m, g, h in zip(out.tolist(), elig, must.tolist(), gpus.tolist(), gmax.tolist(), strict=True)]
+
+
 def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Slots no plan can keep within their caps: the facility with every healthy GPU idle (the idle floor)
     already exceeds ``min(site_max_w, wind_w + grid_cap_w)``. Returns the mask ``(T,)`` and the deficit in
@@ -76,9 +105,10 @@ def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[n
 
 
 #: why a marked slot sheds inference (:func:`inference_shed`'s ``cause``, in this order), with what ``windward
-#: plan``'s exit-3 lines say cannot hold it: its cap cannot hold the watts, or a pool cannot hold the GPUs (the
-#: plan JSON's ``slot_shed_cause`` and ``/v1/plan``'s ``shed_cause``: the names that hold, joined by "+")
-SHED_CAUSES = {"cap": "its cap", "GPUs": "its pools' healthy GPUs"}
+#: plan``'s exit-3 lines say cannot hold it: its cap cannot hold the watts, a pool cannot hold the GPUs, or a
+#: tenant's GPU quota cannot hold its inference (the plan JSON's ``slot_shed_cause`` and ``/v1/plan``'s
+#: ``shed_cause``: the names that hold, joined by "+")
+SHED_CAUSES = {"cap": "its cap", "GPUs": "its pools' healthy GPUs", "quota": "its tenant's GPU quota"}
 
 
 class InferenceShed(NamedTuple):
@@ -86,14 +116,15 @@ class InferenceShed(NamedTuple):
 
     marked: NDArray[np.bool_]  # (T,) slots whose idle floor fits but the window's inference (watts or GPUs) does not
     rank: NDArray[np.int64]  # (J,) the serving order of the must-run rows of marked slots (0 first); J: others
-    cut: NDArray[np.int64]  # (P, T) a must-run row is served in slot t of its window iff rank < cut[pack, t]
+    cut: NDArray[np.int64]  # (P, T) a must-run row is served in slot t of its window iff rank < cut[pack, t] ...
+    qcut: NDArray[np.int64]  # (N, T) ... and rank < qcut[tenant, t] (its tenant's quota)
     pool: NDArray[np.int64]  # (J,) the pool the must-run rows of marked slots run in (-1: any; see below)
     pack: NDArray[np.int64]  # (J,) the pool :func:`pack_inference` gives each must-run row (0: the others)
     served_w: NDArray[np.float64]  # (T,) facility watts above the idle floor of the inference served (marked)
     shed_w: NDArray[np.float64]  # (T,) the same of the inference shed there (0 elsewhere)
     shed_gpus: NDArray[np.float64]  # (T,) GPUs of the inference shed there (0 elsewhere)
     load_w: NDArray[np.float64]  # (J,) each must-run row's watts above the floor that the figures count (0: others)
-    cause: NDArray[np.bool_]  # (T, 2) per marked slot, what cannot hold its inference (:data:`SHED_CAUSES`)
+    cause: NDArray[np.bool_]  # (T, 3) per marked slot, what cannot hold its inference (:data:`SHED_CAUSES`)
 
     @property
     def closed(self) -> NDArray[np.bool_]:
@@ -102,7 +133,7 @@ class InferenceShed(NamedTuple):
 
 
 def shed_cause_names(cause: NDArray[np.bool_]) -> list[str]:
-    """Per marked slot (the rows of ``cause : (n, 2)``, :attr:`InferenceShed.cause` of those slots) what cannot
+    """Per marked slot (the rows of ``cause : (n, 3)``, :attr:`InferenceShed.cause` of those slots) what cannot
     hold its inference: the :data:`SHED_CAUSES` that hold, joined by "+" ("cap", "GPUs" or "cap+GPUs")."""
     return ["+".join(n for n, on in zip(SHED_CAUSES, row, strict=True) if on)
             for row in np.asarray(cause, dtype=bool).tolist()]
@@ -159,39 +190,45 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
     floor. A slot is *marked* where its idle floor fits under its cap (not :func:`infeasible_slots`) but the
     inference of its windows does not: the floor plus its watts break the cap (``cause`` "cap"), or its GPUs
     break a pool's healthy GPUs in that slot (``cause`` "GPUs": a pool short of healthy GPUs, or inference
-    that cannot be packed into its pools; :data:`SHED_CAUSES`). There the jobs are served in one fixed order
+    that cannot be packed into its pools), or a tenant's must-run GPUs break its ``tenant_quota_gpus``
+    (``cause`` "quota"; :data:`SHED_CAUSES`). There the jobs are served in one fixed order
     (:func:`serving_order`), higher ``weight`` (priority) first, then fewer GPUs, less remaining work, earlier
     release, then the lower row, and a prefix of that order is served (a job that does not fit sheds itself
     and every job after it: the rule is one prefix, so the plan, the greedy witness and the checker agree on
     it), the rest is shed in that slot only:
 
+    Where the cap is a cause nothing else runs there (its cap is held at the floor plus the inference served:
+    :attr:`InferenceShed.closed`).
     - where the cap cannot hold it: the longest prefix whose watts fit under the cap and whose GPUs fit in every
-      pool (one prefix for the slot, ``cut`` the same in every pool), and nothing else runs there (its cap is
-      held at the floor plus the inference served: :attr:`InferenceShed.closed`);
-    - where only the GPUs cannot: per pool, the longest prefix of its rows whose GPUs fit in it (``cut[p]``:
-      a pool the failure did not touch serves all of its inference), and the rest of the site is planned as
-      usual (the cap holds all the inference there, so other work takes no watts from it).
+      pool and every tenant's quota (one prefix for the slot, ``cut`` and ``qcut`` the same everywhere);
+    - where only the GPUs or a quota cannot: per pool, the longest prefix of its rows whose GPUs fit in it
+      (``cut[p]``: a pool the failure did not touch serves all of its inference), and per tenant the longest
+      prefix of its rows whose GPUs fit its quota (``qcut[n]``), a row served where both hold; the rest of the
+      site is planned as usual (the cap holds all the inference there, so other work takes no watts from it).
 
     In an infeasible slot nothing is served (``cut`` 0); elsewhere everything is (``cut`` J + 1). ``pool`` is
     set for the must-run rows with a cell served in a marked slot (they run in that pool, which the served
     watts and GPUs assume) and, where a slot is marked for GPUs, for every must-run row (the packing is what
     holds the GPUs of the unmarked slots). Loops over pools only: arrays."""
     T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
-    must = np.asarray(problem.must_run, dtype=bool)
+    must = np.asarray(problem.must_run, dtype=bool) & ~unplaceable(problem)  # (those are left out of the plan)
     bad, _ = infeasible_slots(problem)
     cut = np.repeat(np.where(bad, 0, J + 1).astype(np.int64)[None, :], P, axis=0)
+    quota = np.asarray(problem.tenant_quota_gpus, dtype=np.float64)
+    qcut = np.full((quota.size, T), J + 1, dtype=np.int64)
     zero = np.zeros(T)
     rank = np.full(J, J, dtype=np.int64)
     pool = np.full(J, -1, dtype=np.int64)
     pack = np.zeros(J, dtype=np.int64)
     mrows = np.flatnonzero(must)
     if mrows.size == 0:
-        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, pool, pack, zero, zero.copy(), zero.copy(),
+        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, qcut, pool, pack, zero, zero.copy(), zero.copy(),
                              np.zeros(J), np.zeros((T, len(SHED_CAUSES)), dtype=bool))
     gpus = np.asarray(problem.gpus, dtype=np.float64)[mrows]
     weight = np.asarray(problem.weight, dtype=np.float64)[mrows]
     rem = np.asarray(problem.remaining_s, np.float64)[mrows]
     rel = np.asarray(problem.release, np.int64)[mrows]
+    ten = np.asarray(problem.tenant, np.int64)[mrows]
     has_full = full_level_pools(*levels(problem))
     per_gpu = problem.pue * (np.asarray(problem.tdp_w, np.float64) - np.asarray(problem.idle_w, np.float64))
     ok = np.asarray(problem.eligible, dtype=bool)[mrows] & has_full[None, :]
@@ -213,8 +250,11 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
     over_g = np.zeros(T, dtype=bool)
     for p in range(P):  # pools
         over_g |= np.where(active & (packed == p)[:, None], gpus[:, None], 0.0).sum(axis=0) > H[p] + 1e-9
-    marked = ~bad & (over_w | over_g)
-    cause = np.stack([marked & over_w, marked & over_g], axis=1)
+    over_q = np.zeros(T, dtype=bool)
+    for n in np.unique(ten[np.isfinite(quota[ten])]):  # tenants with a quota and inference
+        over_q |= np.where(active & (ten == n)[:, None], gpus[:, None], 0.0).sum(axis=0) > quota[n] + 1e-9
+    marked = ~bad & (over_w | over_g | over_q)
+    cause = np.stack([marked & over_w, marked & over_g, marked & over_q], axis=1)
     served_w, shed_w, shed_g = zero.copy(), zero.copy(), zero.copy()
     cols = np.flatnonzero(marked)
     if cols.size:
@@ -227,9 +267,13 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
         fits_w = floor[cols] + cum <= cap[cols] * (1 + FLOOR_TOL)  # (cum is non-decreasing: one prefix per column)
         fits_p = np.stack([np.cumsum(np.where(a & (packed[o] == p)[:, None], gpus[o][:, None], 0.0), axis=0)
                            <= H[p, cols][None, :] + 1e-9 for p in range(P)])  # (P, rows, cols) each a prefix
-        one = (fits_w & fits_p.all(axis=0)).sum(axis=0)  # the slot's one prefix (watts and every pool)
+        fits_q = np.stack([np.cumsum(np.where(a & (ten[o] == n)[:, None], gpus[o][:, None], 0.0), axis=0)
+                           <= quota[n] + 1e-9 for n in range(quota.size)])  # (N, rows, cols) each a prefix
+        one = (fits_w & fits_p.all(axis=0) & fits_q.all(axis=0)).sum(axis=0)  # the slot's one prefix
         cut[:, cols] = np.where(over_w[cols][None, :], one[None, :], fits_p.sum(axis=1))
-        served = a & (np.arange(o.size)[:, None] < cut[packed[o]][:, cols])
+        qcut[:, cols] = np.where(over_w[cols][None, :], one[None, :], fits_q.sum(axis=1))
+        k = np.arange(o.size)[:, None]
+        served = a & (k < cut[packed[o]][:, cols]) & (k < qcut[ten[o]][:, cols])
         served_w[cols] = (np.where(served, load[o][:, None], 0.0)).sum(axis=0)
         shed_w[cols] = need[cols] - served_w[cols]
         shed_g[cols] = (np.where(a & ~served, gpus[o][:, None], 0.0)).sum(axis=0)
@@ -239,7 +283,7 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
             pool[mrows] = packed
     load_w = np.zeros(J)
     load_w[mrows] = load
-    return InferenceShed(marked, rank, cut, pool, pack, served_w, shed_w, shed_g, load_w, cause)
+    return InferenceShed(marked, rank, cut, qcut, pool, pack, served_w, shed_w, shed_g, load_w, cause)
 
 
 def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
@@ -248,8 +292,10 @@ def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArr
     ms, me = must_window(problem)
     sh = inference_shed(problem) if shed is None else shed
     tt = np.arange(problem.n_slots)[None, :]
-    must = np.asarray(problem.must_run, dtype=bool)
-    return must[:, None] & (tt >= ms[:, None]) & (tt < me[:, None]) & (sh.rank[:, None] < sh.cut[sh.pack])
+    must = np.asarray(problem.must_run, dtype=bool) & ~unplaceable(problem)
+    ten = np.asarray(problem.tenant, dtype=np.int64)
+    return (must[:, None] & (tt >= ms[:, None]) & (tt < me[:, None]) & (sh.rank[:, None] < sh.cut[sh.pack])
+            & (sh.rank[:, None] < sh.qcut[ten]))
 
 
 def closed_slots(problem: PlanProblem) -> NDArray[np.bool_]:
@@ -365,7 +411,8 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     (:func:`inference_shed`: the floor fits, the inference on top of it does not, in watts or in a pool's GPUs)
     the inference served runs (the shed cells are not required; its cap and pools are checked), and where the
     cap is what cannot hold it nothing else may run (a non-preemptible block may end before it as before an
-    infeasible slot); the reported
+    infeasible slot); a job no pool can hold in any slot (:func:`unplaceable`) is not required to run (a
+    running one included), and cannot: no pool it runs in holds it; the reported
     aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
     relative (watts, grams) and absolute on fractions.
     """
@@ -459,7 +506,7 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
             j = npj[early][0]
             out.append(f"non-preemptible job {j} stops in slot {int(last[early][0]) + 1} before it is finished")
     rpool = np.asarray(problem.running_pool, dtype=np.int64)
-    keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must)
+    keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must & ~unplaceable(problem))
     bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not closed[0] else keep[:0]
     if bad.size:
         out.append(f"running non-preemptible job {bad[0]} does not keep running in its pool {rpool[bad[0]]} in slot 0")
@@ -570,7 +617,8 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
       must-run row's window past the horizon end included);
     - ``capacity``: for a set of pools and a slot ``t0``, the rest of the work of the jobs eligible only in
       those pools and released at ``t0`` or later, beyond those pools' healthy GPU-slots from ``t0`` (the
-      slots whose idle floor breaks a cap excluded); the largest over every set and ``t0``;
+      slots whose idle floor breaks a cap excluded); the largest over every set and ``t0``, plus the work of
+      the jobs no pool holds in any slot (:func:`unplaceable`: none of it can be done; they are in no set);
     - ``cap``: the energy that work needs above the idle floor (each job at its most frugal eligible level)
       beyond the energy under min(site max, wind + grid cap) above the floor from ``t0``, divided by the
       largest need per GPU-second among those jobs; the largest over ``t0``;
@@ -594,7 +642,9 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
     out["deadline"] = float((gm * (rem - work)).sum() / 3600.0)
     if not (~must).any():
         return out
-    g = np.where(must, 0.0, gm)
+    out_ = unplaceable(problem) & ~must  # work no plan does at all: its own part of the capacity bound
+    left_out_h = float((gm * work)[out_].sum() / 3600.0)
+    g = np.where(must | out_, 0.0, gm)
     infeas = closed_slots(problem)
     H = pool_gpus_pt(problem) * ~infeas[None, :]
     elig = np.asarray(problem.eligible, dtype=bool)
@@ -626,7 +676,7 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
     worst = np.maximum.accumulate(worst[::-1])[::-1]  # the largest need among jobs released at t0 or later
     short = np.where(worst > 0, (need_j - have_j) / np.where(worst > 0, worst, 1.0), 0.0)
     out["cap"] = max(0.0, float(short.max()) / 3600.0)
-    out["capacity"] = max(out["capacity"], 0.0)
+    out["capacity"] = max(out["capacity"], 0.0) + left_out_h
     return out
 
 
@@ -637,7 +687,10 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     infeasible), so what it leaves lies past the horizon end (``deadline``: its window does not fit) or in
     slots whose idle floor alone breaks a cap, or whose cap cannot hold all the inference (:func:`inference_shed`:
     where it is shed) (``cap``), or, where it is shed only in slots whose pools' GPUs alone cannot hold the
-    inference, ``capacity``; all ``proven``. For the other jobs:
+    inference or it has no eligible pool that can run it (:func:`unplaceable`), ``capacity``, or where it is shed
+    only for its tenant's GPU quota, ``quota``; all ``proven``.
+    For the other jobs (one no pool holds in any slot, :func:`unplaceable`, reads ``capacity``, proven: alone
+    on the site it has no room):
 
     ``deadline``: the slots from its release to the horizon end cannot hold its work even alone at full
     speed. Otherwise the room it could have used is measured (:func:`_room`: free GPUs in its eligible pools,
@@ -681,10 +734,13 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
         ms, me = must_window(problem)
         tt = np.arange(T)[None, :]
         gone = (tt >= ms[mrows][:, None]) & (tt < me[mrows][:, None]) & ~must_cells(problem, sh)[mrows]
-        gpus_only = sh.cause[:, 1] & ~sh.cause[:, 0] & ~infeasible_slots(problem)[0]
-        by_gpus = gone.any(axis=1) & ~(gone & ~gpus_only[None, :]).any(axis=1)  # shed only where GPUs are short
+        open_ = ~sh.cause[:, 0] & ~infeasible_slots(problem)[0]  # marked, not for the cap
+        by_pool = gone & (sh.rank[mrows][:, None] >= sh.cut[sh.pack[mrows]])  # cut by its pool's GPUs
+        lo = unplaceable(problem)[mrows]  # no eligible pool with a full-power level: left out
+        by_cap = ~lo & (gone & ~open_[None, :]).any(axis=1)
+        by_gpus = lo | (~by_cap & by_pool.any(axis=1))
         mwhy = np.where((T - mrel) * float(problem.slot_s) < mrem - 1e-6, "deadline",
-                        np.where(by_gpus, "capacity", "cap"))
+                        np.where(by_cap, "cap", np.where(by_gpus, "capacity", "quota")))
         mleft_h = gpus[mrows] * left[mrows] / 3600.0
         for j, r, h in zip(mrows.tolist(), mwhy.tolist(), mleft_h.tolist(), strict=True):
             out["reason"][j], out["proven"][j] = r, True

@@ -213,7 +213,8 @@ def check_plan(plan: Mapping[str, Any], rel_tol: float = 1e-6) -> list[str]:
     lists in ``unfinished.shed_slots`` (its cap holds the floor but not the must-run inference) keeps its cap
     checks, and no job of ``unfinished.slot_shed_jobs`` may run in it, nor, where its ``slot_shed_cause``
     names the cap (absent: the cap, as before the cause was published), any job whose ``kind`` is not inference
-    (a slot marked for GPUs alone stays open to other work). Returns human-readable problems (empty: all good)."""
+    (a slot marked for GPUs or a quota alone stays open to other work); a job of ``unfinished.left_out_jobs``
+    (no pool can hold it in any slot) runs in no slot. Returns human-readable problems (empty: all good)."""
     problems: list[str] = []
     tl = plan["timeline"]
     for k in _TIMELINE_KEYS:
@@ -254,6 +255,11 @@ def check_plan(plan: Mapping[str, Any], rel_tol: float = 1e-6) -> list[str]:
             if int(t) in j["slots"] and (j["job_id"] in ids or (closed and j.get("kind", "inference") != "inference")):
                 problems.append(f"slot {int(t)}: the {why} cannot hold the inference there (shed_slots) but job "
                                 f"{j['job_id']} runs there")
+    left_out = set(unf.get("left_out_jobs", []))
+    for j in plan["jobs"]:  # (no pool holds them in any slot: kernels.check.unplaceable)
+        if j["job_id"] in left_out and j["slots"]:
+            problems.append(f"job {j['job_id']} is listed in left_out_jobs (no pool can hold it) but runs in slot "
+                            f"{int(j['slots'][0])}")
     for s in np.flatnonzero((peak > smax * (1 + rel_tol) + 1e-6) & ~exempt):
         problems.append(f"slot {int(s)}: facility {peak[s]:.0f} W > site max {smax[s]:.0f} W")
     imp = np.maximum(peak - wind, 0.0)

@@ -922,6 +922,9 @@ class Service:
             "unfinished_gpu_s": _finite(getattr(plan, "unfinished_gpu_s", None)),
             "infeasible_slots": [slot + t for t in sorted({*deficit, *shed}) if t < n],
             "shed_slots": [slot + t for t in sorted(shed) if t < n],
+            # jobs no pool can hold in any slot now (kernels.check.unplaceable, e.g. after a node failure): left
+            # out of the plan, unfinished for capacity; every other job is planned
+            "left_out_jobs": [str(j) for j in diag.get("left_out_job_ids", ())],
             "slots": slots,
         }
 

@@ -57,7 +57,10 @@ UNFINISHED_NOTE = (
     "inference the pools cannot pack; cap+GPUs: both): the inference that fits is served there (higher "
     "priority first, then fewer GPUs; for GPUs alone, per pool), the rest is shed in that slot only "
     "(slot_shed_w: its facility watts above the floor, slot_shed_gpus, slot_shed_jobs: the job ids shed); "
-    "where the cap cannot hold it nothing else runs there, where only the GPUs cannot the rest of the site runs on"
+    "where the cap cannot hold it nothing else runs there, where only the GPUs cannot the rest of the site runs on. "
+    "left_out_jobs (kernels.check.unplaceable): jobs no pool can hold in any slot (no eligible pool, none with a "
+    "full-power level for inference, or wider than each eligible pool's healthy GPUs in every slot): they run "
+    "nowhere, are unfinished for capacity (proven), and every other job is planned as usual"
 )
 
 
@@ -162,6 +165,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "slot_shed_gpus": [float(g) for g in diag.get("slot_shed_gpus", [])],
         "slot_shed_jobs": [[str(jobs[j].job_id) for j in js] for js in diag.get("slot_shed_jobs", [])],
         "slot_shed_cause": [str(c) for c in diag.get("slot_shed_cause", [])],
+        "left_out_jobs": [str(jobs[j].job_id) for j in diag.get("left_out_jobs", [])],
         "note": UNFINISHED_NOTE,
     }
     wit = diag.get("witness")
@@ -449,6 +453,13 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         named = ", ".join(f"{SHORTFALL_LABELS[k]} {sf.get(k, 0.0):,.1f}" for k in kernels.check.SHORTFALL_PARTS)
         undone.append(f"no plan can do at least {least:,.1f} GPU-h of it ({named} GPU-h)"
                       if least > 0.05 else "no site-level bound proves any of it undoable")
+    out_why = kernels.check.unplaceable_why(problem) if ub["left_out_jobs"] else []
+    for j in result.diagnostics.get("left_out_jobs", [])[:SHED_LINES]:
+        undone.append(f"job {job_list[j].job_id}: no pool can hold it in any slot ({out_why[j]}): left out of the "
+                      f"plan, unfinished (capacity); every other job is planned")
+    if len(ub["left_out_jobs"]) > SHED_LINES:
+        undone.append(f"... and {len(ub['left_out_jobs']) - SHED_LINES:,} more jobs left out (the plan JSON's "
+                      f"unfinished.left_out_jobs)")
     if ub["infeasible_slots"]:
         worst = max(ub["slot_deficit_w"])
         n_bad, first = len(ub["infeasible_slots"]), ub["infeasible_slots"][0]

@@ -379,6 +379,11 @@ class WindwardPolicy:
             return self._fallback(snapshot, result)
         if index.terminal:
             result = replace(result, diagnostics={**result.diagnostics, "terminal": dict(index.terminal)})
+        if result.diagnostics.get("left_out_jobs"):  # no pool holds them in any slot (kernels.check.unplaceable)
+            ids = [index.job_ids[j] for j in result.diagnostics["left_out_jobs"] if j < index.n_real]
+            log.warning("windward slot %d: left out of the plan, no pool can hold them in any slot: %s",
+                        snapshot.slot, ", ".join(ids))
+            result = replace(result, diagnostics={**result.diagnostics, "left_out_job_ids": ids})
         self._last = (result, index)
         decisions = decisions_from_result(result, index)
         if self.slot0_admission:

@@ -443,13 +443,119 @@ def test_inference_its_pools_cannot_pack_is_shed_where_it_does_not_fit() -> None
     assert any("must-run job 3 is not served at full power in slot 4" in v for v in kernels.check_result(q, bad))
 
 
-def test_job_larger_than_any_eligible_pool_is_infeasible_naming_the_job() -> None:
+def _left_out(pb: Any, change: str) -> Any:
+    """small_problem(1) with its job 3 (4 GPUs, queued) or, for ``running``, its non-preemptible job 1 (3 GPUs,
+    running in pool 0 since slot 0, eligible for pool 0 only) made one no pool holds in any slot: ``wide`` 64
+    GPUs (every pool has 8), ``no_pool`` no eligible pool (a selector nothing matches now), ``running`` a node
+    failure leaves pool 0 two healthy GPUs in every slot; ``no_full`` the must-run job 0 eligible only for a
+    pool without a full-power level."""
+    if change == "wide":
+        return replace(pb, gpus=np.where(np.arange(pb.n_jobs) == 3, 64, pb.gpus))
+    if change == "no_pool":
+        return replace(pb, eligible=np.where(np.arange(pb.n_jobs)[:, None] == 3, False, pb.eligible))
+    if change == "running":
+        elig = np.asarray(pb.eligible).copy()
+        elig[1] = [True, False]
+        H = np.full((2, pb.n_slots), 8)
+        H[0] = 2
+        return replace(pb, eligible=elig, pool_gpus=H, release=np.where(np.arange(pb.n_jobs) == 1, 0, pb.release),
+                       running_pool=np.where(np.arange(pb.n_jobs) == 1, 0, pb.running_pool),
+                       preempt_loss_s=np.where(np.arange(pb.n_jobs) == 1, 600.0, pb.preempt_loss_s))
+    elig = np.asarray(pb.eligible).copy()
+    elig[0] = [False, True]
+    return replace(pb, eligible=elig, curve_f=np.array([[0.4, 0.6, 0.8, 1.0], [0.4, 0.6, 0.8, 0.9]]))
+
+
+@pytest.mark.parametrize("change, job, words", [
+    ("wide", 3, "it needs 64 GPUs, its eligible pools have at most 8 healthy in any slot"),
+    ("no_pool", 3, "it has no eligible pool"),
+    ("running", 1, "it needs 3 GPUs, its eligible pools have at most 2 healthy in any slot"),
+    ("no_full", 0, "none of its eligible pools has a full-power level"),
+])
+def test_a_job_no_pool_holds_in_any_slot_is_left_out_and_the_rest_planned(change: str, job: int, words: str) -> None:
+    """Issue 11 item 5, one job: a job no pool can hold in any slot (kernels.check.unplaceable) no longer refuses
+    the whole plan (round 23: "job 3 needs 64 GPUs but its largest eligible pool has 8", "job 3 has no eligible
+    pool", "must-run job 0 has no eligible pool with a full-power (f = 1) level", or a running non-preemptible
+    job that "cannot keep running in slot 0": no plan for any slot). The plan and the greedy witness leave it
+    out (it runs nowhere, ``left_out_jobs``), plan every other job exactly as they plan the problem without it
+    (the same cells, pools and levels), add its penalty to the objective and the bound alike, the checker
+    accepts it and explain_unfinished calls it unfinished for capacity, proven."""
     pb = small_problem(1)
-    gpus = np.asarray(pb.gpus).copy()
-    gpus[3] = 64
-    r = kernels.plan(replace(pb, gpus=gpus))
-    assert r.status == "infeasible"
-    assert r.reason.startswith("job 3 needs 64 GPUs but its largest eligible pool has 8")
+    q = _left_out(pb, change)
+    assert kernels.check.unplaceable(q).tolist() == [j == job for j in range(q.n_jobs)]
+    assert kernels.check.unplaceable_why(q)[job] == words
+    rest = np.delete(np.arange(q.n_jobs), job)
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        assert r.diagnostics["left_out_jobs"] == [job] and not r.run[job].any() and r.pool[job] == -1
+        alone = fn(kernels.planner.permute_jobs(q, rest))
+        assert np.array_equal(r.run[rest], alone.run) and np.array_equal(r.pool[rest], alone.pool)
+        assert np.array_equal(r.power_fraction[rest], alone.power_fraction)
+        ev = kernels.evaluate(q, r.run, r.power_fraction, r.pool)
+        pen = ev["objective"] - kernels.evaluate(kernels.planner.permute_jobs(q, rest), alone.run, alone.power_fraction,
+                                                 alone.pool)["objective"]
+        assert pen > 0 or change == "no_full"
+        assert r.objective == pytest.approx(alone.objective + pen, rel=1e-9)
+        if fn is kernels.plan:
+            assert r.lower_bound == pytest.approx(alone.lower_bound + pen, rel=1e-9) and r.lower_bound <= r.objective
+        e = kernels.check.explain_unfinished(q, r)
+        assert e["reason"][job] == "capacity" and e["proven"][job], (e["reason"], e["proven"])
+        assert r.diagnostics["unfinished_jobs"] == alone.diagnostics["unfinished_jobs"] + (change != "no_full")
+
+
+def test_inference_above_its_tenants_quota_is_served_within_it_in_serving_order() -> None:
+    """Issue 11 item 5, quotas: tenant 0's quota is 6 GPUs and its must-run inference needs 8 where its two
+    4-GPU services overlap (slots 3-4), 4 in slots 5-6, and a 7-GPU service (slots 8-9) is above the quota
+    alone. Round 23 refused the whole plan ("must-run job 0 cannot be served in slot 3 within the pool GPUs and
+    power caps"). Now those slots are marked "quota" (kernels.check.SHED_CAUSES): the first in serving order
+    (the higher weight) is served, the other and the 7-GPU one are shed there only, the rest of the site is
+    planned as usual (tenant 0's other jobs within the 2 GPUs the quota has left), the checker calls a plan
+    that drops a served cell invalid, and the shed rows are unfinished for ``quota``, proven."""
+    pb = small_problem(1, quota=True)
+    J, T = pb.n_jobs, pb.n_slots
+    inf = [0, 3, 5]
+    must, ten = np.zeros(J, bool), np.asarray(pb.tenant).copy()
+    must[inf], ten[inf] = True, 0
+    gpus, rem = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy()
+    rel, weight = np.asarray(pb.release).copy(), np.asarray(pb.weight).copy()
+    gpus[inf], rem[inf], rel[inf], weight[inf] = [4, 4, 7], [4 * pb.slot_s, 2 * pb.slot_s, 2 * pb.slot_s], [3, 3, 8], [2.0, 1.0, 1.0]
+    q = replace(pb, must_run=must, tenant=ten, gpus=gpus, remaining_s=rem, release=rel, weight=weight,
+                eligible=np.where(must[:, None], True, pb.eligible), grid_cap_w=np.full(T, 1e9), site_max_w=np.full(T, 1e9))
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        d = r.diagnostics
+        assert d["shed_slots"] == [3, 4, 8, 9] and d["slot_shed_cause"] == ["quota"] * 4, d["shed_slots"]
+        assert d["slot_shed_jobs"] == [[3], [3], [5], [5]] and d["slot_shed_gpus"] == [4.0, 4.0, 7.0, 7.0]
+        assert r.run[0, 3:7].all() and not r.run[3].any() and not r.run[5].any()
+        use = np.where(ten == 0, gpus, 0) @ r.run
+        assert use.max() <= 6, use
+        e = kernels.check.explain_unfinished(q, r)
+        assert [e["reason"][j] for j in inf] == ["", "quota", "quota"] and e["proven"][3] and e["proven"][5]
+    bad = replace(r, run=r.run.copy(), power_fraction=r.power_fraction.copy())
+    bad.run[0, 4], bad.power_fraction[0, 4] = False, 0.0
+    assert any("must-run job 0 is not served at full power in slot 4" in v for v in kernels.check_result(q, bad))
+
+
+def test_the_checker_excuses_only_the_jobs_no_pool_holds() -> None:
+    """A running non-preemptible job its pool can hold must keep running in slot 0 (the checker says so), while
+    one no pool holds (kernels.check.unplaceable) need not; and a left-out job that runs is caught (its pool
+    cannot hold it, or it is not eligible there)."""
+    pb = small_problem(1)
+    q = _left_out(pb, "running")
+    r = kernels.plan(q)
+    assert kernels.check_result(q, r) == []
+    held = replace(q, pool_gpus=np.full((2, q.n_slots), 8))  # the node back: job 1 fits pool 0 again
+    assert any("running non-preemptible job 1 does not keep running in its pool 0" in v
+               for v in kernels.check_result(held, r))
+    w = _left_out(pb, "wide")
+    r = kernels.plan(w)
+    bad = replace(r, run=r.run.copy(), power_fraction=r.power_fraction.copy(), pool=r.pool.copy())
+    bad.run[3, 5], bad.power_fraction[3, 5], bad.pool[3] = True, 1.0, 0
+    assert any("busy GPUs > 8 healthy" in v for v in kernels.check_result(w, bad))
 
 
 @pytest.mark.parametrize(

@@ -389,3 +389,40 @@ def test_a_node_failure_leaving_a_pool_short_of_its_inference_sheds_that_only(tm
             assert {("t0", nl), ("t1", nl)} <= running and len([n for n, p in running if p == eu]) == 1, running
     finally:
         svc.stop()
+
+
+def test_a_node_failure_leaving_a_queued_wide_job_no_pool_leaves_it_out_and_plans_the_rest(tmp_path: Path) -> None:
+    """A 16-GPU training job of an eu-only tenant fills the eu pool (2 nodes of 8); a node of it goes down, so no
+    pool the job may use holds it in any slot (issue 11 item 5, one job). Round 23: every tick read "job N needs
+    16 GPUs but its largest eligible pool has 8": no plan for any slot, ``/v1/plan`` 0.0 prices, the fallback
+    deciding. Now the plan is made without it (kernels.check.unplaceable): ``/v1/plan`` lists it in
+    ``left_out_jobs``, the prices are nonzero, the other jobs are planned in full (the small eu job on the eu
+    node left, the nl ones in the nl pool); it runs nowhere in the plan."""
+    lab = Tenant(name="lab", token_sha256=hashlib.sha256(b"lab").hexdigest(), clearance="secret", jurisdictions=("nl",))
+    svc, wall = service(tmp_path, "windward", [tenant("web"), lab])
+    try:
+        wide = svc.submit(svc.tenants["web"], JobSpec(name="wide", gpus=16, duration_s=40 * SLOT_S), None).record
+        svc.tick()
+        eu = svc.site.pools[0].name
+        assert {(r.name, r.pool) for r in svc.store.list_jobs(states=("running",))} == {("wide", eu)}
+        svc.loop.executor.fail_node(eu, 1)
+        svc.submit(svc.tenants["web"], JobSpec(name="small", gpus=4, duration_s=20 * SLOT_S), None)
+        for name in ("t0", "t1"):
+            svc.submit(svc.tenants["lab"], JobSpec(name=name, gpus=8, duration_s=20 * SLOT_S), None)
+        for _ in range(3):
+            wall.t += 1.0
+            out = svc.tick()
+            assert not out.report.violations, out.report.violations
+            plan = svc.plan_summary()
+            assert plan["status"] in ("optimal", "feasible"), plan["status"]
+            assert plan["left_out_jobs"] == [wide.id], plan["left_out_jobs"]
+            prices = [s["dual_price_g_per_gpu_h"] for s in plan["slots"]]
+            assert all(p is not None and math.isfinite(p) and p >= 0.0 for p in prices), prices
+            assert all(p > 0.0 for p in prices[:4]), prices  # (round 23: 0.0 in every slot)
+        res = svc.loop.last_plan
+        row = int(res.diagnostics["left_out_jobs"][0])
+        assert not res.run[row].any() and res.pool[row] == -1
+        others = np.delete(np.arange(res.run.shape[0]), row)
+        assert (res.run[others].sum(axis=1) == 20).all() and sorted(res.pool[others].tolist()) == [0, 1, 1], res.pool
+    finally:
+        svc.stop()

@@ -139,6 +139,37 @@ def test_job_larger_than_any_pool_exits_2(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_job_the_optimiser_finds_no_pool_for_is_left_out_and_exits_3(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line between a refusal and an unfinished job: a jobs file naming a job no pool of the configured site
+    can hold is bad input (exit 2, above: the user must fix it). Past that gate (here opened on purpose, as a
+    node failure opens it on a server), the optimiser no longer refuses the whole plan for one job (round 23:
+    "job 0 needs 64 GPUs but its largest eligible pool has 16", exit 2): it leaves the job out
+    (kernels.check.unplaceable), plans the rest, and ``windward plan`` exits 3 naming the job and why; the plan
+    JSON lists it in ``unfinished.left_out_jobs``, unfinished for capacity (proven), and planjson.check_plan
+    refuses a file where a listed job runs."""
+    import scheduler.jobs
+    from scheduler.planjson import check_plan
+
+    monkeypatch.setattr(scheduler.jobs, "check_jobs_fit", lambda *a: None)
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, ["big,t,training,0,64,900,,true,,0",
+                                                           "small,t,training,0,8,3600,,true,,0"]))
+    assert code == 3, output
+    # (scheduler.jobs.eligible_pools already drops the pools too small for it: no eligible pool is left)
+    assert ("job big: no pool can hold it in any slot (it has no eligible pool): left out of the plan, unfinished "
+            "(capacity)") in " ".join(output.split()), output
+    assert "no plan can do at least 16.0 GPU-h of it (deadline 0.0, capacity 16.0" in " ".join(output.split())
+    doc = json.loads(out.read_text())
+    ub = doc["unfinished"]
+    assert doc["status"] in ("optimal", "feasible") and doc["check"]["ok"] and ub["left_out_jobs"] == ["big"]
+    assert ub["jobs_by_reason"]["capacity"] == ub["proven_jobs_by_reason"]["capacity"] == ub["jobs"] == 1
+    jobs = {j["job_id"]: j for j in doc["jobs"]}
+    assert not jobs["big"]["slots"] and jobs["big"]["unfinished_reason"] == "capacity" and jobs["small"]["finished"]
+    assert check_plan(doc) == []
+    doc["unfinished"]["left_out_jobs"] = ["small"]
+    assert any("job small is listed in left_out_jobs" in p for p in check_plan(doc)), check_plan(doc)
+
+
 def test_out_naming_a_directory_is_refused_before_the_solve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import kernels
 

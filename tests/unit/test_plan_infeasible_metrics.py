@@ -25,18 +25,23 @@ def test_an_infeasible_optimiser_reads_1_until_it_plans_again(tmp_path: Path, ca
     caplog.set_level(logging.WARNING, logger="scheduler.policies.windward")
     svc, wall = service(tmp_path, "windward", [tenant("web"), tenant("train")])
     try:
-        # a 16-GPU training job on the eu pool (16 GPUs, 2 nodes) and some more training
+        # an 8-GPU non-preemptible training job running on the eu pool (16 GPUs, 2 nodes)
         pub = svc.site.pools[0].name
-        svc.submit(svc.tenants["train"], JobSpec(name="wide", gpus=16, duration_s=40 * SLOT_S), None)
-        svc.submit(svc.tenants["train"], JobSpec(name="t0", gpus=8, duration_s=40 * SLOT_S), None)
+        svc.submit(svc.tenants["train"], JobSpec(name="np", gpus=8, duration_s=40 * SLOT_S, preemptible=False), None)
         svc.tick()
         plan = svc.plan_summary()
         assert plan["status"] in ("optimal", "feasible") and _gauges(svc) == (0.0, 0.0)
-        # a node of its pool goes down: the job needs more GPUs than its only pool has ("job N needs 16 GPUs but
-        # its largest eligible pool has 8"), so the optimiser returns infeasible and its fallback decides (a cap
-        # the inference alone breaks no longer makes the plan infeasible, round 23, nor inference wider than its
-        # pools' healthy GPUs, round 24: both are shed in marked slots)
-        svc.loop.executor.fail_node(pub, 1)
+        (rec,) = svc.store.list_jobs(states=("running",))
+        assert rec.name == "np" and len(rec.nodes) == 1
+        # the node it does not run on goes down and an 8-GPU inference service for that pool arrives: the pool's
+        # 8 healthy GPUs hold the inference (kernels.check.pack_inference packs it there, not counting the running
+        # non-preemptible job's GPUs) or the running job, not both, so the optimiser returns infeasible ("running
+        # non-preemptible job N cannot keep running in slot 0") and its fallback decides (a cap the inference
+        # alone breaks no longer makes the plan infeasible, round 23, nor inference wider than its pools' healthy
+        # GPUs or above its tenant's quota, nor a job no pool holds, round 24: shed in marked slots, left out)
+        node = 1 - rec.nodes[0]
+        svc.loop.executor.fail_node(pub, node)
+        svc.submit(svc.tenants["web"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=40 * SLOT_S), None)
         wall.t += 1.0
         svc.tick()
         plan = svc.plan_summary()
@@ -44,7 +49,7 @@ def test_an_infeasible_optimiser_reads_1_until_it_plans_again(tmp_path: Path, ca
         assert any("optimiser infeasible" in r.getMessage() for r in caplog.records)
         assert _gauges(svc) == (1.0, len(plan["infeasible_slots"]))
         # once the node is back the optimiser plans again: back to 0
-        svc.loop.executor.repair_node(pub, 1)
+        svc.loop.executor.repair_node(pub, node)
         seen: list[tuple[str, tuple[float, float]]] = []
         for _ in range(2):
             wall.t += 1.0
