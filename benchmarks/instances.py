@@ -617,9 +617,9 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
         calm = ~np.isin(np.arange(P), np.r_[rpool[rpool >= 0], m_pool[must]])  # no running job, no inference
         cand = np.flatnonzero(~must & (rpool < 0) & ~(elig & ~calm[None, :]).any(axis=1) & (gpus > 1))
         if cand.size:
-            j = int(cand[rng.integers(cand.size)])
-            for p in np.flatnonzero(elig[j]):  # pools
-                healthy[p] = np.minimum(healthy[p], 8 * ((int(gpus[j]) - 1) // 8))
+            victim = int(cand[rng.integers(cand.size)])
+            for pool_i in np.flatnonzero(elig[victim]).tolist():  # pools
+                healthy[pool_i] = np.minimum(healthy[pool_i], 8 * ((int(gpus[victim]) - 1) // 8))
     pb = PlanProblem(
         slot_s=slot_s, pue=_PUE, wind_w=wind_w, carbon_g_per_kwh=carbon, grid_cap_w=grid_cap_w,
         site_max_w=site_max_w, pool_gpus=healthy,
