@@ -114,7 +114,7 @@ SHED_CAUSES = {"cap": "its cap", "GPUs": "its pools' healthy GPUs", "quota": "it
 class InferenceShed(NamedTuple):
     """:func:`inference_shed`'s answer: which must-run cells a valid plan serves, per slot."""
 
-    marked: NDArray[np.bool_]  # (T,) slots whose idle floor fits but the window's inference (watts or GPUs) does not
+    marked: NDArray[np.bool_]  # (T,) slots whose idle floor fits but the window's inference (watts, GPUs, quota) does not
     rank: NDArray[np.int64]  # (J,) the serving order of the must-run rows of marked slots (0 first); J: others
     cut: NDArray[np.int64]  # (P, T) a must-run row is served in slot t of its window iff rank < cut[pack, t] ...
     qcut: NDArray[np.int64]  # (N, T) ... and rank < qcut[tenant, t] (its tenant's quota)
@@ -408,7 +408,8 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     is finished, at the horizon end or before an infeasible slot, and a running one keeps running in its pool in
     slot 0; in an infeasible slot (:func:`infeasible_slots`: the idle floor alone breaks a cap) nothing runs
     (its cap is not checked: no plan meets it; nor are must-run cells there); in a marked slot
-    (:func:`inference_shed`: the floor fits, the inference on top of it does not, in watts or in a pool's GPUs)
+    (:func:`inference_shed`: the floor fits, the inference on top of it does not, in watts, in a pool's GPUs or
+    in a tenant's quota)
     the inference served runs (the shed cells are not required; its cap and pools are checked), and where the
     cap is what cannot hold it nothing else may run (a non-preemptible block may end before it as before an
     infeasible slot); a job no pool can hold in any slot (:func:`unplaceable`) is not required to run (a
