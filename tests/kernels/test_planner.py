@@ -540,6 +540,25 @@ def test_inference_above_its_tenants_quota_is_served_within_it_in_serving_order(
     assert any("must-run job 0 is not served at full power in slot 4" in v for v in kernels.check_result(q, bad))
 
 
+def test_a_job_its_pools_hold_only_in_some_slots_is_planned_there() -> None:
+    """A maintenance window (a ``(P, T)`` ``pool_gpus``): job 3 (4 GPUs) may only use pool 0, which has 2 healthy
+    GPUs in slots 0-5 and 8 from slot 6 on. It is not left out (kernels.check.unplaceable: some slot holds it);
+    the plan and the greedy witness run it in slots 6 or later only, and the plan finishes it."""
+    pb = small_problem(1)
+    elig = np.asarray(pb.eligible).copy()
+    elig[3] = [True, False]
+    H = np.full((2, pb.n_slots), 8)
+    H[0, :6] = 2
+    rp = np.asarray(pb.running_pool)
+    q = replace(pb, eligible=elig, pool_gpus=H, running_pool=np.where(rp == 0, 1, rp))
+    assert not kernels.check.unplaceable(q).any()
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible") and kernels.check_result(q, r) == [], fn.__name__
+        assert "left_out_jobs" not in r.diagnostics and r.run[3].any() and not r.run[3, :6].any(), fn.__name__
+    assert kernels.plan(q).finished[3]
+
+
 def test_the_checker_excuses_only_the_jobs_no_pool_holds() -> None:
     """A running non-preemptible job its pool can hold must keep running in slot 0 (the checker says so), while
     one no pool holds (kernels.check.unplaceable) need not; and a left-out job that runs is caught (its pool
