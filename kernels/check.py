@@ -298,6 +298,37 @@ def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArr
             & (sh.rank[:, None] < sh.qcut[ten]))
 
 
+def displaced(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
+    """``(J,)`` the running non-preemptible jobs (not must-run, not :func:`unplaceable`, with work left) that
+    cannot keep running in slot 0: inference is served first (DESIGN section 2), so in each pool the must-run
+    inference served in slot 0 (:func:`must_cells`, in the pool :func:`pack_inference` gives it) takes its GPUs
+    and the running non-preemptible jobs of that pool keep running, higher ``weight`` first (then the lower
+    row), while the rest of its healthy GPUs hold them; the others are displaced (a node failure under the pool,
+    inference that arrived): they stop, lose their work since the checkpoint (``preempt_loss_s``) and are
+    planned again as queued non-preemptible jobs (one block, any eligible pool, from slot 1). Where slot 0 is
+    closed (its floor or the inference's watts break its cap) none keeps running anyway. The planner, the greedy
+    witness and the checker all read this one rule."""
+    J, P = problem.n_jobs, problem.n_pools
+    rp = np.asarray(problem.running_pool, dtype=np.int64)
+    must = np.asarray(problem.must_run, dtype=bool)
+    cand = ((rp >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must
+            & (np.asarray(problem.remaining_s, np.float64) > 0))
+    out = np.zeros(J, dtype=bool)
+    if not cand.any() or problem.n_slots == 0:
+        return out
+    cand &= ~unplaceable(problem)
+    sh = inference_shed(problem) if shed is None else shed
+    gpus = np.asarray(problem.gpus, dtype=np.float64)
+    served = must_cells(problem, sh)[:, 0]
+    room = pool_gpus_pt(problem)[:, 0] - np.bincount(sh.pack[served], weights=gpus[served], minlength=P)
+    rows = np.flatnonzero(cand)
+    rows = rows[np.lexsort((rows, -np.asarray(problem.weight, np.float64)[rows]))]
+    for p in np.unique(rp[rows]).tolist():  # pools with running non-preemptible jobs
+        mine = rows[rp[rows] == p]
+        out[mine] = np.cumsum(gpus[mine]) > room[p] + 1e-9
+    return out
+
+
 def closed_slots(problem: PlanProblem) -> NDArray[np.bool_]:
     """``(T,)`` slots where only the inference served runs: the infeasible slots and the marked ones whose cap
     cannot hold the inference (:attr:`InferenceShed.closed`; one marked for GPUs only stays open to other work)."""
@@ -413,7 +444,8 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     the inference served runs (the shed cells are not required; its cap and pools are checked), and where the
     cap is what cannot hold it nothing else may run (a non-preemptible block may end before it as before an
     infeasible slot); a job no pool can hold in any slot (:func:`unplaceable`) is not required to run (a
-    running one included), and cannot: no pool it runs in holds it; the reported
+    running one included), and cannot: no pool it runs in holds it; a running non-preemptible job the
+    inference displaces in slot 0 (:func:`displaced`) does not run there; the reported
     aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
     relative (watts, grams) and absolute on fractions.
     """
@@ -507,7 +539,11 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
             j = npj[early][0]
             out.append(f"non-preemptible job {j} stops in slot {int(last[early][0]) + 1} before it is finished")
     rpool = np.asarray(problem.running_pool, dtype=np.int64)
-    keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must & ~unplaceable(problem))
+    gone = np.flatnonzero(displaced(problem, shed) & run[:, 0])
+    if gone.size:
+        out.append(f"job {gone[0]} runs in slot 0, but the inference displaces it there (it stops, restarts later)")
+    keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must & ~unplaceable(problem)
+                          & ~displaced(problem, shed))
     bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not closed[0] else keep[:0]
     if bad.size:
         out.append(f"running non-preemptible job {bad[0]} does not keep running in its pool {rpool[bad[0]]} in slot 0")

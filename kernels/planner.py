@@ -86,6 +86,7 @@ from numpy.typing import NDArray
 from kernels.backend import Ops, get_ops
 from kernels.check import (
     FLOOR_TOL,
+    displaced,
     floor_bound,
     infeasible_slots,
     inference_shed,
@@ -2209,6 +2210,13 @@ def _rows(r: PlanResult, take: NDArray[np.int64], names: NDArray[np.int64] | Non
                    pool=rows(r.pool), work_done_s=rows(r.work_done_s), finished=rows(r.finished))
 
 
+def _displaced_diag(r: PlanResult, dis: NDArray[np.bool_]) -> PlanResult:
+    """``r`` with ``diagnostics["displaced_jobs"]``: the rows :func:`kernels.check.displaced` stopped in slot 0."""
+    if r.status == "infeasible":
+        return r
+    return replace(r, diagnostics={**r.diagnostics, "displaced_jobs": [int(j) for j in np.flatnonzero(dis)]})
+
+
 def _without(problem: PlanProblem, out: NDArray[np.bool_], planner: Callable[[PlanProblem, PlanResult | None], PlanResult],
              warm_start: PlanResult | None = None) -> PlanResult:
     """``problem`` planned without the jobs ``out`` (:func:`kernels.check.unplaceable`: no pool holds them in any
@@ -2263,6 +2271,19 @@ def _without(problem: PlanProblem, out: NDArray[np.bool_], planner: Callable[[Pl
                    finished=finished, unfinished_gpu_s=r.unfinished_gpu_s + float((g * need).sum()), objective=obj,
                    lower_bound=lb, gap=(obj - lb) / max(abs(obj), 1e-9) if math.isfinite(lb) else r.gap,
                    diagnostics=d)
+
+
+def _restarted(problem: PlanProblem, dis: NDArray[np.bool_]) -> PlanProblem:
+    """``problem`` with the running non-preemptible jobs ``dis`` (:func:`kernels.check.displaced`: the inference
+    takes their pool in slot 0) stopped: not running, their work since the checkpoint lost (``remaining_s`` plus
+    ``preempt_loss_s``, no loss left to count) and released at slot 1 at the earliest (they stop in slot 0; the
+    checker refuses them there). A plan of either is a plan of the other with the same objective."""
+    rp = np.asarray(problem.running_pool, dtype=np.int64)
+    loss = np.asarray(problem.preempt_loss_s, dtype=np.float64)
+    rel = np.asarray(problem.release, dtype=np.int64)
+    return replace(problem, running_pool=np.where(dis, -1, rp), preempt_loss_s=np.where(dis, 0.0, loss),
+                   remaining_s=np.where(dis, np.asarray(problem.remaining_s, np.float64) + loss, problem.remaining_s),
+                   release=np.where(dis, np.maximum(rel, 1), rel))
 
 
 def plan(
@@ -2377,6 +2398,12 @@ def plan(
             return plan(q, warm_start=w, max_iters=max_iters, tol=tol, backend=backend, device=device,
                         warm_shift=warm_shift, primal_tries=primal_tries, warm_patience=warm_patience, witness=witness)
         return _without(problem, out, again, warm_start)
+    dis = displaced(problem)
+    if dis.any():  # running non-preemptible jobs the inference displaces in slot 0: stopped, planned again
+        r = plan(_restarted(problem, dis), warm_start=warm_start, max_iters=max_iters, tol=tol, backend=backend,
+                 device=device, warm_shift=warm_shift, primal_tries=primal_tries, warm_patience=warm_patience,
+                 witness=witness)
+        return _displaced_diag(r, dis)
     c = replace(c, cold=warm_start is None)
     opts: dict[str, Any] = {"max_iters": max_iters, "tol": tol, "backend": backend, "device": device,
                             "warm_shift": warm_shift, "primal_tries": primal_tries, "warm_patience": warm_patience,
@@ -3039,6 +3066,9 @@ def carbon_bound(problem: PlanProblem, result: PlanResult, *, max_iters: int = 5
         return out
     must = np.asarray(problem.must_run, dtype=bool)
     J = must.size
+    dis = displaced(problem)
+    if dis.any():  # (stopped in slot 0: as kernels.plan plans them)
+        problem = _restarted(problem, dis)
     out_ = unplaceable(problem)  # (left out of every plan: no work of theirs to bound)
     rem = np.where(must & ~out_, np.asarray(problem.remaining_s, np.float64),
                    np.maximum(np.asarray(result.work_done_s, np.float64), 0.0) * ~out_)

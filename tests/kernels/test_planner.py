@@ -559,6 +559,50 @@ def test_a_job_its_pools_hold_only_in_some_slots_is_planned_there() -> None:
     assert kernels.plan(q).finished[3]
 
 
+def _displacing(pb: Any, g0: int) -> Any:
+    """small_problem(1) with its must-run job 0 (``g0`` GPUs, slots 0-1) pinned to pool 0 and its
+    non-preemptible job 1 (4 GPUs, 600 s of work since its checkpoint) running in pool 0 since slot 0, eligible
+    for both pools; nothing else runs in pool 0 at the start."""
+    n = np.arange(pb.n_jobs)
+    elig = np.asarray(pb.eligible).copy()
+    elig[0], elig[1] = [True, False], [True, True]
+    rp = np.where(n == 1, 0, np.where(np.asarray(pb.running_pool) == 0, 1, pb.running_pool))
+    return replace(pb, eligible=elig, running_pool=rp, gpus=np.where(n == 0, g0, np.where(n == 1, 4, pb.gpus)),
+                   release=np.where(n <= 1, 0, pb.release),
+                   preempt_loss_s=np.where(n == 1, 600.0, pb.preempt_loss_s))
+
+
+def test_inference_that_takes_a_running_non_preemptible_jobs_pool_in_slot_0_displaces_it() -> None:
+    """Issue 11 item 5, a running non-preemptible job: 6 GPUs of inference arrive in pool 0 (8 GPUs) where a
+    4-GPU non-preemptible job runs. Round 23 refused the whole plan ("running non-preemptible job 1 cannot keep
+    running in slot 0 within the pool GPUs and power caps"; kernels.check.pack_inference does not count its
+    GPUs). Inference is served first: the job is displaced (kernels.check.displaced), stops in slot 0 losing its
+    work since the checkpoint, and the plan and the greedy witness run it again later as one block (it
+    finishes); the checker refuses a plan that runs it in slot 0, and with 4 GPUs of inference (both fit) it
+    is not displaced and must keep running there."""
+    pb = small_problem(1)
+    q = _displacing(pb, 6)
+    assert kernels.check.displaced(q).tolist() == [j == 1 for j in range(q.n_jobs)]
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        assert r.diagnostics["displaced_jobs"] == [1] and not r.run[1, 0] and r.run[1].any() and r.finished[1]
+        assert kernels.evaluate(q, r.run, r.power_fraction, r.pool)["lost_work_s"][1] == 600.0
+        b = np.flatnonzero(r.run[1])
+        assert (np.diff(b) == 1).all(), b  # one block
+    bad = replace(r, run=r.run.copy(), power_fraction=r.power_fraction.copy(), pool=r.pool.copy())
+    bad.run[1, 0], bad.power_fraction[1, 0], bad.pool[1] = True, 1.0, 1
+    assert any("job 1 runs in slot 0, but the inference displaces it there" in v for v in kernels.check_result(q, bad))
+    ok = _displacing(pb, 4)
+    assert not kernels.check.displaced(ok).any()
+    r = kernels.plan(ok)
+    assert kernels.check_result(ok, r) == [] and r.run[1, 0] and r.pool[1] == 0
+    assert "displaced_jobs" not in r.diagnostics
+    assert any("running non-preemptible job 1 does not keep running in its pool 0" in v
+               for v in kernels.check_result(ok, replace(r, run=np.where(np.arange(ok.n_jobs)[:, None] == 1, False, r.run))))
+
+
 def test_the_checker_excuses_only_the_jobs_no_pool_holds() -> None:
     """A running non-preemptible job its pool can hold must keep running in slot 0 (the checker says so), while
     one no pool holds (kernels.check.unplaceable) need not; and a left-out job that runs is caught (its pool

@@ -426,3 +426,32 @@ def test_a_node_failure_leaving_a_queued_wide_job_no_pool_leaves_it_out_and_plan
         assert (res.run[others].sum(axis=1) == 20).all() and sorted(res.pool[others].tolist()) == [0, 1, 1], res.pool
     finally:
         svc.stop()
+
+
+def test_inference_that_takes_a_running_non_preemptible_jobs_pool_displaces_it(tmp_path: Path) -> None:
+    """An 8-GPU non-preemptible training job runs on the eu pool; the node it does not run on goes down and an
+    8-GPU inference service for that pool arrives. Round 23: every tick read "running non-preemptible job N
+    cannot keep running in slot 0" (kernels.check.pack_inference packs the inference there, not counting the
+    job): no plan, the fallback deciding. Now inference is served first: the job is displaced
+    (kernels.check.displaced: stopped, its work since the checkpoint lost, planned again), ``/v1/plan`` lists it
+    in ``displaced_jobs``, the plan is made with nonzero prices and the inference runs."""
+    lab = Tenant(name="lab", token_sha256=hashlib.sha256(b"lab").hexdigest(), clearance="public", jurisdictions=("eu",))
+    svc, wall = service(tmp_path, "windward", [tenant("web"), lab])
+    try:
+        job = svc.submit(svc.tenants["lab"], JobSpec(name="np", gpus=8, duration_s=40 * SLOT_S, preemptible=False),
+                         None).record
+        svc.tick()
+        (rec,) = svc.store.list_jobs(states=("running",))
+        assert rec.name == "np" and len(rec.nodes) == 1
+        svc.loop.executor.fail_node(svc.site.pools[0].name, 1 - rec.nodes[0])
+        svc.submit(svc.tenants["web"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=40 * SLOT_S), None)
+        wall.t += 1.0
+        out = svc.tick()
+        assert not out.report.violations, out.report.violations
+        plan = svc.plan_summary()
+        assert plan["status"] in ("optimal", "feasible"), plan["status"]
+        assert plan["displaced_jobs"] == [job.id] and plan["left_out_jobs"] == []
+        assert all(s["dual_price_g_per_gpu_h"] > 0.0 for s in plan["slots"][:4]), plan["slots"][:4]
+        assert {r.name for r in svc.store.list_jobs(states=("running",))} == {"inf"}
+    finally:
+        svc.stop()
