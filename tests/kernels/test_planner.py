@@ -582,7 +582,9 @@ def test_inference_that_takes_a_running_non_preemptible_jobs_pool_in_slot_0_disp
     is not displaced and must keep running there."""
     pb = small_problem(1)
     q = _displacing(pb, 6)
+    q = replace(q, carbon_g_per_kwh=np.where(np.arange(q.n_slots) < 2, 1.0, q.carbon_g_per_kwh))  # (slot 0 green)
     assert kernels.check.displaced(q).tolist() == [j == 1 for j in range(q.n_jobs)]
+    assert kernels.planner._restarted(q, kernels.check.displaced(q)).release[1] == 1  # (it stops in slot 0)
     for fn in (kernels.plan, kernels.greedy_plan):
         r = fn(q)
         assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
