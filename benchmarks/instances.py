@@ -281,7 +281,14 @@ class Knobs:
     1-3 slots from a slot after slot 0 where must-run inference runs (where there is one), with little wind and
     the cap between the idle floor and the floor plus that inference at full power (10-90% of it): the
     floor fits, the inference does not (``describe()["shed_slots"]``: a plan serves the part that fits and
-    sheds the rest there, kernels.check.inference_shed). ``selectors``: jobs carry label
+    sheds the rest there, kernels.check.inference_shed). ``inference_over_gpus``: a node failure or maintenance
+    window, announced in ``pool_gpus`` for 1-3 slots from a slot after slot 0 where a pool without a running
+    non-preemptible job runs must-run inference (where there is one): the pool keeps at most 10-90% of that inference's GPUs there, whole 8-GPU nodes
+    lost (``describe()["shed_slots"]`` too: the inference that fits that pool runs, the rest is shed there, the
+    other pools are planned as usual). ``node_failure``: the nodes of every eligible pool of one queued job that
+    is not must-run (pools without running jobs or must-run inference) fail for the whole horizon, leaving each
+    fewer healthy GPUs than that job needs (whole 8-GPU nodes: kernels.check.unplaceable then holds that job,
+    and any other only those pools could run). ``selectors``: jobs carry label
     selectors (eligible for a subset of the pools). ``n_tenants`` 1-8, ``quota_share`` 0-1 of them with a
     concurrent-GPU quota. ``must_share`` 0-0.2 must-run inference rows (pinned to one pool, full power).
     ``running_share`` 0-0.5 jobs running at slot 0 (a third of them non-preemptible when ``np_share`` > 0).
@@ -304,6 +311,8 @@ class Knobs:
     below_idle_event: bool = False
     below_idle_across_running: bool = False
     inference_over_cap: bool = False
+    inference_over_gpus: bool = False
+    node_failure: bool = False
     selectors: bool = True
     n_tenants: int = 4
     quota_share: float = 0.5
@@ -579,6 +588,20 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
             wind_w = np.where(ev, np.minimum(wind_w, 0.3 * idle_w), wind_w)
             grid_cap_w = np.where(ev, level - wind_w, grid_cap_w)
             shed = ev
+    healthy = np.repeat(pool_gpus[:, None], T, axis=1).astype(np.int64)
+    if k.inference_over_gpus:  # (draws only when asked for: the corpus's instances stay as they were)
+        m_act = must[:, None] & (tt >= release[:, None]) & (tt < m_end[:, None])
+        inf_g = np.stack([(gpus[:, None] * (m_act & (m_pool == p)[:, None])).sum(axis=0) for p in range(P)])  # pools
+        # (not a pool with a running non-preemptible job: its block could neither run on there nor end unfinished)
+        calm = ~np.isin(np.arange(P), rpool[np_run])
+        pp, cand = np.nonzero((inf_g > 0) & calm[:, None] & ~(infeasible | shed)[None, :] & (tt > 0)[None, :])
+        if cand.size:
+            i = int(rng.integers(cand.size))
+            p, a = int(pp[i]), int(cand[i])
+            ev = (tt >= a) & (tt < a + int(rng.integers(1, 4))) & (inf_g[p] > 0) & ~infeasible & ~shed
+            lost = 8 * np.ceil((pool_gpus[p] - rng.uniform(0.1, 0.9) * inf_g[p]) / 8)  # whole nodes
+            healthy[p] = np.where(ev, np.maximum(pool_gpus[p] - lost, 0), healthy[p])
+            shed = shed | ev
     site_max_w = np.full(T, max(full_w * rng.uniform(0.9, 1.05), float(floor_w.max())))
     # --- weights: the product's (scheduler.planner.job_weights with terminal_value "max")
     from scheduler.planner import WeightSettings
@@ -597,9 +620,16 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
         mine = tenant == n
         need_q = float(mand_gpus[mine].sum(axis=0).max(initial=0)) + float(gpus[mine].max(initial=0))
         quota[n] = float(max(np.floor(rng.uniform(0.25, 0.6) * total), need_q))
+    if k.node_failure:  # (draws only when asked for: the corpus's instances stay as they were)
+        calm = ~np.isin(np.arange(P), np.r_[rpool[rpool >= 0], m_pool[must]])  # no running job, no inference
+        cand = np.flatnonzero(~must & (rpool < 0) & ~(elig & ~calm[None, :]).any(axis=1) & (gpus > 1))
+        if cand.size:
+            victim = int(cand[rng.integers(cand.size)])
+            for pool_i in np.flatnonzero(elig[victim]).tolist():  # pools
+                healthy[pool_i] = np.minimum(healthy[pool_i], 8 * ((int(gpus[victim]) - 1) // 8))
     pb = PlanProblem(
         slot_s=slot_s, pue=_PUE, wind_w=wind_w, carbon_g_per_kwh=carbon, grid_cap_w=grid_cap_w,
-        site_max_w=site_max_w, pool_gpus=np.repeat(pool_gpus[:, None], T, axis=1).astype(np.int64),
+        site_max_w=site_max_w, pool_gpus=healthy,
         tdp_w=tdp, idle_w=idle, host_w_per_gpu=host, min_power_fraction=minf, curve_f=curve_f,
         curve_s=curve_s, gpus=gpus.astype(np.int64), remaining_s=rem, release=release.astype(np.int64),
         deadline=np.where(must, NO_DEADLINE, deadline).astype(np.int64), weight=weight, eligible=elig,

@@ -66,6 +66,35 @@ def full_level_pools(lev_f: NDArray[np.float64], lev_ok: NDArray[np.bool_]) -> N
     return np.asarray((lev_ok & (np.abs(lev_f - 1.0) < 1e-9)).any(axis=1), dtype=bool)
 
 
+def unplaceable(problem: PlanProblem) -> NDArray[np.bool_]:
+    """``(J,)`` the jobs no plan can run in any slot, left out of the plan (never run, unfinished for
+    ``capacity``, proven) while every other job is planned as usual: a job with no eligible pool (a selector
+    nothing matches now), a must-run job none of whose eligible pools has a full-power level (it runs at full
+    power), and a job that is not must-run wider than the healthy GPUs of each of its eligible pools in every
+    slot (a node failure under the only pool that could hold it). A must-run job wider than its pools is not
+    here: :func:`inference_shed` marks and sheds it in the slots of its window. One that fits some pool in some
+    slot (a ``(P, T)`` ``pool_gpus`` with a maintenance window) is planned in those. The planner, the greedy
+    witness, the checker and :func:`explain_unfinished` all read this one rule."""
+    must = np.asarray(problem.must_run, dtype=bool)
+    ok = np.asarray(problem.eligible, dtype=bool) & np.where(must[:, None], full_level_pools(*levels(problem))[None, :],
+                                                             True)
+    gmax = (pool_gpus_pt(problem).max(axis=1)[None, :] * ok).max(axis=1, initial=0.0)
+    return np.asarray(~ok.any(axis=1) | (~must & (np.asarray(problem.gpus, np.float64) > gmax + 1e-9)), dtype=bool)
+
+
+def unplaceable_why(problem: PlanProblem) -> list[str]:
+    """Per job, why :func:`unplaceable` leaves it out ("" for the others), as ``windward plan`` says it."""
+    out = unplaceable(problem)
+    must = np.asarray(problem.must_run, dtype=bool)
+    elig = np.asarray(problem.eligible, dtype=bool)
+    gmax = (pool_gpus_pt(problem).max(axis=1)[None, :] * elig).max(axis=1, initial=0.0)
+    gpus = np.asarray(problem.gpus, np.float64)
+    return ["" if not o else "it has no eligible pool" if not e.any() else
+            "none of its eligible pools has a full-power level" if m and g <= h + 1e-9 else
+            f"it needs {g:.0f} GPUs, its eligible pools have at most {h:.0f} healthy in any slot"
+            for o, e, m, g, h in zip(out.tolist(), elig, must.tolist(), gpus.tolist(), gmax.tolist(), strict=True)]
+
+
 def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Slots no plan can keep within their caps: the facility with every healthy GPU idle (the idle floor)
     already exceeds ``min(site_max_w, wind_w + grid_cap_w)``. Returns the mask ``(T,)`` and the deficit in
@@ -75,17 +104,39 @@ def infeasible_slots(problem: PlanProblem) -> tuple[NDArray[np.bool_], NDArray[n
     return bad, np.where(bad, floor - cap, 0.0)
 
 
+#: why a marked slot sheds inference (:func:`inference_shed`'s ``cause``, in this order), with what ``windward
+#: plan``'s exit-3 lines say cannot hold it: its cap cannot hold the watts, a pool cannot hold the GPUs, or a
+#: tenant's GPU quota cannot hold its inference (the plan JSON's ``slot_shed_cause`` and ``/v1/plan``'s
+#: ``shed_cause``: the names that hold, joined by "+")
+SHED_CAUSES = {"cap": "its cap", "GPUs": "its pools' healthy GPUs", "quota": "its tenant's GPU quota"}
+
+
 class InferenceShed(NamedTuple):
     """:func:`inference_shed`'s answer: which must-run cells a valid plan serves, per slot."""
 
-    marked: NDArray[np.bool_]  # (T,) slots whose idle floor fits but floor + the window's inference does not
+    marked: NDArray[np.bool_]  # (T,) slots whose idle floor fits but the window's inference (watts, GPUs, quota) does not
     rank: NDArray[np.int64]  # (J,) the serving order of the must-run rows of marked slots (0 first); J: others
-    cut: NDArray[np.int64]  # (T,) a must-run row is served in slot t of its window iff rank < cut[t]
+    cut: NDArray[np.int64]  # (P, T) a must-run row is served in slot t of its window iff rank < cut[pack, t] ...
+    qcut: NDArray[np.int64]  # (N, T) ... and rank < qcut[tenant, t] (its tenant's quota)
     pool: NDArray[np.int64]  # (J,) the pool the must-run rows of marked slots run in (-1: any; see below)
+    pack: NDArray[np.int64]  # (J,) the pool :func:`pack_inference` gives each must-run row (0: the others)
     served_w: NDArray[np.float64]  # (T,) facility watts above the idle floor of the inference served (marked)
     shed_w: NDArray[np.float64]  # (T,) the same of the inference shed there (0 elsewhere)
     shed_gpus: NDArray[np.float64]  # (T,) GPUs of the inference shed there (0 elsewhere)
     load_w: NDArray[np.float64]  # (J,) each must-run row's watts above the floor that the figures count (0: others)
+    cause: NDArray[np.bool_]  # (T, 3) per marked slot, what cannot hold its inference (:data:`SHED_CAUSES`)
+
+    @property
+    def closed(self) -> NDArray[np.bool_]:
+        """``(T,)`` the marked slots where nothing but the inference served runs: those whose cap cannot hold it."""
+        return self.cause[:, 0]
+
+
+def shed_cause_names(cause: NDArray[np.bool_]) -> list[str]:
+    """Per marked slot (the rows of ``cause : (n, 3)``, :attr:`InferenceShed.cause` of those slots) what cannot
+    hold its inference: the :data:`SHED_CAUSES` that hold, joined by "+" ("cap", "GPUs" or "cap+GPUs")."""
+    return ["+".join(n for n, on in zip(SHED_CAUSES, row, strict=True) if on)
+            for row in np.asarray(cause, dtype=bool).tolist()]
 
 
 def serving_order(weight: NDArray[Any], gpus: NDArray[Any], remaining_s: NDArray[Any], release: NDArray[Any],
@@ -100,70 +151,139 @@ def serving_order(weight: NDArray[Any], gpus: NDArray[Any], remaining_s: NDArray
                        -np.asarray(weight, dtype=np.float64))).astype(np.int64)
 
 
+def pack_inference(ok: NDArray[np.bool_], per_gpu: NDArray[np.float64], pin: NDArray[np.int64],
+                   gpus: NDArray[np.float64], active: NDArray[np.bool_], H: NDArray[np.float64]) -> NDArray[np.int64]:
+    """THE pool of each must-run row (rows given in :func:`serving_order`): a job keeps one pool for the horizon,
+    so its GPUs have to fit in that pool in every slot of its window. A pinned row (``pin >= 0``: a running
+    one) stays in its pool and holds its GPUs there first; then the pools are taken in order of ``per_gpu``
+    (the most frugal first; ties: the lower index), and each takes, of the rows not yet placed that may run in
+    it (``ok : (M, P)``), every row whose GPUs fit under its healthy GPUs (``H : (P, T)``) in every slot of its
+    window (``active : (M, T)``) on top of the rows before it in the order that it was offered (taken or not:
+    one cumulative sum per pool, no loop over rows, so a row that did not fit still takes room from those after
+    it in that pool: a first fit that can leave a packing unfound, never one that breaks a pool). A row no
+    pool holds over its whole window is given its most frugal pool (``ok``'s first in that order), where it is
+    served in the slots that hold it (:func:`inference_shed`). Where every row fits in its most frugal pool
+    that is where each goes (the pools' order is the order of the rows' own choice). Loops over pools only."""
+    M, P = ok.shape
+    pool = np.where(pin >= 0, pin, -1).astype(np.int64)
+    take = np.where(active, gpus[:, None], 0.0)  # (M, T)
+    used = np.stack([take[pool == p].sum(axis=0) for p in range(P)]) if M else np.zeros_like(H)
+    order = np.argsort(per_gpu, kind="stable")
+    for p in order:  # pools, the most frugal first
+        cand = (pool < 0) & ok[:, p]
+        if not cand.any():
+            continue
+        cum = used[p][None, :] + np.cumsum(np.where(cand[:, None], take, 0.0), axis=0)
+        fit = cand & ~(active & (cum > H[p][None, :] + 1e-9)).any(axis=1)
+        pool[fit] = p
+        used[p] += take[fit].sum(axis=0)
+    first = order[np.argmax(ok[:, order], axis=1)] if M else np.zeros(0, np.int64)
+    return np.where(pool < 0, first, pool).astype(np.int64)
+
+
 def inference_shed(problem: PlanProblem) -> InferenceShed:
-    """The must-run inference a plan serves where the cap cannot hold all of it (DESIGN section 2: "no hard
-    violation; inference served"). Each must-run job draws, at full power in its most frugal eligible pool with
-    a full-power level (``pool``, ties: the lowest index; a running row, ``running_pool >= 0``: the pool it
-    runs in, where it has a full-power level, since moving it would lose its work), ``pue * gpus * (tdp_w -
-    idle_w)`` above the idle floor: the least any plan that keeps it in place can make it draw. A slot is *marked* where its idle floor fits under its cap
-    (not :func:`infeasible_slots`) but the floor plus all the inference of its windows does not: no plan meets
-    it. There the jobs are served in one fixed order (:func:`serving_order`), higher ``weight`` (priority) first, then fewer GPUs, less
-    remaining work, earlier release, then the lower row, and the longest prefix of that order whose watts fit
-    under the cap is served (a job that does not fit sheds itself and every job after it in the order: the
-    rule is one prefix per slot, so the plan, the greedy witness and the checker agree on it); the rest is shed in that slot only, and nothing
-    else runs there (its cap is held at the floor plus the inference served). In an infeasible slot nothing is
-    served (``cut`` 0); elsewhere everything is (``cut`` J + 1). ``pool`` is set for the must-run rows with a cell
-    in a marked slot: they run in that pool, which the served watts assume. Loops over nothing: arrays."""
-    T, J = problem.n_slots, problem.n_jobs
-    must = np.asarray(problem.must_run, dtype=bool)
+    """The must-run inference a plan serves where the site cannot hold all of it (DESIGN section 2: "no hard
+    violation; inference served"). Each must-run job runs, at full power, in the pool :func:`pack_inference`
+    gives it (``pack``: its most frugal eligible pool with a full-power level where its GPUs fit there over its
+    window; a running row, ``running_pool >= 0``: the pool it runs in, where it has a full-power level, since
+    moving it would lose its work) and draws ``pue * gpus * (tdp_w - idle_w)`` of that pool above the idle
+    floor. A slot is *marked* where its idle floor fits under its cap (not :func:`infeasible_slots`) but the
+    inference of its windows does not: the floor plus its watts break the cap (``cause`` "cap"), or its GPUs
+    break a pool's healthy GPUs in that slot (``cause`` "GPUs": a pool short of healthy GPUs, or inference
+    that cannot be packed into its pools), or a tenant's must-run GPUs break its ``tenant_quota_gpus``
+    (``cause`` "quota"; :data:`SHED_CAUSES`). There the jobs are served in one fixed order
+    (:func:`serving_order`), higher ``weight`` (priority) first, then fewer GPUs, less remaining work, earlier
+    release, then the lower row, and a prefix of that order is served (a job that does not fit sheds itself
+    and every job after it: the rule is one prefix, so the plan, the greedy witness and the checker agree on
+    it), the rest is shed in that slot only:
+
+    Where the cap is a cause nothing else runs there (its cap is held at the floor plus the inference served:
+    :attr:`InferenceShed.closed`).
+    - where the cap cannot hold it: the longest prefix whose watts fit under the cap and whose GPUs fit in every
+      pool and every tenant's quota (one prefix for the slot, ``cut`` and ``qcut`` the same everywhere);
+    - where only the GPUs or a quota cannot: per pool, the longest prefix of its rows whose GPUs fit in it
+      (``cut[p]``: a pool the failure did not touch serves all of its inference), and per tenant the longest
+      prefix of its rows whose GPUs fit its quota (``qcut[n]``), a row served where both hold; the rest of the
+      site is planned as usual (the cap holds all the inference there, so other work takes no watts from it).
+
+    In an infeasible slot nothing is served (``cut`` 0); elsewhere everything is (``cut`` J + 1). ``pool`` is
+    set for the must-run rows with a cell served in a marked slot (they run in that pool, which the served
+    watts and GPUs assume) and, where a slot is marked for GPUs, for every must-run row (the packing is what
+    holds the GPUs of the unmarked slots). Loops over pools only: arrays."""
+    T, J, P = problem.n_slots, problem.n_jobs, problem.n_pools
+    must = np.asarray(problem.must_run, dtype=bool) & ~unplaceable(problem)  # (those are left out of the plan)
     bad, _ = infeasible_slots(problem)
-    cut = np.where(bad, 0, J + 1).astype(np.int64)
+    cut = np.repeat(np.where(bad, 0, J + 1).astype(np.int64)[None, :], P, axis=0)
+    quota = np.asarray(problem.tenant_quota_gpus, dtype=np.float64)
+    qcut = np.full((quota.size, T), J + 1, dtype=np.int64)
     zero = np.zeros(T)
     rank = np.full(J, J, dtype=np.int64)
     pool = np.full(J, -1, dtype=np.int64)
+    pack = np.zeros(J, dtype=np.int64)
     mrows = np.flatnonzero(must)
     if mrows.size == 0:
-        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, pool, zero, zero.copy(), zero.copy(), np.zeros(J))
+        return InferenceShed(np.zeros(T, dtype=bool), rank, cut, qcut, pool, pack, zero, zero.copy(), zero.copy(),
+                             np.zeros(J), np.zeros((T, len(SHED_CAUSES)), dtype=bool))
     gpus = np.asarray(problem.gpus, dtype=np.float64)[mrows]
     weight = np.asarray(problem.weight, dtype=np.float64)[mrows]
+    rem = np.asarray(problem.remaining_s, np.float64)[mrows]
+    rel = np.asarray(problem.release, np.int64)[mrows]
+    ten = np.asarray(problem.tenant, np.int64)[mrows]
     has_full = full_level_pools(*levels(problem))
     per_gpu = problem.pue * (np.asarray(problem.tdp_w, np.float64) - np.asarray(problem.idle_w, np.float64))
     ok = np.asarray(problem.eligible, dtype=bool)[mrows] & has_full[None, :]
-    per = np.where(ok, per_gpu[None, :], np.inf)
-    best = np.argmin(per, axis=1)
     # a running row stays where it runs (moving it loses its work): its load and pin are its running pool's
     rp = np.asarray(problem.running_pool, dtype=np.int64)[mrows]
-    stay = (rp >= 0) & ok[np.arange(mrows.size), np.clip(rp, 0, problem.n_pools - 1)]
-    best = np.where(stay, rp, best)
-    load = np.where(ok.any(axis=1), per[np.arange(mrows.size), best], 0.0) * gpus  # (M,) watts at full power
+    stay = (rp >= 0) & ok[np.arange(mrows.size), np.clip(rp, 0, P - 1)]
     ms, me = must_window(problem)
     tt = np.arange(T)[None, :]
     active = (tt >= ms[mrows][:, None]) & (tt < me[mrows][:, None])  # (M, T)
+    H = pool_gpus_pt(problem)
+    so = serving_order(weight, gpus, rem, rel, mrows)
+    packed = np.empty(mrows.size, dtype=np.int64)
+    packed[so] = pack_inference(ok[so], per_gpu, np.where(stay, rp, -1)[so], gpus[so], active[so], H)
+    pack[mrows] = packed
+    load = np.where(ok.any(axis=1), per_gpu[packed], 0.0) * gpus  # (M,) watts at full power
     floor, cap = idle_floor_w(problem), cap_w(problem)
     need = (active * load[:, None]).sum(axis=0)
-    marked = ~bad & (floor + need > cap * (1 + FLOOR_TOL))
+    over_w = floor + need > cap * (1 + FLOOR_TOL)
+    over_g = np.zeros(T, dtype=bool)
+    for p in range(P):  # pools
+        over_g |= np.where(active & (packed == p)[:, None], gpus[:, None], 0.0).sum(axis=0) > H[p] + 1e-9
+    over_q = np.zeros(T, dtype=bool)
+    for n in np.unique(ten[np.isfinite(quota[ten])]):  # tenants with a quota and inference
+        over_q |= np.where(active & (ten == n)[:, None], gpus[:, None], 0.0).sum(axis=0) > quota[n] + 1e-9
+    marked = ~bad & (over_w | over_g | over_q)
+    cause = np.stack([marked & over_w, marked & over_g, marked & over_q], axis=1)
     served_w, shed_w, shed_g = zero.copy(), zero.copy(), zero.copy()
     cols = np.flatnonzero(marked)
     if cols.size:
         hit = active[:, cols].any(axis=1)  # the rows with a cell in a marked slot, ranked
-        rem = np.asarray(problem.remaining_s, np.float64)[mrows]
-        rel = np.asarray(problem.release, np.int64)[mrows]
         h = np.flatnonzero(hit)
         o = h[serving_order(weight[h], gpus[h], rem[h], rel[h], mrows[h])]
         rank[mrows[o]] = np.arange(o.size)
         a = active[o][:, cols]
         cum = np.cumsum(np.where(a, load[o][:, None], 0.0), axis=0)
-        fits = floor[cols] + cum <= cap[cols] * (1 + FLOOR_TOL)  # one prefix per column (cum is non-decreasing)
-        cut[cols] = fits.sum(axis=0)
-        served = a & fits
+        fits_w = floor[cols] + cum <= cap[cols] * (1 + FLOOR_TOL)  # (cum is non-decreasing: one prefix per column)
+        fits_p = np.stack([np.cumsum(np.where(a & (packed[o] == p)[:, None], gpus[o][:, None], 0.0), axis=0)
+                           <= H[p, cols][None, :] + 1e-9 for p in range(P)])  # (P, rows, cols) each a prefix
+        fits_q = np.stack([np.cumsum(np.where(a & (ten[o] == n)[:, None], gpus[o][:, None], 0.0), axis=0)
+                           <= quota[n] + 1e-9 for n in range(quota.size)])  # (N, rows, cols) each a prefix
+        one = (fits_w & fits_p.all(axis=0) & fits_q.all(axis=0)).sum(axis=0)  # the slot's one prefix
+        cut[:, cols] = np.where(over_w[cols][None, :], one[None, :], fits_p.sum(axis=1))
+        qcut[:, cols] = np.where(over_w[cols][None, :], one[None, :], fits_q.sum(axis=1))
+        k = np.arange(o.size)[:, None]
+        served = a & (k < cut[packed[o]][:, cols]) & (k < qcut[ten[o]][:, cols])
         served_w[cols] = (np.where(served, load[o][:, None], 0.0)).sum(axis=0)
         shed_w[cols] = need[cols] - served_w[cols]
-        shed_g[cols] = (np.where(a & ~fits, gpus[o][:, None], 0.0)).sum(axis=0)
-        hit = served.any(axis=1)  # rows (in serving order) served in a marked slot
-        pool[mrows[o][hit]] = best[o][hit]
+        shed_g[cols] = (np.where(a & ~served, gpus[o][:, None], 0.0)).sum(axis=0)
+        keep = served.any(axis=1)  # rows (in serving order) served in a marked slot
+        pool[mrows[o][keep]] = packed[o][keep]
+        if cause[:, 1].any():
+            pool[mrows] = packed
     load_w = np.zeros(J)
     load_w[mrows] = load
-    return InferenceShed(marked, rank, cut, pool, served_w, shed_w, shed_g, load_w)
+    return InferenceShed(marked, rank, cut, qcut, pool, pack, served_w, shed_w, shed_g, load_w, cause)
 
 
 def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
@@ -172,14 +292,47 @@ def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArr
     ms, me = must_window(problem)
     sh = inference_shed(problem) if shed is None else shed
     tt = np.arange(problem.n_slots)[None, :]
+    must = np.asarray(problem.must_run, dtype=bool) & ~unplaceable(problem)
+    ten = np.asarray(problem.tenant, dtype=np.int64)
+    return (must[:, None] & (tt >= ms[:, None]) & (tt < me[:, None]) & (sh.rank[:, None] < sh.cut[sh.pack])
+            & (sh.rank[:, None] < sh.qcut[ten]))
+
+
+def displaced(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
+    """``(J,)`` the running non-preemptible jobs (not must-run, not :func:`unplaceable`, with work left) that
+    cannot keep running in slot 0: inference is served first (DESIGN section 2), so in each pool the must-run
+    inference served in slot 0 (:func:`must_cells`, in the pool :func:`pack_inference` gives it) takes its GPUs
+    and the running non-preemptible jobs of that pool keep running, higher ``weight`` first (then the lower
+    row), while the rest of its healthy GPUs hold them; the others are displaced (a node failure under the pool,
+    inference that arrived): they stop, lose their work since the checkpoint (``preempt_loss_s``) and are
+    planned again as queued non-preemptible jobs (one block, any eligible pool, from slot 1). Where slot 0 is
+    closed (its floor or the inference's watts break its cap) none keeps running anyway. The planner, the greedy
+    witness and the checker all read this one rule."""
+    J, P = problem.n_jobs, problem.n_pools
+    rp = np.asarray(problem.running_pool, dtype=np.int64)
     must = np.asarray(problem.must_run, dtype=bool)
-    return must[:, None] & (tt >= ms[:, None]) & (tt < me[:, None]) & (sh.rank[:, None] < sh.cut[None, :])
+    cand = ((rp >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must
+            & (np.asarray(problem.remaining_s, np.float64) > 0))
+    out = np.zeros(J, dtype=bool)
+    if not cand.any() or problem.n_slots == 0:
+        return out
+    cand &= ~unplaceable(problem)
+    sh = inference_shed(problem) if shed is None else shed
+    gpus = np.asarray(problem.gpus, dtype=np.float64)
+    served = must_cells(problem, sh)[:, 0]
+    room = pool_gpus_pt(problem)[:, 0] - np.bincount(sh.pack[served], weights=gpus[served], minlength=P)
+    rows = np.flatnonzero(cand)
+    rows = rows[np.lexsort((rows, -np.asarray(problem.weight, np.float64)[rows]))]
+    for p in np.unique(rp[rows]).tolist():  # pools with running non-preemptible jobs
+        mine = rows[rp[rows] == p]
+        out[mine] = np.cumsum(gpus[mine]) > room[p] + 1e-9
+    return out
 
 
 def closed_slots(problem: PlanProblem) -> NDArray[np.bool_]:
-    """``(T,)`` slots where only the inference served runs: the infeasible slots and the marked ones
-    (:func:`inference_shed`)."""
-    return infeasible_slots(problem)[0] | inference_shed(problem).marked
+    """``(T,)`` slots where only the inference served runs: the infeasible slots and the marked ones whose cap
+    cannot hold the inference (:attr:`InferenceShed.closed`; one marked for GPUs only stays open to other work)."""
+    return infeasible_slots(problem)[0] | inference_shed(problem).closed
 
 
 def _cost_eur(problem: PlanProblem, grid_import_w: NDArray[np.float64]) -> float:
@@ -286,9 +439,13 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     is finished, at the horizon end or before an infeasible slot, and a running one keeps running in its pool in
     slot 0; in an infeasible slot (:func:`infeasible_slots`: the idle floor alone breaks a cap) nothing runs
     (its cap is not checked: no plan meets it; nor are must-run cells there); in a marked slot
-    (:func:`inference_shed`: the floor fits, the inference on top of it does not) exactly the inference served
-    runs (its cap is checked; the shed cells are not required, and nothing else may run; a non-preemptible
-    block may end before it as before an infeasible slot); the reported
+    (:func:`inference_shed`: the floor fits, the inference on top of it does not, in watts, in a pool's GPUs or
+    in a tenant's quota)
+    the inference served runs (the shed cells are not required; its cap and pools are checked), and where the
+    cap is what cannot hold it nothing else may run (a non-preemptible block may end before it as before an
+    infeasible slot); a job no pool can hold in any slot (:func:`unplaceable`) is not required to run (a
+    running one included), and cannot: no pool it runs in holds it; a running non-preemptible job the
+    inference displaces in slot 0 (:func:`displaced`) does not run there; the reported
     aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
     relative (watts, grams) and absolute on fractions.
     """
@@ -338,12 +495,11 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     jj, tt = np.nonzero(win & ~(run & (np.abs(pf - 1.0) <= 1e-5)))
     if jj.size:
         out.append(f"must-run job {jj[0]} is not served at full power in slot {tt[0]} ({jj.size} cells)")
-    marked = shed.marked
-    jj, tt = np.nonzero(run & ~win & marked[None, :])
+    jj, tt = np.nonzero(run & ~win & shed.closed[None, :])
     if jj.size:
         out.append(f"job {jj[0]} runs in slot {tt[0]}, where the cap cannot hold the inference (marked: only the "
                    f"inference served runs there) ({jj.size} cells)")
-    closed = infeas | marked
+    closed = infeas | shed.closed
     ev = evaluate(problem, run, pf, pool)
     cap_site = np.asarray(problem.site_max_w, dtype=np.float64)
     cap_grid = np.asarray(problem.grid_cap_w, dtype=np.float64)
@@ -383,7 +539,11 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
             j = npj[early][0]
             out.append(f"non-preemptible job {j} stops in slot {int(last[early][0]) + 1} before it is finished")
     rpool = np.asarray(problem.running_pool, dtype=np.int64)
-    keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must)
+    gone = np.flatnonzero(displaced(problem, shed) & run[:, 0])
+    if gone.size:
+        out.append(f"job {gone[0]} runs in slot 0, but the inference displaces it there (it stops, restarts later)")
+    keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must & ~unplaceable(problem)
+                          & ~displaced(problem, shed))
     bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not closed[0] else keep[:0]
     if bad.size:
         out.append(f"running non-preemptible job {bad[0]} does not keep running in its pool {rpool[bad[0]]} in slot 0")
@@ -494,7 +654,8 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
       must-run row's window past the horizon end included);
     - ``capacity``: for a set of pools and a slot ``t0``, the rest of the work of the jobs eligible only in
       those pools and released at ``t0`` or later, beyond those pools' healthy GPU-slots from ``t0`` (the
-      slots whose idle floor breaks a cap excluded); the largest over every set and ``t0``;
+      slots whose idle floor breaks a cap excluded); the largest over every set and ``t0``, plus the work of
+      the jobs no pool holds in any slot (:func:`unplaceable`: none of it can be done; they are in no set);
     - ``cap``: the energy that work needs above the idle floor (each job at its most frugal eligible level)
       beyond the energy under min(site max, wind + grid cap) above the floor from ``t0``, divided by the
       largest need per GPU-second among those jobs; the largest over ``t0``;
@@ -518,7 +679,9 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
     out["deadline"] = float((gm * (rem - work)).sum() / 3600.0)
     if not (~must).any():
         return out
-    g = np.where(must, 0.0, gm)
+    out_ = unplaceable(problem) & ~must  # work no plan does at all: its own part of the capacity bound
+    left_out_h = float((gm * work)[out_].sum() / 3600.0)
+    g = np.where(must | out_, 0.0, gm)
     infeas = closed_slots(problem)
     H = pool_gpus_pt(problem) * ~infeas[None, :]
     elig = np.asarray(problem.eligible, dtype=bool)
@@ -550,7 +713,7 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
     worst = np.maximum.accumulate(worst[::-1])[::-1]  # the largest need among jobs released at t0 or later
     short = np.where(worst > 0, (need_j - have_j) / np.where(worst > 0, worst, 1.0), 0.0)
     out["cap"] = max(0.0, float(short.max()) / 3600.0)
-    out["capacity"] = max(out["capacity"], 0.0)
+    out["capacity"] = max(out["capacity"], 0.0) + left_out_h
     return out
 
 
@@ -560,7 +723,11 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     A must-run row (inference) is served in every feasible slot of its window (a plan that does not is
     infeasible), so what it leaves lies past the horizon end (``deadline``: its window does not fit) or in
     slots whose idle floor alone breaks a cap, or whose cap cannot hold all the inference (:func:`inference_shed`:
-    where it is shed) (``cap``); both ``proven``. For the other jobs:
+    where it is shed) (``cap``), or, where it is shed only in slots whose pools' GPUs alone cannot hold the
+    inference or it has no eligible pool that can run it (:func:`unplaceable`), ``capacity``, or where it is shed
+    only for its tenant's GPU quota, ``quota``; all ``proven``.
+    For the other jobs (one no pool holds in any slot, :func:`unplaceable`, reads ``capacity``, proven: alone
+    on the site it has no room):
 
     ``deadline``: the slots from its release to the horizon end cannot hold its work even alone at full
     speed. Otherwise the room it could have used is measured (:func:`_room`: free GPUs in its eligible pools,
@@ -600,7 +767,17 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     if mrows.size:  # must-run: past the horizon end, or in infeasible slots (the docstring)
         mrel = np.clip(np.asarray(problem.release, dtype=np.int64)[mrows], 0, T)
         mrem = np.asarray(problem.remaining_s, dtype=np.float64)[mrows]
-        mwhy = np.where((T - mrel) * float(problem.slot_s) < mrem - 1e-6, "deadline", "cap")
+        sh = inference_shed(problem)
+        ms, me = must_window(problem)
+        tt = np.arange(T)[None, :]
+        gone = (tt >= ms[mrows][:, None]) & (tt < me[mrows][:, None]) & ~must_cells(problem, sh)[mrows]
+        open_ = ~sh.cause[:, 0] & ~infeasible_slots(problem)[0]  # marked, not for the cap
+        by_pool = gone & (sh.rank[mrows][:, None] >= sh.cut[sh.pack[mrows]])  # cut by its pool's GPUs
+        lo = unplaceable(problem)[mrows]  # no eligible pool with a full-power level: left out
+        by_cap = ~lo & (gone & ~open_[None, :]).any(axis=1)
+        by_gpus = lo | (~by_cap & by_pool.any(axis=1))
+        mwhy = np.where((T - mrel) * float(problem.slot_s) < mrem - 1e-6, "deadline",
+                        np.where(by_cap, "cap", np.where(by_gpus, "capacity", "quota")))
         mleft_h = gpus[mrows] * left[mrows] / 3600.0
         for j, r, h in zip(mrows.tolist(), mwhy.tolist(), mleft_h.tolist(), strict=True):
             out["reason"][j], out["proven"][j] = r, True

@@ -76,6 +76,7 @@ import functools
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -85,12 +86,14 @@ from numpy.typing import NDArray
 from kernels.backend import Ops, get_ops
 from kernels.check import (
     FLOOR_TOL,
+    displaced,
     floor_bound,
-    full_level_pools,
     infeasible_slots,
     inference_shed,
     levels,
     must_window,
+    shed_cause_names,
+    unplaceable,
 )
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 
@@ -308,12 +311,17 @@ class _Clean:
     infeas: NDArray[np.bool_]
     floor_bad: NDArray[np.bool_]  # (T,) slots whose idle floor alone breaks a cap: nothing runs there
     deficit_w: NDArray[np.float64]  # (T,) idle floor minus the cap in those slots (0 elsewhere)
-    #: must-run row j is served in slot t of its window iff ``mrank[j] < mcut[t]`` (kernels.check.inference_shed)
+    #: must-run row j is served in slot t of its window iff ``mrank[j] < mcut[mpack[j], t]``
+    #: (kernels.check.inference_shed)
     mrank: NDArray[np.int64]  # (J,)
-    mcut: NDArray[np.int64]  # (T,)
+    mcut: NDArray[np.int64]  # (P, T)
+    mqcut: NDArray[np.int64]  # (N, T) ... and ``mrank[j] < mqcut[tenant[j], t]`` (its tenant's quota)
+    mpack: NDArray[np.int64]  # (J,) the pool kernels.check.pack_inference gives a must-run row (0: the others)
     mpool: NDArray[np.int64]  # (J,) the pool of the must-run rows served in a marked slot (-1: free)
+    marked: NDArray[np.bool_]  # (T,) the marked slots (closed where the cap cannot hold the inference: ``infeas``)
     shed_w: NDArray[np.float64]  # (T,) inference watts (above the floor) shed in the marked slots
     shed_gpus: NDArray[np.float64]  # (T,) inference GPUs shed in the marked slots
+    shed_cause: NDArray[np.bool_]  # (T, 2) what cannot hold the inference there (kernels.check.SHED_CAUSES)
     # a plan without a warm start (kernels.plan: a one-off plan such as ``windward plan``; the control loop's
     # ticks re-plan warm): its search may move running jobs to other pools (kernels.powersearch._moves)
     cold: bool = False
@@ -327,7 +335,19 @@ def kappa_of(carbon_g_per_kwh: Any, slot_s: float) -> Any:
 
 
 def _clean_inputs(pb: PlanProblem) -> _Clean | str:
-    """Shapes, dtypes, finiteness and the obvious infeasibilities; a string is the reason it is refused."""
+    """Shapes, dtypes, finiteness and the obvious infeasibilities; a string is the reason it is refused.
+
+    Where the line between a refusal and a plan that leaves a job unfinished lies: a refusal (``kernels.plan``'s
+    status "infeasible", ``windward plan`` exit 2) is a data error the user must fix, whatever the site does:
+    a field of the wrong shape or type, not finite, below its bound (a job's GPUs < 1, negative work or watts),
+    a pool or tenant index that does not exist, a speed curve with no point at or above its pool's
+    min_power_fraction. What the site does now (a node failure, a maintenance window, a selector nothing
+    matches now, a cap or a quota) never refuses the plan: no plan can do more than serve what the site holds,
+    so the plan does that and reports the rest. A job no pool can hold in any slot (no eligible pool, a
+    must-run one without a full-power level in its pools, one wider than each of its eligible pools' healthy
+    GPUs in every slot: :func:`kernels.check.unplaceable`) is left out of the plan (:func:`_without`) and is
+    unfinished for ``capacity``; a slot whose idle floor breaks its cap is infeasible and a slot that cannot
+    hold its inference is marked (both planned around, every other slot as usual)."""
     try:
         T = int(np.shape(pb.wind_w)[0])
         J = int(np.shape(pb.gpus)[0])
@@ -415,7 +435,6 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     if not lev_ok.any(axis=1).all():
         p = int(np.flatnonzero(~lev_ok.any(axis=1))[0])
         return f"pool {p}: no speed-curve point at or above min_power_fraction {mpf[p]}"
-    has_full = full_level_pools(lev_f, lev_ok)
     lev_s = np.stack([np.interp(lev_f[p], np.r_[0.0, cf[p]], np.r_[0.0, cs[p]]) for p in range(P)])
     slot_h = slot_s / 3600.0
     kappa = kappa_of(carbon, slot_s)
@@ -424,40 +443,21 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     cap = np.minimum(smax, wind + gcap)
     base = pue * (H * (idle + host)[:, None]).sum(axis=0)
 
-    # --- obvious infeasibilities, each naming the slot or the job
-    gmax = (H.max(axis=1)[None, :] * elig).max(axis=1) if J else np.zeros(0)
-    noel = np.flatnonzero(~elig.any(axis=1)) if J else np.zeros(0, np.int64)
-    if noel.size:
-        return f"job {noel[0]} has no eligible pool"
-    big = np.flatnonzero(gpus > gmax)
-    if big.size:
-        j = int(big[0])
-        return f"job {j} needs {gpus[j]:.0f} GPUs but its largest eligible pool has {gmax[j]:.0f}"
+    # (a job no pool holds in any slot is not refused: kernels.check.unplaceable, left out by _without; a
+    # must-run row wider than every eligible pool is not either: kernels.check.inference_shed marks the slots
+    # of its window for GPUs and sheds it there, as it sheds any inference its pools cannot hold)
     # a slot whose idle floor alone breaks a cap cannot be met by any plan: it is marked, nothing runs
     # there (its cap is held at the floor, so it has no room), and every other slot is planned as usual
     infeas, deficit = infeasible_slots(pb)
     ms, me = must_window(pb)
-    mrows = np.flatnonzero(must)
-    if mrows.size:
-        nofull = mrows[~(elig[mrows] & has_full[None, :]).any(axis=1)]
-        if nofull.size:
-            return f"must-run job {nofull[0]} has no eligible pool with a full-power (f = 1) level"
-        dg = np.zeros(T + 1)
-        np.add.at(dg, ms[mrows], gpus[mrows])
-        np.add.at(dg, me[mrows], -gpus[mrows])
-        ng = np.where(infeas, 0.0, np.cumsum(dg)[:T])
-        tot = H[elig[mrows].any(axis=0)].sum(axis=0)
-        over = np.flatnonzero(ng > tot)
-        if over.size:
-            t = int(over[0])
-            return f"inference needs {ng[t]:.0f} GPUs in slot {t} but its eligible pools have {tot[t]:.0f}"
-    # nor can a slot whose floor fits but the must-run inference on top of it does not: the inference that fits
-    # is served there (kernels.check.inference_shed, in its pool), the rest shed, nothing else runs (its cap is
-    # held at the floor plus the inference served) and every other slot is planned as usual (no must-run rows:
-    # nothing marked, every slot but the infeasible ones serves everything)
+    # nor can a slot whose floor fits but the must-run inference on top of it does not, in watts or in its pools'
+    # GPUs (a node failure, a maintenance window, inference its pools cannot pack): the inference that fits is
+    # served there (kernels.check.inference_shed, in its pool), the rest shed; where the cap is what cannot hold
+    # it nothing else runs there (closed: its cap is held at the floor plus the inference served), where only the
+    # GPUs cannot the rest of the site is planned there as usual, and every other slot is planned as usual (no
+    # must-run rows: nothing marked, every slot but the infeasible ones serves everything)
     shed = inference_shed(pb)
-    marked = shed.marked
-    cap = np.where(infeas, base, np.where(marked, base + shed.served_w, cap))
+    cap = np.where(infeas, base, np.where(shed.closed, base + shed.served_w, cap))
     relc = np.clip(rel, 0, T)
     dlc = np.clip(dl, relc, T)
     return _Clean(
@@ -465,9 +465,10 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         tdp=tdp, idle=idle, lev_f=lev_f, lev_ok=lev_ok, lev_s=lev_s, gpus=gpus, R=rem, rel=relc, dl=dlc,
         has_dl=(dl < T) & ~must, after_s=np.where((dl == NO_DEADLINE) | must, np.inf, np.maximum(dl - T, 0) * slot_s),
         weight=weight, eligible=elig, must=must, preempt=preempt, rpool=rpool,
-        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me, infeas=infeas | marked,
-        floor_bad=infeas, deficit_w=deficit,
-        mrank=shed.rank, mcut=shed.cut, mpool=shed.pool, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
+        loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me,
+        infeas=infeas | shed.closed, floor_bad=infeas, deficit_w=deficit, mrank=shed.rank, mcut=shed.cut, mqcut=shed.qcut,
+        mpack=shed.pack, mpool=shed.pool, marked=shed.marked, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
+        shed_cause=shed.cause,
     )
 
 
@@ -1085,7 +1086,9 @@ class _Dev:
     fv64: Any  # (V,) float64: fv32's values (the factors the active watts are summed with)
     infeas: Any  # (T,) bool: closed slots, where nothing but the inference served runs (``_Clean.infeas``)
     mrank: Any  # (J,) int64: ``_Clean.mrank`` (:func:`_must_win`)
-    mcut: Any  # (T,) int64: ``_Clean.mcut``
+    mcut: Any  # (P, T) int64: ``_Clean.mcut``
+    mqcut: Any  # (N, T) int64: ``_Clean.mqcut``
+    mpack: Any  # (J,) int64: ``_Clean.mpack``
     room_cap: Any  # (T,) the facility watts the plan construction fills up to (:data:`CAP_TOL`)
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
     qten: Any  # (J,) the job's tenant where that tenant has a quota, else the tenant count (sums skip it)
@@ -1106,7 +1109,7 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
         fv32=a(pr.fv.astype(np.float32)), fv64=a(pr.fv.astype(np.float32).astype(np.float64)), infeas=a(c.infeas),
-        mrank=a(c.mrank), mcut=a(c.mcut), room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
+        mrank=a(c.mrank), mcut=a(c.mcut), mqcut=a(c.mqcut), mpack=a(c.mpack), room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
         has_dl=a(c.has_dl),
         qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
     )
@@ -1114,10 +1117,13 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
 
 def _must_win(xp: Ops, d: _Dev | _Clean, rows: Any, T: int) -> Any:
     """``(n, T)`` bool: the cells the must-run ``rows`` run at full power: their window, less the slots where they
-    are shed (``mrank >= mcut``: every infeasible slot, the part that does not fit in a marked one;
-    :func:`kernels.check.inference_shed`). ``d``: the device arrays, or the host's ``_Clean`` (``xp`` numpy)."""
+    are shed (``mrank >= mcut`` of their pool or ``mqcut`` of their tenant: every infeasible slot, the part that does
+    not fit in a marked one; :func:`kernels.check.inference_shed`). ``d``: the device arrays, or the host's
+    ``_Clean`` (``xp`` numpy)."""
     tt = xp.arange(T)[None, :]
-    return (tt >= d.ms[rows][:, None]) & (tt < d.me[rows][:, None]) & (d.mrank[rows][:, None] < d.mcut[None, :])
+    k = d.mrank[rows][:, None]
+    return ((tt >= d.ms[rows][:, None]) & (tt < d.me[rows][:, None]) & (k < d.mcut[d.mpack[rows]])
+            & (k < d.mqcut[d.tenant[rows]]))
 
 
 def _keep_rows(xp: Ops, n: int, cross: Any) -> Any:
@@ -2152,9 +2158,10 @@ def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], 
 JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible", "must_run", "preemptible",
               "running_pool", "preempt_loss_s", "tenant")
 #: the per-job fields of _Clean (each row derived from its own job's fields only, but ``mrank``: its place in
-#: the shed order of kernels.check.inference_shed, taken over the caller's rows and kept with its row)
+#: the shed order of kernels.check.inference_shed, and ``mpack``: its pool in kernels.check.pack_inference, both
+#: taken over the caller's rows and kept with its row)
 _CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
-                     "loss", "tenant", "ms", "me", "mrank", "mpool")
+                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
@@ -2201,6 +2208,82 @@ def _rows(r: PlanResult, take: NDArray[np.int64], names: NDArray[np.int64] | Non
         diag = dict(diag, slot_shed_jobs=[sorted(int(names[j]) for j in js) for js in diag["slot_shed_jobs"]])
     return replace(r, reason=reason, diagnostics=diag, run=rows(r.run), power_fraction=rows(r.power_fraction),
                    pool=rows(r.pool), work_done_s=rows(r.work_done_s), finished=rows(r.finished))
+
+
+def _displaced_diag(r: PlanResult, dis: NDArray[np.bool_]) -> PlanResult:
+    """``r`` with ``diagnostics["displaced_jobs"]``: the rows :func:`kernels.check.displaced` stopped in slot 0."""
+    if r.status == "infeasible":
+        return r
+    return replace(r, diagnostics={**r.diagnostics, "displaced_jobs": [int(j) for j in np.flatnonzero(dis)]})
+
+
+def _without(problem: PlanProblem, out: NDArray[np.bool_], planner: Callable[[PlanProblem, PlanResult | None], PlanResult],
+             warm_start: PlanResult | None = None) -> PlanResult:
+    """``problem`` planned without the jobs ``out`` (:func:`kernels.check.unplaceable`: no pool holds them in any
+    slot) by ``planner`` (``kernels.plan`` or the greedy witness on the other jobs, with ``warm_start``'s rows of
+    them), and those jobs handed back not running: every plan of ``problem`` leaves them wholly undone and pays
+    the same penalty for them (their weight x GPUs x work, and a running one's lost work; late as well where
+    they have a deadline), so the objective and the lower bound both gain it and the rest is the other jobs'
+    plan as it is. ``diagnostics["left_out_jobs"]`` lists them (the plan JSON's unfinished reason reads
+    ``capacity``: kernels.check.explain_unfinished)."""
+    keep = np.flatnonzero(~out)
+    ws = warm_start
+    if ws is not None and ws.status != "infeasible" and np.shape(ws.pool) == (out.size,):
+        ws = _rows(ws, keep)
+    r = planner(permute_jobs(problem, keep), ws)
+    J, T = out.size, problem.n_slots
+    if r.status == "infeasible":
+        return replace(_infeasible(problem, "", J, T, problem.n_pools), reason=_rows(r, np.arange(0), keep).reason)
+    rows = np.flatnonzero(out)
+    must = np.asarray(problem.must_run, dtype=bool)[rows]
+    g = np.asarray(problem.gpus, np.float64)[rows]
+    need = np.asarray(problem.remaining_s, np.float64)[rows] + np.where(
+        np.asarray(problem.running_pool, np.int64)[rows] >= 0, np.asarray(problem.preempt_loss_s, np.float64)[rows], 0.0)
+    dl = np.asarray(problem.deadline, np.int64)[rows]
+    w = np.asarray(problem.weight, np.float64)[rows]
+    undone = need > 1e-6 * np.maximum(need, 1.0)
+    unf_pen = float(np.where(must, 0.0, w * g * need).sum())
+    late = (dl < T) & ~must & undone
+    late_pen = float(np.where(late, w * g * need, 0.0).sum())
+
+    def back(a: Any, fill: Any, dtype: Any) -> Any:  # the other jobs' rows in place, the left-out ones ``fill``
+        a = np.asarray(a)
+        full = np.full((J,) + a.shape[1:], fill, dtype=dtype)
+        full[keep] = a
+        return full
+
+    d = dict(r.diagnostics)
+    parts = dict(d.get("objective_parts", {}))
+    if parts:
+        parts["unfinished_penalty_g"] = parts.get("unfinished_penalty_g", 0.0) + unf_pen
+        parts["tardiness_penalty_g"] = parts.get("tardiness_penalty_g", 0.0) + late_pen
+    if d.get("slot_shed_jobs"):
+        d["slot_shed_jobs"] = [sorted(int(keep[j]) for j in js) for js in d["slot_shed_jobs"]]
+    d.update(objective_parts=parts, left_out_jobs=[int(j) for j in rows],
+             unfinished_jobs=int(d.get("unfinished_jobs", 0)) + int((undone & ~must).sum()),
+             late_jobs=int(d.get("late_jobs", 0)) + int(late.sum()))
+    finished = back(r.finished, False, bool)
+    finished[rows] = ~undone
+    obj = r.objective + unf_pen + late_pen
+    lb = r.lower_bound + unf_pen + late_pen
+    return replace(r, run=back(r.run, False, bool), power_fraction=back(r.power_fraction, 0.0, np.float32),
+                   pool=back(r.pool, -1, np.asarray(r.pool).dtype), work_done_s=back(r.work_done_s, 0.0, np.float64),
+                   finished=finished, unfinished_gpu_s=r.unfinished_gpu_s + float((g * need).sum()), objective=obj,
+                   lower_bound=lb, gap=(obj - lb) / max(abs(obj), 1e-9) if math.isfinite(lb) else r.gap,
+                   diagnostics=d)
+
+
+def _restarted(problem: PlanProblem, dis: NDArray[np.bool_]) -> PlanProblem:
+    """``problem`` with the running non-preemptible jobs ``dis`` (:func:`kernels.check.displaced`: the inference
+    takes their pool in slot 0) stopped: not running, their work since the checkpoint lost (``remaining_s`` plus
+    ``preempt_loss_s``, no loss left to count) and released at slot 1 at the earliest (they stop in slot 0; the
+    checker refuses them there). A plan of either is a plan of the other with the same objective."""
+    rp = np.asarray(problem.running_pool, dtype=np.int64)
+    loss = np.asarray(problem.preempt_loss_s, dtype=np.float64)
+    rel = np.asarray(problem.release, dtype=np.int64)
+    return replace(problem, running_pool=np.where(dis, -1, rp), preempt_loss_s=np.where(dis, 0.0, loss),
+                   remaining_s=np.where(dis, np.asarray(problem.remaining_s, np.float64) + loss, problem.remaining_s),
+                   release=np.where(dis, np.maximum(rel, 1), rel))
 
 
 def plan(
@@ -2309,6 +2392,18 @@ def plan(
     c = _clean_inputs(problem)
     if isinstance(c, str):
         return _infeasible(problem, c, J, T, P)
+    out = unplaceable(problem)
+    if out.any():  # the jobs no pool holds in any slot: the others planned, those reported (_clean_inputs)
+        def again(q: PlanProblem, w: PlanResult | None) -> PlanResult:
+            return plan(q, warm_start=w, max_iters=max_iters, tol=tol, backend=backend, device=device,
+                        warm_shift=warm_shift, primal_tries=primal_tries, warm_patience=warm_patience, witness=witness)
+        return _without(problem, out, again, warm_start)
+    dis = displaced(problem)
+    if dis.any():  # running non-preemptible jobs the inference displaces in slot 0: stopped, planned again
+        r = plan(_restarted(problem, dis), warm_start=warm_start, max_iters=max_iters, tol=tol, backend=backend,
+                 device=device, warm_shift=warm_shift, primal_tries=primal_tries, warm_patience=warm_patience,
+                 witness=witness)
+        return _displaced_diag(r, dis)
     c = replace(c, cold=warm_start is None)
     opts: dict[str, Any] = {"max_iters": max_iters, "tol": tol, "backend": backend, "device": device,
                             "warm_shift": warm_shift, "primal_tries": primal_tries, "warm_patience": warm_patience,
@@ -2921,19 +3016,22 @@ def _shed_cells(c: _Clean, rows: NDArray[np.int64]) -> NDArray[np.bool_]:
     """``(n, T)`` bool: the cells of the must-run ``rows`` shed in a marked slot (their window, not served)."""
     tt = np.arange(c.T)[None, :]
     win = (tt >= c.ms[rows][:, None]) & (tt < c.me[rows][:, None])
-    return win & (c.infeas & ~c.floor_bad)[None, :] & (c.mrank[rows][:, None] >= c.mcut[None, :])
+    k = c.mrank[rows][:, None]
+    return win & c.marked[None, :] & ((k >= c.mcut[c.mpack[rows]]) | (k >= c.mqcut[c.tenant[rows]]))
 
 
 def _shed_diag(c: _Clean) -> dict[str, list[Any]]:
-    """The marked slots (the cap cannot hold the must-run inference: kernels.check.inference_shed) and what each
-    sheds: ``shed_slots``, ``slot_shed_w`` (facility watts above the idle floor of the inference shed),
-    ``slot_shed_gpus`` and ``slot_shed_jobs`` (the rows shed there, ascending)."""
-    slots = np.flatnonzero(c.infeas & ~c.floor_bad)
+    """The marked slots (the cap or the pools' GPUs cannot hold the must-run inference:
+    kernels.check.inference_shed) and what each sheds: ``shed_slots``, ``slot_shed_w`` (facility watts above the
+    idle floor of the inference shed), ``slot_shed_gpus``, ``slot_shed_jobs`` (the rows shed there, ascending) and
+    ``slot_shed_cause`` (what cannot hold it: kernels.check.shed_cause_names)."""
+    slots = np.flatnonzero(c.marked)
     rows = np.flatnonzero(c.mrank < c.J)
     shed = _shed_cells(c, rows)
     return {"shed_slots": [int(t) for t in slots], "slot_shed_w": [float(c.shed_w[t]) for t in slots],
             "slot_shed_gpus": [float(c.shed_gpus[t]) for t in slots],
-            "slot_shed_jobs": [[int(j) for j in rows[shed[:, t]]] for t in slots]}
+            "slot_shed_jobs": [[int(j) for j in rows[shed[:, t]]] for t in slots],
+            "slot_shed_cause": shed_cause_names(c.shed_cause[slots])}
 
 
 def _serves_forced_dev(c: _Clean, d: _Dev, vmat: Any, xp: Ops) -> bool:
@@ -2968,9 +3066,13 @@ def carbon_bound(problem: PlanProblem, result: PlanResult, *, max_iters: int = 5
         return out
     must = np.asarray(problem.must_run, dtype=bool)
     J = must.size
-    rem = np.where(must, np.asarray(problem.remaining_s, np.float64),
-                   np.maximum(np.asarray(result.work_done_s, np.float64), 0.0))
-    q = replace(problem, remaining_s=rem, deadline=np.full(J, NO_DEADLINE, np.int64),
+    dis = displaced(problem)
+    if dis.any():  # (stopped in slot 0: as kernels.plan plans them)
+        problem = _restarted(problem, dis)
+    out_ = unplaceable(problem)  # (left out of every plan: no work of theirs to bound)
+    rem = np.where(must & ~out_, np.asarray(problem.remaining_s, np.float64),
+                   np.maximum(np.asarray(result.work_done_s, np.float64), 0.0) * ~out_)
+    q = replace(problem, remaining_s=rem, must_run=must & ~out_, deadline=np.full(J, NO_DEADLINE, np.int64),
                 preempt_loss_s=np.zeros(J), energy_cost_weight_g_per_eur=0.0, weight=np.zeros(J))
     c = _clean_inputs(q)
     if isinstance(c, str):

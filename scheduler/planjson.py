@@ -211,8 +211,10 @@ def check_plan(plan: Mapping[str, Any], rel_tol: float = 1e-6) -> list[str]:
     the plan lists in ``unfinished.infeasible_slots`` (its idle floor alone breaks a cap: no plan meets it) is
     exempt from the cap checks only while no GPU is busy there and its facility power is that floor. A slot it
     lists in ``unfinished.shed_slots`` (its cap holds the floor but not the must-run inference) keeps its cap
-    checks, and no job of ``unfinished.slot_shed_jobs`` there, nor any job whose ``kind`` is not inference,
-    may run in it. Returns human-readable problems (empty: all good)."""
+    checks, and no job of ``unfinished.slot_shed_jobs`` may run in it, nor, where its ``slot_shed_cause``
+    names the cap (absent: the cap, as before the cause was published), any job whose ``kind`` is not inference
+    (a slot marked for GPUs or a quota alone stays open to other work); a job of ``unfinished.left_out_jobs``
+    (no pool can hold it in any slot) runs in no slot. Returns human-readable problems (empty: all good)."""
     problems: list[str] = []
     tl = plan["timeline"]
     for k in _TIMELINE_KEYS:
@@ -245,11 +247,19 @@ def check_plan(plan: Mapping[str, Any], rel_tol: float = 1e-6) -> list[str]:
             else:
                 problems.append(f"slot {t}: listed as infeasible (idle floor over a cap) but jobs run there")
     unf = plan.get("unfinished") or {}
-    for t, ids in zip(unf.get("shed_slots", []), unf.get("slot_shed_jobs", []), strict=True):
+    marked = unf.get("shed_slots", [])
+    causes = unf.get("slot_shed_cause", ["cap"] * len(marked))
+    for t, ids, why in zip(marked, unf.get("slot_shed_jobs", []), causes, strict=True):
+        closed = "cap" in str(why).split("+")
         for j in plan["jobs"]:  # (the few marked slots, against the job entries)
-            if int(t) in j["slots"] and (j["job_id"] in ids or j.get("kind", "inference") != "inference"):
-                problems.append(f"slot {int(t)}: the cap cannot hold the inference there (shed_slots) but job "
+            if int(t) in j["slots"] and (j["job_id"] in ids or (closed and j.get("kind", "inference") != "inference")):
+                problems.append(f"slot {int(t)}: the {why} cannot hold the inference there (shed_slots) but job "
                                 f"{j['job_id']} runs there")
+    left_out = set(unf.get("left_out_jobs", []))
+    for j in plan["jobs"]:  # (no pool holds them in any slot: kernels.check.unplaceable)
+        if j["job_id"] in left_out and j["slots"]:
+            problems.append(f"job {j['job_id']} is listed in left_out_jobs (no pool can hold it) but runs in slot "
+                            f"{int(j['slots'][0])}")
     for s in np.flatnonzero((peak > smax * (1 + rel_tol) + 1e-6) & ~exempt):
         problems.append(f"slot {int(s)}: facility {peak[s]:.0f} W > site max {smax[s]:.0f} W")
     imp = np.maximum(peak - wind, 0.0)

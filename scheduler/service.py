@@ -887,6 +887,7 @@ class Service:
         deficit = {int(t): float(w) for t, w in zip(diag.get("infeasible_slots", ()), diag.get("slot_deficit_w", ()))}
         shed = {int(t): (float(w), float(g)) for t, w, g in zip(diag.get("shed_slots", ()), diag.get("slot_shed_w", ()),
                                                                diag.get("slot_shed_gpus", ()))}
+        cause = {int(t): str(c) for t, c in zip(diag.get("shed_slots", ()), diag.get("slot_shed_cause", ()))}
         slots = [
             {
                 "slot": slot + i,
@@ -901,6 +902,7 @@ class Service:
                 "deficit_w": deficit.get(i, 0.0),
                 "shed_w": shed.get(i, (0.0, 0.0))[0],
                 "shed_gpus": shed.get(i, (0.0, 0.0))[1],
+                "shed_cause": cause.get(i, ""),  # what cannot hold its inference (kernels.check.SHED_CAUSES)
             }
             for i in range(n)
         ]
@@ -920,6 +922,12 @@ class Service:
             "unfinished_gpu_s": _finite(getattr(plan, "unfinished_gpu_s", None)),
             "infeasible_slots": [slot + t for t in sorted({*deficit, *shed}) if t < n],
             "shed_slots": [slot + t for t in sorted(shed) if t < n],
+            # jobs no pool can hold in any slot now (kernels.check.unplaceable, e.g. after a node failure): left
+            # out of the plan, unfinished for capacity; every other job is planned
+            "left_out_jobs": [str(j) for j in diag.get("left_out_job_ids", ())],
+            # running non-preemptible jobs the inference displaces from their pool now (kernels.check.displaced):
+            # stopped (their work since the checkpoint lost) and planned again later
+            "displaced_jobs": [str(j) for j in diag.get("displaced_job_ids", ())],
             "slots": slots,
         }
 

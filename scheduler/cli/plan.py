@@ -38,7 +38,9 @@ UNFINISHED_NOTE = (
     "this plan left, every other job as planned, holds all its work: the plan could have finished it (a "
     "quality defect; each job is tested on its own, not all of them together); other = no longer given. A "
     "must-run (inference) job is served in every slot of its window that is not infeasible: horizon = its "
-    "window runs past the horizon end, cap = it was shed in infeasible slots or in shed_slots (both proven). "
+    "window runs past the horizon end, cap = it was shed in infeasible slots or in shed_slots, capacity = only "
+    "in shed_slots whose pools' GPUs alone could not hold it (slot_shed_cause GPUs) or it was left out "
+    "(left_out_jobs), quota = only where its tenant's GPU quota could not (slot_shed_cause quota) (all proven). "
     "undone_jobs / undone_gpu_h (and by reason): the work this plan leaves undone, what exit 3 counts "
     "(undone_rule); past_horizon_gpu_h: the work of horizon and after_horizon jobs past the horizon end. "
     "unfinished_proven / proven_*_by_reason: even alone on the site "
@@ -55,12 +57,18 @@ UNFINISHED_NOTE = (
     "those of them whose earliest possible finish (release, full speed) is already past the deadline: no plan "
     "could meet it. A job with a deadline adds late, late_s (seconds after the deadline it finishes; null "
     "when on time or unfinished) and deadline_unreachable. shed_slots: slots whose idle floor fits under the cap "
-    "but the must-run inference on top of it does not (kernels.check.inference_shed): the inference that fits "
-    "is served there (scheduler.planner.serving_keys: higher tenant priority class first, then higher job "
-    "priority, then a tenant owed a commitment, then the earlier submission; then fewer GPUs), the rest is shed in "
-    "that slot only (slot_shed_w: "
-    "its facility watts above the floor, slot_shed_gpus, slot_shed_jobs: the job ids shed) and nothing else "
-    "runs there"
+    "but the must-run inference does not (kernels.check.inference_shed), its watts on top of the floor "
+    "(slot_shed_cause cap) or its GPUs in its pools' healthy GPUs (GPUs: a node failure, a maintenance window, "
+    "inference the pools cannot pack) or a tenant's GPU quota (quota; causes that hold together joined by +, e.g. "
+    "cap+GPUs): the inference that fits is served there (scheduler.planner.serving_keys: higher tenant priority "
+    "class first, then higher job priority, then a tenant owed a commitment, then the earlier submission; then "
+    "fewer GPUs; for GPUs or quota alone, per pool and per tenant), the rest is shed in that slot only "
+    "(slot_shed_w: its facility watts above the floor, slot_shed_gpus, slot_shed_jobs: the job ids shed); "
+    "where the cap cannot hold it nothing else runs there, where only the GPUs or a quota cannot the rest of the "
+    "site runs on. "
+    "left_out_jobs (kernels.check.unplaceable): jobs no pool can hold in any slot (no eligible pool, none with a "
+    "full-power level for inference, or wider than each eligible pool's healthy GPUs in every slot): they run "
+    "nowhere, are unfinished for capacity (proven), and every other job is planned as usual"
 )
 
 
@@ -247,6 +255,8 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "slot_shed_w": [float(w) for w in diag.get("slot_shed_w", [])],
         "slot_shed_gpus": [float(g) for g in diag.get("slot_shed_gpus", [])],
         "slot_shed_jobs": [[str(jobs[j].job_id) for j in js] for js in diag.get("slot_shed_jobs", [])],
+        "slot_shed_cause": [str(c) for c in diag.get("slot_shed_cause", [])],
+        "left_out_jobs": [str(jobs[j].job_id) for j in diag.get("left_out_jobs", [])],
         "note": UNFINISHED_NOTE,
     }
     wit = diag.get("witness")
@@ -555,6 +565,13 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
                           if k != "deadline")
         undone.append(f"no plan can do at least {least:,.1f} GPU-h of it ({named} GPU-h)"
                       if least > 0.05 else "no site-level bound proves any of it undoable")
+    out_why = kernels.check.unplaceable_why(problem) if ub["left_out_jobs"] else []
+    for j in result.diagnostics.get("left_out_jobs", [])[:SHED_LINES]:
+        undone.append(f"job {job_list[j].job_id}: no pool can hold it in any slot ({out_why[j]}): left out of the "
+                      f"plan, unfinished (capacity); every other job is planned")
+    if len(ub["left_out_jobs"]) > SHED_LINES:
+        undone.append(f"... and {len(ub['left_out_jobs']) - SHED_LINES:,} more jobs left out (the plan JSON's "
+                      f"unfinished.left_out_jobs)")
     if ub["infeasible_slots"]:
         worst = max(ub["slot_deficit_w"])
         n_bad, first = len(ub["infeasible_slots"]), ub["infeasible_slots"][0]
@@ -562,11 +579,15 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
                       f"{_slot_utc(doc['start_utc'], first, doc['slot_s'])}) cannot meet "
                       f"{'their' if n_bad != 1 else 'its'} cap even with every GPU idle (deficit up to "
                       f"{worst / 1e6:.3f} MW): nothing runs there")
-    shed = list(zip(ub["shed_slots"], ub["slot_shed_w"], ub["slot_shed_gpus"], ub["slot_shed_jobs"], strict=True))
-    for t, w, g, ids in shed[:SHED_LINES]:
-        undone.append(f"slot {t} ({_slot_utc(doc['start_utc'], t, doc['slot_s'])}): its cap cannot hold the "
-                      f"must-run inference: {g:,.0f} GPUs of it shed ({w / 1e6:.3f} MW; "
-                      f"job{'s' if len(ids) != 1 else ''} {', '.join(ids)}); only the inference that fits runs there")
+    shed = list(zip(ub["shed_slots"], ub["slot_shed_w"], ub["slot_shed_gpus"], ub["slot_shed_jobs"],
+                    ub["slot_shed_cause"], strict=True))
+    for t, w, g, ids, why in shed[:SHED_LINES]:
+        what = " and ".join(kernels.check.SHED_CAUSES[c] for c in why.split("+"))
+        undone.append(f"slot {t} ({_slot_utc(doc['start_utc'], t, doc['slot_s'])}): {what} cannot hold the "
+                      f"must-run inference ({why}): {g:,.0f} GPUs of it shed ({w / 1e6:.3f} MW; "
+                      f"job{'s' if len(ids) != 1 else ''} {', '.join(ids)}); "
+                      + ("only the inference that fits runs there" if "cap" in why.split("+")
+                         else "the rest of the site runs on"))
     if len(shed) > SHED_LINES:
         undone.append(f"... and {len(shed) - SHED_LINES:,} more slots that shed inference (the plan JSON's "
                       f"unfinished.shed_slots)")

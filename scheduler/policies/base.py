@@ -94,7 +94,9 @@ class Decisions:
     run: Mapping[str, Assignment]
     plan: Any | None = None
     #: inference the plan sheds in the current slot (its cap cannot hold all the must-run inference:
-    #: kernels.check.inference_shed): the loop does not start it or keep it running (scheduler.pipeline.sanitize_run)
+    #: kernels.check.inference_shed), and running non-preemptible jobs the plan's inference displaces from their
+    #: pool (kernels.check.displaced): the loop does not start them or keep them running
+    #: (scheduler.pipeline.sanitize_run)
     shed: frozenset[str] = frozenset()
     # the plan's per-job schedule over the horizon (job id -> scheduler.reasons.PlannedRun), for
     # "when will it run" (planned_start in /v1/queue); None: the policy has no plan beyond this slot

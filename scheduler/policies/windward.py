@@ -379,8 +379,20 @@ class WindwardPolicy:
             return self._fallback(snapshot, result)
         if index.terminal:
             result = replace(result, diagnostics={**result.diagnostics, "terminal": dict(index.terminal)})
+        if result.diagnostics.get("left_out_jobs"):  # no pool holds them in any slot (kernels.check.unplaceable)
+            ids = [index.job_ids[j] for j in result.diagnostics["left_out_jobs"] if j < index.n_real]
+            log.warning("windward slot %d: left out of the plan, no pool can hold them in any slot: %s",
+                        snapshot.slot, ", ".join(ids))
+            result = replace(result, diagnostics={**result.diagnostics, "left_out_job_ids": ids})
+        if result.diagnostics.get("displaced_jobs"):  # the inference takes their pool now (kernels.check.displaced)
+            ids = [index.job_ids[j] for j in result.diagnostics["displaced_jobs"] if j < index.n_real]
+            log.warning("windward slot %d: running non-preemptible jobs displaced by the inference in their pool, "
+                        "stopped and planned again: %s", snapshot.slot, ", ".join(ids))
+            result = replace(result, diagnostics={**result.diagnostics, "displaced_job_ids": ids})
         self._last = (result, index)
         decisions = decisions_from_result(result, index)
+        if result.diagnostics.get("displaced_job_ids"):  # stopped now, as the plan has them (not kept running)
+            decisions = replace(decisions, shed=decisions.shed | frozenset(result.diagnostics["displaced_job_ids"]))
         if self.slot0_admission:
             decisions = self._admit_slot0(snapshot, problem, index, result, decisions)
         if self.slot0_running:

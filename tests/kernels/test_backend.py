@@ -456,26 +456,66 @@ def test_greedy_witness_and_completion_give_the_numpy_plan(device: str, seed: in
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("knob", ["inference_over_cap", "inference_over_gpus"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_inference_shed_in_marked_slots_gives_the_numpy_plan(device: str, seed: int) -> None:
+def test_inference_shed_in_marked_slots_gives_the_numpy_plan(device: str, knob: str, seed: int) -> None:
     """A cap between the idle floor and the floor plus the must-run inference (benchmarks.instances'
-    ``inference_over_cap``; kernels.check.inference_shed): the plan and the greedy witness shed the same
-    inference, run the same cells and report the same marked slots on torch as on numpy."""
+    ``inference_over_cap``), or a pool whose healthy GPUs a later slot leaves below its inference
+    (``inference_over_gpus``; kernels.check.inference_shed, per pool): the plan and the greedy witness shed the
+    same inference, run the same cells and report the same marked slots and causes on torch as on numpy."""
     from dataclasses import replace
 
     from benchmarks.instances import corpus, describe, make
 
-    k = replace(corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[seed * 17][1], inference_over_cap=True,
-                must_share=0.15)
-    pb = make(7000 + seed, k)
-    assert describe(pb)["shed_slots"], "the case is not made: no marked slot"
+    k = replace(corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[seed * 17][1], must_share=0.15, **{knob: True})
+    pb = next((p for p in (make(7000 + seed + 100 * i, k) for i in range(8)) if describe(p)["shed_slots"]), None)
+    assert pb is not None, "the case is not made: no marked slot"
     for fn in (kernels.greedy_plan, kernels.plan):
         a, b = fn(pb), fn(pb, backend="torch", device=device)
         same_plans(a, b, device)
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
         np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
-        for key in ("shed_slots", "slot_shed_w", "slot_shed_gpus", "slot_shed_jobs"):
+        for key in ("shed_slots", "slot_shed_w", "slot_shed_gpus", "slot_shed_jobs", "slot_shed_cause"):
             assert a.diagnostics[key] == b.diagnostics[key] and a.diagnostics["shed_slots"], key
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", ["node_failure", "quota"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_left_out_jobs_and_quota_shed_inference_give_the_numpy_plan(device: str, case: str, seed: int) -> None:
+    """A job no pool holds in any slot after a node failure (benchmarks.instances' ``node_failure``;
+    kernels.check.unplaceable: left out), or a tenant's must-run inference above its quota (its slots marked
+    "quota", kernels.check.inference_shed): the plan and the greedy witness leave out the same jobs, shed the same
+    inference and run the same cells on torch as on numpy."""
+    from dataclasses import replace
+
+    from benchmarks.instances import corpus, make
+    from kernels.check import inference_shed, must_window, unplaceable
+
+    k = replace(corpus(200, seed=11, n_jobs=(8, 32), n_slots=(12, 32))[seed * 17][1], running_share=0.05)
+    if case == "node_failure":
+        pb = next((p for p in (make(7100 + seed + 100 * i, replace(k, node_failure=True)) for i in range(40))
+                   if unplaceable(p).any()), None)
+    else:  # every tenant's quota a little below its must-run inference at its peak
+        pb = next(p for p in (make(7200 + seed + 100 * i, replace(k, must_share=0.15)) for i in range(40))
+                  if np.asarray(p.must_run).sum() >= 2)
+        must = np.asarray(pb.must_run)
+        ms, me = must_window(pb)
+        tt = np.arange(pb.n_slots)[None, :]
+        peak = float((np.asarray(pb.gpus)[:, None] * (must[:, None] & (tt >= ms[:, None]) & (tt < me[:, None]))).sum(0).max())
+        pb = replace(pb, tenant=np.where(must, 0, pb.tenant),
+                     tenant_quota_gpus=np.r_[peak - 1.0, np.asarray(pb.tenant_quota_gpus)[1:]])
+        pb = pb if inference_shed(pb).cause[:, 2].any() else None
+    assert pb is not None, "the case is not made"
+    for fn in (kernels.greedy_plan, kernels.plan):
+        a, b = fn(pb), fn(pb, backend="torch", device=device)
+        same_plans(a, b, device)
+        assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
+        np.testing.assert_array_equal(a.power_fraction, b.power_fraction)
+        assert kernels.check_result(pb, a) == [] and kernels.check_result(pb, b) == []
+        for key in ("left_out_jobs", "shed_slots", "slot_shed_jobs", "slot_shed_cause"):
+            assert a.diagnostics.get(key) == b.diagnostics.get(key), key
+        assert a.diagnostics.get("left_out_jobs") if case == "node_failure" else "quota" in a.diagnostics["slot_shed_cause"]
 
 
 @pytest.mark.parametrize("be", BACKENDS)

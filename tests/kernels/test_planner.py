@@ -373,26 +373,254 @@ def test_a_marked_slot_keeps_running_inference_in_its_pool(be: tuple[str, str]) 
         assert kernels.evaluate(q, r.run, r.power_fraction, r.pool)["lost_work_s"][0] == 0.0, fn.__name__
 
 
-def test_inference_wider_than_its_pools_is_still_infeasible() -> None:
-    """What no marked slot can absorb stays a whole-plan refusal naming the slot: inference that needs more
-    GPUs than its eligible pools hold."""
-    pb = small_problem(0)
-    gpus = np.asarray(pb.gpus).copy()
-    gpus[0] = 16  # the must-run job's pools hold 8 GPUs each; it is eligible for a subset
+def _inference_in_pool_0(pb: Any, gpus0: int, h0: int) -> Any:
+    """small_problem with its must-run job 0 (2 slots) of ``gpus0`` GPUs eligible for pool 0 only, pool 0 left
+    ``h0`` healthy GPUs in every slot (a node failure: the scheduler's healthy count), every other job
+    eligible for pool 1 (8 GPUs) and none running in pool 0."""
     elig = np.asarray(pb.eligible).copy()
+    elig[:, 1] = True
     elig[0] = [True, False]
-    r = kernels.plan(replace(pb, gpus=gpus, eligible=elig, pool_gpus=np.full((2, pb.n_slots), 8)))
-    assert r.status == "infeasible"
-    assert "needs 16 GPUs" in r.reason or "inference needs 16 GPUs" in r.reason, r.reason
-
-
-def test_job_larger_than_any_eligible_pool_is_infeasible_naming_the_job() -> None:
-    pb = small_problem(1)
     gpus = np.asarray(pb.gpus).copy()
-    gpus[3] = 64
-    r = kernels.plan(replace(pb, gpus=gpus))
-    assert r.status == "infeasible"
-    assert r.reason.startswith("job 3 needs 64 GPUs but its largest eligible pool has 8")
+    gpus[0] = gpus0
+    H = np.full((2, pb.n_slots), 8)
+    H[0] = h0
+    rp = np.asarray(pb.running_pool)
+    return replace(pb, gpus=gpus, eligible=elig, pool_gpus=H, running_pool=np.where(rp == 0, 1, rp),
+                   weight=np.asarray(pb.weight) * 50)
+
+
+@pytest.mark.parametrize("gpus0, h0", [(2, 1), (16, 8)])
+def test_a_pool_short_of_gpus_sheds_its_inference_and_the_other_pool_works_on(gpus0: int, h0: int) -> None:
+    """A node failure leaves the inference's only pool fewer healthy GPUs than it needs (issue 11 item 5, GPUs;
+    round 23: "inference needs N GPUs in slot t but its eligible pools have M", or "job 0 needs 16 GPUs but
+    its largest eligible pool has 8": no plan for any slot). The slots of its window are marked ("GPUs"), it is
+    shed there only and published, and the pool the failure did not touch works on in those very slots (only a
+    cap that cannot hold the inference closes a slot). The plan and the greedy witness shed alike."""
+    pb = small_problem(0)
+    q = _inference_in_pool_0(pb, gpus0, h0)
+    rel = int(pb.release[0])
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        d = r.diagnostics
+        assert d["shed_slots"] == [rel, rel + 1] and d["slot_shed_jobs"] == [[0], [0]], (fn.__name__, d["shed_slots"])
+        assert d["slot_shed_cause"] == ["GPUs", "GPUs"] and d["slot_shed_gpus"] == [gpus0, gpus0]
+        assert d["infeasible_slots"] == [] and not r.run[0].any()
+        if fn is kernels.plan:  # (the greedy, greenest slots first, need not use them)
+            assert (r.run[1:, rel:rel + 2] & (r.pool[1:] == 1)[:, None]).any(), "pool 1 idle there"
+    assert not kernels.check.closed_slots(q).any()
+
+
+def test_inference_its_pools_cannot_pack_is_shed_where_it_does_not_fit() -> None:
+    """Three 5-GPU inference jobs of three slots each (equal priority, released one slot apart), eligible for
+    two 8-GPU pools: 15 GPUs fit the pools' 16 taken together (the count round 23 checked) but only two of them
+    fit at once (one per pool). Round 23 refused the whole plan ("must-run job 3 cannot be served in slot 3").
+    kernels.check.pack_inference puts the first two in serving order (the earlier releases) in pools 0 and 1
+    and the third, which no pool holds over its window, in pool 0: it is shed in slot 4 only (all three run
+    there; the second runs in pool 1), marked "GPUs", and the plan is valid; the checker calls a plan that
+    drops a cell served by that rule invalid."""
+    pb = small_problem(0)
+    J, T = pb.n_jobs, pb.n_slots
+    inf = [0, 3, 4]
+    must = np.zeros(J, bool)
+    must[inf] = True
+    gpus, rem, rel = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy(), np.asarray(pb.release).copy()
+    weight, elig, rp = np.asarray(pb.weight).copy(), np.asarray(pb.eligible).copy(), np.asarray(pb.running_pool).copy()
+    gpus[inf], rem[inf], rel[inf], weight[inf], elig[inf], rp[inf] = 5, 3 * pb.slot_s, [2, 3, 4], 1.0, True, -1
+    q = replace(pb, must_run=must, gpus=gpus, remaining_s=rem, release=rel, weight=weight, eligible=elig,
+                running_pool=rp, grid_cap_w=np.full(T, 1e9), site_max_w=np.full(T, 1e9))
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        d = r.diagnostics
+        assert d["shed_slots"] == [4] and d["slot_shed_jobs"] == [[4]] and d["slot_shed_cause"] == ["GPUs"], d
+        assert r.run[0, 2:5].all() and r.run[3, 3:6].all() and r.run[4, 5:7].all() and not r.run[4, 4]
+        assert r.pool[0] == r.pool[4] == 0 and r.pool[3] == 1, r.pool[inf]
+    bad = replace(r, run=r.run.copy(), power_fraction=r.power_fraction.copy())
+    bad.run[3, 4], bad.power_fraction[3, 4] = False, 0.0
+    assert any("must-run job 3 is not served at full power in slot 4" in v for v in kernels.check_result(q, bad))
+
+
+def _left_out(pb: Any, change: str) -> Any:
+    """small_problem(1) with its job 3 (4 GPUs, queued) or, for ``running``, its non-preemptible job 1 (3 GPUs,
+    running in pool 0 since slot 0, eligible for pool 0 only) made one no pool holds in any slot: ``wide`` 64
+    GPUs (every pool has 8), ``no_pool`` no eligible pool (a selector nothing matches now), ``running`` a node
+    failure leaves pool 0 two healthy GPUs in every slot; ``no_full`` the must-run job 0 eligible only for a
+    pool without a full-power level."""
+    if change == "wide":
+        return replace(pb, gpus=np.where(np.arange(pb.n_jobs) == 3, 64, pb.gpus))
+    if change == "no_pool":
+        return replace(pb, eligible=np.where(np.arange(pb.n_jobs)[:, None] == 3, False, pb.eligible))
+    if change == "running":
+        elig = np.asarray(pb.eligible).copy()
+        elig[1] = [True, False]
+        H = np.full((2, pb.n_slots), 8)
+        H[0] = 2
+        return replace(pb, eligible=elig, pool_gpus=H, release=np.where(np.arange(pb.n_jobs) == 1, 0, pb.release),
+                       running_pool=np.where(np.arange(pb.n_jobs) == 1, 0, pb.running_pool),
+                       preempt_loss_s=np.where(np.arange(pb.n_jobs) == 1, 600.0, pb.preempt_loss_s))
+    elig = np.asarray(pb.eligible).copy()
+    elig[0] = [False, True]
+    return replace(pb, eligible=elig, curve_f=np.array([[0.4, 0.6, 0.8, 1.0], [0.4, 0.6, 0.8, 0.9]]))
+
+
+@pytest.mark.parametrize("change, job, words", [
+    ("wide", 3, "it needs 64 GPUs, its eligible pools have at most 8 healthy in any slot"),
+    ("no_pool", 3, "it has no eligible pool"),
+    ("running", 1, "it needs 3 GPUs, its eligible pools have at most 2 healthy in any slot"),
+    ("no_full", 0, "none of its eligible pools has a full-power level"),
+])
+def test_a_job_no_pool_holds_in_any_slot_is_left_out_and_the_rest_planned(change: str, job: int, words: str) -> None:
+    """Issue 11 item 5, one job: a job no pool can hold in any slot (kernels.check.unplaceable) no longer refuses
+    the whole plan (round 23: "job 3 needs 64 GPUs but its largest eligible pool has 8", "job 3 has no eligible
+    pool", "must-run job 0 has no eligible pool with a full-power (f = 1) level", or a running non-preemptible
+    job that "cannot keep running in slot 0": no plan for any slot). The plan and the greedy witness leave it
+    out (it runs nowhere, ``left_out_jobs``), plan every other job exactly as they plan the problem without it
+    (the same cells, pools and levels), add its penalty to the objective and the bound alike, the checker
+    accepts it and explain_unfinished calls it unfinished for capacity, proven."""
+    pb = small_problem(1)
+    q = _left_out(pb, change)
+    assert kernels.check.unplaceable(q).tolist() == [j == job for j in range(q.n_jobs)]
+    assert kernels.check.unplaceable_why(q)[job] == words
+    rest = np.delete(np.arange(q.n_jobs), job)
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        assert r.diagnostics["left_out_jobs"] == [job] and not r.run[job].any() and r.pool[job] == -1
+        alone = fn(kernels.planner.permute_jobs(q, rest))
+        assert np.array_equal(r.run[rest], alone.run) and np.array_equal(r.pool[rest], alone.pool)
+        assert np.array_equal(r.power_fraction[rest], alone.power_fraction)
+        ev = kernels.evaluate(q, r.run, r.power_fraction, r.pool)
+        pen = ev["objective"] - kernels.evaluate(kernels.planner.permute_jobs(q, rest), alone.run, alone.power_fraction,
+                                                 alone.pool)["objective"]
+        assert pen > 0 or change == "no_full"
+        assert r.objective == pytest.approx(alone.objective + pen, rel=1e-9)
+        if fn is kernels.plan:
+            assert r.lower_bound == pytest.approx(alone.lower_bound + pen, rel=1e-9) and r.lower_bound <= r.objective
+        e = kernels.check.explain_unfinished(q, r)
+        assert e["reason"][job] == "capacity" and e["proven"][job], (e["reason"], e["proven"])
+        assert r.diagnostics["unfinished_jobs"] == alone.diagnostics["unfinished_jobs"] + (change != "no_full")
+
+
+def test_inference_above_its_tenants_quota_is_served_within_it_in_serving_order() -> None:
+    """Issue 11 item 5, quotas: tenant 0's quota is 6 GPUs and its must-run inference needs 8 where its two
+    4-GPU services overlap (slots 3-4), 4 in slots 5-6, and a 7-GPU service (slots 8-9) is above the quota
+    alone. Round 23 refused the whole plan ("must-run job 0 cannot be served in slot 3 within the pool GPUs and
+    power caps"). Now those slots are marked "quota" (kernels.check.SHED_CAUSES): the first in serving order
+    (the higher weight) is served, the other and the 7-GPU one are shed there only, the rest of the site is
+    planned as usual (tenant 0's other jobs within the 2 GPUs the quota has left), the checker calls a plan
+    that drops a served cell invalid, and the shed rows are unfinished for ``quota``, proven."""
+    pb = small_problem(1, quota=True)
+    J, T = pb.n_jobs, pb.n_slots
+    inf = [0, 3, 5]
+    must, ten = np.zeros(J, bool), np.asarray(pb.tenant).copy()
+    must[inf], ten[inf] = True, 0
+    gpus, rem = np.asarray(pb.gpus).copy(), np.asarray(pb.remaining_s).copy()
+    rel, weight = np.asarray(pb.release).copy(), np.asarray(pb.weight).copy()
+    gpus[inf], rem[inf], rel[inf], weight[inf] = [4, 4, 7], [4 * pb.slot_s, 2 * pb.slot_s, 2 * pb.slot_s], [3, 3, 8], [2.0, 1.0, 1.0]
+    q = replace(pb, must_run=must, tenant=ten, gpus=gpus, remaining_s=rem, release=rel, weight=weight,
+                eligible=np.where(must[:, None], True, pb.eligible), grid_cap_w=np.full(T, 1e9), site_max_w=np.full(T, 1e9))
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        d = r.diagnostics
+        assert d["shed_slots"] == [3, 4, 8, 9] and d["slot_shed_cause"] == ["quota"] * 4, d["shed_slots"]
+        assert d["slot_shed_jobs"] == [[3], [3], [5], [5]] and d["slot_shed_gpus"] == [4.0, 4.0, 7.0, 7.0]
+        assert r.run[0, 3:7].all() and not r.run[3].any() and not r.run[5].any()
+        use = np.where(ten == 0, gpus, 0) @ r.run
+        assert use.max() <= 6, use
+        e = kernels.check.explain_unfinished(q, r)
+        assert [e["reason"][j] for j in inf] == ["", "quota", "quota"] and e["proven"][3] and e["proven"][5]
+    bad = replace(r, run=r.run.copy(), power_fraction=r.power_fraction.copy())
+    bad.run[0, 4], bad.power_fraction[0, 4] = False, 0.0
+    assert any("must-run job 0 is not served at full power in slot 4" in v for v in kernels.check_result(q, bad))
+
+
+def test_a_job_its_pools_hold_only_in_some_slots_is_planned_there() -> None:
+    """A maintenance window (a ``(P, T)`` ``pool_gpus``): job 3 (4 GPUs) may only use pool 0, which has 2 healthy
+    GPUs in slots 0-5 and 8 from slot 6 on. It is not left out (kernels.check.unplaceable: some slot holds it);
+    the plan and the greedy witness run it in slots 6 or later only, and the plan finishes it."""
+    pb = small_problem(1)
+    elig = np.asarray(pb.eligible).copy()
+    elig[3] = [True, False]
+    H = np.full((2, pb.n_slots), 8)
+    H[0, :6] = 2
+    rp = np.asarray(pb.running_pool)
+    q = replace(pb, eligible=elig, pool_gpus=H, running_pool=np.where(rp == 0, 1, rp))
+    assert not kernels.check.unplaceable(q).any()
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible") and kernels.check_result(q, r) == [], fn.__name__
+        assert "left_out_jobs" not in r.diagnostics and r.run[3].any() and not r.run[3, :6].any(), fn.__name__
+    assert kernels.plan(q).finished[3]
+
+
+def _displacing(pb: Any, g0: int) -> Any:
+    """small_problem(1) with its must-run job 0 (``g0`` GPUs, slots 0-1) pinned to pool 0 and its
+    non-preemptible job 1 (4 GPUs, 600 s of work since its checkpoint) running in pool 0 since slot 0, eligible
+    for both pools; nothing else runs in pool 0 at the start."""
+    n = np.arange(pb.n_jobs)
+    elig = np.asarray(pb.eligible).copy()
+    elig[0], elig[1] = [True, False], [True, True]
+    rp = np.where(n == 1, 0, np.where(np.asarray(pb.running_pool) == 0, 1, pb.running_pool))
+    return replace(pb, eligible=elig, running_pool=rp, gpus=np.where(n == 0, g0, np.where(n == 1, 4, pb.gpus)),
+                   release=np.where(n <= 1, 0, pb.release),
+                   preempt_loss_s=np.where(n == 1, 600.0, pb.preempt_loss_s))
+
+
+def test_inference_that_takes_a_running_non_preemptible_jobs_pool_in_slot_0_displaces_it() -> None:
+    """Issue 11 item 5, a running non-preemptible job: 6 GPUs of inference arrive in pool 0 (8 GPUs) where a
+    4-GPU non-preemptible job runs. Round 23 refused the whole plan ("running non-preemptible job 1 cannot keep
+    running in slot 0 within the pool GPUs and power caps"; kernels.check.pack_inference does not count its
+    GPUs). Inference is served first: the job is displaced (kernels.check.displaced), stops in slot 0 losing its
+    work since the checkpoint, and the plan and the greedy witness run it again later as one block (it
+    finishes); the checker refuses a plan that runs it in slot 0, and with 4 GPUs of inference (both fit) it
+    is not displaced and must keep running there."""
+    pb = small_problem(1)
+    q = _displacing(pb, 6)
+    q = replace(q, carbon_g_per_kwh=np.where(np.arange(q.n_slots) < 2, 1.0, q.carbon_g_per_kwh))  # (slot 0 green)
+    assert kernels.check.displaced(q).tolist() == [j == 1 for j in range(q.n_jobs)]
+    assert kernels.planner._restarted(q, kernels.check.displaced(q)).release[1] == 1  # (it stops in slot 0)
+    for fn in (kernels.plan, kernels.greedy_plan):
+        r = fn(q)
+        assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
+        assert kernels.check_result(q, r) == [], fn.__name__
+        assert r.diagnostics["displaced_jobs"] == [1] and not r.run[1, 0] and r.run[1].any() and r.finished[1]
+        assert kernels.evaluate(q, r.run, r.power_fraction, r.pool)["lost_work_s"][1] == 600.0
+        b = np.flatnonzero(r.run[1])
+        assert (np.diff(b) == 1).all(), b  # one block
+    bad = replace(r, run=r.run.copy(), power_fraction=r.power_fraction.copy(), pool=r.pool.copy())
+    bad.run[1, 0], bad.power_fraction[1, 0], bad.pool[1] = True, 1.0, 1
+    assert any("job 1 runs in slot 0, but the inference displaces it there" in v for v in kernels.check_result(q, bad))
+    ok = _displacing(pb, 4)
+    assert not kernels.check.displaced(ok).any()
+    r = kernels.plan(ok)
+    assert kernels.check_result(ok, r) == [] and r.run[1, 0] and r.pool[1] == 0
+    assert "displaced_jobs" not in r.diagnostics
+    assert any("running non-preemptible job 1 does not keep running in its pool 0" in v
+               for v in kernels.check_result(ok, replace(r, run=np.where(np.arange(ok.n_jobs)[:, None] == 1, False, r.run))))
+
+
+def test_the_checker_excuses_only_the_jobs_no_pool_holds() -> None:
+    """A running non-preemptible job its pool can hold must keep running in slot 0 (the checker says so), while
+    one no pool holds (kernels.check.unplaceable) need not; and a left-out job that runs is caught (its pool
+    cannot hold it, or it is not eligible there)."""
+    pb = small_problem(1)
+    q = _left_out(pb, "running")
+    r = kernels.plan(q)
+    assert kernels.check_result(q, r) == []
+    held = replace(q, pool_gpus=np.full((2, q.n_slots), 8))  # the node back: job 1 fits pool 0 again
+    assert any("running non-preemptible job 1 does not keep running in its pool 0" in v
+               for v in kernels.check_result(held, r))
+    w = _left_out(pb, "wide")
+    r = kernels.plan(w)
+    bad = replace(r, run=r.run.copy(), power_fraction=r.power_fraction.copy(), pool=r.pool.copy())
+    bad.run[3, 5], bad.power_fraction[3, 5], bad.pool[3] = True, 1.0, 0
+    assert any("busy GPUs > 8 healthy" in v for v in kernels.check_result(w, bad))
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ nowhere before."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from scheduler.control import ControlLoop
 from scheduler.energy import EnergySeries
 from scheduler.executors.simulated import SimulatedExecutor, VirtualClock
 from scheduler.jobs import Job
-from scheduler.models import JobSpec
+from scheduler.models import JobSpec, Tenant
 from scheduler.policies import available_policies, get_policy
 from scheduler.policies.base import Assignment, Decisions, Snapshot, TenantInfo
 from scheduler.policies.capacity import SitePower
@@ -426,3 +427,110 @@ def test_every_policy_keeps_in_a_marked_slot_what_the_plan_serves_there(name: st
         assert rep.violations == () and rep.grid_import_peak_w <= cap[0] + 1e-6, (seed, rep.violations)
         partial += 0 < len(served) < len(jobs)
     assert partial >= 6  # the family's cap serves a strict, non-empty part of the inference
+
+
+def test_a_node_failure_leaving_a_pool_short_of_its_inference_sheds_that_only(tmp_path: Path) -> None:
+    """Two 8-GPU inference services fill the eu pool (2 nodes) and two 8-GPU training jobs the nl one; a node of the
+    eu pool goes down (issue 11 item 5, GPUs). Round 23: every tick read "inference needs 16 GPUs in slot 1
+    but its eligible pools have 8": no plan for any slot, ``/v1/plan`` 0.0 prices, the fallback deciding. Now
+    the plan is made: the slots of the shed service's window are marked for GPUs (``shed_slots``, ``shed_cause``
+    "GPUs", 8 GPUs shed each), every slot has a finite price (nonzero while work is planned), the service that fits keeps running and
+    the training in the nl pool, which the failure did not touch, stays planned and running."""
+    lab = Tenant(name="lab", token_sha256=hashlib.sha256(b"lab").hexdigest(), clearance="secret", jurisdictions=("nl",))
+    svc, wall = service(tmp_path, "windward", [tenant("web"), lab])
+    try:
+        for name in ("a", "b"):
+            svc.submit(svc.tenants["web"], JobSpec(name=name, kind="inference", gpus=8, duration_s=40 * SLOT_S), None)
+        for name in ("t0", "t1"):
+            svc.submit(svc.tenants["lab"], JobSpec(name=name, gpus=8, duration_s=40 * SLOT_S), None)
+        svc.tick()
+        eu, nl = (p.name for p in svc.site.pools)
+        running = {(r.name, r.pool) for r in svc.store.list_jobs(states=("running",))}
+        assert running == {("a", eu), ("b", eu), ("t0", nl), ("t1", nl)}, running
+        svc.loop.executor.fail_node(eu, 1)
+        for _ in range(3):
+            wall.t += 1.0
+            out = svc.tick()
+            assert not out.report.violations, out.report.violations
+            plan = svc.plan_summary()
+            assert plan["status"] in ("optimal", "feasible"), plan["status"]
+            prices = [s["dual_price_g_per_gpu_h"] for s in plan["slots"]]
+            assert all(p is not None and math.isfinite(p) and p >= 0.0 for p in prices), prices
+            assert all(p > 0.0 for p in prices[:8]), prices  # (round 23: 0.0 in every slot)
+            marked = [s for s in plan["slots"] if s["shed_cause"]]
+            assert marked and plan["shed_slots"] == [s["slot"] for s in marked] == plan["infeasible_slots"]
+            assert plan["shed_slots"][0] == plan["slot"]  # from now on, for what is left of the service's window
+            assert all(s["shed_cause"] == "GPUs" and s["shed_gpus"] == 8.0 and s["deficit_w"] == 0.0 for s in marked)
+            busy = np.asarray(svc.loop.last_plan.busy_gpus)
+            # the nl pool planned full in many of the marked slots (where the carbon is low: also without the failure)
+            assert busy[1, 0] == 16 and (busy[1, 1:len(marked)] == 16).sum() >= 10, busy[:, :len(marked)]
+            running = {(r.name, r.pool) for r in svc.store.list_jobs(states=("running",))}
+            assert {("t0", nl), ("t1", nl)} <= running and len([n for n, p in running if p == eu]) == 1, running
+    finally:
+        svc.stop()
+
+
+def test_a_node_failure_leaving_a_queued_wide_job_no_pool_leaves_it_out_and_plans_the_rest(tmp_path: Path) -> None:
+    """A 16-GPU training job of an eu-only tenant fills the eu pool (2 nodes of 8); a node of it goes down, so no
+    pool the job may use holds it in any slot (issue 11 item 5, one job). Round 23: every tick read "job N needs
+    16 GPUs but its largest eligible pool has 8": no plan for any slot, ``/v1/plan`` 0.0 prices, the fallback
+    deciding. Now the plan is made without it (kernels.check.unplaceable): ``/v1/plan`` lists it in
+    ``left_out_jobs``, the prices are nonzero, the other jobs are planned in full (the small eu job on the eu
+    node left, the nl ones in the nl pool); it runs nowhere in the plan."""
+    lab = Tenant(name="lab", token_sha256=hashlib.sha256(b"lab").hexdigest(), clearance="secret", jurisdictions=("nl",))
+    svc, wall = service(tmp_path, "windward", [tenant("web"), lab])
+    try:
+        wide = svc.submit(svc.tenants["web"], JobSpec(name="wide", gpus=16, duration_s=40 * SLOT_S), None).record
+        svc.tick()
+        eu = svc.site.pools[0].name
+        assert {(r.name, r.pool) for r in svc.store.list_jobs(states=("running",))} == {("wide", eu)}
+        svc.loop.executor.fail_node(eu, 1)
+        svc.submit(svc.tenants["web"], JobSpec(name="small", gpus=4, duration_s=20 * SLOT_S), None)
+        for name in ("t0", "t1"):
+            svc.submit(svc.tenants["lab"], JobSpec(name=name, gpus=8, duration_s=20 * SLOT_S), None)
+        for _ in range(3):
+            wall.t += 1.0
+            out = svc.tick()
+            assert not out.report.violations, out.report.violations
+            plan = svc.plan_summary()
+            assert plan["status"] in ("optimal", "feasible"), plan["status"]
+            assert plan["left_out_jobs"] == [wide.id], plan["left_out_jobs"]
+            prices = [s["dual_price_g_per_gpu_h"] for s in plan["slots"]]
+            assert all(p is not None and math.isfinite(p) and p >= 0.0 for p in prices), prices
+            assert all(p > 0.0 for p in prices[:4]), prices  # (round 23: 0.0 in every slot)
+        res = svc.loop.last_plan
+        row = int(res.diagnostics["left_out_jobs"][0])
+        assert not res.run[row].any() and res.pool[row] == -1
+        others = np.delete(np.arange(res.run.shape[0]), row)
+        assert (res.run[others].sum(axis=1) == 20).all() and sorted(res.pool[others].tolist()) == [0, 1, 1], res.pool
+    finally:
+        svc.stop()
+
+
+def test_inference_that_takes_a_running_non_preemptible_jobs_pool_displaces_it(tmp_path: Path) -> None:
+    """An 8-GPU non-preemptible training job runs on the eu pool; the node it does not run on goes down and an
+    8-GPU inference service for that pool arrives. Round 23: every tick read "running non-preemptible job N
+    cannot keep running in slot 0" (kernels.check.pack_inference packs the inference there, not counting the
+    job): no plan, the fallback deciding. Now inference is served first: the job is displaced
+    (kernels.check.displaced: stopped, its work since the checkpoint lost, planned again), ``/v1/plan`` lists it
+    in ``displaced_jobs``, the plan is made with nonzero prices and the inference runs."""
+    lab = Tenant(name="lab", token_sha256=hashlib.sha256(b"lab").hexdigest(), clearance="public", jurisdictions=("eu",))
+    svc, wall = service(tmp_path, "windward", [tenant("web"), lab])
+    try:
+        job = svc.submit(svc.tenants["lab"], JobSpec(name="np", gpus=8, duration_s=40 * SLOT_S, preemptible=False),
+                         None).record
+        svc.tick()
+        (rec,) = svc.store.list_jobs(states=("running",))
+        assert rec.name == "np" and len(rec.nodes) == 1
+        svc.loop.executor.fail_node(svc.site.pools[0].name, 1 - rec.nodes[0])
+        svc.submit(svc.tenants["web"], JobSpec(name="inf", kind="inference", gpus=8, duration_s=40 * SLOT_S), None)
+        wall.t += 1.0
+        out = svc.tick()
+        assert not out.report.violations, out.report.violations
+        plan = svc.plan_summary()
+        assert plan["status"] in ("optimal", "feasible"), plan["status"]
+        assert plan["displaced_jobs"] == [job.id] and plan["left_out_jobs"] == []
+        assert all(s["dual_price_g_per_gpu_h"] > 0.0 for s in plan["slots"][:4]), plan["slots"][:4]
+        assert {r.name for r in svc.store.list_jobs(states=("running",))} == {"inf"}
+    finally:
+        svc.stop()

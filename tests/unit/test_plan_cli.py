@@ -139,6 +139,37 @@ def test_job_larger_than_any_pool_exits_2(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_job_the_optimiser_finds_no_pool_for_is_left_out_and_exits_3(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line between a refusal and an unfinished job: a jobs file naming a job no pool of the configured site
+    can hold is bad input (exit 2, above: the user must fix it). Past that gate (here opened on purpose, as a
+    node failure opens it on a server), the optimiser no longer refuses the whole plan for one job (round 23:
+    "job 0 needs 64 GPUs but its largest eligible pool has 16", exit 2): it leaves the job out
+    (kernels.check.unplaceable), plans the rest, and ``windward plan`` exits 3 naming the job and why; the plan
+    JSON lists it in ``unfinished.left_out_jobs``, unfinished for capacity (proven), and planjson.check_plan
+    refuses a file where a listed job runs."""
+    import scheduler.jobs
+    from scheduler.planjson import check_plan
+
+    monkeypatch.setattr(scheduler.jobs, "check_jobs_fit", lambda *a: None)
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, ["big,t,training,0,64,900,,true,,0",
+                                                           "small,t,training,0,8,3600,,true,,0"]))
+    assert code == 3, output
+    # (scheduler.jobs.eligible_pools already drops the pools too small for it: no eligible pool is left)
+    assert ("job big: no pool can hold it in any slot (it has no eligible pool): left out of the plan, unfinished "
+            "(capacity)") in " ".join(output.split()), output
+    assert "no plan can do at least 16.0 GPU-h of it (deadline 0.0, capacity 16.0" in " ".join(output.split())
+    doc = json.loads(out.read_text())
+    ub = doc["unfinished"]
+    assert doc["status"] in ("optimal", "feasible") and doc["check"]["ok"] and ub["left_out_jobs"] == ["big"]
+    assert ub["jobs_by_reason"]["capacity"] == ub["proven_jobs_by_reason"]["capacity"] == ub["jobs"] == 1
+    jobs = {j["job_id"]: j for j in doc["jobs"]}
+    assert not jobs["big"]["slots"] and jobs["big"]["unfinished_reason"] == "capacity" and jobs["small"]["finished"]
+    assert check_plan(doc) == []
+    doc["unfinished"]["left_out_jobs"] = ["small"]
+    assert any("job small is listed in left_out_jobs" in p for p in check_plan(doc)), check_plan(doc)
+
+
 def test_out_naming_a_directory_is_refused_before_the_solve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import kernels
 
@@ -341,6 +372,39 @@ def test_a_job_the_plan_runs_late_is_late_and_not_unreachable(tmp_path: Path) ->
     assert "the other 1 was reachable" in output
 
 
+def test_inference_wider_than_its_pool_sheds_the_rest_there_and_exits_3(tmp_path: Path) -> None:
+    """Three 8-GPU inference jobs pinned to the demo site's public pool (16 GPUs): round 23 refused the whole plan
+    (exit 2, "inference needs 24 GPUs in slot 0 but its eligible pools have 16"). Now the plan is valid (exit 3),
+    the slots of the windows that overlap are marked for GPUs, the job last in the serving order (less
+    priority) is shed there only, the exit-3 lines name the cause, and the training in the other pool runs in
+    those slots too (a slot marked for GPUs alone stays open to other work; the auditor agrees)."""
+    eu = "h100-eu-public"
+    rows = [f"w1,public,inference,0,8,14400,,false,{eu},5", f"w2,public,inference,0,8,14400,,false,{eu},5",
+            f"w3,public,inference,0,8,7200,,false,{eu},1", "t1,science,training,0,8,36000,,true,h100-nl-secret,0"]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows))
+    assert code == 3, output
+    doc = json.loads(out.read_text())
+    assert doc["status"] in ("optimal", "feasible") and doc["check"]["ok"]
+    ub = doc["unfinished"]
+    n = len(ub["shed_slots"])
+    assert n >= 1 and ub["slot_shed_cause"] == ["GPUs"] * n and ub["slot_shed_jobs"] == [["w3"]] * n, ub
+    assert ub["slot_shed_gpus"] == [8.0] * n and ub["infeasible_slots"] == []
+    # (shed in every slot of its window, for GPUs alone: unfinished for capacity, proven; not "cap")
+    assert ub["jobs_by_reason"]["capacity"] == ub["proven_jobs_by_reason"]["capacity"] == 1 == ub["jobs"]
+    assert "its pools' healthy GPUs cannot hold the must-run inference (GPUs): 8 GPUs of it shed" in output
+    assert "the rest of the site runs on" in output
+    slots = {j["job_id"]: set(j["slots"]) for j in doc["jobs"]}
+    assert not slots["w3"] & set(ub["shed_slots"]) and slots["w1"] >= set(ub["shed_slots"])
+    from scheduler.planjson import check_plan
+
+    assert check_plan(doc) == []
+    bad = json.loads(out.read_text())
+    j = next(e for e in bad["jobs"] if e["job_id"] == "w3")  # (shed in every slot of its window: no pool)
+    j["slots"], j["power_fraction"], j["pool"] = [ub["shed_slots"][0]], [1.0], eu
+    assert any(f"slot {ub['shed_slots'][0]}: the GPUs cannot hold the inference there (shed_slots) but job w3 runs"
+               in p for p in check_plan(bad)), check_plan(bad)
+
+
 def test_a_later_cap_the_inference_alone_breaks_sheds_it_there_and_exits_3(tmp_path: Path) -> None:
     """A cap announced for +6 h above the demo site's idle floor (19.32 kW) but below the floor plus its
     inference at full power (2 + 4 GPUs, 718.75 W each above idle): the plan is valid (exit 3, not 2 "no
@@ -354,11 +418,12 @@ def test_a_later_cap_the_inference_alone_breaks_sheds_it_there_and_exits_3(tmp_p
     assert code == 3, output
     assert "no feasible plan" not in output
     assert "slot 24 (" in output  # with its UTC start
-    assert "its cap cannot hold the must-run inference: 4 GPUs of it shed (0.003 MW; job web)" in output
+    assert "its cap cannot hold the must-run inference (cap): 4 GPUs of it shed (0.003 MW; job web)" in output
     doc = json.loads(out.read_text())
     assert doc["status"] in ("optimal", "feasible") and doc["check"]["ok"]
     ub = doc["unfinished"]
     assert ub["shed_slots"] == [24] and ub["slot_shed_jobs"] == [["web"]] and ub["infeasible_slots"] == []
+    assert ub["slot_shed_cause"] == ["cap"]
     assert ub["slot_shed_gpus"] == [4.0] and ub["slot_shed_w"] == pytest.approx([4 * 718.75])
     slots = {j["job_id"]: set(j["slots"]) for j in doc["jobs"]}
     assert 24 not in slots["web"] and slots["web"] == set(range(40)) - {24}
