@@ -396,7 +396,7 @@ def test_every_policy_keeps_in_a_marked_slot_what_the_plan_serves_there(name: st
     windward the clearing price): the loop kept another set on 5 of these 8 sets (seeds 0, 2, 3, 6, 7) under
     backfill, greedy-green, threshold and cics, and on 1 (seed 3) under windward, whose own plan's weights
     differ from the default settings' plan."""
-    from kernels.check import inference_shed
+    from kernels.check import inference_shed, must_cells
     from scheduler.planner import build_problem
 
     power = SitePower(SITE)
@@ -421,7 +421,8 @@ def test_every_policy_keeps_in_a_marked_slot_what_the_plan_serves_there(name: st
         sh = inference_shed(problem)
         assert sh.marked[0], (seed, "slot 0 is marked")
         ids = index.job_ids[: index.n_real]
-        plan_served = {ids[i] for i in range(len(ids)) if problem.must_run[i] and sh.rank[i] < sh.cut[0]}
+        cells = must_cells(problem, sh)
+        plan_served = {ids[i] for i in range(len(ids)) if problem.must_run[i] and cells[i, 0]}
         served = set(loop.running_ids) & {j.job_id for j in jobs}
         assert served == plan_served, (seed, sorted(served), sorted(plan_served))
         assert rep.violations == () and rep.grid_import_peak_w <= cap[0] + 1e-6, (seed, rep.violations)

@@ -152,14 +152,32 @@ def test_a_bad_energy_row(tmp_path: Path, row: str) -> None:
     _assert_plan_or_refused(code, output, out, exc, names=("energy",))
 
 
-def test_inference_no_pool_can_hold_is_refused_with_exit_2(tmp_path: Path) -> None:
-    """Three 16-GPU inference jobs at once on the 32-GPU demo site: each fits a pool, together they do not. The
-    optimiser refuses the instance naming the slot; the CLI exits 2 with that reason and writes the refused plan
-    (round 24: its objective was inf, JSON has no such number, and writing it raised: exit 1 with a traceback;
-    scheduler.cli.plan.finite_or_none writes null)."""
+def test_inference_its_pools_cannot_hold_together_is_shed_there_with_exit_3(tmp_path: Path) -> None:
+    """Three 16-GPU inference jobs at once on the 32-GPU demo site: each fits a pool, together they do not. Up to
+    round 24 the optimiser refused the whole instance ("inference needs 48 GPUs in slot 0"); now the slots of
+    their window are marked for GPUs (on this site's cap for the watts too: cap+GPUs): two are served, the third (last in the serving order) is shed there, and
+    the plan is valid (exit 3, the plan file's checker passes)."""
     rows = "".join(f"i{k},public,inference,0,16,3600,,false,,5\n" for k in range(3))
     code, output, out, exc = _run(tmp_path, HEADER + rows)
-    _assert_plan_or_refused(code, output, out, exc, names=("inference needs 48 GPUs in slot 0",))
+    _assert_plan_or_refused(code, output, out, exc)
+    assert code == 3, output
+    un = json.loads(out.read_text())["unfinished"]
+    assert un["shed_slots"] == [0, 1, 2, 3] and all("GPUs" in c for c in un["slot_shed_cause"]), un
+    assert un["slot_shed_gpus"] == [16.0] * 4 and all(j == ["i2"] for j in un["slot_shed_jobs"]), un
+
+
+def test_a_plan_the_optimiser_refuses_is_written_with_null_numbers_and_exit_2(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optimiser's refusal (kernels.plan patched to refuse: no input of this file reaches one since round 24)
+    is written with its reason and null objective numbers, exit 2 (round 24: its objective was inf, JSON has no
+    such number, and writing it raised: exit 1 with a traceback; scheduler.cli.plan.finite_or_none writes null)."""
+    import kernels
+    from kernels.planner import _infeasible
+
+    monkeypatch.setattr(kernels, "plan", lambda pb, **kw: _infeasible(pb, "test: no plan in slot 0", pb.n_jobs,
+                                                                      pb.n_slots, pb.n_pools))
+    code, output, out, exc = _run(tmp_path, HEADER + OK_ROW + "\n")
+    _assert_plan_or_refused(code, output, out, exc, names=("test: no plan in slot 0",))
     assert code == 2
     doc = json.loads(out.read_text())
     assert doc["status"] == "infeasible" and "slot 0" in doc["reason"]
