@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from kernels.check import closed_slots
 from kernels.problem import NO_DEADLINE, PlanProblem, PlanResult
 from scheduler.deferral import TrailingSignals
 from scheduler.planner import (
@@ -567,10 +568,12 @@ class WindwardPolicy:
         one pool: preemptible, valued below it, and able to give up this slot and still be on time in the
         problem's terms; new starts are displaced before running work, one job of at least its size where
         there is one (its GPUs then hold the gang), else the cheapest until it fits. Nothing is displaced
-        where no pool can hold it that way.
+        where no pool can hold it that way, and nothing starts where the current slot is closed
+        (:func:`kernels.check.closed_slots`: its cap holds the idle floor and at most the inference the plan
+        serves there, so the plan runs nothing else in it; round 24 found a due job started there).
         """
         n = index.n_real
-        if n == 0:
+        if n == 0 or closed_slots(problem)[0]:
             return decisions
         slot_s = float(problem.slot_s)
         needed = np.ceil(problem.remaining_s[:n] / slot_s - 1e-9)
