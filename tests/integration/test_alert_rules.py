@@ -108,8 +108,21 @@ def world(trouble: bool, meter_w: float | None = None) -> Metrics:
             r = replace(r, measured_facility_w=base_w + meter_w, power_source="measured")
         m.observe_tick(r)
 
-    res = run_simulation(SITE, jobs, _energy(16, cap_w), get_policy("windward"), n_slots=8, horizon_slots=8,
-                         node_events=events, observers=[observe], tenant_info_fn=info)  # fmt: skip
+    # trouble: the optimiser refuses too. Until round 24 this world made it refuse (the inference wider than the
+    # public pool's healthy GPUs); since then such slots are marked and shed there, and no input of this world makes
+    # it refuse, so its answer is made a refusal here (kernels.plan patched for the run, the rest real), as
+    # tests/unit/test_plan_infeasible_metrics.py does: the gauge and the fallback are real
+    import kernels
+    from kernels.planner import _infeasible
+
+    real_plan = kernels.plan
+    if trouble:
+        kernels.plan = lambda pb, **kw: _infeasible(pb, "test: no plan", pb.n_jobs, pb.n_slots, pb.n_pools)
+    try:
+        res = run_simulation(SITE, jobs, _energy(16, cap_w), get_policy("windward"), n_slots=8, horizon_slots=8,
+                             node_events=events, observers=[observe], tenant_info_fn=info)  # fmt: skip
+    finally:
+        kernels.plan = real_plan
     u = res.loop.tenant_usage()
     now_unix = START.timestamp() + res.loop.clock.now_s()
     m.observe_usage(accounting.accounts(SITE, tenants, u["totals"], u["daily"], u["running_gpus"], u["demand_gpus"],
