@@ -58,6 +58,7 @@ ITP_1024_SITE: dict[str, Any] = {
     ],
 }
 
+#: the policies compared by default: a subset of the registry (``available_policies()``) on purpose
 POLICY_NAMES = ("backfill", "greedy-green", "windward")
 
 
@@ -432,8 +433,11 @@ def main() -> None:
     ap.add_argument("--inference-share", type=float, default=0.05)
     ap.add_argument("--forecast", default="perfect", help="perfect | persistence | noisy (what every policy sees)")
     ap.add_argument("--out", type=Path, default=None)
+    from scheduler.policies import available_policies
+
+    others = [n for n in available_policies() if n not in POLICY_NAMES]  # the registry's names, not a second list
     ap.add_argument("--policies", default=",".join(POLICY_NAMES),
-                    help=f"policies for --windows one (default {','.join(POLICY_NAMES)}; also threshold, cics)")
+                    help=f"policies for --windows one (default {','.join(POLICY_NAMES)}; also {', '.join(others)})")
     a = ap.parse_args()
     t = time.perf_counter()
     if a.windows == "gap":
