@@ -539,11 +539,12 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
             j = npj[early][0]
             out.append(f"non-preemptible job {j} stops in slot {int(last[early][0]) + 1} before it is finished")
     rpool = np.asarray(problem.running_pool, dtype=np.int64)
-    gone = np.flatnonzero(displaced(problem, shed) & run[:, 0])
+    dis = displaced(problem, shed)
+    gone = np.flatnonzero(dis & run[:, 0])
     if gone.size:
         out.append(f"job {gone[0]} runs in slot 0, but the inference displaces it there (it stops, restarts later)")
     keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must & ~unplaceable(problem)
-                          & ~displaced(problem, shed))
+                          & ~dis)
     bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not closed[0] else keep[:0]
     if bad.size:
         out.append(f"running non-preemptible job {bad[0]} does not keep running in its pool {rpool[bad[0]]} in slot 0")

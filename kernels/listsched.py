@@ -43,7 +43,7 @@ import numpy as np
 
 from kernels import planner as _pl
 from kernels.backend import Ops, get_ops
-from kernels.check import displaced, full_level_pools, unplaceable
+from kernels.check import full_level_pools
 from kernels.problem import PlanProblem, PlanResult
 
 #: key added per late slot (every on-time choice first) and per slot a proposal misses (complete first)
@@ -546,12 +546,9 @@ def greedy_plan(problem: PlanProblem, *, backend: str = "numpy", device: str = "
     c = _pl._clean_inputs(problem)
     if isinstance(c, str):
         return _pl._infeasible(problem, c, J, T, P)
-    out = unplaceable(problem)
-    if out.any():  # the jobs no pool holds in any slot: left out, the others planned (as kernels.plan does)
-        return _pl._without(problem, out, lambda q, _w: greedy_plan(q, backend=backend, device=device))
-    dis = displaced(problem)
-    if dis.any():  # running non-preemptible jobs the inference displaces in slot 0 (as kernels.plan does)
-        return _pl._displaced_diag(greedy_plan(_pl._restarted(problem, dis), backend=backend, device=device), dis)
+    aside = _pl._set_aside(problem, c, lambda q, _w: greedy_plan(q, backend=backend, device=device))
+    if aside is not None:  # jobs left out or displaced: the others planned (as kernels.plan does)
+        return aside
     perm = _pl.canonical_job_order(problem)
     if perm is not None:  # the jobs in the order kernels.plan takes them (its witness is this plan)
         problem = _pl.permute_jobs(problem, perm)

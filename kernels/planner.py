@@ -321,7 +321,9 @@ class _Clean:
     marked: NDArray[np.bool_]  # (T,) the marked slots (closed where the cap cannot hold the inference: ``infeas``)
     shed_w: NDArray[np.float64]  # (T,) inference watts (above the floor) shed in the marked slots
     shed_gpus: NDArray[np.float64]  # (T,) inference GPUs shed in the marked slots
-    shed_cause: NDArray[np.bool_]  # (T, 2) what cannot hold the inference there (kernels.check.SHED_CAUSES)
+    shed_cause: NDArray[np.bool_]  # (T, 3) what cannot hold the inference there (kernels.check.SHED_CAUSES)
+    left_out: NDArray[np.bool_]  # (J,) kernels.check.unplaceable: no pool holds them in any slot (:func:`_set_aside`)
+    displaced: NDArray[np.bool_]  # (J,) kernels.check.displaced: running, stopped in slot 0 by the inference
     # a plan without a warm start (kernels.plan: a one-off plan such as ``windward plan``; the control loop's
     # ticks re-plan warm): its search may move running jobs to other pools (kernels.powersearch._moves)
     cold: bool = False
@@ -468,7 +470,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me,
         infeas=infeas | shed.closed, floor_bad=infeas, deficit_w=deficit, mrank=shed.rank, mcut=shed.cut, mqcut=shed.qcut,
         mpack=shed.pack, mpool=shed.pool, marked=shed.marked, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
-        shed_cause=shed.cause,
+        shed_cause=shed.cause, left_out=unplaceable(pb), displaced=displaced(pb, shed),
     )
 
 
@@ -2161,7 +2163,7 @@ JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible"
 #: the shed order of kernels.check.inference_shed, and ``mpack``: its pool in kernels.check.pack_inference, both
 #: taken over the caller's rows and kept with its row)
 _CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
-                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool")
+                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool", "left_out", "displaced")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
@@ -2286,6 +2288,19 @@ def _restarted(problem: PlanProblem, dis: NDArray[np.bool_]) -> PlanProblem:
                    release=np.where(dis, np.maximum(rel, 1), rel))
 
 
+def _set_aside(problem: PlanProblem, c: _Clean, solve: Callable[[PlanProblem, PlanResult | None], PlanResult],
+               warm_start: PlanResult | None = None) -> PlanResult | None:
+    """The plan of ``problem`` where ``c`` (its checked inputs) sets jobs aside, by ``solve`` (``kernels.plan`` or
+    the greedy witness) on what is left, else None: the jobs no pool holds in any slot are left out
+    (:func:`_without`), then the running non-preemptible jobs the inference displaces in slot 0 are stopped and
+    planned again (:func:`_restarted`). The one place both planners take them out."""
+    if c.left_out.any():
+        return _without(problem, c.left_out, solve, warm_start)
+    if c.displaced.any():
+        return _displaced_diag(solve(_restarted(problem, c.displaced), warm_start), c.displaced)
+    return None
+
+
 def plan(
     problem: PlanProblem,
     *,
@@ -2392,18 +2407,13 @@ def plan(
     c = _clean_inputs(problem)
     if isinstance(c, str):
         return _infeasible(problem, c, J, T, P)
-    out = unplaceable(problem)
-    if out.any():  # the jobs no pool holds in any slot: the others planned, those reported (_clean_inputs)
-        def again(q: PlanProblem, w: PlanResult | None) -> PlanResult:
-            return plan(q, warm_start=w, max_iters=max_iters, tol=tol, backend=backend, device=device,
-                        warm_shift=warm_shift, primal_tries=primal_tries, warm_patience=warm_patience, witness=witness)
-        return _without(problem, out, again, warm_start)
-    dis = displaced(problem)
-    if dis.any():  # running non-preemptible jobs the inference displaces in slot 0: stopped, planned again
-        r = plan(_restarted(problem, dis), warm_start=warm_start, max_iters=max_iters, tol=tol, backend=backend,
-                 device=device, warm_shift=warm_shift, primal_tries=primal_tries, warm_patience=warm_patience,
-                 witness=witness)
-        return _displaced_diag(r, dis)
+    def again(q: PlanProblem, w: PlanResult | None) -> PlanResult:
+        return plan(q, warm_start=w, max_iters=max_iters, tol=tol, backend=backend, device=device,
+                    warm_shift=warm_shift, primal_tries=primal_tries, warm_patience=warm_patience, witness=witness)
+
+    aside = _set_aside(problem, c, again, warm_start)
+    if aside is not None:
+        return aside
     c = replace(c, cold=warm_start is None)
     opts: dict[str, Any] = {"max_iters": max_iters, "tol": tol, "backend": backend, "device": device,
                             "warm_shift": warm_shift, "primal_tries": primal_tries, "warm_patience": warm_patience,
