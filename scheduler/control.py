@@ -10,11 +10,13 @@ One tick, for the current slot, is a pipeline of steps each callable alone in a 
    window has passed unserved is expired.
 3. :meth:`ControlLoop.snapshot` — an immutable :class:`~scheduler.policies.base.Snapshot`.
 4. :meth:`ControlLoop.decide` — ``policy.decide(snapshot)`` (the policy sees the forecast only).
-4b. :meth:`ControlLoop.sanitize` / :meth:`ControlLoop.hold` — drop what the policy may not do, start every
-   released inference job the policy left out (inference never misses capacity), and hold back starts of
-   non-preemptible work that would take GPUs the inference reserve keeps (:class:`InferenceReserve`: the
-   expected inference demand per pool over the horizon, also given to the policy in
-   ``Snapshot.inference_reserve_gpus``; :func:`hold_for_reserve`).
+4b. :meth:`ControlLoop.constrain` (:func:`scheduler.pipeline.constrain`, the one path from a decision to the
+   executor; the loop has no other way into its steps):
+   :func:`sanitize_run` drops what the policy may not do and starts every released inference job the policy
+   left out (inference never misses capacity); :func:`hold_for_reserve` holds back starts of non-preemptible
+   work that would take GPUs the inference reserve keeps (:class:`InferenceReserve`: the expected inference
+   demand per pool over the horizon, also given to the policy in ``Snapshot.inference_reserve_gpus``); the
+   tenants' rules (:func:`scheduler.rules.enforce_rules`); then
 5. :func:`enforce_caps` — the FAST PATH: the facility power of the decided set against the *actual* wind
    and caps of this slot; lower power fractions first (to each pool's minimum, lowest priority first),
    then drop new starts and preempt preemptible work, lowest priority first, and only then stop running
@@ -607,41 +609,6 @@ class ControlLoop:
             jobs=JobsOf(self.records), healthy_gpus=self.executor.healthy_gpus(), actual=actual,
             home_pool=self.home_pool, measured_gpu_w=measured_gpu_power_w(self.executor), shed=shed,
         )  # fmt: skip
-
-    def sanitize(self, run: Mapping[str, Assignment]) -> tuple[dict[str, Assignment], list[str]]:
-        """:func:`sanitize_run` on this loop's state. Returns (run, refused ids)."""
-        return sanitize_run(
-            self.site, run, StatesOf(self._active), self.home_pool, elig=self._elig,
-            running=StatesOf(self._running).values(),
-            queued_must_run=[r.job_state() for r in self._must_run.values() if r.state == "queued"],
-        )  # fmt: skip
-
-    def hold(
-        self, run: Mapping[str, Assignment], reserve: Mapping[str, Any]
-    ) -> tuple[dict[str, Assignment], tuple[str, ...]]:
-        """:func:`hold_for_reserve` on this loop's state (non-preemptible starts keep the reserve free)."""
-        return hold_for_reserve(
-            self.power,
-            run,
-            JobsOf(self.records),
-            self._running,
-            self.executor.healthy_gpus(),
-            reserve,
-        )
-
-    def enforce(self, run: Mapping[str, Assignment], actual: EnergySeries) -> FastPathResult:
-        return enforce_caps(
-            self.power,
-            run,
-            JobsOf(self.records),
-            self._running,
-            self.executor.healthy_gpus(),
-            float(actual.wind_w[0]),
-            float(actual.grid_cap_w[0]),
-            float(actual.site_max_w[0]),
-            states=StatesOf(self._active),
-            tenants=self.last_tenant_info,
-        )
 
     def apply(self, run: Mapping[str, Assignment], dropped: Iterable[str] = (), owed: Iterable[str] = ()) -> ApplyResult:
         """Preempt running jobs absent from ``run`` (or moved pool), set power fractions, start new ones.

@@ -125,7 +125,7 @@ def parse_selector(selector: str) -> dict[str, str]:
         if "=" not in part:
             raise InputError(f"pool selector {selector!r}: {part!r} is not key=value")
         k, v = part.split("=", 1)
-        out[k.strip()] = v.strip()
+        out[k.strip()] = v.strip()  # (a key given twice: the last; the edges refuse it, selector_error)
     return out
 
 
@@ -160,20 +160,87 @@ def eligible_pools(site: Site, job: Job) -> list[int]:
     return [i for i, p in enumerate(site.pools) if pool_matches(p, job) and p.gpus >= job.gpus]
 
 
+def site_labels(site: Site) -> dict[str, list[str]]:
+    """Each label key of the site's pools with the values its pools carry (sorted): what a pool selector may
+    name on this site."""
+    out: dict[str, set[str]] = {}
+    for p in site.pools:
+        for k, v in p.labels.items():
+            out.setdefault(k, set()).add(v)
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def allowed_pool_text(site: Site) -> str:
+    """What a job's ``pool`` field may say on ``site``: a pool name or ``key=value`` of its pools' labels."""
+    labels = "; ".join(f"{k}={'|'.join(vs)}" for k, vs in site_labels(site).items()) or "(its pools have none)"
+    return (f"allowed: a pool name ({', '.join(p.name for p in site.pools)}) or a selector key=value,... of "
+            f"this site's labels: {labels}")
+
+
+def selector_error(site: Site, selector: str) -> str | None:
+    """Why the pool selector ``selector`` is no selector of ``site``'s labels (a part that is not key=value, an
+    empty key or value, a key given twice, a key no pool has, a value no pool has for that key), with what is
+    allowed (:func:`allowed_pool_text`); None when each of its key=value pairs is a label some pool carries (the
+    pairs together may still match no pool: :func:`fit_error` says so). The edges' check: :func:`pool_matches`
+    stays lenient, so a job stored before a rule here was added still plans."""
+    labels = site_labels(site)
+    try:
+        sel = parse_selector(selector)
+    except InputError as e:
+        return f"{e}; {allowed_pool_text(site)}"
+    keys = [part.split("=", 1)[0].strip() for part in selector.split(",") if part.strip()]
+    for k, v in sel.items():
+        if keys.count(k) > 1:  # (parse_selector keeps the last: "jurisdiction=eu,jurisdiction=nl" would read nl)
+            what = f"the label {k!r} is given twice"
+        elif not k or not v:
+            what = "an empty key" if not k else f"an empty value for {k!r}"
+        elif k not in labels:
+            what = f"no pool has the label {k!r}"
+        elif v not in labels[k]:
+            what = f"no pool has {k}={v}"
+        else:
+            continue
+        return f"pool selector {selector!r}: {what}; {allowed_pool_text(site)}"
+    return None
+
+
+def _asked(job: Job) -> str:
+    """The fields of ``job`` that choose its pools, as ``pool='gpu=h100', clearance='secret'``."""
+    fields_ = (("pool", job.pool), ("jurisdiction", job.jurisdiction), ("clearance", job.clearance))
+    return ", ".join(f"{k}={v!r}" for k, v in fields_ if v is not None)
+
+
+def fit_error(site: Site, job: Job) -> str | None:
+    """Why no pool of ``site`` can ever hold ``job``, naming the field and what is allowed (None: one can):
+    a selector that is no selector of the site's labels (:func:`selector_error`: an empty key or value, a label
+    given twice, a label or value no pool has; refused even where a pool matches), an unknown pool name, no pool that
+    matches its pool field and requirements, or a job wider than the largest pool that does (named, with its
+    GPUs: :func:`eligible_pools` drops pools too small, so "no eligible pool" would hide that)."""
+    if job.pool and "=" in job.pool and (bad := selector_error(site, job.pool)) is not None:
+        return f"field pool: {bad}"  # (before the pools: a selector may match one and still be wrong)
+    if eligible_pools(site, job):
+        return None
+    if job.pool and "=" not in job.pool and job.pool not in {p.name for p in site.pools}:
+        return f"unknown pool {job.pool!r}; allowed: {sorted(p.name for p in site.pools)}"
+    matching = [p for p in site.pools if pool_matches(p, job)]
+    if matching:
+        big = max(matching, key=lambda p: p.gpus)
+        which = f"the largest pool that matches {_asked(job)}" if _asked(job) else "the largest pool it may use"
+        return (f"field gpus: needs {job.gpus} GPUs, but {which} is {big.name} with {big.gpus} GPUs; allowed: gpus "
+                f"<= {big.gpus}, or a pool field that matches a larger pool")
+    pools = ", ".join(f"{p.name} ({','.join(f'{k}={v}' for k, v in p.labels.items()) or 'no labels'})"
+                      for p in site.pools if not job.pools_allowed or p.name in job.pools_allowed)
+    return f"no pool matches {_asked(job) or 'it'}; the pools it may use: {pools or 'none'}"
+
+
 def check_jobs_fit(site: Site, jobs: Sequence[Job], source: str) -> None:
-    """Raise InputError for the first job that names an unknown pool or that no eligible pool can hold."""
-    names = {p.name for p in site.pools}
+    """Raise InputError for the first job that no pool of ``site`` can ever hold (:func:`fit_error` says why)."""
+    seen: set[tuple[Any, ...]] = set()
     for job in jobs:
-        if job.pool and "=" not in job.pool and job.pool not in names:
-            raise InputError(f"{source}: job {job.job_id!r}: unknown pool {job.pool!r}; allowed: {sorted(names)}")
-        if not eligible_pools(site, job):
-            matching = [p for p in site.pools if pool_matches(p, job)]
-            if matching:
-                biggest = max(p.gpus for p in matching)
-                raise InputError(
-                    f"{source}: job {job.job_id!r} needs {job.gpus} GPUs but the largest eligible pool has {biggest}"
-                )
-            raise InputError(
-                f"{source}: job {job.job_id!r}: no pool matches pool={job.pool!r}, "
-                f"jurisdiction={job.jurisdiction!r}, clearance={job.clearance!r}"
-            )
+        key = eligibility_key(job)
+        if key in seen:  # (a key that fits once fits every time)
+            continue
+        why = fit_error(site, job)
+        if why is not None:
+            raise InputError(f"{source}: job {job.job_id!r}: {why}")
+        seen.add(key)

@@ -181,10 +181,23 @@ class Site(_Strict):
 # ------------------------------------------------------------------------------------------ tenants
 
 
+#: A job's ``priority`` (within its tenant's class; higher first), at every edge that takes one: the jobs CSV
+#: (``windward plan`` / ``simulate``), the job spec (``windward submit``, ``POST /v1/jobs``, ``#WINDWARD
+#: --priority``). The planner weighs a job's unfinished and late work at ``weight_margin`` (2) times the dearest
+#: carbon one GPU-second can cost in the horizon, times ``priority_base ** (priority + class)`` (2 ** ..., clipped
+#: at +-``max_priority_exponent``, scheduler.planner.job_weights): at an exponent of -1 that weight falls to the
+#: dearest slot's carbon and below it leaving work undone costs less than doing it, so a negative priority would
+#: turn "do the work that fits" into "leave it undone where the grid is dirty". 0 is the floor; the top (100,
+#: the API's bound before round 25) is well above the clip, where only the serving order still reads it.
+JOB_PRIORITY_MIN, JOB_PRIORITY_MAX = 0, 100
+#: A tenant's priority class (the tenants file), added to each of its jobs' priorities: the same floor.
+TENANT_PRIORITY_MIN, TENANT_PRIORITY_MAX = 0, 10
+
+
 class Tenant(_Strict):
     name: Annotated[str, Field(pattern=_NAME_RE)]
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    priority: Annotated[int, Field(ge=0, le=10)] = 1
+    priority: Annotated[int, Field(ge=TENANT_PRIORITY_MIN, le=TENANT_PRIORITY_MAX)] = 1
     quota_gpus: Annotated[int, Field(ge=0)] | None = None
     commitment_gpu_hours_per_day: Annotated[float, Field(ge=0)] = 0.0
     commitment_gpu_hours_per_week: Annotated[float, Field(ge=0)] = 0.0
@@ -309,6 +322,9 @@ Number = BeforeValidator(no_text_or_bool)
 #: Text at the API's edges: printable (see :func:`check_printable`).
 PrintableText = Annotated[str, AfterValidator(check_printable)]
 
+#: A job's priority at every edge (:data:`JOB_PRIORITY_MIN` .. :data:`JOB_PRIORITY_MAX`).
+JobPriority = Annotated[int, Field(ge=JOB_PRIORITY_MIN, le=JOB_PRIORITY_MAX)]
+
 
 class Requires(_Strict):
     jurisdiction: Annotated[PrintableText, Field(min_length=1, max_length=64)] | None = None
@@ -374,7 +390,7 @@ class JobSpec(_Strict):
     entrypoint: (
         Annotated[str, Field(min_length=1, max_length=ENTRYPOINT_MAX_CHARS), AfterValidator(check_entrypoint)] | None
     ) = None
-    priority: Annotated[int, Field(ge=-100, le=100), Number] = 0
+    priority: Annotated[JobPriority, Number] = 0
     # how the job runs (a Ray runtime_env under the Ray executor): environment, arguments appended to a
     # command entrypoint, the working directory (absolute)
     env: Annotated[dict[EnvName, ArgText], Field(max_length=MAX_ENV_VARS)] | None = None
@@ -413,7 +429,7 @@ class JobRow(_Strict):
     deadline_s: Annotated[float, Field(ge=0)] | None = None
     preemptible: bool = True
     pool: str | None = None
-    priority: int = 0
+    priority: JobPriority = 0
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -477,6 +493,9 @@ def site_path(name_or_path: str | Path) -> Path:
 
 def load_site(name_or_path: str | Path = "demo") -> Site:
     p = site_path(name_or_path)
+    if not p.exists():  # (a mistyped built-in name read as a path said only "No such file or directory")
+        raise InputError(f"site {str(name_or_path)!r}: cannot read file: no such file; allowed: a built-in site "
+                         f"({', '.join(BUILTIN_SITES)}) or the path of a site YAML file")
     return parse_model(Site, read_yaml(p), str(p))
 
 

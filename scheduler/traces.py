@@ -182,6 +182,16 @@ def _open_csv(path: Path, what: str) -> tuple[Any, list[str]]:
     return (f, reader), header
 
 
+def _one_line(path: Path, row: list[str], header: list[str], line: int, end: int) -> None:
+    """Refuse a row whose quoted cell holds a line break (rows ``line``..``end`` read as one): an unmatched
+    quote swallows the rows after it into one cell, and the error said only that a later field was empty."""
+    broken = next((header[i] if i < len(header) else f"cell {i + 1}" for i, c in enumerate(row)
+                   if "\n" in c or "\r" in c), None)
+    if broken is not None:
+        raise InputError(f"{path}: row {line}, field {broken}: a line break inside a quoted cell (rows {line}-{end} "
+                         f"read as one: a quote with no closing quote?); allowed: one line per row")
+
+
 def offered_gpu_hours(jobs: Iterable[Job]) -> float:
     """Total GPU-hours the jobs ask for at full power."""
     return sum(j.gpus * j.duration_s for j in jobs) / 3600.0
@@ -271,13 +281,24 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
                 f"{p}: missing column(s) {missing}; the jobs CSV needs {list(CANONICAL_COLUMNS)} "
                 f"(required: {list(_REQUIRED)}); header has {header}"
             )
+        twice = sorted({c for c in header if c and header.count(c) > 1})
+        if twice:  # (which of the two would be read is no rule a user can see)
+            raise InputError(f"{p}: header: column(s) {twice} appear more than once; allowed: each column once")
         cols = {c: header.index(c) for c in (*CANONICAL_COLUMNS, *EXTENSION_COLUMNS) if c in header}
         jobs: list[Job] = []
         seen: dict[str, int] = {}
+        end = reader.line_num
         for row in reader:
-            line = reader.line_num
+            line, end = end + 1, reader.line_num  # (the row's first line; a quoted cell may span several)
             if not row or all(not c.strip() for c in row):
                 continue
+            _one_line(p, row, header, line, end)
+            if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
+                raise InputError(  # (cells no column names: an unquoted selector "gpu=h100,jurisdiction=nl" shifts
+                    # every cell after it, and the row would be read with the wrong values)
+                    f"{p}: row {line}: {len(row)} cells, but the header has {len(header)} columns; allowed: at most "
+                    f"one cell per column (quote a pool selector with commas: \"gpu=h100,jurisdiction=nl\")"
+                )
             cell = {c: (row[i].strip() if i < len(row) else "") for c, i in cols.items()}
             data: dict[str, Any] = {}
             for c in CANONICAL_COLUMNS:
@@ -416,10 +437,12 @@ def itp_jobs(
                 f"{p}: missing column(s) {missing}; an ITP trace needs {list(_ITP_COLUMNS)}; header has {header}"
             )
         ix = {c: header.index(c) for c in _ITP_COLUMNS}
+        end = reader.line_num
         for row in reader:
-            line = reader.line_num
+            line, end = end + 1, reader.line_num  # (the row's first line; a quoted cell may span several)
             if not row or all(not c.strip() for c in row):
                 continue
+            _one_line(p, row, header, line, end)
             vals: dict[str, float] = {}
             for c in ("submission_time", "duration", "num_gpu"):
                 cell = row[ix[c]].strip() if ix[c] < len(row) else ""

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from scheduler.cli.options import parse_utc, policy_option
+from scheduler.cli.options import parse_utc, policy_option, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         seconds_per_slot: float = typer.Option(1.0, "--seconds-per-slot", min=0.2, help="Wall seconds per slot."),
         policy: str = policy_option("Any but backfill falls back to backfill from its first failure."),
         start: str = typer.Option("2024-03-04T00:00:00Z", "--start", help="Replay start, ISO 8601 UTC."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the embedded energy and workload."),
+        seed: int = seed_option("Seed of the embedded energy and workload."),
         out: Path = typer.Option(Path("demo-out"), "--out", help="Directory for the report JSON and PNG."),
         address: str | None = typer.Option(None, "--address", help="Use an existing Ray cluster instead of a local one."),
     ) -> None:

@@ -31,6 +31,14 @@ def policy_option(note: str = "") -> Any:
     return typer.Option(DEFAULT_POLICY, "--policy", help=policy_help() + (f" {note}" if note else ""))
 
 
+def seed_option(help_: str) -> Any:
+    """``--seed`` of ``windward plan``, ``simulate`` and ``demo``: a non-negative integer (numpy's generators
+    refuse a negative seed: ``--seed -1`` was a ValueError traceback, exit 1)."""
+    import typer
+
+    return typer.Option(0, "--seed", min=0, help=help_ + " A non-negative integer.")
+
+
 #: The shortest ``--horizon-hours``: one 15-minute slot (a policy needs at least the slot it decides; 0 gave
 #: ``windward server --policy backfill`` a ValueError traceback and ``--policy cics`` a one-slot forecast).
 MIN_HORIZON_HOURS = 0.25

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from scheduler.cli.options import parse_utc, planner_backend
+from scheduler.cli.options import parse_utc, planner_backend, seed_option
 
 if TYPE_CHECKING:
     from scheduler.lateness import Lateness
@@ -50,7 +50,8 @@ UNFINISHED_NOTE = (
     "capacity (the healthy GPU-slots of a set of pools from some slot on, against the work only they can run), "
     "cap (the energy above the idle floor under the caps, against that work at its most frugal level), "
     "infeasible (inference in slots whose idle floor alone breaks a cap); every plan leaves at least deadline "
-    "+ infeasible + max(capacity, cap) undone. infeasible_slots: slots whose idle floor alone breaks a cap "
+    "+ infeasible + max(capacity, cap) unfinished. least_undone_gpu_h: infeasible + max(capacity, cap), the "
+    "GPU-hours of work inside the horizon every plan leaves undone (what exit 3's line states). infeasible_slots: slots whose idle floor alone breaks a cap "
     "(deficit in watts): nothing runs there. late_jobs (scheduler.lateness): jobs that finish after their "
     "stated deadline_s, or are unfinished with it inside the horizon (the planner's own deadlines, moved to "
     "the earliest finish where the stated one cannot be met, are not what is counted); late_unreachable_jobs: "
@@ -141,9 +142,36 @@ def horizon_split(problem: Any, result: Any, unf: dict[str, Any]) -> dict[str, A
     return out
 
 
-#: how the summary names each part of ``site_shortfall_gpu_h`` (kernels.check.SHORTFALL_PARTS)
-SHORTFALL_LABELS = {"deadline": "past the horizon end", "capacity": "capacity", "cap": "cap",
-                    "infeasible": "inference in infeasible slots"}
+#: what is short, per part of ``site_shortfall_gpu_h`` (kernels.check.SHORTFALL_PARTS), as the exit-3 line says
+#: it ({} the part's GPU-hours of work at full speed); ``deadline`` (work past the horizon end) is not undone
+#: (UNDONE_RULE), so the line leaves it out
+SHORTFALL_TEXT = {
+    "deadline": "{} GPU-h of work lies past the horizon end (deadline)",
+    "capacity": "its pools' GPUs hold {} GPU-h less than the work only they can run (capacity)",
+    "cap": "the energy under the caps holds {} GPU-h less than that work needs at its most frugal level (cap)",
+    "infeasible": "{} GPU-h of inference falls in slots whose idle floor alone breaks a cap (infeasible)",
+}
+
+
+def least_undone_gpu_h(shortfall: dict[str, float]) -> float:
+    """The plan JSON's ``unfinished.least_undone_gpu_h``: the GPU-hours of work (at full speed) inside the horizon
+    that every plan leaves undone, :func:`kernels.check.least_undone_gpu_h` of ``site_shortfall_gpu_h`` without
+    its ``deadline`` part (work past the horizon end is not undone: UNDONE_RULE). What exit 3's line states."""
+    import kernels
+
+    return float(kernels.check.least_undone_gpu_h({**shortfall, "deadline": 0.0}))
+
+
+def shortfall_line(ub: dict[str, Any]) -> str:
+    """Exit 3's line on the undone work no plan can do, from the plan JSON's ``unfinished`` block: the number is
+    ``least_undone_gpu_h``, each part says what is short and by how many GPU-hours (``site_shortfall_gpu_h``)."""
+    least, sf = ub["least_undone_gpu_h"], ub["site_shortfall_gpu_h"]
+    if least <= 0.05:
+        return "no site-level bound proves any of it undoable"
+    parts = [SHORTFALL_TEXT[k].format(f"{sf[k]:,.1f}") for k in ("capacity", "cap", "infeasible") if sf[k] > 0.05]
+    same = "; capacity and cap bound the same work: the larger counts" if min(sf["capacity"], sf["cap"]) > 0.05 else ""
+    return (f"every plan leaves at least {least:,.1f} GPU-h of it undone (GPU-hours of work at full speed; the plan "
+            f"JSON's unfinished.least_undone_gpu_h): " + "; ".join(parts) + same)
 
 
 def plan_status(result: Any, violations: list[str]) -> str:
@@ -241,6 +269,7 @@ def build_plan_json(problem: Any, index: Any, result: Any, site: Any, forecast: 
         "proven_jobs_by_reason": dict(unf["proven_jobs"]),
         "proven_gpu_h_by_reason": dict(unf["proven_gpu_h"]),
         "site_shortfall_gpu_h": dict(unf.get("site_shortfall_gpu_h", {})),
+        "least_undone_gpu_h": least_undone_gpu_h(unf.get("site_shortfall_gpu_h", {})),
         "undone_jobs": unf["undone_jobs"],
         "undone_gpu_h": unf["undone_gpu_h"],
         "undone_jobs_by_reason": unf["undone_jobs_by_reason"],
@@ -406,7 +435,7 @@ def register(app: typer.Typer) -> None:
             None, "--slot-minutes", help="Slot length in minutes (overrides the site's slot_minutes)."
         ),
         forecast: str = typer.Option("perfect", "--forecast", help=f"Forecast kind: {', '.join(_FORECASTS)}."),
-        seed: int = typer.Option(0, "--seed", help="Seed for the embedded energy model and noisy forecasts."),
+        seed: int = seed_option("Seed for the embedded energy model and noisy forecasts."),
         out: Path = typer.Option(Path("plan.json"), "--out", help="Where to write the plan JSON."),
         backend: str = typer.Option(
             "numpy", "--backend", help="Optimiser array backend: numpy or torch (same optimiser, kernels.backend)."
@@ -462,7 +491,7 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
     import kernels
     from scheduler import signals, traces
     from scheduler.errors import InputError
-    from scheduler.jobs import check_jobs_fit
+    from scheduler.jobs import check_jobs_fit, fit_error
     from scheduler.lateness import plan_lateness
     from scheduler.models import Site, load_site, parse_model
     from scheduler.planner import build_problem
@@ -559,15 +588,13 @@ def _run_plan(site_arg: str, energy: str | None, jobs_path: Path, start_s: str, 
         parts = ", ".join(_reason_part(why, n, ub) for why, n in ub["undone_jobs_by_reason"].items() if n)
         undone.append(f"{_jobs(ub['undone_jobs'])} unfinished at the horizon end, "
                       f"{ub['undone_gpu_h']:,.1f} GPU-h of work left undone; by reason: {parts}")
-        sf = {**ub["site_shortfall_gpu_h"], "deadline": 0.0}  # the work past the horizon end is not undone
-        least = kernels.check.least_undone_gpu_h(sf)
-        named = ", ".join(f"{SHORTFALL_LABELS[k]} {sf.get(k, 0.0):,.1f}" for k in kernels.check.SHORTFALL_PARTS
-                          if k != "deadline")
-        undone.append(f"no plan can do at least {least:,.1f} GPU-h of it ({named} GPU-h)"
-                      if least > 0.05 else "no site-level bound proves any of it undoable")
+        undone.append(shortfall_line(ub))
     out_why = kernels.check.unplaceable_why(problem) if ub["left_out_jobs"] else []
     for j in result.diagnostics.get("left_out_jobs", [])[:SHED_LINES]:
-        undone.append(f"job {job_list[j].job_id}: no pool can hold it in any slot ({out_why[j]}): left out of the "
+        # the site's reason first (scheduler.jobs.fit_error: a job wider than every pool its selector matches
+        # names that pool and its GPUs; the problem's eligibility has already dropped the pools too small)
+        why = fit_error(site, job_list[j]) or out_why[j]
+        undone.append(f"job {job_list[j].job_id}: no pool can hold it in any slot ({why}): left out of the "
                       f"plan, unfinished (capacity); every other job is planned")
     if len(ub["left_out_jobs"]) > SHED_LINES:
         undone.append(f"... and {len(ub['left_out_jobs']) - SHED_LINES:,} more jobs left out (the plan JSON's "

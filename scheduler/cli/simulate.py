@@ -17,6 +17,7 @@ from scheduler.cli.options import (
     parse_utc,
     planner_backend,
     policy_option,
+    seed_option,
 )
 
 DEFAULT_START = "2023-03-01T00:00:00Z"
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
         policy: str = policy_option(),
         forecast: str = typer.Option("perfect", "--forecast", help="What the policy sees: perfect, persistence, noisy."),
         out: Path = typer.Option(Path("report.json"), "--out", help="Report JSON to write."),
-        seed: int = typer.Option(0, "--seed", help="Seed for embedded data, trace assignment and noisy forecasts."),
+        seed: int = seed_option("Seed for embedded data, trace assignment and noisy forecasts."),
         plot: Path | None = typer.Option(
             None, "--plot", help="PNG of power vs caps, wind and carbon (default: the report path with .png)."
         ),

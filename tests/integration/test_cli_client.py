@@ -137,6 +137,8 @@ def test_bad_spec_exits_2_and_refusals_by_the_server_exit_3(server: ServerProces
         "duration_s": "name: bad\ngpus: 1\nduration_s: soon\n",
         "colour": "name: bad\ngpus: 1\nduration_s: 60\ncolour: blue\n",
         "kind": "name: bad\nkind: mining\ngpus: 1\nduration_s: 60\n",
+        # round 25: a negative priority (it weighs its work below the carbon of doing it) is refused here
+        "priority": "name: bad\ngpus: 1\nduration_s: 60\npriority: -5\n",
     }
     for fieldname, text in cases.items():
         spec = write_spec(tmp_path / f"bad-{fieldname}.yaml", text)
@@ -152,6 +154,11 @@ def test_bad_spec_exits_2_and_refusals_by_the_server_exit_3(server: ServerProces
     spec = write_spec(tmp_path / "wide.yaml", "name: w\ngpus: 64\nduration_s: 60\n")
     r = run(["submit", str(spec)], env)
     assert r.returncode == 3 and "gpus: 64 is above" in r.stderr and "gpus: gpus" not in r.stderr, r.stderr
+    # a selector no pool's labels hold: the server names the field and this site's labels (round 25)
+    spec = write_spec(tmp_path / "tpu.yaml", "name: t\ngpus: 1\nduration_s: 60\npool: gpu=tpu\n")
+    r = run(["submit", str(spec)], env)
+    assert r.returncode == 3 and "HTTP 422" in r.stderr and "no pool has gpu=tpu" in r.stderr, r.stderr
+    assert "gpu=h100" in r.stderr and "jurisdiction=eu|nl" in " ".join(r.stderr.split()), r.stderr
     # nothing was half-applied
     assert json.loads(run(["status", "--json"], env).stdout)["jobs"] == before
     # a wrong token, and no token at all

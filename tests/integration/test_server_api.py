@@ -99,6 +99,30 @@ def test_malformed_spec_is_422_naming_the_field(c: httpx.Client) -> None:
     assert len(c.get("/v1/jobs", headers=auth("education")).json()["jobs"]) == before
 
 
+def test_odd_but_plausible_specs_are_422_naming_the_field_and_what_is_allowed(c: httpx.Client) -> None:
+    """Round 25, as a tenant would type them: a negative priority (it weighs the job's work below the carbon of
+    doing it: scheduler.models.JOB_PRIORITY_MIN) and one above the range; selectors with an empty key or value,
+    a model no pool has, a label twice, a key in upper case. Each is a 422 naming the field, the selector ones
+    with this site's labels; nothing is stored. A float priority with no fraction is an integer (JSON Schema)."""
+    before = len(c.get("/v1/jobs", headers=auth("science")).json()["jobs"])
+    for prio, bound in ((-5, "greater than or equal to 0"), (-1, "greater than or equal to 0"),
+                        (101, "less than or equal to 100")):
+        r = submit(c, "science", {**SPEC, "priority": prio})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "priority"], r.text
+        assert bound in r.json()["detail"][0]["msg"], r.text
+    for sel, what in (("=", "an empty key"), ("gpu=", "an empty value for 'gpu'"), ("gpu=tpu", "no pool has gpu=tpu"),
+                      ("jurisdiction=eu,jurisdiction=nl", "the label 'jurisdiction' is given twice"),
+                      ("GPU=h100", "no pool has the label 'GPU'")):
+        r = submit(c, "science", {**SPEC, "pool": sel})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "pool"], (sel, r.text)
+        msg = r.json()["detail"][0]["msg"]
+        assert f"field pool: pool selector {sel!r}: {what}; allowed: a pool name (h100-eu-public, h100-nl-secret)" \
+            in msg and msg.endswith("clearance=public|secret; gpu=h100; jurisdiction=eu|nl"), (sel, msg)
+    assert len(c.get("/v1/jobs", headers=auth("science")).json()["jobs"]) == before
+    r = submit(c, "science", {**SPEC, "name": "prio-float", "priority": 2.0})
+    assert r.status_code == 201, r.text
+
+
 def test_sovereignty_refused_at_submission(c: httpx.Client) -> None:
     # education (public, eu) asks for secret clearance: above its own
     r = submit(c, "education", {**SPEC, "requires": {"clearance": "secret"}})

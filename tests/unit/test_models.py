@@ -9,7 +9,18 @@ import yaml
 
 from scheduler.errors import InputError
 from scheduler.jobs import Job, check_jobs_fit, eligible_pools, parse_selector
-from scheduler.models import JobSpec, load_job_spec, load_site, parse_model
+from scheduler.models import (
+    JOB_PRIORITY_MAX,
+    JOB_PRIORITY_MIN,
+    TENANT_PRIORITY_MAX,
+    TENANT_PRIORITY_MIN,
+    JobRow,
+    JobSpec,
+    Tenant,
+    load_job_spec,
+    load_site,
+    parse_model,
+)
 
 
 def test_shipped_sites_load() -> None:
@@ -91,8 +102,11 @@ def test_selectors_and_eligibility() -> None:
     assert [site.pools[i].name for i in eligible_pools(site, j2)] == ["h100-eu-public"]
     j3 = Job("j3", "t", "training", 0, 8, 100)
     assert len(eligible_pools(site, j3)) == 2
-    with pytest.raises(InputError, match="largest eligible pool has 16"):
+    with pytest.raises(InputError, match=r"field gpus: needs 64 GPUs, but the largest pool it may use is h100-eu-public "
+                       r"with 16 GPUs; allowed: gpus <= 16"):
         check_jobs_fit(site, [Job("big", "t", "training", 0, 64, 100)], "jobs.csv")
+    with pytest.raises(InputError, match=r"the largest pool that matches pool='jurisdiction=nl' is h100-nl-secret with 16 GPUs"):
+        check_jobs_fit(site, [Job("big", "t", "training", 0, 24, 100, pool="jurisdiction=nl")], "jobs.csv")
     with pytest.raises(InputError, match="unknown pool 'nowhere'"):
         check_jobs_fit(site, [Job("x", "t", "training", 0, 1, 100, pool="nowhere")], "jobs.csv")
     with pytest.raises(InputError, match="no pool matches"):
@@ -144,3 +158,46 @@ def test_yaml_job_spec_integers_still_load_as_floats(tmp_path: Path) -> None:
     p.write_text("name: t\ngpus: 8\nduration_s: 3600\ncheckpoint_interval_s: 600\npreemptible: no\n")
     spec = load_job_spec(p)
     assert spec.duration_s == 3600.0 and spec.checkpoint_interval_s == 600.0 and spec.preemptible is False
+
+
+@pytest.mark.parametrize("model,extra", [(JobSpec, _OK), (JobRow, {"job_id": "j", "submit_s": 0, "gpus": 1,
+                                                                    "duration_s": 60})])
+def test_one_priority_range_at_every_job_edge(model: type, extra: dict[str, object]) -> None:
+    """A job's priority is JOB_PRIORITY_MIN..JOB_PRIORITY_MAX in the job spec (windward submit, POST /v1/jobs,
+    #WINDWARD) and the jobs CSV alike: a negative one weighs its work below the carbon of doing it
+    (scheduler.planner.job_weights: weight_margin * 2 ** priority falls under the dearest slot's carbon), so it
+    is refused naming the field and the bound, never planned (round 24: -5 planned, exit 0)."""
+    for ok in (JOB_PRIORITY_MIN, JOB_PRIORITY_MAX):
+        assert parse_model(model, {**extra, "priority": ok}, "spec").priority == ok
+    assert JOB_PRIORITY_MIN == 0
+    low, high = f"greater than or equal to {JOB_PRIORITY_MIN}", f"less than or equal to {JOB_PRIORITY_MAX}"
+    for bad, bound in ((JOB_PRIORITY_MIN - 1, low), (-5, low), (JOB_PRIORITY_MAX + 1, high)):
+        with pytest.raises(InputError, match=f"field priority: Input should be {bound}"):
+            parse_model(model, {**extra, "priority": bad}, "spec")
+
+
+def test_the_tenant_class_and_the_docs_read_the_same_ranges() -> None:
+    tok = {"name": "t", "token_sha256": "0" * 64}
+    assert parse_model(Tenant, {**tok, "priority": TENANT_PRIORITY_MIN}, "tenants").priority == 0
+    for bad in (TENANT_PRIORITY_MIN - 1, TENANT_PRIORITY_MAX + 1):
+        with pytest.raises(InputError, match="field priority"):
+            parse_model(Tenant, {**tok, "priority": bad}, "tenants")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
+    assert f"| `priority` | integer {JOB_PRIORITY_MIN}..{JOB_PRIORITY_MAX} " in doc  # the jobs CSV and the job spec
+    assert doc.count(f"integer {JOB_PRIORITY_MIN}..{JOB_PRIORITY_MAX}") == 2
+    assert f"| `tenants[].priority` | 1 | class {TENANT_PRIORITY_MIN}..{TENANT_PRIORITY_MAX}," in doc
+
+
+@pytest.mark.parametrize("selector,what", [("=", "an empty key"), ("gpu=", "an empty value for 'gpu'"),
+                                           ("gpu=tpu", "no pool has gpu=tpu"), ("rack=a7", "no pool has the label 'rack'"),
+                                           ("gpu=h100,jurisdiction=", "an empty value for 'jurisdiction'")])
+def test_a_selector_naming_no_label_lists_the_site_s_labels(selector: str, what: str) -> None:
+    """Round 24: "=", "gpu=" and "gpu=tpu" said only "no pool matches"; the message names the field, what is
+    wrong and every label (and pool name) this site's pools allow."""
+    site = load_site("demo")
+    with pytest.raises(InputError) as e:
+        check_jobs_fit(site, [Job("x", "t", "training", 0, 1, 100, pool=selector)], "jobs.csv")
+    msg = str(e.value)
+    assert f"jobs.csv: job 'x': field pool: pool selector {selector!r}: {what}; allowed: a pool name " in msg, msg
+    assert msg.endswith("this site's labels: clearance=public|secret; gpu=h100; jurisdiction=eu|nl"), msg
+    assert "h100-eu-public, h100-nl-secret" in msg

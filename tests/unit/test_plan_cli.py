@@ -156,9 +156,11 @@ def test_a_job_the_optimiser_finds_no_pool_for_is_left_out_and_exits_3(tmp_path:
                                                            "small,t,training,0,8,3600,,true,,0"]))
     assert code == 3, output
     # (scheduler.jobs.eligible_pools already drops the pools too small for it: no eligible pool is left)
-    assert ("job big: no pool can hold it in any slot (it has no eligible pool): left out of the plan, unfinished "
-            "(capacity)") in " ".join(output.split()), output
-    assert "no plan can do at least 16.0 GPU-h of it (capacity 16.0" in " ".join(output.split())
+    # (scheduler.jobs.fit_error names the pool and its GPUs; round 24 said "it has no eligible pool")
+    assert ("job big: no pool can hold it in any slot (field gpus: needs 64 GPUs, but the largest pool it may use is "
+            "h100-eu-public with 16 GPUs; allowed: gpus <= 16") in " ".join(output.split()), output
+    assert ("every plan leaves at least 16.0 GPU-h of it undone (GPU-hours of work at full speed; the plan JSON's "
+            "unfinished.least_undone_gpu_h): its pools' GPUs hold 16.0 GPU-h less") in " ".join(output.split())
     doc = json.loads(out.read_text())
     ub = doc["unfinished"]
     assert doc["status"] in ("optimal", "feasible") and doc["check"]["ok"] and ub["left_out_jobs"] == ["big"]
@@ -308,7 +310,10 @@ def test_inference_shed_in_infeasible_slots_or_past_the_horizon_is_reported(tmp_
     assert ub["site_shortfall_gpu_h"]["deadline"] == pytest.approx(24.0)
     assert ub["gpu_h"] == pytest.approx(30.0) and ub["past_horizon_gpu_h"] == pytest.approx(24.0)
     assert ub["undone_gpu_h"] == pytest.approx(6.0) and ub["undone_jobs"] == 2
-    assert "no plan can do at least 6.0 GPU-h of it" in output and "inference in infeasible slots 6.0" in output
+    line = " ".join(output.split())
+    assert ub["least_undone_gpu_h"] == pytest.approx(6.0)
+    assert "every plan leaves at least 6.0 GPU-h of it undone" in line, output
+    assert "6.0 GPU-h of inference falls in slots whose idle floor alone breaks a cap (infeasible)" in line
 
 
 def test_the_shortfall_counts_the_part_of_an_inference_slot_in_an_infeasible_slot(tmp_path: Path) -> None:
@@ -323,7 +328,7 @@ def test_the_shortfall_counts_the_part_of_an_inference_slot_in_an_infeasible_slo
     assert ub["gpu_h_by_reason"]["cap"] == pytest.approx(4 * 450 / 3600)
     assert ub["site_shortfall_gpu_h"] == pytest.approx({"deadline": 0.0, "capacity": 0.0, "cap": 0.0,
                                                         "infeasible": 4 * 450 / 3600})
-    assert "no plan can do at least 0.5 GPU-h of it" in output
+    assert "every plan leaves at least 0.5 GPU-h of it undone" in " ".join(output.split())
 
 
 def _late(doc: dict) -> dict[str, tuple]:
@@ -465,3 +470,25 @@ def test_the_reasons_outside_the_horizon_and_the_exit_rule_are_said_where_users_
         assert f"{r} = " in UNFINISHED_NOTE and f"`{r}`" in contracts, r
     help_ = " ".join(CliRunner().invoke(app, ["plan", "--help"], terminal_width=200).output.split())
     assert "(after_horizon)" in help_ and "(horizon)" in help_ and "unfinished.undone_rule" in help_
+
+
+def test_the_shortfall_line_says_what_is_short_in_gpu_hours_with_the_plan_json_s_number(tmp_path: Path) -> None:
+    """Twelve 8-GPU 10-hour jobs on the 32-GPU demo site over 12 h: the GPUs, not the plan, leave work undone.
+    Round 24's line read "no plan can do at least X GPU-h of it (capacity X, cap Y, ...)", parts that read as a
+    sum and a number the plan JSON did not hold (site_shortfall_gpu_h without its deadline part). The line now
+    gives unfinished.least_undone_gpu_h, and what is short (the pools' GPUs; the energy under the caps) with
+    each part's GPU-hours as site_shortfall_gpu_h holds them."""
+    rows = [f"j{k},science,training,0,8,36000,,true,,0" for k in range(12)]
+    code, output, out = _plan(tmp_path, _jobs_csv(tmp_path, rows))
+    assert code == 3, output
+    ub = json.loads(out.read_text())["unfinished"]
+    sf = ub["site_shortfall_gpu_h"]
+    # 12 jobs x 8 GPUs x 10 h, all inside the horizon; 32 GPUs x 12 h the site has: 576 GPU-h short
+    assert sf["capacity"] == pytest.approx(12 * 8 * 10 - 32 * 12) and 0 < sf["cap"] < sf["capacity"]
+    assert ub["least_undone_gpu_h"] == pytest.approx(sf["capacity"]) and ub["least_undone_gpu_h"] <= ub["undone_gpu_h"]
+    line = " ".join(output.split())
+    assert (f"every plan leaves at least {ub['least_undone_gpu_h']:,.1f} GPU-h of it undone (GPU-hours of work at "
+            "full speed; the plan JSON's unfinished.least_undone_gpu_h): its pools' GPUs hold "
+            f"{sf['capacity']:,.1f} GPU-h less than the work only they can run (capacity); the energy under the "
+            f"caps holds {sf['cap']:,.1f} GPU-h less") in line, output
+    assert "the larger counts" in line and "no plan can do at least" not in line

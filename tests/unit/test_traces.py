@@ -144,7 +144,7 @@ def test_load_workload_unknown_pool_and_too_large(tmp_path: Path) -> None:
     ):
         load_workload(str(p), DEMO, days=1)
     p = _csv(tmp_path, f"{HEADER}\nj1,science,training,0,64,100,,true,,0\n")
-    with pytest.raises(InputError, match=r"job 'j1' needs 64 GPUs but the largest eligible pool has 16"):
+    with pytest.raises(InputError, match=r"job 'j1': field gpus: needs 64 GPUs, but the largest pool it may use is .* with 16 GPUs"):
         load_workload(str(p), DEMO, days=1)
     p = _csv(tmp_path, "job,when\n1,2\n")
     with pytest.raises(InputError, match="neither the canonical jobs CSV"):
