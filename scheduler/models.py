@@ -185,12 +185,13 @@ class Site(_Strict):
 #: (``windward plan`` / ``simulate``), the job spec (``windward submit``, ``POST /v1/jobs``, ``#WINDWARD
 #: --priority``). The planner weighs a job's unfinished and late work at ``weight_margin`` (2) times the dearest
 #: carbon one GPU-second can cost in the horizon, times ``priority_base ** (priority + class)`` (2 ** ..., clipped
-#: at +-``max_priority_exponent``, scheduler.planner.job_weights): at an exponent of -1 that weight falls to the
-#: dearest slot's carbon and below it leaving work undone costs less than doing it, so a negative priority would
-#: turn "do the work that fits" into "leave it undone where the grid is dirty". 0 is the floor; the top (100,
-#: the API's bound before round 25) is well above the clip, where only the serving order still reads it.
-JOB_PRIORITY_MIN, JOB_PRIORITY_MAX = 0, 100
-#: A tenant's priority class (the tenants file), added to each of its jobs' priorities: the same floor.
+#: at +-``max_priority_exponent``, scheduler.planner.job_weights). A negative priority is meant: below an exponent
+#: of -1 the weight falls under the dearest slot's carbon, so the job runs where the grid is cleaner than its work
+#: is worth and may be left undone where every slot it could use is dirtier ("run it when it is green"; reported
+#: as unfinished, never hidden). -100..100 is the API's bound since it was written and, since round 25, the jobs
+#: CSV's too (it took any integer); the clip (8) sits well inside it, where only the serving order still reads it.
+JOB_PRIORITY_MIN, JOB_PRIORITY_MAX = -100, 100
+#: A tenant's priority class (the tenants file), added to each of its jobs' priorities.
 TENANT_PRIORITY_MIN, TENANT_PRIORITY_MAX = 0, 10
 
 

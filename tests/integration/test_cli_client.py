@@ -137,8 +137,8 @@ def test_bad_spec_exits_2_and_refusals_by_the_server_exit_3(server: ServerProces
         "duration_s": "name: bad\ngpus: 1\nduration_s: soon\n",
         "colour": "name: bad\ngpus: 1\nduration_s: 60\ncolour: blue\n",
         "kind": "name: bad\nkind: mining\ngpus: 1\nduration_s: 60\n",
-        # round 25: a negative priority (it weighs its work below the carbon of doing it) is refused here
-        "priority": "name: bad\ngpus: 1\nduration_s: 60\npriority: -5\n",
+        # round 25: a priority outside JOB_PRIORITY_MIN..JOB_PRIORITY_MAX is refused here
+        "priority": "name: bad\ngpus: 1\nduration_s: 60\npriority: 101\n",
     }
     for fieldname, text in cases.items():
         spec = write_spec(tmp_path / f"bad-{fieldname}.yaml", text)

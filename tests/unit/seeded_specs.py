@@ -18,7 +18,7 @@ def random_spec(rng: random.Random, i: int) -> JobSpec:
     if rng.random() < 0.3:
         d["deadline"] = "2027-01-20T00:00:00Z"
     if rng.random() < 0.3:
-        d["priority"] = rng.randint(0, 10)  # (JOB_PRIORITY_MIN..: 11 values, the same draws as the -5..5 before)
+        d["priority"] = rng.randint(-5, 5)
     if rng.random() < 0.3:
         d["preemptible"] = False
     if rng.random() < 0.2:

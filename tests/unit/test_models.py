@@ -164,21 +164,20 @@ def test_yaml_job_spec_integers_still_load_as_floats(tmp_path: Path) -> None:
                                                                     "duration_s": 60})])
 def test_one_priority_range_at_every_job_edge(model: type, extra: dict[str, object]) -> None:
     """A job's priority is JOB_PRIORITY_MIN..JOB_PRIORITY_MAX in the job spec (windward submit, POST /v1/jobs,
-    #WINDWARD) and the jobs CSV alike: a negative one weighs its work below the carbon of doing it
-    (scheduler.planner.job_weights: weight_margin * 2 ** priority falls under the dearest slot's carbon), so it
-    is refused naming the field and the bound, never planned (round 24: -5 planned, exit 0)."""
+    #WINDWARD) and the jobs CSV alike (round 24: the CSV took any integer, 1000000 planned); outside it a value
+    is refused naming the field and the bound, never planned."""
     for ok in (JOB_PRIORITY_MIN, JOB_PRIORITY_MAX):
         assert parse_model(model, {**extra, "priority": ok}, "spec").priority == ok
-    assert JOB_PRIORITY_MIN == 0
+    assert parse_model(model, {**extra, "priority": -5}, "spec").priority == -5  # (meant: scheduler.models)
     low, high = f"greater than or equal to {JOB_PRIORITY_MIN}", f"less than or equal to {JOB_PRIORITY_MAX}"
-    for bad, bound in ((JOB_PRIORITY_MIN - 1, low), (-5, low), (JOB_PRIORITY_MAX + 1, high)):
+    for bad, bound in ((JOB_PRIORITY_MIN - 1, low), (JOB_PRIORITY_MAX + 1, high), (1_000_000, high)):
         with pytest.raises(InputError, match=f"field priority: Input should be {bound}"):
             parse_model(model, {**extra, "priority": bad}, "spec")
 
 
 def test_the_tenant_class_and_the_docs_read_the_same_ranges() -> None:
     tok = {"name": "t", "token_sha256": "0" * 64}
-    assert parse_model(Tenant, {**tok, "priority": TENANT_PRIORITY_MIN}, "tenants").priority == 0
+    assert parse_model(Tenant, {**tok, "priority": TENANT_PRIORITY_MIN}, "tenants").priority == TENANT_PRIORITY_MIN
     for bad in (TENANT_PRIORITY_MIN - 1, TENANT_PRIORITY_MAX + 1):
         with pytest.raises(InputError, match="field priority"):
             parse_model(Tenant, {**tok, "priority": bad}, "tenants")

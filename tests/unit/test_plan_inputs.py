@@ -116,7 +116,7 @@ BAD_FIELDS = {
     "duration_s": ("nan", "-3600", "inf"),
     "submit_s": ("nan", "-900", "inf"),
     "deadline_s": ("nan", "-1", "inf"),
-    "priority": ("nan", "-1", "1000000"),
+    "priority": ("nan", "-101", "1000000"),
     "preemptible": ("maybe",),
     "kind": ("dance",),
 }
@@ -202,6 +202,8 @@ def test_caps_below_the_idle_floor_in_every_slot(tmp_path: Path) -> None:
     "d,science,training,0,8,0.001,,true,,0",  # a millisecond of work
     "d,science,training,0,8,1e12,,false,,0",  # 30,000 years of non-preemptible work
     "d,science,training,0,8,3600,,true,,100",  # the highest priority (scheduler.models.JOB_PRIORITY_MAX)
+    "d,science,training,0,8,3600,,true,,-1",  # a negative priority (meant: run it where it is green)
+    "d,science,training,0,8,3600,,true,,-100",  # the lowest (JOB_PRIORITY_MIN)
 ])
 def test_edge_values_that_have_a_meaning_plan(tmp_path: Path, rows: str) -> None:
     code, output, out, exc = _run(tmp_path, HEADER + rows + "\n")
@@ -212,8 +214,8 @@ def test_edge_values_that_have_a_meaning_plan(tmp_path: Path, rows: str) -> None
 #: Round 25's hand-made bad inputs (a user's typos and spreadsheet habits), each with what the refusal must name:
 #: the field (or the header / row) and what is allowed. Before round 25 the ones marked (*) planned, exit 0.
 REFUSED_ROWS = {
-    "a negative priority (*)": (HEADER + "x,science,training,0,8,900,,true,,-5\n",
-                                ("row 2", "field priority", "greater than or equal to 0")),
+    "a priority below the range (*)": (HEADER + "x,science,training,0,8,900,,true,,-101\n",
+                                       ("row 2", "field priority", "greater than or equal to -100")),
     "a priority above the range (*)": (HEADER + "x,science,training,0,8,900,,true,,101\n",
                                        ("field priority", "less than or equal to 100")),
     "a fractional priority": (HEADER + "x,science,training,0,8,900,,true,,1.5\n", ("field priority", "integer")),

@@ -286,7 +286,7 @@ def test_view_json_is_the_view(tmp_path: Path, seed: int) -> None:
     s = StateStore(tmp_path / "s.sqlite")
     for i in range(30):
         name = rng.choice(["plain", "caf\u00e9 \u00fc\u00df", "\u6f22\u5b57", 'quote " and \\ backslash', f"n{i}"])
-        kw: dict[str, object] = {"name": name, "gpus": rng.randint(1, 8), "priority": rng.randint(0, 6)}
+        kw: dict[str, object] = {"name": name, "gpus": rng.randint(1, 8), "priority": rng.randint(-3, 3)}
         if rng.random() < 0.4:
             kw["deadline"] = "2027-01-20T00:00:00Z"
         if rng.random() < 0.3:
