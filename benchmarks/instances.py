@@ -288,7 +288,16 @@ class Knobs:
     other pools are planned as usual). ``node_failure``: the nodes of every eligible pool of one queued job that
     is not must-run (pools without running jobs or must-run inference) fail for the whole horizon, leaving each
     fewer healthy GPUs than that job needs (whole 8-GPU nodes: kernels.check.unplaceable then holds that job,
-    and any other only those pools could run). ``selectors``: jobs carry label
+    and any other only those pools could run). ``np_window``: a maintenance window, announced in ``pool_gpus``
+    for 1-3 slots, in the pool of a running non-preemptible job (where there is one whose block takes 2 slots or
+    more): the pool keeps fewer healthy GPUs than the job's there (whole 8-GPU nodes lost), from a slot inside the
+    job's shortest block (its work at the pool's fastest level: it is displaced, kernels.check.running_hold) or,
+    one time in two where there is room, from a slot after that block but before its slowest one ends (it keeps
+    running and has to end first). ``inference_beside_np``: one row (a must-run one where there is one, else a
+    job that is not running) becomes must-run inference from slot 0, as wide as a running non-preemptible job's
+    pool leaves it too little room beside that job (whole nodes), eligible for that pool and a less frugal one
+    with the room (where there are such pools): the most frugal packing displaces the running job, the packing
+    beside it does not (kernels.check.inference_shed). ``selectors``: jobs carry label
     selectors (eligible for a subset of the pools). ``n_tenants`` 1-8, ``quota_share`` 0-1 of them with a
     concurrent-GPU quota. ``must_share`` 0-0.2 must-run inference rows (pinned to one pool, full power).
     ``running_share`` 0-0.5 jobs running at slot 0 (a third of them non-preemptible when ``np_share`` > 0).
@@ -313,6 +322,8 @@ class Knobs:
     inference_over_cap: bool = False
     inference_over_gpus: bool = False
     node_failure: bool = False
+    np_window: bool = False
+    inference_beside_np: bool = False
     selectors: bool = True
     n_tenants: int = 4
     quota_share: float = 0.5
@@ -535,6 +546,10 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
     dropped = must & ~keep_must  # no room: an ordinary preemptible job instead
     must = keep_must
     preempt = preempt | dropped
+    if k.inference_beside_np:  # (draws only when asked for: the corpus's instances stay as they were)
+        must, preempt, gpus, rem, release, m_end, elig, m_pool = _inference_beside_np(
+            rng, must, preempt, running & ~preempt, rpool, gpus, rem, release, m_slots, m_pool, elig, pool_gpus, tdp,
+            idle, minf, slot_s)
     # mandatory IT power on top of the idle site: must-run at full power in its window; a running
     # non-preemptible job at full power for as long as it could take at its slowest level
     pool_of = np.where(must, m_pool, np.where(running, rpool, 0))
@@ -602,6 +617,8 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
             lost = 8 * np.ceil((pool_gpus[p] - rng.uniform(0.1, 0.9) * inf_g[p]) / 8)  # whole nodes
             healthy[p] = np.where(ev, np.maximum(pool_gpus[p] - lost, 0), healthy[p])
             shed = shed | ev
+    if k.np_window:  # (draws only when asked for: the corpus's instances stay as they were)
+        healthy = _np_window(rng, healthy, np_run, rpool, gpus, rem, curve_s, slot_s, infeasible | shed)
     site_max_w = np.full(T, max(full_w * rng.uniform(0.9, 1.05), float(floor_w.max())))
     # --- weights: the product's (scheduler.planner.job_weights with terminal_value "max")
     from scheduler.planner import WeightSettings
@@ -640,6 +657,60 @@ def make(seed: int, knobs: Knobs | None = None) -> PlanProblem:
     object.__setattr__(pb, "_family", {"seed": seed, "knobs": asdict(k), "infeasible_slots": np.flatnonzero(
         infeasible).tolist(), "shed_slots": np.flatnonzero(shed).tolist(), "pool_kinds": kinds, "pool_labels": labels})
     return pb
+
+
+def _np_window(rng: np.random.Generator, healthy: np.ndarray, np_run: np.ndarray, rpool: np.ndarray,
+               gpus: np.ndarray, rem: np.ndarray, curve_s: np.ndarray, slot_s: float, busy: np.ndarray) -> np.ndarray:
+    """``Knobs.np_window``: ``healthy (P, T)`` with a maintenance window in a running non-preemptible job's pool
+    (slots ``busy``, infeasible or shed already, left as they are)."""
+    T = healthy.shape[1]
+    tt = np.arange(T)
+    fast = np.ceil(rem / (slot_s * curve_s[:, -1][np.maximum(rpool, 0)]) - 1e-9).astype(np.int64)
+    slow = np.ceil(rem / (slot_s * curve_s[:, 0][np.maximum(rpool, 0)]) - 1e-9).astype(np.int64)
+    cand = np.flatnonzero(np_run & (fast >= 2))
+    if not cand.size:
+        return healthy
+    j = int(cand[rng.integers(cand.size)])
+    p = int(rpool[j])
+    after = bool(rng.random() < 0.5) and fast[j] < min(slow[j], T)  # it can end before the window: it keeps running
+    a = int(rng.integers(fast[j], min(slow[j], T))) if after else int(rng.integers(1, min(fast[j], T)))
+    ev = (tt >= a) & (tt < a + int(rng.integers(1, 4))) & ~busy
+    keep = 8 * ((int(gpus[j]) - 1) // 8)  # whole nodes, fewer GPUs than the job's
+    out = healthy.copy()
+    out[p] = np.where(ev, np.minimum(out[p], keep), out[p])
+    return out
+
+
+def _inference_beside_np(rng: np.random.Generator, must: np.ndarray, preempt: np.ndarray, np_run: np.ndarray,
+                         rpool: np.ndarray, gpus: np.ndarray, rem: np.ndarray, release: np.ndarray,
+                         m_slots: np.ndarray, m_pool: np.ndarray, elig: np.ndarray, pool_gpus: np.ndarray,
+                         tdp: np.ndarray, idle: np.ndarray, minf: np.ndarray, slot_s: float) -> tuple[np.ndarray, ...]:
+    """``Knobs.inference_beside_np``: the job arrays with one row made must-run inference beside a running
+    non-preemptible job (see :class:`Knobs`; its mandatory watts counted in the pool with the room, where the
+    packing beside the job puts it); unchanged where no pools fit."""
+    P = pool_gpus.size
+    per_gpu = tdp - idle  # kernels.check.pack_inference's order (pue is common): the most frugal first, then index
+    rank = np.argsort(np.argsort(per_gpu, kind="stable"), kind="stable")
+    run_g = np.array([gpus[(rpool == p)].sum() for p in range(P)])
+    out = (must, preempt, gpus, rem, release, release + m_slots, elig, m_pool)
+    cand = np.flatnonzero(np_run)
+    if not cand.size:
+        return out
+    j = int(cand[rng.integers(cand.size)])
+    p = int(rpool[j])
+    width = 8 * ((int(pool_gpus[p] - gpus[j])) // 8 + 1)  # whole nodes: too wide beside the job in its pool
+    qs = np.flatnonzero((rank > rank[p]) & (pool_gpus - run_g >= width) & (minf <= 1.0))
+    others = np.flatnonzero(~np_run & (rpool < 0) & (np.arange(must.size) != j))
+    if not qs.size or width > pool_gpus[p] or not others.size:
+        return out
+    q = int(qs[rng.integers(qs.size)])
+    m = int(others[np.argmax(must[others])])  # a must-run row where there is one
+    must, preempt, gpus, rem, release, elig, m_pool = (a.copy() for a in (must, preempt, gpus, rem, release, elig,
+                                                                          m_pool))
+    must[m], preempt[m], gpus[m], release[m], m_pool[m] = True, True, width, 0, q
+    rem[m] = float(m_slots[m]) * slot_s
+    elig[m] = np.isin(np.arange(P), (p, q))
+    return must, preempt, gpus, rem, release, release + m_slots, elig, m_pool
 
 
 def describe(pb: PlanProblem) -> dict[str, Any]:

@@ -125,6 +125,10 @@ class InferenceShed(NamedTuple):
     shed_gpus: NDArray[np.float64]  # (T,) GPUs of the inference shed there (0 elsewhere)
     load_w: NDArray[np.float64]  # (J,) each must-run row's watts above the floor that the figures count (0: others)
     cause: NDArray[np.bool_]  # (T, 3) per marked slot, what cannot hold its inference (:data:`SHED_CAUSES`)
+    #: ``pack`` is :func:`inference_shed`'s second packing (beside the running non-preemptible jobs): every
+    #: must-run row runs there (``pool``), and a problem that stops the jobs it still displaces pins them there
+    #: (``kernels.planner._restarted``)
+    repacked: bool = False
 
     @property
     def closed(self) -> NDArray[np.bool_]:
@@ -152,7 +156,8 @@ def serving_order(weight: NDArray[Any], gpus: NDArray[Any], remaining_s: NDArray
 
 
 def pack_inference(ok: NDArray[np.bool_], per_gpu: NDArray[np.float64], pin: NDArray[np.int64],
-                   gpus: NDArray[np.float64], active: NDArray[np.bool_], H: NDArray[np.float64]) -> NDArray[np.int64]:
+                   gpus: NDArray[np.float64], active: NDArray[np.bool_], H: NDArray[np.float64],
+                   held: NDArray[np.float64] | None = None) -> NDArray[np.int64]:
     """THE pool of each must-run row (rows given in :func:`serving_order`): a job keeps one pool for the horizon,
     so its GPUs have to fit in that pool in every slot of its window. A pinned row (``pin >= 0``: a running
     one) stays in its pool and holds its GPUs there first; then the pools are taken in order of ``per_gpu``
@@ -163,25 +168,55 @@ def pack_inference(ok: NDArray[np.bool_], per_gpu: NDArray[np.float64], pin: NDA
     it in that pool: a first fit that can leave a packing unfound, never one that breaks a pool). A row no
     pool holds over its whole window is given its most frugal pool (``ok``'s first in that order), where it is
     served in the slots that hold it (:func:`inference_shed`). Where every row fits in its most frugal pool
-    that is where each goes (the pools' order is the order of the rows' own choice). Loops over pools only."""
+    that is where each goes (the pools' order is the order of the rows' own choice). With ``held : (P, T)``
+    (the GPUs running non-preemptible jobs hold, :func:`inference_shed`'s second packing) the pools are first
+    offered under their healthy GPUs less those (a row placed there displaces nothing), then the rows still
+    unplaced are offered as above. Loops over pools only."""
     M, P = ok.shape
     pool = np.where(pin >= 0, pin, -1).astype(np.int64)
     take = np.where(active, gpus[:, None], 0.0)  # (M, T)
     used = np.stack([take[pool == p].sum(axis=0) for p in range(P)]) if M else np.zeros_like(H)
     order = np.argsort(per_gpu, kind="stable")
-    for p in order:  # pools, the most frugal first
-        cand = (pool < 0) & ok[:, p]
-        if not cand.any():
-            continue
-        cum = used[p][None, :] + np.cumsum(np.where(cand[:, None], take, 0.0), axis=0)
-        fit = cand & ~(active & (cum > H[p][None, :] + 1e-9)).any(axis=1)
-        pool[fit] = p
-        used[p] += take[fit].sum(axis=0)
+    for room in ([H] if held is None else [H - held, H]):  # passes: room beside the running jobs first
+        for p in order:  # pools, the most frugal first
+            cand = (pool < 0) & ok[:, p]
+            if not cand.any():
+                continue
+            cum = used[p][None, :] + np.cumsum(np.where(cand[:, None], take, 0.0), axis=0)
+            fit = cand & ~(active & (cum > room[p][None, :] + 1e-9)).any(axis=1)
+            pool[fit] = p
+            used[p] += take[fit].sum(axis=0)
     first = order[np.argmax(ok[:, order], axis=1)] if M else np.zeros(0, np.int64)
     return np.where(pool < 0, first, pool).astype(np.int64)
 
 
 def inference_shed(problem: PlanProblem) -> InferenceShed:
+    """The must-run inference a plan serves where the site cannot hold all of it (:func:`_shed`, in the pools
+    :func:`pack_inference` gives it). Where that packing displaces running non-preemptible jobs
+    (:func:`running_hold`) a second packing is tried that first offers each pool only the GPUs those jobs do
+    not hold over their shortest blocks (:func:`_np_blocks`): it is kept where it serves at least as many
+    inference GPU-slots and displaces less (the displaced jobs' weight x GPUs: the work at stake, the order
+    in which :func:`running_hold` keeps them), so it never displaces more than the first and never serves less
+    inference (DESIGN section 2: inference first, then commitments; the second may use a less frugal pool)."""
+    sh = _shed(problem)
+    dis, _ = running_hold(problem, sh)
+    if not dis.any():
+        return sh
+    rows, r, g, active = _np_blocks(problem, sh)
+    held = np.stack([np.where(active & (r == p)[:, None], g[:, None], 0.0).sum(axis=0)
+                     for p in range(problem.n_pools)])  # (P, T) pools
+    alt = _shed(problem, held)
+    dis2, _ = running_hold(problem, alt)
+    gpus = np.asarray(problem.gpus, np.float64)
+    wg = np.asarray(problem.weight, np.float64) * gpus
+    if (float((must_cells(problem, alt) * gpus[:, None]).sum()) >= float((must_cells(problem, sh) * gpus[:, None]).sum())
+            and float(wg[dis2].sum()) < float(wg[dis].sum())):
+        pin = np.asarray(problem.must_run, dtype=bool) & ~unplaceable(problem)  # they run where it packs them
+        return alt._replace(repacked=True, pool=np.where(pin, alt.pack, alt.pool))
+    return sh
+
+
+def _shed(problem: PlanProblem, held: NDArray[np.float64] | None = None) -> InferenceShed:
     """The must-run inference a plan serves where the site cannot hold all of it (DESIGN section 2: "no hard
     violation; inference served"). Each must-run job runs, at full power, in the pool :func:`pack_inference`
     gives it (``pack``: its most frugal eligible pool with a full-power level where its GPUs fit there over its
@@ -241,7 +276,7 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
     H = pool_gpus_pt(problem)
     so = serving_order(weight, gpus, rem, rel, mrows)
     packed = np.empty(mrows.size, dtype=np.int64)
-    packed[so] = pack_inference(ok[so], per_gpu, np.where(stay, rp, -1)[so], gpus[so], active[so], H)
+    packed[so] = pack_inference(ok[so], per_gpu, np.where(stay, rp, -1)[so], gpus[so], active[so], H, held)
     pack[mrows] = packed
     load = np.where(ok.any(axis=1), per_gpu[packed], 0.0) * gpus  # (M,) watts at full power
     floor, cap = idle_floor_w(problem), cap_w(problem)
@@ -298,35 +333,78 @@ def must_cells(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArr
             & (sh.rank[:, None] < sh.qcut[ten]))
 
 
-def displaced(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
-    """``(J,)`` the running non-preemptible jobs (not must-run, not :func:`unplaceable`, with work left) that
-    cannot keep running in slot 0: inference is served first (DESIGN section 2), so in each pool the must-run
-    inference served in slot 0 (:func:`must_cells`, in the pool :func:`pack_inference` gives it) takes its GPUs
-    and the running non-preemptible jobs of that pool keep running, higher ``weight`` first (then the lower
-    row), while the rest of its healthy GPUs hold them; the others are displaced (a node failure under the pool,
-    inference that arrived): they stop, lose their work since the checkpoint (``preempt_loss_s``) and are
-    planned again as queued non-preemptible jobs (one block, any eligible pool, from slot 1). Where slot 0 is
-    closed (its floor or the inference's watts break its cap) none keeps running anyway. The planner, the greedy
-    witness and the checker all read this one rule."""
-    J, P = problem.n_jobs, problem.n_pools
+def _np_rows(problem: PlanProblem) -> NDArray[np.bool_]:
+    """``(J,)`` the running non-preemptible jobs (not must-run, not :func:`unplaceable`, with work left)."""
     rp = np.asarray(problem.running_pool, dtype=np.int64)
-    must = np.asarray(problem.must_run, dtype=bool)
-    cand = ((rp >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must
+    cand = ((rp >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~np.asarray(problem.must_run, dtype=bool)
             & (np.asarray(problem.remaining_s, np.float64) > 0))
-    out = np.zeros(J, dtype=bool)
-    if not cand.any() or problem.n_slots == 0:
-        return out
-    cand &= ~unplaceable(problem)
+    return cand & ~unplaceable(problem) if cand.any() else cand
+
+
+def _np_blocks(problem: PlanProblem, sh: InferenceShed) -> tuple[NDArray[np.int64], NDArray[np.int64],
+                                                                  NDArray[np.float64], NDArray[np.bool_]]:
+    """The running non-preemptible jobs (:func:`_np_rows`) in the order :func:`running_hold` keeps them, higher
+    ``weight`` first (then the lower row), and their shortest blocks: ``(rows, pools, gpus, active (n, T))``,
+    ``active`` from slot 0 to the end of the job's work at its pool's fastest level, or to the first closed slot
+    after slot 0 (before which a block may end)."""
+    T = problem.n_slots
+    rows = np.flatnonzero(_np_rows(problem))
+    rows = rows[np.lexsort((rows, -np.asarray(problem.weight, np.float64)[rows]))]
+    _, lev_ok = levels(problem)
+    fast = np.where(lev_ok, np.asarray(problem.curve_s, np.float64), 0.0).max(axis=1)  # (P,) the fastest level
+    r = np.asarray(problem.running_pool, dtype=np.int64)[rows]
+    n = np.ceil(np.asarray(problem.remaining_s, np.float64)[rows] / (float(problem.slot_s) * np.maximum(fast[r], 1e-12))
+                - 1e-9).astype(np.int64)
+    later = np.flatnonzero((infeasible_slots(problem)[0] | sh.closed)[1:])
+    end = np.clip(np.minimum(n, int(later[0]) + 1 if later.size else T), 1, T)  # the shortest block's end
+    return rows, r, np.asarray(problem.gpus, np.float64)[rows], np.arange(T)[None, :] < end[:, None]
+
+
+def running_hold(problem: PlanProblem, shed: InferenceShed | None = None) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """THE rule for the running non-preemptible jobs (not must-run, not :func:`unplaceable`, with work left) the
+    site cannot keep running: ``(displaced (J,), hold (J,))``. Inference is served first (DESIGN section 2), so
+    in each pool and slot the must-run inference served (:func:`must_cells`, in the pool :func:`pack_inference`
+    gives it) takes its GPUs, and the running non-preemptible jobs of that pool keep running, higher ``weight``
+    first (then the lower row), while the rest of its healthy GPUs (``pool_gpus``: a maintenance window or a node
+    failure announced for later included) hold them over their shortest block: from slot 0 to the end of their
+    work at the pool's fastest level (or to the first closed slot after slot 0, before which a block may end). A
+    job over that room in any slot of it is displaced: a non-preemptible job runs one unbroken block, and one
+    that cannot reach its end before the window would stop there having done work it loses (it keeps no
+    checkpoint past ``preempt_loss_s``), so it stops now (the least work lost, its GPUs and watts freed now),
+    loses its work since the checkpoint and is planned again as a queued non-preemptible job (one block, any
+    eligible pool, from slot 1: after the window or elsewhere). The room is one cumulative sum per pool in that
+    order (a displaced job still takes room from those after it: no loop over rows); in slot 0 it is round 24's
+    rule. ``hold[j]`` is the slot by which a job kept running has to end its block (the first slot after slot 0
+    whose room does not hold it; T: none; 0 for the other rows): the pool's GPUs, which every plan keeps, end it
+    by then (it runs fast enough), and the greedy witness asks for its own work only there (it can only stay:
+    ``kernels.listsched.list_schedule``). Where slot 0 is closed none keeps running anyway. The planner, the
+    greedy witness and the checker all read this one rule (:func:`displaced`). Loops over pools only."""
+    J, P, T = problem.n_jobs, problem.n_pools, problem.n_slots
+    out, hold = np.zeros(J, dtype=bool), np.zeros(J, dtype=np.int64)
+    if not _np_rows(problem).any() or T == 0:
+        return out, hold
     sh = inference_shed(problem) if shed is None else shed
     gpus = np.asarray(problem.gpus, dtype=np.float64)
-    served = must_cells(problem, sh)[:, 0]
-    room = pool_gpus_pt(problem)[:, 0] - np.bincount(sh.pack[served], weights=gpus[served], minlength=P)
-    rows = np.flatnonzero(cand)
-    rows = rows[np.lexsort((rows, -np.asarray(problem.weight, np.float64)[rows]))]
-    for p in np.unique(rp[rows]).tolist():  # pools with running non-preemptible jobs
-        mine = rows[rp[rows] == p]
-        out[mine] = np.cumsum(gpus[mine]) > room[p] + 1e-9
-    return out
+    served = must_cells(problem, sh)
+    room = pool_gpus_pt(problem) - np.stack([np.where(served & (sh.pack == p)[:, None], gpus[:, None], 0.0).sum(axis=0)
+                                             for p in range(P)])  # (P, T) pools
+    rows, r, g_, active = _np_blocks(problem, sh)
+    tt = np.arange(T)[None, :]
+    g = g_[:, None]
+    need = np.where(active, 0.0, g)  # its own GPUs past its shortest block too: where hold looks
+    for p in np.unique(r).tolist():  # pools with running non-preemptible jobs
+        mine = r == p
+        need[mine] += np.cumsum(np.where(active[mine], g[mine], 0.0), axis=0)
+    over = need > room[r] + 1e-9
+    out[rows] = (active & over).any(axis=1)
+    hold[rows] = np.where(over & (tt >= 1), tt, T).min(axis=1)
+    return out, hold
+
+
+def displaced(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
+    """``(J,)`` the running non-preemptible jobs that cannot keep running (:func:`running_hold`'s first part):
+    stopped in slot 0, their work since the checkpoint lost, planned again from slot 1."""
+    return running_hold(problem, shed)[0]
 
 
 def closed_slots(problem: PlanProblem) -> NDArray[np.bool_]:
@@ -444,8 +522,9 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     the inference served runs (the shed cells are not required; its cap and pools are checked), and where the
     cap is what cannot hold it nothing else may run (a non-preemptible block may end before it as before an
     infeasible slot); a job no pool can hold in any slot (:func:`unplaceable`) is not required to run (a
-    running one included), and cannot: no pool it runs in holds it; a running non-preemptible job the
-    inference displaces in slot 0 (:func:`displaced`) does not run there; the reported
+    running one included), and cannot: no pool it runs in holds it; a running non-preemptible job that cannot
+    keep running (:func:`displaced`: the inference takes its pool, or a window ahead leaves it too small before its
+    work can end) does not run in slot 0; the reported
     aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
     relative (watts, grams) and absolute on fractions.
     """
@@ -542,7 +621,8 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     dis = displaced(problem, shed)
     gone = np.flatnonzero(dis & run[:, 0])
     if gone.size:
-        out.append(f"job {gone[0]} runs in slot 0, but the inference displaces it there (it stops, restarts later)")
+        out.append(f"job {gone[0]} runs in slot 0, but it is displaced there (the inference takes its pool, or its "
+                   f"pool's GPUs drop before its work can end: it stops, restarts later)")
     keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must & ~unplaceable(problem)
                           & ~dis)
     bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not closed[0] else keep[:0]

@@ -92,6 +92,7 @@ from kernels.check import (
     inference_shed,
     levels,
     must_window,
+    running_hold,
     shed_cause_names,
     unplaceable,
 )
@@ -323,7 +324,8 @@ class _Clean:
     shed_gpus: NDArray[np.float64]  # (T,) inference GPUs shed in the marked slots
     shed_cause: NDArray[np.bool_]  # (T, 3) what cannot hold the inference there (kernels.check.SHED_CAUSES)
     left_out: NDArray[np.bool_]  # (J,) kernels.check.unplaceable: no pool holds them in any slot (:func:`_set_aside`)
-    displaced: NDArray[np.bool_]  # (J,) kernels.check.displaced: running, stopped in slot 0 by the inference
+    displaced: NDArray[np.bool_]  # (J,) kernels.check.displaced: running, stopped in slot 0 (inference, a window)
+    hold: NDArray[np.int64]  # (J,) kernels.check.running_hold: the slot a kept running NP block ends by (T: none)
     # a plan without a warm start (kernels.plan: a one-off plan such as ``windward plan``; the control loop's
     # ticks re-plan warm): its search may move running jobs to other pools (kernels.powersearch._moves)
     cold: bool = False
@@ -460,6 +462,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     # must-run rows: nothing marked, every slot but the infeasible ones serves everything)
     shed = inference_shed(pb)
     cap = np.where(infeas, base, np.where(shed.closed, base + shed.served_w, cap))
+    displaced_, hold = running_hold(pb, shed)
     relc = np.clip(rel, 0, T)
     dlc = np.clip(dl, relc, T)
     return _Clean(
@@ -470,7 +473,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me,
         infeas=infeas | shed.closed, floor_bad=infeas, deficit_w=deficit, mrank=shed.rank, mcut=shed.cut, mqcut=shed.qcut,
         mpack=shed.pack, mpool=shed.pool, marked=shed.marked, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
-        shed_cause=shed.cause, left_out=unplaceable(pb), displaced=displaced(pb, shed),
+        shed_cause=shed.cause, left_out=unplaceable(pb), displaced=displaced_, hold=hold,
     )
 
 
@@ -1091,6 +1094,7 @@ class _Dev:
     mcut: Any  # (P, T) int64: ``_Clean.mcut``
     mqcut: Any  # (N, T) int64: ``_Clean.mqcut``
     mpack: Any  # (J,) int64: ``_Clean.mpack``
+    hold: Any  # (J,) int64: ``_Clean.hold``
     room_cap: Any  # (T,) the facility watts the plan construction fills up to (:data:`CAP_TOL`)
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
     qten: Any  # (J,) the job's tenant where that tenant has a quota, else the tenant count (sums skip it)
@@ -1111,7 +1115,7 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
         fv32=a(pr.fv.astype(np.float32)), fv64=a(pr.fv.astype(np.float32).astype(np.float64)), infeas=a(c.infeas),
-        mrank=a(c.mrank), mcut=a(c.mcut), mqcut=a(c.mqcut), mpack=a(c.mpack), room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
+        mrank=a(c.mrank), mcut=a(c.mcut), mqcut=a(c.mqcut), mpack=a(c.mpack), hold=a(c.hold), room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
         has_dl=a(c.has_dl),
         qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
     )
@@ -2163,7 +2167,7 @@ JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible"
 #: the shed order of kernels.check.inference_shed, and ``mpack``: its pool in kernels.check.pack_inference, both
 #: taken over the caller's rows and kept with its row)
 _CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
-                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool", "left_out", "displaced")
+                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool", "left_out", "displaced", "hold")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
@@ -2277,12 +2281,19 @@ def _without(problem: PlanProblem, out: NDArray[np.bool_], planner: Callable[[Pl
 
 def _restarted(problem: PlanProblem, dis: NDArray[np.bool_]) -> PlanProblem:
     """``problem`` with the running non-preemptible jobs ``dis`` (:func:`kernels.check.displaced`: the inference
-    takes their pool in slot 0) stopped: not running, their work since the checkpoint lost (``remaining_s`` plus
+    takes their pool in slot 0, or a window ahead leaves it too small before their work can end) stopped: not running, their work since the checkpoint lost (``remaining_s`` plus
     ``preempt_loss_s``, no loss left to count) and released at slot 1 at the earliest (they stop in slot 0; the
-    checker refuses them there). A plan of either is a plan of the other with the same objective."""
+    checker refuses them there). Where the inference was packed beside the running jobs
+    (:attr:`kernels.check.InferenceShed.repacked`) its rows are pinned to those pools (as running there, no loss):
+    the packing of the problem without the stopped jobs is then the same. A plan of either is a plan of the other
+    with the same objective."""
     rp = np.asarray(problem.running_pool, dtype=np.int64)
     loss = np.asarray(problem.preempt_loss_s, dtype=np.float64)
     rel = np.asarray(problem.release, dtype=np.int64)
+    sh = inference_shed(problem)
+    if sh.repacked:
+        pin = np.asarray(problem.must_run, dtype=bool) & ~unplaceable(problem)
+        rp, loss = np.where(pin, sh.pack, rp), np.where(pin & (sh.pack != rp), 0.0, loss)
     return replace(problem, running_pool=np.where(dis, -1, rp), preempt_loss_s=np.where(dis, 0.0, loss),
                    remaining_s=np.where(dis, np.asarray(problem.remaining_s, np.float64) + loss, problem.remaining_s),
                    release=np.where(dis, np.maximum(rel, 1), rel))
@@ -2292,8 +2303,8 @@ def _set_aside(problem: PlanProblem, c: _Clean, solve: Callable[[PlanProblem, Pl
                warm_start: PlanResult | None = None) -> PlanResult | None:
     """The plan of ``problem`` where ``c`` (its checked inputs) sets jobs aside, by ``solve`` (``kernels.plan`` or
     the greedy witness) on what is left, else None: the jobs no pool holds in any slot are left out
-    (:func:`_without`), then the running non-preemptible jobs the inference displaces in slot 0 are stopped and
-    planned again (:func:`_restarted`). The one place both planners take them out."""
+    (:func:`_without`), then the running non-preemptible jobs that cannot keep running (displaced by the inference
+    or by a window ahead: kernels.check.running_hold) are stopped and planned again (:func:`_restarted`). The one place both planners take them out."""
     if c.left_out.any():
         return _without(problem, c.left_out, solve, warm_start)
     if c.displaced.any():

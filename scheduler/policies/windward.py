@@ -385,10 +385,11 @@ class WindwardPolicy:
             log.warning("windward slot %d: left out of the plan, no pool can hold them in any slot: %s",
                         snapshot.slot, ", ".join(ids))
             result = replace(result, diagnostics={**result.diagnostics, "left_out_job_ids": ids})
-        if result.diagnostics.get("displaced_jobs"):  # the inference takes their pool now (kernels.check.displaced)
+        if result.diagnostics.get("displaced_jobs"):  # they cannot keep running (kernels.check.running_hold)
             ids = [index.job_ids[j] for j in result.diagnostics["displaced_jobs"] if j < index.n_real]
-            log.warning("windward slot %d: running non-preemptible jobs displaced by the inference in their pool, "
-                        "stopped and planned again: %s", snapshot.slot, ", ".join(ids))
+            log.warning("windward slot %d: running non-preemptible jobs displaced (the inference takes their pool, or "
+                        "its healthy GPUs drop before their work can end), stopped and planned again: %s",
+                        snapshot.slot, ", ".join(ids))
             result = replace(result, diagnostics={**result.diagnostics, "displaced_job_ids": ids})
         self._last = (result, index)
         decisions = decisions_from_result(result, index)
