@@ -2728,8 +2728,12 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                                                       budget=powersearch.search_budget(c.J, c.T))
             if k and _serves_forced_dev(c, d, lv, xp) and _dominates_jobs(c, lev, gev):
                 cand.append((lev["objective"], lv, lp, lev, "price_list+power"))
-    cand = [x for x in cand if x[4] == variant or _serves_forced_dev(c, d, x[1], xp)]
-    if not cand and _dominates(own, wit):  # no worse on the totals, though a job the greedy finishes is not
+    # the own plan stays a candidate where it leaves a forced row out only while the witness does too (a plan
+    # that refuses where the witness serves every forced row is no plan: family seed 100141)
+    own_ok = not _serves_forced_dev(c, d, gv, xp) or _serves_forced_dev(c, d, vmat, xp)
+    cand = [x for x in cand if (x[4] == variant and own_ok) or _serves_forced_dev(c, d, x[1], xp)]
+    if not cand and own_ok and _dominates(own, wit):  # no worse on the totals, though a job the greedy finishes is
+        # not
         cand.append((ev["objective"], vmat, pool, ev, variant))
     used = not cand and _serves_forced_dev(c, d, gv, xp)
     starts: dict[str, Any] = {}  # (what refine_starts spent: diagnostics["search_cells"])

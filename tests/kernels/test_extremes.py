@@ -124,47 +124,19 @@ def assert_extreme_sound(pb: PlanProblem, j: dict[str, Any]) -> None:
     assert res.diagnostics.get("late_jobs") == j["plan"]["late_jobs"], name
 
 
-#: the defects found here and left to their owners: the signature each leaves. Round 24 found ``_clean_inputs``
-#: refusing inference that ``inference_shed`` sheds (family cases 63, 100, 118; H2's GPU-marked slots removed it:
+#: the defects found here, each fixed by its owner (a new one goes here as a strict xfail of the family cases it
+#: fails, with its signature, until it is gone). Round 24 found ``_clean_inputs`` refusing inference that
+#: ``inference_shed`` sheds (family cases 63, 100, 118; H2's GPU-marked slots removed it:
 #: test_inference_shed_in_a_marked_slot_is_not_counted). Round 25 (H1) removed "no plan lowers a running
-#: non-preemptible job's power level to make room for must-run inference" (case 109, 3 of the 800 under -m slow,
-#: and the greedy witness refusing 17 of them: planner.NP_LOWER_FOR_FORCED, listsched.greedy_vmat's second try;
-#: test_a_running_block_makes_room_for_inference, tests/kernels/test_np_levels.py). What is left:
-OWN_PLAN_LEAVES_INFERENCE = (
-    "kernels.plan answers with its own plan, which leaves must-run inference unserved, where the greedy witness "
-    "serves it (planner._repair's pool move counts the GPUs of rows after it in priority as taken, so the must-run "
-    "row is dropped, not moved; _plan_in_order keeps the own variant among its candidates whether it serves the "
-    "forced rows or not): 1 of the 800 under -m slow (seed 100141)")
-#: family cases (index into CASES) each defect makes fail: strict expected failures (an XPASS: the defect is gone)
-KNOWN: dict[int, str] = {}
+#: non-preemptible job's power level to make room for must-run inference" (case 109 and 200036 under -m slow; the
+#: greedy witness refused 19 of the 800 there: planner.NP_LOWER_FOR_FORCED, listsched.greedy_vmat's second try;
+#: test_a_running_block_makes_room_for_inference, tests/kernels/test_np_levels.py) and the own plan kept over a
+#: witness that serves the inference (100141: test_the_witness_serves_what_the_own_plan_leaves_unserved)
 
 
-def known_defect(pb: PlanProblem, j: dict[str, Any]) -> str | None:
-    """Which known defect an "infeasible" answer is (None: none of them): the refusal's signature, with the
-    mandatory rows' plan found (:func:`mandatory_plan`) and the greedy witness's plan where it names a must-run
-    job."""
-    res = j["result"]
-    if res.status != "infeasible" or not re.match(r"must-run job \d+ cannot be served", res.reason):
-        return None
-    if mandatory_plan(pb) is None:  # truly infeasible
-        return None
-    return OWN_PLAN_LEAVES_INFERENCE if j["greedy"].status != "infeasible" else None
-
-
-def _case_param(i: int) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=KNOWN[i])] if i in KNOWN else []
-    return pytest.param(i, marks=marks, id=_id(CASES[i]))
-
-
-@pytest.mark.parametrize("i", [_case_param(i) for i in range(len(CASES))])
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[_id(c) for c in CASES])
 def test_extreme_instance(i: int) -> None:
     assert_extreme_sound(_problem(i), _judged(i))
-
-
-def test_known_defects_are_what_they_say() -> None:
-    """The family cases marked as known defects fail with those defects' signatures, and no other case does."""
-    for i in range(len(CASES)):
-        assert known_defect(_problem(i), _judged(i)) == KNOWN.get(i), _id(CASES[i])
 
 
 #: the larger family run under ``-m slow``: two more seeds of 400 (~40 s a seed on the shared 2 cores)
@@ -175,16 +147,14 @@ SLOW_N = 400
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SLOW_SEEDS)
 def test_extreme_family_more_seeds(seed: int) -> None:
-    """Every rule on SLOW_N more instances; a failure that is not a known defect's signature fails the test."""
+    """Every rule on SLOW_N more instances (every failure listed)."""
     bad = []
     for s, edges in extremes(SLOW_N, seed=seed):
         pb = extreme(s, edges)
-        j = judge(pb)
         try:
-            assert_extreme_sound(pb, j)
+            assert_extreme_sound(pb, judge(pb))
         except AssertionError as e:
-            if known_defect(pb, j) is None:
-                bad.append(str(e).splitlines()[0])
+            bad.append(str(e).splitlines()[0])
     assert bad == [], bad
 
 
@@ -314,6 +284,18 @@ def test_the_greedy_witness_plans_what_the_optimiser_plans() -> None:
     assert j["result"].status != "infeasible" and j["violations"] == []
     assert j["greedy"].status != "infeasible", j["greedy"].reason
     assert j["greedy_violations"] == [] and j["dominance"] == [], (j["greedy_violations"], j["dominance"])
+
+
+def test_the_witness_serves_what_the_own_plan_leaves_unserved() -> None:
+    """Family seed 100141 (-m slow): the own plan's repair drops must-run job 6 in slot 1 (its pool move counts the
+    GPUs of rows after it in priority as taken) and, before round 25, kernels.plan kept that plan among its
+    candidates and answered "must-run job 6 cannot be served in slot 1" while the greedy witness served it. A
+    plan that leaves a forced row out where the witness does not is no candidate now: a plan, checker-clean,
+    dominating the greedy."""
+    pb = extreme(100141, ("T2", "all_np", "cap_binds", "dl_unreachable", "identical_pools"))
+    j = judge(pb)
+    assert j["result"].status != "infeasible", j["result"].reason
+    assert j["violations"] == [] and j["dominance"] == [], (j["violations"], j["dominance"])
 
 
 #: family instances on which kernels.complete._displace's "+rebuild" returned a plan over a cap (round 24, H3,
