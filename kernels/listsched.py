@@ -17,7 +17,9 @@ later rows, so acceptance is conservative and never overfills a slot; the next r
   prices leave undone is placed if there is room for it anywhere.
 - :func:`greedy_plan` runs it from an empty plan (inference and running non-preemptible jobs first) with
   slots in order of grid carbon intensity ("greenest first") and jobs earliest deadline first, at full
-  power: the witness that ``kernels.plan`` must dominate.
+  power: the witness that ``kernels.plan`` must dominate. Where that leaves inference unserved or a running
+  non-preemptible job stopped, it tries again with the running blocks placed with the inference, repaired
+  together (their levels lowered where both do not fit at full power).
 
 - :func:`slack_rank`: another job order (least slack first, non-preemptible and wider first on ties) for the
   optimiser's own list schedules in price order, where the greedy leaves work undone.
@@ -587,11 +589,42 @@ def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None, ran
     rank = edf_rank(xp, c, d) if rank is None else rank
     forced = d.forced
     prio = xp.argsort(rank)
-    if mrow.shape[0]:
-        vmat, pool = _pl._repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
     if cost is None:
         cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, T)).copy(), xp.f64)
-    return list_schedule(xp, c, d, tb, vmat, pool, rank, cost, rounds=GREEDY_ROUNDS)
+    v0, p0 = (_pl._repair(c, d, tb, vmat, pool, prio, forced, xp=xp) if mrow.shape[0] else (vmat, pool))
+    gv, gp = list_schedule(xp, c, d, tb, v0, p0, rank, cost, rounds=GREEDY_ROUNDS)
+    blocks = _running_blocks(xp, c, d, tb)
+    if blocks is None or _pl._serves_forced_dev(c, d, gv, xp):
+        return gv, gp
+    # the running blocks, placed after the inference at full power, found no room (or took the inference's):
+    # again with them placed with it and first (they keep their pool, the inference moves), the inference in its
+    # most frugal pool (``_Clean.mpack``), so that the repair lowers the blocks' levels where both do not fit at
+    # once (planner._repair, NP_LOWER_FOR_FORCED), their tails past their work trimmed (a block that stays in its
+    # pool owes no switching loss), a block left broken dropped; taken where it serves both
+    pool = xp.where(d.must & (pin < 0), d.mpack, pool)
+    vmat = xp.where(blocks | (vmat > 0), xp.astype(tb.vfull[pool], xp.i8)[:, None], 0)
+    stay = xp.any(blocks, 1)
+    prio = xp.lexsort((rank, xp.where(stay, 0, xp.where(forced, 1, 2))))
+    fv, fp = _pl._repair(c, d, tb, vmat, pool, prio, forced, xp=xp)
+    fv = _pl._trim(replace(d, loss=xp.where(stay, 0.0, d.loss)), tb, fv, fp, xp)
+    fv = _pl._np_valid(c, d, tb, fv, fp, xp)
+    fv, fp = list_schedule(xp, c, d, tb, fv, fp, rank, cost, rounds=GREEDY_ROUNDS)
+    return (fv, fp) if _pl._serves_forced_dev(c, d, fv, xp) else (gv, gp)
+
+
+def _running_blocks(xp: Ops, c: Any, d: Any, tb: Any) -> Any:
+    """``(J, T)`` bool: every running non-preemptible job's (not must-run, work left) block from slot 0 in its
+    pool, as long as its work needs at the pool's lowest level (the most slots it may take once the repair lowers
+    it: the trim cuts what a higher level does not need), cut at the first infeasible slot or the horizon end;
+    None where there is none (or slot 0 is infeasible: none must keep running)."""
+    rows = (d.rpool >= 0) & ~d.preempt & ~d.must & (d.R > 0)
+    if c.infeas[0] or not bool(xp.any(rows)):
+        return None
+    rp = xp.maximum(d.rpool, 0)
+    w_low = xp.astype(tb.work[rp, xp.index(tb.vmin[rp])], xp.f64)  # (J,) work of one slot at the lowest level
+    n = xp.ceil(d.R / xp.maximum(w_low, 1e-9) - 1e-9)
+    tt = xp.arange(c.T)[None, :]
+    return rows[:, None] & (tt < _pl._first_infeasible(c)) & (xp.astype(tt, xp.f64) < n[:, None])
 
 
 IMPROVE_ROUNDS = _pl.IMPROVE_ROUNDS  # at most this many cell-moving rounds per improve() call

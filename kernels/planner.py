@@ -54,7 +54,9 @@ Method
    d. repair in priority order (forced, running, non-preemptible, then value density) by prefix sums that
       touch only the over-full slots (:func:`_prefix_keep`): pool GPUs (moves to the pool with most room),
       facility watts by LOWERING the power of the lowest-priority preemptible jobs, top levels first,
-      before dropping anything; tenant quotas; a non-preemptible job that loses a slot is dropped whole;
+      before dropping anything, then, where the forced rows alone overfill a slot, the running
+      non-preemptible blocks' levels (:data:`NP_LOWER_FOR_FORCED`: a block may change level, never stop, and
+      inference runs at full power); tenant quotas; a non-preemptible job that loses a slot is dropped whole;
    e. fill: unfinished preemptible work takes free slots with room at its pool's lowest level (the most
       work per watt), most valuable first; raise: watts left go one level up to unfinished jobs, cleanest
       slots first, only as many steps as the job still needs and only where the work beats the carbon.
@@ -111,6 +113,10 @@ OBJECTIVE = (
 _BIG = 1e30
 _STEP0 = 0.0003  # first Rprop step, relative to the mean carbon price (cold start)
 _LOWER_ALL = False  # in over-full slots lower every preemptible job to its lowest level (most work per watt)
+#: :func:`_repair` lowers the running non-preemptible rows' power levels where the forced rows alone (must-run
+#: inference, running blocks) exceed a slot's watts, before the prefix drops one of them (round 25: a running
+#: block at its lowest level makes room for inference that a higher one does not; False: today's refusal)
+NP_LOWER_FOR_FORCED = True
 _STEP0_NU = 0.01  # first step of the tenant-quota prices (cold start; they start at 0, far from optimal)
 _STEP0_WARM = 0.002  # the same from a warm start
 _EPS = 1e-9
@@ -1814,20 +1820,16 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
         phases = [can] if hold is None else [can & ~hold[prio], can & hold[prio]]
         for k, can in enumerate(phases):
             need = ex if k == 0 else ex - xp.sum(xp.where((~hold[prio] & ~forced[prio])[:, None], lds, 0.0), 0)
-            for top in range(V - 1, 1, -1):  # lower the top levels first (least work lost per watt)
-                over = need > 0
-                if not bool(xp.any(over)):
-                    break
-                cand = can[:, None] & (vs >= top) & over[None, :]
-                vd = xp.lookup(tb.down, pl, vs)
-                cand = cand & (vd < vs)
-                freed = xp.where(cand, lds - xp.lookup(tb.load, pl, vd) * g32[:, None], 0.0)
-                below = xp.flip(xp.cumsum64(xp.flip(freed, 0), 0), 0) - freed  # freed by lower rows
-                low = cand if _LOWER_ALL else cand & (below < need[None, :])
-                vs = xp.where(low, vd, vs)
-                got = xp.sum(xp.where(low, freed, 0.0), 0)
-                ex, need = ex - got, need - got
-                lds = xp.where(low, lds - freed, lds)
+            vs, lds, need, ex = _lower_levels(xp, tb, pl, g32, vs, lds, can, need, ex, V, _LOWER_ALL)
+        if NP_LOWER_FOR_FORCED:
+            # the forced rows come first in ``prio``: where they alone exceed the room the prefix below would drop
+            # one of them (inference unserved, a running block stopped); the running non-preemptible rows (forced,
+            # not must-run: inference runs at full power) come down first, top levels first, by that excess only
+            fz = forced[prio]
+            need = xp.sum(xp.where(fz[:, None], lds, 0.0), 0) - room_w[cols]
+            if bool(xp.any(need > 0)):
+                vs, lds, need, ex = _lower_levels(xp, tb, pl, g32, vs, lds, fz & npre & ~d.must[prio] & (rp >= 0),
+                                                  need, ex, V, False)
         keep = _prefix_keep(lds, room_w[cols], 0.0, xp)
         v[:, cols] = xp.astype(xp.where(keep, vs, 0), xp.i8)
     run = v > 0
@@ -1845,6 +1847,30 @@ def _repair(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, prio: Any, forc
     pout = xp.copy(pool)
     pout[prio] = pl
     return out, pout
+
+
+def _lower_levels(xp: Ops, tb: _Tabs, pl: Any, g32: Any, vs: Any, lds: Any, can: Any, need: Any, ex: Any, V: int,
+                  lower_all: bool) -> tuple[Any, Any, Any, Any]:
+    """:func:`_repair`'s level lowering in the over-full columns: the rows ``can`` (``(n,)``, in priority order)
+    come down one power level at a time, top levels first (least work lost per watt), the last rows first, while
+    the column's ``need`` (watts, ``(C,)``) is not met (``lower_all``: every candidate). ``vs``/``lds``: ``(n, C)``
+    levels and facility watts of the columns. Returns them lowered, with ``need`` and the excess ``ex`` less what
+    was freed (``V``: the level count). No loop over rows or slots (over levels)."""
+    for top in range(V - 1, 1, -1):  # power levels, top first
+        over = need > 0
+        if not bool(xp.any(over)):
+            break
+        cand = can[:, None] & (vs >= top) & over[None, :]
+        vd = xp.lookup(tb.down, pl, vs)
+        cand = cand & (vd < vs)
+        freed = xp.where(cand, lds - xp.lookup(tb.load, pl, vd) * g32[:, None], 0.0)
+        below = xp.flip(xp.cumsum64(xp.flip(freed, 0), 0), 0) - freed  # freed by lower rows
+        low = cand if lower_all else cand & (below < need[None, :])
+        vs = xp.where(low, vd, vs)
+        got = xp.sum(xp.where(low, freed, 0.0), 0)
+        ex, need = ex - got, need - got
+        lds = xp.where(low, lds - freed, lds)
+    return vs, lds, need, ex
 
 
 def _usage(d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP) -> tuple[Any, Any]:
@@ -2713,8 +2739,12 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
                                                       budget=powersearch.search_budget(c.J, c.T))
             if k and _serves_forced_dev(c, d, lv, xp) and _dominates_jobs(c, lev, gev):
                 cand.append((lev["objective"], lv, lp, lev, "price_list+power"))
-    cand = [x for x in cand if x[4] == variant or _serves_forced_dev(c, d, x[1], xp)]
-    if not cand and _dominates(own, wit):  # no worse on the totals, though a job the greedy finishes is not
+    # the own plan stays a candidate where it leaves a forced row out only while the witness does too (a plan
+    # that refuses where the witness serves every forced row is no plan: family seed 100141)
+    own_ok = not _serves_forced_dev(c, d, gv, xp) or _serves_forced_dev(c, d, vmat, xp)
+    cand = [x for x in cand if (x[4] == variant and own_ok) or _serves_forced_dev(c, d, x[1], xp)]
+    if not cand and own_ok and _dominates(own, wit):  # no worse on the totals, though a job the greedy finishes is
+        # not
         cand.append((ev["objective"], vmat, pool, ev, variant))
     used = not cand and _serves_forced_dev(c, d, gv, xp)
     starts: dict[str, Any] = {}  # (what refine_starts spent: diagnostics["search_cells"])

@@ -124,42 +124,19 @@ def assert_extreme_sound(pb: PlanProblem, j: dict[str, Any]) -> None:
     assert res.diagnostics.get("late_jobs") == j["plan"]["late_jobs"], name
 
 
-#: the defect found here and left to its owner: the signature it leaves. Round 24 found a second one,
-#: ``_clean_inputs`` refusing inference that ``inference_shed`` sheds (its GPU count summed every must-run row of a
-#: marked slot, served or shed: family cases 63, 100, 118); H2's GPU-marked slots removed that count, and
-#: test_inference_shed_in_a_marked_slot_is_not_counted holds it
-NP_LEVEL_FOR_INFERENCE = ("no plan lowers a running non-preemptible job's power level to make room for must-run "
-                          "inference under a cap (planner._repair lowers preemptible rows only; the greedy the same: "
-                          "test_a_running_block_makes_room_for_inference)")
-#: family cases (index into CASES) each defect makes fail: strict expected failures (an XPASS: the defect is gone)
-KNOWN = {109: NP_LEVEL_FOR_INFERENCE}
+#: the defects found here, each fixed by its owner (a new one goes here as a strict xfail of the family cases it
+#: fails, with its signature, until it is gone). Round 24 found ``_clean_inputs`` refusing inference that
+#: ``inference_shed`` sheds (family cases 63, 100, 118; H2's GPU-marked slots removed it:
+#: test_inference_shed_in_a_marked_slot_is_not_counted). Round 25 (H1) removed "no plan lowers a running
+#: non-preemptible job's power level to make room for must-run inference" (case 109 and 200036 under -m slow; the
+#: greedy witness refused 19 of the 800 there: planner.NP_LOWER_FOR_FORCED, listsched.greedy_vmat's second try;
+#: test_a_running_block_makes_room_for_inference, tests/kernels/test_np_levels.py) and the own plan kept over a
+#: witness that serves the inference (100141: test_the_witness_serves_what_the_own_plan_leaves_unserved)
 
 
-def known_defect(pb: PlanProblem, j: dict[str, Any]) -> str | None:
-    """Which known defect an "infeasible" answer is (None: none of them): the refusal's signature, with the
-    mandatory rows' plan found (:func:`mandatory_plan`) where it names a must-run job."""
-    res = j["result"]
-    if res.status != "infeasible" or not re.match(r"must-run job \d+ cannot be served", res.reason):
-        return None
-    if mandatory_plan(pb) is None:  # truly infeasible
-        return None
-    return NP_LEVEL_FOR_INFERENCE
-
-
-def _case_param(i: int) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=KNOWN[i])] if i in KNOWN else []
-    return pytest.param(i, marks=marks, id=_id(CASES[i]))
-
-
-@pytest.mark.parametrize("i", [_case_param(i) for i in range(len(CASES))])
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[_id(c) for c in CASES])
 def test_extreme_instance(i: int) -> None:
     assert_extreme_sound(_problem(i), _judged(i))
-
-
-def test_known_defects_are_what_they_say() -> None:
-    """The family cases marked as known defects fail with those defects' signatures, and no other case does."""
-    for i in range(len(CASES)):
-        assert known_defect(_problem(i), _judged(i)) == KNOWN.get(i), _id(CASES[i])
 
 
 #: the larger family run under ``-m slow``: two more seeds of 400 (~40 s a seed on the shared 2 cores)
@@ -170,16 +147,14 @@ SLOW_N = 400
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SLOW_SEEDS)
 def test_extreme_family_more_seeds(seed: int) -> None:
-    """Every rule on SLOW_N more instances; a failure that is not a known defect's signature fails the test."""
+    """Every rule on SLOW_N more instances (every failure listed)."""
     bad = []
     for s, edges in extremes(SLOW_N, seed=seed):
         pb = extreme(s, edges)
-        j = judge(pb)
         try:
-            assert_extreme_sound(pb, j)
+            assert_extreme_sound(pb, judge(pb))
         except AssertionError as e:
-            if known_defect(pb, j) is None:
-                bad.append(str(e).splitlines()[0])
+            bad.append(str(e).splitlines()[0])
     assert bad == [], bad
 
 
@@ -287,28 +262,40 @@ def _running_block_and_inference(P: int = 3) -> PlanProblem:
     )
 
 
-@pytest.mark.xfail(strict=True, reason=NP_LEVEL_FOR_INFERENCE)
 def test_a_running_block_makes_room_for_inference() -> None:
-    """A plan exists (job 0 at 40% in both slots, job 1 at full power in pool 1: 25.3 kW under 27.0 kW); kernels.plan
-    answers "must-run job 1 cannot be served in slot 1" (and the greedy the same)."""
+    """A plan exists (job 0 at 40% in both slots, job 1 at full power in pool 1: 25.3 kW under 27.0 kW); before
+    round 25 kernels.plan answered "must-run job 1 cannot be served in slot 1" (planner._repair lowered preemptible
+    rows only), and the greedy the same. Now both lower job 0 in slot 1, and job 1 runs at full power there."""
     pb = _running_block_and_inference()
     assert mandatory_plan(pb) is not None
-    res = kernels.plan(pb)
-    assert res.status != "infeasible", res.reason
-    assert kernels.check_result(pb, res) == []
+    for res in (kernels.plan(pb), kernels.greedy_plan(pb)):
+        assert res.status != "infeasible", res.reason
+        assert kernels.check_result(pb, res) == []
+        assert res.run[1, 1] and res.power_fraction[1, 1] == 1.0 and res.power_fraction[0, 1] == 0.4
 
 
-@pytest.mark.xfail(strict=True, reason="the EDF greedy witness (kernels.listsched) refuses an instance kernels.plan "
-                   "plans: 'running non-preemptible job 0 cannot keep running in slot 0' (it does not lower the "
-                   "running block for the inference either); where the witness has no plan the plan is held to "
-                   "nothing (17 of the 800 family instances under -m slow)")
 def test_the_greedy_witness_plans_what_the_optimiser_plans() -> None:
-    """Without pool 2 the optimiser finds the plan; the greedy witness still does not."""
+    """Without pool 2 the optimiser finds the plan; before round 25 the greedy witness answered "running
+    non-preemptible job 0 cannot keep running in slot 0" (it placed the running block after the inference, at full
+    power, and found no room; where the witness has no plan the plan is held to nothing): it now tries again with
+    the block placed with the inference and repaired together (17 of the 800 family instances under -m slow)."""
     pb = _running_block_and_inference(P=2)
-    res = kernels.plan(pb)
-    assert res.status != "infeasible" and kernels.check_result(pb, res) == []
-    gr = kernels.greedy_plan(pb)
-    assert gr.status != "infeasible", gr.reason
+    j = judge(pb)
+    assert j["result"].status != "infeasible" and j["violations"] == []
+    assert j["greedy"].status != "infeasible", j["greedy"].reason
+    assert j["greedy_violations"] == [] and j["dominance"] == [], (j["greedy_violations"], j["dominance"])
+
+
+def test_the_witness_serves_what_the_own_plan_leaves_unserved() -> None:
+    """Family seed 100141 (-m slow): the own plan's repair drops must-run job 6 in slot 1 (its pool move counts the
+    GPUs of rows after it in priority as taken) and, before round 25, kernels.plan kept that plan among its
+    candidates and answered "must-run job 6 cannot be served in slot 1" while the greedy witness served it. A
+    plan that leaves a forced row out where the witness does not is no candidate now: a plan, checker-clean,
+    dominating the greedy."""
+    pb = extreme(100141, ("T2", "all_np", "cap_binds", "dl_unreachable", "identical_pools"))
+    j = judge(pb)
+    assert j["result"].status != "infeasible", j["result"].reason
+    assert j["violations"] == [] and j["dominance"] == [], (j["violations"], j["dominance"])
 
 
 #: family instances on which kernels.complete._displace's "+rebuild" returned a plan over a cap (round 24, H3,

@@ -1,0 +1,147 @@
+"""A running non-preemptible block lowered to make room for must-run inference (round 25, H1).
+
+A non-preemptible job runs one unbroken block once started, but its power level may change from slot to slot
+(DESIGN section 2; ``kernels.check.check_result`` checks levels per cell). Where must-run inference and the
+running blocks do not fit under a slot's cap at the blocks' levels, ``kernels.planner._repair`` lowers the
+running blocks (top levels first) before it drops a forced row, and the greedy witness
+(``kernels.listsched.greedy_vmat``) places the running blocks with the inference and repairs them together
+where it cannot serve both otherwise. The family here: seeded instances of running blocks (work past the
+horizon), must-run inference and a little preemptible work, under caps between "the idle floor, the inference
+at full power and the blocks at their lowest level" and "everything at full power": the plan and the greedy
+both plan every one checker-clean, and the plan dominates the greedy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from _family import judge
+
+import kernels
+from kernels import planner
+from kernels.problem import NO_DEADLINE, PlanProblem
+
+#: pool types (tdp W, idle W, host W per GPU, min power fraction, speed curve f, speed curve s): B200-, A100-,
+#: H100-like (benchmarks.instances' shapes)
+POOLS = (
+    (1000.0, 110.0, 600.0, 0.4, (0.4, 0.6, 0.8, 1.0), (0.6, 0.8, 0.94, 1.0)),
+    (400.0, 50.0, 300.0, 0.5, (0.5, 0.75, 1.0, 1.0), (0.7, 0.9, 1.0, 1.0)),
+    (700.0, 75.0, 450.0, 0.4, (0.4, 0.6, 0.8, 1.0), (0.62, 0.82, 0.95, 1.0)),
+)
+#: instances in the family (each plans in ~0.05 s, plan and greedy)
+N_FAMILY = 40
+PUE = 1.15
+
+
+def np_inference(seed: int) -> PlanProblem:
+    """One instance: P = 2..3 pools of 8 or 16 GPUs, 1..2 running non-preemptible jobs (4 or 8 GPUs, in pools
+    0 and P - 1 where there are two, work far past the horizon), 1..2 must-run inference jobs (2..8 GPUs,
+    released in slots 0..T-1, eligible everywhere; their most frugal pool holds them all beside its block),
+    0..2 preemptible jobs; T = 2..6. Each slot's cap lies at a seeded share between the idle floor plus the
+    inference at full power in its frugal pool plus the blocks at their lowest level, and everything at full
+    power; in the first inference job's first slot, in three instances of four, below "the blocks at full
+    power" (a block must come down there)."""
+    rng = np.random.default_rng(seed)
+    T, P = int(rng.integers(2, 7)), int(rng.integers(2, 4))
+    pk = [POOLS[k] for k in rng.permutation(3)[:P]]
+    tdp, idle, host = (np.array([p[i] for p in pk]) for i in range(3))
+    fmin = np.array([p[3] for p in pk])
+    H = rng.choice([8, 16], size=P)
+    n_np, n_inf, n_pre = int(rng.integers(1, 3)), int(rng.integers(1, 3)), int(rng.integers(0, 3))
+    np_pool = np.array([0, P - 1][:n_np])
+    np_g = np.minimum(rng.choice([4, 8], size=n_np), H[np_pool] // np.bincount(np_pool, minlength=P)[np_pool])
+    ip = int(np.argmin(tdp - idle))  # the inference's frugal pool: room for all of it beside any block
+    inf_g = rng.choice([2, 4, 8], size=n_inf)
+    H[ip] = int(inf_g.sum()) + int(np_g[np_pool == ip].sum())
+    J = n_np + n_inf + n_pre
+    inf_rel = rng.integers(0, T, n_inf)
+    inf_n = rng.integers(1, T + 1, n_inf)
+    tt = np.arange(T)
+    on = (tt[None, :] >= inf_rel[:, None]) & (tt[None, :] < (inf_rel + inf_n)[:, None])
+    floor = PUE * float((H * (idle + host)).sum())
+    low_np = PUE * float((np_g * (fmin[np_pool] * tdp[np_pool] - idle[np_pool])).sum())
+    full_np = PUE * float((np_g * (tdp[np_pool] - idle[np_pool])).sum())
+    inf_w = PUE * (inf_g[:, None] * on).sum(0) * (tdp[ip] - idle[ip])
+    full_all = floor + PUE * float((H * (tdp - idle)).sum())
+    lo = floor + low_np + inf_w
+    cap = lo + rng.uniform(0.02, 0.98, size=T) * (full_all - lo)
+    if rng.uniform() < 0.75:
+        t = int(inf_rel[0])
+        cap[t] = lo[t] + rng.uniform(0.05, 0.9) * (full_np - low_np)
+    pre_g = rng.choice([2, 4], size=n_pre)
+    role = np.repeat([0, 1, 2], [n_np, n_inf, n_pre])  # running block, inference, preemptible
+    return PlanProblem(
+        slot_s=900.0, pue=PUE, wind_w=np.zeros(T), carbon_g_per_kwh=rng.uniform(50.0, 400.0, T),
+        grid_cap_w=cap, site_max_w=np.full(T, 1e9), pool_gpus=np.repeat(H[:, None], T, axis=1),
+        tdp_w=tdp, idle_w=idle, host_w_per_gpu=host, min_power_fraction=fmin,
+        curve_f=np.array([p[4] for p in pk]), curve_s=np.array([p[5] for p in pk]),
+        gpus=np.concatenate([np_g, inf_g, pre_g]),
+        remaining_s=np.concatenate([rng.uniform(40, 90, n_np) * 900.0 * T, 900.0 * inf_n,
+                                    900.0 * rng.uniform(0.5, 2.0, n_pre)]),
+        release=np.concatenate([np.zeros(n_np, np.int64), inf_rel, np.zeros(n_pre, np.int64)]),
+        deadline=np.full(J, NO_DEADLINE, np.int64), weight=rng.uniform(0.05, 0.5, J),
+        eligible=np.concatenate([np.eye(P, dtype=bool)[np_pool], np.ones((n_inf + n_pre, P), bool)]),
+        must_run=role == 1, preemptible=role > 0, running_pool=np.concatenate([np_pool, np.full(n_inf + n_pre, -1)]),
+        preempt_loss_s=np.zeros(J), tenant=np.zeros(J, np.int64), tenant_quota_gpus=np.array([np.inf]),
+    )
+
+
+def _blocks_must_come_down(pb: PlanProblem) -> bool:
+    """Some slot's cap is below the idle floor, the inference served at full power in its cheapest pool and the
+    running blocks at full power: only a lower block level serves the inference there."""
+    must = np.asarray(pb.must_run)
+    npr = np.asarray(pb.running_pool) >= 0
+    tdp, idle = np.asarray(pb.tdp_w), np.asarray(pb.idle_w)
+    rp = np.asarray(pb.running_pool)[npr]
+    floor = pb.pue * (np.asarray(pb.pool_gpus)[:, 0] * (idle + np.asarray(pb.host_w_per_gpu))).sum()
+    ms, me = kernels.check.must_window(pb)
+    tt = np.arange(pb.n_slots)
+    served = (tt[None, :] >= ms[must][:, None]) & (tt[None, :] < me[must][:, None])
+    inf = pb.pue * (np.asarray(pb.gpus)[must][:, None] * served).sum(0) * (tdp - idle).min()
+    full = floor + pb.pue * (np.asarray(pb.gpus)[npr] * (tdp[rp] - idle[rp])).sum() + inf
+    return bool((np.asarray(pb.grid_cap_w) < full).any())
+
+
+@pytest.mark.parametrize("seed", range(N_FAMILY))
+def test_running_blocks_make_room_for_inference(seed: int) -> None:
+    """Plan and greedy both plan the instance checker-clean; the plan dominates the greedy."""
+    pb = np_inference(seed)
+    j: dict[str, Any] = judge(pb)
+    res, gr = j["result"], j["greedy"]
+    assert res.status != "infeasible", f"seed {seed}: {res.reason}"
+    assert gr.status != "infeasible", f"seed {seed}: the greedy: {gr.reason}"
+    assert j["violations"] == [] and j["greedy_violations"] == [], (seed, j["violations"], j["greedy_violations"])
+    assert j["dominance"] == [], (seed, j["dominance"])
+
+
+def test_the_family_needs_the_blocks_lowered() -> None:
+    """Most of the family has a slot where the blocks at full power leave no room for the inference (the cases
+    the change is for), and the others are kept as controls."""
+    down = [_blocks_must_come_down(np_inference(s)) for s in range(N_FAMILY)]
+    assert sum(down) >= N_FAMILY // 2, sum(down)
+    assert not all(down)
+
+
+@pytest.mark.parametrize("seed", range(0, N_FAMILY, 8))
+def test_running_blocks_torch_parity(seed: int) -> None:
+    """CPU torch gives the numpy plan and the numpy greedy witness on a sample of the family."""
+    pytest.importorskip("torch")
+    pb = np_inference(seed)
+    for fn in (kernels.plan, kernels.greedy_plan):
+        a, b = fn(pb), fn(pb, backend="torch", device="cpu")
+        assert (a.status, a.reason) == (b.status, b.reason), seed
+        assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
+        np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))
+
+
+def test_the_lowering_is_what_plans_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without planner.NP_LOWER_FOR_FORCED the plan refuses (today's "must-run job ... cannot be served") an
+    instance of the family it plans with it: the flag is what does it."""
+    pb = np_inference(4)  # 17 of the family's 40 are refused without it
+    assert _blocks_must_come_down(pb)
+    assert kernels.plan(pb).status != "infeasible"
+    monkeypatch.setattr(planner, "NP_LOWER_FOR_FORCED", False)
+    res = kernels.plan(pb)
+    assert res.status == "infeasible" and "cannot be served" in res.reason, res.reason
