@@ -901,6 +901,8 @@ def _dual_coarse(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float
     xs = _median(ab) if ab.size else 1.0
     xs = max(xs, 1e-12)
     lo = float(env.b[act].min()) if ab.size else 0.0
+    # (the top: every row's largest value of work, the must-run rows' included, though they enter no objective
+    # term: their weights' scale widens the grid; see scheduler.planner.SERVING_WEIGHT_STEP for what that does)
     hi = max(float(pr.rho_on.max()) if pr.rho_on.size else 1.0, lo + 1e-12)
     gr = _Grid(lo, hi, xs, n_cells)
     Gc = n_cells

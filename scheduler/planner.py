@@ -273,10 +273,17 @@ SERVING_KEY_TEXT = ("higher tenant priority class first, then higher job priorit
 
 
 #: The must-run rows' weights in :func:`build_problem`: the largest weight among them, less this share per step of
-#: :func:`serving_keys` below the highest key, so they keep the key's order and the scale of the weights. The search
-#: reads a row's weight as the value of its work (an inference window past the horizon end leaves a must-run row
-#: unfinished), and the scale changed the 3-day itp60 windward run: the keys 1..k as weights gave 395 jobs done,
-#: the keys x 1e-9 383, the weights on this scale 422 with every figure the same as before the key (round 24)
+#: :func:`serving_keys` below the highest key, so they keep the key's order and the scale of the weights. The scale
+#: changed the 3-day itp60 windward run: the keys 1..k as weights gave 395 jobs done, the keys x 1e-9 383, the
+#: weights on this scale 422 with every figure the same as before the key (round 24). Round 25 (H4, itp60 planned
+#: twice a tick, one reader of the weight turned off at a time) found the one reader that moves the plan: the top
+#: of the dual's iteration grid (``kernels.planner._dual_coarse``'s ``hi``, the largest ``rho_on`` of all rows).
+#: A must-run row enters no objective term, so that is a coupling by accident: its weight (~2.8 g/GPU-s here,
+#: the other rows <= 0.35) widens the grid the prices move on. Taking ``hi`` from the other rows only makes the
+#: weight move nothing (0 of 288 itp60 ticks differ, corpus seed 0 200 of 200 the same plan) but the loop does
+#: less: itp60 422 -> 383 jobs, 10 windows 7,598 -> 7,363 jobs at 387.06 -> 388.61 g/GPU-h; the other rows' top x 4
+#: gives 7,550 jobs at 386.11 g/GPU-h but changes 86 of 200 corpus plans. So the grid's width is the knob, and this
+#: scale is kept until the grid's top is a constant of its own, swept on the windows and the corpus (not done).
 SERVING_WEIGHT_STEP = 1e-7
 
 
