@@ -1123,7 +1123,8 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
         fv32=a(pr.fv.astype(np.float32)), fv64=a(pr.fv.astype(np.float32).astype(np.float64)), infeas=a(c.infeas),
-        mrank=a(c.mrank), mcut=a(c.mcut), mqcut=a(c.mqcut), mpack=a(c.mpack), hold=a(c.hold), room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
+        mrank=a(c.mrank), mcut=a(c.mcut), mqcut=a(c.mqcut), mpack=a(c.mpack), hold=a(c.hold),
+        room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
         has_dl=a(c.has_dl),
         qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
     )
@@ -2309,8 +2310,9 @@ def _without(problem: PlanProblem, out: NDArray[np.bool_], planner: Callable[[Pl
 
 def _restarted(problem: PlanProblem, dis: NDArray[np.bool_]) -> PlanProblem:
     """``problem`` with the running non-preemptible jobs ``dis`` (:func:`kernels.check.displaced`: the inference
-    takes their pool in slot 0, or a window ahead leaves it too small before their work can end) stopped: not running, their work since the checkpoint lost (``remaining_s`` plus
-    ``preempt_loss_s``, no loss left to count) and released at slot 1 at the earliest (they stop in slot 0; the
+    takes their pool in slot 0, or a window ahead leaves it too small before their work can end) stopped: not
+    running, their work since the checkpoint lost (``remaining_s`` plus ``preempt_loss_s``, no loss left to
+    count) and released at slot 1 at the earliest (they stop in slot 0; the
     checker refuses them there). Where the inference was packed beside the running jobs
     (:attr:`kernels.check.InferenceShed.repacked`) its rows are pinned to those pools (as running there, no loss):
     the packing of the problem without the stopped jobs is then the same. A plan of either is a plan of the other
@@ -2332,7 +2334,8 @@ def _set_aside(problem: PlanProblem, c: _Clean, solve: Callable[[PlanProblem, Pl
     """The plan of ``problem`` where ``c`` (its checked inputs) sets jobs aside, by ``solve`` (``kernels.plan`` or
     the greedy witness) on what is left, else None: the jobs no pool holds in any slot are left out
     (:func:`_without`), then the running non-preemptible jobs that cannot keep running (displaced by the inference
-    or by a window ahead: kernels.check.running_hold) are stopped and planned again (:func:`_restarted`). The one place both planners take them out."""
+    or by a window ahead: kernels.check.running_hold) are stopped and planned again (:func:`_restarted`). The
+    one place both planners take them out."""
     if c.left_out.any():
         return _without(problem, c.left_out, solve, warm_start)
     if c.displaced.any():
@@ -2745,8 +2748,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     # that refuses where the witness serves every forced row is no plan: family seed 100141)
     own_ok = not _serves_forced_dev(c, d, gv, xp) or _serves_forced_dev(c, d, vmat, xp)
     cand = [x for x in cand if (x[4] == variant and own_ok) or _serves_forced_dev(c, d, x[1], xp)]
-    if not cand and own_ok and _dominates(own, wit):  # no worse on the totals, though a job the greedy finishes is
-        # not
+    if not cand and own_ok and _dominates(own, wit):  # no worse on the totals (a job the greedy finishes is not)
         cand.append((ev["objective"], vmat, pool, ev, variant))
     used = not cand and _serves_forced_dev(c, d, gv, xp)
     starts: dict[str, Any] = {}  # (what refine_starts spent: diagnostics["search_cells"])
