@@ -16,6 +16,7 @@ from scheduler.models import (
     TENANT_PRIORITY_MIN,
     JobRow,
     JobSpec,
+    Site,
     Tenant,
     load_job_spec,
     load_site,
@@ -158,6 +159,23 @@ def test_yaml_job_spec_integers_still_load_as_floats(tmp_path: Path) -> None:
     p.write_text("name: t\ngpus: 8\nduration_s: 3600\ncheckpoint_interval_s: 600\npreemptible: no\n")
     spec = load_job_spec(p)
     assert spec.duration_s == 3600.0 and spec.checkpoint_interval_s == 600.0 and spec.preemptible is False
+
+
+def test_a_blank_job_name_is_refused_naming_the_field() -> None:
+    """A job named with spaces only lists, logs and reads as no name (round 25: " " was accepted)."""
+    for name in (" ", "   "):
+        with pytest.raises(InputError, match="field name: .*blank; allowed: text with at least one character"):
+            parse_model(JobSpec, {**_OK, "name": name}, "spec")
+    assert parse_model(JobSpec, {**_OK, "name": " a "}, "spec").name == " a "
+
+
+def test_a_slot_length_that_does_not_divide_an_hour_names_the_allowed_ones_once() -> None:
+    """The value once (parse_model's "(got 7)"; round 24 said it twice) and the allowed lengths."""
+    site = load_site("demo").model_dump()
+    with pytest.raises(InputError) as e:
+        parse_model(Site, {**site, "slot_minutes": 7}, "--slot-minutes")
+    msg = str(e.value)
+    assert msg.count("7") == 1 and "allowed: 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60 (got 7)" in msg, msg
 
 
 @pytest.mark.parametrize("model,extra", [(JobSpec, _OK), (JobRow, {"job_id": "j", "submit_s": 0, "gpus": 1,
