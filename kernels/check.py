@@ -202,7 +202,7 @@ def inference_shed(problem: PlanProblem) -> InferenceShed:
     dis, _ = running_hold(problem, sh)
     if not dis.any():
         return sh
-    rows, r, g, active = _np_blocks(problem, sh)
+    rows, r, g, active, _ = _np_blocks(problem, sh)
     held = np.stack([np.where(active & (r == p)[:, None], g[:, None], 0.0).sum(axis=0)
                      for p in range(problem.n_pools)])  # (P, T) pools
     alt = _shed(problem, held)
@@ -342,11 +342,13 @@ def _np_rows(problem: PlanProblem) -> NDArray[np.bool_]:
 
 
 def _np_blocks(problem: PlanProblem, sh: InferenceShed) -> tuple[NDArray[np.int64], NDArray[np.int64],
-                                                                  NDArray[np.float64], NDArray[np.bool_]]:
+                                                                  NDArray[np.float64], NDArray[np.bool_],
+                                                                  NDArray[np.int64]]:
     """The running non-preemptible jobs (:func:`_np_rows`) in the order :func:`running_hold` keeps them, higher
-    ``weight`` first (then the lower row), and their shortest blocks: ``(rows, pools, gpus, active (n, T))``,
-    ``active`` from slot 0 to the end of the job's work at its pool's fastest level, or to the first closed slot
-    after slot 0 (before which a block may end)."""
+    ``weight`` first (then the lower row), and their shortest blocks: ``(rows, pools, gpus, active (n, T),
+    cap_end (n,))``, ``active`` from slot 0 to the end of the job's work at its pool's fastest level, or to the
+    first closed slot after slot 0, or to the slot a later cap cannot hold it (``cap_end``: :func:`_cap_end`),
+    before which a block may end."""
     T = problem.n_slots
     rows = np.flatnonzero(_np_rows(problem))
     rows = rows[np.lexsort((rows, -np.asarray(problem.weight, np.float64)[rows]))]
@@ -355,9 +357,47 @@ def _np_blocks(problem: PlanProblem, sh: InferenceShed) -> tuple[NDArray[np.int6
     r = np.asarray(problem.running_pool, dtype=np.int64)[rows]
     n = np.ceil(np.asarray(problem.remaining_s, np.float64)[rows] / (float(problem.slot_s) * np.maximum(fast[r], 1e-12))
                 - 1e-9).astype(np.int64)
-    later = np.flatnonzero((infeasible_slots(problem)[0] | sh.closed)[1:])
-    end = np.clip(np.minimum(n, int(later[0]) + 1 if later.size else T), 1, T)  # the shortest block's end
-    return rows, r, np.asarray(problem.gpus, np.float64)[rows], np.arange(T)[None, :] < end[:, None]
+    closed = infeasible_slots(problem)[0] | sh.closed
+    later = np.flatnonzero(closed[1:])
+    end = np.minimum(n, int(later[0]) + 1 if later.size else T)
+    cend = _cap_end(problem, sh, rows, r, np.clip(end, 1, T), closed)
+    end = np.clip(np.minimum(end, cend), 1, T)  # the shortest block's end (a cap ahead included)
+    return rows, r, np.asarray(problem.gpus, np.float64)[rows], np.arange(T)[None, :] < end[:, None], cend
+
+
+def _cap_end(problem: PlanProblem, sh: InferenceShed, rows: NDArray[np.int64], r: NDArray[np.int64],
+             end: NDArray[np.int64], closed: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """``(n,)`` per running non-preemptible row (``rows`` in :func:`running_hold`'s order, running in pools
+    ``r``, shortest blocks ending at ``end``) the first open slot whose cap, after the idle floor and the
+    inference served there (:func:`must_cells`), cannot hold it and the rows before it at their pools' lowest
+    levels (one cumulative sum in that order: the rows kept are a prefix, as for the GPUs); T where none. The
+    block must end before that slot (as before a closed one: its work left is unfinished, reason ``cap``), and
+    where that is slot 0 the job is displaced (:func:`running_hold`)."""
+    T = problem.n_slots
+    lev_f, lev_ok = levels(problem)
+    low = np.where(lev_ok, lev_f, np.inf).min(axis=1)  # (P,) each pool's lowest level
+    per = problem.pue * (low * np.asarray(problem.tdp_w, np.float64) - np.asarray(problem.idle_w, np.float64))
+    w = per[r] * np.asarray(problem.gpus, np.float64)[rows]  # (n,) watts above the floor at the lowest level
+    inf_w = (must_cells(problem, sh) * sh.load_w[:, None]).sum(axis=0)  # (T,) the inference served
+    tt = np.arange(T)[None, :]
+    active = tt < end[:, None]
+    cum = np.cumsum(np.where(active, w[:, None], 0.0), axis=0)
+    over = active & ~closed[None, :] & (idle_floor_w(problem) + inf_w + cum > cap_w(problem) * (1 + FLOOR_TOL))
+    return np.where(over.any(axis=1), np.argmax(over, axis=1), T).astype(np.int64)
+
+
+def running_end(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.int64]:
+    """``(J,)`` THE slot before which a kept running non-preemptible block may end unfinished because a later
+    cap cannot hold it at its lowest level (:func:`_cap_end`, which the planner, the greedy witness and the
+    checker read); T for every other row (and for the displaced ones: :func:`running_hold`)."""
+    J, T = problem.n_jobs, problem.n_slots
+    out = np.full(J, T, dtype=np.int64)
+    if not _np_rows(problem).any() or T == 0:
+        return out
+    sh = inference_shed(problem) if shed is None else shed
+    rows, _, _, _, cend = _np_blocks(problem, sh)
+    out[rows] = np.where((cend >= 1) & (cend < T), cend, T)
+    return out
 
 
 def running_hold(problem: PlanProblem, shed: InferenceShed | None = None) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
@@ -374,7 +414,9 @@ def running_hold(problem: PlanProblem, shed: InferenceShed | None = None) -> tup
     loses its work since the checkpoint and is planned again as a queued non-preemptible job (one block, any
     eligible pool, from slot 1: after the window or elsewhere). The room is one cumulative sum per pool in that
     order (a displaced job still takes room from those after it: no loop over rows); in slot 0 it is round 24's
-    rule. ``hold[j]`` is the slot by which a job kept running has to end its block (the first slot after slot 0
+    rule. The watts are kept by the same order (:func:`_cap_end`): a job the cap of a later slot cannot hold at its
+    lowest level beside the idle floor, the inference served and the jobs before it ends its block before that
+    slot (:func:`running_end`), and one that slot 0 cannot hold is displaced. ``hold[j]`` is the slot by which a job kept running has to end its block (the first slot after slot 0
     whose room does not hold it; T: none; 0 for the other rows): the pool's GPUs, which every plan keeps, end it
     by then (it runs fast enough), and the greedy witness asks for its own work only there (it can only stay:
     ``kernels.listsched.list_schedule``). Where slot 0 is closed none keeps running anyway. The planner, the
@@ -388,7 +430,7 @@ def running_hold(problem: PlanProblem, shed: InferenceShed | None = None) -> tup
     served = must_cells(problem, sh)
     room = pool_gpus_pt(problem) - np.stack([np.where(served & (sh.pack == p)[:, None], gpus[:, None], 0.0).sum(axis=0)
                                              for p in range(P)])  # (P, T) pools
-    rows, r, g_, active = _np_blocks(problem, sh)
+    rows, r, g_, active, cend = _np_blocks(problem, sh)
     tt = np.arange(T)[None, :]
     g = g_[:, None]
     need = np.where(active, 0.0, g)  # its own GPUs past its shortest block too: where hold looks
@@ -396,7 +438,7 @@ def running_hold(problem: PlanProblem, shed: InferenceShed | None = None) -> tup
         mine = r == p
         need[mine] += np.cumsum(np.where(active[mine], g[mine], 0.0), axis=0)
     over = need > room[r] + 1e-9
-    out[rows] = (active & over).any(axis=1)
+    out[rows] = (active & over).any(axis=1) | (cend == 0)  # (a closed slot 0: none keeps running anyway)
     hold[rows] = np.where(over & (tt >= 1), tt, T).min(axis=1)
     return out, hold
 
@@ -514,7 +556,8 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     pool and slot; tenant quota per slot; must-run jobs served at full power in their window; eligibility of
     the pool; power fractions on the pool's levels within [min_power_fraction, 1] where running and 0
     elsewhere; no run before release; a non-preemptible job runs one unbroken block that ends only when it
-    is finished, at the horizon end or before an infeasible slot, and a running one keeps running in its pool in
+    is finished, at the horizon end or before an infeasible slot (or, a running one, before the slot a later cap
+    cannot hold it at its lowest level: :func:`running_end`), and a running one keeps running in its pool in
     slot 0; in an infeasible slot (:func:`infeasible_slots`: the idle floor alone breaks a cap) nothing runs
     (its cap is not checked: no plan meets it; nor are must-run cells there); in a marked slot
     (:func:`inference_shed`: the floor fits, the inference on top of it does not, in watts, in a pool's GPUs or
@@ -612,7 +655,7 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
             out.append(f"non-preemptible job {multi[0]} runs in {int(starts[starts > 1][0])} separate blocks")
         last = T - 1 - np.argmax(r[:, ::-1], axis=1)
         need = np.asarray(problem.remaining_s, dtype=np.float64)[npj] + ev["lost_work_s"][npj]
-        open_end = (last == T - 1) | closed[np.minimum(last + 1, T - 1)]
+        open_end = (last == T - 1) | closed[np.minimum(last + 1, T - 1)] | (last + 1 == running_end(problem, shed)[npj])
         early = ~open_end & (ev["work_done_s"][npj] < need - 1e-6 * np.maximum(need, 1.0))
         if early.any():
             j = npj[early][0]

@@ -194,7 +194,7 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
         deficit_on = xp.where(d.has_dl[rows], need[rows] - done_on[rows], 0.0)
         nslots = xp.maximum(xp.ceil(deficit[None, :] / k.wdiv - 1e-9), 0.0)  # (P, n)
         n_on_want = xp.maximum(nslots, xp.ceil(deficit_on[None, :] / k.wdiv - 1e-9))
-        key, prop = _proposals(xp, k, feas, okp, nslots, n_on_want, dl, npre, rel, rp)
+        key, prop = _proposals(xp, k, feas, okp, nslots, n_on_want, dl, npre, rel, rp, d.npend[rows])
         # each row's best pool: the first of the least key (a key that is not below inf never wins)
         key = xp.where(okp & (key < np.inf), key, np.inf)
         bp = xp.argmin(key, 0)
@@ -342,7 +342,7 @@ class _Slots:
 
 
 def _proposals(xp: Ops, k: _Slots, feas: Any, okp: Any, nslots: Any, n_on_want: Any, dl: Any, npre: Any,
-               rel: Any, rp: Any) -> tuple[Any, Any]:
+               rel: Any, rp: Any, npend: Any) -> tuple[Any, Any]:
     """Every row's proposal in every pool it may use (``okp : (P, n)``; ``feas : (P, n, T)`` its feasible
     cells there), all (pool, row) pairs at once: ``(P, n)`` keys (slots missed, late, cost; inf: none) and
     the ``(P * n, T)`` cells (pair ``p * n + i``). A preemptible row proposes every feasible cell
@@ -362,7 +362,7 @@ def _proposals(xp: Ops, k: _Slots, feas: Any, okp: Any, nslots: Any, n_on_want: 
             pb, ib = bp // n, bp % n
             start_ok = (k.tt >= rel[ib][:, None]) & ((rp[ib] < 0)[:, None] | (k.tt == 0))  # running NP: start now
             # ... and its block may end unfinished before the first closed slot (as the planner's, _np_windows)
-            lim = xp.where(rp[ib] >= 0, k.first_closed, T)
+            lim = xp.where(rp[ib] >= 0, xp.minimum(npend[ib], k.first_closed), T)  # (a later cap: npend)
             key[bp], cells[bp] = _block_keys(xp, k, cells[bp], pb, ns[bp], dl[ib], start_ok, lim)
     if pair.shape[0]:
         key[pair] = _pick_keys(xp, k, cells, pair, pair // n, ns[pair], nw[pair], dl[pair % n])
@@ -624,7 +624,8 @@ def _running_blocks(xp: Ops, c: Any, d: Any, tb: Any) -> Any:
     w_low = xp.astype(tb.work[rp, xp.index(tb.vmin[rp])], xp.f64)  # (J,) work of one slot at the lowest level
     n = xp.ceil(d.R / xp.maximum(w_low, 1e-9) - 1e-9)
     tt = xp.arange(c.T)[None, :]
-    return rows[:, None] & (tt < _pl._first_infeasible(c)) & (xp.astype(tt, xp.f64) < n[:, None])
+    return (rows[:, None] & (tt < _pl._first_infeasible(c)) & (tt < d.npend[:, None])
+            & (xp.astype(tt, xp.f64) < n[:, None]))
 
 
 IMPROVE_ROUNDS = _pl.IMPROVE_ROUNDS  # at most this many cell-moving rounds per improve() call

@@ -94,6 +94,7 @@ from kernels.check import (
     inference_shed,
     levels,
     must_window,
+    running_end,
     running_hold,
     shed_cause_names,
     unplaceable,
@@ -332,6 +333,9 @@ class _Clean:
     left_out: NDArray[np.bool_]  # (J,) kernels.check.unplaceable: no pool holds them in any slot (:func:`_set_aside`)
     displaced: NDArray[np.bool_]  # (J,) kernels.check.displaced: running, stopped in slot 0 (inference, a window)
     hold: NDArray[np.int64]  # (J,) kernels.check.running_hold: the slot a kept running NP block ends by (T: none)
+    #: (J,) kernels.check.running_end: the slot before which a kept running NP block may end unfinished, a later
+    #: cap not holding it at its lowest level (T: none); as before a closed slot (``infeas``), per row
+    npend: NDArray[np.int64]
     # a plan without a warm start (kernels.plan: a one-off plan such as ``windward plan``; the control loop's
     # ticks re-plan warm): its search may move running jobs to other pools (kernels.powersearch._moves)
     cold: bool = False
@@ -469,6 +473,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     shed = inference_shed(pb)
     cap = np.where(infeas, base, np.where(shed.closed, base + shed.served_w, cap))
     displaced_, hold = running_hold(pb, shed)
+    npend = running_end(pb, shed)
     relc = np.clip(rel, 0, T)
     dlc = np.clip(dl, relc, T)
     return _Clean(
@@ -480,6 +485,7 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         infeas=infeas | shed.closed, floor_bad=infeas, deficit_w=deficit, mrank=shed.rank, mcut=shed.cut, mqcut=shed.qcut,
         mpack=shed.pack, mpool=shed.pool, marked=shed.marked, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
         shed_cause=shed.cause, left_out=unplaceable(pb), displaced=displaced_, hold=hold,
+        npend=npend,
     )
 
 
@@ -1103,6 +1109,7 @@ class _Dev:
     mqcut: Any  # (N, T) int64: ``_Clean.mqcut``
     mpack: Any  # (J,) int64: ``_Clean.mpack``
     hold: Any  # (J,) int64: ``_Clean.hold``
+    npend: Any  # (J,) int64: ``_Clean.npend``
     room_cap: Any  # (T,) the facility watts the plan construction fills up to (:data:`CAP_TOL`)
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
     qten: Any  # (J,) the job's tenant where that tenant has a quota, else the tenant count (sums skip it)
@@ -1124,6 +1131,7 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
         fv32=a(pr.fv.astype(np.float32)), fv64=a(pr.fv.astype(np.float32).astype(np.float64)), infeas=a(c.infeas),
         mrank=a(c.mrank), mcut=a(c.mcut), mqcut=a(c.mqcut), mpack=a(c.mpack), hold=a(c.hold),
+        npend=a(c.npend),
         room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
         has_dl=a(c.has_dl),
         qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
@@ -1401,7 +1409,8 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
             cb = xp.concatenate([xp.zeros((n, 1), xp.i32), xp.cumsum(xp.astype(bad, xp.i32), 1)], 1)
             fits = fits & (xp.take_along(cb, endi, 1) == cb[:, :T])
         wv = xp.where(fits, wv, -np.inf)
-        wv[running, 1:] = -np.inf  # running: start now
+        wv[running, 1:] = -np.inf  # running: start now, and end by the slot a later cap cannot hold it (npend)
+        wv[running, 0] = xp.where((nn <= d.npend[npj]) | (d.npend[npj] >= T), wv[:, 0], -np.inf)[running]
         st = xp.argmax(wv, 1)
         bv = wv[xp.arange(n), st]
         better = bv > best_val + 1e-9
@@ -1419,7 +1428,7 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
         best_v[stuck] = vfs
         best_start[stuck] = 0
         nfull = xp.astype(xp.ceil(Rn[stuck] / xp.maximum(tb.work[ps, xp.index(vfs)], 1e-9) - 1e-9), xp.i64)
-        best_n[stuck] = xp.minimum(nfull, _first_infeasible(c))
+        best_n[stuck] = xp.minimum(xp.minimum(nfull, _first_infeasible(c)), d.npend[npj][stuck])
     go = running | (best_val > 0)
     win = (tt >= best_start[:, None]) & (tt < xp.minimum(best_start + best_n, T)[:, None]) & go[:, None]
     return xp.astype(xp.where(win, best_v[:, None], 0), xp.i8)
@@ -1543,7 +1552,7 @@ def _np_valid(c: _Clean, d: _Dev, tb: _Tabs, vmat: Any, pool: Any, xp: Ops = _NP
     blocks = xp.count_nonzero((r == 1) & (prev == 0), 1)
     last = T - 1 - xp.argmax(xp.flip(r, 1) > 0, 1)
     nxt = xp.minimum(last + 1, T - 1)
-    open_end = (last == T - 1) | d.infeas[nxt]
+    open_end = (last == T - 1) | d.infeas[nxt] | (last + 1 == d.npend[rows])
     done = _job_work(tb, pool[rows], vmat[rows], xp)
     stay = (pool[rows] == d.rpool[rows]) & (vmat[rows, 0] > 0)
     need = d.R[rows] + xp.where(stay, 0.0, d.loss[rows])
@@ -2196,7 +2205,7 @@ JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible"
 #: the shed order of kernels.check.inference_shed, and ``mpack``: its pool in kernels.check.pack_inference, both
 #: taken over the caller's rows and kept with its row)
 _CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
-                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool", "left_out", "displaced", "hold")
+                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool", "left_out", "displaced", "hold", "npend")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
