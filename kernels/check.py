@@ -416,9 +416,9 @@ def running_hold(problem: PlanProblem, shed: InferenceShed | None = None) -> tup
     order (a displaced job still takes room from those after it: no loop over rows); in slot 0 it is round 24's
     rule. The watts are kept by the same order (:func:`_cap_end`): a job the cap of a later slot cannot hold at its
     lowest level beside the idle floor, the inference served and the jobs before it ends its block before that
-    slot (:func:`running_end`), and one that slot 0 cannot hold is displaced. ``hold[j]`` is the slot by which a job kept running has to end its block (the first slot after slot 0
-    whose room does not hold it; T: none; 0 for the other rows): the pool's GPUs, which every plan keeps, end it
-    by then (it runs fast enough), and the greedy witness asks for its own work only there (it can only stay:
+    slot (:func:`running_end`), and one that slot 0 cannot hold is displaced. ``hold[j]`` is the slot by which a
+    job kept running has to end its block (the first slot after slot 0 whose room does not hold it; T: none; 0
+    for the other rows): the pool's GPUs, which every plan keeps, end it by then (it runs fast enough), and the greedy witness asks for its own work only there (it can only stay:
     ``kernels.listsched.list_schedule``). Where slot 0 is closed none keeps running anyway. The planner, the
     greedy witness and the checker all read this one rule (:func:`displaced`). Loops over pools only."""
     J, P, T = problem.n_jobs, problem.n_pools, problem.n_slots

@@ -104,16 +104,22 @@ def _blocks_must_come_down(pb: PlanProblem) -> bool:
     return bool((np.asarray(pb.grid_cap_w) < full).any())
 
 
-@pytest.mark.parametrize("seed", range(N_FAMILY))
-def test_running_blocks_make_room_for_inference(seed: int) -> None:
-    """Plan and greedy both plan the instance checker-clean; the plan dominates the greedy."""
-    pb = np_inference(seed)
+def _planned_and_dominating(pb: PlanProblem, seed: int) -> dict[str, Any]:
+    """:func:`judge` of ``pb``, held to: plan and greedy both plan it (neither refuses), checker-clean, the plan
+    dominating the greedy."""
     j: dict[str, Any] = judge(pb)
     res, gr = j["result"], j["greedy"]
     assert res.status != "infeasible", f"seed {seed}: {res.reason}"
     assert gr.status != "infeasible", f"seed {seed}: the greedy: {gr.reason}"
     assert j["violations"] == [] and j["greedy_violations"] == [], (seed, j["violations"], j["greedy_violations"])
     assert j["dominance"] == [], (seed, j["dominance"])
+    return j
+
+
+@pytest.mark.parametrize("seed", range(N_FAMILY))
+def test_running_blocks_make_room_for_inference(seed: int) -> None:
+    """Plan and greedy both plan the instance checker-clean; the plan dominates the greedy."""
+    _planned_and_dominating(np_inference(seed), seed)
 
 
 def test_the_family_needs_the_blocks_lowered() -> None:
@@ -190,12 +196,8 @@ def test_a_later_cap_ends_running_blocks_before_it(seed: int, how: str) -> None:
 
     pb = later_cap(seed, how)
     T = pb.n_slots
-    j: dict[str, Any] = judge(pb)
+    j = _planned_and_dominating(pb, seed)
     res, gr = j["result"], j["greedy"]
-    assert res.status != "infeasible", f"seed {seed}: {res.reason}"
-    assert gr.status != "infeasible", f"seed {seed}: the greedy: {gr.reason}"
-    assert j["violations"] == [] and j["greedy_violations"] == [], (seed, j["violations"], j["greedy_violations"])
-    assert j["dominance"] == [], (seed, j["dominance"])
     rows, low = _low_w(pb)
     if closed_slots(pb)[T - 1]:
         kept = np.zeros(rows.size, dtype=bool)
