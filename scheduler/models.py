@@ -38,9 +38,62 @@ DEFAULT_SPEED_CURVE: tuple[tuple[float, float], ...] = ((0.4, 0.62), (0.6, 0.82)
 
 _NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
+#: Upper bounds of the site file's physical quantities, far above any real site but finite after every product
+#: the model takes of them (MW x 1e6, GPUs x watts x PUE, summed over pools and slots): past them a value is a
+#: typo or an overflow (``1e308`` MW was an inf cap and exit 1), never a site. MW: 1 TW, also the bound of a
+#: congestion event's ``cap_mw`` (scheduler.api.CongestionIn); watts per GPU: 100 kW, some 70x the largest
+#: accelerator's TDP; GPUs: a million per pool (and per job: JobSpec.gpus).
+MW_MAX = 1e6
+W_PER_GPU_MAX = 1e5
+GPUS_MAX = 1_000_000
+
+
+def no_bool(v: Any) -> Any:
+    """A number in a file is never a YAML boolean (``true`` was read as 1: ``slot_minutes: true`` planned 1-minute
+    slots, ``pue: yes`` a PUE of 1.0)."""
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is a boolean; allowed: a number")
+    return v
+
+
+#: Numbers in the site and tenants files: never a boolean (see :func:`no_bool`); floats must be finite.
+FileNumber = BeforeValidator(no_bool)
+
+
+#: Bidirectional-text controls (Trojan Source, CVE-2021-42574): refused in every text field of a request.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Unicode categories refused in text fields: controls, format characters (bidi, zero-width), lone
+#: surrogates, private use, unassigned, line and paragraph separators.
+_UNPRINTABLE_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
+
+def check_printable(v: str) -> str:
+    """Refuse text with a character that is not printable (category in ``_UNPRINTABLE_CATEGORIES``, which
+    covers NUL, newlines, bidi overrides and lone surrogates), naming its position and code point."""
+    if v.isprintable():  # the common case, in C: no category of "Other" or "Separator" but the ASCII space
+        return v
+    for i, ch in enumerate(v):
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES:
+            raise ValueError(
+                f"character {i} is U+{ord(ch):04X} ({unicodedata.name(ch, unicodedata.category(ch))}); "
+                "allowed: printable text without control, format (bidi, zero-width) or surrogate characters"
+            )
+    return v
+
+
+def check_not_blank(v: str) -> str:
+    """Refuse text of spaces only (a job named " " lists, logs and reads as no name: round 25, H3)."""
+    if not v.strip():
+        raise ValueError("blank; allowed: text with at least one character that is not a space")
+    return v
+
+
+#: Text at the API's edges: printable (see :func:`check_printable`).
+PrintableText = Annotated[str, AfterValidator(check_printable)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------- site
@@ -50,12 +103,12 @@ class Pool(_Strict):
     """A set of identical GPU nodes with the same labels."""
 
     name: Annotated[str, Field(pattern=_NAME_RE)]
-    gpus: Annotated[int, Field(gt=0)]
-    gpus_per_node: Annotated[int, Field(gt=0)] = 8
-    tdp_w: Annotated[float, Field(gt=0)]
-    idle_w: Annotated[float, Field(ge=0)]
-    host_w_per_gpu: Annotated[float, Field(ge=0)] = 0.0
-    min_power_fraction: Annotated[float, Field(gt=0, le=1)] = 0.4
+    gpus: Annotated[int, Field(gt=0, le=GPUS_MAX), FileNumber]
+    gpus_per_node: Annotated[int, Field(gt=0, le=GPUS_MAX), FileNumber] = 8
+    tdp_w: Annotated[float, Field(gt=0, le=W_PER_GPU_MAX), FileNumber]
+    idle_w: Annotated[float, Field(ge=0, le=W_PER_GPU_MAX), FileNumber]
+    host_w_per_gpu: Annotated[float, Field(ge=0, le=W_PER_GPU_MAX), FileNumber] = 0.0
+    min_power_fraction: Annotated[float, Field(gt=0, le=1), FileNumber] = 0.4
     speed_curve: tuple[tuple[float, float], ...] = DEFAULT_SPEED_CURVE
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -109,7 +162,7 @@ class TimeBlock(_Strict):
     """
 
     hours: str
-    extra_mw: Annotated[float, Field(ge=0)]
+    extra_mw: Annotated[float, Field(ge=0, le=MW_MAX), FileNumber]
 
     @field_validator("hours")
     @classmethod
@@ -126,21 +179,21 @@ class TimeBlock(_Strict):
 
 
 class GridContract(_Strict):
-    firm_mw: Annotated[float, Field(ge=0)]
+    firm_mw: Annotated[float, Field(ge=0, le=MW_MAX), FileNumber]
     time_blocks: tuple[TimeBlock, ...] = ()
 
 
 class WindContract(_Strict):
-    contract_mw: Annotated[float, Field(ge=0)]
+    contract_mw: Annotated[float, Field(ge=0, le=MW_MAX), FileNumber]
 
 
 class Site(_Strict):
     """The site file (DESIGN section 7)."""
 
-    name: Annotated[str, Field(min_length=1)]
-    slot_minutes: Annotated[int, Field(gt=0, le=60)] = 15
-    pue: Annotated[float, Field(ge=1.0, le=3.0)] = 1.15
-    site_max_mw: Annotated[float, Field(gt=0)]
+    name: Annotated[PrintableText, Field(min_length=1, max_length=128), AfterValidator(check_not_blank)]
+    slot_minutes: Annotated[int, Field(gt=0, le=60), FileNumber] = 15
+    pue: Annotated[float, Field(ge=1.0, le=3.0), FileNumber] = 1.15
+    site_max_mw: Annotated[float, Field(gt=0, le=MW_MAX), FileNumber]
     grid: GridContract
     wind: WindContract
     pools: tuple[Pool, ...]
@@ -200,11 +253,11 @@ TENANT_PRIORITY_MIN, TENANT_PRIORITY_MAX = 0, 10
 class Tenant(_Strict):
     name: Annotated[str, Field(pattern=_NAME_RE)]
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    priority: Annotated[int, Field(ge=TENANT_PRIORITY_MIN, le=TENANT_PRIORITY_MAX)] = 1
-    quota_gpus: Annotated[int, Field(ge=0)] | None = None
-    commitment_gpu_hours_per_day: Annotated[float, Field(ge=0)] = 0.0
-    commitment_gpu_hours_per_week: Annotated[float, Field(ge=0)] = 0.0
-    fair_share_weight: Annotated[float, Field(gt=0)] = 1.0
+    priority: Annotated[int, Field(ge=TENANT_PRIORITY_MIN, le=TENANT_PRIORITY_MAX), FileNumber] = 1
+    quota_gpus: Annotated[int, Field(ge=0), FileNumber] | None = None
+    commitment_gpu_hours_per_day: Annotated[float, Field(ge=0), FileNumber] = 0.0
+    commitment_gpu_hours_per_week: Annotated[float, Field(ge=0), FileNumber] = 0.0
+    fair_share_weight: Annotated[float, Field(gt=0), FileNumber] = 1.0
     clearance: Literal["public", "internal", "confidential", "secret"] = "public"
     jurisdictions: tuple[str, ...] = ()
 
@@ -234,12 +287,6 @@ class TenantsFile(_Strict):
 
 JobKind = Literal["training", "batch", "inference"]
 
-#: Bidirectional-text controls (Trojan Source, CVE-2021-42574): refused in every text field of a request.
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-#: Unicode categories refused in text fields: controls, format characters (bidi, zero-width), lone
-#: surrogates, private use, unassigned, line and paragraph separators.
-_UNPRINTABLE_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
-
 #: Deadlines are refused before this instant (a year-1 or year-2000 deadline is a typo, not a plan).
 DEADLINE_MIN_UTC = datetime(2020, 1, 1, tzinfo=UTC)
 #: ... and more than this far after submission (the API checks it against the service clock).
@@ -249,20 +296,6 @@ DEADLINE_MAX_AHEAD_S = 10 * 365 * 86400
 #: command (``shlex.split``, run as a subprocess) -- the same split as ``scheduler.executors.ray_job``.
 ENTRYPOINT_FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 ENTRYPOINT_MAX_CHARS = 1024
-
-
-def check_printable(v: str) -> str:
-    """Refuse text with a character that is not printable (category in ``_UNPRINTABLE_CATEGORIES``, which
-    covers NUL, newlines, bidi overrides and lone surrogates), naming its position and code point."""
-    if v.isprintable():  # the common case, in C: no category of "Other" or "Separator" but the ASCII space
-        return v
-    for i, ch in enumerate(v):
-        if ch in BIDI_CONTROLS or unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES:
-            raise ValueError(
-                f"character {i} is U+{ord(ch):04X} ({unicodedata.name(ch, unicodedata.category(ch))}); "
-                "allowed: printable text without control, format (bidi, zero-width) or surrogate characters"
-            )
-    return v
 
 
 def check_entrypoint(v: str) -> str:
@@ -322,18 +355,27 @@ def no_text_or_bool(v: Any) -> Any:
 #: Numbers at the API's edges: JSON numbers only (see :func:`no_text_or_bool`); floats must be finite.
 Number = BeforeValidator(no_text_or_bool)
 
-def check_not_blank(v: str) -> str:
-    """Refuse text of spaces only (a job named " " lists, logs and reads as no name: round 25, H3)."""
-    if not v.strip():
-        raise ValueError("blank; allowed: text with at least one character that is not a space")
-    return v
-
-
-#: Text at the API's edges: printable (see :func:`check_printable`).
-PrintableText = Annotated[str, AfterValidator(check_printable)]
-
 #: A job's priority at every edge (:data:`JOB_PRIORITY_MIN` .. :data:`JOB_PRIORITY_MAX`).
 JobPriority = Annotated[int, Field(ge=JOB_PRIORITY_MIN, le=JOB_PRIORITY_MAX)]
+
+#: A job's work at full power, at every edge (the job spec, the jobs CSV): more than 0, at most a year. Past a
+#: year a duration is a typo or an overflow (the jobs CSV took 1.8e308 s, and the plan's GPU-hours were inf: exit
+#: 1); a job of a year is already far past any horizon the planner takes (14 days).
+JOB_DURATION_MAX_S = 365 * 86400.0
+JobDuration = Annotated[float, Field(gt=0, le=JOB_DURATION_MAX_S)]
+
+#: A job's checkpoint interval (full-speed seconds of work between checkpoints), at every edge that takes one
+#: (the job spec, ``#WINDWARD --checkpoint-interval``, the jobs CSV's extension column): 1 s to a day. What the
+#: model does with it: a preemption loses the work since the last checkpoint (the simulated executor's
+#: ``floor(work / interval) * interval``, the planner's ``preempt_loss_s``), and the training workload checkpoints
+#: every ``max(1, interval // step)`` steps. Below a second the loss it models is below anything the loop can
+#: act on (a tick is at least a minute; the planner's restart overhead is seconds), no real job writes its
+#: state that often (per-step in-memory checkpointing runs at one step, about a second and up, for large
+#: models), and the arithmetic breaks: ``gt=0`` took 5e-324, where ``work / interval`` is inf and the checkpoint
+#: a NaN. A day: a job that checkpoints less often is one whose preemption loses up to a day of work.
+CHECKPOINT_INTERVAL_MIN_S = 1.0
+CHECKPOINT_INTERVAL_MAX_S = 86400.0
+CheckpointInterval = Annotated[float, Field(ge=CHECKPOINT_INTERVAL_MIN_S, le=CHECKPOINT_INTERVAL_MAX_S)]
 
 
 class Requires(_Strict):
@@ -390,11 +432,11 @@ class JobSpec(_Strict):
 
     name: Annotated[PrintableText, Field(min_length=1, max_length=128), AfterValidator(check_not_blank)]
     kind: JobKind = "training"
-    gpus: Annotated[int, Field(gt=0, le=1_000_000), Number]
-    duration_s: Annotated[float, Field(gt=0, le=365 * 86400), Number]
+    gpus: Annotated[int, Field(gt=0, le=GPUS_MAX), Number]
+    duration_s: Annotated[JobDuration, Number]
     deadline: IsoTime | None = None
     preemptible: Annotated[bool, Field(strict=True)] = True
-    checkpoint_interval_s: Annotated[float, Field(gt=0, le=86400), Number] = 1800.0
+    checkpoint_interval_s: Annotated[CheckpointInterval, Number] = 1800.0
     pool: Annotated[PrintableText, Field(min_length=1, max_length=256)] | None = None
     requires: Requires = Requires()
     entrypoint: (
@@ -425,21 +467,30 @@ class JobSpec(_Strict):
 
 
 class JobRow(_Strict):
-    """One row of the canonical jobs CSV (DESIGN section 7). Numbers must be finite (``inf`` is refused
-    like ``nan``: an infinite duration or time is no plan input)."""
+    """One row of the jobs CSV (DESIGN section 7): the canonical columns, then the extension columns
+    (``scheduler.traces.EXTENSION_COLUMNS``), each with the job spec's rule for the same field. Numbers must be
+    finite (``inf`` is refused like ``nan``: an infinite duration or time is no plan input); text printable (a
+    job id with a NUL, a newline or a bidi override lists, logs and audits as something else)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    job_id: Annotated[str, Field(min_length=1)]
-    tenant: str = "default"
+    job_id: Annotated[PrintableText, Field(min_length=1, max_length=256), AfterValidator(check_not_blank)]
+    tenant: Annotated[PrintableText, Field(min_length=1, max_length=256), AfterValidator(check_not_blank)] = "default"
     kind: JobKind = "training"
     submit_s: Annotated[float, Field(ge=0)]
     gpus: Annotated[int, Field(gt=0)]
-    duration_s: Annotated[float, Field(gt=0)]
+    duration_s: JobDuration
     deadline_s: Annotated[float, Field(ge=0)] | None = None
     preemptible: bool = True
-    pool: str | None = None
+    pool: Annotated[PrintableText, Field(max_length=256)] | None = None
     priority: JobPriority = 0
+    # extension columns
+    checkpoint_interval_s: CheckpointInterval = 1800.0
+    jurisdiction: Annotated[PrintableText, Field(min_length=1, max_length=64)] | None = None
+    clearance: Literal["public", "internal", "confidential", "secret"] | None = None
+    entrypoint: (
+        Annotated[str, Field(min_length=1, max_length=ENTRYPOINT_MAX_CHARS), AfterValidator(check_entrypoint)] | None
+    ) = None
 
 
 # ------------------------------------------------------------------------------------------ loading

@@ -17,7 +17,8 @@ plus
 Refused with an :class:`InputError` naming file, row (file line number), column, value and what is allowed:
 a missing ``timestamp_utc`` / wind / carbon column, an unparsable timestamp or number, timestamps that do not
 increase strictly (duplicates included) or that are off the file's time step, negative wind, carbon or
-grid cap, and a ``start``/``days`` window outside the file.
+grid cap, a value past its column's bound (:data:`ENERGY_COLUMN_RANGE`), rows that span more than
+:data:`ENERGY_MAX_STEPS` time steps, and a ``start``/``days`` window outside the file.
 
 Gap rule (documented contract): a *gap* is a run of missing values in one column -- empty cells, or whole
 rows missing from the regular time grid (then every column of those rows is missing).
@@ -68,7 +69,7 @@ from numpy.typing import NDArray
 
 from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
-from scheduler.models import Site
+from scheduler.models import MW_MAX, Site
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,23 @@ FORECAST_KINDS: tuple[str, ...] = ("perfect", "persistence", "noisy")
 
 _WIND_COLS = ("wind_mw", "offshore_wind_mw")
 _VALUE_COLS = ("wind_mw", "offshore_wind_mw", "carbon_g_per_kwh", "price_eur_per_mwh", "grid_cap_mw")
+
+#: What each value column allows: (lowest, highest, why the highest). Finite and far above any real value, so
+#: that every product the model takes stays finite (``1e300`` g/kWh was a NaN in the optimiser's prices and
+#: ``1.8e308`` MW an inf wind: exit 1). Power columns share the site file's MW bound (scheduler.models.MW_MAX).
+CARBON_MAX_G_PER_KWH = 1e4
+PRICE_MAX_EUR_PER_MWH = 1e6
+ENERGY_COLUMN_RANGE: dict[str, tuple[float, float, str]] = {
+    "wind_mw": (0.0, MW_MAX, "1 TW, the site file's MW bound"),
+    "offshore_wind_mw": (0.0, MW_MAX, "1 TW, the site file's MW bound"),
+    "grid_cap_mw": (0.0, MW_MAX, "1 TW, the site file's MW bound"),
+    "carbon_g_per_kwh": (0.0, CARBON_MAX_G_PER_KWH, "some ten times the dirtiest fuel's intensity"),
+    "price_eur_per_mwh": (-PRICE_MAX_EUR_PER_MWH, PRICE_MAX_EUR_PER_MWH, "a hundred times the EU price caps"),
+}
+#: The most time steps a file may span from its first row to its last (gaps included: they are filled on the
+#: grid): 5,000,000 is 58 days of 1-second data, 140 years of hourly data. A row far from the others (a typo in
+#: a year) made a grid of billions of steps and ran the machine out of memory.
+ENERGY_MAX_STEPS = 5_000_000
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -157,6 +175,9 @@ def _read_raw(src: str, text: str) -> _RawEnergy:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise InputError(f"{src}: empty file; an energy CSV needs a header with timestamp_utc") from None
+        twice = sorted({c for c in header if c and header.count(c) > 1})
+        if twice:  # (the first was read and the second ignored: no rule a user can see; the jobs CSV's rule)
+            raise InputError(f"{src}: header: column(s) {twice} appear more than once; allowed: each column once")
         if "timestamp_utc" not in header:
             raise InputError(
                 f"{src}: missing column timestamp_utc (header has {header}); required: timestamp_utc, "
@@ -186,6 +207,9 @@ def _read_raw(src: str, text: str) -> _RawEnergy:
                 continue
             if len(row) < ncol:
                 row = row + [""] * (ncol - len(row))
+            elif len(row) > ncol and any(c.strip() for c in row[ncol:]):
+                raise InputError(f"{src}: row {line}: {len(row)} cells, but the header has {ncol} columns; allowed: "
+                                 "at most one cell per column")  # fmt: skip
             times.append(_parse_ts(row[i_ts], src, line))
             lines.append(line)
             for k, j in enumerate(idx):
@@ -230,18 +254,27 @@ def _read_raw(src: str, text: str) -> _RawEnergy:
             f"the file's {step} s time grid starting at {_iso(datetime.fromtimestamp(int(t[0]), UTC))}"
         )
     n = int((t[-1] - t[0]) // step) + 1
+    if n > ENERGY_MAX_STEPS:
+        i = int(np.argmax(d)) + 1
+        raise InputError(
+            f"{src}: the rows span {n:,} time steps of {step} s from {_iso(datetime.fromtimestamp(int(t[0]), UTC))} to "
+            f"{_iso(datetime.fromtimestamp(int(t[-1]), UTC))}; allowed: at most {ENERGY_MAX_STEPS:,} (the longest "
+            f"jump is to row {ln[i]}, column timestamp_utc: {_iso(datetime.fromtimestamp(int(t[i]), UTC))})"
+        )
     pos = (t - t[0]) // step
     cols: dict[str, NDArray[np.float64]] = {}
     for k, c in enumerate(wanted):
         a = np.full(n, np.nan)
         a[pos] = np.asarray(vals[k], dtype=np.float64)
         cols[c] = a
-        neg = np.flatnonzero(a < 0)
-        if neg.size and c != "price_eur_per_mwh":
-            g = int(neg[0])
-            raise InputError(
-                f"{src}: row {ln[np.searchsorted(pos, g)]}, column {c}: {float(a[g]):g} is negative; allowed: >= 0"
-            )
+        lo, hi, why = ENERGY_COLUMN_RANGE[c]
+        out = np.flatnonzero((a < lo) | (a > hi))
+        if out.size:
+            g = int(out[0])
+            v = float(a[g])
+            what = (f"is negative; allowed: >= 0, at most {hi:g} ({why})" if v < 0 and lo == 0
+                    else f"is outside {lo:g} to {hi:g} ({why})")  # fmt: skip
+            raise InputError(f"{src}: row {ln[np.searchsorted(pos, g)]}, column {c}: {v:g} {what}")
     grid_lines = np.zeros(n, dtype=np.int64)
     grid_lines[pos] = ln
     return _RawEnergy(path=src, t0_s=int(t[0]), step_s=step, cols=cols, lines=grid_lines)

@@ -265,7 +265,8 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
     """Read the canonical jobs CSV (DESIGN section 7). Each row is validated with :class:`JobRow`; errors name
     the file, the row (file line number) and the field. Required columns: job_id, submit_s, gpus,
     duration_s; the other canonical columns default as in JobRow; empty ``deadline_s`` / ``pool`` cells mean
-    none; extension columns (checkpoint_interval_s, jurisdiction, clearance, entrypoint) are read when present.
+    none; extension columns (checkpoint_interval_s, jurisdiction, clearance, entrypoint) are read when present, each
+    by the job spec's rule for the same field (JobRow).
     Duplicate job ids are refused, and so is a deadline before its submission. Bytes that are not UTF-8 are refused naming the file.
 
     An empty cell in a present column of :data:`FILLED_COLUMNS` is a gap: it takes JobRow's default and the
@@ -301,7 +302,7 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
                 )
             cell = {c: (row[i].strip() if i < len(row) else "") for c, i in cols.items()}
             data: dict[str, Any] = {}
-            for c in CANONICAL_COLUMNS:
+            for c in (*CANONICAL_COLUMNS, *EXTENSION_COLUMNS):
                 if c in cell and cell[c] != "":
                     data[c] = cell[c]
                 elif c in cell and c in FILLED_COLUMNS:
@@ -325,31 +326,6 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
                     f"{p}: row {line}, field deadline_s: {jr.deadline_s:g} is before submit_s {jr.submit_s:g}; "
                     f"allowed: empty (no deadline) or >= submit_s"
                 )
-            ext: dict[str, Any] = {}
-            if cell.get("checkpoint_interval_s"):
-                try:
-                    ck = float(cell["checkpoint_interval_s"])
-                except ValueError:
-                    ck = math.nan
-                if not ck > 0:
-                    raise InputError(
-                        f"{p}: row {line}, field checkpoint_interval_s: {cell['checkpoint_interval_s']!r}; "
-                        f"allowed: a number of seconds > 0"
-                    )
-                ext["checkpoint_interval_s"] = ck
-            for c in ("jurisdiction", "clearance", "entrypoint"):
-                if cell.get(c):
-                    ext[c] = cell[c]
-            if "clearance" in ext and ext["clearance"] not in (
-                "public",
-                "internal",
-                "confidential",
-                "secret",
-            ):
-                raise InputError(
-                    f"{p}: row {line}, field clearance: {ext['clearance']!r}; allowed: public, internal, "
-                    f"confidential, secret"
-                )
             jobs.append(
                 Job(
                     job_id=jr.job_id,
@@ -362,7 +338,10 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
                     preemptible=jr.preemptible,
                     pool=jr.pool or None,
                     priority=jr.priority,
-                    **ext,
+                    checkpoint_interval_s=jr.checkpoint_interval_s,
+                    jurisdiction=jr.jurisdiction,
+                    clearance=jr.clearance,
+                    entrypoint=jr.entrypoint,
                 )
             )
     if filled:

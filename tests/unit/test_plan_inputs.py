@@ -200,7 +200,7 @@ def test_caps_below_the_idle_floor_in_every_slot(tmp_path: Path) -> None:
     "d,science,training,1800,8,3600,1800,true,,0",  # a deadline at the submit time: late from the start
     "d,science,training,999999,8,3600,,true,,0",  # submitted after the horizon
     "d,science,training,0,8,0.001,,true,,0",  # a millisecond of work
-    "d,science,training,0,8,1e12,,false,,0",  # 30,000 years of non-preemptible work
+    "d,science,training,0,8,31536000,,false,,0",  # a year of non-preemptible work (JOB_DURATION_MAX_S)
     "d,science,training,0,8,3600,,true,,100",  # the highest priority (scheduler.models.JOB_PRIORITY_MAX)
     "d,science,training,0,8,3600,,true,,-1",  # a negative priority (meant: run it where it is green)
     "d,science,training,0,8,3600,,true,,-100",  # the lowest (JOB_PRIORITY_MIN)
