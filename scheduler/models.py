@@ -477,10 +477,12 @@ class JobRow(_Strict):
     job_id: Annotated[PrintableText, Field(min_length=1, max_length=256), AfterValidator(check_not_blank)]
     tenant: Annotated[PrintableText, Field(min_length=1, max_length=256), AfterValidator(check_not_blank)] = "default"
     kind: JobKind = "training"
-    submit_s: Annotated[float, Field(ge=0)]
-    gpus: Annotated[int, Field(gt=0)]
+    # (times: at most DEADLINE_MAX_AHEAD_S from the start, the API's furthest deadline: a submit_s of 1e300 was
+    # cast to a negative slot and the job planned from slot 0)
+    submit_s: Annotated[float, Field(ge=0, le=DEADLINE_MAX_AHEAD_S)]
+    gpus: Annotated[int, Field(gt=0, le=GPUS_MAX)]
     duration_s: JobDuration
-    deadline_s: Annotated[float, Field(ge=0)] | None = None
+    deadline_s: Annotated[float, Field(ge=0, le=DEADLINE_MAX_AHEAD_S)] | None = None
     preemptible: bool = True
     pool: Annotated[PrintableText, Field(max_length=256)] | None = None
     priority: JobPriority = 0

@@ -58,7 +58,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from scheduler.errors import InputError
 from scheduler.jobs import Job, check_jobs_fit, pool_matches
-from scheduler.models import JobRow, Site, parse_model
+from scheduler.models import JobRow, Site, decode_utf8, parse_model
 from scheduler.paths import azure_llm_csv, itp_trace_csv
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,14 @@ class _Utf8Rows:
         try:
             return next(self._reader)
         except UnicodeDecodeError as e:
+            # the text layer decodes ahead in blocks, so csv's line_num is where the block began (a bad byte on
+            # line 2 of a small file said "near line 1"): the bytes again, for the byte offset and its line
+            try:
+                data = self._path.read_bytes()
+            except OSError:
+                data = None
+            if data is not None:
+                decode_utf8(data, self._path)  # raises InputError naming the byte and its line
             raise InputError(
                 f"{self._path}: not UTF-8 text near line {self._reader.line_num + 1} ({e.reason}: "
                 f"{e.object[e.start : e.start + 1]!r}); save the {self._what} as UTF-8"

@@ -204,8 +204,7 @@ def field_edges(shape: Shape, path: tuple[str | int, ...], required: bool) -> It
         for v, label, bad in _number_edges(shape):
             yield Edge(path, v, label, bad)
         for v, label in WRONG_TYPES:
-            # (a bool is a number to a lax int/float field; the API's Number refuses it)
-            yield Edge(path, v, f"wrong-type-{label}", label != "bool")
+            yield Edge(path, v, f"wrong-type-{label}", True)
         yield Edge(path, "2", "numeric-text", False if not shape.strict else True)
     elif shape.kind == "str":
         for v, label, bad in _text_edges(shape):

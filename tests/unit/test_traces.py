@@ -326,7 +326,7 @@ def test_amplify(shared_data: None) -> None:
 def test_jobs_csv_not_utf8_names_the_file(tmp_path: Path, bad: bytes) -> None:
     p = tmp_path / "jobs.csv"
     p.write_bytes(f"{HEADER}\nj1,science,training,0,8,3600,,1,,0\nj2,".encode() + bad + b",training,0,8,3600,,1,,0\n")
-    with pytest.raises(InputError, match=rf"{p.name}: not UTF-8 text near line"):
+    with pytest.raises(InputError, match=rf"{p.name}: not UTF-8 text: byte \d+ \(line 3\)"):
         read_jobs_csv(p)
     with pytest.raises(InputError, match="not UTF-8"):
         load_workload(str(p), DEMO, 1.0)
