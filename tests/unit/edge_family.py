@@ -265,9 +265,9 @@ def apply(base: Any, edge: Edge) -> Any:
 
     doc = copy.deepcopy(base)
     node = doc
-    for key in edge.path[:-1]:
+    for key, nxt in zip(edge.path[:-1], edge.path[1:]):
         if isinstance(node, dict) and key not in node:
-            node[key] = {}
+            node[key] = [{}] if isinstance(nxt, int) else {}  # (a list of models absent from the base: one)
         node = node[key]
     last = edge.path[-1]
     if edge.value is MISSING:
