@@ -145,9 +145,15 @@ def test_every_jobs_csv_field_at_and_past_its_edges(tmp_path: Path, edge: Edge) 
     field = str(edge.path[0])
     result = _plan(tmp_path, _jobs_csv([edge]))
     names = (field,) if field in JobRow.model_fields else ()
-    if _judge(result, names, _csv_refuses(edge), edge.id) == 2 and names:
-        # the row, or (the site's fit check, after the file is read: scheduler.jobs.check_jobs_fit) the job's id
-        assert any(w in result[1] for w in ("row 2", "job 't1'", "(line 2)")), result[1]
+    if _judge(result, names, _csv_refuses(edge), edge.id) == 2:
+        if names:  # the row, or (the site's fit check, after the file is read: check_jobs_fit) the job's id
+            assert any(w in result[1] for w in ("row 2", "job 't1'", "(line 2)")), result[1]
+        return
+    # planned: no slot before the job's submission (a submit_s of 1e300 was cast to slot 0 up to round 25)
+    doc = json.loads(result[2].read_text())
+    submit = float(_cell(edge.value)) if field == "submit_s" else float(BASE_ROW["submit_s"])
+    for j in doc["jobs"]:
+        assert all(t * doc["slot_s"] >= submit - doc["slot_s"] for t in j["slots"]), (edge.id, j["slots"][:5])
 
 
 @pytest.mark.parametrize("seed", range(12))
