@@ -23,6 +23,8 @@ import annotated_types as at
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from scheduler.models import check_entrypoint, check_not_blank, check_printable
+
 #: Marks a field left out of the input (the key absent, the CSV cell empty).
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
@@ -61,6 +63,8 @@ class Shape:
     max_len: int | None = None
     pattern: str | None = None
     strict: bool = False
+    printable: bool = False  # text through scheduler.models.check_printable
+    not_blank: bool = False  # text through scheduler.models.check_not_blank
     literals: tuple[Any, ...] = ()
     model: type[BaseModel] | None = None
     item: Shape | None = None
@@ -87,6 +91,11 @@ def _absorb(s: Shape, meta: Any) -> None:
         s.pattern = meta.pattern
     if getattr(meta, "strict", None):
         s.strict = True
+    func = getattr(meta, "func", None)
+    if func is check_printable or func is check_entrypoint:  # (an entrypoint is checked printable first)
+        s.printable = True
+    elif func is check_not_blank:
+        s.not_blank = True
 
 
 def shape_of(annotation: Any, metadata: list[Any] | tuple[Any, ...] = ()) -> Shape:
@@ -184,8 +193,9 @@ def _text_edges(s: Shape) -> Iterator[tuple[Any, str, bool | None]]:
             return True
         return None
 
-    for v, label, _ in ODD_TEXT:
-        yield v, label, by_len(v)
+    for v, label, unprintable in ODD_TEXT:
+        blank = s.not_blank and not v.strip()
+        yield v, label, True if (s.printable and unprintable) or blank else by_len(v)
     if s.max_len is not None:
         yield "x" * s.max_len, "max-len", None
         yield "x" * (s.max_len + 1), "max-len-plus", True
