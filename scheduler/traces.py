@@ -294,6 +294,10 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
         if twice:  # (which of the two would be read is no rule a user can see)
             raise InputError(f"{p}: header: column(s) {twice} appear more than once; allowed: each column once")
         cols = {c: header.index(c) for c in (*CANONICAL_COLUMNS, *EXTENSION_COLUMNS) if c in header}
+        unread = [c for c in header if c and c not in cols]
+        if unread:  # (allowed: a trace's own columns ride along; said, because a misspelt one reads as absent)
+            log.warning("%s: column(s) %s not read; the jobs CSV reads %s", p, unread,
+                        ", ".join((*CANONICAL_COLUMNS, *EXTENSION_COLUMNS)))  # fmt: skip
         jobs: list[Job] = []
         seen: dict[str, int] = {}
         end = reader.line_num

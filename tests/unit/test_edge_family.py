@@ -33,6 +33,7 @@ from scheduler.signals import ENERGY_COLUMN_RANGE
 from scheduler.traces import CANONICAL_COLUMNS, EXTENSION_COLUMNS
 
 START = "2023-03-06T00:00:00Z"
+SENTINEL = "an earlier plan"
 BASE_ROW = {"job_id": "t1", "tenant": "science", "kind": "training", "submit_s": "0", "gpus": "8",
             "duration_s": "3600", "deadline_s": "", "preemptible": "true", "pool": "", "priority": "0"}  # fmt: skip
 DEMO_SITE = yaml.safe_load((SITES_DIR / "demo.yaml").read_text())
@@ -48,7 +49,7 @@ def _plan(tmp_path: Path, jobs: bytes, *, site: str = "demo", energy: bytes | No
     the first call's captured stderr, which the runner closes."""
     (tmp_path / "jobs.csv").write_bytes(jobs)
     out = tmp_path / "plan.json"
-    out.unlink(missing_ok=True)
+    out.write_text(SENTINEL)  # (a plan from an earlier run: a refusal must leave it as it was)
     args = ["plan", "--site", site, "--jobs", str(tmp_path / "jobs.csv"), "--start", START, "--horizon-hours", "2",
             "--out", str(out)]  # fmt: skip
     if energy is not None:
@@ -64,8 +65,8 @@ def _plan(tmp_path: Path, jobs: bytes, *, site: str = "demo", energy: bytes | No
 
 
 def _judge(result: tuple[int, str, Path, object], names: tuple[str, ...], must_refuse: bool, what: str) -> int:
-    """The property: exit 0/3 with a plan its checker passes, or 2 naming ``names`` (all of them) and nothing
-    written; never 1, never a traceback; exit 2 where ``must_refuse``. Returns the exit code."""
+    """The property: exit 0/3 with a plan its checker passes, or 2 naming ``names`` (all of them) and the plan
+    file as it was; never 1, never a traceback; exit 2 where ``must_refuse``. Returns the exit code."""
     code, output, out, exc = result
     flat = " ".join(output.split())
     assert exc is None or isinstance(exc, SystemExit), f"{what}: exception {exc!r}: {flat[-1500:]}"
@@ -77,7 +78,7 @@ def _judge(result: tuple[int, str, Path, object], names: tuple[str, ...], must_r
         else:
             for n in names:
                 assert n in flat, f"{what}: exit 2 without naming {n!r}: {flat[-800:]}"
-        assert not out.exists(), f"{what}: refused, but a plan was written"
+        assert out.read_text() == SENTINEL, f"{what}: refused, but the plan file was written"
         return code
     assert not must_refuse, f"{what}: the field's own definition refuses it, but it planned (exit {code})"
     doc = json.loads(out.read_text())
@@ -360,3 +361,13 @@ def test_the_generator_covers_every_field_of_each_contract() -> None:
 
     assert set(Pool.model_fields) <= pools
     assert all(math.isfinite(float(lo)) and math.isfinite(float(hi)) for lo, hi, _ in ENERGY_COLUMN_RANGE.values())
+
+
+def test_a_misspelt_jobs_column_is_said_not_read(tmp_path: Path) -> None:
+    """An unknown column is allowed (a trace's own columns ride along) and planned as without it, but said on
+    stderr: ``dedline_s`` for ``deadline_s`` would otherwise drop every deadline without a word."""
+    text = _csv([*HEADER, "dedline_s"], [[*ROW, "1800"]])
+    result = _plan(tmp_path, text)
+    assert _judge(result, (), False, "misspelt") == 0
+    flat = " ".join(result[1].split())
+    assert "column(s) ['dedline_s'] not read; the jobs CSV reads job_id, tenant" in flat, flat[-600:]
