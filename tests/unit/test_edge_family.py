@@ -371,3 +371,29 @@ def test_a_misspelt_jobs_column_is_said_not_read(tmp_path: Path) -> None:
     assert _judge(result, (), False, "misspelt") == 0
     flat = " ".join(result[1].split())
     assert "column(s) ['dedline_s'] not read; the jobs CSV reads job_id, tenant" in flat, flat[-600:]
+
+
+@pytest.mark.parametrize("which", ["jobs", "site"])
+def test_a_refused_edge_through_the_installed_command(tmp_path: Path, which: str) -> None:
+    """The same property through ``windward plan`` as a user runs it (a subprocess of the installed entry point,
+    its real stderr and exit code): one seeded edge each of the jobs CSV and the site file that must be refused."""
+    import os
+    import subprocess
+    import sys
+
+    jobs = tmp_path / "jobs.csv"
+    site = "demo"
+    if which == "jobs":
+        edge = sample([e for e in JOB_ROW_EDGES if _csv_refuses(e) and e.label != "lone-surrogate"], 1, seed=26)[0]
+        jobs.write_bytes(_jobs_csv([edge]))
+    else:
+        edge = sample([e for e in SITE_EDGES if e.refuse], 1, seed=26)[0]
+        jobs.write_bytes(_csv(["job_id", "submit_s", "gpus", "duration_s"], [["t1", "0", "8", "3600"]]))
+        (tmp_path / "site.yaml").write_text(yaml.safe_dump(apply(DEMO_SITE, edge), allow_unicode=True))
+        site = str(tmp_path / "site.yaml")
+    out = tmp_path / "plan.json"
+    r = subprocess.run([str(Path(sys.executable).parent / "windward"), "plan", "--site", site, "--jobs", str(jobs),
+                        "--start", START, "--horizon-hours", "2", "--out", str(out)], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "WINDWARD_LOG": "WARNING"})  # fmt: skip
+    assert r.returncode == 2, (edge.id, r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and "field" in r.stderr and not out.exists(), (edge.id, r.stderr[-2000:])
