@@ -618,6 +618,13 @@ def create_app(
                               f"deadline {spec.deadline.isoformat()} must lie after submission "
                               f"({datetime.fromtimestamp(now, UTC).isoformat()}) and at most "
                               f"{DEADLINE_MAX_AHEAD_S // 86400} days after it", "value_error.deadline")  # fmt: skip
+        if spec.begin is not None:  # (a begin in year 9999 held the job for good: accepted, never run, no word)
+            now = service.clock.now_unix_s()
+            if spec.begin.timestamp() > now + DEADLINE_MAX_AHEAD_S:
+                raise _refuse(422, ["body", "begin"],
+                              f"begin {spec.begin.isoformat()} lies more than {DEADLINE_MAX_AHEAD_S // 86400} days "
+                              f"after submission ({datetime.fromtimestamp(now, UTC).isoformat()}); allowed: a time "
+                              "before that (a past one means now), as a deadline", "value_error.begin")  # fmt: skip
         in_flight[tenant] = in_flight.get(tenant, 0) + 1
         ikey = (tenant, idempotency_key) if idempotency_key else None
         if ikey is not None:

@@ -167,3 +167,28 @@ def test_the_loop_ticks_over_every_accepted_spec(server: tuple[ServerProcess, Pa
         time.sleep(0.2)
     assert srv.proc.poll() is None
     assert "Traceback" not in srv.log() and " ERROR " not in srv.log(), srv.log()[-3000:]
+
+
+@pytest.mark.parametrize("field", ["deadline", "begin"])
+def test_a_time_past_the_furthest_the_api_takes_is_refused(server: tuple[ServerProcess, Path], field: str) -> None:
+    """The generator reads no clock: the API's rule against its own (scheduler.models.DEADLINE_MAX_AHEAD_S after
+    submission) is held here, for a deadline and, since round 26, a begin (year 9999 was accepted and held the
+    job for good). Just inside is taken, just past and year 9999 are refused naming the field; the store is
+    unchanged by a refusal."""
+    from datetime import UTC, datetime, timedelta
+
+    from scheduler.models import DEADLINE_MAX_AHEAD_S
+
+    srv, db = server
+    now = datetime.now(UTC)
+    for when, ok in ((now + timedelta(seconds=DEADLINE_MAX_AHEAD_S - 86400), True),
+                     (now + timedelta(seconds=DEADLINE_MAX_AHEAD_S + 86400), False),
+                     (datetime(9999, 12, 31, tzinfo=UTC), False)):  # fmt: skip
+        before = _count(db, "jobs")
+        resp = _post(srv, "/v1/jobs", {**BASE_SPEC, field: when.isoformat().replace("+00:00", "Z")}, "science")
+        if ok:
+            assert resp.status_code == 201, resp.text[:300]
+            assert _count(db, "jobs") == before + 1
+        else:
+            assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["body", field], resp.text[:300]
+            assert _count(db, "jobs") == before
