@@ -529,6 +529,26 @@ def decode_utf8(data: bytes, source: str | Path) -> str:
         ) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently: a site
+    file with ``site_max_mw`` twice was read with the second, a rule no user can see; the CSV readers' rule)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:  # (an unhashable key: the base class says so)
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {first} and {key_node.start_mark.line + 1}); "
+                    "allowed: each key once", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> Any:
     p = Path(path)
     try:
@@ -537,7 +557,7 @@ def read_yaml(path: str | Path) -> Any:
         raise InputError(f"{p}: cannot read file: {e.strerror}") from e
     text = decode_utf8(data, p)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # (a SafeLoader)
     except yaml.YAMLError as e:
         raise InputError(f"{p}: not valid YAML: {e}") from e
 

@@ -397,3 +397,35 @@ def test_a_refused_edge_through_the_installed_command(tmp_path: Path, which: str
                        timeout=300, env={**os.environ, "WINDWARD_LOG": "WARNING"})  # fmt: skip
     assert r.returncode == 2, (edge.id, r.returncode, r.stderr[-2000:])
     assert "Traceback" not in r.stderr and "field" in r.stderr and not out.exists(), (edge.id, r.stderr[-2000:])
+
+
+DEMO_SITE_TEXT = (SITES_DIR / "demo.yaml").read_text()
+#: Site files as whole files: (bytes, what a refusal names, or None where it plans as the built-in demo site).
+SITE_SHAPES: dict[str, tuple[bytes, tuple[str, ...] | None]] = {
+    "bom-and-crlf": (b"\xef\xbb\xbf" + DEMO_SITE_TEXT.replace("\n", "\r\n").encode(), None),
+    "trailing-blank-lines": (DEMO_SITE_TEXT.encode() + b"\n\n\n", None),
+    "empty-file": (b"", ("(top level)",)),
+    "a-list": (b"- name: x\n", ("(top level)",)),
+    "a-key-twice": (DEMO_SITE_TEXT.replace("pue:", "pue: 1.2\npue:", 1).encode(), ("'pue' is given twice",
+                                                                                    "allowed: each key once")),
+    "a-pool-key-twice": (DEMO_SITE_TEXT.replace("tdp_w:", "tdp_w: 1\n    tdp_w:", 1).encode(),
+                         ("'tdp_w' is given twice",)),
+    "not-yaml": (b"name: [unclosed\n", ("not valid YAML",)),
+}
+
+
+@pytest.mark.parametrize("name", list(SITE_SHAPES))
+def test_site_file_shapes(tmp_path: Path, name: str) -> None:
+    text, names = SITE_SHAPES[name]
+    site = tmp_path / "site.yaml"
+    site.write_bytes(text)
+    jobs = _csv(["job_id", "submit_s", "gpus", "duration_s"], [["t1", "0", "8", "3600"]])
+    result = _plan(tmp_path, jobs, site=str(site))
+    if names is not None:
+        assert _judge(result, (str(site), *names), True, name) == 2
+        return
+    _judge(result, (), False, name)
+    (tmp_path / "demo").mkdir()
+    demo = _plan(tmp_path / "demo", jobs)
+    _judge(demo, (), False, "demo")
+    assert json.loads(result[2].read_text())["jobs"] == json.loads(demo[2].read_text())["jobs"]
