@@ -256,6 +256,10 @@ def field_edges(shape: Shape, path: tuple[str | int, ...], required: bool) -> It
             many: Any = (["a"] * (shape.max_len + 1) if shape.kind == "tuple"
                          else {f"K{i}": "v" for i in range(shape.max_len + 1)})  # fmt: skip
             yield Edge(path, many, "too-many", True)
+        if shape.item is not None and shape.item.kind == "str":  # a list or map of text: one odd item
+            for v, label, bad in _text_edges(shape.item):
+                one: Any = [v] if shape.kind == "tuple" else {"k": v}
+                yield Edge(path, one, f"item-{label}", bool(bad))
         if shape.item is not None and shape.item.kind == "model":  # a list of models: the first one's fields
             assert shape.item.model is not None
             yield from model_edges(shape.item.model, (*path, 0))
