@@ -459,6 +459,11 @@ class JobSpec(_Strict):
     def _args_need_a_command(self) -> JobSpec:
         if self.deadline_policy == "hard" and self.deadline is None:
             raise ValueError("deadline_policy: 'hard' needs a deadline; allowed: soft without one")
+        if self.begin is not None and self.deadline is not None and self.begin >= self.deadline:
+            # (as `#WINDWARD --begin` / `--deadline`, scheduler.slurm: a job held until after its deadline was
+            # accepted, held, and could only be late)
+            raise ValueError(f"begin: {self.begin.isoformat()} is not before the deadline "
+                             f"{self.deadline.isoformat()}; allowed: a begin before the deadline")  # fmt: skip
         if self.args and (self.entrypoint is None or ENTRYPOINT_FUNCTION_RE.match(self.entrypoint)):
             raise ValueError(f"args: given {len(self.args)} argument(s), but the entrypoint "
                              f"{self.entrypoint!r} is not a command; allowed: args with a command entrypoint "

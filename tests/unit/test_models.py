@@ -218,3 +218,13 @@ def test_a_selector_naming_no_label_lists_the_site_s_labels(selector: str, what:
     assert f"jobs.csv: job 'x': field pool: pool selector {selector!r}: {what}; allowed: a pool name " in msg, msg
     assert msg.endswith("this site's labels: clearance=public|secret; gpu=h100; jurisdiction=eu|nl"), msg
     assert "h100-eu-public, h100-nl-secret" in msg
+
+
+@pytest.mark.parametrize("begin", ["2026-12-07T12:00:00+00:00", "2026-12-07T12:00:01+00:00", "2027-01-06T12:00:00+00:00"])
+def test_a_begin_not_before_the_deadline_is_refused_naming_begin(begin: str) -> None:
+    # begin at or after the deadline: held until the job could only be late (the #WINDWARD reader refused it,
+    # the job spec took it); a begin a second before the deadline is accepted
+    spec = {**_OK, "deadline": "2026-12-07T12:00:00+00:00"}
+    with pytest.raises(InputError, match="begin: .* is not before the deadline .*allowed: a begin before the deadline"):
+        parse_model(JobSpec, {**spec, "begin": begin}, "spec")
+    assert parse_model(JobSpec, {**spec, "begin": "2026-12-07T11:59:59+00:00"}, "spec").begin is not None
