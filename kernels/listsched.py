@@ -158,9 +158,9 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     may = ~d.must & (d.R > 0) & (d.rel < T)  # rows that may lack work
     may_late = d.preempt & ~d.must & d.has_dl  # ... and those that may lack on-time work
     for _ in range(rounds):  # rounds
-        # (d.R + 0.0 where it stays; and for a running non-preemptible row that has to end before a window in its
-        # pool, kernels.check.running_hold: it can only start now in its pool, where it stays)
-        need = xp.where((pool == d.rpool) & ((vmat[:, 0] > 0) | (~d.preempt & (d.hold < T))), d.R, need_move)
+        # (d.R + 0.0 where it stays; and for a running non-preemptible row whose block a later slot's GPUs or cap
+        # cuts, kernels.check.running_blocks: it can only start now in its pool, where it stays)
+        need = xp.where((pool == d.rpool) & ((vmat[:, 0] > 0) | (~d.preempt & (d.npend < T))), d.R, need_move)
         lack = need * (1 - 1e-7) - 1e-6
         # a preemptible job that finishes but late asks for on-time slots (its late tail is trimmed after)
         short = (may & xp.where(d.preempt, done < lack, ~runs)) | (may_late & runs & (done_on < lack))

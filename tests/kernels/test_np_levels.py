@@ -153,10 +153,12 @@ def test_the_lowering_is_what_plans_it(monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.status == "infeasible" and "cannot be served" in res.reason, res.reason
 
 
-#: how the later cap of :func:`later_cap` is set: "half" (the idle floor plus half the running blocks' lowest
-#: watts, no room for the inference: round 25's case, H5) or "first" (the floor, the inference served and the
-#: heaviest block at its lowest level, 1% over: it is kept, the rest end)
-LATER_CAPS = ("half", "first")
+#: how the later slot of :func:`later_cap` cuts the running blocks: "half" (its grid cap at the idle floor plus half
+#: the running blocks' lowest watts, no room for the inference: round 25's case, H5), "first" (its cap at the floor,
+#: the inference served and the heaviest block at its lowest level, 1% over: it is kept, the rest end) or "window"
+#: (its cap as it was, a maintenance window in the heaviest block's pool leaving it one GPU fewer than that block and
+#: the inference served there need: the GPUs cut it, and the rule is the same)
+LATER_CAPS = ("half", "first", "window")
 
 
 def _low_w(pb: PlanProblem) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +172,7 @@ def _low_w(pb: PlanProblem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def later_cap(seed: int, how: str) -> PlanProblem:
-    """:func:`np_inference` with the last slot's grid cap lowered (:data:`LATER_CAPS`): a congestion event
+    """:func:`np_inference` with its last slot cut (:data:`LATER_CAPS`): a congestion event or a maintenance window
     announced for later that the running blocks cannot all pass, even at their lowest level."""
     from dataclasses import replace
 
@@ -178,57 +180,97 @@ def later_cap(seed: int, how: str) -> PlanProblem:
 
     pb = np_inference(seed)
     t = pb.n_slots - 1
-    _, low = _low_w(pb)
+    rows, low = _low_w(pb)
+    sh = inference_shed(pb)
+    if how == "window":
+        p = int(np.asarray(pb.running_pool)[rows[0]])
+        served = must_cells(pb, sh)[:, t] & (sh.pack == p)
+        H = np.array(pb.pool_gpus)
+        H[p, t] = int(np.asarray(pb.gpus)[served].sum()) + int(np.asarray(pb.gpus)[rows[0]]) - 1
+        return replace(pb, pool_gpus=H)
     cap = np.array(pb.grid_cap_w, dtype=np.float64)
-    inf_w = float((must_cells(pb)[:, t] * inference_shed(pb).load_w).sum())
+    inf_w = float((must_cells(pb, sh)[:, t] * sh.load_w).sum())
     cap[t] = idle_floor_w(pb)[t] + (0.5 * low.sum() if how == "half" else inf_w + 1.01 * low[0])
     return replace(pb, grid_cap_w=cap)
+
+
+def _ends_where_the_rule_ends_it(pb: PlanProblem, j: dict[str, Any], seed: int) -> np.ndarray:
+    """Plan and greedy keep every running block from slot 0 (no work now is stopped for a later slot: nothing
+    displaced) up to kernels.check.running_blocks' ``end`` and end it there (or run to the horizon end where there
+    is none), and kernels.check.explain_unfinished reports the work an ended block leaves for what cut it, proven:
+    ``capacity`` for the GPUs, ``cap`` for the watts. Returns the rows' ends (in :func:`_low_w`'s order)."""
+    from kernels.check import _BLOCKS, explain_unfinished, running_blocks
+
+    T = pb.n_slots
+    rows, _ = _low_w(pb)
+    rb = running_blocks(pb)
+    end = rb.end[rows]
+    assert not rb.displaced.any(), (seed, rb.displaced)
+    for r in (j["result"], j["greedy"]):
+        assert "displaced_jobs" not in r.diagnostics, seed
+        want = np.arange(T)[None, :] < np.minimum(end, T)[:, None]
+        assert np.array_equal(r.run[rows], want), (seed, r.run[rows].astype(int), end)
+        ex = explain_unfinished(pb, r)
+        for row, e, by in zip(rows.tolist(), end.tolist(), rb.end_by[rows].tolist(), strict=True):
+            if e < T:
+                assert (ex["reason"][row], ex["proven"][row]) == (_BLOCKS[by], True), (seed, row, ex["reason"])
+    return end
 
 
 @pytest.mark.parametrize("how", LATER_CAPS)
 @pytest.mark.parametrize("seed", [s for s in range(N_FAMILY) if np_inference(s).n_slots >= 3])
 def test_a_later_cap_ends_running_blocks_before_it(seed: int, how: str) -> None:
     """Nothing refused (issue 11 item 5: a congestion event announced for later must not stop work now): plan
-    and greedy checker-clean, the plan dominating; in the capped slot the running blocks kept are the longest
-    prefix in weight order whose lowest watts fit beside the idle floor and the inference the plan serves there
-    (none where the inference alone breaks the cap: a closed slot), the others run up to it and end there."""
-    from kernels.check import closed_slots, idle_floor_w, running_end
+    and greedy checker-clean, the plan dominating; every running block runs from slot 0 up to the slot the rule
+    ends it (:func:`_ends_where_the_rule_ends_it`). Under a cap, the blocks kept through the capped slot are the
+    longest prefix in weight order whose lowest watts fit beside the idle floor and the inference the plan serves
+    there (none where the inference alone breaks the cap: a closed slot); under a window, the heaviest block's pool
+    cannot hold it there beside the inference served (unless the inference is packed elsewhere)."""
+    from kernels.check import closed_slots, idle_floor_w, inference_shed, must_cells
 
     pb = later_cap(seed, how)
     T = pb.n_slots
     j = _planned_and_dominating(pb, seed)
-    res, gr = j["result"], j["greedy"]
+    res = j["result"]
     rows, low = _low_w(pb)
+    end = _ends_where_the_rule_ends_it(pb, j, seed)
+    if how == "window":
+        p = int(np.asarray(pb.running_pool)[rows[0]])
+        sh = inference_shed(pb)
+        beside = int(np.asarray(pb.gpus)[must_cells(pb, sh)[:, T - 1] & (sh.pack == p)].sum())
+        room = int(np.asarray(pb.pool_gpus)[p, T - 1]) - beside
+        assert (end[0] == T - 1) == (room < int(np.asarray(pb.gpus)[rows[0]])), (seed, end, room)
+        return
     if closed_slots(pb)[T - 1]:
         kept = np.zeros(rows.size, dtype=bool)
     else:
         must = np.flatnonzero(np.asarray(pb.must_run) & res.run[:, T - 1])
-        p = np.asarray(res.pool)[must]
-        inf_w = pb.pue * float((np.asarray(pb.gpus)[must] * (np.asarray(pb.tdp_w)[p] - np.asarray(pb.idle_w)[p])).sum())
-        room = float(np.asarray(pb.grid_cap_w)[T - 1]) * (1 + 1e-9) - idle_floor_w(pb)[T - 1] - inf_w
-        kept = np.cumsum(low) <= room
-        assert np.array_equal(running_end(pb)[rows], np.where(kept, T, T - 1)), (seed, running_end(pb))
-    for r in (res, gr):
-        assert r.run[rows, : T - 1].all(), seed  # they keep running up to it (no work now is stopped)
-        assert np.array_equal(r.run[rows, T - 1], kept), (seed, how, r.run[rows].astype(int), kept)
+        p_ = np.asarray(res.pool)[must]
+        inf_w = pb.pue * float((np.asarray(pb.gpus)[must] * (np.asarray(pb.tdp_w)[p_] - np.asarray(pb.idle_w)[p_])).sum())
+        room_w = float(np.asarray(pb.grid_cap_w)[T - 1]) * (1 + 1e-9) - idle_floor_w(pb)[T - 1] - inf_w
+        kept = np.cumsum(low) <= room_w
+    assert np.array_equal(end, np.where(kept, T, T - 1)), (seed, how, end, kept)
 
 
 def test_the_later_caps_split_the_blocks() -> None:
-    """The family holds the cases the rule is for: slots the inference fits under where every block ends, and
-    where one is kept and another ends."""
-    from kernels.check import closed_slots, running_end
+    """The family holds the cases the rule is for: slots the inference fits under where every block ends, where
+    one is kept and another ends, and windows that end the heaviest block."""
+    from kernels.check import closed_slots, running_blocks
 
-    ended, split = 0, 0
+    ended, split, window = 0, 0, 0
     for s in range(N_FAMILY):
         for how in LATER_CAPS:
             pb = later_cap(s, how)
             T = pb.n_slots
             if T < 3 or closed_slots(pb)[T - 1]:
                 continue
-            end = running_end(pb)[_low_w(pb)[0]]
+            end = running_blocks(pb).end[_low_w(pb)[0]]
+            if how == "window":
+                window += int(end[0] == T - 1)
+                continue
             ended += int((end == T - 1).all())
             split += int((end == T - 1).any() and (end == T).any())
-    assert ended >= 5 and split >= 1, (ended, split)
+    assert ended >= 5 and split >= 1 and window >= 10, (ended, split, window)
 
 
 @pytest.mark.parametrize("seed", [25, 29, 31, 36])
