@@ -273,6 +273,52 @@ def test_the_later_caps_split_the_blocks() -> None:
     assert ended >= 5 and split >= 1 and window >= 10, (ended, split, window)
 
 
+def slot0_cap(seed: int) -> PlanProblem:
+    """:func:`np_inference` with slot 0's grid cap at the idle floor, the inference served there and half the
+    lightest running block's lowest watts: no running block fits slot 0, so each is displaced (stopped now, planned
+    again from slot 1 as a queued non-preemptible block, kernels.planner._restarted), with the inference of the
+    later slots still to serve."""
+    from dataclasses import replace
+
+    from kernels.check import idle_floor_w, inference_shed, must_cells
+
+    pb = np_inference(seed)
+    _, low = _low_w(pb)
+    sh = inference_shed(pb)
+    cap = np.array(pb.grid_cap_w, dtype=np.float64)
+    cap[0] = idle_floor_w(pb)[0] + float((must_cells(pb, sh)[:, 0] * sh.load_w).sum()) + 0.5 * low.min()
+    return replace(pb, grid_cap_w=cap)
+
+
+@pytest.mark.parametrize("seed", range(N_FAMILY))
+def test_a_cap_in_slot_0_displaces_the_running_blocks_and_both_plan_the_rest(seed: int) -> None:
+    """Slot 0's cap holds no running block (:func:`slot0_cap`): each is displaced (kernels.check.running_blocks;
+    plan and greedy report them and do not run them in slot 0), and both plan what is left checker-clean, the plan
+    dominating. The greedy witness refused 10 of the 40 before its second try ran without running blocks
+    (listsched.GREEDY_RETRY_WITHOUT_BLOCKS: the inference in its packing pool)."""
+    from kernels.check import running_blocks
+
+    pb = slot0_cap(seed)
+    rows, _ = _low_w(pb)
+    rb = running_blocks(pb)
+    assert rb.displaced[rows].all(), (seed, rb.displaced)
+    j = _planned_and_dominating(pb, seed)
+    for r in (j["result"], j["greedy"]):
+        assert r.diagnostics["displaced_jobs"] == sorted(rows.tolist()) and not r.run[rows, 0].any(), seed
+
+
+def test_the_greedy_retry_is_what_plans_a_displaced_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without listsched.GREEDY_RETRY_WITHOUT_BLOCKS the witness refuses an instance of :func:`slot0_cap`'s family
+    ("must-run job ... cannot be served") that it plans with it: the flag is what does it."""
+    from kernels import listsched
+
+    pb = slot0_cap(0)
+    assert kernels.greedy_plan(pb).status != "infeasible"
+    monkeypatch.setattr(listsched, "GREEDY_RETRY_WITHOUT_BLOCKS", False)
+    r = kernels.greedy_plan(pb)
+    assert r.status == "infeasible" and "cannot be served" in r.reason, r.reason
+
+
 @pytest.mark.parametrize("seed", [25, 29, 31, 36])
 def test_a_later_cap_torch_parity(seed: int) -> None:
     """CPU torch gives the numpy plan and greedy witness under a later cap (the four seeds refused before)."""
