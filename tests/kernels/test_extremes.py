@@ -370,8 +370,10 @@ def test_a_maintenance_window_under_a_running_non_preemptible_job_is_planned(see
         assert not (r.run[kept] & (np.arange(T)[None, :] >= rb.end[kept][:, None])).any()
         assert r.run[cut].sum(axis=1).tolist() == rb.end[cut].tolist(), (r.run[cut].astype(int), rb.end[cut])
         ex = kernels.check.explain_unfinished(pb, r)
-        for row in cut.tolist():
-            by = kernels.check._BLOCKS[rb.end_by[row]]
+        H = np.asarray(pb.pool_gpus).reshape(pb.n_pools, -1)
+        for row in cut.tolist():  # where its pool's healthy GPUs drop below its own the GPUs cut it, else the watts
+            e, p = int(rb.end[row]), int(pb.running_pool[row])
+            by = "capacity" if H[p, min(e, H.shape[1] - 1)] < pb.gpus[row] else "cap"
             assert (ex["reason"][row], ex["proven"][row]) == (by, True), (row, ex["reason"][row], by)
     if seed % 4 == 0 and pytest.importorskip("torch"):
         t = kernels.plan(pb, backend="torch")

@@ -194,12 +194,13 @@ def later_cap(seed: int, how: str) -> PlanProblem:
     return replace(pb, grid_cap_w=cap)
 
 
-def _ends_where_the_rule_ends_it(pb: PlanProblem, j: dict[str, Any], seed: int) -> np.ndarray:
+def _ends_where_the_rule_ends_it(pb: PlanProblem, j: dict[str, Any], seed: int, why: str) -> np.ndarray:
     """Plan and greedy keep every running block from slot 0 (no work now is stopped for a later slot: nothing
     displaced) up to kernels.check.running_blocks' ``end`` and end it there (or run to the horizon end where there
     is none), and kernels.check.explain_unfinished reports the work an ended block leaves for what cut it, proven:
-    ``capacity`` for the GPUs, ``cap`` for the watts. Returns the rows' ends (in :func:`_low_w`'s order)."""
-    from kernels.check import _BLOCKS, explain_unfinished, running_blocks
+    ``why`` (``capacity`` for the window's GPUs, ``cap`` for the watts or a closed slot). Returns the rows' ends (in
+    :func:`_low_w`'s order)."""
+    from kernels.check import explain_unfinished, running_blocks
 
     T = pb.n_slots
     rows, _ = _low_w(pb)
@@ -211,9 +212,9 @@ def _ends_where_the_rule_ends_it(pb: PlanProblem, j: dict[str, Any], seed: int) 
         want = np.arange(T)[None, :] < np.minimum(end, T)[:, None]
         assert np.array_equal(r.run[rows], want), (seed, r.run[rows].astype(int), end)
         ex = explain_unfinished(pb, r)
-        for row, e, by in zip(rows.tolist(), end.tolist(), rb.end_by[rows].tolist(), strict=True):
+        for row, e in zip(rows.tolist(), end.tolist(), strict=True):
             if e < T:
-                assert (ex["reason"][row], ex["proven"][row]) == (_BLOCKS[by], True), (seed, row, ex["reason"])
+                assert (ex["reason"][row], ex["proven"][row]) == (why, True), (seed, row, ex["reason"])
     return end
 
 
@@ -233,7 +234,7 @@ def test_a_later_cap_ends_running_blocks_before_it(seed: int, how: str) -> None:
     j = _planned_and_dominating(pb, seed)
     res = j["result"]
     rows, low = _low_w(pb)
-    end = _ends_where_the_rule_ends_it(pb, j, seed)
+    end = _ends_where_the_rule_ends_it(pb, j, seed, "capacity" if how == "window" else "cap")
     if how == "window":
         p = int(np.asarray(pb.running_pool)[rows[0]])
         sh = inference_shed(pb)
