@@ -359,7 +359,7 @@ class RunningBlocks(NamedTuple):
     #: (J,) what cuts it at ``end``, an index into :data:`_BLOCKS`: 0 its pool's GPUs (``capacity``), 1 the cap or a
     #: closed slot (``cap``); -1: none
     end_by: NDArray[np.int64]
-    #: (J,) displaced or cut before its shortest block ends: the work at stake that :func:`inference_shed` weighs
+    #: (J,) displaced or cut before its shortest block ends: the work at stake that :func:`shed_and_blocks` weighs
     cut: NDArray[np.bool_]
     rows: NDArray[np.int64]  # (n,) the running non-preemptible rows, in the order they are kept
     pool: NDArray[np.int64]  # (n,) the pools they run in
@@ -395,10 +395,10 @@ def running_blocks(problem: PlanProblem, shed: InferenceShed | None = None) -> R
     closed (:func:`infeasible_slots`, :attr:`InferenceShed.closed`: nothing but the inference served runs there)
     or whose pool GPUs (``pool_gpus``: a maintenance window or a node failure announced for later) or cap cannot
     hold it. ``displaced`` where slot 0's GPUs or cap cannot hold it (where slot 0 is closed none keeps running
-    anyway). The planner (``_Clean.displaced``,
-    ``_Clean.npend``, computed once per plan with the packing: :func:`shed_and_blocks`), the greedy witness and
-    :func:`check_result` all read this one rule. ``shed``: the inference served (None: :func:`shed_and_blocks`'
-    packing, the one every plan serves). Loops over pools only."""
+    anyway). The planner (``_Clean.displaced``, ``_Clean.npend``: computed once per plan with the packing,
+    :func:`shed_and_blocks`), the greedy witness, :func:`check_result` and :func:`explain_unfinished` all read
+    this one rule. ``shed``: the inference served (None: :func:`shed_and_blocks`' packing, the one every plan
+    serves). Loops over pools only."""
     if shed is None:  # the packing kept, and its blocks
         return shed_and_blocks(problem)[1]
     J, P, T = problem.n_jobs, problem.n_pools, problem.n_slots
