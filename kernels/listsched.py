@@ -368,7 +368,7 @@ def _proposals(xp: Ops, k: _Slots, feas: Any, okp: Any, nslots: Any, n_on_want: 
             pb, ib = bp // n, bp % n
             start_ok = (k.tt >= rel[ib][:, None]) & ((rp[ib] < 0)[:, None] | (k.tt == 0))  # running NP: start now
             # ... and its block may end unfinished before the first closed slot (as the planner's, _np_windows)
-            lim = xp.where(rp[ib] >= 0, xp.minimum(npend[ib], k.first_closed), T)  # (a later cap: npend)
+            lim = xp.where(rp[ib] >= 0, xp.minimum(npend[ib], k.first_closed), T)  # (a later cut: npend)
             key[bp], cells[bp] = _block_keys(xp, k, cells[bp], pb, ns[bp], dl[ib], start_ok, lim)
     if pair.shape[0]:
         key[pair] = _pick_keys(xp, k, cells, pair, pair // n, ns[pair], nw[pair], dl[pair % n])

@@ -1405,7 +1405,7 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
             cb = xp.concatenate([xp.zeros((n, 1), xp.i32), xp.cumsum(xp.astype(bad, xp.i32), 1)], 1)
             fits = fits & (xp.take_along(cb, endi, 1) == cb[:, :T])
         wv = xp.where(fits, wv, -np.inf)
-        wv[running, 1:] = -np.inf  # running: start now, and end by the slot a later cap cannot hold it (npend)
+        wv[running, 1:] = -np.inf  # running: start now, and end by the slot a later one cuts it (npend: GPUs, cap)
         wv[running, 0] = xp.where((nn <= d.npend[npj]) | (d.npend[npj] >= T), wv[:, 0], -np.inf)[running]
         st = xp.argmax(wv, 1)
         bv = wv[xp.arange(n), st]
