@@ -432,7 +432,7 @@ def running_blocks(problem: PlanProblem, shed: InferenceShed | None = None) -> R
         mine = r == p
         need[mine] += np.cumsum(np.where(active[mine], g[mine], 0.0), axis=0)
     over = need > room[r] + 1e-9
-    gend = np.where(over[:, 1:].any(axis=1), np.argmax(over[:, 1:], axis=1) + 1, T)  # the first slot after 0
+    gend = np.where(over & (tt >= 1), tt, T).min(axis=1)  # the first slot after slot 0 (T: none)
     wend = np.where((cend >= 1) & (cend < first), cend, first)  # the watts' end: the cap, or a closed slot
     dis = over[:, 0] | (cend == 0)
     end = np.where(dis, T, np.minimum(gend, wend))
