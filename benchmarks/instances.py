@@ -291,9 +291,9 @@ class Knobs:
     and any other only those pools could run). ``np_window``: a maintenance window, announced in ``pool_gpus``
     for 1-3 slots, in the pool of a running non-preemptible job (where there is one whose block takes 2 slots or
     more): the pool keeps fewer healthy GPUs than the job's there (whole 8-GPU nodes lost), from a slot inside the
-    job's shortest block (its work at the pool's fastest level: it is displaced, kernels.check.running_hold) or,
-    one time in two where there is room, from a slot after that block but before its slowest one ends (it keeps
-    running and has to end first). ``inference_beside_np``: one row (a must-run one where there is one, else a
+    job's shortest block (its work at the pool's fastest level: it runs up to the window and its block ends
+    there unfinished, kernels.check.running_blocks) or, one time in two where there is room, from a slot after
+    that block but before its slowest one ends (it keeps running and has to end first). ``inference_beside_np``: one row (a must-run one where there is one, else a
     job that is not running) becomes must-run inference from slot 0, as wide as a running non-preemptible job's
     pool leaves it too little room beside that job (whole nodes), eligible for that pool and a less frugal one
     with the room (where there are such pools): the most frugal packing displaces the running job, the packing

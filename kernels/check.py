@@ -191,29 +191,37 @@ def pack_inference(ok: NDArray[np.bool_], per_gpu: NDArray[np.float64], pin: NDA
 
 
 def inference_shed(problem: PlanProblem) -> InferenceShed:
+    """The must-run inference a plan serves where the site cannot hold all of it (:func:`shed_and_blocks`' first
+    part)."""
+    return shed_and_blocks(problem)[0]
+
+
+def shed_and_blocks(problem: PlanProblem) -> tuple[InferenceShed, RunningBlocks]:
     """The must-run inference a plan serves where the site cannot hold all of it (:func:`_shed`, in the pools
-    :func:`pack_inference` gives it). Where that packing displaces running non-preemptible jobs
-    (:func:`running_hold`) a second packing is tried that first offers each pool only the GPUs those jobs do
-    not hold over their shortest blocks (:func:`_np_blocks`): it is kept where it serves at least as many
-    inference GPU-slots and displaces less (the displaced jobs' weight x GPUs: the work at stake, the order
-    in which :func:`running_hold` keeps them), so it never displaces more than the first and never serves less
-    inference (DESIGN section 2: inference first, then commitments; the second may use a less frugal pool)."""
+    :func:`pack_inference` gives it) and the running non-preemptible blocks beside it (:func:`running_blocks`,
+    computed once here for the packing kept: the planner reads both from this one call). Where that packing cuts
+    running non-preemptible blocks short (``cut``: displaced now, or ended before their shortest block ends) a
+    second packing is tried that first offers each pool only the GPUs those jobs do not hold over their shortest
+    blocks: it is kept where it serves at least as many inference GPU-slots and cuts less (the cut jobs' weight x
+    GPUs: the work at stake, the order in which :func:`running_blocks` keeps them), so it never cuts more than the
+    first and never serves less inference (DESIGN section 2: inference first, then commitments; the second may
+    use a less frugal pool)."""
     sh = _shed(problem)
-    dis, _ = running_hold(problem, sh)
-    if not dis.any():
-        return sh
-    rows, r, g, active, _ = _np_blocks(problem, sh)
+    first = running_blocks(problem, sh)
+    if not first.cut.any():
+        return sh, first
+    r, g, active = first.pool, first.gpus, first.active
     held = np.stack([np.where(active & (r == p)[:, None], g[:, None], 0.0).sum(axis=0)
                      for p in range(problem.n_pools)])  # (P, T) pools
     alt = _shed(problem, held)
-    dis2, _ = running_hold(problem, alt)
+    second = running_blocks(problem, alt)
     gpus = np.asarray(problem.gpus, np.float64)
     wg = np.asarray(problem.weight, np.float64) * gpus
     if (float((must_cells(problem, alt) * gpus[:, None]).sum()) >= float((must_cells(problem, sh) * gpus[:, None]).sum())
-            and float(wg[dis2].sum()) < float(wg[dis].sum())):
+            and float(wg[second.cut].sum()) < float(wg[first.cut].sum())):
         pin = np.asarray(problem.must_run, dtype=bool) & ~unplaceable(problem)  # they run where it packs them
-        return alt._replace(repacked=True, pool=np.where(pin, alt.pack, alt.pool))
-    return sh
+        return alt._replace(repacked=True, pool=np.where(pin, alt.pack, alt.pool)), second
+    return sh, first
 
 
 def _shed(problem: PlanProblem, held: NDArray[np.float64] | None = None) -> InferenceShed:
@@ -341,16 +349,66 @@ def _np_rows(problem: PlanProblem) -> NDArray[np.bool_]:
     return cand & ~unplaceable(problem) if cand.any() else cand
 
 
-def _np_blocks(problem: PlanProblem, sh: InferenceShed) -> tuple[NDArray[np.int64], NDArray[np.int64],
-                                                                  NDArray[np.float64], NDArray[np.bool_],
-                                                                  NDArray[np.int64]]:
-    """The running non-preemptible jobs (:func:`_np_rows`) in the order :func:`running_hold` keeps them, higher
-    ``weight`` first (then the lower row), and their shortest blocks: ``(rows, pools, gpus, active (n, T),
-    cap_end (n,))``, ``active`` from slot 0 to the end of the job's work at its pool's fastest level, or to the
-    first closed slot after slot 0, or to the slot a later cap cannot hold it (``cap_end``: :func:`_cap_end`),
-    before which a block may end."""
-    T = problem.n_slots
-    rows = np.flatnonzero(_np_rows(problem))
+class RunningBlocks(NamedTuple):
+    """:func:`running_blocks`' answer: what the site lets each running non-preemptible job keep."""
+
+    displaced: NDArray[np.bool_]  # (J,) stopped in slot 0 (slot 0 cannot hold it), planned again from slot 1
+    #: (J,) the slot before which a kept block may end unfinished, the first after slot 0 that is closed or whose
+    #: pool GPUs or cap cannot hold it (T: none, and for every other row, the displaced ones included)
+    end: NDArray[np.int64]
+    #: (J,) what cuts it at ``end``, an index into :data:`_BLOCKS`: 0 its pool's GPUs (``capacity``), 1 the cap or a
+    #: closed slot (``cap``); -1: none
+    end_by: NDArray[np.int64]
+    #: (J,) displaced or cut before its shortest block ends: the work at stake that :func:`shed_and_blocks` weighs
+    cut: NDArray[np.bool_]
+    rows: NDArray[np.int64]  # (n,) the running non-preemptible rows, in the order they are kept
+    pool: NDArray[np.int64]  # (n,) the pools they run in
+    gpus: NDArray[np.float64]  # (n,)
+    active: NDArray[np.bool_]  # (n, T) their shortest blocks (see :func:`running_blocks`)
+
+
+def running_blocks(problem: PlanProblem, shed: InferenceShed | None = None) -> RunningBlocks:
+    """THE rule for a running non-preemptible job (not must-run, not :func:`unplaceable`, with work left) whose
+    block a slot cuts, its pool's GPUs, a cap or a closed slot alike: it is stopped now only where slot 0 cannot
+    hold it; otherwise it keeps running up to the first slot that cannot, where its block may end, its work left
+    unfinished in this plan (issue 11 item 5: a slot announced for later that no plan can meet stops no work now).
+
+    What the job keeps decides it. The executors checkpoint a job every ``checkpoint_interval_s`` of work,
+    non-preemptible or not (``scheduler.executors.simulated``, the Ray runtime), and a stop at any slot loses the
+    work since the last checkpoint before it and nothing else. A stop at a later slot ``t`` therefore keeps what a
+    stop now keeps (the checkpoint now) plus the work of ``[0, t)`` up to its last checkpoint there, and loses at
+    most one checkpoint interval, the bound a stop now loses as well; a stop now gains only the GPUs and watts of
+    ``[0, t)`` for other work, and acts on a forecast the next ticks may revise. So the block runs on and the
+    plan reports its work left for what cuts it (:func:`explain_unfinished`: ``capacity`` for the GPUs, ``cap``
+    for the watts or a closed slot; proven: every valid plan ends it there). When that slot comes it is slot 0:
+    the control loop's tick finds the job displaced, stops it (its checkpoint kept) and plans the rest again as a
+    queued non-preemptible job (``kernels.planner._restarted``).
+
+    The room: inference is served first (DESIGN section 2), so in each pool and slot the must-run inference served
+    (:func:`must_cells`, in the pool :func:`pack_inference` gives it) takes its GPUs, and the idle floor and the
+    inference take their watts; the running jobs are kept in one order, higher ``weight`` first (then the lower
+    row), each over its shortest block (``active``: from slot 0 to the end of its work at its pool's fastest
+    level, or to the first closed slot after slot 0, or to its cap end), by one cumulative sum per pool of their
+    GPUs (a job's own GPUs counted past its shortest block too: where its block may still run) and one of their
+    watts at their pools' lowest levels (:func:`_cap_end`). A job cut still takes room from those after it (no
+    loop over rows: an end is never later than the room allows). ``end`` is the first slot after slot 0 that is
+    closed (:func:`infeasible_slots`, :attr:`InferenceShed.closed`: nothing but the inference served runs there)
+    or whose pool GPUs (``pool_gpus``: a maintenance window or a node failure announced for later) or cap cannot
+    hold it. ``displaced`` where slot 0's GPUs or cap cannot hold it (where slot 0 is closed none keeps running
+    anyway). The planner (``_Clean.displaced``, ``_Clean.npend``: computed once per plan with the packing,
+    :func:`shed_and_blocks`), the greedy witness, :func:`check_result` and :func:`explain_unfinished` all read
+    this one rule. ``shed``: the inference served (None: :func:`shed_and_blocks`' packing, the one every plan
+    serves). Loops over pools only."""
+    if shed is None:  # the packing kept, and its blocks
+        return shed_and_blocks(problem)[1]
+    J, P, T = problem.n_jobs, problem.n_pools, problem.n_slots
+    npr = _np_rows(problem)
+    if T == 0 or not npr.any():
+        return RunningBlocks(np.zeros(J, dtype=bool), np.full(J, T, dtype=np.int64), np.full(J, -1, dtype=np.int64),
+                             np.zeros(J, dtype=bool), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                             np.zeros((0, T), dtype=bool))
+    sh = shed
+    rows = np.flatnonzero(npr)
     rows = rows[np.lexsort((rows, -np.asarray(problem.weight, np.float64)[rows]))]
     _, lev_ok = levels(problem)
     fast = np.where(lev_ok, np.asarray(problem.curve_s, np.float64), 0.0).max(axis=1)  # (P,) the fastest level
@@ -359,20 +417,40 @@ def _np_blocks(problem: PlanProblem, sh: InferenceShed) -> tuple[NDArray[np.int6
                 - 1e-9).astype(np.int64)
     closed = infeasible_slots(problem)[0] | sh.closed
     later = np.flatnonzero(closed[1:])
-    end = np.minimum(n, int(later[0]) + 1 if later.size else T)
-    cend = _cap_end(problem, sh, rows, r, np.clip(end, 1, T), closed)
-    end = np.clip(np.minimum(end, cend), 1, T)  # the shortest block's end (a cap ahead included)
-    return rows, r, np.asarray(problem.gpus, np.float64)[rows], np.arange(T)[None, :] < end[:, None], cend
+    first = int(later[0]) + 1 if later.size else T  # the first closed slot after slot 0
+    end0 = np.clip(np.minimum(n, first), 1, T)
+    cend = _cap_end(problem, sh, rows, r, end0, closed)
+    tt = np.arange(T)[None, :]
+    active = tt < np.clip(np.minimum(end0, cend), 1, T)[:, None]  # the shortest blocks (a cap ahead included)
+    gpus = np.asarray(problem.gpus, dtype=np.float64)
+    g = gpus[rows][:, None]
+    served = must_cells(problem, sh)
+    room = pool_gpus_pt(problem) - np.stack([np.where(served & (sh.pack == p)[:, None], gpus[:, None], 0.0).sum(axis=0)
+                                             for p in range(P)])  # (P, T) pools
+    need = np.where(active, 0.0, g)  # its own GPUs past its shortest block too
+    for p in np.unique(r).tolist():  # pools with running non-preemptible jobs
+        mine = r == p
+        need[mine] += np.cumsum(np.where(active[mine], g[mine], 0.0), axis=0)
+    over = need > room[r] + 1e-9
+    gend = np.where(over & (tt >= 1), tt, T).min(axis=1)  # the first slot after slot 0 (T: none)
+    wend = np.where((cend >= 1) & (cend < first), cend, first)  # the watts' end: the cap, or a closed slot
+    dis = over[:, 0] | (cend == 0)
+    end = np.where(dis, T, np.minimum(gend, wend))
+    out_end, by, cut, out_dis = np.full(J, T, dtype=np.int64), np.full(J, -1, dtype=np.int64), np.zeros(J, bool), \
+        np.zeros(J, bool)
+    out_end[rows] = end
+    by[rows] = np.where(end >= T, -1, np.where(gend < wend, 0, 1))  # (a tie: the cap)
+    cut[rows] = (active & over).any(axis=1) | (cend == 0)
+    out_dis[rows] = dis
+    return RunningBlocks(out_dis, out_end, by, cut, rows, r, gpus[rows], active)
 
 
 def _cap_end(problem: PlanProblem, sh: InferenceShed, rows: NDArray[np.int64], r: NDArray[np.int64],
              end: NDArray[np.int64], closed: NDArray[np.bool_]) -> NDArray[np.int64]:
-    """``(n,)`` per running non-preemptible row (``rows`` in :func:`running_hold`'s order, running in pools
+    """``(n,)`` per running non-preemptible row (``rows`` in :func:`running_blocks`' order, running in pools
     ``r``, shortest blocks ending at ``end``) the first open slot whose cap, after the idle floor and the
     inference served there (:func:`must_cells`), cannot hold it and the rows before it at their pools' lowest
-    levels (one cumulative sum in that order: the rows kept are a prefix, as for the GPUs); T where none. The
-    block must end before that slot (as before a closed one: its work left is unfinished, reason ``cap``), and
-    where that is slot 0 the job is displaced (:func:`running_hold`)."""
+    levels (one cumulative sum in that order: the rows kept are a prefix, as for the GPUs); T where none."""
     T = problem.n_slots
     lev_f, lev_ok = levels(problem)
     low = np.where(lev_ok, lev_f, np.inf).min(axis=1)  # (P,) each pool's lowest level
@@ -386,67 +464,10 @@ def _cap_end(problem: PlanProblem, sh: InferenceShed, rows: NDArray[np.int64], r
     return np.where(over.any(axis=1), np.argmax(over, axis=1), T).astype(np.int64)
 
 
-def running_end(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.int64]:
-    """``(J,)`` THE slot before which a kept running non-preemptible block may end unfinished because a later
-    cap cannot hold it at its lowest level (:func:`_cap_end`, which the planner, the greedy witness and the
-    checker read); T for every other row (and for the displaced ones: :func:`running_hold`)."""
-    J, T = problem.n_jobs, problem.n_slots
-    out = np.full(J, T, dtype=np.int64)
-    if not _np_rows(problem).any() or T == 0:
-        return out
-    sh = inference_shed(problem) if shed is None else shed
-    rows, _, _, _, cend = _np_blocks(problem, sh)
-    out[rows] = np.where((cend >= 1) & (cend < T), cend, T)
-    return out
-
-
-def running_hold(problem: PlanProblem, shed: InferenceShed | None = None) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-    """THE rule for the running non-preemptible jobs (not must-run, not :func:`unplaceable`, with work left) the
-    site cannot keep running: ``(displaced (J,), hold (J,))``. Inference is served first (DESIGN section 2), so
-    in each pool and slot the must-run inference served (:func:`must_cells`, in the pool :func:`pack_inference`
-    gives it) takes its GPUs, and the running non-preemptible jobs of that pool keep running, higher ``weight``
-    first (then the lower row), while the rest of its healthy GPUs (``pool_gpus``: a maintenance window or a node
-    failure announced for later included) hold them over their shortest block: from slot 0 to the end of their
-    work at the pool's fastest level (or to the first closed slot after slot 0, before which a block may end). A
-    job over that room in any slot of it is displaced: a non-preemptible job runs one unbroken block, and one
-    that cannot reach its end before the window would stop there having done work it loses (it keeps no
-    checkpoint past ``preempt_loss_s``), so it stops now (the least work lost, its GPUs and watts freed now),
-    loses its work since the checkpoint and is planned again as a queued non-preemptible job (one block, any
-    eligible pool, from slot 1: after the window or elsewhere). The room is one cumulative sum per pool in that
-    order (a displaced job still takes room from those after it: no loop over rows); in slot 0 it is round 24's
-    rule. The watts are kept by the same order (:func:`_cap_end`): a job the cap of a later slot cannot hold at its
-    lowest level beside the idle floor, the inference served and the jobs before it ends its block before that
-    slot (:func:`running_end`), and one that slot 0 cannot hold is displaced. ``hold[j]`` is the slot by which a
-    job kept running has to end its block (the first slot after slot 0 whose room does not hold it; T: none; 0
-    for the other rows): the pool's GPUs, which every plan keeps, end it by then (it runs fast enough), and the greedy witness asks for its own work only there (it can only stay:
-    ``kernels.listsched.list_schedule``). Where slot 0 is closed none keeps running anyway. The planner, the
-    greedy witness and the checker all read this one rule (:func:`displaced`). Loops over pools only."""
-    J, P, T = problem.n_jobs, problem.n_pools, problem.n_slots
-    out, hold = np.zeros(J, dtype=bool), np.zeros(J, dtype=np.int64)
-    if not _np_rows(problem).any() or T == 0:
-        return out, hold
-    sh = inference_shed(problem) if shed is None else shed
-    gpus = np.asarray(problem.gpus, dtype=np.float64)
-    served = must_cells(problem, sh)
-    room = pool_gpus_pt(problem) - np.stack([np.where(served & (sh.pack == p)[:, None], gpus[:, None], 0.0).sum(axis=0)
-                                             for p in range(P)])  # (P, T) pools
-    rows, r, g_, active, cend = _np_blocks(problem, sh)
-    tt = np.arange(T)[None, :]
-    g = g_[:, None]
-    need = np.where(active, 0.0, g)  # its own GPUs past its shortest block too: where hold looks
-    for p in np.unique(r).tolist():  # pools with running non-preemptible jobs
-        mine = r == p
-        need[mine] += np.cumsum(np.where(active[mine], g[mine], 0.0), axis=0)
-    over = need > room[r] + 1e-9
-    out[rows] = (active & over).any(axis=1) | (cend == 0)  # (a closed slot 0: none keeps running anyway)
-    hold[rows] = np.where(over & (tt >= 1), tt, T).min(axis=1)
-    return out, hold
-
-
 def displaced(problem: PlanProblem, shed: InferenceShed | None = None) -> NDArray[np.bool_]:
-    """``(J,)`` the running non-preemptible jobs that cannot keep running (:func:`running_hold`'s first part):
+    """``(J,)`` the running non-preemptible jobs slot 0 cannot hold (:func:`running_blocks`' ``displaced``):
     stopped in slot 0, their work since the checkpoint lost, planned again from slot 1."""
-    return running_hold(problem, shed)[0]
+    return running_blocks(problem, shed).displaced
 
 
 def closed_slots(problem: PlanProblem) -> NDArray[np.bool_]:
@@ -556,18 +577,18 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     pool and slot; tenant quota per slot; must-run jobs served at full power in their window; eligibility of
     the pool; power fractions on the pool's levels within [min_power_fraction, 1] where running and 0
     elsewhere; no run before release; a non-preemptible job runs one unbroken block that ends only when it
-    is finished, at the horizon end or before an infeasible slot (or, a running one, before the slot a later cap
-    cannot hold it at its lowest level: :func:`running_end`), and a running one keeps running in its pool in
-    slot 0; in an infeasible slot (:func:`infeasible_slots`: the idle floor alone breaks a cap) nothing runs
+    is finished, at the horizon end or before an infeasible slot (or, a running one, before the first slot after
+    slot 0 whose GPUs or cap cannot hold it: :func:`running_blocks`' ``end``), and a running one keeps running in
+    its pool in slot 0; in an infeasible slot (:func:`infeasible_slots`: the idle floor alone breaks a cap) nothing runs
     (its cap is not checked: no plan meets it; nor are must-run cells there); in a marked slot
     (:func:`inference_shed`: the floor fits, the inference on top of it does not, in watts, in a pool's GPUs or
     in a tenant's quota)
     the inference served runs (the shed cells are not required; its cap and pools are checked), and where the
     cap is what cannot hold it nothing else may run (a non-preemptible block may end before it as before an
     infeasible slot); a job no pool can hold in any slot (:func:`unplaceable`) is not required to run (a
-    running one included), and cannot: no pool it runs in holds it; a running non-preemptible job that cannot
-    keep running (:func:`displaced`: the inference takes its pool, or a window ahead leaves it too small before its
-    work can end) does not run in slot 0; the reported
+    running one included), and cannot: no pool it runs in holds it; a running non-preemptible job that slot 0
+    cannot hold (:func:`running_blocks`' ``displaced``: the inference takes its pool, or slot 0's cap cannot hold
+    it) does not run in slot 0; the reported
     aggregates (facility, import, carbon, busy, work, objective) equal the recomputed ones. ``tol`` is
     relative (watts, grams) and absolute on fractions.
     """
@@ -612,7 +633,7 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
     if tt_.size:
         out.append(f"slot {tt_[0]}: its idle floor alone breaks a cap (infeasible slot) but jobs run there "
                    f"({tt_.size} such slots)")
-    shed = inference_shed(problem)
+    shed, blocks = shed_and_blocks(problem)
     win = must_cells(problem, shed)
     jj, tt = np.nonzero(win & ~(run & (np.abs(pf - 1.0) <= 1e-5)))
     if jj.size:
@@ -655,17 +676,17 @@ def check_result(problem: PlanProblem, result: PlanResult, tol: float = 1e-6) ->
             out.append(f"non-preemptible job {multi[0]} runs in {int(starts[starts > 1][0])} separate blocks")
         last = T - 1 - np.argmax(r[:, ::-1], axis=1)
         need = np.asarray(problem.remaining_s, dtype=np.float64)[npj] + ev["lost_work_s"][npj]
-        open_end = (last == T - 1) | closed[np.minimum(last + 1, T - 1)] | (last + 1 == running_end(problem, shed)[npj])
+        open_end = (last == T - 1) | closed[np.minimum(last + 1, T - 1)] | (last + 1 == blocks.end[npj])
         early = ~open_end & (ev["work_done_s"][npj] < need - 1e-6 * np.maximum(need, 1.0))
         if early.any():
             j = npj[early][0]
             out.append(f"non-preemptible job {j} stops in slot {int(last[early][0]) + 1} before it is finished")
     rpool = np.asarray(problem.running_pool, dtype=np.int64)
-    dis = displaced(problem, shed)
+    dis = blocks.displaced
     gone = np.flatnonzero(dis & run[:, 0])
     if gone.size:
-        out.append(f"job {gone[0]} runs in slot 0, but it is displaced there (the inference takes its pool, or its "
-                   f"pool's GPUs drop before its work can end: it stops, restarts later)")
+        out.append(f"job {gone[0]} runs in slot 0, but it is displaced there (the inference takes its pool, or slot "
+                   f"0's cap cannot hold it: it stops, restarts later)")
     keep = np.flatnonzero((rpool >= 0) & ~np.asarray(problem.preemptible, dtype=bool) & ~must & ~unplaceable(problem)
                           & ~dis)
     bad = keep[~(run[keep, 0] & (pool[keep] == rpool[keep]))] if keep.size and not closed[0] else keep[:0]
@@ -841,6 +862,19 @@ def site_shortfall(problem: PlanProblem) -> dict[str, float]:
     return out
 
 
+def _ended_blocks(problem: PlanProblem, run: NDArray[np.bool_],
+                  rows: NDArray[np.int64]) -> tuple[NDArray[np.bool_], NDArray[np.str_]]:
+    """Of ``rows``, the running non-preemptible jobs kept running (:func:`running_blocks`) whose block in ``run``
+    ends where the rule lets it end unfinished (its ``end``), and what cuts it there (``end_by``, a name of
+    :data:`_BLOCKS`: ``capacity`` for its pool's GPUs, ``cap`` for the watts or a closed slot)."""
+    T = problem.n_slots
+    blocks = shed_and_blocks(problem)[1]
+    r = run[rows]
+    nxt = np.where(r.any(axis=1), T - np.argmax(r[:, ::-1], axis=1), T)  # the slot after the block's last
+    ended = (nxt < T) & (nxt == blocks.end[rows]) & ~blocks.displaced[rows] & (r[:, 0] if T else False)
+    return ended, np.asarray(_BLOCKS)[np.clip(blocks.end_by[rows], 0, None)]
+
+
 def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, Any]:
     """Why each job with work left is unfinished in ``result``.
 
@@ -865,6 +899,10 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
       reason is what stopped it in the most slots there: ``capacity`` (its pools' GPUs taken or unhealthy),
       ``cap`` (the watts under the caps, or a slot whose idle floor alone breaks a cap) or ``quota`` (its
       tenant's GPU quota), and not ``proven`` (another plan might have given it that room).
+    A running non-preemptible job kept running whose block the plan ends where :func:`running_blocks` lets it end
+    (a later slot whose GPUs or cap cannot hold it, or a closed slot) reads what cuts it there, ``capacity`` (its
+    pool's GPUs) or ``cap`` (the watts, a closed slot), ``proven`` (every valid plan ends it there), whatever the
+    two rooms say (its work may exceed the horizon as well: the cut is what ends it).
     Returns ``reason`` and ``proven`` (one per job: "" / False where nothing is left), ``jobs`` and ``gpu_h``
     (count and unfinished GPU-hours per reason, :data:`UNFINISHED_REASONS`) and ``proven_jobs`` /
     ``proven_gpu_h`` (the same for the proven ones) and ``site_shortfall_gpu_h`` (:func:`site_shortfall`: work
@@ -943,6 +981,11 @@ def explain_unfinished(problem: PlanProblem, result: PlanResult) -> dict[str, An
     stop = np.where(proven[:, None], alone_stop, plan_stop)
     blocked = np.asarray(_BLOCKS, dtype=object)[np.argmax(stop, axis=1)]  # ties: capacity, then cap
     why = np.where(short, "deadline", np.where(~proven & (plan_w >= need[rows] - tol), "optimiser", blocked))
+    # a running non-preemptible block the plan ends where the rule ends it (running_blocks: a later slot's GPUs or
+    # cap, or a closed slot): what cuts it there is why, proven (every valid plan ends it there or stops it now)
+    ended, by = _ended_blocks(problem, run, rows)
+    why = np.where(ended, by, why)
+    proven = proven | ended
     lab = np.array(out["reason"], dtype=object)
     lab[rows] = why
     prv = np.array(out["proven"], dtype=bool)

@@ -18,8 +18,8 @@ later rows, so acceptance is conservative and never overfills a slot; the next r
 - :func:`greedy_plan` runs it from an empty plan (inference and running non-preemptible jobs first) with
   slots in order of grid carbon intensity ("greenest first") and jobs earliest deadline first, at full
   power: the witness that ``kernels.plan`` must dominate. Where that leaves inference unserved or a running
-  non-preemptible job stopped, it tries again with the running blocks placed with the inference, repaired
-  together (their levels lowered where both do not fit at full power).
+  non-preemptible job stopped, it tries again with the running blocks (where any is kept) placed with the
+  inference in its packing pool, repaired together (their levels lowered where both do not fit at full power).
 
 - :func:`slack_rank`: another job order (least slack first, non-preemptible and wider first on ties) for the
   optimiser's own list schedules in price order, where the greedy leaves work undone.
@@ -54,6 +54,12 @@ _SHORT = 1e15
 ROUNDS = 12  # at most this many list-scheduling rounds per completion call (each stops when nothing is placed)
 ACCEPT_PASSES = 3  # prefix-sum acceptance passes per round
 GREEDY_ROUNDS = 48  # the greedy places every job from an empty plan: more rounds
+#: :func:`greedy_vmat`'s second try also where no running block is kept (none, or every one displaced: slot 0
+#: cannot hold it, kernels.check.running_blocks): the inference moved to its packing pool (``_Clean.mpack``) and
+#: repaired with nothing before it. Round 26, H2: with slot 0's cap below every running block's lowest level (the
+#: blocks displaced, planned again from slot 1 as queued non-preemptible jobs) the first try, the inference in its
+#: first eligible pool, left it unserved and the witness refused 10 of test_np_levels' 40 (``slot0_cap``)
+GREEDY_RETRY_WITHOUT_BLOCKS = True
 #: :func:`_first_k` counts a mask's true cells with one running count (int64) up to this many ``(n, T)`` cells,
 #: with :meth:`Ops.count_upto` above (its byte count and word paths: fewer bytes, a higher fixed cost). Round 20,
 #: H1, process CPU on random masks (/tmp/h1/micro.py): 16 x 24 6.2 vs 17.5 us, 64 x 32 9.6 vs 17.1 us,
@@ -158,9 +164,9 @@ def list_schedule(xp: Ops, c: Any, d: Any, tb: Any, vmat: Any, pool: Any, rank: 
     may = ~d.must & (d.R > 0) & (d.rel < T)  # rows that may lack work
     may_late = d.preempt & ~d.must & d.has_dl  # ... and those that may lack on-time work
     for _ in range(rounds):  # rounds
-        # (d.R + 0.0 where it stays; and for a running non-preemptible row that has to end before a window in its
-        # pool, kernels.check.running_hold: it can only start now in its pool, where it stays)
-        need = xp.where((pool == d.rpool) & ((vmat[:, 0] > 0) | (~d.preempt & (d.hold < T))), d.R, need_move)
+        # (d.R + 0.0 where it stays; and for a running non-preemptible row whose block a later slot's GPUs or cap
+        # cuts, kernels.check.running_blocks: it can only start now in its pool, where it stays)
+        need = xp.where((pool == d.rpool) & ((vmat[:, 0] > 0) | (~d.preempt & (d.npend < T))), d.R, need_move)
         lack = need * (1 - 1e-7) - 1e-6
         # a preemptible job that finishes but late asks for on-time slots (its late tail is trimmed after)
         short = (may & xp.where(d.preempt, done < lack, ~runs)) | (may_late & runs & (done_on < lack))
@@ -362,7 +368,7 @@ def _proposals(xp: Ops, k: _Slots, feas: Any, okp: Any, nslots: Any, n_on_want: 
             pb, ib = bp // n, bp % n
             start_ok = (k.tt >= rel[ib][:, None]) & ((rp[ib] < 0)[:, None] | (k.tt == 0))  # running NP: start now
             # ... and its block may end unfinished before the first closed slot (as the planner's, _np_windows)
-            lim = xp.where(rp[ib] >= 0, xp.minimum(npend[ib], k.first_closed), T)  # (a later cap: npend)
+            lim = xp.where(rp[ib] >= 0, xp.minimum(npend[ib], k.first_closed), T)  # (a later cut: npend)
             key[bp], cells[bp] = _block_keys(xp, k, cells[bp], pb, ns[bp], dl[ib], start_ok, lim)
     if pair.shape[0]:
         key[pair] = _pick_keys(xp, k, cells, pair, pair // n, ns[pair], nw[pair], dl[pair % n])
@@ -593,14 +599,19 @@ def greedy_vmat(xp: Ops, c: Any, pr: Any, d: Any, tb: Any, cost: Any = None, ran
         cost = xp.asarray(np.broadcast_to(c.kappa[None, :], (c.P, T)).copy(), xp.f64)
     v0, p0 = (_pl._repair(c, d, tb, vmat, pool, prio, forced, xp=xp) if mrow.shape[0] else (vmat, pool))
     gv, gp = list_schedule(xp, c, d, tb, v0, p0, rank, cost, rounds=GREEDY_ROUNDS)
-    blocks = _running_blocks(xp, c, d, tb)
-    if blocks is None or _pl._serves_forced_dev(c, d, gv, xp):
+    if _pl._serves_forced_dev(c, d, gv, xp):
         return gv, gp
-    # the running blocks, placed after the inference at full power, found no room (or took the inference's):
-    # again with them placed with it and first (they keep their pool, the inference moves), the inference in its
-    # most frugal pool (``_Clean.mpack``), so that the repair lowers the blocks' levels where both do not fit at
-    # once (planner._repair, NP_LOWER_FOR_FORCED), their tails past their work trimmed (a block that stays in its
-    # pool owes no switching loss), a block left broken dropped; taken where it serves both
+    blocks = _running_blocks(xp, c, d, tb)
+    if blocks is None and not GREEDY_RETRY_WITHOUT_BLOCKS:
+        return gv, gp
+    if blocks is None:  # no running block kept: the inference alone, in its packing pool
+        blocks = xp.zeros((J, T), xp.bool_)
+    # the running blocks, placed after the inference at full power, found no room (or took the inference's), or the
+    # inference in its first eligible pool found none: again with the blocks placed with it and first (they keep
+    # their pool, the inference moves), the inference in its packing pool (``_Clean.mpack``, the most frugal that
+    # holds it), so that the repair lowers the blocks' levels where both do not fit at once (planner._repair,
+    # NP_LOWER_FOR_FORCED), their tails past their work trimmed (a block that stays in its pool owes no switching
+    # loss), a block left broken dropped; taken where it serves the inference and the blocks
     pool = xp.where(d.must & (pin < 0), d.mpack, pool)
     vmat = xp.where(blocks | (vmat > 0), xp.astype(tb.vfull[pool], xp.i8)[:, None], 0)
     stay = xp.any(blocks, 1)

@@ -94,8 +94,7 @@ from kernels.check import (
     inference_shed,
     levels,
     must_window,
-    running_end,
-    running_hold,
+    shed_and_blocks,
     shed_cause_names,
     unplaceable,
 )
@@ -331,10 +330,11 @@ class _Clean:
     shed_gpus: NDArray[np.float64]  # (T,) inference GPUs shed in the marked slots
     shed_cause: NDArray[np.bool_]  # (T, 3) what cannot hold the inference there (kernels.check.SHED_CAUSES)
     left_out: NDArray[np.bool_]  # (J,) kernels.check.unplaceable: no pool holds them in any slot (:func:`_set_aside`)
-    displaced: NDArray[np.bool_]  # (J,) kernels.check.displaced: running, stopped in slot 0 (inference, a window)
-    hold: NDArray[np.int64]  # (J,) kernels.check.running_hold: the slot a kept running NP block ends by (T: none)
-    #: (J,) kernels.check.running_end: the slot before which a kept running NP block may end unfinished, a later
-    #: cap not holding it at its lowest level (T: none); as before a closed slot (``infeas``), per row
+    #: (J,) kernels.check.running_blocks' ``displaced``: running non-preemptible, stopped in slot 0 (slot 0's GPUs
+    #: or cap cannot hold it)
+    displaced: NDArray[np.bool_]
+    #: (J,) kernels.check.running_blocks' ``end``: the slot before which a kept running non-preemptible block may
+    #: end unfinished, a later slot's GPUs or cap not holding it (T: none); as before a closed slot (``infeas``)
     npend: NDArray[np.int64]
     # a plan without a warm start (kernels.plan: a one-off plan such as ``windward plan``; the control loop's
     # ticks re-plan warm): its search may move running jobs to other pools (kernels.powersearch._moves)
@@ -470,10 +470,8 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
     # it nothing else runs there (closed: its cap is held at the floor plus the inference served), where only the
     # GPUs cannot the rest of the site is planned there as usual, and every other slot is planned as usual (no
     # must-run rows: nothing marked, every slot but the infeasible ones serves everything)
-    shed = inference_shed(pb)
+    shed, blocks = shed_and_blocks(pb)  # (the running blocks once per plan: the planner and the witness read them)
     cap = np.where(infeas, base, np.where(shed.closed, base + shed.served_w, cap))
-    displaced_, hold = running_hold(pb, shed)
-    npend = running_end(pb, shed)
     relc = np.clip(rel, 0, T)
     dlc = np.clip(dl, relc, T)
     return _Clean(
@@ -484,8 +482,8 @@ def _clean_inputs(pb: PlanProblem) -> _Clean | str:
         loss=np.where(rpool >= 0, loss, 0.0), tenant=tenant, quota=quota, ms=ms, me=me,
         infeas=infeas | shed.closed, floor_bad=infeas, deficit_w=deficit, mrank=shed.rank, mcut=shed.cut, mqcut=shed.qcut,
         mpack=shed.pack, mpool=shed.pool, marked=shed.marked, shed_w=shed.shed_w, shed_gpus=shed.shed_gpus,
-        shed_cause=shed.cause, left_out=unplaceable(pb), displaced=displaced_, hold=hold,
-        npend=npend,
+        shed_cause=shed.cause, left_out=unplaceable(pb), displaced=blocks.displaced,
+        npend=blocks.end,
     )
 
 
@@ -1108,7 +1106,6 @@ class _Dev:
     mcut: Any  # (P, T) int64: ``_Clean.mcut``
     mqcut: Any  # (N, T) int64: ``_Clean.mqcut``
     mpack: Any  # (J,) int64: ``_Clean.mpack``
-    hold: Any  # (J,) int64: ``_Clean.hold``
     npend: Any  # (J,) int64: ``_Clean.npend``
     room_cap: Any  # (T,) the facility watts the plan construction fills up to (:data:`CAP_TOL`)
     has_dl: Any  # (J,) bool: a deadline inside the horizon (not must-run)
@@ -1130,8 +1127,7 @@ def _to_dev(xp: Ops, c: _Clean, pr: _Prep, deadline: Any = None) -> _Dev:
         me=a(c.me), cap_w=a(c.cap_w), base_w=a(c.base_w), kappa=a(c.kappa), H=a(c.H), tdp=a(c.tdp),
         rho_on=a(pr.rho_on), ldrop=a(pr.ldrop), map_pv=a(pr.map_pv, xp.i64), map_pv8=a(pr.map_pv.astype(np.int8)),
         fv32=a(pr.fv.astype(np.float32)), fv64=a(pr.fv.astype(np.float32).astype(np.float64)), infeas=a(c.infeas),
-        mrank=a(c.mrank), mcut=a(c.mcut), mqcut=a(c.mqcut), mpack=a(c.mpack), hold=a(c.hold),
-        npend=a(c.npend),
+        mrank=a(c.mrank), mcut=a(c.mcut), mqcut=a(c.mqcut), mpack=a(c.mpack), npend=a(c.npend),
         room_cap=a(np.where(c.floor_bad, c.base_w - 1.0, c.cap_w * (1 + CAP_TOL))),
         has_dl=a(c.has_dl),
         qten=a(np.where(np.isfinite(c.quota)[c.tenant], c.tenant, c.quota.size)),
@@ -1409,7 +1405,7 @@ def _np_windows(c: _Clean, d: _Dev, tb: _Tabs, npj: Any, pool: Any, lam: Any, mu
             cb = xp.concatenate([xp.zeros((n, 1), xp.i32), xp.cumsum(xp.astype(bad, xp.i32), 1)], 1)
             fits = fits & (xp.take_along(cb, endi, 1) == cb[:, :T])
         wv = xp.where(fits, wv, -np.inf)
-        wv[running, 1:] = -np.inf  # running: start now, and end by the slot a later cap cannot hold it (npend)
+        wv[running, 1:] = -np.inf  # running: start now, and end by the slot a later one cuts it (npend: GPUs, cap)
         wv[running, 0] = xp.where((nn <= d.npend[npj]) | (d.npend[npj] >= T), wv[:, 0], -np.inf)[running]
         st = xp.argmax(wv, 1)
         bv = wv[xp.arange(n), st]
@@ -2205,7 +2201,7 @@ JOB_FIELDS = ("gpus", "remaining_s", "release", "deadline", "weight", "eligible"
 #: the shed order of kernels.check.inference_shed, and ``mpack``: its pool in kernels.check.pack_inference, both
 #: taken over the caller's rows and kept with its row)
 _CLEAN_JOB_FIELDS = ("gpus", "R", "rel", "dl", "has_dl", "after_s", "weight", "eligible", "must", "preempt", "rpool",
-                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool", "left_out", "displaced", "hold", "npend")
+                     "loss", "tenant", "ms", "me", "mrank", "mpack", "mpool", "left_out", "displaced", "npend")
 #: the keys of the canonical job order, most significant first
 _ORDER_KEYS = ("deadline", "release", "remaining_s", "gpus", "weight", "must_run", "preemptible", "running_pool",
                "preempt_loss_s", "tenant", "eligible")
@@ -2319,7 +2315,7 @@ def _without(problem: PlanProblem, out: NDArray[np.bool_], planner: Callable[[Pl
 
 def _restarted(problem: PlanProblem, dis: NDArray[np.bool_]) -> PlanProblem:
     """``problem`` with the running non-preemptible jobs ``dis`` (:func:`kernels.check.displaced`: the inference
-    takes their pool in slot 0, or a window ahead leaves it too small before their work can end) stopped: not
+    takes their pool in slot 0, or slot 0's cap cannot hold them) stopped: not
     running, their work since the checkpoint lost (``remaining_s`` plus ``preempt_loss_s``, no loss left to
     count) and released at slot 1 at the earliest (they stop in slot 0; the
     checker refuses them there). Where the inference was packed beside the running jobs
@@ -2342,8 +2338,8 @@ def _set_aside(problem: PlanProblem, c: _Clean, solve: Callable[[PlanProblem, Pl
                warm_start: PlanResult | None = None) -> PlanResult | None:
     """The plan of ``problem`` where ``c`` (its checked inputs) sets jobs aside, by ``solve`` (``kernels.plan`` or
     the greedy witness) on what is left, else None: the jobs no pool holds in any slot are left out
-    (:func:`_without`), then the running non-preemptible jobs that cannot keep running (displaced by the inference
-    or by a window ahead: kernels.check.running_hold) are stopped and planned again (:func:`_restarted`). The
+    (:func:`_without`), then the running non-preemptible jobs that slot 0 cannot hold (the inference takes their
+    pool, or slot 0's cap: kernels.check.running_blocks) are stopped and planned again (:func:`_restarted`). The
     one place both planners take them out."""
     if c.left_out.any():
         return _without(problem, c.left_out, solve, warm_start)

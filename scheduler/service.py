@@ -925,8 +925,9 @@ class Service:
             # jobs no pool can hold in any slot now (kernels.check.unplaceable, e.g. after a node failure): left
             # out of the plan, unfinished for capacity; every other job is planned
             "left_out_jobs": [str(j) for j in diag.get("left_out_job_ids", ())],
-            # running non-preemptible jobs the inference displaces from their pool now (kernels.check.displaced):
-            # stopped (their work since the checkpoint lost) and planned again later
+            # running non-preemptible jobs this slot cannot hold (the inference takes their pool, or this slot's
+            # healthy GPUs or cap cannot hold them: kernels.check.running_blocks; a slot announced for later stops
+            # nothing now): stopped (their work since the checkpoint lost) and planned again later
             "displaced_jobs": [str(j) for j in diag.get("displaced_job_ids", ())],
             "slots": slots,
         }

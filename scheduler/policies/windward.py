@@ -385,10 +385,10 @@ class WindwardPolicy:
             log.warning("windward slot %d: left out of the plan, no pool can hold them in any slot: %s",
                         snapshot.slot, ", ".join(ids))
             result = replace(result, diagnostics={**result.diagnostics, "left_out_job_ids": ids})
-        if result.diagnostics.get("displaced_jobs"):  # they cannot keep running (kernels.check.running_hold)
+        if result.diagnostics.get("displaced_jobs"):  # slot 0 cannot hold them (kernels.check.running_blocks)
             ids = [index.job_ids[j] for j in result.diagnostics["displaced_jobs"] if j < index.n_real]
             log.warning("windward slot %d: running non-preemptible jobs displaced (the inference takes their pool, or "
-                        "its healthy GPUs drop before their work can end), stopped and planned again: %s",
+                        "this slot's healthy GPUs or cap cannot hold them), stopped and planned again: %s",
                         snapshot.slot, ", ".join(ids))
             result = replace(result, diagnostics={**result.diagnostics, "displaced_job_ids": ids})
         self._last = (result, index)

@@ -302,7 +302,7 @@ def test_the_witness_serves_what_the_own_plan_leaves_unserved() -> None:
 #: fixed there: complete._over_caps): the first two plan within every cap now; the next two (running non-preemptible
 #: jobs wider than their pool in slot 0, or over its quota) read "infeasible" until round 24's displacement
 #: (kernels.check.displaced, H5) and plan now; the last read "infeasible" (running job 2 could not keep running: slot
-#: 1's cap cannot hold it even at its lowest level) until round 25's later-cap end (kernels.check.running_end, H5):
+#: 1's cap cannot hold it even at its lowest level) until round 25's later-cap end (kernels.check.running_blocks, H5):
 #: it runs in slot 0 and ends before slot 1, unfinished
 REBUILT_OVER_CAPS = (
     (200104, ("all_np", "pool_wide")),  # was 12 busy GPUs in an 8-GPU pool
@@ -350,34 +350,47 @@ def _np_rows(pb: PlanProblem) -> np.ndarray:
 @pytest.mark.parametrize("seed", ROUND25_SEEDS)
 def test_a_maintenance_window_under_a_running_non_preemptible_job_is_planned(seed: int) -> None:
     """Issue 11 item 5 on the ``np_window`` family: a window announced for later in a running non-preemptible
-    job's pool never refuses the plan. The plan passes the checker and dominates the greedy, which plans it too;
-    it reports exactly kernels.check.running_hold's displaced jobs; a kept one ends before its hold (every 4th
-    seed: CPU torch the same plan)."""
+    job's pool never refuses the plan and stops no work now (kernels.check.running_blocks: it is displaced only
+    where slot 0 cannot hold it; the family's windows start after slot 0). The plan passes the checker and
+    dominates the greedy, which plans it too; both keep every running block from slot 0 and end none past its
+    ``end``, a block cut there (the window inside its shortest block) running up to it; explain_unfinished reads
+    ``capacity`` (proven) for the work such a block leaves (every 4th seed: CPU torch the same plan)."""
     pb = _r25(seed, "np_window")
     j = judge(pb)
     res = j["result"]
     assert res.status != "infeasible" and j["greedy"].status != "infeasible", (res.reason, j["greedy"].reason)
     assert_extreme_sound(pb, j)
-    dis, hold = kernels.check.running_hold(pb)
-    assert res.diagnostics.get("displaced_jobs", []) == np.flatnonzero(dis).tolist()
+    rb = kernels.check.running_blocks(pb)
+    T = pb.n_slots
+    assert "displaced_jobs" not in res.diagnostics and not rb.displaced.any(), res.diagnostics.get("displaced_jobs")
+    kept = np.flatnonzero(_np_rows(pb))
+    cut = kept[rb.cut[kept]]  # the window inside the shortest block: it runs up to the window
     for r in (res, j["greedy"]):
-        kept = np.flatnonzero(_np_rows(pb) & ~dis)
-        assert not (r.run[kept] & (np.arange(pb.n_slots)[None, :] >= hold[kept][:, None])).any()
+        assert r.run[kept, 0].all() and (np.asarray(r.pool)[kept] == np.asarray(pb.running_pool)[kept]).all()
+        assert not (r.run[kept] & (np.arange(T)[None, :] >= rb.end[kept][:, None])).any()
+        assert r.run[cut].sum(axis=1).tolist() == rb.end[cut].tolist(), (r.run[cut].astype(int), rb.end[cut])
+        ex = kernels.check.explain_unfinished(pb, r)
+        H = np.asarray(pb.pool_gpus).reshape(pb.n_pools, -1)
+        for row in cut.tolist():  # where its pool's healthy GPUs drop below its own the GPUs cut it, else the watts
+            e, p = int(rb.end[row]), int(pb.running_pool[row])
+            by = "capacity" if H[p, min(e, H.shape[1] - 1)] < pb.gpus[row] else "cap"
+            assert (ex["reason"][row], ex["proven"][row]) == (by, True), (row, ex["reason"][row], by)
     if seed % 4 == 0 and pytest.importorskip("torch"):
         t = kernels.plan(pb, backend="torch")
         assert np.array_equal(t.run, res.run) and np.array_equal(t.pool, res.pool)
 
 
 def test_the_window_family_has_both_answers() -> None:
-    """The ``np_window`` family holds both cases: jobs displaced now (the window inside their shortest block) and
-    jobs kept with a window ahead (hold inside the horizon)."""
-    n_dis = n_kept = 0
+    """The ``np_window`` family holds both cases: jobs whose shortest block the window cuts (round 25 displaced
+    them now; they run up to it) and jobs whose block can end before a window ahead (``end`` inside the horizon)."""
+    n_cut = n_kept = 0
     for seed in ROUND25_SEEDS:
         pb = _r25(seed, "np_window")
-        dis, hold = kernels.check.running_hold(pb)
-        n_dis += int(dis.sum())
-        n_kept += int((_np_rows(pb) & ~dis & (hold < pb.n_slots)).sum())
-    assert n_dis >= 4 and n_kept >= 4, (n_dis, n_kept)
+        rb = kernels.check.running_blocks(pb)
+        npr = _np_rows(pb)
+        n_cut += int((npr & rb.cut & (rb.end < pb.n_slots)).sum())
+        n_kept += int((npr & ~rb.cut & (rb.end < pb.n_slots)).sum())
+    assert n_cut >= 4 and n_kept >= 4, (n_cut, n_kept)
 
 
 @pytest.mark.parametrize("seed", ROUND25_SEEDS)
@@ -385,11 +398,11 @@ def test_inference_packed_beside_running_jobs_never_displaces_more(seed: int) ->
     """The ``inference_beside_np`` family: the packing inference_shed keeps serves at least the inference the most
     frugal packing serves and displaces no more (weight x GPUs, and jobs); the plan passes the checker and
     dominates the greedy (every 4th seed: CPU torch the same plan)."""
-    from kernels.check import _shed, inference_shed, must_cells, running_hold
+    from kernels.check import _shed, inference_shed, must_cells, running_blocks
 
     pb = _r25(seed, "inference_beside_np")
     first, kept = _shed(pb), inference_shed(pb)
-    d0, d1 = running_hold(pb, first)[0], running_hold(pb, kept)[0]
+    d0, d1 = running_blocks(pb, first).cut, running_blocks(pb, kept).cut
     g = np.asarray(pb.gpus, np.float64)
     wg = np.asarray(pb.weight, np.float64) * g
     assert d1.sum() <= d0.sum() and wg[d1].sum() <= wg[d0].sum()
@@ -405,11 +418,11 @@ def test_inference_packed_beside_running_jobs_never_displaces_more(seed: int) ->
 def test_the_packing_beside_running_jobs_displaces_less_where_it_can() -> None:
     """Across the ``inference_beside_np`` family the first packing displaces running non-preemptible jobs in
     several instances and the packing kept in fewer (none, seeds 0-15)."""
-    from kernels.check import _shed, running_hold
+    from kernels.check import _shed, running_blocks
 
     before = after = less = 0
     for seed in ROUND25_SEEDS:
         pb = _r25(seed, "inference_beside_np")
-        d0, d1 = running_hold(pb, _shed(pb))[0].sum(), running_hold(pb)[0].sum()
+        d0, d1 = running_blocks(pb, _shed(pb)).cut.sum(), running_blocks(pb).cut.sum()
         before, after, less = before + d0, after + d1, less + int(d1 < d0)
     assert before >= 4 and less >= 4 and after < before, (before, after, less)

@@ -153,10 +153,13 @@ def test_the_lowering_is_what_plans_it(monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.status == "infeasible" and "cannot be served" in res.reason, res.reason
 
 
-#: how the later cap of :func:`later_cap` is set: "half" (the idle floor plus half the running blocks' lowest
-#: watts, no room for the inference: round 25's case, H5) or "first" (the floor, the inference served and the
-#: heaviest block at its lowest level, 1% over: it is kept, the rest end)
-LATER_CAPS = ("half", "first")
+#: how the later slot of :func:`later_cap` cuts the running blocks: "half" (its grid cap at the idle floor plus half
+#: the running blocks' lowest watts, no room for the inference: round 25's case, H5), "first" (its cap at the floor,
+#: the inference served and the heaviest block at its lowest level, 1% over: it is kept, the rest end) or "window"
+#: (its cap as it was, a maintenance window in the heaviest block's pool leaving it one GPU fewer than that block and
+#: the inference served there need: the GPUs cut it, and the rule is the same) or "window1" (that window in slot 1,
+#: the earliest a later slot can cut a block: it keeps running in slot 0 only)
+LATER_CAPS = ("half", "first", "window", "window1")
 
 
 def _low_w(pb: PlanProblem) -> tuple[np.ndarray, np.ndarray]:
@@ -170,65 +173,154 @@ def _low_w(pb: PlanProblem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def later_cap(seed: int, how: str) -> PlanProblem:
-    """:func:`np_inference` with the last slot's grid cap lowered (:data:`LATER_CAPS`): a congestion event
-    announced for later that the running blocks cannot all pass, even at their lowest level."""
+    """:func:`np_inference` with its last slot (slot 1 for "window1") cut (:data:`LATER_CAPS`): a congestion event
+    or a maintenance window announced for later that the running blocks cannot all pass, even at their lowest
+    level."""
     from dataclasses import replace
 
     from kernels.check import idle_floor_w, inference_shed, must_cells
 
     pb = np_inference(seed)
-    t = pb.n_slots - 1
-    _, low = _low_w(pb)
+    t = 1 if how == "window1" else pb.n_slots - 1
+    rows, low = _low_w(pb)
+    sh = inference_shed(pb)
+    if how.startswith("window"):
+        p = int(np.asarray(pb.running_pool)[rows[0]])
+        served = must_cells(pb, sh)[:, t] & (sh.pack == p)
+        H = np.array(pb.pool_gpus)
+        H[p, t] = int(np.asarray(pb.gpus)[served].sum()) + int(np.asarray(pb.gpus)[rows[0]]) - 1
+        return replace(pb, pool_gpus=H)
     cap = np.array(pb.grid_cap_w, dtype=np.float64)
-    inf_w = float((must_cells(pb)[:, t] * inference_shed(pb).load_w).sum())
+    inf_w = float((must_cells(pb, sh)[:, t] * sh.load_w).sum())
     cap[t] = idle_floor_w(pb)[t] + (0.5 * low.sum() if how == "half" else inf_w + 1.01 * low[0])
     return replace(pb, grid_cap_w=cap)
+
+
+def _ends_where_the_rule_ends_it(pb: PlanProblem, j: dict[str, Any], seed: int, why: str) -> np.ndarray:
+    """Plan and greedy keep every running block from slot 0 (no work now is stopped for a later slot: nothing
+    displaced) up to kernels.check.running_blocks' ``end`` and end it there (or run to the horizon end where there
+    is none), and kernels.check.explain_unfinished reports the work an ended block leaves for what cut it, proven:
+    ``why`` (``capacity`` for the window's GPUs, ``cap`` for the watts or a closed slot). Returns the rows' ends (in
+    :func:`_low_w`'s order)."""
+    from kernels.check import explain_unfinished, running_blocks
+
+    T = pb.n_slots
+    rows, _ = _low_w(pb)
+    rb = running_blocks(pb)
+    end = rb.end[rows]
+    assert not rb.displaced.any(), (seed, rb.displaced)
+    for r in (j["result"], j["greedy"]):
+        assert "displaced_jobs" not in r.diagnostics, seed
+        want = np.arange(T)[None, :] < np.minimum(end, T)[:, None]
+        assert np.array_equal(r.run[rows], want), (seed, r.run[rows].astype(int), end)
+        ex = explain_unfinished(pb, r)
+        for row, e in zip(rows.tolist(), end.tolist(), strict=True):
+            if e < T:
+                assert (ex["reason"][row], ex["proven"][row]) == (why, True), (seed, row, ex["reason"])
+    return end
 
 
 @pytest.mark.parametrize("how", LATER_CAPS)
 @pytest.mark.parametrize("seed", [s for s in range(N_FAMILY) if np_inference(s).n_slots >= 3])
 def test_a_later_cap_ends_running_blocks_before_it(seed: int, how: str) -> None:
     """Nothing refused (issue 11 item 5: a congestion event announced for later must not stop work now): plan
-    and greedy checker-clean, the plan dominating; in the capped slot the running blocks kept are the longest
-    prefix in weight order whose lowest watts fit beside the idle floor and the inference the plan serves there
-    (none where the inference alone breaks the cap: a closed slot), the others run up to it and end there."""
-    from kernels.check import closed_slots, idle_floor_w, running_end
+    and greedy checker-clean, the plan dominating; every running block runs from slot 0 up to the slot the rule
+    ends it (:func:`_ends_where_the_rule_ends_it`). Under a cap, the blocks kept through the capped slot are the
+    longest prefix in weight order whose lowest watts fit beside the idle floor and the inference the plan serves
+    there (none where the inference alone breaks the cap: a closed slot); under a window, the heaviest block's pool
+    cannot hold it there beside the inference served (unless the inference is packed elsewhere)."""
+    from kernels.check import closed_slots, idle_floor_w, inference_shed, must_cells
 
     pb = later_cap(seed, how)
     T = pb.n_slots
     j = _planned_and_dominating(pb, seed)
-    res, gr = j["result"], j["greedy"]
+    res = j["result"]
     rows, low = _low_w(pb)
+    end = _ends_where_the_rule_ends_it(pb, j, seed, "capacity" if how.startswith("window") else "cap")
+    if how.startswith("window"):
+        t = 1 if how == "window1" else T - 1
+        p = int(np.asarray(pb.running_pool)[rows[0]])
+        sh = inference_shed(pb)
+        beside = int(np.asarray(pb.gpus)[must_cells(pb, sh)[:, t] & (sh.pack == p)].sum())
+        room = int(np.asarray(pb.pool_gpus)[p, t]) - beside
+        assert (end[0] == t) == (room < int(np.asarray(pb.gpus)[rows[0]])), (seed, end, room)
+        return
     if closed_slots(pb)[T - 1]:
         kept = np.zeros(rows.size, dtype=bool)
     else:
         must = np.flatnonzero(np.asarray(pb.must_run) & res.run[:, T - 1])
-        p = np.asarray(res.pool)[must]
-        inf_w = pb.pue * float((np.asarray(pb.gpus)[must] * (np.asarray(pb.tdp_w)[p] - np.asarray(pb.idle_w)[p])).sum())
-        room = float(np.asarray(pb.grid_cap_w)[T - 1]) * (1 + 1e-9) - idle_floor_w(pb)[T - 1] - inf_w
-        kept = np.cumsum(low) <= room
-        assert np.array_equal(running_end(pb)[rows], np.where(kept, T, T - 1)), (seed, running_end(pb))
-    for r in (res, gr):
-        assert r.run[rows, : T - 1].all(), seed  # they keep running up to it (no work now is stopped)
-        assert np.array_equal(r.run[rows, T - 1], kept), (seed, how, r.run[rows].astype(int), kept)
+        p_ = np.asarray(res.pool)[must]
+        inf_w = pb.pue * float((np.asarray(pb.gpus)[must] * (np.asarray(pb.tdp_w)[p_] - np.asarray(pb.idle_w)[p_])).sum())
+        room_w = float(np.asarray(pb.grid_cap_w)[T - 1]) * (1 + 1e-9) - idle_floor_w(pb)[T - 1] - inf_w
+        kept = np.cumsum(low) <= room_w
+    assert np.array_equal(end, np.where(kept, T, T - 1)), (seed, how, end, kept)
 
 
 def test_the_later_caps_split_the_blocks() -> None:
-    """The family holds the cases the rule is for: slots the inference fits under where every block ends, and
-    where one is kept and another ends."""
-    from kernels.check import closed_slots, running_end
+    """The family holds the cases the rule is for: slots the inference fits under where every block ends, where
+    one is kept and another ends, and windows that end the heaviest block."""
+    from kernels.check import closed_slots, running_blocks
 
-    ended, split = 0, 0
+    ended, split, window = 0, 0, 0
     for s in range(N_FAMILY):
         for how in LATER_CAPS:
             pb = later_cap(s, how)
             T = pb.n_slots
             if T < 3 or closed_slots(pb)[T - 1]:
                 continue
-            end = running_end(pb)[_low_w(pb)[0]]
+            end = running_blocks(pb).end[_low_w(pb)[0]]
+            if how.startswith("window"):
+                window += int(end[0] == (1 if how == "window1" else T - 1))
+                continue
             ended += int((end == T - 1).all())
             split += int((end == T - 1).any() and (end == T).any())
-    assert ended >= 5 and split >= 1, (ended, split)
+    assert ended >= 5 and split >= 1 and window >= 20, (ended, split, window)
+
+
+def slot0_cap(seed: int) -> PlanProblem:
+    """:func:`np_inference` with slot 0's grid cap at the idle floor, the inference served there and half the
+    lightest running block's lowest watts: no running block fits slot 0, so each is displaced (stopped now, planned
+    again from slot 1 as a queued non-preemptible block, kernels.planner._restarted), with the inference of the
+    later slots still to serve."""
+    from dataclasses import replace
+
+    from kernels.check import idle_floor_w, inference_shed, must_cells
+
+    pb = np_inference(seed)
+    _, low = _low_w(pb)
+    sh = inference_shed(pb)
+    cap = np.array(pb.grid_cap_w, dtype=np.float64)
+    cap[0] = idle_floor_w(pb)[0] + float((must_cells(pb, sh)[:, 0] * sh.load_w).sum()) + 0.5 * low.min()
+    return replace(pb, grid_cap_w=cap)
+
+
+@pytest.mark.parametrize("seed", range(N_FAMILY))
+def test_a_cap_in_slot_0_displaces_the_running_blocks_and_both_plan_the_rest(seed: int) -> None:
+    """Slot 0's cap holds no running block (:func:`slot0_cap`): each is displaced (kernels.check.running_blocks;
+    plan and greedy report them and do not run them in slot 0), and both plan what is left checker-clean, the plan
+    dominating. The greedy witness refused 10 of the 40 before its second try ran without running blocks
+    (listsched.GREEDY_RETRY_WITHOUT_BLOCKS: the inference in its packing pool)."""
+    from kernels.check import running_blocks
+
+    pb = slot0_cap(seed)
+    rows, _ = _low_w(pb)
+    rb = running_blocks(pb)
+    assert rb.displaced[rows].all(), (seed, rb.displaced)
+    j = _planned_and_dominating(pb, seed)
+    for r in (j["result"], j["greedy"]):
+        assert r.diagnostics["displaced_jobs"] == sorted(rows.tolist()) and not r.run[rows, 0].any(), seed
+
+
+def test_the_greedy_retry_is_what_plans_a_displaced_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without listsched.GREEDY_RETRY_WITHOUT_BLOCKS the witness refuses an instance of :func:`slot0_cap`'s family
+    ("must-run job ... cannot be served") that it plans with it: the flag is what does it."""
+    from kernels import listsched
+
+    pb = slot0_cap(0)
+    assert kernels.greedy_plan(pb).status != "infeasible"
+    monkeypatch.setattr(listsched, "GREEDY_RETRY_WITHOUT_BLOCKS", False)
+    r = kernels.greedy_plan(pb)
+    assert r.status == "infeasible" and "cannot be served" in r.reason, r.reason
 
 
 @pytest.mark.parametrize("seed", [25, 29, 31, 36])

@@ -1178,37 +1178,39 @@ def _window(pb: Any, work_slots: float) -> Any:
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_a_later_maintenance_window_keeps_or_displaces_a_running_non_preemptible_job(backend: str) -> None:
-    """Issue 11 item 5, a window announced for later under a running non-preemptible job (round 24 left it:
-    kernels.plan and the greedy refused the whole plan, "running non-preemptible job 1 cannot keep running in slot
-    0 within the pool GPUs and power caps"). Job 1 runs in pool 0; pool 0 keeps 2 GPUs in slots 2-4. With 1.5
-    slots of work its block can end before the window (2 slots at full power, or 0.8 then 0.6): it keeps running
-    in pool 0 and ends by slot 2 (kernels.check.running_hold: hold 2). With 2.5 slots it cannot (3 slots at its
-    fastest): it is displaced now (stopped in slot 0, its 600 s since the checkpoint lost) and planned again as
-    one block elsewhere or after the window. Both planners, the checker clean, numpy and CPU torch the same plan."""
+def test_a_later_maintenance_window_keeps_a_running_non_preemptible_job_up_to_it(backend: str) -> None:
+    """Issue 11 item 5, a window announced for later under a running non-preemptible job (round 24 refused the
+    whole plan; round 25 stopped the job now where its block could not end before the window). Job 1 runs in pool
+    0; pool 0 keeps 2 GPUs in slots 2-4. With 1.5 slots of work its block can end before the window (2 slots at
+    full power, or 0.8 then 0.6): it keeps running in pool 0 and finishes by slot 2. With 2.5 slots it cannot (3
+    slots at its fastest): it keeps running too, up to the window, and its block ends there unfinished
+    (kernels.check.running_blocks: end 2, cut by its pool's GPUs; a stop now would keep no more than a stop at the
+    window keeps), nothing displaced, and explain_unfinished reads ``capacity``, proven. Both planners, the checker
+    clean, numpy and CPU torch the same plan."""
     if backend == "torch":
         pytest.importorskip("torch")
     pb = small_problem(1)
-    keep, stop = _window(pb, 1.5), _window(pb, 2.5)
-    dis, hold = kernels.check.running_hold(keep)
-    assert not dis.any() and hold[1] == 2
-    dis, hold = kernels.check.running_hold(stop)
-    assert dis.tolist() == [j == 1 for j in range(stop.n_jobs)]
+    keep, cut = _window(pb, 1.5), _window(pb, 2.5)
+    for q in (keep, cut):
+        rb = kernels.check.running_blocks(q)
+        assert not rb.displaced.any() and rb.end[1] == 2 and kernels.check._BLOCKS[rb.end_by[1]] == "capacity"
+    assert not kernels.check.running_blocks(keep).cut[1] and kernels.check.running_blocks(cut).cut[1]
     for fn in (kernels.plan, kernels.greedy_plan):
         r = fn(keep, backend=backend)
         assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
         assert kernels.check_result(keep, r) == [], fn.__name__
         assert "displaced_jobs" not in r.diagnostics and r.pool[1] == 0 and r.run[1, 0] and not r.run[1, 2:].any()
         assert r.finished[1]
-        r = fn(stop, backend=backend)
+        r = fn(cut, backend=backend)
         assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
-        assert kernels.check_result(stop, r) == [], fn.__name__
-        assert r.diagnostics["displaced_jobs"] == [1] and not r.run[1, 0] and r.finished[1], fn.__name__
-        assert kernels.evaluate(stop, r.run, r.power_fraction, r.pool)["lost_work_s"][1] == 600.0
-        b = np.flatnonzero(r.run[1])
-        assert (np.diff(b) == 1).all() and (r.pool[1] == 1 or not r.run[1, 2:5].any()), (b, r.pool[1])
+        assert kernels.check_result(cut, r) == [], fn.__name__
+        assert "displaced_jobs" not in r.diagnostics and r.pool[1] == 0, fn.__name__
+        assert r.run[1].tolist() == [True, True] + [False] * (cut.n_slots - 2) and not r.finished[1], fn.__name__
+        assert kernels.evaluate(cut, r.run, r.power_fraction, r.pool)["lost_work_s"][1] == 0.0
+        ex = kernels.check.explain_unfinished(cut, r)
+        assert (ex["reason"][1], ex["proven"][1]) == ("capacity", True), ex["reason"]
     if backend == "torch":
-        for q in (keep, stop):
+        for q in (keep, cut):
             a, b = kernels.plan(q), kernels.plan(q, backend="torch")
             assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
             assert np.array_equal(a.power_fraction, b.power_fraction)
@@ -1243,11 +1245,11 @@ def test_inference_is_packed_beside_the_running_non_preemptible_jobs_where_it_ca
     6): inference 0 goes to pool 2 beside job 4, inference 1 still has only pool 1 and displaces job 3. It serves the
     same inference and displaces less (job 3 only), so inference_shed keeps it (``repacked``) and pins the must-run
     rows there; the plan and the greedy agree, the checker is clean, job 2 keeps running in pool 0."""
-    from kernels.check import _shed, inference_shed, running_hold
+    from kernels.check import _shed, inference_shed, running_blocks
 
     pb = _beside()
     first = _shed(pb)
-    assert first.pack[:2].tolist() == [0, 1] and running_hold(pb, first)[0].nonzero()[0].tolist() == [2, 3]
+    assert first.pack[:2].tolist() == [0, 1] and running_blocks(pb, first).displaced.nonzero()[0].tolist() == [2, 3]
     sh = inference_shed(pb)
     assert sh.repacked and sh.pack[:2].tolist() == [2, 1] and sh.pool[:2].tolist() == [2, 1]
     assert kernels.check.displaced(pb).nonzero()[0].tolist() == [3]

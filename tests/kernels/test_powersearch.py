@@ -1313,7 +1313,7 @@ def test_every_pools_proposals_at_once_are_their_plain_definition(be: tuple[str,
     want_key, want_cells = _plain_keys(xp.to_numpy(cost), feas, okp, ns, nw, dl, npre, rel, rp)
     for by_pool in (False, True):  # both table-size paths
         monkeypatch.setattr(L, "BY_POOL_MIN_CELLS", 0 if by_pool else 1 << 30)
-        npend = np.full(n, T, np.int64)  # (no later cap ends a running block: kernels.check.running_end)
+        npend = np.full(n, T, np.int64)  # (no later slot ends a running block: kernels.check.running_blocks)
         args = [xp.asarray(a) for a in (feas.copy(), okp, ns, nw, dl, npre, rel, rp, npend)]
         key, cells = L._proposals(xp, k, *args)
         key = xp.to_numpy(key)
