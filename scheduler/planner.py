@@ -282,8 +282,14 @@ SERVING_KEY_TEXT = ("higher tenant priority class first, then higher job priorit
 #: the other rows <= 0.35) widens the grid the prices move on. Taking ``hi`` from the other rows only makes the
 #: weight move nothing (0 of 288 itp60 ticks differ, corpus seed 0 200 of 200 the same plan) but the loop does
 #: less: itp60 422 -> 383 jobs, 10 windows 7,598 -> 7,363 jobs at 387.06 -> 388.61 g/GPU-h; the other rows' top x 4
-#: gives 7,550 jobs at 386.11 g/GPU-h but changes 86 of 200 corpus plans. So the grid's width is the knob, and this
-#: scale is kept until the grid's top is a constant of its own, swept on the windows and the corpus (not done).
+#: gives 7,550 jobs at 386.11 g/GPU-h but changes 86 of 200 corpus plans. So the grid's width is the knob. Round 26
+#: (H4) swept a top of its own, max(the other rows' top, F x the dearest slot's carbon per GPU-second at full power,
+#: the kernel's max kappa x max line load / line work): the must-run weight here is that scale x ``weight_margin`` 2
+#: x ``priority_base`` 2 ** 4 (the inference tenant's priority), aged. F = 32 gives every figure of all 10 windows
+#: and both published plans the same, but changes 62 of 200 corpus plans on seed 0 and on seed 1 (objective +0.11% /
+#: +0.26% in sum, 3 / 8 instances finish fewer jobs); F = 16 and 64 and a top 4.1 asinh units above the grid's
+#: bottom do the loop less (10 windows 7,374, 7,439, 7,530 jobs at 388.69, 388.09, 386.58 g/GPU-h); F <= 8 is
+#: the other rows' top on corpus seed 0. No top kept both the loop and the corpus, so this scale is kept.
 SERVING_WEIGHT_STEP = 1e-7
 
 
