@@ -333,3 +333,45 @@ def test_a_later_cap_torch_parity(seed: int) -> None:
         assert (a.status, a.reason) == (b.status, b.reason), seed
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
         np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))
+
+
+def short_block(seed: int) -> tuple[PlanProblem, int]:
+    """:func:`later_cap`'s "window" instance (a maintenance window in the heaviest running block's pool in the last
+    slot ``t``, one GPU short of that block and the inference served there: kernels.check.running_blocks ends the
+    block at ``t``) with that block's work left done in ``n`` (1..t-1) slots at full power and a switching loss of 1
+    to 3 slots: the block finishes before the window cuts it, where it stays in its pool (no loss owed), and would
+    run into the window were the loss asked for. Returns the instance and the block's row."""
+    from dataclasses import replace
+
+    pb = later_cap(seed, "window")
+    rng = np.random.default_rng(1000 + seed)
+    row = int(_low_w(pb)[0][0])
+    n = int(rng.integers(1, pb.n_slots - 1))
+    rem, loss = np.array(pb.remaining_s, np.float64), np.array(pb.preempt_loss_s, np.float64)
+    rem[row] = pb.slot_s * (n - rng.uniform(0.0, 0.9))  # the family's pools' fastest level does 1 slot of work a slot
+    loss[row] = pb.slot_s * rng.uniform(1.0, 3.0)
+    return replace(pb, remaining_s=rem, preempt_loss_s=loss), row
+
+
+@pytest.mark.parametrize("seed", [s for s in range(N_FAMILY) if np_inference(s).n_slots >= 3])
+def test_a_running_block_a_later_window_cuts_asks_for_no_switching_loss(seed: int) -> None:
+    """:func:`short_block`: plan and greedy checker-clean, the plan dominating; the block runs from slot 0 in its pool,
+    ends before the window and finishes the job, its work past the job's work left under one slot at the pool's
+    fastest level (the planner's trim, planner._trim, drops a tail that holds a whole such slot): a running
+    non-preemptible job that stays in its pool owes no switching loss, so the greedy's list schedule asks it for its
+    work left alone (listsched.list_schedule's ``need`` for a row whose block a later slot cuts; asked for the loss
+    as well, the greedy ran the block on into the loss's slots, up to the window, on 7 of these 32 seeds)."""
+    from kernels.check import running_blocks
+
+    pb, row = short_block(seed)
+    t = pb.n_slots - 1
+    assert running_blocks(pb).end[row] == t, seed  # the window cuts the block (it owes the loss were it moved)
+    j = _planned_and_dominating(pb, seed)
+    for name, r in (("plan", j["result"]), ("greedy", j["greedy"])):
+        run = np.asarray(r.run[row], dtype=bool)
+        last = int(np.flatnonzero(run)[-1])
+        assert run[: last + 1].all() and last < t and r.pool[row] == pb.running_pool[row], (seed, name, run.astype(int))
+        ev = kernels.evaluate(pb, r.run, r.power_fraction, r.pool)
+        assert ev["finished"][row] and ev["lost_work_s"][row] == 0.0, (seed, name)
+        spare = float(ev["work_done_s"][row] - pb.remaining_s[row])
+        assert spare < pb.slot_s, (seed, name, run.astype(int), np.round(r.power_fraction[row], 3), spare / pb.slot_s)
