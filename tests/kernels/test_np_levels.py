@@ -375,3 +375,45 @@ def test_a_running_block_a_later_window_cuts_asks_for_no_switching_loss(seed: in
         assert ev["finished"][row] and ev["lost_work_s"][row] == 0.0, (seed, name)
         spare = float(ev["work_done_s"][row] - pb.remaining_s[row])
         assert spare < pb.slot_s, (seed, name, run.astype(int), np.round(r.power_fraction[row], 3), spare / pb.slot_s)
+
+
+def slow_block() -> PlanProblem:
+    """The smallest running non-preemptible block that must run slower than its fastest level and so runs into a
+    later cap: one H100-like pool of 8 GPUs, the job on all 8 with one slot of work left at full power (its shortest
+    block: slot 0) and a switching loss, T = 2; slot 0's cap holds the block at level 0.6 (0.82 of a slot's work),
+    slot 1's cap the idle floor and half the block's lowest watts (it cannot run there at any level; nothing else
+    wants the slot)."""
+    tdp, idle, host, g = 700.0, 75.0, 450.0, 8
+    floor = PUE * g * (idle + host)
+    blk = PUE * g * (np.array([0.6, 0.4]) * tdp - idle)  # the block's watts above the floor at 0.6 and at 0.4
+    return PlanProblem(
+        slot_s=900.0, pue=PUE, wind_w=np.zeros(2), carbon_g_per_kwh=np.array([100.0, 200.0]),
+        grid_cap_w=floor + np.array([1.001, 0.5]) * blk, site_max_w=np.full(2, 1e9), pool_gpus=np.full((1, 2), g),
+        tdp_w=np.array([tdp]), idle_w=np.array([idle]), host_w_per_gpu=np.array([host]),
+        min_power_fraction=np.array([0.4]), curve_f=np.array([POOLS[2][4]]), curve_s=np.array([POOLS[2][5]]),
+        gpus=np.array([g]), remaining_s=np.array([900.0]), release=np.zeros(1, np.int64),
+        deadline=np.full(1, NO_DEADLINE, np.int64), weight=np.array([0.3]), eligible=np.ones((1, 1), bool),
+        must_run=np.zeros(1, bool), preemptible=np.zeros(1, bool), running_pool=np.array([0]),
+        preempt_loss_s=np.array([300.0]), tenant=np.zeros(1, np.int64), tenant_quota_gpus=np.array([np.inf]),
+    )
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "kernels.check._cap_end checks a running block's watts over its shortest (fastest-level) span only: slot 0's cap "
+    "holds the block below full power, so it needs slot 1, whose cap cannot hold it at its lowest level; "
+    "running_blocks ends it nowhere (end = T), no valid plan keeps it, and plan and greedy both refuse ('cannot keep "
+    "running in slot 0'). By the rule (its docstring) the block runs up to slot 1 and ends there, unfinished (cap)"))
+def test_a_slower_block_past_its_shortest_span_ends_at_the_cap_it_runs_into() -> None:
+    """Plan and greedy keep the block in slot 0 and end it before slot 1 (its work left unfinished, for the cap,
+    proven), checker-clean, the plan dominating. Round 26 H5's probe of the same case on :func:`np_inference`'s
+    instances (the heaviest block's work cut to n slots at full power, the caps of slots 0..n-1 holding it below full
+    power, slot n's cap not at its lowest level): 31 of 32 refused by both, the last refused by the greedy."""
+    from kernels.check import explain_unfinished, running_blocks
+
+    pb = slow_block()
+    assert running_blocks(pb).end[0] == 1
+    j = _planned_and_dominating(pb, 0)
+    for r in (j["result"], j["greedy"]):
+        assert r.run[0].tolist() == [True, False] and not r.finished[0]
+        ex = explain_unfinished(pb, r)
+        assert (ex["reason"][0], ex["proven"][0]) == ("cap", True), ex
