@@ -377,6 +377,19 @@ def test_a_running_block_a_later_window_cuts_asks_for_no_switching_loss(seed: in
         assert spare < pb.slot_s, (seed, name, run.astype(int), np.round(r.power_fraction[row], 3), spare / pb.slot_s)
 
 
+
+@pytest.mark.parametrize("seed", [7, 10, 13, 19])
+def test_a_running_block_a_later_window_cuts_torch_parity(seed: int) -> None:
+    """CPU torch gives the numpy plan and greedy witness on :func:`short_block` (seeds where the greedy's ``need``
+    for the cut block decides its length)."""
+    pytest.importorskip("torch")
+    pb, _ = short_block(seed)
+    for fn in (kernels.plan, kernels.greedy_plan):
+        a, b = fn(pb), fn(pb, backend="torch", device="cpu")
+        assert (a.status, a.reason) == (b.status, b.reason), seed
+        assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
+        np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))
+
 def slow_block() -> PlanProblem:
     """The smallest running non-preemptible block that must run slower than its fastest level and so runs into a
     later cap: one H100-like pool of 8 GPUs, the job on all 8 with one slot of work left at full power (its shortest
