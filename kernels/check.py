@@ -450,7 +450,8 @@ def _cap_end(problem: PlanProblem, sh: InferenceShed, rows: NDArray[np.int64], r
     """``(n,)`` per running non-preemptible row (``rows`` in :func:`running_blocks`' order, running in pools
     ``r``, shortest blocks ending at ``end``) the first open slot whose cap, after the idle floor and the
     inference served there (:func:`must_cells`), cannot hold it and the rows before it at their pools' lowest
-    levels (one cumulative sum in that order: the rows kept are a prefix, as for the GPUs); T where none."""
+    levels (one cumulative sum in that order: the rows kept are a prefix, as for the GPUs; a row's own watts counted
+    past its shortest block too, as its GPUs are: a block held below its fastest level runs on there); T where none."""
     T = problem.n_slots
     lev_f, lev_ok = levels(problem)
     low = np.where(lev_ok, lev_f, np.inf).min(axis=1)  # (P,) each pool's lowest level
@@ -459,8 +460,8 @@ def _cap_end(problem: PlanProblem, sh: InferenceShed, rows: NDArray[np.int64], r
     inf_w = (must_cells(problem, sh) * sh.load_w[:, None]).sum(axis=0)  # (T,) the inference served
     tt = np.arange(T)[None, :]
     active = tt < end[:, None]
-    cum = np.cumsum(np.where(active, w[:, None], 0.0), axis=0)
-    over = active & ~closed[None, :] & (idle_floor_w(problem) + inf_w + cum > cap_w(problem) * (1 + FLOOR_TOL))
+    cum = np.cumsum(np.where(active, w[:, None], 0.0), axis=0) + np.where(active, 0.0, w[:, None])  # its own past it
+    over = ~closed[None, :] & (idle_floor_w(problem) + inf_w + cum > cap_w(problem) * (1 + FLOOR_TOL))
     return np.where(over.any(axis=1), np.argmax(over, axis=1), T).astype(np.int64)
 
 

@@ -411,14 +411,11 @@ def slow_block() -> PlanProblem:
     )
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernels.check._cap_end checks a running block's watts over its shortest (fastest-level) span only: slot 0's cap "
-    "holds the block below full power, so it needs slot 1, whose cap cannot hold it at its lowest level; "
-    "running_blocks ends it nowhere (end = T), no valid plan keeps it, and plan and greedy both refuse ('cannot keep "
-    "running in slot 0'). By the rule (its docstring) the block runs up to slot 1 and ends there, unfinished (cap)"))
 def test_a_slower_block_past_its_shortest_span_ends_at_the_cap_it_runs_into() -> None:
     """Plan and greedy keep the block in slot 0 and end it before slot 1 (its work left unfinished, for the cap,
-    proven), checker-clean, the plan dominating. Round 26 H5's probe of the same case on :func:`np_inference`'s
+    proven), checker-clean, the plan dominating (kernels.check._cap_end counts a block's own lowest watts past its
+    shortest span: before, it checked that span only, running_blocks ended the block nowhere and plan and greedy both
+    refused, 'cannot keep running in slot 0'). Round 26 H5's probe of the same case on :func:`np_inference`'s
     instances (the heaviest block's work cut to n slots at full power, the caps of slots 0..n-1 holding it below full
     power, slot n's cap not at its lowest level): 31 of 32 refused by both, the last refused by the greedy."""
     from kernels.check import explain_unfinished, running_blocks
