@@ -388,6 +388,7 @@ class Service:
         self._last_error: str | None = None
         self._metrics: Any = None
         self._metrics_lock = threading.Lock()
+        self._metrics_init_lock = threading.Lock()  # (_metrics_obj)
         self._seen_seq = 0
         self._cancels: set[str] = set()
         self._cancels_lock = threading.Lock()
@@ -622,12 +623,17 @@ class Service:
         return self._ticks > 0
 
     def _metrics_obj(self) -> Any:
+        # made once, under a lock: the API's thread (POST /v1/congestion), the scrape (/metrics) and the tick
+        # reach it first at about the same moment after a start, and two of them made two registries, the one
+        # kept losing what the other had counted (a congestion event read 0 in Prometheus on a loaded machine)
         if self._metrics is None:
-            try:
-                from scheduler.metrics import Metrics
-            except ImportError:
-                return None
-            self._metrics = Metrics(self.site, wall_clock=self._wall)
+            with self._metrics_init_lock:
+                if self._metrics is None:
+                    try:
+                        from scheduler.metrics import Metrics
+                    except ImportError:
+                        return None
+                    self._metrics = Metrics(self.site, wall_clock=self._wall)
         return self._metrics
 
     def metrics_exposition(self) -> tuple[bytes, str]:

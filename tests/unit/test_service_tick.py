@@ -178,3 +178,31 @@ def test_restart_keeps_served_inference_from_expiring(tmp_path: Path) -> None:
         assert svc2.store.get(served).state != "failed", svc2.store.get(served).detail
     finally:
         svc2.stop()
+
+
+def test_congestion_events_announced_at_once_after_a_start_are_all_counted(tmp_path: Path) -> None:
+    """The metrics registry is made on first use; threads reaching it at once (the API announcing congestion, the
+    scrape, the tick) each made one, and the one kept lost the others' counts (test_prometheus read 0 events on a
+    loaded machine). 8 threads announce an event at the same moment on a fresh service: the exposition counts 8."""
+    import threading
+
+    wall = Wall(1_900_000_000.0)
+    svc = Service(_backfill_config(tmp_path), wall=wall)
+    try:
+        n = 8
+        go = threading.Barrier(n)
+
+        def announce(i: int) -> None:
+            go.wait()
+            svc.add_congestion(1.0, wall() + 3600.0 * (i + 1), wall() + 3600.0 * (i + 2), "ops", f"event {i}")
+
+        threads = [threading.Thread(target=announce, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        body, _ = svc.metrics_exposition()
+        line = next(ln for ln in body.decode().splitlines() if ln.startswith("windward_congestion_events_total "))
+        assert float(line.split()[1]) == n
+    finally:
+        svc.stop()
