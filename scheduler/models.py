@@ -521,6 +521,14 @@ def parse_model(model: type[BaseModel], data: Any, source: str) -> Any:
         raise InputError(_format_validation_error(source, e)) from e
 
 
+def refuse_repeated_columns(src: object, header: list[str]) -> None:
+    """A CSV header naming a column twice is refused (which of the two would be read is no rule a user can see):
+    the jobs CSV's and the energy CSV's one rule."""
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:
+        raise InputError(f"{src}: header: column(s) {twice} appear more than once; allowed: each column once")
+
+
 def decode_utf8(data: bytes, source: str | Path) -> str:
     """``data`` as UTF-8 text (a BOM is dropped); bytes that are not UTF-8 raise InputError naming ``source``,
     the byte offset and its line (every file reader decodes through here)."""

@@ -69,7 +69,7 @@ from numpy.typing import NDArray
 
 from scheduler.energy import EnergySeries
 from scheduler.errors import InputError
-from scheduler.models import MW_MAX, Site
+from scheduler.models import MW_MAX, Site, refuse_repeated_columns
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,7 @@ def _read_raw(src: str, text: str) -> _RawEnergy:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise InputError(f"{src}: empty file; an energy CSV needs a header with timestamp_utc") from None
-        twice = sorted({c for c in header if c and header.count(c) > 1})
-        if twice:  # (the first was read and the second ignored: no rule a user can see; the jobs CSV's rule)
-            raise InputError(f"{src}: header: column(s) {twice} appear more than once; allowed: each column once")
+        refuse_repeated_columns(src, header)
         if "timestamp_utc" not in header:
             raise InputError(
                 f"{src}: missing column timestamp_utc (header has {header}); required: timestamp_utc, "

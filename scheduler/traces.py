@@ -58,7 +58,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from scheduler.errors import InputError
 from scheduler.jobs import Job, check_jobs_fit, pool_matches
-from scheduler.models import JobRow, Site, decode_utf8, parse_model
+from scheduler.models import JobRow, Site, decode_utf8, parse_model, refuse_repeated_columns
 from scheduler.paths import azure_llm_csv, itp_trace_csv
 
 log = logging.getLogger(__name__)
@@ -290,9 +290,7 @@ def read_jobs_csv(path: str | Path, *, strict: bool = False) -> list[Job]:
                 f"{p}: missing column(s) {missing}; the jobs CSV needs {list(CANONICAL_COLUMNS)} "
                 f"(required: {list(_REQUIRED)}); header has {header}"
             )
-        twice = sorted({c for c in header if c and header.count(c) > 1})
-        if twice:  # (which of the two would be read is no rule a user can see)
-            raise InputError(f"{p}: header: column(s) {twice} appear more than once; allowed: each column once")
+        refuse_repeated_columns(p, header)
         cols = {c: header.index(c) for c in (*CANONICAL_COLUMNS, *EXTENSION_COLUMNS) if c in header}
         unread = [c for c in header if c and c not in cols]
         if unread:  # (allowed: a trace's own columns ride along; said, because a misspelt one reads as absent)
