@@ -24,6 +24,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -92,6 +94,115 @@ def check_not_blank(v: str) -> str:
 PrintableText = Annotated[str, AfterValidator(check_printable)]
 
 
+# ----------------------------------------------------------------------------------------- labels
+
+#: The one label syntax of the project: Kubernetes' (kubernetes.io/docs/concepts/overview/working-with-objects/
+#: labels, "Syntax and character set"), as the pools are node labels on a KubeRay cluster
+#: (scheduler.executors.manifests) and Ray node labels (scheduler.executors.ray_cluster; Ray checks the same
+#: syntax, ``ray._private.label_utils``).
+#:
+#: * a **value** is 1 to 63 characters: ASCII letters, digits, ``-``, ``_`` and ``.``, beginning and ending with a
+#:   letter or digit. (Kubernetes also takes an empty value; it is refused here: no pool selector can name one,
+#:   ``scheduler.jobs.selector_error`` refuses ``gpu=``.)
+#: * a **key** is a name of the value's form, optionally after a prefix and ``/``; the prefix is a DNS subdomain
+#:   (RFC 1123: lower-case letters, digits, ``-`` and ``.``, each part between dots beginning and ending with a
+#:   letter or digit) of at most 253 characters, e.g. ``example.com/rack``. The prefix ``ray.io/`` is refused:
+#:   Ray keeps it for its own labels and refuses it on a node.
+#:
+#: What it keeps out: text no pool selector can name (``scheduler.jobs.parse_selector`` splits on ``,`` and ``=``
+#: and strips spaces: a value ``"nl "`` matched no job, silently) and text that prints as something else in logs,
+#: the Prometheus labels and the plan JSON (NUL, newlines, bidi overrides). It applies to a pool's ``labels`` (keys
+#: and values), a tenant's ``jurisdictions`` and a job's ``jurisdiction`` (the job spec's ``requires``, the jobs
+#: CSV's column): each is compared with a pool's ``jurisdiction`` label value.
+LABEL_VALUE_MAX_CHARS = 63
+LABEL_PREFIX_MAX_CHARS = 253
+LABEL_KEY_MAX_CHARS = LABEL_PREFIX_MAX_CHARS + 1 + LABEL_VALUE_MAX_CHARS
+_LABEL_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_DNS_SUBDOMAIN = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"  # (RFC 1123, lower case)
+#: The syntax as regular expressions (whole text: ``fullmatch``); the checks below decide by them.
+LABEL_VALUE_RE = re.compile(_LABEL_NAME)
+LABEL_KEY_RE = re.compile(rf"(?:(?=[^/]{{1,{LABEL_PREFIX_MAX_CHARS}}}/){_DNS_SUBDOMAIN}/)?{_LABEL_NAME}")
+#: Key prefixes refused (Ray refuses custom node labels under ``ray.io/``).
+LABEL_RESERVED_PREFIXES = ("ray.io/",)
+LABEL_VALUE_ALLOWED = (
+    f"1 to {LABEL_VALUE_MAX_CHARS} characters: ASCII letters, digits, '-', '_' and '.', beginning and ending with a "
+    "letter or digit (the Kubernetes label syntax), e.g. 'h100' or 'eu-west-1'"
+)
+LABEL_KEY_ALLOWED = (
+    f"a name of 1 to {LABEL_VALUE_MAX_CHARS} characters (ASCII letters, digits, '-', '_' and '.', beginning and "
+    "ending with a letter or digit), optionally after a prefix and '/': a DNS subdomain of at most "
+    f"{LABEL_PREFIX_MAX_CHARS} characters (lower-case letters, digits, '-' and '.', each part between dots beginning "
+    f"and ending with a letter or digit), not {' '.join(LABEL_RESERVED_PREFIXES)} (the Kubernetes label syntax), e.g. "
+    "'gpu' or 'example.com/rack'"
+)
+
+
+def _shown(v: str) -> str:
+    return repr(v) if len(v) <= 80 else f"{v[:80]!r}... ({len(v)} characters)"
+
+
+def _name_problem(text: str) -> str:
+    """What in ``text`` breaks the label value's form (for the message; :data:`LABEL_VALUE_RE` decides)."""
+    if not text:
+        return "empty"
+    if len(text) > LABEL_VALUE_MAX_CHARS:
+        return f"{len(text)} characters"
+    for i, ch in enumerate(text):
+        if not (ch.isascii() and (ch.isalnum() or ch in "-_.")):
+            code = f" (U+{ord(ch):04X})" if not ch.isascii() else ""
+            return f"character {i} is {ch!r}{code}"
+    return f"it begins with {text[0]!r}" if not text[0].isalnum() else f"it ends with {text[-1]!r}"
+
+
+def check_label_value(v: str) -> str:
+    """A label value (see :data:`LABEL_VALUE_RE`), or ValueError saying what is wrong and what is allowed."""
+    if LABEL_VALUE_RE.fullmatch(v):
+        return v
+    raise ValueError(f"{_shown(v)} is not a label value ({_name_problem(v)}); allowed: {LABEL_VALUE_ALLOWED}")
+
+
+def check_label_key(v: str) -> str:
+    """A label key (see :data:`LABEL_KEY_RE`), or ValueError saying what is wrong and what is allowed."""
+    reserved = next((p for p in LABEL_RESERVED_PREFIXES if v.startswith(p)), None)
+    if LABEL_KEY_RE.fullmatch(v) and reserved is None:
+        return v
+    prefix, slash, name = v.rpartition("/")
+    if reserved is not None:
+        why = f"the prefix {reserved!r} is Ray's own"
+    elif "/" in prefix:
+        why = "more than one '/'"
+    elif slash and not prefix:
+        why = "an empty prefix before '/'"
+    elif len(prefix) > LABEL_PREFIX_MAX_CHARS:
+        why = f"a prefix of {len(prefix)} characters"
+    elif slash and not re.fullmatch(_DNS_SUBDOMAIN, prefix):
+        why = f"the prefix {_shown(prefix)} is not a DNS subdomain"
+    else:
+        why = ("its name: " if slash else "") + _name_problem(name)
+    raise ValueError(f"{_shown(v)} is not a label key ({why}); allowed: {LABEL_KEY_ALLOWED}")
+
+
+#: A label value and a label key (see :data:`LABEL_VALUE_RE`): the check comes first, so its message is the one
+#: given; the lengths declare the bounds (the JSON schema, the edge-value family of the tests).
+LabelValue = Annotated[str, AfterValidator(check_label_value), Field(min_length=1, max_length=LABEL_VALUE_MAX_CHARS)]
+LabelKey = Annotated[str, AfterValidator(check_label_key), Field(min_length=1, max_length=LABEL_KEY_MAX_CHARS)]
+
+
+def name_the_owner(owner: str, field: str, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Run ``handler`` (pydantic's validation of ``field``) on ``v``; a refusal is raised again naming ``owner``
+    (``pool 'h100-nl'``) and, for each item refused, its key or index: a site file's error then says which pool
+    and which label, not only ``pools.0.labels``."""
+    try:
+        return handler(v)
+    except ValidationError as e:
+        parts = []
+        for err in e.errors():
+            key = "[key]" in err["loc"]  # (a key refused: its message shows it; a value or an item: its key or index)
+            at = "" if key else "".join(f"[{_shown(x) if isinstance(x, str) else x}]" for x in err["loc"])
+            parts.append(f"{field}{at}: {str(err['msg']).removeprefix('Value error, ')}")
+        raise ValueError(f"{owner}: {'; '.join(parts)}") from None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -110,7 +221,7 @@ class Pool(_Strict):
     host_w_per_gpu: Annotated[float, Field(ge=0, le=W_PER_GPU_MAX), FileNumber] = 0.0
     min_power_fraction: Annotated[float, Field(gt=0, le=1), FileNumber] = 0.4
     speed_curve: tuple[tuple[float, float], ...] = DEFAULT_SPEED_CURVE
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)  # (the label syntax: LABEL_KEY_RE, LABEL_VALUE_RE)
 
     @field_validator("speed_curve")
     @classmethod
@@ -128,6 +239,11 @@ class Pool(_Strict):
         if not all(0 < f <= 1 and 0 < s <= 1 for f, s in v):
             raise ValueError("speed_curve fractions and speeds must lie in (0, 1]")
         return v
+
+    @field_validator("labels", mode="wrap")
+    @classmethod
+    def _name_the_pool(cls, v: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        return name_the_owner(f"pool {info.data.get('name')!r}", "labels", v, handler)
 
     @model_validator(mode="after")
     def _check_pool(self) -> Pool:
@@ -259,7 +375,12 @@ class Tenant(_Strict):
     commitment_gpu_hours_per_week: Annotated[float, Field(ge=0), FileNumber] = 0.0
     fair_share_weight: Annotated[float, Field(gt=0), FileNumber] = 1.0
     clearance: Literal["public", "internal", "confidential", "secret"] = "public"
-    jurisdictions: tuple[str, ...] = ()
+    jurisdictions: tuple[LabelValue, ...] = ()  # (each compared with a pool's label jurisdiction: LABEL_VALUE_RE)
+
+    @field_validator("jurisdictions", mode="wrap")
+    @classmethod
+    def _name_the_tenant(cls, v: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        return name_the_owner(f"tenant {info.data.get('name')!r}", "jurisdictions", v, handler)
 
 
 class Operator(_Strict):
@@ -379,7 +500,7 @@ CheckpointInterval = Annotated[float, Field(ge=CHECKPOINT_INTERVAL_MIN_S, le=CHE
 
 
 class Requires(_Strict):
-    jurisdiction: Annotated[PrintableText, Field(min_length=1, max_length=64)] | None = None
+    jurisdiction: LabelValue | None = None  # (compared with a pool's label jurisdiction: LABEL_VALUE_RE)
     clearance: Literal["public", "internal", "confidential", "secret"] | None = None
 
 
@@ -493,7 +614,7 @@ class JobRow(_Strict):
     priority: JobPriority = 0
     # extension columns
     checkpoint_interval_s: CheckpointInterval = 1800.0
-    jurisdiction: Annotated[PrintableText, Field(min_length=1, max_length=64)] | None = None
+    jurisdiction: LabelValue | None = None  # (compared with a pool's label jurisdiction: LABEL_VALUE_RE)
     clearance: Literal["public", "internal", "confidential", "secret"] | None = None
     entrypoint: (
         Annotated[str, Field(min_length=1, max_length=ENTRYPOINT_MAX_CHARS), AfterValidator(check_entrypoint)] | None

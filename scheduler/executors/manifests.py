@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from scheduler.errors import InputError
 from scheduler.executors.ray_cluster import RAY_METRICS_PORT, ray_start_args, ray_start_params
 from scheduler.models import Pool, Site, load_site
 
@@ -52,12 +53,17 @@ POOL_TAINT = "windward.io/pool"
 
 
 def _pod_labels(pool: Pool) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "windward",
-        "app.kubernetes.io/component": "gpu-worker",
-        "windward.io/pool": pool.name,
-        **{f"windward.io/{k}": v for k, v in pool.labels.items()},
-    }
+    """The pod labels of a pool's workers: the manifest's own, then each pool label as ``windward.io/<key>``, or as
+    its key where the key has a prefix of its own (``example.com/rack``: a Kubernetes key takes one ``/``). A pool
+    label that would replace one of the manifest's own is refused."""
+    out = {"app.kubernetes.io/name": "windward", "app.kubernetes.io/component": "gpu-worker", "windward.io/pool": pool.name}
+    for k, v in pool.labels.items():
+        key = k if "/" in k else f"windward.io/{k}"
+        if key in out:
+            raise InputError(f"pool {pool.name!r}: label {k!r} would replace the pod label {key!r} this manifest sets "
+                             f"({out[key]!r}); allowed: a key other than {sorted(out)}")  # fmt: skip
+        out[key] = v
+    return out
 
 
 _RAY_ENV = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -23,7 +24,15 @@ import annotated_types as at
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from scheduler.models import check_entrypoint, check_not_blank, check_printable
+from scheduler.models import (
+    LABEL_KEY_RE,
+    LABEL_VALUE_RE,
+    check_entrypoint,
+    check_label_key,
+    check_label_value,
+    check_not_blank,
+    check_printable,
+)
 
 #: Marks a field left out of the input (the key absent, the CSV cell empty).
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -61,13 +70,20 @@ class Shape:
     le: float | None = None
     min_len: int | None = None
     max_len: int | None = None
-    pattern: str | None = None
+    pattern: str | None = None  # pydantic's ``Field(pattern=...)``: text it does not match (re.search) is refused
+    syntax: re.Pattern[str] | None = None  # text through a check that takes only what this matches whole
     strict: bool = False
     printable: bool = False  # text through scheduler.models.check_printable
     not_blank: bool = False  # text through scheduler.models.check_not_blank
     literals: tuple[Any, ...] = ()
     model: type[BaseModel] | None = None
-    item: Shape | None = None
+    item: Shape | None = None  # a tuple's items, a dict's values
+    key: Shape | None = None  # a dict's keys
+
+
+#: Checks of scheduler.models that take only text a regular expression matches whole (the label syntax): a text
+#: edge it does not match must be refused.
+SYNTAX_CHECKS: dict[Any, re.Pattern[str]] = {check_label_value: LABEL_VALUE_RE, check_label_key: LABEL_KEY_RE}
 
 
 def _absorb(s: Shape, meta: Any) -> None:
@@ -96,6 +112,8 @@ def _absorb(s: Shape, meta: Any) -> None:
         s.printable = True
     elif func is check_not_blank:
         s.not_blank = True
+    if func in SYNTAX_CHECKS:
+        s.syntax = SYNTAX_CHECKS[func]
 
 
 def shape_of(annotation: Any, metadata: list[Any] | tuple[Any, ...] = ()) -> Shape:
@@ -133,7 +151,7 @@ def shape_of(annotation: Any, metadata: list[Any] | tuple[Any, ...] = ()) -> Sha
         args = typing.get_args(tp)
         s = Shape("tuple", item=shape_of(args[0]) if args else None)
     elif origin is dict:
-        s = Shape("dict", item=shape_of(typing.get_args(tp)[1]))
+        s = Shape("dict", item=shape_of(typing.get_args(tp)[1]), key=shape_of(typing.get_args(tp)[0]))
     else:
         s = Shape("other")
     s.optional = optional
@@ -181,6 +199,8 @@ ODD_TEXT: tuple[tuple[str, str, bool], ...] = (
     ("a\u200bb", "zero-width", True),
     ("\ud800", "lone-surrogate", True),
     ("a,b", "comma", False),
+    ("a=b", "equals", False),
+    (" a ", "padded", False),
     ('"q"', "quotes", False),
 )
 
@@ -190,6 +210,8 @@ def _text_edges(s: Shape) -> Iterator[tuple[Any, str, bool | None]]:
 
     def by_len(v: str) -> bool | None:
         if (s.min_len is not None and len(v) < s.min_len) or (s.max_len is not None and len(v) > s.max_len):
+            return True
+        if (s.pattern is not None and not re.search(s.pattern, v)) or (s.syntax is not None and not s.syntax.fullmatch(v)):
             return True
         return None
 
@@ -260,6 +282,9 @@ def field_edges(shape: Shape, path: tuple[str | int, ...], required: bool) -> It
             for v, label, bad in _text_edges(shape.item):
                 one: Any = [v] if shape.kind == "tuple" else {"k": v}
                 yield Edge(path, one, f"item-{label}", bool(bad))
+        if shape.key is not None and shape.key.kind == "str":  # a map with text keys: one odd key
+            for v, label, bad in _text_edges(shape.key):
+                yield Edge(path, {v: "x"}, f"key-{label}", bool(bad))
         if shape.item is not None and shape.item.kind == "model":  # a list of models: the first one's fields
             assert shape.item.model is not None
             yield from model_edges(shape.item.model, (*path, 0))

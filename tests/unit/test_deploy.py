@@ -484,6 +484,25 @@ def test_worker_groups_are_the_site_pools(raycluster: dict[str, Any]) -> None:
     assert total_gpus == site.total_gpus == 100_000
 
 
+def test_a_pool_label_with_its_own_prefix_is_a_pod_label_as_it_is() -> None:
+    """``windward.io/example.com/rack`` (two ``/``) is no Kubernetes label key: a prefixed pool label keeps its key;
+    one that would replace the manifest's own pod label (the pool's name) is refused, naming pool and label."""
+    from scheduler.errors import InputError
+    from scheduler.executors.manifests import worker_group
+    from scheduler.models import check_label_key, check_label_value
+
+    pool = load_site("demo").pools[0]
+    rack = pool.model_copy(update={"labels": {**pool.labels, "example.com/rack": "r-12"}})
+    labels = worker_group(rack)["template"]["metadata"]["labels"]
+    assert labels["example.com/rack"] == "r-12" and labels["windward.io/gpu"] == "h100", labels
+    assert all(check_label_key(k) and check_label_value(v) for k, v in labels.items())
+    for key in ("pool", "windward.io/pool"):
+        clash = pool.model_copy(update={"labels": {key: "other"}})
+        with pytest.raises(InputError, match=rf"pool '{pool.name}': label '{key}' would replace the pod label "
+                                             r"'windward.io/pool'"):  # fmt: skip
+            worker_group(clash)
+
+
 def test_monitors_select_the_pods_and_ports_and_keep_the_job_names(raycluster: dict[str, Any]) -> None:
     cluster = raycluster["metadata"]["name"]
     (svc,) = [s for s in _kind("Service") if s["metadata"]["name"] == "windward"]

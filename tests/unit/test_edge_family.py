@@ -360,6 +360,15 @@ def test_the_generator_covers_every_field_of_each_contract() -> None:
     from scheduler.models import Pool
 
     assert set(Pool.model_fields) <= pools
+    # ... and into a map's keys and values and a tuple's items: the label syntax (pool labels, tenant
+    # jurisdictions) gives edges that must be refused, not only lengths
+    for edges, field, kinds in ((SITE_EDGES, "pools.0.labels", ("key", "item")),
+                                (TENANT_EDGES, "tenants.0.jurisdictions", ("item",))):  # fmt: skip
+        for kind in kinds:
+            refused = {e.label.removeprefix(f"{kind}-") for e in edges if e.field == field
+                       and e.label.startswith(f"{kind}-") and e.refuse}  # fmt: skip
+            assert {"nul", "newline", "bidi-override", "comma", "equals", "padded", "empty", "max-len-plus"} <= refused, (
+                field, kind, refused)
     assert all(math.isfinite(float(lo)) and math.isfinite(float(hi)) for lo, hi, _ in ENERGY_COLUMN_RANGE.values())
 
 

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler.errors import InputError
 from scheduler.jobs import Job, check_jobs_fit, eligible_pools, parse_selector
 from scheduler.models import (
     JOB_PRIORITY_MAX,
     JOB_PRIORITY_MIN,
+    LABEL_KEY_ALLOWED,
+    LABEL_VALUE_ALLOWED,
     TENANT_PRIORITY_MAX,
     TENANT_PRIORITY_MIN,
     JobRow,
     JobSpec,
     Site,
     Tenant,
+    check_label_key,
+    check_label_value,
     load_job_spec,
     load_site,
+    load_tenants,
     parse_model,
 )
 
@@ -228,3 +236,184 @@ def test_a_begin_not_before_the_deadline_is_refused_naming_begin(begin: str) -> 
     with pytest.raises(InputError, match="begin: .* is not before the deadline .*allowed: a begin before the deadline"):
         parse_model(JobSpec, {**spec, "begin": begin}, "spec")
     assert parse_model(JobSpec, {**spec, "begin": "2026-12-07T11:59:59+00:00"}, "spec").begin is not None
+
+
+# ------------------------------------------------------------------ the label syntax (round 27, H1)
+
+#: Label text no selector can name or that prints as something else: each refused as a pool label value, a pool
+#: label key and a tenant jurisdiction, with the field, the owner, the value and what is allowed named.
+_BAD_LABELS = {"nul": "a\x00b", "newline": "nl\n", "bidi": "nl\u202e", "comma": "a,b", "equals": "a=b",
+               "space-padded": " nl ", "trailing-space": "nl ", "empty": "", "64-chars": "x" * 64,
+               "begins-with-dash": "-nl", "non-ascii": "caf\u00e9"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(_BAD_LABELS))
+@pytest.mark.parametrize("where", ["value", "key"])
+def test_a_pool_label_outside_the_syntax_is_refused_naming_pool_key_and_value(tmp_path: Path, name: str,
+                                                                               where: str) -> None:
+    bad = _BAD_LABELS[name]
+    d = _demo_dict()
+    pool = d["pools"][1]["name"]
+    d["pools"][1]["labels"] = {"gpu": bad} if where == "value" else {**d["pools"][1]["labels"], bad: "x"}
+    p = tmp_path / "site.yaml"
+    p.write_text(yaml.safe_dump(d, allow_unicode=True))
+    with pytest.raises(InputError) as ei:
+        load_site(p)
+    msg = str(ei.value)
+    assert f"{p}: field pools.1.labels: " in msg and f"pool {pool!r}: labels" in msg, msg
+    if where == "value":
+        assert f"labels['gpu']: {bad!r} is not a label value (" in msg, msg
+        assert msg.endswith(f"allowed: {LABEL_VALUE_ALLOWED}"), msg
+    else:
+        assert f"labels: {bad!r} is not a label key (" in msg, msg
+        assert msg.endswith(f"allowed: {LABEL_KEY_ALLOWED}"), msg
+
+
+@pytest.mark.parametrize("key,why", [("ray.io/gpu", "the prefix 'ray.io/' is Ray's own"), ("a/b/c", "more than one '/'"),
+                                     ("/gpu", "an empty prefix before '/'"), ("Example.com/rack", "not a DNS subdomain"),
+                                     ("example..com/rack", "not a DNS subdomain"), ("-x.com/rack", "not a DNS subdomain"),
+                                     ("x" * 254 + "/rack", "a prefix of 254 characters"),
+                                     ("example.com/", "its name: empty"), ("example.com/-r", "its name: it begins with '-'"),
+                                     ("rack.", "it ends with '.'")])  # fmt: skip
+def test_a_label_key_names_what_breaks_the_syntax(key: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        check_label_key(key)
+
+
+@pytest.mark.parametrize("labels", [{"gpu": "h100"}, {"example.com/rack": "r-12"}, {"gpu": "x" * 63},
+                                    {"a" * 253 + "/" + "b" * 63: "A.b_c-9"}, {"k8s.example-1.io/Zone_1": "9"},
+                                    {"jurisdiction": "nl", "clearance": "secret", "rack": "r.12"}])  # fmt: skip
+def test_good_pool_labels_are_taken(labels: dict[str, str]) -> None:
+    d = _demo_dict()
+    d["pools"][0]["labels"] = labels
+    assert parse_model(Site, d, "site").pools[0].labels == labels
+
+
+_TOKEN = {"name": "science", "token_sha256": "0" * 64}
+
+
+@pytest.mark.parametrize("name", list(_BAD_LABELS))
+def test_a_tenant_jurisdiction_outside_the_syntax_is_refused_naming_tenant_and_value(tmp_path: Path, name: str) -> None:
+    """A tenant's jurisdiction is compared with a pool's ``jurisdiction`` label: ``"nl "`` matched no pool, silently
+    (the tenant could use none of its pools); refused by the tenants file loader naming the tenant and the value."""
+    bad = _BAD_LABELS[name]
+    p = tmp_path / "tenants.yaml"
+    p.write_text(yaml.safe_dump({"tenants": [{**_TOKEN, "jurisdictions": ["eu", bad]}]}, allow_unicode=True))
+    with pytest.raises(InputError) as ei:
+        load_tenants(p)
+    msg = str(ei.value)
+    assert f"{p}: field tenants.0.jurisdictions: Value error, tenant 'science': jurisdictions[1]: {bad!r} is not a " \
+           f"label value (" in msg, msg  # fmt: skip
+    assert msg.endswith(f"allowed: {LABEL_VALUE_ALLOWED} (got {['eu', bad]!r})"), msg
+
+
+def test_good_tenant_jurisdictions_are_taken() -> None:
+    assert parse_model(Tenant, {**_TOKEN, "jurisdictions": ["nl", "eu-west-1", "x" * 63]}, "t").jurisdictions == (
+        "nl", "eu-west-1", "x" * 63)
+
+
+@pytest.mark.parametrize("name", list(_BAD_LABELS))
+def test_a_job_jurisdiction_outside_the_syntax_is_refused_at_both_job_edges(name: str) -> None:
+    """A job's jurisdiction is compared with a pool's label value: outside the syntax it matches no pool (the fit
+    check refused it, saying only "no pool matches"); the job spec and the jobs CSV row say what is allowed."""
+    bad = _BAD_LABELS[name]
+    row = {"job_id": "j", "submit_s": 0, "gpus": 1, "duration_s": 60}
+    for model, doc, field in ((JobSpec, {**_OK, "requires": {"jurisdiction": bad}}, "requires.jurisdiction"),
+                              (JobRow, {**row, "jurisdiction": bad}, "jurisdiction")):  # fmt: skip
+        with pytest.raises(InputError) as ei:
+            parse_model(model, doc, "spec")
+        assert f"field {field}: " in str(ei.value) and f"allowed: {LABEL_VALUE_ALLOWED}" in str(ei.value), str(ei.value)
+    assert parse_model(JobSpec, {**_OK, "requires": {"jurisdiction": "nl"}}, "spec").requires.jurisdiction == "nl"
+
+
+def test_a_job_stored_with_a_jurisdiction_outside_the_syntax_still_loads_and_plans(tmp_path: Path) -> None:
+    """The rule is the edges' (the models): a job stored before it (SQLite) is read back without the model, so a
+    restarted server loads it and ticks; it matches no pool (as before: scheduler.jobs.pool_matches compares the
+    text) and waits, while a job beside it starts."""
+    from scheduler.models import Requires
+    from scheduler.service import Service, ServiceConfig
+    from scheduler.state import StateStore
+
+    t0 = 1_900_000_000.0
+    store = StateStore(tmp_path / "s.sqlite")
+    old = JobSpec(name="old", gpus=2, duration_s=1800).model_copy(
+        update={"requires": Requires.model_construct(jurisdiction="nl ", clearance=None)})
+    old_id = store.submit("science", old, None, t0).record.id
+    new_id = store.submit("science", JobSpec(name="new", gpus=2, duration_s=1800), None, t0).record.id
+    store.close()
+    cfg = ServiceConfig(site=load_site("demo"), tenants=load_tenants(), state_path=str(tmp_path / "s.sqlite"),
+                        policy="backfill", tick_seconds=1.0, progress_flush_s=0.0)  # fmt: skip
+    svc = Service(cfg, wall=lambda: t0 + 60)
+    try:
+        out = svc.tick()
+        assert new_id in out.started and old_id not in out.started
+        rec = svc.store.get(old_id)
+        assert rec.jurisdiction == "nl " and rec.state == "queued", (rec.state, rec.detail)
+    finally:
+        svc.stop()
+
+
+def _bundled_sites() -> list[Path]:
+    repo = Path(__file__).resolve().parents[2]
+    return sorted([*repo.glob("scheduler/sites/*.yaml"), *repo.glob("benchmarks/sites/*.yaml"),
+                   *repo.glob("examples/site*.yaml")])  # fmt: skip
+
+
+@pytest.mark.parametrize("path", [p for p in _bundled_sites() if not p.name.endswith("tenants.yaml")],
+                         ids=lambda p: p.name)
+def test_every_bundled_site_file_follows_the_label_syntax(path: Path) -> None:
+    site = load_site(path)
+    assert site.pools and all(p.labels for p in site.pools)  # (each carries labels: the rule was read)
+
+
+def test_every_bundled_tenants_file_follows_the_label_syntax() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    files = sorted([*repo.glob("scheduler/sites/*tenants.yaml"), *repo.glob("examples/tenants*.yaml")])
+    assert len(files) >= 2
+    for f in files:
+        assert any(t.jurisdictions for t in load_tenants(f).tenants), f
+
+
+def test_the_shared_instances_site_files_follow_the_label_syntax(shared_data: None) -> None:
+    """The shared instances (read in place, never copied: WINDWARD_DATA_DIR)."""
+    from scheduler.paths import shared_data_dir
+
+    files = sorted((shared_data_dir() / "instances").glob("*/site.yaml"))
+    assert files, shared_data_dir()
+    for f in files:
+        assert all(p.labels.get("jurisdiction") for p in load_site(f).pools), f
+
+
+def test_the_deploy_manifest_s_pool_labels_follow_the_label_syntax() -> None:
+    """deploy/kuberay/raycluster.yaml, read as shipped: each worker group's Ray labels (``rayStartParams.labels``)
+    and pod labels are keys and values of the syntax, and they carry the site's pool labels."""
+    repo = Path(__file__).resolve().parents[2]
+    docs = list(yaml.safe_load_all((repo / "deploy" / "kuberay" / "raycluster.yaml").read_text()))
+    groups = [g for d in docs if d and d.get("kind") == "RayCluster" for g in d["spec"]["workerGroupSpecs"]]
+    site = load_site("rotterdam-100k")
+    assert len(groups) == len(site.pools)
+    for g in groups:
+        ray_labels = dict(kv.split("=", 1) for kv in g["rayStartParams"]["labels"].split(","))
+        pod_labels = g["template"]["metadata"]["labels"]
+        for k, v in [*ray_labels.items(), *pod_labels.items()]:
+            check_label_key(k), check_label_value(v)
+        pool = site.pool(ray_labels["windward.pool"])
+        assert pool.labels.items() <= ray_labels.items(), (pool.name, ray_labels)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(alphabet="aZ09-_./ ,=\u202e\x00\u00e9", max_size=12))
+def test_the_label_checks_decide_by_the_syntax_and_name_a_reason(text: str) -> None:
+    """The checks take exactly what the expressions match (the reserved prefix aside), and a refusal always says
+    why in its own words (the reason is not a fallback: it names the character, the part or the length)."""
+    from scheduler.models import LABEL_KEY_RE, LABEL_VALUE_RE
+
+    for check, pattern in ((check_label_value, LABEL_VALUE_RE), (check_label_key, LABEL_KEY_RE)):
+        try:
+            check(text)
+            ok = True
+        except ValueError as e:
+            ok = False
+            assert re.search(r"\((empty|\d+ characters|character \d+ is|it (begins|ends) with|its name: |the prefix |"
+                             r"more than one|an empty prefix|a prefix of)", str(e)), str(e)
+        assert ok == bool(pattern.fullmatch(text)) or text.startswith("ray.io/"), (check.__name__, text)

@@ -281,3 +281,46 @@ def test_a_mistyped_site_name_lists_the_built_in_sites(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["plan", "--site", "demoo", "--jobs", str(jobs), "--out", str(tmp_path / "p.json")])
     assert res.exit_code == 2 and "site 'demoo': cannot read file: no such file; allowed: a built-in site (demo, rotterdam-100k)" in (
         " ".join(res.output.split())), res.output
+
+
+@pytest.mark.parametrize("where,bad", [("value", "nl "), ("value", "nl\u202e"), ("value", "eu,nl"), ("key", "rack=a"),
+                                       ("key", "jurisdiction\n")])  # fmt: skip
+def test_a_site_label_outside_the_label_syntax_exits_2_naming_the_pool_and_the_label(tmp_path: Path, where: str,
+                                                                                      bad: str) -> None:
+    """A pool label no selector can name (round 27): ``windward plan --site`` exits 2 naming the file, the field,
+    the pool, the label and what is allowed; no plan is written."""
+    import yaml
+
+    from scheduler.models import LABEL_KEY_ALLOWED, LABEL_VALUE_ALLOWED, site_path
+
+    doc = yaml.safe_load(site_path("demo").read_text())
+    labels = doc["pools"][1]["labels"]
+    if where == "value":
+        labels["jurisdiction"] = bad
+    else:
+        labels[bad] = "x"
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(HEADER + OK_ROW + "\n")
+    out = tmp_path / "plan.json"
+    res = CliRunner().invoke(app, ["plan", "--site", str(site), "--jobs", str(jobs), "--start", "2023-03-06T00:00:00Z",
+                                   "--horizon-hours", "2", "--out", str(out)])  # fmt: skip
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in res.output and not out.exists(), res.output
+    what = f"labels['jurisdiction']: {bad!r} is not a label value" if where == "value" else f"{bad!r} is not a label key"
+    allowed = LABEL_VALUE_ALLOWED if where == "value" else LABEL_KEY_ALLOWED
+    for needed in (str(site), "field pools.1.labels", "pool 'h100-nl-secret': labels", what, f"allowed: {allowed}"):
+        assert " ".join(needed.split()) in flat, (needed, flat)
+
+
+def test_a_jobs_csv_jurisdiction_outside_the_label_syntax_exits_2_saying_what_is_allowed(tmp_path: Path) -> None:
+    """A jurisdiction outside the label syntax (here ``nl`` and a bidi override) matches no pool's ``jurisdiction``
+    label and was refused as "no pool matches"; the row's field now says what a jurisdiction may be."""
+    from scheduler.models import LABEL_VALUE_ALLOWED
+
+    code, output, out, exc = _run(tmp_path, HEADER.strip() + ',jurisdiction\nx,science,training,0,8,900,,true,,0,"nl\u202e"\n')
+    flat = " ".join(output.split())
+    assert code == 2 and "row 2" in flat and "field jurisdiction" in flat, flat
+    assert " ".join(f"allowed: {LABEL_VALUE_ALLOWED}".split()) in flat, flat
+    _assert_plan_or_refused(code, output, out, exc)
