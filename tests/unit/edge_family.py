@@ -206,9 +206,10 @@ ODD_TEXT: tuple[tuple[str, str, bool], ...] = (
 
 
 def _text_edges(s: Shape) -> Iterator[tuple[Any, str, bool | None]]:
-    """(value, label, refused by the length bounds or None: the field's own rules decide)."""
+    """(value, label, refused by the length bounds, the pattern or the label syntax, or None: the field's own rules
+    decide)."""
 
-    def by_len(v: str) -> bool | None:
+    def by_bounds(v: str) -> bool | None:
         if (s.min_len is not None and len(v) < s.min_len) or (s.max_len is not None and len(v) > s.max_len):
             return True
         if (s.pattern is not None and not re.search(s.pattern, v)) or (s.syntax is not None and not s.syntax.fullmatch(v)):
@@ -217,11 +218,11 @@ def _text_edges(s: Shape) -> Iterator[tuple[Any, str, bool | None]]:
 
     for v, label, unprintable in ODD_TEXT:
         blank = s.not_blank and not v.strip()
-        yield v, label, True if (s.printable and unprintable) or blank else by_len(v)
+        yield v, label, True if (s.printable and unprintable) or blank else by_bounds(v)
     if s.max_len is not None:
         yield "x" * s.max_len, "max-len", None
         yield "x" * (s.max_len + 1), "max-len-plus", True
-    yield "x" * LONG_TEXT_CHARS, "very-long", by_len("x" * LONG_TEXT_CHARS)
+    yield "x" * LONG_TEXT_CHARS, "very-long", by_bounds("x" * LONG_TEXT_CHARS)
 
 
 WRONG_TYPES: tuple[tuple[Any, str], ...] = (("abc", "text"), ([], "list"), ({}, "object"), (True, "bool"))
