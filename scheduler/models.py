@@ -124,6 +124,10 @@ LABEL_VALUE_RE = re.compile(_LABEL_NAME)
 LABEL_KEY_RE = re.compile(rf"(?:(?=[^/]{{1,{LABEL_PREFIX_MAX_CHARS}}}/){_DNS_SUBDOMAIN}/)?{_LABEL_NAME}")
 #: Key prefixes refused (Ray refuses custom node labels under ``ray.io/``).
 LABEL_RESERVED_PREFIXES = ("ray.io/",)
+#: The Ray node label that carries a node's pool name (every pool node has it; placement selects nodes by it):
+#: reserved, a pool's own labels may not set it.
+POOL_LABEL = "windward.pool"
+LABEL_RESERVED_KEYS = (POOL_LABEL,)
 LABEL_VALUE_ALLOWED = (
     f"1 to {LABEL_VALUE_MAX_CHARS} characters: ASCII letters, digits, '-', '_' and '.', beginning and ending with a "
     "letter or digit (the Kubernetes label syntax), e.g. 'h100' or 'eu-west-1'"
@@ -132,8 +136,8 @@ LABEL_KEY_ALLOWED = (
     f"a name of 1 to {LABEL_VALUE_MAX_CHARS} characters (ASCII letters, digits, '-', '_' and '.', beginning and "
     "ending with a letter or digit), optionally after a prefix and '/': a DNS subdomain of at most "
     f"{LABEL_PREFIX_MAX_CHARS} characters (lower-case letters, digits, '-' and '.', each part between dots beginning "
-    f"and ending with a letter or digit), not {' '.join(LABEL_RESERVED_PREFIXES)} (the Kubernetes label syntax), e.g. "
-    "'gpu' or 'example.com/rack'"
+    f"and ending with a letter or digit), not {' '.join(LABEL_RESERVED_PREFIXES)} (the Kubernetes label syntax) and "
+    f"not {', '.join(LABEL_RESERVED_KEYS)}, e.g. 'gpu' or 'example.com/rack'"
 )
 
 
@@ -164,11 +168,13 @@ def check_label_value(v: str) -> str:
 def check_label_key(v: str) -> str:
     """A label key (see :data:`LABEL_KEY_RE`), or ValueError saying what is wrong and what is allowed."""
     reserved = next((p for p in LABEL_RESERVED_PREFIXES if v.startswith(p)), None)
-    if LABEL_KEY_RE.fullmatch(v) and reserved is None:
+    if LABEL_KEY_RE.fullmatch(v) and reserved is None and v not in LABEL_RESERVED_KEYS:
         return v
     prefix, slash, name = v.rpartition("/")
     if reserved is not None:
         why = f"the prefix {reserved!r} is Ray's own"
+    elif v in LABEL_RESERVED_KEYS:
+        why = "the key is Windward's own: it carries the pool's name on every node of the pool"
     elif "/" in prefix:
         why = "more than one '/'"
     elif slash and not prefix:

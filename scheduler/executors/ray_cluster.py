@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.errors import InputError
-from scheduler.models import Pool, Site
+from scheduler.models import POOL_LABEL, Pool, Site
 
 log = logging.getLogger(__name__)
 
-POOL_LABEL = "windward.pool"
 POOL_RESOURCE_PREFIX = "windward_pool_"
 #: Fast node-death detection (~3 s instead of ~12 s), measured in ../shared/RAY_AND_PROMETHEUS_NOTES.md.
 HEALTH_CHECK_CONFIG: dict[str, int] = {
@@ -49,9 +48,8 @@ def pool_resource(pool_name: str) -> str:
 
 
 def pool_labels(pool: Pool) -> dict[str, str]:
-    """The Ray labels of every node of ``pool``: the pool's name and the pool's own labels."""
-    if POOL_LABEL in pool.labels:
-        raise InputError(f"pool {pool.name!r}: label {POOL_LABEL!r} is reserved for the pool's name")
+    """The Ray labels of every node of ``pool``: the pool's name and the pool's own labels (which may not set
+    :data:`~scheduler.models.POOL_LABEL`: the site model refuses it)."""
     return {POOL_LABEL: pool.name, **pool.labels}
 
 

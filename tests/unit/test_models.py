@@ -16,7 +16,9 @@ from scheduler.models import (
     JOB_PRIORITY_MAX,
     JOB_PRIORITY_MIN,
     LABEL_KEY_ALLOWED,
+    LABEL_KEY_RE,
     LABEL_VALUE_ALLOWED,
+    POOL_LABEL,
     TENANT_PRIORITY_MAX,
     TENANT_PRIORITY_MIN,
     JobRow,
@@ -280,6 +282,21 @@ def test_a_label_key_names_what_breaks_the_syntax(key: str, why: str) -> None:
         check_label_key(key)
 
 
+def test_a_pool_label_that_would_replace_the_pool_name_label_is_refused_by_the_site_file(tmp_path: Path) -> None:
+    """``windward.pool`` carries a node's pool name (Ray placement selects by it): a site file setting it as a pool
+    label is refused where the site is read (``windward plan`` too), not only when a Ray executor starts."""
+    d = _demo_dict()
+    d["pools"][0]["labels"] = {**d["pools"][0]["labels"], POOL_LABEL: "other"}
+    p = tmp_path / "site.yaml"
+    p.write_text(yaml.safe_dump(d))
+    with pytest.raises(InputError) as ei:
+        load_site(p)
+    msg = str(ei.value)
+    assert f"pool {d['pools'][0]['name']!r}: labels: 'windward.pool' is not a label key (the key is Windward's own" \
+        in msg, msg
+    assert msg.endswith(f"allowed: {LABEL_KEY_ALLOWED}") and "not windward.pool" in msg, msg
+
+
 @pytest.mark.parametrize("labels", [{"gpu": "h100"}, {"example.com/rack": "r-12"}, {"gpu": "x" * 63},
                                     {"a" * 253 + "/" + "b" * 63: "A.b_c-9"}, {"k8s.example-1.io/Zone_1": "9"},
                                     {"jurisdiction": "nl", "clearance": "secret", "rack": "r.12"}])  # fmt: skip
@@ -395,9 +412,10 @@ def test_the_deploy_manifest_s_pool_labels_follow_the_label_syntax() -> None:
     for g in groups:
         ray_labels = dict(kv.split("=", 1) for kv in g["rayStartParams"]["labels"].split(","))
         pod_labels = g["template"]["metadata"]["labels"]
+        pool = site.pool(ray_labels.pop(POOL_LABEL))  # (Windward's own key, reserved: no pool label may set it)
+        assert LABEL_KEY_RE.fullmatch(POOL_LABEL) and pod_labels["windward.io/pool"] == pool.name, g
         for k, v in [*ray_labels.items(), *pod_labels.items()]:
             check_label_key(k), check_label_value(v)
-        pool = site.pool(ray_labels["windward.pool"])
         assert pool.labels.items() <= ray_labels.items(), (pool.name, ray_labels)
 
 
@@ -406,7 +424,7 @@ def test_the_deploy_manifest_s_pool_labels_follow_the_label_syntax() -> None:
 def test_the_label_checks_decide_by_the_syntax_and_name_a_reason(text: str) -> None:
     """The checks take exactly what the expressions match (the reserved prefix aside), and a refusal always says
     why in its own words (the reason is not a fallback: it names the character, the part or the length)."""
-    from scheduler.models import LABEL_KEY_RE, LABEL_VALUE_RE
+    from scheduler.models import LABEL_VALUE_RE
 
     for check, pattern in ((check_label_value, LABEL_VALUE_RE), (check_label_key, LABEL_KEY_RE)):
         try:
