@@ -63,8 +63,8 @@ print("torch", torch.__version__, "numpy", numpy.__version__, "python", platform
       "cpus", os.cpu_count(), "cuda", cuda, torch.cuda.get_device_name(0) if cuda else "-")
 PY
 
-DEV=cpu
-"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && DEV=cuda
+DEV=cpu  # from the probe above (a second Python importing torch only to ask again cost ~2.5 s of CPU)
+grep -q " cuda True " "$OUT/device.txt" && DEV=cuda
 
 if [ "${CHECK:-full}" = "parity" ]; then
   set +e

@@ -209,7 +209,7 @@ def run_week(
     res = run_simulation(site, admitted, actual, pol, n_slots=slots_for_days(site, days),
                          horizon_slots=round(horizon_hours * 3600 / site.slot_s), tenant_info_fn=week)  # fmt: skip
     wall = time.perf_counter() - t0
-    s = summary(res)
+    s = summary(res, clairvoyant=False)  # none of its clairvoyant-bound keys is returned: no LP solved for them
     commits = commitment_days(week, res.loop, days)
     breaches = sovereignty_breaches(site, tenants, res.loop)
     delivered: dict[str, float] = {}

@@ -162,6 +162,20 @@ def _try_nvml(n_gpus: int) -> tuple[list[GpuPowerDevice] | None, str]:
         return None, f"NVML device setup failed ({e.__class__.__name__}: {e})"
 
 
+def _nvml_unavailable(reason: str) -> ExecutorError:
+    return ExecutorError(f"NVML power control requested but unavailable: {reason}")
+
+
+def nvml_unavailable_error(n_gpus: int) -> ExecutorError | None:
+    """The error :func:`open_node_gpus` raises with ``prefer="nvml"`` on a node of ``n_gpus`` GPUs on this host
+    (None: NVML is usable here). The Ray executor asks it before it starts a local cluster, whose simulated
+    nodes all run on this host with this Python: their agents would get the same answer."""
+    if n_gpus <= 0:
+        raise InputError(f"n_gpus must be positive, got {n_gpus}")
+    devices, reason = _try_nvml(n_gpus)
+    return None if devices is not None else _nvml_unavailable(reason)
+
+
 def open_node_gpus(
     n_gpus: int,
     tdp_w: float,
@@ -182,7 +196,7 @@ def open_node_gpus(
             log.info("GPU power control: NVML (%s)", reason)
             return NodeGpus(backend="nvml", reason=reason, devices=devices, tdp_w=tdp_w)
         if prefer == "nvml":
-            raise ExecutorError(f"NVML power control requested but unavailable: {reason}")
+            raise _nvml_unavailable(reason)
     sim: list[GpuPowerDevice] = [
         SimulatedGpu(index=i, tdp_w=tdp_w, idle_w=idle_w, min_limit_w=min_power_fraction * tdp_w)
         for i in range(n_gpus)

@@ -174,11 +174,13 @@ def build_report(
     workload_description: str = "",
     assignment_rule: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    clairvoyant: bool = True,
 ) -> dict[str, Any]:
-    """The full report dict (JSON-serialisable)."""
+    """The full report dict (JSON-serialisable). ``clairvoyant=False``: its summary without the clairvoyant
+    bound (:func:`summary`), for a caller that reads none of it."""
     rs = res.reports
     pools = [p.name for p in res.site.pools]
-    summ = summary(res)
+    summ = summary(res, clairvoyant=clairvoyant)
     jobs = job_results(res)
     plan = plan_dict(
         status="feasible" if summ["cap_violations"] == 0 else "infeasible",

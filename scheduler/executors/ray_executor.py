@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import re
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -75,7 +76,7 @@ from scheduler.executors.ray_cluster import (
 from scheduler.executors.ray_job import JobActor
 from scheduler.jobs import Job, check_jobs_fit, pool_matches
 from scheduler.models import Site
-from scheduler.power_devices import POWER_BACKENDS, POWER_CONTROL_CHOICES
+from scheduler.power_devices import POWER_BACKENDS, POWER_CONTROL_CHOICES, nvml_unavailable_error
 from scheduler.workloads import DEFAULT_ENTRYPOINTS
 from scheduler.workloads.runtime import CLOCK_FILE, STOP_FILE, JobConfig, checkpoint_work_s, publish_clock
 
@@ -152,6 +153,22 @@ def _root_cause(e: BaseException) -> str:
     return lines[-1] if len(lines) > 1 else f"{e.__class__.__name__}: {e}"
 
 
+def _refuse_nvml_before_a_local_cluster(site: Site) -> None:
+    """Fail fast: NVML power control asked for a local cluster on a host where NVML cannot act. The local
+    cluster's simulated nodes all run on this host with this Python, so each node agent's NVML check
+    (``open_node_gpus(prefer="nvml")``) gives the answer this process gets now; refusing here, with the same
+    message as :meth:`RayExecutor._start_agents`, spares starting and stopping the cluster (a head and a raylet
+    per node: tens of seconds of CPU) for a refusal known before it."""
+    host = socket.gethostname()
+    problems = []
+    for pool in site.pools:
+        err = nvml_unavailable_error(pool.gpus_per_node)
+        if err is not None:
+            problems += [f"{pool.name}/{i} ({host}, local): {err.__class__.__name__}: {err}" for i in range(pool.nodes)]
+    if problems:
+        raise ExecutorError("power control 'nvml' is not usable on every node: " + "; ".join(problems))
+
+
 class RayExecutor:
     """Executor on a real Ray cluster (``address=None``: start a local cluster of simulated GPU nodes)."""
 
@@ -206,6 +223,8 @@ class RayExecutor:
             p.name: [_Node(p.name, i, None, False) for i in range(p.nodes)] for p in site.pools
         }
 
+        if address is None and power_backend == "nvml":
+            _refuse_nvml_before_a_local_cluster(site)
         if address is None:
             self.local = start_local_cluster(site)
             connect_to = self.local.address

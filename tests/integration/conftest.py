@@ -1,5 +1,7 @@
 """One local Ray cluster per test session (the demo site: 4 simulated 8-GPU nodes in two pools), shared by
-every tests/integration/test_ray_*.py module. Started lazily by the first test that asks for it."""
+every tests/integration/test_ray_*.py module. Started lazily by the first test that asks for it, and shut down
+right after the last test that asks for it (not at the end of the session: idle, its head and four raylets
+still burn ~0.14 s of CPU per second through every later test)."""
 
 from __future__ import annotations
 
@@ -26,10 +28,29 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         placement_timeout_s=5.0,
         poll_s=0.2,
     )
+    _SESSION.append(ex)
     try:
         yield ex
     finally:
-        ex.close()
+        ex.close()  # a no-op where pytest_runtest_teardown closed it after its last user
+
+
+#: the session's executor once ray_session has started it
+_SESSION: list[object] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the last test (of those selected) that uses ray_session: close the session's cluster."""
+    yield
+    if not _SESSION or "ray_session" not in getattr(item, "fixturenames", ()):
+        return
+    if hasattr(item.config, "workerinput"):  # a pytest-xdist worker need not run its items in this order
+        return
+    items = item.session.items
+    later = items[items.index(item) + 1:] if item in items else []
+    if not any("ray_session" in getattr(it, "fixturenames", ()) for it in later):
+        _SESSION[0].close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture()

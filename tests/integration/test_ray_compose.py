@@ -4,7 +4,7 @@ one Ray worker per pool (fake GPUs), Prometheus and Grafana, with a tenants file
 run one job to completion through the API, and see Prometheus scrape the server and every Ray node.
 
 What runs here without Docker: tests/unit/test_deploy.py (the compose file is the render of the one
-definition of a pool node) and tests/integration/test_ray_server_restart.py (Ray nodes started with the
+definition of a pool node) and tests/integration/test_server_ray_restart.py (Ray nodes started with the
 compose file's own `ray start` arguments, a gang through `windward server --executor ray`)."""
 
 from __future__ import annotations

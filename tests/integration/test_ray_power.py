@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from scheduler.errors import ExecutorError
+from scheduler.executors.ray_executor import _RemoteNodeAgent, _root_cause
 from scheduler.jobs import Job
+from scheduler.power_devices import nvml_unavailable_error
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +48,27 @@ def test_power_mode_is_reported_and_nothing_is_measured_on_simulated_nodes(ray_e
     # tests/unit/test_power_nvml.py
     assert ray_ex.power_control_modes() == {"nvml": 0, "simulated": 4}
     assert ray_ex.measured_gpu_power_w() == {}
+
+
+def test_a_node_agent_asked_for_nvml_where_nvml_cannot_act_fails_naming_the_reason(ray_ex) -> None:
+    """The node side of `--power-control nvml`: an agent started with the nvml backend on a node where NVML
+    cannot act dies in its constructor, and the executor's root cause (what RayExecutor._start_agents puts in
+    its refusal for each node of a cluster given by --address) names the reason. A local cluster is refused
+    before it starts (tests/integration/test_server_ray.py); this runs one throwaway agent on the session's
+    cluster, under no agent's name."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    expected = nvml_unavailable_error(8)
+    if expected is None:
+        pytest.skip("NVML can act on this host")
+    node_id = ray_ex.node_id(POOL, 0)
+    agent = _RemoteNodeAgent.options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=str(node_id), soft=False)
+    ).remote(POOL, 0, 8, TDP_W, 75.0, 0.4, "nvml")
+    try:
+        with pytest.raises(Exception) as got:
+            ray.get(agent.backend.remote(), timeout=60)
+        assert f"ExecutorError: {expected}" in _root_cause(got.value), _root_cause(got.value)
+    finally:
+        ray.kill(agent)

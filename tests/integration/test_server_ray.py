@@ -54,17 +54,28 @@ def test_ray_server_places_a_job_and_shuts_down_clean(tmp_path: Path) -> None:
 
 def test_ray_server_refuses_nvml_power_control_where_nvml_cannot_act(tmp_path: Path) -> None:
     """`--power-control nvml` on nodes without NVML (here: no nvidia-ml-py, no driver): the server does not
-    start and names every node and the reason."""
+    start and names every node and the reason. Its local cluster's nodes would all run on this host, so it
+    refuses before it starts one (no Ray session is created: nothing in its Ray temporary folder); the node
+    agents' own check, behind the same refusal on a cluster given by --address, runs on real Ray in
+    tests/integration/test_ray_power.py."""
     import os
     import subprocess
     import sys
+    import tempfile
 
-    p = subprocess.run(
-        [str(Path(sys.executable).parent / "windward"), "server", "--demo", "--executor", "ray", "--power-control",
-         "nvml", "--port", "0", "--state", str(tmp_path / "s.sqlite")],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"},
-    )  # fmt: skip
+    ray_tmp = Path(tempfile.mkdtemp(prefix="wr-"))  # short: Ray's socket paths must fit 107 characters
+    try:
+        p = subprocess.run(
+            [str(Path(sys.executable).parent / "windward"), "server", "--demo", "--executor", "ray", "--power-control",
+             "nvml", "--port", "0", "--state", str(tmp_path / "s.sqlite")],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": str(ray_tmp)},
+        )  # fmt: skip
+        started = sorted(str(x.relative_to(ray_tmp)) for x in ray_tmp.rglob("*"))
+    finally:
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert p.returncode == 2, p.stdout + p.stderr
     (err,) = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert "power control 'nvml' is not usable on every node" in err
@@ -72,3 +83,4 @@ def test_ray_server_refuses_nvml_power_control_where_nvml_cannot_act(tmp_path: P
         assert node in err
     assert "ExecutorError: NVML power control requested but unavailable: nvidia-ml-py is not installed" in err
     assert "listening on" not in p.stdout
+    assert started == [], f"a Ray cluster was started before the refusal: {started[:5]}"

@@ -217,7 +217,7 @@ def test_grafana_provisioning_matches_compose_mounts() -> None:
 #
 # deploy/kuberay/{base,redis,raycluster}.yaml and deploy/compose/docker-compose.yml are rendered by
 # scheduler/executors/manifests.py from ray_cluster.node_spec (the one definition of a pool node) and the
-# site files; tests/integration/test_ray_manifest_nodes.py and test_ray_server_restart.py start real Ray
+# site files; tests/integration/test_ray_manifest_nodes.py and test_server_ray_restart.py start real Ray
 # nodes with the parameters parsed from these files.
 
 

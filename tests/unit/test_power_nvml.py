@@ -13,7 +13,7 @@ import pytest
 
 from scheduler.errors import ExecutorError, InputError
 from scheduler.executors.ray_agent import NodeAgent
-from scheduler.power_devices import open_node_gpus
+from scheduler.power_devices import nvml_unavailable_error, open_node_gpus
 
 TDP_W, IDLE_W, MIN_F = 700.0, 75.0, 0.4
 
@@ -84,6 +84,7 @@ def _agent(backend: str = "nvml") -> NodeAgent:
 @pytest.mark.parametrize("seed", range(12))
 def test_limits_land_on_exactly_the_gpus_ray_assigned(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     fake = _install(monkeypatch, FakeNvml())
+    assert nvml_unavailable_error(8) is None  # the Ray executor's check before a local cluster lets it start
     agent = _agent()
     assert agent.backend()[0] == "nvml"
     rng = np.random.default_rng(seed)
@@ -133,6 +134,9 @@ def test_nvml_that_cannot_act_is_refused_when_asked_for_and_simulated_on_auto(
     with pytest.raises(ExecutorError, match="NVML power control requested but unavailable") as e:
         open_node_gpus(8, TDP_W, IDLE_W, MIN_F, prefer="nvml")
     assert reason in str(e.value)
+    # the check the Ray executor makes before it starts a local cluster: the same error, and no limit set
+    pre = nvml_unavailable_error(8)
+    assert isinstance(pre, ExecutorError) and str(pre) == str(e.value)
     auto = open_node_gpus(8, TDP_W, IDLE_W, MIN_F, prefer="auto")
     assert auto.backend == "simulated" and auto.reason == reason
     if fake is not None:

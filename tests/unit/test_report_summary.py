@@ -1,20 +1,23 @@
-"""report.summary without the clairvoyant bound (benchmarks/simulator.py's call): the same figures, minus the
-three keys of the LP bound, and no LP solved."""
+"""report.summary and report.build_report without the clairvoyant bound (benchmarks/simulator.py's and
+tests/integration/test_replay_itp.py's calls): the same figures, minus the three keys of the LP bound, and no
+LP solved."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 import scheduler.clairvoyant
+from benchmarks.policies import summarise
 from scheduler.control import run_simulation
 from scheduler.energy import EnergySeries
 from scheduler.jobs import Job
 from scheduler.models import load_site
 from scheduler.policies import get_policy
-from scheduler.report import summary
+from scheduler.report import build_report, summary
 
 BOUND_KEYS = {"carbon_over_bound", "work_carbon_over_bound", "clairvoyant"}
 
@@ -39,9 +42,22 @@ def test_summary_without_the_bound_is_the_summary_minus_its_keys(seed: int, monk
     with monkeypatch.context() as m:
         m.setattr(scheduler.clairvoyant, "bound_of_run", _no_lp)
         lean = summary(res, clairvoyant=False)
+        lean_report = build_report(res, workload_description="seeded", clairvoyant=False)
+        lean_row = summarise("backfill", res, jobs, bound=False)
     full = summary(res)
     assert BOUND_KEYS <= set(full) and not BOUND_KEYS & set(lean)
     assert {k: v for k, v in full.items() if k not in BOUND_KEYS} == lean
+    # the report without the bound (tests/integration/test_replay_itp.py's call): the full report, its summary
+    # minus the same three keys
+    full_report = build_report(res, workload_description="seeded")
+    assert lean_report["summary"] == lean and full_report["summary"] == full
+    assert {k: v for k, v in full_report.items() if k != "summary"} == {k: v for k, v in lean_report.items()
+                                                                         if k != "summary"}
+    # benchmarks.policies' row without the bound (tests/integration/test_policy_comparison.py's call): the same
+    # row with its three bound fields None
+    full_row = summarise("backfill", res, jobs)
+    assert full_row.bound_kg is not None and full_row.carbon_over_bound is not None
+    assert replace(full_row, carbon_over_bound=None, work_carbon_over_bound=None, bound_kg=None) == lean_row
 
 
 def test_deadline_misses_count_against_the_stated_deadline_and_say_which_were_unreachable() -> None:
