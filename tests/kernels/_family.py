@@ -84,10 +84,15 @@ def dominance_failures(plan: dict[str, Any], greedy: dict[str, Any]) -> list[str
 
 def judge(problem: PlanProblem, *, backend: str = "numpy", device: str = "cpu") -> dict[str, Any]:
     """Plan ``problem`` and the greedy witness; return both results, their outcomes, the checker's
-    violations of each and the dominance failures."""
-    plan_fn, greedy_fn = require("plan"), require("greedy_plan")
-    res = plan_fn(problem, backend=backend, device=device)
-    gr = greedy_fn(problem, backend=backend, device=device)
+    violations of each and the dominance failures. The plans are made once per problem, backend and kernels
+    settings in a test process (tests/kernels/_plans.py): tests that judge the same instance, or read its plan
+    beside, share them."""
+    import _plans  # (tests/kernels, on the tests' path: benchmarks import this module for its judgement alone)
+
+    require("plan")
+    require("greedy_plan")
+    res = _plans.plan(problem, backend=backend, device=device)  # (once per problem and settings: _plans.py)
+    gr = _plans.greedy_plan(problem, backend=backend, device=device)
     out: dict[str, Any] = {"result": res, "greedy": gr}
     if res.status == "infeasible":
         out.update(violations=[f"plan status infeasible: {res.reason}"], plan=None, greedy_outcome=None,

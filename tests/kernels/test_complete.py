@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import _plans
 import numpy as np
 import pytest
 from _backends import BACKENDS, TORCH_DEVICES, same_plans
@@ -56,7 +57,7 @@ def starved(seed: int) -> PlanProblem:
 @pytest.mark.parametrize("seed", STARVED)
 def test_low_priority_non_preemptible_jobs_get_a_block_by_displacing_preemptible_work(seed: int) -> None:
     problem = starved(seed)
-    r = kernels.plan(problem)
+    r = _plans.plan(problem)
     assert kernels.check_result(problem, r) == []
     assert r.finished.all(), np.flatnonzero(~r.finished)
     assert explain_unfinished(problem, r)["jobs"]["optimiser"] == 0
@@ -96,7 +97,7 @@ def test_a_plan_that_finishes_every_job_is_left_as_it_was(seed: int, monkeypatch
 @pytest.mark.parametrize("seed", [1, 5, 28])  # (28: the blocks placed again, in a second order)
 def test_the_pass_gives_the_numpy_plan_on_torch(device: str, seed: int) -> None:
     problem = starved(seed)
-    a, b = kernels.plan(problem), kernels.plan(problem, backend="torch", device=device)
+    a, b = _plans.plan(problem), kernels.plan(problem, backend="torch", device=device)  # (numpy: once, _plans.py)
     same_plans(a, b, device)
     assert "+" in a.diagnostics["primal_variant"]
     assert a.diagnostics["primal_variant"] == b.diagnostics["primal_variant"]
@@ -186,7 +187,7 @@ def test_the_carry_gives_the_numpy_plan_on_torch(device: str, monkeypatch: pytes
 
     monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
     for problem in _carried_cases()[:3]:
-        a, b = kernels.plan(problem), kernels.plan(problem, backend="torch", device=device)
+        a, b = _plans.plan(problem), kernels.plan(problem, backend="torch", device=device)  # (numpy: as judged above)
         same_plans(a, b, device)
         assert a.diagnostics["primal_variant"].endswith("+carry")
         assert a.diagnostics["primal_variant"] == b.diagnostics["primal_variant"]
@@ -240,7 +241,7 @@ def _warm_chain(case: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, l
 
     monkeypatch.setattr(P, "WITNESS_EVERY_TICK_MAX_CELLS", 0)  # the ticks between witness checks (planner)
     q = make(*corpus(40, seed=5, n_jobs=(20, 40))[case])
-    r = kernels.plan(q)
+    r = _plans.plan(q)  # (a cold plan: once per instance and the settings it reads, tests/kernels/_plans.py)
     behind = behind_own = 0
     bad: list[str] = []
     for k in range(3):  # policy ticks
@@ -315,7 +316,7 @@ def _own_plan(J: int, T: int, seed: int) -> tuple[PlanProblem, Any, Any, Any, An
     from kernels.backend import get_ops
 
     q = make_problem(J, T, seed=seed)
-    r = kernels.plan(q)
+    r = _plans.plan(q)  # (once per process: several tests start from it, tests/kernels/_plans.py)
     assert kernels.check_result(q, r) == [] and r.status != "infeasible"
     c = P._clean_inputs(q)
     assert not isinstance(c, str)
@@ -469,14 +470,14 @@ def test_past_the_whole_carry_limit_a_warm_re_plan_runs_no_more_jobs_late_than_t
     monkeypatch.setattr(P, "SEARCH_MAX_CELLS", 0)
     monkeypatch.setattr(P, "WARM_FULL_MAX_CELLS", 0)
     q = make(*corpus(40, seed=5, n_jobs=(20, 40))[case])
-    r = kernels.plan(q)
+    r = _plans.plan(q)  # (the cold plan test_past_the_whole_carry_limit_... starts from too: _plans.py)
     bad: list[str] = []
     for k in range(3):  # policy ticks
         q = shift_problem(q, 1)
         r = kernels.plan(q, warm_start=r)
         assert r.diagnostics["witness"]["ran"] is False  # (between the checks)
         bad += [f"tick {k}: {v}" for v in kernels.check_result(q, r)]
-        bad += [f"tick {k}: {v}" for v in dominance_failures(outcome(q, r), outcome(q, kernels.greedy_plan(q)))]
+        bad += [f"tick {k}: {v}" for v in dominance_failures(outcome(q, r), outcome(q, _plans.greedy_plan(q)))]
     assert bad == []
 
 
@@ -491,9 +492,9 @@ def test_the_repair_over_the_rows_that_can_lose_a_cell_gives_a_valid_plan(
     from kernels import listsched
     from kernels import planner as P
 
+    q, xp, c, pr, d, tb, lev, pool = _own_plan(300, 48, 1)  # (the plan repaired below: the default settings')
     if tail is not None:
         monkeypatch.setattr(C, "REPAIR_TAIL", tail)
-    q, xp, c, pr, d, tb, lev, pool = _own_plan(300, 48, 1)
     gv, gp = listsched.greedy_vmat(xp, c, pr, d, tb)
     use = P._use_of(d, tb, lev, pool, xp)
     rng = np.random.default_rng(1)
@@ -527,7 +528,7 @@ def test_the_previous_plan_moved_keeps_a_running_non_preemptible_block_whole() -
     from kernels.backend import get_ops
 
     pb = make_problem(300, 48, seed=1)
-    r = kernels.plan(pb)
+    r = _plans.plan(pb)  # (the plan _own_plan(300, 48, 1) starts from)
     q = shift_problem(pb, 1)
     c = P._clean_inputs(q)
     assert not isinstance(c, str)

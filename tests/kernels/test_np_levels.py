@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import _plans
 import numpy as np
 import pytest
 from _family import judge
@@ -135,8 +136,8 @@ def test_running_blocks_torch_parity(seed: int) -> None:
     """CPU torch gives the numpy plan and the numpy greedy witness on a sample of the family."""
     pytest.importorskip("torch")
     pb = np_inference(seed)
-    for fn in (kernels.plan, kernels.greedy_plan):
-        a, b = fn(pb), fn(pb, backend="torch", device="cpu")
+    for fn, numpy_fn in ((kernels.plan, _plans.plan), (kernels.greedy_plan, _plans.greedy_plan)):
+        a, b = numpy_fn(pb), fn(pb, backend="torch", device="cpu")  # (numpy: the plans judged above)
         assert (a.status, a.reason) == (b.status, b.reason), seed
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
         np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))
@@ -147,7 +148,7 @@ def test_the_lowering_is_what_plans_it(monkeypatch: pytest.MonkeyPatch) -> None:
     instance of the family it plans with it: the flag is what does it."""
     pb = np_inference(4)  # 17 of the family's 40 are refused without it
     assert _blocks_must_come_down(pb)
-    assert kernels.plan(pb).status != "infeasible"
+    assert _plans.plan(pb).status != "infeasible"
     monkeypatch.setattr(planner, "NP_LOWER_FOR_FORCED", False)
     res = kernels.plan(pb)
     assert res.status == "infeasible" and "cannot be served" in res.reason, res.reason
@@ -317,7 +318,7 @@ def test_the_greedy_retry_is_what_plans_a_displaced_family(monkeypatch: pytest.M
     from kernels import listsched
 
     pb = slot0_cap(0)
-    assert kernels.greedy_plan(pb).status != "infeasible"
+    assert _plans.greedy_plan(pb).status != "infeasible"
     monkeypatch.setattr(listsched, "GREEDY_RETRY_WITHOUT_BLOCKS", False)
     r = kernels.greedy_plan(pb)
     assert r.status == "infeasible" and "cannot be served" in r.reason, r.reason
@@ -328,8 +329,8 @@ def test_a_later_cap_torch_parity(seed: int) -> None:
     """CPU torch gives the numpy plan and greedy witness under a later cap (the four seeds refused before)."""
     pytest.importorskip("torch")
     pb = later_cap(seed, "half")
-    for fn in (kernels.plan, kernels.greedy_plan):
-        a, b = fn(pb), fn(pb, backend="torch", device="cpu")
+    for fn, numpy_fn in ((kernels.plan, _plans.plan), (kernels.greedy_plan, _plans.greedy_plan)):
+        a, b = numpy_fn(pb), fn(pb, backend="torch", device="cpu")  # (numpy: the plans judged above)
         assert (a.status, a.reason) == (b.status, b.reason), seed
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
         np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))
@@ -384,8 +385,8 @@ def test_a_running_block_a_later_window_cuts_torch_parity(seed: int) -> None:
     for the cut block decides its length)."""
     pytest.importorskip("torch")
     pb, _ = short_block(seed)
-    for fn in (kernels.plan, kernels.greedy_plan):
-        a, b = fn(pb), fn(pb, backend="torch", device="cpu")
+    for fn, numpy_fn in ((kernels.plan, _plans.plan), (kernels.greedy_plan, _plans.greedy_plan)):
+        a, b = numpy_fn(pb), fn(pb, backend="torch", device="cpu")  # (numpy: the plans judged above)
         assert (a.status, a.reason) == (b.status, b.reason), seed
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
         np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 from _backends import BACKENDS  # tests/kernels is on sys.path (pyproject: pythonpath)
+from _plans import greedy_plan as greedy_planned
+from _plans import plan as planned
 from _problems import SLOT_S, small_problem
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -711,9 +713,11 @@ def test_facility_watts_in_one_sum_equal_the_pass_per_level(be: tuple[str, str],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """``_fac``'s one scatter-add per (level, slot) (up to ``FAC_PAIRS_MAX_CELLS`` plan cells) and its pass per
     level (above) give the per-level sums added to the base watts bit for bit, on random plans (rows in no pool
-    included) and plans of ``kernels.plan``."""
-    monkeypatch.setattr(P, "FAC_PAIRS_MAX_CELLS", 10**9 if pairs else -1)
+    included) and plans of ``kernels.plan`` (made with the default settings, once per seed: tests/kernels/_plans.py;
+    the plan is only the input here, its cells read back by ``_vmat_of``)."""
     pb = small_problem(seed, J=14, T=11, quota=seed % 2 == 1)
+    r = planned(pb)
+    monkeypatch.setattr(P, "FAC_PAIRS_MAX_CELLS", 10**9 if pairs else -1)
     c = P._clean_inputs(pb)
     assert not isinstance(c, str)
     pr = P._prepare(c)
@@ -723,7 +727,6 @@ def test_facility_watts_in_one_sum_equal_the_pass_per_level(be: tuple[str, str],
     vmat = np.where(rng.random((pb.n_jobs, pb.n_slots)) < 0.6, rng.integers(1, pr.fv.size, (pb.n_jobs, pb.n_slots)), 0)
     pool = rng.integers(-1, pb.n_pools, pb.n_jobs)
     vmat[pool < 0] = 0
-    r = kernels.plan(pb)
     load = np.asarray(xp.to_numpy(tb.load), np.float64)
     gpus = np.asarray(c.gpus, np.float64)
     for vm, pl in ((vmat.astype(np.int8), pool), (_vmat_of(pb, r), np.asarray(r.pool))):
@@ -1195,7 +1198,7 @@ def test_a_later_maintenance_window_keeps_a_running_non_preemptible_job_up_to_it
         rb = kernels.check.running_blocks(q)
         assert not rb.displaced.any() and rb.end[1] == 2 and kernels.check._BLOCKS[rb.end_by[1]] == "capacity"
     assert not kernels.check.running_blocks(keep).cut[1] and kernels.check.running_blocks(cut).cut[1]
-    for fn in (kernels.plan, kernels.greedy_plan):
+    for fn in (planned, greedy_planned):  # (kernels.plan, kernels.greedy_plan, once each: tests/kernels/_plans.py)
         r = fn(keep, backend=backend)
         assert r.status in ("optimal", "feasible"), (fn.__name__, r.reason)
         assert kernels.check_result(keep, r) == [], fn.__name__
@@ -1211,7 +1214,7 @@ def test_a_later_maintenance_window_keeps_a_running_non_preemptible_job_up_to_it
         assert (ex["reason"][1], ex["proven"][1]) == ("capacity", True), ex["reason"]
     if backend == "torch":
         for q in (keep, cut):
-            a, b = kernels.plan(q), kernels.plan(q, backend="torch")
+            a, b = planned(q), planned(q, backend="torch")  # (the plans checked above, and by the numpy test)
             assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool)
             assert np.array_equal(a.power_fraction, b.power_fraction)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _family import dominance_failures, outcome  # noqa: E402  (tests/kernels is on sys.path)
+from _plans import greedy_plan, plan
 
 import kernels
 from benchmarks.instances import corpus, make, shift_problem
@@ -31,12 +32,15 @@ EVERY_TICK_CELLS = 2_000_000  # the default since round 13 (opt-in, 0, at 587f20
 
 
 def _chain(case: int, ticks: int = 3) -> list[tuple[object, kernels.PlanResult]]:
+    """Family chain ``case``: its cold plan, then ``ticks`` warm ticks, each warm-started from the plan before.
+    Planned once per process and settings (tests/kernels/_plans.py): the tests below read the default chains
+    several times, and the cold plan (which no warm-tick rule a test changes acts on) under every setting."""
     q = make(*corpus(40, seed=5, n_jobs=(20, 40))[case])
-    r = kernels.plan(q)
+    r = plan(q)
     out = []
     for _ in range(ticks):
         q = shift_problem(q, 1)
-        r = kernels.plan(q, warm_start=r)
+        r = plan(q, warm_start=r)
         out.append((q, r))
     return out
 
@@ -48,7 +52,7 @@ def _dominated_every_tick(case: int) -> list[tuple[int, str]]:
     bad, checks, ages = [], [], []
     for k, (q, r) in enumerate(_chain(case)):
         bad += [f"tick {k}: {v}" for v in kernels.check_result(q, r)]
-        bad += [f"tick {k}: {v}" for v in dominance_failures(outcome(q, r), outcome(q, kernels.greedy_plan(q)))]
+        bad += [f"tick {k}: {v}" for v in dominance_failures(outcome(q, r), outcome(q, greedy_plan(q)))]
         w, own = r.diagnostics["witness"], r.diagnostics["own_plan"]
         if own["unfinished_jobs"] or own["late_jobs"]:
             checks.append((w["ran"], ("dominates it" in w["reason"] or "loses to it" in w["reason"])))
@@ -88,7 +92,7 @@ def test_where_the_plain_carry_fails_the_tick_keeps_every_job_of_the_greedy(case
     assert P.TICK_CARRY_ROUNDS > 0
     bad, how = [], []
     for k, (q, r) in enumerate(_chain(case)):
-        po, go = outcome(q, r), outcome(q, kernels.greedy_plan(q))
+        po, go = outcome(q, r), outcome(q, greedy_plan(q))
         bad += [f"tick {k}: {v}" for v in kernels.check_result(q, r)]
         if lost := np.flatnonzero(go["finished"] & ~po["finished"]).tolist():
             bad.append(f"tick {k}: jobs {lost} the greedy finishes left unfinished")
@@ -106,7 +110,7 @@ def test_past_the_cell_limit_a_warm_re_plan_checks_every_witness_every_ticks(mon
     ``WITNESS_EVERY_TICKS`` old runs it."""
     monkeypatch.setattr(P, "WITNESS_EVERY_TICK_MAX_CELLS", 0)
     q = make(*corpus(40, seed=5, n_jobs=(20, 40))[6])
-    r0 = kernels.plan(q)
+    r0 = plan(q)
     q1 = shift_problem(q, 1)
     r1 = kernels.plan(q1, warm_start=r0)
     assert r1.diagnostics["own_plan"]["unfinished_jobs"] > 0  # the case leaves work undone: the rule applies
@@ -127,7 +131,7 @@ def _loss_of_work_only(monkeypatch: pytest.MonkeyPatch, age: int) -> tuple[kerne
     from dataclasses import replace
 
     q = make(*corpus(40, seed=5, n_jobs=(20, 40))[1])
-    r0 = kernels.plan(q)
+    r0 = plan(q)
     r0 = replace(r0, diagnostics=dict(r0.diagnostics, witness={**r0.diagnostics["witness"], "age_ticks": age}))
     q1 = shift_problem(q, 1)
     monkeypatch.setattr(P, "_loses_jobs", lambda c, a, b: False)
@@ -169,8 +173,8 @@ def test_a_warm_plan_behind_on_unfinished_work_only_is_carried_past_the_greedy_a
     assert w["age_ticks"] == 1 and r.diagnostics["primal_variant"].endswith("+carry")
     q1 = shift_problem(make(*corpus(40, seed=5, n_jobs=(20, 40))[1]), 1)
     assert kernels.check_result(q1, r) == []
-    assert dominance_failures(outcome(q1, r), outcome(q1, kernels.greedy_plan(q1))) == []
-    assert dominance_failures(outcome(q1, plain), outcome(q1, kernels.greedy_plan(q1))) != []  # (it was behind)
+    assert dominance_failures(outcome(q1, r), outcome(q1, greedy_plan(q1))) == []
+    assert dominance_failures(outcome(q1, plain), outcome(q1, greedy_plan(q1))) != []  # (it was behind)
 
 
 def test_loses_jobs_counts_jobs_not_work() -> None:
@@ -254,7 +258,7 @@ def test_with_carry_more_a_tick_behind_on_unfinished_work_is_carried_past_the_gr
     assert not P.TICK_CARRY_MORE
     behind = []
     for q, r in _chain(case):
-        behind.append(dominance_failures(outcome(q, r), outcome(q, kernels.greedy_plan(q))) != [])
+        behind.append(dominance_failures(outcome(q, r), outcome(q, greedy_plan(q))) != [])
     assert any(behind), behind  # (the default leaves a tick behind)
     monkeypatch.setattr(P, "TICK_CARRY_MORE", True)
     _dominated_every_tick(case)
@@ -274,7 +278,7 @@ def test_with_the_fallback_a_tick_the_carries_leave_behind_returns_the_greedy_pl
     used = []
     for k, (q, r) in enumerate(_chain(5)):
         assert kernels.check_result(q, r) == []
-        assert dominance_failures(outcome(q, r), outcome(q, kernels.greedy_plan(q))) == [], k
+        assert dominance_failures(outcome(q, r), outcome(q, greedy_plan(q))) == [], k
         w = r.diagnostics["witness"]
         used.append(w["used"])
         if w["used"]:
@@ -340,7 +344,7 @@ def test_a_warm_tick_holds_the_must_do_work_of_the_greedy_and_reports_it_beside_
     assert P.TICK_HOLD_MUST and P.TICK_MUST_FULL
     how = []
     for k, (q, r) in enumerate(_chain(case)):
-        g = kernels.greedy_plan(q)
+        g = greedy_plan(q)
         assert kernels.check_result(q, r) == [], k
         assert not _behind_must(q, r, g), (k, _must_gpu_s(q, r), _must_gpu_s(q, g))
         po, go = outcome(q, r), outcome(q, g)
@@ -361,7 +365,7 @@ def test_a_warm_tick_holds_the_must_do_work_of_the_greedy_and_reports_it_beside_
     assert any(h.endswith(HOLD_MUST_CHAINS[case]) for h in how), how
     monkeypatch.setattr(P, "TICK_HOLD_MUST", False)
     monkeypatch.setattr(P, "TICK_HOLD_TOTAL", False)
-    assert any(_behind_must(q, r, kernels.greedy_plan(q)) for q, r in _chain(case))
+    assert any(_behind_must(q, r, greedy_plan(q)) for q, r in _chain(case))
 
 
 def test_a_warm_tick_that_defers_work_without_a_deadline_is_returned_without_a_full_check() -> None:
@@ -371,7 +375,7 @@ def test_a_warm_tick_that_defers_work_without_a_deadline_is_returned_without_a_f
     (no full check), the reason does not name must-do work."""
     returned = []
     for k, (q, r) in enumerate(_chain(32)):
-        g = kernels.greedy_plan(q)
+        g = greedy_plan(q)
         fails = dominance_failures(outcome(q, r), outcome(q, g))
         if not (fails and all(f.startswith("unfinished work") for f in fails)):
             continue
@@ -487,7 +491,7 @@ def test_where_the_full_check_for_must_do_work_stays_behind_on_it_the_witness_pl
     monkeypatch.setattr(P, "_tick_work_carry", lambda *a, must=False: None if must else real(*a))
     used = []
     for k, (q, r) in enumerate(_chain(3)):
-        g = kernels.greedy_plan(q)
+        g = greedy_plan(q)
         assert kernels.check_result(q, r) == [] and not _behind_must(q, r, g), k
         w = r.diagnostics["witness"]
         used.append(w["used"])
@@ -514,7 +518,7 @@ def test_a_tick_carried_past_the_must_do_work_above_the_greedy_objective_is_chec
     monkeypatch.setattr(P, "_tick_work_carry", dear)
     full = []
     for k, (q, r) in enumerate(_chain(3, 1)):  # (its first warm tick)
-        g = kernels.greedy_plan(q)
+        g = greedy_plan(q)
         assert kernels.check_result(q, r) == [] and not _behind_must(q, r, g), k
         w = r.diagnostics["witness"]
         assert "+carry_must" not in r.diagnostics["primal_variant"], (k, w)
@@ -541,7 +545,7 @@ def _stale_ticks(factors: tuple[float, ...] = STALE_PRICES) -> list[tuple[object
 
     q = make(*corpus(40, seed=5, n_jobs=(20, 40))[32])
     q = replace(q, deadline=np.full(q.n_jobs, kernels.NO_DEADLINE, np.asarray(q.deadline).dtype))
-    r0 = kernels.plan(q)
+    r0 = plan(q)
     q1 = shift_problem(q, 1)
     return [(q1, kernels.plan(q1, warm_start=replace(r0, diagnostics={**r0.diagnostics, "lam": np.asarray(
         r0.diagnostics["lam"]) * f}))) for f in factors]
@@ -550,7 +554,7 @@ def _stale_ticks(factors: tuple[float, ...] = STALE_PRICES) -> list[tuple[object
 def _behind_above(q: object, r: kernels.PlanResult) -> bool:
     """The plan is behind the greedy on the totals (more unfinished work or late jobs) at a higher objective,
     recomputed from the plans (tests/kernels/_family.py)."""
-    po, go = outcome(q, r), outcome(q, kernels.greedy_plan(q))
+    po, go = outcome(q, r), outcome(q, greedy_plan(q))
     behind = [f for f in dominance_failures(po, go) if f.startswith("unfinished work") or "late jobs" in f]
     return bool(behind) and po["objective"] > go["objective"]
 
@@ -588,7 +592,7 @@ def test_where_the_carry_past_the_totals_fails_the_tick_is_checked_in_full(monke
         w = r.diagnostics["witness"]
         if "behind it in total above its objective" in w["reason"]:
             assert w["reason"].endswith("not carried past it, checked in full") and w["age_ticks"] == 0, w
-            po, go = outcome(q, r), outcome(q, kernels.greedy_plan(q))
+            po, go = outcome(q, r), outcome(q, greedy_plan(q))
             assert not [f for f in dominance_failures(po, go) if f.startswith("unfinished work") or "late jobs" in f]
             full.append(w["reason"])
     assert full
