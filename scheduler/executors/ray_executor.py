@@ -166,7 +166,12 @@ def _refuse_nvml_before_a_local_cluster(site: Site) -> None:
         if err is not None:
             problems += [f"{pool.name}/{i} ({host}, local): {err.__class__.__name__}: {err}" for i in range(pool.nodes)]
     if problems:
-        raise ExecutorError("power control 'nvml' is not usable on every node: " + "; ".join(problems))
+        raise _not_usable("nvml", problems)
+
+
+def _not_usable(backend: str, problems: list[str]) -> ExecutorError:
+    """The refusal of power control ``backend``: ``problems`` names each node that cannot use it and why."""
+    return ExecutorError(f"power control {backend!r} is not usable on every node: " + "; ".join(problems))
 
 
 class RayExecutor:
@@ -310,7 +315,7 @@ class RayExecutor:
                 except Exception as e:  # the agent could not open its GPUs (NVML asked for and not usable)
                     problems.append(f"{nd.pool}/{nd.index} ({nd.hostname}): {_root_cause(e)}")
         if problems:
-            raise ExecutorError(f"power control {backend!r} is not usable on every node: " + "; ".join(problems))
+            raise _not_usable(backend, problems)
 
     def _start_agent(self, nd: _Node, backend: str) -> None:
         pool = self._pools[nd.pool]

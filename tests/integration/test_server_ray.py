@@ -59,6 +59,7 @@ def test_ray_server_refuses_nvml_power_control_where_nvml_cannot_act(tmp_path: P
     agents' own check, behind the same refusal on a cluster given by --address, runs on real Ray in
     tests/integration/test_ray_power.py."""
     import os
+    import shutil
     import subprocess
     import sys
     import tempfile
@@ -73,8 +74,6 @@ def test_ray_server_refuses_nvml_power_control_where_nvml_cannot_act(tmp_path: P
         )  # fmt: skip
         started = sorted(str(x.relative_to(ray_tmp)) for x in ray_tmp.rglob("*"))
     finally:
-        import shutil
-
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert p.returncode == 2, p.stdout + p.stderr
     (err,) = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]

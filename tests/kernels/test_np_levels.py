@@ -131,16 +131,22 @@ def test_the_family_needs_the_blocks_lowered() -> None:
     assert not all(down)
 
 
-@pytest.mark.parametrize("seed", range(0, N_FAMILY, 8))
-def test_running_blocks_torch_parity(seed: int) -> None:
-    """CPU torch gives the numpy plan and the numpy greedy witness on a sample of the family."""
+def _torch_gives_the_numpy_plans(pb: PlanProblem, seed: int) -> None:
+    """CPU torch gives ``pb``'s numpy plan and numpy greedy witness (each made once per process, the numpy ones
+    shared with the family tests that judged them: tests/kernels/_plans.py)."""
     pytest.importorskip("torch")
-    pb = np_inference(seed)
-    for fn, numpy_fn in ((kernels.plan, _plans.plan), (kernels.greedy_plan, _plans.greedy_plan)):
-        a, b = numpy_fn(pb), fn(pb, backend="torch", device="cpu")  # (numpy: the plans judged above)
+    for fn in (_plans.plan, _plans.greedy_plan):
+        a, b = fn(pb), fn(pb, backend="torch", device="cpu")
         assert (a.status, a.reason) == (b.status, b.reason), seed
         assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
         np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))
+
+
+@pytest.mark.parametrize("seed", range(0, N_FAMILY, 8))
+def test_running_blocks_torch_parity(seed: int) -> None:
+    """CPU torch gives the numpy plan and the numpy greedy witness on a sample of the family."""
+    pb = np_inference(seed)
+    _torch_gives_the_numpy_plans(pb, seed)
 
 
 def test_the_lowering_is_what_plans_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -327,13 +333,8 @@ def test_the_greedy_retry_is_what_plans_a_displaced_family(monkeypatch: pytest.M
 @pytest.mark.parametrize("seed", [25, 29, 31, 36])
 def test_a_later_cap_torch_parity(seed: int) -> None:
     """CPU torch gives the numpy plan and greedy witness under a later cap (the four seeds refused before)."""
-    pytest.importorskip("torch")
     pb = later_cap(seed, "half")
-    for fn, numpy_fn in ((kernels.plan, _plans.plan), (kernels.greedy_plan, _plans.greedy_plan)):
-        a, b = numpy_fn(pb), fn(pb, backend="torch", device="cpu")  # (numpy: the plans judged above)
-        assert (a.status, a.reason) == (b.status, b.reason), seed
-        assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
-        np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))
+    _torch_gives_the_numpy_plans(pb, seed)
 
 
 def short_block(seed: int) -> tuple[PlanProblem, int]:
@@ -383,13 +384,9 @@ def test_a_running_block_a_later_window_cuts_asks_for_no_switching_loss(seed: in
 def test_a_running_block_a_later_window_cuts_torch_parity(seed: int) -> None:
     """CPU torch gives the numpy plan and greedy witness on :func:`short_block` (seeds where the greedy's ``need``
     for the cut block decides its length)."""
-    pytest.importorskip("torch")
     pb, _ = short_block(seed)
-    for fn, numpy_fn in ((kernels.plan, _plans.plan), (kernels.greedy_plan, _plans.greedy_plan)):
-        a, b = numpy_fn(pb), fn(pb, backend="torch", device="cpu")  # (numpy: the plans judged above)
-        assert (a.status, a.reason) == (b.status, b.reason), seed
-        assert np.array_equal(a.run, b.run) and np.array_equal(a.pool, b.pool), seed
-        np.testing.assert_allclose(a.power_fraction, b.power_fraction, atol=1e-6, err_msg=str(seed))
+    _torch_gives_the_numpy_plans(pb, seed)
+
 
 def slow_block() -> PlanProblem:
     """The smallest running non-preemptible block that must run slower than its fastest level and so runs into a
