@@ -259,6 +259,31 @@ def test_warm_start_from_the_previous_tick() -> None:
     assert r1.diagnostics["primal_variant"].split("+")[0] in ("best", "no_quota")
 
 
+def test_a_small_cold_ascent_stops_after_its_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold solve of at most SEARCH_MAX_CELLS cells stops its ascent COLD_PATIENCE_SMALL iterations after its
+    best (or at COLD_ITERS, or where the steps vanish); its iterates are the first ones of the ascent without the
+    stop, so where that one's best comes before the stop both keep the same prices and make the same plan."""
+    stopped = 0
+    same = 0
+    for seed in range(4):
+        pb = small_problem(seed, J=12, T=16)
+        r = planned(pb)
+        h = r.diagnostics["dual_history"]
+        past = len(h) - (int(np.argmax(h)) + 1)
+        assert past <= P.COLD_PATIENCE_SMALL and r.iterations == len(h), (seed, len(h), past)
+        stopped += past == P.COLD_PATIENCE_SMALL and len(h) < P.COLD_ITERS
+        with monkeypatch.context() as m:
+            m.setattr(P, "COLD_PATIENCE_SMALL", None)
+            full = planned(pb)
+        hf = full.diagnostics["dual_history"]
+        assert hf[:len(h)] == h and len(hf) >= len(h), seed
+        if max(hf) == max(h):
+            assert np.array_equal(full.run, r.run) and np.array_equal(full.pool, r.pool), seed
+            assert full.objective == r.objective and full.lower_bound == r.lower_bound, seed
+            same += 1
+    assert stopped >= 2 and same >= 2, (stopped, same)
+
+
 # --------------------------------------------------------------------------------- bad problems
 def test_inference_alone_over_the_cap_sheds_it_in_that_slot_only() -> None:
     """A cap above the idle floor but below the floor plus the must-run inference (issue 11 item 5): the plan is
