@@ -130,10 +130,14 @@ WARM_PATIENCE_LARGE = 1
 #: without a better dual value (at 50,000 x 192 the best iterate is the 30th of 60; on the small corpus
 #: instances a patience of 10 would have lost up to 1.2% of the dual value on 17 of 200: not used there)
 COLD_PATIENCE = 10
-#: ... and on an instance of at most SEARCH_MAX_CELLS cells after this many (round 29: on the seed-0 and seed-1
-#: corpora of 200 the best iterate comes before such a run of 15 on 394 of 400, so they keep their prices and plans,
-#: with 22% fewer dual iterations; 10 would change 26 of 400, 20 keeps 398 and saves 17%)
+#: ... and on an instance of at most COLD_PATIENCE_SMALL_MAX_CELLS cells after this many (round 29: on the seed-0
+#: and seed-1 corpora of 200 the best iterate comes before such a run of 15 on 394 of 400, so they keep their prices
+#: and plans, with 22% fewer dual iterations; 10 would change 26 of 400, 20 keeps 398 and saves 17%) ...
 COLD_PATIENCE_SMALL = 15
+#: ... (the corpus and the families: <= 1,024 cells); between it and SEARCH_MAX_CELLS the cold ascent runs all its
+#: iterations (the published instances, 115k and 288k cells: with a patience of 15 nl2023-summer-1500's certified
+#: bound fell 0.085% and its plan rose 0.048%, for none of its ~14 s)
+COLD_PATIENCE_SMALL_MAX_CELLS = 50_000
 WITNESS_MODES = ("auto", "always", "never")  # plan(witness=...)
 WITNESS_EVERY_TICKS = 8  # witness="auto": a warm re-plan that leaves work undone runs it at least this often
 #: ... and every tick up to this many job-slot cells (a count, not a clock; past it every WITNESS_EVERY_TICKS
@@ -2156,6 +2160,19 @@ def _shift(a: NDArray[np.float64], k: int, T: int) -> NDArray[np.float64]:
     return a[..., idx]
 
 
+def _patience(cells: int, warm: bool, warm_patience: int | None) -> int | None:
+    """The ascent's patience (:func:`_ascend`) on an instance of ``cells`` job-slot cells: warm, ``warm_patience``
+    (-1: ``WARM_PATIENCE``, ``WARM_PATIENCE_LARGE`` past ``SEARCH_MAX_CELLS``); cold, ``COLD_PATIENCE`` past
+    ``SEARCH_MAX_CELLS``, ``COLD_PATIENCE_SMALL`` up to ``COLD_PATIENCE_SMALL_MAX_CELLS``, none between."""
+    if warm:
+        if warm_patience != -1:
+            return warm_patience
+        return WARM_PATIENCE_LARGE if cells > SEARCH_MAX_CELLS else WARM_PATIENCE
+    if cells > SEARCH_MAX_CELLS:
+        return COLD_PATIENCE
+    return COLD_PATIENCE_SMALL if cells <= COLD_PATIENCE_SMALL_MAX_CELLS else None
+
+
 def _ascend(xp: Ops, c: _Clean, pr: _Prep, jb: _Jobs, lam: NDArray[np.float64], mu: NDArray[np.float64],
             nu: NDArray[np.float64], max_iters: int, *, warm: bool, patience: int | None = None
             ) -> tuple[tuple[float, Any, Any, Any, Any], int, list[float]]:
@@ -2375,8 +2392,8 @@ def plan(
     benchmarks/README.md at T = 192; at T = 96 the ascent still gains after 8-11 warm iterations, so a
     caller that prefers the gap there passes ``warm_patience=None``: no early stop); a cold one runs until the
     steps vanish or ``max_iters``, or after ``COLD_PATIENCE`` iterations without a better dual value on an
-    instance of more than ``SEARCH_MAX_CELLS`` job-slot cells (``COLD_PATIENCE_SMALL`` on one of at most that
-    many). ``warm_patience``: -1 (default)
+    instance of more than ``SEARCH_MAX_CELLS`` job-slot cells (``COLD_PATIENCE_SMALL`` on one of at most
+    ``COLD_PATIENCE_SMALL_MAX_CELLS``). ``warm_patience``: -1 (default)
     means ``WARM_PATIENCE`` (``WARM_PATIENCE_LARGE`` above ``SEARCH_MAX_CELLS`` job-slot cells).
     ``backend``/``device``: ``"numpy"``/``"cpu"`` or ``"torch"``/``"cpu"|"cuda"`` (same algorithm).
     ``primal_tries``: the plan is sensitive to the prices where the dual is flat, so it is built at the
@@ -2527,9 +2544,7 @@ def _plan_in_order(problem: PlanProblem, c: _Clean, warm_start: PlanResult | Non
     if max_iters is None:
         max_iters = WARM_ITERS if warm else COLD_ITERS
     best, it, hist = _ascend(xp, c, pr, jb, lam, mu, nu, max_iters, warm=warm,
-                             patience=((WARM_PATIENCE_LARGE if c.J * c.T > SEARCH_MAX_CELLS else WARM_PATIENCE)
-                                       if warm_patience == -1 else warm_patience) if warm
-                             else (COLD_PATIENCE if c.J * c.T > SEARCH_MAX_CELLS else COLD_PATIENCE_SMALL))
+                             patience=_patience(c.J * c.T, warm, warm_patience))
     _, lam_b, mu_b, nu_b, out_b = best
     if out_b is None:
         out_b, _ = _dual_coarse(xp, c, pr, jb, lam_b, mu_b, nu=nu_b)

@@ -282,6 +282,13 @@ def test_a_small_cold_ascent_stops_after_its_patience(monkeypatch: pytest.Monkey
             assert full.objective == r.objective and full.lower_bound == r.lower_bound, seed
             same += 1
     assert stopped >= 2 and same >= 2, (stopped, same)
+    # where it applies: cold up to COLD_PATIENCE_SMALL_MAX_CELLS (the published instances, past it, run every
+    # iteration), COLD_PATIENCE past SEARCH_MAX_CELLS; a warm ascent's own patience
+    small, big = P.COLD_PATIENCE_SMALL_MAX_CELLS, P.SEARCH_MAX_CELLS
+    assert [P._patience(n, False, -1) for n in (1, small, small + 1, big, big + 1)] == [
+        P.COLD_PATIENCE_SMALL, P.COLD_PATIENCE_SMALL, None, None, P.COLD_PATIENCE]
+    assert [P._patience(n, True, -1) for n in (small, big + 1)] == [P.WARM_PATIENCE, P.WARM_PATIENCE_LARGE]
+    assert P._patience(big + 1, True, None) is None and P._patience(1, True, 4) == 4
 
 
 # --------------------------------------------------------------------------------- bad problems
