@@ -260,9 +260,10 @@ def test_warm_start_from_the_previous_tick() -> None:
 
 
 def test_a_small_cold_ascent_stops_after_its_patience(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A cold solve of at most SEARCH_MAX_CELLS cells stops its ascent COLD_PATIENCE_SMALL iterations after its
-    best (or at COLD_ITERS, or where the steps vanish); its iterates are the first ones of the ascent without the
-    stop, so where that one's best comes before the stop both keep the same prices and make the same plan."""
+    """A cold solve of at most COLD_PATIENCE_SMALL_MAX_CELLS cells stops its ascent COLD_PATIENCE_SMALL iterations
+    after its best (or at COLD_ITERS, or where the steps vanish); its iterates are the first ones of the ascent
+    without the stop, so where that one's best comes before the stop both keep the same prices and make the same
+    plan."""
     stopped = 0
     same = 0
     for seed in range(4):
