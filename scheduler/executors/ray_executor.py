@@ -228,9 +228,9 @@ class RayExecutor:
             p.name: [_Node(p.name, i, None, False) for i in range(p.nodes)] for p in site.pools
         }
 
-        if address is None and power_backend == "nvml":
-            _refuse_nvml_before_a_local_cluster(site)
         if address is None:
+            if power_backend == "nvml":
+                _refuse_nvml_before_a_local_cluster(site)
             self.local = start_local_cluster(site)
             connect_to = self.local.address
         else:
